@@ -1,0 +1,93 @@
+"""`{"$ref": "<label>"}` references and `${VAR}` placeholders inside a component. No I/O."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+REF_KEY = "$ref"
+# ${NAME} is replaced from the environment; $${NAME} stays as the literal text ${NAME}.
+_VAR = re.compile(r"\$(\$?)\{([^}]*)\}")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _walk(node: Any, path: str) -> Iterator[tuple[str, Any]]:
+    yield path, node
+    if isinstance(node, dict):
+        if REF_KEY in node:
+            return
+        for key, value in node.items():
+            yield from _walk(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _walk(value, f"{path}[{i}]")
+
+
+def find_refs(doc: Any) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Return ([(field_path, label)], [(field_path, problem)]) for every `$ref` in `doc`."""
+    refs: list[tuple[str, str]] = []
+    problems: list[tuple[str, str]] = []
+    for path, node in _walk(doc, ""):
+        if isinstance(node, dict) and REF_KEY in node:
+            target = node[REF_KEY]
+            if len(node) != 1:
+                problems.append((path, '"$ref" must be the only key of its mapping'))
+            elif not isinstance(target, str) or not target:
+                problems.append((path, '"$ref" must name a component label (a non-empty string)'))
+            else:
+                refs.append((path, target))
+    return refs, problems
+
+
+def inline_refs(doc: Any, resolve: Callable[[str], Any]) -> Any:
+    """Copy of `doc` with every `{"$ref": label}` replaced by `resolve(label)`."""
+    if isinstance(doc, dict):
+        if REF_KEY in doc:
+            return resolve(doc[REF_KEY])
+        return {k: inline_refs(v, resolve) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [inline_refs(v, resolve) for v in doc]
+    return doc
+
+
+def find_variables(doc: Any) -> list[tuple[str, str]]:
+    """[(field_path, variable_name)] for every `${VAR}` in a string value; bad names included as-is."""
+    found = []
+    for path, node in _walk(doc, ""):
+        if isinstance(node, str):
+            for escaped, name in _VAR.findall(node):
+                if not escaped:
+                    found.append((path, name))
+    return found
+
+
+def is_valid_variable_name(name: str) -> bool:
+    return bool(_NAME.match(name))
+
+
+class MissingVariable(Exception):
+    def __init__(self, name: str, field: str) -> None:
+        super().__init__(f"environment variable {name} is not set")
+        self.name = name
+        self.field = field
+
+
+def substitute_variables(doc: Any, env: Mapping[str, str], _path: str = "") -> Any:
+    """Copy of `doc` with `${VAR}` replaced from `env`; raises MissingVariable naming the field."""
+    if isinstance(doc, dict):
+        return {k: substitute_variables(v, env, f"{_path}.{k}" if _path else str(k)) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [substitute_variables(v, env, f"{_path}[{i}]") for i, v in enumerate(doc)]
+    if isinstance(doc, str) and "${" in doc:
+
+        def replace(match: re.Match[str]) -> str:
+            escaped, name = match.groups()
+            if escaped:
+                return "${" + name + "}"
+            if name not in env:
+                raise MissingVariable(name, _path)
+            return env[name]
+
+        return _VAR.sub(replace, doc)
+    return doc

@@ -1,0 +1,33 @@
+"""The one place that reads the environment."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+
+    # No REDIS_URL means "embedded default": the producer starts a local Redis and worker.
+    redis_url: str | None = Field(default=None, alias="REDIS_URL")
+    studio_url: str = Field(default="http://127.0.0.1:8081", alias="STUDIO_URL")
+    # Studio's own user when auth is off, so synced teams show up in its UI.
+    studio_user_id: str = Field(default="guestuser@gmail.com", alias="STUDIO_USER_ID")
+    studio_token: SecretStr | None = Field(default=None, alias="STUDIO_TOKEN")
+
+    studio_timeout_seconds: float = Field(default=15.0, alias="STUDIO_TIMEOUT_SECONDS")
+    studio_retries: int = Field(default=4, alias="STUDIO_RETRIES")
+    studio_backoff_seconds: float = Field(default=0.5, alias="STUDIO_BACKOFF_SECONDS")
+    studio_concurrency: int = Field(default=8, alias="STUDIO_CONCURRENCY")
+
+    batch_size: int = Field(default=25, ge=1, alias="SYNC_BATCH_SIZE")
+    cache_ttl_seconds: int = Field(default=30 * 24 * 3600, alias="CACHE_TTL_SECONDS")
+    run_ttl_seconds: int = Field(default=7 * 24 * 3600, alias="RUN_TTL_SECONDS")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with CLI flags (non-None values) taking precedence."""
+    settings = Settings()
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return settings.model_copy(update=clean) if clean else settings

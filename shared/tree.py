@@ -1,0 +1,133 @@
+"""A config tree: parsed files -> validated nodes, references, keys and errors. Pure, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.errors import ConfigError
+from shared.graph import find_cycles, waves
+from shared.hashing import node_key
+from shared.refs import find_refs, find_variables, inline_refs, is_valid_variable_name
+from shared.specs import validate_spec
+
+
+@dataclass
+class Node:
+    label: str
+    path: str
+    component_type: str
+    spec: dict[str, Any]
+    deps: list[str]
+    refs: list[tuple[str, str]] = field(default_factory=list)  # (field path, label)
+    key: str = ""
+
+
+@dataclass
+class Tree:
+    nodes: dict[str, Node] = field(default_factory=dict)
+    errors: list[ConfigError] = field(default_factory=list)
+    # label -> why it cannot be synced: its own errors (invalid) or a dependency's (skipped)
+    invalid: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    # files that could not become a node at all (no usable label)
+    broken_files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def valid(self) -> list[str]:
+        return sorted(lbl for lbl in self.nodes if lbl not in self.invalid and lbl not in self.skipped)
+
+    def deps_of_valid(self) -> dict[str, list[str]]:
+        return {lbl: self.nodes[lbl].deps for lbl in self.valid}
+
+    def resolved(self, label: str, _memo: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The node's spec with every reference inlined, recursively (valid nodes only)."""
+        memo = {} if _memo is None else _memo
+        if label not in memo:
+            memo[label] = inline_refs(self.nodes[label].spec, lambda dep: self.resolved(dep, memo))
+        return memo[label]
+
+
+def build_tree(documents: Mapping[str, dict[str, Any] | ConfigError], env_names: Collection[str]) -> Tree:
+    tree = Tree()
+    problems: dict[str, list[ConfigError]] = {}
+    by_label: dict[str, list[Node]] = {}
+
+    for path in sorted(documents):
+        doc = documents[path]
+        if isinstance(doc, ConfigError):
+            tree.errors.append(doc)
+            tree.broken_files[path] = doc.message
+            continue
+        spec = validate_spec(path, doc)
+        if isinstance(spec, list):
+            tree.errors.extend(spec)
+            tree.broken_files[path] = "; ".join(str(e.field) + ": " + e.message for e in spec)
+            continue
+        refs, ref_problems = find_refs(doc)
+        node = Node(
+            label=spec.label,
+            path=path,
+            component_type=spec.component_type,
+            spec=doc,
+            deps=sorted({target for _, target in refs}),
+            refs=refs,
+        )
+        by_label.setdefault(spec.label, []).append(node)
+        errs = problems.setdefault(path, [])
+        errs.extend(ConfigError(path=path, field=f, message=m) for f, m in ref_problems)
+        for f, name in find_variables(doc):
+            if not is_valid_variable_name(name):
+                errs.append(ConfigError(path=path, field=f, message=f"invalid variable name ${{{name}}}"))
+            elif name not in env_names:
+                errs.append(ConfigError(path=path, field=f, message=f"environment variable {name} is not set"))
+
+    for label, nodes in by_label.items():
+        tree.nodes[label] = nodes[0]
+        if len(nodes) > 1:
+            paths = [n.path for n in nodes]
+            for n in nodes:
+                others = ", ".join(p for p in paths if p != n.path)
+                problems[n.path].append(
+                    ConfigError(path=n.path, field="label", message=f"duplicate label {label!r}, also used by {others}")
+                )
+
+    for node in tree.nodes.values():
+        for f, target in node.refs:
+            if target not in tree.nodes:
+                problems[node.path].append(
+                    ConfigError(path=node.path, field=f, message=f"unknown reference {target!r}: no component has that label")
+                )
+        node.deps = [d for d in node.deps if d in tree.nodes]
+
+    deps = {label: node.deps for label, node in tree.nodes.items()}
+    for cycle in find_cycles(deps):
+        text = " -> ".join(f"{lbl} ({tree.nodes[lbl].path})" for lbl in cycle + cycle[:1])
+        for lbl in cycle:
+            problems[tree.nodes[lbl].path].append(ConfigError(path=tree.nodes[lbl].path, message=f"reference cycle: {text}"))
+        for lbl in cycle:
+            # cut the cycle so the rest of the graph can be layered
+            tree.nodes[lbl].deps = [d for d in tree.nodes[lbl].deps if d not in cycle]
+
+    for path in sorted(problems):
+        tree.errors.extend(problems[path])
+    for label, node in tree.nodes.items():
+        errs = problems.get(node.path)
+        if errs or len(by_label[label]) > 1:
+            tree.invalid[label] = "; ".join(str(e) for e in errs) if errs else "duplicate label"
+
+    all_deps = {label: node.deps for label, node in tree.nodes.items()}
+    for layer in waves(all_deps):
+        for label in layer:
+            if label in tree.invalid:
+                continue
+            for dep in tree.nodes[label].deps:
+                if dep in tree.invalid or dep in tree.skipped:
+                    state = "is invalid" if dep in tree.invalid else "was skipped"
+                    tree.skipped[label] = f"depends on {dep!r} ({tree.nodes[dep].path}) which {state}"
+                    break
+            else:
+                node = tree.nodes[label]
+                node.key = node_key(node.spec, [(d, tree.nodes[d].key) for d in node.deps])
+    return tree
