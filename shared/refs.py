@@ -7,8 +7,9 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 REF_KEY = "$ref"
-# ${NAME} is replaced from the environment; $${NAME} stays as the literal text ${NAME}.
-_VAR = re.compile(r"\$(\$?)\{([^}]*)\}")
+# ${NAME} is replaced from the environment, ${NAME:-default} falls back to `default` when NAME
+# is unset, and $${NAME} stays as the literal text ${NAME}.
+_VAR = re.compile(r"\$(\$?)\{([^}:]*)(?::-([^}]*))?\}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -56,8 +57,9 @@ def find_variables(doc: Any) -> list[tuple[str, str]]:
     found = []
     for path, node in _walk(doc, ""):
         if isinstance(node, str):
-            for escaped, name in _VAR.findall(node):
-                if not escaped:
+            for match in _VAR.finditer(node):
+                escaped, name, default = match.groups()
+                if not escaped and default is None:
                     found.append((path, name))
     return found
 
@@ -82,12 +84,14 @@ def substitute_variables(doc: Any, env: Mapping[str, str], _path: str = "") -> A
     if isinstance(doc, str) and "${" in doc:
 
         def replace(match: re.Match[str]) -> str:
-            escaped, name = match.groups()
+            escaped, name, default = match.groups()
             if escaped:
-                return "${" + name + "}"
-            if name not in env:
-                raise MissingVariable(name, _path)
-            return env[name]
+                return match.group(0)[1:]
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise MissingVariable(name, _path)
 
         return _VAR.sub(replace, doc)
     return doc

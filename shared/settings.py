@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -23,6 +26,9 @@ class Settings(BaseSettings):
 
     batch_size: int = Field(default=25, ge=1, alias="SYNC_BATCH_SIZE")
     cache_ttl_seconds: int = Field(default=30 * 24 * 3600, alias="CACHE_TTL_SECONDS")
+    # scan cache, and the embedded Redis and Studio data
+    cache_dir: Path = Field(default=Path.home() / ".cache" / "agentq", alias="AGENTQ_CACHE_DIR")
+    autogenstudio_bin: str | None = Field(default=None, alias="AUTOGENSTUDIO_BIN")
     run_ttl_seconds: int = Field(default=7 * 24 * 3600, alias="RUN_TTL_SECONDS")
 
 
@@ -31,3 +37,8 @@ def load_settings(**overrides: object) -> Settings:
     settings = Settings()
     clean = {k: v for k, v in overrides.items() if v is not None}
     return settings.model_copy(update=clean) if clean else settings
+
+
+def environment() -> dict[str, str]:
+    """The variables `${VAR}` placeholders are resolved from."""
+    return dict(os.environ)

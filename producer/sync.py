@@ -1,0 +1,110 @@
+"""A sync from the producer's side: scan, plan against the cache, write run state, enqueue, wait."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+
+from producer.planner import Plan, make_plan, tree_gallery_key
+from producer.scanner import ScanResult, default_cache_path, scan
+from shared.hashing import namespace
+from shared.settings import Settings, environment
+from shared.store import TERMINAL, Store
+from shared.tree import Tree, build_tree
+from workers.canvas import start_run
+
+
+@dataclass
+class Prepared:
+    root: Path
+    scan: ScanResult
+    tree: Tree
+    plan: Plan
+    namespace: str
+
+
+def prepare(root: Path, settings: Settings, store: Store, gallery_name: str | None = None, force: bool = False) -> Prepared:
+    """Scan the tree and plan the sync; one Redis round trip looks up every cache key."""
+    root = root.resolve()
+    result = scan(root, default_cache_path(root, settings.cache_dir))
+    tree = build_tree(result.documents, environment().keys())
+    tree_name = str(root)
+    gallery = gallery_name or root.name
+    ns = namespace(settings.studio_url, settings.studio_user_id)
+    valid = tree.valid
+    gkey = tree_gallery_key(tree, gallery)
+    hits, gallery_hit, last_keys = store.lookup(ns, [tree.nodes[lbl].key for lbl in valid], gkey, tree_name)
+    cached = {} if force else {lbl: hit for lbl, hit in zip(valid, hits) if hit is not None}
+    plan = make_plan(
+        tree,
+        tree_name=tree_name,
+        gallery_name=gallery,
+        cached=cached,
+        gallery_cached=gallery_hit is not None and not force,
+        last_keys=last_keys,
+        batch_size=settings.batch_size,
+    )
+    return Prepared(root, result, tree, plan, ns)
+
+
+def submit(prepared: Prepared, settings: Settings, store: Store, app: Celery) -> str:
+    """Write the run's state to Redis and publish its first wave (nothing when all is cached)."""
+    plan, tree = prepared.plan, prepared.tree
+    run_id = uuid.uuid4().hex[:12]
+    needed = set(plan.to_run) | (set(plan.gallery_members) if plan.gallery_needed else set())
+    memo: dict[str, Any] = {}
+    specs = {
+        lbl: {
+            "spec": tree.resolved(lbl, memo),
+            "type": tree.nodes[lbl].component_type,
+            "key": tree.nodes[lbl].key,
+            "path": tree.nodes[lbl].path,
+            "deps": tree.nodes[lbl].deps,
+            "gallery": lbl in plan.gallery_members,
+        }
+        for lbl in needed
+    }
+    meta = {
+        "run_id": run_id,
+        "tree": plan.tree_name,
+        "namespace": prepared.namespace,
+        "studio_url": settings.studio_url,
+        "user_id": settings.studio_user_id,
+        "gallery_name": plan.gallery_name,
+        "gallery_key": plan.gallery_key,
+        "gallery_members": plan.gallery_members,
+        "gallery_needed": plan.gallery_needed,
+        "waves": len(plan.waves),
+        "total": len(plan.states),
+        "created": time.time(),
+        "state": "running" if plan.has_work else "finished",
+    }
+    if not plan.has_work:
+        meta["finished"] = meta["created"]
+    store.create_run(run_id, meta, plan.states, specs, plan.waves)
+    if plan.has_work:
+        start_run(app, run_id)
+    return run_id
+
+
+def wait(store: Store, run_id: str, on_progress: Callable[[int, int], None] | None = None, timeout: float | None = None) -> dict[str, Any]:
+    """Poll the run's counters until it finishes; returns its meta."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        meta = store.meta(run_id)
+        if meta is None:
+            raise LookupError(f"run {run_id} not found (expired?)")
+        if on_progress:
+            counts = store.counts(run_id)
+            on_progress(sum(counts.get(s, 0) for s in TERMINAL), int(meta["total"]))
+        if meta.get("state") == "finished":
+            return meta
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"run {run_id} still running after {timeout:.0f} s")
+        time.sleep(0.1)

@@ -1,0 +1,125 @@
+"""Async client for the AutoGen Studio 0.4.x REST API (httpx), with retries on transient failures."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+import httpx
+
+from shared.retry import backoff_delay, is_retryable
+
+
+class StudioError(Exception):
+    """A Studio call that failed for good: `status` is None when the server could not be reached."""
+
+    def __init__(self, method: str, path: str, status: int | None, detail: str) -> None:
+        where = f"{method} {path}"
+        super().__init__(f"Studio answered {status} on {where}: {detail}" if status else f"Studio unreachable on {where}: {detail}")
+        self.status = status
+
+
+class StudioClient:
+    def __init__(
+        self,
+        base_url: str,
+        user_id: str,
+        *,
+        token: str | None = None,
+        timeout: float = 15.0,
+        retries: int = 4,
+        backoff: float = 0.5,
+        max_connections: int = 16,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.user_id = user_id
+        self.retries = retries
+        self.backoff = backoff
+        self.requests: Counter[str] = Counter()  # "METHOD /path" -> count, for run reports
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/") + "/api",
+            headers=headers,
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        )
+
+    async def __aenter__(self) -> StudioClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._http.aclose()
+
+    async def request(self, method: str, path: str, *, retry: bool = True, **kwargs: Any) -> Any:
+        attempts = self.retries + 1 if retry else 1
+        for attempt in range(attempts):
+            try:
+                self.requests[f"{method} {path.split('?')[0]}"] += 1
+                response = await self._http.request(method, path, **kwargs)
+                response.raise_for_status()
+                return response.json()
+            except (httpx.HTTPError, ValueError) as exc:
+                if isinstance(exc, httpx.HTTPStatusError):
+                    failure = StudioError(method, path, exc.response.status_code, exc.response.text[:500])
+                elif isinstance(exc, ValueError):
+                    raise StudioError(method, path, response.status_code, "response is not JSON") from exc
+                else:
+                    failure = StudioError(method, path, None, f"{type(exc).__name__}: {exc}".rstrip(": "))
+                if not is_retryable(exc) or attempt == attempts - 1:
+                    raise failure from exc
+                await asyncio.sleep(backoff_delay(attempt, self.backoff))
+        raise AssertionError("unreachable")
+
+    async def health(self) -> bool:
+        data = await self.request("GET", "/health/", retry=False)
+        return bool(data.get("status"))
+
+    async def validate(self, component: dict[str, Any]) -> list[str]:
+        """Studio's own validation errors for a component ([] when valid)."""
+        data = await self.request("POST", "/validate/", json={"component": component})
+        if data.get("is_valid"):
+            return []
+        return [f"{e.get('field')}: {e.get('error')}" for e in data.get("errors", [])] or ["invalid (no details given)"]
+
+    async def list_teams(self) -> list[dict[str, Any]]:
+        data = await self.request("GET", "/teams/", params={"user_id": self.user_id})
+        return list(data.get("data") or [])
+
+    async def get_team(self, team_id: int) -> dict[str, Any] | None:
+        try:
+            data = await self.request("GET", f"/teams/{team_id}", params={"user_id": self.user_id})
+        except StudioError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return data.get("data")
+
+    async def save_team(self, component: dict[str, Any], version: str, team_id: int | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"user_id": self.user_id, "component": component, "version": version}
+        if team_id is not None:
+            body["id"] = team_id
+        # An update is idempotent and safe to retry; a create is retried by the caller,
+        # which first looks for a row that a lost response may have created.
+        data = await self.request("POST", "/teams/", json=body, retry=team_id is not None)
+        return data["data"]
+
+    async def list_galleries(self) -> list[dict[str, Any]]:
+        data = await self.request("GET", "/gallery/", params={"user_id": self.user_id})
+        return list(data.get("data") or [])
+
+    async def get_gallery(self, gallery_id: int) -> dict[str, Any] | None:
+        try:
+            data = await self.request("GET", f"/gallery/{gallery_id}", params={"user_id": self.user_id})
+        except StudioError as exc:
+            if exc.status in (403, 404):
+                return None
+            raise
+        return data.get("data")
+
+    async def save_gallery(self, config: dict[str, Any], gallery_id: int | None = None) -> dict[str, Any]:
+        body = {"user_id": self.user_id, "config": config}
+        if gallery_id is None:
+            data = await self.request("POST", "/gallery/", json=body, retry=False)
+        else:
+            data = await self.request("PUT", f"/gallery/{gallery_id}", params={"user_id": self.user_id}, json=body)
+        return data["data"]

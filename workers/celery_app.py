@@ -1,0 +1,36 @@
+"""The Celery app: JSON only, late acks with prefetch 1, Redis broker with priorities."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from shared.settings import Settings
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    settings = settings or Settings()
+    url = settings.redis_url or DEFAULT_REDIS_URL
+    app = Celery("agentq", broker=url, backend=url, include=["workers.tasks"])
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        event_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        # Without this the Redis transport ignores message priorities.
+        broker_transport_options={"queue_order_strategy": "priority", "visibility_timeout": 3600},
+        result_expires=settings.run_ttl_seconds,
+        broker_connection_retry_on_startup=True,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+app = create_app()

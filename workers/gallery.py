@@ -1,0 +1,90 @@
+"""Write a tree's standalone components (models, tools, agents, terminations) into one gallery entry."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from shared.hashing import canonical_json
+from shared.specs import GALLERY_SECTIONS
+from shared.studio import StudioError
+from workers.registration import NodeFailed, RunContext
+
+
+def gallery_slug(name: str) -> str:
+    return "agentq-" + (re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "tree")
+
+
+async def find_gallery(ctx: RunContext, name: str) -> dict[str, Any] | None:
+    gallery_id = ctx.store.gallery_id(ctx.ns, name)
+    if gallery_id is not None:
+        row = await ctx.client.get_gallery(gallery_id)
+        if row is not None and (row.get("config") or {}).get("id") == gallery_slug(name):
+            return row
+    for row in await ctx.client.list_galleries():
+        if (row.get("config") or {}).get("id") == gallery_slug(name) and row.get("user_id") == ctx.client.user_id:
+            return row
+    return None
+
+
+async def write_gallery(ctx: RunContext) -> None:
+    """Write the gallery entry once, then give each member processed in this run its outcome."""
+    meta = ctx.meta
+    name: str = meta["gallery_name"]
+    members: list[str] = meta["gallery_members"]
+    states = ctx.store.node_states(ctx.run_id, members)
+    included = [m for m in members if states.get(m, {}).get("status") in ("done", "cached")]
+    records = ctx.store.specs(ctx.run_id, included)
+    components: dict[str, list[dict[str, Any]]] = {s: [] for s in ("agents", "models", "tools", "terminations", "teams")}
+    resolved: dict[str, dict[str, Any]] = {}
+    updates: dict[str, dict[str, Any]] = {}
+    for label in included:
+        try:
+            resolved[label] = ctx.resolve_env(records[label]["spec"])
+        except NodeFailed as exc:
+            updates[label] = {**states[label], "status": "failed", "error": str(exc)}
+            continue
+        components[GALLERY_SECTIONS[records[label]["type"]]].append(resolved[label])
+
+    existing = await find_gallery(ctx, name)
+    old: dict[str, str] = {}
+    if existing:
+        for section in (existing.get("config") or {}).get("components", {}).values():
+            for comp in section or []:
+                old[comp.get("label")] = canonical_json(comp)
+    config = {
+        "id": gallery_slug(name),
+        "name": name,
+        "metadata": {
+            "author": "agentq producer",
+            "version": meta["gallery_key"][:16],
+            "description": f"Components synced from the config tree {meta['tree']}",
+        },
+        "components": components,
+    }
+    try:
+        row = await ctx.client.save_gallery(config, existing["id"] if existing else None)
+    except StudioError as exc:
+        for label in resolved:
+            if states[label]["status"] == "done":
+                updates[label] = {**states[label], "status": "failed", "error": f"gallery write failed: {exc}"}
+        ctx.store.set_states(ctx.run_id, updates, {lbl: states[lbl]["status"] for lbl in updates})
+        raise
+    ctx.store.set_gallery_id(ctx.ns, name, int(row["id"]))
+
+    cacheable = {}
+    for label, comp in resolved.items():
+        state = states[label]
+        if state["status"] != "done":
+            continue
+        if label not in old:
+            outcome = "created"
+        else:
+            outcome = "unchanged" if old[label] == canonical_json(comp) else "updated"
+        updates[label] = {**state, "outcome": outcome, "finished": time.time()}
+        cacheable[label] = (records[label]["key"], {"outcome": outcome, "gallery_id": int(row["id"])})
+    ctx.store.set_states(ctx.run_id, updates, {lbl: states[lbl]["status"] for lbl in updates})
+    ctx.store.cache_results(ctx.ns, meta["tree"], cacheable)
+    if len(included) == len(members) and len(resolved) == len(included):
+        ctx.store.cache_gallery(ctx.ns, meta["gallery_key"], {"gallery_id": int(row["id"])})

@@ -1,0 +1,180 @@
+"""Register one batch of nodes with AutoGen Studio: validate each, upsert teams in place."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from shared.refs import MissingVariable, substitute_variables
+from shared.store import TERMINAL, Store
+from shared.studio import StudioClient, StudioError
+
+LISTING_WAIT_SECONDS = 60.0
+
+
+@dataclass
+class RunContext:
+    store: Store
+    run_id: str
+    meta: dict[str, Any]
+    client: StudioClient
+    env: Mapping[str, str]
+    hostname: str
+
+    @property
+    def ns(self) -> str:
+        return str(self.meta["namespace"])
+
+    def resolve_env(self, spec: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return substitute_variables(spec, self.env)
+        except MissingVariable as exc:
+            raise NodeFailed(f"environment variable {exc.name} is not set on worker {self.hostname} (field {exc.field})") from exc
+
+
+class NodeFailed(Exception):
+    pass
+
+
+async def ensure_team_listing(ctx: RunContext) -> dict[str, dict[str, Any]]:
+    """Studio's teams for this user by label, listed once per run and shared through Redis.
+
+    Matching by label is how a first sync (or one after the cache was lost) finds existing rows.
+    """
+    key = ctx.store.run_key(ctx.run_id, "studio-teams")
+    deadline = time.monotonic() + LISTING_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        value = ctx.store.r.get(key)
+        if value is not None:
+            return json.loads(value)
+        if ctx.store.claim(ctx.run_id, "team-listing"):
+            try:
+                rows = await ctx.client.list_teams()
+            except BaseException:
+                ctx.store.release(ctx.run_id, "team-listing")  # let another worker try
+                raise
+            by_label: dict[str, dict[str, Any]] = {}
+            for row in rows:  # newest first: keep the most recent row for a label
+                label = (row.get("component") or {}).get("label")
+                if label and label not in by_label and row.get("user_id") == ctx.client.user_id:
+                    by_label[label] = {"id": row["id"], "version": row.get("version")}
+            ctx.store.r.set(key, json.dumps(by_label), ex=ctx.store.run_ttl)
+            return by_label
+        await asyncio.sleep(0.05)
+    raise NodeFailed("timed out waiting for another worker to list Studio's teams")
+
+
+async def upsert_team(ctx: RunContext, label: str, component: dict[str, Any], key: str) -> tuple[str, int]:
+    """Create or update the team row for `label`; returns (outcome, row id)."""
+    team_id = ctx.store.team_id(ctx.ns, label)
+    if team_id is not None:
+        row = await ctx.client.get_team(team_id)
+        if row is None or (row.get("component") or {}).get("label") != label:
+            ctx.store.forget_team(ctx.ns, label)  # deleted or relabelled in Studio: match afresh
+            team_id = None
+        elif row.get("version") == key:
+            return "unchanged", team_id
+    if team_id is None:
+        known = (await ensure_team_listing(ctx)).get(label)
+        if known:
+            team_id = int(known["id"])
+            if known.get("version") == key:
+                ctx.store.set_team_ids(ctx.ns, {label: team_id})
+                return "unchanged", team_id
+    if team_id is not None:
+        await ctx.client.save_team(component, key, team_id)
+        return "updated", team_id
+    row = await create_team(ctx, label, component, key)
+    ctx.store.set_team_ids(ctx.ns, {label: int(row["id"])})
+    return "created", int(row["id"])
+
+
+async def create_team(ctx: RunContext, label: str, component: dict[str, Any], key: str) -> dict[str, Any]:
+    """POST without id inserts a row every time, so after a lost response look before posting again."""
+    client = ctx.client
+    for attempt in range(client.retries + 1):
+        try:
+            return await client.save_team(component, key)
+        except StudioError as exc:
+            if exc.status is not None and exc.status < 500 or attempt == client.retries:
+                raise
+            await asyncio.sleep(client.backoff * 2**attempt)
+            for row in await client.list_teams():
+                if (row.get("component") or {}).get("label") == label and row.get("version") == key:
+                    return row
+    raise AssertionError("unreachable")
+
+
+async def sync_node(ctx: RunContext, label: str, record: dict[str, Any]) -> dict[str, Any]:
+    """Validate (and for a team, upsert) one node; returns its new state."""
+    component = ctx.resolve_env(record["spec"])
+    errors = await ctx.client.validate(component)
+    if errors:
+        raise NodeFailed("Studio validation failed: " + "; ".join(errors))
+    if record["type"] == "team":
+        outcome, team_id = await upsert_team(ctx, label, component, record["key"])
+        return {"status": "done", "outcome": outcome, "team_id": team_id}
+    # gallery members get their final outcome when the gallery entry is written
+    return {"status": "done", "outcome": "validated"}
+
+
+def dependency_problem(record: dict[str, Any], states: Mapping[str, dict[str, Any]]) -> str | None:
+    for dep in record.get("deps", []):
+        status = states.get(dep, {}).get("status")
+        if status in ("failed", "skipped"):
+            return f"depends on {dep!r} which {'failed' if status == 'failed' else 'was skipped'}"
+        if status not in ("done", "cached"):
+            return f"depends on {dep!r} which did not finish (status {status})"
+    return None
+
+
+async def sync_batch(ctx: RunContext, labels: list[str], concurrency: int) -> dict[str, dict[str, Any]]:
+    store = ctx.store
+    records = store.specs(ctx.run_id, labels)
+    deps = {d for r in records.values() for d in r.get("deps", [])}
+    states = store.node_states(ctx.run_id, set(labels) | deps)
+    todo = [lbl for lbl in labels if states.get(lbl, {}).get("status") not in TERMINAL]
+    previous = {lbl: states.get(lbl, {}).get("status", "pending") for lbl in todo}
+    started = time.time()
+    running = {lbl: {**states.get(lbl, {}), "status": "running", "started": started, "worker": ctx.hostname} for lbl in todo}
+    store.set_states(ctx.run_id, running, previous)
+    if todo:
+        try:
+            await ensure_team_listing(ctx)  # also primes Studio's provider settings before /validate/
+        except (NodeFailed, StudioError) as exc:
+            failed = {lbl: {**running[lbl], "status": "failed", "error": str(exc), "finished": time.time()} for lbl in todo}
+            store.set_states(ctx.run_id, failed, {lbl: "running" for lbl in todo})
+            return failed
+
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(label: str) -> tuple[str, dict[str, Any]]:
+        record = records[label]
+        base = {k: running[label][k] for k in ("type", "path", "started", "worker") if k in running[label]}
+        problem = dependency_problem(record, states)
+        if problem:
+            return label, {**base, "status": "skipped", "reason": problem}
+        async with gate:
+            t0 = time.monotonic()
+            try:
+                result = await sync_node(ctx, label, record)
+            except (NodeFailed, StudioError) as exc:
+                result = {"status": "failed", "error": str(exc)}
+            except Exception as exc:  # a bug must not lose the batch's other results
+                result = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+            return label, {**base, **result, "seconds": round(time.monotonic() - t0, 4), "finished": time.time()}
+
+    results = dict(await asyncio.gather(*(one(lbl) for lbl in todo)))
+    store.set_states(ctx.run_id, results, {lbl: "running" for lbl in results})
+    # gallery members are cached once the gallery entry holding them is written
+    cacheable = {
+        lbl: (records[lbl]["key"], {"outcome": st["outcome"], "team_id": st.get("team_id")})
+        for lbl, st in results.items()
+        if st["status"] == "done" and not records[lbl].get("gallery")
+    }
+    store.cache_results(ctx.ns, ctx.meta["tree"], cacheable)
+    return results

@@ -1,0 +1,109 @@
+"""Celery tasks: thin shells that load a run from Redis and call the registration code."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from shared.settings import Settings, environment
+from shared.store import Store
+from shared.studio import StudioClient, StudioError
+from workers.canvas import start_finalize, start_wave
+from workers.celery_app import app
+from workers.gallery import write_gallery
+from workers.registration import RunContext, sync_batch as sync_batch_nodes
+
+T = TypeVar("T")
+
+
+def _store(settings: Settings) -> Store:
+    return Store.from_url(app.conf.broker_url, cache_ttl=settings.cache_ttl_seconds, run_ttl=settings.run_ttl_seconds)
+
+
+def _with_context(run_id: str, work: Callable[[RunContext, Settings], Awaitable[T]]) -> T | None:
+    settings = Settings()
+    store = _store(settings)
+    meta = store.meta(run_id)
+    if meta is None:  # the run expired or never existed
+        return None
+
+    async def go() -> T:
+        token = settings.studio_token.get_secret_value() if settings.studio_token else None
+        client = StudioClient(
+            meta["studio_url"],
+            meta["user_id"],
+            token=token,
+            timeout=settings.studio_timeout_seconds,
+            retries=settings.studio_retries,
+            backoff=settings.studio_backoff_seconds,
+            max_connections=settings.studio_concurrency,
+        )
+        async with client:
+            ctx = RunContext(store, run_id, meta, client, environment(), socket.gethostname())
+            try:
+                return await work(ctx, settings)
+            finally:
+                if client.requests:
+                    pipe = store.r.pipeline(transaction=False)
+                    for name, count in client.requests.items():
+                        pipe.hincrby(store.run_key(run_id, "requests"), name, count)
+                    pipe.expire(store.run_key(run_id, "requests"), store.run_ttl)
+                    pipe.execute()
+
+    return asyncio.run(go())
+
+
+@app.task(name="agentq.sync_batch")
+def sync_batch(run_id: str, wave: int, index: int) -> int:
+    async def work(ctx: RunContext, settings: Settings) -> int:
+        labels = ctx.store.batch(run_id, wave, index)
+        await sync_batch_nodes(ctx, labels, settings.studio_concurrency)
+        return len(labels)
+
+    return _with_context(run_id, work) or 0
+
+
+@app.task(name="agentq.start_run", ignore_result=True)
+def start_run(run_id: str) -> None:
+    store = _store(Settings())
+    meta = store.meta(run_id)
+    if meta is None or not store.claim(run_id, "start"):
+        return
+    if meta["waves"]:
+        start_wave(app, run_id, 0, store.wave_size(run_id, 0))
+    else:
+        start_finalize(app, run_id)
+
+
+@app.task(name="agentq.wave_done", ignore_result=True)
+def wave_done(_results: Any, run_id: str, wave: int) -> None:
+    store = _store(Settings())
+    meta = store.meta(run_id)
+    if meta is None or not store.claim(run_id, f"wave-done:{wave}"):
+        return
+    if wave + 1 < meta["waves"]:
+        start_wave(app, run_id, wave + 1, store.wave_size(run_id, wave + 1))
+    else:
+        start_finalize(app, run_id)
+
+
+@app.task(name="agentq.finalize", ignore_result=True)
+def finalize(run_id: str) -> None:
+    async def work(ctx: RunContext, _settings: Settings) -> str | None:
+        if not ctx.meta.get("gallery_needed"):
+            return None
+        try:
+            await write_gallery(ctx)
+        except StudioError as exc:
+            return f"gallery entry {ctx.meta['gallery_name']!r} not written: {exc}"
+        return None
+
+    store = _store(Settings())
+    error = _with_context(run_id, work)
+    fields: dict[str, Any] = {"state": "finished", "finished": time.time()}
+    if error:
+        fields["error"] = error
+    store.update_meta(run_id, **fields)
