@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Hashable
 from typing import Any
 
 import yaml
@@ -19,7 +20,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
     seen: set[Any] = set()
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # `<<: *anchor` merge keys are expanded by construct_mapping itself
         key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, Hashable):
+            continue  # construct_mapping reports "found unhashable key" with its position
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -29,9 +34,41 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bo
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+# Keep unquoted dates (2024-01-01) as the text written, as JSON would: a document must stay JSON.
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
+
+
+def _non_json(value: Any, path: str = "", _open: frozenset[int] = frozenset()) -> tuple[str, str] | None:
+    """(field, problem) for the first value JSON cannot carry (non-string key, bytes, set, a loop)."""
+    if isinstance(value, (dict, list)):
+        if id(value) in _open:
+            return path, "an alias refers to a mapping or list that contains it"
+        _open = _open | {id(value)}
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return path or "(top level)", f"key {key!r} is not a string; quote it"
+            found = _non_json(item, f"{path}.{key}" if path else key, _open)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _non_json(item, f"{path}[{i}]", _open)
+            if found:
+                return found
+    elif value is not None and not isinstance(value, (str, bool, int, float)):
+        return path, f"a {type(value).__name__} value cannot be represented in JSON"
+    return None
 
 
 def parse_document(path: str, data: bytes) -> dict[str, Any] | ConfigError:
+    try:
+        return _parse(path, data)
+    except RecursionError:
+        return ConfigError(path=path, message="nested too deeply to parse")
+
+
+def _parse(path: str, data: bytes) -> dict[str, Any] | ConfigError:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -57,4 +94,7 @@ def parse_document(path: str, data: bytes) -> dict[str, Any] | ConfigError:
         doc = docs[0]
     if not isinstance(doc, dict):
         return ConfigError(path=path, message=f"expected a mapping at the top level, found {type(doc).__name__}")
+    bad = _non_json(doc)
+    if bad:
+        return ConfigError(path=path, field=bad[0], message=bad[1])
     return doc

@@ -1,0 +1,125 @@
+"""Real services for integration tests: redis-server, celery workers and AutoGen Studio,
+each started on a free loopback port for the session and stopped by PID."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from producer import embedded
+from tests.studio_proxy import StudioProxy
+
+ROOT = Path(__file__).resolve().parent.parent
+# Fast retries, so "Studio down" ends quickly in tests.
+WORKER_ENV = {"STUDIO_RETRIES": "2", "STUDIO_BACKOFF_SECONDS": "0.05", "STUDIO_TIMEOUT_SECONDS": "10"}
+
+
+@pytest.fixture(scope="session")
+def services_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("services")
+
+
+@pytest.fixture(scope="session")
+def redis_url(services_dir: Path) -> Iterator[str]:
+    url, proc = embedded.start_redis(services_dir / "redis")
+    yield url
+    embedded.stop(proc)
+
+
+@pytest.fixture(scope="session")
+def worker(redis_url: str, services_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    proc = embedded.start_worker(redis_url, concurrency=2, name="test", env=WORKER_ENV, log_path=services_dir / "worker.log")
+    yield proc
+    embedded.stop(proc)
+
+
+@pytest.fixture(scope="session")
+def studio_url(services_dir: Path) -> Iterator[str]:
+    url, proc = embedded.start_studio(services_dir / "studio", binary=os.environ.get("AUTOGENSTUDIO_BIN"))
+    yield url
+    embedded.stop(proc)
+
+
+@dataclass
+class Cli:
+    redis_url: str
+    studio_url: str
+    user_id: str
+    cache_dir: Path
+    view_url: str  # the real Studio, for checks that must not pass through a test proxy
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {**os.environ, "REDIS_URL": self.redis_url, "STUDIO_URL": self.studio_url,
+                "STUDIO_USER_ID": self.user_id, "AGENTQ_CACHE_DIR": str(self.cache_dir), **extra}
+
+    def run(self, *args: str, timeout: float = 300, **extra_env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "producer.cli", *args], env=self.env(**extra_env), cwd=ROOT,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def sync(self, directory: Path, *args: str, **extra_env: str) -> tuple[int, dict[str, Any], str]:
+        proc = self.run("sync", str(directory), "--json", *args, **extra_env)
+        try:
+            report = json.loads(proc.stdout)
+        except ValueError:
+            raise AssertionError(f"sync printed no JSON report\nstdout: {proc.stdout}\nstderr: {proc.stderr}") from None
+        return proc.returncode, report, proc.stderr
+
+    def studio(self) -> StudioView:
+        return StudioView(self.view_url, self.user_id)
+
+
+@dataclass
+class StudioView:
+    """What a user sees in Studio, through its own API."""
+
+    url: str
+    user_id: str
+
+    def teams(self) -> list[dict[str, Any]]:
+        resp = httpx.get(f"{self.url}/api/teams/", params={"user_id": self.user_id}, timeout=30)
+        resp.raise_for_status()
+        return resp.json()["data"]
+
+    def teams_by_label(self) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for row in self.teams():
+            out.setdefault(row["component"].get("label"), []).append(row)
+        return out
+
+    def galleries(self) -> list[dict[str, Any]]:
+        resp = httpx.get(f"{self.url}/api/gallery/", params={"user_id": self.user_id}, timeout=30)
+        resp.raise_for_status()
+        return resp.json()["data"]
+
+
+@pytest.fixture
+def proxy(studio_url: str) -> Iterator[StudioProxy]:
+    p = StudioProxy(studio_url)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def cli(redis_url: str, studio_url: str, worker: subprocess.Popen[bytes], proxy: StudioProxy, tmp_path: Path) -> Cli:
+    """The producer CLI, talking to Studio through a recording proxy; a fresh Studio user per
+    test keeps tests independent on one shared server."""
+    return Cli(redis_url, proxy.url, f"test-{uuid.uuid4().hex[:8]}", tmp_path / "cache", studio_url)
+
+
+@pytest.fixture
+def examples(tmp_path: Path) -> Path:
+    """A private copy of examples/, safe to edit."""
+    target = tmp_path / "examples"
+    shutil.copytree(ROOT / "examples", target)
+    return target
