@@ -151,10 +151,7 @@ def sync(
                 assert settings.redis_url is not None
                 services.add_process(embedded.start_worker(settings.redis_url, log_path=settings.cache_dir / "worker.log"))
                 err.print(f"Started a local worker (log: {settings.cache_dir / 'worker.log'}).")
-            from workers.celery_app import create_app
-
-            celery_app = create_app(settings)
-            run_id = submit(prepared, settings, store, celery_app)
+            run_id = submit(prepared, settings, store, _celery(settings) if prepared.plan.has_work else None)
             if no_wait:
                 typer.echo(json.dumps({"run_id": run_id}) if as_json else run_id)
                 return
@@ -166,6 +163,12 @@ def sync(
     else:
         render_report(console, report, verbose)
     raise typer.Exit(0 if succeeded(report) else 1)
+
+
+def _celery(settings: Settings) -> Any:
+    from workers.celery_app import create_app  # imported only when there is work to enqueue
+
+    return create_app(settings)
 
 
 def _wait_with_progress(store: Store, run_id: str, timeout: float, quiet: bool) -> None:

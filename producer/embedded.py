@@ -15,7 +15,6 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import httpx
 import redis
 
 STUDIO_VENV_BIN = Path.home() / ".cache" / "agentq-ags" / "bin" / "autogenstudio"
@@ -130,6 +129,8 @@ def start_studio(app_dir: Path, port: int | None = None, binary: str | None = No
     env = {**os.environ, "HOME": str(app_dir / "home")}
     log = open(app_dir / "studio.log", "ab")
     proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+    import httpx
+
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from celery import Celery
+from typing import TYPE_CHECKING
 
 from producer.planner import Plan, make_plan, tree_gallery_key
 from producer.scanner import ScanResult, default_cache_path, scan
@@ -17,7 +17,9 @@ from shared.hashing import namespace
 from shared.settings import Settings, environment
 from shared.store import TERMINAL, Store
 from shared.tree import Tree, build_tree
-from workers.canvas import start_run
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 
 @dataclass
@@ -53,7 +55,7 @@ def prepare(root: Path, settings: Settings, store: Store, gallery_name: str | No
     return Prepared(root, result, tree, plan, ns)
 
 
-def submit(prepared: Prepared, settings: Settings, store: Store, app: Celery) -> str:
+def submit(prepared: Prepared, settings: Settings, store: Store, app: Celery | None) -> str:
     """Write the run's state to Redis and publish its first wave (nothing when all is cached)."""
     plan, tree = prepared.plan, prepared.tree
     run_id = uuid.uuid4().hex[:12]
@@ -89,6 +91,9 @@ def submit(prepared: Prepared, settings: Settings, store: Store, app: Celery) ->
         meta["finished"] = meta["created"]
     store.create_run(run_id, meta, plan.states, specs, plan.waves)
     if plan.has_work:
+        from workers.canvas import start_run  # celery is imported only when there is work
+
+        assert app is not None
         start_run(app, run_id)
     return run_id
 

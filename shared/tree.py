@@ -61,21 +61,32 @@ def build_tree(documents: Mapping[str, dict[str, Any] | ConfigError], env_names:
             tree.broken_files[path] = doc.message
             continue
         spec = validate_spec(path, doc)
+        spec_errors: list[ConfigError] = []
         if isinstance(spec, list):
-            tree.errors.extend(spec)
-            tree.broken_files[path] = "; ".join(str(e.field) + ": " + e.message for e in spec)
-            continue
+            label = doc.get("label")
+            if not isinstance(label, str) or not label or any(e.field == "label" for e in spec):
+                tree.errors.extend(spec)
+                tree.broken_files[path] = "; ".join(str(e.field) + ": " + e.message for e in spec)
+                continue
+            # The label is usable: keep the file as an invalid node, so that what references it
+            # is skipped naming it rather than reported as referencing an unknown label.
+            spec_errors = spec
+            ctype = doc.get("component_type")
+            component_type = ctype if isinstance(ctype, str) else ""
+        else:
+            label, component_type = spec.label, spec.component_type
         refs, ref_problems = find_refs(doc)
         node = Node(
-            label=spec.label,
+            label=label,
             path=path,
-            component_type=spec.component_type,
+            component_type=component_type,
             spec=doc,
             deps=sorted({target for _, target in refs}),
             refs=refs,
         )
-        by_label.setdefault(spec.label, []).append(node)
+        by_label.setdefault(label, []).append(node)
         errs = problems.setdefault(path, [])
+        errs.extend(spec_errors)
         errs.extend(ConfigError(path=path, field=f, message=m) for f, m in ref_problems)
         for f, name in find_variables(doc):
             if not is_valid_variable_name(name):

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what the project needs on a fresh Debian machine: redis-server (apt, when missing),
+# the project with its test extras (pip), and AutoGen Studio in a venv of its own
+# (its pinned dependencies stay out of the project's environment).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+fi
+
+python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+
+STUDIO_VENV="${AGENTQ_STUDIO_VENV:-$HOME/.cache/agentq-ags}"
+if [ ! -x "$STUDIO_VENV/bin/autogenstudio" ]; then
+  python3 -m venv "$STUDIO_VENV"
+  "$STUDIO_VENV/bin/pip" install -q --disable-pip-version-check 'autogenstudio==0.4.2.2'
+fi

@@ -1,0 +1,281 @@
+"""shared.specs.validate_spec and shared.refs: references and ${VAR} placeholders."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.errors import ConfigError
+from shared.refs import (
+    MissingVariable,
+    find_refs,
+    find_variables,
+    inline_refs,
+    is_valid_variable_name,
+    substitute_variables,
+)
+from shared.specs import COMPONENT_TYPES, ComponentSpec, validate_spec
+
+HYPO = settings(max_examples=150, deadline=None, database=None)
+
+
+def spec(**overrides):
+    doc = {
+        "provider": "autogen_agentchat.agents.AssistantAgent",
+        "component_type": "agent",
+        "version": 1,
+        "component_version": 1,
+        "label": "writer",
+        "description": "writes",
+        "config": {"name": "writer"},
+    }
+    doc.update(overrides)
+    return {k: v for k, v in doc.items() if v is not ...}
+
+
+def errors_of(doc, path="agents/writer.yaml") -> list[ConfigError]:
+    result = validate_spec(path, doc)
+    assert isinstance(result, list), f"expected errors, got {result!r}"
+    assert result, "an invalid spec must give at least one error"
+    assert all(e.path == path for e in result)
+    return result
+
+
+# --- specs ----------------------------------------------------------------------------------------
+
+
+def test_valid_spec_is_accepted_and_keeps_extra_keys():
+    result = validate_spec("a.yaml", spec(extra_key={"kept": True}))
+    assert isinstance(result, ComponentSpec)
+    assert result.label == "writer"
+    assert result.component_type == "agent"
+    assert result.model_dump()["extra_key"] == {"kept": True}
+
+
+@pytest.mark.parametrize("ctype", COMPONENT_TYPES)
+def test_every_component_type_is_accepted(ctype):
+    assert isinstance(validate_spec("a.yaml", spec(component_type=ctype)), ComponentSpec)
+
+
+def test_all_seven_autogen_component_types_are_known():
+    assert set(COMPONENT_TYPES) == {
+        "model", "agent", "team", "tool", "termination", "workbench", "chat_completion_context"
+    }
+
+
+def test_unknown_component_type_names_the_value_and_the_choices():
+    (err,) = errors_of(spec(component_type="agnet"))
+    assert err.field == "component_type"
+    assert "unknown component type 'agnet'" in err.message
+    for ctype in COMPONENT_TYPES:
+        assert ctype in err.message
+    assert "agents/writer.yaml: component_type:" in str(err)
+
+
+@pytest.mark.parametrize("field", ["label", "provider", "config", "component_type"])
+def test_missing_required_field_is_named(field):
+    (err,) = errors_of(spec(**{field: ...}))
+    assert err.field == field
+    assert err.message == "required field is missing"
+    assert f"agents/writer.yaml: {field}: required field is missing" == str(err)
+
+
+def test_several_missing_fields_are_all_named():
+    errs = errors_of({"component_type": "model"})
+    assert {e.field for e in errs} == {"label", "provider", "config"}
+
+
+@pytest.mark.parametrize("field", ["label", "provider"])
+def test_empty_label_or_provider_is_an_error(field):
+    (err,) = errors_of(spec(**{field: ""}))
+    assert err.field == field
+
+
+def test_config_must_be_a_mapping():
+    (err,) = errors_of(spec(config=["a"]))
+    assert err.field == "config"
+
+
+def test_label_must_be_a_string_not_a_number():
+    (err,) = errors_of(spec(label=5))
+    assert err.field == "label"
+
+
+def test_nested_error_field_is_a_dotted_path():
+    errs = errors_of(spec(config={1: "x"}))
+    assert any(e.field and e.field.startswith("config") for e in errs)
+
+
+# --- find_refs / inline_refs ----------------------------------------------------------------------
+
+
+TEAM = {
+    "label": "team",
+    "config": {
+        "participants": [{"name": "inline"}, {"$ref": "writer"}, {"$ref": "critic"}],
+        "termination_condition": {"$ref": "max-12"},
+        "nested": {"deeper": [[{"$ref": "model"}]]},
+    },
+}
+
+
+def test_refs_are_found_with_field_paths():
+    refs, problems = find_refs(TEAM)
+    assert problems == []
+    assert sorted(refs) == sorted([
+        ("config.participants[1]", "writer"),
+        ("config.participants[2]", "critic"),
+        ("config.termination_condition", "max-12"),
+        ("config.nested.deeper[0][0]", "model"),
+    ])
+
+
+def test_no_refs_in_a_plain_document():
+    assert find_refs({"config": {"a": [1, {"b": "$ref"}], "ref": "x"}}) == ([], [])
+
+
+def test_ref_with_extra_keys_is_a_problem_not_a_ref():
+    refs, problems = find_refs({"config": {"model_client": {"$ref": "m", "override": 1}}})
+    assert refs == []
+    assert len(problems) == 1
+    field, message = problems[0]
+    assert field == "config.model_client"
+    assert "only key" in message
+
+
+@pytest.mark.parametrize("target", ["", 5, None, ["a"], {"x": 1}])
+def test_ref_target_must_be_a_non_empty_string(target):
+    refs, problems = find_refs({"config": {"tools": [{"$ref": target}]}})
+    assert refs == []
+    assert [f for f, _ in problems] == ["config.tools[0]"]
+    assert "non-empty string" in problems[0][1]
+
+
+def test_inline_refs_replaces_each_ref_and_leaves_input_alone():
+    original = copy.deepcopy(TEAM)
+    resolved = inline_refs(TEAM, lambda label: {"resolved": label})
+    assert TEAM == original
+    assert resolved["config"]["participants"] == [
+        {"name": "inline"}, {"resolved": "writer"}, {"resolved": "critic"}
+    ]
+    assert resolved["config"]["termination_condition"] == {"resolved": "max-12"}
+    assert resolved["config"]["nested"]["deeper"] == [[{"resolved": "model"}]]
+    assert find_refs(resolved) == ([], [])
+
+
+# --- variables --------------------------------------------------------------------------------------
+
+
+def test_find_variables_reports_only_required_ones_with_paths():
+    doc = {
+        "config": {
+            "api_key": "${OPENAI_API_KEY}",
+            "base_url": "${BASE_URL:-http://localhost}",
+            "literal": "$${NOT_A_VAR}",
+            "list": ["x", "pre-${A}-mid-${B}-post"],
+            "number": 5,
+        }
+    }
+    assert find_variables(doc) == [
+        ("config.api_key", "OPENAI_API_KEY"),
+        ("config.list[1]", "A"),
+        ("config.list[1]", "B"),
+    ]
+
+
+def test_find_variables_reports_bad_names_as_written():
+    found = find_variables({"a": "${1BAD}", "b": "${}", "c": "${has space}"})
+    assert [name for _, name in found] == ["1BAD", "", "has space"]
+    assert not any(is_valid_variable_name(name) for _, name in found)
+
+
+@pytest.mark.parametrize("name,ok", [("A", True), ("_x1", True), ("OPENAI_API_KEY", True), ("1A", False), ("", False), ("A-B", False), ("A B", False), ("A\n", False)])
+def test_variable_names(name, ok):
+    assert is_valid_variable_name(name) is ok
+
+
+def test_substitution_from_env():
+    doc = {"config": {"api_key": "${KEY}", "url": "http://${HOST}:${PORT}/v1", "n": 3, "flag": True, "none": None}}
+    out = substitute_variables(doc, {"KEY": "sk-1", "HOST": "h", "PORT": "8080"})
+    assert out == {"config": {"api_key": "sk-1", "url": "http://h:8080/v1", "n": 3, "flag": True, "none": None}}
+
+
+def test_substitution_does_not_modify_the_input():
+    doc = {"config": {"a": ["${X}"]}}
+    substitute_variables(doc, {"X": "1"})
+    assert doc == {"config": {"a": ["${X}"]}}
+
+
+def test_default_used_only_when_unset():
+    doc = {"a": "${X:-fallback}", "b": "${Y:-}", "c": "${Z:-http://h:1/p}"}
+    assert substitute_variables(doc, {}) == {"a": "fallback", "b": "", "c": "http://h:1/p"}
+    assert substitute_variables(doc, {"X": "set", "Y": "y", "Z": "z"}) == {"a": "set", "b": "y", "c": "z"}
+
+
+def test_empty_value_counts_as_set():
+    assert substitute_variables({"a": "${X:-d}"}, {"X": ""}) == {"a": ""}
+
+
+def test_escape_keeps_the_literal_placeholder():
+    doc = {"a": "$${X}", "b": "cost: $${X} and ${X}", "c": "$${X:-d}"}
+    assert substitute_variables(doc, {"X": "v"}) == {"a": "${X}", "b": "cost: ${X} and v", "c": "${X:-d}"}
+
+
+def test_escaped_placeholder_needs_no_variable():
+    assert substitute_variables({"a": "$${MISSING}"}, {}) == {"a": "${MISSING}"}
+
+
+def test_values_are_not_substituted_twice():
+    assert substitute_variables({"a": "${X}"}, {"X": "${Y}", "Y": "no"}) == {"a": "${Y}"}
+
+
+def test_lone_dollar_signs_are_untouched():
+    doc = {"a": "$5 and $HOME and {X} and }", "b": "price $"}
+    assert substitute_variables(doc, {"HOME": "/root"}) == doc
+
+
+def test_missing_variable_names_variable_and_field():
+    doc = {"config": {"participants": [{"x": 1}, {"api_key": "Bearer ${SECRET_TOKEN}"}]}}
+    with pytest.raises(MissingVariable) as info:
+        substitute_variables(doc, {"OTHER": "x"})
+    assert info.value.name == "SECRET_TOKEN"
+    assert info.value.field == "config.participants[1].api_key"
+    assert "SECRET_TOKEN" in str(info.value)
+
+
+def test_keys_are_not_substituted():
+    assert substitute_variables({"${X}": "v"}, {"X": "k"}) == {"${X}": "v"}
+
+
+_names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True)
+_values = st.text(max_size=20)
+
+
+@HYPO
+@given(name=_names, value=_values, prefix=st.text(alphabet="ab /:", max_size=5), suffix=st.text(alphabet="ab /:", max_size=5))
+def test_placeholder_is_replaced_by_the_exact_value(name, value, prefix, suffix):
+    doc = {"config": {"v": f"{prefix}${{{name}}}{suffix}"}}
+    assert substitute_variables(doc, {name: value}) == {"config": {"v": prefix + value + suffix}}
+    assert find_variables(doc) == [("config.v", name)]
+
+
+@HYPO
+@given(name=_names, value=_values, default=st.text(alphabet=st.characters(blacklist_characters="}"), max_size=10))
+def test_default_and_escape_properties(name, value, default):
+    with_default = {"v": f"${{{name}:-{default}}}"}
+    assert substitute_variables(with_default, {}) == {"v": default}
+    assert substitute_variables(with_default, {name: value}) == {"v": value}
+    assert find_variables(with_default) == []
+    escaped = {"v": f"$${{{name}}}"}
+    assert substitute_variables(escaped, {name: value}) == {"v": f"${{{name}}}"}
+    assert find_variables(escaped) == []
+
+
+@HYPO
+@given(text=st.text(alphabet=st.characters(blacklist_characters="$"), max_size=30))
+def test_text_without_dollar_is_unchanged(text):
+    assert substitute_variables({"a": [text]}, {}) == {"a": [text]}
+    assert find_variables({"a": [text]}) == []

@@ -1,0 +1,87 @@
+"""The Studio server stops in the middle of a sync, then comes back."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from producer import embedded
+from tests.conftest import Cli
+
+TEAMS = 150
+
+
+def _write_tree(root: Path) -> None:
+    (root / "teams").mkdir(parents=True)
+    (root / "model.yaml").write_text(
+        "provider: autogen_ext.models.openai.OpenAIChatCompletionClient\ncomponent_type: model\nlabel: m\nversion: 1\n"
+        "config: {model: gpt-4o-mini, api_key: not-a-real-key}\n"
+    )
+    (root / "agent.yaml").write_text(
+        "provider: autogen_agentchat.agents.AssistantAgent\ncomponent_type: agent\nlabel: a\nversion: 1\n"
+        "config: {name: a, description: d, reflect_on_tool_use: false, tool_call_summary_format: '{result}',"
+        " model_client: {$ref: m}}\n"
+    )
+    for i in range(TEAMS):
+        (root / "teams" / f"t{i:03}.yaml").write_text(
+            "provider: autogen_agentchat.teams.RoundRobinGroupChat\ncomponent_type: team\nversion: 1\n"
+            f"label: team-{i:03}\nconfig:\n  participants: [{{$ref: a}}]\n"
+        )
+
+
+@pytest.fixture
+def own_studio(tmp_path: Path):
+    """A Studio of this test's own, which it may stop and restart (same port, same database)."""
+    app_dir = tmp_path / "studio"
+    port = embedded.free_port()
+    url, proc = embedded.start_studio(app_dir, port=port)
+    state = {"proc": proc}
+
+    def restart() -> None:
+        state["proc"] = embedded.start_studio(app_dir, port=port)[1]
+
+    yield url, state, restart
+    embedded.stop(state["proc"])
+
+
+def test_studio_stopped_mid_sync_then_back(cli: Cli, own_studio, tmp_path: Path, redis_url: str) -> None:
+    url, state, restart = own_studio
+    cli.studio_url = cli.view_url = url
+    tree = tmp_path / "tree"
+    _write_tree(tree)
+
+    started = cli.run("sync", str(tree), "--no-wait", "--json")
+    assert started.returncode == 0, started.stderr
+    run_id = json.loads(started.stdout)["run_id"]
+    view = cli.studio()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(lbl.startswith("team-") for lbl in view.teams_by_label()):
+        time.sleep(0.05)
+    embedded.stop(state["proc"])  # SIGTERM, mid-sync
+
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and json.loads(r.get(f"agentq:run:{run_id}:meta"))["state"] != "finished":
+        time.sleep(0.2)
+    status = cli.run("status", run_id, "--json")
+    report = json.loads(status.stdout)
+    assert report["state"] == "finished"
+    assert status.returncode == 1
+    failed = [s for s in report["nodes"].values() if s["status"] == "failed"]
+    assert failed, "stopping Studio mid-sync should fail the teams not yet written"
+    assert all("Studio unreachable" in s["error"] or "Studio answered 5" in s["error"] for s in failed), failed[:3]
+    created_before = sum(1 for s in report["nodes"].values() if s.get("outcome") == "created")
+    assert 1 <= created_before < TEAMS + 2
+
+    restart()
+    rc, report, err = cli.sync(tree)
+    assert rc == 0, err
+    assert report["counts"]["failed"] == 0
+    rows = cli.studio().teams_by_label()
+    for i in range(TEAMS):
+        assert len(rows.get(f"team-{i:03}", [])) == 1, f"team-{i:03}: {len(rows.get(f'team-{i:03}', []))} rows"

@@ -1,0 +1,394 @@
+"""shared.tree.build_tree and the Merkle keys of shared.hashing, from plain dicts."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from producer.scanner import scan
+from shared.errors import ConfigError
+from shared.graph import dependents_of
+from shared.hashing import canonical_json, node_key
+from shared.refs import substitute_variables
+from shared.specs import COMPONENT_TYPES
+from shared.tree import build_tree
+
+HYPO = settings(max_examples=100, deadline=None, database=None)
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def comp(label, ctype="agent", **config):
+    return {
+        "provider": f"pkg.{ctype.title()}",
+        "component_type": ctype,
+        "version": 1,
+        "component_version": 1,
+        "label": label,
+        "description": f"the {label}",
+        "config": config,
+    }
+
+
+def ref(label):
+    return {"$ref": label}
+
+
+def basic_docs():
+    return {
+        "models/m.yaml": comp("m", "model", model="gpt"),
+        "tools/t.yaml": comp("t", "tool", name="t"),
+        "agents/a.yaml": comp("a", "agent", model_client=ref("m"), tools=[ref("t")]),
+        "terminations/x.yaml": comp("x", "termination", max_messages=3),
+        "teams/team.yaml": comp("team", "team", participants=[ref("a")], termination_condition=ref("x")),
+    }
+
+
+def errors_for(tree, path):
+    return [e for e in tree.errors if e.path == path]
+
+
+# --- a valid tree ---------------------------------------------------------------------------------
+
+
+def test_valid_tree():
+    tree = build_tree(basic_docs(), [])
+    assert tree.errors == []
+    assert tree.invalid == {} and tree.skipped == {} and tree.broken_files == {}
+    assert tree.valid == ["a", "m", "t", "team", "x"]
+    assert tree.nodes["a"].deps == ["m", "t"]
+    assert tree.nodes["team"].deps == ["a", "x"]
+    assert tree.nodes["a"].path == "agents/a.yaml"
+    assert tree.nodes["a"].component_type == "agent"
+    assert sorted(tree.nodes["a"].refs) == [("config.model_client", "m"), ("config.tools[0]", "t")]
+    keys = [n.key for n in tree.nodes.values()]
+    assert all(len(k) == 64 for k in keys)
+    assert len(set(keys)) == len(keys)
+    assert tree.deps_of_valid() == {lbl: tree.nodes[lbl].deps for lbl in tree.valid}
+
+
+def test_resolved_inlines_recursively_and_keeps_specs_unresolved():
+    docs = basic_docs()
+    original = copy.deepcopy(docs)
+    tree = build_tree(docs, [])
+    team = tree.resolved("team")
+    assert team["config"]["participants"][0]["label"] == "a"
+    agent = team["config"]["participants"][0]
+    assert agent["config"]["model_client"] == original["models/m.yaml"]
+    assert agent["config"]["tools"] == [original["tools/t.yaml"]]
+    assert team["config"]["termination_condition"] == original["terminations/x.yaml"]
+    assert "$ref" not in canonical_json(team)
+    assert tree.nodes["team"].spec == original["teams/team.yaml"]
+    assert docs == original
+
+
+def test_resolved_shares_one_dependency_used_twice():
+    docs = {
+        "m.yaml": comp("m", "model"),
+        "a.yaml": comp("a", model_client=ref("m"), backup=ref("m")),
+    }
+    resolved = build_tree(docs, []).resolved("a")
+    assert resolved["config"]["model_client"] == resolved["config"]["backup"] == docs["m.yaml"]
+
+
+# --- each error kind names the file (and the field) --------------------------------------------------
+
+
+def test_parse_error_is_kept_and_file_marked_broken():
+    err = ConfigError(path="agents/bad.yaml", message="malformed YAML at line 3, column 1: oops")
+    docs = basic_docs() | {"agents/bad.yaml": err}
+    tree = build_tree(docs, [])
+    assert tree.errors == [err]
+    assert tree.broken_files == {"agents/bad.yaml": err.message}
+    assert tree.valid == ["a", "m", "t", "team", "x"]
+
+
+def test_spec_error_names_file_and_field():
+    doc = comp("m", "model")
+    del doc["provider"]
+    tree = build_tree({"models/m.yaml": doc}, [])
+    (err,) = tree.errors
+    assert err.path == "models/m.yaml"
+    assert err.field == "provider"
+    assert "m" in tree.invalid
+    assert "models/m.yaml: provider: required field is missing" in tree.invalid["m"]
+    assert tree.valid == []
+
+
+def test_unknown_component_type_names_file_and_field():
+    tree = build_tree({"x/y.yaml": comp("y", "agnet")}, [])
+    (err,) = tree.errors
+    assert (err.path, err.field) == ("x/y.yaml", "component_type")
+    assert "agnet" in err.message
+
+
+def test_file_without_usable_label_is_broken():
+    doc = comp("", "model")
+    tree = build_tree({"models/nolabel.yaml": doc}, [])
+    assert [(e.path, e.field) for e in tree.errors] == [("models/nolabel.yaml", "label")]
+    assert "models/nolabel.yaml" in tree.broken_files
+    assert "label" in tree.broken_files["models/nolabel.yaml"]
+    assert tree.nodes == {}
+
+
+def test_dependents_of_a_spec_invalid_file_are_skipped_naming_it():
+    docs = basic_docs()
+    del docs["models/m.yaml"]["provider"]
+    tree = build_tree(docs, [])
+    assert [(e.path, e.field) for e in tree.errors] == [("models/m.yaml", "provider")]
+    assert "m" in tree.invalid
+    assert "m" not in tree.broken_files
+    assert tree.skipped["a"] == "depends on 'm' (models/m.yaml) which is invalid"
+    assert tree.skipped["team"] == "depends on 'a' (agents/a.yaml) which was skipped"
+    assert tree.valid == ["t", "x"]
+
+
+def test_duplicate_labels_name_both_files():
+    docs = basic_docs() | {"models/other.yaml": comp("m", "model", model="other")}
+    tree = build_tree(docs, [])
+    dup = [e for e in tree.errors if e.field == "label"]
+    assert {e.path for e in dup} == {"models/m.yaml", "models/other.yaml"}
+    by_path = {e.path: e.message for e in dup}
+    assert "duplicate label 'm'" in by_path["models/m.yaml"]
+    assert "models/other.yaml" in by_path["models/m.yaml"]
+    assert "models/m.yaml" in by_path["models/other.yaml"]
+    assert "m" in tree.invalid
+    assert "duplicate label" in tree.invalid["m"]
+    assert "a" in tree.skipped and "'m'" in tree.skipped["a"]
+    assert "team" in tree.skipped
+    assert tree.valid == ["t", "x"]
+
+
+def test_unknown_reference_names_file_field_and_label():
+    docs = basic_docs()
+    docs["teams/team.yaml"]["config"]["participants"].append(ref("ghost"))
+    tree = build_tree(docs, [])
+    (err,) = tree.errors
+    assert err.path == "teams/team.yaml"
+    assert err.field == "config.participants[1]"
+    assert "unknown reference 'ghost'" in err.message
+    assert "team" in tree.invalid
+    assert tree.nodes["team"].deps == ["a", "x"]
+    assert tree.valid == ["a", "m", "t", "x"]
+
+
+def test_bad_ref_mapping_names_file_and_field():
+    docs = basic_docs()
+    docs["agents/a.yaml"]["config"]["model_client"] = {"$ref": "m", "temperature": 0}
+    tree = build_tree(docs, [])
+    (err,) = tree.errors
+    assert (err.path, err.field) == ("agents/a.yaml", "config.model_client")
+    assert "only key" in err.message
+    assert "a" in tree.invalid
+    assert tree.skipped == {"team": "depends on 'a' (agents/a.yaml) which is invalid"}
+
+
+def test_missing_env_var_names_file_field_and_variable():
+    docs = basic_docs()
+    docs["models/m.yaml"]["config"]["api_key"] = "${OPENAI_API_KEY}"
+    tree = build_tree(docs, [])
+    (err,) = tree.errors
+    assert (err.path, err.field) == ("models/m.yaml", "config.api_key")
+    assert "OPENAI_API_KEY" in err.message
+    assert "m" in tree.invalid
+    assert set(tree.skipped) == {"a", "team"}
+    assert tree.valid == ["t", "x"]
+    # Set, it is fine; with a default it is never required.
+    assert build_tree(docs, ["OPENAI_API_KEY"]).errors == []
+    docs["models/m.yaml"]["config"]["api_key"] = "${OPENAI_API_KEY:-none}"
+    assert build_tree(docs, []).errors == []
+
+
+def test_invalid_variable_name_names_file_and_field():
+    docs = {"m.yaml": comp("m", "model", url="${1BAD}")}
+    tree = build_tree(docs, ["1BAD"])
+    (err,) = tree.errors
+    assert (err.path, err.field) == ("m.yaml", "config.url")
+    assert "invalid variable name ${1BAD}" in err.message
+
+
+def test_cycle_names_every_file_and_skips_dependents():
+    docs = basic_docs() | {
+        "agents/p.yaml": comp("p", handoff=ref("q")),
+        "agents/q.yaml": comp("q", handoff=ref("p")),
+        "teams/pq.yaml": comp("pq", "team", participants=[ref("p"), ref("a")]),
+    }
+    tree = build_tree(docs, [])
+    cyc = [e for e in tree.errors if "reference cycle" in e.message]
+    assert {e.path for e in cyc} == {"agents/p.yaml", "agents/q.yaml"}
+    for e in cyc:
+        assert "p (agents/p.yaml)" in e.message and "q (agents/q.yaml)" in e.message
+    assert {"p", "q"} <= set(tree.invalid)
+    assert tree.skipped == {"pq": "depends on 'p' (agents/p.yaml) which is invalid"}
+    assert tree.valid == ["a", "m", "t", "team", "x"]
+
+
+def test_self_reference_is_a_cycle():
+    tree = build_tree({"a.yaml": comp("a", sub=ref("a"))}, [])
+    (err,) = tree.errors
+    assert err.path == "a.yaml"
+    assert "reference cycle: a (a.yaml) -> a (a.yaml)" in err.message
+    assert "a" in tree.invalid
+
+
+def test_str_of_errors_names_file_and_field():
+    docs = basic_docs()
+    docs["agents/a.yaml"]["config"]["tools"] = [ref("nope")]
+    (err,) = build_tree(docs, []).errors
+    assert str(err).startswith("agents/a.yaml: config.tools[0]: unknown reference 'nope'")
+
+
+def test_independent_nodes_stay_valid_with_unchanged_keys():
+    good = build_tree(basic_docs(), [])
+    docs = basic_docs()
+    docs["agents/a.yaml"]["config"]["tools"] = [ref("nope")]
+    bad = build_tree(docs, [])
+    assert bad.valid == ["m", "t", "x"]
+    for lbl in ("m", "t", "x"):
+        assert bad.nodes[lbl].key == good.nodes[lbl].key
+    assert bad.nodes["a"].key == "" and bad.nodes["team"].key == ""
+
+
+def test_skips_propagate_transitively_with_reasons():
+    docs = {
+        "1.yaml": comp("base", "model", key="${MISSING}"),
+        "2.yaml": comp("mid", model_client=ref("base")),
+        "3.yaml": comp("top", "team", participants=[ref("mid")]),
+        "4.yaml": comp("side", "tool"),
+    }
+    tree = build_tree(docs, [])
+    assert tree.skipped == {
+        "mid": "depends on 'base' (1.yaml) which is invalid",
+        "top": "depends on 'mid' (2.yaml) which was skipped",
+    }
+    assert tree.valid == ["side"]
+
+
+# --- hashing: Merkle keys ---------------------------------------------------------------------------
+
+
+def keys(tree):
+    return {lbl: n.key for lbl, n in tree.nodes.items()}
+
+
+def test_changing_a_leaf_changes_exactly_its_transitive_dependents():
+    before = keys(build_tree(basic_docs(), []))
+    docs = basic_docs()
+    docs["tools/t.yaml"]["config"]["name"] = "renamed"
+    after = keys(build_tree(docs, []))
+    assert {lbl for lbl in before if before[lbl] != after[lbl]} == {"t", "a", "team"}
+
+
+def test_description_change_changes_key():
+    docs = basic_docs()
+    docs["terminations/x.yaml"]["description"] = "other"
+    after = keys(build_tree(docs, []))
+    before = keys(build_tree(basic_docs(), []))
+    assert {lbl for lbl in before if before[lbl] != after[lbl]} == {"x", "team"}
+
+
+def test_file_path_does_not_change_keys():
+    docs = {("moved/" + p): d for p, d in basic_docs().items()}
+    assert keys(build_tree(docs, [])) == keys(build_tree(basic_docs(), []))
+
+
+def reorder(value):
+    if isinstance(value, dict):
+        return {k: reorder(value[k]) for k in reversed(list(value))}
+    if isinstance(value, list):
+        return [reorder(v) for v in value]
+    return value
+
+
+def test_key_does_not_depend_on_dict_key_order():
+    docs = {p: reorder(d) for p, d in reversed(list(basic_docs().items()))}
+    assert list(docs["agents/a.yaml"]) != list(basic_docs()["agents/a.yaml"])
+    assert keys(build_tree(docs, [])) == keys(build_tree(basic_docs(), []))
+
+
+def test_list_order_does_change_the_key():
+    docs = basic_docs()
+    docs["agents/a.yaml"]["config"]["tools"] = [ref("t"), {"inline": 1}]
+    swapped = basic_docs()
+    swapped["agents/a.yaml"]["config"]["tools"] = [{"inline": 1}, ref("t")]
+    assert build_tree(docs, []).nodes["a"].key != build_tree(swapped, []).nodes["a"].key
+
+
+def test_env_var_values_do_not_change_keys():
+    docs = basic_docs()
+    docs["models/m.yaml"]["config"]["api_key"] = "${OPENAI_API_KEY}"
+    one = build_tree(docs, {"OPENAI_API_KEY": "sk-one"})
+    two = build_tree(docs, {"OPENAI_API_KEY": "sk-two", "UNRELATED": "x"})
+    assert one.errors == two.errors == []
+    assert keys(one) == keys(two)
+    # ...but the variable's name, as written, is part of the key.
+    docs["models/m.yaml"]["config"]["api_key"] = "${OTHER_KEY}"
+    three = build_tree(docs, {"OTHER_KEY": "sk-one"})
+    assert three.nodes["m"].key != one.nodes["m"].key
+    assert three.nodes["team"].key != one.nodes["team"].key
+
+
+def test_node_key_is_independent_of_dependency_order_and_sensitive_to_each_key():
+    spec = {"a": 1}
+    assert node_key(spec, [("x", "1"), ("y", "2")]) == node_key(spec, [("y", "2"), ("x", "1")])
+    assert node_key(spec, [("x", "1")]) != node_key(spec, [("x", "2")])
+    assert node_key(spec, [("x", "1")]) != node_key(spec, [])
+    assert node_key(spec, []) != node_key({"a": 2}, [])
+
+
+@st.composite
+def component_dags(draw):
+    n = draw(st.integers(1, 12))
+    docs = {}
+    deps = {}
+    for i in range(n):
+        lower = sorted(set(draw(st.lists(st.integers(0, i - 1), max_size=3)))) if i else []
+        deps[f"c{i}"] = [f"c{j}" for j in lower]
+        docs[f"dir/c{i}.yaml"] = comp(f"c{i}", "agent", refs=[ref(f"c{j}") for j in lower], n=i)
+    return docs, deps
+
+
+@HYPO
+@given(graph=component_dags(), data=st.data())
+def test_a_change_changes_the_keys_of_exactly_the_node_and_its_dependents(graph, data):
+    docs, deps = graph
+    before = keys(build_tree(docs, []))
+    changed = data.draw(st.sampled_from(sorted(deps)))
+    edited = copy.deepcopy(docs)
+    edited[f"dir/{changed}.yaml"]["config"]["n"] = -1
+    after = keys(build_tree(edited, []))
+    differing = {lbl for lbl in before if before[lbl] != after[lbl]}
+    assert differing == {changed} | dependents_of(deps, [changed])
+
+
+# --- the examples tree ----------------------------------------------------------------------------
+
+
+def test_examples_tree_is_valid_and_covers_every_component_type():
+    tree = build_tree(scan(EXAMPLES).documents, os.environ.keys())
+    assert tree.errors == []
+    assert tree.invalid == {} and tree.skipped == {} and tree.broken_files == {}
+    assert sorted(tree.nodes) == tree.valid
+    assert {n.component_type for n in tree.nodes.values()} == set(COMPONENT_TYPES)
+    for label in tree.valid:
+        assert tree.nodes[label].key
+        resolved = tree.resolved(label)
+        assert "$ref" not in canonical_json(resolved)
+        substitute_variables(resolved, {})  # every placeholder in the examples has a default
+
+
+def test_examples_tree_needs_no_environment():
+    tree = build_tree(scan(EXAMPLES).documents, [])
+    assert tree.errors == []
+    assert keys(tree) == keys(build_tree(scan(EXAMPLES).documents, os.environ.keys()))
+
+
+@pytest.mark.parametrize("team", ["research-team", "review-team", "solo-researcher"])
+def test_example_teams_depend_on_agents_and_terminations(team):
+    tree = build_tree(scan(EXAMPLES).documents, [])
+    types = {tree.nodes[d].component_type for d in tree.nodes[team].deps}
+    assert types == {"agent", "termination"}
