@@ -9,8 +9,8 @@ from __future__ import annotations
 from celery import Celery, chord
 
 
-def start_wave(app: Celery, run_id: str, wave: int, batches: int) -> None:
-    header = [app.signature("agentq.sync_batch", args=(run_id, wave, i)) for i in range(batches)]
+def start_wave(app: Celery, run_id: str, wave: int, batches: int, task: str = "agentq.sync_batch") -> None:
+    header = [app.signature(task, args=(run_id, wave, i)) for i in range(batches)]
     chord(header)(app.signature("agentq.wave_done", args=(run_id, wave)))
 
 

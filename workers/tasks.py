@@ -73,7 +73,7 @@ def start_run(run_id: str) -> None:
     if meta is None or not store.claim(run_id, "start"):
         return
     if meta["waves"]:
-        start_wave(app, run_id, 0, store.wave_size(run_id, 0))
+        start_wave(app, run_id, 0, store.wave_size(run_id, 0), meta.get("batch_task", "agentq.sync_batch"))
     else:
         start_finalize(app, run_id)
 
@@ -85,7 +85,7 @@ def wave_done(_results: Any, run_id: str, wave: int) -> None:
     if meta is None or not store.claim(run_id, f"wave-done:{wave}"):
         return
     if wave + 1 < meta["waves"]:
-        start_wave(app, run_id, wave + 1, store.wave_size(run_id, wave + 1))
+        start_wave(app, run_id, wave + 1, store.wave_size(run_id, wave + 1), meta.get("batch_task", "agentq.sync_batch"))
     else:
         start_finalize(app, run_id)
 
@@ -93,8 +93,6 @@ def wave_done(_results: Any, run_id: str, wave: int) -> None:
 @app.task(name="agentq.finalize", ignore_result=True)
 def finalize(run_id: str) -> None:
     async def work(ctx: RunContext, _settings: Settings) -> str | None:
-        if not ctx.meta.get("gallery_needed"):
-            return None
         try:
             await write_gallery(ctx)
         except StudioError as exc:
@@ -102,8 +100,26 @@ def finalize(run_id: str) -> None:
         return None
 
     store = _store(Settings())
-    error = _with_context(run_id, work)
+    meta = store.meta(run_id)
+    if meta is None:
+        return
+    error = _with_context(run_id, work) if meta.get("gallery_needed") else None
     fields: dict[str, Any] = {"state": "finished", "finished": time.time()}
     if error:
         fields["error"] = error
     store.update_meta(run_id, **fields)
+
+
+@app.task(name="agentq.noop_batch")
+def noop_batch(run_id: str, wave: int, index: int) -> int:
+    """A batch whose nodes do no work: measures what scheduling and run state cost (benchmarks)."""
+    store = _store(Settings())
+    labels = store.batch(run_id, wave, index)
+    done = {lbl: {"status": "done", "outcome": "unchanged", "finished": time.time()} for lbl in labels}
+    store.set_states(run_id, done, {lbl: "pending" for lbl in labels})
+    return len(labels)
+
+
+@app.task(name="agentq.noop")
+def noop(*_args: Any) -> None:
+    """One no-op task: the per-task baseline for benchmarks."""
