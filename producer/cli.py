@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Optional
+from typing import Annotated, Any, Iterator, NoReturn, Optional
 
 import redis
 import typer
@@ -92,6 +92,15 @@ def _print_plan(data: dict[str, Any]) -> None:
         console.print(f"  [dim]ignored {path}: {reason}[/dim]")
 
 
+def _show_plan(prepared: Prepared, as_json: bool) -> NoReturn:
+    data = _plan_json(prepared)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        _print_plan(data)
+    raise typer.Exit(1 if data["errors"] else 0)
+
+
 @app.command()
 def plan(
     directory: Annotated[Path, typer.Argument(help="Config tree to plan")],
@@ -105,12 +114,8 @@ def plan(
     _check_dir(directory)
     settings = load_settings(redis_url=redis_url, studio_url=studio_url, studio_user_id=studio_user_id)
     with embedded.LocalServices() as services, _redis(settings, services, quiet=as_json) as store:
-        data = _plan_json(prepare(directory, settings, store, gallery))
-    if as_json:
-        typer.echo(json.dumps(data, indent=2))
-    else:
-        _print_plan(data)
-    raise typer.Exit(1 if data["errors"] else 0)
+        prepared = prepare(directory, settings, store, gallery)
+    _show_plan(prepared, as_json)
 
 
 @app.command()
@@ -144,9 +149,7 @@ def sync(
         with _redis(settings, services, quiet=False) as store:
             prepared = prepare(directory, settings, store, gallery, force=force)
             if dry_run:
-                data = _plan_json(prepared)
-                typer.echo(json.dumps(data, indent=2)) if as_json else _print_plan(data)
-                raise typer.Exit(1 if data["errors"] else 0)
+                _show_plan(prepared, as_json)
             if embedded_default and prepared.plan.has_work:
                 assert settings.redis_url is not None
                 services.add_process(embedded.start_worker(settings.redis_url, log_path=settings.cache_dir / "worker.log"))

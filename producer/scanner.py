@@ -6,21 +6,23 @@ import fnmatch
 import hashlib
 import json
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from shared.errors import ConfigError
+from shared.facts import FileFacts, file_facts
 from shared.loader import SUFFIXES, parse_document
 
 IGNORE_FILE = ".producerignore"
-CACHE_VERSION = 1
-ERROR_MARK = "\x00error"  # marks a cached parse error; no real component has this key
+CACHE_VERSION = 3
 
 
 @dataclass
 class ScanResult:
-    documents: dict[str, dict[str, Any] | ConfigError] = field(default_factory=dict)
+    documents: Mapping[str, dict[str, Any] | ConfigError] = field(default_factory=dict)
+    facts: dict[str, FileFacts] = field(default_factory=dict)  # relpath -> what the tree needs to know
     skipped: dict[str, str] = field(default_factory=dict)  # relpath -> why it was not read
     parsed: int = 0  # files read and parsed this time (the rest came from the stat cache)
 
@@ -45,7 +47,7 @@ def _ignored(rel: str, is_dir: bool, patterns: list[str]) -> bool:
     return False
 
 
-def _walk(root: Path, result: ScanResult) -> dict[str, tuple[str, os.stat_result]]:
+def _walk(root: Path, skipped: dict[str, str]) -> dict[str, tuple[str, os.stat_result]]:
     """relpath -> (absolute path, stat) of every config file; symlinks must stay inside the tree."""
     real_root = os.path.realpath(root)
     patterns = _ignore_patterns(root)
@@ -57,7 +59,7 @@ def _walk(root: Path, result: ScanResult) -> dict[str, tuple[str, os.stat_result
         try:
             entries = list(os.scandir(directory))
         except OSError as exc:
-            result.skipped[prefix or "."] = f"cannot list directory: {exc.strerror}"
+            skipped[prefix or "."] = f"cannot list directory: {exc.strerror}"
             continue
         for entry in entries:
             if entry.name.startswith("."):
@@ -74,7 +76,7 @@ def _walk(root: Path, result: ScanResult) -> dict[str, tuple[str, os.stat_result
             if entry.is_symlink():
                 target = os.path.realpath(entry.path)
                 if os.path.commonpath([real_root, target]) != real_root:
-                    result.skipped[rel] = "symlink points outside the tree; not followed"
+                    skipped[rel] = "symlink points outside the tree; not followed"
                     continue
                 if is_dir and target in seen_dirs:
                     continue
@@ -85,7 +87,7 @@ def _walk(root: Path, result: ScanResult) -> dict[str, tuple[str, os.stat_result
                 try:
                     found[rel] = (entry.path, entry.stat())
                 except OSError as exc:
-                    result.skipped[rel] = f"cannot stat: {exc.strerror}"
+                    skipped[rel] = f"cannot stat: {exc.strerror}"
     return found
 
 
@@ -94,13 +96,49 @@ def default_cache_path(root: Path, cache_dir: Path) -> Path:
     return cache_dir / f"scan-{digest}.json"
 
 
+class Documents(Mapping[str, "dict[str, Any] | ConfigError"]):
+    """Every file's document by relpath; documents of unchanged files are read from the cache's
+    docs file only when first asked for (a no-change sync never needs them)."""
+
+    def __init__(self, docs_path: Path | None) -> None:
+        self.paths: list[str] = []
+        self.loaded: dict[str, dict[str, Any] | ConfigError] = {}
+        self._docs_path = docs_path
+        self._cached: dict[str, Any] | None = None
+
+    def cached_docs(self) -> dict[str, Any]:
+        if self._cached is None:
+            try:
+                self._cached = json.loads(self._docs_path.read_text(encoding="utf-8")) if self._docs_path else {}
+            except (OSError, ValueError):
+                self._cached = {}
+        return self._cached
+
+    def __getitem__(self, rel: str) -> dict[str, Any] | ConfigError:
+        if rel not in self.loaded:
+            doc = self.cached_docs().get(rel)
+            if doc is None:
+                raise KeyError(rel)
+            self.loaded[rel] = doc
+        return self.loaded[rel]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
 def scan(root: Path, cache_path: Path | None = None) -> ScanResult:
-    """Documents of every config file under `root`; a file whose (mtime, size, inode) is unchanged
-    since the last scan is taken from the cache at `cache_path` instead of being read again."""
-    result = ScanResult()
-    files = _walk(root, result)
+    """Documents of every config file under `root`. A file whose (mtime, size, inode) is unchanged
+    since the last scan is not read again: its facts come from the cache at `cache_path`, and its
+    document from the docs file beside it, only if needed."""
+    files = _walk(root, skipped := {})
+    docs_path = cache_path.with_suffix(".docs.json") if cache_path else None
+    documents = Documents(docs_path)
+    result = ScanResult(documents=documents, skipped=skipped)
     cached: dict[str, list[Any]] = {}
-    if cache_path is not None:
+    if cache_path is not None and docs_path is not None and docs_path.exists():
         try:
             data = json.loads(cache_path.read_text(encoding="utf-8"))
             if data.get("version") == CACHE_VERSION:
@@ -108,13 +146,17 @@ def scan(root: Path, cache_path: Path | None = None) -> ScanResult:
         except (OSError, ValueError, KeyError):
             cached = {}
     fresh: dict[str, list[Any]] = {}
+    parsed: dict[str, dict[str, Any]] = {}
     changed = len(cached) != len(files)
     for rel, (path, st) in files.items():
+        documents.paths.append(rel)
         stamp = [st.st_mtime_ns, st.st_size, st.st_ino]
         entry = cached.get(rel)
         if entry is not None and entry[:3] == stamp:
-            doc = entry[3]
-            result.documents[rel] = ConfigError(**doc[ERROR_MARK]) if ERROR_MARK in doc else doc
+            if entry[3] is None:
+                result.facts[rel] = FileFacts.from_json(entry[4])
+            else:
+                documents.loaded[rel] = ConfigError(**entry[3])
             fresh[rel] = entry
             continue
         changed = True
@@ -122,16 +164,26 @@ def scan(root: Path, cache_path: Path | None = None) -> ScanResult:
             with open(path, "rb") as fh:
                 data_bytes = fh.read()
         except OSError as exc:
-            result.documents[rel] = ConfigError(path=rel, message=f"cannot read file: {exc.strerror}")
+            documents.loaded[rel] = ConfigError(path=rel, message=f"cannot read file: {exc.strerror}")
             continue
         result.parsed += 1
         doc = parse_document(rel, data_bytes)
-        result.documents[rel] = doc
-        stored = {ERROR_MARK: doc.model_dump()} if isinstance(doc, ConfigError) else doc
-        fresh[rel] = [*stamp, stored]
-    if cache_path is not None and changed:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"version": CACHE_VERSION, "files": fresh}), encoding="utf-8")
-        tmp.replace(cache_path)
+        documents.loaded[rel] = doc
+        if isinstance(doc, ConfigError):
+            fresh[rel] = [*stamp, doc.model_dump(), None]
+        else:
+            result.facts[rel] = file_facts(rel, doc)
+            parsed[rel] = doc
+            fresh[rel] = [*stamp, None, result.facts[rel].to_json()]
+    if cache_path is not None and docs_path is not None and changed:
+        all_docs = {rel: parsed.get(rel) or documents.cached_docs().get(rel) for rel in fresh if fresh[rel][3] is None}
+        _write_atomically(docs_path, {rel: doc for rel, doc in all_docs.items() if doc is not None})
+        _write_atomically(cache_path, {"version": CACHE_VERSION, "files": fresh})
     return result
+
+
+def _write_atomically(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    tmp.replace(path)

@@ -35,7 +35,7 @@ def prepare(root: Path, settings: Settings, store: Store, gallery_name: str | No
     """Scan the tree and plan the sync; one Redis round trip looks up every cache key."""
     root = root.resolve()
     result = scan(root, default_cache_path(root, settings.cache_dir))
-    tree = build_tree(result.documents, environment().keys())
+    tree = build_tree(result.documents, environment().keys(), result.facts)
     tree_name = str(root)
     gallery = gallery_name or root.name
     ns = namespace(settings.studio_url, settings.studio_user_id)

@@ -16,21 +16,18 @@ def canonical_json(value: Any) -> str:
 
 
 def sha256_hex(*parts: str) -> str:
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(part.encode("utf-8"))
-        h.update(b"\x00")
-    return h.hexdigest()
+    return hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()
 
 
-def node_key(spec: dict[str, Any], dependency_keys: Iterable[tuple[str, str]]) -> str:
-    """Key of a node: its own spec (references unresolved) plus the keys of what it references.
+def node_key(content_hash: str, dependency_keys: Iterable[tuple[str, str]]) -> str:
+    """Key of a node: the hash of its own spec (references unresolved, `canonical_json`) plus the
+    keys of what it references.
 
     A change anywhere below a node changes a dependency key and so this key; `${VAR}` values
     are not part of it (secrets never enter a key), only their names as written in the spec.
     """
     deps = ",".join(f"{label}={key}" for label, key in sorted(dependency_keys))
-    return sha256_hex(SCHEMA_VERSION, canonical_json(spec), deps)
+    return sha256_hex(SCHEMA_VERSION, content_hash, deps)
 
 
 def namespace(studio_url: str, user_id: str) -> str:

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.errors import ConfigError
+from shared.facts import FileFacts, file_facts
 from shared.graph import find_cycles, waves
 from shared.hashing import node_key
-from shared.refs import find_refs, find_variables, inline_refs, is_valid_variable_name
-from shared.specs import validate_spec
+from shared.refs import inline_refs, is_valid_variable_name
 
 
 @dataclass
@@ -18,10 +18,16 @@ class Node:
     label: str
     path: str
     component_type: str
-    spec: dict[str, Any]
-    deps: list[str]
+    documents: Mapping[str, Any] = field(repr=False, compare=False)
+    deps: list[str] = field(default_factory=list)
     refs: list[tuple[str, str]] = field(default_factory=list)  # (field path, label)
+    content_hash: str = ""
     key: str = ""
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The component as written (read lazily: a no-change sync never needs it)."""
+        return self.documents[self.path]  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -49,50 +55,49 @@ class Tree:
         return memo[label]
 
 
-def build_tree(documents: Mapping[str, dict[str, Any] | ConfigError], env_names: Collection[str]) -> Tree:
+def build_tree(
+    documents: Mapping[str, dict[str, Any] | ConfigError],
+    env_names: Collection[str],
+    facts: Mapping[str, FileFacts] | None = None,
+) -> Tree:
+    """`facts` may carry precomputed FileFacts by path (from the scan cache)."""
     tree = Tree()
     problems: dict[str, list[ConfigError]] = {}
     by_label: dict[str, list[Node]] = {}
+    known = facts or {}
 
     for path in sorted(documents):
-        doc = documents[path]
-        if isinstance(doc, ConfigError):
-            tree.errors.append(doc)
-            tree.broken_files[path] = doc.message
-            continue
-        spec = validate_spec(path, doc)
-        spec_errors: list[ConfigError] = []
-        if isinstance(spec, list):
-            label = doc.get("label")
-            if not isinstance(label, str) or not label or any(e.field == "label" for e in spec):
-                tree.errors.extend(spec)
-                tree.broken_files[path] = "; ".join(str(e.field) + ": " + e.message for e in spec)
+        ff = known.get(path)
+        if ff is None:
+            doc = documents[path]
+            if isinstance(doc, ConfigError):
+                tree.errors.append(doc)
+                tree.broken_files[path] = doc.message
                 continue
-            # The label is usable: keep the file as an invalid node, so that what references it
-            # is skipped naming it rather than reported as referencing an unknown label.
-            spec_errors = spec
-            ctype = doc.get("component_type")
-            component_type = ctype if isinstance(ctype, str) else ""
-        else:
-            label, component_type = spec.label, spec.component_type
-        refs, ref_problems = find_refs(doc)
+            ff = file_facts(path, doc)
+        if ff.label is None:
+            tree.errors.extend(ff.errors)
+            tree.broken_files[path] = "; ".join(str(e.field) + ": " + e.message for e in ff.errors)
+            continue
         node = Node(
-            label=label,
+            label=ff.label,
             path=path,
-            component_type=component_type,
-            spec=doc,
-            deps=sorted({target for _, target in refs}),
-            refs=refs,
+            component_type=ff.component_type,
+            documents=documents,
+            deps=sorted({target for _, target in ff.refs}),
+            refs=ff.refs,
+            content_hash=ff.content_hash,
         )
-        by_label.setdefault(label, []).append(node)
-        errs = problems.setdefault(path, [])
-        errs.extend(spec_errors)
-        errs.extend(ConfigError(path=path, field=f, message=m) for f, m in ref_problems)
-        for f, name in find_variables(doc):
+        by_label.setdefault(ff.label, []).append(node)
+        errs = list(ff.errors)
+        errs.extend(ConfigError(path=path, field=f, message=m) for f, m in ff.ref_problems)
+        for f, name in ff.variables:
             if not is_valid_variable_name(name):
                 errs.append(ConfigError(path=path, field=f, message=f"invalid variable name ${{{name}}}"))
             elif name not in env_names:
                 errs.append(ConfigError(path=path, field=f, message=f"environment variable {name} is not set"))
+        if errs:
+            problems[path] = errs
 
     for label, nodes in by_label.items():
         tree.nodes[label] = nodes[0]
@@ -100,14 +105,14 @@ def build_tree(documents: Mapping[str, dict[str, Any] | ConfigError], env_names:
             paths = [n.path for n in nodes]
             for n in nodes:
                 others = ", ".join(p for p in paths if p != n.path)
-                problems[n.path].append(
+                problems.setdefault(n.path, []).append(
                     ConfigError(path=n.path, field="label", message=f"duplicate label {label!r}, also used by {others}")
                 )
 
     for node in tree.nodes.values():
         for f, target in node.refs:
             if target not in tree.nodes:
-                problems[node.path].append(
+                problems.setdefault(node.path, []).append(
                     ConfigError(path=node.path, field=f, message=f"unknown reference {target!r}: no component has that label")
                 )
         node.deps = [d for d in node.deps if d in tree.nodes]
@@ -116,7 +121,7 @@ def build_tree(documents: Mapping[str, dict[str, Any] | ConfigError], env_names:
     for cycle in find_cycles(deps):
         text = " -> ".join(f"{lbl} ({tree.nodes[lbl].path})" for lbl in cycle + cycle[:1])
         for lbl in cycle:
-            problems[tree.nodes[lbl].path].append(ConfigError(path=tree.nodes[lbl].path, message=f"reference cycle: {text}"))
+            problems.setdefault(tree.nodes[lbl].path, []).append(ConfigError(path=tree.nodes[lbl].path, message=f"reference cycle: {text}"))
         for lbl in cycle:
             # cut the cycle so the rest of the graph can be layered
             tree.nodes[lbl].deps = [d for d in tree.nodes[lbl].deps if d not in cycle]
@@ -140,5 +145,5 @@ def build_tree(documents: Mapping[str, dict[str, Any] | ConfigError], env_names:
                     break
             else:
                 node = tree.nodes[label]
-                node.key = node_key(node.spec, [(d, tree.nodes[d].key) for d in node.deps])
+                node.key = node_key(node.content_hash, [(d, tree.nodes[d].key) for d in node.deps])
     return tree

@@ -1,0 +1,53 @@
+"""What the tree needs to know about one file, computed once per file content. Pure, no I/O.
+
+The scanner keeps these beside its stat cache, so an unchanged file is neither parsed nor
+validated nor hashed again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.errors import ConfigError
+from shared.hashing import canonical_json, sha256_hex
+from shared.refs import find_refs, find_variables
+from shared.specs import validate_spec
+
+
+@dataclass
+class FileFacts:
+    label: str | None  # None: the file has no usable label and cannot be a node
+    component_type: str
+    content_hash: str
+    errors: list[ConfigError] = field(default_factory=list)
+    refs: list[tuple[str, str]] = field(default_factory=list)  # (field path, label)
+    ref_problems: list[tuple[str, str]] = field(default_factory=list)  # (field path, problem)
+    variables: list[tuple[str, str]] = field(default_factory=list)  # (field path, name)
+
+    def to_json(self) -> list[Any]:
+        return [self.label, self.component_type, self.content_hash, [e.model_dump() for e in self.errors],
+                self.refs, self.ref_problems, self.variables]
+
+    @classmethod
+    def from_json(cls, data: list[Any]) -> FileFacts:
+        # pairs stay JSON lists here: this runs for every unchanged file on every scan
+        label, ctype, digest, errors, refs, problems, variables = data
+        return cls(label, ctype, digest, [ConfigError(**e) for e in errors] if errors else [], refs, problems, variables)
+
+
+def file_facts(path: str, doc: dict[str, Any]) -> FileFacts:
+    digest = sha256_hex(canonical_json(doc))
+    spec = validate_spec(path, doc)
+    if isinstance(spec, list):
+        label = doc.get("label")
+        if not isinstance(label, str) or not label or any(e.field == "label" for e in spec):
+            return FileFacts(None, "", digest, spec)
+        # The label is usable: the file stays an invalid node, so that what references it is
+        # skipped naming it rather than reported as referencing an unknown label.
+        ctype = doc.get("component_type")
+        errors, label, component_type = spec, label, ctype if isinstance(ctype, str) else ""
+    else:
+        errors, label, component_type = [], spec.label, spec.component_type
+    refs, problems = find_refs(doc)
+    return FileFacts(label, component_type, digest, errors, refs, problems, find_variables(doc))
