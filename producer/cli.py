@@ -142,7 +142,8 @@ def sync(
         raise typer.Exit(2)
     with embedded.LocalServices() as services:
         if local_studio:
-            url, proc = embedded.start_studio(settings.cache_dir / "studio", binary=settings.autogenstudio_bin)
+            url, proc = embedded.start_studio(settings.cache_dir / "studio", port=settings.local_studio_port,
+                                              binary=settings.autogenstudio_bin)
             services.add_process(proc)
             settings.studio_url = url
             err.print(f"Started a local AutoGen Studio at {url} (data in {settings.cache_dir / 'studio'}); it stops when this command ends.")

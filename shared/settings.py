@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     # scan cache, and the embedded Redis and Studio data
     cache_dir: Path = Field(default=Path.home() / ".cache" / "agentq", alias="AGENTQ_CACHE_DIR")
     autogenstudio_bin: str | None = Field(default=None, alias="AUTOGENSTUDIO_BIN")
+    # A fixed port keeps the cache namespace (Studio URL + user) the same from one run to the next.
+    local_studio_port: int = Field(default=8081, alias="LOCAL_STUDIO_PORT")
     run_ttl_seconds: int = Field(default=7 * 24 * 3600, alias="RUN_TTL_SECONDS")
 
 
