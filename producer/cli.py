@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from producer import embedded
-from producer.report import render_report, run_report, succeeded
+from producer.report import render_report, render_workflow, run_report, succeeded, workflow_markdown, workflow_report
 from producer.sync import Prepared, prepare, submit, wait
 from shared.settings import Settings, load_settings
 from shared.store import Store
@@ -152,9 +152,7 @@ def sync(
             if dry_run:
                 _show_plan(prepared, as_json)
             if embedded_default and prepared.plan.has_work:
-                assert settings.redis_url is not None
-                services.add_process(embedded.start_worker(settings.redis_url, log_path=settings.cache_dir / "worker.log"))
-                err.print(f"Started a local worker (log: {settings.cache_dir / 'worker.log'}).")
+                _start_local_worker(settings, services)
             run_id = submit(prepared, settings, store, _celery(settings) if prepared.plan.has_work else None)
             if no_wait:
                 typer.echo(json.dumps({"run_id": run_id}) if as_json else run_id)
@@ -167,6 +165,12 @@ def sync(
     else:
         render_report(console, report, verbose)
     raise typer.Exit(0 if succeeded(report) else 1)
+
+
+def _start_local_worker(settings: Settings, services: embedded.LocalServices) -> None:
+    assert settings.redis_url is not None
+    services.add_process(embedded.start_worker(settings.redis_url, log_path=settings.cache_dir / "worker.log"))
+    err.print(f"Started a local worker (log: {settings.cache_dir / 'worker.log'}).")
 
 
 def _celery(settings: Settings) -> Any:
@@ -204,6 +208,81 @@ def status(
     else:
         render_report(console, report, verbose)
     raise typer.Exit(0 if succeeded(report) else 1)
+
+
+@app.command()
+def run(
+    file: Annotated[Path, typer.Argument(help="Workflow file (kind: workflow)")],
+    tree: Annotated[Optional[Path], typer.Option("--tree", help="Config tree its agents come from (default: the folder above workflows/, or the file's folder)")] = None,
+    mode: Annotated[str, typer.Option(help="parallel: independent tasks at once; sequential: one task at a time")] = "parallel",
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Run every task even when its result is cached")] = False,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Enqueue, print the run id and return")] = False,
+    standin_llm: Annotated[bool, typer.Option("--standin-llm", help="Start the local stand-in model endpoint (deterministic answers) for this run")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the run")] = 3600.0,
+    redis_url: RedisUrl = None,
+    as_json: AsJson = False,
+) -> None:
+    """Run a workflow across the workers: independent tasks in parallel, dependents after their inputs."""
+    from producer.workflow_run import WorkflowInvalid, load, submit as submit_workflow
+
+    if mode not in ("parallel", "sequential"):
+        raise typer.BadParameter("expected parallel or sequential", param_hint="--mode")
+    settings = load_settings(redis_url=redis_url)
+    if settings.redis_url is None and no_wait:
+        err.print("[red]error:[/red] --no-wait needs REDIS_URL: the embedded Redis and worker stop when this command ends")
+        raise typer.Exit(2)
+    try:
+        prepared = load(file, tree, settings)
+    except WorkflowInvalid as exc:
+        for e in exc.errors:
+            err.print(f"[red]error[/red] {e}")
+        raise typer.Exit(2) from None
+    embedded_default = settings.redis_url is None
+    with embedded.LocalServices() as services:
+        if standin_llm:
+            services.add_process(embedded.start_standin_llm(settings.standin_llm_port))
+            err.print(f"Started the stand-in model endpoint at http://127.0.0.1:{settings.standin_llm_port}/v1 (deterministic answers, not a real model).")
+        with _redis(settings, services, quiet=False) as store:
+
+            def celery_app() -> Any:
+                if embedded_default:
+                    _start_local_worker(settings, services)
+                return _celery(settings)
+
+            run_id, _ = submit_workflow(prepared, settings, store, celery_app, sequential=mode == "sequential", no_cache=no_cache)
+            if no_wait:
+                typer.echo(json.dumps({"run_id": run_id}) if as_json else run_id)
+                return
+            _wait_with_progress(store, run_id, timeout, quiet=as_json)
+            report = workflow_report(store, run_id)
+    assert report is not None
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        render_workflow(console, report)
+    raise typer.Exit(0 if report["counts"]["failed"] == 0 and report["counts"]["skipped"] == 0 else 1)
+
+
+@app.command()
+def result(
+    run_id: Annotated[str, typer.Argument(help="Run id printed by run")],
+    as_json: AsJson = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Every task's output as a Markdown document")] = False,
+    redis_url: RedisUrl = None,
+) -> None:
+    """A workflow run's outputs, timings, cache hits and tokens."""
+    settings = load_settings(redis_url=redis_url)
+    with embedded.LocalServices() as services, _redis(settings, services, quiet=True) as store:
+        report = workflow_report(store, run_id)
+    if report is None:
+        err.print(f"[red]error:[/red] no workflow run {run_id} (unknown or expired)")
+        raise typer.Exit(2)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    elif markdown:
+        typer.echo(workflow_markdown(report))
+    else:
+        render_workflow(console, report)
 
 
 if __name__ == "__main__":

@@ -151,3 +151,21 @@ class LocalServices(ExitStack):
 
     def add_process(self, proc: subprocess.Popen[bytes]) -> None:
         self.callback(stop, proc)
+
+
+def start_standin_llm(port: int | None = None) -> subprocess.Popen[bytes]:
+    """The local stand-in model endpoint (producer/standin_llm.py) on loopback."""
+    port = port or free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "producer.standin_llm", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServiceError(f"stand-in endpoint exited with code {proc.returncode} (port {port} taken?)")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc
+        except OSError:
+            time.sleep(0.05)
+    stop(proc)
+    raise ServiceError("stand-in endpoint did not start within 15 s")

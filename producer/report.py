@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from shared.store import Store
@@ -71,10 +72,68 @@ def render_report(console: Console, report: dict[str, Any], verbose: bool = Fals
             detail.add_column(col, overflow="fold")
         for label, st in rows:
             text = st.get("error") or st.get("reason") or ""
-            detail.add_row(label, st.get("type") or "-", st.get("path") or "-", outcome_of(st), text)
+            detail.add_row(label, st.get("type") or "-", st.get("path") or "-", outcome_of(st), escape(text))
         console.print(detail)
     if report.get("error"):
-        console.print(f"[red]{report['error']}[/red]")
+        console.print(f"[red]{escape(report['error'])}[/red]")
     writes = studio_writes(report)
     state = report["state"] if report["seconds"] is None else f"{report['state']} in {report['seconds']:.2f} s"
     console.print(f"{state}; Studio requests: {sum(report['studio_requests'].values())} ({writes} writes)")
+
+
+def workflow_report(store: Store, run_id: str) -> dict[str, Any] | None:
+    meta = store.meta(run_id)
+    if meta is None or meta.get("kind") != "workflow":
+        return None
+    states = store.node_states(run_id)
+    outputs = store.r.hgetall(store.run_key(run_id, "outputs"))
+    order = meta.get("order") or []
+    ranked = sorted(states, key=lambda t: (order.index(t) if t in order else -1, t))
+    tasks = {}
+    for tid in ranked:
+        st = states[tid]
+        tasks[tid] = {
+            "status": st.get("status"), "agent": st.get("agent"), "priority": st.get("priority"),
+            "cached": st.get("status") == "cached", "seconds": st.get("seconds"),
+            "started": st.get("started"), "finished": st.get("finished"),
+            "prompt_tokens": st.get("prompt_tokens"), "completion_tokens": st.get("completion_tokens"),
+            "model_calls": st.get("calls"), "error": st.get("error"), "reason": st.get("reason"),
+            "output": outputs.get(tid),
+        }
+    counts = {s: 0 for s in ("done", "cached", "failed", "skipped", "pending", "running")}
+    for st in states.values():
+        counts[st.get("status", "pending")] = counts.get(st.get("status", "pending"), 0) + 1
+    finished = meta.get("finished")
+    retries = {k: int(v) for k, v in store.r.hgetall(store.run_key(run_id, "retries")).items()}
+    return {"run_id": run_id, "workflow": meta.get("workflow"), "state": meta.get("state"), "mode": meta.get("mode"),
+            "seconds": round(finished - meta["created"], 3) if finished else None, "counts": counts,
+            "retries": retries, "tasks": tasks}
+
+
+def render_workflow(console: Console, report: dict[str, Any]) -> None:
+    table = Table(title=f"workflow {report['workflow']} — run {report['run_id']}")
+    for col in ("task", "agent", "status", "seconds", "tokens", "detail"):
+        table.add_column(col, overflow="fold")
+    for tid, t in report["tasks"].items():
+        tokens = "-" if t["prompt_tokens"] is None else f"{t['prompt_tokens']}+{t['completion_tokens']}"
+        detail = t["error"] or t["reason"] or (t["output"] or "")[:80]
+        seconds = "-" if t["seconds"] is None else f"{t['seconds']:.2f}"
+        table.add_row(tid, t["agent"] or "-", t["status"], seconds, tokens, escape(detail))
+    console.print(table)
+    c = report["counts"]
+    state = report["state"] if report["seconds"] is None else f"{report['state']} in {report['seconds']:.2f} s"
+    retries = ", ".join(f"{k} {v}" for k, v in report["retries"].items()) or "none"
+    console.print(f"{state}: {c['done']} ran, {c['cached']} from cache, {c['failed']} failed, {c['skipped']} skipped; retries: {retries}")
+
+
+def workflow_markdown(report: dict[str, Any]) -> str:
+    lines = [f"# {report['workflow']} (run {report['run_id']})", ""]
+    for tid, t in report["tasks"].items():
+        facts = [t["status"] + (" (cache)" if t["cached"] else "")]
+        if t["seconds"] is not None:
+            facts.append(f"{t['seconds']:.2f} s")
+        if t["prompt_tokens"] is not None:
+            facts.append(f"{t['prompt_tokens']} + {t['completion_tokens']} tokens")
+        lines += [f"## {tid}", "", f"*{t['agent']}: {', '.join(facts)}*", ""]
+        lines += [t["output"] or t["error"] or t["reason"] or "", ""]
+    return "\n".join(lines)

@@ -36,8 +36,17 @@ class FileFacts:
         return cls(label, ctype, digest, [ConfigError(**e) for e in errors] if errors else [], refs, problems, variables)
 
 
+WORKFLOW = "workflow"
+
+
+def is_workflow(doc: dict[str, Any]) -> bool:
+    return doc.get("kind") == WORKFLOW or doc.get("component_type") == WORKFLOW
+
+
 def file_facts(path: str, doc: dict[str, Any]) -> FileFacts:
     digest = sha256_hex(canonical_json(doc))
+    if is_workflow(doc):  # workflows live in the tree but are run, not synced
+        return FileFacts(None, WORKFLOW, digest)
     spec = validate_spec(path, doc)
     if isinstance(spec, list):
         label = doc.get("label")

@@ -24,6 +24,13 @@ class Settings(BaseSettings):
     studio_backoff_seconds: float = Field(default=0.5, alias="STUDIO_BACKOFF_SECONDS")
     studio_concurrency: int = Field(default=8, alias="STUDIO_CONCURRENCY")
 
+    model_max_concurrency: int = Field(default=8, ge=1, alias="MODEL_MAX_CONCURRENCY")
+    model_retries: int = Field(default=4, ge=0, alias="MODEL_RETRIES")
+    model_backoff_seconds: float = Field(default=0.5, alias="MODEL_BACKOFF_SECONDS")
+    model_timeout_seconds: float = Field(default=60.0, alias="MODEL_TIMEOUT_SECONDS")
+    task_timeout_seconds: float = Field(default=300.0, alias="TASK_TIMEOUT_SECONDS")
+    standin_llm_port: int = Field(default=11435, alias="STANDIN_LLM_PORT")
+
     batch_size: int = Field(default=25, ge=1, alias="SYNC_BATCH_SIZE")
     cache_ttl_seconds: int = Field(default=30 * 24 * 3600, alias="CACHE_TTL_SECONDS")
     # scan cache, and the embedded Redis and Studio data

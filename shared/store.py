@@ -33,6 +33,11 @@ class Store:
         return f"{PREFIX}:{ns}:node:{key}"
 
     @staticmethod
+    def task_cache_key(key: str) -> str:
+        """Workflow task results: keyed by content only (the endpoint is part of the key)."""
+        return f"{PREFIX}:wf:{key}"
+
+    @staticmethod
     def gallery_cache_key(ns: str, key: str) -> str:
         return f"{PREFIX}:{ns}:gallery:{key}"
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.errors import ConfigError
-from shared.facts import FileFacts, file_facts
+from shared.facts import WORKFLOW, FileFacts, file_facts
 from shared.graph import find_cycles, waves
 from shared.hashing import node_key
 from shared.refs import inline_refs, is_valid_variable_name
@@ -39,6 +39,7 @@ class Tree:
     skipped: dict[str, str] = field(default_factory=dict)
     # files that could not become a node at all (no usable label)
     broken_files: dict[str, str] = field(default_factory=dict)
+    workflow_files: list[str] = field(default_factory=list)
 
     @property
     def valid(self) -> list[str]:
@@ -75,6 +76,9 @@ def build_tree(
                 tree.broken_files[path] = doc.message
                 continue
             ff = file_facts(path, doc)
+        if ff.component_type == WORKFLOW:
+            tree.workflow_files.append(path)
+            continue
         if ff.label is None:
             tree.errors.extend(ff.errors)
             tree.broken_files[path] = "; ".join(str(e.field) + ": " + e.message for e in ff.errors)

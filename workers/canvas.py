@@ -9,8 +9,11 @@ from __future__ import annotations
 from celery import Celery, chord
 
 
-def start_wave(app: Celery, run_id: str, wave: int, batches: int, task: str = "agentq.sync_batch") -> None:
-    header = [app.signature(task, args=(run_id, wave, i)) for i in range(batches)]
+def start_wave(app: Celery, run_id: str, wave: int, batches: int, task: str = "agentq.sync_batch",
+               priorities: list[int] | None = None) -> None:
+    """`priorities`: a Redis message priority per batch (0 is served first)."""
+    header = [app.signature(task, args=(run_id, wave, i), priority=priorities[i] if priorities else None)
+              for i in range(batches)]
     chord(header)(app.signature("agentq.wave_done", args=(run_id, wave)))
 
 

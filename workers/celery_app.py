@@ -23,7 +23,11 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         # Without this the Redis transport ignores message priorities.
-        broker_transport_options={"queue_order_strategy": "priority", "visibility_timeout": 3600},
+        broker_transport_options={
+            "queue_order_strategy": "priority",
+            "priority_steps": list(range(10)),
+            "visibility_timeout": 3600,
+        },
         result_expires=settings.run_ttl_seconds,
         broker_connection_retry_on_startup=True,
         worker_send_task_events=True,

@@ -8,6 +8,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import httpx
+import redis.asyncio as aioredis
+
 from shared.settings import Settings, environment
 from shared.store import Store
 from shared.studio import StudioClient, StudioError
@@ -15,6 +18,7 @@ from workers.canvas import start_finalize, start_wave
 from workers.celery_app import app
 from workers.gallery import write_gallery
 from workers.registration import RunContext, sync_batch as sync_batch_nodes
+from workers.workflow_exec import WorkflowContext, run_batch as run_workflow_batch
 
 T = TypeVar("T")
 
@@ -66,6 +70,11 @@ def sync_batch(run_id: str, wave: int, index: int) -> int:
     return _with_context(run_id, work) or 0
 
 
+def _priorities(meta: dict[str, Any], wave: int) -> list[int] | None:
+    priorities = meta.get("batch_priorities")
+    return priorities[wave] if priorities else None
+
+
 @app.task(name="agentq.start_run", ignore_result=True)
 def start_run(run_id: str) -> None:
     store = _store(Settings())
@@ -73,7 +82,8 @@ def start_run(run_id: str) -> None:
     if meta is None or not store.claim(run_id, "start"):
         return
     if meta["waves"]:
-        start_wave(app, run_id, 0, store.wave_size(run_id, 0), meta.get("batch_task", "agentq.sync_batch"))
+        start_wave(app, run_id, 0, store.wave_size(run_id, 0), meta.get("batch_task", "agentq.sync_batch"),
+                   _priorities(meta, 0))
     else:
         start_finalize(app, run_id)
 
@@ -85,7 +95,8 @@ def wave_done(_results: Any, run_id: str, wave: int) -> None:
     if meta is None or not store.claim(run_id, f"wave-done:{wave}"):
         return
     if wave + 1 < meta["waves"]:
-        start_wave(app, run_id, wave + 1, store.wave_size(run_id, wave + 1), meta.get("batch_task", "agentq.sync_batch"))
+        start_wave(app, run_id, wave + 1, store.wave_size(run_id, wave + 1), meta.get("batch_task", "agentq.sync_batch"),
+                   _priorities(meta, wave + 1))
     else:
         start_finalize(app, run_id)
 
@@ -123,3 +134,26 @@ def noop_batch(run_id: str, wave: int, index: int) -> int:
 @app.task(name="agentq.noop")
 def noop(*_args: Any) -> None:
     """One no-op task: the per-task baseline for benchmarks."""
+
+
+@app.task(name="agentq.run_batch")
+def run_batch(run_id: str, wave: int, index: int) -> int:
+    settings = Settings()
+    store = _store(settings)
+    meta = store.meta(run_id)
+    if meta is None:
+        return 0
+    labels = store.batch(run_id, wave, index)
+
+    async def go() -> None:
+        aredis = aioredis.Redis.from_url(app.conf.broker_url, decode_responses=True)
+        limits = httpx.Limits(max_connections=max(10, settings.batch_size * 2))
+        async with httpx.AsyncClient(timeout=settings.model_timeout_seconds, limits=limits) as http:
+            ctx = WorkflowContext(store, aredis, run_id, meta, http, environment(), settings, socket.gethostname())
+            try:
+                await run_workflow_batch(ctx, labels)
+            finally:
+                await aredis.aclose()
+
+    asyncio.run(go())
+    return len(labels)

@@ -1,0 +1,116 @@
+"""OpenAI-compatible chat completions over httpx (OpenAI, Groq, Ollama, vLLM, LM Studio ...),
+with the limits real endpoints impose: 429 + Retry-After, backoff on 5xx and timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from shared.retry import backoff_delay
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+MAX_RETRY_AFTER = 60.0
+
+
+@dataclass(frozen=True)
+class ModelEndpoint:
+    base_url: str
+    model: str
+    api_key: str | None
+    max_concurrency: int
+
+    @property
+    def limit_key(self) -> str:
+        """Endpoints sharing a base URL and model share one concurrency limit."""
+        return f"{self.base_url.rstrip('/')}|{self.model}"
+
+
+def endpoint_from_component(model: Mapping[str, Any], env: Mapping[str, str], default_concurrency: int) -> ModelEndpoint:
+    """A model component (with `${VAR}` already resolved) -> where and how to call it."""
+    config = model.get("config") or {}
+    if not isinstance(config.get("model"), str):
+        raise ValueError(f"model component {model.get('label')!r} has no config.model")
+    key = config.get("api_key") or env.get("OPENAI_API_KEY")  # as the OpenAI client itself does
+    limit = model.get("max_concurrency", config.get("max_concurrency", default_concurrency))
+    return ModelEndpoint(str(config.get("base_url") or DEFAULT_BASE_URL), config["model"], key, int(limit))
+
+
+class EndpointError(Exception):
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class ChatResult:
+    content: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    attempts: int
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, min(MAX_RETRY_AFTER, float(value)))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, min(MAX_RETRY_AFTER, when - time.time()))
+
+
+async def chat(
+    http: httpx.AsyncClient,
+    endpoint: ModelEndpoint,
+    messages: list[dict[str, str]],
+    *,
+    retries: int,
+    backoff: float,
+    on_retry: Callable[[str], None] | None = None,
+) -> ChatResult:
+    """One completion; retried on 429 (after Retry-After), 5xx, timeouts and connection errors."""
+    url = endpoint.base_url.rstrip("/") + "/chat/completions"
+    headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
+    body = {"model": endpoint.model, "messages": messages}
+    for attempt in range(retries + 1):
+        last = attempt == retries
+        try:
+            response = await http.post(url, json=body, headers=headers)
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            if last:
+                raise EndpointError(f"{endpoint.base_url} unreachable: {type(exc).__name__}: {exc}".rstrip(": ")) from exc
+            cause, wait = "timeout" if isinstance(exc, httpx.TimeoutException) else "connection", backoff_delay(attempt, backoff)
+        else:
+            status = response.status_code
+            if status < 300:
+                return _parse(response, attempt + 1)
+            detail = response.text[:300]
+            if last or (status < 500 and status != 429):
+                raise EndpointError(f"{endpoint.base_url} answered {status}: {detail}", status)
+            cause = "rate_limited" if status == 429 else "server_error"
+            wait = retry_after_seconds(response.headers.get("retry-after")) if status == 429 else None
+            wait = backoff_delay(attempt, backoff) if wait is None else wait
+        if on_retry:
+            on_retry(cause)
+        await asyncio.sleep(wait)
+    raise AssertionError("unreachable")
+
+
+def _parse(response: httpx.Response, attempts: int) -> ChatResult:
+    try:
+        data = response.json()
+        content = data["choices"][0]["message"]["content"] or ""
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise EndpointError(f"unexpected answer from the endpoint: {response.text[:200]}", response.status_code) from exc
+    usage = data.get("usage") or {}
+    return ChatResult(content, usage.get("prompt_tokens"), usage.get("completion_tokens"), attempts)

@@ -1,0 +1,46 @@
+"""What a workflow task sends to its model, and the task's cache key. Pure, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from shared.hashing import SCHEMA_VERSION, canonical_json, sha256_hex
+
+WORKFLOW_SCHEMA = SCHEMA_VERSION + "/workflow-1"
+
+
+def task_prompt(goal: str, task: dict[str, Any], inputs: Iterable[tuple[str, str]]) -> str:
+    parts = []
+    if goal:
+        parts.append(f"Goal: {goal}")
+    parts.append(f"Task: {task['description']}")
+    if task.get("expected_output"):
+        parts.append(f"Expected output: {task['expected_output']}")
+    inputs = list(inputs)
+    if inputs:
+        parts.append("Outputs of the tasks this one depends on:")
+        parts.extend(f"### {tid}\n{output}" for tid, output in inputs)
+    return "\n\n".join(parts)
+
+
+def agent_messages(system_message: str | None, prompt: str, transcript: list[tuple[str, str]], speaker: str) -> list[dict[str, str]]:
+    """Chat messages for `speaker`: its system message, the task, then the conversation so far
+    (its own turns as assistant, the others' as user messages naming who spoke)."""
+    messages = [{"role": "system", "content": system_message}] if system_message else []
+    messages.append({"role": "user", "content": prompt})
+    for source, content in transcript:
+        if source == speaker:
+            messages.append({"role": "assistant", "content": content})
+        else:
+            messages.append({"role": "user", "content": f"{source}: {content}"})
+    return messages
+
+
+def task_key(goal: str, task: dict[str, Any], agent_spec: dict[str, Any], inputs: Iterable[tuple[str, str, str]]) -> str:
+    """Cache key of a task run. `agent_spec` is the agent/team with its model inlined and `${VAR}`
+    NOT resolved: secrets stay out of the key, their names and presence are in it. `inputs` are
+    (task id, dependency key, dependency output)."""
+    static = {k: task.get(k) for k in ("id", "description", "expected_output")}
+    deps = [(tid, key, sha256_hex(output)) for tid, key, output in sorted(inputs)]
+    return sha256_hex(WORKFLOW_SCHEMA, goal, canonical_json(static), canonical_json(agent_spec), canonical_json(deps))

@@ -1,0 +1,142 @@
+"""Workflow files: a goal and tasks with agents, priorities and dependencies. Pure, no I/O.
+
+Two spellings are accepted. A file of this project's design:
+
+    kind: workflow
+    name: research
+    goal: ...
+    tasks: [{id, description, expected_output, agent: {$ref: label}, priority, dependencies, ...}]
+
+or the component-spec spelling, `component_type: workflow` with the same fields under `config`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from shared.errors import ConfigError
+from shared.facts import is_workflow  # noqa: F401  (re-exported for callers)
+from shared.graph import find_cycles, waves
+from shared.tree import Tree
+
+AGENT_TYPES = ("agent", "team")
+
+
+class WorkflowTask(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = Field(min_length=1)
+    expected_output: str = ""
+    agent: str  # label of an agent or team in the tree
+    priority: int = 0
+    dependencies: list[str] = Field(default_factory=list)
+    timeout: float | None = Field(default=None, gt=0)
+    retries: int | None = Field(default=None, ge=0, le=20)
+    cache: bool = True
+
+    @field_validator("agent", mode="before")
+    @classmethod
+    def _agent_ref(cls, value: Any) -> Any:
+        if isinstance(value, dict) and set(value) == {"$ref"}:
+            return value["$ref"]
+        if isinstance(value, dict):
+            raise ValueError('expected {"$ref": "<agent or team label>"}')
+        return value
+
+
+class Workflow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    goal: str = ""
+    tasks: list[WorkflowTask] = Field(min_length=1)
+
+
+def _body(doc: dict[str, Any]) -> dict[str, Any]:
+    if doc.get("kind") == "workflow":
+        return {k: v for k, v in doc.items() if k != "kind"}
+    config = doc.get("config")
+    body = dict(config) if isinstance(config, dict) else {}
+    body.setdefault("name", doc.get("label") or doc.get("name"))
+    if "goal" not in body and doc.get("description"):
+        body["goal"] = doc["description"]
+    return body
+
+
+def parse_workflow(path: str, doc: dict[str, Any]) -> Workflow | list[ConfigError]:
+    prefix = "" if doc.get("kind") == "workflow" else "config."
+    try:
+        return Workflow.model_validate(_body(doc))
+    except ValidationError as exc:
+        errors = []
+        for err in exc.errors():
+            loc = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in err["loc"]).replace(".[", "[")
+            message = "required field is missing" if err["type"] == "missing" else err["msg"]
+            errors.append(ConfigError(path=path, field=(prefix + loc) or None, message=message))
+        return errors
+
+
+def check_workflow(path: str, wf: Workflow, tree: Tree) -> list[ConfigError]:
+    """Errors that must stop a run before anything is enqueued: unknown or duplicate task ids,
+    cycles, agents that are missing, not agents or teams, or not valid."""
+    errors: list[ConfigError] = []
+    ids = [t.id for t in wf.tasks]
+    seen: set[str] = set()
+    for i, task in enumerate(wf.tasks):
+        field = f"tasks[{i}]"
+        if task.id in seen:
+            errors.append(ConfigError(path=path, field=f"{field}.id", message=f"duplicate task id {task.id!r}"))
+        seen.add(task.id)
+        for j, dep in enumerate(task.dependencies):
+            if dep not in ids:
+                errors.append(ConfigError(path=path, field=f"{field}.dependencies[{j}]", message=f"unknown task id {dep!r}"))
+        node = tree.nodes.get(task.agent)
+        if node is None:
+            errors.append(ConfigError(path=path, field=f"{field}.agent", message=f"no agent or team labelled {task.agent!r} in the tree"))
+        elif node.component_type not in AGENT_TYPES:
+            errors.append(ConfigError(path=path, field=f"{field}.agent",
+                                      message=f"{task.agent!r} ({node.path}) is a {node.component_type}, not an agent or team"))
+        elif task.agent in tree.invalid or task.agent in tree.skipped:
+            reason = tree.invalid.get(task.agent) or tree.skipped[task.agent]
+            errors.append(ConfigError(path=path, field=f"{field}.agent", message=f"agent {task.agent!r} is not usable: {reason}"))
+    deps = {t.id: [d for d in t.dependencies if d in ids] for t in wf.tasks}
+    for cycle in find_cycles(deps):
+        errors.append(ConfigError(path=path, field="tasks", message="dependency cycle: " + " -> ".join(cycle + cycle[:1])))
+    return errors
+
+
+def remaining_path(wf: Workflow) -> dict[str, int]:
+    """Length of the longest chain of tasks that still depends on each task (itself included)."""
+    dependents: dict[str, list[str]] = {t.id: [] for t in wf.tasks}
+    for t in wf.tasks:
+        for d in t.dependencies:
+            dependents[d].append(t.id)
+    order = [tid for wave in waves({t.id: t.dependencies for t in wf.tasks}) for tid in wave]
+    length: dict[str, int] = {}
+    for tid in reversed(order):
+        length[tid] = 1 + max((length[d] for d in dependents[tid]), default=0)
+    return length
+
+
+def schedule(wf: Workflow, sequential: bool = False) -> list[list[str]]:
+    """Dependency groups, each ordered critical-first: higher priority, then longer remaining path.
+    Sequential mode puts one task per group, in an order that respects dependencies."""
+    by_id = {t.id: t for t in wf.tasks}
+    rest = remaining_path(wf)
+
+    def rank(tid: str) -> tuple[int, int, str]:
+        return (-by_id[tid].priority, -rest[tid], tid)
+
+    groups = [sorted(wave, key=rank) for wave in waves({t.id: t.dependencies for t in wf.tasks})]
+    if sequential:
+        return [[tid] for group in groups for tid in group]
+    return groups
+
+
+def celery_priorities(wf: Workflow) -> dict[int, int]:
+    """Workflow priority -> Redis message priority (0 is the highest on Redis, 9 the lowest)."""
+    distinct = sorted({t.priority for t in wf.tasks}, reverse=True)
+    return {p: min(9, round(i * 9 / max(1, len(distinct) - 1))) for i, p in enumerate(distinct)}
