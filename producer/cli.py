@@ -10,6 +10,7 @@ from typing import Annotated, Any, Iterator, NoReturn, Optional
 import redis
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from producer import embedded
@@ -85,11 +86,12 @@ def _print_plan(data: dict[str, Any]) -> None:
         console.print(f"  wave {i + 1}: {len(wave)} component(s): {', '.join(wave[:8])}{' ...' if len(wave) > 8 else ''}")
     console.print(f"  gallery entry {data['gallery']!r}: {'write' if data['gallery_write'] else 'unchanged'}")
     for e in data["errors"]:
-        console.print(f"  [red]error[/red] {e['path']}: {e['field'] + ': ' if e['field'] else ''}{e['message']}")
+        where = f"{e['path']}: {e['field'] + ': ' if e['field'] else ''}"
+        console.print(f"  [red]error[/red] {escape(where + e['message'])}", soft_wrap=True)
     for label, reason in data["skipped"].items():
-        console.print(f"  [yellow]skipped[/yellow] {label}: {reason}")
+        console.print(f"  [yellow]skipped[/yellow] {escape(label)}: {escape(reason)}", soft_wrap=True)
     for path, reason in data["ignored_files"].items():
-        console.print(f"  [dim]ignored {path}: {reason}[/dim]")
+        console.print(f"  [dim]ignored {escape(path)}: {escape(reason)}[/dim]", soft_wrap=True)
 
 
 def _show_plan(prepared: Prepared, as_json: bool) -> NoReturn:
@@ -235,7 +237,7 @@ def run(
         prepared = load(file, tree, settings)
     except WorkflowInvalid as exc:
         for e in exc.errors:
-            err.print(f"[red]error[/red] {e}")
+            err.print(f"[red]error[/red] {escape(str(e))}", soft_wrap=True)
         raise typer.Exit(2) from None
     embedded_default = settings.redis_url is None
     with embedded.LocalServices() as services:

@@ -29,7 +29,7 @@ class StandIn:
         self.in_flight = 0
         self.max_in_flight = 0
 
-    def answer(self, body: dict[str, Any]) -> tuple[int, dict[str, str], dict[str, Any]]:
+    def answer(self, body: dict[str, Any], auth: str | None = None) -> tuple[int, dict[str, str], dict[str, Any]]:
         messages = body.get("messages") or []
         prompt = "\n".join(str(m.get("content", "")) for m in messages)
         with self.lock:
@@ -49,8 +49,10 @@ class StandIn:
         finally:
             with self.lock:
                 self.in_flight -= 1
+        # the key itself is never kept: only a digest, so a test can tell which key was sent
+        auth_digest = hashlib.sha256(auth.removeprefix("Bearer ").encode()).hexdigest() if auth else None
         self.requests.append({"model": body.get("model"), "messages": messages, "status": status,
-                              "started": started, "finished": time.time()})
+                              "started": started, "finished": time.time(), "auth_sha256": auth_digest})
         if status == 429:
             return 429, {"Retry-After": str(control["retry_after"])}, {"error": {"message": "rate limited (stand-in)"}}
         if status != 200:
@@ -102,7 +104,7 @@ def make_server(host: str, port: int) -> tuple[ThreadingHTTPServer, StandIn]:
 
         def do_POST(self) -> None:
             if self.path.endswith("/chat/completions"):
-                status, headers, payload = state.answer(self._body())
+                status, headers, payload = state.answer(self._body(), self.headers.get("Authorization"))
                 self._send(status, payload, headers)
             elif self.path == "/_control":
                 with state.lock:

@@ -22,7 +22,10 @@ from tests.studio_proxy import StudioProxy
 
 ROOT = Path(__file__).resolve().parent.parent
 # Fast retries, so "Studio down" ends quickly in tests.
-WORKER_ENV = {"STUDIO_RETRIES": "2", "STUDIO_BACKOFF_SECONDS": "0.05", "STUDIO_TIMEOUT_SECONDS": "10"}
+# A secret that workflow tests resolve on the workers and then look for everywhere it must not be.
+TEST_SECRET = f"sk-agentq-test-{uuid.uuid4().hex}"
+WORKER_ENV = {"STUDIO_RETRIES": "2", "STUDIO_BACKOFF_SECONDS": "0.05", "STUDIO_TIMEOUT_SECONDS": "10",
+              "MODEL_BACKOFF_SECONDS": "0.05", "AGENTQ_TEST_SECRET": TEST_SECRET}
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +64,8 @@ class Cli:
 
     def env(self, **extra: str) -> dict[str, str]:
         return {**os.environ, "REDIS_URL": self.redis_url, "STUDIO_URL": self.studio_url,
-                "STUDIO_USER_ID": self.user_id, "AGENTQ_CACHE_DIR": str(self.cache_dir), **extra}
+                "STUDIO_USER_ID": self.user_id, "AGENTQ_CACHE_DIR": str(self.cache_dir),
+                "AGENTQ_TEST_SECRET": TEST_SECRET, **extra}
 
     def run(self, *args: str, timeout: float = 300, **extra_env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "producer.cli", *args], env=self.env(**extra_env), cwd=ROOT,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -153,7 +154,8 @@ async def run_batch(ctx: WorkflowContext, labels: list[str]) -> dict[str, dict[s
     outputs = dict(zip(deps, store.r.hmget(outputs_key, list(deps)))) if deps else {}
     todo = [t for t in labels if states.get(t, {}).get("status") not in TERMINAL]
     started = time.time()
-    running = {t: {**states.get(t, {}), "status": "running", "started": started, "worker": ctx.hostname} for t in todo}
+    running = {t: {**states.get(t, {}), "status": "running", "started": started, "worker": ctx.hostname, "pid": os.getpid()}
+               for t in todo}
     store.set_states(ctx.run_id, running, {t: states.get(t, {}).get("status", "pending") for t in todo})
 
     async def one(tid: str) -> tuple[str, dict[str, Any]]:

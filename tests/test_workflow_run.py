@@ -1,0 +1,282 @@
+"""`producer run` end to end: real Redis, real celery worker processes (two), and the local
+stand-in OpenAI-compatible endpoint (it records every request and can be slow or fail)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+import yaml
+
+from producer.standin_llm import StandIn, make_server
+from shared.hashing import sha256_hex
+from shared.semaphore import PrioritySemaphore
+from tests.conftest import TEST_SECRET, Cli
+
+
+@pytest.fixture
+def standin() -> Iterator[tuple[str, StandIn]]:
+    server, state = make_server("127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1", state
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def wf_cli(redis_url: str, worker: subprocess.Popen[bytes], tmp_path: Path) -> Cli:
+    return Cli(redis_url, "http://127.0.0.1:9", f"wf-{uuid.uuid4().hex[:6]}", tmp_path / "cache", "http://127.0.0.1:9")
+
+
+def write_tree(root: Path, base_url: str, max_concurrency: int = 8) -> None:
+    """A model on the stand-in (key from ${AGENTQ_TEST_SECRET}), two agents and a team."""
+    docs = {
+        "models/m.yaml": {"provider": "autogen_ext.models.openai.OpenAIChatCompletionClient", "component_type": "model",
+                          "label": "m", "max_concurrency": max_concurrency,
+                          "config": {"model": f"standin-{uuid.uuid4().hex[:6]}", "base_url": base_url,
+                                     "api_key": "${AGENTQ_TEST_SECRET}"}},
+        "agents/a.yaml": {"provider": "autogen_agentchat.agents.AssistantAgent", "component_type": "agent", "label": "alice",
+                          "config": {"name": "alice", "system_message": "You are Alice.", "model_client": {"$ref": "m"}}},
+        "agents/b.yaml": {"provider": "autogen_agentchat.agents.AssistantAgent", "component_type": "agent", "label": "bob",
+                          "config": {"name": "bob", "system_message": "You are Bob.", "model_client": {"$ref": "m"}}},
+        "teams/t.yaml": {"provider": "autogen_agentchat.teams.RoundRobinGroupChat", "component_type": "team", "label": "duo",
+                         "config": {"participants": [{"$ref": "alice"}, {"$ref": "bob"}],
+                                    "termination_condition": {"provider": "autogen_agentchat.conditions.MaxMessageTermination",
+                                                              "component_type": "termination", "config": {"max_messages": 4}}}},
+    }
+    for rel, doc in docs.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(yaml.safe_dump(doc))
+
+
+def write_workflow(root: Path, tasks: list[dict[str, Any]], name: str = "wf") -> Path:
+    path = root / "workflows" / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for t in tasks:
+        t.setdefault("expected_output", "a short answer")
+        t.setdefault("agent", {"$ref": "alice"})
+    path.write_text(yaml.safe_dump({"kind": "workflow", "name": name, "goal": "test the workers", "tasks": tasks}))
+    return path
+
+
+def run(cli: Cli, path: Path, *args: str) -> tuple[int, dict[str, Any]]:
+    proc = cli.run("run", str(path), "--json", *args)
+    try:
+        return proc.returncode, json.loads(proc.stdout)
+    except ValueError:
+        raise AssertionError(f"no JSON report\nstdout: {proc.stdout}\nstderr: {proc.stderr}") from None
+
+
+def task_of(request: dict[str, Any]) -> str:
+    prompt = next(m["content"] for m in request["messages"] if m["role"] == "user")
+    return next(line for line in prompt.splitlines() if line.startswith("Task: ")).removeprefix("Task: ")
+
+
+def test_outputs_flow_to_dependents_after_they_finish(wf_cli: Cli, standin, tmp_path: Path) -> None:
+    url, state = standin
+    state.control["delay"] = 0.2
+    write_tree(tmp_path, url)
+    wf = write_workflow(tmp_path, [
+        {"id": "a", "description": "first input"},
+        {"id": "b", "description": "second input", "agent": {"$ref": "bob"}},
+        {"id": "c", "description": "combine", "dependencies": ["a", "b"]},
+        {"id": "d", "description": "team review", "agent": {"$ref": "duo"}, "dependencies": ["c"]},
+    ])
+    rc, report = run(wf_cli, wf)
+    assert rc == 0, report
+    tasks = report["tasks"]
+    assert all(t["status"] == "done" for t in tasks.values())
+    by_task = {}
+    for req in state.requests:
+        by_task.setdefault(task_of(req), []).append(req)
+    combine = by_task["combine"][0]
+    prompt = combine["messages"][-1]["content"]
+    assert tasks["a"]["output"] in prompt and tasks["b"]["output"] in prompt
+    assert combine["started"] >= max(by_task["first input"][0]["finished"], by_task["second input"][0]["finished"])
+    # the team took turns up to its termination condition: 4 messages = the task + 3 answers
+    assert len(by_task["team review"]) == 3
+    assert min(r["started"] for r in by_task["team review"]) >= combine["finished"]
+    assert tasks["d"]["prompt_tokens"] > 0 and tasks["d"]["model_calls"] == 3
+    assert tasks["c"]["output"] in by_task["team review"][0]["messages"][-1]["content"]
+
+
+def test_higher_priority_takes_the_free_slot_first(wf_cli: Cli, standin, tmp_path: Path, redis_url: str) -> None:
+    url, state = standin
+    write_tree(tmp_path, url, max_concurrency=1)
+    wf = write_workflow(tmp_path, [
+        {"id": "low", "description": "low priority work", "priority": 1},
+        {"id": "high", "description": "high priority work", "priority": 9},
+    ])
+    model = yaml.safe_load((tmp_path / "models/m.yaml").read_text())["config"]
+    name = f"agentq:limit:{sha256_hex(url.rstrip('/') + '|' + model['model'])[:16]}"
+    r = redis.Redis.from_url(redis_url)
+
+    async def hold_the_only_slot() -> None:
+        client = aioredis.Redis.from_url(redis_url)
+        async with PrioritySemaphore(client, name, 1).slot(100):
+            started = subprocess.Popen([*wf_cli_cmd(wf_cli, wf)], env=wf_cli.env(), stdout=subprocess.PIPE, text=True)
+            deadline = time.monotonic() + 60
+            while r.zcard(f"{name}:waiters") < 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            assert r.zcard(f"{name}:waiters") == 2, "both tasks should be waiting for the slot"
+        await client.aclose()
+        out, _ = started.communicate(timeout=120)
+        assert started.returncode == 0, out
+
+    asyncio.run(hold_the_only_slot())
+    order = [task_of(req) for req in sorted(state.requests, key=lambda q: q["started"])]
+    assert order == ["high priority work", "low priority work"]
+
+
+def wf_cli_cmd(cli: Cli, wf: Path) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "producer.cli", "run", str(wf), "--json"]
+
+
+def test_rerun_hits_the_cache_and_a_change_reruns_exactly_its_dependents(wf_cli: Cli, standin, tmp_path: Path) -> None:
+    url, state = standin
+    write_tree(tmp_path, url)
+    tasks = [
+        {"id": "a", "description": "alpha"},
+        {"id": "b", "description": "beta"},
+        {"id": "c", "description": "gamma", "dependencies": ["a"]},
+        {"id": "d", "description": "delta", "dependencies": ["c"]},
+        {"id": "e", "description": "epsilon", "dependencies": ["b"]},
+    ]
+    wf = write_workflow(tmp_path, [dict(t) for t in tasks])
+    assert run(wf_cli, wf)[0] == 0
+    first = len(state.requests)
+    assert first == 5
+
+    rc, report = run(wf_cli, wf)
+    assert rc == 0 and len(state.requests) == first  # not one model request
+    assert all(t["status"] == "cached" for t in report["tasks"].values())
+
+    tasks[2]["description"] = "gamma, revised"
+    write_workflow(tmp_path, [dict(t) for t in tasks])
+    rc, report = run(wf_cli, wf)
+    assert rc == 0
+    assert sorted(task_of(q) for q in state.requests[first:]) == ["delta", "gamma, revised"]
+    assert {t for t, v in report["tasks"].items() if v["status"] == "done"} == {"c", "d"}
+
+    rc, report = run(wf_cli, wf, "--no-cache")
+    assert rc == 0 and len(state.requests) == first + 2 + 5
+
+
+def test_flaky_endpoint_is_retried_and_a_failing_task_only_stops_its_dependents(wf_cli: Cli, standin, tmp_path: Path) -> None:
+    url, state = standin
+    state.control.update(fail_rate=0.2, fail_status=429, retry_after=0.05)
+    write_tree(tmp_path, url)
+    tasks = [{"id": f"t{i}", "description": f"flaky task {i}", "retries": 10} for i in range(12)]
+    tasks += [
+        {"id": "doomed", "description": "ALWAYS-FAIL here", "retries": 2},
+        {"id": "after-doomed", "description": "needs doomed", "dependencies": ["doomed"]},
+        {"id": "sibling", "description": "independent sibling", "retries": 10},
+    ]
+    state.control["fail_when_contains"] = "ALWAYS-FAIL"
+    wf = write_workflow(tmp_path, tasks)
+    rc, report = run(wf_cli, wf)
+    assert rc == 1
+    t = report["tasks"]
+    assert all(t[f"t{i}"]["status"] == "done" for i in range(12)) and t["sibling"]["status"] == "done"
+    assert t["doomed"]["status"] == "failed" and "answered 500" in t["doomed"]["error"]
+    assert t["after-doomed"]["status"] == "skipped" and "doomed" in t["after-doomed"]["reason"]
+    assert report["retries"].get("rate_limited", 0) > 0
+    assert sum(1 for q in state.requests if q["status"] == 429) > 0
+
+    state.control.update(fail_rate=0.2, fail_status=500, fail_when_contains=None)
+    tasks = [{"id": f"u{i}", "description": f"flaky again {i}", "retries": 10} for i in range(12)]
+    rc, report = run(wf_cli, write_workflow(tmp_path, tasks, name="again"))
+    assert rc == 0 and report["retries"].get("server_error", 0) > 0
+
+
+def test_model_concurrency_limit_holds_across_worker_processes(wf_cli: Cli, standin, tmp_path: Path) -> None:
+    url, state = standin
+    state.control["delay"] = 0.15
+    write_tree(tmp_path, url, max_concurrency=3)
+    wf = write_workflow(tmp_path, [{"id": f"t{i}", "description": f"parallel {i}"} for i in range(40)])
+    rc, report = run(wf_cli, wf)
+    assert rc == 0
+    assert state.max_in_flight == 3
+    r = redis.Redis.from_url(wf_cli.redis_url, decode_responses=True)
+    states = r.hgetall(f"agentq:run:{report['run_id']}:nodes")
+    assert len({json.loads(v)["pid"] for v in states.values()}) >= 2, "expected both worker processes to run tasks"
+
+
+def test_sequential_mode_runs_one_task_at_a_time_with_the_same_results(wf_cli: Cli, standin, tmp_path: Path) -> None:
+    url, state = standin
+    state.control["delay"] = 0.05
+    write_tree(tmp_path, url)
+    tasks = [{"id": "x", "description": "ex"}, {"id": "y", "description": "why"}, {"id": "z", "description": "zed", "dependencies": ["x", "y"]}]
+    wf = write_workflow(tmp_path, tasks)
+    rc, parallel = run(wf_cli, wf)
+    rc2, sequential = run(wf_cli, wf, "--mode", "sequential", "--no-cache")
+    assert rc == rc2 == 0
+    assert {k: v["output"] for k, v in parallel["tasks"].items()} == {k: v["output"] for k, v in sequential["tasks"].items()}
+    seq = sorted(state.requests[3:], key=lambda q: q["started"])
+    assert all(a["finished"] <= b["started"] for a, b in zip(seq, seq[1:]))
+
+
+def test_invalid_workflows_are_refused_before_anything_is_enqueued(wf_cli: Cli, standin, tmp_path: Path) -> None:
+    url, _ = standin
+    write_tree(tmp_path, url)
+    wf = write_workflow(tmp_path, [
+        {"id": "a", "description": "x", "dependencies": ["nope"]},
+        {"id": "b", "description": "y", "agent": {"$ref": "ghost"}},
+        {"id": "c", "description": "z", "agent": {"$ref": "m"}},
+        {"id": "d", "description": "w", "dependencies": ["e"]},
+        {"id": "e", "description": "v", "dependencies": ["d"]},
+    ])
+    r = redis.Redis.from_url(wf_cli.redis_url)
+    runs_before = len(list(r.scan_iter("agentq:run:*:meta")))
+    proc = wf_cli.run("run", str(wf))
+    assert proc.returncode == 2
+    err = proc.stderr
+    assert "workflows/wf.yaml: tasks[0].dependencies[0]: unknown task id 'nope'" in err
+    assert "tasks[1].agent: no agent or team labelled 'ghost'" in err
+    assert "tasks[2].agent: 'm' (models/m.yaml) is a model, not an agent or team" in err
+    assert "dependency cycle: d -> e -> d" in err
+    assert len(list(r.scan_iter("agentq:run:*:meta"))) == runs_before
+
+
+def test_secrets_stay_out_of_redis_logs_and_task_arguments(wf_cli: Cli, standin, tmp_path: Path, services_dir: Path) -> None:
+    url, state = standin
+    write_tree(tmp_path, url)
+    wf = write_workflow(tmp_path, [{"id": "a", "description": "uses the key"}, {"id": "b", "description": "b", "dependencies": ["a"]}])
+    proc = wf_cli.run("run", str(wf), "--json")
+    assert proc.returncode == 0, proc.stderr
+    # the endpoint did get the key, resolved on the worker
+    assert {q["auth_sha256"] for q in state.requests} == {hashlib.sha256(TEST_SECRET.encode()).hexdigest()}
+    r = redis.Redis.from_url(wf_cli.redis_url)
+    secret = TEST_SECRET.encode()
+    for key in r.scan_iter("*", count=1000):
+        assert secret not in key
+        kind = r.type(key)
+        if kind == b"string":
+            values = [r.get(key)]
+        elif kind == b"hash":
+            values = list(r.hgetall(key).values())
+        elif kind == b"list":
+            values = r.lrange(key, 0, -1)  # queued task messages, arguments included
+        elif kind == b"zset":
+            values = [m for m, _ in r.zrange(key, 0, -1, withscores=True)]
+        elif kind == b"set":
+            values = list(r.smembers(key))
+        else:
+            values = []
+        assert not any(v and secret in v for v in values), f"secret found in {key!r}"
+    assert TEST_SECRET not in (services_dir / "worker.log").read_text(errors="replace")
+    assert TEST_SECRET not in proc.stdout + proc.stderr
