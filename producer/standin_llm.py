@@ -4,7 +4,7 @@ told to be slow, to fail with 500, or to answer 429 with Retry-After.
 
     python -m producer.standin_llm --port 11435
 
-Control (JSON): POST /_control {"delay": s, "fail_rate": 0..1, "fail_status": 500|429,
+Control (JSON): POST /_control {"delay": s, "fail_rate": 0..1, "fail_every": n, "fail_status": 500|429|[...],
 "retry_after": s, "fail_when_contains": "text"}; GET /_requests; GET /_stats; POST /_reset.
 """
 
@@ -23,8 +23,9 @@ from typing import Any
 class StandIn:
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.control: dict[str, Any] = {"delay": 0.0, "fail_rate": 0.0, "fail_status": 500, "retry_after": 0.2,
-                                        "fail_when_contains": None}
+        self.control: dict[str, Any] = {"delay": 0.0, "fail_rate": 0.0, "fail_every": 0, "fail_status": 500,
+                                        "retry_after": 0.2, "fail_when_contains": None}
+        self.count = 0
         self.requests: list[dict[str, Any]] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -35,6 +36,8 @@ class StandIn:
         with self.lock:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self.count += 1
+            number = self.count
             control = dict(self.control)
         started = time.time()
         try:
@@ -42,8 +45,10 @@ class StandIn:
             marker = control.get("fail_when_contains")
             if marker and marker in prompt:
                 status = 500
-            elif random.random() < float(control["fail_rate"]):
-                status = int(control["fail_status"])
+            elif (control["fail_every"] and number % int(control["fail_every"]) == 0) or random.random() < float(control["fail_rate"]):
+                # a list of statuses is used in turn: e.g. [500, 429]
+                statuses = control["fail_status"] if isinstance(control["fail_status"], list) else [control["fail_status"]]
+                status = int(statuses[number % len(statuses)])
             else:
                 status = 200
         finally:
@@ -118,10 +123,14 @@ def make_server(host: str, port: int) -> tuple[ThreadingHTTPServer, StandIn]:
             else:
                 self._send(404, {"error": "not found"})
 
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    server.request_queue_size = 1024
+    server = _Server((host, port), Handler)
     return server, state
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # listen() backlog: the default of 5 drops connection bursts, which then wait for a 1 s SYN retry
+    request_queue_size = 1024
 
 
 def main() -> None:

@@ -121,16 +121,13 @@ async def run_agent_or_team(ctx: WorkflowContext, spec: Mapping[str, Any], promp
     return {"output": transcript[-1][1], "transcript": [{"source": s, "content": c} for s, c in transcript], **usage}
 
 
-async def run_task(ctx: WorkflowContext, tid: str, record: dict[str, Any], states: Mapping[str, dict[str, Any]],
-                   outputs: Mapping[str, str]) -> dict[str, Any]:
+def task_inputs(record: dict[str, Any], states: Mapping[str, dict[str, Any]], outputs: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    return [(dep, states[dep]["key"], outputs.get(dep, "")) for dep in record["task"].get("dependencies", [])]
+
+
+async def run_task(ctx: WorkflowContext, record: dict[str, Any], inputs: list[tuple[str, str, str]]) -> dict[str, Any]:
+    """Run one task whose result is not cached: its output, transcript and token counts."""
     task = record["task"]
-    inputs = [(dep, states[dep]["key"], outputs.get(dep, "")) for dep in task.get("dependencies", [])]
-    key = task_key(record["goal"], task, record["agent"], inputs)
-    use_cache = task.get("cache", True) and not ctx.meta.get("no_cache")
-    if use_cache:
-        hit = await ctx.aredis.get(Store.task_cache_key(key))
-        if hit:
-            return {"status": "cached", "key": key, **json.loads(hit)}
     try:
         agent = substitute_variables(record["agent"], ctx.env)
     except MissingVariable as exc:
@@ -141,8 +138,7 @@ async def run_task(ctx: WorkflowContext, tid: str, record: dict[str, Any], state
         result = await asyncio.wait_for(run_agent_or_team(ctx, agent, prompt, task), timeout)
     except asyncio.TimeoutError as exc:
         raise TaskFailed(f"timed out after {timeout:g} s") from exc
-    await ctx.aredis.set(Store.task_cache_key(key), json.dumps(result), ex=ctx.store.cache_ttl)
-    return {"status": "done", "outcome": "ran", "key": key, **result}
+    return result
 
 
 async def run_batch(ctx: WorkflowContext, labels: list[str]) -> dict[str, dict[str, Any]]:
@@ -158,14 +154,24 @@ async def run_batch(ctx: WorkflowContext, labels: list[str]) -> dict[str, dict[s
                for t in todo}
     store.set_states(ctx.run_id, running, {t: states.get(t, {}).get("status", "pending") for t in todo})
 
+    # cache lookups for the whole batch in one round trip (a key needs the inputs' outputs)
+    blocked = {t: p for t in todo if (p := dependency_problem({"deps": records[t]["task"].get("dependencies", [])}, states))}
+    inputs = {t: task_inputs(records[t], states, outputs) for t in todo if t not in blocked}
+    keys = {t: task_key(records[t]["goal"], records[t]["task"], records[t]["agent"], inputs[t]) for t in inputs}
+    cacheable = [t for t in keys if records[t]["task"].get("cache", True) and not ctx.meta.get("no_cache")]
+    hits = dict(zip(cacheable, store.r.mget([Store.task_cache_key(keys[t]) for t in cacheable]))) if cacheable else {}
+    fresh: dict[str, dict[str, Any]] = {}
+
     async def one(tid: str) -> tuple[str, dict[str, Any]]:
         base = running[tid]
-        problem = dependency_problem({"deps": records[tid]["task"].get("dependencies", [])}, states)
-        if problem:
-            return tid, {**base, "status": "skipped", "reason": problem}
+        if tid in blocked:
+            return tid, {**base, "status": "skipped", "reason": blocked[tid]}
+        if hits.get(tid):
+            return tid, {**base, "status": "cached", "key": keys[tid], **json.loads(hits[tid])}
         t0 = time.monotonic()
         try:
-            result = await run_task(ctx, tid, records[tid], states, outputs)
+            fresh[tid] = await run_task(ctx, records[tid], inputs[tid])
+            result = {"status": "done", "outcome": "ran", "key": keys[tid], **fresh[tid]}
         except TaskFailed as exc:
             result = {"status": "failed", "error": str(exc)}
         except Exception as exc:  # a bug must not lose the batch's other results
@@ -173,6 +179,11 @@ async def run_batch(ctx: WorkflowContext, labels: list[str]) -> dict[str, dict[s
         return tid, {**base, **result, "seconds": round(time.monotonic() - t0, 4), "finished": time.time()}
 
     results = dict(await asyncio.gather(*(one(t) for t in todo)))
+    if fresh:
+        pipe = store.r.pipeline(transaction=False)
+        for tid, result in fresh.items():
+            pipe.set(Store.task_cache_key(keys[tid]), json.dumps(result), ex=store.cache_ttl)
+        pipe.execute()
     finished_outputs = {t: st.pop("output") for t, st in results.items() if "output" in st}
     for st in results.values():
         st.pop("transcript", None)  # kept in the cache entry; run state holds the summary

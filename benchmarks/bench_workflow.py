@@ -1,0 +1,112 @@
+"""2,000 independent workflow tasks against the stand-in endpoint answering after 100 ms.
+
+    python benchmarks/bench_workflow.py [--tasks 2000] [--limit 100] [--skip-loop]
+
+Two celery workers (prefork -c 2 each), one redis-server, the stand-in endpoint in its own process.
+Reports, for one run each:
+  - flat: 2,000 independent tasks, from enqueue to the last result;
+  - the bound set by latency and the model's concurrency limit: tasks x 0.1 s / limit;
+  - the old approach: a plain asyncio loop with a semaphore of 5 sending the same requests;
+  - a 10-deep chain of dependency groups x 200 tasks vs the same 2,000 tasks flat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import redis_and_workers  # noqa: E402
+from producer import embedded  # noqa: E402
+
+LATENCY = 0.1
+
+
+def write_tree(root: Path, base_url: str, limit: int) -> None:
+    (root / "models").mkdir(parents=True)
+    (root / "agents").mkdir()
+    (root / "models" / "m.yaml").write_text(yaml.safe_dump({
+        "provider": "autogen_ext.models.openai.OpenAIChatCompletionClient", "component_type": "model", "label": "m",
+        "max_concurrency": limit, "config": {"model": "standin", "base_url": base_url, "api_key": "not-needed"}}))
+    (root / "agents" / "a.yaml").write_text(yaml.safe_dump({
+        "provider": "autogen_agentchat.agents.AssistantAgent", "component_type": "agent", "label": "a",
+        "config": {"name": "a", "system_message": "Be brief.", "model_client": {"$ref": "m"}}}))
+
+
+def write_workflow(root: Path, name: str, groups: int, per_group: int) -> Path:
+    tasks = []
+    for g in range(groups):
+        for i in range(per_group):
+            task = {"id": f"g{g}-t{i}", "description": f"{name} task {g}/{i}", "agent": {"$ref": "a"}}
+            if g:
+                task["dependencies"] = [f"g{g - 1}-t{i}"]
+            tasks.append(task)
+    path = root / "workflows" / f"{name}.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump({"kind": "workflow", "name": name, "goal": "benchmark", "tasks": tasks}))
+    return path
+
+
+def run(path: Path, env: dict[str, str]) -> float:
+    proc = subprocess.run([sys.executable, "-m", "producer.cli", "run", str(path), "--json"], env=env,
+                          capture_output=True, text=True, timeout=1800)
+    report = json.loads(proc.stdout)
+    assert report["counts"]["done"] == len(report["tasks"]), report["counts"]
+    return float(report["seconds"])
+
+
+async def plain_loop(base_url: str, n: int, concurrency: int = 5) -> float:
+    gate = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(timeout=60) as client:
+        async def one(i: int) -> None:
+            async with gate:
+                body = {"model": "standin", "messages": [{"role": "user", "content": f"loop task {i}"}]}
+                (await client.post(f"{base_url}/chat/completions", json=body)).raise_for_status()
+
+        t0 = time.time()
+        await asyncio.gather(*(one(i) for i in range(n)))
+        return time.time() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tasks", type=int, default=2000)
+    ap.add_argument("--limit", type=int, default=100, help="the model's max_concurrency")
+    ap.add_argument("--skip-loop", action="store_true", help="skip the slow asyncio-loop baseline")
+    args = ap.parse_args()
+    port = embedded.free_port()
+    standin = embedded.start_standin_llm(port)
+    base_url = f"http://127.0.0.1:{port}/v1"
+    httpx.post(f"http://127.0.0.1:{port}/_control", json={"delay": LATENCY})
+    try:
+        with tempfile.TemporaryDirectory() as tmp, redis_and_workers(workers=2, concurrency=2) as (url, _):
+            root = Path(tmp) / "tree"
+            write_tree(root, base_url, args.limit)
+            env = {**os.environ, "REDIS_URL": url, "AGENTQ_CACHE_DIR": str(Path(tmp) / "cache")}
+            flat = run(write_workflow(root, "flat", 1, args.tasks), env)
+            deep = run(write_workflow(root, "deep", 10, args.tasks // 10), env)
+            bound = args.tasks * LATENCY / args.limit
+            print(f"{args.tasks} independent tasks, {LATENCY * 1000:.0f} ms each, model limit {args.limit}, 2 workers x 2 processes")
+            print(f"  enqueue -> last result: {flat:.2f} s; bound (tasks x latency / limit): {bound:.2f} s -> {flat / bound:.2f}x the bound")
+            print(f"  10 dependency groups x {args.tasks // 10}: {deep:.2f} s -> {deep / flat:.2f}x the flat run")
+            if not args.skip_loop:
+                loop = asyncio.run(plain_loop(base_url, args.tasks))
+                print(f"  plain asyncio loop, semaphore of 5: {loop:.2f} s -> ours is {loop / flat:.1f}x faster")
+    finally:
+        embedded.stop(standin)
+
+
+if __name__ == "__main__":
+    main()
