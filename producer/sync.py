@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 from producer.planner import Plan, make_plan, tree_gallery_key
 from producer.scanner import ScanResult, default_cache_path, scan
 from shared.hashing import namespace
+from shared.metrics import Metrics
+from shared.run_metrics import record_run
 from shared.settings import Settings, environment
 from shared.store import TERMINAL, Store
 from shared.tree import Tree, build_tree
@@ -90,6 +92,13 @@ def submit(prepared: Prepared, settings: Settings, store: Store, app: Celery | N
     if not plan.has_work:
         meta["finished"] = meta["created"]
     store.create_run(run_id, meta, plan.states, specs, plan.waves)
+    metrics = Metrics()
+    for label in prepared.tree.valid:
+        hit = "hit" if plan.states[label]["status"] == "cached" else "miss"
+        metrics.inc("agentq_cache_requests_total", [tree.nodes[label].component_type, hit])
+    metrics.flush(store.r)
+    if not plan.has_work:
+        record_run(store, meta)
     if plan.has_work:
         from workers.canvas import start_run  # celery is imported only when there is work
 

@@ -15,6 +15,7 @@ from producer.scanner import default_cache_path, scan
 from shared.errors import ConfigError
 from shared.loader import parse_document
 from shared.prompts import task_key
+from shared.run_metrics import record_run
 from shared.settings import Settings, environment
 from shared.store import Store
 from shared.tree import Tree, build_tree
@@ -100,6 +101,8 @@ def submit(prepared: PreparedWorkflow, settings: Settings, store: Store, app: Ca
     if not waves:
         meta["finished"] = meta["created"]
     store.create_run(run_id, meta, states, {t.id: records[t.id] for t in pending}, waves)
+    if not waves:
+        record_run(store, meta)
     if outputs:
         store.r.hset(store.run_key(run_id, "outputs"), mapping=outputs)
         store.r.expire(store.run_key(run_id, "outputs"), store.run_ttl)

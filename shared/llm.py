@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from shared.metrics import Metrics
 from shared.retry import backoff_delay
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -77,29 +78,39 @@ async def chat(
     retries: int,
     backoff: float,
     on_retry: Callable[[str], None] | None = None,
+    metrics: Metrics | None = None,
 ) -> ChatResult:
     """One completion; retried on 429 (after Retry-After), 5xx, timeouts and connection errors."""
+    metrics = metrics or Metrics()
     url = endpoint.base_url.rstrip("/") + "/chat/completions"
     headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
     body = {"model": endpoint.model, "messages": messages}
     for attempt in range(retries + 1):
         last = attempt == retries
+        started = time.perf_counter()
         try:
             response = await http.post(url, json=body, headers=headers)
         except (httpx.TimeoutException, httpx.TransportError) as exc:
+            metrics.observe("agentq_model_request_duration_seconds", [endpoint.model, "error"], time.perf_counter() - started)
             if last:
                 raise EndpointError(f"{endpoint.base_url} unreachable: {type(exc).__name__}: {exc}".rstrip(": ")) from exc
             cause, wait = "timeout" if isinstance(exc, httpx.TimeoutException) else "connection", backoff_delay(attempt, backoff)
         else:
             status = response.status_code
+            metrics.observe("agentq_model_request_duration_seconds", [endpoint.model, str(status)], time.perf_counter() - started)
             if status < 300:
-                return _parse(response, attempt + 1)
+                result = _parse(response, attempt + 1)
+                for kind in ("prompt_tokens", "completion_tokens"):
+                    if getattr(result, kind):
+                        metrics.inc("agentq_model_tokens_total", [endpoint.model, kind.removesuffix("_tokens")], getattr(result, kind))
+                return result
             detail = response.text[:300]
             if last or (status < 500 and status != 429):
                 raise EndpointError(f"{endpoint.base_url} answered {status}: {detail}", status)
             cause = "rate_limited" if status == 429 else "server_error"
             wait = retry_after_seconds(response.headers.get("retry-after")) if status == 429 else None
             wait = backoff_delay(attempt, backoff) if wait is None else wait
+        metrics.inc("agentq_retries_total", ["model", cause])
         if on_retry:
             on_retry(cause)
         await asyncio.sleep(wait)

@@ -31,6 +31,16 @@ class Settings(BaseSettings):
     task_timeout_seconds: float = Field(default=300.0, alias="TASK_TIMEOUT_SECONDS")
     standin_llm_port: int = Field(default=11435, alias="STANDIN_LLM_PORT")
 
+    # A worker stops taking tasks while its host is above either threshold. CPU is off (100) by
+    # default: busy workers drive their own host to 100%, which is no reason to stop.
+    throttle_memory_percent: float = Field(default=90.0, alias="THROTTLE_MEMORY_PERCENT")
+    throttle_cpu_percent: float = Field(default=100.0, alias="THROTTLE_CPU_PERCENT")
+    resource_interval_seconds: float = Field(default=5.0, gt=0, alias="RESOURCE_INTERVAL_SECONDS")
+
+    exporter_port: int = Field(default=9808, alias="EXPORTER_PORT")
+    exporter_queues: str = Field(default="celery", alias="EXPORTER_QUEUES")  # comma-separated
+    studio_probe_interval_seconds: float = Field(default=5.0, gt=0, alias="STUDIO_PROBE_INTERVAL_SECONDS")
+
     batch_size: int = Field(default=25, ge=1, alias="SYNC_BATCH_SIZE")
     cache_ttl_seconds: int = Field(default=30 * 24 * 3600, alias="CACHE_TTL_SECONDS")
     # scan cache, and the embedded Redis and Studio data

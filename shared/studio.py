@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from typing import Any
 
 import httpx
 
+from shared.metrics import Metrics, endpoint_template
 from shared.retry import backoff_delay, is_retryable
 
 
@@ -31,12 +33,14 @@ class StudioClient:
         retries: int = 4,
         backoff: float = 0.5,
         max_connections: int = 16,
+        metrics: Metrics | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.user_id = user_id
         self.retries = retries
         self.backoff = backoff
         self.requests: Counter[str] = Counter()  # "METHOD /path" -> count, for run reports
+        self.metrics = metrics or Metrics()
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/api",
             headers=headers,
@@ -53,9 +57,13 @@ class StudioClient:
     async def request(self, method: str, path: str, *, retry: bool = True, **kwargs: Any) -> Any:
         attempts = self.retries + 1 if retry else 1
         for attempt in range(attempts):
+            endpoint = endpoint_template(path)
+            started = time.perf_counter()
+            status = "error"
             try:
                 self.requests[f"{method} {path.split('?')[0]}"] += 1
                 response = await self._http.request(method, path, **kwargs)
+                status = str(response.status_code)
                 response.raise_for_status()
                 return response.json()
             except (httpx.HTTPError, ValueError) as exc:
@@ -67,7 +75,11 @@ class StudioClient:
                     failure = StudioError(method, path, None, f"{type(exc).__name__}: {exc}".rstrip(": "))
                 if not is_retryable(exc) or attempt == attempts - 1:
                     raise failure from exc
+                self.metrics.inc("agentq_retries_total", ["studio", "server_error" if failure.status else "unreachable"])
                 await asyncio.sleep(backoff_delay(attempt, self.backoff))
+            finally:
+                self.metrics.observe("agentq_studio_request_duration_seconds", [endpoint, method, status],
+                                     time.perf_counter() - started)
         raise AssertionError("unreachable")
 
     async def health(self) -> bool:

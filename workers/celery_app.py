@@ -34,6 +34,9 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_send_sent_event=True,
         worker_hijack_root_logger=False,
     )
+    from workers.resources import ResourceGuard
+
+    app.steps["consumer"].add(ResourceGuard)
     return app
 
 

@@ -14,6 +14,8 @@ import httpx
 import redis.asyncio as aioredis
 
 from shared.settings import Settings, environment
+from shared.metrics import Metrics
+from shared.run_metrics import record_run
 from shared.store import Store
 from shared.studio import StudioClient, StudioError
 from workers.canvas import start_finalize, start_wave
@@ -36,6 +38,8 @@ def _with_context(run_id: str, work: Callable[[RunContext, Settings], Awaitable[
     if meta is None:  # the run expired or never existed
         return None
 
+    metrics = Metrics()
+
     async def go() -> T:
         token = settings.studio_token.get_secret_value() if settings.studio_token else None
         client = StudioClient(
@@ -46,6 +50,7 @@ def _with_context(run_id: str, work: Callable[[RunContext, Settings], Awaitable[
             retries=settings.studio_retries,
             backoff=settings.studio_backoff_seconds,
             max_connections=settings.studio_concurrency,
+            metrics=metrics,
         )
         async with client:
             ctx = RunContext(store, run_id, meta, client, environment(), socket.gethostname())
@@ -59,7 +64,10 @@ def _with_context(run_id: str, work: Callable[[RunContext, Settings], Awaitable[
                     pipe.expire(store.run_key(run_id, "requests"), store.run_ttl)
                     pipe.execute()
 
-    return asyncio.run(go())
+    try:
+        return asyncio.run(go())
+    finally:
+        metrics.flush(store.r)
 
 
 @app.task(name="agentq.sync_batch")
@@ -120,7 +128,8 @@ def finalize(run_id: str) -> None:
     fields: dict[str, Any] = {"state": "finished", "finished": time.time()}
     if error:
         fields["error"] = error
-    store.update_meta(run_id, **fields)
+    meta = store.update_meta(run_id, **fields)
+    record_run(store, meta)
 
 
 @app.task(name="agentq.noop_batch")
@@ -144,8 +153,8 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-@app.task(name="agentq.run_batch")
-def run_batch(run_id: str, wave: int, index: int) -> int:
+@app.task(name="agentq.run_batch", bind=True)
+def run_batch(self: Any, run_id: str, wave: int, index: int) -> int:
     settings = Settings()
     store = _store(settings)
     meta = store.meta(run_id)
@@ -159,11 +168,13 @@ def run_batch(run_id: str, wave: int, index: int) -> int:
         aredis = aioredis.Redis(connection_pool=pool)
         limits = httpx.Limits(max_connections=max(10, settings.batch_size * 2))
         async with httpx.AsyncClient(timeout=settings.model_timeout_seconds, limits=limits, verify=_tls_context()) as http:
-            ctx = WorkflowContext(store, aredis, run_id, meta, http, environment(), settings, socket.gethostname())
+            ctx = WorkflowContext(store, aredis, run_id, meta, http, environment(), settings,
+                                  self.request.hostname or socket.gethostname())
             try:
                 await run_workflow_batch(ctx, labels)
             finally:
                 await aredis.aclose()
+                ctx.metrics.flush(store.r)
 
     asyncio.run(go())
     return len(labels)

@@ -8,13 +8,14 @@ import json
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
 
 from shared.hashing import sha256_hex
+from shared.metrics import Metrics
 from shared.llm import ChatResult, EndpointError, chat, endpoint_from_component
 from shared.prompts import agent_messages, task_key, task_prompt
 from shared.refs import MissingVariable, substitute_variables
@@ -40,6 +41,7 @@ class WorkflowContext:
     env: Mapping[str, str]
     settings: Settings
     hostname: str
+    metrics: Metrics = field(default_factory=Metrics)
 
     def count_retry(self, cause: str) -> None:
         self.store.r.hincrby(self.store.run_key(self.run_id, "retries"), cause, 1)
@@ -78,7 +80,7 @@ async def call_agent(ctx: WorkflowContext, agent: Mapping[str, Any], messages: l
     async with limit.slot(int(task.get("priority", 0))):
         try:
             return await chat(ctx.http, endpoint, messages, retries=ctx.settings.model_retries if retries is None else retries,
-                              backoff=ctx.settings.model_backoff_seconds, on_retry=ctx.count_retry)
+                              backoff=ctx.settings.model_backoff_seconds, on_retry=ctx.count_retry, metrics=ctx.metrics)
         except EndpointError as exc:
             raise TaskFailed(str(exc)) from exc
 
@@ -161,6 +163,8 @@ async def run_batch(ctx: WorkflowContext, labels: list[str]) -> dict[str, dict[s
     cacheable = [t for t in keys if records[t]["task"].get("cache", True) and not ctx.meta.get("no_cache")]
     hits = dict(zip(cacheable, store.r.mget([Store.task_cache_key(keys[t]) for t in cacheable]))) if cacheable else {}
     fresh: dict[str, dict[str, Any]] = {}
+    for t in cacheable:
+        ctx.metrics.inc("agentq_cache_requests_total", ["workflow_task", "hit" if hits.get(t) else "miss"])
 
     async def one(tid: str) -> tuple[str, dict[str, Any]]:
         base = running[tid]

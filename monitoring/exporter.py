@@ -1,0 +1,291 @@
+"""The Prometheus exporter: `python -m monitoring.exporter [--port 9808]` serves /metrics and /health.
+
+One scrape covers the cluster:
+- Celery events (task sent/received/started/succeeded/failed/..., runtime and queue-wait
+  histograms, worker up and active tasks) under the names celery-exporter users know;
+- queue lengths that count Redis priority lists;
+- the product's own metrics (cache, sync outcomes, runs, Studio and model latency, tokens,
+  retries, throttling) and host resources, which workers aggregate in Redis;
+- an AutoGen Studio availability probe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import httpx
+import redis
+from celery import Celery
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from shared.metrics import COUNTER_HELP, HISTOGRAM_HELP, HOSTS, read_counters, read_histograms
+from shared.settings import Settings
+
+log = logging.getLogger("agentq.exporter")
+PRIORITY_SEP = "\x06\x16"
+WORKER_TIMEOUT = 10.0  # seconds without a heartbeat before a worker counts as gone
+HOST_STALE = 60.0
+RUNTIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+def queue_length(client: redis.Redis, queue: str) -> int:
+    """A Redis queue with priorities is several lists: `queue` and `queue\\x06\\x16<p>`."""
+    pipe = client.pipeline(transaction=False)
+    pipe.llen(queue)
+    for p in range(1, 10):
+        pipe.llen(f"{queue}{PRIORITY_SEP}{p}")
+    return int(sum(pipe.execute()))
+
+
+class CeleryEvents:
+    """Celery task and worker events -> metrics, on a thread of its own."""
+
+    TASK_EVENTS = ("sent", "received", "started", "succeeded", "failed", "rejected", "revoked", "retried")
+
+    def __init__(self, app: Celery, registry: CollectorRegistry) -> None:
+        self.app = app
+        labels = ["name", "hostname", "queue_name"]
+        self.counters = {
+            e: Counter(f"celery_task_{e}", f"Tasks {e}", labels + (["exception"] if e == "failed" else []), registry=registry)
+            for e in self.TASK_EVENTS
+        }
+        self.runtime = Histogram("celery_task_runtime", "Task runtime in seconds", labels, buckets=RUNTIME_BUCKETS, registry=registry)
+        self.queue_wait = Histogram("celery_task_queue_wait_time", "Seconds from publish to start", labels,
+                                    buckets=RUNTIME_BUCKETS, registry=registry)
+        self.worker_up = Gauge("celery_worker_up", "1 while the worker sends heartbeats", ["hostname"], registry=registry)
+        self.active = Gauge("celery_worker_tasks_active", "Tasks a worker is running", ["hostname"], registry=registry)
+        self.workers = Gauge("celery_active_worker_count", "Workers sending heartbeats", registry=registry)
+        self.tasks: OrderedDict[str, dict[str, Any]] = OrderedDict()  # uuid -> name, queue, sent (bounded)
+        self.last_seen: dict[str, float] = {}
+        self.lock = threading.Lock()
+
+    def _task(self, event: dict[str, Any]) -> dict[str, Any]:
+        info = self.tasks.setdefault(event["uuid"], {})
+        self.tasks.move_to_end(event["uuid"])
+        while len(self.tasks) > 50_000:
+            self.tasks.popitem(last=False)
+        for key in ("name", "queue", "routing_key"):
+            if event.get(key):
+                info[key] = event[key]
+        return info
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type", "")
+        with self.lock:
+            if kind.startswith("task-"):
+                self._on_task(kind[5:], event)
+            elif kind.startswith("worker-"):
+                self._on_worker(kind[7:], event)
+
+    def _on_task(self, kind: str, event: dict[str, Any]) -> None:
+        if kind not in self.TASK_EVENTS:
+            return
+        info = self._task(event)
+        name = info.get("name", "unknown")
+        queue = info.get("queue") or info.get("routing_key") or "celery"
+        host = event.get("hostname", "unknown") if kind != "sent" else "producer"
+        labels = [name, host, queue]
+        if kind == "failed":
+            exception = str(event.get("exception", "")).split("(", 1)[0][:60] or "unknown"
+            self.counters[kind].labels(*labels, exception).inc()
+        else:
+            self.counters[kind].labels(*labels).inc()
+        ts = float(event.get("timestamp", time.time()))
+        if kind == "sent":
+            info["sent"] = ts
+        elif kind == "received":
+            info.setdefault("sent", ts)
+        elif kind == "started" and "sent" in info:
+            self.queue_wait.labels(*labels).observe(max(0.0, ts - info["sent"]))
+        elif kind == "succeeded" and event.get("runtime") is not None:
+            self.runtime.labels(*labels).observe(float(event["runtime"]))
+        if kind in ("succeeded", "failed", "revoked", "rejected"):
+            self.tasks.pop(event["uuid"], None)
+
+    def _on_worker(self, kind: str, event: dict[str, Any]) -> None:
+        host = event.get("hostname", "unknown")
+        if kind == "offline":
+            self.last_seen.pop(host, None)
+            self.worker_up.labels(host).set(0)
+            self.active.labels(host).set(0)
+        elif kind in ("online", "heartbeat"):
+            self.last_seen[host] = time.time()
+            self.worker_up.labels(host).set(1)
+            self.active.labels(host).set(int(event.get("active", 0) or 0))
+        self._expire_workers()
+
+    def _expire_workers(self) -> None:
+        now = time.time()
+        for host, seen in list(self.last_seen.items()):
+            if now - seen > WORKER_TIMEOUT:
+                del self.last_seen[host]
+                self.worker_up.labels(host).set(0)
+                self.active.labels(host).set(0)
+        self.workers.set(len(self.last_seen))
+
+    def run_forever(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                with self.app.connection_for_read() as conn:
+                    receiver = self.app.events.Receiver(conn, handlers={"*": self.on_event})
+                    for _ in receiver.itercapture(limit=None, timeout=1.0, wakeup=True):
+                        with self.lock:
+                            self._expire_workers()
+                        if stop.is_set():
+                            return
+            except (TimeoutError, OSError) as exc:  # socket timeout: no events for a while
+                with self.lock:
+                    self._expire_workers()
+                if not isinstance(exc, TimeoutError):
+                    log.warning("event stream lost (%s); reconnecting", exc)
+                    stop.wait(1.0)
+            except Exception:
+                log.exception("event stream failed; reconnecting")
+                stop.wait(1.0)
+
+
+class RedisState(Collector):
+    """Read at scrape time: queue lengths, the product's metrics and host resources."""
+
+    def __init__(self, client: redis.Redis, queues: list[str]) -> None:
+        self.r = client
+        self.queues = queues
+
+    def collect(self) -> Iterator[Any]:
+        lengths = GaugeMetricFamily("celery_queue_length", "Messages waiting, all priorities", labels=["queue_name"])
+        for queue in self.queues:
+            lengths.add_metric([queue], queue_length(self.r, queue))
+        yield lengths
+        counters = read_counters(self.r)
+        for name, (help_text, labels) in COUNTER_HELP.items():
+            family = CounterMetricFamily(name.removesuffix("_total"), help_text, labels=list(labels))
+            for (n, values), value in counters.items():
+                if n == name and len(values) == len(labels):
+                    family.add_metric(list(values), value)
+            yield family
+        histograms = read_histograms(self.r)
+        for name, (help_text, labels, buckets) in HISTOGRAM_HELP.items():
+            family = HistogramMetricFamily(name, help_text, labels=list(labels))
+            for (n, values), slots in histograms.items():
+                if n != name or len(values) != len(labels):
+                    continue
+                cumulative, running = [], 0.0
+                for bound, count in zip([*map(str, buckets), "+Inf"], slots[:-1]):
+                    running += count
+                    cumulative.append((bound, running))
+                family.add_metric(list(values), cumulative, slots[-1])
+            yield family
+        yield from self._hosts()
+
+    def _hosts(self) -> Iterator[Any]:
+        cpu = GaugeMetricFamily("agentq_host_cpu_percent", "Host CPU use reported by its workers", labels=["host"])
+        mem = GaugeMetricFamily("agentq_host_memory_percent", "Host memory use reported by its workers", labels=["host"])
+        disk = GaugeMetricFamily("agentq_host_disk_percent", "Host disk use (/) reported by its workers", labels=["host"])
+        throttled = GaugeMetricFamily("agentq_worker_throttled", "1 while a worker is not taking tasks", labels=["worker"])
+        hosts: dict[str, dict[str, Any]] = {}
+        now = time.time()
+        for worker, raw in self.r.hgetall(HOSTS).items():
+            data = json.loads(raw)
+            if now - data.get("ts", 0) > HOST_STALE:
+                continue
+            hosts[data["host"]] = data
+            throttled.add_metric([worker], 1.0 if data.get("throttled") else 0.0)
+        for host, data in hosts.items():
+            cpu.add_metric([host], data["cpu"])
+            mem.add_metric([host], data["memory"])
+            disk.add_metric([host], data["disk"])
+        yield from (cpu, mem, disk, throttled)
+
+
+class StudioProbe:
+    def __init__(self, url: str, registry: CollectorRegistry, interval: float) -> None:
+        self.url = url.rstrip("/") + "/api/health"
+        self.interval = interval
+        self.up = Gauge("agentq_studio_up", "1 when AutoGen Studio answers its health check", registry=registry)
+        self.latency = Gauge("agentq_studio_probe_seconds", "Latency of the last Studio health check", registry=registry)
+
+    def run_forever(self, stop: threading.Event) -> None:
+        with httpx.Client(timeout=max(1.0, self.interval)) as client:
+            while not stop.is_set():
+                started = time.perf_counter()
+                try:
+                    ok = client.get(self.url).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                self.latency.set(time.perf_counter() - started)
+                self.up.set(1 if ok else 0)
+                stop.wait(self.interval)
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class Exporter:
+    def __init__(self, settings: Settings) -> None:
+        from workers.celery_app import create_app
+
+        self.settings = settings
+        self.registry = CollectorRegistry()
+        self.app = create_app(settings)
+        self.redis = redis.Redis.from_url(self.app.conf.broker_url, decode_responses=True)
+        self.events = CeleryEvents(self.app, self.registry)
+        self.registry.register(RedisState(self.redis, [q.strip() for q in settings.exporter_queues.split(",") if q.strip()]))
+        self.probe = StudioProbe(settings.studio_url, self.registry, settings.studio_probe_interval_seconds)
+        self.stop = threading.Event()
+
+    def wsgi(self) -> Any:
+        metrics = make_wsgi_app(self.registry)
+
+        def app(environ: dict[str, Any], start_response: Any) -> Any:
+            if environ.get("PATH_INFO") == "/health":
+                try:
+                    self.redis.ping()
+                    body, status = {"status": "ok"}, "200 OK"
+                except redis.RedisError as exc:
+                    body, status = {"status": "redis unreachable", "error": str(exc)}, "503 Service Unavailable"
+                start_response(status, [("Content-Type", "application/json")])
+                return [json.dumps(body).encode()]
+            return metrics(environ, start_response)
+
+        return app
+
+    def serve(self, host: str, port: int) -> None:
+        for target in (self.events.run_forever, self.probe.run_forever):
+            threading.Thread(target=target, args=(self.stop,), daemon=True).start()
+        server = make_server(host, port, self.wsgi(), _ThreadingWSGIServer, handler_class=_QuietHandler)
+        log.warning("agentq exporter on http://%s:%d/metrics", host, port)
+        try:
+            server.serve_forever()
+        finally:
+            self.stop.set()
+
+
+def main() -> None:
+    settings = Settings()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=settings.exporter_port)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    Exporter(settings).serve(args.host, args.port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Product metrics recorded by workers and the producer, aggregated in Redis for the exporter.
+
+Each process adds to an in-memory `Metrics` during its work and flushes it in one pipeline; the
+exporter (monitoring/exporter.py) reads the totals on every scrape, so one scrape covers every
+worker on every host. Labels are bounded: kinds, outcomes, endpoints, models, statuses, hosts.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+
+import redis
+
+COUNTERS = "agentq:metrics:counters"
+HISTOGRAMS = "agentq:metrics:histograms"
+HOSTS = "agentq:hosts"
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+RUN_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+
+# name -> (help, label names); the exporter publishes exactly these
+COUNTER_HELP: dict[str, tuple[str, tuple[str, ...]]] = {
+    "agentq_cache_requests_total": ("Result cache lookups by node kind and result (hit/miss)", ("kind", "result")),
+    "agentq_sync_outcomes_total": ("Components synced, by component type and outcome", ("component_type", "outcome")),
+    "agentq_workflow_tasks_total": ("Workflow tasks finished, by status", ("status",)),
+    "agentq_model_tokens_total": ("Tokens reported by model endpoints", ("model", "kind")),
+    "agentq_retries_total": ("Retried calls, by target (studio/model) and cause", ("target", "cause")),
+    "agentq_throttle_events_total": ("Workers pausing (throttled) or resuming consumption", ("host", "state")),
+}
+HISTOGRAM_HELP: dict[str, tuple[str, tuple[str, ...], tuple[float, ...]]] = {
+    "agentq_studio_request_duration_seconds": ("AutoGen Studio API latency", ("endpoint", "method", "status"), LATENCY_BUCKETS),
+    "agentq_model_request_duration_seconds": ("Model endpoint latency", ("model", "status"), LATENCY_BUCKETS),
+    "agentq_run_duration_seconds": ("Run duration from enqueue to the last result", ("kind",), RUN_BUCKETS),
+}
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.counters: dict[tuple[str, tuple[str, ...]], float] = defaultdict(float)
+        # (name, labels) -> per-bucket counts (last one is +Inf), sum
+        self.histograms: dict[tuple[str, tuple[str, ...]], list[float]] = {}
+
+    def inc(self, name: str, labels: Iterable[str], value: float = 1.0) -> None:
+        self.counters[(name, tuple(str(v) for v in labels))] += value
+
+    def observe(self, name: str, labels: Iterable[str], value: float) -> None:
+        buckets = HISTOGRAM_HELP[name][2]
+        key = (name, tuple(str(v) for v in labels))
+        slots = self.histograms.setdefault(key, [0.0] * (len(buckets) + 2))
+        slots[bisect.bisect_left(buckets, value)] += 1
+        slots[-1] += value
+
+    def flush(self, client: redis.Redis) -> None:
+        if not self.counters and not self.histograms:
+            return
+        pipe = client.pipeline(transaction=False)
+        for (name, labels), value in self.counters.items():
+            pipe.hincrbyfloat(COUNTERS, json.dumps([name, labels]), value)
+        for (name, labels), slots in self.histograms.items():
+            for i, value in enumerate(slots):
+                if value:
+                    pipe.hincrbyfloat(HISTOGRAMS, json.dumps([name, labels, i]), value)
+        pipe.execute()
+        self.counters.clear()
+        self.histograms.clear()
+
+
+def read_counters(client: redis.Redis) -> dict[tuple[str, tuple[str, ...]], float]:
+    return {(n, tuple(lbls)): float(v) for k, v in client.hgetall(COUNTERS).items() for n, lbls in [json.loads(k)]}
+
+
+def read_histograms(client: redis.Redis) -> dict[tuple[str, tuple[str, ...]], list[float]]:
+    out: dict[tuple[str, tuple[str, ...]], list[float]] = {}
+    for k, v in client.hgetall(HISTOGRAMS).items():
+        name, labels, i = json.loads(k)
+        if name not in HISTOGRAM_HELP:
+            continue
+        slots = out.setdefault((name, tuple(labels)), [0.0] * (len(HISTOGRAM_HELP[name][2]) + 2))
+        slots[i] = float(v)
+    return out
+
+
+def endpoint_template(path: str) -> str:
+    """/teams/42 -> /teams/{id}: no ids in labels."""
+    parts = [("{id}" if p.isdigit() else p) for p in path.split("?")[0].split("/")]
+    return "/".join(parts)
