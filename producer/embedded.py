@@ -169,3 +169,24 @@ def start_standin_llm(port: int | None = None) -> subprocess.Popen[bytes]:
             time.sleep(0.05)
     stop(proc)
     raise ServiceError("stand-in endpoint did not start within 15 s")
+
+
+def start_exporter(redis_url: str, port: int, env: dict[str, str] | None = None, log_path: Path | None = None) -> subprocess.Popen[bytes]:
+    """`python -m monitoring.exporter` on loopback; returns once /health answers."""
+    import httpx
+
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    proc = subprocess.Popen([sys.executable, "-m", "monitoring.exporter", "--port", str(port)],
+                            env={**os.environ, **(env or {}), "REDIS_URL": redis_url}, stdout=log, stderr=subprocess.STDOUT,
+                            cwd=Path(__file__).resolve().parent.parent)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServiceError(f"exporter exited with code {proc.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    stop(proc)
+    raise ServiceError("exporter did not answer within 30 s")

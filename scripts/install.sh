@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# Installs what the project needs on a fresh Debian machine: redis-server (apt, when missing),
-# the project with its test extras (pip), and AutoGen Studio in a venv of its own
-# (its pinned dependencies stay out of the project's environment).
+# Installs what the project needs on a fresh Debian machine: redis-server, prometheus and tmux
+# (apt, when missing), the project with its test extras (pip), and AutoGen Studio in a venv of
+# its own (its pinned dependencies stay out of the project's environment).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-if ! command -v redis-server >/dev/null 2>&1; then
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)   # the tests scrape with a real one
+command -v tmux >/dev/null 2>&1 || missing+=(tmux)               # drives `producer monitor` in a test
+if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'

@@ -1,0 +1,142 @@
+"""A real Prometheus scrapes the real exporter while real workers run a sync into a real Studio."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from producer import embedded
+from tests.conftest import ROOT, WORKER_ENV, Cli
+from tests.studio_proxy import StudioProxy
+
+pytestmark = pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus not installed (scripts/install.sh installs it)")
+
+
+def test_promtool_checks_config_rules_and_rule_unit_tests() -> None:
+    for args in (["check", "config", "prometheus.yml"], ["check", "rules", "alerts.yml"], ["test", "rules", "alerts_test.yml"]):
+        proc = subprocess.run(["promtool", *args], cwd=ROOT / "monitoring", capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    covered = {t["alertname"] for case in yaml.safe_load((ROOT / "monitoring/alerts_test.yml").read_text())["tests"]
+               for t in case.get("alert_rule_test", []) if t.get("exp_alerts")}
+    alerts = {r["alert"] for g in yaml.safe_load((ROOT / "monitoring/alerts.yml").read_text())["groups"]
+              for r in g["rules"] if "alert" in r}
+    assert alerts == covered, f"alerts without a firing unit test: {alerts - covered}"
+
+
+class Prom:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def query(self, expr: str) -> float | None:
+        data = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10).json()
+        result = data["data"]["result"]
+        return float(result[0]["value"][1]) if result else None
+
+    def wait_for(self, expr: str, want: float, timeout: float = 60) -> float | None:
+        deadline = time.monotonic() + timeout
+        value = None
+        while time.monotonic() < deadline:
+            value = self.query(expr)
+            if value is not None and value == want:
+                return value
+            time.sleep(0.5)
+        return value
+
+    def firing(self) -> set[str]:
+        alerts = httpx.get(f"{self.url}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+        return {a["labels"]["alertname"] for a in alerts if a["state"] == "firing"}
+
+
+@pytest.fixture
+def stack(tmp_path: Path, studio_url: str) -> Iterator[dict]:
+    """Own Redis, worker, exporter and Prometheus (metrics are cluster-wide: counts must be this test's)."""
+    with embedded.LocalServices() as services:
+        redis_url, proc = embedded.start_redis(tmp_path / "redis")
+        services.add_process(proc)
+        services.add_process(embedded.start_worker(redis_url, env={**WORKER_ENV, "RESOURCE_INTERVAL_SECONDS": "1"},
+                                                   log_path=tmp_path / "worker.log"))
+        proxy = StudioProxy(studio_url)
+        services.callback(proxy.close)
+        exporter_port = embedded.free_port()
+        services.add_process(embedded.start_exporter(redis_url, exporter_port, env={"STUDIO_URL": proxy.url,
+                                                     "STUDIO_PROBE_INTERVAL_SECONDS": "1", "EXPORTER_QUEUES": "celery,bulk"}, log_path=tmp_path / "exporter.log"))
+        rules = yaml.safe_load((ROOT / "monitoring/alerts.yml").read_text())
+        for group in rules["groups"]:
+            for rule in group["rules"]:
+                if "for" in rule:
+                    rule["for"] = "0s"  # the real expressions, without the waiting
+        (tmp_path / "alerts.yml").write_text(yaml.safe_dump(rules))
+        config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"}, "rule_files": ["alerts.yml"],
+                  "scrape_configs": [{"job_name": "agentq", "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}]}]}
+        (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+        prom_port = embedded.free_port()
+        prom = subprocess.Popen(["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
+                                 f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}"],
+                                stdout=open(tmp_path / "prometheus.log", "wb"), stderr=subprocess.STDOUT)
+        services.add_process(prom)
+        url = f"http://127.0.0.1:{prom_port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        cli = Cli(redis_url, proxy.url, f"prom-{uuid.uuid4().hex[:6]}", tmp_path / "cache", studio_url)
+        yield {"prom": Prom(url), "cli": cli, "proxy": proxy, "redis_url": redis_url}
+
+
+def test_prometheus_sees_tasks_queue_cache_and_studio_latency(stack: dict, examples: Path) -> None:
+    prom, cli, proxy = stack["prom"], stack["cli"], stack["proxy"]
+    rc, report, err = cli.sync(examples)
+    assert rc == 0, err
+    rc, again, err = cli.sync(examples)
+    assert rc == 0 and again["counts"]["unchanged"] == 15
+
+    validations = report["studio_requests"]["POST /validate/"]
+    assert prom.wait_for('sum(agentq_cache_requests_total{result="miss"})', 15) == 15
+    assert prom.wait_for('sum(agentq_cache_requests_total{result="hit"})', 15) == 15
+    assert prom.wait_for('sum(agentq_studio_request_duration_seconds_count{endpoint="/validate/"})', validations) == validations
+    assert prom.wait_for('sum(agentq_sync_outcomes_total{component_type="team",outcome="created"})', 3) == 3
+    assert prom.wait_for('sum(agentq_sync_outcomes_total{component_type="team",outcome="unchanged"})', 3) == 3
+    batches = prom.wait_for('sum(celery_task_succeeded_total{name="agentq.sync_batch"})', 15)
+    assert batches == 15  # one node per batch: every wave is smaller than 8 nodes
+    assert prom.query('celery_queue_length{queue_name="celery"}') == 0
+    assert prom.wait_for("celery_active_worker_count", 1) == 1
+    assert prom.wait_for("agentq_studio_up", 1) == 1
+    assert (prom.query("agentq_host_memory_percent") or 0) > 0
+    p95 = prom.query("histogram_quantile(0.95, sum by (le) (agentq_studio_request_duration_seconds_bucket))")
+    assert p95 is not None and 0 < p95 < 1.0
+    assert "StudioLatencyHigh" not in prom.firing()
+
+    # messages waiting in the priority lists count too (a queue no worker consumes from)
+    import redis as redis_lib
+
+    r = redis_lib.Redis.from_url(stack["redis_url"])
+    r.rpush("bulk", "a")
+    r.rpush("bulk\x06\x163", "x", "y")
+    r.rpush("bulk\x06\x169", "z")
+    assert prom.wait_for('celery_queue_length{queue_name="bulk"}', 4) == 4
+
+
+def test_a_slow_studio_fires_the_latency_alert(stack: dict, examples: Path) -> None:
+    prom, cli, proxy = stack["prom"], stack["cli"], stack["proxy"]
+    proxy.delay = 1.3
+    rc, report, err = cli.sync(examples)
+    assert rc == 0, err
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "StudioLatencyHigh" not in prom.firing():
+        time.sleep(0.5)
+    assert "StudioLatencyHigh" in prom.firing()
+    assert "StudioLatencyCritical" not in prom.firing()
+    assert 1.0 < prom.query("agentq:studio_request_duration_seconds:p95") < 5.0
