@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import httpx
 import pytest
 
 from producer import embedded
+from producer.standin_llm import StandIn, make_server
 from tests.studio_proxy import StudioProxy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,3 +129,14 @@ def examples(tmp_path: Path) -> Path:
     target = tmp_path / "examples"
     shutil.copytree(ROOT / "examples", target)
     return target
+
+
+@pytest.fixture
+def standin() -> Iterator[tuple[str, StandIn]]:
+    """The stand-in model endpoint, in a thread of the test process; tests drive `state.control`."""
+    server, state = make_server("127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1", state
+    server.shutdown()
+    server.server_close()

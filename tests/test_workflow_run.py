@@ -7,10 +7,8 @@ import asyncio
 import hashlib
 import json
 import subprocess
-import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +17,9 @@ import redis
 import redis.asyncio as aioredis
 import yaml
 
-from producer.standin_llm import StandIn, make_server
 from shared.hashing import sha256_hex
 from shared.semaphore import PrioritySemaphore
 from tests.conftest import TEST_SECRET, Cli
-
-
-@pytest.fixture
-def standin() -> Iterator[tuple[str, StandIn]]:
-    server, state = make_server("127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1", state
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture
