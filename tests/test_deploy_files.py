@@ -1,0 +1,78 @@
+"""docker-compose.yml, the Dockerfile and the Grafana files agree with the project (no Docker engine here)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+from monitoring.exporter import CeleryEvents
+from shared.metrics import COUNTER_HELP, HISTOGRAM_HELP
+from shared.settings import Settings
+from tests.conftest import ROOT
+
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+
+
+def test_every_service_is_there_and_workers_scale() -> None:
+    assert {"redis", "worker", "flower", "exporter", "prometheus", "grafana", "studio"} <= set(SERVICES)
+    assert "ports" not in SERVICES["worker"] and "container_name" not in SERVICES["worker"]  # --scale worker=4
+    assert SERVICES["studio"]["profiles"] == ["studio"]
+    assert "--appendonly" in SERVICES["redis"]["command"]
+
+
+def test_commands_are_the_projects_own() -> None:
+    assert SERVICES["worker"]["command"][:4] == ["celery", "-A", "workers", "worker"]
+    assert SERVICES["flower"]["command"][:4] == ["celery", "-A", "workers", "flower"]
+    assert SERVICES["flower"]["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH")
+    exporter = SERVICES["exporter"]["command"]
+    assert exporter[:3] == ["python", "-m", "monitoring.exporter"] and (ROOT / "monitoring/exporter.py").exists()
+    port = exporter[exporter.index("--port") + 1]
+    assert f"{port}:{port}" in SERVICES["exporter"]["ports"] and port == str(Settings().exporter_port)
+    flower_port = re.search(r"--port=(\d+)", " ".join(SERVICES["flower"]["command"])).group(1)
+    assert f"{flower_port}:{flower_port}" in SERVICES["flower"]["ports"]
+
+
+def test_mounted_files_exist_and_point_at_each_other() -> None:
+    for name, svc in SERVICES.items():
+        for volume in svc.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), f"{name} mounts missing {source}"
+    prom = yaml.safe_load((ROOT / "monitoring/prometheus.yml").read_text())
+    targets = prom["scrape_configs"][0]["static_configs"][0]["targets"]
+    assert targets == [f"exporter:{Settings().exporter_port}"]
+    assert prom["rule_files"] == ["alerts.yml"]
+    assert "/etc/prometheus/alerts.yml" in " ".join(SERVICES["prometheus"]["volumes"])
+    datasource = yaml.safe_load((ROOT / "monitoring/grafana/provisioning/datasources/prometheus.yml").read_text())
+    assert datasource["datasources"][0]["url"] == "http://prometheus:9090"
+    provider = yaml.safe_load((ROOT / "monitoring/grafana/provisioning/dashboards/agentq.yml").read_text())
+    assert provider["providers"][0]["options"]["path"] in " ".join(SERVICES["grafana"]["volumes"])
+
+
+def test_dockerfile_installs_the_project_and_its_packages() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    for package in ("producer", "workers", "shared", "monitoring"):
+        assert f"COPY {package} {package}" in text
+    assert "pip install" in text and "USER" in text
+
+
+def test_dashboard_queries_only_metrics_the_exporter_serves() -> None:
+    served = set(COUNTER_HELP) | {f"{n}_{s}" for n in HISTOGRAM_HELP for s in ("bucket", "sum", "count")}
+    served |= {f"celery_task_{e}_total" for e in CeleryEvents.TASK_EVENTS}
+    served |= {f"celery_task_runtime_{s}" for s in ("bucket", "sum", "count")}
+    served |= {f"celery_task_queue_wait_time_{s}" for s in ("bucket", "sum", "count")}
+    served |= {"celery_worker_up", "celery_worker_tasks_active", "celery_active_worker_count", "celery_queue_length",
+               "agentq_host_cpu_percent", "agentq_host_memory_percent", "agentq_host_disk_percent",
+               "agentq_worker_throttled", "agentq_studio_up", "agentq_studio_probe_seconds"}
+    recorded = {r["record"] for g in yaml.safe_load((ROOT / "monitoring/alerts.yml").read_text())["groups"]
+                for r in g["rules"] if "record" in r}
+    dashboard = json.loads((ROOT / "monitoring/grafana/dashboards/agentq.json").read_text())
+    used = set()
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            used |= set(re.findall(r"\b(?:celery|agentq)[a-z0-9_:]*", target["expr"]))
+    assert used and used <= served | recorded, used - served - recorded
