@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Iterator, NoReturn, Optional
@@ -23,9 +24,9 @@ app = typer.Typer(help="Sync AutoGen component trees into AutoGen Studio through
 console = Console()
 err = Console(stderr=True)
 
-RedisUrl = Annotated[Optional[str], typer.Option("--redis-url", help="Redis broker/backend URL [env: REDIS_URL]; unset: embedded local Redis")]
-StudioUrl = Annotated[Optional[str], typer.Option("--studio-url", help="AutoGen Studio base URL [env: STUDIO_URL]")]
-StudioUser = Annotated[Optional[str], typer.Option("--studio-user-id", help="Studio user id the rows belong to [env: STUDIO_USER_ID]")]
+RedisUrl = Annotated[Optional[str], typer.Option("--redis-url", help="Redis broker/backend URL (env REDIS_URL); unset: embedded local Redis")]
+StudioUrl = Annotated[Optional[str], typer.Option("--studio-url", help="AutoGen Studio base URL (env STUDIO_URL)")]
+StudioUser = Annotated[Optional[str], typer.Option("--studio-user-id", help="Studio user id the rows belong to (env STUDIO_USER_ID)")]
 Gallery = Annotated[Optional[str], typer.Option("--gallery", help="Gallery entry name for the tree (default: the folder's name)")]
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
 
@@ -285,6 +286,46 @@ def result(
         typer.echo(workflow_markdown(report))
     else:
         render_workflow(console, report)
+
+
+@app.command()
+def monitor(
+    refresh: Annotated[float, typer.Option("--refresh", help="Seconds between readings")] = 5.0,
+    save_session: Annotated[Optional[Path], typer.Option("--save-session", help="Write what was seen (JSON) on exit")] = None,
+    exporter_url: Annotated[Optional[str], typer.Option("--exporter-url", help="Exporter base URL (env EXPORTER_URL)")] = None,
+    redis_url: RedisUrl = None,
+) -> None:
+    """Live terminal dashboard: hosts, workers, queues, Studio, throughput and alerts (Ctrl-C to quit)."""
+    from rich.live import Live
+
+    from producer.monitor import Monitor
+
+    settings = load_settings(redis_url=redis_url, exporter_url=exporter_url)
+    watcher = Monitor(settings.exporter_url)
+    store = _store(settings, settings.redis_url) if settings.redis_url else None
+    try:
+        with Live(console=console, screen=False, auto_refresh=False) as live:
+            while True:
+                snapshot = watcher.poll()
+                live.update(watcher.render(snapshot, _recent_runs(store)), refresh=True)
+                time.sleep(refresh)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if save_session:
+            watcher.save(str(save_session))
+            err.print(f"session saved to {save_session}")
+
+
+def _recent_runs(store: Store | None) -> list[dict[str, Any]]:
+    if store is None:
+        return []
+    try:
+        keys = list(store.r.scan_iter("agentq:run:*:meta", count=1000))[:200]
+        metas = [json.loads(v) for v in store.r.mget(keys) if v] if keys else []
+    except redis.RedisError:
+        return []
+    return sorted(metas, key=lambda m: m.get("created", 0), reverse=True)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     resource_interval_seconds: float = Field(default=5.0, gt=0, alias="RESOURCE_INTERVAL_SECONDS")
 
     exporter_port: int = Field(default=9808, alias="EXPORTER_PORT")
+    exporter_url: str = Field(default="http://127.0.0.1:9808", alias="EXPORTER_URL")  # read by `producer monitor`
     exporter_queues: str = Field(default="celery", alias="EXPORTER_QUEUES")  # comma-separated
     studio_probe_interval_seconds: float = Field(default=5.0, gt=0, alias="STUDIO_PROBE_INTERVAL_SECONDS")
 
