@@ -192,6 +192,16 @@ def _wait_with_progress(store: Store, run_id: str, timeout: float, quiet: bool) 
         wait(store, run_id, lambda done, total: progress.update(task, completed=done, total=total), timeout=timeout)
 
 
+def _stored_report(redis_url: str | None, build: Any, run_id: str, what: str) -> dict[str, Any]:
+    settings = load_settings(redis_url=redis_url)
+    with embedded.LocalServices() as services, _redis(settings, services, quiet=True) as store:
+        report = build(store, run_id)
+    if report is None:
+        err.print(f"[red]error:[/red] no {what} {run_id} (unknown or expired)")
+        raise typer.Exit(2)
+    return report  # type: ignore[no-any-return]
+
+
 @app.command()
 def status(
     run_id: Annotated[str, typer.Argument(help="Run id printed by sync")],
@@ -200,12 +210,7 @@ def status(
     as_json: AsJson = False,
 ) -> None:
     """Show a run's state: counts by outcome, failures with their errors, timings."""
-    settings = load_settings(redis_url=redis_url)
-    with embedded.LocalServices() as services, _redis(settings, services, quiet=True) as store:
-        report = run_report(store, run_id)
-    if report is None:
-        err.print(f"[red]error:[/red] no run {run_id} (unknown or expired)")
-        raise typer.Exit(2)
+    report = _stored_report(redis_url, run_report, run_id, "run")
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
@@ -274,12 +279,7 @@ def result(
     redis_url: RedisUrl = None,
 ) -> None:
     """A workflow run's outputs, timings, cache hits and tokens."""
-    settings = load_settings(redis_url=redis_url)
-    with embedded.LocalServices() as services, _redis(settings, services, quiet=True) as store:
-        report = workflow_report(store, run_id)
-    if report is None:
-        err.print(f"[red]error:[/red] no workflow run {run_id} (unknown or expired)")
-        raise typer.Exit(2)
+    report = _stored_report(redis_url, workflow_report, run_id, "workflow run")
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     elif markdown:
