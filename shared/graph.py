@@ -93,20 +93,3 @@ def waves(deps: Mapping[str, Iterable[str]]) -> list[list[str]]:
     if placed != len(deps):
         raise CycleError(find_cycles(deps))
     return result
-
-
-def dependents_of(deps: Mapping[str, Iterable[str]], roots: Iterable[str]) -> set[str]:
-    """Every node that depends, directly or not, on one of `roots` (roots excluded)."""
-    reverse: dict[str, list[str]] = {}
-    for node, ds in deps.items():
-        for d in ds:
-            reverse.setdefault(d, []).append(node)
-    seen: set[str] = set()
-    frontier = list(roots)
-    while frontier:
-        node = frontier.pop()
-        for dependent in reverse.get(node, ()):
-            if dependent not in seen:
-                seen.add(dependent)
-                frontier.append(dependent)
-    return seen - set(roots)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -181,9 +180,3 @@ class Store:
     def release(self, run_id: str, what: str) -> None:
         self.r.delete(self.run_key(run_id, f"claim:{what}"))
 
-    def all_run_keys(self, run_id: str) -> list[str]:
-        return list(self.r.scan_iter(self.run_key(run_id, "*")))
-
-
-def now() -> float:
-    return time.time()

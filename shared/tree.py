@@ -45,9 +45,6 @@ class Tree:
     def valid(self) -> list[str]:
         return sorted(lbl for lbl in self.nodes if lbl not in self.invalid and lbl not in self.skipped)
 
-    def deps_of_valid(self) -> dict[str, list[str]]:
-        return {lbl: self.nodes[lbl].deps for lbl in self.valid}
-
     def resolved(self, label: str, _memo: dict[str, Any] | None = None) -> dict[str, Any]:
         """The node's spec with every reference inlined, recursively (valid nodes only)."""
         memo = {} if _memo is None else _memo

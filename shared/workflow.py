@@ -17,7 +17,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shared.errors import ConfigError
-from shared.facts import is_workflow  # noqa: F401  (re-exported for callers)
 from shared.graph import find_cycles, waves
 from shared.tree import Tree
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.graph import CycleError, dependents_of, find_cycles, waves
+from shared.graph import CycleError, find_cycles, waves
 
 HYPO = settings(max_examples=200, deadline=None, database=None)
 
@@ -183,27 +183,6 @@ def test_cycles_are_reported_exactly(graph):
         assert node in str(info.value)
 
 
-# --- dependents_of -------------------------------------------------------------------------------
-
-
-def test_dependents_of_small_example():
-    deps = {"team": ["agent"], "agent": ["model"], "model": [], "other": []}
-    assert dependents_of(deps, ["model"]) == {"agent", "team"}
-    assert dependents_of(deps, ["team"]) == set()
-    assert dependents_of(deps, ["agent", "model"]) == {"team"}
-
-
-@HYPO
-@given(deps=dags(), data=st.data())
-def test_dependents_of_matches_reachability(deps, data):
-    if not deps:
-        assert dependents_of(deps, []) == set()
-        return
-    roots = data.draw(st.lists(st.sampled_from(sorted(deps)), max_size=3, unique=True))
-    expected = {n for n in deps if any(r in reachable(deps, n) for r in roots)} - set(roots)
-    assert dependents_of(deps, roots) == expected
-
-
 # --- deep graphs: no recursion ---------------------------------------------------------------------
 
 
@@ -219,7 +198,6 @@ def test_deep_chain_does_not_overflow():
     result = waves(deps)
     assert result == [[f"n{i:05d}"] for i in range(N)]
     assert find_cycles(deps) == []
-    assert dependents_of(deps, ["n00000"]) == set(deps) - {"n00000"}
 
 
 def test_deep_chain_closed_into_a_cycle():

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import subprocess
 import time
@@ -97,7 +95,7 @@ def stack(tmp_path: Path, studio_url: str) -> Iterator[dict]:
 
 
 def test_prometheus_sees_tasks_queue_cache_and_studio_latency(stack: dict, examples: Path) -> None:
-    prom, cli, proxy = stack["prom"], stack["cli"], stack["proxy"]
+    prom, cli = stack["prom"], stack["cli"]
     rc, report, err = cli.sync(examples)
     assert rc == 0, err
     rc, again, err = cli.sync(examples)
