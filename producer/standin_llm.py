@@ -79,6 +79,10 @@ def make_server(host: str, port: int) -> tuple[ThreadingHTTPServer, StandIn]:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # One write per response and no Nagle: headers and body in separate small writes would
+        # meet the client's delayed ACK and add ~40 ms to every answer, which no real endpoint does.
+        wbufsize = -1
+        disable_nagle_algorithm = True
 
         def log_message(self, *args: Any) -> None:
             pass
