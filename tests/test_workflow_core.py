@@ -131,10 +131,9 @@ def test_chat_honours_retry_after_and_does_not_retry_4xx() -> None:
     import asyncio
     import threading
 
-    import httpx
-
     from producer.standin_llm import make_server
     from shared.llm import EndpointError, ModelEndpoint, chat
+    from shared.model_http import model_http_client
 
     server, state = make_server("127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -142,7 +141,7 @@ def test_chat_honours_retry_after_and_does_not_retry_4xx() -> None:
     causes: list[str] = []
 
     async def call(retries: int) -> float:
-        async with httpx.AsyncClient() as http:
+        async with model_http_client(10, 4) as http:  # what the workers use
             t0 = time.monotonic()
             await chat(http, endpoint, [{"role": "user", "content": "hi"}], retries=retries, backoff=0.01, on_retry=causes.append)
             return time.monotonic() - t0
