@@ -3,6 +3,10 @@
 Waiters queue in a sorted set ordered by (priority, arrival); a waiter may take a slot only when
 it is among the first `limit - held` waiters. Holders and waiters that stop refreshing (a killed
 worker) expire, so a lost slot comes back.
+
+Within one process, waiters that arrive together are sent to Redis together: one script call
+asks for all of them (a batch of 25 tasks costs one round trip, not 25), and one poll loop per
+semaphore retries for all that are still waiting.
 """
 
 from __future__ import annotations
@@ -16,30 +20,37 @@ from contextlib import asynccontextmanager
 import redis.asyncio as aioredis
 
 # KEYS: holders zset, waiters zset, waiter heartbeat hash
-# ARGV: token, score, limit, now, holder_ttl, waiter_ttl
+# ARGV: limit, now, holder_ttl, waiter_ttl, then token, score pairs; returns the tokens granted
 _ACQUIRE = """
-local now = tonumber(ARGV[4])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[5]))
+local now = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))
 local seen = redis.call('HGETALL', KEYS[3])
 for i = 1, #seen, 2 do
-  if tonumber(seen[i + 1]) < now - tonumber(ARGV[6]) then
+  if tonumber(seen[i + 1]) < now - tonumber(ARGV[4]) then
     redis.call('ZREM', KEYS[2], seen[i])
     redis.call('HDEL', KEYS[3], seen[i])
   end
 end
-redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[1])
-redis.call('HSET', KEYS[3], ARGV[1], now)
-local free = tonumber(ARGV[3]) - redis.call('ZCARD', KEYS[1])
+for i = 5, #ARGV, 2 do
+  redis.call('ZADD', KEYS[2], 'NX', ARGV[i + 1], ARGV[i])
+  redis.call('HSET', KEYS[3], ARGV[i], now)
+end
+local granted = {}
+local free = tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1])
 if free > 0 then
-  local rank = redis.call('ZRANK', KEYS[2], ARGV[1])
-  if rank < free then
-    redis.call('ZREM', KEYS[2], ARGV[1])
-    redis.call('HDEL', KEYS[3], ARGV[1])
-    redis.call('ZADD', KEYS[1], now, ARGV[1])
-    return 1
+  for i = 5, #ARGV, 2 do
+    local rank = redis.call('ZRANK', KEYS[2], ARGV[i])
+    if rank and rank < free then
+      granted[#granted + 1] = ARGV[i]
+    end
+  end
+  for _, token in ipairs(granted) do
+    redis.call('ZREM', KEYS[2], token)
+    redis.call('HDEL', KEYS[3], token)
+    redis.call('ZADD', KEYS[1], now, token)
   end
 end
-return 0
+return granted
 """
 
 
@@ -53,6 +64,8 @@ class PrioritySemaphore:
         self.waiter_ttl = waiter_ttl
         self.poll = poll
         self._acquire = client.register_script(_ACQUIRE)
+        self._waiting: dict[str, tuple[float, asyncio.Future[None]]] = {}
+        self._poller: asyncio.Task[None] | None = None
 
     @asynccontextmanager
     async def slot(self, priority: int = 0) -> AsyncIterator[None]:
@@ -60,9 +73,38 @@ class PrioritySemaphore:
         token = uuid.uuid4().hex
         # Score orders waiters: priority first (higher first), arrival time second.
         score = -priority * 1e10 + time.time()
-        while not await self._acquire(keys=self.keys, args=[token, score, self.limit, time.time(), self.holder_ttl, self.waiter_ttl]):
-            await asyncio.sleep(self.poll)
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting[token] = (score, granted)
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.create_task(self._poll())
+        try:
+            await granted
+        finally:
+            # cancelled while waiting: stop asking (Redis drops the waiter when its heartbeat stops)
+            self._waiting.pop(token, None)
         try:
             yield
         finally:
             await self.r.zrem(self.keys[0], token)
+
+    async def _poll(self) -> None:
+        try:
+            await asyncio.sleep(0)  # let the waiters that arrive in this same step join the first call
+            while self._waiting:
+                pairs = [str(v) for token, (score, _) in self._waiting.items() for v in (token, score)]
+                granted = await self._acquire(keys=self.keys, args=[self.limit, time.time(), self.holder_ttl,
+                                                                    self.waiter_ttl, *pairs])
+                for token in granted:
+                    token = token.decode() if isinstance(token, bytes) else token
+                    entry = self._waiting.pop(token, None)
+                    if entry is None or entry[1].done():  # its waiter gave up meanwhile: hand the slot back
+                        await self.r.zrem(self.keys[0], token)
+                    else:
+                        entry[1].set_result(None)
+                if self._waiting:
+                    await asyncio.sleep(self.poll)
+        except BaseException as exc:  # Redis unreachable, say: every waiter gets the error, none hangs
+            for _, waiter in self._waiting.values():
+                if not waiter.done():
+                    waiter.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+            raise

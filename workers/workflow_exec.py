@@ -42,6 +42,7 @@ class WorkflowContext:
     settings: Settings
     hostname: str
     metrics: Metrics = field(default_factory=Metrics)
+    limits: dict[str, PrioritySemaphore] = field(default_factory=dict)
 
     def count_retry(self, cause: str) -> None:
         self.store.r.hincrby(self.store.run_key(self.run_id, "retries"), cause, 1)
@@ -75,7 +76,8 @@ async def call_agent(ctx: WorkflowContext, agent: Mapping[str, Any], messages: l
         endpoint = endpoint_from_component(model, ctx.env, ctx.settings.model_max_concurrency)
     except ValueError as exc:
         raise TaskFailed(str(exc)) from exc
-    limit = PrioritySemaphore(ctx.aredis, f"{PREFIX}:limit:{sha256_hex(endpoint.limit_key)[:16]}", endpoint.max_concurrency)
+    name = f"{PREFIX}:limit:{sha256_hex(endpoint.limit_key)[:16]}"
+    limit = ctx.limits.get(name) or ctx.limits.setdefault(name, PrioritySemaphore(ctx.aredis, name, endpoint.max_concurrency))
     retries = task.get("retries")
     async with limit.slot(int(task.get("priority", 0))):
         try:
