@@ -11,18 +11,23 @@ Control (JSON): POST /_control {"delay": s, "fail_rate": 0..1, "fail_every": n, 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import json
 import random
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from aiohttp import web
 
 
 class StandIn:
+    """The endpoint's state: its control settings and every request it saw. The server runs on
+    one event loop; tests read and change this from their own thread (plain dict and list
+    operations, atomic under the GIL)."""
+
     def __init__(self) -> None:
-        self.lock = threading.Lock()
         self.control: dict[str, Any] = {"delay": 0.0, "fail_rate": 0.0, "fail_every": 0, "fail_status": 500,
                                         "retry_after": 0.2, "fail_when_contains": None}
         self.count = 0
@@ -30,18 +35,17 @@ class StandIn:
         self.in_flight = 0
         self.max_in_flight = 0
 
-    def answer(self, body: dict[str, Any], auth: str | None = None) -> tuple[int, dict[str, str], dict[str, Any]]:
+    async def answer(self, body: dict[str, Any], auth: str | None = None) -> tuple[int, dict[str, str], dict[str, Any]]:
         messages = body.get("messages") or []
         prompt = "\n".join(str(m.get("content", "")) for m in messages)
-        with self.lock:
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            self.count += 1
-            number = self.count
-            control = dict(self.control)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self.count += 1
+        number = self.count
+        control = dict(self.control)
         started = time.time()
         try:
-            time.sleep(float(control["delay"]))
+            await asyncio.sleep(float(control["delay"]))
             marker = control.get("fail_when_contains")
             if marker and marker in prompt:
                 status = 500
@@ -52,8 +56,7 @@ class StandIn:
             else:
                 status = 200
         finally:
-            with self.lock:
-                self.in_flight -= 1
+            self.in_flight -= 1
         # the key itself is never kept: only a digest, so a test can tell which key was sent
         auth_digest = hashlib.sha256(auth.removeprefix("Bearer ").encode()).hexdigest() if auth else None
         self.requests.append({"model": body.get("model"), "messages": messages, "status": status,
@@ -74,67 +77,73 @@ class StandIn:
                                       "message": {"role": "assistant", "content": content}}], "usage": usage}
 
 
-def make_server(host: str, port: int) -> tuple[ThreadingHTTPServer, StandIn]:
-    state = StandIn()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # One write per response and no Nagle: headers and body in separate small writes would
-        # meet the client's delayed ACK and add ~40 ms to every answer, which no real endpoint does.
-        wbufsize = -1
-        disable_nagle_algorithm = True
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _body(self) -> dict[str, Any]:
-            length = int(self.headers.get("Content-Length") or 0)
-            return json.loads(self.rfile.read(length) or b"{}")
-
-        def do_GET(self) -> None:
-            if self.path == "/_requests":
-                self._send(200, state.requests)
-            elif self.path == "/_stats":
-                self._send(200, {"requests": len(state.requests), "max_in_flight": state.max_in_flight})
-            elif self.path in ("/v1/models", "/models"):
-                self._send(200, {"object": "list", "data": [{"id": "standin", "object": "model"}]})
-            else:
-                self._send(404, {"error": "not found"})
-
-        def do_POST(self) -> None:
-            if self.path.endswith("/chat/completions"):
-                status, headers, payload = state.answer(self._body(), self.headers.get("Authorization"))
-                self._send(status, payload, headers)
-            elif self.path == "/_control":
-                with state.lock:
-                    state.control.update(self._body())
-                self._send(200, state.control)
-            elif self.path == "/_reset":
-                with state.lock:
-                    state.requests.clear()
-                    state.max_in_flight = 0
-                self._send(200, {"ok": True})
-            else:
-                self._send(404, {"error": "not found"})
-
-    server = _Server((host, port), Handler)
-    return server, state
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json() if request.can_read_body else {}
+    except json.JSONDecodeError as exc:
+        raise web.HTTPBadRequest(text=json.dumps({"error": {"message": f"invalid JSON: {exc}"}}),
+                                 content_type="application/json") from exc
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text=json.dumps({"error": {"message": "expected a JSON object"}}),
+                                 content_type="application/json")
+    return body
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # listen() backlog: the default of 5 drops connection bursts, which then wait for a 1 s SYN retry
-    request_queue_size = 1024
+def make_app(state: StandIn) -> web.Application:
+    async def chat(request: web.Request) -> web.Response:
+        status, headers, payload = await state.answer(await _json_body(request), request.headers.get("Authorization"))
+        return web.json_response(payload, status=status, headers=headers)
+
+    async def control(request: web.Request) -> web.Response:
+        state.control.update(await _json_body(request))
+        return web.json_response(state.control)
+
+    async def reset(_request: web.Request) -> web.Response:
+        state.requests.clear()
+        state.max_in_flight = 0
+        return web.json_response({"ok": True})
+
+    async def requests(_request: web.Request) -> web.Response:
+        return web.json_response(state.requests)
+
+    async def stats(_request: web.Request) -> web.Response:
+        return web.json_response({"requests": len(state.requests), "max_in_flight": state.max_in_flight})
+
+    async def models(_request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "standin", "object": "model"}]})
+
+    app = web.Application()
+    app.router.add_post("/chat/completions", chat)
+    app.router.add_post("/{prefix:.+}/chat/completions", chat)  # any base path: /v1, /openai/v1 ...
+    app.router.add_post("/_control", control)
+    app.router.add_post("/_reset", reset)
+    app.router.add_get("/_requests", requests)
+    app.router.add_get("/_stats", stats)
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/models", models)
+    return app
+
+
+class ThreadedStandIn:
+    """The stand-in on its own event loop in a daemon thread (tests run it inside their process)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.state = StandIn()
+        self._loop = asyncio.new_event_loop()
+        self._runner = web.AppRunner(make_app(self.state), access_log=None)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, host, port, backlog=1024)
+        self._loop.run_until_complete(site.start())
+        self.port: int = self._runner.addresses[0][1]
+        self.url = f"http://{host}:{self.port}/v1"
+        self._thread = threading.Thread(target=self._loop.run_forever, name="standin-llm", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
 
 
 def main() -> None:
@@ -142,9 +151,9 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=11435)
     args = parser.parse_args()
-    server, _ = make_server(args.host, args.port)
-    print(f"stand-in model endpoint on http://{args.host}:{server.server_address[1]}/v1", flush=True)
-    server.serve_forever()
+    print(f"stand-in model endpoint on http://{args.host}:{args.port}/v1", flush=True)
+    # backlog: the default drops connection bursts, which then wait for a 1 s SYN retry
+    web.run_app(make_app(StandIn()), host=args.host, port=args.port, backlog=1024, print=None, access_log=None)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import httpx
 import pytest
 
 from producer import embedded
-from producer.standin_llm import StandIn, make_server
+from producer.standin_llm import StandIn, ThreadedStandIn
 from tests.studio_proxy import StudioProxy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,9 +133,6 @@ def examples(tmp_path: Path) -> Path:
 @pytest.fixture
 def standin() -> Iterator[tuple[str, StandIn]]:
     """The stand-in model endpoint, in a thread of the test process; tests drive `state.control`."""
-    server, state = make_server("127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1", state
-    server.shutdown()
-    server.server_close()
+    server = ThreadedStandIn()
+    yield server.url, server.state
+    server.stop()

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from producer.embedded import free_port
-from producer.standin_llm import make_server
+from producer.standin_llm import ThreadedStandIn
 from shared.llm import EndpointError, ModelEndpoint, chat
 from shared.model_http import model_http_client
 
@@ -31,15 +31,13 @@ def _chat(base_url: str, timeout: float = 5.0) -> tuple[str, list[str]]:
 
 
 def test_answers_and_json_body_round_trip() -> None:
-    server, state = make_server("127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = ThreadedStandIn()
     try:
-        content, causes = _chat(f"http://127.0.0.1:{server.server_address[1]}/v1")
+        content, causes = _chat(server.url)
         assert content.startswith("[stand-in m #") and causes == []
-        assert state.requests[0]["messages"] == [{"role": "user", "content": "hi"}]
+        assert server.state.requests[0]["messages"] == [{"role": "user", "content": "hi"}]
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
 
 
 def test_refused_connection_is_a_connection_error() -> None:
@@ -71,13 +69,11 @@ def test_server_that_hangs_up_is_a_connection_error_not_a_timeout() -> None:
 
 @pytest.mark.timeout(30)
 def test_slow_answer_is_a_timeout() -> None:
-    server, state = make_server("127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    state.control["delay"] = 1.0
+    server = ThreadedStandIn()
+    server.state.control["delay"] = 1.0
     try:
-        content, causes = _chat(f"http://127.0.0.1:{server.server_address[1]}/v1", timeout=0.2)
+        content, causes = _chat(server.url, timeout=0.2)
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
     assert "unreachable: ReadTimeout" in content, content
     assert causes == ["timeout"]

@@ -129,15 +129,14 @@ def test_endpoint_from_model_component() -> None:
 
 def test_chat_honours_retry_after_and_does_not_retry_4xx() -> None:
     import asyncio
-    import threading
 
-    from producer.standin_llm import make_server
+    from producer.standin_llm import ThreadedStandIn
     from shared.llm import EndpointError, ModelEndpoint, chat
     from shared.model_http import model_http_client
 
-    server, state = make_server("127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    endpoint = ModelEndpoint(f"http://127.0.0.1:{server.server_address[1]}/v1", "m", None, 1)
+    server = ThreadedStandIn()
+    state = server.state
+    endpoint = ModelEndpoint(server.url, "m", None, 1)
     causes: list[str] = []
 
     async def call(retries: int) -> float:
@@ -162,5 +161,4 @@ def test_chat_honours_retry_after_and_does_not_retry_4xx() -> None:
             asyncio.run(call(2))
         assert len(state.requests) == 7 and causes[-2:] == ["server_error", "server_error"]
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
