@@ -54,6 +54,11 @@ class ModelTransport(AiohttpTransport):  # type: ignore[misc]
         return response
 
 
-def model_http_client(timeout: float, max_connections: int, verify: ssl.SSLContext | bool = True) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=max_connections)
-    return httpx.AsyncClient(timeout=timeout, transport=ModelTransport(verify=verify, limits=limits))
+def model_http_client(timeout: float, max_connections: int, verify: ssl.SSLContext | None = None) -> httpx.AsyncClient:
+    context = verify or ssl.create_default_context()
+
+    def session() -> aiohttp.ClientSession:
+        # created on first use, inside the running loop; trust_env: HTTPS_PROXY and NO_PROXY apply, as with httpx
+        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=max_connections, ssl=context), trust_env=True)
+
+    return httpx.AsyncClient(timeout=timeout, transport=ModelTransport(verify=context, client=session))

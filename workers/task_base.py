@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import os
-import ssl
 import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -80,8 +79,7 @@ class WorkerTask(Task):  # type: ignore[misc]
         """The HTTP client for model endpoints; call from inside `run_async`."""
         res = self._resources()
         if res.http is None:
-            res.http = model_http_client(res.settings.model_timeout_seconds, max(10, res.settings.batch_size * 2),
-                                         ssl.create_default_context())
+            res.http = model_http_client(res.settings.model_timeout_seconds, max(10, res.settings.batch_size * 2))
         return res.http
 
     async def async_redis(self) -> aioredis.Redis:
