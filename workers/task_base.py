@@ -1,10 +1,10 @@
 """What a worker process keeps between tasks: settings, a Redis pool, one event loop, and the
 async clients that live on it.
 
-Celery instantiates a task class once per process, which is the documented place to cache
-per-process resources. Building these per task costs more CPU than a batch's own work: a new
-redis-py connection reads package metadata (~2 ms), a new TCP connection per model request
-shows up in every profile, and asyncio.run builds and tears down a loop each time.
+Building these per task costs more CPU than a batch's own work: a new redis-py connection reads
+package metadata (~2 ms), a new TCP connection per model request shows up in every profile, and
+asyncio.run builds and tears down a loop each time. Every task type shares one set, held by the
+Celery app (the one piece of process state the worker already has).
 """
 
 from __future__ import annotations
@@ -51,9 +51,9 @@ class WorkerTask(Task):  # type: ignore[misc]
     abstract = True
 
     def _resources(self) -> _Resources:
-        # one set per thread (a threads pool shares the task instance) and per process (a
-        # prefork child must not reuse its parent's sockets)
-        local = self.__dict__.setdefault("_agentq_local", threading.local())
+        # one set per thread (a threads pool shares the app) and per process (a prefork child
+        # must not reuse its parent's sockets)
+        local = self.app.__dict__.setdefault("_agentq_resources", threading.local())
         res: _Resources | None = getattr(local, "res", None)
         if res is None or res.pid != os.getpid():
             settings = Settings()
