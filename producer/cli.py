@@ -12,9 +12,9 @@ import redis
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from producer import embedded
+from producer.progress import follow_run, follow_workflow
 from producer.report import render_report, render_workflow, run_report, succeeded, workflow_markdown, workflow_report
 from producer.sync import Prepared, prepare, submit, wait
 from shared.settings import Settings, load_settings
@@ -160,7 +160,10 @@ def sync(
             if no_wait:
                 typer.echo(json.dumps({"run_id": run_id}) if as_json else run_id)
                 return
-            _wait_with_progress(store, run_id, timeout, quiet=as_json)
+            if as_json:
+                wait(store, run_id, timeout=timeout)
+            else:
+                follow_run(store, run_id, err, timeout)
             report = run_report(store, run_id)
     assert report is not None
     if as_json:
@@ -180,16 +183,6 @@ def _celery(settings: Settings) -> Any:
     from workers.celery_app import create_app  # imported only when there is work to enqueue
 
     return create_app(settings)
-
-
-def _wait_with_progress(store: Store, run_id: str, timeout: float, quiet: bool) -> None:
-    if quiet:
-        wait(store, run_id, timeout=timeout)
-        return
-    columns = (TextColumn(f"run {run_id}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=True) as progress:
-        task = progress.add_task("sync", total=None)
-        wait(store, run_id, lambda done, total: progress.update(task, completed=done, total=total), timeout=timeout)
 
 
 def _stored_report(redis_url: str | None, build: Any, run_id: str, what: str) -> dict[str, Any]:
@@ -261,7 +254,10 @@ def run(
             if no_wait:
                 typer.echo(json.dumps({"run_id": run_id}) if as_json else run_id)
                 return
-            _wait_with_progress(store, run_id, timeout, quiet=as_json)
+            if as_json:
+                wait(store, run_id, timeout=timeout)
+            else:
+                follow_workflow(store, run_id, [t.id for t in prepared.workflow.tasks], err, timeout)
             report = workflow_report(store, run_id)
     assert report is not None
     if as_json:

@@ -269,3 +269,35 @@ def test_secrets_stay_out_of_redis_logs_and_task_arguments(wf_cli: Cli, standin,
         assert not any(v and secret in v for v in values), f"secret found in {key!r}"
     assert TEST_SECRET not in (services_dir / "worker.log").read_text(errors="replace")
     assert TEST_SECRET not in proc.stdout + proc.stderr
+
+
+def test_progress_shows_a_bar_per_task_with_its_status(wf_cli: Cli, standin, tmp_path: Path, redis_url: str) -> None:
+    import io
+
+    from rich.console import Console
+
+    from producer.progress import follow_workflow
+    from shared.store import Store
+
+    url, state = standin
+    state.control["delay"] = 0.3
+    write_tree(tmp_path, url)
+    wf = write_workflow(tmp_path, [
+        {"id": "first", "description": "progress first"},
+        {"id": "second", "description": "progress second", "dependencies": ["first"]},
+        {"id": "broken", "description": "ALWAYS-FAIL progress", "retries": 0},
+        {"id": "after-broken", "description": "never runs", "dependencies": ["broken"]},
+    ])
+    state.control["fail_when_contains"] = "ALWAYS-FAIL"
+    proc = wf_cli.run("run", str(wf), "--no-wait")
+    assert proc.returncode == 0, proc.stderr
+    run_id = proc.stdout.strip()
+    out = io.StringIO()
+    store = Store.from_url(redis_url, cache_ttl=60, run_ttl=60)
+    follow_workflow(store, run_id, ["first", "second", "broken", "after-broken"],
+                    Console(file=out, force_terminal=True, width=120), timeout=60)
+    text = out.getvalue()
+    for tid in ("first", "second", "broken", "after-broken"):
+        assert tid in text
+    # each row went through the states a user watches: running, then how it ended
+    assert "running" in text and "done" in text and "failed" in text and "skipped" in text
