@@ -59,7 +59,8 @@ class StandIn:
             self.in_flight -= 1
         # the key itself is never kept: only a digest, so a test can tell which key was sent
         auth_digest = hashlib.sha256(auth.removeprefix("Bearer ").encode()).hexdigest() if auth else None
-        self.requests.append({"model": body.get("model"), "messages": messages, "status": status,
+        params = {k: v for k, v in body.items() if k not in ("model", "messages")}
+        self.requests.append({"model": body.get("model"), "messages": messages, "params": params, "status": status,
                               "started": started, "finished": time.time(), "auth_sha256": auth_digest})
         if status == 429:
             return 429, {"Retry-After": str(control["retry_after"])}, {"error": {"message": "rate limited (stand-in)"}}

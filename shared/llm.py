@@ -6,40 +6,16 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
+from shared.endpoints import ModelEndpoint
 from shared.metrics import Metrics
 from shared.retry import backoff_delay
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
 MAX_RETRY_AFTER = 60.0
-
-
-@dataclass(frozen=True)
-class ModelEndpoint:
-    base_url: str
-    model: str
-    api_key: str | None
-    max_concurrency: int
-
-    @property
-    def limit_key(self) -> str:
-        """Endpoints sharing a base URL and model share one concurrency limit."""
-        return f"{self.base_url.rstrip('/')}|{self.model}"
-
-
-def endpoint_from_component(model: Mapping[str, Any], env: Mapping[str, str], default_concurrency: int) -> ModelEndpoint:
-    """A model component (with `${VAR}` already resolved) -> where and how to call it."""
-    config = model.get("config") or {}
-    if not isinstance(config.get("model"), str):
-        raise ValueError(f"model component {model.get('label')!r} has no config.model")
-    key = config.get("api_key") or env.get("OPENAI_API_KEY")  # as the OpenAI client itself does
-    limit = model.get("max_concurrency", config.get("max_concurrency", default_concurrency))
-    return ModelEndpoint(str(config.get("base_url") or DEFAULT_BASE_URL), config["model"], key, int(limit))
 
 
 class EndpointError(Exception):
@@ -83,8 +59,8 @@ async def chat(
     """One completion; retried on 429 (after Retry-After), 5xx, timeouts and connection errors."""
     metrics = metrics or Metrics()
     url = endpoint.base_url.rstrip("/") + "/chat/completions"
-    headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
-    body = {"model": endpoint.model, "messages": messages}
+    headers = {**endpoint.headers, **({"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {})}
+    body = {**endpoint.params, "model": endpoint.model, "messages": messages}
     for attempt in range(retries + 1):
         last = attempt == retries
         started = time.perf_counter()

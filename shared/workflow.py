@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from shared.endpoints import agents_of, endpoint_problem
 from shared.errors import ConfigError
 from shared.graph import find_cycles, waves
 from shared.tree import Tree
@@ -80,8 +81,10 @@ def parse_workflow(path: str, doc: dict[str, Any]) -> Workflow | list[ConfigErro
 
 def check_workflow(path: str, wf: Workflow, tree: Tree) -> list[ConfigError]:
     """Errors that must stop a run before anything is enqueued: unknown or duplicate task ids,
-    cycles, agents that are missing, not agents or teams, or not valid."""
+    cycles, agents that are missing, not agents or teams, not valid, or without a model client
+    that speaks the OpenAI-compatible API."""
     errors: list[ConfigError] = []
+    memo: dict[str, Any] = {}
     ids = [t.id for t in wf.tasks]
     seen: set[str] = set()
     for i, task in enumerate(wf.tasks):
@@ -101,10 +104,29 @@ def check_workflow(path: str, wf: Workflow, tree: Tree) -> list[ConfigError]:
         elif task.agent in tree.invalid or task.agent in tree.skipped:
             reason = tree.invalid.get(task.agent) or tree.skipped[task.agent]
             errors.append(ConfigError(path=path, field=f"{field}.agent", message=f"agent {task.agent!r} is not usable: {reason}"))
+        else:
+            errors.extend(ConfigError(path=path, field=f"{field}.agent", message=f"{task.agent!r} ({node.path}): {problem}")
+                          for problem in agent_problems(tree.resolved(task.agent, memo)))
     deps = {t.id: [d for d in t.dependencies if d in ids] for t in wf.tasks}
     for cycle in find_cycles(deps):
         errors.append(ConfigError(path=path, field="tasks", message="dependency cycle: " + " -> ".join(cycle + cycle[:1])))
     return errors
+
+
+def agent_problems(spec: dict[str, Any]) -> list[str]:
+    """Why an agent or team could not answer a task: an agent without a callable model client,
+    a team without participants, or a team inside a team."""
+    agents = agents_of(spec)
+    if not agents:
+        return ["the team has no participants"]
+    problems = []
+    for agent in agents:
+        name = agent.get("label") or (agent.get("config") or {}).get("name") or "(inline)"
+        if agent.get("component_type") == "team":
+            problems.append(f"participant {name!r} is a team; teams inside teams are not supported")
+        elif problem := endpoint_problem((agent.get("config") or {}).get("model_client")):
+            problems.append(f"agent {name!r} {problem}" if problem.startswith("has ") else f"agent {name!r}: {problem}")
+    return problems
 
 
 def remaining_path(wf: Workflow) -> dict[str, int]:

@@ -11,7 +11,8 @@ import pytest
 
 from producer.embedded import free_port
 from producer.standin_llm import ThreadedStandIn
-from shared.llm import EndpointError, ModelEndpoint, chat
+from shared.endpoints import ModelEndpoint
+from shared.llm import EndpointError, chat
 from shared.model_http import model_http_client
 
 

@@ -7,10 +7,18 @@ import time
 
 import pytest
 
+from shared.endpoints import endpoint_from_component
+from shared.llm import retry_after_seconds
 from shared.prompts import agent_messages, task_key, task_prompt
-from shared.llm import endpoint_from_component, retry_after_seconds
 from shared.tree import build_tree
-from shared.workflow import Workflow, celery_priorities, check_workflow, parse_workflow, remaining_path, schedule
+from shared.workflow import (
+    Workflow,
+    celery_priorities,
+    check_workflow,
+    parse_workflow,
+    remaining_path,
+    schedule,
+)
 from workers.workflow_exec import termination_limits
 
 
@@ -19,9 +27,17 @@ def wf(*tasks: dict) -> Workflow:
         {"description": t["id"], "agent": "a", **t} for t in tasks]})
 
 
-def tree_with(**components: str):
-    docs = {f"{label}.yaml": {"provider": "p.X", "component_type": ctype, "label": label, "config": {}}
-            for label, ctype in components.items()}
+OPENAI = "autogen_ext.models.openai.OpenAIChatCompletionClient"
+
+
+def tree_with(**extra: dict):
+    """A model `m`, an agent `a` using it, a team `t` of `a`, and any `extra` components by label."""
+    docs = {
+        "m.yaml": {"provider": OPENAI, "component_type": "model", "label": "m", "config": {"model": "gpt-4o-mini"}},
+        "a.yaml": {"provider": "p.Agent", "component_type": "agent", "label": "a", "config": {"model_client": {"$ref": "m"}}},
+        "t.yaml": {"provider": "p.Team", "component_type": "team", "label": "t", "config": {"participants": [{"$ref": "a"}]}},
+    }
+    docs.update({f"{label}.yaml": {"provider": "p.X", "label": label, **doc} for label, doc in extra.items()})
     return build_tree(docs, set())
 
 
@@ -51,7 +67,7 @@ def test_invalid_fields_are_named(doc: dict, field: str, text: str) -> None:
 
 
 def test_check_reports_unknown_ids_cycles_and_bad_agents() -> None:
-    tree = tree_with(a="agent", t="team", m="model")
+    tree = tree_with()
     ok = wf({"id": "x"}, {"id": "y", "agent": "t", "dependencies": ["x"]})
     assert check_workflow("w.yaml", ok, tree) == []
     bad = wf({"id": "x", "dependencies": ["zz"]}, {"id": "y", "agent": "m"}, {"id": "z", "agent": "nobody"},
@@ -62,6 +78,27 @@ def test_check_reports_unknown_ids_cycles_and_bad_agents() -> None:
     assert "tasks[2].agent: no agent or team labelled 'nobody'" in text
     assert "dependency cycle: p -> q -> p" in text
     assert "tasks[5].id: duplicate task id 'x'" in text
+
+
+def test_check_refuses_agents_that_cannot_answer_before_anything_runs() -> None:
+    claude = {"provider": "autogen_ext.models.anthropic.AnthropicChatCompletionClient", "label": "claude",
+              "config": {"model": "claude-3-5-sonnet"}}
+    tree = tree_with(
+        mute={"component_type": "agent", "config": {"name": "mute"}},
+        poet={"component_type": "agent", "config": {"model_client": {"component_type": "model", **claude}}},
+        nomodel={"component_type": "agent", "config": {"model_client": {"component_type": "model", "provider": OPENAI, "config": {}}}},
+        nested={"component_type": "team", "config": {"participants": [{"$ref": "a"}, {"$ref": "t"}]}},
+        empty={"component_type": "team", "config": {"participants": []}},
+    )
+    bad = wf(*({"id": f"x{i}", "agent": label} for i, label in enumerate(["mute", "poet", "nomodel", "nested", "empty"])))
+    text = "\n".join(str(e) for e in check_workflow("w.yaml", bad, tree))
+    assert "tasks[0].agent: 'mute' (mute.yaml): agent 'mute' has no model_client" in text
+    assert "tasks[1].agent: 'poet' (poet.yaml): agent 'poet': model client 'claude' is a " \
+           "autogen_ext.models.anthropic.AnthropicChatCompletionClient, which does not speak" in text
+    assert "tasks[2].agent: 'nomodel' (nomodel.yaml): agent 'nomodel': model client '(inline)' has no config.model" in text
+    assert "tasks[3].agent: 'nested' (nested.yaml): participant 't' is a team" in text
+    assert "tasks[4].agent: 'empty' (empty.yaml): the team has no participants" in text
+    assert check_workflow("w.yaml", wf({"id": "ok", "agent": "t"}), tree) == []
 
 
 def test_schedule_orders_by_priority_then_critical_path_and_respects_dependencies() -> None:
@@ -117,6 +154,23 @@ def test_retry_after_seconds_and_dates() -> None:
     assert retry_after_seconds("100000") == 60.0  # capped
 
 
+def test_ollama_and_request_params_from_model_component() -> None:
+    ollama = {"provider": "autogen_ext.models.ollama.OllamaChatCompletionClient",
+              "config": {"model": "llama3.2", "host": "127.0.0.1:11434", "options": {"temperature": 0.1}}}
+    e = endpoint_from_component(ollama, {"OPENAI_API_KEY": "not-for-ollama"}, 4)
+    assert (e.base_url, e.model, e.api_key, e.params) == ("http://127.0.0.1:11434/v1", "llama3.2", None, {"temperature": 0.1})
+    assert endpoint_from_component({"provider": ollama["provider"], "config": {"model": "x"}}, {}, 4).base_url == "http://localhost:11434/v1"
+    openai = {"provider": OPENAI, "config": {"model": "gpt-4o", "temperature": 0.2, "max_tokens": 50, "seed": 7,
+                                             "organization": "org-1", "default_headers": {"X-Team": "a"}, "model_info": {}}}
+    e = endpoint_from_component(openai, {}, 4)
+    assert e.params == {"temperature": 0.2, "max_tokens": 50, "seed": 7}
+    assert e.headers == {"OpenAI-Organization": "org-1", "X-Team": "a"}
+    # a client of another protocol is refused, unless it is pointed at an OpenAI-compatible base_url
+    with pytest.raises(ValueError, match="does not speak"):
+        endpoint_from_component({"provider": "x.AzureOpenAIChatCompletionClient", "config": {"model": "m"}}, {}, 4)
+    assert endpoint_from_component({"provider": "x.Custom", "config": {"model": "m", "base_url": "http://127.0.0.1:9/v1"}}, {}, 4)
+
+
 def test_endpoint_from_model_component() -> None:
     model = {"label": "m", "max_concurrency": 3, "config": {"model": "llama", "base_url": "http://127.0.0.1:1/v1", "api_key": "k"}}
     e = endpoint_from_component(model, {}, 8)
@@ -131,7 +185,8 @@ def test_chat_honours_retry_after_and_does_not_retry_4xx() -> None:
     import asyncio
 
     from producer.standin_llm import ThreadedStandIn
-    from shared.llm import EndpointError, ModelEndpoint, chat
+    from shared.endpoints import ModelEndpoint
+    from shared.llm import EndpointError, chat
     from shared.model_http import model_http_client
 
     server = ThreadedStandIn()

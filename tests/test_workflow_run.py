@@ -33,7 +33,7 @@ def write_tree(root: Path, base_url: str, max_concurrency: int = 8) -> None:
         "models/m.yaml": {"provider": "autogen_ext.models.openai.OpenAIChatCompletionClient", "component_type": "model",
                           "label": "m", "max_concurrency": max_concurrency,
                           "config": {"model": f"standin-{uuid.uuid4().hex[:6]}", "base_url": base_url,
-                                     "api_key": "${AGENTQ_TEST_SECRET}"}},
+                                     "api_key": "${AGENTQ_TEST_SECRET}", "temperature": 0.3}},
         "agents/a.yaml": {"provider": "autogen_agentchat.agents.AssistantAgent", "component_type": "agent", "label": "alice",
                           "config": {"name": "alice", "system_message": "You are Alice.", "model_client": {"$ref": "m"}}},
         "agents/b.yaml": {"provider": "autogen_agentchat.agents.AssistantAgent", "component_type": "agent", "label": "bob",
@@ -97,6 +97,8 @@ def test_outputs_flow_to_dependents_after_they_finish(wf_cli: Cli, standin, tmp_
     assert min(r["started"] for r in by_task["team review"]) >= combine["finished"]
     assert tasks["d"]["prompt_tokens"] > 0 and tasks["d"]["model_calls"] == 3
     assert tasks["c"]["output"] in by_task["team review"][0]["messages"][-1]["content"]
+    # the model component's request settings reach the endpoint
+    assert all(req["params"] == {"temperature": 0.3} for req in state.requests)
 
 
 def test_higher_priority_takes_the_free_slot_first(wf_cli: Cli, standin, tmp_path: Path, redis_url: str) -> None:

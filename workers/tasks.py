@@ -7,16 +7,18 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from shared.settings import Settings, environment
 from shared.metrics import Metrics
 from shared.run_metrics import record_run
+from shared.settings import Settings, environment
 from shared.studio import StudioClient, StudioError
 from workers.canvas import start_finalize, start_wave
 from workers.celery_app import app
 from workers.gallery import write_gallery
-from workers.registration import RunContext, sync_batch as sync_batch_nodes
+from workers.registration import RunContext
+from workers.registration import sync_batch as sync_batch_nodes
 from workers.task_base import WorkerTask
-from workers.workflow_exec import WorkflowContext, run_batch as run_workflow_batch
+from workers.workflow_exec import WorkflowContext
+from workers.workflow_exec import run_batch as run_workflow_batch
 
 T = TypeVar("T")
 

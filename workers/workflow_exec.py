@@ -14,9 +14,10 @@ from typing import Any
 import httpx
 import redis.asyncio as aioredis
 
+from shared.endpoints import agents_of, endpoint_from_component
 from shared.hashing import sha256_hex
+from shared.llm import ChatResult, EndpointError, chat
 from shared.metrics import Metrics
-from shared.llm import ChatResult, EndpointError, chat, endpoint_from_component
 from shared.prompts import agent_messages, task_key, task_prompt
 from shared.refs import MissingVariable, substitute_variables
 from shared.semaphore import PrioritySemaphore
@@ -102,7 +103,7 @@ async def run_agent_or_team(ctx: WorkflowContext, spec: Mapping[str, Any], promp
         add(result)
         return {"output": result.content, **usage}
     config = spec.get("config") or {}
-    participants = [p for p in config.get("participants") or [] if isinstance(p, dict)]
+    participants = agents_of(spec)
     if not participants:
         raise TaskFailed(f"team {spec.get('label')!r} has no participants")
     max_messages, stop_texts = termination_limits(config.get("termination_condition"))
