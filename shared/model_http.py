@@ -51,6 +51,7 @@ class ModelTransport(AiohttpTransport):  # type: ignore[misc]
             response = await super().handle_async_request(request)
         except httpx.ConnectTimeout as exc:
             raise _network_error(exc, request) from exc.__cause__
+        assert isinstance(response.stream, httpx.AsyncByteStream)
         response.stream = _Stream(response.stream)
         return response
 
