@@ -77,18 +77,21 @@ def start_redis(data_dir: Path, port: int | None = None, persist: bool = False) 
 def start_worker(
     redis_url: str,
     *,
-    concurrency: int = 2,
+    concurrency: int | None = None,
     name: str = "embedded",
     env: dict[str, str] | None = None,
     log_path: Path | None = None,
     extra_args: list[str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """`celery -A workers worker` against `redis_url`; returns once the worker answers a ping."""
+    """`celery -A workers worker` against `redis_url`; returns once the worker answers a ping.
+    `concurrency`: messages in flight (threads; default WORKER_CONCURRENCY)."""
     child_env = {**os.environ, **(env or {}), "REDIS_URL": redis_url}
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL
     nodename = f"{name}-{os.getpid()}-{free_port()}"
-    args = [sys.executable, "-m", "celery", "-A", "workers", "worker", "--loglevel=INFO", f"--concurrency={concurrency}",
+    args = [sys.executable, "-m", "celery", "-A", "workers", "worker", "--loglevel=INFO",
             f"--hostname={nodename}@%h", "--without-mingle", "--without-gossip"]
+    if concurrency:
+        args.append(f"--concurrency={concurrency}")
     proc = subprocess.Popen(args + (extra_args or []), env=child_env, stdout=log, stderr=subprocess.STDOUT,
                             cwd=Path(__file__).resolve().parent.parent)
     from celery import Celery

@@ -4,8 +4,19 @@ told to be slow, to fail with 500, or to answer 429 with Retry-After.
 
     python -m producer.standin_llm --port 11435
 
+It answers as a model does in the three situations AutoGen creates:
+- a request that offers `tools`, whose last message is not a tool result: one tool call, to the
+  tool named by control `tool` (default: the first offered) with the arguments in control
+  `tool_args` (default: 2, 3, 4 ... for each integer or number parameter, "x" for strings);
+- a selector's request (a message contains control `selector_marker`, by default AutoGen's
+  "select the next role"): the next name from control `select` (used in turn), or else the first
+  candidate the prompt lists;
+- anything else: a text naming the model, a digest of the prompt and the task's first line.
+A `[delay:S]` in the task's line makes that answer take S seconds (benchmarks set per-task latencies).
+
 Control (JSON): POST /_control {"delay": s, "fail_rate": 0..1, "fail_every": n, "fail_status": 500|429|[...],
-"retry_after": s, "fail_when_contains": "text"}; GET /_requests; GET /_stats; POST /_reset.
+"retry_after": s, "fail_when_contains": "text", "tool": name, "tool_args": {...}, "select": [names],
+"selector_marker": text}; GET /_requests; GET /_stats; POST /_reset.
 """
 
 from __future__ import annotations
@@ -15,11 +26,16 @@ import asyncio
 import hashlib
 import json
 import random
+import re
 import threading
 import time
 from typing import Any
 
 from aiohttp import web
+
+DELAY_MARK = re.compile(r"\[delay:([0-9]*\.?[0-9]+)\]")
+# AutoGen's SelectorGroupChat lists candidates as "... from ['alice', 'bob'] to play" (0.5.x)
+CANDIDATES = re.compile(r"from \[([^\]]*)\]")
 
 
 class StandIn:
@@ -29,11 +45,13 @@ class StandIn:
 
     def __init__(self) -> None:
         self.control: dict[str, Any] = {"delay": 0.0, "fail_rate": 0.0, "fail_every": 0, "fail_status": 500,
-                                        "retry_after": 0.2, "fail_when_contains": None}
+                                        "retry_after": 0.2, "fail_when_contains": None, "tool": None, "tool_args": None,
+                                        "select": [], "selector_marker": "select the next role"}
         self.count = 0
         self.requests: list[dict[str, Any]] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.selections = 0
 
     async def answer(self, body: dict[str, Any], auth: str | None = None) -> tuple[int, dict[str, str], dict[str, Any]]:
         messages = body.get("messages") or []
@@ -44,8 +62,10 @@ class StandIn:
         number = self.count
         control = dict(self.control)
         started = time.time()
+        first_line = _task_line(messages)
+        marked = DELAY_MARK.search(first_line)
         try:
-            await asyncio.sleep(float(control["delay"]))
+            await asyncio.sleep(float(marked.group(1)) if marked else float(control["delay"]))
             marker = control.get("fail_when_contains")
             if marker and marker in prompt:
                 status = 500
@@ -66,16 +86,59 @@ class StandIn:
             return 429, {"Retry-After": str(control["retry_after"])}, {"error": {"message": "rate limited (stand-in)"}}
         if status != 200:
             return status, {}, {"error": {"message": f"stand-in failure {status}"}}
-        last_user = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
+        model = body.get("model")
         digest = hashlib.sha256(prompt.encode()).hexdigest()[:10]
-        lines = [ln for ln in str(last_user).splitlines() if ln.strip()]
-        first_line = next((ln for ln in lines if ln.startswith("Task:")), lines[0] if lines else "")[:120]
-        content = f"[stand-in {body.get('model')} #{digest}] Done: {first_line}"
-        usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(content.split())}
+        marker = control.get("selector_marker")
+        tools = body.get("tools") or []
+        if marker and marker.lower() in prompt.lower():
+            message: dict[str, Any] = {"role": "assistant", "content": self._select(prompt, control)}
+        elif tools and (messages[-1].get("role") if messages else None) != "tool":
+            message = {"role": "assistant", "content": None, "tool_calls": [_tool_call(tools, control, digest)]}
+        else:
+            message = {"role": "assistant", "content": f"[stand-in {model} #{digest}] Done: {first_line[:120]}"}
+        text = message["content"] or json.dumps(message.get("tool_calls"))
+        usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split())}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        return 200, {}, {"id": f"chatcmpl-{digest}", "object": "chat.completion", "model": body.get("model"),
-                         "choices": [{"index": 0, "finish_reason": "stop",
-                                      "message": {"role": "assistant", "content": content}}], "usage": usage}
+        finish = "tool_calls" if message.get("tool_calls") else "stop"
+        return 200, {}, {"id": f"chatcmpl-{digest}", "object": "chat.completion", "created": int(time.time()),
+                         "model": model, "choices": [{"index": 0, "finish_reason": finish, "message": message}],
+                         "usage": usage}
+
+    def _select(self, prompt: str, control: dict[str, Any]) -> str:
+        chosen = control.get("select") or []
+        if chosen:
+            name = str(chosen[self.selections % len(chosen)])
+            self.selections += 1
+            return name
+        found = CANDIDATES.search(prompt)
+        names = [n.strip().strip("'\"") for n in found.group(1).split(",")] if found else []
+        return names[0] if names and names[0] else "unknown"
+
+
+def _task_line(messages: list[dict[str, Any]]) -> str:
+    """The line that names the task: "Task: ..." in the first user message, else its first line."""
+    first_user = next((m.get("content") for m in messages if m.get("role") == "user"), "")
+    lines = [ln for ln in str(first_user or "").splitlines() if ln.strip()]
+    return next((ln for ln in lines if ln.startswith("Task:")), lines[0] if lines else "")
+
+
+def _tool_call(tools: list[dict[str, Any]], control: dict[str, Any], digest: str) -> dict[str, Any]:
+    functions = [t.get("function") or {} for t in tools]
+    wanted = control.get("tool")
+    function = next((f for f in functions if f.get("name") == wanted), functions[0])
+    args = control.get("tool_args")
+    if args is None:
+        args, n = {}, 2
+        for name, schema in ((function.get("parameters") or {}).get("properties") or {}).items():
+            kind = schema.get("type") if isinstance(schema, dict) else None
+            if kind in ("integer", "number"):
+                args[name], n = n, n + 1
+            elif kind == "boolean":
+                args[name] = True
+            else:
+                args[name] = "x"
+    return {"id": f"call_{digest}", "type": "function",
+            "function": {"name": function.get("name"), "arguments": json.dumps(args)}}
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
@@ -102,6 +165,7 @@ def make_app(state: StandIn) -> web.Application:
     async def reset(_request: web.Request) -> web.Response:
         state.requests.clear()
         state.max_in_flight = 0
+        state.selections = 0
         return web.json_response({"ok": True})
 
     async def requests(_request: web.Request) -> web.Response:

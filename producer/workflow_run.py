@@ -10,16 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from producer.planner import split
 from producer.scanner import default_cache_path, scan
 from shared.errors import ConfigError
 from shared.loader import parse_document
+from shared.metrics import Metrics
 from shared.prompts import task_key
 from shared.run_metrics import record_run
 from shared.settings import Settings, environment
 from shared.store import Store
 from shared.tree import Tree, build_tree
-from shared.workflow import Workflow, celery_priorities, check_workflow, parse_workflow, schedule
+from shared.workflow import Workflow, celery_priorities, check_workflow, parse_workflow, release_plan, schedule
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -76,7 +76,8 @@ def submit(prepared: PreparedWorkflow, settings: Settings, store: Store, app: Ca
         t.id: {"task": t.model_dump(), "agent": tree.resolved(t.agent, memo), "goal": wf.goal}
         for t in wf.tasks
     }
-    states, outputs = _cached_states(store, wf, records, no_cache)
+    metrics = Metrics()
+    states, outputs, checked, transcripts = _cached_states(store, wf, records, no_cache, metrics)
     pending = [t for t in wf.tasks if t.id not in states]
     for t in pending:
         states[t.id] = {"status": "pending", "type": tree.nodes[t.agent].component_type, "agent": t.agent,
@@ -84,44 +85,56 @@ def submit(prepared: PreparedWorkflow, settings: Settings, store: Store, app: Ca
     rest = Workflow(name=wf.name, goal=wf.goal, tasks=[
         t.model_copy(update={"dependencies": [d for d in t.dependencies if d not in outputs]}) for t in pending
     ]) if pending else None
-    groups = schedule(rest, sequential) if rest else []
+    plan = release_plan(rest, sequential) if rest else None
     prio = celery_priorities(wf)
     by_id = {t.id: t for t in wf.tasks}
-    waves = [split(group, settings.batch_size) for group in groups]
+
+    def released(tid: str) -> tuple[int, int]:  # (rank, Redis message priority) of a task when it is released
+        assert plan is not None
+        return plan.ranks[tid], prio[by_id[tid].priority]
+
+    specs = {}
+    for t in pending:
+        assert plan is not None
+        dependents = plan.dependents[t.id]
+        specs[t.id] = {**records[t.id], "rank": plan.ranks[t.id], "checked": t.id in checked,
+                       "dependents": dependents, "dependent_ranks": {d: released(d) for d in dependents}}
     # before the run's clock starts: loading Celery takes ~0.1 s and is not the run's time
-    celery = app() if waves else None
+    celery = app() if plan else None
     run_id = uuid.uuid4().hex[:12]
     meta = {
         "run_id": run_id, "kind": "workflow", "workflow": wf.name, "file": str(prepared.path),
         "tree": str(prepared.tree_root), "mode": "sequential" if sequential else "parallel", "no_cache": no_cache,
-        "waves": len(waves), "total": len(wf.tasks), "created": time.time(),
-        "batch_task": "agentq.run_batch", "gallery_needed": False,
-        "batch_priorities": [[prio[by_id[batch[0]].priority] for batch in wave] for wave in waves],
-        "order": [t for group in groups for t in group],
-        "state": "running" if waves else "finished",
+        "total": len(wf.tasks), "created": time.time(), "gallery_needed": False,
+        "ready": [(tid, *released(tid)) for tid in plan.ready] if plan else [],
+        "order": [tid for group in schedule(wf, sequential) for tid in group],
+        "state": "running" if plan else "finished",
     }
-    if not waves:
+    if not plan:
         meta["finished"] = meta["created"]
-    store.create_run(run_id, meta, states, {t.id: records[t.id] for t in pending}, waves)
-    if not waves:
+    store.create_workflow_run(run_id, meta, states, specs, plan.open if plan else {}, plan.ready if plan else [], outputs,
+                              transcripts)
+    metrics.flush(store.r)
+    if not plan:
         record_run(store, meta)
-    if outputs:
-        store.r.hset(store.run_key(run_id, "outputs"), mapping=outputs)
-        store.r.expire(store.run_key(run_id, "outputs"), store.run_ttl)
     if celery is not None:
         from workers.canvas import start_run
 
         start_run(celery, run_id)
-    return run_id, bool(waves)
+    return run_id, plan is not None
 
 
-def _cached_states(store: Store, wf: Workflow, records: dict[str, dict[str, Any]], no_cache: bool
-                   ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """Tasks whose result is cached, found group by group (a key needs its dependencies' outputs)."""
+def _cached_states(store: Store, wf: Workflow, records: dict[str, dict[str, Any]], no_cache: bool, metrics: Metrics
+                   ) -> tuple[dict[str, dict[str, Any]], dict[str, str], set[str], dict[str, str]]:
+    """Tasks whose result is cached, found group by group (a key needs its dependencies' outputs):
+    their states, outputs and transcripts (JSON), and the tasks looked up and missed (the workers
+    need not ask again)."""
     states: dict[str, dict[str, Any]] = {}
     outputs: dict[str, str] = {}
+    transcripts: dict[str, str] = {}
+    missed: set[str] = set()
     if no_cache:
-        return states, outputs
+        return states, outputs, missed, transcripts
     by_id = {t.id: t for t in wf.tasks}
     for group in schedule(wf):
         keys = {}
@@ -134,10 +147,16 @@ def _cached_states(store: Store, wf: Workflow, records: dict[str, dict[str, Any]
         if not keys:
             break
         for tid, hit in zip(keys, store.r.mget([Store.task_cache_key(k) for k in keys.values()])):
+            metrics.inc("agentq_cache_requests_total", ["workflow_task", "hit" if hit else "miss"])
             if hit:
                 result = json.loads(hit)
                 outputs[tid] = result.pop("output")
+                if result.get("transcript"):
+                    transcripts[tid] = json.dumps(result["transcript"])
                 result.pop("transcript", None)
                 states[tid] = {"status": "cached", "key": keys[tid], "agent": by_id[tid].agent,
                                "priority": by_id[tid].priority, **result}
-    return states, outputs
+                metrics.inc("agentq_workflow_tasks_total", ["cached"])
+            else:
+                missed.add(tid)
+    return states, outputs, missed, transcripts

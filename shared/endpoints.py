@@ -1,80 +1,107 @@
-"""Which OpenAI-compatible endpoint a model component stands for, and why one cannot be called.
+"""What an agent or team needs from its environment: its model components, the cluster-wide limit
+each model is called under, and the packages its providers import. Pure, no I/O.
 
-Pure: the producer checks every agent's model client before a run is enqueued, and the worker
-builds the endpoint from the same component once `${VAR}` is resolved.
+The producer checks these before a run is enqueued; the worker uses the same functions once
+`${VAR}` is resolved, then hands the spec to AutoGen.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
-OLLAMA_HOST = "http://localhost:11434"
-# AutoGen model clients whose endpoint speaks OpenAI's /chat/completions (Ollama serves it under /v1)
-OPENAI_COMPATIBLE = ("OpenAIChatCompletionClient", "OllamaChatCompletionClient")
-# what AutoGen's OpenAI client config passes on to chat completions
-REQUEST_PARAMS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "frequency_penalty",
-                  "presence_penalty", "seed", "stop", "n", "user", "response_format", "logit_bias")
-OLLAMA_OPTIONS = ("temperature", "top_p", "seed", "stop")
+from shared.hashing import canonical_json, sha256_hex
+
+# Provider module -> (modules it imports that a plain install may lack, what to install). AutoGen
+# ships every provider module; the SDK behind it comes with an extra (autogen-ext[anthropic] ...).
+PROVIDER_PACKAGES: dict[str, tuple[tuple[str, ...], str]] = {
+    "autogen_ext.models.openai": (("openai", "tiktoken"), "autogen-ext[openai]"),
+    "autogen_ext.models.azure": (("azure.ai.inference",), "autogen-ext[azure]"),
+    "autogen_ext.models.anthropic": (("anthropic",), "autogen-ext[anthropic]"),
+    "autogen_ext.models.ollama": (("ollama",), "autogen-ext[ollama]"),
+    "autogen_ext.models.semantic_kernel": (("semantic_kernel",), "autogen-ext[semantic-kernel-core]"),
+    "autogen_ext.models.llama_cpp": (("llama_cpp",), "autogen-ext[llama-cpp]"),
+    "autogen_ext.agents.web_surfer": (("playwright", "markitdown"), "autogen-ext[web-surfer]"),
+    "autogen_ext.agents.file_surfer": (("markitdown",), "autogen-ext[file-surfer]"),
+    "autogen_ext.agents.openai": (("openai",), "autogen-ext[openai]"),
+    "autogen_ext.tools.mcp": (("mcp",), "autogen-ext[mcp]"),
+    "autogen_ext.tools.http": (("httpx", "json_schema_to_pydantic"), "autogen-ext[http-tool]"),
+    "autogen_ext.tools.langchain": (("langchain_core",), "autogen-ext[langchain]"),
+    "autogen_ext.tools.graphrag": (("graphrag",), "autogen-ext[graphrag]"),
+    "autogen_ext.tools.azure": (("azure.search.documents",), "autogen-ext[azure]"),
+    "autogen_ext.code_executors.docker": (("docker",), "autogen-ext[docker]"),
+    "autogen_ext.code_executors.jupyter": (("nbclient", "ipykernel"), "autogen-ext[jupyter-executor]"),
+}
+# Studio's short names for well-known model clients (autogen_core's WELL_KNOWN_PROVIDERS)
+SHORT_PROVIDERS = {
+    "azure_openai_chat_completion_client": "autogen_ext.models.openai.AzureOpenAIChatCompletionClient",
+    "AzureOpenAIChatCompletionClient": "autogen_ext.models.openai.AzureOpenAIChatCompletionClient",
+    "openai_chat_completion_client": "autogen_ext.models.openai.OpenAIChatCompletionClient",
+    "OpenAIChatCompletionClient": "autogen_ext.models.openai.OpenAIChatCompletionClient",
+}
+MODEL_KEYS = ("model_client",)
 
 
-@dataclass(frozen=True)
-class ModelEndpoint:
-    base_url: str
-    model: str
-    api_key: str | None
-    max_concurrency: int
-    params: dict[str, Any] = field(default_factory=dict)
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def limit_key(self) -> str:
-        """Endpoints sharing a base URL and model share one concurrency limit."""
-        return f"{self.base_url.rstrip('/')}|{self.model}"
+def provider_path(provider: str) -> str:
+    return SHORT_PROVIDERS.get(provider, provider)
 
 
-def _provider_class(model: Mapping[str, Any]) -> str:
-    return str(model.get("provider") or "").rsplit(".", 1)[-1]
+def components(spec: Any) -> Iterator[Mapping[str, Any]]:
+    """Every component inside `spec` (itself included): mappings that name a provider."""
+    if isinstance(spec, Mapping):
+        if isinstance(spec.get("provider"), str):
+            yield spec
+        for value in spec.values():
+            yield from components(value)
+    elif isinstance(spec, list):
+        for value in spec:
+            yield from components(value)
 
 
-def endpoint_problem(model: Any) -> str | None:
-    """Why this model component cannot be called over the OpenAI-compatible API, or None."""
-    if not isinstance(model, Mapping):
-        return "has no model_client"
-    label = model.get("label") or "(inline)"
+def is_model(component: Mapping[str, Any]) -> bool:
+    return component.get("component_type") == "model"
+
+
+def model_specs(spec: Any) -> list[Mapping[str, Any]]:
+    """The model clients an agent or team calls (its agents', a selector's, a context's)."""
+    return [c for c in components(spec) if is_model(c)]
+
+
+def limit_key(model: Mapping[str, Any]) -> str:
+    """Models that share provider, address and model name share one cluster-wide limit. Computed on
+    the unresolved spec where the producer calls it: `${VAR}` names, never values."""
     config = model.get("config") or {}
-    provider = _provider_class(model)
-    if provider and provider not in OPENAI_COMPATIBLE and not config.get("base_url"):
-        return (f"model client {label!r} is a {model.get('provider')}, which does not speak the OpenAI-compatible "
-                f"chat completions API (use OpenAIChatCompletionClient with a base_url)")
-    if not isinstance(config.get("model"), str) or not config["model"]:
-        return f"model client {label!r} has no config.model"
-    return None
+    where = config.get("base_url") or config.get("azure_endpoint") or config.get("host") or ""
+    return sha256_hex(canonical_json([provider_path(str(model.get("provider"))), where, config.get("model")]))[:16]
 
 
-def endpoint_from_component(model: Mapping[str, Any], env: Mapping[str, str], default_concurrency: int) -> ModelEndpoint:
-    """A model component (with `${VAR}` already resolved) -> where and how to call it."""
-    problem = endpoint_problem(model)
-    if problem:
-        raise ValueError(problem)
-    config = model.get("config") or {}
-    params = {k: config[k] for k in REQUEST_PARAMS if config.get(k) is not None}
-    if _provider_class(model) == "OllamaChatCompletionClient":
-        host = str(config.get("host") or OLLAMA_HOST).rstrip("/")
-        base_url = str(config.get("base_url") or (host if "://" in host else f"http://{host}") + "/v1")
-        options = config.get("options") or {}
-        params.update({k: options[k] for k in OLLAMA_OPTIONS if isinstance(options, Mapping) and options.get(k) is not None})
-        key = config.get("api_key")
-    else:
-        base_url = str(config.get("base_url") or DEFAULT_BASE_URL)
-        key = config.get("api_key") or env.get("OPENAI_API_KEY")  # as the OpenAI client itself does
-    headers = {str(k): str(v) for k, v in (config.get("default_headers") or {}).items()}
-    if config.get("organization"):
-        headers["OpenAI-Organization"] = str(config["organization"])
-    limit = model.get("max_concurrency", config.get("max_concurrency", default_concurrency))
-    return ModelEndpoint(base_url, config["model"], key, int(limit), params, headers)
+def max_concurrency(model: Mapping[str, Any], default: int) -> int:
+    """Requests in flight to this model across the cluster: `max_concurrency` beside the spec (our
+    addition, which AutoGen ignores) or inside its config."""
+    value = model.get("max_concurrency", (model.get("config") or {}).get("max_concurrency"))
+    try:
+        return max(1, int(value)) if value is not None else default
+    except (TypeError, ValueError):
+        return default
+
+
+def missing_packages(spec: Any, installed: Callable[[str], bool]) -> list[str]:
+    """One line per provider in `spec` whose module or SDK is not importable: what to install.
+    `installed(module)` answers without importing (importlib.util.find_spec)."""
+    problems = []
+    seen: set[str] = set()
+    for component in components(spec):
+        provider = provider_path(str(component["provider"]))
+        module = provider.rsplit(".", 1)[0]
+        if module in seen or "." not in provider:
+            continue
+        seen.add(module)
+        needs, extra = PROVIDER_PACKAGES.get(module, ((), ""))
+        missing = [m for m in (module.split(".")[0], *needs) if not installed(m)]
+        if missing:
+            hint = f"pip install '{extra}'" if extra else f"install the package that provides {module.split('.')[0]!r}"
+            problems.append(f"provider {provider} needs {', '.join(missing)}, which is not installed: {hint}")
+    return problems
 
 
 def agents_of(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:

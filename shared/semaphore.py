@@ -1,7 +1,9 @@
 """A concurrency limit shared by every worker through Redis, granted highest priority first.
 
-Waiters queue in a sorted set ordered by (priority, arrival); a waiter may take a slot only when
-it is among the first `limit - held` waiters. Holders and waiters that stop refreshing (a killed
+Waiters queue in a sorted set ordered by rank (higher first: a workflow task's priority, then
+the length of the chain still behind it), then arrival (the member begins with the time in
+nanoseconds, and Redis orders equal scores by member); a waiter may take a slot only when it is
+among the first `limit - held` waiters. Holders and waiters that stop refreshing (a killed
 worker) expire, so a lost slot comes back.
 
 Within one process, waiters that arrive together are sent to Redis together: one script call
@@ -68,11 +70,10 @@ class PrioritySemaphore:
         self._poller: asyncio.Task[None] | None = None
 
     @asynccontextmanager
-    async def slot(self, priority: int = 0) -> AsyncIterator[None]:
-        """Hold one slot; a higher `priority` is served first, then first come first served."""
-        token = uuid.uuid4().hex
-        # Score orders waiters: priority first (higher first), arrival time second.
-        score = -priority * 1e10 + time.time()
+    async def slot(self, rank: int = 0) -> AsyncIterator[None]:
+        """Hold one slot; a higher `rank` is served first, then first come first served."""
+        token = f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}"
+        score = -rank
         granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting[token] = (score, granted)
         if self._poller is None or self._poller.done():

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     studio_probe_interval_seconds: float = Field(default=5.0, gt=0, alias="STUDIO_PROBE_INTERVAL_SECONDS")
 
     batch_size: int = Field(default=25, ge=1, alias="SYNC_BATCH_SIZE")
+    # messages a worker process works on at once (threads pool; their work shares one event loop)
+    worker_concurrency: int = Field(default=32, ge=1, alias="WORKER_CONCURRENCY")
     cache_ttl_seconds: int = Field(default=30 * 24 * 3600, alias="CACHE_TTL_SECONDS")
     # scan cache, and the embedded Redis and Studio data
     cache_dir: Path = Field(default=Path.home() / ".cache" / "agentq", alias="AGENTQ_CACHE_DIR")

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import redis
+import redis.asyncio as aioredis
 
 PREFIX = "agentq"
 TERMINAL = ("done", "cached", "failed", "skipped")
+END_TASK_LUA = (Path(__file__).parent / "lua" / "end_task.lua").read_text()
 
 
 def _json(value: Any) -> str:
@@ -180,3 +184,92 @@ class Store:
     def release(self, run_id: str, what: str) -> None:
         self.r.delete(self.run_key(run_id, f"claim:{what}"))
 
+
+    # ---- workflow runs: each task released when its own inputs have ended ------------------------
+    def create_workflow_run(self, run_id: str, meta: dict[str, Any], states: dict[str, dict[str, Any]],
+                            specs: dict[str, dict[str, Any]], open_inputs: dict[str, int], ready: list[str],
+                            outputs: dict[str, str], transcripts: dict[str, str]) -> None:
+        """Run state plus the release bookkeeping: open inputs per task, tasks left, and an outbox
+        holding the tasks released but not yet published (here: the ones ready at the start)."""
+        self.create_run(run_id, meta, states, specs, [])
+        pipe = self.r.pipeline(transaction=False)
+        parts = {"open": open_inputs, "outputs": outputs, "transcripts": transcripts}
+        for part, mapping in parts.items():
+            if mapping:
+                pipe.hset(self.run_key(run_id, part), mapping=mapping)
+                pipe.expire(self.run_key(run_id, part), self.run_ttl)
+        if ready:
+            pipe.sadd(self.run_key(run_id, "outbox"), *ready)
+        pipe.set(self.run_key(run_id, "left"), len(specs))
+        for part in ("outbox", "left"):
+            pipe.expire(self.run_key(run_id, part), self.run_ttl)
+        pipe.execute()
+
+    def outbox(self, run_id: str) -> set[str]:
+        return set(self.r.smembers(self.run_key(run_id, "outbox")))
+
+    def published(self, run_id: str, task_ids: Iterable[str]) -> None:
+        ids = list(task_ids)
+        if ids:
+            self.r.srem(self.run_key(run_id, "outbox"), *ids)
+
+    def transcripts(self, run_id: str) -> dict[str, list[dict[str, Any]]]:
+        return {k: json.loads(v) for k, v in self.r.hgetall(self.run_key(run_id, "transcripts")).items()}
+
+
+@dataclass
+class Ended:
+    left: int  # tasks of the run still to end; -1 when this task had ended before
+    released: list[str]  # tasks to publish now
+
+
+class AsyncRunState:
+    """The workflow run state a worker reads and writes while its tasks run, on the asyncio client
+    (so one task's Redis calls never block the others on the worker's event loop)."""
+
+    def __init__(self, client: aioredis.Redis, store: Store) -> None:
+        self.r = client
+        self.store = store
+        self._end_task = client.register_script(END_TASK_LUA)
+
+    async def load(self, run_id: str, task_ids: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], dict[str, str]]:
+        """One round trip: the tasks' records, the states of them and their inputs, and the inputs' outputs."""
+        key = self.store.run_key
+        records = {t: json.loads(v) for t, v in zip(task_ids, await self.r.hmget(key(run_id, "specs"), task_ids)) if v}
+        deps = sorted({d for r in records.values() for d in r["task"].get("dependencies", [])})
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hmget(key(run_id, "nodes"), [*task_ids, *deps])
+        pipe.hmget(key(run_id, "outputs"), deps or ["-"])
+        states_raw, outputs_raw = await pipe.execute()
+        states = {t: json.loads(v) for t, v in zip([*task_ids, *deps], states_raw) if v}
+        outputs = {d: v for d, v in zip(deps, outputs_raw) if v is not None}
+        return records, states, outputs
+
+    async def set_states(self, run_id: str, updates: dict[str, dict[str, Any]], previous: dict[str, str]) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hset(self.store.run_key(run_id, "nodes"), mapping={k: _json(v) for k, v in updates.items()})
+        for label, state in updates.items():
+            if previous.get(label) != state["status"]:
+                if previous.get(label):
+                    pipe.hincrby(self.store.run_key(run_id, "counts"), previous[label], -1)
+                pipe.hincrby(self.store.run_key(run_id, "counts"), state["status"], 1)
+        await pipe.execute()
+
+    async def end_task(self, run_id: str, task_id: str, state: dict[str, Any], old_status: str, output: str | None,
+                       transcript: list[dict[str, Any]] | None, dependents: list[str]) -> Ended:
+        key = self.store.run_key
+        keys = [key(run_id, p) for p in ("nodes", "counts", "open", "ended", "outbox", "left", "outputs", "transcripts")]
+        args = [task_id, _json(state), old_status, state["status"], "1" if output is not None else "0", output or "",
+                _json(transcript) if transcript else "", self.store.run_ttl, *dependents]
+        left, released = await self._end_task(keys=keys, args=args)
+        return Ended(int(left), [t.decode() if isinstance(t, bytes) else t for t in released])
+
+    async def cached(self, keys: list[str]) -> list[dict[str, Any] | None]:
+        values = await self.r.mget([Store.task_cache_key(k) for k in keys]) if keys else []
+        return [json.loads(v) if v else None for v in values]
+
+    async def cache(self, key: str, result: dict[str, Any]) -> None:
+        await self.r.set(Store.task_cache_key(key), _json(result), ex=self.store.cache_ttl)
+
+    async def count_retry(self, run_id: str, cause: str) -> None:
+        await self.r.hincrby(self.store.run_key(run_id, "retries"), cause, 1)

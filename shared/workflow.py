@@ -12,11 +12,12 @@ or the component-spec spelling, `component_type: workflow` with the same fields 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from shared.endpoints import agents_of, endpoint_problem
+from shared.endpoints import agents_of, model_specs
 from shared.errors import ConfigError
 from shared.graph import find_cycles, waves
 from shared.tree import Tree
@@ -114,18 +115,24 @@ def check_workflow(path: str, wf: Workflow, tree: Tree) -> list[ConfigError]:
 
 
 def agent_problems(spec: dict[str, Any]) -> list[str]:
-    """Why an agent or team could not answer a task: an agent without a callable model client,
-    a team without participants, or a team inside a team."""
+    """Why an agent or team could not answer a task, known before AutoGen loads it: a team without
+    participants, a team inside a team (AutoGen 0.5 takes agents only), an AssistantAgent without
+    a model client, or a model client that names no model."""
     agents = agents_of(spec)
     if not agents:
         return ["the team has no participants"]
     problems = []
     for agent in agents:
         name = agent.get("label") or (agent.get("config") or {}).get("name") or "(inline)"
+        config = agent.get("config") or {}
         if agent.get("component_type") == "team":
             problems.append(f"participant {name!r} is a team; teams inside teams are not supported")
-        elif problem := endpoint_problem((agent.get("config") or {}).get("model_client")):
-            problems.append(f"agent {name!r} {problem}" if problem.startswith("has ") else f"agent {name!r}: {problem}")
+        elif str(agent.get("provider", "")).endswith("AssistantAgent") and not isinstance(config.get("model_client"), dict):
+            problems.append(f"agent {name!r} has no model_client")
+    for model in model_specs(spec):
+        model_config = model.get("config") or {}
+        if not isinstance(model_config.get("model"), str) or not model_config["model"]:
+            problems.append(f"model client {model.get('label') or '(inline)'!r} has no config.model")
     return problems
 
 
@@ -140,6 +147,45 @@ def remaining_path(wf: Workflow) -> dict[str, int]:
     for tid in reversed(order):
         length[tid] = 1 + max((length[d] for d in dependents[tid]), default=0)
     return length
+
+
+MAX_PATH = 999_999
+
+
+def rank(priority: int, remaining: int) -> int:
+    """Which ready task goes first: higher priority, then the longer chain still behind it."""
+    return priority * (MAX_PATH + 1) + min(remaining, MAX_PATH)
+
+
+@dataclass(frozen=True)
+class ReleasePlan:
+    """How a run releases its tasks: when a task ends, each of its `dependents` has one fewer open
+    input; a task whose count reaches zero is published at once. No waiting on unrelated tasks."""
+
+    dependents: dict[str, list[str]]
+    open: dict[str, int]
+    ready: list[str]  # nothing to wait for: published when the run starts, critical first
+    ranks: dict[str, int]
+
+
+def release_plan(wf: Workflow, sequential: bool = False) -> ReleasePlan:
+    """`wf` holds the tasks still to run, their dependencies on finished tasks already removed.
+    Sequential mode chains them in schedule order, so exactly one runs at a time."""
+    by_id = {t.id: t for t in wf.tasks}
+    rest = remaining_path(wf)
+    ranks = {t.id: rank(t.priority, rest[t.id]) for t in wf.tasks}
+    if sequential:
+        order = [tid for group in schedule(wf, sequential=True) for tid in group]
+        dependents = {a: [b] for a, b in zip(order, order[1:])}
+        dependents[order[-1]] = []
+        return ReleasePlan(dependents, {tid: 1 for tid in order[1:]}, order[:1], ranks)
+    dependents: dict[str, list[str]] = {t.id: [] for t in wf.tasks}
+    for t in wf.tasks:
+        for d in dict.fromkeys(t.dependencies):
+            dependents[d].append(t.id)
+    waiting = {t.id: len(set(t.dependencies)) for t in wf.tasks if t.dependencies}
+    ready = sorted((tid for tid in by_id if tid not in waiting), key=lambda tid: (-ranks[tid], tid))
+    return ReleasePlan(dependents, waiting, ready, ranks)
 
 
 def schedule(wf: Workflow, sequential: bool = False) -> list[list[str]]:

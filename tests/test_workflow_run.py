@@ -27,25 +27,43 @@ def wf_cli(redis_url: str, worker: subprocess.Popen[bytes], tmp_path: Path) -> C
     return Cli(redis_url, "http://127.0.0.1:9", f"wf-{uuid.uuid4().hex[:6]}", tmp_path / "cache", "http://127.0.0.1:9")
 
 
+MODEL_INFO = {"vision": False, "function_calling": True, "json_output": True, "family": "unknown", "structured_output": True}
+
+
+def agent_doc(label: str, model: str = "m", **config: Any) -> dict[str, Any]:
+    """An AssistantAgent as Studio exports it (AutoGen 0.5 requires these fields)."""
+    return {"provider": "autogen_agentchat.agents.AssistantAgent", "component_type": "agent", "label": label,
+            "component_version": 1, "version": 1,
+            "config": {"name": label, "description": f"{label} the agent", "system_message": f"You are {label}.",
+                       "model_client": {"$ref": model}, "model_client_stream": False, "reflect_on_tool_use": False,
+                       "tool_call_summary_format": "{result}", **config}}
+
+
+def model_doc(label: str, base_url: str, max_concurrency: int = 8, **config: Any) -> dict[str, Any]:
+    """A model on the stand-in; its key comes from ${AGENTQ_TEST_SECRET} on the worker."""
+    return {"provider": "autogen_ext.models.openai.OpenAIChatCompletionClient", "component_type": "model",
+            "label": label, "max_concurrency": max_concurrency, "component_version": 1, "version": 1,
+            "config": {"model": f"standin-{uuid.uuid4().hex[:6]}", "base_url": base_url,
+                       "api_key": "${AGENTQ_TEST_SECRET}", "model_info": MODEL_INFO, **config}}
+
+
+def write_docs(root: Path, docs: dict[str, dict[str, Any]]) -> None:
+    for rel, doc in docs.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(yaml.safe_dump(doc))
+
+
 def write_tree(root: Path, base_url: str, max_concurrency: int = 8) -> None:
-    """A model on the stand-in (key from ${AGENTQ_TEST_SECRET}), two agents and a team."""
-    docs = {
-        "models/m.yaml": {"provider": "autogen_ext.models.openai.OpenAIChatCompletionClient", "component_type": "model",
-                          "label": "m", "max_concurrency": max_concurrency,
-                          "config": {"model": f"standin-{uuid.uuid4().hex[:6]}", "base_url": base_url,
-                                     "api_key": "${AGENTQ_TEST_SECRET}", "temperature": 0.3}},
-        "agents/a.yaml": {"provider": "autogen_agentchat.agents.AssistantAgent", "component_type": "agent", "label": "alice",
-                          "config": {"name": "alice", "system_message": "You are Alice.", "model_client": {"$ref": "m"}}},
-        "agents/b.yaml": {"provider": "autogen_agentchat.agents.AssistantAgent", "component_type": "agent", "label": "bob",
-                          "config": {"name": "bob", "system_message": "You are Bob.", "model_client": {"$ref": "m"}}},
+    """A model on the stand-in, two agents and a round-robin team of them."""
+    write_docs(root, {
+        "models/m.yaml": model_doc("m", base_url, max_concurrency, temperature=0.3),
+        "agents/a.yaml": agent_doc("alice"),
+        "agents/b.yaml": agent_doc("bob"),
         "teams/t.yaml": {"provider": "autogen_agentchat.teams.RoundRobinGroupChat", "component_type": "team", "label": "duo",
                          "config": {"participants": [{"$ref": "alice"}, {"$ref": "bob"}],
                                     "termination_condition": {"provider": "autogen_agentchat.conditions.MaxMessageTermination",
                                                               "component_type": "termination", "config": {"max_messages": 4}}}},
-    }
-    for rel, doc in docs.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(yaml.safe_dump(doc))
+    })
 
 
 def write_workflow(root: Path, tasks: list[dict[str, Any]], name: str = "wf") -> Path:
@@ -98,41 +116,28 @@ def test_outputs_flow_to_dependents_after_they_finish(wf_cli: Cli, standin, tmp_
     assert tasks["d"]["prompt_tokens"] > 0 and tasks["d"]["model_calls"] == 3
     assert tasks["c"]["output"] in by_task["team review"][0]["messages"][-1]["content"]
     # the model component's request settings reach the endpoint
-    assert all(req["params"] == {"temperature": 0.3} for req in state.requests)
+    assert all(req["params"]["temperature"] == 0.3 for req in state.requests)
 
 
-def test_higher_priority_takes_the_free_slot_first(wf_cli: Cli, standin, tmp_path: Path, redis_url: str) -> None:
+def test_of_two_tasks_released_together_the_higher_priority_goes_first_30_of_30(wf_cli: Cli, standin, tmp_path: Path) -> None:
+    """30 trials in one run: each has its own model limited to one request, a root task, and two
+    tasks (priority 9 and 1) that the root's end releases together."""
     url, state = standin
-    write_tree(tmp_path, url, max_concurrency=1)
-    wf = write_workflow(tmp_path, [
-        {"id": "low", "description": "low priority work", "priority": 1},
-        {"id": "high", "description": "high priority work", "priority": 9},
-    ])
-    model = yaml.safe_load((tmp_path / "models/m.yaml").read_text())["config"]
-    name = f"agentq:limit:{sha256_hex(url.rstrip('/') + '|' + model['model'])[:16]}"
-    r = redis.Redis.from_url(redis_url)
-
-    async def hold_the_only_slot() -> None:
-        client = aioredis.Redis.from_url(redis_url)
-        async with PrioritySemaphore(client, name, 1).slot(100):
-            started = subprocess.Popen([*wf_cli_cmd(wf_cli, wf)], env=wf_cli.env(), stdout=subprocess.PIPE, text=True)
-            deadline = time.monotonic() + 60
-            while r.zcard(f"{name}:waiters") < 2 and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
-            assert r.zcard(f"{name}:waiters") == 2, "both tasks should be waiting for the slot"
-        await client.aclose()
-        out, _ = started.communicate(timeout=120)
-        assert started.returncode == 0, out
-
-    asyncio.run(hold_the_only_slot())
-    order = [task_of(req) for req in sorted(state.requests, key=lambda q: q["started"])]
-    assert order == ["high priority work", "low priority work"]
-
-
-def wf_cli_cmd(cli: Cli, wf: Path) -> list[str]:
-    import sys
-
-    return [sys.executable, "-m", "producer.cli", "run", str(wf), "--json"]
+    docs: dict[str, dict[str, Any]] = {}
+    tasks: list[dict[str, Any]] = []
+    for i in range(30):
+        docs[f"models/m{i}.yaml"] = model_doc(f"m{i}", url, max_concurrency=1)
+        docs[f"agents/a{i}.yaml"] = agent_doc(f"agent{i}", model=f"m{i}")
+        agent = {"$ref": f"agent{i}"}
+        tasks += [{"id": f"root{i}", "description": f"trial {i} root", "agent": agent},
+                  {"id": f"low{i}", "description": f"trial {i} low", "priority": 1, "dependencies": [f"root{i}"], "agent": agent},
+                  {"id": f"high{i}", "description": f"trial {i} high", "priority": 9, "dependencies": [f"root{i}"], "agent": agent}]
+    write_docs(tmp_path, docs)
+    rc, report = run(wf_cli, write_workflow(tmp_path, tasks))
+    assert rc == 0, report
+    for i in range(30):
+        order = [task_of(q) for q in sorted(state.requests, key=lambda q: q["started"]) if task_of(q).startswith(f"trial {i} ")]
+        assert order == [f"trial {i} root", f"trial {i} high", f"trial {i} low"], f"trial {i}: {order}"
 
 
 def test_rerun_hits_the_cache_and_a_change_reruns_exactly_its_dependents(wf_cli: Cli, standin, tmp_path: Path) -> None:

@@ -1,4 +1,7 @@
-"""The Celery app: JSON only, late acks with prefetch 1, Redis broker with priorities."""
+"""The Celery app: JSON only, late acks with prefetch 1, Redis broker with priorities, and the
+threads pool: every task's work is I/O on the process's one event loop (workers/task_base.py),
+so a thread per message in flight costs little and a released workflow task never waits for a
+free process. Run one worker per core for CPU (`celery -A workers worker -c 32` on each)."""
 
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        worker_pool="threads",
+        worker_concurrency=settings.worker_concurrency,
         # Without this the Redis transport ignores message priorities.
         broker_transport_options={
             "queue_order_strategy": "priority",

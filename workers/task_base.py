@@ -1,10 +1,11 @@
-"""What a worker process keeps between tasks: settings, a Redis pool, one event loop, and the
-async clients that live on it.
+"""What a worker process keeps between tasks: settings, Redis clients, one event loop in a thread
+of its own, the model clients AutoGen loaded, and the cluster-wide limits.
 
-Building these per task costs more CPU than a batch's own work: a new redis-py connection reads
-package metadata (~2 ms), a new TCP connection per model request shows up in every profile, and
-asyncio.run builds and tears down a loop each time. Every task type shares one set, held by the
-Celery app (the one piece of process state the worker already has).
+Every task of the process runs its coroutine on that one loop, whatever Celery pool runs the
+task: with the threads pool (the default, see workers/celery_app.py) a Celery thread hands its
+coroutine to the loop and waits, so many tasks share one loop, one set of connections and one
+model client per configuration. Building these per task costs more CPU than a task's own work:
+a new redis-py connection reads package metadata (~2 ms), loading an OpenAI client ~50 ms.
 """
 
 from __future__ import annotations
@@ -15,17 +16,26 @@ import os
 import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
 import redis.asyncio as aioredis
 from celery import Task
 
-from shared.model_http import model_http_client
+from shared.semaphore import PrioritySemaphore
 from shared.settings import Settings
-from shared.store import Store
+from shared.store import AsyncRunState, Store
+
+if TYPE_CHECKING:
+    from workers.model_client import ModelClients
 
 T = TypeVar("T")
+
+
+def _loop_thread() -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="agentq-loop", daemon=True)
+    thread.start()
+    return loop, thread
 
 
 @dataclass
@@ -33,34 +43,50 @@ class _Resources:
     pid: int
     settings: Settings
     store: Store
-    runner: asyncio.Runner = field(default_factory=asyncio.Runner)
-    http: httpx.AsyncClient | None = None
+    loop: asyncio.AbstractEventLoop
+    thread: threading.Thread
     aredis: aioredis.Redis | None = None
+    models: ModelClients | None = None
+    limits: dict[str, PrioritySemaphore] = field(default_factory=dict)
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
     def close(self) -> None:
         if self.pid != os.getpid():  # inherited through fork: the parent's to close
             return
-        if self.http is not None:
-            self.runner.run(self.http.aclose())
-        if self.aredis is not None:
-            self.runner.run(self.aredis.aclose())
-        self.runner.close()
+
+        async def close_clients() -> None:
+            if self.models is not None:
+                await self.models.close()
+            if self.aredis is not None:
+                await self.aredis.aclose()
+
+        try:
+            self.run(close_clients())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
 
 
 class WorkerTask(Task):  # type: ignore[misc]
     abstract = True
 
     def _resources(self) -> _Resources:
-        # one set per thread (a threads pool shares the app) and per process (a prefork child
-        # must not reuse its parent's sockets)
-        local = self.app.__dict__.setdefault("_agentq_resources", threading.local())
-        res: _Resources | None = getattr(local, "res", None)
-        if res is None or res.pid != os.getpid():
-            settings = Settings()
-            store = Store.from_url(self.app.conf.broker_url, cache_ttl=settings.cache_ttl_seconds,
-                                   run_ttl=settings.run_ttl_seconds)
-            res = local.res = _Resources(os.getpid(), settings, store)
-            atexit.register(res.close)
+        # one set per process, shared by the pool's threads (a prefork child builds its own: it
+        # must not reuse its parent's sockets, and the parent's loop thread did not survive fork)
+        res: _Resources | None = self.app.__dict__.get("_agentq_resources")
+        if res is not None and res.pid == os.getpid():
+            return res
+        with self.app.__dict__.setdefault("_agentq_resources_lock", threading.Lock()):
+            res = self.app.__dict__.get("_agentq_resources")
+            if res is None or res.pid != os.getpid():
+                settings = Settings()
+                store = Store.from_url(self.app.conf.broker_url, cache_ttl=settings.cache_ttl_seconds,
+                                       run_ttl=settings.run_ttl_seconds)
+                res = _Resources(os.getpid(), settings, store, *_loop_thread())
+                self.app.__dict__["_agentq_resources"] = res
+                atexit.register(res.close)
         return res
 
     @property
@@ -72,21 +98,35 @@ class WorkerTask(Task):  # type: ignore[misc]
         return self._resources().store
 
     def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run `coro` on this process's event loop (kept, so its clients' connections are too)."""
-        return self._resources().runner.run(coro)
+        """Run `coro` on this process's event loop and wait for it (call from a pool thread)."""
+        return self._resources().run(coro)
 
-    async def model_http(self) -> httpx.AsyncClient:
-        """The HTTP client for model endpoints; call from inside `run_async`."""
-        res = self._resources()
-        if res.http is None:
-            res.http = model_http_client(res.settings.model_timeout_seconds, max(10, res.settings.batch_size * 2))
-        return res.http
-
-    async def async_redis(self) -> aioredis.Redis:
-        """A small shared pool: each new redis-py connection costs ~2 ms of CPU to set up."""
+    def async_redis(self) -> aioredis.Redis:
+        """A shared pool: each new redis-py connection costs ~2 ms of CPU to set up."""
         res = self._resources()
         if res.aredis is None:
-            pool = aioredis.BlockingConnectionPool.from_url(self.app.conf.broker_url, max_connections=4,
+            pool = aioredis.BlockingConnectionPool.from_url(self.app.conf.broker_url, max_connections=16,
                                                             decode_responses=True)
             res.aredis = aioredis.Redis(connection_pool=pool)
         return res.aredis
+
+    def run_state(self) -> AsyncRunState:
+        return AsyncRunState(self.async_redis(), self.store)
+
+    def model_clients(self) -> ModelClients:
+        res = self._resources()
+        if res.models is None:
+            from workers.model_client import ModelClients
+
+            res.models = ModelClients(res.settings.model_timeout_seconds)
+        return res.models
+
+    def limit(self, key: str, limit: int) -> PrioritySemaphore:
+        """The process's handle on a cluster-wide limit: one per key, so the waiters of every task
+        in this process ask Redis together."""
+        res = self._resources()
+        name = f"agentq:limit:{key}"
+        semaphore = res.limits.get(name)
+        if semaphore is None or semaphore.limit != max(1, limit):
+            semaphore = res.limits[name] = PrioritySemaphore(self.async_redis(), name, limit)
+        return semaphore

@@ -11,14 +11,13 @@ from shared.metrics import Metrics
 from shared.run_metrics import record_run
 from shared.settings import Settings, environment
 from shared.studio import StudioClient, StudioError
-from workers.canvas import start_finalize, start_wave
+from workers.canvas import publish_tasks, start_finalize, start_wave
 from workers.celery_app import app
 from workers.gallery import write_gallery
 from workers.registration import RunContext
 from workers.registration import sync_batch as sync_batch_nodes
 from workers.task_base import WorkerTask
-from workers.workflow_exec import WorkflowContext
-from workers.workflow_exec import run_batch as run_workflow_batch
+from workers.workflow_exec import WorkflowContext, run_tasks
 
 T = TypeVar("T")
 
@@ -82,7 +81,12 @@ def start_run(self: WorkerTask, run_id: str) -> None:
     meta = store.meta(run_id)
     if meta is None or not store.claim(run_id, "start"):
         return
-    if meta["waves"]:
+    if meta.get("kind") == "workflow":
+        # the tasks that wait for nothing, critical first (the producer ranked them)
+        ready = store.outbox(run_id)
+        publish_tasks(app, run_id, [item for item in meta["ready"] if item[0] in ready], self.settings.batch_size)
+        store.published(run_id, ready)
+    elif meta["waves"]:
         start_wave(app, run_id, 0, store.wave_size(run_id, 0), meta.get("batch_task", "agentq.sync_batch"),
                    _priorities(meta, 0))
     else:
@@ -138,21 +142,30 @@ def noop(*_args: Any) -> None:
     """One no-op task: the per-task baseline for benchmarks."""
 
 
-@app.task(name="agentq.run_batch", base=WorkerTask, bind=True)
-def run_batch(self: WorkerTask, run_id: str, wave: int, index: int) -> int:
+@app.task(name="agentq.run_tasks", base=WorkerTask, bind=True)
+def run_workflow_tasks(self: WorkerTask, run_id: str, task_ids: list[str]) -> int:
+    """Workflow tasks released together: each runs on AutoGen and releases its dependents when it ends."""
     store = self.store
     meta = store.meta(run_id)
     if meta is None:
         return 0
-    labels = store.batch(run_id, wave, index)
+
+    def publish(items: list[tuple[str, int, int]]) -> None:
+        publish_tasks(app, run_id, items, self.settings.batch_size)
+        store.published(run_id, [tid for tid, _, _ in items])
+
+    def finish() -> None:
+        if store.claim(run_id, "finished"):
+            record_run(store, store.update_meta(run_id, state="finished", finished=time.time()))
 
     async def go() -> None:
-        ctx = WorkflowContext(store, await self.async_redis(), run_id, meta, await self.model_http(), environment(),
-                              self.settings, self.request.hostname or socket.gethostname())
+        ctx = WorkflowContext(self.run_state(), run_id, meta, environment(), self.settings,
+                              self.request.hostname or socket.gethostname(), self.model_clients(), self.limit,
+                              publish, finish)
         try:
-            await run_workflow_batch(ctx, labels)
+            await run_tasks(ctx, task_ids)
         finally:
             ctx.metrics.flush(store.r)
 
     self.run_async(go())
-    return len(labels)
+    return len(task_ids)

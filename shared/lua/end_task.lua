@@ -1,0 +1,47 @@
+-- A workflow task has ended: record its state and output, and release the tasks that were
+-- waiting only for it. Atomic, so two workers ending tasks together never release a dependent
+-- twice or never; idempotent, so a redelivered task releases nothing again.
+--
+-- KEYS: nodes, counts, open, ended, outbox, left, outputs, transcripts
+-- ARGV: task id, state JSON, old status, new status, has output ("1"/"0"), output,
+--       transcript JSON ("" for none), ttl seconds, then the task's dependents
+-- Returns {tasks left (-1: it had already ended), {released tasks not yet published}}
+local tid = ARGV[1]
+local first_dependent = 9
+if redis.call('SADD', KEYS[4], tid) == 0 then
+  -- ended before: hand back what it released that was never published (its worker died between)
+  local unpublished = {}
+  for i = first_dependent, #ARGV do
+    if redis.call('SISMEMBER', KEYS[5], ARGV[i]) == 1 then
+      unpublished[#unpublished + 1] = ARGV[i]
+    end
+  end
+  return {-1, unpublished}
+end
+redis.call('HSET', KEYS[1], tid, ARGV[2])
+if ARGV[3] ~= ARGV[4] then
+  if ARGV[3] ~= '' then
+    redis.call('HINCRBY', KEYS[2], ARGV[3], -1)
+  end
+  redis.call('HINCRBY', KEYS[2], ARGV[4], 1)
+end
+local ttl = tonumber(ARGV[8])
+if ARGV[5] == '1' then
+  redis.call('HSET', KEYS[7], tid, ARGV[6])
+  redis.call('EXPIRE', KEYS[7], ttl)
+end
+if ARGV[7] ~= '' then
+  redis.call('HSET', KEYS[8], tid, ARGV[7])
+  redis.call('EXPIRE', KEYS[8], ttl)
+end
+local released = {}
+for i = first_dependent, #ARGV do
+  if redis.call('HINCRBY', KEYS[3], ARGV[i], -1) == 0 then
+    released[#released + 1] = ARGV[i]
+    redis.call('SADD', KEYS[5], ARGV[i])
+  end
+end
+if #released > 0 then
+  redis.call('EXPIRE', KEYS[5], ttl)
+end
+return {redis.call('DECR', KEYS[6]), released}

@@ -1,0 +1,102 @@
+"""Load a task's agent or team with AutoGen itself and run it on the task's prompt: tools and
+workbenches execute here on the worker, teams (RoundRobin, Selector, Swarm ...) and termination
+conditions behave as AutoGen defines them, exactly as in AutoGen Studio."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from autogen_agentchat.base import ChatAgent, TaskResult, Team
+from autogen_agentchat.messages import (
+    BaseAgentEvent,
+    BaseChatMessage,
+    HandoffMessage,
+    StopMessage,
+    ToolCallExecutionEvent,
+    ToolCallRequestEvent,
+)
+from autogen_core import CancellationToken, ComponentLoader
+from pydantic import ValidationError
+
+from shared.endpoints import PROVIDER_PACKAGES, components, provider_path
+from workers.model_client import LOADING, TaskModels
+
+
+class AgentError(Exception):
+    """The agent or team could not be loaded or run; the message says why (no traceback)."""
+
+
+@dataclass
+class Outcome:
+    output: str
+    transcript: list[dict[str, Any]]
+    stop_reason: str | None
+
+
+def message_kind(message: BaseAgentEvent | BaseChatMessage) -> str:
+    if isinstance(message, ToolCallRequestEvent):
+        return "tool_call"
+    if isinstance(message, ToolCallExecutionEvent):
+        return "tool_result"
+    if isinstance(message, HandoffMessage):
+        return "handoff"
+    if isinstance(message, StopMessage):
+        return "stop"
+    if isinstance(message, BaseChatMessage):
+        return "text"
+    return type(message).__name__.removesuffix("Event").lower()
+
+
+def transcript_of(result: TaskResult) -> list[dict[str, Any]]:
+    return [{"source": m.source, "kind": message_kind(m), "type": type(m).__name__, "content": m.to_text()}
+            for m in result.messages]
+
+
+def output_of(result: TaskResult) -> str:
+    """The last message a participant said (the task itself is the first message)."""
+    said = [m for m in result.messages if isinstance(m, BaseChatMessage)]
+    return said[-1].to_text() if len(said) > 1 or (said and said[-1].source != "user") else ""
+
+
+def load(spec: Mapping[str, Any], resolved: Mapping[str, Any], models: TaskModels) -> ChatAgent | Team:
+    gated = models.swap(spec, resolved)
+    token = LOADING.set(models)
+    try:
+        component = ComponentLoader.load_component(gated)
+    except ImportError as exc:
+        raise AgentError(_missing_package(resolved, exc)) from exc
+    except ValidationError as exc:
+        errors = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(config)'}: {e['msg']}" for e in exc.errors()[:5])
+        raise AgentError(f"AutoGen refused the configuration: {errors}") from exc
+    except (ValueError, TypeError, AttributeError, NotImplementedError, KeyError) as exc:
+        raise AgentError(f"AutoGen could not load it: {type(exc).__name__}: {exc}") from exc
+    finally:
+        LOADING.reset(token)
+    if not isinstance(component, ChatAgent | Team):
+        raise AgentError(f"{resolved.get('provider')} is not an agent or a team")
+    return component
+
+
+def _missing_package(spec: Mapping[str, Any], exc: ImportError) -> str:
+    missing = exc.name or str(exc)
+    for component in components(spec):
+        provider = provider_path(str(component.get("provider")))
+        module = provider.rpartition(".")[0]
+        needs, extra = PROVIDER_PACKAGES.get(module, ((), ""))
+        if missing.split(".")[0] in {module.split(".")[0], *(n.split(".")[0] for n in needs)} or module.startswith(missing):
+            hint = f"pip install '{extra}'" if extra else f"install the package that provides {missing!r}"
+            return f"provider {provider} needs {missing}, which is not installed on this worker: {hint}"
+    return f"a provider needs {missing}, which is not installed on this worker"
+
+
+async def run(component: ChatAgent | Team, prompt: str, timeout: float) -> Outcome:
+    cancel = CancellationToken()
+    try:
+        result = await asyncio.wait_for(component.run(task=prompt, cancellation_token=cancel), timeout)
+    except asyncio.TimeoutError as exc:
+        cancel.cancel()
+        raise AgentError(f"timed out after {timeout:g} s") from exc
+    return Outcome(output_of(result), transcript_of(result), result.stop_reason)

@@ -1,0 +1,250 @@
+"""The model client AutoGen gets on a worker: the real one (OpenAI, Anthropic, Ollama ... loaded by
+AutoGen once per worker process per resolved configuration) behind a gate that every request
+passes through:
+
+- the cluster-wide limit of that model, granted to the highest-ranked waiting task;
+- one retry policy (shared/retry.py): 429 after Retry-After, 5xx, timeouts and connection errors
+  with backoff and jitter; the SDK's own retries are switched off so they do not multiply ours;
+- the request's latency and tokens into the metrics, and into the task's usage.
+
+AutoGen builds model clients from specs inside the agents and teams it loads; the worker swaps
+each model spec for one of `GatedChatCompletionClient` naming a slot of the task's `TaskModels`,
+which `_from_config` finds through a context variable set while the task's component loads.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from autogen_core import CancellationToken, Component
+from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage, ModelCapabilities, ModelInfo, RequestUsage
+from autogen_core.tools import Tool, ToolSchema
+from pydantic import BaseModel
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from shared.endpoints import is_model, limit_key, max_concurrency, provider_path
+from shared.hashing import canonical_json, sha256_hex
+from shared.metrics import Metrics
+from shared.retry import classify, is_retryable, wait_seconds
+from shared.semaphore import PrioritySemaphore
+
+T = TypeVar("T")
+GATED_PROVIDER = "workers.model_client.GatedChatCompletionClient"
+LOADING: ContextVar[TaskModels] = ContextVar("agentq_task_models")
+
+
+class ModelError(Exception):
+    """A model request that failed for good, said in one line: which model, where, what it answered."""
+
+
+def _where(spec: Mapping[str, Any]) -> str:
+    config = spec.get("config") or {}
+    return str(config.get("base_url") or config.get("azure_endpoint") or config.get("host") or provider_path(str(spec.get("provider"))))
+
+
+class ModelClients:
+    """Loaded model clients of one worker process, by resolved configuration (secrets included,
+    so the key is a digest and lives only in memory)."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._clients: dict[str, ChatCompletionClient] = {}
+
+    def get(self, spec: Mapping[str, Any]) -> ChatCompletionClient:
+        key = sha256_hex(canonical_json(spec))
+        client = self._clients.get(key)
+        if client is None:
+            client = self._clients[key] = ChatCompletionClient.load_component(self._without_sdk_retries(spec))
+        return client
+
+    def _without_sdk_retries(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        provider = provider_path(str(spec.get("provider")))
+        module, _, name = provider.rpartition(".")
+        schema = getattr(getattr(importlib.import_module(module), name, None), "component_config_schema", None)
+        fields = getattr(schema, "model_fields", {})
+        config = dict(spec.get("config") or {})
+        if "max_retries" in fields:
+            config["max_retries"] = 0
+        if "timeout" in fields and config.get("timeout") is None:
+            config["timeout"] = self.timeout
+        return {**spec, "config": config}
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+        self._clients.clear()
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    calls: int = 0
+    attempts: int = 0
+
+
+@dataclass
+class TaskModels:
+    """What one task's model requests share: its rank in the limits' queues, its retry settings,
+    its usage, and the process's clients and limits."""
+
+    clients: ModelClients
+    limit: Callable[[str, int], PrioritySemaphore]  # (limit key, max concurrency) -> the process's semaphore
+    rank: int
+    retries: int
+    backoff: float
+    default_concurrency: int
+    metrics: Metrics
+    on_retry: Callable[[str], Awaitable[None]]
+    specs: list[Mapping[str, Any]] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+
+    def swap(self, spec: Any, resolved: Any) -> Any:
+        """`spec` (with `${VAR}` names, for limit keys) walked beside `resolved` (values): every model
+        spec becomes a gated one naming its slot here."""
+        if isinstance(resolved, Mapping):
+            if is_model(resolved) and isinstance(resolved.get("provider"), str):
+                self.specs.append(resolved)
+                slot = len(self.specs) - 1
+                key = limit_key(spec if isinstance(spec, Mapping) else resolved)
+                return {"provider": GATED_PROVIDER, "component_type": "model", "label": resolved.get("label"),
+                        "config": {"slot": slot, "limit_key": key,
+                                   "max_concurrency": max_concurrency(resolved, self.default_concurrency)}}
+            return {k: self.swap(spec.get(k) if isinstance(spec, Mapping) else None, v) for k, v in resolved.items()}
+        if isinstance(resolved, list):
+            return [self.swap(spec[i] if isinstance(spec, list) and i < len(spec) else None, v) for i, v in enumerate(resolved)]
+        return resolved
+
+    async def call(self, model: str, semaphore: PrioritySemaphore, request: Callable[[], Awaitable[T]]) -> T:
+        async def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            retry = classify(exc) if exc else None
+            cause = retry.cause if retry else "error"
+            self.metrics.inc("agentq_retries_total", ["model", cause])
+            await self.on_retry(cause)
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            retry = classify(exc) if exc else None
+            return wait_seconds(retry, state.attempt_number - 1, self.backoff) if retry else 0.0
+
+        async with semaphore.slot(self.rank):
+            async for attempt in AsyncRetrying(stop=stop_after_attempt(self.retries + 1), retry=retry_if_exception(is_retryable),
+                                               wait=wait, before_sleep=before_sleep, reraise=True):
+                with attempt:
+                    self.usage.attempts += 1
+                    started = time.perf_counter()
+                    try:
+                        result = await request()
+                    except Exception as exc:
+                        status = getattr(exc, "status_code", None) or ("timeout" if "Timeout" in type(exc).__name__ else "error")
+                        self.metrics.observe("agentq_model_request_duration_seconds", [model, str(status)], time.perf_counter() - started)
+                        if classify(exc) is None or attempt.retry_state.attempt_number > self.retries:
+                            raise ModelError(_failure(exc)) from exc
+                        raise
+                    self.metrics.observe("agentq_model_request_duration_seconds", [model, "200"], time.perf_counter() - started)
+        self.usage.calls += 1
+        return result
+
+    def failure_prefix(self, slot: int) -> str:
+        spec = self.specs[slot]
+        return f"model {(spec.get('config') or {}).get('model')!r} at {_where(spec)}"
+
+    def count(self, model: str, usage: RequestUsage) -> None:
+        self.usage.prompt_tokens += usage.prompt_tokens
+        self.usage.completion_tokens += usage.completion_tokens
+        for kind, value in (("prompt", usage.prompt_tokens), ("completion", usage.completion_tokens)):
+            if value:
+                self.metrics.inc("agentq_model_tokens_total", [model, kind], value)
+
+
+def _failure(exc: BaseException) -> str:
+    status = getattr(exc, "status_code", None)
+    body: Any = getattr(exc, "body", None)
+    detail = (body.get("message") if isinstance(body, dict) else None) or str(exc)
+    if status is not None:
+        return f"answered {status}: {str(detail)[:300]}"
+    return f"{type(exc).__name__}: {str(exc)[:300]}"
+
+
+class GatedClientConfig(BaseModel):
+    slot: int
+    limit_key: str
+    max_concurrency: int
+
+
+class GatedChatCompletionClient(ChatCompletionClient, Component[GatedClientConfig]):
+    component_type = "model"
+    component_config_schema = GatedClientConfig
+    component_provider_override = GATED_PROVIDER
+
+    def __init__(self, inner: ChatCompletionClient, task: TaskModels, config: GatedClientConfig) -> None:
+        self._inner = inner
+        self._task = task
+        self._config = config
+        self._model = str((task.specs[config.slot].get("config") or {}).get("model"))
+        self._semaphore = task.limit(config.limit_key, config.max_concurrency)
+
+    @classmethod
+    def _from_config(cls, config: GatedClientConfig) -> GatedChatCompletionClient:
+        task = LOADING.get()
+        return cls(task.clients.get(task.specs[config.slot]), task, config)
+
+    def _to_config(self) -> GatedClientConfig:
+        return self._config
+
+    async def create(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = [],
+                     json_output: bool | type[BaseModel] | None = None, extra_create_args: Mapping[str, Any] = {},
+                     cancellation_token: CancellationToken | None = None) -> CreateResult:
+        try:
+            result = await self._task.call(self._model, self._semaphore, lambda: self._inner.create(
+                messages, tools=tools, json_output=json_output, extra_create_args=extra_create_args,
+                cancellation_token=cancellation_token))
+        except ModelError as exc:
+            raise ModelError(f"{self._task.failure_prefix(self._config.slot)} {exc}") from exc.__cause__
+        self._task.count(self._model, result.usage)
+        return result
+
+    async def create_stream(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = [],
+                            json_output: bool | type[BaseModel] | None = None, extra_create_args: Mapping[str, Any] = {},
+                            cancellation_token: CancellationToken | None = None) -> AsyncGenerator[str | CreateResult, None]:
+        # A stream is one request under the limit; it is not retried once chunks have been handed on.
+        async with self._semaphore.slot(self._task.rank):
+            started = time.perf_counter()
+            async for chunk in self._inner.create_stream(messages, tools=tools, json_output=json_output,
+                                                         extra_create_args=extra_create_args,
+                                                         cancellation_token=cancellation_token):
+                if isinstance(chunk, CreateResult):
+                    self._task.usage.calls += 1
+                    self._task.count(self._model, chunk.usage)
+                    self._task.metrics.observe("agentq_model_request_duration_seconds", [self._model, "200"],
+                                               time.perf_counter() - started)
+                yield chunk
+
+    async def close(self) -> None:
+        """The real client belongs to the worker process and outlives the task."""
+
+    def actual_usage(self) -> RequestUsage:
+        return self._inner.actual_usage()
+
+    def total_usage(self) -> RequestUsage:
+        return self._inner.total_usage()
+
+    def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
+        return self._inner.count_tokens(messages, tools=tools)
+
+    def remaining_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
+        return self._inner.remaining_tokens(messages, tools=tools)
+
+    @property
+    def capabilities(self) -> ModelCapabilities:  # type: ignore[override]
+        return self._inner.capabilities
+
+    @property
+    def model_info(self) -> ModelInfo:
+        return self._inner.model_info
