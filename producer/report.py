@@ -87,6 +87,7 @@ def workflow_report(store: Store, run_id: str) -> dict[str, Any] | None:
         return None
     states = store.node_states(run_id)
     outputs = store.r.hgetall(store.run_key(run_id, "outputs"))
+    transcripts = store.transcripts(run_id)
     order = meta.get("order") or []
     ranked = sorted(states, key=lambda t: (order.index(t) if t in order else -1, t))
     tasks = {}
@@ -98,7 +99,7 @@ def workflow_report(store: Store, run_id: str) -> dict[str, Any] | None:
             "started": st.get("started"), "finished": st.get("finished"),
             "prompt_tokens": st.get("prompt_tokens"), "completion_tokens": st.get("completion_tokens"),
             "model_calls": st.get("calls"), "error": st.get("error"), "reason": st.get("reason"),
-            "output": outputs.get(tid),
+            "stop_reason": st.get("stop_reason"), "output": outputs.get(tid), "transcript": transcripts.get(tid, []),
         }
     counts = {s: 0 for s in ("done", "cached", "failed", "skipped", "pending", "running")}
     for st in states.values():
@@ -136,4 +137,8 @@ def workflow_markdown(report: dict[str, Any]) -> str:
             facts.append(f"{t['prompt_tokens']} + {t['completion_tokens']} tokens")
         lines += [f"## {tid}", "", f"*{t['agent']}: {', '.join(facts)}*", ""]
         lines += [t["output"] or t["error"] or t["reason"] or "", ""]
+        if t.get("transcript"):
+            lines += ["### Transcript", ""]
+            lines += [f"- **{m['source']}** ({m['kind']}): {m['content']}".replace("\n", "\n  ") for m in t["transcript"]]
+            lines += [""] + ([f"*stopped: {t['stop_reason']}*", ""] if t.get("stop_reason") else [])
     return "\n".join(lines)

@@ -24,19 +24,6 @@ def task_prompt(goal: str, task: dict[str, Any], inputs: Iterable[tuple[str, str
     return "\n\n".join(parts)
 
 
-def agent_messages(system_message: str | None, prompt: str, transcript: list[tuple[str, str]], speaker: str) -> list[dict[str, str]]:
-    """Chat messages for `speaker`: its system message, the task, then the conversation so far
-    (its own turns as assistant, the others' as user messages naming who spoke)."""
-    messages = [{"role": "system", "content": system_message}] if system_message else []
-    messages.append({"role": "user", "content": prompt})
-    for source, content in transcript:
-        if source == speaker:
-            messages.append({"role": "assistant", "content": content})
-        else:
-            messages.append({"role": "user", "content": f"{source}: {content}"})
-    return messages
-
-
 def task_key(goal: str, task: dict[str, Any], agent_spec: dict[str, Any], inputs: Iterable[tuple[str, str, str]]) -> str:
     """Cache key of a task run. `agent_spec` is the agent/team with its model inlined and `${VAR}`
     NOT resolved: secrets stay out of the key, their names and presence are in it. `inputs` are

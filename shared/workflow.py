@@ -127,7 +127,7 @@ def agent_problems(spec: dict[str, Any]) -> list[str]:
         config = agent.get("config") or {}
         if agent.get("component_type") == "team":
             problems.append(f"participant {name!r} is a team; teams inside teams are not supported")
-        elif str(agent.get("provider", "")).endswith("AssistantAgent") and not isinstance(config.get("model_client"), dict):
+        elif str(agent.get("provider") or "AssistantAgent").endswith("AssistantAgent") and not isinstance(config.get("model_client"), dict):
             problems.append(f"agent {name!r} has no model_client")
     for model in model_specs(spec):
         model_config = model.get("config") or {}

@@ -1,4 +1,4 @@
-"""The workflow's pure core: file validation, scheduling, prompts, keys, termination, Retry-After."""
+"""The workflow's pure core: file validation, scheduling and release, prompts, keys, providers, retries."""
 
 from __future__ import annotations
 
@@ -7,19 +7,19 @@ import time
 
 import pytest
 
-from shared.endpoints import endpoint_from_component
-from shared.llm import retry_after_seconds
-from shared.prompts import agent_messages, task_key, task_prompt
+from shared.endpoints import limit_key, max_concurrency, missing_packages, model_specs
+from shared.prompts import task_key, task_prompt
+from shared.retry import Retry, classify, retry_after_seconds
 from shared.tree import build_tree
 from shared.workflow import (
     Workflow,
     celery_priorities,
     check_workflow,
     parse_workflow,
+    release_plan,
     remaining_path,
     schedule,
 )
-from workers.workflow_exec import termination_limits
 
 
 def wf(*tasks: dict) -> Workflow:
@@ -84,7 +84,7 @@ def test_check_refuses_agents_that_cannot_answer_before_anything_runs() -> None:
     claude = {"provider": "autogen_ext.models.anthropic.AnthropicChatCompletionClient", "label": "claude",
               "config": {"model": "claude-3-5-sonnet"}}
     tree = tree_with(
-        mute={"component_type": "agent", "config": {"name": "mute"}},
+        mute={"component_type": "agent", "provider": "autogen_agentchat.agents.AssistantAgent", "config": {"name": "mute"}},
         poet={"component_type": "agent", "config": {"model_client": {"component_type": "model", **claude}}},
         nomodel={"component_type": "agent", "config": {"model_client": {"component_type": "model", "provider": OPENAI, "config": {}}}},
         nested={"component_type": "team", "config": {"participants": [{"$ref": "a"}, {"$ref": "t"}]}},
@@ -93,9 +93,8 @@ def test_check_refuses_agents_that_cannot_answer_before_anything_runs() -> None:
     bad = wf(*({"id": f"x{i}", "agent": label} for i, label in enumerate(["mute", "poet", "nomodel", "nested", "empty"])))
     text = "\n".join(str(e) for e in check_workflow("w.yaml", bad, tree))
     assert "tasks[0].agent: 'mute' (mute.yaml): agent 'mute' has no model_client" in text
-    assert "tasks[1].agent: 'poet' (poet.yaml): agent 'poet': model client 'claude' is a " \
-           "autogen_ext.models.anthropic.AnthropicChatCompletionClient, which does not speak" in text
-    assert "tasks[2].agent: 'nomodel' (nomodel.yaml): agent 'nomodel': model client '(inline)' has no config.model" in text
+    assert "tasks[1]" not in text  # AutoGen runs Anthropic's client itself (its package is checked apart)
+    assert "tasks[2].agent: 'nomodel' (nomodel.yaml): model client '(inline)' has no config.model" in text
     assert "tasks[3].agent: 'nested' (nested.yaml): participant 't' is a team" in text
     assert "tasks[4].agent: 'empty' (empty.yaml): the team has no participants" in text
     assert check_workflow("w.yaml", wf({"id": "ok", "agent": "t"}), tree) == []
@@ -123,9 +122,6 @@ def test_prompt_contains_task_expected_output_and_inputs() -> None:
     prompt = task_prompt("the goal", {"description": "do X", "expected_output": "a list"}, [("a", "out-a"), ("b", "out-b")])
     for text in ("Goal: the goal", "Task: do X", "Expected output: a list", "### a\nout-a", "### b\nout-b"):
         assert text in prompt
-    msgs = agent_messages("sys", "P", [("alice", "hi"), ("bob", "yo")], "bob")
-    assert msgs == [{"role": "system", "content": "sys"}, {"role": "user", "content": "P"},
-                    {"role": "user", "content": "alice: hi"}, {"role": "assistant", "content": "yo"}]
 
 
 def test_task_key_covers_spec_agent_and_inputs_but_not_secret_values() -> None:
@@ -139,14 +135,6 @@ def test_task_key_covers_spec_agent_and_inputs_but_not_secret_values() -> None:
     assert base != task_key("g", task, {"config": {"model_client": {"config": {"api_key": "${OTHER}"}}}}, [("a", "k1", "out")])
 
 
-def test_termination_conditions() -> None:
-    mx = {"provider": "autogen_agentchat.conditions.MaxMessageTermination", "config": {"max_messages": 5}}
-    tx = {"provider": "autogen_agentchat.conditions.TextMentionTermination", "config": {"text": "DONE"}}
-    both = {"provider": "autogen_agentchat.base.OrTerminationCondition", "config": {"conditions": [mx, tx]}}
-    assert termination_limits(mx) == (5, []) and termination_limits(tx) == (None, ["DONE"])
-    assert termination_limits(both) == (5, ["DONE"]) and termination_limits(None) == (None, [])
-
-
 def test_retry_after_seconds_and_dates() -> None:
     assert retry_after_seconds("2") == 2.0 and retry_after_seconds(None) is None and retry_after_seconds("soon") is None
     later = email.utils.formatdate(time.time() + 5, usegmt=True)
@@ -154,66 +142,62 @@ def test_retry_after_seconds_and_dates() -> None:
     assert retry_after_seconds("100000") == 60.0  # capped
 
 
-def test_ollama_and_request_params_from_model_component() -> None:
-    ollama = {"provider": "autogen_ext.models.ollama.OllamaChatCompletionClient",
-              "config": {"model": "llama3.2", "host": "127.0.0.1:11434", "options": {"temperature": 0.1}}}
-    e = endpoint_from_component(ollama, {"OPENAI_API_KEY": "not-for-ollama"}, 4)
-    assert (e.base_url, e.model, e.api_key, e.params) == ("http://127.0.0.1:11434/v1", "llama3.2", None, {"temperature": 0.1})
-    assert endpoint_from_component({"provider": ollama["provider"], "config": {"model": "x"}}, {}, 4).base_url == "http://localhost:11434/v1"
-    openai = {"provider": OPENAI, "config": {"model": "gpt-4o", "temperature": 0.2, "max_tokens": 50, "seed": 7,
-                                             "organization": "org-1", "default_headers": {"X-Team": "a"}, "model_info": {}}}
-    e = endpoint_from_component(openai, {}, 4)
-    assert e.params == {"temperature": 0.2, "max_tokens": 50, "seed": 7}
-    assert e.headers == {"OpenAI-Organization": "org-1", "X-Team": "a"}
-    # a client of another protocol is refused, unless it is pointed at an OpenAI-compatible base_url
-    with pytest.raises(ValueError, match="does not speak"):
-        endpoint_from_component({"provider": "x.AzureOpenAIChatCompletionClient", "config": {"model": "m"}}, {}, 4)
-    assert endpoint_from_component({"provider": "x.Custom", "config": {"model": "m", "base_url": "http://127.0.0.1:9/v1"}}, {}, 4)
+def test_release_plan_releases_each_task_after_its_own_inputs_only() -> None:
+    w = wf({"id": "a1"}, {"id": "a2", "dependencies": ["a1"]}, {"id": "b1", "priority": 5},
+           {"id": "b2", "dependencies": ["b1", "b1"]}, {"id": "c", "dependencies": ["a2", "b2"]})
+    plan = release_plan(w)
+    assert plan.ready == ["b1", "a1"]  # priority first
+    assert plan.open == {"a2": 1, "b2": 1, "c": 2}  # a duplicated dependency counts once
+    assert plan.dependents == {"a1": ["a2"], "a2": ["c"], "b1": ["b2"], "b2": ["c"], "c": []}
+    # equal priority: the longer chain behind a task goes first
+    w2 = wf({"id": "short"}, {"id": "long"}, {"id": "x", "dependencies": ["long"]}, {"id": "y", "dependencies": ["x"]})
+    assert release_plan(w2).ready == ["long", "short"]
+    assert release_plan(w2).ranks["long"] > release_plan(w2).ranks["short"]
 
 
-def test_endpoint_from_model_component() -> None:
-    model = {"label": "m", "max_concurrency": 3, "config": {"model": "llama", "base_url": "http://127.0.0.1:1/v1", "api_key": "k"}}
-    e = endpoint_from_component(model, {}, 8)
-    assert (e.base_url, e.model, e.api_key, e.max_concurrency) == ("http://127.0.0.1:1/v1", "llama", "k", 3)
-    e2 = endpoint_from_component({"config": {"model": "gpt-4o"}}, {"OPENAI_API_KEY": "env-key"}, 8)
-    assert e2.base_url == "https://api.openai.com/v1" and e2.api_key == "env-key" and e2.max_concurrency == 8
-    with pytest.raises(ValueError):
-        endpoint_from_component({"label": "x", "config": {}}, {}, 8)
+def test_sequential_release_plan_is_one_chain_in_schedule_order() -> None:
+    w = wf({"id": "a"}, {"id": "b", "priority": 3}, {"id": "c", "dependencies": ["a", "b"]})
+    plan = release_plan(w, sequential=True)
+    assert plan.ready == ["b"] and plan.dependents == {"b": ["a"], "a": ["c"], "c": []}
+    assert plan.open == {"a": 1, "c": 1}
 
 
-def test_chat_honours_retry_after_and_does_not_retry_4xx() -> None:
-    import asyncio
+def test_model_specs_limit_keys_and_concurrency() -> None:
+    model = {"provider": OPENAI, "component_type": "model", "max_concurrency": 3,
+             "config": {"model": "llama", "base_url": "http://127.0.0.1:1/v1", "api_key": "${KEY}"}}
+    team = {"provider": "autogen_agentchat.teams.SelectorGroupChat", "component_type": "team",
+            "config": {"participants": [{"provider": "a.AssistantAgent", "component_type": "agent", "config": {"model_client": model}}],
+                       "model_client": {**model, "config": {**model["config"], "model": "other"}}}}
+    assert [m["config"]["model"] for m in model_specs(team)] == ["llama", "other"]
+    assert limit_key(model) == limit_key({**model, "label": "renamed", "config": {**model["config"], "api_key": "x"}})
+    assert limit_key(model) != limit_key(model_specs(team)[1])
+    assert max_concurrency(model, 8) == 3 and max_concurrency({"config": {}}, 8) == 8
 
-    from producer.standin_llm import ThreadedStandIn
-    from shared.endpoints import ModelEndpoint
-    from shared.llm import EndpointError, chat
-    from shared.model_http import model_http_client
 
-    server = ThreadedStandIn()
-    state = server.state
-    endpoint = ModelEndpoint(server.url, "m", None, 1)
-    causes: list[str] = []
+def test_missing_provider_packages_name_what_to_install() -> None:
+    anthropic = {"provider": "autogen_ext.models.anthropic.AnthropicChatCompletionClient", "component_type": "model",
+                 "config": {"model": "claude"}}
+    agent = {"provider": "autogen_agentchat.agents.AssistantAgent", "config": {"model_client": anthropic}}
+    installed = {"autogen_agentchat", "autogen_ext", "openai", "tiktoken"}
+    problems = missing_packages(agent, lambda module: module in installed)
+    assert problems == ["provider autogen_ext.models.anthropic.AnthropicChatCompletionClient needs anthropic, which is not "
+                        "installed: pip install 'autogen-ext[anthropic]'"]
+    assert missing_packages(agent, lambda module: True) == []
+    assert "install the package that provides 'mypkg'" in missing_packages({"provider": "mypkg.Agent"}, lambda m: False)[0]
 
-    async def call(retries: int) -> float:
-        async with model_http_client(10, 4) as http:  # what the workers use
-            t0 = time.monotonic()
-            await chat(http, endpoint, [{"role": "user", "content": "hi"}], retries=retries, backoff=0.01, on_retry=causes.append)
-            return time.monotonic() - t0
 
-    try:
-        state.control.update(fail_every=2, fail_status=429, retry_after=0.4)
-        asyncio.run(call(0))  # request 1 answers
-        assert asyncio.run(call(3)) >= 0.4  # request 2 is a 429: Retry-After is waited out, request 3 answers
-        assert causes == ["rate_limited"] and [q["status"] for q in state.requests] == [200, 429, 200]
+def test_retry_policy_by_status_and_exception_type() -> None:
+    import httpx
+    import openai
 
-        state.control.update(fail_every=1, fail_status=400)
-        with pytest.raises(EndpointError, match="answered 400"):
-            asyncio.run(call(5))
-        assert len(state.requests) == 4  # no retry on a 4xx
+    def status_error(status: int, headers: dict[str, str] | None = None) -> openai.APIStatusError:
+        response = httpx.Response(status, headers=headers, request=httpx.Request("POST", "http://127.0.0.1:9"))
+        return openai.APIStatusError("x", response=response, body=None)
 
-        state.control.update(fail_status=503)
-        with pytest.raises(EndpointError, match="answered 503"):
-            asyncio.run(call(2))
-        assert len(state.requests) == 7 and causes[-2:] == ["server_error", "server_error"]
-    finally:
-        server.stop()
+    assert classify(status_error(429, {"Retry-After": "2"})) == Retry("rate_limited", 2.0)
+    assert classify(status_error(503)) == Retry("server_error", None)
+    assert classify(status_error(500)).cause == "server_error"
+    assert classify(status_error(400)) is None and classify(status_error(404)) is None
+    assert classify(openai.APITimeoutError(request=httpx.Request("POST", "http://127.0.0.1:9"))).cause == "timeout"
+    assert classify(openai.APIConnectionError(request=httpx.Request("POST", "http://127.0.0.1:9"))).cause == "connection"
+    assert classify(ValueError("no")) is None

@@ -5,6 +5,7 @@ conditions behave as AutoGen defines them, exactly as in AutoGen Studio."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +63,14 @@ def output_of(result: TaskResult) -> str:
 
 
 def load(spec: Mapping[str, Any], resolved: Mapping[str, Any], models: TaskModels) -> ChatAgent | Team:
+    component = load_component(spec, resolved, models)
+    if not isinstance(component, ChatAgent | Team):
+        raise AgentError(f"{resolved.get('provider')} is not an agent or a team")
+    return component
+
+
+def load_component(spec: Mapping[str, Any], resolved: Mapping[str, Any], models: TaskModels) -> Any:
+    """Any component, as AutoGen loads it (model clients gated); AgentError says why not."""
     gated = models.swap(spec, resolved)
     token = LOADING.set(models)
     try:
@@ -71,17 +80,17 @@ def load(spec: Mapping[str, Any], resolved: Mapping[str, Any], models: TaskModel
     except ValidationError as exc:
         errors = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(config)'}: {e['msg']}" for e in exc.errors()[:5])
         raise AgentError(f"AutoGen refused the configuration: {errors}") from exc
-    except (ValueError, TypeError, AttributeError, NotImplementedError, KeyError) as exc:
+    except Exception as exc:  # whatever a provider's constructor raises: one line, no traceback
         raise AgentError(f"AutoGen could not load it: {type(exc).__name__}: {exc}") from exc
     finally:
         LOADING.reset(token)
-    if not isinstance(component, ChatAgent | Team):
-        raise AgentError(f"{resolved.get('provider')} is not an agent or a team")
     return component
 
 
 def _missing_package(spec: Mapping[str, Any], exc: ImportError) -> str:
-    missing = exc.name or str(exc)
+    # a FunctionTool's global imports fail with only a message: "Failed to import import html2text: ..."
+    named = re.search(r"\bimport\s+(?!import\b)([A-Za-z_][\w.]*)", str(exc))
+    missing = exc.name or (named.group(1) if named else str(exc))
     for component in components(spec):
         provider = provider_path(str(component.get("provider")))
         module = provider.rpartition(".")[0]
@@ -89,7 +98,9 @@ def _missing_package(spec: Mapping[str, Any], exc: ImportError) -> str:
         if missing.split(".")[0] in {module.split(".")[0], *(n.split(".")[0] for n in needs)} or module.startswith(missing):
             hint = f"pip install '{extra}'" if extra else f"install the package that provides {missing!r}"
             return f"provider {provider} needs {missing}, which is not installed on this worker: {hint}"
-    return f"a provider needs {missing}, which is not installed on this worker"
+    extra = next((e for m, (needs, e) in PROVIDER_PACKAGES.items() if missing.split(".")[0] in {n.split(".")[0] for n in needs}), None)
+    hint = f": pip install '{extra}'" if extra else ""
+    return f"a component needs a Python module that is not installed on this worker ({missing}){hint}"
 
 
 async def run(component: ChatAgent | Team, prompt: str, timeout: float) -> Outcome:

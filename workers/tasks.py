@@ -169,3 +169,31 @@ def run_workflow_tasks(self: WorkerTask, run_id: str, task_ids: list[str]) -> in
 
     self.run_async(go())
     return len(task_ids)
+
+
+@app.task(name="agentq.load_component", base=WorkerTask, bind=True)
+def load_component(self: WorkerTask, spec: dict[str, Any]) -> dict[str, Any]:
+    """Load one component with AutoGen on this worker, `${VAR}` resolved here: {"ok": true} or
+    {"ok": false, "error": why}. Runs nothing; what Studio's validation checks, on the worker."""
+    from shared.refs import MissingVariable, substitute_variables
+    from workers.agent_runtime import AgentError
+    from workers.agent_runtime import load_component as load_with_autogen
+    from workers.model_client import TaskModels
+    from workers.workflow_exec import redact, secret_values
+
+    async def go() -> dict[str, Any]:
+        models = TaskModels(self.model_clients(), self.limit, 0, 0, 0.0, self.settings.model_max_concurrency,
+                            Metrics(), _no_retry_count)
+        try:
+            load_with_autogen(spec, substitute_variables(spec, environment()), models)
+        except MissingVariable as exc:
+            return {"ok": False, "error": f"environment variable {exc.name} is not set on this worker (field {exc.field})"}
+        except AgentError as exc:
+            return {"ok": False, "error": redact(str(exc), secret_values(spec, environment()))}
+        return {"ok": True}
+
+    return self.run_async(go())
+
+
+async def _no_retry_count(_cause: str) -> None:
+    """Loading makes no model request, so there is nothing to count."""
