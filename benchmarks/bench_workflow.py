@@ -2,12 +2,14 @@
 
     python benchmarks/bench_workflow.py [--tasks 2000] [--limit 100] [--repeat 3] [--skip-loop]
 
-Two celery workers (prefork -c 2 each), one redis-server, the stand-in endpoint in its own process.
-Reports the median and range over --repeat runs (each with --no-cache) of:
+Tasks run on AutoGen (an AssistantAgent per task). Two celery workers (threads pool, one event
+loop each), one redis-server, the stand-in endpoint in its own process. Reports the median and
+range over --repeat runs (each with --no-cache) of:
   - flat: 2,000 independent tasks, from enqueue to the last result;
   - the bound set by latency and the model's concurrency limit: tasks x 0.1 s / limit;
   - a 10-deep chain of dependency groups x 200 tasks vs the same 2,000 tasks flat;
-and, once, the old approach: a plain asyncio loop with a semaphore of 5 sending the same requests.
+and the workers' CPU per task (psutil, over the flat runs); once, the old approach: a plain asyncio
+loop with a semaphore of 5 sending the same requests.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,15 +38,20 @@ from producer import embedded  # noqa: E402
 LATENCY = 0.1
 
 
+MODEL_INFO = {"vision": False, "function_calling": True, "json_output": True, "family": "unknown", "structured_output": True}
+
+
 def write_tree(root: Path, base_url: str, limit: int) -> None:
     (root / "models").mkdir(parents=True)
     (root / "agents").mkdir()
     (root / "models" / "m.yaml").write_text(yaml.safe_dump({
         "provider": "autogen_ext.models.openai.OpenAIChatCompletionClient", "component_type": "model", "label": "m",
-        "max_concurrency": limit, "config": {"model": "standin", "base_url": base_url, "api_key": "not-needed"}}))
+        "max_concurrency": limit, "config": {"model": "standin", "base_url": base_url, "api_key": "not-needed",
+                                             "model_info": MODEL_INFO}}))
     (root / "agents" / "a.yaml").write_text(yaml.safe_dump({
         "provider": "autogen_agentchat.agents.AssistantAgent", "component_type": "agent", "label": "a",
-        "config": {"name": "a", "system_message": "Be brief.", "model_client": {"$ref": "m"}}}))
+        "config": {"name": "a", "description": "a", "system_message": "Be brief.", "model_client": {"$ref": "m"},
+                   "model_client_stream": False, "reflect_on_tool_use": False, "tool_call_summary_format": "{result}"}}))
 
 
 def write_workflow(root: Path, name: str, groups: int, per_group: int) -> Path:
@@ -93,22 +101,26 @@ def main() -> None:
     base_url = f"http://127.0.0.1:{port}/v1"
     httpx.post(f"http://127.0.0.1:{port}/_control", json={"delay": LATENCY})
     try:
-        with tempfile.TemporaryDirectory() as tmp, redis_and_workers(workers=2, concurrency=2) as (url, _):
+        with tempfile.TemporaryDirectory() as tmp, redis_and_workers(workers=2, concurrency=64) as (url, _):
             root = Path(tmp) / "tree"
             write_tree(root, base_url, args.limit)
             env = {**os.environ, "REDIS_URL": url, "AGENTQ_CACHE_DIR": str(Path(tmp) / "cache")}
             flat_file = write_workflow(root, "flat", 1, args.tasks)
             deep_file = write_workflow(root, "deep", 10, args.tasks // 10)
-            flats, deeps = [], []
+            workers = [p for p in psutil.Process().children(recursive=True) if "celery" in " ".join(p.cmdline())]
+            flats, deeps, cpus = [], [], []
             for _ in range(args.repeat):
+                before = sum(sum(p.cpu_times()[:2]) for p in workers)
                 flats.append(run(flat_file, env))
+                cpus.append((sum(sum(p.cpu_times()[:2]) for p in workers) - before) / args.tasks)
                 deeps.append(run(deep_file, env))
             flat, deep = statistics.median(flats), statistics.median(deeps)
             bound = args.tasks * LATENCY / args.limit
-            print(f"{args.tasks} independent tasks, {LATENCY * 1000:.0f} ms each, model limit {args.limit}, 2 workers x 2 processes,"
+            print(f"{args.tasks} independent tasks, {LATENCY * 1000:.0f} ms each, model limit {args.limit}, 2 workers (threads),"
                   f" median of {args.repeat}")
             print(f"  enqueue -> last result: {flat:.2f} s ({min(flats):.2f} to {max(flats):.2f}); bound (tasks x latency / limit):"
                   f" {bound:.2f} s -> {flat / bound:.2f}x the bound ({min(flats) / bound:.2f} to {max(flats) / bound:.2f})")
+            print(f"  workers' CPU per task (flat runs): {statistics.median(cpus) * 1000:.2f} ms")
             print(f"  10 dependency groups x {args.tasks // 10}: {deep:.2f} s ({min(deeps):.2f} to {max(deeps):.2f})"
                   f" -> {deep / flat:.2f}x the flat run")
             if not args.skip_loop:

@@ -98,8 +98,10 @@ class Monitor:
         buckets: dict[float, float] = {}
         for labels, v in m.get("agentq_studio_request_duration_seconds_bucket", []):
             buckets[float(labels["le"])] = buckets.get(float(labels["le"]), 0.0) + v
-        done = total(m, "celery_task_succeeded_total")
-        failed = total(m, "celery_task_failed_total")
+        # a workflow task that fails inside a message that succeeds counts as a failure too
+        workflow_failed = total(m, "agentq_workflow_tasks_total", status="failed")
+        done = total(m, "celery_task_succeeded_total") + total(m, "agentq_workflow_tasks_total") - workflow_failed
+        failed = total(m, "celery_task_failed_total") + workflow_failed
         rate = ratio = p95 = None
         if self.previous:
             then, prev = self.previous

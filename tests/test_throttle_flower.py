@@ -95,11 +95,11 @@ def test_flower_requires_auth_and_shows_secret_free_task_args(
         tasks: dict = {}
         while time.monotonic() < deadline:
             tasks = httpx.get(f"{base}/api/tasks", auth=("ops", password), timeout=10).json()
-            if any(t.get("name") == "agentq.run_batch" and report["run_id"] in (t.get("args") or "") for t in tasks.values()):
+            if any(t.get("name") == "agentq.run_tasks" and report["run_id"] in (t.get("args") or "") for t in tasks.values()):
                 break
             time.sleep(0.5)
         ours = [t for t in tasks.values() if report["run_id"] in (t.get("args") or "")]
-        assert {t["name"] for t in ours} >= {"agentq.run_batch", "agentq.wave_done"}
+        assert {t["name"] for t in ours} >= {"agentq.run_tasks", "agentq.start_run"}
         assert all(TEST_SECRET not in json.dumps(t) for t in tasks.values())
     finally:
         embedded.stop(flower)

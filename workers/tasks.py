@@ -158,10 +158,11 @@ def run_workflow_tasks(self: WorkerTask, run_id: str, task_ids: list[str]) -> in
         if store.claim(run_id, "finished"):
             record_run(store, store.update_meta(run_id, state="finished", finished=time.time()))
 
+    hostname = self.request.hostname or socket.gethostname()  # the request is this thread's, not the loop's
+
     async def go() -> None:
-        ctx = WorkflowContext(self.run_state(), run_id, meta, environment(), self.settings,
-                              self.request.hostname or socket.gethostname(), self.model_clients(), self.limit,
-                              publish, finish)
+        ctx = WorkflowContext(self.run_state(), run_id, meta, environment(), self.settings, hostname,
+                              self.model_clients(), self.limit, publish, finish)
         try:
             await run_tasks(ctx, task_ids)
         finally:
