@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
@@ -70,12 +70,15 @@ class PrioritySemaphore:
         self._poller: asyncio.Task[None] | None = None
 
     @asynccontextmanager
-    async def slot(self, rank: int = 0) -> AsyncIterator[None]:
-        """Hold one slot; a higher `rank` is served first, then first come first served."""
+    async def slot(self, rank: int = 0, on_queued: Callable[[], None] | None = None) -> AsyncIterator[None]:
+        """Hold one slot; a higher `rank` is served first, then first come first served.
+        `on_queued` is called once this waiter is in line (before any wait)."""
         token = f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}"
         score = -rank
         granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting[token] = (score, granted)
+        if on_queued:
+            on_queued()
         if self._poller is None or self._poller.done():
             self._poller = asyncio.create_task(self._poll())
         try:

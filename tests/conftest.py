@@ -44,7 +44,7 @@ def redis_url(services_dir: Path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def worker(redis_url: str, services_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
     """Two worker processes (threads pool), as a user runs one per core; both log to worker.log."""
-    procs = [embedded.start_worker(redis_url, concurrency=16, name="test", env=WORKER_ENV,
+    procs = [embedded.start_worker(redis_url, concurrency=4, name="test", env=WORKER_ENV,
                                    log_path=services_dir / "worker.log") for i in range(2)]
     yield procs[0]
     for proc in procs:

@@ -54,8 +54,9 @@ def test_a_worker_over_its_memory_threshold_stops_taking_tasks_until_raised(
             time.sleep(0.1)
         assert not _hosts(r)[tight]["throttled"]
         time.sleep(1.0)
-        state.control["delay"] = 0.3
-        rc, report = run(cli, write_workflow(tmp_path, [{"id": f"u{i}", "description": f"resumed {i}"} for i in range(40)], "b"))
+        # more messages (of SYNC_BATCH_SIZE tasks) than the session's workers have threads
+        state.control["delay"] = 0.1
+        rc, report = run(cli, write_workflow(tmp_path, [{"id": f"u{i}", "description": f"resumed {i}"} for i in range(300)], "b"))
         assert rc == 0
         workers = {json.loads(v)["worker"] for v in r.hgetall(f"agentq:run:{report['run_id']}:nodes").values()}
         assert tight in workers, "the resumed worker should take tasks again"

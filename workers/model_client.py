@@ -14,6 +14,7 @@ which `_from_config` finds through a context variable set while the task's compo
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
@@ -88,6 +89,25 @@ class Usage:
     attempts: int = 0
 
 
+class StartOrder:
+    """Tasks that one message carries reach the model limits in rank order: a task waits until
+    every higher-ranked task of its message is in line for a model (or has ended), so the limit
+    sees them together and the higher goes first, whichever coroutine happens to be quicker."""
+
+    def __init__(self, task_ids: list[str]) -> None:
+        loop = asyncio.get_running_loop()
+        self._order = task_ids
+        self._queued = {tid: loop.create_future() for tid in task_ids}
+
+    async def turn(self, task_id: str) -> None:
+        for earlier in self._order[: self._order.index(task_id)]:
+            await asyncio.shield(self._queued[earlier])
+
+    def queued(self, task_id: str) -> None:
+        if not self._queued[task_id].done():
+            self._queued[task_id].set_result(None)
+
+
 @dataclass
 class TaskModels:
     """What one task's model requests share: its rank in the limits' queues, its retry settings,
@@ -101,8 +121,16 @@ class TaskModels:
     default_concurrency: int
     metrics: Metrics
     on_retry: Callable[[str], Awaitable[None]]
+    order: StartOrder | None = None
+    task_id: str = ""
     specs: list[Mapping[str, Any]] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
+
+    async def _in_line(self, semaphore: PrioritySemaphore) -> Any:
+        if self.order is None:
+            return semaphore.slot(self.rank)
+        await self.order.turn(self.task_id)
+        return semaphore.slot(self.rank, on_queued=lambda: self.order.queued(self.task_id) if self.order else None)
 
     def swap(self, spec: Any, resolved: Any) -> Any:
         """`spec` (with `${VAR}` names, for limit keys) walked beside `resolved` (values): every model
@@ -133,7 +161,7 @@ class TaskModels:
             retry = classify(exc) if exc else None
             return wait_seconds(retry, state.attempt_number - 1, self.backoff) if retry else 0.0
 
-        async with semaphore.slot(self.rank):
+        async with await self._in_line(semaphore):
             async for attempt in AsyncRetrying(stop=stop_after_attempt(self.retries + 1), retry=retry_if_exception(is_retryable),
                                                wait=wait, before_sleep=before_sleep, reraise=True):
                 with attempt:
@@ -214,7 +242,7 @@ class GatedChatCompletionClient(ChatCompletionClient, Component[GatedClientConfi
                             json_output: bool | type[BaseModel] | None = None, extra_create_args: Mapping[str, Any] = {},
                             cancellation_token: CancellationToken | None = None) -> AsyncGenerator[str | CreateResult, None]:
         # A stream is one request under the limit; it is not retried once chunks have been handed on.
-        async with self._semaphore.slot(self._task.rank):
+        async with await self._task._in_line(self._semaphore):
             started = time.perf_counter()
             async for chunk in self._inner.create_stream(messages, tools=tools, json_output=json_output,
                                                          extra_create_args=extra_create_args,

@@ -18,7 +18,7 @@ from shared.semaphore import PrioritySemaphore
 from shared.settings import Settings
 from shared.store import TERMINAL, AsyncRunState
 from workers import agent_runtime
-from workers.model_client import ModelClients, ModelError, TaskModels
+from workers.model_client import ModelClients, ModelError, StartOrder, TaskModels
 from workers.registration import dependency_problem
 
 
@@ -64,11 +64,20 @@ async def run_tasks(ctx: WorkflowContext, task_ids: list[str]) -> None:
     running = {t: {**states.get(t, {}), "status": "running", "started": now, "worker": ctx.hostname, "pid": os.getpid()}
                for t in fresh}
     await ctx.state.set_states(ctx.run_id, running, {t: states.get(t, {}).get("status", "pending") for t in fresh})
-    await asyncio.gather(*(_one(ctx, t, records[t], running[t], states, outputs) for t in fresh))
+    order = StartOrder(sorted(fresh, key=lambda t: -records[t].get("rank", 0)))
+    await asyncio.gather(*(_one(ctx, t, records[t], running[t], states, outputs, order) for t in fresh))
 
 
 async def _one(ctx: WorkflowContext, tid: str, record: dict[str, Any], base: dict[str, Any],
-               states: Mapping[str, dict[str, Any]], outputs: Mapping[str, str]) -> None:
+               states: Mapping[str, dict[str, Any]], outputs: Mapping[str, str], order: StartOrder) -> None:
+    try:
+        await _end_one(ctx, tid, record, base, states, outputs, order)
+    finally:
+        order.queued(tid)  # ended, or never reached a model: the tasks behind it go on
+
+
+async def _end_one(ctx: WorkflowContext, tid: str, record: dict[str, Any], base: dict[str, Any],
+                   states: Mapping[str, dict[str, Any]], outputs: Mapping[str, str], order: StartOrder) -> None:
     task = record["task"]
     t0 = time.monotonic()
     output: str | None = None
@@ -87,7 +96,7 @@ async def _one(ctx: WorkflowContext, tid: str, record: dict[str, Any], base: dic
             output, transcript = hit.pop("output"), hit.pop("transcript", None)
             result = {"status": "cached", "key": key, **hit}
         else:
-            result, output, transcript = await _run(ctx, record, inputs, key)
+            result, output, transcript = await _run(ctx, tid, record, inputs, key, order)
     state = {**base, **result, "seconds": round(time.monotonic() - t0, 4), "finished": time.time()}
     ctx.metrics.inc("agentq_workflow_tasks_total", [state["status"]])
     ended = await ctx.state.end_task(ctx.run_id, tid, state, "running", output, transcript, record["dependents"])
@@ -96,8 +105,8 @@ async def _one(ctx: WorkflowContext, tid: str, record: dict[str, Any], base: dic
         ctx.finish()
 
 
-async def _run(ctx: WorkflowContext, record: dict[str, Any], inputs: list[tuple[str, str, str]], key: str
-               ) -> tuple[dict[str, Any], str | None, list[dict[str, Any]] | None]:
+async def _run(ctx: WorkflowContext, tid: str, record: dict[str, Any], inputs: list[tuple[str, str, str]], key: str,
+               order: StartOrder) -> tuple[dict[str, Any], str | None, list[dict[str, Any]] | None]:
     """Run a task whose result is not cached: (state fields, output, transcript)."""
     task = record["task"]
     secrets = secret_values(record["agent"], ctx.env)
@@ -105,7 +114,7 @@ async def _run(ctx: WorkflowContext, record: dict[str, Any], inputs: list[tuple[
         ctx.models, ctx.limit, record.get("rank", 0),
         ctx.settings.model_retries if task.get("retries") is None else task["retries"],
         ctx.settings.model_backoff_seconds, ctx.settings.model_max_concurrency, ctx.metrics,
-        lambda cause: ctx.state.count_retry(ctx.run_id, cause))
+        lambda cause: ctx.state.count_retry(ctx.run_id, cause), order, tid)
     try:
         resolved = substitute_variables(record["agent"], ctx.env)
         component = agent_runtime.load(record["agent"], resolved, models)
