@@ -28,13 +28,20 @@ def start_finalize(app: Celery, run_id: str) -> None:
     app.send_task("agentq.finalize", args=(run_id,))
 
 
-def publish_tasks(app: Celery, run_id: str, items: list[tuple[str, int, int]], batch_size: int) -> None:
-    """Publish released workflow tasks, (task id, rank, Redis priority) each: highest rank first,
-    up to `batch_size` per message, each message constant-size (ids only: the rest is in Redis)."""
-    ordered = sorted(items, key=lambda item: (-item[1], item[0]))
-    batches = [ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]
-    signatures = [app.signature("agentq.run_tasks", args=(run_id, [tid for tid, _, _ in batch]),
-                                priority=min(p for _, _, p in batch)) for batch in batches]
+def publish_tasks(app: Celery, run_id: str, groups: list[list[tuple[str, int, int]]], batch_size: int) -> None:
+    """Publish released workflow tasks, (task id, rank, Redis priority) each, as one Celery group.
+    Tasks that one completion released stay in one message (up to `batch_size`), so they reach the
+    model limits together and the higher-ranked goes first; small groups share messages. Each
+    message is constant-size (ids only: the rest is in Redis), highest rank first."""
+    batches: list[list[tuple[str, int, int]]] = [[]]
+    for released in groups:
+        for i in range(0, len(released), batch_size):
+            part = released[i:i + batch_size]
+            if len(batches[-1]) + len(part) > batch_size:
+                batches.append([])
+            batches[-1].extend(part)
+    signatures = [app.signature("agentq.run_tasks", args=(run_id, [tid for tid, _, _ in sorted(batch, key=lambda x: (-x[1], x[0]))]),
+                                priority=min(p for _, _, p in batch)) for batch in batches if batch]
     if len(signatures) == 1:
         signatures[0].apply_async()
     elif signatures:

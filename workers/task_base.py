@@ -24,6 +24,7 @@ from celery import Task
 from shared.semaphore import PrioritySemaphore
 from shared.settings import Settings
 from shared.store import AsyncRunState, Store
+from workers.releases import Released, Releases
 
 if TYPE_CHECKING:
     from workers.model_client import ModelClients
@@ -47,6 +48,7 @@ class _Resources:
     thread: threading.Thread
     aredis: aioredis.Redis | None = None
     models: ModelClients | None = None
+    releases: Releases | None = None
     limits: dict[str, PrioritySemaphore] = field(default_factory=dict)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -120,6 +122,19 @@ class WorkerTask(Task):  # type: ignore[misc]
 
             res.models = ModelClients(res.settings.model_timeout_seconds)
         return res.models
+
+    def releases(self) -> Releases:
+        """Where workflow tasks released on this process are published (call on the loop)."""
+        res = self._resources()
+        if res.releases is None:
+            from workers.canvas import publish_tasks
+
+            def send(run_id: str, groups: list[list[Released]]) -> None:
+                publish_tasks(self.app, run_id, groups, res.settings.batch_size)
+                res.store.published(run_id, [tid for group in groups for tid, _, _ in group])
+
+            res.releases = Releases(send)
+        return res.releases
 
     def limit(self, key: str, limit: int) -> PrioritySemaphore:
         """The process's handle on a cluster-wide limit: one per key, so the waiters of every task

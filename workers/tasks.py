@@ -84,7 +84,7 @@ def start_run(self: WorkerTask, run_id: str) -> None:
     if meta.get("kind") == "workflow":
         # the tasks that wait for nothing, critical first (the producer ranked them)
         ready = store.outbox(run_id)
-        publish_tasks(app, run_id, [item for item in meta["ready"] if item[0] in ready], self.settings.batch_size)
+        publish_tasks(app, run_id, [[tuple(item) for item in meta["ready"] if item[0] in ready]], self.settings.batch_size)
         store.published(run_id, ready)
     elif meta["waves"]:
         start_wave(app, run_id, 0, store.wave_size(run_id, 0), meta.get("batch_task", "agentq.sync_batch"),
@@ -142,17 +142,13 @@ def noop(*_args: Any) -> None:
     """One no-op task: the per-task baseline for benchmarks."""
 
 
-@app.task(name="agentq.run_tasks", base=WorkerTask, bind=True)
+@app.task(name="agentq.run_tasks", base=WorkerTask, bind=True, ignore_result=True)
 def run_workflow_tasks(self: WorkerTask, run_id: str, task_ids: list[str]) -> int:
     """Workflow tasks released together: each runs on AutoGen and releases its dependents when it ends."""
     store = self.store
     meta = store.meta(run_id)
     if meta is None:
         return 0
-
-    def publish(items: list[tuple[str, int, int]]) -> None:
-        publish_tasks(app, run_id, items, self.settings.batch_size)
-        store.published(run_id, [tid for tid, _, _ in items])
 
     def finish() -> None:
         if store.claim(run_id, "finished"):
@@ -162,7 +158,8 @@ def run_workflow_tasks(self: WorkerTask, run_id: str, task_ids: list[str]) -> in
 
     async def go() -> None:
         ctx = WorkflowContext(self.run_state(), run_id, meta, environment(), self.settings, hostname,
-                              self.model_clients(), self.limit, publish, finish)
+                              self.model_clients(), self.limit,
+                              lambda items: self.releases().publish(run_id, items), finish)
         try:
             await run_tasks(ctx, task_ids)
         finally:

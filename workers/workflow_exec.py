@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,7 @@ class WorkflowContext:
     hostname: str
     models: ModelClients
     limit: Callable[[str, int], PrioritySemaphore]
-    publish: Callable[[list[tuple[str, int, int]]], None]  # (task id, rank, message priority) released
+    publish: Callable[[list[tuple[str, int, int]]], Awaitable[None]]  # (task id, rank, message priority) released
     finish: Callable[[], None]  # the run's last task has ended
     metrics: Metrics = field(default_factory=Metrics)
 
@@ -56,7 +56,7 @@ async def run_tasks(ctx: WorkflowContext, task_ids: list[str]) -> None:
         # redelivered after it ended: publish only what it released and nobody published
         ended = await ctx.state.end_task(ctx.run_id, tid, states[tid], states[tid]["status"], None, None,
                                          records[tid]["dependents"])
-        _release(ctx, records[tid], ended.released)
+        await _release(ctx, records[tid], ended.released)
     fresh = [t for t in todo if states.get(t, {}).get("status") not in TERMINAL]
     if not fresh:
         return
@@ -100,7 +100,7 @@ async def _end_one(ctx: WorkflowContext, tid: str, record: dict[str, Any], base:
     state = {**base, **result, "seconds": round(time.monotonic() - t0, 4), "finished": time.time()}
     ctx.metrics.inc("agentq_workflow_tasks_total", [state["status"]])
     ended = await ctx.state.end_task(ctx.run_id, tid, state, "running", output, transcript, record["dependents"])
-    _release(ctx, record, ended.released)
+    await _release(ctx, record, ended.released)
     if ended.left == 0:
         ctx.finish()
 
@@ -137,7 +137,7 @@ async def _run(ctx: WorkflowContext, tid: str, record: dict[str, Any], inputs: l
     return {"status": "done", "outcome": "ran", "key": key, **summary}, output, transcript
 
 
-def _release(ctx: WorkflowContext, record: dict[str, Any], released: list[str]) -> None:
+async def _release(ctx: WorkflowContext, record: dict[str, Any], released: list[str]) -> None:
     if released:
         ranks = record.get("dependent_ranks") or {}
-        ctx.publish([(tid, *ranks.get(tid, (0, 9))) for tid in released])
+        await ctx.publish([(tid, *ranks.get(tid, (0, 9))) for tid in released])

@@ -1,0 +1,50 @@
+-- A cluster-wide limit granted highest rank first. Called by each process's poll loop with only
+-- the waiters it adds now; its earlier waiters stay queued in Redis until granted or withdrawn.
+--
+-- KEYS: holders zset (token -> granted at), waiters zset (token -> -rank; equal ranks by token,
+--       which starts with the arrival time), owners hash (token -> process), beats hash (process -> seen)
+-- ARGV: limit, now, holder_ttl, process_ttl, process id, then token, score pairs to add
+-- Returns the tokens of this process that take a slot now.
+local now = tonumber(ARGV[2])
+local me = ARGV[5]
+redis.call('HSET', KEYS[4], me, now)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))
+for i = 6, #ARGV, 2 do
+  redis.call('ZADD', KEYS[2], 'NX', ARGV[i + 1], ARGV[i])
+  redis.call('HSET', KEYS[3], ARGV[i], me)
+end
+for _, key in ipairs(KEYS) do
+  redis.call('EXPIRE', key, 86400)
+end
+local free = tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1])
+local granted = {}
+local stale_before = now - tonumber(ARGV[4])
+while free > 0 do
+  local top = redis.call('ZRANGE', KEYS[2], 0, free - 1)
+  if #top == 0 then
+    break
+  end
+  local removed = 0
+  for _, token in ipairs(top) do
+    local owner = redis.call('HGET', KEYS[3], token)
+    local seen = owner and tonumber(redis.call('HGET', KEYS[4], owner) or '0') or 0
+    if seen < stale_before then
+      -- its process stopped polling (killed): the waiter goes, nobody waits behind it
+      redis.call('ZREM', KEYS[2], token)
+      redis.call('HDEL', KEYS[3], token)
+      removed = removed + 1
+    elseif owner == me then
+      redis.call('ZREM', KEYS[2], token)
+      redis.call('HDEL', KEYS[3], token)
+      redis.call('ZADD', KEYS[1], now, token)
+      granted[#granted + 1] = token
+    end
+  end
+  free = free - #granted
+  if removed == 0 then
+    break
+  end
+  -- stale waiters were in the way: look again at the new top
+  free = tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1])
+end
+return granted
