@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import time
 import uuid
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from producer.scanner import default_cache_path, scan
+from shared.endpoints import missing_packages
 from shared.errors import ConfigError
 from shared.loader import parse_document
 from shared.metrics import Metrics
@@ -61,9 +63,22 @@ def load(file: Path, tree_root: Path | None, settings: Settings) -> PreparedWork
     result = scan(root, default_cache_path(root, settings.cache_dir))
     tree = build_tree(result.documents, environment().keys(), result.facts)
     errors = check_workflow(rel, workflow, tree)
+    if not errors and settings.redis_url is None:
+        # the embedded worker runs in this environment: what it cannot import is known now
+        memo: dict[str, Any] = {}
+        errors = [ConfigError(path=rel, field=f"tasks[{i}].agent", message=f"task {t.id!r}: {problem}")
+                  for i, t in enumerate(workflow.tasks) for problem in missing_packages(tree.resolved(t.agent, memo), installed)]
     if errors:
         raise WorkflowInvalid(errors)
     return PreparedWorkflow(file.resolve(), root, workflow, tree)
+
+
+def installed(module: str) -> bool:
+    """Whether `module` can be imported here, without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package is missing
+        return False
 
 
 def submit(prepared: PreparedWorkflow, settings: Settings, store: Store, app: Callable[[], Celery], *,

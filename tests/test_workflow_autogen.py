@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +171,21 @@ def test_a_task_starts_when_its_own_inputs_are_done(wf_cli: Cli, standin, tmp_pa
     assert by_task["b2"]["started"] < by_task["a1"]["finished"]
     span = max(q["finished"] for q in state.requests) - min(q["started"] for q in state.requests)
     assert span <= 1.15 * 3.5, f"first request to last answer took {span:.2f} s"
+
+
+def test_a_missing_provider_package_is_named_before_anything_starts(tmp_path: Path) -> None:
+    """Embedded default (no REDIS_URL): the worker would share this environment, so a provider
+    whose SDK is not installed is refused up front, naming the task, the provider and the extra."""
+    if _installed("anthropic"):
+        pytest.skip("anthropic is installed here")
+    claude = {"provider": "autogen_ext.models.anthropic.AnthropicChatCompletionClient", "component_type": "model",
+              "label": "claude", "config": {"model": "claude-3-7-sonnet-20250219", "api_key": "${ANTHROPIC_API_KEY:-x}"}}
+    write_docs(tmp_path, {"models/claude.yaml": claude, "agents/poet.yaml": agent_doc("poet", model="claude")})
+    wf = write_workflow(tmp_path, [{"id": "verse", "description": "a verse", "agent": {"$ref": "poet"}}])
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    proc = subprocess.run([sys.executable, "-m", "producer.cli", "run", str(wf)], env={**env, "AGENTQ_CACHE_DIR": str(tmp_path / "c")},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "tasks[0].agent: task 'verse': provider autogen_ext.models.anthropic.AnthropicChatCompletionClient needs anthropic" in proc.stderr
+    assert "pip install 'autogen-ext[anthropic]'" in proc.stderr
+    assert "Started" not in proc.stderr and "Traceback" not in proc.stderr
