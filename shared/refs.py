@@ -95,3 +95,21 @@ def substitute_variables(doc: Any, env: Mapping[str, str], _path: str = "") -> A
 
         return _VAR.sub(replace, doc)
     return doc
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    for value in secrets:
+        text = text.replace(value, "***")
+    return text
+
+
+def secret_values(spec: Any, env: Mapping[str, str]) -> list[str]:
+    """The values `${VAR}` placeholders resolve to, longest first (so no part of one survives)."""
+    values = set()
+    for _, node in _walk(spec, ""):
+        if isinstance(node, str):
+            for match in _VAR.finditer(node):
+                escaped, name, _default = match.groups()
+                if not escaped and env.get(name):
+                    values.add(env[name])
+    return sorted((v for v in values if len(v) >= 3), key=len, reverse=True)

@@ -10,16 +10,18 @@ from typing import Any
 import httpx
 
 from shared.metrics import Metrics, endpoint_template
-from shared.retry import backoff_delay, is_retryable
+from shared.retry import classify, wait_seconds
 
 
 class StudioError(Exception):
-    """A Studio call that failed for good: `status` is None when the server could not be reached."""
+    """A Studio call that failed for good: `status` is None when the server could not be reached;
+    `retryable` says whether trying again later may succeed (429, 5xx, timeouts, connection errors)."""
 
-    def __init__(self, method: str, path: str, status: int | None, detail: str) -> None:
+    def __init__(self, method: str, path: str, status: int | None, detail: str, retryable: bool = False) -> None:
         where = f"{method} {path}"
         super().__init__(f"Studio answered {status} on {where}: {detail}" if status else f"Studio unreachable on {where}: {detail}")
         self.status = status
+        self.retryable = retryable
 
 
 class StudioClient:
@@ -54,10 +56,15 @@ class StudioClient:
     async def __aexit__(self, *exc: object) -> None:
         await self._http.aclose()
 
-    async def request(self, method: str, path: str, *, retry: bool = True, **kwargs: Any) -> Any:
+    async def request(self, method: str, path: str, *, retry: bool = True, max_timeouts: int | None = None,
+                      **kwargs: Any) -> Any:
+        """One call under the retry policy (shared/retry.py). `retry=False` for a write that is not
+        idempotent (the caller looks before it tries again); `max_timeouts` for a call too
+        expensive for the server to repeat blindly once it has timed out that often."""
         attempts = self.retries + 1 if retry else 1
+        timeouts = 0
+        endpoint = endpoint_template(path)
         for attempt in range(attempts):
-            endpoint = endpoint_template(path)
             started = time.perf_counter()
             status = "error"
             try:
@@ -67,16 +74,21 @@ class StudioClient:
                 response.raise_for_status()
                 return response.json()
             except (httpx.HTTPError, ValueError) as exc:
-                if isinstance(exc, httpx.HTTPStatusError):
-                    failure = StudioError(method, path, exc.response.status_code, exc.response.text[:500])
-                elif isinstance(exc, ValueError):
+                if isinstance(exc, ValueError):
                     raise StudioError(method, path, response.status_code, "response is not JSON") from exc
+                again = classify(exc)
+                if isinstance(exc, httpx.HTTPStatusError):
+                    failure = StudioError(method, path, exc.response.status_code, exc.response.text[:500], again is not None)
                 else:
-                    failure = StudioError(method, path, None, f"{type(exc).__name__}: {exc}".rstrip(": "))
-                if not is_retryable(exc) or attempt == attempts - 1:
+                    failure = StudioError(method, path, None, f"{type(exc).__name__}: {exc}".rstrip(": "), again is not None)
+                if again is not None and again.cause == "timeout":
+                    timeouts += 1
+                    if max_timeouts is not None and timeouts >= max_timeouts:
+                        raise StudioError(method, path, None, f"timed out {timeouts} times; not sent again") from exc
+                if again is None or attempt == attempts - 1:
                     raise failure from exc
-                self.metrics.inc("agentq_retries_total", ["studio", "server_error" if failure.status else "unreachable"])
-                await asyncio.sleep(backoff_delay(attempt, self.backoff))
+                self.metrics.inc("agentq_retries_total", ["studio", again.cause])
+                await asyncio.sleep(wait_seconds(again, attempt, self.backoff))
             finally:
                 self.metrics.observe("agentq_studio_request_duration_seconds", [endpoint, method, status],
                                      time.perf_counter() - started)
@@ -88,7 +100,8 @@ class StudioClient:
 
     async def validate(self, component: dict[str, Any]) -> list[str]:
         """Studio's own validation errors for a component ([] when valid)."""
-        data = await self.request("POST", "/validate/", json={"component": component})
+        # validation builds every agent and model client: a request that timed out twice is not sent again
+        data = await self.request("POST", "/validate/", json={"component": component}, max_timeouts=2)
         if data.get("is_valid"):
             return []
         return [f"{e.get('field')}: {e.get('error')}" for e in data.get("errors", [])] or ["invalid (no details given)"]

@@ -1,8 +1,12 @@
 """A recording HTTP proxy in front of the real AutoGen Studio, for counting requests and
-injecting faults (delay, dropped connections). Everything else is passed through unchanged."""
+injecting faults (delay, dropped connections, and a share of answers replaced by a 500 or a 429
+with Retry-After, the 500 either instead of the work or after Studio did it, as a lost answer
+looks). Everything else is passed through unchanged."""
 
 from __future__ import annotations
 
+import hashlib
+import random
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,6 +21,13 @@ class StudioProxy:
         self.requests: list[tuple[str, str, int]] = []  # (method, path without query, status)
         self.delay = 0.0
         self.down = False
+        self.fault_rate = 0.0  # share of answers replaced by a fault
+        self.fault_kinds = ("500", "500-after", "429")  # 500-after: Studio did the work, the answer is lost
+        self.retry_after = 1
+        self.max_faults_per_request = 2  # the same request (method, path, body) fails at most this often
+        self.faults: list[tuple[str, str, str]] = []
+        self._fault_counts: dict[str, int] = {}
+        self._random = random.Random(7)
         self._lock = threading.Lock()
         self._client = httpx.Client(base_url=self.upstream, timeout=60)
         proxy = self
@@ -35,8 +46,16 @@ class StudioProxy:
                     return  # drop the connection without an answer, like a dead server
                 if proxy.delay:
                     time.sleep(proxy.delay)
+                fault = proxy._fault(self.command, self.path, body)
+                if fault in ("500", "429"):
+                    self._answer(int(fault), b'{"status": false, "message": "injected fault"}',
+                                 {"Retry-After": str(proxy.retry_after)} if fault == "429" else {})
+                    return
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection")}
                 resp = proxy._client.request(self.command, self.path, content=body, headers=headers)
+                if fault == "500-after":
+                    self._answer(500, b'{"status": false, "message": "injected fault after the work"}', {})
+                    return
                 with proxy._lock:
                     proxy.requests.append((self.command, self.path.split("?")[0], resp.status_code))
                 self.send_response(resp.status_code)
@@ -47,12 +66,32 @@ class StudioProxy:
                 self.end_headers()
                 self.wfile.write(resp.content)
 
+            def _answer(self, status: int, content: bytes, headers: dict[str, str]) -> None:
+                self.send_response(status)
+                for k, v in {"Content-Type": "application/json", **headers}.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
             do_GET = do_POST = do_PUT = do_DELETE = _forward
 
         self._server = _Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
+
+    def _fault(self, method: str, path: str, body: bytes | None) -> str | None:
+        if not self.fault_rate:
+            return None
+        key = hashlib.sha256(f"{method} {path} ".encode() + (body or b"")).hexdigest()
+        with self._lock:
+            if self._fault_counts.get(key, 0) >= self.max_faults_per_request or self._random.random() >= self.fault_rate:
+                return None
+            self._fault_counts[key] = self._fault_counts.get(key, 0) + 1
+            kind = self._random.choice(self.fault_kinds)
+            self.faults.append((method, path.split("?")[0], kind))
+            return kind
 
     def writes(self) -> list[tuple[str, str, int]]:
         return [r for r in self.requests if r[0] != "GET" and "/validate/" not in r[1]]

@@ -9,7 +9,8 @@ from typing import Any
 from shared.hashing import canonical_json
 from shared.specs import GALLERY_SECTIONS
 from shared.studio import StudioError
-from workers.registration import NodeFailed, RunContext
+from shared.refs import redact, secret_values
+from workers.registration import NodeFailed, RunContext, create_once
 
 
 def gallery_slug(name: str) -> str:
@@ -64,13 +65,17 @@ async def write_gallery(ctx: RunContext) -> None:
         "components": components,
     }
     try:
-        row = await ctx.client.save_gallery(config, existing["id"] if existing else None)
+        if existing:
+            row = await ctx.client.save_gallery(config, existing["id"])
+        else:  # a create whose answer was lost is looked up before it is sent again
+            row = await create_once(ctx.client, lambda: ctx.client.save_gallery(config), lambda: find_gallery(ctx, name))
     except StudioError as exc:
+        secrets = sorted({v for label in resolved for v in secret_values(records[label]["spec"], ctx.env)}, key=len, reverse=True)
         for label in resolved:
             if states[label]["status"] == "done":
-                updates[label] = {**states[label], "status": "failed", "error": f"gallery write failed: {exc}"}
+                updates[label] = {**states[label], "status": "failed", "error": redact(f"gallery write failed: {exc}", secrets)}
         ctx.store.set_states(ctx.run_id, updates, {lbl: states[lbl]["status"] for lbl in updates})
-        raise
+        raise NodeFailed(redact(str(exc), secrets)) from exc
     ctx.store.set_gallery_id(ctx.ns, name, int(row["id"]))
 
     cacheable = {}

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shared.refs import MissingVariable, substitute_variables
+from shared.refs import MissingVariable, redact, secret_values, substitute_variables
 from shared.store import TERMINAL, Store
+from shared.retry import backoff_delay
 from shared.studio import StudioClient, StudioError
 
 LISTING_WAIT_SECONDS = 60.0
@@ -95,17 +96,36 @@ async def upsert_team(ctx: RunContext, label: str, component: dict[str, Any], ke
 
 async def create_team(ctx: RunContext, label: str, component: dict[str, Any], key: str) -> dict[str, Any]:
     """POST without id inserts a row every time, so after a lost response look before posting again."""
-    client = ctx.client
+
+    async def look() -> dict[str, Any] | None:
+        for row in await ctx.client.list_teams():
+            if (row.get("component") or {}).get("label") == label and row.get("version") == key:
+                return row
+        return None
+
+    return await create_once(ctx.client, lambda: ctx.client.save_team(component, key), look)
+
+
+async def create_once(client: StudioClient, create: Callable[[], Awaitable[dict[str, Any]]],
+                      look: Callable[[], Awaitable[dict[str, Any] | None]]) -> dict[str, Any]:
+    """A create that must not run twice: after a failure that may come back (a lost answer, a
+    429, a 5xx), wait as the retry policy says, look for what the failed try may have created,
+    and only then send it again."""
     for attempt in range(client.retries + 1):
         try:
-            return await client.save_team(component, key)
+            return await create()
         except StudioError as exc:
-            if exc.status is not None and exc.status < 500 or attempt == client.retries:
+            if not exc.retryable or attempt == client.retries:
                 raise
-            await asyncio.sleep(client.backoff * 2**attempt)
-            for row in await client.list_teams():
-                if (row.get("component") or {}).get("label") == label and row.get("version") == key:
-                    return row
+            await asyncio.sleep(backoff_delay(attempt, client.backoff))
+            try:
+                found = await look()
+            except StudioError as lookup:
+                if not lookup.retryable:
+                    raise
+                continue  # looked in vain: the next round looks again before it posts
+            if found is not None:
+                return found
     raise AssertionError("unreachable")
 
 
@@ -142,13 +162,12 @@ async def sync_batch(ctx: RunContext, labels: list[str], concurrency: int) -> di
     started = time.time()
     running = {lbl: {**states.get(lbl, {}), "status": "running", "started": started, "worker": ctx.hostname} for lbl in todo}
     store.set_states(ctx.run_id, running, previous)
+    listing_error: str | None = None
     if todo:
         try:
             await ensure_team_listing(ctx)  # also primes Studio's provider settings before /validate/
         except (NodeFailed, StudioError) as exc:
-            failed = {lbl: {**running[lbl], "status": "failed", "error": str(exc), "finished": time.time()} for lbl in todo}
-            store.set_states(ctx.run_id, failed, {lbl: "running" for lbl in todo})
-            return failed
+            listing_error = f"could not list Studio's teams to match this one: {exc}"  # teams only: the rest goes on
 
     gate = asyncio.Semaphore(concurrency)
 
@@ -158,14 +177,16 @@ async def sync_batch(ctx: RunContext, labels: list[str], concurrency: int) -> di
         problem = dependency_problem(record, states)
         if problem:
             return label, {**base, "status": "skipped", "reason": problem}
+        if listing_error and record["type"] == "team":
+            return label, {**base, "status": "failed", "error": listing_error, "finished": time.time()}
         async with gate:
             t0 = time.monotonic()
             try:
                 result = await sync_node(ctx, label, record)
             except (NodeFailed, StudioError) as exc:
-                result = {"status": "failed", "error": str(exc)}
+                result = {"status": "failed", "error": redact(str(exc), secret_values(record["spec"], ctx.env))}
             except Exception as exc:  # a bug must not lose the batch's other results
-                result = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+                result = {"status": "failed", "error": redact(f"{type(exc).__name__}: {exc}", secret_values(record["spec"], ctx.env))}
             return label, {**base, **result, "seconds": round(time.monotonic() - t0, 4), "finished": time.time()}
 
     results = dict(await asyncio.gather(*(one(lbl) for lbl in todo)))

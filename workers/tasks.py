@@ -14,7 +14,7 @@ from shared.studio import StudioClient, StudioError
 from workers.canvas import publish_tasks, start_finalize, start_wave
 from workers.celery_app import app
 from workers.gallery import write_gallery
-from workers.registration import RunContext
+from workers.registration import NodeFailed, RunContext
 from workers.registration import sync_batch as sync_batch_nodes
 from workers.task_base import WorkerTask
 from workers.workflow_exec import WorkflowContext, run_tasks
@@ -111,7 +111,7 @@ def finalize(self: WorkerTask, run_id: str) -> None:
     async def work(ctx: RunContext, _settings: Settings) -> str | None:
         try:
             await write_gallery(ctx)
-        except StudioError as exc:
+        except (StudioError, NodeFailed) as exc:
             return f"gallery entry {ctx.meta['gallery_name']!r} not written: {exc}"
         return None
 
@@ -173,11 +173,10 @@ def run_workflow_tasks(self: WorkerTask, run_id: str, task_ids: list[str]) -> in
 def load_component(self: WorkerTask, spec: dict[str, Any]) -> dict[str, Any]:
     """Load one component with AutoGen on this worker, `${VAR}` resolved here: {"ok": true} or
     {"ok": false, "error": why}. Runs nothing; what Studio's validation checks, on the worker."""
-    from shared.refs import MissingVariable, substitute_variables
+    from shared.refs import MissingVariable, redact, secret_values, substitute_variables
     from workers.agent_runtime import AgentError
     from workers.agent_runtime import load_component as load_with_autogen
     from workers.model_client import TaskModels
-    from workers.workflow_exec import redact, secret_values
 
     async def go() -> dict[str, Any]:
         models = TaskModels(self.model_clients(), self.limit, 0, 0, 0.0, self.settings.model_max_concurrency,

@@ -13,7 +13,7 @@ from typing import Any
 
 from shared.metrics import Metrics
 from shared.prompts import task_key, task_prompt
-from shared.refs import MissingVariable, find_variables, substitute_variables
+from shared.refs import MissingVariable, redact, secret_values, substitute_variables
 from shared.semaphore import PrioritySemaphore
 from shared.settings import Settings
 from shared.store import TERMINAL, AsyncRunState
@@ -35,18 +35,6 @@ class WorkflowContext:
     publish: Callable[[list[tuple[str, int, int]]], Awaitable[None]]  # (task id, rank, message priority) released
     finish: Callable[[], None]  # the run's last task has ended
     metrics: Metrics = field(default_factory=Metrics)
-
-
-def redact(text: str, secrets: list[str]) -> str:
-    for value in secrets:
-        text = text.replace(value, "***")
-    return text
-
-
-def secret_values(spec: Any, env: Mapping[str, str]) -> list[str]:
-    """The values `${VAR}` placeholders resolve to, longest first (so no part of one survives)."""
-    values = {env[name] for _, name in find_variables(spec) if env.get(name)}
-    return sorted((v for v in values if len(v) >= 3), key=len, reverse=True)
 
 
 async def run_tasks(ctx: WorkflowContext, task_ids: list[str]) -> None:
