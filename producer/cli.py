@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,9 +21,21 @@ from producer.sync import Prepared, prepare, submit, wait
 from shared.settings import Settings, load_settings
 from shared.store import Store
 
-app = typer.Typer(help="Sync AutoGen component trees into AutoGen Studio through Celery workers.", no_args_is_help=True)
+app = typer.Typer(help="Sync AutoGen component trees into AutoGen Studio through Celery workers.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
 console = Console()
 err = Console(stderr=True)
+
+
+class Exit:
+    """Exit codes, one per kind of failure (README, "Exit codes")."""
+
+    OK = 0
+    PARTIAL = 1  # the run finished, but some components or tasks failed
+    CONFIG = 2  # bad input or usage: nothing was enqueued
+    UNAVAILABLE = 3  # Redis, Studio, a worker or another service could not be reached or started
+    TIMEOUT = 4  # the run did not finish within --timeout
+
 
 RedisUrl = Annotated[Optional[str], typer.Option("--redis-url", help="Redis broker/backend URL (env REDIS_URL); unset: embedded local Redis")]
 StudioUrl = Annotated[Optional[str], typer.Option("--studio-url", help="AutoGen Studio base URL (env STUDIO_URL)")]
@@ -50,7 +63,8 @@ def _redis(settings: Settings, services: embedded.LocalServices, quiet: bool) ->
     try:
         store.r.ping()
     except redis.RedisError as exc:
-        raise typer.BadParameter(f"cannot reach Redis at {url}: {exc}", param_hint="REDIS_URL") from exc
+        err.print(f"[red]error:[/red] Redis at {escape(url)} is unreachable: {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(Exit.UNAVAILABLE) from exc
     yield store
 
 
@@ -324,5 +338,21 @@ def _recent_runs(store: Store | None) -> list[dict[str, Any]]:
     return sorted(metas, key=lambda m: m.get("created", 0), reverse=True)
 
 
+def main() -> None:
+    """The `producer` command: failures we can name end in one line and their exit code, never a traceback."""
+    try:
+        app()
+    except redis.RedisError as exc:
+        url = os.environ.get("REDIS_URL") or "the embedded Redis"
+        err.print(f"[red]error:[/red] Redis at {escape(url)} is unreachable: {escape(str(exc))}", soft_wrap=True)
+        raise SystemExit(Exit.UNAVAILABLE) from None
+    except embedded.ServiceError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise SystemExit(Exit.UNAVAILABLE) from None
+    except TimeoutError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise SystemExit(Exit.TIMEOUT) from None
+
+
 if __name__ == "__main__":
-    app()
+    main()

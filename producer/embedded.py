@@ -117,7 +117,7 @@ def studio_binary(explicit: str | None = None) -> str:
         if candidate and Path(candidate).exists():
             return candidate
     raise ServiceError(
-        "autogenstudio not found: install it (bash scripts/install-studio.sh puts it in "
+        "autogenstudio not found: install it (bash scripts/install.sh puts it in "
         f"{STUDIO_VENV_BIN.parent.parent}) or set AUTOGENSTUDIO_BIN"
     )
 

@@ -3,10 +3,17 @@ it did the work) and 429s with Retry-After. Nothing is lost, nothing is written 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+import uuid
 from collections import Counter
 from pathlib import Path
 
-from tests.conftest import Cli
+import redis
+
+from producer import embedded
+from tests.conftest import WORKER_ENV, Cli
 from tests.studio_proxy import StudioProxy
 from tests.test_studio_outage import TEAMS, _write_tree
 
@@ -25,3 +32,32 @@ def test_sync_survives_500s_lost_answers_and_429s(cli: Cli, proxy: StudioProxy, 
     galleries = [g for g in cli.studio().galleries() if g["config"]["id"] == "agentq-tree"]
     assert len(galleries) == 1
     assert {c["label"] for c in galleries[0]["config"]["components"]["agents"]} == {"a"}
+
+
+def test_redis_going_away_mid_sync_is_one_clear_line_naming_it(
+        studio_url: str, proxy: StudioProxy, tmp_path: Path) -> None:
+    """The producer ends at once with exit code 3 and one line naming Redis and its URL."""
+    port = embedded.free_port()
+    url, redis_proc = embedded.start_redis(tmp_path / "redis", port=port)
+    worker = embedded.start_worker(url, concurrency=4, name="faults", env=WORKER_ENV, log_path=tmp_path / "worker.log")
+    try:
+        cli = Cli(url, proxy.url, f"redis-gone-{uuid.uuid4().hex[:6]}", tmp_path / "cache", studio_url)
+        tree = tmp_path / "tree"
+        _write_tree(tree)
+        proxy.delay = 0.05  # a sync that takes a few seconds
+        producer = subprocess.Popen([sys.executable, "-m", "producer.cli", "sync", str(tree)], env=cli.env(),
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        r = redis.Redis.from_url(url)
+        deadline = time.monotonic() + 60
+        while not any(b'"done"' in v for key in r.scan_iter("agentq:run:*:nodes") for v in r.hvals(key)):
+            assert time.monotonic() < deadline, "the sync never started"
+            time.sleep(0.05)
+        embedded.stop(redis_proc)
+        out, errors = producer.communicate(timeout=60)
+        assert producer.returncode == 3, errors
+        assert f"Redis at {url} is unreachable" in errors and "Traceback" not in errors, errors
+        assert len([line for line in errors.splitlines() if "error" in line.lower()]) == 1, errors
+
+    finally:
+        embedded.stop(worker)
+        embedded.stop(redis_proc)
