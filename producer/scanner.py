@@ -6,6 +6,7 @@ import fnmatch
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 from shared.errors import ConfigError
 from shared.facts import FileFacts, file_facts
-from shared.loader import SUFFIXES, parse_document
+from shared.loader import SUFFIXES, Limits, parse_document
 
 IGNORE_FILE = ".producerignore"
 CACHE_VERSION = 3
@@ -47,8 +48,10 @@ def _ignored(rel: str, is_dir: bool, patterns: list[str]) -> bool:
     return False
 
 
-def _walk(root: Path, skipped: dict[str, str]) -> dict[str, tuple[str, os.stat_result]]:
-    """relpath -> (absolute path, stat) of every config file; symlinks must stay inside the tree."""
+def _walk(root: Path, skipped: dict[str, str], bad: dict[str, str]) -> dict[str, tuple[str, os.stat_result]]:
+    """relpath -> (absolute path, stat) of every regular config file; symlinks must stay inside
+    the tree. `bad` gets the config-named entries that cannot be read as files: FIFOs, sockets,
+    devices (reading one could block forever), symlink loops, broken symlinks."""
     real_root = os.path.realpath(root)
     patterns = _ignore_patterns(root)
     found: dict[str, tuple[str, os.stat_result]] = {}
@@ -67,7 +70,8 @@ def _walk(root: Path, skipped: dict[str, str]) -> dict[str, tuple[str, os.stat_r
             rel = prefix + entry.name
             try:
                 is_dir = entry.is_dir()
-            except OSError:
+            except OSError as exc:
+                bad[rel] = f"cannot follow: {exc.strerror}"
                 continue
             if _ignored(rel, is_dir, patterns):
                 continue
@@ -79,15 +83,23 @@ def _walk(root: Path, skipped: dict[str, str]) -> dict[str, tuple[str, os.stat_r
                     skipped[rel] = "symlink points outside the tree; not followed"
                     continue
                 if is_dir and target in seen_dirs:
+                    where = os.path.relpath(target, real_root)
+                    skipped[rel] = f"symlink loop: points back to {'the tree root' if where == '.' else where!r}; not followed"
                     continue
             if is_dir:
                 seen_dirs.add(os.path.realpath(entry.path))
                 stack.append((entry.path, rel + "/"))
             else:
                 try:
-                    found[rel] = (entry.path, entry.stat())
+                    st = entry.stat()
                 except OSError as exc:
-                    skipped[rel] = f"cannot stat: {exc.strerror}"
+                    bad[rel] = f"cannot follow: {exc.strerror}" if entry.is_symlink() else f"cannot stat: {exc.strerror}"
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    found[rel] = (entry.path, st)
+                else:
+                    kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device"
+                    bad[rel] = f"not a regular file ({kind}); not read"
     return found
 
 
@@ -129,14 +141,19 @@ class Documents(Mapping[str, "dict[str, Any] | ConfigError"]):
         return len(self.paths)
 
 
-def scan(root: Path, cache_path: Path | None = None) -> ScanResult:
+def scan(root: Path, cache_path: Path | None = None, max_file_bytes: int = 5 * 1024 * 1024,
+         limits: Limits = Limits()) -> ScanResult:
     """Documents of every config file under `root`. A file whose (mtime, size, inode) is unchanged
     since the last scan is not read again: its facts come from the cache at `cache_path`, and its
-    document from the docs file beside it, only if needed."""
-    files = _walk(root, skipped := {})
+    document from the docs file beside it, only if needed. A file over `max_file_bytes` is an
+    error, and is never read."""
+    files = _walk(root, skipped := {}, bad := {})
     docs_path = cache_path.with_suffix(".docs.json") if cache_path else None
     documents = Documents(docs_path)
     result = ScanResult(documents=documents, skipped=skipped)
+    for rel, reason in bad.items():
+        documents.paths.append(rel)
+        documents.loaded[rel] = ConfigError(path=rel, message=reason)
     cached: dict[str, list[Any]] = {}
     if cache_path is not None and docs_path is not None and docs_path.exists():
         try:
@@ -160,14 +177,18 @@ def scan(root: Path, cache_path: Path | None = None) -> ScanResult:
             fresh[rel] = entry
             continue
         changed = True
+        if st.st_size > max_file_bytes:
+            documents.loaded[rel] = ConfigError(path=rel, message=f"file is {st.st_size:,} bytes, over the limit of "
+                                                                  f"{max_file_bytes:,} (MAX_FILE_BYTES)")
+            continue
         try:
             with open(path, "rb") as fh:
-                data_bytes = fh.read()
+                data_bytes = fh.read(max_file_bytes + 1)
         except OSError as exc:
             documents.loaded[rel] = ConfigError(path=rel, message=f"cannot read file: {exc.strerror}")
             continue
         result.parsed += 1
-        doc = parse_document(rel, data_bytes)
+        doc = parse_document(rel, data_bytes, limits)
         documents.loaded[rel] = doc
         if isinstance(doc, ConfigError):
             fresh[rel] = [*stamp, doc.model_dump(), None]

@@ -18,7 +18,7 @@ from shared.loader import parse_document
 from shared.metrics import Metrics
 from shared.prompts import task_key
 from shared.run_metrics import record_run
-from shared.settings import Settings, environment
+from shared.settings import Settings, environment, scan_limits
 from shared.store import Store
 from shared.tree import Tree, build_tree
 from shared.workflow import Workflow, celery_priorities, check_workflow, parse_workflow, release_plan, schedule
@@ -60,7 +60,7 @@ def load(file: Path, tree_root: Path | None, settings: Settings) -> PreparedWork
     workflow = parse_workflow(rel, doc)
     if isinstance(workflow, list):
         raise WorkflowInvalid(workflow)
-    result = scan(root, default_cache_path(root, settings.cache_dir))
+    result = scan(root, default_cache_path(root, settings.cache_dir), **scan_limits(settings))
     tree = build_tree(result.documents, environment().keys(), result.facts)
     errors = check_workflow(rel, workflow, tree)
     if not errors and settings.redis_url is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Hashable
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -11,6 +12,14 @@ import yaml
 from shared.errors import ConfigError
 
 SUFFIXES = (".yaml", ".yml", ".json")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one file may hold (each a setting, README "Input limits")."""
+
+    max_nodes: int = 200_000  # values once every YAML alias is expanded, counted without expanding
+    max_depth: int = 64  # mappings and lists inside each other
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -38,37 +47,107 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 _UniqueKeyLoader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
 
 
-def _non_json(value: Any, path: str = "", _open: frozenset[int] = frozenset()) -> tuple[str, str] | None:
-    """(field, problem) for the first value JSON cannot carry (non-string key, bytes, set, a loop)."""
+def _non_json(value: Any, path: str = "", _open: frozenset[int] = frozenset(), _done: set[int] | None = None
+              ) -> tuple[str, str] | None:
+    """(field, problem) for the first value JSON cannot carry (non-string key, bytes, set, a loop).
+    A mapping or list that YAML aliases share is checked once, not once per use."""
+    _done = set() if _done is None else _done
     if isinstance(value, (dict, list)):
         if id(value) in _open:
             return path, "an alias refers to a mapping or list that contains it"
+        if id(value) in _done:
+            return None
         _open = _open | {id(value)}
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 return path or "(top level)", f"key {key!r} is not a string; quote it"
-            found = _non_json(item, f"{path}.{key}" if path else key, _open)
+            found = _non_json(item, f"{path}.{key}" if path else key, _open, _done)
             if found:
                 return found
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            found = _non_json(item, f"{path}[{i}]", _open)
+            found = _non_json(item, f"{path}[{i}]", _open, _done)
             if found:
                 return found
     elif value is not None and not isinstance(value, (str, bool, int, float)):
         return path, f"a {type(value).__name__} value cannot be represented in JSON"
+    if isinstance(value, (dict, list)):
+        _done.add(id(value))
     return None
 
 
-def parse_document(path: str, data: bytes) -> dict[str, Any] | ConfigError:
+def parse_document(path: str, data: bytes, limits: Limits = Limits()) -> dict[str, Any] | ConfigError:
     try:
-        return _parse(path, data)
+        return _parse(path, data, limits)
     except RecursionError:
-        return ConfigError(path=path, message="nested too deeply to parse")
+        return ConfigError(path=path, message=f"nested too deeply to parse (limit: {limits.max_depth} levels, MAX_NESTING_DEPTH)")
 
 
-def _parse(path: str, data: bytes) -> dict[str, Any] | ConfigError:
+def _yaml_shape(node: yaml.Node) -> tuple[int, int] | None:
+    """(values once expanded, depth) of a YAML node graph, counted without expanding its aliases
+    (a shared node is counted once per use, computed once); None for a graph with a loop, which
+    the JSON check reports with its field."""
+    sizes: dict[int, tuple[int, int]] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(node, False)]
+    while stack:
+        current, children_done = stack.pop()
+        key = id(current)
+        if key in sizes:
+            continue
+        children: list[yaml.Node] = []
+        if isinstance(current, yaml.SequenceNode):
+            children = list(current.value)
+        elif isinstance(current, yaml.MappingNode):
+            children = [n for pair in current.value for n in pair]
+        if children_done:
+            open_nodes.discard(key)
+            sizes[key] = (1 + sum(sizes[id(c)][0] for c in children),
+                          (1 + max((sizes[id(c)][1] for c in children), default=0)) if children else 0)
+            continue
+        if key in open_nodes:
+            return None
+        open_nodes.add(key)
+        stack.append((current, True))
+        for child in children:
+            if id(child) in open_nodes:
+                return None
+            if id(child) not in sizes:
+                stack.append((child, False))
+    return sizes[id(node)]
+
+
+def _json_depth(value: Any) -> int:
+    depth, level = 0, [value]
+    while level:
+        level = [v for item in level if isinstance(item, (dict, list)) for v in (item.values() if isinstance(item, dict) else item)]
+        depth += 1
+    return depth - 1
+
+
+def _load_yaml(path: str, text: str, limits: Limits) -> list[Any] | ConfigError:
+    """Every document of `text`, refused before it is built when its aliases expand too far."""
+    loader = _UniqueKeyLoader(text)
+    try:
+        nodes = []
+        while loader.check_node():
+            nodes.append(loader.get_node())
+        for node in nodes:
+            shape = _yaml_shape(node)
+            if shape is None:
+                continue
+            if shape[0] > limits.max_nodes:
+                return ConfigError(path=path, message=f"expands to {shape[0]:,} values once its aliases are expanded, over "
+                                                      f"the limit of {limits.max_nodes:,} (MAX_EXPANDED_VALUES)")
+            if shape[1] > limits.max_depth:
+                return ConfigError(path=path, message=f"nested {shape[1]} levels deep, over the limit of {limits.max_depth} (MAX_NESTING_DEPTH)")
+        return [loader.construct_document(node) for node in nodes]
+    finally:
+        loader.dispose()
+
+
+def _parse(path: str, data: bytes, limits: Limits) -> dict[str, Any] | ConfigError:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -80,15 +159,19 @@ def _parse(path: str, data: bytes) -> dict[str, Any] | ConfigError:
             doc = json.loads(text)
         except json.JSONDecodeError as exc:
             return ConfigError(path=path, message=f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")
+        if (depth := _json_depth(doc)) > limits.max_depth:
+            return ConfigError(path=path, message=f"nested {depth} levels deep, over the limit of {limits.max_depth} (MAX_NESTING_DEPTH)")
     else:
         try:
-            docs = list(yaml.load_all(text, Loader=_UniqueKeyLoader))
+            loaded = _load_yaml(path, text, limits)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             problem = getattr(exc, "problem", None) or str(exc)
             return ConfigError(path=path, message=f"malformed YAML{where}: {problem}")
-        docs = [d for d in docs if d is not None]
+        if isinstance(loaded, ConfigError):
+            return loaded
+        docs = [d for d in loaded if d is not None]
         if len(docs) != 1:
             return ConfigError(path=path, message=f"expected exactly one component per file, found {len(docs)} documents")
         doc = docs[0]

@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     exporter_queues: str = Field(default="celery", alias="EXPORTER_QUEUES")  # comma-separated
     studio_probe_interval_seconds: float = Field(default=5.0, gt=0, alias="STUDIO_PROBE_INTERVAL_SECONDS")
 
+    # input limits: a file over one is an error naming it; the rest of the tree goes on
+    max_file_bytes: int = Field(default=5 * 1024 * 1024, ge=1, alias="MAX_FILE_BYTES")
+    max_expanded_values: int = Field(default=200_000, ge=1, alias="MAX_EXPANDED_VALUES")
+    max_nesting_depth: int = Field(default=64, ge=1, alias="MAX_NESTING_DEPTH")
+
     batch_size: int = Field(default=25, ge=1, alias="SYNC_BATCH_SIZE")
     # messages a worker process works on at once (threads pool; their work shares one event loop)
     worker_concurrency: int = Field(default=32, ge=1, alias="WORKER_CONCURRENCY")
@@ -52,6 +57,14 @@ class Settings(BaseSettings):
     # A fixed port keeps the cache namespace (Studio URL + user) the same from one run to the next.
     local_studio_port: int = Field(default=8081, alias="LOCAL_STUDIO_PORT")
     run_ttl_seconds: int = Field(default=7 * 24 * 3600, alias="RUN_TTL_SECONDS")
+
+
+def scan_limits(settings: Settings) -> dict[str, object]:
+    """The input limits as `producer.scanner.scan` takes them."""
+    from shared.loader import Limits
+
+    return {"max_file_bytes": settings.max_file_bytes,
+            "limits": Limits(max_nodes=settings.max_expanded_values, max_depth=settings.max_nesting_depth)}
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -1,0 +1,122 @@
+"""Hostile and odd files beside valid teams: each is named with its reason, nothing stalls or
+runs code from a YAML tag, and every valid team still reaches Studio."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from tests.conftest import ROOT, Cli
+
+VALID_TEAMS = 5
+
+
+def _bomb(levels: int = 9) -> str:
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + "\nprovider: x.Tool\ncomponent_type: tool\nlabel: bomb\n"
+
+
+def hostile_files(root: Path, marker: Path) -> dict[str, str]:
+    """Write the hostile files; returns relpath -> a word the error must contain."""
+    team = "provider: autogen_agentchat.teams.RoundRobinGroupChat\ncomponent_type: team\n"
+    text: dict[str, str | bytes] = {
+        "bomb.yaml": _bomb(),
+        "tag.yaml": f'!!python/object/apply:os.system ["touch {marker}"]\n',
+        "tag-value.yaml": f'label: t\nprovider: x\ncomponent_type: tool\nconfig: !!python/object/apply:os.system ["touch {marker}"]\n',
+        "recursive.yaml": "label: r\nprovider: x\ncomponent_type: tool\nconfig: &x [1, *x]\n",
+        "deep.json": '{"label": "d", "x": ' + "[" * 5000 + "]" * 5000 + "}",
+        "deep.yaml": "label: d2\nx: " + "[" * 5000 + "]" * 5000 + "\n",
+        "latin1.yaml": "label: caf\xe9\n".encode("latin-1"),
+        "empty.yaml": "",
+        "two-docs.yaml": "label: a\n---\nlabel: b\n",
+        "list.yaml": "- 1\n- 2\n",
+        "dupkey.yaml": "label: k\nlabel: k2\n",
+        "bad.json": '{"label": "j",',
+        "bad.yaml": "label: [unclosed\n",
+        "unknown-type.yaml": "provider: x.Y\ncomponent_type: spaceship\nlabel: ship\n",
+        "no-label.yaml": "provider: x.Y\ncomponent_type: tool\n",
+        "dup-label-1.yaml": "provider: x.Y\ncomponent_type: tool\nlabel: twin\nconfig: {}\n",
+        "dup-label-2.yaml": "provider: x.Y\ncomponent_type: tool\nlabel: twin\nconfig: {}\n",
+        "ghost-ref.yaml": team + "label: ghost-team\nconfig: {participants: [{$ref: nobody}]}\n",
+        "cycle-1.yaml": team + "label: c1\nconfig: {participants: [{$ref: c2}]}\n",
+        "cycle-2.yaml": team + "label: c2\nconfig: {participants: [{$ref: c1}]}\n",
+        "unset-var.yaml": "provider: x.Y\ncomponent_type: model\nlabel: unset\nconfig: {model: m, api_key: '${AGENTQ_SURELY_UNSET_VAR}'}\n",
+        "ref-extra.yaml": team + "label: extra\nconfig: {participants: [{$ref: a, x: 1}]}\n",
+        "label-number.yaml": "provider: x.Y\ncomponent_type: tool\nlabel: 42\n",
+        "provider-list.yaml": "provider: [a, b]\ncomponent_type: tool\nlabel: plist\n",
+        "nul.yaml": b"label: n\x00\x01\x02\n",
+        "binary.yaml": "label: bin\nprovider: x\ncomponent_type: tool\nconfig: !!binary aGVsbG8=\n",
+        "set.yaml": "label: s\nprovider: x\ncomponent_type: tool\nconfig: !!set {a, b}\n",
+        "int-key.yaml": "label: ik\nprovider: x\ncomponent_type: tool\nconfig: {1: x}\n",
+        "big.yaml": "label: big\nx: " + "a" * (6 * 1024 * 1024) + "\n",
+    }
+    for rel, content in text.items():
+        (root / rel).write_bytes(content if isinstance(content, bytes) else content.encode())
+    os.mkfifo(root / "fifo.yaml")
+    os.symlink("loop-b.yaml", root / "loop-a.yaml")
+    os.symlink("loop-a.yaml", root / "loop-b.yaml")
+    os.symlink("missing-target.yaml", root / "dangling.yaml")
+    (root / "sub").mkdir()
+    os.symlink("..", root / "sub" / "up")
+    return {"bomb.yaml": "MAX_EXPANDED_VALUES", "tag.yaml": "constructor", "tag-value.yaml": "constructor",
+            "recursive.yaml": "contains it", "deep.json": "MAX_NESTING_DEPTH", "deep.yaml": "MAX_NESTING_DEPTH",
+            "latin1.yaml": "UTF-8", "empty.yaml": "empty", "two-docs.yaml": "documents", "list.yaml": "mapping",
+            "dupkey.yaml": "duplicate", "bad.json": "malformed JSON", "bad.yaml": "malformed YAML",
+            "unknown-type.yaml": "spaceship", "no-label.yaml": "label", "dup-label-2.yaml": "twin",
+            "ghost-ref.yaml": "nobody", "cycle-1.yaml": "cycle", "unset-var.yaml": "AGENTQ_SURELY_UNSET_VAR",
+            "ref-extra.yaml": "$ref", "label-number.yaml": "label", "provider-list.yaml": "provider",
+            "nul.yaml": "", "binary.yaml": "bytes", "set.yaml": "set", "int-key.yaml": "key",
+            "big.yaml": "MAX_FILE_BYTES", "fifo.yaml": "FIFO", "loop-a.yaml": "symbolic links",
+            "loop-b.yaml": "symbolic links", "dangling.yaml": "No such file", "sub/up": "symlink loop"}
+
+
+def _valid_tree(root: Path) -> None:
+    (root / "model.yaml").write_text("provider: autogen_ext.models.openai.OpenAIChatCompletionClient\ncomponent_type: model\n"
+                                     "label: m\nconfig: {model: gpt-4o-mini, api_key: not-a-real-key}\n")
+    (root / "agent.yaml").write_text("provider: autogen_agentchat.agents.AssistantAgent\ncomponent_type: agent\nlabel: a\n"
+                                     "config: {name: a, description: d, reflect_on_tool_use: false, "
+                                     "tool_call_summary_format: '{result}', model_client: {$ref: m}}\n")
+    for i in range(VALID_TEAMS):
+        (root / f"team{i}.yaml").write_text("provider: autogen_agentchat.teams.RoundRobinGroupChat\ncomponent_type: team\n"
+                                            f"label: good-{i}\nconfig:\n  participants: [{{$ref: a}}]\n")
+
+
+def test_hostile_files_are_named_and_never_starve_the_valid_ones(cli: Cli, tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    marker = tmp_path / "pwned"
+    _valid_tree(tree)
+    expected = hostile_files(tree, marker)
+    assert len(expected) >= 30
+
+    plan = cli.run("plan", str(tree), "--json", timeout=60)
+    data = json.loads(plan.stdout)
+    reasons = dict(data["ignored_files"])
+    for e in data["errors"]:
+        reasons[e["path"]] = (reasons.get(e["path"], "") + " | " + (e["field"] or "") + ": " + e["message"]).strip(" |")
+    for rel, word in expected.items():
+        assert rel in reasons or any(rel in r for r in data["skipped"].values()), f"{rel} not reported: {reasons}"
+        if rel in reasons:
+            assert word in reasons[rel], (rel, reasons[rel])
+
+    started = time.monotonic()
+    proc = psutil.Popen([sys.executable, "-m", "producer.cli", "sync", str(tree), "--json"], env=cli.env(), cwd=ROOT,
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, proc.memory_info().rss)
+        assert time.monotonic() - started < 60, "the sync should end within 60 s"
+        time.sleep(0.05)
+    out, err = proc.communicate()
+    assert peak < 500 * 1024 * 1024, f"producer peaked at {peak / 2**20:.0f} MB"
+    assert "Traceback" not in err
+    assert not marker.exists(), "code from a YAML tag ran"
+    teams = cli.studio().teams_by_label()
+    assert all(len(teams.get(f"good-{i}", [])) == 1 for i in range(VALID_TEAMS)), sorted(teams)
