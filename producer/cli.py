@@ -170,14 +170,16 @@ def sync(
                 _show_plan(prepared, as_json)
             if embedded_default and prepared.plan.has_work:
                 _start_local_worker(settings, services)
-            run_id = submit(prepared, settings, store, _celery(settings) if prepared.plan.has_work else None)
+            celery = _celery(settings) if prepared.plan.has_work else None
+            run_id = submit(prepared, settings, store, celery)
             if no_wait:
                 typer.echo(json.dumps({"run_id": run_id}) if as_json else run_id)
                 return
+            watch = _watchdog(store, run_id, settings, lambda: celery or _celery(settings))
             if as_json:
-                wait(store, run_id, timeout=timeout)
+                wait(store, run_id, timeout=timeout, watch=watch)
             else:
-                follow_run(store, run_id, err, timeout)
+                follow_run(store, run_id, err, timeout, watch)
             report = run_report(store, run_id)
     assert report is not None
     if as_json:
@@ -185,6 +187,13 @@ def sync(
     else:
         render_report(console, report, verbose)
     raise typer.Exit(0 if succeeded(report) else 1)
+
+
+def _watchdog(store: Store, run_id: str, settings: Settings, celery: Any) -> Any:
+    from producer.recovery import Watchdog
+
+    return Watchdog(store, run_id, celery, settings.worker_dead_seconds, settings.stuck_seconds,
+                    lambda line: err.print(f"[yellow]{escape(line)}[/yellow]", soft_wrap=True))
 
 
 def _start_local_worker(settings: Settings, services: embedded.LocalServices) -> None:
@@ -268,10 +277,11 @@ def run(
             if no_wait:
                 typer.echo(json.dumps({"run_id": run_id}) if as_json else run_id)
                 return
+            watch = _watchdog(store, run_id, settings, lambda: _celery(settings))
             if as_json:
-                wait(store, run_id, timeout=timeout)
+                wait(store, run_id, timeout=timeout, watch=watch)
             else:
-                follow_workflow(store, run_id, [t.id for t in prepared.workflow.tasks], err, timeout)
+                follow_workflow(store, run_id, [t.id for t in prepared.workflow.tasks], err, timeout, watch)
             report = workflow_report(store, run_id)
     assert report is not None
     if as_json:

@@ -92,8 +92,10 @@ def start_worker(
             f"--hostname={nodename}@%h", "--without-mingle", "--without-gossip"]
     if concurrency:
         args.append(f"--concurrency={concurrency}")
+    # its own process group: a Ctrl-C meant for the producer does not reach it, and it is
+    # stopped by PID like every service started here
     proc = subprocess.Popen(args + (extra_args or []), env=child_env, stdout=log, stderr=subprocess.STDOUT,
-                            cwd=Path(__file__).resolve().parent.parent)
+                            cwd=Path(__file__).resolve().parent.parent, start_new_session=True)
     from celery import Celery
 
     probe = Celery(broker=redis_url, backend=redis_url)

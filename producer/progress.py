@@ -3,6 +3,8 @@ are too many tasks to show)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -14,18 +16,21 @@ PER_TASK_ROWS = 40
 STYLES = {"pending": "dim", "running": "blue", "done": "green", "cached": "cyan", "failed": "red", "skipped": "yellow"}
 
 
-def follow_run(store: Store, run_id: str, console: Console, timeout: float | None) -> None:
+def follow_run(store: Store, run_id: str, console: Console, timeout: float | None,
+               watch: Callable[[int], None] | None = None) -> None:
     """The whole run as one bar: completed of total."""
     columns = (TextColumn(f"run {run_id}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         row = progress.add_task("run", total=None)
-        wait(store, run_id, lambda done, total: progress.update(row, completed=done, total=total), timeout=timeout)
+        wait(store, run_id, lambda done, total: progress.update(row, completed=done, total=total), timeout=timeout,
+             watch=watch)
 
 
-def follow_workflow(store: Store, run_id: str, task_ids: list[str], console: Console, timeout: float | None) -> None:
+def follow_workflow(store: Store, run_id: str, task_ids: list[str], console: Console, timeout: float | None,
+                    watch: Callable[[int], None] | None = None) -> None:
     """A bar per task: pending, pulsing while it runs, full when it ends, with its status and time."""
     if len(task_ids) > PER_TASK_ROWS:
-        follow_run(store, run_id, console, timeout)
+        follow_run(store, run_id, console, timeout, watch)
         return
     width = max(map(len, task_ids))
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"), TimeElapsedColumn())
@@ -51,7 +56,7 @@ def follow_workflow(store: Store, run_id: str, task_ids: list[str], console: Con
                     progress.update(row, total=1, completed=1, status=_status(status))
                     progress.stop_task(row)
 
-        wait(store, run_id, refresh, timeout=timeout)
+        wait(store, run_id, refresh, timeout=timeout, watch=watch)
         refresh()
 
 

@@ -107,16 +107,22 @@ def submit(prepared: Prepared, settings: Settings, store: Store, app: Celery | N
     return run_id
 
 
-def wait(store: Store, run_id: str, on_progress: Callable[[int, int], None] | None = None, timeout: float | None = None) -> dict[str, Any]:
-    """Poll the run's counters until it finishes; returns its meta."""
+def wait(store: Store, run_id: str, on_progress: Callable[[int, int], None] | None = None, timeout: float | None = None,
+         watch: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Poll the run's counters until it finishes; returns its meta. `watch` sees the count of
+    ended nodes on every poll (producer/recovery.py's Watchdog)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         meta = store.meta(run_id)
         if meta is None:
             raise LookupError(f"run {run_id} not found (expired?)")
-        if on_progress:
+        if on_progress or watch:
             counts = store.counts(run_id)
-            on_progress(sum(counts.get(s, 0) for s in TERMINAL), int(meta["total"]))
+            done = sum(counts.get(s, 0) for s in TERMINAL)
+            if on_progress:
+                on_progress(done, int(meta["total"]))
+            if watch and meta.get("state") != "finished":
+                watch(done)
         if meta.get("state") == "finished":
             return meta
         if deadline is not None and time.monotonic() > deadline:

@@ -16,7 +16,12 @@ import redis
 
 COUNTERS = "agentq:metrics:counters"
 HISTOGRAMS = "agentq:metrics:histograms"
-HOSTS = "agentq:hosts"
+HOSTS = "agentq:hosts"  # node name -> its latest resource reading; its "ts" is the worker's heartbeat
+IN_FLIGHT = "agentq:inflight:"  # + node name: hash of the Celery task ids it is running -> since when
+
+
+def in_flight_key(nodename: str) -> str:
+    return IN_FLIGHT + nodename
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 RUN_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)

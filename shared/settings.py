@@ -35,7 +35,11 @@ class Settings(BaseSettings):
     # default: busy workers drive their own host to 100%, which is no reason to stop.
     throttle_memory_percent: float = Field(default=90.0, alias="THROTTLE_MEMORY_PERCENT")
     throttle_cpu_percent: float = Field(default=100.0, alias="THROTTLE_CPU_PERCENT")
-    resource_interval_seconds: float = Field(default=5.0, gt=0, alias="RESOURCE_INTERVAL_SECONDS")
+    resource_interval_seconds: float = Field(default=5.0, gt=0, alias="RESOURCE_INTERVAL_SECONDS")  # also the heartbeat
+    # a worker silent this long is gone: the producer requeues the messages it held
+    worker_dead_seconds: float = Field(default=20.0, gt=0, alias="WORKER_DEAD_SECONDS")
+    # the producer says which nodes are stuck on which worker when nothing ends for this long
+    stuck_seconds: float = Field(default=120.0, gt=0, alias="STUCK_SECONDS")
 
     exporter_port: int = Field(default=9808, alias="EXPORTER_PORT")
     exporter_url: str = Field(default="http://127.0.0.1:9808", alias="EXPORTER_URL")  # read by `producer monitor`

@@ -3,6 +3,8 @@ it did the work) and 429s with Retry-After. Nothing is lost, nothing is written 
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -60,4 +62,43 @@ def test_redis_going_away_mid_sync_is_one_clear_line_naming_it(
 
     finally:
         embedded.stop(worker)
+        embedded.stop(redis_proc)
+
+
+def _own_worker(url: str, tmp_path: Path, name: str) -> subprocess.Popen[bytes]:
+    return embedded.start_worker(url, concurrency=4, name=name, env={**WORKER_ENV, "RESOURCE_INTERVAL_SECONDS": "1"},
+                                 log_path=tmp_path / f"{name}.log")
+
+
+def test_a_killed_worker_costs_seconds_and_every_team_arrives_once(studio_url: str, proxy: StudioProxy, tmp_path: Path) -> None:
+    url, redis_proc = embedded.start_redis(tmp_path / "redis")
+    doomed = _own_worker(url, tmp_path, "doomed")
+    survivor: subprocess.Popen[bytes] | None = None
+    try:
+        cli = Cli(url, proxy.url, f"killed-{uuid.uuid4().hex[:6]}", tmp_path / "cache", studio_url)
+        tree = tmp_path / "tree"
+        _write_tree(tree, teams=300)
+        proxy.delay = 0.03
+        producer = subprocess.Popen([sys.executable, "-m", "producer.cli", "sync", str(tree), "--json"],
+                                    env=cli.env(WORKER_DEAD_SECONDS="5"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        r = redis.Redis.from_url(url)
+        deadline = time.monotonic() + 60
+        while sum(v.count(b'"done"') for key in r.scan_iter("agentq:run:*:nodes") for v in r.hvals(key)) < 20:
+            assert time.monotonic() < deadline, "the sync never got going"
+            time.sleep(0.05)
+        os.killpg(doomed.pid, signal.SIGKILL)  # the worker's whole process group, mid-sync
+        doomed.wait()
+        survivor = _own_worker(url, tmp_path, "survivor")
+        started = time.monotonic()
+        out, err = producer.communicate(timeout=120)
+        recovery = time.monotonic() - started
+        assert producer.returncode == 0, err[-2000:]
+        assert recovery < 60, f"the run took {recovery:.0f} s to finish after the new worker started"
+        assert "silent for over 5 s; requeued" in err, err
+        teams = cli.studio().teams_by_label()
+        assert all(len(teams.get(f"team-{i:03}", [])) == 1 for i in range(300)), "every team exactly once"
+    finally:
+        for proc in (doomed, survivor):
+            if proc is not None:
+                embedded.stop(proc)
         embedded.stop(redis_proc)

@@ -15,7 +15,7 @@ from tests.conftest import Cli
 TEAMS = 150
 
 
-def _write_tree(root: Path) -> None:
+def _write_tree(root: Path, teams: int = TEAMS) -> None:
     (root / "teams").mkdir(parents=True)
     (root / "model.yaml").write_text(
         "provider: autogen_ext.models.openai.OpenAIChatCompletionClient\ncomponent_type: model\nlabel: m\nversion: 1\n"
@@ -26,7 +26,7 @@ def _write_tree(root: Path) -> None:
         "config: {name: a, description: d, reflect_on_tool_use: false, tool_call_summary_format: '{result}',"
         " model_client: {$ref: m}}\n"
     )
-    for i in range(TEAMS):
+    for i in range(teams):
         (root / "teams" / f"t{i:03}.yaml").write_text(
             "provider: autogen_agentchat.teams.RoundRobinGroupChat\ncomponent_type: team\nversion: 1\n"
             f"label: team-{i:03}\nconfig:\n  participants: [{{$ref: a}}]\n"

@@ -24,7 +24,8 @@ class RunContext:
     meta: dict[str, Any]
     client: StudioClient
     env: Mapping[str, str]
-    hostname: str
+    hostname: str  # the worker's node name
+    task_id: str | None = None  # the Celery message carrying this batch (producer/recovery.py requeues it)
 
     @property
     def ns(self) -> str:
@@ -69,8 +70,11 @@ async def ensure_team_listing(ctx: RunContext) -> dict[str, dict[str, Any]]:
     raise NodeFailed("timed out waiting for another worker to list Studio's teams")
 
 
-async def upsert_team(ctx: RunContext, label: str, component: dict[str, Any], key: str) -> tuple[str, int]:
-    """Create or update the team row for `label`; returns (outcome, row id)."""
+async def upsert_team(ctx: RunContext, label: str, component: dict[str, Any], key: str,
+                      redelivered: bool = False) -> tuple[str, int]:
+    """Create or update the team row for `label`; returns (outcome, row id). A redelivered node
+    (its worker died mid-batch) looks in Studio afresh before it creates: the dead worker's
+    create may have gone through after the run's listing was taken."""
     team_id = ctx.store.team_id(ctx.ns, label)
     if team_id is not None:
         row = await ctx.client.get_team(team_id)
@@ -89,7 +93,7 @@ async def upsert_team(ctx: RunContext, label: str, component: dict[str, Any], ke
     if team_id is not None:
         await ctx.client.save_team(component, key, team_id)
         return "updated", team_id
-    row = await create_team(ctx, label, component, key)
+    row = (await find_team(ctx, label, key) if redelivered else None) or await create_team(ctx, label, component, key)
     ctx.store.set_team_ids(ctx.ns, {label: int(row["id"])})
     return "created", int(row["id"])
 
@@ -97,13 +101,15 @@ async def upsert_team(ctx: RunContext, label: str, component: dict[str, Any], ke
 async def create_team(ctx: RunContext, label: str, component: dict[str, Any], key: str) -> dict[str, Any]:
     """POST without id inserts a row every time, so after a lost response look before posting again."""
 
-    async def look() -> dict[str, Any] | None:
-        for row in await ctx.client.list_teams():
-            if (row.get("component") or {}).get("label") == label and row.get("version") == key:
-                return row
-        return None
+    return await create_once(ctx.client, lambda: ctx.client.save_team(component, key), lambda: find_team(ctx, label, key))
 
-    return await create_once(ctx.client, lambda: ctx.client.save_team(component, key), look)
+
+async def find_team(ctx: RunContext, label: str, key: str) -> dict[str, Any] | None:
+    """The row this sync wrote for `label` with content `key`, if there is one."""
+    for row in await ctx.client.list_teams():
+        if (row.get("component") or {}).get("label") == label and row.get("version") == key:
+            return row
+    return None
 
 
 async def create_once(client: StudioClient, create: Callable[[], Awaitable[dict[str, Any]]],
@@ -129,14 +135,14 @@ async def create_once(client: StudioClient, create: Callable[[], Awaitable[dict[
     raise AssertionError("unreachable")
 
 
-async def sync_node(ctx: RunContext, label: str, record: dict[str, Any]) -> dict[str, Any]:
+async def sync_node(ctx: RunContext, label: str, record: dict[str, Any], redelivered: bool = False) -> dict[str, Any]:
     """Validate (and for a team, upsert) one node; returns its new state."""
     component = ctx.resolve_env(record["spec"])
     errors = await ctx.client.validate(component)
     if errors:
         raise NodeFailed("Studio validation failed: " + "; ".join(errors))
     if record["type"] == "team":
-        outcome, team_id = await upsert_team(ctx, label, component, record["key"])
+        outcome, team_id = await upsert_team(ctx, label, component, record["key"], redelivered)
         return {"status": "done", "outcome": outcome, "team_id": team_id}
     # gallery members get their final outcome when the gallery entry is written
     return {"status": "done", "outcome": "validated"}
@@ -160,7 +166,8 @@ async def sync_batch(ctx: RunContext, labels: list[str], concurrency: int) -> di
     todo = [lbl for lbl in labels if states.get(lbl, {}).get("status") not in TERMINAL]
     previous = {lbl: states.get(lbl, {}).get("status", "pending") for lbl in todo}
     started = time.time()
-    running = {lbl: {**states.get(lbl, {}), "status": "running", "started": started, "worker": ctx.hostname} for lbl in todo}
+    running = {lbl: {**states.get(lbl, {}), "status": "running", "started": started, "worker": ctx.hostname,
+                   "task_id": ctx.task_id} for lbl in todo}
     store.set_states(ctx.run_id, running, previous)
     listing_error: str | None = None
     if todo:
@@ -182,7 +189,7 @@ async def sync_batch(ctx: RunContext, labels: list[str], concurrency: int) -> di
         async with gate:
             t0 = time.monotonic()
             try:
-                result = await sync_node(ctx, label, record)
+                result = await sync_node(ctx, label, record, previous[label] == "running")
             except (NodeFailed, StudioError) as exc:
                 result = {"status": "failed", "error": redact(str(exc), secret_values(record["spec"], ctx.env))}
             except Exception as exc:  # a bug must not lose the batch's other results

@@ -65,7 +65,8 @@ class ResourceGuard(bootsteps.StartStopStep):
         queues = [q.name for q in app.amqp.queues.consume_from.values()] or [app.conf.task_default_queue]
         throttled = False
         psutil.cpu_percent(interval=None)  # prime the CPU counter
-        while not self._stop.wait(settings.resource_interval_seconds):
+        # the first reading at once: it is also this worker's heartbeat (producer/recovery.py)
+        while True:
             try:
                 now = sample()
                 mem_limit, cpu_limit = thresholds(client, nodename, settings)
@@ -80,6 +81,8 @@ class ResourceGuard(bootsteps.StartStopStep):
                                                          "ts": time.time()}))
             except Exception:  # never let monitoring take the worker down
                 log.exception("resource check failed")
+            if self._stop.wait(settings.resource_interval_seconds):
+                break
 
     @staticmethod
     def _switch(app: Any, nodename: str, queues: list[str], throttled: bool, now: dict[str, float],

@@ -7,7 +7,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from shared.metrics import Metrics
+from celery.signals import task_postrun, task_prerun
+
+from shared.metrics import Metrics, in_flight_key
 from shared.run_metrics import record_run
 from shared.settings import Settings, environment
 from shared.studio import StudioClient, StudioError
@@ -22,6 +24,20 @@ from workers.workflow_exec import WorkflowContext, run_tasks
 T = TypeVar("T")
 
 
+@task_prerun.connect
+def _in_flight(task_id: str, task: Any, **_: Any) -> None:
+    """Which worker holds which message, so the producer can requeue the messages of a worker
+    that died (producer/recovery.py); cleared when the task returns."""
+    if isinstance(task, WorkerTask) and task.request.hostname:
+        task.store.r.hset(in_flight_key(task.request.hostname), task_id, time.time())
+
+
+@task_postrun.connect
+def _landed(task_id: str, task: Any, **_: Any) -> None:
+    if isinstance(task, WorkerTask) and task.request.hostname:
+        task.store.r.hdel(in_flight_key(task.request.hostname), task_id)
+
+
 def _with_context(task: WorkerTask, run_id: str, work: Callable[[RunContext, Settings], Awaitable[T]]) -> T | None:
     settings, store = task.settings, task.store
     meta = store.meta(run_id)
@@ -29,6 +45,8 @@ def _with_context(task: WorkerTask, run_id: str, work: Callable[[RunContext, Set
         return None
 
     metrics = Metrics()
+    # the node name (what heartbeats are keyed by) and the message, read on the task's own thread
+    hostname, task_id = task.request.hostname or socket.gethostname(), task.request.id
 
     async def go() -> T:
         token = settings.studio_token.get_secret_value() if settings.studio_token else None
@@ -43,7 +61,7 @@ def _with_context(task: WorkerTask, run_id: str, work: Callable[[RunContext, Set
             metrics=metrics,
         )
         async with client:
-            ctx = RunContext(store, run_id, meta, client, environment(), socket.gethostname())
+            ctx = RunContext(store, run_id, meta, client, environment(), hostname, task_id)
             try:
                 return await work(ctx, settings)
             finally:
@@ -63,6 +81,8 @@ def _with_context(task: WorkerTask, run_id: str, work: Callable[[RunContext, Set
 @app.task(name="agentq.sync_batch", base=WorkerTask, bind=True)
 def sync_batch(self: WorkerTask, run_id: str, wave: int, index: int) -> int:
     async def work(ctx: RunContext, settings: Settings) -> int:
+        if ctx.meta.get("state") == "finished":  # redelivered after its run ended: newer work may have followed
+            return 0
         labels = ctx.store.batch(run_id, wave, index)
         await sync_batch_nodes(ctx, labels, settings.studio_concurrency)
         return len(labels)
@@ -154,10 +174,11 @@ def run_workflow_tasks(self: WorkerTask, run_id: str, task_ids: list[str]) -> in
         if store.claim(run_id, "finished"):
             record_run(store, store.update_meta(run_id, state="finished", finished=time.time()))
 
-    hostname = self.request.hostname or socket.gethostname()  # the request is this thread's, not the loop's
+    # the request is this thread's, not the loop's
+    hostname, task_id = self.request.hostname or socket.gethostname(), self.request.id
 
     async def go() -> None:
-        ctx = WorkflowContext(self.run_state(), run_id, meta, environment(), self.settings, hostname,
+        ctx = WorkflowContext(self.run_state(), run_id, meta, environment(), self.settings, hostname, task_id,
                               self.model_clients(), self.limit,
                               lambda items: self.releases().publish(run_id, items), finish)
         try:

@@ -29,7 +29,8 @@ class WorkflowContext:
     meta: dict[str, Any]
     env: Mapping[str, str]
     settings: Settings
-    hostname: str
+    hostname: str  # the worker's node name
+    task_id: str | None  # the Celery message carrying these tasks (producer/recovery.py requeues it)
     models: ModelClients
     limit: Callable[[str, int], PrioritySemaphore]
     publish: Callable[[list[tuple[str, int, int]]], Awaitable[None]]  # (task id, rank, message priority) released
@@ -49,7 +50,8 @@ async def run_tasks(ctx: WorkflowContext, task_ids: list[str]) -> None:
     if not fresh:
         return
     now = time.time()
-    running = {t: {**states.get(t, {}), "status": "running", "started": now, "worker": ctx.hostname, "pid": os.getpid()}
+    running = {t: {**states.get(t, {}), "status": "running", "started": now, "worker": ctx.hostname, "pid": os.getpid(),
+                   "task_id": ctx.task_id}
                for t in fresh}
     await ctx.state.set_states(ctx.run_id, running, {t: states.get(t, {}).get("status", "pending") for t in fresh})
     order = StartOrder(sorted(fresh, key=lambda t: -records[t].get("rank", 0)))

@@ -1,0 +1,85 @@
+"""Work whose worker is gone, found and requeued while the producer waits.
+
+Each worker writes a heartbeat every RESOURCE_INTERVAL_SECONDS (workers/resources.py) and keeps
+the ids of the Celery messages it is running (workers/tasks.py). When a worker has been silent
+for WORKER_DEAD_SECONDS, those messages are put back on their queues with kombu's own restore
+(the same one the visibility timeout would use an hour later), so the run goes on in seconds on
+the workers that remain. Redelivery is safe: every task ends at most once (end_task.lua), a
+sync batch of a finished run does nothing, and writes compare content keys.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from shared.metrics import HOSTS, IN_FLIGHT
+from shared.store import Store
+
+
+def lost_messages(store: Store, dead_after: float, now: float | None = None) -> dict[str, list[str]]:
+    """Silent worker's node name -> the Celery task ids it was running when it fell silent."""
+    now = time.time() if now is None else now
+    beats = {name: json.loads(raw).get("ts", 0.0) for name, raw in store.r.hgetall(HOSTS).items()}
+    lost: dict[str, list[str]] = {}
+    for key in store.r.scan_iter(IN_FLIGHT + "*", count=1000):
+        worker = key.removeprefix(IN_FLIGHT)
+        if now - beats.get(worker, 0.0) > dead_after:
+            since = store.r.hgetall(key)
+            ids = [task_id for task_id, ts in since.items() if now - float(ts) > dead_after]
+            if ids:
+                lost[worker] = ids
+    return lost
+
+
+def requeue(app: Any, task_ids: set[str], orphans_before: float, live: set[str]) -> int:
+    """Put back on their queues the unacknowledged messages of these Celery tasks, and those
+    delivered before `orphans_before` that no live worker is running (a dead worker had taken
+    them but not started them yet); returns how many."""
+    restored = 0
+    with app.connection_for_write() as conn:
+        qos = conn.default_channel.qos
+        client = conn.default_channel.client
+        delivered = dict(client.zrange(qos.unacked_index_key, 0, -1, withscores=True))
+        for tag, raw in client.hgetall(qos.unacked_key).items():
+            task_id = (json.loads(raw)[0].get("headers") or {}).get("id")
+            orphan = task_id not in live and delivered.get(tag, orphans_before) < orphans_before
+            if task_id in task_ids or orphan:
+                qos.restore_by_tag(tag, client=client)
+                restored += 1
+    return restored
+
+
+class Watchdog:
+    """Called from the producer's wait loop: requeues lost work now and then, and says once per
+    stall which nodes have not moved on which worker."""
+
+    def __init__(self, store: Store, run_id: str, app: Callable[[], Any], dead_after: float, stuck_after: float,
+                 say: Callable[[str], None], every: float = 2.0) -> None:
+        self.store, self.run_id, self.app, self.say = store, run_id, app, say
+        self.dead_after, self.stuck_after, self.every = dead_after, stuck_after, every
+        self._checked = time.monotonic()
+        self._progress: tuple[int, float] = (-1, time.monotonic())
+
+    def __call__(self, done: int) -> None:
+        now = time.monotonic()
+        if done != self._progress[0]:
+            self._progress = (done, now)
+        if now - self._checked < self.every:
+            return
+        self._checked = now
+        for worker, task_ids in lost_messages(self.store, self.dead_after).items():
+            live = {t for key in self.store.r.scan_iter(IN_FLIGHT + "*", count=1000)
+                    if key != IN_FLIGHT + worker for t in self.store.r.hkeys(key)}
+            count = requeue(self.app(), set(task_ids), time.time() - self.dead_after, live)
+            self.store.r.hdel(IN_FLIGHT + worker, *task_ids)
+            self.say(f"worker gone: {worker} silent for over {self.dead_after:g} s; requeued {count} message(s) "
+                     f"({len(task_ids)} it was running)")
+        if now - self._progress[1] > self.stuck_after:
+            self._progress = (done, now)
+            running = {label: st.get("worker", "?") for label, st in self.store.node_states(self.run_id).items()
+                       if st.get("status") == "running"}
+            where = "; ".join(f"{label} on {worker}" for label, worker in sorted(running.items())[:10]) or "none running"
+            self.say(f"no progress for {self.stuck_after:g} s: {where}")
