@@ -26,6 +26,7 @@ def test_sync_survives_500s_lost_answers_and_429s(cli: Cli, proxy: StudioProxy, 
     proxy.fault_rate = 0.2
     rc, report, err = cli.sync(tree)
     kinds = Counter(kind for _, _, kind in proxy.faults)
+    print(f"faults injected and survived: {len(proxy.faults)} {dict(kinds)}")
     assert rc == 0, (report.get("error"), {k: v for k, v in report["nodes"].items() if v["status"] != "done"}, err)
     assert kinds["500"] and kinds["500-after"] and kinds["429"], kinds
     assert any(path.startswith("/api/teams") and method == "POST" for method, path, _ in proxy.faults)
@@ -92,6 +93,7 @@ def test_a_killed_worker_costs_seconds_and_every_team_arrives_once(studio_url: s
         started = time.monotonic()
         out, err = producer.communicate(timeout=120)
         recovery = time.monotonic() - started
+        print(f"run finished {recovery:.1f} s after the new worker started")
         assert producer.returncode == 0, err[-2000:]
         assert recovery < 60, f"the run took {recovery:.0f} s to finish after the new worker started"
         assert "silent for over 5 s; requeued" in err, err
