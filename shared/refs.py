@@ -97,9 +97,29 @@ def substitute_variables(doc: Any, env: Mapping[str, str], _path: str = "") -> A
     return doc
 
 
+FRAGMENT = 8  # a run of this many characters of a secret is scrubbed wherever it stands
+
+
 def redact(text: str, secrets: list[str]) -> str:
+    """`text` with every secret scrubbed, and every fragment of one too: servers shorten what they
+    quote (pydantic writes "sk-abc...xyz"), and half a key is still a leak."""
     for value in secrets:
         text = text.replace(value, "***")
+        if len(value) < FRAGMENT:
+            continue
+        grams = {value[i:i + FRAGMENT] for i in range(len(value) - FRAGMENT + 1)}
+        out, i = [], 0
+        while i < len(text):
+            if text[i:i + FRAGMENT] in grams:
+                end = i + FRAGMENT
+                while end < len(text) and text[i:end + 1] in value:
+                    end += 1
+                out.append("***")
+                i = end
+            else:
+                out.append(text[i])
+                i += 1
+        text = "".join(out)
     return text
 
 

@@ -139,3 +139,27 @@ def standin() -> Iterator[tuple[str, StandIn]]:
     server = ThreadedStandIn()
     yield server.url, server.state
     server.stop()
+
+
+def assert_not_in_redis(redis_url: str, text: str) -> None:
+    """`text` is in no key and no value of any kind (queued task messages included)."""
+    import redis
+
+    r = redis.Redis.from_url(redis_url)
+    needle = text.encode()
+    for key in r.scan_iter("*", count=1000):
+        assert needle not in key
+        kind = r.type(key)
+        if kind == b"string":
+            values = [r.get(key)]
+        elif kind == b"hash":
+            values = list(r.hgetall(key).values())
+        elif kind == b"list":
+            values = r.lrange(key, 0, -1)
+        elif kind == b"zset":
+            values = [m for m, _ in r.zrange(key, 0, -1, withscores=True)]
+        elif kind == b"set":
+            values = list(r.smembers(key))
+        else:
+            values = []
+        assert not any(v and needle in v for v in values), f"found in Redis key {key!r}"

@@ -3,6 +3,7 @@ it did the work) and 429s with Retry-After. Nothing is lost, nothing is written 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 import redis
 
 from producer import embedded
-from tests.conftest import WORKER_ENV, Cli
+from tests.conftest import TEST_SECRET, WORKER_ENV, Cli, assert_not_in_redis
 from tests.studio_proxy import StudioProxy
 from tests.test_studio_outage import TEAMS, _write_tree
 
@@ -104,3 +105,32 @@ def test_a_killed_worker_costs_seconds_and_every_team_arrives_once(studio_url: s
             if proc is not None:
                 embedded.stop(proc)
         embedded.stop(redis_proc)
+
+
+def test_a_secret_in_a_field_of_the_wrong_type_is_found_nowhere(cli: Cli, tmp_path: Path, services_dir: Path,
+                                                                 redis_url: str) -> None:
+    """Studio refuses a list where it wants a dict and quotes the value in its error: the resolved
+    secret must not reach the output, the run state, Redis or the worker's log."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "model.yaml").write_text(
+        "provider: autogen_ext.models.openai.OpenAIChatCompletionClient\ncomponent_type: model\nlabel: leaky\n"
+        "config: {model: gpt-4o-mini, api_key: '${AGENTQ_TEST_SECRET}', default_headers: ['${AGENTQ_TEST_SECRET}']}\n")
+    (tree / "agent.yaml").write_text(
+        "provider: autogen_agentchat.agents.AssistantAgent\ncomponent_type: agent\nlabel: a\n"
+        "config: {name: a, description: d, reflect_on_tool_use: false, tool_call_summary_format: '{result}',"
+        " model_client: {$ref: leaky}}\n")
+    (tree / "team.yaml").write_text("provider: autogen_agentchat.teams.RoundRobinGroupChat\ncomponent_type: team\n"
+                                    "label: leaky-team\nconfig:\n  participants: [{$ref: a}]\n")
+    rc, report, err = cli.sync(tree)
+    assert rc == 1
+    failed = {label: st for label, st in report["nodes"].items() if st["status"] == "failed"}
+    assert failed, report["nodes"]
+    assert "default_headers" in json.dumps(failed), "Studio's error should be reported"
+    # Studio quotes the value shortened ("sk-agentq-test-49...c6c"): no fragment may survive either
+    assert TEST_SECRET[:12] not in json.dumps(failed) and TEST_SECRET[-12:] not in json.dumps(failed)
+    human = cli.run("status", report["run_id"], "-v")
+    for text in (json.dumps(report), err, human.stdout, human.stderr):
+        assert TEST_SECRET not in text
+    assert_not_in_redis(redis_url, TEST_SECRET)
+    assert TEST_SECRET not in (services_dir / "worker.log").read_text(errors="replace")

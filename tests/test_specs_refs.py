@@ -279,3 +279,16 @@ def test_default_and_escape_properties(name, value, default):
 def test_text_without_dollar_is_unchanged(text):
     assert substitute_variables({"a": [text]}, {}) == {"a": [text]}
     assert find_variables({"a": [text]}) == []
+
+
+def test_redact_scrubs_secrets_and_the_fragments_servers_quote() -> None:
+    from shared.refs import redact, secret_values
+
+    key = "sk-live-0123456789abcdefghijklmnop"
+    spec = {"config": {"api_key": "${KEY}", "org": "${ORG:-default-org}", "plain": "not a secret"}}
+    secrets = secret_values(spec, {"KEY": key, "ORG": "acme-org"})
+    assert secrets == [key, "acme-org"]
+    text = f"bad header {key!r}; input_value=['{key[:14]}...{key[-10:]}'] for acme-org"
+    scrubbed = redact(text, secrets)
+    assert key[:8] not in scrubbed and key[-8:] not in scrubbed and "acme-org" not in scrubbed
+    assert scrubbed.startswith("bad header '***'") and "not a secret" == redact("not a secret", secrets)

@@ -19,7 +19,7 @@ import yaml
 
 from shared.hashing import sha256_hex
 from shared.semaphore import PrioritySemaphore
-from tests.conftest import TEST_SECRET, Cli
+from tests.conftest import TEST_SECRET, Cli, assert_not_in_redis
 
 
 @pytest.fixture
@@ -261,24 +261,7 @@ def test_secrets_stay_out_of_redis_logs_and_task_arguments(wf_cli: Cli, standin,
     assert proc.returncode == 0, proc.stderr
     # the endpoint did get the key, resolved on the worker
     assert {q["auth_sha256"] for q in state.requests} == {hashlib.sha256(TEST_SECRET.encode()).hexdigest()}
-    r = redis.Redis.from_url(wf_cli.redis_url)
-    secret = TEST_SECRET.encode()
-    for key in r.scan_iter("*", count=1000):
-        assert secret not in key
-        kind = r.type(key)
-        if kind == b"string":
-            values = [r.get(key)]
-        elif kind == b"hash":
-            values = list(r.hgetall(key).values())
-        elif kind == b"list":
-            values = r.lrange(key, 0, -1)  # queued task messages, arguments included
-        elif kind == b"zset":
-            values = [m for m, _ in r.zrange(key, 0, -1, withscores=True)]
-        elif kind == b"set":
-            values = list(r.smembers(key))
-        else:
-            values = []
-        assert not any(v and secret in v for v in values), f"secret found in {key!r}"
+    assert_not_in_redis(wf_cli.redis_url, TEST_SECRET)
     assert TEST_SECRET not in (services_dir / "worker.log").read_text(errors="replace")
     assert TEST_SECRET not in proc.stdout + proc.stderr
 
