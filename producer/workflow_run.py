@@ -61,7 +61,7 @@ def load(file: Path, tree_root: Path | None, settings: Settings) -> PreparedWork
     if isinstance(workflow, list):
         raise WorkflowInvalid(workflow)
     result = scan(root, default_cache_path(root, settings.cache_dir), **scan_limits(settings))
-    tree = build_tree(result.documents, environment().keys(), result.facts)
+    tree = build_tree(result.documents, environment().keys(), result.facts, max_refs=settings.max_references)
     errors = check_workflow(rel, workflow, tree)
     if not errors and settings.redis_url is None:
         # the embedded worker runs in this environment: what it cannot import is known now

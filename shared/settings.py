@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(default=5 * 1024 * 1024, ge=1, alias="MAX_FILE_BYTES")
     max_expanded_values: int = Field(default=200_000, ge=1, alias="MAX_EXPANDED_VALUES")
     max_nesting_depth: int = Field(default=64, ge=1, alias="MAX_NESTING_DEPTH")
+    max_references: int = Field(default=200, ge=1, alias="MAX_REFERENCES")  # $refs in one component (team participants ...)
 
     batch_size: int = Field(default=25, ge=1, alias="SYNC_BATCH_SIZE")
     # messages a worker process works on at once (threads pool; their work shares one event loop)

@@ -57,8 +57,10 @@ def build_tree(
     documents: Mapping[str, dict[str, Any] | ConfigError],
     env_names: Collection[str],
     facts: Mapping[str, FileFacts] | None = None,
+    max_refs: int = 200,
 ) -> Tree:
-    """`facts` may carry precomputed FileFacts by path (from the scan cache)."""
+    """`facts` may carry precomputed FileFacts by path (from the scan cache). A component with more
+    than `max_refs` references is an error: one file must not make a request that starves the rest."""
     tree = Tree()
     problems: dict[str, list[ConfigError]] = {}
     by_label: dict[str, list[Node]] = {}
@@ -92,6 +94,8 @@ def build_tree(
         by_label.setdefault(ff.label, []).append(node)
         errs = list(ff.errors)
         errs.extend(ConfigError(path=path, field=f, message=m) for f, m in ff.ref_problems)
+        if len(ff.refs) > max_refs:
+            errs.append(ConfigError(path=path, message=f"has {len(ff.refs):,} references, over the limit of {max_refs:,} (MAX_REFERENCES)"))
         for f, name in ff.variables:
             if not is_valid_variable_name(name):
                 errs.append(ConfigError(path=path, field=f, message=f"invalid variable name ${{{name}}}"))

@@ -56,6 +56,7 @@ def hostile_files(root: Path, marker: Path) -> dict[str, str]:
         "set.yaml": "label: s\nprovider: x\ncomponent_type: tool\nconfig: !!set {a, b}\n",
         "int-key.yaml": "label: ik\nprovider: x\ncomponent_type: tool\nconfig: {1: x}\n",
         "big.yaml": "label: big\nx: " + "a" * (6 * 1024 * 1024) + "\n",
+        "crowd.yaml": team + "label: crowd\nconfig:\n  participants: [" + ", ".join(["{$ref: a}"] * 5000) + "]\n",
     }
     for rel, content in text.items():
         (root / rel).write_bytes(content if isinstance(content, bytes) else content.encode())
@@ -74,7 +75,8 @@ def hostile_files(root: Path, marker: Path) -> dict[str, str]:
             "ref-extra.yaml": "$ref", "label-number.yaml": "label", "provider-list.yaml": "provider",
             "nul.yaml": "", "binary.yaml": "bytes", "set.yaml": "set", "int-key.yaml": "key",
             "big.yaml": "MAX_FILE_BYTES", "fifo.yaml": "FIFO", "loop-a.yaml": "symbolic links",
-            "loop-b.yaml": "symbolic links", "dangling.yaml": "No such file", "sub/up": "symlink loop"}
+            "loop-b.yaml": "symbolic links", "dangling.yaml": "No such file", "sub/up": "symlink loop",
+            "crowd.yaml": "MAX_REFERENCES"}
 
 
 def _valid_tree(root: Path) -> None:
