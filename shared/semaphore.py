@@ -3,8 +3,9 @@
 Waiters queue in a sorted set ordered by rank (higher first: a workflow task's priority, then
 the length of the chain still behind it), then arrival (the member begins with the time in
 nanoseconds, and Redis orders equal scores by member); a waiter may take a slot only when it is
-among the first `limit - held` waiters. Holders expire, and so do the waiters of a process that
-stops polling (a killed worker), so a lost slot comes back.
+among the first `limit - held` waiters. A process beats while it waits or holds slots; the waiters
+and the slots of a process silent for `waiter_ttl` (a killed worker) are dropped, so a lost slot
+comes back in seconds (`holder_ttl` bounds a slot held by a live process).
 
 Within one process, waiters that arrive together are sent to Redis together, once: one script
 call adds them (a batch of 25 tasks costs one round trip, not 25), and one poll loop per
@@ -41,7 +42,9 @@ class PrioritySemaphore:
         self._new: dict[str, float] = {}  # waiters not yet sent to Redis: token -> score
         self._scores: dict[str, float] = {}  # every waiter of this process
         self._waiting: dict[str, asyncio.Future[None]] = {}
+        self._held = 0
         self._poller: asyncio.Task[None] | None = None
+        self._beater: asyncio.Task[None] | None = None
 
     @asynccontextmanager
     async def slot(self, rank: int = 0, on_queued: Callable[[], None] | None = None) -> AsyncIterator[None]:
@@ -64,10 +67,27 @@ class PrioritySemaphore:
             if self._new.pop(token, None) is None:
                 await asyncio.shield(self._withdraw(token))
             raise
+        self._held += 1
+        if self._beater is None or self._beater.done():
+            self._beater = asyncio.create_task(self._beat())
         try:
             yield
         finally:
-            await self.r.zrem(self.keys[0], token)
+            self._held -= 1
+            await self._release(token)
+
+    async def _release(self, token: str) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zrem(self.keys[0], token)
+        pipe.hdel(self.keys[2], token)
+        await pipe.execute()
+
+    async def _beat(self) -> None:
+        """While this process holds slots, say it is alive (a killed process's slots come back
+        after `waiter_ttl`, not `holder_ttl`)."""
+        while self._held:
+            await self.r.hset(self.keys[3], self.process, time.time())
+            await asyncio.sleep(min(1.0, self.waiter_ttl / 3))
 
     async def _withdraw(self, token: str) -> None:
         pipe = self.r.pipeline(transaction=False)
@@ -94,7 +114,7 @@ class PrioritySemaphore:
                     waiter = self._waiting.pop(token, None)
                     self._scores.pop(token, None)
                     if waiter is None or waiter.done():  # its waiter gave up meanwhile: hand the slot back
-                        await self.r.zrem(self.keys[0], token)
+                        await self._release(token)
                     else:
                         waiter.set_result(None)
                 if self._waiting:

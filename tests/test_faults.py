@@ -134,3 +134,40 @@ def test_a_secret_in_a_field_of_the_wrong_type_is_found_nowhere(cli: Cli, tmp_pa
         assert TEST_SECRET not in text
     assert_not_in_redis(redis_url, TEST_SECRET)
     assert TEST_SECRET not in (services_dir / "worker.log").read_text(errors="replace")
+
+
+def test_a_killed_worker_mid_workflow_loses_no_task(standin, tmp_path: Path) -> None:
+    from tests.test_workflow_run import run, write_tree, write_workflow
+
+    url, state = standin
+    state.control["delay"] = 0.2
+    redis_url, redis_proc = embedded.start_redis(tmp_path / "redis")
+    doomed = _own_worker(redis_url, tmp_path, "doomed")
+    survivor: subprocess.Popen[bytes] | None = None
+    try:
+        cli = Cli(redis_url, "http://127.0.0.1:9", "wf-kill", tmp_path / "cache", "http://127.0.0.1:9")
+        write_tree(tmp_path, url, max_concurrency=16)
+        wf = write_workflow(tmp_path, [{"id": f"t{i}", "description": f"survive {i}"} for i in range(200)])
+        producer = subprocess.Popen([sys.executable, "-m", "producer.cli", "run", str(wf), "--json"],
+                                    env=cli.env(WORKER_DEAD_SECONDS="5"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while len(state.requests) < 20:
+            assert time.monotonic() < deadline, "the run never got going"
+            time.sleep(0.05)
+        os.killpg(doomed.pid, signal.SIGKILL)
+        doomed.wait()
+        survivor = _own_worker(redis_url, tmp_path, "survivor")
+        started = time.monotonic()
+        out, err = producer.communicate(timeout=120)
+        print(f"workflow finished {time.monotonic() - started:.1f} s after the new worker started")
+        assert producer.returncode == 0, err[-2000:]
+        report = json.loads(out)
+        assert len(report["tasks"]) == 200 and all(t["status"] == "done" for t in report["tasks"].values())
+        ended = redis.Redis.from_url(redis_url).smembers(f"agentq:run:{report['run_id']}:ended")
+        assert len(ended) == 200  # each task ended once: end_task.lua refuses a second end
+        assert "requeued" in err
+    finally:
+        for proc in (doomed, survivor):
+            if proc is not None:
+                embedded.stop(proc)
+        embedded.stop(redis_proc)

@@ -2,13 +2,23 @@
 -- the waiters it adds now; its earlier waiters stay queued in Redis until granted or withdrawn.
 --
 -- KEYS: holders zset (token -> granted at), waiters zset (token -> -rank; equal ranks by token,
---       which starts with the arrival time), owners hash (token -> process), beats hash (process -> seen)
+--       which starts with the arrival time), owners hash (waiting or holding token -> process),
+--       beats hash (process -> last seen; a process beats while it waits or holds)
 -- ARGV: limit, now, holder_ttl, process_ttl, process id, then token, score pairs to add
 -- Returns the tokens of this process that take a slot now.
 local now = tonumber(ARGV[2])
 local me = ARGV[5]
+local stale_before = now - tonumber(ARGV[4])
 redis.call('HSET', KEYS[4], me, now)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))
+-- slots held by a process that stopped beating (killed) come back now, not after holder_ttl
+for _, token in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local owner = redis.call('HGET', KEYS[3], token)
+  if owner and tonumber(redis.call('HGET', KEYS[4], owner) or '0') < stale_before then
+    redis.call('ZREM', KEYS[1], token)
+    redis.call('HDEL', KEYS[3], token)
+  end
+end
 for i = 6, #ARGV, 2 do
   redis.call('ZADD', KEYS[2], 'NX', ARGV[i + 1], ARGV[i])
   redis.call('HSET', KEYS[3], ARGV[i], me)
@@ -18,7 +28,6 @@ for _, key in ipairs(KEYS) do
 end
 local free = tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1])
 local granted = {}
-local stale_before = now - tonumber(ARGV[4])
 while free > 0 do
   local top = redis.call('ZRANGE', KEYS[2], 0, free - 1)
   if #top == 0 then
@@ -35,8 +44,7 @@ while free > 0 do
       removed = removed + 1
     elseif owner == me then
       redis.call('ZREM', KEYS[2], token)
-      redis.call('HDEL', KEYS[3], token)
-      redis.call('ZADD', KEYS[1], now, token)
+      redis.call('ZADD', KEYS[1], now, token)  -- its owner stays recorded while it holds the slot
       granted[#granted + 1] = token
     end
   end
