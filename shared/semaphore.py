@@ -32,7 +32,7 @@ class PrioritySemaphore:
     def __init__(self, client: aioredis.Redis, name: str, limit: int, *, holder_ttl: float = 600.0,
                  waiter_ttl: float = 5.0, poll: float = 0.01) -> None:
         self.r = client
-        self.keys = [f"{name}:holders", f"{name}:waiters", f"{name}:owners", f"{name}:beats"]
+        self.keys = [f"{name}:holders", f"{name}:waiters", f"{name}:owners", f"{name}:beats", f"{name}:swept"]
         self.limit = max(1, limit)
         self.holder_ttl = holder_ttl
         self.waiter_ttl = waiter_ttl  # a process silent this long is gone: its waiters are dropped

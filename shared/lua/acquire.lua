@@ -3,7 +3,7 @@
 --
 -- KEYS: holders zset (token -> granted at), waiters zset (token -> -rank; equal ranks by token,
 --       which starts with the arrival time), owners hash (waiting or holding token -> process),
---       beats hash (process -> last seen; a process beats while it waits or holds)
+--       beats hash (process -> last seen; a process beats while it waits or holds), swept marker
 -- ARGV: limit, now, holder_ttl, process_ttl, process id, then token, score pairs to add
 -- Returns the tokens of this process that take a slot now.
 local now = tonumber(ARGV[2])
@@ -11,20 +11,23 @@ local me = ARGV[5]
 local stale_before = now - tonumber(ARGV[4])
 redis.call('HSET', KEYS[4], me, now)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))
--- slots held by a process that stopped beating (killed) come back now, not after holder_ttl
-for _, token in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local owner = redis.call('HGET', KEYS[3], token)
-  if owner and tonumber(redis.call('HGET', KEYS[4], owner) or '0') < stale_before then
-    redis.call('ZREM', KEYS[1], token)
-    redis.call('HDEL', KEYS[3], token)
+-- slots held by a process that stopped beating (killed) come back now, not after holder_ttl;
+-- looked at once a second across the cluster (the holders are as many as the limit)
+if redis.call('SET', KEYS[5], '1', 'NX', 'PX', 1000) then
+  for _, token in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    local owner = redis.call('HGET', KEYS[3], token)
+    if owner and tonumber(redis.call('HGET', KEYS[4], owner) or '0') < stale_before then
+      redis.call('ZREM', KEYS[1], token)
+      redis.call('HDEL', KEYS[3], token)
+    end
   end
 end
 for i = 6, #ARGV, 2 do
   redis.call('ZADD', KEYS[2], 'NX', ARGV[i + 1], ARGV[i])
   redis.call('HSET', KEYS[3], ARGV[i], me)
 end
-for _, key in ipairs(KEYS) do
-  redis.call('EXPIRE', key, 86400)
+for i = 1, 4 do
+  redis.call('EXPIRE', KEYS[i], 86400)
 end
 local free = tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1])
 local granted = {}
