@@ -2,7 +2,7 @@
 
     python benchmarks/bench_waves.py [--skip-naive]
 
-Runs, on the same two worker processes (prefork -c 2, one redis-server):
+Runs, on the same worker (threads pool, one redis-server):
   A. our design, batched: one chord per wave, 25 nodes per task message, 10 x 200 vs 1 x 2,000
   B. our design, one node per task message: 10 x 200 vs 1 x 2,000
   C. a plain celery group of 2,000 no-op tasks (the flat baseline)

@@ -65,7 +65,7 @@ class PrioritySemaphore:
             self._waiting.pop(token, None)
             self._scores.pop(token, None)
             if self._new.pop(token, None) is None:
-                await asyncio.shield(self._withdraw(token))
+                await asyncio.shield(self._forget(self.keys[1], token))
             raise
         self._held += 1
         if self._beater is None or self._beater.done():
@@ -74,11 +74,12 @@ class PrioritySemaphore:
             yield
         finally:
             self._held -= 1
-            await self._release(token)
+            await self._forget(self.keys[0], token)
 
-    async def _release(self, token: str) -> None:
+    async def _forget(self, queue: str, token: str) -> None:
+        """Take `token` out of `queue` (holders or waiters) and forget its owner."""
         pipe = self.r.pipeline(transaction=False)
-        pipe.zrem(self.keys[0], token)
+        pipe.zrem(queue, token)
         pipe.hdel(self.keys[2], token)
         await pipe.execute()
 
@@ -88,12 +89,6 @@ class PrioritySemaphore:
         while self._held:
             await self.r.hset(self.keys[3], self.process, time.time())
             await asyncio.sleep(min(1.0, self.waiter_ttl / 3))
-
-    async def _withdraw(self, token: str) -> None:
-        pipe = self.r.pipeline(transaction=False)
-        pipe.zrem(self.keys[1], token)
-        pipe.hdel(self.keys[2], token)
-        await pipe.execute()
 
     async def _poll(self) -> None:
         try:
@@ -114,7 +109,7 @@ class PrioritySemaphore:
                     waiter = self._waiting.pop(token, None)
                     self._scores.pop(token, None)
                     if waiter is None or waiter.done():  # its waiter gave up meanwhile: hand the slot back
-                        await self._release(token)
+                        await self._forget(self.keys[0], token)
                     else:
                         waiter.set_result(None)
                 if self._waiting:
