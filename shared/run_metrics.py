@@ -10,15 +10,13 @@ from shared.store import Store
 
 def record_run(store: Store, meta: dict[str, Any]) -> None:
     metrics = Metrics()
-    states = store.node_states(meta["run_id"])
     kind = "workflow" if meta.get("kind") == "workflow" else "sync"
+    # workflow tasks are counted as each ends (workers) or is found cached (producer)
+    states = store.node_states(meta["run_id"]) if kind == "sync" else {}
     for st in states.values():
         status = st.get("status", "pending")
-        if kind == "workflow":
-            metrics.inc("agentq_workflow_tasks_total", [status])
-        else:
-            outcome = st.get("outcome", "created") if status == "done" else "unchanged" if status == "cached" else status
-            metrics.inc("agentq_sync_outcomes_total", [st.get("type") or "file", outcome])
+        outcome = st.get("outcome", "created") if status == "done" else "unchanged" if status == "cached" else status
+        metrics.inc("agentq_sync_outcomes_total", [st.get("type") or "file", outcome])
     if meta.get("finished"):
         metrics.observe("agentq_run_duration_seconds", [kind], meta["finished"] - meta["created"])
     metrics.flush(store.r)

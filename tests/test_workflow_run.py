@@ -17,7 +17,7 @@ import redis
 import redis.asyncio as aioredis
 import yaml
 
-from shared.hashing import sha256_hex
+from shared.metrics import read_counters
 from shared.semaphore import PrioritySemaphore
 from tests.conftest import TEST_SECRET, Cli, assert_not_in_redis
 
@@ -155,9 +155,13 @@ def test_rerun_hits_the_cache_and_a_change_reruns_exactly_its_dependents(wf_cli:
     first = len(state.requests)
     assert first == 5
 
+    r = redis.Redis.from_url(wf_cli.redis_url, decode_responses=True)
+    hits_before = read_counters(r).get(("agentq_cache_requests_total", ("workflow_task", "hit")), 0.0)
     rc, report = run(wf_cli, wf)
     assert rc == 0 and len(state.requests) == first  # not one model request
     assert all(t["status"] == "cached" for t in report["tasks"].values())
+    # the producer's hits count where the exporter reads them
+    assert read_counters(r)[("agentq_cache_requests_total", ("workflow_task", "hit"))] - hits_before == 5
 
     tasks[2]["description"] = "gamma, revised"
     write_workflow(tmp_path, [dict(t) for t in tasks])
@@ -189,8 +193,17 @@ def test_flaky_endpoint_is_retried_and_a_failing_task_only_stops_its_dependents(
         {"id": "after-doomed", "description": "needs doomed", "dependencies": ["doomed"]},
         {"id": "sibling", "description": "independent sibling"},
     ]
+    r = redis.Redis.from_url(wf_cli.redis_url, decode_responses=True)
+    before = read_counters(r)
     rc, report = run(wf_cli, write_workflow(tmp_path, tasks, name="doomed"))
     assert rc == 1
+    after = read_counters(r)  # failed tasks count where the failure-rate alert sees them
+
+    def added(status: str) -> float:
+        key = ("agentq_workflow_tasks_total", (status,))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert (added("failed"), added("skipped"), added("done")) == (1, 1, 1)
     t = report["tasks"]
     assert t["sibling"]["status"] == "done"
     assert t["doomed"]["status"] == "failed" and "answered 500" in t["doomed"]["error"]
