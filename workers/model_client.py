@@ -147,7 +147,9 @@ class TaskModels:
     specs: list[Mapping[str, Any]] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
 
-    async def _in_line(self, semaphore: PrioritySemaphore) -> Any:
+    async def in_line(self, semaphore: PrioritySemaphore) -> Any:
+        """A slot of `semaphore` for this task, asked for once the higher-ranked tasks of its
+        message are in line (StartOrder): `async with await models.in_line(s):`."""
         if self.order is None:
             return semaphore.slot(self.rank)
         await self.order.turn(self.task_id)
@@ -182,7 +184,7 @@ class TaskModels:
             retry = classify(exc) if exc else None
             return wait_seconds(retry, state.attempt_number - 1, self.backoff) if retry else 0.0
 
-        async with await self._in_line(semaphore):
+        async with await self.in_line(semaphore):
             async for attempt in AsyncRetrying(stop=stop_after_attempt(self.retries + 1), retry=retry_if_exception(is_retryable),
                                                wait=wait, before_sleep=before_sleep, reraise=True):
                 with attempt:
@@ -263,7 +265,7 @@ class GatedChatCompletionClient(ChatCompletionClient, Component[GatedClientConfi
                             json_output: bool | type[BaseModel] | None = None, extra_create_args: Mapping[str, Any] = {},
                             cancellation_token: CancellationToken | None = None) -> AsyncGenerator[str | CreateResult, None]:
         # A stream is one request under the limit; it is not retried once chunks have been handed on.
-        async with await self._task._in_line(self._semaphore):
+        async with await self._task.in_line(self._semaphore):
             started = time.perf_counter()
             async for chunk in self._inner.create_stream(messages, tools=tools, json_output=json_output,
                                                          extra_create_args=extra_create_args,
