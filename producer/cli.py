@@ -142,7 +142,7 @@ def sync(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only; enqueue nothing")] = False,
     force: Annotated[bool, typer.Option("--force", help="Ignore the result cache (Studio rows still match by label)")] = False,
     local_studio: Annotated[bool, typer.Option("--local-studio", help="Start a local AutoGen Studio for this sync (data kept in the cache dir)")] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the run")] = 3600.0,
+    timeout: Annotated[float | None, typer.Option(help="Seconds to wait for the run at most (default: as long as it moves; it fails when no node ends for STALL_SECONDS)")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every component in the summary")] = False,
     redis_url: RedisUrl = None,
     studio_url: StudioUrl = None,
@@ -193,7 +193,8 @@ def _watchdog(store: Store, run_id: str, settings: Settings, celery: Any) -> Any
     from producer.recovery import Watchdog
 
     return Watchdog(store, run_id, celery, settings.worker_dead_seconds, settings.stuck_seconds,
-                    lambda line: err.print(f"[yellow]{escape(line)}[/yellow]", soft_wrap=True))
+                    lambda line: err.print(f"[yellow]{escape(line)}[/yellow]", soft_wrap=True),
+                    give_up_after=settings.stall_seconds)
 
 
 def _start_local_worker(settings: Settings, services: embedded.LocalServices) -> None:
@@ -242,7 +243,7 @@ def run(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Run every task even when its result is cached")] = False,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Enqueue, print the run id and return")] = False,
     standin_llm: Annotated[bool, typer.Option("--standin-llm", help="Start the local stand-in model endpoint (deterministic answers) for this run")] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the run")] = 3600.0,
+    timeout: Annotated[float | None, typer.Option(help="Seconds to wait for the run at most (default: as long as it moves; it fails when no node ends for STALL_SECONDS)")] = None,
     redis_url: RedisUrl = None,
     as_json: AsJson = False,
 ) -> None:

@@ -57,16 +57,21 @@ class Watchdog:
     stall which nodes have not moved on which worker."""
 
     def __init__(self, store: Store, run_id: str, app: Callable[[], Any], dead_after: float, stuck_after: float,
-                 say: Callable[[str], None], every: float = 2.0) -> None:
+                 say: Callable[[str], None], every: float = 2.0, give_up_after: float | None = None) -> None:
         self.store, self.run_id, self.app, self.say = store, run_id, app, say
         self.dead_after, self.stuck_after, self.every = dead_after, stuck_after, every
+        self.give_up_after = give_up_after
+        self._moved = time.monotonic()  # last time a node ended (the stuck report resets its own clock)
         self._checked = time.monotonic()
         self._progress: tuple[int, float] = (-1, time.monotonic())
 
     def __call__(self, done: int) -> None:
         now = time.monotonic()
         if done != self._progress[0]:
-            self._progress = (done, now)
+            self._progress, self._moved = (done, now), now
+        if self.give_up_after is not None and now - self._moved > self.give_up_after:
+            raise TimeoutError(f"run {self.run_id}: no node ended for {self.give_up_after:g} s (STALL_SECONDS); "
+                               "are workers running on its queues?")
         if now - self._checked < self.every:
             return
         self._checked = now

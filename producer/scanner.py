@@ -17,7 +17,7 @@ from shared.facts import FileFacts, file_facts
 from shared.loader import SUFFIXES, Limits, parse_document
 
 IGNORE_FILE = ".producerignore"
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 
 
 @dataclass

@@ -16,7 +16,7 @@ from producer.scanner import ScanResult, default_cache_path, scan
 from shared.hashing import namespace
 from shared.metrics import Metrics
 from shared.run_metrics import record_run
-from shared.settings import Settings, environment, scan_limits
+from shared.settings import Settings, environment, scan_limits, tree_limits
 from shared.store import TERMINAL, Store
 from shared.tree import Tree, build_tree
 
@@ -37,7 +37,7 @@ def prepare(root: Path, settings: Settings, store: Store, gallery_name: str | No
     """Scan the tree and plan the sync; one Redis round trip looks up every cache key."""
     root = root.resolve()
     result = scan(root, default_cache_path(root, settings.cache_dir), **scan_limits(settings))
-    tree = build_tree(result.documents, environment().keys(), result.facts, max_refs=settings.max_references)
+    tree = build_tree(result.documents, environment().keys(), result.facts, limits=tree_limits(settings))
     tree_name = str(root)
     gallery = gallery_name or root.name
     ns = namespace(settings.studio_url, settings.studio_user_id)

@@ -18,7 +18,7 @@ from shared.loader import parse_document
 from shared.metrics import Metrics
 from shared.prompts import task_key
 from shared.run_metrics import record_run
-from shared.settings import Settings, environment, scan_limits
+from shared.settings import Settings, environment, scan_limits, tree_limits
 from shared.store import Store
 from shared.tree import Tree, build_tree
 from shared.workflow import Workflow, celery_priorities, check_workflow, parse_workflow, release_plan, schedule
@@ -61,7 +61,7 @@ def load(file: Path, tree_root: Path | None, settings: Settings) -> PreparedWork
     if isinstance(workflow, list):
         raise WorkflowInvalid(workflow)
     result = scan(root, default_cache_path(root, settings.cache_dir), **scan_limits(settings))
-    tree = build_tree(result.documents, environment().keys(), result.facts, max_refs=settings.max_references)
+    tree = build_tree(result.documents, environment().keys(), result.facts, limits=tree_limits(settings))
     errors = check_workflow(rel, workflow, tree)
     if not errors and settings.redis_url is None:
         # the embedded worker runs in this environment: what it cannot import is known now

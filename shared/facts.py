@@ -24,16 +24,19 @@ class FileFacts:
     refs: list[tuple[str, str]] = field(default_factory=list)  # (field path, label)
     ref_problems: list[tuple[str, str]] = field(default_factory=list)  # (field path, problem)
     variables: list[tuple[str, str]] = field(default_factory=list)  # (field path, name)
+    size: int = 0  # bytes of the canonical JSON, before references are inlined
+    participants: int = 0  # a team's participants, inline or referenced
 
     def to_json(self) -> list[Any]:
         return [self.label, self.component_type, self.content_hash, [e.model_dump() for e in self.errors],
-                self.refs, self.ref_problems, self.variables]
+                self.refs, self.ref_problems, self.variables, self.size, self.participants]
 
     @classmethod
     def from_json(cls, data: list[Any]) -> FileFacts:
         # pairs stay JSON lists here: this runs for every unchanged file on every scan
-        label, ctype, digest, errors, refs, problems, variables = data
-        return cls(label, ctype, digest, [ConfigError(**e) for e in errors] if errors else [], refs, problems, variables)
+        label, ctype, digest, errors, refs, problems, variables, size, participants = data
+        return cls(label, ctype, digest, [ConfigError(**e) for e in errors] if errors else [], refs, problems, variables,
+                   size, participants)
 
 
 WORKFLOW = "workflow"
@@ -44,7 +47,8 @@ def is_workflow(doc: dict[str, Any]) -> bool:
 
 
 def file_facts(path: str, doc: dict[str, Any]) -> FileFacts:
-    digest = sha256_hex(canonical_json(doc))
+    canonical = canonical_json(doc)
+    digest = sha256_hex(canonical)
     if is_workflow(doc):  # workflows live in the tree but are run, not synced
         return FileFacts(None, WORKFLOW, digest)
     spec = validate_spec(path, doc)
@@ -59,4 +63,7 @@ def file_facts(path: str, doc: dict[str, Any]) -> FileFacts:
     else:
         errors, label, component_type = [], spec.label, spec.component_type
     refs, problems = find_refs(doc)
-    return FileFacts(label, component_type, digest, errors, refs, problems, find_variables(doc))
+    config = doc.get("config")
+    members = config.get("participants") if isinstance(config, dict) and component_type == "team" else None
+    return FileFacts(label, component_type, digest, errors, refs, problems, find_variables(doc), len(canonical),
+                     len(members) if isinstance(members, list) else 0)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from shared.tree import TreeLimits
 
 
 class Settings(BaseSettings):
@@ -40,6 +44,13 @@ class Settings(BaseSettings):
     worker_dead_seconds: float = Field(default=20.0, gt=0, alias="WORKER_DEAD_SECONDS")
     # the producer says which nodes are stuck on which worker when nothing ends for this long
     stuck_seconds: float = Field(default=120.0, gt=0, alias="STUCK_SECONDS")
+    # the producer gives up (exit 4) when nothing has ended for this long: longer than one task
+    # may take (TASK_TIMEOUT_SECONDS) plus the time to find and requeue a dead worker's work
+    stall_seconds: float = Field(default=400.0, gt=0, alias="STALL_SECONDS")
+    # a message unacknowledged this long goes back on its queue (kombu). Dead workers' messages are
+    # requeued by the producer within WORKER_DEAD_SECONDS; this is the backstop when no producer
+    # waits. Keep it above the longest message: a sync batch or TASK_TIMEOUT_SECONDS.
+    visibility_timeout_seconds: int = Field(default=900, ge=60, alias="VISIBILITY_TIMEOUT_SECONDS")
 
     exporter_port: int = Field(default=9808, alias="EXPORTER_PORT")
     exporter_url: str = Field(default="http://127.0.0.1:9808", alias="EXPORTER_URL")  # read by `producer monitor`
@@ -51,6 +62,8 @@ class Settings(BaseSettings):
     max_expanded_values: int = Field(default=200_000, ge=1, alias="MAX_EXPANDED_VALUES")
     max_nesting_depth: int = Field(default=64, ge=1, alias="MAX_NESTING_DEPTH")
     max_references: int = Field(default=200, ge=1, alias="MAX_REFERENCES")  # $refs in one component (team participants ...)
+    max_participants: int = Field(default=100, ge=1, alias="MAX_PARTICIPANTS")
+    max_request_bytes: int = Field(default=1024 * 1024, ge=1, alias="MAX_REQUEST_BYTES")  # a component with its refs inlined
 
     batch_size: int = Field(default=25, ge=1, alias="SYNC_BATCH_SIZE")
     # messages a worker process works on at once (threads pool; their work shares one event loop)
@@ -70,6 +83,13 @@ def scan_limits(settings: Settings) -> dict[str, object]:
 
     return {"max_file_bytes": settings.max_file_bytes,
             "limits": Limits(max_nodes=settings.max_expanded_values, max_depth=settings.max_nesting_depth)}
+
+
+def tree_limits(settings: Settings) -> TreeLimits:
+    """The limits `shared.tree.build_tree` takes."""
+    from shared.tree import TreeLimits
+
+    return TreeLimits(settings.max_references, settings.max_participants, settings.max_request_bytes)
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -23,6 +23,8 @@ class Node:
     refs: list[tuple[str, str]] = field(default_factory=list)  # (field path, label)
     content_hash: str = ""
     key: str = ""
+    size: int = 0  # bytes as written; resolved_size once references are inlined
+    resolved_size: int = 0
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -53,14 +55,22 @@ class Tree:
         return memo[label]
 
 
+@dataclass(frozen=True)
+class TreeLimits:
+    """One file must not make a request that starves the rest: over a limit, it is an error."""
+
+    max_refs: int = 200  # `$ref`s in one component
+    max_participants: int = 100  # a team's participants
+    max_request_bytes: int = 1024 * 1024  # the component with every reference inlined, as sent to Studio
+
+
 def build_tree(
     documents: Mapping[str, dict[str, Any] | ConfigError],
     env_names: Collection[str],
     facts: Mapping[str, FileFacts] | None = None,
-    max_refs: int = 200,
+    limits: TreeLimits = TreeLimits(),
 ) -> Tree:
-    """`facts` may carry precomputed FileFacts by path (from the scan cache). A component with more
-    than `max_refs` references is an error: one file must not make a request that starves the rest."""
+    """`facts` may carry precomputed FileFacts by path (from the scan cache)."""
     tree = Tree()
     problems: dict[str, list[ConfigError]] = {}
     by_label: dict[str, list[Node]] = {}
@@ -83,6 +93,7 @@ def build_tree(
             tree.broken_files[path] = "; ".join(str(e.field) + ": " + e.message for e in ff.errors)
             continue
         node = Node(
+            size=ff.size,
             label=ff.label,
             path=path,
             component_type=ff.component_type,
@@ -94,8 +105,11 @@ def build_tree(
         by_label.setdefault(ff.label, []).append(node)
         errs = list(ff.errors)
         errs.extend(ConfigError(path=path, field=f, message=m) for f, m in ff.ref_problems)
-        if len(ff.refs) > max_refs:
-            errs.append(ConfigError(path=path, message=f"has {len(ff.refs):,} references, over the limit of {max_refs:,} (MAX_REFERENCES)"))
+        if len(ff.refs) > limits.max_refs:
+            errs.append(ConfigError(path=path, message=f"has {len(ff.refs):,} references, over the limit of {limits.max_refs:,} (MAX_REFERENCES)"))
+        if ff.participants > limits.max_participants:
+            errs.append(ConfigError(path=path, field="config.participants", message=f"has {ff.participants:,} participants, "
+                                    f"over the limit of {limits.max_participants:,} (MAX_PARTICIPANTS)"))
         for f, name in ff.variables:
             if not is_valid_variable_name(name):
                 errs.append(ConfigError(path=path, field=f, message=f"invalid variable name ${{{name}}}"))
@@ -150,5 +164,12 @@ def build_tree(
                     break
             else:
                 node = tree.nodes[label]
+                node.resolved_size = node.size + sum(tree.nodes[t].resolved_size for _, t in node.refs)
+                if node.resolved_size > limits.max_request_bytes:
+                    error = ConfigError(path=node.path, message=f"is {node.resolved_size:,} bytes with its references inlined, "
+                                        f"over the limit of {limits.max_request_bytes:,} (MAX_REQUEST_BYTES)")
+                    tree.errors.append(error)
+                    tree.invalid[label] = str(error)
+                    continue
                 node.key = node_key(node.content_hash, [(d, tree.nodes[d].key) for d in node.deps])
     return tree

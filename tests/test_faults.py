@@ -13,6 +13,7 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import redis
 
 from producer import embedded
@@ -62,6 +63,12 @@ def test_redis_going_away_mid_sync_is_one_clear_line_naming_it(
         assert f"Redis at {url} is unreachable" in errors and "Traceback" not in errors, errors
         assert len([line for line in errors.splitlines() if "error" in line.lower()]) == 1, errors
 
+        # Redis is back (empty: it kept nothing): the same worker takes the next sync to the end
+        _, redis_proc = embedded.start_redis(tmp_path / "redis", port=port)
+        proxy.delay = 0.0
+        rc, report, errors = cli.sync(tree)
+        assert rc == 0, errors
+        assert report["counts"].get("failed", 0) == 0, report["counts"]
     finally:
         embedded.stop(worker)
         embedded.stop(redis_proc)
@@ -107,10 +114,42 @@ def test_a_killed_worker_costs_seconds_and_every_team_arrives_once(studio_url: s
         embedded.stop(redis_proc)
 
 
+FLOWER_AUTH = ("ops", uuid.uuid4().hex)
+
+
+def _start_flower(redis_url: str, tmp_path: Path) -> tuple[str, subprocess.Popen[bytes]]:
+    port = embedded.free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "workers", "flower", f"--port={port}", "--address=127.0.0.1"],
+                            env={**os.environ, "REDIS_URL": redis_url, "FLOWER_BASIC_AUTH": ":".join(FLOWER_AUTH)},
+                            stdout=open(tmp_path / "flower.log", "wb"),
+                            stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"{base}/api/workers", auth=FLOWER_AUTH, timeout=1).raise_for_status()
+            return base, proc
+        except httpx.HTTPError:
+            assert time.monotonic() < deadline and proc.poll() is None, "Flower did not start"
+            time.sleep(0.2)
+
+
 def test_a_secret_in_a_field_of_the_wrong_type_is_found_nowhere(cli: Cli, tmp_path: Path, services_dir: Path,
-                                                                 redis_url: str) -> None:
+                                                                redis_url: str) -> None:
     """Studio refuses a list where it wants a dict and quotes the value in its error: the resolved
-    secret must not reach the output, the run state, Redis or the worker's log."""
+    secret must not reach the output, the run state, Redis, the worker's log, Flower or the exporter."""
+    flower, flower_proc = _start_flower(redis_url, tmp_path)
+    exporter_port = embedded.free_port()
+    exporter = embedded.start_exporter(redis_url, exporter_port, env={"STUDIO_URL": cli.studio_url})
+    try:
+        _secret_in_wrong_type_field(cli, tmp_path, services_dir, redis_url, flower, exporter_port)
+    finally:
+        embedded.stop(flower_proc)
+        embedded.stop(exporter)
+
+
+def _secret_in_wrong_type_field(cli: Cli, tmp_path: Path, services_dir: Path, redis_url: str, flower: str,
+                                exporter_port: int) -> None:
     tree = tmp_path / "tree"
     tree.mkdir()
     (tree / "model.yaml").write_text(
@@ -134,6 +173,17 @@ def test_a_secret_in_a_field_of_the_wrong_type_is_found_nowhere(cli: Cli, tmp_pa
         assert TEST_SECRET not in text
     assert_not_in_redis(redis_url, TEST_SECRET)
     assert TEST_SECRET not in (services_dir / "worker.log").read_text(errors="replace")
+    deadline = time.monotonic() + 30
+    while True:  # Flower has seen this run's batches end
+        tasks = httpx.get(f"{flower}/api/tasks", auth=FLOWER_AUTH, timeout=10).json()
+        ours = [t for t in tasks.values() if t.get("name") == "agentq.sync_batch" and report["run_id"] in (t.get("args") or "")]
+        if ours and all(t.get("state") in ("SUCCESS", "FAILURE") for t in ours):
+            break
+        assert time.monotonic() < deadline, f"Flower never showed the run's batches: {ours}"
+        time.sleep(0.2)
+    assert TEST_SECRET not in json.dumps(tasks)
+    metrics = httpx.get(f"http://127.0.0.1:{exporter_port}/metrics", timeout=10).text
+    assert "agentq_" in metrics and TEST_SECRET not in metrics and TEST_SECRET[:12] not in metrics
 
 
 def test_a_killed_worker_mid_workflow_loses_no_task(standin, tmp_path: Path) -> None:

@@ -57,6 +57,12 @@ def hostile_files(root: Path, marker: Path) -> dict[str, str]:
         "int-key.yaml": "label: ik\nprovider: x\ncomponent_type: tool\nconfig: {1: x}\n",
         "big.yaml": "label: big\nx: " + "a" * (6 * 1024 * 1024) + "\n",
         "crowd.yaml": team + "label: crowd\nconfig:\n  participants: [" + ", ".join(["{$ref: a}"] * 5000) + "]\n",
+        "inline-crowd.yaml": team + "label: inline-crowd\nconfig:\n  participants: [" + ", ".join(["{name: x}"] * 150) + "]\n",
+        # small on disk, huge once inlined: 8 levels of 10 references to the one below (10^8 copies)
+        **{f"fan{i}.yaml": "provider: x.Y\ncomponent_type: tool\n" + f"label: fan{i}\nconfig: {{parts: ["
+           + ", ".join([f"{{$ref: fan{i - 1}}}"] * 10) + "]}\n" for i in range(1, 9)},
+        "fan0.yaml": "provider: x.Y\ncomponent_type: tool\nlabel: fan0\nconfig: {text: " + "x" * 200 + "}\n",
+        "fan-team.yaml": team + "label: fan-team\nconfig: {participants: [{$ref: fan8}]}\n",
     }
     for rel, content in text.items():
         (root / rel).write_bytes(content if isinstance(content, bytes) else content.encode())
@@ -76,7 +82,8 @@ def hostile_files(root: Path, marker: Path) -> dict[str, str]:
             "nul.yaml": "", "binary.yaml": "bytes", "set.yaml": "set", "int-key.yaml": "key",
             "big.yaml": "MAX_FILE_BYTES", "fifo.yaml": "FIFO", "loop-a.yaml": "symbolic links",
             "loop-b.yaml": "symbolic links", "dangling.yaml": "No such file", "sub/up": "symlink loop",
-            "crowd.yaml": "MAX_REFERENCES"}
+            "crowd.yaml": "MAX_REFERENCES", "inline-crowd.yaml": "MAX_PARTICIPANTS",
+            "fan4.yaml": "MAX_REQUEST_BYTES"}
 
 
 def _valid_tree(root: Path) -> None:

@@ -402,3 +402,29 @@ def test_example_teams_depend_on_agents_and_terminations(team):
     tree = build_tree(scan(EXAMPLES).documents, [])
     types = {tree.nodes[d].component_type for d in tree.nodes[team].deps}
     assert types == {"agent", "termination"}
+
+
+def test_a_component_too_big_once_inlined_is_an_error_and_its_users_are_skipped() -> None:
+    from shared.tree import TreeLimits
+
+    docs = {"m.yaml": comp("m", "model", text="x" * 300)}
+    docs |= {f"a{i}.yaml": comp(f"a{i}", model=[{"$ref": "m"}] * 4) for i in range(3)}
+    docs["t.yaml"] = comp("t", "team", participants=[{"$ref": f"a{i}"} for i in range(3)])
+    docs["u.yaml"] = comp("u", "team", participants=[{"$ref": "t"}])
+    limits = TreeLimits(max_request_bytes=3000)
+    tree = build_tree(docs, [], limits=limits)
+    size_a = tree.nodes["a0"].resolved_size
+    assert size_a > 4 * 300 and size_a < 3000 and "a0" in tree.valid
+    assert "MAX_REQUEST_BYTES" in tree.invalid["t"] and "t.yaml" in tree.invalid["t"]
+    assert "u" in tree.skipped
+    assert build_tree(docs, [], limits=TreeLimits(max_request_bytes=10**6)).valid == ["a0", "a1", "a2", "m", "t", "u"]
+
+
+def test_a_team_with_too_many_participants_is_an_error_naming_the_field() -> None:
+    from shared.tree import TreeLimits
+
+    docs = {"t.yaml": comp("t", "team", participants=[{"name": f"p{i}"} for i in range(11)])}
+    tree = build_tree(docs, [], limits=TreeLimits(max_participants=10))
+    [error] = tree.errors
+    assert error.field == "config.participants" and "MAX_PARTICIPANTS" in error.message
+    assert build_tree(docs, [], limits=TreeLimits(max_participants=11)).valid == ["t"]

@@ -17,6 +17,7 @@ def create_app(settings: Settings | None = None) -> Celery:
     url = settings.redis_url or DEFAULT_REDIS_URL
     app = Celery("agentq", broker=url, backend=url, include=["workers.tasks"])
     app.conf.update(
+        broker_transport="workers.broker:Transport",  # kombu's Redis transport, surviving Redis restarts
         task_serializer="json",
         result_serializer="json",
         event_serializer="json",
@@ -31,7 +32,7 @@ def create_app(settings: Settings | None = None) -> Celery:
         broker_transport_options={
             "queue_order_strategy": "priority",
             "priority_steps": list(range(10)),
-            "visibility_timeout": 3600,
+            "visibility_timeout": settings.visibility_timeout_seconds,
         },
         result_expires=settings.run_ttl_seconds,
         broker_connection_retry_on_startup=True,
