@@ -15,7 +15,6 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import redis
 
 STUDIO_VENV_BIN = Path.home() / ".cache" / "agentq-ags" / "bin" / "autogenstudio"
 
@@ -60,6 +59,8 @@ def start_redis(data_dir: Path, port: int | None = None, persist: bool = False) 
     args += ["--save", "60 1"] if persist else ["--save", ""]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     url = f"redis://127.0.0.1:{port}/0"
+    import redis
+
     client = redis.Redis.from_url(url)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import fnmatch
-import hashlib
 import json
 import os
-import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from producer.walk import config_files, default_cache_path  # noqa: F401  (re-exported)
 from shared.errors import ConfigError
 from shared.facts import FileFacts, file_facts
-from shared.loader import SUFFIXES, Limits, parse_document
-
-IGNORE_FILE = ".producerignore"
+from shared.loader import Limits, parse_document
 CACHE_VERSION = 4
 
 
@@ -26,86 +22,9 @@ class ScanResult:
     facts: dict[str, FileFacts] = field(default_factory=dict)  # relpath -> what the tree needs to know
     skipped: dict[str, str] = field(default_factory=dict)  # relpath -> why it was not read
     parsed: int = 0  # files read and parsed this time (the rest came from the stat cache)
-
-
-def _ignore_patterns(root: Path) -> list[str]:
-    try:
-        lines = (root / IGNORE_FILE).read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return []
-    return [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
-
-
-def _ignored(rel: str, is_dir: bool, patterns: list[str]) -> bool:
-    name = rel.rsplit("/", 1)[-1]
-    for pattern in patterns:
-        dir_only = pattern.endswith("/")
-        pat = pattern.rstrip("/").lstrip("/")
-        if dir_only and not is_dir:
-            continue
-        if fnmatch.fnmatchcase(rel, pat) or ("/" not in pat and fnmatch.fnmatchcase(name, pat)):
-            return True
-    return False
-
-
-def _walk(root: Path, skipped: dict[str, str], bad: dict[str, str]) -> dict[str, tuple[str, os.stat_result]]:
-    """relpath -> (absolute path, stat) of every regular config file; symlinks must stay inside
-    the tree. `bad` gets the config-named entries that cannot be read as files: FIFOs, sockets,
-    devices (reading one could block forever), symlink loops, broken symlinks."""
-    real_root = os.path.realpath(root)
-    patterns = _ignore_patterns(root)
-    found: dict[str, tuple[str, os.stat_result]] = {}
-    seen_dirs = {real_root}
-    stack = [(str(root), "")]
-    while stack:
-        directory, prefix = stack.pop()
-        try:
-            entries = list(os.scandir(directory))
-        except OSError as exc:
-            skipped[prefix or "."] = f"cannot list directory: {exc.strerror}"
-            continue
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            rel = prefix + entry.name
-            try:
-                is_dir = entry.is_dir()
-            except OSError as exc:
-                bad[rel] = f"cannot follow: {exc.strerror}"
-                continue
-            if _ignored(rel, is_dir, patterns):
-                continue
-            if not is_dir and not entry.name.endswith(SUFFIXES):
-                continue
-            if entry.is_symlink():
-                target = os.path.realpath(entry.path)
-                if os.path.commonpath([real_root, target]) != real_root:
-                    skipped[rel] = "symlink points outside the tree; not followed"
-                    continue
-                if is_dir and target in seen_dirs:
-                    where = os.path.relpath(target, real_root)
-                    skipped[rel] = f"symlink loop: points back to {'the tree root' if where == '.' else where!r}; not followed"
-                    continue
-            if is_dir:
-                seen_dirs.add(os.path.realpath(entry.path))
-                stack.append((entry.path, rel + "/"))
-            else:
-                try:
-                    st = entry.stat()
-                except OSError as exc:
-                    bad[rel] = f"cannot follow: {exc.strerror}" if entry.is_symlink() else f"cannot stat: {exc.strerror}"
-                    continue
-                if stat.S_ISREG(st.st_mode):
-                    found[rel] = (entry.path, st)
-                else:
-                    kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device"
-                    bad[rel] = f"not a regular file ({kind}); not read"
-    return found
-
-
-def default_cache_path(root: Path, cache_dir: Path) -> Path:
-    digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
-    return cache_dir / f"scan-{digest}.json"
+    # what the walk found: relpath -> (path, stat) of config files, and relpath -> why not read
+    files: dict[str, tuple[str, os.stat_result]] = field(default_factory=dict)
+    unread: dict[str, str] = field(default_factory=dict)
 
 
 class Documents(Mapping[str, "dict[str, Any] | ConfigError"]):
@@ -147,10 +66,10 @@ def scan(root: Path, cache_path: Path | None = None, max_file_bytes: int = 5 * 1
     since the last scan is not read again: its facts come from the cache at `cache_path`, and its
     document from the docs file beside it, only if needed. A file over `max_file_bytes` is an
     error, and is never read."""
-    files = _walk(root, skipped := {}, bad := {})
+    files = config_files(root, skipped := {}, bad := {})
     docs_path = cache_path.with_suffix(".docs.json") if cache_path else None
     documents = Documents(docs_path)
-    result = ScanResult(documents=documents, skipped=skipped)
+    result = ScanResult(documents=documents, skipped=skipped, files=files, unread={**skipped, **bad})
     for rel, reason in bad.items():
         documents.paths.append(rel)
         documents.loaded[rel] = ConfigError(path=rel, message=reason)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from producer.planner import Plan, make_plan, tree_gallery_key
 from producer.scanner import ScanResult, default_cache_path, scan
-from shared.hashing import namespace
+from shared.hashing import canonical_json, namespace, sha256_hex
 from shared.metrics import Metrics
 from shared.run_metrics import record_run
 from shared.settings import Settings, environment, scan_limits, tree_limits
@@ -128,3 +128,37 @@ def wait(store: Store, run_id: str, on_progress: Callable[[int, int], None] | No
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"run {run_id} still running after {timeout:.0f} s")
         time.sleep(0.1)
+
+
+def remember_if_clean(prepared: Prepared, settings: Settings, store: Store, run_id: str, report: dict[str, Any]) -> bool:
+    """After a sync run with the default flags: when it ended clean (nothing failed, skipped or
+    invalid), record what lets the next unchanged sync answer at once (producer/nochange.py);
+    otherwise forget any earlier record. True when recorded."""
+    from producer import nochange
+    from producer.report import succeeded
+
+    path = nochange.record_path(prepared.root, settings.cache_dir)
+    tree, plan, ns = prepared.tree, prepared.plan, prepared.namespace
+    valid = tree.valid
+    cache_keys = [store.node_cache_key(ns, tree.nodes[lbl].key) for lbl in valid]
+    if plan.gallery_key:
+        cache_keys.append(store.gallery_cache_key(ns, plan.gallery_key))
+    digest = sha256_hex(canonical_json([ns, plan.tree_name, plan.gallery_key, [[lbl, tree.nodes[lbl].key] for lbl in valid]]))
+    clean = succeeded(report) and not tree.errors and not report["counts"]["skipped"] and not report["counts"]["pending"]
+    if not clean or not store.mark_root(digest, run_id, cache_keys):
+        nochange.forget(path)
+        return False
+    names = sorted(f.alias for f in Settings.model_fields.values() if f.alias)
+    variables = sorted({name for ff in prepared.scan.facts.values() for _, name in ff.variables})
+    fingerprint = nochange.fingerprint_of(prepared.scan.files, prepared.scan.unread, names, variables, environment())
+    counts = {outcome: 0 for outcome in report["counts"]} | {"unchanged": len(report["nodes"])}
+    answer = {**report, "run_id": None, "last_run_id": run_id, "no_change": True, "seconds": None, "counts": counts,
+              "studio_requests": {},
+              "nodes": {lbl: {**st, "status": "cached", "outcome": "unchanged"} for lbl, st in report["nodes"].items()}}
+    metrics = Metrics()  # the counts a full no-change sync adds (see submit and record_run)
+    for label in valid:
+        metrics.inc("agentq_cache_requests_total", [tree.nodes[label].component_type, "hit"])
+    for st in report["nodes"].values():
+        metrics.inc("agentq_sync_outcomes_total", [st.get("type") or "file", "unchanged"])
+    nochange.save(path, nochange.LastSync(fingerprint, digest, names, variables, answer, metrics.counter_fields()))
+    return True

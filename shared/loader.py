@@ -11,9 +11,6 @@ import yaml
 
 from shared.errors import ConfigError
 
-SUFFIXES = (".yaml", ".yml", ".json")
-
-
 @dataclass(frozen=True)
 class Limits:
     """What one file may hold (each a setting, README "Input limits")."""

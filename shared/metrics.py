@@ -14,7 +14,8 @@ from collections.abc import Iterable
 
 import redis
 
-COUNTERS = "agentq:metrics:counters"
+from shared.keys import COUNTERS
+
 HISTOGRAMS = "agentq:metrics:histograms"
 HOSTS = "agentq:hosts"  # node name -> its latest resource reading; its "ts" is the worker's heartbeat
 IN_FLIGHT = "agentq:inflight:"  # + node name: hash of the Celery task ids it is running -> since when
@@ -58,12 +59,16 @@ class Metrics:
         slots[bisect.bisect_left(buckets, value)] += 1
         slots[-1] += value
 
+    def counter_fields(self) -> dict[str, float]:
+        """The counters as fields of the COUNTERS hash."""
+        return {json.dumps([name, labels]): value for (name, labels), value in self.counters.items()}
+
     def flush(self, client: redis.Redis) -> None:
         if not self.counters and not self.histograms:
             return
         pipe = client.pipeline(transaction=False)
-        for (name, labels), value in self.counters.items():
-            pipe.hincrbyfloat(COUNTERS, json.dumps([name, labels]), value)
+        for field, value in self.counter_fields().items():
+            pipe.hincrbyfloat(COUNTERS, field, value)
         for (name, labels), slots in self.histograms.items():
             for i, value in enumerate(slots):
                 if value:

@@ -11,7 +11,8 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
-PREFIX = "agentq"
+from shared.keys import PREFIX, ROOT_PREFIX
+
 TERMINAL = ("done", "cached", "failed", "skipped")
 END_TASK_LUA = (Path(__file__).parent / "lua" / "end_task.lua").read_text()
 
@@ -43,6 +44,17 @@ class Store:
     @staticmethod
     def gallery_cache_key(ns: str, key: str) -> str:
         return f"{PREFIX}:{ns}:gallery:{key}"
+
+    def mark_root(self, digest: str, run_id: str, cache_keys: list[str]) -> bool:
+        """Record a clean sync's root; every cache entry under it is kept at least as long as the
+        root, so a root that is present means every entry is. False (nothing recorded) when one is gone."""
+        pipe = self.r.pipeline(transaction=False)
+        for key in cache_keys:
+            pipe.expire(key, self.cache_ttl)
+        if not all(pipe.execute()):
+            return False
+        self.r.set(ROOT_PREFIX + digest, run_id, ex=self.cache_ttl)
+        return True
 
     def lookup(self, ns: str, node_keys: list[str], gallery_key: str | None, tree: str) -> tuple[list[Any], Any, dict[str, str]]:
         """One round trip: cached results for every node key, the gallery key, and last synced keys by label."""

@@ -1,0 +1,432 @@
+"""The `producer` commands (typer). Each imports what it uses when it runs, so that `--help` and
+`--version` pay only for typer (producer/cli.py is the entry point)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Iterator, NoReturn, Optional
+
+from functools import cache
+from typing import TYPE_CHECKING
+
+import typer
+
+from producer import embedded
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from producer.sync import Prepared
+    from shared.settings import Settings
+    from shared.store import Store
+
+app = typer.Typer(help="Sync AutoGen component trees into AutoGen Studio through Celery workers.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, rich_markup_mode=None)
+
+
+@cache
+def console() -> Console:
+    from rich.console import Console
+
+    return Console()
+
+
+@cache
+def err() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"producer (agentq) {version('agentq')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit")] = False,
+) -> None:
+    """Sync AutoGen component trees into AutoGen Studio through Celery workers, and run workflows."""
+
+
+class Exit:
+    """Exit codes, one per kind of failure (README, "Exit codes")."""
+
+    OK = 0
+    PARTIAL = 1  # the run finished, but some components or tasks failed
+    CONFIG = 2  # bad input or usage: nothing was enqueued
+    UNAVAILABLE = 3  # Redis, Studio, a worker or another service could not be reached or started
+    TIMEOUT = 4  # the run did not finish within --timeout
+
+
+RedisUrl = Annotated[Optional[str], typer.Option("--redis-url", help="Redis broker/backend URL (env REDIS_URL); unset: embedded local Redis")]
+StudioUrl = Annotated[Optional[str], typer.Option("--studio-url", help="AutoGen Studio base URL (env STUDIO_URL)")]
+StudioUser = Annotated[Optional[str], typer.Option("--studio-user-id", help="Studio user id the rows belong to (env STUDIO_USER_ID)")]
+Gallery = Annotated[Optional[str], typer.Option("--gallery", help="Gallery entry name for the tree (default: the folder's name)")]
+AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+
+
+def _store(settings: Settings, url: str) -> Store:
+    from shared.store import Store
+
+    return Store.from_url(url, cache_ttl=settings.cache_ttl_seconds, run_ttl=settings.run_ttl_seconds)
+
+
+@contextmanager
+def _redis(settings: Settings, services: embedded.LocalServices, quiet: bool) -> Iterator[Store]:
+    """The configured Redis, or (no REDIS_URL) an embedded one whose data persists in the cache dir."""
+    import redis
+
+    url = settings.redis_url
+    if url is None:
+        data_dir = settings.cache_dir / "redis"
+        url, proc = embedded.start_redis(data_dir, persist=True)
+        services.add_process(proc)
+        settings.redis_url = url
+        if not quiet:
+            err().print(f"No REDIS_URL set: started an embedded Redis at {url} (data in {data_dir}); it stops when this command ends.")
+    store = _store(settings, url)
+    try:
+        store.r.ping()
+    except redis.RedisError as exc:
+        err().print(f"[red]error:[/red] Redis at {escape(url)} is unreachable: {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(Exit.UNAVAILABLE) from exc
+    yield store
+
+
+def _check_dir(directory: Path) -> None:
+    if not directory.is_dir():
+        err().print(f"[red]error:[/red] {directory} is not a directory")
+        raise typer.Exit(2)
+
+
+def _plan_json(prepared: Prepared) -> dict[str, Any]:
+    plan, tree = prepared.plan, prepared.tree
+    by_change: dict[str, list[str]] = {}
+    for label, change in sorted(plan.changes.items()):
+        by_change.setdefault(change, []).append(label)
+    return {
+        "tree": plan.tree_name,
+        "gallery": plan.gallery_name,
+        "changes": {k: by_change.get(k, []) for k in ("new", "changed", "unchanged", "invalid", "skipped")},
+        "waves": [[lbl for batch in wave for lbl in batch] for wave in plan.waves],
+        "gallery_write": plan.gallery_needed,
+        "errors": [e.model_dump() for e in tree.errors],
+        "skipped": {lbl: reason for lbl, reason in tree.skipped.items()},
+        "ignored_files": prepared.scan.skipped,
+        "files": len(prepared.scan.documents),
+        "files_parsed": prepared.scan.parsed,
+    }
+
+
+def _print_plan(data: dict[str, Any]) -> None:
+    changes = data["changes"]
+    console().print(f"[bold]{data['tree']}[/bold]: {data['files']} files ({data['files_parsed']} read, the rest unchanged on disk)")
+    console().print("  " + ", ".join(f"{k}: {len(v)}" for k, v in changes.items()))
+    for i, wave in enumerate(data["waves"]):
+        console().print(f"  wave {i + 1}: {len(wave)} component(s): {', '.join(wave[:8])}{' ...' if len(wave) > 8 else ''}")
+    console().print(f"  gallery entry {data['gallery']!r}: {'write' if data['gallery_write'] else 'unchanged'}")
+    for e in data["errors"]:
+        where = f"{e['path']}: {e['field'] + ': ' if e['field'] else ''}"
+        console().print(f"  [red]error[/red] {escape(where + e['message'])}", soft_wrap=True)
+    for label, reason in data["skipped"].items():
+        console().print(f"  [yellow]skipped[/yellow] {escape(label)}: {escape(reason)}", soft_wrap=True)
+    for path, reason in data["ignored_files"].items():
+        console().print(f"  [dim]ignored {escape(path)}: {escape(reason)}[/dim]", soft_wrap=True)
+
+
+def _show_plan(prepared: Prepared, as_json: bool) -> NoReturn:
+    data = _plan_json(prepared)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        _print_plan(data)
+    raise typer.Exit(1 if data["errors"] else 0)
+
+
+@app.command()
+def plan(
+    directory: Annotated[Path, typer.Argument(help="Config tree to plan")],
+    redis_url: RedisUrl = None,
+    studio_url: StudioUrl = None,
+    studio_user_id: StudioUser = None,
+    gallery: Gallery = None,
+    as_json: AsJson = False,
+) -> None:
+    """Show what a sync would do: new, changed, unchanged and invalid components, and the waves."""
+    from producer.sync import prepare
+    from shared.settings import load_settings
+
+    _check_dir(directory)
+    settings = load_settings(redis_url=redis_url, studio_url=studio_url, studio_user_id=studio_user_id)
+    with embedded.LocalServices() as services, _redis(settings, services, quiet=as_json) as store:
+        prepared = prepare(directory, settings, store, gallery)
+    _show_plan(prepared, as_json)
+
+
+@app.command()
+def sync(
+    directory: Annotated[Path, typer.Argument(help="Config tree to sync")],
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Enqueue, print the run id and return")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only; enqueue nothing")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Ignore the result cache (Studio rows still match by label)")] = False,
+    local_studio: Annotated[bool, typer.Option("--local-studio", help="Start a local AutoGen Studio for this sync (data kept in the cache dir)")] = False,
+    timeout: Annotated[float | None, typer.Option(help="Seconds to wait for the run at most (default: as long as it moves; it fails when no node ends for STALL_SECONDS)")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every component in the summary")] = False,
+    redis_url: RedisUrl = None,
+    studio_url: StudioUrl = None,
+    studio_user_id: StudioUser = None,
+    gallery: Gallery = None,
+    as_json: AsJson = False,
+) -> None:
+    """Validate the tree, register every component with AutoGen Studio through the workers, report."""
+    from producer.progress import follow_run
+    from producer.report import render_report, run_report, succeeded
+    from producer.sync import prepare, remember_if_clean, submit, wait
+    from shared.settings import load_settings
+
+    _check_dir(directory)
+    settings = load_settings(redis_url=redis_url, studio_url=studio_url, studio_user_id=studio_user_id)
+    embedded_default = settings.redis_url is None
+    if embedded_default and no_wait:
+        err().print("[red]error:[/red] --no-wait needs REDIS_URL: the embedded Redis and worker stop when this command ends")
+        raise typer.Exit(2)
+    with embedded.LocalServices() as services:
+        if local_studio:
+            url, proc = embedded.start_studio(settings.cache_dir / "studio", port=settings.local_studio_port,
+                                              binary=settings.autogenstudio_bin)
+            services.add_process(proc)
+            settings.studio_url = url
+            err().print(f"Started a local AutoGen Studio at {url} (data in {settings.cache_dir / 'studio'}); it stops when this command ends.")
+        with _redis(settings, services, quiet=False) as store:
+            prepared = prepare(directory, settings, store, gallery, force=force)
+            if dry_run:
+                _show_plan(prepared, as_json)
+            if embedded_default and prepared.plan.has_work:
+                _start_local_worker(settings, services)
+            celery = _celery(settings) if prepared.plan.has_work else None
+            run_id = submit(prepared, settings, store, celery)
+            if no_wait:
+                typer.echo(json.dumps({"run_id": run_id}) if as_json else run_id)
+                return
+            watch = _watchdog(store, run_id, settings, lambda: celery or _celery(settings))
+            if as_json:
+                wait(store, run_id, timeout=timeout, watch=watch)
+            else:
+                follow_run(store, run_id, err(), timeout, watch)
+            report = run_report(store, run_id)
+            assert report is not None
+            if not (embedded_default or force or local_studio or gallery or redis_url or studio_url or studio_user_id):
+                remember_if_clean(prepared, settings, store, run_id, report)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        render_report(console(), report, verbose)
+    raise typer.Exit(0 if succeeded(report) else 1)
+
+
+def _watchdog(store: Store, run_id: str, settings: Settings, celery: Any) -> Any:
+    from producer.recovery import Watchdog
+
+    return Watchdog(store, run_id, celery, settings.worker_dead_seconds, settings.stuck_seconds,
+                    lambda line: err().print(f"[yellow]{escape(line)}[/yellow]", soft_wrap=True),
+                    give_up_after=settings.stall_seconds)
+
+
+def _start_local_worker(settings: Settings, services: embedded.LocalServices) -> None:
+    assert settings.redis_url is not None
+    services.add_process(embedded.start_worker(settings.redis_url, log_path=settings.cache_dir / "worker.log"))
+    err().print(f"Started a local worker (log: {settings.cache_dir / 'worker.log'}).")
+
+
+def _celery(settings: Settings) -> Any:
+    from workers.celery_app import create_app  # imported only when there is work to enqueue
+
+    return create_app(settings)
+
+
+def _stored_report(redis_url: str | None, build: Any, run_id: str, what: str) -> dict[str, Any]:
+    from shared.settings import load_settings
+
+    settings = load_settings(redis_url=redis_url)
+    with embedded.LocalServices() as services, _redis(settings, services, quiet=True) as store:
+        report = build(store, run_id)
+    if report is None:
+        err().print(f"[red]error:[/red] no {what} {run_id} (unknown or expired)")
+        raise typer.Exit(2)
+    return report  # type: ignore[no-any-return]
+
+
+@app.command()
+def status(
+    run_id: Annotated[str, typer.Argument(help="Run id printed by sync")],
+    redis_url: RedisUrl = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every component")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Show a run's state: counts by outcome, failures with their errors, timings."""
+    from producer.report import render_report, run_report, succeeded
+
+    report = _stored_report(redis_url, run_report, run_id, "run")
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        render_report(console(), report, verbose)
+    raise typer.Exit(0 if succeeded(report) else 1)
+
+
+@app.command()
+def run(
+    file: Annotated[Path, typer.Argument(help="Workflow file (kind: workflow)")],
+    tree: Annotated[Optional[Path], typer.Option("--tree", help="Config tree its agents come from (default: the folder above workflows/, or the file's folder)")] = None,
+    mode: Annotated[str, typer.Option(help="parallel: independent tasks at once; sequential: one task at a time")] = "parallel",
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Run every task even when its result is cached")] = False,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Enqueue, print the run id and return")] = False,
+    standin_llm: Annotated[bool, typer.Option("--standin-llm", help="Start the local stand-in model endpoint (deterministic answers) for this run")] = False,
+    timeout: Annotated[float | None, typer.Option(help="Seconds to wait for the run at most (default: as long as it moves; it fails when no node ends for STALL_SECONDS)")] = None,
+    redis_url: RedisUrl = None,
+    as_json: AsJson = False,
+) -> None:
+    """Run a workflow across the workers: independent tasks in parallel, dependents after their inputs."""
+    from producer.progress import follow_workflow
+    from producer.report import render_workflow, workflow_report
+    from producer.sync import wait
+    from producer.workflow_run import WorkflowInvalid, load, submit as submit_workflow
+    from shared.settings import load_settings
+
+    if mode not in ("parallel", "sequential"):
+        raise typer.BadParameter("expected parallel or sequential", param_hint="--mode")
+    settings = load_settings(redis_url=redis_url)
+    if settings.redis_url is None and no_wait:
+        err().print("[red]error:[/red] --no-wait needs REDIS_URL: the embedded Redis and worker stop when this command ends")
+        raise typer.Exit(2)
+    try:
+        prepared = load(file, tree, settings)
+    except WorkflowInvalid as exc:
+        for e in exc.errors:
+            err().print(f"[red]error[/red] {escape(str(e))}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    embedded_default = settings.redis_url is None
+    with embedded.LocalServices() as services:
+        if standin_llm:
+            services.add_process(embedded.start_standin_llm(settings.standin_llm_port))
+            err().print(f"Started the stand-in model endpoint at http://127.0.0.1:{settings.standin_llm_port}/v1 (deterministic answers, not a real model).")
+        with _redis(settings, services, quiet=False) as store:
+
+            def celery_app() -> Any:
+                if embedded_default:
+                    _start_local_worker(settings, services)
+                return _celery(settings)
+
+            run_id, _ = submit_workflow(prepared, settings, store, celery_app, sequential=mode == "sequential", no_cache=no_cache)
+            if no_wait:
+                typer.echo(json.dumps({"run_id": run_id}) if as_json else run_id)
+                return
+            watch = _watchdog(store, run_id, settings, lambda: _celery(settings))
+            if as_json:
+                wait(store, run_id, timeout=timeout, watch=watch)
+            else:
+                follow_workflow(store, run_id, [t.id for t in prepared.workflow.tasks], err(), timeout, watch)
+            report = workflow_report(store, run_id)
+    assert report is not None
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        render_workflow(console(), report)
+    raise typer.Exit(0 if report["counts"]["failed"] == 0 and report["counts"]["skipped"] == 0 else 1)
+
+
+@app.command()
+def result(
+    run_id: Annotated[str, typer.Argument(help="Run id printed by run")],
+    as_json: AsJson = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Every task's output as a Markdown document")] = False,
+    redis_url: RedisUrl = None,
+) -> None:
+    """A workflow run's outputs, timings, cache hits and tokens."""
+    from producer.report import render_workflow, workflow_markdown, workflow_report
+
+    report = _stored_report(redis_url, workflow_report, run_id, "workflow run")
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    elif markdown:
+        typer.echo(workflow_markdown(report))
+    else:
+        render_workflow(console(), report)
+
+
+@app.command()
+def monitor(
+    refresh: Annotated[float, typer.Option("--refresh", help="Seconds between readings")] = 5.0,
+    save_session: Annotated[Optional[Path], typer.Option("--save-session", help="Write what was seen (JSON) on exit")] = None,
+    exporter_url: Annotated[Optional[str], typer.Option("--exporter-url", help="Exporter base URL (env EXPORTER_URL)")] = None,
+    redis_url: RedisUrl = None,
+) -> None:
+    """Live terminal dashboard: hosts, workers, queues, Studio, throughput and alerts (Ctrl-C to quit)."""
+    from rich.live import Live
+
+    from producer.monitor import Monitor
+    from shared.settings import load_settings
+
+    settings = load_settings(redis_url=redis_url, exporter_url=exporter_url)
+    watcher = Monitor(settings.exporter_url)
+    store = _store(settings, settings.redis_url) if settings.redis_url else None
+    try:
+        with Live(console=console(), screen=False, auto_refresh=False) as live:
+            while True:
+                snapshot = watcher.poll()
+                live.update(watcher.render(snapshot, _recent_runs(store)), refresh=True)
+                time.sleep(refresh)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if save_session:
+            watcher.save(str(save_session))
+            err().print(f"session saved to {save_session}")
+
+
+def _recent_runs(store: Store | None) -> list[dict[str, Any]]:
+    import redis
+
+    if store is None:
+        return []
+    try:
+        keys = list(store.r.scan_iter("agentq:run:*:meta", count=1000))[:200]
+        metas = [json.loads(v) for v in store.r.mget(keys) if v] if keys else []
+    except redis.RedisError:
+        return []
+    return sorted(metas, key=lambda m: m.get("created", 0), reverse=True)
+
+
+def main() -> None:
+    """The `producer` command: failures we can name end in one line and their exit code, never a traceback."""
+    try:
+        app()
+    except embedded.ServiceError as exc:
+        err().print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise SystemExit(Exit.UNAVAILABLE) from None
+    except TimeoutError as exc:
+        err().print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise SystemExit(Exit.TIMEOUT) from None
+    except Exception as exc:
+        redis = sys.modules.get("redis")  # not imported: the error cannot be Redis's
+        if redis is None or not isinstance(exc, redis.RedisError):
+            raise
+        url = os.environ.get("REDIS_URL") or "the embedded Redis"
+        err().print(f"[red]error:[/red] Redis at {escape(url)} is unreachable: {escape(str(exc))}", soft_wrap=True)
+        raise SystemExit(Exit.UNAVAILABLE) from None

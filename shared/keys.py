@@ -1,0 +1,6 @@
+"""Redis key names that code outside shared/store.py must spell: the no-change sync reads a root
+key before redis-py or pydantic are imported (producer/nochange.py). Standard library only."""
+
+PREFIX = "agentq"
+ROOT_PREFIX = f"{PREFIX}:root:"  # + a sync's Merkle root over its cache keys -> the run that wrote it
+COUNTERS = f"{PREFIX}:metrics:counters"  # field: JSON [name, labels] -> total (shared/metrics.py)

@@ -1,0 +1,95 @@
+"""No change, no work: an unchanged tree is answered from the last clean sync's record and one
+Redis round trip; any change that could alter the outcome goes through the full sync."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import redis
+
+from producer import nochange
+from tests.conftest import Cli
+from tests.test_studio_outage import _write_tree
+
+TEAMS = 6
+
+
+def _tree(tmp_path: Path) -> Path:
+    tree = tmp_path / "tree"
+    _write_tree(tree, TEAMS)
+    # a variable the tree uses: its being set is part of what decides the outcome
+    model = tree / "model.yaml"
+    model.write_text(model.read_text().replace("api_key: not-a-real-key", "api_key: '${AGENTQ_TEST_SECRET}'"))
+    return tree
+
+
+def test_an_unchanged_tree_is_answered_without_a_run_and_any_change_runs_again(cli: Cli, tmp_path: Path) -> None:
+    tree = _tree(tmp_path)
+    env: dict[str, str] = {}
+    rc, first, err = cli.sync(tree, **env)
+    assert rc == 0 and first["counts"]["created"] == TEAMS + 2, err
+
+    rc, again, err = cli.sync(tree, **env)
+    assert rc == 0, err
+    assert again["no_change"] and again["run_id"] is None and again["last_run_id"] == first["run_id"]
+    assert again["counts"]["unchanged"] == TEAMS + 2 and again["studio_requests"] == {}
+    assert set(again["nodes"]) == set(first["nodes"])
+    human = cli.run("sync", str(tree), **env)
+    assert human.returncode == 0 and "no change since the last sync" in human.stdout
+
+    # one team changed: a run, that writes that team only
+    team = tree / "teams" / "t001.yaml"
+    team.write_text(team.read_text() + "description: edited\n")
+    rc, edited, err = cli.sync(tree, **env)
+    assert rc == 0 and "no_change" not in edited, err
+    assert edited["counts"]["updated"] == 1 and edited["counts"]["unchanged"] == TEAMS + 1
+    assert cli.sync(tree, **env)[1].get("no_change")
+
+    # a flag: the full path decides
+    assert "no_change" not in cli.sync(tree, "--force", **env)[1]
+    # a broken file: an unclean sync forgets the record; once fixed, a clean one writes it again
+    (tree / "broken.yaml").write_text("label: [unclosed\n")
+    rc, broken, _ = cli.sync(tree, **env)
+    assert rc == 1 and "no_change" not in broken
+    assert "no_change" not in cli.sync(tree, **env)[1]
+    (tree / "broken.yaml").unlink()
+    assert "no_change" not in cli.sync(tree, **env)[1]
+    assert cli.sync(tree, **env)[1].get("no_change")
+
+    # the cache lost its root (flushed, expired): the full path runs, and finds every entry it still has
+    r = redis.Redis.from_url(cli.redis_url)
+    for key in r.scan_iter("agentq:root:*"):
+        r.delete(key)
+    rc, rebuilt, err = cli.sync(tree, **env)
+    assert rc == 0 and "no_change" not in rebuilt and rebuilt["counts"]["unchanged"] == TEAMS + 2, err
+
+
+def test_a_touched_file_or_a_new_one_is_a_change(tmp_path: Path) -> None:
+    tree = _tree(tmp_path)
+    names = ["REDIS_URL", "STUDIO_URL"]
+    env = {"REDIS_URL": "redis://127.0.0.1:1/0", "STUDIO_URL": "http://127.0.0.1:9"}
+    before = nochange.fingerprint(tree, names, ["V"], env)
+    assert nochange.fingerprint(tree, names, ["V"], env) == before
+    assert nochange.fingerprint(tree, names, ["V"], {**env, "V": "set"}) != before
+    assert nochange.fingerprint(tree, names, ["V"], {**env, "STUDIO_URL": "http://127.0.0.1:8"}) != before
+    team = tree / "teams" / "t000.yaml"
+    stamp = team.stat().st_mtime_ns + 1_000_000
+    os.utime(team, ns=(stamp, stamp))
+    touched = nochange.fingerprint(tree, names, ["V"], env)
+    assert touched != before
+    (tree / "teams" / "new.yaml").write_text("label: new\n")
+    assert nochange.fingerprint(tree, names, ["V"], env) != touched
+    (tree / ".producerignore").write_text("teams/new.yaml\n")
+    assert nochange.fingerprint(tree, names, ["V"], env) == touched
+
+
+def test_the_resp_client_reads_a_key_with_auth_and_db(redis_url: str) -> None:
+    r = redis.Redis.from_url(redis_url)
+    key = f"agentq:test:{time.monotonic_ns()}"
+    r.set(key, b"value\r\nwith crlf")
+    assert nochange.redis_call(redis_url, ["GET", key]) == b"value\r\nwith crlf"
+    assert nochange.redis_call(redis_url, ["GET", key + ":missing"]) is None
+    assert nochange.redis_call(redis_url, ["EXISTS", key]) == 1
+    r.delete(key)
