@@ -98,6 +98,10 @@ class StudioClient:
         data = await self.request("GET", "/health/", retry=False)
         return bool(data.get("status"))
 
+    async def version(self) -> str | None:
+        data = await self.request("GET", "/version")
+        return (data.get("data") or {}).get("version")
+
     async def validate(self, component: dict[str, Any]) -> list[str]:
         """Studio's own validation errors for a component ([] when valid)."""
         # validation builds every agent and model client: a request that timed out twice is not sent again

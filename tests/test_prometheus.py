@@ -101,10 +101,12 @@ def test_prometheus_sees_tasks_queue_cache_and_studio_latency(stack: dict, examp
     rc, again, err = cli.sync(examples)
     assert rc == 0 and again["counts"]["unchanged"] == 15
 
-    validations = report["studio_requests"]["POST /validate/"]
+    # validation happens on the workers (same AutoGen as Studio): the team writes are Studio's requests
+    assert "POST /validate/" not in report["studio_requests"]
+    writes = report["studio_requests"]["POST /teams/"]
     assert prom.wait_for('sum(agentq_cache_requests_total{result="miss"})', 15) == 15
     assert prom.wait_for('sum(agentq_cache_requests_total{result="hit"})', 15) == 15
-    assert prom.wait_for('sum(agentq_studio_request_duration_seconds_count{endpoint="/validate/"})', validations) == validations
+    assert prom.wait_for('sum(agentq_studio_request_duration_seconds_count{endpoint="/teams/",method="POST"})', writes) == writes
     assert prom.wait_for('sum(agentq_sync_outcomes_total{component_type="team",outcome="created"})', 3) == 3
     assert prom.wait_for('sum(agentq_sync_outcomes_total{component_type="team",outcome="unchanged"})', 3) == 3
     batches = prom.wait_for('sum(celery_task_succeeded_total{name="agentq.sync_batch"})', 15)

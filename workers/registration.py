@@ -13,6 +13,8 @@ from shared.refs import MissingVariable, redact, secret_values, substitute_varia
 from shared.store import TERMINAL, Store
 from shared.retry import backoff_delay
 from shared.studio import StudioClient, StudioError
+from workers.validation import Undecided, same_autogen
+from workers.validation import validate as local_validation
 
 LISTING_WAIT_SECONDS = 60.0
 
@@ -138,7 +140,7 @@ async def create_once(client: StudioClient, create: Callable[[], Awaitable[dict[
 async def sync_node(ctx: RunContext, label: str, record: dict[str, Any], redelivered: bool = False) -> dict[str, Any]:
     """Validate (and for a team, upsert) one node; returns its new state."""
     component = ctx.resolve_env(record["spec"])
-    errors = await ctx.client.validate(component)
+    errors = await validate(ctx, component)
     if errors:
         raise NodeFailed("Studio validation failed: " + "; ".join(errors))
     if record["type"] == "team":
@@ -146,6 +148,30 @@ async def sync_node(ctx: RunContext, label: str, record: dict[str, Any], redeliv
         return {"status": "done", "outcome": outcome, "team_id": team_id}
     # gallery members get their final outcome when the gallery entry is written
     return {"status": "done", "outcome": "validated"}
+
+
+async def validate(ctx: RunContext, component: dict[str, Any]) -> list[str]:
+    """Studio's verdict: worked out here when the worker runs Studio's AutoGen (workers/validation.py),
+    asked of Studio otherwise."""
+    if same_autogen(await studio_version(ctx)):
+        try:
+            return local_validation(component)
+        except Undecided:
+            pass
+    return await ctx.client.validate(component)
+
+
+async def studio_version(ctx: RunContext) -> str | None:
+    """Studio's release, asked once per run and shared through Redis ("" when it would not say)."""
+    key = ctx.store.run_key(ctx.run_id, "studio-version")
+    known = ctx.store.r.get(key)
+    if known is None:
+        try:
+            known = await ctx.client.version() or ""
+        except StudioError:
+            known = ""
+        ctx.store.r.set(key, known, ex=ctx.store.run_ttl, nx=True)
+    return known or None
 
 
 def dependency_problem(record: dict[str, Any], states: Mapping[str, dict[str, Any]]) -> str | None:
