@@ -155,7 +155,8 @@ async def validate(ctx: RunContext, component: dict[str, Any]) -> list[str]:
     asked of Studio otherwise."""
     if same_autogen(await studio_version(ctx)):
         try:
-            return local_validation(component)
+            # building a team's agents and clients takes tens of ms of CPU: off the event loop
+            return await asyncio.to_thread(local_validation, component)
         except Undecided:
             pass
     return await ctx.client.validate(component)

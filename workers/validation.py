@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 # Studio release -> the autogen-core it runs on (its own pinned dependencies)
@@ -28,8 +25,6 @@ ALIASES = {
     "openai_chat_completion_client": "autogen_ext.models.openai.OpenAIChatCompletionClient",
     "OpenAIChatCompletionClient": "autogen_ext.models.openai.OpenAIChatCompletionClient",
 }
-# Studio's steady state: listing teams or galleries sets these to "test" when unset
-PLACEHOLDER_KEYS = ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "ANTHROPIC_API_KEY")
 
 
 class Undecided(Exception):
@@ -72,8 +67,7 @@ def validate(component: dict[str, Any]) -> list[str]:
     errors += _schema_errors(model.provider, model.config)
     if not errors:
         try:
-            with placeholder_keys():
-                cls.load_component(model)
+            cls.load_component(ComponentModel.model_validate(with_placeholder_keys(component)))
         except Exception as exc:
             if _missing_package(exc):
                 raise Undecided(f"building it needs a package this worker lacks: {exc}") from exc
@@ -108,16 +102,17 @@ def _schema_errors(provider: str, config: dict[str, Any]) -> list[str]:
     return []
 
 
-@contextmanager
-def placeholder_keys() -> Iterator[None]:
-    """The provider keys Studio has set by the time it validates. Set only while a component is
-    built and put back after: this runs on the worker's event loop thread, where model clients
-    are built, so no other build sees them."""
-    missing = [key for key in PLACEHOLDER_KEYS if not os.environ.get(key)]
-    for key in missing:
-        os.environ[key] = "test"
-    try:
-        yield
-    finally:
-        for key in missing:
-            os.environ.pop(key, None)
+def with_placeholder_keys(node: Any) -> Any:
+    """A copy in which every model client without an `api_key` has Studio's placeholder: by the
+    time Studio validates, listing teams has set its provider keys to "test" when unset. Put in the
+    copy rather than the environment, so validation can run in a thread beside model calls."""
+    if isinstance(node, list):
+        return [with_placeholder_keys(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: with_placeholder_keys(v) for k, v in node.items()}
+    config = out.get("config")
+    is_model = out.get("component_type") == "model" or str(out.get("provider", "")).endswith("ChatCompletionClient")
+    if is_model and isinstance(config, dict) and not config.get("api_key"):
+        out["config"] = {**config, "api_key": "test"}
+    return out
