@@ -93,7 +93,7 @@ class CeleryEvents:
             return
         info = self._task(event)
         name = info.get("name", "unknown")
-        queue = info.get("queue") or info.get("routing_key") or "celery"
+        queue = info.get("queue") or info.get("routing_key") or "unknown"
         host = event.get("hostname", "unknown") if kind != "sent" else "producer"
         labels = [name, host, queue]
         if kind == "failed":

@@ -9,11 +9,12 @@ import sys
 
 
 def main() -> None:
-    from producer.nochange import try_fast_sync
+    if sys.argv[1:2] == ["sync"]:
+        from producer.nochange import try_fast_sync
 
-    code = try_fast_sync(sys.argv[1:], dict(os.environ))
-    if code is not None:
-        raise SystemExit(code)
+        code = try_fast_sync(sys.argv[1:], dict(os.environ))
+        if code is not None:
+            raise SystemExit(code)
     from producer.commands import main as commands
 
     commands()

@@ -348,7 +348,7 @@ def run(
         typer.echo(json.dumps(report, indent=2))
     else:
         render_workflow(console(), report)
-    raise typer.Exit(0 if report["counts"]["failed"] == 0 and report["counts"]["skipped"] == 0 else 1)
+    raise typer.Exit(0 if _workflow_succeeded(report) else Exit.PARTIAL)
 
 
 @app.command()
@@ -368,6 +368,11 @@ def result(
         typer.echo(workflow_markdown(report))
     else:
         render_workflow(console(), report)
+    raise typer.Exit(0 if _workflow_succeeded(report) else Exit.PARTIAL)
+
+
+def _workflow_succeeded(report: dict[str, Any]) -> bool:
+    return report.get("state") == "finished" and report["counts"]["failed"] == 0 and report["counts"]["skipped"] == 0
 
 
 @app.command()

@@ -54,7 +54,7 @@ class Settings(BaseSettings):
 
     exporter_port: int = Field(default=9808, alias="EXPORTER_PORT")
     exporter_url: str = Field(default="http://127.0.0.1:9808", alias="EXPORTER_URL")  # read by `producer monitor`
-    exporter_queues: str = Field(default="celery", alias="EXPORTER_QUEUES")  # comma-separated
+    exporter_queues: str = Field(default="studio,models", alias="EXPORTER_QUEUES")  # comma-separated
     studio_probe_interval_seconds: float = Field(default=5.0, gt=0, alias="STUDIO_PROBE_INTERVAL_SECONDS")
 
     # input limits: a file over one is an error naming it; the rest of the tree goes on

@@ -11,28 +11,51 @@ from monitoring.exporter import CeleryEvents
 from shared.metrics import COUNTER_HELP, HISTOGRAM_HELP
 from shared.settings import Settings
 from tests.conftest import ROOT
+from workers.celery_app import MODELS_QUEUE, STUDIO_QUEUE
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 
 
-def test_every_service_is_there_and_workers_scale() -> None:
-    assert {"redis", "worker", "flower", "exporter", "prometheus", "grafana", "studio"} <= set(SERVICES)
-    assert "ports" not in SERVICES["worker"] and "container_name" not in SERVICES["worker"]  # --scale worker=4
+def test_every_service_is_there_and_workers_scale_per_queue() -> None:
+    assert {"redis", "worker-studio", "worker-models", "flower", "exporter", "prometheus", "grafana", "studio"} <= set(SERVICES)
+    for name, queue in (("worker-studio", STUDIO_QUEUE), ("worker-models", MODELS_QUEUE)):
+        worker = SERVICES[name]
+        assert "ports" not in worker and "container_name" not in worker  # --scale worker-models=4
+        assert worker["command"][:4] == ["celery", "-A", "workers", "worker"]
+        assert worker["command"][worker["command"].index("-Q") + 1] == queue
     assert SERVICES["studio"]["profiles"] == ["studio"]
     assert "--appendonly" in SERVICES["redis"]["command"]
 
 
+def test_services_are_healthchecked_started_in_order_and_not_exposed() -> None:
+    for name, svc in SERVICES.items():
+        assert "healthcheck" in svc, name
+        for dep, how in (svc.get("depends_on") or {}).items():
+            assert how == {"condition": "service_healthy"} and "healthcheck" in SERVICES[dep], (name, dep)
+        assert all(str(port).startswith("127.0.0.1:") for port in svc.get("ports", [])), name
+    assert SERVICES["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
+
+
+def test_celery_routes_studio_and_model_work_to_their_queues() -> None:
+    import workers.tasks  # noqa: F401  (registers the tasks)
+    from workers.celery_app import app
+
+    queue_of = {name: app.amqp.router.route({}, name)["queue"].name for name in app.tasks if name.startswith("agentq.")}
+    assert queue_of["agentq.sync_batch"] == queue_of["agentq.finalize"] == STUDIO_QUEUE
+    assert queue_of["agentq.run_tasks"] == MODELS_QUEUE
+    assert {q.name for q in app.conf.task_queues} == {STUDIO_QUEUE, MODELS_QUEUE}  # a worker without -Q takes both
+
+
 def test_commands_are_the_projects_own() -> None:
-    assert SERVICES["worker"]["command"][:4] == ["celery", "-A", "workers", "worker"]
     assert SERVICES["flower"]["command"][:4] == ["celery", "-A", "workers", "flower"]
     assert SERVICES["flower"]["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH")
     exporter = SERVICES["exporter"]["command"]
     assert exporter[:3] == ["python", "-m", "monitoring.exporter"] and (ROOT / "monitoring/exporter.py").exists()
     port = exporter[exporter.index("--port") + 1]
-    assert f"{port}:{port}" in SERVICES["exporter"]["ports"] and port == str(Settings().exporter_port)
+    assert f"127.0.0.1:{port}:{port}" in SERVICES["exporter"]["ports"] and port == str(Settings().exporter_port)
     flower_port = re.search(r"--port=(\d+)", " ".join(SERVICES["flower"]["command"])).group(1)
-    assert f"{flower_port}:{flower_port}" in SERVICES["flower"]["ports"]
+    assert f"127.0.0.1:{flower_port}:{flower_port}" in SERVICES["flower"]["ports"]
 
 
 def test_mounted_files_exist_and_point_at_each_other() -> None:
@@ -56,7 +79,8 @@ def test_dockerfile_installs_the_project_and_its_packages() -> None:
     text = (ROOT / "Dockerfile").read_text()
     for package in ("producer", "workers", "shared", "monitoring"):
         assert f"COPY {package} {package}" in text
-    assert "pip install" in text and "USER" in text
+        assert text.index("pip install --no-cache-dir .") < text.index(f"COPY {package} {package}")  # dependencies first
+    assert "USER" in text and "HEALTHCHECK" in text
 
 
 def test_dashboard_queries_only_metrics_the_exporter_serves() -> None:

@@ -67,7 +67,7 @@ def stack(tmp_path: Path, studio_url: str) -> Iterator[dict]:
         services.callback(proxy.close)
         exporter_port = embedded.free_port()
         services.add_process(embedded.start_exporter(redis_url, exporter_port, env={"STUDIO_URL": proxy.url,
-                                                     "STUDIO_PROBE_INTERVAL_SECONDS": "1", "EXPORTER_QUEUES": "celery,bulk"}, log_path=tmp_path / "exporter.log"))
+                                                     "STUDIO_PROBE_INTERVAL_SECONDS": "1", "EXPORTER_QUEUES": "studio,models,bulk"}, log_path=tmp_path / "exporter.log"))
         rules = yaml.safe_load((ROOT / "monitoring/alerts.yml").read_text())
         for group in rules["groups"]:
             for rule in group["rules"]:
@@ -111,7 +111,7 @@ def test_prometheus_sees_tasks_queue_cache_and_studio_latency(stack: dict, examp
     assert prom.wait_for('sum(agentq_sync_outcomes_total{component_type="team",outcome="unchanged"})', 3) == 3
     batches = prom.wait_for('sum(celery_task_succeeded_total{name="agentq.sync_batch"})', 15)
     assert batches == 15  # one node per batch: every wave is smaller than 8 nodes
-    assert prom.query('celery_queue_length{queue_name="celery"}') == 0
+    assert prom.query('celery_queue_length{queue_name="studio"}') == 0
     assert prom.wait_for("celery_active_worker_count", 1) == 1
     assert prom.wait_for("agentq_studio_up", 1) == 1
     assert (prom.query("agentq_host_memory_percent") or 0) > 0

@@ -53,7 +53,7 @@ def test_second_sync_writes_nothing_and_enqueues_nothing(cli: Cli, examples: Pat
     assert report["studio_requests"] == {}
     assert set(report["counts"]) >= {"unchanged"} and report["counts"]["unchanged"] == 15
     assert sum(1 for _ in r.scan_iter("celery-task-meta-*", count=1000)) == task_results_before
-    assert r.llen("celery") == 0
+    assert r.llen("studio") == 0 and r.llen("models") == 0
 
 
 def test_editing_one_agent_updates_exactly_its_teams_in_place(cli: Cli, examples: Path, proxy: StudioProxy) -> None:

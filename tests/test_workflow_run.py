@@ -209,6 +209,7 @@ def test_flaky_endpoint_is_retried_and_a_failing_task_only_stops_its_dependents(
     assert t["doomed"]["status"] == "failed" and "answered 500" in t["doomed"]["error"]
     assert t["after-doomed"]["status"] == "skipped" and "doomed" in t["after-doomed"]["reason"]
     assert sum("ALWAYS-FAIL" in q["messages"][-1]["content"] for q in state.requests) == 3  # 1 try + 2 retries
+    assert wf_cli.run("result", report["run_id"]).returncode == 1  # like `status`: what it reports failed
 
     # random failures (20%) too, on a fresh workflow: it still completes
     state.control.update(fail_every=0, fail_rate=0.2, fail_status=[500, 429], fail_when_contains=None)

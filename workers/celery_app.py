@@ -1,28 +1,62 @@
 """The Celery app: JSON only, late acks with prefetch 1, Redis broker with priorities, and the
 threads pool: every task's work is I/O on the process's one event loop (workers/task_base.py),
 so a thread per message in flight costs little and a released workflow task never waits for a
-free process. Run one worker per core for CPU (`celery -A workers worker -c 32` on each)."""
+free process. Run one worker per core for CPU (`celery -A workers worker -c 32` on each).
+
+Two queues: `studio` (sync batches, waves, gallery writes) and `models` (workflow tasks). A worker
+started without `-Q` takes both; `celery -A workers worker -Q models` is a model-only worker.
+
+Any Celery setting can be changed without editing code: CELERY_CONFIG_MODULE names a module
+whose lower-case attributes are Celery settings (`worker_prefetch_multiplier = 4`). Only the
+serialization settings cannot be changed: messages and results are JSON, never pickle.
+"""
 
 from __future__ import annotations
 
+import importlib
+import logging
+import os
+from typing import Any
+
 from celery import Celery
+from kombu import Queue
 
 from shared.settings import Settings
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+STUDIO_QUEUE = "studio"
+MODELS_QUEUE = "models"
+ROUTES = {name: {"queue": STUDIO_QUEUE} for name in (
+    "agentq.sync_batch", "agentq.start_run", "agentq.wave_done", "agentq.finalize", "agentq.noop_batch", "agentq.noop")}
+ROUTES |= {name: {"queue": MODELS_QUEUE} for name in ("agentq.run_tasks", "agentq.load_component")}
+# never overridden: a pickle message would run code on the worker
+SECURE = {"task_serializer": "json", "result_serializer": "json", "event_serializer": "json",
+          "accept_content": ["json"], "result_accept_content": ["json"]}
+log = logging.getLogger(__name__)
+
+
+def user_config() -> dict[str, Any]:
+    """Celery settings from the module named by CELERY_CONFIG_MODULE, if any."""
+    name = os.environ.get("CELERY_CONFIG_MODULE")
+    if not name:
+        return {}
+    module = importlib.import_module(name)
+    config = {k: v for k, v in vars(module).items() if k.islower() and not k.startswith("_")}
+    for key in SECURE.keys() & config.keys():
+        if config[key] != SECURE[key]:
+            log.warning("%s from %s ignored: messages and results stay JSON-only", key, name)
+    return config
 
 
 def create_app(settings: Settings | None = None) -> Celery:
     settings = settings or Settings()
     url = settings.redis_url or DEFAULT_REDIS_URL
     app = Celery("agentq", broker=url, backend=url, include=["workers.tasks"])
-    app.conf.update(
+    defaults = dict(
         broker_transport="workers.broker:Transport",  # kombu's Redis transport, surviving Redis restarts
-        task_serializer="json",
-        result_serializer="json",
-        event_serializer="json",
-        accept_content=["json"],
-        result_accept_content=["json"],
+        task_queues=[Queue(STUDIO_QUEUE), Queue(MODELS_QUEUE)],
+        task_default_queue=STUDIO_QUEUE,
+        task_routes=ROUTES,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
@@ -40,6 +74,7 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_send_sent_event=True,
         worker_hijack_root_logger=False,
     )
+    app.conf.update({**defaults, **user_config(), **SECURE})
     from workers.resources import ResourceGuard
 
     app.steps["consumer"].add(ResourceGuard)
