@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 import yaml
-from celery import Celery
 
 from producer.embedded import STUDIO_VENV_BIN
+from shared.settings import Settings
 from tests.conftest import Cli
+from workers.celery_app import create_app
 from tests.test_workflow_run import wf_cli  # noqa: F401 (a fixture)
 from tests.test_workflow_run import MODEL_INFO, agent_doc, model_doc, run, task_of, write_docs, write_workflow
 
@@ -136,8 +137,7 @@ def test_studios_default_gallery_loads_on_the_worker_and_its_teams_run(wf_cli: C
     _point_models_at(gallery, url)
     tree = tmp_path / "tree"
     write_docs(tree, {f"{kind}/{i}.yaml": doc for kind, docs in gallery.items() for i, doc in enumerate(docs)})
-    app = Celery(broker=redis_url, backend=redis_url)
-    app.conf.update(accept_content=["json"], task_serializer="json", result_serializer="json")
+    app = create_app(Settings(REDIS_URL=redis_url))  # routes agentq.load_component to the models queue
     verdicts = {team["label"]: app.send_task("agentq.load_component", args=(team,)).get(timeout=120) for team in gallery["teams"]}
     app.close()
     assert len(verdicts) == 4
