@@ -75,6 +75,9 @@ def main() -> None:
                 report = json.loads(proc.stdout)
                 assert report["counts"]["updated"] == 1 + users and not report["counts"]["failed"], report["counts"]
                 changed_s.append(wall)
+                if i == 0:
+                    print(f"  changed-agent run: {report['seconds']} s from enqueue to the last result; "
+                          f"Studio requests {report['studio_requests']}")
                 _timed(sync, env=env, timeout=600)  # back to a recorded no-change state
             base = statistics.median(git_s)
             for name, walls, target in (("no-change re-sync", same_s, 8), (f"one agent changed ({users} team(s) use it)", changed_s, 15)):

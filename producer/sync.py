@@ -160,5 +160,7 @@ def remember_if_clean(prepared: Prepared, settings: Settings, store: Store, run_
         metrics.inc("agentq_cache_requests_total", [tree.nodes[label].component_type, "hit"])
     for st in report["nodes"].values():
         metrics.inc("agentq_sync_outcomes_total", [st.get("type") or "file", "unchanged"])
-    nochange.save(path, nochange.LastSync(fingerprint, digest, names, variables, answer, metrics.counter_fields()))
+    last = nochange.LastSync(fingerprint, digest, names, variables, str(report["tree"]), len(report["nodes"]),
+                             metrics.counter_fields())
+    nochange.save(path, last, answer)
     return True

@@ -35,6 +35,7 @@ def test_an_unchanged_tree_is_answered_without_a_run_and_any_change_runs_again(c
     assert rc == 0, err
     assert again["no_change"] and again["run_id"] is None and again["last_run_id"] == first["run_id"]
     assert again["counts"]["unchanged"] == TEAMS + 2 and again["studio_requests"] == {}
+    assert isinstance(again["seconds"], float) and again["tree"] == first["tree"]
     assert set(again["nodes"]) == set(first["nodes"])
     human = cli.run("sync", str(tree), **env)
     assert human.returncode == 0 and "no change since the last sync" in human.stdout
