@@ -27,9 +27,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=15)
     args = ap.parse_args()
-    commands = {"python3 -c pass": [sys.executable, "-c", "pass"],
-                "producer --help": [sys.executable, "-m", "producer.cli", "--help"],
-                "producer --version": [sys.executable, "-m", "producer.cli", "--version"]}
+    commands = {
+        "python3 -c pass": [sys.executable, "-c", "pass"],
+        "producer --help": [sys.executable, "-m", "producer.cli", "--help"],
+        "producer --version": [sys.executable, "-m", "producer.cli", "--version"],
+    }
     walls: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(args.repeat):
         for name, cmd in commands.items():

@@ -90,8 +90,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     deps, latency = graph(args.tasks, args.layers, args.seed)
-    wf = Workflow.model_validate({"name": "cp", "tasks": [{"id": t, "description": t, "agent": "a", "dependencies": d}
-                                                         for t, d in deps.items()]})
+    wf = Workflow.model_validate(
+        {"name": "cp", "tasks": [{"id": t, "description": t, "agent": "a", "dependencies": d} for t, d in deps.items()]}
+    )
     bound = list_schedule(deps, latency, args.limit, release_plan(wf).ranks)
     barrier = barrier_schedule(deps, latency, args.limit, args.layers)
     standin = ThreadedStandIn()
@@ -99,8 +100,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp, redis_and_workers(workers=2, concurrency=64) as (url, _):
             root = Path(tmp) / "tree"
             write_tree(root, standin.url, args.limit)
-            tasks = [{"id": t, "description": f"{t} [delay:{latency[t]}]", "agent": {"$ref": "a"}, "dependencies": d}
-                     for t, d in deps.items()]
+            tasks = [
+                {"id": t, "description": f"{t} [delay:{latency[t]}]", "agent": {"$ref": "a"}, "dependencies": d}
+                for t, d in deps.items()
+            ]
             path = root / "workflows" / "cp.yaml"
             path.parent.mkdir()
             path.write_text(yaml.safe_dump({"kind": "workflow", "name": "cp", "goal": "critical path", "tasks": tasks}))
@@ -108,8 +111,13 @@ def main() -> None:
             spans = []
             for _ in range(args.repeat):
                 standin.state.requests.clear()
-                proc = subprocess.run([sys.executable, "-m", "producer.cli", "run", str(path), "--json", "--no-cache"],
-                                      env=env, capture_output=True, text=True, timeout=600)
+                proc = subprocess.run(
+                    [sys.executable, "-m", "producer.cli", "run", str(path), "--json", "--no-cache"],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=600,
+                )
                 report = json.loads(proc.stdout)
                 assert report["counts"]["done"] == args.tasks, report["counts"]
                 reqs = standin.state.requests
@@ -117,10 +125,14 @@ def main() -> None:
     finally:
         standin.stop()
     span = statistics.median(spans)
-    print(f"{args.tasks} tasks in {args.layers} layers, 2 inputs each, log-normal latencies (median 0.3 s, sigma 0.9, "
-          f"seed {args.seed}), model limit {args.limit}, 2 workers; median of {args.repeat}")
+    print(
+        f"{args.tasks} tasks in {args.layers} layers, 2 inputs each, log-normal latencies (median 0.3 s, sigma 0.9, "
+        f"seed {args.seed}), model limit {args.limit}, 2 workers; median of {args.repeat}"
+    )
     print(f"  first request -> last answer: {span:.2f} s ({min(spans):.2f} to {max(spans):.2f})")
-    print(f"  list-scheduling bound: {bound:.2f} s -> {span / bound:.2f}x ({min(spans) / bound:.2f} to {max(spans) / bound:.2f})")
+    print(
+        f"  list-scheduling bound: {bound:.2f} s -> {span / bound:.2f}x ({min(spans) / bound:.2f} to {max(spans) / bound:.2f})"
+    )
     print(f"  a barrier per layer would need at least {barrier:.2f} s ({barrier / bound:.2f}x the bound)")
 
 

@@ -49,11 +49,18 @@ def main() -> None:
         git = ["git", "-C", str(tree)]
         subprocess.run(git + ["init", "-q"], check=True)
         subprocess.run(git + ["add", "-A"], check=True)
-        subprocess.run(git + ["-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "tree"], check=True)
+        subprocess.run(
+            git + ["-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "tree"], check=True
+        )
         studio_url, studio = embedded.start_studio(Path(tmp) / "studio")
         try:
-            env = {**os.environ, "REDIS_URL": url, "STUDIO_URL": studio_url, "STUDIO_USER_ID": "bench",
-                   "AGENTQ_CACHE_DIR": str(Path(tmp) / "cache")}
+            env = {
+                **os.environ,
+                "REDIS_URL": url,
+                "STUDIO_URL": studio_url,
+                "STUDIO_USER_ID": "bench",
+                "AGENTQ_CACHE_DIR": str(Path(tmp) / "cache"),
+            }
             sync = [sys.executable, "-m", "producer.cli", "sync", str(tree), "--json"]
             wall, first = _timed(sync, env=env, timeout=7200)
             print(f"first sync of {args.files} files: {wall:.1f} s, counts {json.loads(first.stdout)['counts']}")
@@ -76,14 +83,21 @@ def main() -> None:
                 assert report["counts"]["updated"] == 1 + users and not report["counts"]["failed"], report["counts"]
                 changed_s.append(wall)
                 if i == 0:
-                    print(f"  changed-agent run: {report['seconds']} s from enqueue to the last result; "
-                          f"Studio requests {report['studio_requests']}")
+                    print(
+                        f"  changed-agent run: {report['seconds']} s from enqueue to the last result; "
+                        f"Studio requests {report['studio_requests']}"
+                    )
                 _timed(sync, env=env, timeout=600)  # back to a recorded no-change state
             base = statistics.median(git_s)
-            for name, walls, target in (("no-change re-sync", same_s, 8), (f"one agent changed ({users} team(s) use it)", changed_s, 15)):
+            for name, walls, target in (
+                ("no-change re-sync", same_s, 8),
+                (f"one agent changed ({users} team(s) use it)", changed_s, 15),
+            ):
                 med = statistics.median(walls)
-                print(f"{name}: median {med:.3f} s (min {min(walls):.3f}, max {max(walls):.3f}); "
-                      f"git status median {base:.3f} s; ratio {med / base:.1f}x (target at most {target}x)")
+                print(
+                    f"{name}: median {med:.3f} s (min {min(walls):.3f}, max {max(walls):.3f}); "
+                    f"git status median {base:.3f} s; ratio {med / base:.1f}x (target at most {target}x)"
+                )
         finally:
             embedded.stop(studio)
 

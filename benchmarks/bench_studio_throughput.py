@@ -34,8 +34,10 @@ from shared.refs import inline_refs  # noqa: E402
 
 async def raw(url: str, user: str, teams: list[dict], concurrency: int, validate: bool) -> float:
     gate = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(base_url=url + "/api", timeout=120,
-                                 limits=httpx.Limits(max_connections=concurrency)) as client:
+    async with httpx.AsyncClient(
+        base_url=url + "/api", timeout=120, limits=httpx.Limits(max_connections=concurrency)
+    ) as client:
+
         async def one(team: dict) -> None:
             async with gate:
                 if validate:
@@ -63,10 +65,20 @@ def main() -> None:
             httpx.get(f"{studio_url}/api/teams/", params={"user_id": "warm"})  # server warm-up
             ceiling_a = asyncio.run(raw(studio_url, "raw-a", resolved, args.concurrency, validate=False))
             ceiling_b = asyncio.run(raw(studio_url, "raw-b", resolved, args.concurrency, validate=True))
-            env = {**os.environ, "REDIS_URL": url, "STUDIO_URL": studio_url, "STUDIO_USER_ID": "ours",
-                   "AGENTQ_CACHE_DIR": str(Path(tmp) / "cache")}
-            proc = subprocess.run([sys.executable, "-m", "producer.cli", "sync", str(tree), "--json"], env=env,
-                                  capture_output=True, text=True, timeout=3600)
+            env = {
+                **os.environ,
+                "REDIS_URL": url,
+                "STUDIO_URL": studio_url,
+                "STUDIO_USER_ID": "ours",
+                "AGENTQ_CACHE_DIR": str(Path(tmp) / "cache"),
+            }
+            proc = subprocess.run(
+                [sys.executable, "-m", "producer.cli", "sync", str(tree), "--json"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=3600,
+            )
             report = json.loads(proc.stdout)
             ours = report["seconds"]
             assert report["counts"]["created"] == args.teams + 1, report["counts"]

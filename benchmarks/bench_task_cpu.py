@@ -28,7 +28,13 @@ from shared.semaphore import PrioritySemaphore  # noqa: E402
 from workers import agent_runtime  # noqa: E402
 from workers.model_client import ModelClients, TaskModels  # noqa: E402
 
-MODEL_INFO = {"vision": False, "function_calling": True, "json_output": True, "family": "unknown", "structured_output": True}
+MODEL_INFO = {
+    "vision": False,
+    "function_calling": True,
+    "json_output": True,
+    "family": "unknown",
+    "structured_output": True,
+}
 
 
 def cpu_ms(started: float, n: int) -> float:
@@ -38,11 +44,26 @@ def cpu_ms(started: float, n: int) -> float:
 async def measure(url: str, base_url: str, n: int) -> dict[str, float]:
     from autogen_core.models import UserMessage
 
-    model = {"provider": "autogen_ext.models.openai.OpenAIChatCompletionClient", "component_type": "model", "label": "m",
-             "config": {"model": "standin", "base_url": base_url, "api_key": "x", "model_info": MODEL_INFO}}
-    agent = {"provider": "autogen_agentchat.agents.AssistantAgent", "component_type": "agent", "label": "a",
-             "config": {"name": "a", "description": "a", "system_message": "Be brief.", "model_client": model,
-                        "model_client_stream": False, "reflect_on_tool_use": False, "tool_call_summary_format": "{result}"}}
+    model = {
+        "provider": "autogen_ext.models.openai.OpenAIChatCompletionClient",
+        "component_type": "model",
+        "label": "m",
+        "config": {"model": "standin", "base_url": base_url, "api_key": "x", "model_info": MODEL_INFO},
+    }
+    agent = {
+        "provider": "autogen_agentchat.agents.AssistantAgent",
+        "component_type": "agent",
+        "label": "a",
+        "config": {
+            "name": "a",
+            "description": "a",
+            "system_message": "Be brief.",
+            "model_client": model,
+            "model_client_stream": False,
+            "reflect_on_tool_use": False,
+            "tool_call_summary_format": "{result}",
+        },
+    }
     # as the workers have it: a small pool that makes callers wait (workers/task_base.py)
     client = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(url, max_connections=16))
     clients = ModelClients(60)

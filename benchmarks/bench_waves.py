@@ -32,8 +32,17 @@ def run_waves(app, store, waves: int, per_wave: int, batch: int) -> float:
     labels = [[f"w{w}-n{i}" for i in range(per_wave)] for w in range(waves)]
     plan = [[wave[i : i + batch] for i in range(0, per_wave, batch)] for wave in labels]
     nodes = {lbl: {"status": "pending"} for wave in labels for lbl in wave}
-    meta = {"run_id": run_id, "waves": waves, "total": len(nodes), "state": "running", "created": time.time(),
-            "batch_task": "agentq.noop_batch", "gallery_needed": False, "tree": "bench", "namespace": "bench"}
+    meta = {
+        "run_id": run_id,
+        "waves": waves,
+        "total": len(nodes),
+        "state": "running",
+        "created": time.time(),
+        "batch_task": "agentq.noop_batch",
+        "gallery_needed": False,
+        "tree": "bench",
+        "namespace": "bench",
+    }
     store.create_run(run_id, meta, nodes, {}, plan)
     t0 = time.time()
     start_run(app, run_id)
@@ -67,7 +76,12 @@ def main() -> None:
         print(f"our 10 x 200 (batched) vs the plain flat group: {best / flat_group:.2f}x")
         if not args.skip_naive:
             t0 = time.time()
-            canvas = chain(*(chord([app.signature("agentq.noop") for _ in range(200)], app.signature("agentq.noop")) for _ in range(10)))
+            canvas = chain(
+                *(
+                    chord([app.signature("agentq.noop") for _ in range(200)], app.signature("agentq.noop"))
+                    for _ in range(10)
+                )
+            )
             canvas.apply_async().get(timeout=1800)
             naive = time.time() - t0
             print(f"{'naive chain of 10 chords x 200':34} {naive:9.2f}s   ({naive / flat_group:.1f}x the flat group)")

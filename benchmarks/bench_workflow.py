@@ -38,20 +38,47 @@ from producer import embedded  # noqa: E402
 LATENCY = 0.1
 
 
-MODEL_INFO = {"vision": False, "function_calling": True, "json_output": True, "family": "unknown", "structured_output": True}
+MODEL_INFO = {
+    "vision": False,
+    "function_calling": True,
+    "json_output": True,
+    "family": "unknown",
+    "structured_output": True,
+}
 
 
 def write_tree(root: Path, base_url: str, limit: int) -> None:
     (root / "models").mkdir(parents=True)
     (root / "agents").mkdir()
-    (root / "models" / "m.yaml").write_text(yaml.safe_dump({
-        "provider": "autogen_ext.models.openai.OpenAIChatCompletionClient", "component_type": "model", "label": "m",
-        "max_concurrency": limit, "config": {"model": "standin", "base_url": base_url, "api_key": "not-needed",
-                                             "model_info": MODEL_INFO}}))
-    (root / "agents" / "a.yaml").write_text(yaml.safe_dump({
-        "provider": "autogen_agentchat.agents.AssistantAgent", "component_type": "agent", "label": "a",
-        "config": {"name": "a", "description": "a", "system_message": "Be brief.", "model_client": {"$ref": "m"},
-                   "model_client_stream": False, "reflect_on_tool_use": False, "tool_call_summary_format": "{result}"}}))
+    (root / "models" / "m.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "provider": "autogen_ext.models.openai.OpenAIChatCompletionClient",
+                "component_type": "model",
+                "label": "m",
+                "max_concurrency": limit,
+                "config": {"model": "standin", "base_url": base_url, "api_key": "not-needed", "model_info": MODEL_INFO},
+            }
+        )
+    )
+    (root / "agents" / "a.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "provider": "autogen_agentchat.agents.AssistantAgent",
+                "component_type": "agent",
+                "label": "a",
+                "config": {
+                    "name": "a",
+                    "description": "a",
+                    "system_message": "Be brief.",
+                    "model_client": {"$ref": "m"},
+                    "model_client_stream": False,
+                    "reflect_on_tool_use": False,
+                    "tool_call_summary_format": "{result}",
+                },
+            }
+        )
+    )
 
 
 def write_workflow(root: Path, name: str, groups: int, per_group: int) -> Path:
@@ -69,8 +96,13 @@ def write_workflow(root: Path, name: str, groups: int, per_group: int) -> Path:
 
 
 def run(path: Path, env: dict[str, str]) -> float:
-    proc = subprocess.run([sys.executable, "-m", "producer.cli", "run", str(path), "--json", "--no-cache"], env=env,
-                          capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(
+        [sys.executable, "-m", "producer.cli", "run", str(path), "--json", "--no-cache"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     report = json.loads(proc.stdout)
     assert report["counts"]["done"] == len(report["tasks"]), report["counts"]
     return float(report["seconds"])
@@ -79,6 +111,7 @@ def run(path: Path, env: dict[str, str]) -> float:
 async def plain_loop(base_url: str, n: int, concurrency: int = 5) -> float:
     gate = asyncio.Semaphore(concurrency)
     async with httpx.AsyncClient(timeout=60) as client:
+
         async def one(i: int) -> None:
             async with gate:
                 body = {"model": "standin", "messages": [{"role": "user", "content": f"loop task {i}"}]}
@@ -116,13 +149,19 @@ def main() -> None:
                 deeps.append(run(deep_file, env))
             flat, deep = statistics.median(flats), statistics.median(deeps)
             bound = args.tasks * LATENCY / args.limit
-            print(f"{args.tasks} independent tasks, {LATENCY * 1000:.0f} ms each, model limit {args.limit}, 2 workers (threads),"
-                  f" median of {args.repeat}")
-            print(f"  enqueue -> last result: {flat:.2f} s ({min(flats):.2f} to {max(flats):.2f}); bound (tasks x latency / limit):"
-                  f" {bound:.2f} s -> {flat / bound:.2f}x the bound ({min(flats) / bound:.2f} to {max(flats) / bound:.2f})")
+            print(
+                f"{args.tasks} independent tasks, {LATENCY * 1000:.0f} ms each, model limit {args.limit}, 2 workers (threads),"
+                f" median of {args.repeat}"
+            )
+            print(
+                f"  enqueue -> last result: {flat:.2f} s ({min(flats):.2f} to {max(flats):.2f}); bound (tasks x latency / limit):"
+                f" {bound:.2f} s -> {flat / bound:.2f}x the bound ({min(flats) / bound:.2f} to {max(flats) / bound:.2f})"
+            )
             print(f"  workers' CPU per task (flat runs): {statistics.median(cpus) * 1000:.2f} ms")
-            print(f"  10 dependency groups x {args.tasks // 10}: {deep:.2f} s ({min(deeps):.2f} to {max(deeps):.2f})"
-                  f" -> {deep / flat:.2f}x the flat run")
+            print(
+                f"  10 dependency groups x {args.tasks // 10}: {deep:.2f} s ({min(deeps):.2f} to {max(deeps):.2f})"
+                f" -> {deep / flat:.2f}x the flat run"
+            )
             if not args.skip_loop:
                 loop = asyncio.run(plain_loop(base_url, args.tasks))
                 print(f"  plain asyncio loop, semaphore of 5: {loop:.2f} s -> ours is {loop / flat:.1f}x faster")

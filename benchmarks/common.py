@@ -5,9 +5,9 @@ from __future__ import annotations
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from producer import embedded
 from shared.settings import Settings
@@ -15,13 +15,18 @@ from shared.store import Store
 
 
 @contextmanager
-def redis_and_workers(workers: int = 1, concurrency: int = 2, env: dict[str, str] | None = None) -> Iterator[tuple[str, Path]]:
+def redis_and_workers(
+    workers: int = 1, concurrency: int = 2, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, Path]]:
     with tempfile.TemporaryDirectory() as tmp, embedded.LocalServices() as services:
         url, proc = embedded.start_redis(Path(tmp) / "redis")
         services.add_process(proc)
         for i in range(workers):
-            services.add_process(embedded.start_worker(url, concurrency=concurrency, name=f"bench{i}", env=env,
-                                                       log_path=Path(tmp) / f"worker{i}.log"))
+            services.add_process(
+                embedded.start_worker(
+                    url, concurrency=concurrency, name=f"bench{i}", env=env, log_path=Path(tmp) / f"worker{i}.log"
+                )
+            )
         yield url, Path(tmp)
 
 

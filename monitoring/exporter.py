@@ -57,13 +57,24 @@ class CeleryEvents:
         self.app = app
         labels = ["name", "hostname", "queue_name"]
         self.counters = {
-            e: Counter(f"celery_task_{e}", f"Tasks {e}", labels + (["exception"] if e == "failed" else []), registry=registry)
+            e: Counter(
+                f"celery_task_{e}", f"Tasks {e}", labels + (["exception"] if e == "failed" else []), registry=registry
+            )
             for e in self.TASK_EVENTS
         }
-        self.runtime = Histogram("celery_task_runtime", "Task runtime in seconds", labels, buckets=RUNTIME_BUCKETS, registry=registry)
-        self.queue_wait = Histogram("celery_task_queue_wait_time", "Seconds from publish to start", labels,
-                                    buckets=RUNTIME_BUCKETS, registry=registry)
-        self.worker_up = Gauge("celery_worker_up", "1 while the worker sends heartbeats", ["hostname"], registry=registry)
+        self.runtime = Histogram(
+            "celery_task_runtime", "Task runtime in seconds", labels, buckets=RUNTIME_BUCKETS, registry=registry
+        )
+        self.queue_wait = Histogram(
+            "celery_task_queue_wait_time",
+            "Seconds from publish to start",
+            labels,
+            buckets=RUNTIME_BUCKETS,
+            registry=registry,
+        )
+        self.worker_up = Gauge(
+            "celery_worker_up", "1 while the worker sends heartbeats", ["hostname"], registry=registry
+        )
         self.active = Gauge("celery_worker_tasks_active", "Tasks a worker is running", ["hostname"], registry=registry)
         self.workers = Gauge("celery_active_worker_count", "Workers sending heartbeats", registry=registry)
         self.tasks: OrderedDict[str, dict[str, Any]] = OrderedDict()  # uuid -> name, queue, sent (bounded)
@@ -176,23 +187,29 @@ class RedisState(Collector):
             yield family
         histograms = read_histograms(self.r)
         for name, (help_text, labels, buckets) in HISTOGRAM_HELP.items():
-            family = HistogramMetricFamily(name, help_text, labels=list(labels))
+            histogram = HistogramMetricFamily(name, help_text, labels=list(labels))
             for (n, values), slots in histograms.items():
                 if n != name or len(values) != len(labels):
                     continue
                 cumulative, running = [], 0.0
-                for bound, count in zip([*map(str, buckets), "+Inf"], slots[:-1]):
+                for bound, count in zip([*map(str, buckets), "+Inf"], slots[:-1], strict=False):
                     running += count
                     cumulative.append((bound, running))
-                family.add_metric(list(values), cumulative, slots[-1])
-            yield family
+                histogram.add_metric(list(values), cumulative, slots[-1])
+            yield histogram
         yield from self._hosts()
 
     def _hosts(self) -> Iterator[Any]:
         cpu = GaugeMetricFamily("agentq_host_cpu_percent", "Host CPU use reported by its workers", labels=["host"])
-        mem = GaugeMetricFamily("agentq_host_memory_percent", "Host memory use reported by its workers", labels=["host"])
-        disk = GaugeMetricFamily("agentq_host_disk_percent", "Host disk use (/) reported by its workers", labels=["host"])
-        throttled = GaugeMetricFamily("agentq_worker_throttled", "1 while a worker is not taking tasks", labels=["worker"])
+        mem = GaugeMetricFamily(
+            "agentq_host_memory_percent", "Host memory use reported by its workers", labels=["host"]
+        )
+        disk = GaugeMetricFamily(
+            "agentq_host_disk_percent", "Host disk use (/) reported by its workers", labels=["host"]
+        )
+        throttled = GaugeMetricFamily(
+            "agentq_worker_throttled", "1 while a worker is not taking tasks", labels=["worker"]
+        )
         hosts: dict[str, dict[str, Any]] = {}
         now = time.time()
         for worker, raw in self.r.hgetall(HOSTS).items():
@@ -200,7 +217,7 @@ class RedisState(Collector):
             if now - data.get("ts", 0) > HOST_STALE:
                 continue
             hosts[data["host"]] = data
-            throttled.add_metric([worker], 1.0 if data.get("throttled") else 0.0)
+            throttled.add_metric([str(worker)], 1.0 if data.get("throttled") else 0.0)
         for host, data in hosts.items():
             cpu.add_metric([host], data["cpu"])
             mem.add_metric([host], data["memory"])
@@ -213,7 +230,9 @@ class StudioProbe:
         self.url = url.rstrip("/") + "/api/health"
         self.interval = interval
         self.up = Gauge("agentq_studio_up", "1 when AutoGen Studio answers its health check", registry=registry)
-        self.latency = Gauge("agentq_studio_probe_seconds", "Latency of the last Studio health check", registry=registry)
+        self.latency = Gauge(
+            "agentq_studio_probe_seconds", "Latency of the last Studio health check", registry=registry
+        )
 
     def run_forever(self, stop: threading.Event) -> None:
         with httpx.Client(timeout=max(1.0, self.interval)) as client:
@@ -246,7 +265,9 @@ class Exporter:
         self.app = create_app(settings)
         self.redis = redis.Redis.from_url(self.app.conf.broker_url, decode_responses=True)
         self.events = CeleryEvents(self.app, self.registry)
-        self.registry.register(RedisState(self.redis, [q.strip() for q in settings.exporter_queues.split(",") if q.strip()]))
+        self.registry.register(
+            RedisState(self.redis, [q.strip() for q in settings.exporter_queues.split(",") if q.strip()])
+        )
         self.probe = StudioProbe(settings.studio_url, self.registry, settings.studio_probe_interval_seconds)
         self.stop = threading.Event()
 

@@ -7,12 +7,11 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Annotated, Any, Iterator, NoReturn, Optional
-
 from functools import cache
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -25,8 +24,12 @@ if TYPE_CHECKING:
     from shared.settings import Settings
     from shared.store import Store
 
-app = typer.Typer(help="Sync AutoGen component trees into AutoGen Studio through Celery workers.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, rich_markup_mode=None)
+app = typer.Typer(
+    help="Sync AutoGen component trees into AutoGen Studio through Celery workers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
 
 
 @cache
@@ -59,7 +62,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit")
+    ] = False,
 ) -> None:
     """Sync AutoGen component trees into AutoGen Studio through Celery workers, and run workflows."""
 
@@ -74,10 +79,17 @@ class Exit:
     TIMEOUT = 4  # the run did not finish within --timeout
 
 
-RedisUrl = Annotated[Optional[str], typer.Option("--redis-url", help="Redis broker/backend URL (env REDIS_URL); unset: embedded local Redis")]
-StudioUrl = Annotated[Optional[str], typer.Option("--studio-url", help="AutoGen Studio base URL (env STUDIO_URL)")]
-StudioUser = Annotated[Optional[str], typer.Option("--studio-user-id", help="Studio user id the rows belong to (env STUDIO_USER_ID)")]
-Gallery = Annotated[Optional[str], typer.Option("--gallery", help="Gallery entry name for the tree (default: the folder's name)")]
+RedisUrl = Annotated[
+    str | None,
+    typer.Option("--redis-url", help="Redis broker/backend URL (env REDIS_URL); unset: embedded local Redis"),
+]
+StudioUrl = Annotated[str | None, typer.Option("--studio-url", help="AutoGen Studio base URL (env STUDIO_URL)")]
+StudioUser = Annotated[
+    str | None, typer.Option("--studio-user-id", help="Studio user id the rows belong to (env STUDIO_USER_ID)")
+]
+Gallery = Annotated[
+    str | None, typer.Option("--gallery", help="Gallery entry name for the tree (default: the folder's name)")
+]
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
 
 
@@ -99,7 +111,9 @@ def _redis(settings: Settings, services: embedded.LocalServices, quiet: bool) ->
         services.add_process(proc)
         settings.redis_url = url
         if not quiet:
-            err().print(f"No REDIS_URL set: started an embedded Redis at {url} (data in {data_dir}); it stops when this command ends.")
+            err().print(
+                f"No REDIS_URL set: started an embedded Redis at {url} (data in {data_dir}); it stops when this command ends."
+            )
     store = _store(settings, url)
     try:
         store.r.ping()
@@ -136,10 +150,14 @@ def _plan_json(prepared: Prepared) -> dict[str, Any]:
 
 def _print_plan(data: dict[str, Any]) -> None:
     changes = data["changes"]
-    console().print(f"[bold]{data['tree']}[/bold]: {data['files']} files ({data['files_parsed']} read, the rest unchanged on disk)")
+    console().print(
+        f"[bold]{data['tree']}[/bold]: {data['files']} files ({data['files_parsed']} read, the rest unchanged on disk)"
+    )
     console().print("  " + ", ".join(f"{k}: {len(v)}" for k, v in changes.items()))
     for i, wave in enumerate(data["waves"]):
-        console().print(f"  wave {i + 1}: {len(wave)} component(s): {', '.join(wave[:8])}{' ...' if len(wave) > 8 else ''}")
+        console().print(
+            f"  wave {i + 1}: {len(wave)} component(s): {', '.join(wave[:8])}{' ...' if len(wave) > 8 else ''}"
+        )
     console().print(f"  gallery entry {data['gallery']!r}: {'write' if data['gallery_write'] else 'unchanged'}")
     for e in data["errors"]:
         where = f"{e['path']}: {e['field'] + ': ' if e['field'] else ''}"
@@ -184,9 +202,19 @@ def sync(
     directory: Annotated[Path, typer.Argument(help="Config tree to sync")],
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Enqueue, print the run id and return")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only; enqueue nothing")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Ignore the result cache (Studio rows still match by label)")] = False,
-    local_studio: Annotated[bool, typer.Option("--local-studio", help="Start a local AutoGen Studio for this sync (data kept in the cache dir)")] = False,
-    timeout: Annotated[float | None, typer.Option(help="Seconds to wait for the run at most (default: as long as it moves; it fails when no node ends for STALL_SECONDS)")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Ignore the result cache (Studio rows still match by label)")
+    ] = False,
+    local_studio: Annotated[
+        bool,
+        typer.Option("--local-studio", help="Start a local AutoGen Studio for this sync (data kept in the cache dir)"),
+    ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds to wait for the run at most (default: as long as it moves; it fails when no node ends for STALL_SECONDS)"
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every component in the summary")] = False,
     redis_url: RedisUrl = None,
     studio_url: StudioUrl = None,
@@ -204,15 +232,20 @@ def sync(
     settings = load_settings(redis_url=redis_url, studio_url=studio_url, studio_user_id=studio_user_id)
     embedded_default = settings.redis_url is None
     if embedded_default and no_wait:
-        err().print("[red]error:[/red] --no-wait needs REDIS_URL: the embedded Redis and worker stop when this command ends")
+        err().print(
+            "[red]error:[/red] --no-wait needs REDIS_URL: the embedded Redis and worker stop when this command ends"
+        )
         raise typer.Exit(2)
     with embedded.LocalServices() as services:
         if local_studio:
-            url, proc = embedded.start_studio(settings.cache_dir / "studio", port=settings.local_studio_port,
-                                              binary=settings.autogenstudio_bin)
+            url, proc = embedded.start_studio(
+                settings.cache_dir / "studio", port=settings.local_studio_port, binary=settings.autogenstudio_bin
+            )
             services.add_process(proc)
             settings.studio_url = url
-            err().print(f"Started a local AutoGen Studio at {url} (data in {settings.cache_dir / 'studio'}); it stops when this command ends.")
+            err().print(
+                f"Started a local AutoGen Studio at {url} (data in {settings.cache_dir / 'studio'}); it stops when this command ends."
+            )
         with _redis(settings, services, quiet=False) as store:
             prepared = prepare(directory, settings, store, gallery, force=force)
             if dry_run:
@@ -243,9 +276,15 @@ def sync(
 def _watchdog(store: Store, run_id: str, settings: Settings, celery: Any) -> Any:
     from producer.recovery import Watchdog
 
-    return Watchdog(store, run_id, celery, settings.worker_dead_seconds, settings.stuck_seconds,
-                    lambda line: err().print(f"[yellow]{escape(line)}[/yellow]", soft_wrap=True),
-                    give_up_after=settings.stall_seconds)
+    return Watchdog(
+        store,
+        run_id,
+        celery,
+        settings.worker_dead_seconds,
+        settings.stuck_seconds,
+        lambda line: err().print(f"[yellow]{escape(line)}[/yellow]", soft_wrap=True),
+        give_up_after=settings.stall_seconds,
+    )
 
 
 def _start_local_worker(settings: Settings, services: embedded.LocalServices) -> None:
@@ -269,7 +308,7 @@ def _stored_report(redis_url: str | None, build: Any, run_id: str, what: str) ->
     if report is None:
         err().print(f"[red]error:[/red] no {what} {run_id} (unknown or expired)")
         raise typer.Exit(2)
-    return report  # type: ignore[no-any-return]
+    return report
 
 
 @app.command()
@@ -293,12 +332,30 @@ def status(
 @app.command()
 def run(
     file: Annotated[Path, typer.Argument(help="Workflow file (kind: workflow)")],
-    tree: Annotated[Optional[Path], typer.Option("--tree", help="Config tree its agents come from (default: the folder above workflows/, or the file's folder)")] = None,
-    mode: Annotated[str, typer.Option(help="parallel: independent tasks at once; sequential: one task at a time")] = "parallel",
+    tree: Annotated[
+        Path | None,
+        typer.Option(
+            "--tree",
+            help="Config tree its agents come from (default: the folder above workflows/, or the file's folder)",
+        ),
+    ] = None,
+    mode: Annotated[
+        str, typer.Option(help="parallel: independent tasks at once; sequential: one task at a time")
+    ] = "parallel",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Run every task even when its result is cached")] = False,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Enqueue, print the run id and return")] = False,
-    standin_llm: Annotated[bool, typer.Option("--standin-llm", help="Start the local stand-in model endpoint (deterministic answers) for this run")] = False,
-    timeout: Annotated[float | None, typer.Option(help="Seconds to wait for the run at most (default: as long as it moves; it fails when no node ends for STALL_SECONDS)")] = None,
+    standin_llm: Annotated[
+        bool,
+        typer.Option(
+            "--standin-llm", help="Start the local stand-in model endpoint (deterministic answers) for this run"
+        ),
+    ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds to wait for the run at most (default: as long as it moves; it fails when no node ends for STALL_SECONDS)"
+        ),
+    ] = None,
     redis_url: RedisUrl = None,
     as_json: AsJson = False,
 ) -> None:
@@ -306,14 +363,17 @@ def run(
     from producer.progress import follow_workflow
     from producer.report import render_workflow, workflow_report
     from producer.sync import wait
-    from producer.workflow_run import WorkflowInvalid, load, submit as submit_workflow
+    from producer.workflow_run import WorkflowInvalid, load
+    from producer.workflow_run import submit as submit_workflow
     from shared.settings import load_settings
 
     if mode not in ("parallel", "sequential"):
         raise typer.BadParameter("expected parallel or sequential", param_hint="--mode")
     settings = load_settings(redis_url=redis_url)
     if settings.redis_url is None and no_wait:
-        err().print("[red]error:[/red] --no-wait needs REDIS_URL: the embedded Redis and worker stop when this command ends")
+        err().print(
+            "[red]error:[/red] --no-wait needs REDIS_URL: the embedded Redis and worker stop when this command ends"
+        )
         raise typer.Exit(2)
     try:
         prepared = load(file, tree, settings)
@@ -325,7 +385,9 @@ def run(
     with embedded.LocalServices() as services:
         if standin_llm:
             services.add_process(embedded.start_standin_llm(settings.standin_llm_port))
-            err().print(f"Started the stand-in model endpoint at http://127.0.0.1:{settings.standin_llm_port}/v1 (deterministic answers, not a real model).")
+            err().print(
+                f"Started the stand-in model endpoint at http://127.0.0.1:{settings.standin_llm_port}/v1 (deterministic answers, not a real model)."
+            )
         with _redis(settings, services, quiet=False) as store:
 
             def celery_app() -> Any:
@@ -333,7 +395,9 @@ def run(
                     _start_local_worker(settings, services)
                 return _celery(settings)
 
-            run_id, _ = submit_workflow(prepared, settings, store, celery_app, sequential=mode == "sequential", no_cache=no_cache)
+            run_id, _ = submit_workflow(
+                prepared, settings, store, celery_app, sequential=mode == "sequential", no_cache=no_cache
+            )
             if no_wait:
                 typer.echo(json.dumps({"run_id": run_id}) if as_json else run_id)
                 return
@@ -378,8 +442,12 @@ def _workflow_succeeded(report: dict[str, Any]) -> bool:
 @app.command()
 def monitor(
     refresh: Annotated[float, typer.Option("--refresh", help="Seconds between readings")] = 5.0,
-    save_session: Annotated[Optional[Path], typer.Option("--save-session", help="Write what was seen (JSON) on exit")] = None,
-    exporter_url: Annotated[Optional[str], typer.Option("--exporter-url", help="Exporter base URL (env EXPORTER_URL)")] = None,
+    save_session: Annotated[
+        Path | None, typer.Option("--save-session", help="Write what was seen (JSON) on exit")
+    ] = None,
+    exporter_url: Annotated[
+        str | None, typer.Option("--exporter-url", help="Exporter base URL (env EXPORTER_URL)")
+    ] = None,
     redis_url: RedisUrl = None,
 ) -> None:
     """Live terminal dashboard: hosts, workers, queues, Studio, throughput and alerts (Ctrl-C to quit)."""

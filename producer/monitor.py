@@ -18,8 +18,15 @@ from rich.panel import Panel
 from rich.table import Table
 
 # The seed thresholds, as in monitoring/alerts.yml.
-THRESHOLDS = {"cpu": 80.0, "memory": 85.0, "disk": 90.0, "studio_p95_warning": 1.0, "studio_p95_critical": 5.0,
-              "queue_backlog": 100.0, "failure_ratio": 0.1}
+THRESHOLDS = {
+    "cpu": 80.0,
+    "memory": 85.0,
+    "disk": 90.0,
+    "studio_p95_warning": 1.0,
+    "studio_p95_critical": 5.0,
+    "queue_backlog": 100.0,
+    "failure_ratio": 0.1,
+}
 SPARK = "▁▂▃▄▅▆▇█"
 
 
@@ -79,7 +86,9 @@ class Monitor:
             metrics, reachable = {}, False
         snap = self._snapshot(now, metrics)
         if not reachable:
-            snap.alerts.insert(0, {"name": "ExporterUnreachable", "severity": "critical", "summary": f"no answer from {self.url}"})
+            snap.alerts.insert(
+                0, {"name": "ExporterUnreachable", "severity": "critical", "summary": f"no answer from {self.url}"}
+            )
         self.snapshots.append(snap)
         return snap
 
@@ -87,7 +96,11 @@ class Monitor:
         workers = {}
         for labels, up in m.get("celery_worker_up", []):
             host = labels["hostname"]
-            workers[host] = {"up": up == 1, "active": total(m, "celery_worker_tasks_active", hostname=host), "throttled": False}
+            workers[host] = {
+                "up": up == 1,
+                "active": total(m, "celery_worker_tasks_active", hostname=host),
+                "throttled": False,
+            }
         for labels, value in m.get("agentq_worker_throttled", []):
             workers.setdefault(labels["worker"], {"up": True, "active": 0.0})["throttled"] = value == 1
         queues = {labels["queue_name"]: v for labels, v in m.get("celery_queue_length", [])}
@@ -117,9 +130,11 @@ class Monitor:
         for q, length in queues.items():
             self.queue_history.setdefault(q, deque(maxlen=10)).append(length)
         studio_up = m.get("agentq_studio_up")
-        studio = {"up": None if not studio_up else studio_up[0][1] == 1,
-                  "probe_seconds": total(m, "agentq_studio_probe_seconds") if m.get("agentq_studio_probe_seconds") else None,
-                  "p95_seconds": p95}
+        studio = {
+            "up": None if not studio_up else studio_up[0][1] == 1,
+            "probe_seconds": total(m, "agentq_studio_probe_seconds") if m.get("agentq_studio_probe_seconds") else None,
+            "p95_seconds": p95,
+        }
         snap = Snapshot(now, workers, queues, hosts, studio, rate, ratio)
         snap.alerts = self.alerts(snap)
         return snap
@@ -174,9 +189,12 @@ class Monitor:
         for q, length in sorted(s.queues.items()):
             queues.add_row(q, f"{length:.0f}")
         studio = s.studio
-        studio_line = ("Studio: " + ("up" if studio["up"] else "DOWN" if studio["up"] is False else "unknown")
-                       + (f", probe {studio['probe_seconds'] * 1000:.0f} ms" if studio["probe_seconds"] is not None else "")
-                       + (f", p95 {studio['p95_seconds']:.3f} s" if studio["p95_seconds"] is not None else ""))
+        studio_line = (
+            "Studio: "
+            + ("up" if studio["up"] else "DOWN" if studio["up"] is False else "unknown")
+            + (f", probe {studio['probe_seconds'] * 1000:.0f} ms" if studio["probe_seconds"] is not None else "")
+            + (f", p95 {studio['p95_seconds']:.3f} s" if studio["p95_seconds"] is not None else "")
+        )
         peak = max(self.throughput, default=0.0) or 1.0
         spark = "".join(SPARK[min(7, int(v / peak * 7))] for v in self.throughput)
         rate = "-" if s.tasks_per_second is None else f"{s.tasks_per_second:.1f}/s"

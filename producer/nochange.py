@@ -55,12 +55,19 @@ def report_path(record: Path) -> Path:
 
 
 def fingerprint(root: Path, settings_names: list[str], variables: list[str], environ: dict[str, str]) -> str:
-    files = config_files(root, skipped := {}, bad := {})
+    skipped: dict[str, str] = {}
+    bad: dict[str, str] = {}
+    files = config_files(root, skipped, bad)
     return fingerprint_of(files, {**skipped, **bad}, settings_names, variables, environ)
 
 
-def fingerprint_of(files: dict[str, tuple[str, os.stat_result]], unread: dict[str, str], settings_names: list[str],
-                   variables: list[str], environ: dict[str, str]) -> str:
+def fingerprint_of(
+    files: dict[str, tuple[str, os.stat_result]],
+    unread: dict[str, str],
+    settings_names: list[str],
+    variables: list[str],
+    environ: dict[str, str],
+) -> str:
     """`files` and `unread` as the walk found them (producer/walk.py)."""
     h = hashlib.blake2b(digest_size=20)
     for rel in sorted(files):
@@ -132,7 +139,7 @@ def redis_call(url: str, command: list[str], timeout: float = 5.0) -> bytes | in
     last = replies[-1]
     if isinstance(last, Exception):
         raise ValueError(str(last))
-    return last  # type: ignore[return-value]
+    return last
 
 
 def _encode(args: list[str]) -> bytes:
@@ -144,7 +151,7 @@ def _encode(args: list[str]) -> bytes:
 
 
 def _read(reader: Any) -> bytes | int | Exception | None:
-    line = reader.readline()
+    line: bytes = reader.readline()
     if not line.endswith(b"\r\n"):
         raise OSError("connection closed")
     kind, rest = line[:1], line[1:-2]
@@ -182,6 +189,8 @@ def try_fast_sync(argv: list[str], environ: dict[str, str]) -> int | None:
     if len(argv) == 3:
         sys.stdout.write(text.replace(SECONDS, f'\n  "seconds": {seconds},', 1) + "\n")
     else:
-        sys.stdout.write(f"{last.tree}: no change since the last sync; {last.unchanged} component(s) unchanged, "
-                         f"answered from the cache in {seconds:.2f} s\n")
+        sys.stdout.write(
+            f"{last.tree}: no change since the last sync; {last.unchanged} component(s) unchanged, "
+            f"answered from the cache in {seconds:.2f} s\n"
+        )
     return 0

@@ -16,18 +16,30 @@ PER_TASK_ROWS = 40
 STYLES = {"pending": "dim", "running": "blue", "done": "green", "cached": "cyan", "failed": "red", "skipped": "yellow"}
 
 
-def follow_run(store: Store, run_id: str, console: Console, timeout: float | None,
-               watch: Callable[[int], None] | None = None) -> None:
+def follow_run(
+    store: Store, run_id: str, console: Console, timeout: float | None, watch: Callable[[int], None] | None = None
+) -> None:
     """The whole run as one bar: completed of total."""
     columns = (TextColumn(f"run {run_id}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         row = progress.add_task("run", total=None)
-        wait(store, run_id, lambda done, total: progress.update(row, completed=done, total=total), timeout=timeout,
-             watch=watch)
+        wait(
+            store,
+            run_id,
+            lambda done, total: progress.update(row, completed=done, total=total),
+            timeout=timeout,
+            watch=watch,
+        )
 
 
-def follow_workflow(store: Store, run_id: str, task_ids: list[str], console: Console, timeout: float | None,
-                    watch: Callable[[int], None] | None = None) -> None:
+def follow_workflow(
+    store: Store,
+    run_id: str,
+    task_ids: list[str],
+    console: Console,
+    timeout: float | None,
+    watch: Callable[[int], None] | None = None,
+) -> None:
     """A bar per task: pending, pulsing while it runs, full when it ends, with its status and time."""
     if len(task_ids) > PER_TASK_ROWS:
         follow_run(store, run_id, console, timeout, watch)

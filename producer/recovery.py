@@ -28,7 +28,7 @@ def lost_messages(store: Store, dead_after: float, now: float | None = None) -> 
         worker = key.removeprefix(IN_FLIGHT)
         if now - beats.get(worker, 0.0) > dead_after:
             since = store.r.hgetall(key)
-            ids = [task_id for task_id, ts in since.items() if now - float(ts) > dead_after]
+            ids = [str(task_id) for task_id, ts in since.items() if now - float(ts) > dead_after]
             if ids:
                 lost[worker] = ids
     return lost
@@ -56,8 +56,17 @@ class Watchdog:
     """Called from the producer's wait loop: requeues lost work now and then, and says once per
     stall which nodes have not moved on which worker."""
 
-    def __init__(self, store: Store, run_id: str, app: Callable[[], Any], dead_after: float, stuck_after: float,
-                 say: Callable[[str], None], every: float = 2.0, give_up_after: float | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        run_id: str,
+        app: Callable[[], Any],
+        dead_after: float,
+        stuck_after: float,
+        say: Callable[[str], None],
+        every: float = 2.0,
+        give_up_after: float | None = None,
+    ) -> None:
         self.store, self.run_id, self.app, self.say = store, run_id, app, say
         self.dead_after, self.stuck_after, self.every = dead_after, stuck_after, every
         self.give_up_after = give_up_after
@@ -70,21 +79,34 @@ class Watchdog:
         if done != self._progress[0]:
             self._progress, self._moved = (done, now), now
         if self.give_up_after is not None and now - self._moved > self.give_up_after:
-            raise TimeoutError(f"run {self.run_id}: no node ended for {self.give_up_after:g} s (STALL_SECONDS); "
-                               "are workers running on its queues?")
+            raise TimeoutError(
+                f"run {self.run_id}: no node ended for {self.give_up_after:g} s (STALL_SECONDS); "
+                "are workers running on its queues?"
+            )
         if now - self._checked < self.every:
             return
         self._checked = now
         for worker, task_ids in lost_messages(self.store, self.dead_after).items():
-            live = {t for key in self.store.r.scan_iter(IN_FLIGHT + "*", count=1000)
-                    if key != IN_FLIGHT + worker for t in self.store.r.hkeys(key)}
+            live = {
+                str(t)
+                for key in self.store.r.scan_iter(IN_FLIGHT + "*", count=1000)
+                if key != IN_FLIGHT + worker
+                for t in self.store.r.hkeys(key)
+            }
             count = requeue(self.app(), set(task_ids), time.time() - self.dead_after, live)
             self.store.r.hdel(IN_FLIGHT + worker, *task_ids)
-            self.say(f"worker gone: {worker} silent for over {self.dead_after:g} s; requeued {count} message(s) "
-                     f"({len(task_ids)} it was running)")
+            self.say(
+                f"worker gone: {worker} silent for over {self.dead_after:g} s; requeued {count} message(s) "
+                f"({len(task_ids)} it was running)"
+            )
         if now - self._progress[1] > self.stuck_after:
             self._progress = (done, now)
-            running = {label: st.get("worker", "?") for label, st in self.store.node_states(self.run_id).items()
-                       if st.get("status") == "running"}
-            where = "; ".join(f"{label} on {worker}" for label, worker in sorted(running.items())[:10]) or "none running"
+            running = {
+                label: st.get("worker", "?")
+                for label, st in self.store.node_states(self.run_id).items()
+                if st.get("status") == "running"
+            }
+            where = (
+                "; ".join(f"{label} on {worker}" for label, worker in sorted(running.items())[:10]) or "none running"
+            )
             self.say(f"no progress for {self.stuck_after:g} s: {where}")

@@ -94,21 +94,37 @@ def workflow_report(store: Store, run_id: str) -> dict[str, Any] | None:
     for tid in ranked:
         st = states[tid]
         tasks[tid] = {
-            "status": st.get("status"), "agent": st.get("agent"), "priority": st.get("priority"),
-            "cached": st.get("status") == "cached", "seconds": st.get("seconds"),
-            "started": st.get("started"), "finished": st.get("finished"),
-            "prompt_tokens": st.get("prompt_tokens"), "completion_tokens": st.get("completion_tokens"),
-            "model_calls": st.get("calls"), "error": st.get("error"), "reason": st.get("reason"),
-            "stop_reason": st.get("stop_reason"), "output": outputs.get(tid), "transcript": transcripts.get(tid, []),
+            "status": st.get("status"),
+            "agent": st.get("agent"),
+            "priority": st.get("priority"),
+            "cached": st.get("status") == "cached",
+            "seconds": st.get("seconds"),
+            "started": st.get("started"),
+            "finished": st.get("finished"),
+            "prompt_tokens": st.get("prompt_tokens"),
+            "completion_tokens": st.get("completion_tokens"),
+            "model_calls": st.get("calls"),
+            "error": st.get("error"),
+            "reason": st.get("reason"),
+            "stop_reason": st.get("stop_reason"),
+            "output": outputs.get(tid),
+            "transcript": transcripts.get(tid, []),
         }
     counts = {s: 0 for s in ("done", "cached", "failed", "skipped", "pending", "running")}
     for st in states.values():
         counts[st.get("status", "pending")] = counts.get(st.get("status", "pending"), 0) + 1
     finished = meta.get("finished")
     retries = {k: int(v) for k, v in store.r.hgetall(store.run_key(run_id, "retries")).items()}
-    return {"run_id": run_id, "workflow": meta.get("workflow"), "state": meta.get("state"), "mode": meta.get("mode"),
-            "seconds": round(finished - meta["created"], 3) if finished else None, "counts": counts,
-            "retries": retries, "tasks": tasks}
+    return {
+        "run_id": run_id,
+        "workflow": meta.get("workflow"),
+        "state": meta.get("state"),
+        "mode": meta.get("mode"),
+        "seconds": round(finished - meta["created"], 3) if finished else None,
+        "counts": counts,
+        "retries": retries,
+        "tasks": tasks,
+    }
 
 
 def render_workflow(console: Console, report: dict[str, Any]) -> None:
@@ -124,7 +140,9 @@ def render_workflow(console: Console, report: dict[str, Any]) -> None:
     c = report["counts"]
     state = report["state"] if report["seconds"] is None else f"{report['state']} in {report['seconds']:.2f} s"
     retries = ", ".join(f"{k} {v}" for k, v in report["retries"].items()) or "none"
-    console.print(f"{state}: {c['done']} ran, {c['cached']} from cache, {c['failed']} failed, {c['skipped']} skipped; retries: {retries}")
+    console.print(
+        f"{state}: {c['done']} ran, {c['cached']} from cache, {c['failed']} failed, {c['skipped']} skipped; retries: {retries}"
+    )
 
 
 def workflow_markdown(report: dict[str, Any]) -> str:
@@ -139,6 +157,8 @@ def workflow_markdown(report: dict[str, Any]) -> str:
         lines += [t["output"] or t["error"] or t["reason"] or "", ""]
         if t.get("transcript"):
             lines += ["### Transcript", ""]
-            lines += [f"- **{m['source']}** ({m['kind']}): {m['content']}".replace("\n", "\n  ") for m in t["transcript"]]
+            lines += [
+                f"- **{m['source']}** ({m['kind']}): {m['content']}".replace("\n", "\n  ") for m in t["transcript"]
+            ]
             lines += [""] + ([f"*stopped: {t['stop_reason']}*", ""] if t.get("stop_reason") else [])
     return "\n".join(lines)

@@ -13,6 +13,7 @@ from producer.walk import config_files, default_cache_path  # noqa: F401  (re-ex
 from shared.errors import ConfigError
 from shared.facts import FileFacts, file_facts
 from shared.loader import Limits, parse_document
+
 CACHE_VERSION = 4
 
 
@@ -60,13 +61,16 @@ class Documents(Mapping[str, "dict[str, Any] | ConfigError"]):
         return len(self.paths)
 
 
-def scan(root: Path, cache_path: Path | None = None, max_file_bytes: int = 5 * 1024 * 1024,
-         limits: Limits = Limits()) -> ScanResult:
+def scan(root: Path, cache_path: Path | None = None, limits: Limits | None = None) -> ScanResult:
     """Documents of every config file under `root`. A file whose (mtime, size, inode) is unchanged
     since the last scan is not read again: its facts come from the cache at `cache_path`, and its
-    document from the docs file beside it, only if needed. A file over `max_file_bytes` is an
+    document from the docs file beside it, only if needed. A file over `limits.max_file_bytes` is an
     error, and is never read."""
-    files = config_files(root, skipped := {}, bad := {})
+    limits = limits or Limits()
+    max_file_bytes = limits.max_file_bytes
+    skipped: dict[str, str] = {}
+    bad: dict[str, str] = {}
+    files = config_files(root, skipped, bad)
     docs_path = cache_path.with_suffix(".docs.json") if cache_path else None
     documents = Documents(docs_path)
     result = ScanResult(documents=documents, skipped=skipped, files=files, unread={**skipped, **bad})
@@ -97,8 +101,9 @@ def scan(root: Path, cache_path: Path | None = None, max_file_bytes: int = 5 * 1
             continue
         changed = True
         if st.st_size > max_file_bytes:
-            documents.loaded[rel] = ConfigError(path=rel, message=f"file is {st.st_size:,} bytes, over the limit of "
-                                                                  f"{max_file_bytes:,} (MAX_FILE_BYTES)")
+            documents.loaded[rel] = ConfigError(
+                path=rel, message=f"file is {st.st_size:,} bytes, over the limit of {max_file_bytes:,} (MAX_FILE_BYTES)"
+            )
             continue
         try:
             with open(path, "rb") as fh:

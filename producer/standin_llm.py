@@ -44,9 +44,18 @@ class StandIn:
     operations, atomic under the GIL)."""
 
     def __init__(self) -> None:
-        self.control: dict[str, Any] = {"delay": 0.0, "fail_rate": 0.0, "fail_every": 0, "fail_status": 500,
-                                        "retry_after": 0.2, "fail_when_contains": None, "tool": None, "tool_args": None,
-                                        "select": [], "selector_marker": "select the next role"}
+        self.control: dict[str, Any] = {
+            "delay": 0.0,
+            "fail_rate": 0.0,
+            "fail_every": 0,
+            "fail_status": 500,
+            "retry_after": 0.2,
+            "fail_when_contains": None,
+            "tool": None,
+            "tool_args": None,
+            "select": [],
+            "selector_marker": "select the next role",
+        }
         self.count = 0
         self.requests: list[dict[str, Any]] = []
         self.in_flight = 0
@@ -69,9 +78,13 @@ class StandIn:
             marker = control.get("fail_when_contains")
             if marker and marker in prompt:
                 status = 500
-            elif (control["fail_every"] and number % int(control["fail_every"]) == 0) or random.random() < float(control["fail_rate"]):
+            elif (control["fail_every"] and number % int(control["fail_every"]) == 0) or random.random() < float(
+                control["fail_rate"]
+            ):
                 # a list of statuses is used in turn: e.g. [500, 429]
-                statuses = control["fail_status"] if isinstance(control["fail_status"], list) else [control["fail_status"]]
+                statuses = (
+                    control["fail_status"] if isinstance(control["fail_status"], list) else [control["fail_status"]]
+                )
                 status = int(statuses[number % len(statuses)])
             else:
                 status = 200
@@ -80,8 +93,17 @@ class StandIn:
         # the key itself is never kept: only a digest, so a test can tell which key was sent
         auth_digest = hashlib.sha256(auth.removeprefix("Bearer ").encode()).hexdigest() if auth else None
         params = {k: v for k, v in body.items() if k not in ("model", "messages")}
-        self.requests.append({"model": body.get("model"), "messages": messages, "params": params, "status": status,
-                              "started": started, "finished": time.time(), "auth_sha256": auth_digest})
+        self.requests.append(
+            {
+                "model": body.get("model"),
+                "messages": messages,
+                "params": params,
+                "status": status,
+                "started": started,
+                "finished": time.time(),
+                "auth_sha256": auth_digest,
+            }
+        )
         if status == 429:
             return 429, {"Retry-After": str(control["retry_after"])}, {"error": {"message": "rate limited (stand-in)"}}
         if status != 200:
@@ -100,9 +122,18 @@ class StandIn:
         usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split())}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         finish = "tool_calls" if message.get("tool_calls") else "stop"
-        return 200, {}, {"id": f"chatcmpl-{digest}", "object": "chat.completion", "created": int(time.time()),
-                         "model": model, "choices": [{"index": 0, "finish_reason": finish, "message": message}],
-                         "usage": usage}
+        return (
+            200,
+            {},
+            {
+                "id": f"chatcmpl-{digest}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [{"index": 0, "finish_reason": finish, "message": message}],
+                "usage": usage,
+            },
+        )
 
     def _select(self, prompt: str, control: dict[str, Any]) -> str:
         chosen = control.get("select") or []
@@ -137,19 +168,24 @@ def _tool_call(tools: list[dict[str, Any]], control: dict[str, Any], digest: str
                 args[name] = True
             else:
                 args[name] = "x"
-    return {"id": f"call_{digest}", "type": "function",
-            "function": {"name": function.get("name"), "arguments": json.dumps(args)}}
+    return {
+        "id": f"call_{digest}",
+        "type": "function",
+        "function": {"name": function.get("name"), "arguments": json.dumps(args)},
+    }
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json() if request.can_read_body else {}
     except json.JSONDecodeError as exc:
-        raise web.HTTPBadRequest(text=json.dumps({"error": {"message": f"invalid JSON: {exc}"}}),
-                                 content_type="application/json") from exc
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": {"message": f"invalid JSON: {exc}"}}), content_type="application/json"
+        ) from exc
     if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text=json.dumps({"error": {"message": "expected a JSON object"}}),
-                                 content_type="application/json")
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": {"message": "expected a JSON object"}}), content_type="application/json"
+        )
     return body
 
 

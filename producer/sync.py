@@ -7,9 +7,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from producer.planner import Plan, make_plan, tree_gallery_key
 from producer.scanner import ScanResult, default_cache_path, scan
@@ -33,10 +31,12 @@ class Prepared:
     namespace: str
 
 
-def prepare(root: Path, settings: Settings, store: Store, gallery_name: str | None = None, force: bool = False) -> Prepared:
+def prepare(
+    root: Path, settings: Settings, store: Store, gallery_name: str | None = None, force: bool = False
+) -> Prepared:
     """Scan the tree and plan the sync; one Redis round trip looks up every cache key."""
     root = root.resolve()
-    result = scan(root, default_cache_path(root, settings.cache_dir), **scan_limits(settings))
+    result = scan(root, default_cache_path(root, settings.cache_dir), limits=scan_limits(settings))
     tree = build_tree(result.documents, environment().keys(), result.facts, limits=tree_limits(settings))
     tree_name = str(root)
     gallery = gallery_name or root.name
@@ -44,7 +44,7 @@ def prepare(root: Path, settings: Settings, store: Store, gallery_name: str | No
     valid = tree.valid
     gkey = tree_gallery_key(tree, gallery)
     hits, gallery_hit, last_keys = store.lookup(ns, [tree.nodes[lbl].key for lbl in valid], gkey, tree_name)
-    cached = {} if force else {lbl: hit for lbl, hit in zip(valid, hits) if hit is not None}
+    cached = {} if force else {lbl: hit for lbl, hit in zip(valid, hits, strict=False) if hit is not None}
     plan = make_plan(
         tree,
         tree_name=tree_name,
@@ -107,8 +107,13 @@ def submit(prepared: Prepared, settings: Settings, store: Store, app: Celery | N
     return run_id
 
 
-def wait(store: Store, run_id: str, on_progress: Callable[[int, int], None] | None = None, timeout: float | None = None,
-         watch: Callable[[int], None] | None = None) -> dict[str, Any]:
+def wait(
+    store: Store,
+    run_id: str,
+    on_progress: Callable[[int, int], None] | None = None,
+    timeout: float | None = None,
+    watch: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
     """Poll the run's counters until it finishes; returns its meta. `watch` sees the count of
     ended nodes on every poll (producer/recovery.py's Watchdog)."""
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -130,7 +135,9 @@ def wait(store: Store, run_id: str, on_progress: Callable[[int, int], None] | No
         time.sleep(0.1)
 
 
-def remember_if_clean(prepared: Prepared, settings: Settings, store: Store, run_id: str, report: dict[str, Any]) -> bool:
+def remember_if_clean(
+    prepared: Prepared, settings: Settings, store: Store, run_id: str, report: dict[str, Any]
+) -> bool:
     """After a sync run with the default flags: when it ended clean (nothing failed, skipped or
     invalid), record what lets the next unchanged sync answer at once (producer/nochange.py);
     otherwise forget any earlier record. True when recorded."""
@@ -143,8 +150,12 @@ def remember_if_clean(prepared: Prepared, settings: Settings, store: Store, run_
     cache_keys = [store.node_cache_key(ns, tree.nodes[lbl].key) for lbl in valid]
     if plan.gallery_key:
         cache_keys.append(store.gallery_cache_key(ns, plan.gallery_key))
-    digest = sha256_hex(canonical_json([ns, plan.tree_name, plan.gallery_key, [[lbl, tree.nodes[lbl].key] for lbl in valid]]))
-    clean = succeeded(report) and not tree.errors and not report["counts"]["skipped"] and not report["counts"]["pending"]
+    digest = sha256_hex(
+        canonical_json([ns, plan.tree_name, plan.gallery_key, [[lbl, tree.nodes[lbl].key] for lbl in valid]])
+    )
+    clean = (
+        succeeded(report) and not tree.errors and not report["counts"]["skipped"] and not report["counts"]["pending"]
+    )
     if not clean or not store.mark_root(digest, run_id, cache_keys):
         nochange.forget(path)
         return False
@@ -152,15 +163,23 @@ def remember_if_clean(prepared: Prepared, settings: Settings, store: Store, run_
     variables = sorted({name for ff in prepared.scan.facts.values() for _, name in ff.variables})
     fingerprint = nochange.fingerprint_of(prepared.scan.files, prepared.scan.unread, names, variables, environment())
     counts = {outcome: 0 for outcome in report["counts"]} | {"unchanged": len(report["nodes"])}
-    answer = {**report, "run_id": None, "last_run_id": run_id, "no_change": True, "seconds": None, "counts": counts,
-              "studio_requests": {},
-              "nodes": {lbl: {**st, "status": "cached", "outcome": "unchanged"} for lbl, st in report["nodes"].items()}}
+    answer = {
+        **report,
+        "run_id": None,
+        "last_run_id": run_id,
+        "no_change": True,
+        "seconds": None,
+        "counts": counts,
+        "studio_requests": {},
+        "nodes": {lbl: {**st, "status": "cached", "outcome": "unchanged"} for lbl, st in report["nodes"].items()},
+    }
     metrics = Metrics()  # the counts a full no-change sync adds (see submit and record_run)
     for label in valid:
         metrics.inc("agentq_cache_requests_total", [tree.nodes[label].component_type, "hit"])
     for st in report["nodes"].values():
         metrics.inc("agentq_sync_outcomes_total", [st.get("type") or "file", "unchanged"])
-    last = nochange.LastSync(fingerprint, digest, names, variables, str(report["tree"]), len(report["nodes"]),
-                             metrics.counter_fields())
+    last = nochange.LastSync(
+        fingerprint, digest, names, variables, str(report["tree"]), len(report["nodes"]), metrics.counter_fields()
+    )
     nochange.save(path, last, answer)
     return True

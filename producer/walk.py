@@ -69,7 +69,9 @@ def config_files(root: Path, skipped: dict[str, str], bad: dict[str, str]) -> di
                     continue
                 if is_dir and target in seen_dirs:
                     where = os.path.relpath(target, real_root)
-                    skipped[rel] = f"symlink loop: points back to {'the tree root' if where == '.' else where!r}; not followed"
+                    skipped[rel] = (
+                        f"symlink loop: points back to {'the tree root' if where == '.' else where!r}; not followed"
+                    )
                     continue
             if is_dir:
                 seen_dirs.add(os.path.realpath(entry.path))
@@ -78,12 +80,20 @@ def config_files(root: Path, skipped: dict[str, str], bad: dict[str, str]) -> di
                 try:
                     st = entry.stat()
                 except OSError as exc:
-                    bad[rel] = f"cannot follow: {exc.strerror}" if entry.is_symlink() else f"cannot stat: {exc.strerror}"
+                    bad[rel] = (
+                        f"cannot follow: {exc.strerror}" if entry.is_symlink() else f"cannot stat: {exc.strerror}"
+                    )
                     continue
                 if stat.S_ISREG(st.st_mode):
                     found[rel] = (entry.path, st)
                 else:
-                    kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device"
+                    kind = (
+                        "a FIFO"
+                        if stat.S_ISFIFO(st.st_mode)
+                        else "a socket"
+                        if stat.S_ISSOCK(st.st_mode)
+                        else "a device"
+                    )
                     bad[rel] = f"not a regular file ({kind}); not read"
     return found
 

@@ -60,14 +60,17 @@ def load(file: Path, tree_root: Path | None, settings: Settings) -> PreparedWork
     workflow = parse_workflow(rel, doc)
     if isinstance(workflow, list):
         raise WorkflowInvalid(workflow)
-    result = scan(root, default_cache_path(root, settings.cache_dir), **scan_limits(settings))
+    result = scan(root, default_cache_path(root, settings.cache_dir), limits=scan_limits(settings))
     tree = build_tree(result.documents, environment().keys(), result.facts, limits=tree_limits(settings))
     errors = check_workflow(rel, workflow, tree)
     if not errors and settings.redis_url is None:
         # the embedded worker runs in this environment: what it cannot import is known now
         memo: dict[str, Any] = {}
-        errors = [ConfigError(path=rel, field=f"tasks[{i}].agent", message=f"task {t.id!r}: {problem}")
-                  for i, t in enumerate(workflow.tasks) for problem in missing_packages(tree.resolved(t.agent, memo), installed)]
+        errors = [
+            ConfigError(path=rel, field=f"tasks[{i}].agent", message=f"task {t.id!r}: {problem}")
+            for i, t in enumerate(workflow.tasks)
+            for problem in missing_packages(tree.resolved(t.agent, memo), installed)
+        ]
     if errors:
         raise WorkflowInvalid(errors)
     return PreparedWorkflow(file.resolve(), root, workflow, tree)
@@ -81,25 +84,41 @@ def installed(module: str) -> bool:
         return False
 
 
-def submit(prepared: PreparedWorkflow, settings: Settings, store: Store, app: Callable[[], Celery], *,
-           sequential: bool = False, no_cache: bool = False) -> tuple[str, bool]:
+def submit(
+    prepared: PreparedWorkflow,
+    settings: Settings,
+    store: Store,
+    app: Callable[[], Celery],
+    *,
+    sequential: bool = False,
+    no_cache: bool = False,
+) -> tuple[str, bool]:
     """Write the run to Redis and start it; returns (run id, whether anything was enqueued).
     `app` is called only when there is something to enqueue (it may start a local worker)."""
     wf, tree = prepared.workflow, prepared.tree
     memo: dict[str, Any] = {}
-    records = {
-        t.id: {"task": t.model_dump(), "agent": tree.resolved(t.agent, memo), "goal": wf.goal}
-        for t in wf.tasks
-    }
+    records = {t.id: {"task": t.model_dump(), "agent": tree.resolved(t.agent, memo), "goal": wf.goal} for t in wf.tasks}
     metrics = Metrics()
     states, outputs, checked, transcripts = _cached_states(store, wf, records, no_cache, metrics)
     pending = [t for t in wf.tasks if t.id not in states]
     for t in pending:
-        states[t.id] = {"status": "pending", "type": tree.nodes[t.agent].component_type, "agent": t.agent,
-                        "priority": t.priority}
-    rest = Workflow(name=wf.name, goal=wf.goal, tasks=[
-        t.model_copy(update={"dependencies": [d for d in t.dependencies if d not in outputs]}) for t in pending
-    ]) if pending else None
+        states[t.id] = {
+            "status": "pending",
+            "type": tree.nodes[t.agent].component_type,
+            "agent": t.agent,
+            "priority": t.priority,
+        }
+    rest = (
+        Workflow(
+            name=wf.name,
+            goal=wf.goal,
+            tasks=[
+                t.model_copy(update={"dependencies": [d for d in t.dependencies if d not in outputs]}) for t in pending
+            ],
+        )
+        if pending
+        else None
+    )
     plan = release_plan(rest, sequential) if rest else None
     prio = celery_priorities(wf)
     by_id = {t.id: t for t in wf.tasks}
@@ -112,23 +131,36 @@ def submit(prepared: PreparedWorkflow, settings: Settings, store: Store, app: Ca
     for t in pending:
         assert plan is not None
         dependents = plan.dependents[t.id]
-        specs[t.id] = {**records[t.id], "rank": plan.ranks[t.id], "checked": t.id in checked,
-                       "dependents": dependents, "dependent_ranks": {d: released(d) for d in dependents}}
+        specs[t.id] = {
+            **records[t.id],
+            "rank": plan.ranks[t.id],
+            "checked": t.id in checked,
+            "dependents": dependents,
+            "dependent_ranks": {d: released(d) for d in dependents},
+        }
     # before the run's clock starts: loading Celery takes ~0.1 s and is not the run's time
     celery = app() if plan else None
     run_id = uuid.uuid4().hex[:12]
     meta = {
-        "run_id": run_id, "kind": "workflow", "workflow": wf.name, "file": str(prepared.path),
-        "tree": str(prepared.tree_root), "mode": "sequential" if sequential else "parallel", "no_cache": no_cache,
-        "total": len(wf.tasks), "created": time.time(), "gallery_needed": False,
+        "run_id": run_id,
+        "kind": "workflow",
+        "workflow": wf.name,
+        "file": str(prepared.path),
+        "tree": str(prepared.tree_root),
+        "mode": "sequential" if sequential else "parallel",
+        "no_cache": no_cache,
+        "total": len(wf.tasks),
+        "created": time.time(),
+        "gallery_needed": False,
         "ready": [(tid, *released(tid)) for tid in plan.ready] if plan else [],
         "order": [tid for group in schedule(wf, sequential) for tid in group],
         "state": "running" if plan else "finished",
     }
     if not plan:
         meta["finished"] = meta["created"]
-    store.create_workflow_run(run_id, meta, states, specs, plan.open if plan else {}, plan.ready if plan else [], outputs,
-                              transcripts)
+    store.create_workflow_run(
+        run_id, meta, states, specs, plan.open if plan else {}, plan.ready if plan else [], outputs, transcripts
+    )
     metrics.flush(store.r)
     if not plan:
         record_run(store, meta)
@@ -139,8 +171,9 @@ def submit(prepared: PreparedWorkflow, settings: Settings, store: Store, app: Ca
     return run_id, plan is not None
 
 
-def _cached_states(store: Store, wf: Workflow, records: dict[str, dict[str, Any]], no_cache: bool, metrics: Metrics
-                   ) -> tuple[dict[str, dict[str, Any]], dict[str, str], set[str], dict[str, str]]:
+def _cached_states(
+    store: Store, wf: Workflow, records: dict[str, dict[str, Any]], no_cache: bool, metrics: Metrics
+) -> tuple[dict[str, dict[str, Any]], dict[str, str], set[str], dict[str, str]]:
     """Tasks whose result is cached, found group by group (a key needs its dependencies' outputs):
     their states, outputs and transcripts (JSON), and the tasks looked up and missed (the workers
     need not ask again)."""
@@ -161,7 +194,7 @@ def _cached_states(store: Store, wf: Workflow, records: dict[str, dict[str, Any]
             keys[tid] = task_key(wf.goal, records[tid]["task"], records[tid]["agent"], inputs)
         if not keys:
             break
-        for tid, hit in zip(keys, store.r.mget([Store.task_cache_key(k) for k in keys.values()])):
+        for tid, hit in zip(keys, store.r.mget([Store.task_cache_key(k) for k in keys.values()]), strict=False):
             metrics.inc("agentq_cache_requests_total", ["workflow_task", "hit" if hit else "miss"])
             if hit:
                 result = json.loads(hit)
@@ -169,8 +202,13 @@ def _cached_states(store: Store, wf: Workflow, records: dict[str, dict[str, Any]
                 if result.get("transcript"):
                     transcripts[tid] = json.dumps(result["transcript"])
                 result.pop("transcript", None)
-                states[tid] = {"status": "cached", "key": keys[tid], "agent": by_id[tid].agent,
-                               "priority": by_id[tid].priority, **result}
+                states[tid] = {
+                    "status": "cached",
+                    "key": keys[tid],
+                    "agent": by_id[tid].agent,
+                    "priority": by_id[tid].priority,
+                    **result,
+                }
                 metrics.inc("agentq_workflow_tasks_total", ["cached"])
             else:
                 missed.add(tid)

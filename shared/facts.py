@@ -28,15 +28,33 @@ class FileFacts:
     participants: int = 0  # a team's participants, inline or referenced
 
     def to_json(self) -> list[Any]:
-        return [self.label, self.component_type, self.content_hash, [e.model_dump() for e in self.errors],
-                self.refs, self.ref_problems, self.variables, self.size, self.participants]
+        return [
+            self.label,
+            self.component_type,
+            self.content_hash,
+            [e.model_dump() for e in self.errors],
+            self.refs,
+            self.ref_problems,
+            self.variables,
+            self.size,
+            self.participants,
+        ]
 
     @classmethod
     def from_json(cls, data: list[Any]) -> FileFacts:
         # pairs stay JSON lists here: this runs for every unchanged file on every scan
         label, ctype, digest, errors, refs, problems, variables, size, participants = data
-        return cls(label, ctype, digest, [ConfigError(**e) for e in errors] if errors else [], refs, problems, variables,
-                   size, participants)
+        return cls(
+            label,
+            ctype,
+            digest,
+            [ConfigError(**e) for e in errors] if errors else [],
+            refs,
+            problems,
+            variables,
+            size,
+            participants,
+        )
 
 
 WORKFLOW = "workflow"
@@ -65,5 +83,14 @@ def file_facts(path: str, doc: dict[str, Any]) -> FileFacts:
     refs, problems = find_refs(doc)
     config = doc.get("config")
     members = config.get("participants") if isinstance(config, dict) and component_type == "team" else None
-    return FileFacts(label, component_type, digest, errors, refs, problems, find_variables(doc), len(canonical),
-                     len(members) if isinstance(members, list) else 0)
+    return FileFacts(
+        label,
+        component_type,
+        digest,
+        errors,
+        refs,
+        problems,
+        find_variables(doc),
+        len(canonical),
+        len(members) if isinstance(members, list) else 0,
+    )

@@ -11,19 +11,21 @@ import yaml
 
 from shared.errors import ConfigError
 
+
 @dataclass(frozen=True)
 class Limits:
     """What one file may hold (each a setting, README "Input limits")."""
 
     max_nodes: int = 200_000  # values once every YAML alias is expanded, counted without expanding
     max_depth: int = 64  # mappings and lists inside each other
+    max_file_bytes: int = 5 * 1024 * 1024  # a bigger file is never read
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that rejects duplicate keys instead of silently keeping the last one."""
 
 
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
         if key_node.tag == "tag:yaml.org,2002:merge":
@@ -32,20 +34,20 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bo
         if not isinstance(key, Hashable):
             continue  # construct_mapping reports "found unhashable key" with its position
         if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 # Keep unquoted dates (2024-01-01) as the text written, as JSON would: a document must stay JSON.
-_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
+# (the stubs type construct_yaml_str by its base class)
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)  # type: ignore[type-var]
 
 
-def _non_json(value: Any, path: str = "", _open: frozenset[int] = frozenset(), _done: set[int] | None = None
-              ) -> tuple[str, str] | None:
+def _non_json(
+    value: Any, path: str = "", _open: frozenset[int] = frozenset(), _done: set[int] | None = None
+) -> tuple[str, str] | None:
     """(field, problem) for the first value JSON cannot carry (non-string key, bytes, set, a loop).
     A mapping or list that YAML aliases share is checked once, not once per use."""
     _done = set() if _done is None else _done
@@ -78,7 +80,9 @@ def parse_document(path: str, data: bytes, limits: Limits = Limits()) -> dict[st
     try:
         return _parse(path, data, limits)
     except RecursionError:
-        return ConfigError(path=path, message=f"nested too deeply to parse (limit: {limits.max_depth} levels, MAX_NESTING_DEPTH)")
+        return ConfigError(
+            path=path, message=f"nested too deeply to parse (limit: {limits.max_depth} levels, MAX_NESTING_DEPTH)"
+        )
 
 
 def _yaml_shape(node: yaml.Node) -> tuple[int, int] | None:
@@ -100,8 +104,10 @@ def _yaml_shape(node: yaml.Node) -> tuple[int, int] | None:
             children = [n for pair in current.value for n in pair]
         if children_done:
             open_nodes.discard(key)
-            sizes[key] = (1 + sum(sizes[id(c)][0] for c in children),
-                          (1 + max((sizes[id(c)][1] for c in children), default=0)) if children else 0)
+            sizes[key] = (
+                1 + sum(sizes[id(c)][0] for c in children),
+                (1 + max((sizes[id(c)][1] for c in children), default=0)) if children else 0,
+            )
             continue
         if key in open_nodes:
             return None
@@ -118,7 +124,12 @@ def _yaml_shape(node: yaml.Node) -> tuple[int, int] | None:
 def _json_depth(value: Any) -> int:
     depth, level = 0, [value]
     while level:
-        level = [v for item in level if isinstance(item, (dict, list)) for v in (item.values() if isinstance(item, dict) else item)]
+        level = [
+            v
+            for item in level
+            if isinstance(item, (dict, list))
+            for v in (item.values() if isinstance(item, dict) else item)
+        ]
         depth += 1
     return depth - 1
 
@@ -129,16 +140,24 @@ def _load_yaml(path: str, text: str, limits: Limits) -> list[Any] | ConfigError:
     try:
         nodes = []
         while loader.check_node():
-            nodes.append(loader.get_node())
+            node = loader.get_node()
+            if node is not None:
+                nodes.append(node)
         for node in nodes:
             shape = _yaml_shape(node)
             if shape is None:
                 continue
             if shape[0] > limits.max_nodes:
-                return ConfigError(path=path, message=f"expands to {shape[0]:,} values once its aliases are expanded, over "
-                                                      f"the limit of {limits.max_nodes:,} (MAX_EXPANDED_VALUES)")
+                return ConfigError(
+                    path=path,
+                    message=f"expands to {shape[0]:,} values once its aliases are expanded, over "
+                    f"the limit of {limits.max_nodes:,} (MAX_EXPANDED_VALUES)",
+                )
             if shape[1] > limits.max_depth:
-                return ConfigError(path=path, message=f"nested {shape[1]} levels deep, over the limit of {limits.max_depth} (MAX_NESTING_DEPTH)")
+                return ConfigError(
+                    path=path,
+                    message=f"nested {shape[1]} levels deep, over the limit of {limits.max_depth} (MAX_NESTING_DEPTH)",
+                )
         return [loader.construct_document(node) for node in nodes]
     finally:
         loader.dispose()
@@ -157,7 +176,10 @@ def _parse(path: str, data: bytes, limits: Limits) -> dict[str, Any] | ConfigErr
         except json.JSONDecodeError as exc:
             return ConfigError(path=path, message=f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")
         if (depth := _json_depth(doc)) > limits.max_depth:
-            return ConfigError(path=path, message=f"nested {depth} levels deep, over the limit of {limits.max_depth} (MAX_NESTING_DEPTH)")
+            return ConfigError(
+                path=path,
+                message=f"nested {depth} levels deep, over the limit of {limits.max_depth} (MAX_NESTING_DEPTH)",
+            )
     else:
         try:
             loaded = _load_yaml(path, text, limits)
@@ -170,7 +192,9 @@ def _parse(path: str, data: bytes, limits: Limits) -> dict[str, Any] | ConfigErr
             return loaded
         docs = [d for d in loaded if d is not None]
         if len(docs) != 1:
-            return ConfigError(path=path, message=f"expected exactly one component per file, found {len(docs)} documents")
+            return ConfigError(
+                path=path, message=f"expected exactly one component per file, found {len(docs)} documents"
+            )
         doc = docs[0]
     if not isinstance(doc, dict):
         return ConfigError(path=path, message=f"expected a mapping at the top level, found {type(doc).__name__}")

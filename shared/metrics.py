@@ -24,6 +24,7 @@ IN_FLIGHT = "agentq:inflight:"  # + node name: hash of the Celery task ids it is
 def in_flight_key(nodename: str) -> str:
     return IN_FLIGHT + nodename
 
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 RUN_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
@@ -37,7 +38,11 @@ COUNTER_HELP: dict[str, tuple[str, tuple[str, ...]]] = {
     "agentq_throttle_events_total": ("Workers pausing (throttled) or resuming consumption", ("host", "state")),
 }
 HISTOGRAM_HELP: dict[str, tuple[str, tuple[str, ...], tuple[float, ...]]] = {
-    "agentq_studio_request_duration_seconds": ("AutoGen Studio API latency", ("endpoint", "method", "status"), LATENCY_BUCKETS),
+    "agentq_studio_request_duration_seconds": (
+        "AutoGen Studio API latency",
+        ("endpoint", "method", "status"),
+        LATENCY_BUCKETS,
+    ),
     "agentq_model_request_duration_seconds": ("Model endpoint latency", ("model", "status"), LATENCY_BUCKETS),
     "agentq_run_duration_seconds": ("Run duration from enqueue to the last result", ("kind",), RUN_BUCKETS),
 }

@@ -24,7 +24,9 @@ def task_prompt(goal: str, task: dict[str, Any], inputs: Iterable[tuple[str, str
     return "\n\n".join(parts)
 
 
-def task_key(goal: str, task: dict[str, Any], agent_spec: dict[str, Any], inputs: Iterable[tuple[str, str, str]]) -> str:
+def task_key(
+    goal: str, task: dict[str, Any], agent_spec: dict[str, Any], inputs: Iterable[tuple[str, str, str]]
+) -> str:
     """Cache key of a task run. `agent_spec` is the agent/team with its model inlined and `${VAR}`
     NOT resolved: secrets stay out of the key, their names and presence are in it. `inputs` are
     (task id, dependency key, dependency output)."""

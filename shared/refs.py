@@ -107,12 +107,12 @@ def redact(text: str, secrets: list[str]) -> str:
         text = text.replace(value, "***")
         if len(value) < FRAGMENT:
             continue
-        grams = {value[i:i + FRAGMENT] for i in range(len(value) - FRAGMENT + 1)}
+        grams = {value[i : i + FRAGMENT] for i in range(len(value) - FRAGMENT + 1)}
         out, i = [], 0
         while i < len(text):
-            if text[i:i + FRAGMENT] in grams:
+            if text[i : i + FRAGMENT] in grams:
                 end = i + FRAGMENT
-                while end < len(text) and text[i:end + 1] in value:
+                while end < len(text) and text[i : end + 1] in value:
                     end += 1
                 out.append("***")
                 i = end

@@ -57,7 +57,9 @@ def classify(exc: BaseException) -> Retry | None:
     status, headers = _status_and_headers(exc)
     if status is not None:
         if status in (429, 503):
-            return Retry("rate_limited" if status == 429 else "server_error", retry_after_seconds(headers.get("retry-after")))
+            return Retry(
+                "rate_limited" if status == 429 else "server_error", retry_after_seconds(headers.get("retry-after"))
+            )
         return Retry("server_error", None) if status >= 500 else None
     name = type(exc).__name__
     if isinstance(exc, (asyncio.TimeoutError, httpx.TimeoutException)) or "Timeout" in name:

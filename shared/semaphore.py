@@ -29,8 +29,16 @@ ACQUIRE_LUA = (Path(__file__).parent / "lua" / "acquire.lua").read_text()
 
 
 class PrioritySemaphore:
-    def __init__(self, client: aioredis.Redis, name: str, limit: int, *, holder_ttl: float = 600.0,
-                 waiter_ttl: float = 5.0, poll: float = 0.01) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        name: str,
+        limit: int,
+        *,
+        holder_ttl: float = 600.0,
+        waiter_ttl: float = 5.0,
+        poll: float = 0.01,
+    ) -> None:
         self.r = client
         self.keys = [f"{name}:holders", f"{name}:waiters", f"{name}:owners", f"{name}:beats", f"{name}:swept"]
         self.limit = max(1, limit)
@@ -102,8 +110,10 @@ class PrioritySemaphore:
                     resent = time.monotonic()
                 new, self._new = self._new, {}
                 pairs = [str(v) for token, score in new.items() for v in (token, score)]
-                granted = await self._acquire(keys=self.keys, args=[self.limit, time.time(), self.holder_ttl,
-                                                                    self.waiter_ttl, self.process, *pairs])
+                granted = await self._acquire(
+                    keys=self.keys,
+                    args=[self.limit, time.time(), self.holder_ttl, self.waiter_ttl, self.process, *pairs],
+                )
                 for token in granted:
                     token = token.decode() if isinstance(token, bytes) else token
                     waiter = self._waiting.pop(token, None)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
+    from shared.loader import Limits
     from shared.tree import TreeLimits
 
 
@@ -61,9 +62,13 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(default=5 * 1024 * 1024, ge=1, alias="MAX_FILE_BYTES")
     max_expanded_values: int = Field(default=200_000, ge=1, alias="MAX_EXPANDED_VALUES")
     max_nesting_depth: int = Field(default=64, ge=1, alias="MAX_NESTING_DEPTH")
-    max_references: int = Field(default=200, ge=1, alias="MAX_REFERENCES")  # $refs in one component (team participants ...)
+    max_references: int = Field(
+        default=200, ge=1, alias="MAX_REFERENCES"
+    )  # $refs in one component (team participants ...)
     max_participants: int = Field(default=100, ge=1, alias="MAX_PARTICIPANTS")
-    max_request_bytes: int = Field(default=1024 * 1024, ge=1, alias="MAX_REQUEST_BYTES")  # a component with its refs inlined
+    max_request_bytes: int = Field(
+        default=1024 * 1024, ge=1, alias="MAX_REQUEST_BYTES"
+    )  # a component with its refs inlined
 
     batch_size: int = Field(default=25, ge=1, alias="SYNC_BATCH_SIZE")
     # messages a worker process works on at once (threads pool; their work shares one event loop)
@@ -77,12 +82,15 @@ class Settings(BaseSettings):
     run_ttl_seconds: int = Field(default=7 * 24 * 3600, alias="RUN_TTL_SECONDS")
 
 
-def scan_limits(settings: Settings) -> dict[str, object]:
-    """The input limits as `producer.scanner.scan` takes them."""
+def scan_limits(settings: Settings) -> Limits:
+    """The input limits `producer.scanner.scan` takes."""
     from shared.loader import Limits
 
-    return {"max_file_bytes": settings.max_file_bytes,
-            "limits": Limits(max_nodes=settings.max_expanded_values, max_depth=settings.max_nesting_depth)}
+    return Limits(
+        max_nodes=settings.max_expanded_values,
+        max_depth=settings.max_nesting_depth,
+        max_file_bytes=settings.max_file_bytes,
+    )
 
 
 def tree_limits(settings: Settings) -> TreeLimits:

@@ -8,9 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.errors import ConfigError
 
-ComponentType = Literal[
-    "model", "agent", "team", "tool", "termination", "workbench", "chat_completion_context"
-]
+ComponentType = Literal["model", "agent", "team", "tool", "termination", "workbench", "chat_completion_context"]
 COMPONENT_TYPES: tuple[str, ...] = ComponentType.__args__  # type: ignore[attr-defined]
 
 # Where each standalone kind lives in a Studio gallery entry; teams get rows of their own.

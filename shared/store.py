@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,14 +56,20 @@ class Store:
         self.r.set(ROOT_PREFIX + digest, run_id, ex=self.cache_ttl)
         return True
 
-    def lookup(self, ns: str, node_keys: list[str], gallery_key: str | None, tree: str) -> tuple[list[Any], Any, dict[str, str]]:
+    def lookup(
+        self, ns: str, node_keys: list[str], gallery_key: str | None, tree: str
+    ) -> tuple[list[Any], Any, dict[str, str]]:
         """One round trip: cached results for every node key, the gallery key, and last synced keys by label."""
         pipe = self.r.pipeline(transaction=False)
         pipe.mget([self.node_cache_key(ns, k) for k in node_keys] or ["-"])
         pipe.get(self.gallery_cache_key(ns, gallery_key or "-"))
         pipe.hgetall(self.labels_key(ns, tree))
         nodes, gallery, labels = pipe.execute()
-        return [json.loads(v) if v else None for v in nodes[: len(node_keys)]], (json.loads(gallery) if gallery else None), labels
+        return (
+            [json.loads(v) if v else None for v in nodes[: len(node_keys)]],
+            (json.loads(gallery) if gallery else None),
+            labels,
+        )
 
     def cache_results(self, ns: str, tree: str, results: dict[str, tuple[str, Any]]) -> None:
         """results: label -> (node key, result). Also remembers each label's last synced key."""
@@ -123,7 +129,7 @@ class Store:
         pipe.set(keys[0], _json(meta))
         if nodes:
             pipe.hset(keys[1], mapping={k: _json(v) for k, v in nodes.items()})
-        counts: dict[str, int] = {}
+        counts: dict[Any, int] = {}  # Any: redis-py's mapping type is invariant in its keys
         for v in nodes.values():
             counts[v["status"]] = counts.get(v["status"], 0) + 1
         if counts:
@@ -160,16 +166,16 @@ class Store:
         if not labels:
             return {}
         values = self.r.hmget(self.run_key(run_id, "specs"), labels)
-        return {lbl: json.loads(v) for lbl, v in zip(labels, values) if v}
+        return {lbl: json.loads(v) for lbl, v in zip(labels, values, strict=False) if v}
 
     def node_states(self, run_id: str, labels: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
         key = self.run_key(run_id, "nodes")
         if labels is None:
-            return {k: json.loads(v) for k, v in self.r.hgetall(key).items()}
+            return {str(k): json.loads(v) for k, v in self.r.hgetall(key).items()}
         labels = list(labels)
         if not labels:
             return {}
-        return {lbl: json.loads(v) for lbl, v in zip(labels, self.r.hmget(key, labels)) if v}
+        return {lbl: json.loads(v) for lbl, v in zip(labels, self.r.hmget(key, labels), strict=False) if v}
 
     def set_states(self, run_id: str, updates: dict[str, dict[str, Any]], previous: dict[str, str]) -> None:
         """Write new node states; `previous` gives each node's old status so the counters stay exact."""
@@ -187,7 +193,7 @@ class Store:
         pipe.execute()
 
     def counts(self, run_id: str) -> dict[str, int]:
-        return {k: int(v) for k, v in self.r.hgetall(self.run_key(run_id, "counts")).items()}
+        return {str(k): int(v) for k, v in self.r.hgetall(self.run_key(run_id, "counts")).items()}
 
     def claim(self, run_id: str, what: str) -> bool:
         """True once per run for `what`: makes redelivered wave callbacks harmless."""
@@ -196,19 +202,26 @@ class Store:
     def release(self, run_id: str, what: str) -> None:
         self.r.delete(self.run_key(run_id, f"claim:{what}"))
 
-
     # ---- workflow runs: each task released when its own inputs have ended ------------------------
-    def create_workflow_run(self, run_id: str, meta: dict[str, Any], states: dict[str, dict[str, Any]],
-                            specs: dict[str, dict[str, Any]], open_inputs: dict[str, int], ready: list[str],
-                            outputs: dict[str, str], transcripts: dict[str, str]) -> None:
+    def create_workflow_run(
+        self,
+        run_id: str,
+        meta: dict[str, Any],
+        states: dict[str, dict[str, Any]],
+        specs: dict[str, dict[str, Any]],
+        open_inputs: dict[str, int],
+        ready: list[str],
+        outputs: dict[str, str],
+        transcripts: dict[str, str],
+    ) -> None:
         """Run state plus the release bookkeeping: open inputs per task, tasks left, and an outbox
         holding the tasks released but not yet published (here: the ones ready at the start)."""
         self.create_run(run_id, meta, states, specs, [])
         pipe = self.r.pipeline(transaction=False)
-        parts = {"open": open_inputs, "outputs": outputs, "transcripts": transcripts}
+        parts: dict[str, Mapping[Any, Any]] = {"open": open_inputs, "outputs": outputs, "transcripts": transcripts}
         for part, mapping in parts.items():
             if mapping:
-                pipe.hset(self.run_key(run_id, part), mapping=mapping)
+                pipe.hset(self.run_key(run_id, part), mapping=dict(mapping))
                 pipe.expire(self.run_key(run_id, part), self.run_ttl)
         if ready:
             pipe.sadd(self.run_key(run_id, "outbox"), *ready)
@@ -218,7 +231,7 @@ class Store:
         pipe.execute()
 
     def outbox(self, run_id: str) -> set[str]:
-        return set(self.r.smembers(self.run_key(run_id, "outbox")))
+        return {str(m) for m in self.r.smembers(self.run_key(run_id, "outbox"))}
 
     def published(self, run_id: str, task_ids: Iterable[str]) -> None:
         ids = list(task_ids)
@@ -226,7 +239,7 @@ class Store:
             self.r.srem(self.run_key(run_id, "outbox"), *ids)
 
     def transcripts(self, run_id: str) -> dict[str, list[dict[str, Any]]]:
-        return {k: json.loads(v) for k, v in self.r.hgetall(self.run_key(run_id, "transcripts")).items()}
+        return {str(k): json.loads(v) for k, v in self.r.hgetall(self.run_key(run_id, "transcripts")).items()}
 
 
 @dataclass
@@ -244,17 +257,23 @@ class AsyncRunState:
         self.store = store
         self._end_task = client.register_script(END_TASK_LUA)
 
-    async def load(self, run_id: str, task_ids: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], dict[str, str]]:
+    async def load(
+        self, run_id: str, task_ids: list[str]
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], dict[str, str]]:
         """One round trip: the tasks' records, the states of them and their inputs, and the inputs' outputs."""
         key = self.store.run_key
-        records = {t: json.loads(v) for t, v in zip(task_ids, await self.r.hmget(key(run_id, "specs"), task_ids)) if v}
+        records = {
+            t: json.loads(v)
+            for t, v in zip(task_ids, await self.r.hmget(key(run_id, "specs"), task_ids), strict=False)
+            if v
+        }
         deps = sorted({d for r in records.values() for d in r["task"].get("dependencies", [])})
         pipe = self.r.pipeline(transaction=False)
         pipe.hmget(key(run_id, "nodes"), [*task_ids, *deps])
         pipe.hmget(key(run_id, "outputs"), deps or ["-"])
         states_raw, outputs_raw = await pipe.execute()
-        states = {t: json.loads(v) for t, v in zip([*task_ids, *deps], states_raw) if v}
-        outputs = {d: v for d, v in zip(deps, outputs_raw) if v is not None}
+        states = {t: json.loads(v) for t, v in zip([*task_ids, *deps], states_raw, strict=False) if v}
+        outputs = {d: v for d, v in zip(deps, outputs_raw, strict=False) if v is not None}
         return records, states, outputs
 
     async def set_states(self, run_id: str, updates: dict[str, dict[str, Any]], previous: dict[str, str]) -> None:
@@ -267,12 +286,31 @@ class AsyncRunState:
                 pipe.hincrby(self.store.run_key(run_id, "counts"), state["status"], 1)
         await pipe.execute()
 
-    async def end_task(self, run_id: str, task_id: str, state: dict[str, Any], old_status: str, output: str | None,
-                       transcript: list[dict[str, Any]] | None, dependents: list[str]) -> Ended:
+    async def end_task(
+        self,
+        run_id: str,
+        task_id: str,
+        state: dict[str, Any],
+        old_status: str,
+        output: str | None,
+        transcript: list[dict[str, Any]] | None,
+        dependents: list[str],
+    ) -> Ended:
         key = self.store.run_key
-        keys = [key(run_id, p) for p in ("nodes", "counts", "open", "ended", "outbox", "left", "outputs", "transcripts")]
-        args = [task_id, _json(state), old_status, state["status"], "1" if output is not None else "0", output or "",
-                _json(transcript) if transcript else "", self.store.run_ttl, *dependents]
+        keys = [
+            key(run_id, p) for p in ("nodes", "counts", "open", "ended", "outbox", "left", "outputs", "transcripts")
+        ]
+        args = [
+            task_id,
+            _json(state),
+            old_status,
+            state["status"],
+            "1" if output is not None else "0",
+            output or "",
+            _json(transcript) if transcript else "",
+            self.store.run_ttl,
+            *dependents,
+        ]
         left, released = await self._end_task(keys=keys, args=args)
         return Ended(int(left), [t.decode() if isinstance(t, bytes) else t for t in released])
 

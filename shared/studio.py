@@ -19,7 +19,9 @@ class StudioError(Exception):
 
     def __init__(self, method: str, path: str, status: int | None, detail: str, retryable: bool = False) -> None:
         where = f"{method} {path}"
-        super().__init__(f"Studio answered {status} on {where}: {detail}" if status else f"Studio unreachable on {where}: {detail}")
+        super().__init__(
+            f"Studio answered {status} on {where}: {detail}" if status else f"Studio unreachable on {where}: {detail}"
+        )
         self.status = status
         self.retryable = retryable
 
@@ -56,8 +58,9 @@ class StudioClient:
     async def __aexit__(self, *exc: object) -> None:
         await self._http.aclose()
 
-    async def request(self, method: str, path: str, *, retry: bool = True, max_timeouts: int | None = None,
-                      **kwargs: Any) -> Any:
+    async def request(
+        self, method: str, path: str, *, retry: bool = True, max_timeouts: int | None = None, **kwargs: Any
+    ) -> Any:
         """One call under the retry policy (shared/retry.py). `retry=False` for a write that is not
         idempotent (the caller looks before it tries again); `max_timeouts` for a call too
         expensive for the server to repeat blindly once it has timed out that often."""
@@ -78,9 +81,13 @@ class StudioClient:
                     raise StudioError(method, path, response.status_code, "response is not JSON") from exc
                 again = classify(exc)
                 if isinstance(exc, httpx.HTTPStatusError):
-                    failure = StudioError(method, path, exc.response.status_code, exc.response.text[:500], again is not None)
+                    failure = StudioError(
+                        method, path, exc.response.status_code, exc.response.text[:500], again is not None
+                    )
                 else:
-                    failure = StudioError(method, path, None, f"{type(exc).__name__}: {exc}".rstrip(": "), again is not None)
+                    failure = StudioError(
+                        method, path, None, f"{type(exc).__name__}: {exc}".rstrip(": "), again is not None
+                    )
                 if again is not None and again.cause == "timeout":
                     timeouts += 1
                     if max_timeouts is not None and timeouts >= max_timeouts:
@@ -90,8 +97,9 @@ class StudioClient:
                 self.metrics.inc("agentq_retries_total", ["studio", again.cause])
                 await asyncio.sleep(wait_seconds(again, attempt, self.backoff))
             finally:
-                self.metrics.observe("agentq_studio_request_duration_seconds", [endpoint, method, status],
-                                     time.perf_counter() - started)
+                self.metrics.observe(
+                    "agentq_studio_request_duration_seconds", [endpoint, method, status], time.perf_counter() - started
+                )
         raise AssertionError("unreachable")
 
     async def health(self) -> bool:

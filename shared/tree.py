@@ -52,7 +52,7 @@ class Tree:
         memo = {} if _memo is None else _memo
         if label not in memo:
             memo[label] = inline_refs(self.nodes[label].spec, lambda dep: self.resolved(dep, memo))
-        return memo[label]
+        return memo[label]  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -68,33 +68,21 @@ def build_tree(
     documents: Mapping[str, dict[str, Any] | ConfigError],
     env_names: Collection[str],
     facts: Mapping[str, FileFacts] | None = None,
-    limits: TreeLimits = TreeLimits(),
+    limits: TreeLimits | None = None,
 ) -> Tree:
     """`facts` may carry precomputed FileFacts by path (from the scan cache)."""
+    limits = limits or TreeLimits()
     tree = Tree()
     problems: dict[str, list[ConfigError]] = {}
     by_label: dict[str, list[Node]] = {}
     known = facts or {}
-
     for path in sorted(documents):
-        ff = known.get(path)
+        ff = _facts_of(tree, path, documents, known)
         if ff is None:
-            doc = documents[path]
-            if isinstance(doc, ConfigError):
-                tree.errors.append(doc)
-                tree.broken_files[path] = doc.message
-                continue
-            ff = file_facts(path, doc)
-        if ff.component_type == WORKFLOW:
-            tree.workflow_files.append(path)
-            continue
-        if ff.label is None:
-            tree.errors.extend(ff.errors)
-            tree.broken_files[path] = "; ".join(str(e.field) + ": " + e.message for e in ff.errors)
             continue
         node = Node(
             size=ff.size,
-            label=ff.label,
+            label=str(ff.label),
             path=path,
             component_type=ff.component_type,
             documents=documents,
@@ -102,22 +90,73 @@ def build_tree(
             refs=ff.refs,
             content_hash=ff.content_hash,
         )
-        by_label.setdefault(ff.label, []).append(node)
-        errs = list(ff.errors)
-        errs.extend(ConfigError(path=path, field=f, message=m) for f, m in ff.ref_problems)
-        if len(ff.refs) > limits.max_refs:
-            errs.append(ConfigError(path=path, message=f"has {len(ff.refs):,} references, over the limit of {limits.max_refs:,} (MAX_REFERENCES)"))
-        if ff.participants > limits.max_participants:
-            errs.append(ConfigError(path=path, field="config.participants", message=f"has {ff.participants:,} participants, "
-                                    f"over the limit of {limits.max_participants:,} (MAX_PARTICIPANTS)"))
-        for f, name in ff.variables:
-            if not is_valid_variable_name(name):
-                errs.append(ConfigError(path=path, field=f, message=f"invalid variable name ${{{name}}}"))
-            elif name not in env_names:
-                errs.append(ConfigError(path=path, field=f, message=f"environment variable {name} is not set"))
+        by_label.setdefault(node.label, []).append(node)
+        errs = _own_problems(path, ff, env_names, limits)
         if errs:
             problems[path] = errs
+    _link(tree, by_label, problems)
+    for path in sorted(problems):
+        tree.errors.extend(problems[path])
+    for label, node in tree.nodes.items():
+        found = problems.get(node.path)
+        if found or len(by_label[label]) > 1:
+            tree.invalid[label] = "; ".join(str(e) for e in found) if found else "duplicate label"
+    _key(tree, limits)
+    return tree
 
+
+def _facts_of(
+    tree: Tree, path: str, documents: Mapping[str, dict[str, Any] | ConfigError], known: Mapping[str, FileFacts]
+) -> FileFacts | None:
+    """The file's facts when it can be a node; otherwise recorded in `tree` as what it is."""
+    ff = known.get(path)
+    if ff is None:
+        doc = documents[path]
+        if isinstance(doc, ConfigError):
+            tree.errors.append(doc)
+            tree.broken_files[path] = doc.message
+            return None
+        ff = file_facts(path, doc)
+    if ff.component_type == WORKFLOW:
+        tree.workflow_files.append(path)
+        return None
+    if ff.label is None:
+        tree.errors.extend(ff.errors)
+        tree.broken_files[path] = "; ".join(str(e.field) + ": " + e.message for e in ff.errors)
+        return None
+    return ff
+
+
+def _own_problems(path: str, ff: FileFacts, env_names: Collection[str], limits: TreeLimits) -> list[ConfigError]:
+    """What is wrong with a file on its own: its spec, its references' form, its limits, its variables."""
+    errs = list(ff.errors)
+    errs.extend(ConfigError(path=path, field=f, message=m) for f, m in ff.ref_problems)
+    if len(ff.refs) > limits.max_refs:
+        errs.append(
+            ConfigError(
+                path=path,
+                message=f"has {len(ff.refs):,} references, over the limit of {limits.max_refs:,} (MAX_REFERENCES)",
+            )
+        )
+    if ff.participants > limits.max_participants:
+        errs.append(
+            ConfigError(
+                path=path,
+                field="config.participants",
+                message=f"has {ff.participants:,} participants, "
+                f"over the limit of {limits.max_participants:,} (MAX_PARTICIPANTS)",
+            )
+        )
+    for f, name in ff.variables:
+        if not is_valid_variable_name(name):
+            errs.append(ConfigError(path=path, field=f, message=f"invalid variable name ${{{name}}}"))
+        elif name not in env_names:
+            errs.append(ConfigError(path=path, field=f, message=f"environment variable {name} is not set"))
+    return errs
+
+
+def _link(tree: Tree, by_label: dict[str, list[Node]], problems: dict[str, list[ConfigError]]) -> None:
+    """Nodes by label, with duplicate labels, unknown references and cycles added to `problems`."""
     for label, nodes in by_label.items():
         tree.nodes[label] = nodes[0]
         if len(nodes) > 1:
@@ -127,49 +166,49 @@ def build_tree(
                 problems.setdefault(n.path, []).append(
                     ConfigError(path=n.path, field="label", message=f"duplicate label {label!r}, also used by {others}")
                 )
-
     for node in tree.nodes.values():
         for f, target in node.refs:
             if target not in tree.nodes:
                 problems.setdefault(node.path, []).append(
-                    ConfigError(path=node.path, field=f, message=f"unknown reference {target!r}: no component has that label")
+                    ConfigError(
+                        path=node.path, field=f, message=f"unknown reference {target!r}: no component has that label"
+                    )
                 )
         node.deps = [d for d in node.deps if d in tree.nodes]
-
     deps = {label: node.deps for label, node in tree.nodes.items()}
     for cycle in find_cycles(deps):
         text = " -> ".join(f"{lbl} ({tree.nodes[lbl].path})" for lbl in cycle + cycle[:1])
         for lbl in cycle:
-            problems.setdefault(tree.nodes[lbl].path, []).append(ConfigError(path=tree.nodes[lbl].path, message=f"reference cycle: {text}"))
+            problems.setdefault(tree.nodes[lbl].path, []).append(
+                ConfigError(path=tree.nodes[lbl].path, message=f"reference cycle: {text}")
+            )
         for lbl in cycle:
             # cut the cycle so the rest of the graph can be layered
             tree.nodes[lbl].deps = [d for d in tree.nodes[lbl].deps if d not in cycle]
 
-    for path in sorted(problems):
-        tree.errors.extend(problems[path])
-    for label, node in tree.nodes.items():
-        errs = problems.get(node.path)
-        if errs or len(by_label[label]) > 1:
-            tree.invalid[label] = "; ".join(str(e) for e in errs) if errs else "duplicate label"
 
+def _key(tree: Tree, limits: TreeLimits) -> None:
+    """Dependencies first: skip what depends on an invalid node, bound the resolved size, and key
+    every valid node by its content and its dependencies' keys (Merkle)."""
     all_deps = {label: node.deps for label, node in tree.nodes.items()}
     for layer in waves(all_deps):
         for label in layer:
             if label in tree.invalid:
                 continue
-            for dep in tree.nodes[label].deps:
-                if dep in tree.invalid or dep in tree.skipped:
-                    state = "is invalid" if dep in tree.invalid else "was skipped"
-                    tree.skipped[label] = f"depends on {dep!r} ({tree.nodes[dep].path}) which {state}"
-                    break
-            else:
-                node = tree.nodes[label]
-                node.resolved_size = node.size + sum(tree.nodes[t].resolved_size for _, t in node.refs)
-                if node.resolved_size > limits.max_request_bytes:
-                    error = ConfigError(path=node.path, message=f"is {node.resolved_size:,} bytes with its references inlined, "
-                                        f"over the limit of {limits.max_request_bytes:,} (MAX_REQUEST_BYTES)")
-                    tree.errors.append(error)
-                    tree.invalid[label] = str(error)
-                    continue
-                node.key = node_key(node.content_hash, [(d, tree.nodes[d].key) for d in node.deps])
-    return tree
+            node = tree.nodes[label]
+            bad = next((d for d in node.deps if d in tree.invalid or d in tree.skipped), None)
+            if bad is not None:
+                state = "is invalid" if bad in tree.invalid else "was skipped"
+                tree.skipped[label] = f"depends on {bad!r} ({tree.nodes[bad].path}) which {state}"
+                continue
+            node.resolved_size = node.size + sum(tree.nodes[t].resolved_size for _, t in node.refs)
+            if node.resolved_size > limits.max_request_bytes:
+                error = ConfigError(
+                    path=node.path,
+                    message=f"is {node.resolved_size:,} bytes with its references inlined, "
+                    f"over the limit of {limits.max_request_bytes:,} (MAX_REQUEST_BYTES)",
+                )
+                tree.errors.append(error)
+                tree.invalid[label] = str(error)
+                continue
+            node.key = node_key(node.content_hash, [(d, tree.nodes[d].key) for d in node.deps])

@@ -95,22 +95,39 @@ def check_workflow(path: str, wf: Workflow, tree: Tree) -> list[ConfigError]:
         seen.add(task.id)
         for j, dep in enumerate(task.dependencies):
             if dep not in ids:
-                errors.append(ConfigError(path=path, field=f"{field}.dependencies[{j}]", message=f"unknown task id {dep!r}"))
+                errors.append(
+                    ConfigError(path=path, field=f"{field}.dependencies[{j}]", message=f"unknown task id {dep!r}")
+                )
         node = tree.nodes.get(task.agent)
         if node is None:
-            errors.append(ConfigError(path=path, field=f"{field}.agent", message=f"no agent or team labelled {task.agent!r} in the tree"))
+            errors.append(
+                ConfigError(
+                    path=path, field=f"{field}.agent", message=f"no agent or team labelled {task.agent!r} in the tree"
+                )
+            )
         elif node.component_type not in AGENT_TYPES:
-            errors.append(ConfigError(path=path, field=f"{field}.agent",
-                                      message=f"{task.agent!r} ({node.path}) is a {node.component_type}, not an agent or team"))
+            errors.append(
+                ConfigError(
+                    path=path,
+                    field=f"{field}.agent",
+                    message=f"{task.agent!r} ({node.path}) is a {node.component_type}, not an agent or team",
+                )
+            )
         elif task.agent in tree.invalid or task.agent in tree.skipped:
             reason = tree.invalid.get(task.agent) or tree.skipped[task.agent]
-            errors.append(ConfigError(path=path, field=f"{field}.agent", message=f"agent {task.agent!r} is not usable: {reason}"))
+            errors.append(
+                ConfigError(path=path, field=f"{field}.agent", message=f"agent {task.agent!r} is not usable: {reason}")
+            )
         else:
-            errors.extend(ConfigError(path=path, field=f"{field}.agent", message=f"{task.agent!r} ({node.path}): {problem}")
-                          for problem in agent_problems(tree.resolved(task.agent, memo)))
+            errors.extend(
+                ConfigError(path=path, field=f"{field}.agent", message=f"{task.agent!r} ({node.path}): {problem}")
+                for problem in agent_problems(tree.resolved(task.agent, memo))
+            )
     deps = {t.id: [d for d in t.dependencies if d in ids] for t in wf.tasks}
     for cycle in find_cycles(deps):
-        errors.append(ConfigError(path=path, field="tasks", message="dependency cycle: " + " -> ".join(cycle + cycle[:1])))
+        errors.append(
+            ConfigError(path=path, field="tasks", message="dependency cycle: " + " -> ".join(cycle + cycle[:1]))
+        )
     return errors
 
 
@@ -127,7 +144,9 @@ def agent_problems(spec: dict[str, Any]) -> list[str]:
         config = agent.get("config") or {}
         if agent.get("component_type") == "team":
             problems.append(f"participant {name!r} is a team; teams inside teams are not supported")
-        elif str(agent.get("provider") or "AssistantAgent").endswith("AssistantAgent") and not isinstance(config.get("model_client"), dict):
+        elif str(agent.get("provider") or "AssistantAgent").endswith("AssistantAgent") and not isinstance(
+            config.get("model_client"), dict
+        ):
             problems.append(f"agent {name!r} has no model_client")
     for model in model_specs(spec):
         model_config = model.get("config") or {}
@@ -176,9 +195,9 @@ def release_plan(wf: Workflow, sequential: bool = False) -> ReleasePlan:
     ranks = {t.id: rank(t.priority, rest[t.id]) for t in wf.tasks}
     if sequential:
         order = [tid for group in schedule(wf, sequential=True) for tid in group]
-        dependents = {a: [b] for a, b in zip(order, order[1:])}
-        dependents[order[-1]] = []
-        return ReleasePlan(dependents, {tid: 1 for tid in order[1:]}, order[:1], ranks)
+        chain: dict[str, list[str]] = {a: [b] for a, b in zip(order, order[1:], strict=False)}
+        chain[order[-1]] = []
+        return ReleasePlan(chain, {tid: 1 for tid in order[1:]}, order[:1], ranks)
     dependents: dict[str, list[str]] = {t.id: [] for t in wf.tasks}
     for t in wf.tasks:
         for d in dict.fromkeys(t.dependencies):

@@ -25,8 +25,13 @@ ROOT = Path(__file__).resolve().parent.parent
 # Fast retries, so "Studio down" ends quickly in tests.
 # A secret that workflow tests resolve on the workers and then look for everywhere it must not be.
 TEST_SECRET = f"sk-agentq-test-{uuid.uuid4().hex}"
-WORKER_ENV = {"STUDIO_RETRIES": "2", "STUDIO_BACKOFF_SECONDS": "0.05", "STUDIO_TIMEOUT_SECONDS": "10",
-              "MODEL_BACKOFF_SECONDS": "0.05", "AGENTQ_TEST_SECRET": TEST_SECRET}
+WORKER_ENV = {
+    "STUDIO_RETRIES": "2",
+    "STUDIO_BACKOFF_SECONDS": "0.05",
+    "STUDIO_TIMEOUT_SECONDS": "10",
+    "MODEL_BACKOFF_SECONDS": "0.05",
+    "AGENTQ_TEST_SECRET": TEST_SECRET,
+}
 
 
 @pytest.fixture(scope="session")
@@ -44,8 +49,12 @@ def redis_url(services_dir: Path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def worker(redis_url: str, services_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
     """Two worker processes (threads pool), as a user runs one per core; both log to worker.log."""
-    procs = [embedded.start_worker(redis_url, concurrency=4, name="test", env=WORKER_ENV,
-                                   log_path=services_dir / "worker.log") for i in range(2)]
+    procs = [
+        embedded.start_worker(
+            redis_url, concurrency=4, name="test", env=WORKER_ENV, log_path=services_dir / "worker.log"
+        )
+        for i in range(2)
+    ]
     yield procs[0]
     for proc in procs:
         embedded.stop(proc)
@@ -67,13 +76,25 @@ class Cli:
     view_url: str  # the real Studio, for checks that must not pass through a test proxy
 
     def env(self, **extra: str) -> dict[str, str]:
-        return {**os.environ, "REDIS_URL": self.redis_url, "STUDIO_URL": self.studio_url,
-                "STUDIO_USER_ID": self.user_id, "AGENTQ_CACHE_DIR": str(self.cache_dir),
-                "AGENTQ_TEST_SECRET": TEST_SECRET, **extra}
+        return {
+            **os.environ,
+            "REDIS_URL": self.redis_url,
+            "STUDIO_URL": self.studio_url,
+            "STUDIO_USER_ID": self.user_id,
+            "AGENTQ_CACHE_DIR": str(self.cache_dir),
+            "AGENTQ_TEST_SECRET": TEST_SECRET,
+            **extra,
+        }
 
     def run(self, *args: str, timeout: float = 300, **extra_env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "producer.cli", *args], env=self.env(**extra_env), cwd=ROOT,
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "-m", "producer.cli", *args],
+            env=self.env(**extra_env),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def sync(self, directory: Path, *args: str, **extra_env: str) -> tuple[int, dict[str, Any], str]:
         proc = self.run("sync", str(directory), "--json", *args, **extra_env)
@@ -126,6 +147,12 @@ def cli(redis_url: str, studio_url: str, worker: subprocess.Popen[bytes], proxy:
 
 
 @pytest.fixture
+def wf_cli(redis_url: str, worker: subprocess.Popen[bytes], tmp_path: Path) -> Cli:
+    """The CLI for workflow runs: no Studio behind it."""
+    return Cli(redis_url, "http://127.0.0.1:9", f"wf-{uuid.uuid4().hex[:6]}", tmp_path / "cache", "http://127.0.0.1:9")
+
+
+@pytest.fixture
 def examples(tmp_path: Path) -> Path:
     """A private copy of examples/, safe to edit."""
     target = tmp_path / "examples"
@@ -163,3 +190,14 @@ def assert_not_in_redis(redis_url: str, text: str) -> None:
         else:
             values = []
         assert not any(v and needle in v for v in values), f"found in Redis key {key!r}"
+
+
+# fixtures that start or need a server: a test using any of them is in the integration tier
+SERVER_FIXTURES = {"redis_url", "studio_url", "worker", "cli", "wf_cli", "proxy", "standin", "services_dir", "stack"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`-m "not integration"` runs the core tests, which need no server."""
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)

@@ -48,10 +48,15 @@ class StudioProxy:
                     time.sleep(proxy.delay)
                 fault = proxy._fault(self.command, self.path, body)
                 if fault in ("500", "429"):
-                    self._answer(int(fault), b'{"status": false, "message": "injected fault"}',
-                                 {"Retry-After": str(proxy.retry_after)} if fault == "429" else {})
+                    self._answer(
+                        int(fault),
+                        b'{"status": false, "message": "injected fault"}',
+                        {"Retry-After": str(proxy.retry_after)} if fault == "429" else {},
+                    )
                     return
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection")}
+                headers = {
+                    k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection")
+                }
                 resp = proxy._client.request(self.command, self.path, content=body, headers=headers)
                 if fault == "500-after":
                     self._answer(500, b'{"status": false, "message": "injected fault after the work"}', {})
@@ -86,7 +91,10 @@ class StudioProxy:
             return None
         key = hashlib.sha256(f"{method} {path} ".encode() + (body or b"")).hexdigest()
         with self._lock:
-            if self._fault_counts.get(key, 0) >= self.max_faults_per_request or self._random.random() >= self.fault_rate:
+            if (
+                self._fault_counts.get(key, 0) >= self.max_faults_per_request
+                or self._random.random() >= self.fault_rate
+            ):
                 return None
             self._fault_counts[key] = self._fault_counts.get(key, 0) + 1
             kind = self._random.choice(self.fault_kinds)

@@ -18,7 +18,9 @@ SERVICES = COMPOSE["services"]
 
 
 def test_every_service_is_there_and_workers_scale_per_queue() -> None:
-    assert {"redis", "worker-studio", "worker-models", "flower", "exporter", "prometheus", "grafana", "studio"} <= set(SERVICES)
+    assert {"redis", "worker-studio", "worker-models", "flower", "exporter", "prometheus", "grafana", "studio"} <= set(
+        SERVICES
+    )
     for name, queue in (("worker-studio", STUDIO_QUEUE), ("worker-models", MODELS_QUEUE)):
         worker = SERVICES[name]
         assert "ports" not in worker and "container_name" not in worker  # --scale worker-models=4
@@ -79,7 +81,9 @@ def test_dockerfile_installs_the_project_and_its_packages() -> None:
     text = (ROOT / "Dockerfile").read_text()
     for package in ("producer", "workers", "shared", "monitoring"):
         assert f"COPY {package} {package}" in text
-        assert text.index("pip install --no-cache-dir .") < text.index(f"COPY {package} {package}")  # dependencies first
+        assert text.index("pip install --no-cache-dir .") < text.index(
+            f"COPY {package} {package}"
+        )  # dependencies first
     assert "USER" in text and "HEALTHCHECK" in text
 
 
@@ -88,11 +92,24 @@ def test_dashboard_queries_only_metrics_the_exporter_serves() -> None:
     served |= {f"celery_task_{e}_total" for e in CeleryEvents.TASK_EVENTS}
     served |= {f"celery_task_runtime_{s}" for s in ("bucket", "sum", "count")}
     served |= {f"celery_task_queue_wait_time_{s}" for s in ("bucket", "sum", "count")}
-    served |= {"celery_worker_up", "celery_worker_tasks_active", "celery_active_worker_count", "celery_queue_length",
-               "agentq_host_cpu_percent", "agentq_host_memory_percent", "agentq_host_disk_percent",
-               "agentq_worker_throttled", "agentq_studio_up", "agentq_studio_probe_seconds"}
-    recorded = {r["record"] for g in yaml.safe_load((ROOT / "monitoring/alerts.yml").read_text())["groups"]
-                for r in g["rules"] if "record" in r}
+    served |= {
+        "celery_worker_up",
+        "celery_worker_tasks_active",
+        "celery_active_worker_count",
+        "celery_queue_length",
+        "agentq_host_cpu_percent",
+        "agentq_host_memory_percent",
+        "agentq_host_disk_percent",
+        "agentq_worker_throttled",
+        "agentq_studio_up",
+        "agentq_studio_probe_seconds",
+    }
+    recorded = {
+        r["record"]
+        for g in yaml.safe_load((ROOT / "monitoring/alerts.yml").read_text())["groups"]
+        for r in g["rules"]
+        if "record" in r
+    }
     dashboard = json.loads((ROOT / "monitoring/grafana/dashboards/agentq.json").read_text())
     used = set()
     for panel in dashboard["panels"]:

@@ -8,8 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from producer import embedded
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.integration
 
 
 def test_sync_on_the_embedded_default_starts_and_stops_its_own_services(tmp_path: Path) -> None:

@@ -40,7 +40,8 @@ def test_sync_survives_500s_lost_answers_and_429s(cli: Cli, proxy: StudioProxy, 
 
 
 def test_redis_going_away_mid_sync_is_one_clear_line_naming_it(
-        studio_url: str, proxy: StudioProxy, tmp_path: Path) -> None:
+    studio_url: str, proxy: StudioProxy, tmp_path: Path
+) -> None:
     """The producer ends at once with exit code 3 and one line naming Redis and its URL."""
     port = embedded.free_port()
     url, redis_proc = embedded.start_redis(tmp_path / "redis", port=port)
@@ -50,8 +51,14 @@ def test_redis_going_away_mid_sync_is_one_clear_line_naming_it(
         tree = tmp_path / "tree"
         _write_tree(tree)
         proxy.delay = 0.05  # a sync that takes a few seconds
-        producer = subprocess.Popen([sys.executable, "-m", "producer.cli", "sync", str(tree)], env=cli.env(),
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        producer = embedded.spawn(
+            [sys.executable, "-m", "producer.cli", "sync", str(tree)],
+            tmp_path / "flower.log",
+            env=cli.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         r = redis.Redis.from_url(url)
         deadline = time.monotonic() + 60
         while not any(b'"done"' in v for key in r.scan_iter("agentq:run:*:nodes") for v in r.hvals(key)):
@@ -75,11 +82,18 @@ def test_redis_going_away_mid_sync_is_one_clear_line_naming_it(
 
 
 def _own_worker(url: str, tmp_path: Path, name: str) -> subprocess.Popen[bytes]:
-    return embedded.start_worker(url, concurrency=4, name=name, env={**WORKER_ENV, "RESOURCE_INTERVAL_SECONDS": "1"},
-                                 log_path=tmp_path / f"{name}.log")
+    return embedded.start_worker(
+        url,
+        concurrency=4,
+        name=name,
+        env={**WORKER_ENV, "RESOURCE_INTERVAL_SECONDS": "1"},
+        log_path=tmp_path / f"{name}.log",
+    )
 
 
-def test_a_killed_worker_costs_seconds_and_every_team_arrives_once(studio_url: str, proxy: StudioProxy, tmp_path: Path) -> None:
+def test_a_killed_worker_costs_seconds_and_every_team_arrives_once(
+    studio_url: str, proxy: StudioProxy, tmp_path: Path
+) -> None:
     url, redis_proc = embedded.start_redis(tmp_path / "redis")
     doomed = _own_worker(url, tmp_path, "doomed")
     survivor: subprocess.Popen[bytes] | None = None
@@ -88,8 +102,13 @@ def test_a_killed_worker_costs_seconds_and_every_team_arrives_once(studio_url: s
         tree = tmp_path / "tree"
         _write_tree(tree, teams=300)
         proxy.delay = 0.03
-        producer = subprocess.Popen([sys.executable, "-m", "producer.cli", "sync", str(tree), "--json"],
-                                    env=cli.env(WORKER_DEAD_SECONDS="5"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        producer = subprocess.Popen(
+            [sys.executable, "-m", "producer.cli", "sync", str(tree), "--json"],
+            env=cli.env(WORKER_DEAD_SECONDS="5"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         r = redis.Redis.from_url(url)
         deadline = time.monotonic() + 60
         while sum(v.count(b'"done"') for key in r.scan_iter("agentq:run:*:nodes") for v in r.hvals(key)) < 20:
@@ -119,10 +138,10 @@ FLOWER_AUTH = ("ops", uuid.uuid4().hex)
 
 def _start_flower(redis_url: str, tmp_path: Path) -> tuple[str, subprocess.Popen[bytes]]:
     port = embedded.free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "workers", "flower", f"--port={port}", "--address=127.0.0.1"],
-                            env={**os.environ, "REDIS_URL": redis_url, "FLOWER_BASIC_AUTH": ":".join(FLOWER_AUTH)},
-                            stdout=open(tmp_path / "flower.log", "wb"),
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "workers", "flower", f"--port={port}", "--address=127.0.0.1"],
+        env={**os.environ, "REDIS_URL": redis_url, "FLOWER_BASIC_AUTH": ":".join(FLOWER_AUTH)},
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -134,8 +153,9 @@ def _start_flower(redis_url: str, tmp_path: Path) -> tuple[str, subprocess.Popen
             time.sleep(0.2)
 
 
-def test_a_secret_in_a_field_of_the_wrong_type_is_found_nowhere(cli: Cli, tmp_path: Path, services_dir: Path,
-                                                                redis_url: str) -> None:
+def test_a_secret_in_a_field_of_the_wrong_type_is_found_nowhere(
+    cli: Cli, tmp_path: Path, services_dir: Path, redis_url: str
+) -> None:
     """Studio refuses a list where it wants a dict and quotes the value in its error: the resolved
     secret must not reach the output, the run state, Redis, the worker's log, Flower or the exporter."""
     flower, flower_proc = _start_flower(redis_url, tmp_path)
@@ -148,19 +168,24 @@ def test_a_secret_in_a_field_of_the_wrong_type_is_found_nowhere(cli: Cli, tmp_pa
         embedded.stop(exporter)
 
 
-def _secret_in_wrong_type_field(cli: Cli, tmp_path: Path, services_dir: Path, redis_url: str, flower: str,
-                                exporter_port: int) -> None:
+def _secret_in_wrong_type_field(
+    cli: Cli, tmp_path: Path, services_dir: Path, redis_url: str, flower: str, exporter_port: int
+) -> None:
     tree = tmp_path / "tree"
     tree.mkdir()
     (tree / "model.yaml").write_text(
         "provider: autogen_ext.models.openai.OpenAIChatCompletionClient\ncomponent_type: model\nlabel: leaky\n"
-        "config: {model: gpt-4o-mini, api_key: '${AGENTQ_TEST_SECRET}', default_headers: ['${AGENTQ_TEST_SECRET}']}\n")
+        "config: {model: gpt-4o-mini, api_key: '${AGENTQ_TEST_SECRET}', default_headers: ['${AGENTQ_TEST_SECRET}']}\n"
+    )
     (tree / "agent.yaml").write_text(
         "provider: autogen_agentchat.agents.AssistantAgent\ncomponent_type: agent\nlabel: a\n"
         "config: {name: a, description: d, reflect_on_tool_use: false, tool_call_summary_format: '{result}',"
-        " model_client: {$ref: leaky}}\n")
-    (tree / "team.yaml").write_text("provider: autogen_agentchat.teams.RoundRobinGroupChat\ncomponent_type: team\n"
-                                    "label: leaky-team\nconfig:\n  participants: [{$ref: a}]\n")
+        " model_client: {$ref: leaky}}\n"
+    )
+    (tree / "team.yaml").write_text(
+        "provider: autogen_agentchat.teams.RoundRobinGroupChat\ncomponent_type: team\n"
+        "label: leaky-team\nconfig:\n  participants: [{$ref: a}]\n"
+    )
     rc, report, err = cli.sync(tree)
     assert rc == 1
     failed = {label: st for label, st in report["nodes"].items() if st["status"] == "failed"}
@@ -176,7 +201,11 @@ def _secret_in_wrong_type_field(cli: Cli, tmp_path: Path, services_dir: Path, re
     deadline = time.monotonic() + 30
     while True:  # Flower has seen this run's batches end
         tasks = httpx.get(f"{flower}/api/tasks", auth=FLOWER_AUTH, timeout=10).json()
-        ours = [t for t in tasks.values() if t.get("name") == "agentq.sync_batch" and report["run_id"] in (t.get("args") or "")]
+        ours = [
+            t
+            for t in tasks.values()
+            if t.get("name") == "agentq.sync_batch" and report["run_id"] in (t.get("args") or "")
+        ]
         if ours and all(t.get("state") in ("SUCCESS", "FAILURE") for t in ours):
             break
         assert time.monotonic() < deadline, f"Flower never showed the run's batches: {ours}"
@@ -187,7 +216,7 @@ def _secret_in_wrong_type_field(cli: Cli, tmp_path: Path, services_dir: Path, re
 
 
 def test_a_killed_worker_mid_workflow_loses_no_task(standin, tmp_path: Path) -> None:
-    from tests.test_workflow_run import run, write_tree, write_workflow
+    from tests.test_workflow_run import write_tree, write_workflow
 
     url, state = standin
     state.control["delay"] = 0.2
@@ -198,8 +227,13 @@ def test_a_killed_worker_mid_workflow_loses_no_task(standin, tmp_path: Path) -> 
         cli = Cli(redis_url, "http://127.0.0.1:9", "wf-kill", tmp_path / "cache", "http://127.0.0.1:9")
         write_tree(tmp_path, url, max_concurrency=16)
         wf = write_workflow(tmp_path, [{"id": f"t{i}", "description": f"survive {i}"} for i in range(200)])
-        producer = subprocess.Popen([sys.executable, "-m", "producer.cli", "run", str(wf), "--json"],
-                                    env=cli.env(WORKER_DEAD_SECONDS="5"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        producer = subprocess.Popen(
+            [sys.executable, "-m", "producer.cli", "run", str(wf), "--json"],
+            env=cli.env(WORKER_DEAD_SECONDS="5"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.monotonic() + 60
         while len(state.requests) < 20:
             assert time.monotonic() < deadline, "the run never got going"

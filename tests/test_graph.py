@@ -38,7 +38,7 @@ def cyclic_graphs(draw):
     nodes = sorted(deps)
     cycle = draw(st.lists(st.sampled_from(nodes), min_size=1, max_size=len(nodes), unique=True))
     deps = {k: list(v) for k, v in deps.items()}
-    for a, b in zip(cycle, cycle[1:] + cycle[:1]):
+    for a, b in zip(cycle, cycle[1:] + cycle[:1], strict=False):
         deps[a].append(b)
     return deps, cycle
 
@@ -177,7 +177,7 @@ def test_cycles_are_reported_exactly(graph):
         for a in comp:
             assert set(comp) <= reachable(deps, a)
     for i, c1 in enumerate(found):
-        for c2 in found[i + 1:]:
+        for c2 in found[i + 1 :]:
             assert not (c2[0] in reachable(deps, c1[0]) and c1[0] in reachable(deps, c2[0]))
     for node in cycle:
         assert node in str(info.value)

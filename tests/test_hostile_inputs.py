@@ -57,10 +57,18 @@ def hostile_files(root: Path, marker: Path) -> dict[str, str]:
         "int-key.yaml": "label: ik\nprovider: x\ncomponent_type: tool\nconfig: {1: x}\n",
         "big.yaml": "label: big\nx: " + "a" * (6 * 1024 * 1024) + "\n",
         "crowd.yaml": team + "label: crowd\nconfig:\n  participants: [" + ", ".join(["{$ref: a}"] * 5000) + "]\n",
-        "inline-crowd.yaml": team + "label: inline-crowd\nconfig:\n  participants: [" + ", ".join(["{name: x}"] * 150) + "]\n",
+        "inline-crowd.yaml": team
+        + "label: inline-crowd\nconfig:\n  participants: ["
+        + ", ".join(["{name: x}"] * 150)
+        + "]\n",
         # small on disk, huge once inlined: 8 levels of 10 references to the one below (10^8 copies)
-        **{f"fan{i}.yaml": "provider: x.Y\ncomponent_type: tool\n" + f"label: fan{i}\nconfig: {{parts: ["
-           + ", ".join([f"{{$ref: fan{i - 1}}}"] * 10) + "]}\n" for i in range(1, 9)},
+        **{
+            f"fan{i}.yaml": "provider: x.Y\ncomponent_type: tool\n"
+            + f"label: fan{i}\nconfig: {{parts: ["
+            + ", ".join([f"{{$ref: fan{i - 1}}}"] * 10)
+            + "]}\n"
+            for i in range(1, 9)
+        },
         "fan0.yaml": "provider: x.Y\ncomponent_type: tool\nlabel: fan0\nconfig: {text: " + "x" * 200 + "}\n",
         "fan-team.yaml": team + "label: fan-team\nconfig: {participants: [{$ref: fan8}]}\n",
     }
@@ -72,29 +80,60 @@ def hostile_files(root: Path, marker: Path) -> dict[str, str]:
     os.symlink("missing-target.yaml", root / "dangling.yaml")
     (root / "sub").mkdir()
     os.symlink("..", root / "sub" / "up")
-    return {"bomb.yaml": "MAX_EXPANDED_VALUES", "tag.yaml": "constructor", "tag-value.yaml": "constructor",
-            "recursive.yaml": "contains it", "deep.json": "MAX_NESTING_DEPTH", "deep.yaml": "MAX_NESTING_DEPTH",
-            "latin1.yaml": "UTF-8", "empty.yaml": "empty", "two-docs.yaml": "documents", "list.yaml": "mapping",
-            "dupkey.yaml": "duplicate", "bad.json": "malformed JSON", "bad.yaml": "malformed YAML",
-            "unknown-type.yaml": "spaceship", "no-label.yaml": "label", "dup-label-2.yaml": "twin",
-            "ghost-ref.yaml": "nobody", "cycle-1.yaml": "cycle", "unset-var.yaml": "AGENTQ_SURELY_UNSET_VAR",
-            "ref-extra.yaml": "$ref", "label-number.yaml": "label", "provider-list.yaml": "provider",
-            "nul.yaml": "", "binary.yaml": "bytes", "set.yaml": "set", "int-key.yaml": "key",
-            "big.yaml": "MAX_FILE_BYTES", "fifo.yaml": "FIFO", "loop-a.yaml": "symbolic links",
-            "loop-b.yaml": "symbolic links", "dangling.yaml": "No such file", "sub/up": "symlink loop",
-            "crowd.yaml": "MAX_REFERENCES", "inline-crowd.yaml": "MAX_PARTICIPANTS",
-            "fan4.yaml": "MAX_REQUEST_BYTES"}
+    return {
+        "bomb.yaml": "MAX_EXPANDED_VALUES",
+        "tag.yaml": "constructor",
+        "tag-value.yaml": "constructor",
+        "recursive.yaml": "contains it",
+        "deep.json": "MAX_NESTING_DEPTH",
+        "deep.yaml": "MAX_NESTING_DEPTH",
+        "latin1.yaml": "UTF-8",
+        "empty.yaml": "empty",
+        "two-docs.yaml": "documents",
+        "list.yaml": "mapping",
+        "dupkey.yaml": "duplicate",
+        "bad.json": "malformed JSON",
+        "bad.yaml": "malformed YAML",
+        "unknown-type.yaml": "spaceship",
+        "no-label.yaml": "label",
+        "dup-label-2.yaml": "twin",
+        "ghost-ref.yaml": "nobody",
+        "cycle-1.yaml": "cycle",
+        "unset-var.yaml": "AGENTQ_SURELY_UNSET_VAR",
+        "ref-extra.yaml": "$ref",
+        "label-number.yaml": "label",
+        "provider-list.yaml": "provider",
+        "nul.yaml": "",
+        "binary.yaml": "bytes",
+        "set.yaml": "set",
+        "int-key.yaml": "key",
+        "big.yaml": "MAX_FILE_BYTES",
+        "fifo.yaml": "FIFO",
+        "loop-a.yaml": "symbolic links",
+        "loop-b.yaml": "symbolic links",
+        "dangling.yaml": "No such file",
+        "sub/up": "symlink loop",
+        "crowd.yaml": "MAX_REFERENCES",
+        "inline-crowd.yaml": "MAX_PARTICIPANTS",
+        "fan4.yaml": "MAX_REQUEST_BYTES",
+    }
 
 
 def _valid_tree(root: Path) -> None:
-    (root / "model.yaml").write_text("provider: autogen_ext.models.openai.OpenAIChatCompletionClient\ncomponent_type: model\n"
-                                     "label: m\nconfig: {model: gpt-4o-mini, api_key: not-a-real-key}\n")
-    (root / "agent.yaml").write_text("provider: autogen_agentchat.agents.AssistantAgent\ncomponent_type: agent\nlabel: a\n"
-                                     "config: {name: a, description: d, reflect_on_tool_use: false, "
-                                     "tool_call_summary_format: '{result}', model_client: {$ref: m}}\n")
+    (root / "model.yaml").write_text(
+        "provider: autogen_ext.models.openai.OpenAIChatCompletionClient\ncomponent_type: model\n"
+        "label: m\nconfig: {model: gpt-4o-mini, api_key: not-a-real-key}\n"
+    )
+    (root / "agent.yaml").write_text(
+        "provider: autogen_agentchat.agents.AssistantAgent\ncomponent_type: agent\nlabel: a\n"
+        "config: {name: a, description: d, reflect_on_tool_use: false, "
+        "tool_call_summary_format: '{result}', model_client: {$ref: m}}\n"
+    )
     for i in range(VALID_TEAMS):
-        (root / f"team{i}.yaml").write_text("provider: autogen_agentchat.teams.RoundRobinGroupChat\ncomponent_type: team\n"
-                                            f"label: good-{i}\nconfig:\n  participants: [{{$ref: a}}]\n")
+        (root / f"team{i}.yaml").write_text(
+            "provider: autogen_agentchat.teams.RoundRobinGroupChat\ncomponent_type: team\n"
+            f"label: good-{i}\nconfig:\n  participants: [{{$ref: a}}]\n"
+        )
 
 
 def test_hostile_files_are_named_and_never_starve_the_valid_ones(cli: Cli, tmp_path: Path) -> None:
@@ -116,8 +155,14 @@ def test_hostile_files_are_named_and_never_starve_the_valid_ones(cli: Cli, tmp_p
             assert word in reasons[rel], (rel, reasons[rel])
 
     started = time.monotonic()
-    proc = psutil.Popen([sys.executable, "-m", "producer.cli", "sync", str(tree), "--json"], env=cli.env(), cwd=ROOT,
-                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = psutil.Popen(
+        [sys.executable, "-m", "producer.cli", "sync", str(tree), "--json"],
+        env=cli.env(),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     peak = 0
     while proc.poll() is None:
         peak = max(peak, proc.memory_info().rss)

@@ -16,28 +16,40 @@ import redis
 from producer import embedded
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed (scripts/install.sh installs it)")
+pytestmark = pytest.mark.skipif(
+    shutil.which("tmux") is None, reason="tmux not installed (scripts/install.sh installs it)"
+)
 
 
 def test_monitor_shows_workers_queues_and_an_induced_alert(redis_url: str, worker, tmp_path: Path) -> None:
     port = embedded.free_port()
     closed = embedded.free_port()  # nothing listens here: Studio is "down", the induced alert
-    exporter = embedded.start_exporter(redis_url, port, env={"STUDIO_URL": f"http://127.0.0.1:{closed}",
-                                                              "STUDIO_PROBE_INTERVAL_SECONDS": "0.5",
-                                                              "EXPORTER_QUEUES": "celery,backlog"})
+    exporter = embedded.start_exporter(
+        redis_url,
+        port,
+        env={
+            "STUDIO_URL": f"http://127.0.0.1:{closed}",
+            "STUDIO_PROBE_INTERVAL_SECONDS": "0.5",
+            "EXPORTER_QUEUES": "celery,backlog",
+        },
+    )
     r = redis.Redis.from_url(redis_url)
     r.delete("backlog")
     r.rpush("backlog", *[f"m{i}" for i in range(7)])
     session = f"agentq-{uuid.uuid4().hex[:6]}"
     saved = tmp_path / "session.json"
-    cmd = (f"cd {ROOT} && env -u COLUMNS -u LINES {sys.executable} -m producer.cli monitor --refresh 1 --save-session {saved} "
-           f"--exporter-url http://127.0.0.1:{port} --redis-url {redis_url}")
+    cmd = (
+        f"cd {ROOT} && env -u COLUMNS -u LINES {sys.executable} -m producer.cli monitor --refresh 1 --save-session {saved} "
+        f"--exporter-url http://127.0.0.1:{port} --redis-url {redis_url}"
+    )
     try:
         subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "220", "-y", "70", cmd], check=True)
         screen = ""
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+            screen = subprocess.run(
+                ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True
+            ).stdout
             if "StudioDown" in screen and "backlog" in screen and "test-" in screen:
                 break
             time.sleep(0.5)

@@ -90,7 +90,13 @@ def test_everything_cached_means_no_waves():
 def test_cached_state_carries_the_cached_result():
     tree = build_tree(docs(), [])
     p = plan(tree, cached={"m": {"id": 42, "status": "bogus"}, "t": None})
-    assert p.states["m"] == {"type": "model", "path": "models/m.yaml", "id": 42, "status": "cached", "outcome": "unchanged"}
+    assert p.states["m"] == {
+        "type": "model",
+        "path": "models/m.yaml",
+        "id": 42,
+        "status": "cached",
+        "outcome": "unchanged",
+    }
     assert p.states["t"]["status"] == "cached"
 
 
@@ -147,7 +153,9 @@ def test_invalid_skipped_and_broken_files_get_states_and_no_work():
     assert "'m'" in p.states["a"]["reason"]
     assert p.states["team"]["status"] == "skipped"
     assert p.states["agents/bad.yaml"] == {
-        "status": "failed", "type": None, "path": "agents/bad.yaml",
+        "status": "failed",
+        "type": None,
+        "path": "agents/bad.yaml",
         "error": "malformed YAML at line 1, column 1: x",
     }
     assert p.changes["m"] == "invalid" and p.changes["a"] == "skipped"

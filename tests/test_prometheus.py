@@ -17,17 +17,34 @@ from producer import embedded
 from tests.conftest import ROOT, WORKER_ENV, Cli
 from tests.studio_proxy import StudioProxy
 
-pytestmark = pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus not installed (scripts/install.sh installs it)")
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        shutil.which("prometheus") is None, reason="prometheus not installed (scripts/install.sh installs it)"
+    ),
+]
 
 
 def test_promtool_checks_config_rules_and_rule_unit_tests() -> None:
-    for args in (["check", "config", "prometheus.yml"], ["check", "rules", "alerts.yml"], ["test", "rules", "alerts_test.yml"]):
+    for args in (
+        ["check", "config", "prometheus.yml"],
+        ["check", "rules", "alerts.yml"],
+        ["test", "rules", "alerts_test.yml"],
+    ):
         proc = subprocess.run(["promtool", *args], cwd=ROOT / "monitoring", capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-    covered = {t["alertname"] for case in yaml.safe_load((ROOT / "monitoring/alerts_test.yml").read_text())["tests"]
-               for t in case.get("alert_rule_test", []) if t.get("exp_alerts")}
-    alerts = {r["alert"] for g in yaml.safe_load((ROOT / "monitoring/alerts.yml").read_text())["groups"]
-              for r in g["rules"] if "alert" in r}
+    covered = {
+        t["alertname"]
+        for case in yaml.safe_load((ROOT / "monitoring/alerts_test.yml").read_text())["tests"]
+        for t in case.get("alert_rule_test", [])
+        if t.get("exp_alerts")
+    }
+    alerts = {
+        r["alert"]
+        for g in yaml.safe_load((ROOT / "monitoring/alerts.yml").read_text())["groups"]
+        for r in g["rules"]
+        if "alert" in r
+    }
     assert alerts == covered, f"alerts without a firing unit test: {alerts - covered}"
 
 
@@ -61,26 +78,48 @@ def stack(tmp_path: Path, studio_url: str) -> Iterator[dict]:
     with embedded.LocalServices() as services:
         redis_url, proc = embedded.start_redis(tmp_path / "redis")
         services.add_process(proc)
-        services.add_process(embedded.start_worker(redis_url, env={**WORKER_ENV, "RESOURCE_INTERVAL_SECONDS": "1"},
-                                                   log_path=tmp_path / "worker.log"))
+        services.add_process(
+            embedded.start_worker(
+                redis_url, env={**WORKER_ENV, "RESOURCE_INTERVAL_SECONDS": "1"}, log_path=tmp_path / "worker.log"
+            )
+        )
         proxy = StudioProxy(studio_url)
         services.callback(proxy.close)
         exporter_port = embedded.free_port()
-        services.add_process(embedded.start_exporter(redis_url, exporter_port, env={"STUDIO_URL": proxy.url,
-                                                     "STUDIO_PROBE_INTERVAL_SECONDS": "1", "EXPORTER_QUEUES": "studio,models,bulk"}, log_path=tmp_path / "exporter.log"))
+        services.add_process(
+            embedded.start_exporter(
+                redis_url,
+                exporter_port,
+                env={
+                    "STUDIO_URL": proxy.url,
+                    "STUDIO_PROBE_INTERVAL_SECONDS": "1",
+                    "EXPORTER_QUEUES": "studio,models,bulk",
+                },
+                log_path=tmp_path / "exporter.log",
+            )
+        )
         rules = yaml.safe_load((ROOT / "monitoring/alerts.yml").read_text())
         for group in rules["groups"]:
             for rule in group["rules"]:
                 if "for" in rule:
                     rule["for"] = "0s"  # the real expressions, without the waiting
         (tmp_path / "alerts.yml").write_text(yaml.safe_dump(rules))
-        config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"}, "rule_files": ["alerts.yml"],
-                  "scrape_configs": [{"job_name": "agentq", "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}]}]}
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": ["alerts.yml"],
+            "scrape_configs": [{"job_name": "agentq", "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}]}],
+        }
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
         prom_port = embedded.free_port()
-        prom = subprocess.Popen(["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
-                                 f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}"],
-                                stdout=open(tmp_path / "prometheus.log", "wb"), stderr=subprocess.STDOUT)
+        prom = embedded.spawn(
+            [
+                "prometheus",
+                f"--config.file={tmp_path / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+            ],
+            tmp_path / "prometheus.log",
+        )
         services.add_process(prom)
         url = f"http://127.0.0.1:{prom_port}"
         deadline = time.monotonic() + 60
@@ -106,7 +145,10 @@ def test_prometheus_sees_tasks_queue_cache_and_studio_latency(stack: dict, examp
     writes = report["studio_requests"]["POST /teams/"]
     assert prom.wait_for('sum(agentq_cache_requests_total{result="miss"})', 15) == 15
     assert prom.wait_for('sum(agentq_cache_requests_total{result="hit"})', 15) == 15
-    assert prom.wait_for('sum(agentq_studio_request_duration_seconds_count{endpoint="/teams/",method="POST"})', writes) == writes
+    assert (
+        prom.wait_for('sum(agentq_studio_request_duration_seconds_count{endpoint="/teams/",method="POST"})', writes)
+        == writes
+    )
     assert prom.wait_for('sum(agentq_sync_outcomes_total{component_type="team",outcome="created"})', 3) == 3
     assert prom.wait_for('sum(agentq_sync_outcomes_total{component_type="team",outcome="unchanged"})', 3) == 3
     batches = prom.wait_for('sum(celery_task_succeeded_total{name="agentq.sync_batch"})', 15)

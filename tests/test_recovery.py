@@ -9,8 +9,16 @@ from producer.recovery import Watchdog
 
 def _watchdog(give_up_after: float) -> Watchdog:
     # every=inf: only the stall clock is exercised, no store or broker is touched
-    return Watchdog(None, "r1", lambda: None, dead_after=20, stuck_after=120, say=print,  # type: ignore[arg-type]
-                    every=float("inf"), give_up_after=give_up_after)
+    return Watchdog(
+        None,
+        "r1",
+        lambda: None,
+        dead_after=20,
+        stuck_after=120,
+        say=print,  # type: ignore[arg-type]
+        every=float("inf"),
+        give_up_after=give_up_after,
+    )
 
 
 def test_a_run_that_stops_moving_is_given_up_naming_the_setting() -> None:

@@ -41,10 +41,18 @@ def tree(tmp_path):
     root = tmp_path / "tree"
     write(root, "models/m.yaml", component("m", "model", model="gpt"))
     write(root, "tools/t.yaml", component("t", "tool", name="t"))
-    write(root, "agents/a.json", json.dumps({
-        "provider": "p", "component_type": "agent", "label": "a",
-        "config": {"model_client": {"$ref": "m"}},
-    }))
+    write(
+        root,
+        "agents/a.json",
+        json.dumps(
+            {
+                "provider": "p",
+                "component_type": "agent",
+                "label": "a",
+                "config": {"model_client": {"$ref": "m"}},
+            }
+        ),
+    )
     write(root, "README.md", "# not a config file\n")
     return root
 
@@ -209,14 +217,21 @@ def test_only_config_suffixes_are_read(tree):
 
 
 def test_producerignore(tree, cache):
-    write(tree, ".producerignore", "\n".join([
-        "# comments and blank lines are fine",
-        "",
-        "drafts/",
-        "*.bak.yaml",
-        "agents/old.yaml",
-        "/archive",
-    ]) + "\n")
+    write(
+        tree,
+        ".producerignore",
+        "\n".join(
+            [
+                "# comments and blank lines are fine",
+                "",
+                "drafts/",
+                "*.bak.yaml",
+                "agents/old.yaml",
+                "/archive",
+            ]
+        )
+        + "\n",
+    )
     write(tree, "drafts/d.yaml", component("d"))
     write(tree, "models/drafts/d2.yaml", component("d2"))
     write(tree, "tools/x.bak.yaml", component("x"))

@@ -62,7 +62,13 @@ def test_every_component_type_is_accepted(ctype):
 
 def test_all_seven_autogen_component_types_are_known():
     assert set(COMPONENT_TYPES) == {
-        "model", "agent", "team", "tool", "termination", "workbench", "chat_completion_context"
+        "model",
+        "agent",
+        "team",
+        "tool",
+        "termination",
+        "workbench",
+        "chat_completion_context",
     }
 
 
@@ -125,12 +131,14 @@ TEAM = {
 def test_refs_are_found_with_field_paths():
     refs, problems = find_refs(TEAM)
     assert problems == []
-    assert sorted(refs) == sorted([
-        ("config.participants[1]", "writer"),
-        ("config.participants[2]", "critic"),
-        ("config.termination_condition", "max-12"),
-        ("config.nested.deeper[0][0]", "model"),
-    ])
+    assert sorted(refs) == sorted(
+        [
+            ("config.participants[1]", "writer"),
+            ("config.participants[2]", "critic"),
+            ("config.termination_condition", "max-12"),
+            ("config.nested.deeper[0][0]", "model"),
+        ]
+    )
 
 
 def test_no_refs_in_a_plain_document():
@@ -157,10 +165,8 @@ def test_ref_target_must_be_a_non_empty_string(target):
 def test_inline_refs_replaces_each_ref_and_leaves_input_alone():
     original = copy.deepcopy(TEAM)
     resolved = inline_refs(TEAM, lambda label: {"resolved": label})
-    assert TEAM == original
-    assert resolved["config"]["participants"] == [
-        {"name": "inline"}, {"resolved": "writer"}, {"resolved": "critic"}
-    ]
+    assert original == TEAM
+    assert resolved["config"]["participants"] == [{"name": "inline"}, {"resolved": "writer"}, {"resolved": "critic"}]
     assert resolved["config"]["termination_condition"] == {"resolved": "max-12"}
     assert resolved["config"]["nested"]["deeper"] == [[{"resolved": "model"}]]
     assert find_refs(resolved) == ([], [])
@@ -192,7 +198,19 @@ def test_find_variables_reports_bad_names_as_written():
     assert not any(is_valid_variable_name(name) for _, name in found)
 
 
-@pytest.mark.parametrize("name,ok", [("A", True), ("_x1", True), ("OPENAI_API_KEY", True), ("1A", False), ("", False), ("A-B", False), ("A B", False), ("A\n", False)])
+@pytest.mark.parametrize(
+    "name,ok",
+    [
+        ("A", True),
+        ("_x1", True),
+        ("OPENAI_API_KEY", True),
+        ("1A", False),
+        ("", False),
+        ("A-B", False),
+        ("A B", False),
+        ("A\n", False),
+    ],
+)
 def test_variable_names(name, ok):
     assert is_valid_variable_name(name) is ok
 
@@ -255,7 +273,12 @@ _values = st.text(max_size=20)
 
 
 @HYPO
-@given(name=_names, value=_values, prefix=st.text(alphabet="ab /:", max_size=5), suffix=st.text(alphabet="ab /:", max_size=5))
+@given(
+    name=_names,
+    value=_values,
+    prefix=st.text(alphabet="ab /:", max_size=5),
+    suffix=st.text(alphabet="ab /:", max_size=5),
+)
 def test_placeholder_is_replaced_by_the_exact_value(name, value, prefix, suffix):
     doc = {"config": {"v": f"{prefix}${{{name}}}{suffix}"}}
     assert substitute_variables(doc, {name: value}) == {"config": {"v": prefix + value + suffix}}
@@ -291,4 +314,4 @@ def test_redact_scrubs_secrets_and_the_fragments_servers_quote() -> None:
     text = f"bad header {key!r}; input_value=['{key[:14]}...{key[-10:]}'] for acme-org"
     scrubbed = redact(text, secrets)
     assert key[:8] not in scrubbed and key[-8:] not in scrubbed and "acme-org" not in scrubbed
-    assert scrubbed.startswith("bad header '***'") and "not a secret" == redact("not a secret", secrets)
+    assert scrubbed.startswith("bad header '***'") and redact("not a secret", secrets) == "not a secret"

@@ -42,7 +42,9 @@ def test_sync_examples_creates_team_rows_and_gallery(cli: Cli, examples: Path) -
     assert "Started" not in err  # REDIS_URL was given: no embedded services
 
 
-def test_second_sync_writes_nothing_and_enqueues_nothing(cli: Cli, examples: Path, proxy: StudioProxy, redis_url: str) -> None:
+def test_second_sync_writes_nothing_and_enqueues_nothing(
+    cli: Cli, examples: Path, proxy: StudioProxy, redis_url: str
+) -> None:
     assert cli.sync(examples)[0] == 0
     proxy.reset()
     r = redis.Redis.from_url(redis_url)
@@ -60,7 +62,11 @@ def test_editing_one_agent_updates_exactly_its_teams_in_place(cli: Cli, examples
     assert cli.sync(examples)[0] == 0
     before = {lbl: rows[0] for lbl, rows in cli.studio().teams_by_label().items() if lbl in EXAMPLE_TEAMS}
     critic = examples / "agents" / "critic.yaml"
-    critic.write_text(critic.read_text().replace("Reply APPROVE when it is good enough.", "Be strict; reply APPROVE only when it is good."))
+    critic.write_text(
+        critic.read_text().replace(
+            "Reply APPROVE when it is good enough.", "Be strict; reply APPROVE only when it is good."
+        )
+    )
     proxy.reset()
 
     rc, report, err = cli.sync(examples)
@@ -78,7 +84,10 @@ def test_editing_one_agent_updates_exactly_its_teams_in_place(cli: Cli, examples
     assert report["nodes"]["review-team"]["outcome"] == "updated"
     assert report["nodes"]["critic"]["outcome"] == "updated"
     writes = proxy.writes()
-    assert sorted(w[:2] for w in writes) == [("POST", "/api/teams/"), ("PUT", f"/api/gallery/{_gallery_id(cli, examples.name)}")]
+    assert sorted(w[:2] for w in writes) == [
+        ("POST", "/api/teams/"),
+        ("PUT", f"/api/gallery/{_gallery_id(cli, examples.name)}"),
+    ]
 
 
 def _gallery_id(cli: Cli, name: str) -> int:
@@ -137,4 +146,6 @@ def test_broken_files_are_reported_and_the_rest_is_synced(cli: Cli, examples: Pa
     assert len(rows.get("solo-researcher", [])) == 1
     assert not {"ghost-team", "phantom-team", "research-team", "review-team"} & set(rows)
     gallery = _gallery_labels(cli, examples.name)
-    assert gallery["tools"] == {"add", "multiply"} and "critic" in gallery["agents"] and "phantom" not in gallery["agents"]
+    assert (
+        gallery["tools"] == {"add", "multiply"} and "critic" in gallery["agents"] and "phantom" not in gallery["agents"]
+    )

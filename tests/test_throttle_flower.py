@@ -29,8 +29,13 @@ def test_a_worker_over_its_memory_threshold_stops_taking_tasks_until_raised(
     state.control["delay"] = 0.05
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     log = tmp_path / "throttled.log"
-    proc = embedded.start_worker(redis_url, concurrency=1, name="tight", log_path=log,
-                                 env={**WORKER_ENV, "THROTTLE_MEMORY_PERCENT": "0.1", "RESOURCE_INTERVAL_SECONDS": "0.3"})
+    proc = embedded.start_worker(
+        redis_url,
+        concurrency=1,
+        name="tight",
+        log_path=log,
+        env={**WORKER_ENV, "THROTTLE_MEMORY_PERCENT": "0.1", "RESOURCE_INTERVAL_SECONDS": "0.3"},
+    )
     try:
         deadline = time.monotonic() + 30
         tight = None
@@ -43,7 +48,9 @@ def test_a_worker_over_its_memory_threshold_stops_taking_tasks_until_raised(
         time.sleep(1.0)  # the cancel_consumer broadcast reaches the worker's own loop
         cli = Cli(redis_url, "http://127.0.0.1:9", "thr", tmp_path / "cache", "http://127.0.0.1:9")
         write_tree(tmp_path, url)
-        rc, report = run(cli, write_workflow(tmp_path, [{"id": f"t{i}", "description": f"paused {i}"} for i in range(16)], "a"))
+        rc, report = run(
+            cli, write_workflow(tmp_path, [{"id": f"t{i}", "description": f"paused {i}"} for i in range(16)], "a")
+        )
         assert rc == 0
         states = r.hgetall(f"agentq:run:{report['run_id']}:nodes")
         assert all(json.loads(v)["worker"] != tight for v in states.values()), "a throttled worker took a task"
@@ -56,7 +63,9 @@ def test_a_worker_over_its_memory_threshold_stops_taking_tasks_until_raised(
         time.sleep(1.0)
         # more messages (of SYNC_BATCH_SIZE tasks) than the session's workers have threads
         state.control["delay"] = 0.1
-        rc, report = run(cli, write_workflow(tmp_path, [{"id": f"u{i}", "description": f"resumed {i}"} for i in range(300)], "b"))
+        rc, report = run(
+            cli, write_workflow(tmp_path, [{"id": f"u{i}", "description": f"resumed {i}"} for i in range(300)], "b")
+        )
         assert rc == 0
         workers = {json.loads(v)["worker"] for v in r.hgetall(f"agentq:run:{report['run_id']}:nodes").values()}
         assert tight in workers, "the resumed worker should take tasks again"
@@ -74,9 +83,12 @@ def test_flower_requires_auth_and_shows_secret_free_task_args(
     port = embedded.free_port()
     password = uuid.uuid4().hex
     env = {**os.environ, "REDIS_URL": redis_url, "FLOWER_BASIC_AUTH": f"ops:{password}"}
-    flower = subprocess.Popen([sys.executable, "-m", "celery", "-A", "workers", "flower", f"--port={port}",
-                               "--address=127.0.0.1"], env=env, cwd=ROOT, stdout=open(tmp_path / "flower.log", "wb"),
-                              stderr=subprocess.STDOUT)
+    flower = embedded.spawn(
+        [sys.executable, "-m", "celery", "-A", "workers", "flower", f"--port={port}", "--address=127.0.0.1"],
+        tmp_path / "flower.log",
+        env=env,
+        cwd=ROOT,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
@@ -88,7 +100,9 @@ def test_flower_requires_auth_and_shows_secret_free_task_args(
                 time.sleep(0.2)
         cli = Cli(redis_url, "http://127.0.0.1:9", "flower", tmp_path / "cache", "http://127.0.0.1:9")
         write_tree(tmp_path, url)
-        rc, report = run(cli, write_workflow(tmp_path, [{"id": "a", "description": "x"}, {"id": "b", "description": "y"}]))
+        rc, report = run(
+            cli, write_workflow(tmp_path, [{"id": "a", "description": "x"}, {"id": "b", "description": "y"}])
+        )
         assert rc == 0
         assert httpx.get(f"{base}/api/tasks", timeout=10).status_code == 401
         assert httpx.get(f"{base}/api/tasks", auth=("ops", "wrong"), timeout=10).status_code == 401
@@ -96,7 +110,10 @@ def test_flower_requires_auth_and_shows_secret_free_task_args(
         tasks: dict = {}
         while time.monotonic() < deadline:
             tasks = httpx.get(f"{base}/api/tasks", auth=("ops", password), timeout=10).json()
-            if any(t.get("name") == "agentq.run_tasks" and report["run_id"] in (t.get("args") or "") for t in tasks.values()):
+            if any(
+                t.get("name") == "agentq.run_tasks" and report["run_id"] in (t.get("args") or "")
+                for t in tasks.values()
+            ):
                 break
             time.sleep(0.5)
         ours = [t for t in tasks.values() if report["run_id"] in (t.get("args") or "")]

@@ -17,33 +17,84 @@ from producer import embedded
 from workers import validation
 
 REFERENCE = Path(__file__).resolve().parent.parent.parent / "shared" / "reference" / "autogen-studio-components"
-MODEL = {"provider": "autogen_ext.models.openai.OpenAIChatCompletionClient", "component_type": "model", "version": 1,
-         "component_version": 1, "label": "m", "config": {"model": "gpt-4o-mini"}}
-MAX3 = {"provider": "autogen_agentchat.conditions.MaxMessageTermination", "component_type": "termination", "version": 1,
-        "component_version": 1, "label": "max", "config": {"max_messages": 3}}
-TEXT = {"provider": "autogen_agentchat.conditions.TextMentionTermination", "component_type": "termination", "version": 1,
-        "component_version": 1, "label": "text", "config": {"text": "DONE"}}
+MODEL = {
+    "provider": "autogen_ext.models.openai.OpenAIChatCompletionClient",
+    "component_type": "model",
+    "version": 1,
+    "component_version": 1,
+    "label": "m",
+    "config": {"model": "gpt-4o-mini"},
+}
+MAX3 = {
+    "provider": "autogen_agentchat.conditions.MaxMessageTermination",
+    "component_type": "termination",
+    "version": 1,
+    "component_version": 1,
+    "label": "max",
+    "config": {"max_messages": 3},
+}
+TEXT = {
+    "provider": "autogen_agentchat.conditions.TextMentionTermination",
+    "component_type": "termination",
+    "version": 1,
+    "component_version": 1,
+    "label": "text",
+    "config": {"text": "DONE"},
+}
 
 
 def _agent(name: str = "writer", model: dict[str, Any] = MODEL) -> dict[str, Any]:
-    return {"provider": "autogen_agentchat.agents.AssistantAgent", "component_type": "agent", "version": 1,
-            "component_version": 1, "label": name,
-            "config": {"name": name, "model_client": model, "description": "d", "system_message": "Be brief.",
-                       "reflect_on_tool_use": False, "tool_call_summary_format": "{result}", "model_client_stream": False}}
+    return {
+        "provider": "autogen_agentchat.agents.AssistantAgent",
+        "component_type": "agent",
+        "version": 1,
+        "component_version": 1,
+        "label": name,
+        "config": {
+            "name": name,
+            "model_client": model,
+            "description": "d",
+            "system_message": "Be brief.",
+            "reflect_on_tool_use": False,
+            "tool_call_summary_format": "{result}",
+            "model_client_stream": False,
+        },
+    }
 
 
-def _team(participants: list[dict[str, Any]], termination: dict[str, Any] | None = MAX3,
-          provider: str = "autogen_agentchat.teams.RoundRobinGroupChat") -> dict[str, Any]:
+def _team(
+    participants: list[dict[str, Any]],
+    termination: dict[str, Any] | None = MAX3,
+    provider: str = "autogen_agentchat.teams.RoundRobinGroupChat",
+) -> dict[str, Any]:
     config: dict[str, Any] = {"participants": participants}
     if termination:
         config["termination_condition"] = termination
-    return {"provider": provider, "component_type": "team", "version": 1, "component_version": 1, "label": "t", "config": config}
+    return {
+        "provider": provider,
+        "component_type": "team",
+        "version": 1,
+        "component_version": 1,
+        "label": "t",
+        "config": config,
+    }
 
 
 def _tool(source: str, name: str = "add") -> dict[str, Any]:
-    return {"provider": "autogen_core.tools.FunctionTool", "component_type": "tool", "version": 1, "component_version": 1,
-            "label": name, "config": {"source_code": source, "name": name, "description": "d", "global_imports": [],
-                                      "has_cancellation_support": False}}
+    return {
+        "provider": "autogen_core.tools.FunctionTool",
+        "component_type": "tool",
+        "version": 1,
+        "component_version": 1,
+        "label": name,
+        "config": {
+            "source_code": source,
+            "name": name,
+            "description": "d",
+            "global_imports": [],
+            "has_cancellation_support": False,
+        },
+    }
 
 
 def _with(component: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
@@ -65,8 +116,10 @@ _DROP = object()
 def _gallery() -> list[tuple[str, dict[str, Any]]]:
     """Studio's default gallery, built by Studio's own gallery builder in Studio's venv."""
     python = Path(embedded.studio_binary()).parent / "python"
-    code = ("import json; from autogenstudio.gallery.builder import create_default_gallery; "
-            "print(json.dumps(create_default_gallery().model_dump(mode='json')['components']))")
+    code = (
+        "import json; from autogenstudio.gallery.builder import create_default_gallery; "
+        "print(json.dumps(create_default_gallery().model_dump(mode='json')['components']))"
+    )
     out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=300, check=True)
     return [(f"gallery {kind} {c.get('label')}", c) for kind, items in json.loads(out.stdout).items() for c in items]
 
@@ -86,12 +139,30 @@ def corpus() -> list[tuple[str, dict[str, Any]]]:
         ("max termination, no count", _with(MAX3, "config", {})),
         ("text termination", TEXT),
         ("text termination, number", _with(TEXT, "config.text", 5)),
-        ("or termination", {**MAX3, "provider": "autogen_agentchat.base.OrTerminationCondition",
-                            "config": {"conditions": [MAX3, TEXT]}}),
-        ("and termination", {**MAX3, "provider": "autogen_agentchat.base.AndTerminationCondition",
-                             "config": {"conditions": [MAX3, TEXT]}}),
-        ("and termination, a bad member", {**MAX3, "provider": "autogen_agentchat.base.AndTerminationCondition",
-                                           "config": {"conditions": [MAX3, _with(TEXT, "config", {})]}}),
+        (
+            "or termination",
+            {
+                **MAX3,
+                "provider": "autogen_agentchat.base.OrTerminationCondition",
+                "config": {"conditions": [MAX3, TEXT]},
+            },
+        ),
+        (
+            "and termination",
+            {
+                **MAX3,
+                "provider": "autogen_agentchat.base.AndTerminationCondition",
+                "config": {"conditions": [MAX3, TEXT]},
+            },
+        ),
+        (
+            "and termination, a bad member",
+            {
+                **MAX3,
+                "provider": "autogen_agentchat.base.AndTerminationCondition",
+                "config": {"conditions": [MAX3, _with(TEXT, "config", {})]},
+            },
+        ),
         ("agent", _agent()),
         ("agent with a space in its name", _agent("has space")),
         ("agent without a model", _with(_agent(), "config.model_client", _DROP)),

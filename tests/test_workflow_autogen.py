@@ -19,15 +19,24 @@ import yaml
 from producer.embedded import STUDIO_VENV_BIN
 from shared.settings import Settings
 from tests.conftest import Cli
+from tests.test_workflow_run import (
+    MODEL_INFO,
+    agent_doc,
+    model_doc,
+    run,
+    task_of,
+    write_docs,
+    write_workflow,
+)
 from workers.celery_app import create_app
-from tests.test_workflow_run import wf_cli  # noqa: F401 (a fixture)
-from tests.test_workflow_run import MODEL_INFO, agent_doc, model_doc, run, task_of, write_docs, write_workflow
 
 TERMINATIONS = "autogen_agentchat.conditions"
 # AutoGen 0.5's default, which Studio writes into every SelectorGroupChat it exports
-SELECTOR_PROMPT = ("You are in a role play game. The following roles are available:\n{roles}.\nRead the following "
-                   "conversation. Then select the next role from {participants} to play. Only return the role.\n\n{history}\n\n"
-                   "Read the above conversation. Then select the next role from {participants} to play. Only return the role.\n")
+SELECTOR_PROMPT = (
+    "You are in a role play game. The following roles are available:\n{roles}.\nRead the following "
+    "conversation. Then select the next role from {participants} to play. Only return the role.\n\n{history}\n\n"
+    "Read the above conversation. Then select the next role from {participants} to play. Only return the role.\n"
+)
 
 
 def termination(kind: str, **config: Any) -> dict[str, Any]:
@@ -42,12 +51,17 @@ def add_tool() -> dict[str, Any]:
 def test_an_agents_tool_is_offered_to_the_model_and_run_on_the_worker(wf_cli: Cli, standin, tmp_path: Path) -> None:
     url, state = standin
     tool = add_tool()
-    write_docs(tmp_path, {
-        "models/m.yaml": model_doc("m", url),
-        "tools/add.yaml": tool,
-        "agents/calc.yaml": agent_doc("calc", tools=[{"$ref": "add"}], reflect_on_tool_use=True),
-    })
-    rc, report = run(wf_cli, write_workflow(tmp_path, [{"id": "sum", "description": "add two numbers", "agent": {"$ref": "calc"}}]))
+    write_docs(
+        tmp_path,
+        {
+            "models/m.yaml": model_doc("m", url),
+            "tools/add.yaml": tool,
+            "agents/calc.yaml": agent_doc("calc", tools=[{"$ref": "add"}], reflect_on_tool_use=True),
+        },
+    )
+    rc, report = run(
+        wf_cli, write_workflow(tmp_path, [{"id": "sum", "description": "add two numbers", "agent": {"$ref": "calc"}}])
+    )
     assert rc == 0, report
     first, second = state.requests
     assert [t["function"]["name"] for t in first["params"]["tools"]] == ["add"]
@@ -64,16 +78,28 @@ def test_an_agents_tool_is_offered_to_the_model_and_run_on_the_worker(wf_cli: Cl
 def test_selector_group_chat_lets_the_selected_speaker_speak(wf_cli: Cli, standin, tmp_path: Path) -> None:
     url, state = standin
     state.control["select"] = ["carol", "alice", "carol"]
-    write_docs(tmp_path, {
-        "models/m.yaml": model_doc("m", url),
-        **{f"agents/{n}.yaml": agent_doc(n) for n in ("alice", "bob", "carol")},
-        "teams/sel.yaml": {"provider": "autogen_agentchat.teams.SelectorGroupChat", "component_type": "team", "label": "sel",
-                           "config": {"participants": [{"$ref": n} for n in ("alice", "bob", "carol")],
-                                      "model_client": {"$ref": "m"}, "allow_repeated_speaker": True,
-                                      "selector_prompt": SELECTOR_PROMPT,
-                                      "termination_condition": termination("MaxMessageTermination", max_messages=4)}},
-    })
-    rc, report = run(wf_cli, write_workflow(tmp_path, [{"id": "talk", "description": "discuss", "agent": {"$ref": "sel"}}]))
+    write_docs(
+        tmp_path,
+        {
+            "models/m.yaml": model_doc("m", url),
+            **{f"agents/{n}.yaml": agent_doc(n) for n in ("alice", "bob", "carol")},
+            "teams/sel.yaml": {
+                "provider": "autogen_agentchat.teams.SelectorGroupChat",
+                "component_type": "team",
+                "label": "sel",
+                "config": {
+                    "participants": [{"$ref": n} for n in ("alice", "bob", "carol")],
+                    "model_client": {"$ref": "m"},
+                    "allow_repeated_speaker": True,
+                    "selector_prompt": SELECTOR_PROMPT,
+                    "termination_condition": termination("MaxMessageTermination", max_messages=4),
+                },
+            },
+        },
+    )
+    rc, report = run(
+        wf_cli, write_workflow(tmp_path, [{"id": "talk", "description": "discuss", "agent": {"$ref": "sel"}}])
+    )
     assert rc == 0, report["tasks"]
     transcript = json.loads(wf_cli.run("result", report["run_id"], "--json").stdout)["tasks"]["talk"]["transcript"]
     assert [m["source"] for m in transcript if m["kind"] == "text"] == ["user", "carol", "alice", "carol"]
@@ -84,16 +110,33 @@ def test_selector_group_chat_lets_the_selected_speaker_speak(wf_cli: Cli, standi
 def test_and_termination_stops_only_when_both_conditions_hold(wf_cli: Cli, standin, tmp_path: Path) -> None:
     url, state = standin
     # every answer echoes the task line, so the text condition holds from the first answer on
-    both = {"provider": "autogen_agentchat.base.AndTerminationCondition", "component_type": "termination",
-            "config": {"conditions": [termination("TextMentionTermination", text="APPROVE"),
-                                      termination("MaxMessageTermination", max_messages=5)]}}
-    write_docs(tmp_path, {
-        "models/m.yaml": model_doc("m", url),
-        "agents/a.yaml": agent_doc("alice"), "agents/b.yaml": agent_doc("bob"),
-        "teams/t.yaml": {"provider": "autogen_agentchat.teams.RoundRobinGroupChat", "component_type": "team", "label": "duo",
-                         "config": {"participants": [{"$ref": "alice"}, {"$ref": "bob"}], "termination_condition": both}},
-    })
-    rc, report = run(wf_cli, write_workflow(tmp_path, [{"id": "t", "description": "say APPROVE", "agent": {"$ref": "duo"}}]))
+    both = {
+        "provider": "autogen_agentchat.base.AndTerminationCondition",
+        "component_type": "termination",
+        "config": {
+            "conditions": [
+                termination("TextMentionTermination", text="APPROVE"),
+                termination("MaxMessageTermination", max_messages=5),
+            ]
+        },
+    }
+    write_docs(
+        tmp_path,
+        {
+            "models/m.yaml": model_doc("m", url),
+            "agents/a.yaml": agent_doc("alice"),
+            "agents/b.yaml": agent_doc("bob"),
+            "teams/t.yaml": {
+                "provider": "autogen_agentchat.teams.RoundRobinGroupChat",
+                "component_type": "team",
+                "label": "duo",
+                "config": {"participants": [{"$ref": "alice"}, {"$ref": "bob"}], "termination_condition": both},
+            },
+        },
+    )
+    rc, report = run(
+        wf_cli, write_workflow(tmp_path, [{"id": "t", "description": "say APPROVE", "agent": {"$ref": "duo"}}])
+    )
     assert rc == 0, report
     assert len(state.requests) == 4  # the task + 4 answers = 5 messages; Or would have stopped after 1
 
@@ -104,9 +147,17 @@ def _gallery(tmp_path: Path) -> dict[str, list[dict[str, Any]]]:
     if not python.exists():
         pytest.fail(f"AutoGen Studio's venv is missing ({python}): run bash scripts/install.sh")
     out = tmp_path / "gallery.json"
-    subprocess.run([str(python), "-c", "import json, sys; from autogenstudio.gallery.builder import create_default_gallery; "
-                    "json.dump(create_default_gallery().model_dump(mode='json'), open(sys.argv[1], 'w'))", str(out)],
-                   check=True, timeout=120)
+    subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import json, sys; from autogenstudio.gallery.builder import create_default_gallery; "
+            "json.dump(create_default_gallery().model_dump(mode='json'), open(sys.argv[1], 'w'))",
+            str(out),
+        ],
+        check=True,
+        timeout=120,
+    )
     return json.loads(out.read_text())["components"]
 
 
@@ -130,27 +181,38 @@ def _installed(module: str) -> bool:
         return False
 
 
-def test_studios_default_gallery_loads_on_the_worker_and_its_teams_run(wf_cli: Cli, standin, tmp_path: Path,
-                                                                        redis_url: str) -> None:
+def test_studios_default_gallery_loads_on_the_worker_and_its_teams_run(
+    wf_cli: Cli, standin, tmp_path: Path, redis_url: str
+) -> None:
     url, _ = standin
     gallery = _gallery(tmp_path)
     _point_models_at(gallery, url)
     tree = tmp_path / "tree"
     write_docs(tree, {f"{kind}/{i}.yaml": doc for kind, docs in gallery.items() for i, doc in enumerate(docs)})
     app = create_app(Settings(REDIS_URL=redis_url))  # routes agentq.load_component to the models queue
-    verdicts = {team["label"]: app.send_task("agentq.load_component", args=(team,)).get(timeout=120) for team in gallery["teams"]}
+    verdicts = {
+        team["label"]: app.send_task("agentq.load_component", args=(team,)).get(timeout=120)
+        for team in gallery["teams"]
+    }
     app.close()
     assert len(verdicts) == 4
     for label, verdict in verdicts.items():
         if not verdict["ok"]:
             # only a package this machine lacks may stop a team, and the error names it
-            named = re.search(r"needs ([\w.]+), which is not installed|not installed on this worker \(([\w.]+)\)", verdict["error"])
+            named = re.search(
+                r"needs ([\w.]+), which is not installed|not installed on this worker \(([\w.]+)\)", verdict["error"]
+            )
             assert named, (label, verdict)
             assert not _installed(named.group(1) or named.group(2)), (label, verdict)
     assert verdicts["RoundRobin Team"]["ok"] and verdicts["Selector Team"]["ok"], verdicts
 
-    wf = write_workflow(tree, [{"id": "rr", "description": "gallery round robin", "agent": {"$ref": "RoundRobin Team"}},
-                               {"id": "sel", "description": "gallery selector", "agent": {"$ref": "Selector Team"}}])
+    wf = write_workflow(
+        tree,
+        [
+            {"id": "rr", "description": "gallery round robin", "agent": {"$ref": "RoundRobin Team"}},
+            {"id": "sel", "description": "gallery selector", "agent": {"$ref": "Selector Team"}},
+        ],
+    )
     rc, report = run(wf_cli, wf)
     assert rc == 0, report
     assert {t["status"] for t in report["tasks"].values()} == {"done"}
@@ -162,9 +224,14 @@ def test_a_task_starts_when_its_own_inputs_are_done(wf_cli: Cli, standin, tmp_pa
     and first request to last answer stays within 1.15x of the critical path (3.5 s)."""
     url, state = standin
     write_docs(tmp_path, {"models/m.yaml": model_doc("m", url), "agents/a.yaml": agent_doc("alice")})
-    tasks = [{"id": "a1", "description": "a1 [delay:3]"}, {"id": "a2", "description": "a2 [delay:0.5]", "dependencies": ["a1"]}]
-    tasks += [{"id": f"b{i}", "description": f"b{i} [delay:0.5]", "dependencies": [f"b{i - 1}"] if i > 1 else []}
-              for i in range(1, 7)]
+    tasks = [
+        {"id": "a1", "description": "a1 [delay:3]"},
+        {"id": "a2", "description": "a2 [delay:0.5]", "dependencies": ["a1"]},
+    ]
+    tasks += [
+        {"id": f"b{i}", "description": f"b{i} [delay:0.5]", "dependencies": [f"b{i - 1}"] if i > 1 else []}
+        for i in range(1, 7)
+    ]
     rc, report = run(wf_cli, write_workflow(tmp_path, tasks), "--no-cache")
     assert rc == 0, report
     by_task = {task_of(q).split()[0]: q for q in state.requests}
@@ -173,19 +240,32 @@ def test_a_task_starts_when_its_own_inputs_are_done(wf_cli: Cli, standin, tmp_pa
     assert span <= 1.15 * 3.5, f"first request to last answer took {span:.2f} s"
 
 
+@pytest.mark.integration  # runs the producer on the embedded default
 def test_a_missing_provider_package_is_named_before_anything_starts(tmp_path: Path) -> None:
     """Embedded default (no REDIS_URL): the worker would share this environment, so a provider
     whose SDK is not installed is refused up front, naming the task, the provider and the extra."""
     if _installed("anthropic"):
         pytest.skip("anthropic is installed here")
-    claude = {"provider": "autogen_ext.models.anthropic.AnthropicChatCompletionClient", "component_type": "model",
-              "label": "claude", "config": {"model": "claude-3-7-sonnet-20250219", "api_key": "${ANTHROPIC_API_KEY:-x}"}}
+    claude = {
+        "provider": "autogen_ext.models.anthropic.AnthropicChatCompletionClient",
+        "component_type": "model",
+        "label": "claude",
+        "config": {"model": "claude-3-7-sonnet-20250219", "api_key": "${ANTHROPIC_API_KEY:-x}"},
+    }
     write_docs(tmp_path, {"models/claude.yaml": claude, "agents/poet.yaml": agent_doc("poet", model="claude")})
     wf = write_workflow(tmp_path, [{"id": "verse", "description": "a verse", "agent": {"$ref": "poet"}}])
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    proc = subprocess.run([sys.executable, "-m", "producer.cli", "run", str(wf)], env={**env, "AGENTQ_CACHE_DIR": str(tmp_path / "c")},
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "producer.cli", "run", str(wf)],
+        env={**env, "AGENTQ_CACHE_DIR": str(tmp_path / "c")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2, proc.stderr
-    assert "tasks[0].agent: task 'verse': provider autogen_ext.models.anthropic.AnthropicChatCompletionClient needs anthropic" in proc.stderr
+    assert (
+        "tasks[0].agent: task 'verse': provider autogen_ext.models.anthropic.AnthropicChatCompletionClient needs anthropic"
+        in proc.stderr
+    )
     assert "pip install 'autogen-ext[anthropic]'" in proc.stderr
     assert "Started" not in proc.stderr and "Traceback" not in proc.stderr

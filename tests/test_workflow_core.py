@@ -23,8 +23,9 @@ from shared.workflow import (
 
 
 def wf(*tasks: dict) -> Workflow:
-    return Workflow.model_validate({"name": "w", "goal": "g", "tasks": [
-        {"description": t["id"], "agent": "a", **t} for t in tasks]})
+    return Workflow.model_validate(
+        {"name": "w", "goal": "g", "tasks": [{"description": t["id"], "agent": "a", **t} for t in tasks]}
+    )
 
 
 OPENAI = "autogen_ext.models.openai.OpenAIChatCompletionClient"
@@ -34,8 +35,18 @@ def tree_with(**extra: dict):
     """A model `m`, an agent `a` using it, a team `t` of `a`, and any `extra` components by label."""
     docs = {
         "m.yaml": {"provider": OPENAI, "component_type": "model", "label": "m", "config": {"model": "gpt-4o-mini"}},
-        "a.yaml": {"provider": "p.Agent", "component_type": "agent", "label": "a", "config": {"model_client": {"$ref": "m"}}},
-        "t.yaml": {"provider": "p.Team", "component_type": "team", "label": "t", "config": {"participants": [{"$ref": "a"}]}},
+        "a.yaml": {
+            "provider": "p.Agent",
+            "component_type": "agent",
+            "label": "a",
+            "config": {"model_client": {"$ref": "m"}},
+        },
+        "t.yaml": {
+            "provider": "p.Team",
+            "component_type": "team",
+            "label": "t",
+            "config": {"participants": [{"$ref": "a"}]},
+        },
     }
     docs.update({f"{label}.yaml": {"provider": "p.X", "label": label, **doc} for label, doc in extra.items()})
     return build_tree(docs, set())
@@ -44,22 +55,49 @@ def tree_with(**extra: dict):
 def test_both_spellings_parse_to_the_same_workflow() -> None:
     task = {"id": "t", "description": "d", "expected_output": "e", "agent": {"$ref": "a"}, "priority": 3}
     mine = parse_workflow("w.yaml", {"kind": "workflow", "name": "w", "goal": "g", "tasks": [task]})
-    spec = parse_workflow("w.yaml", {"provider": "agentq.Workflow", "component_type": "workflow", "label": "w",
-                                     "config": {"goal": "g", "tasks": [task]}})
+    spec = parse_workflow(
+        "w.yaml",
+        {
+            "provider": "agentq.Workflow",
+            "component_type": "workflow",
+            "label": "w",
+            "config": {"goal": "g", "tasks": [task]},
+        },
+    )
     assert isinstance(mine, Workflow) and mine == spec
     assert mine.tasks[0].agent == "a" and mine.tasks[0].cache is True
 
 
-@pytest.mark.parametrize("doc, field, text", [
-    ({"kind": "workflow", "name": "w", "tasks": []}, "tasks", "at least 1"),
-    ({"kind": "workflow", "name": "w", "tasks": [{"id": "t", "agent": "a"}]}, "tasks[0].description", "required"),
-    ({"kind": "workflow", "name": "w", "tasks": [{"id": "t", "description": "d", "agent": "a", "priority": "high"}]},
-     "tasks[0].priority", "integer"),
-    ({"kind": "workflow", "name": "w", "tasks": [{"id": "t", "description": "d", "agent": "a", "colour": 1}]},
-     "tasks[0].colour", "Extra inputs"),
-    ({"component_type": "workflow", "label": "w", "config": {"tasks": [{"id": "t", "description": "d", "agent": "a", "timeout": -1}]}},
-     "config.tasks[0].timeout", "greater than 0"),
-])
+@pytest.mark.parametrize(
+    "doc, field, text",
+    [
+        ({"kind": "workflow", "name": "w", "tasks": []}, "tasks", "at least 1"),
+        ({"kind": "workflow", "name": "w", "tasks": [{"id": "t", "agent": "a"}]}, "tasks[0].description", "required"),
+        (
+            {
+                "kind": "workflow",
+                "name": "w",
+                "tasks": [{"id": "t", "description": "d", "agent": "a", "priority": "high"}],
+            },
+            "tasks[0].priority",
+            "integer",
+        ),
+        (
+            {"kind": "workflow", "name": "w", "tasks": [{"id": "t", "description": "d", "agent": "a", "colour": 1}]},
+            "tasks[0].colour",
+            "Extra inputs",
+        ),
+        (
+            {
+                "component_type": "workflow",
+                "label": "w",
+                "config": {"tasks": [{"id": "t", "description": "d", "agent": "a", "timeout": -1}]},
+            },
+            "config.tasks[0].timeout",
+            "greater than 0",
+        ),
+    ],
+)
 def test_invalid_fields_are_named(doc: dict, field: str, text: str) -> None:
     errors = parse_workflow("flows/w.yaml", doc)
     assert isinstance(errors, list)
@@ -70,8 +108,14 @@ def test_check_reports_unknown_ids_cycles_and_bad_agents() -> None:
     tree = tree_with()
     ok = wf({"id": "x"}, {"id": "y", "agent": "t", "dependencies": ["x"]})
     assert check_workflow("w.yaml", ok, tree) == []
-    bad = wf({"id": "x", "dependencies": ["zz"]}, {"id": "y", "agent": "m"}, {"id": "z", "agent": "nobody"},
-             {"id": "p", "dependencies": ["q"]}, {"id": "q", "dependencies": ["p"]}, {"id": "x"})
+    bad = wf(
+        {"id": "x", "dependencies": ["zz"]},
+        {"id": "y", "agent": "m"},
+        {"id": "z", "agent": "nobody"},
+        {"id": "p", "dependencies": ["q"]},
+        {"id": "q", "dependencies": ["p"]},
+        {"id": "x"},
+    )
     text = "\n".join(str(e) for e in check_workflow("w.yaml", bad, tree))
     assert "tasks[0].dependencies[0]: unknown task id 'zz'" in text
     assert "tasks[1].agent: 'm' (m.yaml) is a model" in text
@@ -81,16 +125,28 @@ def test_check_reports_unknown_ids_cycles_and_bad_agents() -> None:
 
 
 def test_check_refuses_agents_that_cannot_answer_before_anything_runs() -> None:
-    claude = {"provider": "autogen_ext.models.anthropic.AnthropicChatCompletionClient", "label": "claude",
-              "config": {"model": "claude-3-5-sonnet"}}
+    claude = {
+        "provider": "autogen_ext.models.anthropic.AnthropicChatCompletionClient",
+        "label": "claude",
+        "config": {"model": "claude-3-5-sonnet"},
+    }
     tree = tree_with(
-        mute={"component_type": "agent", "provider": "autogen_agentchat.agents.AssistantAgent", "config": {"name": "mute"}},
+        mute={
+            "component_type": "agent",
+            "provider": "autogen_agentchat.agents.AssistantAgent",
+            "config": {"name": "mute"},
+        },
         poet={"component_type": "agent", "config": {"model_client": {"component_type": "model", **claude}}},
-        nomodel={"component_type": "agent", "config": {"model_client": {"component_type": "model", "provider": OPENAI, "config": {}}}},
+        nomodel={
+            "component_type": "agent",
+            "config": {"model_client": {"component_type": "model", "provider": OPENAI, "config": {}}},
+        },
         nested={"component_type": "team", "config": {"participants": [{"$ref": "a"}, {"$ref": "t"}]}},
         empty={"component_type": "team", "config": {"participants": []}},
     )
-    bad = wf(*({"id": f"x{i}", "agent": label} for i, label in enumerate(["mute", "poet", "nomodel", "nested", "empty"])))
+    bad = wf(
+        *({"id": f"x{i}", "agent": label} for i, label in enumerate(["mute", "poet", "nomodel", "nested", "empty"]))
+    )
     text = "\n".join(str(e) for e in check_workflow("w.yaml", bad, tree))
     assert "tasks[0].agent: 'mute' (mute.yaml): agent 'mute' has no model_client" in text
     assert "tasks[1]" not in text  # AutoGen runs Anthropic's client itself (its package is checked apart)
@@ -101,8 +157,13 @@ def test_check_refuses_agents_that_cannot_answer_before_anything_runs() -> None:
 
 
 def test_schedule_orders_by_priority_then_critical_path_and_respects_dependencies() -> None:
-    w = wf({"id": "short", "priority": 1}, {"id": "long", "priority": 1}, {"id": "urgent", "priority": 9},
-           {"id": "next", "dependencies": ["long"]}, {"id": "last", "dependencies": ["next"]})
+    w = wf(
+        {"id": "short", "priority": 1},
+        {"id": "long", "priority": 1},
+        {"id": "urgent", "priority": 9},
+        {"id": "next", "dependencies": ["long"]},
+        {"id": "last", "dependencies": ["next"]},
+    )
     assert remaining_path(w) == {"short": 1, "long": 3, "urgent": 1, "next": 2, "last": 1}
     assert schedule(w) == [["urgent", "long", "short"], ["next"], ["last"]]
     seq = schedule(w, sequential=True)
@@ -119,7 +180,9 @@ def test_celery_priorities_map_higher_first_onto_redis_range() -> None:
 
 
 def test_prompt_contains_task_expected_output_and_inputs() -> None:
-    prompt = task_prompt("the goal", {"description": "do X", "expected_output": "a list"}, [("a", "out-a"), ("b", "out-b")])
+    prompt = task_prompt(
+        "the goal", {"description": "do X", "expected_output": "a list"}, [("a", "out-a"), ("b", "out-b")]
+    )
     for text in ("Goal: the goal", "Task: do X", "Expected output: a list", "### a\nout-a", "### b\nout-b"):
         assert text in prompt
 
@@ -132,7 +195,9 @@ def test_task_key_covers_spec_agent_and_inputs_but_not_secret_values() -> None:
     assert base != task_key("g", {**task, "description": "d2"}, agent, [("a", "k1", "out")])
     assert base != task_key("g", task, agent, [("a", "k1", "other output")])
     assert base != task_key("g", task, agent, [("a", "k2", "out")])
-    assert base != task_key("g", task, {"config": {"model_client": {"config": {"api_key": "${OTHER}"}}}}, [("a", "k1", "out")])
+    assert base != task_key(
+        "g", task, {"config": {"model_client": {"config": {"api_key": "${OTHER}"}}}}, [("a", "k1", "out")]
+    )
 
 
 def test_retry_after_seconds_and_dates() -> None:
@@ -143,8 +208,13 @@ def test_retry_after_seconds_and_dates() -> None:
 
 
 def test_release_plan_releases_each_task_after_its_own_inputs_only() -> None:
-    w = wf({"id": "a1"}, {"id": "a2", "dependencies": ["a1"]}, {"id": "b1", "priority": 5},
-           {"id": "b2", "dependencies": ["b1", "b1"]}, {"id": "c", "dependencies": ["a2", "b2"]})
+    w = wf(
+        {"id": "a1"},
+        {"id": "a2", "dependencies": ["a1"]},
+        {"id": "b1", "priority": 5},
+        {"id": "b2", "dependencies": ["b1", "b1"]},
+        {"id": "c", "dependencies": ["a2", "b2"]},
+    )
     plan = release_plan(w)
     assert plan.ready == ["b1", "a1"]  # priority first
     assert plan.open == {"a2": 1, "b2": 1, "c": 2}  # a duplicated dependency counts once
@@ -163,11 +233,22 @@ def test_sequential_release_plan_is_one_chain_in_schedule_order() -> None:
 
 
 def test_model_specs_limit_keys_and_concurrency() -> None:
-    model = {"provider": OPENAI, "component_type": "model", "max_concurrency": 3,
-             "config": {"model": "llama", "base_url": "http://127.0.0.1:1/v1", "api_key": "${KEY}"}}
-    team = {"provider": "autogen_agentchat.teams.SelectorGroupChat", "component_type": "team",
-            "config": {"participants": [{"provider": "a.AssistantAgent", "component_type": "agent", "config": {"model_client": model}}],
-                       "model_client": {**model, "config": {**model["config"], "model": "other"}}}}
+    model = {
+        "provider": OPENAI,
+        "component_type": "model",
+        "max_concurrency": 3,
+        "config": {"model": "llama", "base_url": "http://127.0.0.1:1/v1", "api_key": "${KEY}"},
+    }
+    team = {
+        "provider": "autogen_agentchat.teams.SelectorGroupChat",
+        "component_type": "team",
+        "config": {
+            "participants": [
+                {"provider": "a.AssistantAgent", "component_type": "agent", "config": {"model_client": model}}
+            ],
+            "model_client": {**model, "config": {**model["config"], "model": "other"}},
+        },
+    }
     assert [m["config"]["model"] for m in model_specs(team)] == ["llama", "other"]
     assert limit_key(model) == limit_key({**model, "label": "renamed", "config": {**model["config"], "api_key": "x"}})
     assert limit_key(model) != limit_key(model_specs(team)[1])
@@ -175,15 +256,22 @@ def test_model_specs_limit_keys_and_concurrency() -> None:
 
 
 def test_missing_provider_packages_name_what_to_install() -> None:
-    anthropic = {"provider": "autogen_ext.models.anthropic.AnthropicChatCompletionClient", "component_type": "model",
-                 "config": {"model": "claude"}}
+    anthropic = {
+        "provider": "autogen_ext.models.anthropic.AnthropicChatCompletionClient",
+        "component_type": "model",
+        "config": {"model": "claude"},
+    }
     agent = {"provider": "autogen_agentchat.agents.AssistantAgent", "config": {"model_client": anthropic}}
     installed = {"autogen_agentchat", "autogen_ext", "openai", "tiktoken"}
     problems = missing_packages(agent, lambda module: module in installed)
-    assert problems == ["provider autogen_ext.models.anthropic.AnthropicChatCompletionClient needs anthropic, which is not "
-                        "installed: pip install 'autogen-ext[anthropic]'"]
+    assert problems == [
+        "provider autogen_ext.models.anthropic.AnthropicChatCompletionClient needs anthropic, which is not "
+        "installed: pip install 'autogen-ext[anthropic]'"
+    ]
     assert missing_packages(agent, lambda module: True) == []
-    assert "install the package that provides 'mypkg'" in missing_packages({"provider": "mypkg.Agent"}, lambda m: False)[0]
+    assert (
+        "install the package that provides 'mypkg'" in missing_packages({"provider": "mypkg.Agent"}, lambda m: False)[0]
+    )
 
 
 def test_retry_policy_by_status_and_exception_type() -> None:
@@ -199,5 +287,7 @@ def test_retry_policy_by_status_and_exception_type() -> None:
     assert classify(status_error(500)).cause == "server_error"
     assert classify(status_error(400)) is None and classify(status_error(404)) is None
     assert classify(openai.APITimeoutError(request=httpx.Request("POST", "http://127.0.0.1:9"))).cause == "timeout"
-    assert classify(openai.APIConnectionError(request=httpx.Request("POST", "http://127.0.0.1:9"))).cause == "connection"
+    assert (
+        classify(openai.APIConnectionError(request=httpx.Request("POST", "http://127.0.0.1:9"))).cause == "connection"
+    )
     assert classify(ValueError("no")) is None

@@ -3,48 +3,65 @@ stand-in OpenAI-compatible endpoint (it records every request and can be slow or
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import subprocess
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
-import redis.asyncio as aioredis
 import yaml
 
 from shared.metrics import read_counters
-from shared.semaphore import PrioritySemaphore
 from tests.conftest import TEST_SECRET, Cli, assert_not_in_redis
 
-
-@pytest.fixture
-def wf_cli(redis_url: str, worker: subprocess.Popen[bytes], tmp_path: Path) -> Cli:
-    return Cli(redis_url, "http://127.0.0.1:9", f"wf-{uuid.uuid4().hex[:6]}", tmp_path / "cache", "http://127.0.0.1:9")
-
-
-MODEL_INFO = {"vision": False, "function_calling": True, "json_output": True, "family": "unknown", "structured_output": True}
+MODEL_INFO = {
+    "vision": False,
+    "function_calling": True,
+    "json_output": True,
+    "family": "unknown",
+    "structured_output": True,
+}
 
 
 def agent_doc(label: str, model: str = "m", **config: Any) -> dict[str, Any]:
     """An AssistantAgent as Studio exports it (AutoGen 0.5 requires these fields)."""
-    return {"provider": "autogen_agentchat.agents.AssistantAgent", "component_type": "agent", "label": label,
-            "component_version": 1, "version": 1,
-            "config": {"name": label, "description": f"{label} the agent", "system_message": f"You are {label}.",
-                       "model_client": {"$ref": model}, "model_client_stream": False, "reflect_on_tool_use": False,
-                       "tool_call_summary_format": "{result}", **config}}
+    return {
+        "provider": "autogen_agentchat.agents.AssistantAgent",
+        "component_type": "agent",
+        "label": label,
+        "component_version": 1,
+        "version": 1,
+        "config": {
+            "name": label,
+            "description": f"{label} the agent",
+            "system_message": f"You are {label}.",
+            "model_client": {"$ref": model},
+            "model_client_stream": False,
+            "reflect_on_tool_use": False,
+            "tool_call_summary_format": "{result}",
+            **config,
+        },
+    }
 
 
 def model_doc(label: str, base_url: str, max_concurrency: int = 8, **config: Any) -> dict[str, Any]:
     """A model on the stand-in; its key comes from ${AGENTQ_TEST_SECRET} on the worker."""
-    return {"provider": "autogen_ext.models.openai.OpenAIChatCompletionClient", "component_type": "model",
-            "label": label, "max_concurrency": max_concurrency, "component_version": 1, "version": 1,
-            "config": {"model": f"standin-{uuid.uuid4().hex[:6]}", "base_url": base_url,
-                       "api_key": "${AGENTQ_TEST_SECRET}", "model_info": MODEL_INFO, **config}}
+    return {
+        "provider": "autogen_ext.models.openai.OpenAIChatCompletionClient",
+        "component_type": "model",
+        "label": label,
+        "max_concurrency": max_concurrency,
+        "component_version": 1,
+        "version": 1,
+        "config": {
+            "model": f"standin-{uuid.uuid4().hex[:6]}",
+            "base_url": base_url,
+            "api_key": "${AGENTQ_TEST_SECRET}",
+            "model_info": MODEL_INFO,
+            **config,
+        },
+    }
 
 
 def write_docs(root: Path, docs: dict[str, dict[str, Any]]) -> None:
@@ -55,15 +72,27 @@ def write_docs(root: Path, docs: dict[str, dict[str, Any]]) -> None:
 
 def write_tree(root: Path, base_url: str, max_concurrency: int = 8) -> None:
     """A model on the stand-in, two agents and a round-robin team of them."""
-    write_docs(root, {
-        "models/m.yaml": model_doc("m", base_url, max_concurrency, temperature=0.3),
-        "agents/a.yaml": agent_doc("alice"),
-        "agents/b.yaml": agent_doc("bob"),
-        "teams/t.yaml": {"provider": "autogen_agentchat.teams.RoundRobinGroupChat", "component_type": "team", "label": "duo",
-                         "config": {"participants": [{"$ref": "alice"}, {"$ref": "bob"}],
-                                    "termination_condition": {"provider": "autogen_agentchat.conditions.MaxMessageTermination",
-                                                              "component_type": "termination", "config": {"max_messages": 4}}}},
-    })
+    write_docs(
+        root,
+        {
+            "models/m.yaml": model_doc("m", base_url, max_concurrency, temperature=0.3),
+            "agents/a.yaml": agent_doc("alice"),
+            "agents/b.yaml": agent_doc("bob"),
+            "teams/t.yaml": {
+                "provider": "autogen_agentchat.teams.RoundRobinGroupChat",
+                "component_type": "team",
+                "label": "duo",
+                "config": {
+                    "participants": [{"$ref": "alice"}, {"$ref": "bob"}],
+                    "termination_condition": {
+                        "provider": "autogen_agentchat.conditions.MaxMessageTermination",
+                        "component_type": "termination",
+                        "config": {"max_messages": 4},
+                    },
+                },
+            },
+        },
+    )
 
 
 def write_workflow(root: Path, tasks: list[dict[str, Any]], name: str = "wf") -> Path:
@@ -93,12 +122,15 @@ def test_outputs_flow_to_dependents_after_they_finish(wf_cli: Cli, standin, tmp_
     url, state = standin
     state.control["delay"] = 0.2
     write_tree(tmp_path, url)
-    wf = write_workflow(tmp_path, [
-        {"id": "a", "description": "first input"},
-        {"id": "b", "description": "second input", "agent": {"$ref": "bob"}},
-        {"id": "c", "description": "combine", "dependencies": ["a", "b"]},
-        {"id": "d", "description": "team review", "agent": {"$ref": "duo"}, "dependencies": ["c"]},
-    ])
+    wf = write_workflow(
+        tmp_path,
+        [
+            {"id": "a", "description": "first input"},
+            {"id": "b", "description": "second input", "agent": {"$ref": "bob"}},
+            {"id": "c", "description": "combine", "dependencies": ["a", "b"]},
+            {"id": "d", "description": "team review", "agent": {"$ref": "duo"}, "dependencies": ["c"]},
+        ],
+    )
     rc, report = run(wf_cli, wf)
     assert rc == 0, report
     tasks = report["tasks"]
@@ -119,7 +151,9 @@ def test_outputs_flow_to_dependents_after_they_finish(wf_cli: Cli, standin, tmp_
     assert all(req["params"]["temperature"] == 0.3 for req in state.requests)
 
 
-def test_of_two_tasks_released_together_the_higher_priority_goes_first_30_of_30(wf_cli: Cli, standin, tmp_path: Path) -> None:
+def test_of_two_tasks_released_together_the_higher_priority_goes_first_30_of_30(
+    wf_cli: Cli, standin, tmp_path: Path
+) -> None:
     """30 trials in one run: each has its own model limited to one request, a root task, and two
     tasks (priority 9 and 1) that the root's end releases together."""
     url, state = standin
@@ -129,14 +163,32 @@ def test_of_two_tasks_released_together_the_higher_priority_goes_first_30_of_30(
         docs[f"models/m{i}.yaml"] = model_doc(f"m{i}", url, max_concurrency=1)
         docs[f"agents/a{i}.yaml"] = agent_doc(f"agent{i}", model=f"m{i}")
         agent = {"$ref": f"agent{i}"}
-        tasks += [{"id": f"root{i}", "description": f"trial {i} root", "agent": agent},
-                  {"id": f"low{i}", "description": f"trial {i} low", "priority": 1, "dependencies": [f"root{i}"], "agent": agent},
-                  {"id": f"high{i}", "description": f"trial {i} high", "priority": 9, "dependencies": [f"root{i}"], "agent": agent}]
+        tasks += [
+            {"id": f"root{i}", "description": f"trial {i} root", "agent": agent},
+            {
+                "id": f"low{i}",
+                "description": f"trial {i} low",
+                "priority": 1,
+                "dependencies": [f"root{i}"],
+                "agent": agent,
+            },
+            {
+                "id": f"high{i}",
+                "description": f"trial {i} high",
+                "priority": 9,
+                "dependencies": [f"root{i}"],
+                "agent": agent,
+            },
+        ]
     write_docs(tmp_path, docs)
     rc, report = run(wf_cli, write_workflow(tmp_path, tasks))
     assert rc == 0, report
     for i in range(30):
-        order = [task_of(q) for q in sorted(state.requests, key=lambda q: q["started"]) if task_of(q).startswith(f"trial {i} ")]
+        order = [
+            task_of(q)
+            for q in sorted(state.requests, key=lambda q: q["started"])
+            if task_of(q).startswith(f"trial {i} ")
+        ]
         assert order == [f"trial {i} root", f"trial {i} high", f"trial {i} low"], f"trial {i}: {order}"
 
 
@@ -174,7 +226,9 @@ def test_rerun_hits_the_cache_and_a_change_reruns_exactly_its_dependents(wf_cli:
     assert rc == 0 and len(state.requests) == first + 2 + 5
 
 
-def test_flaky_endpoint_is_retried_and_a_failing_task_only_stops_its_dependents(wf_cli: Cli, standin, tmp_path: Path) -> None:
+def test_flaky_endpoint_is_retried_and_a_failing_task_only_stops_its_dependents(
+    wf_cli: Cli, standin, tmp_path: Path
+) -> None:
     url, state = standin
     # every fifth request fails (20%), alternately 429 with Retry-After and 500
     state.control.update(fail_every=5, fail_status=[429, 500], retry_after=0.05)
@@ -235,26 +289,35 @@ def test_sequential_mode_runs_one_task_at_a_time_with_the_same_results(wf_cli: C
     url, state = standin
     state.control["delay"] = 0.05
     write_tree(tmp_path, url)
-    tasks = [{"id": "x", "description": "ex"}, {"id": "y", "description": "why"}, {"id": "z", "description": "zed", "dependencies": ["x", "y"]}]
+    tasks = [
+        {"id": "x", "description": "ex"},
+        {"id": "y", "description": "why"},
+        {"id": "z", "description": "zed", "dependencies": ["x", "y"]},
+    ]
     wf = write_workflow(tmp_path, tasks)
     rc, parallel = run(wf_cli, wf)
     rc2, sequential = run(wf_cli, wf, "--mode", "sequential", "--no-cache")
     assert rc == rc2 == 0
-    assert {k: v["output"] for k, v in parallel["tasks"].items()} == {k: v["output"] for k, v in sequential["tasks"].items()}
+    assert {k: v["output"] for k, v in parallel["tasks"].items()} == {
+        k: v["output"] for k, v in sequential["tasks"].items()
+    }
     seq = sorted(state.requests[3:], key=lambda q: q["started"])
-    assert all(a["finished"] <= b["started"] for a, b in zip(seq, seq[1:]))
+    assert all(a["finished"] <= b["started"] for a, b in zip(seq, seq[1:], strict=False))
 
 
 def test_invalid_workflows_are_refused_before_anything_is_enqueued(wf_cli: Cli, standin, tmp_path: Path) -> None:
     url, _ = standin
     write_tree(tmp_path, url)
-    wf = write_workflow(tmp_path, [
-        {"id": "a", "description": "x", "dependencies": ["nope"]},
-        {"id": "b", "description": "y", "agent": {"$ref": "ghost"}},
-        {"id": "c", "description": "z", "agent": {"$ref": "m"}},
-        {"id": "d", "description": "w", "dependencies": ["e"]},
-        {"id": "e", "description": "v", "dependencies": ["d"]},
-    ])
+    wf = write_workflow(
+        tmp_path,
+        [
+            {"id": "a", "description": "x", "dependencies": ["nope"]},
+            {"id": "b", "description": "y", "agent": {"$ref": "ghost"}},
+            {"id": "c", "description": "z", "agent": {"$ref": "m"}},
+            {"id": "d", "description": "w", "dependencies": ["e"]},
+            {"id": "e", "description": "v", "dependencies": ["d"]},
+        ],
+    )
     r = redis.Redis.from_url(wf_cli.redis_url)
     runs_before = len(list(r.scan_iter("agentq:run:*:meta")))
     proc = wf_cli.run("run", str(wf))
@@ -267,10 +330,14 @@ def test_invalid_workflows_are_refused_before_anything_is_enqueued(wf_cli: Cli, 
     assert len(list(r.scan_iter("agentq:run:*:meta"))) == runs_before
 
 
-def test_secrets_stay_out_of_redis_logs_and_task_arguments(wf_cli: Cli, standin, tmp_path: Path, services_dir: Path) -> None:
+def test_secrets_stay_out_of_redis_logs_and_task_arguments(
+    wf_cli: Cli, standin, tmp_path: Path, services_dir: Path
+) -> None:
     url, state = standin
     write_tree(tmp_path, url)
-    wf = write_workflow(tmp_path, [{"id": "a", "description": "uses the key"}, {"id": "b", "description": "b", "dependencies": ["a"]}])
+    wf = write_workflow(
+        tmp_path, [{"id": "a", "description": "uses the key"}, {"id": "b", "description": "b", "dependencies": ["a"]}]
+    )
     proc = wf_cli.run("run", str(wf), "--json")
     assert proc.returncode == 0, proc.stderr
     # the endpoint did get the key, resolved on the worker
@@ -291,20 +358,28 @@ def test_progress_shows_a_bar_per_task_with_its_status(wf_cli: Cli, standin, tmp
     url, state = standin
     state.control["delay"] = 0.3
     write_tree(tmp_path, url)
-    wf = write_workflow(tmp_path, [
-        {"id": "first", "description": "progress first"},
-        {"id": "second", "description": "progress second", "dependencies": ["first"]},
-        {"id": "broken", "description": "ALWAYS-FAIL progress", "retries": 0},
-        {"id": "after-broken", "description": "never runs", "dependencies": ["broken"]},
-    ])
+    wf = write_workflow(
+        tmp_path,
+        [
+            {"id": "first", "description": "progress first"},
+            {"id": "second", "description": "progress second", "dependencies": ["first"]},
+            {"id": "broken", "description": "ALWAYS-FAIL progress", "retries": 0},
+            {"id": "after-broken", "description": "never runs", "dependencies": ["broken"]},
+        ],
+    )
     state.control["fail_when_contains"] = "ALWAYS-FAIL"
     proc = wf_cli.run("run", str(wf), "--no-wait")
     assert proc.returncode == 0, proc.stderr
     run_id = proc.stdout.strip()
     out = io.StringIO()
     store = Store.from_url(redis_url, cache_ttl=60, run_ttl=60)
-    follow_workflow(store, run_id, ["first", "second", "broken", "after-broken"],
-                    Console(file=out, force_terminal=True, width=120), timeout=60)
+    follow_workflow(
+        store,
+        run_id,
+        ["first", "second", "broken", "after-broken"],
+        Console(file=out, force_terminal=True, width=120),
+        timeout=60,
+    )
     text = out.getvalue()
     for tid in ("first", "second", "broken", "after-broken"):
         assert tid in text

@@ -52,8 +52,10 @@ def message_kind(message: BaseAgentEvent | BaseChatMessage) -> str:
 
 
 def transcript_of(result: TaskResult) -> list[dict[str, Any]]:
-    return [{"source": m.source, "kind": message_kind(m), "type": type(m).__name__, "content": m.to_text()}
-            for m in result.messages]
+    return [
+        {"source": m.source, "kind": message_kind(m), "type": type(m).__name__, "content": m.to_text()}
+        for m in result.messages
+    ]
 
 
 def output_of(result: TaskResult) -> str:
@@ -95,11 +97,16 @@ def _missing_package(spec: Mapping[str, Any], exc: ImportError) -> str:
         provider = provider_path(str(component.get("provider")))
         module = provider.rpartition(".")[0]
         needs, extra = PROVIDER_PACKAGES.get(module, ((), ""))
-        if missing.split(".")[0] in {module.split(".")[0], *(n.split(".")[0] for n in needs)} or module.startswith(missing):
+        if missing.split(".")[0] in {module.split(".")[0], *(n.split(".")[0] for n in needs)} or module.startswith(
+            missing
+        ):
             hint = f"pip install '{extra}'" if extra else f"install the package that provides {missing!r}"
             return f"provider {provider} needs {missing}, which is not installed on this worker: {hint}"
-    extra = next((e for m, (needs, e) in PROVIDER_PACKAGES.items() if missing.split(".")[0] in {n.split(".")[0] for n in needs}), None)
-    hint = f": pip install '{extra}'" if extra else ""
+    other = next(
+        (e for m, (needs, e) in PROVIDER_PACKAGES.items() if missing.split(".")[0] in {n.split(".")[0] for n in needs}),
+        None,
+    )
+    hint = f": pip install '{other}'" if other else ""
     return f"a component needs a Python module that is not installed on this worker ({missing}){hint}"
 
 
@@ -107,7 +114,7 @@ async def run(component: ChatAgent | Team, prompt: str, timeout: float) -> Outco
     cancel = CancellationToken()
     try:
         result = await asyncio.wait_for(component.run(task=prompt, cancellation_token=cancel), timeout)
-    except asyncio.TimeoutError as exc:
+    except TimeoutError as exc:
         cancel.cancel()
         raise AgentError(f"timed out after {timeout:g} s") from exc
     return Outcome(output_of(result), transcript_of(result), result.stop_reason)

@@ -24,8 +24,13 @@ class QoS(kombu_redis.QoS):
         try:
             super().restore_unacked(client)
         except (AttributeError, RedisConnectionError, OSError) as exc:
-            log.warning("broker gone while %d message(s) were unacknowledged; they stay in Redis for the "
-                        "watchdog or the visibility timeout to restore (%s)", len(self._delivered), exc)
+            assert self._delivered is not None
+            log.warning(
+                "broker gone while %d message(s) were unacknowledged; they stay in Redis for the "
+                "watchdog or the visibility timeout to restore (%s)",
+                len(self._delivered),
+                exc,
+            )
             self._delivered.clear()
 
 

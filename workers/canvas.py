@@ -10,11 +10,19 @@ from __future__ import annotations
 from celery import Celery, chord, group
 
 
-def start_wave(app: Celery, run_id: str, wave: int, batches: int, task: str = "agentq.sync_batch",
-               priorities: list[int] | None = None) -> None:
+def start_wave(
+    app: Celery,
+    run_id: str,
+    wave: int,
+    batches: int,
+    task: str = "agentq.sync_batch",
+    priorities: list[int] | None = None,
+) -> None:
     """`priorities`: a Redis message priority per batch (0 is served first)."""
-    header = [app.signature(task, args=(run_id, wave, i), priority=priorities[i] if priorities else None)
-              for i in range(batches)]
+    header = [
+        app.signature(task, args=(run_id, wave, i), priority=priorities[i] if priorities else None)
+        for i in range(batches)
+    ]
     chord(header)(app.signature("agentq.wave_done", args=(run_id, wave)))
 
 
@@ -36,12 +44,19 @@ def publish_tasks(app: Celery, run_id: str, groups: list[list[tuple[str, int, in
     batches: list[list[tuple[str, int, int]]] = [[]]
     for released in groups:
         for i in range(0, len(released), batch_size):
-            part = released[i:i + batch_size]
+            part = released[i : i + batch_size]
             if len(batches[-1]) + len(part) > batch_size:
                 batches.append([])
             batches[-1].extend(part)
-    signatures = [app.signature("agentq.run_tasks", args=(run_id, [tid for tid, _, _ in sorted(batch, key=lambda x: (-x[1], x[0]))]),
-                                priority=min(p for _, _, p in batch)) for batch in batches if batch]
+    signatures = [
+        app.signature(
+            "agentq.run_tasks",
+            args=(run_id, [tid for tid, _, _ in sorted(batch, key=lambda x: (-x[1], x[0]))]),
+            priority=min(p for _, _, p in batch),
+        )
+        for batch in batches
+        if batch
+    ]
     if len(signatures) == 1:
         signatures[0].apply_async()
     elif signatures:

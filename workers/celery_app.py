@@ -26,12 +26,26 @@ from shared.settings import Settings
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 STUDIO_QUEUE = "studio"
 MODELS_QUEUE = "models"
-ROUTES = {name: {"queue": STUDIO_QUEUE} for name in (
-    "agentq.sync_batch", "agentq.start_run", "agentq.wave_done", "agentq.finalize", "agentq.noop_batch", "agentq.noop")}
+ROUTES = {
+    name: {"queue": STUDIO_QUEUE}
+    for name in (
+        "agentq.sync_batch",
+        "agentq.start_run",
+        "agentq.wave_done",
+        "agentq.finalize",
+        "agentq.noop_batch",
+        "agentq.noop",
+    )
+}
 ROUTES |= {name: {"queue": MODELS_QUEUE} for name in ("agentq.run_tasks", "agentq.load_component")}
 # never overridden: a pickle message would run code on the worker
-SECURE = {"task_serializer": "json", "result_serializer": "json", "event_serializer": "json",
-          "accept_content": ["json"], "result_accept_content": ["json"]}
+SECURE = {
+    "task_serializer": "json",
+    "result_serializer": "json",
+    "event_serializer": "json",
+    "accept_content": ["json"],
+    "result_accept_content": ["json"],
+}
 log = logging.getLogger(__name__)
 
 

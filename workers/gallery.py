@@ -7,9 +7,9 @@ import time
 from typing import Any
 
 from shared.hashing import canonical_json
+from shared.refs import redact, secret_values
 from shared.specs import GALLERY_SECTIONS
 from shared.studio import StudioError
-from shared.refs import redact, secret_values
 from workers.registration import NodeFailed, RunContext, create_once
 
 
@@ -37,7 +37,9 @@ async def write_gallery(ctx: RunContext) -> None:
     states = ctx.store.node_states(ctx.run_id, members)
     included = [m for m in members if states.get(m, {}).get("status") in ("done", "cached")]
     records = ctx.store.specs(ctx.run_id, included)
-    components: dict[str, list[dict[str, Any]]] = {s: [] for s in ("agents", "models", "tools", "terminations", "teams")}
+    components: dict[str, list[dict[str, Any]]] = {
+        s: [] for s in ("agents", "models", "tools", "terminations", "teams")
+    }
     resolved: dict[str, dict[str, Any]] = {}
     updates: dict[str, dict[str, Any]] = {}
     for label in included:
@@ -68,12 +70,20 @@ async def write_gallery(ctx: RunContext) -> None:
         if existing:
             row = await ctx.client.save_gallery(config, existing["id"])
         else:  # a create whose answer was lost is looked up before it is sent again
-            row = await create_once(ctx.client, lambda: ctx.client.save_gallery(config), lambda: find_gallery(ctx, name))
+            row = await create_once(
+                ctx.client, lambda: ctx.client.save_gallery(config), lambda: find_gallery(ctx, name)
+            )
     except StudioError as exc:
-        secrets = sorted({v for label in resolved for v in secret_values(records[label]["spec"], ctx.env)}, key=len, reverse=True)
+        secrets = sorted(
+            {v for label in resolved for v in secret_values(records[label]["spec"], ctx.env)}, key=len, reverse=True
+        )
         for label in resolved:
             if states[label]["status"] == "done":
-                updates[label] = {**states[label], "status": "failed", "error": redact(f"gallery write failed: {exc}", secrets)}
+                updates[label] = {
+                    **states[label],
+                    "status": "failed",
+                    "error": redact(f"gallery write failed: {exc}", secrets),
+                }
         ctx.store.set_states(ctx.run_id, updates, {lbl: states[lbl]["status"] for lbl in updates})
         raise NodeFailed(redact(str(exc), secrets)) from exc
     ctx.store.set_gallery_id(ctx.ns, name, int(row["id"]))
@@ -83,10 +93,8 @@ async def write_gallery(ctx: RunContext) -> None:
         state = states[label]
         if state["status"] != "done":
             continue
-        if label not in old:
-            outcome = "created"
-        else:
-            outcome = "unchanged" if old[label] == canonical_json(comp) else "updated"
+        previous = old.get(label)
+        outcome = "created" if previous is None else "unchanged" if previous == canonical_json(comp) else "updated"
         updates[label] = {**state, "outcome": outcome, "finished": time.time()}
         cacheable[label] = (records[label]["key"], {"outcome": outcome, "gallery_id": int(row["id"])})
     ctx.store.set_states(ctx.run_id, updates, {lbl: states[lbl]["status"] for lbl in updates})

@@ -23,7 +23,14 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from autogen_core import CancellationToken, Component
-from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage, ModelCapabilities, ModelInfo, RequestUsage
+from autogen_core.models import (
+    ChatCompletionClient,
+    CreateResult,
+    LLMMessage,
+    ModelCapabilities,
+    ModelInfo,
+    RequestUsage,
+)
 from autogen_core.tools import Tool, ToolSchema
 from pydantic import BaseModel, SecretStr
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
@@ -46,7 +53,12 @@ class ModelError(Exception):
 
 def _where(spec: Mapping[str, Any]) -> str:
     config = spec.get("config") or {}
-    return str(config.get("base_url") or config.get("azure_endpoint") or config.get("host") or provider_path(str(spec.get("provider"))))
+    return str(
+        config.get("base_url")
+        or config.get("azure_endpoint")
+        or config.get("host")
+        or provider_path(str(spec.get("provider")))
+    )
 
 
 class ModelClients:
@@ -83,7 +95,7 @@ class ModelClients:
             from openai import DefaultAioHttpClient
 
             self._http = DefaultAioHttpClient(timeout=self.timeout)
-        return cls(**kwargs, http_client=self._http)  # type: ignore[no-any-return]
+        return cls(**kwargs, http_client=self._http)
 
     def _without_sdk_retries(self, spec: Mapping[str, Any], schema: Any) -> dict[str, Any]:
         fields = getattr(schema, "model_fields", {})
@@ -163,12 +175,22 @@ class TaskModels:
                 self.specs.append(resolved)
                 slot = len(self.specs) - 1
                 key = limit_key(spec if isinstance(spec, Mapping) else resolved)
-                return {"provider": GATED_PROVIDER, "component_type": "model", "label": resolved.get("label"),
-                        "config": {"slot": slot, "limit_key": key,
-                                   "max_concurrency": max_concurrency(resolved, self.default_concurrency)}}
+                return {
+                    "provider": GATED_PROVIDER,
+                    "component_type": "model",
+                    "label": resolved.get("label"),
+                    "config": {
+                        "slot": slot,
+                        "limit_key": key,
+                        "max_concurrency": max_concurrency(resolved, self.default_concurrency),
+                    },
+                }
             return {k: self.swap(spec.get(k) if isinstance(spec, Mapping) else None, v) for k, v in resolved.items()}
         if isinstance(resolved, list):
-            return [self.swap(spec[i] if isinstance(spec, list) and i < len(spec) else None, v) for i, v in enumerate(resolved)]
+            return [
+                self.swap(spec[i] if isinstance(spec, list) and i < len(spec) else None, v)
+                for i, v in enumerate(resolved)
+            ]
         return resolved
 
     async def call(self, model: str, semaphore: PrioritySemaphore, request: Callable[[], Awaitable[T]]) -> T:
@@ -185,20 +207,31 @@ class TaskModels:
             return wait_seconds(retry, state.attempt_number - 1, self.backoff) if retry else 0.0
 
         async with await self.in_line(semaphore):
-            async for attempt in AsyncRetrying(stop=stop_after_attempt(self.retries + 1), retry=retry_if_exception(is_retryable),
-                                               wait=wait, before_sleep=before_sleep, reraise=True):
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(self.retries + 1),
+                retry=retry_if_exception(is_retryable),
+                wait=wait,
+                before_sleep=before_sleep,
+                reraise=True,
+            ):
                 with attempt:
                     self.usage.attempts += 1
                     started = time.perf_counter()
                     try:
                         result = await request()
                     except Exception as exc:
-                        status = getattr(exc, "status_code", None) or ("timeout" if "Timeout" in type(exc).__name__ else "error")
-                        self.metrics.observe("agentq_model_request_duration_seconds", [model, str(status)], time.perf_counter() - started)
+                        status = getattr(exc, "status_code", None) or (
+                            "timeout" if "Timeout" in type(exc).__name__ else "error"
+                        )
+                        self.metrics.observe(
+                            "agentq_model_request_duration_seconds", [model, str(status)], time.perf_counter() - started
+                        )
                         if classify(exc) is None or attempt.retry_state.attempt_number > self.retries:
                             raise ModelError(_failure(exc)) from exc
                         raise
-                    self.metrics.observe("agentq_model_request_duration_seconds", [model, "200"], time.perf_counter() - started)
+                    self.metrics.observe(
+                        "agentq_model_request_duration_seconds", [model, "200"], time.perf_counter() - started
+                    )
         self.usage.calls += 1
         return result
 
@@ -249,32 +282,57 @@ class GatedChatCompletionClient(ChatCompletionClient, Component[GatedClientConfi
     def _to_config(self) -> GatedClientConfig:
         return self._config
 
-    async def create(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = [],
-                     json_output: bool | type[BaseModel] | None = None, extra_create_args: Mapping[str, Any] = {},
-                     cancellation_token: CancellationToken | None = None) -> CreateResult:
+    async def create(
+        self,
+        messages: Sequence[LLMMessage],
+        *,
+        tools: Sequence[Tool | ToolSchema] = [],
+        json_output: bool | type[BaseModel] | None = None,
+        extra_create_args: Mapping[str, Any] = {},
+        cancellation_token: CancellationToken | None = None,
+    ) -> CreateResult:
         try:
-            result = await self._task.call(self._model, self._semaphore, lambda: self._inner.create(
-                messages, tools=tools, json_output=json_output, extra_create_args=extra_create_args,
-                cancellation_token=cancellation_token))
+            result = await self._task.call(
+                self._model,
+                self._semaphore,
+                lambda: self._inner.create(
+                    messages,
+                    tools=tools,
+                    json_output=json_output,
+                    extra_create_args=extra_create_args,
+                    cancellation_token=cancellation_token,
+                ),
+            )
         except ModelError as exc:
             raise ModelError(f"{self._task.failure_prefix(self._config.slot)} {exc}") from exc.__cause__
         self._task.count(self._model, result.usage)
         return result
 
-    async def create_stream(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = [],
-                            json_output: bool | type[BaseModel] | None = None, extra_create_args: Mapping[str, Any] = {},
-                            cancellation_token: CancellationToken | None = None) -> AsyncGenerator[str | CreateResult, None]:
+    async def create_stream(
+        self,
+        messages: Sequence[LLMMessage],
+        *,
+        tools: Sequence[Tool | ToolSchema] = [],
+        json_output: bool | type[BaseModel] | None = None,
+        extra_create_args: Mapping[str, Any] = {},
+        cancellation_token: CancellationToken | None = None,
+    ) -> AsyncGenerator[str | CreateResult, None]:
         # A stream is one request under the limit; it is not retried once chunks have been handed on.
         async with await self._task.in_line(self._semaphore):
             started = time.perf_counter()
-            async for chunk in self._inner.create_stream(messages, tools=tools, json_output=json_output,
-                                                         extra_create_args=extra_create_args,
-                                                         cancellation_token=cancellation_token):
+            async for chunk in self._inner.create_stream(
+                messages,
+                tools=tools,
+                json_output=json_output,
+                extra_create_args=extra_create_args,
+                cancellation_token=cancellation_token,
+            ):
                 if isinstance(chunk, CreateResult):
                     self._task.usage.calls += 1
                     self._task.count(self._model, chunk.usage)
-                    self._task.metrics.observe("agentq_model_request_duration_seconds", [self._model, "200"],
-                                               time.perf_counter() - started)
+                    self._task.metrics.observe(
+                        "agentq_model_request_duration_seconds", [self._model, "200"], time.perf_counter() - started
+                    )
                 yield chunk
 
     async def close(self) -> None:
@@ -293,7 +351,7 @@ class GatedChatCompletionClient(ChatCompletionClient, Component[GatedClientConfi
         return self._inner.remaining_tokens(messages, tools=tools)
 
     @property
-    def capabilities(self) -> ModelCapabilities:  # type: ignore[override]
+    def capabilities(self) -> ModelCapabilities:
         return self._inner.capabilities
 
     @property

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.refs import MissingVariable, redact, secret_values, substitute_variables
-from shared.store import TERMINAL, Store
 from shared.retry import backoff_delay
+from shared.store import TERMINAL, Store
 from shared.studio import StudioClient, StudioError
 from workers.validation import Undecided, same_autogen
 from workers.validation import validate as local_validation
@@ -37,7 +37,9 @@ class RunContext:
         try:
             return substitute_variables(spec, self.env)
         except MissingVariable as exc:
-            raise NodeFailed(f"environment variable {exc.name} is not set on worker {self.hostname} (field {exc.field})") from exc
+            raise NodeFailed(
+                f"environment variable {exc.name} is not set on worker {self.hostname} (field {exc.field})"
+            ) from exc
 
 
 class NodeFailed(Exception):
@@ -72,8 +74,9 @@ async def ensure_team_listing(ctx: RunContext) -> dict[str, dict[str, Any]]:
     raise NodeFailed("timed out waiting for another worker to list Studio's teams")
 
 
-async def upsert_team(ctx: RunContext, label: str, component: dict[str, Any], key: str,
-                      redelivered: bool = False) -> tuple[str, int]:
+async def upsert_team(
+    ctx: RunContext, label: str, component: dict[str, Any], key: str, redelivered: bool = False
+) -> tuple[str, int]:
     """Create or update the team row for `label`; returns (outcome, row id). A redelivered node
     (its worker died mid-batch) looks in Studio afresh before it creates: the dead worker's
     create may have gone through after the run's listing was taken."""
@@ -103,7 +106,9 @@ async def upsert_team(ctx: RunContext, label: str, component: dict[str, Any], ke
 async def create_team(ctx: RunContext, label: str, component: dict[str, Any], key: str) -> dict[str, Any]:
     """POST without id inserts a row every time, so after a lost response look before posting again."""
 
-    return await create_once(ctx.client, lambda: ctx.client.save_team(component, key), lambda: find_team(ctx, label, key))
+    return await create_once(
+        ctx.client, lambda: ctx.client.save_team(component, key), lambda: find_team(ctx, label, key)
+    )
 
 
 async def find_team(ctx: RunContext, label: str, key: str) -> dict[str, Any] | None:
@@ -114,8 +119,11 @@ async def find_team(ctx: RunContext, label: str, key: str) -> dict[str, Any] | N
     return None
 
 
-async def create_once(client: StudioClient, create: Callable[[], Awaitable[dict[str, Any]]],
-                      look: Callable[[], Awaitable[dict[str, Any] | None]]) -> dict[str, Any]:
+async def create_once(
+    client: StudioClient,
+    create: Callable[[], Awaitable[dict[str, Any]]],
+    look: Callable[[], Awaitable[dict[str, Any] | None]],
+) -> dict[str, Any]:
     """A create that must not run twice: after a failure that may come back (a lost answer, a
     429, a 5xx), wait as the retry policy says, look for what the failed try may have created,
     and only then send it again."""
@@ -165,13 +173,14 @@ async def validate(ctx: RunContext, component: dict[str, Any]) -> list[str]:
 async def studio_version(ctx: RunContext) -> str | None:
     """Studio's release, asked once per run and shared through Redis ("" when it would not say)."""
     key = ctx.store.run_key(ctx.run_id, "studio-version")
-    known = ctx.store.r.get(key)
-    if known is None:
-        try:
-            known = await ctx.client.version() or ""
-        except StudioError:
-            known = ""
-        ctx.store.r.set(key, known, ex=ctx.store.run_ttl, nx=True)
+    stored = ctx.store.r.get(key)
+    if stored is not None:
+        return str(stored) or None
+    try:
+        known = await ctx.client.version() or ""
+    except StudioError:
+        known = ""
+    ctx.store.r.set(key, known, ex=ctx.store.run_ttl, nx=True)
     return known or None
 
 
@@ -193,8 +202,16 @@ async def sync_batch(ctx: RunContext, labels: list[str], concurrency: int) -> di
     todo = [lbl for lbl in labels if states.get(lbl, {}).get("status") not in TERMINAL]
     previous = {lbl: states.get(lbl, {}).get("status", "pending") for lbl in todo}
     started = time.time()
-    running = {lbl: {**states.get(lbl, {}), "status": "running", "started": started, "worker": ctx.hostname,
-                   "task_id": ctx.task_id} for lbl in todo}
+    running = {
+        lbl: {
+            **states.get(lbl, {}),
+            "status": "running",
+            "started": started,
+            "worker": ctx.hostname,
+            "task_id": ctx.task_id,
+        }
+        for lbl in todo
+    }
     store.set_states(ctx.run_id, running, previous)
     listing_error: str | None = None
     if todo:
@@ -207,7 +224,9 @@ async def sync_batch(ctx: RunContext, labels: list[str], concurrency: int) -> di
 
     async def one(label: str) -> tuple[str, dict[str, Any]]:
         record = records[label]
-        base = {k: running[label][k] for k in ("type", "path", "started", "worker") if k in running[label]}
+        base: dict[str, Any] = {
+            k: running[label][k] for k in ("type", "path", "started", "worker") if k in running[label]
+        }
         problem = dependency_problem(record, states)
         if problem:
             return label, {**base, "status": "skipped", "reason": problem}
@@ -220,7 +239,10 @@ async def sync_batch(ctx: RunContext, labels: list[str], concurrency: int) -> di
             except (NodeFailed, StudioError) as exc:
                 result = {"status": "failed", "error": redact(str(exc), secret_values(record["spec"], ctx.env))}
             except Exception as exc:  # a bug must not lose the batch's other results
-                result = {"status": "failed", "error": redact(f"{type(exc).__name__}: {exc}", secret_values(record["spec"], ctx.env))}
+                result = {
+                    "status": "failed",
+                    "error": redact(f"{type(exc).__name__}: {exc}", secret_values(record["spec"], ctx.env)),
+                }
             return label, {**base, **result, "seconds": round(time.monotonic() - t0, 4), "finished": time.time()}
 
     results = dict(await asyncio.gather(*(one(lbl) for lbl in todo)))

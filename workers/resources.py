@@ -77,16 +77,26 @@ class ResourceGuard(bootsteps.StartStopStep):
                     metrics = Metrics()
                     metrics.inc("agentq_throttle_events_total", [nodename, "paused" if throttled else "resumed"])
                     metrics.flush(client)
-                client.hset(HOSTS, nodename, json.dumps({**now, "host": socket.gethostname(), "throttled": throttled,
-                                                         "ts": time.time()}))
+                client.hset(
+                    HOSTS,
+                    nodename,
+                    json.dumps({**now, "host": socket.gethostname(), "throttled": throttled, "ts": time.time()}),
+                )
             except Exception:  # never let monitoring take the worker down
                 log.exception("resource check failed")
             if self._stop.wait(settings.resource_interval_seconds):
                 break
 
     @staticmethod
-    def _switch(app: Any, nodename: str, queues: list[str], throttled: bool, now: dict[str, float],
-                mem_limit: float, cpu_limit: float) -> None:
+    def _switch(
+        app: Any,
+        nodename: str,
+        queues: list[str],
+        throttled: bool,
+        now: dict[str, float],
+        mem_limit: float,
+        cpu_limit: float,
+    ) -> None:
         readings = f"memory {now['memory']:.0f}% (limit {mem_limit:g}%), cpu {now['cpu']:.0f}% (limit {cpu_limit:g}%)"
         # Through the broadcast channel, so the worker's own event loop changes its consumers.
         for queue in queues:

@@ -71,7 +71,7 @@ class _Resources:
             self.thread.join(5)
 
 
-class WorkerTask(Task):  # type: ignore[misc]
+class WorkerTask(Task):
     abstract = True
 
     def _resources(self) -> _Resources:
@@ -84,8 +84,9 @@ class WorkerTask(Task):  # type: ignore[misc]
             res = self.app.__dict__.get("_agentq_resources")
             if res is None or res.pid != os.getpid():
                 settings = Settings()
-                store = Store.from_url(self.app.conf.broker_url, cache_ttl=settings.cache_ttl_seconds,
-                                       run_ttl=settings.run_ttl_seconds)
+                store = Store.from_url(
+                    self.app.conf.broker_url, cache_ttl=settings.cache_ttl_seconds, run_ttl=settings.run_ttl_seconds
+                )
                 res = _Resources(os.getpid(), settings, store, *_loop_thread())
                 self.app.__dict__["_agentq_resources"] = res
                 atexit.register(res.close)
@@ -107,8 +108,9 @@ class WorkerTask(Task):  # type: ignore[misc]
         """A shared pool: each new redis-py connection costs ~2 ms of CPU to set up."""
         res = self._resources()
         if res.aredis is None:
-            pool = aioredis.BlockingConnectionPool.from_url(self.app.conf.broker_url, max_connections=16,
-                                                            decode_responses=True)
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self.app.conf.broker_url, max_connections=16, decode_responses=True
+            )
             res.aredis = aioredis.Redis(connection_pool=pool)
         return res.aredis
 

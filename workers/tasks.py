@@ -104,11 +104,19 @@ def start_run(self: WorkerTask, run_id: str) -> None:
     if meta.get("kind") == "workflow":
         # the tasks that wait for nothing, critical first (the producer ranked them)
         ready = store.outbox(run_id)
-        publish_tasks(app, run_id, [[tuple(item) for item in meta["ready"] if item[0] in ready]], self.settings.batch_size)
+        publish_tasks(
+            app, run_id, [[tuple(item) for item in meta["ready"] if item[0] in ready]], self.settings.batch_size
+        )
         store.published(run_id, ready)
     elif meta["waves"]:
-        start_wave(app, run_id, 0, store.wave_size(run_id, 0), meta.get("batch_task", "agentq.sync_batch"),
-                   _priorities(meta, 0))
+        start_wave(
+            app,
+            run_id,
+            0,
+            store.wave_size(run_id, 0),
+            meta.get("batch_task", "agentq.sync_batch"),
+            _priorities(meta, 0),
+        )
     else:
         start_finalize(app, run_id)
 
@@ -120,8 +128,14 @@ def wave_done(self: WorkerTask, _results: Any, run_id: str, wave: int) -> None:
     if meta is None or not store.claim(run_id, f"wave-done:{wave}"):
         return
     if wave + 1 < meta["waves"]:
-        start_wave(app, run_id, wave + 1, store.wave_size(run_id, wave + 1), meta.get("batch_task", "agentq.sync_batch"),
-                   _priorities(meta, wave + 1))
+        start_wave(
+            app,
+            run_id,
+            wave + 1,
+            store.wave_size(run_id, wave + 1),
+            meta.get("batch_task", "agentq.sync_batch"),
+            _priorities(meta, wave + 1),
+        )
     else:
         start_finalize(app, run_id)
 
@@ -178,9 +192,19 @@ def run_workflow_tasks(self: WorkerTask, run_id: str, task_ids: list[str]) -> in
     hostname, task_id = self.request.hostname or socket.gethostname(), self.request.id
 
     async def go() -> None:
-        ctx = WorkflowContext(self.run_state(), run_id, meta, environment(), self.settings, hostname, task_id,
-                              self.model_clients(), self.limit,
-                              lambda items: self.releases().publish(run_id, items), finish)
+        ctx = WorkflowContext(
+            self.run_state(),
+            run_id,
+            meta,
+            environment(),
+            self.settings,
+            hostname,
+            task_id,
+            self.model_clients(),
+            self.limit,
+            lambda items: self.releases().publish(run_id, items),
+            finish,
+        )
         try:
             await run_tasks(ctx, task_ids)
         finally:
@@ -200,12 +224,16 @@ def load_component(self: WorkerTask, spec: dict[str, Any]) -> dict[str, Any]:
     from workers.model_client import TaskModels
 
     async def go() -> dict[str, Any]:
-        models = TaskModels(self.model_clients(), self.limit, 0, 0, 0.0, self.settings.model_max_concurrency,
-                            Metrics(), _no_retry_count)
+        models = TaskModels(
+            self.model_clients(), self.limit, 0, 0, 0.0, self.settings.model_max_concurrency, Metrics(), _no_retry_count
+        )
         try:
             load_with_autogen(spec, substitute_variables(spec, environment()), models)
         except MissingVariable as exc:
-            return {"ok": False, "error": f"environment variable {exc.name} is not set on this worker (field {exc.field})"}
+            return {
+                "ok": False,
+                "error": f"environment variable {exc.name} is not set on this worker (field {exc.field})",
+            }
         except AgentError as exc:
             return {"ok": False, "error": redact(str(exc), secret_values(spec, environment()))}
         return {"ok": True}

@@ -43,31 +43,54 @@ async def run_tasks(ctx: WorkflowContext, task_ids: list[str]) -> None:
     todo = [t for t in task_ids if t in records]
     for tid in [t for t in todo if states.get(t, {}).get("status") in TERMINAL]:
         # redelivered after it ended: publish only what it released and nobody published
-        ended = await ctx.state.end_task(ctx.run_id, tid, states[tid], states[tid]["status"], None, None,
-                                         records[tid]["dependents"])
+        ended = await ctx.state.end_task(
+            ctx.run_id, tid, states[tid], states[tid]["status"], None, None, records[tid]["dependents"]
+        )
         await _release(ctx, records[tid], ended.released)
     fresh = [t for t in todo if states.get(t, {}).get("status") not in TERMINAL]
     if not fresh:
         return
     now = time.time()
-    running = {t: {**states.get(t, {}), "status": "running", "started": now, "worker": ctx.hostname, "pid": os.getpid(),
-                   "task_id": ctx.task_id}
-               for t in fresh}
+    running = {
+        t: {
+            **states.get(t, {}),
+            "status": "running",
+            "started": now,
+            "worker": ctx.hostname,
+            "pid": os.getpid(),
+            "task_id": ctx.task_id,
+        }
+        for t in fresh
+    }
     await ctx.state.set_states(ctx.run_id, running, {t: states.get(t, {}).get("status", "pending") for t in fresh})
     order = StartOrder(sorted(fresh, key=lambda t: -records[t].get("rank", 0)))
     await asyncio.gather(*(_one(ctx, t, records[t], running[t], states, outputs, order) for t in fresh))
 
 
-async def _one(ctx: WorkflowContext, tid: str, record: dict[str, Any], base: dict[str, Any],
-               states: Mapping[str, dict[str, Any]], outputs: Mapping[str, str], order: StartOrder) -> None:
+async def _one(
+    ctx: WorkflowContext,
+    tid: str,
+    record: dict[str, Any],
+    base: dict[str, Any],
+    states: Mapping[str, dict[str, Any]],
+    outputs: Mapping[str, str],
+    order: StartOrder,
+) -> None:
     try:
         await _end_one(ctx, tid, record, base, states, outputs, order)
     finally:
         order.queued(tid)  # ended, or never reached a model: the tasks behind it go on
 
 
-async def _end_one(ctx: WorkflowContext, tid: str, record: dict[str, Any], base: dict[str, Any],
-                   states: Mapping[str, dict[str, Any]], outputs: Mapping[str, str], order: StartOrder) -> None:
+async def _end_one(
+    ctx: WorkflowContext,
+    tid: str,
+    record: dict[str, Any],
+    base: dict[str, Any],
+    states: Mapping[str, dict[str, Any]],
+    outputs: Mapping[str, str],
+    order: StartOrder,
+) -> None:
     task = record["task"]
     t0 = time.monotonic()
     output: str | None = None
@@ -95,16 +118,29 @@ async def _end_one(ctx: WorkflowContext, tid: str, record: dict[str, Any], base:
         ctx.finish()
 
 
-async def _run(ctx: WorkflowContext, tid: str, record: dict[str, Any], inputs: list[tuple[str, str, str]], key: str,
-               order: StartOrder) -> tuple[dict[str, Any], str | None, list[dict[str, Any]] | None]:
+async def _run(
+    ctx: WorkflowContext,
+    tid: str,
+    record: dict[str, Any],
+    inputs: list[tuple[str, str, str]],
+    key: str,
+    order: StartOrder,
+) -> tuple[dict[str, Any], str | None, list[dict[str, Any]] | None]:
     """Run a task whose result is not cached: (state fields, output, transcript)."""
     task = record["task"]
     secrets = secret_values(record["agent"], ctx.env)
     models = TaskModels(
-        ctx.models, ctx.limit, record.get("rank", 0),
+        ctx.models,
+        ctx.limit,
+        record.get("rank", 0),
         ctx.settings.model_retries if task.get("retries") is None else task["retries"],
-        ctx.settings.model_backoff_seconds, ctx.settings.model_max_concurrency, ctx.metrics,
-        lambda cause: ctx.state.count_retry(ctx.run_id, cause), order, tid)
+        ctx.settings.model_backoff_seconds,
+        ctx.settings.model_max_concurrency,
+        ctx.metrics,
+        lambda cause: ctx.state.count_retry(ctx.run_id, cause),
+        order,
+        tid,
+    )
     try:
         resolved = substitute_variables(record["agent"], ctx.env)
         component = agent_runtime.load(record["agent"], resolved, models)
@@ -120,8 +156,13 @@ async def _run(ctx: WorkflowContext, tid: str, record: dict[str, Any], inputs: l
     usage = models.usage
     transcript = [{**m, "content": redact(m["content"], secrets)} for m in outcome.transcript]
     output = redact(outcome.output, secrets)
-    summary = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-               "calls": usage.calls, "attempts": usage.attempts, "stop_reason": outcome.stop_reason}
+    summary = {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "calls": usage.calls,
+        "attempts": usage.attempts,
+        "stop_reason": outcome.stop_reason,
+    }
     if task.get("cache", True):
         await ctx.state.cache(key, {"output": output, "transcript": transcript, **summary})
     return {"status": "done", "outcome": "ran", "key": key, **summary}, output, transcript
