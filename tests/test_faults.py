@@ -51,9 +51,8 @@ def test_redis_going_away_mid_sync_is_one_clear_line_naming_it(
         tree = tmp_path / "tree"
         _write_tree(tree)
         proxy.delay = 0.05  # a sync that takes a few seconds
-        producer = embedded.spawn(
+        producer = subprocess.Popen(
             [sys.executable, "-m", "producer.cli", "sync", str(tree)],
-            tmp_path / "flower.log",
             env=cli.env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -138,8 +137,9 @@ FLOWER_AUTH = ("ops", uuid.uuid4().hex)
 
 def _start_flower(redis_url: str, tmp_path: Path) -> tuple[str, subprocess.Popen[bytes]]:
     port = embedded.free_port()
-    proc = subprocess.Popen(
+    proc = embedded.spawn(
         [sys.executable, "-m", "celery", "-A", "workers", "flower", f"--port={port}", "--address=127.0.0.1"],
+        tmp_path / "flower.log",
         env={**os.environ, "REDIS_URL": redis_url, "FLOWER_BASIC_AUTH": ":".join(FLOWER_AUTH)},
     )
     base = f"http://127.0.0.1:{port}"
