@@ -89,6 +89,7 @@ def main() -> None:
     print(f"ceiling B, raw validate + POST x{n} @ {args.concurrency}: {ceiling_b:.2f} s ({n / ceiling_b:.0f} teams/s)")
     print(f"producer sync of {n} teams (+1 model), 2 workers: {ours:.2f} s ({n / ours:.0f} teams/s)")
     print(f"ours vs ceiling B (same work): {ceiling_b / ours:.0%}; vs ceiling A (rows only): {ceiling_a / ours:.0%}")
+    print(f"our Studio requests: {report['studio_requests']}")
 
 
 if __name__ == "__main__":

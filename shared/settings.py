@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     studio_timeout_seconds: float = Field(default=15.0, alias="STUDIO_TIMEOUT_SECONDS")
     studio_retries: int = Field(default=4, alias="STUDIO_RETRIES")
     studio_backoff_seconds: float = Field(default=0.5, alias="STUDIO_BACKOFF_SECONDS")
-    studio_concurrency: int = Field(default=8, alias="STUDIO_CONCURRENCY")
+    studio_concurrency: int = Field(default=16, alias="STUDIO_CONCURRENCY")
 
     model_max_concurrency: int = Field(default=8, ge=1, alias="MODEL_MAX_CONCURRENCY")
     model_retries: int = Field(default=4, ge=0, alias="MODEL_RETRIES")
