@@ -3,34 +3,29 @@ only: the no-change sync (producer/nochange.py) runs it before anything heavy is
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 IGNORE_FILE = ".producerignore"
 SUFFIXES = (".yaml", ".yml", ".json")
 
 
-def _ignore_patterns(root: Path) -> list[str]:
+def _ignore_spec(root: Path) -> Any:
+    """The tree's .producerignore, with git's rules (pathspec); None when there is none."""
     try:
         lines = (root / IGNORE_FILE).read_text(encoding="utf-8").splitlines()
     except OSError:
-        return []
-    return [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
+        return None
+    import pathspec  # only for trees that have an ignore file
+
+    return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
-def _ignored(rel: str, is_dir: bool, patterns: list[str]) -> bool:
-    name = rel.rsplit("/", 1)[-1]
-    for pattern in patterns:
-        dir_only = pattern.endswith("/")
-        pat = pattern.rstrip("/").lstrip("/")
-        if dir_only and not is_dir:
-            continue
-        if fnmatch.fnmatchcase(rel, pat) or ("/" not in pat and fnmatch.fnmatchcase(name, pat)):
-            return True
-    return False
+def _ignored(rel: str, is_dir: bool, spec: Any) -> bool:
+    return spec is not None and bool(spec.match_file(rel + "/" if is_dir else rel))
 
 
 def config_files(root: Path, skipped: dict[str, str], bad: dict[str, str]) -> dict[str, tuple[str, os.stat_result]]:
@@ -38,7 +33,7 @@ def config_files(root: Path, skipped: dict[str, str], bad: dict[str, str]) -> di
     the tree. `bad` gets the config-named entries that cannot be read as files: FIFOs, sockets,
     devices (reading one could block forever), symlink loops, broken symlinks."""
     real_root = os.path.realpath(root)
-    patterns = _ignore_patterns(root)
+    spec = _ignore_spec(root)
     found: dict[str, tuple[str, os.stat_result]] = {}
     seen_dirs = {real_root}
     stack = [(str(root), "")]
@@ -58,7 +53,7 @@ def config_files(root: Path, skipped: dict[str, str], bad: dict[str, str]) -> di
             except OSError as exc:
                 bad[rel] = f"cannot follow: {exc.strerror}"
                 continue
-            if _ignored(rel, is_dir, patterns):
+            if _ignored(rel, is_dir, spec):
                 continue
             if not is_dir and not entry.name.endswith(SUFFIXES):
                 continue

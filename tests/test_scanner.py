@@ -303,3 +303,10 @@ def test_scanning_the_examples_directory():
     assert result.skipped == {}
     assert len(result.documents) == result.parsed >= 7
     assert all(isinstance(d, dict) for d in result.documents.values())
+
+
+def test_producerignore_follows_gitignore_rules(tree):
+    write(tree, ".producerignore", "tools/*\n!tools/keep.yaml\n**/scratch/**\n")
+    write(tree, "tools/keep.yaml", component("keep"))
+    write(tree, "agents/scratch/deep/s.yaml", component("s"))
+    assert sorted(scan(tree).documents) == ["agents/a.json", "models/m.yaml", "tools/keep.yaml"]
