@@ -8,11 +8,12 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -32,6 +33,22 @@ WORKER_ENV = {
     "MODEL_BACKOFF_SECONDS": "0.05",
     "AGENTQ_TEST_SECRET": TEST_SECRET,
 }
+
+
+T = TypeVar("T")
+
+
+def wait_for(condition: Callable[[], T], timeout: float, message: str, interval: float = 0.05) -> T:
+    """Poll `condition` until it returns something truthy, and return that; fail loudly, saying
+    `message`, when `timeout` seconds pass first. Tests synchronise on conditions, never on sleeps."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {message} (last: {value!r})")
+        time.sleep(interval)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ import httpx
 import redis
 
 from producer import embedded
-from tests.conftest import TEST_SECRET, WORKER_ENV, Cli, assert_not_in_redis
+from tests.conftest import TEST_SECRET, WORKER_ENV, Cli, assert_not_in_redis, wait_for
 from tests.studio_proxy import StudioProxy
 from tests.test_studio_outage import TEAMS, _write_tree
 
@@ -59,10 +59,11 @@ def test_redis_going_away_mid_sync_is_one_clear_line_naming_it(
             text=True,
         )
         r = redis.Redis.from_url(url)
-        deadline = time.monotonic() + 60
-        while not any(b'"done"' in v for key in r.scan_iter("agentq:run:*:nodes") for v in r.hvals(key)):
-            assert time.monotonic() < deadline, "the sync never started"
-            time.sleep(0.05)
+        wait_for(
+            lambda: any(b'"done"' in v for key in r.scan_iter("agentq:run:*:nodes") for v in r.hvals(key)),
+            60,
+            "the sync to start",
+        )
         embedded.stop(redis_proc)
         out, errors = producer.communicate(timeout=60)
         assert producer.returncode == 3, errors
@@ -109,10 +110,11 @@ def test_a_killed_worker_costs_seconds_and_every_team_arrives_once(
             text=True,
         )
         r = redis.Redis.from_url(url)
-        deadline = time.monotonic() + 60
-        while sum(v.count(b'"done"') for key in r.scan_iter("agentq:run:*:nodes") for v in r.hvals(key)) < 20:
-            assert time.monotonic() < deadline, "the sync never got going"
-            time.sleep(0.05)
+        wait_for(
+            lambda: sum(v.count(b'"done"') for key in r.scan_iter("agentq:run:*:nodes") for v in r.hvals(key)) >= 20,
+            60,
+            "the sync to get going",
+        )
         os.killpg(doomed.pid, signal.SIGKILL)  # the worker's whole process group, mid-sync
         doomed.wait()
         survivor = _own_worker(url, tmp_path, "survivor")
@@ -143,14 +145,16 @@ def _start_flower(redis_url: str, tmp_path: Path) -> tuple[str, subprocess.Popen
         env={**os.environ, "REDIS_URL": redis_url, "FLOWER_BASIC_AUTH": ":".join(FLOWER_AUTH)},
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
+
+    def ready() -> bool:
+        assert proc.poll() is None, "Flower exited"
         try:
-            httpx.get(f"{base}/api/workers", auth=FLOWER_AUTH, timeout=1).raise_for_status()
-            return base, proc
+            return httpx.get(f"{base}/api/workers", auth=FLOWER_AUTH, timeout=1).status_code == 200
         except httpx.HTTPError:
-            assert time.monotonic() < deadline and proc.poll() is None, "Flower did not start"
-            time.sleep(0.2)
+            return False
+
+    wait_for(ready, 30, "Flower to answer", interval=0.2)
+    return base, proc
 
 
 def test_a_secret_in_a_field_of_the_wrong_type_is_found_nowhere(
@@ -198,18 +202,17 @@ def _secret_in_wrong_type_field(
         assert TEST_SECRET not in text
     assert_not_in_redis(redis_url, TEST_SECRET)
     assert TEST_SECRET not in (services_dir / "worker.log").read_text(errors="replace")
-    deadline = time.monotonic() + 30
-    while True:  # Flower has seen this run's batches end
+
+    def batches_ended() -> dict | None:
         tasks = httpx.get(f"{flower}/api/tasks", auth=FLOWER_AUTH, timeout=10).json()
         ours = [
             t
             for t in tasks.values()
             if t.get("name") == "agentq.sync_batch" and report["run_id"] in (t.get("args") or "")
         ]
-        if ours and all(t.get("state") in ("SUCCESS", "FAILURE") for t in ours):
-            break
-        assert time.monotonic() < deadline, f"Flower never showed the run's batches: {ours}"
-        time.sleep(0.2)
+        return tasks if ours and all(t.get("state") in ("SUCCESS", "FAILURE") for t in ours) else None
+
+    tasks = wait_for(batches_ended, 30, "Flower to show the run's batches ended", interval=0.2)
     assert TEST_SECRET not in json.dumps(tasks)
     metrics = httpx.get(f"http://127.0.0.1:{exporter_port}/metrics", timeout=10).text
     assert "agentq_" in metrics and TEST_SECRET not in metrics and TEST_SECRET[:12] not in metrics
@@ -234,10 +237,7 @@ def test_a_killed_worker_mid_workflow_loses_no_task(standin, tmp_path: Path) -> 
             stderr=subprocess.PIPE,
             text=True,
         )
-        deadline = time.monotonic() + 60
-        while len(state.requests) < 20:
-            assert time.monotonic() < deadline, "the run never got going"
-            time.sleep(0.05)
+        wait_for(lambda: len(state.requests) >= 20, 60, "the run to get going")
         os.killpg(doomed.pid, signal.SIGKILL)
         doomed.wait()
         survivor = _own_worker(redis_url, tmp_path, "survivor")

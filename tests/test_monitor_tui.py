@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 import redis
 
 from producer import embedded
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_for
 
 pytestmark = pytest.mark.skipif(
     shutil.which("tmux") is None, reason="tmux not installed (scripts/install.sh installs it)"
@@ -44,23 +43,18 @@ def test_monitor_shows_workers_queues_and_an_induced_alert(redis_url: str, worke
     )
     try:
         subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "220", "-y", "70", cmd], check=True)
-        screen = ""
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            screen = subprocess.run(
-                ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True
-            ).stdout
-            if "StudioDown" in screen and "backlog" in screen and "test-" in screen:
-                break
-            time.sleep(0.5)
+
+        def showing() -> str | None:
+            text = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+            return text if "StudioDown" in text and "backlog" in text and "test-" in text else None
+
+        screen = wait_for(showing, 30, "the monitor to show the worker, the backlog and StudioDown", interval=0.5)
         assert "agentq monitor" in screen
         assert "test-" in screen, screen  # the session's worker, by node name
         assert any("backlog" in line and "7" in line for line in screen.splitlines()), screen
         assert "StudioDown" in screen and "Studio: DOWN" in screen
         subprocess.run(["tmux", "send-keys", "-t", session, "C-c"], check=True)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and not saved.exists():
-            time.sleep(0.2)
+        wait_for(saved.exists, 15, "the session file to be saved on Ctrl-C", interval=0.2)
         data = json.loads(saved.read_text())
         last = data["snapshots"][-1]
         assert last["queues"]["backlog"] == 7

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 import yaml
 
 from producer import embedded
-from tests.conftest import ROOT, WORKER_ENV, Cli
+from tests.conftest import ROOT, WORKER_ENV, Cli, wait_for
 from tests.studio_proxy import StudioProxy
 
 pytestmark = [
@@ -57,15 +56,10 @@ class Prom:
         result = data["data"]["result"]
         return float(result[0]["value"][1]) if result else None
 
-    def wait_for(self, expr: str, want: float, timeout: float = 60) -> float | None:
-        deadline = time.monotonic() + timeout
-        value = None
-        while time.monotonic() < deadline:
-            value = self.query(expr)
-            if value is not None and value == want:
-                return value
-            time.sleep(0.5)
-        return value
+    def wait_for(self, expr: str, want: float, timeout: float = 60) -> float:
+        """`expr`'s value once it equals `want`; fails loudly, with the last value seen, if it never does."""
+        wait_for(lambda: self.query(expr) == want, timeout, f"{expr} == {want:g}", interval=0.5)
+        return want
 
     def firing(self) -> set[str]:
         alerts = httpx.get(f"{self.url}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
@@ -122,13 +116,7 @@ def stack(tmp_path: Path, studio_url: str) -> Iterator[dict]:
         )
         services.add_process(prom)
         url = f"http://127.0.0.1:{prom_port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_for(lambda: _ready(f"{url}/-/ready"), 60, "Prometheus to be ready", interval=0.2)
         cli = Cli(redis_url, proxy.url, f"prom-{uuid.uuid4().hex[:6]}", tmp_path / "cache", studio_url)
         yield {"prom": Prom(url), "cli": cli, "proxy": proxy, "redis_url": redis_url}
 
@@ -176,9 +164,13 @@ def test_a_slow_studio_fires_the_latency_alert(stack: dict, examples: Path) -> N
     proxy.delay = 1.3
     rc, report, err = cli.sync(examples)
     assert rc == 0, err
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and "StudioLatencyHigh" not in prom.firing():
-        time.sleep(0.5)
-    assert "StudioLatencyHigh" in prom.firing()
+    wait_for(lambda: "StudioLatencyHigh" in prom.firing(), 60, "StudioLatencyHigh to fire", interval=0.5)
     assert "StudioLatencyCritical" not in prom.firing()
     assert 1.0 < prom.query("agentq:studio_request_duration_seconds:p95") < 5.0
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

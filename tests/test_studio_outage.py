@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 import redis
 
 from producer import embedded
-from tests.conftest import Cli
+from tests.conftest import Cli, wait_for
 
 TEAMS = 150
 
@@ -58,15 +57,16 @@ def test_studio_stopped_mid_sync_then_back(cli: Cli, own_studio, tmp_path: Path,
     assert started.returncode == 0, started.stderr
     run_id = json.loads(started.stdout)["run_id"]
     view = cli.studio()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not any(lbl.startswith("team-") for lbl in view.teams_by_label()):
-        time.sleep(0.05)
+    wait_for(lambda: any(lbl.startswith("team-") for lbl in view.teams_by_label()), 60, "the first team in Studio")
     embedded.stop(state["proc"])  # SIGTERM, mid-sync
 
     r = redis.Redis.from_url(redis_url, decode_responses=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and json.loads(r.get(f"agentq:run:{run_id}:meta"))["state"] != "finished":
-        time.sleep(0.2)
+    wait_for(
+        lambda: json.loads(r.get(f"agentq:run:{run_id}:meta"))["state"] == "finished",
+        120,
+        "the run to finish",
+        interval=0.2,
+    )
     status = cli.run("status", run_id, "--json")
     report = json.loads(status.stdout)
     assert report["state"] == "finished"

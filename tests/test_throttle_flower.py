@@ -6,20 +6,28 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import redis
 
 from producer import embedded
-from tests.conftest import ROOT, TEST_SECRET, WORKER_ENV, Cli
+from shared.settings import Settings
+from tests.conftest import ROOT, TEST_SECRET, WORKER_ENV, Cli, wait_for
 from tests.test_workflow_run import run, write_tree, write_workflow
+from workers.celery_app import create_app
 
 
 def _hosts(r: redis.Redis) -> dict[str, dict]:
     return {k: json.loads(v) for k, v in r.hgetall("agentq:hosts").items()}
+
+
+def _consumed(app: Any, worker: str) -> set[str] | None:
+    """The queues a worker consumes from, as it says itself (None: it did not answer)."""
+    answer = app.control.inspect(destination=[worker], timeout=2).active_queues() or {}
+    return {q["name"] for q in answer[worker]} if worker in answer else None
 
 
 def test_a_worker_over_its_memory_threshold_stops_taking_tasks_until_raised(
@@ -36,16 +44,14 @@ def test_a_worker_over_its_memory_threshold_stops_taking_tasks_until_raised(
         log_path=log,
         env={**WORKER_ENV, "THROTTLE_MEMORY_PERCENT": "0.1", "RESOURCE_INTERVAL_SECONDS": "0.3"},
     )
+    app = create_app(Settings(REDIS_URL=redis_url))
     try:
-        deadline = time.monotonic() + 30
-        tight = None
-        while time.monotonic() < deadline:
-            tight = next((k for k, v in _hosts(r).items() if k.startswith("tight-") and v["throttled"]), None)
-            if tight:
-                break
-            time.sleep(0.1)
-        assert tight, "the worker should report itself throttled"
-        time.sleep(1.0)  # the cancel_consumer broadcast reaches the worker's own loop
+        tight = wait_for(
+            lambda: next((k for k, v in _hosts(r).items() if k.startswith("tight-") and v["throttled"]), None),
+            30,
+            "the worker to report itself throttled",
+        )
+        wait_for(lambda: _consumed(app, tight) == set(), 30, "the throttled worker to stop consuming")
         cli = Cli(redis_url, "http://127.0.0.1:9", "thr", tmp_path / "cache", "http://127.0.0.1:9")
         write_tree(tmp_path, url)
         rc, report = run(
@@ -56,11 +62,8 @@ def test_a_worker_over_its_memory_threshold_stops_taking_tasks_until_raised(
         assert all(json.loads(v)["worker"] != tight for v in states.values()), "a throttled worker took a task"
 
         r.hset(f"agentq:throttle:{tight}", "memory_percent", 100)  # raise the threshold at run time
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and _hosts(r)[tight]["throttled"]:
-            time.sleep(0.1)
-        assert not _hosts(r)[tight]["throttled"]
-        time.sleep(1.0)
+        wait_for(lambda: not _hosts(r)[tight]["throttled"], 30, "the worker to report itself resumed")
+        wait_for(lambda: _consumed(app, tight) == {"studio", "models"}, 30, "the resumed worker to consume again")
         # more messages (of SYNC_BATCH_SIZE tasks) than the session's workers have threads
         state.control["delay"] = 0.1
         rc, report = run(
@@ -91,13 +94,7 @@ def test_flower_requires_auth_and_shows_secret_free_task_args(
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(base, timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_for(lambda: _answers(base), 30, "Flower to answer")
         cli = Cli(redis_url, "http://127.0.0.1:9", "flower", tmp_path / "cache", "http://127.0.0.1:9")
         write_tree(tmp_path, url)
         rc, report = run(
@@ -106,18 +103,26 @@ def test_flower_requires_auth_and_shows_secret_free_task_args(
         assert rc == 0
         assert httpx.get(f"{base}/api/tasks", timeout=10).status_code == 401
         assert httpx.get(f"{base}/api/tasks", auth=("ops", "wrong"), timeout=10).status_code == 401
-        deadline = time.monotonic() + 30
-        tasks: dict = {}
-        while time.monotonic() < deadline:
+
+        def seen() -> dict | None:
             tasks = httpx.get(f"{base}/api/tasks", auth=("ops", password), timeout=10).json()
-            if any(
+            mine = (
                 t.get("name") == "agentq.run_tasks" and report["run_id"] in (t.get("args") or "")
                 for t in tasks.values()
-            ):
-                break
-            time.sleep(0.5)
+            )
+            return tasks if any(mine) else None
+
+        tasks = wait_for(seen, 30, "Flower to show the run's tasks", interval=0.5)
         ours = [t for t in tasks.values() if report["run_id"] in (t.get("args") or "")]
         assert {t["name"] for t in ours} >= {"agentq.run_tasks", "agentq.start_run"}
         assert all(TEST_SECRET not in json.dumps(t) for t in tasks.values())
     finally:
         embedded.stop(flower)
+
+
+def _answers(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=1)
+    except httpx.HTTPError:
+        return False
+    return True
