@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from producer import embedded
+from shared.exceptions import InvalidInput, ServiceUnavailable
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -100,16 +101,19 @@ def _store(settings: Settings, url: str) -> Store:
 
 
 @contextmanager
-def _redis(settings: Settings, services: embedded.LocalServices, quiet: bool) -> Iterator[Store]:
-    """The configured Redis, or (no REDIS_URL) an embedded one whose data persists in the cache dir."""
+def _redis(settings: Settings, services: embedded.LocalServices, quiet: bool) -> Iterator[tuple[Store, Settings]]:
+    """The configured Redis, or (no REDIS_URL) an embedded one whose data persists in the cache dir;
+    with the settings that name it."""
     import redis
+
+    from shared.settings import with_overrides
 
     url = settings.redis_url
     if url is None:
         data_dir = settings.cache_dir / "redis"
         url, proc = embedded.start_redis(data_dir, persist=True)
         services.add_process(proc)
-        settings.redis_url = url
+        settings = with_overrides(settings, redis_url=url)
         if not quiet:
             err().print(
                 f"No REDIS_URL set: started an embedded Redis at {url} (data in {data_dir}); it stops when this command ends."
@@ -120,7 +124,7 @@ def _redis(settings: Settings, services: embedded.LocalServices, quiet: bool) ->
     except redis.RedisError as exc:
         err().print(f"[red]error:[/red] Redis at {escape(url)} is unreachable: {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(Exit.UNAVAILABLE) from exc
-    yield store
+    yield store, settings
 
 
 def _check_dir(directory: Path) -> None:
@@ -192,7 +196,7 @@ def plan(
 
     _check_dir(directory)
     settings = load_settings(redis_url=redis_url, studio_url=studio_url, studio_user_id=studio_user_id)
-    with embedded.LocalServices() as services, _redis(settings, services, quiet=as_json) as store:
+    with embedded.LocalServices() as services, _redis(settings, services, quiet=as_json) as (store, settings):
         prepared = prepare(directory, settings, store, gallery)
     _show_plan(prepared, as_json)
 
@@ -226,7 +230,7 @@ def sync(
     from producer.progress import follow_run
     from producer.report import render_report, run_report, succeeded
     from producer.sync import prepare, remember_if_clean, submit, wait
-    from shared.settings import load_settings
+    from shared.settings import load_settings, with_overrides
 
     _check_dir(directory)
     settings = load_settings(redis_url=redis_url, studio_url=studio_url, studio_user_id=studio_user_id)
@@ -242,11 +246,11 @@ def sync(
                 settings.cache_dir / "studio", port=settings.local_studio_port, binary=settings.autogenstudio_bin
             )
             services.add_process(proc)
-            settings.studio_url = url
+            settings = with_overrides(settings, studio_url=url)
             err().print(
                 f"Started a local AutoGen Studio at {url} (data in {settings.cache_dir / 'studio'}); it stops when this command ends."
             )
-        with _redis(settings, services, quiet=False) as store:
+        with _redis(settings, services, quiet=False) as (store, settings):
             prepared = prepare(directory, settings, store, gallery, force=force)
             if dry_run:
                 _show_plan(prepared, as_json)
@@ -303,7 +307,7 @@ def _stored_report(redis_url: str | None, build: Any, run_id: str, what: str) ->
     from shared.settings import load_settings
 
     settings = load_settings(redis_url=redis_url)
-    with embedded.LocalServices() as services, _redis(settings, services, quiet=True) as store:
+    with embedded.LocalServices() as services, _redis(settings, services, quiet=True) as (store, settings):
         report = build(store, run_id)
     if report is None:
         err().print(f"[red]error:[/red] no {what} {run_id} (unknown or expired)")
@@ -388,7 +392,7 @@ def run(
             err().print(
                 f"Started the stand-in model endpoint at http://127.0.0.1:{settings.standin_llm_port}/v1 (deterministic answers, not a real model)."
             )
-        with _redis(settings, services, quiet=False) as store:
+        with _redis(settings, services, quiet=False) as (store, settings):
 
             def celery_app() -> Any:
                 if embedded_default:
@@ -490,9 +494,12 @@ def main() -> None:
     """The `producer` command: failures we can name end in one line and their exit code, never a traceback."""
     try:
         app()
-    except embedded.ServiceError as exc:
+    except ServiceUnavailable as exc:
         err().print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise SystemExit(Exit.UNAVAILABLE) from None
+    except InvalidInput as exc:
+        err().print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise SystemExit(Exit.CONFIG) from None
     except TimeoutError as exc:
         err().print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise SystemExit(Exit.TIMEOUT) from None

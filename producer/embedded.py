@@ -16,10 +16,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from shared.exceptions import ServiceUnavailable
+
 STUDIO_VENV_BIN = Path.home() / ".cache" / "agentq-ags" / "bin" / "autogenstudio"
 
 
-class ServiceError(RuntimeError):
+class ServiceError(ServiceUnavailable):
     pass
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from producer.scanner import default_cache_path, scan
 from shared.endpoints import missing_packages
 from shared.errors import ConfigError
+from shared.exceptions import InvalidInput
 from shared.loader import parse_document
 from shared.metrics import Metrics
 from shared.prompts import task_key
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from celery import Celery
 
 
-class WorkflowInvalid(Exception):
+class WorkflowInvalid(InvalidInput):
     def __init__(self, errors: list[ConfigError]) -> None:
         super().__init__("\n".join(str(e) for e in errors))
         self.errors = errors

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from shared.exceptions import InvalidInput
 
-class CycleError(ValueError):
+
+class CycleError(InvalidInput, ValueError):
     def __init__(self, cycles: list[list[str]]) -> None:
         super().__init__("dependency cycle: " + "; ".join(" -> ".join(c + c[:1]) for c in cycles))
         self.cycles = cycles

@@ -6,6 +6,8 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from shared.exceptions import InvalidInput
+
 REF_KEY = "$ref"
 # ${NAME} is replaced from the environment, ${NAME:-default} falls back to `default` when NAME
 # is unset, and $${NAME} stays as the literal text ${NAME}.
@@ -68,7 +70,7 @@ def is_valid_variable_name(name: str) -> bool:
     return bool(_NAME.match(name))
 
 
-class MissingVariable(Exception):
+class MissingVariable(InvalidInput):
     def __init__(self, name: str, field: str) -> None:
         super().__init__(f"environment variable {name} is not set")
         self.name = name

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True, frozen=True)
 
     # No REDIS_URL means "embedded default": the producer starts a local Redis and worker.
     redis_url: str | None = Field(default=None, alias="REDIS_URL")
@@ -101,10 +101,15 @@ def tree_limits(settings: Settings) -> TreeLimits:
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Settings from the environment, with CLI flags (non-None values) taking precedence."""
-    settings = Settings()
+    """Settings from the environment, read once per process, with CLI flags (non-None values)
+    taking precedence."""
+    return with_overrides(Settings(), **overrides)
+
+
+def with_overrides(settings: Settings, **overrides: object) -> Settings:
+    """A validated copy with these values (None: left as it is); settings are never changed in place."""
     clean = {k: v for k, v in overrides.items() if v is not None}
-    return settings.model_copy(update=clean) if clean else settings
+    return Settings.model_validate(settings.model_dump() | clean) if clean else settings
 
 
 def environment() -> dict[str, str]:

@@ -9,11 +9,12 @@ from typing import Any
 
 import httpx
 
+from shared.exceptions import AgentqError
 from shared.metrics import Metrics, endpoint_template
 from shared.retry import classify, wait_seconds
 
 
-class StudioError(Exception):
+class StudioError(AgentqError):
     """A Studio call that failed for good: `status` is None when the server could not be reached;
     `retryable` says whether trying again later may succeed (429, 5xx, timeouts, connection errors)."""
 

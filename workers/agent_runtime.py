@@ -23,10 +23,11 @@ from autogen_core import CancellationToken, ComponentLoader
 from pydantic import ValidationError
 
 from shared.endpoints import PROVIDER_PACKAGES, components, provider_path
+from shared.exceptions import TaskFailed
 from workers.model_client import LOADING, TaskModels
 
 
-class AgentError(Exception):
+class AgentError(TaskFailed):
     """The agent or team could not be loaded or run; the message says why (no traceback)."""
 
 

@@ -36,6 +36,7 @@ from pydantic import BaseModel, SecretStr
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from shared.endpoints import is_model, limit_key, max_concurrency, provider_path
+from shared.exceptions import TaskFailed
 from shared.hashing import canonical_json, sha256_hex
 from shared.metrics import Metrics
 from shared.retry import classify, is_retryable, wait_seconds
@@ -47,7 +48,7 @@ OPENAI_CLIENT = "autogen_ext.models.openai.OpenAIChatCompletionClient"
 LOADING: ContextVar[TaskModels] = ContextVar("agentq_task_models")
 
 
-class ModelError(Exception):
+class ModelError(TaskFailed):
     """A model request that failed for good, said in one line: which model, where, what it answered."""
 
 

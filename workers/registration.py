@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from shared.exceptions import TaskFailed
 from shared.refs import MissingVariable, redact, secret_values, substitute_variables
 from shared.retry import backoff_delay
 from shared.store import TERMINAL, Store
@@ -42,7 +43,7 @@ class RunContext:
             ) from exc
 
 
-class NodeFailed(Exception):
+class NodeFailed(TaskFailed):
     pass
 
 

@@ -18,6 +18,8 @@ import importlib
 import importlib.metadata
 from typing import Any
 
+from shared.exceptions import AgentqError
+
 # Studio release -> the autogen-core it runs on (its own pinned dependencies)
 STUDIO_AUTOGEN = {"0.4.2.2": "0.5.7", "0.4.2.1": "0.5.7", "0.4.2": "0.5.6"}
 # Studio's shorthand providers (validate_provider)
@@ -52,7 +54,7 @@ def _share_ssl_context_while_validating() -> None:
     httpcore2.default_ssl_context = default_ssl_context
 
 
-class Undecided(Exception):
+class Undecided(AgentqError):
     """Only Studio can tell (its packages or its AutoGen differ from the worker's)."""
 
 

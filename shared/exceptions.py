@@ -1,0 +1,19 @@
+"""The project's exceptions: one base, and one class per kind of failure the CLI names with its
+own exit code (README, "Exit codes"). Standard library only: the CLI imports it before anything
+heavy. Problems in a config tree are values, not exceptions (shared/errors.py: ConfigError)."""
+
+
+class AgentqError(Exception):
+    """A failure we can name, said in one line: never shown to a user as a traceback."""
+
+
+class InvalidInput(AgentqError):
+    """Bad input, named by file and field; nothing was enqueued (exit code 2)."""
+
+
+class ServiceUnavailable(AgentqError):
+    """Redis, AutoGen Studio, a worker or a model endpoint could not be reached or started (exit code 3)."""
+
+
+class TaskFailed(AgentqError):
+    """One component or workflow task failed for good; the others go on (the run exits 1)."""
