@@ -17,11 +17,12 @@ import typer
 
 from producer import embedded
 from shared.exceptions import InvalidInput, ServiceUnavailable
+from shared.run_model import RunState
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from producer.sync import Prepared
+    from producer.sync_run import Prepared
     from shared.settings import Settings
     from shared.store import Store
 
@@ -191,7 +192,7 @@ def plan(
     as_json: AsJson = False,
 ) -> None:
     """Show what a sync would do: new, changed, unchanged and invalid components, and the waves."""
-    from producer.sync import prepare
+    from producer.sync_run import prepare
     from shared.settings import load_settings
 
     _check_dir(directory)
@@ -229,7 +230,7 @@ def sync(
     """Validate the tree, register every component with AutoGen Studio through the workers, report."""
     from producer.progress import follow_run
     from producer.report import render_report, run_report, succeeded
-    from producer.sync import prepare, remember_if_clean, submit, wait
+    from producer.sync_run import prepare, remember_if_clean, submit, wait
     from shared.settings import load_settings, with_overrides
 
     _check_dir(directory)
@@ -366,7 +367,7 @@ def run(
     """Run a workflow across the workers: independent tasks in parallel, dependents after their inputs."""
     from producer.progress import follow_workflow
     from producer.report import render_workflow, workflow_report
-    from producer.sync import wait
+    from producer.sync_run import wait
     from producer.workflow_run import WorkflowInvalid, load
     from producer.workflow_run import submit as submit_workflow
     from shared.settings import load_settings
@@ -440,7 +441,11 @@ def result(
 
 
 def _workflow_succeeded(report: dict[str, Any]) -> bool:
-    return report.get("state") == "finished" and report["counts"]["failed"] == 0 and report["counts"]["skipped"] == 0
+    return (
+        report.get("state") == RunState.FINISHED
+        and report["counts"]["failed"] == 0
+        and report["counts"]["skipped"] == 0
+    )
 
 
 @app.command()

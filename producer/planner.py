@@ -8,6 +8,7 @@ from typing import Any
 
 from shared.graph import waves
 from shared.hashing import gallery_key
+from shared.run_model import Status
 from shared.specs import GALLERY_SECTIONS
 from shared.tree import Tree
 
@@ -63,24 +64,24 @@ def make_plan(
     states: dict[str, dict[str, Any]] = {}
     changes: dict[str, str] = {}
     for path, message in tree.broken_files.items():
-        states[path] = {"status": "failed", "type": None, "path": path, "error": message}
+        states[path] = {"status": Status.FAILED, "type": None, "path": path, "error": message}
         changes[path] = "invalid"
     for label, node in tree.nodes.items():
         base = {"type": node.component_type, "path": node.path}
         if label in tree.invalid:
-            states[label] = {**base, "status": "failed", "error": tree.invalid[label]}
+            states[label] = {**base, "status": Status.FAILED, "error": tree.invalid[label]}
             changes[label] = "invalid"
         elif label in tree.skipped:
-            states[label] = {**base, "status": "skipped", "reason": tree.skipped[label]}
+            states[label] = {**base, "status": Status.SKIPPED, "reason": tree.skipped[label]}
             changes[label] = "skipped"
         elif label in cached:
-            states[label] = {**base, **(cached[label] or {}), "status": "cached", "outcome": "unchanged"}
+            states[label] = {**base, **(cached[label] or {}), "status": Status.CACHED, "outcome": "unchanged"}
             changes[label] = "unchanged"
         else:
-            states[label] = {**base, "status": "pending"}
+            states[label] = {**base, "status": Status.PENDING}
             changes[label] = "changed" if label in last_keys else "new"
 
-    run = {lbl for lbl, st in states.items() if st["status"] == "pending"}
+    run = {lbl for lbl, st in states.items() if st["status"] == Status.PENDING}
     deps = {lbl: [d for d in tree.nodes[lbl].deps if d in run] for lbl in run}
     members = gallery_members(tree)
     key = tree_gallery_key(tree, gallery_name)

@@ -9,11 +9,19 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from producer.sync import wait
+from producer.sync_run import wait
+from shared.run_model import Status
 from shared.store import TERMINAL, Store
 
 PER_TASK_ROWS = 40
-STYLES = {"pending": "dim", "running": "blue", "done": "green", "cached": "cyan", "failed": "red", "skipped": "yellow"}
+STYLES: dict[str, str] = {
+    Status.PENDING: "dim",
+    Status.RUNNING: "blue",
+    Status.DONE: "green",
+    Status.CACHED: "cyan",
+    Status.FAILED: "red",
+    Status.SKIPPED: "yellow",
+}
 
 
 def follow_run(
@@ -48,19 +56,19 @@ def follow_workflow(
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         rows: dict[str, TaskID] = {
-            tid: progress.add_task(escape(tid.ljust(width)), total=1, start=False, status=_status("pending"))
+            tid: progress.add_task(escape(tid.ljust(width)), total=1, start=False, status=_status(Status.PENDING))
             for tid in task_ids
         }
         shown: dict[str, str] = {}
 
         def refresh(_done: int = 0, _total: int = 0) -> None:
             for tid, state in store.node_states(run_id, task_ids).items():
-                status = str(state.get("status", "pending"))
+                status = str(state.get("status", Status.PENDING))
                 if shown.get(tid) == status:
                     continue
                 shown[tid] = status
                 row = rows[tid]
-                if status == "running":
+                if status == Status.RUNNING:
                     progress.start_task(row)
                     progress.update(row, total=None, status=_status(status))
                 elif status in TERMINAL:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shared.metrics import HOSTS, IN_FLIGHT
+from shared.run_model import Status
 from shared.store import Store
 
 
@@ -104,7 +105,7 @@ class Watchdog:
             running = {
                 label: st.get("worker", "?")
                 for label, st in self.store.node_states(self.run_id).items()
-                if st.get("status") == "running"
+                if st.get("status") == Status.RUNNING
             }
             where = (
                 "; ".join(f"{label} on {worker}" for label, worker in sorted(running.items())[:10]) or "none running"

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from shared.run_model import UNSUCCESSFUL, RunState, Status
 from shared.store import Store
 
 OUTCOMES = ("created", "updated", "unchanged", "validated", "failed", "skipped", "pending")
@@ -15,13 +16,13 @@ OUTCOMES = ("created", "updated", "unchanged", "validated", "failed", "skipped",
 
 def outcome_of(state: dict[str, Any]) -> str:
     status = state.get("status")
-    if status == "done":
+    if status == Status.DONE:
         return str(state.get("outcome", "created"))
-    if status == "cached":
+    if status == Status.CACHED:
         return "unchanged"
-    if status in ("failed", "skipped"):
+    if status in UNSUCCESSFUL:
         return str(status)
-    return "pending"
+    return Status.PENDING
 
 
 def run_report(store: Store, run_id: str) -> dict[str, Any] | None:
@@ -49,7 +50,7 @@ def run_report(store: Store, run_id: str) -> dict[str, Any] | None:
 
 
 def succeeded(report: dict[str, Any]) -> bool:
-    return report["state"] == "finished" and not report["counts"]["failed"] and not report.get("error")
+    return report["state"] == RunState.FINISHED and not report["counts"]["failed"] and not report.get("error")
 
 
 def studio_writes(report: dict[str, Any]) -> int:
@@ -65,7 +66,7 @@ def render_report(console: Console, report: dict[str, Any], verbose: bool = Fals
         table.add_column(outcome, justify="right")
     table.add_row(*(str(counts[o]) for o in shown))
     console.print(table)
-    rows = [(lbl, st) for lbl, st in report["nodes"].items() if verbose or st.get("status") in ("failed", "skipped")]
+    rows = [(lbl, st) for lbl, st in report["nodes"].items() if verbose or st.get("status") in UNSUCCESSFUL]
     if rows:
         detail = Table(show_lines=False)
         for col in ("component", "type", "file", "result", "detail"):
@@ -97,7 +98,7 @@ def workflow_report(store: Store, run_id: str) -> dict[str, Any] | None:
             "status": st.get("status"),
             "agent": st.get("agent"),
             "priority": st.get("priority"),
-            "cached": st.get("status") == "cached",
+            "cached": st.get("status") == Status.CACHED,
             "seconds": st.get("seconds"),
             "started": st.get("started"),
             "finished": st.get("finished"),
@@ -110,9 +111,9 @@ def workflow_report(store: Store, run_id: str) -> dict[str, Any] | None:
             "output": outputs.get(tid),
             "transcript": transcripts.get(tid, []),
         }
-    counts = {s: 0 for s in ("done", "cached", "failed", "skipped", "pending", "running")}
+    counts = {str(s): 0 for s in Status}
     for st in states.values():
-        counts[st.get("status", "pending")] = counts.get(st.get("status", "pending"), 0) + 1
+        counts[st.get("status", Status.PENDING)] = counts.get(st.get("status", Status.PENDING), 0) + 1
     finished = meta.get("finished")
     retries = {k: int(v) for k, v in store.r.hgetall(store.run_key(run_id, "retries")).items()}
     return {

@@ -19,6 +19,7 @@ from shared.loader import parse_document
 from shared.metrics import Metrics
 from shared.prompts import task_key
 from shared.run_metrics import record_run
+from shared.run_model import RunState, Status
 from shared.settings import Settings, environment, scan_limits, tree_limits
 from shared.store import Store
 from shared.tree import Tree, build_tree
@@ -104,7 +105,7 @@ def submit(
     pending = [t for t in wf.tasks if t.id not in states]
     for t in pending:
         states[t.id] = {
-            "status": "pending",
+            "status": Status.PENDING,
             "type": tree.nodes[t.agent].component_type,
             "agent": t.agent,
             "priority": t.priority,
@@ -155,7 +156,7 @@ def submit(
         "gallery_needed": False,
         "ready": [(tid, *released(tid)) for tid in plan.ready] if plan else [],
         "order": [tid for group in schedule(wf, sequential) for tid in group],
-        "state": "running" if plan else "finished",
+        "state": RunState.RUNNING if plan else RunState.FINISHED,
     }
     if not plan:
         meta["finished"] = meta["created"]
@@ -204,13 +205,13 @@ def _cached_states(
                     transcripts[tid] = json.dumps(result["transcript"])
                 result.pop("transcript", None)
                 states[tid] = {
-                    "status": "cached",
+                    "status": Status.CACHED,
                     "key": keys[tid],
                     "agent": by_id[tid].agent,
                     "priority": by_id[tid].priority,
                     **result,
                 }
-                metrics.inc("agentq_workflow_tasks_total", ["cached"])
+                metrics.inc("agentq_workflow_tasks_total", [Status.CACHED])
             else:
                 missed.add(tid)
     return states, outputs, missed, transcripts

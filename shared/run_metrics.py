@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.metrics import Metrics
+from shared.run_model import Status
 from shared.store import Store
 
 
@@ -14,8 +15,14 @@ def record_run(store: Store, meta: dict[str, Any]) -> None:
     # workflow tasks are counted as each ends (workers) or is found cached (producer)
     states = store.node_states(meta["run_id"]) if kind == "sync" else {}
     for st in states.values():
-        status = st.get("status", "pending")
-        outcome = st.get("outcome", "created") if status == "done" else "unchanged" if status == "cached" else status
+        status = st.get("status", Status.PENDING)
+        outcome = (
+            st.get("outcome", "created")
+            if status == Status.DONE
+            else "unchanged"
+            if status == Status.CACHED
+            else status
+        )
         metrics.inc("agentq_sync_outcomes_total", [st.get("type") or "file", outcome])
     if meta.get("finished"):
         metrics.observe("agentq_run_duration_seconds", [kind], meta["finished"] - meta["created"])

@@ -12,8 +12,8 @@ import redis
 import redis.asyncio as aioredis
 
 from shared.keys import PREFIX, ROOT_PREFIX
+from shared.run_model import TERMINAL  # noqa: F401  (re-exported: the store decides what is over)
 
-TERMINAL = ("done", "cached", "failed", "skipped")
 END_TASK_LUA = (Path(__file__).parent / "lua" / "end_task.lua").read_text()
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from shared.hashing import canonical_json
 from shared.refs import redact, secret_values
+from shared.run_model import SUCCEEDED, Status
 from shared.specs import GALLERY_SECTIONS
 from shared.studio import StudioError
 from workers.registration import NodeFailed, RunContext, create_once
@@ -35,7 +36,7 @@ async def write_gallery(ctx: RunContext) -> None:
     name: str = meta["gallery_name"]
     members: list[str] = meta["gallery_members"]
     states = ctx.store.node_states(ctx.run_id, members)
-    included = [m for m in members if states.get(m, {}).get("status") in ("done", "cached")]
+    included = [m for m in members if states.get(m, {}).get("status") in SUCCEEDED]
     records = ctx.store.specs(ctx.run_id, included)
     components: dict[str, list[dict[str, Any]]] = {
         s: [] for s in ("agents", "models", "tools", "terminations", "teams")
@@ -46,7 +47,7 @@ async def write_gallery(ctx: RunContext) -> None:
         try:
             resolved[label] = ctx.resolve_env(records[label]["spec"])
         except NodeFailed as exc:
-            updates[label] = {**states[label], "status": "failed", "error": str(exc)}
+            updates[label] = {**states[label], "status": Status.FAILED, "error": str(exc)}
             continue
         components[GALLERY_SECTIONS[records[label]["type"]]].append(resolved[label])
 
@@ -78,10 +79,10 @@ async def write_gallery(ctx: RunContext) -> None:
             {v for label in resolved for v in secret_values(records[label]["spec"], ctx.env)}, key=len, reverse=True
         )
         for label in resolved:
-            if states[label]["status"] == "done":
+            if states[label]["status"] == Status.DONE:
                 updates[label] = {
                     **states[label],
-                    "status": "failed",
+                    "status": Status.FAILED,
                     "error": redact(f"gallery write failed: {exc}", secrets),
                 }
         ctx.store.set_states(ctx.run_id, updates, {lbl: states[lbl]["status"] for lbl in updates})
@@ -91,7 +92,7 @@ async def write_gallery(ctx: RunContext) -> None:
     cacheable = {}
     for label, comp in resolved.items():
         state = states[label]
-        if state["status"] != "done":
+        if state["status"] != Status.DONE:
             continue
         previous = old.get(label)
         outcome = "created" if previous is None else "unchanged" if previous == canonical_json(comp) else "updated"

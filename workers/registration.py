@@ -12,6 +12,7 @@ from typing import Any
 from shared.exceptions import TaskFailed
 from shared.refs import MissingVariable, redact, secret_values, substitute_variables
 from shared.retry import backoff_delay
+from shared.run_model import SUCCEEDED, UNSUCCESSFUL, Status
 from shared.store import TERMINAL, Store
 from shared.studio import StudioClient, StudioError
 from workers.validation import Undecided, same_autogen
@@ -154,9 +155,9 @@ async def sync_node(ctx: RunContext, label: str, record: dict[str, Any], redeliv
         raise NodeFailed("Studio validation failed: " + "; ".join(errors))
     if record["type"] == "team":
         outcome, team_id = await upsert_team(ctx, label, component, record["key"], redelivered)
-        return {"status": "done", "outcome": outcome, "team_id": team_id}
+        return {"status": Status.DONE, "outcome": outcome, "team_id": team_id}
     # gallery members get their final outcome when the gallery entry is written
-    return {"status": "done", "outcome": "validated"}
+    return {"status": Status.DONE, "outcome": "validated"}
 
 
 async def validate(ctx: RunContext, component: dict[str, Any]) -> list[str]:
@@ -188,9 +189,9 @@ async def studio_version(ctx: RunContext) -> str | None:
 def dependency_problem(record: dict[str, Any], states: Mapping[str, dict[str, Any]]) -> str | None:
     for dep in record.get("deps", []):
         status = states.get(dep, {}).get("status")
-        if status in ("failed", "skipped"):
+        if status in UNSUCCESSFUL:
             return f"depends on {dep!r} which {'failed' if status == 'failed' else 'was skipped'}"
-        if status not in ("done", "cached"):
+        if status not in SUCCEEDED:
             return f"depends on {dep!r} which did not finish (status {status})"
     return None
 
@@ -201,12 +202,12 @@ async def sync_batch(ctx: RunContext, labels: list[str], concurrency: int) -> di
     deps = {d for r in records.values() for d in r.get("deps", [])}
     states = store.node_states(ctx.run_id, set(labels) | deps)
     todo = [lbl for lbl in labels if states.get(lbl, {}).get("status") not in TERMINAL]
-    previous = {lbl: states.get(lbl, {}).get("status", "pending") for lbl in todo}
+    previous = {lbl: states.get(lbl, {}).get("status", Status.PENDING) for lbl in todo}
     started = time.time()
     running = {
         lbl: {
             **states.get(lbl, {}),
-            "status": "running",
+            "status": Status.RUNNING,
             "started": started,
             "worker": ctx.hostname,
             "task_id": ctx.task_id,
@@ -230,29 +231,29 @@ async def sync_batch(ctx: RunContext, labels: list[str], concurrency: int) -> di
         }
         problem = dependency_problem(record, states)
         if problem:
-            return label, {**base, "status": "skipped", "reason": problem}
+            return label, {**base, "status": Status.SKIPPED, "reason": problem}
         if listing_error and record["type"] == "team":
-            return label, {**base, "status": "failed", "error": listing_error, "finished": time.time()}
+            return label, {**base, "status": Status.FAILED, "error": listing_error, "finished": time.time()}
         async with gate:
             t0 = time.monotonic()
             try:
-                result = await sync_node(ctx, label, record, previous[label] == "running")
+                result = await sync_node(ctx, label, record, previous[label] == Status.RUNNING)
             except (NodeFailed, StudioError) as exc:
-                result = {"status": "failed", "error": redact(str(exc), secret_values(record["spec"], ctx.env))}
+                result = {"status": Status.FAILED, "error": redact(str(exc), secret_values(record["spec"], ctx.env))}
             except Exception as exc:  # a bug must not lose the batch's other results
                 result = {
-                    "status": "failed",
+                    "status": Status.FAILED,
                     "error": redact(f"{type(exc).__name__}: {exc}", secret_values(record["spec"], ctx.env)),
                 }
             return label, {**base, **result, "seconds": round(time.monotonic() - t0, 4), "finished": time.time()}
 
     results = dict(await asyncio.gather(*(one(lbl) for lbl in todo)))
-    store.set_states(ctx.run_id, results, {lbl: "running" for lbl in results})
+    store.set_states(ctx.run_id, results, {lbl: Status.RUNNING for lbl in results})
     # gallery members are cached once the gallery entry holding them is written
     cacheable = {
         lbl: (records[lbl]["key"], {"outcome": st["outcome"], "team_id": st.get("team_id")})
         for lbl, st in results.items()
-        if st["status"] == "done" and not records[lbl].get("gallery")
+        if st["status"] == Status.DONE and not records[lbl].get("gallery")
     }
     store.cache_results(ctx.ns, ctx.meta["tree"], cacheable)
     return results

@@ -11,6 +11,7 @@ from celery.signals import task_postrun, task_prerun
 
 from shared.metrics import Metrics, in_flight_key
 from shared.run_metrics import record_run
+from shared.run_model import RunState, Status
 from shared.settings import Settings, environment
 from shared.studio import StudioClient, StudioError
 from workers.canvas import publish_tasks, start_finalize, start_wave
@@ -81,7 +82,7 @@ def _with_context(task: WorkerTask, run_id: str, work: Callable[[RunContext, Set
 @app.task(name="agentq.sync_batch", base=WorkerTask, bind=True)
 def sync_batch(self: WorkerTask, run_id: str, wave: int, index: int) -> int:
     async def work(ctx: RunContext, settings: Settings) -> int:
-        if ctx.meta.get("state") == "finished":  # redelivered after its run ended: newer work may have followed
+        if ctx.meta.get("state") == RunState.FINISHED:  # redelivered after its run ended: newer work may have followed
             return 0
         labels = ctx.store.batch(run_id, wave, index)
         await sync_batch_nodes(ctx, labels, settings.studio_concurrency)
@@ -154,7 +155,7 @@ def finalize(self: WorkerTask, run_id: str) -> None:
     if meta is None:
         return
     error = _with_context(self, run_id, work) if meta.get("gallery_needed") else None
-    fields: dict[str, Any] = {"state": "finished", "finished": time.time()}
+    fields: dict[str, Any] = {"state": RunState.FINISHED, "finished": time.time()}
     if error:
         fields["error"] = error
     meta = store.update_meta(run_id, **fields)
@@ -166,8 +167,8 @@ def noop_batch(self: WorkerTask, run_id: str, wave: int, index: int) -> int:
     """A batch whose nodes do no work: measures what scheduling and run state cost (benchmarks)."""
     store = self.store
     labels = store.batch(run_id, wave, index)
-    done = {lbl: {"status": "done", "outcome": "unchanged", "finished": time.time()} for lbl in labels}
-    store.set_states(run_id, done, {lbl: "pending" for lbl in labels})
+    done = {lbl: {"status": Status.DONE, "outcome": "unchanged", "finished": time.time()} for lbl in labels}
+    store.set_states(run_id, done, {lbl: Status.PENDING for lbl in labels})
     return len(labels)
 
 
@@ -186,7 +187,7 @@ def run_workflow_tasks(self: WorkerTask, run_id: str, task_ids: list[str]) -> in
 
     def finish() -> None:
         if store.claim(run_id, "finished"):
-            record_run(store, store.update_meta(run_id, state="finished", finished=time.time()))
+            record_run(store, store.update_meta(run_id, state=RunState.FINISHED, finished=time.time()))
 
     # the request is this thread's, not the loop's
     hostname, task_id = self.request.hostname or socket.gethostname(), self.request.id

@@ -14,6 +14,7 @@ from typing import Any
 from shared.metrics import Metrics
 from shared.prompts import task_key, task_prompt
 from shared.refs import MissingVariable, redact, secret_values, substitute_variables
+from shared.run_model import Status
 from shared.semaphore import PrioritySemaphore
 from shared.settings import Settings
 from shared.store import TERMINAL, AsyncRunState
@@ -54,7 +55,7 @@ async def run_tasks(ctx: WorkflowContext, task_ids: list[str]) -> None:
     running = {
         t: {
             **states.get(t, {}),
-            "status": "running",
+            "status": Status.RUNNING,
             "started": now,
             "worker": ctx.hostname,
             "pid": os.getpid(),
@@ -62,7 +63,7 @@ async def run_tasks(ctx: WorkflowContext, task_ids: list[str]) -> None:
         }
         for t in fresh
     }
-    await ctx.state.set_states(ctx.run_id, running, {t: states.get(t, {}).get("status", "pending") for t in fresh})
+    await ctx.state.set_states(ctx.run_id, running, {t: states.get(t, {}).get("status", Status.PENDING) for t in fresh})
     order = StartOrder(sorted(fresh, key=lambda t: -records[t].get("rank", 0)))
     await asyncio.gather(*(_one(ctx, t, records[t], running[t], states, outputs, order) for t in fresh))
 
@@ -97,7 +98,7 @@ async def _end_one(
     transcript: list[dict[str, Any]] | None = None
     problem = dependency_problem({"deps": task.get("dependencies", [])}, states)
     if problem:
-        result: dict[str, Any] = {"status": "skipped", "reason": problem}
+        result: dict[str, Any] = {"status": Status.SKIPPED, "reason": problem}
     else:
         inputs = [(dep, states[dep]["key"], outputs.get(dep, "")) for dep in task.get("dependencies", [])]
         key = task_key(record["goal"], task, record["agent"], inputs)
@@ -107,12 +108,12 @@ async def _end_one(
             ctx.metrics.inc("agentq_cache_requests_total", ["workflow_task", "hit" if hit else "miss"])
         if hit is not None:
             output, transcript = hit.pop("output"), hit.pop("transcript", None)
-            result = {"status": "cached", "key": key, **hit}
+            result = {"status": Status.CACHED, "key": key, **hit}
         else:
             result, output, transcript = await _run(ctx, tid, record, inputs, key, order)
     state = {**base, **result, "seconds": round(time.monotonic() - t0, 4), "finished": time.time()}
     ctx.metrics.inc("agentq_workflow_tasks_total", [state["status"]])
-    ended = await ctx.state.end_task(ctx.run_id, tid, state, "running", output, transcript, record["dependents"])
+    ended = await ctx.state.end_task(ctx.run_id, tid, state, Status.RUNNING, output, transcript, record["dependents"])
     await _release(ctx, record, ended.released)
     if ended.left == 0:
         ctx.finish()
@@ -148,11 +149,11 @@ async def _run(
         outcome = await agent_runtime.run(component, prompt, task.get("timeout") or ctx.settings.task_timeout_seconds)
     except MissingVariable as exc:
         error = f"environment variable {exc.name} is not set on worker {ctx.hostname} (field {exc.field})"
-        return {"status": "failed", "error": error}, None, None
+        return {"status": Status.FAILED, "error": error}, None, None
     except (agent_runtime.AgentError, ModelError) as exc:
-        return {"status": "failed", "error": redact(str(exc), secrets)}, None, None
+        return {"status": Status.FAILED, "error": redact(str(exc), secrets)}, None, None
     except Exception as exc:  # the model's or a tool's failure ends this task only
-        return {"status": "failed", "error": redact(f"{type(exc).__name__}: {exc}", secrets)}, None, None
+        return {"status": Status.FAILED, "error": redact(f"{type(exc).__name__}: {exc}", secrets)}, None, None
     usage = models.usage
     transcript = [{**m, "content": redact(m["content"], secrets)} for m in outcome.transcript]
     output = redact(outcome.output, secrets)
@@ -165,7 +166,7 @@ async def _run(
     }
     if task.get("cache", True):
         await ctx.state.cache(key, {"output": output, "transcript": transcript, **summary})
-    return {"status": "done", "outcome": "ran", "key": key, **summary}, output, transcript
+    return {"status": Status.DONE, "outcome": "ran", "key": key, **summary}, output, transcript
 
 
 async def _release(ctx: WorkflowContext, record: dict[str, Any], released: list[str]) -> None:

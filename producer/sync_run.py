@@ -14,6 +14,7 @@ from producer.scanner import ScanResult, default_cache_path, scan
 from shared.hashing import canonical_json, namespace, sha256_hex
 from shared.metrics import Metrics
 from shared.run_metrics import record_run
+from shared.run_model import RunState, Status
 from shared.settings import Settings, environment, scan_limits, tree_limits
 from shared.store import TERMINAL, Store
 from shared.tree import Tree, build_tree
@@ -87,14 +88,14 @@ def submit(prepared: Prepared, settings: Settings, store: Store, app: Celery | N
         "waves": len(plan.waves),
         "total": len(plan.states),
         "created": time.time(),
-        "state": "running" if plan.has_work else "finished",
+        "state": RunState.RUNNING if plan.has_work else RunState.FINISHED,
     }
     if not plan.has_work:
         meta["finished"] = meta["created"]
     store.create_run(run_id, meta, plan.states, specs, plan.waves)
     metrics = Metrics()
     for label in prepared.tree.valid:
-        hit = "hit" if plan.states[label]["status"] == "cached" else "miss"
+        hit = "hit" if plan.states[label]["status"] == Status.CACHED else "miss"
         metrics.inc("agentq_cache_requests_total", [tree.nodes[label].component_type, hit])
     metrics.flush(store.r)
     if not plan.has_work:
@@ -126,9 +127,9 @@ def wait(
             done = sum(counts.get(s, 0) for s in TERMINAL)
             if on_progress:
                 on_progress(done, int(meta["total"]))
-            if watch and meta.get("state") != "finished":
+            if watch and meta.get("state") != RunState.FINISHED:
                 watch(done)
-        if meta.get("state") == "finished":
+        if meta.get("state") == RunState.FINISHED:
             return meta
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"run {run_id} still running after {timeout:.0f} s")
@@ -171,7 +172,7 @@ def remember_if_clean(
         "seconds": None,
         "counts": counts,
         "studio_requests": {},
-        "nodes": {lbl: {**st, "status": "cached", "outcome": "unchanged"} for lbl, st in report["nodes"].items()},
+        "nodes": {lbl: {**st, "status": Status.CACHED, "outcome": "unchanged"} for lbl, st in report["nodes"].items()},
     }
     metrics = Metrics()  # the counts a full no-change sync adds (see submit and record_run)
     for label in valid:

@@ -1,0 +1,143 @@
+"""The producer as a Python API, for scripts: the same steps as the CLI, returning typed results.
+
+    from producer import plan, sync, run_workflow
+
+    result = sync("configs/")            # REDIS_URL and STUDIO_URL from the environment
+    if not result.succeeded:
+        print(result.counts, result.failed)
+
+Without REDIS_URL, each call starts an embedded Redis and a worker for its duration, as the CLI
+does. Errors are the project's exceptions (shared/exceptions.py): InvalidInput for a bad workflow
+file, ServiceUnavailable for a service that cannot be reached or started, TimeoutError for a run
+that stopped moving.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from producer import embedded
+from shared.exceptions import ServiceUnavailable
+from shared.run_model import RunState
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
+    from shared.store import Store
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    changes: dict[str, list[str]]  # new / changed / unchanged / invalid / skipped -> labels
+    waves: list[list[str]]
+    errors: list[str]  # each names its file and field
+    gallery_write: bool
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A finished sync or workflow run, as `producer status` / `producer result --json` show it."""
+
+    run_id: str | None
+    succeeded: bool
+    counts: dict[str, int]
+    report: dict[str, Any] = field(repr=False)
+
+    @property
+    def failed(self) -> dict[str, str]:
+        """Label or task id -> why it failed or was skipped."""
+        items = self.report.get("nodes") or self.report.get("tasks") or {}
+        return {
+            k: str(v.get("error") or v.get("reason"))
+            for k, v in items.items()
+            if v.get("status") in ("failed", "skipped")
+        }
+
+
+def plan(directory: str | Path, settings: Settings | None = None) -> PlanResult:
+    """What a sync of `directory` would do, without doing it."""
+    from producer.sync_run import prepare
+
+    with _services(settings) as (store, ready):
+        prepared = prepare(Path(directory), ready, store)
+    by_change: dict[str, list[str]] = {}
+    for label, change in sorted(prepared.plan.changes.items()):
+        by_change.setdefault(change, []).append(label)
+    return PlanResult(
+        changes={k: by_change.get(k, []) for k in ("new", "changed", "unchanged", "invalid", "skipped")},
+        waves=[[lbl for batch in wave for lbl in batch] for wave in prepared.plan.waves],
+        errors=[str(e) for e in prepared.tree.errors],
+        gallery_write=prepared.plan.gallery_needed,
+    )
+
+
+def sync(directory: str | Path, settings: Settings | None = None, timeout: float | None = None) -> RunResult:
+    """Sync `directory` into AutoGen Studio through the workers and wait for the result."""
+    from producer.report import run_report, succeeded
+    from producer.sync_run import prepare, submit, wait
+
+    with _services(settings) as (store, ready):
+        prepared = prepare(Path(directory), ready, store)
+        app = _app(ready) if prepared.plan.has_work else None
+        run_id = submit(prepared, ready, store, app)
+        wait(store, run_id, timeout=timeout)
+        report = run_report(store, run_id)
+    assert report is not None
+    return RunResult(run_id, succeeded(report), report["counts"], report)
+
+
+def run_workflow(
+    file: str | Path,
+    tree: str | Path | None = None,
+    settings: Settings | None = None,
+    sequential: bool = False,
+    no_cache: bool = False,
+    timeout: float | None = None,
+) -> RunResult:
+    """Run a workflow file's tasks on the workers and wait for every result."""
+    from producer.report import workflow_report
+    from producer.sync_run import wait
+    from producer.workflow_run import load, submit
+
+    with _services(settings) as (store, ready):
+        prepared = load(Path(file), Path(tree) if tree else None, ready)
+        run_id, _ = submit(prepared, ready, store, lambda: _app(ready), sequential=sequential, no_cache=no_cache)
+        wait(store, run_id, timeout=timeout)
+        report = workflow_report(store, run_id)
+    assert report is not None
+    counts = report["counts"]
+    ok = report.get("state") == RunState.FINISHED and not counts["failed"] and not counts["skipped"]
+    return RunResult(run_id, ok, counts, report)
+
+
+@contextmanager
+def _services(settings: Settings | None) -> Iterator[tuple[Store, Settings]]:
+    """The configured Redis, or an embedded Redis and worker for the call's duration."""
+    import redis
+
+    from shared.settings import load_settings, with_overrides
+    from shared.store import Store
+
+    ready = settings or load_settings()
+    with embedded.LocalServices() as services:
+        if ready.redis_url is None:
+            url, proc = embedded.start_redis(ready.cache_dir / "redis", persist=True)
+            services.add_process(proc)
+            ready = with_overrides(ready, redis_url=url)
+            services.add_process(embedded.start_worker(url, log_path=ready.cache_dir / "worker.log"))
+        assert ready.redis_url is not None
+        store = Store.from_url(ready.redis_url, cache_ttl=ready.cache_ttl_seconds, run_ttl=ready.run_ttl_seconds)
+        try:
+            store.r.ping()
+        except redis.RedisError as exc:
+            raise ServiceUnavailable(f"Redis at {ready.redis_url} is unreachable: {exc}") from exc
+        yield store, ready
+
+
+def _app(settings: Settings) -> Any:
+    from workers.celery_app import create_app
+
+    return create_app(settings)
