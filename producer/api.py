@@ -131,7 +131,7 @@ def _services(settings: Settings | None) -> Iterator[tuple[Store, Settings]]:
         assert ready.redis_url is not None
         store = Store.from_url(ready.redis_url, cache_ttl=ready.cache_ttl_seconds, run_ttl=ready.run_ttl_seconds)
         try:
-            store.r.ping()
+            store.ping()
         except redis.RedisError as exc:
             raise ServiceUnavailable(f"Redis at {ready.redis_url} is unreachable: {exc}") from exc
         yield store, ready

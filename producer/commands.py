@@ -121,7 +121,7 @@ def _redis(settings: Settings, services: embedded.LocalServices, quiet: bool) ->
             )
     store = _store(settings, url)
     try:
-        store.r.ping()
+        store.ping()
     except redis.RedisError as exc:
         err().print(f"[red]error:[/red] Redis at {escape(url)} is unreachable: {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(Exit.UNAVAILABLE) from exc
@@ -488,11 +488,9 @@ def _recent_runs(store: Store | None) -> list[dict[str, Any]]:
     if store is None:
         return []
     try:
-        keys = list(store.r.scan_iter("agentq:run:*:meta", count=1000))[:200]
-        metas = [json.loads(v) for v in store.r.mget(keys) if v] if keys else []
+        return store.recent_runs()
     except redis.RedisError:
         return []
-    return sorted(metas, key=lambda m: m.get("created", 0), reverse=True)
 
 
 def main() -> None:

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from shared.metrics import HOSTS, IN_FLIGHT
 from shared.run_model import Status
 from shared.store import Store
 
@@ -23,13 +22,11 @@ from shared.store import Store
 def lost_messages(store: Store, dead_after: float, now: float | None = None) -> dict[str, list[str]]:
     """Silent worker's node name -> the Celery task ids it was running when it fell silent."""
     now = time.time() if now is None else now
-    beats = {name: json.loads(raw).get("ts", 0.0) for name, raw in store.r.hgetall(HOSTS).items()}
+    beats = store.heartbeats()
     lost: dict[str, list[str]] = {}
-    for key in store.r.scan_iter(IN_FLIGHT + "*", count=1000):
-        worker = key.removeprefix(IN_FLIGHT)
+    for worker, since in store.running_messages().items():
         if now - beats.get(worker, 0.0) > dead_after:
-            since = store.r.hgetall(key)
-            ids = [str(task_id) for task_id, ts in since.items() if now - float(ts) > dead_after]
+            ids = [task_id for task_id, ts in since.items() if now - ts > dead_after]
             if ids:
                 lost[worker] = ids
     return lost
@@ -88,14 +85,9 @@ class Watchdog:
             return
         self._checked = now
         for worker, task_ids in lost_messages(self.store, self.dead_after).items():
-            live = {
-                str(t)
-                for key in self.store.r.scan_iter(IN_FLIGHT + "*", count=1000)
-                if key != IN_FLIGHT + worker
-                for t in self.store.r.hkeys(key)
-            }
+            live = {t for other, ids in self.store.running_messages().items() if other != worker for t in ids}
             count = requeue(self.app(), set(task_ids), time.time() - self.dead_after, live)
-            self.store.r.hdel(IN_FLIGHT + worker, *task_ids)
+            self.store.messages_ended(worker, *task_ids)
             self.say(
                 f"worker gone: {worker} silent for over {self.dead_after:g} s; requeued {count} message(s) "
                 f"({len(task_ids)} it was running)"

@@ -33,7 +33,7 @@ def run_report(store: Store, run_id: str) -> dict[str, Any] | None:
     counts = {o: 0 for o in OUTCOMES}
     for state in nodes.values():
         counts[outcome_of(state)] += 1
-    requests = {k: int(v) for k, v in store.r.hgetall(store.run_key(run_id, "requests")).items()}
+    requests = store.tally(run_id, "requests")
     finished = meta.get("finished")
     return {
         "run_id": run_id,
@@ -87,7 +87,7 @@ def workflow_report(store: Store, run_id: str) -> dict[str, Any] | None:
     if meta is None or meta.get("kind") != "workflow":
         return None
     states = store.node_states(run_id)
-    outputs = store.r.hgetall(store.run_key(run_id, "outputs"))
+    outputs = store.outputs(run_id)
     transcripts = store.transcripts(run_id)
     order = meta.get("order") or []
     ranked = sorted(states, key=lambda t: (order.index(t) if t in order else -1, t))
@@ -115,7 +115,7 @@ def workflow_report(store: Store, run_id: str) -> dict[str, Any] | None:
     for st in states.values():
         counts[st.get("status", Status.PENDING)] = counts.get(st.get("status", Status.PENDING), 0) + 1
     finished = meta.get("finished")
-    retries = {k: int(v) for k, v in store.r.hgetall(store.run_key(run_id, "retries")).items()}
+    retries = store.tally(run_id, "retries")
     return {
         "run_id": run_id,
         "workflow": meta.get("workflow"),

@@ -97,7 +97,7 @@ def submit(prepared: Prepared, settings: Settings, store: Store, app: Celery | N
     for label in prepared.tree.valid:
         hit = "hit" if plan.states[label]["status"] == Status.CACHED else "miss"
         metrics.inc("agentq_cache_requests_total", [tree.nodes[label].component_type, hit])
-    metrics.flush(store.r)
+    store.flush(metrics)
     if not plan.has_work:
         record_run(store, meta)
     if plan.has_work:

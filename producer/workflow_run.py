@@ -163,7 +163,7 @@ def submit(
     store.create_workflow_run(
         run_id, meta, states, specs, plan.open if plan else {}, plan.ready if plan else [], outputs, transcripts
     )
-    metrics.flush(store.r)
+    store.flush(metrics)
     if not plan:
         record_run(store, meta)
     if celery is not None:
@@ -196,10 +196,10 @@ def _cached_states(
             keys[tid] = task_key(wf.goal, records[tid]["task"], records[tid]["agent"], inputs)
         if not keys:
             break
-        for tid, hit in zip(keys, store.r.mget([Store.task_cache_key(k) for k in keys.values()]), strict=False):
+        for tid, hit in zip(keys, store.task_results(list(keys.values())), strict=True):
             metrics.inc("agentq_cache_requests_total", ["workflow_task", "hit" if hit else "miss"])
             if hit:
-                result = json.loads(hit)
+                result = dict(hit)
                 outputs[tid] = result.pop("output")
                 if result.get("transcript"):
                     transcripts[tid] = json.dumps(result["transcript"])

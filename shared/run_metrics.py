@@ -26,4 +26,4 @@ def record_run(store: Store, meta: dict[str, Any]) -> None:
         metrics.inc("agentq_sync_outcomes_total", [st.get("type") or "file", outcome])
     if meta.get("finished"):
         metrics.observe("agentq_run_duration_seconds", [kind], meta["finished"] - meta["created"])
-    metrics.flush(store.r)
+    store.flush(metrics)

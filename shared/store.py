@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ import redis
 import redis.asyncio as aioredis
 
 from shared.keys import PREFIX, ROOT_PREFIX
+from shared.metrics import HOSTS, IN_FLIGHT, Metrics
 from shared.run_model import TERMINAL  # noqa: F401  (re-exported: the store decides what is over)
 
 END_TASK_LUA = (Path(__file__).parent / "lua" / "end_task.lua").read_text()
@@ -44,6 +46,68 @@ class Store:
     @staticmethod
     def gallery_cache_key(ns: str, key: str) -> str:
         return f"{PREFIX}:{ns}:gallery:{key}"
+
+    def ping(self) -> None:
+        self.r.ping()
+
+    def flush(self, metrics: Metrics) -> None:
+        """Add a process's metrics to the cluster's totals (shared/metrics.py)."""
+        metrics.flush(self.r)
+
+    # ---- workers' heartbeats and the messages each is running (producer/recovery.py) -------------
+    def heartbeats(self) -> dict[str, float]:
+        """Worker node name -> when it last reported (workers/resources.py)."""
+        return {str(name): json.loads(raw).get("ts", 0.0) for name, raw in self.r.hgetall(HOSTS).items()}
+
+    def running_messages(self) -> dict[str, dict[str, float]]:
+        """Worker node name -> the Celery task ids it is running -> since when."""
+        out: dict[str, dict[str, float]] = {}
+        for key in self.r.scan_iter(IN_FLIGHT + "*", count=1000):
+            out[str(key).removeprefix(IN_FLIGHT)] = {str(t): float(ts) for t, ts in self.r.hgetall(key).items()}
+        return out
+
+    def message_started(self, worker: str, task_id: str) -> None:
+        self.r.hset(IN_FLIGHT + worker, task_id, time.time())
+
+    def messages_ended(self, worker: str, *task_ids: str) -> None:
+        if task_ids:
+            self.r.hdel(IN_FLIGHT + worker, *task_ids)
+
+    # ---- small per-run values and tallies ------------------------------------------------------
+    def run_value(self, run_id: str, part: str) -> str | None:
+        value = self.r.get(self.run_key(run_id, part))
+        return None if value is None else str(value)
+
+    def set_run_value(self, run_id: str, part: str, value: str, only_if_new: bool = False) -> None:
+        self.r.set(self.run_key(run_id, part), value, ex=self.run_ttl, nx=only_if_new)
+
+    def tally(self, run_id: str, part: str) -> dict[str, int]:
+        """A run's counters: `requests` (Studio requests by endpoint), `retries` (by cause)."""
+        return {str(k): int(v) for k, v in self.r.hgetall(self.run_key(run_id, part)).items()}
+
+    def add_to_tally(self, run_id: str, part: str, counts: Mapping[str, int]) -> None:
+        if not counts:
+            return
+        pipe = self.r.pipeline(transaction=False)
+        for name, count in counts.items():
+            pipe.hincrby(self.run_key(run_id, part), name, count)
+        pipe.expire(self.run_key(run_id, part), self.run_ttl)
+        pipe.execute()
+
+    def outputs(self, run_id: str) -> dict[str, str]:
+        """A workflow run's task outputs by task id."""
+        return {str(k): str(v) for k, v in self.r.hgetall(self.run_key(run_id, "outputs")).items()}
+
+    def task_results(self, keys: list[str]) -> list[dict[str, Any] | None]:
+        """Cached workflow task results for these content keys, in order (one round trip)."""
+        values = self.r.mget([self.task_cache_key(k) for k in keys]) if keys else []
+        return [json.loads(v) if v else None for v in values]
+
+    def recent_runs(self, limit: int = 200) -> list[dict[str, Any]]:
+        """Runs' metadata, newest first (`producer monitor`)."""
+        keys = list(self.r.scan_iter(f"{PREFIX}:run:*:meta", count=1000))[:limit]
+        metas = [json.loads(v) for v in self.r.mget(keys) if v] if keys else []
+        return sorted(metas, key=lambda m: m.get("created", 0), reverse=True)
 
     def mark_root(self, digest: str, run_id: str, cache_keys: list[str]) -> bool:
         """Record a clean sync's root; every cache entry under it is kept at least as long as the

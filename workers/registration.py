@@ -53,10 +53,9 @@ async def ensure_team_listing(ctx: RunContext) -> dict[str, dict[str, Any]]:
 
     Matching by label is how a first sync (or one after the cache was lost) finds existing rows.
     """
-    key = ctx.store.run_key(ctx.run_id, "studio-teams")
     deadline = time.monotonic() + LISTING_WAIT_SECONDS
     while time.monotonic() < deadline:
-        value = ctx.store.r.get(key)
+        value = ctx.store.run_value(ctx.run_id, "studio-teams")
         if value is not None:
             return json.loads(value)
         if ctx.store.claim(ctx.run_id, "team-listing"):
@@ -70,7 +69,7 @@ async def ensure_team_listing(ctx: RunContext) -> dict[str, dict[str, Any]]:
                 label = (row.get("component") or {}).get("label")
                 if label and label not in by_label and row.get("user_id") == ctx.client.user_id:
                     by_label[label] = {"id": row["id"], "version": row.get("version")}
-            ctx.store.r.set(key, json.dumps(by_label), ex=ctx.store.run_ttl)
+            ctx.store.set_run_value(ctx.run_id, "studio-teams", json.dumps(by_label))
             return by_label
         await asyncio.sleep(0.05)
     raise NodeFailed("timed out waiting for another worker to list Studio's teams")
@@ -174,15 +173,14 @@ async def validate(ctx: RunContext, component: dict[str, Any]) -> list[str]:
 
 async def studio_version(ctx: RunContext) -> str | None:
     """Studio's release, asked once per run and shared through Redis ("" when it would not say)."""
-    key = ctx.store.run_key(ctx.run_id, "studio-version")
-    stored = ctx.store.r.get(key)
+    stored = ctx.store.run_value(ctx.run_id, "studio-version")
     if stored is not None:
-        return str(stored) or None
+        return stored or None
     try:
         known = await ctx.client.version() or ""
     except StudioError:
         known = ""
-    ctx.store.r.set(key, known, ex=ctx.store.run_ttl, nx=True)
+    ctx.store.set_run_value(ctx.run_id, "studio-version", known, only_if_new=True)
     return known or None
 
 

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from celery.signals import task_postrun, task_prerun
 
-from shared.metrics import Metrics, in_flight_key
+from shared.metrics import Metrics
 from shared.run_metrics import record_run
 from shared.run_model import RunState, Status
 from shared.settings import Settings, environment
@@ -30,13 +30,13 @@ def _in_flight(task_id: str, task: Any, **_: Any) -> None:
     """Which worker holds which message, so the producer can requeue the messages of a worker
     that died (producer/recovery.py); cleared when the task returns."""
     if isinstance(task, WorkerTask) and task.request.hostname:
-        task.store.r.hset(in_flight_key(task.request.hostname), task_id, time.time())
+        task.store.message_started(task.request.hostname, task_id)
 
 
 @task_postrun.connect
 def _landed(task_id: str, task: Any, **_: Any) -> None:
     if isinstance(task, WorkerTask) and task.request.hostname:
-        task.store.r.hdel(in_flight_key(task.request.hostname), task_id)
+        task.store.messages_ended(task.request.hostname, task_id)
 
 
 def _with_context(task: WorkerTask, run_id: str, work: Callable[[RunContext, Settings], Awaitable[T]]) -> T | None:
@@ -66,17 +66,12 @@ def _with_context(task: WorkerTask, run_id: str, work: Callable[[RunContext, Set
             try:
                 return await work(ctx, settings)
             finally:
-                if client.requests:
-                    pipe = store.r.pipeline(transaction=False)
-                    for name, count in client.requests.items():
-                        pipe.hincrby(store.run_key(run_id, "requests"), name, count)
-                    pipe.expire(store.run_key(run_id, "requests"), store.run_ttl)
-                    pipe.execute()
+                store.add_to_tally(run_id, "requests", client.requests)
 
     try:
         return task.run_async(go())
     finally:
-        metrics.flush(store.r)
+        store.flush(metrics)
 
 
 @app.task(name="agentq.sync_batch", base=WorkerTask, bind=True)
@@ -209,7 +204,7 @@ def run_workflow_tasks(self: WorkerTask, run_id: str, task_ids: list[str]) -> in
         try:
             await run_tasks(ctx, task_ids)
         finally:
-            ctx.metrics.flush(store.r)
+            store.flush(ctx.metrics)
 
     self.run_async(go())
     return len(task_ids)
