@@ -17,16 +17,8 @@ from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
 
-# The seed thresholds, as in monitoring/alerts.yml.
-THRESHOLDS = {
-    "cpu": 80.0,
-    "memory": 85.0,
-    "disk": 90.0,
-    "studio_p95_warning": 1.0,
-    "studio_p95_critical": 5.0,
-    "queue_backlog": 100.0,
-    "failure_ratio": 0.1,
-}
+from monitoring.thresholds import thresholds
+
 SPARK = "▁▂▃▄▅▆▇█"
 
 
@@ -76,6 +68,7 @@ class Monitor:
         self.throughput: deque[float] = deque(maxlen=30)
         self.queue_history: dict[str, deque[float]] = {}
         self.snapshots: list[Snapshot] = []
+        self.thresholds = thresholds()  # monitoring/alerts.yml, where Prometheus reads them too
 
     def poll(self) -> Snapshot:
         now = time.time()
@@ -140,7 +133,7 @@ class Monitor:
         return snap
 
     def alerts(self, s: Snapshot) -> list[dict[str, str]]:
-        t, out = THRESHOLDS, []
+        t, out = self.thresholds, []
 
         def add(name: str, severity: str, summary: str) -> None:
             out.append({"name": name, "severity": severity, "summary": summary})
@@ -214,6 +207,6 @@ class Monitor:
         return Group(Panel(f"{studio_line}\n{trend}", title="agentq monitor"), hosts, workers, queues, alerts, recent)
 
     def save(self, path: str) -> None:
-        data = {"snapshots": [s.__dict__ for s in self.snapshots], "thresholds": THRESHOLDS}
+        data = {"snapshots": [s.__dict__ for s in self.snapshots], "thresholds": self.thresholds}
         with open(path, "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=2)

@@ -116,3 +116,20 @@ def test_dashboard_queries_only_metrics_the_exporter_serves() -> None:
         for target in panel["targets"]:
             used |= set(re.findall(r"\b(?:celery|agentq)[a-z0-9_:]*", target["expr"]))
     assert used and used <= served | recorded, used - served - recorded
+
+
+def test_monitor_reads_the_thresholds_prometheus_alerts_on(tmp_path) -> None:
+    from monitoring.thresholds import thresholds
+
+    assert thresholds() == {
+        "cpu": 80.0,
+        "memory": 85.0,
+        "disk": 90.0,
+        "studio_p95_warning": 1.0,
+        "studio_p95_critical": 5.0,
+        "queue_backlog": 100.0,
+        "failure_ratio": 0.1,
+    }
+    changed = tmp_path / "alerts.yml"
+    changed.write_text((ROOT / "monitoring/alerts.yml").read_text().replace("expr: vector(80)", "expr: vector(70)"))
+    assert thresholds(changed)["cpu"] == 70.0
