@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,35 @@ def spawn(args: list[str], log_path: Path | None, **kwargs: Any) -> subprocess.P
         return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, **kwargs)
     with open(log_path, "ab") as log:
         return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, **kwargs)
+
+
+def wait_ready(
+    proc: subprocess.Popen[bytes], ready: Callable[[], bool], what: str, timeout: float, log: Path | None = None
+) -> None:
+    """Poll `ready` until it is true; a process that exits or a timeout is a ServiceError naming
+    `what` (and its log), and the process is stopped. `ready` may raise OSError for "not yet"."""
+    see = f"; see {log}" if log else ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServiceError(f"{what} exited with code {proc.returncode}{see}")
+        try:
+            if ready():
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    stop(proc)
+    raise ServiceError(f"{what} did not come up within {timeout:g} s{see}")
+
+
+def _answers(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def free_port() -> int:
@@ -85,17 +115,15 @@ def start_redis(data_dir: Path, port: int | None = None, persist: bool = False) 
     import redis
 
     client = redis.Redis.from_url(url)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise ServiceError(f"redis-server exited with code {proc.returncode}")
+
+    def pong() -> bool:
         try:
-            client.ping()
-            return url, proc
+            return bool(client.ping())
         except redis.ConnectionError:
-            time.sleep(0.05)
-    stop(proc)
-    raise ServiceError("redis-server did not answer within 15 s")
+            return False
+
+    wait_ready(proc, pong, f"redis-server on port {port}", 15)
+    return url, proc
 
 
 def start_worker(
@@ -138,20 +166,16 @@ def start_worker(
 
     probe = Celery(broker=redis_url, backend=redis_url)
     probe.conf.update(accept_content=["json"], task_serializer="json", result_serializer="json")
-    deadline = time.monotonic() + 60
+
+    def answers() -> bool:
+        replies = probe.control.ping(timeout=0.5) or []
+        return any(host.startswith(nodename + "@") for reply in replies for host in reply)
+
     try:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise ServiceError(
-                    f"celery worker exited with code {proc.returncode}" + (f"; see {log_path}" if log_path else "")
-                )
-            replies = probe.control.ping(timeout=0.5) or []
-            if any(host.startswith(nodename + "@") for reply in replies for host in reply):
-                return proc
+        wait_ready(proc, answers, "celery worker", 60, log_path)
     finally:
         probe.close()
-    stop(proc)
-    raise ServiceError("celery worker did not come up within 60 s")
+    return proc
 
 
 def studio_binary(explicit: str | None = None) -> str:
@@ -185,21 +209,9 @@ def start_studio(
     ]
     env = {**os.environ, "HOME": str(app_dir / "home")}
     proc = spawn(args, app_dir / "studio.log", env=env)
-    import httpx
-
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise ServiceError(f"autogenstudio exited with code {proc.returncode}; see {app_dir / 'studio.log'}")
-        try:
-            if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
-                return url, proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    stop(proc)
-    raise ServiceError(f"autogenstudio did not become healthy within 90 s; see {app_dir / 'studio.log'}")
+    wait_ready(proc, lambda: _answers(f"{url}/api/health"), "autogenstudio", 90, app_dir / "studio.log")
+    return url, proc
 
 
 class LocalServices(ExitStack):
@@ -218,39 +230,24 @@ def start_standin_llm(port: int | None = None) -> subprocess.Popen[bytes]:
         stderr=subprocess.STDOUT,
         cwd=Path(__file__).resolve().parent.parent,
     )
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise ServiceError(f"stand-in endpoint exited with code {proc.returncode} (port {port} taken?)")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc
-        except OSError:
-            time.sleep(0.05)
-    stop(proc)
-    raise ServiceError("stand-in endpoint did not start within 15 s")
+
+    def listening() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+
+    wait_ready(proc, listening, f"stand-in endpoint on port {port}", 15)
+    return proc
 
 
 def start_exporter(
     redis_url: str, port: int, env: dict[str, str] | None = None, log_path: Path | None = None
 ) -> subprocess.Popen[bytes]:
     """`python -m monitoring.exporter` on loopback; returns once /health answers."""
-    import httpx
-
     proc = spawn(
         [sys.executable, "-m", "monitoring.exporter", "--port", str(port)],
         log_path,
         env={**os.environ, **(env or {}), "REDIS_URL": redis_url},
         cwd=Path(__file__).resolve().parent.parent,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise ServiceError(f"exporter exited with code {proc.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    stop(proc)
-    raise ServiceError("exporter did not answer within 30 s")
+    wait_ready(proc, lambda: _answers(f"http://127.0.0.1:{port}/health"), "exporter", 30, log_path)
+    return proc
