@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.bench_workflow import write_tree  # noqa: E402
 from benchmarks.common import redis_and_workers  # noqa: E402
 from producer.standin_llm import ThreadedStandIn  # noqa: E402
-from shared.workflow import Workflow, release_plan  # noqa: E402
+from shared.core.workflow import Workflow, release_plan  # noqa: E402
 
 
 def graph(tasks: int, layers: int, seed: int) -> tuple[dict[str, list[str]], dict[str, float]]:

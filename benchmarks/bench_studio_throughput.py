@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.common import redis_and_workers  # noqa: E402
 from benchmarks.gen_tree import teams_tree  # noqa: E402
 from producer import embedded  # noqa: E402
-from shared.refs import inline_refs  # noqa: E402
+from shared.core.refs import inline_refs  # noqa: E402
 
 
 async def raw(url: str, user: str, teams: list[dict], concurrency: int, validate: bool) -> float:

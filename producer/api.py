@@ -7,7 +7,7 @@
         print(result.counts, result.failed)
 
 Without REDIS_URL, each call starts an embedded Redis and a worker for its duration, as the CLI
-does. Errors are the project's exceptions (shared/exceptions.py): InvalidInput for a bad workflow
+does. Errors are the project's exceptions (shared/core/exceptions.py): InvalidInput for a bad workflow
 file, ServiceUnavailable for a service that cannot be reached or started, TimeoutError for a run
 that stopped moving.
 """
@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from producer import embedded
-from shared.exceptions import ServiceUnavailable
-from shared.run_model import RunState
+from shared.core.exceptions import ServiceUnavailable
+from shared.core.run_model import RunState
 
 if TYPE_CHECKING:
     from shared.settings import Settings

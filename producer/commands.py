@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from producer import embedded
-from shared.exceptions import InvalidInput, ServiceUnavailable
-from shared.run_model import RunState
+from shared.core.exceptions import InvalidInput, ServiceUnavailable
+from shared.core.run_model import RunState
 
 if TYPE_CHECKING:
     from rich.console import Console

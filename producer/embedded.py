@@ -17,7 +17,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from shared.exceptions import ServiceUnavailable
+from shared.core.exceptions import ServiceUnavailable
 
 STUDIO_VENV_BIN = Path.home() / ".cache" / "agentq-ags" / "bin" / "autogenstudio"
 

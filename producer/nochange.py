@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from producer.walk import config_files, default_cache_path
-from shared.keys import COUNTERS, ROOT_PREFIX
+from shared.core.keys import COUNTERS, ROOT_PREFIX
 
 NO_CHANGE_LUA = Path(__file__).resolve().parent.parent / "shared" / "lua" / "no_change.lua"
 

@@ -6,11 +6,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.graph import waves
-from shared.hashing import gallery_key
-from shared.run_model import Status
-from shared.specs import GALLERY_SECTIONS
-from shared.tree import Tree
+from shared.core.graph import waves
+from shared.core.hashing import gallery_key
+from shared.core.run_model import Status
+from shared.core.specs import GALLERY_SECTIONS
+from shared.core.tree import Tree
 
 # Enough batches per wave to keep several workers busy, however small the wave.
 MIN_BATCHES_PER_WAVE = 8

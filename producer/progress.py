@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from producer.sync_run import wait
-from shared.run_model import Status
+from shared.core.run_model import Status
 from shared.store import TERMINAL, Store
 
 PER_TASK_ROWS = 40

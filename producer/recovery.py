@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from shared.run_model import Status
+from shared.core.run_model import Status
 from shared.store import Store
 
 

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from shared.run_model import UNSUCCESSFUL, RunState, Status
+from shared.core.run_model import UNSUCCESSFUL, RunState, Status
 from shared.store import Store
 
 OUTCOMES = ("created", "updated", "unchanged", "validated", "failed", "skipped", "pending")

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from producer.walk import config_files, default_cache_path  # noqa: F401  (re-exported)
-from shared.errors import ConfigError
-from shared.facts import FileFacts, file_facts
-from shared.loader import Limits, parse_document
+from shared.core.errors import ConfigError
+from shared.core.facts import FileFacts, file_facts
+from shared.core.loader import Limits, parse_document
 
 CACHE_VERSION = 4
 

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from producer.planner import Plan, make_plan, tree_gallery_key
 from producer.scanner import ScanResult, default_cache_path, scan
-from shared.hashing import canonical_json, namespace, sha256_hex
+from shared.core.hashing import canonical_json, namespace, sha256_hex
+from shared.core.run_model import RunState, Status
+from shared.core.tree import Tree, build_tree
 from shared.metrics import Metrics
 from shared.run_metrics import record_run
-from shared.run_model import RunState, Status
 from shared.settings import Settings, environment, scan_limits, tree_limits
 from shared.store import TERMINAL, Store
-from shared.tree import Tree, build_tree
 
 if TYPE_CHECKING:
     from celery import Celery

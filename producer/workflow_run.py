@@ -12,18 +12,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from producer.scanner import default_cache_path, scan
-from shared.endpoints import missing_packages
-from shared.errors import ConfigError
-from shared.exceptions import InvalidInput
-from shared.loader import parse_document
+from shared.core.endpoints import missing_packages
+from shared.core.errors import ConfigError
+from shared.core.exceptions import InvalidInput
+from shared.core.loader import parse_document
+from shared.core.prompts import task_key
+from shared.core.run_model import RunState, Status
+from shared.core.tree import Tree, build_tree
+from shared.core.workflow import Workflow, celery_priorities, check_workflow, parse_workflow, release_plan, schedule
 from shared.metrics import Metrics
-from shared.prompts import task_key
 from shared.run_metrics import record_run
-from shared.run_model import RunState, Status
 from shared.settings import Settings, environment, scan_limits, tree_limits
 from shared.store import Store
-from shared.tree import Tree, build_tree
-from shared.workflow import Workflow, celery_priorities, check_workflow, parse_workflow, release_plan, schedule
 
 if TYPE_CHECKING:
     from celery import Celery

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 import redis
 
-from shared.keys import COUNTERS
+from shared.core.keys import COUNTERS
 
 HISTOGRAMS = "agentq:metrics:histograms"
 HOSTS = "agentq:hosts"  # node name -> its latest resource reading; its "ts" is the worker's heartbeat

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.core.run_model import Status
 from shared.metrics import Metrics
-from shared.run_model import Status
 from shared.store import Store
 
 

@@ -10,8 +10,8 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
-    from shared.loader import Limits
-    from shared.tree import TreeLimits
+    from shared.core.loader import Limits
+    from shared.core.tree import TreeLimits
 
 
 class Settings(BaseSettings):
@@ -84,7 +84,7 @@ class Settings(BaseSettings):
 
 def scan_limits(settings: Settings) -> Limits:
     """The input limits `producer.scanner.scan` takes."""
-    from shared.loader import Limits
+    from shared.core.loader import Limits
 
     return Limits(
         max_nodes=settings.max_expanded_values,
@@ -94,8 +94,8 @@ def scan_limits(settings: Settings) -> Limits:
 
 
 def tree_limits(settings: Settings) -> TreeLimits:
-    """The limits `shared.tree.build_tree` takes."""
-    from shared.tree import TreeLimits
+    """The limits `shared.core.tree.build_tree` takes."""
+    from shared.core.tree import TreeLimits
 
     return TreeLimits(settings.max_references, settings.max_participants, settings.max_request_bytes)
 

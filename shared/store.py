@@ -12,9 +12,9 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
-from shared.keys import PREFIX, ROOT_PREFIX
+from shared.core.keys import PREFIX, ROOT_PREFIX
+from shared.core.run_model import TERMINAL  # noqa: F401  (re-exported: the store decides what is over)
 from shared.metrics import HOSTS, IN_FLIGHT, Metrics
-from shared.run_model import TERMINAL  # noqa: F401  (re-exported: the store decides what is over)
 
 END_TASK_LUA = (Path(__file__).parent / "lua" / "end_task.lua").read_text()
 

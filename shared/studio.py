@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from shared.exceptions import AgentqError
+from shared.core.exceptions import AgentqError
 from shared.metrics import Metrics, endpoint_template
 from shared.retry import classify, wait_seconds
 

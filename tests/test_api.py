@@ -9,7 +9,7 @@ import pytest
 
 from producer import plan, run_workflow, sync
 from producer.api import PlanResult, RunResult
-from shared.exceptions import InvalidInput
+from shared.core.exceptions import InvalidInput
 from shared.settings import Settings
 from tests.conftest import TEST_SECRET, Cli
 from tests.test_studio_outage import _write_tree

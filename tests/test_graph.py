@@ -1,4 +1,4 @@
-"""shared.graph: waves, cycles and dependents, checked against brute-force oracles."""
+"""shared.core.graph: waves, cycles and dependents, checked against brute-force oracles."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.graph import CycleError, find_cycles, waves
+from shared.core.graph import CycleError, find_cycles, waves
 
 HYPO = settings(max_examples=200, deadline=None, database=None)
 

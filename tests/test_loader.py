@@ -1,4 +1,4 @@
-"""shared.loader.parse_document: bytes of one file -> one document, or an error naming the file."""
+"""shared.core.loader.parse_document: bytes of one file -> one document, or an error naming the file."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.errors import ConfigError
-from shared.loader import parse_document
+from shared.core.errors import ConfigError
+from shared.core.loader import parse_document
 
 
 def error(path: str, data: bytes) -> ConfigError:

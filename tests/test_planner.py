@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from producer.planner import MIN_BATCHES_PER_WAVE, gallery_members, make_plan, split, tree_gallery_key
-from shared.errors import ConfigError
-from shared.tree import build_tree
+from shared.core.errors import ConfigError
+from shared.core.tree import build_tree
 
 HYPO = settings(max_examples=150, deadline=None, database=None)
 

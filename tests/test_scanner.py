@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from producer.scanner import scan
-from shared.errors import ConfigError
-from shared.loader import parse_document
+from shared.core.errors import ConfigError
+from shared.core.loader import parse_document
 
 
 def component(label: str, ctype: str = "tool", **config) -> str:

@@ -1,4 +1,4 @@
-"""shared.specs.validate_spec and shared.refs: references and ${VAR} placeholders."""
+"""shared.core.specs.validate_spec and shared.core.refs: references and ${VAR} placeholders."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.errors import ConfigError
-from shared.refs import (
+from shared.core.errors import ConfigError
+from shared.core.refs import (
     MissingVariable,
     find_refs,
     find_variables,
@@ -17,7 +17,7 @@ from shared.refs import (
     is_valid_variable_name,
     substitute_variables,
 )
-from shared.specs import COMPONENT_TYPES, ComponentSpec, validate_spec
+from shared.core.specs import COMPONENT_TYPES, ComponentSpec, validate_spec
 
 HYPO = settings(max_examples=150, deadline=None, database=None)
 
@@ -305,7 +305,7 @@ def test_text_without_dollar_is_unchanged(text):
 
 
 def test_redact_scrubs_secrets_and_the_fragments_servers_quote() -> None:
-    from shared.refs import redact, secret_values
+    from shared.core.refs import redact, secret_values
 
     key = "sk-live-0123456789abcdefghijklmnop"
     spec = {"config": {"api_key": "${KEY}", "org": "${ORG:-default-org}", "plain": "not a secret"}}

@@ -1,4 +1,4 @@
-"""shared.tree.build_tree and the Merkle keys of shared.hashing, from plain dicts."""
+"""shared.core.tree.build_tree and the Merkle keys of shared.core.hashing, from plain dicts."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from producer.scanner import scan
-from shared.errors import ConfigError
-from shared.hashing import canonical_json, node_key
-from shared.refs import substitute_variables
-from shared.specs import COMPONENT_TYPES
-from shared.tree import build_tree
+from shared.core.errors import ConfigError
+from shared.core.hashing import canonical_json, node_key
+from shared.core.refs import substitute_variables
+from shared.core.specs import COMPONENT_TYPES
+from shared.core.tree import build_tree
 
 HYPO = settings(max_examples=100, deadline=None, database=None)
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -405,7 +405,7 @@ def test_example_teams_depend_on_agents_and_terminations(team):
 
 
 def test_a_component_too_big_once_inlined_is_an_error_and_its_users_are_skipped() -> None:
-    from shared.tree import TreeLimits
+    from shared.core.tree import TreeLimits
 
     docs = {"m.yaml": comp("m", "model", text="x" * 300)}
     docs |= {f"a{i}.yaml": comp(f"a{i}", model=[{"$ref": "m"}] * 4) for i in range(3)}
@@ -421,7 +421,7 @@ def test_a_component_too_big_once_inlined_is_an_error_and_its_users_are_skipped(
 
 
 def test_a_team_with_too_many_participants_is_an_error_naming_the_field() -> None:
-    from shared.tree import TreeLimits
+    from shared.core.tree import TreeLimits
 
     docs = {"t.yaml": comp("t", "team", participants=[{"name": f"p{i}"} for i in range(11)])}
     tree = build_tree(docs, [], limits=TreeLimits(max_participants=10))

@@ -7,11 +7,10 @@ import time
 
 import pytest
 
-from shared.endpoints import limit_key, max_concurrency, missing_packages, model_specs
-from shared.prompts import task_key, task_prompt
-from shared.retry import Retry, classify, retry_after_seconds
-from shared.tree import build_tree
-from shared.workflow import (
+from shared.core.endpoints import limit_key, max_concurrency, missing_packages, model_specs
+from shared.core.prompts import task_key, task_prompt
+from shared.core.tree import build_tree
+from shared.core.workflow import (
     Workflow,
     celery_priorities,
     check_workflow,
@@ -20,6 +19,7 @@ from shared.workflow import (
     remaining_path,
     schedule,
 )
+from shared.retry import Retry, classify, retry_after_seconds
 
 
 def wf(*tasks: dict) -> Workflow:

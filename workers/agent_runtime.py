@@ -22,8 +22,8 @@ from autogen_agentchat.messages import (
 from autogen_core import CancellationToken, ComponentLoader
 from pydantic import ValidationError
 
-from shared.endpoints import PROVIDER_PACKAGES, components, provider_path
-from shared.exceptions import TaskFailed
+from shared.core.endpoints import PROVIDER_PACKAGES, components, provider_path
+from shared.core.exceptions import TaskFailed
 from workers.model_client import LOADING, TaskModels
 
 

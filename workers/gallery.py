@@ -6,10 +6,10 @@ import re
 import time
 from typing import Any
 
-from shared.hashing import canonical_json
-from shared.refs import redact, secret_values
-from shared.run_model import SUCCEEDED, Status
-from shared.specs import GALLERY_SECTIONS
+from shared.core.hashing import canonical_json
+from shared.core.refs import redact, secret_values
+from shared.core.run_model import SUCCEEDED, Status
+from shared.core.specs import GALLERY_SECTIONS
 from shared.studio import StudioError
 from workers.registration import NodeFailed, RunContext, create_once
 

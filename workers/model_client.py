@@ -35,9 +35,9 @@ from autogen_core.tools import Tool, ToolSchema
 from pydantic import BaseModel, SecretStr
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from shared.endpoints import is_model, limit_key, max_concurrency, provider_path
-from shared.exceptions import TaskFailed
-from shared.hashing import canonical_json, sha256_hex
+from shared.core.endpoints import is_model, limit_key, max_concurrency, provider_path
+from shared.core.exceptions import TaskFailed
+from shared.core.hashing import canonical_json, sha256_hex
 from shared.metrics import Metrics
 from shared.retry import classify, is_retryable, wait_seconds
 from shared.semaphore import PrioritySemaphore

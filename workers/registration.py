@@ -9,10 +9,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shared.exceptions import TaskFailed
-from shared.refs import MissingVariable, redact, secret_values, substitute_variables
+from shared.core.exceptions import TaskFailed
+from shared.core.refs import MissingVariable, redact, secret_values, substitute_variables
+from shared.core.run_model import SUCCEEDED, UNSUCCESSFUL, Status
 from shared.retry import backoff_delay
-from shared.run_model import SUCCEEDED, UNSUCCESSFUL, Status
 from shared.store import TERMINAL, Store
 from shared.studio import StudioClient, StudioError
 from workers.validation import Undecided, same_autogen

@@ -9,9 +9,9 @@ from typing import Any, TypeVar
 
 from celery.signals import task_postrun, task_prerun
 
+from shared.core.run_model import RunState, Status
 from shared.metrics import Metrics
 from shared.run_metrics import record_run
-from shared.run_model import RunState, Status
 from shared.settings import Settings, environment
 from shared.studio import StudioClient, StudioError
 from workers.canvas import publish_tasks, start_finalize, start_wave
@@ -214,7 +214,7 @@ def run_workflow_tasks(self: WorkerTask, run_id: str, task_ids: list[str]) -> in
 def load_component(self: WorkerTask, spec: dict[str, Any]) -> dict[str, Any]:
     """Load one component with AutoGen on this worker, `${VAR}` resolved here: {"ok": true} or
     {"ok": false, "error": why}. Runs nothing; what Studio's validation checks, on the worker."""
-    from shared.refs import MissingVariable, redact, secret_values, substitute_variables
+    from shared.core.refs import MissingVariable, redact, secret_values, substitute_variables
     from workers.agent_runtime import AgentError
     from workers.agent_runtime import load_component as load_with_autogen
     from workers.model_client import TaskModels

@@ -18,7 +18,7 @@ import importlib
 import importlib.metadata
 from typing import Any
 
-from shared.exceptions import AgentqError
+from shared.core.exceptions import AgentqError
 
 # Studio release -> the autogen-core it runs on (its own pinned dependencies)
 STUDIO_AUTOGEN = {"0.4.2.2": "0.5.7", "0.4.2.1": "0.5.7", "0.4.2": "0.5.6"}

@@ -11,10 +11,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.core.prompts import task_key, task_prompt
+from shared.core.refs import MissingVariable, redact, secret_values, substitute_variables
+from shared.core.run_model import Status
 from shared.metrics import Metrics
-from shared.prompts import task_key, task_prompt
-from shared.refs import MissingVariable, redact, secret_values, substitute_variables
-from shared.run_model import Status
 from shared.semaphore import PrioritySemaphore
 from shared.settings import Settings
 from shared.store import TERMINAL, AsyncRunState

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from shared.exceptions import InvalidInput
+from shared.core.exceptions import InvalidInput
 
 
 class CycleError(InvalidInput, ValueError):

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.errors import ConfigError
-from shared.hashing import canonical_json, sha256_hex
-from shared.refs import find_refs, find_variables
-from shared.specs import validate_spec
+from shared.core.errors import ConfigError
+from shared.core.hashing import canonical_json, sha256_hex
+from shared.core.refs import find_refs, find_variables
+from shared.core.specs import validate_spec
 
 
 @dataclass

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.errors import ConfigError
+from shared.core.errors import ConfigError
 
 ComponentType = Literal["model", "agent", "team", "tool", "termination", "workbench", "chat_completion_context"]
 COMPONENT_TYPES: tuple[str, ...] = ComponentType.__args__  # type: ignore[attr-defined]

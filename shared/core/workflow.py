@@ -17,10 +17,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from shared.endpoints import agents_of, model_specs
-from shared.errors import ConfigError
-from shared.graph import find_cycles, waves
-from shared.tree import Tree
+from shared.core.endpoints import agents_of, model_specs
+from shared.core.errors import ConfigError
+from shared.core.graph import find_cycles, waves
+from shared.core.tree import Tree
 
 AGENT_TYPES = ("agent", "team")
 

@@ -1,6 +1,6 @@
 """The project's exceptions: one base, and one class per kind of failure the CLI names with its
 own exit code (README, "Exit codes"). Standard library only: the CLI imports it before anything
-heavy. Problems in a config tree are values, not exceptions (shared/errors.py: ConfigError)."""
+heavy. Problems in a config tree are values, not exceptions (shared/core/errors.py: ConfigError)."""
 
 
 class AgentqError(Exception):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from shared.hashing import canonical_json, sha256_hex
+from shared.core.hashing import canonical_json, sha256_hex
 
 # Provider module -> (modules it imports that a plain install may lack, what to install). AutoGen
 # ships every provider module; the SDK behind it comes with an extra (autogen-ext[anthropic] ...).

@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from shared.exceptions import InvalidInput
+from shared.core.exceptions import InvalidInput
 
 REF_KEY = "$ref"
 # ${NAME} is replaced from the environment, ${NAME:-default} falls back to `default` when NAME

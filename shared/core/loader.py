@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from shared.errors import ConfigError
+from shared.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

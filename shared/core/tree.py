@@ -6,11 +6,11 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.errors import ConfigError
-from shared.facts import WORKFLOW, FileFacts, file_facts
-from shared.graph import find_cycles, waves
-from shared.hashing import node_key
-from shared.refs import inline_refs, is_valid_variable_name
+from shared.core.errors import ConfigError
+from shared.core.facts import WORKFLOW, FileFacts, file_facts
+from shared.core.graph import find_cycles, waves
+from shared.core.hashing import node_key
+from shared.core.refs import inline_refs, is_valid_variable_name
 
 
 @dataclass

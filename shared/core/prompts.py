@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from shared.hashing import SCHEMA_VERSION, canonical_json, sha256_hex
+from shared.core.hashing import SCHEMA_VERSION, canonical_json, sha256_hex
 
 WORKFLOW_SCHEMA = SCHEMA_VERSION + "/workflow-1"
 
