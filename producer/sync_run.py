@@ -160,8 +160,11 @@ def remember_if_clean(
     if not clean or not store.mark_root(digest, run_id, cache_keys):
         nochange.forget(path)
         return False
-    names = sorted(f.alias for f in Settings.model_fields.values() if f.alias)
-    variables = sorted({name for ff in prepared.scan.facts.values() for _, name in ff.variables})
+    # settings by value; secret ones (STUDIO_TOKEN) and the tree's ${VAR}s only by whether they are set:
+    # not even a hash of a secret goes into the record
+    secret = {f.alias for f in Settings.model_fields.values() if f.alias and "Secret" in str(f.annotation)}
+    names = sorted(f.alias for f in Settings.model_fields.values() if f.alias and f.alias not in secret)
+    variables = sorted({name for ff in prepared.scan.facts.values() for _, name in ff.variables} | secret)
     fingerprint = nochange.fingerprint_of(prepared.scan.files, prepared.scan.unread, names, variables, environment())
     counts = {outcome: 0 for outcome in report["counts"]} | {"unchanged": len(report["nodes"])}
     answer = {
