@@ -49,8 +49,8 @@ def test_redis_going_away_mid_sync_is_one_clear_line_naming_it(
     try:
         cli = Cli(url, proxy.url, f"redis-gone-{uuid.uuid4().hex[:6]}", tmp_path / "cache", studio_url)
         tree = tmp_path / "tree"
-        _write_tree(tree)
-        proxy.delay = 0.05  # a sync that takes a few seconds
+        _write_tree(tree, teams=400)
+        proxy.delay = 0.2  # a sync that takes seconds: Redis must go away while the producer waits
         producer = subprocess.Popen(
             [sys.executable, "-m", "producer.cli", "sync", str(tree)],
             env=cli.env(),
