@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     studio_retries: int = Field(default=4, alias="STUDIO_RETRIES")
     studio_backoff_seconds: float = Field(default=0.5, alias="STUDIO_BACKOFF_SECONDS")
     studio_concurrency: int = Field(default=16, alias="STUDIO_CONCURRENCY")
+    # validate components on the workers with Studio's own AutoGen (a tool's code then runs there, as
+    # it does in Studio); false: every component goes to Studio's /api/validate/
+    local_validation: bool = Field(default=True, alias="LOCAL_VALIDATION")
 
     model_max_concurrency: int = Field(default=8, ge=1, alias="MODEL_MAX_CONCURRENCY")
     model_retries: int = Field(default=4, ge=0, alias="MODEL_RETRIES")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -226,3 +227,28 @@ def test_local_validation_gives_studios_verdict(studio_url: str) -> None:
     assert not mismatches, "\n".join(mismatches)
     assert decided >= 40 and 0 < valid < decided, (decided, valid)
     # the rest (a package this worker lacks: web surfers, tools' global imports) go to Studio
+
+
+def test_local_validation_can_be_turned_off(studio_url: str, tmp_path: Path) -> None:
+    """LOCAL_VALIDATION=false: every component is validated by Studio, as before."""
+    from tests.conftest import WORKER_ENV, Cli
+    from tests.test_studio_outage import _write_tree
+
+    url, redis_proc = embedded.start_redis(tmp_path / "redis")
+    worker = embedded.start_worker(
+        url,
+        concurrency=2,
+        name="remote-validation",
+        env={**WORKER_ENV, "LOCAL_VALIDATION": "false"},
+        log_path=tmp_path / "worker.log",
+    )
+    try:
+        cli = Cli(url, studio_url, f"remote-{uuid.uuid4().hex[:6]}", tmp_path / "cache", studio_url)
+        tree = tmp_path / "tree"
+        _write_tree(tree, teams=3)
+        rc, report, err = cli.sync(tree)
+        assert rc == 0, err
+        assert report["studio_requests"]["POST /validate/"] == 5  # the model, the agent and three teams
+    finally:
+        embedded.stop(worker)
+        embedded.stop(redis_proc)

@@ -30,6 +30,7 @@ class RunContext:
     env: Mapping[str, str]
     hostname: str  # the worker's node name
     task_id: str | None = None  # the Celery message carrying this batch (producer/recovery.py requeues it)
+    local_validation: bool = True  # LOCAL_VALIDATION: validate here when the worker can (workers/validation.py)
 
     @property
     def ns(self) -> str:
@@ -162,7 +163,7 @@ async def sync_node(ctx: RunContext, label: str, record: dict[str, Any], redeliv
 async def validate(ctx: RunContext, component: dict[str, Any]) -> list[str]:
     """Studio's verdict: worked out here when the worker runs Studio's AutoGen (workers/validation.py),
     asked of Studio otherwise."""
-    if same_autogen(await studio_version(ctx)):
+    if ctx.local_validation and same_autogen(await studio_version(ctx)):
         try:
             # building a team's agents and clients takes tens of ms of CPU: off the event loop
             return await asyncio.to_thread(local_validation, component)

@@ -62,7 +62,7 @@ def _with_context(task: WorkerTask, run_id: str, work: Callable[[RunContext, Set
             metrics=metrics,
         )
         async with client:
-            ctx = RunContext(store, run_id, meta, client, environment(), hostname, task_id)
+            ctx = RunContext(store, run_id, meta, client, environment(), hostname, task_id, settings.local_validation)
             try:
                 return await work(ctx, settings)
             finally:
