@@ -449,6 +449,48 @@ def _workflow_succeeded(report: dict[str, Any]) -> bool:
 
 
 @app.command()
+def team(
+    goal: Annotated[str, typer.Argument(help="What the team is to deliver")],
+    model: Annotated[str, typer.Option("--model", help="Label of the model component in the tree the agents use")],
+    team_size: Annotated[int, typer.Option("--team-size", min=1, max=50, help="Agents in the team")] = 3,
+    tree: Annotated[Path, typer.Option("--tree", help="Config tree the agents are written into")] = Path("."),
+    write: Annotated[
+        Path | None, typer.Option("--write", help="Workflow file to write (default: TREE/workflows/NAME.yaml)")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Workflow name and agents' label prefix")] = None,
+    run_it: Annotated[bool, typer.Option("--run", help="Run the workflow once written (as `producer run`)")] = False,
+    standin_llm: Annotated[bool, typer.Option("--standin-llm", help="With --run: start the stand-in endpoint")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Write a workflow for GOAL with a team of agents in roles chosen for its size (1: a generalist;
+    3: researcher, analyst, writer; 5: and a critic and an editor; more: parallel researchers)."""
+    import yaml
+
+    from shared.core.team_plan import slug, team_workflow
+
+    _check_dir(tree)
+    agents, workflow = team_workflow(goal, team_size, model, name)
+    folder = tree / "agents" / slug(workflow["name"])
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for label, doc in agents.items():
+        path = folder / f"{label}.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+        written.append(str(path))
+    target = write or tree / "workflows" / f"{slug(workflow['name'])}.yaml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(yaml.safe_dump(workflow, sort_keys=False, width=100), encoding="utf-8")
+    if as_json and not run_it:
+        typer.echo(
+            json.dumps({"workflow": str(target), "agents": written, "tasks": [t["id"] for t in workflow["tasks"]]})
+        )
+    elif not as_json:
+        err().print(f"Wrote {target} ({len(workflow['tasks'])} tasks) and {len(written)} agent(s) in {folder}.")
+    if run_it:
+        run(target, tree=tree, standin_llm=standin_llm, as_json=as_json)
+
+
+@app.command()
 def monitor(
     refresh: Annotated[float, typer.Option("--refresh", help="Seconds between readings")] = 5.0,
     save_session: Annotated[

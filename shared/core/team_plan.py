@@ -1,0 +1,121 @@
+"""A workflow from a goal and a team size (`producer team`): agents in roles chosen for the size,
+independent research first and review last. Pure: it returns documents, the CLI writes them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    brief: str  # the agent's system message
+    task: str  # what its task asks for
+
+
+RESEARCHER = Role(
+    "researcher",
+    "You research: find facts, figures and sources, and report them plainly.",
+    "Research the goal: collect the facts, figures and sources it needs",
+)
+ANALYST = Role(
+    "analyst",
+    "You analyse: weigh the research, find what matters and what is missing.",
+    "Analyse the research: what it shows, what matters most, what is missing",
+)
+WRITER = Role(
+    "writer",
+    "You write: turn analysis into a clear, well-structured text.",
+    "Write the deliverable for the goal from the analysis",
+)
+CRITIC = Role(
+    "critic",
+    "You review: find errors, gaps and unclear passages, and say how to fix them.",
+    "Review the draft: list its errors, gaps and unclear passages, with fixes",
+)
+EDITOR = Role(
+    "editor", "You edit: apply the review and deliver the final text.", "Apply the review and deliver the final text"
+)
+GENERALIST = Role(
+    "generalist",
+    "You research, analyse and write, alone, carefully.",
+    "Research the goal, analyse what you find, and write the deliverable",
+)
+
+
+def roles_for(size: int) -> list[Role]:
+    """1: one generalist; 3: researcher, analyst, writer; 5: and a critic and an editor; larger
+    teams repeat the research role, in parallel."""
+    if size < 1:
+        raise ValueError("a team has at least one agent")
+    if size == 1:
+        return [GENERALIST]
+    if size == 2:
+        return [RESEARCHER, WRITER]
+    if size <= 4:
+        return [RESEARCHER, ANALYST, WRITER, CRITIC][:size]
+    return [RESEARCHER] * (size - 4) + [ANALYST, WRITER, CRITIC, EDITOR]
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "team"
+
+
+def team_workflow(
+    goal: str, size: int, model: str, name: str | None = None
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """(agent label -> component, workflow document). Agents reference the model label `model`."""
+    name = name or slug(goal)
+    roles = roles_for(size)
+    researchers = sum(1 for r in roles if r is RESEARCHER)
+    agents: dict[str, dict[str, Any]] = {}
+    tasks: list[dict[str, Any]] = []
+    research_ids: list[str] = []
+    previous: list[str] = []
+    for role in roles:
+        numbered = role is RESEARCHER and researchers > 1
+        ident = f"{role.name}_{len(research_ids) + 1}" if numbered else role.name
+        label = f"{name}-{ident.replace('_', '-')}"
+        agents[label] = _agent(label, ident, role, model)
+        task_id = ident.replace("_", "-")
+        if role is RESEARCHER:
+            part = (
+                f" (part {len(research_ids) + 1} of {researchers}: a different angle from the others)"
+                if numbered
+                else ""
+            )
+            tasks.append(
+                {"id": task_id, "description": role.task + part + ".", "agent": {"$ref": label}, "priority": 8}
+            )
+            research_ids.append(task_id)
+            continue
+        deps = previous or research_ids
+        task = {"id": task_id, "description": role.task + ".", "agent": {"$ref": label}, "priority": 5}
+        if deps:
+            task["dependencies"] = list(deps)
+        tasks.append(task)
+        previous = [task_id]
+    workflow = {"kind": "workflow", "name": name, "goal": goal, "tasks": tasks}
+    return agents, workflow
+
+
+def _agent(label: str, ident: str, role: Role, model: str) -> dict[str, Any]:
+    return {
+        "provider": "autogen_agentchat.agents.AssistantAgent",
+        "component_type": "agent",
+        "version": 1,
+        "component_version": 1,
+        "label": label,
+        "description": f"The team's {role.name}",
+        "config": {
+            "name": ident,
+            "description": f"The team's {role.name}",
+            "system_message": role.brief,
+            "model_client": {"$ref": model},
+            "model_client_stream": False,
+            "reflect_on_tool_use": False,
+            "tool_call_summary_format": "{result}",
+        },
+    }

@@ -1,0 +1,73 @@
+"""`producer team`: a workflow from a goal, with roles chosen for the team size."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from shared.core.facts import file_facts
+from shared.core.team_plan import roles_for, team_workflow
+from shared.core.workflow import Workflow, parse_workflow
+from tests.conftest import Cli
+from tests.test_workflow_run import write_tree
+
+
+@pytest.mark.parametrize(
+    ("size", "roles"),
+    [
+        (1, ["generalist"]),
+        (3, ["researcher", "analyst", "writer"]),
+        (5, ["researcher", "analyst", "writer", "critic", "editor"]),
+        (7, ["researcher"] * 3 + ["analyst", "writer", "critic", "editor"]),
+    ],
+)
+def test_roles_follow_the_team_size(size: int, roles: list[str]) -> None:
+    assert [r.name for r in roles_for(size)] == roles
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 8])
+def test_research_first_review_last_and_every_document_valid(size: int) -> None:
+    agents, doc = team_workflow("Compare two task queues", size, "m")
+    workflow = parse_workflow("w.yaml", doc)
+    assert isinstance(workflow, Workflow), workflow
+    assert len(agents) == size == len(workflow.tasks)
+    for label, agent in agents.items():
+        facts = file_facts(f"{label}.yaml", agent)
+        assert facts.label == label and not facts.errors and facts.refs == [("config.model_client", "m")]
+    by_id = {t.id: t for t in workflow.tasks}
+    first = [t for t in workflow.tasks if not t.dependencies]
+    assert all(t.id.startswith(("researcher", "generalist")) for t in first)  # research needs nothing
+    last = workflow.tasks[-1]
+    assert not any(last.id in t.dependencies for t in workflow.tasks)  # nothing waits for the last task
+    if size >= 5:
+        assert last.id == "editor" and by_id["critic"].dependencies == ["writer"]
+        assert by_id["analyst"].dependencies == [t.id for t in first]  # parallel research feeds the analysis
+
+
+def test_a_team_workflow_runs_and_a_bigger_team_makes_more_requests(wf_cli: Cli, standin, tmp_path: Path) -> None:
+    url, state = standin
+    write_tree(tmp_path, url)
+    calls = {}
+    for size in (1, 3):
+        before = len(state.requests)
+        proc = wf_cli.run(
+            "team",
+            "Compare two task queues",
+            "--team-size",
+            str(size),
+            "--model",
+            "m",
+            "--tree",
+            str(tmp_path),
+            "--name",
+            f"q{size}",
+            "--run",
+            "--json",
+        )
+        assert proc.returncode == 0, proc.stderr
+        report = json.loads(proc.stdout)
+        assert report["counts"]["done"] == size and (tmp_path / "workflows" / f"q{size}.yaml").exists()
+        calls[size] = len(state.requests) - before
+    assert calls[3] > calls[1] >= 1, calls
