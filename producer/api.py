@@ -61,7 +61,7 @@ def plan(directory: str | Path, settings: Settings | None = None) -> PlanResult:
     """What a sync of `directory` would do, without doing it."""
     from producer.sync_run import prepare
 
-    with _services(settings) as (store, ready):
+    with services(settings) as (store, ready):
         prepared = prepare(Path(directory), ready, store)
     by_change: dict[str, list[str]] = {}
     for label, change in sorted(prepared.plan.changes.items()):
@@ -79,7 +79,7 @@ def sync(directory: str | Path, settings: Settings | None = None, timeout: float
     from producer.report import run_report, succeeded
     from producer.sync_run import prepare, submit, wait
 
-    with _services(settings) as (store, ready):
+    with services(settings) as (store, ready):
         prepared = prepare(Path(directory), ready, store)
         app = _app(ready) if prepared.plan.has_work else None
         run_id = submit(prepared, ready, store, app)
@@ -102,7 +102,7 @@ def run_workflow(
     from producer.sync_run import wait
     from producer.workflow_run import load, submit
 
-    with _services(settings) as (store, ready):
+    with services(settings) as (store, ready):
         prepared = load(Path(file), Path(tree) if tree else None, ready)
         run_id, _ = submit(prepared, ready, store, lambda: _app(ready), sequential=sequential, no_cache=no_cache)
         wait(store, run_id, timeout=timeout)
@@ -114,20 +114,21 @@ def run_workflow(
 
 
 @contextmanager
-def _services(settings: Settings | None) -> Iterator[tuple[Store, Settings]]:
-    """The configured Redis, or an embedded Redis and worker for the call's duration."""
+def services(settings: Settings | None) -> Iterator[tuple[Store, Settings]]:
+    """The configured Redis, or an embedded Redis and worker for the block's duration; with the
+    settings that name them."""
     import redis
 
     from shared.settings import load_settings, with_overrides
     from shared.store import Store
 
     ready = settings or load_settings()
-    with embedded.LocalServices() as services:
+    with embedded.LocalServices() as local:
         if ready.redis_url is None:
             url, proc = embedded.start_redis(ready.cache_dir / "redis", persist=True)
-            services.add_process(proc)
+            local.add_process(proc)
             ready = with_overrides(ready, redis_url=url)
-            services.add_process(embedded.start_worker(url, log_path=ready.cache_dir / "worker.log"))
+            local.add_process(embedded.start_worker(url, log_path=ready.cache_dir / "worker.log"))
         assert ready.redis_url is not None
         store = Store.from_url(ready.redis_url, cache_ttl=ready.cache_ttl_seconds, run_ttl=ready.run_ttl_seconds)
         try:

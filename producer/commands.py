@@ -448,6 +448,101 @@ def _workflow_succeeded(report: dict[str, Any]) -> bool:
     )
 
 
+bench_app = typer.Typer(help="Measure your setup, compare result sets, report.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("workflow")
+def bench_workflow(
+    standin: Annotated[
+        bool, typer.Option("--standin", help="Against the stand-in endpoint, whose latency --latency sets")
+    ] = False,
+    team_sizes: Annotated[str, typer.Option("--team-sizes", help="Comma-separated team sizes")] = "1,3,5",
+    modes: Annotated[str, typer.Option("--modes", help="parallel, sequential or both")] = "parallel,sequential",
+    iterations: Annotated[int, typer.Option("--iterations", min=1)] = 3,
+    warmup: Annotated[int, typer.Option("--warmup", min=0)] = 1,
+    latency: Annotated[
+        str, typer.Option("--latency", help="The stand-in's latency: fixed:SECONDS or lognormal:MEDIAN,SIGMA")
+    ] = "fixed:0.05",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    out: Annotated[Path | None, typer.Option("--out", help="Result folder (default: the cache dir's bench/)")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Workflow runs on the workers, per team size and execution mode: wall time, CPU, memory, requests."""
+    from producer.bench import run_workflow_bench
+    from shared.settings import load_settings
+
+    if not standin:
+        err().print("[red]error:[/red] only --standin is measured so far: a model label or URL is not supported yet")
+        raise typer.Exit(Exit.CONFIG)
+    settings = load_settings()
+    folder = out or settings.cache_dir / "bench" / time.strftime("workflow-%Y%m%d-%H%M%S")
+    sizes = [int(x) for x in team_sizes.split(",") if x.strip()]
+    result = run_workflow_bench(
+        folder, sizes, [m.strip() for m in modes.split(",") if m.strip()], iterations, warmup, latency, seed, settings
+    )
+    _show_result(result, folder, as_json)
+
+
+def _show_result(result: dict[str, Any], folder: Path, as_json: bool) -> None:
+    from rich.table import Table
+
+    from producer.bench import table_rows
+    from shared.core.bench_stats import recommendations
+
+    if as_json:
+        typer.echo(json.dumps({"out": str(folder), **result}))
+        return
+    table = Table(title=f"{result['kind']} benchmark: {folder}")
+    for col in ("measure", "mean", "median", "stdev", "min", "max"):
+        table.add_column(col, justify="left" if col == "measure" else "right")
+    for name, s in table_rows(result):
+        table.add_row(name, *(f"{s[k]:.3f}" for k in ("mean", "median", "stdev", "min", "max")))
+    console().print(table)
+    for advice in recommendations(result):
+        console().print(f"[yellow]advice[/yellow] {escape(advice)}")
+
+
+@bench_app.command("compare")
+def bench_compare(
+    a: Annotated[Path, typer.Argument(help="The baseline result set (folder or result.json)")],
+    b: Annotated[Path, typer.Argument(help="The result set to compare with it")],
+    fail_on_regression: Annotated[
+        float | None, typer.Option("--fail-on-regression", help="Exit 1 when a measure got worse by more than PCT")
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Each measure's change in percent, with a 95% bootstrap interval; * marks a change beyond the noise."""
+    from producer.bench import compare_results, load, regressions_over
+
+    changes = compare_results(load(a), load(b))
+    worse = regressions_over(changes, fail_on_regression) if fail_on_regression is not None else []
+    if as_json:
+        typer.echo(json.dumps([{**c.__dict__, "significant": c.significant} for c in changes], indent=2))
+    else:
+        for c in changes:
+            mark = "*" if c.significant else " "
+            typer.echo(f"{mark} {c.measure}: {c.percent:+.1f}% (95% interval {c.low:+.1f}% to {c.high:+.1f}%)")
+    if worse:
+        err().print(f"[red]regression[/red] over {fail_on_regression:g}%: " + ", ".join(c.measure for c in worse))
+        raise typer.Exit(1)
+
+
+@bench_app.command("report")
+def bench_report(
+    results: Annotated[list[Path], typer.Argument(help="Result sets (folders or result.json files)")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Where report.html and report.md go (default: the first set)")
+    ] = None,
+) -> None:
+    """A self-contained HTML report with charts, and a Markdown summary."""
+    from producer.bench import load, report
+
+    loaded = [(path.name if path.is_dir() else path.parent.name, load(path)) for path in results]
+    html, md = report(loaded, out or (results[0] if results[0].is_dir() else results[0].parent))
+    typer.echo(f"{html}\n{md}")
+
+
 @app.command()
 def team(
     goal: Annotated[str, typer.Argument(help="What the team is to deliver")],

@@ -1,0 +1,111 @@
+"""`producer bench`: workflow runs measured per team size, compared with a bootstrap, reported."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import struct
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from shared.core.bench_stats import compare, recommendations, regressions, summary
+from tests.conftest import Cli
+
+
+def test_summary_and_a_clear_slowdown_is_significant_while_noise_is_not() -> None:
+    assert summary([1.0, 2.0, 3.0]) == {"mean": 2.0, "median": 2.0, "stdev": 1.0, "min": 1.0, "max": 3.0}
+    base = {"wall": [1.00, 1.02, 0.98, 1.01, 0.99]}
+    slow = {"wall": [1.50, 1.52, 1.48, 1.51, 1.49]}
+    [change] = compare(base, slow)
+    assert change.significant and 45 < change.percent < 55 and change.low > 40
+    [same] = compare(base, base)
+    assert not same.significant and same.percent == 0
+    assert [c.measure for c in regressions([change], 20, {"wall"})] == ["wall"]
+    assert regressions([change], 60, {"wall"}) == [] and regressions([same], 0, {"wall"}) == []
+
+
+def test_a_recommendation_appears_when_and_only_when_its_condition_holds() -> None:
+    busy = {"facts": {"worker_cpu_share": 0.93}}
+    idle = {"facts": {"worker_cpu_share": 0.31}}
+    [advice] = recommendations(busy)
+    assert "93%" in advice and "add hosts" in advice
+    assert recommendations(idle) == []
+    assert any("validation" in a for a in recommendations({"facts": {"studio_validate_share": 0.7}}))
+    assert recommendations({"facts": {"studio_validate_share": 0.2}}) == []
+
+
+class _Images(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sources: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "img":
+            self.sources.append(dict(attrs)["src"] or "")
+
+
+@pytest.mark.integration
+def test_bench_workflow_compare_and_report(wf_cli: Cli, tmp_path: Path) -> None:
+    def bench(out: Path, latency: str) -> dict:
+        proc = wf_cli.run(
+            "bench",
+            "workflow",
+            "--standin",
+            "--team-sizes",
+            "1,3",
+            "--modes",
+            "parallel",
+            "--iterations",
+            "3",
+            "--warmup",
+            "0",
+            "--latency",
+            latency,
+            "--out",
+            str(out),
+            "--json",
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    fast = bench(tmp_path / "fast", "fixed:0.02")
+    assert set(fast["measures"]) >= {"team1.parallel.wall_seconds", "team3.parallel.wall_seconds"}
+    assert all(len(v) == 3 for v in fast["measures"].values())
+    requests = fast["model_requests"]
+    assert min(requests["team3.parallel"]) > max(requests["team1.parallel"]) >= 1
+    assert fast["machine"]["cores"] and fast["versions"]["autogen-agentchat"] == "0.5.7"
+
+    bench(tmp_path / "slow", "fixed:1.0")
+    compared = wf_cli.run("bench", "compare", str(tmp_path / "fast"), str(tmp_path / "slow"), "--json")
+    changes = {c["measure"]: c for c in json.loads(compared.stdout)}
+    print(compared.stdout)
+    assert (
+        changes["team3.parallel.wall_seconds"]["significant"] and changes["team3.parallel.wall_seconds"]["percent"] > 50
+    )
+    itself = wf_cli.run("bench", "compare", str(tmp_path / "fast"), str(tmp_path / "fast"), "--json")
+    assert not any(c["significant"] for c in json.loads(itself.stdout))
+    gate = wf_cli.run("bench", "compare", str(tmp_path / "fast"), str(tmp_path / "slow"), "--fail-on-regression", "20")
+    assert gate.returncode == 1 and "regression" in gate.stderr
+    assert (
+        wf_cli.run(
+            "bench", "compare", str(tmp_path / "fast"), str(tmp_path / "fast"), "--fail-on-regression", "20"
+        ).returncode
+        == 0
+    )
+
+    shown = wf_cli.run(
+        "bench", "report", str(tmp_path / "fast"), str(tmp_path / "slow"), "--out", str(tmp_path / "report")
+    )
+    assert shown.returncode == 0, shown.stderr
+    parser = _Images()
+    parser.feed((tmp_path / "report" / "report.html").read_text())
+    assert len(parser.sources) == 3  # measures, latency distribution, resources over time
+    png = base64.b64decode(re.sub(r"^data:image/png;base64,", "", parser.sources[0]))
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and 5_000 < len(png) < 2_000_000
+    width, height = struct.unpack(">II", png[16:24])
+    assert width > 300 and height > 200
+    assert "| team3.parallel.wall_seconds |" in (tmp_path / "report" / "report.md").read_text()
