@@ -71,6 +71,7 @@ class Watchdog:
         self._moved = time.monotonic()  # last time a node ended (the stuck report resets its own clock)
         self._checked = time.monotonic()
         self._progress: tuple[int, float] = (-1, time.monotonic())
+        self._last_death: float | None = None  # when a silent worker was last found
 
     def __call__(self, done: int) -> None:
         now = time.monotonic()
@@ -84,14 +85,23 @@ class Watchdog:
         if now - self._checked < self.every:
             return
         self._checked = now
-        for worker, task_ids in lost_messages(self.store, self.dead_after).items():
+        lost = lost_messages(self.store, self.dead_after)
+        for worker, task_ids in lost.items():
             live = {t for other, ids in self.store.running_messages().items() if other != worker for t in ids}
             count = requeue(self.app(), set(task_ids), time.time() - self.dead_after, live)
             self.store.messages_ended(worker, *task_ids)
+            self._last_death = now
             self.say(
                 f"worker gone: {worker} silent for over {self.dead_after:g} s; requeued {count} message(s) "
                 f"({len(task_ids)} it was running)"
             )
+        if not lost and self._last_death is not None and now - self._last_death < 10 * self.dead_after:
+            # a dead worker may also have taken messages it never started, delivered too recently to
+            # count as orphans when it was found: they become orphans dead_after later
+            live = {t for ids in self.store.running_messages().values() for t in ids}
+            count = requeue(self.app(), set(), time.time() - self.dead_after, live)
+            if count:
+                self.say(f"requeued {count} message(s) a gone worker had taken but not started")
         if now - self._progress[1] > self.stuck_after:
             self._progress = (done, now)
             running = {
