@@ -109,7 +109,6 @@ def run_workflow_bench(
     from producer.api import run_workflow, services
     from shared.core.team_plan import team_workflow
 
-    rng = random.Random(seed)
     kind, _, spec = latency.partition(":")
     measures: dict[str, list[float]] = {}
     task_seconds: dict[str, list[float]] = {}
@@ -132,7 +131,9 @@ def run_workflow_bench(
                     if kind == "lognormal":
                         median, _, sigma = spec.partition(",")
                         for task in workflow["tasks"]:  # the stand-in waits as each task's marker says
-                            delay = float(median) * rng.lognormvariate(0, float(sigma or 0.5))
+                            # drawn per (seed, team size, task): both modes see the same latencies
+                            draw = random.Random(f"{seed}-{size}-{task['id']}")
+                            delay = float(median) * draw.lognormvariate(0, float(sigma or 0.5))
                             task["description"] += f" [delay:{delay:.3f}]"
                     _write_docs(tree, agents, workflow)
                     name = f"team{size}.{mode}.wall_seconds"
