@@ -49,12 +49,14 @@ class Sampler:
     def __init__(self, every: float = 0.2) -> None:
         self.every = every
         self.samples: list[dict[str, float]] = []
+        self._known: dict[int, psutil.Process] = {}
         self._stop = threading.Event()
         self._start = time.monotonic()
 
     def _tree(self) -> list[psutil.Process]:
-        me = psutil.Process()
-        return [me, *me.children(recursive=True)]
+        # the same Process objects from one sample to the next: cpu_percent measures since the last call
+        me = self._known.setdefault(os.getpid(), psutil.Process())
+        return [me, *(self._known.setdefault(c.pid, c) for c in me.children(recursive=True))]
 
     def cpu_seconds(self) -> float:
         total = 0.0
