@@ -25,6 +25,7 @@ from typing import Any
 import psutil
 
 from shared.core.bench_stats import Change, compare, recommendations, regressions, summary
+from shared.core.exceptions import InvalidInput, TaskFailed
 
 RESULT = "result.json"
 
@@ -111,7 +112,7 @@ def run_workflow_bench(
     from producer.api import run_workflow, services
     from shared.core.team_plan import team_workflow
 
-    kind, _, spec = latency.partition(":")
+    kind, numbers = _latency(latency)
     measures: dict[str, list[float]] = {}
     task_seconds: dict[str, list[float]] = {}
     requests: dict[str, list[float]] = {}
@@ -122,7 +123,7 @@ def run_workflow_bench(
         if kind == "fixed":
             import httpx
 
-            httpx.post(f"http://127.0.0.1:{port}/_control", json={"delay": float(spec or 0)}, timeout=10)
+            httpx.post(f"http://127.0.0.1:{port}/_control", json={"delay": numbers[0]}, timeout=10)
         with sampler.running(), services(settings) as (_, ready):
             tree = out / "tree"
             _write_model(tree, f"http://127.0.0.1:{port}/v1")
@@ -131,11 +132,11 @@ def run_workflow_bench(
                     goal = "Compare two task queues for a small team"
                     agents, workflow = team_workflow(goal, size, "bench-model", f"bench-{size}-{mode}")
                     if kind == "lognormal":
-                        median, _, sigma = spec.partition(",")
+                        median, sigma = numbers[0], numbers[1] if len(numbers) > 1 else 0.5
                         for task in workflow["tasks"]:  # the stand-in waits as each task's marker says
                             # drawn per (seed, team size, task): both modes see the same latencies
                             draw = random.Random(f"{seed}-{size}-{task['id']}")
-                            delay = float(median) * draw.lognormvariate(0, float(sigma or 0.5))
+                            delay = median * draw.lognormvariate(0, sigma)
                             task["description"] += f" [delay:{delay:.3f}]"
                     _write_docs(tree, agents, workflow)
                     name = f"team{size}.{mode}.wall_seconds"
@@ -149,7 +150,7 @@ def run_workflow_bench(
                             no_cache=True,
                         )
                         if not run.succeeded:
-                            raise RuntimeError(f"benchmark workflow failed: {run.failed}")
+                            raise TaskFailed(f"benchmark workflow {workflow['name']} failed: {run.failed}")
                         if i < warmup:
                             continue
                         measures.setdefault(name, []).append(time.perf_counter() - started)
@@ -179,6 +180,18 @@ def run_workflow_bench(
     }
     save(out, result)
     return result
+
+
+def _latency(latency: str) -> tuple[str, list[float]]:
+    """("fixed", [seconds]) or ("lognormal", [median, sigma]) from the --latency option."""
+    kind, _, spec = latency.partition(":")
+    try:
+        numbers = [float(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        numbers = []
+    if kind not in ("fixed", "lognormal") or not numbers:
+        raise InvalidInput(f"--latency {latency!r}: expected fixed:SECONDS or lognormal:MEDIAN,SIGMA")
+    return kind, numbers
 
 
 def _cpu_share(sampler: Sampler) -> float | None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from producer import embedded
-from shared.core.exceptions import InvalidInput, ServiceUnavailable
+from shared.core.exceptions import AgentqError, InvalidInput, ServiceUnavailable
 from shared.core.run_model import RunState
 
 if TYPE_CHECKING:
@@ -640,6 +640,9 @@ def main() -> None:
     except InvalidInput as exc:
         err().print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise SystemExit(Exit.CONFIG) from None
+    except AgentqError as exc:
+        err().print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise SystemExit(Exit.PARTIAL) from None
     except TimeoutError as exc:
         err().print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise SystemExit(Exit.TIMEOUT) from None
