@@ -1,0 +1,68 @@
+"""Fields that hold secrets in a component as Studio stores it, and a content hash that never sees
+their values. Pure, no I/O.
+
+Studio keeps a team's resolved component, `api_key` included. Drift detection hashes what a row
+holds, and `producer pull` writes rows back to files: both go through `is_secret_field` so that a
+secret value is neither hashed into Redis nor written into a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+from shared.core.hashing import canonical_json
+
+MASK = "***"
+_NAMES = {
+    "api_key",
+    "apikey",
+    "token",
+    "access_token",
+    "auth_token",
+    "bearer_token",
+    "azure_ad_token",
+    "password",
+    "secret",
+    "client_secret",
+    "aws_secret_access_key",
+    "aws_session_token",
+}
+_SUFFIXES = ("_api_key", "_secret", "_password", "_access_token", "_auth_token")
+
+
+def is_secret_field(name: str) -> bool:
+    """`api_key`, `password`, `client_secret`...; not `max_tokens`."""
+    low = name.lower()
+    return low in _NAMES or low.endswith(_SUFFIXES)
+
+
+def secret_fields(doc: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """(dotted path, value) of every non-empty secret string in `doc`."""
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(value, str) and value and is_secret_field(str(key)):
+                yield where, value
+            else:
+                yield from secret_fields(value, where)
+    elif isinstance(doc, list):
+        for i, value in enumerate(doc):
+            yield from secret_fields(value, f"{path}[{i}]")
+
+
+def mask_secrets(doc: Any) -> Any:
+    """`doc` with every secret field's value replaced by a mask (empty values stay as they are)."""
+    if isinstance(doc, dict):
+        return {
+            k: MASK if isinstance(v, str) and v and is_secret_field(str(k)) else mask_secrets(v) for k, v in doc.items()
+        }
+    if isinstance(doc, list):
+        return [mask_secrets(v) for v in doc]
+    return doc
+
+
+def content_hash(component: Any) -> str:
+    """What a Studio row holds, as a hash that changes with every edit but a secret's value."""
+    return hashlib.sha256(canonical_json(mask_secrets(component)).encode("utf-8")).hexdigest()
