@@ -31,10 +31,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class PlanResult:
-    changes: dict[str, list[str]]  # new / changed / unchanged / invalid / skipped -> labels
+    changes: dict[str, list[str]]  # new / changed / unchanged / drifted / invalid / skipped -> labels
     waves: list[list[str]]
     errors: list[str]  # each names its file and field
     gallery_write: bool
+    prune: list[str]  # team rows this tree created whose components are gone: what `sync(prune=True)` deletes
 
 
 @dataclass(frozen=True)
@@ -67,20 +68,33 @@ def plan(directory: str | Path, settings: Settings | None = None) -> PlanResult:
     for label, change in sorted(prepared.plan.changes.items()):
         by_change.setdefault(change, []).append(label)
     return PlanResult(
-        changes={k: by_change.get(k, []) for k in ("new", "changed", "unchanged", "invalid", "skipped")},
+        changes={k: by_change.get(k, []) for k in ("new", "changed", "unchanged", "drifted", "invalid", "skipped")},
         waves=[[lbl for batch in wave for lbl in batch] for wave in prepared.plan.waves],
         errors=[str(e) for e in prepared.tree.errors],
         gallery_write=prepared.plan.gallery_needed,
+        prune=[w.label for w in prepared.studio.prune],
     )
 
 
-def sync(directory: str | Path, settings: Settings | None = None, timeout: float | None = None) -> RunResult:
-    """Sync `directory` into AutoGen Studio through the workers and wait for the result."""
+def sync(
+    directory: str | Path,
+    settings: Settings | None = None,
+    timeout: float | None = None,
+    force: bool = False,
+    prune: bool = False,
+) -> RunResult:
+    """Sync `directory` into AutoGen Studio through the workers and wait for the result. `force`
+    overwrites rows edited in Studio since (drifted); `prune` deletes the rows this tree created
+    whose components are gone from it."""
     from producer.report import run_report, succeeded
+    from producer.studio_state import delete_rows
     from producer.sync_run import prepare, submit, wait
 
     with services(settings) as (store, ready):
-        prepared = prepare(Path(directory), ready, store)
+        prepared = prepare(Path(directory), ready, store, force=force)
+        if prune and (prepared.studio.prune or prepared.studio.prune_gallery is not None):
+            view, plan_ = prepared.studio, prepared.plan
+            plan_.states.update(delete_rows(ready, store, prepared.namespace, view, plan_.gallery_name))
         app = _app(ready) if prepared.plan.has_work else None
         run_id = submit(prepared, ready, store, app)
         wait(store, run_id, timeout=timeout)

@@ -142,7 +142,11 @@ def _plan_json(prepared: Prepared) -> dict[str, Any]:
     return {
         "tree": plan.tree_name,
         "gallery": plan.gallery_name,
-        "changes": {k: by_change.get(k, []) for k in ("new", "changed", "unchanged", "invalid", "skipped")},
+        "changes": {k: by_change.get(k, []) for k in ("new", "changed", "unchanged", "drifted", "invalid", "skipped")},
+        "drifted": {label: d.reason for label, d in sorted(prepared.studio.drift.items())},
+        "prune": [{"label": w.label, "row_id": w.row_id, "path": w.path} for w in prepared.studio.prune],
+        "prune_gallery": prepared.studio.prune_gallery,
+        "studio_error": prepared.studio.error,
         "waves": [[lbl for batch in wave for lbl in batch] for wave in plan.waves],
         "gallery_write": plan.gallery_needed,
         "errors": [e.model_dump() for e in tree.errors],
@@ -171,6 +175,21 @@ def _print_plan(data: dict[str, Any]) -> None:
         console().print(f"  [yellow]skipped[/yellow] {escape(label)}: {escape(reason)}", soft_wrap=True)
     for path, reason in data["ignored_files"].items():
         console().print(f"  [dim]ignored {escape(path)}: {escape(reason)}[/dim]", soft_wrap=True)
+    for label, reason in data["drifted"].items():
+        console().print(
+            f"  [yellow]drifted[/yellow] {escape(label)}: {escape(reason)}; a sync leaves it alone (--force overwrites)",
+            soft_wrap=True,
+        )
+    for row in data["prune"]:
+        console().print(
+            f"  [magenta]prune[/magenta] {escape(row['label'])}: team row {row['row_id']} "
+            f"({escape(row['path'])} is gone); `sync --prune` deletes it",
+            soft_wrap=True,
+        )
+    if data["prune_gallery"] is not None:
+        console().print(f"  [magenta]prune[/magenta] gallery entry {data['prune_gallery']}: nothing left to put in it")
+    if data["studio_error"]:
+        console().print(f"  [yellow]warning[/yellow] {escape(data['studio_error'])}", soft_wrap=True)
 
 
 def _show_plan(prepared: Prepared, as_json: bool) -> NoReturn:
@@ -208,7 +227,14 @@ def sync(
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Enqueue, print the run id and return")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only; enqueue nothing")] = False,
     force: Annotated[
-        bool, typer.Option("--force", help="Ignore the result cache (Studio rows still match by label)")
+        bool,
+        typer.Option(
+            "--force", help="Ignore the result cache and overwrite rows edited in Studio since the last sync (drifted)"
+        ),
+    ] = False,
+    prune: Annotated[
+        bool,
+        typer.Option("--prune", help="Delete the team rows this tree created whose components are gone from it"),
     ] = False,
     local_studio: Annotated[
         bool,
@@ -255,6 +281,7 @@ def sync(
             prepared = prepare(directory, settings, store, gallery, force=force)
             if dry_run:
                 _show_plan(prepared, as_json)
+            _apply_prune(prepared, settings, store, prune)
             if embedded_default and prepared.plan.has_work:
                 _start_local_worker(settings, services)
             celery = _celery(settings) if prepared.plan.has_work else None
@@ -269,13 +296,39 @@ def sync(
                 follow_run(store, run_id, err(), timeout, watch)
             report = run_report(store, run_id)
             assert report is not None
-            if not (embedded_default or force or local_studio or gallery or redis_url or studio_url or studio_user_id):
+            if not (
+                embedded_default
+                or force
+                or prune
+                or local_studio
+                or gallery
+                or redis_url
+                or studio_url
+                or studio_user_id
+            ):
                 remember_if_clean(prepared, settings, store, run_id, report)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
         render_report(console(), report, verbose)
     raise typer.Exit(0 if succeeded(report) else 1)
+
+
+def _apply_prune(prepared: Prepared, settings: Settings, store: Store, prune: bool) -> None:
+    """With --prune, delete what the plan says and put the outcomes in the run; else say (on
+    stderr, also with --json) what a prune would delete."""
+    from producer.studio_state import delete_rows
+
+    view = prepared.studio
+    if view.error:
+        err().print(f"[yellow]warning:[/yellow] {escape(view.error)}", soft_wrap=True)
+    if not (view.prune or view.prune_gallery is not None):
+        return
+    if prune:
+        prepared.plan.states.update(delete_rows(settings, store, prepared.namespace, view, prepared.plan.gallery_name))
+    else:
+        labels = ", ".join(w.label for w in view.prune) or "the gallery entry"
+        err().print(f"{escape(labels)}: gone from the tree but still in Studio; `--prune` deletes them")
 
 
 def _watchdog(store: Store, run_id: str, settings: Settings, celery: Any) -> Any:

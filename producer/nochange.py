@@ -20,7 +20,7 @@ import os
 import socket
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -43,6 +43,8 @@ class LastSync:
     tree: str
     unchanged: int  # components in the report
     counters: dict[str, float]  # what a full no-change sync adds to the metrics (shared/metrics.py)
+    studio: list[str] = field(default_factory=list)  # [base URL, user id] the rows below live in
+    rows: dict[str, str] = field(default_factory=dict)  # team row id -> content hash as the sync wrote it
 
 
 def record_path(root: Path, cache_dir: Path) -> Path:
@@ -107,7 +109,9 @@ def answer(root: Path, redis_url: str, cache_dir: Path, environ: dict[str, str])
         return None
     if fingerprint(root, last.settings_names, last.variables, environ) != last.fingerprint:
         return None
-    counts = [str(x) for field, value in last.counters.items() for x in (field, value)]
+    if last.rows and not rows_as_written(last, environ):
+        return None  # a row was edited or deleted in Studio: the full sync reports the drift
+    counts = [str(x) for name, value in last.counters.items() for x in (name, value)]
     try:
         script = NO_CHANGE_LUA.read_text(encoding="utf-8")
         if redis_call(redis_url, ["EVAL", script, "2", ROOT_PREFIX + last.root_key, COUNTERS, *counts]) != 1:
@@ -115,6 +119,35 @@ def answer(root: Path, redis_url: str, cache_dir: Path, environ: dict[str, str])
     except (OSError, ValueError):
         return None  # the full path names Redis in its error, with its exit code
     return last, text
+
+
+def rows_as_written(last: LastSync, environ: dict[str, str], timeout: float = 5.0) -> bool:
+    """Every team row the last sync wrote is still in Studio with the content it wrote: one listing
+    (http.client: httpx and its imports cost more than this whole answer)."""
+    import http.client
+    from urllib.parse import quote
+
+    from shared.core.secrets import content_hash
+
+    base, user = last.studio
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False
+    conn_type = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = conn_type(parts.hostname, parts.port, timeout=timeout)
+    headers = {"Authorization": f"Bearer {environ['STUDIO_TOKEN']}"} if environ.get("STUDIO_TOKEN") else {}
+    try:
+        conn.request("GET", f"{parts.path.rstrip('/')}/api/teams/?user_id={quote(user)}", headers=headers)
+        response = conn.getresponse()
+        if response.status != 200:
+            return False
+        listed = json.loads(response.read()).get("data") or []
+    except (OSError, ValueError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+    now = {str(row.get("id")): content_hash(row.get("component")) for row in listed if isinstance(row, dict)}
+    return all(now.get(row_id) == digest for row_id, digest in last.rows.items())
 
 
 def redis_call(url: str, command: list[str], timeout: float = 5.0) -> bytes | int | None:

@@ -21,7 +21,7 @@ class Plan:
     tree_name: str
     gallery_name: str
     states: dict[str, dict[str, Any]]  # initial state of every node (and of every broken file)
-    changes: dict[str, str]  # label -> new | changed | unchanged | invalid | skipped
+    changes: dict[str, str]  # label -> new | changed | unchanged | invalid | skipped | drifted
     waves: list[list[list[str]]] = field(default_factory=list)  # wave -> batches -> labels
     gallery_key: str | None = None
     gallery_members: list[str] = field(default_factory=list)
@@ -59,8 +59,11 @@ def make_plan(
     gallery_cached: bool,
     last_keys: dict[str, str],
     batch_size: int,
+    drifted: dict[str, str] | None = None,
 ) -> Plan:
-    """`cached`: label -> cached result for valid nodes whose key hit; `last_keys`: label -> key last synced."""
+    """`cached`: label -> cached result for valid nodes whose key hit; `last_keys`: label -> key last
+    synced; `drifted`: label -> how its Studio row was changed since the sync wrote it (left alone)."""
+    drifted = drifted or {}
     states: dict[str, dict[str, Any]] = {}
     changes: dict[str, str] = {}
     for path, message in tree.broken_files.items():
@@ -74,6 +77,9 @@ def make_plan(
         elif label in tree.skipped:
             states[label] = {**base, "status": Status.SKIPPED, "reason": tree.skipped[label]}
             changes[label] = "skipped"
+        elif label in drifted:
+            states[label] = {**base, "status": Status.SKIPPED, "drifted": True, "reason": drifted[label]}
+            changes[label] = "drifted"
         elif label in cached:
             states[label] = {**base, **(cached[label] or {}), "status": Status.CACHED, "outcome": "unchanged"}
             changes[label] = "unchanged"

@@ -11,7 +11,7 @@ from rich.table import Table
 from shared.core.run_model import UNSUCCESSFUL, RunState, Status
 from shared.store import Store
 
-OUTCOMES = ("created", "updated", "unchanged", "validated", "failed", "skipped", "pending")
+OUTCOMES = ("created", "updated", "unchanged", "validated", "deleted", "drifted", "failed", "skipped", "pending")
 
 
 def outcome_of(state: dict[str, Any]) -> str:
@@ -20,6 +20,8 @@ def outcome_of(state: dict[str, Any]) -> str:
         return str(state.get("outcome", "created"))
     if status == Status.CACHED:
         return "unchanged"
+    if state.get("drifted"):
+        return "drifted"  # edited in Studio since the sync wrote it, and left alone
     if status in UNSUCCESSFUL:
         return str(status)
     return Status.PENDING
@@ -50,7 +52,13 @@ def run_report(store: Store, run_id: str) -> dict[str, Any] | None:
 
 
 def succeeded(report: dict[str, Any]) -> bool:
-    return report["state"] == RunState.FINISHED and not report["counts"]["failed"] and not report.get("error")
+    counts = report["counts"]
+    return (
+        report["state"] == RunState.FINISHED
+        and not counts["failed"]
+        and not counts.get("drifted")
+        and not report.get("error")
+    )
 
 
 def studio_writes(report: dict[str, Any]) -> int:

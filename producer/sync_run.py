@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from producer.planner import Plan, make_plan, tree_gallery_key
 from producer.scanner import ScanResult, default_cache_path, scan
+from producer.studio_state import StudioView, inspect
 from shared.core.hashing import canonical_json, namespace, sha256_hex
 from shared.core.run_model import RunState, Status
 from shared.core.tree import Tree, build_tree
@@ -30,6 +31,7 @@ class Prepared:
     tree: Tree
     plan: Plan
     namespace: str
+    studio: StudioView  # drift, and what a prune would delete
 
 
 def prepare(
@@ -45,7 +47,14 @@ def prepare(
     valid = tree.valid
     gkey = tree_gallery_key(tree, gallery)
     hits, gallery_hit, last_keys = store.lookup(ns, [tree.nodes[lbl].key for lbl in valid], gkey, tree_name)
-    cached = {} if force else {lbl: hit for lbl, hit in zip(valid, hits, strict=False) if hit is not None}
+    unreadable = set(tree.broken_files) | set(result.unread)
+    # forced: what drifted is overwritten, and a prune may delete it
+    view = inspect(settings, store, ns, tree_name, set(tree.nodes), unreadable, gallery, gkey is None, force)
+    cached = (
+        {}
+        if force
+        else {lbl: hit for lbl, hit in zip(valid, hits, strict=False) if hit is not None and lbl not in view.gone}
+    )
     plan = make_plan(
         tree,
         tree_name=tree_name,
@@ -54,8 +63,14 @@ def prepare(
         gallery_cached=gallery_hit is not None and not force,
         last_keys=last_keys,
         batch_size=settings.batch_size,
+        drifted={}
+        if force
+        else {
+            lbl: f"drifted: row {d.row_id} was {d.reason}; `producer sync --force` overwrites it"
+            for lbl, d in view.drift.items()
+        },
     )
-    return Prepared(root, result, tree, plan, ns)
+    return Prepared(root, result, tree, plan, ns, view)
 
 
 def submit(prepared: Prepared, settings: Settings, store: Store, app: Celery | None) -> str:
@@ -182,8 +197,17 @@ def remember_if_clean(
         metrics.inc("agentq_cache_requests_total", [tree.nodes[label].component_type, "hit"])
     for st in report["nodes"].values():
         metrics.inc("agentq_sync_outcomes_total", [st.get("type") or "file", "unchanged"])
+    written = store.written_rows(ns, plan.tree_name)
     last = nochange.LastSync(
-        fingerprint, digest, names, variables, str(report["tree"]), len(report["nodes"]), metrics.counter_fields()
+        fingerprint,
+        digest,
+        names,
+        variables,
+        str(report["tree"]),
+        len(report["nodes"]),
+        metrics.counter_fields(),
+        studio=[settings.studio_url, settings.studio_user_id],
+        rows={str(w.row_id): w.hash for w in written.values() if w.label in tree.nodes},
     )
     nochange.save(path, last, answer)
     return True

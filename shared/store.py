@@ -12,6 +12,7 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
+from shared.core.drift import WrittenRow
 from shared.core.keys import PREFIX, ROOT_PREFIX
 from shared.core.run_model import TERMINAL  # noqa: F401  (re-exported: the store decides what is over)
 from shared.metrics import HOSTS, IN_FLIGHT, Metrics
@@ -161,12 +162,48 @@ class Store:
         value = self.r.hget(self.team_ids_key(ns), label)
         return int(value) if value else None
 
-    def set_team_ids(self, ns: str, ids: dict[str, int]) -> None:
-        if ids:
-            self.r.hset(self.team_ids_key(ns), mapping={k: str(v) for k, v in ids.items()})
+    # ---- what the sync wrote, for drift and prune (shared/core/drift.py) ---------------------
+    @staticmethod
+    def written_key(ns: str) -> str:
+        return f"{PREFIX}:{ns}:written"
 
-    def forget_team(self, ns: str, label: str) -> None:
-        self.r.hdel(self.team_ids_key(ns), label)
+    def written_rows(self, ns: str, tree: str | None = None) -> dict[str, WrittenRow]:
+        """Label -> the record of the team row the sync last wrote for it (only `tree`'s when given)."""
+        rows = (WrittenRow.from_json(raw) for raw in self.r.hgetall(self.written_key(ns)).values())
+        return {w.label: w for w in rows if tree is None or w.tree == tree}
+
+    def written_row(self, ns: str, label: str) -> WrittenRow | None:
+        raw = self.r.hget(self.written_key(ns), label)
+        return WrittenRow.from_json(raw) if raw else None
+
+    def record_written(self, ns: str, row: WrittenRow) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hset(self.written_key(ns), row.label, row.to_json())
+        pipe.hset(self.team_ids_key(ns), row.label, str(row.row_id))
+        pipe.execute()
+
+    def forget_written(self, ns: str, label: str) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hdel(self.written_key(ns), label)
+        pipe.hdel(self.team_ids_key(ns), label)
+        pipe.execute()
+
+    def owned_gallery(self, ns: str, name: str) -> tuple[int, str] | None:
+        """(row id, tree) of the gallery entry `name` when the sync created it."""
+        raw = self.r.hget(f"{PREFIX}:{ns}:owned-galleries", name)
+        if not raw:
+            return None
+        data = json.loads(raw)
+        return int(data["id"]), str(data["tree"])
+
+    def own_gallery(self, ns: str, name: str, gallery_id: int, tree: str) -> None:
+        self.r.hset(f"{PREFIX}:{ns}:owned-galleries", name, _json({"id": gallery_id, "tree": tree}))
+
+    def disown_gallery(self, ns: str, name: str) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hdel(f"{PREFIX}:{ns}:owned-galleries", name)
+        pipe.hdel(f"{PREFIX}:{ns}:galleries", name)
+        pipe.execute()
 
     def gallery_id(self, ns: str, name: str) -> int | None:
         value = self.r.hget(f"{PREFIX}:{ns}:galleries", name)

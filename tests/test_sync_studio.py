@@ -51,7 +51,8 @@ def test_second_sync_writes_nothing_and_enqueues_nothing(
     task_results_before = sum(1 for _ in r.scan_iter("celery-task-meta-*", count=1000))
     rc, report, err = cli.sync(examples)
     assert rc == 0, err
-    assert proxy.requests == []  # not even a read: everything came from the cache
+    # one read, to see that no row was edited in Studio since (drift); no write, nothing enqueued
+    assert [(m, p) for m, p, _ in proxy.requests] == [("GET", "/api/teams/")]
     assert report["studio_requests"] == {}
     assert set(report["counts"]) >= {"unchanged"} and report["counts"]["unchanged"] == 15
     assert sum(1 for _ in r.scan_iter("celery-task-meta-*", count=1000)) == task_results_before

@@ -9,9 +9,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from shared.core.drift import WrittenRow, row_label
 from shared.core.exceptions import TaskFailed
 from shared.core.refs import MissingVariable, redact, secret_values, substitute_variables
 from shared.core.run_model import SUCCEEDED, UNSUCCESSFUL, Status
+from shared.core.secrets import content_hash
 from shared.retry import backoff_delay
 from shared.store import TERMINAL, Store
 from shared.studio import StudioClient, StudioError
@@ -69,7 +71,7 @@ async def ensure_team_listing(ctx: RunContext) -> dict[str, dict[str, Any]]:
             for row in rows:  # newest first: keep the most recent row for a label
                 label = (row.get("component") or {}).get("label")
                 if label and label not in by_label and row.get("user_id") == ctx.client.user_id:
-                    by_label[label] = {"id": row["id"], "version": row.get("version")}
+                    by_label[label] = {"id": row["id"], "hash": content_hash(row.get("component"))}
             ctx.store.set_run_value(ctx.run_id, "studio-teams", json.dumps(by_label))
             return by_label
         await asyncio.sleep(0.05)
@@ -77,31 +79,45 @@ async def ensure_team_listing(ctx: RunContext) -> dict[str, dict[str, Any]]:
 
 
 async def upsert_team(
-    ctx: RunContext, label: str, component: dict[str, Any], key: str, redelivered: bool = False
+    ctx: RunContext, label: str, component: dict[str, Any], key: str, path: str, redelivered: bool = False
 ) -> tuple[str, int]:
-    """Create or update the team row for `label`; returns (outcome, row id). A redelivered node
-    (its worker died mid-batch) looks in Studio afresh before it creates: the dead worker's
-    create may have gone through after the run's listing was taken."""
+    """Create or update the team row for `label`; returns (outcome, row id). A row whose content
+    (secrets masked) is what we would write is left alone. A redelivered node (its worker died
+    mid-batch) looks in Studio afresh before it creates: the dead worker's create may have gone
+    through after the run's listing was taken. Every write is recorded for drift and prune."""
+    digest = content_hash(component)
+    earlier = ctx.store.written_row(ctx.ns, label)
+
+    def record(row_id: int, created: bool) -> None:
+        ctx.store.record_written(ctx.ns, WrittenRow(label, row_id, digest, str(ctx.meta["tree"]), path, created))
+
+    # a row this sync created stays owned when updated, and only while its id holds
+    def owned(row_id: int) -> bool:
+        return earlier is not None and earlier.created and earlier.row_id == row_id
+
     team_id = ctx.store.team_id(ctx.ns, label)
     if team_id is not None:
         row = await ctx.client.get_team(team_id)
-        if row is None or (row.get("component") or {}).get("label") != label:
-            ctx.store.forget_team(ctx.ns, label)  # deleted or relabelled in Studio: match afresh
+        if row is None or row_label(row) != label:
+            ctx.store.forget_written(ctx.ns, label)  # deleted or relabelled in Studio: match afresh
             team_id = None
-        elif row.get("version") == key:
+        elif content_hash(row.get("component")) == digest:
+            record(team_id, owned(team_id))
             return "unchanged", team_id
     if team_id is None:
         known = (await ensure_team_listing(ctx)).get(label)
         if known:
             team_id = int(known["id"])
-            if known.get("version") == key:
-                ctx.store.set_team_ids(ctx.ns, {label: team_id})
+            if known.get("hash") == digest:
+                record(team_id, owned(team_id))
                 return "unchanged", team_id
     if team_id is not None:
         await ctx.client.save_team(component, key, team_id)
+        record(team_id, owned(team_id))
         return "updated", team_id
-    row = (await find_team(ctx, label, key) if redelivered else None) or await create_team(ctx, label, component, key)
-    ctx.store.set_team_ids(ctx.ns, {label: int(row["id"])})
+    found = await find_team(ctx, label, key) if redelivered else None
+    row = found or await create_team(ctx, label, component, key)
+    record(int(row["id"]), True)
     return "created", int(row["id"])
 
 
@@ -154,7 +170,7 @@ async def sync_node(ctx: RunContext, label: str, record: dict[str, Any], redeliv
     if errors:
         raise NodeFailed("Studio validation failed: " + "; ".join(errors))
     if record["type"] == "team":
-        outcome, team_id = await upsert_team(ctx, label, component, record["key"], redelivered)
+        outcome, team_id = await upsert_team(ctx, label, component, record["key"], record["path"], redelivered)
         return {"status": Status.DONE, "outcome": outcome, "team_id": team_id}
     # gallery members get their final outcome when the gallery entry is written
     return {"status": Status.DONE, "outcome": "validated"}

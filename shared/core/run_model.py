@@ -44,3 +44,4 @@ class NodeState(TypedDict, total=False):
     seconds: float
     key: str  # its content key
     team_id: int  # the Studio row (teams)
+    drifted: bool  # its row was edited in Studio since the sync wrote it, and left alone

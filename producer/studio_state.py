@@ -1,0 +1,107 @@
+"""What became of the rows a tree's syncs wrote to Studio: drifted, gone, or for `--prune` to delete.
+
+One listing of the user's team rows per plan or sync, and only when the tree has written rows
+(or owns a gallery entry) before: a first sync asks Studio nothing here."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.core.drift import Drift, WrittenRow, drifted, gone, prune_candidates
+from shared.core.run_model import Status
+from shared.settings import Settings
+from shared.store import Store
+from shared.studio import StudioClient, StudioError
+
+
+@dataclass
+class StudioView:
+    drift: dict[str, Drift] = field(default_factory=dict)  # label -> how its row changed in Studio
+    gone: set[str] = field(default_factory=set)  # labels whose row was deleted in Studio
+    prune: list[WrittenRow] = field(default_factory=list)  # rows `sync --prune` deletes
+    prune_gallery: int | None = None  # the tree's own gallery entry, when nothing is left to put in it
+    error: str | None = None  # Studio could not be asked: drift is unknown
+
+
+def client(settings: Settings, **kwargs: Any) -> StudioClient:
+    token = settings.studio_token.get_secret_value() if settings.studio_token else None
+    return StudioClient(
+        settings.studio_url,
+        settings.studio_user_id,
+        token=token,
+        timeout=settings.studio_timeout_seconds,
+        retries=settings.studio_retries,
+        backoff=settings.studio_backoff_seconds,
+        **kwargs,
+    )
+
+
+def inspect(
+    settings: Settings,
+    store: Store,
+    ns: str,
+    tree_name: str,
+    tree_labels: set[str],
+    unreadable: set[str],
+    gallery_name: str,
+    gallery_empty: bool,
+    force: bool = False,
+) -> StudioView:
+    written = store.written_rows(ns, tree_name)
+    owned = store.owned_gallery(ns, gallery_name)
+    owned_here = owned if owned is not None and owned[1] == tree_name else None
+    if not written and owned_here is None:
+        return StudioView()
+
+    async def rows() -> tuple[dict[int, dict[str, Any]], bool]:
+        async with client(settings) as studio:
+            listed = {int(row["id"]): row for row in await studio.list_teams()}
+            gallery_there = owned_here is not None and await studio.get_gallery(owned_here[0]) is not None
+            return listed, gallery_there
+
+    try:
+        listed, gallery_there = asyncio.run(rows())
+    except StudioError as exc:
+        return StudioView(error=f"could not list Studio's teams to look for drift: {exc}")
+    drift = drifted(written, listed)
+    return StudioView(
+        drift=drift,
+        gone=gone(written, listed),
+        prune=prune_candidates(written, listed, tree_labels, unreadable, {} if force else drift),
+        prune_gallery=owned_here[0] if owned_here and gallery_there and gallery_empty else None,
+    )
+
+
+def delete_rows(settings: Settings, store: Store, ns: str, view: StudioView, gallery_name: str) -> dict[str, Any]:
+    """Delete what `view` says a prune deletes; label -> its node state in the run. Each row is
+    read again first: one that changed hands or label since the listing is left alone."""
+
+    async def go() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        async with client(settings) as studio:
+            for record in view.prune:
+                base = {"type": "team", "path": record.path, "team_id": record.row_id}
+                try:
+                    row = await studio.get_team(record.row_id)
+                    if row is None or (row.get("component") or {}).get("label") != record.label:
+                        store.forget_written(ns, record.label)
+                        out[record.label] = {**base, "status": Status.SKIPPED, "reason": "no longer in Studio"}
+                        continue
+                    await studio.request("DELETE", f"/teams/{record.row_id}", params={"user_id": studio.user_id})
+                    store.forget_written(ns, record.label)
+                    out[record.label] = {**base, "status": Status.DONE, "outcome": "deleted"}
+                except StudioError as exc:
+                    out[record.label] = {**base, "status": Status.FAILED, "error": f"could not delete: {exc}"}
+            if view.prune_gallery is not None:
+                label = f"gallery:{gallery_name}"
+                try:
+                    await studio.request("DELETE", f"/gallery/{view.prune_gallery}", params={"user_id": studio.user_id})
+                    store.disown_gallery(ns, gallery_name)
+                    out[label] = {"type": "gallery", "status": Status.DONE, "outcome": "deleted"}
+                except StudioError as exc:
+                    out[label] = {"type": "gallery", "status": Status.FAILED, "error": f"could not delete: {exc}"}
+        return out
+
+    return asyncio.run(go())

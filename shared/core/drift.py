@@ -1,0 +1,103 @@
+"""What the sync wrote to Studio, and what became of it since: drift and prune. Pure, no I/O.
+
+When a worker writes a team row it records a `WrittenRow`: the row's id, a hash of the content it
+wrote (secrets masked, shared/core/secrets.py), the tree and file it came from, and whether the
+sync created the row. Later, Studio's rows are compared with those records:
+- a row whose content no longer hashes to the record was edited in Studio: it has *drifted*, and a
+  sync leaves it alone unless forced;
+- a row the sync created, whose label is gone from the tree, is what `sync --prune` deletes. A row
+  the sync adopted (matched by label) or never wrote has no `created` record and is never deleted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from shared.core.secrets import content_hash
+
+
+@dataclass(frozen=True)
+class WrittenRow:
+    label: str
+    row_id: int
+    hash: str  # content_hash of the component as written
+    tree: str  # the tree (its absolute path) that wrote it
+    path: str  # the file the component came from, relative to the tree
+    created: bool  # the sync inserted this row (it did not adopt an existing one)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> WrittenRow:
+        data = json.loads(text)
+        return cls(
+            label=str(data["label"]),
+            row_id=int(data["row_id"]),
+            hash=str(data["hash"]),
+            tree=str(data["tree"]),
+            path=str(data["path"]),
+            created=bool(data["created"]),
+        )
+
+
+@dataclass(frozen=True)
+class Drift:
+    label: str
+    row_id: int
+    reason: str
+
+
+def row_label(row: Mapping[str, Any]) -> str | None:
+    component = row.get("component")
+    label = component.get("label") if isinstance(component, dict) else None
+    return str(label) if label is not None else None
+
+
+def drifted(written: Mapping[str, WrittenRow], rows: Mapping[int, Mapping[str, Any]]) -> dict[str, Drift]:
+    """Label -> how its row changed in Studio since the sync wrote it. A row that is gone is not
+    drift: the next sync writes it again (see `gone`)."""
+    out: dict[str, Drift] = {}
+    for label, record in written.items():
+        row = rows.get(record.row_id)
+        if row is None:
+            continue
+        now = row_label(row)
+        if now != label:
+            out[label] = Drift(label, record.row_id, f"relabelled in Studio to {now!r}")
+        elif content_hash(row.get("component")) != record.hash:
+            when = row.get("updated_at")
+            out[label] = Drift(
+                label,
+                record.row_id,
+                "edited in Studio since the sync wrote it" + (f" (updated {when})" if when else ""),
+            )
+    return out
+
+
+def gone(written: Mapping[str, WrittenRow], rows: Mapping[int, Mapping[str, Any]]) -> set[str]:
+    """Labels whose row was deleted in Studio: a cached result for them no longer holds."""
+    return {label for label, record in written.items() if record.row_id not in rows}
+
+
+def prune_candidates(
+    written: Mapping[str, WrittenRow],
+    rows: Mapping[int, Mapping[str, Any]],
+    tree_labels: Collection[str],
+    unreadable_paths: Collection[str],
+    drift: Mapping[str, Drift],
+) -> list[WrittenRow]:
+    """The rows `sync --prune` deletes: created by the sync, still in Studio under the same label,
+    whose label is gone from the tree. Never one whose file could not be read (its label is
+    unknown, not gone), nor one edited in Studio since (the caller decides about those)."""
+    out = []
+    for label, record in sorted(written.items()):
+        if not record.created or label in tree_labels or record.path in unreadable_paths or label in drift:
+            continue
+        row = rows.get(record.row_id)
+        if row is not None and row_label(row) == label:
+            out.append(record)
+    return out

@@ -1,0 +1,134 @@
+"""Drift and prune against a real Studio: rows edited in Studio are reported and left alone unless
+forced; `--prune` deletes exactly the rows this tree created whose files are gone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.conftest import Cli
+from tests.studio_proxy import StudioProxy
+
+
+def _edit_row(cli: Cli, row: dict[str, Any], message: str) -> None:
+    """What a colleague does in Studio's UI: the team saved again with one agent's prompt changed
+    (the row keeps its `version` field, as the UI does)."""
+    component = json.loads(json.dumps(row["component"]))
+    component["config"]["participants"][0]["config"]["system_message"] = message
+    body = {"id": row["id"], "user_id": cli.user_id, "component": component, "version": row["version"]}
+    httpx.post(f"{cli.view_url}/api/teams/", json=body, timeout=30).raise_for_status()
+
+
+def _plan(cli: Cli, directory: Path) -> dict[str, Any]:
+    proc = cli.run("plan", str(directory), "--json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)  # type: ignore[no-any-return]
+
+
+def test_a_row_edited_in_studio_is_drifted_left_alone_and_overwritten_only_when_forced(
+    cli: Cli, examples: Path
+) -> None:
+    assert cli.sync(examples)[0] == 0
+    row = cli.studio().teams_by_label()["research-team"][0]
+    _edit_row(cli, row, "Edited in the UI.")
+
+    plan = _plan(cli, examples)
+    assert plan["changes"]["drifted"] == ["research-team"]
+    assert "edited in Studio" in plan["drifted"]["research-team"]
+
+    # the tree did not change: the no-change answer must not hide the drift
+    rc, report, _ = cli.sync(examples)
+    assert rc == 1
+    assert report["counts"]["drifted"] == 1
+    assert report["nodes"]["research-team"]["status"] == "skipped" and report["nodes"]["research-team"]["drifted"]
+    left = cli.studio().teams_by_label()["research-team"]
+    assert len(left) == 1 and left[0]["id"] == row["id"]
+    assert left[0]["component"]["config"]["participants"][0]["config"]["system_message"] == "Edited in the UI."
+    assert left[0]["updated_at"] != row["updated_at"]  # the colleague's write, and no other since
+    edited_at = left[0]["updated_at"]
+    assert cli.studio().teams_by_label()["research-team"][0]["updated_at"] == edited_at
+
+    rc, report, err = cli.sync(examples, "--force")
+    assert rc == 0, err
+    assert report["nodes"]["research-team"]["outcome"] == "updated"
+    back = cli.studio().teams_by_label()["research-team"]
+    assert len(back) == 1 and back[0]["id"] == row["id"]
+    assert back[0]["component"] == row["component"]
+
+    # overwritten, it is ours again: no drift, and a plain sync is clean
+    assert _plan(cli, examples)["changes"]["drifted"] == []
+    assert cli.sync(examples)[0] == 0
+
+
+def test_prune_deletes_exactly_the_rows_this_tree_created_and_nothing_else(
+    cli: Cli, examples: Path, proxy: StudioProxy
+) -> None:
+    # a row another client made before the first sync, under a label the tree uses: the sync adopts
+    # (updates) it but did not create it; and one the sync never touches at all
+    adopted = json.loads((examples / "teams" / "solo-team.json").read_text())
+    foreign = {**adopted, "label": "made-by-hand"}
+    for component in (adopted, foreign):
+        body = {"user_id": cli.user_id, "component": component}
+        httpx.post(f"{cli.view_url}/api/teams/", json=body, timeout=30).raise_for_status()
+    assert cli.sync(examples)[0] == 0
+    before = {label: rows[0] for label, rows in cli.studio().teams_by_label().items()}
+    assert {"research-team", "review-team", "solo-researcher", "made-by-hand"} <= set(before)
+
+    (examples / "teams" / "review-team.yaml").unlink()
+    (examples / "teams" / "solo-team.json").unlink()
+
+    plan = _plan(cli, examples)
+    assert [p["label"] for p in plan["prune"]] == ["review-team"]  # solo-researcher was adopted, not created
+
+    proxy.reset()
+    rc, report, err = cli.sync(examples)  # without --prune: nothing is deleted
+    assert rc == 0, err
+    assert not [w for w in proxy.writes() if w[0] == "DELETE"]
+    assert "--prune" in err
+    assert set(cli.studio().teams_by_label()) == set(before)
+
+    rc, report, err = cli.sync(examples, "--prune")
+    assert rc == 0, err
+    assert report["nodes"]["review-team"]["outcome"] == "deleted"
+    assert report["counts"]["deleted"] == 1
+    after = {label: rows[0] for label, rows in cli.studio().teams_by_label().items()}
+    assert set(after) == set(before) - {"review-team"}
+    for label in after:  # the rest untouched: the foreign row, the adopted row and the tree's own
+        assert after[label]["updated_at"] == before[label]["updated_at"], label
+    assert [w[0] for w in proxy.writes()] == ["DELETE"]
+
+    assert _plan(cli, examples)["prune"] == []  # nothing left to prune, and a second prune deletes nothing
+    proxy.reset()
+    assert cli.sync(examples, "--prune")[0] == 0
+    assert proxy.writes() == []
+
+
+def test_a_drifted_row_is_not_pruned_unless_forced(cli: Cli, examples: Path) -> None:
+    assert cli.sync(examples)[0] == 0
+    row = cli.studio().teams_by_label()["review-team"][0]
+    _edit_row(cli, row, "Someone cares about this one.")
+    (examples / "teams" / "review-team.yaml").unlink()
+
+    plan = _plan(cli, examples)
+    assert plan["prune"] == [] and "review-team" in plan["drifted"]
+    cli.sync(examples, "--prune")
+    assert "review-team" in cli.studio().teams_by_label()
+
+    rc, _, err = cli.sync(examples, "--prune", "--force")
+    assert rc == 0, err
+    assert "review-team" not in cli.studio().teams_by_label()
+
+
+def test_a_row_deleted_in_studio_is_written_again(cli: Cli, examples: Path) -> None:
+    assert cli.sync(examples)[0] == 0
+    row = cli.studio().teams_by_label()["solo-researcher"][0]
+    httpx.delete(f"{cli.view_url}/api/teams/{row['id']}", params={"user_id": cli.user_id}, timeout=30)
+
+    rc, report, err = cli.sync(examples)
+    assert rc == 0, err
+    assert report["nodes"]["solo-researcher"]["outcome"] == "created"
+    rows = cli.studio().teams_by_label()["solo-researcher"]
+    assert len(rows) == 1 and rows[0]["component"] == row["component"]
