@@ -43,6 +43,13 @@ def versions() -> dict[str, str]:
     return {pkg: version(pkg) for pkg in ("agentq", "autogen-agentchat", "celery", "redis")}
 
 
+def loopback_bytes() -> int:
+    """Bytes through the loopback interface (every service here talks over it), sent and received."""
+    counters = psutil.net_io_counters(pernic=True)
+    lo = counters.get("lo") or counters.get("lo0")
+    return (lo.bytes_sent + lo.bytes_recv) if lo else 0
+
+
 class Sampler:
     """CPU and memory of this process and its children (the embedded Redis and worker), sampled
     every `every` seconds in a thread while the block runs."""
@@ -141,7 +148,7 @@ def run_workflow_bench(
                     _write_docs(tree, agents, workflow)
                     name = f"team{size}.{mode}.wall_seconds"
                     for i in range(warmup + iterations):
-                        started, cpu = time.perf_counter(), sampler.cpu_seconds()
+                        started, cpu, net = time.perf_counter(), sampler.cpu_seconds(), loopback_bytes()
                         run = run_workflow(
                             tree / "workflows" / f"{workflow['name']}.yaml",
                             tree=tree,
@@ -155,6 +162,9 @@ def run_workflow_bench(
                             continue
                         measures.setdefault(name, []).append(time.perf_counter() - started)
                         measures.setdefault(f"team{size}.{mode}.cpu_seconds", []).append(sampler.cpu_seconds() - cpu)
+                        measures.setdefault(f"team{size}.{mode}.network_bytes", []).append(
+                            float(loopback_bytes() - net)
+                        )
                         tasks = run.report["tasks"].values()
                         task_seconds.setdefault(name, []).extend(t["seconds"] or 0.0 for t in tasks)
                         requests.setdefault(f"team{size}.{mode}", []).append(sum(t["model_calls"] or 0 for t in tasks))
@@ -256,9 +266,12 @@ def compare_results(a: dict[str, Any], b: dict[str, Any]) -> list[Change]:
     return compare(a["measures"], b["measures"])
 
 
+HIGHER_IS_BETTER = ("_per_second", "availability", "hit_rate")
+
+
 def regressions_over(changes: list[Change], percent: float) -> list[Change]:
-    # every measure here is a time, a count of CPU seconds or of memory: larger is worse
-    return regressions(changes, percent, {c.measure for c in changes})
+    # times, CPU seconds, bytes and request counts: larger is worse; rates and availability: smaller is
+    return regressions(changes, percent, {c.measure for c in changes if not c.measure.endswith(HIGHER_IS_BETTER)})
 
 
 def report(results: list[tuple[str, dict[str, Any]]], out: Path) -> tuple[Path, Path]:

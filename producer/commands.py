@@ -537,6 +537,34 @@ def bench_workflow(
     _show_result(result, folder, as_json)
 
 
+@bench_app.command("studio")
+def bench_studio(
+    directory: Annotated[Path, typer.Argument(help="Config tree to scan and register (default: examples/)")] = Path(
+        "examples"
+    ),
+    iterations: Annotated[int, typer.Option("--iterations", min=1)] = 3,
+    warmup: Annotated[int, typer.Option("--warmup", min=0)] = 1,
+    out: Annotated[Path | None, typer.Option("--out", help="Result folder (default: the cache dir's bench/)")] = None,
+    studio_url: StudioUrl = None,
+    as_json: AsJson = False,
+) -> None:
+    """Studio and tree: connectivity, fetching, scanning and registration (cold and cached), per iteration.
+
+    Registration runs under throwaway Studio users (so the cold sync is cold), whose rows are
+    deleted at the end. With no STUDIO_URL, a local AutoGen Studio is started for the run."""
+    from producer.bench_studio import run_studio_bench
+    from shared.settings import load_settings
+
+    _check_dir(directory)
+    settings = load_settings(studio_url=studio_url)
+    local = studio_url is None and not os.environ.get("STUDIO_URL")
+    if local:
+        err().print("No STUDIO_URL set: starting a local AutoGen Studio for the benchmark; it stops when it ends.")
+    folder = out or settings.cache_dir / "bench" / time.strftime("studio-%Y%m%d-%H%M%S")
+    result = run_studio_bench(folder, directory, iterations, warmup, settings, local)
+    _show_result(result, folder, as_json)
+
+
 def _show_result(result: dict[str, Any], folder: Path, as_json: bool) -> None:
     from rich.table import Table
 
@@ -548,7 +576,7 @@ def _show_result(result: dict[str, Any], folder: Path, as_json: bool) -> None:
         return
     table = Table(title=f"{result['kind']} benchmark: {folder}")
     for col in ("measure", "mean", "median", "stdev", "min", "max"):
-        table.add_column(col, justify="left" if col == "measure" else "right")
+        table.add_column(col, justify="left" if col == "measure" else "right", no_wrap=col == "measure")
     for name, s in table_rows(result):
         table.add_row(name, *(f"{s[k]:.3f}" for k in ("mean", "median", "stdev", "min", "max")))
     console().print(table)

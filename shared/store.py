@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from shared.core.drift import WrittenRow
 from shared.core.keys import PREFIX, ROOT_PREFIX
 from shared.core.run_model import TERMINAL  # noqa: F401  (re-exported: the store decides what is over)
-from shared.metrics import HOSTS, IN_FLIGHT, Metrics
+from shared.metrics import HOSTS, IN_FLIGHT, Metrics, read_histograms
 
 END_TASK_LUA = (Path(__file__).parent / "lua" / "end_task.lua").read_text()
 
@@ -54,6 +54,10 @@ class Store:
     def flush(self, metrics: Metrics) -> None:
         """Add a process's metrics to the cluster's totals (shared/metrics.py)."""
         metrics.flush(self.r)
+
+    def histograms(self) -> dict[tuple[str, tuple[str, ...]], list[float]]:
+        """The cluster's latency histograms so far (shared/metrics.py), for benchmarks."""
+        return read_histograms(self.r)
 
     # ---- workers' heartbeats and the messages each is running (producer/recovery.py) -------------
     def heartbeats(self) -> dict[str, float]:

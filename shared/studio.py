@@ -104,7 +104,7 @@ class StudioClient:
         raise AssertionError("unreachable")
 
     async def health(self) -> bool:
-        data = await self.request("GET", "/health/", retry=False)
+        data = await self.request("GET", "/health", retry=False)
         return bool(data.get("status"))
 
     async def version(self) -> str | None:

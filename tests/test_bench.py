@@ -109,3 +109,63 @@ def test_bench_workflow_compare_and_report(wf_cli: Cli, tmp_path: Path) -> None:
     width, height = struct.unpack(">II", png[16:24])
     assert width > 300 and height > 200
     assert "| team3.parallel.wall_seconds |" in (tmp_path / "report" / "report.md").read_text()
+
+
+STUDIO_MEASURES = {
+    "connectivity.health_seconds",
+    "connectivity.availability",
+    "fetch.list_teams_seconds",
+    "fetch.get_team_seconds",
+    "fetch.list_galleries_seconds",
+    "fetch.get_gallery_seconds",
+    "scan.cold_seconds",
+    "scan.rescan_seconds",
+    "scan.cold_files_per_second",
+    "scan.rescan_files_per_second",
+    "register.cold_seconds",
+    "register.cached_seconds",
+    "register.cold_components_per_second",
+    "register.cached_components_per_second",
+    "register.cold_network_bytes",
+    "register.cached_cache_hit_rate",
+}
+
+
+def test_bench_studio_against_a_real_studio_and_its_report(cli: Cli, examples: Path, tmp_path: Path) -> None:
+    proc = cli.run(
+        "bench",
+        "studio",
+        str(examples),
+        "--iterations",
+        "2",
+        "--warmup",
+        "0",
+        "--out",
+        str(tmp_path / "s"),
+        "--json",
+        timeout=600,
+        STUDIO_URL=cli.view_url,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["kind"] == "studio" and set(result["measures"]) >= STUDIO_MEASURES
+    for name, values in result["measures"].items():
+        assert len(values) == (1 if name == "connectivity.availability" else 2), name
+    m = result["measures"]
+    assert m["connectivity.availability"] == [1.0]
+    assert all(rate == 1.0 for rate in m["register.cached_cache_hit_rate"])  # the second sync is all cache
+    assert all(rate == 0.0 for rate in m["register.cold_cache_hit_rate"])
+    assert min(m["register.cold_seconds"]) > max(m["register.cached_seconds"])
+    assert 0.0 <= result["facts"]["studio_validate_share"] <= 1.0
+    assert all(calls >= 3 for calls in result["studio_requests"]["register.cold"])  # three team rows at least
+    # the throwaway users' rows are gone again (Studio adds a default team to a user with none when listed)
+    assert result["cleanup"]["team_rows_deleted"] >= 2 * 3
+    shown = cli.run("bench", "report", str(tmp_path / "s"), "--out", str(tmp_path / "report"))
+    assert shown.returncode == 0, shown.stderr
+    parser = _Images()
+    parser.feed((tmp_path / "report" / "report.html").read_text())
+    assert len(parser.sources) == 3
+    for source in parser.sources:
+        png = base64.b64decode(re.sub(r"^data:image/png;base64,", "", source))
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and 5_000 < len(png) < 2_000_000
+    assert "| register.cold_seconds |" in (tmp_path / "report" / "report.md").read_text()

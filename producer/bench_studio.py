@@ -1,0 +1,214 @@
+"""`producer bench studio`: how fast the user's own Studio and tree are, and where the time goes.
+
+Per iteration: connectivity (health and list latency), component fetching (list and get teams and
+galleries), file scanning (cold and no-change), and registration (a cold sync under a throwaway
+Studio user, so nothing is cached, then the same sync with everything cached). A probe thread asks
+Studio's health every half second for the whole run: availability is the share it answered.
+The throwaway users' rows are deleted at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from producer.bench import Sampler, loopback_bytes, machine, save, versions
+from shared.core.exceptions import TaskFailed
+from shared.settings import Settings, scan_limits, with_overrides
+from shared.studio import StudioClient
+
+PROBE_EVERY = 0.5
+STUDIO_LATENCY = "agentq_studio_request_duration_seconds"
+
+
+class Probe:
+    """Studio's health asked every PROBE_EVERY seconds in a thread: answered share and latencies."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/") + "/api/health"
+        self.answered = 0
+        self.asked = 0
+        self.latencies: list[float] = []
+        self._stop = threading.Event()
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=5) as client:
+            while not self._stop.is_set():
+                started = time.perf_counter()
+                self.asked += 1
+                try:
+                    if client.get(self.url).status_code == 200:
+                        self.answered += 1
+                        self.latencies.append(time.perf_counter() - started)
+                except httpx.HTTPError:
+                    pass
+                self._stop.wait(PROBE_EVERY)
+
+    @contextmanager
+    def running(self) -> Iterator[Probe]:
+        thread = threading.Thread(target=self._run, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            thread.join()
+
+    @property
+    def availability(self) -> float:
+        return self.answered / self.asked if self.asked else 0.0
+
+
+async def _timed(samples: dict[str, list[float]], name: str, call: Any) -> Any:
+    started = time.perf_counter()
+    value = await call
+    samples.setdefault(name, []).append(time.perf_counter() - started)
+    return value
+
+
+async def _fetching(settings: Settings, user_id: str, samples: dict[str, list[float]]) -> None:
+    async with StudioClient(settings.studio_url, user_id, retries=0) as studio:
+        for _ in range(5):
+            await _timed(samples, "connectivity.health_seconds", studio.health())
+        teams = await _timed(samples, "fetch.list_teams_seconds", studio.list_teams())
+        for row in teams[:20]:
+            await _timed(samples, "fetch.get_team_seconds", studio.get_team(int(row["id"])))
+        galleries = await _timed(samples, "fetch.list_galleries_seconds", studio.list_galleries())
+        for row in galleries[:5]:
+            await _timed(samples, "fetch.get_gallery_seconds", studio.get_gallery(int(row["id"])))
+
+
+async def _remove_user_rows(settings: Settings, user_id: str) -> int:
+    """Delete a throwaway user's rows; returns how many team rows there were."""
+    async with StudioClient(settings.studio_url, user_id) as studio:
+        teams = await studio.list_teams()
+        for row in teams:
+            await studio.request("DELETE", f"/teams/{row['id']}", params={"user_id": user_id})
+        for row in await studio.list_galleries():
+            await studio.request("DELETE", f"/gallery/{row['id']}", params={"user_id": user_id})
+        return len(teams)
+
+
+def _studio_time(histograms: dict[tuple[str, tuple[str, ...]], list[float]]) -> dict[str, tuple[float, float]]:
+    """endpoint -> (requests, seconds) of the workers' Studio calls so far."""
+    out: dict[str, tuple[float, float]] = {}
+    for (name, labels), slots in histograms.items():
+        if name == STUDIO_LATENCY:
+            count, total = out.get(labels[0], (0.0, 0.0))
+            out[labels[0]] = (count + sum(slots[:-1]), total + slots[-1])
+    return out
+
+
+def run_studio_bench(
+    out: Path, directory: Path, iterations: int, warmup: int, settings: Settings, local_studio: bool
+) -> dict[str, Any]:
+    """The Studio benchmark on `directory`; writes and returns the result."""
+    from producer import embedded
+    from producer.api import services
+    from producer.api import sync as sync_tree
+    from producer.scanner import scan
+
+    measures: dict[str, list[float]] = {}
+    samples: dict[str, list[float]] = {}
+    studio_requests: dict[str, list[float]] = {}
+    users: list[str] = []
+    facts: dict[str, Any] = {}
+    sampler = Sampler()
+    with embedded.LocalServices() as local:
+        if local_studio:
+            url, proc = embedded.start_studio(Path(tempfile.mkdtemp(prefix="agentq-bench-studio-")))
+            local.add_process(proc)
+            settings = with_overrides(settings, studio_url=url)
+        probe = Probe(settings.studio_url)
+        with sampler.running(), probe.running(), services(settings) as (store, ready):
+            validate_share: list[float] = []
+            for i in range(warmup + iterations):
+                record = i >= warmup
+
+                def put(name: str, value: float, keep: bool = record) -> None:
+                    if keep:
+                        measures.setdefault(name, []).append(value)
+
+                fetched: dict[str, list[float]] = {}
+                asyncio.run(_fetching(ready, ready.studio_user_id, fetched))
+                for name, values in fetched.items():
+                    put(name, statistics.median(values))
+                    if record:
+                        samples.setdefault(name, []).extend(values)
+
+                cache_dir = Path(tempfile.mkdtemp(prefix="agentq-bench-scan-"))
+                try:
+                    for phase in ("cold", "rescan"):
+                        started = time.perf_counter()
+                        scanned = scan(directory.resolve(), cache_dir / "scan.json", scan_limits(ready))
+                        seconds = time.perf_counter() - started
+                        put(f"scan.{phase}_seconds", seconds)
+                        put(f"scan.{phase}_files_per_second", len(scanned.files) / seconds if seconds else 0.0)
+                finally:
+                    shutil.rmtree(cache_dir, ignore_errors=True)
+
+                user = f"agentq-bench-{uuid.uuid4().hex[:8]}"  # a Studio user of its own: nothing cached
+                users.append(user)
+                cold_settings = with_overrides(ready, studio_user_id=user)
+                for phase in ("cold", "cached"):
+                    before_time, before_net = _studio_time(store.histograms()), loopback_bytes()
+                    started, cpu = time.perf_counter(), sampler.cpu_seconds()
+                    run = sync_tree(directory, settings=cold_settings)
+                    seconds = time.perf_counter() - started
+                    if not run.succeeded:
+                        raise TaskFailed(f"benchmark sync of {directory} failed: {run.failed}")
+                    components = sum(run.counts.values())
+                    after_time = _studio_time(store.histograms())
+                    put(f"register.{phase}_seconds", seconds)
+                    put(f"register.{phase}_components_per_second", components / seconds if seconds else 0.0)
+                    put(f"register.{phase}_cpu_seconds", sampler.cpu_seconds() - cpu)
+                    put(f"register.{phase}_network_bytes", float(loopback_bytes() - before_net))
+                    hits = run.counts.get("unchanged", 0)
+                    put(f"register.{phase}_cache_hit_rate", hits / components if components else 0.0)
+                    calls = sum(run.report["studio_requests"].values())
+                    if record:
+                        studio_requests.setdefault(f"register.{phase}", []).append(float(calls))
+                    spent = {
+                        ep: after_time[ep][1] - before_time.get(ep, (0.0, 0.0))[1]
+                        for ep in after_time
+                        if after_time[ep][0] > before_time.get(ep, (0.0, 0.0))[0]
+                    }
+                    if phase == "cold" and record and sum(spent.values()) > 0:
+                        validate_share.append(spent.get("/validate/", 0.0) / sum(spent.values()))
+            facts["studio_validate_share"] = statistics.fmean(validate_share) if validate_share else None
+            facts["cache_hit_rate"] = statistics.fmean(measures.get("register.cached_cache_hit_rate") or [0.0])
+            facts["repeated_runs"] = True
+            deleted = sum(asyncio.run(_remove_user_rows(ready, user)) for user in users)
+        measures["connectivity.availability"] = [probe.availability]
+        samples["connectivity.probe_seconds"] = probe.latencies
+    result: dict[str, Any] = {
+        "kind": "studio",
+        "parameters": {
+            "directory": str(directory),
+            "iterations": iterations,
+            "warmup": warmup,
+            "studio": "local" if local_studio else "configured",
+        },
+        "versions": versions(),
+        "machine": machine(),
+        "measures": measures,
+        "studio_requests": studio_requests,
+        "task_seconds": samples,  # the latency distributions the report draws
+        "resources": sampler.samples,
+        "peak_rss_mb": sampler.peak_rss_mb(),
+        "facts": facts,
+        "cleanup": {"studio_users": len(users), "team_rows_deleted": deleted},
+    }
+    save(out, result)
+    return result
