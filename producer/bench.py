@@ -112,62 +112,67 @@ def run_workflow_bench(
     latency: str,
     seed: int,
     settings: Any = None,
+    complexities: list[str] | None = None,
+    model: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The workflow benchmark against the stand-in endpoint, with its latency following `latency`
-    ("fixed:S" or "lognormal:MEDIAN,SIGMA"); writes and returns the result."""
+    """The workflow benchmark per team size, execution mode and task complexity; writes and
+    returns the result. Against `model` (a model component, with `${VAR}`s resolved on the workers)
+    when given, else against the stand-in endpoint, whose latency follows `latency` ("fixed:S",
+    "pertoken:S,S_PER_TOKEN" or "lognormal:MEDIAN,SIGMA")."""
     from producer import embedded
     from producer.api import run_workflow, services
-    from shared.core.team_plan import team_workflow
+    from shared.core.team_plan import team_workflow, with_complexity
 
     kind, numbers = _latency(latency)
+    levels = complexities or ["medium"]
     measures: dict[str, list[float]] = {}
     task_seconds: dict[str, list[float]] = {}
     requests: dict[str, list[float]] = {}
     sampler = Sampler()
     with embedded.LocalServices() as local:
-        port = embedded.free_port()
-        local.add_process(embedded.start_standin_llm(port))
-        if kind == "fixed":
-            import httpx
+        if model is None:
+            port = embedded.free_port()
+            local.add_process(embedded.start_standin_llm(port))
+            control = {"fixed": {"delay": numbers[0]}, "pertoken": {"delay": numbers[0], "per_token": numbers[-1]}}
+            if kind in control:
+                import httpx
 
-            httpx.post(f"http://127.0.0.1:{port}/_control", json={"delay": numbers[0]}, timeout=10)
+                httpx.post(f"http://127.0.0.1:{port}/_control", json=control[kind], timeout=10)
+            model = standin_model(f"http://127.0.0.1:{port}/v1")
         with sampler.running(), services(settings) as (_, ready):
             tree = out / "tree"
-            _write_model(tree, f"http://127.0.0.1:{port}/v1")
-            for size in team_sizes:
-                for mode in modes:
-                    goal = "Compare two task queues for a small team"
-                    agents, workflow = team_workflow(goal, size, "bench-model", f"bench-{size}-{mode}")
-                    if kind == "lognormal":
-                        median, sigma = numbers[0], numbers[1] if len(numbers) > 1 else 0.5
-                        for task in workflow["tasks"]:  # the stand-in waits as each task's marker says
-                            # drawn per (seed, team size, task): both modes see the same latencies
-                            draw = random.Random(f"{seed}-{size}-{task['id']}")
-                            delay = median * draw.lognormvariate(0, sigma)
-                            task["description"] += f" [delay:{delay:.3f}]"
-                    _write_docs(tree, agents, workflow)
-                    name = f"team{size}.{mode}.wall_seconds"
-                    for i in range(warmup + iterations):
-                        started, cpu, net = time.perf_counter(), sampler.cpu_seconds(), loopback_bytes()
-                        run = run_workflow(
-                            tree / "workflows" / f"{workflow['name']}.yaml",
-                            tree=tree,
-                            settings=ready,
-                            sequential=mode == "sequential",
-                            no_cache=True,
-                        )
-                        if not run.succeeded:
-                            raise TaskFailed(f"benchmark workflow {workflow['name']} failed: {run.failed}")
-                        if i < warmup:
-                            continue
-                        measures.setdefault(name, []).append(time.perf_counter() - started)
-                        measures.setdefault(f"team{size}.{mode}.cpu_seconds", []).append(sampler.cpu_seconds() - cpu)
-                        measures.setdefault(f"team{size}.{mode}.network_bytes", []).append(
-                            float(loopback_bytes() - net)
-                        )
-                        tasks = run.report["tasks"].values()
-                        task_seconds.setdefault(name, []).extend(t["seconds"] or 0.0 for t in tasks)
-                        requests.setdefault(f"team{size}.{mode}", []).append(sum(t["model_calls"] or 0 for t in tasks))
+            _write_docs(tree, {"bench-model": {**model, "label": "bench-model"}}, None)
+            for size, mode, level in [(s, m, c) for s in team_sizes for m in modes for c in levels]:
+                goal = "Compare two task queues for a small team"
+                agents, workflow = team_workflow(goal, size, "bench-model", f"bench-{size}-{mode}")
+                components, workflow = with_complexity(agents, workflow, level, "bench-model")
+                if kind == "lognormal":
+                    median, sigma = numbers[0], numbers[1] if len(numbers) > 1 else 0.5
+                    for task in workflow["tasks"]:  # the stand-in waits as each task's marker says
+                        # drawn per (seed, team size, task): both modes see the same latencies
+                        draw = random.Random(f"{seed}-{size}-{task['id']}")
+                        task["description"] += f" [delay:{median * draw.lognormvariate(0, sigma):.3f}]"
+                _write_docs(tree, components, workflow)
+                prefix = f"team{size}.{mode}" + ("" if level == "medium" else f".{level}")
+                for i in range(warmup + iterations):
+                    started, cpu, net = time.perf_counter(), sampler.cpu_seconds(), loopback_bytes()
+                    run = run_workflow(
+                        tree / "workflows" / f"{workflow['name']}.yaml",
+                        tree=tree,
+                        settings=ready,
+                        sequential=mode == "sequential",
+                        no_cache=True,
+                    )
+                    if not run.succeeded:
+                        raise TaskFailed(f"benchmark workflow {workflow['name']} failed: {run.failed}")
+                    if i < warmup:
+                        continue
+                    measures.setdefault(f"{prefix}.wall_seconds", []).append(time.perf_counter() - started)
+                    measures.setdefault(f"{prefix}.cpu_seconds", []).append(sampler.cpu_seconds() - cpu)
+                    measures.setdefault(f"{prefix}.network_bytes", []).append(float(loopback_bytes() - net))
+                    tasks = run.report["tasks"].values()
+                    task_seconds.setdefault(f"{prefix}.wall_seconds", []).extend(t["seconds"] or 0.0 for t in tasks)
+                    requests.setdefault(prefix, []).append(sum(t["model_calls"] or 0 for t in tasks))
     cpu_share = _cpu_share(sampler)
     result: dict[str, Any] = {
         "kind": "workflow",
@@ -176,7 +181,9 @@ def run_workflow_bench(
             "modes": modes,
             "iterations": iterations,
             "warmup": warmup,
-            "latency": latency,
+            "latency": latency if model is None else None,
+            "complexities": levels,
+            "endpoint": "stand-in" if model is None else "model component",
             "seed": seed,
         },
         "versions": versions(),
@@ -199,8 +206,10 @@ def _latency(latency: str) -> tuple[str, list[float]]:
         numbers = [float(x) for x in spec.split(",") if x.strip()]
     except ValueError:
         numbers = []
-    if kind not in ("fixed", "lognormal") or not numbers:
-        raise InvalidInput(f"--latency {latency!r}: expected fixed:SECONDS or lognormal:MEDIAN,SIGMA")
+    if kind not in ("fixed", "pertoken", "lognormal") or not numbers:
+        raise InvalidInput(
+            f"--latency {latency!r}: expected fixed:SECONDS, pertoken:SECONDS,SECONDS_PER_TOKEN or lognormal:MEDIAN,SIGMA"
+        )
     return kind, numbers
 
 
@@ -211,11 +220,8 @@ def _cpu_share(sampler: Sampler) -> float | None:
     return statistics.fmean(s["cpu_percent"] for s in sampler.samples) / (100.0 * (os.cpu_count() or 1))
 
 
-def _write_model(tree: Path, base_url: str) -> None:
-    import yaml
-
-    (tree / "models").mkdir(parents=True, exist_ok=True)
-    model = {
+def standin_model(base_url: str) -> dict[str, Any]:
+    return {
         "provider": "autogen_ext.models.openai.OpenAIChatCompletionClient",
         "component_type": "model",
         "label": "bench-model",
@@ -233,17 +239,37 @@ def _write_model(tree: Path, base_url: str) -> None:
             },
         },
     }
-    (tree / "models" / "bench-model.yaml").write_text(yaml.safe_dump(model, sort_keys=False))
 
 
-def _write_docs(tree: Path, agents: dict[str, Any], workflow: dict[str, Any]) -> None:
+def endpoint_model(target: str, tree: Path | None, model_name: str) -> dict[str, Any]:
+    """The model component to benchmark: an OpenAI-compatible URL (its key from `${OPENAI_API_KEY}`,
+    resolved on the workers), or the label of a model component in `tree`."""
+    if target.startswith(("http://", "https://")):
+        model = standin_model(target)
+        model["config"] |= {"model": model_name, "api_key": "${OPENAI_API_KEY:-none}"}
+        return model
+    from producer.scanner import scan
+    from shared.core.tree import build_tree
+
+    if tree is None:
+        raise InvalidInput(f"--model {target!r} is a label: give the tree that holds it with --tree")
+    scanned = scan(tree.resolve())
+    built = build_tree(scanned.documents, os.environ.keys(), scanned.facts)
+    node = built.nodes.get(target)
+    if node is None or node.component_type != "model" or target not in built.valid:
+        raise InvalidInput(f"--model {target!r}: no valid model component with that label in {tree}")
+    return built.resolved(target)
+
+
+def _write_docs(tree: Path, components: dict[str, Any], workflow: dict[str, Any] | None) -> None:
     import yaml
 
-    (tree / "agents").mkdir(parents=True, exist_ok=True)
-    (tree / "workflows").mkdir(parents=True, exist_ok=True)
-    for label, doc in agents.items():
-        (tree / "agents" / f"{label}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    (tree / "workflows" / f"{workflow['name']}.yaml").write_text(yaml.safe_dump(workflow, sort_keys=False))
+    (tree / "components").mkdir(parents=True, exist_ok=True)
+    for label, doc in components.items():
+        (tree / "components" / f"{label}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    if workflow is not None:
+        (tree / "workflows").mkdir(parents=True, exist_ok=True)
+        (tree / "workflows" / f"{workflow['name']}.yaml").write_text(yaml.safe_dump(workflow, sort_keys=False))
 
 
 def save(out: Path, result: dict[str, Any]) -> None:

@@ -510,29 +510,62 @@ def bench_workflow(
     standin: Annotated[
         bool, typer.Option("--standin", help="Against the stand-in endpoint, whose latency --latency sets")
     ] = False,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", help="A model component's label in --tree, or an OpenAI-compatible URL (key: OPENAI_API_KEY)"
+        ),
+    ] = None,
+    tree: Annotated[Path | None, typer.Option("--tree", help="The tree holding the --model label")] = None,
+    model_name: Annotated[
+        str, typer.Option("--model-name", help="Model name to ask a --model URL for")
+    ] = "gpt-4o-mini",
     team_sizes: Annotated[str, typer.Option("--team-sizes", help="Comma-separated team sizes")] = "1,3,5",
     modes: Annotated[str, typer.Option("--modes", help="parallel, sequential or both")] = "parallel,sequential",
+    complexity: Annotated[
+        str, typer.Option("--complexity", help="Comma-separated task complexities: simple, medium, complex")
+    ] = "medium",
     iterations: Annotated[int, typer.Option("--iterations", min=1)] = 3,
     warmup: Annotated[int, typer.Option("--warmup", min=0)] = 1,
     latency: Annotated[
-        str, typer.Option("--latency", help="The stand-in's latency: fixed:SECONDS or lognormal:MEDIAN,SIGMA")
+        str,
+        typer.Option(
+            "--latency",
+            help="The stand-in's latency: fixed:SECONDS, pertoken:SECONDS,SECONDS_PER_TOKEN or lognormal:MEDIAN,SIGMA",
+        ),
     ] = "fixed:0.05",
     seed: Annotated[int, typer.Option("--seed")] = 0,
     out: Annotated[Path | None, typer.Option("--out", help="Result folder (default: the cache dir's bench/)")] = None,
     as_json: AsJson = False,
 ) -> None:
-    """Workflow runs on the workers, per team size and execution mode: wall time, CPU, memory, requests."""
-    from producer.bench import run_workflow_bench
+    """Workflow runs on the workers, per team size, execution mode and task complexity: wall time, CPU,
+    memory, network bytes, model requests."""
+    from producer.bench import endpoint_model, run_workflow_bench
+    from shared.core.team_plan import COMPLEXITIES
     from shared.settings import load_settings
 
-    if not standin:
-        err().print("[red]error:[/red] only --standin is measured so far: a model label or URL is not supported yet")
+    if standin == (model is not None):
+        err().print("[red]error:[/red] give either --standin or --model LABEL|URL")
+        raise typer.Exit(Exit.CONFIG)
+    levels = [c.strip() for c in complexity.split(",") if c.strip()]
+    if not levels or any(c not in COMPLEXITIES for c in levels):
+        err().print(f"[red]error:[/red] --complexity {complexity!r}: expected some of {', '.join(COMPLEXITIES)}")
         raise typer.Exit(Exit.CONFIG)
     settings = load_settings()
     folder = out or settings.cache_dir / "bench" / time.strftime("workflow-%Y%m%d-%H%M%S")
     sizes = [int(x) for x in team_sizes.split(",") if x.strip()]
+    target = endpoint_model(model, tree, model_name) if model else None
     result = run_workflow_bench(
-        folder, sizes, [m.strip() for m in modes.split(",") if m.strip()], iterations, warmup, latency, seed, settings
+        folder,
+        sizes,
+        [m.strip() for m in modes.split(",") if m.strip()],
+        iterations,
+        warmup,
+        latency,
+        seed,
+        settings,
+        complexities=levels,
+        model=target,
     )
     _show_result(result, folder, as_json)
 
@@ -565,6 +598,10 @@ def bench_studio(
     _show_result(result, folder, as_json)
 
 
+def _figure(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3f}"
+
+
 def _show_result(result: dict[str, Any], folder: Path, as_json: bool) -> None:
     from rich.table import Table
 
@@ -578,7 +615,7 @@ def _show_result(result: dict[str, Any], folder: Path, as_json: bool) -> None:
     for col in ("measure", "mean", "median", "stdev", "min", "max"):
         table.add_column(col, justify="left" if col == "measure" else "right", no_wrap=col == "measure")
     for name, s in table_rows(result):
-        table.add_row(name, *(f"{s[k]:.3f}" for k in ("mean", "median", "stdev", "min", "max")))
+        table.add_row(name, *(_figure(s[k]) for k in ("mean", "median", "stdev", "min", "max")))
     console().print(table)
     for advice in recommendations(result):
         console().print(f"[yellow]advice[/yellow] {escape(advice)}")

@@ -46,6 +46,7 @@ class StandIn:
     def __init__(self) -> None:
         self.control: dict[str, Any] = {
             "delay": 0.0,
+            "per_token": 0.0,
             "fail_rate": 0.0,
             "fail_every": 0,
             "fail_status": 500,
@@ -74,7 +75,9 @@ class StandIn:
         first_line = _task_line(messages)
         marked = DELAY_MARK.search(first_line)
         try:
-            await asyncio.sleep(float(marked.group(1)) if marked else float(control["delay"]))
+            # per_token: latency that grows with the request, as a real model's does with its prompt
+            per_token = float(control.get("per_token") or 0.0) * len(prompt.split())
+            await asyncio.sleep((float(marked.group(1)) if marked else float(control["delay"])) + per_token)
             marker = control.get("fail_when_contains")
             if marker and marker in prompt:
                 status = 500

@@ -8,6 +8,7 @@ import re
 import struct
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -169,3 +170,42 @@ def test_bench_studio_against_a_real_studio_and_its_report(cli: Cli, examples: P
         png = base64.b64decode(re.sub(r"^data:image/png;base64,", "", source))
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and 5_000 < len(png) < 2_000_000
     assert "| register.cold_seconds |" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_bench_workflow_against_a_model_url_per_task_complexity(
+    wf_cli: Cli, standin: tuple[str, Any], tmp_path: Path
+) -> None:
+    url, state = standin
+    proc = wf_cli.run(
+        "bench",
+        "workflow",
+        "--model",
+        url,
+        "--model-name",
+        "bench-endpoint",
+        "--team-sizes",
+        "3",
+        "--modes",
+        "parallel",
+        "--complexity",
+        "simple,complex",
+        "--iterations",
+        "1",
+        "--warmup",
+        "0",
+        "--out",
+        str(tmp_path / "c"),
+        "--json",
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert set(result["measures"]) >= {"team3.parallel.simple.wall_seconds", "team3.parallel.complex.wall_seconds"}
+    requests = result["model_requests"]
+    # complex tasks run as two-agent teams over every earlier output: more model requests, longer prompts
+    assert requests["team3.parallel.complex"][0] > requests["team3.parallel.simple"][0] >= 3
+    assert {r["model"] for r in state.requests} == {"bench-endpoint"}
+    sent = [r for r in state.requests if r["status"] == 200]
+    assert len(sent) == requests["team3.parallel.complex"][0] + requests["team3.parallel.simple"][0]
+    bad = wf_cli.run("bench", "workflow", "--model", url, "--complexity", "hard")
+    assert bad.returncode == 2 and "--complexity" in bad.stderr

@@ -71,3 +71,23 @@ def test_a_team_workflow_runs_and_a_bigger_team_makes_more_requests(wf_cli: Cli,
         assert report["counts"]["done"] == size and (tmp_path / "workflows" / f"q{size}.yaml").exists()
         calls[size] = len(state.requests) - before
     assert calls[3] > calls[1] >= 1, calls
+
+
+def test_task_complexity_changes_dependencies_prompts_and_turns() -> None:
+    from shared.core.team_plan import with_complexity
+
+    agents, workflow = team_workflow("Compare two queues", 3, "m", "q")
+    _, simple = with_complexity(agents, workflow, "simple", "m")
+    assert all("dependencies" not in t for t in simple["tasks"])
+    _, medium = with_complexity(agents, workflow, "medium", "m")
+    assert medium["tasks"] == workflow["tasks"]
+    components, complex_ = with_complexity(agents, workflow, "complex", "m")
+    ids = [t["id"] for t in complex_["tasks"]]
+    last = complex_["tasks"][-1]
+    assert last["dependencies"] == ids[:-1]  # after every earlier task
+    assert len(last["description"]) > 2 * len(workflow["tasks"][-1]["description"])
+    team = components[last["agent"]["$ref"]]  # run by a two-agent team with a reviewer
+    assert team["component_type"] == "team" and len(team["config"]["participants"]) == 2
+    assert complex_["name"] != workflow["name"]
+    with pytest.raises(ValueError, match="complexity"):
+        with_complexity(agents, workflow, "hard", "m")

@@ -119,3 +119,63 @@ def _agent(label: str, ident: str, role: Role, model: str) -> dict[str, Any]:
             "tool_call_summary_format": "{result}",
         },
     }
+
+
+COMPLEXITIES = ("simple", "medium", "complex")
+DETAIL = (
+    " Be thorough: state your assumptions, cover at least three distinct aspects of the goal, give a"
+    " concrete example for each, note the risks and open questions, and end with a short summary."
+)
+
+
+def with_complexity(
+    agents: dict[str, dict[str, Any]], workflow: dict[str, Any], level: str, model: str
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """The team workflow at a task complexity (`producer bench workflow --complexity`):
+    - simple: every task alone (no dependencies), short prompts;
+    - medium: the team workflow as built;
+    - complex: each task after every earlier one (more inputs in its prompt), longer prompts, and
+      every task after research run by a two-agent round-robin team with a reviewer (more turns).
+    Returns components (agents, and for complex the reviewer and teams) and the workflow."""
+    if level not in COMPLEXITIES:
+        raise ValueError(f"complexity {level!r}: expected one of {', '.join(COMPLEXITIES)}")
+    tasks = [dict(t) for t in workflow["tasks"]]
+    components = dict(agents)
+    if level == "simple":
+        for task in tasks:
+            task.pop("dependencies", None)
+    elif level == "complex":
+        name = workflow["name"]
+        reviewer = f"{name}-reviewer"
+        components[reviewer] = _agent(reviewer, "reviewer", CRITIC, model)
+        stop = f"{name}-stop-after-4"
+        components[stop] = {
+            "provider": "autogen_agentchat.conditions.MaxMessageTermination",
+            "component_type": "termination",
+            "version": 1,
+            "component_version": 1,
+            "label": stop,
+            "config": {"max_messages": 4, "include_agent_event": False},
+        }
+        for i, task in enumerate(tasks):
+            task["description"] += DETAIL
+            if i == 0 or "dependencies" not in task:
+                continue
+            task["dependencies"] = [t["id"] for t in tasks[:i]]
+            agent = task["agent"]["$ref"]
+            team = f"{agent}-pair"
+            components[team] = {
+                "provider": "autogen_agentchat.teams.RoundRobinGroupChat",
+                "component_type": "team",
+                "version": 1,
+                "component_version": 1,
+                "label": team,
+                "description": f"{agent} with a reviewer, taking turns",
+                "config": {
+                    "participants": [{"$ref": agent}, {"$ref": reviewer}],
+                    "termination_condition": {"$ref": stop},
+                    "emit_team_events": False,
+                },
+            }
+            task["agent"] = {"$ref": team}
+    return components, {**workflow, "name": f"{workflow['name']}-{level}", "tasks": tasks}
