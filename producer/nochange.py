@@ -44,7 +44,8 @@ class LastSync:
     unchanged: int  # components in the report
     counters: dict[str, float]  # what a full no-change sync adds to the metrics (shared/metrics.py)
     studio: list[str] = field(default_factory=list)  # [base URL, user id] the rows below live in
-    rows: dict[str, str] = field(default_factory=dict)  # team row id -> content hash as the sync wrote it
+    # team row id -> [content hash, updated_at] as the sync last saw the row
+    rows: dict[str, list[str | None]] = field(default_factory=dict)
 
 
 def record_path(root: Path, cache_dir: Path) -> Path:
@@ -146,8 +147,15 @@ def rows_as_written(last: LastSync, environ: dict[str, str], timeout: float = 5.
         return False
     finally:
         conn.close()
-    now = {str(row.get("id")): content_hash(row.get("component")) for row in listed if isinstance(row, dict)}
-    return all(now.get(row_id) == digest for row_id, digest in last.rows.items())
+    now = {str(row.get("id")): row for row in listed if isinstance(row, dict)}
+    for row_id, (digest, stamp) in last.rows.items():
+        row = now.get(row_id)
+        if row is None:
+            return False
+        # an unchanged timestamp is an unedited row; hashing 1,000 rows would cost more than the rest
+        if (stamp is None or row.get("updated_at") != stamp) and content_hash(row.get("component")) != digest:
+            return False
+    return True
 
 
 def redis_call(url: str, command: list[str], timeout: float = 5.0) -> bytes | int | None:

@@ -9,7 +9,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.core.drift import Drift, WrittenRow, drifted, gone, prune_candidates
+from shared.core.drift import Drift, WrittenRow, drifted, gone, prune_candidates, touched
 from shared.core.run_model import Status
 from shared.settings import Settings
 from shared.store import Store
@@ -66,6 +66,8 @@ def inspect(
     except StudioError as exc:
         return StudioView(error=f"could not list Studio's teams to look for drift: {exc}")
     drift = drifted(written, listed)
+    for record in touched({k: w for k, w in written.items() if k not in drift}, listed):
+        store.record_written(ns, record)
     return StudioView(
         drift=drift,
         gone=gone(written, listed),

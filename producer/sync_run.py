@@ -207,7 +207,7 @@ def remember_if_clean(
         len(report["nodes"]),
         metrics.counter_fields(),
         studio=[settings.studio_url, settings.studio_user_id],
-        rows={str(w.row_id): w.hash for w in written.values() if w.label in tree.nodes},
+        rows={str(w.row_id): [w.hash, w.updated_at] for w in written.values() if w.label in tree.nodes},
     )
     nochange.save(path, last, answer)
     return True

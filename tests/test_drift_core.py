@@ -72,3 +72,18 @@ def test_prune_takes_only_created_rows_whose_label_is_gone_and_whose_file_was_re
 def test_written_rows_round_trip_as_json() -> None:
     record = _written("a", 7, _team("a"), created=False)
     assert WrittenRow.from_json(record.to_json()) == record
+
+
+def test_an_unchanged_timestamp_needs_no_hash_and_a_same_content_resave_is_brought_up_to_date() -> None:
+    from dataclasses import replace
+
+    from shared.core.drift import touched
+
+    record = replace(_written("a", 1, _team("a")), updated_at="t1")
+    same_time = {1: {**_row(1, _team("a", message="edited")), "updated_at": "t1"}}
+    assert drifted({"a": record}, same_time) == {}  # the timestamp says nobody wrote it
+    resaved = {1: {**_row(1, _team("a")), "updated_at": "t2"}}
+    assert drifted({"a": record}, resaved) == {}
+    assert [w.updated_at for w in touched({"a": record}, resaved)] == ["t2"]
+    edited = {1: {**_row(1, _team("a", message="edited")), "updated_at": "t2"}}
+    assert set(drifted({"a": record}, edited)) == {"a"} and touched({"a": record}, edited) == []

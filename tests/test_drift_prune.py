@@ -132,3 +132,32 @@ def test_a_row_deleted_in_studio_is_written_again(cli: Cli, examples: Path) -> N
     assert report["nodes"]["solo-researcher"]["outcome"] == "created"
     rows = cli.studio().teams_by_label()["solo-researcher"]
     assert len(rows) == 1 and rows[0]["component"] == row["component"]
+
+
+def test_each_written_row_is_recorded_as_studio_holds_it_and_without_secrets(cli: Cli, examples: Path) -> None:
+    import redis
+
+    from shared.core.drift import WrittenRow
+    from shared.core.hashing import namespace
+    from shared.core.secrets import content_hash
+    from tests.conftest import TEST_SECRET
+
+    # the critic's model key (review-team) resolves to a secret on the workers
+    model = examples / "models" / "gpt-4o-mini.json"
+    model.write_text(model.read_text().replace("${OPENAI_API_KEY:-sk-set-OPENAI_API_KEY}", "${AGENTQ_TEST_SECRET}"))
+    assert cli.sync(examples)[0] == 0
+    r = redis.Redis.from_url(cli.redis_url, decode_responses=True)
+    records = {
+        label: WrittenRow.from_json(raw)
+        for label, raw in r.hgetall(f"agentq:{namespace(cli.studio_url, cli.user_id)}:written").items()
+    }
+    rows = cli.studio().teams_by_label()
+    assert TEST_SECRET in json.dumps(rows["review-team"][0]["component"])  # Studio holds the key itself
+    assert set(records) == {"research-team", "review-team", "solo-researcher"}
+    for label, record in records.items():
+        row = rows[label][0]
+        assert record.row_id == row["id"] and record.created and record.tree == str(examples.resolve())
+        assert record.hash == content_hash(row["component"])
+        # the timestamp as Studio serves it, so a no-change sync can skip hashing unedited rows
+        assert record.updated_at == row["updated_at"]
+    assert all(TEST_SECRET not in raw for raw in r.hgetall(f"agentq:{namespace(cli.studio_url, cli.user_id)}:written"))

@@ -71,7 +71,11 @@ async def ensure_team_listing(ctx: RunContext) -> dict[str, dict[str, Any]]:
             for row in rows:  # newest first: keep the most recent row for a label
                 label = (row.get("component") or {}).get("label")
                 if label and label not in by_label and row.get("user_id") == ctx.client.user_id:
-                    by_label[label] = {"id": row["id"], "hash": content_hash(row.get("component"))}
+                    by_label[label] = {
+                        "id": row["id"],
+                        "hash": content_hash(row.get("component")),
+                        "updated_at": row.get("updated_at"),
+                    }
             ctx.store.set_run_value(ctx.run_id, "studio-teams", json.dumps(by_label))
             return by_label
         await asyncio.sleep(0.05)
@@ -88,8 +92,10 @@ async def upsert_team(
     digest = content_hash(component)
     earlier = ctx.store.written_row(ctx.ns, label)
 
-    def record(row_id: int, created: bool) -> None:
-        ctx.store.record_written(ctx.ns, WrittenRow(label, row_id, digest, str(ctx.meta["tree"]), path, created))
+    def record(row_id: int, created: bool, row: dict[str, Any] | None) -> None:
+        stamp = (row or {}).get("updated_at")
+        written = WrittenRow(label, row_id, digest, str(ctx.meta["tree"]), path, created, stamp)
+        ctx.store.record_written(ctx.ns, written)
 
     # a row this sync created stays owned when updated, and only while its id holds
     def owned(row_id: int) -> bool:
@@ -102,22 +108,22 @@ async def upsert_team(
             ctx.store.forget_written(ctx.ns, label)  # deleted or relabelled in Studio: match afresh
             team_id = None
         elif content_hash(row.get("component")) == digest:
-            record(team_id, owned(team_id))
+            record(team_id, owned(team_id), row)
             return "unchanged", team_id
     if team_id is None:
         known = (await ensure_team_listing(ctx)).get(label)
         if known:
             team_id = int(known["id"])
             if known.get("hash") == digest:
-                record(team_id, owned(team_id))
+                record(team_id, owned(team_id), known)
                 return "unchanged", team_id
     if team_id is not None:
-        await ctx.client.save_team(component, key, team_id)
-        record(team_id, owned(team_id))
+        saved = await ctx.client.save_team(component, key, team_id)
+        record(team_id, owned(team_id), saved)
         return "updated", team_id
     found = await find_team(ctx, label, key) if redelivered else None
     row = found or await create_team(ctx, label, component, key)
-    record(int(row["id"]), True)
+    record(int(row["id"]), True, row)
     return "created", int(row["id"])
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from shared.core.secrets import content_hash
@@ -27,6 +27,7 @@ class WrittenRow:
     tree: str  # the tree (its absolute path) that wrote it
     path: str  # the file the component came from, relative to the tree
     created: bool  # the sync inserted this row (it did not adopt an existing one)
+    updated_at: str | None = None  # the row's timestamp as the sync last saw it: unchanged means unedited
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -41,6 +42,7 @@ class WrittenRow:
             tree=str(data["tree"]),
             path=str(data["path"]),
             created=bool(data["created"]),
+            updated_at=data.get("updated_at"),
         )
 
 
@@ -65,6 +67,8 @@ def drifted(written: Mapping[str, WrittenRow], rows: Mapping[int, Mapping[str, A
         row = rows.get(record.row_id)
         if row is None:
             continue
+        if record.updated_at is not None and row.get("updated_at") == record.updated_at:
+            continue  # not written since the sync saw it: no need to hash its content
         now = row_label(row)
         if now != label:
             out[label] = Drift(label, record.row_id, f"relabelled in Studio to {now!r}")
@@ -75,6 +79,19 @@ def drifted(written: Mapping[str, WrittenRow], rows: Mapping[int, Mapping[str, A
                 record.row_id,
                 "edited in Studio since the sync wrote it" + (f" (updated {when})" if when else ""),
             )
+    return out
+
+
+def touched(written: Mapping[str, WrittenRow], rows: Mapping[int, Mapping[str, Any]]) -> list[WrittenRow]:
+    """Records of rows saved again in Studio with the same content (a new timestamp, no drift):
+    with the timestamp brought up to date, so the next check need not hash them."""
+    out = []
+    for label, record in written.items():
+        row = rows.get(record.row_id)
+        if row is None or row.get("updated_at") == record.updated_at or row_label(row) != label:
+            continue
+        if content_hash(row.get("component")) == record.hash:
+            out.append(replace(record, updated_at=row.get("updated_at")))
     return out
 
 
