@@ -19,6 +19,7 @@ import json
 import os
 import socket
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -108,10 +109,17 @@ def answer(root: Path, redis_url: str, cache_dir: Path, environ: dict[str, str])
         text = report_path(path).read_text(encoding="utf-8")
     except (OSError, ValueError, TypeError):
         return None
+    # Studio's answer is awaited while the tree is walked (the walk is CPU, the listing a wait)
+    studio: list[bool] = []
+    asking = threading.Thread(target=lambda: studio.append(rows_as_written(last, environ)), daemon=True)
+    if last.rows:
+        asking.start()
     if fingerprint(root, last.settings_names, last.variables, environ) != last.fingerprint:
         return None
-    if last.rows and not rows_as_written(last, environ):
-        return None  # a row was edited or deleted in Studio: the full sync reports the drift
+    if last.rows:
+        asking.join()
+        if studio != [True]:
+            return None  # a row was edited or deleted in Studio: the full sync reports the drift
     counts = [str(x) for name, value in last.counters.items() for x in (name, value)]
     try:
         script = NO_CHANGE_LUA.read_text(encoding="utf-8")
