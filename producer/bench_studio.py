@@ -127,7 +127,9 @@ def run_studio_bench(
     sampler = Sampler()
     with embedded.LocalServices() as local:
         if local_studio:
-            url, proc = embedded.start_studio(Path(tempfile.mkdtemp(prefix="agentq-bench-studio-")))
+            app_dir = Path(tempfile.mkdtemp(prefix="agentq-bench-studio-"))
+            local.callback(shutil.rmtree, app_dir, True)  # after Studio stops (callbacks run last-in first)
+            url, proc = embedded.start_studio(app_dir)
             local.add_process(proc)
             settings = with_overrides(settings, studio_url=url)
         probe = Probe(settings.studio_url)
