@@ -185,6 +185,21 @@ def standin() -> Iterator[tuple[str, StandIn]]:
     server.stop()
 
 
+@pytest.fixture
+def own_studio(tmp_path: Path):
+    """A Studio of this test's own, which it may stop and restart (same port, same database)."""
+    app_dir = tmp_path / "studio"
+    port = embedded.free_port()
+    url, proc = embedded.start_studio(app_dir, port=port)
+    state = {"proc": proc}
+
+    def restart() -> None:
+        state["proc"] = embedded.start_studio(app_dir, port=port)[1]
+
+    yield url, state, restart
+    embedded.stop(state["proc"])
+
+
 def assert_not_in_redis(redis_url: str, text: str) -> None:
     """`text` is in no key and no value of any kind (queued task messages included)."""
     import redis
@@ -210,7 +225,18 @@ def assert_not_in_redis(redis_url: str, text: str) -> None:
 
 
 # fixtures that start or need a server: a test using any of them is in the integration tier
-SERVER_FIXTURES = {"redis_url", "studio_url", "worker", "cli", "wf_cli", "proxy", "standin", "services_dir", "stack"}
+SERVER_FIXTURES = {
+    "redis_url",
+    "studio_url",
+    "worker",
+    "cli",
+    "wf_cli",
+    "proxy",
+    "standin",
+    "services_dir",
+    "stack",
+    "own_studio",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 import redis
 
 from producer import embedded
@@ -30,21 +29,6 @@ def _write_tree(root: Path, teams: int = TEAMS) -> None:
             "provider: autogen_agentchat.teams.RoundRobinGroupChat\ncomponent_type: team\nversion: 1\n"
             f"label: team-{i:03}\nconfig:\n  participants: [{{$ref: a}}]\n"
         )
-
-
-@pytest.fixture
-def own_studio(tmp_path: Path):
-    """A Studio of this test's own, which it may stop and restart (same port, same database)."""
-    app_dir = tmp_path / "studio"
-    port = embedded.free_port()
-    url, proc = embedded.start_studio(app_dir, port=port)
-    state = {"proc": proc}
-
-    def restart() -> None:
-        state["proc"] = embedded.start_studio(app_dir, port=port)[1]
-
-    yield url, state, restart
-    embedded.stop(state["proc"])
 
 
 def test_studio_stopped_mid_sync_then_back(cli: Cli, own_studio, tmp_path: Path, redis_url: str) -> None:

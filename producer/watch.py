@@ -1,0 +1,200 @@
+"""`producer watch`: sync a tree again each time its files settle after an edit.
+
+The files are watched by `watchfiles` (inotify, through its Rust core); each batch of changes
+goes through the same prepare/submit/wait path as `producer sync` (producer/sync_run.py), so the
+result cache decides what is written. A sync that could not reach Redis or Studio is tried again
+on a timer, with a growing delay, until it gets through."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from producer.walk import IGNORE_FILE, SUFFIXES
+from shared.core.exceptions import AgentqError, ServiceUnavailable
+from shared.core.run_model import UNSUCCESSFUL
+from shared.settings import Settings
+from shared.store import Store
+
+# what says "try again later" in a node's error: Studio or a model endpoint away, overloaded or failing
+RETRYABLE_MARKS = ("unreachable", "answered 5", "answered 429", "timed out", "Redis")
+RETRY_FIRST, RETRY_MAX = 1.0, 30.0
+TICK_MS = 250  # how often the watcher wakes with no change, to try a failed sync again
+
+
+@dataclass
+class SyncLine:
+    """What one sync under the watch did: one printed line, plus the problems under it."""
+
+    started: float
+    seconds: float
+    changed: int
+    counts: dict[str, int] = field(default_factory=dict)
+    run_id: str | None = None
+    error: str | None = None  # the sync could not run or finish (Redis, Studio, a worker)
+    problems: list[str] = field(default_factory=list)  # "file: label: error" per failed node
+    retry: bool = False  # tried again on a timer: what failed may work later
+
+    def text(self) -> str:
+        clock = time.strftime("%H:%M:%S", time.localtime(self.started))
+        if self.error:
+            again = "; retrying" if self.retry else ""
+            return f"{clock} sync failed after {self.seconds:.2f} s: {self.error}{again}"
+        shown = ("created", "updated", "deleted", "failed", "invalid", "drifted", "skipped")
+        parts = [f"{name} {self.counts.get(name, 0)}" for name in shown[:4]]
+        parts += [f"{name} {self.counts[name]}" for name in shown[4:] if self.counts.get(name)]
+        files = f"{self.changed} file(s) changed; " if self.changed else ""
+        again = "; retrying" if self.retry else ""
+        return f"{clock} synced: {files}{', '.join(parts)} ({self.seconds:.2f} s){again}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "started": self.started,
+            "seconds": round(self.seconds, 3),
+            "changed_files": self.changed,
+            "counts": self.counts,
+            "run_id": self.run_id,
+            "error": self.error,
+            "problems": self.problems,
+            "retry": self.retry,
+        }
+
+
+def config_filter(root: Path, cache_dir: Path) -> Callable[[Any, str], bool]:
+    """The changes that can alter a sync: config files and the ignore file outside hidden folders
+    and our own cache; deletions with no suffix too (a folder moved out of the tree)."""
+    root_s, cache_s = str(root), str(cache_dir.resolve())
+
+    def keep(change: Any, path: str) -> bool:
+        if path.startswith(cache_s):
+            return False
+        rel = os.path.relpath(path, root_s)
+        parts = rel.split(os.sep)
+        name = parts[-1]
+        if name == IGNORE_FILE and len(parts) == 1:
+            return True
+        if any(part.startswith(".") for part in parts):
+            return False
+        if name.endswith(SUFFIXES):
+            return True
+        return "." not in name and (getattr(change, "name", "") == "deleted" or os.path.isdir(path))
+
+    return keep
+
+
+def _problems(report: dict[str, Any]) -> list[str]:
+    out = []
+    for label, st in report["nodes"].items():
+        if st.get("status") in UNSUCCESSFUL or st.get("drifted"):
+            text = st.get("error") or st.get("reason") or str(st.get("status"))
+            out.append(f"{st.get('path') or '-'}: {label}: {text}")
+    return out
+
+
+def retryable(line: SyncLine) -> bool:
+    """A sync worth trying again with no file changed: a service was away or overloaded."""
+    if line.error:
+        return True
+    return line.counts.get("failed", 0) > 0 and any(m in p for p in line.problems for m in RETRYABLE_MARKS)
+
+
+class Watcher:
+    """Runs a sync, then one per settled batch of changes, until `stop` is set."""
+
+    def __init__(
+        self,
+        root: Path,
+        settings: Settings,
+        store: Store,
+        celery: Callable[[], Any],
+        say: Callable[[SyncLine], None],
+        gallery: str | None = None,
+        debounce_ms: int = 100,
+        warn: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        self.root, self.settings, self.store, self.celery = root.resolve(), settings, store, celery
+        self.say, self.warn, self.gallery, self.debounce_ms = say, warn, gallery, debounce_ms
+        self.syncs = 0
+
+    def sync_once(self, changed: int = 0) -> SyncLine:
+        import redis
+
+        from producer.report import run_report
+        from producer.sync_run import prepare, submit, wait
+
+        started, t0 = time.time(), time.perf_counter()
+        line = SyncLine(started, 0.0, changed)
+        try:
+            prepared = prepare(self.root, self.settings, self.store, self.gallery)
+            if prepared.studio.error:
+                self.warn(prepared.studio.error)
+            app = self.celery() if prepared.plan.has_work else None
+            line.run_id = submit(prepared, self.settings, self.store, app)
+            wait(self.store, line.run_id, watch=self._watchdog(line.run_id))
+            report = run_report(self.store, line.run_id)
+            assert report is not None
+            line.counts = dict(report["counts"])
+            line.counts["invalid"] = sum(1 for st in report["nodes"].values() if st.get("status") == "invalid")
+            line.problems = _problems(report)
+            if report.get("error"):
+                line.error = str(report["error"])
+        except redis.RedisError as exc:
+            line.error = f"Redis unreachable: {exc}"
+        except (ServiceUnavailable, TimeoutError) as exc:
+            line.error = str(exc)
+        except AgentqError as exc:  # bad input that no retry mends: said once, fixed by an edit
+            line.error = str(exc)
+            line.seconds = time.perf_counter() - t0
+            return line
+        line.seconds = time.perf_counter() - t0
+        line.retry = retryable(line)
+        self.syncs += 1
+        return line
+
+    def _watchdog(self, run_id: str) -> Any:
+        from producer.recovery import Watchdog
+
+        s = self.settings
+        return Watchdog(
+            self.store,
+            run_id,
+            self.celery,
+            s.worker_dead_seconds,
+            s.stuck_seconds,
+            self.warn,
+            give_up_after=s.stall_seconds,
+        )
+
+    def run(self, stop: threading.Event) -> None:
+        """Sync now, then after every settled batch of changes; a failed sync that may work
+        later is tried again after 1, 2, 4 ... 30 s, or at once when a file changes."""
+        import watchfiles
+
+        first, delay, retry_at = True, RETRY_FIRST, None
+        for changes in watchfiles.watch(
+            self.root,
+            watch_filter=config_filter(self.root, self.settings.cache_dir),
+            step=self.debounce_ms,
+            debounce=max(1600, 10 * self.debounce_ms),  # a save that never settles still syncs now and then
+            rust_timeout=TICK_MS,
+            yield_on_timeout=True,
+            stop_event=stop,
+            raise_interrupt=False,
+        ):
+            if not changes and not first and (retry_at is None or time.monotonic() < retry_at):
+                continue
+            first = False
+            line = self.sync_once(len({path for _, path in changes}))
+            self.say(line)
+            if line.retry:
+                retry_at = time.monotonic() + delay
+                delay = min(RETRY_MAX, delay * 2)
+            else:
+                retry_at, delay = None, RETRY_FIRST
+            if stop.is_set():
+                return

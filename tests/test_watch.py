@@ -1,0 +1,200 @@
+"""`producer watch` against real Redis, workers and AutoGen Studio: edits reach Studio in place
+and quickly, a burst of saves is one or two syncs, broken files and a Studio outage are lived
+through, Ctrl-C ends it cleanly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from producer import embedded
+from tests.conftest import ROOT, Cli, StudioView, wait_for
+
+WRITER = "agents/writer.yaml"
+USERS_OF_WRITER = {"research-team", "review-team"}
+
+
+class Watch:
+    """A `producer watch DIR --json` process; its lines are read as they come."""
+
+    def __init__(self, cli: Cli, directory: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "producer.cli", "watch", str(directory), "--json", *args],
+            env=env or cli.env(),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[dict[str, Any]] = []
+        self.stderr: list[str] = []
+        threading.Thread(target=self._read, args=(self.proc.stdout, True), daemon=True).start()
+        threading.Thread(target=self._read, args=(self.proc.stderr, False), daemon=True).start()
+
+    def _read(self, stream: Any, is_json: bool) -> None:
+        for raw in stream:
+            if is_json:
+                self.lines.append(json.loads(raw))
+            else:
+                self.stderr.append(raw)
+
+    def wait_line(self, condition: Any, timeout: float, message: str, after: int = 0) -> dict[str, Any]:
+        def found() -> dict[str, Any] | None:
+            assert self.proc.poll() is None, f"watch exited {self.proc.returncode}: {''.join(self.stderr)}"
+            return next((line for line in self.lines[after:] if condition(line)), None)
+
+        return wait_for(found, timeout, f"{message}; lines: {self.lines}; stderr: {''.join(self.stderr)}")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(timeout=60)
+
+
+@contextmanager
+def watching(cli: Cli, directory: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Watch]:
+    watch = Watch(cli, directory, *args, env=env)
+    try:
+        watch.wait_line(lambda line: True, 120, "the first sync")
+        yield watch
+    finally:
+        watch.stop()
+
+
+def _clean(line: dict[str, Any]) -> bool:
+    return not line["error"] and not line["counts"].get("failed") and not line["problems"]
+
+
+def _set_message(directory: Path, message: str) -> None:
+    path = directory / WRITER
+    lines = [
+        f"  system_message: {message}" if ln.startswith("  system_message:") else ln
+        for ln in path.read_text().splitlines()
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _writer_messages(view: StudioView) -> dict[str, str]:
+    """The writer's system message in each team that holds it."""
+    out = {}
+    for label, rows in view.teams_by_label().items():
+        for p in rows[0]["component"]["config"]["participants"]:
+            if p["config"].get("name") == "writer":
+                out[label] = p["config"]["system_message"]
+    return out
+
+
+def test_an_edited_agent_reaches_the_teams_that_use_it_in_place_within_2_s(cli: Cli, examples: Path) -> None:
+    view = cli.studio()
+    with watching(cli, examples) as watch:
+        assert _clean(watch.lines[0]), watch.lines[0]
+        before = {label: rows for label, rows in view.teams_by_label().items()}
+        assert set(before) >= USERS_OF_WRITER
+        seen = len(watch.lines)
+
+        written = time.monotonic()
+        _set_message(examples, "Edited while watching.")
+        wait_for(
+            lambda: set(_writer_messages(view).values()) == {"Edited while watching."},
+            30,
+            "the edit in Studio",
+            interval=0.02,
+        )
+        latency = time.monotonic() - written
+        line = watch.wait_line(lambda line: True, 30, "the sync's line", after=seen)
+
+    after = view.teams_by_label()
+    assert latency < 2.0, f"the edit took {latency:.2f} s to reach Studio"
+    assert _clean(line), line
+    assert line["counts"]["updated"] >= len(USERS_OF_WRITER) and line["counts"]["created"] == 0
+    for label, rows in after.items():
+        assert len(rows) == 1 and rows[0]["id"] == before[label][0]["id"], f"{label} not updated in place"
+        if label not in USERS_OF_WRITER:
+            assert rows[0]["updated_at"] == before[label][0]["updated_at"], f"{label} was written"
+    assert set(_writer_messages(view)) == USERS_OF_WRITER
+
+
+def test_a_burst_of_20_saves_is_at_most_2_syncs(cli: Cli, examples: Path) -> None:
+    view = cli.studio()
+    with watching(cli, examples) as watch:
+        seen = len(watch.lines)
+        for i in range(20):  # an editor saving on every keystroke
+            _set_message(examples, f"Save {i}.")
+            time.sleep(0.01)
+        wait_for(lambda: set(_writer_messages(view).values()) == {"Save 19."}, 60, "the last save in Studio")
+        # a marker edit elsewhere: once a sync that started after it has ended, no sync of the
+        # burst is still to come (syncs run one at a time)
+        marker_time = time.time()
+        marker = examples / "teams/solo-team.json"
+        marker.write_text(marker.read_text().replace("The researcher alone", "The researcher, alone"))
+        watch.wait_line(lambda line: line["started"] >= marker_time, 60, "the marker's sync", after=seen)
+    burst = [line for line in watch.lines[seen:] if line["started"] < marker_time]
+    assert 1 <= len(burst) <= 2, f"{len(burst)} syncs for one burst of saves: {burst}"
+    assert all(_clean(line) for line in watch.lines), watch.lines
+    assert view.teams_by_label()["solo-researcher"][0]["component"]["description"].startswith("The researcher, alone")
+
+
+def test_a_broken_file_is_reported_and_its_fix_synced(cli: Cli, examples: Path) -> None:
+    view = cli.studio()
+    with watching(cli, examples) as watch:
+        seen = len(watch.lines)
+        (examples / WRITER).write_text("provider: autogen_agentchat.agents.AssistantAgent\nconfig: [unclosed\n")
+        broken = watch.wait_line(lambda line: line["problems"], 60, "the broken file's report", after=seen)
+        assert any(WRITER in problem for problem in broken["problems"]), broken
+        assert broken["counts"]["created"] == 0
+        # what did not depend on the broken file is still in Studio, untouched
+        assert "solo-researcher" in view.teams_by_label()
+
+        seen = len(watch.lines)
+        shutil.copy(ROOT / "examples" / WRITER, examples / WRITER)
+        _set_message(examples, "Fixed.")
+        fixed = watch.wait_line(_clean, 60, "a clean sync after the fix", after=seen)
+    assert set(_writer_messages(view).values()) == {"Fixed."}, fixed
+    assert set(_writer_messages(view)) == USERS_OF_WRITER
+
+
+def test_an_edit_made_while_studio_is_down_arrives_when_it_is_back(cli: Cli, own_studio, examples: Path) -> None:
+    url, state, restart = own_studio
+    cli.studio_url = cli.view_url = url
+    view = cli.studio()
+    with watching(cli, examples) as watch:
+        assert _clean(watch.lines[0]), watch.lines[0]
+        embedded.stop(state["proc"])
+        seen = len(watch.lines)
+        _set_message(examples, "Written while Studio was down.")
+        down = watch.wait_line(lambda line: line["retry"], 120, "the failed sync's report", after=seen)
+        assert down["error"] or down["counts"]["failed"], down
+        restart()
+        seen = len(watch.lines)
+        watch.wait_line(_clean, 120, "a clean sync once Studio is back", after=seen)
+    assert set(_writer_messages(view).values()) == {"Written while Studio was down."}
+    assert all(len(rows) == 1 for rows in view.teams_by_label().values())
+
+
+def test_ctrl_c_stops_the_watch_and_the_services_it_started(cli: Cli, examples: Path, tmp_path: Path) -> None:
+    """The embedded default: no REDIS_URL, so the watch starts its own Redis and worker."""
+    env = {k: v for k, v in cli.env(AGENTQ_CACHE_DIR=str(tmp_path / "own-cache")).items() if k != "REDIS_URL"}
+    view = cli.studio()
+    watch = Watch(cli, examples, env=env)
+    try:
+        first = watch.wait_line(lambda line: True, 180, "the first sync")
+        assert _clean(first), (first, watch.stderr)
+        started = psutil.Process(watch.proc.pid).children(recursive=True)
+        assert started, "the embedded default should run its own Redis and worker"
+        assert set(view.teams_by_label()) >= USERS_OF_WRITER
+    finally:
+        code = watch.stop()
+    assert code == 0, "".join(watch.stderr)
+    gone, alive = psutil.wait_procs(started, timeout=30)
+    assert not alive, f"still running after the watch ended: {alive}"
