@@ -375,6 +375,60 @@ def watch(
     raise typer.Exit(0)
 
 
+@app.command()
+def pull(
+    directory: Annotated[Path, typer.Argument(help="Config tree to write into (created when missing)")],
+    team: Annotated[
+        list[str] | None, typer.Option("--team", help="Pull only this team (repeatable; default: every team row)")
+    ] = None,
+    every_row: Annotated[
+        bool, typer.Option("--all", help="Pull every team row of the user, not only the tree's own teams")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be written; write nothing")] = False,
+    studio_url: StudioUrl = None,
+    studio_user_id: StudioUser = None,
+    gallery: Gallery = None,
+    as_json: AsJson = False,
+) -> None:
+    """Write teams (and the tree's gallery entry) from Studio into the tree: one component per
+    file, shared parts as $ref, secrets as ${VAR}; files that already say the same are untouched."""
+    from producer.pull import pull as pull_tree
+    from shared.settings import environment, load_settings
+    from shared.studio import StudioError
+
+    if directory.exists() and not directory.is_dir():
+        err().print(f"[red]error:[/red] {directory} is not a directory")
+        raise typer.Exit(Exit.CONFIG)
+    settings = load_settings(studio_url=studio_url, studio_user_id=studio_user_id)
+    try:
+        layout, others = pull_tree(directory, settings, environment(), team or [], gallery, dry_run, every_row)
+    except StudioError as exc:
+        err().print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(Exit.UNAVAILABLE) from exc
+    except OSError as exc:
+        err().print(f"[red]error:[/red] cannot write into {directory}: {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(Exit.CONFIG) from exc
+    files = [{"path": f.path, "label": f.label, "action": f.action} for f in layout.files]
+    if as_json:
+        data = {"files": files, "variables": layout.variables, "warnings": layout.warnings, "not_pulled": others}
+        typer.echo(json.dumps(data, indent=2))
+        raise typer.Exit(0)
+    verb = {"create": "would create" if dry_run else "created", "update": "would update" if dry_run else "updated"}
+    for f in layout.changed():
+        console().print(f"{verb[f.action]} {escape(f.path)} ({escape(f.label)})", highlight=False)
+    unchanged = len(layout.files) - len(layout.changed())
+    console().print(f"{len(layout.changed())} file(s) {'to write' if dry_run else 'written'}, {unchanged} unchanged")
+    for warning in layout.warnings:
+        err().print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
+    if others:
+        err().print(f"Not pulled (not in the tree; --team LABEL or --all pulls them): {escape(', '.join(others))}")
+    if layout.variables:
+        console().print("Set these variables before syncing (secrets are never written to files):")
+        for var, places in sorted(layout.variables.items()):
+            console().print(f"  {var}  ({escape(', '.join(places))})", highlight=False)
+    raise typer.Exit(0)
+
+
 def _apply_prune(prepared: Prepared, settings: Settings, store: Store, prune: bool) -> None:
     """With --prune, delete what the plan says and put the outcomes in the run; else say (on
     stderr, also with --json) what a prune would delete."""

@@ -6,11 +6,13 @@ One listing of the user's team rows per plan or sync, and only when the tree has
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from shared.core.drift import Drift, WrittenRow, drifted, gone, prune_candidates, touched
+from shared.core.drift import Drift, WrittenRow, drifted, gone, prune_candidates, row_label, touched
 from shared.core.run_model import Status
+from shared.core.secrets import content_hash
 from shared.settings import Settings
 from shared.store import Store
 from shared.studio import StudioClient, StudioError
@@ -48,7 +50,11 @@ def inspect(
     gallery_name: str,
     gallery_empty: bool,
     force: bool = False,
+    sends: Callable[[str], str | None] = lambda _: None,
 ) -> StudioView:
+    """What became of the tree's rows. `sends(label)` is the content hash of what the tree would
+    now write for a label: a row edited in Studio to exactly that (a `producer pull` took the edit
+    into the files) has not drifted, and its record is brought up to date."""
     written = store.written_rows(ns, tree_name)
     owned = store.owned_gallery(ns, gallery_name)
     owned_here = owned if owned is not None and owned[1] == tree_name else None
@@ -66,6 +72,12 @@ def inspect(
     except StudioError as exc:
         return StudioView(error=f"could not list Studio's teams to look for drift: {exc}")
     drift = drifted(written, listed)
+    for label, d in list(drift.items()):
+        row = listed[d.row_id]
+        digest = content_hash(row.get("component"))
+        if row_label(row) == label and sends(label) == digest:
+            store.record_written(ns, replace(written[label], hash=digest, updated_at=row.get("updated_at")))
+            del drift[label]
     for record in touched({k: w for k, w in written.items() if k not in drift}, listed):
         store.record_written(ns, record)
     return StudioView(

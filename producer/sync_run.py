@@ -13,7 +13,9 @@ from producer.planner import Plan, make_plan, tree_gallery_key
 from producer.scanner import ScanResult, default_cache_path, scan
 from producer.studio_state import StudioView, inspect
 from shared.core.hashing import canonical_json, namespace, sha256_hex
+from shared.core.refs import MissingVariable, substitute_variables
 from shared.core.run_model import RunState, Status
+from shared.core.secrets import content_hash
 from shared.core.tree import Tree, build_tree
 from shared.metrics import Metrics
 from shared.run_metrics import record_run
@@ -49,7 +51,17 @@ def prepare(
     hits, gallery_hit, last_keys = store.lookup(ns, [tree.nodes[lbl].key for lbl in valid], gkey, tree_name)
     unreadable = set(tree.broken_files) | set(result.unread)
     # forced: what drifted is overwritten, and a prune may delete it
-    view = inspect(settings, store, ns, tree_name, set(tree.nodes), unreadable, gallery, gkey is None, force)
+    env, memo = environment(), {}  # type: ignore[var-annotated]
+
+    def sends(label: str) -> str | None:
+        if label not in tree.nodes or label in tree.invalid or label in tree.skipped:
+            return None
+        try:
+            return content_hash(substitute_variables(tree.resolved(label, memo), env))
+        except MissingVariable:
+            return None
+
+    view = inspect(settings, store, ns, tree_name, set(tree.nodes), unreadable, gallery, gkey is None, force, sends)
     cached = (
         {}
         if force

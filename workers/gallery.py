@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
 from shared.core.hashing import canonical_json
 from shared.core.refs import redact, secret_values
 from shared.core.run_model import SUCCEEDED, Status
-from shared.core.specs import GALLERY_SECTIONS
+from shared.core.specs import GALLERY_SECTIONS, gallery_slug
 from shared.studio import StudioError
 from workers.registration import NodeFailed, RunContext, create_once
-
-
-def gallery_slug(name: str) -> str:
-    return "agentq-" + (re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "tree")
 
 
 async def find_gallery(ctx: RunContext, name: str) -> dict[str, Any] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -12,6 +13,11 @@ ComponentType = Literal["model", "agent", "team", "tool", "termination", "workbe
 COMPONENT_TYPES: tuple[str, ...] = ComponentType.__args__  # type: ignore[attr-defined]
 
 # Where each standalone kind lives in a Studio gallery entry; teams get rows of their own.
+def gallery_slug(name: str) -> str:
+    """The id of a tree's gallery entry in Studio (the entry's `config.id`)."""
+    return "agentq-" + (re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "tree")
+
+
 GALLERY_SECTIONS: dict[str, str] = {
     "model": "models",
     "tool": "tools",

@@ -1,0 +1,131 @@
+"""`producer pull`: Studio's team rows and the tree's gallery entry, written back into the tree.
+The layout (which file holds what) is decided by shared/core/pull_layout.py; this module reads
+Studio and the tree, and writes the files."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from producer.scanner import scan
+from producer.studio_state import client
+from shared.core.exceptions import InvalidInput
+from shared.core.pull_layout import Existing, FileWrite, Layout, plan_pull
+from shared.core.refs import MissingVariable, substitute_variables
+from shared.core.specs import gallery_slug
+from shared.core.tree import build_tree
+from shared.settings import Settings, scan_limits, tree_limits
+
+
+@dataclass
+class StudioContent:
+    teams: list[dict[str, Any]] = field(default_factory=list)  # the rows' components
+    gallery: list[dict[str, Any]] = field(default_factory=list)  # the tree's gallery entry's components
+    others: list[str] = field(default_factory=list)  # labels of the rows left out
+
+
+def read_studio(settings: Settings, labels: list[str], gallery_name: str, keep: set[str] | None) -> StudioContent:
+    """The user's team rows (those labelled `labels` when given, else those in `keep`, else all)
+    and the standalone components of the gallery entry a sync of this tree writes. Raises
+    StudioError, or InvalidInput for a label no row has."""
+
+    async def go() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        async with client(settings) as studio:
+            return await studio.list_teams(), await studio.list_galleries()
+
+    rows, galleries = asyncio.run(go())
+    teams = [
+        r["component"]
+        for r in sorted(rows, key=lambda r: int(r.get("id") or 0))
+        if isinstance(r.get("component"), dict)
+    ]
+    if labels:
+        missing = sorted(set(labels) - {t.get("label") for t in teams})
+        if missing:
+            raise InvalidInput(f"no team row labelled {', '.join(missing)} for user {settings.studio_user_id}")
+        keep = set(labels)
+    others = sorted({str(t.get("label")) for t in teams if keep is not None and t.get("label") not in keep})
+    if keep is not None:
+        teams = [t for t in teams if t.get("label") in keep]
+    gallery: list[dict[str, Any]] = []
+    for row in galleries:
+        config = row.get("config") or {}
+        if config.get("id") == gallery_slug(gallery_name) and row.get("user_id") == settings.studio_user_id:
+            for section in ("models", "tools", "agents", "terminations"):
+                gallery += [c for c in (config.get("components") or {}).get(section) or [] if isinstance(c, dict)]
+    return StudioContent(teams, gallery if not labels else [], others)
+
+
+def existing_files(root: Path, settings: Settings, env: Mapping[str, str]) -> dict[str, Existing]:
+    """The tree's component files by label, with what a sync would send for each."""
+    if not root.is_dir():
+        return {}
+    result = scan(root, None, limits=scan_limits(settings))
+    tree = build_tree(result.documents, env.keys(), result.facts, limits=tree_limits(settings))
+    valid, memo, out = set(tree.valid), {}, {}  # type: ignore[var-annotated]
+    for label, node in tree.nodes.items():
+        sent = None
+        if label in valid:
+            try:
+                sent = substitute_variables(tree.resolved(label, memo), env)
+            except MissingVariable:
+                sent = None
+        out[label] = Existing(label, node.path, node.component_type, node.spec, sent)
+    return out
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (prompts) as literal blocks, as a person would write them."""
+
+
+_Dumper.add_representer(
+    str,
+    lambda dumper, value: dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None),
+)
+
+
+def render(write: FileWrite) -> str:
+    if write.format == "json":
+        return json.dumps(write.document, indent=2, ensure_ascii=False) + "\n"
+    return yaml.dump(write.document, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+
+
+def write_files(root: Path, layout: Layout) -> None:
+    """Each changed file written whole, atomically (a crash leaves the old file or the new one)."""
+    for write in layout.changed():
+        target = root / write.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".pull-", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(render(write))
+        os.replace(tmp, target)
+
+
+def pull(
+    root: Path,
+    settings: Settings,
+    env: Mapping[str, str],
+    labels: list[str] | None = None,
+    gallery_name: str | None = None,
+    dry_run: bool = False,
+    every_row: bool = False,
+) -> tuple[Layout, list[str]]:
+    """Pull into `root`; returns the layout and the labels of the rows left out. A tree with
+    teams takes the rows of its own teams (Studio seeds a default team for every new user: it
+    is not the tree's), an empty one takes every row; `labels` or `every_row` say otherwise."""
+    existing = existing_files(root, settings, env)
+    has_teams = any(e.component_type == "team" for e in existing.values())
+    keep = {lbl for lbl, e in existing.items() if e.component_type == "team"} if has_teams and not every_row else None
+    content = read_studio(settings, labels or [], gallery_name or root.resolve().name, keep)
+    layout = plan_pull(content.teams, content.gallery, existing, env)
+    if not dry_run:
+        write_files(root, layout)
+    return layout, content.others

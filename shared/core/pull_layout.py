@@ -1,0 +1,260 @@
+"""Where `producer pull` puts what Studio holds: one component per file, shared parts as `$ref`s,
+secrets as `${VAR}`s. Pure, no I/O: producer/pull.py reads Studio and the tree and writes files.
+
+The rules, so that `sync` then `pull` changes no file and `pull` then `sync` writes no team row:
+- a team (or gallery component) whose content, secrets masked, equals what the tree would send
+  for its label leaves its file untouched;
+- in the teams that are written, a part (agent, model, tool, termination, workbench, model
+  context) becomes its own file, referenced by `$ref`, when the same label with the same content
+  occurs in two or more of them, or when the tree already has a file for that label; a label
+  that occurs with different contents stays inline wherever its content is not the file's;
+- a non-empty secret field (`api_key`, `password`...) is written as `${VAR}`: the variable the
+  file already used at that place, or one named after the component's label;
+- any other value the file wrote as a `${VAR}` that still expands to what Studio holds stays so.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from shared.core.refs import MissingVariable, substitute_variables
+from shared.core.secrets import content_hash, is_secret_field
+
+FOLDERS = {
+    "team": "teams",
+    "agent": "agents",
+    "model": "models",
+    "tool": "tools",
+    "termination": "terminations",
+    "workbench": "workbenches",
+    "chat_completion_context": "contexts",
+}
+PART_TYPES = frozenset(FOLDERS) - {"team"}
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
+Format = Literal["yaml", "json"]
+Action = Literal["create", "update", "unchanged"]
+
+
+@dataclass(frozen=True)
+class Existing:
+    """A component file the tree already has."""
+
+    label: str
+    path: str  # relative to the tree
+    component_type: str
+    document: dict[str, Any]  # as written, `$ref`s and `${VAR}`s included
+    sent: dict[str, Any] | None  # what a sync sends for it (refs inlined, variables set); None: cannot say
+
+
+@dataclass
+class FileWrite:
+    path: str
+    label: str
+    document: dict[str, Any]
+    action: Action
+
+    @property
+    def format(self) -> Format:
+        return "json" if self.path.endswith(".json") else "yaml"
+
+
+@dataclass
+class Layout:
+    files: list[FileWrite] = field(default_factory=list)
+    variables: dict[str, list[str]] = field(default_factory=dict)  # VAR -> "path: field" that use it
+    warnings: list[str] = field(default_factory=list)
+
+    def changed(self) -> list[FileWrite]:
+        return [f for f in self.files if f.action != "unchanged"]
+
+
+def is_component(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("provider"), str)
+        and isinstance(value.get("component_type"), str)
+    )
+
+
+def parts(component: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every component nested in `component`, at any depth (not `component` itself)."""
+
+    def walk(value: Any) -> Iterator[dict[str, Any]]:
+        if isinstance(value, dict):
+            for child in value.values():
+                if is_component(child):
+                    yield child
+                yield from walk(child)
+        elif isinstance(value, list):
+            for child in value:
+                if is_component(child):
+                    yield child
+                yield from walk(child)
+
+    return walk(component)
+
+
+def slug(label: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-") or "component"
+
+
+def variable_name(label: str, field_name: str) -> str:
+    base = re.sub(r"[^A-Z0-9]+", "_", label.upper()).strip("_") or "COMPONENT"
+    if base[0].isdigit():
+        base = "_" + base
+    return f"{base}_{field_name.upper()}"
+
+
+def _label(component: dict[str, Any]) -> str | None:
+    label = component.get("label")
+    return label if isinstance(label, str) and label.strip() else None
+
+
+def plan_pull(
+    teams: list[dict[str, Any]],
+    gallery: list[dict[str, Any]],
+    existing: Mapping[str, Existing],
+    env: Mapping[str, str],
+) -> Layout:
+    """The files a pull writes for Studio's `teams` (components of team rows) and the tree's
+    gallery entry's standalone components, given the tree's `existing` files by label."""
+    layout = Layout()
+    top = _top_level(teams, gallery, layout.warnings)
+    written = {lbl: c for lbl, c in top.items() if not _same_as_tree(existing.get(lbl), c)}
+    own = {lbl: content_hash(c) for lbl, c in top.items()}  # label -> the content its file holds
+    _shared_parts(written, existing, own)
+    taken = {e.path for e in existing.values()}
+    for lbl in sorted(own):
+        known = existing.get(lbl)
+        component = written.get(lbl)
+        if component is None:  # the tree's file says it already
+            if known is not None:
+                layout.files.append(FileWrite(known.path, lbl, known.document, "unchanged"))
+            continue
+        if known is not None:
+            path = known.path
+        else:
+            path = _free_path(f"{FOLDERS[component['component_type']]}/{slug(lbl)}", taken)
+            taken.add(path)
+        document = _with_refs(component, own, top_level=True)
+        document = _keep_variables(document, known.document if known else None, env, lbl, layout.variables, path)
+        action: Action = "create" if known is None else "unchanged" if document == known.document else "update"
+        layout.files.append(FileWrite(path, lbl, document, action))
+    return layout
+
+
+def _top_level(teams: list[dict[str, Any]], gallery: list[dict[str, Any]], warnings: list[str]) -> dict[str, Any]:
+    """label -> component, for the teams and gallery components pulled (first one per label)."""
+    top: dict[str, dict[str, Any]] = {}
+    for component in [*teams, *gallery]:
+        label = _label(component)
+        kind = component.get("component_type")
+        if label is None or kind not in FOLDERS:
+            warnings.append(f"skipped a {kind or 'component'} with no label or of an unknown type")
+        elif label not in top:
+            top[label] = component
+        elif content_hash(top[label]) != content_hash(component):
+            warnings.append(f"{label}: Studio holds it twice with different contents; the first is pulled")
+    return top
+
+
+def _same_as_tree(known: Existing | None, component: dict[str, Any]) -> bool:
+    return known is not None and known.sent is not None and content_hash(known.sent) == content_hash(component)
+
+
+def _shared_parts(written: dict[str, Any], existing: Mapping[str, Existing], own: dict[str, str]) -> None:
+    """Add to `own` (and, when a file must be written for them, to `written`) the parts of the
+    written components that get a file of their own."""
+    occurrences: Counter[tuple[str, str]] = Counter()
+    samples: dict[tuple[str, str], dict[str, Any]] = {}
+    for component in list(written.values()):
+        found = {(lbl, content_hash(p)): p for p in parts(component) if (lbl := _label(p))}
+        occurrences.update(found.keys())
+        for key, p in found.items():
+            samples.setdefault(key, p)
+    by_label: dict[str, list[tuple[int, str]]] = {}
+    for (lbl, digest), count in occurrences.items():
+        by_label.setdefault(lbl, []).append((count, digest))
+    for lbl, variants in sorted(by_label.items()):
+        kind = samples[(lbl, variants[0][1])]["component_type"]
+        known = existing.get(lbl)
+        if lbl in own or kind not in PART_TYPES or (known is not None and known.component_type != kind):
+            continue  # a team or gallery component of that label decides its file; or not a part
+        if known is not None and known.sent is not None and content_hash(known.sent) in {d for _, d in variants}:
+            own[lbl] = content_hash(known.sent)  # the file as it is serves
+            continue
+        count, digest = max(variants)
+        if count >= 2 or known is not None:
+            own[lbl] = digest
+            written[lbl] = samples[(lbl, digest)]
+
+
+def _free_path(stem: str, taken: set[str]) -> str:
+    path, n = f"{stem}.yaml", 2
+    while path in taken:
+        path, n = f"{stem}-{n}.yaml", n + 1
+    return path
+
+
+def _with_refs(component: dict[str, Any], own: Mapping[str, str], top_level: bool = False) -> Any:
+    """`component` with every nested part that has its own file replaced by a `$ref` to it."""
+    if not top_level and is_component(component):
+        label = _label(component)
+        if label is not None and own.get(label) == content_hash(component):
+            return {"$ref": label}
+
+    def inner(value: Any) -> Any:
+        if is_component(value):
+            return _with_refs(value, own)
+        if isinstance(value, dict):
+            return {k: inner(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [inner(v) for v in value]
+        return value
+
+    return {k: inner(v) for k, v in component.items()}
+
+
+def _keep_variables(
+    new: Any, old: Any, env: Mapping[str, str], label: str, variables: dict[str, list[str]], path: str
+) -> Any:
+    """`new` with secrets as `${VAR}`s and the old file's `${VAR}`s kept where they still hold."""
+
+    def walk(value: Any, before: Any, owner: str, dotted: str) -> Any:
+        if isinstance(value, dict):
+            if isinstance(value.get("$ref"), str):
+                return value
+            if is_component(value) and _label(value):
+                owner = str(_label(value))
+            prior = before if isinstance(before, dict) and "$ref" not in before else {}
+            out = {}
+            for key, child in value.items():
+                at = f"{dotted}.{key}" if dotted else str(key)
+                if isinstance(child, str) and child and is_secret_field(str(key)):
+                    kept = prior.get(key)
+                    match = _VAR.search(kept) if isinstance(kept, str) else None
+                    var = match.group(1) if match else variable_name(owner, str(key))
+                    variables.setdefault(var, []).append(f"{path}: {at}")
+                    if match:
+                        out[key] = kept
+                        continue
+                    out[key] = f"${{{var}}}"
+                else:
+                    out[key] = walk(child, prior.get(key), owner, at)
+            return out
+        if isinstance(value, list):
+            prior_list = before if isinstance(before, list) and len(before) == len(value) else [None] * len(value)
+            return [walk(v, b, owner, f"{dotted}[{i}]") for i, (v, b) in enumerate(zip(value, prior_list, strict=True))]
+        if isinstance(value, str) and isinstance(before, str) and "${" in before:
+            try:
+                if substitute_variables(before, env) == value:
+                    return before
+            except MissingVariable:
+                pass
+        return value
+
+    return walk(new, old, label, "")

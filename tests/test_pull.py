@@ -1,0 +1,141 @@
+"""`producer pull` against a real Studio: Studio's own default gallery teams (built by
+autogenstudio's gallery builder, posted as team rows) pulled into an empty folder, the examples'
+round trips, and no secret in any file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from producer import embedded
+from tests.conftest import ROOT, Cli
+from tests.studio_proxy import StudioProxy
+
+BUILD = """
+import json
+from autogenstudio.gallery.builder import create_default_gallery
+print(json.dumps(create_default_gallery().model_dump(mode="json")["components"]["teams"]))
+"""
+SECRET = "sk-pull-test-0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def default_teams() -> list[dict[str, Any]]:
+    """Studio's default gallery teams, with an API key set on every model (as a user would have)."""
+    python = Path(embedded.studio_binary()).parent / "python"
+    out = subprocess.run([str(python), "-c", BUILD], capture_output=True, text=True, check=True, timeout=300)
+    teams = json.loads(out.stdout)
+
+    def set_keys(value: Any) -> None:
+        if isinstance(value, dict):
+            if value.get("component_type") == "model":
+                value["config"]["api_key"] = SECRET
+            for child in value.values():
+                set_keys(child)
+        elif isinstance(value, list):
+            for child in value:
+                set_keys(child)
+
+    set_keys(teams)
+    return teams  # type: ignore[no-any-return]
+
+
+def _post_rows(cli: Cli, teams: list[dict[str, Any]]) -> None:
+    for team in teams:
+        body = {"user_id": cli.user_id, "component": team, "version": "1.0.0"}
+        httpx.post(f"{cli.view_url}/api/teams/", json=body, timeout=60).raise_for_status()
+
+
+def _files(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _pull(cli: Cli, root: Path, *args: str, **env: str) -> dict[str, Any]:
+    proc = cli.run("pull", str(root), "--json", *args, **env)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)  # type: ignore[no-any-return]
+
+
+def test_default_gallery_teams_pulled_into_an_empty_folder(
+    cli: Cli, proxy: StudioProxy, default_teams: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    _post_rows(cli, default_teams)
+    root = tmp_path / "pulled"
+    result = _pull(cli, root)
+
+    files = _files(root)
+    teams = {f["label"]: f["path"] for f in result["files"] if f["path"].startswith("teams/")}
+    assert set(teams) == {t["label"] for t in default_teams}
+    assert all(f["action"] == "create" for f in result["files"])
+    shared = [path for path in files if not path.startswith("teams/")]
+    assert shared, "parts that several teams share should have files of their own"
+    assert any("$ref" in files[path] for path in teams.values())
+    assert not any(SECRET in text for text in files.values()), "a secret value was written to a file"
+    assert result["variables"], "the secrets' variables should be listed"
+
+    env = {var: "any-value" for var in result["variables"]}
+    plan = cli.run("plan", str(root), "--json", **env)
+    assert plan.returncode == 0, plan.stderr
+    data = json.loads(plan.stdout)
+    assert not data["errors"], data["errors"]
+    assert set(teams) <= set(data["changes"]["unchanged"]) | set(data["changes"]["new"])
+
+    # pull, then sync: not one team row written (the rows are adopted as they are). On the
+    # embedded default, so that the worker sees the secrets' variables too
+    proxy.reset()
+    own = {k: v for k, v in cli.env(**env, AGENTQ_CACHE_DIR=str(tmp_path / "own-cache")).items() if k != "REDIS_URL"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "producer.cli", "sync", str(root), "--json"],
+        env=own,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    report = json.loads(proc.stdout)
+    team_writes = [w for w in proxy.writes() if "/api/teams" in w[1]]
+    assert team_writes == [], team_writes
+    for label in teams:
+        assert report["nodes"][label].get("outcome") == "unchanged", (report["nodes"][label], proc.stderr)
+    # and pulling again changes no file
+    again = _pull(cli, root)
+    assert all(f["action"] == "unchanged" for f in again["files"]), again
+    assert _files(root) == files
+
+
+def test_sync_then_pull_changes_no_file(cli: Cli, examples: Path) -> None:
+    rc, report, err = cli.sync(examples)
+    assert rc == 0, err
+    before = _files(examples)
+    result = _pull(cli, examples)
+    assert [f for f in result["files"] if f["action"] != "unchanged"] == []
+    assert _files(examples) == before
+
+
+def test_a_team_edited_in_studio_is_pulled_into_its_file_in_place(cli: Cli, examples: Path) -> None:
+    assert cli.sync(examples)[0] == 0
+    row = cli.studio().teams_by_label()["review-team"][0]
+    component = json.loads(json.dumps(row["component"]))
+    component["description"] = "Edited in the UI."
+    body = {"id": row["id"], "user_id": cli.user_id, "component": component, "version": row["version"]}
+    httpx.post(f"{cli.view_url}/api/teams/", json=body, timeout=30).raise_for_status()
+
+    before = _files(examples)
+    result = _pull(cli, examples, "--team", "review-team")
+    changed = {f["path"]: f["action"] for f in result["files"] if f["action"] != "unchanged"}
+    assert changed == {"teams/review-team.yaml": "update"}, result
+    after = _files(examples)
+    assert {p for p in after if after[p] != before.get(p)} == {"teams/review-team.yaml"}
+    text = after["teams/review-team.yaml"]
+    assert "Edited in the UI." in text and "$ref: writer" in text  # the shared agent stays a reference
+
+    # the colleague's change is in the files now: sync writes nothing (the row is adopted as it is)
+    rc, report, err = cli.sync(examples)
+    assert rc == 0, err
+    assert report["nodes"]["review-team"]["outcome"] == "unchanged", report["nodes"]["review-team"]
