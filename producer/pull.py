@@ -125,7 +125,8 @@ def pull(
     has_teams = any(e.component_type == "team" for e in existing.values())
     keep = {lbl for lbl, e in existing.items() if e.component_type == "team"} if has_teams and not every_row else None
     content = read_studio(settings, labels or [], gallery_name or root.resolve().name, keep)
-    layout = plan_pull(content.teams, content.gallery, existing, env)
+    taken = {p.relative_to(root).as_posix() for p in root.rglob("*")} if root.is_dir() else set()
+    layout = plan_pull(content.teams, content.gallery, existing, env, taken)
     if not dry_run:
         write_files(root, layout)
     return layout, content.others

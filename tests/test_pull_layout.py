@@ -96,8 +96,8 @@ def test_a_file_that_says_the_same_is_untouched_and_its_variables_kept() -> None
 
 def test_labels_make_safe_paths_and_variable_names() -> None:
     team = _team("../../etc/passwd", _agent("a", _model(label="Azure GPT-4o")))
-    layout = plan_pull([team], [], {}, {})
-    assert [f.path for f in layout.files] == ["teams/etc-passwd.yaml"]
+    layout = plan_pull([team], [], {}, {}, taken={"teams/etc-passwd.yaml"})  # a broken file has that path
+    assert [f.path for f in layout.files] == ["teams/etc-passwd-2.yaml"]
     assert variable_name("Azure GPT-4o", "api_key") == "AZURE_GPT_4O_API_KEY"
     assert "AZURE_GPT_4O_API_KEY" in layout.variables
 

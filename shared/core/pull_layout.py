@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -119,15 +119,17 @@ def plan_pull(
     gallery: list[dict[str, Any]],
     existing: Mapping[str, Existing],
     env: Mapping[str, str],
+    taken: Collection[str] = (),
 ) -> Layout:
     """The files a pull writes for Studio's `teams` (components of team rows) and the tree's
-    gallery entry's standalone components, given the tree's `existing` files by label."""
+    gallery entry's standalone components, given the tree's `existing` files by label; a new
+    file never takes a path in `taken` (every file the tree has, broken ones included)."""
     layout = Layout()
     top = _top_level(teams, gallery, layout.warnings)
     written = {lbl: c for lbl, c in top.items() if not _same_as_tree(existing.get(lbl), c)}
     own = {lbl: content_hash(c) for lbl, c in top.items()}  # label -> the content its file holds
     _shared_parts(written, existing, own)
-    taken = {e.path for e in existing.values()}
+    used = {e.path for e in existing.values()} | set(taken)
     for lbl in sorted(own):
         known = existing.get(lbl)
         component = written.get(lbl)
@@ -138,8 +140,8 @@ def plan_pull(
         if known is not None:
             path = known.path
         else:
-            path = _free_path(f"{FOLDERS[component['component_type']]}/{slug(lbl)}", taken)
-            taken.add(path)
+            path = _free_path(f"{FOLDERS[component['component_type']]}/{slug(lbl)}", used)
+            used.add(path)
         document = _with_refs(component, own, top_level=True)
         document = _keep_variables(document, known.document if known else None, env, lbl, layout.variables, path)
         action: Action = "create" if known is None else "unchanged" if document == known.document else "update"
