@@ -12,6 +12,7 @@ from shared.core.errors import ConfigError
 ComponentType = Literal["model", "agent", "team", "tool", "termination", "workbench", "chat_completion_context"]
 COMPONENT_TYPES: tuple[str, ...] = ComponentType.__args__  # type: ignore[attr-defined]
 
+
 # Where each standalone kind lives in a Studio gallery entry; teams get rows of their own.
 def gallery_slug(name: str) -> str:
     """The id of a tree's gallery entry in Studio (the entry's `config.id`)."""
