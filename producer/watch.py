@@ -8,6 +8,7 @@ on a timer, with a growing delay, until it gets through."""
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -103,6 +104,14 @@ def retryable(line: SyncLine) -> bool:
     return line.counts.get("failed", 0) > 0 and any(m in p for p in line.problems for m in RETRYABLE_MARKS)
 
 
+def _broker_errors() -> tuple[type[Exception], ...]:
+    """Redis's errors, and kombu's for a publish that found no broker when Celery is imported."""
+    import redis
+
+    kombu = sys.modules.get("kombu.exceptions")
+    return (redis.RedisError, kombu.OperationalError) if kombu is not None else (redis.RedisError,)
+
+
 class Watcher:
     """Runs a sync, then one per settled batch of changes, until `stop` is set."""
 
@@ -122,8 +131,6 @@ class Watcher:
         self.syncs = 0
 
     def sync_once(self, changed: int = 0) -> SyncLine:
-        import redis
-
         from producer.report import run_report
         from producer.sync_run import prepare, submit, wait
 
@@ -143,7 +150,7 @@ class Watcher:
             line.problems = _problems(report)
             if report.get("error"):
                 line.error = str(report["error"])
-        except redis.RedisError as exc:
+        except _broker_errors() as exc:
             line.error = f"Redis unreachable: {exc}"
         except (ServiceUnavailable, TimeoutError) as exc:
             line.error = str(exc)

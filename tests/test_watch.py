@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,7 @@ import psutil
 
 from producer import embedded
 from tests.conftest import ROOT, Cli, StudioView, wait_for
+from tests.studio_proxy import StudioProxy
 
 WRITER = "agents/writer.yaml"
 USERS_OF_WRITER = {"research-team", "review-team"}
@@ -198,3 +200,30 @@ def test_ctrl_c_stops_the_watch_and_the_services_it_started(cli: Cli, examples: 
     assert code == 0, "".join(watch.stderr)
     gone, alive = psutil.wait_procs(started, timeout=30)
     assert not alive, f"still running after the watch ended: {alive}"
+
+
+def test_redis_going_away_is_reported_and_the_watch_resumes_when_it_is_back(
+    studio_url: str, proxy: StudioProxy, tmp_path: Path
+) -> None:
+    port = embedded.free_port()
+    url, redis_proc = embedded.start_redis(tmp_path / "redis", port=port)
+    worker = embedded.start_worker(url, concurrency=2, name="watch-redis", log_path=tmp_path / "worker.log")
+    cli = Cli(url, proxy.url, f"watch-redis-{uuid.uuid4().hex[:6]}", tmp_path / "cache", studio_url)
+    tree = tmp_path / "examples"
+    shutil.copytree(ROOT / "examples", tree)
+    try:
+        with watching(cli, tree) as watch:
+            assert _clean(watch.lines[0]), watch.lines[0]
+            embedded.stop(redis_proc)
+            seen = len(watch.lines)
+            _set_message(tree, "Written while Redis was away.")
+            down = watch.wait_line(lambda line: line["error"], 120, "the sync's report of Redis", after=seen)
+            assert "Redis" in down["error"] and down["retry"], down
+            _, redis_proc = embedded.start_redis(tmp_path / "redis", port=port)  # back, empty
+            seen = len(watch.lines)
+            watch.wait_line(_clean, 120, "a clean sync once Redis is back", after=seen)
+        assert set(_writer_messages(cli.studio()).values()) == {"Written while Redis was away."}
+        assert all(len(rows) == 1 for rows in cli.studio().teams_by_label().values())
+    finally:
+        embedded.stop(worker)
+        embedded.stop(redis_proc)
