@@ -379,7 +379,10 @@ def watch(
 def pull(
     directory: Annotated[Path, typer.Argument(help="Config tree to write into (created when missing)")],
     team: Annotated[
-        list[str] | None, typer.Option("--team", help="Pull only this team (repeatable; default: every team row)")
+        list[str] | None,
+        typer.Option(
+            "--team", help="Pull this team (repeatable; default: the tree's own teams, every row into an empty tree)"
+        ),
     ] = None,
     every_row: Annotated[
         bool, typer.Option("--all", help="Pull every team row of the user, not only the tree's own teams")
