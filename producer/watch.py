@@ -38,7 +38,7 @@ class SyncLine:
     counts: dict[str, int] = field(default_factory=dict)
     run_id: str | None = None
     error: str | None = None  # the sync could not run or finish (Redis, Studio, a worker)
-    problems: list[str] = field(default_factory=list)  # "file: label: error" per failed node
+    problems: list[str] = field(default_factory=list)  # "file: label: error" per failed (or invalid) node
     retry: bool = False  # tried again on a timer: what failed may work later
 
     def text(self) -> str:
@@ -46,7 +46,7 @@ class SyncLine:
         if self.error:
             again = "; retrying" if self.retry else ""
             return f"{clock} sync failed after {self.seconds:.2f} s: {self.error}{again}"
-        shown = ("created", "updated", "deleted", "failed", "invalid", "drifted", "skipped")
+        shown = ("created", "updated", "deleted", "failed", "drifted", "skipped")
         parts = [f"{name} {self.counts.get(name, 0)}" for name in shown[:4]]
         parts += [f"{name} {self.counts[name]}" for name in shown[4:] if self.counts.get(name)]
         files = f"{self.changed} file(s) changed; " if self.changed else ""
@@ -146,7 +146,6 @@ class Watcher:
             report = run_report(self.store, line.run_id)
             assert report is not None
             line.counts = dict(report["counts"])
-            line.counts["invalid"] = sum(1 for st in report["nodes"].values() if st.get("status") == "invalid")
             line.problems = _problems(report)
             if report.get("error"):
                 line.error = str(report["error"])
