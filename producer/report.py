@@ -8,13 +8,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from shared.core.run_model import UNSUCCESSFUL, RunState, Status
+from shared.core.run_model import UNSUCCESSFUL, NodeState, RunState, Status
 from shared.store import Store
 
 OUTCOMES = ("created", "updated", "unchanged", "validated", "deleted", "drifted", "failed", "skipped", "pending")
 
 
-def outcome_of(state: dict[str, Any]) -> str:
+def outcome_of(state: NodeState) -> str:
     status = state.get("status")
     if status == Status.DONE:
         return str(state.get("outcome", "created"))

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 
 from shared.core.drift import WrittenRow
 from shared.core.keys import PREFIX, ROOT_PREFIX
-from shared.core.run_model import TERMINAL  # noqa: F401  (re-exported: the store decides what is over)
+from shared.core.run_model import TERMINAL, NodeState  # noqa: F401  (TERMINAL re-exported: the store decides what is over)
 from shared.metrics import HOSTS, IN_FLIGHT, Metrics, read_histograms
 
 END_TASK_LUA = (Path(__file__).parent / "lua" / "end_task.lua").read_text()
@@ -273,7 +273,7 @@ class Store:
         values = self.r.hmget(self.run_key(run_id, "specs"), labels)
         return {lbl: json.loads(v) for lbl, v in zip(labels, values, strict=False) if v}
 
-    def node_states(self, run_id: str, labels: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+    def node_states(self, run_id: str, labels: Iterable[str] | None = None) -> dict[str, NodeState]:
         key = self.run_key(run_id, "nodes")
         if labels is None:
             return {str(k): json.loads(v) for k, v in self.r.hgetall(key).items()}
@@ -282,7 +282,7 @@ class Store:
             return {}
         return {lbl: json.loads(v) for lbl, v in zip(labels, self.r.hmget(key, labels), strict=False) if v}
 
-    def set_states(self, run_id: str, updates: dict[str, dict[str, Any]], previous: dict[str, str]) -> None:
+    def set_states(self, run_id: str, updates: Mapping[str, NodeState], previous: Mapping[str, str]) -> None:
         """Write new node states; `previous` gives each node's old status so the counters stay exact."""
         if not updates:
             return

@@ -7,7 +7,7 @@ from typing import Any
 
 from shared.core.hashing import canonical_json
 from shared.core.refs import redact, secret_values
-from shared.core.run_model import SUCCEEDED, Status
+from shared.core.run_model import SUCCEEDED, NodeState, Status
 from shared.core.specs import GALLERY_SECTIONS, gallery_slug
 from shared.studio import StudioError
 from workers.registration import NodeFailed, RunContext, create_once
@@ -37,7 +37,7 @@ async def write_gallery(ctx: RunContext) -> None:
         s: [] for s in ("agents", "models", "tools", "terminations", "teams")
     }
     resolved: dict[str, dict[str, Any]] = {}
-    updates: dict[str, dict[str, Any]] = {}
+    updates: dict[str, NodeState] = {}
     for label in included:
         try:
             resolved[label] = ctx.resolve_env(records[label]["spec"])

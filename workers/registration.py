@@ -12,7 +12,7 @@ from typing import Any
 from shared.core.drift import WrittenRow, row_label
 from shared.core.exceptions import TaskFailed
 from shared.core.refs import MissingVariable, redact, secret_values, substitute_variables
-from shared.core.run_model import SUCCEEDED, UNSUCCESSFUL, Status
+from shared.core.run_model import SUCCEEDED, UNSUCCESSFUL, NodeState, Status
 from shared.core.secrets import content_hash
 from shared.retry import backoff_delay
 from shared.store import TERMINAL, Store
@@ -169,7 +169,7 @@ async def create_once(
     raise AssertionError("unreachable")
 
 
-async def sync_node(ctx: RunContext, label: str, record: dict[str, Any], redelivered: bool = False) -> dict[str, Any]:
+async def sync_node(ctx: RunContext, label: str, record: dict[str, Any], redelivered: bool = False) -> NodeState:
     """Validate (and for a team, upsert) one node; returns its new state."""
     component = ctx.resolve_env(record["spec"])
     errors = await validate(ctx, component)
@@ -207,7 +207,7 @@ async def studio_version(ctx: RunContext) -> str | None:
     return known or None
 
 
-def dependency_problem(record: dict[str, Any], states: Mapping[str, dict[str, Any]]) -> str | None:
+def dependency_problem(record: dict[str, Any], states: Mapping[str, Mapping[str, object]]) -> str | None:
     for dep in record.get("deps", []):
         status = states.get(dep, {}).get("status")
         if status in UNSUCCESSFUL:
@@ -217,7 +217,7 @@ def dependency_problem(record: dict[str, Any], states: Mapping[str, dict[str, An
     return None
 
 
-async def sync_batch(ctx: RunContext, labels: list[str], concurrency: int) -> dict[str, dict[str, Any]]:
+async def sync_batch(ctx: RunContext, labels: list[str], concurrency: int) -> dict[str, NodeState]:
     store = ctx.store
     records = store.specs(ctx.run_id, labels)
     deps = {d for r in records.values() for d in r.get("deps", [])}
@@ -225,9 +225,9 @@ async def sync_batch(ctx: RunContext, labels: list[str], concurrency: int) -> di
     todo = [lbl for lbl in labels if states.get(lbl, {}).get("status") not in TERMINAL]
     previous = {lbl: states.get(lbl, {}).get("status", Status.PENDING) for lbl in todo}
     started = time.time()
-    running = {
+    running: dict[str, NodeState] = {
         lbl: {
-            **states.get(lbl, {}),
+            **states.get(lbl, NodeState()),
             "status": Status.RUNNING,
             "started": started,
             "worker": ctx.hostname,
@@ -245,11 +245,13 @@ async def sync_batch(ctx: RunContext, labels: list[str], concurrency: int) -> di
 
     gate = asyncio.Semaphore(concurrency)
 
-    async def one(label: str) -> tuple[str, dict[str, Any]]:
+    async def one(label: str) -> tuple[str, NodeState]:
         record = records[label]
-        base: dict[str, Any] = {
-            k: running[label][k] for k in ("type", "path", "started", "worker") if k in running[label]
-        }
+        now, base = running[label], NodeState(started=started, worker=ctx.hostname)
+        if "type" in now:
+            base["type"] = now["type"]
+        if "path" in now:
+            base["path"] = now["path"]
         problem = dependency_problem(record, states)
         if problem:
             return label, {**base, "status": Status.SKIPPED, "reason": problem}
@@ -260,12 +262,12 @@ async def sync_batch(ctx: RunContext, labels: list[str], concurrency: int) -> di
             try:
                 result = await sync_node(ctx, label, record, previous[label] == Status.RUNNING)
             except (NodeFailed, StudioError) as exc:
-                result = {"status": Status.FAILED, "error": redact(str(exc), secret_values(record["spec"], ctx.env))}
+                result = NodeState(status=Status.FAILED, error=redact(str(exc), secret_values(record["spec"], ctx.env)))
             except Exception as exc:  # a bug must not lose the batch's other results
-                result = {
-                    "status": Status.FAILED,
-                    "error": redact(f"{type(exc).__name__}: {exc}", secret_values(record["spec"], ctx.env)),
-                }
+                result = NodeState(
+                    status=Status.FAILED,
+                    error=redact(f"{type(exc).__name__}: {exc}", secret_values(record["spec"], ctx.env)),
+                )
             return label, {**base, **result, "seconds": round(time.monotonic() - t0, 4), "finished": time.time()}
 
     results = dict(await asyncio.gather(*(one(lbl) for lbl in todo)))

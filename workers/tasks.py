@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from celery.signals import task_postrun, task_prerun
 
-from shared.core.run_model import RunState, Status
+from shared.core.run_model import NodeState, RunState, Status
 from shared.metrics import Metrics
 from shared.run_metrics import record_run
 from shared.settings import Settings, environment
@@ -162,7 +162,7 @@ def noop_batch(self: WorkerTask, run_id: str, wave: int, index: int) -> int:
     """A batch whose nodes do no work: measures what scheduling and run state cost (benchmarks)."""
     store = self.store
     labels = store.batch(run_id, wave, index)
-    done = {lbl: {"status": Status.DONE, "outcome": "unchanged", "finished": time.time()} for lbl in labels}
+    done = {lbl: NodeState(status=Status.DONE, outcome="unchanged", finished=time.time()) for lbl in labels}
     store.set_states(run_id, done, {lbl: Status.PENDING for lbl in labels})
     return len(labels)
 

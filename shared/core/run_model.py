@@ -38,7 +38,7 @@ class NodeState(TypedDict, total=False):
     error: str  # why it failed (secrets scrubbed)
     reason: str  # why it was skipped
     worker: str  # the Celery node that ran it
-    task_id: str  # the Celery message that carried it
+    task_id: str | None  # the Celery message that carried it
     started: float
     finished: float
     seconds: float
