@@ -364,7 +364,7 @@ class AsyncRunState:
 
     async def load(
         self, run_id: str, task_ids: list[str]
-    ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], dict[str, str]]:
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, NodeState], dict[str, str]]:
         """One round trip: the tasks' records, the states of them and their inputs, and the inputs' outputs."""
         key = self.store.run_key
         records = {
@@ -381,7 +381,7 @@ class AsyncRunState:
         outputs = {d: v for d, v in zip(deps, outputs_raw, strict=False) if v is not None}
         return records, states, outputs
 
-    async def set_states(self, run_id: str, updates: dict[str, dict[str, Any]], previous: dict[str, str]) -> None:
+    async def set_states(self, run_id: str, updates: Mapping[str, NodeState], previous: Mapping[str, str]) -> None:
         pipe = self.r.pipeline(transaction=False)
         pipe.hset(self.store.run_key(run_id, "nodes"), mapping={k: _json(v) for k, v in updates.items()})
         for label, state in updates.items():
@@ -395,7 +395,7 @@ class AsyncRunState:
         self,
         run_id: str,
         task_id: str,
-        state: dict[str, Any],
+        state: NodeState,
         old_status: str,
         output: str | None,
         transcript: list[dict[str, Any]] | None,

@@ -9,11 +9,11 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from shared.core.prompts import task_key, task_prompt
 from shared.core.refs import MissingVariable, redact, secret_values, substitute_variables
-from shared.core.run_model import Status
+from shared.core.run_model import NodeState, Status
 from shared.metrics import Metrics
 from shared.semaphore import PrioritySemaphore
 from shared.settings import Settings
@@ -52,9 +52,9 @@ async def run_tasks(ctx: WorkflowContext, task_ids: list[str]) -> None:
     if not fresh:
         return
     now = time.time()
-    running = {
+    running: dict[str, NodeState] = {
         t: {
-            **states.get(t, {}),
+            **states.get(t, NodeState()),
             "status": Status.RUNNING,
             "started": now,
             "worker": ctx.hostname,
@@ -72,8 +72,8 @@ async def _one(
     ctx: WorkflowContext,
     tid: str,
     record: dict[str, Any],
-    base: dict[str, Any],
-    states: Mapping[str, dict[str, Any]],
+    base: NodeState,
+    states: Mapping[str, NodeState],
     outputs: Mapping[str, str],
     order: StartOrder,
 ) -> None:
@@ -87,8 +87,8 @@ async def _end_one(
     ctx: WorkflowContext,
     tid: str,
     record: dict[str, Any],
-    base: dict[str, Any],
-    states: Mapping[str, dict[str, Any]],
+    base: NodeState,
+    states: Mapping[str, NodeState],
     outputs: Mapping[str, str],
     order: StartOrder,
 ) -> None:
@@ -98,7 +98,7 @@ async def _end_one(
     transcript: list[dict[str, Any]] | None = None
     problem = dependency_problem({"deps": task.get("dependencies", [])}, states)
     if problem:
-        result: dict[str, Any] = {"status": Status.SKIPPED, "reason": problem}
+        result = NodeState(status=Status.SKIPPED, reason=problem)
     else:
         inputs = [(dep, states[dep]["key"], outputs.get(dep, "")) for dep in task.get("dependencies", [])]
         key = task_key(record["goal"], task, record["agent"], inputs)
@@ -108,10 +108,11 @@ async def _end_one(
             ctx.metrics.inc("agentq_cache_requests_total", ["workflow_task", "hit" if hit else "miss"])
         if hit is not None:
             output, transcript = hit.pop("output"), hit.pop("transcript", None)
-            result = {"status": Status.CACHED, "key": key, **hit}
+            # a cache entry is the JSON of the summary fields `_run` wrote
+            result = cast(NodeState, {"status": Status.CACHED, "key": key, **hit})
         else:
             result, output, transcript = await _run(ctx, tid, record, inputs, key, order)
-    state = {**base, **result, "seconds": round(time.monotonic() - t0, 4), "finished": time.time()}
+    state: NodeState = {**base, **result, "seconds": round(time.monotonic() - t0, 4), "finished": time.time()}
     ctx.metrics.inc("agentq_workflow_tasks_total", [state["status"]])
     ended = await ctx.state.end_task(ctx.run_id, tid, state, Status.RUNNING, output, transcript, record["dependents"])
     await _release(ctx, record, ended.released)
@@ -126,7 +127,7 @@ async def _run(
     inputs: list[tuple[str, str, str]],
     key: str,
     order: StartOrder,
-) -> tuple[dict[str, Any], str | None, list[dict[str, Any]] | None]:
+) -> tuple[NodeState, str | None, list[dict[str, Any]] | None]:
     """Run a task whose result is not cached: (state fields, output, transcript)."""
     task = record["task"]
     secrets = secret_values(record["agent"], ctx.env)
@@ -149,24 +150,24 @@ async def _run(
         outcome = await agent_runtime.run(component, prompt, task.get("timeout") or ctx.settings.task_timeout_seconds)
     except MissingVariable as exc:
         error = f"environment variable {exc.name} is not set on worker {ctx.hostname} (field {exc.field})"
-        return {"status": Status.FAILED, "error": error}, None, None
+        return NodeState(status=Status.FAILED, error=error), None, None
     except (agent_runtime.AgentError, ModelError) as exc:
-        return {"status": Status.FAILED, "error": redact(str(exc), secrets)}, None, None
+        return NodeState(status=Status.FAILED, error=redact(str(exc), secrets)), None, None
     except Exception as exc:  # the model's or a tool's failure ends this task only
-        return {"status": Status.FAILED, "error": redact(f"{type(exc).__name__}: {exc}", secrets)}, None, None
+        return NodeState(status=Status.FAILED, error=redact(f"{type(exc).__name__}: {exc}", secrets)), None, None
     usage = models.usage
     transcript = [{**m, "content": redact(m["content"], secrets)} for m in outcome.transcript]
     output = redact(outcome.output, secrets)
-    summary = {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "calls": usage.calls,
-        "attempts": usage.attempts,
-        "stop_reason": outcome.stop_reason,
-    }
+    summary = NodeState(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        calls=usage.calls,
+        attempts=usage.attempts,
+        stop_reason=outcome.stop_reason,
+    )
     if task.get("cache", True):
         await ctx.state.cache(key, {"output": output, "transcript": transcript, **summary})
-    return {"status": Status.DONE, "outcome": "ran", "key": key, **summary}, output, transcript
+    return NodeState(status=Status.DONE, outcome="ran", key=key, **summary), output, transcript
 
 
 async def _release(ctx: WorkflowContext, record: dict[str, Any], released: list[str]) -> None:

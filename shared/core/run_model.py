@@ -45,3 +45,10 @@ class NodeState(TypedDict, total=False):
     key: str  # its content key
     team_id: int  # the Studio row (teams)
     drifted: bool  # its row was edited in Studio since the sync wrote it, and left alone
+    # workflow tasks
+    pid: int  # the worker process that ran it
+    prompt_tokens: int
+    completion_tokens: int
+    calls: int  # model requests
+    attempts: int  # model requests, retries included
+    stop_reason: str | None
