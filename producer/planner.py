@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from shared.core.graph import waves
 from shared.core.hashing import gallery_key
-from shared.core.run_model import Status
+from shared.core.run_model import NodeState, Status
 from shared.core.specs import GALLERY_SECTIONS
 from shared.core.tree import Tree
 
@@ -20,7 +20,7 @@ MIN_BATCHES_PER_WAVE = 8
 class Plan:
     tree_name: str
     gallery_name: str
-    states: dict[str, dict[str, Any]]  # initial state of every node (and of every broken file)
+    states: dict[str, NodeState]  # initial state of every node (and of every broken file)
     changes: dict[str, str]  # label -> new | changed | unchanged | invalid | skipped | drifted
     waves: list[list[list[str]]] = field(default_factory=list)  # wave -> batches -> labels
     gallery_key: str | None = None
@@ -64,13 +64,13 @@ def make_plan(
     """`cached`: label -> cached result for valid nodes whose key hit; `last_keys`: label -> key last
     synced; `drifted`: label -> how its Studio row was changed since the sync wrote it (left alone)."""
     drifted = drifted or {}
-    states: dict[str, dict[str, Any]] = {}
+    states: dict[str, NodeState] = {}
     changes: dict[str, str] = {}
     for path, message in tree.broken_files.items():
         states[path] = {"status": Status.FAILED, "type": None, "path": path, "error": message}
         changes[path] = "invalid"
     for label, node in tree.nodes.items():
-        base = {"type": node.component_type, "path": node.path}
+        base = NodeState(type=node.component_type, path=node.path)
         if label in tree.invalid:
             states[label] = {**base, "status": Status.FAILED, "error": tree.invalid[label]}
             changes[label] = "invalid"
@@ -81,7 +81,12 @@ def make_plan(
             states[label] = {**base, "status": Status.SKIPPED, "drifted": True, "reason": drifted[label]}
             changes[label] = "drifted"
         elif label in cached:
-            states[label] = {**base, **(cached[label] or {}), "status": Status.CACHED, "outcome": "unchanged"}
+            states[label] = {
+                **base,
+                **cast(NodeState, cached[label] or {}),
+                "status": Status.CACHED,
+                "outcome": "unchanged",
+            }
             changes[label] = "unchanged"
         else:
             states[label] = {**base, "status": Status.PENDING}

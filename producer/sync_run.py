@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from producer.launch import launch
 from producer.planner import Plan, make_plan, tree_gallery_key
 from producer.scanner import ScanResult, default_cache_path, scan
 from producer.studio_state import StudioView, inspect
 from shared.core.hashing import canonical_json, namespace, sha256_hex
 from shared.core.refs import MissingVariable, substitute_variables
-from shared.core.run_model import RunState, Status
+from shared.core.run_model import RunKind, RunMeta, RunState, Status
 from shared.core.secrets import content_hash
 from shared.core.tree import Tree, build_tree
 from shared.metrics import Metrics
-from shared.run_metrics import record_run
 from shared.settings import Settings, environment, scan_limits, tree_limits
 from shared.store import TERMINAL, Store
 
@@ -88,7 +87,6 @@ def prepare(
 def submit(prepared: Prepared, settings: Settings, store: Store, app: Celery | None) -> str:
     """Write the run's state to Redis and publish its first wave (nothing when all is cached)."""
     plan, tree = prepared.plan, prepared.tree
-    run_id = uuid.uuid4().hex[:12]
     needed = set(plan.to_run) | (set(plan.gallery_members) if plan.gallery_needed else set())
     memo: dict[str, Any] = {}
     specs = {
@@ -102,36 +100,30 @@ def submit(prepared: Prepared, settings: Settings, store: Store, app: Celery | N
         }
         for lbl in needed
     }
-    meta = {
-        "run_id": run_id,
-        "tree": plan.tree_name,
-        "namespace": prepared.namespace,
-        "studio_url": settings.studio_url,
-        "user_id": settings.studio_user_id,
-        "gallery_name": plan.gallery_name,
-        "gallery_key": plan.gallery_key,
-        "gallery_members": plan.gallery_members,
-        "gallery_needed": plan.gallery_needed,
-        "waves": len(plan.waves),
-        "total": len(plan.states),
-        "created": time.time(),
-        "state": RunState.RUNNING if plan.has_work else RunState.FINISHED,
-    }
-    if not plan.has_work:
-        meta["finished"] = meta["created"]
-    store.create_run(run_id, meta, plan.states, specs, plan.waves)
+    meta = RunMeta(
+        kind=RunKind.SYNC,
+        tree=plan.tree_name,
+        namespace=prepared.namespace,
+        studio_url=settings.studio_url,
+        user_id=settings.studio_user_id,
+        gallery_name=plan.gallery_name,
+        gallery_members=plan.gallery_members,
+        gallery_needed=plan.gallery_needed,
+        waves=len(plan.waves),
+        total=len(plan.states),
+    )
+    if plan.gallery_key is not None:
+        meta["gallery_key"] = plan.gallery_key
     metrics = Metrics()
     for label in prepared.tree.valid:
         hit = "hit" if plan.states[label]["status"] == Status.CACHED else "miss"
         metrics.inc("agentq_cache_requests_total", [tree.nodes[label].component_type, hit])
-    store.flush(metrics)
-    if not plan.has_work:
-        record_run(store, meta)
-    if plan.has_work:
-        from workers.canvas import start_run  # celery is imported only when there is work
 
-        assert app is not None
-        start_run(app, run_id)
+    def write(run_id: str, meta: RunMeta) -> None:
+        store.create_run(run_id, meta, plan.states, specs, plan.waves)
+
+    assert app is not None or not plan.has_work
+    run_id, _ = launch(store, meta, write, metrics, app if plan.has_work else None)
     return run_id
 
 
@@ -141,7 +133,7 @@ def wait(
     on_progress: Callable[[int, int], None] | None = None,
     timeout: float | None = None,
     watch: Callable[[int], None] | None = None,
-) -> dict[str, Any]:
+) -> RunMeta:
     """Poll the run's counters until it finishes; returns its meta. `watch` sees the count of
     ended nodes on every poll (producer/recovery.py's Watchdog)."""
     deadline = None if timeout is None else time.monotonic() + timeout

@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+from producer.launch import launch
 from producer.scanner import default_cache_path, scan
 from shared.core.endpoints import missing_packages
 from shared.core.errors import ConfigError
 from shared.core.exceptions import InvalidInput
 from shared.core.loader import parse_document
 from shared.core.prompts import task_key
-from shared.core.run_model import RunState, Status
+from shared.core.run_model import NodeState, RunKind, RunMeta, Status
 from shared.core.tree import Tree, build_tree
 from shared.core.workflow import Workflow, celery_priorities, check_workflow, parse_workflow, release_plan, schedule
 from shared.metrics import Metrics
-from shared.run_metrics import record_run
 from shared.settings import Settings, environment, scan_limits, tree_limits
 from shared.store import Store
 
@@ -142,44 +140,35 @@ def submit(
         }
     # before the run's clock starts: loading Celery takes ~0.1 s and is not the run's time
     celery = app() if plan else None
-    run_id = uuid.uuid4().hex[:12]
-    meta = {
-        "run_id": run_id,
-        "kind": "workflow",
-        "workflow": wf.name,
-        "file": str(prepared.path),
-        "tree": str(prepared.tree_root),
-        "mode": "sequential" if sequential else "parallel",
-        "no_cache": no_cache,
-        "total": len(wf.tasks),
-        "created": time.time(),
-        "gallery_needed": False,
-        "ready": [(tid, *released(tid)) for tid in plan.ready] if plan else [],
-        "order": [tid for group in schedule(wf, sequential) for tid in group],
-        "state": RunState.RUNNING if plan else RunState.FINISHED,
-    }
-    if not plan:
-        meta["finished"] = meta["created"]
-    store.create_workflow_run(
-        run_id, meta, states, specs, plan.open if plan else {}, plan.ready if plan else [], outputs, transcripts
+    meta = RunMeta(
+        kind=RunKind.WORKFLOW,
+        workflow=wf.name,
+        file=str(prepared.path),
+        tree=str(prepared.tree_root),
+        mode="sequential" if sequential else "parallel",
+        no_cache=no_cache,
+        total=len(wf.tasks),
+        gallery_needed=False,
+        ready=[(tid, *released(tid)) for tid in plan.ready] if plan else [],
+        order=[tid for group in schedule(wf, sequential) for tid in group],
     )
-    store.flush(metrics)
-    if not plan:
-        record_run(store, meta)
-    if celery is not None:
-        from workers.canvas import start_run
 
-        start_run(celery, run_id)
+    def write(run_id: str, meta: RunMeta) -> None:
+        store.create_workflow_run(
+            run_id, meta, states, specs, plan.open if plan else {}, plan.ready if plan else [], outputs, transcripts
+        )
+
+    run_id, _ = launch(store, meta, write, metrics, celery)
     return run_id, plan is not None
 
 
 def _cached_states(
     store: Store, wf: Workflow, records: dict[str, dict[str, Any]], no_cache: bool, metrics: Metrics
-) -> tuple[dict[str, dict[str, Any]], dict[str, str], set[str], dict[str, str]]:
+) -> tuple[dict[str, NodeState], dict[str, str], set[str], dict[str, str]]:
     """Tasks whose result is cached, found group by group (a key needs its dependencies' outputs):
     their states, outputs and transcripts (JSON), and the tasks looked up and missed (the workers
     need not ask again)."""
-    states: dict[str, dict[str, Any]] = {}
+    states: dict[str, NodeState] = {}
     outputs: dict[str, str] = {}
     transcripts: dict[str, str] = {}
     missed: set[str] = set()
@@ -204,12 +193,13 @@ def _cached_states(
                 if result.get("transcript"):
                     transcripts[tid] = json.dumps(result["transcript"])
                 result.pop("transcript", None)
+                # a cache entry is the JSON of the summary fields a worker wrote (workers/workflow_exec.py)
                 states[tid] = {
+                    **cast(NodeState, result),
                     "status": Status.CACHED,
                     "key": keys[tid],
                     "agent": by_id[tid].agent,
                     "priority": by_id[tid].priority,
-                    **result,
                 }
                 metrics.inc("agentq_workflow_tasks_total", [Status.CACHED])
             else:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from shared.core.run_model import Status
+from shared.core.run_model import RunKind, RunMeta, Status
 from shared.metrics import Metrics
 from shared.store import Store
 
 
-def record_run(store: Store, meta: dict[str, Any]) -> None:
+def record_run(store: Store, meta: RunMeta) -> None:
     metrics = Metrics()
-    kind = "workflow" if meta.get("kind") == "workflow" else "sync"
+    kind = meta.get("kind", RunKind.SYNC)
     # workflow tasks are counted as each ends (workers) or is found cached (producer)
-    states = store.node_states(meta["run_id"]) if kind == "sync" else {}
+    states = store.node_states(meta["run_id"]) if kind == RunKind.SYNC else {}
     for st in states.values():
         status = st.get("status", Status.PENDING)
         outcome = (
@@ -24,6 +22,6 @@ def record_run(store: Store, meta: dict[str, Any]) -> None:
             else status
         )
         metrics.inc("agentq_sync_outcomes_total", [st.get("type") or "file", outcome])
-    if meta.get("finished"):
+    if "finished" in meta:
         metrics.observe("agentq_run_duration_seconds", [kind], meta["finished"] - meta["created"])
     store.flush(metrics)

@@ -7,14 +7,14 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.asyncio as aioredis
 
 from shared.core.drift import WrittenRow
 from shared.core.keys import PREFIX, ROOT_PREFIX
-from shared.core.run_model import TERMINAL, NodeState  # noqa: F401  (TERMINAL re-exported: the store decides what is over)
+from shared.core.run_model import TERMINAL, NodeState, RunMeta  # noqa: F401  (TERMINAL re-exported: the store decides what is over)
 from shared.metrics import HOSTS, IN_FLIGHT, Metrics, read_histograms
 
 END_TASK_LUA = (Path(__file__).parent / "lua" / "end_task.lua").read_text()
@@ -224,8 +224,8 @@ class Store:
     def create_run(
         self,
         run_id: str,
-        meta: dict[str, Any],
-        nodes: dict[str, dict[str, Any]],
+        meta: RunMeta,
+        nodes: Mapping[str, NodeState],
         specs: dict[str, dict[str, Any]],
         waves: list[list[list[str]]],
     ) -> None:
@@ -249,13 +249,13 @@ class Store:
             pipe.expire(key, self.run_ttl)
         pipe.execute()
 
-    def meta(self, run_id: str) -> dict[str, Any] | None:
+    def meta(self, run_id: str) -> RunMeta | None:
         value = self.r.get(self.run_key(run_id, "meta"))
-        return json.loads(value) if value else None
+        return cast(RunMeta, json.loads(value)) if value else None
 
-    def update_meta(self, run_id: str, **fields: Any) -> dict[str, Any]:
-        meta = self.meta(run_id) or {}
-        meta.update(fields)
+    def update_meta(self, run_id: str, changes: RunMeta) -> RunMeta:
+        meta = self.meta(run_id) or RunMeta()
+        meta.update(changes)
         self.r.set(self.run_key(run_id, "meta"), _json(meta), ex=self.run_ttl)
         return meta
 
@@ -311,8 +311,8 @@ class Store:
     def create_workflow_run(
         self,
         run_id: str,
-        meta: dict[str, Any],
-        states: dict[str, dict[str, Any]],
+        meta: RunMeta,
+        states: Mapping[str, NodeState],
         specs: dict[str, dict[str, Any]],
         open_inputs: dict[str, int],
         ready: list[str],

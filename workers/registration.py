@@ -11,12 +11,13 @@ from typing import Any
 
 from shared.core.drift import WrittenRow, row_label
 from shared.core.exceptions import TaskFailed
-from shared.core.refs import MissingVariable, redact, secret_values, substitute_variables
-from shared.core.run_model import SUCCEEDED, UNSUCCESSFUL, NodeState, Status
+from shared.core.refs import MissingVariable, secret_values, substitute_variables
+from shared.core.run_model import NodeState, RunMeta, Status
 from shared.core.secrets import content_hash
 from shared.retry import backoff_delay
-from shared.store import TERMINAL, Store
+from shared.store import Store
 from shared.studio import StudioClient, StudioError
+from workers import batch
 from workers.validation import Undecided, same_autogen
 from workers.validation import validate as local_validation
 
@@ -27,7 +28,7 @@ LISTING_WAIT_SECONDS = 60.0
 class RunContext:
     store: Store
     run_id: str
-    meta: dict[str, Any]
+    meta: RunMeta
     client: StudioClient
     env: Mapping[str, str]
     hostname: str  # the worker's node name
@@ -207,37 +208,15 @@ async def studio_version(ctx: RunContext) -> str | None:
     return known or None
 
 
-def dependency_problem(record: dict[str, Any], states: Mapping[str, Mapping[str, object]]) -> str | None:
-    for dep in record.get("deps", []):
-        status = states.get(dep, {}).get("status")
-        if status in UNSUCCESSFUL:
-            return f"depends on {dep!r} which {'failed' if status == 'failed' else 'was skipped'}"
-        if status not in SUCCEEDED:
-            return f"depends on {dep!r} which did not finish (status {status})"
-    return None
-
-
 async def sync_batch(ctx: RunContext, labels: list[str], concurrency: int) -> dict[str, NodeState]:
     store = ctx.store
     records = store.specs(ctx.run_id, labels)
     deps = {d for r in records.values() for d in r.get("deps", [])}
     states = store.node_states(ctx.run_id, set(labels) | deps)
-    todo = [lbl for lbl in labels if states.get(lbl, {}).get("status") not in TERMINAL]
-    previous = {lbl: states.get(lbl, {}).get("status", Status.PENDING) for lbl in todo}
-    started = time.time()
-    running: dict[str, NodeState] = {
-        lbl: {
-            **states.get(lbl, NodeState()),
-            "status": Status.RUNNING,
-            "started": started,
-            "worker": ctx.hostname,
-            "task_id": ctx.task_id,
-        }
-        for lbl in todo
-    }
-    store.set_states(ctx.run_id, running, previous)
+    claimed = batch.claim(labels, states, ctx.hostname, ctx.task_id)
+    store.set_states(ctx.run_id, claimed.running, claimed.previous)
     listing_error: str | None = None
-    if todo:
+    if claimed.todo:
         try:
             await ensure_team_listing(ctx)  # also primes Studio's provider settings before /validate/
         except (NodeFailed, StudioError) as exc:
@@ -245,32 +224,26 @@ async def sync_batch(ctx: RunContext, labels: list[str], concurrency: int) -> di
 
     gate = asyncio.Semaphore(concurrency)
 
-    async def one(label: str) -> tuple[str, NodeState]:
+    async def one(label: str) -> NodeState:
         record = records[label]
-        now, base = running[label], NodeState(started=started, worker=ctx.hostname)
-        if "type" in now:
-            base["type"] = now["type"]
-        if "path" in now:
-            base["path"] = now["path"]
-        problem = dependency_problem(record, states)
-        if problem:
-            return label, {**base, "status": Status.SKIPPED, "reason": problem}
-        if listing_error and record["type"] == "team":
-            return label, {**base, "status": Status.FAILED, "error": listing_error, "finished": time.time()}
-        async with gate:
-            t0 = time.monotonic()
-            try:
-                result = await sync_node(ctx, label, record, previous[label] == Status.RUNNING)
-            except (NodeFailed, StudioError) as exc:
-                result = NodeState(status=Status.FAILED, error=redact(str(exc), secret_values(record["spec"], ctx.env)))
-            except Exception as exc:  # a bug must not lose the batch's other results
-                result = NodeState(
-                    status=Status.FAILED,
-                    error=redact(f"{type(exc).__name__}: {exc}", secret_values(record["spec"], ctx.env)),
-                )
-            return label, {**base, **result, "seconds": round(time.monotonic() - t0, 4), "finished": time.time()}
 
-    results = dict(await asyncio.gather(*(one(lbl) for lbl in todo)))
+        async def work() -> NodeState:
+            if listing_error and record["type"] == "team":
+                raise NodeFailed(listing_error)
+            return await sync_node(ctx, label, record, claimed.previous[label] == Status.RUNNING)
+
+        ended = await batch.end_node(
+            work,
+            deps=record.get("deps", []),
+            states=states,
+            secrets=lambda: secret_values(record["spec"], ctx.env),
+            hostname=ctx.hostname,
+            gate=gate,
+        )
+        return {**claimed.running[label], **ended}
+
+    ends = await asyncio.gather(*(one(lbl) for lbl in claimed.todo))
+    results = dict(zip(claimed.todo, ends, strict=True))
     store.set_states(ctx.run_id, results, {lbl: Status.RUNNING for lbl in results})
     # gallery members are cached once the gallery entry holding them is written
     cacheable = {

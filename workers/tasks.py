@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from celery.signals import task_postrun, task_prerun
 
-from shared.core.run_model import NodeState, RunState, Status
+from shared.core.run_model import NodeState, RunKind, RunMeta, RunState, Status
 from shared.metrics import Metrics
 from shared.run_metrics import record_run
 from shared.settings import Settings, environment
@@ -86,7 +86,7 @@ def sync_batch(self: WorkerTask, run_id: str, wave: int, index: int) -> int:
     return _with_context(self, run_id, work) or 0
 
 
-def _priorities(meta: dict[str, Any], wave: int) -> list[int] | None:
+def _priorities(meta: RunMeta, wave: int) -> list[int] | None:
     priorities = meta.get("batch_priorities")
     return priorities[wave] if priorities else None
 
@@ -97,11 +97,14 @@ def start_run(self: WorkerTask, run_id: str) -> None:
     meta = store.meta(run_id)
     if meta is None or not store.claim(run_id, "start"):
         return
-    if meta.get("kind") == "workflow":
+    if meta.get("kind") == RunKind.WORKFLOW:
         # the tasks that wait for nothing, critical first (the producer ranked them)
         ready = store.outbox(run_id)
         publish_tasks(
-            app, run_id, [[tuple(item) for item in meta["ready"] if item[0] in ready]], self.settings.batch_size
+            app,
+            run_id,
+            [[(tid, rank, prio) for tid, rank, prio in meta["ready"] if tid in ready]],
+            self.settings.batch_size,
         )
         store.published(run_id, ready)
     elif meta["waves"]:
@@ -150,10 +153,10 @@ def finalize(self: WorkerTask, run_id: str) -> None:
     if meta is None:
         return
     error = _with_context(self, run_id, work) if meta.get("gallery_needed") else None
-    fields: dict[str, Any] = {"state": RunState.FINISHED, "finished": time.time()}
+    ending = RunMeta(state=RunState.FINISHED, finished=time.time())
     if error:
-        fields["error"] = error
-    meta = store.update_meta(run_id, **fields)
+        ending["error"] = error
+    meta = store.update_meta(run_id, ending)
     record_run(store, meta)
 
 
@@ -182,7 +185,7 @@ def run_workflow_tasks(self: WorkerTask, run_id: str, task_ids: list[str]) -> in
 
     def finish() -> None:
         if store.claim(run_id, "finished"):
-            record_run(store, store.update_meta(run_id, state=RunState.FINISHED, finished=time.time()))
+            record_run(store, store.update_meta(run_id, RunMeta(state=RunState.FINISHED, finished=time.time())))
 
     # the request is this thread's, not the loop's
     hostname, task_id = self.request.hostname or socket.gethostname(), self.request.id

@@ -5,29 +5,26 @@ same message carried."""
 from __future__ import annotations
 
 import asyncio
-import os
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from shared.core.prompts import task_key, task_prompt
-from shared.core.refs import MissingVariable, redact, secret_values, substitute_variables
-from shared.core.run_model import NodeState, Status
+from shared.core.refs import redact, secret_values, substitute_variables
+from shared.core.run_model import NodeState, RunMeta, Status
 from shared.metrics import Metrics
 from shared.semaphore import PrioritySemaphore
 from shared.settings import Settings
 from shared.store import TERMINAL, AsyncRunState
-from workers import agent_runtime
-from workers.model_client import ModelClients, ModelError, StartOrder, TaskModels
-from workers.registration import dependency_problem
+from workers import agent_runtime, batch
+from workers.model_client import ModelClients, StartOrder, TaskModels
 
 
 @dataclass
 class WorkflowContext:
     state: AsyncRunState
     run_id: str
-    meta: dict[str, Any]
+    meta: RunMeta
     env: Mapping[str, str]
     settings: Settings
     hostname: str  # the worker's node name
@@ -48,22 +45,11 @@ async def run_tasks(ctx: WorkflowContext, task_ids: list[str]) -> None:
             ctx.run_id, tid, states[tid], states[tid]["status"], None, None, records[tid]["dependents"]
         )
         await _release(ctx, records[tid], ended.released)
-    fresh = [t for t in todo if states.get(t, {}).get("status") not in TERMINAL]
+    claimed = batch.claim(todo, states, ctx.hostname, ctx.task_id)
+    fresh, running = claimed.todo, claimed.running
     if not fresh:
         return
-    now = time.time()
-    running: dict[str, NodeState] = {
-        t: {
-            **states.get(t, NodeState()),
-            "status": Status.RUNNING,
-            "started": now,
-            "worker": ctx.hostname,
-            "pid": os.getpid(),
-            "task_id": ctx.task_id,
-        }
-        for t in fresh
-    }
-    await ctx.state.set_states(ctx.run_id, running, {t: states.get(t, {}).get("status", Status.PENDING) for t in fresh})
+    await ctx.state.set_states(ctx.run_id, running, claimed.previous)
     order = StartOrder(sorted(fresh, key=lambda t: -records[t].get("rank", 0)))
     await asyncio.gather(*(_one(ctx, t, records[t], running[t], states, outputs, order) for t in fresh))
 
@@ -93,13 +79,9 @@ async def _end_one(
     order: StartOrder,
 ) -> None:
     task = record["task"]
-    t0 = time.monotonic()
-    output: str | None = None
-    transcript: list[dict[str, Any]] | None = None
-    problem = dependency_problem({"deps": task.get("dependencies", [])}, states)
-    if problem:
-        result = NodeState(status=Status.SKIPPED, reason=problem)
-    else:
+    outputs_of: dict[str, Any] = {}  # the task's output and transcript, when it has them
+
+    async def work() -> NodeState:
         inputs = [(dep, states[dep]["key"], outputs.get(dep, "")) for dep in task.get("dependencies", [])]
         key = task_key(record["goal"], task, record["agent"], inputs)
         hit = None
@@ -107,14 +89,29 @@ async def _end_one(
             (hit,) = await ctx.state.cached([key])
             ctx.metrics.inc("agentq_cache_requests_total", ["workflow_task", "hit" if hit else "miss"])
         if hit is not None:
-            output, transcript = hit.pop("output"), hit.pop("transcript", None)
+            outputs_of["output"], outputs_of["transcript"] = hit.pop("output"), hit.pop("transcript", None)
             # a cache entry is the JSON of the summary fields `_run` wrote
-            result = cast(NodeState, {"status": Status.CACHED, "key": key, **hit})
-        else:
-            result, output, transcript = await _run(ctx, tid, record, inputs, key, order)
-    state: NodeState = {**base, **result, "seconds": round(time.monotonic() - t0, 4), "finished": time.time()}
+            return cast(NodeState, {"status": Status.CACHED, "key": key, **hit})
+        return await _run(ctx, tid, record, inputs, key, order, outputs_of)
+
+    result = await batch.end_node(
+        work,
+        deps=task.get("dependencies", []),
+        states=states,
+        secrets=lambda: secret_values(record["agent"], ctx.env),
+        hostname=ctx.hostname,
+    )
+    state: NodeState = {**base, **result}
     ctx.metrics.inc("agentq_workflow_tasks_total", [state["status"]])
-    ended = await ctx.state.end_task(ctx.run_id, tid, state, Status.RUNNING, output, transcript, record["dependents"])
+    ended = await ctx.state.end_task(
+        ctx.run_id,
+        tid,
+        state,
+        Status.RUNNING,
+        outputs_of.get("output"),
+        outputs_of.get("transcript"),
+        record["dependents"],
+    )
     await _release(ctx, record, ended.released)
     if ended.left == 0:
         ctx.finish()
@@ -127,8 +124,10 @@ async def _run(
     inputs: list[tuple[str, str, str]],
     key: str,
     order: StartOrder,
-) -> tuple[NodeState, str | None, list[dict[str, Any]] | None]:
-    """Run a task whose result is not cached: (state fields, output, transcript)."""
+    produced: dict[str, Any],
+) -> NodeState:
+    """Run a task whose result is not cached on AutoGen: its state fields; its output and
+    transcript go into `produced`. Raises what ends the task (workers/batch.py names it)."""
     task = record["task"]
     secrets = secret_values(record["agent"], ctx.env)
     models = TaskModels(
@@ -143,18 +142,10 @@ async def _run(
         order,
         tid,
     )
-    try:
-        resolved = substitute_variables(record["agent"], ctx.env)
-        component = agent_runtime.load(record["agent"], resolved, models)
-        prompt = task_prompt(record["goal"], task, [(dep, out) for dep, _, out in inputs])
-        outcome = await agent_runtime.run(component, prompt, task.get("timeout") or ctx.settings.task_timeout_seconds)
-    except MissingVariable as exc:
-        error = f"environment variable {exc.name} is not set on worker {ctx.hostname} (field {exc.field})"
-        return NodeState(status=Status.FAILED, error=error), None, None
-    except (agent_runtime.AgentError, ModelError) as exc:
-        return NodeState(status=Status.FAILED, error=redact(str(exc), secrets)), None, None
-    except Exception as exc:  # the model's or a tool's failure ends this task only
-        return NodeState(status=Status.FAILED, error=redact(f"{type(exc).__name__}: {exc}", secrets)), None, None
+    resolved = substitute_variables(record["agent"], ctx.env)
+    component = agent_runtime.load(record["agent"], resolved, models)
+    prompt = task_prompt(record["goal"], task, [(dep, out) for dep, _, out in inputs])
+    outcome = await agent_runtime.run(component, prompt, task.get("timeout") or ctx.settings.task_timeout_seconds)
     usage = models.usage
     transcript = [{**m, "content": redact(m["content"], secrets)} for m in outcome.transcript]
     output = redact(outcome.output, secrets)
@@ -167,7 +158,8 @@ async def _run(
     )
     if task.get("cache", True):
         await ctx.state.cache(key, {"output": output, "transcript": transcript, **summary})
-    return NodeState(status=Status.DONE, outcome="ran", key=key, **summary), output, transcript
+    produced["output"], produced["transcript"] = output, transcript
+    return NodeState(status=Status.DONE, outcome="ran", key=key, **summary)
 
 
 async def _release(ctx: WorkflowContext, record: dict[str, Any], released: list[str]) -> None:

@@ -28,6 +28,43 @@ class RunState(StrEnum):
     FINISHED = "finished"
 
 
+class RunKind(StrEnum):
+    SYNC = "sync"
+    WORKFLOW = "workflow"
+
+
+class RunMeta(TypedDict, total=False):
+    """A run's metadata: written by the producer when it submits the run, read by every worker
+    that takes part, and closed (state, finished, error) by the one that ends it."""
+
+    run_id: str
+    kind: RunKind
+    state: RunState
+    total: int  # nodes in the run
+    created: float
+    finished: float
+    error: str  # the run's own failure (the gallery entry not written)
+    tree: str  # the config tree's root
+    gallery_needed: bool
+    # syncs
+    namespace: str  # whose Studio: shared/core/hashing.py namespace()
+    studio_url: str
+    user_id: str
+    gallery_name: str
+    gallery_key: str
+    gallery_members: list[str]
+    waves: int  # dependency groups, each one chord
+    batch_task: str  # the task that runs a batch (benchmarks swap in agentq.noop_batch)
+    batch_priorities: list[list[int]]  # a Redis message priority per wave and batch
+    # workflows
+    workflow: str
+    file: str
+    mode: str  # parallel or sequential
+    no_cache: bool
+    ready: list[tuple[str, int, int]]  # (task id, rank, message priority) released at the start (lists, read back)
+    order: list[str]  # the tasks in schedule order, for reports
+
+
 class NodeState(TypedDict, total=False):
     """One node's record in a run (every field optional: it grows as the node moves on)."""
 
@@ -52,3 +89,5 @@ class NodeState(TypedDict, total=False):
     calls: int  # model requests
     attempts: int  # model requests, retries included
     stop_reason: str | None
+    agent: str  # the agent or team that runs it
+    priority: int

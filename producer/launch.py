@@ -1,0 +1,42 @@
+"""One way to start a run, sync or workflow: write its state to Redis and publish one small
+message, or, when nothing needs doing, close the run at once. Returns the run's id."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from shared.core.run_model import RunMeta, RunState
+from shared.metrics import Metrics
+from shared.run_metrics import record_run
+from shared.store import Store
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+
+def launch(
+    store: Store,
+    meta: RunMeta,
+    write: Callable[[str, RunMeta], None],
+    metrics: Metrics,
+    app: Celery | None,
+) -> tuple[str, RunMeta]:
+    """`meta`: the run's own fields; launch adds its id, clock and state. `write(run_id, meta)`
+    stores the run's state (shared/store.py). `app` is None when nothing is to be enqueued."""
+    run_id = uuid.uuid4().hex[:12]
+    created = time.time()
+    full: RunMeta = {**meta, "run_id": run_id, "created": created, "state": RunState.RUNNING}
+    if app is None:
+        full.update(RunMeta(state=RunState.FINISHED, finished=created))
+    write(run_id, full)
+    store.flush(metrics)
+    if app is None:
+        record_run(store, full)
+    else:
+        from workers.canvas import start_run  # celery is imported only when there is work
+
+        start_run(app, run_id)
+    return run_id, full

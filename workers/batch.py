@@ -1,0 +1,80 @@
+"""The skeleton every batch follows, a sync's components and a workflow's tasks alike: take the
+nodes that have not ended, mark them running, and end each on its own. A node whose dependency
+did not succeed is skipped; a failure (secrets scrubbed) ends that node only; every end is stamped
+with its time. What a node does, and how its end is stored, is the caller's."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from shared.core.exceptions import AgentqError
+from shared.core.refs import MissingVariable, redact
+from shared.core.run_model import SUCCEEDED, TERMINAL, UNSUCCESSFUL, NodeState, Status
+
+
+@dataclass
+class Claimed:
+    todo: list[str]  # the nodes of the batch that have not ended
+    running: dict[str, NodeState]  # their state now
+    previous: dict[str, Status]  # their status before: RUNNING means a worker died holding them
+
+
+def claim(labels: Iterable[str], states: Mapping[str, NodeState], hostname: str, task_id: str | None) -> Claimed:
+    """The running states to write for the nodes of `labels` that have not ended (a redelivered
+    message carries nodes that did)."""
+    todo = [lbl for lbl in labels if states.get(lbl, {}).get("status") not in TERMINAL]
+    now = time.time()
+    running: dict[str, NodeState] = {
+        lbl: {
+            **states.get(lbl, NodeState()),
+            "status": Status.RUNNING,
+            "started": now,
+            "worker": hostname,
+            "pid": os.getpid(),
+            "task_id": task_id,
+        }
+        for lbl in todo
+    }
+    return Claimed(todo, running, {lbl: states.get(lbl, {}).get("status", Status.PENDING) for lbl in todo})
+
+
+def dependency_problem(deps: Iterable[str], states: Mapping[str, NodeState]) -> str | None:
+    for dep in deps:
+        status = states.get(dep, {}).get("status")
+        if status in UNSUCCESSFUL:
+            return f"depends on {dep!r} which {'failed' if status == Status.FAILED else 'was skipped'}"
+        if status not in SUCCEEDED:
+            return f"depends on {dep!r} which did not finish (status {status})"
+    return None
+
+
+async def end_node(
+    work: Callable[[], Awaitable[NodeState]],
+    *,
+    deps: Iterable[str],
+    states: Mapping[str, NodeState],
+    secrets: Callable[[], list[str]],
+    hostname: str,
+    gate: contextlib.AbstractAsyncContextManager[object] | None = None,
+) -> NodeState:
+    """Run one node's `work` unless a dependency did not succeed; its end state, timed (`gate`,
+    when given, is entered before the clock starts). `secrets()` lists the values no error may show."""
+    problem = dependency_problem(deps, states)
+    if problem:
+        return NodeState(status=Status.SKIPPED, reason=problem, seconds=0.0, finished=time.time())
+    async with gate or contextlib.nullcontext():
+        t0 = time.monotonic()
+        try:
+            result = await work()
+        except MissingVariable as exc:
+            error = f"environment variable {exc.name} is not set on worker {hostname} (field {exc.field})"
+            result = NodeState(status=Status.FAILED, error=error)
+        except AgentqError as exc:  # a failure we can name: Studio's, the model's, AutoGen's
+            result = NodeState(status=Status.FAILED, error=redact(str(exc), secrets()))
+        except Exception as exc:  # a tool's or a bug's: it must not lose the batch's other results
+            result = NodeState(status=Status.FAILED, error=redact(f"{type(exc).__name__}: {exc}", secrets()))
+        return {**result, "seconds": round(time.monotonic() - t0, 4), "finished": time.time()}
