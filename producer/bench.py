@@ -24,8 +24,21 @@ from typing import Any
 
 import psutil
 
-from shared.core.bench_stats import Change, compare, recommendations, regressions, summary
+from shared.core.bench_stats import (
+    Change,
+    combined,
+    compare,
+    latency_summary,
+    merge_latency,
+    recommendations,
+    regressions,
+    request_latency,
+    summary,
+)
 from shared.core.exceptions import InvalidInput, TaskFailed
+from shared.metrics import LATENCY_BUCKETS
+
+MODEL_LATENCY = "agentq_model_request_duration_seconds"
 
 RESULT = "result.json"
 
@@ -128,6 +141,7 @@ def run_workflow_bench(
     measures: dict[str, list[float]] = {}
     task_seconds: dict[str, list[float]] = {}
     requests: dict[str, list[float]] = {}
+    request_hists: dict[str, dict[str, Any]] = {}  # model request latency histograms, by benchmark and model
     sampler = Sampler()
     with embedded.LocalServices() as local:
         if model is None:
@@ -139,7 +153,7 @@ def run_workflow_bench(
 
                 httpx.post(f"http://127.0.0.1:{port}/_control", json=control[kind], timeout=10)
             model = standin_model(f"http://127.0.0.1:{port}/v1")
-        with sampler.running(), services(settings) as (_, ready):
+        with sampler.running(), services(settings) as (store, ready):
             tree = out / "tree"
             _write_docs(tree, {"bench-model": {**model, "label": "bench-model"}}, None)
             for size, mode, level in [(s, m, c) for s in team_sizes for m in modes for c in levels]:
@@ -155,6 +169,7 @@ def run_workflow_bench(
                 _write_docs(tree, components, workflow)
                 prefix = f"team{size}.{mode}" + ("" if level == "medium" else f".{level}")
                 for i in range(warmup + iterations):
+                    before = store.histograms()
                     started, cpu, net = time.perf_counter(), sampler.cpu_seconds(), loopback_bytes()
                     run = run_workflow(
                         tree / "workflows" / f"{workflow['name']}.yaml",
@@ -173,6 +188,13 @@ def run_workflow_bench(
                     tasks = run.report["tasks"].values()
                     task_seconds.setdefault(f"{prefix}.wall_seconds", []).extend(t["seconds"] or 0.0 for t in tasks)
                     requests.setdefault(prefix, []).append(sum(t["model_calls"] or 0 for t in tasks))
+                    used = request_latency(
+                        before, store.histograms(), MODEL_LATENCY, LATENCY_BUCKETS, lambda labels: labels[0]
+                    )
+                    merge_latency(request_hists, {f"{prefix} {name}": h for name, h in used.items()})
+                    overall = latency_summary(combined(used.values()))  # every request, retries included
+                    measures.setdefault(f"{prefix}.model_request_mean_seconds", []).append(overall["mean"])
+                    measures.setdefault(f"{prefix}.model_request_p95_seconds", []).append(overall["p95"])
     cpu_share = _cpu_share(sampler)
     result: dict[str, Any] = {
         "kind": "workflow",
@@ -191,6 +213,7 @@ def run_workflow_bench(
         "measures": measures,
         "model_requests": requests,
         "task_seconds": task_seconds,
+        "request_latency": request_hists,
         "resources": sampler.samples,
         "peak_rss_mb": sampler.peak_rss_mb(),
         "facts": {"worker_cpu_share": cpu_share},
@@ -343,6 +366,19 @@ def report(results: list[tuple[str, dict[str, Any]]], out: Path) -> tuple[Path, 
     ax.legend()
     charts.append(("Latency distribution", png(fig)))
 
+    latencies = [(f"{name}: {what}", h) for name, r in results for what, h in r.get("request_latency", {}).items()]
+    if latencies:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for label, h in latencies:
+            # each bucket drawn at its upper bound; the +Inf bucket beyond the last bound
+            edges = [*h["bounds"], h["bounds"][-1] * 2]
+            ax.step(edges, h["counts"], where="mid", label=f"{label} ({sum(h['counts'])})")
+        ax.set_xscale("log")
+        ax.set_xlabel("request seconds (bucket upper bound)")
+        ax.set_ylabel("requests")
+        ax.legend(fontsize="small")
+        charts.append(("Request latency distributions (Studio or model requests)", png(fig)))
+
     fig, (cpu, mem) = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
     for name, r in results:
         samples = r.get("resources", [])
@@ -368,6 +404,11 @@ def report(results: list[tuple[str, dict[str, Any]]], out: Path) -> tuple[Path, 
             f"| {m} | {s['mean']:.3f} | {s['median']:.3f} | {s['stdev']:.3f} | {s['min']:.3f} | {s['max']:.3f} |"
             for m, s in table_rows(r)
         ]
+        if r.get("request_latency"):
+            md += ["", "| requests | count | mean s | p50 s | p95 s |", "|---|---|---|---|---|"]
+            for what, h in sorted(r["request_latency"].items()):
+                q = latency_summary(h)
+                md.append(f"| {what} | {q['count']:.0f} | {q['mean']:.3f} | {q['p50']:.3f} | {q['p95']:.3f} |")
         advice = recommendations(r)
         md += ["", "Recommendations:" if advice else "No recommendation: nothing measured calls for a change.", ""]
         md += [f"- {a}" for a in advice]

@@ -24,7 +24,9 @@ from typing import Any
 import httpx
 
 from producer.bench import Sampler, loopback_bytes, machine, save, versions
+from shared.core.bench_stats import combined, latency_summary, merge_latency, request_latency
 from shared.core.exceptions import TaskFailed
+from shared.metrics import LATENCY_BUCKETS
 from shared.settings import Settings, scan_limits, with_overrides
 from shared.studio import StudioClient
 
@@ -100,6 +102,10 @@ async def _remove_user_rows(settings: Settings, user_id: str) -> int:
         return len(teams)
 
 
+def _studio_request(labels: tuple[str, ...]) -> str:
+    return f"{labels[1]} {labels[0]}"  # method and endpoint; statuses summed
+
+
 def _studio_time(histograms: dict[tuple[str, tuple[str, ...]], list[float]]) -> dict[str, tuple[float, float]]:
     """endpoint -> (requests, seconds) of the workers' Studio calls so far."""
     out: dict[str, tuple[float, float]] = {}
@@ -121,6 +127,7 @@ def run_studio_bench(
 
     measures: dict[str, list[float]] = {}
     samples: dict[str, list[float]] = {}
+    latency: dict[str, dict[str, Any]] = {}  # request latency histograms, by phase and Studio endpoint
     studio_requests: dict[str, list[float]] = {}
     users: list[str] = []
     facts: dict[str, Any] = {}
@@ -164,14 +171,22 @@ def run_studio_bench(
                 users.append(user)
                 cold_settings = with_overrides(ready, studio_user_id=user)
                 for phase in ("cold", "cached"):
-                    before_time, before_net = _studio_time(store.histograms()), loopback_bytes()
+                    before_hist, before_net = store.histograms(), loopback_bytes()
                     started, cpu = time.perf_counter(), sampler.cpu_seconds()
                     run = sync_tree(directory, settings=cold_settings)
                     seconds = time.perf_counter() - started
                     if not run.succeeded:
                         raise TaskFailed(f"benchmark sync of {directory} failed: {run.failed}")
                     components = sum(run.counts.values())
-                    after_time = _studio_time(store.histograms())
+                    after_hist = store.histograms()
+                    before_time, after_time = _studio_time(before_hist), _studio_time(after_hist)
+                    used = request_latency(before_hist, after_hist, STUDIO_LATENCY, LATENCY_BUCKETS, _studio_request)
+                    if record and used:
+                        merge_latency(latency, {f"register.{phase} {name}": h for name, h in used.items()})
+                    if phase == "cold":  # per iteration; a cached sync may make no Studio request at all
+                        overall = latency_summary(combined(used.values()))
+                        put("register.cold_request_mean_seconds", overall["mean"])
+                        put("register.cold_request_p95_seconds", overall["p95"])
                     put(f"register.{phase}_seconds", seconds)
                     put(f"register.{phase}_components_per_second", components / seconds if seconds else 0.0)
                     put(f"register.{phase}_cpu_seconds", sampler.cpu_seconds() - cpu)
@@ -207,6 +222,7 @@ def run_studio_bench(
         "measures": measures,
         "studio_requests": studio_requests,
         "task_seconds": samples,  # the latency distributions the report draws
+        "request_latency": latency,
         "resources": sampler.samples,
         "peak_rss_mb": sampler.peak_rss_mb(),
         "facts": facts,

@@ -68,19 +68,30 @@ class Metrics:
         """The counters as fields of the COUNTERS hash."""
         return {json.dumps([name, labels]): value for (name, labels), value in self.counters.items()}
 
-    def flush(self, client: redis.Redis) -> None:
-        if not self.counters and not self.histograms:
-            return
-        pipe = client.pipeline(transaction=False)
-        for field, value in self.counter_fields().items():
-            pipe.hincrbyfloat(COUNTERS, field, value)
-        for (name, labels), slots in self.histograms.items():
-            for i, value in enumerate(slots):
-                if value:
-                    pipe.hincrbyfloat(HISTOGRAMS, json.dumps([name, labels, i]), value)
-        pipe.execute()
+    def drain(self) -> tuple[dict[str, float], dict[str, float]]:
+        """The counters' and histograms' fields to add to the cluster's hashes (COUNTERS,
+        HISTOGRAMS), taken out of this object."""
+        counters = self.counter_fields()
+        histograms = {
+            json.dumps([name, labels, i]): value
+            for (name, labels), slots in self.histograms.items()
+            for i, value in enumerate(slots)
+            if value
+        }
         self.counters.clear()
         self.histograms.clear()
+        return counters, histograms
+
+    def flush(self, client: redis.Redis) -> None:
+        counters, histograms = self.drain()
+        if not counters and not histograms:
+            return
+        pipe = client.pipeline(transaction=False)
+        for field, value in counters.items():
+            pipe.hincrbyfloat(COUNTERS, field, value)
+        for field, value in histograms.items():
+            pipe.hincrbyfloat(HISTOGRAMS, field, value)
+        pipe.execute()
 
 
 def read_counters(client: redis.Redis) -> dict[tuple[str, tuple[str, ...]], float]:

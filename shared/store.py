@@ -13,9 +13,9 @@ import redis
 import redis.asyncio as aioredis
 
 from shared.core.drift import WrittenRow
-from shared.core.keys import PREFIX, ROOT_PREFIX
+from shared.core.keys import COUNTERS, PREFIX, ROOT_PREFIX
 from shared.core.run_model import TERMINAL, NodeState, RunMeta  # noqa: F401  (TERMINAL re-exported: the store decides what is over)
-from shared.metrics import HOSTS, IN_FLIGHT, Metrics, read_histograms
+from shared.metrics import HISTOGRAMS, HOSTS, IN_FLIGHT, Metrics, read_histograms
 
 END_TASK_LUA = (Path(__file__).parent / "lua" / "end_task.lua").read_text()
 
@@ -400,10 +400,14 @@ class AsyncRunState:
         output: str | None,
         transcript: list[dict[str, Any]] | None,
         dependents: list[str],
+        metrics: Metrics,
     ) -> Ended:
+        """Record a task's end and its worker's metrics so far; release its dependents (end_task.lua)."""
         key = self.store.run_key
         keys = [
-            key(run_id, p) for p in ("nodes", "counts", "open", "ended", "outbox", "left", "outputs", "transcripts")
+            *(key(run_id, p) for p in ("nodes", "counts", "open", "ended", "outbox", "left", "outputs", "transcripts")),
+            COUNTERS,
+            HISTOGRAMS,
         ]
         args = [
             task_id,
@@ -414,6 +418,7 @@ class AsyncRunState:
             output or "",
             _json(transcript) if transcript else "",
             self.store.run_ttl,
+            _json(metrics.drain()),
             *dependents,
         ]
         left, released = await self._end_task(keys=keys, args=args)

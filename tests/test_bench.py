@@ -12,7 +12,16 @@ from typing import Any
 
 import pytest
 
-from shared.core.bench_stats import compare, recommendations, regressions, summary
+from shared.core.bench_stats import (
+    bucket_quantile,
+    combined,
+    compare,
+    latency_summary,
+    recommendations,
+    regressions,
+    request_latency,
+    summary,
+)
 from tests.conftest import Cli
 
 
@@ -36,6 +45,30 @@ def test_a_recommendation_appears_when_and_only_when_its_condition_holds() -> No
     assert recommendations(idle) == []
     assert any("validation" in a for a in recommendations({"facts": {"studio_validate_share": 0.7}}))
     assert recommendations({"facts": {"studio_validate_share": 0.2}}) == []
+
+
+def test_request_latency_is_what_happened_between_two_readings_per_endpoint() -> None:
+    bounds = (0.1, 0.5, 1.0)
+    metric = "agentq_studio_request_duration_seconds"
+    before = {(metric, ("/teams/", "GET", "200")): [3.0, 0.0, 0.0, 0.0, 0.15]}
+    after = {
+        (metric, ("/teams/", "GET", "200")): [5.0, 1.0, 0.0, 0.0, 0.55],
+        (metric, ("/teams/", "GET", "500")): [0.0, 0.0, 1.0, 0.0, 0.9],
+        (metric, ("/validate/", "POST", "200")): [0.0, 0.0, 0.0, 2.0, 4.0],
+        ("agentq_run_duration_seconds", ("sync",)): [1.0, 0.0, 0.0, 0.0, 2.0],
+    }
+    got = request_latency(before, after, metric, bounds, lambda labels: f"{labels[1]} {labels[0]}")
+    assert got == {
+        "GET /teams/": {"bounds": [0.1, 0.5, 1.0], "counts": [2, 1, 1, 0], "sum": 0.55 - 0.15 + 0.9},
+        "POST /validate/": {"bounds": [0.1, 0.5, 1.0], "counts": [0, 0, 0, 2], "sum": 4.0},
+    }
+    teams = latency_summary(got["GET /teams/"])
+    assert teams["count"] == 4 and abs(teams["mean"] - 1.3 / 4) < 1e-9
+    # 2 of 4 requests under 0.1 s: the median is the first bucket's top; p95 lies in (0.5, 1.0]
+    assert teams["p50"] == 0.1 and 0.5 < teams["p95"] <= 1.0
+    assert latency_summary(got["POST /validate/"])["p95"] == 1.0  # beyond the last bound: that bound
+    assert sum(combined(got.values())["counts"]) == 6
+    assert latency_summary(combined([]))["count"] == 0 and bucket_quantile(0.5, [1.0], [0, 0]) is None
 
 
 class _Images(HTMLParser):
@@ -104,7 +137,7 @@ def test_bench_workflow_compare_and_report(wf_cli: Cli, tmp_path: Path) -> None:
     assert shown.returncode == 0, shown.stderr
     parser = _Images()
     parser.feed((tmp_path / "report" / "report.html").read_text())
-    assert len(parser.sources) == 3  # measures, latency distribution, resources over time
+    assert len(parser.sources) == 4  # measures, task and request latency distributions, resources over time
     png = base64.b64decode(re.sub(r"^data:image/png;base64,", "", parser.sources[0]))
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and 5_000 < len(png) < 2_000_000
     width, height = struct.unpack(">II", png[16:24])
@@ -159,17 +192,23 @@ def test_bench_studio_against_a_real_studio_and_its_report(cli: Cli, examples: P
     assert min(m["register.cold_seconds"]) > max(m["register.cached_seconds"])
     assert 0.0 <= result["facts"]["studio_validate_share"] <= 1.0
     assert all(calls >= 3 for calls in result["studio_requests"]["register.cold"])  # three team rows at least
+    # every request the syncs made is in the latency distributions (and the producer's own drift checks)
+    cold = {k: h for k, h in result["request_latency"].items() if k.startswith("register.cold ")}
+    assert sum(sum(h["counts"]) for h in cold.values()) >= sum(result["studio_requests"]["register.cold"])
+    assert any(k.startswith("register.cold POST /teams/") for k in cold)
+    assert all(0 < p95 < 60 for p95 in m["register.cold_request_p95_seconds"])
     # the throwaway users' rows are gone again (Studio adds a default team to a user with none when listed)
     assert result["cleanup"]["team_rows_deleted"] >= 2 * 3
     shown = cli.run("bench", "report", str(tmp_path / "s"), "--out", str(tmp_path / "report"))
     assert shown.returncode == 0, shown.stderr
     parser = _Images()
     parser.feed((tmp_path / "report" / "report.html").read_text())
-    assert len(parser.sources) == 3
+    assert len(parser.sources) == 4
     for source in parser.sources:
         png = base64.b64decode(re.sub(r"^data:image/png;base64,", "", source))
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and 5_000 < len(png) < 2_000_000
-    assert "| register.cold_seconds |" in (tmp_path / "report" / "report.md").read_text()
+    summary_md = (tmp_path / "report" / "report.md").read_text()
+    assert "| register.cold_seconds |" in summary_md and "| register.cold POST /teams/ |" in summary_md
 
 
 def test_bench_workflow_against_a_model_url_per_task_complexity(
@@ -207,5 +246,9 @@ def test_bench_workflow_against_a_model_url_per_task_complexity(
     assert {r["model"] for r in state.requests} == {"bench-endpoint"}
     sent = [r for r in state.requests if r["status"] == 200]
     assert len(sent) == requests["team3.parallel.complex"][0] + requests["team3.parallel.simple"][0]
+    # each request the stand-in answered is in the latency distribution of the run that made it
+    latency = result["request_latency"]
+    assert sum(sum(h["counts"]) for h in latency.values()) == len(state.requests)
+    assert set(latency) == {"team3.parallel.simple bench-endpoint", "team3.parallel.complex bench-endpoint"}
     bad = wf_cli.run("bench", "workflow", "--model", url, "--complexity", "hard")
     assert bad.returncode == 2 and "--complexity" in bad.stderr

@@ -42,7 +42,7 @@ async def run_tasks(ctx: WorkflowContext, task_ids: list[str]) -> None:
     for tid in [t for t in todo if states.get(t, {}).get("status") in TERMINAL]:
         # redelivered after it ended: publish only what it released and nobody published
         ended = await ctx.state.end_task(
-            ctx.run_id, tid, states[tid], states[tid]["status"], None, None, records[tid]["dependents"]
+            ctx.run_id, tid, states[tid], states[tid]["status"], None, None, records[tid]["dependents"], ctx.metrics
         )
         await _release(ctx, records[tid], ended.released)
     claimed = batch.claim(todo, states, ctx.hostname, ctx.task_id)
@@ -111,6 +111,7 @@ async def _end_one(
         outputs_of.get("output"),
         outputs_of.get("transcript"),
         record["dependents"],
+        ctx.metrics,  # with the task's end: a run seen finished has all its metrics in Redis
     )
     await _release(ctx, record, ended.released)
     if ended.left == 0:

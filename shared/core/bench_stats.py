@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import statistics
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,80 @@ def summary(values: list[float]) -> dict[str, float]:
         "stdev": statistics.stdev(values) if len(values) > 1 else 0.0,
         "min": min(values),
         "max": max(values),
+    }
+
+
+Histograms = dict[tuple[str, tuple[str, ...]], list[float]]  # shared/metrics.py: bucket counts, then the sum
+
+
+def request_latency(
+    before: Histograms,
+    after: Histograms,
+    metric: str,
+    bounds: tuple[float, ...],
+    name_of: Callable[[tuple[str, ...]], str],
+) -> dict[str, dict[str, Any]]:
+    """The requests made between two readings of the workers' histograms, by `name_of(labels)`
+    (labels it leaves out are summed): {name: {"bounds", "counts", "sum"}}, `counts` one per
+    bucket plus the +Inf bucket."""
+    out: dict[str, dict[str, Any]] = {}
+    for (name, labels), slots in after.items():
+        if name != metric:
+            continue
+        earlier = before.get((name, labels), [0.0] * len(slots))
+        delta = [a - b for a, b in zip(slots, earlier, strict=True)]
+        if sum(delta[:-1]) <= 0:
+            continue
+        entry = out.setdefault(name_of(labels), {"bounds": list(bounds), "counts": [0] * (len(bounds) + 1), "sum": 0.0})
+        entry["counts"] = [c + int(d) for c, d in zip(entry["counts"], delta[:-1], strict=True)]
+        entry["sum"] += delta[-1]
+    return out
+
+
+def merge_latency(into: dict[str, dict[str, Any]], more: dict[str, dict[str, Any]]) -> None:
+    """Add `more`'s requests to `into` (same bounds)."""
+    for name, h in more.items():
+        if name not in into:
+            into[name] = {"bounds": h["bounds"], "counts": list(h["counts"]), "sum": h["sum"]}
+        else:
+            into[name]["counts"] = [a + b for a, b in zip(into[name]["counts"], h["counts"], strict=True)]
+            into[name]["sum"] += h["sum"]
+
+
+def combined(histograms: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """One histogram of all the requests of `histograms` (empty when there are none)."""
+    out: dict[str, dict[str, Any]] = {}
+    for h in histograms:
+        merge_latency(out, {"all": h})
+    return out.get("all", {"bounds": [], "counts": [0], "sum": 0.0})
+
+
+def bucket_quantile(q: float, bounds: list[float], counts: list[int]) -> float | None:
+    """The q-quantile of bucketed latencies, interpolated linearly inside its bucket as
+    Prometheus' histogram_quantile does (the first bucket starts at 0; a quantile in the +Inf
+    bucket is the highest bound). None without requests."""
+    total = sum(counts)
+    if total == 0:
+        return None
+    rank, seen = q * total, 0
+    for i, count in enumerate(counts):
+        if count and seen + count >= rank:
+            if i == len(bounds):
+                return bounds[-1]
+            low = bounds[i - 1] if i else 0.0
+            return low + (bounds[i] - low) * (rank - seen) / count
+        seen += count
+    return bounds[-1]
+
+
+def latency_summary(h: dict[str, Any]) -> dict[str, float]:
+    """count, mean, p50 and p95 of one request histogram."""
+    count = sum(h["counts"])
+    return {
+        "count": float(count),
+        "mean": h["sum"] / count if count else 0.0,
+        "p50": bucket_quantile(0.5, h["bounds"], h["counts"]) or 0.0,
+        "p95": bucket_quantile(0.95, h["bounds"], h["counts"]) or 0.0,
     }
 
 

@@ -2,12 +2,22 @@
 -- waiting only for it. Atomic, so two workers ending tasks together never release a dependent
 -- twice or never; idempotent, so a redelivered task releases nothing again.
 --
--- KEYS: nodes, counts, open, ended, outbox, left, outputs, transcripts
+-- The worker's metrics so far land in the same call, so a run seen finished has all of its
+-- metrics in Redis (benchmarks read them when the run ends).
+--
+-- KEYS: nodes, counts, open, ended, outbox, left, outputs, transcripts, metric counters, histograms
 -- ARGV: task id, state JSON, old status, new status, has output ("1"/"0"), output,
---       transcript JSON ("" for none), ttl seconds, then the task's dependents
+--       transcript JSON ("" for none), ttl seconds, metrics JSON ([counters, histograms] as
+--       field -> amount), then the task's dependents
 -- Returns {tasks left (-1: it had already ended), {released tasks not yet published}}
 local tid = ARGV[1]
-local first_dependent = 9
+local first_dependent = 10
+local metrics = cjson.decode(ARGV[9])
+for i = 1, 2 do
+  for field, amount in pairs(metrics[i]) do
+    redis.call('HINCRBYFLOAT', KEYS[8 + i], field, amount)
+  end
+end
 if redis.call('SADD', KEYS[4], tid) == 0 then
   -- ended before: hand back what it released that was never published (its worker died between)
   local unpublished = {}
