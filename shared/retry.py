@@ -1,21 +1,24 @@
 """When to retry a call to Studio or a model endpoint and how long to wait. Judged by status and
-exception type, never by message text; pure, no I/O.
+exception type, never by message text; no I/O of its own.
 
 One policy: 429 and 503 wait for Retry-After (capped) or else back off; other 5xx, timeouts and
-connection errors back off exponentially with full jitter; any other 4xx is final.
+connection errors back off exponentially with full jitter; any other 4xx is final. One loop that
+applies it, tenacity's (`retrying`), for Studio's client, Studio creates and model requests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import inspect
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 MAX_RETRY_AFTER = 60.0
 
@@ -80,3 +83,46 @@ def backoff_delay(attempt: int, base: float, cap: float = 10.0) -> float:
 
 def wait_seconds(retry: Retry, attempt: int, base: float) -> float:
     return retry.after if retry.after is not None else backoff_delay(attempt, base)
+
+
+def retrying(
+    attempts: int,
+    base: float,
+    on_retry: Callable[[str], Awaitable[None] | None] | None = None,
+    *,
+    retry_on: Callable[[BaseException], bool] = is_retryable,
+    give_up: Callable[[BaseException], bool] | None = None,
+) -> AsyncRetrying:
+    """At most `attempts` tries of the body of `async for attempt in retrying(...): with attempt:`,
+    retrying what `retry_on` accepts and waiting as the policy says (an error `classify` cannot
+    read, such as one already wrapped, backs off). `on_retry(cause)` runs before each wait;
+    `give_up(exc)` stops early. The last error is raised as it is."""
+
+    def error(state: RetryCallState) -> BaseException | None:
+        return state.outcome.exception() if state.outcome else None
+
+    def wait(state: RetryCallState) -> float:
+        found = classify(exc) if (exc := error(state)) else None
+        n = state.attempt_number - 1
+        return wait_seconds(found, n, base) if found else backoff_delay(n, base)
+
+    async def before_sleep(state: RetryCallState) -> None:
+        found = classify(exc) if (exc := error(state)) else None
+        if on_retry is not None:
+            pending = on_retry(found.cause if found else "error")
+            if inspect.isawaitable(pending):
+                await pending
+
+    def stop(state: RetryCallState) -> bool:
+        exc = error(state)
+        # give_up first, on every failure: it may count what it sees
+        early = give_up is not None and exc is not None and give_up(exc)
+        return early or state.attempt_number >= attempts
+
+    return AsyncRetrying(
+        stop=stop,
+        retry=retry_if_exception(retry_on),
+        wait=wait,
+        before_sleep=before_sleep,
+        reraise=True,
+    )

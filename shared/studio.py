@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter
 from typing import Any
@@ -11,7 +10,7 @@ import httpx
 
 from shared.core.exceptions import AgentqError
 from shared.metrics import Metrics, endpoint_template
-from shared.retry import classify, wait_seconds
+from shared.retry import classify, retrying
 
 
 class StudioError(AgentqError):
@@ -65,43 +64,50 @@ class StudioClient:
         """One call under the retry policy (shared/retry.py). `retry=False` for a write that is not
         idempotent (the caller looks before it tries again); `max_timeouts` for a call too
         expensive for the server to repeat blindly once it has timed out that often."""
-        attempts = self.retries + 1 if retry else 1
         timeouts = 0
-        endpoint = endpoint_template(path)
-        for attempt in range(attempts):
-            started = time.perf_counter()
-            status = "error"
-            try:
-                self.requests[f"{method} {path.split('?')[0]}"] += 1
-                response = await self._http.request(method, path, **kwargs)
-                status = str(response.status_code)
-                response.raise_for_status()
-                return response.json()
-            except (httpx.HTTPError, ValueError) as exc:
-                if isinstance(exc, ValueError):
-                    raise StudioError(method, path, response.status_code, "response is not JSON") from exc
-                again = classify(exc)
-                if isinstance(exc, httpx.HTTPStatusError):
-                    failure = StudioError(
-                        method, path, exc.response.status_code, exc.response.text[:500], again is not None
-                    )
-                else:
-                    failure = StudioError(
-                        method, path, None, f"{type(exc).__name__}: {exc}".rstrip(": "), again is not None
-                    )
-                if again is not None and again.cause == "timeout":
-                    timeouts += 1
-                    if max_timeouts is not None and timeouts >= max_timeouts:
-                        raise StudioError(method, path, None, f"timed out {timeouts} times; not sent again") from exc
-                if again is None or attempt == attempts - 1:
-                    raise failure from exc
-                self.metrics.inc("agentq_retries_total", ["studio", again.cause])
-                await asyncio.sleep(wait_seconds(again, attempt, self.backoff))
-            finally:
-                self.metrics.observe(
-                    "agentq_studio_request_duration_seconds", [endpoint, method, status], time.perf_counter() - started
-                )
+
+        def too_many_timeouts(exc: BaseException) -> bool:
+            nonlocal timeouts
+            found = classify(exc)
+            timeouts += found is not None and found.cause == "timeout"
+            return max_timeouts is not None and timeouts >= max_timeouts
+
+        def on_retry(cause: str) -> None:
+            self.metrics.inc("agentq_retries_total", ["studio", cause])
+
+        try:
+            async for attempt in retrying(
+                self.retries + 1 if retry else 1, self.backoff, on_retry, give_up=too_many_timeouts
+            ):
+                with attempt:
+                    return await self._once(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            again = classify(exc) is not None
+            if max_timeouts is not None and timeouts >= max_timeouts:
+                raise StudioError(method, path, None, f"timed out {timeouts} times; not sent again") from exc
+            if isinstance(exc, httpx.HTTPStatusError):
+                raise StudioError(method, path, exc.response.status_code, exc.response.text[:500], again) from exc
+            raise StudioError(method, path, None, f"{type(exc).__name__}: {exc}".rstrip(": "), again) from exc
         raise AssertionError("unreachable")
+
+    async def _once(self, method: str, path: str, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        status = "error"
+        try:
+            self.requests[f"{method} {path.split('?')[0]}"] += 1
+            response = await self._http.request(method, path, **kwargs)
+            status = str(response.status_code)
+            response.raise_for_status()
+            try:
+                return response.json()
+            except ValueError as exc:
+                raise StudioError(method, path, response.status_code, "response is not JSON") from exc
+        finally:
+            self.metrics.observe(
+                "agentq_studio_request_duration_seconds",
+                [endpoint_template(path), method, status],
+                time.perf_counter() - started,
+            )
 
     async def health(self) -> bool:
         data = await self.request("GET", "/health", retry=False)

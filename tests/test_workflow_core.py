@@ -291,3 +291,44 @@ def test_retry_policy_by_status_and_exception_type() -> None:
         classify(openai.APIConnectionError(request=httpx.Request("POST", "http://127.0.0.1:9"))).cause == "connection"
     )
     assert classify(ValueError("no")) is None
+
+
+def test_one_retry_loop_honours_retry_after_stops_on_final_errors_and_gives_up_early() -> None:
+    import asyncio
+
+    import httpx
+
+    from shared.retry import retrying
+
+    request = httpx.Request("POST", "http://127.0.0.1:9/x")
+
+    def answer(status: int, headers: dict[str, str] | None = None) -> httpx.HTTPStatusError:
+        return httpx.HTTPStatusError("x", request=request, response=httpx.Response(status, headers=headers))
+
+    async def run(errors: list[BaseException], attempts: int, **kw: object) -> tuple[object, list[str], list[float]]:
+        causes: list[str] = []
+        waits: list[float] = []
+        loop = retrying(attempts, 0.001, causes.append, **kw)
+        loop.sleep = lambda s: waits.append(s) or asyncio.sleep(0)
+        try:
+            async for attempt in loop:
+                with attempt:
+                    if errors:
+                        raise errors.pop(0)
+                    return "ok", causes, waits
+        except Exception as exc:  # noqa: BLE001  the last error, as it was raised
+            return exc, causes, waits
+        raise AssertionError
+
+    got, causes, waits = asyncio.run(run([answer(429, {"Retry-After": "3"}), answer(503)], 5))
+    assert got == "ok" and causes == ["rate_limited", "server_error"] and waits[0] == 3.0 and waits[1] < 0.01
+    final = answer(404)
+    assert asyncio.run(run([final, answer(500)], 5))[0] is final  # a 404 is final: not tried again
+    last = answer(500)
+    got, causes, _ = asyncio.run(run([answer(500), answer(500), last], 3))
+    assert got is last and causes == ["server_error", "server_error"]
+    timeout = httpx.ReadTimeout("slow", request=request)
+    got, causes, _ = asyncio.run(
+        run([timeout, answer(500)], 5, give_up=lambda exc: isinstance(exc, httpx.TimeoutException))
+    )
+    assert got is timeout and causes == []

@@ -33,13 +33,12 @@ from autogen_core.models import (
 )
 from autogen_core.tools import Tool, ToolSchema
 from pydantic import BaseModel, SecretStr
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from shared.core.endpoints import is_model, limit_key, max_concurrency, provider_path
 from shared.core.exceptions import TaskFailed
 from shared.core.hashing import canonical_json, sha256_hex
 from shared.metrics import Metrics
-from shared.retry import classify, is_retryable, wait_seconds
+from shared.retry import classify, retrying
 from shared.semaphore import PrioritySemaphore
 
 T = TypeVar("T")
@@ -195,26 +194,12 @@ class TaskModels:
         return resolved
 
     async def call(self, model: str, semaphore: PrioritySemaphore, request: Callable[[], Awaitable[T]]) -> T:
-        async def before_sleep(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            retry = classify(exc) if exc else None
-            cause = retry.cause if retry else "error"
+        async def on_retry(cause: str) -> None:
             self.metrics.inc("agentq_retries_total", ["model", cause])
             await self.on_retry(cause)
 
-        def wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            retry = classify(exc) if exc else None
-            return wait_seconds(retry, state.attempt_number - 1, self.backoff) if retry else 0.0
-
         async with await self.in_line(semaphore):
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(self.retries + 1),
-                retry=retry_if_exception(is_retryable),
-                wait=wait,
-                before_sleep=before_sleep,
-                reraise=True,
-            ):
+            async for attempt in retrying(self.retries + 1, self.backoff, on_retry):
                 with attempt:
                     self.usage.attempts += 1
                     started = time.perf_counter()

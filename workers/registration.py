@@ -14,7 +14,7 @@ from shared.core.exceptions import TaskFailed
 from shared.core.refs import MissingVariable, secret_values, substitute_variables
 from shared.core.run_model import NodeState, RunMeta, Status
 from shared.core.secrets import content_hash
-from shared.retry import backoff_delay
+from shared.retry import retrying
 from shared.store import Store
 from shared.studio import StudioClient, StudioError
 from workers import batch
@@ -151,22 +151,16 @@ async def create_once(
 ) -> dict[str, Any]:
     """A create that must not run twice: after a failure that may come back (a lost answer, a
     429, a 5xx), wait as the retry policy says, look for what the failed try may have created,
-    and only then send it again."""
-    for attempt in range(client.retries + 1):
-        try:
-            return await create()
-        except StudioError as exc:
-            if not exc.retryable or attempt == client.retries:
-                raise
-            await asyncio.sleep(backoff_delay(attempt, client.backoff))
-            try:
+    and only then send it again. A look that fails as it may come back is a try of its own."""
+    async for attempt in retrying(
+        client.retries + 1, client.backoff, retry_on=lambda exc: isinstance(exc, StudioError) and exc.retryable
+    ):
+        with attempt:
+            if attempt.retry_state.attempt_number > 1:
                 found = await look()
-            except StudioError as lookup:
-                if not lookup.retryable:
-                    raise
-                continue  # looked in vain: the next round looks again before it posts
-            if found is not None:
-                return found
+                if found is not None:
+                    return found
+            return await create()
     raise AssertionError("unreachable")
 
 
