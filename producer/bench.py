@@ -112,8 +112,49 @@ class Sampler:
             self._stop.set()
             thread.join()
 
-    def peak_rss_mb(self) -> float:
-        return max((s["rss_mb"] for s in self.samples), default=0.0)
+    def now(self) -> float:
+        """The clock of the samples' `t`."""
+        return time.monotonic() - self._start
+
+    def peak_rss_mb(self, since: float = 0.0) -> float:
+        """The highest memory sampled since `since` (`now()`), or the latest sample when none was
+        taken since (a window shorter than the sampling interval)."""
+        window = [s["rss_mb"] for s in self.samples if s["t"] >= since]
+        return max(window, default=self.samples[-1]["rss_mb"] if self.samples else 0.0)
+
+
+class LimitProbe:
+    """Whether any task waited for a model's cluster-wide limit, sampled every `every` seconds in a
+    thread: a task waits only while every slot is taken, so the share of samples with waiters is
+    the share of the time the limit held work back."""
+
+    def __init__(self, store: Any, every: float = 0.05) -> None:
+        self.store = store
+        self.every = every
+        self.samples: list[tuple[float, bool]] = []  # (monotonic time, some task was waiting)
+        self._stop = threading.Event()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                queues = self.store.limit_queues()
+            except Exception:  # noqa: BLE001  a missed sample; the benchmark goes on
+                continue
+            self.samples.append((time.monotonic(), any(waiting for _, waiting in queues.values())))
+
+    def saturated_share(self, since: float, until: float) -> float:
+        window = [waiting for t, waiting in self.samples if since <= t <= until]
+        return sum(window) / len(window) if window else 0.0
+
+    @contextmanager
+    def running(self) -> Iterator[LimitProbe]:
+        thread = threading.Thread(target=self._run, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            thread.join()
 
 
 def run_workflow_bench(
@@ -153,7 +194,7 @@ def run_workflow_bench(
 
                 httpx.post(f"http://127.0.0.1:{port}/_control", json=control[kind], timeout=10)
             model = standin_model(f"http://127.0.0.1:{port}/v1")
-        with sampler.running(), services(settings) as (store, ready):
+        with sampler.running(), services(settings) as (store, ready), LimitProbe(store).running() as limits:
             tree = out / "tree"
             _write_docs(tree, {"bench-model": {**model, "label": "bench-model"}}, None)
             for size, mode, level in [(s, m, c) for s in team_sizes for m in modes for c in levels]:
@@ -169,7 +210,7 @@ def run_workflow_bench(
                 _write_docs(tree, components, workflow)
                 prefix = f"team{size}.{mode}" + ("" if level == "medium" else f".{level}")
                 for i in range(warmup + iterations):
-                    before = store.histograms()
+                    before, since, mark = store.histograms(), time.monotonic(), sampler.now()
                     started, cpu, net = time.perf_counter(), sampler.cpu_seconds(), loopback_bytes()
                     run = run_workflow(
                         tree / "workflows" / f"{workflow['name']}.yaml",
@@ -185,6 +226,9 @@ def run_workflow_bench(
                     measures.setdefault(f"{prefix}.wall_seconds", []).append(time.perf_counter() - started)
                     measures.setdefault(f"{prefix}.cpu_seconds", []).append(sampler.cpu_seconds() - cpu)
                     measures.setdefault(f"{prefix}.network_bytes", []).append(float(loopback_bytes() - net))
+                    measures.setdefault(f"{prefix}.peak_rss_mb", []).append(sampler.peak_rss_mb(mark))
+                    saturated = limits.saturated_share(since, time.monotonic())
+                    measures.setdefault(f"{prefix}.model_limit_saturated_share", []).append(saturated)
                     tasks = run.report["tasks"].values()
                     task_seconds.setdefault(f"{prefix}.wall_seconds", []).extend(t["seconds"] or 0.0 for t in tasks)
                     requests.setdefault(prefix, []).append(sum(t["model_calls"] or 0 for t in tasks))
@@ -216,7 +260,14 @@ def run_workflow_bench(
         "request_latency": request_hists,
         "resources": sampler.samples,
         "peak_rss_mb": sampler.peak_rss_mb(),
-        "facts": {"worker_cpu_share": cpu_share},
+        "facts": {
+            "worker_cpu_share": cpu_share,
+            "model_limit_saturated_share": statistics.fmean(
+                v for k, vs in measures.items() if k.endswith(".model_limit_saturated_share") for v in vs
+            )
+            if measures
+            else None,
+        },
     }
     save(out, result)
     return result

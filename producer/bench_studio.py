@@ -172,7 +172,7 @@ def run_studio_bench(
                 cold_settings = with_overrides(ready, studio_user_id=user)
                 for phase in ("cold", "cached"):
                     before_hist, before_net = store.histograms(), loopback_bytes()
-                    started, cpu = time.perf_counter(), sampler.cpu_seconds()
+                    started, cpu, mark = time.perf_counter(), sampler.cpu_seconds(), sampler.now()
                     run = sync_tree(directory, settings=cold_settings)
                     seconds = time.perf_counter() - started
                     if not run.succeeded:
@@ -190,6 +190,7 @@ def run_studio_bench(
                     put(f"register.{phase}_seconds", seconds)
                     put(f"register.{phase}_components_per_second", components / seconds if seconds else 0.0)
                     put(f"register.{phase}_cpu_seconds", sampler.cpu_seconds() - cpu)
+                    put(f"register.{phase}_peak_rss_mb", sampler.peak_rss_mb(mark))
                     put(f"register.{phase}_network_bytes", float(loopback_bytes() - before_net))
                     hits = run.counts.get("unchanged", 0)
                     put(f"register.{phase}_cache_hit_rate", hits / components if components else 0.0)

@@ -60,6 +60,16 @@ class Store:
         return read_histograms(self.r)
 
     # ---- workers' heartbeats and the messages each is running (producer/recovery.py) -------------
+    def limit_queues(self) -> dict[str, tuple[int, int]]:
+        """Each cluster-wide limit (shared/semaphore.py): (slots held, tasks waiting), for benchmarks."""
+        names = sorted(str(k)[: -len(":waiters")] for k in self.r.scan_iter(f"{PREFIX}:limit:*:waiters", count=1000))
+        pipe = self.r.pipeline(transaction=False)
+        for name in names:
+            pipe.zcard(f"{name}:holders")
+            pipe.zcard(f"{name}:waiters")
+        counts = pipe.execute()
+        return {name: (int(counts[2 * i]), int(counts[2 * i + 1])) for i, name in enumerate(names)}
+
     def heartbeats(self) -> dict[str, float]:
         """Worker node name -> when it last reported (workers/resources.py)."""
         return {str(name): json.loads(raw).get("ts", 0.0) for name, raw in self.r.hgetall(HOSTS).items()}

@@ -252,3 +252,66 @@ def test_bench_workflow_against_a_model_url_per_task_complexity(
     assert set(latency) == {"team3.parallel.simple bench-endpoint", "team3.parallel.complex bench-endpoint"}
     bad = wf_cli.run("bench", "workflow", "--model", url, "--complexity", "hard")
     assert bad.returncode == 2 and "--complexity" in bad.stderr
+
+
+def test_bench_workflow_measures_how_long_the_model_limit_held_tasks_back(
+    wf_cli: Cli, standin: tuple[str, Any], tmp_path: Path
+) -> None:
+    url, state = standin
+    state.control["delay"] = 1.0  # five requests one at a time: four seconds of waiting in a run of about six
+
+    def bench(limit: int) -> dict:
+        tree = tmp_path / f"tree{limit}"
+        (tree / "models").mkdir(parents=True)
+        model = {
+            "provider": "autogen_ext.models.openai.OpenAIChatCompletionClient",
+            "component_type": "model",
+            "label": "limited",
+            "max_concurrency": limit,
+            "config": {
+                "model": "limited",
+                "base_url": url,
+                "api_key": "not-a-key",
+                "model_info": {
+                    "vision": False,
+                    "function_calling": True,
+                    "json_output": True,
+                    "family": "unknown",
+                    "structured_output": True,
+                },
+            },
+        }
+        (tree / "models" / "limited.json").write_text(json.dumps(model))
+        proc = wf_cli.run(
+            "bench",
+            "workflow",
+            "--model",
+            "limited",
+            "--tree",
+            str(tree),
+            "--team-sizes",
+            "5",
+            "--modes",
+            "parallel",
+            "--complexity",
+            "simple",  # five tasks, none waiting for another: only the limit makes them wait
+            "--iterations",
+            "1",
+            "--warmup",
+            "0",
+            "--out",
+            str(tmp_path / f"out{limit}"),
+            "--json",
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    one = bench(1)
+    [share] = one["measures"]["team5.parallel.simple.model_limit_saturated_share"]
+    assert share >= 0.5 and one["facts"]["model_limit_saturated_share"] == share
+    assert any("model limit was saturated" in a for a in recommendations(one))
+    many = bench(8)
+    assert many["facts"]["model_limit_saturated_share"] < 0.2
+    assert not any("model limit" in a for a in recommendations(many))
+    assert all(mb > 50 for mb in many["measures"]["team5.parallel.simple.peak_rss_mb"])
