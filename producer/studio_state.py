@@ -64,7 +64,10 @@ def inspect(
     async def rows() -> tuple[dict[int, dict[str, Any]], bool]:
         async with client(settings) as studio:
             listed = {int(row["id"]): row for row in await studio.list_teams()}
-            gallery_there = owned_here is not None and await studio.get_gallery(owned_here[0]) is not None
+            # only a prune of an emptied tree needs to know; the entry of a big tree is megabytes
+            gallery_there = (
+                gallery_empty and owned_here is not None and await studio.get_gallery(owned_here[0]) is not None
+            )
             return listed, gallery_there
 
     try:

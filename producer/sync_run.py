@@ -87,7 +87,8 @@ def prepare(
 def submit(prepared: Prepared, settings: Settings, store: Store, app: Celery | None) -> str:
     """Write the run's state to Redis and publish its first wave (nothing when all is cached)."""
     plan, tree = prepared.plan, prepared.tree
-    needed = set(plan.to_run) | (set(plan.gallery_members) if plan.gallery_needed else set())
+    members = set(plan.gallery_members)
+    needed = set(plan.to_run) | (members if plan.gallery_needed else set())
     memo: dict[str, Any] = {}
     specs = {
         lbl: {
@@ -96,7 +97,7 @@ def submit(prepared: Prepared, settings: Settings, store: Store, app: Celery | N
             "key": tree.nodes[lbl].key,
             "path": tree.nodes[lbl].path,
             "deps": tree.nodes[lbl].deps,
-            "gallery": lbl in plan.gallery_members,
+            "gallery": lbl in members,
         }
         for lbl in needed
     }
