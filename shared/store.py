@@ -13,7 +13,7 @@ import redis
 import redis.asyncio as aioredis
 
 from shared.core.drift import WrittenRow
-from shared.core.keys import COUNTERS, PREFIX, ROOT_PREFIX
+from shared.core.keys import COUNTERS, LIMIT_PREFIX, PREFIX, ROOT_PREFIX
 from shared.core.run_model import TERMINAL, NodeState, RunMeta  # noqa: F401  (TERMINAL re-exported: the store decides what is over)
 from shared.metrics import HISTOGRAMS, HOSTS, IN_FLIGHT, Metrics, read_histograms
 
@@ -59,10 +59,9 @@ class Store:
         """The cluster's latency histograms so far (shared/metrics.py), for benchmarks."""
         return read_histograms(self.r)
 
-    # ---- workers' heartbeats and the messages each is running (producer/recovery.py) -------------
     def limit_queues(self) -> dict[str, tuple[int, int]]:
         """Each cluster-wide limit (shared/semaphore.py): (slots held, tasks waiting), for benchmarks."""
-        names = sorted(str(k)[: -len(":waiters")] for k in self.r.scan_iter(f"{PREFIX}:limit:*:waiters", count=1000))
+        names = sorted(str(k)[: -len(":waiters")] for k in self.r.scan_iter(f"{LIMIT_PREFIX}*:waiters", count=1000))
         pipe = self.r.pipeline(transaction=False)
         for name in names:
             pipe.zcard(f"{name}:holders")
@@ -70,6 +69,7 @@ class Store:
         counts = pipe.execute()
         return {name: (int(counts[2 * i]), int(counts[2 * i + 1])) for i, name in enumerate(names)}
 
+    # ---- workers' heartbeats and the messages each is running (producer/recovery.py) -------------
     def heartbeats(self) -> dict[str, float]:
         """Worker node name -> when it last reported (workers/resources.py)."""
         return {str(name): json.loads(raw).get("ts", 0.0) for name, raw in self.r.hgetall(HOSTS).items()}

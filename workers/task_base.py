@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import redis.asyncio as aioredis
 from celery import Task
 
+from shared.core.keys import LIMIT_PREFIX
 from shared.semaphore import PrioritySemaphore
 from shared.settings import Settings
 from shared.store import AsyncRunState, Store
@@ -142,7 +143,7 @@ class WorkerTask(Task):
         """The process's handle on a cluster-wide limit: one per key, so the waiters of every task
         in this process ask Redis together."""
         res = self._resources()
-        name = f"agentq:limit:{key}"
+        name = f"{LIMIT_PREFIX}{key}"
         semaphore = res.limits.get(name)
         if semaphore is None or semaphore.limit != max(1, limit):
             semaphore = res.limits[name] = PrioritySemaphore(self.async_redis(), name, limit)

@@ -4,3 +4,4 @@ key before redis-py or pydantic are imported (producer/nochange.py). Standard li
 PREFIX = "agentq"
 ROOT_PREFIX = f"{PREFIX}:root:"  # + a sync's Merkle root over its cache keys -> the run that wrote it
 COUNTERS = f"{PREFIX}:metrics:counters"  # field: JSON [name, labels] -> total (shared/metrics.py)
+LIMIT_PREFIX = f"{PREFIX}:limit:"  # + a model's limit key: a cluster-wide limit's keys (shared/semaphore.py)
