@@ -255,3 +255,43 @@ def test_a_killed_worker_mid_workflow_loses_no_task(standin, tmp_path: Path) -> 
             if proc is not None:
                 embedded.stop(proc)
         embedded.stop(redis_proc)
+
+
+def test_a_worker_whose_tasks_end_while_redis_is_away_keeps_working(standin, tmp_path: Path) -> None:
+    """The model answers while Redis is down: the tasks end, their late acks find no connection, and
+    the worker still takes the next run once Redis is back (kombu would stop it for good)."""
+    from tests.test_workflow_run import write_tree, write_workflow
+
+    url, state = standin
+    state.control["delay"] = 2.0
+    port = embedded.free_port()
+    redis_url, redis_proc = embedded.start_redis(tmp_path / "redis", port=port)
+    worker = _own_worker(redis_url, tmp_path, "acks")
+    try:
+        cli = Cli(redis_url, "http://127.0.0.1:9", "wf-acks", tmp_path / "cache", "http://127.0.0.1:9")
+        write_tree(tmp_path, url, max_concurrency=16)
+        wf = write_workflow(tmp_path, [{"id": f"t{i}", "description": f"away {i}"} for i in range(4)])
+        producer = subprocess.Popen(
+            [sys.executable, "-m", "producer.cli", "run", str(wf), "--json"],
+            env=cli.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        wait_for(lambda: state.in_flight >= 4, 60, "the tasks to reach the model")
+        embedded.stop(redis_proc)
+        _, err = producer.communicate(timeout=60)
+        assert producer.returncode == 3 and "Traceback" not in err, err
+        wait_for(lambda: len(state.requests) >= 4, 30, "the model to answer while Redis is away")
+
+        _, redis_proc = embedded.start_redis(tmp_path / "redis", port=port)  # back, empty
+        state.control["delay"] = 0.0
+        rerun = cli.run("run", str(wf), "--json", timeout=120)
+        assert rerun.returncode == 0, rerun.stderr[-2000:]
+        assert all(t["status"] == "done" for t in json.loads(rerun.stdout)["tasks"].values())
+        assert worker.poll() is None
+        log = (tmp_path / "acks.log").read_text()
+        assert "Unrecoverable error" not in log, log[-3000:]
+    finally:
+        embedded.stop(worker)
+        embedded.stop(redis_proc)

@@ -1,11 +1,13 @@
 """Kombu's Redis transport, with one fault made survivable.
 
 When Redis goes away while messages are unacknowledged, kombu closes the channel after the
-connection and tries to put those messages back through a connection that no longer exists
-(AttributeError on `conninfo.hostname`, kombu 5.7). Celery calls that an unrecoverable error and
-the worker stops consuming for good, though Redis comes back. Here the failed restore leaves the
-messages where they are, in Redis's unacked hash: the producer's watchdog (producer/recovery.py)
-or the visibility timeout puts them back, and the worker reconnects as it would otherwise.
+connection and then uses a connection that no longer exists (AttributeError on
+`conninfo.hostname` or `connection.client`, kombu 5.x): to put those messages back, and to
+acknowledge a task (late acks) that ended meanwhile. Celery calls that an unrecoverable error and
+the worker stops consuming for good, though Redis comes back. Here the failed restore or ack
+leaves the message where it is, in Redis's unacked hash: the producer's watchdog
+(producer/recovery.py) or the visibility timeout puts it back (its task is idempotent), and the
+worker reconnects as it would otherwise.
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ class QoS(kombu_redis.QoS):
                 exc,
             )
             self._delivered.clear()
+
+    def ack(self, delivery_tag: Any) -> None:
+        try:
+            super().ack(delivery_tag)
+        except (AttributeError, RedisConnectionError, OSError) as exc:
+            self._quick_ack(delivery_tag)  # this channel is done with it; Redis still holds it as unacked
+            log.warning("broker gone before a message was acknowledged; it stays in Redis to be restored (%s)", exc)
 
 
 class Channel(kombu_redis.Channel):
