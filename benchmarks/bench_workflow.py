@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+import redis
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,7 +97,9 @@ def write_workflow(root: Path, name: str, groups: int, per_group: int) -> Path:
     return path
 
 
-def run(path: Path, env: dict[str, str]) -> float:
+def run(path: Path, env: dict[str, str]) -> tuple[float, float]:
+    """The run's seconds (enqueue to last result) and the producer command's CPU seconds."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(
         [sys.executable, "-m", "producer.cli", "run", str(path), "--json", "--no-cache"],
         env=env,
@@ -103,9 +107,15 @@ def run(path: Path, env: dict[str, str]) -> float:
         text=True,
         timeout=1800,
     )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     report = json.loads(proc.stdout)
     assert report["counts"]["done"] == len(report["tasks"]), report["counts"]
-    return float(report["seconds"])
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return float(report["seconds"]), cpu
+
+
+def cpu_of(procs: list[psutil.Process]) -> float:
+    return sum(sum(p.cpu_times()[:2]) for p in procs)
 
 
 async def plain_loop(base_url: str, n: int, concurrency: int = 5) -> float:
@@ -140,13 +150,27 @@ def main() -> None:
             env = {**os.environ, "REDIS_URL": url, "AGENTQ_CACHE_DIR": str(Path(tmp) / "cache")}
             flat_file = write_workflow(root, "flat", 1, args.tasks)
             deep_file = write_workflow(root, "deep", 10, args.tasks // 10)
-            workers = [p for p in psutil.Process().children(recursive=True) if "celery" in " ".join(p.cmdline())]
+            children = psutil.Process().children(recursive=True)
+            roles = {
+                "workers": [p for p in children if "celery" in " ".join(p.cmdline())],
+                "redis": [p for p in children if "redis-server" in " ".join(p.cmdline())],
+                "stand-in": [psutil.Process(standin.pid)],
+            }
             flats, deeps, cpus = [], [], []
+            spent: dict[str, list[float]] = {role: [] for role in [*roles, "producer"]}
+            redis_client = redis.Redis.from_url(url)
+            requests = []  # commands Redis received per task: its round trips, whoever sent them
             for _ in range(args.repeat):
-                before = sum(sum(p.cpu_times()[:2]) for p in workers)
-                flats.append(run(flat_file, env))
-                cpus.append((sum(sum(p.cpu_times()[:2]) for p in workers) - before) / args.tasks)
-                deeps.append(run(deep_file, env))
+                before = {role: cpu_of(procs) for role, procs in roles.items()}
+                commands = int(redis_client.info("stats")["total_commands_processed"])
+                seconds, producer_cpu = run(flat_file, env)
+                requests.append((int(redis_client.info("stats")["total_commands_processed"]) - commands) / args.tasks)
+                flats.append(seconds)
+                for role, procs in roles.items():
+                    spent[role].append((cpu_of(procs) - before[role]) / args.tasks)
+                spent["producer"].append(producer_cpu / args.tasks)
+                cpus.append(spent["workers"][-1])
+                deeps.append(run(deep_file, env)[0])
             flat, deep = statistics.median(flats), statistics.median(deeps)
             bound = args.tasks * LATENCY / args.limit
             print(
@@ -158,6 +182,11 @@ def main() -> None:
                 f" {bound:.2f} s -> {flat / bound:.2f}x the bound ({min(flats) / bound:.2f} to {max(flats) / bound:.2f})"
             )
             print(f"  workers' CPU per task (flat runs): {statistics.median(cpus) * 1000:.2f} ms")
+            print(f"  Redis commands per task (flat runs, every client): {statistics.median(requests):.1f}")
+            print(
+                "  CPU per task by process (flat runs, ms): "
+                + ", ".join(f"{role} {statistics.median(v) * 1000:.2f}" for role, v in spent.items())
+            )
             print(
                 f"  10 dependency groups x {args.tasks // 10}: {deep:.2f} s ({min(deeps):.2f} to {max(deeps):.2f})"
                 f" -> {deep / flat:.2f}x the flat run"
