@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, worker_init
 
 from shared.core.run_model import NodeState, RunKind, RunMeta, RunState, Status
 from shared.metrics import Metrics
@@ -23,6 +25,25 @@ from workers.task_base import WorkerTask
 from workers.workflow_exec import WorkflowContext, run_tasks
 
 T = TypeVar("T")
+
+
+# What loading a workflow task's agent imports on first use: imported before the worker takes
+# work, so the first tasks do not pay for it while others wait (about 1 s of CPU on a slow core).
+WARM_MODULES = (
+    "autogen_agentchat.agents",
+    "autogen_agentchat.teams",
+    "autogen_agentchat.conditions",
+    "autogen_ext.models.openai",
+    "openai._base_client",
+    "aiohttp",
+)
+
+
+@worker_init.connect
+def _warm(**_: Any) -> None:
+    for name in WARM_MODULES:
+        with contextlib.suppress(ImportError):  # an optional provider: its tasks say what to install
+            importlib.import_module(name)
 
 
 @task_prerun.connect
