@@ -411,8 +411,10 @@ class AsyncRunState:
         transcript: list[dict[str, Any]] | None,
         dependents: list[str],
         metrics: Metrics,
+        cache: tuple[str, dict[str, Any]] | None = None,
     ) -> Ended:
-        """Record a task's end and its worker's metrics so far; release its dependents (end_task.lua)."""
+        """Record a task's end and its worker's metrics so far; release its dependents (end_task.lua).
+        `cache`: (key, entry) written just before, in the same round trip."""
         key = self.store.run_key
         keys = [
             *(key(run_id, p) for p in ("nodes", "counts", "open", "ended", "outbox", "left", "outputs", "transcripts")),
@@ -431,15 +433,18 @@ class AsyncRunState:
             _json(metrics.drain()),
             *dependents,
         ]
-        left, released = await self._end_task(keys=keys, args=args)
+        if cache is None:
+            left, released = await self._end_task(keys=keys, args=args)
+        else:
+            pipe = self.r.pipeline(transaction=False)
+            pipe.set(Store.task_cache_key(cache[0]), _json(cache[1]), ex=self.store.cache_ttl)
+            await self._end_task(keys=keys, args=args, client=pipe)
+            _, (left, released) = await pipe.execute()
         return Ended(int(left), [t.decode() if isinstance(t, bytes) else t for t in released])
 
     async def cached(self, keys: list[str]) -> list[dict[str, Any] | None]:
         values = await self.r.mget([Store.task_cache_key(k) for k in keys]) if keys else []
         return [json.loads(v) if v else None for v in values]
-
-    async def cache(self, key: str, result: dict[str, Any]) -> None:
-        await self.r.set(Store.task_cache_key(key), _json(result), ex=self.store.cache_ttl)
 
     async def count_retry(self, run_id: str, cause: str) -> None:
         await self.r.hincrby(self.store.run_key(run_id, "retries"), cause, 1)

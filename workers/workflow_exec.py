@@ -112,6 +112,7 @@ async def _end_one(
         outputs_of.get("transcript"),
         record["dependents"],
         ctx.metrics,  # with the task's end: a run seen finished has all its metrics in Redis
+        outputs_of.get("cache"),
     )
     await _release(ctx, record, ended.released)
     if ended.left == 0:
@@ -127,8 +128,8 @@ async def _run(
     order: StartOrder,
     produced: dict[str, Any],
 ) -> NodeState:
-    """Run a task whose result is not cached on AutoGen: its state fields; its output and
-    transcript go into `produced`. Raises what ends the task (workers/batch.py names it)."""
+    """Run a task whose result is not cached on AutoGen: its state fields; its output, transcript
+    and cache entry go into `produced`. Raises what ends the task (workers/batch.py names it)."""
     task = record["task"]
     secrets = secret_values(record["agent"], ctx.env)
     models = TaskModels(
@@ -157,8 +158,8 @@ async def _run(
         attempts=usage.attempts,
         stop_reason=outcome.stop_reason,
     )
-    if task.get("cache", True):
-        await ctx.state.cache(key, {"output": output, "transcript": transcript, **summary})
+    if task.get("cache", True):  # written with the task's end (one round trip)
+        produced["cache"] = (key, {"output": output, "transcript": transcript, **summary})
     produced["output"], produced["transcript"] = output, transcript
     return NodeState(status=Status.DONE, outcome="ran", key=key, **summary)
 
