@@ -10,7 +10,9 @@ comes back in seconds (`holder_ttl` bounds a slot held by a live process).
 Within one process, waiters that arrive together are sent to Redis together, once: one script
 call adds them (a batch of 25 tasks costs one round trip, not 25), and one poll loop per
 semaphore asks for slots for all of them, sending only the waiters added since its last call
-(thousands of queued tasks cost a poll no more than a few).
+(thousands of queued tasks cost a poll no more than a few). A slot given back wakes the poll
+loop, which hands it back in its next call, where the next waiter takes it: no round trip of
+its own, and no pause of up to one poll interval with the slot unused.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class PrioritySemaphore:
         self._new: dict[str, float] = {}  # waiters not yet sent to Redis: token -> score
         self._scores: dict[str, float] = {}  # every waiter of this process
         self._waiting: dict[str, asyncio.Future[None]] = {}
+        self._returned: list[str] = []  # slots handed back, not yet sent to Redis
+        self._napping: asyncio.Future[None] | None = None  # the poll loop's pause, cut short by a hand-back
         self._held = 0
         self._poller: asyncio.Task[None] | None = None
         self._beater: asyncio.Task[None] | None = None
@@ -64,8 +68,7 @@ class PrioritySemaphore:
         self._waiting[token] = granted
         if on_queued:
             on_queued()
-        if self._poller is None or self._poller.done():
-            self._poller = asyncio.create_task(self._poll())
+        self._start_polling()
         try:
             await granted
         except BaseException:
@@ -82,7 +85,29 @@ class PrioritySemaphore:
             yield
         finally:
             self._held -= 1
-            await self._forget(self.keys[0], token)
+            self._hand_back(token)
+
+    def _start_polling(self) -> None:
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.create_task(self._poll())
+
+    def _hand_back(self, token: str) -> None:
+        """Give a slot back: the poll loop sends it at once, with its next request for slots, so
+        a waiter of this process takes it in the same round trip (not one round trip each)."""
+        self._returned.append(token)
+        if self._napping is not None:
+            _wake(self._napping)
+        self._start_polling()
+
+    async def _nap(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._napping = napping = loop.create_future()
+        timer = loop.call_later(self.poll, _wake, napping)
+        try:
+            await napping
+        finally:
+            timer.cancel()
+            self._napping = None
 
     async def _forget(self, queue: str, token: str) -> None:
         """Take `token` out of `queue` (holders or waiters) and forget its owner."""
@@ -102,30 +127,49 @@ class PrioritySemaphore:
         try:
             await asyncio.sleep(0)  # let the waiters that arrive in this same step join the first call
             resent = time.monotonic()
-            while self._waiting:
+            while self._waiting or self._returned:
                 if time.monotonic() - resent > 1.0:
                     # now and then all of them again: this process may have looked gone (a long
                     # stall) and lost its place; ZADD NX keeps the place of those still queued
                     self._new.update(self._scores)
                     resent = time.monotonic()
                 new, self._new = self._new, {}
+                returned, self._returned = self._returned, []
                 pairs = [str(v) for token, score in new.items() for v in (token, score)]
-                granted = await self._acquire(
-                    keys=self.keys,
-                    args=[self.limit, time.time(), self.holder_ttl, self.waiter_ttl, self.process, *pairs],
-                )
+                try:
+                    granted = await self._acquire(
+                        keys=self.keys,
+                        args=[
+                            self.limit,
+                            time.time(),
+                            self.holder_ttl,
+                            self.waiter_ttl,
+                            self.process,
+                            len(returned),
+                            *returned,
+                            *pairs,
+                        ],
+                    )
+                except BaseException:
+                    self._returned[:0] = returned  # sent again by the next poll loop
+                    raise
                 for token in granted:
                     token = token.decode() if isinstance(token, bytes) else token
                     waiter = self._waiting.pop(token, None)
                     self._scores.pop(token, None)
                     if waiter is None or waiter.done():  # its waiter gave up meanwhile: hand the slot back
-                        await self._forget(self.keys[0], token)
+                        self._returned.append(token)
                     else:
                         waiter.set_result(None)
-                if self._waiting:
-                    await asyncio.sleep(self.poll)
+                if self._waiting and not self._returned:
+                    await self._nap()
         except BaseException as exc:  # Redis unreachable, say: every waiter gets the error, none hangs
             for waiter in self._waiting.values():
                 if not waiter.done():
                     waiter.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
             raise
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

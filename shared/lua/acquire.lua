@@ -4,8 +4,10 @@
 -- KEYS: holders zset (token -> granted at), waiters zset (token -> -rank; equal ranks by token,
 --       which starts with the arrival time), owners hash (waiting or holding token -> process),
 --       beats hash (process -> last seen; a process beats while it waits or holds), swept marker
--- ARGV: limit, now, holder_ttl, process_ttl, process id, then token, score pairs to add
--- Returns the tokens of this process that take a slot now.
+-- ARGV: limit, now, holder_ttl, process_ttl, process id, count of slots handed back, those
+--       tokens, then token, score pairs to add
+-- Returns the tokens of this process that take a slot now (a slot handed back goes straight on
+-- to the next waiter, in the same call).
 local now = tonumber(ARGV[2])
 local me = ARGV[5]
 local stale_before = now - tonumber(ARGV[4])
@@ -22,7 +24,12 @@ if redis.call('SET', KEYS[5], '1', 'NX', 'PX', 1000) then
     end
   end
 end
-for i = 6, #ARGV, 2 do
+local handed_back = tonumber(ARGV[6])
+for i = 7, 6 + handed_back do
+  redis.call('ZREM', KEYS[1], ARGV[i])
+  redis.call('HDEL', KEYS[3], ARGV[i])
+end
+for i = 7 + handed_back, #ARGV, 2 do
   redis.call('ZADD', KEYS[2], 'NX', ARGV[i + 1], ARGV[i])
   redis.call('HSET', KEYS[3], ARGV[i], me)
 end
