@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from producer import embedded
 from shared.core.exceptions import ServiceUnavailable
-from shared.core.run_model import RunState
+from shared.core.run_model import UNSUCCESSFUL, RunState
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -54,7 +54,7 @@ class RunResult:
         return {
             k: str(v.get("error") or v.get("reason"))
             for k, v in items.items()
-            if v.get("status") in ("failed", "skipped")
+            if v.get("status") in UNSUCCESSFUL
         }
 
 
