@@ -51,11 +51,7 @@ class RunResult:
     def failed(self) -> dict[str, str]:
         """Label or task id -> why it failed or was skipped."""
         items = self.report.get("nodes") or self.report.get("tasks") or {}
-        return {
-            k: str(v.get("error") or v.get("reason"))
-            for k, v in items.items()
-            if v.get("status") in UNSUCCESSFUL
-        }
+        return {k: str(v.get("error") or v.get("reason")) for k, v in items.items() if v.get("status") in UNSUCCESSFUL}
 
 
 def plan(directory: str | Path, settings: Settings | None = None) -> PlanResult:

@@ -28,6 +28,7 @@ from shared.core.bench_stats import (
     Change,
     combined,
     compare,
+    figure,
     latency_summary,
     merge_latency,
     recommendations,
@@ -452,7 +453,7 @@ def report(results: list[tuple[str, dict[str, Any]]], out: Path) -> tuple[Path, 
             "|---|---|---|---|---|---|",
         ]
         md += [
-            f"| {m} | {s['mean']:.3f} | {s['median']:.3f} | {s['stdev']:.3f} | {s['min']:.3f} | {s['max']:.3f} |"
+            f"| {m} | " + " | ".join(figure(s[k]) for k in ("mean", "median", "stdev", "min", "max")) + " |"
             for m, s in table_rows(r)
         ]
         if r.get("request_latency"):

@@ -716,24 +716,23 @@ def bench_studio(
     _show_result(result, folder, as_json)
 
 
-def _figure(value: float) -> str:
-    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3f}"
-
-
 def _show_result(result: dict[str, Any], folder: Path, as_json: bool) -> None:
     from rich.table import Table
 
     from producer.bench import table_rows
-    from shared.core.bench_stats import recommendations
+    from shared.core.bench_stats import figure, recommendations
 
     if as_json:
         typer.echo(json.dumps({"out": str(folder), **result}))
         return
     table = Table(title=f"{result['kind']} benchmark: {folder}")
     for col in ("measure", "mean", "median", "stdev", "min", "max"):
-        table.add_column(col, justify="left" if col == "measure" else "right", no_wrap=col == "measure")
+        if col == "measure":  # a long name folds; a figure cut to "0.…" would say nothing
+            table.add_column(col, overflow="fold")
+        else:
+            table.add_column(col, justify="right", no_wrap=True)
     for name, s in table_rows(result):
-        table.add_row(name, *(_figure(s[k]) for k in ("mean", "median", "stdev", "min", "max")))
+        table.add_row(name, *(figure(s[k]) for k in ("mean", "median", "stdev", "min", "max")))
     console().print(table)
     for advice in recommendations(result):
         console().print(f"[yellow]advice[/yellow] {escape(advice)}")

@@ -170,3 +170,8 @@ def recommendations(result: dict[str, Any]) -> list[str]:
             "help, since Studio answers one request at a time; keep LOCAL_VALIDATION on."
         )
     return out
+
+
+def figure(value: float) -> str:
+    """A measure as tables print it: thousands grouped, small values to the millisecond."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3f}"
