@@ -97,8 +97,8 @@ def workflow_report(store: Store, run_id: str) -> dict[str, Any] | None:
     states = store.node_states(run_id)
     outputs = store.outputs(run_id)
     transcripts = store.transcripts(run_id)
-    order = meta.get("order") or []
-    ranked = sorted(states, key=lambda t: (order.index(t) if t in order else -1, t))
+    order = {tid: i for i, tid in enumerate(store.run_list(run_id, "order"))}
+    ranked = sorted(states, key=lambda t: (order.get(t, -1), t))
     tasks = {}
     for tid in ranked:
         st = states[tid]

@@ -66,10 +66,14 @@ def load(file: Path, tree_root: Path | None, settings: Settings) -> PreparedWork
     if not errors and settings.redis_url is None:
         # the embedded worker runs in this environment: what it cannot import is known now
         memo: dict[str, Any] = {}
+        missing: dict[str, list[str]] = {}  # per agent: thousands of tasks share a few agents
+        for t in workflow.tasks:
+            if t.agent not in missing:
+                missing[t.agent] = missing_packages(tree.resolved(t.agent, memo), installed)
         errors = [
             ConfigError(path=rel, field=f"tasks[{i}].agent", message=f"task {t.id!r}: {problem}")
             for i, t in enumerate(workflow.tasks)
-            for problem in missing_packages(tree.resolved(t.agent, memo), installed)
+            for problem in missing[t.agent]
         ]
     if errors:
         raise WorkflowInvalid(errors)

@@ -18,6 +18,9 @@ from shared.core.run_model import TERMINAL, NodeState, RunMeta  # noqa: F401  (T
 from shared.metrics import HISTOGRAMS, HOSTS, IN_FLIGHT, Metrics, read_histograms
 
 END_TASK_LUA = (Path(__file__).parent / "lua" / "end_task.lua").read_text()
+# Meta fields as long as the run: kept apart from the meta, which workers read with every message
+# and the producer with every poll (a 2,000-task workflow's lists are 60 KB of JSON)
+RUN_LISTS = ("gallery_members", "ready", "order")
 
 
 def _json(value: Any) -> str:
@@ -239,9 +242,12 @@ class Store:
         specs: dict[str, dict[str, Any]],
         waves: list[list[list[str]]],
     ) -> None:
-        keys = [self.run_key(run_id, p) for p in ("meta", "nodes", "specs", "counts")]
+        keys = [self.run_key(run_id, p) for p in ("meta", "nodes", "specs", "counts", "lists")]
         pipe = self.r.pipeline(transaction=False)
-        pipe.set(keys[0], _json(meta))
+        lists: dict[Any, Any] = {name: _json(meta[name]) for name in RUN_LISTS if name in meta}  # type: ignore[literal-required]
+        pipe.set(keys[0], _json({k: v for k, v in meta.items() if k not in lists}))
+        if lists:
+            pipe.hset(keys[4], mapping=lists)
         if nodes:
             pipe.hset(keys[1], mapping={k: _json(v) for k, v in nodes.items()})
         counts: dict[Any, int] = {}  # Any: redis-py's mapping type is invariant in its keys
@@ -258,6 +264,11 @@ class Store:
         for key in keys:
             pipe.expire(key, self.run_ttl)
         pipe.execute()
+
+    def run_list(self, run_id: str, name: str) -> list[Any]:
+        """One of the run's RUN_LISTS, as it was given in its meta."""
+        value = self.r.hget(self.run_key(run_id, "lists"), name)
+        return json.loads(value) if value else []
 
     def meta(self, run_id: str) -> RunMeta | None:
         value = self.r.get(self.run_key(run_id, "meta"))

@@ -29,7 +29,7 @@ async def write_gallery(ctx: RunContext) -> None:
     """Write the gallery entry once, then give each member processed in this run its outcome."""
     meta = ctx.meta
     name: str = meta["gallery_name"]
-    members: list[str] = meta["gallery_members"]
+    members: list[str] = ctx.store.run_list(ctx.run_id, "gallery_members")
     states = ctx.store.node_states(ctx.run_id, members)
     included = [m for m in members if states.get(m, {}).get("status") in SUCCEEDED]
     records = ctx.store.specs(ctx.run_id, included)

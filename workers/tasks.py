@@ -124,7 +124,7 @@ def start_run(self: WorkerTask, run_id: str) -> None:
         publish_tasks(
             app,
             run_id,
-            [[(tid, rank, prio) for tid, rank, prio in meta["ready"] if tid in ready]],
+            [[(tid, rank, prio) for tid, rank, prio in store.run_list(run_id, "ready") if tid in ready]],
             self.settings.batch_size,
         )
         store.published(run_id, ready)

@@ -52,7 +52,7 @@ class RunMeta(TypedDict, total=False):
     user_id: str
     gallery_name: str
     gallery_key: str
-    gallery_members: list[str]
+    gallery_members: list[str]  # this and the lists below are stored apart (shared/store.py RUN_LISTS)
     waves: int  # dependency groups, each one chord
     batch_task: str  # the task that runs a batch (benchmarks swap in agentq.noop_batch)
     batch_priorities: list[list[int]]  # a Redis message priority per wave and batch
