@@ -76,13 +76,13 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=25, ge=1, alias="SYNC_BATCH_SIZE")
     # messages a worker process works on at once (threads pool; their work shares one event loop)
     worker_concurrency: int = Field(default=32, ge=1, alias="WORKER_CONCURRENCY")
-    cache_ttl_seconds: int = Field(default=30 * 24 * 3600, alias="CACHE_TTL_SECONDS")
+    cache_ttl_seconds: int = Field(default=30 * 24 * 3600, gt=0, alias="CACHE_TTL_SECONDS")
     # scan cache, and the embedded Redis and Studio data
     cache_dir: Path = Field(default=Path.home() / ".cache" / "agentq", alias="AGENTQ_CACHE_DIR")
     autogenstudio_bin: str | None = Field(default=None, alias="AUTOGENSTUDIO_BIN")
     # A fixed port keeps the cache namespace (Studio URL + user) the same from one run to the next.
     local_studio_port: int = Field(default=8081, alias="LOCAL_STUDIO_PORT")
-    run_ttl_seconds: int = Field(default=7 * 24 * 3600, alias="RUN_TTL_SECONDS")
+    run_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0, alias="RUN_TTL_SECONDS")
 
 
 def scan_limits(settings: Settings) -> Limits:

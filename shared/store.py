@@ -424,13 +424,14 @@ class AsyncRunState:
         metrics: Metrics,
         cache: tuple[str, dict[str, Any]] | None = None,
     ) -> Ended:
-        """Record a task's end and its worker's metrics so far; release its dependents (end_task.lua).
-        `cache`: (key, entry) written just before, in the same round trip."""
+        """Record a task's end, its cache entry (key, entry) when it has one, and its worker's
+        metrics so far; release its dependents. One call of end_task.lua."""
         key = self.store.run_key
         keys = [
             *(key(run_id, p) for p in ("nodes", "counts", "open", "ended", "outbox", "left", "outputs", "transcripts")),
             COUNTERS,
             HISTOGRAMS,
+            *([Store.task_cache_key(cache[0])] if cache else []),
         ]
         args = [
             task_id,
@@ -442,15 +443,11 @@ class AsyncRunState:
             _json(transcript) if transcript else "",
             self.store.run_ttl,
             _json(metrics.drain()),
+            _json(cache[1]) if cache else "",
+            self.store.cache_ttl,
             *dependents,
         ]
-        if cache is None:
-            left, released = await self._end_task(keys=keys, args=args)
-        else:
-            pipe = self.r.pipeline(transaction=False)
-            pipe.set(Store.task_cache_key(cache[0]), _json(cache[1]), ex=self.store.cache_ttl)
-            await self._end_task(keys=keys, args=args, client=pipe)
-            _, (left, released) = await pipe.execute()
+        left, released = await self._end_task(keys=keys, args=args)
         return Ended(int(left), [t.decode() if isinstance(t, bytes) else t for t in released])
 
     async def cached(self, keys: list[str]) -> list[dict[str, Any] | None]:

@@ -5,13 +5,16 @@
 -- The worker's metrics so far land in the same call, so a run seen finished has all of its
 -- metrics in Redis (benchmarks read them when the run ends).
 --
--- KEYS: nodes, counts, open, ended, outbox, left, outputs, transcripts, metric counters, histograms
+-- The task's cache entry, when it has one, is written in the same call too.
+--
+-- KEYS: nodes, counts, open, ended, outbox, left, outputs, transcripts, metric counters,
+--       histograms, then the cache entry's key when there is one
 -- ARGV: task id, state JSON, old status, new status, has output ("1"/"0"), output,
 --       transcript JSON ("" for none), ttl seconds, metrics JSON ([counters, histograms] as
---       field -> amount), then the task's dependents
+--       field -> amount), cache entry JSON, cache ttl seconds, then the task's dependents
 -- Returns {tasks left (-1: it had already ended), {released tasks not yet published}}
 local tid = ARGV[1]
-local first_dependent = 10
+local first_dependent = 12
 local metrics = cjson.decode(ARGV[9])
 for i = 1, 2 do
   for field, amount in pairs(metrics[i]) do
@@ -29,6 +32,9 @@ if redis.call('SADD', KEYS[4], tid) == 0 then
   return {-1, unpublished}
 end
 redis.call('HSET', KEYS[1], tid, ARGV[2])
+if KEYS[11] then
+  redis.call('SET', KEYS[11], ARGV[10], 'EX', ARGV[11])
+end
 if ARGV[3] ~= ARGV[4] then
   if ARGV[3] ~= '' then
     redis.call('HINCRBY', KEYS[2], ARGV[3], -1)
