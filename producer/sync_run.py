@@ -153,7 +153,7 @@ def wait(
             return meta
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"run {run_id} still running after {timeout:.0f} s")
-        time.sleep(0.1)
+        store.await_finish(run_id, 0.1)
 
 
 def remember_if_clean(

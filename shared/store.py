@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 
 from shared.core.drift import WrittenRow
 from shared.core.keys import COUNTERS, LIMIT_PREFIX, PREFIX, ROOT_PREFIX
-from shared.core.run_model import TERMINAL, NodeState, RunMeta  # noqa: F401  (TERMINAL re-exported: the store decides what is over)
+from shared.core.run_model import TERMINAL, NodeState, RunMeta, RunState  # noqa: F401  (TERMINAL re-exported: the store decides what is over)
 from shared.metrics import HISTOGRAMS, HOSTS, IN_FLIGHT, Metrics, read_histograms
 
 END_TASK_LUA = (Path(__file__).parent / "lua" / "end_task.lua").read_text()
@@ -275,10 +275,21 @@ class Store:
         return cast(RunMeta, json.loads(value)) if value else None
 
     def update_meta(self, run_id: str, changes: RunMeta) -> RunMeta:
+        """Change the run's meta; a run marked finished also wakes whoever waits for it."""
         meta = self.meta(run_id) or RunMeta()
         meta.update(changes)
-        self.r.set(self.run_key(run_id, "meta"), _json(meta), ex=self.run_ttl)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.set(self.run_key(run_id, "meta"), _json(meta), ex=self.run_ttl)
+        if changes.get("state") == RunState.FINISHED:
+            pipe.rpush(self.run_key(run_id, "finished"), "1")
+            pipe.expire(self.run_key(run_id, "finished"), self.run_ttl)
+        pipe.execute()
         return meta
+
+    def await_finish(self, run_id: str, seconds: float) -> None:
+        """Wait up to `seconds`, returning at once when the run is marked finished meanwhile (a
+        poll interval that costs no latency: a run ending just after a poll is seen at once)."""
+        self.r.blpop([self.run_key(run_id, "finished")], timeout=seconds)
 
     def batch(self, run_id: str, wave: int, index: int) -> list[str]:
         value = self.r.lindex(self.run_key(run_id, f"wave:{wave}"), index)
