@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import hypothesis  # noqa: F401  (imported here, not lazily by its plugin at the end of a run: CPython 3.11.7 then fails compiling it with "AST constructor recursion depth mismatch")
 import pytest
 
 from producer import embedded
