@@ -167,7 +167,10 @@ class PrioritySemaphore:
             for waiter in self._waiting.values():
                 if not waiter.done():
                     waiter.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
-            raise
+            if not isinstance(exc, Exception):
+                raise
+            # nobody awaits this loop: the waiters have the error; slots not handed back go with
+            # the next call, or come back when their holder_ttl runs out
 
 
 def _wake(future: asyncio.Future[None]) -> None:
