@@ -18,6 +18,7 @@ from shared.core.run_model import TERMINAL, NodeState, RunMeta, RunState  # noqa
 from shared.metrics import HISTOGRAMS, HOSTS, IN_FLIGHT, Metrics, read_histograms
 
 END_TASK_LUA = (Path(__file__).parent / "lua" / "end_task.lua").read_text()
+MARK_ROOT_LUA = (Path(__file__).parent / "lua" / "mark_root.lua").read_text()
 # Meta fields as long as the run: kept apart from the meta, which workers read with every message
 # and the producer with every poll (a 2,000-task workflow's lists are 60 KB of JSON)
 RUN_LISTS = ("gallery_members", "ready", "order")
@@ -130,13 +131,10 @@ class Store:
     def mark_root(self, digest: str, run_id: str, cache_keys: list[str]) -> bool:
         """Record a clean sync's root; every cache entry under it is kept at least as long as the
         root, so a root that is present means every entry is. False (nothing recorded) when one is gone."""
-        pipe = self.r.pipeline(transaction=False)
-        for key in cache_keys:
-            pipe.expire(key, self.cache_ttl)
-        if not all(pipe.execute()):
-            return False
-        self.r.set(ROOT_PREFIX + digest, run_id, ex=self.cache_ttl)
-        return True
+        # one script call: a pipeline of 10,000 EXPIREs costs redis-py three times the CPU to pack
+        return bool(
+            self.r.eval(MARK_ROOT_LUA, len(cache_keys) + 1, ROOT_PREFIX + digest, *cache_keys, run_id, self.cache_ttl)
+        )
 
     def lookup(
         self, ns: str, node_keys: list[str], gallery_key: str | None, tree: str
