@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from shared.core.hashing import canonical_json
 from shared.core.refs import redact, secret_values
 from shared.core.run_model import SUCCEEDED, NodeState, Status
 from shared.core.specs import GALLERY_SECTIONS, gallery_slug
@@ -47,11 +46,11 @@ async def write_gallery(ctx: RunContext) -> None:
         components[GALLERY_SECTIONS[records[label]["type"]]].append(resolved[label])
 
     existing = await find_gallery(ctx, name)
-    old: dict[str, str] = {}
+    old: dict[str, Any] = {}  # label -> component as Studio holds it (compared as data: no serializing 10,000 of them)
     if existing:
         for section in (existing.get("config") or {}).get("components", {}).values():
             for comp in section or []:
-                old[comp.get("label")] = canonical_json(comp)
+                old[comp.get("label")] = comp
     config = {
         "id": gallery_slug(name),
         "name": name,
@@ -63,7 +62,7 @@ async def write_gallery(ctx: RunContext) -> None:
         "components": components,
     }
     try:
-        if existing and canonical_json(existing.get("config")) == canonical_json(config):
+        if existing and existing.get("config") == config:
             row = existing  # Studio holds exactly this: an identical write would only move its timestamps
         elif existing:
             row = await ctx.client.save_gallery(config, existing["id"])
@@ -93,7 +92,7 @@ async def write_gallery(ctx: RunContext) -> None:
         if state["status"] != Status.DONE:
             continue
         previous = old.get(label)
-        outcome = "created" if previous is None else "unchanged" if previous == canonical_json(comp) else "updated"
+        outcome = "created" if previous is None else "unchanged" if previous == comp else "updated"
         updates[label] = {**state, "outcome": outcome, "finished": time.time()}
         cacheable[label] = (records[label]["key"], {"outcome": outcome, "gallery_id": int(row["id"])})
     ctx.store.set_states(ctx.run_id, updates, {lbl: states[lbl]["status"] for lbl in updates})
