@@ -335,13 +335,16 @@ def test_secrets_stay_out_of_redis_logs_and_task_arguments(
 ) -> None:
     url, state = standin
     write_tree(tmp_path, url)
+    # a secret in a system message too: AutoGen's own event log would print the prompt in full
+    write_docs(tmp_path, {"agents/a.yaml": agent_doc("alice", system_message="Sign as ${AGENTQ_TEST_SECRET}.")})
     wf = write_workflow(
         tmp_path, [{"id": "a", "description": "uses the key"}, {"id": "b", "description": "b", "dependencies": ["a"]}]
     )
     proc = wf_cli.run("run", str(wf), "--json")
     assert proc.returncode == 0, proc.stderr
-    # the endpoint did get the key, resolved on the worker
+    # the endpoint did get the key and the system message, resolved on the worker
     assert {q["auth_sha256"] for q in state.requests} == {hashlib.sha256(TEST_SECRET.encode()).hexdigest()}
+    assert all(TEST_SECRET in json.dumps(q["messages"][0]) for q in state.requests)
     assert_not_in_redis(wf_cli.redis_url, TEST_SECRET)
     assert TEST_SECRET not in (services_dir / "worker.log").read_text(errors="replace")
     assert TEST_SECRET not in proc.stdout + proc.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib
+import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -40,8 +41,19 @@ WARM_MODULES = (
 )
 
 
+# Loggers that write a line per model request at INFO, the worker's level: AutoGen's events hold
+# every prompt and answer in full (resolved system messages included, so possibly a secret) and
+# httpx (httpx2 under openai 3) names every request. The metrics and the stored transcript say
+# the same without the cost.
+PER_REQUEST_LOGGERS = ("autogen_core.events", "autogen_agentchat.events", "httpx", "httpx2")
+
+
 @worker_init.connect
 def _warm(**_: Any) -> None:
+    for name in PER_REQUEST_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:  # a level the user set (logging config) stays
+            logger.setLevel(logging.WARNING)
     for name in WARM_MODULES:
         with contextlib.suppress(ImportError):  # an optional provider: its tasks say what to install
             importlib.import_module(name)
