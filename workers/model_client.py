@@ -40,6 +40,7 @@ from shared.core.hashing import canonical_json, sha256_hex
 from shared.metrics import Metrics
 from shared.retry import classify, retrying
 from shared.semaphore import PrioritySemaphore
+from workers.sdk_wire import send_as_built
 
 T = TypeVar("T")
 GATED_PROVIDER = "workers.model_client.GatedChatCompletionClient"
@@ -78,6 +79,11 @@ class ModelClients:
         return client
 
     def _load(self, spec: Mapping[str, Any]) -> ChatCompletionClient:
+        client = self._build(spec)
+        send_as_built(client)
+        return client
+
+    def _build(self, spec: Mapping[str, Any]) -> ChatCompletionClient:
         provider = provider_path(str(spec.get("provider")))
         module, _, name = provider.rpartition(".")
         cls = getattr(importlib.import_module(module), name, None)
