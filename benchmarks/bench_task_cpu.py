@@ -1,6 +1,7 @@
 """Where a workflow task's CPU goes, in one process: AutoGen loading the agent, one agent turn
-through the gated client, a bare OpenAI SDK call, and one model-limit slot (stand-in endpoint
-and Redis included, as the workers have them).
+through the gated client, AutoGen's client alone (the request sent as built, as the workers
+send it, and through the SDK's typed path, alternated), and one model-limit slot (stand-in
+endpoint and Redis included, as the workers have them).
 
     python benchmarks/bench_task_cpu.py [--n 300]
 
@@ -86,9 +87,27 @@ async def measure(url: str, base_url: str, n: int) -> dict[str, float]:
     await asyncio.gather(*(agent_runtime.run(c, "Task: hi", 10) for c in loaded))
     out["one agent turn (gated client, slot, SDK, stand-in)"] = cpu_ms(t, n)
     inner = clients.get(model)
-    t = time.process_time()
-    await asyncio.gather(*(inner.create([UserMessage(content="Task: hi", source="user")]) for _ in range(n)))
-    out["bare SDK create (stand-in included)"] = cpu_ms(t, n)
+    sdk = inner._client  # type: ignore[attr-defined]
+    as_built = sdk.chat.completions
+    paths = {"as built": as_built, "SDK's typed path": None}  # None: the SDK's own (workers/sdk_wire.py)
+
+    async def creates() -> float:
+        t = time.process_time()
+        for _ in range(0, n, 100):  # 100 at a time, as the model limit lets them through
+            await asyncio.gather(*(inner.create([UserMessage(content="Task: hi", source="user")]) for _ in range(100)))
+        return cpu_ms(t, n)
+
+    await creates()  # connections opened
+    best: dict[str, float] = {}
+    for _ in range(3):  # alternated: both see the same machine
+        for name, completions in paths.items():
+            sdk.chat.__dict__.pop("completions", None)
+            if completions is not None:
+                sdk.chat.completions = completions
+            best[name] = min(best.get(name, float("inf")), await creates())
+    for name, ms in best.items():
+        out[f"AutoGen client create, {name} (stand-in included)"] = ms
+    sdk.chat.completions = as_built
 
     async def slot() -> None:
         async with semaphore.slot(0):
