@@ -5,6 +5,7 @@ through, Ctrl-C ends it cleanly."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -84,7 +85,11 @@ def _set_message(directory: Path, message: str) -> None:
         f"  system_message: {message}" if ln.startswith("  system_message:") else ln
         for ln in path.read_text().splitlines()
     ]
-    path.write_text("\n".join(lines) + "\n")
+    # saved as editors save safely (a whole new file renamed over the old one), so that no sync
+    # can read it half-written
+    tmp = path.with_name(f".{path.name}.saving")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
 
 
 def _writer_messages(view: StudioView) -> dict[str, str]:
@@ -143,7 +148,7 @@ def test_a_burst_of_20_saves_is_at_most_2_syncs(cli: Cli, examples: Path) -> Non
         watch.wait_line(lambda line: line["started"] >= marker_time, 60, "the marker's sync", after=seen)
     burst = [line for line in watch.lines[seen:] if line["started"] < marker_time]
     assert 1 <= len(burst) <= 2, f"{len(burst)} syncs for one burst of saves: {burst}"
-    assert all(_clean(line) for line in watch.lines), watch.lines
+    assert all(_clean(line) for line in watch.lines), [line for line in watch.lines if not _clean(line)]
     assert view.teams_by_label()["solo-researcher"][0]["component"]["description"].startswith("The researcher, alone")
 
 
