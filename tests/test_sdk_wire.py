@@ -1,5 +1,6 @@
 """The as-built request path (workers/sdk_wire.py) sends the same bytes as the SDK's typed path,
-for every shape of request AutoGen's OpenAI client makes, and skips the SDK's walk of them."""
+for every shape of request AutoGen's OpenAI client makes, and skips the SDK's walk of them: of the
+conversation always, of the rest once a request of the same shape has been sent."""
 
 from __future__ import annotations
 
@@ -101,13 +102,17 @@ CONVERSATIONS: dict[str, list[LLMMessage]] = {
 
 
 async def bodies(request: Callable[[OpenAIChatCompletionClient], Any], **config: Any) -> tuple[bytes, bytes]:
+    """The body each path sends, checked equal for a first request and for a second of the same
+    shape (the one that skips the walk of its scalars)."""
     typed_sent: list[bytes] = []
     built_sent: list[bytes] = []
     typed, built = client(typed_sent, **config), client(built_sent, **config)
     send_as_built(built)
-    await request(typed)
-    await request(built)
-    assert len(typed_sent) == len(built_sent) == 1
+    for _ in range(2):
+        await request(typed)
+        await request(built)
+    assert len(typed_sent) == len(built_sent) == 2
+    assert built_sent[1] == typed_sent[1] == typed_sent[0]
     return typed_sent[0], built_sent[0]
 
 
@@ -142,7 +147,26 @@ def test_the_sdk_no_longer_walks_the_conversation(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(sdk_completions, "async_maybe_transform", spy)
     typed, built = asyncio.run(bodies(lambda c: c.create(CONVERSATIONS["a tool call and its result"])))
     assert built == typed
-    assert [len(m) for m in walked] == [3, 0]  # the typed path walked three messages, the as-built none
+    # in turn typed, as built, typed, as built: the typed path walked three messages each time; the
+    # as-built path walked none, and its second request (a shape it has sent) was not walked at all
+    assert [len(m) for m in walked] == [3, 0, 3]
+
+
+def test_a_request_with_options_of_its_own_takes_the_sdks_way() -> None:
+    async def go() -> list[bytes]:
+        sent: list[bytes] = []
+        built = client(sent)
+        send_as_built(built)
+        for headers in (None, {"X-Trace": "1"}):
+            await built.create(CONVERSATIONS["system and user text"], extra_create_args={"user": "u1"})
+            if headers:
+                await built._client.chat.completions.create(  # type: ignore[attr-defined]
+                    model="m", messages=[{"role": "user", "content": "hi"}], extra_headers=headers
+                )
+        return sent
+
+    sent = asyncio.run(go())
+    assert [json.loads(b).get("user") for b in sent] == ["u1", "u1", None]
 
 
 def test_only_plain_json_leaves_the_typed_path() -> None:
