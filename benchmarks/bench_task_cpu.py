@@ -1,7 +1,8 @@
 """Where a workflow task's CPU goes, in one process: AutoGen loading the agent, one agent turn
-through the gated client, AutoGen's client alone (the request sent as built, as the workers
-send it, and through the SDK's typed path, alternated), and one model-limit slot (stand-in
-endpoint and Redis included, as the workers have them).
+through the gated client, AutoGen's client alone (with the stand-in; then without the network on
+each request path, alternated: as built, as the workers send it; as built but with its scalars
+walked, as the first request of each shape is; the SDK's typed path), and one model-limit slot
+(stand-in endpoint and Redis included, as the workers have them).
 
     python benchmarks/bench_task_cpu.py [--n 300]
 
@@ -16,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import cast
 
 import redis.asyncio as aioredis
 
@@ -28,6 +30,7 @@ from shared.metrics import Metrics  # noqa: E402
 from shared.semaphore import PrioritySemaphore  # noqa: E402
 from workers import agent_runtime  # noqa: E402
 from workers.model_client import ModelClients, TaskModels  # noqa: E402
+from workers.sdk_wire import AsBuiltCompletions, send_as_built  # noqa: E402
 
 MODEL_INFO = {
     "vision": False,
@@ -38,8 +41,62 @@ MODEL_INFO = {
 }
 
 
+class NoShapes(dict):
+    """A shape record that never knows a shape: every request takes the walk of its scalars."""
+
+    def get(self, *_: object) -> None:
+        return None
+
+
 def cpu_ms(started: float, n: int) -> float:
     return 1000 * (time.process_time() - started) / n
+
+
+async def request_paths(n: int) -> dict[str, float]:
+    """AutoGen's client create on each request path, with the network left out (an httpx2 mock
+    transport answers at once), so that what differs is the client's own CPU; alternated, best of 5."""
+    import httpx2
+    from autogen_core.models import UserMessage
+    from autogen_ext.models.openai import OpenAIChatCompletionClient
+
+    answer = {
+        "id": "c1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+    }
+    transport = httpx2.MockTransport(lambda _request: httpx2.Response(200, json=answer))
+    client = OpenAIChatCompletionClient(
+        model="m",
+        base_url="http://127.0.0.1:9/v1",
+        api_key="x",
+        model_info=MODEL_INFO,  # type: ignore[arg-type]
+        max_retries=0,
+        http_client=httpx2.AsyncClient(transport=transport),  # type: ignore[call-arg]
+    )
+    send_as_built(client)
+    sdk = client._client
+    as_built = cast(AsBuiltCompletions, sdk.chat.completions)
+    shapes = as_built._shapes
+    messages = [UserMessage(content="Task: hi", source="user")]
+    await client.create(messages)  # the shape is recorded
+    # None: the SDK's own; NoShapes: as built, but every request walked as the first of its shape is
+    paths = {"as built": shapes, "as built, scalars walked": NoShapes(), "SDK's typed path": None}
+    best: dict[str, float] = {}
+    for _ in range(5):
+        for name, record in paths.items():
+            sdk.chat.__dict__.pop("completions", None)
+            if record is not None:
+                sdk.chat.completions = as_built  # type: ignore[misc]
+                as_built._shapes = record
+            t = time.process_time()
+            for _ in range(n):
+                await client.create(messages)
+            best[name] = min(best.get(name, float("inf")), cpu_ms(t, n))
+    await client.close()
+    return {f"AutoGen client create, {name}, no network": ms for name, ms in best.items()}
 
 
 async def measure(url: str, base_url: str, n: int) -> dict[str, float]:
@@ -87,27 +144,11 @@ async def measure(url: str, base_url: str, n: int) -> dict[str, float]:
     await asyncio.gather(*(agent_runtime.run(c, "Task: hi", 10) for c in loaded))
     out["one agent turn (gated client, slot, SDK, stand-in)"] = cpu_ms(t, n)
     inner = clients.get(model)
-    sdk = inner._client  # type: ignore[attr-defined]
-    as_built = sdk.chat.completions
-    paths = {"as built": as_built, "SDK's typed path": None}  # None: the SDK's own (workers/sdk_wire.py)
-
-    async def creates() -> float:
-        t = time.process_time()
-        for _ in range(0, n, 100):  # 100 at a time, as the model limit lets them through
-            await asyncio.gather(*(inner.create([UserMessage(content="Task: hi", source="user")]) for _ in range(100)))
-        return cpu_ms(t, n)
-
-    await creates()  # connections opened
-    best: dict[str, float] = {}
-    for _ in range(3):  # alternated: both see the same machine
-        for name, completions in paths.items():
-            sdk.chat.__dict__.pop("completions", None)
-            if completions is not None:
-                sdk.chat.completions = completions
-            best[name] = min(best.get(name, float("inf")), await creates())
-    for name, ms in best.items():
-        out[f"AutoGen client create, {name} (stand-in included)"] = ms
-    sdk.chat.completions = as_built
+    t = time.process_time()
+    for _ in range(0, n, 100):  # 100 at a time, as the model limit lets them through
+        await asyncio.gather(*(inner.create([UserMessage(content="Task: hi", source="user")]) for _ in range(100)))
+    out["AutoGen client create, as built (stand-in included)"] = cpu_ms(t, n)
+    out.update(await request_paths(n))
 
     async def slot() -> None:
         async with semaphore.slot(0):
