@@ -74,6 +74,7 @@ async def request_paths(n: int) -> dict[str, float]:
         api_key="x",
         model_info=MODEL_INFO,  # type: ignore[arg-type]
         max_retries=0,
+        timeout=60.0,  # as the workers configure it (workers/model_client.py): AutoGen sends it with each request
         http_client=httpx2.AsyncClient(transport=transport),  # type: ignore[call-arg]
     )
     send_as_built(client)

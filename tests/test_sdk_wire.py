@@ -136,7 +136,8 @@ def test_a_stream_request_keeps_its_bytes() -> None:
     assert json.loads(built)["stream"] is True and json.loads(built)["seed"] == 7
 
 
-def test_the_sdk_no_longer_walks_the_conversation(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("config", [{}, {"timeout": 30.0}], ids=["no timeout", "a timeout, as the workers set"])
+def test_the_sdk_no_longer_walks_the_conversation(monkeypatch: pytest.MonkeyPatch, config: dict[str, Any]) -> None:
     walked: list[Any] = []
     real = sdk_completions.async_maybe_transform
 
@@ -145,7 +146,7 @@ def test_the_sdk_no_longer_walks_the_conversation(monkeypatch: pytest.MonkeyPatc
         return await real(data, expected_type)
 
     monkeypatch.setattr(sdk_completions, "async_maybe_transform", spy)
-    typed, built = asyncio.run(bodies(lambda c: c.create(CONVERSATIONS["a tool call and its result"])))
+    typed, built = asyncio.run(bodies(lambda c: c.create(CONVERSATIONS["a tool call and its result"]), **config))
     assert built == typed
     # in turn typed, as built, typed, as built: the typed path walked three messages each time; the
     # as-built path walked none, and its second request (a shape it has sent) was not walked at all

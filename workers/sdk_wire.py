@@ -24,6 +24,7 @@ from openai import AsyncOpenAI, NotGiven, Omit
 from openai.resources.chat.completions import AsyncCompletions
 
 BULK = ("messages", "tools")
+OPTIONS = ("extra_headers", "extra_query", "extra_body", "timeout")  # create's arguments that are not body fields
 _SCALARS = (str, int, float, bool, type(None))
 
 
@@ -44,7 +45,10 @@ def is_plain_json(value: Any) -> bool:
 
 
 PATH = "/chat/completions"
-OWN_OPTIONS = ("extra_headers", "extra_query", "timeout")  # a request with any of these takes the SDK's way
+# what the SDK's create adds to the options of a request with no headers or query of its own; a
+# recorded call with anything else is not reused (a newer SDK's new option only turns this off)
+REUSABLE_OPTIONS = frozenset({"extra_json", "timeout", "security"})
+NO_TIMEOUT = ("no timeout",)  # a timeout not given (AutoGen gives one when its config has one)
 
 
 @dataclass(frozen=True)
@@ -56,42 +60,54 @@ class Shape:
     post: dict[str, Any]
 
 
-def shape_key(keys: Any, stream: Any) -> tuple[frozenset[str], bool]:
-    return frozenset(keys), bool(stream)
+ShapeKey = tuple[frozenset[str], bool, Any]
+
+
+def shape_key(keys: Any, stream: Any, timeout: Any) -> ShapeKey | None:
+    """Which keys, streamed or not, which timeout; None when the timeout is not a plain number."""
+    if isinstance(timeout, NotGiven):
+        timeout = NO_TIMEOUT
+    if timeout is not NO_TIMEOUT and not isinstance(timeout, (int, float, type(None))):
+        return None
+    return frozenset(keys), bool(stream), timeout
 
 
 class AsBuiltCompletions(AsyncCompletions):
     def __init__(self, client: AsyncOpenAI) -> None:
         super().__init__(client)
-        self._shapes: dict[tuple[frozenset[str], bool], Shape] = {}
+        self._shapes: dict[ShapeKey, Shape] = {}
         sdk_post = self._post
 
         async def post(path: str, **call: Any) -> Any:
             body, options = call.get("body"), call.get("options")
-            if path == PATH and isinstance(body, dict) and isinstance(options, dict):
-                rest = {k: v for k, v in call.items() if k not in ("body", "options")}
-                self._shapes.setdefault(
-                    shape_key(body, call.get("stream")),
-                    Shape(tuple(body), {**rest, "options": {k: v for k, v in options.items() if k != "extra_json"}}),
-                )
+            if (
+                path == PATH
+                and isinstance(body, dict)
+                and isinstance(options, dict)
+                and set(options) <= REUSABLE_OPTIONS
+            ):
+                key = shape_key(body, call.get("stream"), options.get("timeout", NO_TIMEOUT))
+                if key is not None and key not in self._shapes:
+                    rest = {k: v for k, v in call.items() if k not in ("body", "options")}
+                    options = {k: v for k, v in options.items() if k != "extra_json"}
+                    self._shapes[key] = Shape(tuple(body), {**rest, "options": options})
             return await sdk_post(path, **call)
 
         self._post = post  # the SDK's resources call their client's post through this attribute
 
     async def create(self, **kwargs: Any) -> Any:
         moved = {k: kwargs[k] for k in BULK if isinstance(kwargs.get(k), list) and is_plain_json(kwargs[k])}
-        if moved:
-            # the caller's own extra_body still has the last word, as it has on the typed path
-            kwargs["extra_body"] = extra = {**moved, **(kwargs.get("extra_body") or {})}
-            kwargs.update(dict.fromkeys(moved, []))
+        if not moved:
+            return await super().create(**kwargs)
+        # the caller's own extra_body still has the last word, as it has on the typed path
+        kwargs["extra_body"] = extra = {**moved, **(kwargs.get("extra_body") or {})}
+        kwargs.update(dict.fromkeys(moved, []))
+        if kwargs.get("extra_headers") is None and kwargs.get("extra_query") is None:
             # what the SDK leaves out of the body (AutoGen passes tools=NOT_GIVEN) does not count
-            fields = {k: v for k, v in kwargs.items() if k != "extra_body" and not isinstance(v, (NotGiven, Omit))}
-            shape = self._shapes.get(shape_key(fields, fields.get("stream")))
-            if (
-                shape is not None
-                and not any(k in fields for k in OWN_OPTIONS)
-                and all(k in moved or isinstance(v, _SCALARS) for k, v in fields.items())
-            ):
+            fields = {k: v for k, v in kwargs.items() if k not in OPTIONS and not isinstance(v, (NotGiven, Omit))}
+            key = shape_key(fields, fields.get("stream"), kwargs.get("timeout", NO_TIMEOUT))
+            shape = self._shapes.get(key) if key is not None else None
+            if shape is not None and all(k in moved or isinstance(v, _SCALARS) for k, v in fields.items()):
                 options = {**shape.post["options"], "extra_json": extra}
                 body = {k: fields[k] for k in shape.order}
                 return await self._post(PATH, **{**shape.post, "options": options, "body": body})
