@@ -9,10 +9,11 @@ placeholder that keeps each key in its place: the bytes on the wire are the same
 SDK's typed path. LiteLLM and Hermes Agent bypass the same walk the same way.
 
 The rest of the body (model, stream, temperature and the like) is scalars, which the SDK's walk
-returns as they are, yet the walk of its ~40 typed fields costs another 0.08 ms a request. So the
-first request of each shape (which keys, streamed or not) goes the SDK's whole way and its call
-to `post` is recorded: the key order of the body and the request options the SDK added. A later
-request of that shape whose fields are all scalars is posted the same way without the walk.
+returns as they are, yet the walk of its ~40 typed fields costs another 0.1 ms a request
+(benchmarks/bench_task_cpu.py). So the first request of each shape (which keys, streamed or not,
+which timeout) goes the SDK's whole way and its call to `post` is recorded: the key order of the
+body and the request options the SDK added. A later request of that shape whose fields are all
+scalars is posted the same way without the walk.
 """
 
 from __future__ import annotations
