@@ -85,6 +85,27 @@ def wait_seconds(retry: Retry, attempt: int, base: float) -> float:
     return retry.after if retry.after is not None else backoff_delay(attempt, base)
 
 
+def cause_of(exc: BaseException | None) -> str:
+    found = classify(exc) if exc is not None else None
+    return found.cause if found else "error"
+
+
+def delay_after(exc: BaseException | None, n: int, base: float) -> float:
+    """Seconds to wait after failed attempt `n` (from 0); an error `classify` cannot read, such as
+    one already wrapped, backs off."""
+    found = classify(exc) if exc is not None else None
+    return wait_seconds(found, n, base) if found else backoff_delay(n, base)
+
+
+async def pause(exc: BaseException, base: float, on_retry: Callable[[str], Awaitable[None] | None]) -> None:
+    """What the loop of `retrying` does after a first attempt that failed, for a caller that made
+    that attempt outside the loop (then `retrying(..., done=1)`)."""
+    pending = on_retry(cause_of(exc))
+    if inspect.isawaitable(pending):
+        await pending
+    await asyncio.sleep(delay_after(exc, 0, base))
+
+
 def retrying(
     attempts: int,
     base: float,
@@ -92,24 +113,22 @@ def retrying(
     *,
     retry_on: Callable[[BaseException], bool] = is_retryable,
     give_up: Callable[[BaseException], bool] | None = None,
+    done: int = 0,
 ) -> AsyncRetrying:
     """At most `attempts` tries of the body of `async for attempt in retrying(...): with attempt:`,
-    retrying what `retry_on` accepts and waiting as the policy says (an error `classify` cannot
-    read, such as one already wrapped, backs off). `on_retry(cause)` runs before each wait;
-    `give_up(exc)` stops early. The last error is raised as it is."""
+    retrying what `retry_on` accepts and waiting as the policy says (`delay_after`).
+    `on_retry(cause)` runs before each wait; `give_up(exc)` stops early; `done` tries were made
+    before the loop (see `pause`). The last error is raised as it is."""
 
     def error(state: RetryCallState) -> BaseException | None:
         return state.outcome.exception() if state.outcome else None
 
     def wait(state: RetryCallState) -> float:
-        found = classify(exc) if (exc := error(state)) else None
-        n = state.attempt_number - 1
-        return wait_seconds(found, n, base) if found else backoff_delay(n, base)
+        return delay_after(error(state), state.attempt_number - 1 + done, base)
 
     async def before_sleep(state: RetryCallState) -> None:
-        found = classify(exc) if (exc := error(state)) else None
         if on_retry is not None:
-            pending = on_retry(found.cause if found else "error")
+            pending = on_retry(cause_of(error(state)))
             if inspect.isawaitable(pending):
                 await pending
 
@@ -117,7 +136,7 @@ def retrying(
         exc = error(state)
         # give_up first, on every failure: it may count what it sees
         early = give_up is not None and exc is not None and give_up(exc)
-        return early or state.attempt_number >= attempts
+        return early or state.attempt_number + done >= attempts
 
     return AsyncRetrying(
         stop=stop,

@@ -332,3 +332,48 @@ def test_one_retry_loop_honours_retry_after_stops_on_final_errors_and_gives_up_e
         run([timeout, answer(500)], 5, give_up=lambda exc: isinstance(exc, httpx.TimeoutException))
     )
     assert got is timeout and causes == []
+
+
+def test_a_loop_after_a_first_try_made_outside_it_counts_that_try(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model call tries once outside tenacity's loop (workers/model_client.py), then `pause`
+    and `retrying(..., done=1)` go on as one loop would have: same causes, same attempt count, the
+    backoff of the second failure and not of the first."""
+    import asyncio
+    import random
+
+    import httpx
+
+    from shared.retry import backoff_delay, pause, retrying
+
+    request = httpx.Request("POST", "http://127.0.0.1:9/x")
+    failures = [httpx.HTTPStatusError("x", request=request, response=httpx.Response(500)) for _ in range(5)]
+
+    async def go() -> tuple[int, list[str], list[float]]:
+        causes: list[str] = []
+        waits: list[float] = []
+        tries = 1  # the first, made outside the loop, failed with failures[0]
+        real_sleep = asyncio.sleep
+
+        async def sleep(seconds: float) -> None:
+            waits.append(seconds)
+            await real_sleep(0)
+
+        monkeypatch.setattr(asyncio, "sleep", sleep)
+        await pause(failures[0], 1.0, causes.append)
+        monkeypatch.undo()
+        loop = retrying(4, 1.0, causes.append, done=1)
+        loop.sleep = sleep
+        try:
+            async for attempt in loop:
+                with attempt:
+                    tries += 1
+                    raise failures[tries - 1]
+        except httpx.HTTPStatusError as exc:
+            assert exc is failures[3]  # the last try's own error
+        return tries, causes, waits
+
+    random.seed(7)
+    tries, causes, waits = asyncio.run(go())
+    assert tries == 4 and causes == ["server_error"] * 3
+    random.seed(7)
+    assert waits == [backoff_delay(n, 1.0) for n in range(3)]  # full jitter over 1, 2 and 4 seconds

@@ -38,7 +38,7 @@ from shared.core.endpoints import is_model, limit_key, max_concurrency, provider
 from shared.core.exceptions import TaskFailed
 from shared.core.hashing import canonical_json, sha256_hex
 from shared.metrics import Metrics
-from shared.retry import classify, retrying
+from shared.retry import classify, pause, retrying
 from shared.semaphore import PrioritySemaphore
 from workers.sdk_wire import send_as_built
 
@@ -204,26 +204,39 @@ class TaskModels:
             self.metrics.inc("agentq_retries_total", ["model", cause])
             await self.on_retry(cause)
 
+        async def attempt(number: int) -> T:
+            self.usage.attempts += 1
+            started = time.perf_counter()
+            try:
+                result = await request()
+            except Exception as exc:
+                status = getattr(exc, "status_code", None) or (
+                    "timeout" if "Timeout" in type(exc).__name__ else "error"
+                )
+                self.metrics.observe(
+                    "agentq_model_request_duration_seconds", [model, str(status)], time.perf_counter() - started
+                )
+                if classify(exc) is None or number > self.retries:
+                    raise ModelError(_failure(exc)) from exc
+                raise
+            self.metrics.observe("agentq_model_request_duration_seconds", [model, "200"], time.perf_counter() - started)
+            return result
+
         async with await self.in_line(semaphore):
-            async for attempt in retrying(self.retries + 1, self.backoff, on_retry):
-                with attempt:
-                    self.usage.attempts += 1
-                    started = time.perf_counter()
-                    try:
-                        result = await request()
-                    except Exception as exc:
-                        status = getattr(exc, "status_code", None) or (
-                            "timeout" if "Timeout" in type(exc).__name__ else "error"
-                        )
-                        self.metrics.observe(
-                            "agentq_model_request_duration_seconds", [model, str(status)], time.perf_counter() - started
-                        )
-                        if classify(exc) is None or attempt.retry_state.attempt_number > self.retries:
-                            raise ModelError(_failure(exc)) from exc
-                        raise
-                    self.metrics.observe(
-                        "agentq_model_request_duration_seconds", [model, "200"], time.perf_counter() - started
-                    )
+            # the first try outside tenacity's loop: the loop leaves ~50 objects per call in
+            # reference cycles, nearly all of a busy worker's garbage (its collections stall the loop)
+            failed: Exception | None = None
+            try:
+                result = await attempt(1)
+            except ModelError:
+                raise
+            except Exception as exc:  # retryable: `attempt` turns a final failure into ModelError
+                failed = exc
+            if failed is not None:
+                await pause(failed, self.backoff, on_retry)
+                async for again in retrying(self.retries + 1, self.backoff, on_retry, done=1):
+                    with again:
+                        result = await attempt(again.retry_state.attempt_number + 1)
         self.usage.calls += 1
         return result
 
