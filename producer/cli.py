@@ -4,6 +4,7 @@ commands in producer/commands.py, imported only then."""
 
 from __future__ import annotations
 
+import atexit
 import gc
 import os
 import sys
@@ -17,6 +18,10 @@ GC_THRESHOLD = 50_000
 
 def main() -> None:
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
+    # At exit the interpreter collects once more over every object still alive, to no purpose
+    # here: 0.11 s of the 0.13 s a 10,000-file sync's process takes to end. Registered first,
+    # so it runs after every other exit handler.
+    atexit.register(gc.freeze)
     if sys.argv[1:2] == ["sync"]:
         from producer.nochange import try_fast_sync
 
