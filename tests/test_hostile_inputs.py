@@ -56,6 +56,15 @@ def hostile_files(root: Path, marker: Path) -> dict[str, str]:
         "set.yaml": "label: s\nprovider: x\ncomponent_type: tool\nconfig: !!set {a, b}\n",
         "int-key.yaml": "label: ik\nprovider: x\ncomponent_type: tool\nconfig: {1: x}\n",
         "big.yaml": "label: big\nx: " + "a" * (6 * 1024 * 1024) + "\n",
+        # values Python refuses to convert, and values JSON cannot carry
+        "long-int.json": '{"label": "li", "provider": "x.Y", "component_type": "tool", "config": {"n": '
+        + "9" * 5000
+        + "}}",
+        "long-hex.yaml": "label: lh\nprovider: x.Y\ncomponent_type: tool\nconfig: {n: 0x" + "f" * 5000 + "}\n",
+        "bad-int-tag.yaml": "label: bi\nprovider: x.Y\ncomponent_type: tool\nconfig: {n: !!int abc}\n",
+        "nan.yaml": "label: nan\nprovider: x.Y\ncomponent_type: model\nconfig: {model: m, temperature: .nan}\n",
+        "infinity.json": '{"label": "inf", "provider": "x.Y", "component_type": "tool", "config": {"x": Infinity}}',
+        "dupkey.json": '{"label": "dj", "provider": "x.Y", "component_type": "tool", "label": "dj2"}',
         "crowd.yaml": team + "label: crowd\nconfig:\n  participants: [" + ", ".join(["{$ref: a}"] * 5000) + "]\n",
         "inline-crowd.yaml": team
         + "label: inline-crowd\nconfig:\n  participants: ["
@@ -108,6 +117,12 @@ def hostile_files(root: Path, marker: Path) -> dict[str, str]:
         "set.yaml": "set",
         "int-key.yaml": "key",
         "big.yaml": "MAX_FILE_BYTES",
+        "long-int.json": "4,000 digits",
+        "long-hex.yaml": "4,000 digits",
+        "bad-int-tag.yaml": "abc",
+        "nan.yaml": "NaN",
+        "infinity.json": "infinity",
+        "dupkey.json": "duplicate key 'label'",
         "fifo.yaml": "FIFO",
         "loop-a.yaml": "symbolic links",
         "loop-b.yaml": "symbolic links",

@@ -141,6 +141,41 @@ def test_duplicate_key_in_yaml_flow_mapping():
     assert "duplicate key 'x'" in err.message
 
 
+def test_duplicate_json_key_is_an_error_as_in_yaml():
+    assert "duplicate key 'c'" in error("a.json", b'{"a": 1, "b": {"c": 1, "c": 2}}').message
+    assert parse_document("a.json", b'{"a": {"x": 1}, "b": {"x": 2}}') == {"a": {"x": 1}, "b": {"x": 2}}
+
+
+def test_numbers_python_refuses_to_convert_are_errors_not_crashes():
+    for path, data in (
+        ("a.json", b'{"n": ' + b"9" * 5000 + b"}"),
+        ("a.yaml", b"n: " + b"9" * 5000 + b"\n"),
+        ("b.yaml", b"n: [0x" + b"f" * 5000 + b"]\n"),  # read, but too long to write as JSON
+    ):
+        assert "4,000 digits" in error(path, data).message
+    assert error("b.yaml", b"n: [0x" + b"f" * 5000 + b"]\n").field == "n[0]"
+    assert "abc" in error("c.yaml", b"n: !!int abc\n").message
+    assert "abc" in error("d.yaml", b"n: !!float abc\n").message
+    assert parse_document("e.yaml", b"n: 123456789012345678901234567890\n") == {"n": 123456789012345678901234567890}
+
+
+def test_nan_and_infinity_are_errors_naming_the_field():
+    for path, data in (
+        ("a.yaml", b"config: {temperature: .nan}\n"),
+        ("b.yaml", b"config: {temperature: -.inf}\n"),
+        ("c.json", b'{"config": {"temperature": NaN}}'),
+        ("d.json", b'{"config": {"temperature": Infinity}}'),
+    ):
+        err = error(path, data)
+        assert err.field == "config.temperature" and "NaN and infinity" in err.message
+
+
+def test_a_utf8_byte_order_mark_is_read_past():
+    assert parse_document("a.json", b'\xef\xbb\xbf{"a": 1}') == {"a": 1}
+    assert parse_document("a.yaml", b"\xef\xbb\xbfa: 1\n") == {"a": 1}
+    assert "offset 9" in error("b.json", b'\xef\xbb\xbf{"a": \xff}').message
+
+
 def test_same_key_in_different_mappings_is_fine():
     assert parse_document("a.yaml", b"a: {x: 1}\nb: {x: 2}\n") == {"a": {"x": 1}, "b": {"x": 2}}
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import codecs
 import json
+import math
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +51,35 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 _UniqueKeyLoader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
 
 
+# Python writes an int of more than 4,300 digits no more than it reads one (a YAML hex literal is
+# read without that limit): over 14,000 bits (about 4,200 digits), a number is refused
+MAX_INT_BITS = 14_000
+TOO_LONG = "a number of over 4,000 digits cannot be read"
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, read as a YAML mapping is: a key written twice is an error, not the last one kept."""
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(f"duplicate key {key!r}")
+            seen.add(key)
+    return doc
+
+
+def _unreadable_value(exc: ValueError) -> str:
+    """What Python's own conversions say of a value they refuse, in the file's terms."""
+    if "integer string conversion" in str(exc):
+        return TOO_LONG
+    return f"a value cannot be read: {exc}"
+
+
 def _non_json(
     value: Any, path: str = "", _open: frozenset[int] = frozenset(), _done: set[int] | None = None
 ) -> tuple[str, str] | None:
@@ -73,6 +104,10 @@ def _non_json(
             found = _non_json(item, f"{path}[{i}]", _open, _done)
             if found:
                 return found
+    elif isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+        return path, TOO_LONG
+    elif isinstance(value, float) and not math.isfinite(value):
+        return path, "NaN and infinity cannot be represented in JSON"
     elif value is not None and not isinstance(value, (str, bool, int, float)):
         return path, f"a {type(value).__name__} value cannot be represented in JSON"
     if isinstance(value, (dict, list)):
@@ -191,17 +226,23 @@ def _load_yaml(path: str, text: str, limits: Limits) -> list[Any] | ConfigError:
 
 
 def _parse(path: str, data: bytes, limits: Limits) -> dict[str, Any] | ConfigError:
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0  # as some editors write
     try:
-        text = data.decode("utf-8")
+        text = data[bom:].decode("utf-8")
     except UnicodeDecodeError as exc:
-        return ConfigError(path=path, message=f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})")
+        at = bom + exc.start
+        return ConfigError(path=path, message=f"not valid UTF-8 (byte 0x{data[at]:02x} at offset {at})")
     if not text.strip():
         return ConfigError(path=path, message="empty file: expected one component")
     if path.endswith(".json"):
         try:
-            doc = json.loads(text)
+            doc = json.loads(text, object_pairs_hook=_json_object)
         except json.JSONDecodeError as exc:
             return ConfigError(path=path, message=f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")
+        except _DuplicateKey as exc:
+            return ConfigError(path=path, message=str(exc))
+        except ValueError as exc:
+            return ConfigError(path=path, message=_unreadable_value(exc))
         if (depth := _json_depth(doc)) > limits.max_depth:
             return ConfigError(
                 path=path,
@@ -215,6 +256,8 @@ def _parse(path: str, data: bytes, limits: Limits) -> dict[str, Any] | ConfigErr
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             problem = getattr(exc, "problem", None) or str(exc)
             return ConfigError(path=path, message=f"malformed YAML{where}: {problem}")
+        except ValueError as exc:  # a constructor's conversion: `!!int abc`, a 5,000-digit number
+            return ConfigError(path=path, message=_unreadable_value(exc))
         if isinstance(loaded, ConfigError):
             return loaded
         docs = [d for d in loaded if d is not None]
