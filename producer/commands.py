@@ -404,23 +404,41 @@ def pull(
         raise typer.Exit(Exit.CONFIG)
     settings = load_settings(studio_url=studio_url, studio_user_id=studio_user_id)
     try:
-        layout, others = pull_tree(directory, settings, environment(), team or [], gallery, dry_run, every_row)
+        layout, others, failed = pull_tree(directory, settings, environment(), team or [], gallery, dry_run, every_row)
     except StudioError as exc:
         err().print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(Exit.UNAVAILABLE) from exc
     except OSError as exc:
         err().print(f"[red]error:[/red] cannot write into {directory}: {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(Exit.CONFIG) from exc
-    files = [{"path": f.path, "label": f.label, "action": f.action} for f in layout.files]
+    files = [
+        {
+            "path": f.path,
+            "label": f.label,
+            "action": f.action,
+            **({"error": failed[f.path]} if f.path in failed else {}),
+        }
+        for f in layout.files
+    ]
+    code = Exit.PARTIAL if failed else Exit.OK
     if as_json:
         data = {"files": files, "variables": layout.variables, "warnings": layout.warnings, "not_pulled": others}
         typer.echo(json.dumps(data, indent=2))
-        raise typer.Exit(0)
+        raise typer.Exit(code)
     verb = {"create": "would create" if dry_run else "created", "update": "would update" if dry_run else "updated"}
     for f in layout.changed():
-        console().print(f"{verb[f.action]} {escape(f.path)} ({escape(f.label)})", highlight=False)
+        if f.path in failed:
+            err().print(
+                f"[red]error:[/red] could not write {escape(f.path)} ({escape(f.label)}): {escape(failed[f.path])}"
+            )
+        else:
+            console().print(f"{verb[f.action]} {escape(f.path)} ({escape(f.label)})", highlight=False)
     unchanged = len(layout.files) - len(layout.changed())
-    console().print(f"{len(layout.changed())} file(s) {'to write' if dry_run else 'written'}, {unchanged} unchanged")
+    written = len(layout.changed()) - len(failed)
+    console().print(
+        f"{written} file(s) {'to write' if dry_run else 'written'}, {unchanged} unchanged"
+        + (f", {len(failed)} could not be written" if failed else "")
+    )
     for warning in layout.warnings:
         err().print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
     if others:
@@ -429,7 +447,7 @@ def pull(
         console().print("Set these variables before syncing (secrets are never written to files):")
         for var, places in sorted(layout.variables.items()):
             console().print(f"  {var}  ({escape(', '.join(places))})", highlight=False)
-    raise typer.Exit(0)
+    raise typer.Exit(code)
 
 
 def _apply_prune(prepared: Prepared, settings: Settings, store: Store, prune: bool) -> None:

@@ -98,15 +98,24 @@ def render(write: FileWrite) -> str:
     return yaml.dump(write.document, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
 
 
-def write_files(root: Path, layout: Layout) -> None:
-    """Each changed file written whole, atomically (a crash leaves the old file or the new one)."""
+def write_files(root: Path, layout: Layout) -> dict[str, str]:
+    """Each changed file written whole, atomically (a crash leaves the old file or the new one);
+    one that cannot be written does not stop the others. Returns path -> why not, for those."""
+    failed: dict[str, str] = {}
     for write in layout.changed():
         target = root / write.path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".pull-", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(render(write))
-        os.replace(tmp, target)
+        tmp = None
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".pull-", suffix=".tmp")
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(render(write))
+            os.replace(tmp, target)
+        except OSError as exc:
+            failed[write.path] = exc.strerror or str(exc)
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+    return failed
 
 
 def pull(
@@ -117,8 +126,9 @@ def pull(
     gallery_name: str | None = None,
     dry_run: bool = False,
     every_row: bool = False,
-) -> tuple[Layout, list[str]]:
-    """Pull into `root`; returns the layout and the labels of the rows left out. A tree with
+) -> tuple[Layout, list[str], dict[str, str]]:
+    """Pull into `root`; returns the layout, the labels of the rows left out and the files that
+    could not be written (path -> why). A tree with
     teams takes the rows of its own teams (Studio seeds a default team for every new user: it
     is not the tree's), an empty one takes every row; `labels` or `every_row` say otherwise."""
     existing = existing_files(root, settings, env)
@@ -127,6 +137,5 @@ def pull(
     content = read_studio(settings, labels or [], gallery_name or root.resolve().name, keep)
     taken = {p.relative_to(root).as_posix() for p in root.rglob("*")} if root.is_dir() else set()
     layout = plan_pull(content.teams, content.gallery, existing, env, taken)
-    if not dry_run:
-        write_files(root, layout)
-    return layout, content.others
+    failed = {} if dry_run else write_files(root, layout)
+    return layout, content.others, failed

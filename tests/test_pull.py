@@ -139,3 +139,18 @@ def test_a_team_edited_in_studio_is_pulled_into_its_file_in_place(cli: Cli, exam
     rc, report, err = cli.sync(examples)
     assert rc == 0, err
     assert report["nodes"]["review-team"]["outcome"] == "unchanged", report["nodes"]["review-team"]
+
+
+def test_a_file_that_cannot_be_written_is_named_and_the_others_are_written(tmp_path: Path) -> None:
+    from producer.pull import write_files
+    from shared.core.pull_layout import FileWrite, Layout
+
+    (tmp_path / "teams" / "blocked.yaml").mkdir(parents=True)  # a folder where the file should go
+    doc = {"provider": "p", "component_type": "team", "label": "x", "config": {}}
+    layout = Layout(
+        files=[FileWrite("teams/blocked.yaml", "b", doc, "create"), FileWrite("teams/ok.yaml", "o", doc, "create")]
+    )
+    failed = write_files(tmp_path, layout)
+    assert list(failed) == ["teams/blocked.yaml"] and failed["teams/blocked.yaml"]
+    assert (tmp_path / "teams" / "ok.yaml").is_file()
+    assert not list((tmp_path / "teams").glob(".pull-*")), "a temporary file was left behind"

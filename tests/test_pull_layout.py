@@ -102,6 +102,13 @@ def test_labels_make_safe_paths_and_variable_names() -> None:
     assert "AZURE_GPT_4O_API_KEY" in layout.variables
 
 
+def test_a_long_label_gets_a_file_name_the_file_system_takes_and_stays_its_own() -> None:
+    long_a, long_b = "L" * 5000 + "a", "L" * 5000 + "b"
+    layout = plan_pull([_team(long_a, _agent("x", _model())), _team(long_b, _agent("x", _model()))], [], {}, {})
+    names = [f.path.rsplit("/", 1)[-1] for f in layout.files if f.label in (long_a, long_b)]
+    assert len(set(names)) == 2 and all(len(n.encode()) < 120 for n in names), names
+
+
 def test_gallery_components_get_files_of_their_own() -> None:
     layout = plan_pull([], [_model(), _agent("writer", _model())], {}, {})
     files = {f.path: f.document for f in layout.files}

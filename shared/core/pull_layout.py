@@ -15,6 +15,7 @@ The rules, so that `sync` then `pull` changes no file and `pull` then `sync` wri
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import Counter
 from collections.abc import Collection, Iterator, Mapping
@@ -98,8 +99,15 @@ def parts(component: dict[str, Any]) -> Iterator[dict[str, Any]]:
     return walk(component)
 
 
+SLUG_CHARS = 80  # a file name stays well under the 255 bytes file systems allow
+
+
 def slug(label: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-") or "component"
+    """A file name's stem for `label`; a long label is cut, with a digest of it so it stays its own."""
+    text = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-") or "component"
+    if len(text) <= SLUG_CHARS:
+        return text
+    return text[:SLUG_CHARS].rstrip("-") + "-" + hashlib.sha256(label.encode("utf-8")).hexdigest()[:8]
 
 
 def variable_name(label: str, field_name: str) -> str:
