@@ -1,6 +1,7 @@
 """A STAND-IN for a real model endpoint: a small local OpenAI-compatible chat completions server
 that answers deterministically, for the demo and the tests. It records every request and can be
-told to be slow, to fail with 500, or to answer 429 with Retry-After.
+told to be slow, to fail with 500, to answer 429 with Retry-After, or to answer 200 with a body
+that is no answer (an HTML page as a proxy sends, JSON cut short, no choices).
 
     python -m producer.standin_llm --port 11435
 
@@ -14,7 +15,8 @@ It answers as a model does in the three situations AutoGen creates:
 - anything else: a text naming the model, a digest of the prompt and the task's first line.
 A `[delay:S]` in the task's line makes that answer take S seconds (benchmarks set per-task latencies).
 
-Control (JSON): POST /_control {"delay": s, "fail_rate": 0..1, "fail_every": n, "fail_status": 500|429|[...],
+Control (JSON): POST /_control {"delay": s, "fail_rate": 0..1, "fail_every": n,
+"fail_status": 500|429|"html"|"truncated"|"no_choices"|[...],
 "retry_after": s, "fail_when_contains": "text", "tool": name, "tool_args": {...}, "select": [names],
 "selector_marker": text}; GET /_requests; GET /_stats; POST /_reset.
 """
@@ -36,6 +38,15 @@ from aiohttp import web
 DELAY_MARK = re.compile(r"\[delay:([0-9]*\.?[0-9]+)\]")
 # AutoGen's SelectorGroupChat lists candidates as "... from ['alice', 'bob'] to play" (0.5.x)
 CANDIDATES = re.compile(r"from \[([^\]]*)\]")
+# 200s whose body is no answer, by the fail_status that asks for them: (content type, body)
+MALFORMED = {
+    "html": ("text/html", "<html><body><h1>Service Temporarily Unavailable</h1></body></html>"),
+    "truncated": ("application/json", '{"id": "chatcmpl-cut", "object": "chat.completion", "choices": [{"ind'),
+    "no_choices": (
+        "application/json",
+        '{"id": "chatcmpl-none", "object": "chat.completion", "created": 0, "choices": []}',
+    ),
+}
 
 
 class StandIn:
@@ -63,7 +74,10 @@ class StandIn:
         self.max_in_flight = 0
         self.selections = 0
 
-    async def answer(self, body: dict[str, Any], auth: str | None = None) -> tuple[int, dict[str, str], dict[str, Any]]:
+    async def answer(
+        self, body: dict[str, Any], auth: str | None = None
+    ) -> tuple[int | str, dict[str, str], dict[str, Any]]:
+        """(status, or the MALFORMED kind of a 200 that is no answer; headers; body)"""
         messages = body.get("messages") or []
         prompt = "\n".join(str(m.get("content", "")) for m in messages)
         self.in_flight += 1
@@ -88,7 +102,8 @@ class StandIn:
                 statuses = (
                     control["fail_status"] if isinstance(control["fail_status"], list) else [control["fail_status"]]
                 )
-                status = int(statuses[number % len(statuses)])
+                chosen = statuses[number % len(statuses)]
+                status = chosen if chosen in MALFORMED else int(chosen)
             else:
                 status = 200
         finally:
@@ -107,6 +122,8 @@ class StandIn:
                 "auth_sha256": auth_digest,
             }
         )
+        if isinstance(status, str):
+            return status, {}, {}
         if status == 429:
             return 429, {"Retry-After": str(control["retry_after"])}, {"error": {"message": "rate limited (stand-in)"}}
         if status != 200:
@@ -195,6 +212,9 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 def make_app(state: StandIn) -> web.Application:
     async def chat(request: web.Request) -> web.Response:
         status, headers, payload = await state.answer(await _json_body(request), request.headers.get("Authorization"))
+        if isinstance(status, str):
+            content_type, text = MALFORMED[status]
+            return web.Response(status=200, text=text, content_type=content_type)
         return web.json_response(payload, status=status, headers=headers)
 
     async def control(request: web.Request) -> web.Response:

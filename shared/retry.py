@@ -1,8 +1,9 @@
 """When to retry a call to Studio or a model endpoint and how long to wait. Judged by status and
 exception type, never by message text; no I/O of its own.
 
-One policy: 429 and 503 wait for Retry-After (capped) or else back off; other 5xx, timeouts and
-connection errors back off exponentially with full jitter; any other 4xx is final. One loop that
+One policy: 429 and 503 wait for Retry-After (capped) or else back off; other 5xx, a 200 whose
+body is no answer, timeouts and connection errors back off exponentially with full jitter; any
+other 4xx is final. One loop that
 applies it, tenacity's (`retrying`), for Studio's client, Studio creates and model requests.
 """
 
@@ -19,6 +20,8 @@ from typing import Any
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+
+from shared.core.exceptions import MalformedAnswer
 
 MAX_RETRY_AFTER = 60.0
 
@@ -64,6 +67,8 @@ def classify(exc: BaseException) -> Retry | None:
                 "rate_limited" if status == 429 else "server_error", retry_after_seconds(headers.get("retry-after"))
             )
         return Retry("server_error", None) if status >= 500 else None
+    if isinstance(exc, MalformedAnswer):
+        return Retry("malformed_answer", None)
     name = type(exc).__name__
     if isinstance(exc, (asyncio.TimeoutError, httpx.TimeoutException)) or "Timeout" in name:
         return Retry("timeout", None)

@@ -272,6 +272,32 @@ def test_flaky_endpoint_is_retried_and_a_failing_task_only_stops_its_dependents(
     assert rc == 0 and all(t["status"] == "done" for t in report["tasks"].values())
 
 
+def test_a_200_that_is_no_answer_is_retried_and_named_when_it_is_final(wf_cli: Cli, standin, tmp_path: Path) -> None:
+    """An HTML page from a proxy, JSON cut short, a completion without choices: AutoGen alone
+    would fail on them with an AttributeError or IndexError."""
+    url, state = standin
+    state.control.update(fail_every=2, fail_status=["html", "truncated", "no_choices"])
+    write_tree(tmp_path, url)
+    tasks = [{"id": f"m{i}", "description": f"malformed {i}", "retries": 10} for i in range(6)]
+    rc, report = run(wf_cli, write_workflow(tmp_path, tasks, name="malformed"))
+    assert rc == 0 and all(t["status"] == "done" for t in report["tasks"].values()), report["tasks"]
+    assert report["retries"].get("malformed_answer", 0) >= 3
+    assert {"html", "truncated", "no_choices"} <= {q["status"] for q in state.requests}
+
+    for kind, said in (
+        ("html", "not a chat completion: '<html>"),
+        ("truncated", "JSON that does not parse"),
+        ("no_choices", "without choices"),
+    ):
+        state.control.update(fail_every=1, fail_status=kind)
+        rc, report = run(
+            wf_cli, write_workflow(tmp_path, [{"id": "x", "description": f"always {kind}", "retries": 1}], name=kind)
+        )
+        assert rc == 1 and "Traceback" not in json.dumps(report)
+        error = report["tasks"]["x"]["error"]
+        assert f"at {url}" in error and "answered 200 with" in error and said in error, error
+
+
 def test_model_concurrency_limit_holds_across_worker_processes(wf_cli: Cli, standin, tmp_path: Path) -> None:
     url, state = standin
     state.control["delay"] = 0.15

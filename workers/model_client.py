@@ -35,7 +35,7 @@ from autogen_core.tools import Tool, ToolSchema
 from pydantic import BaseModel, SecretStr
 
 from shared.core.endpoints import is_model, limit_key, max_concurrency, provider_path
-from shared.core.exceptions import TaskFailed
+from shared.core.exceptions import MalformedAnswer, TaskFailed
 from shared.core.hashing import canonical_json, sha256_hex
 from shared.metrics import Metrics
 from shared.retry import classify, pause, retrying
@@ -253,6 +253,8 @@ class TaskModels:
 
 
 def _failure(exc: BaseException) -> str:
+    if isinstance(exc, MalformedAnswer):
+        return str(exc)
     status = getattr(exc, "status_code", None)
     body: Any = getattr(exc, "body", None)
     detail = (body.get("message") if isinstance(body, dict) else None) or str(exc)

@@ -18,11 +18,15 @@ scalars is posted the same way without the walk.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from openai import AsyncOpenAI, NotGiven, Omit
 from openai.resources.chat.completions import AsyncCompletions
+from openai.types.chat import ChatCompletion
+
+from shared.core.exceptions import MalformedAnswer
 
 BULK = ("messages", "tools")
 OPTIONS = ("extra_headers", "extra_query", "extra_body", "timeout")  # create's arguments that are not body fields
@@ -92,7 +96,15 @@ class AsBuiltCompletions(AsyncCompletions):
                     rest = {k: v for k, v in call.items() if k not in ("body", "options")}
                     options = {k: v for k, v in options.items() if k != "extra_json"}
                     self._shapes[key] = Shape(tuple(body), {**rest, "options": options})
-            return await sdk_post(path, **call)
+            try:
+                answer = await sdk_post(path, **call)
+            except json.JSONDecodeError as exc:  # a JSON body cut short
+                raise MalformedAnswer(
+                    f"answered 200 with JSON that does not parse: {exc.msg} (char {exc.pos})"
+                ) from exc
+            if path == PATH and not call.get("stream"):
+                check_answer(answer)
+            return answer
 
         self._post = post  # the SDK's resources call their client's post through this attribute
 
@@ -113,6 +125,16 @@ class AsBuiltCompletions(AsyncCompletions):
                 body = {k: fields[k] for k in shape.order}
                 return await self._post(PATH, **{**shape.post, "options": options, "body": body})
         return await super().create(**kwargs)
+
+
+def check_answer(answer: Any) -> None:
+    """A chat completion with a choice, or MalformedAnswer: AutoGen would fail on it with an
+    AttributeError or IndexError that says nothing of the endpoint."""
+    if not isinstance(answer, ChatCompletion):  # the SDK hands back the text of a body that is not JSON
+        text = answer if isinstance(answer, str) else type(answer).__name__
+        raise MalformedAnswer(f"answered 200 with something that is not a chat completion: {text[:120]!r}")
+    if not answer.choices:
+        raise MalformedAnswer("answered 200 with a chat completion without choices")
 
 
 def send_as_built(model_client: Any) -> None:

@@ -17,3 +17,8 @@ class ServiceUnavailable(AgentqError):
 
 class TaskFailed(AgentqError):
     """One component or workflow task failed for good; the others go on (the run exits 1)."""
+
+
+class MalformedAnswer(Exception):
+    """A 200 from a model endpoint whose body is not an answer (an HTML page from a proxy, JSON cut
+    short, no choices): a server-side fault, retried as a 5xx is (shared/retry.py)."""
