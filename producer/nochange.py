@@ -144,7 +144,8 @@ def rows_as_written(last: LastSync, environ: dict[str, str], timeout: float = 5.
     token = environ.get("STUDIO_TOKEN")
     try:
         body = http_get(parts.hostname, parts.port or 80, path, {"Authorization": f"Bearer {token}"} if token else {})
-        listed = json.loads(body).get("data") or [] if body is not None else None
+        answer = json.loads(body) if body is not None else None
+        listed = answer.get("data") if isinstance(answer, dict) else None
     except (OSError, ValueError):
         return False
     if not isinstance(listed, list):

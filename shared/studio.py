@@ -5,11 +5,12 @@ from __future__ import annotations
 import ssl
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
-from shared.core.exceptions import AgentqError
+from shared.core.exceptions import AgentqError, MalformedAnswer
 from shared.metrics import Metrics, endpoint_template
 from shared.retry import classify, retrying
 
@@ -25,6 +26,20 @@ class StudioError(AgentqError):
         )
         self.status = status
         self.retryable = retryable
+
+
+# What an answer must hold for the caller to use it, and what to call it when it does not: Studio
+# answers {status, message, data}, a proxy in front of it may answer anything with a 200
+Shape = tuple[Callable[[dict[str, Any]], bool], str]
+ANY: Shape = (lambda _: True, "a JSON object")
+ROWS: Shape = (lambda body: isinstance(body.get("data"), list), "a list of rows")
+ROW: Shape = (lambda body: isinstance(body.get("data"), dict), "a row")
+SAVED: Shape = (lambda body: isinstance(body.get("data"), dict) and "id" in body["data"], "the row saved, with its id")
+VERDICT: Shape = (lambda body: isinstance(body.get("is_valid"), bool), "a validation verdict")
+
+
+def _rows(body: dict[str, Any]) -> list[dict[str, Any]]:
+    return [row for row in body["data"] if isinstance(row, dict) and "id" in row]
 
 
 def _tls_context(base_url: str) -> ssl.SSLContext | bool:
@@ -69,11 +84,19 @@ class StudioClient:
         await self._http.aclose()
 
     async def request(
-        self, method: str, path: str, *, retry: bool = True, max_timeouts: int | None = None, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        retry: bool = True,
+        max_timeouts: int | None = None,
+        expect: Shape = ANY,
+        **kwargs: Any,
     ) -> Any:
         """One call under the retry policy (shared/retry.py). `retry=False` for a write that is not
         idempotent (the caller looks before it tries again); `max_timeouts` for a call too
-        expensive for the server to repeat blindly once it has timed out that often."""
+        expensive for the server to repeat blindly once it has timed out that often; `expect`:
+        what the answer must hold (one that does not is retried as a 5xx is)."""
         timeouts = 0
 
         def too_many_timeouts(exc: BaseException) -> bool:
@@ -90,7 +113,9 @@ class StudioClient:
                 self.retries + 1 if retry else 1, self.backoff, on_retry, give_up=too_many_timeouts
             ):
                 with attempt:
-                    return await self._once(method, path, **kwargs)
+                    return await self._once(method, path, expect, **kwargs)
+        except MalformedAnswer as exc:
+            raise StudioError(method, path, 200, str(exc), retryable=True) from exc
         except httpx.HTTPError as exc:
             again = classify(exc) is not None
             if max_timeouts is not None and timeouts >= max_timeouts:
@@ -100,7 +125,7 @@ class StudioClient:
             raise StudioError(method, path, None, f"{type(exc).__name__}: {exc}".rstrip(": "), again) from exc
         raise AssertionError("unreachable")
 
-    async def _once(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def _once(self, method: str, path: str, expect: Shape, **kwargs: Any) -> Any:
         started = time.perf_counter()
         status = "error"
         try:
@@ -109,9 +134,12 @@ class StudioClient:
             status = str(response.status_code)
             response.raise_for_status()
             try:
-                return response.json()
+                body = response.json()
             except ValueError as exc:
-                raise StudioError(method, path, response.status_code, "response is not JSON") from exc
+                raise MalformedAnswer(f"the answer is not JSON: {response.text[:120]!r}") from exc
+            if not isinstance(body, dict) or not expect[0](body):
+                raise MalformedAnswer(f"the answer is not {expect[1]}: {response.text[:120]!r}")
+            return body
         finally:
             self.metrics.observe(
                 "agentq_studio_request_duration_seconds",
@@ -124,29 +152,31 @@ class StudioClient:
         return bool(data.get("status"))
 
     async def version(self) -> str | None:
-        data = await self.request("GET", "/version")
-        return (data.get("data") or {}).get("version")
+        data = (await self.request("GET", "/version")).get("data")
+        version = data.get("version") if isinstance(data, dict) else None
+        return version if isinstance(version, str) else None
 
     async def validate(self, component: dict[str, Any]) -> list[str]:
         """Studio's own validation errors for a component ([] when valid)."""
         # validation builds every agent and model client: a request that timed out twice is not sent again
-        data = await self.request("POST", "/validate/", json={"component": component}, max_timeouts=2)
-        if data.get("is_valid"):
+        data = await self.request("POST", "/validate/", json={"component": component}, max_timeouts=2, expect=VERDICT)
+        if data["is_valid"]:
             return []
-        return [f"{e.get('field')}: {e.get('error')}" for e in data.get("errors", [])] or ["invalid (no details given)"]
+        errors = data.get("errors") if isinstance(data.get("errors"), list) else []
+        said = [f"{e.get('field')}: {e.get('error')}" if isinstance(e, dict) else str(e) for e in errors]
+        return said or ["invalid (no details given)"]
 
     async def list_teams(self) -> list[dict[str, Any]]:
-        data = await self.request("GET", "/teams/", params={"user_id": self.user_id})
-        return list(data.get("data") or [])
+        return _rows(await self.request("GET", "/teams/", params={"user_id": self.user_id}, expect=ROWS))
 
     async def get_team(self, team_id: int) -> dict[str, Any] | None:
         try:
-            data = await self.request("GET", f"/teams/{team_id}", params={"user_id": self.user_id})
+            data = await self.request("GET", f"/teams/{team_id}", params={"user_id": self.user_id}, expect=ROW)
         except StudioError as exc:
             if exc.status == 404:
                 return None
             raise
-        return data.get("data")
+        return data["data"]
 
     async def save_team(self, component: dict[str, Any], version: str, team_id: int | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"user_id": self.user_id, "component": component, "version": version}
@@ -154,26 +184,27 @@ class StudioClient:
             body["id"] = team_id
         # An update is idempotent and safe to retry; a create is retried by the caller,
         # which first looks for a row that a lost response may have created.
-        data = await self.request("POST", "/teams/", json=body, retry=team_id is not None)
+        data = await self.request("POST", "/teams/", json=body, retry=team_id is not None, expect=SAVED)
         return data["data"]
 
     async def list_galleries(self) -> list[dict[str, Any]]:
-        data = await self.request("GET", "/gallery/", params={"user_id": self.user_id})
-        return list(data.get("data") or [])
+        return _rows(await self.request("GET", "/gallery/", params={"user_id": self.user_id}, expect=ROWS))
 
     async def get_gallery(self, gallery_id: int) -> dict[str, Any] | None:
         try:
-            data = await self.request("GET", f"/gallery/{gallery_id}", params={"user_id": self.user_id})
+            data = await self.request("GET", f"/gallery/{gallery_id}", params={"user_id": self.user_id}, expect=ROW)
         except StudioError as exc:
             if exc.status in (403, 404):
                 return None
             raise
-        return data.get("data")
+        return data["data"]
 
     async def save_gallery(self, config: dict[str, Any], gallery_id: int | None = None) -> dict[str, Any]:
         body = {"user_id": self.user_id, "config": config}
         if gallery_id is None:
-            data = await self.request("POST", "/gallery/", json=body, retry=False)
+            data = await self.request("POST", "/gallery/", json=body, retry=False, expect=SAVED)
         else:
-            data = await self.request("PUT", f"/gallery/{gallery_id}", params={"user_id": self.user_id}, json=body)
+            data = await self.request(
+                "PUT", f"/gallery/{gallery_id}", params={"user_id": self.user_id}, json=body, expect=SAVED
+            )
         return data["data"]

@@ -1,7 +1,8 @@
 """A recording HTTP proxy in front of the real AutoGen Studio, for counting requests and
 injecting faults (delay, dropped connections, and a share of answers replaced by a 500 or a 429
 with Retry-After, the 500 either instead of the work or after Studio did it, as a lost answer
-looks). Everything else is passed through unchanged."""
+looks, or by a 200 that is no answer: an HTML page as a proxy sends, before or after the work).
+Everything else is passed through unchanged."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from typing import Any
 
 import httpx
 
+HTML = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+
 
 class StudioProxy:
     def __init__(self, upstream: str) -> None:
@@ -22,7 +25,8 @@ class StudioProxy:
         self.delay = 0.0
         self.down = False
         self.fault_rate = 0.0  # share of answers replaced by a fault
-        self.fault_kinds = ("500", "500-after", "429")  # 500-after: Studio did the work, the answer is lost
+        # 500-after: Studio did the work, the answer is lost; html(-after): a 200 with an HTML page
+        self.fault_kinds: tuple[str, ...] = ("500", "500-after", "429")
         self.retry_after = 1
         self.max_faults_per_request = 2  # the same request (method, path, body) fails at most this often
         self.faults: list[tuple[str, str, str]] = []
@@ -54,12 +58,18 @@ class StudioProxy:
                         {"Retry-After": str(proxy.retry_after)} if fault == "429" else {},
                     )
                     return
+                if fault == "html":
+                    self._answer(200, HTML, {"Content-Type": "text/html"})
+                    return
                 headers = {
                     k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection")
                 }
                 resp = proxy._client.request(self.command, self.path, content=body, headers=headers)
                 if fault == "500-after":
                     self._answer(500, b'{"status": false, "message": "injected fault after the work"}', {})
+                    return
+                if fault == "html-after":
+                    self._answer(200, HTML, {"Content-Type": "text/html"})
                     return
                 with proxy._lock:
                     proxy.requests.append((self.command, self.path.split("?")[0], resp.status_code))

@@ -39,6 +39,29 @@ def test_sync_survives_500s_lost_answers_and_429s(cli: Cli, proxy: StudioProxy, 
     assert {c["label"] for c in galleries[0]["config"]["components"]["agents"]} == {"a"}
 
 
+def test_sync_survives_200s_that_are_no_answer(cli: Cli, proxy: StudioProxy, tmp_path: Path) -> None:
+    """An HTML page with a 200, instead of Studio's answer or after Studio did the work: retried
+    as a 5xx is, a create looked up before it is sent again."""
+    tree = tmp_path / "tree"
+    _write_tree(tree)
+    proxy.fault_rate, proxy.fault_kinds = 0.3, ("html", "html-after")
+    rc, report, err = cli.sync(tree)
+    kinds = Counter(kind for _, _, kind in proxy.faults)
+    assert rc == 0, (report.get("error"), {k: v for k, v in report["nodes"].items() if v["status"] != "done"}, err)
+    assert kinds["html"] and kinds["html-after"], kinds
+    assert any(path.startswith("/api/teams") and method == "POST" for method, path, kind in proxy.faults)
+    teams = cli.studio().teams_by_label()
+    assert all(len(teams.get(f"team-{i:03}", [])) == 1 for i in range(TEAMS)), "every team exactly once"
+
+    # a Studio behind a proxy that only ever answers so: the sync ends, saying what came back
+    (tree / "agent.yaml").write_text((tree / "agent.yaml").read_text().replace("description: d,", "description: d2,"))
+    proxy.fault_rate, proxy.max_faults_per_request = 1.0, 10**6
+    rc, report, err = cli.sync(tree)
+    assert rc == 1 and "Traceback" not in err
+    failed = [v["error"] for v in report["nodes"].values() if v["status"] == "failed"]
+    assert failed and all("the answer is not JSON: '<html>" in e for e in failed), failed
+
+
 def test_redis_going_away_mid_sync_is_one_clear_line_naming_it(
     studio_url: str, proxy: StudioProxy, tmp_path: Path
 ) -> None:
