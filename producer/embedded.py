@@ -137,7 +137,8 @@ def start_worker(
 ) -> subprocess.Popen[bytes]:
     """`celery -A workers worker` against `redis_url`; returns once the worker answers a ping.
     `concurrency`: messages in flight (threads; default WORKER_CONCURRENCY)."""
-    child_env = {**os.environ, **(env or {}), "REDIS_URL": redis_url}
+    # AGENTQ_PARENT_PID: the worker stops when this process is gone, however it ended (workers/lifeline.py)
+    child_env = {**os.environ, **(env or {}), "REDIS_URL": redis_url, "AGENTQ_PARENT_PID": str(os.getpid())}
     nodename = f"{name}-{os.getpid()}-{free_port()}"
     args = [
         sys.executable,

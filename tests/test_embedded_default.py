@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from producer import embedded
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_for
+from tests.studio_proxy import StudioProxy
 
 pytestmark = pytest.mark.integration
 
@@ -39,3 +42,76 @@ def test_sync_on_the_embedded_default_starts_and_stops_its_own_services(tmp_path
     # nothing the command started is left running
     leftover = subprocess.run(["pgrep", "-f", str(tmp_path / "cache")], capture_output=True, text=True)
     assert leftover.stdout.strip() == ""
+
+
+def _embedded_sync(tmp_path: Path, studio: str) -> tuple[psutil.Popen, list[psutil.Process]]:
+    """A sync on the embedded default against a slow Studio, once its Redis and worker run and
+    its first requests reached Studio; returns it and the processes it started."""
+    from tests.test_studio_outage import _write_tree
+
+    tree = tmp_path / "tree"
+    _write_tree(tree, teams=60)
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "STUDIO_URL")}
+    env.update(AGENTQ_CACHE_DIR=str(tmp_path / "cache"), STUDIO_URL=studio, STUDIO_USER_ID=f"sig-{tmp_path.name}")
+    producer = psutil.Popen(
+        [sys.executable, "-m", "producer.cli", "sync", str(tree), "--json"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def started() -> list[psutil.Process]:
+        children = producer.children(recursive=True)
+        names = " ".join(" ".join(c.cmdline()) for c in children)
+        return children if "celery" in names and "redis-server" in names else []
+
+    wait_for(lambda: bool(started()) or producer.poll() is not None, 60, "the embedded Redis and worker")
+    assert producer.poll() is None, producer.communicate()
+    return producer, started()
+
+
+def _gone(procs: list[psutil.Process], timeout: float) -> list[str]:
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    return [" ".join(p.cmdline()[:4]) for p in alive]
+
+
+def test_a_terminated_command_stops_what_it_started(studio_url: str, tmp_path: Path) -> None:
+    """SIGTERM (`kill`, `timeout`, CI) ends the command as Ctrl-C does; its worker and Redis go with it."""
+    proxy = StudioProxy(studio_url)
+    proxy.delay = 0.3  # a sync that lasts while the signal comes
+    started: list[psutil.Process] = []
+    try:
+        producer, started = _embedded_sync(tmp_path, proxy.url)
+        wait_for(lambda: bool(proxy.requests), 60, "the sync to reach Studio")
+        producer.send_signal(signal.SIGTERM)
+        _, err = producer.communicate(timeout=60)
+        assert producer.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err
+        assert _gone(started, 30) == []
+    finally:
+        _stop(started)
+        proxy.close()
+
+
+def test_a_worker_outlives_no_command_killed_outright(studio_url: str, tmp_path: Path) -> None:
+    """SIGKILL leaves the command no time to stop anything: its worker notices and stops itself."""
+    proxy = StudioProxy(studio_url)
+    proxy.delay = 0.3
+    started: list[psutil.Process] = []
+    try:
+        producer, started = _embedded_sync(tmp_path, proxy.url)
+        producer.kill()
+        producer.communicate(timeout=30)
+        worker = [p for p in started if "celery" in " ".join(p.cmdline())]
+        assert _gone(worker, 30) == []
+    finally:
+        _stop(started)  # the embedded Redis has no such lifeline
+        proxy.close()
+
+
+def _stop(procs: list[psutil.Process]) -> None:
+    """What a test's command left running, stopped by PID."""
+    for p in procs:
+        if p.is_running():
+            p.kill()

@@ -21,6 +21,7 @@ from shared.studio import StudioClient, StudioError
 from workers.canvas import publish_tasks, start_finalize, start_wave
 from workers.celery_app import app
 from workers.gallery import write_gallery
+from workers.lifeline import watch_parent
 from workers.registration import NodeFailed, RunContext
 from workers.registration import sync_batch as sync_batch_nodes
 from workers.task_base import WorkerTask
@@ -50,6 +51,7 @@ PER_REQUEST_LOGGERS = ("autogen_core.events", "autogen_agentchat.events", "httpx
 
 @worker_init.connect
 def _warm(**_: Any) -> None:
+    watch_parent()
     for name in PER_REQUEST_LOGGERS:
         logger = logging.getLogger(name)
         if logger.level == logging.NOTSET:  # a level the user set (logging config) stays
