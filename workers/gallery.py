@@ -45,12 +45,6 @@ async def write_gallery(ctx: RunContext) -> None:
             continue
         components[GALLERY_SECTIONS[records[label]["type"]]].append(resolved[label])
 
-    existing = await find_gallery(ctx, name)
-    old: dict[str, Any] = {}  # label -> component as Studio holds it (compared as data: no serializing 10,000 of them)
-    if existing:
-        for section in (existing.get("config") or {}).get("components", {}).values():
-            for comp in section or []:
-                old[comp.get("label")] = comp
     config = {
         "id": gallery_slug(name),
         "name": name,
@@ -61,7 +55,12 @@ async def write_gallery(ctx: RunContext) -> None:
         },
         "components": components,
     }
+    old: dict[str, Any] = {}  # label -> component as Studio holds it (compared as data: no serializing 10,000 of them)
     try:
+        existing = await find_gallery(ctx, name)
+        for section in ((existing or {}).get("config") or {}).get("components", {}).values():
+            for comp in section or []:
+                old[comp.get("label")] = comp
         if existing and existing.get("config") == config:
             row = existing  # Studio holds exactly this: an identical write would only move its timestamps
         elif existing:
@@ -71,7 +70,8 @@ async def write_gallery(ctx: RunContext) -> None:
                 ctx.client, lambda: ctx.client.save_gallery(config), lambda: find_gallery(ctx, name)
             )
             ctx.store.own_gallery(ctx.ns, name, int(row["id"]), str(meta["tree"]))  # what `--prune` may delete
-    except StudioError as exc:
+    except Exception as exc:  # Studio's failure, or an entry shaped as no sync writes one: the members fail
+        said = str(exc) if isinstance(exc, StudioError) else f"{type(exc).__name__}: {exc}"
         secrets = sorted(
             {v for label in resolved for v in secret_values(records[label]["spec"], ctx.env)}, key=len, reverse=True
         )
@@ -80,10 +80,10 @@ async def write_gallery(ctx: RunContext) -> None:
                 updates[label] = {
                     **states[label],
                     "status": Status.FAILED,
-                    "error": redact(f"gallery write failed: {exc}", secrets),
+                    "error": redact(f"gallery write failed: {said}", secrets),
                 }
         ctx.store.set_states(ctx.run_id, updates, {lbl: states[lbl]["status"] for lbl in updates})
-        raise NodeFailed(redact(str(exc), secrets)) from exc
+        raise NodeFailed(redact(said, secrets)) from exc
     ctx.store.set_gallery_id(ctx.ns, name, int(row["id"]))
 
     cacheable = {}

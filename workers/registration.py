@@ -213,8 +213,9 @@ async def sync_batch(ctx: RunContext, labels: list[str], concurrency: int) -> di
     if claimed.todo:
         try:
             await ensure_team_listing(ctx)  # also primes Studio's provider settings before /validate/
-        except (NodeFailed, StudioError) as exc:
-            listing_error = f"could not list Studio's teams to match this one: {exc}"  # teams only: the rest goes on
+        except Exception as exc:  # Studio's failure or a bug's: teams only fail, the rest goes on
+            detail = str(exc) if isinstance(exc, (NodeFailed, StudioError)) else f"{type(exc).__name__}: {exc}"
+            listing_error = f"could not list Studio's teams to match this one: {detail}"
 
     gate = asyncio.Semaphore(concurrency)
 

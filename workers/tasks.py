@@ -194,7 +194,10 @@ def finalize(self: WorkerTask, run_id: str) -> None:
     meta = store.meta(run_id)
     if meta is None:
         return
-    error = _with_context(self, run_id, work) if meta.get("gallery_needed") else None
+    try:
+        error = _with_context(self, run_id, work) if meta.get("gallery_needed") else None
+    except Exception as exc:  # the run ends all the same: a run never marked finished hangs its producer
+        error = f"gallery entry {meta.get('gallery_name')!r} not written: {type(exc).__name__}: {exc}"
     ending = RunMeta(state=RunState.FINISHED, finished=time.time())
     if error:
         ending["error"] = error
