@@ -72,6 +72,8 @@ class Watchdog:
         self._checked = time.monotonic()
         self._progress: tuple[int, float] = (-1, time.monotonic())
         self._last_death: float | None = None  # when a silent worker was last found
+        self._started = time.monotonic()
+        self._told_no_worker = False
 
     def __call__(self, done: int) -> None:
         now = time.monotonic()
@@ -85,6 +87,14 @@ class Watchdog:
         if now - self._checked < self.every:
             return
         self._checked = now
+        if not self._told_no_worker and now - self._started > self.dead_after:
+            beats = self.store.heartbeats().values()
+            if not any(time.time() - beat <= self.dead_after for beat in beats):
+                self._told_no_worker = True  # said once: the wait goes on, a worker may yet start
+                self.say(
+                    f"no worker is running: none has reported for {self.dead_after:g} s (WORKER_DEAD_SECONDS); "
+                    "start one with `celery -A workers worker`"
+                )
         lost = lost_messages(self.store, self.dead_after)
         for worker, task_ids in lost.items():
             live = {t for other, ids in self.store.running_messages().items() if other != worker for t in ids}

@@ -1,10 +1,18 @@
-"""The producer's watchdog gives up on a run that stopped moving, and not on one that moves."""
+"""The producer's watchdog gives up on a run that stopped moving, and not on one that moves, and
+says when no worker is running at all."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
+from producer import embedded
 from producer.recovery import Watchdog
+from tests.conftest import ROOT
 
 
 def _watchdog(give_up_after: float) -> Watchdog:
@@ -32,3 +40,38 @@ def test_a_run_that_keeps_moving_is_never_given_up() -> None:
     watch = _watchdog(give_up_after=0.0)
     for done in range(50):
         watch(done)
+
+
+@pytest.mark.integration
+def test_a_sync_with_no_worker_running_says_so_and_ends(tmp_path: Path) -> None:
+    """REDIS_URL given, no `celery -A workers worker` started: the producer says what is missing
+    once WORKER_DEAD_SECONDS pass, and gives up after STALL_SECONDS."""
+    url, redis_proc = embedded.start_redis(tmp_path / "redis")
+    try:
+        tree = tmp_path / "tree"
+        tree.mkdir()
+        (tree / "tool.yaml").write_text(
+            "provider: autogen_core.tools.FunctionTool\ncomponent_type: tool\nlabel: t\n"
+            "config: {source_code: 'def f() -> int:\\n    return 1\\n', name: f, description: d, global_imports: []}\n"
+        )
+        env = {
+            **os.environ,
+            "REDIS_URL": url,
+            "STUDIO_URL": "http://127.0.0.1:9",  # a first sync asks Studio nothing before its workers do
+            "AGENTQ_CACHE_DIR": str(tmp_path / "cache"),
+            "WORKER_DEAD_SECONDS": "1",
+            "STALL_SECONDS": "6",
+        }
+        proc = subprocess.run(
+            [sys.executable, "-m", "producer.cli", "sync", str(tree)],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 4, proc.stderr
+        assert proc.stderr.count("no worker is running") == 1, proc.stderr
+        assert "celery -A workers worker" in proc.stderr and "Traceback" not in proc.stderr
+    finally:
+        embedded.stop(redis_proc)
