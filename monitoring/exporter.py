@@ -29,8 +29,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from shared.core.exceptions import InvalidInput
 from shared.metrics import COUNTER_HELP, HISTOGRAM_HELP, HOSTS, read_counters, read_histograms
-from shared.settings import Settings
+from shared.settings import Settings, load_settings
 
 log = logging.getLogger("agentq.exporter")
 PRIORITY_SEP = "\x06\x16"
@@ -299,7 +300,10 @@ class Exporter:
 
 
 def main() -> None:
-    settings = Settings()
+    try:
+        settings = load_settings()
+    except InvalidInput as exc:
+        raise SystemExit(f"error: {exc}") from None
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=settings.exporter_port)

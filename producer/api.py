@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from producer import embedded
 from shared.core.exceptions import ServiceUnavailable
 from shared.core.run_model import UNSUCCESSFUL, RunState
+from shared.core.secrets import shown_url
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -144,7 +145,7 @@ def services(settings: Settings | None) -> Iterator[tuple[Store, Settings]]:
         try:
             store.ping()
         except redis.RedisError as exc:
-            raise ServiceUnavailable(f"Redis at {ready.redis_url} is unreachable: {exc}") from exc
+            raise ServiceUnavailable(f"Redis at {shown_url(ready.redis_url)} is unreachable: {exc}") from exc
         yield store, ready
 
 

@@ -18,6 +18,7 @@ import typer
 from producer import embedded
 from shared.core.exceptions import AgentqError, InvalidInput, ServiceUnavailable
 from shared.core.run_model import RunState
+from shared.core.secrets import shown_url
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -123,7 +124,9 @@ def _redis(settings: Settings, services: embedded.LocalServices, quiet: bool) ->
     try:
         store.ping()
     except redis.RedisError as exc:
-        err().print(f"[red]error:[/red] Redis at {escape(url)} is unreachable: {escape(str(exc))}", soft_wrap=True)
+        err().print(
+            f"[red]error:[/red] Redis at {escape(shown_url(url))} is unreachable: {escape(str(exc))}", soft_wrap=True
+        )
         raise typer.Exit(Exit.UNAVAILABLE) from exc
     yield store, settings
 
@@ -903,6 +906,6 @@ def main() -> None:
         redis = sys.modules.get("redis")  # not imported: the error cannot be Redis's
         if redis is None or not isinstance(exc, redis.RedisError):
             raise
-        url = os.environ.get("REDIS_URL") or "the embedded Redis"
+        url = shown_url(os.environ.get("REDIS_URL") or "the embedded Redis")
         err().print(f"[red]error:[/red] Redis at {escape(url)} is unreachable: {escape(str(exc))}", soft_wrap=True)
         raise SystemExit(Exit.UNAVAILABLE) from None

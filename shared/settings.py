@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.core.exceptions import InvalidInput
+from shared.core.secrets import shown_url
 
 if TYPE_CHECKING:
     from shared.core.loader import Limits
@@ -84,6 +89,48 @@ class Settings(BaseSettings):
     local_studio_port: int = Field(default=8081, alias="LOCAL_STUDIO_PORT")
     run_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0, alias="RUN_TTL_SECONDS")
 
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _redis_url(cls, value: object) -> object:
+        if value == "":
+            return None  # REDIS_URL= set but empty: the embedded default, as when unset
+        if isinstance(value, str):
+            parts = urlsplit(value)
+            if parts.scheme not in ("redis", "rediss", "unix"):
+                raise ValueError("expected redis://host:port/db (or rediss://, unix://)")
+            if parts.scheme != "unix":
+                _ = parts.port  # ValueError when it is no port
+                if not parts.path.strip("/").isdigit() and parts.path.strip("/"):
+                    raise ValueError(f"the database {parts.path.strip('/')!r} is not a number")
+        return value
+
+    @field_validator("studio_url", "exporter_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected http://host:port (or https://)")
+        _ = parts.port  # ValueError when it is no port
+        return value
+
+
+def _checked(build: Callable[[], Settings]) -> Settings:
+    """Settings, or InvalidInput naming each setting that is wrong and why (a secret's value is never shown)."""
+    try:
+        return build()
+    except ValidationError as exc:
+        names = {name: f.alias or name for name, f in Settings.model_fields.items()}
+        secret = {f.alias for f in Settings.model_fields.values() if "Secret" in str(f.annotation)}
+        problems = []
+        for e in exc.errors():
+            name = names.get(str(e["loc"][0]), str(e["loc"][0])) if e["loc"] else "settings"
+            value = e.get("input")
+            got = (
+                "" if name in secret else f" (got {repr(shown_url(value)) if isinstance(value, str) else repr(value)})"
+            )
+            problems.append(f"{name}: {e['msg'].removeprefix('Value error, ')}{got}")
+        raise InvalidInput("invalid setting: " + "; ".join(problems)) from None
+
 
 def scan_limits(settings: Settings) -> Limits:
     """The input limits `producer.scanner.scan` takes."""
@@ -106,13 +153,13 @@ def tree_limits(settings: Settings) -> TreeLimits:
 def load_settings(**overrides: object) -> Settings:
     """Settings from the environment, read once per process, with CLI flags (non-None values)
     taking precedence."""
-    return with_overrides(Settings(), **overrides)
+    return with_overrides(_checked(Settings), **overrides)
 
 
 def with_overrides(settings: Settings, **overrides: object) -> Settings:
     """A validated copy with these values (None: left as it is); settings are never changed in place."""
     clean = {k: v for k, v in overrides.items() if v is not None}
-    return Settings.model_validate(settings.model_dump() | clean) if clean else settings
+    return _checked(lambda: Settings.model_validate(settings.model_dump() | clean)) if clean else settings
 
 
 def environment() -> dict[str, str]:

@@ -66,3 +66,12 @@ def mask_secrets(doc: Any) -> Any:
 def content_hash(component: Any) -> str:
     """What a Studio row holds, as a hash that changes with every edit but a secret's value."""
     return hashlib.sha256(canonical_json(mask_secrets(component)).encode("utf-8")).hexdigest()
+
+
+def shown_url(url: str) -> str:
+    """`url` as it may be printed: a password in it (redis://:pw@host) masked."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:{MASK}@{host}"

@@ -1,0 +1,65 @@
+"""Settings read from the environment: a wrong one is an error naming it, never a traceback, and
+a password in a URL is never shown. No servers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from shared.core.exceptions import InvalidInput
+from shared.core.secrets import shown_url
+from shared.settings import load_settings
+from tests.conftest import ROOT
+
+
+def _error(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(InvalidInput) as caught:
+        load_settings()
+    return str(caught.value)
+
+
+def test_a_wrong_setting_is_named_with_what_was_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    said = _error(monkeypatch, STALL_SECONDS="abc", STUDIO_RETRIES="x")
+    assert "STALL_SECONDS" in said and "'abc'" in said and "STUDIO_RETRIES" in said
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("notaurl", "redis://host:port/db"),
+        ("http://127.0.0.1:6379/0", "redis://host:port/db"),
+        ("redis://127.0.0.1:99999/0", "Port"),
+        ("redis://127.0.0.1:6379/abc", "'abc' is not a number"),
+    ],
+)
+def test_a_redis_url_that_is_not_one_is_refused_before_anything_connects(
+    monkeypatch: pytest.MonkeyPatch, url: str, why: str
+) -> None:
+    assert why in _error(monkeypatch, REDIS_URL=url)
+
+
+def test_a_password_in_a_url_is_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    said = _error(monkeypatch, REDIS_URL="redis://:hunter2@127.0.0.1:6379/abc")
+    assert "hunter2" not in said and "redis://:***@127.0.0.1:6379/abc" in said
+    assert "hunter2" not in _error(monkeypatch, STUDIO_TOKEN="hunter2", STUDIO_URL="not a url")
+    assert shown_url("redis://user:pw@h:1/0") == "redis://user:***@h:1/0"
+    assert shown_url("redis://h:1/0") == "redis://h:1/0"
+
+
+def test_an_empty_redis_url_is_the_embedded_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "")
+    assert load_settings().redis_url is None
+
+
+def test_the_command_says_it_in_one_line_and_exits_2() -> None:
+    env = {**os.environ, "STALL_SECONDS": "abc", "REDIS_URL": "redis://:hunter2@127.0.0.1:1/x"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "producer.cli", "plan", "examples"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "hunter2" not in proc.stderr
+    assert "STALL_SECONDS" in proc.stderr and "REDIS_URL" in proc.stderr
