@@ -209,6 +209,13 @@ def test_invalid_variable_name_names_file_and_field():
     assert "invalid variable name ${1BAD}" in err.message
 
 
+def test_a_variable_in_a_label_is_an_error_even_when_set():
+    docs = {"m.yaml": {**comp("m", "model"), "label": "${HOME}"}}
+    tree = build_tree(docs, ["HOME"])
+    (err,) = tree.errors
+    assert (err.path, err.field) == ("m.yaml", "label") and "cannot hold a variable" in err.message
+
+
 def test_cycle_names_every_file_and_skips_dependents():
     docs = basic_docs() | {
         "agents/p.yaml": comp("p", handoff=ref("q")),

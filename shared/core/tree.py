@@ -148,7 +148,9 @@ def _own_problems(path: str, ff: FileFacts, env_names: Collection[str], limits: 
             )
         )
     for f, name in ff.variables:
-        if not is_valid_variable_name(name):
+        if f == "label":  # the worker would resolve it: Studio's row would carry another name than the tree's
+            errs.append(ConfigError(path=path, field=f, message=f"a label cannot hold a variable (${{{name}}})"))
+        elif not is_valid_variable_name(name):
             errs.append(ConfigError(path=path, field=f, message=f"invalid variable name ${{{name}}}"))
         elif name not in env_names:
             errs.append(ConfigError(path=path, field=f, message=f"environment variable {name} is not set"))
