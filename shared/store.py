@@ -203,6 +203,11 @@ class Store:
         pipe.hdel(self.team_ids_key(ns), label)
         pipe.execute()
 
+    def create_lock(self, ns: str, what: str, seconds: float = 30.0) -> redis.lock.Lock:
+        """redis-py's lock on creating the Studio row `what` in this namespace: one create per row
+        at a time across runs and workers. It expires after `seconds`, should its holder die."""
+        return self.r.lock(f"{PREFIX}:{ns}:creating:{what}", timeout=seconds)
+
     def owned_gallery(self, ns: str, name: str) -> tuple[int, str] | None:
         """(row id, tree) of the gallery entry `name` when the sync created it."""
         raw = self.r.hget(f"{PREFIX}:{ns}:owned-galleries", name)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import redis
 
-from tests.conftest import Cli
+from tests.conftest import ROOT, Cli
 from tests.studio_proxy import StudioProxy
 
 EXAMPLE_TEAMS = {"research-team", "review-team", "solo-researcher"}
@@ -150,3 +153,29 @@ def test_broken_files_are_reported_and_the_rest_is_synced(cli: Cli, examples: Pa
     assert (
         gallery["tools"] == {"add", "multiply"} and "critic" in gallery["agents"] and "phantom" not in gallery["agents"]
     )
+
+
+def test_two_syncs_of_one_tree_at_once_write_each_row_once(cli: Cli, examples: Path, proxy: StudioProxy) -> None:
+    """Two CI jobs syncing one repository into one Studio user at the same time: neither finds a
+    row, both would create it. One does; the other finds what it created."""
+    proxy.delay = 0.05  # the two runs overlap for the length of the sync
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "producer.cli", "sync", str(examples), "--json"],
+            env=cli.env(AGENTQ_CACHE_DIR=str(examples.parent / f"cache-{i}")),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        assert json.loads(out)["counts"]["failed"] == 0
+    teams = cli.studio().teams_by_label()
+    assert {label: len(rows) for label, rows in teams.items() if label in EXAMPLE_TEAMS} == dict.fromkeys(
+        EXAMPLE_TEAMS, 1
+    )
+    assert _gallery_labels(cli, examples.name) == EXAMPLE_GALLERY  # one entry, with every member

@@ -9,7 +9,7 @@ from shared.core.refs import redact, secret_values
 from shared.core.run_model import SUCCEEDED, NodeState, Status
 from shared.core.specs import GALLERY_SECTIONS, gallery_slug
 from shared.studio import StudioError
-from workers.registration import NodeFailed, RunContext, create_once
+from workers.registration import NodeFailed, RunContext, create_once, creating
 
 
 async def find_gallery(ctx: RunContext, name: str) -> dict[str, Any] | None:
@@ -57,19 +57,21 @@ async def write_gallery(ctx: RunContext) -> None:
     }
     old: dict[str, Any] = {}  # label -> component as Studio holds it (compared as data: no serializing 10,000 of them)
     try:
-        existing = await find_gallery(ctx, name)
-        for section in ((existing or {}).get("config") or {}).get("components", {}).values():
-            for comp in section or []:
-                old[comp.get("label")] = comp
-        if existing and existing.get("config") == config:
-            row = existing  # Studio holds exactly this: an identical write would only move its timestamps
-        elif existing:
-            row = await ctx.client.save_gallery(config, existing["id"])
-        else:  # a create whose answer was lost is looked up before it is sent again
-            row = await create_once(
-                ctx.client, lambda: ctx.client.save_gallery(config), lambda: find_gallery(ctx, name)
-            )
-            ctx.store.own_gallery(ctx.ns, name, int(row["id"]), str(meta["tree"]))  # what `--prune` may delete
+        async with creating(ctx, f"gallery:{name}"):  # two syncs of the tree at once: one entry
+            existing = await find_gallery(ctx, name)
+            for section in ((existing or {}).get("config") or {}).get("components", {}).values():
+                for comp in section or []:
+                    old[comp.get("label")] = comp
+            if existing and existing.get("config") == config:
+                row = existing  # Studio holds exactly this: an identical write would only move its timestamps
+            elif existing:
+                row = await ctx.client.save_gallery(config, existing["id"])
+            else:  # a create whose answer was lost is looked up before it is sent again
+                row = await create_once(
+                    ctx.client, lambda: ctx.client.save_gallery(config), lambda: find_gallery(ctx, name)
+                )
+                ctx.store.own_gallery(ctx.ns, name, int(row["id"]), str(meta["tree"]))  # what `--prune` may delete
+            ctx.store.set_gallery_id(ctx.ns, name, int(row["id"]))
     except Exception as exc:  # Studio's failure, or an entry shaped as no sync writes one: the members fail
         said = str(exc) if isinstance(exc, StudioError) else f"{type(exc).__name__}: {exc}"
         secrets = sorted(
@@ -84,7 +86,6 @@ async def write_gallery(ctx: RunContext) -> None:
                 }
         ctx.store.set_states(ctx.run_id, updates, {lbl: states[lbl]["status"] for lbl in updates})
         raise NodeFailed(redact(said, secrets)) from exc
-    ctx.store.set_gallery_id(ctx.ns, name, int(row["id"]))
 
     cacheable = {}
     for label, comp in resolved.items():

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+
+from redis.exceptions import LockError
 
 from shared.core.drift import WrittenRow, row_label
 from shared.core.exceptions import TaskFailed
@@ -118,14 +122,35 @@ async def upsert_team(
             if known.get("hash") == digest:
                 record(team_id, owned(team_id), known)
                 return "unchanged", team_id
-    if team_id is not None:
-        saved = await ctx.client.save_team(component, key, team_id)
-        record(team_id, owned(team_id), saved)
-        return "updated", team_id
-    found = await find_team(ctx, label, key) if redelivered else None
-    row = found or await create_team(ctx, label, component, key)
-    record(int(row["id"]), True, row)
-    return "created", int(row["id"])
+    if team_id is None:
+        async with creating(ctx, f"team:{label}"):
+            # another sync of this tree (another run, same Studio user) may have created it meanwhile
+            team_id = ctx.store.team_id(ctx.ns, label)
+            if team_id is None:
+                found = await find_team(ctx, label, key) if redelivered else None
+                row = found or await create_team(ctx, label, component, key)
+                record(int(row["id"]), True, row)
+                return "created", int(row["id"])
+            earlier = ctx.store.written_row(ctx.ns, label)
+            if earlier is not None and earlier.row_id == team_id and earlier.hash == digest:
+                return "unchanged", team_id
+    saved = await ctx.client.save_team(component, key, team_id)
+    record(team_id, owned(team_id), saved)
+    return "updated", team_id
+
+
+@asynccontextmanager
+async def creating(ctx: RunContext, what: str) -> AsyncIterator[None]:
+    """Held while deciding to create the Studio row `what` and creating it: two syncs of one tree
+    at once (two CI jobs) would otherwise both find no row and both create one."""
+    lock = ctx.store.create_lock(ctx.ns, what)
+    while not lock.acquire(blocking=False):
+        await asyncio.sleep(0.05)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(LockError):  # expired while held: another may have taken it since
+            lock.release()
 
 
 async def create_team(ctx: RunContext, label: str, component: dict[str, Any], key: str) -> dict[str, Any]:
