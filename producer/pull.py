@@ -128,9 +128,9 @@ def pull(
     every_row: bool = False,
 ) -> tuple[Layout, list[str], dict[str, str]]:
     """Pull into `root`; returns the layout, the labels of the rows left out and the files that
-    could not be written (path -> why). A tree with
-    teams takes the rows of its own teams (Studio seeds a default team for every new user: it
-    is not the tree's), an empty one takes every row; `labels` or `every_row` say otherwise."""
+    could not be written (path -> why). A tree with teams takes the rows of its own teams (Studio
+    seeds a default team for every new user: it is not the tree's), an empty one takes every row;
+    `labels` or `every_row` say otherwise."""
     existing = existing_files(root, settings, env)
     has_teams = any(e.component_type == "team" for e in existing.values())
     keep = {lbl for lbl, e in existing.items() if e.component_type == "team"} if has_teams and not every_row else None

@@ -3,8 +3,8 @@ exception type, never by message text; no I/O of its own.
 
 One policy: 429 and 503 wait for Retry-After (capped) or else back off; other 5xx, a 200 whose
 body is no answer, timeouts and connection errors back off exponentially with full jitter; any
-other 4xx is final. One loop that
-applies it, tenacity's (`retrying`), for Studio's client, Studio creates and model requests.
+other 4xx is final. One loop that applies it, tenacity's (`retrying`), for Studio's client,
+Studio creates and model requests.
 """
 
 from __future__ import annotations

@@ -98,10 +98,11 @@ class Settings(BaseSettings):
             parts = urlsplit(value)
             if parts.scheme not in ("redis", "rediss", "unix"):
                 raise ValueError("expected redis://host:port/db (or rediss://, unix://)")
+            db = parts.path.strip("/")
             if parts.scheme != "unix":
                 _ = parts.port  # ValueError when it is no port
-                if not parts.path.strip("/").isdigit() and parts.path.strip("/"):
-                    raise ValueError(f"the database {parts.path.strip('/')!r} is not a number")
+                if db and not db.isdigit():
+                    raise ValueError(f"the database {db!r} is not a number")
         return value
 
     @field_validator("studio_url", "exporter_url")
@@ -125,9 +126,8 @@ def _checked(build: Callable[[], Settings]) -> Settings:
         for e in exc.errors():
             name = names.get(str(e["loc"][0]), str(e["loc"][0])) if e["loc"] else "settings"
             value = e.get("input")
-            got = (
-                "" if name in secret else f" (got {repr(shown_url(value)) if isinstance(value, str) else repr(value)})"
-            )
+            shown = shown_url(value) if isinstance(value, str) else value
+            got = "" if name in secret else f" (got {shown!r})"
             problems.append(f"{name}: {e['msg'].removeprefix('Value error, ')}{got}")
         raise InvalidInput("invalid setting: " + "; ".join(problems)) from None
 

@@ -9,12 +9,13 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Mapping
 
 CHECK_EVERY = 1.0  # seconds
 GRACE = 10.0  # seconds of warm shutdown before the process ends regardless
 
 
-def watch_parent(environ: dict[str, str] | os._Environ[str] = os.environ) -> threading.Thread | None:
+def watch_parent(environ: Mapping[str, str] = os.environ) -> threading.Thread | None:
     parent = environ.get("AGENTQ_PARENT_PID", "")
     if not parent.isdigit():
         return None

@@ -14,6 +14,10 @@ returns as they are, yet the walk of its ~40 typed fields costs another 0.1 ms a
 which timeout) goes the SDK's whole way and its call to `post` is recorded: the key order of the
 body and the request options the SDK added. A later request of that shape whose fields are all
 scalars is posted the same way without the walk.
+
+Every answer to a chat request passes through the same hook, which checks it is one: a 200 whose
+body is an HTML page or has no choices is a MalformedAnswer, retried as a 5xx is, where AutoGen
+would fail with an AttributeError or IndexError naming nothing.
 """
 
 from __future__ import annotations

@@ -20,5 +20,5 @@ class TaskFailed(AgentqError):
 
 
 class MalformedAnswer(Exception):
-    """A 200 from a model endpoint whose body is not an answer (an HTML page from a proxy, JSON cut
-    short, no choices): a server-side fault, retried as a 5xx is (shared/retry.py)."""
+    """A 200 from Studio or a model endpoint whose body is not the answer asked for (an HTML page
+    from a proxy, JSON cut short, no choices): a server-side fault, retried as a 5xx is (shared/retry.py)."""
