@@ -790,13 +790,14 @@ def bench_report(
     out: Annotated[
         Path | None, typer.Option("--out", help="Where report.html and report.md go (default: the first set)")
     ] = None,
+    as_json: AsJson = False,
 ) -> None:
     """A self-contained HTML report with charts, and a Markdown summary."""
     from producer.bench import load, report
 
     loaded = [(path.name if path.is_dir() else path.parent.name, load(path)) for path in results]
     html, md = report(loaded, out or (results[0] if results[0].is_dir() else results[0].parent))
-    typer.echo(f"{html}\n{md}")
+    typer.echo(json.dumps({"html": str(html), "markdown": str(md)}) if as_json else f"{html}\n{md}")
 
 
 @app.command()
@@ -851,6 +852,9 @@ def monitor(
         str | None, typer.Option("--exporter-url", help="Exporter base URL (env EXPORTER_URL)")
     ] = None,
     redis_url: RedisUrl = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one reading (two polls --refresh apart, for rates) as JSON and exit")
+    ] = False,
 ) -> None:
     """Live terminal dashboard: hosts, workers, queues, Studio, throughput and alerts (Ctrl-C to quit)."""
     from rich.live import Live
@@ -861,6 +865,13 @@ def monitor(
     settings = load_settings(redis_url=redis_url, exporter_url=exporter_url)
     watcher = Monitor(settings.exporter_url)
     store = _store(settings, settings.redis_url) if settings.redis_url else None
+    if as_json:
+        watcher.poll()
+        time.sleep(refresh)
+        snapshot = watcher.poll()
+        typer.echo(json.dumps({**snapshot.__dict__, "recent_runs": _recent_runs(store)}, indent=2))
+        unreachable = any(alert["name"] == "ExporterUnreachable" for alert in snapshot.alerts)
+        raise typer.Exit(Exit.UNAVAILABLE if unreachable else Exit.OK)
     try:
         with Live(console=console(), screen=False, auto_refresh=False) as live:
             while True:

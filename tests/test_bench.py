@@ -143,6 +143,11 @@ def test_bench_workflow_compare_and_report(wf_cli: Cli, tmp_path: Path) -> None:
     width, height = struct.unpack(">II", png[16:24])
     assert width > 300 and height > 200
     assert "| team3.parallel.wall_seconds |" in (tmp_path / "report" / "report.md").read_text()
+    as_json = wf_cli.run("bench", "report", str(tmp_path / "fast"), "--out", str(tmp_path / "report"), "--json")
+    assert json.loads(as_json.stdout) == {
+        "html": str(tmp_path / "report" / "report.html"),
+        "markdown": str(tmp_path / "report" / "report.md"),
+    }
 
 
 STUDIO_MEASURES = {

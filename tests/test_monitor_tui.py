@@ -61,6 +61,20 @@ def test_monitor_shows_workers_queues_and_an_induced_alert(redis_url: str, worke
         assert any(name.startswith("test-") and w["up"] for name, w in last["workers"].items())
         assert any(a["name"] == "StudioDown" and a["severity"] == "critical" for a in last["alerts"])
         assert data["thresholds"]["cpu"] == 80.0
+
+        # --json: one reading for a script, the same facts
+        once = subprocess.run(
+            [sys.executable, "-m", "producer.cli", "monitor", "--json", "--refresh", "0.5"]
+            + ["--exporter-url", f"http://127.0.0.1:{port}", "--redis-url", redis_url],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert once.returncode == 0, once.stderr
+        reading = json.loads(once.stdout)
+        assert reading["queues"]["backlog"] == 7 and any(a["name"] == "StudioDown" for a in reading["alerts"])
+        assert isinstance(reading["recent_runs"], list)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
         embedded.stop(exporter)
