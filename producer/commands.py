@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -826,7 +827,8 @@ def team(
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for label, doc in agents.items():
-        path = folder / f"{label}.yaml"
+        # the label begins with --name, which may hold anything: the file name keeps only what is safe
+        path = folder / f"{re.sub(r'[^A-Za-z0-9_-]+', '-', label).strip('-') or 'agent'}.yaml"
         path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
         written.append(str(path))
     target = write or tree / "workflows" / f"{slug(workflow['name'])}.yaml"

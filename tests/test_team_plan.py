@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ import pytest
 from shared.core.facts import file_facts
 from shared.core.team_plan import roles_for, team_workflow
 from shared.core.workflow import Workflow, parse_workflow
-from tests.conftest import Cli
+from tests.conftest import ROOT, Cli
 from tests.test_workflow_run import write_tree
 
 
@@ -91,3 +93,21 @@ def test_task_complexity_changes_dependencies_prompts_and_turns() -> None:
     assert complex_["name"] != workflow["name"]
     with pytest.raises(ValueError, match="complexity"):
         with_complexity(agents, workflow, "hard", "m")
+
+
+def test_a_name_that_climbs_out_of_the_tree_writes_inside_it(tmp_path: Path) -> None:
+    tree, outside = tmp_path / "tree", tmp_path / "outside"
+    tree.mkdir()
+    outside.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "producer.cli", "team", "a goal", "--model", "m", "--tree", str(tree)]
+        + ["--name", f"../../../{outside.name}/pwned", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    written = [Path(p) for p in json.loads(proc.stdout)["agents"]] + [Path(json.loads(proc.stdout)["workflow"])]
+    assert all(p.resolve().is_relative_to(tree.resolve()) and p.is_file() for p in written), written
+    assert not any(outside.iterdir()) and not list(tmp_path.glob("*pwned*"))
