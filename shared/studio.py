@@ -64,6 +64,7 @@ class StudioClient:
         metrics: Metrics | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._token = token
         self.user_id = user_id
         self.retries = retries
         self.backoff = backoff
@@ -121,7 +122,9 @@ class StudioClient:
             if max_timeouts is not None and timeouts >= max_timeouts:
                 raise StudioError(method, path, None, f"timed out {timeouts} times; not sent again") from exc
             if isinstance(exc, httpx.HTTPStatusError):
-                raise StudioError(method, path, exc.response.status_code, exc.response.text[:500], again) from exc
+                raise StudioError(
+                    method, path, exc.response.status_code, self._said(exc.response)[:500], again
+                ) from exc
             raise StudioError(method, path, None, f"{type(exc).__name__}: {exc}".rstrip(": "), again) from exc
         raise AssertionError("unreachable")
 
@@ -136,9 +139,9 @@ class StudioClient:
             try:
                 body = response.json()
             except ValueError as exc:
-                raise MalformedAnswer(f"the answer is not JSON: {response.text[:120]!r}") from exc
+                raise MalformedAnswer(f"the answer is not JSON: {self._said(response)[:120]!r}") from exc
             if not isinstance(body, dict) or not expect[0](body):
-                raise MalformedAnswer(f"the answer is not {expect[1]}: {response.text[:120]!r}")
+                raise MalformedAnswer(f"the answer is not {expect[1]}: {self._said(response)[:120]!r}")
             return body
         finally:
             self.metrics.observe(
@@ -146,6 +149,11 @@ class StudioClient:
                 [endpoint_template(path), method, status],
                 time.perf_counter() - started,
             )
+
+    def _said(self, response: httpx.Response) -> str:
+        """What Studio (or a proxy before it) answered, as it may be shown: the token masked, should
+        the answer echo the request's headers."""
+        return response.text.replace(self._token, "***") if self._token else response.text
 
     async def health(self) -> bool:
         data = await self.request("GET", "/health", retry=False)

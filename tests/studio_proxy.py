@@ -25,10 +25,12 @@ class StudioProxy:
         self.delay = 0.0
         self.down = False
         self.fault_rate = 0.0  # share of answers replaced by a fault
-        # 500-after: Studio did the work, the answer is lost; html(-after): a 200 with an HTML page
+        # 500-after: Studio did the work, the answer is lost; html(-after): a 200 with an HTML page;
+        # 401-echo, 200-echo: an answer that repeats the request's Authorization header and body
         self.fault_kinds: tuple[str, ...] = ("500", "500-after", "429")
         self.retry_after = 1
         self.max_faults_per_request = 2  # the same request (method, path, body) fails at most this often
+        self.fault_methods: tuple[str, ...] | None = None  # only requests with these methods fail (None: any)
         self.faults: list[tuple[str, str, str]] = []
         self._fault_counts: dict[str, int] = {}
         self._random = random.Random(7)
@@ -60,6 +62,10 @@ class StudioProxy:
                     return
                 if fault == "html":
                     self._answer(200, HTML, {"Content-Type": "text/html"})
+                    return
+                if fault in ("401-echo", "200-echo"):  # a server that says back what it was sent
+                    said = f"<html>refused: {self.headers.get('Authorization')} {body!r}</html>".encode()
+                    self._answer(int(fault[:3]), said, {"Content-Type": "text/html"})
                     return
                 headers = {
                     k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection")
@@ -97,7 +103,7 @@ class StudioProxy:
         self._thread.start()
 
     def _fault(self, method: str, path: str, body: bytes | None) -> str | None:
-        if not self.fault_rate:
+        if not self.fault_rate or (self.fault_methods is not None and method not in self.fault_methods):
             return None
         key = hashlib.sha256(f"{method} {path} ".encode() + (body or b"")).hexdigest()
         with self._lock:

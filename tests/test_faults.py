@@ -241,6 +241,48 @@ def _secret_in_wrong_type_field(
     assert "agentq_" in metrics and TEST_SECRET not in metrics and TEST_SECRET[:12] not in metrics
 
 
+def test_a_server_that_echoes_the_request_shows_no_secret_and_no_token(
+    studio_url: str, proxy: StudioProxy, tmp_path: Path
+) -> None:
+    """Studio (or a proxy before it) answers 401 or 200 with the request's Authorization header and
+    body in its page: neither STUDIO_TOKEN nor a component's resolved secret reaches the output,
+    the run state or Redis."""
+    token = f"studio-token-{uuid.uuid4().hex}"
+    url, redis_proc = embedded.start_redis(tmp_path / "redis")
+    worker = embedded.start_worker(
+        url, concurrency=4, name="echo", env={**WORKER_ENV, "STUDIO_TOKEN": token}, log_path=tmp_path / "worker.log"
+    )
+    try:
+        cli = Cli(url, proxy.url, f"echo-{uuid.uuid4().hex[:6]}", tmp_path / "cache", studio_url)
+        tree = tmp_path / "tree"
+        tree.mkdir()
+        (tree / "model.yaml").write_text(
+            "provider: autogen_ext.models.openai.OpenAIChatCompletionClient\ncomponent_type: model\nlabel: m\n"
+            "config: {model: gpt-4o-mini, api_key: '${AGENTQ_TEST_SECRET}'}\n"
+        )
+        (tree / "team.yaml").write_text(
+            "provider: autogen_agentchat.teams.RoundRobinGroupChat\ncomponent_type: team\nlabel: t\nconfig:\n"
+            "  participants: [{provider: autogen_agentchat.agents.AssistantAgent, component_type: agent,"
+            " config: {name: a, description: d, reflect_on_tool_use: false, tool_call_summary_format: '{result}',"
+            " model_client: {$ref: m}}}]\n"
+        )
+        proxy.fault_rate, proxy.max_faults_per_request = 1.0, 10**6
+        for kind, methods in (("401-echo", None), ("200-echo", None), ("401-echo", ("POST",))):
+            # every request, then only the writes: their bodies hold the resolved secret
+            proxy.fault_kinds, proxy.fault_methods = (kind,), methods
+            rc, report, err = cli.sync(tree, "--force", STUDIO_TOKEN=token)
+            assert rc == 1, err
+            said = json.dumps(report) + err
+            assert "refused: Bearer ***" in said, said[:2000]  # the echo is shown, the token masked
+            for secret in (token, TEST_SECRET):
+                assert secret not in said
+                assert_not_in_redis(url, secret)
+            assert TEST_SECRET not in (tmp_path / "worker.log").read_text(errors="replace")
+    finally:
+        embedded.stop(worker)
+        embedded.stop(redis_proc)
+
+
 def test_a_killed_worker_mid_workflow_loses_no_task(standin, tmp_path: Path) -> None:
     from tests.test_workflow_run import write_tree, write_workflow
 
