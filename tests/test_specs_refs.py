@@ -315,3 +315,14 @@ def test_redact_scrubs_secrets_and_the_fragments_servers_quote() -> None:
     scrubbed = redact(text, secrets)
     assert key[:8] not in scrubbed and key[-8:] not in scrubbed and "acme-org" not in scrubbed
     assert scrubbed.startswith("bad header '***'") and redact("not a secret", secrets) == "not a secret"
+
+
+def test_a_secret_written_out_in_the_file_is_scrubbed_as_a_resolved_one_is() -> None:
+    from shared.core.refs import redact, secret_values
+
+    literal = "sk-written-in-the-file-0123456789"
+    spec = {"config": {"api_key": literal, "password": "${PW}", "model": "gpt-4o-mini"}}
+    secrets = secret_values(spec, {"PW": "hunter2-hunter2"})
+    assert literal in secrets and "hunter2-hunter2" in secrets and "gpt-4o-mini" not in secrets
+    assert "${PW}" not in secrets  # a placeholder is no secret
+    assert redact(f"answered 401: bad key Bearer {literal}", secrets) == "answered 401: bad key Bearer ***"

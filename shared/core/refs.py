@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from shared.core.exceptions import InvalidInput
+from shared.core.secrets import secret_fields
 
 REF_KEY = "$ref"
 # ${NAME} is replaced from the environment, ${NAME:-default} falls back to `default` when NAME
@@ -126,8 +127,9 @@ def redact(text: str, secrets: list[str]) -> str:
 
 
 def secret_values(spec: Any, env: Mapping[str, str]) -> list[str]:
-    """The values `${VAR}` placeholders resolve to, longest first (so no part of one survives)."""
-    values = set()
+    """The values `${VAR}` placeholders resolve to, and secret fields written out in the file
+    (`api_key: sk-...`): what no error may show, longest first (so no part of one survives)."""
+    values = {value for _, value in secret_fields(spec) if "${" not in value}
     for _, node in _walk(spec, ""):
         if isinstance(node, str):
             for match in _VAR.finditer(node):
