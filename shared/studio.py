@@ -33,7 +33,7 @@ class StudioError(AgentqError):
 Shape = tuple[Callable[[dict[str, Any]], bool], str]
 ANY: Shape = (lambda _: True, "a JSON object")
 ROWS: Shape = (lambda body: isinstance(body.get("data"), list), "a list of rows")
-ROW: Shape = (lambda body: isinstance(body.get("data"), dict), "a row")
+ROW: Shape = (lambda body: isinstance(body.get("data"), dict | None), "a row")  # None: no such row
 SAVED: Shape = (lambda body: isinstance(body.get("data"), dict) and "id" in body["data"], "the row saved, with its id")
 VERDICT: Shape = (lambda body: isinstance(body.get("is_valid"), bool), "a validation verdict")
 
@@ -184,7 +184,7 @@ class StudioClient:
             if exc.status == 404:
                 return None
             raise
-        return data["data"]
+        return data.get("data")
 
     async def save_team(self, component: dict[str, Any], version: str, team_id: int | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"user_id": self.user_id, "component": component, "version": version}
@@ -205,7 +205,7 @@ class StudioClient:
             if exc.status in (403, 404):
                 return None
             raise
-        return data["data"]
+        return data.get("data")
 
     async def save_gallery(self, config: dict[str, Any], gallery_id: int | None = None) -> dict[str, Any]:
         body = {"user_id": self.user_id, "config": config}
