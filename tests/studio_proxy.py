@@ -26,7 +26,8 @@ class StudioProxy:
         self.down = False
         self.fault_rate = 0.0  # share of answers replaced by a fault
         # 500-after: Studio did the work, the answer is lost; html(-after): a 200 with an HTML page;
-        # 401-echo, 200-echo: an answer that repeats the request's Authorization header and body
+        # 401-echo, 200-echo: an answer that repeats the request's Authorization header and body;
+        # json-list: a 200 whose JSON is not shaped as Studio's answers are
         self.fault_kinds: tuple[str, ...] = ("500", "500-after", "429")
         self.retry_after = 1
         self.max_faults_per_request = 2  # the same request (method, path, body) fails at most this often
@@ -62,6 +63,9 @@ class StudioProxy:
                     return
                 if fault == "html":
                     self._answer(200, HTML, {"Content-Type": "text/html"})
+                    return
+                if fault == "json-list":  # JSON, but not Studio's {status, message, data}
+                    self._answer(200, b"[1, 2, 3]", {})
                     return
                 if fault in ("401-echo", "200-echo"):  # a server that says back what it was sent
                     said = f"<html>refused: {self.headers.get('Authorization')} {body!r}</html>".encode()

@@ -61,6 +61,15 @@ def test_sync_survives_200s_that_are_no_answer(cli: Cli, proxy: StudioProxy, tmp
     failed = [v["error"] for v in report["nodes"].values() if v["status"] == "failed"]
     assert failed and all("the answer is not JSON: '<html>" in e for e in failed), failed
 
+    # JSON that is not Studio's shape: a list where rows were expected crashed the batch, and the
+    # run waited out STALL_SECONDS; it now ends, saying what came back
+    proxy.fault_kinds = ("json-list",)
+    (tree / "agent.yaml").write_text((tree / "agent.yaml").read_text().replace("description: d2,", "description: d3,"))
+    rc, report, err = cli.sync(tree, "--timeout", "60")
+    assert rc == 1 and "Traceback" not in err, err
+    failed = [v["error"] for v in report["nodes"].values() if v["status"] == "failed"]
+    assert failed and all("the answer is not" in e and "[1, 2, 3]" in e for e in failed), failed
+
 
 def test_redis_going_away_mid_sync_is_one_clear_line_naming_it(
     studio_url: str, proxy: StudioProxy, tmp_path: Path
