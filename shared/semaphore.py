@@ -2,8 +2,11 @@
 
 Waiters queue in a sorted set ordered by rank (higher first: a workflow task's priority, then
 the length of the chain still behind it), then arrival (the member begins with the time in
-nanoseconds, and Redis orders equal scores by member); a waiter may take a slot only when it is
-among the first `limit - held` waiters. A process beats while it waits or holds slots; the waiters
+nanoseconds, and Redis orders equal scores by member); a waiter may take a free slot when fewer
+waiters of higher rank are queued than slots are free. Equal ranks are first come first served
+within a process; across processes, whichever asks first takes the slot (a strict order there
+left slots idle while the process owning the next waiter was busy, a quarter of the limit in
+benchmarks/bench_workflow.py). A process beats while it waits or holds slots; the waiters
 and the slots of a process silent for `waiter_ttl` (a killed worker) are dropped, so a lost slot
 comes back in seconds (`holder_ttl` bounds a slot held by a live process).
 
@@ -42,12 +45,15 @@ class PrioritySemaphore:
         poll: float = 0.01,
     ) -> None:
         self.r = client
-        self.keys = [f"{name}:holders", f"{name}:waiters", f"{name}:owners", f"{name}:beats", f"{name}:swept"]
+        self.process = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.keys = [
+            *(f"{name}:{part}" for part in ("holders", "waiters", "owners", "beats", "swept")),
+            f"{name}:mine:{self.process}",  # this process's own waiters
+        ]
         self.limit = max(1, limit)
         self.holder_ttl = holder_ttl
         self.waiter_ttl = waiter_ttl  # a process silent this long is gone: its waiters are dropped
         self.poll = poll
-        self.process = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._acquire = client.register_script(ACQUIRE_LUA)
         self._new: dict[str, float] = {}  # waiters not yet sent to Redis: token -> score
         self._scores: dict[str, float] = {}  # every waiter of this process
@@ -113,6 +119,8 @@ class PrioritySemaphore:
         """Take `token` out of `queue` (holders or waiters) and forget its owner."""
         pipe = self.r.pipeline(transaction=False)
         pipe.zrem(queue, token)
+        if queue == self.keys[1]:
+            pipe.zrem(self.keys[5], token)
         pipe.hdel(self.keys[2], token)
         await pipe.execute()
 

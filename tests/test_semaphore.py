@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -82,3 +84,41 @@ def test_a_waiter_that_gives_up_takes_no_slot(redis_url: str) -> None:
             pass
 
     asyncio.run(go())
+
+
+def _queue_elsewhere(sem: PrioritySemaphore, rank: int) -> Any:
+    """A waiter of another process that is busy elsewhere: queued once, then never polling."""
+    token = f"{time.time_ns():020d}-elsewhere"
+    return sem._acquire(
+        keys=sem.keys,
+        args=[sem.limit, time.time(), sem.holder_ttl, sem.waiter_ttl, sem.process, 0, token, -rank],
+    )
+
+
+def test_a_free_slot_goes_to_the_process_that_asks_unless_a_higher_rank_waits(redis_url: str) -> None:
+    """Equal ranks: a process that does not poll (busy) does not keep a free slot from one that
+    does. A higher rank elsewhere does, until its process is seen gone."""
+
+    async def go(rank_elsewhere: int) -> float:
+        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        name = _name()
+        here = PrioritySemaphore(client, name, 1, waiter_ttl=2.0)
+        busy = PrioritySemaphore(client, name, 1, waiter_ttl=2.0)
+        async with here.slot():
+            assert await _queue_elsewhere(busy, rank_elsewhere) == []  # the slot is held: queued
+            await asyncio.sleep(0.01)  # arrives after the busy process's waiter
+
+            async def take() -> float:
+                t0 = time.monotonic()
+                async with here.slot():
+                    return time.monotonic() - t0
+
+            second = asyncio.create_task(take())
+            await asyncio.sleep(0.05)
+        waited = await asyncio.wait_for(second, 10)
+        await client.aclose()
+        return waited
+
+    assert asyncio.run(go(0)) < 1.0  # at once, not after the busy process's waiter is dropped
+    waited = asyncio.run(go(5))
+    assert 1.5 < waited < 8  # the higher rank kept it until its silent process was seen gone

@@ -3,11 +3,17 @@
 --
 -- KEYS: holders zset (token -> granted at), waiters zset (token -> -rank; equal ranks by token,
 --       which starts with the arrival time), owners hash (waiting or holding token -> process),
---       beats hash (process -> last seen; a process beats while it waits or holds), swept marker
+--       beats hash (process -> last seen; a process beats while it waits or holds), swept marker,
+--       this process's own waiters (a zset as the waiters one)
 -- ARGV: limit, now, holder_ttl, process_ttl, process id, count of slots handed back, those
 --       tokens, then token, score pairs to add
 -- Returns the tokens of this process that take a slot now (a slot handed back goes straight on
 -- to the next waiter, in the same call).
+--
+-- A waiter of this process takes a free slot when fewer waiters of higher rank (of any process)
+-- are queued than slots are free. Waiters of equal rank are served in arrival order within a
+-- process, and across processes by whichever asks first: a process busy elsewhere does not hold
+-- free slots for its equal-ranked waiters until its next call.
 local now = tonumber(ARGV[2])
 local me = ARGV[5]
 local stale_before = now - tonumber(ARGV[4])
@@ -31,38 +37,49 @@ for i = 7, 6 + handed_back do
 end
 for i = 7 + handed_back, #ARGV, 2 do
   redis.call('ZADD', KEYS[2], 'NX', ARGV[i + 1], ARGV[i])
+  redis.call('ZADD', KEYS[6], 'NX', ARGV[i + 1], ARGV[i])
   redis.call('HSET', KEYS[3], ARGV[i], me)
 end
 for i = 1, 4 do
   redis.call('EXPIRE', KEYS[i], 86400)
 end
-local free = tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1])
-local granted = {}
-while free > 0 do
-  local top = redis.call('ZRANGE', KEYS[2], 0, free - 1)
-  if #top == 0 then
+redis.call('EXPIRE', KEYS[6], 3600)  -- a killed process's own list: nobody else reads it
+local limit = tonumber(ARGV[1])
+-- waiters of a stopped process (killed) go when they reach the top: nobody waits behind them
+local swept = true
+while swept do
+  swept = false
+  local free = limit - redis.call('ZCARD', KEYS[1])
+  if free <= 0 then
     break
   end
-  local removed = 0
-  for _, token in ipairs(top) do
+  for _, token in ipairs(redis.call('ZRANGE', KEYS[2], 0, free - 1)) do
     local owner = redis.call('HGET', KEYS[3], token)
     local seen = owner and tonumber(redis.call('HGET', KEYS[4], owner) or '0') or 0
     if seen < stale_before then
-      -- its process stopped polling (killed): the waiter goes, nobody waits behind it
       redis.call('ZREM', KEYS[2], token)
       redis.call('HDEL', KEYS[3], token)
-      removed = removed + 1
-    elseif owner == me then
-      redis.call('ZREM', KEYS[2], token)
-      redis.call('ZADD', KEYS[1], now, token)  -- its owner stays recorded while it holds the slot
-      granted[#granted + 1] = token
+      swept = true
     end
   end
-  free = free - #granted
-  if removed == 0 then
-    break
+end
+local granted = {}
+local free = limit - redis.call('ZCARD', KEYS[1])
+if free > 0 then
+  local mine = redis.call('ZRANGE', KEYS[6], 0, free - 1, 'WITHSCORES')
+  for i = 1, #mine, 2 do
+    local token, score = mine[i], mine[i + 1]
+    -- this process's waiters ahead of this one are granted already (or it would not get here)
+    local better = redis.call('ZCOUNT', KEYS[2], '-inf', '(' .. score) - redis.call('ZCOUNT', KEYS[6], '-inf', '(' .. score)
+    if better >= free then
+      break
+    end
+    redis.call('ZREM', KEYS[2], token)
+    redis.call('ZREM', KEYS[6], token)
+    redis.call('ZADD', KEYS[1], now, token)
+    redis.call('HSET', KEYS[3], token, me)  -- its owner stays recorded while it holds the slot
+    granted[#granted + 1] = token
+    free = free - 1
   end
-  -- stale waiters were in the way: look again at the new top
-  free = tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1])
 end
 return granted
