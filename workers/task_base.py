@@ -51,6 +51,7 @@ class _Resources:
     models: ModelClients | None = None
     releases: Releases | None = None
     limits: dict[str, PrioritySemaphore] = field(default_factory=dict)
+    admission: asyncio.Semaphore | None = None
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
@@ -138,6 +139,15 @@ class WorkerTask(Task):
 
             res.releases = Releases(send)
         return res.releases
+
+    def admission(self) -> asyncio.Semaphore:
+        """How many workflow tasks of this process may be starting at once (workers/model_client.py StartOrder)."""
+        res = self._resources()
+        if res.admission is None:
+            from workers.model_client import ADMITTED
+
+            res.admission = asyncio.Semaphore(ADMITTED)
+        return res.admission
 
     def limit(self, key: str, limit: int) -> PrioritySemaphore:
         """The process's handle on a cluster-wide limit: one per key, so the waiters of every task

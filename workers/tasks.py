@@ -248,6 +248,7 @@ def run_workflow_tasks(self: WorkerTask, run_id: str, task_ids: list[str]) -> in
             self.limit,
             lambda items: self.releases().publish(run_id, items),
             finish,
+            self.admission(),
         )
         try:
             await run_tasks(ctx, task_ids)

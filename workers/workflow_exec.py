@@ -33,6 +33,7 @@ class WorkflowContext:
     limit: Callable[[str, int], PrioritySemaphore]
     publish: Callable[[list[tuple[str, int, int]]], Awaitable[None]]  # (task id, rank, message priority) released
     finish: Callable[[], None]  # the run's last task has ended
+    admission: asyncio.Semaphore | None = None  # the process's (workers/model_client.py StartOrder)
     metrics: Metrics = field(default_factory=Metrics)
 
 
@@ -50,8 +51,9 @@ async def run_tasks(ctx: WorkflowContext, task_ids: list[str]) -> None:
     if not fresh:
         return
     await ctx.state.set_states(ctx.run_id, running, claimed.previous)
-    order = StartOrder(sorted(fresh, key=lambda t: -records[t].get("rank", 0)))
-    await asyncio.gather(*(_one(ctx, t, records[t], running[t], states, outputs, order) for t in fresh))
+    ranked = sorted(fresh, key=lambda t: -records[t].get("rank", 0))
+    order = StartOrder(ranked, ctx.admission)
+    await asyncio.gather(*(_one(ctx, t, records[t], running[t], states, outputs, order) for t in ranked))
 
 
 async def _one(
@@ -64,6 +66,7 @@ async def _one(
     order: StartOrder,
 ) -> None:
     try:
+        await order.admit(tid)
         await _end_one(ctx, tid, record, base, states, outputs, order)
     finally:
         order.queued(tid)  # ended, or never reached a model: the tasks behind it go on
