@@ -18,6 +18,7 @@ from autogen_core.models import (
     FunctionExecutionResult,
     FunctionExecutionResultMessage,
     LLMMessage,
+    ModelInfo,
     SystemMessage,
     UserMessage,
 )
@@ -27,7 +28,7 @@ from openai.resources.chat.completions import completions as sdk_completions
 
 from workers.sdk_wire import is_plain_json, send_as_built
 
-MODEL_INFO = {
+MODEL_INFO: ModelInfo = {
     "vision": True,
     "function_calling": True,
     "json_output": True,
@@ -69,9 +70,13 @@ def answer(stream: bool) -> httpx2.Response:
     )
 
 
-def client(sent: list[bytes], **config: Any) -> OpenAIChatCompletionClient:
+def client(sent: list[bytes], body: dict[str, Any] | None = None, **config: Any) -> OpenAIChatCompletionClient:
+    """A client whose requests are kept in `sent`, answered with `body` (a short completion by default)."""
+
     def handler(request: httpx2.Request) -> httpx2.Response:
         sent.append(request.content)
+        if body is not None:
+            return httpx2.Response(200, json=body)
         return answer(b'"stream":true' in request.content.replace(b" ", b""))
 
     transport = httpx2.MockTransport(handler)
@@ -81,7 +86,7 @@ def client(sent: list[bytes], **config: Any) -> OpenAIChatCompletionClient:
         api_key="not-sent",
         model_info=MODEL_INFO,
         max_retries=0,
-        http_client=httpx2.AsyncClient(transport=transport),
+        http_client=httpx2.AsyncClient(transport=transport),  # type: ignore[call-arg]  # passed on to the SDK
         **config,
     )
 
@@ -161,7 +166,7 @@ def test_a_request_with_options_of_its_own_takes_the_sdks_way() -> None:
         for headers in (None, {"X-Trace": "1"}):
             await built.create(CONVERSATIONS["system and user text"], extra_create_args={"user": "u1"})
             if headers:
-                await built._client.chat.completions.create(  # type: ignore[attr-defined]
+                await built._client.chat.completions.create(
                     model="m", messages=[{"role": "user", "content": "hi"}], extra_headers=headers
                 )
         return sent
@@ -175,3 +180,67 @@ def test_only_plain_json_leaves_the_typed_path() -> None:
     assert not is_plain_json([{"role": "user", "content": ("a", "tuple")}])
     assert not is_plain_json([{1: "int key"}])
     assert not is_plain_json([UserMessage(content="a model", source="u")])
+
+
+SPEC_ANSWER = {
+    "id": "c2",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "m",
+    "system_fingerprint": "fp_1",
+    "choices": [
+        {
+            "index": 0,
+            "finish_reason": "tool_calls",
+            "message": {
+                "role": "assistant",
+                "content": None,
+                "reasoning_content": "a provider's own field",
+                "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "add", "arguments": "{}"}}],
+            },
+        }
+    ],
+    "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4, "cached": 0},
+}
+# as OpenAI-compatible servers answer off the spec: no `created`, another `object`, a finish
+# reason of their own, a usage count that is a string
+OFF_SPEC_ANSWER = {
+    "id": "c3",
+    "object": "text_completion",
+    "model": "m",
+    "choices": [{"index": 0, "finish_reason": "eos", "message": {"role": "assistant", "content": "hi"}}],
+    "usage": {"prompt_tokens": "3", "completion_tokens": 1, "total_tokens": 4},
+}
+
+
+# valid but for a number sent as a string, which validation would turn into a number and the SDK does not
+NUMBER_AS_TEXT = {**SPEC_ANSWER, "created": "1"}
+
+
+@pytest.mark.parametrize(
+    "body", [SPEC_ANSWER, OFF_SPEC_ANSWER, NUMBER_AS_TEXT], ids=["on the spec", "off the spec", "a number as text"]
+)
+@pytest.mark.filterwarnings("ignore:Pydantic serializer warnings")  # AutoGen dumps the off-spec answer: a string
+def test_the_answer_handed_to_autogen_is_the_sdks_own(body: dict[str, Any]) -> None:
+    async def go() -> list[Any]:
+        answers = []
+        for as_built in (False, True):
+            c = client([], body)
+            if as_built:
+                send_as_built(c)
+            sdk = c._client
+            completion = await sdk.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+            result = await c.create(CONVERSATIONS["system and user text"])
+            answers.append(
+                (
+                    type(completion),
+                    completion.model_dump(warnings=False),
+                    result.content,
+                    result.finish_reason,
+                    result.usage,
+                )
+            )
+        return answers
+
+    typed, built = asyncio.run(go())
+    assert built == typed
