@@ -152,7 +152,8 @@ class StartOrder:
         self._admitted: dict[str, asyncio.TimerHandle] = {}
 
     async def admit(self, task_id: str) -> None:
-        """Wait for the process's admission (call in rank order: the semaphore is first come first served)."""
+        """Wait for the process's admission (first come first served: tasks that ask out of rank
+        order, after a cache look-up, wait at most LEAVE_AFTER for each other)."""
         if self._admission is not None:
             await self._admission.acquire()
             self._admitted[task_id] = asyncio.get_running_loop().call_later(LEAVE_AFTER, self._leave, task_id)

@@ -66,7 +66,6 @@ async def _one(
     order: StartOrder,
 ) -> None:
     try:
-        await order.admit(tid)
         await _end_one(ctx, tid, record, base, states, outputs, order)
     finally:
         order.queued(tid)  # ended, or never reached a model: the tasks behind it go on
@@ -133,6 +132,7 @@ async def _run(
 ) -> NodeState:
     """Run a task whose result is not cached on AutoGen: its state fields; its output, transcript
     and cache entry go into `produced`. Raises what ends the task (workers/batch.py names it)."""
+    await order.admit(tid)  # the CPU from here to the model's line, a few tasks of the process at a time
     task = record["task"]
     secrets = secret_values(record["agent"], ctx.env)
     models = TaskModels(
