@@ -18,6 +18,7 @@ import typer
 
 from producer import embedded
 from shared.core.exceptions import AgentqError, InvalidInput, ServiceUnavailable
+from shared.core.keys import MODELS_QUEUE, STUDIO_QUEUE
 from shared.core.run_model import RunState
 from shared.core.secrets import shown_url
 
@@ -293,7 +294,7 @@ def sync(
             if no_wait:
                 typer.echo(json.dumps({"run_id": run_id}) if as_json else run_id)
                 return
-            watch = _watchdog(store, run_id, settings, lambda: celery or _celery(settings))
+            watch = _watchdog(store, run_id, settings, lambda: celery or _celery(settings), (STUDIO_QUEUE,))
             if as_json:
                 wait(store, run_id, timeout=timeout, watch=watch)
             else:
@@ -471,7 +472,7 @@ def _apply_prune(prepared: Prepared, settings: Settings, store: Store, prune: bo
         err().print(f"{escape(labels)}: gone from the tree but still in Studio; `--prune` deletes them")
 
 
-def _watchdog(store: Store, run_id: str, settings: Settings, celery: Any) -> Any:
+def _watchdog(store: Store, run_id: str, settings: Settings, celery: Any, queues: tuple[str, ...]) -> Any:
     from producer.recovery import Watchdog
 
     return Watchdog(
@@ -482,6 +483,7 @@ def _watchdog(store: Store, run_id: str, settings: Settings, celery: Any) -> Any
         settings.stuck_seconds,
         lambda line: err().print(f"[yellow]{escape(line)}[/yellow]", soft_wrap=True),
         give_up_after=settings.stall_seconds,
+        queues=queues,
     )
 
 
@@ -599,7 +601,7 @@ def run(
             if no_wait:
                 typer.echo(json.dumps({"run_id": run_id}) if as_json else run_id)
                 return
-            watch = _watchdog(store, run_id, settings, lambda: _celery(settings))
+            watch = _watchdog(store, run_id, settings, lambda: _celery(settings), (STUDIO_QUEUE, MODELS_QUEUE))
             if as_json:
                 wait(store, run_id, timeout=timeout, watch=watch)
             else:

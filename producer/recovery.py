@@ -64,7 +64,9 @@ class Watchdog:
         say: Callable[[str], None],
         every: float = 2.0,
         give_up_after: float | None = None,
+        queues: tuple[str, ...] = (),
     ) -> None:
+        """`queues`: the Celery queues the run's messages go to (a worker must take each)."""
         self.store, self.run_id, self.app, self.say = store, run_id, app, say
         self.dead_after, self.stuck_after, self.every = dead_after, stuck_after, every
         self.give_up_after = give_up_after
@@ -74,6 +76,29 @@ class Watchdog:
         self._last_death: float | None = None  # when a silent worker was last found
         self._started = time.monotonic()
         self._told_no_worker = False
+        self.queues = queues
+
+    def _say_what_is_missing(self) -> None:
+        """Once: no worker at all, or none that takes a queue this run needs (`-Q models` only)."""
+        live = self.store.live_workers(self.dead_after)
+        if not live:
+            self._told_no_worker = True  # said once: the wait goes on, a worker may yet start
+            self.say(
+                f"no worker is running: none has reported for {self.dead_after:g} s (WORKER_DEAD_SECONDS); "
+                "start one with `celery -A workers worker`"
+            )
+            return
+        if any(queues is None for queues in live.values()):
+            return  # a worker that does not say which queues it takes may take them all
+        taken = {q for queues in live.values() for q in queues or ()}
+        missing = [q for q in self.queues if q not in taken]
+        if missing:
+            self._told_no_worker = True
+            names = ", ".join(missing)
+            self.say(
+                f"no running worker takes the queue(s) this run needs: {names} (the {len(live)} running take "
+                f"{', '.join(sorted(taken)) or 'none'}); start one with `celery -A workers worker -Q {','.join(missing)}`"
+            )
 
     def __call__(self, done: int) -> None:
         now = time.monotonic()
@@ -88,13 +113,7 @@ class Watchdog:
             return
         self._checked = now
         if not self._told_no_worker and now - self._started > self.dead_after:
-            beats = self.store.heartbeats().values()
-            if not any(time.time() - beat <= self.dead_after for beat in beats):
-                self._told_no_worker = True  # said once: the wait goes on, a worker may yet start
-                self.say(
-                    f"no worker is running: none has reported for {self.dead_after:g} s (WORKER_DEAD_SECONDS); "
-                    "start one with `celery -A workers worker`"
-                )
+            self._say_what_is_missing()
         lost = lost_messages(self.store, self.dead_after)
         for worker, task_ids in lost.items():
             live = {t for other, ids in self.store.running_messages().items() if other != worker for t in ids}

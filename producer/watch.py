@@ -18,6 +18,7 @@ from typing import Any
 
 from producer.walk import IGNORE_FILE, SUFFIXES
 from shared.core.exceptions import AgentqError, ServiceUnavailable
+from shared.core.keys import STUDIO_QUEUE
 from shared.core.run_model import UNSUCCESSFUL
 from shared.settings import Settings
 from shared.store import Store
@@ -174,6 +175,7 @@ class Watcher:
             s.stuck_seconds,
             self.warn,
             give_up_after=s.stall_seconds,
+            queues=(STUDIO_QUEUE,),
         )
 
     def run(self, stop: threading.Event) -> None:

@@ -78,6 +78,17 @@ class Store:
         """Worker node name -> when it last reported (workers/resources.py)."""
         return {str(name): json.loads(raw).get("ts", 0.0) for name, raw in self.r.hgetall(HOSTS).items()}
 
+    def live_workers(self, fresh_within: float) -> dict[str, list[str] | None]:
+        """Workers that reported within `fresh_within` seconds -> the queues each takes (None: a
+        worker of an earlier version, which does not say)."""
+        now, live = time.time(), {}
+        for name, raw in self.r.hgetall(HOSTS).items():
+            beat = json.loads(raw)
+            if now - float(beat.get("ts", 0.0)) <= fresh_within:
+                queues = beat.get("queues")
+                live[str(name)] = [str(q) for q in queues] if isinstance(queues, list) else None
+        return live
+
     def running_messages(self) -> dict[str, dict[str, float]]:
         """Worker node name -> the Celery task ids it is running -> since when."""
         out: dict[str, dict[str, float]] = {}

@@ -1,5 +1,5 @@
 """The producer's watchdog gives up on a run that stopped moving, and not on one that moves, and
-says when no worker is running at all."""
+says when no worker is running at all, or none that takes the queue a run needs.
 
 from __future__ import annotations
 
@@ -43,11 +43,25 @@ def test_a_run_that_keeps_moving_is_never_given_up() -> None:
 
 
 @pytest.mark.integration
-def test_a_sync_with_no_worker_running_says_so_and_ends(tmp_path: Path) -> None:
-    """REDIS_URL given, no `celery -A workers worker` started: the producer says what is missing
-    once WORKER_DEAD_SECONDS pass, and gives up after STALL_SECONDS."""
+@pytest.mark.parametrize(
+    ("worker_queues", "said"),
+    [
+        (None, "no worker is running"),
+        ("models", "no running worker takes the queue(s) this run needs: studio"),
+    ],
+    ids=["no worker", "a models-only worker"],
+)
+def test_a_sync_no_worker_takes_says_so_and_ends(tmp_path: Path, worker_queues: str | None, said: str) -> None:
+    """REDIS_URL given, and no `celery -A workers worker` started, or only one that takes other
+    queues (`-Q models`): the producer says what is missing once WORKER_DEAD_SECONDS pass, and
+    gives up after STALL_SECONDS."""
     url, redis_proc = embedded.start_redis(tmp_path / "redis")
+    worker = None
     try:
+        if worker_queues:
+            worker = embedded.start_worker(
+                url, env={"RESOURCE_INTERVAL_SECONDS": "0.3"}, extra_args=["-Q", worker_queues]
+            )
         tree = tmp_path / "tree"
         tree.mkdir()
         (tree / "tool.yaml").write_text(
@@ -71,7 +85,11 @@ def test_a_sync_with_no_worker_running_says_so_and_ends(tmp_path: Path) -> None:
             timeout=120,
         )
         assert proc.returncode == 4, proc.stderr
-        assert proc.stderr.count("no worker is running") == 1, proc.stderr
+        assert proc.stderr.count(said) == 1, proc.stderr
         assert "celery -A workers worker" in proc.stderr and "Traceback" not in proc.stderr
+        if worker_queues:
+            assert "no worker is running" not in proc.stderr and "-Q studio" in proc.stderr
     finally:
+        if worker is not None:
+            embedded.stop(worker)
         embedded.stop(redis_proc)

@@ -21,11 +21,10 @@ from typing import Any
 from celery import Celery
 from kombu import Queue
 
+from shared.core.keys import MODELS_QUEUE, STUDIO_QUEUE
 from shared.settings import Settings
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-STUDIO_QUEUE = "studio"
-MODELS_QUEUE = "models"
 ROUTES = {
     name: {"queue": STUDIO_QUEUE}
     for name in (

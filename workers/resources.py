@@ -80,7 +80,15 @@ class ResourceGuard(bootsteps.StartStopStep):
                 client.hset(
                     HOSTS,
                     nodename,
-                    json.dumps({**now, "host": socket.gethostname(), "throttled": throttled, "ts": time.time()}),
+                    json.dumps(
+                        {
+                            **now,
+                            "host": socket.gethostname(),
+                            "queues": queues,  # a run waiting on a queue nobody takes says so (producer/recovery.py)
+                            "throttled": throttled,
+                            "ts": time.time(),
+                        }
+                    ),
                 )
             except Exception:  # never let monitoring take the worker down
                 log.exception("resource check failed")
