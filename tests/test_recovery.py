@@ -1,5 +1,5 @@
 """The producer's watchdog gives up on a run that stopped moving, and not on one that moves, and
-says when no worker is running at all, or none that takes the queue a run needs.
+says when no worker is running at all, or none that takes the queue a run needs."""
 
 from __future__ import annotations
 
