@@ -126,17 +126,13 @@ def _redis(settings: Settings, services: embedded.LocalServices, quiet: bool) ->
     try:
         store.ping()
     except redis.RedisError as exc:
-        err().print(
-            f"[red]error:[/red] Redis at {escape(shown_url(url))} is unreachable: {escape(str(exc))}", soft_wrap=True
-        )
-        raise typer.Exit(Exit.UNAVAILABLE) from exc
+        raise ServiceUnavailable(f"Redis at {shown_url(url)} is unreachable: {exc}") from exc
     yield store, settings
 
 
 def _check_dir(directory: Path) -> None:
     if not directory.is_dir():
-        err().print(f"[red]error:[/red] {directory} is not a directory")
-        raise typer.Exit(2)
+        raise InvalidInput(f"{directory} is not a directory")
 
 
 def _plan_json(prepared: Prepared) -> dict[str, Any]:
@@ -268,10 +264,7 @@ def sync(
     settings = load_settings(redis_url=redis_url, studio_url=studio_url, studio_user_id=studio_user_id)
     embedded_default = settings.redis_url is None
     if embedded_default and no_wait:
-        err().print(
-            "[red]error:[/red] --no-wait needs REDIS_URL: the embedded Redis and worker stop when this command ends"
-        )
-        raise typer.Exit(2)
+        raise InvalidInput("--no-wait needs REDIS_URL: the embedded Redis and worker stop when this command ends")
     with embedded.LocalServices() as services:
         if local_studio:
             url, proc = embedded.start_studio(
@@ -405,8 +398,7 @@ def pull(
     from shared.studio import StudioError
 
     if directory.exists() and not directory.is_dir():
-        err().print(f"[red]error:[/red] {directory} is not a directory")
-        raise typer.Exit(Exit.CONFIG)
+        raise InvalidInput(f"{directory} is not a directory")
     settings = load_settings(studio_url=studio_url, studio_user_id=studio_user_id)
     try:
         layout, others, failed = pull_tree(directory, settings, environment(), team or [], gallery, dry_run, every_row)
@@ -506,8 +498,7 @@ def _stored_report(redis_url: str | None, build: Any, run_id: str, what: str) ->
     with embedded.LocalServices() as services, _redis(settings, services, quiet=True) as (store, settings):
         report = build(store, run_id)
     if report is None:
-        err().print(f"[red]error:[/red] no {what} {run_id} (unknown or expired)")
-        raise typer.Exit(2)
+        raise InvalidInput(f"no {what} {run_id} (unknown or expired)")
     return report
 
 
@@ -563,7 +554,7 @@ def run(
     from producer.progress import follow_workflow
     from producer.report import render_workflow, workflow_report
     from producer.sync_run import wait
-    from producer.workflow_run import WorkflowInvalid, load
+    from producer.workflow_run import load
     from producer.workflow_run import submit as submit_workflow
     from shared.settings import load_settings
 
@@ -571,16 +562,8 @@ def run(
         raise typer.BadParameter("expected parallel or sequential", param_hint="--mode")
     settings = load_settings(redis_url=redis_url)
     if settings.redis_url is None and no_wait:
-        err().print(
-            "[red]error:[/red] --no-wait needs REDIS_URL: the embedded Redis and worker stop when this command ends"
-        )
-        raise typer.Exit(2)
-    try:
-        prepared = load(file, tree, settings)
-    except WorkflowInvalid as exc:
-        for e in exc.errors:
-            err().print(f"[red]error[/red] {escape(str(e))}", soft_wrap=True)
-        raise typer.Exit(2) from None
+        raise InvalidInput("--no-wait needs REDIS_URL: the embedded Redis and worker stop when this command ends")
+    prepared = load(file, tree, settings)  # WorkflowInvalid: each error said by main()
     embedded_default = settings.redis_url is None
     with embedded.LocalServices() as services:
         if standin_llm:
@@ -901,26 +884,38 @@ def _recent_runs(store: Store | None) -> list[dict[str, Any]]:
         return []
 
 
+def _said(exc: AgentqError) -> list[str]:
+    """The lines that say a failure: one per error of a workflow that does not validate."""
+    errors = getattr(exc, "errors", None)
+    return [str(e) for e in errors] if isinstance(errors, list) and errors else [str(exc)]
+
+
+def _fail(lines: list[str], code: int) -> NoReturn:
+    """Say a failure on stderr, and with --json also as JSON on stdout (stdout is never left empty
+    for a program that reads it), then exit with the failure's code."""
+    for line in lines:
+        err().print(f"[red]error:[/red] {escape(line)}", soft_wrap=True)
+    args = sys.argv[1:]
+    if "--json" in (args[: args.index("--")] if "--" in args else args):
+        typer.echo(json.dumps({"error": "\n".join(lines), "errors": lines, "exit_code": code}))
+    raise SystemExit(code)
+
+
 def main() -> None:
     """The `producer` command: failures we can name end in one line and their exit code, never a traceback."""
     try:
         app()
     except ServiceUnavailable as exc:
-        err().print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
-        raise SystemExit(Exit.UNAVAILABLE) from None
+        _fail(_said(exc), Exit.UNAVAILABLE)
     except InvalidInput as exc:
-        err().print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
-        raise SystemExit(Exit.CONFIG) from None
+        _fail(_said(exc), Exit.CONFIG)
     except AgentqError as exc:
-        err().print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
-        raise SystemExit(Exit.PARTIAL) from None
+        _fail(_said(exc), Exit.PARTIAL)
     except TimeoutError as exc:
-        err().print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
-        raise SystemExit(Exit.TIMEOUT) from None
+        _fail([str(exc)], Exit.TIMEOUT)
     except Exception as exc:
         redis = sys.modules.get("redis")  # not imported: the error cannot be Redis's
         if redis is None or not isinstance(exc, redis.RedisError):
             raise
         url = shown_url(os.environ.get("REDIS_URL") or "the embedded Redis")
-        err().print(f"[red]error:[/red] Redis at {escape(url)} is unreachable: {escape(str(exc))}", soft_wrap=True)
-        raise SystemExit(Exit.UNAVAILABLE) from None
+        _fail([f"Redis at {url} is unreachable: {exc}"], Exit.UNAVAILABLE)

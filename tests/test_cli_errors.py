@@ -1,0 +1,65 @@
+"""A command that fails before it has a report says so on stderr, in one line per error, and with
+--json also as one JSON object on stdout, whose exit code is the process's: a program reading
+stdout never gets nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+WORKFLOW = """kind: workflow
+name: w
+goal: g
+tasks:
+  - {id: a, description: d, agent: {$ref: nobody}}
+  - {id: b, description: d, agent: {$ref: a}, dependencies: [zz]}
+"""
+
+
+def _producer(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "producer.cli", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "code", "says"),
+    [
+        (["sync", "{tmp}/missing"], {}, 2, ["missing is not a directory"]),
+        (["run", "{tmp}/missing.yaml"], {}, 2, ["missing.yaml: cannot read file"]),
+        (["run", "{tmp}/wf.yaml"], {}, 2, ["tasks[0].agent", "tasks[1].dependencies[0]", "tasks[1].agent"]),
+        (["plan", "examples"], {"STALL_SECONDS": "abc"}, 2, ["STALL_SECONDS"]),
+        (["status", "r1"], {"REDIS_URL": "redis://:hunter2@127.0.0.1:1/0"}, 3, ["is unreachable"]),
+    ],
+    ids=["no such directory", "no such workflow", "a workflow with errors", "a bad setting", "no Redis"],
+)
+def test_a_failure_is_said_on_stderr_and_as_json_on_stdout(
+    tmp_path: Path, args: list[str], env: dict[str, str], code: int, says: list[str]
+) -> None:
+    (tmp_path / "wf.yaml").write_text(WORKFLOW)
+    args = [a.format(tmp=tmp_path) for a in args]
+    plain = _producer(*args, **env)
+    assert plain.returncode == code and plain.stdout == "", plain
+    assert "Traceback" not in plain.stderr and "hunter2" not in plain.stderr
+    lines = plain.stderr.strip().splitlines()
+    assert len(lines) == len(says) and all(line.startswith("error:") for line in lines), plain.stderr
+
+    as_json = _producer(*args, "--json", **env)
+    assert as_json.returncode == code
+    said = json.loads(as_json.stdout)
+    assert said["exit_code"] == code and len(said["errors"]) == len(says)
+    for line, part in zip(said["errors"], says, strict=True):
+        assert part in line
+    assert "hunter2" not in as_json.stdout
