@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -26,9 +27,21 @@ class ServiceError(ServiceUnavailable):
     pass
 
 
+def _ends_with_us(args: list[str]) -> list[str]:
+    """`args` run so that the child gets SIGTERM when this process dies, even by SIGKILL, which
+    leaves no chance to stop it: util-linux's setpriv sets Linux's parent-death signal and execs
+    (same PID). Only from the main thread: the signal follows the thread that started the child.
+    Elsewhere the child is stopped as before, on the way out (a worker also has workers/lifeline.py)."""
+    setpriv = shutil.which("setpriv") if sys.platform == "linux" else None
+    if setpriv is None or threading.current_thread() is not threading.main_thread():
+        return args
+    return [setpriv, "--pdeathsig", "TERM", *args]
+
+
 def spawn(args: list[str], log_path: Path | None, **kwargs: Any) -> subprocess.Popen[bytes]:
     """Popen with stdout and stderr appended to `log_path` (or discarded); the child keeps its own
-    copy of the file, so ours is closed at once."""
+    copy of the file, so ours is closed at once. The child ends when this process does."""
+    args = _ends_with_us(args)
     if log_path is None:
         return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, **kwargs)
     with open(log_path, "ab") as log:
@@ -110,7 +123,7 @@ def start_redis(data_dir: Path, port: int | None = None, persist: bool = False) 
         "no",
     ]
     args += ["--save", "60 1"] if persist else ["--save", ""]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    proc = spawn(args, None)
     url = f"redis://127.0.0.1:{port}/0"
     import redis
 
@@ -225,10 +238,9 @@ class LocalServices(ExitStack):
 def start_standin_llm(port: int | None = None) -> subprocess.Popen[bytes]:
     """The local stand-in model endpoint (producer/standin_llm.py) on loopback."""
     port = port or free_port()
-    proc = subprocess.Popen(
+    proc = spawn(
         [sys.executable, "-m", "producer.standin_llm", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
+        None,
         cwd=Path(__file__).resolve().parent.parent,
     )
 
