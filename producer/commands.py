@@ -161,14 +161,17 @@ def _plan_json(prepared: Prepared) -> dict[str, Any]:
 def _print_plan(data: dict[str, Any]) -> None:
     changes = data["changes"]
     console().print(
-        f"[bold]{data['tree']}[/bold]: {data['files']} files ({data['files_parsed']} read, the rest unchanged on disk)"
+        f"[bold]{escape(data['tree'])}[/bold]: {data['files']} files ({data['files_parsed']} read, the rest unchanged on disk)"
     )
     console().print("  " + ", ".join(f"{k}: {len(v)}" for k, v in changes.items()))
     for i, wave in enumerate(data["waves"]):
         console().print(
-            f"  wave {i + 1}: {len(wave)} component(s): {', '.join(wave[:8])}{' ...' if len(wave) > 8 else ''}"
+            f"  wave {i + 1}: {len(wave)} component(s): {escape(', '.join(wave[:8]))}{' ...' if len(wave) > 8 else ''}",
+            soft_wrap=True,
         )
-    console().print(f"  gallery entry {data['gallery']!r}: {'write' if data['gallery_write'] else 'unchanged'}")
+    console().print(
+        f"  gallery entry {escape(repr(data['gallery']))}: {'write' if data['gallery_write'] else 'unchanged'}"
+    )
     for e in data["errors"]:
         where = f"{e['path']}: {e['field'] + ': ' if e['field'] else ''}"
         console().print(f"  [red]error[/red] {escape(where + e['message'])}", soft_wrap=True)
@@ -188,7 +191,9 @@ def _print_plan(data: dict[str, Any]) -> None:
             soft_wrap=True,
         )
     if data["prune_gallery"] is not None:
-        console().print(f"  [magenta]prune[/magenta] gallery entry {data['prune_gallery']}: nothing left to put in it")
+        console().print(
+            f"  [magenta]prune[/magenta] gallery entry {escape(str(data['prune_gallery']))}: nothing left to put in it"
+        )
     if data["studio_error"]:
         console().print(f"  [yellow]warning[/yellow] {escape(data['studio_error'])}", soft_wrap=True)
 
@@ -359,13 +364,13 @@ def watch(
                 )
                 services.add_process(proc)
                 settings = with_overrides(settings, studio_url=url)
-                err().print(f"Started a local AutoGen Studio at {url}; it stops when the watch ends.")
+                err().print(f"Started a local AutoGen Studio at {escape(url)}; it stops when the watch ends.")
             with _redis(settings, services, quiet=as_json) as (store, settings):
                 if embedded_default:  # its own Redis: nobody else's worker listens there
                     _start_local_worker(settings, services)
                 celery = cache(lambda: _celery(settings))
                 watcher = Watcher(directory, settings, store, celery, say, gallery, debounce, warn)
-                err().print(f"Watching {directory} (Ctrl-C stops).")
+                err().print(f"Watching {escape(str(directory))} (Ctrl-C stops).")
                 watcher.run(stop)
     except KeyboardInterrupt:
         stop.set()
@@ -482,7 +487,7 @@ def _watchdog(store: Store, run_id: str, settings: Settings, celery: Any, queues
 def _start_local_worker(settings: Settings, services: embedded.LocalServices) -> None:
     assert settings.redis_url is not None
     services.add_process(embedded.start_worker(settings.redis_url, log_path=settings.cache_dir / "worker.log"))
-    err().print(f"Started a local worker (log: {settings.cache_dir / 'worker.log'}).")
+    err().print(f"Started a local worker (log: {escape(str(settings.cache_dir / 'worker.log'))}).")
 
 
 def _celery(settings: Settings) -> Any:
@@ -674,7 +679,9 @@ def bench_workflow(
         raise typer.Exit(Exit.CONFIG)
     levels = [c.strip() for c in complexity.split(",") if c.strip()]
     if not levels or any(c not in COMPLEXITIES for c in levels):
-        err().print(f"[red]error:[/red] --complexity {complexity!r}: expected some of {', '.join(COMPLEXITIES)}")
+        err().print(
+            f"[red]error:[/red] --complexity {escape(repr(complexity))}: expected some of {', '.join(COMPLEXITIES)}"
+        )
         raise typer.Exit(Exit.CONFIG)
     settings = load_settings()
     folder = out or settings.cache_dir / "bench" / time.strftime("workflow-%Y%m%d-%H%M%S")
@@ -739,7 +746,7 @@ def _show_result(result: dict[str, Any], folder: Path, as_json: bool) -> None:
         else:
             table.add_column(col, justify="right", no_wrap=True)
     for name, s in table_rows(result):
-        table.add_row(name, *(figure(s[k]) for k in ("mean", "median", "stdev", "min", "max")))
+        table.add_row(escape(name), *(figure(s[k]) for k in ("mean", "median", "stdev", "min", "max")))
     console().print(table)
     for advice in recommendations(result):
         console().print(f"[yellow]advice[/yellow] {escape(advice)}")
@@ -824,7 +831,9 @@ def team(
             json.dumps({"workflow": str(target), "agents": written, "tasks": [t["id"] for t in workflow["tasks"]]})
         )
     elif not as_json:
-        err().print(f"Wrote {target} ({len(workflow['tasks'])} tasks) and {len(written)} agent(s) in {folder}.")
+        err().print(
+            f"Wrote {escape(str(target))} ({len(workflow['tasks'])} tasks) and {len(written)} agent(s) in {escape(str(folder))}."
+        )
     if run_it:
         run(target, tree=tree, standin_llm=standin_llm, as_json=as_json)
 
@@ -870,7 +879,7 @@ def monitor(
     finally:
         if save_session:
             watcher.save(str(save_session))
-            err().print(f"session saved to {save_session}")
+            err().print(f"session saved to {escape(str(save_session))}")
 
 
 def _recent_runs(store: Store | None) -> list[dict[str, Any]]:

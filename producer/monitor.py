@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Group
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -169,18 +170,18 @@ class Monitor:
         for col in ("host", "cpu %", "memory %", "disk %"):
             hosts.add_column(col)
         for host, r in sorted(s.hosts.items()):
-            hosts.add_row(host, *(f"{r.get(k, 0):.0f}" for k in ("cpu", "memory", "disk")))
+            hosts.add_row(escape(host), *(f"{r.get(k, 0):.0f}" for k in ("cpu", "memory", "disk")))
         workers = Table(title=f"workers ({sum(w['up'] for w in s.workers.values())} up)", expand=True)
         for col in ("worker", "state", "active"):
             workers.add_column(col)
         for name, w in sorted(s.workers.items()):
             state = "throttled" if w.get("throttled") else "up" if w["up"] else "GONE"
-            workers.add_row(name, state, f"{w['active']:.0f}")
+            workers.add_row(escape(name), state, f"{w['active']:.0f}")
         queues = Table(title="queues", expand=True)
         queues.add_column("queue")
         queues.add_column("length")
         for q, length in sorted(s.queues.items()):
-            queues.add_row(q, f"{length:.0f}")
+            queues.add_row(escape(q), f"{length:.0f}")
         studio = s.studio
         studio_line = (
             "Studio: "
@@ -197,13 +198,13 @@ class Monitor:
             alerts.add_column(col)
         for a in s.alerts:
             style = "red" if a["severity"] == "critical" else "yellow"
-            alerts.add_row(f"[{style}]{a['name']}[/{style}]", a["severity"], a["summary"])
+            alerts.add_row(f"[{style}]{escape(a['name'])}[/{style}]", escape(a["severity"]), escape(a["summary"]))
         recent = Table(title="recent runs", expand=True)
         for col in ("run", "kind", "state", "seconds"):
             recent.add_column(col)
         for run in runs[:5]:
             seconds = f"{run['finished'] - run['created']:.1f}" if run.get("finished") else "-"
-            recent.add_row(run["run_id"], run.get("kind", "sync"), run.get("state", "?"), seconds)
+            recent.add_row(*map(escape, (str(run["run_id"]), run.get("kind", "sync"), run.get("state", "?"), seconds)))
         return Group(Panel(f"{studio_line}\n{trend}", title="agentq monitor"), hosts, workers, queues, alerts, recent)
 
     def save(self, path: str) -> None:

@@ -68,7 +68,7 @@ def studio_writes(report: dict[str, Any]) -> int:
 
 def render_report(console: Console, report: dict[str, Any], verbose: bool = False) -> None:
     counts = report["counts"]
-    table = Table(title=f"run {report['run_id']} — {report['tree']}")
+    table = Table(title=escape(f"run {report['run_id']} — {report['tree']}"))
     shown = [o for o in OUTCOMES if counts[o] or o in ("created", "updated", "unchanged", "failed", "skipped")]
     for outcome in shown:
         table.add_column(outcome, justify="right")
@@ -81,7 +81,8 @@ def render_report(console: Console, report: dict[str, Any], verbose: bool = Fals
             detail.add_column(col, overflow="fold")
         for label, st in rows:
             text = st.get("error") or st.get("reason") or ""
-            detail.add_row(label, st.get("type") or "-", st.get("path") or "-", outcome_of(st), escape(text))
+            cells = (label, st.get("type") or "-", st.get("path") or "-", outcome_of(st), text)
+            detail.add_row(*map(escape, cells))
         console.print(detail)
     if report.get("error"):
         console.print(f"[red]{escape(report['error'])}[/red]")
@@ -137,14 +138,14 @@ def workflow_report(store: Store, run_id: str) -> dict[str, Any] | None:
 
 
 def render_workflow(console: Console, report: dict[str, Any]) -> None:
-    table = Table(title=f"workflow {report['workflow']} — run {report['run_id']}")
+    table = Table(title=escape(f"workflow {report['workflow']} — run {report['run_id']}"))
     for col in ("task", "agent", "status", "seconds", "tokens", "detail"):
         table.add_column(col, overflow="fold")
     for tid, t in report["tasks"].items():
         tokens = "-" if t["prompt_tokens"] is None else f"{t['prompt_tokens']}+{t['completion_tokens']}"
         detail = t["error"] or t["reason"] or (t["output"] or "")[:80]
         seconds = "-" if t["seconds"] is None else f"{t['seconds']:.2f}"
-        table.add_row(tid, t["agent"] or "-", t["status"], seconds, tokens, escape(detail))
+        table.add_row(*map(escape, (tid, t["agent"] or "-", t["status"], seconds, tokens, detail)))
     console.print(table)
     c = report["counts"]
     state = report["state"] if report["seconds"] is None else f"{report['state']} in {report['seconds']:.2f} s"

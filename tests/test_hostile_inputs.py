@@ -189,3 +189,25 @@ def test_hostile_files_are_named_and_never_starve_the_valid_ones(cli: Cli, tmp_p
     assert not marker.exists(), "code from a YAML tag ran"
     teams = cli.studio().teams_by_label()
     assert all(len(teams.get(f"good-{i}", [])) == 1 for i in range(VALID_TEAMS)), sorted(teams)
+
+
+def test_markup_in_names_and_labels_is_printed_as_written(cli: Cli, tmp_path: Path) -> None:
+    """Square brackets are rich's markup: a label `[/]` or a file `[b]x.yaml` ended plan and sync
+    in a MarkupError traceback. They are shown as written."""
+    tree = tmp_path / "[red]tree"
+    tree.mkdir()
+    (tree / "[b]x.yaml").write_text(
+        "provider: autogen_core.tools.FunctionTool\ncomponent_type: tool\nlabel: '[/]tool'\n"
+        "config: {source_code: 'def f() -> int:\\n    return 1\\n', name: f, description: d, global_imports: []}\n"
+    )
+    (tree / "team.yaml").write_text(
+        "provider: autogen_agentchat.teams.RoundRobinGroupChat\ncomponent_type: team\n"
+        "label: '[bold]team'\nconfig: {participants: [{$ref: '[/]missing'}]}\n"
+    )
+    plan = cli.run("plan", str(tree), timeout=60)
+    assert "Traceback" not in plan.stderr, plan.stderr
+    assert "[/]tool" in plan.stdout and "[red]tree" in plan.stdout and "[/]missing" in plan.stdout
+    sync = cli.run("sync", str(tree), "-v", timeout=120)
+    assert "Traceback" not in sync.stderr, sync.stderr
+    shown = sync.stdout + sync.stderr
+    assert "[/]tool" in shown and "[b]x.yaml" in shown, shown
