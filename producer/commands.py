@@ -675,17 +675,16 @@ def bench_workflow(
     from shared.settings import load_settings
 
     if standin == (model is not None):
-        err().print("[red]error:[/red] give either --standin or --model LABEL|URL")
-        raise typer.Exit(Exit.CONFIG)
+        raise InvalidInput("give either --standin or --model LABEL|URL")
     levels = [c.strip() for c in complexity.split(",") if c.strip()]
     if not levels or any(c not in COMPLEXITIES for c in levels):
-        err().print(
-            f"[red]error:[/red] --complexity {escape(repr(complexity))}: expected some of {', '.join(COMPLEXITIES)}"
-        )
-        raise typer.Exit(Exit.CONFIG)
+        raise InvalidInput(f"--complexity {complexity!r}: expected some of {', '.join(COMPLEXITIES)}")
+    parts = [x.strip() for x in team_sizes.split(",") if x.strip()]
+    if not parts or not all(x.isdigit() and int(x) > 0 for x in parts):
+        raise InvalidInput(f"--team-sizes {team_sizes!r}: expected whole numbers above 0, comma-separated")
+    sizes = [int(x) for x in parts]
     settings = load_settings()
     folder = out or settings.cache_dir / "bench" / time.strftime("workflow-%Y%m%d-%H%M%S")
-    sizes = [int(x) for x in team_sizes.split(",") if x.strip()]
     target = endpoint_model(model, tree, model_name) if model else None
     result = run_workflow_bench(
         folder,

@@ -42,8 +42,16 @@ def _producer(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         (["run", "{tmp}/wf.yaml"], {}, 2, ["tasks[0].agent", "tasks[1].dependencies[0]", "tasks[1].agent"]),
         (["plan", "examples"], {"STALL_SECONDS": "abc"}, 2, ["STALL_SECONDS"]),
         (["status", "r1"], {"REDIS_URL": "redis://:hunter2@127.0.0.1:1/0"}, 3, ["is unreachable"]),
+        (["bench", "workflow", "--standin", "--team-sizes", "3,abc"], {}, 2, ["--team-sizes '3,abc'"]),
     ],
-    ids=["no such directory", "no such workflow", "a workflow with errors", "a bad setting", "no Redis"],
+    ids=[
+        "no such directory",
+        "no such workflow",
+        "a workflow with errors",
+        "a bad setting",
+        "no Redis",
+        "a bad option",
+    ],
 )
 def test_a_failure_is_said_on_stderr_and_as_json_on_stdout(
     tmp_path: Path, args: list[str], env: dict[str, str], code: int, says: list[str]
