@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -128,6 +129,12 @@ def _redis(settings: Settings, services: embedded.LocalServices, quiet: bool) ->
     except redis.RedisError as exc:
         raise ServiceUnavailable(f"Redis at {shown_url(url)} is unreachable: {exc}") from exc
     yield store, settings
+
+
+def _check_seconds(option: str, value: float | None, finite: bool = True) -> None:
+    """A number of seconds above 0 (`inf` too, where `finite` is false), or InvalidInput naming the option."""
+    if value is not None and (math.isnan(value) or value <= 0 or (finite and math.isinf(value))):
+        raise InvalidInput(f"{option} {value:g}: expected a number of seconds above 0")
 
 
 def _check_dir(directory: Path) -> None:
@@ -266,6 +273,7 @@ def sync(
     from shared.settings import load_settings, with_overrides
 
     _check_dir(directory)
+    _check_seconds("--timeout", timeout, finite=False)
     settings = load_settings(redis_url=redis_url, studio_url=studio_url, studio_user_id=studio_user_id)
     embedded_default = settings.redis_url is None
     if embedded_default and no_wait:
@@ -565,6 +573,7 @@ def run(
 
     if mode not in ("parallel", "sequential"):
         raise typer.BadParameter("expected parallel or sequential", param_hint="--mode")
+    _check_seconds("--timeout", timeout, finite=False)
     settings = load_settings(redis_url=redis_url)
     if settings.redis_url is None and no_wait:
         raise InvalidInput("--no-wait needs REDIS_URL: the embedded Redis and worker stop when this command ends")
@@ -857,6 +866,7 @@ def monitor(
     from producer.monitor import Monitor
     from shared.settings import load_settings
 
+    _check_seconds("--refresh", refresh)
     settings = load_settings(redis_url=redis_url, exporter_url=exporter_url)
     watcher = Monitor(settings.exporter_url)
     store = _store(settings, settings.redis_url) if settings.redis_url else None
@@ -877,7 +887,10 @@ def monitor(
         pass
     finally:
         if save_session:
-            watcher.save(str(save_session))
+            try:
+                watcher.save(str(save_session))
+            except OSError as exc:
+                raise InvalidInput(f"--save-session {save_session}: cannot write it: {exc.strerror or exc}") from None
             err().print(f"session saved to {escape(str(save_session))}")
 
 

@@ -43,6 +43,8 @@ def _producer(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         (["plan", "examples"], {"STALL_SECONDS": "abc"}, 2, ["STALL_SECONDS"]),
         (["status", "r1"], {"REDIS_URL": "redis://:hunter2@127.0.0.1:1/0"}, 3, ["is unreachable"]),
         (["bench", "workflow", "--standin", "--team-sizes", "3,abc"], {}, 2, ["--team-sizes '3,abc'"]),
+        (["monitor", "--refresh", "-1"], {}, 2, ["--refresh -1"]),
+        (["sync", "examples", "--timeout", "nan"], {}, 2, ["--timeout nan"]),
     ],
     ids=[
         "no such directory",
