@@ -53,6 +53,8 @@ def _producer(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         "a bad setting",
         "no Redis",
         "a bad option",
+        "a negative refresh",
+        "a timeout that is no number",
     ],
 )
 def test_a_failure_is_said_on_stderr_and_as_json_on_stdout(
