@@ -128,8 +128,7 @@ class Usage:
     attempts: int = 0
 
 
-ADMITTED = 8  # tasks of a process between their start and their place in line (StartOrder)
-LEAVE_AFTER = 0.05  # seconds
+LEAVE_AFTER = 0.05  # seconds a task may hold its admission before its place in line (StartOrder)
 
 
 class StartOrder:
@@ -137,12 +136,12 @@ class StartOrder:
     every higher-ranked task of its message is in line for a model (or has ended), so the limit
     sees them together and the higher goes first, whichever coroutine happens to be quicker.
 
-    `admission`, the process's, bounds how many tasks are between their start and their place in
-    line: a task's work up to there is CPU with no await, and a thousand tasks started at once
-    (a message each of 25, 40 messages in flight) held the event loop for half a second before
-    the answers to the requests already sent were read. Tasks are admitted in rank order, and a
-    task leaves admission once it is in line, has ended, or after LEAVE_AFTER (one that does
-    something else first, a tool, holds nobody up)."""
+    `admission`, the process's (ADMITTED in workers/task_base.py), bounds how many tasks are
+    between their start on AutoGen and their place in line: that work is CPU with no await, and a
+    thousand tasks started at once (40 messages of 25 in flight) held the event loop for half a
+    second before the answers to the requests already sent were read. Tasks are admitted in rank
+    order, and a task leaves admission once it is in line, has ended, or after LEAVE_AFTER (one
+    that does something else first, a tool, holds nobody up)."""
 
     def __init__(self, task_ids: list[str], admission: asyncio.Semaphore | None = None) -> None:
         loop = asyncio.get_running_loop()

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from workers.model_client import ModelClients
 
 T = TypeVar("T")
+ADMITTED = 8  # a few: enough to keep a model's line fed, few enough that answers are read between them
 
 
 def _loop_thread() -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
@@ -51,7 +52,9 @@ class _Resources:
     models: ModelClients | None = None
     releases: Releases | None = None
     limits: dict[str, PrioritySemaphore] = field(default_factory=dict)
-    admission: asyncio.Semaphore | None = None
+    # workflow tasks of this process between their start and their place in a model's line
+    # (workers/model_client.py StartOrder)
+    admission: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(ADMITTED))
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
@@ -141,13 +144,7 @@ class WorkerTask(Task):
         return res.releases
 
     def admission(self) -> asyncio.Semaphore:
-        """How many workflow tasks of this process may be starting at once (workers/model_client.py StartOrder)."""
-        res = self._resources()
-        if res.admission is None:
-            from workers.model_client import ADMITTED
-
-            res.admission = asyncio.Semaphore(ADMITTED)
-        return res.admission
+        return self._resources().admission
 
     def limit(self, key: str, limit: int) -> PrioritySemaphore:
         """The process's handle on a cluster-wide limit: one per key, so the waiters of every task
