@@ -416,11 +416,9 @@ def pull(
     try:
         layout, others, failed = pull_tree(directory, settings, environment(), team or [], gallery, dry_run, every_row)
     except StudioError as exc:
-        err().print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(Exit.UNAVAILABLE) from exc
+        raise ServiceUnavailable(str(exc)) from exc
     except OSError as exc:
-        err().print(f"[red]error:[/red] cannot write into {directory}: {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(Exit.CONFIG) from exc
+        raise InvalidInput(f"cannot write into {directory}: {exc}") from exc
     files = [
         {
             "path": f.path,
@@ -456,7 +454,7 @@ def pull(
     if layout.variables:
         console().print("Set these variables before syncing (secrets are never written to files):")
         for var, places in sorted(layout.variables.items()):
-            console().print(f"  {var}  ({escape(', '.join(places))})", highlight=False)
+            console().print(f"  {escape(var)}  ({escape(', '.join(places))})", highlight=False)
     raise typer.Exit(code)
 
 

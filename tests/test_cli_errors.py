@@ -45,6 +45,7 @@ def _producer(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         (["bench", "workflow", "--standin", "--team-sizes", "3,abc"], {}, 2, ["--team-sizes '3,abc'"]),
         (["monitor", "--refresh", "-1"], {}, 2, ["--refresh -1"]),
         (["sync", "examples", "--timeout", "nan"], {}, 2, ["--timeout nan"]),
+        (["pull", "{tmp}/pulled", "--studio-url", "http://127.0.0.1:9"], {"STUDIO_RETRIES": "0"}, 3, ["unreachable"]),
     ],
     ids=[
         "no such directory",
@@ -55,6 +56,7 @@ def _producer(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         "a bad option",
         "a negative refresh",
         "a timeout that is no number",
+        "no Studio to pull from",
     ],
 )
 def test_a_failure_is_said_on_stderr_and_as_json_on_stdout(
