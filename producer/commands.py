@@ -166,6 +166,8 @@ def _plan_json(prepared: Prepared) -> dict[str, Any]:
 
 
 def _print_plan(data: dict[str, Any]) -> None:
+    from producer.report import clipped
+
     changes = data["changes"]
     console().print(
         f"[bold]{escape(data['tree'])}[/bold]: {data['files']} files ({data['files_parsed']} read, the rest unchanged on disk)"
@@ -173,7 +175,7 @@ def _print_plan(data: dict[str, Any]) -> None:
     console().print("  " + ", ".join(f"{k}: {len(v)}" for k, v in changes.items()))
     for i, wave in enumerate(data["waves"]):
         console().print(
-            f"  wave {i + 1}: {len(wave)} component(s): {escape(', '.join(wave[:8]))}{' ...' if len(wave) > 8 else ''}",
+            f"  wave {i + 1}: {len(wave)} component(s): {', '.join(map(clipped, wave[:8]))}{' ...' if len(wave) > 8 else ''}",
             soft_wrap=True,
         )
     console().print(

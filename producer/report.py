@@ -66,6 +66,14 @@ def studio_writes(report: dict[str, Any]) -> int:
     return sum(v for k, v in report["studio_requests"].items() if not k.startswith("GET") and "/validate/" not in k)
 
 
+LABEL_WIDTH = 80  # a label or path longer than this is cut in tables (a hostile file's can be thousands)
+
+
+def clipped(text: str, width: int = LABEL_WIDTH) -> str:
+    """`text` cut to `width` characters, its end kept (where names differ); markup escaped."""
+    return escape(text if len(text) <= width else "…" + text[-(width - 1) :])
+
+
 def render_report(console: Console, report: dict[str, Any], verbose: bool = False) -> None:
     counts = report["counts"]
     table = Table(title=escape(f"run {report['run_id']} — {report['tree']}"))
@@ -81,8 +89,8 @@ def render_report(console: Console, report: dict[str, Any], verbose: bool = Fals
             detail.add_column(col, overflow="fold")
         for label, st in rows:
             text = st.get("error") or st.get("reason") or ""
-            cells = (label, st.get("type") or "-", st.get("path") or "-", outcome_of(st), text)
-            detail.add_row(*map(escape, cells))
+            path = st.get("path") or "-"
+            detail.add_row(clipped(label), escape(st.get("type") or "-"), clipped(path), outcome_of(st), escape(text))
         console.print(detail)
     if report.get("error"):
         console.print(f"[red]{escape(report['error'])}[/red]")
@@ -145,7 +153,7 @@ def render_workflow(console: Console, report: dict[str, Any]) -> None:
         tokens = "-" if t["prompt_tokens"] is None else f"{t['prompt_tokens']}+{t['completion_tokens']}"
         detail = t["error"] or t["reason"] or (t["output"] or "")[:80]
         seconds = "-" if t["seconds"] is None else f"{t['seconds']:.2f}"
-        table.add_row(*map(escape, (tid, t["agent"] or "-", t["status"], seconds, tokens, detail)))
+        table.add_row(clipped(tid), clipped(t["agent"] or "-"), t["status"], seconds, tokens, escape(detail))
     console.print(table)
     c = report["counts"]
     state = report["state"] if report["seconds"] is None else f"{report['state']} in {report['seconds']:.2f} s"

@@ -193,7 +193,8 @@ def test_hostile_files_are_named_and_never_starve_the_valid_ones(cli: Cli, tmp_p
 
 def test_markup_in_names_and_labels_is_printed_as_written(cli: Cli, tmp_path: Path) -> None:
     """Square brackets are rich's markup: a label `[/]` or a file `[b]x.yaml` ended plan and sync
-    in a MarkupError traceback. They are shown as written."""
+    in a MarkupError traceback. They are shown as written; a label of thousands of characters is
+    cut in tables to its end."""
     tree = tmp_path / "[red]tree"
     tree.mkdir()
     (tree / "[b]x.yaml").write_text(
@@ -204,6 +205,11 @@ def test_markup_in_names_and_labels_is_printed_as_written(cli: Cli, tmp_path: Pa
         "provider: autogen_agentchat.teams.RoundRobinGroupChat\ncomponent_type: team\n"
         "label: '[bold]team'\nconfig: {participants: [{$ref: '[/]missing'}]}\n"
     )
+    giant = "g" * 3000 + "-end"
+    (tree / "giant.yaml").write_text(
+        f"provider: autogen_core.tools.FunctionTool\ncomponent_type: tool\nlabel: '{giant}'\n"
+        "config: {source_code: 'def f() -> int:\\n    return 1\\n', name: f, description: d, global_imports: []}\n"
+    )
     plan = cli.run("plan", str(tree), timeout=60)
     assert "Traceback" not in plan.stderr, plan.stderr
     assert "[/]tool" in plan.stdout and "[red]tree" in plan.stdout and "[/]missing" in plan.stdout
@@ -211,3 +217,4 @@ def test_markup_in_names_and_labels_is_printed_as_written(cli: Cli, tmp_path: Pa
     assert "Traceback" not in sync.stderr, sync.stderr
     shown = sync.stdout + sync.stderr
     assert "[/]tool" in shown and "[b]x.yaml" in shown, shown
+    assert giant not in plan.stdout + shown and "g-end" in plan.stdout
