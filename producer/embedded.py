@@ -5,6 +5,7 @@ Every process started here is stopped by its own PID and nothing else.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -32,10 +33,23 @@ def _ends_with_us(args: list[str]) -> list[str]:
     leaves no chance to stop it: util-linux's setpriv sets Linux's parent-death signal and execs
     (same PID). Only from the main thread: the signal follows the thread that started the child.
     Elsewhere the child is stopped as before, on the way out (a worker also has workers/lifeline.py)."""
-    setpriv = shutil.which("setpriv") if sys.platform == "linux" else None
+    setpriv = setpriv_with_pdeathsig()
     if setpriv is None or threading.current_thread() is not threading.main_thread():
         return args
     return [setpriv, "--pdeathsig", "TERM", *args]
+
+
+@functools.cache
+def setpriv_with_pdeathsig() -> str | None:
+    """util-linux's setpriv, if it has --pdeathsig (2.33, 2018, and later); asked once a process."""
+    path = shutil.which("setpriv") if sys.platform == "linux" else None
+    if path is None:
+        return None
+    try:
+        usage = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return path if "--pdeathsig" in usage else None
 
 
 def spawn(args: list[str], log_path: Path | None, **kwargs: Any) -> subprocess.Popen[bytes]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -105,7 +104,9 @@ def test_nothing_outlives_a_command_killed_outright(studio_url: str, tmp_path: P
         producer, started = _embedded_sync(tmp_path, proxy.url)
         producer.kill()
         producer.communicate(timeout=30)
-        expected = started if shutil.which("setpriv") else [p for p in started if "celery" in " ".join(p.cmdline())]
+        expected = (
+            started if embedded.setpriv_with_pdeathsig() else [p for p in started if "celery" in " ".join(p.cmdline())]
+        )
         assert _gone(expected, 30) == []
     finally:
         _stop(started)
