@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from producer import embedded
+from shared.core import json_text
 from shared.core.exceptions import AgentqError, InvalidInput, ServiceUnavailable
 from shared.core.keys import MODELS_QUEUE, STUDIO_QUEUE
 from shared.core.run_model import RunState
@@ -210,7 +211,7 @@ def _print_plan(data: dict[str, Any]) -> None:
 def _show_plan(prepared: Prepared, as_json: bool) -> NoReturn:
     data = _plan_json(prepared)
     if as_json:
-        typer.echo(json.dumps(data, indent=2))
+        typer.echo(json_text.dumps(data, indent=True))
     else:
         _print_plan(data)
     raise typer.Exit(1 if data["errors"] else 0)
@@ -321,7 +322,7 @@ def sync(
             ):
                 remember_if_clean(prepared, settings, store, run_id, report)
     if as_json:
-        typer.echo(json.dumps(report, indent=2))
+        typer.echo(json_text.dumps(report, indent=True))
     else:
         render_report(console(), report, verbose)
     raise typer.Exit(0 if succeeded(report) else 1)
@@ -433,7 +434,7 @@ def pull(
     code = Exit.PARTIAL if failed else Exit.OK
     if as_json:
         data = {"files": files, "variables": layout.variables, "warnings": layout.warnings, "not_pulled": others}
-        typer.echo(json.dumps(data, indent=2))
+        typer.echo(json_text.dumps(data, indent=True))
         raise typer.Exit(code)
     verb = {"create": "would create" if dry_run else "created", "update": "would update" if dry_run else "updated"}
     for f in layout.changed():
@@ -527,7 +528,7 @@ def status(
 
     report = _stored_report(redis_url, run_report, run_id, "run")
     if as_json:
-        typer.echo(json.dumps(report, indent=2))
+        typer.echo(json_text.dumps(report, indent=True))
     else:
         render_report(console(), report, verbose)
     raise typer.Exit(0 if succeeded(report) else 1)
@@ -606,7 +607,7 @@ def run(
             report = workflow_report(store, run_id)
     assert report is not None
     if as_json:
-        typer.echo(json.dumps(report, indent=2))
+        typer.echo(json_text.dumps(report, indent=True))
     else:
         render_workflow(console(), report)
     raise typer.Exit(0 if _workflow_succeeded(report) else Exit.PARTIAL)
@@ -624,7 +625,7 @@ def result(
 
     report = _stored_report(redis_url, workflow_report, run_id, "workflow run")
     if as_json:
-        typer.echo(json.dumps(report, indent=2))
+        typer.echo(json_text.dumps(report, indent=True))
     elif markdown:
         typer.echo(workflow_markdown(report))
     else:
@@ -775,7 +776,7 @@ def bench_compare(
     changes = compare_results(load(a), load(b))
     worse = regressions_over(changes, fail_on_regression) if fail_on_regression is not None else []
     if as_json:
-        typer.echo(json.dumps([{**c.__dict__, "significant": c.significant} for c in changes], indent=2))
+        typer.echo(json_text.dumps([{**c.__dict__, "significant": c.significant} for c in changes], indent=True))
     else:
         for c in changes:
             mark = "*" if c.significant else " "
@@ -874,7 +875,7 @@ def monitor(
         watcher.poll()
         time.sleep(refresh)
         snapshot = watcher.poll()
-        typer.echo(json.dumps({**snapshot.__dict__, "recent_runs": _recent_runs(store)}, indent=2))
+        typer.echo(json_text.dumps({**snapshot.__dict__, "recent_runs": _recent_runs(store)}, indent=True))
         unreachable = any(alert["name"] == "ExporterUnreachable" for alert in snapshot.alerts)
         raise typer.Exit(Exit.UNAVAILABLE if unreachable else Exit.OK)
     try:

@@ -87,7 +87,9 @@ def fingerprint_of(
 
 
 def save(path: Path, last: LastSync, report: dict[str, Any]) -> None:
-    text = json.dumps({"seconds": None, **{k: v for k, v in report.items() if k != "seconds"}}, indent=2)
+    from shared.core.json_text import dumps  # orjson: not on the no-change path
+
+    text = dumps({"seconds": None, **{k: v for k, v in report.items() if k != "seconds"}}, indent=True)
     assert text.startswith("{" + SECONDS)
     for target, content in ((report_path(path), text), (path, json.dumps(asdict(last)))):  # the record last
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ from typing import Any
 from producer.walk import config_files, default_cache_path  # noqa: F401  (re-exported)
 from shared.core.errors import ConfigError
 from shared.core.facts import FileFacts, file_facts
+from shared.core.json_text import dumps
 from shared.core.loader import Limits, parse_document
 
 CACHE_VERSION = 4
@@ -130,5 +131,5 @@ def scan(root: Path, cache_path: Path | None = None, limits: Limits | None = Non
 def _write_atomically(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
+    tmp.write_text(dumps(data), encoding="utf-8")
     tmp.replace(path)

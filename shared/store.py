@@ -13,6 +13,7 @@ import redis
 import redis.asyncio as aioredis
 
 from shared.core.drift import WrittenRow
+from shared.core.json_text import dumps
 from shared.core.keys import COUNTERS, LIMIT_PREFIX, PREFIX, ROOT_PREFIX
 from shared.core.run_model import TERMINAL, NodeState, RunMeta, RunState  # noqa: F401  (TERMINAL re-exported: the store decides what is over)
 from shared.metrics import HISTOGRAMS, HOSTS, IN_FLIGHT, Metrics, read_histograms
@@ -25,7 +26,7 @@ RUN_LISTS = ("gallery_members", "ready", "order")
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    return dumps(value)
 
 
 class Store:
