@@ -435,3 +435,20 @@ def test_a_team_with_too_many_participants_is_an_error_naming_the_field() -> Non
     [error] = tree.errors
     assert error.field == "config.participants" and "MAX_PARTICIPANTS" in error.message
     assert build_tree(docs, [], limits=TreeLimits(max_participants=11)).valid == ["t"]
+
+
+@pytest.mark.parametrize(
+    ("doc", "field"),
+    [
+        ({"config": {"api_key": "${KEY}"}}, "config.api_key"),
+        ({"config": {"participants": [{"config": {"x": ["ok", "a ${KEY} b"]}}]}}, "config.participants[0].config.x[1]"),
+        ([["${KEY}"]], "[0][0]"),
+    ],
+)
+def test_a_missing_variable_names_its_field(doc, field):
+    from shared.core.refs import MissingVariable
+
+    with pytest.raises(MissingVariable) as raised:
+        substitute_variables(doc, {"OTHER": "x"})
+    assert (raised.value.name, raised.value.field) == ("KEY", field)
+    assert substitute_variables(doc, {"KEY": "v"}) != doc  # and with it set, it is replaced

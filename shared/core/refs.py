@@ -78,12 +78,26 @@ class MissingVariable(InvalidInput):
         self.field = field
 
 
-def substitute_variables(doc: Any, env: Mapping[str, str], _path: str = "") -> Any:
+def substitute_variables(doc: Any, env: Mapping[str, str]) -> Any:
     """Copy of `doc` with `${VAR}` replaced from `env`; raises MissingVariable naming the field."""
     if isinstance(doc, dict):
-        return {k: substitute_variables(v, env, f"{_path}.{k}" if _path else str(k)) for k, v in doc.items()}
+        out = {}
+        for k, v in doc.items():
+            try:
+                out[k] = substitute_variables(v, env)
+            except MissingVariable as exc:  # the field's path is built only on the way out of an error
+                exc.field = f"{k}.{exc.field}" if exc.field and not exc.field.startswith("[") else f"{k}{exc.field}"
+                raise
+        return out
     if isinstance(doc, list):
-        return [substitute_variables(v, env, f"{_path}[{i}]") for i, v in enumerate(doc)]
+        items = []
+        for i, v in enumerate(doc):
+            try:
+                items.append(substitute_variables(v, env))
+            except MissingVariable as exc:
+                exc.field = f"[{i}].{exc.field}" if exc.field and not exc.field.startswith("[") else f"[{i}]{exc.field}"
+                raise
+        return items
     if isinstance(doc, str) and "${" in doc:
 
         def replace(match: re.Match[str]) -> str:
@@ -94,7 +108,7 @@ def substitute_variables(doc: Any, env: Mapping[str, str], _path: str = "") -> A
                 return env[name]
             if default is not None:
                 return default
-            raise MissingVariable(name, _path)
+            raise MissingVariable(name, "")
 
         return _VAR.sub(replace, doc)
     return doc
