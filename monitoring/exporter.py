@@ -32,6 +32,7 @@ from prometheus_client.registry import Collector
 from shared.core.exceptions import InvalidInput
 from shared.metrics import COUNTER_HELP, HISTOGRAM_HELP, HOSTS, read_counters, read_histograms
 from shared.settings import Settings, load_settings
+from shared.store import TEXT
 
 log = logging.getLogger("agentq.exporter")
 PRIORITY_SEP = "\x06\x16"
@@ -264,7 +265,7 @@ class Exporter:
         self.settings = settings
         self.registry = CollectorRegistry()
         self.app = create_app(settings)
-        self.redis = redis.Redis.from_url(self.app.conf.broker_url, decode_responses=True)
+        self.redis = redis.Redis.from_url(self.app.conf.broker_url, **TEXT)
         self.events = CeleryEvents(self.app, self.registry)
         self.registry.register(
             RedisState(self.redis, [q.strip() for q in settings.exporter_queues.split(",") if q.strip()])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import atexit
 import gc
+import io
 import os
 import signal
 import sys
@@ -24,6 +25,11 @@ def _terminated(signum: int, _frame: object) -> None:
 
 
 def main() -> None:
+    # Output is UTF-8 whatever the locale says (JSON is UTF-8 by definition), and a file name that
+    # is not UTF-8 is printed as the bytes it is, as ls and find print it, not raised as an error
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(encoding="utf-8", errors="surrogateescape")
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _terminated)
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])

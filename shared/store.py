@@ -25,6 +25,11 @@ MARK_ROOT_LUA = (Path(__file__).parent / "lua" / "mark_root.lua").read_text()
 RUN_LISTS = ("gallery_members", "ready", "order")
 
 
+# Replies as text; a file name need not be UTF-8, so a path is sent and read back as the bytes it
+# stands for (surrogateescape), as Python's os module does
+TEXT: dict[str, Any] = {"decode_responses": True, "encoding_errors": "surrogateescape"}
+
+
 def _json(value: Any) -> str:
     return dumps(value)
 
@@ -37,7 +42,7 @@ class Store:
 
     @classmethod
     def from_url(cls, url: str, *, cache_ttl: int, run_ttl: int) -> Store:
-        return cls(redis.Redis.from_url(url, decode_responses=True), cache_ttl=cache_ttl, run_ttl=run_ttl)
+        return cls(redis.Redis.from_url(url, **TEXT), cache_ttl=cache_ttl, run_ttl=run_ttl)
 
     # ---- result cache (per Studio + user namespace) -------------------------------------------
     @staticmethod

@@ -4,6 +4,8 @@ Redis round trip; any change that could alter the outcome goes through the full 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -84,6 +86,33 @@ def test_a_touched_file_or_a_new_one_is_a_change(tmp_path: Path) -> None:
     assert nochange.fingerprint(tree, names, ["V"], env) != touched
     (tree / ".producerignore").write_text("teams/new.yaml\n")
     assert nochange.fingerprint(tree, names, ["V"], env) == touched
+
+
+def test_file_names_that_are_not_utf8_are_synced_named_and_answered(cli: Cli, tmp_path: Path) -> None:
+    """Linux allows any bytes in a name. A valid component in such a file is synced; a broken one
+    is named in the report; neither the record, Redis nor the no-change answer stumbles on it."""
+    tree = _tree(tmp_path)
+    odd = os.fsencode(tree / "model.yaml").replace(b"model.yaml", b"m\xffodel-copy.yaml")
+    Path(os.fsdecode(odd)).write_text((tree / "model.yaml").read_text().replace("label: ", "label: copy-of-", 1))
+    rc, first, err = cli.sync(tree)
+    assert rc == 0 and first["counts"]["created"] == TEAMS + 3, err
+    rc, again, err = cli.sync(tree)
+    assert rc == 0 and again.get("no_change"), err
+
+    broken = os.fsdecode(os.fsencode(tree) + b"/br\xfbken.yaml")
+    Path(broken).write_text("label: [unclosed\n")
+    rc, report, err = cli.sync(tree)
+    assert rc == 1 and "Traceback" not in err, err
+    assert report["nodes"]["br\udcfbken.yaml"]["status"] == "failed"
+    # printed as the bytes it is, also where the locale would have Python refuse it
+    human = subprocess.run(
+        [sys.executable, "-m", "producer.cli", "sync", str(tree)],
+        env=cli.env(PYTHONIOENCODING="ascii:strict"),
+        capture_output=True,
+        timeout=120,
+    )
+    assert human.returncode == 1 and b"Traceback" not in human.stderr, human.stderr
+    assert b"br\xfbken.yaml" in human.stdout
 
 
 def test_the_resp_client_reads_a_key_with_auth_and_db(redis_url: str) -> None:

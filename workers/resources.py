@@ -17,6 +17,7 @@ from celery import bootsteps
 
 from shared.metrics import HOSTS, Metrics
 from shared.settings import Settings
+from shared.store import TEXT
 
 log = logging.getLogger("agentq.throttle")
 OVERRIDES = "agentq:throttle"  # hash, or agentq:throttle:<nodename>: memory_percent / cpu_percent
@@ -61,7 +62,7 @@ class ResourceGuard(bootsteps.StartStopStep):
         settings = Settings()
         app = c.app
         nodename = c.hostname
-        client = redis.Redis.from_url(app.conf.broker_url, decode_responses=True)
+        client = redis.Redis.from_url(app.conf.broker_url, **TEXT)
         queues = [q.name for q in app.amqp.queues.consume_from.values()] or [app.conf.task_default_queue]
         throttled = False
         psutil.cpu_percent(interval=None)  # prime the CPU counter

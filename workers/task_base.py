@@ -24,7 +24,7 @@ from celery import Task
 from shared.core.keys import LIMIT_PREFIX
 from shared.semaphore import PrioritySemaphore
 from shared.settings import Settings
-from shared.store import AsyncRunState, Store
+from shared.store import TEXT, AsyncRunState, Store
 from workers.releases import Released, Releases
 
 if TYPE_CHECKING:
@@ -113,9 +113,7 @@ class WorkerTask(Task):
         """A shared pool: each new redis-py connection costs ~2 ms of CPU to set up."""
         res = self._resources()
         if res.aredis is None:
-            pool = aioredis.BlockingConnectionPool.from_url(
-                self.app.conf.broker_url, max_connections=16, decode_responses=True
-            )
+            pool = aioredis.BlockingConnectionPool.from_url(self.app.conf.broker_url, max_connections=16, **TEXT)
             res.aredis = aioredis.Redis(connection_pool=pool)
         return res.aredis
 
