@@ -29,25 +29,25 @@ class Settings(BaseSettings):
     studio_user_id: str = Field(default="guestuser@gmail.com", alias="STUDIO_USER_ID")
     studio_token: SecretStr | None = Field(default=None, alias="STUDIO_TOKEN")
 
-    studio_timeout_seconds: float = Field(default=15.0, alias="STUDIO_TIMEOUT_SECONDS")
-    studio_retries: int = Field(default=4, alias="STUDIO_RETRIES")
-    studio_backoff_seconds: float = Field(default=0.5, alias="STUDIO_BACKOFF_SECONDS")
-    studio_concurrency: int = Field(default=16, alias="STUDIO_CONCURRENCY")
+    studio_timeout_seconds: float = Field(default=15.0, gt=0, alias="STUDIO_TIMEOUT_SECONDS")
+    studio_retries: int = Field(default=4, ge=0, alias="STUDIO_RETRIES")
+    studio_backoff_seconds: float = Field(default=0.5, ge=0, alias="STUDIO_BACKOFF_SECONDS")
+    studio_concurrency: int = Field(default=16, ge=1, alias="STUDIO_CONCURRENCY")
     # validate components on the workers with Studio's own AutoGen (a tool's code then runs there, as
     # it does in Studio); false: every component goes to Studio's /api/validate/
     local_validation: bool = Field(default=True, alias="LOCAL_VALIDATION")
 
     model_max_concurrency: int = Field(default=8, ge=1, alias="MODEL_MAX_CONCURRENCY")
     model_retries: int = Field(default=4, ge=0, alias="MODEL_RETRIES")
-    model_backoff_seconds: float = Field(default=0.5, alias="MODEL_BACKOFF_SECONDS")
-    model_timeout_seconds: float = Field(default=60.0, alias="MODEL_TIMEOUT_SECONDS")
-    task_timeout_seconds: float = Field(default=300.0, alias="TASK_TIMEOUT_SECONDS")
-    standin_llm_port: int = Field(default=11435, alias="STANDIN_LLM_PORT")
+    model_backoff_seconds: float = Field(default=0.5, ge=0, alias="MODEL_BACKOFF_SECONDS")
+    model_timeout_seconds: float = Field(default=60.0, gt=0, alias="MODEL_TIMEOUT_SECONDS")
+    task_timeout_seconds: float = Field(default=300.0, gt=0, alias="TASK_TIMEOUT_SECONDS")
+    standin_llm_port: int = Field(default=11435, ge=1, le=65535, alias="STANDIN_LLM_PORT")
 
     # A worker stops taking tasks while its host is above either threshold. CPU is off (100) by
     # default: busy workers drive their own host to 100%, which is no reason to stop.
-    throttle_memory_percent: float = Field(default=90.0, alias="THROTTLE_MEMORY_PERCENT")
-    throttle_cpu_percent: float = Field(default=100.0, alias="THROTTLE_CPU_PERCENT")
+    throttle_memory_percent: float = Field(default=90.0, gt=0, alias="THROTTLE_MEMORY_PERCENT")
+    throttle_cpu_percent: float = Field(default=100.0, gt=0, alias="THROTTLE_CPU_PERCENT")
     resource_interval_seconds: float = Field(default=5.0, gt=0, alias="RESOURCE_INTERVAL_SECONDS")  # also the heartbeat
     # a worker silent this long is gone: the producer requeues the messages it held
     worker_dead_seconds: float = Field(default=20.0, gt=0, alias="WORKER_DEAD_SECONDS")
@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     # waits. Keep it above the longest message: a sync batch or TASK_TIMEOUT_SECONDS.
     visibility_timeout_seconds: int = Field(default=900, ge=60, alias="VISIBILITY_TIMEOUT_SECONDS")
 
-    exporter_port: int = Field(default=9808, alias="EXPORTER_PORT")
+    exporter_port: int = Field(default=9808, ge=1, le=65535, alias="EXPORTER_PORT")
     exporter_url: str = Field(default="http://127.0.0.1:9808", alias="EXPORTER_URL")  # read by `producer monitor`
     exporter_queues: str = Field(default="studio,models", alias="EXPORTER_QUEUES")  # comma-separated
     studio_probe_interval_seconds: float = Field(default=5.0, gt=0, alias="STUDIO_PROBE_INTERVAL_SECONDS")
@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(default=Path.home() / ".cache" / "agentq", alias="AGENTQ_CACHE_DIR")
     autogenstudio_bin: str | None = Field(default=None, alias="AUTOGENSTUDIO_BIN")
     # A fixed port keeps the cache namespace (Studio URL + user) the same from one run to the next.
-    local_studio_port: int = Field(default=8081, alias="LOCAL_STUDIO_PORT")
+    local_studio_port: int = Field(default=8081, ge=1, le=65535, alias="LOCAL_STUDIO_PORT")
     run_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0, alias="RUN_TTL_SECONDS")
 
     @field_validator("redis_url", mode="before")

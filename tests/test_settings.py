@@ -29,6 +29,24 @@ def test_a_wrong_setting_is_named_with_what_was_given(monkeypatch: pytest.Monkey
 
 
 @pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("STUDIO_TIMEOUT_SECONDS", "-5"),  # a sync with it waited forever
+        ("MODEL_TIMEOUT_SECONDS", "0"),
+        ("TASK_TIMEOUT_SECONDS", "-1"),
+        ("STUDIO_RETRIES", "-1"),
+        ("STUDIO_BACKOFF_SECONDS", "-0.5"),
+        ("STUDIO_CONCURRENCY", "0"),
+        ("LOCAL_STUDIO_PORT", "70000"),
+        ("EXPORTER_PORT", "0"),
+    ],
+)
+def test_a_number_out_of_its_range_is_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    said = _error(monkeypatch, **{name: value})
+    assert name in said and f"'{value}'" in said
+
+
+@pytest.mark.parametrize(
     ("url", "why"),
     [
         ("notaurl", "redis://host:port/db"),
