@@ -94,8 +94,19 @@ StudioUrl = Annotated[str | None, typer.Option("--studio-url", help="AutoGen Stu
 StudioUser = Annotated[
     str | None, typer.Option("--studio-user-id", help="Studio user id the rows belong to (env STUDIO_USER_ID)")
 ]
+
+
+def _gallery_name(value: str | None) -> str | None:
+    if value and not value.strip():  # "" is the default: the folder's name
+        raise InvalidInput(f"--gallery {value!r}: a gallery entry's name cannot be blank")
+    return value
+
+
 Gallery = Annotated[
-    str | None, typer.Option("--gallery", help="Gallery entry name for the tree (default: the folder's name)")
+    str | None,
+    typer.Option(
+        "--gallery", help="Gallery entry name for the tree (default: the folder's name)", callback=_gallery_name
+    ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
 

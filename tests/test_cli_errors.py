@@ -46,6 +46,7 @@ def _producer(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         (["monitor", "--refresh", "-1"], {}, 2, ["--refresh -1"]),
         (["sync", "examples", "--timeout", "nan"], {}, 2, ["--timeout nan"]),
         (["pull", "{tmp}/pulled", "--studio-url", "http://127.0.0.1:9"], {"STUDIO_RETRIES": "0"}, 3, ["unreachable"]),
+        (["sync", "examples", "--gallery", "  "], {}, 2, ["--gallery '  '"]),
     ],
     ids=[
         "no such directory",
@@ -57,6 +58,7 @@ def _producer(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         "a negative refresh",
         "a timeout that is no number",
         "no Studio to pull from",
+        "a blank gallery name",
     ],
 )
 def test_a_failure_is_said_on_stderr_and_as_json_on_stdout(
