@@ -934,10 +934,24 @@ def _fail(lines: list[str], code: int) -> NoReturn:
     raise SystemExit(code)
 
 
+def _usage_error() -> type[Exception]:
+    """click's ClickException, the root of typer.BadParameter (typer 0.2x ships click inside itself)."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
 def main() -> None:
     """The `producer` command: failures we can name end in one line and their exit code, never a traceback."""
+    usage_error = _usage_error()
     try:
-        app()
+        code = app(standalone_mode=False)  # so that a usage error also reaches --json's reader
+    except usage_error as exc:  # a missing argument, an unknown option, a value of the wrong type
+        if "--json" in sys.argv[1:]:
+            _fail([exc.format_message()], exc.exit_code)  # type: ignore[attr-defined]
+        exc.show()  # type: ignore[attr-defined]
+        raise SystemExit(exc.exit_code) from None  # type: ignore[attr-defined]
+    except typer.Abort:
+        err().print("Aborted!")
+        raise SystemExit(1) from None
     except ServiceUnavailable as exc:
         _fail(_said(exc), Exit.UNAVAILABLE)
     except InvalidInput as exc:
@@ -952,3 +966,4 @@ def main() -> None:
             raise
         url = shown_url(os.environ.get("REDIS_URL") or "the embedded Redis")
         _fail([f"Redis at {url} is unreachable: {exc}"], Exit.UNAVAILABLE)
+    raise SystemExit(code or 0)

@@ -79,3 +79,22 @@ def test_a_failure_is_said_on_stderr_and_as_json_on_stdout(
     for line, part in zip(said["errors"], says, strict=True):
         assert part in line
     assert "hunter2" not in as_json.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["sync", "examples", "--timeout", "abc"], "Invalid value for '--timeout'"),
+        (["sync"], "Missing argument"),
+        (["nosuch"], "No such command 'nosuch'"),
+        (["sync", "examples", "--nosuch"], "No such option: --nosuch"),
+    ],
+)
+def test_a_usage_error_reaches_a_json_reader_too(args: list[str], says: str) -> None:
+    plain = _producer(*args)
+    assert plain.returncode == 2 and plain.stdout == "" and says in plain.stderr
+    assert "Usage:" in plain.stderr  # click's own words, as Celery's users know them
+
+    as_json = _producer(*args, "--json")
+    said = json.loads(as_json.stdout)
+    assert as_json.returncode == said["exit_code"] == 2 and says in said["error"]
