@@ -12,7 +12,11 @@ It answers as a model does in the three situations AutoGen creates:
 - a selector's request (a message contains control `selector_marker`, by default AutoGen's
   "select the next role"): the next name from control `select` (used in turn), or else the first
   candidate the prompt lists;
-- anything else: a text naming the model, a digest of the prompt and the task's first line.
+- anything else: a text naming the model, a digest of the prompt and the task's first line; as
+  JSON when the request asks for it, as models do: `response_format` json_schema (AutoGen's
+  structured output) gets a value of that schema, json_object an object {"answer": text}.
+A request with `stream: true` is answered as server-sent chunks, ending in `data: [DONE]` (with a
+usage chunk when `stream_options.include_usage` asks for one), as OpenAI streams.
 A `[delay:S]` in the task's line makes that answer take S seconds (benchmarks set per-task latencies).
 
 Control (JSON): POST /_control {"delay": s, "fail_rate": 0..1, "fail_every": n,
@@ -27,6 +31,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import math
 import random
 import re
 import threading
@@ -137,7 +142,8 @@ class StandIn:
         elif tools and (messages[-1].get("role") if messages else None) != "tool":
             message = {"role": "assistant", "content": None, "tool_calls": [_tool_call(tools, control, digest)]}
         else:
-            message = {"role": "assistant", "content": f"[stand-in {model} #{digest}] Done: {first_line[:120]}"}
+            text = f"[stand-in {model} #{digest}] Done: {first_line[:120]}"
+            message = {"role": "assistant", "content": _formatted(text, body.get("response_format"))}
         text = message["content"] or json.dumps(message.get("tool_calls"))
         usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split())}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
@@ -164,6 +170,83 @@ class StandIn:
         found = CANDIDATES.search(prompt)
         names = [n.strip().strip("'\"") for n in found.group(1).split(",")] if found else []
         return names[0] if names and names[0] else "unknown"
+
+
+def _formatted(text: str, response_format: Any) -> str:
+    """The answer in the format the request asks for."""
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema") or {}
+        return json.dumps(_instance(schema, schema, text))
+    if kind == "json_object":
+        return json.dumps({"answer": text})
+    return text
+
+
+def _instance(schema: Any, root: dict[str, Any], text: str, depth: int = 0) -> Any:
+    """A value of a JSON schema (what pydantic writes: $defs and $ref, anyOf, enums, bounds), as a
+    model in structured output gives one; `text` for strings."""
+    if not isinstance(schema, dict) or depth > 16:
+        return None
+    if "$ref" in schema:  # "#/$defs/Name"
+        target: Any = root
+        for part in str(schema["$ref"]).removeprefix("#/").split("/"):
+            target = target.get(part) if isinstance(target, dict) else None
+        return _instance(target, root, text, depth + 1)
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    if "default" in schema:
+        return schema["default"]
+    for key in ("anyOf", "oneOf", "allOf"):
+        options = [o for o in schema.get(key) or [] if isinstance(o, dict) and o.get("type") != "null"]
+        if len(options) < len(schema.get(key) or []) and depth >= 4:
+            return None  # nullable, deep in a schema that may nest itself
+        if options:
+            return _instance(options[0], root, text, depth + 1)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), None)
+    if kind == "object" or "properties" in schema:
+        properties = schema.get("properties") or {}
+        return {name: _instance(sub, root, text, depth + 1) for name, sub in properties.items()}
+    if kind == "array":
+        return [_instance(schema.get("items"), root, text, depth + 1) for _ in range(max(1, schema.get("minItems", 1)))]
+    if kind in ("integer", "number"):
+        low, high = (
+            schema.get("minimum", schema.get("exclusiveMinimum")),
+            schema.get("maximum", schema.get("exclusiveMaximum")),
+        )
+        value = (low + high) / 2 if low is not None and high is not None else low + 1 if low is not None else 2
+        value = high - 1 if low is None and high is not None else value
+        return math.floor(value) if kind == "integer" else float(value)
+    if kind == "boolean":
+        return True
+    if kind == "string":
+        return text[: schema.get("maxLength", len(text))].ljust(schema.get("minLength", 0), ".")
+    return None
+
+
+def _chunks(payload: dict[str, Any], include_usage: bool) -> list[dict[str, Any]]:
+    """A completion as the chunks OpenAI streams it: the role, the content a few words at a time,
+    each tool call, the finish reason, then the usage when asked for."""
+    base = {"id": payload["id"], "object": "chat.completion.chunk", "created": payload["created"]}
+    base["model"] = payload["model"]
+    choice = payload["choices"][0]
+    message = choice["message"]
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    words = re.findall(r"\S+\s*", message.get("content") or "")
+    out = [chunk({"role": "assistant", "content": ""})]
+    out += [chunk({"content": "".join(words[i : i + 4])}) for i in range(0, len(words), 4)]
+    out += [chunk({"tool_calls": [{"index": i, **call}]}) for i, call in enumerate(message.get("tool_calls") or [])]
+    out.append(chunk({}, choice["finish_reason"]))
+    if include_usage:
+        out.append({**base, "choices": [], "usage": payload["usage"]})
+    return out
 
 
 def _task_line(messages: list[dict[str, Any]]) -> str:
@@ -210,12 +293,22 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 
 
 def make_app(state: StandIn) -> web.Application:
-    async def chat(request: web.Request) -> web.Response:
-        status, headers, payload = await state.answer(await _json_body(request), request.headers.get("Authorization"))
+    async def chat(request: web.Request) -> web.StreamResponse:
+        body = await _json_body(request)
+        status, headers, payload = await state.answer(body, request.headers.get("Authorization"))
         if isinstance(status, str):
             content_type, text = MALFORMED[status]
             return web.Response(status=200, text=text, content_type=content_type)
-        return web.json_response(payload, status=status, headers=headers)
+        if status != 200 or not body.get("stream"):
+            return web.json_response(payload, status=status, headers=headers)
+        options = body.get("stream_options")
+        stream = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await stream.prepare(request)
+        for part in _chunks(payload, isinstance(options, dict) and bool(options.get("include_usage"))):
+            await stream.write(f"data: {json.dumps(part)}\n\n".encode())
+        await stream.write(b"data: [DONE]\n\n")
+        await stream.write_eof()
+        return stream
 
     async def control(request: web.Request) -> web.Response:
         state.control.update(await _json_body(request))

@@ -269,3 +269,57 @@ def test_a_missing_provider_package_is_named_before_anything_starts(tmp_path: Pa
     )
     assert "pip install 'autogen-ext[anthropic]'" in proc.stderr
     assert "Started" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_streaming_agent_answers_as_unstreamed_and_an_empty_stream_is_no_answer(
+    wf_cli: Cli, standin, tmp_path: Path
+) -> None:
+    """`model_client_stream: true` makes AutoGen ask for server-sent chunks. An empty answer came
+    back as done (and was cached) when the endpoint sent none."""
+    url, state = standin
+    streamed = agent_doc("streamer")
+    streamed["config"]["model_client_stream"] = True
+    write_docs(tmp_path, {"models/m.yaml": model_doc("m", url), "agents/s.yaml": streamed})
+    tasks = [{"id": "s", "description": "say it streamed", "agent": {"$ref": "streamer"}}]
+    rc, report = run(wf_cli, write_workflow(tmp_path, tasks))
+    assert rc == 0, report
+    assert state.requests[-1]["params"]["stream"] is True
+    output = report["tasks"]["s"]["output"]
+    assert output.startswith("[stand-in ") and output.endswith("Done: Task: say it streamed"), output
+
+    # a proxy's HTML page where the chunks should be: the task fails, saying so, and nothing is cached
+    state.control.update(fail_rate=1.0, fail_status="html")
+    tasks[0]["description"] = "say it again"
+    rc, report = run(wf_cli, write_workflow(tmp_path, tasks))
+    assert rc == 1 and "streamed no answer" in report["tasks"]["s"]["error"], report
+
+
+def test_an_agent_with_structured_output_gets_a_value_of_its_schema(wf_cli: Cli, standin, tmp_path: Path) -> None:
+    url, state = standin
+    schema = {
+        "title": "Verdict",
+        "type": "object",
+        "properties": {
+            "approved": {"type": "boolean"},
+            "score": {"type": "integer", "minimum": 1, "maximum": 5},
+            "reasons": {"type": "array", "items": {"type": "string"}},
+            "kind": {"enum": ["minor", "major"]},
+        },
+        "required": ["approved", "score", "reasons", "kind"],
+    }
+    judge = agent_doc("judge")
+    judge["config"]["structured_message_factory"] = {
+        "provider": "autogen_agentchat.messages.StructuredMessageFactory",
+        "component_type": "structured_message",
+        "version": 1,
+        "component_version": 1,
+        "config": {"json_schema": schema, "content_model_name": "Verdict"},
+    }
+    write_docs(tmp_path, {"models/m.yaml": model_doc("m", url), "agents/j.yaml": judge})
+    tasks = [{"id": "j", "description": "judge the plan", "agent": {"$ref": "judge"}}]
+    rc, report = run(wf_cli, write_workflow(tmp_path, tasks))
+    assert rc == 0, report
+    assert state.requests[-1]["params"]["response_format"]["type"] == "json_schema"
+    verdict = json.loads(report["tasks"]["j"]["output"])
+    assert verdict["approved"] is True and 1 <= verdict["score"] <= 5 and verdict["kind"] == "minor"
+    assert verdict["reasons"] and all(isinstance(r, str) for r in verdict["reasons"])

@@ -362,6 +362,11 @@ class GatedChatCompletionClient(ChatCompletionClient, Component[GatedClientConfi
                 cancellation_token=cancellation_token,
             ):
                 if isinstance(chunk, CreateResult):
+                    if chunk.finish_reason == "unknown" and not chunk.content:
+                        # AutoGen makes an empty result (with a warning) of a stream that held no chunk:
+                        # a 200 that is no answer (a proxy's page), not the model's silence, and not cached
+                        prefix = self._task.failure_prefix(self._config.slot)
+                        raise ModelError(f"{prefix} streamed no answer: no chunk came with a finish reason")
                     self._task.usage.calls += 1
                     self._task.count(self._model, chunk.usage)
                     self._task.metrics.observe(
