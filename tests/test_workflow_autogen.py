@@ -275,7 +275,7 @@ def test_a_streaming_agent_answers_as_unstreamed_and_an_empty_stream_is_no_answe
     wf_cli: Cli, standin, tmp_path: Path
 ) -> None:
     """`model_client_stream: true` makes AutoGen ask for server-sent chunks. An empty answer came
-    back as done (and was cached) when the endpoint sent none."""
+    back as done (and was cached) when the endpoint sent none, and a 429 failed the task."""
     url, state = standin
     streamed = agent_doc("streamer")
     streamed["config"]["model_client_stream"] = True
@@ -287,11 +287,19 @@ def test_a_streaming_agent_answers_as_unstreamed_and_an_empty_stream_is_no_answe
     output = report["tasks"]["s"]["output"]
     assert output.startswith("[stand-in ") and output.endswith("Done: Task: say it streamed"), output
 
-    # a proxy's HTML page where the chunks should be: the task fails, saying so, and nothing is cached
-    state.control.update(fail_rate=1.0, fail_status="html")
+    # a 429 before the first chunk is retried as any request is (a streamed request was not retried)
+    state.control.update(fail_every=2, fail_status=[429], retry_after=0.05)
+    tasks[0]["description"] = "say it after a 429"
+    rc, report = run(wf_cli, write_workflow(tmp_path, tasks))
+    assert rc == 0 and report["retries"].get("rate_limited"), report
+    assert report["tasks"]["s"]["output"].endswith("Done: Task: say it after a 429")
+
+    # a proxy's HTML page where the chunks should be: retried, then the task fails saying so
+    state.control.update(fail_every=0, fail_rate=1.0, fail_status="html")
     tasks[0]["description"] = "say it again"
     rc, report = run(wf_cli, write_workflow(tmp_path, tasks))
     assert rc == 1 and "streamed no answer" in report["tasks"]["s"]["error"], report
+    assert report["retries"].get("malformed_answer"), report
 
 
 def test_an_agent_with_structured_output_gets_a_value_of_its_schema(wf_cli: Cli, standin, tmp_path: Path) -> None:

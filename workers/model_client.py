@@ -227,6 +227,14 @@ class TaskModels:
         return resolved
 
     async def call(self, model: str, semaphore: PrioritySemaphore, request: Callable[[], Awaitable[T]]) -> T:
+        async with await self.in_line(semaphore):
+            result = await self.retried(model, request)
+        self.usage.calls += 1
+        return result
+
+    async def retried(self, model: str, request: Callable[[], Awaitable[T]], observe_success: bool = True) -> T:
+        """`request` under the retry policy; the caller holds the model's slot."""
+
         async def on_retry(cause: str) -> None:
             self.metrics.inc("agentq_retries_total", ["model", cause])
             await self.on_retry(cause)
@@ -246,25 +254,26 @@ class TaskModels:
                 if classify(exc) is None or number > self.retries:
                     raise ModelError(_failure(exc)) from exc
                 raise
-            self.metrics.observe("agentq_model_request_duration_seconds", [model, "200"], time.perf_counter() - started)
+            if observe_success:
+                self.metrics.observe(
+                    "agentq_model_request_duration_seconds", [model, "200"], time.perf_counter() - started
+                )
             return result
 
-        async with await self.in_line(semaphore):
-            # the first try outside tenacity's loop: the loop leaves ~50 objects per call in
-            # reference cycles, nearly all of a busy worker's garbage (its collections stall the loop)
-            failed: Exception | None = None
-            try:
-                result = await attempt(1)
-            except ModelError:
-                raise
-            except Exception as exc:  # retryable: `attempt` turns a final failure into ModelError
-                failed = exc
-            if failed is not None:
-                await pause(failed, self.backoff, on_retry)
-                async for again in retrying(self.retries + 1, self.backoff, on_retry, done=1):
-                    with again:
-                        result = await attempt(again.retry_state.attempt_number + 1)
-        self.usage.calls += 1
+        # the first try outside tenacity's loop: the loop leaves ~50 objects per call in
+        # reference cycles, nearly all of a busy worker's garbage (its collections stall the loop)
+        failed: Exception | None = None
+        try:
+            result = await attempt(1)
+        except ModelError:
+            raise
+        except Exception as exc:  # retryable: `attempt` turns a final failure into ModelError
+            failed = exc
+        if failed is not None:
+            await pause(failed, self.backoff, on_retry)
+            async for again in retrying(self.retries + 1, self.backoff, on_retry, done=1):
+                with again:
+                    result = await attempt(again.retry_state.attempt_number + 1)
         return result
 
     def failure_prefix(self, slot: int) -> str:
@@ -277,6 +286,12 @@ class TaskModels:
         for kind, value in (("prompt", usage.prompt_tokens), ("completion", usage.completion_tokens)):
             if value:
                 self.metrics.inc("agentq_model_tokens_total", [model, kind], value)
+
+
+async def _prepend(first: T, rest: AsyncGenerator[T, None]) -> AsyncGenerator[T, None]:
+    yield first
+    async for item in rest:
+        yield item
 
 
 def _failure(exc: BaseException) -> str:
@@ -351,28 +366,52 @@ class GatedChatCompletionClient(ChatCompletionClient, Component[GatedClientConfi
         extra_create_args: Mapping[str, Any] = {},
         cancellation_token: CancellationToken | None = None,
     ) -> AsyncGenerator[str | CreateResult, None]:
-        # A stream is one request under the limit; it is not retried once chunks have been handed on.
-        async with await self._task.in_line(self._semaphore):
-            started = time.perf_counter()
-            async for chunk in self._inner.create_stream(
+        # A stream is one request under the limit, retried as any request until its first chunk
+        # arrives; once chunks have been handed on, a failure ends it.
+        async def start() -> tuple[AsyncGenerator[str | CreateResult, None], str | CreateResult | None]:
+            stream = self._inner.create_stream(
                 messages,
                 tools=tools,
                 json_output=json_output,
                 extra_create_args=extra_create_args,
                 cancellation_token=cancellation_token,
-            ):
-                if isinstance(chunk, CreateResult):
-                    if chunk.finish_reason == "unknown" and not chunk.content:
-                        # AutoGen makes an empty result (with a warning) of a stream that held no chunk:
-                        # a 200 that is no answer (a proxy's page), not the model's silence, and not cached
-                        prefix = self._task.failure_prefix(self._config.slot)
-                        raise ModelError(f"{prefix} streamed no answer: no chunk came with a finish reason")
-                    self._task.usage.calls += 1
-                    self._task.count(self._model, chunk.usage)
-                    self._task.metrics.observe(
-                        "agentq_model_request_duration_seconds", [self._model, "200"], time.perf_counter() - started
-                    )
-                yield chunk
+            )
+            try:
+                first = await stream.__anext__()
+            except StopAsyncIteration:
+                return stream, None
+            except BaseException:
+                await stream.aclose()
+                raise
+            if isinstance(first, CreateResult) and first.finish_reason == "unknown" and not first.content:
+                # AutoGen makes an empty result (with a warning) of a stream that held no chunk: a 200
+                # that is no answer (a proxy's page), not the model's silence; retried as one is
+                await stream.aclose()
+                raise MalformedAnswer("streamed no answer: no chunk came with a finish reason")
+            return stream, first
+
+        prefix = self._task.failure_prefix(self._config.slot)
+        async with await self._task.in_line(self._semaphore):
+            started = time.perf_counter()
+            try:
+                stream, first = await self._task.retried(self._model, start, observe_success=False)
+            except ModelError as exc:
+                raise ModelError(f"{prefix} {exc}") from exc.__cause__
+            try:
+                async for chunk in stream if first is None else _prepend(first, stream):
+                    if isinstance(chunk, CreateResult):
+                        self._task.usage.calls += 1
+                        self._task.count(self._model, chunk.usage)
+                        self._task.metrics.observe(
+                            "agentq_model_request_duration_seconds",
+                            [self._model, "200"],
+                            time.perf_counter() - started,
+                        )
+                    yield chunk
+            except Exception as exc:  # the stream broke after chunks were handed on: not retried
+                raise ModelError(f"{prefix} {_failure(exc)}") from exc
+            finally:
+                await stream.aclose()
 
     async def close(self) -> None:
         """The real client belongs to the worker process and outlives the task."""
