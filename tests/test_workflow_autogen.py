@@ -331,3 +331,25 @@ def test_an_agent_with_structured_output_gets_a_value_of_its_schema(wf_cli: Cli,
     verdict = json.loads(report["tasks"]["j"]["output"])
     assert verdict["approved"] is True and 1 <= verdict["score"] <= 5 and verdict["kind"] == "minor"
     assert verdict["reasons"] and all(isinstance(r, str) for r in verdict["reasons"])
+
+
+def test_a_teams_failing_participant_is_named_without_a_traceback(wf_cli: Cli, standin, tmp_path: Path) -> None:
+    """AutoGen hands a participant's failure to the team's caller with the participant's whole
+    traceback in the message; the task's error keeps what it says."""
+    url, state = standin
+    team = {
+        "provider": "autogen_agentchat.teams.RoundRobinGroupChat",
+        "component_type": "team",
+        "label": "pair",
+        "config": {
+            "participants": [{"$ref": "alice"}],
+            "termination_condition": termination("MaxMessageTermination", max_messages=2),
+        },
+    }
+    write_docs(tmp_path, {"models/m.yaml": model_doc("m", url), "agents/a.yaml": agent_doc("alice"), "t.yaml": team})
+    state.control.update(fail_rate=1.0, fail_status=400)  # a 400 is final: not retried
+    tasks = [{"id": "t", "description": "fail in a team", "agent": {"$ref": "pair"}}]
+    rc, report = run(wf_cli, write_workflow(tmp_path, tasks))
+    error = report["tasks"]["t"]["error"]
+    assert rc == 1 and "Traceback" not in error and ".py" not in error, error
+    assert error.startswith("model 'standin-") and "answered 400" in error, error

@@ -118,4 +118,10 @@ async def run(component: ChatAgent | Team, prompt: str, timeout: float) -> Outco
     except TimeoutError as exc:
         cancel.cancel()
         raise AgentError(f"timed out after {timeout:g} s") from exc
+    except RuntimeError as exc:
+        # a team's participant failed: AutoGen sends "Type: message\nTraceback:\n<its traceback>"
+        head, cut, _ = str(exc).partition("\nTraceback:\n")
+        if not cut:
+            raise
+        raise AgentError(re.sub(r"^(ModelError|AgentError): ", "", head)) from exc
     return Outcome(output_of(result), transcript_of(result), result.stop_reason)
