@@ -213,13 +213,21 @@ def _instance(schema: Any, root: dict[str, Any], text: str, depth: int = 0) -> A
         return {name: _instance(sub, root, text, depth + 1) for name, sub in properties.items()}
     if kind == "array":
         return [_instance(schema.get("items"), root, text, depth + 1) for _ in range(max(1, schema.get("minItems", 1)))]
+    return _scalar(kind, schema, text)
+
+
+def _scalar(kind: Any, schema: dict[str, Any], text: str) -> Any:
     if kind in ("integer", "number"):
-        low, high = (
-            schema.get("minimum", schema.get("exclusiveMinimum")),
-            schema.get("maximum", schema.get("exclusiveMaximum")),
-        )
-        value = (low + high) / 2 if low is not None and high is not None else low + 1 if low is not None else 2
-        value = high - 1 if low is None and high is not None else value
+        low = schema.get("minimum", schema.get("exclusiveMinimum"))
+        high = schema.get("maximum", schema.get("exclusiveMaximum"))
+        if low is not None and high is not None:
+            value = (low + high) / 2
+        elif low is not None:
+            value = low + 1
+        elif high is not None:
+            value = high - 1
+        else:
+            value = 2
         return math.floor(value) if kind == "integer" else float(value)
     if kind == "boolean":
         return True
@@ -239,7 +247,7 @@ def _chunks(payload: dict[str, Any], include_usage: bool) -> list[dict[str, Any]
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
-    words = re.findall(r"\S+\s*", message.get("content") or "")
+    words = re.findall(r"\s*\S+\s*", message.get("content") or "")
     out = [chunk({"role": "assistant", "content": ""})]
     out += [chunk({"content": "".join(words[i : i + 4])}) for i in range(0, len(words), 4)]
     out += [chunk({"tool_calls": [{"index": i, **call}]}) for i, call in enumerate(message.get("tool_calls") or [])]
