@@ -11,7 +11,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,22 +178,43 @@ class Watcher:
             queues=(STUDIO_QUEUE,),
         )
 
+    def _batches(self, stop: threading.Event) -> Iterator[set[tuple[Any, str]]]:
+        """watchfiles' settled batches of changes. A file name its Rust core cannot decode (one that
+        is not UTF-8) ends its watch with an error: said once, the watch starts again, and its first
+        batch counts as a change, so that the sync reads the whole tree once the new watch is in
+        place (an edit made while no watch was running is not missed) and names that file."""
+        import watchfiles
+        from watchfiles._rust_notify import WatchfilesRustInternalError  # not exported by the package
+
+        said: set[str] = set()
+        missed = False
+        while not stop.is_set():
+            try:
+                for changes in watchfiles.watch(
+                    self.root,
+                    watch_filter=config_filter(self.root, self.settings.cache_dir),
+                    step=self.debounce_ms,
+                    debounce=max(1600, 10 * self.debounce_ms),  # a save that never settles still syncs now and then
+                    rust_timeout=TICK_MS,
+                    yield_on_timeout=True,
+                    stop_event=stop,
+                    raise_interrupt=False,
+                ):
+                    yield {*changes, (watchfiles.Change.modified, str(self.root))} if missed else changes
+                    missed = False
+                return
+            except WatchfilesRustInternalError as exc:
+                if str(exc) not in said:
+                    said.add(str(exc))
+                    self.warn(f"{exc}: its changes are found by syncing the whole tree")
+                missed = True
+                stop.wait(self.debounce_ms / 1000)  # should the next watch end at once too
+
     def run(self, stop: threading.Event) -> None:
         """Sync now, then after every settled batch of changes; a failed sync that may work
         later is tried again after 1, 2, 4 ... 30 s, or at once when a file changes."""
-        import watchfiles
-
         first, delay, retry_at = True, RETRY_FIRST, None
-        for changes in watchfiles.watch(
-            self.root,
-            watch_filter=config_filter(self.root, self.settings.cache_dir),
-            step=self.debounce_ms,
-            debounce=max(1600, 10 * self.debounce_ms),  # a save that never settles still syncs now and then
-            rust_timeout=TICK_MS,
-            yield_on_timeout=True,
-            stop_event=stop,
-            raise_interrupt=False,
-        ):
+        for changes in self._batches(stop):
             if not changes and not first and (retry_at is None or time.monotonic() < retry_at):
                 continue
             first = False

@@ -171,6 +171,23 @@ def test_a_broken_file_is_reported_and_its_fix_synced(cli: Cli, examples: Path) 
     assert set(_writer_messages(view)) == USERS_OF_WRITER
 
 
+def test_a_file_name_that_is_not_utf8_is_reported_and_watching_goes_on(cli: Cli, examples: Path) -> None:
+    """watchfiles cannot decode such a name: its watch ended in a traceback, and the watch with it."""
+    odd = os.fsdecode(os.fsencode(examples / "agents") + b"/odd\xff.yaml")
+    with watching(cli, examples) as watch:
+        seen = len(watch.lines)
+        Path(odd).write_text("label: [unclosed\n")
+        broken = watch.wait_line(lambda line: line["problems"], 60, "the odd file's report", after=seen)
+        assert any("odd\udcff.yaml" in problem for problem in broken["problems"]), broken
+        assert any("Unable to decode path" in line for line in watch.stderr), watch.stderr
+
+        seen = len(watch.lines)
+        Path(odd).unlink()
+        _set_message(examples, "Still watching.")
+        watch.wait_line(_clean, 60, "a clean sync once it is gone", after=seen)
+    assert set(_writer_messages(cli.studio()).values()) == {"Still watching."}
+
+
 def test_an_edit_made_while_studio_is_down_arrives_when_it_is_back(cli: Cli, own_studio, examples: Path) -> None:
     url, state, restart = own_studio
     cli.studio_url = cli.view_url = url
