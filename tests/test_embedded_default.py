@@ -63,9 +63,14 @@ def _embedded_sync(tmp_path: Path, studio: str) -> tuple[psutil.Popen, list[psut
     )
 
     def started() -> list[psutil.Process]:
-        children = producer.children(recursive=True)
-        names = " ".join(" ".join(c.cmdline()) for c in children)
-        return children if "celery" in names and "redis-server" in names else []
+        children, names = [], []
+        for child in producer.children(recursive=True):
+            try:
+                names.append(" ".join(child.cmdline()))
+            except (psutil.ZombieProcess, psutil.NoSuchProcess):  # a short-lived probe, ended meanwhile
+                continue
+            children.append(child)
+        return children if "celery" in " ".join(names) and "redis-server" in " ".join(names) else []
 
     wait_for(lambda: bool(started()) or producer.poll() is not None, 60, "the embedded Redis and worker")
     assert producer.poll() is None, producer.communicate()
