@@ -1,18 +1,22 @@
-"""What became of the rows a tree's syncs wrote to Studio: drifted, gone, or for `--prune` to delete.
+"""Studio as the producer sees it: what became of the rows a tree's syncs wrote (drifted, gone,
+or for `--prune` to delete), and whether it answers at all before a run is enqueued.
 
 One listing of the user's team rows per plan or sync, and only when the tree has written rows
-(or owns a gallery entry) before: a first sync asks Studio nothing here."""
+(or owns a gallery entry) before; one `GET /version` per sync that has work to enqueue."""
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shared.core.drift import Drift, WrittenRow, drifted, gone, prune_candidates, row_label, touched
+from shared.core.exceptions import ServiceUnavailable
 from shared.core.run_model import Status
-from shared.core.secrets import content_hash
+from shared.core.secrets import content_hash, shown_url
+from shared.metrics import Metrics
 from shared.settings import Settings
 from shared.store import Store
 from shared.studio import StudioClient, StudioError
@@ -38,6 +42,24 @@ def client(settings: Settings, **kwargs: Any) -> StudioClient:
         backoff=settings.studio_backoff_seconds,
         **kwargs,
     )
+
+
+def studio_version(settings: Settings, metrics: Metrics) -> tuple[str, Counter[str]]:
+    """Studio's release ("" when it will not say) and the requests that took, asked before a run
+    with work is enqueued: a Studio that cannot be reached, or answers 429 or 5xx whatever the
+    retries, ends the command in one line rather than failing every component of the run."""
+
+    async def ask() -> tuple[str, Counter[str]]:
+        async with client(settings, metrics=metrics) as studio:
+            try:
+                return await studio.version() or "", studio.requests
+            except StudioError as exc:
+                if exc.status is None or exc.status == 429 or exc.status >= 500:
+                    where = shown_url(settings.studio_url)
+                    raise ServiceUnavailable(f"AutoGen Studio at {where} is not available: {exc}") from exc
+                return "", studio.requests  # it answers, if not this: the workers find out the rest
+
+    return asyncio.run(ask())
 
 
 def inspect(

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 from producer.launch import launch
 from producer.planner import Plan, make_plan, tree_gallery_key
 from producer.scanner import ScanResult, default_cache_path, scan
-from producer.studio_state import StudioView, inspect
+from producer.studio_state import StudioView, inspect, studio_version
 from shared.core.hashing import canonical_json, namespace, sha256_hex
+from shared.core.keys import STUDIO_VERSION
 from shared.core.refs import MissingVariable, substitute_variables
 from shared.core.run_model import RunKind, RunMeta, RunState, Status
 from shared.core.secrets import content_hash
@@ -120,8 +121,14 @@ def submit(prepared: Prepared, settings: Settings, store: Store, app: Celery | N
         hit = "hit" if plan.states[label]["status"] == Status.CACHED else "miss"
         metrics.inc("agentq_cache_requests_total", [tree.nodes[label].component_type, hit])
 
+    # Studio is asked once whether it answers at all before any work goes to the workers
+    version, asked = studio_version(settings, metrics) if plan.has_work else (None, None)
+
     def write(run_id: str, meta: RunMeta) -> None:
         store.create_run(run_id, meta, plan.states, specs, plan.waves)
+        if version is not None and asked is not None:
+            store.set_run_value(run_id, STUDIO_VERSION, version)
+            store.add_to_tally(run_id, "requests", asked)
 
     assert app is not None or not plan.has_work
     run_id, _ = launch(store, meta, write, metrics, app if plan.has_work else None)

@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import redis
 
+from producer import embedded
 from tests.conftest import ROOT
 
 WORKFLOW = """kind: workflow
@@ -98,3 +100,22 @@ def test_a_usage_error_reaches_a_json_reader_too(args: list[str], says: str) -> 
     as_json = _producer(*args, "--json")
     said = json.loads(as_json.stdout)
     assert as_json.returncode == said["exit_code"] == 2 and says in said["error"]
+
+
+def test_a_sync_with_no_studio_to_reach_says_so_in_one_line_and_enqueues_nothing(tmp_path: Path) -> None:
+    """Every component used to fail on its own after its retries, with exit code 1."""
+    url, redis_proc = embedded.start_redis(tmp_path / "redis")
+    try:
+        env = {"REDIS_URL": url, "STUDIO_URL": "http://127.0.0.1:9", "STUDIO_RETRIES": "0"}
+        env["AGENTQ_CACHE_DIR"] = str(tmp_path / "cache")
+        proc = _producer("sync", "examples", "--json", **env)
+        said = json.loads(proc.stdout)
+        assert proc.returncode == said["exit_code"] == 3, proc.stderr
+        assert (
+            said["errors"] == [said["error"]]
+            and "AutoGen Studio at http://127.0.0.1:9 is not available" in said["error"]
+        )
+        assert "Traceback" not in proc.stderr
+        assert not redis.Redis.from_url(url).llen("studio"), "nothing is enqueued"
+    finally:
+        embedded.stop(redis_proc)

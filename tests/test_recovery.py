@@ -51,7 +51,9 @@ def test_a_run_that_keeps_moving_is_never_given_up() -> None:
     ],
     ids=["no worker", "a models-only worker"],
 )
-def test_a_sync_no_worker_takes_says_so_and_ends(tmp_path: Path, worker_queues: str | None, said: str) -> None:
+def test_a_sync_no_worker_takes_says_so_and_ends(
+    studio_url: str, tmp_path: Path, worker_queues: str | None, said: str
+) -> None:
     """REDIS_URL given, and no `celery -A workers worker` started, or only one that takes other
     queues (`-Q models`): the producer says what is missing once WORKER_DEAD_SECONDS pass, and
     gives up after STALL_SECONDS."""
@@ -71,7 +73,7 @@ def test_a_sync_no_worker_takes_says_so_and_ends(tmp_path: Path, worker_queues: 
         env = {
             **os.environ,
             "REDIS_URL": url,
-            "STUDIO_URL": "http://127.0.0.1:9",  # a first sync asks Studio nothing before its workers do
+            "STUDIO_URL": studio_url,  # the producer asks it whether it answers before it enqueues
             "AGENTQ_CACHE_DIR": str(tmp_path / "cache"),
             "WORKER_DEAD_SECONDS": "1",
             "STALL_SECONDS": "6",

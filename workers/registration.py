@@ -15,6 +15,7 @@ from redis.exceptions import LockError
 
 from shared.core.drift import WrittenRow, row_label
 from shared.core.exceptions import TaskFailed
+from shared.core.keys import STUDIO_VERSION
 from shared.core.refs import MissingVariable, secret_values, substitute_variables
 from shared.core.run_model import NodeState, RunMeta, Status
 from shared.core.secrets import content_hash
@@ -215,15 +216,16 @@ async def validate(ctx: RunContext, component: dict[str, Any]) -> list[str]:
 
 
 async def studio_version(ctx: RunContext) -> str | None:
-    """Studio's release, asked once per run and shared through Redis ("" when it would not say)."""
-    stored = ctx.store.run_value(ctx.run_id, "studio-version")
+    """Studio's release, as the producer found it before it enqueued the run (asked here, once per
+    run and shared through Redis, for a run enqueued otherwise); "" when Studio would not say."""
+    stored = ctx.store.run_value(ctx.run_id, STUDIO_VERSION)
     if stored is not None:
         return stored or None
     try:
         known = await ctx.client.version() or ""
     except StudioError:
         known = ""
-    ctx.store.set_run_value(ctx.run_id, "studio-version", known, only_if_new=True)
+    ctx.store.set_run_value(ctx.run_id, STUDIO_VERSION, known, only_if_new=True)
     return known or None
 
 

@@ -8,3 +8,5 @@ LIMIT_PREFIX = f"{PREFIX}:limit:"  # + a model's limit key: a cluster-wide limit
 # the Celery queues (Redis lists): sync work and every run's start; workflow tasks (workers/celery_app.py)
 STUDIO_QUEUE = "studio"
 MODELS_QUEUE = "models"
+# a sync run's part holding Studio's release, asked once by the producer before it enqueues
+STUDIO_VERSION = "studio-version"
