@@ -32,7 +32,7 @@ def redis_and_workers(
 
 def store_for(url: str) -> Store:
     s = Settings()
-    return Store.from_url(url, cache_ttl=s.cache_ttl_seconds, run_ttl=s.run_ttl_seconds)
+    return Store.from_settings(s, url)
 
 
 def wait_finished(store: Store, run_id: str, timeout: float = 600) -> float:

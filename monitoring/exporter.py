@@ -32,7 +32,7 @@ from prometheus_client.registry import Collector
 from shared.core.exceptions import InvalidInput
 from shared.metrics import COUNTER_HELP, HISTOGRAM_HELP, HOSTS, read_counters, read_histograms
 from shared.settings import Settings, load_settings
-from shared.store import TEXT
+from shared.redis_conn import sync_client
 
 log = logging.getLogger("agentq.exporter")
 PRIORITY_SEP = "\x06\x16"
@@ -265,7 +265,7 @@ class Exporter:
         self.settings = settings
         self.registry = CollectorRegistry()
         self.app = create_app(settings)
-        self.redis = redis.Redis.from_url(self.app.conf.broker_url, **TEXT)
+        self.redis = sync_client(self.app.conf.result_backend, settings.redis_outage_seconds)
         self.events = CeleryEvents(self.app, self.registry)
         self.registry.register(
             RedisState(self.redis, [q.strip() for q in settings.exporter_queues.split(",") if q.strip()])

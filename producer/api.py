@@ -141,7 +141,7 @@ def services(settings: Settings | None) -> Iterator[tuple[Store, Settings]]:
             ready = with_overrides(ready, redis_url=url)
             local.add_process(embedded.start_worker(url, log_path=ready.cache_dir / "worker.log"))
         assert ready.redis_url is not None
-        store = Store.from_url(ready.redis_url, cache_ttl=ready.cache_ttl_seconds, run_ttl=ready.run_ttl_seconds)
+        store = Store.from_settings(ready)
         try:
             store.ping()
         except redis.RedisError as exc:

@@ -114,7 +114,7 @@ AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
 def _store(settings: Settings, url: str) -> Store:
     from shared.store import Store
 
-    return Store.from_url(url, cache_ttl=settings.cache_ttl_seconds, run_ttl=settings.run_ttl_seconds)
+    return Store.from_settings(settings, url)
 
 
 @contextmanager
@@ -492,16 +492,8 @@ def _apply_prune(prepared: Prepared, settings: Settings, store: Store, prune: bo
 def _watchdog(store: Store, run_id: str, settings: Settings, celery: Any, queues: tuple[str, ...]) -> Any:
     from producer.recovery import Watchdog
 
-    return Watchdog(
-        store,
-        run_id,
-        celery,
-        settings.worker_dead_seconds,
-        settings.stuck_seconds,
-        lambda line: err().print(f"[yellow]{escape(line)}[/yellow]", soft_wrap=True),
-        give_up_after=settings.stall_seconds,
-        queues=queues,
-    )
+    say = lambda line: err().print(f"[yellow]{escape(line)}[/yellow]", soft_wrap=True)  # noqa: E731
+    return Watchdog.for_run(store, run_id, celery, settings, say, queues)
 
 
 def _start_local_worker(settings: Settings, services: embedded.LocalServices) -> None:

@@ -1,6 +1,12 @@
 """Work whose worker is gone, found and requeued while the producer waits.
 
-Each worker writes a heartbeat every RESOURCE_INTERVAL_SECONDS (workers/resources.py) and keeps
+Two ways. The run state is the truth (shared/core/reconcile.py): work it says may run now that no
+queue, no unacknowledged delivery and no live worker carries is published again after
+DISPATCH_GRACE_SECONDS, logged with the run, the work and the reason, and counted in
+agentq_redispatches_total. That finds a message the Redis broker handed to a dead host's open
+BRPOP, which nothing else would bring back.
+
+And each worker writes a heartbeat every RESOURCE_INTERVAL_SECONDS (workers/resources.py) and keeps
 the ids of the Celery messages it is running (workers/tasks.py). When a worker has been silent
 for WORKER_DEAD_SECONDS, those messages are put back on their queues with kombu's own restore
 (the same one the visibility timeout would use an hour later), so the run goes on in seconds on
@@ -15,7 +21,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from shared.core.run_model import Status
+from shared.core import reconcile
+from shared.core.run_model import RunMeta, RunState, Status
+from shared.metrics import Metrics
+from shared.run_metrics import record_run
+from shared.settings import Settings
 from shared.store import Store
 
 
@@ -65,8 +75,11 @@ class Watchdog:
         every: float = 2.0,
         give_up_after: float | None = None,
         queues: tuple[str, ...] = (),
+        grace: float = 5.0,
+        batch_size: int = 25,
     ) -> None:
-        """`queues`: the Celery queues the run's messages go to (a worker must take each)."""
+        """`queues`: the Celery queues the run's messages go to (a worker must take each);
+        `grace`: how long work must look lost before it is published again."""
         self.store, self.run_id, self.app, self.say = store, run_id, app, say
         self.dead_after, self.stuck_after, self.every = dead_after, stuck_after, every
         self.give_up_after = give_up_after
@@ -77,6 +90,33 @@ class Watchdog:
         self._started = time.monotonic()
         self._told_no_worker = False
         self.queues = queues
+        self.batch_size = batch_size
+        self.suspects = reconcile.Suspects(grace, cooldown=max(30.0, 3 * grace))
+        self._broker: Any = None  # a client of the Redis broker (None: not looked up yet; False: not Redis)
+
+    @classmethod
+    def for_run(
+        cls,
+        store: Store,
+        run_id: str,
+        app: Callable[[], Any],
+        settings: Settings,
+        say: Callable[[str], None],
+        queues: tuple[str, ...],
+    ) -> Watchdog:
+        """The watchdog of a run, as every command that waits for one sets it up."""
+        return cls(
+            store,
+            run_id,
+            app,
+            settings.worker_dead_seconds,
+            settings.stuck_seconds,
+            say,
+            give_up_after=settings.stall_seconds,
+            queues=queues,
+            grace=settings.dispatch_grace_seconds,
+            batch_size=settings.batch_size,
+        )
 
     def _say_what_is_missing(self) -> None:
         """Once: no worker at all, or none that takes a queue this run needs (`-Q models` only)."""
@@ -114,6 +154,7 @@ class Watchdog:
         self._checked = now
         if not self._told_no_worker and now - self._started > self.dead_after:
             self._say_what_is_missing()
+        self._reconcile()
         lost = lost_messages(self.store, self.dead_after)
         for worker, task_ids in lost.items():
             live = {t for other, ids in self.store.running_messages().items() if other != worker for t in ids}
@@ -142,3 +183,75 @@ class Watchdog:
                 "; ".join(f"{label} on {worker}" for label, worker in sorted(running.items())[:10]) or "none running"
             )
             self.say(f"no progress for {self.stuck_after:g} s: {where}")
+
+    # ---- the run state against what the broker carries ------------------------------------------
+    def _broker_client(self) -> Any:
+        if self._broker is None:
+            url = str(self.app().conf.broker_url or "")
+            if url.startswith(("redis://", "rediss://", "unix://")):
+                from shared.redis_conn import sync_client
+
+                self._broker = self.store.r if url == self.store.url else sync_client(url, 0)
+            else:
+                self._broker = False  # RabbitMQ redelivers a lost consumer's messages itself
+        return self._broker
+
+    def _seen(self) -> reconcile.Seen:
+        from shared.broker_view import messages
+
+        live = self.store.live_workers(self.dead_after)
+        running = {t for w, ids in self.store.running_messages().items() if w in live for t in ids}
+        client = self._broker_client()
+        carried: set[str] | None = None
+        if client:
+            carried = set()
+            for name, _, args in messages(client, list(self.queues)):
+                carried |= reconcile.carried_by(name, args, self.run_id)
+        return reconcile.Seen(None if carried is None else frozenset(carried), frozenset(live), frozenset(running))
+
+    def _reconcile(self) -> None:
+        view = self.store.reconcile_view(self.run_id)
+        if view is None:
+            return
+        seen = self._seen()
+        if isinstance(view, reconcile.WorkflowView):
+            lost = reconcile.lost_workflow_work(view, seen)
+        else:
+            lost = reconcile.lost_sync_work(view, seen)
+        due = self.suspects.due(time.monotonic(), lost)
+        if due:
+            self._dispatch_again(due, isinstance(view, reconcile.WorkflowView))
+
+    def _dispatch_again(self, due: list[reconcile.Lost], workflow: bool) -> None:
+        app, run_id = self.app(), self.run_id
+        metrics = Metrics()
+        tasks = [lost.item.removeprefix("task:") for lost in due if lost.item.startswith("task:")]
+        for i in range(0, len(tasks), self.batch_size):
+            # late work goes first: the highest priority (0 on Redis)
+            app.send_task("agentq.run_tasks", args=(run_id, tasks[i : i + self.batch_size]), priority=0)
+        if tasks:
+            self.store.published(run_id, tasks)
+        meta = self.store.meta(run_id) or RunMeta()
+        for lost in due:
+            kind, _, rest = lost.item.partition(":")
+            if kind == "batch":
+                wave, index = (int(x) for x in rest.split(":"))
+                app.send_task(meta.get("batch_task", "agentq.sync_batch"), args=(run_id, wave, index), priority=0)
+            elif kind == "wave-done":
+                app.send_task("agentq.wave_done", args=(None, run_id, int(rest)))
+            elif lost.item == reconcile.START:
+                app.send_task("agentq.start_run", args=(run_id,))
+            elif lost.item == reconcile.FINALIZE and not workflow:
+                app.send_task("agentq.finalize", args=(run_id,))
+            elif lost.item == reconcile.FINALIZE and self.store.claim(run_id, "finished"):
+                record_run(
+                    self.store, self.store.update_meta(run_id, RunMeta(state=RunState.FINISHED, finished=time.time()))
+                )
+            metrics.inc("agentq_redispatches_total", ["workflow" if workflow else "sync", lost.cause])
+        self.store.flush(metrics)
+        by_reason: dict[str, list[str]] = {}
+        for lost in due:
+            by_reason.setdefault(lost.reason, []).append(lost.item)
+        for reason, items in by_reason.items():
+            shown = ", ".join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
+            self.say(f"run {run_id}: dispatched again {len(items)} item(s) ({shown}): {reason}")

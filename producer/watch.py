@@ -166,17 +166,7 @@ class Watcher:
     def _watchdog(self, run_id: str) -> Any:
         from producer.recovery import Watchdog
 
-        s = self.settings
-        return Watchdog(
-            self.store,
-            run_id,
-            self.celery,
-            s.worker_dead_seconds,
-            s.stuck_seconds,
-            self.warn,
-            give_up_after=s.stall_seconds,
-            queues=(STUDIO_QUEUE,),
-        )
+        return Watchdog.for_run(self.store, run_id, self.celery, self.settings, self.warn, (STUDIO_QUEUE,))
 
     def _batches(self, stop: threading.Event) -> Iterator[set[tuple[Any, str]]]:
         """watchfiles' settled batches of changes. A file name its Rust core cannot decode (one that

@@ -32,7 +32,15 @@ RUN_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1
 COUNTER_HELP: dict[str, tuple[str, tuple[str, ...]]] = {
     "agentq_cache_requests_total": ("Result cache lookups by node kind and result (hit/miss)", ("kind", "result")),
     "agentq_sync_outcomes_total": ("Components synced, by component type and outcome", ("component_type", "outcome")),
-    "agentq_workflow_tasks_total": ("Workflow tasks finished, by status", ("status",)),
+    "agentq_workflow_tasks_total": ("Workflow tasks finished, by status (each task once)", ("status",)),
+    "agentq_workflow_task_redeliveries_total": (
+        "Workflow tasks that ran again after they had ended (a redelivered or re-dispatched message)",
+        (),
+    ),
+    "agentq_redispatches_total": (
+        "Work published again because the run state said it may run and nothing carried it, by run kind and cause",
+        ("kind", "cause"),
+    ),
     "agentq_model_tokens_total": ("Tokens reported by model endpoints", ("model", "kind")),
     "agentq_retries_total": ("Retried calls, by target (studio/model) and cause", ("target", "cause")),
     "agentq_throttle_events_total": ("Workers pausing (throttled) or resuming consumption", ("host", "state")),
@@ -46,6 +54,11 @@ HISTOGRAM_HELP: dict[str, tuple[str, tuple[str, ...], tuple[float, ...]]] = {
     "agentq_model_request_duration_seconds": ("Model endpoint latency", ("model", "status"), LATENCY_BUCKETS),
     "agentq_run_duration_seconds": ("Run duration from enqueue to the last result", ("kind",), RUN_BUCKETS),
 }
+
+
+def counter_field(name: str, labels: Iterable[str]) -> str:
+    """A counter's field in the COUNTERS hash."""
+    return json.dumps([name, [str(v) for v in labels]])
 
 
 class Metrics:
@@ -66,7 +79,7 @@ class Metrics:
 
     def counter_fields(self) -> dict[str, float]:
         """The counters as fields of the COUNTERS hash."""
-        return {json.dumps([name, labels]): value for (name, labels), value in self.counters.items()}
+        return {counter_field(name, labels): value for (name, labels), value in self.counters.items()}
 
     def drain(self) -> tuple[dict[str, float], dict[str, float]]:
         """The counters' and histograms' fields to add to the cluster's hashes (COUNTERS,

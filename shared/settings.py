@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     # waits. Keep it above the longest message: a sync batch or TASK_TIMEOUT_SECONDS.
     visibility_timeout_seconds: int = Field(default=900, ge=60, alias="VISIBILITY_TIMEOUT_SECONDS")
 
+    # Redis unreachable (a partition, a restart) is waited out this long, with backoff, by every
+    # client: workers and the producer alike; only then is it an error naming Redis
+    redis_outage_seconds: float = Field(default=60.0, ge=0, alias="REDIS_OUTAGE_SECONDS")
+    # a task released (or started on a worker now gone) and seen in no queue, in no worker's hands,
+    # for this long is published again (producer/recovery.py)
+    dispatch_grace_seconds: float = Field(default=5.0, gt=0, alias="DISPATCH_GRACE_SECONDS")
+
     exporter_port: int = Field(default=9808, ge=1, le=65535, alias="EXPORTER_PORT")
     exporter_url: str = Field(default="http://127.0.0.1:9808", alias="EXPORTER_URL")  # read by `producer monitor`
     exporter_queues: str = Field(default="studio,models", alias="EXPORTER_QUEUES")  # comma-separated

@@ -15,8 +15,11 @@ import redis.asyncio as aioredis
 from shared.core.drift import WrittenRow
 from shared.core.json_text import dumps
 from shared.core.keys import COUNTERS, LIMIT_PREFIX, PREFIX, ROOT_PREFIX
-from shared.core.run_model import TERMINAL, NodeState, RunMeta, RunState  # noqa: F401  (TERMINAL re-exported: the store decides what is over)
-from shared.metrics import HISTOGRAMS, HOSTS, IN_FLIGHT, Metrics, read_histograms
+from shared.core.reconcile import NodeView, SyncView, WorkflowView
+from shared.core.run_model import TERMINAL, NodeState, RunKind, RunMeta, RunState, Status  # noqa: F401  (TERMINAL re-exported: the store decides what is over)
+from shared.metrics import HISTOGRAMS, HOSTS, IN_FLIGHT, Metrics, counter_field, read_histograms
+from shared.redis_conn import TEXT, sync_client  # noqa: F401  (TEXT re-exported)
+from shared.settings import Settings
 
 END_TASK_LUA = (Path(__file__).parent / "lua" / "end_task.lua").read_text()
 MARK_ROOT_LUA = (Path(__file__).parent / "lua" / "mark_root.lua").read_text()
@@ -25,24 +28,30 @@ MARK_ROOT_LUA = (Path(__file__).parent / "lua" / "mark_root.lua").read_text()
 RUN_LISTS = ("gallery_members", "ready", "order")
 
 
-# Replies as text; a file name need not be UTF-8, so a path is sent and read back as the bytes it
-# stands for (surrogateescape), as Python's os module does
-TEXT: dict[str, Any] = {"decode_responses": True, "encoding_errors": "surrogateescape"}
-
-
 def _json(value: Any) -> str:
     return dumps(value)
 
 
 class Store:
-    def __init__(self, client: redis.Redis, *, cache_ttl: int, run_ttl: int) -> None:
+    def __init__(self, client: redis.Redis, *, cache_ttl: int, run_ttl: int, url: str | None = None) -> None:
         self.r = client
         self.cache_ttl = cache_ttl
         self.run_ttl = run_ttl
+        self.url = url
 
     @classmethod
-    def from_url(cls, url: str, *, cache_ttl: int, run_ttl: int) -> Store:
-        return cls(redis.Redis.from_url(url, **TEXT), cache_ttl=cache_ttl, run_ttl=run_ttl)
+    def from_url(cls, url: str, *, cache_ttl: int, run_ttl: int, outage: float = 60.0) -> Store:
+        """`outage`: seconds without Redis that every command rides out (shared/redis_conn.py)."""
+        return cls(sync_client(url, outage), cache_ttl=cache_ttl, run_ttl=run_ttl, url=url)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, url: str | None = None) -> Store:
+        return cls.from_url(
+            url or settings.redis_url or "redis://127.0.0.1:6379/0",
+            cache_ttl=settings.cache_ttl_seconds,
+            run_ttl=settings.run_ttl_seconds,
+            outage=settings.redis_outage_seconds,
+        )
 
     # ---- result cache (per Studio + user namespace) -------------------------------------------
     @staticmethod
@@ -59,7 +68,12 @@ class Store:
         return f"{PREFIX}:{ns}:gallery:{key}"
 
     def ping(self) -> None:
-        self.r.ping()
+        """Redis answers now: a first contact is not waited out as an outage is (a wrong URL is said at once)."""
+        if self.url is None:
+            self.r.ping()
+            return
+        with sync_client(self.url, 1.0) as quick:
+            quick.ping()
 
     def flush(self, metrics: Metrics) -> None:
         """Add a process's metrics to the cluster's totals (shared/metrics.py)."""
@@ -395,14 +409,45 @@ class Store:
         if ids:
             self.r.srem(self.run_key(run_id, "outbox"), *ids)
 
+    def reconcile_view(self, run_id: str) -> WorkflowView | SyncView | None:
+        """What shared/core/reconcile.py compares with the broker: the run's nodes and steps (None: no such run)."""
+        meta = self.meta(run_id)
+        if meta is None:
+            return None
+        nodes = {
+            label: NodeView(str(st.get("status", Status.PENDING)), st.get("worker"), st.get("task_id"))
+            for label, st in self.node_states(run_id).items()
+        }
+        finished = meta.get("state") == RunState.FINISHED
+        if meta.get("kind") == RunKind.WORKFLOW:
+            pipe = self.r.pipeline(transaction=False)
+            pipe.hgetall(self.run_key(run_id, "open"))
+            pipe.exists(self.run_key(run_id, "claim:start"))
+            pipe.get(self.run_key(run_id, "left"))
+            open_inputs, started, left = pipe.execute()
+            opened = {str(k): int(v) for k, v in open_inputs.items()}
+            return WorkflowView(nodes, opened, bool(started), int(left) if left is not None else -1, finished)
+        waves = int(meta.get("waves", 0))
+        pipe = self.r.pipeline(transaction=False)
+        for w in range(waves):
+            pipe.lrange(self.run_key(run_id, f"wave:{w}"), 0, -1)
+        steps = ["start", *(f"wave-done:{w}" for w in range(waves))]
+        for step in steps:
+            pipe.exists(self.run_key(run_id, f"claim:{step}"))
+        replies = pipe.execute()
+        batches = [[json.loads(b) for b in wave] for wave in replies[:waves]]
+        claims = frozenset(step for step, taken in zip(steps, replies[waves:], strict=True) if taken)
+        return SyncView(nodes, batches, claims, finished)
+
     def transcripts(self, run_id: str) -> dict[str, list[dict[str, Any]]]:
         return {str(k): json.loads(v) for k, v in self.r.hgetall(self.run_key(run_id, "transcripts")).items()}
 
 
 @dataclass
 class Ended:
-    left: int  # tasks of the run still to end; -1 when this task had ended before
+    left: int  # tasks of the run still to end
     released: list[str]  # tasks to publish now
+    first: bool  # this was the task's first end (False: it had ended before; nothing was changed)
 
 
 class AsyncRunState:
@@ -454,9 +499,11 @@ class AsyncRunState:
         dependents: list[str],
         metrics: Metrics,
         cache: tuple[str, dict[str, Any]] | None = None,
+        counted: bool = True,
     ) -> Ended:
         """Record a task's end, its cache entry (key, entry) when it has one, and its worker's
-        metrics so far; release its dependents. One call of end_task.lua."""
+        metrics so far; release its dependents. One call of end_task.lua. `counted`: the task ran,
+        so it counts in agentq_workflow_tasks_total on its first end, and as a redelivery after."""
         key = self.store.run_key
         keys = [
             *(key(run_id, p) for p in ("nodes", "counts", "open", "ended", "outbox", "left", "outputs", "transcripts")),
@@ -476,14 +523,19 @@ class AsyncRunState:
             _json(metrics.drain()),
             _json(cache[1]) if cache else "",
             self.store.cache_ttl,
+            counter_field("agentq_workflow_tasks_total", [state["status"]]) if counted else "",
+            counter_field("agentq_workflow_task_redeliveries_total", []) if counted else "",
             *dependents,
         ]
-        left, released = await self._end_task(keys=keys, args=args)
-        return Ended(int(left), [t.decode() if isinstance(t, bytes) else t for t in released])
+        left, released, first = await self._end_task(keys=keys, args=args)
+        return Ended(int(left), [t.decode() if isinstance(t, bytes) else t for t in released], bool(first))
 
     async def cached(self, keys: list[str]) -> list[dict[str, Any] | None]:
         values = await self.r.mget([Store.task_cache_key(k) for k in keys]) if keys else []
         return [json.loads(v) if v else None for v in values]
 
     async def count_retry(self, run_id: str, cause: str) -> None:
-        await self.r.hincrby(self.store.run_key(run_id, "retries"), cause, 1)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hincrby(self.store.run_key(run_id, "retries"), cause, 1)
+        pipe.expire(self.store.run_key(run_id, "retries"), self.store.run_ttl)
+        await pipe.execute()

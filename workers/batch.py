@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from shared.core.exceptions import AgentqError
 from shared.core.refs import MissingVariable, redact
 from shared.core.run_model import SUCCEEDED, TERMINAL, UNSUCCESSFUL, NodeState, Status
+from shared.redis_conn import is_outage
 
 
 @dataclass
@@ -70,11 +71,21 @@ async def end_node(
         t0 = time.monotonic()
         try:
             result = await work()
-        except MissingVariable as exc:
-            error = f"environment variable {exc.name} is not set on worker {hostname} (field {exc.field})"
-            result = NodeState(status=Status.FAILED, error=error)
-        except AgentqError as exc:  # a failure we can name: Studio's, the model's, AutoGen's
-            result = NodeState(status=Status.FAILED, error=redact(str(exc), secrets()))
-        except Exception as exc:  # a tool's or a bug's: it must not lose the batch's other results
-            result = NodeState(status=Status.FAILED, error=redact(f"{type(exc).__name__}: {exc}", secrets()))
+        except Exception as exc:
+            if is_outage(exc):
+                # Redis out of reach past REDIS_OUTAGE_SECONDS is no outcome of this node: its message
+                # is not acknowledged, and the node runs again once Redis is back
+                raise
+            result = _failed(exc, hostname, secrets)
         return {**result, "seconds": round(time.monotonic() - t0, 4), "finished": time.time()}
+
+
+def _failed(exc: Exception, hostname: str, secrets: Callable[[], list[str]]) -> NodeState:
+    """The state of a node whose work raised `exc`: the error named, secrets scrubbed."""
+    if isinstance(exc, MissingVariable):
+        error = f"environment variable {exc.name} is not set on worker {hostname} (field {exc.field})"
+    elif isinstance(exc, AgentqError):  # a failure we can name: Studio's, the model's, AutoGen's
+        error = redact(str(exc), secrets())
+    else:  # a tool's or a bug's: it must not lose the batch's other results
+        error = redact(f"{type(exc).__name__}: {exc}", secrets())
+    return NodeState(status=Status.FAILED, error=error)

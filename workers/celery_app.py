@@ -22,6 +22,7 @@ from celery import Celery
 from kombu import Queue
 
 from shared.core.keys import MODELS_QUEUE, STUDIO_QUEUE
+from shared.redis_conn import KEEPALIVE, SOCKET_TIMEOUT
 from shared.settings import Settings
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -80,9 +81,26 @@ def create_app(settings: Settings | None = None) -> Celery:
             "queue_order_strategy": "priority",
             "priority_steps": list(range(10)),
             "visibility_timeout": settings.visibility_timeout_seconds,
+            # a dead peer (a lost host, a partition) is noticed in seconds, not after TCP's minutes
+            # (kombu #1785: a socket timeout keeps a consumer from hanging on a dead connection)
+            "socket_timeout": SOCKET_TIMEOUT,
+            "socket_connect_timeout": 5.0,
+            "socket_keepalive": True,
+            "socket_keepalive_options": KEEPALIVE,
+            "health_check_interval": 15,
         },
         result_expires=settings.run_ttl_seconds,
+        # the result backend (chord counters) rides out an outage as every other Redis client does
+        result_backend_always_retry=True,
+        result_backend_max_sleep_between_retries_ms=2000,
+        result_backend_max_retries=max(1, int(settings.redis_outage_seconds)),
+        redis_socket_timeout=SOCKET_TIMEOUT,
+        redis_socket_connect_timeout=5.0,
+        redis_socket_keepalive=True,
+        redis_retry_on_timeout=True,
+        redis_backend_health_check_interval=15,
         broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,  # a worker waits for its broker for as long as it takes
         worker_send_task_events=True,
         task_send_sent_event=True,
         worker_hijack_root_logger=False,

@@ -17,7 +17,7 @@ from celery import bootsteps
 
 from shared.metrics import HOSTS, Metrics
 from shared.settings import Settings
-from shared.store import TEXT
+from shared.redis_conn import sync_client
 
 log = logging.getLogger("agentq.throttle")
 OVERRIDES = "agentq:throttle"  # hash, or agentq:throttle:<nodename>: memory_percent / cpu_percent
@@ -62,7 +62,7 @@ class ResourceGuard(bootsteps.StartStopStep):
         settings = Settings()
         app = c.app
         nodename = c.hostname
-        client = redis.Redis.from_url(app.conf.broker_url, **TEXT)
+        client = sync_client(app.conf.result_backend, settings.redis_outage_seconds)
         queues = [q.name for q in app.amqp.queues.consume_from.values()] or [app.conf.task_default_queue]
         throttled = False
         psutil.cpu_percent(interval=None)  # prime the CPU counter

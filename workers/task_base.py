@@ -24,7 +24,8 @@ from celery import Task
 from shared.core.keys import LIMIT_PREFIX
 from shared.semaphore import PrioritySemaphore
 from shared.settings import Settings
-from shared.store import TEXT, AsyncRunState, Store
+from shared.redis_conn import async_client
+from shared.store import AsyncRunState, Store
 from workers.releases import Released, Releases
 
 if TYPE_CHECKING:
@@ -89,9 +90,8 @@ class WorkerTask(Task):
             res = self.app.__dict__.get("_agentq_resources")
             if res is None or res.pid != os.getpid():
                 settings = Settings()
-                store = Store.from_url(
-                    self.app.conf.broker_url, cache_ttl=settings.cache_ttl_seconds, run_ttl=settings.run_ttl_seconds
-                )
+                # the result backend is Redis whichever broker carries the messages
+                store = Store.from_settings(settings, self.app.conf.result_backend)
                 res = _Resources(os.getpid(), settings, store, *_loop_thread())
                 self.app.__dict__["_agentq_resources"] = res
                 atexit.register(res.close)
@@ -113,8 +113,7 @@ class WorkerTask(Task):
         """A shared pool: each new redis-py connection costs ~2 ms of CPU to set up."""
         res = self._resources()
         if res.aredis is None:
-            pool = aioredis.BlockingConnectionPool.from_url(self.app.conf.broker_url, max_connections=16, **TEXT)
-            res.aredis = aioredis.Redis(connection_pool=pool)
+            res.aredis = async_client(self.app.conf.result_backend, res.settings.redis_outage_seconds)
         return res.aredis
 
     def run_state(self) -> AsyncRunState:

@@ -43,9 +43,19 @@ async def run_tasks(ctx: WorkflowContext, task_ids: list[str]) -> None:
     for tid in [t for t in todo if states.get(t, {}).get("status") in TERMINAL]:
         # redelivered after it ended: publish only what it released and nobody published
         ended = await ctx.state.end_task(
-            ctx.run_id, tid, states[tid], states[tid]["status"], None, None, records[tid]["dependents"], ctx.metrics
+            ctx.run_id,
+            tid,
+            states[tid],
+            states[tid]["status"],
+            None,
+            None,
+            records[tid]["dependents"],
+            ctx.metrics,
+            counted=False,  # it did not run again
         )
         await _release(ctx, records[tid], ended.released)
+        if ended.left == 0:
+            ctx.finish()
     claimed = batch.claim(todo, states, ctx.hostname, ctx.task_id)
     fresh, running = claimed.todo, claimed.running
     if not fresh:
@@ -104,7 +114,6 @@ async def _end_one(
         hostname=ctx.hostname,
     )
     state: NodeState = {**base, **result}
-    ctx.metrics.inc("agentq_workflow_tasks_total", [state["status"]])
     ended = await ctx.state.end_task(
         ctx.run_id,
         tid,

@@ -1,0 +1,52 @@
+"""What the Redis broker holds: the Celery messages in its queue lists and those delivered but not
+yet acknowledged (kombu's `unacked` hash), read as (task name, id, args). The reconciler
+(shared/core/reconcile.py) compares them with the run state to find work nobody carries.
+
+kombu stores a message as JSON with its body base64-encoded (Celery's protocol 2: [args, kwargs,
+embed]); a priority p > 0 lives in the list `<queue>\\x06\\x16<p>` (kombu's priority steps).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+
+PRIORITY_SEP = "\x06\x16"
+UNACKED = "unacked"  # kombu's Redis transport defaults (unacked_key)
+
+
+def queue_lists(queue: str) -> list[str]:
+    return [queue, *(f"{queue}{PRIORITY_SEP}{p}" for p in range(1, 10))]
+
+
+def _decode(raw: str | bytes) -> tuple[str, str, list[Any]] | None:
+    try:
+        message = json.loads(raw)
+        if isinstance(message, list):  # an unacked entry: [message, exchange, routing key]
+            message = message[0]
+        headers = message.get("headers") or {}
+        body = message["body"]
+        if (message.get("properties") or {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args = json.loads(body)[0]
+        return str(headers.get("task", "")), str(headers.get("id", "")), list(args)
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return None  # not one of ours (or not Celery's): carries nothing we look for
+
+
+def messages(client: redis.Redis, queues: list[str]) -> Iterator[tuple[str, str, list[Any]]]:
+    """Every message queued on `queues` or delivered and unacknowledged: (task name, id, args)."""
+    pipe = client.pipeline(transaction=False)
+    for queue in queues:
+        for name in queue_lists(queue):
+            pipe.lrange(name, 0, -1)
+    pipe.hvals(UNACKED)
+    for raws in pipe.execute():
+        for raw in raws:
+            decoded = _decode(raw)
+            if decoded is not None:
+                yield decoded

@@ -1,0 +1,174 @@
+"""Lost work, found from the run state: the run state is the truth, the queue only carries it.
+
+A message can vanish without a trace on the Redis broker: Redis hands it to a consumer whose host
+died while it waited in BRPOP (the connection stays open on Redis's side until TCP notices), so it
+is in no queue, not among the unacknowledged, and on no worker. Temporal and Hatchet keep such a
+lost dispatch from hanging a run the same way: what the run state says may run now, and nobody
+carries, is dispatched again. Ending a node is idempotent (end_task.lua, claims), so a second copy
+that does run changes nothing.
+
+Everything here is pure: the caller (producer/recovery.py) reads a run's state and what the
+broker holds, and publishes what `lost_work` returns once `Suspects` has seen it lost for a while.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from shared.core.run_model import TERMINAL, Status
+
+# The work items a message can carry, as keys: one per workflow task or sync batch, and one per
+# run step that has no node of its own
+START = "start"
+FINALIZE = "finalize"
+
+
+def task_item(task_id: str) -> str:
+    return f"task:{task_id}"
+
+
+def batch_item(wave: int, index: int) -> str:
+    return f"batch:{wave}:{index}"
+
+
+def wave_done_item(wave: int) -> str:
+    return f"wave-done:{wave}"
+
+
+def carried_by(name: str, args: Sequence[object], run_id: str) -> set[str]:
+    """The work items of run `run_id` that a message of Celery task `name` with `args` carries."""
+    if name == "agentq.run_tasks" and len(args) == 2 and args[0] == run_id and isinstance(args[1], list):
+        return {task_item(str(t)) for t in args[1]}
+    if name in ("agentq.sync_batch", "agentq.noop_batch") and len(args) == 3 and args[0] == run_id:
+        return {batch_item(int(str(args[1])), int(str(args[2])))}
+    if name == "agentq.wave_done" and len(args) == 3 and args[1] == run_id:
+        return {wave_done_item(int(str(args[2])))}
+    if name == "agentq.finalize" and list(args) == [run_id]:
+        return {FINALIZE}
+    if name == "agentq.start_run" and list(args) == [run_id]:
+        return {START}
+    return set()
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """What the reconciler needs of a node's state."""
+
+    status: str
+    worker: str | None = None  # the node that runs it, while it runs
+    message: str | None = None  # the Celery message that carried it there
+
+
+@dataclass(frozen=True)
+class Seen:
+    """Where a run's work is now. `carried`: the work items of messages in a queue or delivered
+    but unacknowledged (None: this broker cannot be looked into; it redelivers on its own)."""
+
+    carried: frozenset[str] | None
+    live_workers: frozenset[str]
+    running_messages: frozenset[str]  # Celery messages live workers are running
+
+
+@dataclass(frozen=True)
+class WorkflowView:
+    nodes: Mapping[str, NodeView]
+    open_inputs: Mapping[str, int]  # a task released has none left (tasks without inputs are absent)
+    started: bool  # the run's start message has been taken (claim "start")
+    left: int  # tasks still to end
+    finished: bool
+
+
+@dataclass(frozen=True)
+class SyncView:
+    nodes: Mapping[str, NodeView]
+    batches: Sequence[Sequence[Sequence[str]]]  # per wave, per batch: its labels
+    claims: frozenset[str]  # "start", "wave-done:<w>" taken so far
+    finished: bool
+
+
+@dataclass(frozen=True)
+class Lost:
+    """One work item to dispatch again, why (for people), and its cause (a metric label)."""
+
+    item: str
+    reason: str
+    cause: str = "unclaimed"  # unclaimed, worker-gone, not-held, step
+
+
+def _node_lost(node: NodeView, released: bool, seen: Seen, item: str) -> Lost | None:
+    """Why a node that has not ended is lost, or None while something carries it or it must wait."""
+    if node.status in TERMINAL or seen.carried is None or item in seen.carried:
+        return None  # where the broker cannot be looked into, it redelivers a lost consumer's work itself
+    if node.status == Status.RUNNING:
+        if node.worker and node.worker not in seen.live_workers:
+            return Lost(item, f"its worker {node.worker} is gone", "worker-gone")
+        if node.message not in seen.running_messages:
+            return Lost(item, f"marked running on {node.worker}, which holds no message for it", "not-held")
+        return None
+    return Lost(item, "released, but in no queue and on no worker") if released else None
+
+
+def lost_workflow_work(view: WorkflowView, seen: Seen) -> list[Lost]:
+    if view.finished:
+        return []
+    if view.left == 0:
+        return [Lost(FINALIZE, "every task has ended but the run was not marked finished", "step")]
+    if not view.started:
+        if seen.carried is not None and START not in seen.carried:
+            return [Lost(START, "the run's start message is in no queue", "step")]
+        return []
+    found = (
+        _node_lost(node, view.open_inputs.get(tid, 0) <= 0, seen, task_item(tid)) for tid, node in view.nodes.items()
+    )
+    return [lost for lost in found if lost]
+
+
+def lost_sync_work(view: SyncView, seen: Seen) -> list[Lost]:
+    if view.finished:
+        return []
+    if START not in view.claims:
+        if seen.carried is not None and START not in seen.carried:
+            return [Lost(START, "the run's start message is in no queue", "step")]
+        return []
+    lost: list[Lost] = []
+    pending = NodeView(Status.PENDING)
+    for wave, batches in enumerate(view.batches):
+        if wave > 0 and wave_done_item(wave - 1) not in view.claims:
+            break  # not released yet
+        for index, labels in enumerate(batches):
+            found = (_node_lost(view.nodes.get(lbl, pending), True, seen, batch_item(wave, index)) for lbl in labels)
+            first = next((f for f in found if f), None)
+            if first:
+                lost.append(first)
+        ended = all(view.nodes.get(lbl, pending).status in TERMINAL for labels in batches for lbl in labels)
+        done = wave_done_item(wave)
+        if ended and done not in view.claims and (seen.carried is None or done not in seen.carried):
+            # the chord's body never fired (a header message ran twice, or its result was lost)
+            lost.append(Lost(done, f"every node of group {wave + 1} has ended but the next step was not taken", "step"))
+    last_done = not view.batches or wave_done_item(len(view.batches) - 1) in view.claims
+    if last_done and seen.carried is not None and FINALIZE not in seen.carried:
+        lost.append(Lost(FINALIZE, "every group has ended but the run was not finished", "step"))
+    return lost
+
+
+@dataclass
+class Suspects:
+    """Work items seen lost, dispatched again only once they have stayed lost for `grace` seconds
+    across looks (a message between a queue and a worker's hands is out of sight for a moment),
+    and then not again for `cooldown` seconds (the new message needs time to be seen)."""
+
+    grace: float
+    cooldown: float
+    since: dict[str, float] = field(default_factory=dict)
+    sent: dict[str, float] = field(default_factory=dict)
+
+    def due(self, now: float, lost: Iterable[Lost]) -> list[Lost]:
+        found = {lost_item.item: lost_item for lost_item in lost}
+        self.since = {item: self.since.get(item, now) for item in found}
+        self.sent = {item: at for item, at in self.sent.items() if now - at < self.cooldown}
+        ready = [found[i] for i, t in self.since.items() if now - t >= self.grace and i not in self.sent]
+        for lost_item in ready:
+            self.sent[lost_item.item] = now
+            del self.since[lost_item.item]
+        return ready

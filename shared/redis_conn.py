@@ -1,0 +1,127 @@
+"""Redis clients that ride out an outage: every client of the project is made here.
+
+A lost connection or a timeout is not a failure of the work that was talking to Redis: the
+command is sent again, with capped exponential backoff, until `outage` seconds have passed since
+its first try (REDIS_OUTAGE_SECONDS). A partition of a worker host, or Redis restarted with its
+append-only file, then costs time, not tasks. Past the bound the error goes to the caller, which
+names Redis and its URL. Idle connections are probed by TCP keepalive and redis-py's health
+check, so a dead peer is noticed in seconds rather than after the kernel's 2 hours.
+
+Every command we send is safe to send twice: the scripts are idempotent (end_task.lua ends a task
+once), and a counter bumped twice by a lost reply only moves a progress figure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import redis
+import redis.asyncio as aioredis
+import redis.asyncio.retry as async_retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+T = TypeVar("T")
+
+# what an outage looks like to redis-py (a lost socket, a refused connection, a read that timed out)
+OUTAGE_ERRORS: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, socket.timeout, OSError)
+# Replies as text; a file name need not be UTF-8, so a path is sent and read back as the bytes it
+# stands for (surrogateescape), as Python's os module does
+TEXT: dict[str, Any] = {"decode_responses": True, "encoding_errors": "surrogateescape"}
+BACKOFF_CAP = 2.0  # seconds between tries at most: Redis back is seen within 2 s
+SOCKET_TIMEOUT = 10.0  # a reply not read within this is a lost connection (a blocking read asks for less)
+KEEPALIVE = {socket.TCP_KEEPIDLE: 5, socket.TCP_KEEPINTVL: 2, socket.TCP_KEEPCNT: 3}
+
+
+def _backoff() -> ExponentialWithJitterBackoff:
+    return ExponentialWithJitterBackoff(cap=BACKOFF_CAP, base=0.05)
+
+
+class OutageRetry(Retry):
+    """redis-py's Retry, bounded by time rather than by a count of tries (redis-py counts tries;
+    an outage is measured in seconds)."""
+
+    def __init__(self, outage: float) -> None:
+        super().__init__(_backoff(), -1, OUTAGE_ERRORS)
+        self.outage = outage
+
+    def call_with_retry(
+        self,
+        do: Callable[[], T],
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> T:
+        deadline, failures = time.monotonic() + self.outage, 0
+        while True:
+            try:
+                return do()
+            except OUTAGE_ERRORS as error:
+                failures += 1
+                fail(error, failures) if with_failure_count else fail(error)
+                if time.monotonic() >= deadline or (is_retryable is not None and not is_retryable(error)):
+                    raise
+                time.sleep(min(self._backoff.compute(failures), max(0.0, deadline - time.monotonic())))
+
+
+class AsyncOutageRetry(async_retry.Retry):
+    """The same for the asyncio client."""
+
+    def __init__(self, outage: float) -> None:
+        super().__init__(_backoff(), -1, OUTAGE_ERRORS)
+        self.outage = outage
+
+    async def call_with_retry(
+        self,
+        do: Callable[[], Awaitable[T]],
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> T:
+        deadline, failures = time.monotonic() + self.outage, 0
+        while True:
+            try:
+                return await do()
+            except OUTAGE_ERRORS as error:
+                failures += 1
+                result = fail(error, failures) if with_failure_count else fail(error)
+                if asyncio.iscoroutine(result):
+                    await result
+                if time.monotonic() >= deadline or (is_retryable is not None and not is_retryable(error)):
+                    raise
+                await asyncio.sleep(min(self._backoff.compute(failures), max(0.0, deadline - time.monotonic())))
+
+
+def _options() -> dict[str, Any]:
+    return {
+        **TEXT,
+        "socket_timeout": SOCKET_TIMEOUT,
+        "socket_connect_timeout": 5.0,
+        "socket_keepalive": True,
+        "socket_keepalive_options": KEEPALIVE,
+        "health_check_interval": 15,
+    }
+
+
+def sync_client(url: str, outage: float) -> redis.Redis:
+    """A client whose commands ride out `outage` seconds without Redis."""
+    return redis.Redis.from_url(url, retry=OutageRetry(outage), **_options())
+
+
+def async_client(url: str, outage: float, max_connections: int = 16) -> aioredis.Redis:
+    """An asyncio client on one bounded pool (a new connection costs ~2 ms of CPU to set up)."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, retry=AsyncOutageRetry(outage), **_options()
+    )
+    return aioredis.Redis(connection_pool=pool)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether `exc` says Redis could not be reached (as opposed to an answer it gave)."""
+    return isinstance(exc, (RedisConnectionError, RedisTimeoutError))
