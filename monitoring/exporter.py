@@ -31,8 +31,8 @@ from prometheus_client.registry import Collector
 
 from shared.core.exceptions import InvalidInput
 from shared.metrics import COUNTER_HELP, HISTOGRAM_HELP, HOSTS, read_counters, read_histograms
-from shared.settings import Settings, load_settings
 from shared.redis_conn import sync_client
+from shared.settings import Settings, load_settings
 
 log = logging.getLogger("agentq.exporter")
 PRIORITY_SEP = "\x06\x16"

@@ -16,8 +16,8 @@ import redis
 from celery import bootsteps
 
 from shared.metrics import HOSTS, Metrics
-from shared.settings import Settings
 from shared.redis_conn import sync_client
+from shared.settings import Settings
 
 log = logging.getLogger("agentq.throttle")
 OVERRIDES = "agentq:throttle"  # hash, or agentq:throttle:<nodename>: memory_percent / cpu_percent

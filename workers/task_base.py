@@ -22,9 +22,9 @@ import redis.asyncio as aioredis
 from celery import Task
 
 from shared.core.keys import LIMIT_PREFIX
+from shared.redis_conn import async_client
 from shared.semaphore import PrioritySemaphore
 from shared.settings import Settings
-from shared.redis_conn import async_client
 from shared.store import AsyncRunState, Store
 from workers.releases import Released, Releases
 
