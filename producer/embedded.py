@@ -133,10 +133,12 @@ def start_redis(data_dir: Path, port: int | None = None, persist: bool = False) 
         "127.0.0.1",
         "--dir",
         str(data_dir),
-        "--appendonly",
-        "no",
+        # a dead client's connection is closed within a minute, not 300 s
+        "--tcp-keepalive",
+        "30",
     ]
-    args += ["--save", "60 1"] if persist else ["--save", ""]
+    # persisted: every write in the append-only file (fsync each second), so a restart loses no run
+    args += ["--appendonly", "yes", "--save", ""] if persist else ["--appendonly", "no", "--save", ""]
     proc = spawn(args, None)
     url = f"redis://127.0.0.1:{port}/0"
     import redis

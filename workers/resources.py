@@ -15,11 +15,12 @@ import psutil
 import redis
 from celery import bootsteps
 
-from shared.metrics import HOSTS, Metrics
+from shared.metrics import HOSTS, Metrics, in_flight_key
 from shared.redis_conn import sync_client
 from shared.settings import Settings
 
 log = logging.getLogger("agentq.throttle")
+HOST_FORGET_SECONDS = 24 * 3600  # a worker silent this long is forgotten
 OVERRIDES = "agentq:throttle"  # hash, or agentq:throttle:<nodename>: memory_percent / cpu_percent
 
 
@@ -31,6 +32,17 @@ def thresholds(client: redis.Redis, nodename: str, settings: Settings) -> tuple[
             if field in values:
                 values[field] = float(value)
     return values["memory_percent"], values["cpu_percent"]
+
+
+def forget_gone_hosts(client: redis.Redis, before: float) -> None:
+    """Drop the heartbeats, and the in-flight records, of workers silent since `before`: a worker
+    started under a new name each time (the embedded one) must not grow the hash forever."""
+    gone = [name for name, raw in client.hgetall(HOSTS).items() if float(json.loads(raw).get("ts", 0)) < before]
+    if gone:
+        pipe = client.pipeline(transaction=False)
+        pipe.hdel(HOSTS, *gone)
+        pipe.delete(*(in_flight_key(name) for name in gone))
+        pipe.execute()
 
 
 def sample() -> dict[str, float]:
@@ -78,6 +90,7 @@ class ResourceGuard(bootsteps.StartStopStep):
                     metrics = Metrics()
                     metrics.inc("agentq_throttle_events_total", [nodename, "paused" if throttled else "resumed"])
                     metrics.flush(client)
+                forget_gone_hosts(client, time.time() - HOST_FORGET_SECONDS)
                 client.hset(
                     HOSTS,
                     nodename,

@@ -1,0 +1,119 @@
+"""Work the broker lost is found from the run state and dispatched again; every key a run writes
+expires; metrics count each task once.
+
+A message lost as on a dead host: a consumer that blocked in BRPOP first, whose connection stays
+open and never reads, takes the next messages Redis pushes (they are then in no list, not
+unacknowledged, on no worker), exactly as a host that died in BRPOP does until TCP notices.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from producer import embedded
+from shared.broker_view import queue_lists
+from shared.core.keys import MODELS_QUEUE, STUDIO_QUEUE
+from shared.metrics import read_counters
+from tests.conftest import WORKER_ENV, wait_for
+
+pytestmark = pytest.mark.integration
+TTL = "6"
+
+
+def _thief(port: int, queue: str, messages: int) -> socket.socket:
+    """A consumer that takes `messages` messages of `queue` (every priority) and never reads them."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    names = queue_lists(queue)
+    command = f"*{len(names) + 2}\r\n$5\r\nBRPOP\r\n" + "".join(f"${len(n.encode())}\r\n{n}\r\n" for n in names)
+    sock.sendall(((command + "$1\r\n0\r\n") * messages).encode())
+    return sock
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[tuple[str, int, redis.Redis, Path]]:
+    port = embedded.free_port()
+    url, proc = embedded.start_redis(tmp_path / "redis", port=port)
+    client = redis.Redis.from_url(url, decode_responses=True)
+    yield url, port, client, tmp_path
+    client.close()
+    embedded.stop(proc)
+
+
+def _run(url: str, tmp: Path, wf: Path, **env: str) -> tuple[int, dict, str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "producer.cli", "run", str(wf), "--json"],
+        env={**os.environ, **WORKER_ENV, "REDIS_URL": url, "AGENTQ_CACHE_DIR": str(tmp / "cache"), **env},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    return proc.returncode, json.loads(proc.stdout), proc.stderr
+
+
+def test_a_message_lost_in_a_dead_consumers_brpop_is_dispatched_again(standin, lab) -> None:
+    from tests.test_workflow_run import write_tree, write_workflow
+
+    url, port, client, tmp = lab
+    base, state = standin
+    state.control["delay"] = 0.05
+    write_tree(tmp, base, max_concurrency=16)
+    tasks = [{"id": f"t{i}", "description": f"lost {i}"} for i in range(30)]
+    tasks += [{"id": f"u{i}", "description": f"after {i}", "dependencies": [f"t{i}"]} for i in range(30)]
+    wf = write_workflow(tmp, tasks)
+    # blocked before any worker: Redis hands it the first two workflow messages (the first 25 tasks,
+    # then the next ones released)
+    thief = _thief(port, MODELS_QUEUE, 2)
+    wait_for(lambda: client.info("clients")["blocked_clients"] >= 1, 10, "the thief to block in BRPOP")
+    env = {"DISPATCH_GRACE_SECONDS": "1", "RUN_TTL_SECONDS": TTL, "CACHE_TTL_SECONDS": TTL}
+    worker = embedded.start_worker(url, concurrency=4, name="lost", env={**WORKER_ENV, **env}, log_path=tmp / "w.log")
+    try:
+        rc, report, err = _run(url, tmp, wf, **env)
+        assert rc == 0, err[-2000:]
+        assert "Traceback" not in err
+        assert "dispatched again" in err and "in no queue and on no worker" in err, err
+        assert {t["status"] for t in report["tasks"].values()} == {"done"} and len(report["tasks"]) == 60
+        run_id = report["run_id"]
+        assert client.scard(f"agentq:run:{run_id}:ended") == 60  # each task ended once
+        counters = read_counters(client)
+        assert counters[("agentq_workflow_tasks_total", ("done",))] == 60  # each task counted once
+        assert counters[("agentq_redispatches_total", ("workflow", "unclaimed"))] >= 1
+
+        # every key the run wrote expires: once the TTLs pass, only the cluster's own keys are left
+        def run_keys() -> list[str]:
+            return [k for k in client.scan_iter("agentq:*", count=1000) if ":run:" in k or ":wf:" in k]
+
+        assert all(client.ttl(k) > 0 for k in run_keys()), [(k, client.ttl(k)) for k in run_keys() if client.ttl(k) < 0]
+        wait_for(lambda: not run_keys(), 30, "the run's keys to expire")
+        assert not [k for k in client.scan_iter("celery-task-meta-*") if client.ttl(k) < 0]
+    finally:
+        thief.close()
+        embedded.stop(worker)
+
+
+def test_a_lost_start_message_is_sent_again(standin, lab) -> None:
+    from tests.test_workflow_run import write_tree, write_workflow
+
+    url, port, client, tmp = lab
+    base, _ = standin
+    write_tree(tmp, base)
+    wf = write_workflow(tmp, [{"id": f"t{i}", "description": f"start {i}"} for i in range(5)])
+    thief = _thief(port, STUDIO_QUEUE, 1)  # the run's start message goes to the studio queue
+    wait_for(lambda: client.info("clients")["blocked_clients"] >= 1, 10, "the thief to block in BRPOP")
+    worker = embedded.start_worker(url, concurrency=4, name="start", env=WORKER_ENV, log_path=tmp / "w.log")
+    try:
+        rc, report, err = _run(url, tmp, wf, DISPATCH_GRACE_SECONDS="1")
+        assert rc == 0, err[-2000:]
+        assert "start message is in no queue" in err, err
+        assert {t["status"] for t in report["tasks"].values()} == {"done"}
+    finally:
+        thief.close()
+        embedded.stop(worker)
