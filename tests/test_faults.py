@@ -74,7 +74,8 @@ def test_sync_survives_200s_that_are_no_answer(cli: Cli, proxy: StudioProxy, tmp
 def test_redis_going_away_mid_sync_is_one_clear_line_naming_it(
     studio_url: str, proxy: StudioProxy, tmp_path: Path
 ) -> None:
-    """The producer ends at once with exit code 3 and one line naming Redis and its URL."""
+    """The producer waits REDIS_OUTAGE_SECONDS for Redis to come back, then ends with exit code 3
+    and one line naming Redis and its URL."""
     port = embedded.free_port()
     url, redis_proc = embedded.start_redis(tmp_path / "redis", port=port)
     worker = embedded.start_worker(url, concurrency=4, name="faults", env=WORKER_ENV, log_path=tmp_path / "worker.log")
@@ -85,7 +86,7 @@ def test_redis_going_away_mid_sync_is_one_clear_line_naming_it(
         proxy.delay = 0.2  # a sync that takes seconds: Redis must go away while the producer waits
         producer = subprocess.Popen(
             [sys.executable, "-m", "producer.cli", "sync", str(tree)],
-            env=cli.env(),
+            env=cli.env(REDIS_OUTAGE_SECONDS="3"),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -347,7 +348,7 @@ def test_a_worker_whose_tasks_end_while_redis_is_away_keeps_working(standin, tmp
         wf = write_workflow(tmp_path, [{"id": f"t{i}", "description": f"away {i}"} for i in range(4)])
         producer = subprocess.Popen(
             [sys.executable, "-m", "producer.cli", "run", str(wf), "--json"],
-            env=cli.env(),
+            env=cli.env(REDIS_OUTAGE_SECONDS="3"),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
