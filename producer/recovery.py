@@ -155,7 +155,8 @@ class Watchdog:
         if not self._told_no_worker and now - self._started > self.dead_after:
             self._say_what_is_missing()
         self._reconcile()
-        lost = lost_messages(self.store, self.dead_after)
+        # kombu's unacked hash is the Redis broker's; RabbitMQ gives a lost consumer's messages back itself
+        lost = lost_messages(self.store, self.dead_after) if self._broker_client() else {}
         for worker, task_ids in lost.items():
             live = {t for other, ids in self.store.running_messages().items() if other != worker for t in ids}
             count = requeue(self.app(), set(task_ids), time.time() - self.dead_after, live)
@@ -165,7 +166,7 @@ class Watchdog:
                 f"worker gone: {worker} silent for over {self.dead_after:g} s; requeued {count} message(s) "
                 f"({len(task_ids)} it was running)"
             )
-        if not lost and self._last_death is not None and now - self._last_death < 10 * self.dead_after:
+        if self._broker_client() and not lost and self._last_death and now - self._last_death < 10 * self.dead_after:
             # a dead worker may also have taken messages it never started, delivered too recently to
             # count as orphans when it was found: they become orphans dead_after later
             live = {t for ids in self.store.running_messages().values() for t in ids}
