@@ -21,7 +21,7 @@ from producer import embedded
 from shared.core import json_text
 from shared.core.exceptions import AgentqError, InvalidInput, ServiceUnavailable
 from shared.core.keys import MODELS_QUEUE, STUDIO_QUEUE
-from shared.core.run_model import RunState
+from shared.core.run_model import RunKind, RunState
 from shared.core.secrets import shown_url
 
 if TYPE_CHECKING:
@@ -88,7 +88,10 @@ class Exit:
 
 RedisUrl = Annotated[
     str | None,
-    typer.Option("--redis-url", help="Redis broker/backend URL (env REDIS_URL); unset: embedded local Redis"),
+    typer.Option(
+        "--redis-url",
+        help="Redis URL for run state, and the broker unless BROKER_URL is set (env REDIS_URL); unset: embedded local Redis",
+    ),
 ]
 StudioUrl = Annotated[str | None, typer.Option("--studio-url", help="AutoGen Studio base URL (env STUDIO_URL)")]
 StudioUser = Annotated[
@@ -123,8 +126,9 @@ def _redis(settings: Settings, services: embedded.LocalServices, quiet: bool) ->
     with the settings that name it."""
     import redis
 
-    from shared.settings import with_overrides
+    from shared.settings import check_store, with_overrides
 
+    check_store(settings)  # no embedded Redis for a cluster's broker
     url = settings.redis_url
     if url is None:
         data_dir = settings.cache_dir / "redis"
@@ -284,11 +288,12 @@ def sync(
     from producer.progress import follow_run
     from producer.report import render_report, run_report, succeeded
     from producer.sync_run import prepare, remember_if_clean, submit, wait
-    from shared.settings import load_settings, with_overrides
+    from shared.settings import check_store, load_settings, with_overrides
 
     _check_dir(directory)
     _check_seconds("--timeout", timeout, finite=False)
     settings = load_settings(redis_url=redis_url, studio_url=studio_url, studio_user_id=studio_user_id)
+    check_store(settings)  # before a local Studio is started for nothing
     embedded_default = settings.redis_url is None
     if embedded_default and no_wait:
         raise InvalidInput("--no-wait needs REDIS_URL: the embedded Redis and worker stop when this command ends")
@@ -360,10 +365,11 @@ def watch(
     import threading
 
     from producer.watch import SyncLine, Watcher
-    from shared.settings import load_settings, with_overrides
+    from shared.settings import check_store, load_settings, with_overrides
 
     _check_dir(directory)
     settings = load_settings(redis_url=redis_url, studio_url=studio_url, studio_user_id=studio_user_id)
+    check_store(settings)  # before a local Studio is started for nothing
     embedded_default = settings.redis_url is None
 
     def say(line: SyncLine) -> None:
@@ -521,20 +527,35 @@ def _stored_report(redis_url: str | None, build: Any, run_id: str, what: str) ->
 
 @app.command()
 def status(
-    run_id: Annotated[str, typer.Argument(help="Run id printed by sync")],
+    run_id: Annotated[str, typer.Argument(help="Run id printed by sync or run")],
     redis_url: RedisUrl = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every component")] = False,
     as_json: AsJson = False,
 ) -> None:
-    """Show a run's state: counts by outcome, failures with their errors, timings."""
-    from producer.report import render_report, run_report, succeeded
+    """Show a run's state: counts by outcome, failures with their errors, timings (a sync's or a workflow's)."""
+    _show_run(redis_url, run_id, as_json, markdown=False, verbose=verbose)
 
-    report = _stored_report(redis_url, run_report, run_id, "run")
+
+def _show_run(redis_url: str | None, run_id: str, as_json: bool, markdown: bool, verbose: bool) -> None:
+    """`status` and `result`: either kind of run, shown as its kind is; exit code 0 when it succeeded."""
+    from producer.report import render_report, render_workflow, stored_report, succeeded, workflow_markdown
+
+    if as_json and markdown:
+        raise InvalidInput("--json and --markdown: choose one")
+    report = _stored_report(redis_url, stored_report, run_id, "run")
+    workflow = report["kind"] == RunKind.WORKFLOW
+    if markdown and not workflow:
+        raise InvalidInput(f"--markdown: run {run_id} is a sync; only a workflow run has transcripts")
     if as_json:
         typer.echo(json_text.dumps(report, indent=True))
+    elif markdown:
+        typer.echo(workflow_markdown(report))
+    elif workflow:
+        render_workflow(console(), report)
     else:
         render_report(console(), report, verbose)
-    raise typer.Exit(0 if succeeded(report) else 1)
+    ok = _workflow_succeeded(report) if workflow else succeeded(report)
+    raise typer.Exit(0 if ok else (Exit.PARTIAL if workflow else 1))
 
 
 @app.command()
@@ -618,22 +639,13 @@ def run(
 
 @app.command()
 def result(
-    run_id: Annotated[str, typer.Argument(help="Run id printed by run")],
+    run_id: Annotated[str, typer.Argument(help="Run id printed by run (or sync)")],
     as_json: AsJson = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="Every task's output as a Markdown document")] = False,
     redis_url: RedisUrl = None,
 ) -> None:
-    """A workflow run's outputs, timings, cache hits and tokens."""
-    from producer.report import render_workflow, workflow_markdown, workflow_report
-
-    report = _stored_report(redis_url, workflow_report, run_id, "workflow run")
-    if as_json:
-        typer.echo(json_text.dumps(report, indent=True))
-    elif markdown:
-        typer.echo(workflow_markdown(report))
-    else:
-        render_workflow(console(), report)
-    raise typer.Exit(0 if _workflow_succeeded(report) else Exit.PARTIAL)
+    """A workflow run's outputs, timings, cache hits and tokens (a sync run's report for a sync)."""
+    _show_run(redis_url, run_id, as_json, markdown=markdown, verbose=False)
 
 
 def _workflow_succeeded(report: dict[str, Any]) -> bool:

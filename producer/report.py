@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from shared.core.run_model import UNSUCCESSFUL, NodeState, RunState, Status
+from shared.core.run_model import UNSUCCESSFUL, NodeState, RunKind, RunState, Status
 from shared.store import Store
 
 OUTCOMES = ("created", "updated", "unchanged", "validated", "deleted", "drifted", "failed", "skipped", "pending")
@@ -49,6 +49,18 @@ def run_report(store: Store, run_id: str) -> dict[str, Any] | None:
         "studio_requests": requests,
         "nodes": dict(sorted(nodes.items())),
     }
+
+
+def stored_report(store: Store, run_id: str) -> dict[str, Any] | None:
+    """A run's report, whichever its kind: a workflow's (with `"kind": "workflow"`) or a sync's."""
+    meta = store.meta(run_id)
+    if meta is None:
+        return None
+    if meta.get("kind") == RunKind.WORKFLOW:
+        report = workflow_report(store, run_id)
+        return None if report is None else {"kind": RunKind.WORKFLOW, **report}
+    report = run_report(store, run_id)
+    return None if report is None else {"kind": RunKind.SYNC, **report}
 
 
 def succeeded(report: dict[str, Any]) -> bool:

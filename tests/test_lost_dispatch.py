@@ -117,3 +117,37 @@ def test_a_lost_start_message_is_sent_again(standin, lab) -> None:
     finally:
         thief.close()
         embedded.stop(worker)
+
+
+def test_status_and_result_show_either_kind_of_run(standin, lab) -> None:
+    """`status` on a workflow run ended in KeyError: 'ran'; `result` on a sync said "no workflow run"."""
+    from tests.test_workflow_run import write_tree, write_workflow
+
+    url, _, client, tmp = lab
+    base, _ = standin
+    write_tree(tmp, base)
+    wf = write_workflow(tmp, [{"id": f"t{i}", "description": f"status {i}"} for i in range(3)])
+    worker = embedded.start_worker(url, concurrency=4, name="status", env=WORKER_ENV, log_path=tmp / "w.log")
+    try:
+        rc, report, err = _run(url, tmp, wf)
+        assert rc == 0, err
+        env = {**os.environ, "REDIS_URL": url}
+        for command in ("status", "result"):
+            shown = subprocess.run(
+                [sys.executable, "-m", "producer.cli", command, report["run_id"], "--json"],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+            assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
+            assert json.loads(shown.stdout)["kind"] == "workflow"
+            assert set(json.loads(shown.stdout)["tasks"]) >= {"t0", "t1", "t2"}
+        both = subprocess.run(
+            [sys.executable, "-m", "producer.cli", "result", report["run_id"], "--json", "--markdown"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert both.returncode == 2 and "choose one" in both.stderr, both.stderr
+    finally:
+        embedded.stop(worker)

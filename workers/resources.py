@@ -37,7 +37,7 @@ def thresholds(client: redis.Redis, nodename: str, settings: Settings) -> tuple[
 def forget_gone_hosts(client: redis.Redis, before: float) -> None:
     """Drop the heartbeats, and the in-flight records, of workers silent since `before`: a worker
     started under a new name each time (the embedded one) must not grow the hash forever."""
-    gone = [name for name, raw in client.hgetall(HOSTS).items() if float(json.loads(raw).get("ts", 0)) < before]
+    gone = [str(name) for name, raw in client.hgetall(HOSTS).items() if float(json.loads(raw).get("ts", 0)) < before]
     if gone:
         pipe = client.pipeline(transaction=False)
         pipe.hdel(HOSTS, *gone)
