@@ -52,7 +52,7 @@ def main() -> None:
         subprocess.run(
             git + ["-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "tree"], check=True
         )
-        studio_url, studio = embedded.start_studio(Path(tmp) / "studio")
+        studio_url, studio = embedded.start_studio(Path(tmp) / "studio", binary=os.environ.get("AUTOGENSTUDIO_BIN"))
         try:
             env = {
                 **os.environ,

@@ -30,8 +30,14 @@ def _write(path: Path, doc: dict) -> None:
 def mixed_tree(root: Path, total: int = 10_000) -> None:
     """`total` files of every kind, with references: models, tools, terminations (plain and
     combined), agents and teams."""
-    counts = {"models": 20, "agents": 70, "teams": 10, "combined": 1900, "tools": 3000}
-    counts["terminations"] = total - sum(counts.values())
+    # the shares of a 10,000-file tree, at any size: a team needs two agents and an or-termination,
+    # an or-termination two plain ones
+    f = total / 10_000
+    counts = {"models": max(1, round(20 * f)), "teams": max(1, round(10 * f)), "tools": round(3000 * f)}
+    counts["agents"] = max(counts["teams"] + 10, round(70 * f))
+    rest = total - sum(counts.values())
+    counts["combined"] = min(round(1900 * f), rest // 3)
+    counts["terminations"] = rest - counts["combined"]
     for i in range(counts["models"]):
         _write(root / "models" / f"m{i}.json", {**MODEL, "label": f"model-{i}"})
     for i in range(counts["tools"]):
