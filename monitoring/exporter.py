@@ -3,7 +3,7 @@
 One scrape covers the cluster:
 - Celery events (task sent/received/started/succeeded/failed/..., runtime and queue-wait
   histograms, worker up and active tasks) under the names celery-exporter users know;
-- queue lengths that count Redis priority lists;
+- queue lengths that count Redis priority lists (or, on RabbitMQ, what the broker counts);
 - the product's own metrics (cache, sync outcomes, runs, Studio and model latency, tokens,
   retries, throttling) and host resources, which workers aggregate in Redis;
 - an AutoGen Studio availability probe.
@@ -12,12 +12,13 @@ One scrape covers the cluster:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -48,6 +49,28 @@ def queue_length(client: redis.Redis, queue: str) -> int:
     for p in range(1, 10):
         pipe.llen(f"{queue}{PRIORITY_SEP}{p}")
     return int(sum(pipe.execute()))
+
+
+def amqp_queue_lengths(app: Celery, queues: list[str]) -> dict[str, int]:
+    """Messages ready in each queue, as RabbitMQ counts them (a passive declare creates nothing);
+    a queue not declared yet holds none. A broker out of reach: no figures, and a warning."""
+    counts: dict[str, int] = {}
+    with app.connection_for_read() as conn:
+        try:
+            conn.ensure_connection(max_retries=1)
+        except conn.connection_errors as exc:
+            log.warning("queue lengths: broker %s unreachable (%s)", conn.as_uri(), exc)
+            return counts
+        for queue in queues:
+            channel = conn.channel()
+            try:
+                counts[queue] = int(channel.queue_declare(queue=queue, passive=True).message_count)
+            except conn.channel_errors:  # NOT_FOUND: nobody declared it yet (RabbitMQ closes the channel)
+                counts[queue] = 0
+            finally:
+                with contextlib.suppress(*conn.channel_errors, *conn.connection_errors):
+                    channel.close()
+    return counts
 
 
 class CeleryEvents:
@@ -171,14 +194,18 @@ class CeleryEvents:
 class RedisState(Collector):
     """Read at scrape time: queue lengths, the product's metrics and host resources."""
 
-    def __init__(self, client: redis.Redis, queues: list[str]) -> None:
+    def __init__(
+        self, client: redis.Redis, queues: list[str], lengths: Callable[[list[str]], dict[str, int]] | None = None
+    ) -> None:
+        """`lengths`: queue -> messages waiting, from the broker (default: Redis lists on `client`)."""
         self.r = client
         self.queues = queues
+        self.lengths = lengths or (lambda names: {q: queue_length(client, q) for q in names})
 
     def collect(self) -> Iterator[Any]:
         lengths = GaugeMetricFamily("celery_queue_length", "Messages waiting, all priorities", labels=["queue_name"])
-        for queue in self.queues:
-            lengths.add_metric([queue], queue_length(self.r, queue))
+        for queue, length in self.lengths(self.queues).items():
+            lengths.add_metric([queue], length)
         yield lengths
         counters = read_counters(self.r)
         for name, (help_text, labels) in COUNTER_HELP.items():
@@ -268,10 +295,24 @@ class Exporter:
         self.redis = sync_client(self.app.conf.result_backend, settings.redis_outage_seconds)
         self.events = CeleryEvents(self.app, self.registry)
         self.registry.register(
-            RedisState(self.redis, [q.strip() for q in settings.exporter_queues.split(",") if q.strip()])
+            RedisState(
+                self.redis, [q.strip() for q in settings.exporter_queues.split(",") if q.strip()], self._lengths()
+            )
         )
         self.probe = StudioProbe(settings.studio_url, self.registry, settings.studio_probe_interval_seconds)
         self.stop = threading.Event()
+
+    def _lengths(self) -> Callable[[list[str]], dict[str, int]]:
+        """Queue lengths from the broker: RabbitMQ's own counts, or the lists of the Redis that
+        carries the messages (REDIS_URL's, or BROKER_URL's when that is another Redis)."""
+        from workers.celery_app import is_redis_broker
+
+        app = self.app
+        if not is_redis_broker(app):
+            return lambda queues: amqp_queue_lengths(app, queues)
+        same = app.conf.broker_url == app.conf.result_backend
+        broker = self.redis if same else sync_client(app.conf.broker_url, self.settings.redis_outage_seconds)
+        return lambda queues: {q: queue_length(broker, q) for q in queues}
 
     def wsgi(self) -> Any:
         metrics = make_wsgi_app(self.registry)

@@ -130,10 +130,11 @@ def services(settings: Settings | None) -> Iterator[tuple[Store, Settings]]:
     settings that name them."""
     import redis
 
-    from shared.settings import load_settings, with_overrides
+    from shared.settings import check_store, load_settings, with_overrides
     from shared.store import Store
 
     ready = settings or load_settings()
+    check_store(ready)  # no embedded Redis for a cluster's broker
     with embedded.LocalServices() as local:
         if ready.redis_url is None:
             url, proc = embedded.start_redis(ready.cache_dir / "redis", persist=True)

@@ -163,11 +163,16 @@ def start_worker(
     env: dict[str, str] | None = None,
     log_path: Path | None = None,
     extra_args: list[str] | None = None,
+    broker_url: str | None = None,
 ) -> subprocess.Popen[bytes]:
     """`celery -A workers worker` against `redis_url`; returns once the worker answers a ping.
-    `concurrency`: messages in flight (threads; default WORKER_CONCURRENCY)."""
+    `concurrency`: messages in flight (threads; default WORKER_CONCURRENCY). Its broker is
+    `broker_url`, else BROKER_URL (`env`, then this process's), else `redis_url`."""
     # AGENTQ_PARENT_PID: the worker stops when this process is gone, however it ended (workers/lifeline.py)
     child_env = {**os.environ, **(env or {}), "REDIS_URL": redis_url, "AGENTQ_PARENT_PID": str(os.getpid())}
+    if broker_url:
+        child_env["BROKER_URL"] = broker_url
+    broker = child_env.get("BROKER_URL") or redis_url  # the probe asks where the worker listens
     nodename = f"{name}-{os.getpid()}-{free_port()}"
     args = [
         sys.executable,
@@ -194,7 +199,7 @@ def start_worker(
     )
     from celery import Celery
 
-    probe = Celery(broker=redis_url, backend=redis_url)
+    probe = Celery(broker=broker, backend=redis_url)
     probe.conf.update(accept_content=["json"], task_serializer="json", result_serializer="json")
 
     def answers() -> bool:

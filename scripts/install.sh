@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the project needs on a fresh Debian machine: redis-server, prometheus and tmux
-# (apt, when missing), the project with its test extras (pip), and AutoGen Studio in a venv of
+# Installs what the project needs on a fresh Debian machine: redis-server, prometheus, tmux and
+# rabbitmq-server (apt, when missing), the project with its test extras (pip), and AutoGen Studio in a venv of
 # its own (its pinned dependencies stay out of the project's environment).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,8 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)   # the tests scrape with a real one
 command -v tmux >/dev/null 2>&1 || missing+=(tmux)               # drives `producer monitor` in a test
+# the RabbitMQ broker tests start a private node of their own (tests/rabbitmq.py); /usr/sbin is not on every PATH
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
 if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

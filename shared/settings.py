@@ -19,11 +19,17 @@ if TYPE_CHECKING:
     from shared.core.tree import TreeLimits
 
 
+BROKER_SCHEMES = ("amqp", "amqps", "redis", "rediss")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True, frozen=True)
 
     # No REDIS_URL means "embedded default": the producer starts a local Redis and worker.
     redis_url: str | None = Field(default=None, alias="REDIS_URL")
+    # Celery's broker when it is not that Redis: RabbitMQ (amqp://user:pass@host:port/vhost), or
+    # another Redis. Run state, results, the cache and the model limits stay in REDIS_URL.
+    broker_url: str | None = Field(default=None, alias="BROKER_URL")
     studio_url: str = Field(default="http://127.0.0.1:8081", alias="STUDIO_URL")
     # Studio's own user when auth is off, so synced teams show up in its UI.
     studio_user_id: str = Field(default="guestuser@gmail.com", alias="STUDIO_USER_ID")
@@ -112,6 +118,18 @@ class Settings(BaseSettings):
                     raise ValueError(f"the database {db!r} is not a number")
         return value
 
+    @field_validator("broker_url", mode="before")
+    @classmethod
+    def _broker_url(cls, value: object) -> object:
+        if value == "":
+            return None  # BROKER_URL= set but empty: the broker is REDIS_URL, as when unset
+        if isinstance(value, str):
+            parts = urlsplit(value)
+            if parts.scheme not in BROKER_SCHEMES or not parts.hostname:
+                raise ValueError("expected amqp://user:password@host:port/vhost (or amqps://, redis://, rediss://)")
+            _ = parts.port  # ValueError when it is no port
+        return value
+
     @field_validator("studio_url", "exporter_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
@@ -137,6 +155,17 @@ def _checked(build: Callable[[], Settings]) -> Settings:
             got = "" if name in secret else f" (got {shown!r})"
             problems.append(f"{name}: {e['msg'].removeprefix('Value error, ')}{got}")
         raise InvalidInput("invalid setting: " + "; ".join(problems)) from None
+
+
+def check_store(settings: Settings) -> None:
+    """A BROKER_URL needs a REDIS_URL: the workers on that broker keep run state in their Redis,
+    and the embedded one (no REDIS_URL) is not theirs: a local worker on that broker would take
+    their messages and they would take its, neither finding the other's runs."""
+    if settings.broker_url and not settings.redis_url:
+        raise InvalidInput(
+            f"BROKER_URL is set ({shown_url(settings.broker_url)}) but REDIS_URL is not: set REDIS_URL to the "
+            "Redis the workers on that broker use (or unset BROKER_URL for the embedded Redis and worker)"
+        )
 
 
 def scan_limits(settings: Settings) -> Limits:

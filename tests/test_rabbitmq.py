@@ -1,0 +1,338 @@
+"""RabbitMQ as the broker (BROKER_URL=amqp://...), Redis (REDIS_URL) for everything else.
+
+Without servers: settings, the app's broker settings and the one place priorities are mapped.
+With a private RabbitMQ node (tests/rabbitmq.py), a Redis and celery workers of their own: a
+workflow and a sync run to the end, priorities still order work, and a worker killed mid-run
+costs nothing, RabbitMQ itself handing its unacknowledged messages to another worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from producer import embedded
+from shared.core.exceptions import InvalidInput
+from shared.settings import Settings, check_store, load_settings
+from tests.conftest import ROOT, WORKER_ENV, Cli, wait_for
+from tests.studio_proxy import StudioProxy
+
+pytest_plugins = ["tests.rabbitmq"]
+
+NOWHERE_REDIS = "redis://127.0.0.1:9/0"  # nothing connects to it in the tests without servers
+AMQP = "amqp://agentq:s3cret-pw@rabbit.example:5672/agentq"
+
+
+def _apps() -> tuple[Any, Any]:
+    from workers.celery_app import create_app
+
+    return create_app(Settings(redis_url=NOWHERE_REDIS)), create_app(Settings(redis_url=NOWHERE_REDIS, broker_url=AMQP))
+
+
+# --- no servers -------------------------------------------------------------------------------
+
+
+def test_broker_url_is_checked_and_its_password_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BROKER_URL", "http://agentq:s3cret-pw@rabbit.example:15672/")
+    with pytest.raises(InvalidInput) as caught:
+        load_settings()
+    said = str(caught.value)
+    assert "BROKER_URL" in said and "amqp://" in said and "s3cret-pw" not in said
+    for good in (AMQP, "amqps://u:p@h:5671/v", "redis://127.0.0.1:6380/1", "rediss://h:6380/0"):
+        monkeypatch.setenv("BROKER_URL", good)
+        assert load_settings().broker_url == good
+    monkeypatch.setenv("BROKER_URL", "")
+    assert load_settings().broker_url is None  # set but empty: the broker is REDIS_URL's Redis
+
+
+def test_a_broker_without_redis_url_is_one_line_and_nothing_starts(tmp_path: Path) -> None:
+    """The embedded Redis is not the one the workers on that broker use: refused, exit code 2."""
+    with pytest.raises(InvalidInput, match="set REDIS_URL"):
+        check_store(Settings(redis_url=None, broker_url=AMQP))
+    check_store(Settings(redis_url=NOWHERE_REDIS, broker_url=AMQP))  # both: fine
+    check_store(Settings(redis_url=None, broker_url=None))  # neither: the embedded default
+    (tmp_path / "tree").mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env |= {"BROKER_URL": AMQP, "AGENTQ_CACHE_DIR": str(tmp_path / "cache")}
+    for args in (["sync", str(tmp_path / "tree")], ["sync", str(tmp_path / "tree"), "--local-studio"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "producer.cli", *args], env=env, cwd=ROOT, capture_output=True, text=True
+        )
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+        assert "BROKER_URL is set" in lines[0] and "REDIS_URL" in lines[0] and "s3cret-pw" not in lines[0]
+        assert not (tmp_path / "cache" / "redis").exists(), "no embedded Redis was started"
+
+
+def test_the_app_takes_each_brokers_own_settings() -> None:
+    from workers.celery_app import is_redis_broker
+
+    on_redis, on_rabbit = _apps()
+    assert is_redis_broker(on_redis) and not is_redis_broker(on_rabbit)
+    assert on_redis.conf.broker_transport == "workers.broker:Transport"
+    assert on_redis.conf.broker_transport_options["queue_order_strategy"] == "priority"
+    assert on_rabbit.conf.broker_url.startswith("amqp://") and not on_rabbit.conf.broker_transport
+    # the store, results and limits stay in Redis whichever broker carries the messages
+    assert on_rabbit.conf.result_backend == on_redis.conf.result_backend == NOWHERE_REDIS
+    assert {q.name: q.queue_arguments for q in on_rabbit.conf.task_queues} == {
+        "studio": {"x-max-priority": 9},
+        "models": {"x-max-priority": 9},
+    }
+    assert on_rabbit.conf.broker_heartbeat and on_rabbit.conf.broker_heartbeat <= 30
+    # a message sent without a priority (the watchdog's start_run, finalize, wave_done) is served
+    # first on RabbitMQ, as it is on Redis; one sent with a priority keeps it
+    for name in ("agentq.start_run", "agentq.finalize", "agentq.wave_done", "agentq.run_tasks"):
+        assert on_rabbit.amqp.router.route({}, name)["priority"] == 9
+        assert on_rabbit.amqp.router.route({"priority": None}, name)["priority"] == 9
+        assert on_rabbit.amqp.router.route({"priority": 2}, name)["priority"] == 2
+        assert "priority" not in on_redis.amqp.router.route({}, name)
+    assert "visibility_timeout" not in on_rabbit.conf.broker_transport_options
+
+
+def test_priorities_are_mapped_once_so_critical_work_goes_first_on_both_brokers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The code speaks Redis's priorities (0 first); on RabbitMQ (9 first) they are reversed in
+    workers/canvas.py, and a message without one is served first there too."""
+    from workers import canvas
+
+    on_redis, on_rabbit = _apps()
+    assert [canvas.broker_priority(on_redis, p) for p in (0, 4, 9, None)] == [0, 4, 9, None]
+    assert [canvas.broker_priority(on_rabbit, p) for p in (0, 4, 9, None)] == [9, 5, 0, 9]
+
+    published: dict[str, list[tuple[Any, Any]]] = {}
+
+    def record(app: Any, name: str) -> None:
+        published.setdefault(name, [])
+
+        class Recorder:
+            def __init__(self, signatures: Any) -> None:
+                self.signatures = list(signatures)
+
+            def apply_async(self) -> None:
+                published[name] += [(s.args, s.options.get("priority")) for s in self.signatures]
+
+            def __call__(self, body: Any) -> None:  # chord(header)(body)
+                self.apply_async()
+                published[name].append((body.args, body.options.get("priority")))
+
+        monkeypatch.setattr(canvas, "group", Recorder)
+        monkeypatch.setattr(canvas, "chord", Recorder)
+        sent = published[name]
+        monkeypatch.setattr(app, "send_task", lambda task, args, **opts: sent.append((args, opts.get("priority"))))
+        # three released tasks (id, rank, Redis priority), one message each
+        canvas.publish_tasks(app, "r", [[("urgent", 50, 0), ("later", 5, 9)], [("middle", 9, 4)]], 1)
+        canvas.start_wave(app, "r", 0, 2, priorities=[9, 0])
+        canvas.start_run(app, "r")
+        canvas.start_finalize(app, "r")
+
+    record(on_redis, "redis")
+    record(on_rabbit, "rabbit")
+    # three released tasks, a wave of two and its chord body, start_run, finalize
+    assert [p for _, p in published["redis"]] == [0, 9, 4, 9, 0, None, None, None]
+    assert [p for _, p in published["rabbit"]] == [9, 0, 5, 0, 9, 9, 9, 9]
+    assert [a for a, _ in published["redis"]] == [a for a, _ in published["rabbit"]]
+    # the order each broker serves them in is the same: Redis lowest first, RabbitMQ highest first
+    redis_order = sorted(range(5), key=lambda i: published["redis"][i][1])
+    rabbit_order = sorted(range(5), key=lambda i: -published["rabbit"][i][1])
+    assert redis_order == rabbit_order
+
+
+# --- a private RabbitMQ node, Redis and workers -----------------------------------------------
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[str]:
+    url, proc = embedded.start_redis(tmp_path / "redis")
+    yield url
+    embedded.stop(proc)
+
+
+def _rabbit_worker(
+    redis_url: str, broker: str, tmp_path: Path, name: str, concurrency: int = 4, **env: str
+) -> subprocess.Popen[bytes]:
+    return embedded.start_worker(
+        redis_url,
+        concurrency=concurrency,
+        name=name,
+        env={**WORKER_ENV, "RESOURCE_INTERVAL_SECONDS": "1", **env},
+        log_path=tmp_path / f"{name}.log",
+        broker_url=broker,
+    )
+
+
+def _run(cli: Cli, wf: Path, broker: str, **env: str) -> tuple[int, dict[str, Any], str]:
+    proc = cli.run("run", str(wf), "--json", BROKER_URL=broker, **env)
+    try:
+        return proc.returncode, json.loads(proc.stdout), proc.stderr
+    except ValueError:
+        raise AssertionError(f"no JSON report\nstdout: {proc.stdout}\nstderr: {proc.stderr}") from None
+
+
+def _no_message_went_through_redis(redis_url: str) -> None:
+    r = redis.Redis.from_url(redis_url)
+    assert not list(r.scan_iter("_kombu*")) and not r.exists("studio", "models", "unacked"), "Redis was the broker"
+
+
+@pytest.mark.integration
+def test_queue_lengths_are_rabbitmqs_own_counts(rabbitmq_url: str) -> None:
+    from kombu import Queue
+
+    from monitoring.exporter import amqp_queue_lengths
+    from workers.celery_app import create_app
+
+    app = create_app(Settings(redis_url=NOWHERE_REDIS, broker_url=rabbitmq_url))
+    name = f"lengths-{uuid.uuid4().hex[:6]}"
+    queue = Queue(name, queue_arguments={"x-max-priority": 9}, auto_delete=False)
+    with app.connection_for_write() as conn:
+        producer = conn.Producer()
+        for priority in (1, 9, 5):
+            producer.publish({"n": priority}, routing_key=name, declare=[queue], priority=priority)
+        assert amqp_queue_lengths(app, [name, "no-such-queue"]) == {name: 3, "no-such-queue": 0}
+        # and they come out highest first
+        with conn.SimpleQueue(queue) as simple:
+            assert [simple.get(timeout=5).payload["n"] for _ in range(3)] == [9, 5, 1]
+        queue(conn.default_channel).delete()
+
+
+@pytest.mark.integration
+def test_a_workflow_of_100_tasks_runs_on_workers_consuming_from_rabbitmq(
+    rabbitmq_url: str, own_redis: str, standin, tmp_path: Path
+) -> None:
+    from tests.test_workflow_run import write_tree, write_workflow
+
+    url, state = standin
+    state.control["delay"] = 0.02
+    workers = [_rabbit_worker(own_redis, rabbitmq_url, tmp_path, f"rabbit{i}") for i in range(2)]
+    try:
+        write_tree(tmp_path, url, max_concurrency=16)
+        # ten chains of ten: each task waits for the one ten before it
+        tasks = [
+            {"id": f"t{i}", "description": f"step {i}", **({"dependencies": [f"t{i - 10}"]} if i >= 10 else {})}
+            for i in range(100)
+        ]
+        cli = Cli(own_redis, "http://127.0.0.1:9", "wf-rabbit", tmp_path / "cache", "http://127.0.0.1:9")
+        rc, report, err = _run(cli, write_workflow(tmp_path, tasks), rabbitmq_url)
+        assert rc == 0, err[-2000:]
+        assert len(report["tasks"]) == 100 and {t["status"] for t in report["tasks"].values()} == {"done"}
+        assert len(state.requests) == 100
+        ended = redis.Redis.from_url(own_redis).smembers(f"agentq:run:{report['run_id']}:ended")
+        assert len(ended) == 100
+        _no_message_went_through_redis(own_redis)
+        # both workers took messages
+        took = [(tmp_path / f"rabbit{i}.log").read_text().count("agentq.run_tasks") for i in range(2)]
+        assert all(took), took
+    finally:
+        for proc in workers:
+            embedded.stop(proc)
+
+
+@pytest.mark.integration
+def test_a_high_priority_task_released_among_low_ones_goes_first(
+    rabbitmq_url: str, own_redis: str, standin, tmp_path: Path
+) -> None:
+    """One worker, one message at a time, one task a message: 98 low-priority tasks wait in the
+    queue when the root's end releases the high-priority one, which is the next to start."""
+    from tests.test_workflow_run import write_tree, write_workflow
+
+    url, state = standin
+    worker = _rabbit_worker(own_redis, rabbitmq_url, tmp_path, "single", concurrency=1, SYNC_BATCH_SIZE="1")
+    try:
+        write_tree(tmp_path, url)
+        tasks = [{"id": "root", "description": "root", "priority": 1}]
+        tasks += [{"id": f"low{i}", "description": f"low {i}", "priority": 1} for i in range(98)]
+        tasks += [{"id": "high", "description": "high", "priority": 9, "dependencies": ["root"]}]
+        cli = Cli(own_redis, "http://127.0.0.1:9", "wf-prio", tmp_path / "cache", "http://127.0.0.1:9")
+        rc, report, err = _run(cli, write_workflow(tmp_path, tasks), rabbitmq_url)
+        assert rc == 0, err[-2000:]
+        from tests.test_workflow_run import task_of
+
+        order = [task_of(q) for q in sorted(state.requests, key=lambda q: q["started"])]
+        assert len(order) == 100
+        waiting = [t for t in order[order.index("root") + 1 :] if t.startswith("low")]
+        assert order[order.index("root") + 1] == "high", order[:10]
+        assert len(waiting) > 50, "the low-priority tasks were still queued when high was released"
+    finally:
+        embedded.stop(worker)
+
+
+@pytest.mark.integration
+def test_a_sync_into_studio_over_rabbitmq(
+    rabbitmq_url: str, own_redis: str, studio_url: str, proxy: StudioProxy, tmp_path: Path
+) -> None:
+    from tests.test_studio_outage import _write_tree
+
+    worker = _rabbit_worker(own_redis, rabbitmq_url, tmp_path, "rabbit-sync")
+    try:
+        cli = Cli(own_redis, proxy.url, f"rabbit-{uuid.uuid4().hex[:6]}", tmp_path / "cache", studio_url)
+        tree = tmp_path / "tree"
+        _write_tree(tree, teams=12)
+        rc, report, err = cli.sync(tree, BROKER_URL=rabbitmq_url)
+        assert rc == 0, (err[-2000:], report.get("counts"))
+        teams = cli.studio().teams_by_label()
+        assert all(len(teams.get(f"team-{i:03}", [])) == 1 for i in range(12)), "every team exactly once"
+        galleries = [g for g in cli.studio().galleries() if g["config"]["id"] == "agentq-tree"]
+        assert len(galleries) == 1
+        _no_message_went_through_redis(own_redis)
+        # nothing changed: nothing to enqueue, nothing written
+        rc, report, err = cli.sync(tree, BROKER_URL=rabbitmq_url)
+        counts = {k: v for k, v in report["counts"].items() if v}
+        assert rc == 0 and set(counts) == {"unchanged"}, (err, counts)
+    finally:
+        embedded.stop(worker)
+
+
+@pytest.mark.integration
+def test_a_worker_killed_mid_workflow_rabbitmq_hands_its_messages_to_another(
+    rabbitmq_url: str, own_redis: str, standin, tmp_path: Path
+) -> None:
+    """SIGKILL: the connection drops, RabbitMQ requeues what the worker had not acknowledged
+    (late acks), and the next worker finishes the run; each task ends once. The producer's
+    watchdog is kept out of it (WORKER_DEAD_SECONDS far away): the broker alone brings them back."""
+    from tests.test_workflow_run import task_of, write_tree, write_workflow
+
+    url, state = standin
+    state.control["delay"] = 0.2
+    doomed = _rabbit_worker(own_redis, rabbitmq_url, tmp_path, "doomed")
+    survivor: subprocess.Popen[bytes] | None = None
+    try:
+        cli = Cli(own_redis, "http://127.0.0.1:9", "wf-rabbit-kill", tmp_path / "cache", "http://127.0.0.1:9")
+        write_tree(tmp_path, url, max_concurrency=16)
+        wf = write_workflow(tmp_path, [{"id": f"t{i}", "description": f"survive {i}"} for i in range(200)])
+        producer = subprocess.Popen(
+            [sys.executable, "-m", "producer.cli", "run", str(wf), "--json"],
+            env=cli.env(BROKER_URL=rabbitmq_url, WORKER_DEAD_SECONDS="600"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        wait_for(lambda: len(state.requests) >= 20 and state.in_flight >= 1, 60, "the run to get going")
+        os.killpg(doomed.pid, signal.SIGKILL)  # the worker's whole process group, mid-request
+        doomed.wait()
+        survivor = _rabbit_worker(own_redis, rabbitmq_url, tmp_path, "survivor")
+        out, err = producer.communicate(timeout=120)
+        assert producer.returncode == 0, err[-2000:]
+        report = json.loads(out)
+        assert len(report["tasks"]) == 200 and all(t["status"] == "done" for t in report["tasks"].values())
+        ended = redis.Redis.from_url(own_redis).smembers(f"agentq:run:{report['run_id']}:ended")
+        assert len(ended) == 200  # each task ended once: end_task.lua refuses a second end
+        assert "requeued" not in err, err  # not the watchdog's doing
+        # what the dead worker was asking the model when it died was asked again: its message came back
+        asked = Counter(task_of(q) for q in state.requests)
+        assert set(asked) == {f"survive {i}" for i in range(200)}
+        assert any(n > 1 for n in asked.values()), "no message of the killed worker was redelivered"
+    finally:
+        for proc in (doomed, survivor):
+            if proc is not None:
+                embedded.stop(proc)
