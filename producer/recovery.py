@@ -189,7 +189,7 @@ class Watchdog:
     def _broker_client(self) -> Any:
         if self._broker is None:
             url = str(self.app().conf.broker_url or "")
-            if url.startswith(("redis://", "rediss://", "unix://")):
+            if url.startswith(("redis://", "rediss://", "unix://", "redis+socket://")):
                 from shared.redis_conn import sync_client
 
                 self._broker = self.store.r if url == self.store.url else sync_client(url, 0)
@@ -228,8 +228,8 @@ class Watchdog:
         metrics = Metrics()
         tasks = [lost.item.removeprefix("task:") for lost in due if lost.item.startswith("task:")]
         for i in range(0, len(tasks), self.batch_size):
-            # late work goes first: the highest priority (0 on Redis)
-            app.send_task("agentq.run_tasks", args=(run_id, tasks[i : i + self.batch_size]), priority=0)
+            # no priority: the routes' default serves late work first on either broker
+            app.send_task("agentq.run_tasks", args=(run_id, tasks[i : i + self.batch_size]))
         if tasks:
             self.store.published(run_id, tasks)
         meta = self.store.meta(run_id) or RunMeta()
@@ -237,7 +237,7 @@ class Watchdog:
             kind, _, rest = lost.item.partition(":")
             if kind == "batch":
                 wave, index = (int(x) for x in rest.split(":"))
-                app.send_task(meta.get("batch_task", "agentq.sync_batch"), args=(run_id, wave, index), priority=0)
+                app.send_task(meta.get("batch_task", "agentq.sync_batch"), args=(run_id, wave, index))
             elif kind == "wave-done":
                 app.send_task("agentq.wave_done", args=(None, run_id, int(rest)))
             elif lost.item == reconcile.START:
