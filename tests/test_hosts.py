@@ -1,0 +1,113 @@
+"""Workers on hosts of their own: Linux network namespaces on this machine (tests/netns.py), Redis
+(appendonly) and the stand-in model endpoint on one host, a Celery worker on each of three others,
+the producer in the root namespace. A workflow of 300 tasks in four dependency groups runs while a
+host dies, is cut off for 20 s, or Redis restarts; a user then finds exit code 0 and every task
+done, once. Needs root (`ip netns add`); skipped, saying why, where it cannot make namespaces.
+
+The same scenarios, repeated and counted: `python benchmarks/trials_hosts.py --help`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import netns
+from tests.netns import Cluster, Outcome, run_scenario
+
+pytestmark = pytest.mark.integration
+
+TASKS = 300
+LATENCY = 0.2  # seconds per model answer: a clean run lasts ~7 s on three workers of 4 threads
+MAX_EXTRA_SECONDS = 30.0  # what losing a host may add to a run
+PARTITION_SECONDS = 20.0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def hosts_available() -> Iterator[None]:
+    """Skips the module where namespaces cannot be made; afterwards, nothing made here is left."""
+    ok, why = netns.available()
+    if not ok:
+        pytest.skip(why)
+    yield
+    namespaces, links = netns.leftovers()
+    assert not namespaces and not links, f"left behind: namespaces {namespaces}, links {links}"
+
+
+@pytest.fixture(scope="module")
+def baseline_seconds(tmp_path_factory: pytest.TempPathFactory) -> float:
+    """How long the same run takes on the same hosts with no fault."""
+    with Cluster(tmp_path_factory.mktemp("hosts-baseline")) as cluster:
+        outcome = run_scenario(cluster, "none", TASKS, LATENCY, timeout=120)
+    assert_every_task_done_once(outcome)
+    print(f"a run without faults: {outcome.seconds:.1f} s")
+    return outcome.seconds
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    with Cluster(tmp_path / "hosts") as c:
+        yield c
+
+
+def assert_every_task_done_once(o: Outcome) -> None:
+    """What a user checks: the exit code, the report (every task, once, done), no traceback; and
+    the run's ended set in Redis holds each task once."""
+    print(
+        f"{o.scenario}: exit {o.returncode} after {o.seconds:.1f} s, fault at {o.fault_at} s on {o.victim} "
+        f"({o.victim_in_flight} in flight); model re-executions {o.executions}; {o.notes}\n{o.stderr[-2000:]}"
+    )
+    assert o.returncode == 0, f"exit code {o.returncode}; {o.notes}\n{o.stderr[-3000:]}"
+    assert "Traceback" not in o.stderr, o.stderr[-3000:]
+    assert not o.missing, f"{len(o.missing)} task(s) not done: {o.missing[:20]}"
+    assert not o.reported_twice, f"reported more than once: {o.reported_twice[:20]}"
+    assert o.ended == o.tasks and not o.ended_unknown, f"ended set: {o.ended} of {o.tasks}, unknown {o.ended_unknown}"
+
+
+def test_a_host_lost_while_its_worker_waits_for_work_loses_no_task(cluster: Cluster, baseline_seconds: float) -> None:
+    """The host dies while its worker waits in BRPOP, just before a task's end releases 100 more:
+    Redis may hand one of them to the dead connection, which no one will ever acknowledge."""
+    outcome = run_scenario(cluster, "lost-idle", TASKS, LATENCY, timeout=baseline_seconds + 60)
+    assert outcome.victim_in_flight == 0, "the lost host's worker was to be idle"
+    assert_every_task_done_once(outcome)
+    extra = outcome.seconds - baseline_seconds
+    assert extra <= MAX_EXTRA_SECONDS, (
+        f"the lost host cost {extra:.0f} s (a run without faults: {baseline_seconds:.1f} s)"
+    )
+
+
+def test_a_host_lost_while_it_runs_tasks_loses_no_task(cluster: Cluster, baseline_seconds: float) -> None:
+    outcome = run_scenario(cluster, "lost-busy-30", TASKS, LATENCY, timeout=baseline_seconds + 60)
+    assert outcome.victim_in_flight, "the lost host's worker was to be running tasks"
+    assert_every_task_done_once(outcome)
+    extra = outcome.seconds - baseline_seconds
+    assert extra <= MAX_EXTRA_SECONDS, (
+        f"the lost host cost {extra:.0f} s (a run without faults: {baseline_seconds:.1f} s)"
+    )
+
+
+def test_a_worker_host_cut_off_for_20_s_then_back_runs_each_task_once(cluster: Cluster) -> None:
+    """Its worker keeps running through the cut and comes back with what it held; by then the
+    others have done its tasks. Nothing may end twice, before or after the heal."""
+    outcome = run_scenario(cluster, "partition-20", TASKS, LATENCY, partition_seconds=PARTITION_SECONDS, timeout=180)
+    assert outcome.victim_in_flight, "the cut host's worker was to be running tasks"
+    assert_every_task_done_once(outcome)
+    # after the heal (run_scenario waits for it and for the host's worker to settle): what a user
+    # reads about the run now
+    assert outcome.run_id
+    later = cluster.cli("result", outcome.run_id, "--json")
+    assert later.returncode == 0, later.stderr[-3000:]
+    tasks = json.loads(later.stdout)["tasks"]
+    assert sorted(tasks) == sorted(netns.task_ids(TASKS))
+    assert {t["status"] for t in tasks.values()} == {"done"}
+    ended = cluster.redis().scard(f"agentq:run:{outcome.run_id}:ended")
+    assert ended == TASKS
+
+
+def test_redis_restarted_mid_run_the_run_finishes(cluster: Cluster) -> None:
+    """SIGTERM to Redis at 30% of the run, started again at once on the same port and data
+    directory (appendonly): workers and producer ride it out (REDIS_OUTAGE_SECONDS)."""
+    outcome = run_scenario(cluster, "redis-restart", TASKS, LATENCY, timeout=150)
+    assert_every_task_done_once(outcome)
