@@ -12,8 +12,9 @@ namespace, injects the scenario's fault and counts what a user would find:
   redis-restart  Redis gets SIGTERM at 30% of the run and is started again (same port, same data)
 
 Per scenario: runs finished (exit 0, every task done, none twice) of N, exit codes, tasks missing,
-tasks reported twice, re-executions (model requests beyond one per task, and the workers' metric
-agentq_workflow_task_redeliveries_total when they count it), seconds from the fault to the end of
+tasks reported twice, re-executions (model requests beyond one per task in the stand-in's request
+log: a node's state keeps only its latest start; and the workers' metric
+agentq_workflow_task_redeliveries_total in agentq:metrics:counters when they count it), seconds from the fault to the end of
 the run and extra seconds over a run without fault (median, max). Needs root (`ip netns add`).
 Everything it starts is removed when it ends, on Ctrl-C and on SIGTERM too.
 
