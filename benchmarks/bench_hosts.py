@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.bench_workflow import write_tree, write_workflow  # noqa: E402
 from benchmarks.common import store_for  # noqa: E402
 from producer import embedded  # noqa: E402
-from shared.store import Store  # noqa: E402
+from shared.adapters.redis.store import Store  # noqa: E402
 
 
 def host_counts(text: str) -> list[int]:

@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from producer import embedded  # noqa: E402
 from producer.standin_llm import ThreadedStandIn  # noqa: E402
+from shared.adapters.redis.semaphore import PrioritySemaphore  # noqa: E402
 from shared.metrics import Metrics  # noqa: E402
-from shared.semaphore import PrioritySemaphore  # noqa: E402
 from workers import agent_runtime  # noqa: E402
 from workers.model_client import ModelClients, TaskModels  # noqa: E402
 from workers.sdk_wire import AsBuiltCompletions, send_as_built  # noqa: E402

@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from producer import embedded
+from shared.adapters.redis.store import Store
 from shared.settings import Settings
-from shared.store import Store
 
 
 @contextmanager

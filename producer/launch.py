@@ -11,21 +11,22 @@ from typing import TYPE_CHECKING
 from shared.core.run_model import RunMeta, RunState
 from shared.metrics import Metrics
 from shared.run_metrics import record_run
-from shared.store import Store
 
 if TYPE_CHECKING:
     from celery import Celery
 
+    from shared.ports import RunStore
+
 
 def launch(
-    store: Store,
+    store: RunStore,
     meta: RunMeta,
     write: Callable[[str, RunMeta], None],
     metrics: Metrics,
     app: Celery | None,
 ) -> tuple[str, RunMeta]:
     """`meta`: the run's own fields; launch adds its id, clock and state. `write(run_id, meta)`
-    stores the run's state (shared/store.py). `app` is None when nothing is to be enqueued."""
+    stores the run's state (shared/adapters/redis/store.py). `app` is None when nothing is to be enqueued."""
     run_id = uuid.uuid4().hex[:12]
     created = time.time()
     full: RunMeta = {**meta, "run_id": run_id, "created": created, "state": RunState.RUNNING}

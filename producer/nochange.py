@@ -24,13 +24,10 @@ import time
 from array import array
 from pathlib import Path
 from typing import Any, NamedTuple
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from producer.walk import config_files, default_cache_path
-from shared.core.keys import COUNTERS, ROOT_PREFIX
-
-NO_CHANGE_LUA = Path(__file__).resolve().parent.parent / "shared" / "lua" / "no_change.lua"
-
+from shared.adapters.redis.resp import root_still_there
 
 SECONDS = '\n  "seconds": null,'  # the first key of the stored report, filled in when it is printed
 
@@ -125,8 +122,7 @@ def answer(root: Path, redis_url: str, cache_dir: Path, environ: dict[str, str])
             return None  # a row was edited or deleted in Studio: the full sync reports the drift
     counts = [str(x) for name, value in last.counters.items() for x in (name, value)]
     try:
-        script = NO_CHANGE_LUA.read_text(encoding="utf-8")
-        if redis_call(redis_url, ["EVAL", script, "2", ROOT_PREFIX + last.root_key, COUNTERS, *counts]) != 1:
+        if not root_still_there(redis_url, last.root_key, counts):
             return None
     except (OSError, ValueError):
         return None  # the full path names Redis in its error, with its exit code
@@ -188,56 +184,6 @@ def http_get(host: str, port: int, path: str, headers: dict[str, str], timeout: 
         if b"content-length" in fields:
             return bytes(reader.read(int(fields[b"content-length"])))
         return bytes(reader.read())
-
-
-def redis_call(url: str, command: list[str], timeout: float = 5.0) -> bytes | int | None:
-    """One command over RESP, with AUTH and SELECT pipelined in the same round trip. Written here
-    because importing redis-py costs about 0.2 s, more than this whole answer."""
-    parts = urlsplit(url)
-    if parts.scheme != "redis":
-        raise ValueError("only redis:// URLs take the fast path")
-    db = parts.path.strip("/") or "0"
-    commands: list[list[str]] = []
-    if parts.password is not None:
-        commands.append(["AUTH", *([unquote(parts.username)] if parts.username else []), unquote(parts.password)])
-    commands += [["SELECT", db], command]
-    payload = b"".join(_encode(c) for c in commands)
-    with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=timeout) as sock:
-        sock.sendall(payload)
-        reader = sock.makefile("rb")
-        replies = [_read(reader) for _ in commands]
-    for reply in replies[:-1]:
-        if isinstance(reply, Exception):
-            raise ValueError(str(reply))
-    last = replies[-1]
-    if isinstance(last, Exception):
-        raise ValueError(str(last))
-    return last
-
-
-def _encode(args: list[str]) -> bytes:
-    out = [f"*{len(args)}\r\n".encode()]
-    for arg in args:
-        data = arg.encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
-
-
-def _read(reader: Any) -> bytes | int | Exception | None:
-    line: bytes = reader.readline()
-    if not line.endswith(b"\r\n"):
-        raise OSError("connection closed")
-    kind, rest = line[:1], line[1:-2]
-    if kind == b"+":
-        return rest
-    if kind == b"-":
-        return Exception(rest.decode(errors="replace"))
-    if kind == b":":
-        return int(rest)
-    if kind == b"$":
-        size = int(rest)
-        return None if size < 0 else reader.read(size + 2)[:-2]
-    raise ValueError(f"unexpected Redis reply {line[:20]!r}")
 
 
 def try_fast_sync(argv: list[str], environ: dict[str, str]) -> int | None:

@@ -10,8 +10,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from producer.sync_run import wait
-from shared.core.run_model import Status
-from shared.store import TERMINAL, Store
+from shared.core.run_model import TERMINAL, Status
+from shared.ports import RunStore
 
 PER_TASK_ROWS = 40
 STYLES: dict[str, str] = {
@@ -25,7 +25,7 @@ STYLES: dict[str, str] = {
 
 
 def follow_run(
-    store: Store, run_id: str, console: Console, timeout: float | None, watch: Callable[[int], None] | None = None
+    store: RunStore, run_id: str, console: Console, timeout: float | None, watch: Callable[[int], None] | None = None
 ) -> None:
     """The whole run as one bar: completed of total."""
     columns = (TextColumn(f"run {run_id}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -41,7 +41,7 @@ def follow_run(
 
 
 def follow_workflow(
-    store: Store,
+    store: RunStore,
     run_id: str,
     task_ids: list[str],
     console: Console,

@@ -24,12 +24,12 @@ from typing import Any
 from shared.core import reconcile
 from shared.core.run_model import RunMeta, RunState, Status
 from shared.metrics import Metrics
+from shared.ports import RunStore
 from shared.run_metrics import record_run
 from shared.settings import Settings
-from shared.store import Store
 
 
-def lost_messages(store: Store, dead_after: float, now: float | None = None) -> dict[str, list[str]]:
+def lost_messages(store: RunStore, dead_after: float, now: float | None = None) -> dict[str, list[str]]:
     """Silent worker's node name -> the Celery task ids it was running when it fell silent."""
     now = time.time() if now is None else now
     beats = store.heartbeats()
@@ -66,7 +66,7 @@ class Watchdog:
 
     def __init__(
         self,
-        store: Store,
+        store: RunStore,
         run_id: str,
         app: Callable[[], Any],
         dead_after: float,
@@ -97,7 +97,7 @@ class Watchdog:
     @classmethod
     def for_run(
         cls,
-        store: Store,
+        store: RunStore,
         run_id: str,
         app: Callable[[], Any],
         settings: Settings,
@@ -190,15 +190,17 @@ class Watchdog:
         if self._broker is None:
             url = str(self.app().conf.broker_url or "")
             if url.startswith(("redis://", "rediss://", "unix://", "redis+socket://")):
-                from shared.redis_conn import sync_client
+                from shared.adapters.redis.conn import sync_client
+                from shared.adapters.redis.store import Store
 
-                self._broker = self.store.r if url == self.store.url else sync_client(url, 0)
+                store = self.store
+                self._broker = store.r if isinstance(store, Store) and url == store.url else sync_client(url, 0)
             else:
                 self._broker = False  # RabbitMQ redelivers a lost consumer's messages itself
         return self._broker
 
     def _seen(self) -> reconcile.Seen:
-        from shared.broker_view import messages
+        from shared.adapters.redis.broker_view import messages
 
         live = self.store.live_workers(self.dead_after)
         running = {t for w, ids in self.store.running_messages().items() if w in live for t in ids}

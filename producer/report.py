@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from shared.adapters.redis.keys import REQUESTS, RETRIES
 from shared.core.run_model import UNSUCCESSFUL, NodeState, RunKind, RunState, Status
-from shared.store import Store
+
+if TYPE_CHECKING:
+    from shared.ports import RunStore
 
 OUTCOMES = ("created", "updated", "unchanged", "validated", "deleted", "drifted", "failed", "skipped", "pending")
 
@@ -27,7 +30,7 @@ def outcome_of(state: NodeState) -> str:
     return Status.PENDING
 
 
-def run_report(store: Store, run_id: str) -> dict[str, Any] | None:
+def run_report(store: RunStore, run_id: str) -> dict[str, Any] | None:
     meta = store.meta(run_id)
     if meta is None:
         return None
@@ -35,7 +38,7 @@ def run_report(store: Store, run_id: str) -> dict[str, Any] | None:
     counts = {o: 0 for o in OUTCOMES}
     for state in nodes.values():
         counts[outcome_of(state)] += 1
-    requests = store.tally(run_id, "requests")
+    requests = store.tally(run_id, REQUESTS)
     finished = meta.get("finished")
     return {
         "run_id": run_id,
@@ -51,7 +54,7 @@ def run_report(store: Store, run_id: str) -> dict[str, Any] | None:
     }
 
 
-def stored_report(store: Store, run_id: str) -> dict[str, Any] | None:
+def stored_report(store: RunStore, run_id: str) -> dict[str, Any] | None:
     """A run's report, whichever its kind: a workflow's (with `"kind": "workflow"`) or a sync's."""
     meta = store.meta(run_id)
     if meta is None:
@@ -111,7 +114,7 @@ def render_report(console: Console, report: dict[str, Any], verbose: bool = Fals
     console.print(f"{state}; Studio requests: {sum(report['studio_requests'].values())} ({writes} writes)")
 
 
-def workflow_report(store: Store, run_id: str) -> dict[str, Any] | None:
+def workflow_report(store: RunStore, run_id: str) -> dict[str, Any] | None:
     meta = store.meta(run_id)
     if meta is None or meta.get("kind") != "workflow":
         return None
@@ -144,7 +147,7 @@ def workflow_report(store: Store, run_id: str) -> dict[str, Any] | None:
     for st in states.values():
         counts[st.get("status", Status.PENDING)] = counts.get(st.get("status", Status.PENDING), 0) + 1
     finished = meta.get("finished")
-    retries = store.tally(run_id, "retries")
+    retries = store.tally(run_id, RETRIES)
     return {
         "run_id": run_id,
         "workflow": meta.get("workflow"),

@@ -17,8 +17,8 @@ from shared.core.exceptions import ServiceUnavailable
 from shared.core.run_model import Status
 from shared.core.secrets import content_hash, shown_url
 from shared.metrics import Metrics
+from shared.ports import RunStore
 from shared.settings import Settings
-from shared.store import Store
 from shared.studio import StudioClient, StudioError
 
 
@@ -64,7 +64,7 @@ def studio_version(settings: Settings, metrics: Metrics) -> tuple[str, Counter[s
 
 def inspect(
     settings: Settings,
-    store: Store,
+    store: RunStore,
     ns: str,
     tree_name: str,
     tree_labels: set[str],
@@ -113,7 +113,7 @@ def inspect(
     )
 
 
-def delete_rows(settings: Settings, store: Store, ns: str, view: StudioView, gallery_name: str) -> dict[str, Any]:
+def delete_rows(settings: Settings, store: RunStore, ns: str, view: StudioView, gallery_name: str) -> dict[str, Any]:
     """Delete what `view` says a prune deletes; label -> its node state in the run. Each row is
     read again first: one that changed hands or label since the listing is left alone."""
 

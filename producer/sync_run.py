@@ -12,18 +12,19 @@ from producer.launch import launch
 from producer.planner import Plan, make_plan, tree_gallery_key
 from producer.scanner import ScanResult, default_cache_path, scan
 from producer.studio_state import StudioView, inspect, studio_version
+from shared.adapters.redis.keys import REQUESTS, STUDIO_VERSION
 from shared.core.hashing import canonical_json, namespace, sha256_hex
-from shared.core.keys import STUDIO_VERSION
 from shared.core.refs import MissingVariable, substitute_variables
-from shared.core.run_model import RunKind, RunMeta, RunState, Status
+from shared.core.run_model import TERMINAL, RunKind, RunMeta, RunState, Status
 from shared.core.secrets import content_hash
 from shared.core.tree import Tree, build_tree
 from shared.metrics import Metrics
 from shared.settings import Settings, environment, scan_limits, tree_limits
-from shared.store import TERMINAL, Store
 
 if TYPE_CHECKING:
     from celery import Celery
+
+    from shared.ports import RunStore, Storage
 
 
 @dataclass
@@ -37,7 +38,7 @@ class Prepared:
 
 
 def prepare(
-    root: Path, settings: Settings, store: Store, gallery_name: str | None = None, force: bool = False
+    root: Path, settings: Settings, store: Storage, gallery_name: str | None = None, force: bool = False
 ) -> Prepared:
     """Scan the tree and plan the sync; one Redis round trip looks up every cache key."""
     root = root.resolve()
@@ -85,7 +86,7 @@ def prepare(
     return Prepared(root, result, tree, plan, ns, view)
 
 
-def submit(prepared: Prepared, settings: Settings, store: Store, app: Celery | None) -> str:
+def submit(prepared: Prepared, settings: Settings, store: RunStore, app: Celery | None) -> str:
     """Write the run's state to Redis and publish its first wave (nothing when all is cached)."""
     plan, tree = prepared.plan, prepared.tree
     members = set(plan.gallery_members)
@@ -128,7 +129,7 @@ def submit(prepared: Prepared, settings: Settings, store: Store, app: Celery | N
         store.create_run(run_id, meta, plan.states, specs, plan.waves)
         if version is not None and asked is not None:
             store.set_run_value(run_id, STUDIO_VERSION, version)
-            store.add_to_tally(run_id, "requests", asked)
+            store.add_to_tally(run_id, REQUESTS, asked)
 
     assert app is not None or not plan.has_work
     run_id, _ = launch(store, meta, write, metrics, app if plan.has_work else None)
@@ -136,7 +137,7 @@ def submit(prepared: Prepared, settings: Settings, store: Store, app: Celery | N
 
 
 def wait(
-    store: Store,
+    store: RunStore,
     run_id: str,
     on_progress: Callable[[int, int], None] | None = None,
     timeout: float | None = None,
@@ -164,7 +165,7 @@ def wait(
 
 
 def remember_if_clean(
-    prepared: Prepared, settings: Settings, store: Store, run_id: str, report: dict[str, Any]
+    prepared: Prepared, settings: Settings, store: Storage, run_id: str, report: dict[str, Any]
 ) -> bool:
     """After a sync run with the default flags: when it ended clean (nothing failed, skipped or
     invalid), record what lets the next unchanged sync answer at once (producer/nochange.py);

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from producer.walk import IGNORE_FILE, SUFFIXES
+from shared.adapters.redis.keys import STUDIO_QUEUE
 from shared.core.exceptions import AgentqError, ServiceUnavailable
-from shared.core.keys import STUDIO_QUEUE
 from shared.core.run_model import UNSUCCESSFUL
+from shared.ports import Storage
 from shared.settings import Settings
-from shared.store import Store
 
 # what says "try again later" in a node's error: Studio or a model endpoint away, overloaded or failing
 RETRYABLE_MARKS = ("unreachable", "answered 5", "answered 429", "timed out", "Redis")
@@ -105,12 +105,10 @@ def retryable(line: SyncLine) -> bool:
     return line.counts.get("failed", 0) > 0 and any(m in p for p in line.problems for m in RETRYABLE_MARKS)
 
 
-def _broker_errors() -> tuple[type[Exception], ...]:
-    """Redis's errors, and kombu's for a publish that found no broker when Celery is imported."""
-    import redis
-
+def _broker_errors(store: Storage) -> tuple[type[Exception], ...]:
+    """The store's errors, and kombu's for a publish that found no broker when Celery is imported."""
     kombu = sys.modules.get("kombu.exceptions")
-    return (redis.RedisError, kombu.OperationalError) if kombu is not None else (redis.RedisError,)
+    return (*store.errors, kombu.OperationalError) if kombu is not None else store.errors
 
 
 class Watcher:
@@ -120,7 +118,7 @@ class Watcher:
         self,
         root: Path,
         settings: Settings,
-        store: Store,
+        store: Storage,
         celery: Callable[[], Any],
         say: Callable[[SyncLine], None],
         gallery: str | None = None,
@@ -150,7 +148,7 @@ class Watcher:
             line.problems = _problems(report)
             if report.get("error"):
                 line.error = str(report["error"])
-        except _broker_errors() as exc:
+        except _broker_errors(self.store) as exc:
             line.error = f"Redis unreachable: {exc}"
         except (ServiceUnavailable, TimeoutError) as exc:
             line.error = str(exc)

@@ -21,10 +21,11 @@ from shared.core.tree import Tree, build_tree
 from shared.core.workflow import Workflow, celery_priorities, check_workflow, parse_workflow, release_plan, schedule
 from shared.metrics import Metrics
 from shared.settings import Settings, environment, scan_limits, tree_limits
-from shared.store import Store
 
 if TYPE_CHECKING:
     from celery import Celery
+
+    from shared.ports import ResultCache, Storage
 
 
 class WorkflowInvalid(InvalidInput):
@@ -91,7 +92,7 @@ def installed(module: str) -> bool:
 def submit(
     prepared: PreparedWorkflow,
     settings: Settings,
-    store: Store,
+    store: Storage,
     app: Callable[[], Celery],
     *,
     sequential: bool = False,
@@ -167,7 +168,7 @@ def submit(
 
 
 def _cached_states(
-    store: Store, wf: Workflow, records: dict[str, dict[str, Any]], no_cache: bool, metrics: Metrics
+    store: ResultCache, wf: Workflow, records: dict[str, dict[str, Any]], no_cache: bool, metrics: Metrics
 ) -> tuple[dict[str, NodeState], dict[str, str], set[str], dict[str, str]]:
     """Tasks whose result is cached, found group by group (a key needs its dependencies' outputs):
     their states, outputs and transcripts (JSON), and the tasks looked up and missed (the workers

@@ -1,8 +1,9 @@
 """Product metrics recorded by workers and the producer, aggregated in Redis for the exporter.
 
-Each process adds to an in-memory `Metrics` during its work and flushes it in one pipeline; the
-exporter (monitoring/exporter.py) reads the totals on every scrape, so one scrape covers every
-worker on every host. Labels are bounded: kinds, outcomes, endpoints, models, statuses, hosts.
+Each process adds to an in-memory `Metrics` during its work and flushes it in one pipeline
+(shared/adapters/redis/metrics.py); the exporter (monitoring/exporter.py) reads the totals on
+every scrape, so one scrape covers every worker on every host. Labels are bounded: kinds,
+outcomes, endpoints, models, statuses, hosts.
 """
 
 from __future__ import annotations
@@ -11,19 +12,6 @@ import bisect
 import json
 from collections import defaultdict
 from collections.abc import Iterable
-
-import redis
-
-from shared.core.keys import COUNTERS
-
-HISTOGRAMS = "agentq:metrics:histograms"
-HOSTS = "agentq:hosts"  # node name -> its latest resource reading; its "ts" is the worker's heartbeat
-IN_FLIGHT = "agentq:inflight:"  # + node name: hash of the Celery task ids it is running -> since when
-
-
-def in_flight_key(nodename: str) -> str:
-    return IN_FLIGHT + nodename
-
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 RUN_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
@@ -57,7 +45,7 @@ HISTOGRAM_HELP: dict[str, tuple[str, tuple[str, ...], tuple[float, ...]]] = {
 
 
 def counter_field(name: str, labels: Iterable[str]) -> str:
-    """A counter's field in the COUNTERS hash."""
+    """A counter's field in the cluster's counters hash."""
     return json.dumps([name, [str(v) for v in labels]])
 
 
@@ -78,12 +66,12 @@ class Metrics:
         slots[-1] += value
 
     def counter_fields(self) -> dict[str, float]:
-        """The counters as fields of the COUNTERS hash."""
+        """The counters as fields of the cluster's counters hash."""
         return {counter_field(name, labels): value for (name, labels), value in self.counters.items()}
 
     def drain(self) -> tuple[dict[str, float], dict[str, float]]:
-        """The counters' and histograms' fields to add to the cluster's hashes (COUNTERS,
-        HISTOGRAMS), taken out of this object."""
+        """The counters' and histograms' fields to add to the cluster's hashes (counters,
+        histograms), taken out of this object."""
         counters = self.counter_fields()
         histograms = {
             json.dumps([name, labels, i]): value
@@ -94,32 +82,6 @@ class Metrics:
         self.counters.clear()
         self.histograms.clear()
         return counters, histograms
-
-    def flush(self, client: redis.Redis) -> None:
-        counters, histograms = self.drain()
-        if not counters and not histograms:
-            return
-        pipe = client.pipeline(transaction=False)
-        for field, value in counters.items():
-            pipe.hincrbyfloat(COUNTERS, field, value)
-        for field, value in histograms.items():
-            pipe.hincrbyfloat(HISTOGRAMS, field, value)
-        pipe.execute()
-
-
-def read_counters(client: redis.Redis) -> dict[tuple[str, tuple[str, ...]], float]:
-    return {(n, tuple(lbls)): float(v) for k, v in client.hgetall(COUNTERS).items() for n, lbls in [json.loads(k)]}
-
-
-def read_histograms(client: redis.Redis) -> dict[tuple[str, tuple[str, ...]], list[float]]:
-    out: dict[tuple[str, tuple[str, ...]], list[float]] = {}
-    for k, v in client.hgetall(HISTOGRAMS).items():
-        name, labels, i = json.loads(k)
-        if name not in HISTOGRAM_HELP:
-            continue
-        slots = out.setdefault((name, tuple(labels)), [0.0] * (len(HISTOGRAM_HELP[name][2]) + 2))
-        slots[i] = float(v)
-    return out
 
 
 def endpoint_template(path: str) -> str:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from shared.core.run_model import RunKind, RunMeta, Status
 from shared.metrics import Metrics
-from shared.store import Store
+from shared.ports import RunStore
 
 
-def record_run(store: Store, meta: RunMeta) -> None:
+def record_run(store: RunStore, meta: RunMeta) -> None:
     metrics = Metrics()
     kind = meta.get("kind", RunKind.SYNC)
     # workflow tasks are counted as each ends (workers) or is found cached (producer)

@@ -8,10 +8,10 @@ import re
 import yaml
 
 from monitoring.exporter import CeleryEvents
+from shared.adapters.redis.keys import MODELS_QUEUE, STUDIO_QUEUE
 from shared.metrics import COUNTER_HELP, HISTOGRAM_HELP
 from shared.settings import Settings
 from tests.conftest import ROOT
-from workers.celery_app import MODELS_QUEUE, STUDIO_QUEUE
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]

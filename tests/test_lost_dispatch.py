@@ -20,9 +20,8 @@ import pytest
 import redis
 
 from producer import embedded
-from shared.broker_view import queue_lists
-from shared.core.keys import MODELS_QUEUE, STUDIO_QUEUE
-from shared.metrics import read_counters
+from shared.adapters.redis.keys import MODELS_QUEUE, STUDIO_QUEUE, queue_lists
+from shared.adapters.redis.metrics import read_counters
 from tests.conftest import WORKER_ENV, wait_for
 
 pytestmark = pytest.mark.integration

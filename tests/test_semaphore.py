@@ -12,7 +12,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from shared.semaphore import PrioritySemaphore
+from shared.adapters.redis.semaphore import PrioritySemaphore
 
 
 def _name() -> str:

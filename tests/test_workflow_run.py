@@ -12,7 +12,7 @@ from typing import Any
 import redis
 import yaml
 
-from shared.metrics import read_counters
+from shared.adapters.redis.metrics import read_counters
 from tests.conftest import TEST_SECRET, Cli, assert_not_in_redis
 
 MODEL_INFO = {
@@ -382,7 +382,7 @@ def test_progress_shows_a_bar_per_task_with_its_status(wf_cli: Cli, standin, tmp
     from rich.console import Console
 
     from producer.progress import follow_workflow
-    from shared.store import Store
+    from shared.adapters.redis.store import Store
 
     url, state = standin
     state.control["delay"] = 0.3

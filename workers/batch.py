@@ -11,10 +11,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from shared.adapters.redis.conn import is_outage
 from shared.core.exceptions import AgentqError
 from shared.core.refs import MissingVariable, redact
 from shared.core.run_model import SUCCEEDED, TERMINAL, UNSUCCESSFUL, NodeState, Status
-from shared.redis_conn import is_outage
 
 
 @dataclass

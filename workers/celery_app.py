@@ -30,8 +30,8 @@ from celery import Celery
 from kombu import Exchange, Queue
 from kombu.utils.url import url_to_parts
 
-from shared.core.keys import MODELS_QUEUE, STUDIO_QUEUE
-from shared.redis_conn import KEEPALIVE, SOCKET_TIMEOUT
+from shared.adapters.redis.conn import KEEPALIVE, SOCKET_TIMEOUT
+from shared.adapters.redis.keys import MODELS_QUEUE, STUDIO_QUEUE
 from shared.settings import Settings
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"

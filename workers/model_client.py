@@ -38,8 +38,8 @@ from shared.core.endpoints import is_model, limit_key, max_concurrency, provider
 from shared.core.exceptions import MalformedAnswer, TaskFailed
 from shared.core.hashing import canonical_json, sha256_hex
 from shared.metrics import Metrics
+from shared.ports import ModelLimit
 from shared.retry import classify, pause, retrying
-from shared.semaphore import PrioritySemaphore
 from workers.sdk_wire import send_as_built
 
 T = TypeVar("T")
@@ -180,7 +180,7 @@ class TaskModels:
     its usage, and the process's clients and limits."""
 
     clients: ModelClients
-    limit: Callable[[str, int], PrioritySemaphore]  # (limit key, max concurrency) -> the process's semaphore
+    limit: Callable[[str, int], ModelLimit]  # (limit key, max concurrency) -> the process's semaphore
     rank: int
     retries: int
     backoff: float
@@ -192,7 +192,7 @@ class TaskModels:
     specs: list[Mapping[str, Any]] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
 
-    async def in_line(self, semaphore: PrioritySemaphore) -> Any:
+    async def in_line(self, semaphore: ModelLimit) -> Any:
         """A slot of `semaphore` for this task, asked for once the higher-ranked tasks of its
         message are in line (StartOrder): `async with await models.in_line(s):`."""
         if self.order is None:
@@ -226,7 +226,7 @@ class TaskModels:
             ]
         return resolved
 
-    async def call(self, model: str, semaphore: PrioritySemaphore, request: Callable[[], Awaitable[T]]) -> T:
+    async def call(self, model: str, semaphore: ModelLimit, request: Callable[[], Awaitable[T]]) -> T:
         async with await self.in_line(semaphore):
             result = await self.retried(model, request)
         self.usage.calls += 1

@@ -13,14 +13,14 @@ from typing import Any
 
 from redis.exceptions import LockError
 
+from shared.adapters.redis.keys import STUDIO_TEAMS, STUDIO_VERSION
+from shared.adapters.redis.store import Store
 from shared.core.drift import WrittenRow, row_label
 from shared.core.exceptions import TaskFailed
-from shared.core.keys import STUDIO_VERSION
 from shared.core.refs import MissingVariable, secret_values, substitute_variables
 from shared.core.run_model import NodeState, RunMeta, Status
 from shared.core.secrets import content_hash
 from shared.retry import retrying
-from shared.store import Store
 from shared.studio import StudioClient, StudioError
 from workers import batch
 from workers.validation import Undecided, same_autogen
@@ -64,7 +64,7 @@ async def ensure_team_listing(ctx: RunContext) -> dict[str, dict[str, Any]]:
     """
     deadline = time.monotonic() + LISTING_WAIT_SECONDS
     while time.monotonic() < deadline:
-        value = ctx.store.run_value(ctx.run_id, "studio-teams")
+        value = ctx.store.run_value(ctx.run_id, STUDIO_TEAMS)
         if value is not None:
             return json.loads(value)
         if ctx.store.claim(ctx.run_id, "team-listing"):
@@ -82,7 +82,7 @@ async def ensure_team_listing(ctx: RunContext) -> dict[str, dict[str, Any]]:
                         "hash": content_hash(row.get("component")),
                         "updated_at": row.get("updated_at"),
                     }
-            ctx.store.set_run_value(ctx.run_id, "studio-teams", json.dumps(by_label))
+            ctx.store.set_run_value(ctx.run_id, STUDIO_TEAMS, json.dumps(by_label))
             return by_label
         await asyncio.sleep(0.05)
     raise NodeFailed("timed out waiting for another worker to list Studio's teams")

@@ -15,19 +15,20 @@ import psutil
 import redis
 from celery import bootsteps
 
-from shared.metrics import HOSTS, Metrics, in_flight_key
-from shared.redis_conn import sync_client
+from shared.adapters.redis.conn import sync_client
+from shared.adapters.redis.keys import HOSTS, THROTTLE, in_flight_key, throttle_key
+from shared.adapters.redis.metrics import flush
+from shared.metrics import Metrics
 from shared.settings import Settings
 
 log = logging.getLogger("agentq.throttle")
 HOST_FORGET_SECONDS = 24 * 3600  # a worker silent this long is forgotten
-OVERRIDES = "agentq:throttle"  # hash, or agentq:throttle:<nodename>: memory_percent / cpu_percent
 
 
 def thresholds(client: redis.Redis, nodename: str, settings: Settings) -> tuple[float, float]:
     """(memory %, cpu %): settings, overridden at run time from Redis (cluster-wide, then per worker)."""
     values = {"memory_percent": settings.throttle_memory_percent, "cpu_percent": settings.throttle_cpu_percent}
-    for key in (OVERRIDES, f"{OVERRIDES}:{nodename}"):
+    for key in (THROTTLE, throttle_key(nodename)):  # hashes: memory_percent / cpu_percent
         for field, value in client.hgetall(key).items():
             if field in values:
                 values[field] = float(value)
@@ -89,7 +90,7 @@ class ResourceGuard(bootsteps.StartStopStep):
                     self._switch(app, nodename, queues, throttled, now, mem_limit, cpu_limit)
                     metrics = Metrics()
                     metrics.inc("agentq_throttle_events_total", [nodename, "paused" if throttled else "resumed"])
-                    metrics.flush(client)
+                    flush(client, metrics)
                 forget_gone_hosts(client, time.time() - HOST_FORGET_SECONDS)
                 client.hset(
                     HOSTS,

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import redis.asyncio as aioredis
 from celery import Task
 
-from shared.core.keys import LIMIT_PREFIX
-from shared.redis_conn import async_client
-from shared.semaphore import PrioritySemaphore
+from shared.adapters.redis.conn import async_client
+from shared.adapters.redis.keys import limit_name
+from shared.adapters.redis.semaphore import PrioritySemaphore
+from shared.adapters.redis.store import AsyncRunState, Store
 from shared.settings import Settings
-from shared.store import AsyncRunState, Store
 from workers.releases import Released, Releases
 
 if TYPE_CHECKING:
@@ -147,7 +147,7 @@ class WorkerTask(Task):
         """The process's handle on a cluster-wide limit: one per key, so the waiters of every task
         in this process ask Redis together."""
         res = self._resources()
-        name = f"{LIMIT_PREFIX}{key}"
+        name = limit_name(key)
         semaphore = res.limits.get(name)
         if semaphore is None or semaphore.limit != max(1, limit):
             semaphore = res.limits[name] = PrioritySemaphore(self.async_redis(), name, limit)

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from celery.signals import task_postrun, task_prerun, worker_init
 
+from shared.adapters.redis.keys import REQUESTS
 from shared.core.run_model import NodeState, RunKind, RunMeta, RunState, Status
 from shared.metrics import Metrics
 from shared.run_metrics import record_run
@@ -108,7 +109,7 @@ def _with_context(task: WorkerTask, run_id: str, work: Callable[[RunContext, Set
             try:
                 return await work(ctx, settings)
             finally:
-                store.add_to_tally(run_id, "requests", client.requests)
+                store.add_to_tally(run_id, REQUESTS, client.requests)
 
     try:
         return task.run_async(go())

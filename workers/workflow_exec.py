@@ -9,13 +9,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from shared.adapters.redis.store import AsyncRunState
 from shared.core.prompts import task_key, task_prompt
 from shared.core.refs import redact, secret_values, substitute_variables
-from shared.core.run_model import NodeState, RunMeta, Status
+from shared.core.run_model import TERMINAL, NodeState, RunMeta, Status
 from shared.metrics import Metrics
-from shared.semaphore import PrioritySemaphore
+from shared.ports import ModelLimit
 from shared.settings import Settings
-from shared.store import TERMINAL, AsyncRunState
 from workers import agent_runtime, batch
 from workers.model_client import ModelClients, StartOrder, TaskModels
 
@@ -30,7 +30,7 @@ class WorkflowContext:
     hostname: str  # the worker's node name
     task_id: str | None  # the Celery message carrying these tasks (producer/recovery.py requeues it)
     models: ModelClients
-    limit: Callable[[str, int], PrioritySemaphore]
+    limit: Callable[[str, int], ModelLimit]
     publish: Callable[[list[tuple[str, int, int]]], Awaitable[None]]  # (task id, rank, message priority) released
     finish: Callable[[], None]  # the run's last task has ended
     admission: asyncio.Semaphore | None = None  # the process's (workers/model_client.py StartOrder)

@@ -15,12 +15,7 @@ from typing import Any
 
 import redis
 
-PRIORITY_SEP = "\x06\x16"
-UNACKED = "unacked"  # kombu's Redis transport defaults (unacked_key)
-
-
-def queue_lists(queue: str) -> list[str]:
-    return [queue, *(f"{queue}{PRIORITY_SEP}{p}" for p in range(1, 10))]
+from shared.adapters.redis.keys import UNACKED, queue_lists
 
 
 def _decode(raw: str | bytes) -> tuple[str, str, list[Any]] | None:
@@ -50,3 +45,11 @@ def messages(client: redis.Redis, queues: list[str]) -> Iterator[tuple[str, str,
             decoded = _decode(raw)
             if decoded is not None:
                 yield decoded
+
+
+def queue_length(client: redis.Redis, queue: str) -> int:
+    """Messages waiting in a queue with priorities: the sum of its lists."""
+    pipe = client.pipeline(transaction=False)
+    for name in queue_lists(queue):
+        pipe.llen(name)
+    return int(sum(pipe.execute()))

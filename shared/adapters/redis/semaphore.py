@@ -30,6 +30,8 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from shared.adapters.redis.keys import limit_keys
+
 ACQUIRE_LUA = (Path(__file__).parent / "lua" / "acquire.lua").read_text()
 
 
@@ -46,10 +48,8 @@ class PrioritySemaphore:
     ) -> None:
         self.r = client
         self.process = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.keys = [
-            *(f"{name}:{part}" for part in ("holders", "waiters", "owners", "beats", "swept")),
-            f"{name}:mine:{self.process}",  # this process's own waiters
-        ]
+        # holders, waiters, owners, beats, swept, and this process's own waiters
+        self.keys = limit_keys(name, self.process)
         self.limit = max(1, limit)
         self.holder_ttl = holder_ttl
         self.waiter_ttl = waiter_ttl  # a process silent this long is gone: its waiters are dropped

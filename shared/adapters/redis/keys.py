@@ -1,0 +1,147 @@
+"""Every Redis key name and prefix the project uses, in one place (README, "Redis keys").
+
+Standard library only: the no-change sync reads a root key before redis-py or pydantic are
+imported (producer/nochange.py).
+"""
+
+from __future__ import annotations
+
+PREFIX = "agentq"
+
+# ---- run state: agentq:run:<id>:<part>, expiring with the run (RUN_TTL_SECONDS) --------------------
+RUN_PREFIX = f"{PREFIX}:run:"
+RUN_METAS = f"{RUN_PREFIX}*:meta"  # every run's meta (`producer monitor` lists recent runs)
+META = "meta"  # the run's metadata (JSON), read with every message and every poll
+NODES = "nodes"  # label or task id -> its node state (JSON)
+COUNTS = "counts"  # status -> how many nodes have it
+SPECS = "specs"  # label or task id -> what a worker needs to do it (JSON)
+LISTS = "lists"  # the meta's long lists, kept apart (store.py RUN_LISTS)
+OPEN = "open"  # workflow task -> inputs not yet ended
+LEFT = "left"  # workflow tasks still to end
+OUTBOX = "outbox"  # workflow tasks released and not yet published
+OUTPUTS = "outputs"  # workflow task -> its output
+TRANSCRIPTS = "transcripts"  # workflow task -> its transcript (JSON)
+ENDED = "ended"  # workflow tasks that ended (end_task.lua ends a task once)
+RETRIES = "retries"  # a run's retries by cause
+REQUESTS = "requests"  # a run's Studio requests by endpoint
+FINISHED = "finished"  # a list pushed once the run finished: wakes whoever waits for it
+STUDIO_VERSION = "studio-version"  # a sync's Studio release, asked once by the producer before it enqueues
+STUDIO_TEAMS = "studio-teams"  # a sync's listing of Studio's team rows by label, made once per run
+
+
+def run_key(run_id: str, part: str) -> str:
+    return f"{RUN_PREFIX}{run_id}:{part}"
+
+
+def wave(index: int) -> str:
+    """The run part holding a sync wave's batches."""
+    return f"wave:{index}"
+
+
+def claim(step: str) -> str:
+    """The run part taken once per run for `step` (start, wave-done:<n>, finished ...)."""
+    return f"claim:{step}"
+
+
+# ---- the result cache (CACHE_TTL_SECONDS) -----------------------------------------------------------
+ROOT_PREFIX = f"{PREFIX}:root:"  # + a sync's Merkle root over its cache keys -> the run that wrote it
+
+
+def node_cache_key(ns: str, key: str) -> str:
+    """A synced component's result, per Studio + user namespace."""
+    return f"{PREFIX}:{ns}:node:{key}"
+
+
+def gallery_cache_key(ns: str, key: str) -> str:
+    return f"{PREFIX}:{ns}:gallery:{key}"
+
+
+def task_cache_key(key: str) -> str:
+    """Workflow task results: keyed by content only (the endpoint is part of the key)."""
+    return f"{PREFIX}:wf:{key}"
+
+
+# ---- what the syncs of a namespace wrote to Studio (no expiry: one entry per label, tree, gallery) --
+def labels_key(ns: str, tree: str) -> str:
+    """Label -> the node key it was last synced with."""
+    return f"{PREFIX}:{ns}:labels:{tree}"
+
+
+def team_ids_key(ns: str) -> str:
+    """Label -> its team row's id."""
+    return f"{PREFIX}:{ns}:teams"
+
+
+def written_key(ns: str) -> str:
+    """Label -> the record of the team row the sync wrote (shared/core/drift.py)."""
+    return f"{PREFIX}:{ns}:written"
+
+
+def galleries_key(ns: str) -> str:
+    """Gallery name -> its row's id."""
+    return f"{PREFIX}:{ns}:galleries"
+
+
+def owned_galleries_key(ns: str) -> str:
+    """Gallery name -> the row id and tree of an entry the sync created."""
+    return f"{PREFIX}:{ns}:owned-galleries"
+
+
+def creating_key(ns: str, what: str) -> str:
+    """The lock held while the Studio row `what` is created (30 s)."""
+    return f"{PREFIX}:{ns}:creating:{what}"
+
+
+# ---- the cluster-wide model limits (semaphore.py) -----------------------------------------------------
+LIMIT_PREFIX = f"{PREFIX}:limit:"  # + a model's limit key
+LIMIT_PARTS = ("holders", "waiters", "owners", "beats", "swept")
+LIMIT_WAITERS = f"{LIMIT_PREFIX}*:waiters"  # every limit's waiters (benchmarks read the queues)
+
+
+def limit_name(key: str) -> str:
+    """The name a model's limit key gives its keys."""
+    return f"{LIMIT_PREFIX}{key}"
+
+
+def limit_part(name: str, part: str) -> str:
+    return f"{name}:{part}"
+
+
+def limit_of_waiters(waiters_key: str) -> str:
+    """The limit's name, from its waiters' key."""
+    return waiters_key.removesuffix(":waiters")
+
+
+def limit_keys(name: str, process: str) -> list[str]:
+    """A limit's keys as acquire.lua takes them: holders, waiters, owners, beats, swept, and the
+    waiters of one process."""
+    return [*(limit_part(name, part) for part in LIMIT_PARTS), f"{name}:mine:{process}"]
+
+
+# ---- metrics, heartbeats, throttling (no expiry: one field per metric, worker) -------------------------
+COUNTERS = f"{PREFIX}:metrics:counters"  # field: JSON [name, labels] -> total (shared/metrics.py)
+HISTOGRAMS = f"{PREFIX}:metrics:histograms"  # field: JSON [name, labels, bucket] -> count
+HOSTS = f"{PREFIX}:hosts"  # node name -> its latest resource reading; its "ts" is the worker's heartbeat
+IN_FLIGHT = f"{PREFIX}:inflight:"  # + node name: hash of the Celery task ids it is running -> since when
+THROTTLE = f"{PREFIX}:throttle"  # hash: memory_percent / cpu_percent, for every worker (set by you)
+
+
+def in_flight_key(nodename: str) -> str:
+    return IN_FLIGHT + nodename
+
+
+def throttle_key(nodename: str) -> str:
+    """One worker's throttle overrides."""
+    return f"{THROTTLE}:{nodename}"
+
+
+# ---- Celery's queues, and kombu's names for them on the Redis broker ------------------------------------
+STUDIO_QUEUE = "studio"  # sync work and every run's start
+MODELS_QUEUE = "models"  # workflow tasks
+PRIORITY_SEP = "\x06\x16"  # a priority p > 0 of queue q lives in the list q + PRIORITY_SEP + p
+UNACKED = "unacked"  # kombu's Redis transport's hash of delivered, unacknowledged messages (unacked_key)
+
+
+def queue_lists(queue: str) -> list[str]:
+    """The Redis lists of a queue with priorities (kombu's priority steps 0..9)."""
+    return [queue, *(f"{queue}{PRIORITY_SEP}{p}" for p in range(1, 10))]

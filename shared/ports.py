@@ -1,0 +1,165 @@
+"""The ports: what the producer, the exporter and the recovery code need of Redis, Celery and
+AutoGen Studio, as small typing.Protocol interfaces. The adapters behind them live in
+shared/adapters/ (redis/store.py, redis/semaphore.py, celery.py, studio.py); only those and the
+workers import redis-py, kombu or Celery. Each port holds only what callers outside the adapters
+use; the workers use the adapters themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+from shared.core.drift import WrittenRow
+from shared.core.reconcile import SyncView, WorkflowView
+from shared.core.run_model import NodeState, RunMeta
+from shared.metrics import Metrics
+
+Histograms = dict[tuple[str, tuple[str, ...]], list[float]]  # (name, labels) -> per-bucket counts, sum
+
+
+class RunStore(Protocol):
+    """Run state: what the producer writes and waits on, what `status` and `result` report, what
+    the watchdog (producer/recovery.py) compares with the broker, the metrics' totals and the
+    workers' heartbeats the exporter reads, and the records of the rows the syncs wrote."""
+
+    @property
+    def errors(self) -> tuple[type[Exception], ...]:
+        """What a call raises when the store cannot be reached (or refuses a command)."""
+        ...
+
+    def ping(self) -> None:
+        """The store answers now: a first contact is not waited out as an outage is."""
+        ...
+
+    # ---- a run's state
+    def create_run(
+        self,
+        run_id: str,
+        meta: RunMeta,
+        nodes: Mapping[str, NodeState],
+        specs: dict[str, dict[str, Any]],
+        waves: list[list[list[str]]],
+    ) -> None: ...
+
+    def create_workflow_run(
+        self,
+        run_id: str,
+        meta: RunMeta,
+        states: Mapping[str, NodeState],
+        specs: dict[str, dict[str, Any]],
+        open_inputs: dict[str, int],
+        ready: list[str],
+        outputs: dict[str, str],
+        transcripts: dict[str, str],
+    ) -> None: ...
+
+    def meta(self, run_id: str) -> RunMeta | None: ...
+
+    def update_meta(self, run_id: str, changes: RunMeta) -> RunMeta: ...
+
+    def run_list(self, run_id: str, name: str) -> list[Any]: ...
+
+    def set_run_value(self, run_id: str, part: str, value: str, only_if_new: bool = False) -> None: ...
+
+    def tally(self, run_id: str, part: str) -> dict[str, int]: ...
+
+    def add_to_tally(self, run_id: str, part: str, counts: Mapping[str, int]) -> None: ...
+
+    def node_states(self, run_id: str, labels: Iterable[str] | None = None) -> dict[str, NodeState]: ...
+
+    def counts(self, run_id: str) -> dict[str, int]: ...
+
+    def outputs(self, run_id: str) -> dict[str, str]: ...
+
+    def transcripts(self, run_id: str) -> dict[str, list[dict[str, Any]]]: ...
+
+    def await_finish(self, run_id: str, seconds: float) -> None:
+        """Wait up to `seconds`, returning at once when the run is marked finished meanwhile."""
+        ...
+
+    def claim(self, run_id: str, what: str) -> bool:
+        """True once per run for `what`."""
+        ...
+
+    def published(self, run_id: str, task_ids: Iterable[str]) -> None:
+        """These released workflow tasks are on their way (out of the run's outbox)."""
+        ...
+
+    def reconcile_view(self, run_id: str) -> WorkflowView | SyncView | None: ...
+
+    def recent_runs(self, limit: int = 200) -> list[dict[str, Any]]: ...
+
+    # ---- the workers: heartbeats and the messages each is running
+    def heartbeats(self) -> dict[str, float]: ...
+
+    def live_workers(self, fresh_within: float) -> dict[str, list[str] | None]: ...
+
+    def running_messages(self) -> dict[str, dict[str, float]]: ...
+
+    def messages_ended(self, worker: str, *task_ids: str) -> None: ...
+
+    def host_readings(self) -> dict[str, dict[str, Any]]: ...
+
+    # ---- metrics
+    def flush(self, metrics: Metrics) -> None:
+        """Add a process's metrics to the cluster's totals, and empty them."""
+        ...
+
+    def counters(self) -> dict[tuple[str, tuple[str, ...]], float]: ...
+
+    def histograms(self) -> Histograms: ...
+
+    def limit_queues(self) -> dict[str, tuple[int, int]]:
+        """Each model limit: (slots held, tasks waiting)."""
+        ...
+
+    # ---- the team rows and gallery entries the syncs of a namespace wrote (drift and prune)
+    def written_rows(self, ns: str, tree: str | None = None) -> dict[str, WrittenRow]: ...
+
+    def record_written(self, ns: str, row: WrittenRow) -> None: ...
+
+    def forget_written(self, ns: str, label: str) -> None: ...
+
+    def owned_gallery(self, ns: str, name: str) -> tuple[int, str] | None: ...
+
+    def disown_gallery(self, ns: str, name: str) -> None: ...
+
+
+class ResultCache(Protocol):
+    """Cached results, looked up before anything is enqueued, and the root a clean sync leaves
+    for the no-change answer (producer/nochange.py)."""
+
+    def lookup(
+        self, ns: str, node_keys: list[str], gallery_key: str | None, tree: str
+    ) -> tuple[list[Any], Any, dict[str, str]]:
+        """One round trip: cached results for every node key, the gallery key, and last synced keys by label."""
+        ...
+
+    def task_results(self, cache_keys: list[str]) -> list[dict[str, Any] | None]:
+        """Cached workflow task results for these content keys, in order."""
+        ...
+
+    def node_cache_key(self, ns: str, key: str) -> str: ...
+
+    def gallery_cache_key(self, ns: str, key: str) -> str: ...
+
+    def mark_root(self, digest: str, run_id: str, cache_keys: list[str]) -> bool:
+        """Record a clean sync's root over these cache entries; False when one is gone."""
+        ...
+
+
+class Storage(RunStore, ResultCache, Protocol):
+    """Run state and the result cache together, as one store (Redis) holds both: what a command
+    that plans and runs a sync or a workflow is handed."""
+
+
+class ModelLimit(Protocol):
+    """A model's cluster-wide concurrency limit, granted highest rank first."""
+
+    limit: int
+
+    def slot(self, rank: int = 0, on_queued: Callable[[], None] | None = None) -> AbstractAsyncContextManager[None]:
+        """Hold one slot; `on_queued` is called once this waiter is in line (before any wait)."""
+        ...
