@@ -6,10 +6,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from shared.core.components import gallery_section
 from shared.core.graph import waves
 from shared.core.hashing import gallery_key
 from shared.core.run_model import NodeState, Status
-from shared.core.specs import GALLERY_SECTIONS
 from shared.core.tree import Tree
 
 # Enough batches per wave to keep several workers busy, however small the wave.
@@ -37,7 +37,9 @@ class Plan:
 
 
 def gallery_members(tree: Tree) -> list[str]:
-    return [lbl for lbl in tree.valid if tree.nodes[lbl].component_type in GALLERY_SECTIONS]
+    """The valid nodes that go into the tree's gallery entry (the types with a gallery section and
+    no rows of their own)."""
+    return [lbl for lbl in tree.valid if gallery_section(tree.nodes[lbl].component_type) is not None]
 
 
 def tree_gallery_key(tree: Tree, name: str) -> str | None:

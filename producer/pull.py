@@ -17,6 +17,7 @@ import yaml
 
 from producer.scanner import scan
 from producer.studio_state import client
+from shared.core.components import has_rows, member_sections
 from shared.core.exceptions import InvalidInput
 from shared.core.pull_layout import Existing, FileWrite, Layout, plan_pull
 from shared.core.refs import MissingVariable, substitute_variables
@@ -59,7 +60,7 @@ def read_studio(settings: Settings, labels: list[str], gallery_name: str, keep: 
     for row in galleries:
         config = row.get("config") or {}
         if config.get("id") == gallery_slug(gallery_name) and row.get("user_id") == settings.studio_user_id:
-            for section in ("models", "tools", "agents", "terminations"):
+            for section in member_sections():
                 gallery += [c for c in (config.get("components") or {}).get(section) or [] if isinstance(c, dict)]
     return StudioContent(teams, gallery if not labels else [], others)
 
@@ -132,8 +133,8 @@ def pull(
     seeds a default team for every new user: it is not the tree's), an empty one takes every row;
     `labels` or `every_row` say otherwise."""
     existing = existing_files(root, settings, env)
-    has_teams = any(e.component_type == "team" for e in existing.values())
-    keep = {lbl for lbl, e in existing.items() if e.component_type == "team"} if has_teams and not every_row else None
+    has_teams = any(has_rows(e.component_type) for e in existing.values())
+    keep = {lbl for lbl, e in existing.items() if has_rows(e.component_type)} if has_teams and not every_row else None
     content = read_studio(settings, labels or [], gallery_name or root.resolve().name, keep)
     taken = {p.relative_to(root).as_posix() for p in root.rglob("*")} if root.is_dir() else set()
     layout = plan_pull(content.teams, content.gallery, existing, env, taken)

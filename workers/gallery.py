@@ -1,13 +1,15 @@
-"""Write a tree's standalone components (models, tools, agents, terminations) into one gallery entry."""
+"""Write a tree's standalone components (models, tools, agents, terminations) into one gallery entry,
+each in its type's section (shared/core/components.py)."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
+from shared.core.components import gallery_section, gallery_sections
 from shared.core.refs import redact, secret_values
 from shared.core.run_model import SUCCEEDED, NodeState, Status
-from shared.core.specs import GALLERY_SECTIONS, gallery_slug
+from shared.core.specs import gallery_slug
 from shared.studio import StudioError
 from workers.registration import NodeFailed, RunContext, create_once, creating
 
@@ -32,18 +34,22 @@ async def write_gallery(ctx: RunContext) -> None:
     states = ctx.store.node_states(ctx.run_id, members)
     included = [m for m in members if states.get(m, {}).get("status") in SUCCEEDED]
     records = ctx.store.specs(ctx.run_id, included)
-    components: dict[str, list[dict[str, Any]]] = {
-        s: [] for s in ("agents", "models", "tools", "terminations", "teams")
-    }
+    # every section Studio's format has (teams too, which have rows of their own and stay empty)
+    components: dict[str, list[dict[str, Any]]] = {s: [] for s in gallery_sections()}
     resolved: dict[str, dict[str, Any]] = {}
     updates: dict[str, NodeState] = {}
     for label in included:
+        section = gallery_section(records[label]["type"])
+        if section is None:  # a worker whose table lacks a type the producer's has
+            error = f"this worker has no gallery section for component type {records[label]['type']!r}"
+            updates[label] = {**states[label], "status": Status.FAILED, "error": error}
+            continue
         try:
             resolved[label] = ctx.resolve_env(records[label]["spec"])
         except NodeFailed as exc:
             updates[label] = {**states[label], "status": Status.FAILED, "error": str(exc)}
             continue
-        components[GALLERY_SECTIONS[records[label]["type"]]].append(resolved[label])
+        components[section].append(resolved[label])
 
     config = {
         "id": gallery_slug(name),

@@ -15,6 +15,7 @@ from redis.exceptions import LockError
 
 from shared.adapters.redis.keys import STUDIO_TEAMS, STUDIO_VERSION
 from shared.adapters.redis.store import Store
+from shared.core.components import has_rows
 from shared.core.drift import WrittenRow, row_label
 from shared.core.exceptions import TaskFailed
 from shared.core.refs import MissingVariable, secret_values, substitute_variables
@@ -196,7 +197,7 @@ async def sync_node(ctx: RunContext, label: str, record: dict[str, Any], redeliv
     errors = await validate(ctx, component)
     if errors:
         raise NodeFailed("Studio validation failed: " + "; ".join(errors))
-    if record["type"] == "team":
+    if has_rows(record["type"]):  # a team: a row of its own
         outcome, team_id = await upsert_team(ctx, label, component, record["key"], record["path"], redelivered)
         return {"status": Status.DONE, "outcome": outcome, "team_id": team_id}
     # gallery members get their final outcome when the gallery entry is written
@@ -250,7 +251,7 @@ async def sync_batch(ctx: RunContext, labels: list[str], concurrency: int) -> di
         record = records[label]
 
         async def work() -> NodeState:
-            if listing_error and record["type"] == "team":
+            if listing_error and has_rows(record["type"]):
                 raise NodeFailed(listing_error)
             return await sync_node(ctx, label, record, claimed.previous[label] == Status.RUNNING)
 

@@ -18,6 +18,7 @@ import importlib
 import importlib.metadata
 from typing import Any
 
+from shared.core.components import is_model
 from shared.core.exceptions import AgentqError
 
 # Studio release -> the autogen-core it runs on (its own pinned dependencies)
@@ -144,7 +145,7 @@ def with_placeholder_keys(node: Any) -> Any:
         return node
     out = {k: with_placeholder_keys(v) for k, v in node.items()}
     config = out.get("config")
-    is_model = out.get("component_type") == "model" or str(out.get("provider", "")).endswith("ChatCompletionClient")
-    if is_model and isinstance(config, dict) and not config.get("api_key"):
+    model = is_model(out) or str(out.get("provider", "")).endswith("ChatCompletionClient")
+    if model and isinstance(config, dict) and not config.get("api_key"):
         out["config"] = {**config, "api_key": "test"}
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from shared.core import components as kinds
 from shared.core.hashing import canonical_json, sha256_hex
 
 # Provider module -> (modules it imports that a plain install may lack, what to install). AutoGen
@@ -59,7 +60,7 @@ def components(spec: Any) -> Iterator[Mapping[str, Any]]:
 
 
 def is_model(component: Mapping[str, Any]) -> bool:
-    return component.get("component_type") == "model"
+    return kinds.is_model(component)
 
 
 def model_specs(spec: Any) -> list[Mapping[str, Any]]:
@@ -106,7 +107,4 @@ def missing_packages(spec: Any, installed: Callable[[str], bool]) -> list[str]:
 
 def agents_of(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """The agents that answer for an agent or team spec: itself, or the team's participants."""
-    if spec.get("component_type") != "team":
-        return [spec]
-    participants = (spec.get("config") or {}).get("participants") or []
-    return [p for p in participants if isinstance(p, Mapping)]
+    return kinds.members_of(spec) if kinds.is_group(spec) else [spec]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.core.components import members_field
 from shared.core.errors import ConfigError
 from shared.core.hashing import canonical_json, sha256_hex
 from shared.core.refs import find_refs, find_variables
@@ -25,7 +26,7 @@ class FileFacts:
     ref_problems: list[tuple[str, str]] = field(default_factory=list)  # (field path, problem)
     variables: list[tuple[str, str]] = field(default_factory=list)  # (field path, name)
     size: int = 0  # bytes of the canonical JSON, before references are inlined
-    participants: int = 0  # a team's participants, inline or referenced
+    participants: int = 0  # a team's participants (its type's members), inline or referenced
 
     def to_json(self) -> list[Any]:
         return [
@@ -82,7 +83,8 @@ def file_facts(path: str, doc: dict[str, Any]) -> FileFacts:
         errors, label, component_type = [], spec.label, spec.component_type
     refs, problems = find_refs(doc)
     config = doc.get("config")
-    members = config.get("participants") if isinstance(config, dict) and component_type == "team" else None
+    group = members_field(component_type)  # a team's participants
+    members = config.get(group) if isinstance(config, dict) and group is not None else None
     return FileFacts(
         label,
         component_type,

@@ -1,11 +1,12 @@
 """Where `producer pull` puts what Studio holds: one component per file, shared parts as `$ref`s,
 secrets as `${VAR}`s. Pure, no I/O: producer/pull.py reads Studio and the tree and writes files.
+Each type's folder is its entry's in shared/core/components.py.
 
 The rules, so that `sync` then `pull` changes no file and `pull` then `sync` writes no team row:
 - a team (or gallery component) whose content, secrets masked, equals what the tree would send
   for its label leaves its file untouched;
-- in the teams that are written, a part (agent, model, tool, termination, workbench, model
-  context) becomes its own file, referenced by `$ref`, when the same label with the same content
+- in the teams that are written, a part (a component of a type without rows of its own: agent,
+  model, tool, termination, workbench, model context) becomes its own file, referenced by `$ref`, when the same label with the same content
   occurs in two or more of them, or when the tree already has a file for that label; a label
   that occurs with different contents stays inline wherever its content is not the file's;
 - a non-empty secret field (`api_key`, `password`...) is written as `${VAR}`: the variable the
@@ -22,19 +23,10 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from shared.core.components import folder, is_part
 from shared.core.refs import MissingVariable, substitute_variables
 from shared.core.secrets import content_hash, is_secret_field
 
-FOLDERS = {
-    "team": "teams",
-    "agent": "agents",
-    "model": "models",
-    "tool": "tools",
-    "termination": "terminations",
-    "workbench": "workbenches",
-    "chat_completion_context": "contexts",
-}
-PART_TYPES = frozenset(FOLDERS) - {"team"}
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 Format = Literal["yaml", "json"]
 Action = Literal["create", "update", "unchanged"]
@@ -148,7 +140,7 @@ def plan_pull(
         if known is not None:
             path = known.path
         else:
-            path = _free_path(f"{FOLDERS[component['component_type']]}/{slug(lbl)}", used)
+            path = _free_path(f"{folder(component['component_type'])}/{slug(lbl)}", used)
             used.add(path)
         document = _with_refs(component, own, top_level=True)
         document = _keep_variables(document, known.document if known else None, env, lbl, layout.variables, path)
@@ -163,7 +155,7 @@ def _top_level(teams: list[dict[str, Any]], gallery: list[dict[str, Any]], warni
     for component in [*teams, *gallery]:
         label = _label(component)
         kind = component.get("component_type")
-        if label is None or kind not in FOLDERS:
+        if label is None or folder(kind) is None:
             warnings.append(f"skipped a {kind or 'component'} with no label or of an unknown type")
         elif label not in top:
             top[label] = component
@@ -192,7 +184,7 @@ def _shared_parts(written: dict[str, Any], existing: Mapping[str, Existing], own
     for lbl, variants in sorted(by_label.items()):
         kind = samples[(lbl, variants[0][1])]["component_type"]
         known = existing.get(lbl)
-        if lbl in own or kind not in PART_TYPES or (known is not None and known.component_type != kind):
+        if lbl in own or not is_part(kind) or (known is not None and known.component_type != kind):
             continue  # a team or gallery component of that label decides its file; or not a part
         if known is not None and known.sent is not None and content_hash(known.sent) in {d for _, d in variants}:
             own[lbl] = content_hash(known.sent)  # the file as it is serves

@@ -3,28 +3,23 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
+from shared.core import components
 from shared.core.errors import ConfigError
 
-ComponentType = Literal["model", "agent", "team", "tool", "termination", "workbench", "chat_completion_context"]
-COMPONENT_TYPES: tuple[str, ...] = ComponentType.__args__  # type: ignore[attr-defined]
+# The types the table knew when this module was imported; the spec itself asks the table
+# (shared/core/components.py) each time it validates.
+COMPONENT_TYPES: tuple[str, ...] = components.component_types()
+UNKNOWN_TYPE = "unknown_component_type"
 
 
-# Where each standalone kind lives in a Studio gallery entry; teams get rows of their own.
 def gallery_slug(name: str) -> str:
     """The id of a tree's gallery entry in Studio (the entry's `config.id`)."""
     return "agentq-" + (re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "tree")
-
-
-GALLERY_SECTIONS: dict[str, str] = {
-    "model": "models",
-    "tool": "tools",
-    "agent": "agents",
-    "termination": "terminations",
-}
 
 
 class ComponentSpec(BaseModel):
@@ -32,12 +27,19 @@ class ComponentSpec(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
     provider: str = Field(min_length=1)
-    component_type: ComponentType
+    component_type: str  # one of the table's types
     label: str = Field(min_length=1)
     description: str | None = None
     version: int | None = None
     component_version: int | None = None
     config: dict[str, Any]
+
+    @field_validator("component_type", mode="before")
+    @classmethod
+    def _known_type(cls, value: Any) -> Any:
+        if components.kind_of(value) is None:
+            raise PydanticCustomError(UNKNOWN_TYPE, "unknown component type")
+        return value
 
 
 def validate_spec(path: str, doc: dict[str, Any]) -> ComponentSpec | list[ConfigError]:
@@ -47,8 +49,9 @@ def validate_spec(path: str, doc: dict[str, Any]) -> ComponentSpec | list[Config
         errors = []
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"]) or None
-            if err["type"] == "literal_error" and field == "component_type":
-                message = f"unknown component type {err['input']!r}; expected one of {', '.join(COMPONENT_TYPES)}"
+            if err["type"] == UNKNOWN_TYPE:
+                known = ", ".join(components.component_types())
+                message = f"unknown component type {err['input']!r}; expected one of {known}"
             elif err["type"] == "missing":
                 message = "required field is missing"
             else:

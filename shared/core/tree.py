@@ -6,6 +6,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.core.components import members_field
 from shared.core.errors import ConfigError
 from shared.core.facts import WORKFLOW, FileFacts, file_facts
 from shared.core.graph import find_cycles, waves
@@ -142,7 +143,7 @@ def _own_problems(path: str, ff: FileFacts, env_names: Collection[str], limits: 
         errs.append(
             ConfigError(
                 path=path,
-                field="config.participants",
+                field=f"config.{members_field(ff.component_type)}",
                 message=f"has {ff.participants:,} participants, "
                 f"over the limit of {limits.max_participants:,} (MAX_PARTICIPANTS)",
             )

@@ -17,12 +17,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from shared.core.components import display_name, either, is_group, kind_of, runnable_types, task_problems
 from shared.core.endpoints import agents_of, model_specs
 from shared.core.errors import ConfigError
 from shared.core.graph import find_cycles, waves
 from shared.core.tree import Tree
-
-AGENT_TYPES = ("agent", "team")
 
 
 class WorkflowTask(BaseModel):
@@ -99,18 +98,21 @@ def check_workflow(path: str, wf: Workflow, tree: Tree) -> list[ConfigError]:
                     ConfigError(path=path, field=f"{field}.dependencies[{j}]", message=f"unknown task id {dep!r}")
                 )
         node = tree.nodes.get(task.agent)
+        runnable = runnable_types()  # agents and teams
         if node is None:
-            errors.append(
-                ConfigError(
-                    path=path, field=f"{field}.agent", message=f"no agent or team labelled {task.agent!r} in the tree"
-                )
-            )
-        elif node.component_type not in AGENT_TYPES:
             errors.append(
                 ConfigError(
                     path=path,
                     field=f"{field}.agent",
-                    message=f"{task.agent!r} ({node.path}) is a {node.component_type}, not an agent or team",
+                    message=f"no {either(runnable)} labelled {task.agent!r} in the tree",
+                )
+            )
+        elif node.component_type not in runnable:
+            errors.append(
+                ConfigError(
+                    path=path,
+                    field=f"{field}.agent",
+                    message=f"{task.agent!r} ({node.path}) is a {node.component_type}, not an {either(runnable)}",
                 )
             )
         elif task.agent in tree.invalid or task.agent in tree.skipped:
@@ -134,24 +136,20 @@ def check_workflow(path: str, wf: Workflow, tree: Tree) -> list[ConfigError]:
 def agent_problems(spec: dict[str, Any]) -> list[str]:
     """Why an agent or team could not answer a task, known before AutoGen loads it: a team without
     participants, a team inside a team (AutoGen 0.5 takes agents only), an AssistantAgent without
-    a model client, or a model client that names no model."""
-    agents = agents_of(spec)
-    if not agents:
-        return ["the team has no participants"]
-    problems = []
-    for agent in agents:
-        name = agent.get("label") or (agent.get("config") or {}).get("name") or "(inline)"
-        config = agent.get("config") or {}
-        if agent.get("component_type") == "team":
-            problems.append(f"participant {name!r} is a team; teams inside teams are not supported")
-        elif str(agent.get("provider") or "AssistantAgent").endswith("AssistantAgent") and not isinstance(
-            config.get("model_client"), dict
-        ):
-            problems.append(f"agent {name!r} has no model_client")
+    a model client, or a model client that names no model. Each type's own checks are its
+    `task_problems` in shared/core/components.py."""
+    group = kind_of(spec.get("component_type")) if is_group(spec) else None
+    if group is not None and (own := task_problems(spec)):
+        return own  # a team without participants
+    problems: list[str] = []
+    for agent in agents_of(spec):
+        if is_group(agent):
+            kind = agent.get("component_type")
+            problems.append(f"participant {display_name(agent)!r} is a {kind}; teams inside teams are not supported")
+        else:
+            problems += task_problems(agent, group.member_type if group is not None else None)
     for model in model_specs(spec):
-        model_config = model.get("config") or {}
-        if not isinstance(model_config.get("model"), str) or not model_config["model"]:
-            problems.append(f"model client {model.get('label') or '(inline)'!r} has no config.model")
+        problems += task_problems(model)
     return problems
 
 
