@@ -22,9 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from celery import chain, chord, group  # noqa: E402
 
 from benchmarks.common import new_run_id, redis_and_workers, store_for, wait_finished  # noqa: E402
+from shared.adapters.celery import CeleryDispatcher, create_app  # noqa: E402
 from shared.settings import Settings  # noqa: E402
-from workers.canvas import start_run  # noqa: E402
-from workers.celery_app import create_app  # noqa: E402
 
 
 def run_waves(app, store, waves: int, per_wave: int, batch: int) -> float:
@@ -45,7 +44,7 @@ def run_waves(app, store, waves: int, per_wave: int, batch: int) -> float:
     }
     store.create_run(run_id, meta, nodes, {}, plan)
     t0 = time.time()
-    start_run(app, run_id)
+    CeleryDispatcher(app).start_run(run_id)
     finished = wait_finished(store, run_id)
     counts = store.counts(run_id)
     assert counts.get("done") == len(nodes), counts

@@ -7,12 +7,14 @@ One scrape covers the cluster:
 - the product's own metrics (cache, sync outcomes, runs, Studio and model latency, tokens,
   retries, throttling) and host resources, which workers aggregate in Redis;
 - an AutoGen Studio availability probe.
+
+Redis and the broker are read through the ports (shared/ports.py): the store (RunStore) and the
+Dispatcher; Celery's events through shared/adapters/celery_events.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import threading
@@ -24,18 +26,16 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import httpx
-import redis
-from celery import Celery
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from shared.adapters.redis.broker_view import queue_length
-from shared.adapters.redis.conn import sync_client
-from shared.adapters.redis.keys import HOSTS
-from shared.adapters.redis.metrics import read_counters, read_histograms
+from shared.adapters.celery import CeleryDispatcher, create_app
+from shared.adapters.celery_events import receive_events
+from shared.adapters.redis.store import Store
 from shared.core.exceptions import InvalidInput
 from shared.metrics import COUNTER_HELP, HISTOGRAM_HELP
+from shared.ports import Dispatcher, RunStore
 from shared.settings import Settings, load_settings
 
 log = logging.getLogger("agentq.exporter")
@@ -44,35 +44,12 @@ HOST_STALE = 60.0
 RUNTIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
-def amqp_queue_lengths(app: Celery, queues: list[str]) -> dict[str, int]:
-    """Messages ready in each queue, as RabbitMQ counts them (a passive declare creates nothing);
-    a queue not declared yet holds none. A broker out of reach: no figures, and a warning."""
-    counts: dict[str, int] = {}
-    with app.connection_for_read() as conn:
-        try:
-            conn.ensure_connection(max_retries=1)
-        except conn.connection_errors as exc:
-            log.warning("queue lengths: broker %s unreachable (%s)", conn.as_uri(), exc)
-            return counts
-        for queue in queues:
-            channel = conn.channel()
-            try:
-                counts[queue] = int(channel.queue_declare(queue=queue, passive=True).message_count)
-            except conn.channel_errors:  # NOT_FOUND: nobody declared it yet (RabbitMQ closes the channel)
-                counts[queue] = 0
-            finally:
-                with contextlib.suppress(*conn.channel_errors, *conn.connection_errors):
-                    channel.close()
-    return counts
-
-
 class CeleryEvents:
-    """Celery task and worker events -> metrics, on a thread of its own."""
+    """Celery task and worker events -> metrics (received on a thread of its own)."""
 
     TASK_EVENTS = ("sent", "received", "started", "succeeded", "failed", "rejected", "revoked", "retried")
 
-    def __init__(self, app: Celery, registry: CollectorRegistry) -> None:
-        self.app = app
+    def __init__(self, registry: CollectorRegistry) -> None:
         labels = ["name", "hostname", "queue_name"]
         self.counters = {
             e: Counter(
@@ -163,51 +140,34 @@ class CeleryEvents:
                 self.active.labels(host).set(0)
         self.workers.set(len(self.last_seen))
 
-    def run_forever(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                with self.app.connection_for_read() as conn:
-                    receiver = self.app.events.Receiver(conn, handlers={"*": self.on_event})
-                    for _ in receiver.itercapture(limit=None, timeout=1.0, wakeup=True):
-                        with self.lock:
-                            self._expire_workers()
-                        if stop.is_set():
-                            return
-            except (TimeoutError, OSError) as exc:  # socket timeout: no events for a while
-                with self.lock:
-                    self._expire_workers()
-                if not isinstance(exc, TimeoutError):
-                    log.warning("event stream lost (%s); reconnecting", exc)
-                    stop.wait(1.0)
-            except Exception:
-                log.exception("event stream failed; reconnecting")
-                stop.wait(1.0)
+    def tick(self) -> None:
+        """Between events (at least once a second): workers silent too long are gone."""
+        with self.lock:
+            self._expire_workers()
 
 
-class RedisState(Collector):
+class ClusterState(Collector):
     """Read at scrape time: queue lengths, the product's metrics and host resources."""
 
-    def __init__(
-        self, client: redis.Redis, queues: list[str], lengths: Callable[[list[str]], dict[str, int]] | None = None
-    ) -> None:
-        """`lengths`: queue -> messages waiting, from the broker (default: Redis lists on `client`)."""
-        self.r = client
+    def __init__(self, store: RunStore, queues: list[str], lengths: Callable[[list[str]], dict[str, int]]) -> None:
+        """`lengths`: queue -> messages waiting, as the broker counts them."""
+        self.store = store
         self.queues = queues
-        self.lengths = lengths or (lambda names: {q: queue_length(client, q) for q in names})
+        self.lengths = lengths
 
     def collect(self) -> Iterator[Any]:
         lengths = GaugeMetricFamily("celery_queue_length", "Messages waiting, all priorities", labels=["queue_name"])
         for queue, length in self.lengths(self.queues).items():
             lengths.add_metric([queue], length)
         yield lengths
-        counters = read_counters(self.r)
+        counters = self.store.counters()
         for name, (help_text, labels) in COUNTER_HELP.items():
             family = CounterMetricFamily(name.removesuffix("_total"), help_text, labels=list(labels))
             for (n, values), value in counters.items():
                 if n == name and len(values) == len(labels):
                     family.add_metric(list(values), value)
             yield family
-        histograms = read_histograms(self.r)
+        histograms = self.store.histograms()
         for name, (help_text, labels, buckets) in HISTOGRAM_HELP.items():
             histogram = HistogramMetricFamily(name, help_text, labels=list(labels))
             for (n, values), slots in histograms.items():
@@ -234,8 +194,7 @@ class RedisState(Collector):
         )
         hosts: dict[str, dict[str, Any]] = {}
         now = time.time()
-        for worker, raw in self.r.hgetall(HOSTS).items():
-            data = json.loads(raw)
+        for worker, data in self.store.host_readings().items():
             if now - data.get("ts", 0) > HOST_STALE:
                 continue
             hosts[data["host"]] = data
@@ -280,32 +239,20 @@ class _QuietHandler(WSGIRequestHandler):
 
 class Exporter:
     def __init__(self, settings: Settings) -> None:
-        from workers.celery_app import create_app
-
         self.settings = settings
         self.registry = CollectorRegistry()
-        self.app = create_app(settings)
-        self.redis = sync_client(self.app.conf.result_backend, settings.redis_outage_seconds)
-        self.events = CeleryEvents(self.app, self.registry)
-        self.registry.register(
-            RedisState(
-                self.redis, [q.strip() for q in settings.exporter_queues.split(",") if q.strip()], self._lengths()
-            )
-        )
+        app = create_app(settings)
+        # the result backend is Redis whichever broker carries the messages
+        self.store: RunStore = Store.from_settings(settings, app.conf.result_backend)
+        # queue lengths from the broker: RabbitMQ's own counts, or the lists of the Redis that
+        # carries the messages (REDIS_URL's, or BROKER_URL's when that is another Redis)
+        self.dispatcher: Dispatcher = CeleryDispatcher(app, settings.redis_outage_seconds)
+        self.events = CeleryEvents(self.registry)
+        self.receive = receive_events(app, self.events.on_event, self.events.tick)
+        queues = [q.strip() for q in settings.exporter_queues.split(",") if q.strip()]
+        self.registry.register(ClusterState(self.store, queues, self.dispatcher.queue_lengths))
         self.probe = StudioProbe(settings.studio_url, self.registry, settings.studio_probe_interval_seconds)
         self.stop = threading.Event()
-
-    def _lengths(self) -> Callable[[list[str]], dict[str, int]]:
-        """Queue lengths from the broker: RabbitMQ's own counts, or the lists of the Redis that
-        carries the messages (REDIS_URL's, or BROKER_URL's when that is another Redis)."""
-        from workers.celery_app import is_redis_broker
-
-        app = self.app
-        if not is_redis_broker(app):
-            return lambda queues: amqp_queue_lengths(app, queues)
-        same = app.conf.broker_url == app.conf.result_backend
-        broker = self.redis if same else sync_client(app.conf.broker_url, self.settings.redis_outage_seconds)
-        return lambda queues: {q: queue_length(broker, q) for q in queues}
 
     def wsgi(self) -> Any:
         metrics = make_wsgi_app(self.registry)
@@ -313,9 +260,9 @@ class Exporter:
         def app(environ: dict[str, Any], start_response: Any) -> Any:
             if environ.get("PATH_INFO") == "/health":
                 try:
-                    self.redis.ping()
+                    self.store.ping(ride_out=True)
                     body, status = {"status": "ok"}, "200 OK"
-                except redis.RedisError as exc:
+                except self.store.errors as exc:
                     body, status = {"status": "redis unreachable", "error": str(exc)}, "503 Service Unavailable"
                 start_response(status, [("Content-Type", "application/json")])
                 return [json.dumps(body).encode()]
@@ -324,7 +271,7 @@ class Exporter:
         return app
 
     def serve(self, host: str, port: int) -> None:
-        for target in (self.events.run_forever, self.probe.run_forever):
+        for target in (self.receive, self.probe.run_forever):
             threading.Thread(target=target, args=(self.stop,), daemon=True).start()
         server = make_server(host, port, self.wsgi(), _ThreadingWSGIServer, handler_class=_QuietHandler)
         log.warning("agentq exporter on http://%s:%d/metrics", host, port)

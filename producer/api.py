@@ -26,7 +26,7 @@ from shared.core.run_model import UNSUCCESSFUL, RunState
 from shared.core.secrets import shown_url
 
 if TYPE_CHECKING:
-    from shared.ports import Storage
+    from shared.ports import Dispatcher, Storage
     from shared.settings import Settings
 
 
@@ -92,8 +92,8 @@ def sync(
         if prune and (prepared.studio.prune or prepared.studio.prune_gallery is not None):
             view, plan_ = prepared.studio, prepared.plan
             plan_.states.update(delete_rows(ready, store, prepared.namespace, view, plan_.gallery_name))
-        app = _app(ready) if prepared.plan.has_work else None
-        run_id = submit(prepared, ready, store, app)
+        dispatcher = _dispatcher(ready) if prepared.plan.has_work else None
+        run_id = submit(prepared, ready, store, dispatcher)
         wait(store, run_id, timeout=timeout)
         report = run_report(store, run_id)
     assert report is not None
@@ -115,7 +115,7 @@ def run_workflow(
 
     with services(settings) as (store, ready):
         prepared = load(Path(file), Path(tree) if tree else None, ready)
-        run_id, _ = submit(prepared, ready, store, lambda: _app(ready), sequential=sequential, no_cache=no_cache)
+        run_id, _ = submit(prepared, ready, store, lambda: _dispatcher(ready), sequential=sequential, no_cache=no_cache)
         wait(store, run_id, timeout=timeout)
         report = workflow_report(store, run_id)
     assert report is not None
@@ -148,7 +148,7 @@ def services(settings: Settings | None) -> Iterator[tuple[Storage, Settings]]:
         yield store, ready
 
 
-def _app(settings: Settings) -> Any:
-    from workers.celery_app import create_app
+def _dispatcher(settings: Settings) -> Dispatcher:
+    from shared.adapters.celery import CeleryDispatcher
 
-    return create_app(settings)
+    return CeleryDispatcher.from_settings(settings)

@@ -9,7 +9,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from producer.sync_run import Prepared
-    from shared.ports import RunStore, Storage
+    from shared.ports import Dispatcher, RunStore, Storage
     from shared.settings import Settings
 
 app = typer.Typer(
@@ -312,12 +312,12 @@ def sync(
             _apply_prune(prepared, settings, store, prune)
             if embedded_default and prepared.plan.has_work:
                 _start_local_worker(settings, services)
-            celery = _celery(settings) if prepared.plan.has_work else None
-            run_id = submit(prepared, settings, store, celery)
+            dispatcher = _dispatcher(settings) if prepared.plan.has_work else None
+            run_id = submit(prepared, settings, store, dispatcher)
             if no_wait:
                 typer.echo(json.dumps({"run_id": run_id}) if as_json else run_id)
                 return
-            watch = _watchdog(store, run_id, settings, lambda: celery or _celery(settings), (STUDIO_QUEUE,))
+            watch = _watchdog(store, run_id, settings, lambda: dispatcher or _dispatcher(settings), (STUDIO_QUEUE,))
             if as_json:
                 wait(store, run_id, timeout=timeout, watch=watch)
             else:
@@ -394,8 +394,8 @@ def watch(
             with _redis(settings, services, quiet=as_json) as (store, settings):
                 if embedded_default:  # its own Redis: nobody else's worker listens there
                     _start_local_worker(settings, services)
-                celery = cache(lambda: _celery(settings))
-                watcher = Watcher(directory, settings, store, celery, say, gallery, debounce, warn)
+                dispatcher = cache(lambda: _dispatcher(settings))
+                watcher = Watcher(directory, settings, store, dispatcher, say, gallery, debounce, warn)
                 err().print(f"Watching {escape(str(directory))} (Ctrl-C stops).")
                 watcher.run(stop)
     except KeyboardInterrupt:
@@ -493,11 +493,13 @@ def _apply_prune(prepared: Prepared, settings: Settings, store: RunStore, prune:
         err().print(f"{escape(labels)}: gone from the tree but still in Studio; `--prune` deletes them")
 
 
-def _watchdog(store: RunStore, run_id: str, settings: Settings, celery: Any, queues: tuple[str, ...]) -> Any:
+def _watchdog(
+    store: RunStore, run_id: str, settings: Settings, dispatcher: Callable[[], Dispatcher], queues: tuple[str, ...]
+) -> Any:
     from producer.recovery import Watchdog
 
     say = lambda line: err().print(f"[yellow]{escape(line)}[/yellow]", soft_wrap=True)  # noqa: E731
-    return Watchdog.for_run(store, run_id, celery, settings, say, queues)
+    return Watchdog.for_run(store, run_id, dispatcher, settings, say, queues)
 
 
 def _start_local_worker(settings: Settings, services: embedded.LocalServices) -> None:
@@ -506,10 +508,10 @@ def _start_local_worker(settings: Settings, services: embedded.LocalServices) ->
     err().print(f"Started a local worker (log: {escape(str(settings.cache_dir / 'worker.log'))}).")
 
 
-def _celery(settings: Settings) -> Any:
-    from workers.celery_app import create_app  # imported only when there is work to enqueue
+def _dispatcher(settings: Settings) -> Dispatcher:
+    from shared.adapters.celery import CeleryDispatcher  # imported only when there is work to enqueue
 
-    return create_app(settings)
+    return CeleryDispatcher.from_settings(settings)
 
 
 def _stored_report(redis_url: str | None, build: Any, run_id: str, what: str) -> dict[str, Any]:
@@ -611,18 +613,18 @@ def run(
             )
         with _redis(settings, services, quiet=False) as (store, settings):
 
-            def celery_app() -> Any:
+            def dispatcher() -> Dispatcher:
                 if embedded_default:
                     _start_local_worker(settings, services)
-                return _celery(settings)
+                return _dispatcher(settings)
 
             run_id, _ = submit_workflow(
-                prepared, settings, store, celery_app, sequential=mode == "sequential", no_cache=no_cache
+                prepared, settings, store, dispatcher, sequential=mode == "sequential", no_cache=no_cache
             )
             if no_wait:
                 typer.echo(json.dumps({"run_id": run_id}) if as_json else run_id)
                 return
-            watch = _watchdog(store, run_id, settings, lambda: _celery(settings), (STUDIO_QUEUE, MODELS_QUEUE))
+            watch = _watchdog(store, run_id, settings, lambda: _dispatcher(settings), (STUDIO_QUEUE, MODELS_QUEUE))
             if as_json:
                 wait(store, run_id, timeout=timeout, watch=watch)
             else:

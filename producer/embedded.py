@@ -186,19 +186,10 @@ def start_worker(
         cwd=Path(__file__).resolve().parent.parent,
         start_new_session=True,
     )
-    from celery import Celery
+    from shared.adapters.celery import worker_probe
 
-    probe = Celery(broker=broker, backend=redis_url)
-    probe.conf.update(accept_content=["json"], task_serializer="json", result_serializer="json")
-
-    def answers() -> bool:
-        replies = probe.control.ping(timeout=0.5) or []
-        return any(host.startswith(nodename + "@") for reply in replies for host in reply)
-
-    try:
-        wait_ready(proc, answers, "celery worker", 60, log_path)
-    finally:
-        probe.close()
+    with worker_probe(broker, redis_url) as answers:
+        wait_ready(proc, lambda: answers(nodename), "celery worker", 60, log_path)
     return proc
 
 

@@ -13,9 +13,7 @@ from shared.metrics import Metrics
 from shared.run_metrics import record_run
 
 if TYPE_CHECKING:
-    from celery import Celery
-
-    from shared.ports import RunStore
+    from shared.ports import Dispatcher, RunStore
 
 
 def launch(
@@ -23,21 +21,20 @@ def launch(
     meta: RunMeta,
     write: Callable[[str, RunMeta], None],
     metrics: Metrics,
-    app: Celery | None,
+    dispatcher: Dispatcher | None,
 ) -> tuple[str, RunMeta]:
     """`meta`: the run's own fields; launch adds its id, clock and state. `write(run_id, meta)`
-    stores the run's state (shared/adapters/redis/store.py). `app` is None when nothing is to be enqueued."""
+    stores the run's state (shared/adapters/redis/store.py). `dispatcher` is None when nothing is
+    to be enqueued."""
     run_id = uuid.uuid4().hex[:12]
     created = time.time()
     full: RunMeta = {**meta, "run_id": run_id, "created": created, "state": RunState.RUNNING}
-    if app is None:
+    if dispatcher is None:
         full.update(RunMeta(state=RunState.FINISHED, finished=created))
     write(run_id, full)
     store.flush(metrics)
-    if app is None:
+    if dispatcher is None:
         record_run(store, full)
     else:
-        from workers.canvas import start_run  # celery is imported only when there is work
-
-        start_run(app, run_id)
+        dispatcher.start_run(run_id)
     return run_id, full

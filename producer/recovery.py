@@ -12,19 +12,19 @@ for WORKER_DEAD_SECONDS, those messages are put back on their queues with kombu'
 (the same one the visibility timeout would use an hour later), so the run goes on in seconds on
 the workers that remain. Redelivery is safe: every task ends at most once (end_task.lua), a
 sync batch of a finished run does nothing, and writes compare content keys.
+
+The broker is reached through the Dispatcher port (shared/ports.py), made only when first needed.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
-from typing import Any
 
 from shared.core import reconcile
 from shared.core.run_model import RunMeta, RunState, Status
 from shared.metrics import Metrics
-from shared.ports import RunStore
+from shared.ports import Dispatcher, RunStore
 from shared.run_metrics import record_run
 from shared.settings import Settings
 
@@ -42,24 +42,6 @@ def lost_messages(store: RunStore, dead_after: float, now: float | None = None) 
     return lost
 
 
-def requeue(app: Any, task_ids: set[str], orphans_before: float, live: set[str]) -> int:
-    """Put back on their queues the unacknowledged messages of these Celery tasks, and those
-    delivered before `orphans_before` that no live worker is running (a dead worker had taken
-    them but not started them yet); returns how many."""
-    restored = 0
-    with app.connection_for_write() as conn:
-        qos = conn.default_channel.qos
-        client = conn.default_channel.client
-        delivered = dict(client.zrange(qos.unacked_index_key, 0, -1, withscores=True))
-        for tag, raw in client.hgetall(qos.unacked_key).items():
-            task_id = (json.loads(raw)[0].get("headers") or {}).get("id")
-            orphan = task_id not in live and delivered.get(tag, orphans_before) < orphans_before
-            if task_id in task_ids or orphan:
-                qos.restore_by_tag(tag, client=client)
-                restored += 1
-    return restored
-
-
 class Watchdog:
     """Called from the producer's wait loop: requeues lost work now and then, and says once per
     stall which nodes have not moved on which worker."""
@@ -68,7 +50,7 @@ class Watchdog:
         self,
         store: RunStore,
         run_id: str,
-        app: Callable[[], Any],
+        dispatcher: Callable[[], Dispatcher],
         dead_after: float,
         stuck_after: float,
         say: Callable[[str], None],
@@ -78,9 +60,10 @@ class Watchdog:
         grace: float = 5.0,
         batch_size: int = 25,
     ) -> None:
-        """`queues`: the Celery queues the run's messages go to (a worker must take each);
-        `grace`: how long work must look lost before it is published again."""
-        self.store, self.run_id, self.app, self.say = store, run_id, app, say
+        """`dispatcher`: makes the Dispatcher (once, when the broker is first needed); `queues`: the
+        Celery queues the run's messages go to (a worker must take each); `grace`: how long work
+        must look lost before it is published again."""
+        self.store, self.run_id, self.make_dispatcher, self.say = store, run_id, dispatcher, say
         self.dead_after, self.stuck_after, self.every = dead_after, stuck_after, every
         self.give_up_after = give_up_after
         self._moved = time.monotonic()  # last time a node ended (the stuck report resets its own clock)
@@ -92,14 +75,14 @@ class Watchdog:
         self.queues = queues
         self.batch_size = batch_size
         self.suspects = reconcile.Suspects(grace, cooldown=max(30.0, 3 * grace))
-        self._broker: Any = None  # a client of the Redis broker (None: not looked up yet; False: not Redis)
+        self._dispatcher: Dispatcher | None = None
 
     @classmethod
     def for_run(
         cls,
         store: RunStore,
         run_id: str,
-        app: Callable[[], Any],
+        dispatcher: Callable[[], Dispatcher],
         settings: Settings,
         say: Callable[[str], None],
         queues: tuple[str, ...],
@@ -108,7 +91,7 @@ class Watchdog:
         return cls(
             store,
             run_id,
-            app,
+            dispatcher,
             settings.worker_dead_seconds,
             settings.stuck_seconds,
             say,
@@ -156,21 +139,22 @@ class Watchdog:
             self._say_what_is_missing()
         self._reconcile()
         # kombu's unacked hash is the Redis broker's; RabbitMQ gives a lost consumer's messages back itself
-        lost = lost_messages(self.store, self.dead_after) if self._broker_client() else {}
+        restores = self.dispatcher().restores_unacked
+        lost = lost_messages(self.store, self.dead_after) if restores else {}
         for worker, task_ids in lost.items():
             live = {t for other, ids in self.store.running_messages().items() if other != worker for t in ids}
-            count = requeue(self.app(), set(task_ids), time.time() - self.dead_after, live)
+            count = self.dispatcher().requeue(set(task_ids), time.time() - self.dead_after, live)
             self.store.messages_ended(worker, *task_ids)
             self._last_death = now
             self.say(
                 f"worker gone: {worker} silent for over {self.dead_after:g} s; requeued {count} message(s) "
                 f"({len(task_ids)} it was running)"
             )
-        if self._broker_client() and not lost and self._last_death and now - self._last_death < 10 * self.dead_after:
+        if restores and not lost and self._last_death and now - self._last_death < 10 * self.dead_after:
             # a dead worker may also have taken messages it never started, delivered too recently to
             # count as orphans when it was found: they become orphans dead_after later
             live = {t for ids in self.store.running_messages().values() for t in ids}
-            count = requeue(self.app(), set(), time.time() - self.dead_after, live)
+            count = self.dispatcher().requeue(set(), time.time() - self.dead_after, live)
             if count:
                 self.say(f"requeued {count} message(s) a gone worker had taken but not started")
         if now - self._progress[1] > self.stuck_after:
@@ -186,29 +170,19 @@ class Watchdog:
             self.say(f"no progress for {self.stuck_after:g} s: {where}")
 
     # ---- the run state against what the broker carries ------------------------------------------
-    def _broker_client(self) -> Any:
-        if self._broker is None:
-            url = str(self.app().conf.broker_url or "")
-            if url.startswith(("redis://", "rediss://", "unix://", "redis+socket://")):
-                from shared.adapters.redis.conn import sync_client
-                from shared.adapters.redis.store import Store
-
-                store = self.store
-                self._broker = store.r if isinstance(store, Store) and url == store.url else sync_client(url, 0)
-            else:
-                self._broker = False  # RabbitMQ redelivers a lost consumer's messages itself
-        return self._broker
+    def dispatcher(self) -> Dispatcher:
+        if self._dispatcher is None:
+            self._dispatcher = self.make_dispatcher()
+        return self._dispatcher
 
     def _seen(self) -> reconcile.Seen:
-        from shared.adapters.redis.broker_view import messages
-
         live = self.store.live_workers(self.dead_after)
         running = {t for w, ids in self.store.running_messages().items() if w in live for t in ids}
-        client = self._broker_client()
+        held = self.dispatcher().in_flight(self.queues)  # None: RabbitMQ, which cannot be looked into so
         carried: set[str] | None = None
-        if client:
+        if held is not None:
             carried = set()
-            for name, _, args in messages(client, list(self.queues)):
+            for name, _, args in held:
                 carried |= reconcile.carried_by(name, args, self.run_id)
         return reconcile.Seen(None if carried is None else frozenset(carried), frozenset(live), frozenset(running))
 
@@ -226,12 +200,12 @@ class Watchdog:
             self._dispatch_again(due, isinstance(view, reconcile.WorkflowView))
 
     def _dispatch_again(self, due: list[reconcile.Lost], workflow: bool) -> None:
-        app, run_id = self.app(), self.run_id
+        dispatcher, run_id = self.dispatcher(), self.run_id
         metrics = Metrics()
         tasks = [lost.item.removeprefix("task:") for lost in due if lost.item.startswith("task:")]
         for i in range(0, len(tasks), self.batch_size):
             # no priority: the routes' default serves late work first on either broker
-            app.send_task("agentq.run_tasks", args=(run_id, tasks[i : i + self.batch_size]))
+            dispatcher.send_again("agentq.run_tasks", (run_id, tasks[i : i + self.batch_size]))
         if tasks:
             self.store.published(run_id, tasks)
         meta = self.store.meta(run_id) or RunMeta()
@@ -239,13 +213,13 @@ class Watchdog:
             kind, _, rest = lost.item.partition(":")
             if kind == "batch":
                 wave, index = (int(x) for x in rest.split(":"))
-                app.send_task(meta.get("batch_task", "agentq.sync_batch"), args=(run_id, wave, index))
+                dispatcher.send_again(meta.get("batch_task", "agentq.sync_batch"), (run_id, wave, index))
             elif kind == "wave-done":
-                app.send_task("agentq.wave_done", args=(None, run_id, int(rest)))
+                dispatcher.send_again("agentq.wave_done", (None, run_id, int(rest)))
             elif lost.item == reconcile.START:
-                app.send_task("agentq.start_run", args=(run_id,))
+                dispatcher.send_again("agentq.start_run", (run_id,))
             elif lost.item == reconcile.FINALIZE and not workflow:
-                app.send_task("agentq.finalize", args=(run_id,))
+                dispatcher.send_again("agentq.finalize", (run_id,))
             elif lost.item == reconcile.FINALIZE and self.store.claim(run_id, "finished"):
                 record_run(
                     self.store, self.store.update_meta(run_id, RunMeta(state=RunState.FINISHED, finished=time.time()))

@@ -22,9 +22,7 @@ from shared.metrics import Metrics
 from shared.settings import Settings, environment, scan_limits, tree_limits
 
 if TYPE_CHECKING:
-    from celery import Celery
-
-    from shared.ports import RunStore, Storage
+    from shared.ports import Dispatcher, RunStore, Storage
 
 
 @dataclass
@@ -86,7 +84,7 @@ def prepare(
     return Prepared(root, result, tree, plan, ns, view)
 
 
-def submit(prepared: Prepared, settings: Settings, store: RunStore, app: Celery | None) -> str:
+def submit(prepared: Prepared, settings: Settings, store: RunStore, dispatcher: Dispatcher | None) -> str:
     """Write the run's state to Redis and publish its first wave (nothing when all is cached)."""
     plan, tree = prepared.plan, prepared.tree
     members = set(plan.gallery_members)
@@ -131,8 +129,8 @@ def submit(prepared: Prepared, settings: Settings, store: RunStore, app: Celery 
             store.set_run_value(run_id, STUDIO_VERSION, version)
             store.add_to_tally(run_id, REQUESTS, asked)
 
-    assert app is not None or not plan.has_work
-    run_id, _ = launch(store, meta, write, metrics, app if plan.has_work else None)
+    assert dispatcher is not None or not plan.has_work
+    run_id, _ = launch(store, meta, write, metrics, dispatcher if plan.has_work else None)
     return run_id
 
 

@@ -20,7 +20,7 @@ from producer.walk import IGNORE_FILE, SUFFIXES
 from shared.adapters.redis.keys import STUDIO_QUEUE
 from shared.core.exceptions import AgentqError, ServiceUnavailable
 from shared.core.run_model import UNSUCCESSFUL
-from shared.ports import Storage
+from shared.ports import Dispatcher, Storage
 from shared.settings import Settings
 
 # what says "try again later" in a node's error: Studio or a model endpoint away, overloaded or failing
@@ -119,13 +119,13 @@ class Watcher:
         root: Path,
         settings: Settings,
         store: Storage,
-        celery: Callable[[], Any],
+        dispatcher: Callable[[], Dispatcher],
         say: Callable[[SyncLine], None],
         gallery: str | None = None,
         debounce_ms: int = 100,
         warn: Callable[[str], None] = lambda _: None,
     ) -> None:
-        self.root, self.settings, self.store, self.celery = root.resolve(), settings, store, celery
+        self.root, self.settings, self.store, self.dispatcher = root.resolve(), settings, store, dispatcher
         self.say, self.warn, self.gallery, self.debounce_ms = say, warn, gallery, debounce_ms
         self.syncs = 0
 
@@ -139,8 +139,8 @@ class Watcher:
             prepared = prepare(self.root, self.settings, self.store, self.gallery)
             if prepared.studio.error:
                 self.warn(prepared.studio.error)
-            app = self.celery() if prepared.plan.has_work else None
-            line.run_id = submit(prepared, self.settings, self.store, app)
+            dispatcher = self.dispatcher() if prepared.plan.has_work else None
+            line.run_id = submit(prepared, self.settings, self.store, dispatcher)
             wait(self.store, line.run_id, watch=self._watchdog(line.run_id))
             report = run_report(self.store, line.run_id)
             assert report is not None
@@ -164,7 +164,7 @@ class Watcher:
     def _watchdog(self, run_id: str) -> Any:
         from producer.recovery import Watchdog
 
-        return Watchdog.for_run(self.store, run_id, self.celery, self.settings, self.warn, (STUDIO_QUEUE,))
+        return Watchdog.for_run(self.store, run_id, self.dispatcher, self.settings, self.warn, (STUDIO_QUEUE,))
 
     def _batches(self, stop: threading.Event) -> Iterator[set[tuple[Any, str]]]:
         """watchfiles' settled batches of changes. A file name its Rust core cannot decode (one that

@@ -23,9 +23,7 @@ from shared.metrics import Metrics
 from shared.settings import Settings, environment, scan_limits, tree_limits
 
 if TYPE_CHECKING:
-    from celery import Celery
-
-    from shared.ports import ResultCache, Storage
+    from shared.ports import Dispatcher, ResultCache, Storage
 
 
 class WorkflowInvalid(InvalidInput):
@@ -93,13 +91,13 @@ def submit(
     prepared: PreparedWorkflow,
     settings: Settings,
     store: Storage,
-    app: Callable[[], Celery],
+    dispatcher: Callable[[], Dispatcher],
     *,
     sequential: bool = False,
     no_cache: bool = False,
 ) -> tuple[str, bool]:
     """Write the run to Redis and start it; returns (run id, whether anything was enqueued).
-    `app` is called only when there is something to enqueue (it may start a local worker)."""
+    `dispatcher` is called only when there is something to enqueue (it may start a local worker)."""
     wf, tree = prepared.workflow, prepared.tree
     memo: dict[str, Any] = {}
     records = {t.id: {"task": t.model_dump(), "agent": tree.resolved(t.agent, memo), "goal": wf.goal} for t in wf.tasks}
@@ -144,7 +142,7 @@ def submit(
             "dependent_ranks": {d: released(d) for d in dependents},
         }
     # before the run's clock starts: loading Celery takes ~0.1 s and is not the run's time
-    celery = app() if plan else None
+    publisher = dispatcher() if plan else None
     meta = RunMeta(
         kind=RunKind.WORKFLOW,
         workflow=wf.name,
@@ -163,7 +161,7 @@ def submit(
             run_id, meta, states, specs, plan.open if plan else {}, plan.ready if plan else [], outputs, transcripts
         )
 
-    run_id, _ = launch(store, meta, write, metrics, celery)
+    run_id, _ = launch(store, meta, write, metrics, publisher)
     return run_id, plan is not None
 
 

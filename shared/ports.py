@@ -7,7 +7,7 @@ use; the workers use the adapters themselves.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
@@ -17,6 +17,8 @@ from shared.core.run_model import NodeState, RunMeta
 from shared.metrics import Metrics
 
 Histograms = dict[tuple[str, tuple[str, ...]], list[float]]  # (name, labels) -> per-bucket counts, sum
+Released = tuple[str, int, int]  # a workflow task released: (task id, rank, Redis message priority)
+Message = tuple[str, str, list[Any]]  # a message the broker holds: (task name, id, args)
 
 
 class RunStore(Protocol):
@@ -29,8 +31,9 @@ class RunStore(Protocol):
         """What a call raises when the store cannot be reached (or refuses a command)."""
         ...
 
-    def ping(self) -> None:
-        """The store answers now: a first contact is not waited out as an outage is."""
+    def ping(self, ride_out: bool = False) -> None:
+        """The store answers now: a first contact is not waited out as an outage is (`ride_out`:
+        within the outage every call rides out)."""
         ...
 
     # ---- a run's state
@@ -163,3 +166,47 @@ class ModelLimit(Protocol):
     def slot(self, rank: int = 0, on_queued: Callable[[], None] | None = None) -> AbstractAsyncContextManager[None]:
         """Hold one slot; `on_queued` is called once this waiter is in line (before any wait)."""
         ...
+
+
+class Dispatcher(Protocol):
+    """Work published to the workers (Celery, shared/adapters/celery.py), and what the broker
+    holds, for the watchdog that sends lost work again (producer/recovery.py) and the exporter.
+    Priorities are Redis's (0 is served first); the adapter turns them into the broker's."""
+
+    def start_run(self, run_id: str) -> None:
+        """One small message; a worker publishes the run's first wave or tasks."""
+        ...
+
+    def start_wave(
+        self, run_id: str, wave: int, batches: int, task: str = ..., priorities: list[int] | None = None
+    ) -> None:
+        """A sync wave's batches, and the step that follows them once all ended."""
+        ...
+
+    def start_finalize(self, run_id: str) -> None: ...
+
+    def publish_tasks(self, run_id: str, groups: list[list[Released]], batch_size: int) -> None:
+        """Released workflow tasks, those one completion released together in one message."""
+        ...
+
+    def send_again(self, task: str, args: Sequence[Any]) -> None:
+        """Publish a message again (work the run state says may run and nothing carries)."""
+        ...
+
+    @property
+    def restores_unacked(self) -> bool:
+        """Whether a lost consumer's unacknowledged messages wait for us to put them back (the
+        Redis broker); else the broker gives them back itself (RabbitMQ)."""
+        ...
+
+    def in_flight(self, queues: Sequence[str]) -> list[Message] | None:
+        """Every message queued on `queues` or delivered and unacknowledged (None: the broker
+        cannot be looked into)."""
+        ...
+
+    def requeue(self, task_ids: set[str], orphans_before: float, live: set[str]) -> int:
+        """Put back the unacknowledged messages of these tasks, and those delivered before
+        `orphans_before` that no live worker runs; returns how many."""
+        ...
+
+    def queue_lengths(self, queues: Sequence[str]) -> dict[str, int]: ...

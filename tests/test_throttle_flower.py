@@ -14,10 +14,10 @@ import httpx
 import redis
 
 from producer import embedded
+from shared.adapters.celery import create_app
 from shared.settings import Settings
 from tests.conftest import ROOT, TEST_SECRET, WORKER_ENV, Cli, wait_for
 from tests.test_workflow_run import run, write_tree, write_workflow
-from workers.celery_app import create_app
 
 
 def _hosts(r: redis.Redis) -> dict[str, dict]:

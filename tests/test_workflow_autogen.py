@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from producer.embedded import STUDIO_VENV_BIN
+from shared.adapters.celery import create_app
 from shared.settings import Settings
 from tests.conftest import Cli
 from tests.test_workflow_run import (
@@ -28,7 +29,6 @@ from tests.test_workflow_run import (
     write_docs,
     write_workflow,
 )
-from workers.celery_app import create_app
 
 TERMINATIONS = "autogen_agentchat.conditions"
 # AutoGen 0.5's default, which Studio writes into every SelectorGroupChat it exports

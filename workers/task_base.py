@@ -2,7 +2,7 @@
 of its own, the model clients AutoGen loaded, and the cluster-wide limits.
 
 Every task of the process runs its coroutine on that one loop, whatever Celery pool runs the
-task: with the threads pool (the default, see workers/celery_app.py) a Celery thread hands its
+task: with the threads pool (the default, see shared/adapters/celery.py) a Celery thread hands its
 coroutine to the loop and waits, so many tasks share one loop, one set of connections and one
 model client per configuration. Building these per task costs more CPU than a task's own work:
 a new redis-py connection reads package metadata (~2 ms), loading an OpenAI client ~50 ms.
@@ -131,10 +131,12 @@ class WorkerTask(Task):
         """Where workflow tasks released on this process are published (call on the loop)."""
         res = self._resources()
         if res.releases is None:
-            from workers.canvas import publish_tasks
+            from shared.adapters.celery import CeleryDispatcher
+
+            dispatcher = CeleryDispatcher(self.app)
 
             def send(run_id: str, groups: list[list[Released]]) -> None:
-                publish_tasks(self.app, run_id, groups, res.settings.batch_size)
+                dispatcher.publish_tasks(run_id, groups, res.settings.batch_size)
                 res.store.published(run_id, [tid for group in groups for tid, _, _ in group])
 
             res.releases = Releases(send)

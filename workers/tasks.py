@@ -13,13 +13,13 @@ from typing import Any, TypeVar
 
 from celery.signals import task_postrun, task_prerun, worker_init
 
+from shared.adapters.celery import CeleryDispatcher
 from shared.adapters.redis.keys import REQUESTS
 from shared.core.run_model import NodeState, RunKind, RunMeta, RunState, Status
 from shared.metrics import Metrics
 from shared.run_metrics import record_run
 from shared.settings import Settings, environment
 from shared.studio import StudioClient, StudioError
-from workers.canvas import publish_tasks, start_finalize, start_wave
 from workers.celery_app import app
 from workers.gallery import write_gallery
 from workers.lifeline import watch_parent
@@ -29,6 +29,7 @@ from workers.task_base import WorkerTask
 from workers.workflow_exec import WorkflowContext, run_tasks
 
 T = TypeVar("T")
+dispatcher = CeleryDispatcher(app)
 
 
 # What loading a workflow task's agent imports on first use: imported before the worker takes
@@ -143,16 +144,14 @@ def start_run(self: WorkerTask, run_id: str) -> None:
     if meta.get("kind") == RunKind.WORKFLOW:
         # the tasks that wait for nothing, critical first (the producer ranked them)
         ready = store.outbox(run_id)
-        publish_tasks(
-            app,
+        dispatcher.publish_tasks(
             run_id,
             [[(tid, rank, prio) for tid, rank, prio in store.run_list(run_id, "ready") if tid in ready]],
             self.settings.batch_size,
         )
         store.published(run_id, ready)
     elif meta["waves"]:
-        start_wave(
-            app,
+        dispatcher.start_wave(
             run_id,
             0,
             store.wave_size(run_id, 0),
@@ -160,7 +159,7 @@ def start_run(self: WorkerTask, run_id: str) -> None:
             _priorities(meta, 0),
         )
     else:
-        start_finalize(app, run_id)
+        dispatcher.start_finalize(run_id)
 
 
 @app.task(name="agentq.wave_done", base=WorkerTask, bind=True, ignore_result=True)
@@ -170,8 +169,7 @@ def wave_done(self: WorkerTask, _results: Any, run_id: str, wave: int) -> None:
     if meta is None or not store.claim(run_id, f"wave-done:{wave}"):
         return
     if wave + 1 < meta["waves"]:
-        start_wave(
-            app,
+        dispatcher.start_wave(
             run_id,
             wave + 1,
             store.wave_size(run_id, wave + 1),
@@ -179,7 +177,7 @@ def wave_done(self: WorkerTask, _results: Any, run_id: str, wave: int) -> None:
             _priorities(meta, wave + 1),
         )
     else:
-        start_finalize(app, run_id)
+        dispatcher.start_finalize(run_id)
 
 
 @app.task(name="agentq.finalize", base=WorkerTask, bind=True, ignore_result=True)

@@ -68,9 +68,10 @@ class Store:
     def gallery_cache_key(ns: str, key: str) -> str:
         return keys.gallery_cache_key(ns, key)
 
-    def ping(self) -> None:
-        """Redis answers now: a first contact is not waited out as an outage is (a wrong URL is said at once)."""
-        if self.url is None:
+    def ping(self, ride_out: bool = False) -> None:
+        """Redis answers now: a first contact is not waited out as an outage is (a wrong URL is said
+        at once); `ride_out`: Redis answers within the outage every command rides out."""
+        if self.url is None or ride_out:
             self.r.ping()
             return
         with sync_client(self.url, 1.0) as quick:
