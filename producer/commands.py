@@ -425,8 +425,8 @@ def pull(
     """Write teams (and the tree's gallery entry) from Studio into the tree: one component per
     file, shared parts as $ref, secrets as ${VAR}; files that already say the same are untouched."""
     from producer.pull import pull as pull_tree
+    from shared.ports import StudioError
     from shared.settings import environment, load_settings
-    from shared.studio import StudioError
 
     if directory.exists() and not directory.is_dir():
         raise InvalidInput(f"{directory} is not a directory")

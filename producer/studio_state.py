@@ -12,14 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from shared.adapters.studio import StudioClient
 from shared.core.drift import Drift, WrittenRow, drifted, gone, prune_candidates, row_label, touched
 from shared.core.exceptions import ServiceUnavailable
 from shared.core.run_model import Status
 from shared.core.secrets import content_hash, shown_url
 from shared.metrics import Metrics
-from shared.ports import RunStore
+from shared.ports import RunStore, Studio, StudioError
 from shared.settings import Settings
-from shared.studio import StudioClient, StudioError
 
 
 @dataclass
@@ -31,7 +31,7 @@ class StudioView:
     error: str | None = None  # Studio could not be asked: drift is unknown
 
 
-def client(settings: Settings, **kwargs: Any) -> StudioClient:
+def client(settings: Settings, **kwargs: Any) -> Studio:
     token = settings.studio_token.get_secret_value() if settings.studio_token else None
     return StudioClient(
         settings.studio_url,

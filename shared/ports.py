@@ -1,5 +1,5 @@
 """The ports: what the producer, the exporter and the recovery code need of Redis, Celery and
-AutoGen Studio, as small typing.Protocol interfaces. The adapters behind them live in
+AutoGen Studio, as small typing.Protocol interfaces (and the one error a Studio call raises). The adapters behind them live in
 shared/adapters/ (redis/store.py, redis/semaphore.py, celery.py, studio.py); only those and the
 workers import redis-py, kombu or Celery. Each port holds only what callers outside the adapters
 use; the workers use the adapters themselves.
@@ -7,11 +7,13 @@ use; the workers use the adapters themselves.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from shared.core.drift import WrittenRow
+from shared.core.exceptions import AgentqError
 from shared.core.reconcile import SyncView, WorkflowView
 from shared.core.run_model import NodeState, RunMeta
 from shared.metrics import Metrics
@@ -210,3 +212,60 @@ class Dispatcher(Protocol):
         ...
 
     def queue_lengths(self, queues: Sequence[str]) -> dict[str, int]: ...
+
+
+class StudioError(AgentqError):
+    """A Studio call that failed for good: `status` is None when the server could not be reached;
+    `retryable` says whether trying again later may succeed (429, 5xx, timeouts, connection errors)."""
+
+    def __init__(self, method: str, path: str, status: int | None, detail: str, retryable: bool = False) -> None:
+        where = f"{method} {path}"
+        super().__init__(
+            f"Studio answered {status} on {where}: {detail}" if status else f"Studio unreachable on {where}: {detail}"
+        )
+        self.status = status
+        self.retryable = retryable
+
+
+class Studio(Protocol):
+    """AutoGen Studio's REST API for one user (shared/adapters/studio.py), used as an async context
+    manager. Every call is retried as shared/retry.py says; one that fails for good raises
+    StudioError."""
+
+    user_id: str
+    retries: int  # tries after the first, for a call that may be repeated
+    backoff: float
+    requests: Counter[str]  # "METHOD /path" -> count, for run reports
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    async def request(
+        self, method: str, path: str, *, retry: bool = True, max_timeouts: int | None = None, **kwargs: Any
+    ) -> Any:
+        """One call (a DELETE, say) under the retry policy; `retry=False` for a write that is not
+        idempotent."""
+        ...
+
+    async def health(self) -> bool: ...
+
+    async def version(self) -> str | None: ...
+
+    async def validate(self, component: dict[str, Any]) -> list[str]:
+        """Studio's own validation errors for a component ([] when valid)."""
+        ...
+
+    async def list_teams(self) -> list[dict[str, Any]]: ...
+
+    async def get_team(self, team_id: int) -> dict[str, Any] | None: ...
+
+    async def save_team(
+        self, component: dict[str, Any], version: str, team_id: int | None = None
+    ) -> dict[str, Any]: ...
+
+    async def list_galleries(self) -> list[dict[str, Any]]: ...
+
+    async def get_gallery(self, gallery_id: int) -> dict[str, Any] | None: ...
+
+    async def save_gallery(self, config: dict[str, Any], gallery_id: int | None = None) -> dict[str, Any]: ...

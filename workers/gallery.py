@@ -10,7 +10,7 @@ from shared.core.components import gallery_section, gallery_sections
 from shared.core.refs import redact, secret_values
 from shared.core.run_model import SUCCEEDED, NodeState, Status
 from shared.core.specs import gallery_slug
-from shared.studio import StudioError
+from shared.ports import StudioError
 from workers.registration import NodeFailed, RunContext, create_once, creating
 
 

@@ -15,14 +15,15 @@ from redis.exceptions import LockError
 
 from shared.adapters.redis.keys import STUDIO_TEAMS, STUDIO_VERSION
 from shared.adapters.redis.store import Store
+from shared.adapters.studio import StudioClient
 from shared.core.components import has_rows
 from shared.core.drift import WrittenRow, row_label
 from shared.core.exceptions import TaskFailed
 from shared.core.refs import MissingVariable, secret_values, substitute_variables
 from shared.core.run_model import NodeState, RunMeta, Status
 from shared.core.secrets import content_hash
+from shared.ports import StudioError
 from shared.retry import retrying
-from shared.studio import StudioClient, StudioError
 from workers import batch
 from workers.validation import Undecided, same_autogen
 from workers.validation import validate as local_validation

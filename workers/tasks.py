@@ -15,11 +15,12 @@ from celery.signals import task_postrun, task_prerun, worker_init
 
 from shared.adapters.celery import CeleryDispatcher
 from shared.adapters.redis.keys import REQUESTS
+from shared.adapters.studio import StudioClient
 from shared.core.run_model import NodeState, RunKind, RunMeta, RunState, Status
 from shared.metrics import Metrics
+from shared.ports import StudioError
 from shared.run_metrics import record_run
 from shared.settings import Settings, environment
-from shared.studio import StudioClient, StudioError
 from workers.celery_app import app
 from workers.gallery import write_gallery
 from workers.lifeline import watch_parent

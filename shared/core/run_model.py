@@ -1,5 +1,5 @@
 """The typed vocabulary of run state: what a node's status and a run's state can be, and what a
-node's state records. Stored as JSON in Redis (shared/store.py): the enums are strings there."""
+node's state records. Stored as JSON in Redis (shared/adapters/redis/store.py): the enums are strings there."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ class RunMeta(TypedDict, total=False):
     user_id: str
     gallery_name: str
     gallery_key: str
-    gallery_members: list[str]  # this and the lists below are stored apart (shared/store.py RUN_LISTS)
+    gallery_members: list[str]  # this and the lists below are stored apart (shared/adapters/redis/store.py RUN_LISTS)
     waves: int  # dependency groups, each one chord
     batch_task: str  # the task that runs a batch (benchmarks swap in agentq.noop_batch)
     batch_priorities: list[list[int]]  # a Redis message priority per wave and batch

@@ -1,4 +1,5 @@
-"""A concurrency limit shared by every worker through Redis, granted highest priority first.
+"""A concurrency limit shared by every worker through Redis, granted highest priority first (the
+ModelLimit port, shared/ports.py).
 
 Waiters queue in a sorted set ordered by rank (higher first: a workflow task's priority, then
 the length of the chain still behind it), then arrival (the member begins with the time in

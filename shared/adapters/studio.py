@@ -1,4 +1,5 @@
-"""Async client for the AutoGen Studio 0.4.x REST API (httpx), with retries on transient failures."""
+"""Async client for the AutoGen Studio 0.4.x REST API (httpx), with retries on transient failures:
+the Studio port (shared/ports.py)."""
 
 from __future__ import annotations
 
@@ -10,23 +11,10 @@ from typing import Any
 
 import httpx
 
-from shared.core.exceptions import AgentqError, MalformedAnswer
+from shared.core.exceptions import MalformedAnswer
 from shared.metrics import Metrics, endpoint_template
+from shared.ports import StudioError
 from shared.retry import classify, retrying
-
-
-class StudioError(AgentqError):
-    """A Studio call that failed for good: `status` is None when the server could not be reached;
-    `retryable` says whether trying again later may succeed (429, 5xx, timeouts, connection errors)."""
-
-    def __init__(self, method: str, path: str, status: int | None, detail: str, retryable: bool = False) -> None:
-        where = f"{method} {path}"
-        super().__init__(
-            f"Studio answered {status} on {where}: {detail}" if status else f"Studio unreachable on {where}: {detail}"
-        )
-        self.status = status
-        self.retryable = retryable
-
 
 # What an answer must hold for the caller to use it, and what to call it when it does not: Studio
 # answers {status, message, data}, a proxy in front of it may answer anything with a 200
