@@ -1,6 +1,6 @@
 """The `producer` entry point. A no-change `producer sync DIR` is answered here, from the last
 sync's record and one Redis round trip (producer/nochange.py); everything else goes to the typer
-commands in producer/commands.py, imported only then."""
+commands in this package (producer/cli/app.py and a module per command), imported only then."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def main() -> None:
         code = try_fast_sync(sys.argv[1:], dict(os.environ))
         if code is not None:
             raise SystemExit(code)
-    from producer.commands import main as commands
+    from producer.cli.app import main as commands
 
     commands()
 

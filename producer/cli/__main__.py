@@ -1,0 +1,5 @@
+"""`python -m producer.cli`, as the `producer` command."""
+
+from producer.cli import main
+
+main()

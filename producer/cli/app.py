@@ -1,0 +1,244 @@
+"""The `producer` command group (typer): the app, what every command shares (console, exit codes,
+options, the Redis session, the watchdog), and one way to fail. Each command lives in a module of
+its own in this package and imports what it uses when it runs, so that `--help` and `--version` pay
+only for typer (producer/cli/__init__.py is the entry point)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+from producer import embedded
+from shared.core.exceptions import AgentqError, InvalidInput, ServiceUnavailable
+from shared.core.secrets import shown_url
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from shared.ports import Dispatcher, RunStore, Storage
+    from shared.settings import Settings
+
+app = typer.Typer(
+    help="Sync AutoGen component trees into AutoGen Studio through Celery workers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+@cache
+def console() -> Console:
+    from rich.console import Console
+
+    return Console()
+
+
+@cache
+def err() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"producer (agentq) {version('agentq')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit")
+    ] = False,
+) -> None:
+    """Sync AutoGen component trees into AutoGen Studio through Celery workers, and run workflows."""
+
+
+class Exit:
+    """Exit codes, one per kind of failure (README, "Exit codes")."""
+
+    OK = 0
+    PARTIAL = 1  # the run finished, but some components or tasks failed
+    CONFIG = 2  # bad input or usage: nothing was enqueued
+    UNAVAILABLE = 3  # Redis, Studio, a worker or another service could not be reached or started
+    TIMEOUT = 4  # the run did not finish within --timeout
+
+
+RedisUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--redis-url",
+        help="Redis URL for run state, and the broker unless BROKER_URL is set (env REDIS_URL); unset: embedded local Redis",
+    ),
+]
+StudioUrl = Annotated[str | None, typer.Option("--studio-url", help="AutoGen Studio base URL (env STUDIO_URL)")]
+StudioUser = Annotated[
+    str | None, typer.Option("--studio-user-id", help="Studio user id the rows belong to (env STUDIO_USER_ID)")
+]
+
+
+def _gallery_name(value: str | None) -> str | None:
+    if value and not value.strip():  # "" is the default: the folder's name
+        raise InvalidInput(f"--gallery {value!r}: a gallery entry's name cannot be blank")
+    return value
+
+
+Gallery = Annotated[
+    str | None,
+    typer.Option(
+        "--gallery", help="Gallery entry name for the tree (default: the folder's name)", callback=_gallery_name
+    ),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+
+
+def store_for(settings: Settings, url: str) -> Storage:
+    from shared.adapters.redis.store import Store
+
+    return Store.from_settings(settings, url)
+
+
+@contextmanager
+def redis_session(
+    settings: Settings, services: embedded.LocalServices, quiet: bool
+) -> Iterator[tuple[Storage, Settings]]:
+    """The configured Redis, or (no REDIS_URL) an embedded one whose data persists in the cache dir;
+    with the settings that name it."""
+    from shared.settings import check_store, with_overrides
+
+    check_store(settings)  # no embedded Redis for a cluster's broker
+    url = settings.redis_url
+    if url is None:
+        data_dir = settings.cache_dir / "redis"
+        url, proc = embedded.start_redis(data_dir, persist=True)
+        services.add_process(proc)
+        settings = with_overrides(settings, redis_url=url)
+        if not quiet:
+            err().print(
+                f"No REDIS_URL set: started an embedded Redis at {url} (data in {data_dir}); it stops when this command ends."
+            )
+    store = store_for(settings, url)
+    try:
+        store.ping()
+    except store.errors as exc:
+        raise ServiceUnavailable(f"Redis at {shown_url(url)} is unreachable: {exc}") from exc
+    yield store, settings
+
+
+def check_seconds(option: str, value: float | None, finite: bool = True) -> None:
+    """A number of seconds above 0 (`inf` too, where `finite` is false), or InvalidInput naming the option."""
+    if value is not None and (math.isnan(value) or value <= 0 or (finite and math.isinf(value))):
+        raise InvalidInput(f"{option} {value:g}: expected a number of seconds above 0")
+
+
+def check_dir(directory: Path) -> None:
+    if not directory.is_dir():
+        raise InvalidInput(f"{directory} is not a directory")
+
+
+def watchdog(
+    store: RunStore, run_id: str, settings: Settings, dispatcher: Callable[[], Dispatcher], queues: tuple[str, ...]
+) -> Any:
+    from producer.recovery import Watchdog
+
+    say = lambda line: err().print(f"[yellow]{escape(line)}[/yellow]", soft_wrap=True)  # noqa: E731
+    return Watchdog.for_run(store, run_id, dispatcher, settings, say, queues)
+
+
+def start_local_worker(settings: Settings, services: embedded.LocalServices) -> None:
+    assert settings.redis_url is not None
+    services.add_process(embedded.start_worker(settings.redis_url, log_path=settings.cache_dir / "worker.log"))
+    err().print(f"Started a local worker (log: {escape(str(settings.cache_dir / 'worker.log'))}).")
+
+
+def dispatcher_for(settings: Settings) -> Dispatcher:
+    from shared.adapters.celery import CeleryDispatcher  # imported only when there is work to enqueue
+
+    return CeleryDispatcher.from_settings(settings)
+
+
+def stored_report_of(redis_url: str | None, build: Any, run_id: str, what: str) -> dict[str, Any]:
+    from shared.settings import load_settings
+
+    settings = load_settings(redis_url=redis_url)
+    with embedded.LocalServices() as services, redis_session(settings, services, quiet=True) as (store, settings):
+        report = build(store, run_id)
+    if report is None:
+        raise InvalidInput(f"no {what} {run_id} (unknown or expired)")
+    return report
+
+
+def _said(exc: AgentqError) -> list[str]:
+    """The lines that say a failure: one per error of a workflow that does not validate."""
+    errors = getattr(exc, "errors", None)
+    return [str(e) for e in errors] if isinstance(errors, list) and errors else [str(exc)]
+
+
+def _fail(lines: list[str], code: int) -> NoReturn:
+    """Say a failure on stderr, and with --json also as JSON on stdout (stdout is never left empty
+    for a program that reads it), then exit with the failure's code."""
+    for line in lines:
+        err().print(f"[red]error:[/red] {escape(line)}", soft_wrap=True)
+    args = sys.argv[1:]
+    if "--json" in (args[: args.index("--")] if "--" in args else args):
+        typer.echo(json.dumps({"error": "\n".join(lines), "errors": lines, "exit_code": code}))
+    raise SystemExit(code)
+
+
+def _usage_error() -> type[Exception]:
+    """click's ClickException, the root of typer.BadParameter (typer 0.2x ships click inside itself)."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def main() -> None:
+    """The `producer` command: failures we can name end in one line and their exit code, never a traceback."""
+    usage_error = _usage_error()
+    try:
+        code = app(standalone_mode=False)  # so that a usage error also reaches --json's reader
+    except usage_error as exc:  # a missing argument, an unknown option, a value of the wrong type
+        if "--json" in sys.argv[1:]:
+            _fail([exc.format_message()], exc.exit_code)  # type: ignore[attr-defined]
+        exc.show()  # type: ignore[attr-defined]
+        raise SystemExit(exc.exit_code) from None  # type: ignore[attr-defined]
+    except typer.Abort:
+        err().print("Aborted!")
+        raise SystemExit(1) from None
+    except ServiceUnavailable as exc:
+        _fail(_said(exc), Exit.UNAVAILABLE)
+    except InvalidInput as exc:
+        _fail(_said(exc), Exit.CONFIG)
+    except AgentqError as exc:
+        _fail(_said(exc), Exit.PARTIAL)
+    except TimeoutError as exc:
+        _fail([str(exc)], Exit.TIMEOUT)
+    except Exception as exc:
+        redis = sys.modules.get("redis")  # not imported: the error cannot be Redis's
+        if redis is None or not isinstance(exc, redis.RedisError):
+            raise
+        url = shown_url(os.environ.get("REDIS_URL") or "the embedded Redis")
+        _fail([f"Redis at {url} is unreachable: {exc}"], Exit.UNAVAILABLE)
+    raise SystemExit(code or 0)
+
+
+# the commands register themselves on `app` when imported, in the order `--help` lists them
+# isort: off
+from producer.cli import sync, watch, pull, runs, bench, team, monitor  # noqa: E402, F401
+# isort: on

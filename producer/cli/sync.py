@@ -1,0 +1,240 @@
+"""`producer plan` and `producer sync`: what a sync would do, and doing it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+from producer import embedded
+from shared.core import json_text
+from shared.core.exceptions import InvalidInput
+
+if TYPE_CHECKING:
+    from producer.sync_run import Prepared
+    from shared.ports import RunStore
+    from shared.settings import Settings
+
+from producer.cli.app import (
+    AsJson,
+    Gallery,
+    RedisUrl,
+    StudioUrl,
+    StudioUser,
+    app,
+    check_dir,
+    check_seconds,
+    console,
+    dispatcher_for,
+    err,
+    escape,
+    redis_session,
+    start_local_worker,
+    watchdog,
+)
+
+
+def _plan_json(prepared: Prepared) -> dict[str, Any]:
+    plan, tree = prepared.plan, prepared.tree
+    by_change: dict[str, list[str]] = {}
+    for label, change in sorted(plan.changes.items()):
+        by_change.setdefault(change, []).append(label)
+    return {
+        "tree": plan.tree_name,
+        "gallery": plan.gallery_name,
+        "changes": {k: by_change.get(k, []) for k in ("new", "changed", "unchanged", "drifted", "invalid", "skipped")},
+        "drifted": {label: d.reason for label, d in sorted(prepared.studio.drift.items())},
+        "prune": [{"label": w.label, "row_id": w.row_id, "path": w.path} for w in prepared.studio.prune],
+        "prune_gallery": prepared.studio.prune_gallery,
+        "studio_error": prepared.studio.error,
+        "waves": [[lbl for batch in wave for lbl in batch] for wave in plan.waves],
+        "gallery_write": plan.gallery_needed,
+        "errors": [e.model_dump() for e in tree.errors],
+        "skipped": {lbl: reason for lbl, reason in tree.skipped.items()},
+        "ignored_files": prepared.scan.skipped,
+        "files": len(prepared.scan.documents),
+        "files_parsed": prepared.scan.parsed,
+    }
+
+
+def _print_plan(data: dict[str, Any]) -> None:
+    from producer.report import clipped
+
+    changes = data["changes"]
+    console().print(
+        f"[bold]{escape(data['tree'])}[/bold]: {data['files']} files ({data['files_parsed']} read, the rest unchanged on disk)"
+    )
+    console().print("  " + ", ".join(f"{k}: {len(v)}" for k, v in changes.items()))
+    for i, wave in enumerate(data["waves"]):
+        console().print(
+            f"  wave {i + 1}: {len(wave)} component(s): {', '.join(map(clipped, wave[:8]))}{' ...' if len(wave) > 8 else ''}",
+            soft_wrap=True,
+        )
+    console().print(
+        f"  gallery entry {escape(repr(data['gallery']))}: {'write' if data['gallery_write'] else 'unchanged'}"
+    )
+    for e in data["errors"]:
+        where = f"{e['path']}: {e['field'] + ': ' if e['field'] else ''}"
+        console().print(f"  [red]error[/red] {escape(where + e['message'])}", soft_wrap=True)
+    for label, reason in data["skipped"].items():
+        console().print(f"  [yellow]skipped[/yellow] {escape(label)}: {escape(reason)}", soft_wrap=True)
+    for path, reason in data["ignored_files"].items():
+        console().print(f"  [dim]ignored {escape(path)}: {escape(reason)}[/dim]", soft_wrap=True)
+    for label, reason in data["drifted"].items():
+        console().print(
+            f"  [yellow]drifted[/yellow] {escape(label)}: {escape(reason)}; a sync leaves it alone (--force overwrites)",
+            soft_wrap=True,
+        )
+    for row in data["prune"]:
+        console().print(
+            f"  [magenta]prune[/magenta] {escape(row['label'])}: team row {row['row_id']} "
+            f"({escape(row['path'])} is gone); `sync --prune` deletes it",
+            soft_wrap=True,
+        )
+    if data["prune_gallery"] is not None:
+        console().print(
+            f"  [magenta]prune[/magenta] gallery entry {escape(str(data['prune_gallery']))}: nothing left to put in it"
+        )
+    if data["studio_error"]:
+        console().print(f"  [yellow]warning[/yellow] {escape(data['studio_error'])}", soft_wrap=True)
+
+
+def _show_plan(prepared: Prepared, as_json: bool) -> NoReturn:
+    data = _plan_json(prepared)
+    if as_json:
+        typer.echo(json_text.dumps(data, indent=True))
+    else:
+        _print_plan(data)
+    raise typer.Exit(1 if data["errors"] else 0)
+
+
+@app.command()
+def plan(
+    directory: Annotated[Path, typer.Argument(help="Config tree to plan")],
+    redis_url: RedisUrl = None,
+    studio_url: StudioUrl = None,
+    studio_user_id: StudioUser = None,
+    gallery: Gallery = None,
+    as_json: AsJson = False,
+) -> None:
+    """Show what a sync would do: new, changed, unchanged and invalid components, and the waves."""
+    from producer.sync_run import prepare
+    from shared.settings import load_settings
+
+    check_dir(directory)
+    settings = load_settings(redis_url=redis_url, studio_url=studio_url, studio_user_id=studio_user_id)
+    with embedded.LocalServices() as services, redis_session(settings, services, quiet=as_json) as (store, settings):
+        prepared = prepare(directory, settings, store, gallery)
+    _show_plan(prepared, as_json)
+
+
+@app.command()
+def sync(
+    directory: Annotated[Path, typer.Argument(help="Config tree to sync")],
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Enqueue, print the run id and return")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only; enqueue nothing")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Ignore the result cache and overwrite rows edited in Studio since the last sync (drifted)"
+        ),
+    ] = False,
+    prune: Annotated[
+        bool,
+        typer.Option("--prune", help="Delete the team rows this tree created whose components are gone from it"),
+    ] = False,
+    local_studio: Annotated[
+        bool,
+        typer.Option("--local-studio", help="Start a local AutoGen Studio for this sync (data kept in the cache dir)"),
+    ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds to wait for the run at most (default: as long as it moves; it fails when no node ends for STALL_SECONDS)"
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every component in the summary")] = False,
+    redis_url: RedisUrl = None,
+    studio_url: StudioUrl = None,
+    studio_user_id: StudioUser = None,
+    gallery: Gallery = None,
+    as_json: AsJson = False,
+) -> None:
+    """Validate the tree, register every component with AutoGen Studio through the workers, report."""
+    from producer.progress import follow_run
+    from producer.report import render_report, run_report, succeeded
+    from producer.sync_run import prepare, remember_if_clean, submit, wait
+    from shared.adapters.redis.keys import STUDIO_QUEUE
+    from shared.settings import check_store, load_settings, with_overrides
+
+    check_dir(directory)
+    check_seconds("--timeout", timeout, finite=False)
+    settings = load_settings(redis_url=redis_url, studio_url=studio_url, studio_user_id=studio_user_id)
+    check_store(settings)  # before a local Studio is started for nothing
+    embedded_default = settings.redis_url is None
+    if embedded_default and no_wait:
+        raise InvalidInput("--no-wait needs REDIS_URL: the embedded Redis and worker stop when this command ends")
+    with embedded.LocalServices() as services:
+        if local_studio:
+            url, proc = embedded.start_studio(
+                settings.cache_dir / "studio", port=settings.local_studio_port, binary=settings.autogenstudio_bin
+            )
+            services.add_process(proc)
+            settings = with_overrides(settings, studio_url=url)
+            err().print(
+                f"Started a local AutoGen Studio at {url} (data in {settings.cache_dir / 'studio'}); it stops when this command ends."
+            )
+        with redis_session(settings, services, quiet=False) as (store, settings):
+            prepared = prepare(directory, settings, store, gallery, force=force)
+            if dry_run:
+                _show_plan(prepared, as_json)
+            _apply_prune(prepared, settings, store, prune)
+            if embedded_default and prepared.plan.has_work:
+                start_local_worker(settings, services)
+            dispatcher = dispatcher_for(settings) if prepared.plan.has_work else None
+            run_id = submit(prepared, settings, store, dispatcher)
+            if no_wait:
+                typer.echo(json.dumps({"run_id": run_id}) if as_json else run_id)
+                return
+            watch = watchdog(store, run_id, settings, lambda: dispatcher or dispatcher_for(settings), (STUDIO_QUEUE,))
+            if as_json:
+                wait(store, run_id, timeout=timeout, watch=watch)
+            else:
+                follow_run(store, run_id, err(), timeout, watch)
+            report = run_report(store, run_id)
+            assert report is not None
+            if not (
+                embedded_default
+                or force
+                or prune
+                or local_studio
+                or gallery
+                or redis_url
+                or studio_url
+                or studio_user_id
+            ):
+                remember_if_clean(prepared, settings, store, run_id, report)
+    if as_json:
+        typer.echo(json_text.dumps(report, indent=True))
+    else:
+        render_report(console(), report, verbose)
+    raise typer.Exit(0 if succeeded(report) else 1)
+
+
+def _apply_prune(prepared: Prepared, settings: Settings, store: RunStore, prune: bool) -> None:
+    """With --prune, delete what the plan says and put the outcomes in the run; else say (on
+    stderr, also with --json) what a prune would delete."""
+    from producer.studio_state import delete_rows
+
+    view = prepared.studio
+    if view.error:
+        err().print(f"[yellow]warning:[/yellow] {escape(view.error)}", soft_wrap=True)
+    if not (view.prune or view.prune_gallery is not None):
+        return
+    if prune:
+        prepared.plan.states.update(delete_rows(settings, store, prepared.namespace, view, prepared.plan.gallery_name))
+    else:
+        labels = ", ".join(w.label for w in view.prune) or "the gallery entry"
+        err().print(f"{escape(labels)}: gone from the tree but still in Studio; `--prune` deletes them")

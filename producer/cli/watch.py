@@ -1,0 +1,93 @@
+"""`producer watch`: a sync, then one per settled batch of changes."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from producer import embedded
+
+if TYPE_CHECKING:
+    pass
+
+from producer.cli.app import (
+    AsJson,
+    Gallery,
+    RedisUrl,
+    StudioUrl,
+    StudioUser,
+    app,
+    check_dir,
+    console,
+    dispatcher_for,
+    err,
+    escape,
+    redis_session,
+    start_local_worker,
+)
+
+
+@app.command()
+def watch(
+    directory: Annotated[Path, typer.Argument(help="Config tree to watch")],
+    debounce: Annotated[
+        int, typer.Option("--debounce", min=10, help="Milliseconds with no further change before a sync starts")
+    ] = 100,
+    local_studio: Annotated[
+        bool,
+        typer.Option("--local-studio", help="Start a local AutoGen Studio for the watch (data kept in the cache dir)"),
+    ] = False,
+    redis_url: RedisUrl = None,
+    studio_url: StudioUrl = None,
+    studio_user_id: StudioUser = None,
+    gallery: Gallery = None,
+    as_json: AsJson = False,
+) -> None:
+    """Sync the tree now and again each time its files settle after an edit; one line per sync.
+    Ctrl-C stops it (exit 0) with the services it started."""
+    import threading
+
+    from producer.watch import SyncLine, Watcher
+    from shared.settings import check_store, load_settings, with_overrides
+
+    check_dir(directory)
+    settings = load_settings(redis_url=redis_url, studio_url=studio_url, studio_user_id=studio_user_id)
+    check_store(settings)  # before a local Studio is started for nothing
+    embedded_default = settings.redis_url is None
+
+    def say(line: SyncLine) -> None:
+        if as_json:
+            typer.echo(json.dumps(line.as_json()))
+            return
+        console().print(escape(line.text()), soft_wrap=True, highlight=False)
+        for problem in line.problems:
+            console().print(f"  {escape(problem)}", soft_wrap=True, highlight=False)
+
+    def warn(text: str) -> None:
+        err().print(f"[yellow]{escape(text)}[/yellow]", soft_wrap=True)
+
+    stop = threading.Event()
+    try:
+        with embedded.LocalServices() as services:
+            if local_studio:
+                url, proc = embedded.start_studio(
+                    settings.cache_dir / "studio", port=settings.local_studio_port, binary=settings.autogenstudio_bin
+                )
+                services.add_process(proc)
+                settings = with_overrides(settings, studio_url=url)
+                err().print(f"Started a local AutoGen Studio at {escape(url)}; it stops when the watch ends.")
+            with redis_session(settings, services, quiet=as_json) as (store, settings):
+                if embedded_default:  # its own Redis: nobody else's worker listens there
+                    start_local_worker(settings, services)
+                dispatcher = cache(lambda: dispatcher_for(settings))
+                watcher = Watcher(directory, settings, store, dispatcher, say, gallery, debounce, warn)
+                err().print(f"Watching {escape(str(directory))} (Ctrl-C stops).")
+                watcher.run(stop)
+    except KeyboardInterrupt:
+        stop.set()
+    err().print("Watch stopped.")
+    raise typer.Exit(0)
