@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from shared.core.bench_stats import (
+from producer.bench.stats import (
     bucket_quantile,
     combined,
     compare,

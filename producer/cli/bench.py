@@ -65,7 +65,7 @@ def bench_workflow(
 ) -> None:
     """Workflow runs on the workers, per team size, execution mode and task complexity: wall time, CPU,
     memory, network bytes, model requests."""
-    from producer.bench import endpoint_model, run_workflow_bench
+    from producer.bench.run import endpoint_model, run_workflow_bench
     from shared.core.team_plan import COMPLEXITIES
     from shared.settings import load_settings
 
@@ -111,7 +111,7 @@ def bench_studio(
 
     Registration runs under throwaway Studio users (so the cold sync is cold), whose rows are
     deleted at the end. With no STUDIO_URL, a local AutoGen Studio is started for the run."""
-    from producer.bench_studio import run_studio_bench
+    from producer.bench.studio import run_studio_bench
     from shared.settings import load_settings
 
     check_dir(directory)
@@ -127,8 +127,8 @@ def bench_studio(
 def _show_result(result: dict[str, Any], folder: Path, as_json: bool) -> None:
     from rich.table import Table
 
-    from producer.bench import table_rows
-    from shared.core.bench_stats import figure, recommendations
+    from producer.bench.run import table_rows
+    from producer.bench.stats import figure, recommendations
 
     if as_json:
         typer.echo(json.dumps({"out": str(folder), **result}))
@@ -156,7 +156,7 @@ def bench_compare(
     as_json: AsJson = False,
 ) -> None:
     """Each measure's change in percent, with a 95% bootstrap interval; * marks a change beyond the noise."""
-    from producer.bench import compare_results, load, regressions_over
+    from producer.bench.run import compare_results, load, regressions_over
 
     changes = compare_results(load(a), load(b))
     worse = regressions_over(changes, fail_on_regression) if fail_on_regression is not None else []
@@ -180,7 +180,7 @@ def bench_report(
     as_json: AsJson = False,
 ) -> None:
     """A self-contained HTML report with charts, and a Markdown summary."""
-    from producer.bench import load, report
+    from producer.bench.run import load, report
 
     loaded = [(path.name if path.is_dir() else path.parent.name, load(path)) for path in results]
     html, md = report(loaded, out or (results[0] if results[0].is_dir() else results[0].parent))

@@ -23,9 +23,9 @@ from typing import Any
 
 import httpx
 
-from producer.bench import Sampler, loopback_bytes, machine, save, versions
+from producer.bench.run import Sampler, loopback_bytes, machine, save, versions
+from producer.bench.stats import combined, latency_summary, merge_latency, request_latency
 from shared.adapters.studio import StudioClient
-from shared.core.bench_stats import combined, latency_summary, merge_latency, request_latency
 from shared.core.exceptions import TaskFailed
 from shared.metrics import LATENCY_BUCKETS
 from shared.settings import Settings, scan_limits, with_overrides

@@ -2,7 +2,7 @@
 
 A result set is a folder holding `result.json`: the parameters, the versions, the machine, one
 list of values per measure (one per iteration), the samples behind the distributions, resource
-use over time, and the facts the recommendations are computed from (shared/core/bench_stats.py).
+use over time, and the facts the recommendations are computed from (producer/bench/stats.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 import psutil
 
-from shared.core.bench_stats import (
+from producer.bench.stats import (
     Change,
     combined,
     compare,
