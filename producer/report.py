@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from shared.adapters.redis.keys import REQUESTS, RETRIES
-from shared.core.run_model import UNSUCCESSFUL, NodeState, RunKind, RunState, Status
+from shared.core.run_model import UNSUCCESSFUL, NodeState, RunKind, RunMeta, RunState, Status
 
 if TYPE_CHECKING:
     from shared.ports import RunStore
@@ -30,6 +30,11 @@ def outcome_of(state: NodeState) -> str:
     return Status.PENDING
 
 
+def state_of(meta: RunMeta) -> str | None:
+    """A run's state as reports say it: a cancelled run is finished, and said to be cancelled."""
+    return RunState.CANCELLED if meta.get("cancelled") else meta.get("state")
+
+
 def run_report(store: RunStore, run_id: str) -> dict[str, Any] | None:
     meta = store.meta(run_id)
     if meta is None:
@@ -42,7 +47,7 @@ def run_report(store: RunStore, run_id: str) -> dict[str, Any] | None:
     finished = meta.get("finished")
     return {
         "run_id": run_id,
-        "state": meta.get("state"),
+        "state": state_of(meta),
         "tree": meta.get("tree"),
         "studio_url": meta.get("studio_url"),
         "gallery": meta.get("gallery_name"),
@@ -151,7 +156,7 @@ def workflow_report(store: RunStore, run_id: str) -> dict[str, Any] | None:
     return {
         "run_id": run_id,
         "workflow": meta.get("workflow"),
-        "state": meta.get("state"),
+        "state": state_of(meta),
         "mode": meta.get("mode"),
         "seconds": round(finished - meta["created"], 3) if finished else None,
         "counts": counts,

@@ -96,6 +96,10 @@ class RunStore(Protocol):
 
     def recent_runs(self, limit: int = 200) -> list[dict[str, Any]]: ...
 
+    def last_run_id(self) -> str | None: ...
+
+    def cancel_run(self, run_id: str) -> tuple[RunMeta | None, bool]: ...
+
     # ---- the workers: heartbeats and the messages each is running
     def heartbeats(self) -> dict[str, float]: ...
 
@@ -163,8 +167,6 @@ class Storage(RunStore, ResultCache, Protocol):
 class ModelLimit(Protocol):
     """A model's cluster-wide concurrency limit, granted highest rank first."""
 
-    limit: int
-
     def slot(self, rank: int = 0, on_queued: Callable[[], None] | None = None) -> AbstractAsyncContextManager[None]:
         """Hold one slot; `on_queued` is called once this waiter is in line (before any wait)."""
         ...
@@ -212,6 +214,10 @@ class Dispatcher(Protocol):
         ...
 
     def queue_lengths(self, queues: Sequence[str]) -> dict[str, int]: ...
+
+    def revoke_run(self, run_id: str) -> int:
+        """Revoke the run's messages still queued; how many."""
+        ...
 
 
 class StudioError(AgentqError):

@@ -23,7 +23,7 @@ from autogen_core import CancellationToken, ComponentLoader
 from pydantic import ValidationError
 
 from shared.core.endpoints import PROVIDER_PACKAGES, components, provider_path
-from shared.core.exceptions import TaskFailed
+from shared.core.exceptions import RunCancelled, TaskFailed
 from workers.model_client import LOADING, TaskModels
 
 
@@ -123,5 +123,7 @@ async def run(component: ChatAgent | Team, prompt: str, timeout: float) -> Outco
         head, cut, _ = str(exc).partition("\nTraceback:\n")
         if not cut:
             raise
+        if head.startswith(RunCancelled.__name__):  # a participant found the run cancelled
+            raise RunCancelled() from exc
         raise AgentError(re.sub(r"^(ModelError|AgentError): ", "", head)) from exc
     return Outcome(output_of(result), transcript_of(result), result.stop_reason)

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from shared.adapters.redis.conn import is_outage
-from shared.core.exceptions import AgentqError
+from shared.core.exceptions import AgentqError, RunCancelled
 from shared.core.refs import MissingVariable, redact
 from shared.core.run_model import SUCCEEDED, TERMINAL, UNSUCCESSFUL, NodeState, Status
 
@@ -71,6 +71,8 @@ async def end_node(
         t0 = time.monotonic()
         try:
             result = await work()
+        except RunCancelled:
+            result = NodeState(status=Status.SKIPPED, reason="the run was cancelled")
         except Exception as exc:
             if is_outage(exc):
                 # Redis out of reach past REDIS_OUTAGE_SECONDS is no outcome of this node: its message

@@ -35,7 +35,7 @@ from autogen_core.tools import Tool, ToolSchema
 from pydantic import BaseModel, SecretStr
 
 from shared.core.endpoints import is_model, limit_key, max_concurrency, provider_path
-from shared.core.exceptions import MalformedAnswer, TaskFailed
+from shared.core.exceptions import MalformedAnswer, RunCancelled, TaskFailed
 from shared.core.hashing import canonical_json, sha256_hex
 from shared.metrics import Metrics
 from shared.ports import ModelLimit
@@ -191,6 +191,12 @@ class TaskModels:
     task_id: str = ""
     specs: list[Mapping[str, Any]] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
+    cancelled: Callable[[], Awaitable[bool]] | None = None  # `producer cancel` ended the task's run
+
+    async def holding_slot(self) -> None:
+        """Called with a model slot in hand, before the request: a cancelled run sends no more."""
+        if self.cancelled is not None and await self.cancelled():
+            raise RunCancelled()
 
     async def in_line(self, semaphore: ModelLimit) -> Any:
         """A slot of `semaphore` for this task, asked for once the higher-ranked tasks of its
@@ -228,6 +234,7 @@ class TaskModels:
 
     async def call(self, model: str, semaphore: ModelLimit, request: Callable[[], Awaitable[T]]) -> T:
         async with await self.in_line(semaphore):
+            await self.holding_slot()
             result = await self.retried(model, request)
         self.usage.calls += 1
         return result
@@ -392,6 +399,7 @@ class GatedChatCompletionClient(ChatCompletionClient, Component[GatedClientConfi
 
         prefix = self._task.failure_prefix(self._config.slot)
         async with await self._task.in_line(self._semaphore):
+            await self._task.holding_slot()
             started = time.perf_counter()
             try:
                 stream, first = await self._task.retried(self._model, start, observe_success=False)

@@ -14,7 +14,8 @@ import asyncio
 import atexit
 import os
 import threading
-from collections.abc import Coroutine
+import time
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from workers.model_client import ModelClients
 
 T = TypeVar("T")
+CANCEL_CHECK_EVERY = 0.5  # seconds
 ADMITTED = 8  # a few: enough to keep a model's line fed, few enough that answers are read between them
 
 
@@ -56,6 +58,8 @@ class _Resources:
     # workflow tasks of this process between their start and their place in a model's line
     # (workers/model_client.py StartOrder)
     admission: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(ADMITTED))
+    # run id -> (when asked, whether `producer cancel` ended it): asked at most every CANCEL_CHECK_EVERY
+    cancelled: dict[str, tuple[float, bool]] = field(default_factory=dict)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
@@ -144,6 +148,23 @@ class WorkerTask(Task):
 
     def admission(self) -> asyncio.Semaphore:
         return self._resources().admission
+
+    def cancel_check(self, run_id: str) -> Callable[[], Awaitable[bool]]:
+        """Whether the run was cancelled, asked of Redis at most every CANCEL_CHECK_EVERY seconds per
+        process (thousands of tasks starting cost no round trip each). Call on the loop."""
+        res = self._resources()
+
+        async def cancelled() -> bool:
+            asked, answer = res.cancelled.get(run_id, (0.0, False))
+            if not answer and time.monotonic() - asked > CANCEL_CHECK_EVERY:
+                res.cancelled[run_id] = (time.monotonic(), answer)  # the others meanwhile take this answer
+                answer = await self.run_state().cancelled(run_id)
+                res.cancelled[run_id] = (time.monotonic(), answer)
+                if len(res.cancelled) > 1000:  # old runs' answers go
+                    res.cancelled = dict(list(res.cancelled.items())[-100:])
+            return answer
+
+        return cancelled
 
     def limit(self, key: str, limit: int) -> PrioritySemaphore:
         """The process's handle on a cluster-wide limit: one per key, so the waiters of every task

@@ -140,7 +140,7 @@ def _priorities(meta: RunMeta, wave: int) -> list[int] | None:
 def start_run(self: WorkerTask, run_id: str) -> None:
     store = self.store
     meta = store.meta(run_id)
-    if meta is None or not store.claim(run_id, "start"):
+    if meta is None or meta.get("cancelled") or not store.claim(run_id, "start"):
         return
     if meta.get("kind") == RunKind.WORKFLOW:
         # the tasks that wait for nothing, critical first (the producer ranked them)
@@ -167,7 +167,7 @@ def start_run(self: WorkerTask, run_id: str) -> None:
 def wave_done(self: WorkerTask, _results: Any, run_id: str, wave: int) -> None:
     store = self.store
     meta = store.meta(run_id)
-    if meta is None or not store.claim(run_id, f"wave-done:{wave}"):
+    if meta is None or meta.get("cancelled") or not store.claim(run_id, f"wave-done:{wave}"):
         return
     if wave + 1 < meta["waves"]:
         dispatcher.start_wave(
@@ -192,7 +192,7 @@ def finalize(self: WorkerTask, run_id: str) -> None:
 
     store = self.store
     meta = store.meta(run_id)
-    if meta is None:
+    if meta is None or meta.get("cancelled"):  # a cancelled sync writes no gallery entry
         return
     try:
         error = _with_context(self, run_id, work) if meta.get("gallery_needed") else None
@@ -225,7 +225,7 @@ def run_workflow_tasks(self: WorkerTask, run_id: str, task_ids: list[str]) -> in
     """Workflow tasks released together: each runs on AutoGen and releases its dependents when it ends."""
     store = self.store
     meta = store.meta(run_id)
-    if meta is None:
+    if meta is None or meta.get("cancelled"):  # nothing of a cancelled run starts
         return 0
 
     def finish() -> None:
@@ -249,6 +249,7 @@ def run_workflow_tasks(self: WorkerTask, run_id: str, task_ids: list[str]) -> in
             lambda items: self.releases().publish(run_id, items),
             finish,
             self.admission(),
+            cancelled=self.cancel_check(run_id),
         )
         try:
             await run_tasks(ctx, task_ids)

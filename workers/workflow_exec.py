@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from shared.adapters.redis.store import AsyncRunState
+from shared.core.exceptions import RunCancelled
 from shared.core.prompts import task_key, task_prompt
 from shared.core.refs import redact, secret_values, substitute_variables
 from shared.core.run_model import TERMINAL, NodeState, RunMeta, Status
@@ -35,6 +36,7 @@ class WorkflowContext:
     finish: Callable[[], None]  # the run's last task has ended
     admission: asyncio.Semaphore | None = None  # the process's (workers/model_client.py StartOrder)
     metrics: Metrics = field(default_factory=Metrics)
+    cancelled: Callable[[], Awaitable[bool]] | None = None  # `producer cancel` ended the run
 
 
 async def run_tasks(ctx: WorkflowContext, task_ids: list[str]) -> None:
@@ -142,6 +144,8 @@ async def _run(
     """Run a task whose result is not cached on AutoGen: its state fields; its output, transcript
     and cache entry go into `produced`. Raises what ends the task (workers/batch.py names it)."""
     await order.admit(tid)  # the CPU from here to the model's line, a few tasks of the process at a time
+    if ctx.cancelled is not None and await ctx.cancelled():
+        raise RunCancelled()  # nothing new of a cancelled run starts
     task = record["task"]
     secrets = secret_values(record["agent"], ctx.env)
     models = TaskModels(
@@ -155,6 +159,7 @@ async def _run(
         lambda cause: ctx.state.count_retry(ctx.run_id, cause),
         order,
         tid,
+        cancelled=ctx.cancelled,
     )
     resolved = substitute_variables(record["agent"], ctx.env)
     component = agent_runtime.load(record["agent"], resolved, models)

@@ -80,6 +80,7 @@ class Exit:
     CONFIG = 2  # bad input or usage: nothing was enqueued
     UNAVAILABLE = 3  # Redis, Studio, a worker or another service could not be reached or started
     TIMEOUT = 4  # the run did not finish within --timeout
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells say it
 
 
 RedisUrl = Annotated[
@@ -175,14 +176,47 @@ def dispatcher_for(settings: Settings) -> Dispatcher:
     return CeleryDispatcher.from_settings(settings)
 
 
+LAST = "last"  # the run id that stands for the newest run
+
+
+class Interrupted(AgentqError):
+    """Ctrl-C while a command waited for its run: says which run, and what became of it."""
+
+    def __init__(self, run_id: str, goes_on: bool) -> None:
+        if goes_on:
+            what = (
+                f"run {run_id} goes on on the workers: follow it with `producer status {run_id}`, "
+                f"cancel it with `producer cancel {run_id}`"
+            )
+        else:
+            what = f"run {run_id} stops with the embedded Redis and worker; run the command again to pick up what is cached"
+        super().__init__(f"interrupted: {what}")
+
+
+@contextmanager
+def interruptible(run_id: str, embedded_default: bool) -> Iterator[None]:
+    """The wait for `run_id`: Ctrl-C ends it saying what became of the run (exit code 130)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(run_id, goes_on=not embedded_default) from None
+
+
 def stored_report_of(redis_url: str | None, build: Any, run_id: str, what: str) -> dict[str, Any]:
+    """The report `build(store, run_id)` makes of a stored run; `last` is the newest run."""
     from shared.settings import load_settings
 
+    if not run_id.strip():
+        raise InvalidInput("the run id is blank: give one that `producer runs` lists, or `last`")
     settings = load_settings(redis_url=redis_url)
     with embedded.LocalServices() as services, redis_session(settings, services, quiet=True) as (store, settings):
+        if run_id == LAST:
+            run_id = store.last_run_id() or ""
+            if not run_id:
+                raise InvalidInput("no runs yet: none is kept in this Redis (`producer runs` lists them)")
         report = build(store, run_id)
     if report is None:
-        raise InvalidInput(f"no {what} {run_id} (unknown or expired)")
+        raise InvalidInput(f"no {what} {run_id} (unknown or expired; `producer runs` lists the runs kept)")
     return report
 
 
@@ -221,6 +255,8 @@ def main() -> None:
     except typer.Abort:
         err().print("Aborted!")
         raise SystemExit(1) from None
+    except Interrupted as exc:
+        _fail([str(exc)], Exit.INTERRUPTED)
     except ServiceUnavailable as exc:
         _fail(_said(exc), Exit.UNAVAILABLE)
     except InvalidInput as exc:
@@ -240,5 +276,5 @@ def main() -> None:
 
 # the commands register themselves on `app` when imported, in the order `--help` lists them
 # isort: off
-from producer.cli import sync, watch, pull, runs, bench, team, monitor  # noqa: E402, F401
+from producer.cli import sync, watch, pull, runs, history, bench, team, monitor  # noqa: E402, F401
 # isort: on

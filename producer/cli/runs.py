@@ -25,6 +25,7 @@ from producer.cli.app import (
     console,
     dispatcher_for,
     err,
+    interruptible,
     redis_session,
     start_local_worker,
     stored_report_of,
@@ -34,7 +35,9 @@ from producer.cli.app import (
 
 @app.command()
 def status(
-    run_id: Annotated[str, typer.Argument(help="Run id printed by sync or run")],
+    run_id: Annotated[
+        str, typer.Argument(metavar="[RUN_ID]", help="Run id printed by sync or run, or `last` (the default)")
+    ] = "last",
     redis_url: RedisUrl = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every component")] = False,
     as_json: AsJson = False,
@@ -132,10 +135,11 @@ def run(
                 typer.echo(json.dumps({"run_id": run_id}) if as_json else run_id)
                 return
             watch = watchdog(store, run_id, settings, lambda: dispatcher_for(settings), (STUDIO_QUEUE, MODELS_QUEUE))
-            if as_json:
-                wait(store, run_id, timeout=timeout, watch=watch)
-            else:
-                follow_workflow(store, run_id, [t.id for t in prepared.workflow.tasks], err(), timeout, watch)
+            with interruptible(run_id, embedded_default):
+                if as_json:
+                    wait(store, run_id, timeout=timeout, watch=watch)
+                else:
+                    follow_workflow(store, run_id, [t.id for t in prepared.workflow.tasks], err(), timeout, watch)
             report = workflow_report(store, run_id)
     assert report is not None
     if as_json:
@@ -147,7 +151,9 @@ def run(
 
 @app.command()
 def result(
-    run_id: Annotated[str, typer.Argument(help="Run id printed by run (or sync)")],
+    run_id: Annotated[
+        str, typer.Argument(metavar="[RUN_ID]", help="Run id printed by run (or sync), or `last` (the default)")
+    ] = "last",
     as_json: AsJson = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="Every task's output as a Markdown document")] = False,
     redis_url: RedisUrl = None,

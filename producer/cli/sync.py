@@ -30,6 +30,7 @@ from producer.cli.app import (
     dispatcher_for,
     err,
     escape,
+    interruptible,
     redis_session,
     start_local_worker,
     watchdog,
@@ -199,10 +200,11 @@ def sync(
                 typer.echo(json.dumps({"run_id": run_id}) if as_json else run_id)
                 return
             watch = watchdog(store, run_id, settings, lambda: dispatcher or dispatcher_for(settings), (STUDIO_QUEUE,))
-            if as_json:
-                wait(store, run_id, timeout=timeout, watch=watch)
-            else:
-                follow_run(store, run_id, err(), timeout, watch)
+            with interruptible(run_id, embedded_default):
+                if as_json:
+                    wait(store, run_id, timeout=timeout, watch=watch)
+                else:
+                    follow_run(store, run_id, err(), timeout, watch)
             report = run_report(store, run_id)
             assert report is not None
             if not (

@@ -51,6 +51,7 @@ from kombu.utils.url import url_to_parts
 from shared.adapters.redis.broker_view import messages, queue_length
 from shared.adapters.redis.conn import KEEPALIVE, SOCKET_TIMEOUT, sync_client
 from shared.adapters.redis.keys import MODELS_QUEUE, STUDIO_QUEUE
+from shared.core.reconcile import carried_by
 from shared.settings import Settings
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -303,6 +304,16 @@ class CeleryDispatcher:
                     qos.restore_by_tag(tag, client=client)
                     restored += 1
         return restored
+
+    def revoke_run(self, run_id: str) -> int:
+        """Revoke the messages of `run_id` still queued or not yet acknowledged, as Celery does
+        (workers drop a revoked message when it comes); how many. On RabbitMQ, which cannot be looked
+        into, none: a worker starts nothing of a cancelled run all the same."""
+        found = self.in_flight([STUDIO_QUEUE, MODELS_QUEUE]) or []
+        ids = [task_id for name, task_id, args in found if task_id and carried_by(name, args, run_id)]
+        if ids:
+            self.app.control.revoke(ids)
+        return len(ids)
 
     def queue_lengths(self, queues: Sequence[str]) -> dict[str, int]:
         """Messages waiting in each queue: the Redis broker's lists (every priority), or RabbitMQ's

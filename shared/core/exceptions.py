@@ -22,3 +22,7 @@ class TaskFailed(AgentqError):
 class MalformedAnswer(Exception):
     """A 200 from Studio or a model endpoint whose body is not the answer asked for (an HTML page
     from a proxy, JSON cut short, no choices): a server-side fault, retried as a 5xx is (shared/retry.py)."""
+
+
+class RunCancelled(Exception):
+    """`producer cancel` ended the run before this node started (the node is skipped, not failed)."""

@@ -26,6 +26,7 @@ UNSUCCESSFUL = (Status.FAILED, Status.SKIPPED)
 class RunState(StrEnum):
     RUNNING = "running"
     FINISHED = "finished"
+    CANCELLED = "cancelled"  # a finished run that `producer cancel` ended: said in reports, stored as finished
 
 
 class RunKind(StrEnum):
@@ -44,6 +45,7 @@ class RunMeta(TypedDict, total=False):
     created: float
     finished: float
     error: str  # the run's own failure (the gallery entry not written)
+    cancelled: bool  # `producer cancel` ended it: nothing new starts
     tree: str  # the config tree's root
     gallery_needed: bool
     # syncs

@@ -164,10 +164,43 @@ class Store:
         return [json.loads(v) if v else None for v in values]
 
     def recent_runs(self, limit: int = 200) -> list[dict[str, Any]]:
-        """Runs' metadata, newest first (`producer monitor`)."""
-        metas_keys = list(self.r.scan_iter(keys.RUN_METAS, count=1000))[:limit]
-        metas = [json.loads(v) for v in self.r.mget(metas_keys) if v] if metas_keys else []
-        return sorted(metas, key=lambda m: m.get("created", 0), reverse=True)
+        """Runs' metadata with their counts, newest first (`producer runs`, `producer monitor`); runs
+        that expired are left out."""
+        run_ids = [str(r) for r in self.r.zrevrange(keys.RUNS, 0, limit - 1)]
+        if not run_ids:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for run_id in run_ids:
+            pipe.get(run_key(run_id, keys.META))
+            pipe.hgetall(run_key(run_id, keys.COUNTS))
+        replies = pipe.execute()
+        return [
+            {**json.loads(meta), "counts": {str(k): int(v) for k, v in counts.items()}}
+            for meta, counts in zip(replies[::2], replies[1::2], strict=True)
+            if meta
+        ]
+
+    def last_run_id(self) -> str | None:
+        """The newest run still kept, or None."""
+        for meta in self.recent_runs(5):
+            return str(meta["run_id"])
+        return None
+
+    def cancel_run(self, run_id: str) -> tuple[RunMeta | None, bool]:
+        """End a run that has not finished: marked cancelled and finished (its waiters wake), every
+        node that has not started skipped. Workers start nothing of it any more; what runs now
+        ends on its own. (its meta, whether this call cancelled it); (None, False): no such run."""
+        meta = self.meta(run_id)
+        if meta is None or meta.get("state") == RunState.FINISHED:
+            return meta, False
+        pending = {
+            label: NodeState(**{**st, "status": Status.SKIPPED, "reason": "the run was cancelled"})
+            for label, st in self.node_states(run_id).items()
+            if st.get("status", Status.PENDING) == Status.PENDING
+        }
+        self.set_states(run_id, pending, {label: Status.PENDING for label in pending})
+        ending = RunMeta(state=RunState.FINISHED, cancelled=True, finished=time.time(), error="cancelled")
+        return self.update_meta(run_id, ending), True
 
     def mark_root(self, digest: str, run_id: str, cache_keys: list[str]) -> bool:
         """Record a clean sync's root; every cache entry under it is kept at least as long as the
@@ -293,6 +326,10 @@ class Store:
             written.append(wave_key)
         for key in written:
             pipe.expire(key, self.run_ttl)
+        # the index of recent runs: the newest RUNS_KEPT, gone with the last run's TTL
+        pipe.zadd(keys.RUNS, {run_id: float(meta.get("created", time.time()))})
+        pipe.zremrangebyrank(keys.RUNS, 0, -keys.RUNS_KEPT - 1)
+        pipe.expire(keys.RUNS, self.run_ttl)
         pipe.execute()
 
     def run_list(self, run_id: str, name: str) -> list[Any]:
@@ -458,6 +495,11 @@ class AsyncRunState:
         self.r = client
         self.store = store
         self._end_task = client.register_script(END_TASK_LUA)
+
+    async def cancelled(self, run_id: str) -> bool:
+        """Whether `producer cancel` ended the run."""
+        raw = await self.r.get(run_key(run_id, keys.META))
+        return bool(raw and json.loads(raw).get("cancelled"))
 
     async def load(
         self, run_id: str, task_ids: list[str]

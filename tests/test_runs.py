@@ -1,0 +1,117 @@
+"""Runs a user can find, follow and stop: `producer runs`, `status`/`result` of `last` (the
+default), `producer cancel`, and Ctrl-C saying which run goes on and how to cancel it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from producer import embedded
+from tests.conftest import WORKER_ENV, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def lab(tmp_path: Path, standin):
+    from tests.test_workflow_run import write_tree
+
+    url, proc = embedded.start_redis(tmp_path / "redis")
+    base, state = standin
+    write_tree(tmp_path, base, max_concurrency=4)
+    worker = embedded.start_worker(url, concurrency=4, name="runs", env=WORKER_ENV, log_path=tmp_path / "w.log")
+    env = {**os.environ, **WORKER_ENV, "REDIS_URL": url, "AGENTQ_CACHE_DIR": str(tmp_path / "cache")}
+    yield env, state, tmp_path
+    embedded.stop(worker)
+    embedded.stop(proc)
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "producer.cli", *args], env=env, capture_output=True, text=True, timeout=180
+    )
+
+
+def start(env: dict[str, str], wf: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "producer.cli", "run", str(wf), "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def workflow(tmp: Path, n: int, name: str) -> Path:
+    from tests.test_workflow_run import write_workflow
+
+    return write_workflow(tmp, [{"id": f"t{i}", "description": f"{name} {i}"} for i in range(n)], name=name)
+
+
+def test_runs_lists_the_newest_first_and_status_and_result_default_to_the_last(lab) -> None:
+    env, _, tmp = lab
+    first = json.loads(cli(env, "run", str(workflow(tmp, 3, "first")), "--json").stdout)
+    second = json.loads(cli(env, "run", str(workflow(tmp, 4, "second")), "--json").stdout)
+    listed = cli(env, "runs", "--json")
+    assert listed.returncode == 0, listed.stderr
+    runs: list[dict[str, Any]] = json.loads(listed.stdout)["runs"]
+    assert [r["run_id"] for r in runs[:2]] == [second["run_id"], first["run_id"]]
+    assert runs[0]["kind"] == "workflow" and runs[0]["state"] == "finished"
+    assert runs[0]["ended"] == runs[0]["total"] == 4 and runs[0]["counts"]["done"] == 4
+    plain = cli(env, "runs")
+    assert plain.returncode == 0 and second["run_id"] in plain.stdout and "workflow" in plain.stdout
+    for args in (["status", "--json"], ["result", "last", "--json"]):
+        shown = cli(env, *args)
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["run_id"] == second["run_id"]
+
+
+def test_a_cancelled_run_starts_nothing_new_and_is_marked_cancelled(lab) -> None:
+    env, state, tmp = lab
+    state.control["delay"] = 0.3
+    producer = start(env, workflow(tmp, 200, "long"))
+    wait_for(lambda: len(state.requests) >= 12, 60, "the run to get going")
+    run_id = json.loads(cli(env, "runs", "--json").stdout)["runs"][0]["run_id"]
+    cancelled = cli(env, "cancel", run_id, "--json")
+    assert cancelled.returncode == 0, cancelled.stderr
+    outcome = json.loads(cancelled.stdout)
+    assert outcome["cancelled"] is True and outcome["run_id"] == run_id
+    at_cancel = len(state.requests) + state.in_flight
+    out, err = producer.communicate(timeout=60)  # the waiting command ends with the run
+    report = json.loads(out)
+    assert report["state"] == "cancelled" and producer.returncode == 1, err
+    wait_for(lambda: state.in_flight == 0, 30, "the tasks running at the cancel to end")
+    # tasks that already held a model slot end on their own; none starts after: 4 slots, and the
+    # cancel is seen within half a second by each worker process
+    assert len(state.requests) <= at_cancel + 8, (len(state.requests), at_cancel)
+    statuses = [t["status"] for t in json.loads(cli(env, "result", run_id, "--json").stdout)["tasks"].values()]
+    assert statuses.count("skipped") >= 150 and "pending" not in statuses and "running" not in statuses
+    again = cli(env, "cancel", run_id, "--json")
+    assert again.returncode == 0 and json.loads(again.stdout)["cancelled"] is False  # already over
+
+
+def test_ctrl_c_on_a_real_redis_says_the_run_goes_on_and_how_to_cancel_it(lab) -> None:
+    env, state, tmp = lab
+    state.control["delay"] = 0.3
+    producer = subprocess.Popen(
+        [sys.executable, "-m", "producer.cli", "run", str(workflow(tmp, 40, "interrupted"))],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(lambda: len(state.requests) >= 4, 60, "the run to get going")
+    producer.send_signal(signal.SIGINT)
+    _, err = producer.communicate(timeout=60)
+    run_id = json.loads(cli(env, "runs", "--json").stdout)["runs"][0]["run_id"]
+    assert producer.returncode == 130, err
+    assert "Traceback" not in err
+    assert f"run {run_id} goes on" in err and f"producer cancel {run_id}" in err, err
+    wait_for(lambda: json.loads(cli(env, "status", run_id, "--json").stdout)["state"] == "finished", 120, "the run to end")
