@@ -138,9 +138,17 @@ class Watchdog:
         if not self._told_no_worker and now - self._started > self.dead_after:
             self._say_what_is_missing()
         self._reconcile()
-        # kombu's unacked hash is the Redis broker's; RabbitMQ gives a lost consumer's messages back itself
-        restores = self.dispatcher().restores_unacked
-        lost = lost_messages(self.store, self.dead_after) if restores else {}
+        self._requeue_gone_workers(now)
+        if now - self._progress[1] > self.stuck_after:
+            self._progress = (done, now)
+            self._say_where_it_is_stuck()
+
+    def _requeue_gone_workers(self, now: float) -> None:
+        """The unacknowledged messages of workers silent for dead_after, put back on their queues
+        (kombu's unacked hash is the Redis broker's; RabbitMQ gives a lost consumer's messages back itself)."""
+        if not self.dispatcher().restores_unacked:
+            return
+        lost = lost_messages(self.store, self.dead_after)
         for worker, task_ids in lost.items():
             live = {t for other, ids in self.store.running_messages().items() if other != worker for t in ids}
             count = self.dispatcher().requeue(set(task_ids), time.time() - self.dead_after, live)
@@ -150,24 +158,22 @@ class Watchdog:
                 f"worker gone: {worker} silent for over {self.dead_after:g} s; requeued {count} message(s) "
                 f"({len(task_ids)} it was running)"
             )
-        if restores and not lost and self._last_death and now - self._last_death < 10 * self.dead_after:
+        if not lost and self._last_death and now - self._last_death < 10 * self.dead_after:
             # a dead worker may also have taken messages it never started, delivered too recently to
             # count as orphans when it was found: they become orphans dead_after later
             live = {t for ids in self.store.running_messages().values() for t in ids}
             count = self.dispatcher().requeue(set(), time.time() - self.dead_after, live)
             if count:
                 self.say(f"requeued {count} message(s) a gone worker had taken but not started")
-        if now - self._progress[1] > self.stuck_after:
-            self._progress = (done, now)
-            running = {
-                label: st.get("worker", "?")
-                for label, st in self.store.node_states(self.run_id).items()
-                if st.get("status") == Status.RUNNING
-            }
-            where = (
-                "; ".join(f"{label} on {worker}" for label, worker in sorted(running.items())[:10]) or "none running"
-            )
-            self.say(f"no progress for {self.stuck_after:g} s: {where}")
+
+    def _say_where_it_is_stuck(self) -> None:
+        running = {
+            label: st.get("worker", "?")
+            for label, st in self.store.node_states(self.run_id).items()
+            if st.get("status") == Status.RUNNING
+        }
+        where = "; ".join(f"{label} on {worker}" for label, worker in sorted(running.items())[:10]) or "none running"
+        self.say(f"no progress for {self.stuck_after:g} s: {where}")
 
     # ---- the run state against what the broker carries ------------------------------------------
     def dispatcher(self) -> Dispatcher:

@@ -109,46 +109,53 @@ def _node_lost(node: NodeView, released: bool, seen: Seen, item: str) -> Lost | 
     return Lost(item, "released, but in no queue and on no worker") if released else None
 
 
+def _uncarried_step(item: str, seen: Seen, reason: str) -> list[Lost]:
+    """A run step (start, finalize) that no message carries, where the broker can be looked into."""
+    if seen.carried is not None and item not in seen.carried:
+        return [Lost(item, reason, "step")]
+    return []
+
+
 def lost_workflow_work(view: WorkflowView, seen: Seen) -> list[Lost]:
     if view.finished:
         return []
     if view.left == 0:
         return [Lost(FINALIZE, "every task has ended but the run was not marked finished", "step")]
     if not view.started:
-        if seen.carried is not None and START not in seen.carried:
-            return [Lost(START, "the run's start message is in no queue", "step")]
-        return []
+        return _uncarried_step(START, seen, "the run's start message is in no queue")
     found = (
         _node_lost(node, view.open_inputs.get(tid, 0) <= 0, seen, task_item(tid)) for tid, node in view.nodes.items()
     )
     return [lost for lost in found if lost]
 
 
+def _lost_in_group(view: SyncView, seen: Seen, wave: int) -> list[Lost]:
+    """A released group's batches nobody carries, and its next step when every node ended without it."""
+    pending = NodeView(Status.PENDING)
+    lost: list[Lost] = []
+    for index, labels in enumerate(view.batches[wave]):
+        found = (_node_lost(view.nodes.get(lbl, pending), True, seen, batch_item(wave, index)) for lbl in labels)
+        first = next((f for f in found if f), None)  # one re-publication carries the whole batch
+        if first:
+            lost.append(first)
+    ended = all(view.nodes.get(lbl, pending).status in TERMINAL for labels in view.batches[wave] for lbl in labels)
+    done = wave_done_item(wave)
+    if ended and done not in view.claims and (seen.carried is None or done not in seen.carried):
+        # the chord's body never fired (a header message ran twice, or its result was lost)
+        lost.append(Lost(done, f"every node of group {wave + 1} has ended but the next step was not taken", "step"))
+    return lost
+
+
 def lost_sync_work(view: SyncView, seen: Seen) -> list[Lost]:
     if view.finished:
         return []
     if START not in view.claims:
-        if seen.carried is not None and START not in seen.carried:
-            return [Lost(START, "the run's start message is in no queue", "step")]
-        return []
-    lost: list[Lost] = []
-    pending = NodeView(Status.PENDING)
-    for wave, batches in enumerate(view.batches):
-        if wave > 0 and wave_done_item(wave - 1) not in view.claims:
-            break  # not released yet
-        for index, labels in enumerate(batches):
-            found = (_node_lost(view.nodes.get(lbl, pending), True, seen, batch_item(wave, index)) for lbl in labels)
-            first = next((f for f in found if f), None)
-            if first:
-                lost.append(first)
-        ended = all(view.nodes.get(lbl, pending).status in TERMINAL for labels in batches for lbl in labels)
-        done = wave_done_item(wave)
-        if ended and done not in view.claims and (seen.carried is None or done not in seen.carried):
-            # the chord's body never fired (a header message ran twice, or its result was lost)
-            lost.append(Lost(done, f"every node of group {wave + 1} has ended but the next step was not taken", "step"))
-    last_done = not view.batches or wave_done_item(len(view.batches) - 1) in view.claims
-    if last_done and seen.carried is not None and FINALIZE not in seen.carried:
-        lost.append(Lost(FINALIZE, "every group has ended but the run was not finished", "step"))
+        return _uncarried_step(START, seen, "the run's start message is in no queue")
+    # the groups released so far: the first, and each whose previous group's step was taken
+    released = [w for w in range(len(view.batches)) if w == 0 or wave_done_item(w - 1) in view.claims]
+    lost = [item for wave in released for item in _lost_in_group(view, seen, wave)]
+    if not view.batches or wave_done_item(len(view.batches) - 1) in view.claims:
+        lost += _uncarried_step(FINALIZE, seen, "every group has ended but the run was not finished")
     return lost
 
 
