@@ -96,7 +96,7 @@ def clipped(text: str, width: int = LABEL_WIDTH) -> str:
 
 def render_report(console: Console, report: dict[str, Any], verbose: bool = False) -> None:
     counts = report["counts"]
-    table = Table(title=escape(f"run {report['run_id']} — {report['tree']}"))
+    table = Table(title=escape(f"sync run {report['run_id']} — {report['tree']}"))
     shown = [o for o in OUTCOMES if counts[o] or o in ("created", "updated", "unchanged", "failed", "skipped")]
     for outcome in shown:
         table.add_column(outcome, justify="right")

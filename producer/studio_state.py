@@ -44,19 +44,36 @@ def client(settings: Settings, **kwargs: Any) -> Studio:
     )
 
 
+def not_studio(exc: StudioError) -> bool:
+    """An answer, but not AutoGen Studio's: a 200 whose body is not the JSON Studio answers (a
+    proxy's sign-in page, another server on that port), or a redirect (to a sign-in page)."""
+    return exc.status is not None and (exc.status == 200 or 300 <= exc.status < 400)
+
+
+def unavailable(url: str, exc: StudioError) -> ServiceUnavailable:
+    """The one line that ends a command Studio failed, naming its URL."""
+    where = shown_url(url)
+    if not_studio(exc):
+        return ServiceUnavailable(
+            f"{where} does not answer as AutoGen Studio does (does STUDIO_URL name another server, "
+            f"or a proxy's sign-in page?): {exc}"
+        )
+    return ServiceUnavailable(f"AutoGen Studio at {where} is not available: {exc}")
+
+
 def studio_version(settings: Settings, metrics: Metrics) -> tuple[str, Counter[str]]:
     """Studio's release ("" when it will not say) and the requests that took, asked before a run
-    with work is enqueued: a Studio that cannot be reached, or answers 429 or 5xx whatever the
-    retries, ends the command in one line rather than failing every component of the run."""
+    with work is enqueued: a Studio that cannot be reached, answers 429 or 5xx whatever the
+    retries, or answers what Studio never does (an HTML page, a redirect), ends the command in
+    one line naming its URL rather than failing every component of the run."""
 
     async def ask() -> tuple[str, Counter[str]]:
         async with client(settings, metrics=metrics) as studio:
             try:
                 return await studio.version() or "", studio.requests
             except StudioError as exc:
-                if exc.status is None or exc.status == 429 or exc.status >= 500:
-                    where = shown_url(settings.studio_url)
-                    raise ServiceUnavailable(f"AutoGen Studio at {where} is not available: {exc}") from exc
+                if exc.status is None or exc.status == 429 or exc.status >= 500 or not_studio(exc):
+                    raise unavailable(settings.studio_url, exc) from exc
                 return "", studio.requests  # it answers, if not this: the workers find out the rest
 
     return asyncio.run(ask())

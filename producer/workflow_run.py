@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from producer.launch import launch
 from producer.scanner import default_cache_path, scan
+from shared.core.components import kind_of
 from shared.core.endpoints import missing_packages
 from shared.core.errors import ConfigError
 from shared.core.exceptions import InvalidInput
@@ -47,6 +48,9 @@ def default_tree_root(file: Path) -> Path:
 
 
 def load(file: Path, tree_root: Path | None, settings: Settings) -> PreparedWorkflow:
+    if tree_root is not None and not tree_root.is_dir():
+        why = "is not a directory" if tree_root.exists() else "does not exist"
+        raise InvalidInput(f"the tree {tree_root} {why}: --tree names the folder the workflow's agents come from")
     root = (tree_root or default_tree_root(file)).resolve()
     rel = str(file.resolve().relative_to(root)) if file.resolve().is_relative_to(root) else str(file)
     try:
@@ -56,6 +60,12 @@ def load(file: Path, tree_root: Path | None, settings: Settings) -> PreparedWork
     doc = parse_document(rel, data)
     if isinstance(doc, ConfigError):
         raise WorkflowInvalid([doc])
+    component = component_said(doc)
+    if component:
+        raise InvalidInput(
+            f"{file} is {component}, not a workflow: `producer run` runs a workflow file (kind: workflow); "
+            "`producer sync` registers components"
+        )
     workflow = parse_workflow(rel, doc)
     if isinstance(workflow, list):
         raise WorkflowInvalid(workflow)
@@ -77,6 +87,17 @@ def load(file: Path, tree_root: Path | None, settings: Settings) -> PreparedWork
     if errors:
         raise WorkflowInvalid(errors)
     return PreparedWorkflow(file.resolve(), root, workflow, tree)
+
+
+def component_said(doc: object) -> str | None:
+    """ "a model component (label 'm')" when `doc` is a component of a known type, not a workflow."""
+    if not isinstance(doc, dict) or doc.get("kind") == "workflow":
+        return None
+    ctype = doc.get("component_type")
+    if ctype == "workflow" or kind_of(ctype) is None:
+        return None
+    label = doc.get("label")
+    return f"a {ctype} component" + (f" (label {label!r})" if isinstance(label, str) and label else "")
 
 
 def installed(module: str) -> bool:

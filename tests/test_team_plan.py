@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from shared.core.facts import file_facts
-from shared.core.team_plan import roles_for, team_workflow
+from shared.core.team_plan import model_problem, roles_for, team_workflow
+from shared.core.tree import build_tree
 from shared.core.workflow import Workflow, parse_workflow
 from tests.conftest import ROOT, Cli
-from tests.test_workflow_run import write_tree
+from tests.test_workflow_run import agent_doc, model_doc, write_docs, write_tree
 
 
 @pytest.mark.parametrize(
@@ -97,7 +98,7 @@ def test_task_complexity_changes_dependencies_prompts_and_turns() -> None:
 
 def test_a_name_that_climbs_out_of_the_tree_writes_inside_it(tmp_path: Path) -> None:
     tree, outside = tmp_path / "tree", tmp_path / "outside"
-    tree.mkdir()
+    write_docs(tree, {"models/m.yaml": model_doc("m", "http://127.0.0.1:9/v1")})  # the model the agents use
     outside.mkdir()
     proc = subprocess.run(
         [sys.executable, "-m", "producer.cli", "team", "a goal", "--model", "m", "--tree", str(tree)]
@@ -111,3 +112,15 @@ def test_a_name_that_climbs_out_of_the_tree_writes_inside_it(tmp_path: Path) -> 
     written = [Path(p) for p in json.loads(proc.stdout)["agents"]] + [Path(json.loads(proc.stdout)["workflow"])]
     assert all(p.resolve().is_relative_to(tree.resolve()) and p.is_file() for p in written), written
     assert not any(outside.iterdir()) and not list(tmp_path.glob("*pwned*"))
+
+
+def test_the_model_must_be_a_model_component_of_the_tree() -> None:
+    tree = build_tree(
+        {"models/m.yaml": model_doc("m", "http://127.0.0.1:9/v1"), "agents/a.yaml": agent_doc("alice")}, set()
+    )
+    assert model_problem(tree, "m") is None
+    unknown = model_problem(tree, "nosuch", "the tree t")
+    assert unknown is not None and "'nosuch'" in unknown and "the tree t" in unknown and "'m'" in unknown
+    agent = model_problem(tree, "alice")
+    assert agent is not None and "'alice'" in agent and "agent" in agent and "agents/a.yaml" in agent
+    assert "no model component" in (model_problem(build_tree({}, set()), "m") or "")

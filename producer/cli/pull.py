@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
-
-from shared.core import json_text
-from shared.core.exceptions import InvalidInput, ServiceUnavailable
-
-if TYPE_CHECKING:
-    pass
 
 from producer.cli.app import (
     AsJson,
@@ -24,6 +18,8 @@ from producer.cli.app import (
     err,
     escape,
 )
+from shared.core import json_text
+from shared.core.exceptions import InvalidInput
 
 
 @app.command()
@@ -47,16 +43,22 @@ def pull(
     """Write teams (and the tree's gallery entry) from Studio into the tree: one component per
     file, shared parts as $ref, secrets as ${VAR}; files that already say the same are untouched."""
     from producer.pull import pull as pull_tree
+    from producer.studio_state import unavailable
     from shared.ports import StudioError
     from shared.settings import environment, load_settings
 
     if directory.exists() and not directory.is_dir():
         raise InvalidInput(f"{directory} is not a directory")
+    if every_row and team:
+        raise InvalidInput("--all and --team: choose one (--all pulls every team row, --team only those named)")
+    for label in team or []:
+        if not label.strip():
+            raise InvalidInput(f"--team {label!r} is blank: give the label of a team row")
     settings = load_settings(studio_url=studio_url, studio_user_id=studio_user_id)
     try:
         layout, others, failed = pull_tree(directory, settings, environment(), team or [], gallery, dry_run, every_row)
     except StudioError as exc:
-        raise ServiceUnavailable(str(exc)) from exc
+        raise unavailable(settings.studio_url, exc) from exc
     except OSError as exc:
         raise InvalidInput(f"cannot write into {directory}: {exc}") from exc
     files = [

@@ -191,6 +191,9 @@ def sync(
             prepared = prepare(directory, settings, store, gallery, force=force)
             if dry_run:
                 _show_plan(prepared, as_json)
+            if _nothing_to_sync(prepared):
+                _say_nothing_to_sync(directory, prepared, as_json)
+                return
             _apply_prune(prepared, settings, store, prune)
             if embedded_default and prepared.plan.has_work:
                 start_local_worker(settings, services)
@@ -223,6 +226,39 @@ def sync(
     else:
         render_report(console(), report, verbose)
     raise typer.Exit(0 if succeeded(report) else 1)
+
+
+def _nothing_to_sync(prepared: Prepared) -> bool:
+    """No component file in the tree (none broken either), and no row of an earlier sync to prune."""
+    tree, scanned, view = prepared.tree, prepared.scan, prepared.studio
+    return not (
+        tree.nodes or tree.errors or tree.broken_files or scanned.unread or view.prune or view.prune_gallery is not None
+    )
+
+
+def _say_nothing_to_sync(directory: Path, prepared: Prepared, as_json: bool) -> None:
+    """Exit 0, saying so (stderr, and with --json in the object): no run is made."""
+    from producer.report import OUTCOMES
+
+    workflows = prepared.tree.workflow_files
+    if workflows:
+        why = f"only {len(workflows)} workflow file(s), which sync leaves alone (`producer run FILE` runs one)"
+    else:
+        why = "no component files (YAML or JSON; hidden files and folders, and .producerignore's, are skipped)"
+    message = f"Nothing to sync in {directory}: {why}."
+    err().print(escape(message), soft_wrap=True)
+    if as_json:
+        data = {
+            "run_id": None,
+            "nothing_to_sync": True,
+            "message": message,
+            "tree": str(prepared.root),
+            "gallery": prepared.plan.gallery_name,
+            "counts": dict.fromkeys(OUTCOMES, 0),
+            "nodes": {},
+            "workflow_files": workflows,
+        }
+        typer.echo(json_text.dumps(data, indent=True))
 
 
 def _apply_prune(prepared: Prepared, settings: Settings, store: RunStore, prune: bool) -> None:

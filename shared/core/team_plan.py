@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from shared.core.components import kind_of
+
+if TYPE_CHECKING:
+    from shared.core.tree import Tree
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,24 @@ def roles_for(size: int) -> list[Role]:
 
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "team"
+
+
+def model_problem(tree: Tree, label: str, where: str = "the tree") -> str | None:
+    """Why `label` cannot be the team's model (None: it can): it must be the label of a model
+    component in the tree, not of an agent or anything else."""
+    node = tree.nodes.get(label)
+    if node is None:
+        models = sorted(lbl for lbl, n in tree.nodes.items() if _is_model_type(n.component_type))
+        known = f"its models: {', '.join(map(repr, models[:8]))}" if models else "it has no model component"
+        return f"--model {label!r}: no model labelled so in {where} ({known})"
+    if not _is_model_type(node.component_type):
+        return f"--model {label!r}: that is the {node.component_type} in {node.path}, not a model component"
+    return None
+
+
+def _is_model_type(component_type: str) -> bool:
+    kind = kind_of(component_type)
+    return kind is not None and kind.is_model
 
 
 def team_workflow(
