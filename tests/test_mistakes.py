@@ -774,7 +774,7 @@ FAMILIES: dict[str, list[Mistake]] = {
         M("unknown-option", "sync", "team-tree", "--nosuch", says=("--nosuch",)),
         M("option-that-takes-no-value", "status", "{workflow_run}", "--verbose=3", says=("--verbose",)),
         M("option-missing-its-value", "run", WF, "--mode", says=("--mode",)),
-        M("missing-run-id", "status", says=("Missing argument",)),
+        M("missing-run-id", "cancel", says=("Missing argument",)),  # status and result default to `last`
         M("extra-argument", "result", "{workflow_run}", "extra-thing", says=("extra-thing",)),
     ],
 }
