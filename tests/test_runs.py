@@ -114,4 +114,6 @@ def test_ctrl_c_on_a_real_redis_says_the_run_goes_on_and_how_to_cancel_it(lab) -
     assert producer.returncode == 130, err
     assert "Traceback" not in err
     assert f"run {run_id} goes on" in err and f"producer cancel {run_id}" in err, err
-    wait_for(lambda: json.loads(cli(env, "status", run_id, "--json").stdout)["state"] == "finished", 120, "the run to end")
+    wait_for(
+        lambda: json.loads(cli(env, "status", run_id, "--json").stdout)["state"] == "finished", 120, "the run to end"
+    )
