@@ -12,6 +12,7 @@ from pathlib import Path
 import redis
 
 from producer import nochange
+from shared.adapters.redis.resp import redis_call
 from tests.conftest import Cli
 from tests.test_studio_outage import _write_tree
 
@@ -119,7 +120,7 @@ def test_the_resp_client_reads_a_key_with_auth_and_db(redis_url: str) -> None:
     r = redis.Redis.from_url(redis_url)
     key = f"agentq:test:{time.monotonic_ns()}"
     r.set(key, b"value\r\nwith crlf")
-    assert nochange.redis_call(redis_url, ["GET", key]) == b"value\r\nwith crlf"
-    assert nochange.redis_call(redis_url, ["GET", key + ":missing"]) is None
-    assert nochange.redis_call(redis_url, ["EXISTS", key]) == 1
+    assert redis_call(redis_url, ["GET", key]) == b"value\r\nwith crlf"
+    assert redis_call(redis_url, ["GET", key + ":missing"]) is None
+    assert redis_call(redis_url, ["EXISTS", key]) == 1
     r.delete(key)
