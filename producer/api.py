@@ -83,21 +83,22 @@ def sync(
     """Sync `directory` into AutoGen Studio through the workers and wait for the result. `force`
     overwrites rows edited in Studio since (drifted); `prune` deletes the rows this tree created
     whose components are gone from it."""
-    from producer.report import run_report, succeeded
-    from producer.studio_state import delete_rows
-    from producer.sync_run import prepare, submit, wait
+    from producer import pipeline
 
     with services(settings) as (store, ready):
-        prepared = prepare(Path(directory), ready, store, force=force)
-        if prune and (prepared.studio.prune or prepared.studio.prune_gallery is not None):
-            view, plan_ = prepared.studio, prepared.plan
-            plan_.states.update(delete_rows(ready, store, prepared.namespace, view, plan_.gallery_name))
-        dispatcher = _dispatcher(ready) if prepared.plan.has_work else None
-        run_id = submit(prepared, ready, store, dispatcher)
-        wait(store, run_id, timeout=timeout)
-        report = run_report(store, run_id)
-    assert report is not None
-    return RunResult(run_id, succeeded(report), report["counts"], report)
+        outcome = pipeline.sync(
+            Path(directory), ready, store, lambda: _dispatcher(ready), _warn, force=force, prune=prune, timeout=timeout
+        )
+    report, run_id = outcome.report, outcome.run_id
+    assert report is not None and run_id is not None
+    return RunResult(run_id, outcome.succeeded, report["counts"], report)
+
+
+def _warn(line: str) -> None:
+    """What a sync has to say on the way (Studio's warnings, the watchdog's), as a Python warning."""
+    import warnings
+
+    warnings.warn(line, stacklevel=3)
 
 
 def run_workflow(

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from producer.walk import IGNORE_FILE, SUFFIXES
-from shared.adapters.redis.keys import STUDIO_QUEUE
 from shared.core.exceptions import AgentqError, ServiceUnavailable
 from shared.core.run_model import UNSUCCESSFUL
 from shared.ports import Dispatcher, Storage
@@ -130,19 +129,15 @@ class Watcher:
         self.syncs = 0
 
     def sync_once(self, changed: int = 0) -> SyncLine:
-        from producer.report import run_report
-        from producer.sync_run import prepare, submit, wait
+        from producer import pipeline
 
         started, t0 = time.time(), time.perf_counter()
         line = SyncLine(started, 0.0, changed)
         try:
-            prepared = prepare(self.root, self.settings, self.store, self.gallery)
-            if prepared.studio.error:
-                self.warn(prepared.studio.error)
-            dispatcher = self.dispatcher() if prepared.plan.has_work else None
-            line.run_id = submit(prepared, self.settings, self.store, dispatcher)
-            wait(self.store, line.run_id, watch=self._watchdog(line.run_id))
-            report = run_report(self.store, line.run_id)
+            outcome = pipeline.sync(
+                self.root, self.settings, self.store, self.dispatcher, self.warn, gallery=self.gallery
+            )
+            line.run_id, report = outcome.run_id, outcome.report
             assert report is not None
             line.counts = dict(report["counts"])
             line.problems = _problems(report)
@@ -160,11 +155,6 @@ class Watcher:
         line.retry = retryable(line)
         self.syncs += 1
         return line
-
-    def _watchdog(self, run_id: str) -> Any:
-        from producer.recovery import Watchdog
-
-        return Watchdog.for_run(self.store, run_id, self.dispatcher, self.settings, self.warn, (STUDIO_QUEUE,))
 
     def _batches(self, stop: threading.Event) -> Iterator[set[tuple[Any, str]]]:
         """watchfiles' settled batches of changes. A file name its Rust core cannot decode (one that

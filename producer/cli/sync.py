@@ -13,9 +13,9 @@ from shared.core import json_text
 from shared.core.exceptions import InvalidInput
 
 if TYPE_CHECKING:
+    from producer.recovery import Watchdog
     from producer.sync_run import Prepared
-    from shared.ports import RunStore
-    from shared.settings import Settings
+    from shared.ports import Dispatcher, RunStore
 
 from producer.cli.app import (
     AsJson,
@@ -33,7 +33,6 @@ from producer.cli.app import (
     interruptible,
     redis_session,
     start_local_worker,
-    watchdog,
 )
 
 
@@ -164,10 +163,10 @@ def sync(
     as_json: AsJson = False,
 ) -> None:
     """Validate the tree, register every component with AutoGen Studio through the workers, report."""
+    from producer import pipeline
     from producer.progress import follow_run
-    from producer.report import render_report, run_report, succeeded
-    from producer.sync_run import prepare, remember_if_clean, submit, wait
-    from shared.adapters.redis.keys import STUDIO_QUEUE
+    from producer.report import render_report, succeeded
+    from producer.sync_run import remember_if_clean, wait
     from shared.settings import check_store, load_settings, with_overrides
 
     check_dir(directory)
@@ -188,27 +187,47 @@ def sync(
                 f"Started a local AutoGen Studio at {url} (data in {settings.cache_dir / 'studio'}); it stops when this command ends."
             )
         with redis_session(settings, services, quiet=False) as (store, settings):
-            prepared = prepare(directory, settings, store, gallery, force=force)
-            if dry_run:
-                _show_plan(prepared, as_json)
-            if _nothing_to_sync(prepared):
-                _say_nothing_to_sync(directory, prepared, as_json)
+
+            def before_submit(prepared: Prepared) -> bool:
+                if dry_run:
+                    _show_plan(prepared, as_json)
+                if _nothing_to_sync(prepared):
+                    _say_nothing_to_sync(directory, prepared, as_json)
+                    return False
+                return True
+
+            def dispatcher() -> Dispatcher:
+                if embedded_default:
+                    start_local_worker(settings, services)
+                return dispatcher_for(settings)
+
+            def show(store: RunStore, run_id: str, timeout: float | None, watch: Watchdog) -> None:
+                with interruptible(run_id, embedded_default):
+                    if as_json:
+                        wait(store, run_id, timeout=timeout, watch=watch)
+                    else:
+                        follow_run(store, run_id, err(), timeout, watch)
+
+            outcome = pipeline.sync(
+                directory,
+                settings,
+                store,
+                dispatcher,
+                _warn,
+                gallery=gallery,
+                force=force,
+                prune=prune,
+                timeout=timeout,
+                before_submit=before_submit,
+                wait_for_it=not no_wait,
+                show=show,
+            )
+            if outcome.run_id is None:
                 return
-            _apply_prune(prepared, settings, store, prune)
-            if embedded_default and prepared.plan.has_work:
-                start_local_worker(settings, services)
-            dispatcher = dispatcher_for(settings) if prepared.plan.has_work else None
-            run_id = submit(prepared, settings, store, dispatcher)
             if no_wait:
-                typer.echo(json.dumps({"run_id": run_id}) if as_json else run_id)
+                typer.echo(json.dumps({"run_id": outcome.run_id}) if as_json else outcome.run_id)
                 return
-            watch = watchdog(store, run_id, settings, lambda: dispatcher or dispatcher_for(settings), (STUDIO_QUEUE,))
-            with interruptible(run_id, embedded_default):
-                if as_json:
-                    wait(store, run_id, timeout=timeout, watch=watch)
-                else:
-                    follow_run(store, run_id, err(), timeout, watch)
-            report = run_report(store, run_id)
+            report = outcome.report
             assert report is not None
             if not (
                 embedded_default
@@ -220,7 +239,7 @@ def sync(
                 or studio_url
                 or studio_user_id
             ):
-                remember_if_clean(prepared, settings, store, run_id, report)
+                remember_if_clean(outcome.prepared, settings, store, outcome.run_id, report)
     if as_json:
         typer.echo(json_text.dumps(report, indent=True))
     else:
@@ -261,18 +280,5 @@ def _say_nothing_to_sync(directory: Path, prepared: Prepared, as_json: bool) -> 
         typer.echo(json_text.dumps(data, indent=True))
 
 
-def _apply_prune(prepared: Prepared, settings: Settings, store: RunStore, prune: bool) -> None:
-    """With --prune, delete what the plan says and put the outcomes in the run; else say (on
-    stderr, also with --json) what a prune would delete."""
-    from producer.studio_state import delete_rows
-
-    view = prepared.studio
-    if view.error:
-        err().print(f"[yellow]warning:[/yellow] {escape(view.error)}", soft_wrap=True)
-    if not (view.prune or view.prune_gallery is not None):
-        return
-    if prune:
-        prepared.plan.states.update(delete_rows(settings, store, prepared.namespace, view, prepared.plan.gallery_name))
-    else:
-        labels = ", ".join(w.label for w in view.prune) or "the gallery entry"
-        err().print(f"{escape(labels)}: gone from the tree but still in Studio; `--prune` deletes them")
+def _warn(line: str) -> None:
+    err().print(f"[yellow]warning:[/yellow] {escape(line)}", soft_wrap=True)

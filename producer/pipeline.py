@@ -1,0 +1,101 @@
+"""The one way a sync goes, for every caller (`producer sync`, `producer.api.sync`, `producer
+watch`, `producer bench studio`): prepare the tree, prune or say what a prune would delete,
+submit, wait with the watchdog (producer/recovery.py), report. Callers differ only in what they
+do between the plan and the submit (`--dry-run`, an empty tree), how they show the wait, and
+what they print."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shared.adapters.redis.keys import STUDIO_QUEUE
+
+if TYPE_CHECKING:
+    from producer.recovery import Watchdog
+    from producer.sync_run import Prepared
+    from shared.ports import Dispatcher, RunStore, Storage
+    from shared.settings import Settings
+
+# how a caller shows the wait: (store, run id, timeout, watchdog); by default a plain wait
+Show = Callable[["RunStore", str, "float | None", "Watchdog"], None]
+
+
+@dataclass
+class SyncOutcome:
+    prepared: Prepared
+    run_id: str | None = None  # None: stopped before the submit
+    report: dict[str, Any] | None = None  # None: not waited for
+
+    @property
+    def succeeded(self) -> bool:
+        from producer.report import succeeded
+
+        return self.report is not None and succeeded(self.report)
+
+
+def apply_prune(
+    prepared: Prepared, settings: Settings, store: RunStore, prune: bool, say: Callable[[str], None]
+) -> None:
+    """With `prune`, delete the rows the plan says are gone from the tree and put the outcomes in the
+    run; else say what a prune would delete. Studio's own warning is said either way."""
+    from producer.studio_state import delete_rows
+
+    view = prepared.studio
+    if view.error:
+        say(view.error)
+    if not (view.prune or view.prune_gallery is not None):
+        return
+    if prune:
+        prepared.plan.states.update(delete_rows(settings, store, prepared.namespace, view, prepared.plan.gallery_name))
+    else:
+        labels = ", ".join(w.label for w in view.prune) or "the gallery entry"
+        say(f"{labels}: gone from the tree but still in Studio; `--prune` deletes them")
+
+
+def sync(
+    directory: Path,
+    settings: Settings,
+    store: Storage,
+    dispatcher: Callable[[], Dispatcher],
+    say: Callable[[str], None],
+    *,
+    gallery: str | None = None,
+    force: bool = False,
+    prune: bool = False,
+    timeout: float | None = None,
+    before_submit: Callable[[Prepared], bool] | None = None,
+    wait_for_it: bool = True,
+    show: Show | None = None,
+) -> SyncOutcome:
+    """Sync `directory`. `dispatcher` is called only when there is work to enqueue (it may start a
+    local worker); `before_submit(prepared)` false stops before anything is written; `say` takes
+    the warnings (Studio's, what a prune would delete, the watchdog's)."""
+    from producer.recovery import Watchdog
+    from producer.report import run_report
+    from producer.sync_run import prepare, submit, wait
+
+    prepared = prepare(directory, settings, store, gallery, force=force)
+    outcome = SyncOutcome(prepared)
+    if before_submit is not None and not before_submit(prepared):
+        return outcome
+    apply_prune(prepared, settings, store, prune, say)
+    made: list[Dispatcher] = []  # the one the submit made, for the watchdog
+
+    def dispatch() -> Dispatcher:
+        if not made:
+            made.append(dispatcher())
+        return made[0]
+
+    outcome.run_id = run_id = submit(prepared, settings, store, dispatch() if prepared.plan.has_work else None)
+    if not wait_for_it:
+        return outcome
+    watch = Watchdog.for_run(store, run_id, dispatch, settings, say, (STUDIO_QUEUE,))
+    if show is None:
+        wait(store, run_id, timeout=timeout, watch=watch)
+    else:
+        show(store, run_id, timeout, watch)
+    outcome.report = run_report(store, run_id)
+    return outcome
