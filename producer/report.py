@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -183,6 +184,31 @@ def render_workflow(console: Console, report: dict[str, Any]) -> None:
     )
 
 
+def tool_call(call: dict[str, Any], result: dict[str, Any] | None) -> str:
+    """`add(a=2, b=3) → 5`: a call as a reader writes it, with what it returned (when it has)."""
+    try:
+        arguments = json.loads(call.get("arguments") or "{}")
+    except ValueError:
+        arguments = None
+    if isinstance(arguments, dict):
+        shown = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in arguments.items())
+    else:
+        shown = str(call.get("arguments", ""))
+    text = f"{call.get('name')}({shown})"
+    if result is not None:
+        text += f" → {'error: ' if result.get('is_error') else ''}{result.get('content')}"
+    return text
+
+
+def _transcript_line(message: dict[str, Any], transcript: list[dict[str, Any]]) -> str:
+    """One message of a transcript in Markdown; a tool call with its result, which is not shown apart."""
+    content = str(message["content"])
+    if message.get("calls"):
+        results = {r.get("call_id"): r for m in transcript for r in m.get("results") or []}
+        content = "; ".join(tool_call(c, results.get(c.get("id"))) for c in message["calls"])
+    return f"- **{message['source']}** ({message['kind']}): {content}".replace("\n", "\n  ")
+
+
 def workflow_markdown(report: dict[str, Any]) -> str:
     lines = [f"# {report['workflow']} (run {report['run_id']})", ""]
     for tid, t in report["tasks"].items():
@@ -195,8 +221,6 @@ def workflow_markdown(report: dict[str, Any]) -> str:
         lines += [t["output"] or t["error"] or t["reason"] or "", ""]
         if t.get("transcript"):
             lines += ["### Transcript", ""]
-            lines += [
-                f"- **{m['source']}** ({m['kind']}): {m['content']}".replace("\n", "\n  ") for m in t["transcript"]
-            ]
+            lines += [_transcript_line(m, t["transcript"]) for m in t["transcript"] if not m.get("results")]
             lines += [""] + ([f"*stopped: {t['stop_reason']}*", ""] if t.get("stop_reason") else [])
     return "\n".join(lines)

@@ -70,9 +70,11 @@ def test_an_agents_tool_is_offered_to_the_model_and_run_on_the_worker(wf_cli: Cl
     assert [m["content"] for m in tool_messages] == ["5"]
     proc = wf_cli.run("result", report["run_id"], "--markdown")
     assert proc.returncode == 0
-    for kind in ("tool_call", "tool_result", "text"):
+    for kind in ("tool_call", "text"):
         assert f"({kind})" in proc.stdout, proc.stdout
-    assert "5" in proc.stdout.split("(tool_result)")[1].splitlines()[0]
+    # a call as a reader writes it, with its result on the same line (no Python reprs)
+    assert "(tool_call): add(a=2, b=3) → 5" in proc.stdout, proc.stdout
+    assert "FunctionCall(" not in proc.stdout and "FunctionExecutionResult(" not in proc.stdout
 
 
 def test_selector_group_chat_lets_the_selected_speaker_speak(wf_cli: Cli, standin, tmp_path: Path) -> None:

@@ -53,10 +53,27 @@ def message_kind(message: BaseAgentEvent | BaseChatMessage) -> str:
 
 
 def transcript_of(result: TaskResult) -> list[dict[str, Any]]:
-    return [
-        {"source": m.source, "kind": message_kind(m), "type": type(m).__name__, "content": m.to_text()}
-        for m in result.messages
-    ]
+    """Each message as AutoGen says it (`content` is its to_text(), as Studio shows it), and for
+    tool calls and their results the parts a reader needs: `calls` (id, name, arguments as JSON
+    text) and `results` (call id, name, content, is_error)."""
+    return [_entry(m) for m in result.messages]
+
+
+def _entry(m: BaseAgentEvent | BaseChatMessage) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "source": m.source,
+        "kind": message_kind(m),
+        "type": type(m).__name__,
+        "content": m.to_text(),
+    }
+    if isinstance(m, ToolCallRequestEvent):
+        entry["calls"] = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in m.content]
+    elif isinstance(m, ToolCallExecutionEvent):
+        entry["results"] = [
+            {"call_id": r.call_id, "name": r.name, "content": r.content, "is_error": bool(r.is_error)}
+            for r in m.content
+        ]
+    return entry
 
 
 def output_of(result: TaskResult) -> str:
