@@ -27,6 +27,27 @@ if TYPE_CHECKING:
     from shared.ports import Dispatcher, RunStore, Storage
     from shared.settings import Settings
 
+
+def _readable_help() -> None:
+    """typer 0.2x writes an argument as `{directory}` and an option's value as `<list[str]>`:
+    here as click always did and as people read them, NAME in capitals (`DIR`, `RUN_ID`, `LABEL`
+    where a command names its metavar; otherwise the parameter's own name)."""
+    from typer import core
+
+    def usage_name(self: Any) -> str:
+        name = str(self.metavar or (self.name or "").upper())
+        name = name if self.required else f"[{name}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+    def value_name(self: Any, _ctx: Any) -> str:
+        return str(self.metavar or (self.name or "").upper())
+
+    core.TyperArgument._usage_display_name = usage_name  # type: ignore[method-assign]
+    core._TyperParameter.display_type = value_name  # type: ignore[method-assign, assignment]
+
+
+_readable_help()
+
 app = typer.Typer(
     help="Sync AutoGen component trees into AutoGen Studio through Celery workers.",
     no_args_is_help=True,

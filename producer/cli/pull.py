@@ -24,11 +24,13 @@ from shared.core.exceptions import InvalidInput
 
 @app.command()
 def pull(
-    directory: Annotated[Path, typer.Argument(help="Config tree to write into (created when missing)")],
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Config tree to write into (created when missing)")],
     team: Annotated[
         list[str] | None,
         typer.Option(
-            "--team", help="Pull this team (repeatable; default: the tree's own teams, every row into an empty tree)"
+            "--team",
+            metavar="LABEL",
+            help="Pull this team (repeatable; default: the tree's own teams, every row into an empty tree)",
         ),
     ] = None,
     every_row: Annotated[

@@ -36,7 +36,7 @@ from producer.cli.app import (
 @app.command()
 def status(
     run_id: Annotated[
-        str, typer.Argument(metavar="[RUN_ID]", help="Run id printed by sync or run, or `last` (the default)")
+        str, typer.Argument(metavar="RUN_ID", help="Run id printed by sync or run, or `last` (the default)")
     ] = "last",
     redis_url: RedisUrl = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every component")] = False,
@@ -70,7 +70,7 @@ def _show_run(redis_url: str | None, run_id: str, as_json: bool, markdown: bool,
 
 @app.command()
 def run(
-    file: Annotated[Path, typer.Argument(help="Workflow file (kind: workflow)")],
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="Workflow file (kind: workflow)")],
     tree: Annotated[
         Path | None,
         typer.Option(
@@ -152,7 +152,7 @@ def run(
 @app.command()
 def result(
     run_id: Annotated[
-        str, typer.Argument(metavar="[RUN_ID]", help="Run id printed by run (or sync), or `last` (the default)")
+        str, typer.Argument(metavar="RUN_ID", help="Run id printed by run (or sync), or `last` (the default)")
     ] = "last",
     as_json: AsJson = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="Every task's output as a Markdown document")] = False,

@@ -112,7 +112,7 @@ def _show_plan(prepared: Prepared, as_json: bool) -> NoReturn:
 
 @app.command()
 def plan(
-    directory: Annotated[Path, typer.Argument(help="Config tree to plan")],
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Config tree to plan")],
     redis_url: RedisUrl = None,
     studio_url: StudioUrl = None,
     studio_user_id: StudioUser = None,
@@ -132,7 +132,7 @@ def plan(
 
 @app.command()
 def sync(
-    directory: Annotated[Path, typer.Argument(help="Config tree to sync")],
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Config tree to sync")],
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Enqueue, print the run id and return")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only; enqueue nothing")] = False,
     force: Annotated[

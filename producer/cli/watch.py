@@ -33,7 +33,7 @@ from producer.cli.app import (
 
 @app.command()
 def watch(
-    directory: Annotated[Path, typer.Argument(help="Config tree to watch")],
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Config tree to watch")],
     debounce: Annotated[
         int, typer.Option("--debounce", min=10, help="Milliseconds with no further change before a sync starts")
     ] = 100,

@@ -1,0 +1,45 @@
+"""Every command's help reads as help does: metavars such as DIR, RUN_ID and FILE (not typer's
+`{directory}` or `<list[str]>`), and a line of help for every option."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import typer
+
+from producer.cli.app import app
+
+
+def commands() -> Iterator[tuple[str, Any]]:
+    """(command path, command) for the app and every command and group under it (typer ships its
+    own copy of click: its classes are looked at by what they do)."""
+    root = typer.main.get_command(app)
+    stack: list[tuple[str, Any]] = [("producer", root)]
+    while stack:
+        path, cmd = stack.pop()
+        yield path, cmd
+        if hasattr(cmd, "list_commands"):
+            ctx = cmd.context_class(cmd, info_name=path)
+            subs = [(name, cmd.get_command(ctx, name)) for name in cmd.list_commands(ctx)]
+            stack += [(f"{path} {name}", sub) for name, sub in subs if sub is not None]
+
+
+ALL = list(commands())
+
+
+@pytest.mark.parametrize(("path", "cmd"), ALL, ids=[p for p, _ in ALL])
+def test_help_shows_metavars_and_says_what_every_option_does(path: str, cmd: Any) -> None:
+    with cmd.context_class(cmd, info_name=path) as ctx:
+        text = cmd.get_help(ctx)
+    assert not re.search(r"\{[a-z_]+\}|<[a-z_\[\], ]+>", text), text
+    silent = [p.opts[0] for p in cmd.params if p.param_type_name == "option" and not p.hidden and not p.help]
+    assert not silent, f"{path}: options without help: {silent}"
+
+
+def test_every_command_is_there() -> None:
+    names = {p for p, _ in ALL}
+    for command in ("sync", "plan", "watch", "pull", "status", "run", "result", "runs", "cancel", "team", "monitor"):
+        assert f"producer {command}" in names
