@@ -56,18 +56,30 @@ app = typer.Typer(
 )
 
 
+# Output that goes to a file or a pipe is not cut to rich's 80 columns (tables cut labels mid-word
+# there): this wide, unless COLUMNS says otherwise
+PIPED_WIDTH = 200
+
+
+def _width(stream: object) -> int | None:
+    isatty = getattr(stream, "isatty", None)
+    if (isatty is not None and isatty()) or os.environ.get("COLUMNS"):
+        return None  # rich asks the terminal, or reads COLUMNS
+    return PIPED_WIDTH
+
+
 @cache
 def console() -> Console:
     from rich.console import Console
 
-    return Console()
+    return Console(width=_width(sys.stdout))
 
 
 @cache
 def err() -> Console:
     from rich.console import Console
 
-    return Console(stderr=True)
+    return Console(stderr=True, width=_width(sys.stderr))
 
 
 def escape(text: str) -> str:
