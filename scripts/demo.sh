@@ -5,5 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-producer sync examples/ --local-studio "$@"
-producer run examples/workflows/research.yaml --standin-llm
+source scripts/python.sh  # the project's virtual environment (scripts/install.sh made it)
+"$PY" -m producer.cli sync examples/ --local-studio "$@"
+"$PY" -m producer.cli run examples/workflows/research.yaml --standin-llm

@@ -18,7 +18,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+# the project goes into a virtual environment, never into the system's Python: the active one
+# ($VIRTUAL_ENV), else .venv in the checkout (made here); `source .venv/bin/activate` to use it
+source scripts/python.sh
+"$PY" -m pip install -q --disable-pip-version-check -e '.[test]'
 
 STUDIO_VENV="${AGENTQ_STUDIO_VENV:-$HOME/.cache/agentq-ags}"
 if [ ! -x "$STUDIO_VENV/bin/autogenstudio" ]; then

@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+source scripts/python.sh  # the project's virtual environment (scripts/install.sh made it)
 # lint, format and types first: they fail in seconds where the tests take minutes
-python3 -m ruff check .
-python3 -m ruff format --check .
-python3 -m mypy
-python3 -m pytest -q "$@"
+"$PY" -m ruff check .
+"$PY" -m ruff format --check .
+"$PY" -m mypy
+"$PY" -m pytest -q "$@"
