@@ -203,10 +203,64 @@ def studio_binary(explicit: str | None = None) -> str:
     )
 
 
+STUDIO_PIDFILE = "studio.json"  # in the app dir: the Studio `producer studio up` left running
+
+
+def running_studio(app_dir: Path) -> tuple[str, int] | None:
+    """(URL, PID) of the Studio `producer studio up` started on `app_dir`, when that process still
+    runs as autogenstudio on that app dir and answers; None otherwise (a stale file is removed:
+    a PID the kernel gave to another process is never trusted)."""
+    import json
+
+    import psutil
+
+    path = app_dir / STUDIO_PIDFILE
+    try:
+        record = json.loads(path.read_text())
+        pid, url = int(record["pid"]), str(record["url"])
+        cmdline = " ".join(psutil.Process(pid).cmdline())
+    except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+        path.unlink(missing_ok=True)
+        return None
+    if "autogenstudio" not in cmdline or str(app_dir) not in cmdline or not _answers(f"{url}/api/health"):
+        path.unlink(missing_ok=True)
+        return None
+    return url, pid
+
+
+def start_studio_detached(app_dir: Path, port: int, binary: str | None = None) -> tuple[str, int]:
+    """`producer studio up`: a Studio that outlives the command (its own session, no parent-death
+    signal), recorded in the app dir for `studio down` and for --local-studio to reuse."""
+    import json
+
+    url, proc = start_studio(app_dir, port, binary, detached=True)
+    (app_dir / STUDIO_PIDFILE).write_text(json.dumps({"pid": proc.pid, "url": url, "port": port}))
+    return url, proc.pid
+
+
+def stop_studio(app_dir: Path) -> int | None:
+    """Stop the Studio `producer studio up` started (SIGTERM, then SIGKILL); its PID, or None."""
+    found = running_studio(app_dir)
+    if found is None:
+        return None
+    import psutil
+
+    _, pid = found
+    process = psutil.Process(pid)
+    process.terminate()
+    try:
+        process.wait(15)
+    except psutil.TimeoutExpired:
+        process.kill()
+    (app_dir / STUDIO_PIDFILE).unlink(missing_ok=True)
+    return pid
+
+
 def start_studio(
-    app_dir: Path, port: int | None = None, binary: str | None = None
+    app_dir: Path, port: int | None = None, binary: str | None = None, detached: bool = False
 ) -> tuple[str, subprocess.Popen[bytes]]:
-    """A real AutoGen Studio on loopback with its own app dir, database and HOME."""
+    """A real AutoGen Studio on loopback with its own app dir, database and HOME; `detached`: one
+    that outlives this process."""
     port = port or free_port()
     app_dir.mkdir(parents=True, exist_ok=True)
     (app_dir / "home").mkdir(exist_ok=True)
@@ -223,10 +277,31 @@ def start_studio(
         f"sqlite:///{app_dir / 'ags.db'}",
     ]
     env = {**os.environ, "HOME": str(app_dir / "home")}
-    proc = spawn(args, app_dir / "studio.log", env=env)
+    if detached:
+        with open(app_dir / "studio.log", "ab") as log:
+            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    else:
+        proc = spawn(args, app_dir / "studio.log", env=env)
     url = f"http://127.0.0.1:{port}"
     wait_ready(proc, lambda: _answers(f"{url}/api/health"), "autogenstudio", 90, app_dir / "studio.log")
     return url, proc
+
+
+def local_studio(
+    services: LocalServices, app_dir: Path, port: int, binary: str | None, say: Callable[[str], None]
+) -> str:
+    """--local-studio: the Studio `producer studio up` runs, or one started for this command."""
+    found = running_studio(app_dir)
+    if found is not None:
+        say(f"Using the local AutoGen Studio at {found[0]} (`producer studio down` stops it).")
+        return found[0]
+    url, proc = start_studio(app_dir, port=port, binary=binary)
+    services.add_process(proc)
+    say(
+        f"Started a local AutoGen Studio at {url} (data in {app_dir}); it stops when this command ends "
+        "(`producer studio up` keeps one running)."
+    )
+    return url
 
 
 class LocalServices(ExitStack):

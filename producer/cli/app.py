@@ -142,6 +142,13 @@ Gallery = Annotated[
     ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+LocalStudio = Annotated[
+    bool,
+    typer.Option(
+        "--local-studio",
+        help="Use the local AutoGen Studio (`producer studio up`'s, or one started for this command; data in the cache dir)",
+    ),
+]
 
 
 def store_for(settings: Settings, url: str) -> Storage:
@@ -195,6 +202,14 @@ def watchdog(
 
     say = lambda line: err().print(f"[yellow]{escape(line)}[/yellow]", soft_wrap=True)  # noqa: E731
     return Watchdog.for_run(store, run_id, dispatcher, settings, say, queues)
+
+
+def start_local_studio(settings: Settings, services: embedded.LocalServices) -> str:
+    """--local-studio: the Studio `producer studio up` keeps running, or one for this command; its URL."""
+    say = lambda line: err().print(escape(line), soft_wrap=True)  # noqa: E731
+    return embedded.local_studio(
+        services, settings.cache_dir / "studio", settings.local_studio_port, settings.autogenstudio_bin, say
+    )
 
 
 def start_local_worker(settings: Settings, services: embedded.LocalServices) -> None:
@@ -309,5 +324,5 @@ def main() -> None:
 
 # the commands register themselves on `app` when imported, in the order `--help` lists them
 # isort: off
-from producer.cli import sync, watch, pull, runs, history, bench, team, monitor  # noqa: E402, F401
+from producer.cli import sync, watch, pull, runs, history, bench, team, monitor, studio  # noqa: E402, F401
 # isort: on

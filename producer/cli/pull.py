@@ -7,16 +7,19 @@ from typing import Annotated
 
 import typer
 
+from producer import embedded
 from producer.cli.app import (
     AsJson,
     Exit,
     Gallery,
+    LocalStudio,
     StudioUrl,
     StudioUser,
     app,
     console,
     err,
     escape,
+    start_local_studio,
 )
 from shared.core import json_text
 from shared.core.exceptions import InvalidInput
@@ -40,6 +43,7 @@ def pull(
     studio_url: StudioUrl = None,
     studio_user_id: StudioUser = None,
     gallery: Gallery = None,
+    local_studio: LocalStudio = False,
     as_json: AsJson = False,
 ) -> None:
     """Write teams (and the tree's gallery entry) from Studio into the tree: one component per
@@ -47,7 +51,7 @@ def pull(
     from producer.pull import pull as pull_tree
     from producer.studio_state import unavailable
     from shared.ports import StudioError
-    from shared.settings import environment, load_settings
+    from shared.settings import environment, load_settings, with_overrides
 
     if directory.exists() and not directory.is_dir():
         raise InvalidInput(f"{directory} is not a directory")
@@ -58,7 +62,12 @@ def pull(
             raise InvalidInput(f"--team {label!r} is blank: give the label of a team row")
     settings = load_settings(studio_url=studio_url, studio_user_id=studio_user_id)
     try:
-        layout, others, failed = pull_tree(directory, settings, environment(), team or [], gallery, dry_run, every_row)
+        with embedded.LocalServices() as services:
+            if local_studio:
+                settings = with_overrides(settings, studio_url=start_local_studio(settings, services))
+            layout, others, failed = pull_tree(
+                directory, settings, environment(), team or [], gallery, dry_run, every_row
+            )
     except StudioError as exc:
         raise unavailable(settings.studio_url, exc) from exc
     except OSError as exc:

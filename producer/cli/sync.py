@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 from producer.cli.app import (
     AsJson,
     Gallery,
+    LocalStudio,
     RedisUrl,
     StudioUrl,
     StudioUser,
@@ -32,6 +33,7 @@ from producer.cli.app import (
     escape,
     interruptible,
     redis_session,
+    start_local_studio,
     start_local_worker,
 )
 
@@ -117,16 +119,20 @@ def plan(
     studio_url: StudioUrl = None,
     studio_user_id: StudioUser = None,
     gallery: Gallery = None,
+    local_studio: LocalStudio = False,
     as_json: AsJson = False,
 ) -> None:
     """Show what a sync would do: new, changed, unchanged and invalid components, and the waves."""
     from producer.sync_run import prepare
-    from shared.settings import load_settings
+    from shared.settings import load_settings, with_overrides
 
     check_dir(directory)
     settings = load_settings(redis_url=redis_url, studio_url=studio_url, studio_user_id=studio_user_id)
-    with embedded.LocalServices() as services, redis_session(settings, services, quiet=as_json) as (store, settings):
-        prepared = prepare(directory, settings, store, gallery)
+    with embedded.LocalServices() as services:
+        if local_studio:
+            settings = with_overrides(settings, studio_url=start_local_studio(settings, services))
+        with redis_session(settings, services, quiet=as_json) as (store, settings):
+            prepared = prepare(directory, settings, store, gallery)
     _show_plan(prepared, as_json)
 
 
@@ -145,10 +151,7 @@ def sync(
         bool,
         typer.Option("--prune", help="Delete the team rows this tree created whose components are gone from it"),
     ] = False,
-    local_studio: Annotated[
-        bool,
-        typer.Option("--local-studio", help="Start a local AutoGen Studio for this sync (data kept in the cache dir)"),
-    ] = False,
+    local_studio: LocalStudio = False,
     timeout: Annotated[
         float | None,
         typer.Option(
@@ -178,14 +181,7 @@ def sync(
         raise InvalidInput("--no-wait needs REDIS_URL: the embedded Redis and worker stop when this command ends")
     with embedded.LocalServices() as services:
         if local_studio:
-            url, proc = embedded.start_studio(
-                settings.cache_dir / "studio", port=settings.local_studio_port, binary=settings.autogenstudio_bin
-            )
-            services.add_process(proc)
-            settings = with_overrides(settings, studio_url=url)
-            err().print(
-                f"Started a local AutoGen Studio at {url} (data in {settings.cache_dir / 'studio'}); it stops when this command ends."
-            )
+            settings = with_overrides(settings, studio_url=start_local_studio(settings, services))
         with redis_session(settings, services, quiet=False) as (store, settings):
 
             def before_submit(prepared: Prepared) -> bool:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 from producer.cli.app import (
     AsJson,
     Gallery,
+    LocalStudio,
     RedisUrl,
     StudioUrl,
     StudioUser,
@@ -27,6 +28,7 @@ from producer.cli.app import (
     err,
     escape,
     redis_session,
+    start_local_studio,
     start_local_worker,
 )
 
@@ -37,10 +39,7 @@ def watch(
     debounce: Annotated[
         int, typer.Option("--debounce", min=10, help="Milliseconds with no further change before a sync starts")
     ] = 100,
-    local_studio: Annotated[
-        bool,
-        typer.Option("--local-studio", help="Start a local AutoGen Studio for the watch (data kept in the cache dir)"),
-    ] = False,
+    local_studio: LocalStudio = False,
     redis_url: RedisUrl = None,
     studio_url: StudioUrl = None,
     studio_user_id: StudioUser = None,
@@ -74,12 +73,7 @@ def watch(
     try:
         with embedded.LocalServices() as services:
             if local_studio:
-                url, proc = embedded.start_studio(
-                    settings.cache_dir / "studio", port=settings.local_studio_port, binary=settings.autogenstudio_bin
-                )
-                services.add_process(proc)
-                settings = with_overrides(settings, studio_url=url)
-                err().print(f"Started a local AutoGen Studio at {escape(url)}; it stops when the watch ends.")
+                settings = with_overrides(settings, studio_url=start_local_studio(settings, services))
             with redis_session(settings, services, quiet=as_json) as (store, settings):
                 if embedded_default:  # its own Redis: nobody else's worker listens there
                     start_local_worker(settings, services)
