@@ -94,3 +94,36 @@ def test_redis_key_names_are_spelled_in_one_module() -> None:
         if path != keys and any(spells_a_key(line) for line in path.read_text().splitlines())
     }
     assert not spelled, spelled
+
+
+def _calls(path: Path) -> set[str]:
+    """Dotted names this module calls (`pipeline.sync`, `sync_tree`...)."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+                out.add(f"{func.value.id}.{func.attr}")
+            elif isinstance(func, ast.Name):
+                out.add(func.id)
+    return out
+
+
+def test_one_sync_pipeline_for_the_cli_the_api_watch_and_bench() -> None:
+    """`producer sync`, `producer.api.sync` and `producer watch` call producer/pipeline.py's sync;
+    `producer bench studio` syncs through `producer.api.sync`; nobody else submits a sync."""
+    for module in ("producer/cli/sync.py", "producer/api.py", "producer/watch.py"):
+        assert "pipeline.sync" in _calls(ROOT / module), module
+    bench = ROOT / "producer/bench/studio.py"
+    assert "from producer.api import sync as sync_tree" in bench.read_text() and "sync_tree" in _calls(bench)
+    submitters = [
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "producer").rglob("*.py")
+        if any(
+            isinstance(n, ast.ImportFrom)
+            and n.module == "producer.sync_run"
+            and any(a.name == "submit" for a in n.names)
+            for n in ast.walk(ast.parse(p.read_text()))
+        )
+    ]
+    assert submitters == ["producer/pipeline.py"], submitters
