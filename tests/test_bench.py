@@ -75,10 +75,12 @@ class _Images(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.sources: list[str] = []
+        self.titles: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "img":
             self.sources.append(dict(attrs)["src"] or "")
+            self.titles.append(dict(attrs)["alt"] or "")
 
 
 @pytest.mark.integration
@@ -137,7 +139,14 @@ def test_bench_workflow_compare_and_report(wf_cli: Cli, tmp_path: Path) -> None:
     assert shown.returncode == 0, shown.stderr
     parser = _Images()
     parser.feed((tmp_path / "report" / "report.html").read_text())
-    assert len(parser.sources) == 4  # measures, task and request latency distributions, resources over time
+    # measures, wall time by team size, task and request latency distributions, resources over time
+    assert parser.titles == [
+        "Measures, one panel per unit",
+        "Wall time by team size: parallel against sequential",
+        "Task latency distributions",
+        "Request latency distributions (Studio or model requests)",
+        "Resource use over time",
+    ]
     png = base64.b64decode(re.sub(r"^data:image/png;base64,", "", parser.sources[0]))
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and 5_000 < len(png) < 2_000_000
     width, height = struct.unpack(">II", png[16:24])
@@ -208,7 +217,13 @@ def test_bench_studio_against_a_real_studio_and_its_report(cli: Cli, examples: P
     assert shown.returncode == 0, shown.stderr
     parser = _Images()
     parser.feed((tmp_path / "report" / "report.html").read_text())
-    assert len(parser.sources) == 4
+    assert parser.titles == [
+        "Measures, one panel per unit",
+        "Cold against cached: registration and scanning",
+        "Task latency distributions",
+        "Request latency distributions (Studio or model requests)",
+        "Resource use over time",
+    ]
     for source in parser.sources:
         png = base64.b64decode(re.sub(r"^data:image/png;base64,", "", source))
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and 5_000 < len(png) < 2_000_000

@@ -1,15 +1,10 @@
-"""`producer bench`: measure the user's own setup, compare two result sets, and report.
-
-A result set is a folder holding `result.json`: the parameters, the versions, the machine, one
-list of values per measure (one per iteration), the samples behind the distributions, resource
-use over time, and the facts the recommendations are computed from (producer/bench/stats.py).
+"""`producer bench workflow`: workflow runs on the workers, measured per team size, execution mode
+and task complexity; and what every benchmark samples (CPU and memory of the process tree, loopback
+bytes, the machine and the versions). The result set it writes is results.py's.
 """
 
 from __future__ import annotations
 
-import base64
-import io
-import json
 import os
 import platform
 import random
@@ -24,24 +19,15 @@ from typing import Any
 
 import psutil
 
-from producer.bench.stats import (
-    Change,
-    combined,
-    compare,
-    figure,
-    latency_summary,
-    merge_latency,
-    recommendations,
-    regressions,
-    request_latency,
-    summary,
-)
+from producer.bench.results import save
+from producer.bench.stats import combined, latency_summary, merge_latency, request_latency
 from shared.core.exceptions import InvalidInput, TaskFailed
 from shared.metrics import LATENCY_BUCKETS
 
 MODEL_LATENCY = "agentq_model_request_duration_seconds"
 
-RESULT = "result.json"
+MODES = ("parallel", "sequential")  # how `producer run` runs a workflow
+LATENCIES = "fixed:SECONDS, pertoken:SECONDS,SECONDS_PER_TOKEN or lognormal:MEDIAN,SIGMA"
 
 
 def machine() -> dict[str, Any]:
@@ -178,7 +164,7 @@ def run_workflow_bench(
     from producer.api import run_workflow, services
     from shared.core.team_plan import team_workflow, with_complexity
 
-    kind, numbers = _latency(latency)
+    kind, numbers = parse_latency(latency)
     levels = complexities or ["medium"]
     measures: dict[str, list[float]] = {}
     task_seconds: dict[str, list[float]] = {}
@@ -274,17 +260,16 @@ def run_workflow_bench(
     return result
 
 
-def _latency(latency: str) -> tuple[str, list[float]]:
-    """("fixed", [seconds]) or ("lognormal", [median, sigma]) from the --latency option."""
+def parse_latency(latency: str) -> tuple[str, list[float]]:
+    """("fixed", [seconds]), ("pertoken", [seconds, per token]) or ("lognormal", [median, sigma])
+    from the --latency option; InvalidInput naming it otherwise."""
     kind, _, spec = latency.partition(":")
     try:
         numbers = [float(x) for x in spec.split(",") if x.strip()]
     except ValueError:
         numbers = []
-    if kind not in ("fixed", "pertoken", "lognormal") or not numbers:
-        raise InvalidInput(
-            f"--latency {latency!r}: expected fixed:SECONDS, pertoken:SECONDS,SECONDS_PER_TOKEN or lognormal:MEDIAN,SIGMA"
-        )
+    if kind not in ("fixed", "pertoken", "lognormal") or not numbers or any(not 0 <= x < float("inf") for x in numbers):
+        raise InvalidInput(f"--latency {latency!r}: expected {LATENCIES}, in seconds of 0 or more")
     return kind, numbers
 
 
@@ -345,136 +330,3 @@ def _write_docs(tree: Path, components: dict[str, Any], workflow: dict[str, Any]
     if workflow is not None:
         (tree / "workflows").mkdir(parents=True, exist_ok=True)
         (tree / "workflows" / f"{workflow['name']}.yaml").write_text(yaml.safe_dump(workflow, sort_keys=False))
-
-
-def save(out: Path, result: dict[str, Any]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / RESULT).write_text(json.dumps(result, indent=2))
-
-
-def load(path: Path) -> dict[str, Any]:
-    """A result set: its folder or its result.json."""
-    file = path / RESULT if path.is_dir() else path
-    data: dict[str, Any] = json.loads(file.read_text())
-    return data
-
-
-def table_rows(result: dict[str, Any]) -> list[tuple[str, dict[str, float]]]:
-    return [(name, summary(values)) for name, values in sorted(result["measures"].items()) if values]
-
-
-def compare_results(a: dict[str, Any], b: dict[str, Any]) -> list[Change]:
-    return compare(a["measures"], b["measures"])
-
-
-HIGHER_IS_BETTER = ("_per_second", "availability", "hit_rate")
-
-
-def regressions_over(changes: list[Change], percent: float) -> list[Change]:
-    # times, CPU seconds, bytes and request counts: larger is worse; rates and availability: smaller is
-    return regressions(changes, percent, {c.measure for c in changes if not c.measure.endswith(HIGHER_IS_BETTER)})
-
-
-def report(results: list[tuple[str, dict[str, Any]]], out: Path) -> tuple[Path, Path]:
-    """A self-contained HTML report (charts as embedded PNGs) and a Markdown summary."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    charts: list[tuple[str, str]] = []
-
-    def png(fig: Any) -> str:
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-        plt.close(fig)
-        return base64.b64encode(buf.getvalue()).decode()
-
-    measures = sorted({m for _, r in results for m in r["measures"]})
-    fig, ax = plt.subplots(figsize=(max(6, len(measures) * 1.2), 4))
-    width = 0.8 / max(1, len(results))
-    for i, (name, r) in enumerate(results):
-        stats = [summary(r["measures"][m]) if r["measures"].get(m) else None for m in measures]
-        ax.bar(
-            [x + i * width for x in range(len(measures))],
-            [s["mean"] if s else 0 for s in stats],
-            width,
-            yerr=[s["stdev"] if s else 0 for s in stats],
-            capsize=3,
-            label=name,
-        )
-    ax.set_xticks([x + width * (len(results) - 1) / 2 for x in range(len(measures))], measures, rotation=30, ha="right")
-    ax.set_ylabel("mean (error bars: standard deviation)")
-    ax.legend()
-    charts.append(("Measures, mean and standard deviation", png(fig)))
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, r in results:
-        samples = [s for values in r.get("task_seconds", {}).values() for s in values]
-        if samples:
-            ax.hist(samples, bins=30, alpha=0.5, label=name)
-    ax.set_xlabel("task seconds")
-    ax.set_ylabel("tasks")
-    ax.legend()
-    charts.append(("Latency distribution", png(fig)))
-
-    latencies = [(f"{name}: {what}", h) for name, r in results for what, h in r.get("request_latency", {}).items()]
-    if latencies:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        for label, h in latencies:
-            # each bucket drawn at its upper bound; the +Inf bucket beyond the last bound
-            edges = [*h["bounds"], h["bounds"][-1] * 2]
-            ax.step(edges, h["counts"], where="mid", label=f"{label} ({sum(h['counts'])})")
-        ax.set_xscale("log")
-        ax.set_xlabel("request seconds (bucket upper bound)")
-        ax.set_ylabel("requests")
-        ax.legend(fontsize="small")
-        charts.append(("Request latency distributions (Studio or model requests)", png(fig)))
-
-    fig, (cpu, mem) = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
-    for name, r in results:
-        samples = r.get("resources", [])
-        cpu.plot([s["t"] for s in samples], [s["cpu_percent"] for s in samples], label=name)
-        mem.plot([s["t"] for s in samples], [s["rss_mb"] for s in samples], label=name)
-    cpu.set_ylabel("CPU %")
-    mem.set_ylabel("RSS MB")
-    mem.set_xlabel("seconds")
-    cpu.legend()
-    charts.append(("Resource use over time", png(fig)))
-
-    md = ["# Benchmark report", ""]
-    for name, r in results:
-        md += [
-            f"## {name}",
-            "",
-            f"machine: {r['machine']}",
-            "",
-            "| measure | mean | median | stdev | min | max |",
-            "|---|---|---|---|---|---|",
-        ]
-        md += [
-            f"| {m} | " + " | ".join(figure(s[k]) for k in ("mean", "median", "stdev", "min", "max")) + " |"
-            for m, s in table_rows(r)
-        ]
-        if r.get("request_latency"):
-            md += ["", "| requests | count | mean s | p50 s | p95 s |", "|---|---|---|---|---|"]
-            for what, h in sorted(r["request_latency"].items()):
-                q = latency_summary(h)
-                md.append(f"| {what} | {q['count']:.0f} | {q['mean']:.3f} | {q['p50']:.3f} | {q['p95']:.3f} |")
-        advice = recommendations(r)
-        md += ["", "Recommendations:" if advice else "No recommendation: nothing measured calls for a change.", ""]
-        md += [f"- {a}" for a in advice]
-        md.append("")
-    html = ["<!doctype html><html><head><meta charset='utf-8'><title>Benchmark report</title></head><body>"]
-    html.append("<pre>" + _escape("\n".join(md)) + "</pre>")
-    for title, data in charts:
-        html.append(f"<h2>{_escape(title)}</h2><img alt='{_escape(title)}' src='data:image/png;base64,{data}'>")
-    html.append("</body></html>")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.html").write_text("\n".join(html))
-    (out / "report.md").write_text("\n".join(md))
-    return out / "report.html", out / "report.md"
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("'", "&#39;")

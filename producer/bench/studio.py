@@ -10,6 +10,7 @@ The throwaway users' rows are deleted at the end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import statistics
 import tempfile
@@ -18,16 +19,20 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from producer.bench.run import Sampler, loopback_bytes, machine, save, versions
+from producer.bench.results import save
+from producer.bench.run import Sampler, loopback_bytes, machine, versions
 from producer.bench.stats import combined, latency_summary, merge_latency, request_latency
 from shared.adapters.studio import StudioClient
-from shared.core.exceptions import TaskFailed
+from shared.core.exceptions import ServiceUnavailable, TaskFailed
+from shared.core.secrets import shown_url
 from shared.metrics import LATENCY_BUCKETS
+from shared.ports import StudioError
 from shared.settings import Settings, scan_limits, with_overrides
 
 PROBE_EVERY = 0.5
@@ -79,8 +84,30 @@ async def _timed(samples: dict[str, list[float]], name: str, call: Any) -> Any:
     return value
 
 
+def _client(settings: Settings, user_id: str, retries: int | None = None) -> StudioClient:
+    token = settings.studio_token.get_secret_value() if settings.studio_token else None
+    tries = settings.studio_retries if retries is None else retries
+    return StudioClient(
+        settings.studio_url, user_id, token=token, timeout=settings.studio_timeout_seconds, retries=tries
+    )
+
+
+def studio_answers(settings: Settings) -> None:
+    """Studio's health, asked once before anything is measured: ServiceUnavailable naming the URL
+    when nothing answers there, or something that is no Studio does (an HTML page, a 5xx)."""
+
+    async def ask() -> None:
+        async with _client(settings, settings.studio_user_id, retries=0) as studio:
+            await studio.health()
+
+    try:
+        asyncio.run(ask())
+    except StudioError as exc:
+        raise ServiceUnavailable(f"AutoGen Studio at {shown_url(settings.studio_url)} is not available: {exc}") from exc
+
+
 async def _fetching(settings: Settings, user_id: str, samples: dict[str, list[float]]) -> None:
-    async with StudioClient(settings.studio_url, user_id, retries=0) as studio:
+    async with _client(settings, user_id, retries=0) as studio:
         for _ in range(5):
             await _timed(samples, "connectivity.health_seconds", studio.health())
         teams = await _timed(samples, "fetch.list_teams_seconds", studio.list_teams())
@@ -93,7 +120,7 @@ async def _fetching(settings: Settings, user_id: str, samples: dict[str, list[fl
 
 async def _remove_user_rows(settings: Settings, user_id: str) -> int:
     """Delete a throwaway user's rows; returns how many team rows there were."""
-    async with StudioClient(settings.studio_url, user_id) as studio:
+    async with _client(settings, user_id) as studio:
         teams = await studio.list_teams()
         for row in teams:
             await studio.request("DELETE", f"/teams/{row['id']}", params={"user_id": user_id})
@@ -116,21 +143,101 @@ def _studio_time(histograms: dict[tuple[str, tuple[str, ...]], list[float]]) -> 
     return out
 
 
+@dataclass
+class _Recording:
+    """What the iterations after the warmup measured."""
+
+    record: bool = False  # this iteration counts (it is past the warmup)
+    measures: dict[str, list[float]] = field(default_factory=dict)
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    latency: dict[str, dict[str, Any]] = field(default_factory=dict)  # request histograms by phase and endpoint
+    studio_requests: dict[str, list[float]] = field(default_factory=dict)
+    validate_share: list[float] = field(default_factory=list)
+
+    def put(self, name: str, value: float) -> None:
+        if self.record:
+            self.measures.setdefault(name, []).append(value)
+
+
+def _fetch(rec: _Recording, settings: Settings) -> None:
+    fetched: dict[str, list[float]] = {}
+    asyncio.run(_fetching(settings, settings.studio_user_id, fetched))
+    for name, values in fetched.items():
+        rec.put(name, statistics.median(values))
+        if rec.record:
+            rec.samples.setdefault(name, []).extend(values)
+
+
+def _scanning(rec: _Recording, directory: Path, settings: Settings) -> None:
+    from producer.scanner import scan
+
+    cache_dir = Path(tempfile.mkdtemp(prefix="agentq-bench-scan-"))
+    try:
+        for phase in ("cold", "rescan"):
+            started = time.perf_counter()
+            scanned = scan(directory.resolve(), cache_dir / "scan.json", scan_limits(settings))
+            seconds = time.perf_counter() - started
+            rec.put(f"scan.{phase}_seconds", seconds)
+            rec.put(f"scan.{phase}_files_per_second", len(scanned.files) / seconds if seconds else 0.0)
+    finally:
+        shutil.rmtree(cache_dir, ignore_errors=True)
+
+
+def _registering(rec: _Recording, directory: Path, settings: Settings, store: Any, sampler: Sampler) -> None:
+    """A cold sync under the user of `settings` (new: nothing cached), then the same sync all cached."""
+    from producer.api import sync as sync_tree
+
+    for phase in ("cold", "cached"):
+        before_hist, before_net = store.histograms(), loopback_bytes()
+        started, cpu, mark = time.perf_counter(), sampler.cpu_seconds(), sampler.now()
+        run = sync_tree(directory, settings=settings)
+        seconds = time.perf_counter() - started
+        if not run.succeeded:
+            raise TaskFailed(f"benchmark sync of {directory} failed: {run.failed}")
+        components = sum(run.counts.values())
+        after_hist = store.histograms()
+        used = request_latency(before_hist, after_hist, STUDIO_LATENCY, LATENCY_BUCKETS, _studio_request)
+        if rec.record and used:
+            merge_latency(rec.latency, {f"register.{phase} {name}": h for name, h in used.items()})
+        if phase == "cold":  # per iteration; a cached sync may make no Studio request at all
+            overall = latency_summary(combined(used.values()))
+            rec.put("register.cold_request_mean_seconds", overall["mean"])
+            rec.put("register.cold_request_p95_seconds", overall["p95"])
+        rec.put(f"register.{phase}_seconds", seconds)
+        rec.put(f"register.{phase}_components_per_second", components / seconds if seconds else 0.0)
+        rec.put(f"register.{phase}_cpu_seconds", sampler.cpu_seconds() - cpu)
+        rec.put(f"register.{phase}_peak_rss_mb", sampler.peak_rss_mb(mark))
+        rec.put(f"register.{phase}_network_bytes", float(loopback_bytes() - before_net))
+        hits = run.counts.get("unchanged", 0)
+        rec.put(f"register.{phase}_cache_hit_rate", hits / components if components else 0.0)
+        if rec.record:
+            calls = float(sum(run.report["studio_requests"].values()))
+            rec.studio_requests.setdefault(f"register.{phase}", []).append(calls)
+        before_time, after_time = _studio_time(before_hist), _studio_time(after_hist)
+        spent = {
+            ep: after_time[ep][1] - before_time.get(ep, (0.0, 0.0))[1]
+            for ep in after_time
+            if after_time[ep][0] > before_time.get(ep, (0.0, 0.0))[0]
+        }
+        if phase == "cold" and rec.record and sum(spent.values()) > 0:
+            rec.validate_share.append(spent.get("/validate/", 0.0) / sum(spent.values()))
+
+
+def _remove_users(settings: Settings, users: list[str]) -> int:
+    return sum(asyncio.run(_remove_user_rows(settings, user)) for user in users)
+
+
 def run_studio_bench(
     out: Path, directory: Path, iterations: int, warmup: int, settings: Settings, local_studio: bool
 ) -> dict[str, Any]:
-    """The Studio benchmark on `directory`; writes and returns the result."""
+    """The Studio benchmark on `directory`; writes and returns the result. A Studio that does not
+    answer (before or during it) is ServiceUnavailable naming its URL; the throwaway users' rows
+    are deleted whatever happens."""
     from producer import embedded
     from producer.api import services
-    from producer.api import sync as sync_tree
-    from producer.scanner import scan
 
-    measures: dict[str, list[float]] = {}
-    samples: dict[str, list[float]] = {}
-    latency: dict[str, dict[str, Any]] = {}  # request latency histograms, by phase and Studio endpoint
-    studio_requests: dict[str, list[float]] = {}
+    rec = _Recording()
     users: list[str] = []
-    facts: dict[str, Any] = {}
     sampler = Sampler()
     with embedded.LocalServices() as local:
         if local_studio:
@@ -139,77 +246,27 @@ def run_studio_bench(
             url, proc = embedded.start_studio(app_dir)
             local.add_process(proc)
             settings = with_overrides(settings, studio_url=url)
+        studio_answers(settings)
         probe = Probe(settings.studio_url)
-        with sampler.running(), probe.running(), services(settings) as (store, ready):
-            validate_share: list[float] = []
-            for i in range(warmup + iterations):
-                record = i >= warmup
-
-                def put(name: str, value: float, keep: bool = record) -> None:
-                    if keep:
-                        measures.setdefault(name, []).append(value)
-
-                fetched: dict[str, list[float]] = {}
-                asyncio.run(_fetching(ready, ready.studio_user_id, fetched))
-                for name, values in fetched.items():
-                    put(name, statistics.median(values))
-                    if record:
-                        samples.setdefault(name, []).extend(values)
-
-                cache_dir = Path(tempfile.mkdtemp(prefix="agentq-bench-scan-"))
+        try:
+            with sampler.running(), probe.running(), services(settings) as (store, ready):
                 try:
-                    for phase in ("cold", "rescan"):
-                        started = time.perf_counter()
-                        scanned = scan(directory.resolve(), cache_dir / "scan.json", scan_limits(ready))
-                        seconds = time.perf_counter() - started
-                        put(f"scan.{phase}_seconds", seconds)
-                        put(f"scan.{phase}_files_per_second", len(scanned.files) / seconds if seconds else 0.0)
-                finally:
-                    shutil.rmtree(cache_dir, ignore_errors=True)
-
-                user = f"agentq-bench-{uuid.uuid4().hex[:8]}"  # a Studio user of its own: nothing cached
-                users.append(user)
-                cold_settings = with_overrides(ready, studio_user_id=user)
-                for phase in ("cold", "cached"):
-                    before_hist, before_net = store.histograms(), loopback_bytes()
-                    started, cpu, mark = time.perf_counter(), sampler.cpu_seconds(), sampler.now()
-                    run = sync_tree(directory, settings=cold_settings)
-                    seconds = time.perf_counter() - started
-                    if not run.succeeded:
-                        raise TaskFailed(f"benchmark sync of {directory} failed: {run.failed}")
-                    components = sum(run.counts.values())
-                    after_hist = store.histograms()
-                    before_time, after_time = _studio_time(before_hist), _studio_time(after_hist)
-                    used = request_latency(before_hist, after_hist, STUDIO_LATENCY, LATENCY_BUCKETS, _studio_request)
-                    if record and used:
-                        merge_latency(latency, {f"register.{phase} {name}": h for name, h in used.items()})
-                    if phase == "cold":  # per iteration; a cached sync may make no Studio request at all
-                        overall = latency_summary(combined(used.values()))
-                        put("register.cold_request_mean_seconds", overall["mean"])
-                        put("register.cold_request_p95_seconds", overall["p95"])
-                    put(f"register.{phase}_seconds", seconds)
-                    put(f"register.{phase}_components_per_second", components / seconds if seconds else 0.0)
-                    put(f"register.{phase}_cpu_seconds", sampler.cpu_seconds() - cpu)
-                    put(f"register.{phase}_peak_rss_mb", sampler.peak_rss_mb(mark))
-                    put(f"register.{phase}_network_bytes", float(loopback_bytes() - before_net))
-                    hits = run.counts.get("unchanged", 0)
-                    put(f"register.{phase}_cache_hit_rate", hits / components if components else 0.0)
-                    calls = sum(run.report["studio_requests"].values())
-                    if record:
-                        studio_requests.setdefault(f"register.{phase}", []).append(float(calls))
-                    spent = {
-                        ep: after_time[ep][1] - before_time.get(ep, (0.0, 0.0))[1]
-                        for ep in after_time
-                        if after_time[ep][0] > before_time.get(ep, (0.0, 0.0))[0]
-                    }
-                    if phase == "cold" and record and sum(spent.values()) > 0:
-                        validate_share.append(spent.get("/validate/", 0.0) / sum(spent.values()))
-            facts["studio_validate_share"] = statistics.fmean(validate_share) if validate_share else None
-            facts["cache_hit_rate"] = statistics.fmean(measures.get("register.cached_cache_hit_rate") or [0.0])
-            facts["repeated_runs"] = True
-            deleted = sum(asyncio.run(_remove_user_rows(ready, user)) for user in users)
-        measures["connectivity.availability"] = [probe.availability]
-        samples["connectivity.probe_seconds"] = probe.latencies
+                    for i in range(warmup + iterations):
+                        rec.record = i >= warmup
+                        _fetch(rec, ready)
+                        _scanning(rec, directory, ready)
+                        users.append(f"agentq-bench-{uuid.uuid4().hex[:8]}")  # a user of its own: nothing cached
+                        _registering(rec, directory, with_overrides(ready, studio_user_id=users[-1]), store, sampler)
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        _remove_users(ready, users)
+                    raise
+                deleted = _remove_users(ready, users)
+        except StudioError as exc:
+            where = shown_url(settings.studio_url)
+            raise ServiceUnavailable(f"AutoGen Studio at {where} stopped answering: {exc}") from exc
+    rec.measures["connectivity.availability"] = [probe.availability]
+    rec.samples["connectivity.probe_seconds"] = probe.latencies
     result: dict[str, Any] = {
         "kind": "studio",
         "parameters": {
@@ -220,13 +277,17 @@ def run_studio_bench(
         },
         "versions": versions(),
         "machine": machine(),
-        "measures": measures,
-        "studio_requests": studio_requests,
-        "task_seconds": samples,  # the latency distributions the report draws
-        "request_latency": latency,
+        "measures": rec.measures,
+        "studio_requests": rec.studio_requests,
+        "task_seconds": rec.samples,  # the latency distributions the report draws
+        "request_latency": rec.latency,
         "resources": sampler.samples,
         "peak_rss_mb": sampler.peak_rss_mb(),
-        "facts": facts,
+        "facts": {
+            "studio_validate_share": statistics.fmean(rec.validate_share) if rec.validate_share else None,
+            "cache_hit_rate": statistics.fmean(rec.measures.get("register.cached_cache_hit_rate") or [0.0]),
+            "repeated_runs": True,
+        },
         "cleanup": {"studio_users": len(users), "team_rows_deleted": deleted},
     }
     save(out, result)

@@ -1,22 +1,25 @@
-"""`producer bench`: measure a setup, compare result sets, report."""
+"""`producer bench`: measure a setup, compare result sets, report.
+
+Every refusal comes before anything starts or is written: options (modes, latency, team sizes,
+complexities), the --out folder (neither a file nor below one), and the result sets a comparison or
+a report reads (producer/bench/results.py: load)."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperOption
 
 from shared.core import json_text
 from shared.core.exceptions import InvalidInput
 
-if TYPE_CHECKING:
-    pass
-
-from producer.cli.app import (
+from producer.cli.app import (  # isort: skip
     AsJson,
     StudioUrl,
     app,
@@ -26,11 +29,76 @@ from producer.cli.app import (
     escape,
 )
 
+
+class _Argument(TyperArgument):
+    """An argument whose help shows its metavar alone (`OLD`, `DIR...`, `[DIR]`): no `{name}` in
+    the usage line and no `<path>` or `<list[Path]>` after it."""
+
+    def _usage_display_name(self) -> str:
+        if self.metavar is None:
+            return super()._usage_display_name()
+        return self.metavar if self.required else f"[{self.metavar}]"
+
+    def _rich_display_name(self) -> str:
+        return self.metavar if self.metavar is not None else super()._rich_display_name()
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None if self.metavar is not None else super().display_type_rich(ctx)
+
+
+class _Command(TyperCommand):
+    """A bench command whose help names values by metavar: its arguments' own, and for a shared
+    option without one (--studio-url) a name made from the option's (URL)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if type(param) is TyperArgument:
+                param.__class__ = _Argument
+            elif isinstance(param, TyperOption) and param.metavar is None and not param.is_flag:
+                name = param.name or ""
+                param.metavar = "URL" if name.endswith("_url") else name.upper()
+
+
 bench_app = typer.Typer(help="Measure your setup, compare result sets, report.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
+Iterations = Annotated[
+    int, typer.Option("--iterations", min=1, metavar="N", help="Measured iterations (each case runs that often)")
+]
+Warmup = Annotated[
+    int, typer.Option("--warmup", min=0, metavar="N", help="Iterations run first and not measured (caches, imports)")
+]
+Out = Annotated[
+    Path | None,
+    typer.Option("--out", metavar="DIR", help="Folder for result.json (default: a new one in the cache dir's bench/)"),
+]
 
-@bench_app.command("workflow")
+
+def _out_folder(option: str, path: Path) -> Path:
+    """`path` as a folder to write into; refused, naming it, when it or a folder above it is a file."""
+    for above in (path, *path.parents):
+        if above.exists() and not above.is_dir():
+            where = "is a file, not a folder" if above == path else f"is a file: {path} cannot be a folder below it"
+            raise InvalidInput(f"{option} {path}: {above} {where}")
+    return path
+
+
+def _comma_list(option: str, value: str, allowed: tuple[str, ...]) -> list[str]:
+    given = [x.strip() for x in value.split(",") if x.strip()]
+    if not given or any(x not in allowed for x in given):
+        raise InvalidInput(f"{option} {value!r}: expected some of {', '.join(allowed)}, comma-separated")
+    return list(dict.fromkeys(given))
+
+
+def _team_sizes(value: str) -> list[int]:
+    parts = [x.strip() for x in value.split(",") if x.strip()]
+    if not parts or not all(x.isdigit() and int(x) > 0 for x in parts):
+        raise InvalidInput(f"--team-sizes {value!r}: expected whole numbers above 0, comma-separated")
+    return list(dict.fromkeys(int(x) for x in parts))
+
+
+@bench_app.command("workflow", cls=_Command)
 def bench_workflow(
     standin: Annotated[
         bool, typer.Option("--standin", help="Against the stand-in endpoint, whose latency --latency sets")
@@ -38,72 +106,80 @@ def bench_workflow(
     model: Annotated[
         str | None,
         typer.Option(
-            "--model", help="A model component's label in --tree, or an OpenAI-compatible URL (key: OPENAI_API_KEY)"
+            "--model",
+            metavar="LABEL|URL",
+            help="A model component's label in --tree, or an OpenAI-compatible URL (key: OPENAI_API_KEY)",
         ),
     ] = None,
-    tree: Annotated[Path | None, typer.Option("--tree", help="The tree holding the --model label")] = None,
+    tree: Annotated[
+        Path | None, typer.Option("--tree", metavar="DIR", help="The tree holding the --model label")
+    ] = None,
     model_name: Annotated[
-        str, typer.Option("--model-name", help="Model name to ask a --model URL for")
+        str, typer.Option("--model-name", metavar="NAME", help="Model name to ask a --model URL for")
     ] = "gpt-4o-mini",
-    team_sizes: Annotated[str, typer.Option("--team-sizes", help="Comma-separated team sizes")] = "1,3,5",
-    modes: Annotated[str, typer.Option("--modes", help="parallel, sequential or both")] = "parallel,sequential",
+    team_sizes: Annotated[
+        str, typer.Option("--team-sizes", metavar="N,N,...", help="Team sizes (agents), comma-separated")
+    ] = "1,3,5",
+    modes: Annotated[
+        str, typer.Option("--modes", metavar="MODE,...", help="parallel, sequential or both, comma-separated")
+    ] = "parallel,sequential",
     complexity: Annotated[
-        str, typer.Option("--complexity", help="Comma-separated task complexities: simple, medium, complex")
+        str,
+        typer.Option(
+            "--complexity", metavar="LEVEL,...", help="Task complexities: simple, medium, complex, comma-separated"
+        ),
     ] = "medium",
-    iterations: Annotated[int, typer.Option("--iterations", min=1)] = 3,
-    warmup: Annotated[int, typer.Option("--warmup", min=0)] = 1,
+    iterations: Iterations = 3,
+    warmup: Warmup = 1,
     latency: Annotated[
         str,
         typer.Option(
             "--latency",
+            metavar="SPEC",
             help="The stand-in's latency: fixed:SECONDS, pertoken:SECONDS,SECONDS_PER_TOKEN or lognormal:MEDIAN,SIGMA",
         ),
     ] = "fixed:0.05",
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    out: Annotated[Path | None, typer.Option("--out", help="Result folder (default: the cache dir's bench/)")] = None,
+    seed: Annotated[
+        int,
+        typer.Option(
+            "--seed", metavar="N", help="Seed of the log-normal latencies: the same seed draws the same delays"
+        ),
+    ] = 0,
+    out: Out = None,
     as_json: AsJson = False,
 ) -> None:
     """Workflow runs on the workers, per team size, execution mode and task complexity: wall time, CPU,
     memory, network bytes, model requests."""
-    from producer.bench.run import endpoint_model, run_workflow_bench
+    from producer.bench.run import MODES, endpoint_model, parse_latency, run_workflow_bench
     from shared.core.team_plan import COMPLEXITIES
     from shared.settings import load_settings
 
     if standin == (model is not None):
         raise InvalidInput("give either --standin or --model LABEL|URL")
-    levels = [c.strip() for c in complexity.split(",") if c.strip()]
-    if not levels or any(c not in COMPLEXITIES for c in levels):
-        raise InvalidInput(f"--complexity {complexity!r}: expected some of {', '.join(COMPLEXITIES)}")
-    parts = [x.strip() for x in team_sizes.split(",") if x.strip()]
-    if not parts or not all(x.isdigit() and int(x) > 0 for x in parts):
-        raise InvalidInput(f"--team-sizes {team_sizes!r}: expected whole numbers above 0, comma-separated")
-    sizes = [int(x) for x in parts]
+    levels = _comma_list("--complexity", complexity, tuple(COMPLEXITIES))
+    sizes = _team_sizes(team_sizes)
+    chosen = _comma_list("--modes", modes, MODES)
+    if standin:
+        parse_latency(latency)
+    if out is not None:
+        _out_folder("--out", out)
     settings = load_settings()
     folder = out or settings.cache_dir / "bench" / time.strftime("workflow-%Y%m%d-%H%M%S")
     target = endpoint_model(model, tree, model_name) if model else None
     result = run_workflow_bench(
-        folder,
-        sizes,
-        [m.strip() for m in modes.split(",") if m.strip()],
-        iterations,
-        warmup,
-        latency,
-        seed,
-        settings,
-        complexities=levels,
-        model=target,
+        folder, sizes, chosen, iterations, warmup, latency, seed, settings, complexities=levels, model=target
     )
     _show_result(result, folder, as_json)
 
 
-@bench_app.command("studio")
+@bench_app.command("studio", cls=_Command)
 def bench_studio(
-    directory: Annotated[Path, typer.Argument(help="Config tree to scan and register (default: examples/)")] = Path(
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Config tree to scan and register")] = Path(
         "examples"
     ),
-    iterations: Annotated[int, typer.Option("--iterations", min=1)] = 3,
-    warmup: Annotated[int, typer.Option("--warmup", min=0)] = 1,
-    out: Annotated[Path | None, typer.Option("--out", help="Result folder (default: the cache dir's bench/)")] = None,
+    iterations: Iterations = 3,
+    warmup: Warmup = 1,
+    out: Out = None,
     studio_url: StudioUrl = None,
     as_json: AsJson = False,
 ) -> None:
@@ -115,6 +191,8 @@ def bench_studio(
     from shared.settings import load_settings
 
     check_dir(directory)
+    if out is not None:
+        _out_folder("--out", out)
     settings = load_settings(studio_url=studio_url)
     local = studio_url is None and not os.environ.get("STUDIO_URL")
     if local:
@@ -127,7 +205,7 @@ def bench_studio(
 def _show_result(result: dict[str, Any], folder: Path, as_json: bool) -> None:
     from rich.table import Table
 
-    from producer.bench.run import table_rows
+    from producer.bench.results import table_rows
     from producer.bench.stats import figure, recommendations
 
     if as_json:
@@ -139,25 +217,34 @@ def _show_result(result: dict[str, Any], folder: Path, as_json: bool) -> None:
             table.add_column(col, overflow="fold")
         else:
             table.add_column(col, justify="right", no_wrap=True)
-    for name, s in table_rows(result):
+    for name, s in table_rows(result["measures"]):
         table.add_row(escape(name), *(figure(s[k]) for k in ("mean", "median", "stdev", "min", "max")))
     console().print(table)
     for advice in recommendations(result):
         console().print(f"[yellow]advice[/yellow] {escape(advice)}")
 
 
-@bench_app.command("compare")
+@bench_app.command("compare", cls=_Command)
 def bench_compare(
-    a: Annotated[Path, typer.Argument(help="The baseline result set (folder or result.json)")],
-    b: Annotated[Path, typer.Argument(help="The result set to compare with it")],
+    a: Annotated[Path, typer.Argument(metavar="OLD", help="The baseline result set (folder or result.json)")],
+    b: Annotated[Path, typer.Argument(metavar="NEW", help="The result set to compare with it, of the same kind")],
     fail_on_regression: Annotated[
-        float | None, typer.Option("--fail-on-regression", help="Exit 1 when a measure got worse by more than PCT")
+        float | None,
+        typer.Option(
+            "--fail-on-regression",
+            metavar="PCT",
+            help="Exit 1 when a measure got worse by more than PCT percent (0 or more)",
+        ),
     ] = None,
     as_json: AsJson = False,
 ) -> None:
     """Each measure's change in percent, with a 95% bootstrap interval; * marks a change beyond the noise."""
-    from producer.bench.run import compare_results, load, regressions_over
+    from producer.bench.results import compare_results, load, regressions_over
 
+    if fail_on_regression is not None and (math.isnan(fail_on_regression) or fail_on_regression < 0):
+        raise InvalidInput(
+            f"--fail-on-regression {fail_on_regression:g}: expected a percentage of 0 or more (how much worse a measure may get)"
+        )
     changes = compare_results(load(a), load(b))
     worse = regressions_over(changes, fail_on_regression) if fail_on_regression is not None else []
     if as_json:
@@ -171,17 +258,28 @@ def bench_compare(
         raise typer.Exit(1)
 
 
-@bench_app.command("report")
+@bench_app.command("report", cls=_Command)
 def bench_report(
-    results: Annotated[list[Path], typer.Argument(help="Result sets (folders or result.json files)")],
+    results: Annotated[
+        list[Path], typer.Argument(metavar="DIR...", help="Result sets of one kind (folders or result.json files)")
+    ],
     out: Annotated[
-        Path | None, typer.Option("--out", help="Where report.html and report.md go (default: the first set)")
+        Path | None,
+        typer.Option(
+            "--out", metavar="DIR", help="Where report.html and report.md go (default: the first set's folder)"
+        ),
     ] = None,
     as_json: AsJson = False,
 ) -> None:
     """A self-contained HTML report with charts, and a Markdown summary."""
-    from producer.bench.run import load, report
+    from producer.bench.report import report
+    from producer.bench.results import load, same_kind
 
-    loaded = [(path.name if path.is_dir() else path.parent.name, load(path)) for path in results]
-    html, md = report(loaded, out or (results[0] if results[0].is_dir() else results[0].parent))
+    sets = [load(path) for path in results]
+    same_kind(sets)
+    target = _out_folder("--out", out) if out is not None else sets[0].file.parent
+    try:
+        html, md = report(sets, target)
+    except OSError as exc:
+        raise InvalidInput(f"cannot write the report into {target}: {exc.strerror or exc}") from exc
     typer.echo(json.dumps({"html": str(html), "markdown": str(md)}) if as_json else f"{html}\n{md}")
