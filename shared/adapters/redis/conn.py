@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import redis
 import redis.asyncio as aioredis
 import redis.asyncio.retry as async_retry
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import AbstractBackoff, ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
@@ -41,6 +41,20 @@ KEEPALIVE = {socket.TCP_KEEPIDLE: 5, socket.TCP_KEEPINTVL: 2, socket.TCP_KEEPCNT
 
 def _backoff() -> ExponentialWithJitterBackoff:
     return ExponentialWithJitterBackoff(cap=BACKOFF_CAP, base=0.05)
+
+
+def _pause(
+    backoff: AbstractBackoff,
+    failures: int,
+    deadline: float,
+    error: Exception,
+    is_retryable: Callable[[Exception], bool] | None,
+) -> float:
+    """How long to wait before the next try; the error is raised again once the outage outlasts
+    its bound or the caller says it is not to be retried."""
+    if time.monotonic() >= deadline or (is_retryable is not None and not is_retryable(error)):
+        raise error
+    return min(backoff.compute(failures), max(0.0, deadline - time.monotonic()))
 
 
 class OutageRetry(Retry):
@@ -65,9 +79,7 @@ class OutageRetry(Retry):
             except OUTAGE_ERRORS as error:
                 failures += 1
                 fail(error, failures) if with_failure_count else fail(error)
-                if time.monotonic() >= deadline or (is_retryable is not None and not is_retryable(error)):
-                    raise
-                time.sleep(min(self._backoff.compute(failures), max(0.0, deadline - time.monotonic())))
+                time.sleep(_pause(self._backoff, failures, deadline, error, is_retryable))
 
 
 class AsyncOutageRetry(async_retry.Retry):
@@ -93,9 +105,7 @@ class AsyncOutageRetry(async_retry.Retry):
                 result = fail(error, failures) if with_failure_count else fail(error)
                 if asyncio.iscoroutine(result):
                     await result
-                if time.monotonic() >= deadline or (is_retryable is not None and not is_retryable(error)):
-                    raise
-                await asyncio.sleep(min(self._backoff.compute(failures), max(0.0, deadline - time.monotonic())))
+                await asyncio.sleep(_pause(self._backoff, failures, deadline, error, is_retryable))
 
 
 def _options() -> dict[str, Any]:
