@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from producer.walk import config_files, default_cache_path  # noqa: F401  (re-exported)
+from producer.walk import config_files
+from producer.walk import default_cache_path as default_cache_path  # re-exported
 from shared.core.errors import ConfigError
 from shared.core.facts import FileFacts, file_facts
 from shared.core.json_text import dumps

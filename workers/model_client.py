@@ -101,7 +101,8 @@ class ModelClients:
             from openai import DefaultAioHttpClient
 
             self._http = DefaultAioHttpClient(timeout=self.timeout)
-        return cls(**kwargs, http_client=self._http)
+        client: ChatCompletionClient = cls(**kwargs, http_client=self._http)
+        return client
 
     def _without_sdk_retries(self, spec: Mapping[str, Any], schema: Any) -> dict[str, Any]:
         fields = getattr(schema, "model_fields", {})

@@ -48,7 +48,8 @@ class RunContext:
 
     def resolve_env(self, spec: dict[str, Any]) -> dict[str, Any]:
         try:
-            return substitute_variables(spec, self.env)
+            resolved: dict[str, Any] = substitute_variables(spec, self.env)  # the same shape as `spec`
+            return resolved
         except MissingVariable as exc:
             raise NodeFailed(
                 f"environment variable {exc.name} is not set on worker {self.hostname} (field {exc.field})"
@@ -68,7 +69,8 @@ async def ensure_team_listing(ctx: RunContext) -> dict[str, dict[str, Any]]:
     while time.monotonic() < deadline:
         value = ctx.store.run_value(ctx.run_id, STUDIO_TEAMS)
         if value is not None:
-            return json.loads(value)
+            listing: dict[str, dict[str, Any]] = json.loads(value)
+            return listing
         if ctx.store.claim(ctx.run_id, "team-listing"):
             try:
                 rows = await ctx.client.list_teams()

@@ -54,7 +54,7 @@ def sample() -> dict[str, float]:
     }
 
 
-class ResourceGuard(bootsteps.StartStopStep):
+class ResourceGuard(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery is untyped
     """Consumer bootstep: a thread that samples resources and pauses/resumes this worker's queues."""
 
     requires = {"celery.worker.consumer.tasks:Tasks"}

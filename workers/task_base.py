@@ -81,7 +81,7 @@ class _Resources:
             self.thread.join(5)
 
 
-class WorkerTask(Task):
+class WorkerTask(Task):  # type: ignore[misc]  # Celery is untyped
     abstract = True
 
     def _resources(self) -> _Resources:

@@ -52,7 +52,7 @@ WARM_MODULES = (
 PER_REQUEST_LOGGERS = ("autogen_core.events", "autogen_agentchat.events", "httpx", "httpx2")
 
 
-@worker_init.connect
+@worker_init.connect  # type: ignore[untyped-decorator]  # Celery is untyped
 def _warm(**_: Any) -> None:
     watch_parent()
     for name in PER_REQUEST_LOGGERS:
@@ -70,7 +70,7 @@ def _warm(**_: Any) -> None:
     gc.set_threshold(20_000, *gc.get_threshold()[1:])
 
 
-@task_prerun.connect
+@task_prerun.connect  # type: ignore[untyped-decorator]  # Celery is untyped
 def _in_flight(task_id: str, task: Any, **_: Any) -> None:
     """Which worker holds which message, so the producer can requeue the messages of a worker
     that died (producer/recovery.py); cleared when the task returns."""
@@ -78,7 +78,7 @@ def _in_flight(task_id: str, task: Any, **_: Any) -> None:
         task.store.message_started(task.request.hostname, task_id)
 
 
-@task_postrun.connect
+@task_postrun.connect  # type: ignore[untyped-decorator]  # Celery is untyped
 def _landed(task_id: str, task: Any, **_: Any) -> None:
     if isinstance(task, WorkerTask) and task.request.hostname:
         task.store.messages_ended(task.request.hostname, task_id)
@@ -119,7 +119,7 @@ def _with_context(task: WorkerTask, run_id: str, work: Callable[[RunContext, Set
         store.flush(metrics)
 
 
-@app.task(name="agentq.sync_batch", base=WorkerTask, bind=True)
+@app.task(name="agentq.sync_batch", base=WorkerTask, bind=True)  # type: ignore[untyped-decorator]  # Celery is untyped
 def sync_batch(self: WorkerTask, run_id: str, wave: int, index: int) -> int:
     async def work(ctx: RunContext, settings: Settings) -> int:
         if ctx.meta.get("state") == RunState.FINISHED:  # redelivered after its run ended: newer work may have followed
@@ -136,7 +136,7 @@ def _priorities(meta: RunMeta, wave: int) -> list[int] | None:
     return priorities[wave] if priorities else None
 
 
-@app.task(name="agentq.start_run", base=WorkerTask, bind=True, ignore_result=True)
+@app.task(name="agentq.start_run", base=WorkerTask, bind=True, ignore_result=True)  # type: ignore[untyped-decorator]  # Celery is untyped
 def start_run(self: WorkerTask, run_id: str) -> None:
     store = self.store
     meta = store.meta(run_id)
@@ -163,7 +163,7 @@ def start_run(self: WorkerTask, run_id: str) -> None:
         dispatcher.start_finalize(run_id)
 
 
-@app.task(name="agentq.wave_done", base=WorkerTask, bind=True, ignore_result=True)
+@app.task(name="agentq.wave_done", base=WorkerTask, bind=True, ignore_result=True)  # type: ignore[untyped-decorator]  # Celery is untyped
 def wave_done(self: WorkerTask, _results: Any, run_id: str, wave: int) -> None:
     store = self.store
     meta = store.meta(run_id)
@@ -181,7 +181,7 @@ def wave_done(self: WorkerTask, _results: Any, run_id: str, wave: int) -> None:
         dispatcher.start_finalize(run_id)
 
 
-@app.task(name="agentq.finalize", base=WorkerTask, bind=True, ignore_result=True)
+@app.task(name="agentq.finalize", base=WorkerTask, bind=True, ignore_result=True)  # type: ignore[untyped-decorator]  # Celery is untyped
 def finalize(self: WorkerTask, run_id: str) -> None:
     async def work(ctx: RunContext, _settings: Settings) -> str | None:
         try:
@@ -205,7 +205,7 @@ def finalize(self: WorkerTask, run_id: str) -> None:
     record_run(store, meta)
 
 
-@app.task(name="agentq.noop_batch", base=WorkerTask, bind=True)
+@app.task(name="agentq.noop_batch", base=WorkerTask, bind=True)  # type: ignore[untyped-decorator]  # Celery is untyped
 def noop_batch(self: WorkerTask, run_id: str, wave: int, index: int) -> int:
     """A batch whose nodes do no work: measures what scheduling and run state cost (benchmarks)."""
     store = self.store
@@ -215,12 +215,12 @@ def noop_batch(self: WorkerTask, run_id: str, wave: int, index: int) -> int:
     return len(labels)
 
 
-@app.task(name="agentq.noop")
+@app.task(name="agentq.noop")  # type: ignore[untyped-decorator]  # Celery is untyped
 def noop(*_args: Any) -> None:
     """One no-op task: the per-task baseline for benchmarks."""
 
 
-@app.task(name="agentq.run_tasks", base=WorkerTask, bind=True, ignore_result=True)
+@app.task(name="agentq.run_tasks", base=WorkerTask, bind=True, ignore_result=True)  # type: ignore[untyped-decorator]  # Celery is untyped
 def run_workflow_tasks(self: WorkerTask, run_id: str, task_ids: list[str]) -> int:
     """Workflow tasks released together: each runs on AutoGen and releases its dependents when it ends."""
     store = self.store
@@ -260,7 +260,7 @@ def run_workflow_tasks(self: WorkerTask, run_id: str, task_ids: list[str]) -> in
     return len(task_ids)
 
 
-@app.task(name="agentq.load_component", base=WorkerTask, bind=True)
+@app.task(name="agentq.load_component", base=WorkerTask, bind=True)  # type: ignore[untyped-decorator]  # Celery is untyped
 def load_component(self: WorkerTask, spec: dict[str, Any]) -> dict[str, Any]:
     """Load one component with AutoGen on this worker, `${VAR}` resolved here: {"ok": true} or
     {"ok": false, "error": why}. Runs nothing; what Studio's validation checks, on the worker."""

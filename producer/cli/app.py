@@ -250,7 +250,9 @@ def interruptible(run_id: str, embedded_default: bool) -> Iterator[None]:
         raise Interrupted(run_id, goes_on=not embedded_default) from None
 
 
-def stored_report_of(redis_url: str | None, build: Any, run_id: str, what: str) -> dict[str, Any]:
+def stored_report_of(
+    redis_url: str | None, build: Callable[[Storage, str], dict[str, Any] | None], run_id: str, what: str
+) -> dict[str, Any]:
     """The report `build(store, run_id)` makes of a stored run; `last` is the newest run."""
     from shared.settings import load_settings
 

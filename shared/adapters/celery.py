@@ -45,7 +45,7 @@ from typing import Any
 
 import redis
 from celery import Celery, chord, group
-from kombu import Exchange, Queue
+from kombu.entity import Exchange, Queue
 from kombu.utils.url import url_to_parts
 
 from shared.adapters.redis.broker_view import messages, queue_length
@@ -113,7 +113,7 @@ def _broker_settings(settings: Settings, broker: str) -> dict[str, Any]:
         return dict(
             # each queue bound to an exchange of its own name (not both to the default queue's)
             task_queues=[
-                Queue(name, Exchange(name, type="direct"), routing_key=name, queue_arguments=priority)
+                Queue(name, Exchange(name, type="direct"), routing_key=name, queue_arguments=priority)  # type: ignore[no-untyped-call]  # kombu's entities are unannotated
                 for name in (STUDIO_QUEUE, MODELS_QUEUE)
             ],
             task_queue_max_priority=MAX_PRIORITY,
@@ -130,7 +130,7 @@ def _broker_settings(settings: Settings, broker: str) -> dict[str, Any]:
         )
     return dict(
         broker_transport="shared.adapters.redis.broker:Transport",  # kombu's Redis transport, surviving Redis restarts
-        task_queues=[Queue(STUDIO_QUEUE), Queue(MODELS_QUEUE)],
+        task_queues=[Queue(STUDIO_QUEUE), Queue(MODELS_QUEUE)],  # type: ignore[no-untyped-call]  # kombu's Queue is unannotated
         # Without this the Redis transport ignores message priorities.
         broker_transport_options={
             "queue_order_strategy": "priority",

@@ -7,7 +7,7 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -172,7 +172,7 @@ class StudioClient:
             if exc.status == 404:
                 return None
             raise
-        return data.get("data")
+        return cast("dict[str, Any] | None", data.get("data"))  # ROW: a dict or None
 
     async def save_team(self, component: dict[str, Any], version: str, team_id: int | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"user_id": self.user_id, "component": component, "version": version}
@@ -181,7 +181,7 @@ class StudioClient:
         # An update is idempotent and safe to retry; a create is retried by the caller,
         # which first looks for a row that a lost response may have created.
         data = await self.request("POST", "/teams/", json=body, retry=team_id is not None, expect=SAVED)
-        return data["data"]
+        return cast("dict[str, Any]", data["data"])  # SAVED: a dict
 
     async def list_galleries(self) -> list[dict[str, Any]]:
         return _rows(await self.request("GET", "/gallery/", params={"user_id": self.user_id}, expect=ROWS))
@@ -193,7 +193,7 @@ class StudioClient:
             if exc.status in (403, 404):
                 return None
             raise
-        return data.get("data")
+        return cast("dict[str, Any] | None", data.get("data"))  # ROW: a dict or None
 
     async def save_gallery(self, config: dict[str, Any], gallery_id: int | None = None) -> dict[str, Any]:
         body = {"user_id": self.user_id, "config": config}
@@ -203,4 +203,4 @@ class StudioClient:
             data = await self.request(
                 "PUT", f"/gallery/{gallery_id}", params={"user_id": self.user_id}, json=body, expect=SAVED
             )
-        return data["data"]
+        return cast("dict[str, Any]", data["data"])  # SAVED: a dict

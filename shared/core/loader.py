@@ -7,7 +7,7 @@ import json
 import math
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -25,7 +25,10 @@ class Limits:
 
 # libyaml's parser where PyYAML was built with it: about 4x faster than the pure-Python one on
 # a 2,000-task workflow, depth check included; the constructors below are the same Python code
-_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+if TYPE_CHECKING:  # CSafeLoader has SafeLoader's methods (CParser stands for its Reader to Composer)
+    _SafeLoader = yaml.SafeLoader
+else:
+    _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class _UniqueKeyLoader(_SafeLoader):
@@ -48,7 +51,7 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bo
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 # Keep unquoted dates (2024-01-01) as the text written, as JSON would: a document must stay JSON.
-_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)  # type: ignore[type-var]  # types-PyYAML: SafeConstructor's own constructors do not fit its add_constructor
 
 
 # Python writes an int of more than 4,300 digits no more than it reads one (a YAML hex literal is
@@ -180,7 +183,7 @@ def _nested_beyond(text: str, limit: int) -> bool:
     events = _SafeLoader(text)
     depth = 0
     try:
-        while (event := events.get_event()) is not None:
+        while (event := events.get_event()) is not None:  # type: ignore[no-untyped-call]  # types-PyYAML leaves Parser unannotated
             if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
                 depth += 1
                 if depth > limit:

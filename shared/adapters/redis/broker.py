@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 class QoS(kombu_redis.QoS):
     def restore_unacked(self, client: Any = None) -> None:
         try:
-            super().restore_unacked(client)
+            super().restore_unacked(client)  # type: ignore[no-untyped-call]  # kombu's QoS is unannotated
         except (AttributeError, RedisConnectionError, OSError) as exc:
             assert self._delivered is not None
             log.warning(
@@ -37,7 +37,7 @@ class QoS(kombu_redis.QoS):
 
     def ack(self, delivery_tag: Any) -> None:
         try:
-            super().ack(delivery_tag)
+            super().ack(delivery_tag)  # type: ignore[no-untyped-call]  # kombu's QoS is unannotated
         except (AttributeError, RedisConnectionError, OSError) as exc:
             self._quick_ack(delivery_tag)  # this channel is done with it; Redis still holds it as unacked
             log.warning("broker gone before a message was acknowledged; it stays in Redis to be restored (%s)", exc)

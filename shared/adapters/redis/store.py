@@ -270,7 +270,9 @@ class Store:
     def create_lock(self, ns: str, what: str, seconds: float = 30.0) -> redis.lock.Lock:
         """redis-py's lock on creating the Studio row `what` in this namespace: one create per row
         at a time across runs and workers. It expires after `seconds`, should its holder die."""
-        return self.r.lock(keys.creating_key(ns, what), timeout=seconds)
+        # redis-py leaves lock() unannotated; without a lock_class it makes this one
+        lock: redis.lock.Lock = self.r.lock(keys.creating_key(ns, what), timeout=seconds)
+        return lock
 
     def owned_gallery(self, ns: str, name: str) -> tuple[int, str] | None:
         """(row id, tree) of the gallery entry `name` when the sync created it."""
