@@ -132,3 +132,29 @@ def test_the_charts_put_one_unit_on_a_panel_and_parallel_beside_sequential(tmp_p
     ]
     html, md = report(sets, tmp_path / "report")
     assert html.read_text().count("<img") == 2 and "| team3.sequential.wall_seconds |" in md.read_text()
+
+
+@pytest.mark.parametrize(
+    ("command", "usage", "listed"),
+    [
+        ("studio", "bench studio [OPTIONS] [DIR]", ["DIR ", "--iterations N", "--warmup N", "--out DIR"]),
+        ("compare", "bench compare [OPTIONS] OLD NEW", ["OLD ", "NEW ", "--fail-on-regression PCT"]),
+        ("report", "bench report [OPTIONS] DIR...", ["DIR... ", "--out DIR"]),
+        ("workflow", "bench workflow [OPTIONS]", ["--seed N", "--modes MODE,...", "--latency SPEC", "--tree DIR"]),
+    ],
+)
+def test_bench_help_names_each_value_once_by_its_metavar(command: str, usage: str, listed: list[str]) -> None:
+    import typer
+
+    from producer.cli.app import app
+
+    group = typer.main.get_command(app)
+    bench = group.get_command(group.context_class(group, info_name="producer"), "bench")
+    cmd = bench.get_command(bench.context_class(bench, info_name="producer bench"), command)
+    with cmd.context_class(cmd, info_name=f"producer bench {command}") as ctx:
+        text = cmd.get_help(ctx)
+    assert usage in text.replace("\n", " "), text
+    lines = [line.strip() for line in text.splitlines()]
+    for name in listed:
+        assert any(line.startswith(name) for line in lines), (name, text)
+    assert not any(line.startswith(("DIR DIR", "OLD OLD", "NEW NEW")) for line in lines), text

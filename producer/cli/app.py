@@ -42,7 +42,12 @@ def _readable_help() -> None:
     def value_name(self: Any, _ctx: Any) -> str:
         return str(self.metavar or (self.name or "").upper())
 
+    def listed_name(self: Any) -> str:  # an argument in the Arguments list: its name once (not `DIR DIR`)
+        return str(self.metavar or (self.name or "").upper()) + ("..." if self.nargs != 1 else "")
+
     core.TyperArgument._usage_display_name = usage_name  # type: ignore[method-assign]
+    core.TyperArgument._rich_display_name = listed_name  # type: ignore[method-assign]
+    core.TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]
     core._TyperParameter.display_type = value_name  # type: ignore[method-assign, assignment]
 
 

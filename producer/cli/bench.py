@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperArgument, TyperCommand, TyperOption
 
 from shared.core import json_text
 from shared.core.exceptions import InvalidInput
@@ -28,36 +27,6 @@ from producer.cli.app import (  # isort: skip
     err,
     escape,
 )
-
-
-class _Argument(TyperArgument):
-    """An argument whose help shows its metavar alone (`OLD`, `DIR...`, `[DIR]`): no `{name}` in
-    the usage line and no `<path>` or `<list[Path]>` after it."""
-
-    def _usage_display_name(self) -> str:
-        if self.metavar is None:
-            return super()._usage_display_name()
-        return self.metavar if self.required else f"[{self.metavar}]"
-
-    def _rich_display_name(self) -> str:
-        return self.metavar if self.metavar is not None else super()._rich_display_name()
-
-    def display_type_rich(self, ctx: Any) -> str | None:
-        return None if self.metavar is not None else super().display_type_rich(ctx)
-
-
-class _Command(TyperCommand):
-    """A bench command whose help names values by metavar: its arguments' own, and for a shared
-    option without one (--studio-url) a name made from the option's (URL)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        for param in self.params:
-            if type(param) is TyperArgument:
-                param.__class__ = _Argument
-            elif isinstance(param, TyperOption) and param.metavar is None and not param.is_flag:
-                name = param.name or ""
-                param.metavar = "URL" if name.endswith("_url") else name.upper()
 
 
 bench_app = typer.Typer(help="Measure your setup, compare result sets, report.", no_args_is_help=True)
@@ -98,7 +67,7 @@ def _team_sizes(value: str) -> list[int]:
     return list(dict.fromkeys(int(x) for x in parts))
 
 
-@bench_app.command("workflow", cls=_Command)
+@bench_app.command("workflow")
 def bench_workflow(
     standin: Annotated[
         bool, typer.Option("--standin", help="Against the stand-in endpoint, whose latency --latency sets")
@@ -172,7 +141,7 @@ def bench_workflow(
     _show_result(result, folder, as_json)
 
 
-@bench_app.command("studio", cls=_Command)
+@bench_app.command("studio")
 def bench_studio(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="Config tree to scan and register")] = Path(
         "examples"
@@ -224,7 +193,7 @@ def _show_result(result: dict[str, Any], folder: Path, as_json: bool) -> None:
         console().print(f"[yellow]advice[/yellow] {escape(advice)}")
 
 
-@bench_app.command("compare", cls=_Command)
+@bench_app.command("compare")
 def bench_compare(
     a: Annotated[Path, typer.Argument(metavar="OLD", help="The baseline result set (folder or result.json)")],
     b: Annotated[Path, typer.Argument(metavar="NEW", help="The result set to compare with it, of the same kind")],
@@ -258,10 +227,10 @@ def bench_compare(
         raise typer.Exit(1)
 
 
-@bench_app.command("report", cls=_Command)
+@bench_app.command("report")
 def bench_report(
     results: Annotated[
-        list[Path], typer.Argument(metavar="DIR...", help="Result sets of one kind (folders or result.json files)")
+        list[Path], typer.Argument(metavar="DIR", help="Result sets of one kind (folders or result.json files)")
     ],
     out: Annotated[
         Path | None,
