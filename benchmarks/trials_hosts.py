@@ -5,11 +5,17 @@ appendonly and the stand-in model endpoint on one, a Celery worker on each of th
 workflow of --tasks tasks in four dependency groups with `producer run --json` from the root
 namespace, injects the scenario's fault and counts what a user would find:
 
-  lost-idle      a worker host dies while its worker waits in BRPOP, just before a task's end
-                 releases a group (Redis may hand a message to the dead connection)
+  lost-idle      a worker host dies while its worker waits for work, just before a task's end
+                 releases a group (Redis may hand a message to the dead connection's BRPOP;
+                 RabbitMQ sends the dead consumer up to its prefetch)
   lost-busy-30   a worker host dies while it runs tasks, at 30% of the run (lost-busy-70: at 70%)
   partition-20   a worker host is cut off for 20 s (packets dropped both ways), then back
-  redis-restart  Redis gets SIGTERM at 30% of the run and is started again (same port, same data)
+  redis-restart  Redis gets SIGTERM at 30% of the run and is started again (same port, same data):
+                 the broker and the store, or with --broker rabbitmq the store alone
+
+--broker rabbitmq: Celery's messages go through a private RabbitMQ node on the Redis host
+(tests/rabbitmq.py, started in that host's namespace), BROKER_URL=amqp://... for the workers and
+the producer; Redis keeps the run state. The clean run is made on the same broker.
 
 Per scenario: runs finished (exit 0, every task done, none twice) of N, exit codes, tasks missing,
 tasks reported twice, re-executions (model requests beyond one per task in the stand-in's request
@@ -19,6 +25,7 @@ the run and extra seconds over a run without fault (median, max). Needs root (`i
 Everything it starts is removed when it ends, on Ctrl-C and on SIGTERM too.
 
     sudo python benchmarks/trials_hosts.py --scenario lost-idle --trials 5 --tasks 1000
+    sudo python benchmarks/trials_hosts.py --broker rabbitmq --scenario all --trials 3 --tasks 2000
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from producer.embedded import ServiceError  # noqa: E402
 from tests import netns  # noqa: E402
 from tests.netns import Cluster, Outcome, run_scenario, summary  # noqa: E402
 
@@ -43,6 +51,9 @@ FAULTS = ("lost-idle", "lost-busy-30", "lost-busy-70", "partition-20", "redis-re
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenario", choices=[*FAULTS, "all"], default="all", help="the fault to inject (default: all)")
+    ap.add_argument(
+        "--broker", choices=netns.BROKERS, default="redis", help="Celery's broker: redis (default) or rabbitmq"
+    )
     ap.add_argument("--trials", type=int, default=10, help="runs per scenario (default 10)")
     ap.add_argument("--tasks", type=int, default=2000, help="tasks in the workflow (default 2000)")
     ap.add_argument("--latency", type=float, default=0.1, help="seconds per model answer (default 0.1)")
@@ -60,6 +71,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.trials < 1 or args.tasks < 4 or args.workers < 2:
         ap.error("--trials >= 1, --tasks >= 4 and --workers >= 2")
+    if args.broker == "rabbitmq":
+        from tests.rabbitmq import server_binary
+
+        if server_binary() is None:
+            ap.error("--broker rabbitmq needs rabbitmq-server (apt-get install rabbitmq-server)")
     return args
 
 
@@ -68,7 +84,7 @@ def say(text: str) -> None:
 
 
 def one_trial(args: argparse.Namespace, scenario: str, workdir: Path, timeout: float) -> Outcome:
-    with Cluster(workdir, workers=args.workers, concurrency=args.concurrency) as cluster:
+    with Cluster(workdir, workers=args.workers, concurrency=args.concurrency, broker=args.broker) as cluster:
         return run_scenario(
             cluster,
             scenario,
@@ -88,7 +104,7 @@ def describe(o: Outcome) -> str:
 
 
 def table(result: dict[str, Any]) -> str:
-    lines = [f"clean run: {result['baseline_seconds']:.1f} s ({result['tasks']} tasks)"]
+    lines = [f"clean run: {result['baseline_seconds']:.1f} s ({result['tasks']} tasks, broker {result['broker']})"]
     head = f"{'scenario':<14} {'finished':>9} {'exit codes':<18} {'missing':>7} {'twice':>5} {'re-exec':>7} {'redeliv.':>8} {'after fault med/max':>20} {'extra med/max':>15}"
     lines += [head, "-" * len(head)]
     for name, s in result["scenarios"].items():
@@ -112,20 +128,25 @@ def _pair(values: dict[str, float | None]) -> str:
 
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     scenarios = FAULTS if args.scenario == "all" else (args.scenario,)
-    say(f"a clean run of {args.tasks} tasks on {args.workers} worker hosts ...")
+    say(f"a clean run of {args.tasks} tasks on {args.workers} worker hosts, broker {args.broker} ...")
     clean = one_trial(args, "none", workdir / "baseline", timeout=args.timeout or 900)
     say(f"  {describe(clean)}")
     if clean.returncode != 0 or clean.missing:
         raise SystemExit(f"the clean run did not succeed ({describe(clean)}); stderr:\n{clean.stderr[-3000:]}")
     timeout = args.timeout or 3 * clean.seconds + 120
-    result: dict[str, Any] = {"tasks": args.tasks, "baseline_seconds": round(clean.seconds, 2), "scenarios": {}}
+    result: dict[str, Any] = {
+        "tasks": args.tasks,
+        "broker": args.broker,
+        "baseline_seconds": round(clean.seconds, 2),
+        "scenarios": {},
+    }
     for scenario in scenarios:
         outcomes: list[Outcome] = []
         errors: list[str] = []
         for trial in range(1, args.trials + 1):
             try:
                 outcome = one_trial(args, scenario, workdir / f"{scenario}-{trial}", timeout)
-            except (netns.NetworkError, TimeoutError, OSError) as exc:  # the harness, not the product
+            except (netns.NetworkError, ServiceError, TimeoutError, OSError) as exc:  # the harness, not the product
                 errors.append(f"trial {trial}: {exc}")
                 say(f"{scenario} {trial}/{args.trials}: harness error: {exc}")
                 continue

@@ -26,7 +26,10 @@ module, which this machine's kernel does not have. Measured here, 20 s cut:
 
 Then there is the service layer the integration tests and benchmarks/trials_hosts.py share: a
 `Cluster` (Redis with appendonly and the stand-in model endpoint on a host of their own, Celery
-workers on others) and `run_scenario`, one workflow run with one fault injected.
+workers on others) and `run_scenario`, one workflow run with one fault injected. A Cluster's broker
+is that Redis, or (`broker="rabbitmq"`) a private RabbitMQ node on the same host (tests/rabbitmq.py,
+started inside its namespace: AMQP on the host's address, its epmd and Erlang distribution on the
+namespace's own loopback), every process given BROKER_URL=amqp://guest:guest@<svc>:5672//.
 """
 
 from __future__ import annotations
@@ -418,8 +421,10 @@ def _alive(pid: int) -> bool:
 # ---- services on the hosts: Redis and the stand-in on one, Celery workers on the others -------------------
 REDIS_PORT = 6379
 STANDIN_PORT = 11435
+AMQP_PORT = 5672  # the svc host's own namespace: nothing else listens there
+BROKERS = ("redis", "rabbitmq")
 SCENARIOS = ("none", "lost-idle", "lost-busy-30", "lost-busy-70", "partition-20", "redis-restart")
-GATE_SECONDS = 2.0  # the first task's model latency: every worker but its own idles in BRPOP meanwhile
+GATE_SECONDS = 2.0  # the first task's model latency: every worker but its own idles meanwhile (BRPOP, basic.consume)
 LOSS_BEFORE_RELEASE = 0.2  # lost-idle: the host dies this long before the gate's answer releases the rest
 
 
@@ -434,25 +439,33 @@ def _popen(args: Sequence[str], env: dict[str, str], stdout: Path, stderr: Path)
 
 
 class Cluster:
-    """A TestNetwork with host "svc" (redis-server with appendonly, the stand-in model endpoint)
-    and worker hosts "w1" ... (one `celery -A workers worker` each). Close it (or use `with`)."""
+    """A TestNetwork with host "svc" (redis-server with appendonly, the stand-in model endpoint;
+    with `broker="rabbitmq"` a RabbitMQ node too, which then carries Celery's messages) and worker
+    hosts "w1" ... (one `celery -A workers worker` each). Close it (or use `with`)."""
 
-    def __init__(self, workdir: Path, workers: int = 3, concurrency: int = 4) -> None:
+    def __init__(self, workdir: Path, workers: int = 3, concurrency: int = 4, broker: str = "redis") -> None:
+        if broker not in BROKERS:
+            raise ValueError(f"unknown broker {broker!r}; one of {', '.join(BROKERS)}")
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.worker_hosts = [f"w{i}" for i in range(1, workers + 1)]
         self.concurrency = concurrency
+        self.broker = broker
         self.net = TestNetwork(["svc", *self.worker_hosts])
         try:
             svc = self.net.ip("svc")
             self.redis_url = f"redis://{svc}:{REDIS_PORT}/0"
+            self.broker_url = self.redis_url
             self.standin_base = f"http://{svc}:{STANDIN_PORT}"
             self.standin_url = f"{self.standin_base}/v1"
             self.redis_proc: subprocess.Popen[bytes] | None = None
             self.nodenames: dict[str, str] = {}  # worker host -> its Celery node name (before the @)
+            # RabbitMQ boots (seconds) while Redis, the stand-in and the workers start; the workers
+            # connect to it once it listens (Celery retries on startup)
+            booting = self.launch_rabbitmq() if broker == "rabbitmq" else None
             self.start_redis()
             self.start_standin()
-            self.start_workers()
+            self.start_workers(before_ping=booting)
         except BaseException:
             self.close()
             raise
@@ -501,6 +514,19 @@ class Cluster:
         self.stop_redis()
         self.start_redis()
 
+    # ---- RabbitMQ ---------------------------------------------------------------------------------------------
+    def launch_rabbitmq(self) -> Callable[[], None]:
+        """tests/rabbitmq.py's private node, started inside the svc host's namespace with AMQP on
+        its address (stopped with the host's other processes, `close`); returns the wait for it."""
+        from tests.rabbitmq import launch_rabbitmq, wait_rabbitmq
+
+        def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+            return self.net.spawn("svc", args, env=env, log_path=log, cwd=log.parent)
+
+        node = launch_rabbitmq(self.workdir / "rabbitmq", bind=self.net.ip("svc"), spawn=spawn, port=AMQP_PORT)
+        self.broker_url = node.url
+        return lambda: wait_rabbitmq(node)
+
     # ---- the stand-in and the workers -------------------------------------------------------------------------
     def start_standin(self) -> None:
         svc = self.net.ip("svc")
@@ -533,12 +559,13 @@ class Cluster:
             **WORKER_ENV,
             "RESOURCE_INTERVAL_SECONDS": "1",  # the heartbeat: the producer calls a worker dead after WORKER_DEAD_SECONDS
             "REDIS_URL": self.redis_url,
+            "BROKER_URL": "" if self.broker == "redis" else self.broker_url,  # empty: REDIS_URL's Redis
             "AGENTQ_PARENT_PID": str(os.getpid()),  # workers/lifeline.py: gone with us
         }
 
-    def start_workers(self, timeout: float = 90) -> None:
+    def start_workers(self, timeout: float = 90, before_ping: Callable[[], None] | None = None) -> None:
         """A worker on each worker host, as producer.embedded.start_worker starts one; returns
-        once every one of them answers a ping."""
+        once every one of them answers a ping (`before_ping`: what to wait for first, the broker)."""
         from celery import Celery
 
         env = self.worker_env()
@@ -553,7 +580,9 @@ class Cluster:
             ]
             self.net.spawn(host, args, env=env, log_path=self.workdir / f"worker-{host}.log")
             self.nodenames[host] = name
-        probe = Celery(broker=self.redis_url, backend=self.redis_url)
+        if before_ping is not None:
+            before_ping()
+        probe = Celery(broker=self.broker_url, backend=self.redis_url)
         probe.conf.update(accept_content=["json"], task_serializer="json", result_serializer="json")
         try:
 
@@ -573,12 +602,14 @@ class Cluster:
             probe.close()
 
     def producer_env(self) -> dict[str, str]:
-        """The producer's environment (in the root namespace): Redis on the svc host, no Studio."""
+        """The producer's environment (in the root namespace): Redis (and the broker) on the svc
+        host, no Studio."""
         from tests.conftest import TEST_SECRET
 
         return {
             **os.environ,
             "REDIS_URL": self.redis_url,
+            "BROKER_URL": "" if self.broker == "redis" else self.broker_url,
             "STUDIO_URL": "http://127.0.0.1:9",
             "STUDIO_USER_ID": "hosts",
             "AGENTQ_CACHE_DIR": str(self.workdir / "cache"),
@@ -708,7 +739,9 @@ def _inject(cluster: Cluster, scenario: str, run_id: str, tasks: int) -> tuple[s
         # a deliberate moment, not a synchronisation: just before the gate's answer (GATE_SECONDS
         # after its request) releases the first group, while the other workers wait in BRPOP
         # (kombu's BRPOP times out after 1 s and is sent again at once): a BRPOP of the lost host
-        # may then still be waiting in Redis, which hands it a message nobody will receive
+        # may then still be waiting in Redis, which hands it a message nobody will receive. On
+        # RabbitMQ the idle worker's consumer stays registered on the broker, which sends it up to
+        # its prefetch of the released messages until heartbeats close its connection
         time.sleep(max(0.0, asked + GATE_SECONDS - LOSS_BEFORE_RELEASE - time.monotonic()))
         victim = idle[-1]
         before = _quiet(cluster.in_flight, {}) or {}

@@ -3,6 +3,10 @@ own data, logs, config, Erlang cookie and epmd, so it never meets the machine's 
 (5672) or its epmd (4369). Stopped by PID; the epmd it started too.
 
 `rabbitmq_url` is a session fixture: `pytest_plugins = ["tests.rabbitmq"]` in a test module.
+
+`start_rabbitmq(base, bind=..., spawn=...)` also starts one elsewhere: tests/netns.py runs it on a
+test host (a network namespace), listening on that host's address, its epmd and Erlang distribution
+on the namespace's own loopback; the namespace's processes are then stopped with the host.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import os
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,24 +55,52 @@ def _answers(url: str) -> bool:
         conn.release()
 
 
-def start_rabbitmq(base: Path) -> RabbitNode:
-    """A node named agentq-<port>@localhost on a free port, its state under `base`."""
+# (the command, its environment, its log) -> the process, started in a session of its own
+Spawn = Callable[[list[str], dict[str, str], Path], subprocess.Popen[bytes]]
+
+
+def _spawn_here(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    # its own session: the script runs the Erlang VM as a child, which a last-resort SIGKILL must reach
+    return embedded.spawn(args, log, env=env, cwd=log.parent, start_new_session=True)
+
+
+def start_rabbitmq(
+    base: Path, bind: str = "127.0.0.1", spawn: Spawn | None = None, port: int | None = None
+) -> RabbitNode:
+    """A node named agentq-<port>@localhost on a free port, its state under `base`, listening on
+    `bind` (AMQP only; epmd and the Erlang distribution stay on 127.0.0.1), started by `spawn`
+    (default: here, in a session of its own). Off loopback, `guest` may log in from elsewhere.
+    Returns once it takes AMQP connections."""
+    node = launch_rabbitmq(base, bind, spawn, port)
+    wait_rabbitmq(node)
+    return node
+
+
+def launch_rabbitmq(
+    base: Path, bind: str = "127.0.0.1", spawn: Spawn | None = None, port: int | None = None
+) -> RabbitNode:
+    """`start_rabbitmq` without the wait: the node boots (seconds) while the caller does something
+    else; `wait_rabbitmq` then."""
     binary = server_binary()
     if binary is None:
         pytest.skip("rabbitmq-server is not installed (apt-get install rabbitmq-server; scripts/install.sh does)")
-    port, dist_port, epmd_port = embedded.free_port(), embedded.free_port(), embedded.free_port()
+    port = port or embedded.free_port()
+    dist_port, epmd_port = embedded.free_port(), embedded.free_port()
     for name in ("home", "mnesia", "log"):
         (base / name).mkdir(parents=True, exist_ok=True)
     config = base / "rabbitmq.conf"
     # a nearly full disk in CI must not block publishers (the default limit is 50 MB too, said plainly)
-    config.write_text(f"listeners.tcp.default = 127.0.0.1:{port}\ndisk_free_limit.absolute = 50MB\n")
+    lines = [f"listeners.tcp.default = {bind}:{port}", "disk_free_limit.absolute = 50MB"]
+    if bind != "127.0.0.1":
+        lines.append("loopback_users = none")  # guest from the test hosts and the root namespace
+    config.write_text("\n".join(lines) + "\n")
     (base / "enabled_plugins").write_text("[].\n")
     (base / "rabbitmq-env.conf").write_text("")  # not /etc/rabbitmq's, which names the system node
     env = {
         **os.environ,
         "HOME": str(base / "home"),  # the Erlang cookie
         "RABBITMQ_NODENAME": f"agentq-{port}@localhost",
-        "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+        "RABBITMQ_NODE_IP_ADDRESS": bind,
         "RABBITMQ_NODE_PORT": str(port),
         "RABBITMQ_DIST_PORT": str(dist_port),
         "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
@@ -81,16 +113,19 @@ def start_rabbitmq(base: Path) -> RabbitNode:
         "ERL_EPMD_ADDRESS": "127.0.0.1",
         "ERL_FLAGS": "-kernel inet_dist_use_interface {127,0,0,1}",
     }
-    # its own session: the script runs the Erlang VM as a child, which a last-resort SIGKILL must reach
     log = base / "rabbitmq.log"
-    proc = embedded.spawn([binary], log, env=env, cwd=base, start_new_session=True)
-    node = RabbitNode(f"amqp://guest:guest@127.0.0.1:{port}//", proc, epmd_port, log)
+    proc = (spawn or _spawn_here)([binary], env, log)
+    return RabbitNode(f"amqp://guest:guest@{bind}:{port}//", proc, epmd_port, log)
+
+
+def wait_rabbitmq(node: RabbitNode, timeout: float = 120.0) -> None:
+    """Until the node takes AMQP connections; one that exits or does not come up is stopped."""
+    address = node.url.rsplit("@", 1)[1].rstrip("/")
     try:
-        embedded.wait_ready(proc, lambda: _answers(node.url), f"rabbitmq-server on port {port}", 120, log)
+        embedded.wait_ready(node.proc, lambda: _answers(node.url), f"rabbitmq-server on {address}", timeout, node.log)
     except BaseException:
         stop_rabbitmq(node)
         raise
-    return node
 
 
 def _epmd_on(port: int) -> psutil.Process | None:
