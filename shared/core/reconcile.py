@@ -97,16 +97,22 @@ class Lost:
 
 
 def _node_lost(node: NodeView, released: bool, seen: Seen, item: str) -> Lost | None:
-    """Why a node that has not ended is lost, or None while something carries it or it must wait."""
-    if node.status in TERMINAL or seen.carried is None or item in seen.carried:
-        return None  # where the broker cannot be looked into, it redelivers a lost consumer's work itself
+    """Why a node that has not ended is lost, or None while something carries it or it must wait.
+    A node running on a worker that is gone, or that holds no message for it, is lost whatever the
+    broker: RabbitMQ gives a dead consumer's messages back only once its heartbeats have failed
+    (20 to 30 s), the worker's silence is seen sooner. A released node nobody runs can be called
+    lost only where the broker can be looked into (on RabbitMQ it may be queued)."""
+    if node.status in TERMINAL or (seen.carried is not None and item in seen.carried):
+        return None
     if node.status == Status.RUNNING:
         if node.worker and node.worker not in seen.live_workers:
             return Lost(item, f"its worker {node.worker} is gone", "worker-gone")
         if node.message not in seen.running_messages:
             return Lost(item, f"marked running on {node.worker}, which holds no message for it", "not-held")
         return None
-    return Lost(item, "released, but in no queue and on no worker") if released else None
+    if released and seen.carried is not None:
+        return Lost(item, "released, but in no queue and on no worker")
+    return None
 
 
 def _uncarried_step(item: str, seen: Seen, reason: str) -> list[Lost]:
