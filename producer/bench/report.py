@@ -25,14 +25,21 @@ def labels_of(sets: list[ResultSet]) -> list[str]:
     return [s.name if names[s.name] == 1 else str(s.path) for s in sets]
 
 
+def _fact_table(title: str, facts: object) -> list[str]:
+    """A mapping as a two-column Markdown table (a reader's table, not a Python dict)."""
+    if not isinstance(facts, dict) or not facts:
+        return []
+    rows = [f"| {key} | {value} |" for key, value in facts.items()]
+    return [f"| {title} | |", "|---|---|", *rows, ""]
+
+
 def markdown(sets: list[ResultSet], labels: list[str]) -> list[str]:
     md = ["# Benchmark report", ""]
     for label, r in zip(labels, sets, strict=True):
         md += [
             f"## {label} ({r.kind})",
             "",
-            f"machine: {r.machine}",
-            "",
+            *_fact_table("machine", r.machine),
             "| measure | mean | median | stdev | min | max |",
             "|---|---|---|---|---|---|",
         ]
