@@ -311,6 +311,15 @@ class LocalServices(ExitStack):
         self.callback(stop, proc)
 
 
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def start_standin_llm(port: int | None = None) -> subprocess.Popen[bytes]:
     """The local stand-in model endpoint (producer/standin_llm.py) on loopback."""
     port = port or free_port()
@@ -329,14 +338,16 @@ def start_standin_llm(port: int | None = None) -> subprocess.Popen[bytes]:
 
 
 def start_exporter(
-    redis_url: str, port: int, env: dict[str, str] | None = None, log_path: Path | None = None
+    redis_url: str, port: int, env: dict[str, str] | None = None, log_path: Path | None = None, wait: bool = True
 ) -> subprocess.Popen[bytes]:
-    """`python -m monitoring.exporter` on loopback; returns once /health answers."""
+    """`python -m monitoring.exporter` on loopback; returns once /health answers (`wait`), or at once
+    (the embedded default's: `producer monitor` and a scrape see the run, which need not wait for it)."""
     proc = spawn(
         [sys.executable, "-m", "monitoring.exporter", "--port", str(port)],
         log_path,
         env={**os.environ, **(env or {}), "REDIS_URL": redis_url},
         cwd=Path(__file__).resolve().parent.parent,
     )
-    wait_ready(proc, lambda: _answers(f"http://127.0.0.1:{port}/health"), "exporter", 30, log_path)
+    if wait:
+        wait_ready(proc, lambda: _answers(f"http://127.0.0.1:{port}/health"), "exporter", 30, log_path)
     return proc

@@ -92,8 +92,15 @@ def _problems(report: dict[str, Any]) -> list[str]:
     out = []
     for label, st in report["nodes"].items():
         if st.get("status") in UNSUCCESSFUL or st.get("drifted"):
-            text = st.get("error") or st.get("reason") or str(st.get("status"))
-            out.append(f"{st.get('path') or '-'}: {label}: {text}")
+            text = str(st.get("error") or st.get("reason") or st.get("status"))
+            path = str(st.get("path") or "-")
+            # an invalid file's node is labelled by its path, and its error begins with it: said once
+            if text.startswith(f"{path}:"):
+                out.append(text)
+            elif label == path:
+                out.append(f"{path}: {text}")
+            else:
+                out.append(f"{path}: {label}: {text}")
     return out
 
 
@@ -161,8 +168,13 @@ class Watcher:
         is not UTF-8) ends its watch with an error: said once, the watch starts again, and its first
         batch counts as a change, so that the sync reads the whole tree once the new watch is in
         place (an edit made while no watch was running is not missed) and names that file."""
+        import logging
+
         import watchfiles
         from watchfiles._rust_notify import WatchfilesRustInternalError  # not exported by the package
+
+        # Ctrl-C ends the watch, and `producer watch` says so: not watchfiles' "KeyboardInterrupt caught"
+        logging.getLogger("watchfiles.main").setLevel(logging.ERROR)
 
         said: set[str] = set()
         missed = False
@@ -196,7 +208,8 @@ class Watcher:
             if not changes and not first and (retry_at is None or time.monotonic() < retry_at):
                 continue
             first = False
-            line = self.sync_once(len({path for _, path in changes}))
+            # config files only: an editor's or `sed -i`'s temporary file is no change of the tree
+            line = self.sync_once(len({path for _, path in changes if path.endswith(SUFFIXES)}))
             self.say(line)
             if line.retry:
                 retry_at = time.monotonic() + delay

@@ -44,7 +44,7 @@ def test_sync_on_the_embedded_default_starts_and_stops_its_own_services(tmp_path
     assert leftover.stdout.strip() == ""
 
 
-def _embedded_sync(tmp_path: Path, studio: str) -> tuple[psutil.Popen, list[psutil.Process]]:
+def _embedded_sync(tmp_path: Path, studio: str, **extra: str) -> tuple[psutil.Popen, list[psutil.Process]]:
     """A sync on the embedded default against a slow Studio, once its Redis and worker run and
     its first requests reached Studio; returns it and the processes it started."""
     from tests.test_studio_outage import _write_tree
@@ -53,6 +53,7 @@ def _embedded_sync(tmp_path: Path, studio: str) -> tuple[psutil.Popen, list[psut
     _write_tree(tree, teams=60)
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "STUDIO_URL")}
     env.update(AGENTQ_CACHE_DIR=str(tmp_path / "cache"), STUDIO_URL=studio, STUDIO_USER_ID=f"sig-{tmp_path.name}")
+    env.update(extra)
     producer = psutil.Popen(
         [sys.executable, "-m", "producer.cli", "sync", str(tree), "--json"],
         cwd=ROOT,
@@ -123,3 +124,30 @@ def _stop(procs: list[psutil.Process]) -> None:
     for p in procs:
         if p.is_running():
             p.kill()
+
+
+def test_the_embedded_default_is_observable_while_it_runs(studio_url: str, tmp_path: Path) -> None:
+    """It starts the exporter beside its worker: `producer monitor` and a scrape see the run."""
+    import httpx
+
+    proxy = StudioProxy(studio_url)
+    proxy.delay = 0.3
+    port = embedded.free_port()
+    started: list[psutil.Process] = []
+    try:
+        producer, started = _embedded_sync(tmp_path, proxy.url, EXPORTER_PORT=str(port))
+
+        def scraped() -> str:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            except httpx.HTTPError:
+                return ""
+
+        metrics = wait_for(lambda: "celery_worker_up" in scraped() and scraped(), 60, "the embedded exporter")
+        assert "agentq_" in metrics
+        _, err = producer.communicate(timeout=120)
+        assert f"http://127.0.0.1:{port}/metrics" in err and "Traceback" not in err, err
+        wait_for(lambda: not scraped(), 30, "the exporter to stop with the command")
+    finally:
+        _stop(started)
+        proxy.close()

@@ -218,9 +218,16 @@ def start_local_studio(settings: Settings, services: embedded.LocalServices) -> 
 
 
 def start_local_worker(settings: Settings, services: embedded.LocalServices) -> None:
+    """The embedded default's worker, and its exporter (so `producer monitor` shows the run) where
+    EXPORTER_PORT is free."""
     assert settings.redis_url is not None
     services.add_process(embedded.start_worker(settings.redis_url, log_path=settings.cache_dir / "worker.log"))
     err().print(f"Started a local worker (log: {escape(str(settings.cache_dir / 'worker.log'))}).")
+    port = settings.exporter_port
+    if embedded.port_free(port):
+        log = settings.cache_dir / "exporter.log"
+        services.add_process(embedded.start_exporter(settings.redis_url, port, log_path=log, wait=False))
+        err().print(f"Metrics at http://127.0.0.1:{port}/metrics (`producer monitor` shows them) while this runs.")
 
 
 def dispatcher_for(settings: Settings) -> Dispatcher:
