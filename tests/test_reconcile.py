@@ -110,3 +110,17 @@ def test_work_is_dispatched_again_only_after_it_stayed_lost_for_the_grace_and_no
     assert suspects.due(7, []) == []  # seen again meanwhile: its clock starts over
     assert suspects.due(40, lost) == []
     assert suspects.due(45, lost) == lost
+
+
+def test_where_the_broker_cannot_be_looked_into_a_released_task_never_published_is_lost() -> None:
+    """The outbox: a task released (its end script said so) whose publisher never said it went out."""
+    view = WorkflowView(
+        {"a": NodeView("pending"), "b": NodeView("pending"), "c": NodeView("done")},
+        {},
+        started=True,
+        left=2,
+        finished=False,
+        unpublished=frozenset({"a", "c"}),
+    )
+    lost = lost_workflow_work(view, Seen(None, LIVE, frozenset()))
+    assert [(x.item, x.cause) for x in lost] == [(task_item("a"), "unpublished")]

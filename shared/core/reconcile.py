@@ -77,6 +77,7 @@ class WorkflowView:
     started: bool  # the run's start message has been taken (claim "start")
     left: int  # tasks still to end
     finished: bool
+    unpublished: frozenset[str] = frozenset()  # released, and their publisher has not said they went out
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,17 @@ def lost_workflow_work(view: WorkflowView, seen: Seen) -> list[Lost]:
     found = (
         _node_lost(node, view.open_inputs.get(tid, 0) <= 0, seen, task_item(tid)) for tid, node in view.nodes.items()
     )
-    return [lost for lost in found if lost]
+    lost = [lost for lost in found if lost]
+    if seen.carried is None:
+        # a released task whose publish never happened (its worker lost its broker between the end
+        # that released it and the publish) is lost on any broker: the outbox says so (the grace
+        # covers the moment between the two)
+        lost += [
+            Lost(task_item(tid), "released, but its publish never happened", "unpublished")
+            for tid in sorted(view.unpublished)
+            if view.nodes.get(tid, NodeView(Status.PENDING)).status == Status.PENDING
+        ]
+    return lost
 
 
 def _lost_in_group(view: SyncView, seen: Seen, wave: int) -> list[Lost]:

@@ -463,9 +463,12 @@ class Store:
             pipe.hgetall(run_key(run_id, keys.OPEN))
             pipe.exists(run_key(run_id, keys.claim("start")))
             pipe.get(run_key(run_id, keys.LEFT))
-            open_inputs, started, left = pipe.execute()
+            pipe.smembers(run_key(run_id, keys.OUTBOX))
+            open_inputs, started, left, outbox = pipe.execute()
             opened = {str(k): int(v) for k, v in open_inputs.items()}
-            return WorkflowView(nodes, opened, bool(started), int(left) if left is not None else -1, finished)
+            unpublished = frozenset(str(t) for t in outbox)
+            left_count = int(left) if left is not None else -1
+            return WorkflowView(nodes, opened, bool(started), left_count, finished, unpublished)
         waves = int(meta.get("waves", 0))
         pipe = self.r.pipeline(transaction=False)
         for w in range(waves):
