@@ -197,10 +197,18 @@ def _nested_beyond(text: str, limit: int) -> bool:
 
 def _load_yaml(path: str, text: str, limits: Limits) -> list[Any] | ConfigError:
     """Every document of `text`, refused before it is built when its aliases expand too far."""
-    if _SafeLoader is not yaml.SafeLoader and _nested_beyond(text, limits.max_depth):
-        return ConfigError(
-            path=path, message=f"nested over {limits.max_depth} levels deep, the limit (MAX_NESTING_DEPTH)"
-        )
+    too_deep = ConfigError(
+        path=path, message=f"nested over {limits.max_depth} levels deep, the limit (MAX_NESTING_DEPTH)"
+    )
+    try:
+        if _SafeLoader is not yaml.SafeLoader and _nested_beyond(text, limits.max_depth):
+            return too_deep
+    except yaml.YAMLError as exc:
+        # libyaml's own limit (PyYAML 6.0.4 and later): its scanner reads a run of `[` ahead of
+        # the events that would have told the depth, and stops at its maximum first
+        if "nesting depth" in str(exc):
+            return too_deep
+        raise
     loader = _UniqueKeyLoader(text)
     try:
         nodes = []
