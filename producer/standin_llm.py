@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import hashlib
 import json
-import math
 import random
 import re
 import threading
@@ -39,6 +38,8 @@ import time
 from typing import Any
 
 from aiohttp import web
+
+from producer.standin_values import formatted, tool_call
 
 DELAY_MARK = re.compile(r"\[delay:([0-9]*\.?[0-9]+)\]")
 # AutoGen's SelectorGroupChat lists candidates as "... from ['alice', 'bob'] to play" (0.5.x)
@@ -92,74 +93,61 @@ class StandIn:
         control = dict(self.control)
         started = time.time()
         first_line = _task_line(messages)
-        marked = DELAY_MARK.search(first_line)
         try:
-            # per_token: latency that grows with the request, as a real model's does with its prompt
-            per_token = float(control.get("per_token") or 0.0) * len(prompt.split())
-            await asyncio.sleep((float(marked.group(1)) if marked else float(control["delay"])) + per_token)
-            marker = control.get("fail_when_contains")
-            if marker and marker in prompt:
-                status = 500
-            elif (control["fail_every"] and number % int(control["fail_every"]) == 0) or random.random() < float(
-                control["fail_rate"]
-            ):
-                # a list of statuses is used in turn: e.g. [500, 429]
-                statuses = (
-                    control["fail_status"] if isinstance(control["fail_status"], list) else [control["fail_status"]]
-                )
-                chosen = statuses[number % len(statuses)]
-                status = chosen if chosen in MALFORMED else int(chosen)
-            else:
-                status = 200
+            await asyncio.sleep(_latency(control, prompt, first_line))
+            status = _status(control, prompt, number)
         finally:
             self.in_flight -= 1
-        # the key itself is never kept: only a digest, so a test can tell which key was sent
-        auth_digest = hashlib.sha256(auth.removeprefix("Bearer ").encode()).hexdigest() if auth else None
+        self._record(body, status, started, auth)
+        return _refusal(status, control) or (200, {}, self._completion(body, prompt, first_line, control))
+
+    def _record(self, body: dict[str, Any], status: int | str, started: float, auth: str | None) -> None:
         params = {k: v for k, v in body.items() if k not in ("model", "messages")}
         self.requests.append(
             {
                 "model": body.get("model"),
-                "messages": messages,
+                "messages": body.get("messages") or [],
                 "params": params,
                 "status": status,
                 "started": started,
                 "finished": time.time(),
-                "auth_sha256": auth_digest,
+                "auth_sha256": _key_digest(auth),
             }
         )
-        if isinstance(status, str):
-            return status, {}, {}
-        if status == 429:
-            return 429, {"Retry-After": str(control["retry_after"])}, {"error": {"message": "rate limited (stand-in)"}}
-        if status != 200:
-            return status, {}, {"error": {"message": f"stand-in failure {status}"}}
+
+    def _completion(
+        self, body: dict[str, Any], prompt: str, first_line: str, control: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A 200's body: the message (a selection, a tool call or a text) with its usage."""
         model = body.get("model")
         digest = hashlib.sha256(prompt.encode()).hexdigest()[:10]
-        marker = control.get("selector_marker")
-        tools = body.get("tools") or []
-        if marker and marker.lower() in prompt.lower():
-            message: dict[str, Any] = {"role": "assistant", "content": self._select(prompt, control)}
-        elif tools and (messages[-1].get("role") if messages else None) != "tool":
-            message = {"role": "assistant", "content": None, "tool_calls": [_tool_call(tools, control, digest)]}
-        else:
-            text = f"[stand-in {model} #{digest}] Done: {first_line[:120]}"
-            message = {"role": "assistant", "content": _formatted(text, body.get("response_format"))}
+        message = self._message(body, prompt, control, digest) or {
+            "role": "assistant",
+            "content": formatted(f"[stand-in {model} #{digest}] Done: {first_line[:120]}", body.get("response_format")),
+        }
         text = message["content"] or json.dumps(message.get("tool_calls"))
         usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split())}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         finish = "tool_calls" if message.get("tool_calls") else "stop"
-        return (
-            200,
-            {},
-            {
-                "id": f"chatcmpl-{digest}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": model,
-                "choices": [{"index": 0, "finish_reason": finish, "message": message}],
-                "usage": usage,
-            },
-        )
+        return {
+            "id": f"chatcmpl-{digest}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "finish_reason": finish, "message": message}],
+            "usage": usage,
+        }
+
+    def _message(
+        self, body: dict[str, Any], prompt: str, control: dict[str, Any], digest: str
+    ) -> dict[str, Any] | None:
+        """A selector's pick or a tool call, as the request calls for; None for a text answer."""
+        if _asks_selection(control, prompt):
+            return {"role": "assistant", "content": self._select(prompt, control)}
+        tools = body.get("tools") or []
+        if tools and _last_role(body.get("messages") or []) != "tool":
+            return {"role": "assistant", "content": None, "tool_calls": [tool_call(tools, control, digest)]}
+        return None
 
     def _select(self, prompt: str, control: dict[str, Any]) -> str:
         chosen = control.get("select") or []
@@ -167,73 +155,67 @@ class StandIn:
             name = str(chosen[self.selections % len(chosen)])
             self.selections += 1
             return name
-        found = CANDIDATES.search(prompt)
-        names = [n.strip().strip("'\"") for n in found.group(1).split(",")] if found else []
-        return names[0] if names and names[0] else "unknown"
+        return _first_candidate(prompt)
 
 
-def _formatted(text: str, response_format: Any) -> str:
-    """The answer in the format the request asks for."""
-    kind = response_format.get("type") if isinstance(response_format, dict) else None
-    if kind == "json_schema":
-        schema = (response_format.get("json_schema") or {}).get("schema") or {}
-        return json.dumps(_instance(schema, schema, text))
-    if kind == "json_object":
-        return json.dumps({"answer": text})
-    return text
+def _first_candidate(prompt: str) -> str:
+    """The first name the selector's prompt lists."""
+    found = CANDIDATES.search(prompt)
+    if not found:
+        return "unknown"
+    return found.group(1).split(",")[0].strip().strip("'\"") or "unknown"
 
 
-def _instance(schema: Any, root: dict[str, Any], text: str, depth: int = 0) -> Any:
-    """A value of a JSON schema (what pydantic writes: $defs and $ref, anyOf, enums, bounds), as a
-    model in structured output gives one; `text` for strings."""
-    if not isinstance(schema, dict) or depth > 16:
-        return None
-    if "$ref" in schema:  # "#/$defs/Name"
-        target: Any = root
-        for part in str(schema["$ref"]).removeprefix("#/").split("/"):
-            target = target.get(part) if isinstance(target, dict) else None
-        return _instance(target, root, text, depth + 1)
-    if "const" in schema:
-        return schema["const"]
-    if schema.get("enum"):
-        return schema["enum"][0]
-    if "default" in schema:
-        return schema["default"]
-    for key in ("anyOf", "oneOf", "allOf"):
-        options = [o for o in schema.get(key) or [] if isinstance(o, dict) and o.get("type") != "null"]
-        if len(options) < len(schema.get(key) or []) and depth >= 4:
-            return None  # nullable, deep in a schema that may nest itself
-        if options:
-            return _instance(options[0], root, text, depth + 1)
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), None)
-    if kind == "object" or "properties" in schema:
-        properties = schema.get("properties") or {}
-        return {name: _instance(sub, root, text, depth + 1) for name, sub in properties.items()}
-    if kind == "array":
-        return [_instance(schema.get("items"), root, text, depth + 1) for _ in range(max(1, schema.get("minItems", 1)))]
-    return _scalar(kind, schema, text)
+def _asks_selection(control: dict[str, Any], prompt: str) -> bool:
+    """Whether the prompt is a selector's: it holds control `selector_marker`, in any case."""
+    marker = control.get("selector_marker")
+    return bool(marker and marker.lower() in prompt.lower())
 
 
-def _scalar(kind: Any, schema: dict[str, Any], text: str) -> Any:
-    if kind in ("integer", "number"):
-        low = schema.get("minimum", schema.get("exclusiveMinimum"))
-        high = schema.get("maximum", schema.get("exclusiveMaximum"))
-        if low is not None and high is not None:
-            value = (low + high) / 2
-        elif low is not None:
-            value = low + 1
-        elif high is not None:
-            value = high - 1
-        else:
-            value = 2
-        return math.floor(value) if kind == "integer" else float(value)
-    if kind == "boolean":
-        return True
-    if kind == "string":
-        return text[: schema.get("maxLength", len(text))].ljust(schema.get("minLength", 0), ".")
+def _key_digest(auth: str | None) -> str | None:
+    # the key itself is never kept: only a digest, so a test can tell which key was sent
+    return hashlib.sha256(auth.removeprefix("Bearer ").encode()).hexdigest() if auth else None
+
+
+def _latency(control: dict[str, Any], prompt: str, first_line: str) -> float:
+    """Seconds to wait: the task's [delay:S], else control `delay`; plus `per_token` for each word
+    of the prompt (latency that grows with the request, as a real model's does with its prompt)."""
+    per_token = float(control.get("per_token") or 0.0) * len(prompt.split())
+    marked = DELAY_MARK.search(first_line)
+    return (float(marked.group(1)) if marked else float(control["delay"])) + per_token
+
+
+def _status(control: dict[str, Any], prompt: str, number: int) -> int | str:
+    """The status this request gets by control: 200, a failure, or a MALFORMED kind."""
+    marker = control.get("fail_when_contains")
+    if marker and marker in prompt:
+        return 500
+    return _failure(control, number) if _fails(control, number) else 200
+
+
+def _failure(control: dict[str, Any], number: int) -> int | str:
+    """The status a failed request gets: control `fail_status`, or a MALFORMED kind of 200."""
+    # a list of statuses is used in turn: e.g. [500, 429]
+    statuses = control["fail_status"] if isinstance(control["fail_status"], list) else [control["fail_status"]]
+    chosen = statuses[number % len(statuses)]
+    return chosen if chosen in MALFORMED else int(chosen)
+
+
+def _refusal(status: int | str, control: dict[str, Any]) -> tuple[int | str, dict[str, str], dict[str, Any]] | None:
+    """The reply to a request that control fails; None for one it answers."""
+    if isinstance(status, str):
+        return status, {}, {}
+    if status == 429:
+        return 429, {"Retry-After": str(control["retry_after"])}, {"error": {"message": "rate limited (stand-in)"}}
+    if status != 200:
+        return status, {}, {"error": {"message": f"stand-in failure {status}"}}
     return None
+
+
+def _fails(control: dict[str, Any], number: int) -> bool:
+    """Whether this request is one to fail: every `fail_every`th, else at random by `fail_rate`."""
+    every = control["fail_every"]
+    return bool(every and number % int(every) == 0) or random.random() < float(control["fail_rate"])
 
 
 def _chunks(payload: dict[str, Any], include_usage: bool) -> list[dict[str, Any]]:
@@ -247,9 +229,8 @@ def _chunks(payload: dict[str, Any], include_usage: bool) -> list[dict[str, Any]
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
-    words = re.findall(r"\s*\S+\s*", message.get("content") or "")
     out = [chunk({"role": "assistant", "content": ""})]
-    out += [chunk({"content": "".join(words[i : i + 4])}) for i in range(0, len(words), 4)]
+    out += [chunk({"content": part}) for part in _few_words(message.get("content") or "")]
     out += [chunk({"tool_calls": [{"index": i, **call}]}) for i, call in enumerate(message.get("tool_calls") or [])]
     out.append(chunk({}, choice["finish_reason"]))
     if include_usage:
@@ -257,33 +238,29 @@ def _chunks(payload: dict[str, Any], include_usage: bool) -> list[dict[str, Any]
     return out
 
 
+def _few_words(content: str) -> list[str]:
+    """The content in parts of four words, each with the spaces around them."""
+    words = re.findall(r"\s*\S+\s*", content)
+    return ["".join(words[i : i + 4]) for i in range(0, len(words), 4)]
+
+
+def _first_user(messages: list[dict[str, Any]]) -> object:
+    return next((m.get("content") for m in messages if m.get("role") == "user"), "")
+
+
+def _last_role(messages: list[dict[str, Any]]) -> object:
+    return messages[-1].get("role") if messages else None
+
+
 def _task_line(messages: list[dict[str, Any]]) -> str:
     """The line that names the task: "Task: ..." in the first user message, else its first line."""
-    first_user = next((m.get("content") for m in messages if m.get("role") == "user"), "")
-    lines = [ln for ln in str(first_user or "").splitlines() if ln.strip()]
+    lines = _lines(str(_first_user(messages) or ""))
     return next((ln for ln in lines if ln.startswith("Task:")), lines[0] if lines else "")
 
 
-def _tool_call(tools: list[dict[str, Any]], control: dict[str, Any], digest: str) -> dict[str, Any]:
-    functions = [t.get("function") or {} for t in tools]
-    wanted = control.get("tool")
-    function = next((f for f in functions if f.get("name") == wanted), functions[0])
-    args = control.get("tool_args")
-    if args is None:
-        args, n = {}, 2
-        for name, schema in ((function.get("parameters") or {}).get("properties") or {}).items():
-            kind = schema.get("type") if isinstance(schema, dict) else None
-            if kind in ("integer", "number"):
-                args[name], n = n, n + 1
-            elif kind == "boolean":
-                args[name] = True
-            else:
-                args[name] = "x"
-    return {
-        "id": f"call_{digest}",
-        "type": "function",
-        "function": {"name": function.get("name"), "arguments": json.dumps(args)},
-    }
+def _lines(text: str) -> list[str]:
+    """The lines of the text that are not blank."""
+    return [ln for ln in text.splitlines() if ln.strip()]
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
