@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from producer import embedded
-from shared.core import json_text
 from shared.core.exceptions import InvalidInput
 
 if TYPE_CHECKING:
+    from producer.pipeline import Show, SyncOutcome
     from producer.recovery import Watchdog
+    from producer.studio_state import StudioView
     from producer.sync_run import Prepared
-    from shared.ports import Dispatcher, RunStore
+    from shared.ports import RunStore
 
 from producer.cli.app import (
     AsJson,
@@ -28,67 +29,100 @@ from producer.cli.app import (
     check_dir,
     check_seconds,
     console,
-    dispatcher_for,
     err,
     escape,
-    interruptible,
     redis_session,
-    start_local_studio,
-    start_local_worker,
+)
+from producer.cli.common import (
+    NO_WAIT_EMBEDDED,
+    NoWait,
+    Timeout,
+    echo_json,
+    echo_run_id,
+    local_dispatcher,
+    wait_for_run,
+    with_local_studio,
 )
 
 
 def _plan_json(prepared: Prepared) -> dict[str, Any]:
     plan, tree = prepared.plan, prepared.tree
-    by_change: dict[str, list[str]] = {}
-    for label, change in sorted(plan.changes.items()):
-        by_change.setdefault(change, []).append(label)
     return {
         "tree": plan.tree_name,
         "gallery": plan.gallery_name,
-        "changes": {k: by_change.get(k, []) for k in ("new", "changed", "unchanged", "drifted", "invalid", "skipped")},
-        "drifted": {label: d.reason for label, d in sorted(prepared.studio.drift.items())},
-        "prune": [{"label": w.label, "row_id": w.row_id, "path": w.path} for w in prepared.studio.prune],
-        "prune_gallery": prepared.studio.prune_gallery,
-        "studio_error": prepared.studio.error,
+        "changes": _by_change(plan.changes),
+        **_studio_json(prepared.studio),
         "waves": [[lbl for batch in wave for lbl in batch] for wave in plan.waves],
         "gallery_write": plan.gallery_needed,
         "errors": [e.model_dump() for e in tree.errors],
-        "skipped": {lbl: reason for lbl, reason in tree.skipped.items()},
+        "skipped": dict(tree.skipped),
         "ignored_files": prepared.scan.skipped,
         "files": len(prepared.scan.documents),
         "files_parsed": prepared.scan.parsed,
     }
 
 
-def _print_plan(data: dict[str, Any]) -> None:
-    from producer.report import clipped
+def _by_change(changes: dict[str, str]) -> dict[str, list[str]]:
+    """The labels by their change, in order, every kind named."""
+    by_change: dict[str, list[str]] = {k: [] for k in ("new", "changed", "unchanged", "drifted", "invalid", "skipped")}
+    for label, change in sorted(changes.items()):
+        if change in by_change:
+            by_change[change].append(label)
+    return by_change
 
-    changes = data["changes"]
-    console().print(
+
+def _studio_json(view: StudioView) -> dict[str, Any]:
+    return {
+        "drifted": {label: d.reason for label, d in sorted(view.drift.items())},
+        "prune": [{"label": w.label, "row_id": w.row_id, "path": w.path} for w in view.prune],
+        "prune_gallery": view.prune_gallery,
+        "studio_error": view.error,
+    }
+
+
+# the plan's lists said one line an item: (key, the line for an item, with its key and value)
+_PLAN_LINES: tuple[tuple[str, Callable[[str, str], str]], ...] = (
+    ("skipped", lambda label, reason: f"  [yellow]skipped[/yellow] {escape(label)}: {escape(reason)}"),
+    ("ignored_files", lambda path, reason: f"  [dim]ignored {escape(path)}: {escape(reason)}[/dim]"),
+    (
+        "drifted",
+        lambda label, reason: (
+            f"  [yellow]drifted[/yellow] {escape(label)}: {escape(reason)}; a sync leaves it alone (--force overwrites)"
+        ),
+    ),
+)
+
+
+def _print_plan(data: dict[str, Any]) -> None:
+    out = console()
+    out.print(
         f"[bold]{escape(data['tree'])}[/bold]: {data['files']} files ({data['files_parsed']} read, the rest unchanged on disk)"
     )
-    console().print("  " + ", ".join(f"{k}: {len(v)}" for k, v in changes.items()))
-    for i, wave in enumerate(data["waves"]):
+    out.print("  " + ", ".join(f"{k}: {len(v)}" for k, v in data["changes"].items()))
+    _print_waves(data["waves"])
+    out.print(f"  gallery entry {escape(repr(data['gallery']))}: {'write' if data['gallery_write'] else 'unchanged'}")
+    for e in data["errors"]:
+        where = f"{e['path']}: {e['field'] + ': ' if e['field'] else ''}"
+        out.print(f"  [red]error[/red] {escape(where + e['message'])}", soft_wrap=True)
+    for key, line in _PLAN_LINES:
+        for name, reason in data[key].items():
+            out.print(line(name, reason), soft_wrap=True)
+    _print_prune(data)
+    if data["studio_error"]:
+        out.print(f"  [yellow]warning[/yellow] {escape(data['studio_error'])}", soft_wrap=True)
+
+
+def _print_waves(waves: list[list[str]]) -> None:
+    from producer.report import clipped
+
+    for i, wave in enumerate(waves):
         console().print(
             f"  wave {i + 1}: {len(wave)} component(s): {', '.join(map(clipped, wave[:8]))}{' ...' if len(wave) > 8 else ''}",
             soft_wrap=True,
         )
-    console().print(
-        f"  gallery entry {escape(repr(data['gallery']))}: {'write' if data['gallery_write'] else 'unchanged'}"
-    )
-    for e in data["errors"]:
-        where = f"{e['path']}: {e['field'] + ': ' if e['field'] else ''}"
-        console().print(f"  [red]error[/red] {escape(where + e['message'])}", soft_wrap=True)
-    for label, reason in data["skipped"].items():
-        console().print(f"  [yellow]skipped[/yellow] {escape(label)}: {escape(reason)}", soft_wrap=True)
-    for path, reason in data["ignored_files"].items():
-        console().print(f"  [dim]ignored {escape(path)}: {escape(reason)}[/dim]", soft_wrap=True)
-    for label, reason in data["drifted"].items():
-        console().print(
-            f"  [yellow]drifted[/yellow] {escape(label)}: {escape(reason)}; a sync leaves it alone (--force overwrites)",
-            soft_wrap=True,
-        )
+
+
+def _print_prune(data: dict[str, Any]) -> None:
     for row in data["prune"]:
         console().print(
             f"  [magenta]prune[/magenta] {escape(row['label'])}: team row {row['row_id']} "
@@ -99,14 +133,12 @@ def _print_plan(data: dict[str, Any]) -> None:
         console().print(
             f"  [magenta]prune[/magenta] gallery entry {escape(str(data['prune_gallery']))}: nothing left to put in it"
         )
-    if data["studio_error"]:
-        console().print(f"  [yellow]warning[/yellow] {escape(data['studio_error'])}", soft_wrap=True)
 
 
 def _show_plan(prepared: Prepared, as_json: bool) -> NoReturn:
     data = _plan_json(prepared)
     if as_json:
-        typer.echo(json_text.dumps(data, indent=True))
+        echo_json(data)
     else:
         _print_plan(data)
     raise typer.Exit(1 if data["errors"] else 0)
@@ -124,13 +156,12 @@ def plan(
 ) -> None:
     """Show what a sync would do: new, changed, unchanged and invalid components, and the waves."""
     from producer.sync_run import prepare
-    from shared.settings import load_settings, with_overrides
+    from shared.settings import load_settings
 
     check_dir(directory)
     settings = load_settings(redis_url=redis_url, studio_url=studio_url, studio_user_id=studio_user_id)
     with embedded.LocalServices() as services:
-        if local_studio:
-            settings = with_overrides(settings, studio_url=start_local_studio(settings, services))
+        settings = with_local_studio(settings, services, local_studio)
         with redis_session(settings, services, quiet=as_json) as (store, settings):
             prepared = prepare(directory, settings, store, gallery)
     _show_plan(prepared, as_json)
@@ -139,7 +170,7 @@ def plan(
 @app.command()
 def sync(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="Config tree to sync")],
-    no_wait: Annotated[bool, typer.Option("--no-wait", help="Enqueue, print the run id and return")] = False,
+    no_wait: NoWait = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only; enqueue nothing")] = False,
     force: Annotated[
         bool,
@@ -152,12 +183,7 @@ def sync(
         typer.Option("--prune", help="Delete the team rows this tree created whose components are gone from it"),
     ] = False,
     local_studio: LocalStudio = False,
-    timeout: Annotated[
-        float | None,
-        typer.Option(
-            help="Seconds to wait for the run at most (default: as long as it moves; it fails when no node ends for STALL_SECONDS)"
-        ),
-    ] = None,
+    timeout: Timeout = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every component in the summary")] = False,
     redis_url: RedisUrl = None,
     studio_url: StudioUrl = None,
@@ -167,10 +193,8 @@ def sync(
 ) -> None:
     """Validate the tree, register every component with AutoGen Studio through the workers, report."""
     from producer import pipeline
-    from producer.progress import follow_run
-    from producer.report import render_report, succeeded
-    from producer.sync_run import remember_if_clean, wait
-    from shared.settings import check_store, load_settings, with_overrides
+    from producer.sync_run import remember_if_clean
+    from shared.settings import check_store, load_settings
 
     check_dir(directory)
     check_seconds("--timeout", timeout, finite=False)
@@ -178,76 +202,82 @@ def sync(
     check_store(settings)  # before a local Studio is started for nothing
     embedded_default = settings.redis_url is None
     if embedded_default and no_wait:
-        raise InvalidInput("--no-wait needs REDIS_URL: the embedded Redis and worker stop when this command ends")
+        raise InvalidInput(NO_WAIT_EMBEDDED)
+    # the result cache is only kept for a plain sync of the configured Redis and Studio
+    plain = not any((embedded_default, force, prune, local_studio, gallery, redis_url, studio_url, studio_user_id))
     with embedded.LocalServices() as services:
-        if local_studio:
-            settings = with_overrides(settings, studio_url=start_local_studio(settings, services))
+        settings = with_local_studio(settings, services, local_studio)
         with redis_session(settings, services, quiet=False) as (store, settings):
-
-            def before_submit(prepared: Prepared) -> bool:
-                if dry_run:
-                    _show_plan(prepared, as_json)
-                if _nothing_to_sync(prepared):
-                    _say_nothing_to_sync(directory, prepared, as_json)
-                    return False
-                return True
-
-            def dispatcher() -> Dispatcher:
-                if embedded_default:
-                    start_local_worker(settings, services)
-                return dispatcher_for(settings)
-
-            def show(store: RunStore, run_id: str, timeout: float | None, watch: Watchdog) -> None:
-                with interruptible(run_id, embedded_default):
-                    if as_json:
-                        wait(store, run_id, timeout=timeout, watch=watch)
-                    else:
-                        follow_run(store, run_id, err(), timeout, watch)
-
             outcome = pipeline.sync(
                 directory,
                 settings,
                 store,
-                dispatcher,
+                local_dispatcher(settings, services, embedded_default),
                 _warn,
                 gallery=gallery,
                 force=force,
                 prune=prune,
                 timeout=timeout,
-                before_submit=before_submit,
+                before_submit=lambda prepared: _before_submit(directory, prepared, dry_run, as_json),
                 wait_for_it=not no_wait,
-                show=show,
+                show=_shower(as_json, embedded_default),
             )
-            if outcome.run_id is None:
+            report = _report_of(outcome, no_wait, as_json)
+            if report is None:
                 return
-            if no_wait:
-                typer.echo(json.dumps({"run_id": outcome.run_id}) if as_json else outcome.run_id)
-                return
-            report = outcome.report
-            assert report is not None
-            if not (
-                embedded_default
-                or force
-                or prune
-                or local_studio
-                or gallery
-                or redis_url
-                or studio_url
-                or studio_user_id
-            ):
-                remember_if_clean(outcome.prepared, settings, store, outcome.run_id, report)
+            if plain:
+                remember_if_clean(outcome.prepared, settings, store, str(outcome.run_id), report)
+    _show_report(report, as_json, verbose)
+
+
+def _report_of(outcome: SyncOutcome, no_wait: bool, as_json: bool) -> dict[str, Any] | None:
+    """The run's report; None when no run was made, or with --no-wait (its run id said)."""
+    if outcome.run_id is None:
+        return None
+    if no_wait:
+        echo_run_id(outcome.run_id, as_json)
+        return None
+    assert outcome.report is not None
+    return outcome.report
+
+
+def _show_report(report: dict[str, Any], as_json: bool, verbose: bool) -> NoReturn:
+    """The report, and the exit code: 0 when the sync succeeded."""
+    from producer.report import render_report, succeeded
+
     if as_json:
-        typer.echo(json_text.dumps(report, indent=True))
+        echo_json(report)
     else:
         render_report(console(), report, verbose)
     raise typer.Exit(0 if succeeded(report) else 1)
 
 
+def _before_submit(directory: Path, prepared: Prepared, dry_run: bool, as_json: bool) -> bool:
+    """--dry-run shows the plan and exits; a tree with nothing to sync is said, and no run made."""
+    if dry_run:
+        _show_plan(prepared, as_json)
+    if _nothing_to_sync(prepared):
+        _say_nothing_to_sync(directory, prepared, as_json)
+        return False
+    return True
+
+
+def _shower(as_json: bool, embedded_default: bool) -> Show:
+    """How `sync` shows the wait: quietly for --json, else the progress on stderr."""
+    from producer.progress import follow_run
+
+    def show(store: RunStore, run_id: str, timeout: float | None, watch: Watchdog) -> None:
+        follow = None if as_json else lambda: follow_run(store, run_id, err(), timeout, watch)
+        wait_for_run(store, run_id, timeout, watch, embedded_default, follow)
+
+    return show
+
+
 def _nothing_to_sync(prepared: Prepared) -> bool:
     """No component file in the tree (none broken either), and no row of an earlier sync to prune."""
     tree, scanned, view = prepared.tree, prepared.scan, prepared.studio
-    return not (
-        tree.nodes or tree.errors or tree.broken_files or scanned.unread or view.prune or view.prune_gallery is not None
+    return not any(
+        (tree.nodes, tree.errors, tree.broken_files, scanned.unread, view.prune, view.prune_gallery is not None)
     )
 
 
@@ -273,7 +303,7 @@ def _say_nothing_to_sync(directory: Path, prepared: Prepared, as_json: bool) -> 
             "nodes": {},
             "workflow_files": workflows,
         }
-        typer.echo(json_text.dumps(data, indent=True))
+        echo_json(data)
 
 
 def _warn(line: str) -> None:

@@ -1,0 +1,78 @@
+"""Pieces the commands that start a run share: their options, the local services they start, and
+how they wait for a run and print its id or a JSON object."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from producer.cli.app import dispatcher_for, interruptible, start_local_studio, start_local_worker
+from shared.core import json_text
+
+if TYPE_CHECKING:
+    from producer import embedded
+    from producer.recovery import Watchdog
+    from shared.ports import Dispatcher, RunStore
+    from shared.settings import Settings
+
+NoWait = Annotated[bool, typer.Option("--no-wait", help="Enqueue, print the run id and return")]
+Timeout = Annotated[
+    float | None,
+    typer.Option(
+        help="Seconds to wait for the run at most (default: as long as it moves; it fails when no node ends for STALL_SECONDS)"
+    ),
+]
+NO_WAIT_EMBEDDED = "--no-wait needs REDIS_URL: the embedded Redis and worker stop when this command ends"
+
+
+def with_local_studio(settings: Settings, services: embedded.LocalServices, local_studio: bool) -> Settings:
+    """The settings, naming the local Studio (started if need be) when --local-studio asks for it."""
+    from shared.settings import with_overrides
+
+    if not local_studio:
+        return settings
+    return with_overrides(settings, studio_url=start_local_studio(settings, services))
+
+
+def local_dispatcher(
+    settings: Settings, services: embedded.LocalServices, embedded_default: bool
+) -> Callable[[], Dispatcher]:
+    """A dispatcher made when there is work; the embedded default's worker is started first (its
+    own Redis: nobody else's worker listens there)."""
+
+    def dispatcher() -> Dispatcher:
+        if embedded_default:
+            start_local_worker(settings, services)
+        return dispatcher_for(settings)
+
+    return dispatcher
+
+
+def wait_for_run(
+    store: RunStore,
+    run_id: str,
+    timeout: float | None,
+    watch: Watchdog,
+    embedded_default: bool,
+    follow: Callable[[], None] | None,
+) -> None:
+    """Wait for the run quietly (`follow` None: --json) or as `follow` shows it; Ctrl-C says how."""
+    from producer.sync_run import wait
+
+    with interruptible(run_id, embedded_default):
+        if follow is None:
+            wait(store, run_id, timeout=timeout, watch=watch)
+        else:
+            follow()
+
+
+def echo_run_id(run_id: str, as_json: bool) -> None:
+    """--no-wait: the run id alone, or as a JSON object."""
+    typer.echo(json.dumps({"run_id": run_id}) if as_json else run_id)
+
+
+def echo_json(data: object) -> None:
+    typer.echo(json_text.dumps(data, indent=True))
