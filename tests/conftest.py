@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-import hypothesis  # noqa: F401  (imported here, not lazily by its plugin at the end of a run: CPython 3.11.7 then fails compiling it with "AST constructor recursion depth mismatch")
+import hypothesis  # imported here, not lazily by its plugin at the end of a run: CPython 3.11.7 then fails compiling it with "AST constructor recursion depth mismatch"
 import pytest
 
 from producer import embedded
@@ -238,6 +239,22 @@ SERVER_FIXTURES = {
     "stack",
     "own_studio",
 }
+
+
+# Hypothesis's own way to size property tests by where they run: many cases on CI, a quick
+# pass in the fast tier a developer runs after each edit (HYPOTHESIS_PROFILE picks one)
+hypothesis.settings.register_profile("ci", max_examples=200, deadline=None, database=None)
+hypothesis.settings.register_profile("dev", max_examples=40, deadline=None, database=None)
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
+
+# a module whose every test is integration says so at its top; the fast tier does not even import it
+_WHOLE_MODULE_INTEGRATION = re.compile(r"^pytestmark = \[?\s*pytest\.mark\.integration\b", re.M)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if config.getoption("markexpr") != "not integration" or collection_path.suffix != ".py":
+        return None
+    return bool(_WHOLE_MODULE_INTEGRATION.search(collection_path.read_text())) or None
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -15,6 +15,8 @@ from tests.conftest import TEST_SECRET, Cli
 from tests.test_studio_outage import _write_tree
 from tests.test_workflow_run import write_tree, write_workflow
 
+pytestmark = pytest.mark.integration
+
 
 def test_plan_then_sync_then_plan_again(cli: Cli, tmp_path: Path) -> None:
     tree = tmp_path / "tree"

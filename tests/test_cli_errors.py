@@ -16,6 +16,8 @@ import redis
 from producer import embedded
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.integration  # runs the program as a process, each start ~0.4 s: not the in-process fast tier
+
 WORKFLOW = """kind: workflow
 name: w
 goal: g

@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.conftest import Cli
 from tests.studio_proxy import StudioProxy
+
+pytestmark = pytest.mark.integration
 
 
 def _edit_row(cli: Cli, row: dict[str, Any], message: str) -> None:

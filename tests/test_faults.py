@@ -14,12 +14,15 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import pytest
 import redis
 
 from producer import embedded
 from tests.conftest import TEST_SECRET, WORKER_ENV, Cli, assert_not_in_redis, wait_for
 from tests.studio_proxy import StudioProxy
 from tests.test_studio_outage import TEAMS, _write_tree
+
+pytestmark = pytest.mark.integration
 
 
 def test_sync_survives_500s_lost_answers_and_429s(cli: Cli, proxy: StudioProxy, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from shared.core.graph import CycleError, find_cycles, waves
 
-HYPO = settings(max_examples=200, deadline=None, database=None)
+HYPO = settings()
 
 
 # --- strategies ----------------------------------------------------------------------------------

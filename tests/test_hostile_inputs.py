@@ -11,8 +11,11 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from tests.conftest import ROOT, Cli
+
+pytestmark = pytest.mark.integration
 
 VALID_TEAMS = 5
 

@@ -229,7 +229,7 @@ def test_absurdly_deep_nesting_is_an_error_not_a_crash():
 # --- properties ---------------------------------------------------------------------------------
 
 
-@settings(max_examples=200, deadline=None, database=None)
+@settings()
 @given(data=st.binary(max_size=200), suffix=st.sampled_from([".yaml", ".yml", ".json"]))
 def test_any_bytes_give_a_dict_or_an_error_naming_the_file(data, suffix):
     path = "dir/file" + suffix
@@ -242,7 +242,7 @@ def test_any_bytes_give_a_dict_or_an_error_naming_the_file(data, suffix):
         json.dumps(result)
 
 
-@settings(max_examples=200, deadline=None, database=None)
+@settings()
 @given(text=st.text(alphabet="ab:{}[]-,\"' \n#&*!?|>\t1.", max_size=80))
 def test_any_yaml_like_text_gives_a_json_document_or_an_error(text):
     result = parse_document("f.yaml", text.encode())
@@ -262,7 +262,7 @@ _json = st.recursive(
 )
 
 
-@settings(max_examples=150, deadline=None, database=None)
+@settings()
 @given(doc=st.dictionaries(_text, _json, max_size=5))
 def test_json_and_yaml_dumps_of_a_document_parse_back_to_it(doc):
     assert parse_document("f.json", json.dumps(doc).encode()) == doc

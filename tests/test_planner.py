@@ -11,7 +11,7 @@ from producer.planner import MIN_BATCHES_PER_WAVE, gallery_members, make_plan, s
 from shared.core.errors import ConfigError
 from shared.core.tree import build_tree
 
-HYPO = settings(max_examples=150, deadline=None, database=None)
+HYPO = settings()
 
 
 def comp(label, ctype, **config):

@@ -56,6 +56,7 @@ def test_broker_url_is_checked_and_its_password_never_shown(monkeypatch: pytest.
     assert load_settings().broker_url is None  # set but empty: the broker is REDIS_URL's Redis
 
 
+@pytest.mark.integration  # runs the program as a process
 def test_a_broker_without_redis_url_is_one_line_and_nothing_starts(tmp_path: Path) -> None:
     """The embedded Redis is not the one the workers on that broker use: refused, exit code 2."""
     with pytest.raises(InvalidInput, match="set REDIS_URL"):

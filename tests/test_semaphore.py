@@ -10,9 +10,12 @@ import time
 import uuid
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 
 from shared.adapters.redis.semaphore import PrioritySemaphore
+
+pytestmark = pytest.mark.integration
 
 
 def _name() -> str:

@@ -74,6 +74,7 @@ def test_an_empty_redis_url_is_the_embedded_default(monkeypatch: pytest.MonkeyPa
     assert load_settings().redis_url is None
 
 
+@pytest.mark.integration  # runs the program as a process
 def test_the_command_says_it_in_one_line_and_exits_2() -> None:
     env = {**os.environ, "STALL_SECONDS": "abc", "REDIS_URL": "redis://:hunter2@127.0.0.1:1/x"}
     proc = subprocess.run(

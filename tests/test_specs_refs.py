@@ -19,7 +19,7 @@ from shared.core.refs import (
 )
 from shared.core.specs import COMPONENT_TYPES, ComponentSpec, validate_spec
 
-HYPO = settings(max_examples=150, deadline=None, database=None)
+HYPO = settings()
 
 
 def spec(**overrides):

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import redis
 
 from producer import embedded
 from tests.conftest import Cli, wait_for
+
+pytestmark = pytest.mark.integration
 
 TEAMS = 150
 

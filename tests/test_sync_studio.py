@@ -7,10 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import redis
 
 from tests.conftest import ROOT, Cli
 from tests.studio_proxy import StudioProxy
+
+pytestmark = pytest.mark.integration
 
 EXAMPLE_TEAMS = {"research-team", "review-team", "solo-researcher"}
 EXAMPLE_GALLERY = {

@@ -96,6 +96,7 @@ def test_task_complexity_changes_dependencies_prompts_and_turns() -> None:
         with_complexity(agents, workflow, "hard", "m")
 
 
+@pytest.mark.integration  # runs the program as a process
 def test_a_name_that_climbs_out_of_the_tree_writes_inside_it(tmp_path: Path) -> None:
     tree, outside = tmp_path / "tree", tmp_path / "outside"
     write_docs(tree, {"models/m.yaml": model_doc("m", "http://127.0.0.1:9/v1")})  # the model the agents use

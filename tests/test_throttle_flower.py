@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import redis
 
 from producer import embedded
@@ -18,6 +19,8 @@ from shared.adapters.celery import create_app
 from shared.settings import Settings
 from tests.conftest import ROOT, TEST_SECRET, WORKER_ENV, Cli, wait_for
 from tests.test_workflow_run import run, write_tree, write_workflow
+
+pytestmark = pytest.mark.integration
 
 
 def _hosts(r: redis.Redis) -> dict[str, dict]:

@@ -17,7 +17,7 @@ from shared.core.refs import substitute_variables
 from shared.core.specs import COMPONENT_TYPES
 from shared.core.tree import build_tree
 
-HYPO = settings(max_examples=100, deadline=None, database=None)
+HYPO = settings()
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 

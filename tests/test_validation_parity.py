@@ -17,6 +17,8 @@ import pytest
 from producer import embedded
 from workers import validation
 
+pytestmark = pytest.mark.integration
+
 REFERENCE = Path(__file__).resolve().parent.parent.parent / "shared" / "reference" / "autogen-studio-components"
 MODEL = {
     "provider": "autogen_ext.models.openai.OpenAIChatCompletionClient",

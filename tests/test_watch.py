@@ -19,10 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 
 from producer import embedded
 from tests.conftest import ROOT, Cli, StudioView, wait_for
 from tests.studio_proxy import StudioProxy
+
+pytestmark = pytest.mark.integration
 
 WRITER = "agents/writer.yaml"
 USERS_OF_WRITER = {"research-team", "review-team"}

@@ -30,6 +30,8 @@ from tests.test_workflow_run import (
     write_workflow,
 )
 
+pytestmark = pytest.mark.integration
+
 TERMINATIONS = "autogen_agentchat.conditions"
 # AutoGen 0.5's default, which Studio writes into every SelectorGroupChat it exports
 SELECTOR_PROMPT = (

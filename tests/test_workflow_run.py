@@ -9,11 +9,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 import yaml
 
 from shared.adapters.redis.metrics import read_counters
 from tests.conftest import TEST_SECRET, Cli, assert_not_in_redis
+
+pytestmark = pytest.mark.integration
 
 MODEL_INFO = {
     "vision": False,
