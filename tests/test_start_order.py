@@ -1,4 +1,4 @@
-"""workers.model_client.StartOrder: a process admits few tasks at once to the work before their
+"""workers.start_order.StartOrder: a process admits few tasks at once to the work before their
 place in a model's line (CPU with no await), in rank order, and lets each go on once it is in
 line, has ended or has been admitted for LEAVE_AFTER. No servers."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from workers.model_client import LEAVE_AFTER, StartOrder
+from workers.start_order import LEAVE_AFTER, StartOrder
 
 
 def test_tasks_are_admitted_in_rank_order_few_at_a_time() -> None:

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from shared.core.endpoints import PROVIDER_PACKAGES, components, provider_path
 from shared.core.exceptions import RunCancelled, TaskFailed
-from workers.model_client import LOADING, TaskModels
+from workers.task_models import LOADING, TaskModels
 
 
 class AgentError(TaskFailed):

@@ -30,7 +30,7 @@ from shared.settings import Settings
 from workers.releases import Released, Releases
 
 if TYPE_CHECKING:
-    from workers.model_client import ModelClients
+    from workers.model_pool import ModelClients
 
 T = TypeVar("T")
 CANCEL_CHECK_EVERY = 0.5  # seconds
@@ -126,7 +126,7 @@ class WorkerTask(Task):  # type: ignore[misc]  # Celery is untyped
     def model_clients(self) -> ModelClients:
         res = self._resources()
         if res.models is None:
-            from workers.model_client import ModelClients
+            from workers.model_pool import ModelClients
 
             res.models = ModelClients(res.settings.model_timeout_seconds)
         return res.models

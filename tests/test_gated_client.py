@@ -1,0 +1,196 @@
+"""The gated model client (workers/model_client.py) as AutoGen loads it from a swapped spec: its
+requests go through the task's limit and retry policy, its tokens, calls and latencies are
+counted, streams are retried until their first chunk, and a final failure names the model and
+where it is. A stand-in for the real client; no servers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from types import SimpleNamespace
+
+import pytest
+from autogen_core.models import CreateResult, RequestUsage, UserMessage
+
+from shared.metrics import Metrics
+from workers.agent_runtime import load_component
+from workers.model_client import GatedChatCompletionClient, ModelError, TaskModels
+
+SPEC = {
+    "provider": "autogen_ext.models.openai.OpenAIChatCompletionClient",
+    "component_type": "model",
+    "label": "m",
+    "config": {"model": "gpt-x", "base_url": "http://models.example/v1", "api_key": "k"},
+}
+MESSAGES = [UserMessage(content="hi", source="user")]
+
+
+class Status(Exception):
+    """An SDK's error for an HTTP answer: its status and Retry-After."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"status {code}")
+        self.status_code = code
+        self.body = {"message": f"said {code}"}
+        self.response = SimpleNamespace(headers={"retry-after": "0"})
+
+
+def result(text: str = "ok", finish: str = "stop") -> CreateResult:
+    return CreateResult(
+        finish_reason=finish,  # type: ignore[arg-type]
+        content=text,
+        usage=RequestUsage(prompt_tokens=3, completion_tokens=5),
+        cached=False,
+    )
+
+
+class Inner:
+    """The real client: answers (or raises) in turn, and records what it was asked."""
+
+    def __init__(self, *answers: object) -> None:
+        self.answers = list(answers)
+        self.asked: list[dict[str, object]] = []
+
+    async def create(self, messages: object, **kwargs: object) -> CreateResult:
+        self.asked.append(kwargs)
+        answer = self.answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        assert isinstance(answer, CreateResult)
+        return answer
+
+    async def create_stream(self, messages: object, **kwargs: object) -> AsyncGenerator[str | CreateResult, None]:
+        self.asked.append(kwargs)
+        answer = self.answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        assert isinstance(answer, list)
+        for chunk in answer:
+            if isinstance(chunk, BaseException):
+                raise chunk
+            yield chunk
+
+
+class Limit:
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, int]] = []
+        self.ranks: list[int] = []
+
+    def __call__(self, key: str, limit: int) -> Limit:
+        self.asked.append((key, limit))
+        return self
+
+    @contextlib.asynccontextmanager
+    async def slot(self, rank: int = 0, on_queued: Callable[[], None] | None = None) -> AsyncIterator[None]:
+        self.ranks.append(rank)
+        if on_queued:
+            on_queued()
+        yield
+
+
+def gated(inner: Inner, retries: int = 2) -> tuple[GatedChatCompletionClient, TaskModels, Limit, list[str]]:
+    limit = Limit()
+    causes: list[str] = []
+
+    async def on_retry(cause: str) -> None:
+        causes.append(cause)
+
+    clients = SimpleNamespace(get=lambda spec: inner)
+    models = TaskModels(clients, limit, 7, retries, 0.001, 4, Metrics(), on_retry)  # type: ignore[arg-type]
+    client = load_component(SPEC, SPEC, models)
+    assert isinstance(client, GatedChatCompletionClient)
+    return client, models, limit, causes
+
+
+def durations(models: TaskModels) -> dict[tuple[str, ...], float]:
+    """How many latencies were observed, by (model, status)."""
+    return {
+        labels: sum(slots[:-1])
+        for (name, labels), slots in models.metrics.histograms.items()
+        if name == "agentq_model_request_duration_seconds"
+    }
+
+
+def test_a_request_is_retried_after_a_429_and_its_tokens_counted() -> None:
+    inner = Inner(Status(429), result())
+    client, models, limit, causes = gated(inner)
+    answer = asyncio.run(client.create(MESSAGES, json_output=True, extra_create_args={"seed": 1}))
+    assert answer.content == "ok"
+    given = {"tools": [], "json_output": True, "extra_create_args": {"seed": 1}, "cancellation_token": None}
+    assert inner.asked == [given] * 2  # what was left out, with ChatCompletionClient's defaults
+    assert causes == ["rate_limited"]
+    assert (models.usage.calls, models.usage.attempts) == (1, 2)
+    assert (models.usage.prompt_tokens, models.usage.completion_tokens) == (3, 5)
+    assert limit.asked == [(limit.asked[0][0], 4)] and limit.ranks == [7]
+    assert durations(models) == {("gpt-x", "429"): 1, ("gpt-x", "200"): 1}
+    tokens = {k[1]: v for k, v in models.metrics.counters.items() if k[0] == "agentq_model_tokens_total"}
+    assert tokens == {("gpt-x", "prompt"): 3, ("gpt-x", "completion"): 5}
+    assert models.metrics.counters[("agentq_retries_total", ("model", "rate_limited"))] == 1
+
+
+def test_a_final_failure_names_the_model_and_where_it_is() -> None:
+    client, models, _, causes = gated(Inner(Status(500), Status(500), Status(500)), retries=2)
+    with pytest.raises(ModelError) as failed:
+        asyncio.run(client.create(MESSAGES))
+    assert str(failed.value) == "model 'gpt-x' at http://models.example/v1 answered 500: said 500"
+    assert isinstance(failed.value.__cause__, Status)
+    assert causes == ["server_error"] * 2 and models.usage.attempts == 3 and models.usage.calls == 0
+
+
+def test_an_error_that_is_not_retried_fails_at_once() -> None:
+    client, models, _, causes = gated(Inner(Status(400), result()))
+    with pytest.raises(ModelError, match=r"^model 'gpt-x' at http://models.example/v1 answered 400: said 400$"):
+        asyncio.run(client.create(MESSAGES))
+    assert causes == [] and models.usage.attempts == 1
+
+
+def test_a_stream_is_retried_until_its_first_chunk_and_counted_once_at_its_end() -> None:
+    empty = [result("", finish="unknown")]  # AutoGen's result of a stream that held no chunk
+    inner = Inner(Status(503), empty, ["a", "b", result("ab")])
+    client, models, _, causes = gated(inner, retries=3)
+
+    async def go() -> list[str | CreateResult]:
+        return [chunk async for chunk in client.create_stream(MESSAGES, cancellation_token=None)]
+
+    chunks = asyncio.run(go())
+    assert chunks[:2] == ["a", "b"] and isinstance(chunks[2], CreateResult)
+    assert causes == ["server_error", "malformed_answer"]
+    assert (models.usage.calls, models.usage.attempts) == (1, 3)
+    assert (models.usage.prompt_tokens, models.usage.completion_tokens) == (3, 5)
+    assert durations(models) == {("gpt-x", "503"): 1, ("gpt-x", "error"): 1, ("gpt-x", "200"): 1}
+    given = {"tools": [], "json_output": None, "extra_create_args": {}, "cancellation_token": None}
+    assert inner.asked == [given] * 3
+
+
+def test_a_stream_that_breaks_after_its_first_chunk_is_not_retried() -> None:
+    client, models, _, causes = gated(Inner(["a", Status(502)], ["never"]))
+
+    async def go() -> list[str | CreateResult]:
+        return [chunk async for chunk in client.create_stream(MESSAGES)]
+
+    with pytest.raises(ModelError, match=r"^model 'gpt-x' at http://models.example/v1 answered 502: said 502$"):
+        asyncio.run(go())
+    assert causes == [] and models.usage.attempts == 1 and models.usage.calls == 0
+
+
+def test_an_empty_stream_ends_with_no_chunk() -> None:
+    client, models, _, _ = gated(Inner([]))
+
+    async def go() -> list[str | CreateResult]:
+        return [chunk async for chunk in client.create_stream(MESSAGES)]
+
+    assert asyncio.run(go()) == [] and models.usage.calls == 0
+
+
+def test_specs_are_swapped_for_gated_ones_and_slots_kept_in_order() -> None:
+    inner = Inner()
+    _, models, _, _ = gated(inner)
+    team = {"provider": "t.Team", "config": {"participants": [{"config": {"model_client": SPEC}}, {"x": [SPEC]}]}}
+    swapped = models.swap(team, team)
+    first = swapped["config"]["participants"][0]["config"]["model_client"]  # type: ignore[index]
+    second = swapped["config"]["participants"][1]["x"][0]  # type: ignore[index]
+    assert first["provider"] == second["provider"] == "workers.model_client.GatedChatCompletionClient"
+    assert (first["config"]["slot"], second["config"]["slot"]) == (1, 2)  # slot 0: `gated`'s own
+    assert first["config"]["max_concurrency"] == 4 and first["label"] == "m"
+    assert models.specs[1:] == [SPEC, SPEC]
