@@ -8,14 +8,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from producer import embedded
-from shared.core import json_text
 from shared.core.exceptions import InvalidInput
 from shared.core.run_model import TERMINAL, RunKind, RunState
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from shared.ports import Dispatcher, RunStore
 
 from producer.cli.app import LAST, AsJson, RedisUrl, app, console, dispatcher_for, escape, redis_session
+from producer.cli.common import echo_json
 
 
 def _age(seconds: float) -> str:
@@ -48,33 +50,40 @@ def runs(
     as_json: AsJson = False,
 ) -> None:
     """List the newest runs, syncs and workflows: kind, state, tasks ended of all, counts, age."""
-    from rich.table import Table
-
     from shared.settings import load_settings
 
     settings = load_settings(redis_url=redis_url)
     with embedded.LocalServices() as services, redis_session(settings, services, quiet=True) as (store, _):
         now, rows = time.time(), [_row(m, time.time()) for m in store.recent_runs(limit)]
     if as_json:
-        typer.echo(json_text.dumps({"runs": rows}, indent=True))
-        return
-    if not rows:
+        echo_json({"runs": rows})
+    elif not rows:
         console().print("No runs kept in this Redis yet.")
-        return
+    else:
+        console().print(_table(rows, now))
+
+
+def _table(rows: list[dict[str, Any]], now: float) -> Table:
+    from rich.table import Table
+
     table = Table(title=f"{len(rows)} newest run(s)", title_justify="left")
     for column in ("run", "kind", "state", "ended", "failed", "what", "age"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(
-            escape(str(row["run_id"])),
-            str(row["kind"]),
-            str(row["state"]),
-            f"{row['ended']}/{row['total']}",
-            str(row["counts"].get("failed", 0)),
-            escape(str(row["what"] or "")),
-            _age(now - float(row["created"] or now)),
-        )
-    console().print(table)
+        table.add_row(*_cells(row, now))
+    return table
+
+
+def _cells(row: dict[str, Any], now: float) -> tuple[str, ...]:
+    return (
+        escape(str(row["run_id"])),
+        str(row["kind"]),
+        str(row["state"]),
+        f"{row['ended']}/{row['total']}",
+        str(row["counts"].get("failed", 0)),
+        escape(str(row["what"] or "")),
+        _age(now - float(row["created"] or now)),
+    )
 
 
 def cancel_and_revoke(store: RunStore, dispatcher: Dispatcher | None, run_id: str) -> dict[str, Any]:
@@ -114,12 +123,19 @@ def cancel(
     if settings.redis_url is None:
         raise InvalidInput("cancel needs REDIS_URL: an embedded run ends with the command that started it (Ctrl-C)")
     with embedded.LocalServices() as services, redis_session(settings, services, quiet=True) as (store, settings):
-        if run_id == LAST:
-            run_id = store.last_run_id() or ""
-            if not run_id:
-                raise InvalidInput("no runs yet: none is kept in this Redis")
+        run_id = _run_id(store, run_id)
         outcome = cancel_and_revoke(store, dispatcher_for(settings), run_id)
     if as_json:
-        typer.echo(json_text.dumps(outcome, indent=True))
+        echo_json(outcome)
     else:
         console().print(escape(outcome["message"]))
+
+
+def _run_id(store: RunStore, run_id: str) -> str:
+    """`run_id`, or the newest run's for `last`."""
+    if run_id != LAST:
+        return run_id
+    newest = store.last_run_id()
+    if not newest:
+        raise InvalidInput("no runs yet: none is kept in this Redis")
+    return newest

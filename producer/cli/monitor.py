@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from shared.core import json_text
 from shared.core.exceptions import InvalidInput
 
 if TYPE_CHECKING:
+    from producer.monitor import Monitor
     from shared.ports import RunStore
 
 from producer.cli.app import (
@@ -24,6 +24,7 @@ from producer.cli.app import (
     escape,
     store_for,
 )
+from producer.cli.common import echo_json
 
 
 @app.command()
@@ -41,8 +42,6 @@ def monitor(
     ] = False,
 ) -> None:
     """Live terminal dashboard: hosts, workers, queues, Studio, throughput and alerts (Ctrl-C to quit)."""
-    from rich.live import Live
-
     from producer.monitor import Monitor
     from shared.settings import load_settings
 
@@ -51,27 +50,43 @@ def monitor(
     watcher = Monitor(settings.exporter_url)
     store = store_for(settings, settings.redis_url) if settings.redis_url else None
     if as_json:
-        watcher.poll()
-        time.sleep(refresh)
-        snapshot = watcher.poll()
-        typer.echo(json_text.dumps({**snapshot.__dict__, "recent_runs": _recent_runs(store)}, indent=True))
-        unreachable = any(alert["name"] == "ExporterUnreachable" for alert in snapshot.alerts)
-        raise typer.Exit(Exit.UNAVAILABLE if unreachable else Exit.OK)
+        _one_reading(watcher, store, refresh)
     try:
-        with Live(console=console(), screen=False, auto_refresh=False) as live:
-            while True:
-                snapshot = watcher.poll()
-                live.update(watcher.render(snapshot, _recent_runs(store)), refresh=True)
-                time.sleep(refresh)
+        _live(watcher, store, refresh)
     except KeyboardInterrupt:
         pass
     finally:
         if save_session:
-            try:
-                watcher.save(str(save_session))
-            except OSError as exc:
-                raise InvalidInput(f"--save-session {save_session}: cannot write it: {exc.strerror or exc}") from None
-            err().print(f"session saved to {escape(str(save_session))}")
+            _save(watcher, save_session)
+
+
+def _one_reading(watcher: Monitor, store: RunStore | None, refresh: float) -> NoReturn:
+    """--json: two polls `refresh` apart (for rates), printed; exit code 3 when the exporter was not reached."""
+    watcher.poll()
+    time.sleep(refresh)
+    snapshot = watcher.poll()
+    echo_json({**snapshot.__dict__, "recent_runs": _recent_runs(store)})
+    unreachable = any(alert["name"] == "ExporterUnreachable" for alert in snapshot.alerts)
+    raise typer.Exit(Exit.UNAVAILABLE if unreachable else Exit.OK)
+
+
+def _live(watcher: Monitor, store: RunStore | None, refresh: float) -> None:
+    """The dashboard, redrawn every `refresh` seconds until Ctrl-C."""
+    from rich.live import Live
+
+    with Live(console=console(), screen=False, auto_refresh=False) as live:
+        while True:
+            snapshot = watcher.poll()
+            live.update(watcher.render(snapshot, _recent_runs(store)), refresh=True)
+            time.sleep(refresh)
+
+
+def _save(watcher: Monitor, save_session: Path) -> None:
+    try:
+        watcher.save(str(save_session))
+    except OSError as exc:
+        raise InvalidInput(f"--save-session {save_session}: cannot write it: {exc.strerror or exc}") from None
+    err().print(f"session saved to {escape(str(save_session))}")
 
 
 def _recent_runs(store: RunStore | None) -> list[dict[str, Any]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,10 +19,12 @@ from producer.cli.app import (
     console,
     err,
     escape,
-    start_local_studio,
 )
-from shared.core import json_text
+from producer.cli.common import echo_json, with_local_studio
 from shared.core.exceptions import InvalidInput
+
+if TYPE_CHECKING:
+    from shared.core.pull_layout import FileWrite, Layout
 
 
 @app.command()
@@ -48,31 +50,66 @@ def pull(
 ) -> None:
     """Write teams (and the tree's gallery entry) from Studio into the tree: one component per
     file, shared parts as $ref, secrets as ${VAR}; files that already say the same are untouched."""
-    from producer.pull import pull as pull_tree
-    from producer.studio_state import unavailable
-    from shared.ports import StudioError
-    from shared.settings import environment, load_settings, with_overrides
+    _check_pull(directory, team, every_row)
+    layout, others, failed = _pull(
+        directory, team or [], every_row, dry_run, studio_url, studio_user_id, gallery, local_studio
+    )
+    if as_json:
+        echo_json(_pull_json(layout, others, failed))
+    else:
+        _print_writes(layout, failed, dry_run)
+        _print_notes(layout, others)
+    raise typer.Exit(Exit.PARTIAL if failed else Exit.OK)
 
+
+def _check_pull(directory: Path, team: list[str] | None, every_row: bool) -> None:
     if directory.exists() and not directory.is_dir():
         raise InvalidInput(f"{directory} is not a directory")
     if every_row and team:
         raise InvalidInput("--all and --team: choose one (--all pulls every team row, --team only those named)")
-    for label in team or []:
+    _check_labels(team or [])
+
+
+def _check_labels(team: list[str]) -> None:
+    for label in team:
         if not label.strip():
             raise InvalidInput(f"--team {label!r} is blank: give the label of a team row")
+
+
+def _pull(
+    directory: Path,
+    team: list[str],
+    every_row: bool,
+    dry_run: bool,
+    studio_url: str | None,
+    studio_user_id: str | None,
+    gallery: str | None,
+    local_studio: bool,
+) -> tuple[Layout, list[str], dict[str, str]]:
+    """The pull done (or, with `dry_run`, only planned): the layout, the rows left out, the files not written."""
+    from producer.pull import pull as pull_tree
+    from producer.studio_state import unavailable
+    from shared.ports import StudioError
+    from shared.settings import environment, load_settings
+
     settings = load_settings(studio_url=studio_url, studio_user_id=studio_user_id)
     try:
         with embedded.LocalServices() as services:
-            if local_studio:
-                settings = with_overrides(settings, studio_url=start_local_studio(settings, services))
-            layout, others, failed = pull_tree(
-                directory, settings, environment(), team or [], gallery, dry_run, every_row
-            )
+            settings = with_local_studio(settings, services, local_studio)
+            return pull_tree(directory, settings, environment(), team, gallery, dry_run, every_row)
     except StudioError as exc:
         raise unavailable(settings.studio_url, exc) from exc
     except OSError as exc:
         raise InvalidInput(f"cannot write into {directory}: {exc}") from exc
-    files = [
+
+
+def _pull_json(layout: Layout, others: list[str], failed: dict[str, str]) -> dict[str, object]:
+    files = _files_json(layout, failed)
+    return {"files": files, "variables": layout.variables, "warnings": layout.warnings, "not_pulled": others}
+
+
+def _files_json(layout: Layout, failed: dict[str, str]) -> list[dict[str, str]]:
+    return [
         {
             "path": f.path,
             "label": f.label,
@@ -81,31 +118,40 @@ def pull(
         }
         for f in layout.files
     ]
-    code = Exit.PARTIAL if failed else Exit.OK
-    if as_json:
-        data = {"files": files, "variables": layout.variables, "warnings": layout.warnings, "not_pulled": others}
-        typer.echo(json_text.dumps(data, indent=True))
-        raise typer.Exit(code)
-    verb = {"create": "would create" if dry_run else "created", "update": "would update" if dry_run else "updated"}
+
+
+def _print_writes(layout: Layout, failed: dict[str, str], dry_run: bool) -> None:
+    """A line per file written (or that would be), or not written; then the counts."""
     for f in layout.changed():
-        if f.path in failed:
-            err().print(
-                f"[red]error:[/red] could not write {escape(f.path)} ({escape(f.label)}): {escape(failed[f.path])}"
-            )
-        else:
-            console().print(f"{verb[f.action]} {escape(f.path)} ({escape(f.label)})", highlight=False)
+        _print_write(f, failed.get(f.path), dry_run)
     unchanged = len(layout.files) - len(layout.changed())
     written = len(layout.changed()) - len(failed)
     console().print(
         f"{written} file(s) {'to write' if dry_run else 'written'}, {unchanged} unchanged"
         + (f", {len(failed)} could not be written" if failed else "")
     )
+
+
+def _print_write(f: FileWrite, failure: str | None, dry_run: bool) -> None:
+    if failure is not None:
+        err().print(f"[red]error:[/red] could not write {escape(f.path)} ({escape(f.label)}): {escape(failure)}")
+        return
+    verb = f"would {f.action}" if dry_run else f"{f.action}d"  # created, updated
+    console().print(f"{verb} {escape(f.path)} ({escape(f.label)})", highlight=False)
+
+
+def _print_notes(layout: Layout, others: list[str]) -> None:
+    """The warnings, the rows left out, and the variables to set."""
     for warning in layout.warnings:
         err().print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
     if others:
         err().print(f"Not pulled (not in the tree; --team LABEL or --all pulls them): {escape(', '.join(others))}")
-    if layout.variables:
-        console().print("Set these variables before syncing (secrets are never written to files):")
-        for var, places in sorted(layout.variables.items()):
-            console().print(f"  {escape(var)}  ({escape(', '.join(places))})", highlight=False)
-    raise typer.Exit(code)
+    _print_variables(layout.variables)
+
+
+def _print_variables(variables: dict[str, list[str]]) -> None:
+    if not variables:
+        return
+    console().print("Set these variables before syncing (secrets are never written to files):")
+    for var, places in sorted(variables.items()):
+        console().print(f"  {escape(var)}  ({escape(', '.join(places))})", highlight=False)

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from producer import embedded
-from shared.core import json_text
 from shared.core.exceptions import InvalidInput
 from shared.core.run_model import RunKind, RunState
 
 if TYPE_CHECKING:
-    from shared.ports import Dispatcher
+    from producer.workflow_run import PreparedWorkflow
+    from shared.ports import Storage
+    from shared.settings import Settings
 
 from producer.cli.app import (
     AsJson,
@@ -25,12 +25,22 @@ from producer.cli.app import (
     console,
     dispatcher_for,
     err,
-    interruptible,
     redis_session,
-    start_local_worker,
     stored_report_of,
     watchdog,
 )
+from producer.cli.common import (
+    NO_WAIT_EMBEDDED,
+    NoWait,
+    Timeout,
+    echo_json,
+    echo_run_id,
+    local_dispatcher,
+    wait_for_run,
+)
+
+# status's --verbose: a line per component of a sync
+EveryComponent = Annotated[bool, typer.Option("--verbose", "-v", help="List every component")]
 
 
 @app.command()
@@ -39,7 +49,7 @@ def status(
         str, typer.Argument(metavar="RUN_ID", help="Run id printed by sync or run, or `last` (the default)")
     ] = "last",
     redis_url: RedisUrl = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every component")] = False,
+    verbose: EveryComponent = False,
     as_json: AsJson = False,
 ) -> None:
     """Show a run's state: counts by outcome, failures with their errors, timings (a sync's or a workflow's)."""
@@ -48,7 +58,7 @@ def status(
 
 def _show_run(redis_url: str | None, run_id: str, as_json: bool, markdown: bool, verbose: bool) -> None:
     """`status` and `result`: either kind of run, shown as its kind is; exit code 0 when it succeeded."""
-    from producer.report import render_report, render_workflow, stored_report, succeeded, workflow_markdown
+    from producer.report import stored_report
 
     if as_json and markdown:
         raise InvalidInput("--json and --markdown: choose one")
@@ -56,16 +66,46 @@ def _show_run(redis_url: str | None, run_id: str, as_json: bool, markdown: bool,
     workflow = report["kind"] == RunKind.WORKFLOW
     if markdown and not workflow:
         raise InvalidInput(f"--markdown: run {run_id} is a sync; only a workflow run has transcripts")
-    if as_json:
-        typer.echo(json_text.dumps(report, indent=True))
-    elif markdown:
-        typer.echo(workflow_markdown(report))
+    if markdown:
+        typer.echo(_markdown(report))
     elif workflow:
+        _show_workflow(report, as_json)
+    else:
+        _show_sync(report, as_json, verbose)
+    raise typer.Exit(_exit_code(report, workflow))
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    from producer.report import workflow_markdown
+
+    return workflow_markdown(report)
+
+
+def _show_workflow(report: dict[str, Any], as_json: bool) -> None:
+    from producer.report import render_workflow
+
+    if as_json:
+        echo_json(report)
+    else:
         render_workflow(console(), report)
+
+
+def _show_sync(report: dict[str, Any], as_json: bool, verbose: bool) -> None:
+    from producer.report import render_report
+
+    if as_json:
+        echo_json(report)
     else:
         render_report(console(), report, verbose)
-    ok = _workflow_succeeded(report) if workflow else succeeded(report)
-    raise typer.Exit(0 if ok else (Exit.PARTIAL if workflow else 1))
+
+
+def _exit_code(report: dict[str, Any], workflow: bool) -> int:
+    """0 when the run succeeded; else 1 for a workflow's failed tasks (Exit.PARTIAL) or a sync's."""
+    from producer.report import succeeded
+
+    if workflow:
+        return Exit.OK if _workflow_succeeded(report) else Exit.PARTIAL
+    return 0 if succeeded(report) else 1
 
 
 @app.command()
@@ -82,71 +122,73 @@ def run(
         str, typer.Option(help="parallel: independent tasks at once; sequential: one task at a time")
     ] = "parallel",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Run every task even when its result is cached")] = False,
-    no_wait: Annotated[bool, typer.Option("--no-wait", help="Enqueue, print the run id and return")] = False,
+    no_wait: NoWait = False,
     standin_llm: Annotated[
         bool,
         typer.Option(
             "--standin-llm", help="Start the local stand-in model endpoint (deterministic answers) for this run"
         ),
     ] = False,
-    timeout: Annotated[
-        float | None,
-        typer.Option(
-            help="Seconds to wait for the run at most (default: as long as it moves; it fails when no node ends for STALL_SECONDS)"
-        ),
-    ] = None,
+    timeout: Timeout = None,
     redis_url: RedisUrl = None,
     as_json: AsJson = False,
 ) -> None:
     """Run a workflow across the workers: independent tasks in parallel, dependents after their inputs."""
-    from producer.progress import follow_workflow
-    from producer.report import render_workflow, workflow_report
-    from producer.sync_run import wait
+    from producer.report import workflow_report
     from producer.workflow_run import load
     from producer.workflow_run import submit as submit_workflow
-    from shared.adapters.redis.keys import MODELS_QUEUE, STUDIO_QUEUE
     from shared.settings import load_settings
 
     if mode not in ("parallel", "sequential"):
         raise typer.BadParameter("expected parallel or sequential", param_hint="--mode")
     check_seconds("--timeout", timeout, finite=False)
     settings = load_settings(redis_url=redis_url)
-    if settings.redis_url is None and no_wait:
-        raise InvalidInput("--no-wait needs REDIS_URL: the embedded Redis and worker stop when this command ends")
-    prepared = load(file, tree, settings)  # WorkflowInvalid: each error said by main()
     embedded_default = settings.redis_url is None
+    if embedded_default and no_wait:
+        raise InvalidInput(NO_WAIT_EMBEDDED)
+    prepared = load(file, tree, settings)  # WorkflowInvalid: each error said by main()
     with embedded.LocalServices() as services:
         if standin_llm:
-            services.add_process(embedded.start_standin_llm(settings.standin_llm_port))
-            err().print(
-                f"Started the stand-in model endpoint at http://127.0.0.1:{settings.standin_llm_port}/v1 (deterministic answers, not a real model)."
-            )
+            _start_standin_llm(settings, services)
         with redis_session(settings, services, quiet=False) as (store, settings):
-
-            def dispatcher() -> Dispatcher:
-                if embedded_default:
-                    start_local_worker(settings, services)
-                return dispatcher_for(settings)
-
+            dispatcher = local_dispatcher(settings, services, embedded_default)
             run_id, _ = submit_workflow(
                 prepared, settings, store, dispatcher, sequential=mode == "sequential", no_cache=no_cache
             )
             if no_wait:
-                typer.echo(json.dumps({"run_id": run_id}) if as_json else run_id)
+                echo_run_id(run_id, as_json)
                 return
-            watch = watchdog(store, run_id, settings, lambda: dispatcher_for(settings), (STUDIO_QUEUE, MODELS_QUEUE))
-            with interruptible(run_id, embedded_default):
-                if as_json:
-                    wait(store, run_id, timeout=timeout, watch=watch)
-                else:
-                    follow_workflow(store, run_id, [t.id for t in prepared.workflow.tasks], err(), timeout, watch)
+            _wait_for_workflow(store, run_id, settings, prepared, timeout, embedded_default, as_json)
             report = workflow_report(store, run_id)
     assert report is not None
-    if as_json:
-        typer.echo(json_text.dumps(report, indent=True))
-    else:
-        render_workflow(console(), report)
-    raise typer.Exit(0 if _workflow_succeeded(report) else Exit.PARTIAL)
+    _show_workflow(report, as_json)
+    raise typer.Exit(_exit_code(report, workflow=True))
+
+
+def _start_standin_llm(settings: Settings, services: embedded.LocalServices) -> None:
+    services.add_process(embedded.start_standin_llm(settings.standin_llm_port))
+    err().print(
+        f"Started the stand-in model endpoint at http://127.0.0.1:{settings.standin_llm_port}/v1 (deterministic answers, not a real model)."
+    )
+
+
+def _wait_for_workflow(
+    store: Storage,
+    run_id: str,
+    settings: Settings,
+    prepared: PreparedWorkflow,
+    timeout: float | None,
+    embedded_default: bool,
+    as_json: bool,
+) -> None:
+    """The wait, with a watchdog on both queues: quiet for --json, else each task's progress on stderr."""
+    from producer.progress import follow_workflow
+    from shared.adapters.redis.keys import MODELS_QUEUE, STUDIO_QUEUE
+
+    watch = watchdog(store, run_id, settings, lambda: dispatcher_for(settings), (STUDIO_QUEUE, MODELS_QUEUE))
+    tasks = [t.id for t in prepared.workflow.tasks]
+    follow = None if as_json else lambda: follow_workflow(store, run_id, tasks, err(), timeout, watch)
+    wait_for_run(store, run_id, timeout, watch, embedded_default, follow)
 
 
 @app.command()

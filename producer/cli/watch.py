@@ -12,7 +12,7 @@ import typer
 from producer import embedded
 
 if TYPE_CHECKING:
-    pass
+    from producer.watch import SyncLine
 
 from producer.cli.app import (
     AsJson,
@@ -28,9 +28,9 @@ from producer.cli.app import (
     err,
     escape,
     redis_session,
-    start_local_studio,
     start_local_worker,
 )
+from producer.cli.common import with_local_studio
 
 
 @app.command()
@@ -50,38 +50,40 @@ def watch(
     Ctrl-C stops it (exit 0) with the services it started."""
     import threading
 
-    from producer.watch import SyncLine, Watcher
-    from shared.settings import check_store, load_settings, with_overrides
+    from producer.watch import Watcher
+    from shared.settings import check_store, load_settings
 
     check_dir(directory)
     settings = load_settings(redis_url=redis_url, studio_url=studio_url, studio_user_id=studio_user_id)
     check_store(settings)  # before a local Studio is started for nothing
     embedded_default = settings.redis_url is None
-
-    def say(line: SyncLine) -> None:
-        if as_json:
-            typer.echo(json.dumps(line.as_json()))
-            return
-        console().print(escape(line.text()), soft_wrap=True, highlight=False)
-        for problem in line.problems:
-            console().print(f"  {escape(problem)}", soft_wrap=True, highlight=False)
-
-    def warn(text: str) -> None:
-        err().print(f"[yellow]{escape(text)}[/yellow]", soft_wrap=True)
-
     stop = threading.Event()
     try:
         with embedded.LocalServices() as services:
-            if local_studio:
-                settings = with_overrides(settings, studio_url=start_local_studio(settings, services))
+            settings = with_local_studio(settings, services, local_studio)
             with redis_session(settings, services, quiet=as_json) as (store, settings):
                 if embedded_default:  # its own Redis: nobody else's worker listens there
                     start_local_worker(settings, services)
                 dispatcher = cache(lambda: dispatcher_for(settings))
-                watcher = Watcher(directory, settings, store, dispatcher, say, gallery, debounce, warn)
+                say = _say_json if as_json else _say_text
+                watcher = Watcher(directory, settings, store, dispatcher, say, gallery, debounce, _warn)
                 err().print(f"Watching {escape(str(directory))} (Ctrl-C stops).")
                 watcher.run(stop)
     except KeyboardInterrupt:
         stop.set()
     err().print("Watch stopped.")
     raise typer.Exit(0)
+
+
+def _say_json(line: SyncLine) -> None:
+    typer.echo(json.dumps(line.as_json()))
+
+
+def _say_text(line: SyncLine) -> None:
+    console().print(escape(line.text()), soft_wrap=True, highlight=False)
+    for problem in line.problems:
+        console().print(f"  {escape(problem)}", soft_wrap=True, highlight=False)
+
+
+def _warn(text: str) -> None:
+    err().print(f"[yellow]{escape(text)}[/yellow]", soft_wrap=True)
