@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from shared.ports import Storage
     from shared.settings import Settings
 
+from producer.cli import common
 from producer.cli.app import (
     AsJson,
     Exit,
@@ -29,15 +30,7 @@ from producer.cli.app import (
     stored_report_of,
     watchdog,
 )
-from producer.cli.common import (
-    NO_WAIT_EMBEDDED,
-    NoWait,
-    Timeout,
-    echo_json,
-    echo_run_id,
-    local_dispatcher,
-    wait_for_run,
-)
+from producer.cli.common import NoWait, Timeout
 
 # status's --verbose: a line per component of a sync
 EveryComponent = Annotated[bool, typer.Option("--verbose", "-v", help="List every component")]
@@ -85,7 +78,7 @@ def _show_workflow(report: dict[str, Any], as_json: bool) -> None:
     from producer.report import render_workflow
 
     if as_json:
-        echo_json(report)
+        common.echo_json(report)
     else:
         render_workflow(console(), report)
 
@@ -94,7 +87,7 @@ def _show_sync(report: dict[str, Any], as_json: bool, verbose: bool) -> None:
     from producer.report import render_report
 
     if as_json:
-        echo_json(report)
+        common.echo_json(report)
     else:
         render_report(console(), report, verbose)
 
@@ -145,18 +138,18 @@ def run(
     settings = load_settings(redis_url=redis_url)
     embedded_default = settings.redis_url is None
     if embedded_default and no_wait:
-        raise InvalidInput(NO_WAIT_EMBEDDED)
+        raise InvalidInput(common.NO_WAIT_EMBEDDED)
     prepared = load(file, tree, settings)  # WorkflowInvalid: each error said by main()
     with embedded.LocalServices() as services:
         if standin_llm:
             _start_standin_llm(settings, services)
         with redis_session(settings, services, quiet=False) as (store, settings):
-            dispatcher = local_dispatcher(settings, services, embedded_default)
+            dispatcher = common.local_dispatcher(settings, services, embedded_default)
             run_id, _ = submit_workflow(
                 prepared, settings, store, dispatcher, sequential=mode == "sequential", no_cache=no_cache
             )
             if no_wait:
-                echo_run_id(run_id, as_json)
+                common.echo_run_id(run_id, as_json)
                 return
             _wait_for_workflow(store, run_id, settings, prepared, timeout, embedded_default, as_json)
             report = workflow_report(store, run_id)
@@ -188,7 +181,7 @@ def _wait_for_workflow(
     watch = watchdog(store, run_id, settings, lambda: dispatcher_for(settings), (STUDIO_QUEUE, MODELS_QUEUE))
     tasks = [t.id for t in prepared.workflow.tasks]
     follow = None if as_json else lambda: follow_workflow(store, run_id, tasks, err(), timeout, watch)
-    wait_for_run(store, run_id, timeout, watch, embedded_default, follow)
+    common.wait_for_run(store, run_id, timeout, watch, embedded_default, follow)
 
 
 @app.command()
