@@ -31,22 +31,28 @@ Two more of the SDK's per-request costs, kept to what they compute:
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from openai import AsyncOpenAI, NotGiven, Omit
 from openai.resources.chat.completions import AsyncCompletions
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from shared.core.exceptions import MalformedAnswer
 
+if TYPE_CHECKING:
+    from httpx2 import URL, Response
+
+R = TypeVar("R")
 BULK = ("messages", "tools")
 OPTIONS = ("extra_headers", "extra_query", "extra_body", "timeout")  # create's arguments that are not body fields
+OWN_OPTIONS = ("extra_headers", "extra_query")  # a request with these is not posted as a recorded one
 _SCALARS = (str, int, float, bool, type(None))
 
 
-def is_plain_json(value: Any) -> bool:
+def is_plain_json(value: object) -> bool:
     """Only dicts with string keys, lists and scalars, all the way down."""
     stack = [value]
     while stack:
@@ -75,13 +81,21 @@ class Shape:
     to `post` but the extra body."""
 
     order: tuple[str, ...]
-    post: dict[str, Any]
+    post: dict[str, object]
+    options: dict[str, object]
+
+    @classmethod
+    def of(cls, call: Mapping[str, object], body: dict[str, object], options: dict[str, object]) -> Shape:
+        rest, kept = dict(call), dict(options)
+        del rest["body"], rest["options"]
+        kept.pop("extra_json", None)  # each request's own
+        return cls(tuple(body), rest, kept)
 
 
-ShapeKey = tuple[frozenset[str], bool, Any]
+ShapeKey = tuple[frozenset[str], bool, object]
 
 
-def shape_key(keys: Any, stream: Any, timeout: Any) -> ShapeKey | None:
+def shape_key(keys: Iterable[str], stream: object, timeout: object) -> ShapeKey | None:
     """Which keys, streamed or not, which timeout; None when the timeout is not a plain number."""
     if isinstance(timeout, NotGiven):
         timeout = NO_TIMEOUT
@@ -90,57 +104,90 @@ def shape_key(keys: Any, stream: Any, timeout: Any) -> ShapeKey | None:
     return frozenset(keys), bool(stream), timeout
 
 
+def reusable_parts(call: Mapping[str, object]) -> tuple[dict[str, object], dict[str, object]] | None:
+    """The body and options of a call to `post`, when it could be posted again as it was (no
+    options of its own)."""
+    body, options = call.get("body"), call.get("options")
+    if isinstance(body, dict) and isinstance(options, dict) and set(options) <= REUSABLE_OPTIONS:
+        return body, options
+    return None
+
+
+def body_fields(kwargs: Mapping[str, object]) -> dict[str, object] | None:
+    """The body fields of a call to create (what the SDK leaves out of the body, as AutoGen's
+    tools=NOT_GIVEN, does not count); None when it has headers or a query of its own."""
+    if any(kwargs.get(k) is not None for k in OWN_OPTIONS):
+        return None
+    return {k: v for k, v in kwargs.items() if k not in OPTIONS and not isinstance(v, (NotGiven, Omit))}
+
+
 class AsBuiltCompletions(AsyncCompletions):
     def __init__(self, client: AsyncOpenAI) -> None:
         super().__init__(client)
         self._shapes: dict[ShapeKey, Shape] = {}
-        sdk_post = self._post
+        self._sdk_post: Callable[..., Awaitable[object]] = self._post
+        self._post = self._checked_post  # the SDK's resources call their client's post through this attribute
 
-        async def post(path: str, **call: Any) -> Any:
-            body, options = call.get("body"), call.get("options")
-            if (
-                path == PATH
-                and isinstance(body, dict)
-                and isinstance(options, dict)
-                and set(options) <= REUSABLE_OPTIONS
-            ):
-                key = shape_key(body, call.get("stream"), options.get("timeout", NO_TIMEOUT))
-                if key is not None and key not in self._shapes:
-                    rest = {k: v for k, v in call.items() if k not in ("body", "options")}
-                    options = {k: v for k, v in options.items() if k != "extra_json"}
-                    self._shapes[key] = Shape(tuple(body), {**rest, "options": options})
-            try:
-                answer = await sdk_post(path, **call)
-            except json.JSONDecodeError as exc:  # a JSON body cut short
-                raise MalformedAnswer(
-                    f"answered 200 with JSON that does not parse: {exc.msg} (char {exc.pos})"
-                ) from exc
-            if path == PATH and not call.get("stream"):
-                check_answer(answer)
-            return answer
+    # Any: it stands in for the SDK's overloaded `post`, whose answer's type is the call's cast_to
+    async def _checked_post(self, path: str, **call: object) -> Any:
+        """The SDK's post, recording the first call of each shape, and checking a chat answer."""
+        if path == PATH:
+            self._record(call)
+        try:
+            answer = await self._sdk_post(path, **call)
+        except json.JSONDecodeError as exc:  # a JSON body cut short
+            raise MalformedAnswer(f"answered 200 with JSON that does not parse: {exc.msg} (char {exc.pos})") from exc
+        if path == PATH and not call.get("stream"):
+            check_answer(answer)
+        return answer
 
-        self._post = post  # the SDK's resources call their client's post through this attribute
+    def _record(self, call: Mapping[str, object]) -> None:
+        parts = reusable_parts(call)
+        if parts is None:
+            return
+        key = shape_key(parts[0], call.get("stream"), parts[1].get("timeout", NO_TIMEOUT))
+        if key is not None and key not in self._shapes:
+            self._shapes[key] = Shape.of(call, *parts)
 
+    # Any: the SDK's create is overloaded on `stream`; its arguments and answer pass through as they are
     async def create(self, **kwargs: Any) -> Any:
-        moved = {k: kwargs[k] for k in BULK if isinstance(kwargs.get(k), list) and is_plain_json(kwargs[k])}
+        moved = movable(kwargs)
         if not moved:
             return await super().create(**kwargs)
         # the caller's own extra_body still has the last word, as it has on the typed path
         kwargs["extra_body"] = extra = {**moved, **(kwargs.get("extra_body") or {})}
         kwargs.update(dict.fromkeys(moved, []))
-        if kwargs.get("extra_headers") is None and kwargs.get("extra_query") is None:
-            # what the SDK leaves out of the body (AutoGen passes tools=NOT_GIVEN) does not count
-            fields = {k: v for k, v in kwargs.items() if k not in OPTIONS and not isinstance(v, (NotGiven, Omit))}
-            key = shape_key(fields, fields.get("stream"), kwargs.get("timeout", NO_TIMEOUT))
-            shape = self._shapes.get(key) if key is not None else None
-            if shape is not None and all(k in moved or isinstance(v, _SCALARS) for k, v in fields.items()):
-                options = {**shape.post["options"], "extra_json": extra}
-                body = {k: fields[k] for k in shape.order}
-                return await self._post(PATH, **{**shape.post, "options": options, "body": body})
+        again = self._as_recorded(kwargs, moved, extra)
+        if again is not None:
+            return await self._checked_post(PATH, **again)
         return await super().create(**kwargs)
 
+    def _as_recorded(
+        self, kwargs: Mapping[str, object], moved: Mapping[str, object], extra: Mapping[str, object]
+    ) -> dict[str, object] | None:
+        """The call to `post` that a request of a recorded shape whose fields are all scalars (but
+        the moved ones) makes without the SDK's walk; None for any other request."""
+        fields = body_fields(kwargs)
+        if fields is None:
+            return None
+        key = shape_key(fields, fields.get("stream"), kwargs.get("timeout", NO_TIMEOUT))
+        shape = self._shapes.get(key) if key is not None else None
+        if shape is None or not all_scalars(fields, but=moved):
+            return None
+        body = {k: fields[k] for k in shape.order}
+        return {**shape.post, "options": {**shape.options, "extra_json": extra}, "body": body}
 
-def check_answer(answer: Any) -> None:
+
+def movable(kwargs: Mapping[str, object]) -> dict[str, object]:
+    """The conversation and the tools, when they are plain JSON: what goes in the extra body."""
+    return {k: kwargs[k] for k in BULK if isinstance(kwargs.get(k), list) and is_plain_json(kwargs[k])}
+
+
+def all_scalars(fields: Mapping[str, object], but: Mapping[str, object]) -> bool:
+    return all(k in but or isinstance(v, _SCALARS) for k, v in fields.items())
+
+
+def check_answer(answer: object) -> None:
     """A chat completion with a choice, or MalformedAnswer: AutoGen would fail on it with an
     AttributeError or IndexError that says nothing of the endpoint."""
     if not isinstance(answer, ChatCompletion):  # the SDK hands back the text of a body that is not JSON
@@ -153,25 +200,37 @@ def check_answer(answer: Any) -> None:
 VALIDATED = (ChatCompletion, ChatCompletionChunk)
 
 
+def strictly_built(data: object, cast_to: object) -> BaseModel | None:
+    """A chat answer or chunk built by pydantic's strict validation (no coercion the SDK would not
+    make); None for any other type, or a body off the spec."""
+    for model in VALIDATED:
+        if model is cast_to and isinstance(data, dict):
+            return _strictly(model, data)
+    return None
+
+
+def _strictly(model: type[BaseModel], data: dict[str, object]) -> BaseModel | None:
+    try:
+        return model.model_validate(data, strict=True)
+    except ValidationError:
+        return None  # off the spec: the SDK keeps what it can of it, as it always did
+
+
 def _build_answers_by_validation(sdk: AsyncOpenAI) -> None:
     lenient = sdk._process_response_data
 
-    def process(*, data: object, cast_to: Any, response: Any) -> Any:
-        if cast_to in VALIDATED and isinstance(data, dict):
-            try:
-                return cast_to.model_validate(data, strict=True)  # strict: no coercion the SDK would not make
-            except ValidationError:
-                pass  # off the spec: the SDK keeps what it can of it, as it always did
-        return lenient(data=data, cast_to=cast_to, response=response)
+    def process(*, data: object, cast_to: type[R], response: Response) -> R:
+        built = strictly_built(data, cast_to)
+        return cast(R, built) if built is not None else lenient(data=data, cast_to=cast_to, response=response)
 
     sdk._process_response_data = process  # type: ignore[method-assign]
 
 
 def _keep_chat_url(sdk: AsyncOpenAI) -> None:
     merge = sdk._prepare_url
-    kept: dict[str, tuple[Any, Any]] = {}  # path -> (the base URL it was merged with, the URL)
+    kept: dict[str, tuple[URL, URL]] = {}  # path -> (the base URL it was merged with, the URL)
 
-    def prepare_url(url: str) -> Any:
+    def prepare_url(url: str) -> URL:
         if url != PATH:
             return merge(url)
         base = sdk.base_url
@@ -183,7 +242,7 @@ def _keep_chat_url(sdk: AsyncOpenAI) -> None:
     sdk._prepare_url = prepare_url  # type: ignore[method-assign]
 
 
-def send_as_built(model_client: Any) -> None:
+def send_as_built(model_client: object) -> None:
     """Give an AutoGen OpenAI (or Azure OpenAI) chat client's SDK client the as-built path; any
     other client is left as it is."""
     sdk = getattr(model_client, "_client", None)  # AutoGen's BaseOpenAIChatCompletionClient keeps it there
