@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
@@ -32,21 +33,40 @@ UNITS = {"time": "seconds", "request latency": "seconds", "share": "% of the run
 UNITS |= {"network": "bytes through loopback", "memory": "peak resident memory, MB", "count": "count"}
 
 
+# the panel of a measure by the end of its name, after those of rates and of seconds
+SUFFIX_UNITS = (("_bytes", "network"), ("_mb", "memory"), ("_share", "share"), ("_rate", "share"))
+
+# Studio sets' panels: (title, ((phase, measure or Studio requests' key), ...))
+PHASES = (
+    (
+        "registration (sync of the tree), seconds",
+        (("cold", "register.cold_seconds"), ("cached", "register.cached_seconds")),
+    ),
+    ("scanning the tree, seconds", (("cold", "scan.cold_seconds"), ("no change", "scan.rescan_seconds"))),
+    ("Studio requests per sync", (("cold", "register.cold"), ("cached", "register.cached"))),
+)
+
+Walls = dict[tuple[int, str, str], dict[str, float]]  # (team size, mode, complexity) -> wall time summary
+Series = list[tuple[str, list[dict[str, float] | None]]]  # (set's label, a summary or None per category)
+
+
 def unit_of(measure: str) -> str:
     """The panel a measure is drawn in: one per unit (a rate: per thing counted)."""
     last = measure.rsplit(".", 1)[-1]
     if last.endswith("_per_second"):
         return last.removesuffix("_per_second").rsplit("_", 1)[-1] + " per second"
     if last.endswith("_seconds"):
-        is_request = "request" in last or measure.startswith(("connectivity.", "fetch."))
-        return "request latency" if is_request else "time"
-    if last.endswith("_bytes"):
-        return "network"
-    if last.endswith("_mb"):
-        return "memory"
-    if last.endswith(("_share", "_rate")) or last == "availability":
-        return "share"
-    return "count"
+        return _time_unit(measure, last)
+    return "share" if last == "availability" else _suffix_unit(last)
+
+
+def _time_unit(measure: str, last: str) -> str:
+    is_request = "request" in last or measure.startswith(("connectivity.", "fetch."))
+    return "request latency" if is_request else "time"
+
+
+def _suffix_unit(last: str) -> str:
+    return next((unit for suffix, unit in SUFFIX_UNITS if last.endswith(suffix)), "count")
 
 
 def prefix_of(name: str) -> tuple[int, str, str] | None:
@@ -65,23 +85,36 @@ def _figure(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
 
 
-def _bars(
-    ax: Axes, categories: list[str], series: list[tuple[str, list[dict[str, float] | None]]], horizontal: bool
-) -> None:
+def _bars(ax: Axes, categories: list[str], series: Series, horizontal: bool) -> None:
     """Bars of means with standard deviations, the series side by side in each category."""
     width = 0.8 / max(1, len(series))
     for j, (label, stats) in enumerate(series):
         at = [i - 0.4 + width * (j + 0.5) for i in range(len(categories))]
-        means = [s["mean"] if s else 0.0 for s in stats]
-        spread = [s["stdev"] if s else 0.0 for s in stats]
-        style: dict[str, Any] = {"color": COLORS[j % len(COLORS)], "label": label, "capsize": 2}
-        style["hatch"] = HATCHES[j % len(HATCHES)]
-        drawn = (
-            ax.barh(at, means, width, xerr=spread, **style)
-            if horizontal
-            else ax.bar(at, means, width, yerr=spread, **style)
-        )
-        ax.bar_label(drawn, [_figure(m) if s else "" for m, s in zip(means, stats, strict=True)], fontsize=7, padding=3)
+        _bar_series(ax, at, width, j, label, stats, horizontal)
+    _category_ticks(ax, categories, horizontal)
+
+
+def _bar_series(
+    ax: Axes, at: list[float], width: float, j: int, label: str, stats: list[dict[str, float] | None], horizontal: bool
+) -> None:
+    """One series' bars, the j-th series' colour and hatching, each labelled with its mean."""
+    means = [_of(s, "mean") for s in stats]
+    spread = [_of(s, "stdev") for s in stats]
+    style: dict[str, Any] = {"color": COLORS[j % len(COLORS)], "label": label, "capsize": 2}
+    style["hatch"] = HATCHES[j % len(HATCHES)]
+    drawn = (
+        ax.barh(at, means, width, xerr=spread, **style)
+        if horizontal
+        else ax.bar(at, means, width, yerr=spread, **style)
+    )
+    ax.bar_label(drawn, [_figure(m) if s else "" for m, s in zip(means, stats, strict=True)], fontsize=7, padding=3)
+
+
+def _of(stats: dict[str, float] | None, key: str) -> float:
+    return stats[key] if stats else 0.0
+
+
+def _category_ticks(ax: Axes, categories: list[str], horizontal: bool) -> None:
     ticks = list(range(len(categories)))
     if horizontal:
         ax.set_yticks(ticks, categories, fontsize=8)
@@ -94,36 +127,54 @@ def _bars(
 
 def measures_chart(sets: list[ResultSet], labels: list[str]) -> Figure:
     """Every measure's mean and standard deviation, one panel per unit, the sets side by side."""
-    by_unit: dict[str, list[str]] = {}
-    # like measures together (every wall time, then every CPU time), each in the order of its prefix
-    for measure in sorted({m for s in sets for m in s.measures}, key=lambda m: (m.rsplit(".", 1)[-1], m)):
-        by_unit.setdefault(unit_of(measure), []).append(measure)
+    by_unit = _by_unit(sets)
     units = sorted(by_unit, key=_unit_rank)
     heights = [0.5 + len(by_unit[u]) * (0.12 + 0.2 * len(sets)) for u in units]
     fig = Figure(figsize=(10, sum(heights) + 0.6 * len(units)), layout="constrained")
     axes = fig.subplots(len(units), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
     for ax, unit in zip(axes, units, strict=True):
-        scale = 100.0 if unit == "share" else 1.0
-        series = []
-        for label, s in zip(labels, sets, strict=True):
-            stats = [summary(s.measures[m]) if s.measures.get(m) else None for m in by_unit[unit]]
-            series.append((label, [{k: v * scale for k, v in st.items()} if st else None for st in stats]))
+        series = [(label, _scaled(s, by_unit[unit], unit)) for label, s in zip(labels, sets, strict=True)]
         _bars(ax, by_unit[unit], series, horizontal=True)
-        ax.set_title(unit, loc="left", fontsize=10, fontweight="bold")
-        ax.set_xlabel(UNITS.get(unit, unit))
-        ax.set_xlim(left=0)  # a spread wider than the mean is cut at 0: nothing here is negative
-        if unit == "share":
-            ax.set_xlim(0, 105)
-        if unit == "network":
-            ax.xaxis.set_major_formatter(EngFormatter(unit="B"))
-        ax.grid(axis="x", alpha=0.3)
+        _unit_axis(ax, unit)
     if len(sets) > 1:  # above the first panel, on the line of its title
         axes[0].legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=len(sets), fontsize=8, frameon=False)
     fig.suptitle("Measures: mean and standard deviation over the iterations, one panel per unit")
     return fig
 
 
-def _wall_times(s: ResultSet) -> dict[tuple[int, str, str], dict[str, float]]:
+def _by_unit(sets: list[ResultSet]) -> dict[str, list[str]]:
+    """unit -> its measures: like measures together (every wall time, then every CPU time), each
+    in the order of its prefix."""
+    by_unit: dict[str, list[str]] = {}
+    for measure in sorted({m for s in sets for m in s.measures}, key=lambda m: (m.rsplit(".", 1)[-1], m)):
+        by_unit.setdefault(unit_of(measure), []).append(measure)
+    return by_unit
+
+
+def _scaled(s: ResultSet, measures: list[str], unit: str) -> list[dict[str, float] | None]:
+    """Each measure's summary in the set (None where it has none), shares as percentages."""
+    scale = 100.0 if unit == "share" else 1.0
+    stats = [_summary(s.measures.get(m)) for m in measures]
+    return [{k: v * scale for k, v in st.items()} if st else None for st in stats]
+
+
+def _summary(values: object) -> dict[str, float] | None:
+    """The values' summary; None where there are none."""
+    return summary(values) if isinstance(values, list) and values else None
+
+
+def _unit_axis(ax: Axes, unit: str) -> None:
+    ax.set_title(unit, loc="left", fontsize=10, fontweight="bold")
+    ax.set_xlabel(UNITS.get(unit, unit))
+    ax.set_xlim(left=0)  # a spread wider than the mean is cut at 0: nothing here is negative
+    if unit == "share":
+        ax.set_xlim(0, 105)
+    if unit == "network":
+        ax.xaxis.set_major_formatter(EngFormatter(unit="B"))
+    ax.grid(axis="x", alpha=0.3)
+
+
+def _wall_times(s: ResultSet) -> Walls:
     found = {}
     for name, values in s.measures.items():
         prefix, _, measure = name.rpartition(".")
@@ -137,39 +188,14 @@ def wall_chart(sets: list[ResultSet], labels: list[str]) -> Figure | None:
     """Workflow sets: wall time by team size, a line per mode (and set); below it, how many times
     longer the sequential run took than the parallel one."""
     walls = [_wall_times(s) for s in sets]
-    levels = [lv for lv in LEVELS if any(k[2] == lv for w in walls for k in w)]
+    levels, modes, sizes = _wall_keys(walls)
     if not levels:
         return None
-    modes = sorted({k[1] for w in walls for k in w}, key=lambda m: (m not in MODE_COLORS, m))
     both = {"parallel", "sequential"} <= set(modes)
-    fig = Figure(figsize=(max(6.0, 4.5 * len(levels)), 6.5 if both else 4.5), layout="constrained")
-    ratios = {"height_ratios": [2.2, 1]} if both else {}
-    grid = fig.subplots(2 if both else 1, len(levels), squeeze=False, sharex="col", gridspec_kw=ratios)
-    sizes = sorted({k[0] for w in walls for k in w})
+    fig, grid = _wall_grid(len(levels), both)
     dodge = 0.04 * (max(sizes) - min(sizes) or 1)  # lines that coincide stay apart
     for col, level in enumerate(levels):
-        ax = grid[0][col]
-        for j, (label, w) in enumerate(zip(labels, walls, strict=True)):
-            for m, mode in enumerate(modes):
-                points = sorted((k[0], st) for k, st in w.items() if k[1:] == (mode, level))
-                if points:
-                    name = mode if len(sets) == 1 else f"{mode}, {label}"
-                    shift = dodge * (m * len(sets) + j - (len(modes) * len(sets) - 1) / 2)
-                    ax.errorbar(
-                        [p[0] + shift for p in points],
-                        [p[1]["mean"] for p in points],
-                        yerr=[p[1]["stdev"] for p in points],
-                        color=MODE_COLORS.get(mode, COLORS[2 + modes.index(mode) % 6]),
-                        linestyle=STYLES[j % len(STYLES)],
-                        marker="os^v"[m % 4],
-                        capsize=3,
-                        label=name,
-                    )
-        ax.set_title(f"wall time, {level} tasks", fontsize=10)
-        ax.set_ylabel("seconds per run (mean, sd)")
-        ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        _wall_panel(grid[0][col], walls, labels, modes, level, dodge)
         if both:
             _speedup(grid[1][col], walls, labels, level)
         grid[-1][col].set_xlabel("team size (agents)")
@@ -178,17 +204,64 @@ def wall_chart(sets: list[ResultSet], labels: list[str]) -> Figure | None:
     return fig
 
 
-def _speedup(
-    ax: Axes, walls: list[dict[tuple[int, str, str], dict[str, float]]], labels: list[str], level: str
-) -> None:
+def _wall_keys(walls: list[Walls]) -> tuple[list[str], list[str], list[int]]:
+    """The levels, the modes (parallel and sequential first) and the team sizes measured."""
+    keys = [k for w in walls for k in w]
+    levels = [lv for lv in LEVELS if any(k[2] == lv for k in keys)]
+    modes = sorted({k[1] for k in keys}, key=lambda m: (m not in MODE_COLORS, m))
+    return levels, modes, sorted({k[0] for k in keys})
+
+
+def _wall_grid(columns: int, both: bool) -> tuple[Figure, np.ndarray]:
+    """A column of panels per level; with both modes, a row of speed-ups below the wall times."""
+    fig = Figure(figsize=(max(6.0, 4.5 * columns), 6.5 if both else 4.5), layout="constrained")
+    ratios = {"height_ratios": [2.2, 1]} if both else {}
+    return fig, fig.subplots(2 if both else 1, columns, squeeze=False, sharex="col", gridspec_kw=ratios)
+
+
+def _wall_panel(ax: Axes, walls: list[Walls], labels: list[str], modes: list[str], level: str, dodge: float) -> None:
+    """A level's wall times by team size: a line per mode and set, shifted apart by `dodge`."""
+    count = len(walls)
     for j, (label, w) in enumerate(zip(labels, walls, strict=True)):
-        sizes = sorted(k[0] for k in w if k[1:] == ("parallel", level) and (k[0], "sequential", level) in w)
-        ratios = [w[(n, "sequential", level)]["mean"] / w[(n, "parallel", level)]["mean"] for n in sizes]
+        for m, mode in enumerate(modes):
+            shift = dodge * (m * count + j - (len(modes) * count - 1) / 2)
+            name = mode if count == 1 else f"{mode}, {label}"
+            _wall_line(ax, _by_size(w, mode, level), shift, (mode, m), (name, j))
+    ax.set_title(f"wall time, {level} tasks", fontsize=10)
+    ax.set_ylabel("seconds per run (mean, sd)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def _wall_line(
+    ax: Axes, points: list[tuple[int, dict[str, float]]], shift: float, mode: tuple[str, int], name: tuple[str, int]
+) -> None:
+    """Mean wall time by team size, with its spread: the colour and marker of the mode (name and
+    place among the modes), the line style of the set (label and place among the sets)."""
+    if not points:
+        return
+    ax.errorbar(
+        [p[0] + shift for p in points],
+        [p[1]["mean"] for p in points],
+        yerr=[p[1]["stdev"] for p in points],
+        color=MODE_COLORS.get(mode[0], COLORS[2 + mode[1] % 6]),
+        linestyle=STYLES[name[1] % len(STYLES)],
+        marker="os^v"[mode[1] % 4],
+        capsize=3,
+        label=name[0],
+    )
+
+
+def _by_size(w: Walls, mode: str, level: str) -> list[tuple[int, dict[str, float]]]:
+    return sorted((k[0], st) for k, st in w.items() if k[1:] == (mode, level))
+
+
+def _speedup(ax: Axes, walls: list[Walls], labels: list[str], level: str) -> None:
+    for j, (label, w) in enumerate(zip(labels, walls, strict=True)):
+        sizes, ratios = _ratios(w, level)
         if sizes:
-            ax.plot(sizes, ratios, color="black", linestyle=STYLES[j % len(STYLES)], marker="s", label=label)
-            for n, r in zip(sizes, ratios, strict=True):
-                above = (0, 7) if j % 2 == 0 else (0, -13)  # two sets' labels on either side of their lines
-                ax.annotate(f"{r:.2f}x", (n, r), textcoords="offset points", xytext=above, ha="center", fontsize=8)
+            _speedup_line(ax, sizes, ratios, j, label)
     ax.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
     ax.set_title("parallel's speed-up", fontsize=9)
     ax.set_ylabel("sequential ÷ parallel")
@@ -200,25 +273,22 @@ def _speedup(
         ax.legend(fontsize=8)
 
 
+def _ratios(w: Walls, level: str) -> tuple[list[int], list[float]]:
+    """The team sizes run both ways, and how many times longer sequential took than parallel."""
+    sizes = sorted(k[0] for k in w if k[1:] == ("parallel", level) and (k[0], "sequential", level) in w)
+    return sizes, [w[(n, "sequential", level)]["mean"] / w[(n, "parallel", level)]["mean"] for n in sizes]
+
+
+def _speedup_line(ax: Axes, sizes: list[int], ratios: list[float], j: int, label: str) -> None:
+    ax.plot(sizes, ratios, color="black", linestyle=STYLES[j % len(STYLES)], marker="s", label=label)
+    above = (0, 7) if j % 2 == 0 else (0, -13)  # two sets' labels on either side of their lines
+    for n, r in zip(sizes, ratios, strict=True):
+        ax.annotate(f"{r:.2f}x", (n, r), textcoords="offset points", xytext=above, ha="center", fontsize=8)
+
+
 def phases_chart(sets: list[ResultSet], labels: list[str]) -> Figure | None:
     """Studio sets: registration and scanning, cold against cached, the sets side by side."""
-    panels = [
-        (
-            "registration (sync of the tree), seconds",
-            {"cold": "register.cold_seconds", "cached": "register.cached_seconds"},
-        ),
-        ("scanning the tree, seconds", {"cold": "scan.cold_seconds", "no change": "scan.rescan_seconds"}),
-        ("Studio requests per sync", {"cold": "register.cold", "cached": "register.cached"}),
-    ]
-    drawn = []
-    for title, phases in panels:
-        series = []
-        for label, s in zip(labels, sets, strict=True):
-            source = (s.data.get("studio_requests") or {}) if title.startswith("Studio") else s.measures
-            found = [source.get(m) for m in phases.values()]
-            series.append((label, [summary(v) if isinstance(v, list) and v else None for v in found]))
-        if any(st for _, stats in series for st in stats):
-            drawn.append((title, list(phases), series))
+    drawn = _phase_panels(sets, labels)
     if not drawn:
         return None
     fig = Figure(figsize=(4 * len(drawn) + 1, 4.2), layout="constrained")
@@ -231,6 +301,22 @@ def phases_chart(sets: list[ResultSet], labels: list[str]) -> Figure | None:
     return fig
 
 
+def _phase_panels(sets: list[ResultSet], labels: list[str]) -> list[tuple[str, list[str], Series]]:
+    """(title, phases, series) of each panel with something to draw."""
+    drawn = []
+    for title, phases in PHASES:
+        series = [(label, _phases(s, title, [m for _, m in phases])) for label, s in zip(labels, sets, strict=True)]
+        if any(st for _, stats in series for st in stats):
+            drawn.append((title, [name for name, _ in phases], series))
+    return drawn
+
+
+def _phases(s: ResultSet, title: str, names: list[str]) -> list[dict[str, float] | None]:
+    """The summaries of a panel's phases in the set: of its measures, or of its Studio requests."""
+    source = (s.data.get("studio_requests") or {}) if title.startswith("Studio") else s.measures
+    return [_summary(source.get(m)) for m in names]
+
+
 def resources_chart(sets: list[ResultSet], labels: list[str]) -> Figure | None:
     """CPU and memory of the benchmark's process tree over time, a panel each, a line per set."""
     if not any(s.resources for s in sets):
@@ -238,10 +324,7 @@ def resources_chart(sets: list[ResultSet], labels: list[str]) -> Figure | None:
     fig = Figure(figsize=(9, 5.5), layout="constrained")
     cpu, mem = fig.subplots(2, 1, sharex=True)
     for j, (label, s) in enumerate(zip(labels, sets, strict=True)):
-        t = [x["t"] for x in s.resources]
-        style = {"color": COLORS[j % len(COLORS)], "linestyle": STYLES[j % len(STYLES)], "label": label}
-        cpu.plot(t, [x["cpu_percent"] for x in s.resources], **style)
-        mem.plot(t, [x["rss_mb"] for x in s.resources], **style)
+        _resource_lines(cpu, mem, s.resources, j, label)
     cpu.set_ylabel("CPU, % of one core")
     mem.set_ylabel("resident memory, MB")
     mem.set_xlabel("seconds since the benchmark started")
@@ -251,3 +334,11 @@ def resources_chart(sets: list[ResultSet], labels: list[str]) -> Figure | None:
     cpu.legend(fontsize=8)
     fig.suptitle("Resource use over time: the producer and the processes it started")
     return fig
+
+
+def _resource_lines(cpu: Axes, mem: Axes, samples: list[dict[str, float]], j: int, label: str) -> None:
+    """The j-th set's CPU and memory over time, in its colour and line style."""
+    style: dict[str, Any] = {"color": COLORS[j % len(COLORS)], "linestyle": STYLES[j % len(STYLES)], "label": label}
+    t = [x["t"] for x in samples]
+    cpu.plot(t, [x["cpu_percent"] for x in samples], **style)
+    mem.plot(t, [x["rss_mb"] for x in samples], **style)
