@@ -8,7 +8,7 @@ import asyncio
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import NotRequired, TypedDict
 
 from autogen_agentchat.base import ChatAgent, TaskResult, Team
 from autogen_agentchat.messages import (
@@ -31,36 +31,62 @@ class AgentError(TaskFailed):
     """The agent or team could not be loaded or run; the message says why (no traceback)."""
 
 
+class ToolCall(TypedDict):
+    id: str
+    name: str
+    arguments: str  # JSON text, as the model wrote it
+
+
+class ToolResult(TypedDict):
+    call_id: str
+    name: str
+    content: str
+    is_error: bool
+
+
+class Entry(TypedDict):
+    """One message of a transcript."""
+
+    source: str
+    kind: str
+    type: str
+    content: str
+    calls: NotRequired[list[ToolCall]]
+    results: NotRequired[list[ToolResult]]
+
+
 @dataclass
 class Outcome:
     output: str
-    transcript: list[dict[str, Any]]
+    transcript: list[Entry]
     stop_reason: str | None
 
 
+# the first class a message is an instance of says its kind (tool calls and handoffs are events
+# or chat messages too)
+KINDS: tuple[tuple[type[BaseAgentEvent | BaseChatMessage], str], ...] = (
+    (ToolCallRequestEvent, "tool_call"),
+    (ToolCallExecutionEvent, "tool_result"),
+    (HandoffMessage, "handoff"),
+    (StopMessage, "stop"),
+    (BaseChatMessage, "text"),
+)
+
+
 def message_kind(message: BaseAgentEvent | BaseChatMessage) -> str:
-    if isinstance(message, ToolCallRequestEvent):
-        return "tool_call"
-    if isinstance(message, ToolCallExecutionEvent):
-        return "tool_result"
-    if isinstance(message, HandoffMessage):
-        return "handoff"
-    if isinstance(message, StopMessage):
-        return "stop"
-    if isinstance(message, BaseChatMessage):
-        return "text"
-    return type(message).__name__.removesuffix("Event").lower()
+    kind = next((kind for cls, kind in KINDS if isinstance(message, cls)), None)
+    return kind or type(message).__name__.removesuffix("Event").lower()
 
 
-def transcript_of(result: TaskResult) -> list[dict[str, Any]]:
+def transcript_of(result: TaskResult) -> list[Entry]:
     """Each message as AutoGen says it (`content` is its to_text(), as Studio shows it), and for
     tool calls and their results the parts a reader needs: `calls` (id, name, arguments as JSON
     text) and `results` (call id, name, content, is_error)."""
     return [_entry(m) for m in result.messages]
 
 
-def _entry(m: BaseAgentEvent | BaseChatMessage) -> dict[str, Any]:
-    entry: dict[str, Any] = {
+def _entry(m: BaseAgentEvent | BaseChatMessage) -> Entry:
+    entry: Entry = {
         "source": m.source,
         "kind": message_kind(m),
         "type": type(m).__name__,
@@ -82,24 +108,23 @@ def output_of(result: TaskResult) -> str:
     return said[-1].to_text() if len(said) > 1 or (said and said[-1].source != "user") else ""
 
 
-def load(spec: Mapping[str, Any], resolved: Mapping[str, Any], models: TaskModels) -> ChatAgent | Team:
+def load(spec: Mapping[str, object], resolved: Mapping[str, object], models: TaskModels) -> ChatAgent | Team:
     component = load_component(spec, resolved, models)
     if not isinstance(component, ChatAgent | Team):
         raise AgentError(f"{resolved.get('provider')} is not an agent or a team")
     return component
 
 
-def load_component(spec: Mapping[str, Any], resolved: Mapping[str, Any], models: TaskModels) -> Any:
+def load_component(spec: Mapping[str, object], resolved: Mapping[str, object], models: TaskModels) -> object:
     """Any component, as AutoGen loads it (model clients gated); AgentError says why not."""
     gated = models.swap(spec, resolved)
     token = LOADING.set(models)
     try:
-        component = ComponentLoader.load_component(gated)
+        component: object = ComponentLoader.load_component(gated)
     except ImportError as exc:
         raise AgentError(_missing_package(resolved, exc)) from exc
     except ValidationError as exc:
-        errors = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(config)'}: {e['msg']}" for e in exc.errors()[:5])
-        raise AgentError(f"AutoGen refused the configuration: {errors}") from exc
+        raise AgentError(f"AutoGen refused the configuration: {_refusal(exc)}") from exc
     except Exception as exc:  # whatever a provider's constructor raises: one line, no traceback
         raise AgentError(f"AutoGen could not load it: {type(exc).__name__}: {exc}") from exc
     finally:
@@ -107,25 +132,33 @@ def load_component(spec: Mapping[str, Any], resolved: Mapping[str, Any], models:
     return component
 
 
-def _missing_package(spec: Mapping[str, Any], exc: ImportError) -> str:
-    # a FunctionTool's global imports fail with only a message: "Failed to import import html2text: ..."
-    named = re.search(r"\bimport\s+(?!import\b)([A-Za-z_][\w.]*)", str(exc))
-    missing = exc.name or (named.group(1) if named else str(exc))
+def _refusal(exc: ValidationError) -> str:
+    """pydantic's first few errors, each as `field.path: message`."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or '(config)'}: {e['msg']}" for e in exc.errors()[:5])
+
+
+def _missing_package(spec: Mapping[str, object], exc: ImportError) -> str:
+    missing = _missing_module(exc)
     for component in components(spec):
         provider = provider_path(str(component.get("provider")))
         module = provider.rpartition(".")[0]
         needs, extra = PROVIDER_PACKAGES.get(module, ((), ""))
-        if missing.split(".")[0] in {module.split(".")[0], *(n.split(".")[0] for n in needs)} or module.startswith(
-            missing
-        ):
+        if _top(missing) in {_top(module), *map(_top, needs)} or module.startswith(missing):
             hint = f"pip install '{extra}'" if extra else f"install the package that provides {missing!r}"
             return f"provider {provider} needs {missing}, which is not installed on this worker: {hint}"
-    other = next(
-        (e for m, (needs, e) in PROVIDER_PACKAGES.items() if missing.split(".")[0] in {n.split(".")[0] for n in needs}),
-        None,
-    )
+    other = next((e for needs, e in PROVIDER_PACKAGES.values() if _top(missing) in {*map(_top, needs)}), None)
     hint = f": pip install '{other}'" if other else ""
     return f"a component needs a Python module that is not installed on this worker ({missing}){hint}"
+
+
+def _missing_module(exc: ImportError) -> str:
+    # a FunctionTool's global imports fail with only a message: "Failed to import import html2text: ..."
+    named = re.search(r"\bimport\s+(?!import\b)([A-Za-z_][\w.]*)", str(exc))
+    return exc.name or (named.group(1) if named else str(exc))
+
+
+def _top(module: str) -> str:
+    return module.split(".")[0]
 
 
 async def run(component: ChatAgent | Team, prompt: str, timeout: float) -> Outcome:
