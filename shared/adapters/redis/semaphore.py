@@ -137,49 +137,60 @@ class PrioritySemaphore:
             await asyncio.sleep(0)  # let the waiters that arrive in this same step join the first call
             resent = time.monotonic()
             while self._waiting or self._returned:
-                if time.monotonic() - resent > 1.0:
-                    # now and then all of them again: this process may have looked gone (a long
-                    # stall) and lost its place; ZADD NX keeps the place of those still queued
-                    self._new.update(self._scores)
-                    resent = time.monotonic()
-                new, self._new = self._new, {}
-                returned, self._returned = self._returned, []
-                pairs = [str(v) for token, score in new.items() for v in (token, score)]
-                try:
-                    granted = await self._acquire(
-                        keys=self.keys,
-                        args=[
-                            self.limit,
-                            time.time(),
-                            self.holder_ttl,
-                            self.waiter_ttl,
-                            self.process,
-                            len(returned),
-                            *returned,
-                            *pairs,
-                        ],
-                    )
-                except BaseException:
-                    self._returned[:0] = returned  # sent again by the next poll loop
-                    raise
-                for token in granted:
-                    token = token.decode() if isinstance(token, bytes) else token
-                    waiter = self._waiting.pop(token, None)
-                    self._scores.pop(token, None)
-                    if waiter is None or waiter.done():  # its waiter gave up meanwhile: hand the slot back
-                        self._returned.append(token)
-                    else:
-                        waiter.set_result(None)
+                resent = self._resend_now_and_then(resent)
+                self._grant(await self._ask())
                 if self._waiting and not self._returned:
                     await self._nap()
         except BaseException as exc:  # Redis unreachable, say: every waiter gets the error, none hangs
-            for waiter in self._waiting.values():
-                if not waiter.done():
-                    waiter.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+            self._fail_waiters(exc)
             if not isinstance(exc, Exception):
                 raise
             # nobody awaits this loop: the waiters have the error; slots not handed back go with
             # the next call, or come back when their holder_ttl runs out
+
+    def _resend_now_and_then(self, resent: float) -> float:
+        """Every second all of this process's waiters again (when they were last sent): this
+        process may have looked gone (a long stall) and lost its place; ZADD NX keeps the place of
+        those still queued."""
+        if time.monotonic() - resent <= 1.0:
+            return resent
+        self._new.update(self._scores)
+        return time.monotonic()
+
+    async def _ask(self) -> list[str]:
+        """One script call with the waiters added and the slots handed back since the last: the
+        waiters granted a slot."""
+        new, self._new = self._new, {}
+        returned, self._returned = self._returned, []
+        pairs = [str(v) for token, score in new.items() for v in (token, score)]
+        args: list[str | float] = [
+            self.limit,
+            time.time(),
+            self.holder_ttl,
+            self.waiter_ttl,
+            self.process,
+            len(returned),
+        ]
+        try:
+            granted = await self._acquire(keys=self.keys, args=[*args, *returned, *pairs])
+        except BaseException:
+            self._returned[:0] = returned  # sent again by the next poll loop
+            raise
+        return [token.decode() if isinstance(token, bytes) else token for token in granted]
+
+    def _grant(self, tokens: list[str]) -> None:
+        for token in tokens:
+            waiter = self._waiting.pop(token, None)
+            self._scores.pop(token, None)
+            if waiter is None or waiter.done():  # its waiter gave up meanwhile: hand the slot back
+                self._returned.append(token)
+            else:
+                waiter.set_result(None)
+
+    def _fail_waiters(self, exc: BaseException) -> None:
+        for waiter in self._waiting.values():
+            if not waiter.done():
+                waiter.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
 
 
 def _wake(future: asyncio.Future[None]) -> None:
