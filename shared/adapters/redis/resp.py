@@ -5,12 +5,21 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Any
-from urllib.parse import unquote, urlsplit
+from typing import Protocol
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from shared.adapters.redis.keys import COUNTERS, ROOT_PREFIX
 
 NO_CHANGE_LUA = Path(__file__).resolve().parent / "lua" / "no_change.lua"
+Reply = bytes | int | None
+
+
+class Lines(Protocol):
+    """What a reply is read from: the socket's file."""
+
+    def readline(self) -> bytes: ...
+
+    def read(self, size: int, /) -> bytes: ...
 
 
 def root_still_there(url: str, root: str, counters: list[str], timeout: float = 5.0) -> bool:
@@ -21,28 +30,36 @@ def root_still_there(url: str, root: str, counters: list[str], timeout: float = 
     return redis_call(url, ["EVAL", script, "2", ROOT_PREFIX + root, COUNTERS, *counters], timeout) == 1
 
 
-def redis_call(url: str, command: list[str], timeout: float = 5.0) -> bytes | int | None:
+def redis_call(url: str, command: list[str], timeout: float = 5.0) -> Reply:
     """One command over RESP, with AUTH and SELECT pipelined in the same round trip."""
     parts = urlsplit(url)
     if parts.scheme != "redis":
         raise ValueError("only redis:// URLs take the fast path")
-    db = parts.path.strip("/") or "0"
-    commands: list[list[str]] = []
-    if parts.password is not None:
-        commands.append(["AUTH", *([unquote(parts.username)] if parts.username else []), unquote(parts.password)])
-    commands += [["SELECT", db], command]
+    commands = [*_login(parts), ["SELECT", parts.path.strip("/") or "0"], command]
     payload = b"".join(_encode(c) for c in commands)
     with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=timeout) as sock:
         sock.sendall(payload)
         reader = sock.makefile("rb")
         replies = [_read(reader) for _ in commands]
-    for reply in replies[:-1]:
+    return _answer(replies)
+
+
+def _login(parts: SplitResult) -> list[list[str]]:
+    """AUTH with the URL's password (and user), when it has one."""
+    if parts.password is None:
+        return []
+    return [["AUTH", *([unquote(parts.username)] if parts.username else []), unquote(parts.password)]]
+
+
+def _answer(replies: list[Reply | Exception]) -> Reply:
+    """The last reply; the first error among all of them (AUTH's, SELECT's, the command's) raised
+    as ValueError."""
+    answers: list[Reply] = []
+    for reply in replies:
         if isinstance(reply, Exception):
             raise ValueError(str(reply))
-    last = replies[-1]
-    if isinstance(last, Exception):
-        raise ValueError(str(last))
-    return last
+        answers.append(reply)
+    return answers[-1]
 
 
 def _encode(args: list[str]) -> bytes:
@@ -53,8 +70,8 @@ def _encode(args: list[str]) -> bytes:
     return b"".join(out)
 
 
-def _read(reader: Any) -> bytes | int | Exception | None:
-    line: bytes = reader.readline()
+def _read(reader: Lines) -> Reply | Exception:
+    line = reader.readline()
     if not line.endswith(b"\r\n"):
         raise OSError("connection closed")
     kind, rest = line[:1], line[1:-2]
