@@ -23,7 +23,7 @@ import threading
 import time
 from array import array
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 from urllib.parse import urlsplit
 
 from producer.walk import config_files, default_cache_path
@@ -77,11 +77,20 @@ def fingerprint_of(
     h.update("\0".join(paths).encode(errors="surrogateescape"))
     h.update(array("q", [st.st_mtime_ns for st in stats]).tobytes())
     h.update(array("Q", [n for st in stats for n in (st.st_size, st.st_ino)]).tobytes())
+    h.update(
+        "\n".join(["", *_other_lines(unread, settings_names, variables, environ)]).encode(errors="surrogateescape")
+    )
+    return h.hexdigest()
+
+
+def _other_lines(
+    unread: dict[str, str], settings_names: list[str], variables: list[str], environ: dict[str, str]
+) -> list[str]:
+    """The files not read and why, the settings' values and which variables are set: a line each."""
     lines = [f"{rel}\0{reason}" for rel, reason in sorted(unread.items())]
     lines += [f"{name}={environ.get(name, chr(0))}" for name in settings_names]
     lines += [f"${name}:{name in environ}" for name in variables]
-    h.update("\n".join(["", *lines]).encode(errors="surrogateescape"))
-    return h.hexdigest()
+    return lines
 
 
 def save(path: Path, last: LastSync, report: dict[str, Any]) -> None:
@@ -103,12 +112,10 @@ def forget(path: Path) -> None:
 
 def answer(root: Path, redis_url: str, cache_dir: Path, environ: dict[str, str]) -> tuple[LastSync, str] | None:
     """The last clean sync's record and its report's text, or None when the full sync must run."""
-    path = record_path(root, cache_dir)
-    try:
-        last = LastSync(**json.loads(path.read_text(encoding="utf-8")))
-        text = report_path(path).read_text(encoding="utf-8")
-    except (OSError, ValueError, TypeError):
+    found = _stored(record_path(root, cache_dir))
+    if found is None:
         return None
+    last, text = found
     # Studio's answer is awaited while the tree is walked (the walk is CPU, the listing a wait)
     studio: list[bool] = []
     asking = threading.Thread(target=lambda: studio.append(rows_as_written(last, environ)), daemon=True)
@@ -120,44 +127,63 @@ def answer(root: Path, redis_url: str, cache_dir: Path, environ: dict[str, str])
         asking.join()
         if studio != [True]:
             return None  # a row was edited or deleted in Studio: the full sync reports the drift
+    return (last, text) if _root_still_there(redis_url, last) else None
+
+
+def _stored(path: Path) -> tuple[LastSync, str] | None:
+    """The record at `path` and its report's text; None when either is missing or unreadable."""
+    try:
+        last = LastSync(**json.loads(path.read_text(encoding="utf-8")))
+        return last, report_path(path).read_text(encoding="utf-8")
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _root_still_there(redis_url: str, last: LastSync) -> bool:
+    """Redis still holds the sync's root key (and counts the metrics a full sync would)."""
     counts = [str(x) for name, value in last.counters.items() for x in (name, value)]
     try:
-        if not root_still_there(redis_url, last.root_key, counts):
-            return None
+        return root_still_there(redis_url, last.root_key, counts)
     except (OSError, ValueError):
-        return None  # the full path names Redis in its error, with its exit code
-    return last, text
+        return False  # the full path names Redis in its error, with its exit code
 
 
 def rows_as_written(last: LastSync, environ: dict[str, str], timeout: float = 5.0) -> bool:
     """Every team row the last sync wrote is still in Studio as it left it: one listing."""
+    listed = _team_rows(last.studio, environ)
+    if listed is None:
+        return False
+    now = {str(row.get("id")): row for row in listed if isinstance(row, dict)}
+    return all(_as_written(now.get(row_id), digest, stamp) for row_id, (digest, stamp) in last.rows.items())
+
+
+def _team_rows(studio: list[str], environ: dict[str, str]) -> list[Any] | None:
+    """Studio's listing of the user's team rows, or None where it cannot be had here (https, no
+    answer, not a listing): the full path looks then."""
     from urllib.parse import quote
 
-    from shared.core.secrets import content_hash
-
-    base, user = last.studio
+    base, user = studio
     parts = urlsplit(base)
     if parts.scheme != "http" or not parts.hostname:
-        return False  # https and the rest take the full path
+        return None  # https and the rest take the full path
     path = f"{parts.path.rstrip('/')}/api/teams/?user_id={quote(user)}"
     token = environ.get("STUDIO_TOKEN")
     try:
         body = http_get(parts.hostname, parts.port or 80, path, {"Authorization": f"Bearer {token}"} if token else {})
         answer = json.loads(body) if body is not None else None
-        listed = answer.get("data") if isinstance(answer, dict) else None
     except (OSError, ValueError):
+        return None
+    listed = answer.get("data") if isinstance(answer, dict) else None
+    return listed if isinstance(listed, list) else None
+
+
+def _as_written(row: dict[str, Any] | None, digest: str | None, stamp: str | None) -> bool:
+    from shared.core.secrets import content_hash
+
+    if row is None:
         return False
-    if not isinstance(listed, list):
-        return False
-    now = {str(row.get("id")): row for row in listed if isinstance(row, dict)}
-    for row_id, (digest, stamp) in last.rows.items():
-        row = now.get(row_id)
-        if row is None:
-            return False
-        # an unchanged timestamp is an unedited row; hashing 1,000 rows would cost more than the rest
-        if (stamp is None or row.get("updated_at") != stamp) and content_hash(row.get("component")) != digest:
-            return False
-    return True
+    # an unchanged timestamp is an unedited row; hashing 1,000 rows would cost more than the rest
+    return (stamp is not None and row.get("updated_at") == stamp) or content_hash(row.get("component")) == digest
 
 
 def http_get(host: str, port: int, path: str, headers: dict[str, str], timeout: float = 5.0) -> bytes | None:
@@ -171,24 +197,37 @@ def http_get(host: str, port: int, path: str, headers: dict[str, str], timeout: 
         status = reader.readline().split()
         if len(status) < 2 or status[1] != b"200":
             return None
-        fields: dict[bytes, bytes] = {}
-        while (line := reader.readline()) not in (b"\r\n", b"\n", b""):
-            name, _, value = line.partition(b":")
-            fields[name.strip().lower()] = value.strip()
-        if fields.get(b"transfer-encoding", b"").lower() == b"chunked":
-            chunks = []
-            while (size := int(reader.readline().split(b";")[0], 16)) > 0:
-                chunks.append(reader.read(size))
-                reader.readline()
-            return b"".join(chunks)
-        if b"content-length" in fields:
-            return bytes(reader.read(int(fields[b"content-length"])))
-        return bytes(reader.read())
+        return _body(reader, _header_fields(reader))
+
+
+def _header_fields(reader: BinaryIO) -> dict[bytes, bytes]:
+    """The header fields up to the blank line, by their lowercased names."""
+    fields: dict[bytes, bytes] = {}
+    while (line := reader.readline()) not in (b"\r\n", b"\n", b""):
+        name, _, value = line.partition(b":")
+        fields[name.strip().lower()] = value.strip()
+    return fields
+
+
+def _body(reader: BinaryIO, fields: dict[bytes, bytes]) -> bytes:
+    if fields.get(b"transfer-encoding", b"").lower() == b"chunked":
+        return _chunks(reader)
+    if b"content-length" in fields:
+        return bytes(reader.read(int(fields[b"content-length"])))
+    return bytes(reader.read())
+
+
+def _chunks(reader: BinaryIO) -> bytes:
+    chunks = []
+    while (size := int(reader.readline().split(b";")[0], 16)) > 0:
+        chunks.append(reader.read(size))
+        reader.readline()
+    return b"".join(chunks)
 
 
 def try_fast_sync(argv: list[str], environ: dict[str, str]) -> int | None:
     """`producer sync DIR [--json]` answered without the full machinery; None: not this case."""
-    if len(argv) not in (2, 3) or argv[0] != "sync" or (len(argv) == 3 and argv[2] != "--json"):
+    if not _plain_sync(argv):
         return None
     redis_url = environ.get("REDIS_URL")
     if not redis_url:
@@ -203,13 +242,22 @@ def try_fast_sync(argv: list[str], environ: dict[str, str]) -> int | None:
     found = answer(root, redis_url, cache_dir, environ)
     if found is None:
         return None
-    last, text = found
-    seconds = round(time.monotonic() - started, 3)
-    if len(argv) == 3:
+    _print_answer(*found, seconds=round(time.monotonic() - started, 3), as_json=len(argv) == 3)
+    return 0
+
+
+def _plain_sync(argv: list[str]) -> bool:
+    """`sync DIR` or `sync DIR --json`, nothing else."""
+    if len(argv) not in (2, 3) or argv[0] != "sync":
+        return False
+    return len(argv) == 2 or argv[2] == "--json"
+
+
+def _print_answer(last: LastSync, text: str, seconds: float, as_json: bool) -> None:
+    if as_json:
         sys.stdout.write(text.replace(SECONDS, f'\n  "seconds": {seconds},', 1) + "\n")
     else:
         sys.stdout.write(
             f"{last.tree}: no change since the last sync; {last.unchanged} component(s) unchanged, "
             f"answered from the cache in {seconds:.2f} s\n"
         )
-    return 0

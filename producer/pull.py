@@ -22,7 +22,7 @@ from shared.core.exceptions import InvalidInput
 from shared.core.pull_layout import Existing, FileWrite, Layout, plan_pull
 from shared.core.refs import MissingVariable, substitute_variables
 from shared.core.specs import gallery_slug
-from shared.core.tree import build_tree
+from shared.core.tree import Tree, build_tree
 from shared.settings import Settings, scan_limits, tree_limits
 
 
@@ -37,32 +37,54 @@ def read_studio(settings: Settings, labels: list[str], gallery_name: str, keep: 
     """The user's team rows (those labelled `labels` when given, else those in `keep`, else all)
     and the standalone components of the gallery entry a sync of this tree writes. Raises
     StudioError, or InvalidInput for a label no row has."""
-
-    async def go() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        async with client(settings) as studio:
-            return await studio.list_teams(), await studio.list_galleries()
-
-    rows, galleries = asyncio.run(go())
-    teams = [
-        r["component"]
-        for r in sorted(rows, key=lambda r: int(r.get("id") or 0))
-        if isinstance(r.get("component"), dict)
-    ]
+    rows, galleries = asyncio.run(_listings(settings))
+    teams = _team_components(rows)
     if labels:
-        missing = sorted(set(labels) - {t.get("label") for t in teams})
-        if missing:
-            raise InvalidInput(f"no team row labelled {', '.join(missing)} for user {settings.studio_user_id}")
+        _check_labels(labels, teams, settings.studio_user_id)
         keep = set(labels)
-    others = sorted({str(t.get("label")) for t in teams if keep is not None and t.get("label") not in keep})
-    if keep is not None:
-        teams = [t for t in teams if t.get("label") in keep]
+    # rows named by label come alone, without the gallery entry
+    gallery = [] if labels else _gallery_components(galleries, gallery_slug(gallery_name), settings.studio_user_id)
+    kept, others = _kept(teams, keep)
+    return StudioContent(kept, gallery, others)
+
+
+async def _listings(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    async with client(settings) as studio:
+        return await studio.list_teams(), await studio.list_galleries()
+
+
+def _team_components(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows' components, oldest row first."""
+    ordered = sorted(rows, key=lambda r: int(r.get("id") or 0))
+    return [r["component"] for r in ordered if isinstance(r.get("component"), dict)]
+
+
+def _kept(teams: list[dict[str, Any]], keep: set[str] | None) -> tuple[list[dict[str, Any]], list[str]]:
+    """The teams labelled in `keep` (all without it), and the labels of the rest."""
+    if keep is None:
+        return teams, []
+    others = sorted({str(t.get("label")) for t in teams if t.get("label") not in keep})
+    return [t for t in teams if t.get("label") in keep], others
+
+
+def _check_labels(labels: list[str], teams: list[dict[str, Any]], user_id: str) -> None:
+    missing = sorted(set(labels) - {t.get("label") for t in teams})
+    if missing:
+        raise InvalidInput(f"no team row labelled {', '.join(missing)} for user {user_id}")
+
+
+def _gallery_components(galleries: list[dict[str, Any]], slug: str, user_id: str) -> list[dict[str, Any]]:
+    """The standalone components of the user's gallery entries with id `slug`, section by section."""
     gallery: list[dict[str, Any]] = []
     for row in galleries:
         config = row.get("config") or {}
-        if config.get("id") == gallery_slug(gallery_name) and row.get("user_id") == settings.studio_user_id:
-            for section in member_sections():
-                gallery += [c for c in (config.get("components") or {}).get(section) or [] if isinstance(c, dict)]
-    return StudioContent(teams, gallery if not labels else [], others)
+        if config.get("id") == slug and row.get("user_id") == user_id:
+            gallery += _section_components(config.get("components") or {})
+    return gallery
+
+
+def _section_components(components: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for section in member_sections() for c in components.get(section) or [] if isinstance(c, dict)]
 
 
 def existing_files(root: Path, settings: Settings, env: Mapping[str, str]) -> dict[str, Existing]:
@@ -71,16 +93,22 @@ def existing_files(root: Path, settings: Settings, env: Mapping[str, str]) -> di
         return {}
     result = scan(root, None, limits=scan_limits(settings))
     tree = build_tree(result.documents, env.keys(), result.facts, limits=tree_limits(settings))
-    valid, memo, out = set(tree.valid), {}, {}  # type: ignore[var-annotated]
+    valid = set(tree.valid)
+    memo: dict[str, Any] = {}
+    out: dict[str, Existing] = {}
     for label, node in tree.nodes.items():
-        sent = None
-        if label in valid:
-            try:
-                sent = substitute_variables(tree.resolved(label, memo), env)
-            except MissingVariable:
-                sent = None
+        sent = _sent(tree, label, env, memo) if label in valid else None
         out[label] = Existing(label, node.path, node.component_type, node.spec, sent)
     return out
+
+
+def _sent(tree: Tree, label: str, env: Mapping[str, str], memo: dict[str, Any]) -> dict[str, Any] | None:
+    """What a sync sends for a valid node: refs inlined, variables set; None when one is unset."""
+    try:
+        sent: dict[str, Any] = substitute_variables(tree.resolved(label, memo), env)
+    except MissingVariable:
+        return None
+    return sent
 
 
 class _Dumper(yaml.SafeDumper):
@@ -133,10 +161,19 @@ def pull(
     seeds a default team for every new user: it is not the tree's), an empty one takes every row;
     `labels` or `every_row` say otherwise."""
     existing = existing_files(root, settings, env)
-    has_teams = any(has_rows(e.component_type) for e in existing.values())
-    keep = {lbl for lbl, e in existing.items() if has_rows(e.component_type)} if has_teams and not every_row else None
+    keep = None if every_row else _own_teams(existing)
     content = read_studio(settings, labels or [], gallery_name or root.resolve().name, keep)
-    taken = {p.relative_to(root).as_posix() for p in root.rglob("*")} if root.is_dir() else set()
-    layout = plan_pull(content.teams, content.gallery, existing, env, taken)
+    layout = plan_pull(content.teams, content.gallery, existing, env, _taken(root))
     failed = {} if dry_run else write_files(root, layout)
     return layout, content.others, failed
+
+
+def _own_teams(existing: dict[str, Existing]) -> set[str] | None:
+    """The labels of the tree's teams; None (take every row) for a tree with none."""
+    teams = {lbl for lbl, e in existing.items() if has_rows(e.component_type)}
+    return teams or None
+
+
+def _taken(root: Path) -> set[str]:
+    """Every path in the tree, files and folders: a new file's name must not clash with one."""
+    return {p.relative_to(root).as_posix() for p in root.rglob("*")} if root.is_dir() else set()

@@ -68,65 +68,100 @@ def scan(root: Path, cache_path: Path | None = None, limits: Limits | None = Non
     since the last scan is not read again: its facts come from the cache at `cache_path`, and its
     document from the docs file beside it, only if needed. A file over `limits.max_file_bytes` is an
     error, and is never read."""
-    limits = limits or Limits()
-    max_file_bytes = limits.max_file_bytes
     skipped: dict[str, str] = {}
     bad: dict[str, str] = {}
     files = config_files(root, skipped, bad)
     docs_path = cache_path.with_suffix(".docs.json") if cache_path else None
     documents = Documents(docs_path)
     result = ScanResult(documents=documents, skipped=skipped, files=files, unread={**skipped, **bad})
+    run = _Scan(result, documents, limits or Limits())
     for rel, reason in bad.items():
-        documents.paths.append(rel)
-        documents.loaded[rel] = ConfigError(path=rel, message=reason)
-    cached: dict[str, list[Any]] = {}
-    if cache_path is not None and docs_path is not None and docs_path.exists():
-        try:
-            data = json.loads(cache_path.read_text(encoding="utf-8"))
-            if data.get("version") == CACHE_VERSION:
-                cached = data["files"]
-        except (OSError, ValueError, KeyError):
-            cached = {}
-    fresh: dict[str, list[Any]] = {}
-    parsed: dict[str, dict[str, Any]] = {}
+        run.error(rel, reason)
+    cached = _read_cache(cache_path, docs_path)
     changed = len(cached) != len(files)
     for rel, (path, st) in files.items():
-        documents.paths.append(rel)
+        changed = run.file(rel, path, st, cached.get(rel)) or changed
+    if cache_path is not None and docs_path is not None and changed:
+        run.save(cache_path, docs_path)
+    return result
+
+
+class _Scan:
+    """One scan: the result it fills in, and the cache entries and documents it has for the next."""
+
+    def __init__(self, result: ScanResult, documents: Documents, limits: Limits) -> None:
+        self.result, self.documents, self.limits = result, documents, limits
+        self.fresh: dict[str, list[Any]] = {}  # relpath -> the cache entry for the next scan
+        self.parsed: dict[str, dict[str, Any]] = {}  # relpath -> the document read this time
+
+    def error(self, rel: str, message: str) -> None:
+        self.documents.paths.append(rel)
+        self.documents.loaded[rel] = ConfigError(path=rel, message=message)
+
+    def file(self, rel: str, path: str, st: os.stat_result, entry: list[Any] | None) -> bool:
+        """Take in one config file, from its cache `entry` when its stamp still matches; whether it changed."""
         stamp = [st.st_mtime_ns, st.st_size, st.st_ino]
-        entry = cached.get(rel)
         if entry is not None and entry[:3] == stamp:
-            if entry[3] is None:
-                result.facts[rel] = FileFacts.from_json(entry[4])
-            else:
-                documents.loaded[rel] = ConfigError(**entry[3])
-            fresh[rel] = entry
-            continue
-        changed = True
-        if st.st_size > max_file_bytes:
-            documents.loaded[rel] = ConfigError(
-                path=rel, message=f"file is {st.st_size:,} bytes, over the limit of {max_file_bytes:,} (MAX_FILE_BYTES)"
-            )
-            continue
+            self._cached(rel, entry)
+            return False
+        data = self._read(rel, path, st.st_size)
+        if data is not None:
+            self._parse(rel, data, stamp)
+        return True
+
+    def _cached(self, rel: str, entry: list[Any]) -> None:
+        self.documents.paths.append(rel)
+        if entry[3] is None:
+            self.result.facts[rel] = FileFacts.from_json(entry[4])
+        else:
+            self.documents.loaded[rel] = ConfigError(**entry[3])
+        self.fresh[rel] = entry
+
+    def _read(self, rel: str, path: str, size: int) -> bytes | None:
+        """The file's bytes; None when it is too big or cannot be read (its error recorded)."""
+        max_file_bytes = self.limits.max_file_bytes
+        if size > max_file_bytes:
+            self.error(rel, f"file is {size:,} bytes, over the limit of {max_file_bytes:,} (MAX_FILE_BYTES)")
+            return None
         try:
             with open(path, "rb") as fh:
-                data_bytes = fh.read(max_file_bytes + 1)
+                return fh.read(max_file_bytes + 1)
         except OSError as exc:
-            documents.loaded[rel] = ConfigError(path=rel, message=f"cannot read file: {exc.strerror}")
-            continue
-        result.parsed += 1
-        doc = parse_document(rel, data_bytes, limits)
-        documents.loaded[rel] = doc
+            self.error(rel, f"cannot read file: {exc.strerror}")
+            return None
+
+    def _parse(self, rel: str, data: bytes, stamp: list[int]) -> None:
+        self.documents.paths.append(rel)
+        self.result.parsed += 1
+        doc = parse_document(rel, data, self.limits)
+        self.documents.loaded[rel] = doc
         if isinstance(doc, ConfigError):
-            fresh[rel] = [*stamp, doc.model_dump(), None]
-        else:
-            result.facts[rel] = file_facts(rel, doc)
-            parsed[rel] = doc
-            fresh[rel] = [*stamp, None, result.facts[rel].to_json()]
-    if cache_path is not None and docs_path is not None and changed:
-        all_docs = {rel: parsed.get(rel) or documents.cached_docs().get(rel) for rel in fresh if fresh[rel][3] is None}
-        _write_atomically(docs_path, {rel: doc for rel, doc in all_docs.items() if doc is not None})
-        _write_atomically(cache_path, {"version": CACHE_VERSION, "files": fresh})
-    return result
+            self.fresh[rel] = [*stamp, doc.model_dump(), None]
+            return
+        self.result.facts[rel] = file_facts(rel, doc)
+        self.parsed[rel] = doc
+        self.fresh[rel] = [*stamp, None, self.result.facts[rel].to_json()]
+
+    def save(self, cache_path: Path, docs_path: Path) -> None:
+        """The cache for the next scan: every good file's document, and every file's entry."""
+        cached_docs = self.documents.cached_docs
+        docs = {rel: self.parsed.get(rel) or cached_docs().get(rel) for rel, e in self.fresh.items() if e[3] is None}
+        _write_atomically(docs_path, {rel: doc for rel, doc in docs.items() if doc is not None})
+        _write_atomically(cache_path, {"version": CACHE_VERSION, "files": self.fresh})
+
+
+def _read_cache(cache_path: Path | None, docs_path: Path | None) -> dict[str, list[Any]]:
+    """The last scan's entries by relpath; none without a cache, its docs file, or the current version."""
+    if cache_path is None or docs_path is None or not docs_path.exists():
+        return {}
+    try:
+        data = json.loads(cache_path.read_text(encoding="utf-8"))
+        if data.get("version") == CACHE_VERSION:
+            files: dict[str, list[Any]] = data["files"]
+            return files
+    except (OSError, ValueError, KeyError):
+        pass
+    return {}
 
 
 def _write_atomically(path: Path, data: Any) -> None:

@@ -7,13 +7,16 @@ import hashlib
 import os
 import stat
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathspec import GitIgnoreSpec
 
 IGNORE_FILE = ".producerignore"
 SUFFIXES = (".yaml", ".yml", ".json")
 
 
-def _ignore_spec(root: Path) -> Any:
+def _ignore_spec(root: Path) -> GitIgnoreSpec | None:
     """The tree's .producerignore, with git's rules (pathspec); None when there is none."""
     try:
         lines = (root / IGNORE_FILE).read_text(encoding="utf-8").splitlines()
@@ -24,7 +27,7 @@ def _ignore_spec(root: Path) -> Any:
     return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
-def _ignored(rel: str, is_dir: bool, spec: Any) -> bool:
+def _ignored(rel: str, is_dir: bool, spec: GitIgnoreSpec | None) -> bool:
     return spec is not None and bool(spec.match_file(rel + "/" if is_dir else rel))
 
 
@@ -32,65 +35,85 @@ def config_files(root: Path, skipped: dict[str, str], bad: dict[str, str]) -> di
     """relpath -> (absolute path, stat) of every regular config file; symlinks must stay inside
     the tree. `bad` gets the config-named entries that cannot be read as files: FIFOs, sockets,
     devices (reading one could block forever), symlink loops, broken symlinks."""
-    real_root = os.path.realpath(root)
-    spec = _ignore_spec(root)
-    found: dict[str, tuple[str, os.stat_result]] = {}
-    seen_dirs = {real_root}
+    walk = _Walk(root, skipped, bad)
     stack = [(str(root), "")]
     while stack:
-        directory, prefix = stack.pop()
+        stack += walk.directory(*stack.pop())
+    return walk.found
+
+
+class _Walk:
+    """One walk's state: what it found, and the directories it has been in (for symlink loops)."""
+
+    def __init__(self, root: Path, skipped: dict[str, str], bad: dict[str, str]) -> None:
+        self.real_root = os.path.realpath(root)
+        self.spec = _ignore_spec(root)
+        self.skipped, self.bad = skipped, bad
+        self.found: dict[str, tuple[str, os.stat_result]] = {}
+        self.seen_dirs = {self.real_root}
+
+    def directory(self, directory: str, prefix: str) -> list[tuple[str, str]]:
+        """Take in the files of one directory; its subdirectories to walk, as (path, prefix)."""
         try:
             entries = list(os.scandir(directory))
         except OSError as exc:
-            skipped[prefix or "."] = f"cannot list directory: {exc.strerror}"
-            continue
+            self.skipped[prefix or "."] = f"cannot list directory: {exc.strerror}"
+            return []
+        below: list[tuple[str, str]] = []
         for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            rel = prefix + entry.name
-            try:
-                is_dir = entry.is_dir()
-            except OSError as exc:
-                bad[rel] = f"cannot follow: {exc.strerror}"
-                continue
-            if _ignored(rel, is_dir, spec):
-                continue
-            if not is_dir and not entry.name.endswith(SUFFIXES):
-                continue
-            if entry.is_symlink():
-                target = os.path.realpath(entry.path)
-                if os.path.commonpath([real_root, target]) != real_root:
-                    skipped[rel] = "symlink points outside the tree; not followed"
-                    continue
-                if is_dir and target in seen_dirs:
-                    where = os.path.relpath(target, real_root)
-                    skipped[rel] = (
-                        f"symlink loop: points back to {'the tree root' if where == '.' else where!r}; not followed"
-                    )
-                    continue
-            if is_dir:
-                seen_dirs.add(os.path.realpath(entry.path))
-                stack.append((entry.path, rel + "/"))
-            else:
-                try:
-                    st = entry.stat()
-                except OSError as exc:
-                    bad[rel] = (
-                        f"cannot follow: {exc.strerror}" if entry.is_symlink() else f"cannot stat: {exc.strerror}"
-                    )
-                    continue
-                if stat.S_ISREG(st.st_mode):
-                    found[rel] = (entry.path, st)
-                else:
-                    kind = (
-                        "a FIFO"
-                        if stat.S_ISFIFO(st.st_mode)
-                        else "a socket"
-                        if stat.S_ISSOCK(st.st_mode)
-                        else "a device"
-                    )
-                    bad[rel] = f"not a regular file ({kind}); not read"
-    return found
+            if not entry.name.startswith("."):
+                self._entry(entry, prefix + entry.name, below)
+        return below
+
+    def _entry(self, entry: os.DirEntry[str], rel: str, below: list[tuple[str, str]]) -> None:
+        try:
+            is_dir = entry.is_dir()
+        except OSError as exc:
+            self.bad[rel] = f"cannot follow: {exc.strerror}"
+            return
+        if not self._wanted(entry, rel, is_dir):
+            return
+        if is_dir:
+            self.seen_dirs.add(os.path.realpath(entry.path))
+            below.append((entry.path, rel + "/"))
+        else:
+            self._file(entry, rel)
+
+    def _wanted(self, entry: os.DirEntry[str], rel: str, is_dir: bool) -> bool:
+        """Not ignored, a directory or named as a config file, and no symlink that is not followed."""
+        if _ignored(rel, is_dir, self.spec) or not (is_dir or entry.name.endswith(SUFFIXES)):
+            return False
+        return not entry.is_symlink() or self._follows(entry, rel, is_dir)
+
+    def _follows(self, entry: os.DirEntry[str], rel: str, is_dir: bool) -> bool:
+        """A symlink is followed when it stays in the tree and does not loop back; else it is said."""
+        target = os.path.realpath(entry.path)
+        if os.path.commonpath([self.real_root, target]) != self.real_root:
+            self.skipped[rel] = "symlink points outside the tree; not followed"
+            return False
+        if is_dir and target in self.seen_dirs:
+            where = os.path.relpath(target, self.real_root)
+            shown = repr("the tree root" if where == "." else where)  # quoted, as a path is
+            self.skipped[rel] = f"symlink loop: points back to {shown}; not followed"
+            return False
+        return True
+
+    def _file(self, entry: os.DirEntry[str], rel: str) -> None:
+        try:
+            st = entry.stat()
+        except OSError as exc:
+            self.bad[rel] = f"cannot follow: {exc.strerror}" if entry.is_symlink() else f"cannot stat: {exc.strerror}"
+            return
+        if stat.S_ISREG(st.st_mode):
+            self.found[rel] = (entry.path, st)
+        else:
+            self.bad[rel] = f"not a regular file ({_kind(st.st_mode)}); not read"
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    return "a socket" if stat.S_ISSOCK(mode) else "a device"
 
 
 def default_cache_path(root: Path, cache_dir: Path) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import codecs
 import json
 import math
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -84,38 +84,53 @@ def _unreadable_value(exc: ValueError) -> str:
 
 
 def _non_json(
-    value: Any, path: str = "", _open: frozenset[int] = frozenset(), _done: set[int] | None = None
+    value: object, path: str = "", _open: frozenset[int] = frozenset(), _done: set[int] | None = None
 ) -> tuple[str, str] | None:
     """(field, problem) for the first value JSON cannot carry (non-string key, bytes, set, a loop).
     A mapping or list that YAML aliases share is checked once, not once per use."""
     _done = set() if _done is None else _done
-    if isinstance(value, (dict, list)):
-        if id(value) in _open:
-            return path, "an alias refers to a mapping or list that contains it"
-        if id(value) in _done:
-            return None
-        _open = _open | {id(value)}
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                return path or "(top level)", f"key {key!r} is not a string; quote it"
-            found = _non_json(item, f"{path}.{key}" if path else key, _open, _done)
-            if found:
-                return found
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            found = _non_json(item, f"{path}[{i}]", _open, _done)
-            if found:
-                return found
-    elif isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
-        return path, TOO_LONG
-    elif isinstance(value, float) and not math.isfinite(value):
-        return path, "NaN and infinity cannot be represented in JSON"
-    elif value is not None and not isinstance(value, (str, bool, int, float)):
-        return path, f"a {type(value).__name__} value cannot be represented in JSON"
-    if isinstance(value, (dict, list)):
-        _done.add(id(value))
+    if not isinstance(value, (dict, list)):
+        return _scalar_problem(value, path)
+    if id(value) in _open:
+        return path, "an alias refers to a mapping or list that contains it"
+    if id(value) in _done:
+        return None
+    _open = _open | {id(value)}
+    # one frame a level, as before: a deep document meets the recursion limit where it did
+    for field, item, key_problem in _members(value, path):
+        found = (field, key_problem) if key_problem else _non_json(item, field, _open, _done)
+        if found:
+            return found
+    _done.add(id(value))
     return None
+
+
+def _members(value: dict[object, object] | list[object], path: str) -> Iterator[tuple[str, object, str | None]]:
+    """(field, value, None) for each member in order; (field, None, problem) for a key that is not a string."""
+    return _items(value, path) if isinstance(value, list) else _entries(value, path)
+
+
+def _items(value: list[object], path: str) -> Iterator[tuple[str, object, str | None]]:
+    for i, item in enumerate(value):
+        yield f"{path}[{i}]", item, None
+
+
+def _entries(value: dict[object, object], path: str) -> Iterator[tuple[str, object, str | None]]:
+    for key, item in value.items():
+        if not isinstance(key, str):
+            yield path or "(top level)", None, f"key {key!r} is not a string; quote it"
+        else:
+            yield (f"{path}.{key}" if path else key), item, None
+
+
+def _scalar_problem(value: object, path: str) -> tuple[str, str] | None:
+    if isinstance(value, int):  # bool too
+        return (path, TOO_LONG) if value.bit_length() > MAX_INT_BITS else None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (path, "NaN and infinity cannot be represented in JSON")
+    if value is None or isinstance(value, str):
+        return None
+    return path, f"a {type(value).__name__} value cannot be represented in JSON"
 
 
 def parse_document(path: str, data: bytes, limits: Limits = Limits()) -> dict[str, Any] | ConfigError:
@@ -139,41 +154,47 @@ def _yaml_shape(node: yaml.Node) -> tuple[int, int] | None:
         key = id(current)
         if key in sizes:
             continue
-        children: list[yaml.Node] = []
-        if isinstance(current, yaml.SequenceNode):
-            children = list(current.value)
-        elif isinstance(current, yaml.MappingNode):
-            children = [n for pair in current.value for n in pair]
+        children = _yaml_children(current)
         if children_done:
             open_nodes.discard(key)
-            sizes[key] = (
-                1 + sum(sizes[id(c)][0] for c in children),
-                (1 + max((sizes[id(c)][1] for c in children), default=0)) if children else 0,
-            )
+            sizes[key] = _shape_of(children, sizes)
             continue
         if key in open_nodes:
             return None
         open_nodes.add(key)
+        if any(id(child) in open_nodes for child in children):
+            return None
         stack.append((current, True))
-        for child in children:
-            if id(child) in open_nodes:
-                return None
-            if id(child) not in sizes:
-                stack.append((child, False))
+        stack += [(child, False) for child in children if id(child) not in sizes]
     return sizes[id(node)]
 
 
-def _json_depth(value: Any) -> int:
+def _yaml_children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def _shape_of(children: list[yaml.Node], sizes: dict[int, tuple[int, int]]) -> tuple[int, int]:
+    """(values, depth) of a node from its children's, every one of them already counted."""
+    count = 1 + sum(sizes[id(c)][0] for c in children)
+    return count, (1 + max(sizes[id(c)][1] for c in children)) if children else 0
+
+
+def _json_depth(value: object) -> int:
     depth, level = 0, [value]
     while level:
-        level = [
-            v
-            for item in level
-            if isinstance(item, (dict, list))
-            for v in (item.values() if isinstance(item, dict) else item)
-        ]
+        level = [v for item in level for v in _json_children(item)]
         depth += 1
     return depth - 1
+
+
+def _json_children(value: object) -> Iterable[object]:
+    if isinstance(value, dict):
+        return value.values()
+    return value if isinstance(value, list) else ()
 
 
 def _nested_beyond(text: str, limit: int) -> bool:
@@ -197,6 +218,24 @@ def _nested_beyond(text: str, limit: int) -> bool:
 
 def _load_yaml(path: str, text: str, limits: Limits) -> list[Any] | ConfigError:
     """Every document of `text`, refused before it is built when its aliases expand too far."""
+    too_deep = _nesting_error(path, text, limits)
+    if too_deep is not None:
+        return too_deep
+    loader = _UniqueKeyLoader(text)
+    try:
+        nodes = _yaml_nodes(loader)
+        for node in nodes:
+            refused = _shape_error(path, _yaml_shape(node), limits)
+            if refused is not None:
+                return refused
+        return [loader.construct_document(node) for node in nodes]
+    finally:
+        loader.dispose()
+
+
+def _nesting_error(path: str, text: str, limits: Limits) -> ConfigError | None:
+    """The error for a document nested past the limit, told from libyaml's events before any node
+    is built; None for one within it (or without libyaml, where the shape check tells it)."""
     too_deep = ConfigError(
         path=path, message=f"nested over {limits.max_depth} levels deep, the limit (MAX_NESTING_DEPTH)"
     )
@@ -209,77 +248,100 @@ def _load_yaml(path: str, text: str, limits: Limits) -> list[Any] | ConfigError:
         if "nesting depth" in str(exc):
             return too_deep
         raise
-    loader = _UniqueKeyLoader(text)
-    try:
-        nodes = []
-        while loader.check_node():
-            node = loader.get_node()
-            if node is not None:
-                nodes.append(node)
-        for node in nodes:
-            shape = _yaml_shape(node)
-            if shape is None:
-                continue
-            if shape[0] > limits.max_nodes:
-                return ConfigError(
-                    path=path,
-                    message=f"expands to {shape[0]:,} values once its aliases are expanded, over "
-                    f"the limit of {limits.max_nodes:,} (MAX_EXPANDED_VALUES)",
-                )
-            if shape[1] > limits.max_depth:
-                return ConfigError(
-                    path=path,
-                    message=f"nested {shape[1]} levels deep, over the limit of {limits.max_depth} (MAX_NESTING_DEPTH)",
-                )
-        return [loader.construct_document(node) for node in nodes]
-    finally:
-        loader.dispose()
+    return None
+
+
+def _yaml_nodes(loader: _UniqueKeyLoader) -> list[yaml.Node]:
+    nodes = []
+    while loader.check_node():
+        node = loader.get_node()
+        if node is not None:
+            nodes.append(node)
+    return nodes
+
+
+def _shape_error(path: str, shape: tuple[int, int] | None, limits: Limits) -> ConfigError | None:
+    """The error for a document whose aliases expand past the limits; None for one within them
+    (or with a loop: the JSON check names its field)."""
+    if shape is None:
+        return None
+    if shape[0] > limits.max_nodes:
+        return ConfigError(
+            path=path,
+            message=f"expands to {shape[0]:,} values once its aliases are expanded, over "
+            f"the limit of {limits.max_nodes:,} (MAX_EXPANDED_VALUES)",
+        )
+    if shape[1] > limits.max_depth:
+        return ConfigError(
+            path=path,
+            message=f"nested {shape[1]} levels deep, over the limit of {limits.max_depth} (MAX_NESTING_DEPTH)",
+        )
+    return None
 
 
 def _parse(path: str, data: bytes, limits: Limits) -> dict[str, Any] | ConfigError:
-    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0  # as some editors write
-    try:
-        text = data[bom:].decode("utf-8")
-    except UnicodeDecodeError as exc:
-        at = bom + exc.start
-        return ConfigError(path=path, message=f"not valid UTF-8 (byte 0x{data[at]:02x} at offset {at})")
+    text = _decode(path, data)
+    if isinstance(text, ConfigError):
+        return text
     if not text.strip():
         return ConfigError(path=path, message="empty file: expected one component")
-    if path.endswith(".json"):
-        try:
-            doc = json.loads(text, object_pairs_hook=_json_object)
-        except json.JSONDecodeError as exc:
-            return ConfigError(path=path, message=f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")
-        except _DuplicateKey as exc:
-            return ConfigError(path=path, message=str(exc))
-        except ValueError as exc:
-            return ConfigError(path=path, message=_unreadable_value(exc))
-        if (depth := _json_depth(doc)) > limits.max_depth:
-            return ConfigError(
-                path=path,
-                message=f"nested {depth} levels deep, over the limit of {limits.max_depth} (MAX_NESTING_DEPTH)",
-            )
-    else:
-        try:
-            loaded = _load_yaml(path, text, limits)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(exc, "problem", None) or str(exc)
-            return ConfigError(path=path, message=f"malformed YAML{where}: {problem}")
-        except ValueError as exc:  # a constructor's conversion: `!!int abc`, a 5,000-digit number
-            return ConfigError(path=path, message=_unreadable_value(exc))
-        if isinstance(loaded, ConfigError):
-            return loaded
-        docs = [d for d in loaded if d is not None]
-        if len(docs) != 1:
-            return ConfigError(
-                path=path, message=f"expected exactly one component per file, found {len(docs)} documents"
-            )
-        doc = docs[0]
+    doc = _parse_json(path, text, limits) if path.endswith(".json") else _parse_yaml(path, text, limits)
+    if isinstance(doc, ConfigError):
+        return doc
     if not isinstance(doc, dict):
         return ConfigError(path=path, message=f"expected a mapping at the top level, found {type(doc).__name__}")
     bad = _non_json(doc)
     if bad:
         return ConfigError(path=path, field=bad[0], message=bad[1])
     return doc
+
+
+def _decode(path: str, data: bytes) -> str | ConfigError:
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0  # as some editors write
+    try:
+        return data[bom:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        at = bom + exc.start
+        return ConfigError(path=path, message=f"not valid UTF-8 (byte 0x{data[at]:02x} at offset {at})")
+
+
+def _parse_json(path: str, text: str, limits: Limits) -> object:
+    """The JSON document, or a ConfigError."""
+    try:
+        doc = json.loads(text, object_pairs_hook=_json_object)
+    except json.JSONDecodeError as exc:
+        return ConfigError(path=path, message=f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")
+    except _DuplicateKey as exc:
+        return ConfigError(path=path, message=str(exc))
+    except ValueError as exc:
+        return ConfigError(path=path, message=_unreadable_value(exc))
+    if (depth := _json_depth(doc)) > limits.max_depth:
+        return ConfigError(
+            path=path,
+            message=f"nested {depth} levels deep, over the limit of {limits.max_depth} (MAX_NESTING_DEPTH)",
+        )
+    return doc
+
+
+def _parse_yaml(path: str, text: str, limits: Limits) -> object:
+    """The one YAML document, or a ConfigError."""
+    try:
+        loaded = _load_yaml(path, text, limits)
+    except yaml.YAMLError as exc:
+        return ConfigError(path=path, message=f"malformed YAML{_yaml_problem(exc)}")
+    except ValueError as exc:  # a constructor's conversion: `!!int abc`, a 5,000-digit number
+        return ConfigError(path=path, message=_unreadable_value(exc))
+    if isinstance(loaded, ConfigError):
+        return loaded
+    docs = [d for d in loaded if d is not None]
+    if len(docs) != 1:
+        return ConfigError(path=path, message=f"expected exactly one component per file, found {len(docs)} documents")
+    return docs[0]
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """`` at line L, column C: problem``, as PyYAML tells it."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(exc, "problem", None) or str(exc)
+    return f"{where}: {problem}"
