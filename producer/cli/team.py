@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -17,6 +17,9 @@ from producer.cli.app import (
     escape,
 )
 from shared.core.exceptions import InvalidInput
+
+if TYPE_CHECKING:
+    from shared.core.tree import Tree
 
 
 @app.command()
@@ -46,51 +49,79 @@ def team(
 
     from shared.core.team_plan import slug, team_workflow
 
-    if not goal.strip():
-        raise InvalidInput(f"GOAL {goal!r} is blank: say what the team is to deliver")
-    if not model.strip():
-        raise InvalidInput(f"--model {model!r} is blank: give the label of a model component in the tree")
-    if name is not None and not name.strip():
-        raise InvalidInput(f"--name {name!r} is blank: give a workflow name, or leave --name out (the goal's)")
-    if standin_llm and not run_it:
-        raise InvalidInput("--standin-llm starts the stand-in endpoint for --run: give --run too, or leave it out")
+    problem = _option_problem(goal, model, name, standin_llm and not run_it)
+    if problem:
+        raise InvalidInput(problem)
     check_dir(tree)
     agents, workflow = team_workflow(goal, team_size, model, name)
     folder = tree / "agents" / slug(workflow["name"])
-    files: dict[Path, tuple[str | None, str]] = {}  # path -> (the label it holds, its text)
-    for label, doc in agents.items():
-        # the label begins with --name, which may hold anything: the file name keeps only what is safe
-        path = folder / f"{re.sub(r'[^A-Za-z0-9_-]+', '-', label).strip('-') or 'agent'}.yaml"
-        files[path] = (label, yaml.safe_dump(doc, sort_keys=False))
+    files = _agent_files(folder, agents)
     target = write or tree / "workflows" / f"{slug(workflow['name'])}.yaml"
     files[target] = (None, yaml.safe_dump(workflow, sort_keys=False, width=100))
     _check_team(tree, model, files, write)
+    _write_files(files)
+    written = {"workflow": str(target), "agents": _agents(files), "tree": str(tree), "tasks": _task_ids(workflow)}
+    if not as_json:
+        err().print(
+            f"Wrote {escape(str(target))} ({len(written['tasks'])} tasks) and {len(written['agents'])} agent(s) "
+            f"in {escape(str(folder))}."
+        )
+    elif not run_it:  # with --run, the run's JSON is the answer
+        typer.echo(json.dumps(written))
+    if run_it:
+        from producer.cli.runs import run
+
+        run(target, tree=tree, standin_llm=standin_llm, as_json=as_json)
+
+
+def _agents(files: dict[Path, tuple[str | None, str]]) -> list[str]:
+    """The agents' files among those written."""
+    return [str(p) for p, (label, _) in files.items() if label is not None]
+
+
+def _task_ids(workflow: dict[str, Any]) -> list[str]:
+    return [t["id"] for t in workflow["tasks"]]
+
+
+def _option_problem(goal: str, model: str, name: str | None, standin_without_run: bool) -> str | None:
+    """What is wrong with the options, in the order they are checked (None: nothing)."""
+    problems = (
+        (not goal.strip(), f"GOAL {goal!r} is blank: say what the team is to deliver"),
+        (not model.strip(), f"--model {model!r} is blank: give the label of a model component in the tree"),
+        (
+            name is not None and not name.strip(),
+            f"--name {name!r} is blank: give a workflow name, or leave --name out (the goal's)",
+        ),
+        (
+            standin_without_run,
+            "--standin-llm starts the stand-in endpoint for --run: give --run too, or leave it out",
+        ),
+    )
+    return next((said for wrong, said in problems if wrong), None)
+
+
+def _agent_files(folder: Path, agents: dict[str, dict[str, object]]) -> dict[Path, tuple[str | None, str]]:
+    """path -> (the label it holds, its text), for each agent's file in `folder`."""
+    import yaml
+
+    files: dict[Path, tuple[str | None, str]] = {}
+    for label, doc in agents.items():
+        files[folder / f"{_safe_name(label)}.yaml"] = (label, yaml.safe_dump(doc, sort_keys=False))
+    return files
+
+
+def _safe_name(label: str) -> str:
+    # the label begins with --name, which may hold anything: the file name keeps only what is safe
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", label).strip("-") or "agent"
+
+
+def _write_files(files: dict[Path, tuple[str | None, str]]) -> None:
     try:
         for path, (_, text) in files.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise InvalidInput(f"cannot write {exc.filename or path}: {exc.strerror or exc}") from exc
-    written = [str(p) for p, (label, _) in files.items() if label is not None]
-    if as_json and not run_it:
-        typer.echo(
-            json.dumps(
-                {
-                    "workflow": str(target),
-                    "agents": written,
-                    "tree": str(tree),
-                    "tasks": [t["id"] for t in workflow["tasks"]],
-                }
-            )
-        )
-    elif not as_json:
-        err().print(
-            f"Wrote {escape(str(target))} ({len(workflow['tasks'])} tasks) and {len(written)} agent(s) in {escape(str(folder))}."
-        )
-    if run_it:
-        from producer.cli.runs import run
-
-        run(target, tree=tree, standin_llm=standin_llm, as_json=as_json)
 
 
 def _check_team(tree: Path, model: str, files: dict[Path, tuple[str | None, str]], write: Path | None) -> None:
@@ -109,20 +140,35 @@ def _check_team(tree: Path, model: str, files: dict[Path, tuple[str | None, str]
     problem = model_problem(built, model, f"the tree {tree}")
     if problem:
         raise InvalidInput(problem)
-    held = {node.path: label for label, node in built.nodes.items()}  # relpath -> the label its file holds
     for path, (label, _) in files.items():
         said = f"--write {write}" if label is None and write is not None else str(path)
-        if path.is_dir():
-            why = "name the workflow file to write in it" if label is None else f"the agent {label!r} goes there"
-            raise InvalidInput(f"{said}: {path} is a folder; {why}")
-        for above in path.parents:
-            if above.exists() and not above.is_dir():
-                raise InvalidInput(f"{said}: {above} is a file, not a folder")
-        absolute = path.resolve()
-        rel = absolute.relative_to(root).as_posix() if absolute.is_relative_to(root) else None
-        there = held.get(rel) if rel is not None else None
-        if there is not None and there != label:
-            raise InvalidInput(f"{said}: {path} holds the component {there!r}, which this would overwrite")
-        if label is not None and label in built.nodes and built.nodes[label].path != rel:
-            other = built.nodes[label].path
-            raise InvalidInput(f"the agent label {label!r} is already in the tree ({other}): --name names another team")
+        _check_place(path, label, said)
+        _check_component(said, path, label, _relative(path, root), built)
+
+
+def _check_component(said: str, path: Path, label: str | None, rel: str | None, built: Tree) -> None:
+    """Refuse a file (at `rel` in the tree) that would take the place of another component's
+    file, or an agent label that another file of the tree holds."""
+    held = {node.path: name for name, node in built.nodes.items()}  # relpath -> the label its file holds
+    there = held.get(rel) if rel is not None else None
+    if there is not None and there != label:
+        raise InvalidInput(f"{said}: {path} holds the component {there!r}, which this would overwrite")
+    if label is not None and label in built.nodes and built.nodes[label].path != rel:
+        other = built.nodes[label].path
+        raise InvalidInput(f"the agent label {label!r} is already in the tree ({other}): --name names another team")
+
+
+def _check_place(path: Path, label: str | None, said: str) -> None:
+    """Refuse a file to write where a folder is, or below a file."""
+    if path.is_dir():
+        why = "name the workflow file to write in it" if label is None else f"the agent {label!r} goes there"
+        raise InvalidInput(f"{said}: {path} is a folder; {why}")
+    for above in path.parents:
+        if above.exists() and not above.is_dir():
+            raise InvalidInput(f"{said}: {above} is a file, not a folder")
+
+
+def _relative(path: Path, root: Path) -> str | None:
+    """The path's place in the tree, as the tree's nodes say it; None outside the tree."""
+    absolute = path.resolve()
+    return absolute.relative_to(root).as_posix() if absolute.is_relative_to(root) else None
