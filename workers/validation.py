@@ -16,10 +16,16 @@ import contextvars
 import functools
 import importlib
 import importlib.metadata
-from typing import Any
+import ssl
+from collections.abc import Callable, Iterator, Mapping
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from shared.core.components import is_model
 from shared.core.exceptions import AgentqError
+
+if TYPE_CHECKING:
+    from autogen_core import ComponentLoader
 
 # Studio release -> the autogen-core it runs on (its own pinned dependencies)
 STUDIO_AUTOGEN = {"0.4.2.2": "0.5.7", "0.4.2.1": "0.5.7", "0.4.2": "0.5.6"}
@@ -43,12 +49,15 @@ def _share_ssl_context_while_validating() -> None:
         import httpcore2  # the SDK's default transport here (openai on httpx2)
     except ImportError:
         return
-    original = getattr(httpcore2, "default_ssl_context", None)
+    original: Callable[..., ssl.SSLContext] | None = getattr(httpcore2, "default_ssl_context", None)
     if original is None or getattr(original, "shared_while_validating", False):
         return
-    shared = functools.cache(lambda trust_env: original(_trust_env=trust_env))
 
-    def default_ssl_context(*, _trust_env: bool = True) -> Any:
+    @functools.cache
+    def shared(trust_env: bool) -> ssl.SSLContext:
+        return original(_trust_env=trust_env)
+
+    def default_ssl_context(*, _trust_env: bool = True) -> ssl.SSLContext:
         return shared(_trust_env) if VALIDATING.get() else original(_trust_env=_trust_env)
 
     default_ssl_context.shared_while_validating = True  # type: ignore[attr-defined]
@@ -65,61 +74,82 @@ def same_autogen(studio_version: str | None) -> bool:
     return wanted is not None and wanted == importlib.metadata.version("autogen-core")
 
 
-def validate(component: dict[str, Any]) -> list[str]:
+def validate(component: Mapping[str, object]) -> list[str]:
     """Studio's errors for `component` as `field: error` ([] when valid); raises Undecided."""
-    from autogen_core import ComponentModel, is_component_class
+    from autogen_core import ComponentModel
     from pydantic import ValidationError
 
     try:
         model = ComponentModel.model_validate(component)
     except ValidationError as exc:  # Studio answers 422 before validating
         return [f"request: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"]
-    errors: list[str] = []
-    provider = ALIASES.get(model.provider, model.provider)
-    cls: Any = None
-    try:
-        module_path, class_name = provider.rsplit(".", maxsplit=1)
-        try:
-            module = importlib.import_module(module_path)
-        except ImportError as exc:
-            raise Undecided(f"provider {provider} does not import on this worker") from exc
-        cls = getattr(module, class_name)
-        if not is_component_class(cls):
-            errors.append(f"provider: Class {provider} is not a valid component class")
-    except Undecided:
-        raise
-    except Exception as exc:
-        errors.append(f"provider: Error validating provider: {exc}")
+    cls, errors = _provider_class(ALIASES.get(model.provider, model.provider))
     if not model.component_type:
         errors.append("component_type: Component type is missing")
     errors += _schema_errors(model.provider, model.config)
-    if not errors:
-        try:
-            _share_ssl_context_while_validating()
-            token = VALIDATING.set(True)
-            try:
-                cls.load_component(ComponentModel.model_validate(with_placeholder_keys(component)))
-            finally:
-                VALIDATING.reset(token)
-        except Exception as exc:
-            if _missing_package(exc):
-                raise Undecided(f"building it needs a package this worker lacks: {exc}") from exc
-            errors.append(f"instantiation: Failed to instantiate component: {exc}")
+    if cls is not None and not errors:
+        errors += _instantiation_errors(cls, component)
     return errors
+
+
+def _provider_class(provider: str) -> tuple[type[ComponentLoader] | None, list[str]]:
+    """The provider's component class, or why it is none; Undecided when it does not import here."""
+    from autogen_core import is_component_class
+
+    try:
+        module, class_name = _provider_module(provider)
+        cls = getattr(module, class_name)
+        if not is_component_class(cls):
+            return None, [f"provider: Class {provider} is not a valid component class"]
+    except Undecided:
+        raise
+    except Exception as exc:
+        return None, [f"provider: Error validating provider: {exc}"]
+    return cls, []
+
+
+def _provider_module(provider: str) -> tuple[ModuleType, str]:
+    """The provider's module and its class's name; Undecided when the module does not import here."""
+    module_path, class_name = provider.rsplit(".", maxsplit=1)
+    try:
+        return importlib.import_module(module_path), class_name
+    except ImportError as exc:
+        raise Undecided(f"provider {provider} does not import on this worker") from exc
+
+
+def _instantiation_errors(cls: type[ComponentLoader], component: Mapping[str, object]) -> list[str]:
+    """Studio's last step: the component instantiates (with placeholder keys, never connecting)."""
+    from autogen_core import ComponentModel
+
+    try:
+        _share_ssl_context_while_validating()
+        token = VALIDATING.set(True)
+        try:
+            cls.load_component(ComponentModel.model_validate(with_placeholder_keys(component)))
+        finally:
+            VALIDATING.reset(token)
+    except Exception as exc:
+        if _missing_package(exc):
+            raise Undecided(f"building it needs a package this worker lacks: {exc}") from exc
+        return [f"instantiation: Failed to instantiate component: {exc}"]
+    return []
 
 
 def _missing_package(exc: BaseException) -> bool:
     """An import failed somewhere while building (a model's SDK, a tool's global_imports): Studio's
     packages may differ from the worker's, so only Studio can tell."""
+    return any(isinstance(seen, ImportError) or "Module not found" in str(seen) for seen in _chain(exc))
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and what it was raised from or while handling, back to the first."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, ImportError) or "Module not found" in str(seen):
-            return True
+        yield seen
         seen = seen.__cause__ or seen.__context__
-    return False
 
 
-def _schema_errors(provider: str, config: dict[str, Any]) -> list[str]:
+def _schema_errors(provider: str, config: Mapping[str, object]) -> list[str]:
     # Studio imports the provider as written here (no aliases): a shorthand fails this step there too
     try:
         module_path, class_name = provider.rsplit(".", maxsplit=1)
@@ -135,7 +165,7 @@ def _schema_errors(provider: str, config: dict[str, Any]) -> list[str]:
     return []
 
 
-def with_placeholder_keys(node: Any) -> Any:
+def with_placeholder_keys(node: object) -> object:
     """A copy in which every model client without an `api_key` has Studio's placeholder: by the
     time Studio validates, listing teams has set its provider keys to "test" when unset. Put in the
     copy rather than the environment, so validation can run in a thread beside model calls."""
@@ -143,9 +173,15 @@ def with_placeholder_keys(node: Any) -> Any:
         return [with_placeholder_keys(v) for v in node]
     if not isinstance(node, dict):
         return node
-    out = {k: with_placeholder_keys(v) for k, v in node.items()}
-    config = out.get("config")
-    model = is_model(out) or str(out.get("provider", "")).endswith("ChatCompletionClient")
-    if model and isinstance(config, dict) and not config.get("api_key"):
-        out["config"] = {**config, "api_key": "test"}
-    return out
+    return _with_placeholder_key({k: with_placeholder_keys(v) for k, v in node.items()})
+
+
+def _with_placeholder_key(component: dict[str, object]) -> dict[str, object]:
+    config = component.get("config")
+    if _is_model_client(component) and isinstance(config, dict) and not config.get("api_key"):
+        component["config"] = {**config, "api_key": "test"}
+    return component
+
+
+def _is_model_client(component: Mapping[str, object]) -> bool:
+    return is_model(component) or str(component.get("provider", "")).endswith("ChatCompletionClient")
