@@ -9,11 +9,12 @@ import logging
 import socket
 import threading
 import time
-from typing import Any
+from dataclasses import dataclass
 
 import psutil
 import redis
-from celery import bootsteps
+from celery import Celery, bootsteps
+from celery.worker.consumer import Consumer
 
 from shared.adapters.redis.conn import sync_client
 from shared.adapters.redis.keys import HOSTS, THROTTLE, in_flight_key, throttle_key
@@ -59,77 +60,78 @@ class ResourceGuard(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery is
 
     requires = {"celery.worker.consumer.tasks:Tasks"}
 
-    def __init__(self, parent: Any, **kwargs: Any) -> None:
+    def __init__(self, parent: Consumer, **kwargs: object) -> None:
         super().__init__(parent, **kwargs)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self, c: Any) -> None:
+    def start(self, c: Consumer) -> None:
         self._thread = threading.Thread(target=self._run, args=(c,), name="agentq-resources", daemon=True)
         self._thread.start()
 
-    def stop(self, c: Any) -> None:
+    def stop(self, c: Consumer) -> None:
         self._stop.set()
 
-    def _run(self, c: Any) -> None:
+    def _run(self, c: Consumer) -> None:
         settings = Settings()
         app = c.app
-        nodename = c.hostname
         client = sync_client(app.conf.result_backend, settings.redis_outage_seconds)
         queues = [q.name for q in app.amqp.queues.consume_from.values()] or [app.conf.task_default_queue]
-        throttled = False
+        host = Host(app, c.hostname, client, queues, settings)
         psutil.cpu_percent(interval=None)  # prime the CPU counter
         # the first reading at once: it is also this worker's heartbeat (producer/recovery.py)
         while True:
             try:
-                now = sample()
-                mem_limit, cpu_limit = thresholds(client, nodename, settings)
-                over = now["memory"] > mem_limit or now["cpu"] > cpu_limit
-                if over != throttled:
-                    throttled = over
-                    self._switch(app, nodename, queues, throttled, now, mem_limit, cpu_limit)
-                    metrics = Metrics()
-                    metrics.inc("agentq_throttle_events_total", [nodename, "paused" if throttled else "resumed"])
-                    flush(client, metrics)
-                forget_gone_hosts(client, time.time() - HOST_FORGET_SECONDS)
-                client.hset(
-                    HOSTS,
-                    nodename,
-                    json.dumps(
-                        {
-                            **now,
-                            "host": socket.gethostname(),
-                            "queues": queues,  # a run waiting on a queue nobody takes says so (producer/recovery.py)
-                            "throttled": throttled,
-                            "ts": time.time(),
-                        }
-                    ),
-                )
+                host.check()
             except Exception:  # never let monitoring take the worker down
                 log.exception("resource check failed")
             if self._stop.wait(settings.resource_interval_seconds):
                 break
 
-    @staticmethod
-    def _switch(
-        app: Any,
-        nodename: str,
-        queues: list[str],
-        throttled: bool,
-        now: dict[str, float],
-        mem_limit: float,
-        cpu_limit: float,
-    ) -> None:
+
+@dataclass
+class Host:
+    """One worker's host as its resource thread watches it."""
+
+    app: Celery
+    nodename: str
+    client: redis.Redis
+    queues: list[str]
+    settings: Settings
+    throttled: bool = False
+
+    def check(self) -> None:
+        """One reading: throttle or resume on a threshold crossed, then the heartbeat."""
+        now = sample()
+        mem_limit, cpu_limit = thresholds(self.client, self.nodename, self.settings)
+        over = now["memory"] > mem_limit or now["cpu"] > cpu_limit
+        if over != self.throttled:
+            self.throttled = over
+            self._switch(now, mem_limit, cpu_limit)
+            metrics = Metrics()
+            metrics.inc("agentq_throttle_events_total", [self.nodename, "paused" if over else "resumed"])
+            flush(self.client, metrics)
+        forget_gone_hosts(self.client, time.time() - HOST_FORGET_SECONDS)
+        self.client.hset(HOSTS, self.nodename, json.dumps(self._heartbeat(now)))
+
+    def _heartbeat(self, now: dict[str, float]) -> dict[str, object]:
+        return {
+            **now,
+            "host": socket.gethostname(),
+            "queues": self.queues,  # a run waiting on a queue nobody takes says so (producer/recovery.py)
+            "throttled": self.throttled,
+            "ts": time.time(),
+        }
+
+    def _switch(self, now: dict[str, float], mem_limit: float, cpu_limit: float) -> None:
         readings = f"memory {now['memory']:.0f}% (limit {mem_limit:g}%), cpu {now['cpu']:.0f}% (limit {cpu_limit:g}%)"
         # Through the broadcast channel, so the worker's own event loop changes its consumers.
-        for queue in queues:
-            if throttled:
-                app.control.cancel_consumer(queue, destination=[nodename])
-            else:
-                app.control.add_consumer(queue, destination=[nodename])
-        if throttled:
-            log.warning("throttling %s: %s; not taking new tasks until below", nodename, readings)
+        change = self.app.control.cancel_consumer if self.throttled else self.app.control.add_consumer
+        for queue in self.queues:
+            change(queue, destination=[self.nodename])
+        if self.throttled:
+            log.warning("throttling %s: %s; not taking new tasks until below", self.nodename, readings)
         else:
-            log.warning("resuming %s: %s; taking tasks again", nodename, readings)
-        with app.events.default_dispatcher(hostname=nodename) as dispatcher:
-            dispatcher.send("worker-throttled" if throttled else "worker-resumed", **now)
+            log.warning("resuming %s: %s; taking tasks again", self.nodename, readings)
+        with self.app.events.default_dispatcher(hostname=self.nodename) as dispatcher:
+            dispatcher.send("worker-throttled" if self.throttled else "worker-resumed", **now)
