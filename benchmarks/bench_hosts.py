@@ -149,8 +149,8 @@ def measure(
     report, producer_cpu = run_workflow(path, env)
     cpu_after = cpu_of(workers)
     stats = httpx.get(f"{standin_url}/_stats").json()
-    meta = store.meta(report["run_id"]) or {}
-    states = store.node_states(report["run_id"])
+    meta = m.to_dict() if (m := store.meta(report["run_id"])) else {}
+    states = {label: st.to_dict() for label, st in store.node_states(report["run_id"]).items()}
     created, finished = float(meta["created"]), float(meta["finished"])
     starts = [float(s["started"]) for s in states.values()]
     ends = [float(s["finished"]) for s in states.values()]

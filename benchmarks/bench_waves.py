@@ -23,6 +23,8 @@ from celery import chain, chord, group  # noqa: E402
 
 from benchmarks.common import new_run_id, redis_and_workers, store_for, wait_finished  # noqa: E402
 from shared.adapters.celery import CeleryDispatcher, create_app  # noqa: E402
+from shared.core.records import NewRun  # noqa: E402
+from shared.core.run_model import NodeState, RunMeta, RunState, Status  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
 
@@ -30,19 +32,19 @@ def run_waves(app, store, waves: int, per_wave: int, batch: int) -> float:
     run_id = new_run_id()
     labels = [[f"w{w}-n{i}" for i in range(per_wave)] for w in range(waves)]
     plan = [[wave[i : i + batch] for i in range(0, per_wave, batch)] for wave in labels]
-    nodes = {lbl: {"status": "pending"} for wave in labels for lbl in wave}
-    meta = {
-        "run_id": run_id,
-        "waves": waves,
-        "total": len(nodes),
-        "state": "running",
-        "created": time.time(),
-        "batch_task": "agentq.noop_batch",
-        "gallery_needed": False,
-        "tree": "bench",
-        "namespace": "bench",
-    }
-    store.create_run(run_id, meta, nodes, {}, plan)
+    nodes = {lbl: NodeState(status=Status.PENDING) for wave in labels for lbl in wave}
+    meta = RunMeta(
+        run_id=run_id,
+        waves=waves,
+        total=len(nodes),
+        state=RunState.RUNNING,
+        created=time.time(),
+        batch_task="agentq.noop_batch",
+        gallery_needed=False,
+        tree="bench",
+        namespace="bench",
+    )
+    store.create_run(NewRun(meta, nodes, {}, plan))
     t0 = time.time()
     CeleryDispatcher(app).start_run(run_id)
     finished = wait_finished(store, run_id)

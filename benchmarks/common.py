@@ -39,8 +39,8 @@ def wait_finished(store: Store, run_id: str, timeout: float = 600) -> float:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         meta = store.meta(run_id)
-        if meta and meta.get("state") == "finished":
-            return float(meta["finished"])
+        if meta and meta.finished is not None:
+            return meta.finished
         time.sleep(0.01)
     raise TimeoutError(run_id)
 

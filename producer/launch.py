@@ -1,5 +1,5 @@
 """One way to start a run, sync or workflow: write its state to Redis and publish one small
-message, or, when nothing needs doing, close the run at once. Returns the run's id."""
+message, or, when nothing needs doing, close the run at once. Returns the run's meta."""
 
 from __future__ import annotations
 
@@ -16,25 +16,27 @@ if TYPE_CHECKING:
     from shared.ports import Dispatcher, RunStore
 
 
+def new_run() -> tuple[str, float]:
+    """A new run's id and the time it is made, for its RunMeta."""
+    return uuid.uuid4().hex[:12], time.time()
+
+
 def launch(
     store: RunStore,
     meta: RunMeta,
-    write: Callable[[str, RunMeta], None],
+    write: Callable[[RunMeta], None],
     metrics: Metrics,
     dispatcher: Dispatcher | None,
-) -> tuple[str, RunMeta]:
-    """`meta`: the run's own fields; launch adds its id, clock and state. `write(run_id, meta)`
-    stores the run's state (shared/adapters/redis/store.py). `dispatcher` is None when nothing is
-    to be enqueued."""
-    run_id = uuid.uuid4().hex[:12]
-    created = time.time()
-    full: RunMeta = {**meta, "run_id": run_id, "created": created, "state": RunState.RUNNING}
+) -> RunMeta:
+    """`meta`: the run as it starts (running; id and clock from new_run). `write(meta)` stores the run's state
+    (shared/adapters/redis/store.py). `dispatcher` is None when nothing is to be enqueued: the run
+    is finished as it is written."""
     if dispatcher is None:
-        full.update(RunMeta(state=RunState.FINISHED, finished=created))
-    write(run_id, full)
+        meta = meta.model_copy(update={"state": RunState.FINISHED, "finished": meta.created})
+    write(meta)
     store.flush(metrics)
     if dispatcher is None:
-        record_run(store, full)
+        record_run(store, meta)
     else:
-        dispatcher.start_run(run_id)
-    return run_id, full
+        dispatcher.start_run(meta.run_id)
+    return meta

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
 
 from shared.core.components import gallery_section
 from shared.core.graph import waves
 from shared.core.hashing import gallery_key
+from shared.core.records import CacheEntry
 from shared.core.run_model import NodeState, Status
 from shared.core.tree import Tree
 
@@ -52,12 +53,33 @@ def split(labels: list[str], batch_size: int) -> list[list[str]]:
     return [labels[i : i + size] for i in range(0, len(labels), size)]
 
 
+def _first_state(
+    tree: Tree,
+    label: str,
+    cached: Mapping[str, CacheEntry | None],
+    drifted: Mapping[str, str],
+    last_keys: Mapping[str, str],
+) -> tuple[dict[str, object], str]:
+    """A node's first state's own fields (its type and path aside), and what changed for it:
+    invalid, skipped, drifted, unchanged (cached), changed or new."""
+    if label in tree.invalid:
+        return {"status": Status.FAILED, "error": tree.invalid[label]}, "invalid"
+    if label in tree.skipped:
+        return {"status": Status.SKIPPED, "reason": tree.skipped[label]}, "skipped"
+    if label in drifted:
+        return {"status": Status.SKIPPED, "drifted": True, "reason": drifted[label]}, "drifted"
+    if label in cached:
+        # the cache entry's fields (outcome, team or gallery id) are the node's own
+        return {**(cached[label] or {}), "status": Status.CACHED, "outcome": "unchanged"}, "unchanged"
+    return {"status": Status.PENDING}, "changed" if label in last_keys else "new"
+
+
 def make_plan(
     tree: Tree,
     *,
     tree_name: str,
     gallery_name: str,
-    cached: dict[str, Any],
+    cached: Mapping[str, CacheEntry | None],
     gallery_cached: bool,
     last_keys: dict[str, str],
     batch_size: int,
@@ -69,32 +91,13 @@ def make_plan(
     states: dict[str, NodeState] = {}
     changes: dict[str, str] = {}
     for path, message in tree.broken_files.items():
-        states[path] = {"status": Status.FAILED, "type": None, "path": path, "error": message}
+        states[path] = NodeState(status=Status.FAILED, type=None, path=path, error=message)
         changes[path] = "invalid"
     for label, node in tree.nodes.items():
-        base = NodeState(type=node.component_type, path=node.path)
-        if label in tree.invalid:
-            states[label] = {**base, "status": Status.FAILED, "error": tree.invalid[label]}
-            changes[label] = "invalid"
-        elif label in tree.skipped:
-            states[label] = {**base, "status": Status.SKIPPED, "reason": tree.skipped[label]}
-            changes[label] = "skipped"
-        elif label in drifted:
-            states[label] = {**base, "status": Status.SKIPPED, "drifted": True, "reason": drifted[label]}
-            changes[label] = "drifted"
-        elif label in cached:
-            states[label] = {
-                **base,
-                **cast(NodeState, cached[label] or {}),
-                "status": Status.CACHED,
-                "outcome": "unchanged",
-            }
-            changes[label] = "unchanged"
-        else:
-            states[label] = {**base, "status": Status.PENDING}
-            changes[label] = "changed" if label in last_keys else "new"
+        fields, changes[label] = _first_state(tree, label, cached, drifted, last_keys)
+        states[label] = NodeState.model_validate({"type": node.component_type, "path": node.path, **fields})
 
-    run = {lbl for lbl, st in states.items() if st["status"] == Status.PENDING}
+    run = {lbl for lbl, st in states.items() if st.status == Status.PENDING}
     deps = {lbl: [d for d in tree.nodes[lbl].deps if d in run] for lbl in run}
     members = gallery_members(tree)
     key = tree_gallery_key(tree, gallery_name)

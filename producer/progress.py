@@ -63,7 +63,7 @@ def follow_workflow(
 
         def refresh(_done: int = 0, _total: int = 0) -> None:
             for tid, state in store.node_states(run_id, task_ids).items():
-                status = str(state.get("status", Status.PENDING))
+                status = str(state.status)
                 if shown.get(tid) == status:
                     continue
                 shown[tid] = status

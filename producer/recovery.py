@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 
 from shared.core import reconcile
-from shared.core.run_model import RunMeta, RunState, Status
+from shared.core.run_model import SYNC_BATCH_TASK, Status
 from shared.metrics import Metrics
 from shared.ports import Dispatcher, RunStore
 from shared.run_metrics import record_run
@@ -111,6 +111,9 @@ class Watchdog:
                 "start one with `celery -A workers worker`"
             )
             return
+        self._say_missing_queues(live)
+
+    def _say_missing_queues(self, live: dict[str, list[str] | None]) -> None:
         if any(queues is None for queues in live.values()):
             return  # a worker that does not say which queues it takes may take them all
         taken = {q for queues in live.values() for q in queues or ()}
@@ -159,18 +162,21 @@ class Watchdog:
                 f"({len(task_ids)} it was running)"
             )
         if not lost and self._last_death and now - self._last_death < 10 * self.dead_after:
-            # a dead worker may also have taken messages it never started, delivered too recently to
-            # count as orphans when it was found: they become orphans dead_after later
-            live = {t for ids in self.store.running_messages().values() for t in ids}
-            count = self.dispatcher().requeue(set(), time.time() - self.dead_after, live)
-            if count:
-                self.say(f"requeued {count} message(s) a gone worker had taken but not started")
+            self._requeue_orphans()
+
+    def _requeue_orphans(self) -> None:
+        """A dead worker may also have taken messages it never started, delivered too recently to
+        count as orphans when it was found: they become orphans dead_after later."""
+        live = {t for ids in self.store.running_messages().values() for t in ids}
+        count = self.dispatcher().requeue(set(), time.time() - self.dead_after, live)
+        if count:
+            self.say(f"requeued {count} message(s) a gone worker had taken but not started")
 
     def _say_where_it_is_stuck(self) -> None:
         running = {
-            label: st.get("worker", "?")
+            label: st.worker or "?"
             for label, st in self.store.node_states(self.run_id).items()
-            if st.get("status") == Status.RUNNING
+            if st.status == Status.RUNNING
         }
         where = "; ".join(f"{label} on {worker}" for label, worker in sorted(running.items())[:10]) or "none running"
         self.say(f"no progress for {self.stuck_after:g} s: {where}")
@@ -214,27 +220,35 @@ class Watchdog:
             dispatcher.send_again("agentq.run_tasks", (run_id, tasks[i : i + self.batch_size]))
         if tasks:
             self.store.published(run_id, tasks)
-        meta = self.store.meta(run_id) or RunMeta()
+        meta = self.store.meta(run_id)
+        batch_task = meta.batch_task if meta else SYNC_BATCH_TASK
         for lost in due:
-            kind, _, rest = lost.item.partition(":")
-            if kind == "batch":
-                wave, index = (int(x) for x in rest.split(":"))
-                dispatcher.send_again(meta.get("batch_task", "agentq.sync_batch"), (run_id, wave, index))
-            elif kind == "wave-done":
-                dispatcher.send_again("agentq.wave_done", (None, run_id, int(rest)))
-            elif lost.item == reconcile.START:
-                dispatcher.send_again("agentq.start_run", (run_id,))
-            elif lost.item == reconcile.FINALIZE and not workflow:
-                dispatcher.send_again("agentq.finalize", (run_id,))
+            message = step_message(lost.item, run_id, batch_task, workflow)
+            if message is not None:
+                dispatcher.send_again(*message)
             elif lost.item == reconcile.FINALIZE and self.store.claim(run_id, "finished"):
-                record_run(
-                    self.store, self.store.update_meta(run_id, RunMeta(state=RunState.FINISHED, finished=time.time()))
-                )
+                record_run(self.store, self.store.finish_run(run_id))  # a workflow's last step is no message
             metrics.inc("agentq_redispatches_total", ["workflow" if workflow else "sync", lost.cause])
         self.store.flush(metrics)
+        self._say_dispatched(due)
+
+    def _say_dispatched(self, due: list[reconcile.Lost]) -> None:
         by_reason: dict[str, list[str]] = {}
         for lost in due:
             by_reason.setdefault(lost.reason, []).append(lost.item)
         for reason, items in by_reason.items():
             shown = ", ".join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
-            self.say(f"run {run_id}: dispatched again {len(items)} item(s) ({shown}): {reason}")
+            self.say(f"run {self.run_id}: dispatched again {len(items)} item(s) ({shown}): {reason}")
+
+
+def step_message(item: str, run_id: str, batch_task: str, workflow: bool) -> tuple[str, tuple[object, ...]] | None:
+    """The Celery task and arguments that carry a lost sync batch or run step again (None: a
+    workflow task, sent apart, or a workflow's finalize, which is no message)."""
+    kind, _, rest = item.partition(":")
+    if kind == "batch":
+        wave, index = rest.split(":")
+        return batch_task, (run_id, int(wave), int(index))
+    if kind == "wave-done":
+        return "agentq.wave_done", (None, run_id, int(rest))
+    steps = {reconcile.START: "agentq.start_run", **({} if workflow else {reconcile.FINALIZE: "agentq.finalize"})}
+    return (steps[item], (run_id,)) if item in steps else None

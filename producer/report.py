@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -10,7 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from shared.adapters.redis.keys import REQUESTS, RETRIES
-from shared.core.run_model import UNSUCCESSFUL, NodeState, RunKind, RunMeta, RunState, Status
+from shared.core.records import TranscriptMessage
+from shared.core.run_model import UNSUCCESSFUL, NodeState, RunKind, RunState, Status
 
 if TYPE_CHECKING:
     from shared.ports import RunStore
@@ -18,22 +20,9 @@ if TYPE_CHECKING:
 OUTCOMES = ("created", "updated", "unchanged", "validated", "deleted", "drifted", "failed", "skipped", "pending")
 
 
-def outcome_of(state: NodeState) -> str:
-    status = state.get("status")
-    if status == Status.DONE:
-        return str(state.get("outcome", "created"))
-    if status == Status.CACHED:
-        return "unchanged"
-    if state.get("drifted"):
-        return "drifted"  # edited in Studio since the sync wrote it, and left alone
-    if status in UNSUCCESSFUL:
-        return str(status)
-    return Status.PENDING
-
-
-def state_of(meta: RunMeta) -> str | None:
-    """A run's state as reports say it: a cancelled run is finished, and said to be cancelled."""
-    return RunState.CANCELLED if meta.get("cancelled") else meta.get("state")
+def outcome_of(state: Mapping[str, object]) -> str:
+    """A node's outcome, from its state as a report holds it."""
+    return NodeState.model_validate(state).outcome_said()
 
 
 def run_report(store: RunStore, run_id: str) -> dict[str, Any] | None:
@@ -43,20 +32,19 @@ def run_report(store: RunStore, run_id: str) -> dict[str, Any] | None:
     nodes = store.node_states(run_id)
     counts = {o: 0 for o in OUTCOMES}
     for state in nodes.values():
-        counts[outcome_of(state)] += 1
+        counts[state.outcome_said()] += 1
     requests = store.tally(run_id, REQUESTS)
-    finished = meta.get("finished")
     return {
         "run_id": run_id,
-        "state": state_of(meta),
-        "tree": meta.get("tree"),
-        "studio_url": meta.get("studio_url"),
-        "gallery": meta.get("gallery_name"),
-        "seconds": round(finished - meta["created"], 3) if finished else None,
+        "state": meta.said_state,
+        "tree": meta.tree,
+        "studio_url": meta.studio_url,
+        "gallery": meta.gallery_name,
+        "seconds": meta.seconds(),
         "counts": counts,
-        "error": meta.get("error"),
+        "error": meta.error,
         "studio_requests": requests,
-        "nodes": dict(sorted(nodes.items())),
+        "nodes": {label: state.to_dict() for label, state in sorted(nodes.items())},
     }
 
 
@@ -65,7 +53,7 @@ def stored_report(store: RunStore, run_id: str) -> dict[str, Any] | None:
     meta = store.meta(run_id)
     if meta is None:
         return None
-    if meta.get("kind") == RunKind.WORKFLOW:
+    if meta.kind == RunKind.WORKFLOW:
         report = workflow_report(store, run_id)
         return None if report is None else {"kind": RunKind.WORKFLOW, **report}
     report = run_report(store, run_id)
@@ -95,75 +83,105 @@ def clipped(text: str, width: int = LABEL_WIDTH) -> str:
     return escape(text if len(text) <= width else "…" + text[-(width - 1) :])
 
 
-def render_report(console: Console, report: dict[str, Any], verbose: bool = False) -> None:
+def _said(st: Mapping[str, Any], *fields: str) -> str:
+    """The first of `fields` the node's state has, or ""."""
+    return next((str(st[f]) for f in fields if st.get(f)), "")
+
+
+def _detail_table(rows: list[tuple[str, dict[str, Any]]]) -> Table:
+    """A row per node: its label, type, file, outcome, and why it failed or was skipped."""
+    detail = Table(show_lines=False)
+    for col in ("component", "type", "file", "result", "detail"):
+        detail.add_column(col, overflow="fold")
+    for label, st in rows:
+        kind, path = _said(st, "type") or "-", _said(st, "path") or "-"
+        detail.add_row(
+            clipped(label), escape(kind), clipped(path), outcome_of(st), escape(_said(st, "error", "reason"))
+        )
+    return detail
+
+
+def _timed(report: dict[str, Any]) -> str:
+    """The run's state, and how long it took once it has finished."""
+    return report["state"] if report["seconds"] is None else f"{report['state']} in {report['seconds']:.2f} s"
+
+
+ALWAYS_SHOWN = ("created", "updated", "unchanged", "failed", "skipped")  # outcomes a sync's table shows at 0 too
+
+
+def _counts_table(report: dict[str, Any]) -> Table:
     counts = report["counts"]
     table = Table(title=escape(f"sync run {report['run_id']} — {report['tree']}"))
-    shown = [o for o in OUTCOMES if counts[o] or o in ("created", "updated", "unchanged", "failed", "skipped")]
+    shown = [o for o in OUTCOMES if counts[o] or o in ALWAYS_SHOWN]
     for outcome in shown:
         table.add_column(outcome, justify="right")
     table.add_row(*(str(counts[o]) for o in shown))
-    console.print(table)
+    return table
+
+
+def render_report(console: Console, report: dict[str, Any], verbose: bool = False) -> None:
+    console.print(_counts_table(report))
     rows = [(lbl, st) for lbl, st in report["nodes"].items() if verbose or st.get("status") in UNSUCCESSFUL]
     if rows:
-        detail = Table(show_lines=False)
-        for col in ("component", "type", "file", "result", "detail"):
-            detail.add_column(col, overflow="fold")
-        for label, st in rows:
-            text = st.get("error") or st.get("reason") or ""
-            path = st.get("path") or "-"
-            detail.add_row(clipped(label), escape(st.get("type") or "-"), clipped(path), outcome_of(st), escape(text))
-        console.print(detail)
+        console.print(_detail_table(rows))
     if report.get("error"):
         console.print(f"[red]{escape(report['error'])}[/red]")
-    writes = studio_writes(report)
-    state = report["state"] if report["seconds"] is None else f"{report['state']} in {report['seconds']:.2f} s"
-    console.print(f"{state}; Studio requests: {sum(report['studio_requests'].values())} ({writes} writes)")
+    requests = sum(report["studio_requests"].values())
+    console.print(f"{_timed(report)}; Studio requests: {requests} ({studio_writes(report)} writes)")
+
+
+def _task_row(st: NodeState, output: str | None, transcript: list[TranscriptMessage]) -> dict[str, Any]:
+    """A workflow task as its report says it."""
+    return {
+        "status": st.status,
+        "agent": st.agent,
+        "priority": st.priority,
+        "cached": st.status == Status.CACHED,
+        "seconds": st.seconds,
+        "started": st.started,
+        "finished": st.finished,
+        "prompt_tokens": st.prompt_tokens,
+        "completion_tokens": st.completion_tokens,
+        "model_calls": st.calls,
+        "error": st.error,
+        "reason": st.reason,
+        "stop_reason": st.stop_reason,
+        "output": output,
+        "transcript": transcript,
+    }
 
 
 def workflow_report(store: RunStore, run_id: str) -> dict[str, Any] | None:
     meta = store.meta(run_id)
-    if meta is None or meta.get("kind") != "workflow":
+    if meta is None or meta.kind != RunKind.WORKFLOW:
         return None
     states = store.node_states(run_id)
     outputs = store.outputs(run_id)
     transcripts = store.transcripts(run_id)
-    order = {tid: i for i, tid in enumerate(store.run_list(run_id, "order"))}
+    order = {tid: i for i, tid in enumerate(store.task_order(run_id))}
     ranked = sorted(states, key=lambda t: (order.get(t, -1), t))
-    tasks = {}
-    for tid in ranked:
-        st = states[tid]
-        tasks[tid] = {
-            "status": st.get("status"),
-            "agent": st.get("agent"),
-            "priority": st.get("priority"),
-            "cached": st.get("status") == Status.CACHED,
-            "seconds": st.get("seconds"),
-            "started": st.get("started"),
-            "finished": st.get("finished"),
-            "prompt_tokens": st.get("prompt_tokens"),
-            "completion_tokens": st.get("completion_tokens"),
-            "model_calls": st.get("calls"),
-            "error": st.get("error"),
-            "reason": st.get("reason"),
-            "stop_reason": st.get("stop_reason"),
-            "output": outputs.get(tid),
-            "transcript": transcripts.get(tid, []),
-        }
+    tasks = {tid: _task_row(states[tid], outputs.get(tid), transcripts.get(tid, [])) for tid in ranked}
     counts = {str(s): 0 for s in Status}
     for st in states.values():
-        counts[st.get("status", Status.PENDING)] = counts.get(st.get("status", Status.PENDING), 0) + 1
-    finished = meta.get("finished")
-    retries = store.tally(run_id, RETRIES)
+        counts[st.status] += 1
     return {
         "run_id": run_id,
-        "workflow": meta.get("workflow"),
-        "state": state_of(meta),
-        "mode": meta.get("mode"),
-        "seconds": round(finished - meta["created"], 3) if finished else None,
+        "workflow": meta.workflow,
+        "state": meta.said_state,
+        "mode": meta.mode,
+        "seconds": meta.seconds(),
         "counts": counts,
-        "retries": retries,
+        "retries": store.tally(run_id, RETRIES),
         "tasks": tasks,
     }
+
+
+def _task_cells(tid: str, t: dict[str, Any]) -> tuple[str, ...]:
+    """A workflow task's row in the run's table: id, agent, status, seconds, tokens, detail."""
+    tokens = "-" if t["prompt_tokens"] is None else f"{t['prompt_tokens']}+{t['completion_tokens']}"
+    detail = t["error"] or t["reason"] or (t["output"] or "")[:80]
+    seconds = "-" if t["seconds"] is None else f"{t['seconds']:.2f}"
+    return clipped(tid), clipped(t["agent"] or "-"), t["status"], seconds, tokens, escape(detail)
 
 
 def render_workflow(console: Console, report: dict[str, Any]) -> None:
@@ -171,16 +189,12 @@ def render_workflow(console: Console, report: dict[str, Any]) -> None:
     for col in ("task", "agent", "status", "seconds", "tokens", "detail"):
         table.add_column(col, overflow="fold")
     for tid, t in report["tasks"].items():
-        tokens = "-" if t["prompt_tokens"] is None else f"{t['prompt_tokens']}+{t['completion_tokens']}"
-        detail = t["error"] or t["reason"] or (t["output"] or "")[:80]
-        seconds = "-" if t["seconds"] is None else f"{t['seconds']:.2f}"
-        table.add_row(clipped(tid), clipped(t["agent"] or "-"), t["status"], seconds, tokens, escape(detail))
+        table.add_row(*_task_cells(tid, t))
     console.print(table)
     c = report["counts"]
-    state = report["state"] if report["seconds"] is None else f"{report['state']} in {report['seconds']:.2f} s"
     retries = ", ".join(f"{k} {v}" for k, v in report["retries"].items()) or "none"
     console.print(
-        f"{state}: {c['done']} ran, {c['cached']} from cache, {c['failed']} failed, {c['skipped']} skipped; retries: {retries}"
+        f"{_timed(report)}: {c['done']} ran, {c['cached']} from cache, {c['failed']} failed, {c['skipped']} skipped; retries: {retries}"
     )
 
 
@@ -209,18 +223,28 @@ def _transcript_line(message: dict[str, Any], transcript: list[dict[str, Any]]) 
     return f"- **{message['source']}** ({message['kind']}): {content}".replace("\n", "\n  ")
 
 
+def _task_facts(t: dict[str, Any]) -> str:
+    """A workflow task's status, time and tokens, as its Markdown section's first line says them."""
+    facts = [t["status"] + (" (cache)" if t["cached"] else "")]
+    if t["seconds"] is not None:
+        facts.append(f"{t['seconds']:.2f} s")
+    if t["prompt_tokens"] is not None:
+        facts.append(f"{t['prompt_tokens']} + {t['completion_tokens']} tokens")
+    return f"*{t['agent']}: {', '.join(facts)}*"
+
+
+def _transcript_section(t: dict[str, Any]) -> list[str]:
+    if not t.get("transcript"):
+        return []
+    lines = ["### Transcript", ""]
+    lines += [_transcript_line(m, t["transcript"]) for m in t["transcript"] if not m.get("results")]
+    return lines + [""] + ([f"*stopped: {t['stop_reason']}*", ""] if t.get("stop_reason") else [])
+
+
 def workflow_markdown(report: dict[str, Any]) -> str:
     lines = [f"# {report['workflow']} (run {report['run_id']})", ""]
     for tid, t in report["tasks"].items():
-        facts = [t["status"] + (" (cache)" if t["cached"] else "")]
-        if t["seconds"] is not None:
-            facts.append(f"{t['seconds']:.2f} s")
-        if t["prompt_tokens"] is not None:
-            facts.append(f"{t['prompt_tokens']} + {t['completion_tokens']} tokens")
-        lines += [f"## {tid}", "", f"*{t['agent']}: {', '.join(facts)}*", ""]
+        lines += [f"## {tid}", "", _task_facts(t), ""]
         lines += [t["output"] or t["error"] or t["reason"] or "", ""]
-        if t.get("transcript"):
-            lines += ["### Transcript", ""]
-            lines += [_transcript_line(m, t["transcript"]) for m in t["transcript"] if not m.get("results")]
-            lines += [""] + ([f"*stopped: {t['stop_reason']}*", ""] if t.get("stop_reason") else [])
+        lines += _transcript_section(t)
     return "\n".join(lines)

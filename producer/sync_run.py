@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from producer.launch import launch
+from producer.launch import launch, new_run
 from producer.planner import Plan, make_plan, tree_gallery_key
 from producer.scanner import ScanResult, default_cache_path, scan
 from producer.studio_state import StudioView, inspect, studio_version
 from shared.adapters.redis.keys import REQUESTS, STUDIO_VERSION
 from shared.core.hashing import canonical_json, namespace, sha256_hex
+from shared.core.records import NewRun, Spec
 from shared.core.refs import MissingVariable, substitute_variables
 from shared.core.run_model import TERMINAL, RunKind, RunMeta, RunState, Status
 from shared.core.secrets import content_hash
@@ -84,54 +85,75 @@ def prepare(
     return Prepared(root, result, tree, plan, ns, view)
 
 
-def submit(prepared: Prepared, settings: Settings, store: RunStore, dispatcher: Dispatcher | None) -> str:
-    """Write the run's state to Redis and publish its first wave (nothing when all is cached)."""
+def _specs(prepared: Prepared) -> dict[str, Spec]:
+    """What a worker needs of each node to run: those to sync, and the gallery's members when it is written."""
     plan, tree = prepared.plan, prepared.tree
     members = set(plan.gallery_members)
     needed = set(plan.to_run) | (members if plan.gallery_needed else set())
     memo: dict[str, Any] = {}
-    specs = {
-        lbl: {
-            "spec": tree.resolved(lbl, memo),
-            "type": tree.nodes[lbl].component_type,
-            "key": tree.nodes[lbl].key,
-            "path": tree.nodes[lbl].path,
-            "deps": tree.nodes[lbl].deps,
-            "gallery": lbl in members,
-        }
-        for lbl in needed
-    }
+
+    def spec(lbl: str) -> Spec:
+        node = tree.nodes[lbl]
+        resolved = tree.resolved(lbl, memo)
+        return {"spec": resolved, "type": node.component_type, "key": node.key, "path": node.path, "deps": node.deps}
+
+    return {lbl: {**spec(lbl), "gallery": lbl in members} for lbl in needed}
+
+
+def submit(prepared: Prepared, settings: Settings, store: RunStore, dispatcher: Dispatcher | None) -> str:
+    """Write the run's state to Redis and publish its first wave (nothing when all is cached)."""
+    plan, tree = prepared.plan, prepared.tree
+    specs = _specs(prepared)
+    run_id, created = new_run()
     meta = RunMeta(
+        run_id=run_id,
+        created=created,
+        state=RunState.RUNNING,
         kind=RunKind.SYNC,
         tree=plan.tree_name,
         namespace=prepared.namespace,
         studio_url=settings.studio_url,
         user_id=settings.studio_user_id,
         gallery_name=plan.gallery_name,
-        gallery_members=plan.gallery_members,
+        gallery_key=plan.gallery_key,
+        gallery_members=tuple(plan.gallery_members),
         gallery_needed=plan.gallery_needed,
         waves=len(plan.waves),
         total=len(plan.states),
     )
-    if plan.gallery_key is not None:
-        meta["gallery_key"] = plan.gallery_key
     metrics = Metrics()
     for label in prepared.tree.valid:
-        hit = "hit" if plan.states[label]["status"] == Status.CACHED else "miss"
+        hit = "hit" if plan.states[label].status == Status.CACHED else "miss"
         metrics.inc("agentq_cache_requests_total", [tree.nodes[label].component_type, hit])
 
     # Studio is asked once whether it answers at all before any work goes to the workers
     version, asked = studio_version(settings, metrics) if plan.has_work else (None, None)
 
-    def write(run_id: str, meta: RunMeta) -> None:
-        store.create_run(run_id, meta, plan.states, specs, plan.waves)
+    def write(meta: RunMeta) -> None:
+        store.create_run(NewRun(meta, plan.states, specs, plan.waves))
         if version is not None and asked is not None:
-            store.set_run_value(run_id, STUDIO_VERSION, version)
-            store.add_to_tally(run_id, REQUESTS, asked)
+            store.set_run_value(meta.run_id, STUDIO_VERSION, version)
+            store.add_to_tally(meta.run_id, REQUESTS, asked)
 
     assert dispatcher is not None or not plan.has_work
-    run_id, _ = launch(store, meta, write, metrics, dispatcher if plan.has_work else None)
-    return run_id
+    return launch(store, meta, write, metrics, dispatcher if plan.has_work else None).run_id
+
+
+def _tell_progress(
+    store: RunStore,
+    meta: RunMeta,
+    on_progress: Callable[[int, int], None] | None,
+    watch: Callable[[int], None] | None,
+) -> None:
+    """Give the count of ended nodes to whoever follows the run (the watchdog only while it runs)."""
+    if not on_progress and not watch:
+        return
+    counts = store.counts(meta.run_id)
+    done = sum(counts.get(s, 0) for s in TERMINAL)
+    if on_progress:
+        on_progress(done, meta.total)
+    if watch and not meta.finished_state:
+        watch(done)
 
 
 def wait(
@@ -148,30 +170,25 @@ def wait(
         meta = store.meta(run_id)
         if meta is None:
             raise LookupError(f"run {run_id} not found (expired?)")
-        if on_progress or watch:
-            counts = store.counts(run_id)
-            done = sum(counts.get(s, 0) for s in TERMINAL)
-            if on_progress:
-                on_progress(done, int(meta["total"]))
-            if watch and meta.get("state") != RunState.FINISHED:
-                watch(done)
-        if meta.get("state") == RunState.FINISHED:
+        _tell_progress(store, meta, on_progress, watch)
+        if meta.finished_state:
             return meta
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"run {run_id} still running after {timeout:.0f} s")
         store.await_finish(run_id, 0.1)
 
 
-def remember_if_clean(
-    prepared: Prepared, settings: Settings, store: Storage, run_id: str, report: dict[str, Any]
-) -> bool:
-    """After a sync run with the default flags: when it ended clean (nothing failed, skipped or
-    invalid), record what lets the next unchanged sync answer at once (producer/nochange.py);
-    otherwise forget any earlier record. True when recorded."""
-    from producer import nochange
+def _clean(prepared: Prepared, report: dict[str, Any]) -> bool:
+    """Nothing failed, was skipped or left pending, and the tree had no errors."""
     from producer.report import succeeded
 
-    path = nochange.record_path(prepared.root, settings.cache_dir)
+    counts = report["counts"]
+    return succeeded(report) and not prepared.tree.errors and not counts["skipped"] and not counts["pending"]
+
+
+def _root(prepared: Prepared, store: Storage) -> tuple[str, list[str]]:
+    """The sync's root (a digest over its namespace, tree, gallery and node keys) and the cache
+    entries under it."""
     tree, plan, ns = prepared.tree, prepared.plan, prepared.namespace
     valid = tree.valid
     cache_keys = [store.node_cache_key(ns, tree.nodes[lbl].key) for lbl in valid]
@@ -180,20 +197,13 @@ def remember_if_clean(
     digest = sha256_hex(
         canonical_json([ns, plan.tree_name, plan.gallery_key, [[lbl, tree.nodes[lbl].key] for lbl in valid]])
     )
-    clean = (
-        succeeded(report) and not tree.errors and not report["counts"]["skipped"] and not report["counts"]["pending"]
-    )
-    if not clean or not store.mark_root(digest, run_id, cache_keys):
-        nochange.forget(path)
-        return False
-    # settings by value; secret ones (STUDIO_TOKEN) and the tree's ${VAR}s only by whether they are set:
-    # not even a hash of a secret goes into the record
-    secret = {f.alias for f in Settings.model_fields.values() if f.alias and "Secret" in str(f.annotation)}
-    names = sorted(f.alias for f in Settings.model_fields.values() if f.alias and f.alias not in secret)
-    variables = sorted({name for ff in prepared.scan.facts.values() for _, name in ff.variables} | secret)
-    fingerprint = nochange.fingerprint_of(prepared.scan.files, prepared.scan.unread, names, variables, environment())
+    return digest, cache_keys
+
+
+def _no_change_answer(report: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """The report the next unchanged sync gives: every node unchanged, nothing asked of Studio."""
     counts = {outcome: 0 for outcome in report["counts"]} | {"unchanged": len(report["nodes"])}
-    answer = {
+    return {
         **report,
         "run_id": None,
         "last_run_id": run_id,
@@ -203,12 +213,45 @@ def remember_if_clean(
         "studio_requests": {},
         "nodes": {lbl: {**st, "status": Status.CACHED, "outcome": "unchanged"} for lbl, st in report["nodes"].items()},
     }
-    metrics = Metrics()  # the counts a full no-change sync adds (see submit and record_run)
-    for label in valid:
-        metrics.inc("agentq_cache_requests_total", [tree.nodes[label].component_type, "hit"])
+
+
+def _no_change_metrics(prepared: Prepared, report: dict[str, Any]) -> Metrics:
+    """The counts a full no-change sync adds (see submit and record_run)."""
+    metrics = Metrics()
+    for label in prepared.tree.valid:
+        metrics.inc("agentq_cache_requests_total", [prepared.tree.nodes[label].component_type, "hit"])
     for st in report["nodes"].values():
         metrics.inc("agentq_sync_outcomes_total", [st.get("type") or "file", "unchanged"])
-    written = store.written_rows(ns, plan.tree_name)
+    return metrics
+
+
+def _fingerprinted(prepared: Prepared) -> tuple[list[str], list[str]]:
+    """The settings the no-change record keeps by value, and the names it keeps only by whether
+    they are set: secret settings (STUDIO_TOKEN) and the tree's ${VAR}s (not even a hash of a
+    secret goes into the record)."""
+    aliases = {f.alias: str(f.annotation) for f in Settings.model_fields.values() if f.alias}
+    secret = {alias for alias, annotation in aliases.items() if "Secret" in annotation}
+    names = sorted(alias for alias in aliases if alias not in secret)
+    variables = sorted({name for ff in prepared.scan.facts.values() for _, name in ff.variables} | secret)
+    return names, variables
+
+
+def remember_if_clean(
+    prepared: Prepared, settings: Settings, store: Storage, run_id: str, report: dict[str, Any]
+) -> bool:
+    """After a sync run with the default flags: when it ended clean (nothing failed, skipped or
+    invalid), record what lets the next unchanged sync answer at once (producer/nochange.py);
+    otherwise forget any earlier record. True when recorded."""
+    from producer import nochange
+
+    path = nochange.record_path(prepared.root, settings.cache_dir)
+    digest, cache_keys = _root(prepared, store)
+    if not _clean(prepared, report) or not store.mark_root(digest, run_id, cache_keys):
+        nochange.forget(path)
+        return False
+    names, variables = _fingerprinted(prepared)
+    fingerprint = nochange.fingerprint_of(prepared.scan.files, prepared.scan.unread, names, variables, environment())
+    written = store.written_rows(prepared.namespace, prepared.plan.tree_name)
     last = nochange.LastSync(
         fingerprint,
         digest,
@@ -216,9 +259,9 @@ def remember_if_clean(
         variables,
         str(report["tree"]),
         len(report["nodes"]),
-        metrics.counter_fields(),
+        _no_change_metrics(prepared, report).counter_fields(),
         studio=[settings.studio_url, settings.studio_user_id],
-        rows={str(w.row_id): [w.hash, w.updated_at] for w in written.values() if w.label in tree.nodes},
+        rows={str(w.row_id): [w.hash, w.updated_at] for w in written.values() if w.label in prepared.tree.nodes},
     )
-    nochange.save(path, last, answer)
+    nochange.save(path, last, _no_change_answer(report, run_id))
     return True

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from producer.launch import launch
+from producer.launch import launch, new_run
 from producer.scanner import default_cache_path, scan
 from shared.core.components import kind_of
 from shared.core.endpoints import missing_packages
@@ -17,9 +17,19 @@ from shared.core.errors import ConfigError
 from shared.core.exceptions import InvalidInput
 from shared.core.loader import parse_document
 from shared.core.prompts import task_key
-from shared.core.run_model import NodeState, RunKind, RunMeta, Status
+from shared.core.records import CacheEntry, NewRun, Release, Spec
+from shared.core.run_model import NodeState, RunKind, RunMeta, RunState, Status
 from shared.core.tree import Tree, build_tree
-from shared.core.workflow import Workflow, celery_priorities, check_workflow, parse_workflow, release_plan, schedule
+from shared.core.workflow import (
+    ReleasePlan,
+    Workflow,
+    WorkflowTask,
+    celery_priorities,
+    check_workflow,
+    parse_workflow,
+    release_plan,
+    schedule,
+)
 from shared.metrics import Metrics
 from shared.settings import Settings, environment, scan_limits, tree_limits
 
@@ -53,6 +63,34 @@ def load(file: Path, tree_root: Path | None, settings: Settings) -> PreparedWork
         raise InvalidInput(f"the tree {tree_root} {why}: --tree names the folder the workflow's agents come from")
     root = (tree_root or default_tree_root(file)).resolve()
     rel = str(file.resolve().relative_to(root)) if file.resolve().is_relative_to(root) else str(file)
+    workflow = _read_workflow(file, rel)
+    result = scan(root, default_cache_path(root, settings.cache_dir), limits=scan_limits(settings))
+    tree = build_tree(result.documents, environment().keys(), result.facts, limits=tree_limits(settings))
+    errors = check_workflow(rel, workflow, tree)
+    if not errors and settings.redis_url is None:
+        # the embedded worker runs in this environment: what it cannot import is known now
+        errors = _missing_packages(rel, workflow, tree)
+    if errors:
+        raise WorkflowInvalid(errors)
+    return PreparedWorkflow(file.resolve(), root, workflow, tree)
+
+
+def _missing_packages(rel: str, workflow: Workflow, tree: Tree) -> list[ConfigError]:
+    """What each task's agent needs that this environment cannot import."""
+    memo: dict[str, Any] = {}
+    missing: dict[str, list[str]] = {}  # per agent: thousands of tasks share a few agents
+    for t in workflow.tasks:
+        if t.agent not in missing:
+            missing[t.agent] = missing_packages(tree.resolved(t.agent, memo), installed)
+    return [
+        ConfigError(path=rel, field=f"tasks[{i}].agent", message=f"task {t.id!r}: {problem}")
+        for i, t in enumerate(workflow.tasks)
+        for problem in missing[t.agent]
+    ]
+
+
+def _read_workflow(file: Path, rel: str) -> Workflow:
+    """The workflow in `file`; raises what is wrong with it as a file."""
     try:
         data = file.read_bytes()
     except OSError as exc:
@@ -69,24 +107,7 @@ def load(file: Path, tree_root: Path | None, settings: Settings) -> PreparedWork
     workflow = parse_workflow(rel, doc)
     if isinstance(workflow, list):
         raise WorkflowInvalid(workflow)
-    result = scan(root, default_cache_path(root, settings.cache_dir), limits=scan_limits(settings))
-    tree = build_tree(result.documents, environment().keys(), result.facts, limits=tree_limits(settings))
-    errors = check_workflow(rel, workflow, tree)
-    if not errors and settings.redis_url is None:
-        # the embedded worker runs in this environment: what it cannot import is known now
-        memo: dict[str, Any] = {}
-        missing: dict[str, list[str]] = {}  # per agent: thousands of tasks share a few agents
-        for t in workflow.tasks:
-            if t.agent not in missing:
-                missing[t.agent] = missing_packages(tree.resolved(t.agent, memo), installed)
-        errors = [
-            ConfigError(path=rel, field=f"tasks[{i}].agent", message=f"task {t.id!r}: {problem}")
-            for i, t in enumerate(workflow.tasks)
-            for problem in missing[t.agent]
-        ]
-    if errors:
-        raise WorkflowInvalid(errors)
-    return PreparedWorkflow(file.resolve(), root, workflow, tree)
+    return workflow
 
 
 def component_said(doc: object) -> str | None:
@@ -108,6 +129,78 @@ def installed(module: str) -> bool:
         return False
 
 
+@dataclass
+class _Found:
+    """What the cache held of a workflow's tasks: their states, outputs and transcripts (JSON), and
+    the tasks looked up and missed (the workers need not ask again)."""
+
+    states: dict[str, NodeState] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
+    transcripts: dict[str, str] = field(default_factory=dict)
+    missed: set[str] = field(default_factory=set)
+
+
+def _rest(
+    wf: Workflow, pending: list[WorkflowTask], outputs: Mapping[str, str], sequential: bool
+) -> ReleasePlan | None:
+    """How the tasks not found in the cache are released, their cached inputs left out."""
+    if not pending:
+        return None
+    tasks = [t.model_copy(update={"dependencies": [d for d in t.dependencies if d not in outputs]}) for t in pending]
+    return release_plan(Workflow(name=wf.name, goal=wf.goal, tasks=tasks), sequential)
+
+
+def _released_as(wf: Workflow, plan: ReleasePlan) -> dict[str, tuple[int, int]]:
+    """Each task to run -> (rank, Redis message priority) it is published with when released."""
+    prio = celery_priorities(wf)
+    by_id = {t.id: t for t in wf.tasks}
+    return {tid: (rank, prio[by_id[tid].priority]) for tid, rank in plan.ranks.items()}
+
+
+def _task_specs(
+    records: Mapping[str, Spec],
+    pending: list[WorkflowTask],
+    plan: ReleasePlan,
+    released: Mapping[str, tuple[int, int]],
+    checked: set[str],
+) -> dict[str, Spec]:
+    """What a worker needs of each task to run it and release its dependents."""
+    return {
+        t.id: {
+            **records[t.id],
+            "rank": plan.ranks[t.id],
+            "checked": t.id in checked,
+            "dependents": plan.dependents[t.id],
+            "dependent_ranks": {d: released[d] for d in plan.dependents[t.id]},
+        }
+        for t in pending
+    }
+
+
+@dataclass(frozen=True)
+class _ToRun:
+    """The tasks to run: each one's spec, the run's release bookkeeping, and the tasks released at
+    the start as (task id, rank, message priority)."""
+
+    specs: dict[str, Spec]
+    release: Release
+    ready: tuple[tuple[str, int, int], ...]
+
+
+def _to_run(
+    wf: Workflow, records: Mapping[str, Spec], pending: list[WorkflowTask], found: _Found, sequential: bool
+) -> _ToRun:
+    plan = _rest(wf, pending, found.outputs, sequential)
+    if plan is None:
+        return _ToRun({}, Release(outputs=found.outputs, transcripts=found.transcripts), ())
+    released = _released_as(wf, plan)
+    return _ToRun(
+        _task_specs(records, pending, plan, released, found.missed),
+        Release(plan.open, plan.ready, found.outputs, found.transcripts),
+        tuple((tid, *released[tid]) for tid in plan.ready),
+    )
+
+
 def submit(
     prepared: PreparedWorkflow,
     settings: Settings,
@@ -123,48 +216,22 @@ def submit(
     memo: dict[str, Any] = {}
     records = {t.id: {"task": t.model_dump(), "agent": tree.resolved(t.agent, memo), "goal": wf.goal} for t in wf.tasks}
     metrics = Metrics()
-    states, outputs, checked, transcripts = _cached_states(store, wf, records, no_cache, metrics)
-    pending = [t for t in wf.tasks if t.id not in states]
-    for t in pending:
-        states[t.id] = {
-            "status": Status.PENDING,
-            "type": tree.nodes[t.agent].component_type,
-            "agent": t.agent,
-            "priority": t.priority,
-        }
-    rest = (
-        Workflow(
-            name=wf.name,
-            goal=wf.goal,
-            tasks=[
-                t.model_copy(update={"dependencies": [d for d in t.dependencies if d not in outputs]}) for t in pending
-            ],
+    found = _Found() if no_cache else _cached_states(store, wf, records, metrics)
+    pending = [t for t in wf.tasks if t.id not in found.states]
+    states = found.states | {
+        t.id: NodeState(
+            status=Status.PENDING, type=tree.nodes[t.agent].component_type, agent=t.agent, priority=t.priority
         )
-        if pending
-        else None
-    )
-    plan = release_plan(rest, sequential) if rest else None
-    prio = celery_priorities(wf)
-    by_id = {t.id: t for t in wf.tasks}
-
-    def released(tid: str) -> tuple[int, int]:  # (rank, Redis message priority) of a task when it is released
-        assert plan is not None
-        return plan.ranks[tid], prio[by_id[tid].priority]
-
-    specs = {}
-    for t in pending:
-        assert plan is not None
-        dependents = plan.dependents[t.id]
-        specs[t.id] = {
-            **records[t.id],
-            "rank": plan.ranks[t.id],
-            "checked": t.id in checked,
-            "dependents": dependents,
-            "dependent_ranks": {d: released(d) for d in dependents},
-        }
+        for t in pending
+    }
+    to_run = _to_run(wf, records, pending, found, sequential)
     # before the run's clock starts: loading Celery takes ~0.1 s and is not the run's time
-    publisher = dispatcher() if plan else None
+    publisher = dispatcher() if to_run.specs else None
+    run_id, created = new_run()
     meta = RunMeta(
+        run_id=run_id,
+        created=created,
+        state=RunState.RUNNING,
         kind=RunKind.WORKFLOW,
         workflow=wf.name,
         file=str(prepared.path),
@@ -173,59 +240,57 @@ def submit(
         no_cache=no_cache,
         total=len(wf.tasks),
         gallery_needed=False,
-        ready=[(tid, *released(tid)) for tid in plan.ready] if plan else [],
-        order=[tid for group in schedule(wf, sequential) for tid in group],
+        ready=to_run.ready,
+        order=tuple(tid for group in schedule(wf, sequential) for tid in group),
     )
 
-    def write(run_id: str, meta: RunMeta) -> None:
-        store.create_workflow_run(
-            run_id, meta, states, specs, plan.open if plan else {}, plan.ready if plan else [], outputs, transcripts
-        )
+    def write(meta: RunMeta) -> None:
+        store.create_workflow_run(NewRun(meta, states, to_run.specs), to_run.release)
 
-    run_id, _ = launch(store, meta, write, metrics, publisher)
-    return run_id, plan is not None
+    launch(store, meta, write, metrics, publisher)
+    return run_id, bool(to_run.specs)
 
 
-def _cached_states(
-    store: ResultCache, wf: Workflow, records: dict[str, dict[str, Any]], no_cache: bool, metrics: Metrics
-) -> tuple[dict[str, NodeState], dict[str, str], set[str], dict[str, str]]:
-    """Tasks whose result is cached, found group by group (a key needs its dependencies' outputs):
-    their states, outputs and transcripts (JSON), and the tasks looked up and missed (the workers
-    need not ask again)."""
-    states: dict[str, NodeState] = {}
-    outputs: dict[str, str] = {}
-    transcripts: dict[str, str] = {}
-    missed: set[str] = set()
-    if no_cache:
-        return states, outputs, missed, transcripts
+def _task_keys(
+    by_id: Mapping[str, WorkflowTask], group: list[str], records: Mapping[str, Spec], found: _Found, goal: str
+) -> dict[str, str]:
+    """The cache keys of a group's tasks that are cached and whose inputs are all known."""
+    keys = {}
+    for tid in group:
+        task = by_id[tid]
+        if not task.cache or any(d not in found.outputs for d in task.dependencies):
+            continue
+        inputs = [(d, found.states[d].key or "", found.outputs[d]) for d in task.dependencies]
+        keys[tid] = task_key(goal, records[tid]["task"], records[tid]["agent"], inputs)
+    return keys
+
+
+def _take_hit(found: _Found, task: WorkflowTask, key: str, hit: CacheEntry) -> None:
+    """A task found in the cache: its output, transcript and state."""
+    result = dict(hit)
+    found.outputs[task.id] = result.pop("output")
+    transcript = result.pop("transcript", None)
+    if transcript:
+        found.transcripts[task.id] = json.dumps(transcript)
+    # a cache entry is the JSON of the summary fields a worker wrote (workers/workflow_exec.py)
+    found.states[task.id] = NodeState.model_validate(
+        {**result, "status": Status.CACHED, "key": key, "agent": task.agent, "priority": task.priority}
+    )
+
+
+def _cached_states(store: ResultCache, wf: Workflow, records: Mapping[str, Spec], metrics: Metrics) -> _Found:
+    """Tasks whose result is cached, found group by group (a key needs its dependencies' outputs)."""
+    found = _Found()
     by_id = {t.id: t for t in wf.tasks}
     for group in schedule(wf):
-        keys = {}
-        for tid in group:
-            task = by_id[tid]
-            if not task.cache or any(d not in outputs for d in task.dependencies):
-                continue
-            inputs = [(d, states[d]["key"], outputs[d]) for d in task.dependencies]
-            keys[tid] = task_key(wf.goal, records[tid]["task"], records[tid]["agent"], inputs)
+        keys = _task_keys(by_id, group, records, found, wf.goal)
         if not keys:
             break
         for tid, hit in zip(keys, store.task_results(list(keys.values())), strict=True):
             metrics.inc("agentq_cache_requests_total", ["workflow_task", "hit" if hit else "miss"])
             if hit:
-                result = dict(hit)
-                outputs[tid] = result.pop("output")
-                if result.get("transcript"):
-                    transcripts[tid] = json.dumps(result["transcript"])
-                result.pop("transcript", None)
-                # a cache entry is the JSON of the summary fields a worker wrote (workers/workflow_exec.py)
-                states[tid] = {
-                    **cast(NodeState, result),
-                    "status": Status.CACHED,
-                    "key": keys[tid],
-                    "agent": by_id[tid].agent,
-                    "priority": by_id[tid].priority,
-                }
+                _take_hit(found, by_id[tid], keys[tid], hit)
                 metrics.inc("agentq_workflow_tasks_total", [Status.CACHED])
             else:
-                missed.add(tid)
-    return states, outputs, missed, transcripts
+                found.missed.add(tid)
+    return found

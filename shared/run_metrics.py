@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-from shared.core.run_model import RunKind, RunMeta, Status
+from shared.core.run_model import NodeState, RunKind, RunMeta, Status
 from shared.metrics import Metrics
 from shared.ports import RunStore
 
+# what a sync node's status says of its outcome (a node done says its own)
+OUTCOME_OF_STATUS = {Status.CACHED: "unchanged"}
 
-def record_run(store: RunStore, meta: RunMeta) -> None:
+
+def sync_outcome(state: NodeState) -> str:
+    if state.status == Status.DONE:
+        return state.outcome or "created"
+    return OUTCOME_OF_STATUS.get(state.status, str(state.status))
+
+
+def record_run(store: RunStore, meta: RunMeta | None) -> None:
+    """Count a finished run's outcomes and duration (None: the run expired; nothing to count)."""
+    if meta is None:
+        return
     metrics = Metrics()
-    kind = meta.get("kind", RunKind.SYNC)
     # workflow tasks are counted as each ends (workers) or is found cached (producer)
-    states = store.node_states(meta["run_id"]) if kind == RunKind.SYNC else {}
+    states = store.node_states(meta.run_id) if meta.kind == RunKind.SYNC else {}
     for st in states.values():
-        status = st.get("status", Status.PENDING)
-        outcome = (
-            st.get("outcome", "created")
-            if status == Status.DONE
-            else "unchanged"
-            if status == Status.CACHED
-            else status
-        )
-        metrics.inc("agentq_sync_outcomes_total", [st.get("type") or "file", outcome])
-    if "finished" in meta:
-        metrics.observe("agentq_run_duration_seconds", [kind], meta["finished"] - meta["created"])
+        metrics.inc("agentq_sync_outcomes_total", [st.type or "file", sync_outcome(st)])
+    if meta.finished is not None:
+        metrics.observe("agentq_run_duration_seconds", [meta.kind], meta.finished - meta.created)
     store.flush(metrics)

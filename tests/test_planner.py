@@ -54,7 +54,7 @@ def test_nothing_cached_runs_everything_in_dependency_waves():
     p = plan(build_tree(docs(), []))
     assert flat_waves(p) == [["m", "t", "x"], ["w"], ["a"], ["team"]]
     assert sorted(p.to_run) == ["a", "m", "t", "team", "w", "x"]
-    assert all(st["status"] == "pending" for st in p.states.values())
+    assert all(st.status == "pending" for st in p.states.values())
     assert set(p.changes.values()) == {"new"}
     assert p.has_work
 
@@ -63,7 +63,7 @@ def test_cached_nodes_are_not_in_waves():
     p = plan(build_tree(docs(), []), cached=["m", "t", "x"])
     assert not {"m", "t", "x"} & set(p.to_run)
     for lbl in ("m", "t", "x"):
-        assert p.states[lbl]["status"] == "cached"
+        assert p.states[lbl].status == "cached"
         assert p.changes[lbl] == "unchanged"
 
 
@@ -89,15 +89,15 @@ def test_everything_cached_means_no_waves():
 
 def test_cached_state_carries_the_cached_result():
     tree = build_tree(docs(), [])
-    p = plan(tree, cached={"m": {"id": 42, "status": "bogus"}, "t": None})
-    assert p.states["m"] == {
+    p = plan(tree, cached={"m": {"gallery_id": 42, "status": "bogus"}, "t": None})
+    assert p.states["m"].to_dict() == {
         "type": "model",
         "path": "models/m.yaml",
-        "id": 42,
+        "gallery_id": 42,
         "status": "cached",
         "outcome": "unchanged",
     }
-    assert p.states["t"]["status"] == "cached"
+    assert p.states["t"].status == "cached"
 
 
 def test_new_versus_changed_by_last_keys():
@@ -147,12 +147,12 @@ def test_invalid_skipped_and_broken_files_get_states_and_no_work():
     d["agents/bad.yaml"] = ConfigError(path="agents/bad.yaml", message="malformed YAML at line 1, column 1: x")
     tree = build_tree(d, [])
     p = plan(tree)
-    assert p.states["m"]["status"] == "failed"
-    assert "MISSING" in p.states["m"]["error"]
-    assert p.states["a"]["status"] == "skipped"
-    assert "'m'" in p.states["a"]["reason"]
-    assert p.states["team"]["status"] == "skipped"
-    assert p.states["agents/bad.yaml"] == {
+    assert p.states["m"].status == "failed"
+    assert "MISSING" in p.states["m"].error
+    assert p.states["a"].status == "skipped"
+    assert "'m'" in p.states["a"].reason
+    assert p.states["team"].status == "skipped"
+    assert p.states["agents/bad.yaml"].to_dict() == {
         "status": "failed",
         "type": None,
         "path": "agents/bad.yaml",

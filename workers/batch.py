@@ -16,6 +16,8 @@ from shared.core.exceptions import AgentqError, RunCancelled
 from shared.core.refs import MissingVariable, redact
 from shared.core.run_model import SUCCEEDED, TERMINAL, UNSUCCESSFUL, NodeState, Status
 
+NEVER_WRITTEN = NodeState(status=Status.PENDING)  # a node of a message whose run state has none
+
 
 @dataclass
 class Claimed:
@@ -27,25 +29,21 @@ class Claimed:
 def claim(labels: Iterable[str], states: Mapping[str, NodeState], hostname: str, task_id: str | None) -> Claimed:
     """The running states to write for the nodes of `labels` that have not ended (a redelivered
     message carries nodes that did)."""
-    todo = [lbl for lbl in labels if states.get(lbl, {}).get("status") not in TERMINAL]
+    todo = [lbl for lbl in labels if status_of(states, lbl) not in TERMINAL]
     now = time.time()
-    running: dict[str, NodeState] = {
-        lbl: {
-            **states.get(lbl, NodeState()),
-            "status": Status.RUNNING,
-            "started": now,
-            "worker": hostname,
-            "pid": os.getpid(),
-            "task_id": task_id,
-        }
-        for lbl in todo
-    }
-    return Claimed(todo, running, {lbl: states.get(lbl, {}).get("status", Status.PENDING) for lbl in todo})
+    taken = {"status": Status.RUNNING, "started": now, "worker": hostname, "pid": os.getpid(), "task_id": task_id}
+    running = {lbl: states.get(lbl, NEVER_WRITTEN).model_copy(update=taken) for lbl in todo}
+    return Claimed(todo, running, {lbl: status_of(states, lbl) for lbl in todo})
+
+
+def status_of(states: Mapping[str, NodeState], label: str) -> Status:
+    """A node's status; pending when it has no state."""
+    return states.get(label, NEVER_WRITTEN).status
 
 
 def dependency_problem(deps: Iterable[str], states: Mapping[str, NodeState]) -> str | None:
     for dep in deps:
-        status = states.get(dep, {}).get("status")
+        status = states[dep].status if dep in states else None
         if status in UNSUCCESSFUL:
             return f"depends on {dep!r} which {'failed' if status == Status.FAILED else 'was skipped'}"
         if status not in SUCCEEDED:
@@ -53,33 +51,36 @@ def dependency_problem(deps: Iterable[str], states: Mapping[str, NodeState]) -> 
     return None
 
 
-async def end_node(
-    work: Callable[[], Awaitable[NodeState]],
-    *,
-    deps: Iterable[str],
-    states: Mapping[str, NodeState],
-    secrets: Callable[[], list[str]],
-    hostname: str,
-    gate: contextlib.AbstractAsyncContextManager[object] | None = None,
-) -> NodeState:
-    """Run one node's `work` unless a dependency did not succeed; its end state, timed (`gate`,
-    when given, is entered before the clock starts). `secrets()` lists the values no error may show."""
-    problem = dependency_problem(deps, states)
-    if problem:
-        return NodeState(status=Status.SKIPPED, reason=problem, seconds=0.0, finished=time.time())
-    async with gate or contextlib.nullcontext():
-        t0 = time.monotonic()
-        try:
-            result = await work()
-        except RunCancelled:
-            result = NodeState(status=Status.SKIPPED, reason="the run was cancelled")
-        except Exception as exc:
-            if is_outage(exc):
-                # Redis out of reach past REDIS_OUTAGE_SECONDS is no outcome of this node: its message
-                # is not acknowledged, and the node runs again once Redis is back
-                raise
-            result = _failed(exc, hostname, secrets)
-        return {**result, "seconds": round(time.monotonic() - t0, 4), "finished": time.time()}
+@dataclass(frozen=True)
+class Ender:
+    """What ends every node of a batch alike: the states its dependencies are judged by, the
+    worker's name (errors say it), and the gate entered before a node's clock starts (None: none)."""
+
+    states: Mapping[str, NodeState]
+    hostname: str
+    gate: contextlib.AbstractAsyncContextManager[object] | None = None
+
+    async def end(
+        self, work: Callable[[], Awaitable[NodeState]], deps: Iterable[str], secrets: Callable[[], list[str]]
+    ) -> NodeState:
+        """Run one node's `work` unless a dependency did not succeed; its end state, timed.
+        `secrets()` lists the values no error may show."""
+        problem = dependency_problem(deps, self.states)
+        if problem:
+            return NodeState(status=Status.SKIPPED, reason=problem, seconds=0.0, finished=time.time())
+        async with self.gate or contextlib.nullcontext():
+            t0 = time.monotonic()
+            try:
+                result = await work()
+            except RunCancelled:
+                result = NodeState(status=Status.SKIPPED, reason="the run was cancelled")
+            except Exception as exc:
+                if is_outage(exc):
+                    # Redis out of reach past REDIS_OUTAGE_SECONDS is no outcome of this node: its message
+                    # is not acknowledged, and the node runs again once Redis is back
+                    raise
+                result = _failed(exc, self.hostname, secrets)
+            return result.model_copy(update={"seconds": round(time.monotonic() - t0, 4), "finished": time.time()})
 
 
 def _failed(exc: Exception, hostname: str, secrets: Callable[[], list[str]]) -> NodeState:

@@ -4,9 +4,11 @@ each in its type's section (shared/core/components.py)."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from shared.core.components import gallery_section, gallery_sections
+from shared.core.records import CacheEntry, Component, Row, Spec
 from shared.core.refs import redact, secret_values
 from shared.core.run_model import SUCCEEDED, NodeState, Status
 from shared.core.specs import gallery_slug
@@ -14,7 +16,7 @@ from shared.ports import StudioError
 from workers.registration import NodeFailed, RunContext, create_once, creating
 
 
-async def find_gallery(ctx: RunContext, name: str) -> dict[str, Any] | None:
+async def find_gallery(ctx: RunContext, name: str) -> Row | None:
     gallery_id = ctx.store.gallery_id(ctx.ns, name)
     if gallery_id is not None:
         row = await ctx.client.get_gallery(gallery_id)
@@ -26,83 +28,118 @@ async def find_gallery(ctx: RunContext, name: str) -> dict[str, Any] | None:
     return None
 
 
+@dataclass
+class _Members:
+    """The gallery's members that succeeded so far: their states and specs, each one's component
+    with its ${VAR}s resolved, and the states to write once the entry is."""
+
+    states: dict[str, NodeState]
+    records: dict[str, Spec]
+    resolved: dict[str, Component] = field(default_factory=dict)
+    updates: dict[str, NodeState] = field(default_factory=dict)
+
+    def fail(self, label: str, error: str) -> None:
+        self.updates[label] = self.states[label].model_copy(update={"status": Status.FAILED, "error": error})
+
+    def previous(self) -> dict[str, str]:
+        """Each updated member's status before, so the run's counters stay exact."""
+        return {lbl: self.states[lbl].status for lbl in self.updates}
+
+    def secrets(self, env: Mapping[str, str]) -> list[str]:
+        found = {v for label in self.resolved for v in secret_values(self.records[label]["spec"], env)}
+        return sorted(found, key=len, reverse=True)
+
+
+def _sections(ctx: RunContext, members: _Members) -> dict[str, list[Component]]:
+    """Every section Studio's format has (teams too, which have rows of their own and stay empty),
+    holding the members whose type has it and whose ${VAR}s resolve; the others fail."""
+    components: dict[str, list[Component]] = {s: [] for s in gallery_sections()}
+    for label, record in members.records.items():
+        section = gallery_section(record["type"])
+        if section is None:  # a worker whose table lacks a type the producer's has
+            members.fail(label, f"this worker has no gallery section for component type {record['type']!r}")
+            continue
+        try:
+            members.resolved[label] = ctx.resolve_env(record["spec"])
+        except NodeFailed as exc:
+            members.fail(label, str(exc))
+            continue
+        components[section].append(members.resolved[label])
+    return components
+
+
+def _studio_components(existing: Row | None) -> dict[str, Component]:
+    """Label -> component as Studio holds it (compared as data: no serializing 10,000 of them)."""
+    sections = ((existing or {}).get("config") or {}).get("components", {})
+    return {comp.get("label"): comp for section in sections.values() for comp in section or []}
+
+
+async def _write_entry(ctx: RunContext, name: str, config: Component) -> tuple[Row, dict[str, Component]]:
+    """The entry written (or left as it is when Studio holds exactly this), and its components before."""
+    async with creating(ctx, f"gallery:{name}"):  # two syncs of the tree at once: one entry
+        existing = await find_gallery(ctx, name)
+        if existing and existing.get("config") == config:
+            row = existing  # Studio holds exactly this: an identical write would only move its timestamps
+        elif existing:
+            row = await ctx.client.save_gallery(config, existing["id"])
+        else:  # a create whose answer was lost is looked up before it is sent again
+            row = await create_once(
+                ctx.client, lambda: ctx.client.save_gallery(config), lambda: find_gallery(ctx, name)
+            )
+            ctx.store.own_gallery(ctx.ns, name, int(row["id"]), ctx.meta.tree)  # what `--prune` may delete
+        ctx.store.set_gallery_id(ctx.ns, name, int(row["id"]))
+    return row, _studio_components(existing)
+
+
+def _entry_failed(ctx: RunContext, members: _Members, exc: Exception) -> NodeFailed:
+    """Studio's failure, or an entry shaped as no sync writes one: the members that were done fail."""
+    said = str(exc) if isinstance(exc, StudioError) else f"{type(exc).__name__}: {exc}"
+    secrets = members.secrets(ctx.env)
+    for label in members.resolved:
+        if members.states[label].status == Status.DONE:
+            members.fail(label, redact(f"gallery write failed: {said}", secrets))
+    ctx.store.set_states(ctx.run_id, members.updates, members.previous())
+    return NodeFailed(redact(said, secrets))
+
+
+def _ended(members: _Members, old: Mapping[str, Component], gallery_id: int) -> dict[str, tuple[str, CacheEntry]]:
+    """Each member done gets its outcome against what Studio held; returns what to cache of them."""
+    cacheable = {}
+    for label, comp in members.resolved.items():
+        state = members.states[label]
+        if state.status != Status.DONE:
+            continue
+        previous = old.get(label)
+        outcome = "created" if previous is None else "unchanged" if previous == comp else "updated"
+        members.updates[label] = state.model_copy(update={"outcome": outcome, "finished": time.time()})
+        cacheable[label] = (members.records[label]["key"], {"outcome": outcome, "gallery_id": gallery_id})
+    return cacheable
+
+
 async def write_gallery(ctx: RunContext) -> None:
     """Write the gallery entry once, then give each member processed in this run its outcome."""
     meta = ctx.meta
-    name: str = meta["gallery_name"]
-    members: list[str] = ctx.store.run_list(ctx.run_id, "gallery_members")
-    states = ctx.store.node_states(ctx.run_id, members)
-    included = [m for m in members if states.get(m, {}).get("status") in SUCCEEDED]
-    records = ctx.store.specs(ctx.run_id, included)
-    # every section Studio's format has (teams too, which have rows of their own and stay empty)
-    components: dict[str, list[dict[str, Any]]] = {s: [] for s in gallery_sections()}
-    resolved: dict[str, dict[str, Any]] = {}
-    updates: dict[str, NodeState] = {}
-    for label in included:
-        section = gallery_section(records[label]["type"])
-        if section is None:  # a worker whose table lacks a type the producer's has
-            error = f"this worker has no gallery section for component type {records[label]['type']!r}"
-            updates[label] = {**states[label], "status": Status.FAILED, "error": error}
-            continue
-        try:
-            resolved[label] = ctx.resolve_env(records[label]["spec"])
-        except NodeFailed as exc:
-            updates[label] = {**states[label], "status": Status.FAILED, "error": str(exc)}
-            continue
-        components[section].append(resolved[label])
-
+    name = meta.gallery_name
+    all_members = ctx.store.gallery_members(ctx.run_id)
+    states = ctx.store.node_states(ctx.run_id, all_members)
+    included = [m for m in all_members if m in states and states[m].status in SUCCEEDED]
+    members = _Members(states, ctx.store.specs(ctx.run_id, included))
     config = {
         "id": gallery_slug(name),
         "name": name,
         "metadata": {
             "author": "agentq producer",
-            "version": meta["gallery_key"][:16],
-            "description": f"Components synced from the config tree {meta['tree']}",
+            "version": (meta.gallery_key or "")[:16],
+            "description": f"Components synced from the config tree {meta.tree}",
         },
-        "components": components,
+        "components": _sections(ctx, members),
     }
-    old: dict[str, Any] = {}  # label -> component as Studio holds it (compared as data: no serializing 10,000 of them)
     try:
-        async with creating(ctx, f"gallery:{name}"):  # two syncs of the tree at once: one entry
-            existing = await find_gallery(ctx, name)
-            for section in ((existing or {}).get("config") or {}).get("components", {}).values():
-                for comp in section or []:
-                    old[comp.get("label")] = comp
-            if existing and existing.get("config") == config:
-                row = existing  # Studio holds exactly this: an identical write would only move its timestamps
-            elif existing:
-                row = await ctx.client.save_gallery(config, existing["id"])
-            else:  # a create whose answer was lost is looked up before it is sent again
-                row = await create_once(
-                    ctx.client, lambda: ctx.client.save_gallery(config), lambda: find_gallery(ctx, name)
-                )
-                ctx.store.own_gallery(ctx.ns, name, int(row["id"]), str(meta["tree"]))  # what `--prune` may delete
-            ctx.store.set_gallery_id(ctx.ns, name, int(row["id"]))
-    except Exception as exc:  # Studio's failure, or an entry shaped as no sync writes one: the members fail
-        said = str(exc) if isinstance(exc, StudioError) else f"{type(exc).__name__}: {exc}"
-        secrets = sorted(
-            {v for label in resolved for v in secret_values(records[label]["spec"], ctx.env)}, key=len, reverse=True
-        )
-        for label in resolved:
-            if states[label]["status"] == Status.DONE:
-                updates[label] = {
-                    **states[label],
-                    "status": Status.FAILED,
-                    "error": redact(f"gallery write failed: {said}", secrets),
-                }
-        ctx.store.set_states(ctx.run_id, updates, {lbl: states[lbl]["status"] for lbl in updates})
-        raise NodeFailed(redact(said, secrets)) from exc
-
-    cacheable = {}
-    for label, comp in resolved.items():
-        state = states[label]
-        if state["status"] != Status.DONE:
-            continue
-        previous = old.get(label)
-        outcome = "created" if previous is None else "unchanged" if previous == comp else "updated"
-        updates[label] = {**state, "outcome": outcome, "finished": time.time()}
-        cacheable[label] = (records[label]["key"], {"outcome": outcome, "gallery_id": int(row["id"])})
-    ctx.store.set_states(ctx.run_id, updates, {lbl: states[lbl]["status"] for lbl in updates})
-    ctx.store.cache_results(ctx.ns, meta["tree"], cacheable)
-    if len(included) == len(members) and len(resolved) == len(included):
-        ctx.store.cache_gallery(ctx.ns, meta["gallery_key"], {"gallery_id": int(row["id"])})
+        row, old = await _write_entry(ctx, name, config)
+    except Exception as exc:
+        raise _entry_failed(ctx, members, exc) from exc
+    cacheable = _ended(members, old, int(row["id"]))
+    ctx.store.set_states(ctx.run_id, members.updates, members.previous())
+    ctx.store.cache_results(ctx.ns, meta.tree, cacheable)
+    if len(included) == len(all_members) and len(members.resolved) == len(included):
+        ctx.store.cache_gallery(ctx.ns, meta.gallery_key or "", {"gallery_id": int(row["id"])})

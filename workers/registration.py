@@ -44,7 +44,7 @@ class RunContext:
 
     @property
     def ns(self) -> str:
-        return str(self.meta["namespace"])
+        return self.meta.namespace
 
     def resolve_env(self, spec: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -104,7 +104,7 @@ async def upsert_team(
 
     def record(row_id: int, created: bool, row: dict[str, Any] | None) -> None:
         stamp = (row or {}).get("updated_at")
-        written = WrittenRow(label, row_id, digest, str(ctx.meta["tree"]), path, created, stamp)
+        written = WrittenRow(label, row_id, digest, ctx.meta.tree, path, created, stamp)
         ctx.store.record_written(ctx.ns, written)
 
     # a row this sync created stays owned when updated, and only while its id holds
@@ -202,9 +202,9 @@ async def sync_node(ctx: RunContext, label: str, record: dict[str, Any], redeliv
         raise NodeFailed("Studio validation failed: " + "; ".join(errors))
     if has_rows(record["type"]):  # a team: a row of its own
         outcome, team_id = await upsert_team(ctx, label, component, record["key"], record["path"], redelivered)
-        return {"status": Status.DONE, "outcome": outcome, "team_id": team_id}
+        return NodeState(status=Status.DONE, outcome=outcome, team_id=team_id)
     # gallery members get their final outcome when the gallery entry is written
-    return {"status": Status.DONE, "outcome": "validated"}
+    return NodeState(status=Status.DONE, outcome="validated")
 
 
 async def validate(ctx: RunContext, component: dict[str, Any]) -> list[str]:
@@ -248,7 +248,7 @@ async def sync_batch(ctx: RunContext, labels: list[str], concurrency: int) -> di
             detail = str(exc) if isinstance(exc, (NodeFailed, StudioError)) else f"{type(exc).__name__}: {exc}"
             listing_error = f"could not list Studio's teams to match this one: {detail}"
 
-    gate = asyncio.Semaphore(concurrency)
+    ender = batch.Ender(states, ctx.hostname, asyncio.Semaphore(concurrency))
 
     async def one(label: str) -> NodeState:
         record = records[label]
@@ -258,24 +258,17 @@ async def sync_batch(ctx: RunContext, labels: list[str], concurrency: int) -> di
                 raise NodeFailed(listing_error)
             return await sync_node(ctx, label, record, claimed.previous[label] == Status.RUNNING)
 
-        ended = await batch.end_node(
-            work,
-            deps=record.get("deps", []),
-            states=states,
-            secrets=lambda: secret_values(record["spec"], ctx.env),
-            hostname=ctx.hostname,
-            gate=gate,
-        )
-        return {**claimed.running[label], **ended}
+        ended = await ender.end(work, record.get("deps", []), lambda: secret_values(record["spec"], ctx.env))
+        return claimed.running[label].merged(ended)
 
     ends = await asyncio.gather(*(one(lbl) for lbl in claimed.todo))
     results = dict(zip(claimed.todo, ends, strict=True))
     store.set_states(ctx.run_id, results, {lbl: Status.RUNNING for lbl in results})
     # gallery members are cached once the gallery entry holding them is written
     cacheable = {
-        lbl: (records[lbl]["key"], {"outcome": st["outcome"], "team_id": st.get("team_id")})
+        lbl: (records[lbl]["key"], {"outcome": st.outcome, "team_id": st.team_id})
         for lbl, st in results.items()
-        if st["status"] == Status.DONE and not records[lbl].get("gallery")
+        if st.status == Status.DONE and not records[lbl].get("gallery")
     }
-    store.cache_results(ctx.ns, ctx.meta["tree"], cacheable)
+    store.cache_results(ctx.ns, ctx.meta.tree, cacheable)
     return results

@@ -15,8 +15,9 @@ from celery.signals import task_postrun, task_prerun, worker_init
 
 from shared.adapters.celery import CeleryDispatcher
 from shared.adapters.redis.keys import REQUESTS
+from shared.adapters.redis.store import Store
 from shared.adapters.studio import StudioClient
-from shared.core.run_model import NodeState, RunKind, RunMeta, RunState, Status
+from shared.core.run_model import NodeState, RunKind, RunMeta, Status
 from shared.metrics import Metrics
 from shared.ports import StudioError
 from shared.run_metrics import record_run
@@ -97,8 +98,8 @@ def _with_context(task: WorkerTask, run_id: str, work: Callable[[RunContext, Set
     async def go() -> T:
         token = settings.studio_token.get_secret_value() if settings.studio_token else None
         client = StudioClient(
-            meta["studio_url"],
-            meta["user_id"],
+            meta.studio_url,
+            meta.user_id,
             token=token,
             timeout=settings.studio_timeout_seconds,
             retries=settings.studio_retries,
@@ -122,7 +123,7 @@ def _with_context(task: WorkerTask, run_id: str, work: Callable[[RunContext, Set
 @app.task(name="agentq.sync_batch", base=WorkerTask, bind=True)  # type: ignore[untyped-decorator]  # Celery is untyped
 def sync_batch(self: WorkerTask, run_id: str, wave: int, index: int) -> int:
     async def work(ctx: RunContext, settings: Settings) -> int:
-        if ctx.meta.get("state") == RunState.FINISHED:  # redelivered after its run ended: newer work may have followed
+        if ctx.meta.finished_state:  # redelivered after its run ended: newer work may have followed
             return 0
         labels = ctx.store.batch(run_id, wave, index)
         await sync_batch_nodes(ctx, labels, settings.studio_concurrency)
@@ -131,54 +132,38 @@ def sync_batch(self: WorkerTask, run_id: str, wave: int, index: int) -> int:
     return _with_context(self, run_id, work) or 0
 
 
-def _priorities(meta: RunMeta, wave: int) -> list[int] | None:
-    priorities = meta.get("batch_priorities")
-    return priorities[wave] if priorities else None
+def _start_wave(store: Store, meta: RunMeta, wave: int) -> None:
+    """Publish a sync wave's batches, or the run's last step once every wave has run."""
+    if wave >= meta.waves:
+        dispatcher.start_finalize(meta.run_id)
+        return
+    priorities = list(meta.batch_priorities[wave]) if meta.batch_priorities else None
+    dispatcher.start_wave(meta.run_id, wave, store.wave_size(meta.run_id, wave), meta.batch_task, priorities)
 
 
 @app.task(name="agentq.start_run", base=WorkerTask, bind=True, ignore_result=True)  # type: ignore[untyped-decorator]  # Celery is untyped
 def start_run(self: WorkerTask, run_id: str) -> None:
     store = self.store
     meta = store.meta(run_id)
-    if meta is None or meta.get("cancelled") or not store.claim(run_id, "start"):
+    if meta is None or meta.cancelled or not store.claim(run_id, "start"):
         return
-    if meta.get("kind") == RunKind.WORKFLOW:
+    if meta.kind == RunKind.WORKFLOW:
         # the tasks that wait for nothing, critical first (the producer ranked them)
         ready = store.outbox(run_id)
-        dispatcher.publish_tasks(
-            run_id,
-            [[(tid, rank, prio) for tid, rank, prio in store.run_list(run_id, "ready") if tid in ready]],
-            self.settings.batch_size,
-        )
+        released = [task for task in store.ready_tasks(run_id) if task[0] in ready]
+        dispatcher.publish_tasks(run_id, [released], self.settings.batch_size)
         store.published(run_id, ready)
-    elif meta["waves"]:
-        dispatcher.start_wave(
-            run_id,
-            0,
-            store.wave_size(run_id, 0),
-            meta.get("batch_task", "agentq.sync_batch"),
-            _priorities(meta, 0),
-        )
     else:
-        dispatcher.start_finalize(run_id)
+        _start_wave(store, meta, 0)
 
 
 @app.task(name="agentq.wave_done", base=WorkerTask, bind=True, ignore_result=True)  # type: ignore[untyped-decorator]  # Celery is untyped
 def wave_done(self: WorkerTask, _results: Any, run_id: str, wave: int) -> None:
     store = self.store
     meta = store.meta(run_id)
-    if meta is None or meta.get("cancelled") or not store.claim(run_id, f"wave-done:{wave}"):
+    if meta is None or meta.cancelled or not store.claim(run_id, f"wave-done:{wave}"):
         return
-    if wave + 1 < meta["waves"]:
-        dispatcher.start_wave(
-            run_id,
-            wave + 1,
-            store.wave_size(run_id, wave + 1),
-            meta.get("batch_task", "agentq.sync_batch"),
-            _priorities(meta, wave + 1),
-        )
-    else:
-        dispatcher.start_finalize(run_id)
+    _start_wave(store, meta, wave + 1)
 
 
 @app.task(name="agentq.finalize", base=WorkerTask, bind=True, ignore_result=True)  # type: ignore[untyped-decorator]  # Celery is untyped
@@ -187,22 +172,18 @@ def finalize(self: WorkerTask, run_id: str) -> None:
         try:
             await write_gallery(ctx)
         except (StudioError, NodeFailed) as exc:
-            return f"gallery entry {ctx.meta['gallery_name']!r} not written: {exc}"
+            return f"gallery entry {ctx.meta.gallery_name!r} not written: {exc}"
         return None
 
     store = self.store
     meta = store.meta(run_id)
-    if meta is None or meta.get("cancelled"):  # a cancelled sync writes no gallery entry
+    if meta is None or meta.cancelled:  # a cancelled sync writes no gallery entry
         return
     try:
-        error = _with_context(self, run_id, work) if meta.get("gallery_needed") else None
+        error = _with_context(self, run_id, work) if meta.gallery_needed else None
     except Exception as exc:  # the run ends all the same: a run never marked finished hangs its producer
-        error = f"gallery entry {meta.get('gallery_name')!r} not written: {type(exc).__name__}: {exc}"
-    ending = RunMeta(state=RunState.FINISHED, finished=time.time())
-    if error:
-        ending["error"] = error
-    meta = store.update_meta(run_id, ending)
-    record_run(store, meta)
+        error = f"gallery entry {meta.gallery_name!r} not written: {type(exc).__name__}: {exc}"
+    record_run(store, store.finish_run(run_id, error=error or None))
 
 
 @app.task(name="agentq.noop_batch", base=WorkerTask, bind=True)  # type: ignore[untyped-decorator]  # Celery is untyped
@@ -225,12 +206,12 @@ def run_workflow_tasks(self: WorkerTask, run_id: str, task_ids: list[str]) -> in
     """Workflow tasks released together: each runs on AutoGen and releases its dependents when it ends."""
     store = self.store
     meta = store.meta(run_id)
-    if meta is None or meta.get("cancelled"):  # nothing of a cancelled run starts
+    if meta is None or meta.cancelled:  # nothing of a cancelled run starts
         return 0
 
     def finish() -> None:
         if store.claim(run_id, "finished"):
-            record_run(store, store.update_meta(run_id, RunMeta(state=RunState.FINISHED, finished=time.time())))
+            record_run(store, store.finish_run(run_id))
 
     # the request is this thread's, not the loop's
     hostname, task_id = self.request.hostname or socket.gethostname(), self.request.id

@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
 
-from shared.adapters.redis.store import AsyncRunState
+from shared.adapters.redis.async_state import AsyncRunState, Ended, TaskEnd
 from shared.core.exceptions import RunCancelled
 from shared.core.prompts import task_key, task_prompt
+from shared.core.records import CacheEntry, Spec, TranscriptMessage
 from shared.core.refs import redact, secret_values, substitute_variables
-from shared.core.run_model import TERMINAL, NodeState, RunMeta, Status
+from shared.core.run_model import TERMINAL, NodeState, RunMeta, Status, TaskUsage
 from shared.metrics import Metrics
 from shared.ports import ModelLimit
 from shared.settings import Settings
@@ -42,91 +42,86 @@ class WorkflowContext:
 async def run_tasks(ctx: WorkflowContext, task_ids: list[str]) -> None:
     records, states, outputs = await ctx.state.load(ctx.run_id, task_ids)
     todo = [t for t in task_ids if t in records]
-    for tid in [t for t in todo if states.get(t, {}).get("status") in TERMINAL]:
+    for tid in [t for t in todo if batch.status_of(states, t) in TERMINAL]:
         # redelivered after it ended: publish only what it released and nobody published
-        ended = await ctx.state.end_task(
-            ctx.run_id,
-            tid,
-            states[tid],
-            states[tid]["status"],
-            None,
-            None,
-            records[tid]["dependents"],
-            ctx.metrics,
-            counted=False,  # it did not run again
-        )
-        await _release(ctx, records[tid], ended.released)
-        if ended.left == 0:
-            ctx.finish()
+        end = TaskEnd(tid, states[tid], states[tid].status, records[tid]["dependents"], counted=False)
+        await _ended(ctx, records[tid], await ctx.state.end_task(ctx.run_id, end, ctx.metrics))
     claimed = batch.claim(todo, states, ctx.hostname, ctx.task_id)
-    fresh, running = claimed.todo, claimed.running
-    if not fresh:
+    if not claimed.todo:
         return
-    await ctx.state.set_states(ctx.run_id, running, claimed.previous)
-    ranked = sorted(fresh, key=lambda t: -records[t].get("rank", 0))
-    order = StartOrder(ranked, ctx.admission)
-    await asyncio.gather(*(_one(ctx, t, records[t], running[t], states, outputs, order) for t in ranked))
+    await ctx.state.set_states(ctx.run_id, claimed.running, claimed.previous)
+    ranked = sorted(claimed.todo, key=lambda t: -records[t].get("rank", 0))
+    tasks = _Tasks(
+        ctx, records, claimed.running, batch.Ender(states, ctx.hostname), outputs, StartOrder(ranked, ctx.admission)
+    )
+    await asyncio.gather(*(_one(tasks, t) for t in ranked))
 
 
-async def _one(
-    ctx: WorkflowContext,
-    tid: str,
-    record: dict[str, Any],
-    base: NodeState,
-    states: Mapping[str, NodeState],
-    outputs: Mapping[str, str],
-    order: StartOrder,
-) -> None:
+@dataclass(frozen=True)
+class _Tasks:
+    """The tasks one message runs: their records and running states, what ends each (with the
+    states of their inputs), the inputs' outputs, and the order they reach their models in."""
+
+    ctx: WorkflowContext
+    records: Mapping[str, Spec]
+    running: Mapping[str, NodeState]
+    ender: batch.Ender
+    outputs: Mapping[str, str]
+    order: StartOrder
+
+
+async def _one(tasks: _Tasks, tid: str) -> None:
     try:
-        await _end_one(ctx, tid, record, base, states, outputs, order)
+        await _end_one(tasks, tid)
     finally:
-        order.queued(tid)  # ended, or never reached a model: the tasks behind it go on
+        tasks.order.queued(tid)  # ended, or never reached a model: the tasks behind it go on
 
 
-async def _end_one(
-    ctx: WorkflowContext,
-    tid: str,
-    record: dict[str, Any],
-    base: NodeState,
-    states: Mapping[str, NodeState],
-    outputs: Mapping[str, str],
-    order: StartOrder,
-) -> None:
+@dataclass
+class _Produced:
+    """A task's output, transcript and cache entry, when it has them."""
+
+    output: str | None = None
+    transcript: list[TranscriptMessage] | None = None
+    cache: tuple[str, CacheEntry] | None = None
+
+
+async def _end_one(tasks: _Tasks, tid: str) -> None:
+    ctx, record = tasks.ctx, tasks.records[tid]
     task = record["task"]
-    outputs_of: dict[str, Any] = {}  # the task's output and transcript, when it has them
+    produced = _Produced()
 
     async def work() -> NodeState:
-        inputs = [(dep, states[dep]["key"], outputs.get(dep, "")) for dep in task.get("dependencies", [])]
+        states = tasks.ender.states
+        inputs = [(dep, states[dep].key or "", tasks.outputs.get(dep, "")) for dep in task.get("dependencies", [])]
         key = task_key(record["goal"], task, record["agent"], inputs)
-        hit = None
-        if task.get("cache", True) and not ctx.meta.get("no_cache") and not record.get("checked"):
-            (hit,) = await ctx.state.cached([key])
-            ctx.metrics.inc("agentq_cache_requests_total", ["workflow_task", "hit" if hit else "miss"])
-        if hit is not None:
-            outputs_of["output"], outputs_of["transcript"] = hit.pop("output"), hit.pop("transcript", None)
-            # a cache entry is the JSON of the summary fields `_run` wrote
-            return cast(NodeState, {"status": Status.CACHED, "key": key, **hit})
-        return await _run(ctx, tid, record, inputs, key, order, outputs_of)
+        hit = await _cached(ctx, record, key)
+        if hit is None:
+            return await _run(ctx, tid, record, inputs, key, tasks.order, produced)
+        produced.output, produced.transcript = hit.pop("output"), hit.pop("transcript", None)
+        # a cache entry is the JSON of the summary fields `_run` wrote
+        return NodeState.model_validate({"status": Status.CACHED, "key": key, **hit})
 
-    result = await batch.end_node(
-        work,
-        deps=task.get("dependencies", []),
-        states=states,
-        secrets=lambda: secret_values(record["agent"], ctx.env),
-        hostname=ctx.hostname,
+    result = await tasks.ender.end(work, task.get("dependencies", []), lambda: secret_values(record["agent"], ctx.env))
+    state = tasks.running[tid].merged(result)
+    end = TaskEnd(
+        tid, state, Status.RUNNING, record["dependents"], produced.output, produced.transcript, produced.cache
     )
-    state: NodeState = {**base, **result}
-    ended = await ctx.state.end_task(
-        ctx.run_id,
-        tid,
-        state,
-        Status.RUNNING,
-        outputs_of.get("output"),
-        outputs_of.get("transcript"),
-        record["dependents"],
-        ctx.metrics,  # with the task's end: a run seen finished has all its metrics in Redis
-        outputs_of.get("cache"),
-    )
+    # the worker's metrics go with the task's end: a run seen finished has all its metrics in Redis
+    await _ended(ctx, record, await ctx.state.end_task(ctx.run_id, end, ctx.metrics))
+
+
+async def _cached(ctx: WorkflowContext, record: Spec, key: str) -> CacheEntry | None:
+    """The task's cache entry, unless it is not to be cached or the producer looked already."""
+    if not record["task"].get("cache", True) or ctx.meta.no_cache or record.get("checked"):
+        return None
+    (hit,) = await ctx.state.cached([key])
+    ctx.metrics.inc("agentq_cache_requests_total", ["workflow_task", "hit" if hit else "miss"])
+    return hit
+
+
+async def _ended(ctx: WorkflowContext, record: Spec, ended: Ended) -> None:
+    """Publish what a task's end released; the run's last end finishes it."""
     await _release(ctx, record, ended.released)
     if ended.left == 0:
         ctx.finish()
@@ -135,11 +130,11 @@ async def _end_one(
 async def _run(
     ctx: WorkflowContext,
     tid: str,
-    record: dict[str, Any],
+    record: Spec,
     inputs: list[tuple[str, str, str]],
     key: str,
     order: StartOrder,
-    produced: dict[str, Any],
+    produced: _Produced,
 ) -> NodeState:
     """Run a task whose result is not cached on AutoGen: its state fields; its output, transcript
     and cache entry go into `produced`. Raises what ends the task (workers/batch.py names it)."""
@@ -168,20 +163,20 @@ async def _run(
     usage = models.usage
     transcript = [{**m, "content": redact(m["content"], secrets)} for m in outcome.transcript]
     output = redact(outcome.output, secrets)
-    summary = NodeState(
+    summary = TaskUsage(
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
         calls=usage.calls,
         attempts=usage.attempts,
         stop_reason=outcome.stop_reason,
-    )
+    ).model_dump()
     if task.get("cache", True):  # written with the task's end (one round trip)
-        produced["cache"] = (key, {"output": output, "transcript": transcript, **summary})
-    produced["output"], produced["transcript"] = output, transcript
-    return NodeState(status=Status.DONE, outcome="ran", key=key, **summary)
+        produced.cache = (key, {"output": output, "transcript": transcript, **summary})
+    produced.output, produced.transcript = output, transcript
+    return NodeState.model_validate({"status": Status.DONE, "outcome": "ran", "key": key, **summary})
 
 
-async def _release(ctx: WorkflowContext, record: dict[str, Any], released: list[str]) -> None:
+async def _release(ctx: WorkflowContext, record: Spec, released: list[str]) -> None:
     if released:
         ranks = record.get("dependent_ranks") or {}
         await ctx.publish([(tid, *ranks.get(tid, (0, 9))) for tid in released])

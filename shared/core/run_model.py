@@ -1,10 +1,18 @@
-"""The typed vocabulary of run state: what a node's status and a run's state can be, and what a
-node's state records. Stored as JSON in Redis (shared/adapters/redis/store.py): the enums are strings there."""
+"""The typed vocabulary of run state: what a node's status and a run's state can be, and the
+records of a run (RunMeta) and of one node (NodeState). Stored as JSON in Redis
+(shared/adapters/redis/store.py): the enums are strings there, and a record crosses Redis only
+through its own to_json/from_json."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Collection
 from enum import StrEnum
-from typing import TypedDict
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict
+
+from shared.core.json_text import dumps
 
 
 class Status(StrEnum):
@@ -34,62 +42,141 @@ class RunKind(StrEnum):
     WORKFLOW = "workflow"
 
 
-class RunMeta(TypedDict, total=False):
+SYNC_BATCH_TASK = "agentq.sync_batch"  # the task that runs a sync batch, unless a run names another
+
+
+class Record(BaseModel):
+    """A frozen record with one JSON codec. Only the fields a record was given (by its constructor,
+    a model_copy update or the JSON it was read from) are written: the stored JSON holds what a run
+    or node has reached, as readers of the raw JSON (tests, older workers) expect, and a default is
+    what a field that was never given reads as."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")  # ignore: a newer writer's fields
+
+    def to_json(self, without: Collection[str] = ()) -> str:
+        """`without`: fields stored apart (RUN_LISTS)."""
+        # shared/core/json_text.py, not pydantic's encoder: a path or an error may hold a lone
+        # surrogate (a file name that is not UTF-8), which only the standard library's JSON escapes
+        return dumps(self.model_dump(exclude_unset=True, exclude=set(without)))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Self:
+        return cls.model_validate(json.loads(raw))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON's fields as data (reports print them)."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+class RunMeta(Record):
     """A run's metadata: written by the producer when it submits the run, read by every worker
     that takes part, and closed (state, finished, error) by the one that ends it."""
 
     run_id: str
-    kind: RunKind
     state: RunState
-    total: int  # nodes in the run
     created: float
-    finished: float
-    error: str  # the run's own failure (the gallery entry not written)
-    cancelled: bool  # `producer cancel` ended it: nothing new starts
-    tree: str  # the config tree's root
-    gallery_needed: bool
+    total: int  # nodes in the run
+    kind: RunKind = RunKind.SYNC
+    finished: float | None = None
+    error: str | None = None  # the run's own failure (the gallery entry not written)
+    cancelled: bool = False  # `producer cancel` ended it: nothing new starts
+    tree: str = ""  # the config tree's root
+    gallery_needed: bool = False
     # syncs
-    namespace: str  # whose Studio: shared/core/hashing.py namespace()
-    studio_url: str
-    user_id: str
-    gallery_name: str
-    gallery_key: str
-    gallery_members: list[str]  # this and the lists below are stored apart (shared/adapters/redis/store.py RUN_LISTS)
-    waves: int  # dependency groups, each one chord
-    batch_task: str  # the task that runs a batch (benchmarks swap in agentq.noop_batch)
-    batch_priorities: list[list[int]]  # a Redis message priority per wave and batch
+    namespace: str = ""  # whose Studio: shared/core/hashing.py namespace()
+    studio_url: str = ""
+    user_id: str = ""
+    gallery_name: str = ""
+    gallery_key: str | None = None
+    gallery_members: tuple[str, ...] = ()  # this and the lists below are stored apart (RUN_LISTS)
+    waves: int = 0  # dependency groups, each one chord
+    batch_task: str = SYNC_BATCH_TASK  # the task that runs a batch (benchmarks swap in agentq.noop_batch)
+    batch_priorities: tuple[tuple[int, ...], ...] = ()  # a Redis message priority per wave and batch
     # workflows
-    workflow: str
-    file: str
-    mode: str  # parallel or sequential
-    no_cache: bool
-    ready: list[tuple[str, int, int]]  # (task id, rank, message priority) released at the start (lists, read back)
-    order: list[str]  # the tasks in schedule order, for reports
+    workflow: str | None = None
+    file: str | None = None
+    mode: str | None = None  # parallel or sequential
+    no_cache: bool = False
+    ready: tuple[tuple[str, int, int], ...] = ()  # (task id, rank, message priority) released at the start
+    order: tuple[str, ...] = ()  # the tasks in schedule order, for reports
+
+    @property
+    def finished_state(self) -> bool:
+        return self.state == RunState.FINISHED
+
+    @property
+    def said_state(self) -> RunState:
+        """The state as reports say it: a cancelled run is finished, and said to be cancelled."""
+        return RunState.CANCELLED if self.cancelled else self.state
+
+    def seconds(self) -> float | None:
+        """How long the run took, once it has finished."""
+        return None if self.finished is None else round(self.finished - self.created, 3)
+
+    def ended(self, finished: float, *, error: str | None = None, cancelled: bool = False) -> RunMeta:
+        """This run marked finished (with its error, or cancelled, when it has them)."""
+        changes: dict[str, object] = {"state": RunState.FINISHED, "finished": finished}
+        if cancelled:
+            changes["cancelled"] = True
+        if error is not None:
+            changes["error"] = error
+        return self.model_copy(update=changes)
 
 
-class NodeState(TypedDict, total=False):
-    """One node's record in a run (every field optional: it grows as the node moves on)."""
+# Meta fields as long as the run: kept apart from the meta, which workers read with every message
+# and the producer with every poll (a 2,000-task workflow's lists are 60 KB of JSON)
+RUN_LISTS = ("gallery_members", "ready", "order")
+
+
+class NodeState(Record):
+    """One node's record in a run: it grows as the node moves on (only its status is always there)."""
 
     status: Status
-    type: str | None  # component type (syncs)
-    path: str  # the file it came from
-    outcome: str  # created, updated, unchanged, validated, ran
-    error: str  # why it failed (secrets scrubbed)
-    reason: str  # why it was skipped
-    worker: str  # the Celery node that ran it
-    task_id: str | None  # the Celery message that carried it
-    started: float
-    finished: float
-    seconds: float
-    key: str  # its content key
-    team_id: int  # the Studio row (teams)
-    drifted: bool  # its row was edited in Studio since the sync wrote it, and left alone
+    type: str | None = None  # component type (syncs)
+    path: str | None = None  # the file it came from
+    outcome: str | None = None  # created, updated, unchanged, validated, ran
+    error: str | None = None  # why it failed (secrets scrubbed)
+    reason: str | None = None  # why it was skipped
+    worker: str | None = None  # the Celery node that ran it
+    task_id: str | None = None  # the Celery message that carried it
+    started: float | None = None
+    finished: float | None = None
+    seconds: float | None = None
+    key: str | None = None  # its content key
+    team_id: int | None = None  # the Studio row (teams)
+    gallery_id: int | None = None  # the gallery entry holding it (a cached gallery member)
+    drifted: bool = False  # its row was edited in Studio since the sync wrote it, and left alone
     # workflow tasks
-    pid: int  # the worker process that ran it
+    pid: int | None = None  # the worker process that ran it
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    calls: int | None = None  # model requests
+    attempts: int | None = None  # model requests, retries included
+    stop_reason: str | None = None
+    agent: str | None = None  # the agent or team that runs it
+    priority: int | None = None
+
+    def merged(self, later: NodeState) -> NodeState:
+        """This state with the fields `later` was given laid over it."""
+        return self.model_copy(update={name: getattr(later, name) for name in later.model_fields_set})
+
+    def outcome_said(self) -> str:
+        """What became of the node, as sync reports count it."""
+        if self.status == Status.DONE:
+            return self.outcome or "created"
+        if self.status == Status.CACHED:
+            return "unchanged"
+        if self.drifted:
+            return "drifted"  # edited in Studio since the sync wrote it, and left alone
+        return str(self.status) if self.status in UNSUCCESSFUL else Status.PENDING
+
+
+class TaskUsage(Record):
+    """What a workflow task's run cost and how it stopped: its state's summary fields, and with its
+    output and transcript, its cache entry."""
+
     prompt_tokens: int
     completion_tokens: int
-    calls: int  # model requests
-    attempts: int  # model requests, retries included
-    stop_reason: str | None
-    agent: str  # the agent or team that runs it
-    priority: int
+    calls: int
+    attempts: int
+    stop_reason: str | None = None

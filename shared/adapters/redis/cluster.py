@@ -1,0 +1,70 @@
+"""The cluster's own state in Redis: its metrics' totals, the model limits' queues, the workers'
+heartbeats and the messages each is running (producer/recovery.py, the exporter)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from shared.adapters.redis import keys
+from shared.adapters.redis.metrics import flush, read_counters, read_histograms
+from shared.adapters.redis.part import RedisPart
+from shared.core.records import HostReading
+from shared.metrics import Metrics
+
+
+class ClusterState(RedisPart):
+    def flush(self, metrics: Metrics) -> None:
+        """Add a process's metrics to the cluster's totals (shared/metrics.py)."""
+        flush(self.r, metrics)
+
+    def counters(self) -> dict[tuple[str, tuple[str, ...]], float]:
+        """The cluster's counters so far: (name, labels) -> total (the exporter)."""
+        return read_counters(self.r)
+
+    def histograms(self) -> dict[tuple[str, tuple[str, ...]], list[float]]:
+        """The cluster's latency histograms so far (shared/metrics.py), for the exporter and benchmarks."""
+        return read_histograms(self.r)
+
+    def limit_queues(self) -> dict[str, tuple[int, int]]:
+        """Each cluster-wide limit (semaphore.py): (slots held, tasks waiting), for benchmarks."""
+        names = sorted(keys.limit_of_waiters(str(k)) for k in self.r.scan_iter(keys.LIMIT_WAITERS, count=1000))
+        pipe = self.r.pipeline(transaction=False)
+        for name in names:
+            pipe.zcard(keys.limit_part(name, "holders"))
+            pipe.zcard(keys.limit_part(name, "waiters"))
+        counts = pipe.execute()
+        return {name: (int(counts[2 * i]), int(counts[2 * i + 1])) for i, name in enumerate(names)}
+
+    # ---- workers' heartbeats and the messages each is running (producer/recovery.py) -------------
+    def host_readings(self) -> dict[str, HostReading]:
+        """Worker node name -> its last resource reading: host, cpu, memory, disk, throttled, ts."""
+        return {str(name): json.loads(raw) for name, raw in self.r.hgetall(keys.HOSTS).items()}
+
+    def heartbeats(self) -> dict[str, float]:
+        """Worker node name -> when it last reported (workers/resources.py)."""
+        return {name: float(beat.get("ts", 0.0)) for name, beat in self.host_readings().items()}
+
+    def live_workers(self, fresh_within: float) -> dict[str, list[str] | None]:
+        """Workers that reported within `fresh_within` seconds -> the queues each takes (None: a
+        worker of an earlier version, which does not say)."""
+        now, live = time.time(), {}
+        for name, beat in self.host_readings().items():
+            if now - float(beat.get("ts", 0.0)) <= fresh_within:
+                queues = beat.get("queues")
+                live[name] = [str(q) for q in queues] if isinstance(queues, list) else None
+        return live
+
+    def running_messages(self) -> dict[str, dict[str, float]]:
+        """Worker node name -> the Celery task ids it is running -> since when."""
+        out: dict[str, dict[str, float]] = {}
+        for key in self.r.scan_iter(keys.IN_FLIGHT + "*", count=1000):
+            out[str(key).removeprefix(keys.IN_FLIGHT)] = {str(t): float(ts) for t, ts in self.r.hgetall(key).items()}
+        return out
+
+    def message_started(self, worker: str, task_id: str) -> None:
+        self.r.hset(keys.in_flight_key(worker), task_id, time.time())
+
+    def messages_ended(self, worker: str, *task_ids: str) -> None:
+        if task_ids:
+            self.r.hdel(keys.in_flight_key(worker), *task_ids)

@@ -1,0 +1,71 @@
+"""What the syncs of a namespace wrote to Studio, kept in Redis without expiry: team row ids (so
+updates go in place), the records drift and prune compare (shared/core/drift.py), gallery entries."""
+
+from __future__ import annotations
+
+import json
+
+import redis
+
+from shared.adapters.redis import keys
+from shared.adapters.redis.part import RedisPart
+from shared.core.drift import WrittenRow
+from shared.core.json_text import dumps
+
+
+class StudioRows(RedisPart):
+    def team_id(self, ns: str, label: str) -> int | None:
+        value = self.r.hget(keys.team_ids_key(ns), label)
+        return int(value) if value else None
+
+    def written_rows(self, ns: str, tree: str | None = None) -> dict[str, WrittenRow]:
+        """Label -> the record of the team row the sync last wrote for it (only `tree`'s when given)."""
+        rows = (WrittenRow.from_json(raw) for raw in self.r.hgetall(keys.written_key(ns)).values())
+        return {w.label: w for w in rows if tree is None or w.tree == tree}
+
+    def written_row(self, ns: str, label: str) -> WrittenRow | None:
+        raw = self.r.hget(keys.written_key(ns), label)
+        return WrittenRow.from_json(raw) if raw else None
+
+    def record_written(self, ns: str, row: WrittenRow) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hset(keys.written_key(ns), row.label, row.to_json())
+        pipe.hset(keys.team_ids_key(ns), row.label, str(row.row_id))
+        pipe.execute()
+
+    def forget_written(self, ns: str, label: str) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hdel(keys.written_key(ns), label)
+        pipe.hdel(keys.team_ids_key(ns), label)
+        pipe.execute()
+
+    def create_lock(self, ns: str, what: str, seconds: float = 30.0) -> redis.lock.Lock:
+        """redis-py's lock on creating the Studio row `what` in this namespace: one create per row
+        at a time across runs and workers. It expires after `seconds`, should its holder die."""
+        # redis-py leaves lock() unannotated; without a lock_class it makes this one
+        lock: redis.lock.Lock = self.r.lock(keys.creating_key(ns, what), timeout=seconds)
+        return lock
+
+    def owned_gallery(self, ns: str, name: str) -> tuple[int, str] | None:
+        """(row id, tree) of the gallery entry `name` when the sync created it."""
+        raw = self.r.hget(keys.owned_galleries_key(ns), name)
+        if not raw:
+            return None
+        data = json.loads(raw)
+        return int(data["id"]), str(data["tree"])
+
+    def own_gallery(self, ns: str, name: str, gallery_id: int, tree: str) -> None:
+        self.r.hset(keys.owned_galleries_key(ns), name, dumps({"id": gallery_id, "tree": tree}))
+
+    def disown_gallery(self, ns: str, name: str) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hdel(keys.owned_galleries_key(ns), name)
+        pipe.hdel(keys.galleries_key(ns), name)
+        pipe.execute()
+
+    def gallery_id(self, ns: str, name: str) -> int | None:
+        value = self.r.hget(keys.galleries_key(ns), name)
+        return int(value) if value else None
+
+    def set_gallery_id(self, ns: str, name: str, gallery_id: int) -> None:
+        self.r.hset(keys.galleries_key(ns), name, str(gallery_id))

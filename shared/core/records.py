@@ -1,0 +1,47 @@
+"""The parameter records of a new run: what the producer hands the store to write in one go."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.core.run_model import NodeState, RunMeta
+
+# What a worker needs to do one node: JSON shaped by the run's kind (a sync's component and its
+# facts, a workflow task's record). Config data, so its values are any JSON.
+Spec = dict[str, Any]
+# A cached result as the cache holds it: the JSON of the fields a node's state takes from it.
+CacheEntry = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """A run as it starts: its meta, every node's first state, each node's spec, and a sync's waves
+    (wave -> batches -> labels)."""
+
+    meta: RunMeta
+    nodes: Mapping[str, NodeState]
+    specs: Mapping[str, Spec]
+    waves: Sequence[Sequence[Sequence[str]]] = ()
+
+
+@dataclass(frozen=True)
+class Release:
+    """A workflow run's release bookkeeping as it starts: open inputs per task, the tasks ready now,
+    and the outputs and transcripts (JSON) of the tasks found in the cache."""
+
+    open_inputs: Mapping[str, int] = field(default_factory=dict)
+    ready: Sequence[str] = ()
+    outputs: Mapping[str, str] = field(default_factory=dict)
+    transcripts: Mapping[str, str] = field(default_factory=dict)
+
+
+# One message of a workflow task's transcript (workers/agent_runtime.py): source, kind, content, calls, results.
+TranscriptMessage = dict[str, Any]
+# An AutoGen component (or a gallery entry's config) as JSON, as Studio takes and gives it.
+Component = dict[str, Any]
+# A row of Studio's REST API (a team, a gallery entry) as it answers it.
+Row = dict[str, Any]
+# A worker's last resource reading (workers/resources.py): host, cpu, memory, disk, throttled, queues, ts.
+HostReading = dict[str, Any]
