@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 from shared.core.exceptions import InvalidInput
 
@@ -21,51 +21,67 @@ def find_cycles(deps: Mapping[str, Iterable[str]]) -> list[list[str]]:
 
     Iterative Tarjan, so a deep chain cannot overflow the stack.
     """
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    on_stack: set[str] = set()
-    stack: list[str] = []
-    cycles: list[list[str]] = []
-    counter = 0
+    tarjan = _Tarjan(deps)
     for root in sorted(deps):
-        if root in index:
-            continue
-        work = [(root, iter(sorted(deps[root])))]
-        index[root] = low[root] = counter
-        counter += 1
-        stack.append(root)
-        on_stack.add(root)
-        while work:
-            node, children = work[-1]
-            advanced = False
-            for child in children:
-                if child not in index:
-                    index[child] = low[child] = counter
-                    counter += 1
-                    stack.append(child)
-                    on_stack.add(child)
-                    work.append((child, iter(sorted(deps[child]))))
-                    advanced = True
-                    break
-                if child in on_stack:
-                    low[node] = min(low[node], index[child])
-            if advanced:
-                continue
-            work.pop()
-            if work:
-                parent = work[-1][0]
-                low[parent] = min(low[parent], low[node])
-            if low[node] == index[node]:
-                component = []
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    component.append(member)
-                    if member == node:
-                        break
-                if len(component) > 1 or node in deps[node]:
-                    cycles.append(sorted(component))
-    return cycles
+        if root not in tarjan.index:
+            tarjan.visit(root)
+    return tarjan.cycles
+
+
+class _Tarjan:
+    """One run of Tarjan's algorithm: each node's index and low link, the stack of open nodes."""
+
+    def __init__(self, deps: Mapping[str, Iterable[str]]) -> None:
+        self.deps = deps
+        self.index: dict[str, int] = {}
+        self.low: dict[str, int] = {}
+        self.on_stack: set[str] = set()
+        self.stack: list[str] = []
+        self.cycles: list[list[str]] = []
+        self.work: list[tuple[str, Iterator[str]]] = []  # the depth-first path, each with its children left
+
+    def visit(self, root: str) -> None:
+        self._open(root)
+        while self.work:
+            node, children = self.work[-1]
+            if not self._descend(node, children):
+                self._finish(node)
+
+    def _open(self, node: str) -> None:
+        self.index[node] = self.low[node] = len(self.index)
+        self.stack.append(node)
+        self.on_stack.add(node)
+        self.work.append((node, iter(sorted(self.deps[node]))))
+
+    def _descend(self, node: str, children: Iterator[str]) -> bool:
+        """Open the next child not yet visited (True); lower `node`'s link by those on the stack."""
+        for child in children:
+            if child not in self.index:
+                self._open(child)
+                return True
+            if child in self.on_stack:
+                self.low[node] = min(self.low[node], self.index[child])
+        return False
+
+    def _finish(self, node: str) -> None:
+        self.work.pop()
+        if self.work:
+            parent = self.work[-1][0]
+            self.low[parent] = min(self.low[parent], self.low[node])
+        if self.low[node] == self.index[node]:
+            self._component(node)
+
+    def _component(self, node: str) -> None:
+        """Pop `node`'s component off the stack; keep it when it is a cycle."""
+        component = []
+        while True:
+            member = self.stack.pop()
+            self.on_stack.discard(member)
+            component.append(member)
+            if member == node:
+                break
+        if len(component) > 1 or node in self.deps[node]:
+            self.cycles.append(sorted(component))
 
 
 def waves(deps: Mapping[str, Iterable[str]]) -> list[list[str]]:
@@ -75,23 +91,33 @@ def waves(deps: Mapping[str, Iterable[str]]) -> list[list[str]]:
     so the number of groups is the length of the longest dependency path: the minimum.
     """
     remaining = {node: len(set(ds)) for node, ds in deps.items()}
-    dependents: dict[str, list[str]] = {node: [] for node in deps}
-    for node, ds in deps.items():
-        for d in set(ds):
-            dependents[d].append(node)
+    dependents = _dependents(deps)
     current = sorted(n for n, count in remaining.items() if count == 0)
     result: list[list[str]] = []
     placed = 0
     while current:
         result.append(current)
         placed += len(current)
-        following = []
-        for node in current:
-            for dependent in dependents[node]:
-                remaining[dependent] -= 1
-                if remaining[dependent] == 0:
-                    following.append(dependent)
-        current = sorted(following)
+        current = _next_wave(current, dependents, remaining)
     if placed != len(deps):
         raise CycleError(find_cycles(deps))
     return result
+
+
+def _dependents(deps: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
+    dependents: dict[str, list[str]] = {node: [] for node in deps}
+    for node, ds in deps.items():
+        for d in set(ds):
+            dependents[d].append(node)
+    return dependents
+
+
+def _next_wave(current: list[str], dependents: dict[str, list[str]], remaining: dict[str, int]) -> list[str]:
+    """The nodes whose last dependency is in `current` (`remaining` counts down what each waits for)."""
+    following = []
+    for node in current:
+        for dependent in dependents[node]:
+            remaining[dependent] -= 1
+            if remaining[dependent] == 0:
+                following.append(dependent)
+    return sorted(following)

@@ -133,20 +133,32 @@ def plan_pull(
     for lbl in sorted(own):
         known = existing.get(lbl)
         component = written.get(lbl)
-        if component is None:  # the tree's file says it already
-            if known is not None:
-                layout.files.append(FileWrite(known.path, lbl, known.document, "unchanged"))
-            continue
-        if known is not None:
-            path = known.path
-        else:
-            path = _free_path(f"{folder(component['component_type'])}/{slug(lbl)}", used)
-            used.add(path)
-        document = _with_refs(component, own, top_level=True)
-        document = _keep_variables(document, known.document if known else None, env, lbl, layout.variables, path)
-        action: Action = "create" if known is None else "unchanged" if document == known.document else "update"
-        layout.files.append(FileWrite(path, lbl, document, action))
+        if component is not None:
+            layout.files.append(_file_write(lbl, component, known, own, used, env, layout.variables))
+        elif known is not None:  # the tree's file says it already
+            layout.files.append(FileWrite(known.path, lbl, known.document, "unchanged"))
     return layout
+
+
+def _file_write(
+    lbl: str,
+    component: dict[str, Any],
+    known: Existing | None,
+    own: Mapping[str, str],
+    used: set[str],
+    env: Mapping[str, str],
+    variables: dict[str, list[str]],
+) -> FileWrite:
+    """The file for one pulled component: the tree's own file for its label, else a new path not in `used`."""
+    if known is not None:
+        path = known.path
+    else:
+        path = _free_path(f"{folder(component['component_type'])}/{slug(lbl)}", used)
+        used.add(path)
+    document = _with_refs(component, own, top_level=True)
+    document = _keep_variables(document, known.document if known else None, env, lbl, variables, path)
+    action: Action = "create" if known is None else "unchanged" if document == known.document else "update"
+    return FileWrite(path, lbl, document, action)
 
 
 def _top_level(teams: list[dict[str, Any]], gallery: list[dict[str, Any]], warnings: list[str]) -> dict[str, Any]:
@@ -171,28 +183,50 @@ def _same_as_tree(known: Existing | None, component: dict[str, Any]) -> bool:
 def _shared_parts(written: dict[str, Any], existing: Mapping[str, Existing], own: dict[str, str]) -> None:
     """Add to `own` (and, when a file must be written for them, to `written`) the parts of the
     written components that get a file of their own."""
-    occurrences: Counter[tuple[str, str]] = Counter()
-    samples: dict[tuple[str, str], dict[str, Any]] = {}
-    for component in list(written.values()):
-        found = {(lbl, content_hash(p)): p for p in parts(component) if (lbl := _label(p))}
-        occurrences.update(found.keys())
-        for key, p in found.items():
-            samples.setdefault(key, p)
+    occurrences, samples = _part_occurrences(list(written.values()))
     by_label: dict[str, list[tuple[int, str]]] = {}
     for (lbl, digest), count in occurrences.items():
         by_label.setdefault(lbl, []).append((count, digest))
     for lbl, variants in sorted(by_label.items()):
         kind = samples[(lbl, variants[0][1])]["component_type"]
         known = existing.get(lbl)
-        if lbl in own or not is_part(kind) or (known is not None and known.component_type != kind):
+        if lbl in own or not _may_have_file(kind, known):
             continue  # a team or gallery component of that label decides its file; or not a part
-        if known is not None and known.sent is not None and content_hash(known.sent) in {d for _, d in variants}:
-            own[lbl] = content_hash(known.sent)  # the file as it is serves
+        as_is = _as_in_tree(known, variants)
+        if as_is is not None:
+            own[lbl] = as_is  # the file as it is serves
             continue
         count, digest = max(variants)
         if count >= 2 or known is not None:
             own[lbl] = digest
             written[lbl] = samples[(lbl, digest)]
+
+
+def _part_occurrences(
+    components: list[dict[str, Any]],
+) -> tuple[Counter[tuple[str, str]], dict[tuple[str, str], dict[str, Any]]]:
+    """How many of `components` hold each labelled part, by (label, content hash), and the first of each."""
+    occurrences: Counter[tuple[str, str]] = Counter()
+    samples: dict[tuple[str, str], dict[str, Any]] = {}
+    for component in components:
+        found = {(lbl, content_hash(p)): p for p in parts(component) if (lbl := _label(p))}
+        occurrences.update(found.keys())
+        for key, p in found.items():
+            samples.setdefault(key, p)
+    return occurrences, samples
+
+
+def _may_have_file(kind: str, known: Existing | None) -> bool:
+    """A part, and not of another type than the tree's file of its label."""
+    return is_part(kind) and (known is None or known.component_type == kind)
+
+
+def _as_in_tree(known: Existing | None, variants: list[tuple[int, str]]) -> str | None:
+    """The content hash of the tree's file when one of the variants pulled is what it sends; else None."""
+    if known is None or known.sent is None:
+        return None
+    digest = content_hash(known.sent)
+    return digest if digest in {d for _, d in variants} else None
 
 
 def _free_path(stem: str, taken: set[str]) -> str:

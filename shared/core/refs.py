@@ -18,14 +18,18 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 def _walk(node: Any, path: str) -> Iterator[tuple[str, Any]]:
     yield path, node
-    if isinstance(node, dict):
-        if REF_KEY in node:
-            return
+    for child_path, value in _children(node, path):
+        yield from _walk(value, child_path)
+
+
+def _children(node: Any, path: str) -> Iterator[tuple[str, Any]]:
+    """(field_path, value) of each member of a mapping or list; none below a `$ref`."""
+    if isinstance(node, dict) and REF_KEY not in node:
         for key, value in node.items():
-            yield from _walk(value, f"{path}.{key}" if path else str(key))
+            yield (f"{path}.{key}" if path else str(key)), value
     elif isinstance(node, list):
         for i, value in enumerate(node):
-            yield from _walk(value, f"{path}[{i}]")
+            yield f"{path}[{i}]", value
 
 
 def find_refs(doc: Any) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -33,15 +37,23 @@ def find_refs(doc: Any) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     refs: list[tuple[str, str]] = []
     problems: list[tuple[str, str]] = []
     for path, node in _walk(doc, ""):
-        if isinstance(node, dict) and REF_KEY in node:
-            target = node[REF_KEY]
-            if len(node) != 1:
-                problems.append((path, '"$ref" must be the only key of its mapping'))
-            elif not isinstance(target, str) or not target:
-                problems.append((path, '"$ref" must name a component label (a non-empty string)'))
-            else:
-                refs.append((path, target))
+        if not (isinstance(node, dict) and REF_KEY in node):
+            continue
+        problem = _ref_problem(node)
+        if problem is None:
+            refs.append((path, node[REF_KEY]))
+        else:
+            problems.append((path, problem))
     return refs, problems
+
+
+def _ref_problem(node: dict[str, Any]) -> str | None:
+    if len(node) != 1:
+        return '"$ref" must be the only key of its mapping'
+    target = node[REF_KEY]
+    if not isinstance(target, str) or not target:
+        return '"$ref" must name a component label (a non-empty string)'
+    return None
 
 
 def inline_refs(doc: Any, resolve: Callable[[str], Any]) -> Any:
@@ -57,14 +69,17 @@ def inline_refs(doc: Any, resolve: Callable[[str], Any]) -> Any:
 
 def find_variables(doc: Any) -> list[tuple[str, str]]:
     """[(field_path, variable_name)] for every `${VAR}` in a string value; bad names included as-is."""
-    found = []
+    return [(path, name) for path, name, default in _placeholders(doc) if default is None]
+
+
+def _placeholders(doc: Any) -> Iterator[tuple[str, str, str | None]]:
+    """(field_path, name, default or None) of every `${...}` in a string value, `$${...}` left out."""
     for path, node in _walk(doc, ""):
         if isinstance(node, str):
             for match in _VAR.finditer(node):
                 escaped, name, default = match.groups()
-                if not escaped and default is None:
-                    found.append((path, name))
-    return found
+                if not escaped:
+                    yield path, name, default
 
 
 def is_valid_variable_name(name: str) -> bool:
@@ -80,13 +95,14 @@ class MissingVariable(InvalidInput):
 
 def substitute_variables(doc: Any, env: Mapping[str, str]) -> Any:
     """Copy of `doc` with `${VAR}` replaced from `env`; raises MissingVariable naming the field."""
+    # one frame a level (no helper in between): a deep document recurses no deeper than it did
     if isinstance(doc, dict):
         out = {}
         for k, v in doc.items():
             try:
                 out[k] = substitute_variables(v, env)
             except MissingVariable as exc:  # the field's path is built only on the way out of an error
-                exc.field = f"{k}.{exc.field}" if exc.field and not exc.field.startswith("[") else f"{k}{exc.field}"
+                exc.field = _field_path(f"{k}", exc.field)
                 raise
         return out
     if isinstance(doc, list):
@@ -95,23 +111,29 @@ def substitute_variables(doc: Any, env: Mapping[str, str]) -> Any:
             try:
                 items.append(substitute_variables(v, env))
             except MissingVariable as exc:
-                exc.field = f"[{i}].{exc.field}" if exc.field and not exc.field.startswith("[") else f"[{i}]{exc.field}"
+                exc.field = _field_path(f"[{i}]", exc.field)
                 raise
         return items
     if isinstance(doc, str) and "${" in doc:
-
-        def replace(match: re.Match[str]) -> str:
-            escaped, name, default = match.groups()
-            if escaped:
-                return match.group(0)[1:]
-            if name in env:
-                return env[name]
-            if default is not None:
-                return default
-            raise MissingVariable(name, "")
-
-        return _VAR.sub(replace, doc)
+        return _VAR.sub(lambda match: _replacement(match, env), doc)
     return doc
+
+
+def _field_path(step: str, field: str) -> str:
+    """`step` (a key, or `[i]`) in front of the path below it."""
+    return f"{step}.{field}" if field and not field.startswith("[") else f"{step}{field}"
+
+
+def _replacement(match: re.Match[str], env: Mapping[str, str]) -> str:
+    """What one `${VAR}`, `${VAR:-default}` or `$${...}` stands for; MissingVariable for an unset VAR."""
+    escaped, name, default = match.groups()
+    if escaped:
+        return match.group(0)[1:]
+    if name in env:
+        return env[name]
+    if default is not None:
+        return default
+    raise MissingVariable(name, "")
 
 
 FRAGMENT = 8  # a run of this many characters of a secret is scrubbed wherever it stands
@@ -122,32 +144,33 @@ def redact(text: str, secrets: list[str]) -> str:
     quote (pydantic writes "sk-abc...xyz"), and half a key is still a leak."""
     for value in secrets:
         text = text.replace(value, "***")
-        if len(value) < FRAGMENT:
-            continue
-        grams = {value[i : i + FRAGMENT] for i in range(len(value) - FRAGMENT + 1)}
-        out, i = [], 0
-        while i < len(text):
-            if text[i : i + FRAGMENT] in grams:
-                end = i + FRAGMENT
-                while end < len(text) and text[i : end + 1] in value:
-                    end += 1
-                out.append("***")
-                i = end
-            else:
-                out.append(text[i])
-                i += 1
-        text = "".join(out)
+        if len(value) >= FRAGMENT:
+            text = _scrub_fragments(text, value)
     return text
+
+
+def _scrub_fragments(text: str, value: str) -> str:
+    """`text` with each run of FRAGMENT or more characters of `value` replaced by `***`."""
+    grams = {value[i : i + FRAGMENT] for i in range(len(value) - FRAGMENT + 1)}
+    out, i = [], 0
+    while i < len(text):
+        if text[i : i + FRAGMENT] in grams:
+            end = i + FRAGMENT
+            while end < len(text) and text[i : end + 1] in value:
+                end += 1
+            out.append("***")
+            i = end
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
 
 
 def secret_values(spec: Any, env: Mapping[str, str]) -> list[str]:
     """The values `${VAR}` placeholders resolve to, and secret fields written out in the file
     (`api_key: sk-...`): what no error may show, longest first (so no part of one survives)."""
     values = {value for _, value in secret_fields(spec) if "${" not in value}
-    for _, node in _walk(spec, ""):
-        if isinstance(node, str):
-            for match in _VAR.finditer(node):
-                escaped, name, _default = match.groups()
-                if not escaped and env.get(name):
-                    values.add(env[name])
+    for _, name, _default in _placeholders(spec):
+        if env.get(name):
+            values.add(env[name])
     return sorted((v for v in values if len(v) >= 3), key=len, reverse=True)

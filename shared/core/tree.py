@@ -81,29 +81,41 @@ def build_tree(
         ff = _facts_of(tree, path, documents, known)
         if ff is None:
             continue
-        node = Node(
-            size=ff.size,
-            label=str(ff.label),
-            path=path,
-            component_type=ff.component_type,
-            documents=documents,
-            deps=sorted({target for _, target in ff.refs}),
-            refs=ff.refs,
-            content_hash=ff.content_hash,
-        )
+        node = _node(path, ff, documents)
         by_label.setdefault(node.label, []).append(node)
         errs = _own_problems(path, ff, env_names, limits)
         if errs:
             problems[path] = errs
     _link(tree, by_label, problems)
+    _mark_invalid(tree, by_label, problems)
+    _key(tree, limits)
+    return tree
+
+
+def _node(path: str, ff: FileFacts, documents: Mapping[str, dict[str, Any] | ConfigError]) -> Node:
+    return Node(
+        size=ff.size,
+        label=str(ff.label),
+        path=path,
+        component_type=ff.component_type,
+        documents=documents,
+        deps=sorted({target for _, target in ff.refs}),
+        refs=ff.refs,
+        content_hash=ff.content_hash,
+    )
+
+
+def _mark_invalid(tree: Tree, by_label: dict[str, list[Node]], problems: dict[str, list[ConfigError]]) -> None:
+    """The problems become the tree's errors, file by file; a node with problems of its own, or
+    whose label another file uses too, is invalid."""
     for path in sorted(problems):
         tree.errors.extend(problems[path])
     for label, node in tree.nodes.items():
         found = problems.get(node.path)
-        if found or len(by_label[label]) > 1:
-            tree.invalid[label] = "; ".join(str(e) for e in found) if found else "duplicate label"
-    _key(tree, limits)
-    return tree
+        if found:
+            tree.invalid[label] = "; ".join(str(e) for e in found)
+        elif len(by_label[label]) > 1:
+            tree.invalid[label] = "duplicate label"
 
 
 def _facts_of(
@@ -132,6 +144,17 @@ def _own_problems(path: str, ff: FileFacts, env_names: Collection[str], limits: 
     """What is wrong with a file on its own: its spec, its references' form, its limits, its variables."""
     errs = list(ff.errors)
     errs.extend(ConfigError(path=path, field=f, message=m) for f, m in ff.ref_problems)
+    errs.extend(_limit_problems(path, ff, limits))
+    errs.extend(
+        ConfigError(path=path, field=f, message=message)
+        for f, name in ff.variables
+        if (message := _variable_problem(f, name, env_names)) is not None
+    )
+    return errs
+
+
+def _limit_problems(path: str, ff: FileFacts, limits: TreeLimits) -> list[ConfigError]:
+    errs = []
     if len(ff.refs) > limits.max_refs:
         errs.append(
             ConfigError(
@@ -148,14 +171,17 @@ def _own_problems(path: str, ff: FileFacts, env_names: Collection[str], limits: 
                 f"over the limit of {limits.max_participants:,} (MAX_PARTICIPANTS)",
             )
         )
-    for f, name in ff.variables:
-        if f == "label":  # the worker would resolve it: Studio's row would carry another name than the tree's
-            errs.append(ConfigError(path=path, field=f, message=f"a label cannot hold a variable (${{{name}}})"))
-        elif not is_valid_variable_name(name):
-            errs.append(ConfigError(path=path, field=f, message=f"invalid variable name ${{{name}}}"))
-        elif name not in env_names:
-            errs.append(ConfigError(path=path, field=f, message=f"environment variable {name} is not set"))
     return errs
+
+
+def _variable_problem(where: str, name: str, env_names: Collection[str]) -> str | None:
+    if where == "label":  # the worker would resolve it: Studio's row would carry another name than the tree's
+        return f"a label cannot hold a variable (${{{name}}})"
+    if not is_valid_variable_name(name):
+        return f"invalid variable name ${{{name}}}"
+    if name not in env_names:
+        return f"environment variable {name} is not set"
+    return None
 
 
 def _link(tree: Tree, by_label: dict[str, list[Node]], problems: dict[str, list[ConfigError]]) -> None:
@@ -163,31 +189,43 @@ def _link(tree: Tree, by_label: dict[str, list[Node]], problems: dict[str, list[
     for label, nodes in by_label.items():
         tree.nodes[label] = nodes[0]
         if len(nodes) > 1:
-            paths = [n.path for n in nodes]
-            for n in nodes:
-                others = ", ".join(p for p in paths if p != n.path)
-                problems.setdefault(n.path, []).append(
-                    ConfigError(path=n.path, field="label", message=f"duplicate label {label!r}, also used by {others}")
-                )
+            _duplicates(label, nodes, problems)
     for node in tree.nodes.values():
-        for f, target in node.refs:
-            if target not in tree.nodes:
-                problems.setdefault(node.path, []).append(
-                    ConfigError(
-                        path=node.path, field=f, message=f"unknown reference {target!r}: no component has that label"
-                    )
-                )
+        _unknown_refs(node, tree.nodes, problems)
         node.deps = [d for d in node.deps if d in tree.nodes]
     deps = {label: node.deps for label, node in tree.nodes.items()}
     for cycle in find_cycles(deps):
-        text = " -> ".join(f"{lbl} ({tree.nodes[lbl].path})" for lbl in cycle + cycle[:1])
-        for lbl in cycle:
-            problems.setdefault(tree.nodes[lbl].path, []).append(
-                ConfigError(path=tree.nodes[lbl].path, message=f"reference cycle: {text}")
-            )
-        for lbl in cycle:
-            # cut the cycle so the rest of the graph can be layered
-            tree.nodes[lbl].deps = [d for d in tree.nodes[lbl].deps if d not in cycle]
+        _cut_cycle(cycle, tree.nodes, problems)
+
+
+def _add(problems: dict[str, list[ConfigError]], error: ConfigError) -> None:
+    problems.setdefault(error.path, []).append(error)
+
+
+def _duplicates(label: str, nodes: list[Node], problems: dict[str, list[ConfigError]]) -> None:
+    paths = [n.path for n in nodes]
+    for n in nodes:
+        others = ", ".join(p for p in paths if p != n.path)
+        _add(
+            problems,
+            ConfigError(path=n.path, field="label", message=f"duplicate label {label!r}, also used by {others}"),
+        )
+
+
+def _unknown_refs(node: Node, nodes: dict[str, Node], problems: dict[str, list[ConfigError]]) -> None:
+    for f, target in node.refs:
+        if target not in nodes:
+            message = f"unknown reference {target!r}: no component has that label"
+            _add(problems, ConfigError(path=node.path, field=f, message=message))
+
+
+def _cut_cycle(cycle: list[str], nodes: dict[str, Node], problems: dict[str, list[ConfigError]]) -> None:
+    """Each node of the cycle gets the error; the cycle is cut so the rest of the graph can be layered."""
+    text = " -> ".join(f"{lbl} ({nodes[lbl].path})" for lbl in cycle + cycle[:1])
+    for lbl in cycle:
+        _add(problems, ConfigError(path=nodes[lbl].path, message=f"reference cycle: {text}"))
+    for lbl in cycle:
+        nodes[lbl].deps = [d for d in nodes[lbl].deps if d not in cycle]
 
 
 def _key(tree: Tree, limits: TreeLimits) -> None:
@@ -196,22 +234,34 @@ def _key(tree: Tree, limits: TreeLimits) -> None:
     all_deps = {label: node.deps for label, node in tree.nodes.items()}
     for layer in waves(all_deps):
         for label in layer:
-            if label in tree.invalid:
-                continue
-            node = tree.nodes[label]
-            bad = next((d for d in node.deps if d in tree.invalid or d in tree.skipped), None)
-            if bad is not None:
-                state = "is invalid" if bad in tree.invalid else "was skipped"
-                tree.skipped[label] = f"depends on {bad!r} ({tree.nodes[bad].path}) which {state}"
-                continue
-            node.resolved_size = node.size + sum(tree.nodes[t].resolved_size for _, t in node.refs)
-            if node.resolved_size > limits.max_request_bytes:
-                error = ConfigError(
-                    path=node.path,
-                    message=f"is {node.resolved_size:,} bytes with its references inlined, "
-                    f"over the limit of {limits.max_request_bytes:,} (MAX_REQUEST_BYTES)",
-                )
-                tree.errors.append(error)
-                tree.invalid[label] = str(error)
-                continue
-            node.key = node_key(node.content_hash, [(d, tree.nodes[d].key) for d in node.deps])
+            if label not in tree.invalid:
+                _key_node(tree, label, limits)
+
+
+def _key_node(tree: Tree, label: str, limits: TreeLimits) -> None:
+    """Skip the node, refuse it for its size, or key it: its dependencies already decided."""
+    node = tree.nodes[label]
+    skipped = _skipped_for(tree, node)
+    if skipped is not None:
+        tree.skipped[label] = skipped
+        return
+    node.resolved_size = node.size + sum(tree.nodes[t].resolved_size for _, t in node.refs)
+    if node.resolved_size > limits.max_request_bytes:
+        error = ConfigError(
+            path=node.path,
+            message=f"is {node.resolved_size:,} bytes with its references inlined, "
+            f"over the limit of {limits.max_request_bytes:,} (MAX_REQUEST_BYTES)",
+        )
+        tree.errors.append(error)
+        tree.invalid[label] = str(error)
+        return
+    node.key = node_key(node.content_hash, [(d, tree.nodes[d].key) for d in node.deps])
+
+
+def _skipped_for(tree: Tree, node: Node) -> str | None:
+    """Why the node is skipped: the first of its dependencies that is invalid or skipped; else None."""
+    bad = next((d for d in node.deps if d in tree.invalid or d in tree.skipped), None)
+    if bad is None:
+        return None
+    state = "is invalid" if bad in tree.invalid else "was skipped"
+    return f"depends on {bad!r} ({tree.nodes[bad].path}) which {state}"

@@ -12,10 +12,12 @@ or the component-spec spelling, `component_type: workflow` with the same fields 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 
 from shared.core.components import display_name, either, is_group, kind_of, runnable_types, task_problems
 from shared.core.endpoints import agents_of, model_specs
@@ -58,6 +60,11 @@ class Workflow(BaseModel):
 def _body(doc: dict[str, Any]) -> dict[str, Any]:
     if doc.get("kind") == "workflow":
         return {k: v for k, v in doc.items() if k != "kind"}
+    return _component_body(doc)
+
+
+def _component_body(doc: dict[str, Any]) -> dict[str, Any]:
+    """A workflow written as a component: its config, named by its label, its goal its description."""
     config = doc.get("config")
     body = dict(config) if isinstance(config, dict) else {}
     body.setdefault("name", doc.get("label") or doc.get("name"))
@@ -71,66 +78,60 @@ def parse_workflow(path: str, doc: dict[str, Any]) -> Workflow | list[ConfigErro
     try:
         return Workflow.model_validate(_body(doc))
     except ValidationError as exc:
-        errors = []
-        for err in exc.errors():
-            loc = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in err["loc"]).replace(".[", "[")
-            message = "required field is missing" if err["type"] == "missing" else err["msg"]
-            errors.append(ConfigError(path=path, field=(prefix + loc) or None, message=message))
-        return errors
+        return [_validation_error(path, prefix, err) for err in exc.errors()]
+
+
+def _validation_error(path: str, prefix: str, err: ErrorDetails) -> ConfigError:
+    """One of pydantic's errors, its location written as a field path (`config.tasks[0].id`)."""
+    loc = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in err["loc"]).replace(".[", "[")
+    message = "required field is missing" if err["type"] == "missing" else err["msg"]
+    return ConfigError(path=path, field=(prefix + loc) or None, message=message)
 
 
 def check_workflow(path: str, wf: Workflow, tree: Tree) -> list[ConfigError]:
     """Errors that must stop a run before anything is enqueued: unknown or duplicate task ids,
     cycles, agents that are missing, not agents or teams, not valid, or without a model client
     that speaks the OpenAI-compatible API."""
-    errors: list[ConfigError] = []
     memo: dict[str, Any] = {}
     ids = [t.id for t in wf.tasks]
     seen: set[str] = set()
+    problems: list[tuple[str, str]] = []  # (field, message)
     for i, task in enumerate(wf.tasks):
-        field = f"tasks[{i}]"
-        if task.id in seen:
-            errors.append(ConfigError(path=path, field=f"{field}.id", message=f"duplicate task id {task.id!r}"))
-        seen.add(task.id)
-        for j, dep in enumerate(task.dependencies):
-            if dep not in ids:
-                errors.append(
-                    ConfigError(path=path, field=f"{field}.dependencies[{j}]", message=f"unknown task id {dep!r}")
-                )
-        node = tree.nodes.get(task.agent)
-        runnable = runnable_types()  # agents and teams
-        if node is None:
-            errors.append(
-                ConfigError(
-                    path=path,
-                    field=f"{field}.agent",
-                    message=f"no {either(runnable)} labelled {task.agent!r} in the tree",
-                )
-            )
-        elif node.component_type not in runnable:
-            errors.append(
-                ConfigError(
-                    path=path,
-                    field=f"{field}.agent",
-                    message=f"{task.agent!r} ({node.path}) is a {node.component_type}, not an {either(runnable)}",
-                )
-            )
-        elif task.agent in tree.invalid or task.agent in tree.skipped:
-            reason = tree.invalid.get(task.agent) or tree.skipped[task.agent]
-            errors.append(
-                ConfigError(path=path, field=f"{field}.agent", message=f"agent {task.agent!r} is not usable: {reason}")
-            )
-        else:
-            errors.extend(
-                ConfigError(path=path, field=f"{field}.agent", message=f"{task.agent!r} ({node.path}): {problem}")
-                for problem in agent_problems(tree.resolved(task.agent, memo))
-            )
+        problems += _task_problems(f"tasks[{i}]", task, ids, seen, tree, memo)
     deps = {t.id: [d for d in t.dependencies if d in ids] for t in wf.tasks}
-    for cycle in find_cycles(deps):
-        errors.append(
-            ConfigError(path=path, field="tasks", message="dependency cycle: " + " -> ".join(cycle + cycle[:1]))
-        )
-    return errors
+    problems += [("tasks", "dependency cycle: " + " -> ".join(cycle + cycle[:1])) for cycle in find_cycles(deps)]
+    return [ConfigError(path=path, field=field, message=message) for field, message in problems]
+
+
+def _task_problems(
+    field: str, task: WorkflowTask, ids: list[str], seen: set[str], tree: Tree, memo: dict[str, Any]
+) -> list[tuple[str, str]]:
+    """(field, message) of what is wrong with one task: its id taken (`seen` the ids before it),
+    a dependency unknown, its agent."""
+    problems = [(f"{field}.id", f"duplicate task id {task.id!r}")] if task.id in seen else []
+    seen.add(task.id)
+    problems += [
+        (f"{field}.dependencies[{j}]", f"unknown task id {dep!r}")
+        for j, dep in enumerate(task.dependencies)
+        if dep not in ids
+    ]
+    problems += [(f"{field}.agent", message) for message in _agent_problems(task.agent, tree, memo)]
+    return problems
+
+
+def _agent_problems(label: str, tree: Tree, memo: dict[str, Any]) -> list[str]:
+    """Why the component a task names cannot run it: missing, not an agent or team, not usable,
+    or (as agent_problems finds) unable to answer."""
+    node = tree.nodes.get(label)
+    runnable = runnable_types()  # agents and teams
+    if node is None:
+        return [f"no {either(runnable)} labelled {label!r} in the tree"]
+    if node.component_type not in runnable:
+        return [f"{label!r} ({node.path}) is a {node.component_type}, not an {either(runnable)}"]
+    if label in tree.invalid or label in tree.skipped:
+        reason = tree.invalid.get(label) or tree.skipped[label]
+        return [f"agent {label!r} is not usable: {reason}"]
+    return [f"{label!r} ({node.path}): {problem}" for problem in agent_problems(tree.resolved(label, memo))]
 
 
 def agent_problems(spec: dict[str, Any]) -> list[str]:
@@ -141,29 +142,35 @@ def agent_problems(spec: dict[str, Any]) -> list[str]:
     group = kind_of(spec.get("component_type")) if is_group(spec) else None
     if group is not None and (own := task_problems(spec)):
         return own  # a team without participants
-    problems: list[str] = []
-    for agent in agents_of(spec):
-        if is_group(agent):
-            kind = agent.get("component_type")
-            problems.append(f"participant {display_name(agent)!r} is a {kind}; teams inside teams are not supported")
-        else:
-            problems += task_problems(agent, group.member_type if group is not None else None)
-    for model in model_specs(spec):
-        problems += task_problems(model)
-    return problems
+    member_type = group.member_type if group is not None else None
+    problems = [p for agent in agents_of(spec) for p in _participant_problems(agent, member_type)]
+    return problems + [p for model in model_specs(spec) for p in task_problems(model)]
+
+
+def _participant_problems(agent: Mapping[str, Any], member_type: str | None) -> list[str]:
+    if is_group(agent):
+        kind = agent.get("component_type")
+        return [f"participant {display_name(agent)!r} is a {kind}; teams inside teams are not supported"]
+    return task_problems(agent, member_type)
 
 
 def remaining_path(wf: Workflow) -> dict[str, int]:
     """Length of the longest chain of tasks that still depends on each task (itself included)."""
-    dependents: dict[str, list[str]] = {t.id: [] for t in wf.tasks}
-    for t in wf.tasks:
-        for d in t.dependencies:
-            dependents[d].append(t.id)
+    dependents = _dependents(wf)
     order = [tid for wave in waves({t.id: t.dependencies for t in wf.tasks}) for tid in wave]
     length: dict[str, int] = {}
     for tid in reversed(order):
         length[tid] = 1 + max((length[d] for d in dependents[tid]), default=0)
     return length
+
+
+def _dependents(wf: Workflow) -> dict[str, list[str]]:
+    """Each task's dependents, in task order, each once (a dependency may be listed twice)."""
+    dependents: dict[str, list[str]] = {t.id: [] for t in wf.tasks}
+    for t in wf.tasks:
+        for d in dict.fromkeys(t.dependencies):
+            dependents[d].append(t.id)
+    return dependents
 
 
 MAX_PATH = 999_999
@@ -188,21 +195,26 @@ class ReleasePlan:
 def release_plan(wf: Workflow, sequential: bool = False) -> ReleasePlan:
     """`wf` holds the tasks still to run, their dependencies on finished tasks already removed.
     Sequential mode chains them in schedule order, so exactly one runs at a time."""
-    by_id = {t.id: t for t in wf.tasks}
     rest = remaining_path(wf)
     ranks = {t.id: rank(t.priority, rest[t.id]) for t in wf.tasks}
     if sequential:
-        order = [tid for group in schedule(wf, sequential=True) for tid in group]
-        chain: dict[str, list[str]] = {a: [b] for a, b in zip(order, order[1:], strict=False)}
-        chain[order[-1]] = []
-        return ReleasePlan(chain, {tid: 1 for tid in order[1:]}, order[:1], ranks)
-    dependents: dict[str, list[str]] = {t.id: [] for t in wf.tasks}
-    for t in wf.tasks:
-        for d in dict.fromkeys(t.dependencies):
-            dependents[d].append(t.id)
+        return _chained(wf, ranks)
     waiting = {t.id: len(set(t.dependencies)) for t in wf.tasks if t.dependencies}
-    ready = sorted((tid for tid in by_id if tid not in waiting), key=lambda tid: (-ranks[tid], tid))
-    return ReleasePlan(dependents, waiting, ready, ranks)
+    return ReleasePlan(_dependents(wf), waiting, _ready(wf, waiting, ranks), ranks)
+
+
+def _ready(wf: Workflow, waiting: dict[str, int], ranks: dict[str, int]) -> list[str]:
+    """The tasks with no input to wait for, critical first."""
+    ids = dict.fromkeys(t.id for t in wf.tasks)
+    return sorted((tid for tid in ids if tid not in waiting), key=lambda tid: (-ranks[tid], tid))
+
+
+def _chained(wf: Workflow, ranks: dict[str, int]) -> ReleasePlan:
+    """Each task released by the one before it in schedule order: one at a time."""
+    order = [tid for group in schedule(wf, sequential=True) for tid in group]
+    chain: dict[str, list[str]] = {a: [b] for a, b in zip(order, order[1:], strict=False)}
+    chain[order[-1]] = []
+    return ReleasePlan(chain, {tid: 1 for tid in order[1:]}, order[:1], ranks)
 
 
 def schedule(wf: Workflow, sequential: bool = False) -> list[list[str]]:
