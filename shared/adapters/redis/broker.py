@@ -13,8 +13,8 @@ worker reconnects as it would otherwise.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
+import redis
 from kombu.transport import redis as kombu_redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 class QoS(kombu_redis.QoS):
-    def restore_unacked(self, client: Any = None) -> None:
+    def restore_unacked(self, client: redis.Redis | None = None) -> None:
         try:
             super().restore_unacked(client)  # type: ignore[no-untyped-call]  # kombu's QoS is unannotated
         except (AttributeError, RedisConnectionError, OSError) as exc:
@@ -35,7 +35,7 @@ class QoS(kombu_redis.QoS):
             )
             self._delivered.clear()
 
-    def ack(self, delivery_tag: Any) -> None:
+    def ack(self, delivery_tag: str) -> None:  # kombu's Redis transport tags a delivery with a UUID
         try:
             super().ack(delivery_tag)  # type: ignore[no-untyped-call]  # kombu's QoS is unannotated
         except (AttributeError, RedisConnectionError, OSError) as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from itertools import chain
 from typing import Any
 
 import redis
@@ -35,16 +36,25 @@ def _decode(raw: str | bytes) -> tuple[str, str, list[Any]] | None:
 
 def messages(client: redis.Redis, queues: list[str]) -> Iterator[tuple[str, str, list[Any]]]:
     """Every message queued on `queues` or delivered and unacknowledged: (task name, id, args)."""
+    for raw in chain.from_iterable(_held(client, queues)):
+        decoded = _decode(raw)
+        if decoded is not None:
+            yield decoded
+
+
+def _held(client: redis.Redis, queues: list[str]) -> list[list[str | bytes]]:
+    """What the queues' lists hold, then the unacked hash's values, in one round trip."""
     pipe = client.pipeline(transaction=False)
-    for queue in queues:
-        for name in queue_lists(queue):
-            pipe.lrange(name, 0, -1)
+    for name in _lists(queues):
+        pipe.lrange(name, 0, -1)
     pipe.hvals(UNACKED)
-    for raws in pipe.execute():
-        for raw in raws:
-            decoded = _decode(raw)
-            if decoded is not None:
-                yield decoded
+    held: list[list[str | bytes]] = pipe.execute()
+    return held
+
+
+def _lists(queues: list[str]) -> list[str]:
+    """The lists of `queues`, one for each priority step."""
+    return [name for queue in queues for name in queue_lists(queue)]
 
 
 def queue_length(client: redis.Redis, queue: str) -> int:
