@@ -12,14 +12,13 @@ import base64
 import json
 from collections.abc import Iterator
 from itertools import chain
-from typing import Any
 
 import redis
 
 from shared.adapters.redis.keys import UNACKED, queue_lists
 
 
-def _decode(raw: str | bytes) -> tuple[str, str, list[Any]] | None:
+def _decode(raw: str | bytes) -> tuple[str, str, list[object]] | None:
     try:
         message = json.loads(raw)
         if isinstance(message, list):  # an unacked entry: [message, exchange, routing key]
@@ -34,7 +33,7 @@ def _decode(raw: str | bytes) -> tuple[str, str, list[Any]] | None:
         return None  # not one of ours (or not Celery's): carries nothing we look for
 
 
-def messages(client: redis.Redis, queues: list[str]) -> Iterator[tuple[str, str, list[Any]]]:
+def messages(client: redis.Redis, queues: list[str]) -> Iterator[tuple[str, str, list[object]]]:
     """Every message queued on `queues` or delivered and unacknowledged: (task name, id, args)."""
     for raw in chain.from_iterable(_held(client, queues)):
         decoded = _decode(raw)
