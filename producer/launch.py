@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from shared.core.run_model import RunMeta, RunState
 from shared.metrics import Metrics
@@ -16,9 +16,16 @@ if TYPE_CHECKING:
     from shared.ports import Dispatcher, RunStore
 
 
-def new_run() -> tuple[str, float]:
-    """A new run's id and the time it is made, for its RunMeta."""
-    return uuid.uuid4().hex[:12], time.time()
+class RunStart(TypedDict):
+    """The fields every run starts with: a new id, its clock, running (RunMeta(**new_run(), ...))."""
+
+    run_id: str
+    created: float
+    state: RunState
+
+
+def new_run() -> RunStart:
+    return RunStart(run_id=uuid.uuid4().hex[:12], created=time.time(), state=RunState.RUNNING)
 
 
 def launch(
@@ -28,7 +35,7 @@ def launch(
     metrics: Metrics,
     dispatcher: Dispatcher | None,
 ) -> RunMeta:
-    """`meta`: the run as it starts (running; id and clock from new_run). `write(meta)` stores the run's state
+    """`meta`: the run as it starts (new_run). `write(meta)` stores the run's state
     (shared/adapters/redis/store.py). `dispatcher` is None when nothing is to be enqueued: the run
     is finished as it is written."""
     if dispatcher is None:

@@ -16,7 +16,7 @@ from shared.adapters.redis.keys import REQUESTS, STUDIO_VERSION
 from shared.core.hashing import canonical_json, namespace, sha256_hex
 from shared.core.records import NewRun, Spec
 from shared.core.refs import MissingVariable, substitute_variables
-from shared.core.run_model import TERMINAL, RunKind, RunMeta, RunState, Status
+from shared.core.run_model import TERMINAL, RunKind, RunMeta, Status
 from shared.core.secrets import content_hash
 from shared.core.tree import Tree, build_tree
 from shared.metrics import Metrics
@@ -104,11 +104,8 @@ def submit(prepared: Prepared, settings: Settings, store: RunStore, dispatcher: 
     """Write the run's state to Redis and publish its first wave (nothing when all is cached)."""
     plan, tree = prepared.plan, prepared.tree
     specs = _specs(prepared)
-    run_id, created = new_run()
     meta = RunMeta(
-        run_id=run_id,
-        created=created,
-        state=RunState.RUNNING,
+        **new_run(),
         kind=RunKind.SYNC,
         tree=plan.tree_name,
         namespace=prepared.namespace,

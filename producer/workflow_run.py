@@ -18,7 +18,7 @@ from shared.core.exceptions import InvalidInput
 from shared.core.loader import parse_document
 from shared.core.prompts import task_key
 from shared.core.records import CacheEntry, NewRun, Release, Spec
-from shared.core.run_model import NodeState, RunKind, RunMeta, RunState, Status
+from shared.core.run_model import NodeState, RunKind, RunMeta, Status
 from shared.core.tree import Tree, build_tree
 from shared.core.workflow import (
     ReleasePlan,
@@ -227,11 +227,8 @@ def submit(
     to_run = _to_run(wf, records, pending, found, sequential)
     # before the run's clock starts: loading Celery takes ~0.1 s and is not the run's time
     publisher = dispatcher() if to_run.specs else None
-    run_id, created = new_run()
     meta = RunMeta(
-        run_id=run_id,
-        created=created,
-        state=RunState.RUNNING,
+        **new_run(),
         kind=RunKind.WORKFLOW,
         workflow=wf.name,
         file=str(prepared.path),
@@ -248,7 +245,7 @@ def submit(
         store.create_workflow_run(NewRun(meta, states, to_run.specs), to_run.release)
 
     launch(store, meta, write, metrics, publisher)
-    return run_id, bool(to_run.specs)
+    return meta.run_id, bool(to_run.specs)
 
 
 def _task_keys(

@@ -23,20 +23,20 @@ def entries(values: Iterable[str | bytes | None]) -> list[CacheEntry | None]:
 class ResultCacheStore(RedisPart):
     @staticmethod
     def node_cache_key(ns: str, key: str) -> str:
-        return keys.node_cache_key(ns, key)
+        return keys.ns_key(ns, keys.NODE, key)
 
     @staticmethod
     def gallery_cache_key(ns: str, key: str) -> str:
-        return keys.gallery_cache_key(ns, key)
+        return keys.ns_key(ns, keys.GALLERY, key)
 
     def lookup(
         self, ns: str, node_keys: list[str], gallery_key: str | None, tree: str
     ) -> tuple[list[CacheEntry | None], CacheEntry | None, dict[str, str]]:
         """One round trip: cached results for every node key, the gallery key, and last synced keys by label."""
         pipe = self.r.pipeline(transaction=False)
-        pipe.mget([keys.node_cache_key(ns, k) for k in node_keys] or ["-"])
-        pipe.get(keys.gallery_cache_key(ns, gallery_key or "-"))
-        pipe.hgetall(keys.labels_key(ns, tree))
+        pipe.mget([keys.ns_key(ns, keys.NODE, k) for k in node_keys] or ["-"])
+        pipe.get(keys.ns_key(ns, keys.GALLERY, gallery_key or "-"))
+        pipe.hgetall(keys.ns_key(ns, keys.LABELS, tree))
         nodes, gallery, labels = pipe.execute()
         return entries(nodes[: len(node_keys)]), entries([gallery])[0], labels
 
@@ -46,12 +46,12 @@ class ResultCacheStore(RedisPart):
             return
         pipe = self.r.pipeline(transaction=False)
         for key, result in results.values():
-            pipe.set(keys.node_cache_key(ns, key), dumps(result), ex=self.cache_ttl)
-        pipe.hset(keys.labels_key(ns, tree), mapping={label: key for label, (key, _) in results.items()})
+            pipe.set(keys.ns_key(ns, keys.NODE, key), dumps(result), ex=self.cache_ttl)
+        pipe.hset(keys.ns_key(ns, keys.LABELS, tree), mapping={label: key for label, (key, _) in results.items()})
         pipe.execute()
 
     def cache_gallery(self, ns: str, key: str, result: CacheEntry) -> None:
-        self.r.set(keys.gallery_cache_key(ns, key), dumps(result), ex=self.cache_ttl)
+        self.r.set(keys.ns_key(ns, keys.GALLERY, key), dumps(result), ex=self.cache_ttl)
 
     def task_results(self, cache_keys: list[str]) -> list[CacheEntry | None]:
         """Cached workflow task results for these content keys, in order (one round trip)."""

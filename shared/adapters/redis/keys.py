@@ -49,49 +49,27 @@ def claim(step: str) -> str:
 ROOT_PREFIX = f"{PREFIX}:root:"  # + a sync's Merkle root over its cache keys -> the run that wrote it
 
 
-def node_cache_key(ns: str, key: str) -> str:
-    """A synced component's result, per Studio + user namespace."""
-    return f"{PREFIX}:{ns}:node:{key}"
-
-
-def gallery_cache_key(ns: str, key: str) -> str:
-    return f"{PREFIX}:{ns}:gallery:{key}"
-
-
 def task_cache_key(key: str) -> str:
     """Workflow task results: keyed by content only (the endpoint is part of the key)."""
     return f"{PREFIX}:wf:{key}"
 
 
-# ---- what the syncs of a namespace wrote to Studio (no expiry: one entry per label, tree, gallery) --
-def labels_key(ns: str, tree: str) -> str:
-    """Label -> the node key it was last synced with."""
-    return f"{PREFIX}:{ns}:labels:{tree}"
+# ---- one Studio + user namespace's keys: agentq:<ns>:<part>[:<name>] ----------------------------------
+# the result cache, per namespace (CACHE_TTL_SECONDS)
+NODE = "node"  # + node key: a synced component's result
+GALLERY = "gallery"  # + gallery key: a written gallery entry's result
+# what the syncs of a namespace wrote to Studio (no expiry: one entry per label, tree, gallery)
+LABELS = "labels"  # + tree: label -> the node key it was last synced with
+TEAMS = "teams"  # label -> its team row's id
+WRITTEN = "written"  # label -> the record of the team row the sync wrote (shared/core/drift.py)
+GALLERIES = "galleries"  # gallery name -> its row's id
+OWNED_GALLERIES = "owned-galleries"  # gallery name -> the row id and tree of an entry the sync created
+CREATING = "creating"  # + what: the lock held while the Studio row `what` is created (30 s)
 
 
-def team_ids_key(ns: str) -> str:
-    """Label -> its team row's id."""
-    return f"{PREFIX}:{ns}:teams"
-
-
-def written_key(ns: str) -> str:
-    """Label -> the record of the team row the sync wrote (shared/core/drift.py)."""
-    return f"{PREFIX}:{ns}:written"
-
-
-def galleries_key(ns: str) -> str:
-    """Gallery name -> its row's id."""
-    return f"{PREFIX}:{ns}:galleries"
-
-
-def owned_galleries_key(ns: str) -> str:
-    """Gallery name -> the row id and tree of an entry the sync created."""
-    return f"{PREFIX}:{ns}:owned-galleries"
-
-
-def creating_key(ns: str, what: str) -> str:
-    """The lock held while the Studio row `what` is created (30 s)."""
-    return f"{PREFIX}:{ns}:creating:{what}"
+def ns_key(ns: str, part: str, name: str | None = None) -> str:
+    """The key of a namespace's `part` (one of the names above), and of `name` in it when it has one."""
+    return f"{PREFIX}:{ns}:{part}" if name is None else f"{PREFIX}:{ns}:{part}:{name}"
 
 
 # ---- the cluster-wide model limits (semaphore.py) -----------------------------------------------------

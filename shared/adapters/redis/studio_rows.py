@@ -15,57 +15,57 @@ from shared.core.json_text import dumps
 
 class StudioRows(RedisPart):
     def team_id(self, ns: str, label: str) -> int | None:
-        value = self.r.hget(keys.team_ids_key(ns), label)
+        value = self.r.hget(keys.ns_key(ns, keys.TEAMS), label)
         return int(value) if value else None
 
     def written_rows(self, ns: str, tree: str | None = None) -> dict[str, WrittenRow]:
         """Label -> the record of the team row the sync last wrote for it (only `tree`'s when given)."""
-        rows = (WrittenRow.from_json(raw) for raw in self.r.hgetall(keys.written_key(ns)).values())
+        rows = (WrittenRow.from_json(raw) for raw in self.r.hgetall(keys.ns_key(ns, keys.WRITTEN)).values())
         return {w.label: w for w in rows if tree is None or w.tree == tree}
 
     def written_row(self, ns: str, label: str) -> WrittenRow | None:
-        raw = self.r.hget(keys.written_key(ns), label)
+        raw = self.r.hget(keys.ns_key(ns, keys.WRITTEN), label)
         return WrittenRow.from_json(raw) if raw else None
 
     def record_written(self, ns: str, row: WrittenRow) -> None:
         pipe = self.r.pipeline(transaction=False)
-        pipe.hset(keys.written_key(ns), row.label, row.to_json())
-        pipe.hset(keys.team_ids_key(ns), row.label, str(row.row_id))
+        pipe.hset(keys.ns_key(ns, keys.WRITTEN), row.label, row.to_json())
+        pipe.hset(keys.ns_key(ns, keys.TEAMS), row.label, str(row.row_id))
         pipe.execute()
 
     def forget_written(self, ns: str, label: str) -> None:
         pipe = self.r.pipeline(transaction=False)
-        pipe.hdel(keys.written_key(ns), label)
-        pipe.hdel(keys.team_ids_key(ns), label)
+        pipe.hdel(keys.ns_key(ns, keys.WRITTEN), label)
+        pipe.hdel(keys.ns_key(ns, keys.TEAMS), label)
         pipe.execute()
 
     def create_lock(self, ns: str, what: str, seconds: float = 30.0) -> redis.lock.Lock:
         """redis-py's lock on creating the Studio row `what` in this namespace: one create per row
         at a time across runs and workers. It expires after `seconds`, should its holder die."""
         # redis-py leaves lock() unannotated; without a lock_class it makes this one
-        lock: redis.lock.Lock = self.r.lock(keys.creating_key(ns, what), timeout=seconds)
+        lock: redis.lock.Lock = self.r.lock(keys.ns_key(ns, keys.CREATING, what), timeout=seconds)
         return lock
 
     def owned_gallery(self, ns: str, name: str) -> tuple[int, str] | None:
         """(row id, tree) of the gallery entry `name` when the sync created it."""
-        raw = self.r.hget(keys.owned_galleries_key(ns), name)
+        raw = self.r.hget(keys.ns_key(ns, keys.OWNED_GALLERIES), name)
         if not raw:
             return None
         data = json.loads(raw)
         return int(data["id"]), str(data["tree"])
 
     def own_gallery(self, ns: str, name: str, gallery_id: int, tree: str) -> None:
-        self.r.hset(keys.owned_galleries_key(ns), name, dumps({"id": gallery_id, "tree": tree}))
+        self.r.hset(keys.ns_key(ns, keys.OWNED_GALLERIES), name, dumps({"id": gallery_id, "tree": tree}))
 
     def disown_gallery(self, ns: str, name: str) -> None:
         pipe = self.r.pipeline(transaction=False)
-        pipe.hdel(keys.owned_galleries_key(ns), name)
-        pipe.hdel(keys.galleries_key(ns), name)
+        pipe.hdel(keys.ns_key(ns, keys.OWNED_GALLERIES), name)
+        pipe.hdel(keys.ns_key(ns, keys.GALLERIES), name)
         pipe.execute()
 
     def gallery_id(self, ns: str, name: str) -> int | None:
-        value = self.r.hget(keys.galleries_key(ns), name)
+        value = self.r.hget(keys.ns_key(ns, keys.GALLERIES), name)
         return int(value) if value else None
 
     def set_gallery_id(self, ns: str, name: str, gallery_id: int) -> None:
-        self.r.hset(keys.galleries_key(ns), name, str(gallery_id))
+        self.r.hset(keys.ns_key(ns, keys.GALLERIES), name, str(gallery_id))
