@@ -17,23 +17,25 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from producer.bench.results import save
-from producer.bench.run import Sampler, loopback_bytes, machine, versions
+from producer.bench.sampling import Sampler, in_thread, loopback_bytes, machine, versions
 from producer.bench.stats import combined, latency_summary, merge_latency, request_latency
 from shared.adapters.studio import StudioClient
 from shared.core.exceptions import ServiceUnavailable, TaskFailed
 from shared.core.secrets import shown_url
 from shared.metrics import LATENCY_BUCKETS
-from shared.ports import StudioError
+from shared.ports import Histograms, Storage, StudioError
 from shared.settings import Settings, scan_limits, with_overrides
+
+T = TypeVar("T")
 
 PROBE_EVERY = 0.5
 STUDIO_LATENCY = "agentq_studio_request_duration_seconds"
@@ -64,20 +66,15 @@ class Probe:
 
     @contextmanager
     def running(self) -> Iterator[Probe]:
-        thread = threading.Thread(target=self._run, daemon=True)
-        thread.start()
-        try:
+        with in_thread(self._run, self._stop):
             yield self
-        finally:
-            self._stop.set()
-            thread.join()
 
     @property
     def availability(self) -> float:
         return self.answered / self.asked if self.asked else 0.0
 
 
-async def _timed(samples: dict[str, list[float]], name: str, call: Any) -> Any:
+async def _timed(samples: dict[str, list[float]], name: str, call: Awaitable[T]) -> T:
     started = time.perf_counter()
     value = await call
     samples.setdefault(name, []).append(time.perf_counter() - started)
@@ -178,49 +175,71 @@ def _scanning(rec: _Recording, directory: Path, settings: Settings) -> None:
             scanned = scan(directory.resolve(), cache_dir / "scan.json", scan_limits(settings))
             seconds = time.perf_counter() - started
             rec.put(f"scan.{phase}_seconds", seconds)
-            rec.put(f"scan.{phase}_files_per_second", len(scanned.files) / seconds if seconds else 0.0)
+            rec.put(f"scan.{phase}_files_per_second", _ratio(len(scanned.files), seconds))
     finally:
         shutil.rmtree(cache_dir, ignore_errors=True)
 
 
-def _registering(rec: _Recording, directory: Path, settings: Settings, store: Any, sampler: Sampler) -> None:
+def _registering(rec: _Recording, directory: Path, settings: Settings, store: Storage, sampler: Sampler) -> None:
     """A cold sync under the user of `settings` (new: nothing cached), then the same sync all cached."""
+    for phase in ("cold", "cached"):
+        _register(rec, phase, directory, settings, (store, sampler))
+
+
+def _register(
+    rec: _Recording, phase: str, directory: Path, settings: Settings, sampled: tuple[Storage, Sampler]
+) -> None:
+    """One sync of the tree, measured as `phase` (`sampled`: the store and the sampler measured with)."""
     from producer.api import sync as sync_tree
 
-    for phase in ("cold", "cached"):
-        before_hist, before_net = store.histograms(), loopback_bytes()
-        started, cpu, mark = time.perf_counter(), sampler.cpu_seconds(), sampler.now()
-        run = sync_tree(directory, settings=settings)
-        seconds = time.perf_counter() - started
-        if not run.succeeded:
-            raise TaskFailed(f"benchmark sync of {directory} failed: {run.failed}")
-        components = sum(run.counts.values())
-        after_hist = store.histograms()
-        used = request_latency(before_hist, after_hist, STUDIO_LATENCY, LATENCY_BUCKETS, _studio_request)
-        if rec.record and used:
-            merge_latency(rec.latency, {f"register.{phase} {name}": h for name, h in used.items()})
-        if phase == "cold":  # per iteration; a cached sync may make no Studio request at all
-            overall = latency_summary(combined(used.values()))
-            rec.put("register.cold_request_mean_seconds", overall["mean"])
-            rec.put("register.cold_request_p95_seconds", overall["p95"])
-        rec.put(f"register.{phase}_seconds", seconds)
-        rec.put(f"register.{phase}_components_per_second", components / seconds if seconds else 0.0)
-        rec.put(f"register.{phase}_cpu_seconds", sampler.cpu_seconds() - cpu)
-        rec.put(f"register.{phase}_peak_rss_mb", sampler.peak_rss_mb(mark))
-        rec.put(f"register.{phase}_network_bytes", float(loopback_bytes() - before_net))
-        hits = run.counts.get("unchanged", 0)
-        rec.put(f"register.{phase}_cache_hit_rate", hits / components if components else 0.0)
-        if rec.record:
-            calls = float(sum(run.report["studio_requests"].values()))
-            rec.studio_requests.setdefault(f"register.{phase}", []).append(calls)
-        before_time, after_time = _studio_time(before_hist), _studio_time(after_hist)
-        spent = {
-            ep: after_time[ep][1] - before_time.get(ep, (0.0, 0.0))[1]
-            for ep in after_time
-            if after_time[ep][0] > before_time.get(ep, (0.0, 0.0))[0]
-        }
-        if phase == "cold" and rec.record and sum(spent.values()) > 0:
-            rec.validate_share.append(spent.get("/validate/", 0.0) / sum(spent.values()))
+    store, sampler = sampled
+    before_hist, before_net = store.histograms(), loopback_bytes()
+    started, cpu, mark = time.perf_counter(), sampler.cpu_seconds(), sampler.now()
+    run = sync_tree(directory, settings=settings)
+    seconds = time.perf_counter() - started
+    if not run.succeeded:
+        raise TaskFailed(f"benchmark sync of {directory} failed: {run.failed}")
+    components = sum(run.counts.values())
+    after_hist = store.histograms()
+    _studio_latency(
+        rec, phase, request_latency(before_hist, after_hist, STUDIO_LATENCY, LATENCY_BUCKETS, _studio_request)
+    )
+    rec.put(f"register.{phase}_seconds", seconds)
+    rec.put(f"register.{phase}_components_per_second", _ratio(components, seconds))
+    rec.put(f"register.{phase}_cpu_seconds", sampler.cpu_seconds() - cpu)
+    rec.put(f"register.{phase}_peak_rss_mb", sampler.peak_rss_mb(mark))
+    rec.put(f"register.{phase}_network_bytes", float(loopback_bytes() - before_net))
+    rec.put(f"register.{phase}_cache_hit_rate", _ratio(run.counts.get("unchanged", 0), components))
+    if not rec.record:
+        return
+    rec.studio_requests.setdefault(f"register.{phase}", []).append(float(sum(run.report["studio_requests"].values())))
+    spent = _spent(before_hist, after_hist)
+    if phase == "cold" and sum(spent.values()) > 0:
+        rec.validate_share.append(spent.get("/validate/", 0.0) / sum(spent.values()))
+
+
+def _studio_latency(rec: _Recording, phase: str, used: dict[str, dict[str, Any]]) -> None:
+    """The sync's Studio requests: their histograms by endpoint, and (cold) their mean and p95."""
+    if rec.record and used:
+        merge_latency(rec.latency, {f"register.{phase} {name}": h for name, h in used.items()})
+    if phase == "cold":  # per iteration; a cached sync may make no Studio request at all
+        overall = latency_summary(combined(used.values()))
+        rec.put("register.cold_request_mean_seconds", overall["mean"])
+        rec.put("register.cold_request_p95_seconds", overall["p95"])
+
+
+def _ratio(count: float, per: float) -> float:
+    return count / per if per else 0.0
+
+
+def _spent(before: Histograms, after: Histograms) -> dict[str, float]:
+    """endpoint -> seconds the workers spent on its Studio calls between the two histograms."""
+    before_time, after_time = _studio_time(before), _studio_time(after)
+    return {
+        ep: after_time[ep][1] - before_time.get(ep, (0.0, 0.0))[1]
+        for ep in after_time
+        if after_time[ep][0] > before_time.get(ep, (0.0, 0.0))[0]
+    }
 
 
 def _remove_users(settings: Settings, users: list[str]) -> int:
