@@ -118,16 +118,21 @@ def compare(a: dict[str, list[float]], b: dict[str, list[float]], rounds: int = 
         if not xs or not ys or statistics.fmean(xs) == 0:
             continue
         base = statistics.fmean(xs)
-        ratios = []
-        for _ in range(rounds):
-            mx = statistics.fmean(rng.choices(xs, k=len(xs)))
-            my = statistics.fmean(rng.choices(ys, k=len(ys)))
-            if mx:
-                ratios.append(100.0 * (my - mx) / mx)
-        ratios.sort()
-        low, high = ratios[int(0.025 * len(ratios))], ratios[int(0.975 * len(ratios)) - 1]
+        low, high = _interval(xs, ys, rounds, rng)
         changes.append(Change(measure, 100.0 * (statistics.fmean(ys) - base) / base, low, high))
     return changes
+
+
+def _interval(xs: list[float], ys: list[float], rounds: int, rng: random.Random) -> tuple[float, float]:
+    """The 95% percentile-bootstrap interval of the change of the mean from xs to ys, in percent."""
+    ratios = []
+    for _ in range(rounds):
+        mx = statistics.fmean(rng.choices(xs, k=len(xs)))
+        my = statistics.fmean(rng.choices(ys, k=len(ys)))
+        if mx:
+            ratios.append(100.0 * (my - mx) / mx)
+    ratios.sort()
+    return ratios[int(0.025 * len(ratios))], ratios[int(0.975 * len(ratios)) - 1]
 
 
 def regressions(changes: list[Change], percent: float, higher_is_worse: set[str]) -> list[Change]:
@@ -140,36 +145,59 @@ def regressions(changes: list[Change], percent: float, higher_is_worse: set[str]
     return out
 
 
+# (the fact, its limit, whether the advice is for a value at or above the limit (else below it),
+# a fact that must also hold, the advice quoting the value)
+ADVICE = (
+    (
+        "model_limit_saturated_share",
+        0.5,
+        True,
+        None,
+        "The model limit was saturated for {:.0%} of the run: raise the model's max_concurrency "
+        "(if the endpoint allows it) before adding workers.",
+    ),
+    (
+        "cache_hit_rate",
+        0.5,
+        False,
+        "repeated_runs",
+        "Only {:.0%} of repeated work came from the cache: check that the tree's variables "
+        "and the tasks' inputs stay the same between runs.",
+    ),
+    (
+        "worker_cpu_share",
+        0.8,
+        True,
+        None,
+        "The workers used {:.0%} of the machine's CPU: more worker processes on this host will not help; add hosts.",
+    ),
+    (
+        "studio_validate_share",
+        0.5,
+        True,
+        None,
+        "Studio's validation took {:.0%} of the registration time: more concurrency will not "
+        "help, since Studio answers one request at a time; keep LOCAL_VALIDATION on.",
+    ),
+)
+
+
 def recommendations(result: dict[str, Any]) -> list[str]:
     """Advice computed from one result file, each quoting the figure that triggered it; nothing
     that no measurement supports."""
-    out: list[str] = []
     facts = result.get("facts", {})
-    saturated = facts.get("model_limit_saturated_share")
-    if saturated is not None and saturated >= 0.5:
-        out.append(
-            f"The model limit was saturated for {saturated:.0%} of the run: raise the model's max_concurrency "
-            "(if the endpoint allows it) before adding workers."
-        )
-    hits = facts.get("cache_hit_rate")
-    if hits is not None and facts.get("repeated_runs") and hits < 0.5:
-        out.append(
-            f"Only {hits:.0%} of repeated work came from the cache: check that the tree's variables "
-            "and the tasks' inputs stay the same between runs."
-        )
-    cpu = facts.get("worker_cpu_share")
-    if cpu is not None and cpu >= 0.8:
-        out.append(
-            f"The workers used {cpu:.0%} of the machine's CPU: more worker processes on this host will "
-            "not help; add hosts."
-        )
-    validate = facts.get("studio_validate_share")
-    if validate is not None and validate >= 0.5:
-        out.append(
-            f"Studio's validation took {validate:.0%} of the registration time: more concurrency will not "
-            "help, since Studio answers one request at a time; keep LOCAL_VALIDATION on."
-        )
-    return out
+    return [
+        advice.format(facts[fact])
+        for fact, limit, above, needs, advice in ADVICE
+        if _advised(facts, fact, limit, above, needs)
+    ]
+
+
+def _advised(facts: dict[str, Any], fact: str, limit: float, above: bool, needs: str | None) -> bool:
+    value = facts.get(fact)
+    if value is None or (needs is not None and not facts.get(needs)):
+        return False
+    return bool(value >= limit if above else value < limit)
 
 
 def figure(value: float) -> str:
