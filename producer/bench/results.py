@@ -54,11 +54,36 @@ def save(out: Path, result: dict[str, Any]) -> None:
 def load(path: Path) -> ResultSet:
     """The result set at `path` (its folder or its result.json), or InvalidInput naming the file
     and what is wrong: missing, empty, not JSON, binary, or JSON that no benchmark wrote."""
+    file = _file_of(path)
+    data = _json_of(file)
+    problem = _problem(data)
+    if problem:
+        raise InvalidInput(f"{file}: not a result set of producer bench: {problem}")
+    return ResultSet(
+        path=path,
+        file=file,
+        kind=data["kind"],
+        measures=data["measures"],
+        task_seconds=data.get("task_seconds") or {},
+        request_latency=data.get("request_latency") or {},
+        resources=data.get("resources") or [],
+        machine=data.get("machine") or {},
+        data=data,
+    )
+
+
+def _file_of(path: Path) -> Path:
+    """The result.json of `path`: the folder's, or the file itself."""
     if not path.exists():
         raise InvalidInput(f"{path}: no such folder or file (a result set is a folder holding {RESULT}, or that file)")
     file = path / RESULT if path.is_dir() else path
     if path.is_dir() and not file.is_file():
         raise InvalidInput(f"{path}: no {RESULT} in this folder: it holds no result set of producer bench")
+    return file
+
+
+def _json_of(file: Path) -> dict[str, Any]:
+    """The file's JSON object; InvalidInput when it cannot be read, or holds no JSON object."""
     try:
         raw = file.read_bytes()
     except OSError as exc:
@@ -77,31 +102,20 @@ def load(path: Path) -> ResultSet:
             f"{file}: not a result set: a JSON {_json_type(data)}, where producer bench writes an object "
             "with kind and measures"
         )
-    problem = _problem(data)
-    if problem:
-        raise InvalidInput(f"{file}: not a result set of producer bench: {problem}")
-    return ResultSet(
-        path=path,
-        file=file,
-        kind=data["kind"],
-        measures=data["measures"],
-        task_seconds=data.get("task_seconds") or {},
-        request_latency=data.get("request_latency") or {},
-        resources=data.get("resources") or [],
-        machine=data.get("machine") or {},
-        data=data,
-    )
+    return data
 
 
-def _json_type(value: Any) -> str:
+def _json_type(value: object) -> str:
     names = {list: "array", str: "string", bool: "boolean", int: "number", float: "number", type(None): "null"}
     return names.get(type(value), type(value).__name__)
 
 
-def _numbers(value: Any) -> bool:
-    return isinstance(value, list) and all(
-        isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in value
-    )
+def _numbers(value: object) -> bool:
+    return isinstance(value, list) and all(_finite(x) for x in value)
+
+
+def _finite(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _lists_of_numbers(data: dict[str, Any], key: str, required: bool = False) -> str | None:
@@ -114,43 +128,65 @@ def _lists_of_numbers(data: dict[str, Any], key: str, required: bool = False) ->
     return f"{key}[{bad!r}] is not a list of numbers" if bad is not None else None
 
 
-def _histogram_problem(name: str, h: Any) -> str | None:
+def _histogram_problem(name: str, h: object) -> str | None:
     if not isinstance(h, dict) or not _numbers(h.get("bounds")) or not _numbers(h.get("counts")):
         return f"request_latency[{name!r}] is not a histogram (bounds, counts, sum)"
-    if not h["bounds"] or len(h["counts"]) != len(h["bounds"]) + 1 or not _numbers([h.get("sum")]):
+    if not _counts_fit(h):
         return f"request_latency[{name!r}] has {len(h['counts'])} counts for {len(h['bounds'])} bounds, or no sum"
     if h["bounds"] != sorted(h["bounds"]) or any(c < 0 for c in h["counts"]):
         return f"request_latency[{name!r}]: bounds out of order or a negative count"
     return None
 
 
+def _counts_fit(h: dict[str, Any]) -> bool:
+    """A count per bucket and one for +Inf, and a sum."""
+    return bool(h["bounds"]) and len(h["counts"]) == len(h["bounds"]) + 1 and _numbers([h.get("sum")])
+
+
 def _problem(data: dict[str, Any]) -> str | None:
-    """What keeps `data` from being a result set (None: nothing)."""
+    """What keeps `data` from being a result set (None: nothing); each check counts on those before."""
+    checks = (_kind_problem, _lists_problem, _latency_problem, _resources_problem, _objects_problem)
+    return next((problem for problem in (check(data) for check in checks) if problem), None)
+
+
+def _kind_problem(data: dict[str, Any]) -> str | None:
     kind = data.get("kind")
-    if kind not in KINDS:
-        said = "no kind" if kind is None else f"kind {kind!r}"
-        return f"{said}, where a result set says {' or '.join(map(repr, KINDS))}"
+    if kind in KINDS:
+        return None
+    said = "no kind" if kind is None else f"kind {kind!r}"
+    return f"{said}, where a result set says {' or '.join(map(repr, KINDS))}"
+
+
+def _lists_problem(data: dict[str, Any]) -> str | None:
+    """Measures (some) and the other samples: objects of lists of numbers."""
     for key in ("measures", "task_seconds", "model_requests", "studio_requests"):
         if problem := _lists_of_numbers(data, key, required=key == "measures"):
             return problem
-    if not data["measures"]:
-        return "it holds no measure"
+    return None if data["measures"] else "it holds no measure"
+
+
+def _latency_problem(data: dict[str, Any]) -> str | None:
     latency = data.get("request_latency") or {}
     if not isinstance(latency, dict):
         return "request_latency is not an object"
-    for name, h in latency.items():
-        if problem := _histogram_problem(name, h):
-            return problem
+    return next((problem for name, h in latency.items() if (problem := _histogram_problem(name, h))), None)
+
+
+def _resources_problem(data: dict[str, Any]) -> str | None:
     resources = data.get("resources") or []
     sample = ("t", "rss_mb", "cpu_percent")
-    if not isinstance(resources, list) or not all(
+    if isinstance(resources, list) and all(
         isinstance(s, dict) and _numbers([s.get(k) for k in sample]) for s in resources
     ):
-        return f"resources is not a list of samples ({', '.join(sample)})"
-    for key in ("parameters", "machine", "facts", "versions"):
-        if not isinstance(data.get(key, {}), dict):
-            return f"{key} is not an object"
-    return None
+        return None
+    return f"resources is not a list of samples ({', '.join(sample)})"
+
+
+def _objects_problem(data: dict[str, Any]) -> str | None:
+    bad = next(
+        (key for key in ("parameters", "machine", "facts", "versions") if not isinstance(data.get(key, {}), dict)), None
+    )
+    return None if bad is None else f"{bad} is not an object"
 
 
 def same_kind(sets: list[ResultSet]) -> None:
