@@ -89,7 +89,9 @@ def _is_model_type(component_type: str) -> bool:
 def team_workflow(
     goal: str, size: int, model: str, name: str | None = None
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """(agent label -> component, workflow document). Agents reference the model label `model`."""
+    """(agent label -> component, workflow document). Agents reference the model label `model`:
+    the researchers' tasks first, side by side; each later task after the one before it (the
+    first after every research task)."""
     name = name or slug(goal)
     roles = roles_for(size)
     researchers = sum(1 for r in roles if r is RESEARCHER)
@@ -98,50 +100,62 @@ def team_workflow(
     research_ids: list[str] = []
     previous: list[str] = []
     for role in roles:
-        numbered = role is RESEARCHER and researchers > 1
-        ident = f"{role.name}_{len(research_ids) + 1}" if numbered else role.name
+        part = len(research_ids) + 1 if role is RESEARCHER and researchers > 1 else None
+        ident = role.name if part is None else f"{role.name}_{part}"
         label = f"{name}-{ident.replace('_', '-')}"
         agents[label] = _agent(label, ident, role, model)
         task_id = ident.replace("_", "-")
         if role is RESEARCHER:
-            part = (
-                f" (part {len(research_ids) + 1} of {researchers}: a different angle from the others)"
-                if numbered
-                else ""
-            )
-            tasks.append(
-                {"id": task_id, "description": role.task + part + ".", "agent": {"$ref": label}, "priority": 8}
-            )
+            tasks.append(_research_task(task_id, role, label, part, researchers))
             research_ids.append(task_id)
             continue
-        deps = previous or research_ids
-        task = {"id": task_id, "description": role.task + ".", "agent": {"$ref": label}, "priority": 5}
-        if deps:
-            task["dependencies"] = list(deps)
-        tasks.append(task)
+        tasks.append(_task(task_id, role, label, previous or research_ids))
         previous = [task_id]
     workflow = {"kind": "workflow", "name": name, "goal": goal, "tasks": tasks}
     return agents, workflow
 
 
-def _agent(label: str, ident: str, role: Role, model: str) -> dict[str, Any]:
-    return {
-        "provider": "autogen_agentchat.agents.AssistantAgent",
-        "component_type": "agent",
+def _research_task(task_id: str, role: Role, label: str, part: int | None, researchers: int) -> dict[str, Any]:
+    """A research task; where there are several, the part of the research it is."""
+    angle = "" if part is None else f" (part {part} of {researchers}: a different angle from the others)"
+    return {"id": task_id, "description": role.task + angle + ".", "agent": {"$ref": label}, "priority": 8}
+
+
+def _task(task_id: str, role: Role, label: str, deps: list[str]) -> dict[str, Any]:
+    task: dict[str, Any] = {"id": task_id, "description": role.task + ".", "agent": {"$ref": label}, "priority": 5}
+    if deps:
+        task["dependencies"] = list(deps)
+    return task
+
+
+def _component(
+    provider: str, component_type: str, label: str, config: dict[str, Any], description: str | None = None
+) -> dict[str, Any]:
+    """A component document, its keys in the order the tree's files have them."""
+    doc: dict[str, Any] = {
+        "provider": provider,
+        "component_type": component_type,
         "version": 1,
         "component_version": 1,
         "label": label,
-        "description": f"The team's {role.name}",
-        "config": {
-            "name": ident,
-            "description": f"The team's {role.name}",
-            "system_message": role.brief,
-            "model_client": {"$ref": model},
-            "model_client_stream": False,
-            "reflect_on_tool_use": False,
-            "tool_call_summary_format": "{result}",
-        },
     }
+    if description is not None:
+        doc["description"] = description
+    doc["config"] = config
+    return doc
+
+
+def _agent(label: str, ident: str, role: Role, model: str) -> dict[str, Any]:
+    config = {
+        "name": ident,
+        "description": f"The team's {role.name}",
+        "system_message": role.brief,
+        "model_client": {"$ref": model},
+        "model_client_stream": False,
+        "reflect_on_tool_use": False,
+        "tool_call_summary_format": "{result}",
+    }
+    return _component("autogen_agentchat.agents.AssistantAgent", "agent", label, config, f"The team's {role.name}")
 
 
 COMPLEXITIES = ("simple", "medium", "complex")
@@ -168,37 +182,39 @@ def with_complexity(
         for task in tasks:
             task.pop("dependencies", None)
     elif level == "complex":
-        name = workflow["name"]
-        reviewer = f"{name}-reviewer"
-        components[reviewer] = _agent(reviewer, "reviewer", CRITIC, model)
-        stop = f"{name}-stop-after-4"
-        components[stop] = {
-            "provider": "autogen_agentchat.conditions.MaxMessageTermination",
-            "component_type": "termination",
-            "version": 1,
-            "component_version": 1,
-            "label": stop,
-            "config": {"max_messages": 4, "include_agent_event": False},
-        }
-        for i, task in enumerate(tasks):
-            task["description"] += DETAIL
-            if i == 0 or "dependencies" not in task:
-                continue
-            task["dependencies"] = [t["id"] for t in tasks[:i]]
-            agent = task["agent"]["$ref"]
-            team = f"{agent}-pair"
-            components[team] = {
-                "provider": "autogen_agentchat.teams.RoundRobinGroupChat",
-                "component_type": "team",
-                "version": 1,
-                "component_version": 1,
-                "label": team,
-                "description": f"{agent} with a reviewer, taking turns",
-                "config": {
-                    "participants": [{"$ref": agent}, {"$ref": reviewer}],
-                    "termination_condition": {"$ref": stop},
-                    "emit_team_events": False,
-                },
-            }
-            task["agent"] = {"$ref": team}
+        _complex(components, tasks, workflow["name"], model)
     return components, {**workflow, "name": f"{workflow['name']}-{level}", "tasks": tasks}
+
+
+def _complex(components: dict[str, dict[str, Any]], tasks: list[dict[str, Any]], name: str, model: str) -> None:
+    """Longer prompts; each task after research after every earlier one, run by its agent paired
+    with a reviewer (the reviewer, the termination and the pairs added to `components`)."""
+    reviewer = f"{name}-reviewer"
+    components[reviewer] = _agent(reviewer, "reviewer", CRITIC, model)
+    stop = f"{name}-stop-after-4"
+    components[stop] = _component(
+        "autogen_agentchat.conditions.MaxMessageTermination",
+        "termination",
+        stop,
+        {"max_messages": 4, "include_agent_event": False},
+    )
+    for i, task in enumerate(tasks):
+        task["description"] += DETAIL
+        if i == 0 or "dependencies" not in task:
+            continue
+        task["dependencies"] = [t["id"] for t in tasks[:i]]
+        agent = task["agent"]["$ref"]
+        team = f"{agent}-pair"
+        components[team] = _pair(team, agent, reviewer, stop)
+        task["agent"] = {"$ref": team}
+
+
+def _pair(team: str, agent: str, reviewer: str, stop: str) -> dict[str, Any]:
+    """A round-robin team of the agent and the reviewer, stopped by `stop`."""
+    config = {
+        "participants": [{"$ref": agent}, {"$ref": reviewer}],
+        "termination_condition": {"$ref": stop},
+        "emit_team_events": False,
+    }
+    team_type = "autogen_agentchat.teams.RoundRobinGroupChat"
+    return _component(team_type, "team", team, config, f"{agent} with a reviewer, taking turns")
