@@ -20,20 +20,23 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from shared.adapters.celery import CeleryDispatcher, create_app
 from shared.adapters.celery_events import receive_events
 from shared.adapters.redis.store import Store
 from shared.core.exceptions import InvalidInput
+from shared.core.records import HostReading
 from shared.metrics import COUNTER_HELP, HISTOGRAM_HELP
 from shared.ports import Dispatcher, RunStore
 from shared.settings import Settings, load_settings
@@ -42,6 +45,34 @@ log = logging.getLogger("agentq.exporter")
 WORKER_TIMEOUT = 10.0  # seconds without a heartbeat before a worker counts as gone
 HOST_STALE = 60.0
 RUNTIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+Event = dict[str, Any]  # a Celery event as its receiver hands it over (JSON: type, uuid, hostname, timestamp ...)
+ENDS = ("succeeded", "failed", "revoked", "rejected")  # a task's last event: what was kept of it goes
+
+
+@dataclass
+class SeenTask:
+    """What a task's events said so far: its name and queue (only its first events say them) and
+    when it was sent."""
+
+    name: str = "unknown"
+    queue: str | None = None
+    routing_key: str | None = None
+    sent: float | None = None
+
+    @property
+    def queue_name(self) -> str:
+        return self.queue or self.routing_key or "unknown"
+
+
+def cumulative(buckets: Sequence[float], slots: Sequence[float]) -> list[tuple[str, float]]:
+    """Per-bucket counts (shared/metrics.py) as Prometheus's cumulative (bound, count) pairs."""
+    pairs, running = [], 0.0
+    for bound, count in zip([*map(str, buckets), "+Inf"], slots[:-1], strict=False):
+        running += count
+        pairs.append((bound, running))
+    return pairs
 
 
 class CeleryEvents:
@@ -72,21 +103,21 @@ class CeleryEvents:
         )
         self.active = Gauge("celery_worker_tasks_active", "Tasks a worker is running", ["hostname"], registry=registry)
         self.workers = Gauge("celery_active_worker_count", "Workers sending heartbeats", registry=registry)
-        self.tasks: OrderedDict[str, dict[str, Any]] = OrderedDict()  # uuid -> name, queue, sent (bounded)
+        self.tasks: OrderedDict[str, SeenTask] = OrderedDict()  # uuid -> what its events said (bounded)
         self.last_seen: dict[str, float] = {}
         self.lock = threading.Lock()
 
-    def _task(self, event: dict[str, Any]) -> dict[str, Any]:
-        info = self.tasks.setdefault(event["uuid"], {})
+    def _task(self, event: Event) -> SeenTask:
+        info = self.tasks.setdefault(event["uuid"], SeenTask())
         self.tasks.move_to_end(event["uuid"])
         while len(self.tasks) > 50_000:
             self.tasks.popitem(last=False)
-        for key in ("name", "queue", "routing_key"):
-            if event.get(key):
-                info[key] = event[key]
+        info.name = event.get("name") or info.name
+        info.queue = event.get("queue") or info.queue
+        info.routing_key = event.get("routing_key") or info.routing_key
         return info
 
-    def on_event(self, event: dict[str, Any]) -> None:
+    def on_event(self, event: Event) -> None:
         kind = event.get("type", "")
         with self.lock:
             if kind.startswith("task-"):
@@ -94,32 +125,32 @@ class CeleryEvents:
             elif kind.startswith("worker-"):
                 self._on_worker(kind[7:], event)
 
-    def _on_task(self, kind: str, event: dict[str, Any]) -> None:
+    def _on_task(self, kind: str, event: Event) -> None:
         if kind not in self.TASK_EVENTS:
             return
         info = self._task(event)
-        name = info.get("name", "unknown")
-        queue = info.get("queue") or info.get("routing_key") or "unknown"
         host = event.get("hostname", "unknown") if kind != "sent" else "producer"
-        labels = [name, host, queue]
+        labels = [info.name, host, info.queue_name]
         if kind == "failed":
             exception = str(event.get("exception", "")).split("(", 1)[0][:60] or "unknown"
             self.counters[kind].labels(*labels, exception).inc()
         else:
             self.counters[kind].labels(*labels).inc()
-        ts = float(event.get("timestamp", time.time()))
-        if kind == "sent":
-            info["sent"] = ts
-        elif kind == "received":
-            info.setdefault("sent", ts)
-        elif kind == "started" and "sent" in info:
-            self.queue_wait.labels(*labels).observe(max(0.0, ts - info["sent"]))
-        elif kind == "succeeded" and event.get("runtime") is not None:
-            self.runtime.labels(*labels).observe(float(event["runtime"]))
-        if kind in ("succeeded", "failed", "revoked", "rejected"):
+        self._timing(kind, info, labels, event)
+        if kind in ENDS:
             self.tasks.pop(event["uuid"], None)
 
-    def _on_worker(self, kind: str, event: dict[str, Any]) -> None:
+    def _timing(self, kind: str, info: SeenTask, labels: list[str], event: Event) -> None:
+        """When it was sent (received: if its sending was not seen), how long it waited, how long it ran."""
+        ts = float(event.get("timestamp", time.time()))
+        if kind == "sent" or (kind == "received" and info.sent is None):
+            info.sent = ts
+        elif kind == "started" and info.sent is not None:
+            self.queue_wait.labels(*labels).observe(max(0.0, ts - info.sent))
+        elif kind == "succeeded" and event.get("runtime") is not None:
+            self.runtime.labels(*labels).observe(float(event["runtime"]))
+
+    def _on_worker(self, kind: str, event: Event) -> None:
         host = event.get("hostname", "unknown")
         if kind == "offline":
             self.last_seen.pop(host, None)
@@ -155,11 +186,16 @@ class ClusterState(Collector):
         self.queues = queues
         self.lengths = lengths
 
-    def collect(self) -> Iterator[Any]:
+    def collect(self) -> Iterator[Metric]:
         lengths = GaugeMetricFamily("celery_queue_length", "Messages waiting, all priorities", labels=["queue_name"])
         for queue, length in self.lengths(self.queues).items():
             lengths.add_metric([queue], length)
         yield lengths
+        yield from self._counters()
+        yield from self._histograms()
+        yield from self._hosts()
+
+    def _counters(self) -> Iterator[Metric]:
         counters = self.store.counters()
         for name, (help_text, labels) in COUNTER_HELP.items():
             family = CounterMetricFamily(name.removesuffix("_total"), help_text, labels=list(labels))
@@ -167,21 +203,17 @@ class ClusterState(Collector):
                 if n == name and len(values) == len(labels):
                     family.add_metric(list(values), value)
             yield family
+
+    def _histograms(self) -> Iterator[Metric]:
         histograms = self.store.histograms()
         for name, (help_text, labels, buckets) in HISTOGRAM_HELP.items():
             histogram = HistogramMetricFamily(name, help_text, labels=list(labels))
             for (n, values), slots in histograms.items():
-                if n != name or len(values) != len(labels):
-                    continue
-                cumulative, running = [], 0.0
-                for bound, count in zip([*map(str, buckets), "+Inf"], slots[:-1], strict=False):
-                    running += count
-                    cumulative.append((bound, running))
-                histogram.add_metric(list(values), cumulative, slots[-1])
+                if n == name and len(values) == len(labels):
+                    histogram.add_metric(list(values), cumulative(buckets, slots), slots[-1])
             yield histogram
-        yield from self._hosts()
 
-    def _hosts(self) -> Iterator[Any]:
+    def _hosts(self) -> Iterator[Metric]:
         cpu = GaugeMetricFamily("agentq_host_cpu_percent", "Host CPU use reported by its workers", labels=["host"])
         mem = GaugeMetricFamily(
             "agentq_host_memory_percent", "Host memory use reported by its workers", labels=["host"]
@@ -192,7 +224,7 @@ class ClusterState(Collector):
         throttled = GaugeMetricFamily(
             "agentq_worker_throttled", "1 while a worker is not taking tasks", labels=["worker"]
         )
-        hosts: dict[str, dict[str, Any]] = {}
+        hosts: dict[str, HostReading] = {}
         now = time.time()
         for worker, data in self.store.host_readings().items():
             if now - data.get("ts", 0) > HOST_STALE:
@@ -233,7 +265,7 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, *args: Any) -> None:
+    def log_message(self, *args: object) -> None:
         pass
 
 
@@ -254,10 +286,10 @@ class Exporter:
         self.probe = StudioProbe(settings.studio_url, self.registry, settings.studio_probe_interval_seconds)
         self.stop = threading.Event()
 
-    def wsgi(self) -> Any:
-        metrics = make_wsgi_app(self.registry)
+    def wsgi(self) -> WSGIApplication:
+        metrics: WSGIApplication = make_wsgi_app(self.registry)
 
-        def app(environ: dict[str, Any], start_response: Any) -> Any:
+        def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
             if environ.get("PATH_INFO") == "/health":
                 try:
                     self.store.ping(ride_out=True)

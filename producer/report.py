@@ -17,6 +17,11 @@ from shared.core.run_model import UNSUCCESSFUL, NodeState, RunKind, RunState, St
 if TYPE_CHECKING:
     from shared.ports import RunStore
 
+# A run's report: JSON data, what `--json` prints and the renderers below read (a node's state and
+# a task's row in it are JSON objects too).
+Report = dict[str, Any]
+Row = dict[str, Any]
+
 OUTCOMES = ("created", "updated", "unchanged", "validated", "deleted", "drifted", "failed", "skipped", "pending")
 
 
@@ -25,7 +30,7 @@ def outcome_of(state: Mapping[str, object]) -> str:
     return NodeState.model_validate(state).outcome_said()
 
 
-def run_report(store: RunStore, run_id: str) -> dict[str, Any] | None:
+def run_report(store: RunStore, run_id: str) -> Report | None:
     meta = store.meta(run_id)
     if meta is None:
         return None
@@ -48,7 +53,7 @@ def run_report(store: RunStore, run_id: str) -> dict[str, Any] | None:
     }
 
 
-def stored_report(store: RunStore, run_id: str) -> dict[str, Any] | None:
+def stored_report(store: RunStore, run_id: str) -> Report | None:
     """A run's report, whichever its kind: a workflow's (with `"kind": "workflow"`) or a sync's."""
     meta = store.meta(run_id)
     if meta is None:
@@ -60,7 +65,7 @@ def stored_report(store: RunStore, run_id: str) -> dict[str, Any] | None:
     return None if report is None else {"kind": RunKind.SYNC, **report}
 
 
-def succeeded(report: dict[str, Any]) -> bool:
+def succeeded(report: Report) -> bool:
     counts = report["counts"]
     return (
         report["state"] == RunState.FINISHED
@@ -70,7 +75,7 @@ def succeeded(report: dict[str, Any]) -> bool:
     )
 
 
-def studio_writes(report: dict[str, Any]) -> int:
+def studio_writes(report: Report) -> int:
     """Requests that change Studio's data (validation is a POST but writes nothing)."""
     return sum(v for k, v in report["studio_requests"].items() if not k.startswith("GET") and "/validate/" not in k)
 
@@ -83,12 +88,12 @@ def clipped(text: str, width: int = LABEL_WIDTH) -> str:
     return escape(text if len(text) <= width else "…" + text[-(width - 1) :])
 
 
-def _said(st: Mapping[str, Any], *fields: str) -> str:
+def _said(st: Mapping[str, object], *fields: str) -> str:
     """The first of `fields` the node's state has, or ""."""
     return next((str(st[f]) for f in fields if st.get(f)), "")
 
 
-def _detail_table(rows: list[tuple[str, dict[str, Any]]]) -> Table:
+def _detail_table(rows: list[tuple[str, Row]]) -> Table:
     """A row per node: its label, type, file, outcome, and why it failed or was skipped."""
     detail = Table(show_lines=False)
     for col in ("component", "type", "file", "result", "detail"):
@@ -101,7 +106,7 @@ def _detail_table(rows: list[tuple[str, dict[str, Any]]]) -> Table:
     return detail
 
 
-def _timed(report: dict[str, Any]) -> str:
+def _timed(report: Report) -> str:
     """The run's state, and how long it took once it has finished."""
     return report["state"] if report["seconds"] is None else f"{report['state']} in {report['seconds']:.2f} s"
 
@@ -109,7 +114,7 @@ def _timed(report: dict[str, Any]) -> str:
 ALWAYS_SHOWN = ("created", "updated", "unchanged", "failed", "skipped")  # outcomes a sync's table shows at 0 too
 
 
-def _counts_table(report: dict[str, Any]) -> Table:
+def _counts_table(report: Report) -> Table:
     counts = report["counts"]
     table = Table(title=escape(f"sync run {report['run_id']} — {report['tree']}"))
     shown = [o for o in OUTCOMES if counts[o] or o in ALWAYS_SHOWN]
@@ -119,7 +124,7 @@ def _counts_table(report: dict[str, Any]) -> Table:
     return table
 
 
-def render_report(console: Console, report: dict[str, Any], verbose: bool = False) -> None:
+def render_report(console: Console, report: Report, verbose: bool = False) -> None:
     console.print(_counts_table(report))
     rows = [(lbl, st) for lbl, st in report["nodes"].items() if verbose or st.get("status") in UNSUCCESSFUL]
     if rows:
@@ -130,7 +135,7 @@ def render_report(console: Console, report: dict[str, Any], verbose: bool = Fals
     console.print(f"{_timed(report)}; Studio requests: {requests} ({studio_writes(report)} writes)")
 
 
-def _task_row(st: NodeState, output: str | None, transcript: list[TranscriptMessage]) -> dict[str, Any]:
+def _task_row(st: NodeState, output: str | None, transcript: list[TranscriptMessage]) -> Row:
     """A workflow task as its report says it."""
     return {
         "status": st.status,
@@ -151,7 +156,7 @@ def _task_row(st: NodeState, output: str | None, transcript: list[TranscriptMess
     }
 
 
-def workflow_report(store: RunStore, run_id: str) -> dict[str, Any] | None:
+def workflow_report(store: RunStore, run_id: str) -> Report | None:
     meta = store.meta(run_id)
     if meta is None or meta.kind != RunKind.WORKFLOW:
         return None
@@ -176,7 +181,7 @@ def workflow_report(store: RunStore, run_id: str) -> dict[str, Any] | None:
     }
 
 
-def _task_cells(tid: str, t: dict[str, Any]) -> tuple[str, ...]:
+def _task_cells(tid: str, t: Row) -> tuple[str, ...]:
     """A workflow task's row in the run's table: id, agent, status, seconds, tokens, detail."""
     tokens = "-" if t["prompt_tokens"] is None else f"{t['prompt_tokens']}+{t['completion_tokens']}"
     detail = t["error"] or t["reason"] or (t["output"] or "")[:80]
@@ -184,7 +189,7 @@ def _task_cells(tid: str, t: dict[str, Any]) -> tuple[str, ...]:
     return clipped(tid), clipped(t["agent"] or "-"), t["status"], seconds, tokens, escape(detail)
 
 
-def render_workflow(console: Console, report: dict[str, Any]) -> None:
+def render_workflow(console: Console, report: Report) -> None:
     table = Table(title=escape(f"workflow {report['workflow']} — run {report['run_id']}"))
     for col in ("task", "agent", "status", "seconds", "tokens", "detail"):
         table.add_column(col, overflow="fold")
@@ -198,7 +203,7 @@ def render_workflow(console: Console, report: dict[str, Any]) -> None:
     )
 
 
-def tool_call(call: dict[str, Any], result: dict[str, Any] | None) -> str:
+def tool_call(call: Mapping[str, Any], result: Mapping[str, Any] | None) -> str:
     """`add(a=2, b=3) → 5`: a call as a reader writes it, with what it returned (when it has)."""
     try:
         arguments = json.loads(call.get("arguments") or "{}")
@@ -214,7 +219,7 @@ def tool_call(call: dict[str, Any], result: dict[str, Any] | None) -> str:
     return text
 
 
-def _transcript_line(message: dict[str, Any], transcript: list[dict[str, Any]]) -> str:
+def _transcript_line(message: TranscriptMessage, transcript: list[TranscriptMessage]) -> str:
     """One message of a transcript in Markdown; a tool call with its result, which is not shown apart."""
     content = str(message["content"])
     if message.get("calls"):
@@ -223,7 +228,7 @@ def _transcript_line(message: dict[str, Any], transcript: list[dict[str, Any]]) 
     return f"- **{message['source']}** ({message['kind']}): {content}".replace("\n", "\n  ")
 
 
-def _task_facts(t: dict[str, Any]) -> str:
+def _task_facts(t: Row) -> str:
     """A workflow task's status, time and tokens, as its Markdown section's first line says them."""
     facts = [t["status"] + (" (cache)" if t["cached"] else "")]
     if t["seconds"] is not None:
@@ -233,7 +238,7 @@ def _task_facts(t: dict[str, Any]) -> str:
     return f"*{t['agent']}: {', '.join(facts)}*"
 
 
-def _transcript_section(t: dict[str, Any]) -> list[str]:
+def _transcript_section(t: Row) -> list[str]:
     if not t.get("transcript"):
         return []
     lines = ["### Transcript", ""]
@@ -241,7 +246,7 @@ def _transcript_section(t: dict[str, Any]) -> list[str]:
     return lines + [""] + ([f"*stopped: {t['stop_reason']}*", ""] if t.get("stop_reason") else [])
 
 
-def workflow_markdown(report: dict[str, Any]) -> str:
+def workflow_markdown(report: Report) -> str:
     lines = [f"# {report['workflow']} (run {report['run_id']})", ""]
     for tid, t in report["tasks"].items():
         lines += [f"## {tid}", "", _task_facts(t), ""]

@@ -23,6 +23,7 @@ from shared.metrics import Metrics
 from shared.settings import Settings, environment, scan_limits, tree_limits
 
 if TYPE_CHECKING:
+    from producer.report import Report
     from shared.ports import Dispatcher, RunStore, Storage
 
 
@@ -175,7 +176,7 @@ def wait(
         store.await_finish(run_id, 0.1)
 
 
-def _clean(prepared: Prepared, report: dict[str, Any]) -> bool:
+def _clean(prepared: Prepared, report: Report) -> bool:
     """Nothing failed, was skipped or left pending, and the tree had no errors."""
     from producer.report import succeeded
 
@@ -197,7 +198,7 @@ def _root(prepared: Prepared, store: Storage) -> tuple[str, list[str]]:
     return digest, cache_keys
 
 
-def _no_change_answer(report: dict[str, Any], run_id: str) -> dict[str, Any]:
+def _no_change_answer(report: Report, run_id: str) -> Report:
     """The report the next unchanged sync gives: every node unchanged, nothing asked of Studio."""
     counts = {outcome: 0 for outcome in report["counts"]} | {"unchanged": len(report["nodes"])}
     return {
@@ -212,7 +213,7 @@ def _no_change_answer(report: dict[str, Any], run_id: str) -> dict[str, Any]:
     }
 
 
-def _no_change_metrics(prepared: Prepared, report: dict[str, Any]) -> Metrics:
+def _no_change_metrics(prepared: Prepared, report: Report) -> Metrics:
     """The counts a full no-change sync adds (see submit and record_run)."""
     metrics = Metrics()
     for label in prepared.tree.valid:
@@ -233,9 +234,7 @@ def _fingerprinted(prepared: Prepared) -> tuple[list[str], list[str]]:
     return names, variables
 
 
-def remember_if_clean(
-    prepared: Prepared, settings: Settings, store: Storage, run_id: str, report: dict[str, Any]
-) -> bool:
+def remember_if_clean(prepared: Prepared, settings: Settings, store: Storage, run_id: str, report: Report) -> bool:
     """After a sync run with the default flags: when it ended clean (nothing failed, skipped or
     invalid), record what lets the next unchanged sync answer at once (producer/nochange.py);
     otherwise forget any earlier record. True when recorded."""

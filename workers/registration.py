@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
 from redis.exceptions import LockError
 
@@ -19,6 +19,7 @@ from shared.adapters.studio import StudioClient
 from shared.core.components import has_rows
 from shared.core.drift import WrittenRow, row_label
 from shared.core.exceptions import TaskFailed
+from shared.core.records import CacheEntry, Component, Row, Spec
 from shared.core.refs import MissingVariable, secret_values, substitute_variables
 from shared.core.run_model import NodeState, RunMeta, Status
 from shared.core.secrets import content_hash
@@ -46,9 +47,9 @@ class RunContext:
     def ns(self) -> str:
         return self.meta.namespace
 
-    def resolve_env(self, spec: dict[str, Any]) -> dict[str, Any]:
+    def resolve_env(self, spec: Component) -> Component:
         try:
-            resolved: dict[str, Any] = substitute_variables(spec, self.env)  # the same shape as `spec`
+            resolved: Component = substitute_variables(spec, self.env)  # the same shape as `spec`
             return resolved
         except MissingVariable as exc:
             raise NodeFailed(
@@ -60,7 +61,27 @@ class NodeFailed(TaskFailed):
     pass
 
 
-async def ensure_team_listing(ctx: RunContext) -> dict[str, dict[str, Any]]:
+class ListedTeam(TypedDict):
+    """A team row as the run's listing keeps it (JSON in Redis, shared by the run's workers)."""
+
+    id: int
+    hash: str  # its component's content hash, secrets masked
+    updated_at: str | None
+
+
+def _by_label(rows: list[Row], user_id: str) -> dict[str, ListedTeam]:
+    """The user's rows by label; rows come newest first: the most recent row for a label is kept."""
+    by_label: dict[str, ListedTeam] = {}
+    for row in rows:
+        label = (row.get("component") or {}).get("label")
+        if label and label not in by_label and row.get("user_id") == user_id:
+            by_label[label] = ListedTeam(
+                id=row["id"], hash=content_hash(row.get("component")), updated_at=row.get("updated_at")
+            )
+    return by_label
+
+
+async def ensure_team_listing(ctx: RunContext) -> dict[str, ListedTeam]:
     """Studio's teams for this user by label, listed once per run and shared through Redis.
 
     Matching by label is how a first sync (or one after the cache was lost) finds existing rows.
@@ -69,7 +90,7 @@ async def ensure_team_listing(ctx: RunContext) -> dict[str, dict[str, Any]]:
     while time.monotonic() < deadline:
         value = ctx.store.run_value(ctx.run_id, STUDIO_TEAMS)
         if value is not None:
-            listing: dict[str, dict[str, Any]] = json.loads(value)
+            listing: dict[str, ListedTeam] = json.loads(value)
             return listing
         if ctx.store.claim(ctx.run_id, "team-listing"):
             try:
@@ -77,70 +98,96 @@ async def ensure_team_listing(ctx: RunContext) -> dict[str, dict[str, Any]]:
             except BaseException:
                 ctx.store.release(ctx.run_id, "team-listing")  # let another worker try
                 raise
-            by_label: dict[str, dict[str, Any]] = {}
-            for row in rows:  # newest first: keep the most recent row for a label
-                label = (row.get("component") or {}).get("label")
-                if label and label not in by_label and row.get("user_id") == ctx.client.user_id:
-                    by_label[label] = {
-                        "id": row["id"],
-                        "hash": content_hash(row.get("component")),
-                        "updated_at": row.get("updated_at"),
-                    }
+            by_label = _by_label(rows, ctx.client.user_id)
             ctx.store.set_run_value(ctx.run_id, STUDIO_TEAMS, json.dumps(by_label))
             return by_label
         await asyncio.sleep(0.05)
     raise NodeFailed("timed out waiting for another worker to list Studio's teams")
 
 
+@dataclass
+class _Writes:
+    """Records each write of one label's team row, for drift and prune. `earlier`: the record of
+    the row the sync wrote before, as last read."""
+
+    ctx: RunContext
+    label: str
+    digest: str  # the content hash of what this sync writes
+    path: str
+    earlier: WrittenRow | None
+
+    def owned(self, row_id: int) -> bool:
+        """A row this sync created stays owned when updated, and only while its id holds."""
+        return self.earlier is not None and self.earlier.created and self.earlier.row_id == row_id
+
+    def record(self, row_id: int, stamp: str | None, created: bool | None = None) -> None:
+        owned = self.owned(row_id) if created is None else created
+        written = WrittenRow(self.label, row_id, self.digest, self.ctx.meta.tree, self.path, owned, stamp)
+        self.ctx.store.record_written(self.ctx.ns, written)
+
+
+async def _row_by_id(ctx: RunContext, label: str) -> tuple[int, Row] | None:
+    """The row the namespace's id for `label` names, while it is still `label`'s."""
+    team_id = ctx.store.team_id(ctx.ns, label)
+    if team_id is None:
+        return None
+    row = await ctx.client.get_team(team_id)
+    if row is None or row_label(row) != label:
+        ctx.store.forget_written(ctx.ns, label)  # deleted or relabelled in Studio: match afresh
+        return None
+    return team_id, row
+
+
+async def _find_row(ctx: RunContext, label: str, digest: str) -> tuple[int | None, str | None, bool]:
+    """`label`'s team row, by the id the namespace keeps or else in the run's listing: (its id,
+    its stamp, whether it holds `digest`); (None, None, False) when it has none."""
+    by_id = await _row_by_id(ctx, label)
+    if by_id is not None:
+        team_id, row = by_id
+        return team_id, row.get("updated_at"), content_hash(row.get("component")) == digest
+    known = (await ensure_team_listing(ctx)).get(label)
+    if known:
+        return int(known["id"]), known.get("updated_at"), known.get("hash") == digest
+    return None, None, False
+
+
+async def _create_unless_made(
+    ctx: RunContext, writes: _Writes, component: Component, key: str, redelivered: bool
+) -> tuple[str | None, int]:
+    """Create the row, unless another sync of this tree (another run, same Studio user) created it
+    meanwhile: ("created", id); ("unchanged", id) when that one wrote this content; (None, id): update it."""
+    label = writes.label
+    async with creating(ctx, f"team:{label}"):
+        team_id = ctx.store.team_id(ctx.ns, label)
+        if team_id is None:
+            found = await find_team(ctx, label, key) if redelivered else None
+            row = found or await create_team(ctx, label, component, key)
+            writes.record(int(row["id"]), row.get("updated_at"), created=True)
+            return "created", int(row["id"])
+        writes.earlier = ctx.store.written_row(ctx.ns, label)
+        earlier = writes.earlier
+        same = earlier is not None and earlier.row_id == team_id and earlier.hash == writes.digest
+        return ("unchanged" if same else None), team_id
+
+
 async def upsert_team(
-    ctx: RunContext, label: str, component: dict[str, Any], key: str, path: str, redelivered: bool = False
+    ctx: RunContext, label: str, component: Component, key: str, path: str, redelivered: bool = False
 ) -> tuple[str, int]:
     """Create or update the team row for `label`; returns (outcome, row id). A row whose content
     (secrets masked) is what we would write is left alone. A redelivered node (its worker died
     mid-batch) looks in Studio afresh before it creates: the dead worker's create may have gone
     through after the run's listing was taken. Every write is recorded for drift and prune."""
-    digest = content_hash(component)
-    earlier = ctx.store.written_row(ctx.ns, label)
-
-    def record(row_id: int, created: bool, row: dict[str, Any] | None) -> None:
-        stamp = (row or {}).get("updated_at")
-        written = WrittenRow(label, row_id, digest, ctx.meta.tree, path, created, stamp)
-        ctx.store.record_written(ctx.ns, written)
-
-    # a row this sync created stays owned when updated, and only while its id holds
-    def owned(row_id: int) -> bool:
-        return earlier is not None and earlier.created and earlier.row_id == row_id
-
-    team_id = ctx.store.team_id(ctx.ns, label)
-    if team_id is not None:
-        row = await ctx.client.get_team(team_id)
-        if row is None or row_label(row) != label:
-            ctx.store.forget_written(ctx.ns, label)  # deleted or relabelled in Studio: match afresh
-            team_id = None
-        elif content_hash(row.get("component")) == digest:
-            record(team_id, owned(team_id), row)
-            return "unchanged", team_id
+    writes = _Writes(ctx, label, content_hash(component), path, ctx.store.written_row(ctx.ns, label))
+    team_id, stamp, same = await _find_row(ctx, label, writes.digest)
+    if team_id is not None and same:
+        writes.record(team_id, stamp)
+        return "unchanged", team_id
     if team_id is None:
-        known = (await ensure_team_listing(ctx)).get(label)
-        if known:
-            team_id = int(known["id"])
-            if known.get("hash") == digest:
-                record(team_id, owned(team_id), known)
-                return "unchanged", team_id
-    if team_id is None:
-        async with creating(ctx, f"team:{label}"):
-            # another sync of this tree (another run, same Studio user) may have created it meanwhile
-            team_id = ctx.store.team_id(ctx.ns, label)
-            if team_id is None:
-                found = await find_team(ctx, label, key) if redelivered else None
-                row = found or await create_team(ctx, label, component, key)
-                record(int(row["id"]), True, row)
-                return "created", int(row["id"])
-            earlier = ctx.store.written_row(ctx.ns, label)
-            if earlier is not None and earlier.row_id == team_id and earlier.hash == digest:
-                return "unchanged", team_id
+        outcome, team_id = await _create_unless_made(ctx, writes, component, key, redelivered)
+        if outcome is not None:
+            return outcome, team_id
     saved = await ctx.client.save_team(component, key, team_id)
-    record(team_id, owned(team_id), saved)
+    writes.record(team_id, saved.get("updated_at"))
     return "updated", team_id
 
 
@@ -158,7 +205,7 @@ async def creating(ctx: RunContext, what: str) -> AsyncIterator[None]:
             lock.release()
 
 
-async def create_team(ctx: RunContext, label: str, component: dict[str, Any], key: str) -> dict[str, Any]:
+async def create_team(ctx: RunContext, label: str, component: Component, key: str) -> Row:
     """POST without id inserts a row every time, so after a lost response look before posting again."""
 
     return await create_once(
@@ -166,7 +213,7 @@ async def create_team(ctx: RunContext, label: str, component: dict[str, Any], ke
     )
 
 
-async def find_team(ctx: RunContext, label: str, key: str) -> dict[str, Any] | None:
+async def find_team(ctx: RunContext, label: str, key: str) -> Row | None:
     """The row this sync wrote for `label` with content `key`, if there is one."""
     for row in await ctx.client.list_teams():
         if (row.get("component") or {}).get("label") == label and row.get("version") == key:
@@ -176,9 +223,9 @@ async def find_team(ctx: RunContext, label: str, key: str) -> dict[str, Any] | N
 
 async def create_once(
     client: StudioClient,
-    create: Callable[[], Awaitable[dict[str, Any]]],
-    look: Callable[[], Awaitable[dict[str, Any] | None]],
-) -> dict[str, Any]:
+    create: Callable[[], Awaitable[Row]],
+    look: Callable[[], Awaitable[Row | None]],
+) -> Row:
     """A create that must not run twice: after a failure that may come back (a lost answer, a
     429, a 5xx), wait as the retry policy says, look for what the failed try may have created,
     and only then send it again. A look that fails as it may come back is a try of its own."""
@@ -194,7 +241,7 @@ async def create_once(
     raise AssertionError("unreachable")
 
 
-async def sync_node(ctx: RunContext, label: str, record: dict[str, Any], redelivered: bool = False) -> NodeState:
+async def sync_node(ctx: RunContext, label: str, record: Spec, redelivered: bool = False) -> NodeState:
     """Validate (and for a team, upsert) one node; returns its new state."""
     component = ctx.resolve_env(record["spec"])
     errors = await validate(ctx, component)
@@ -207,7 +254,7 @@ async def sync_node(ctx: RunContext, label: str, record: dict[str, Any], redeliv
     return NodeState(status=Status.DONE, outcome="validated")
 
 
-async def validate(ctx: RunContext, component: dict[str, Any]) -> list[str]:
+async def validate(ctx: RunContext, component: Component) -> list[str]:
     """Studio's verdict: worked out here when the worker runs Studio's AutoGen (workers/validation.py),
     asked of Studio otherwise."""
     if ctx.local_validation and same_autogen(await studio_version(ctx)):
@@ -233,6 +280,27 @@ async def studio_version(ctx: RunContext) -> str | None:
     return known or None
 
 
+async def _listing_error(ctx: RunContext) -> str | None:
+    """Why the run's listing of Studio's teams could not be had (None: it is there). It also primes
+    Studio's provider settings before /validate/."""
+    try:
+        await ensure_team_listing(ctx)
+    except Exception as exc:  # Studio's failure or a bug's: teams only fail, the rest goes on
+        detail = str(exc) if isinstance(exc, (NodeFailed, StudioError)) else f"{type(exc).__name__}: {exc}"
+        return f"could not list Studio's teams to match this one: {detail}"
+    return None
+
+
+def _cacheable(records: Mapping[str, Spec], results: Mapping[str, NodeState]) -> dict[str, tuple[str, CacheEntry]]:
+    """The nodes done whose result is cached now: gallery members are cached once the gallery entry
+    holding them is written."""
+    return {
+        lbl: (records[lbl]["key"], {"outcome": st.outcome, "team_id": st.team_id})
+        for lbl, st in results.items()
+        if st.status == Status.DONE and not records[lbl].get("gallery")
+    }
+
+
 async def sync_batch(ctx: RunContext, labels: list[str], concurrency: int) -> dict[str, NodeState]:
     store = ctx.store
     records = store.specs(ctx.run_id, labels)
@@ -240,14 +308,7 @@ async def sync_batch(ctx: RunContext, labels: list[str], concurrency: int) -> di
     states = store.node_states(ctx.run_id, set(labels) | deps)
     claimed = batch.claim(labels, states, ctx.hostname, ctx.task_id)
     store.set_states(ctx.run_id, claimed.running, claimed.previous)
-    listing_error: str | None = None
-    if claimed.todo:
-        try:
-            await ensure_team_listing(ctx)  # also primes Studio's provider settings before /validate/
-        except Exception as exc:  # Studio's failure or a bug's: teams only fail, the rest goes on
-            detail = str(exc) if isinstance(exc, (NodeFailed, StudioError)) else f"{type(exc).__name__}: {exc}"
-            listing_error = f"could not list Studio's teams to match this one: {detail}"
-
+    listing_error = await _listing_error(ctx) if claimed.todo else None
     ender = batch.Ender(states, ctx.hostname, asyncio.Semaphore(concurrency))
 
     async def one(label: str) -> NodeState:
@@ -264,11 +325,5 @@ async def sync_batch(ctx: RunContext, labels: list[str], concurrency: int) -> di
     ends = await asyncio.gather(*(one(lbl) for lbl in claimed.todo))
     results = dict(zip(claimed.todo, ends, strict=True))
     store.set_states(ctx.run_id, results, {lbl: Status.RUNNING for lbl in results})
-    # gallery members are cached once the gallery entry holding them is written
-    cacheable = {
-        lbl: (records[lbl]["key"], {"outcome": st.outcome, "team_id": st.team_id})
-        for lbl, st in results.items()
-        if st.status == Status.DONE and not records[lbl].get("gallery")
-    }
-    store.cache_results(ctx.ns, ctx.meta.tree, cacheable)
+    store.cache_results(ctx.ns, ctx.meta.tree, _cacheable(records, results))
     return results

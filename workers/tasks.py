@@ -9,7 +9,7 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from celery.signals import task_postrun, task_prerun, worker_init
 
@@ -17,6 +17,7 @@ from shared.adapters.celery import CeleryDispatcher
 from shared.adapters.redis.keys import REQUESTS
 from shared.adapters.redis.store import Store
 from shared.adapters.studio import StudioClient
+from shared.core.records import Component
 from shared.core.run_model import NodeState, RunKind, RunMeta, Status
 from shared.metrics import Metrics
 from shared.ports import StudioError
@@ -31,6 +32,7 @@ from workers.task_base import WorkerTask
 from workers.workflow_exec import WorkflowContext, run_tasks
 
 T = TypeVar("T")
+Loaded = dict[str, bool | str]  # load_component's answer: {"ok": true} or {"ok": false, "error": why}
 dispatcher = CeleryDispatcher(app)
 
 
@@ -54,7 +56,7 @@ PER_REQUEST_LOGGERS = ("autogen_core.events", "autogen_agentchat.events", "httpx
 
 
 @worker_init.connect  # type: ignore[untyped-decorator]  # Celery is untyped
-def _warm(**_: Any) -> None:
+def _warm(**_: object) -> None:
     watch_parent()
     for name in PER_REQUEST_LOGGERS:
         logger = logging.getLogger(name)
@@ -72,7 +74,7 @@ def _warm(**_: Any) -> None:
 
 
 @task_prerun.connect  # type: ignore[untyped-decorator]  # Celery is untyped
-def _in_flight(task_id: str, task: Any, **_: Any) -> None:
+def _in_flight(task_id: str, task: object, **_: object) -> None:
     """Which worker holds which message, so the producer can requeue the messages of a worker
     that died (producer/recovery.py); cleared when the task returns."""
     if isinstance(task, WorkerTask) and task.request.hostname:
@@ -80,7 +82,7 @@ def _in_flight(task_id: str, task: Any, **_: Any) -> None:
 
 
 @task_postrun.connect  # type: ignore[untyped-decorator]  # Celery is untyped
-def _landed(task_id: str, task: Any, **_: Any) -> None:
+def _landed(task_id: str, task: object, **_: object) -> None:
     if isinstance(task, WorkerTask) and task.request.hostname:
         task.store.messages_ended(task.request.hostname, task_id)
 
@@ -158,7 +160,7 @@ def start_run(self: WorkerTask, run_id: str) -> None:
 
 
 @app.task(name="agentq.wave_done", base=WorkerTask, bind=True, ignore_result=True)  # type: ignore[untyped-decorator]  # Celery is untyped
-def wave_done(self: WorkerTask, _results: Any, run_id: str, wave: int) -> None:
+def wave_done(self: WorkerTask, _results: object, run_id: str, wave: int) -> None:
     store = self.store
     meta = store.meta(run_id)
     if meta is None or meta.cancelled or not store.claim(run_id, f"wave-done:{wave}"):
@@ -197,7 +199,7 @@ def noop_batch(self: WorkerTask, run_id: str, wave: int, index: int) -> int:
 
 
 @app.task(name="agentq.noop")  # type: ignore[untyped-decorator]  # Celery is untyped
-def noop(*_args: Any) -> None:
+def noop(*_args: object) -> None:
     """One no-op task: the per-task baseline for benchmarks."""
 
 
@@ -242,7 +244,7 @@ def run_workflow_tasks(self: WorkerTask, run_id: str, task_ids: list[str]) -> in
 
 
 @app.task(name="agentq.load_component", base=WorkerTask, bind=True)  # type: ignore[untyped-decorator]  # Celery is untyped
-def load_component(self: WorkerTask, spec: dict[str, Any]) -> dict[str, Any]:
+def load_component(self: WorkerTask, spec: Component) -> Loaded:
     """Load one component with AutoGen on this worker, `${VAR}` resolved here: {"ok": true} or
     {"ok": false, "error": why}. Runs nothing; what Studio's validation checks, on the worker."""
     from shared.core.refs import MissingVariable, redact, secret_values, substitute_variables
@@ -250,7 +252,7 @@ def load_component(self: WorkerTask, spec: dict[str, Any]) -> dict[str, Any]:
     from workers.agent_runtime import load_component as load_with_autogen
     from workers.model_client import TaskModels
 
-    async def go() -> dict[str, Any]:
+    async def go() -> Loaded:
         models = TaskModels(
             self.model_clients(), self.limit, 0, 0, 0.0, self.settings.model_max_concurrency, Metrics(), _no_retry_count
         )
