@@ -282,7 +282,7 @@ def stored_report_of(
     return report
 
 
-def _said(exc: AgentqError) -> list[str]:
+def _said(exc: Exception) -> list[str]:
     """The lines that say a failure: one per error of a workflow that does not validate."""
     errors = getattr(exc, "errors", None)
     return [str(e) for e in errors] if isinstance(errors, list) and errors else [str(exc)]
@@ -310,30 +310,47 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)  # so that a usage error also reaches --json's reader
     except usage_error as exc:  # a missing argument, an unknown option, a value of the wrong type
-        if "--json" in sys.argv[1:]:
-            _fail([exc.format_message()], exc.exit_code)  # type: ignore[attr-defined]
-        exc.show()  # type: ignore[attr-defined]
-        raise SystemExit(exc.exit_code) from None  # type: ignore[attr-defined]
+        _usage_failed(exc)
     except typer.Abort:
         err().print("Aborted!")
         raise SystemExit(1) from None
-    except Interrupted as exc:
-        _fail([str(exc)], Exit.INTERRUPTED)
-    except ServiceUnavailable as exc:
-        _fail(_said(exc), Exit.UNAVAILABLE)
-    except InvalidInput as exc:
-        _fail(_said(exc), Exit.CONFIG)
-    except AgentqError as exc:
-        _fail(_said(exc), Exit.PARTIAL)
-    except TimeoutError as exc:
-        _fail([str(exc)], Exit.TIMEOUT)
+    except (AgentqError, TimeoutError) as exc:
+        _fail(*_failure(exc))
     except Exception as exc:
-        redis = sys.modules.get("redis")  # not imported: the error cannot be Redis's
-        if redis is None or not isinstance(exc, redis.RedisError):
+        if not _is_redis_error(exc):
             raise
         url = shown_url(os.environ.get("REDIS_URL") or "the embedded Redis")
         _fail([f"Redis at {url} is unreachable: {exc}"], Exit.UNAVAILABLE)
     raise SystemExit(code or 0)
+
+
+def _usage_failed(exc: Exception) -> NoReturn:
+    """click's own message and exit code; with --json, also as JSON on stdout."""
+    if "--json" in sys.argv[1:]:
+        _fail([exc.format_message()], exc.exit_code)  # type: ignore[attr-defined]
+    exc.show()  # type: ignore[attr-defined]
+    raise SystemExit(exc.exit_code) from None  # type: ignore[attr-defined]
+
+
+# (a failure, its exit code, whether each of its errors is a line of its own), the first that matches
+FAILURES: tuple[tuple[type[Exception], int, bool], ...] = (
+    (Interrupted, Exit.INTERRUPTED, False),
+    (ServiceUnavailable, Exit.UNAVAILABLE, True),
+    (InvalidInput, Exit.CONFIG, True),
+    (AgentqError, Exit.PARTIAL, True),
+    (TimeoutError, Exit.TIMEOUT, False),
+)
+
+
+def _failure(exc: AgentqError | TimeoutError) -> tuple[list[str], int]:
+    """The lines that say a failure, and its exit code."""
+    code, each = next((code, each) for kind, code, each in FAILURES if isinstance(exc, kind))
+    return (_said(exc) if each else [str(exc)]), code
+
+
+def _is_redis_error(exc: Exception) -> bool:
+    redis = sys.modules.get("redis")  # not imported: the error cannot be Redis's
+    return redis is not None and isinstance(exc, redis.RedisError)
 
 
 # the commands register themselves on `app` when imported, in the order `--help` lists them
