@@ -7,11 +7,10 @@ a report reads (producer/bench/results.py: load)."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -28,6 +27,13 @@ from producer.cli.app import (  # isort: skip
     escape,
 )
 
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from producer.bench.stats import Change
+
+
+FIGURES = ("mean", "median", "stdev", "min", "max")  # a measure's columns, after its name
 
 bench_app = typer.Typer(help="Measure your setup, compare result sets, report.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -37,6 +43,14 @@ Iterations = Annotated[
 ]
 Warmup = Annotated[
     int, typer.Option("--warmup", min=0, metavar="N", help="Iterations run first and not measured (caches, imports)")
+]
+RegressionLimit = Annotated[
+    float | None,
+    typer.Option(
+        "--fail-on-regression",
+        metavar="PCT",
+        help="Exit 1 when a measure got worse by more than PCT percent (0 or more)",
+    ),
 ]
 Out = Annotated[
     Path | None,
@@ -53,18 +67,32 @@ def _out_folder(option: str, path: Path) -> Path:
     return path
 
 
+def _given_out(out: Path | None) -> None:
+    if out is not None:
+        _out_folder("--out", out)
+
+
+def _items(value: str) -> list[str]:
+    """The comma-separated items of an option's value, blanks left out."""
+    return [x.strip() for x in value.split(",") if x.strip()]
+
+
 def _comma_list(option: str, value: str, allowed: tuple[str, ...]) -> list[str]:
-    given = [x.strip() for x in value.split(",") if x.strip()]
-    if not given or any(x not in allowed for x in given):
+    given = _items(value)
+    if not given or not set(given) <= set(allowed):
         raise InvalidInput(f"{option} {value!r}: expected some of {', '.join(allowed)}, comma-separated")
     return list(dict.fromkeys(given))
 
 
 def _team_sizes(value: str) -> list[int]:
-    parts = [x.strip() for x in value.split(",") if x.strip()]
-    if not parts or not all(x.isdigit() and int(x) > 0 for x in parts):
+    parts = _items(value)
+    if not parts or not all(_above_zero(x) for x in parts):
         raise InvalidInput(f"--team-sizes {value!r}: expected whole numbers above 0, comma-separated")
     return list(dict.fromkeys(int(x) for x in parts))
+
+
+def _above_zero(item: str) -> bool:
+    return item.isdigit() and int(item) > 0
 
 
 @bench_app.command("workflow")
@@ -130,8 +158,7 @@ def bench_workflow(
     chosen = _comma_list("--modes", modes, MODES)
     if standin:
         parse_latency(latency)
-    if out is not None:
-        _out_folder("--out", out)
+    _given_out(out)
     settings = load_settings()
     folder = out or settings.cache_dir / "bench" / time.strftime("workflow-%Y%m%d-%H%M%S")
     target = endpoint_model(model, tree, model_name) if model else None
@@ -160,8 +187,7 @@ def bench_studio(
     from shared.settings import load_settings
 
     check_dir(directory)
-    if out is not None:
-        _out_folder("--out", out)
+    _given_out(out)
     settings = load_settings(studio_url=studio_url)
     local = studio_url is None and not os.environ.get("STUDIO_URL")
     if local:
@@ -172,59 +198,69 @@ def bench_studio(
 
 
 def _show_result(result: dict[str, Any], folder: Path, as_json: bool) -> None:
-    from rich.table import Table
-
-    from producer.bench.results import table_rows
-    from producer.bench.stats import figure, recommendations
+    from producer.bench.stats import recommendations
 
     if as_json:
         typer.echo(json.dumps({"out": str(folder), **result}))
         return
-    table = Table(title=f"{result['kind']} benchmark: {folder}")
-    for col in ("measure", "mean", "median", "stdev", "min", "max"):
-        if col == "measure":  # a long name folds; a figure cut to "0.…" would say nothing
-            table.add_column(col, overflow="fold")
-        else:
-            table.add_column(col, justify="right", no_wrap=True)
-    for name, s in table_rows(result["measures"]):
-        table.add_row(escape(name), *(figure(s[k]) for k in ("mean", "median", "stdev", "min", "max")))
-    console().print(table)
+    console().print(_measures_table(result, folder))
     for advice in recommendations(result):
         console().print(f"[yellow]advice[/yellow] {escape(advice)}")
+
+
+def _measures_table(result: dict[str, Any], folder: Path) -> Table:
+    from rich.table import Table
+
+    from producer.bench.results import table_rows
+    from producer.bench.stats import figure
+
+    table = Table(title=f"{result['kind']} benchmark: {folder}")
+    table.add_column("measure", overflow="fold")  # a long name folds; a figure cut to "0.…" would say nothing
+    for col in FIGURES:
+        table.add_column(col, justify="right", no_wrap=True)
+    for name, s in table_rows(result["measures"]):
+        table.add_row(escape(name), *(figure(s[k]) for k in FIGURES))
+    return table
 
 
 @bench_app.command("compare")
 def bench_compare(
     a: Annotated[Path, typer.Argument(metavar="OLD", help="The baseline result set (folder or result.json)")],
     b: Annotated[Path, typer.Argument(metavar="NEW", help="The result set to compare with it, of the same kind")],
-    fail_on_regression: Annotated[
-        float | None,
-        typer.Option(
-            "--fail-on-regression",
-            metavar="PCT",
-            help="Exit 1 when a measure got worse by more than PCT percent (0 or more)",
-        ),
-    ] = None,
+    fail_on_regression: RegressionLimit = None,
     as_json: AsJson = False,
 ) -> None:
     """Each measure's change in percent, with a 95% bootstrap interval; * marks a change beyond the noise."""
     from producer.bench.results import compare_results, load, regressions_over
 
-    if fail_on_regression is not None and (math.isnan(fail_on_regression) or fail_on_regression < 0):
-        raise InvalidInput(
-            f"--fail-on-regression {fail_on_regression:g}: expected a percentage of 0 or more (how much worse a measure may get)"
-        )
+    _check_percent(fail_on_regression)
     changes = compare_results(load(a), load(b))
     worse = regressions_over(changes, fail_on_regression) if fail_on_regression is not None else []
-    if as_json:
-        typer.echo(json_text.dumps([{**c.__dict__, "significant": c.significant} for c in changes], indent=True))
-    else:
-        for c in changes:
-            mark = "*" if c.significant else " "
-            typer.echo(f"{mark} {c.measure}: {c.percent:+.1f}% (95% interval {c.low:+.1f}% to {c.high:+.1f}%)")
+    _show_changes(changes, as_json)
     if worse:
         err().print(f"[red]regression[/red] over {fail_on_regression:g}%: " + ", ".join(c.measure for c in worse))
         raise typer.Exit(1)
+
+
+def _check_percent(limit: float | None) -> None:
+    if limit is not None and not limit >= 0:  # NaN too
+        raise InvalidInput(
+            f"--fail-on-regression {limit:g}: expected a percentage of 0 or more (how much worse a measure may get)"
+        )
+
+
+def _show_changes(changes: list[Change], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json_text.dumps([{**c.__dict__, "significant": c.significant} for c in changes], indent=True))
+        return
+    for c in changes:
+        typer.echo(_change_line(c))
+
+
+def _change_line(c: Change) -> str:
+    """The change in percent and its interval; * marks one beyond the noise."""
+    mark = "*" if c.significant else " "
+    return f"{mark} {c.measure}: {c.percent:+.1f}% (95% interval {c.low:+.1f}% to {c.high:+.1f}%)"
 
 
 @bench_app.command("report")
