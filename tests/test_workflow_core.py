@@ -335,7 +335,7 @@ def test_one_retry_loop_honours_retry_after_stops_on_final_errors_and_gives_up_e
 
 
 def test_a_loop_after_a_first_try_made_outside_it_counts_that_try(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A model call tries once outside tenacity's loop (workers/model_client.py), then `pause`
+    """A model call tries once outside tenacity's loop (workers/task_models.py), then `pause`
     and `retrying(..., done=1)` go on as one loop would have: same causes, same attempt count, the
     backoff of the second failure and not of the first."""
     import asyncio

@@ -27,7 +27,8 @@ from pydantic import BaseModel
 
 from shared.core.exceptions import MalformedAnswer
 
-# what callers (workers/workflow_exec.py, workers/tasks.py, benchmarks) import from here
+# ModelClients, StartOrder, LEAVE_AFTER and Usage only pass through: workers/workflow_exec.py,
+# workers/tasks.py and the benchmarks import them from here
 from workers.model_pool import ModelClients, config_of
 from workers.start_order import LEAVE_AFTER, StartOrder
 from workers.task_models import GATED_PROVIDER, LOADING, ModelError, TaskModels, Usage, failure_text

@@ -56,7 +56,7 @@ class _Resources:
     releases: Releases | None = None
     limits: dict[str, PrioritySemaphore] = field(default_factory=dict)
     # workflow tasks of this process between their start and their place in a model's line
-    # (workers/model_client.py StartOrder)
+    # (workers/start_order.py StartOrder)
     admission: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(ADMITTED))
     # run id -> (when asked, whether `producer cancel` ended it): asked at most every CANCEL_CHECK_EVERY
     cancelled: dict[str, tuple[float, bool]] = field(default_factory=dict)
