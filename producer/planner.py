@@ -97,17 +97,20 @@ def make_plan(
         fields, changes[label] = _first_state(tree, label, cached, drifted, last_keys)
         states[label] = NodeState.model_validate({"type": node.component_type, "path": node.path, **fields})
 
-    run = {lbl for lbl, st in states.items() if st.status == Status.PENDING}
-    deps = {lbl: [d for d in tree.nodes[lbl].deps if d in run] for lbl in run}
-    members = gallery_members(tree)
     key = tree_gallery_key(tree, gallery_name)
     return Plan(
         tree_name=tree_name,
         gallery_name=gallery_name,
         states=states,
         changes=changes,
-        waves=[split(wave, batch_size) for wave in waves(deps)],
+        waves=[split(wave, batch_size) for wave in waves(_pending_deps(tree, states))],
         gallery_key=key,
-        gallery_members=members,
+        gallery_members=gallery_members(tree),
         gallery_needed=key is not None and not gallery_cached,
     )
+
+
+def _pending_deps(tree: Tree, states: Mapping[str, NodeState]) -> dict[str, list[str]]:
+    """Each node to run -> the nodes to run it depends on."""
+    run = {lbl for lbl, st in states.items() if st.status == Status.PENDING}
+    return {lbl: [d for d in tree.nodes[lbl].deps if d in run] for lbl in run}

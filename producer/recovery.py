@@ -214,12 +214,7 @@ class Watchdog:
     def _dispatch_again(self, due: list[reconcile.Lost], workflow: bool) -> None:
         dispatcher, run_id = self.dispatcher(), self.run_id
         metrics = Metrics()
-        tasks = [lost.item.removeprefix("task:") for lost in due if lost.item.startswith("task:")]
-        for i in range(0, len(tasks), self.batch_size):
-            # no priority: the routes' default serves late work first on either broker
-            dispatcher.send_again("agentq.run_tasks", (run_id, tasks[i : i + self.batch_size]))
-        if tasks:
-            self.store.published(run_id, tasks)
+        self._send_tasks_again([lost.item.removeprefix("task:") for lost in due if lost.item.startswith("task:")])
         meta = self.store.meta(run_id)
         batch_task = meta.batch_task if meta else SYNC_BATCH_TASK
         for lost in due:
@@ -231,6 +226,14 @@ class Watchdog:
             metrics.inc("agentq_redispatches_total", ["workflow" if workflow else "sync", lost.cause])
         self.store.flush(metrics)
         self._say_dispatched(due)
+
+    def _send_tasks_again(self, tasks: list[str]) -> None:
+        """Lost workflow tasks, batch_size to a message."""
+        for i in range(0, len(tasks), self.batch_size):
+            # no priority: the routes' default serves late work first on either broker
+            self.dispatcher().send_again("agentq.run_tasks", (self.run_id, tasks[i : i + self.batch_size]))
+        if tasks:
+            self.store.published(self.run_id, tasks)
 
     def _say_dispatched(self, due: list[reconcile.Lost]) -> None:
         by_reason: dict[str, list[str]] = {}

@@ -13,8 +13,9 @@ broker holds, and publishes what `lost_work` returns once `Suspects` has seen it
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from shared.core.run_model import TERMINAL, Status
 
@@ -36,19 +37,41 @@ def wave_done_item(wave: int) -> str:
     return f"wave-done:{wave}"
 
 
+def _tasks_carried(args: Sequence[object], run_id: str) -> set[str]:
+    if len(args) == 2 and args[0] == run_id and isinstance(args[1], list):
+        return {task_item(str(t)) for t in args[1]}
+    return set()
+
+
+def _batch_carried(args: Sequence[object], run_id: str) -> set[str]:
+    return {batch_item(int(str(args[1])), int(str(args[2])))} if len(args) == 3 and args[0] == run_id else set()
+
+
+def _wave_done_carried(args: Sequence[object], run_id: str) -> set[str]:
+    return {wave_done_item(int(str(args[2])))} if len(args) == 3 and args[1] == run_id else set()
+
+
+def _step_carried(step: str) -> Callable[[Sequence[object], str], set[str]]:
+    return lambda args, run_id: {step} if list(args) == [run_id] else set()
+
+
+# Celery task name -> the work items of a run its message's arguments carry (read-only)
+CARRIERS: Mapping[str, Callable[[Sequence[object], str], set[str]]] = MappingProxyType(
+    {
+        "agentq.run_tasks": _tasks_carried,
+        "agentq.sync_batch": _batch_carried,
+        "agentq.noop_batch": _batch_carried,
+        "agentq.wave_done": _wave_done_carried,
+        "agentq.finalize": _step_carried(FINALIZE),
+        "agentq.start_run": _step_carried(START),
+    }
+)
+
+
 def carried_by(name: str, args: Sequence[object], run_id: str) -> set[str]:
     """The work items of run `run_id` that a message of Celery task `name` with `args` carries."""
-    if name == "agentq.run_tasks" and len(args) == 2 and args[0] == run_id and isinstance(args[1], list):
-        return {task_item(str(t)) for t in args[1]}
-    if name in ("agentq.sync_batch", "agentq.noop_batch") and len(args) == 3 and args[0] == run_id:
-        return {batch_item(int(str(args[1])), int(str(args[2])))}
-    if name == "agentq.wave_done" and len(args) == 3 and args[1] == run_id:
-        return {wave_done_item(int(str(args[2])))}
-    if name == "agentq.finalize" and list(args) == [run_id]:
-        return {FINALIZE}
-    if name == "agentq.start_run" and list(args) == [run_id]:
-        return {START}
-    return set()
+    carried = CARRIERS.get(name)
+    return carried(args, run_id) if carried else set()
 
 
 @dataclass(frozen=True)
@@ -146,21 +169,31 @@ def lost_workflow_work(view: WorkflowView, seen: Seen) -> list[Lost]:
     return lost
 
 
-def _lost_in_group(view: SyncView, seen: Seen, wave: int) -> list[Lost]:
-    """A released group's batches nobody carries, and its next step when every node ended without it."""
+def _lost_batches(view: SyncView, seen: Seen, wave: int) -> list[Lost]:
+    """A released group's batches nobody carries: one re-publication carries a whole batch."""
     pending = NodeView(Status.PENDING)
     lost: list[Lost] = []
     for index, labels in enumerate(view.batches[wave]):
         found = (_node_lost(view.nodes.get(lbl, pending), True, seen, batch_item(wave, index)) for lbl in labels)
-        first = next((f for f in found if f), None)  # one re-publication carries the whole batch
+        first = next((f for f in found if f), None)
         if first:
             lost.append(first)
+    return lost
+
+
+def _lost_group_step(view: SyncView, seen: Seen, wave: int) -> list[Lost]:
+    """A group's next step, when every node of the group has ended without it."""
+    pending = NodeView(Status.PENDING)
     ended = all(view.nodes.get(lbl, pending).status in TERMINAL for labels in view.batches[wave] for lbl in labels)
     done = wave_done_item(wave)
     if ended and done not in view.claims and (seen.carried is None or done not in seen.carried):
         # the chord's body never fired (a header message ran twice, or its result was lost)
-        lost.append(Lost(done, f"every node of group {wave + 1} has ended but the next step was not taken", "step"))
-    return lost
+        return [Lost(done, f"every node of group {wave + 1} has ended but the next step was not taken", "step")]
+    return []
+
+
+def _lost_in_group(view: SyncView, seen: Seen, wave: int) -> list[Lost]:
+    return _lost_batches(view, seen, wave) + _lost_group_step(view, seen, wave)
 
 
 def lost_sync_work(view: SyncView, seen: Seen) -> list[Lost]:

@@ -32,6 +32,19 @@ from shared.settings import Settings
 __all__ = ["AsyncRunState", "Ended", "Store", "TaskEnd"]  # the workers take the asyncio part from here too
 
 
+def _run_hashes(run: NewRun) -> dict[str, dict[FieldT, EncodableT]]:
+    """A new run's hashes by run part: its nodes' states, their specs, how many nodes have each
+    status, and the meta's long lists (RUN_LISTS). FieldT keys: redis-py's mapping type is
+    invariant in its keys."""
+    meta = run.meta
+    return {
+        keys.NODES: {k: v.to_json() for k, v in run.nodes.items()},
+        keys.SPECS: {k: dumps(v) for k, v in run.specs.items()},
+        keys.COUNTS: dict(Counter(str(state.status) for state in run.nodes.values())),
+        keys.LISTS: {name: dumps(getattr(meta, name)) for name in RUN_LISTS if name in meta.model_fields_set},
+    }
+
+
 class Store(ResultCacheStore, ClusterState, StudioRows):
     errors: tuple[type[Exception], ...] = (redis.RedisError,)  # what a call that failed raises
 
@@ -117,19 +130,13 @@ class Store(ResultCacheStore, ClusterState, StudioRows):
     # ---- run state ------------------------------------------------------------------------
     def create_run(self, run: NewRun) -> None:
         run_id, meta = run.meta.run_id, run.meta
-        written = [run_key(run_id, p) for p in (keys.META, keys.NODES, keys.SPECS, keys.COUNTS, keys.LISTS)]
+        written = [run_key(run_id, keys.META)]
         pipe = self.r.pipeline(transaction=False)
         pipe.set(written[0], meta.to_json(without=RUN_LISTS))
-        # FieldT keys: redis-py's mapping type is invariant in its keys
-        lists: dict[FieldT, EncodableT] = {
-            name: dumps(getattr(meta, name)) for name in RUN_LISTS if name in meta.model_fields_set
-        }
-        nodes: dict[FieldT, EncodableT] = {k: v.to_json() for k, v in run.nodes.items()}
-        specs: dict[FieldT, EncodableT] = {k: dumps(v) for k, v in run.specs.items()}
-        counts: dict[FieldT, EncodableT] = dict(Counter(str(state.status) for state in run.nodes.values()))
-        for key, mapping in zip(written[1:], (nodes, specs, counts, lists), strict=True):
+        for part, mapping in _run_hashes(run).items():
+            written.append(run_key(run_id, part))
             if mapping:
-                pipe.hset(key, mapping=mapping)
+                pipe.hset(written[-1], mapping=mapping)
         for w, batches in enumerate(run.waves):
             written.append(run_key(run_id, keys.wave(w)))
             pipe.rpush(written[-1], *[dumps(b) for b in batches])
