@@ -139,11 +139,15 @@ def main() -> None:
         med, n = r["medians_seconds"], r["teams"]
         share = r["ours_over_ceiling_throughput"]
         print(f"{n} teams, medians of {args.repeat} interleaved runs:")
-        print(f"  ceiling, raw POST /teams/ @ {args.concurrency}: {med['ceiling']:.2f} s ({n / med['ceiling']:.0f} teams/s)")
+        print(
+            f"  ceiling, raw POST /teams/ @ {args.concurrency}: {med['ceiling']:.2f} s ({n / med['ceiling']:.0f} teams/s)"
+        )
         if "validate" in med:
             print(f"  raw validate + POST: {med['validate']:.2f} s ({n / med['validate']:.0f} teams/s)")
         print(f"  producer sync, whole command: {med['ours']:.2f} s (its run: {med['ours_in_run']:.2f} s)")
-        print(f"  ours / ceiling: {share:.0%} of the ceiling's throughput (target {TARGET:.0%}: {'met' if share >= TARGET else 'MISSED'})")
+        print(
+            f"  ours / ceiling: {share:.0%} of the ceiling's throughput (target {TARGET:.0%}: {'met' if share >= TARGET else 'MISSED'})"
+        )
         print(f"  our Studio requests: {r['studio_requests']}")
 
 
