@@ -13,7 +13,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from producer.bench.stats import Change, compare, regressions, summary
 from shared.core.exceptions import InvalidInput
@@ -22,6 +22,8 @@ RESULT = "result.json"
 
 # what each kind of result set measures, as a refusal to compare two kinds says it
 KINDS = {"workflow": "workflow runs on the workers", "studio": "a Studio and a tree"}
+
+SAMPLE = ("t", "rss_mb", "cpu_percent")  # what a resources sample holds
 
 HIGHER_IS_BETTER = ("_per_second", "availability", "hit_rate")
 
@@ -124,18 +126,27 @@ def _lists_of_numbers(data: dict[str, Any], key: str, required: bool = False) ->
         return None
     if not isinstance(value, dict):
         return f"no {key} (an object of lists of numbers)" if value is None else f"{key} is not an object"
-    bad = next((name for name, values in value.items() if not _numbers(values)), None)
+    bad = _first_not_numbers(value)
     return f"{key}[{bad!r}] is not a list of numbers" if bad is not None else None
 
 
+def _first_not_numbers(lists: dict[str, object]) -> str | None:
+    return next((name for name, values in lists.items() if not _numbers(values)), None)
+
+
 def _histogram_problem(name: str, h: object) -> str | None:
-    if not isinstance(h, dict) or not _numbers(h.get("bounds")) or not _numbers(h.get("counts")):
+    if not _histogram_shaped(h):
         return f"request_latency[{name!r}] is not a histogram (bounds, counts, sum)"
     if not _counts_fit(h):
         return f"request_latency[{name!r}] has {len(h['counts'])} counts for {len(h['bounds'])} bounds, or no sum"
     if h["bounds"] != sorted(h["bounds"]) or any(c < 0 for c in h["counts"]):
         return f"request_latency[{name!r}]: bounds out of order or a negative count"
     return None
+
+
+def _histogram_shaped(h: object) -> TypeGuard[dict[str, Any]]:
+    """An object of bounds and counts, numbers each."""
+    return isinstance(h, dict) and _numbers(h.get("bounds")) and _numbers(h.get("counts"))
 
 
 def _counts_fit(h: dict[str, Any]) -> bool:
@@ -174,12 +185,13 @@ def _latency_problem(data: dict[str, Any]) -> str | None:
 
 def _resources_problem(data: dict[str, Any]) -> str | None:
     resources = data.get("resources") or []
-    sample = ("t", "rss_mb", "cpu_percent")
-    if isinstance(resources, list) and all(
-        isinstance(s, dict) and _numbers([s.get(k) for k in sample]) for s in resources
-    ):
+    if isinstance(resources, list) and all(_sample(s) for s in resources):
         return None
-    return f"resources is not a list of samples ({', '.join(sample)})"
+    return f"resources is not a list of samples ({', '.join(SAMPLE)})"
+
+
+def _sample(s: object) -> bool:
+    return isinstance(s, dict) and _numbers([s.get(k) for k in SAMPLE])
 
 
 def _objects_problem(data: dict[str, Any]) -> str | None:

@@ -195,13 +195,19 @@ def parse_latency(latency: str) -> tuple[str, list[float]]:
     """("fixed", [seconds]), ("pertoken", [seconds, per token]) or ("lognormal", [median, sigma])
     from the --latency option; InvalidInput naming it otherwise."""
     kind, _, spec = latency.partition(":")
+    numbers = _seconds(spec)
+    if kind not in ("fixed", "pertoken", "lognormal") or not numbers:
+        raise InvalidInput(f"--latency {latency!r}: expected {LATENCIES}, in seconds of 0 or more")
+    return kind, numbers
+
+
+def _seconds(spec: str) -> list[float]:
+    """The comma-separated numbers of seconds in `spec`; none when one is no number of 0 or more."""
     try:
         numbers = [float(x) for x in spec.split(",") if x.strip()]
     except ValueError:
-        numbers = []
-    if kind not in ("fixed", "pertoken", "lognormal") or not numbers or any(not 0 <= x < float("inf") for x in numbers):
-        raise InvalidInput(f"--latency {latency!r}: expected {LATENCIES}, in seconds of 0 or more")
-    return kind, numbers
+        return []
+    return numbers if all(0 <= x < float("inf") for x in numbers) else []
 
 
 def _cpu_share(sampler: Sampler) -> float | None:

@@ -76,12 +76,17 @@ def bucket_quantile(q: float, bounds: list[float], counts: list[int]) -> float |
     rank, seen = q * total, 0
     for i, count in enumerate(counts):
         if count and seen + count >= rank:
-            if i == len(bounds):
-                return bounds[-1]
-            low = bounds[i - 1] if i else 0.0
-            return low + (bounds[i] - low) * (rank - seen) / count
+            return _within_bucket(bounds, i, rank - seen, count)
         seen += count
     return bounds[-1]
+
+
+def _within_bucket(bounds: list[float], i: int, into: float, count: int) -> float:
+    """The latency `into` requests into bucket i's `count`, linearly (the +Inf bucket: the highest bound)."""
+    if i == len(bounds):
+        return bounds[-1]
+    low = bounds[i - 1] if i else 0.0
+    return low + (bounds[i] - low) * into / count
 
 
 def latency_summary(h: dict[str, Any]) -> dict[str, float]:
@@ -137,12 +142,12 @@ def _interval(xs: list[float], ys: list[float], rounds: int, rng: random.Random)
 
 def regressions(changes: list[Change], percent: float, higher_is_worse: set[str]) -> list[Change]:
     """Significant changes that made a measure worse by more than `percent`."""
-    out = []
-    for c in changes:
-        worse = c.percent if c.measure in higher_is_worse else -c.percent
-        if c.significant and worse > percent:
-            out.append(c)
-    return out
+    return [c for c in changes if c.significant and _worse_by(c, higher_is_worse) > percent]
+
+
+def _worse_by(c: Change, higher_is_worse: set[str]) -> float:
+    """The change in percent, counted positive where it made the measure worse."""
+    return c.percent if c.measure in higher_is_worse else -c.percent
 
 
 # (the fact, its limit, whether the advice is for a value at or above the limit (else below it),

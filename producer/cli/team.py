@@ -153,9 +153,16 @@ def _check_component(said: str, path: Path, label: str | None, rel: str | None, 
     there = held.get(rel) if rel is not None else None
     if there is not None and there != label:
         raise InvalidInput(f"{said}: {path} holds the component {there!r}, which this would overwrite")
-    if label is not None and label in built.nodes and built.nodes[label].path != rel:
-        other = built.nodes[label].path
+    other = _held_elsewhere(label, rel, built)
+    if other is not None:
         raise InvalidInput(f"the agent label {label!r} is already in the tree ({other}): --name names another team")
+
+
+def _held_elsewhere(label: str | None, rel: str | None, built: Tree) -> str | None:
+    """Where in the tree another file holds the label; None where none does."""
+    if label is None or label not in built.nodes or built.nodes[label].path == rel:
+        return None
+    return built.nodes[label].path
 
 
 def _check_place(path: Path, label: str | None, said: str) -> None:
