@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ from shared.adapters.redis.keys import STUDIO_QUEUE
 
 if TYPE_CHECKING:
     from producer.recovery import Watchdog
+    from producer.studio_state import StudioView
     from producer.sync_run import Prepared
     from shared.ports import Dispatcher, RunStore, Storage
     from shared.settings import Settings
@@ -50,9 +52,13 @@ def apply_prune(
         return
     if prune:
         prepared.plan.states.update(delete_rows(settings, store, prepared.namespace, view, prepared.plan.gallery_name))
-    else:
-        labels = ", ".join(w.label for w in view.prune) or "the gallery entry"
-        say(f"{labels}: gone from the tree but still in Studio; `--prune` deletes them")
+        return
+    say(_would_delete(view))
+
+
+def _would_delete(view: StudioView) -> str:
+    labels = ", ".join(w.label for w in view.prune) or "the gallery entry"
+    return f"{labels}: gone from the tree but still in Studio; `--prune` deletes them"
 
 
 def sync(
@@ -75,27 +81,25 @@ def sync(
     the warnings (Studio's, what a prune would delete, the watchdog's)."""
     from producer.recovery import Watchdog
     from producer.report import run_report
-    from producer.sync_run import prepare, submit, wait
+    from producer.sync_run import prepare, submit
 
     prepared = prepare(directory, settings, store, gallery, force=force)
     outcome = SyncOutcome(prepared)
     if before_submit is not None and not before_submit(prepared):
         return outcome
     apply_prune(prepared, settings, store, prune, say)
-    made: list[Dispatcher] = []  # the one the submit made, for the watchdog
-
-    def dispatch() -> Dispatcher:
-        if not made:
-            made.append(dispatcher())
-        return made[0]
-
+    dispatch = cache(dispatcher)  # the one the submit made, for the watchdog
     outcome.run_id = run_id = submit(prepared, settings, store, dispatch() if prepared.plan.has_work else None)
     if not wait_for_it:
         return outcome
     watch = Watchdog.for_run(store, run_id, dispatch, settings, say, (STUDIO_QUEUE,))
-    if show is None:
-        wait(store, run_id, timeout=timeout, watch=watch)
-    else:
-        show(store, run_id, timeout, watch)
+    (show or _wait)(store, run_id, timeout, watch)
     outcome.report = run_report(store, run_id)
     return outcome
+
+
+def _wait(store: RunStore, run_id: str, timeout: float | None, watch: Watchdog) -> None:
+    """The wait when the caller shows none: a plain one."""
+    from producer.sync_run import wait
+
+    wait(store, run_id, timeout=timeout, watch=watch)

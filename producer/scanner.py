@@ -164,7 +164,7 @@ def _read_cache(cache_path: Path | None, docs_path: Path | None) -> dict[str, li
     return {}
 
 
-def _write_atomically(path: Path, data: Any) -> None:
+def _write_atomically(path: Path, data: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(dumps(data), encoding="utf-8")

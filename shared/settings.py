@@ -15,6 +15,8 @@ from shared.core.exceptions import InvalidInput
 from shared.core.secrets import shown_url
 
 if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
+
     from shared.core.loader import Limits
     from shared.core.tree import TreeLimits
 
@@ -108,14 +110,7 @@ class Settings(BaseSettings):
         if value == "":
             return None  # REDIS_URL= set but empty: the embedded default, as when unset
         if isinstance(value, str):
-            parts = urlsplit(value)
-            if parts.scheme not in ("redis", "rediss", "unix"):
-                raise ValueError("expected redis://host:port/db (or rediss://, unix://)")
-            db = parts.path.strip("/")
-            if parts.scheme != "unix":
-                _ = parts.port  # ValueError when it is no port
-                if db and not db.isdigit():
-                    raise ValueError(f"the database {db!r} is not a number")
+            _check_redis_url(value)
         return value
 
     @field_validator("broker_url", mode="before")
@@ -140,6 +135,18 @@ class Settings(BaseSettings):
         return value
 
 
+def _check_redis_url(value: str) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("expected redis://host:port/db (or rediss://, unix://)")
+    if parts.scheme == "unix":
+        return
+    _ = parts.port  # ValueError when it is no port
+    db = parts.path.strip("/")
+    if db and not db.isdigit():
+        raise ValueError(f"the database {db!r} is not a number")
+
+
 def _checked(build: Callable[[], Settings]) -> Settings:
     """Settings, or InvalidInput naming each setting that is wrong and why (a secret's value is never shown)."""
     try:
@@ -147,14 +154,17 @@ def _checked(build: Callable[[], Settings]) -> Settings:
     except ValidationError as exc:
         names = {name: f.alias or name for name, f in Settings.model_fields.items()}
         secret = {f.alias for f in Settings.model_fields.values() if "Secret" in str(f.annotation)}
-        problems = []
-        for e in exc.errors():
-            name = names.get(str(e["loc"][0]), str(e["loc"][0])) if e["loc"] else "settings"
-            value = e.get("input")
-            shown = shown_url(value) if isinstance(value, str) else value
-            got = "" if name in secret else f" (got {shown!r})"
-            problems.append(f"{name}: {e['msg'].removeprefix('Value error, ')}{got}")
+        problems = [_problem(e, names, secret) for e in exc.errors()]
         raise InvalidInput("invalid setting: " + "; ".join(problems)) from None
+
+
+def _problem(e: ErrorDetails, names: dict[str, str], secret: set[str | None]) -> str:
+    """`NAME: what is wrong (got 'value')`: named as the environment names it, a secret's value not shown."""
+    name = names.get(str(e["loc"][0]), str(e["loc"][0])) if e["loc"] else "settings"
+    value = e.get("input")
+    shown = shown_url(value) if isinstance(value, str) else value
+    got = "" if name in secret else f" (got {shown!r})"
+    return f"{name}: {e['msg'].removeprefix('Value error, ')}{got}"
 
 
 def check_store(settings: Settings) -> None:

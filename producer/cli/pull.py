@@ -8,18 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from producer import embedded
-from producer.cli.app import (
-    AsJson,
-    Exit,
-    Gallery,
-    LocalStudio,
-    StudioUrl,
-    StudioUser,
-    app,
-    console,
-    err,
-    escape,
-)
+from producer.cli import app as cli
 from producer.cli.common import echo_json, with_local_studio
 from shared.core.exceptions import InvalidInput
 
@@ -27,7 +16,7 @@ if TYPE_CHECKING:
     from shared.core.pull_layout import FileWrite, Layout
 
 
-@app.command()
+@cli.app.command()
 def pull(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="Config tree to write into (created when missing)")],
     team: Annotated[
@@ -42,11 +31,11 @@ def pull(
         bool, typer.Option("--all", help="Pull every team row of the user, not only the tree's own teams")
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be written; write nothing")] = False,
-    studio_url: StudioUrl = None,
-    studio_user_id: StudioUser = None,
-    gallery: Gallery = None,
-    local_studio: LocalStudio = False,
-    as_json: AsJson = False,
+    studio_url: cli.StudioUrl = None,
+    studio_user_id: cli.StudioUser = None,
+    gallery: cli.Gallery = None,
+    local_studio: cli.LocalStudio = False,
+    as_json: cli.AsJson = False,
 ) -> None:
     """Write teams (and the tree's gallery entry) from Studio into the tree: one component per
     file, shared parts as $ref, secrets as ${VAR}; files that already say the same are untouched."""
@@ -59,7 +48,7 @@ def pull(
     else:
         _print_writes(layout, failed, dry_run)
         _print_notes(layout, others)
-    raise typer.Exit(Exit.PARTIAL if failed else Exit.OK)
+    raise typer.Exit(cli.Exit.PARTIAL if failed else cli.Exit.OK)
 
 
 def _check_pull(directory: Path, team: list[str] | None, every_row: bool) -> None:
@@ -126,7 +115,7 @@ def _print_writes(layout: Layout, failed: dict[str, str], dry_run: bool) -> None
         _print_write(f, failed.get(f.path), dry_run)
     unchanged = len(layout.files) - len(layout.changed())
     written = len(layout.changed()) - len(failed)
-    console().print(
+    cli.console().print(
         f"{written} file(s) {'to write' if dry_run else 'written'}, {unchanged} unchanged"
         + (f", {len(failed)} could not be written" if failed else "")
     )
@@ -134,24 +123,28 @@ def _print_writes(layout: Layout, failed: dict[str, str], dry_run: bool) -> None
 
 def _print_write(f: FileWrite, failure: str | None, dry_run: bool) -> None:
     if failure is not None:
-        err().print(f"[red]error:[/red] could not write {escape(f.path)} ({escape(f.label)}): {escape(failure)}")
+        cli.err().print(
+            f"[red]error:[/red] could not write {cli.escape(f.path)} ({cli.escape(f.label)}): {cli.escape(failure)}"
+        )
         return
     verb = f"would {f.action}" if dry_run else f"{f.action}d"  # created, updated
-    console().print(f"{verb} {escape(f.path)} ({escape(f.label)})", highlight=False)
+    cli.console().print(f"{verb} {cli.escape(f.path)} ({cli.escape(f.label)})", highlight=False)
 
 
 def _print_notes(layout: Layout, others: list[str]) -> None:
     """The warnings, the rows left out, and the variables to set."""
     for warning in layout.warnings:
-        err().print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
+        cli.err().print(f"[yellow]warning:[/yellow] {cli.escape(warning)}", soft_wrap=True)
     if others:
-        err().print(f"Not pulled (not in the tree; --team LABEL or --all pulls them): {escape(', '.join(others))}")
+        cli.err().print(
+            f"Not pulled (not in the tree; --team LABEL or --all pulls them): {cli.escape(', '.join(others))}"
+        )
     _print_variables(layout.variables)
 
 
 def _print_variables(variables: dict[str, list[str]]) -> None:
     if not variables:
         return
-    console().print("Set these variables before syncing (secrets are never written to files):")
+    cli.console().print("Set these variables before syncing (secrets are never written to files):")
     for var, places in sorted(variables.items()):
-        console().print(f"  {escape(var)}  ({escape(', '.join(places))})", highlight=False)
+        cli.console().print(f"  {cli.escape(var)}  ({cli.escape(', '.join(places))})", highlight=False)

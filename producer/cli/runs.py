@@ -34,13 +34,18 @@ from producer.cli.common import NoWait, Timeout
 
 # status's --verbose: a line per component of a sync
 EveryComponent = Annotated[bool, typer.Option("--verbose", "-v", help="List every component")]
+# the RUN_ID of status and result, said as each command is mostly used
+StatusRunId = Annotated[
+    str, typer.Argument(metavar="RUN_ID", help="Run id printed by sync or run, or `last` (the default)")
+]
+ResultRunId = Annotated[
+    str, typer.Argument(metavar="RUN_ID", help="Run id printed by run (or sync), or `last` (the default)")
+]
 
 
 @app.command()
 def status(
-    run_id: Annotated[
-        str, typer.Argument(metavar="RUN_ID", help="Run id printed by sync or run, or `last` (the default)")
-    ] = "last",
+    run_id: StatusRunId = "last",
     redis_url: RedisUrl = None,
     verbose: EveryComponent = False,
     as_json: AsJson = False,
@@ -186,9 +191,7 @@ def _wait_for_workflow(
 
 @app.command()
 def result(
-    run_id: Annotated[
-        str, typer.Argument(metavar="RUN_ID", help="Run id printed by run (or sync), or `last` (the default)")
-    ] = "last",
+    run_id: ResultRunId = "last",
     as_json: AsJson = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="Every task's output as a Markdown document")] = False,
     redis_url: RedisUrl = None,

@@ -14,37 +14,22 @@ from producer import embedded
 if TYPE_CHECKING:
     from producer.watch import SyncLine
 
-from producer.cli.app import (
-    AsJson,
-    Gallery,
-    LocalStudio,
-    RedisUrl,
-    StudioUrl,
-    StudioUser,
-    app,
-    check_dir,
-    console,
-    dispatcher_for,
-    err,
-    escape,
-    redis_session,
-    start_local_worker,
-)
+from producer.cli import app as cli
 from producer.cli.common import with_local_studio
 
 
-@app.command()
+@cli.app.command()
 def watch(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="Config tree to watch")],
     debounce: Annotated[
         int, typer.Option("--debounce", min=10, help="Milliseconds with no further change before a sync starts")
     ] = 100,
-    local_studio: LocalStudio = False,
-    redis_url: RedisUrl = None,
-    studio_url: StudioUrl = None,
-    studio_user_id: StudioUser = None,
-    gallery: Gallery = None,
-    as_json: AsJson = False,
+    local_studio: cli.LocalStudio = False,
+    redis_url: cli.RedisUrl = None,
+    studio_url: cli.StudioUrl = None,
+    studio_user_id: cli.StudioUser = None,
+    gallery: cli.Gallery = None,
+    as_json: cli.AsJson = False,
 ) -> None:
     """Sync the tree now and again each time its files settle after an edit; one line per sync.
     Ctrl-C stops it (exit 0) with the services it started."""
@@ -53,7 +38,7 @@ def watch(
     from producer.watch import Watcher
     from shared.settings import check_store, load_settings
 
-    check_dir(directory)
+    cli.check_dir(directory)
     settings = load_settings(redis_url=redis_url, studio_url=studio_url, studio_user_id=studio_user_id)
     check_store(settings)  # before a local Studio is started for nothing
     embedded_default = settings.redis_url is None
@@ -61,17 +46,17 @@ def watch(
     try:
         with embedded.LocalServices() as services:
             settings = with_local_studio(settings, services, local_studio)
-            with redis_session(settings, services, quiet=as_json) as (store, settings):
+            with cli.redis_session(settings, services, quiet=as_json) as (store, settings):
                 if embedded_default:  # its own Redis: nobody else's worker listens there
-                    start_local_worker(settings, services)
-                dispatcher = cache(lambda: dispatcher_for(settings))
+                    cli.start_local_worker(settings, services)
+                dispatcher = cache(lambda: cli.dispatcher_for(settings))
                 say = _say_json if as_json else _say_text
                 watcher = Watcher(directory, settings, store, dispatcher, say, gallery, debounce, _warn)
-                err().print(f"Watching {escape(str(directory))} (Ctrl-C stops).")
+                cli.err().print(f"Watching {cli.escape(str(directory))} (Ctrl-C stops).")
                 watcher.run(stop)
     except KeyboardInterrupt:
         stop.set()
-    err().print("Watch stopped.")
+    cli.err().print("Watch stopped.")
     raise typer.Exit(0)
 
 
@@ -80,10 +65,10 @@ def _say_json(line: SyncLine) -> None:
 
 
 def _say_text(line: SyncLine) -> None:
-    console().print(escape(line.text()), soft_wrap=True, highlight=False)
+    cli.console().print(cli.escape(line.text()), soft_wrap=True, highlight=False)
     for problem in line.problems:
-        console().print(f"  {escape(problem)}", soft_wrap=True, highlight=False)
+        cli.console().print(f"  {cli.escape(problem)}", soft_wrap=True, highlight=False)
 
 
 def _warn(text: str) -> None:
-    err().print(f"[yellow]{escape(text)}[/yellow]", soft_wrap=True)
+    cli.err().print(f"[yellow]{cli.escape(text)}[/yellow]", soft_wrap=True)

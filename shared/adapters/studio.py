@@ -163,16 +163,10 @@ class StudioClient:
         return said or ["invalid (no details given)"]
 
     async def list_teams(self) -> list[dict[str, Any]]:
-        return _rows(await self.request("GET", "/teams/", params={"user_id": self.user_id}, expect=ROWS))
+        return await self._list("/teams/")
 
     async def get_team(self, team_id: int) -> dict[str, Any] | None:
-        try:
-            data = await self.request("GET", f"/teams/{team_id}", params={"user_id": self.user_id}, expect=ROW)
-        except StudioError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return cast("dict[str, Any] | None", data.get("data"))  # ROW: a dict or None
+        return await self._get(f"/teams/{team_id}", absent=(404,))
 
     async def save_team(self, component: dict[str, Any], version: str, team_id: int | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"user_id": self.user_id, "component": component, "version": version}
@@ -184,13 +178,21 @@ class StudioClient:
         return cast("dict[str, Any]", data["data"])  # SAVED: a dict
 
     async def list_galleries(self) -> list[dict[str, Any]]:
-        return _rows(await self.request("GET", "/gallery/", params={"user_id": self.user_id}, expect=ROWS))
+        return await self._list("/gallery/")
 
     async def get_gallery(self, gallery_id: int) -> dict[str, Any] | None:
+        return await self._get(f"/gallery/{gallery_id}", absent=(403, 404))
+
+    async def _list(self, path: str) -> list[dict[str, Any]]:
+        """The user's rows at `path`."""
+        return _rows(await self.request("GET", path, params={"user_id": self.user_id}, expect=ROWS))
+
+    async def _get(self, path: str, absent: tuple[int, ...]) -> dict[str, Any] | None:
+        """The user's row at `path`; None when Studio answers with a status in `absent`."""
         try:
-            data = await self.request("GET", f"/gallery/{gallery_id}", params={"user_id": self.user_id}, expect=ROW)
+            data = await self.request("GET", path, params={"user_id": self.user_id}, expect=ROW)
         except StudioError as exc:
-            if exc.status in (403, 404):
+            if exc.status in absent:
                 return None
             raise
         return cast("dict[str, Any] | None", data.get("data"))  # ROW: a dict or None

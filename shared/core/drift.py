@@ -65,21 +65,24 @@ def drifted(written: Mapping[str, WrittenRow], rows: Mapping[int, Mapping[str, A
     out: dict[str, Drift] = {}
     for label, record in written.items():
         row = rows.get(record.row_id)
-        if row is None:
-            continue
-        if record.updated_at is not None and row.get("updated_at") == record.updated_at:
-            continue  # not written since the sync saw it: no need to hash its content
-        now = row_label(row)
-        if now != label:
-            out[label] = Drift(label, record.row_id, f"relabelled in Studio to {now!r}")
-        elif content_hash(row.get("component")) != record.hash:
-            when = row.get("updated_at")
-            out[label] = Drift(
-                label,
-                record.row_id,
-                "edited in Studio since the sync wrote it" + (f" (updated {when})" if when else ""),
-            )
+        found = _drift(label, record, row) if row is not None else None
+        if found is not None:
+            out[label] = found
     return out
+
+
+def _drift(label: str, record: WrittenRow, row: Mapping[str, Any]) -> Drift | None:
+    if record.updated_at is not None and row.get("updated_at") == record.updated_at:
+        return None  # not written since the sync saw it: no need to hash its content
+    now = row_label(row)
+    if now != label:
+        return Drift(label, record.row_id, f"relabelled in Studio to {now!r}")
+    if content_hash(row.get("component")) == record.hash:
+        return None
+    when = row.get("updated_at")
+    return Drift(
+        label, record.row_id, "edited in Studio since the sync wrote it" + (f" (updated {when})" if when else "")
+    )
 
 
 def touched(written: Mapping[str, WrittenRow], rows: Mapping[int, Mapping[str, Any]]) -> list[WrittenRow]:
@@ -112,9 +115,20 @@ def prune_candidates(
     unknown, not gone), nor one edited in Studio since (the caller decides about those)."""
     out = []
     for label, record in sorted(written.items()):
-        if not record.created or label in tree_labels or record.path in unreadable_paths or label in drift:
+        if not _may_prune(label, record, tree_labels, unreadable_paths, drift):
             continue
         row = rows.get(record.row_id)
         if row is not None and row_label(row) == label:
             out.append(record)
     return out
+
+
+def _may_prune(
+    label: str,
+    record: WrittenRow,
+    tree_labels: Collection[str],
+    unreadable_paths: Collection[str],
+    drift: Mapping[str, Drift],
+) -> bool:
+    """Created by the sync, its label gone from the tree, its file not unreadable, not drifted."""
+    return record.created and not (label in tree_labels or record.path in unreadable_paths or label in drift)

@@ -47,7 +47,7 @@ def provider_path(provider: str) -> str:
     return SHORT_PROVIDERS.get(provider, provider)
 
 
-def components(spec: Any) -> Iterator[Mapping[str, Any]]:
+def components(spec: object) -> Iterator[Mapping[str, Any]]:
     """Every component inside `spec` (itself included): mappings that name a provider."""
     if isinstance(spec, Mapping):
         if isinstance(spec.get("provider"), str):
@@ -63,7 +63,7 @@ def is_model(component: Mapping[str, Any]) -> bool:
     return kinds.is_model(component)
 
 
-def model_specs(spec: Any) -> list[Mapping[str, Any]]:
+def model_specs(spec: object) -> list[Mapping[str, Any]]:
     """The model clients an agent or team calls (its agents', a selector's, a context's)."""
     return [c for c in components(spec) if is_model(c)]
 
@@ -86,7 +86,7 @@ def max_concurrency(model: Mapping[str, Any], default: int) -> int:
         return default
 
 
-def missing_packages(spec: Any, installed: Callable[[str], bool]) -> list[str]:
+def missing_packages(spec: object, installed: Callable[[str], bool]) -> list[str]:
     """One line per provider in `spec` whose module or SDK is not importable: what to install.
     `installed(module)` answers without importing (importlib.util.find_spec)."""
     problems = []
@@ -97,12 +97,20 @@ def missing_packages(spec: Any, installed: Callable[[str], bool]) -> list[str]:
         if module in seen or "." not in provider:
             continue
         seen.add(module)
-        needs, extra = PROVIDER_PACKAGES.get(module, ((), ""))
-        missing = [m for m in (module.split(".")[0], *needs) if not installed(m)]
-        if missing:
-            hint = f"pip install '{extra}'" if extra else f"install the package that provides {module.split('.')[0]!r}"
-            problems.append(f"provider {provider} needs {', '.join(missing)}, which is not installed: {hint}")
+        problem = _missing_line(provider, module, installed)
+        if problem is not None:
+            problems.append(problem)
     return problems
+
+
+def _missing_line(provider: str, module: str, installed: Callable[[str], bool]) -> str | None:
+    """What to install for `provider` (of `module`), or None when everything it needs is there."""
+    needs, extra = PROVIDER_PACKAGES.get(module, ((), ""))
+    missing = [m for m in (module.split(".")[0], *needs) if not installed(m)]
+    if not missing:
+        return None
+    hint = f"pip install '{extra}'" if extra else f"install the package that provides {module.split('.')[0]!r}"
+    return f"provider {provider} needs {', '.join(missing)}, which is not installed: {hint}"
 
 
 def agents_of(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:

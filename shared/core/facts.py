@@ -72,19 +72,15 @@ def file_facts(path: str, doc: dict[str, Any]) -> FileFacts:
         return FileFacts(None, WORKFLOW, digest)
     spec = validate_spec(path, doc)
     if isinstance(spec, list):
-        label = doc.get("label")
-        if not isinstance(label, str) or not label or any(e.field == "label" for e in spec):
+        if not _usable_label(doc, spec):
             return FileFacts(None, "", digest, spec)
         # The label is usable: the file stays an invalid node, so that what references it is
         # skipped naming it rather than reported as referencing an unknown label.
         ctype = doc.get("component_type")
-        errors, label, component_type = spec, label, ctype if isinstance(ctype, str) else ""
+        errors, label, component_type = spec, str(doc["label"]), ctype if isinstance(ctype, str) else ""
     else:
         errors, label, component_type = [], spec.label, spec.component_type
     refs, problems = find_refs(doc)
-    config = doc.get("config")
-    group = members_field(component_type)  # a team's participants
-    members = config.get(group) if isinstance(config, dict) and group is not None else None
     return FileFacts(
         label,
         component_type,
@@ -94,5 +90,18 @@ def file_facts(path: str, doc: dict[str, Any]) -> FileFacts:
         problems,
         find_variables(doc),
         len(canonical),
-        len(members) if isinstance(members, list) else 0,
+        _participants(doc, component_type),
     )
+
+
+def _usable_label(doc: dict[str, Any], errors: list[ConfigError]) -> bool:
+    label = doc.get("label")
+    return isinstance(label, str) and bool(label) and not any(e.field == "label" for e in errors)
+
+
+def _participants(doc: dict[str, Any], component_type: str) -> int:
+    """How many members a team lists (0 for anything else)."""
+    config = doc.get("config")
+    group = members_field(component_type)  # a team's participants
+    members = config.get(group) if isinstance(config, dict) and group is not None else None
+    return len(members) if isinstance(members, list) else 0

@@ -65,7 +65,7 @@ class Layout:
         return [f for f in self.files if f.action != "unchanged"]
 
 
-def is_component(value: Any) -> bool:
+def is_component(value: object) -> bool:
     return (
         isinstance(value, dict)
         and isinstance(value.get("provider"), str)

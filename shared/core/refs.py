@@ -16,13 +16,13 @@ _VAR = re.compile(r"\$(\$?)\{([^}:]*)(?::-([^}]*))?\}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
-def _walk(node: Any, path: str) -> Iterator[tuple[str, Any]]:
+def _walk(node: object, path: str) -> Iterator[tuple[str, object]]:
     yield path, node
     for child_path, value in _children(node, path):
         yield from _walk(value, child_path)
 
 
-def _children(node: Any, path: str) -> Iterator[tuple[str, Any]]:
+def _children(node: object, path: str) -> Iterator[tuple[str, object]]:
     """(field_path, value) of each member of a mapping or list; none below a `$ref`."""
     if isinstance(node, dict) and REF_KEY not in node:
         for key, value in node.items():
@@ -32,7 +32,7 @@ def _children(node: Any, path: str) -> Iterator[tuple[str, Any]]:
             yield f"{path}[{i}]", value
 
 
-def find_refs(doc: Any) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def find_refs(doc: object) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """Return ([(field_path, label)], [(field_path, problem)]) for every `$ref` in `doc`."""
     refs: list[tuple[str, str]] = []
     problems: list[tuple[str, str]] = []
@@ -67,12 +67,12 @@ def inline_refs(doc: Any, resolve: Callable[[str], Any]) -> Any:
     return doc
 
 
-def find_variables(doc: Any) -> list[tuple[str, str]]:
+def find_variables(doc: object) -> list[tuple[str, str]]:
     """[(field_path, variable_name)] for every `${VAR}` in a string value; bad names included as-is."""
     return [(path, name) for path, name, default in _placeholders(doc) if default is None]
 
 
-def _placeholders(doc: Any) -> Iterator[tuple[str, str, str | None]]:
+def _placeholders(doc: object) -> Iterator[tuple[str, str, str | None]]:
     """(field_path, name, default or None) of every `${...}` in a string value, `$${...}` left out."""
     for path, node in _walk(doc, ""):
         if isinstance(node, str):
@@ -166,7 +166,7 @@ def _scrub_fragments(text: str, value: str) -> str:
     return "".join(out)
 
 
-def secret_values(spec: Any, env: Mapping[str, str]) -> list[str]:
+def secret_values(spec: object, env: Mapping[str, str]) -> list[str]:
     """The values `${VAR}` placeholders resolve to, and secret fields written out in the file
     (`api_key: sk-...`): what no error may show, longest first (so no part of one survives)."""
     values = {value for _, value in secret_fields(spec) if "${" not in value}

@@ -38,12 +38,17 @@ def is_secret_field(name: str) -> bool:
     return low in _NAMES or low.endswith(_SUFFIXES)
 
 
-def secret_fields(doc: Any, path: str = "") -> Iterator[tuple[str, str]]:
+def _is_secret(key: object, value: object) -> bool:
+    """A non-empty string in a secret field."""
+    return isinstance(value, str) and bool(value) and is_secret_field(str(key))
+
+
+def secret_fields(doc: object, path: str = "") -> Iterator[tuple[str, str]]:
     """(dotted path, value) of every non-empty secret string in `doc`."""
     if isinstance(doc, dict):
         for key, value in doc.items():
             where = f"{path}.{key}" if path else str(key)
-            if isinstance(value, str) and value and is_secret_field(str(key)):
+            if _is_secret(key, value):
                 yield where, value
             else:
                 yield from secret_fields(value, where)
@@ -55,15 +60,13 @@ def secret_fields(doc: Any, path: str = "") -> Iterator[tuple[str, str]]:
 def mask_secrets(doc: Any) -> Any:
     """`doc` with every secret field's value replaced by a mask (empty values stay as they are)."""
     if isinstance(doc, dict):
-        return {
-            k: MASK if isinstance(v, str) and v and is_secret_field(str(k)) else mask_secrets(v) for k, v in doc.items()
-        }
+        return {k: MASK if _is_secret(k, v) else mask_secrets(v) for k, v in doc.items()}
     if isinstance(doc, list):
         return [mask_secrets(v) for v in doc]
     return doc
 
 
-def content_hash(component: Any) -> str:
+def content_hash(component: object) -> str:
     """What a Studio row holds, as a hash that changes with every edit but a secret's value."""
     return hashlib.sha256(canonical_json(mask_secrets(component)).encode("utf-8")).hexdigest()
 
