@@ -19,12 +19,12 @@ The broker is reached through the Dispatcher port (shared/ports.py), made only w
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 
 from shared.core import reconcile
 from shared.core.run_model import SYNC_BATCH_TASK, Status
 from shared.metrics import Metrics
-from shared.ports import Dispatcher, RunStore
+from shared.ports import Dispatcher, Message, RunStore
 from shared.run_metrics import record_run
 from shared.settings import Settings
 
@@ -114,11 +114,9 @@ class Watchdog:
         self._say_missing_queues(live)
 
     def _say_missing_queues(self, live: dict[str, list[str] | None]) -> None:
-        if any(queues is None for queues in live.values()):
-            return  # a worker that does not say which queues it takes may take them all
-        taken = {q for queues in live.values() for q in queues or ()}
-        missing = [q for q in self.queues if q not in taken]
-        if missing:
+        taken = taken_queues(live)
+        missing = [q for q in self.queues if taken is not None and q not in taken]
+        if taken is not None and missing:
             self._told_no_worker = True
             names = ", ".join(missing)
             self.say(
@@ -130,11 +128,7 @@ class Watchdog:
         now = time.monotonic()
         if done != self._progress[0]:
             self._progress, self._moved = (done, now), now
-        if self.give_up_after is not None and now - self._moved > self.give_up_after:
-            raise TimeoutError(
-                f"run {self.run_id}: no node ended for {self.give_up_after:g} s (STALL_SECONDS); "
-                "are workers running on its queues?"
-            )
+        self._give_up_if_stalled(now)
         if now - self._checked < self.every:
             return
         self._checked = now
@@ -146,6 +140,13 @@ class Watchdog:
             self._progress = (done, now)
             self._say_where_it_is_stuck()
 
+    def _give_up_if_stalled(self, now: float) -> None:
+        if self.give_up_after is not None and now - self._moved > self.give_up_after:
+            raise TimeoutError(
+                f"run {self.run_id}: no node ended for {self.give_up_after:g} s (STALL_SECONDS); "
+                "are workers running on its queues?"
+            )
+
     def _requeue_gone_workers(self, now: float) -> None:
         """The unacknowledged messages of workers silent for dead_after, put back on their queues
         (kombu's unacked hash is the Redis broker's; RabbitMQ gives a lost consumer's messages back itself)."""
@@ -153,16 +154,20 @@ class Watchdog:
             return
         lost = lost_messages(self.store, self.dead_after)
         for worker, task_ids in lost.items():
-            live = {t for other, ids in self.store.running_messages().items() if other != worker for t in ids}
-            count = self.dispatcher().requeue(set(task_ids), time.time() - self.dead_after, live)
-            self.store.messages_ended(worker, *task_ids)
+            self._requeue_worker(worker, task_ids)
             self._last_death = now
-            self.say(
-                f"worker gone: {worker} silent for over {self.dead_after:g} s; requeued {count} message(s) "
-                f"({len(task_ids)} it was running)"
-            )
         if not lost and self._last_death and now - self._last_death < 10 * self.dead_after:
             self._requeue_orphans()
+
+    def _requeue_worker(self, worker: str, task_ids: list[str]) -> None:
+        """A silent worker's messages, back on their queues (not those another worker runs)."""
+        live = {t for other, ids in self.store.running_messages().items() if other != worker for t in ids}
+        count = self.dispatcher().requeue(set(task_ids), time.time() - self.dead_after, live)
+        self.store.messages_ended(worker, *task_ids)
+        self.say(
+            f"worker gone: {worker} silent for over {self.dead_after:g} s; requeued {count} message(s) "
+            f"({len(task_ids)} it was running)"
+        )
 
     def _requeue_orphans(self) -> None:
         """A dead worker may also have taken messages it never started, delivered too recently to
@@ -191,12 +196,8 @@ class Watchdog:
         live = self.store.live_workers(self.dead_after)
         running = {t for w, ids in self.store.running_messages().items() if w in live for t in ids}
         held = self.dispatcher().in_flight(self.queues)  # None: RabbitMQ, which cannot be looked into so
-        carried: set[str] | None = None
-        if held is not None:
-            carried = set()
-            for name, _, args in held:
-                carried |= reconcile.carried_by(name, args, self.run_id)
-        return reconcile.Seen(None if carried is None else frozenset(carried), frozenset(live), frozenset(running))
+        carried = None if held is None else carried_items(held, self.run_id)
+        return reconcile.Seen(carried, frozenset(live), frozenset(running))
 
     def _reconcile(self) -> None:
         view = self.store.reconcile_view(self.run_id)
@@ -242,6 +243,18 @@ class Watchdog:
         for reason, items in by_reason.items():
             shown = ", ".join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
             self.say(f"run {self.run_id}: dispatched again {len(items)} item(s) ({shown}): {reason}")
+
+
+def taken_queues(live: Mapping[str, list[str] | None]) -> set[str] | None:
+    """The queues live workers take (None: one does not say which, so it may take them all)."""
+    if any(queues is None for queues in live.values()):
+        return None
+    return {q for queues in live.values() for q in queues or ()}
+
+
+def carried_items(held: Iterable[Message], run_id: str) -> frozenset[str]:
+    """The work items of the run that the broker's messages carry."""
+    return frozenset(item for name, _, args in held for item in reconcile.carried_by(name, args, run_id))
 
 
 def step_message(item: str, run_id: str, batch_task: str, workflow: bool) -> tuple[str, tuple[object, ...]] | None:

@@ -14,7 +14,7 @@ from producer.scanner import ScanResult, default_cache_path, scan
 from producer.studio_state import StudioView, inspect, studio_version
 from shared.adapters.redis.keys import REQUESTS, STUDIO_VERSION
 from shared.core.hashing import canonical_json, namespace, sha256_hex
-from shared.core.records import NewRun, Spec
+from shared.core.records import CacheEntry, NewRun, Spec
 from shared.core.refs import MissingVariable, substitute_variables
 from shared.core.run_model import TERMINAL, RunKind, RunMeta, Status
 from shared.core.secrets import content_hash
@@ -37,6 +37,35 @@ class Prepared:
     studio: StudioView  # drift, and what a prune would delete
 
 
+def _sends(tree: Tree) -> Callable[[str], str | None]:
+    """What the sync would write for a label: its content hash, ${VAR}s resolved (None: nothing,
+    the node is not valid or a variable is missing)."""
+    env, memo = environment(), {}  # type: ignore[var-annotated]
+
+    def sends(label: str) -> str | None:
+        if label not in tree.nodes or label in tree.invalid or label in tree.skipped:
+            return None
+        try:
+            return content_hash(substitute_variables(tree.resolved(label, memo), env))
+        except MissingVariable:
+            return None
+
+    return sends
+
+
+def _cached(valid: list[str], hits: list[CacheEntry | None], view: StudioView) -> dict[str, CacheEntry | None]:
+    """The valid nodes whose result is cached, but for those whose Studio row is gone."""
+    return {lbl: hit for lbl, hit in zip(valid, hits, strict=False) if hit is not None and lbl not in view.gone}
+
+
+def _drifted(view: StudioView) -> dict[str, str]:
+    """Each node whose Studio row was edited since the sync wrote it -> why it is left alone."""
+    return {
+        lbl: f"drifted: row {d.row_id} was {d.reason}; `producer sync --force` overwrites it"
+        for lbl, d in view.drift.items()
+    }
+
+
 def prepare(
     root: Path, settings: Settings, store: Storage, gallery_name: str | None = None, force: bool = False
 ) -> Prepared:
@@ -51,37 +80,19 @@ def prepare(
     gkey = tree_gallery_key(tree, gallery)
     hits, gallery_hit, last_keys = store.lookup(ns, [tree.nodes[lbl].key for lbl in valid], gkey, tree_name)
     unreadable = set(tree.broken_files) | set(result.unread)
-    # forced: what drifted is overwritten, and a prune may delete it
-    env, memo = environment(), {}  # type: ignore[var-annotated]
-
-    def sends(label: str) -> str | None:
-        if label not in tree.nodes or label in tree.invalid or label in tree.skipped:
-            return None
-        try:
-            return content_hash(substitute_variables(tree.resolved(label, memo), env))
-        except MissingVariable:
-            return None
-
-    view = inspect(settings, store, ns, tree_name, set(tree.nodes), unreadable, gallery, gkey is None, force, sends)
-    cached = (
-        {}
-        if force
-        else {lbl: hit for lbl, hit in zip(valid, hits, strict=False) if hit is not None and lbl not in view.gone}
+    view = inspect(
+        settings, store, ns, tree_name, set(tree.nodes), unreadable, gallery, gkey is None, force, _sends(tree)
     )
+    # forced: what drifted is overwritten, and a prune may delete it
     plan = make_plan(
         tree,
         tree_name=tree_name,
         gallery_name=gallery,
-        cached=cached,
+        cached={} if force else _cached(valid, hits, view),
         gallery_cached=gallery_hit is not None and not force,
         last_keys=last_keys,
         batch_size=settings.batch_size,
-        drifted={}
-        if force
-        else {
-            lbl: f"drifted: row {d.row_id} was {d.reason}; `producer sync --force` overwrites it"
-            for lbl, d in view.drift.items()
-        },
+        drifted={} if force else _drifted(view),
     )
     return Prepared(root, result, tree, plan, ns, view)
 
@@ -223,15 +234,20 @@ def _no_change_metrics(prepared: Prepared, report: Report) -> Metrics:
     return metrics
 
 
-def _fingerprinted(prepared: Prepared) -> tuple[list[str], list[str]]:
-    """The settings the no-change record keeps by value, and the names it keeps only by whether
-    they are set: secret settings (STUDIO_TOKEN) and the tree's ${VAR}s (not even a hash of a
-    secret goes into the record)."""
+def _settings_kept() -> tuple[list[str], set[str]]:
+    """The settings' names: those kept by value, and the secret ones (STUDIO_TOKEN)."""
     aliases = {f.alias: str(f.annotation) for f in Settings.model_fields.values() if f.alias}
     secret = {alias for alias, annotation in aliases.items() if "Secret" in annotation}
-    names = sorted(alias for alias in aliases if alias not in secret)
-    variables = sorted({name for ff in prepared.scan.facts.values() for _, name in ff.variables} | secret)
-    return names, variables
+    return sorted(set(aliases) - secret), secret
+
+
+def _fingerprinted(prepared: Prepared) -> tuple[list[str], list[str]]:
+    """The settings the no-change record keeps by value, and the names it keeps only by whether
+    they are set: secret settings and the tree's ${VAR}s (not even a hash of a secret goes into
+    the record)."""
+    names, secret = _settings_kept()
+    variables = {name for ff in prepared.scan.facts.values() for _, name in ff.variables}
+    return names, sorted(variables | secret)
 
 
 def remember_if_clean(prepared: Prepared, settings: Settings, store: Storage, run_id: str, report: Report) -> bool:

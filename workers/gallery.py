@@ -10,22 +10,24 @@ from dataclasses import dataclass, field
 from shared.core.components import gallery_section, gallery_sections
 from shared.core.records import CacheEntry, Component, Row, Spec
 from shared.core.refs import redact, secret_values
-from shared.core.run_model import SUCCEEDED, NodeState, Status
+from shared.core.run_model import SUCCEEDED, NodeState, RunMeta, Status
 from shared.core.specs import gallery_slug
 from shared.ports import StudioError
 from workers.registration import NodeFailed, RunContext, create_once, creating
 
 
+def _is_entry(row: Row, name: str) -> bool:
+    """Whether `row` is the gallery entry `name` (its config's id is the name's slug)."""
+    return (row.get("config") or {}).get("id") == gallery_slug(name)
+
+
 async def find_gallery(ctx: RunContext, name: str) -> Row | None:
     gallery_id = ctx.store.gallery_id(ctx.ns, name)
-    if gallery_id is not None:
-        row = await ctx.client.get_gallery(gallery_id)
-        if row is not None and (row.get("config") or {}).get("id") == gallery_slug(name):
-            return row
-    for row in await ctx.client.list_galleries():
-        if (row.get("config") or {}).get("id") == gallery_slug(name) and row.get("user_id") == ctx.client.user_id:
-            return row
-    return None
+    row = await ctx.client.get_gallery(gallery_id) if gallery_id is not None else None
+    if row is not None and _is_entry(row, name):
+        return row
+    mine = (row for row in await ctx.client.list_galleries() if row.get("user_id") == ctx.client.user_id)
+    return next((row for row in mine if _is_entry(row, name)), None)
 
 
 @dataclass
@@ -116,6 +118,20 @@ def _ended(members: _Members, old: Mapping[str, Component], gallery_id: int) -> 
     return cacheable
 
 
+def _entry(meta: RunMeta, components: dict[str, list[Component]]) -> Component:
+    """The gallery entry's config, as Studio's gallery format has it."""
+    return {
+        "id": gallery_slug(meta.gallery_name),
+        "name": meta.gallery_name,
+        "metadata": {
+            "author": "agentq producer",
+            "version": (meta.gallery_key or "")[:16],
+            "description": f"Components synced from the config tree {meta.tree}",
+        },
+        "components": components,
+    }
+
+
 async def write_gallery(ctx: RunContext) -> None:
     """Write the gallery entry once, then give each member processed in this run its outcome."""
     meta = ctx.meta
@@ -124,16 +140,7 @@ async def write_gallery(ctx: RunContext) -> None:
     states = ctx.store.node_states(ctx.run_id, all_members)
     included = [m for m in all_members if m in states and states[m].status in SUCCEEDED]
     members = _Members(states, ctx.store.specs(ctx.run_id, included))
-    config = {
-        "id": gallery_slug(name),
-        "name": name,
-        "metadata": {
-            "author": "agentq producer",
-            "version": (meta.gallery_key or "")[:16],
-            "description": f"Components synced from the config tree {meta.tree}",
-        },
-        "components": _sections(ctx, members),
-    }
+    config = _entry(meta, _sections(ctx, members))
     try:
         row, old = await _write_entry(ctx, name, config)
     except Exception as exc:
