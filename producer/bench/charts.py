@@ -36,14 +36,15 @@ UNITS |= {"network": "bytes through loopback", "memory": "peak resident memory, 
 # the panel of a measure by the end of its name, after those of rates and of seconds
 SUFFIX_UNITS = (("_bytes", "network"), ("_mb", "memory"), ("_share", "share"), ("_rate", "share"))
 
-# Studio sets' panels: (title, ((phase, measure or Studio requests' key), ...))
+# Studio sets' panels: (title, phases, the measure (or Studio requests' key) of each phase)
 PHASES = (
     (
         "registration (sync of the tree), seconds",
-        (("cold", "register.cold_seconds"), ("cached", "register.cached_seconds")),
+        ("cold", "cached"),
+        ("register.cold_seconds", "register.cached_seconds"),
     ),
-    ("scanning the tree, seconds", (("cold", "scan.cold_seconds"), ("no change", "scan.rescan_seconds"))),
-    ("Studio requests per sync", (("cold", "register.cold"), ("cached", "register.cached"))),
+    ("scanning the tree, seconds", ("cold", "no change"), ("scan.cold_seconds", "scan.rescan_seconds")),
+    ("Studio requests per sync", ("cold", "cached"), ("register.cold", "register.cached")),
 )
 
 Walls = dict[tuple[int, str, str], dict[str, float]]  # (team size, mode, complexity) -> wall time summary
@@ -154,8 +155,11 @@ def _by_unit(sets: list[ResultSet]) -> dict[str, list[str]]:
 def _scaled(s: ResultSet, measures: list[str], unit: str) -> list[dict[str, float] | None]:
     """Each measure's summary in the set (None where it has none), shares as percentages."""
     scale = 100.0 if unit == "share" else 1.0
-    stats = [_summary(s.measures.get(m)) for m in measures]
-    return [{k: v * scale for k, v in st.items()} if st else None for st in stats]
+    return [_times(_summary(s.measures.get(m)), scale) for m in measures]
+
+
+def _times(stats: dict[str, float] | None, scale: float) -> dict[str, float] | None:
+    return {k: v * scale for k, v in stats.items()} if stats else None
 
 
 def _summary(values: object) -> dict[str, float] | None:
@@ -206,10 +210,10 @@ def wall_chart(sets: list[ResultSet], labels: list[str]) -> Figure | None:
 
 def _wall_keys(walls: list[Walls]) -> tuple[list[str], list[str], list[int]]:
     """The levels, the modes (parallel and sequential first) and the team sizes measured."""
-    keys = [k for w in walls for k in w]
-    levels = [lv for lv in LEVELS if any(k[2] == lv for k in keys)]
+    keys: set[tuple[int, str, str]] = set().union(*walls)
+    levels = {k[2] for k in keys}
     modes = sorted({k[1] for k in keys}, key=lambda m: (m not in MODE_COLORS, m))
-    return levels, modes, sorted({k[0] for k in keys})
+    return [lv for lv in LEVELS if lv in levels], modes, sorted({k[0] for k in keys})
 
 
 def _wall_grid(columns: int, both: bool) -> tuple[Figure, np.ndarray]:
@@ -304,14 +308,18 @@ def phases_chart(sets: list[ResultSet], labels: list[str]) -> Figure | None:
 def _phase_panels(sets: list[ResultSet], labels: list[str]) -> list[tuple[str, list[str], Series]]:
     """(title, phases, series) of each panel with something to draw."""
     drawn = []
-    for title, phases in PHASES:
-        series = [(label, _phases(s, title, [m for _, m in phases])) for label, s in zip(labels, sets, strict=True)]
-        if any(st for _, stats in series for st in stats):
-            drawn.append((title, [name for name, _ in phases], series))
+    for title, phases, measures in PHASES:
+        series = [(label, _phases(s, title, measures)) for label, s in zip(labels, sets, strict=True)]
+        if _any_drawn(series):
+            drawn.append((title, list(phases), series))
     return drawn
 
 
-def _phases(s: ResultSet, title: str, names: list[str]) -> list[dict[str, float] | None]:
+def _any_drawn(series: Series) -> bool:
+    return any(st for _, stats in series for st in stats)
+
+
+def _phases(s: ResultSet, title: str, names: tuple[str, ...]) -> list[dict[str, float] | None]:
     """The summaries of a panel's phases in the set: of its measures, or of its Studio requests."""
     source = (s.data.get("studio_requests") or {}) if title.startswith("Studio") else s.measures
     return [_summary(source.get(m)) for m in names]

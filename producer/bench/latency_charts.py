@@ -38,10 +38,15 @@ def _place(key: str, found: tuple[int, str, str] | None, several_levels: bool) -
     head, _, rest = key.partition(" ")
     if found:
         size, mode, level = found
-        return f"team size {size}", " ".join(x for x in (mode, level if several_levels else "", rest) if x)
+        return f"team size {size}", _joined(mode, level if several_levels else "", rest)
     if head.startswith("register.") and rest:
         return rest, head.removeprefix("register.")
     return ("Studio calls" if not rest else head), key.removesuffix("_seconds")
+
+
+def _joined(*words: str) -> str:
+    """The words that are not empty, with a space between."""
+    return " ".join(x for x in words if x)
 
 
 def _natural(text: str) -> list[Any]:
@@ -59,7 +64,7 @@ def _panels(count: int, width: float, height: float) -> tuple[Figure, list[Axes]
 def task_chart(sets: list[ResultSet], labels: list[str]) -> Figure | None:
     """Box plots of task seconds (workflow: per team size, a box per mode; Studio: per call),
     each set's box next to the other's."""
-    panels = _grouped(sorted({k for s in sets for k, v in s.task_seconds.items() if v}, key=_natural))
+    panels = _grouped(sorted({k for s in sets for k in _sampled(s.task_seconds)}, key=_natural))
     if not panels:
         return None
     fig, axes = _panels(len(panels), _box_panel_width(panels, len(sets)), 3.8)
@@ -72,6 +77,11 @@ def task_chart(sets: list[ResultSet], labels: list[str]) -> Figure | None:
     _sets_legend(axes[0], labels)
     fig.suptitle("Task latency distributions")
     return fig
+
+
+def _sampled(samples: dict[str, list[float]]) -> list[str]:
+    """The keys that hold samples."""
+    return [k for k, v in samples.items() if v]
 
 
 def _box_panel_width(panels: dict[str, list[tuple[str, str]]], sets: int) -> float:
@@ -186,9 +196,15 @@ def _shares_line(ax: Axes, h: dict[str, Any], shown: str, style: dict[str, Any])
     shares = _cumulative(h["counts"][:-1], total)
     q = latency_summary(h)
     ax.step(h["bounds"], shares, where="post", label=f"{shown}: n={total}, p95 {q['p95']:.3g} s", **style)
-    pairs = list(zip(h["bounds"], shares, strict=True))
-    rises = next(b for b, c in pairs if c > 0) if shares[-1] > 0 else h["bounds"][-1]
-    return [rises, next((b for b, c in pairs if c >= 1), h["bounds"][-1])]
+    return _reach(h["bounds"], shares)
+
+
+def _reach(bounds: list[float], shares: list[float]) -> list[float]:
+    """The bound where the shares start to rise (the last one when they never do), and the one
+    where they reach all (else the last)."""
+    pairs = list(zip(bounds, shares, strict=True))
+    rises = next(b for b, c in pairs if c > 0) if shares[-1] > 0 else bounds[-1]
+    return [rises, next((b for b, c in pairs if c >= 1), bounds[-1])]
 
 
 def _cumulative(counts: list[float], total: float) -> list[float]:
