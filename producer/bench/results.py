@@ -66,12 +66,17 @@ def load(path: Path) -> ResultSet:
         file=file,
         kind=data["kind"],
         measures=data["measures"],
-        task_seconds=data.get("task_seconds") or {},
-        request_latency=data.get("request_latency") or {},
+        task_seconds=_object(data, "task_seconds"),
+        request_latency=_object(data, "request_latency"),
         resources=data.get("resources") or [],
-        machine=data.get("machine") or {},
+        machine=_object(data, "machine"),
         data=data,
     )
+
+
+def _object(data: dict[str, Any], key: str) -> dict[str, Any]:
+    """The object at `key`; an empty one where there is none (or null)."""
+    return data.get(key) or {}
 
 
 def _file_of(path: Path) -> Path:
@@ -86,10 +91,7 @@ def _file_of(path: Path) -> Path:
 
 def _json_of(file: Path) -> dict[str, Any]:
     """The file's JSON object; InvalidInput when it cannot be read, or holds no JSON object."""
-    try:
-        raw = file.read_bytes()
-    except OSError as exc:
-        raise InvalidInput(f"{file}: cannot be read: {exc.strerror or exc}") from exc
+    raw = _bytes_of(file)
     try:
         data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -105,6 +107,13 @@ def _json_of(file: Path) -> dict[str, Any]:
             "with kind and measures"
         )
     return data
+
+
+def _bytes_of(file: Path) -> bytes:
+    try:
+        return file.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"{file}: cannot be read: {exc.strerror or exc}") from exc
 
 
 def _json_type(value: object) -> str:

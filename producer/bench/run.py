@@ -188,7 +188,12 @@ def _saturated(measures: dict[str, list[float]]) -> float | None:
     """The share of the time a model's limit held tasks back, over every run; None for no run."""
     if not measures:
         return None
-    return statistics.fmean(v for k, vs in measures.items() if k.endswith(".model_limit_saturated_share") for v in vs)
+    return statistics.fmean(_values_of(measures, ".model_limit_saturated_share"))
+
+
+def _values_of(measures: dict[str, list[float]], suffix: str) -> list[float]:
+    """Every value of the measures whose names end in `suffix`."""
+    return [v for k, vs in measures.items() if k.endswith(suffix) for v in vs]
 
 
 def parse_latency(latency: str) -> tuple[str, list[float]]:
@@ -245,11 +250,16 @@ def endpoint_model(target: str, tree: Path | None, model_name: str) -> dict[str,
         model = standin_model(target)
         model["config"] |= {"model": model_name, "api_key": "${OPENAI_API_KEY:-none}"}
         return model
+    if tree is None:
+        raise InvalidInput(f"--model {target!r} is a label: give the tree that holds it with --tree")
+    return _tree_model(target, tree)
+
+
+def _tree_model(target: str, tree: Path) -> dict[str, Any]:
+    """The model component labelled `target` in the tree, resolved; InvalidInput when there is none."""
     from producer.scanner import scan
     from shared.core.tree import build_tree
 
-    if tree is None:
-        raise InvalidInput(f"--model {target!r} is a label: give the tree that holds it with --tree")
     scanned = scan(tree.resolve())
     built = build_tree(scanned.documents, os.environ.keys(), scanned.facts)
     node = built.nodes.get(target)

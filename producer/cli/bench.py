@@ -30,6 +30,7 @@ from producer.cli.app import (  # isort: skip
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from producer.bench.results import ResultSet
     from producer.bench.stats import Change
 
 
@@ -277,14 +278,20 @@ def bench_report(
     as_json: AsJson = False,
 ) -> None:
     """A self-contained HTML report with charts, and a Markdown summary."""
-    from producer.bench.report import report
     from producer.bench.results import load, same_kind
 
     sets = [load(path) for path in results]
     same_kind(sets)
     target = _out_folder("--out", out) if out is not None else sets[0].file.parent
+    html, md = _written_report(sets, target)
+    typer.echo(json.dumps({"html": str(html), "markdown": str(md)}) if as_json else f"{html}\n{md}")
+
+
+def _written_report(sets: list[ResultSet], target: Path) -> tuple[Path, Path]:
+    """report.html and report.md written into `target`; InvalidInput when they cannot be."""
+    from producer.bench.report import report
+
     try:
-        html, md = report(sets, target)
+        return report(sets, target)
     except OSError as exc:
         raise InvalidInput(f"cannot write the report into {target}: {exc.strerror or exc}") from exc
-    typer.echo(json.dumps({"html": str(html), "markdown": str(md)}) if as_json else f"{html}\n{md}")

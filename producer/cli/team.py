@@ -128,15 +128,10 @@ def _check_team(tree: Path, model: str, files: dict[Path, tuple[str | None, str]
     """Refuse (InvalidInput) what would go wrong, before anything is written: a model that is no
     model component of the tree, an agent label another file of the tree holds, a file to write
     where a folder is, below a file, or in the place of another component's file."""
-    from producer.scanner import default_cache_path, scan
     from shared.core.team_plan import model_problem
-    from shared.core.tree import build_tree
-    from shared.settings import environment, load_settings, scan_limits, tree_limits
 
-    settings = load_settings()
     root = tree.resolve()
-    result = scan(root, default_cache_path(root, settings.cache_dir), limits=scan_limits(settings))
-    built = build_tree(result.documents, environment().keys(), result.facts, limits=tree_limits(settings))
+    built = _built(root)
     problem = model_problem(built, model, f"the tree {tree}")
     if problem:
         raise InvalidInput(problem)
@@ -146,16 +141,32 @@ def _check_team(tree: Path, model: str, files: dict[Path, tuple[str | None, str]
         _check_component(said, path, label, _relative(path, root), built)
 
 
+def _built(root: Path) -> Tree:
+    """The tree at `root` as it is now, scanned and built as a sync would."""
+    from producer.scanner import default_cache_path, scan
+    from shared.core.tree import build_tree
+    from shared.settings import environment, load_settings, scan_limits, tree_limits
+
+    settings = load_settings()
+    result = scan(root, default_cache_path(root, settings.cache_dir), limits=scan_limits(settings))
+    return build_tree(result.documents, environment().keys(), result.facts, limits=tree_limits(settings))
+
+
 def _check_component(said: str, path: Path, label: str | None, rel: str | None, built: Tree) -> None:
     """Refuse a file (at `rel` in the tree) that would take the place of another component's
     file, or an agent label that another file of the tree holds."""
-    held = {node.path: name for name, node in built.nodes.items()}  # relpath -> the label its file holds
-    there = held.get(rel) if rel is not None else None
+    there = _held_at(rel, built)
     if there is not None and there != label:
         raise InvalidInput(f"{said}: {path} holds the component {there!r}, which this would overwrite")
     other = _held_elsewhere(label, rel, built)
     if other is not None:
         raise InvalidInput(f"the agent label {label!r} is already in the tree ({other}): --name names another team")
+
+
+def _held_at(rel: str | None, built: Tree) -> str | None:
+    """The label the tree's file at `rel` holds; None for no such file."""
+    held = {node.path: name for name, node in built.nodes.items()}  # relpath -> the label its file holds
+    return held.get(rel) if rel is not None else None
 
 
 def _held_elsewhere(label: str | None, rel: str | None, built: Tree) -> str | None:
@@ -170,9 +181,9 @@ def _check_place(path: Path, label: str | None, said: str) -> None:
     if path.is_dir():
         why = "name the workflow file to write in it" if label is None else f"the agent {label!r} goes there"
         raise InvalidInput(f"{said}: {path} is a folder; {why}")
-    for above in path.parents:
-        if above.exists() and not above.is_dir():
-            raise InvalidInput(f"{said}: {above} is a file, not a folder")
+    above = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if above is not None:
+        raise InvalidInput(f"{said}: {above} is a file, not a folder")
 
 
 def _relative(path: Path, root: Path) -> str | None:
