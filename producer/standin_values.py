@@ -27,7 +27,7 @@ def _schema_of(response_format: dict[str, Any]) -> dict[str, Any]:
     return (response_format.get("json_schema") or {}).get("schema") or {}
 
 
-def _instance(schema: object, root: dict[str, Any], text: str, depth: int = 0) -> Any:
+def _instance(schema: object, root: dict[str, Any], text: str, depth: int = 0) -> object:
     """A value of a JSON schema (what pydantic writes: $defs and $ref, anyOf, enums, bounds), as a
     model in structured output gives one; `text` for strings."""
     if not isinstance(schema, dict) or depth > 16:
@@ -50,7 +50,7 @@ def _referenced(root: dict[str, Any], ref: object) -> object:
     return target
 
 
-def _fixed(schema: dict[str, Any]) -> tuple[Any] | None:
+def _fixed(schema: dict[str, Any]) -> tuple[object] | None:
     """(the value) a schema fixes by const, enum or default; None when it fixes none."""
     if "const" in schema:
         return (schema["const"],)
@@ -78,7 +78,7 @@ def _not_null(options: list[object]) -> list[dict[str, Any]]:
     return [o for o in options if isinstance(o, dict) and o.get("type") != "null"]
 
 
-def _typed(schema: dict[str, Any], root: dict[str, Any], text: str, depth: int) -> Any:
+def _typed(schema: dict[str, Any], root: dict[str, Any], text: str, depth: int) -> object:
     """A value of the schema's type: an object of its properties, an array, or a scalar."""
     kind = _type_of(schema)
     if kind == "object" or "properties" in schema:
@@ -93,7 +93,7 @@ def _object(schema: dict[str, Any], root: dict[str, Any], text: str, depth: int)
     return {name: _instance(sub, root, text, depth + 1) for name, sub in properties.items()}
 
 
-def _array(schema: dict[str, Any], root: dict[str, Any], text: str, depth: int) -> list[Any]:
+def _array(schema: dict[str, Any], root: dict[str, Any], text: str, depth: int) -> list[object]:
     """minItems values of the items' schema, at least one."""
     return [_instance(schema.get("items"), root, text, depth + 1) for _ in range(max(1, schema.get("minItems", 1)))]
 
@@ -106,7 +106,7 @@ def _type_of(schema: dict[str, Any]) -> object:
     return kind
 
 
-def _scalar(kind: object, schema: dict[str, Any], text: str) -> Any:
+def _scalar(kind: object, schema: dict[str, Any], text: str) -> object:
     """A value of a scalar type; None for null or a type unknown."""
     makers = {"integer": _number, "number": _number, "boolean": _true, "string": _string}
     if not isinstance(kind, str):
@@ -131,7 +131,7 @@ def _string(_kind: str, schema: dict[str, Any], text: str) -> str:
     return text[: schema.get("maxLength", len(text))].ljust(schema.get("minLength", 0), ".")
 
 
-def _within(low: Any, high: Any) -> Any:
+def _within(low: float | None, high: float | None) -> float:
     """A number within the bounds given: their middle, next to the one given, or 2."""
     if low is None:
         return 2 if high is None else high - 1

@@ -49,7 +49,7 @@ def _joined(*words: str) -> str:
     return " ".join(x for x in words if x)
 
 
-def _natural(text: str) -> list[Any]:
+def _natural(text: str) -> list[int | str]:
     """A sort key that puts `team size 3` before `team size 10`."""
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
 

@@ -24,6 +24,7 @@ from shared.core.secrets import shown_url
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from producer.recovery import Watchdog
     from shared.ports import Dispatcher, RunStore, Storage
     from shared.settings import Settings
 
@@ -202,7 +203,7 @@ def check_dir(directory: Path) -> None:
 
 def watchdog(
     store: RunStore, run_id: str, settings: Settings, dispatcher: Callable[[], Dispatcher], queues: tuple[str, ...]
-) -> Any:
+) -> Watchdog:
     from producer.recovery import Watchdog
 
     say = lambda line: err().print(f"[yellow]{escape(line)}[/yellow]", soft_wrap=True)  # noqa: E731
