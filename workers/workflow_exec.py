@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from shared.adapters.redis.async_state import AsyncRunState, Ended, TaskEnd
 from shared.core.exceptions import RunCancelled
@@ -160,16 +160,9 @@ async def _run(
     component = agent_runtime.load(record["agent"], resolved, models)
     prompt = task_prompt(record["goal"], task, [(dep, out) for dep, _, out in inputs])
     outcome = await agent_runtime.run(component, prompt, task.get("timeout") or ctx.settings.task_timeout_seconds)
-    usage = models.usage
     transcript = [{**m, "content": redact(m["content"], secrets)} for m in outcome.transcript]
     output = redact(outcome.output, secrets)
-    summary = TaskUsage(
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        calls=usage.calls,
-        attempts=usage.attempts,
-        stop_reason=outcome.stop_reason,
-    ).model_dump()
+    summary = TaskUsage(**asdict(models.usage), stop_reason=outcome.stop_reason).model_dump()
     if task.get("cache", True):  # written with the task's end (one round trip)
         produced.cache = (key, {"output": output, "transcript": transcript, **summary})
     produced.output, produced.transcript = output, transcript
