@@ -46,12 +46,15 @@ class SyncLine:
         if self.error:
             again = "; retrying" if self.retry else ""
             return f"{clock} sync failed after {self.seconds:.2f} s: {self.error}{again}"
-        shown = ("created", "updated", "deleted", "failed", "drifted", "skipped")
-        parts = [f"{name} {self.counts.get(name, 0)}" for name in shown[:4]]
-        parts += [f"{name} {self.counts[name]}" for name in shown[4:] if self.counts.get(name)]
         files = f"{self.changed} file(s) changed; " if self.changed else ""
         again = "; retrying" if self.retry else ""
-        return f"{clock} synced: {files}{', '.join(parts)} ({self.seconds:.2f} s){again}"
+        return f"{clock} synced: {files}{', '.join(self._counted())} ({self.seconds:.2f} s){again}"
+
+    def _counted(self) -> list[str]:
+        """`created N` and the like: the first four always, drifted and skipped when there are any."""
+        shown = ("created", "updated", "deleted", "failed", "drifted", "skipped")
+        parts = [f"{name} {self.counts.get(name, 0)}" for name in shown[:4]]
+        return parts + [f"{name} {self.counts[name]}" for name in shown[4:] if self.counts.get(name)]
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -66,12 +69,12 @@ class SyncLine:
         }
 
 
-def config_filter(root: Path, cache_dir: Path) -> Callable[[Any, str], bool]:
+def config_filter(root: Path, cache_dir: Path) -> Callable[[object, str], bool]:
     """The changes that can alter a sync: config files and the ignore file outside hidden folders
     and our own cache; deletions with no suffix too (a folder moved out of the tree)."""
     root_s, cache_s = str(root), str(cache_dir.resolve())
 
-    def keep(change: Any, path: str) -> bool:
+    def keep(change: object, path: str) -> bool:
         if path.startswith(cache_s):
             return False
         rel = os.path.relpath(path, root_s)
@@ -89,19 +92,28 @@ def config_filter(root: Path, cache_dir: Path) -> Callable[[Any, str], bool]:
 
 
 def _problems(report: dict[str, Any]) -> list[str]:
-    out = []
-    for label, st in report["nodes"].items():
-        if st.get("status") in UNSUCCESSFUL or st.get("drifted"):
-            text = str(st.get("error") or st.get("reason") or st.get("status"))
-            path = str(st.get("path") or "-")
-            # an invalid file's node is labelled by its path, and its error begins with it: said once
-            if text.startswith(f"{path}:"):
-                out.append(text)
-            elif label == path:
-                out.append(f"{path}: {text}")
-            else:
-                out.append(f"{path}: {label}: {text}")
-    return out
+    nodes = report["nodes"].items()
+    return [_problem(label, st) for label, st in nodes if st.get("status") in UNSUCCESSFUL or st.get("drifted")]
+
+
+def _problem(label: str, st: dict[str, Any]) -> str:
+    """`file: label: error` for a failed (or drifted) node."""
+    text = str(st.get("error") or st.get("reason") or st.get("status"))
+    path = str(st.get("path") or "-")
+    # an invalid file's node is labelled by its path, and its error begins with it: said once
+    if text.startswith(f"{path}:"):
+        return text
+    if label == path:
+        return f"{path}: {text}"
+    return f"{path}: {label}: {text}"
+
+
+def _take_report(line: SyncLine, report: dict[str, Any]) -> None:
+    """The counts, the problems and the run's own error, from the run's report."""
+    line.counts = dict(report["counts"])
+    line.problems = _problems(report)
+    if report.get("error"):
+        line.error = str(report["error"])
 
 
 def retryable(line: SyncLine) -> bool:
@@ -144,12 +156,9 @@ class Watcher:
             outcome = pipeline.sync(
                 self.root, self.settings, self.store, self.dispatcher, self.warn, gallery=self.gallery
             )
-            line.run_id, report = outcome.run_id, outcome.report
-            assert report is not None
-            line.counts = dict(report["counts"])
-            line.problems = _problems(report)
-            if report.get("error"):
-                line.error = str(report["error"])
+            line.run_id = outcome.run_id
+            assert outcome.report is not None
+            _take_report(line, outcome.report)
         except _broker_errors(self.store) as exc:
             line.error = f"Redis unreachable: {exc}"
         except (ServiceUnavailable, TimeoutError) as exc:
@@ -205,16 +214,24 @@ class Watcher:
         later is tried again after 1, 2, 4 ... 30 s, or at once when a file changes."""
         first, delay, retry_at = True, RETRY_FIRST, None
         for changes in self._batches(stop):
-            if not changes and not first and (retry_at is None or time.monotonic() < retry_at):
+            if not (changes or first or _due(retry_at)):
                 continue
             first = False
             # config files only: an editor's or `sed -i`'s temporary file is no change of the tree
             line = self.sync_once(len({path for _, path in changes if path.endswith(SUFFIXES)}))
             self.say(line)
-            if line.retry:
-                retry_at = time.monotonic() + delay
-                delay = min(RETRY_MAX, delay * 2)
-            else:
-                retry_at, delay = None, RETRY_FIRST
+            retry_at, delay = _next_try(line.retry, delay)
             if stop.is_set():
                 return
+
+
+def _due(retry_at: float | None) -> bool:
+    """A failed sync's time to try again has come."""
+    return retry_at is not None and time.monotonic() >= retry_at
+
+
+def _next_try(retry: bool, delay: float) -> tuple[float | None, float]:
+    """When to try again (None: no need) and the delay after that: doubled up to RETRY_MAX."""
+    if not retry:
+        return None, RETRY_FIRST
+    return time.monotonic() + delay, min(RETRY_MAX, delay * 2)

@@ -98,9 +98,14 @@ def check_workflow(path: str, wf: Workflow, tree: Tree) -> list[ConfigError]:
     problems: list[tuple[str, str]] = []  # (field, message)
     for i, task in enumerate(wf.tasks):
         problems += _task_problems(f"tasks[{i}]", task, ids, seen, tree, memo)
-    deps = {t.id: [d for d in t.dependencies if d in ids] for t in wf.tasks}
-    problems += [("tasks", "dependency cycle: " + " -> ".join(cycle + cycle[:1])) for cycle in find_cycles(deps)]
+    problems += [("tasks", message) for message in _cycles(wf, ids)]
     return [ConfigError(path=path, field=field, message=message) for field, message in problems]
+
+
+def _cycles(wf: Workflow, ids: list[str]) -> list[str]:
+    """A line per dependency cycle, unknown task ids left out."""
+    deps = {t.id: [d for d in t.dependencies if d in ids] for t in wf.tasks}
+    return ["dependency cycle: " + " -> ".join(cycle + cycle[:1]) for cycle in find_cycles(deps)]
 
 
 def _task_problems(
@@ -142,7 +147,11 @@ def agent_problems(spec: dict[str, Any]) -> list[str]:
     group = kind_of(spec.get("component_type")) if is_group(spec) else None
     if group is not None and (own := task_problems(spec)):
         return own  # a team without participants
-    member_type = group.member_type if group is not None else None
+    return _members_problems(spec, group.member_type if group is not None else None)
+
+
+def _members_problems(spec: dict[str, Any], member_type: str | None) -> list[str]:
+    """What is wrong with the agents that answer for `spec` (checked as `member_type`) and its model clients."""
     problems = [p for agent in agents_of(spec) for p in _participant_problems(agent, member_type)]
     return problems + [p for model in model_specs(spec) for p in task_problems(model)]
 
