@@ -161,7 +161,7 @@ def _tell_progress(
     done = sum(counts.get(s, 0) for s in TERMINAL)
     if on_progress:
         on_progress(done, meta.total)
-    if watch and not meta.finished_state:
+    if watch and not meta.is_finished:
         watch(done)
 
 
@@ -180,7 +180,7 @@ def wait(
         if meta is None:
             raise LookupError(f"run {run_id} not found (expired?)")
         _tell_progress(store, meta, on_progress, watch)
-        if meta.finished_state:
+        if meta.is_finished:
             return meta
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"run {run_id} still running after {timeout:.0f} s")

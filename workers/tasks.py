@@ -125,7 +125,7 @@ def _with_context(task: WorkerTask, run_id: str, work: Callable[[RunContext, Set
 @app.task(name="agentq.sync_batch", base=WorkerTask, bind=True)  # type: ignore[untyped-decorator]  # Celery is untyped
 def sync_batch(self: WorkerTask, run_id: str, wave: int, index: int) -> int:
     async def work(ctx: RunContext, settings: Settings) -> int:
-        if ctx.meta.finished_state:  # redelivered after its run ended: newer work may have followed
+        if ctx.meta.is_finished:  # redelivered after its run ended: newer work may have followed
             return 0
         labels = ctx.store.batch(run_id, wave, index)
         await sync_batch_nodes(ctx, labels, settings.studio_concurrency)

@@ -101,7 +101,7 @@ class RunMeta(Record):
     order: tuple[str, ...] = ()  # the tasks in schedule order, for reports
 
     @property
-    def finished_state(self) -> bool:
+    def is_finished(self) -> bool:
         return self.state == RunState.FINISHED
 
     @property

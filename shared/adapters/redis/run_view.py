@@ -38,7 +38,7 @@ def workflow_view(r: redis.Redis, run_id: str, meta: RunMeta, states: Mapping[st
         {str(k): int(v) for k, v in open_inputs.items()},
         bool(started),
         int(left) if left is not None else -1,
-        meta.finished_state,
+        meta.is_finished,
         frozenset(str(t) for t in outbox),
     )
 
@@ -54,4 +54,4 @@ def sync_view(r: redis.Redis, run_id: str, meta: RunMeta, states: Mapping[str, N
     replies = pipe.execute()
     batches = [[json.loads(b) for b in wave] for wave in replies[:waves]]
     claims = frozenset(step for step, taken in zip(steps, replies[waves:], strict=True) if taken)
-    return SyncView(node_views(states), batches, claims, meta.finished_state)
+    return SyncView(node_views(states), batches, claims, meta.is_finished)

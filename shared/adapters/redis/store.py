@@ -209,7 +209,7 @@ class Store(ResultCacheStore, ClusterState, StudioRows):
         node that has not started skipped. Workers start nothing of it any more; what runs now
         ends on its own. (its meta, whether this call cancelled it); (None, False): no such run."""
         meta = self.meta(run_id)
-        if meta is None or meta.finished_state:
+        if meta is None or meta.is_finished:
             return meta, False
         skipped = {"status": Status.SKIPPED, "reason": "the run was cancelled"}
         pending = {
