@@ -108,7 +108,12 @@ def _bar_series(
         if horizontal
         else ax.bar(at, means, width, yerr=spread, **style)
     )
-    ax.bar_label(drawn, [_figure(m) if s else "" for m, s in zip(means, stats, strict=True)], fontsize=7, padding=3)
+    ax.bar_label(drawn, _bar_labels(means, stats), fontsize=7, padding=3)
+
+
+def _bar_labels(means: list[float], stats: list[dict[str, float] | None]) -> list[str]:
+    """Each bar's mean; none for a measure the set lacks."""
+    return [_figure(m) if s else "" for m, s in zip(means, stats, strict=True)]
 
 
 def _of(stats: dict[str, float] | None, key: str) -> float:
@@ -245,10 +250,11 @@ def _wall_line(
     place among the modes), the line style of the set (label and place among the sets)."""
     if not points:
         return
+    stats = [p[1] for p in points]
     ax.errorbar(
         [p[0] + shift for p in points],
-        [p[1]["mean"] for p in points],
-        yerr=[p[1]["stdev"] for p in points],
+        _column(stats, "mean"),
+        yerr=_column(stats, "stdev"),
         color=MODE_COLORS.get(mode[0], COLORS[2 + mode[1] % 6]),
         linestyle=STYLES[name[1] % len(STYLES)],
         marker="os^v"[mode[1] % 4],
@@ -333,6 +339,12 @@ def resources_chart(sets: list[ResultSet], labels: list[str]) -> Figure | None:
     cpu, mem = fig.subplots(2, 1, sharex=True)
     for j, (label, s) in enumerate(zip(labels, sets, strict=True)):
         _resource_lines(cpu, mem, s.resources, j, label)
+    _resource_axes(cpu, mem)
+    fig.suptitle("Resource use over time: the producer and the processes it started")
+    return fig
+
+
+def _resource_axes(cpu: Axes, mem: Axes) -> None:
     cpu.set_ylabel("CPU, % of one core")
     mem.set_ylabel("resident memory, MB")
     mem.set_xlabel("seconds since the benchmark started")
@@ -340,13 +352,15 @@ def resources_chart(sets: list[ResultSet], labels: list[str]) -> Figure | None:
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
     cpu.legend(fontsize=8)
-    fig.suptitle("Resource use over time: the producer and the processes it started")
-    return fig
 
 
 def _resource_lines(cpu: Axes, mem: Axes, samples: list[dict[str, float]], j: int, label: str) -> None:
     """The j-th set's CPU and memory over time, in its colour and line style."""
     style: dict[str, Any] = {"color": COLORS[j % len(COLORS)], "linestyle": STYLES[j % len(STYLES)], "label": label}
-    t = [x["t"] for x in samples]
-    cpu.plot(t, [x["cpu_percent"] for x in samples], **style)
-    mem.plot(t, [x["rss_mb"] for x in samples], **style)
+    t = _column(samples, "t")
+    cpu.plot(t, _column(samples, "cpu_percent"), **style)
+    mem.plot(t, _column(samples, "rss_mb"), **style)
+
+
+def _column(rows: list[dict[str, float]], key: str) -> list[float]:
+    return [row[key] for row in rows]

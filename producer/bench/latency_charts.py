@@ -25,11 +25,16 @@ def _grouped(keys: list[str]) -> dict[str, list[tuple[str, str]]]:
     Studio keys by endpoint (series: cold or cached), anything else in one panel."""
     out: dict[str, list[tuple[str, str]]] = {}
     parsed = {key: prefix_of(key.partition(" ")[0].removesuffix(".wall_seconds")) for key in keys}
-    levels = {found[2] for found in parsed.values() if found}
+    several_levels = _count_levels(parsed) > 1
     for key in keys:
-        panel, series = _place(key, parsed[key], len(levels) > 1)
+        panel, series = _place(key, parsed[key], several_levels)
         out.setdefault(panel, []).append((series, key))
     return out
+
+
+def _count_levels(parsed: dict[str, tuple[int, str, str] | None]) -> int:
+    """How many complexities the workflow keys name."""
+    return len({found[2] for found in parsed.values() if found})
 
 
 def _place(key: str, found: tuple[int, str, str] | None, several_levels: bool) -> tuple[str, str]:
@@ -112,9 +117,14 @@ def _box_panel(ax: Axes, panel: str, members: list[tuple[str, str]], sets: list[
                 width,
                 (color, HATCHES[j % len(HATCHES)]),
             )
-    ax.set_xticks(range(len(members)), [m[0] for m in members], rotation=20 if len(members) > 3 else 0)
+    _series_ticks(ax, [m[0] for m in members])
     ax.set_title(panel, fontsize=10)
     ax.grid(axis="y", alpha=0.3)
+
+
+def _series_ticks(ax: Axes, names: list[str]) -> None:
+    """A tick per series, slanted where there are more than three."""
+    ax.set_xticks(range(len(names)), names, rotation=20 if len(names) > 3 else 0)
 
 
 def _box(ax: Axes, values: list[float], at: float, width: float, look: tuple[str, str]) -> None:

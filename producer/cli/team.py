@@ -61,17 +61,22 @@ def team(
     _check_team(tree, model, files, write)
     _write_files(files)
     written = {"workflow": str(target), "agents": _agents(files), "tree": str(tree), "tasks": _task_ids(workflow)}
-    if not as_json:
-        err().print(
-            f"Wrote {escape(str(target))} ({len(written['tasks'])} tasks) and {len(written['agents'])} agent(s) "
-            f"in {escape(str(folder))}."
-        )
-    elif not run_it:  # with --run, the run's JSON is the answer
-        typer.echo(json.dumps(written))
+    _tell(written, folder, as_json, run_it)
     if run_it:
         from producer.cli.runs import run
 
         run(target, tree=tree, standin_llm=standin_llm, as_json=as_json)
+
+
+def _tell(written: dict[str, Any], folder: Path, as_json: bool, run_it: bool) -> None:
+    """What was written: a line on stderr, or with --json the JSON (with --run, the run's JSON is the answer)."""
+    if not as_json:
+        err().print(
+            f"Wrote {escape(written['workflow'])} ({len(written['tasks'])} tasks) and {len(written['agents'])} "
+            f"agent(s) in {escape(str(folder))}."
+        )
+    elif not run_it:
+        typer.echo(json.dumps(written))
 
 
 def _agents(files: dict[Path, tuple[str | None, str]]) -> list[str]:
