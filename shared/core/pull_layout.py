@@ -259,38 +259,49 @@ def _keep_variables(
     new: Any, old: Any, env: Mapping[str, str], label: str, variables: dict[str, list[str]], path: str
 ) -> Any:
     """`new` with secrets as `${VAR}`s and the old file's `${VAR}`s kept where they still hold."""
+    return _Variables(env, variables, path).walk(new, old, label, "")
 
-    def walk(value: Any, before: Any, owner: str, dotted: str) -> Any:
+
+class _Variables:
+    """One file's walk: the `${VAR}`s it uses are added to `variables` (VAR -> "path: field")."""
+
+    def __init__(self, env: Mapping[str, str], variables: dict[str, list[str]], path: str) -> None:
+        self.env, self.variables, self.path = env, variables, path
+
+    def walk(self, value: Any, before: Any, owner: str, dotted: str) -> Any:
+        """`value` as the file writes it, `before` what the old file held there; `owner` the label of
+        the component it is in (a variable is named after it)."""
         if isinstance(value, dict):
-            if isinstance(value.get("$ref"), str):
-                return value
-            if is_component(value) and _label(value):
-                owner = str(_label(value))
-            prior = before if isinstance(before, dict) and "$ref" not in before else {}
-            out = {}
-            for key, child in value.items():
-                at = f"{dotted}.{key}" if dotted else str(key)
-                if isinstance(child, str) and child and is_secret_field(str(key)):
-                    kept = prior.get(key)
-                    match = _VAR.search(kept) if isinstance(kept, str) else None
-                    var = match.group(1) if match else variable_name(owner, str(key))
-                    variables.setdefault(var, []).append(f"{path}: {at}")
-                    if match:
-                        out[key] = kept
-                        continue
-                    out[key] = f"${{{var}}}"
-                else:
-                    out[key] = walk(child, prior.get(key), owner, at)
-            return out
+            return value if isinstance(value.get("$ref"), str) else self._mapping(value, before, owner, dotted)
         if isinstance(value, list):
-            prior_list = before if isinstance(before, list) and len(before) == len(value) else [None] * len(value)
-            return [walk(v, b, owner, f"{dotted}[{i}]") for i, (v, b) in enumerate(zip(value, prior_list, strict=True))]
-        if isinstance(value, str) and isinstance(before, str) and "${" in before:
-            try:
-                if substitute_variables(before, env) == value:
-                    return before
-            except MissingVariable:
-                pass
-        return value
+            prior = before if isinstance(before, list) and len(before) == len(value) else [None] * len(value)
+            return [self.walk(v, b, owner, f"{dotted}[{i}]") for i, (v, b) in enumerate(zip(value, prior, strict=True))]
+        return self._text(value, before)
 
-    return walk(new, old, label, "")
+    def _mapping(self, value: dict[str, Any], before: Any, owner: str, dotted: str) -> dict[str, Any]:
+        owner = str(_label(value)) if is_component(value) and _label(value) else owner
+        prior = before if isinstance(before, dict) and "$ref" not in before else {}
+        out = {}
+        for key, child in value.items():
+            at = f"{dotted}.{key}" if dotted else str(key)
+            if isinstance(child, str) and child and is_secret_field(str(key)):
+                out[key] = self._secret(prior.get(key), owner, str(key), at)
+            else:
+                out[key] = self.walk(child, prior.get(key), owner, at)
+        return out
+
+    def _secret(self, kept: Any, owner: str, key: str, at: str) -> str:
+        """A secret field: the old file's `${VAR}` where it had one, else a new `${VAR}` named for it."""
+        match = _VAR.search(kept) if isinstance(kept, str) else None
+        var = match.group(1) if match else variable_name(owner, key)
+        self.variables.setdefault(var, []).append(f"{self.path}: {at}")
+        return str(kept) if match else f"${{{var}}}"
+
+    def _text(self, value: Any, before: Any) -> Any:
+        """The old file's text with its `${VAR}`s where, with them set, it says what Studio holds."""
+        if not (isinstance(value, str) and isinstance(before, str) and "${" in before):
+            return value
+        try:
+            return before if substitute_variables(before, self.env) == value else value
+        except MissingVariable:
+            return value
