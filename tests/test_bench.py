@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from producer.bench.run import standin_model
 from producer.bench.stats import (
     bucket_quantile,
     combined,
@@ -283,24 +284,8 @@ def test_bench_workflow_measures_how_long_the_model_limit_held_tasks_back(
     def bench(limit: int) -> dict:
         tree = tmp_path / f"tree{limit}"
         (tree / "models").mkdir(parents=True)
-        model = {
-            "provider": "autogen_ext.models.openai.OpenAIChatCompletionClient",
-            "component_type": "model",
-            "label": "limited",
-            "max_concurrency": limit,
-            "config": {
-                "model": "limited",
-                "base_url": url,
-                "api_key": "not-a-key",
-                "model_info": {
-                    "vision": False,
-                    "function_calling": True,
-                    "json_output": True,
-                    "family": "unknown",
-                    "structured_output": True,
-                },
-            },
-        }
+        model = standin_model(url) | {"label": "limited", "max_concurrency": limit}
+        model["config"] = model["config"] | {"model": "limited"}
         (tree / "models" / "limited.json").write_text(json.dumps(model))
         proc = wf_cli.run(
             "bench",
