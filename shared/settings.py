@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.core.exceptions import InvalidInput
@@ -77,7 +77,8 @@ class Settings(BaseSettings):
     dispatch_grace_seconds: float = Field(default=5.0, gt=0, alias="DISPATCH_GRACE_SECONDS")
 
     exporter_port: int = Field(default=9808, ge=1, le=65535, alias="EXPORTER_PORT")
-    exporter_url: str = Field(default="http://127.0.0.1:9808", alias="EXPORTER_URL")  # read by `producer monitor`
+    # read by `producer monitor`; unset: the exporter of this machine's EXPORTER_PORT (the embedded default's)
+    exporter_url: str = Field(default="http://127.0.0.1:9808", alias="EXPORTER_URL")
     exporter_queues: str = Field(default="studio,models", alias="EXPORTER_QUEUES")  # comma-separated
     studio_probe_interval_seconds: float = Field(default=5.0, gt=0, alias="STUDIO_PROBE_INTERVAL_SECONDS")
 
@@ -124,6 +125,15 @@ class Settings(BaseSettings):
                 raise ValueError("expected amqp://user:password@host:port/vhost (or amqps://, redis://, rediss://)")
             _ = parts.port  # ValueError when it is no port
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _exporter_url(cls, data: object) -> object:
+        """EXPORTER_URL unset or empty: this machine's exporter, on EXPORTER_PORT."""
+        if not isinstance(data, dict) or data.get("EXPORTER_URL") or data.get("exporter_url"):
+            return data
+        port = str(data.get("EXPORTER_PORT", data.get("exporter_port", 9808)))
+        return {**data, "EXPORTER_URL": f"http://127.0.0.1:{port}"} if port.isdigit() else data
 
     @field_validator("studio_url", "exporter_url")
     @classmethod

@@ -145,6 +145,20 @@ def test_the_embedded_default_is_observable_while_it_runs(studio_url: str, tmp_p
 
         metrics = wait_for(lambda: "celery_worker_up" in scraped() and scraped(), 60, "the embedded exporter")
         assert "agentq_" in metrics
+        # `producer monitor` in another terminal, with the same settings, sees the worker: no ExporterUnreachable
+        env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "EXPORTER_URL")}
+        monitor = subprocess.run(
+            [sys.executable, "-m", "producer.cli", "monitor", "--json", "--refresh", "0.5"],
+            cwd=ROOT,
+            env={**env, "EXPORTER_PORT": str(port)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert monitor.returncode == 0, monitor.stderr
+        reading = json.loads(monitor.stdout)
+        assert not [a for a in reading["alerts"] if a["name"] == "ExporterUnreachable"], reading["alerts"]
+        assert any(w["up"] for w in reading["workers"].values()), reading["workers"]
         _, err = producer.communicate(timeout=120)
         assert f"http://127.0.0.1:{port}/metrics" in err and "Traceback" not in err, err
         wait_for(lambda: not scraped(), 30, "the exporter to stop with the command")
