@@ -351,3 +351,14 @@ def start_exporter(
     if wait:
         wait_ready(proc, lambda: _answers(f"http://127.0.0.1:{port}/health"), "exporter", 30, log_path)
     return proc
+
+
+def start_flower(redis_url: str, port: int, basic_auth: str, log_path: Path | None = None) -> subprocess.Popen[bytes]:
+    """`celery -A workers flower` on loopback, behind basic auth (`user:password`); returns at once
+    (it answers within seconds, and a run need not wait for it)."""
+    return spawn(
+        [sys.executable, "-m", "celery", "-A", "workers", "flower", f"--port={port}", "--address=127.0.0.1"],
+        log_path,
+        env={**os.environ, "REDIS_URL": redis_url, "FLOWER_BASIC_AUTH": basic_auth},
+        cwd=Path(__file__).resolve().parent.parent,
+    )

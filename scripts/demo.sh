@@ -10,7 +10,8 @@ source scripts/python.sh  # the project's virtual environment (scripts/install.s
 # a local Studio that stays up after the demo, so what it synced can be looked at
 "$PY" -m producer.cli studio up
 "$PY" -m producer.cli sync examples/ --local-studio "$@"
-"$PY" -m producer.cli run examples/workflows/research.yaml --standin-llm
+# while it runs, its metrics and Flower are up too (the URLs are printed)
+"$PY" -m producer.cli run examples/workflows/research.yaml --standin-llm --flower
 url=$("$PY" -m producer.cli studio status --json | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["url"])')
 echo
 echo "The synced teams and the gallery entry are in AutoGen Studio at $url"

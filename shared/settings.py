@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     dispatch_grace_seconds: float = Field(default=5.0, gt=0, alias="DISPATCH_GRACE_SECONDS")
 
     exporter_port: int = Field(default=9808, ge=1, le=65535, alias="EXPORTER_PORT")
+    # the embedded default's Flower (`--flower`): on loopback, behind FLOWER_BASIC_AUTH (user:password)
+    # or, unset, a password made for the command and kept in the cache dir (flower.auth, mode 0600)
+    flower: bool = Field(default=False, alias="AGENTQ_FLOWER")
+    flower_port: int = Field(default=5555, ge=1, le=65535, alias="FLOWER_PORT")
+    flower_basic_auth: SecretStr | None = Field(default=None, alias="FLOWER_BASIC_AUTH")
     # read by `producer monitor`; unset: the exporter of this machine's EXPORTER_PORT (the embedded default's)
     exporter_url: str = Field(default="http://127.0.0.1:9808", alias="EXPORTER_URL")
     exporter_queues: str = Field(default="studio,models", alias="EXPORTER_QUEUES")  # comma-separated

@@ -44,7 +44,7 @@ def test_sync_on_the_embedded_default_starts_and_stops_its_own_services(tmp_path
     assert leftover.stdout.strip() == ""
 
 
-def _embedded_sync(tmp_path: Path, studio: str, **extra: str) -> tuple[psutil.Popen, list[psutil.Process]]:
+def _embedded_sync(tmp_path: Path, studio: str, *args: str, **extra: str) -> tuple[psutil.Popen, list[psutil.Process]]:
     """A sync on the embedded default against a slow Studio, once its Redis and worker run and
     its first requests reached Studio; returns it and the processes it started."""
     from tests.test_studio_outage import _write_tree
@@ -55,7 +55,7 @@ def _embedded_sync(tmp_path: Path, studio: str, **extra: str) -> tuple[psutil.Po
     env.update(AGENTQ_CACHE_DIR=str(tmp_path / "cache"), STUDIO_URL=studio, STUDIO_USER_ID=f"sig-{tmp_path.name}")
     env.update(extra)
     producer = psutil.Popen(
-        [sys.executable, "-m", "producer.cli", "sync", str(tree), "--json"],
+        [sys.executable, "-m", "producer.cli", "sync", str(tree), "--json", *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -165,3 +165,54 @@ def test_the_embedded_default_is_observable_while_it_runs(studio_url: str, tmp_p
     finally:
         _stop(started)
         proxy.close()
+
+
+def test_flower_on_the_embedded_default_asks_for_the_password_kept_for_the_user(
+    studio_url: str, tmp_path: Path
+) -> None:
+    """`sync --flower`: Flower beside the embedded worker, open to whoever has the password in the
+    cache dir's flower.auth (mode 0600), closed to others; the password is never printed; it stops
+    with the command."""
+    import httpx
+
+    proxy = StudioProxy(studio_url)
+    proxy.delay = 0.3
+    port = embedded.free_port()
+    started: list[psutil.Process] = []
+    base = f"http://127.0.0.1:{port}"
+
+    def answers(auth: tuple[str, str] | None = None) -> int | None:
+        try:
+            return httpx.get(f"{base}/api/workers", auth=auth, timeout=2).status_code
+        except httpx.HTTPError:
+            return None
+
+    try:
+        producer, started = _embedded_sync(tmp_path, proxy.url, "--flower", FLOWER_PORT=str(port))
+        wait_for(lambda: answers() is not None, 60, "Flower to answer")
+        saved = tmp_path / "cache" / "flower.auth"
+        assert saved.stat().st_mode & 0o777 == 0o600
+        user, password = saved.read_text().strip().split(":", 1)
+        assert answers() == 401 and answers((user, "wrong")) == 401
+        assert answers((user, password)) == 200
+        out, err = producer.communicate(timeout=120)
+        assert producer.returncode == 0, err
+        assert f"Flower at {base}" in err and password not in err + out
+        wait_for(lambda: answers() is None, 30, "Flower to stop with the command")
+    finally:
+        _stop(started)
+        proxy.close()
+
+
+def test_flower_is_refused_beside_a_configured_redis(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "producer.cli", "sync", str(tmp_path), "--flower", "--json"],
+        cwd=ROOT,
+        env={**os.environ, "REDIS_URL": "redis://127.0.0.1:9/0"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "--flower needs the embedded default" in proc.stderr and "Traceback" not in proc.stderr
+    assert "--flower needs the embedded default" in json.loads(proc.stdout)["error"]

@@ -229,6 +229,33 @@ def start_local_worker(settings: Settings, services: embedded.LocalServices) -> 
         log = settings.cache_dir / "exporter.log"
         services.add_process(embedded.start_exporter(settings.redis_url, port, log_path=log, wait=False))
         err().print(f"Metrics at http://127.0.0.1:{port}/metrics (`producer monitor` shows them) while this runs.")
+    if settings.flower:
+        start_local_flower(settings, services)
+
+
+def start_local_flower(settings: Settings, services: embedded.LocalServices) -> None:
+    """--flower: Flower beside the embedded worker, behind basic auth. Without FLOWER_BASIC_AUTH its
+    password is made here and kept in a file only the user reads: never printed, never logged."""
+    import secrets
+
+    assert settings.redis_url is not None
+    port = settings.flower_port
+    if not embedded.port_free(port):
+        err().print(f"[yellow]warning:[/yellow] FLOWER_PORT {port} is taken: no Flower for this command")
+        return
+    where = "FLOWER_BASIC_AUTH"
+    if settings.flower_basic_auth is not None:
+        auth = settings.flower_basic_auth.get_secret_value()
+    else:
+        auth, saved = f"agentq:{secrets.token_urlsafe(16)}", settings.cache_dir / "flower.auth"
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.touch(mode=0o600)
+        saved.chmod(0o600)
+        saved.write_text(auth + "\n")
+        where = f"user agentq, the password in {saved}"
+    log = settings.cache_dir / "flower.log"
+    services.add_process(embedded.start_flower(settings.redis_url, port, auth, log_path=log))
+    err().print(f"Flower at http://127.0.0.1:{port} ({escape(where)}) while this runs.")
 
 
 def dispatcher_for(settings: Settings) -> Dispatcher:

@@ -11,6 +11,7 @@ import typer
 
 from producer.cli.app import dispatcher_for, interruptible, start_local_studio, start_local_worker
 from shared.core import json_text
+from shared.core.exceptions import InvalidInput
 
 if TYPE_CHECKING:
     from producer import embedded
@@ -23,6 +24,13 @@ Timeout = Annotated[
     float | None,
     typer.Option(
         help="Seconds to wait for the run at most (default: as long as it moves; it fails when no node ends for STALL_SECONDS)"
+    ),
+]
+Flower = Annotated[
+    bool,
+    typer.Option(
+        "--flower",
+        help="With the embedded default (no REDIS_URL): also start Flower on FLOWER_PORT (5555) while the command runs",
     ),
 ]
 NO_WAIT_EMBEDDED = "--no-wait needs REDIS_URL: the embedded Redis and worker stop when this command ends"
@@ -76,3 +84,11 @@ def echo_run_id(run_id: str, as_json: bool) -> None:
 
 def echo_json(data: object) -> None:
     typer.echo(json_text.dumps(data, indent=True))
+
+
+def check_flower(flower: bool, embedded_default: bool) -> None:
+    """--flower starts the embedded default's Flower; a cluster's runs beside its workers."""
+    if flower and not embedded_default:
+        raise InvalidInput(
+            "--flower needs the embedded default (no REDIS_URL): run `celery -A workers flower` beside your workers"
+        )

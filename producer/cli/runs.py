@@ -127,6 +127,7 @@ def run(
             "--standin-llm", help="Start the local stand-in model endpoint (deterministic answers) for this run"
         ),
     ] = False,
+    flower: common.Flower = False,
     timeout: Timeout = None,
     redis_url: RedisUrl = None,
     as_json: AsJson = False,
@@ -140,10 +141,11 @@ def run(
     if mode not in ("parallel", "sequential"):
         raise typer.BadParameter("expected parallel or sequential", param_hint="--mode")
     check_seconds("--timeout", timeout, finite=False)
-    settings = load_settings(redis_url=redis_url)
+    settings = load_settings(redis_url=redis_url, flower=flower or None)
     embedded_default = settings.redis_url is None
     if embedded_default and no_wait:
         raise InvalidInput(common.NO_WAIT_EMBEDDED)
+    common.check_flower(flower, embedded_default)
     prepared = load(file, tree, settings)  # WorkflowInvalid: each error said by main()
     with embedded.LocalServices() as services:
         if standin_llm:

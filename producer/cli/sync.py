@@ -35,8 +35,10 @@ from producer.cli.app import (
 )
 from producer.cli.common import (
     NO_WAIT_EMBEDDED,
+    Flower,
     NoWait,
     Timeout,
+    check_flower,
     echo_json,
     echo_run_id,
     local_dispatcher,
@@ -183,6 +185,7 @@ def sync(
         typer.Option("--prune", help="Delete the team rows this tree created whose components are gone from it"),
     ] = False,
     local_studio: LocalStudio = False,
+    flower: Flower = False,
     timeout: Timeout = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every component in the summary")] = False,
     redis_url: RedisUrl = None,
@@ -198,11 +201,14 @@ def sync(
 
     check_dir(directory)
     check_seconds("--timeout", timeout, finite=False)
-    settings = load_settings(redis_url=redis_url, studio_url=studio_url, studio_user_id=studio_user_id)
+    settings = load_settings(
+        redis_url=redis_url, studio_url=studio_url, studio_user_id=studio_user_id, flower=flower or None
+    )
     check_store(settings)  # before a local Studio is started for nothing
     embedded_default = settings.redis_url is None
     if embedded_default and no_wait:
         raise InvalidInput(NO_WAIT_EMBEDDED)
+    check_flower(flower, embedded_default)
     # the result cache is only kept for a plain sync of the configured Redis and Studio
     plain = not any((embedded_default, force, prune, local_studio, gallery, redis_url, studio_url, studio_user_id))
     with embedded.LocalServices() as services:

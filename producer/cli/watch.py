@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from producer.watch import SyncLine
 
 from producer.cli import app as cli
-from producer.cli.common import with_local_studio
+from producer.cli.common import Flower, check_flower, with_local_studio
 
 
 @cli.app.command()
@@ -25,6 +25,7 @@ def watch(
         int, typer.Option("--debounce", min=10, help="Milliseconds with no further change before a sync starts")
     ] = 100,
     local_studio: cli.LocalStudio = False,
+    flower: Flower = False,
     redis_url: cli.RedisUrl = None,
     studio_url: cli.StudioUrl = None,
     studio_user_id: cli.StudioUser = None,
@@ -39,9 +40,12 @@ def watch(
     from shared.settings import check_store, load_settings
 
     cli.check_dir(directory)
-    settings = load_settings(redis_url=redis_url, studio_url=studio_url, studio_user_id=studio_user_id)
+    settings = load_settings(
+        redis_url=redis_url, studio_url=studio_url, studio_user_id=studio_user_id, flower=flower or None
+    )
     check_store(settings)  # before a local Studio is started for nothing
     embedded_default = settings.redis_url is None
+    check_flower(flower, embedded_default)
     stop = threading.Event()
     try:
         with embedded.LocalServices() as services:
