@@ -8,7 +8,7 @@ import asyncio
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,11 +19,14 @@ from producer.scanner import scan
 from producer.studio_state import client
 from shared.core.components import has_rows, member_sections
 from shared.core.exceptions import InvalidInput
-from shared.core.pull_layout import Existing, FileWrite, Layout, plan_pull
+from shared.core.pull_layout import Existing, FileWrite, Layout, parts, plan_pull
 from shared.core.refs import MissingVariable, substitute_variables
 from shared.core.specs import gallery_slug
 from shared.core.tree import Tree, build_tree
 from shared.settings import Settings, scan_limits, tree_limits
+
+# the templates the syncs recorded (RunStore.templates), by label, for the labels asked
+Templates = Callable[[Collection[str]], Mapping[str, object]]
 
 
 @dataclass
@@ -155,6 +158,7 @@ def pull(
     gallery_name: str | None = None,
     dry_run: bool = False,
     every_row: bool = False,
+    templates: Templates | None = None,
 ) -> tuple[Layout, list[str], dict[str, str]]:
     """Pull into `root`; returns the layout, the labels of the rows left out and the files that
     could not be written (path -> why). A tree with teams takes the rows of its own teams (Studio
@@ -163,9 +167,17 @@ def pull(
     existing = existing_files(root, settings, env)
     keep = None if every_row else _own_teams(existing)
     content = read_studio(settings, labels or [], gallery_name or root.resolve().name, keep)
-    layout = plan_pull(content.teams, content.gallery, existing, env, _taken(root))
+    known = templates(_labels(content)) if templates is not None else {}
+    layout = plan_pull(content.teams, content.gallery, existing, env, _taken(root), known)
     failed = {} if dry_run else write_files(root, layout)
     return layout, content.others, failed
+
+
+def _labels(content: StudioContent) -> set[str]:
+    """The labels of the components pulled, and of every part in them."""
+    pulled = [*content.teams, *content.gallery]
+    found = (c.get("label") for top in pulled for c in (top, *parts(top)))
+    return {label for label in found if isinstance(label, str)}
 
 
 def _own_teams(existing: dict[str, Existing]) -> set[str] | None:

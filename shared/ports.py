@@ -8,7 +8,7 @@ use; the workers use the adapters themselves.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, Self
 
@@ -116,6 +116,15 @@ class RunStore(Protocol):
     def record_written(self, ns: str, row: WrittenRow) -> None: ...
 
     def forget_written(self, ns: str, label: str) -> None: ...
+
+    def record_templates(self, ns: str, templates: Mapping[str, object]) -> None:
+        """Label -> the component as its file says it (references inlined, `${VAR}`s as written),
+        for the components a sync wrote: what `producer pull` puts placeholders back from."""
+        ...
+
+    def templates(self, ns: str, labels: Collection[str]) -> dict[str, object]:
+        """The templates recorded for `labels` (those that have one)."""
+        ...
 
     def owned_gallery(self, ns: str, name: str) -> tuple[int, str] | None: ...
 

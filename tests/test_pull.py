@@ -5,6 +5,7 @@ round trips, and no secret in any file."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -116,6 +117,29 @@ def test_sync_then_pull_changes_no_file(cli: Cli, examples: Path) -> None:
     result = _pull(cli, examples)
     assert [f for f in result["files"] if f["action"] != "unchanged"] == []
     assert _files(examples) == before
+
+
+def test_a_synced_tree_pulled_into_an_empty_folder_gets_its_placeholders_back(
+    cli: Cli, examples: Path, tmp_path: Path
+) -> None:
+    """No file to read them from: the placeholders come from what the sync recorded, `${VAR:-default}`s
+    as written; pull lists exactly the original's variables, and plan needs none that it did not."""
+    placeholders = set(re.findall(r"\$\{[^}]+\}", "".join(_files(examples / "models").values())))
+    assert len(placeholders) == 4, placeholders  # the examples' models: keys, URL and model, with defaults
+    rc, _, err = cli.sync(examples)
+    assert rc == 0, err
+    root = tmp_path / "pulled"
+    result = _pull(cli, root, "--all")
+
+    pulled = "".join(_files(root).values())
+    assert all(p in pulled for p in placeholders), pulled
+    used = {re.match(r"\$\{(\w+)", p).group(1) for p in placeholders}  # type: ignore[union-attr]
+    assert set(result["variables"]) == used
+    env = {var: "" for var in used}  # none set: their defaults hold, in the original and the pulled tree
+    for tree in (examples, root):
+        plan = cli.run("plan", str(tree), "--json", **env)
+        assert plan.returncode == 0, plan.stderr
+        assert not json.loads(plan.stdout)["errors"], (tree, plan.stdout)
 
 
 def test_a_team_edited_in_studio_is_pulled_into_its_file_in_place(cli: Cli, examples: Path) -> None:

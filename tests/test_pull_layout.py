@@ -114,3 +114,24 @@ def test_gallery_components_get_files_of_their_own() -> None:
     files = {f.path: f.document for f in layout.files}
     assert set(files) == {"models/gpt.yaml", "agents/writer.yaml"}
     assert files["agents/writer.yaml"]["config"]["model_client"] == {"$ref": "gpt"}
+
+
+def test_a_label_with_no_file_takes_its_placeholders_from_the_template_the_sync_recorded() -> None:
+    """Into an empty tree: `${VAR:-default}`s come back as written, secrets keep their variable's
+    name, and every variable the files use is listed (none invented)."""
+    model = _model(key="not-needed")
+    model["config"]["base_url"] = "http://127.0.0.1:11435/v1"
+    template = copy.deepcopy(model)
+    template["config"]["api_key"] = "${LOCAL_LLM_API_KEY:-not-needed}"
+    template["config"]["base_url"] = "${LOCAL_LLM_BASE_URL:-http://127.0.0.1:11435/v1}"
+    template["config"]["model"] = "$${LITERAL}"  # an escaped `${`: no variable
+    model["config"]["model"] = "${LITERAL}"
+    layout = plan_pull([], [model], {}, {}, templates={"gpt": template})
+
+    (written,) = layout.files
+    assert written.document["config"] == template["config"]
+    assert set(layout.variables) == {"LOCAL_LLM_API_KEY", "LOCAL_LLM_BASE_URL"}
+    # without the template: a secret gets a variable named for it, the rest is written as Studio holds it
+    bare = plan_pull([], [model], {}, {})
+    assert bare.files[0].document["config"]["api_key"] == "${GPT_API_KEY}"
+    assert bare.files[0].document["config"]["base_url"] == "http://127.0.0.1:11435/v1"

@@ -326,4 +326,8 @@ async def sync_batch(ctx: RunContext, labels: list[str], concurrency: int) -> di
     results = dict(zip(claimed.todo, ends, strict=True))
     store.set_states(ctx.run_id, results, {lbl: Status.RUNNING for lbl in results})
     store.cache_results(ctx.ns, ctx.meta.tree, _cacheable(records, results))
+    # what each written component's file said, placeholders and all: `producer pull` puts them back
+    store.record_templates(
+        ctx.ns, {lbl: records[lbl]["spec"] for lbl, st in results.items() if st.status == Status.DONE}
+    )
     return results

@@ -13,7 +13,11 @@ from producer.cli.common import echo_json, with_local_studio
 from shared.core.exceptions import InvalidInput
 
 if TYPE_CHECKING:
+    from collections.abc import Collection, Mapping
+
+    from producer.pull import Templates
     from shared.core.pull_layout import FileWrite, Layout
+    from shared.settings import Settings
 
 
 @cli.app.command()
@@ -85,11 +89,38 @@ def _pull(
     try:
         with embedded.LocalServices() as services:
             settings = with_local_studio(settings, services, local_studio)
-            return pull_tree(directory, settings, environment(), team, gallery, dry_run, every_row)
+            templates = _templates(settings, services)
+            return pull_tree(directory, settings, environment(), team, gallery, dry_run, every_row, templates)
     except StudioError as exc:
         raise unavailable(settings.studio_url, exc) from exc
     except OSError as exc:
         raise InvalidInput(f"cannot write into {directory}: {exc}") from exc
+
+
+def _templates(settings: Settings, services: embedded.LocalServices) -> Templates:
+    """What the syncs into this Studio recorded of each component's file (its `${VAR}`s), read from
+    the configured Redis, or the embedded default's when it holds data; else nothing is known."""
+    from shared.core.exceptions import AgentqError, ServiceUnavailable
+    from shared.core.hashing import namespace
+
+    def read(labels: Collection[str]) -> Mapping[str, object]:
+        if settings.redis_url is None and not (settings.cache_dir / "redis").is_dir():
+            return {}
+        try:
+            with cli.redis_session(settings, services, quiet=True) as (store, _):
+                try:
+                    return store.templates(namespace(settings.studio_url, settings.studio_user_id), labels)
+                except store.errors as exc:
+                    raise ServiceUnavailable(f"Redis: {exc}") from exc
+        except AgentqError as exc:
+            cli.err().print(
+                f"[yellow]warning:[/yellow] what the syncs recorded of the files is out of reach ({cli.escape(str(exc))}): "
+                "placeholders come from the tree's own files only",
+                soft_wrap=True,
+            )
+            return {}
+
+    return read
 
 
 def _pull_json(layout: Layout, others: list[str], failed: dict[str, str]) -> dict[str, object]:

@@ -28,6 +28,7 @@ from shared.core.refs import MissingVariable, substitute_variables
 from shared.core.secrets import content_hash, is_secret_field
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
+_USED = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)")
 Format = Literal["yaml", "json"]
 Action = Literal["create", "update", "unchanged"]
 
@@ -120,10 +121,14 @@ def plan_pull(
     existing: Mapping[str, Existing],
     env: Mapping[str, str],
     taken: Collection[str] = (),
+    templates: Mapping[str, Any] | None = None,
 ) -> Layout:
     """The files a pull writes for Studio's `teams` (components of team rows) and the tree's
     gallery entry's standalone components, given the tree's `existing` files by label; a new
-    file never takes a path in `taken` (every file the tree has, broken ones included)."""
+    file never takes a path in `taken` (every file the tree has, broken ones included).
+    `templates`: by label, what the file a sync last wrote the component from held (references
+    inlined, `${VAR}`s as written): a label with no file in the tree gets its placeholders back
+    from it, `${VAR:-default}`s included."""
     layout = Layout()
     top = _top_level(teams, gallery, layout.warnings)
     written = {lbl: c for lbl, c in top.items() if not _same_as_tree(existing.get(lbl), c)}
@@ -134,7 +139,8 @@ def plan_pull(
         known = existing.get(lbl)
         component = written.get(lbl)
         if component is not None:
-            layout.files.append(_file_write(lbl, component, known, own, used, env, layout.variables))
+            before = known.document if known else (templates or {}).get(lbl)
+            layout.files.append(_file_write(lbl, component, known, before, own, used, env, layout.variables))
         elif known is not None:  # the tree's file says it already
             layout.files.append(FileWrite(known.path, lbl, known.document, "unchanged"))
     return layout
@@ -144,19 +150,21 @@ def _file_write(
     lbl: str,
     component: dict[str, Any],
     known: Existing | None,
+    before: Any,
     own: Mapping[str, str],
     used: set[str],
     env: Mapping[str, str],
     variables: dict[str, list[str]],
 ) -> FileWrite:
-    """The file for one pulled component: the tree's own file for its label, else a new path not in `used`."""
+    """The file for one pulled component: the tree's own file for its label, else a new path not in
+    `used`; `before` is what held its placeholders (the tree's file, or the sync's template)."""
     if known is not None:
         path = known.path
     else:
         path = _free_path(f"{folder(component['component_type'])}/{slug(lbl)}", used)
         used.add(path)
     document = _with_refs(component, own, top_level=True)
-    document = _keep_variables(document, known.document if known else None, env, lbl, variables, path)
+    document = _keep_variables(document, before, env, lbl, variables, path)
     action: Action = "create" if known is None else "unchanged" if document == known.document else "update"
     return FileWrite(path, lbl, document, action)
 
@@ -276,7 +284,7 @@ class _Variables:
         if isinstance(value, list):
             prior = before if isinstance(before, list) and len(before) == len(value) else [None] * len(value)
             return [self.walk(v, b, owner, f"{dotted}[{i}]") for i, (v, b) in enumerate(zip(value, prior, strict=True))]
-        return self._text(value, before)
+        return self._text(value, before, dotted)
 
     def _mapping(self, value: dict[str, Any], before: Any, owner: str, dotted: str) -> dict[str, Any]:
         owner = str(_label(value)) if is_component(value) and _label(value) else owner
@@ -290,18 +298,27 @@ class _Variables:
                 out[key] = self.walk(child, prior.get(key), owner, at)
         return out
 
+    def _used(self, text: str, at: str) -> None:
+        for escaped, var in _USED.findall(text):
+            if not escaped:  # `$${X}` is the text `${X}`, no variable
+                self.variables.setdefault(var, []).append(f"{self.path}: {at}")
+
     def _secret(self, kept: Any, owner: str, key: str, at: str) -> str:
         """A secret field: the old file's `${VAR}` where it had one, else a new `${VAR}` named for it."""
         match = _VAR.search(kept) if isinstance(kept, str) else None
-        var = match.group(1) if match else variable_name(owner, key)
-        self.variables.setdefault(var, []).append(f"{self.path}: {at}")
-        return str(kept) if match else f"${{{var}}}"
+        kept_text = str(kept) if match else f"${{{variable_name(owner, key)}}}"
+        self._used(kept_text, at)
+        return kept_text
 
-    def _text(self, value: Any, before: Any) -> Any:
-        """The old file's text with its `${VAR}`s where, with them set, it says what Studio holds."""
+    def _text(self, value: Any, before: Any, at: str) -> Any:
+        """The old file's text with its `${VAR}`s where, with them set (or their defaults), it says
+        what Studio holds."""
         if not (isinstance(value, str) and isinstance(before, str) and "${" in before):
             return value
         try:
-            return before if substitute_variables(before, self.env) == value else value
+            if substitute_variables(before, self.env) != value:
+                return value
         except MissingVariable:
             return value
+        self._used(before, at)
+        return before

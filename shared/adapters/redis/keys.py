@@ -62,6 +62,7 @@ GALLERY = "gallery"  # + gallery key: a written gallery entry's result
 LABELS = "labels"  # + tree: label -> the node key it was last synced with
 TEAMS = "teams"  # label -> its team row's id
 WRITTEN = "written"  # label -> the record of the team row the sync wrote (shared/core/drift.py)
+TEMPLATES = "templates"  # label -> its component as the file said it, ${VAR}s unresolved (producer pull)
 GALLERIES = "galleries"  # gallery name -> its row's id
 OWNED_GALLERIES = "owned-galleries"  # gallery name -> the row id and tree of an entry the sync created
 CREATING = "creating"  # + what: the lock held while the Studio row `what` is created (30 s)

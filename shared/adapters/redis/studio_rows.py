@@ -4,6 +4,7 @@ updates go in place), the records drift and prune compare (shared/core/drift.py)
 from __future__ import annotations
 
 import json
+from collections.abc import Collection, Mapping
 
 import redis
 
@@ -38,6 +39,15 @@ class StudioRows(RedisPart):
         pipe.hdel(keys.ns_key(ns, keys.WRITTEN), label)
         pipe.hdel(keys.ns_key(ns, keys.TEAMS), label)
         pipe.execute()
+
+    def record_templates(self, ns: str, templates: Mapping[str, object]) -> None:
+        if templates:  # no secret in them: a placeholder is what the file says
+            self.r.hset(keys.ns_key(ns, keys.TEMPLATES), mapping={lbl: dumps(t) for lbl, t in templates.items()})
+
+    def templates(self, ns: str, labels: Collection[str]) -> dict[str, object]:
+        wanted = sorted(labels)
+        values = self.r.hmget(keys.ns_key(ns, keys.TEMPLATES), wanted) if wanted else []
+        return {lbl: json.loads(raw) for lbl, raw in zip(wanted, values, strict=True) if raw}
 
     def create_lock(self, ns: str, what: str, seconds: float = 30.0) -> redis.lock.Lock:
         """redis-py's lock on creating the Studio row `what` in this namespace: one create per row
