@@ -58,11 +58,8 @@ def stored_report(store: RunStore, run_id: str) -> Report | None:
     meta = store.meta(run_id)
     if meta is None:
         return None
-    if meta.kind == RunKind.WORKFLOW:
-        report = workflow_report(store, run_id)
-        return None if report is None else {"kind": RunKind.WORKFLOW, **report}
-    report = run_report(store, run_id)
-    return None if report is None else {"kind": RunKind.SYNC, **report}
+    report = (workflow_report if meta.kind == RunKind.WORKFLOW else run_report)(store, run_id)
+    return None if report is None else {"kind": meta.kind, **report}
 
 
 def succeeded(report: Report) -> bool:
@@ -203,17 +200,20 @@ def render_workflow(console: Console, report: Report) -> None:
     )
 
 
-def tool_call(call: Mapping[str, Any], result: Mapping[str, Any] | None) -> str:
-    """`add(a=2, b=3) → 5`: a call as a reader writes it, with what it returned (when it has)."""
+def _arguments(call: Mapping[str, Any]) -> str:
+    """A tool call's arguments as `a=2, b=3`; as they came when they are no JSON object."""
     try:
         arguments = json.loads(call.get("arguments") or "{}")
     except ValueError:
         arguments = None
     if isinstance(arguments, dict):
-        shown = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in arguments.items())
-    else:
-        shown = str(call.get("arguments", ""))
-    text = f"{call.get('name')}({shown})"
+        return ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in arguments.items())
+    return str(call.get("arguments", ""))
+
+
+def tool_call(call: Mapping[str, Any], result: Mapping[str, Any] | None) -> str:
+    """`add(a=2, b=3) → 5`: a call as a reader writes it, with what it returned (when it has)."""
+    text = f"{call.get('name')}({_arguments(call)})"
     if result is not None:
         text += f" → {'error: ' if result.get('is_error') else ''}{result.get('content')}"
     return text

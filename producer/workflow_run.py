@@ -57,11 +57,16 @@ def default_tree_root(file: Path) -> Path:
     return parent.parent if parent.name == "workflows" else parent
 
 
-def load(file: Path, tree_root: Path | None, settings: Settings) -> PreparedWorkflow:
+def _root_of(file: Path, tree_root: Path | None) -> Path:
+    """The tree the workflow's agents come from: --tree's folder, or the one the file's place says."""
     if tree_root is not None and not tree_root.is_dir():
         why = "is not a directory" if tree_root.exists() else "does not exist"
         raise InvalidInput(f"the tree {tree_root} {why}: --tree names the folder the workflow's agents come from")
-    root = (tree_root or default_tree_root(file)).resolve()
+    return (tree_root or default_tree_root(file)).resolve()
+
+
+def load(file: Path, tree_root: Path | None, settings: Settings) -> PreparedWorkflow:
+    root = _root_of(file, tree_root)
     rel = str(file.resolve().relative_to(root)) if file.resolve().is_relative_to(root) else str(file)
     workflow = _read_workflow(file, rel)
     result = scan(root, default_cache_path(root, settings.cache_dir), limits=scan_limits(settings))
@@ -177,6 +182,17 @@ def _task_specs(
     }
 
 
+def _task_records(wf: Workflow, tree: Tree) -> dict[str, Spec]:
+    """Each task's record: the task, its agent's component resolved in the tree, the workflow's goal."""
+    memo: dict[str, Any] = {}
+    return {t.id: {"task": t.model_dump(), "agent": tree.resolved(t.agent, memo), "goal": wf.goal} for t in wf.tasks}
+
+
+def _pending_state(tree: Tree, task: WorkflowTask) -> NodeState:
+    kind = tree.nodes[task.agent].component_type
+    return NodeState(status=Status.PENDING, type=kind, agent=task.agent, priority=task.priority)
+
+
 @dataclass(frozen=True)
 class _ToRun:
     """The tasks to run: each one's spec, the run's release bookkeeping, and the tasks released at
@@ -213,17 +229,11 @@ def submit(
     """Write the run to Redis and start it; returns (run id, whether anything was enqueued).
     `dispatcher` is called only when there is something to enqueue (it may start a local worker)."""
     wf, tree = prepared.workflow, prepared.tree
-    memo: dict[str, Any] = {}
-    records = {t.id: {"task": t.model_dump(), "agent": tree.resolved(t.agent, memo), "goal": wf.goal} for t in wf.tasks}
+    records = _task_records(wf, tree)
     metrics = Metrics()
     found = _Found() if no_cache else _cached_states(store, wf, records, metrics)
     pending = [t for t in wf.tasks if t.id not in found.states]
-    states = found.states | {
-        t.id: NodeState(
-            status=Status.PENDING, type=tree.nodes[t.agent].component_type, agent=t.agent, priority=t.priority
-        )
-        for t in pending
-    }
+    states = found.states | {t.id: _pending_state(tree, t) for t in pending}
     to_run = _to_run(wf, records, pending, found, sequential)
     # before the run's clock starts: loading Celery takes ~0.1 s and is not the run's time
     publisher = dispatcher() if to_run.specs else None

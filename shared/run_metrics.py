@@ -16,15 +16,18 @@ def sync_outcome(state: NodeState) -> str:
     return OUTCOME_OF_STATUS.get(state.status, str(state.status))
 
 
+def _count_outcomes(metrics: Metrics, states: dict[str, NodeState]) -> None:
+    for st in states.values():
+        metrics.inc("agentq_sync_outcomes_total", [st.type or "file", sync_outcome(st)])
+
+
 def record_run(store: RunStore, meta: RunMeta | None) -> None:
     """Count a finished run's outcomes and duration (None: the run expired; nothing to count)."""
     if meta is None:
         return
     metrics = Metrics()
-    # workflow tasks are counted as each ends (workers) or is found cached (producer)
-    states = store.node_states(meta.run_id) if meta.kind == RunKind.SYNC else {}
-    for st in states.values():
-        metrics.inc("agentq_sync_outcomes_total", [st.type or "file", sync_outcome(st)])
+    if meta.kind == RunKind.SYNC:  # workflow tasks are counted as each ends (workers) or is found cached (producer)
+        _count_outcomes(metrics, store.node_states(meta.run_id))
     if meta.finished is not None:
         metrics.observe("agentq_run_duration_seconds", [meta.kind], meta.finished - meta.created)
     store.flush(metrics)

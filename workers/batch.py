@@ -70,17 +70,21 @@ class Ender:
             return NodeState(status=Status.SKIPPED, reason=problem, seconds=0.0, finished=time.time())
         async with self.gate or contextlib.nullcontext():
             t0 = time.monotonic()
-            try:
-                result = await work()
-            except RunCancelled:
-                result = NodeState(status=Status.SKIPPED, reason="the run was cancelled")
-            except Exception as exc:
-                if is_outage(exc):
-                    # Redis out of reach past REDIS_OUTAGE_SECONDS is no outcome of this node: its message
-                    # is not acknowledged, and the node runs again once Redis is back
-                    raise
-                result = _failed(exc, self.hostname, secrets)
+            result = await self._outcome(work, secrets)
             return result.model_copy(update={"seconds": round(time.monotonic() - t0, 4), "finished": time.time()})
+
+    async def _outcome(self, work: Callable[[], Awaitable[NodeState]], secrets: Callable[[], list[str]]) -> NodeState:
+        """What `work` ended with: its state, or the failure or cancellation it raised."""
+        try:
+            return await work()
+        except RunCancelled:
+            return NodeState(status=Status.SKIPPED, reason="the run was cancelled")
+        except Exception as exc:
+            if is_outage(exc):
+                # Redis out of reach past REDIS_OUTAGE_SECONDS is no outcome of this node: its message
+                # is not acknowledged, and the node runs again once Redis is back
+                raise
+            return _failed(exc, self.hostname, secrets)
 
 
 def _failed(exc: Exception, hostname: str, secrets: Callable[[], list[str]]) -> NodeState:

@@ -129,13 +129,18 @@ def _node_lost(node: NodeView, released: bool, seen: Seen, item: str) -> Lost | 
     if node.status in TERMINAL or (seen.carried is not None and item in seen.carried):
         return None
     if node.status == Status.RUNNING:
-        if node.worker and node.worker not in seen.live_workers:
-            return Lost(item, f"its worker {node.worker} is gone", "worker-gone")
-        if node.message not in seen.running_messages:
-            return Lost(item, f"marked running on {node.worker}, which holds no message for it", "not-held")
-        return None
+        return _running_lost(node, seen, item)
     if released and seen.carried is not None:
         return Lost(item, "released, but in no queue and on no worker")
+    return None
+
+
+def _running_lost(node: NodeView, seen: Seen, item: str) -> Lost | None:
+    """A running node whose worker is gone, or holds no message for it."""
+    if node.worker and node.worker not in seen.live_workers:
+        return Lost(item, f"its worker {node.worker} is gone", "worker-gone")
+    if node.message not in seen.running_messages:
+        return Lost(item, f"marked running on {node.worker}, which holds no message for it", "not-held")
     return None
 
 
@@ -157,16 +162,18 @@ def lost_workflow_work(view: WorkflowView, seen: Seen) -> list[Lost]:
         _node_lost(node, view.open_inputs.get(tid, 0) <= 0, seen, task_item(tid)) for tid, node in view.nodes.items()
     )
     lost = [lost for lost in found if lost]
-    if seen.carried is None:
-        # a released task whose publish never happened (its worker lost its broker between the end
-        # that released it and the publish) is lost on any broker: the outbox says so (the grace
-        # covers the moment between the two)
-        lost += [
-            Lost(task_item(tid), "released, but its publish never happened", "unpublished")
-            for tid in sorted(view.unpublished)
-            if view.nodes.get(tid, NodeView(Status.PENDING)).status == Status.PENDING
-        ]
-    return lost
+    return lost + (_unpublished(view) if seen.carried is None else [])
+
+
+def _unpublished(view: WorkflowView) -> list[Lost]:
+    """A released task whose publish never happened (its worker lost its broker between the end
+    that released it and the publish) is lost on any broker: the outbox says so (the grace covers
+    the moment between the two). Where the broker can be looked into, _node_lost finds it."""
+    return [
+        Lost(task_item(tid), "released, but its publish never happened", "unpublished")
+        for tid in sorted(view.unpublished)
+        if view.nodes.get(tid, NodeView(Status.PENDING)).status == Status.PENDING
+    ]
 
 
 def _lost_batches(view: SyncView, seen: Seen, wave: int) -> list[Lost]:
@@ -201,12 +208,15 @@ def lost_sync_work(view: SyncView, seen: Seen) -> list[Lost]:
         return []
     if START not in view.claims:
         return _uncarried_step(START, seen, "the run's start message is in no queue")
-    # the groups released so far: the first, and each whose previous group's step was taken
-    released = [w for w in range(len(view.batches)) if w == 0 or wave_done_item(w - 1) in view.claims]
-    lost = [item for wave in released for item in _lost_in_group(view, seen, wave)]
+    lost = [item for wave in _released_groups(view) for item in _lost_in_group(view, seen, wave)]
     if not view.batches or wave_done_item(len(view.batches) - 1) in view.claims:
         lost += _uncarried_step(FINALIZE, seen, "every group has ended but the run was not finished")
     return lost
+
+
+def _released_groups(view: SyncView) -> list[int]:
+    """The groups released so far: the first, and each whose previous group's step was taken."""
+    return [w for w in range(len(view.batches)) if w == 0 or wave_done_item(w - 1) in view.claims]
 
 
 @dataclass

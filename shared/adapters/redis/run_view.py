@@ -44,14 +44,18 @@ def workflow_view(r: redis.Redis, run_id: str, meta: RunMeta, states: Mapping[st
 
 
 def sync_view(r: redis.Redis, run_id: str, meta: RunMeta, states: Mapping[str, NodeState]) -> SyncView:
-    waves = meta.waves
+    waves = range(meta.waves)
+    steps = ["start", *(f"wave-done:{w}" for w in waves)]
     pipe = r.pipeline(transaction=False)
-    for w in range(waves):
+    for w in waves:
         pipe.lrange(run_key(run_id, keys.wave(w)), 0, -1)
-    steps = ["start", *(f"wave-done:{w}" for w in range(waves))]
     for step in steps:
         pipe.exists(run_key(run_id, keys.claim(step)))
     replies = pipe.execute()
-    batches = [[json.loads(b) for b in wave] for wave in replies[:waves]]
-    claims = frozenset(step for step, taken in zip(steps, replies[waves:], strict=True) if taken)
-    return SyncView(node_views(states), batches, claims, meta.is_finished)
+    batches = [[json.loads(b) for b in wave] for wave in replies[: len(waves)]]
+    return SyncView(node_views(states), batches, _taken(steps, replies[len(waves) :]), meta.is_finished)
+
+
+def _taken(steps: list[str], exists: list[int]) -> frozenset[str]:
+    """The steps whose claim was taken, from EXISTS on each."""
+    return frozenset(step for step, taken in zip(steps, exists, strict=True) if taken)
