@@ -10,7 +10,8 @@ from collections.abc import Collection
 from enum import StrEnum
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import PydanticSerializationError
 
 from shared.core.json_text import dumps
 
@@ -55,13 +56,22 @@ class Record(BaseModel):
 
     def to_json(self, without: Collection[str] = ()) -> str:
         """`without`: fields stored apart (RUN_LISTS)."""
-        # shared/core/json_text.py, not pydantic's encoder: a path or an error may hold a lone
-        # surrogate (a file name that is not UTF-8), which only the standard library's JSON escapes
-        return dumps(self.model_dump(exclude_unset=True, exclude=set(without)))
+        exclude = set(without)
+        try:
+            return self.model_dump_json(exclude_unset=True, exclude=exclude)
+        except PydanticSerializationError:
+            # a path or an error may hold a lone surrogate (a file name that is not UTF-8), which
+            # pydantic's encoder refuses and shared/core/json_text.py escapes
+            return dumps(self.model_dump(exclude_unset=True, exclude=exclude))
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Self:
-        return cls.model_validate(json.loads(raw))
+        try:
+            return cls.model_validate_json(raw)
+        except ValidationError:
+            # pydantic's parser refuses an escaped lone surrogate; the standard library's reads it
+            # (a record that is wrong is refused all the same)
+            return cls.model_validate(json.loads(raw))
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON's fields as data (reports print them)."""
