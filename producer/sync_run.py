@@ -116,6 +116,14 @@ def submit(prepared: Prepared, settings: Settings, store: RunStore, dispatcher: 
     """Write the run's state to Redis and publish its first wave (nothing when all is cached)."""
     plan, tree = prepared.plan, prepared.tree
     specs = _specs(prepared)
+    metrics = Metrics()
+    for label in prepared.tree.valid:
+        hit = "hit" if plan.states[label].status == Status.CACHED else "miss"
+        metrics.inc("agentq_cache_requests_total", [tree.nodes[label].component_type, hit])
+
+    # Studio is asked once whether it answers at all before any work goes to the workers
+    version, asked = studio_version(settings, metrics) if plan.has_work else (None, None)
+    # made last: the run's clock (new_run) starts as it is written, asking Studio not counted
     meta = RunMeta(
         **new_run(),
         kind=RunKind.SYNC,
@@ -130,13 +138,6 @@ def submit(prepared: Prepared, settings: Settings, store: RunStore, dispatcher: 
         waves=len(plan.waves),
         total=len(plan.states),
     )
-    metrics = Metrics()
-    for label in prepared.tree.valid:
-        hit = "hit" if plan.states[label].status == Status.CACHED else "miss"
-        metrics.inc("agentq_cache_requests_total", [tree.nodes[label].component_type, hit])
-
-    # Studio is asked once whether it answers at all before any work goes to the workers
-    version, asked = studio_version(settings, metrics) if plan.has_work else (None, None)
 
     def write(meta: RunMeta) -> None:
         store.create_run(NewRun(meta, plan.states, specs, plan.waves))
