@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from shared.core.components import gallery_section
@@ -53,21 +53,26 @@ def split(labels: list[str], batch_size: int) -> list[list[str]]:
     return [labels[i : i + size] for i in range(0, len(labels), size)]
 
 
+# Why a node does not run, by where the tree or Studio says so: its first state's fields and its change
+NOT_RUN: tuple[tuple[str, Callable[[str], dict[str, object]], str], ...] = (
+    ("invalid", lambda why: {"status": Status.FAILED, "error": why}, "invalid"),
+    ("skipped", lambda why: {"status": Status.SKIPPED, "reason": why}, "skipped"),
+    ("drifted", lambda why: {"status": Status.SKIPPED, "drifted": True, "reason": why}, "drifted"),
+)
+
+
 def _first_state(
-    tree: Tree,
     label: str,
+    reasons: Mapping[str, Mapping[str, str]],
     cached: Mapping[str, CacheEntry | None],
-    drifted: Mapping[str, str],
     last_keys: Mapping[str, str],
 ) -> tuple[dict[str, object], str]:
     """A node's first state's own fields (its type and path aside), and what changed for it:
-    invalid, skipped, drifted, unchanged (cached), changed or new."""
-    if label in tree.invalid:
-        return {"status": Status.FAILED, "error": tree.invalid[label]}, "invalid"
-    if label in tree.skipped:
-        return {"status": Status.SKIPPED, "reason": tree.skipped[label]}, "skipped"
-    if label in drifted:
-        return {"status": Status.SKIPPED, "drifted": True, "reason": drifted[label]}, "drifted"
+    invalid, skipped, drifted, unchanged (cached), changed or new. `reasons`: for each of invalid,
+    skipped and drifted, label -> why."""
+    for where, fields, change in NOT_RUN:
+        if label in reasons[where]:
+            return fields(reasons[where][label]), change
     if label in cached:
         # the cache entry's fields (outcome, team or gallery id) are the node's own
         return {**(cached[label] or {}), "status": Status.CACHED, "outcome": "unchanged"}, "unchanged"
@@ -93,8 +98,9 @@ def make_plan(
     for path, message in tree.broken_files.items():
         states[path] = NodeState(status=Status.FAILED, type=None, path=path, error=message)
         changes[path] = "invalid"
+    reasons = {"invalid": tree.invalid, "skipped": tree.skipped, "drifted": drifted}
     for label, node in tree.nodes.items():
-        fields, changes[label] = _first_state(tree, label, cached, drifted, last_keys)
+        fields, changes[label] = _first_state(label, reasons, cached, last_keys)
         states[label] = NodeState.model_validate({"type": node.component_type, "path": node.path, **fields})
 
     key = tree_gallery_key(tree, gallery_name)

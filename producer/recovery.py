@@ -213,20 +213,23 @@ class Watchdog:
             self._dispatch_again(due, isinstance(view, reconcile.WorkflowView))
 
     def _dispatch_again(self, due: list[reconcile.Lost], workflow: bool) -> None:
-        dispatcher, run_id = self.dispatcher(), self.run_id
         metrics = Metrics()
         self._send_tasks_again([lost.item.removeprefix("task:") for lost in due if lost.item.startswith("task:")])
-        meta = self.store.meta(run_id)
+        meta = self.store.meta(self.run_id)
         batch_task = meta.batch_task if meta else SYNC_BATCH_TASK
         for lost in due:
-            message = step_message(lost.item, run_id, batch_task, workflow)
-            if message is not None:
-                dispatcher.send_again(*message)
-            elif lost.item == reconcile.FINALIZE and self.store.claim(run_id, "finished"):
-                record_run(self.store, self.store.finish_run(run_id))  # a workflow's last step is no message
+            self._send_step_again(lost.item, batch_task, workflow)
             metrics.inc("agentq_redispatches_total", ["workflow" if workflow else "sync", lost.cause])
         self.store.flush(metrics)
         self._say_dispatched(due)
+
+    def _send_step_again(self, item: str, batch_task: str, workflow: bool) -> None:
+        """A lost sync batch or run step, sent again; a workflow's lost last step is taken here."""
+        message = step_message(item, self.run_id, batch_task, workflow)
+        if message is not None:
+            self.dispatcher().send_again(*message)
+        elif item == reconcile.FINALIZE and self.store.claim(self.run_id, "finished"):
+            record_run(self.store, self.store.finish_run(self.run_id))  # a workflow's last step is no message
 
     def _send_tasks_again(self, tasks: list[str]) -> None:
         """Lost workflow tasks, batch_size to a message."""
