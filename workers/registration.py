@@ -8,7 +8,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypedDict
 
 from redis.exceptions import LockError
@@ -17,7 +17,7 @@ from shared.adapters.redis.keys import STUDIO_TEAMS, STUDIO_VERSION
 from shared.adapters.redis.store import Store
 from shared.adapters.studio import StudioClient
 from shared.core.components import has_rows
-from shared.core.drift import WrittenRow, row_label
+from shared.core.drift import KnownRow, WrittenRow, row_label
 from shared.core.exceptions import TaskFailed
 from shared.core.records import CacheEntry, Component, Row, Spec
 from shared.core.refs import MissingVariable, secret_values, substitute_variables
@@ -42,6 +42,11 @@ class RunContext:
     hostname: str  # the worker's node name
     task_id: str | None = None  # the Celery message carrying this batch (producer/recovery.py requeues it)
     local_validation: bool = True  # LOCAL_VALIDATION: validate here when the worker can (workers/validation.py)
+    # read once per batch rather than once per node: the run's values never change once set, and
+    # the namespace's rows are read for the whole batch at its start (creates re-read under their lock)
+    version: str | None = None
+    listing: dict[str, ListedTeam] | None = None
+    rows: dict[str, KnownRow] = field(default_factory=dict)
 
     @property
     def ns(self) -> str:
@@ -86,21 +91,23 @@ async def ensure_team_listing(ctx: RunContext) -> dict[str, ListedTeam]:
 
     Matching by label is how a first sync (or one after the cache was lost) finds existing rows.
     """
+    if ctx.listing is not None:
+        return ctx.listing
     deadline = time.monotonic() + LISTING_WAIT_SECONDS
     while time.monotonic() < deadline:
         value = ctx.store.run_value(ctx.run_id, STUDIO_TEAMS)
         if value is not None:
-            listing: dict[str, ListedTeam] = json.loads(value)
-            return listing
+            ctx.listing = json.loads(value)
+            return ctx.listing
         if ctx.store.claim(ctx.run_id, "team-listing"):
             try:
                 rows = await ctx.client.list_teams()
             except BaseException:
                 ctx.store.release(ctx.run_id, "team-listing")  # let another worker try
                 raise
-            by_label = _by_label(rows, ctx.client.user_id)
-            ctx.store.set_run_value(ctx.run_id, STUDIO_TEAMS, json.dumps(by_label))
-            return by_label
+            ctx.listing = _by_label(rows, ctx.client.user_id)
+            ctx.store.set_run_value(ctx.run_id, STUDIO_TEAMS, json.dumps(ctx.listing))
+            return ctx.listing
         await asyncio.sleep(0.05)
     raise NodeFailed("timed out waiting for another worker to list Studio's teams")
 
@@ -128,7 +135,7 @@ class _Writes:
 
 async def _row_by_id(ctx: RunContext, label: str) -> tuple[int, Row] | None:
     """The row the namespace's id for `label` names, while it is still `label`'s."""
-    team_id = ctx.store.team_id(ctx.ns, label)
+    team_id = ctx.rows[label].team_id if label in ctx.rows else ctx.store.team_id(ctx.ns, label)
     if team_id is None:
         return None
     row = await ctx.client.get_team(team_id)
@@ -177,7 +184,8 @@ async def upsert_team(
     (secrets masked) is what we would write is left alone. A redelivered node (its worker died
     mid-batch) looks in Studio afresh before it creates: the dead worker's create may have gone
     through after the run's listing was taken. Every write is recorded for drift and prune."""
-    writes = _Writes(ctx, label, content_hash(component), path, ctx.store.written_row(ctx.ns, label))
+    earlier = ctx.rows[label].written if label in ctx.rows else ctx.store.written_row(ctx.ns, label)
+    writes = _Writes(ctx, label, content_hash(component), path, earlier)
     team_id, stamp, same = await _find_row(ctx, label, writes.digest)
     if team_id is not None and same:
         writes.record(team_id, stamp)
@@ -269,14 +277,18 @@ async def validate(ctx: RunContext, component: Component) -> list[str]:
 async def studio_version(ctx: RunContext) -> str | None:
     """Studio's release, as the producer found it before it enqueued the run (asked here, once per
     run and shared through Redis, for a run enqueued otherwise); "" when Studio would not say."""
+    if ctx.version is not None:
+        return ctx.version or None
     stored = ctx.store.run_value(ctx.run_id, STUDIO_VERSION)
     if stored is not None:
+        ctx.version = stored
         return stored or None
     try:
         known = await ctx.client.version() or ""
     except StudioError:
         known = ""
     ctx.store.set_run_value(ctx.run_id, STUDIO_VERSION, known, only_if_new=True)
+    ctx.version = known
     return known or None
 
 
@@ -309,6 +321,7 @@ async def sync_batch(ctx: RunContext, labels: list[str], concurrency: int) -> di
     claimed = batch.claim(labels, states, ctx.hostname, ctx.task_id)
     store.set_states(ctx.run_id, claimed.running, claimed.previous)
     listing_error = await _listing_error(ctx) if claimed.todo else None
+    ctx.rows = store.known_rows(ctx.ns, [lbl for lbl in claimed.todo if has_rows(records[lbl]["type"])])
     ender = batch.Ender(states, ctx.hostname, asyncio.Semaphore(concurrency))
 
     async def one(label: str) -> NodeState:

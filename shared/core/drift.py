@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from shared.core.secrets import content_hash
 
@@ -44,6 +44,13 @@ class WrittenRow:
             created=bool(data["created"]),
             updated_at=data.get("updated_at"),
         )
+
+
+class KnownRow(NamedTuple):
+    """What a namespace knows of a label's team row: the record of its last write, and its id."""
+
+    written: WrittenRow | None
+    team_id: int | None
 
 
 @dataclass(frozen=True)

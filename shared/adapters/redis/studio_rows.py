@@ -10,7 +10,7 @@ import redis
 
 from shared.adapters.redis import keys
 from shared.adapters.redis.part import RedisPart
-from shared.core.drift import WrittenRow
+from shared.core.drift import KnownRow, WrittenRow
 from shared.core.json_text import dumps
 
 
@@ -27,6 +27,20 @@ class StudioRows(RedisPart):
     def written_row(self, ns: str, label: str) -> WrittenRow | None:
         raw = self.r.hget(keys.ns_key(ns, keys.WRITTEN), label)
         return WrittenRow.from_json(raw) if raw else None
+
+    def known_rows(self, ns: str, labels: Collection[str]) -> dict[str, KnownRow]:
+        """For each of `labels`: the record of its last write and its row id, in one round trip."""
+        wanted = list(labels)
+        if not wanted:
+            return {}
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hmget(keys.ns_key(ns, keys.WRITTEN), wanted)
+        pipe.hmget(keys.ns_key(ns, keys.TEAMS), wanted)
+        written, ids = pipe.execute()
+        return {
+            lbl: KnownRow(WrittenRow.from_json(w) if w else None, int(i) if i else None)
+            for lbl, w, i in zip(wanted, written, ids, strict=True)
+        }
 
     def record_written(self, ns: str, row: WrittenRow) -> None:
         pipe = self.r.pipeline(transaction=False)
