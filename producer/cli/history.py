@@ -9,7 +9,6 @@ import typer
 
 from producer import embedded
 from shared.core.exceptions import InvalidInput
-from shared.core.run_model import TERMINAL, RunKind, RunState
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -28,6 +27,8 @@ def _age(seconds: float) -> str:
 
 
 def _row(meta: dict[str, Any], now: float) -> dict[str, Any]:
+    from shared.core.run_model import TERMINAL, RunKind, RunState  # with pydantic: not imported for --help
+
     counts: dict[str, int] = meta.get("counts", {})
     state = RunState.CANCELLED if meta.get("cancelled") else meta.get("state")
     return {

@@ -9,7 +9,6 @@ import typer
 
 from producer import embedded
 from shared.core.exceptions import InvalidInput
-from shared.core.run_model import RunKind, RunState
 
 if TYPE_CHECKING:
     from producer.workflow_run import PreparedWorkflow
@@ -57,6 +56,7 @@ def status(
 def _show_run(redis_url: str | None, run_id: str, as_json: bool, markdown: bool, verbose: bool) -> None:
     """`status` and `result`: either kind of run, shown as its kind is; exit code 0 when it succeeded."""
     from producer.report import stored_report
+    from shared.core.run_model import RunKind  # with pydantic: not imported for --help
 
     if as_json and markdown:
         raise InvalidInput("--json and --markdown: choose one")
@@ -203,6 +203,8 @@ def result(
 
 
 def _workflow_succeeded(report: dict[str, Any]) -> bool:
+    from shared.core.run_model import RunState
+
     return (
         report.get("state") == RunState.FINISHED
         and report["counts"]["failed"] == 0
