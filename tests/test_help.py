@@ -43,3 +43,37 @@ def test_every_command_is_there() -> None:
     names = {p for p, _ in ALL}
     for command in ("sync", "plan", "watch", "pull", "status", "run", "result", "runs", "cancel", "team", "monitor"):
         assert f"producer {command}" in names
+
+
+def test_the_kept_top_level_help_is_what_typer_renders_now() -> None:
+    """`producer --help` is answered from producer/cli/top_help.txt without importing typer: it must
+    say what typer would (`python -m producer.cli.top_help --write` rewrites it)."""
+    from producer.cli import top_help
+
+    assert top_help.TEXT.read_text(encoding="utf-8") == top_help.rendered(), (
+        "producer/cli/top_help.txt is stale: run `python -m producer.cli.top_help --write`"
+    )
+
+
+@pytest.mark.integration  # runs the program as a process
+def test_producer_help_says_what_typer_says_under_either_name() -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    fast = subprocess.run([sys.executable, "-m", "producer.cli", "--help"], cwd=ROOT, capture_output=True, text=True)
+    slow = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from producer.cli.app import app; sys.argv[0] = 'producer'; app()",
+            "--help",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert fast.returncode == slow.returncode == 0, fast.stderr + slow.stderr
+    assert fast.stdout.startswith("Usage: python -m producer.cli [OPTIONS] COMMAND")
+    assert fast.stdout.replace("python -m producer.cli", "producer") == slow.stdout

@@ -247,12 +247,12 @@ def start_local_flower(settings: Settings, services: embedded.LocalServices) -> 
     if settings.flower_basic_auth is not None:
         auth = settings.flower_basic_auth.get_secret_value()
     else:
-        auth, saved = f"agentq:{secrets.token_urlsafe(16)}", settings.cache_dir / "flower.auth"
+        auth, saved = f"producer:{secrets.token_urlsafe(16)}", settings.cache_dir / "flower.auth"
         saved.parent.mkdir(parents=True, exist_ok=True)
         saved.touch(mode=0o600)
         saved.chmod(0o600)
         saved.write_text(auth + "\n")
-        where = f"user agentq, the password in {saved}"
+        where = f"user producer, the password in {saved}"
     log = settings.cache_dir / "flower.log"
     services.add_process(embedded.start_flower(settings.redis_url, port, auth, log_path=log))
     err().print(f"Flower at http://127.0.0.1:{port} ({escape(where)}) while this runs.")
