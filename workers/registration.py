@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TypedDict
-
-from redis.exceptions import LockError
 
 from shared.adapters.redis.keys import STUDIO_TEAMS, STUDIO_VERSION
 from shared.adapters.redis.store import Store
@@ -204,13 +201,12 @@ async def creating(ctx: RunContext, what: str) -> AsyncIterator[None]:
     """Held while deciding to create the Studio row `what` and creating it: two syncs of one tree
     at once (two CI jobs) would otherwise both find no row and both create one."""
     lock = ctx.store.create_lock(ctx.ns, what)
-    while not lock.acquire(blocking=False):
+    while not lock.acquire():  # tried without blocking: the wait is on this event loop
         await asyncio.sleep(0.05)
     try:
         yield
     finally:
-        with contextlib.suppress(LockError):  # expired while held: another may have taken it since
-            lock.release()
+        lock.release()  # quiet when it expired while held: another may have taken it since
 
 
 async def create_team(ctx: RunContext, label: str, component: Component, key: str) -> Row:

@@ -3,15 +3,32 @@ updates go in place), the records drift and prune compare (shared/core/drift.py)
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Collection, Mapping
 
 import redis
+from redis.exceptions import LockError
 
 from shared.adapters.redis import keys
 from shared.adapters.redis.part import RedisPart
 from shared.core.drift import KnownRow, WrittenRow
 from shared.core.json_text import dumps
+
+
+class CreateLock:
+    """redis-py's lock as a create holds it: tried without blocking (the caller waits on its own
+    event loop), and let go quietly when it expired while held (another may have taken it since)."""
+
+    def __init__(self, lock: redis.lock.Lock) -> None:
+        self._lock = lock
+
+    def acquire(self) -> bool:
+        return bool(self._lock.acquire(blocking=False))
+
+    def release(self) -> None:
+        with contextlib.suppress(LockError):
+            self._lock.release()
 
 
 class StudioRows(RedisPart):
@@ -63,12 +80,12 @@ class StudioRows(RedisPart):
         values = self.r.hmget(keys.ns_key(ns, keys.TEMPLATES), wanted) if wanted else []
         return {lbl: json.loads(raw) for lbl, raw in zip(wanted, values, strict=True) if raw}
 
-    def create_lock(self, ns: str, what: str, seconds: float = 30.0) -> redis.lock.Lock:
-        """redis-py's lock on creating the Studio row `what` in this namespace: one create per row
-        at a time across runs and workers. It expires after `seconds`, should its holder die."""
+    def create_lock(self, ns: str, what: str, seconds: float = 30.0) -> CreateLock:
+        """The lock on creating the Studio row `what` in this namespace: one create per row at a
+        time across runs and workers. It expires after `seconds`, should its holder die."""
         # redis-py leaves lock() unannotated; without a lock_class it makes this one
         lock: redis.lock.Lock = self.r.lock(keys.ns_key(ns, keys.CREATING, what), timeout=seconds)
-        return lock
+        return CreateLock(lock)
 
     def owned_gallery(self, ns: str, name: str) -> tuple[int, str] | None:
         """(row id, tree) of the gallery entry `name` when the sync created it."""
