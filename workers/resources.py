@@ -4,7 +4,6 @@ above a memory or CPU threshold. Tasks in flight finish; consumption resumes bel
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import threading
@@ -12,39 +11,16 @@ import time
 from dataclasses import dataclass
 
 import psutil
-import redis
 from celery import Celery, bootsteps
 from celery.worker.consumer import Consumer
 
-from shared.adapters.redis.conn import sync_client
-from shared.adapters.redis.keys import HOSTS, THROTTLE, in_flight_key, throttle_key
-from shared.adapters.redis.metrics import flush
+from shared.adapters.redis.cluster import ClusterState
+from shared.adapters.redis.store import Store
 from shared.metrics import Metrics
 from shared.settings import Settings
 
 log = logging.getLogger("agentq.throttle")
 HOST_FORGET_SECONDS = 24 * 3600  # a worker silent this long is forgotten
-
-
-def thresholds(client: redis.Redis, nodename: str, settings: Settings) -> tuple[float, float]:
-    """(memory %, cpu %): settings, overridden at run time from Redis (cluster-wide, then per worker)."""
-    values = {"memory_percent": settings.throttle_memory_percent, "cpu_percent": settings.throttle_cpu_percent}
-    for key in (THROTTLE, throttle_key(nodename)):  # hashes: memory_percent / cpu_percent
-        for field, value in client.hgetall(key).items():
-            if field in values:
-                values[field] = float(value)
-    return values["memory_percent"], values["cpu_percent"]
-
-
-def forget_gone_hosts(client: redis.Redis, before: float) -> None:
-    """Drop the heartbeats, and the in-flight records, of workers silent since `before`: a worker
-    started under a new name each time (the embedded one) must not grow the hash forever."""
-    gone = [str(name) for name, raw in client.hgetall(HOSTS).items() if float(json.loads(raw).get("ts", 0)) < before]
-    if gone:
-        pipe = client.pipeline(transaction=False)
-        pipe.hdel(HOSTS, *gone)
-        pipe.delete(*(in_flight_key(name) for name in gone))
-        pipe.execute()
 
 
 def sample() -> dict[str, float]:
@@ -75,9 +51,10 @@ class ResourceGuard(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery is
     def _run(self, c: Consumer) -> None:
         settings = Settings()
         app = c.app
-        client = sync_client(app.conf.result_backend, settings.redis_outage_seconds)
+        # the result backend is Redis whichever broker carries the messages
+        cluster = Store.from_settings(settings, app.conf.result_backend)
         queues = [q.name for q in app.amqp.queues.consume_from.values()] or [app.conf.task_default_queue]
-        host = Host(app, c.hostname, client, queues, settings)
+        host = Host(app, c.hostname, cluster, queues, settings)
         psutil.cpu_percent(interval=None)  # prime the CPU counter
         # the first reading at once: it is also this worker's heartbeat (producer/recovery.py)
         while True:
@@ -95,7 +72,7 @@ class Host:
 
     app: Celery
     nodename: str
-    client: redis.Redis
+    cluster: ClusterState
     queues: list[str]
     settings: Settings
     throttled: bool = False
@@ -103,16 +80,19 @@ class Host:
     def check(self) -> None:
         """One reading: throttle or resume on a threshold crossed, then the heartbeat."""
         now = sample()
-        mem_limit, cpu_limit = thresholds(self.client, self.nodename, self.settings)
+        settings = self.settings
+        mem_limit, cpu_limit = self.cluster.thresholds(
+            self.nodename, settings.throttle_memory_percent, settings.throttle_cpu_percent
+        )
         over = now["memory"] > mem_limit or now["cpu"] > cpu_limit
         if over != self.throttled:
             self.throttled = over
             self._switch(now, mem_limit, cpu_limit)
             metrics = Metrics()
             metrics.inc("agentq_throttle_events_total", [self.nodename, "paused" if over else "resumed"])
-            flush(self.client, metrics)
-        forget_gone_hosts(self.client, time.time() - HOST_FORGET_SECONDS)
-        self.client.hset(HOSTS, self.nodename, json.dumps(self._heartbeat(now)))
+            self.cluster.flush(metrics)
+        self.cluster.forget_gone_hosts(time.time() - HOST_FORGET_SECONDS)
+        self.cluster.report_reading(self.nodename, self._heartbeat(now))
 
     def _heartbeat(self, now: dict[str, float]) -> dict[str, object]:
         return {

@@ -1,10 +1,12 @@
 """The cluster's own state in Redis: its metrics' totals, the model limits' queues, the workers'
-heartbeats and the messages each is running (producer/recovery.py, the exporter)."""
+heartbeats and throttle thresholds, and the messages each is running (producer/recovery.py,
+workers/resources.py, the exporter)."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 
 from shared.adapters.redis import keys
 from shared.adapters.redis.metrics import flush, read_counters, read_histograms
@@ -61,6 +63,30 @@ class ClusterState(RedisPart):
         for key in self.r.scan_iter(keys.IN_FLIGHT + "*", count=1000):
             out[str(key).removeprefix(keys.IN_FLIGHT)] = {str(t): float(ts) for t, ts in self.r.hgetall(key).items()}
         return out
+
+    def report_reading(self, nodename: str, reading: Mapping[str, object]) -> None:
+        """A worker's resource reading: its "ts" is the worker's heartbeat."""
+        self.r.hset(keys.HOSTS, nodename, json.dumps(reading))
+
+    def forget_gone_hosts(self, before: float) -> None:
+        """Drop the heartbeats, and the in-flight records, of workers silent since `before`: a worker
+        started under a new name each time (the embedded one) must not grow the hash forever."""
+        gone = [str(name) for name, beat in self.host_readings().items() if float(beat.get("ts", 0)) < before]
+        if gone:
+            pipe = self.r.pipeline(transaction=False)
+            pipe.hdel(keys.HOSTS, *gone)
+            pipe.delete(*(keys.in_flight_key(name) for name in gone))
+            pipe.execute()
+
+    def thresholds(self, nodename: str, memory_percent: float, cpu_percent: float) -> tuple[float, float]:
+        """(memory %, cpu %): the given ones (settings), overridden at run time from Redis
+        (cluster-wide, then per worker)."""
+        values = {"memory_percent": memory_percent, "cpu_percent": cpu_percent}
+        for key in (keys.THROTTLE, keys.throttle_key(nodename)):  # hashes: memory_percent / cpu_percent
+            for field, value in self.r.hgetall(key).items():
+                if field in values:
+                    values[field] = float(value)
+        return values["memory_percent"], values["cpu_percent"]
 
     def message_started(self, worker: str, task_id: str) -> None:
         self.r.hset(keys.in_flight_key(worker), task_id, time.time())

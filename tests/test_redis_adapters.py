@@ -1,0 +1,60 @@
+"""What the workers ask of Redis through the adapters, on a real Redis: the lock held while a Studio
+row is created (workers/registration.py), and a worker's own host, its thresholds, heartbeat and
+the forgetting of workers long gone (workers/resources.py)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from shared.adapters.redis import keys
+from shared.adapters.redis.store import Store
+
+pytestmark = pytest.mark.integration
+
+
+def _store(redis_url: str) -> Store:
+    return Store.from_url(redis_url, cache_ttl=60, run_ttl=60)
+
+
+def test_a_create_lock_is_tried_without_blocking_and_let_go_quietly_once_expired(redis_url: str) -> None:
+    store, ns = _store(redis_url), f"test-{uuid.uuid4().hex[:8]}"
+    first = store.create_lock(ns, "team:a")
+    assert first.acquire()
+    started = time.monotonic()
+    assert not store.create_lock(ns, "team:a").acquire()  # held: answered at once
+    assert time.monotonic() - started < 1.0
+    assert store.create_lock(ns, "team:b").acquire()  # one lock per row
+    first.release()
+    second = store.create_lock(ns, "team:a", seconds=0.1)
+    assert second.acquire()  # free again once released
+    time.sleep(0.3)
+    assert store.create_lock(ns, "team:a").acquire()  # it expired: another took it
+    second.release()  # no error: the lock is no longer its own
+
+
+def test_a_workers_thresholds_come_from_settings_then_the_cluster_then_the_worker(redis_url: str) -> None:
+    store, node = _store(redis_url), f"test-{uuid.uuid4().hex[:8]}@host"
+    assert store.thresholds(node, 90.0, 95.0) == (90.0, 95.0)
+    # the cluster-wide hash is left alone: the other tests' workers read it
+    store.r.hset(keys.throttle_key(node), mapping={"cpu_percent": "50", "unknown": "1"})
+    try:
+        assert store.thresholds(node, 90.0, 95.0) == (90.0, 50.0)
+    finally:
+        store.r.delete(keys.throttle_key(node))
+
+
+def test_a_heartbeat_is_read_back_and_a_worker_long_silent_is_forgotten(redis_url: str) -> None:
+    store, tag = _store(redis_url), uuid.uuid4().hex[:8]
+    gone, live = f"gone-{tag}@host", f"live-{tag}@host"
+    store.report_reading(gone, {"cpu": 1.0, "ts": 1.0})
+    store.report_reading(live, {"cpu": 2.0, "ts": time.time()})
+    store.message_started(gone, "task-1")
+    assert store.host_readings()[gone] == {"cpu": 1.0, "ts": 1.0}
+    store.forget_gone_hosts(before=2.0)  # only what is older than any worker of the test session
+    readings = store.host_readings()
+    assert gone not in readings and live in readings
+    assert gone not in store.running_messages()
+    store.r.hdel(keys.HOSTS, live)
