@@ -19,10 +19,9 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import redis.asyncio as aioredis
 from celery import Task
 
-from shared.adapters.redis.conn import async_client
+from shared.adapters.redis.conn import AsyncRedis, async_client
 from shared.adapters.redis.keys import limit_name
 from shared.adapters.redis.semaphore import PrioritySemaphore
 from shared.adapters.redis.store import AsyncRunState, Store
@@ -51,7 +50,7 @@ class _Resources:
     store: Store
     loop: asyncio.AbstractEventLoop
     thread: threading.Thread
-    aredis: aioredis.Redis | None = None
+    aredis: AsyncRedis | None = None
     models: ModelClients | None = None
     releases: Releases | None = None
     limits: dict[str, PrioritySemaphore] = field(default_factory=dict)
@@ -113,7 +112,7 @@ class WorkerTask(Task):  # type: ignore[misc]  # Celery is untyped
         """Run `coro` on this process's event loop and wait for it (call from a pool thread)."""
         return self._resources().run(coro)
 
-    def async_redis(self) -> aioredis.Redis:
+    def async_redis(self) -> AsyncRedis:
         """A shared pool: each new redis-py connection costs ~2 ms of CPU to set up."""
         res = self._resources()
         if res.aredis is None:

@@ -17,7 +17,7 @@ import asyncio
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import redis
 import redis.asyncio as aioredis
@@ -28,6 +28,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 T = TypeVar("T")
+# the asyncio client's type, named here so that its holders (workers/task_base.py) import no redis
+AsyncRedis: TypeAlias = aioredis.Redis
 
 # what an outage looks like to redis-py (a lost socket, a refused connection, a read that timed out)
 OUTAGE_ERRORS: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, socket.timeout, OSError)
@@ -124,7 +126,7 @@ def sync_client(url: str, outage: float) -> redis.Redis:
     return redis.Redis.from_url(url, retry=OutageRetry(outage), **_options())
 
 
-def async_client(url: str, outage: float, max_connections: int = 16) -> aioredis.Redis:
+def async_client(url: str, outage: float, max_connections: int = 16) -> AsyncRedis:
     """An asyncio client on one bounded pool (a new connection costs ~2 ms of CPU to set up)."""
     pool = aioredis.BlockingConnectionPool.from_url(
         url, max_connections=max_connections, retry=AsyncOutageRetry(outage), **_options()
