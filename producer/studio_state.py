@@ -79,6 +79,41 @@ def studio_version(settings: Settings, metrics: Metrics) -> tuple[str, Counter[s
     return asyncio.run(ask())
 
 
+Rows = dict[int, dict[str, Any]]  # Studio's team rows by id
+
+
+def _owned_gallery(store: RunStore, ns: str, gallery_name: str, tree_name: str) -> int | None:
+    """The id of the gallery entry `gallery_name` when this tree's sync created it."""
+    owned = store.owned_gallery(ns, gallery_name)
+    return owned[0] if owned is not None and owned[1] == tree_name else None
+
+
+async def _listing(settings: Settings, gallery_id: int | None) -> tuple[Rows, int | None]:
+    """Studio's team rows by id, and `gallery_id` when that gallery entry is still there (None
+    when not asked about one)."""
+    async with client(settings) as studio:
+        listed = {int(row["id"]): row for row in await studio.list_teams()}
+        there = gallery_id is not None and await studio.get_gallery(gallery_id) is not None
+        return listed, gallery_id if there else None
+
+
+def _settle(
+    store: RunStore, ns: str, written: dict[str, WrittenRow], listed: Rows, sends: Callable[[str], str | None]
+) -> dict[str, Drift]:
+    """The rows that drifted. A row edited in Studio to exactly what the tree now sends has not, and
+    its record is brought up to date, as is the record of a row saved again unchanged."""
+    drift = drifted(written, listed)
+    for label, d in list(drift.items()):
+        row = listed[d.row_id]
+        digest = content_hash(row.get("component"))
+        if row_label(row) == label and sends(label) == digest:
+            store.record_written(ns, replace(written[label], hash=digest, updated_at=row.get("updated_at")))
+            del drift[label]
+    for record in touched({k: w for k, w in written.items() if k not in drift}, listed):
+        store.record_written(ns, record)
+    return drift
+
+
 def inspect(
     settings: Settings,
     store: RunStore,
@@ -95,38 +130,20 @@ def inspect(
     now write for a label: a row edited in Studio to exactly that (a `producer pull` took the edit
     into the files) has not drifted, and its record is brought up to date."""
     written = store.written_rows(ns, tree_name)
-    owned = store.owned_gallery(ns, gallery_name)
-    owned_here = owned if owned is not None and owned[1] == tree_name else None
+    owned_here = _owned_gallery(store, ns, gallery_name, tree_name)
     if not written and owned_here is None:
         return StudioView()
-
-    async def rows() -> tuple[dict[int, dict[str, Any]], bool]:
-        async with client(settings) as studio:
-            listed = {int(row["id"]): row for row in await studio.list_teams()}
-            # only a prune of an emptied tree needs to know; the entry of a big tree is megabytes
-            gallery_there = (
-                gallery_empty and owned_here is not None and await studio.get_gallery(owned_here[0]) is not None
-            )
-            return listed, gallery_there
-
     try:
-        listed, gallery_there = asyncio.run(rows())
+        # only a prune of an emptied tree needs to know; the entry of a big tree is megabytes
+        listed, prune_gallery = asyncio.run(_listing(settings, owned_here if gallery_empty else None))
     except StudioError as exc:
         return StudioView(error=f"could not list Studio's teams to look for drift: {exc}")
-    drift = drifted(written, listed)
-    for label, d in list(drift.items()):
-        row = listed[d.row_id]
-        digest = content_hash(row.get("component"))
-        if row_label(row) == label and sends(label) == digest:
-            store.record_written(ns, replace(written[label], hash=digest, updated_at=row.get("updated_at")))
-            del drift[label]
-    for record in touched({k: w for k, w in written.items() if k not in drift}, listed):
-        store.record_written(ns, record)
+    drift = _settle(store, ns, written, listed, sends)
     return StudioView(
         drift=drift,
         gone=gone(written, listed),
         prune=prune_candidates(written, listed, tree_labels, unreadable, {} if force else drift),
-        prune_gallery=owned_here[0] if owned_here and gallery_there and gallery_empty else None,
+        prune_gallery=prune_gallery,
     )
 
 
