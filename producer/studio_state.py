@@ -31,17 +31,8 @@ class StudioView:
     error: str | None = None  # Studio could not be asked: drift is unknown
 
 
-def client(settings: Settings, **kwargs: Any) -> Studio:
-    token = settings.studio_token.get_secret_value() if settings.studio_token else None
-    return StudioClient(
-        settings.studio_url,
-        settings.studio_user_id,
-        token=token,
-        timeout=settings.studio_timeout_seconds,
-        retries=settings.studio_retries,
-        backoff=settings.studio_backoff_seconds,
-        **kwargs,
-    )
+def client(settings: Settings, metrics: Metrics | None = None) -> Studio:
+    return StudioClient.from_settings(settings, settings.studio_url, settings.studio_user_id, metrics=metrics)
 
 
 def not_studio(exc: StudioError) -> bool:

@@ -98,16 +98,8 @@ def _with_context(task: WorkerTask, run_id: str, work: Callable[[RunContext, Set
     hostname, task_id = task.request.hostname or socket.gethostname(), task.request.id
 
     async def go() -> T:
-        token = settings.studio_token.get_secret_value() if settings.studio_token else None
-        client = StudioClient(
-            meta.studio_url,
-            meta.user_id,
-            token=token,
-            timeout=settings.studio_timeout_seconds,
-            retries=settings.studio_retries,
-            backoff=settings.studio_backoff_seconds,
-            max_connections=settings.studio_concurrency,
-            metrics=metrics,
+        client = StudioClient.from_settings(
+            settings, meta.studio_url, meta.user_id, max_connections=settings.studio_concurrency, metrics=metrics
         )
         async with client:
             ctx = RunContext(store, run_id, meta, client, environment(), hostname, task_id, settings.local_validation)

@@ -7,7 +7,7 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 
@@ -15,6 +15,9 @@ from shared.core.exceptions import MalformedAnswer
 from shared.metrics import Metrics, endpoint_template
 from shared.ports import StudioError
 from shared.retry import classify, retrying
+
+if TYPE_CHECKING:  # read for its values only: the import costs pydantic where no client is made
+    from shared.settings import Settings
 
 # What an answer must hold for the caller to use it, and what to call it when it does not: Studio
 # answers {status, message, data}, a proxy in front of it may answer anything with a 200
@@ -64,6 +67,30 @@ class StudioClient:
             timeout=timeout,
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             verify=_tls_context(base_url),
+        )
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        base_url: str,
+        user_id: str,
+        *,
+        max_connections: int = 16,
+        metrics: Metrics | None = None,
+    ) -> StudioClient:
+        """A client for Studio at `base_url` as `user_id`, with the token, timeout and retries the
+        settings say (the producer's Studio is its settings'; a worker's is the run's)."""
+        token = settings.studio_token.get_secret_value() if settings.studio_token else None
+        return cls(
+            base_url,
+            user_id,
+            token=token,
+            timeout=settings.studio_timeout_seconds,
+            retries=settings.studio_retries,
+            backoff=settings.studio_backoff_seconds,
+            max_connections=max_connections,
+            metrics=metrics,
         )
 
     async def __aenter__(self) -> StudioClient:
