@@ -15,7 +15,7 @@ from typing import Any
 from shared.adapters.studio import StudioClient
 from shared.core.drift import Drift, WrittenRow, drifted, gone, prune_candidates, row_label, touched
 from shared.core.exceptions import ServiceUnavailable
-from shared.core.run_model import Status
+from shared.core.run_model import NodeState, Status
 from shared.core.secrets import content_hash, shown_url
 from shared.metrics import Metrics
 from shared.ports import RunStore, Studio, StudioError
@@ -138,34 +138,36 @@ def inspect(
     )
 
 
-def delete_rows(settings: Settings, store: RunStore, ns: str, view: StudioView, gallery_name: str) -> dict[str, Any]:
+def delete_rows(
+    settings: Settings, store: RunStore, ns: str, view: StudioView, gallery_name: str
+) -> dict[str, NodeState]:
     """Delete what `view` says a prune deletes; label -> its node state in the run. Each row is
     read again first: one that changed hands or label since the listing is left alone."""
 
-    async def go() -> dict[str, Any]:
-        out: dict[str, Any] = {}
+    async def go() -> dict[str, NodeState]:
+        out: dict[str, NodeState] = {}
         async with client(settings) as studio:
             for record in view.prune:
-                base = {"type": "team", "path": record.path, "team_id": record.row_id}
+                base = NodeState(status=Status.PENDING, type="team", path=record.path, team_id=record.row_id)
                 try:
                     row = await studio.get_team(record.row_id)
                     if row is None or (row.get("component") or {}).get("label") != record.label:
                         store.forget_written(ns, record.label)
-                        out[record.label] = {**base, "status": Status.SKIPPED, "reason": "no longer in Studio"}
+                        out[record.label] = base.merged(NodeState(status=Status.SKIPPED, reason="no longer in Studio"))
                         continue
                     await studio.request("DELETE", f"/teams/{record.row_id}", params={"user_id": studio.user_id})
                     store.forget_written(ns, record.label)
-                    out[record.label] = {**base, "status": Status.DONE, "outcome": "deleted"}
+                    out[record.label] = base.merged(NodeState(status=Status.DONE, outcome="deleted"))
                 except StudioError as exc:
-                    out[record.label] = {**base, "status": Status.FAILED, "error": f"could not delete: {exc}"}
+                    out[record.label] = base.merged(NodeState(status=Status.FAILED, error=f"could not delete: {exc}"))
             if view.prune_gallery is not None:
                 label = f"gallery:{gallery_name}"
                 try:
                     await studio.request("DELETE", f"/gallery/{view.prune_gallery}", params={"user_id": studio.user_id})
                     store.disown_gallery(ns, gallery_name)
-                    out[label] = {"type": "gallery", "status": Status.DONE, "outcome": "deleted"}
+                    out[label] = NodeState(type="gallery", status=Status.DONE, outcome="deleted")
                 except StudioError as exc:
-                    out[label] = {"type": "gallery", "status": Status.FAILED, "error": f"could not delete: {exc}"}
+                    out[label] = NodeState(type="gallery", status=Status.FAILED, error=f"could not delete: {exc}")
         return out
 
     return asyncio.run(go())

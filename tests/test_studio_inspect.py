@@ -1,5 +1,6 @@
-"""producer/studio_state.py's inspect against a Studio and a store made up here: drift, a row edited
-to what the tree now sends, rows gone or to prune, the tree's own gallery entry, a Studio that fails."""
+"""producer/studio_state.py's inspect and delete_rows against a Studio and a store made up here:
+drift, a row edited to what the tree now sends, rows gone or to prune, the tree's own gallery
+entry, a Studio that fails; the node states a prune leaves in the run."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ class FakeStore:
         self.written = {w.label: w for w in written}
         self.owned = owned
         self.recorded: list[WrittenRow] = []
+        self.forgotten: list[str] = []
+        self.disowned: list[str] = []
 
     def written_rows(self, ns: str, tree: str | None = None) -> dict[str, WrittenRow]:
         return {k: w for k, w in self.written.items() if tree is None or w.tree == tree}
@@ -39,11 +42,19 @@ class FakeStore:
     def record_written(self, ns: str, row: WrittenRow) -> None:
         self.recorded.append(row)
 
+    def forget_written(self, ns: str, label: str) -> None:
+        self.forgotten.append(label)
+
+    def disown_gallery(self, ns: str, name: str) -> None:
+        self.disowned.append(name)
+
 
 class FakeStudio:
     def __init__(self, teams: list[dict[str, Any]], galleries: dict[int, dict[str, Any]], fail: bool) -> None:
         self.teams, self.galleries, self.fail = teams, galleries, fail
         self.asked_gallery: list[int] = []
+        self.user_id = "me"
+        self.deleted: list[str] = []
 
     async def __aenter__(self) -> FakeStudio:
         return self
@@ -55,6 +66,14 @@ class FakeStudio:
         if self.fail:
             raise StudioError("GET", "/teams/", 503, "unavailable", retryable=True)
         return self.teams
+
+    async def get_team(self, team_id: int) -> dict[str, Any] | None:
+        return next((row for row in self.teams if row["id"] == team_id), None)
+
+    async def request(self, method: str, path: str, **_: Any) -> None:
+        if path == "/teams/5":
+            raise StudioError(method, path, 500, "boom")
+        self.deleted.append(f"{method} {path}")
 
     async def get_gallery(self, gallery_id: int) -> dict[str, Any] | None:
         self.asked_gallery.append(gallery_id)
@@ -119,3 +138,27 @@ def test_a_studio_that_fails_leaves_drift_unknown(studio: FakeStudio) -> None:
     studio.fail = True
     view = _inspect(FakeStore([_written("kept", 1, "a")]))
     assert view.error is not None and "could not list Studio's teams" in view.error and view.drift == {}
+
+
+def test_a_prune_leaves_a_node_state_for_each_row_it_deleted_skipped_or_failed(studio: FakeStudio) -> None:
+    store = FakeStore([])
+    studio.teams = [_team(4, "old", "d", "t0"), _team(6, "renamed", "x", "t1"), _team(5, "stuck", "s", "t0")]
+    prune = [
+        _written("old", 4, "d"),
+        _written("gone", 3, "c"),
+        _written("relabelled", 6, "x"),
+        _written("stuck", 5, "s"),
+    ]
+    view = studio_state.StudioView(prune=prune, prune_gallery=7)
+    states = studio_state.delete_rows(Settings(), store, "ns", view, "g")  # type: ignore[arg-type]
+    assert {label: state.to_json() for label, state in states.items()} == {
+        "old": '{"status":"done","type":"team","path":"old.json","outcome":"deleted","team_id":4}',
+        "gone": '{"status":"skipped","type":"team","path":"gone.json","reason":"no longer in Studio","team_id":3}',
+        "relabelled": '{"status":"skipped","type":"team","path":"relabelled.json","reason":"no longer in Studio",'
+        '"team_id":6}',
+        "stuck": '{"status":"failed","type":"team","path":"stuck.json","error":"could not delete: Studio answered 500 '
+        'on DELETE /teams/5: boom","team_id":5}',
+        "gallery:g": '{"status":"done","type":"gallery","outcome":"deleted"}',
+    }
+    assert studio.deleted == ["DELETE /teams/4", "DELETE /gallery/7"]
+    assert store.forgotten == ["old", "gone", "relabelled"] and store.disowned == ["g"]
