@@ -68,6 +68,7 @@ class Undecided(AgentqError):
     """Only Studio can tell (its packages or its AutoGen differ from the worker's)."""
 
 
+@functools.cache  # asked once per node: the package metadata lookup scans sys.path (a tenth of a sync's worker CPU)
 def same_autogen(studio_version: str | None) -> bool:
     """Whether a Studio of this release validates with the AutoGen the worker runs."""
     wanted = STUDIO_AUTOGEN.get(studio_version or "")
