@@ -14,15 +14,16 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
 import hypothesis  # imported here, not lazily by its plugin at the end of a run: CPython 3.11.7 then fails compiling it with "AST constructor recursion depth mismatch"
 import pytest
 
 from producer import embedded
-from producer.standin_llm import StandIn, ThreadedStandIn
-from tests.studio_proxy import StudioProxy
+
+if TYPE_CHECKING:  # what the server fixtures use is imported by them: the fast tier needs none of it
+    from producer.standin_llm import StandIn
+    from tests.studio_proxy import StudioProxy
 
 ROOT = Path(__file__).resolve().parent.parent
 # Fast retries, so "Studio down" ends quickly in tests.
@@ -135,6 +136,8 @@ class StudioView:
     user_id: str
 
     def teams(self) -> list[dict[str, Any]]:
+        import httpx
+
         resp = httpx.get(f"{self.url}/api/teams/", params={"user_id": self.user_id}, timeout=30)
         resp.raise_for_status()
         return resp.json()["data"]
@@ -146,6 +149,8 @@ class StudioView:
         return out
 
     def galleries(self) -> list[dict[str, Any]]:
+        import httpx
+
         resp = httpx.get(f"{self.url}/api/gallery/", params={"user_id": self.user_id}, timeout=30)
         resp.raise_for_status()
         return resp.json()["data"]
@@ -153,6 +158,8 @@ class StudioView:
 
 @pytest.fixture
 def proxy(studio_url: str) -> Iterator[StudioProxy]:
+    from tests.studio_proxy import StudioProxy
+
     p = StudioProxy(studio_url)
     yield p
     p.close()
@@ -182,6 +189,8 @@ def examples(tmp_path: Path) -> Path:
 @pytest.fixture
 def standin() -> Iterator[tuple[str, StandIn]]:
     """The stand-in model endpoint, in a thread of the test process; tests drive `state.control`."""
+    from producer.standin_llm import ThreadedStandIn
+
     server = ThreadedStandIn()
     yield server.url, server.state
     server.stop()
