@@ -238,7 +238,8 @@ def test_redis_going_away_is_reported_and_the_watch_resumes_when_it_is_back(
     tree = tmp_path / "examples"
     shutil.copytree(ROOT / "examples", tree)
     try:
-        with watching(cli, tree) as watch:
+        # a few seconds of outage ridden out, not the default minute, before the watch says so
+        with watching(cli, tree, env=cli.env(REDIS_OUTAGE_SECONDS="3")) as watch:
             assert _clean(watch.lines[0]), watch.lines[0]
             embedded.stop(redis_proc)
             seen = len(watch.lines)
