@@ -52,6 +52,7 @@ def run_workflow_bench(
 
     kind, numbers = parse_latency(latency)
     levels = complexities or ["medium"]
+    standin = model is None  # said in the result: `model` becomes the stand-in's component below
     sampler = Sampler()
     with embedded.LocalServices() as local:
         if model is None:
@@ -69,10 +70,9 @@ def run_workflow_bench(
         "modes": modes,
         "iterations": iterations,
         "warmup": warmup,
-        # `model` is the stand-in's by now: these say None and "model component" either way, as ever
-        "latency": latency if model is None else None,
+        "latency": latency if standin else None,
         "complexities": levels,
-        "endpoint": "stand-in" if model is None else "model component",
+        "endpoint": "stand-in" if standin else "model component",
         "seed": seed,
     }
     result = bench.result(parameters)
