@@ -22,7 +22,7 @@ from typing import Any, TypeAlias, TypeVar
 import redis
 import redis.asyncio as aioredis
 import redis.asyncio.retry as async_retry
-from redis.backoff import AbstractBackoff, ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
@@ -45,18 +45,31 @@ def _backoff() -> ExponentialWithJitterBackoff:
     return ExponentialWithJitterBackoff(cap=BACKOFF_CAP, base=0.05)
 
 
-def _pause(
-    backoff: AbstractBackoff,
-    failures: int,
-    deadline: float,
-    error: Exception,
-    is_retryable: Callable[[Exception], bool] | None,
-) -> float:
-    """How long to wait before the next try; the error is raised again once the outage outlasts
-    its bound or the caller says it is not to be retried."""
-    if time.monotonic() >= deadline or (is_retryable is not None and not is_retryable(error)):
-        raise error
-    return min(backoff.compute(failures), max(0.0, deadline - time.monotonic()))
+class _Outage:
+    """One command's outage, however its client waits: counts the failed tries, reports each to
+    redis-py's `fail` (which drops the broken connection) and says how long to wait before the next."""
+
+    def __init__(
+        self,
+        retry: OutageRetry | AsyncOutageRetry,
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None,
+        with_failure_count: bool,
+    ) -> None:
+        self.backoff, self.deadline, self.failures = retry._backoff, time.monotonic() + retry.outage, 0
+        self.fail, self.is_retryable, self.with_failure_count = fail, is_retryable, with_failure_count
+
+    def failed(self, error: Exception) -> Any:
+        """What `fail` returns for this try (the asyncio client's is a coroutine, to be awaited)."""
+        self.failures += 1
+        return self.fail(error, self.failures) if self.with_failure_count else self.fail(error)
+
+    def pause(self, error: Exception) -> float:
+        """How long to wait before the next try; the error is raised again once the outage outlasts
+        its bound or the caller says it is not to be retried."""
+        if time.monotonic() >= self.deadline or (self.is_retryable is not None and not self.is_retryable(error)):
+            raise error
+        return min(self.backoff.compute(self.failures), max(0.0, self.deadline - time.monotonic()))
 
 
 class OutageRetry(Retry):
@@ -74,14 +87,13 @@ class OutageRetry(Retry):
         is_retryable: Callable[[Exception], bool] | None = None,
         with_failure_count: bool = False,
     ) -> T:
-        deadline, failures = time.monotonic() + self.outage, 0
+        outage = _Outage(self, fail, is_retryable, with_failure_count)
         while True:
             try:
                 return do()
             except OUTAGE_ERRORS as error:
-                failures += 1
-                fail(error, failures) if with_failure_count else fail(error)
-                time.sleep(_pause(self._backoff, failures, deadline, error, is_retryable))
+                outage.failed(error)
+                time.sleep(outage.pause(error))
 
 
 class AsyncOutageRetry(async_retry.Retry):
@@ -98,16 +110,14 @@ class AsyncOutageRetry(async_retry.Retry):
         is_retryable: Callable[[Exception], bool] | None = None,
         with_failure_count: bool = False,
     ) -> T:
-        deadline, failures = time.monotonic() + self.outage, 0
+        outage = _Outage(self, fail, is_retryable, with_failure_count)
         while True:
             try:
                 return await do()
             except OUTAGE_ERRORS as error:
-                failures += 1
-                result = fail(error, failures) if with_failure_count else fail(error)
-                if asyncio.iscoroutine(result):
-                    await result
-                await asyncio.sleep(_pause(self._backoff, failures, deadline, error, is_retryable))
+                if asyncio.iscoroutine(reported := outage.failed(error)):
+                    await reported
+                await asyncio.sleep(outage.pause(error))
 
 
 def _options() -> dict[str, Any]:
