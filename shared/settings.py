@@ -5,10 +5,20 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.core.exceptions import InvalidInput
@@ -24,91 +34,96 @@ if TYPE_CHECKING:
 BROKER_SCHEMES = ("amqp", "amqps", "redis", "rediss")
 
 
+# the bounds a setting may have, each named once (with pydantic's PositiveFloat, NonNegativeInt ...);
+# a count is at least 1 (ge=1, not PositiveInt's gt=0, whose message for a 0 reads 'greater than 0')
+AtLeastOne = Annotated[int, Field(ge=1)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True, frozen=True)
+    # each setting is read from its name in capitals (REDIS_URL), unless its alias says otherwise
+    model_config = SettingsConfigDict(
+        env_prefix="", extra="ignore", populate_by_name=True, frozen=True, alias_generator=str.upper
+    )
 
     # No REDIS_URL means "embedded default": the producer starts a local Redis and worker.
-    redis_url: str | None = Field(default=None, alias="REDIS_URL")
+    redis_url: str | None = None
     # Celery's broker when it is not that Redis: RabbitMQ (amqp://user:pass@host:port/vhost), or
     # another Redis. Run state, results, the cache and the model limits stay in REDIS_URL.
-    broker_url: str | None = Field(default=None, alias="BROKER_URL")
-    studio_url: str = Field(default="http://127.0.0.1:8081", alias="STUDIO_URL")
+    broker_url: str | None = None
+    studio_url: str = "http://127.0.0.1:8081"
     # Studio's own user when auth is off, so synced teams show up in its UI.
-    studio_user_id: str = Field(default="guestuser@gmail.com", alias="STUDIO_USER_ID")
-    studio_token: SecretStr | None = Field(default=None, alias="STUDIO_TOKEN")
+    studio_user_id: str = "guestuser@gmail.com"
+    studio_token: SecretStr | None = None
 
-    studio_timeout_seconds: float = Field(default=15.0, gt=0, alias="STUDIO_TIMEOUT_SECONDS")
-    studio_retries: int = Field(default=4, ge=0, alias="STUDIO_RETRIES")
-    studio_backoff_seconds: float = Field(default=0.5, ge=0, alias="STUDIO_BACKOFF_SECONDS")
-    studio_concurrency: int = Field(default=16, ge=1, alias="STUDIO_CONCURRENCY")
+    studio_timeout_seconds: PositiveFloat = 15.0
+    studio_retries: NonNegativeInt = 4
+    studio_backoff_seconds: NonNegativeFloat = 0.5
+    studio_concurrency: AtLeastOne = 16
     # validate components on the workers with Studio's own AutoGen (a tool's code then runs there, as
     # it does in Studio); false: every component goes to Studio's /api/validate/
-    local_validation: bool = Field(default=True, alias="LOCAL_VALIDATION")
+    local_validation: bool = True
 
-    model_max_concurrency: int = Field(default=8, ge=1, alias="MODEL_MAX_CONCURRENCY")
-    model_retries: int = Field(default=4, ge=0, alias="MODEL_RETRIES")
-    model_backoff_seconds: float = Field(default=0.5, ge=0, alias="MODEL_BACKOFF_SECONDS")
-    model_timeout_seconds: float = Field(default=60.0, gt=0, alias="MODEL_TIMEOUT_SECONDS")
-    task_timeout_seconds: float = Field(default=300.0, gt=0, alias="TASK_TIMEOUT_SECONDS")
-    standin_llm_port: int = Field(default=11435, ge=1, le=65535, alias="STANDIN_LLM_PORT")
+    model_max_concurrency: AtLeastOne = 8
+    model_retries: NonNegativeInt = 4
+    model_backoff_seconds: NonNegativeFloat = 0.5
+    model_timeout_seconds: PositiveFloat = 60.0
+    task_timeout_seconds: PositiveFloat = 300.0
+    standin_llm_port: Port = 11435
 
     # A worker stops taking tasks while its host is above either threshold. CPU is off (100) by
     # default: busy workers drive their own host to 100%, which is no reason to stop.
-    throttle_memory_percent: float = Field(default=90.0, gt=0, alias="THROTTLE_MEMORY_PERCENT")
-    throttle_cpu_percent: float = Field(default=100.0, gt=0, alias="THROTTLE_CPU_PERCENT")
-    resource_interval_seconds: float = Field(default=5.0, gt=0, alias="RESOURCE_INTERVAL_SECONDS")  # also the heartbeat
+    throttle_memory_percent: PositiveFloat = 90.0
+    throttle_cpu_percent: PositiveFloat = 100.0
+    resource_interval_seconds: PositiveFloat = 5.0  # also the heartbeat
     # a worker silent this long is gone: the producer requeues the messages it held
-    worker_dead_seconds: float = Field(default=20.0, gt=0, alias="WORKER_DEAD_SECONDS")
+    worker_dead_seconds: PositiveFloat = 20.0
     # the producer says which nodes are stuck on which worker when nothing ends for this long
-    stuck_seconds: float = Field(default=120.0, gt=0, alias="STUCK_SECONDS")
+    stuck_seconds: PositiveFloat = 120.0
     # the producer gives up (exit 4) when nothing has ended for this long: longer than one task
     # may take (TASK_TIMEOUT_SECONDS) plus the time to find and requeue a dead worker's work
-    stall_seconds: float = Field(default=400.0, gt=0, alias="STALL_SECONDS")
+    stall_seconds: PositiveFloat = 400.0
     # a message unacknowledged this long goes back on its queue (kombu). Dead workers' messages are
     # requeued by the producer within WORKER_DEAD_SECONDS; this is the backstop when no producer
     # waits. Keep it above the longest message: a sync batch or TASK_TIMEOUT_SECONDS.
-    visibility_timeout_seconds: int = Field(default=900, ge=60, alias="VISIBILITY_TIMEOUT_SECONDS")
+    visibility_timeout_seconds: Annotated[int, Field(ge=60)] = 900
 
     # Redis unreachable (a partition, a restart) is waited out this long, with backoff, by every
     # client: workers and the producer alike; only then is it an error naming Redis
-    redis_outage_seconds: float = Field(default=60.0, ge=0, alias="REDIS_OUTAGE_SECONDS")
+    redis_outage_seconds: NonNegativeFloat = 60.0
     # a task released (or started on a worker now gone) and seen in no queue, in no worker's hands,
     # for this long is published again (producer/recovery.py)
-    dispatch_grace_seconds: float = Field(default=5.0, gt=0, alias="DISPATCH_GRACE_SECONDS")
+    dispatch_grace_seconds: PositiveFloat = 5.0
 
-    exporter_port: int = Field(default=9808, ge=1, le=65535, alias="EXPORTER_PORT")
+    exporter_port: Port = 9808
     # the embedded default's Flower (`--flower`): on loopback, behind FLOWER_BASIC_AUTH (user:password)
     # or, unset, a password made for the command and kept in the cache dir (flower.auth, mode 0600)
     flower: bool = Field(default=False, alias="AGENTQ_FLOWER")
-    flower_port: int = Field(default=5555, ge=1, le=65535, alias="FLOWER_PORT")
-    flower_basic_auth: SecretStr | None = Field(default=None, alias="FLOWER_BASIC_AUTH")
+    flower_port: Port = 5555
+    flower_basic_auth: SecretStr | None = None
     # read by `producer monitor`; unset: the exporter of this machine's EXPORTER_PORT (the embedded default's)
-    exporter_url: str = Field(default="http://127.0.0.1:9808", alias="EXPORTER_URL")
-    exporter_queues: str = Field(default="studio,models", alias="EXPORTER_QUEUES")  # comma-separated
-    studio_probe_interval_seconds: float = Field(default=5.0, gt=0, alias="STUDIO_PROBE_INTERVAL_SECONDS")
+    exporter_url: str = "http://127.0.0.1:9808"
+    exporter_queues: str = "studio,models"  # comma-separated
+    studio_probe_interval_seconds: PositiveFloat = 5.0
 
     # input limits: a file over one is an error naming it; the rest of the tree goes on
-    max_file_bytes: int = Field(default=5 * 1024 * 1024, ge=1, alias="MAX_FILE_BYTES")
-    max_expanded_values: int = Field(default=200_000, ge=1, alias="MAX_EXPANDED_VALUES")
-    max_nesting_depth: int = Field(default=64, ge=1, alias="MAX_NESTING_DEPTH")
-    max_references: int = Field(
-        default=200, ge=1, alias="MAX_REFERENCES"
-    )  # $refs in one component (team participants ...)
-    max_participants: int = Field(default=100, ge=1, alias="MAX_PARTICIPANTS")
-    max_request_bytes: int = Field(
-        default=1024 * 1024, ge=1, alias="MAX_REQUEST_BYTES"
-    )  # a component with its refs inlined
+    max_file_bytes: AtLeastOne = 5 * 1024 * 1024
+    max_expanded_values: AtLeastOne = 200_000
+    max_nesting_depth: AtLeastOne = 64
+    max_references: AtLeastOne = 200  # $refs in one component (team participants ...)
+    max_participants: AtLeastOne = 100
+    max_request_bytes: AtLeastOne = 1024 * 1024  # a component with its refs inlined
 
-    batch_size: int = Field(default=25, ge=1, alias="SYNC_BATCH_SIZE")
+    batch_size: AtLeastOne = Field(default=25, alias="SYNC_BATCH_SIZE")
     # messages a worker process works on at once (threads pool; their work shares one event loop)
-    worker_concurrency: int = Field(default=32, ge=1, alias="WORKER_CONCURRENCY")
-    cache_ttl_seconds: int = Field(default=30 * 24 * 3600, gt=0, alias="CACHE_TTL_SECONDS")
+    worker_concurrency: AtLeastOne = 32
+    cache_ttl_seconds: PositiveInt = 30 * 24 * 3600
     # scan cache, and the embedded Redis and Studio data
     cache_dir: Path = Field(default=Path.home() / ".cache" / "agentq", alias="AGENTQ_CACHE_DIR")
-    autogenstudio_bin: str | None = Field(default=None, alias="AUTOGENSTUDIO_BIN")
+    autogenstudio_bin: str | None = None
     # A fixed port keeps the cache namespace (Studio URL + user) the same from one run to the next.
-    local_studio_port: int = Field(default=8081, ge=1, le=65535, alias="LOCAL_STUDIO_PORT")
-    run_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0, alias="RUN_TTL_SECONDS")
+    local_studio_port: Port = 8081
+    run_ttl_seconds: PositiveInt = 7 * 24 * 3600
 
     @field_validator("redis_url", mode="before")
     @classmethod
