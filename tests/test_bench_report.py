@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from producer.bench.charts import measures_chart, unit_of, wall_chart
+from producer.bench.charts import unit_of
 from producer.bench.report import charts, report
-from producer.bench.results import compare_results, load, save
+from producer.bench.results import ResultSet, compare_results, load, save
 from shared.core.exceptions import InvalidInput
 
 
@@ -105,17 +105,24 @@ def test_seconds_bytes_memory_and_shares_never_share_an_axis() -> None:
     assert kinds <= set(units.values())
 
 
-def test_the_charts_put_one_unit_on_a_panel_and_parallel_beside_sequential(tmp_path: Path) -> None:
+def _before_and_after(tmp_path: Path) -> list[ResultSet]:
+    """Two workflow result sets, saved and read back: "after" takes twice as long."""
     for name, slow in (("before", 1.0), ("after", 2.0)):
         save(tmp_path / name, _result("workflow", _workflow_measures(slow)))
-    sets = [load(tmp_path / "before"), load(tmp_path / "after")]
-    fig = measures_chart(sets, ["before", "after"])
+    return [load(tmp_path / "before"), load(tmp_path / "after")]
+
+
+def test_the_charts_put_one_unit_on_a_panel_and_parallel_beside_sequential(tmp_path: Path) -> None:
+    found = charts(_before_and_after(tmp_path), ["before", "after"])  # each figure built once, none drawn
+    assert [title for title, _ in found] == [
+        "Measures, one panel per unit",
+        "Wall time by team size: parallel against sequential",
+    ]
+    (_, fig), (_, walls) = found
     assert [ax.get_title(loc="left") for ax in fig.axes] == ["time", "share", "network", "memory"]
     rows = {ax.get_title(loc="left"): [t.get_text() for t in ax.get_yticklabels()] for ax in fig.axes}
     assert all(label.endswith("wall_seconds") for label in rows["time"]) and len(rows["time"]) == 4
     assert all(label.endswith("_share") for label in rows["share"])
-    walls = wall_chart(sets, ["before", "after"])
-    assert walls is not None
     wall, speedup = walls.axes[:2]
     assert wall.get_legend_handles_labels()[1] == [
         "parallel, before",
@@ -126,11 +133,11 @@ def test_the_charts_put_one_unit_on_a_panel_and_parallel_beside_sequential(tmp_p
     # sequential ÷ parallel: 1x for one agent, 3x for three, for each set
     ratios = [list(line.get_ydata()) for line in speedup.get_lines() if not line.get_label().startswith("_")]
     assert ratios == [[pytest.approx(1.0), pytest.approx(3.0)]] * 2
-    assert [title for title, _ in charts(sets, ["before", "after"])] == [
-        "Measures, one panel per unit",
-        "Wall time by team size: parallel against sequential",
-    ]
-    html, md = report(sets, tmp_path / "report")
+
+
+@pytest.mark.integration  # renders both charts as real PNGs (~1 s): not needed to check the charts' structure
+def test_the_report_embeds_both_charts_and_tables_every_measure(tmp_path: Path) -> None:
+    html, md = report(_before_and_after(tmp_path), tmp_path / "report")
     assert html.read_text().count("<img") == 2 and "| team3.sequential.wall_seconds |" in md.read_text()
 
 

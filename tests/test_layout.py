@@ -6,6 +6,7 @@ worker app and its tasks."""
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,9 +36,20 @@ IO = {
 }
 
 
+@functools.cache
+def _walked(path: Path, mtime_ns: int) -> tuple[ast.AST, ...]:
+    return tuple(ast.walk(ast.parse(path.read_text())))
+
+
+def _nodes(path: Path) -> tuple[ast.AST, ...]:
+    """Every node of the module's syntax tree: each file is parsed once for all the tests here (again
+    only if it changed since)."""
+    return _walked(path, path.stat().st_mtime_ns)
+
+
 def _imports(path: Path) -> set[str]:
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in _nodes(path):
         if isinstance(node, ast.Import):
             names |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -103,7 +115,7 @@ def test_redis_key_names_are_spelled_in_one_module() -> None:
 def _calls(path: Path) -> set[str]:
     """Dotted names this module calls (`pipeline.sync`, `sync_tree`...)."""
     out: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in _nodes(path):
         if isinstance(node, ast.Call):
             func = node.func
             if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
@@ -127,7 +139,7 @@ def test_one_sync_pipeline_for_the_cli_the_api_watch_and_bench() -> None:
             isinstance(n, ast.ImportFrom)
             and n.module == "producer.sync_run"
             and any(a.name == "submit" for a in n.names)
-            for n in ast.walk(ast.parse(p.read_text()))
+            for n in _nodes(p)
         )
     ]
     assert submitters == ["producer/pipeline.py"], submitters
