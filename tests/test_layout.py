@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import functools
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 IO = {
@@ -36,28 +37,46 @@ IO = {
 }
 
 
+class _Module(NamedTuple):
+    """What the tests here read of a module's syntax tree."""
+
+    imports: frozenset[str]  # modules it imports (absolute imports, TYPE_CHECKING ones too)
+    calls: frozenset[str]  # dotted names it calls (`pipeline.sync`, `sync_tree`...)
+    imported: frozenset[tuple[str, str]]  # (module, name) of each `from module import name`
+
+
 @functools.cache
-def _walked(path: Path, mtime_ns: int) -> tuple[ast.AST, ...]:
-    return tuple(ast.walk(ast.parse(path.read_text())))
-
-
-def _nodes(path: Path) -> tuple[ast.AST, ...]:
-    """Every node of the module's syntax tree: each file is parsed once for all the tests here (again
-    only if it changed since)."""
-    return _walked(path, path.stat().st_mtime_ns)
-
-
-def _imports(path: Path) -> set[str]:
-    names: set[str] = set()
-    for node in _nodes(path):
+def _read(path: Path, mtime_ns: int) -> _Module:
+    imports: set[str] = set()
+    calls: set[str] = set()
+    imported: set[tuple[str, str]] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            names |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-    return names
+            imports |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported |= {(node.module, a.name) for a in node.names}
+            if node.level == 0:
+                imports.add(node.module)
+        elif isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+                calls.add(f"{func.value.id}.{func.attr}")
+            elif isinstance(func, ast.Name):
+                calls.add(func.id)
+    return _Module(frozenset(imports), frozenset(calls), frozenset(imported))
 
 
-def _hits(names: set[str], banned: set[str]) -> set[str]:
+def _module(path: Path) -> _Module:
+    """Each file is parsed once for all the tests here (again only if it changed since); only what
+    they read of it is kept."""
+    return _read(path, path.stat().st_mtime_ns)
+
+
+def _imports(path: Path) -> frozenset[str]:
+    return _module(path).imports
+
+
+def _hits(names: frozenset[str], banned: set[str]) -> set[str]:
     return {n for n in names if any(n == b or n.startswith(b + ".") for b in banned)}
 
 
@@ -112,17 +131,9 @@ def test_redis_key_names_are_spelled_in_one_module() -> None:
     assert not spelled, spelled
 
 
-def _calls(path: Path) -> set[str]:
+def _calls(path: Path) -> frozenset[str]:
     """Dotted names this module calls (`pipeline.sync`, `sync_tree`...)."""
-    out: set[str] = set()
-    for node in _nodes(path):
-        if isinstance(node, ast.Call):
-            func = node.func
-            if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
-                out.add(f"{func.value.id}.{func.attr}")
-            elif isinstance(func, ast.Name):
-                out.add(func.id)
-    return out
+    return _module(path).calls
 
 
 def test_one_sync_pipeline_for_the_cli_the_api_watch_and_bench() -> None:
@@ -135,11 +146,6 @@ def test_one_sync_pipeline_for_the_cli_the_api_watch_and_bench() -> None:
     submitters = [
         str(p.relative_to(ROOT))
         for p in (ROOT / "producer").rglob("*.py")
-        if any(
-            isinstance(n, ast.ImportFrom)
-            and n.module == "producer.sync_run"
-            and any(a.name == "submit" for a in n.names)
-            for n in _nodes(p)
-        )
+        if ("producer.sync_run", "submit") in _module(p).imported
     ]
     assert submitters == ["producer/pipeline.py"], submitters
