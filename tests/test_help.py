@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 import typer
 
 from producer.cli.app import app
+from producer.cli.common import AS_CONFIGURED, Target, target_options
 
 
 def commands() -> Iterator[tuple[str, Any]]:
@@ -37,6 +39,41 @@ def test_help_shows_metavars_and_says_what_every_option_does(path: str, cmd: Any
     assert not re.search(r"\{[a-z_]+\}|<[a-z_\[\], ]+>", text), text
     silent = [p.opts[0] for p in cmd.params if p.param_type_name == "option" and not p.hidden and not p.help]
     assert not silent, f"{path}: options without help: {silent}"
+
+
+# the options where a command's `target: Target` stands (producer/cli/common.py: target_options)
+TARGET = ["--redis-url", "--studio-url", "--studio-user-id", "--gallery"]
+
+
+@pytest.mark.parametrize(
+    ("path", "options"),
+    [
+        ("producer plan", [*TARGET, "--local-studio", "--json"]),
+        ("producer pull", ["--team", "--all", "--dry-run", *TARGET[1:], "--local-studio", "--json"]),
+        ("producer watch", ["--debounce", "--local-studio", "--flower", *TARGET, "--json"]),
+        (
+            "producer sync",
+            ["--no-wait", "--dry-run", "--force", "--prune", "--local-studio", "--flower", "--timeout", "--verbose"]
+            + [*TARGET, "--json"],
+        ),
+    ],
+)
+def test_the_target_options_are_listed_where_the_command_puts_its_target(path: str, options: list[str]) -> None:
+    cmd = dict(ALL)[path]
+    assert [p.opts[0] for p in cmd.params if p.param_type_name == "option"] == options
+
+
+def test_a_command_gets_its_target_options_in_one_target() -> None:
+    seen = []
+
+    @target_options(redis=False)
+    def command(directory: str, target: Target = AS_CONFIGURED, as_json: bool = False) -> None:
+        seen.append((directory, target, as_json))
+
+    shown = ["directory", "studio_url", "studio_user_id", "gallery", "as_json"]
+    assert list(inspect.signature(command).parameters) == shown
+    command(directory="d", studio_url="http://studio", studio_user_id=None, gallery="g", as_json=True)
+    assert seen == [("d", Target(studio_url="http://studio", gallery="g"), True)]
 
 
 def test_every_command_is_there() -> None:

@@ -9,7 +9,7 @@ import typer
 
 from producer import embedded
 from producer.cli import app as cli
-from producer.cli.common import echo_json, with_local_studio
+from producer.cli.common import AS_CONFIGURED, Target, echo_json, target_options, with_local_studio
 from shared.core.exceptions import InvalidInput
 
 if TYPE_CHECKING:
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 
 @cli.app.command()
+@target_options(redis=False)
 def pull(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="Config tree to write into (created when missing)")],
     team: Annotated[
@@ -35,18 +36,14 @@ def pull(
         bool, typer.Option("--all", help="Pull every team row of the user, not only the tree's own teams")
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be written; write nothing")] = False,
-    studio_url: cli.StudioUrl = None,
-    studio_user_id: cli.StudioUser = None,
-    gallery: cli.Gallery = None,
+    target: Target = AS_CONFIGURED,
     local_studio: cli.LocalStudio = False,
     as_json: cli.AsJson = False,
 ) -> None:
     """Write teams (and the tree's gallery entry) from Studio into the tree: one component per
     file, shared parts as $ref, secrets as ${VAR}; files that already say the same are untouched."""
     _check_pull(directory, team, every_row)
-    layout, others, failed = _pull(
-        directory, team or [], every_row, dry_run, studio_url, studio_user_id, gallery, local_studio
-    )
+    layout, others, failed = _pull(directory, team or [], every_row, dry_run, target, local_studio)
     if as_json:
         echo_json(_pull_json(layout, others, failed))
     else:
@@ -74,23 +71,21 @@ def _pull(
     team: list[str],
     every_row: bool,
     dry_run: bool,
-    studio_url: str | None,
-    studio_user_id: str | None,
-    gallery: str | None,
+    target: Target,
     local_studio: bool,
 ) -> tuple[Layout, list[str], dict[str, str]]:
     """The pull done (or, with `dry_run`, only planned): the layout, the rows left out, the files not written."""
     from producer.pull import pull as pull_tree
     from producer.studio_state import unavailable
     from shared.ports import StudioError
-    from shared.settings import environment, load_settings
+    from shared.settings import environment
 
-    settings = load_settings(studio_url=studio_url, studio_user_id=studio_user_id)
+    settings = target.settings()
     try:
         with embedded.LocalServices() as services:
             settings = with_local_studio(settings, services, local_studio)
             templates = _templates(settings, services)
-            return pull_tree(directory, settings, environment(), team, gallery, dry_run, every_row, templates)
+            return pull_tree(directory, settings, environment(), team, target.gallery, dry_run, every_row, templates)
     except StudioError as exc:
         raise unavailable(settings.studio_url, exc) from exc
     except OSError as exc:

@@ -20,11 +20,7 @@ if TYPE_CHECKING:
 
 from producer.cli.app import (
     AsJson,
-    Gallery,
     LocalStudio,
-    RedisUrl,
-    StudioUrl,
-    StudioUser,
     app,
     check_dir,
     check_seconds,
@@ -34,14 +30,17 @@ from producer.cli.app import (
     redis_session,
 )
 from producer.cli.common import (
+    AS_CONFIGURED,
     NO_WAIT_EMBEDDED,
     Flower,
     NoWait,
+    Target,
     Timeout,
     check_flower,
     echo_json,
     echo_run_id,
     local_dispatcher,
+    target_options,
     wait_for_run,
     with_local_studio,
 )
@@ -147,29 +146,27 @@ def _show_plan(prepared: Prepared, as_json: bool) -> NoReturn:
 
 
 @app.command()
+@target_options()
 def plan(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="Config tree to plan")],
-    redis_url: RedisUrl = None,
-    studio_url: StudioUrl = None,
-    studio_user_id: StudioUser = None,
-    gallery: Gallery = None,
+    target: Target = AS_CONFIGURED,
     local_studio: LocalStudio = False,
     as_json: AsJson = False,
 ) -> None:
     """Show what a sync would do: new, changed, unchanged and invalid components, and the waves."""
     from producer.sync_run import prepare
-    from shared.settings import load_settings
 
     check_dir(directory)
-    settings = load_settings(redis_url=redis_url, studio_url=studio_url, studio_user_id=studio_user_id)
+    settings = target.settings()
     with embedded.LocalServices() as services:
         settings = with_local_studio(settings, services, local_studio)
         with redis_session(settings, services, quiet=as_json) as (store, settings):
-            prepared = prepare(directory, settings, store, gallery)
+            prepared = prepare(directory, settings, store, target.gallery)
     _show_plan(prepared, as_json)
 
 
 @app.command()
+@target_options()
 def sync(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="Config tree to sync")],
     no_wait: NoWait = False,
@@ -188,29 +185,24 @@ def sync(
     flower: Flower = False,
     timeout: Timeout = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every component in the summary")] = False,
-    redis_url: RedisUrl = None,
-    studio_url: StudioUrl = None,
-    studio_user_id: StudioUser = None,
-    gallery: Gallery = None,
+    target: Target = AS_CONFIGURED,
     as_json: AsJson = False,
 ) -> None:
     """Validate the tree, register every component with AutoGen Studio through the workers, report."""
     from producer import pipeline
     from producer.sync_run import remember_if_clean
-    from shared.settings import check_store, load_settings
+    from shared.settings import check_store
 
     check_dir(directory)
     check_seconds("--timeout", timeout, finite=False)
-    settings = load_settings(
-        redis_url=redis_url, studio_url=studio_url, studio_user_id=studio_user_id, flower=flower or None
-    )
+    settings = target.settings(flower=flower or None)
     check_store(settings)  # before a local Studio is started for nothing
     embedded_default = settings.redis_url is None
     if embedded_default and no_wait:
         raise InvalidInput(NO_WAIT_EMBEDDED)
     check_flower(flower, embedded_default)
     # the result cache is only kept for a plain sync of the configured Redis and Studio
-    plain = not any((embedded_default, force, prune, local_studio, gallery, redis_url, studio_url, studio_user_id))
+    plain = not any((embedded_default, force, prune, local_studio, target.any_given()))
     with embedded.LocalServices() as services:
         settings = with_local_studio(settings, services, local_studio)
         with redis_session(settings, services, quiet=False) as (store, settings):
@@ -220,7 +212,7 @@ def sync(
                 store,
                 local_dispatcher(settings, services, embedded_default),
                 _warn,
-                gallery=gallery,
+                gallery=target.gallery,
                 force=force,
                 prune=prune,
                 timeout=timeout,

@@ -15,10 +15,11 @@ if TYPE_CHECKING:
     from producer.watch import SyncLine
 
 from producer.cli import app as cli
-from producer.cli.common import Flower, check_flower, with_local_studio
+from producer.cli.common import AS_CONFIGURED, Flower, Target, check_flower, target_options, with_local_studio
 
 
 @cli.app.command()
+@target_options()
 def watch(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="Config tree to watch")],
     debounce: Annotated[
@@ -26,10 +27,7 @@ def watch(
     ] = 100,
     local_studio: cli.LocalStudio = False,
     flower: Flower = False,
-    redis_url: cli.RedisUrl = None,
-    studio_url: cli.StudioUrl = None,
-    studio_user_id: cli.StudioUser = None,
-    gallery: cli.Gallery = None,
+    target: Target = AS_CONFIGURED,
     as_json: cli.AsJson = False,
 ) -> None:
     """Sync the tree now and again each time its files settle after an edit; one line per sync.
@@ -37,12 +35,10 @@ def watch(
     import threading
 
     from producer.watch import Watcher
-    from shared.settings import check_store, load_settings
+    from shared.settings import check_store
 
     cli.check_dir(directory)
-    settings = load_settings(
-        redis_url=redis_url, studio_url=studio_url, studio_user_id=studio_user_id, flower=flower or None
-    )
+    settings = target.settings(flower=flower or None)
     check_store(settings)  # before a local Studio is started for nothing
     embedded_default = settings.redis_url is None
     check_flower(flower, embedded_default)
@@ -55,7 +51,7 @@ def watch(
                     cli.start_local_worker(settings, services)
                 dispatcher = cache(lambda: cli.dispatcher_for(settings))
                 say = _say_json if as_json else _say_text
-                watcher = Watcher(directory, settings, store, dispatcher, say, gallery, debounce, _warn)
+                watcher = Watcher(directory, settings, store, dispatcher, say, target.gallery, debounce, _warn)
                 cli.err().print(f"Watching {cli.escape(str(directory))} (Ctrl-C stops).")
                 watcher.run(stop)
     except KeyboardInterrupt:
