@@ -25,6 +25,18 @@ if TYPE_CHECKING:
 Show = Callable[["RunStore", str, "float | None", "Watchdog"], None]
 
 
+@dataclass(frozen=True)
+class Services:
+    """What a sync works with: the settings, the store, the dispatcher (called only when there is
+    work to enqueue: it may start a local worker) and where its warnings go (Studio's, what a
+    prune would delete, the watchdog's)."""
+
+    settings: Settings
+    store: Storage
+    dispatcher: Callable[[], Dispatcher]
+    say: Callable[[str], None]
+
+
 @dataclass
 class SyncOutcome:
     prepared: Prepared
@@ -63,10 +75,7 @@ def _would_delete(view: StudioView) -> str:
 
 def sync(
     directory: Path,
-    settings: Settings,
-    store: Storage,
-    dispatcher: Callable[[], Dispatcher],
-    say: Callable[[str], None],
+    services: Services,
     *,
     gallery: str | None = None,
     force: bool = False,
@@ -76,13 +85,12 @@ def sync(
     wait_for_it: bool = True,
     show: Show | None = None,
 ) -> SyncOutcome:
-    """Sync `directory`. `dispatcher` is called only when there is work to enqueue (it may start a
-    local worker); `before_submit(prepared)` false stops before anything is written; `say` takes
-    the warnings (Studio's, what a prune would delete, the watchdog's)."""
+    """Sync `directory`. `before_submit(prepared)` false stops before anything is written."""
     from producer.recovery import Watchdog
     from producer.report import run_report
     from producer.sync_run import prepare, submit
 
+    settings, store, dispatcher, say = services.settings, services.store, services.dispatcher, services.say
     prepared = prepare(directory, settings, store, gallery, force=force)
     outcome = SyncOutcome(prepared)
     if before_submit is not None and not before_submit(prepared):
@@ -94,7 +102,7 @@ def sync(
         return outcome
     watch = Watchdog.for_run(store, run_id, dispatch, settings, say, (STUDIO_QUEUE,))
     (show or _wait)(store, run_id, timeout, watch)
-    outcome.report = run_report(store, run_id)
+    outcome.report = run_report(store, run_id, prepared.plan.states)
     return outcome
 
 

@@ -180,7 +180,7 @@ class Watchdog:
     def _say_where_it_is_stuck(self) -> None:
         running = {
             label: st.worker or "?"
-            for label, st in self.store.node_states(self.run_id).items()
+            for label, st in self.store.open_states(self.run_id).items()
             if st.status == Status.RUNNING
         }
         where = "; ".join(f"{label} on {worker}" for label, worker in sorted(running.items())[:10]) or "none running"

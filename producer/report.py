@@ -30,11 +30,13 @@ def outcome_of(state: Mapping[str, object]) -> str:
     return NodeState.model_validate(state).outcome_said()
 
 
-def run_report(store: RunStore, run_id: str) -> Report | None:
+def run_report(store: RunStore, run_id: str, planned: Mapping[str, NodeState] | None = None) -> Report | None:
+    """`planned`: the states the run was written with, when the caller holds them (the producer
+    that submitted it): then only the states that may have changed since are read."""
     meta = store.meta(run_id)
     if meta is None:
         return None
-    nodes = store.node_states(run_id)
+    nodes = {**planned, **store.open_states(run_id, meta)} if planned is not None else store.node_states(run_id)
     counts = {o: 0 for o in OUTCOMES}
     for state in nodes.values():
         counts[state.outcome_said()] += 1

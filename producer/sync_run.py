@@ -20,6 +20,7 @@ from shared.core.run_model import TERMINAL, RunKind, RunMeta, Status
 from shared.core.secrets import content_hash
 from shared.core.tree import Tree, build_tree
 from shared.metrics import Metrics
+from shared.run_metrics import count_settled
 from shared.settings import Settings, environment, scan_limits, tree_limits
 
 if TYPE_CHECKING:
@@ -120,6 +121,7 @@ def submit(prepared: Prepared, settings: Settings, store: RunStore, dispatcher: 
     for label in prepared.tree.valid:
         hit = "hit" if plan.states[label].status == Status.CACHED else "miss"
         metrics.inc("agentq_cache_requests_total", [tree.nodes[label].component_type, hit])
+    count_settled(metrics, plan.states.values())
 
     # Studio is asked once whether it answers at all before any work goes to the workers
     version, asked = studio_version(settings, metrics) if plan.has_work else (None, None)

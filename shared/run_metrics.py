@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from shared.core.run_model import NodeState, RunKind, RunMeta, Status
 from shared.metrics import Metrics
 from shared.ports import RunStore
@@ -16,18 +18,25 @@ def sync_outcome(state: NodeState) -> str:
     return OUTCOME_OF_STATUS.get(state.status, str(state.status))
 
 
-def _count_outcomes(metrics: Metrics, states: dict[str, NodeState]) -> None:
-    for st in states.values():
+def count_outcomes(metrics: Metrics, states: Iterable[NodeState]) -> None:
+    for st in states:
         metrics.inc("agentq_sync_outcomes_total", [st.type or "file", sync_outcome(st)])
 
 
+def count_settled(metrics: Metrics, states: Iterable[NodeState]) -> None:
+    """The outcomes a sync's plan settled (cached, invalid, skipped ...), counted as the run is
+    written: nothing changes them later, and record_run counts the rest."""
+    count_outcomes(metrics, (st for st in states if st.status != Status.PENDING))
+
+
 def record_run(store: RunStore, meta: RunMeta | None) -> None:
-    """Count a finished run's outcomes and duration (None: the run expired; nothing to count)."""
+    """Count a finished run's duration and, for a sync, the outcomes of the nodes it ran (None:
+    the run expired; nothing to count)."""
     if meta is None:
         return
     metrics = Metrics()
     if meta.kind == RunKind.SYNC:  # workflow tasks are counted as each ends (workers) or is found cached (producer)
-        _count_outcomes(metrics, store.node_states(meta.run_id))
+        count_outcomes(metrics, store.open_states(meta.run_id, meta).values())
     if meta.finished is not None:
         metrics.observe("agentq_run_duration_seconds", [meta.kind], meta.finished - meta.created)
     store.flush(metrics)

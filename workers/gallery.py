@@ -4,7 +4,7 @@ each in its type's section (shared/core/components.py)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from shared.core.components import gallery_section, gallery_sections
@@ -32,15 +32,19 @@ async def find_gallery(ctx: RunContext, name: str) -> Row | None:
 
 @dataclass
 class _Members:
-    """The gallery's members that succeeded so far: their states and specs, each one's component
-    with its ${VAR}s resolved, and the states to write once the entry is."""
+    """The gallery's members that succeeded so far: the states of those this run synced (the
+    others are cached: settled by the plan, read only should one fail now), their specs, each
+    one's component with its ${VAR}s resolved, and the states to write once the entry is."""
 
     states: dict[str, NodeState]
     records: dict[str, Spec]
+    read: Callable[[str], NodeState]
     resolved: dict[str, Component] = field(default_factory=dict)
     updates: dict[str, NodeState] = field(default_factory=dict)
 
     def fail(self, label: str, error: str) -> None:
+        if label not in self.states:
+            self.states[label] = self.read(label)
         self.updates[label] = self.states[label].model_copy(update={"status": Status.FAILED, "error": error})
 
     def previous(self) -> dict[str, str]:
@@ -98,7 +102,7 @@ def _entry_failed(ctx: RunContext, members: _Members, exc: Exception) -> NodeFai
     said = str(exc) if isinstance(exc, StudioError) else f"{type(exc).__name__}: {exc}"
     secrets = members.secrets(ctx.env)
     for label in members.resolved:
-        if members.states[label].status == Status.DONE:
+        if label in members.states and members.states[label].status == Status.DONE:
             members.fail(label, redact(f"gallery write failed: {said}", secrets))
     ctx.store.set_states(ctx.run_id, members.updates, members.previous())
     return NodeFailed(redact(said, secrets))
@@ -108,8 +112,8 @@ def _ended(members: _Members, old: Mapping[str, Component], gallery_id: int) -> 
     """Each member done gets its outcome against what Studio held; returns what to cache of them."""
     cacheable = {}
     for label, comp in members.resolved.items():
-        state = members.states[label]
-        if state.status != Status.DONE:
+        state = members.states.get(label)
+        if state is None or state.status != Status.DONE:  # None: cached
             continue
         previous = old.get(label)
         outcome = "created" if previous is None else "unchanged" if previous == comp else "updated"
@@ -137,9 +141,14 @@ async def write_gallery(ctx: RunContext) -> None:
     meta = ctx.meta
     name = meta.gallery_name
     all_members = ctx.store.gallery_members(ctx.run_id)
-    states = ctx.store.node_states(ctx.run_id, all_members)
-    included = [m for m in all_members if m in states and states[m].status in SUCCEEDED]
-    members = _Members(states, ctx.store.specs(ctx.run_id, included))
+    synced = ctx.store.open_states(ctx.run_id, meta)  # the members not among them are cached
+    states = {m: synced[m] for m in all_members if m in synced}
+    included = [m for m in all_members if m not in states or states[m].status in SUCCEEDED]
+
+    def read(label: str) -> NodeState:
+        return ctx.store.node_states(ctx.run_id, [label])[label]
+
+    members = _Members(states, ctx.store.specs(ctx.run_id, included), read)
     config = _entry(meta, _sections(ctx, members))
     try:
         row, old = await _write_entry(ctx, name, config)

@@ -26,7 +26,7 @@ from shared.adapters.redis.studio_rows import StudioRows
 from shared.core.json_text import dumps
 from shared.core.reconcile import SyncView, WorkflowView
 from shared.core.records import NewRun, Release, Spec
-from shared.core.run_model import RUN_LISTS, NodeState, RunMeta, Status
+from shared.core.run_model import RUN_LISTS, NodeState, RunKind, RunMeta, Status
 from shared.settings import Settings
 
 __all__ = ["AsyncRunState", "Ended", "Store", "TaskEnd"]  # the workers take the asyncio part from here too
@@ -214,7 +214,7 @@ class Store(ResultCacheStore, ClusterState, StudioRows):
         skipped = {"status": Status.SKIPPED, "reason": "the run was cancelled"}
         pending = {
             label: st.model_copy(update=skipped)
-            for label, st in self.node_states(run_id).items()
+            for label, st in self.open_states(run_id, meta).items()
             if st.status == Status.PENDING
         }
         self.set_states(run_id, pending, {label: Status.PENDING for label in pending})
@@ -247,6 +247,23 @@ class Store(ResultCacheStore, ClusterState, StudioRows):
         labels = list(labels)
         return read_states(labels, self.r.hmget(key, labels)) if labels else {}
 
+    def open_states(self, run_id: str, meta: RunMeta | None = None) -> dict[str, NodeState]:
+        """The states that may still change once the run is written: a sync's nodes in its waves
+        (the plan settled every other one: cached, invalid, skipped, drifted or deleted, and
+        nothing writes them again), every node of a workflow. A 10,000-node tree edited in one
+        place has a handful."""
+        meta = meta or self.meta(run_id)
+        if meta is None or meta.kind == RunKind.WORKFLOW:
+            return self.node_states(run_id)
+        return self.node_states(run_id, [lbl for wave in self._batches(run_id, meta) for b in wave for lbl in b])
+
+    def _batches(self, run_id: str, meta: RunMeta) -> list[list[list[str]]]:
+        """A sync's waves: each its batches of labels."""
+        pipe = self.r.pipeline(transaction=False)
+        for w in range(meta.waves):
+            pipe.lrange(run_key(run_id, keys.wave(w)), 0, -1)
+        return [[json.loads(b) for b in wave] for wave in pipe.execute()]
+
     def set_states(self, run_id: str, updates: Mapping[str, NodeState], previous: Mapping[str, str]) -> None:
         """Write new node states; `previous` gives each node's old status so the counters stay exact."""
         if not updates:
@@ -277,4 +294,4 @@ class Store(ResultCacheStore, ClusterState, StudioRows):
     def reconcile_view(self, run_id: str) -> WorkflowView | SyncView | None:
         """What shared/core/reconcile.py compares with the broker: the run's nodes and steps (None: no such run)."""
         meta = self.meta(run_id)
-        return None if meta is None else reconcile_view(self.r, run_id, meta, self.node_states(run_id))
+        return None if meta is None else reconcile_view(self.r, run_id, meta, self.open_states(run_id, meta))
