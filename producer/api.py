@@ -86,9 +86,8 @@ def sync(
     from producer import pipeline
 
     with services(settings) as (store, ready):
-        outcome = pipeline.sync(
-            Path(directory), ready, store, lambda: _dispatcher(ready), _warn, force=force, prune=prune, timeout=timeout
-        )
+        with_us = pipeline.Services(ready, store, lambda: _dispatcher(ready), _warn)
+        outcome = pipeline.sync(Path(directory), with_us, force=force, prune=prune, timeout=timeout)
     report, run_id = outcome.report, outcome.run_id
     assert report is not None and run_id is not None
     return RunResult(run_id, outcome.succeeded, report["counts"], report)

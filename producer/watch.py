@@ -14,13 +14,15 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from producer.walk import IGNORE_FILE, SUFFIXES
 from shared.core.exceptions import AgentqError, ServiceUnavailable
 from shared.core.run_model import UNSUCCESSFUL
-from shared.ports import Dispatcher, Storage
-from shared.settings import Settings
+from shared.ports import Storage
+
+if TYPE_CHECKING:
+    from producer.pipeline import Services
 
 # what says "try again later" in a node's error: Studio or a model endpoint away, overloaded or failing
 RETRYABLE_MARKS = ("unreachable", "answered 5", "answered 429", "timed out", "Redis")
@@ -133,18 +135,17 @@ class Watcher:
     """Runs a sync, then one per settled batch of changes, until `stop` is set."""
 
     def __init__(
-        self,
-        root: Path,
-        settings: Settings,
-        store: Storage,
-        dispatcher: Callable[[], Dispatcher],
-        say: Callable[[SyncLine], None],
-        gallery: str | None = None,
-        debounce_ms: int = 100,
-        warn: Callable[[str], None] = lambda _: None,
+        self, root: Path, services: Services, say: Callable[[SyncLine], None], gallery: str | None, debounce_ms: int
     ) -> None:
-        self.root, self.settings, self.store, self.dispatcher = root.resolve(), settings, store, dispatcher
-        self.say, self.warn, self.gallery, self.debounce_ms = say, warn, gallery, debounce_ms
+        """`say` prints a sync's line; the services' own `say` takes the warnings."""
+        self.root, self.services, self.say, self.gallery, self.debounce_ms = (
+            root.resolve(),
+            services,
+            say,
+            gallery,
+            debounce_ms,
+        )
+        self.settings, self.store, self.warn = services.settings, services.store, services.say
         self.syncs = 0
 
     def sync_once(self, changed: int = 0) -> SyncLine:
@@ -153,9 +154,7 @@ class Watcher:
         started, t0 = time.time(), time.perf_counter()
         line = SyncLine(started, 0.0, changed)
         try:
-            outcome = pipeline.sync(
-                self.root, self.settings, self.store, self.dispatcher, self.warn, gallery=self.gallery
-            )
+            outcome = pipeline.sync(self.root, self.services, gallery=self.gallery)
             line.run_id = outcome.run_id
             assert outcome.report is not None
             _take_report(line, outcome.report)

@@ -208,10 +208,7 @@ def sync(
         with redis_session(settings, services, quiet=False) as (store, settings):
             outcome = pipeline.sync(
                 directory,
-                settings,
-                store,
-                local_dispatcher(settings, services, embedded_default),
-                _warn,
+                pipeline.Services(settings, store, local_dispatcher(settings, services, embedded_default), _warn),
                 gallery=target.gallery,
                 force=force,
                 prune=prune,

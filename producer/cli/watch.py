@@ -34,6 +34,7 @@ def watch(
     Ctrl-C stops it (exit 0) with the services it started."""
     import threading
 
+    from producer.pipeline import Services
     from producer.watch import Watcher
     from shared.settings import check_store
 
@@ -49,9 +50,9 @@ def watch(
             with cli.redis_session(settings, services, quiet=as_json) as (store, settings):
                 if embedded_default:  # its own Redis: nobody else's worker listens there
                     cli.start_local_worker(settings, services)
-                dispatcher = cache(lambda: cli.dispatcher_for(settings))
+                with_us = Services(settings, store, cache(lambda: cli.dispatcher_for(settings)), _warn)
                 say = _say_json if as_json else _say_text
-                watcher = Watcher(directory, settings, store, dispatcher, say, target.gallery, debounce, _warn)
+                watcher = Watcher(directory, with_us, say, target.gallery, debounce)
                 cli.err().print(f"Watching {cli.escape(str(directory))} (Ctrl-C stops).")
                 watcher.run(stop)
     except KeyboardInterrupt:

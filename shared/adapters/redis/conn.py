@@ -53,8 +53,8 @@ class _Outage:
         self,
         retry: OutageRetry | AsyncOutageRetry,
         fail: Callable[..., Any],
-        is_retryable: Callable[[Exception], bool] | None,
-        with_failure_count: bool,
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
     ) -> None:
         self.backoff, self.deadline, self.failures = retry._backoff, time.monotonic() + retry.outage, 0
         self.fail, self.is_retryable, self.with_failure_count = fail, is_retryable, with_failure_count
@@ -80,14 +80,8 @@ class OutageRetry(Retry):
         super().__init__(_backoff(), -1, OUTAGE_ERRORS)
         self.outage = outage
 
-    def call_with_retry(
-        self,
-        do: Callable[[], T],
-        fail: Callable[..., Any],
-        is_retryable: Callable[[Exception], bool] | None = None,
-        with_failure_count: bool = False,
-    ) -> T:
-        outage = _Outage(self, fail, is_retryable, with_failure_count)
+    def call_with_retry(self, do: Callable[[], T], fail: Callable[..., Any], *how: Any, **how_named: Any) -> T:
+        outage = _Outage(self, fail, *how, **how_named)  # how: redis-py's is_retryable, with_failure_count
         while True:
             try:
                 return do()
@@ -104,13 +98,9 @@ class AsyncOutageRetry(async_retry.Retry):
         self.outage = outage
 
     async def call_with_retry(
-        self,
-        do: Callable[[], Awaitable[T]],
-        fail: Callable[..., Any],
-        is_retryable: Callable[[Exception], bool] | None = None,
-        with_failure_count: bool = False,
+        self, do: Callable[[], Awaitable[T]], fail: Callable[..., Any], *how: Any, **how_named: Any
     ) -> T:
-        outage = _Outage(self, fail, is_retryable, with_failure_count)
+        outage = _Outage(self, fail, *how, **how_named)
         while True:
             try:
                 return await do()
