@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from producer.launch import launch, new_run
 from producer.planner import Plan, make_plan, tree_gallery_key
@@ -98,25 +98,41 @@ def prepare(
     return Prepared(root, result, tree, plan, ns, view)
 
 
-def _specs(prepared: Prepared) -> dict[str, Spec]:
-    """What a worker needs of each node to run: those to sync, and the gallery's members when it is written."""
-    plan, tree = prepared.plan, prepared.tree
-    members = set(plan.gallery_members)
-    needed = set(plan.to_run) | (members if plan.gallery_needed else set())
-    memo: dict[str, Any] = {}
+def _spec_of(prepared: Prepared) -> Callable[[str], Spec]:
+    """What a worker needs of a node to run it, or to put it in the gallery entry."""
+    tree, members = prepared.tree, set(prepared.plan.gallery_members)
+    memo: dict[str, object] = {}
 
     def spec(lbl: str) -> Spec:
         node = tree.nodes[lbl]
         resolved = tree.resolved(lbl, memo)
-        return {"spec": resolved, "type": node.component_type, "key": node.key, "path": node.path, "deps": node.deps}
+        return {
+            "spec": resolved,
+            "type": node.component_type,
+            "key": node.key,
+            "path": node.path,
+            "deps": node.deps,
+            "gallery": lbl in members,
+        }
 
-    return {lbl: {**spec(lbl), "gallery": lbl in members} for lbl in needed}
+    return spec
 
 
-def submit(prepared: Prepared, settings: Settings, store: RunStore, dispatcher: Dispatcher | None) -> str:
+def _keep_member_specs(prepared: Prepared, store: Storage, spec: Callable[[str], Spec]) -> None:
+    """Every gallery member's spec kept by node key for the workers' gallery write (only those not
+    kept yet are written: an edit writes its few), so that the run carries only the nodes it syncs."""
+    by_key = {prepared.tree.nodes[m].key: m for m in prepared.plan.gallery_members}
+    missing = store.missing_specs(prepared.namespace, by_key)
+    store.keep_specs(prepared.namespace, {k: spec(by_key[k]) for k in missing})
+
+
+def submit(prepared: Prepared, settings: Settings, store: Storage, dispatcher: Dispatcher | None) -> str:
     """Write the run's state to Redis and publish its first wave (nothing when all is cached)."""
     plan, tree = prepared.plan, prepared.tree
-    specs = _specs(prepared)
+    spec = _spec_of(prepared)
+    specs = {lbl: spec(lbl) for lbl in plan.to_run}
+    if plan.gallery_needed:
+        _keep_member_specs(prepared, store, spec)
     metrics = Metrics()
     for label in prepared.tree.valid:
         hit = "hit" if plan.states[label].status == Status.CACHED else "miss"
@@ -136,6 +152,8 @@ def submit(prepared: Prepared, settings: Settings, store: RunStore, dispatcher: 
         gallery_name=plan.gallery_name,
         gallery_key=plan.gallery_key,
         gallery_members=tuple(plan.gallery_members),
+        gallery_keys=tuple(tree.nodes[m].key for m in plan.gallery_members),
+        gallery_variables=tuple(sorted({name for ff in prepared.scan.facts.values() for _, name in ff.variables})),
         gallery_needed=plan.gallery_needed,
         waves=len(plan.waves),
         total=len(plan.states),

@@ -15,7 +15,7 @@ from typing import Any, Protocol, Self
 from shared.core.drift import WrittenRow
 from shared.core.exceptions import AgentqError
 from shared.core.reconcile import SyncView, WorkflowView
-from shared.core.records import CacheEntry, Component, HostReading, NewRun, Release, Row, TranscriptMessage
+from shared.core.records import CacheEntry, Component, HostReading, NewRun, Release, Row, Spec, TranscriptMessage
 from shared.core.run_model import NodeState, RunMeta
 from shared.metrics import Metrics
 
@@ -148,6 +148,12 @@ class ResultCache(Protocol):
     def task_results(self, cache_keys: list[str]) -> list[CacheEntry | None]:
         """Cached workflow task results for these content keys, in order."""
         ...
+
+    def missing_specs(self, ns: str, node_keys: Collection[str]) -> list[str]:
+        """The node keys whose gallery member spec is not kept."""
+        ...
+
+    def keep_specs(self, ns: str, specs: Mapping[str, Spec]) -> None: ...
 
     def node_cache_key(self, ns: str, key: str) -> str: ...
 

@@ -6,10 +6,12 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
+from shared.core.hashing import namespace
 from tests.conftest import ROOT, Cli
 from tests.studio_proxy import StudioProxy
 
@@ -99,6 +101,55 @@ def test_editing_one_agent_updates_exactly_its_teams_in_place(cli: Cli, examples
 
 def _gallery_id(cli: Cli, name: str) -> int:
     return next(g["id"] for g in cli.studio().galleries() if g["config"]["name"] == name)
+
+
+def _gallery(cli: Cli, name: str) -> dict[str, Any]:
+    return next(g for g in cli.studio().galleries() if g["config"]["name"] == name)
+
+
+def _agent(config: dict[str, Any], label: str) -> dict[str, Any]:
+    return next(a for a in config["components"]["agents"] if a["label"] == label)
+
+
+def _edit_critic(examples: Path, text: str) -> None:
+    critic = examples / "agents" / "critic.yaml"
+    critic.write_text(critic.read_text().replace("Reply APPROVE when", f"{text} Reply APPROVE when"))
+
+
+def test_an_edit_writes_the_gallery_entry_a_full_rewrite_writes(cli: Cli, examples: Path, redis_url: str) -> None:
+    """An edit's run carries only what it syncs: the entry's other members come from the entry in
+    Studio when it holds what the last sync wrote, else from the specs kept in Redis. Either way
+    the entry is the one `--force` writes, and an edit made in Studio is written over, as before."""
+    import httpx
+
+    assert cli.sync(examples)[0] == 0
+    entry = _gallery(cli, examples.name)
+    _agent(entry["config"], "writer")["description"] = "edited in Studio"
+    params = {"user_id": cli.user_id}
+    body = {"user_id": cli.user_id, "config": entry["config"]}
+    httpx.put(f"{cli.studio().url}/api/gallery/{entry['id']}", params=params, json=body).raise_for_status()
+    r = redis.Redis.from_url(redis_url)
+    kept = list(r.scan_iter(f"agentq:{namespace(cli.studio_url, cli.user_id)}:spec:*", count=1000))
+    assert len(kept) == sum(len(labels) for labels in EXAMPLE_GALLERY.values())  # every member's, by its key
+    r.delete(*kept)  # expired: the producer keeps them again
+
+    _edit_critic(examples, "Be strict.")
+    rc, report, err = cli.sync(examples)
+    assert rc == 0, err
+    config = _gallery(cli, examples.name)["config"]
+    assert _agent(config, "writer")["description"] != "edited in Studio"
+    assert "Be strict." in _agent(config, "critic")["config"]["system_message"]
+    assert report["nodes"]["writer"]["status"] == "cached" and report["nodes"]["critic"]["outcome"] == "updated"
+
+    _edit_critic(examples, "Be brief.")  # the entry holds what the last sync wrote: the others are taken from it
+    rc, report, err = cli.sync(examples)
+    assert rc == 0, err
+    patched = _gallery(cli, examples.name)["config"]
+    assert "Be brief." in _agent(patched, "critic")["config"]["system_message"]
+    assert report["counts"]["updated"] == 2 and report["counts"]["unchanged"] == 13  # critic, review-team
+    rc, _, err = cli.sync(examples, "--force")
+    assert rc == 0, err
+    assert _gallery(cli, examples.name)["config"] == patched
 
 
 BROKEN = {

@@ -33,8 +33,8 @@ async def find_gallery(ctx: RunContext, name: str) -> Row | None:
 @dataclass
 class _Members:
     """The gallery's members that succeeded so far: the states of those this run synced (the
-    others are cached: settled by the plan, read only should one fail now), their specs, each
-    one's component with its ${VAR}s resolved, and the states to write once the entry is."""
+    others are cached: settled by the plan, read only should one fail now), the specs it has,
+    each one's component as it goes into the entry, and the states to write once the entry is."""
 
     states: dict[str, NodeState]
     records: dict[str, Spec]
@@ -51,16 +51,61 @@ class _Members:
         """Each updated member's status before, so the run's counters stay exact."""
         return {lbl: self.states[lbl].status for lbl in self.updates}
 
-    def secrets(self, env: Mapping[str, str]) -> list[str]:
-        found = {v for label in self.resolved for v in secret_values(self.records[label]["spec"], env)}
+    def secrets(self, env: Mapping[str, str], variables: list[str]) -> list[str]:
+        """What no error may show: the tree's ${VAR}s' values, and every secret the members hold."""
+        found = {env[name] for name in variables if len(env.get(name, "")) >= 3}
+        found |= {v for label in self.resolved for v in secret_values(self.records.get(label, {}).get("spec"), env)}
+        found |= {v for comp in self.resolved.values() for v in secret_values(comp, {})}
         return sorted(found, key=len, reverse=True)
 
 
-def _sections(ctx: RunContext, members: _Members) -> dict[str, list[Component]]:
+Held = dict[str, tuple[str, Component]]  # label -> (section, component) as the entry in Studio holds it
+
+
+def _stamp(row: Row) -> str:
+    """A gallery row's id and the time Studio last wrote it: any write through Studio moves it."""
+    return f"{row.get('id')}:{row.get('updated_at')}"
+
+
+def _as_written(ctx: RunContext, existing: Row, name: str) -> bool:
+    """Whether the entry holds exactly what the sync last wrote there: Studio wrote it last for us
+    (its stamp, recorded in Redis, for every worker), or it equals what this process wrote (a
+    write since of the same content, which moves the stamp, changes nothing)."""
+    stamped = existing.get("updated_at") is not None and ctx.store.gallery_written(ctx.ns, name) == _stamp(existing)
+    return stamped or existing.get("config") == ctx.galleries.get((ctx.ns, name))
+
+
+def _held(ctx: RunContext, existing: Row | None, name: str) -> Held:
+    """The entry's components when it holds exactly what the sync last wrote there (none else)."""
+    if existing is None or not _as_written(ctx, existing, name):
+        return {}
+    sections = (existing.get("config") or {}).get("components", {})
+    return {comp.get("label"): (section, comp) for section, comps in sections.items() for comp in comps or []}
+
+
+def _read_kept(ctx: RunContext, members: _Members, wanted: Mapping[str, str]) -> None:
+    """The specs of cached members whose component Studio's entry cannot give, by node key (the
+    producer keeps every member's); one that expired meanwhile fails, to be written next sync."""
+    kept = ctx.store.kept_specs(ctx.ns, list(wanted.values()))
+    for label, key in wanted.items():
+        if key in kept:
+            members.records[label] = kept[key]
+        else:
+            members.fail(label, "its spec expired from Redis before the gallery entry was written; sync again")
+
+
+def _sections(ctx: RunContext, members: _Members, included: list[str], held: Held) -> dict[str, list[Component]]:
     """Every section Studio's format has (teams too, which have rows of their own and stay empty),
-    holding the members whose type has it and whose ${VAR}s resolve; the others fail."""
+    holding the members in order: a cached one as Studio holds it, or from its spec with its
+    ${VAR}s resolved; a member whose ${VAR}s do not resolve fails."""
     components: dict[str, list[Component]] = {s: [] for s in gallery_sections()}
-    for label, record in members.records.items():
+    for label in included:
+        record = members.records.get(label)
+        if record is None:
+            if label in held:
+                where, members.resolved[label] = held[label]
+                components[where].append(members.resolved[label])
+            continue  # its spec expired: failed
         section = gallery_section(record["type"])
         if section is None:  # a worker whose table lacks a type the producer's has
             members.fail(label, f"this worker has no gallery section for component type {record['type']!r}")
@@ -80,27 +125,25 @@ def _studio_components(existing: Row | None) -> dict[str, Component]:
     return {comp.get("label"): comp for section in sections.values() for comp in section or []}
 
 
-async def _write_entry(ctx: RunContext, name: str, config: Component) -> tuple[Row, dict[str, Component]]:
-    """The entry written (or left as it is when Studio holds exactly this), and its components before."""
-    async with creating(ctx, f"gallery:{name}"):  # two syncs of the tree at once: one entry
-        existing = await find_gallery(ctx, name)
-        if existing and existing.get("config") == config:
-            row = existing  # Studio holds exactly this: an identical write would only move its timestamps
-        elif existing:
-            row = await ctx.client.save_gallery(config, existing["id"])
-        else:  # a create whose answer was lost is looked up before it is sent again
-            row = await create_once(
-                ctx.client, lambda: ctx.client.save_gallery(config), lambda: find_gallery(ctx, name)
-            )
-            ctx.store.own_gallery(ctx.ns, name, int(row["id"]), ctx.meta.tree)  # what `--prune` may delete
-        ctx.store.set_gallery_id(ctx.ns, name, int(row["id"]))
-    return row, _studio_components(existing)
+async def _save(ctx: RunContext, name: str, config: Component, existing: Row | None) -> Row:
+    """The entry written (or left as it is when Studio holds exactly this), its stamp remembered."""
+    if existing and existing.get("config") == config:
+        row = existing  # Studio holds exactly this: an identical write would only move its timestamps
+    elif existing:
+        row = await ctx.client.save_gallery(config, existing["id"])
+    else:  # a create whose answer was lost is looked up before it is sent again
+        row = await create_once(ctx.client, lambda: ctx.client.save_gallery(config), lambda: find_gallery(ctx, name))
+        ctx.store.own_gallery(ctx.ns, name, int(row["id"]), ctx.meta.tree)  # what `--prune` may delete
+    ctx.store.set_gallery_id(ctx.ns, name, int(row["id"]))
+    ctx.store.set_gallery_written(ctx.ns, name, _stamp(row) if row.get("updated_at") is not None else None)
+    ctx.galleries[(ctx.ns, name)] = config
+    return row
 
 
 def _entry_failed(ctx: RunContext, members: _Members, exc: Exception) -> NodeFailed:
     """Studio's failure, or an entry shaped as no sync writes one: the members that were done fail."""
     said = str(exc) if isinstance(exc, StudioError) else f"{type(exc).__name__}: {exc}"
-    secrets = members.secrets(ctx.env)
+    secrets = members.secrets(ctx.env, ctx.store.gallery_variables(ctx.run_id))
     for label in members.resolved:
         if label in members.states and members.states[label].status == Status.DONE:
             members.fail(label, redact(f"gallery write failed: {said}", secrets))
@@ -137,25 +180,30 @@ def _entry(meta: RunMeta, components: dict[str, list[Component]]) -> Component:
 
 
 async def write_gallery(ctx: RunContext) -> None:
-    """Write the gallery entry once, then give each member processed in this run its outcome."""
+    """Write the gallery entry once, then give each member processed in this run its outcome. The
+    run carries the specs of the members it synced; the cached ones are taken from the entry in
+    Studio when it holds what the sync last wrote there, else from the specs kept by node key."""
     meta = ctx.meta
     name = meta.gallery_name
-    all_members = ctx.store.gallery_members(ctx.run_id)
+    member_keys = ctx.store.gallery_members(ctx.run_id)
     synced = ctx.store.open_states(ctx.run_id, meta)  # the members not among them are cached
-    states = {m: synced[m] for m in all_members if m in synced}
-    included = [m for m in all_members if m not in states or states[m].status in SUCCEEDED]
+    states = {m: synced[m] for m in member_keys if m in synced}
+    included = [m for m in member_keys if m not in states or states[m].status in SUCCEEDED]
 
     def read(label: str) -> NodeState:
         return ctx.store.node_states(ctx.run_id, [label])[label]
 
-    members = _Members(states, ctx.store.specs(ctx.run_id, included), read)
-    config = _entry(meta, _sections(ctx, members))
+    members = _Members(states, ctx.store.specs(ctx.run_id, [m for m in included if m in states]), read)
     try:
-        row, old = await _write_entry(ctx, name, config)
+        async with creating(ctx, f"gallery:{name}"):  # two syncs of the tree at once: one entry
+            existing = await find_gallery(ctx, name)
+            held = _held(ctx, existing, name)
+            _read_kept(ctx, members, {m: member_keys[m] for m in included if m not in states and m not in held})
+            row = await _save(ctx, name, _entry(meta, _sections(ctx, members, included, held)), existing)
     except Exception as exc:
         raise _entry_failed(ctx, members, exc) from exc
-    cacheable = _ended(members, old, int(row["id"]))
+    cacheable = _ended(members, _studio_components(existing), int(row["id"]))
     ctx.store.set_states(ctx.run_id, members.updates, members.previous())
     ctx.store.cache_results(ctx.ns, meta.tree, cacheable)
-    if len(included) == len(all_members) and len(members.resolved) == len(included):
+    if len(included) == len(member_keys) and len(members.resolved) == len(included):
         ctx.store.cache_gallery(ctx.ns, meta.gallery_key or "", {"gallery_id": int(row["id"])})

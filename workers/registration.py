@@ -44,6 +44,8 @@ class RunContext:
     version: str | None = None
     listing: dict[str, ListedTeam] | None = None
     rows: dict[str, KnownRow] = field(default_factory=dict)
+    # (namespace, gallery name) -> the config this process last wrote there, kept by the process
+    galleries: dict[tuple[str, str], Component] = field(default_factory=dict)
 
     @property
     def ns(self) -> str:

@@ -59,6 +59,8 @@ class _Resources:
     admission: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(ADMITTED))
     # run id -> (when asked, whether `producer cancel` ended it): asked at most every CANCEL_CHECK_EVERY
     cancelled: dict[str, tuple[float, bool]] = field(default_factory=dict)
+    # (namespace, gallery name) -> the config this process last wrote there (workers/gallery.py)
+    galleries: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
@@ -144,6 +146,9 @@ class WorkerTask(Task):  # type: ignore[misc]  # Celery is untyped
 
             res.releases = Releases(send)
         return res.releases
+
+    def galleries(self) -> dict[tuple[str, str], dict[str, Any]]:
+        return self._resources().galleries
 
     def admission(self) -> asyncio.Semaphore:
         return self._resources().admission

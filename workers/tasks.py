@@ -103,6 +103,7 @@ def _with_context(task: WorkerTask, run_id: str, work: Callable[[RunContext, Set
         )
         async with client:
             ctx = RunContext(store, run_id, meta, client, environment(), hostname, task_id, settings.local_validation)
+            ctx.galleries = task.galleries()
             try:
                 return await work(ctx, settings)
             finally:

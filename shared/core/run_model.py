@@ -99,6 +99,8 @@ class RunMeta(Record):
     gallery_name: str = ""
     gallery_key: str | None = None
     gallery_members: tuple[str, ...] = ()  # this and the lists below are stored apart (RUN_LISTS)
+    gallery_keys: tuple[str, ...] = ()  # each member's node key, in the same order
+    gallery_variables: tuple[str, ...] = ()  # the ${VAR}s the tree uses: their values are never shown
     waves: int = 0  # dependency groups, each one chord
     batch_task: str = SYNC_BATCH_TASK  # the task that runs a batch (benchmarks swap in agentq.noop_batch)
     batch_priorities: tuple[tuple[int, ...], ...] = ()  # a Redis message priority per wave and batch
@@ -135,7 +137,7 @@ class RunMeta(Record):
 
 # Meta fields as long as the run: kept apart from the meta, which workers read with every message
 # and the producer with every poll (a 2,000-task workflow's lists are 60 KB of JSON)
-RUN_LISTS = ("gallery_members", "ready", "order")
+RUN_LISTS = ("gallery_members", "gallery_keys", "gallery_variables", "ready", "order")
 
 
 class NodeState(Record):

@@ -4,13 +4,13 @@ user namespace, gallery entries, workflow task results, and the root a clean syn
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
 from shared.adapters.redis import keys
 from shared.adapters.redis.part import RedisPart
 from shared.core.json_text import dumps
-from shared.core.records import CacheEntry
+from shared.core.records import CacheEntry, Spec
 
 MARK_ROOT_LUA = (Path(__file__).parent / "lua" / "mark_root.lua").read_text()
 
@@ -49,6 +49,33 @@ class ResultCacheStore(RedisPart):
             pipe.set(keys.ns_key(ns, keys.NODE, key), dumps(result), ex=self.cache_ttl)
         pipe.hset(keys.ns_key(ns, keys.LABELS, tree), mapping={label: key for label, (key, _) in results.items()})
         pipe.execute()
+
+    def missing_specs(self, ns: str, node_keys: Collection[str]) -> list[str]:
+        """The node keys whose gallery member spec is not kept (keep_specs): one EXISTS when all are."""
+        names = {keys.ns_key(ns, keys.SPEC, k): k for k in node_keys}
+        if not names or self.r.exists(*names) == len(names):
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for name in names:
+            pipe.exists(name)
+        return [k for k, there in zip(names.values(), pipe.execute(), strict=True) if not there]
+
+    def keep_specs(self, ns: str, specs: Mapping[str, Spec]) -> None:
+        """Gallery members' specs by node key (content-addressed: a key's spec never changes), kept as
+        long as a cached result, so that a later run's gallery write can do without them in the run."""
+        if not specs:
+            return
+        pipe = self.r.pipeline(transaction=False)
+        for key, spec in specs.items():
+            pipe.set(keys.ns_key(ns, keys.SPEC, key), dumps(spec), ex=self.cache_ttl)
+        pipe.execute()
+
+    def kept_specs(self, ns: str, node_keys: list[str]) -> dict[str, Spec]:
+        """The kept specs of these node keys (a key whose spec expired is left out)."""
+        if not node_keys:
+            return {}
+        values = self.r.mget([keys.ns_key(ns, keys.SPEC, k) for k in node_keys])
+        return {k: json.loads(v) for k, v in zip(node_keys, values, strict=True) if v}
 
     def cache_gallery(self, ns: str, key: str, result: CacheEntry) -> None:
         self.r.set(keys.ns_key(ns, keys.GALLERY, key), dumps(result), ex=self.cache_ttl)

@@ -58,12 +58,14 @@ def task_cache_key(key: str) -> str:
 # the result cache, per namespace (CACHE_TTL_SECONDS)
 NODE = "node"  # + node key: a synced component's result
 GALLERY = "gallery"  # + gallery key: a written gallery entry's result
+SPEC = "spec"  # + node key: a gallery member's spec, for the entry's writes after the run that synced it
 # what the syncs of a namespace wrote to Studio (no expiry: one entry per label, tree, gallery)
 LABELS = "labels"  # + tree: label -> the node key it was last synced with
 TEAMS = "teams"  # label -> its team row's id
 WRITTEN = "written"  # label -> the record of the team row the sync wrote (shared/core/drift.py)
 TEMPLATES = "templates"  # label -> its component as the file said it, ${VAR}s unresolved (producer pull)
 GALLERIES = "galleries"  # gallery name -> its row's id
+GALLERY_WRITTEN = "gallery-written"  # gallery name -> the content hash of the config last written there
 OWNED_GALLERIES = "owned-galleries"  # gallery name -> the row id and tree of an entry the sync created
 CREATING = "creating"  # + what: the lock held while the Studio row `what` is created (30 s)
 

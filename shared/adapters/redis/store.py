@@ -174,9 +174,14 @@ class Store(ResultCacheStore, ClusterState, StudioRows):
         value = self.r.hget(run_key(run_id, keys.LISTS), name)
         return json.loads(value) if value else []
 
-    def gallery_members(self, run_id: str) -> list[str]:
-        """The sync's gallery members (RUN_LISTS)."""
-        return [str(m) for m in self._run_list(run_id, "gallery_members")]
+    def gallery_members(self, run_id: str) -> dict[str, str]:
+        """The sync's gallery members, in order, each with its node key (RUN_LISTS)."""
+        members, member_keys = self._run_list(run_id, "gallery_members"), self._run_list(run_id, "gallery_keys")
+        return {str(m): str(k) for m, k in zip(members, member_keys, strict=True)}
+
+    def gallery_variables(self, run_id: str) -> list[str]:
+        """The ${VAR}s the sync's tree uses (RUN_LISTS)."""
+        return [str(v) for v in self._run_list(run_id, "gallery_variables")]
 
     def ready_tasks(self, run_id: str) -> list[tuple[str, int, int]]:
         """A workflow's tasks released at its start: (task id, rank, message priority) (RUN_LISTS)."""

@@ -110,3 +110,15 @@ class StudioRows(RedisPart):
 
     def set_gallery_id(self, ns: str, name: str, gallery_id: int) -> None:
         self.r.hset(keys.ns_key(ns, keys.GALLERIES), name, str(gallery_id))
+
+    def gallery_written(self, ns: str, name: str) -> str | None:
+        """The content hash (secrets masked) of the config the sync last wrote into gallery `name`."""
+        value = self.r.hget(keys.ns_key(ns, keys.GALLERY_WRITTEN), name)
+        return None if value is None else str(value)
+
+    def set_gallery_written(self, ns: str, name: str, digest: str | None) -> None:
+        """None: what the entry holds is not known (a write that may or may not have landed)."""
+        if digest is None:
+            self.r.hdel(keys.ns_key(ns, keys.GALLERY_WRITTEN), name)
+        else:
+            self.r.hset(keys.ns_key(ns, keys.GALLERY_WRITTEN), name, digest)
