@@ -16,6 +16,7 @@ from shared.adapters.redis.keys import STUDIO_QUEUE
 
 if TYPE_CHECKING:
     from producer.recovery import Watchdog
+    from producer.scanner import ScanMemo
     from producer.studio_state import StudioView
     from producer.sync_run import Prepared
     from shared.ports import Dispatcher, RunStore, Storage
@@ -35,6 +36,7 @@ class Services:
     store: Storage
     dispatcher: Callable[[], Dispatcher]
     say: Callable[[str], None]
+    memo: ScanMemo | None = None  # a resident process's last scan of the tree (producer watch)
 
 
 @dataclass
@@ -91,7 +93,7 @@ def sync(
     from producer.sync_run import prepare, submit
 
     settings, store, dispatcher, say = services.settings, services.store, services.dispatcher, services.say
-    prepared = prepare(directory, settings, store, gallery, force=force)
+    prepared = prepare(directory, settings, store, gallery, force=force, memo=services.memo)
     outcome = SyncOutcome(prepared)
     if before_submit is not None and not before_submit(prepared):
         return outcome

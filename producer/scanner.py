@@ -30,15 +30,38 @@ class ScanResult:
     unread: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class ScanMemo:
+    """What a resident process (`producer watch`) keeps of its last scan, so that the next one reads
+    neither the cache files nor the facts of unchanged files again. Good while the cache file is
+    as that scan left it (another process's sync of the tree rewrites it)."""
+
+    stamp: tuple[int, int] | None = None  # the cache file's (mtime_ns, size) after the last scan
+    entries: dict[str, list[Any]] = field(default_factory=dict)
+    facts: dict[str, FileFacts] = field(default_factory=dict)
+    docs: dict[str, Any] | None = None  # the docs file's documents, once read or written
+
+    def valid(self, cache_path: Path | None) -> bool:
+        return cache_path is not None and self.stamp is not None and self.stamp == _stamp(cache_path)
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
 class Documents(Mapping[str, "dict[str, Any] | ConfigError"]):
     """Every file's document by relpath; documents of unchanged files are read from the cache's
     docs file only when first asked for (a no-change sync never needs them)."""
 
-    def __init__(self, docs_path: Path | None) -> None:
+    def __init__(self, docs_path: Path | None, cached: dict[str, Any] | None = None) -> None:
         self.paths: list[str] = []
         self.loaded: dict[str, dict[str, Any] | ConfigError] = {}
         self._docs_path = docs_path
-        self._cached: dict[str, Any] | None = None
+        self._cached: dict[str, Any] | None = cached
 
     def cached_docs(self) -> dict[str, Any]:
         if self._cached is None:
@@ -46,6 +69,11 @@ class Documents(Mapping[str, "dict[str, Any] | ConfigError"]):
                 self._cached = json.loads(self._docs_path.read_text(encoding="utf-8")) if self._docs_path else {}
             except (OSError, ValueError):
                 self._cached = {}
+        return self._cached
+
+    @property
+    def read_whole(self) -> dict[str, Any] | None:
+        """The docs file's documents, when they were read (or given)."""
         return self._cached
 
     def __getitem__(self, rel: str) -> dict[str, Any] | ConfigError:
@@ -63,36 +91,43 @@ class Documents(Mapping[str, "dict[str, Any] | ConfigError"]):
         return len(self.paths)
 
 
-def scan(root: Path, cache_path: Path | None = None, limits: Limits | None = None) -> ScanResult:
+def scan(
+    root: Path, cache_path: Path | None = None, limits: Limits | None = None, memo: ScanMemo | None = None
+) -> ScanResult:
     """Documents of every config file under `root`. A file whose (mtime, size, inode) is unchanged
     since the last scan is not read again: its facts come from the cache at `cache_path`, and its
     document from the docs file beside it, only if needed. A file over `limits.max_file_bytes` is an
-    error, and is never read."""
+    error, and is never read. `memo`: the last scan of this process, kept up to date."""
     skipped: dict[str, str] = {}
     bad: dict[str, str] = {}
     files = config_files(root, skipped, bad)
     docs_path = cache_path.with_suffix(".docs.json") if cache_path else None
-    documents = Documents(docs_path)
+    remembered = memo is not None and memo.valid(cache_path)
+    documents = Documents(docs_path, memo.docs if memo is not None and remembered else None)
     result = ScanResult(documents=documents, skipped=skipped, files=files, unread={**skipped, **bad})
-    run = _Scan(result, documents, limits or Limits())
+    run = _Scan(result, documents, limits or Limits(), memo if remembered else None)
     for rel, reason in bad.items():
         run.error(rel, reason)
-    cached = _read_cache(cache_path, docs_path)
+    cached = memo.entries if memo is not None and remembered else _read_cache(cache_path, docs_path)
     changed = len(cached) != len(files)
     for rel, (path, st) in files.items():
         changed = run.file(rel, path, st, cached.get(rel)) or changed
     if cache_path is not None and docs_path is not None and changed:
         run.save(cache_path, docs_path)
+    if memo is not None and cache_path is not None:
+        memo.stamp, memo.entries, memo.facts = _stamp(cache_path), run.fresh, result.facts
+        memo.docs = run.docs if run.docs is not None else documents.read_whole
     return result
 
 
 class _Scan:
     """One scan: the result it fills in, and the cache entries and documents it has for the next."""
 
-    def __init__(self, result: ScanResult, documents: Documents, limits: Limits) -> None:
-        self.result, self.documents, self.limits = result, documents, limits
+    def __init__(self, result: ScanResult, documents: Documents, limits: Limits, memo: ScanMemo | None) -> None:
+        self.result, self.documents, self.limits, self.memo = result, documents, limits, memo
         self.fresh: dict[str, list[Any]] = {}  # relpath -> the cache entry for the next scan
         self.parsed: dict[str, dict[str, Any]] = {}  # relpath -> the document read this time
+        self.docs: dict[str, Any] | None = None  # every good file's document, once written or read whole
 
     def error(self, rel: str, message: str) -> None:
         self.documents.paths.append(rel)
@@ -112,7 +147,8 @@ class _Scan:
     def _cached(self, rel: str, entry: list[Any]) -> None:
         self.documents.paths.append(rel)
         if entry[3] is None:
-            self.result.facts[rel] = FileFacts.from_json(entry[4])
+            known = self.memo.facts.get(rel) if self.memo is not None else None
+            self.result.facts[rel] = known if known is not None else FileFacts.from_json(entry[4])
         else:
             self.documents.loaded[rel] = ConfigError(**entry[3])
         self.fresh[rel] = entry
@@ -146,7 +182,8 @@ class _Scan:
         """The cache for the next scan: every good file's document, and every file's entry."""
         cached_docs = self.documents.cached_docs
         docs = {rel: self.parsed.get(rel) or cached_docs().get(rel) for rel, e in self.fresh.items() if e[3] is None}
-        _write_atomically(docs_path, {rel: doc for rel, doc in docs.items() if doc is not None})
+        self.docs = {rel: doc for rel, doc in docs.items() if doc is not None}
+        _write_atomically(docs_path, self.docs)
         _write_atomically(cache_path, {"version": CACHE_VERSION, "files": self.fresh})
 
 

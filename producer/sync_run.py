@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from producer.launch import launch, new_run
 from producer.planner import Plan, make_plan, tree_gallery_key
-from producer.scanner import ScanResult, default_cache_path, scan
+from producer.scanner import ScanMemo, ScanResult, default_cache_path, scan
 from producer.studio_state import StudioView, inspect, studio_version
 from shared.adapters.redis.keys import REQUESTS, STUDIO_VERSION
 from shared.core.hashing import canonical_json, namespace, sha256_hex
@@ -68,11 +68,17 @@ def _drifted(view: StudioView) -> dict[str, str]:
 
 
 def prepare(
-    root: Path, settings: Settings, store: Storage, gallery_name: str | None = None, force: bool = False
+    root: Path,
+    settings: Settings,
+    store: Storage,
+    gallery_name: str | None = None,
+    force: bool = False,
+    memo: ScanMemo | None = None,
 ) -> Prepared:
-    """Scan the tree and plan the sync; one Redis round trip looks up every cache key."""
+    """Scan the tree and plan the sync; one Redis round trip looks up every cache key. `memo`: a
+    resident process's last scan (producer/scanner.py)."""
     root = root.resolve()
-    result = scan(root, default_cache_path(root, settings.cache_dir), limits=scan_limits(settings))
+    result = scan(root, default_cache_path(root, settings.cache_dir), limits=scan_limits(settings), memo=memo)
     tree = build_tree(result.documents, environment().keys(), result.facts, limits=tree_limits(settings))
     tree_name = str(root)
     gallery = gallery_name or root.name

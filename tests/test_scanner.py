@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from producer.scanner import scan
+from producer.scanner import ScanMemo, scan
 from shared.core.errors import ConfigError
 from shared.core.loader import parse_document
 
@@ -310,3 +310,36 @@ def test_producerignore_follows_gitignore_rules(tree):
     write(tree, "tools/keep.yaml", component("keep"))
     write(tree, "agents/scratch/deep/s.yaml", component("s"))
     assert sorted(scan(tree).documents) == ["agents/a.json", "models/m.yaml", "tools/keep.yaml"]
+
+
+def test_a_resident_scan_sees_what_a_fresh_one_sees_through_edits_and_another_process_rewriting_the_cache(tree, cache):
+    """producer watch keeps its last scan (ScanMemo): each scan with it gives the documents, facts
+    and parse count a scan without it gives, also when another sync of the tree rewrote the cache."""
+    memo = ScanMemo()
+
+    def as_data(facts: dict) -> dict:  # as the cache holds them (tuples read back as lists)
+        return {rel: json.loads(json.dumps(f.to_json())) for rel, f in facts.items()}
+
+    def both() -> None:
+        kept = scan(tree, cache, memo=memo)
+        assert memo.valid(cache)
+        fresh = scan(tree, cache)  # reads the cache the resident scan wrote: nothing to parse
+        assert fresh.parsed == 0
+        assert dict(kept.documents) == dict(fresh.documents) and as_data(kept.facts) == as_data(fresh.facts)
+
+    both()
+    write(tree, "tools/t.yaml", component("t", "tool", name="t2"))
+    bump_mtime(tree / "tools/t.yaml")
+    edited = scan(tree, cache, memo=memo)
+    assert edited.parsed == 1 and edited.documents["tools/t.yaml"]["config"]["name"] == "t2"
+    both()
+    write(tree, "tools/new.yml", component("new"))
+    (tree / "models/m.yaml").unlink()
+    both()
+    # another process's sync changes the cache under the resident one: its memo is no longer trusted
+    write(tree, "models/m.yaml", component("m", "model", model="gpt-5"))
+    scan(tree, cache)
+    assert not memo.valid(cache)
+    after = scan(tree, cache, memo=memo)
+    assert after.parsed == 0 and after.documents["models/m.yaml"]["config"]["model"] == "gpt-5"
+    both()

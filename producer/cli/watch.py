@@ -35,6 +35,7 @@ def watch(
     import threading
 
     from producer.pipeline import Services
+    from producer.scanner import ScanMemo
     from producer.watch import Watcher
     from shared.settings import check_store
 
@@ -50,7 +51,7 @@ def watch(
             with cli.redis_session(settings, services, quiet=as_json) as (store, settings):
                 if embedded_default:  # its own Redis: nobody else's worker listens there
                     cli.start_local_worker(settings, services)
-                with_us = Services(settings, store, cache(lambda: cli.dispatcher_for(settings)), _warn)
+                with_us = Services(settings, store, cache(lambda: cli.dispatcher_for(settings)), _warn, ScanMemo())
                 say = _say_json if as_json else _say_text
                 watcher = Watcher(directory, with_us, say, target.gallery, debounce)
                 cli.err().print(f"Watching {cli.escape(str(directory))} (Ctrl-C stops).")
