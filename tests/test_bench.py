@@ -117,7 +117,7 @@ def test_bench_workflow_compare_and_report(wf_cli: Cli, tmp_path: Path) -> None:
     assert fast["machine"]["cores"] and fast["versions"]["autogen-agentchat"] == "0.5.7"
     assert fast["parameters"]["endpoint"] == "stand-in" and fast["parameters"]["latency"] == "fixed:0.02"
 
-    bench(tmp_path / "slow", "fixed:1.0")
+    bench(tmp_path / "slow", "fixed:0.3")
     compared = wf_cli.run("bench", "compare", str(tmp_path / "fast"), str(tmp_path / "slow"), "--json")
     changes = {c["measure"]: c for c in json.loads(compared.stdout)}
     print(compared.stdout)
