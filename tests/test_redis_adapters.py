@@ -35,6 +35,28 @@ def test_a_create_lock_is_tried_without_blocking_and_let_go_quietly_once_expired
     second.release()  # no error: the lock is no longer its own
 
 
+def test_a_create_lock_held_by_a_worker_gone_silent_is_taken_over_at_once(redis_url: str) -> None:
+    """A worker killed mid-create leaves its lock for 30 s; once its heartbeat is older than
+    WORKER_DEAD_SECONDS (the producer requeues its messages then), the next create takes it over."""
+    import json
+
+    store, ns = _store(redis_url), f"test-{uuid.uuid4().hex[:8]}"
+    dead, alive, unknown = (f"{name}-{uuid.uuid4().hex[:6]}@host" for name in ("dead", "alive", "unknown"))
+    store.r.hset(
+        keys.HOSTS, mapping={dead: json.dumps({"ts": time.time() - 30}), alive: json.dumps({"ts": time.time()})}
+    )
+    try:
+        for holder, taken_over in ((dead, True), (alive, False), (unknown, False)):
+            what = f"team:{holder}"
+            assert store.create_lock(ns, what, holder=holder, dead_after=20).acquire()
+            survivor = store.create_lock(ns, what, holder="survivor@host", dead_after=20)
+            assert survivor.acquire() is taken_over, holder
+            survivor.release()
+        assert not store.create_lock(ns, f"team:{alive}", holder="survivor@host", dead_after=20).acquire()
+    finally:
+        store.r.hdel(keys.HOSTS, dead, alive)
+
+
 def test_a_workers_thresholds_come_from_settings_then_the_cluster_then_the_worker(redis_url: str) -> None:
     store, node = _store(redis_url), f"test-{uuid.uuid4().hex[:8]}@host"
     assert store.thresholds(node, 90.0, 95.0) == (90.0, 95.0)

@@ -44,6 +44,7 @@ class RunContext:
     version: str | None = None
     listing: dict[str, ListedTeam] | None = None
     rows: dict[str, KnownRow] = field(default_factory=dict)
+    dead_after: float | None = None  # WORKER_DEAD_SECONDS: a create lock's holder silent this long has died
     # (namespace, gallery name) -> the config this process last wrote there, kept by the process
     galleries: dict[tuple[str, str], Component] = field(default_factory=dict)
 
@@ -202,7 +203,7 @@ async def upsert_team(
 async def creating(ctx: RunContext, what: str) -> AsyncIterator[None]:
     """Held while deciding to create the Studio row `what` and creating it: two syncs of one tree
     at once (two CI jobs) would otherwise both find no row and both create one."""
-    lock = ctx.store.create_lock(ctx.ns, what)
+    lock = ctx.store.create_lock(ctx.ns, what, holder=ctx.hostname, dead_after=ctx.dead_after)
     while not lock.acquire():  # tried without blocking: the wait is on this event loop
         await asyncio.sleep(0.05)
     try:

@@ -103,7 +103,7 @@ def _with_context(task: WorkerTask, run_id: str, work: Callable[[RunContext, Set
         )
         async with client:
             ctx = RunContext(store, run_id, meta, client, environment(), hostname, task_id, settings.local_validation)
-            ctx.galleries = task.galleries()
+            ctx.galleries, ctx.dead_after = task.galleries(), settings.worker_dead_seconds
             try:
                 return await work(ctx, settings)
             finally:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Collection, Mapping
+import time
+import uuid
+from collections.abc import Callable, Collection, Mapping
 
 import redis
 from redis.exceptions import LockError
@@ -18,17 +20,32 @@ from shared.core.json_text import dumps
 
 class CreateLock:
     """redis-py's lock as a create holds it: tried without blocking (the caller waits on its own
-    event loop), and let go quietly when it expired while held (another may have taken it since)."""
+    event loop), and let go quietly when it expired while held (another may have taken it since).
+    Its value names the worker holding it: the lock of a worker gone silent (the producer has
+    requeued its messages, which brings its creates here again) is taken over at once, rather
+    than waited out for the rest of its expiry."""
 
-    def __init__(self, lock: redis.lock.Lock) -> None:
-        self._lock = lock
+    def __init__(self, lock: redis.lock.Lock, holder: str, gone: Callable[[str], bool]) -> None:
+        self._lock, self._holder, self._gone = lock, holder, gone
 
     def acquire(self) -> bool:
-        return bool(self._lock.acquire(blocking=False))
+        token = f"{self._holder}|{uuid.uuid4().hex}"
+        if self._lock.acquire(blocking=False, token=token):
+            return True
+        held = self._lock.redis.get(self._lock.name)
+        if not held or not self._gone(_text(held).partition("|")[0]):
+            return False
+        with contextlib.suppress(LockError):  # another took it over first, or it expired meanwhile
+            self._lock.do_release(held)
+        return bool(self._lock.acquire(blocking=False, token=token))
 
     def release(self) -> None:
         with contextlib.suppress(LockError):
             self._lock.release()
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
 class StudioRows(RedisPart):
@@ -80,12 +97,20 @@ class StudioRows(RedisPart):
         values = self.r.hmget(keys.ns_key(ns, keys.TEMPLATES), wanted) if wanted else []
         return {lbl: json.loads(raw) for lbl, raw in zip(wanted, values, strict=True) if raw}
 
-    def create_lock(self, ns: str, what: str, seconds: float = 30.0) -> CreateLock:
+    def create_lock(
+        self, ns: str, what: str, seconds: float = 30.0, holder: str = "", dead_after: float | None = None
+    ) -> CreateLock:
         """The lock on creating the Studio row `what` in this namespace: one create per row at a
-        time across runs and workers. It expires after `seconds`, should its holder die."""
+        time across runs and workers. It expires after `seconds`, should its holder die; with
+        `dead_after`, a holder (a worker's node name) whose heartbeat is older than that has died."""
         # redis-py leaves lock() unannotated; without a lock_class it makes this one
         lock: redis.lock.Lock = self.r.lock(keys.ns_key(ns, keys.CREATING, what), timeout=seconds)
-        return CreateLock(lock)
+
+        def gone(name: str) -> bool:
+            beat = self.r.hget(keys.HOSTS, name) if dead_after is not None and name else None
+            return beat is not None and time.time() - float(json.loads(beat).get("ts", 0.0)) > (dead_after or 0.0)
+
+        return CreateLock(lock, holder, gone)
 
     def owned_gallery(self, ns: str, name: str) -> tuple[int, str] | None:
         """(row id, tree) of the gallery entry `name` when the sync created it."""
