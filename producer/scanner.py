@@ -44,6 +44,15 @@ class ScanMemo:
     def valid(self, cache_path: Path | None) -> bool:
         return cache_path is not None and self.stamp is not None and self.stamp == _stamp(cache_path)
 
+    def keep(
+        self,
+        stamp: tuple[int, int] | None,
+        entries: dict[str, list[Any]],
+        facts: dict[str, FileFacts],
+        docs: dict[str, Any] | None,
+    ) -> None:
+        self.stamp, self.entries, self.facts, self.docs = stamp, entries, facts, docs
+
 
 def _stamp(path: Path) -> tuple[int, int] | None:
     try:
@@ -101,23 +110,25 @@ def scan(
     skipped: dict[str, str] = {}
     bad: dict[str, str] = {}
     files = config_files(root, skipped, bad)
-    docs_path = cache_path.with_suffix(".docs.json") if cache_path else None
-    remembered = memo is not None and memo.valid(cache_path)
-    documents = Documents(docs_path, memo.docs if memo is not None and remembered else None)
+    docs_path, kept = _docs_and_memo(cache_path, memo)
+    documents = Documents(docs_path, kept.docs if kept else None)
     result = ScanResult(documents=documents, skipped=skipped, files=files, unread={**skipped, **bad})
-    run = _Scan(result, documents, limits or Limits(), memo if remembered else None)
+    run = _Scan(result, documents, limits or Limits(), kept)
     for rel, reason in bad.items():
         run.error(rel, reason)
-    cached = memo.entries if memo is not None and remembered else _read_cache(cache_path, docs_path)
+    cached = kept.entries if kept else _read_cache(cache_path, docs_path)
     changed = len(cached) != len(files)
     for rel, (path, st) in files.items():
         changed = run.file(rel, path, st, cached.get(rel)) or changed
-    if cache_path is not None and docs_path is not None and changed:
-        run.save(cache_path, docs_path)
-    if memo is not None and cache_path is not None:
-        memo.stamp, memo.entries, memo.facts = _stamp(cache_path), run.fresh, result.facts
-        memo.docs = run.docs if run.docs is not None else documents.read_whole
+    if cache_path is not None and docs_path is not None:
+        run.finish(cache_path, docs_path, changed, memo)
     return result
+
+
+def _docs_and_memo(cache_path: Path | None, memo: ScanMemo | None) -> tuple[Path | None, ScanMemo | None]:
+    """The docs file beside the cache, and the memo when it can be trusted."""
+    docs_path = cache_path.with_suffix(".docs.json") if cache_path else None
+    return docs_path, memo if memo is not None and memo.valid(cache_path) else None
 
 
 class _Scan:
@@ -177,6 +188,14 @@ class _Scan:
         self.result.facts[rel] = file_facts(rel, doc)
         self.parsed[rel] = doc
         self.fresh[rel] = [*stamp, None, self.result.facts[rel].to_json()]
+
+    def finish(self, cache_path: Path, docs_path: Path, changed: bool, memo: ScanMemo | None) -> None:
+        """The cache for the next scan written when anything changed; the memo brought up to date."""
+        if changed:
+            self.save(cache_path, docs_path)
+        if memo is not None:
+            docs = self.docs if self.docs is not None else self.documents.read_whole
+            memo.keep(_stamp(cache_path), self.fresh, self.result.facts, docs)
 
     def save(self, cache_path: Path, docs_path: Path) -> None:
         """The cache for the next scan: every good file's document, and every file's entry."""

@@ -132,23 +132,21 @@ def _keep_member_specs(prepared: Prepared, store: Storage, spec: Callable[[str],
     store.keep_specs(prepared.namespace, {k: spec(by_key[k]) for k in missing})
 
 
-def submit(prepared: Prepared, settings: Settings, store: Storage, dispatcher: Dispatcher | None) -> str:
-    """Write the run's state to Redis and publish its first wave (nothing when all is cached)."""
+def _lookups(prepared: Prepared) -> Metrics:
+    """The cache's hits and misses, and the outcomes the plan settled, as metrics."""
     plan, tree = prepared.plan, prepared.tree
-    spec = _spec_of(prepared)
-    specs = {lbl: spec(lbl) for lbl in plan.to_run}
-    if plan.gallery_needed:
-        _keep_member_specs(prepared, store, spec)
     metrics = Metrics()
-    for label in prepared.tree.valid:
+    for label in tree.valid:
         hit = "hit" if plan.states[label].status == Status.CACHED else "miss"
         metrics.inc("agentq_cache_requests_total", [tree.nodes[label].component_type, hit])
     count_settled(metrics, plan.states.values())
+    return metrics
 
-    # Studio is asked once whether it answers at all before any work goes to the workers
-    version, asked = studio_version(settings, metrics) if plan.has_work else (None, None)
-    # made last: the run's clock (new_run) starts as it is written, asking Studio not counted
-    meta = RunMeta(
+
+def _meta(prepared: Prepared, settings: Settings) -> RunMeta:
+    """The run as it starts: its clock (new_run) starts now."""
+    plan, tree = prepared.plan, prepared.tree
+    return RunMeta(
         **new_run(),
         kind=RunKind.SYNC,
         tree=plan.tree_name,
@@ -164,6 +162,19 @@ def submit(prepared: Prepared, settings: Settings, store: Storage, dispatcher: D
         waves=len(plan.waves),
         total=len(plan.states),
     )
+
+
+def submit(prepared: Prepared, settings: Settings, store: Storage, dispatcher: Dispatcher | None) -> str:
+    """Write the run's state to Redis and publish its first wave (nothing when all is cached)."""
+    plan = prepared.plan
+    spec = _spec_of(prepared)
+    specs = {lbl: spec(lbl) for lbl in plan.to_run}
+    if plan.gallery_needed:
+        _keep_member_specs(prepared, store, spec)
+    metrics = _lookups(prepared)
+    # Studio is asked once whether it answers at all before any work goes to the workers
+    version, asked = studio_version(settings, metrics) if plan.has_work else (None, None)
+    meta = _meta(prepared, settings)  # made last: asking Studio is not counted in the run's time
 
     def write(meta: RunMeta) -> None:
         store.create_run(NewRun(meta, plan.states, specs, plan.waves))

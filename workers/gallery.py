@@ -179,31 +179,45 @@ def _entry(meta: RunMeta, components: dict[str, list[Component]]) -> Component:
     }
 
 
-async def write_gallery(ctx: RunContext) -> None:
-    """Write the gallery entry once, then give each member processed in this run its outcome. The
-    run carries the specs of the members it synced; the cached ones are taken from the entry in
-    Studio when it holds what the sync last wrote there, else from the specs kept by node key."""
-    meta = ctx.meta
-    name = meta.gallery_name
-    member_keys = ctx.store.gallery_members(ctx.run_id)
-    synced = ctx.store.open_states(ctx.run_id, meta)  # the members not among them are cached
+def _members(ctx: RunContext, member_keys: Mapping[str, str]) -> tuple[_Members, list[str]]:
+    """The members this run synced (the others are cached), with their specs; and the members to
+    include: the cached ones and those that succeeded, in order."""
+    synced = ctx.store.open_states(ctx.run_id, ctx.meta)
     states = {m: synced[m] for m in member_keys if m in synced}
     included = [m for m in member_keys if m not in states or states[m].status in SUCCEEDED]
 
     def read(label: str) -> NodeState:
         return ctx.store.node_states(ctx.run_id, [label])[label]
 
-    members = _Members(states, ctx.store.specs(ctx.run_id, [m for m in included if m in states]), read)
+    return _Members(states, ctx.store.specs(ctx.run_id, [m for m in included if m in states]), read), included
+
+
+async def _write(
+    ctx: RunContext, members: _Members, member_keys: Mapping[str, str], included: list[str]
+) -> tuple[Row, Row | None]:
+    """Under the entry's lock: the entry in Studio, the cached members from it or their kept
+    specs, the entry written; the row, and the entry as it was."""
+    name = ctx.meta.gallery_name
+    async with creating(ctx, f"gallery:{name}"):  # two syncs of the tree at once: one entry
+        existing = await find_gallery(ctx, name)
+        held = _held(ctx, existing, name)
+        cached = [m for m in included if m not in members.states and m not in held]
+        _read_kept(ctx, members, {m: member_keys[m] for m in cached})
+        return await _save(ctx, name, _entry(ctx.meta, _sections(ctx, members, included, held)), existing), existing
+
+
+async def write_gallery(ctx: RunContext) -> None:
+    """Write the gallery entry once, then give each member processed in this run its outcome. The
+    run carries the specs of the members it synced; the cached ones are taken from the entry in
+    Studio when it holds what the sync last wrote there, else from the specs kept by node key."""
+    member_keys = ctx.store.gallery_members(ctx.run_id)
+    members, included = _members(ctx, member_keys)
     try:
-        async with creating(ctx, f"gallery:{name}"):  # two syncs of the tree at once: one entry
-            existing = await find_gallery(ctx, name)
-            held = _held(ctx, existing, name)
-            _read_kept(ctx, members, {m: member_keys[m] for m in included if m not in states and m not in held})
-            row = await _save(ctx, name, _entry(meta, _sections(ctx, members, included, held)), existing)
+        row, existing = await _write(ctx, members, member_keys, included)
     except Exception as exc:
         raise _entry_failed(ctx, members, exc) from exc
     cacheable = _ended(members, _studio_components(existing), int(row["id"]))
     ctx.store.set_states(ctx.run_id, members.updates, members.previous())
-    ctx.store.cache_results(ctx.ns, meta.tree, cacheable)
+    ctx.store.cache_results(ctx.ns, ctx.meta.tree, cacheable)
     if len(included) == len(member_keys) and len(members.resolved) == len(included):
-        ctx.store.cache_gallery(ctx.ns, meta.gallery_key or "", {"gallery_id": int(row["id"])})
+        ctx.store.cache_gallery(ctx.ns, ctx.meta.gallery_key or "", {"gallery_id": int(row["id"])})
