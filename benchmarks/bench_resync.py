@@ -29,6 +29,9 @@ Then, unless `--watch-edits 0`: `producer watch DIR --json --debounce MS` on the
 edit the time from the file write to the watch's line for that sync (the sync has ended; its
 counts are checked), each followed by the same raw replay. Target: watch p95 at most 1.2x the
 replay's median (the floor without the process start, which a resident watch does not pay).
+After each watched edit, another edit and at once `producer sync DIR --json`, which hands its
+sync to the watch (producer/handoff.py: its stderr says so, its counts are checked), against the
+floor of its own replay plus the interpreter's start (target: 2x, as for the edited sync).
 Ratios are of medians (p95 for the watch) over the same run.
 
 `--profile DIR`, after the measurements: 5 more edited syncs, each run by a small harness that
@@ -72,7 +75,7 @@ from benchmarks.gen_tree import mixed_tree  # noqa: E402
 from producer import embedded  # noqa: E402
 
 USER = "bench"
-TARGETS = {"no_change_over_git": 8.0, "edited_over_floor": 2.0, "watch_p95_over_replay": 1.2}
+TARGETS = {"no_change_over_git": 8.0, "edited_over_floor": 2.0, "watch_p95_over_replay": 1.2, "handed_over_floor": 2.0}
 
 
 def _log(*parts: object) -> None:
@@ -374,11 +377,7 @@ def measure(
         )
         _timed(sync, env=env, timeout=600, cwd=ROOT)  # back to a recorded no-change state
 
-    watched: list[float] = []
-    watch_replay: list[float] = []
-    watch_syncs: list[float] = []
-    if args.watch_edits:
-        watched, watch_replay, watch_syncs = measure_watch(args, tree, env, cli, studio_url, users, edit, writes)
+    watched = measure_watch(args, tree, env, cli, studio_url, users, edit, writes) if args.watch_edits else {}
 
     med = {k: statistics.median(v) for k, v in samples.items()}
     ratios: dict[str, Any] = {
@@ -389,17 +388,22 @@ def measure(
     if watched:
         watch = {
             "debounce_ms": args.debounce,
-            "edits": len(watched),
-            "median": statistics.median(watched),
-            "p95": _p95(watched),
-            "max": max(watched),
-            "replay_median": statistics.median(watch_replay),
-            "sync_seconds_median": statistics.median(watch_syncs),  # the watch's own timing of each sync
-            "samples": watched,
-            "sync_seconds": watch_syncs,
-            "replay_samples": watch_replay,
+            "edits": len(watched["watched"]),
+            "median": statistics.median(watched["watched"]),
+            "p95": _p95(watched["watched"]),
+            "max": max(watched["watched"]),
+            "replay_median": statistics.median(watched["replay"]),
+            "sync_seconds_median": statistics.median(watched["syncs"]),  # the watch's own timing of each sync
+            "handed_median": statistics.median(watched["handed"]),  # `producer sync` handed to the watch
+            "handed_replay_median": statistics.median(watched["handed_replay"]),
+            "samples": watched["watched"],
+            "sync_seconds": watched["syncs"],
+            "replay_samples": watched["replay"],
+            "handed_samples": watched["handed"],
         }
         ratios["watch_p95_over_replay"] = watch["p95"] / watch["replay_median"]
+        # the floor of a command: the replay plus one interpreter start, as for the edited sync
+        ratios["handed_over_floor"] = watch["handed_median"] / (watch["handed_replay_median"] + med["interpreter"])
     return {
         "params": {
             "files": args.files,
@@ -433,9 +437,13 @@ def measure_watch(
     users: list[str],
     edit: Any,
     writes: Writes,
-) -> tuple[list[float], list[float], list[float]]:
-    """Edit to the watch's line for the sync of that edit, each edit followed by the raw replay; and
-    the watch's own seconds for each sync (from its start, after the debounce, to its end)."""
+) -> dict[str, list[float]]:
+    """Per round: an edit, timed to the watch's line for the sync of that edit; then another edit
+    followed at once by `producer sync DIR --json`, which hands its sync to the watch
+    (producer/handoff.py), timed as a whole command; each followed by the raw replay. Also the
+    watch's own seconds for each sync (from its start, after the debounce, to its end)."""
+    import queue
+
     watch = subprocess.Popen(
         [*cli, "watch", str(tree), "--json", "--debounce", str(args.debounce)],
         env=env,
@@ -444,25 +452,53 @@ def measure_watch(
         text=True,
         cwd=ROOT,
     )
-    watched, replays, syncs = [], [], []
+    lines: queue.Queue[dict[str, Any]] = queue.Queue()
+    assert watch.stdout is not None
+    threading.Thread(target=lambda: [lines.put(json.loads(raw)) for raw in watch.stdout], daemon=True).start()
+    out: dict[str, list[float]] = {"watched": [], "replay": [], "syncs": [], "handed": [], "handed_replay": []}
+    sync = [*cli, "sync", str(tree), "--json"]
+
+    def synced_edit(timeout: float = 120) -> dict[str, Any]:
+        """The watch's next line for a sync that wrote the edit (a sync that found it done is skipped)."""
+        while True:
+            line = lines.get(timeout=timeout)
+            assert not line["error"] and not line["counts"].get("failed"), line
+            if line["counts"].get("updated") == 1 + len(users):
+                return line
+
+    def replayed(key: str) -> None:
+        with httpx.Client(base_url=studio_url, timeout=60) as client:
+            writes.read_back(client)
+        out[key].append(replay(studio_url, writes))
+
     try:
-        assert watch.stdout is not None
-        first = json.loads(watch.stdout.readline())
+        first = lines.get(timeout=600)
         assert not first["error"] and not first["counts"]["failed"], first
         for i in range(args.watch_edits):
             time.sleep(0.2)  # the watch idle, as between a person's saves
             start = time.perf_counter()
             edit(f"watched edit {i}")
-            line = json.loads(watch.stdout.readline())
-            watched.append(time.perf_counter() - start)
-            syncs.append(float(line["seconds"]))
-            assert not line["error"] and line["counts"].get("updated") == 1 + len(users), line
-            with httpx.Client(base_url=studio_url, timeout=60) as client:
-                writes.read_back(client)
-            replays.append(replay(studio_url, writes))
+            line = synced_edit()
+            out["watched"].append(time.perf_counter() - start)
+            out["syncs"].append(float(line["seconds"]))
+            replayed("replay")
+
+            time.sleep(0.2)
+            edit(f"handed edit {i}")
+            wall, proc = _timed(sync, env=env, timeout=600, cwd=ROOT)
+            report = json.loads(proc.stdout)
+            assert "Synced by the watch" in proc.stderr, proc.stderr[-2000:]
+            assert report["counts"]["updated"] == 1 + len(users) and not report["counts"]["failed"], report["counts"]
+            out["handed"].append(wall)
+            synced_edit()
+            while not lines.empty():  # a later sync of the same edit, when the command asked first
+                lines.get()
+            replayed("handed_replay")
         _log(
-            f"watch: {len(watched)} edits, median {statistics.median(watched):.3f} s, p95 {_p95(watched):.3f} s; "
-            f"the sync itself median {statistics.median(syncs):.3f} s; replay median {statistics.median(replays):.3f} s"
+            f"watch: {args.watch_edits} edits, median {statistics.median(out['watched']):.3f} s, "
+            f"p95 {_p95(out['watched']):.3f} s; the sync itself median {statistics.median(out['syncs']):.3f} s; "
+            f"replay median {statistics.median(out['replay']):.3f} s; a sync handed to the watch median "
+            f"{statistics.median(out['handed']):.3f} s, its replay {statistics.median(out['handed_replay']):.3f} s"
         )
     finally:
         watch.send_signal(signal.SIGINT)
@@ -471,7 +507,7 @@ def measure_watch(
         except subprocess.TimeoutExpired:
             watch.kill()
             watch.wait()
-    return watched, replays, syncs
+    return out
 
 
 # --- --profile ------------------------------------------------------------------------------------
@@ -799,6 +835,10 @@ def print_table(result: dict[str, Any]) -> None:
             f"{'  raw replay in the watch phase':<44}{watch['replay_median']:>9.3f}{min(watch['replay_samples']):>9.3f}"
             f"{max(watch['replay_samples']):>9.3f}"
         )
+        print(
+            f"{'producer sync beside the watch (handed)':<44}{watch['handed_median']:>9.3f}"
+            f"{min(watch['handed_samples']):>9.3f}{max(watch['handed_samples']):>9.3f}"
+        )
     tasks = result.get("worker_tasks_median") or {}
     if tasks:
         print(
@@ -810,6 +850,7 @@ def print_table(result: dict[str, Any]) -> None:
         ("no change / git status", "no_change_over_git", ""),
         ("edited / floor", "edited_over_floor", f" (per round {min(per_round):.2f} to {max(per_round):.2f})"),
         ("watch p95 / replay (floor - start)", "watch_p95_over_replay", ""),
+        ("sync handed to the watch / floor", "handed_over_floor", ""),
     ]
     for name, key, extra in rows:
         if key in ratios:

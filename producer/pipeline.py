@@ -70,6 +70,14 @@ def apply_prune(
     say(_would_delete(view))
 
 
+def nothing_to_sync(prepared: Prepared) -> bool:
+    """No component file in the tree (none broken either), and no row of an earlier sync to prune."""
+    tree, scanned, view = prepared.tree, prepared.scan, prepared.studio
+    return not any(
+        (tree.nodes, tree.errors, tree.broken_files, scanned.unread, view.prune, view.prune_gallery is not None)
+    )
+
+
 def _would_delete(view: StudioView) -> str:
     labels = ", ".join(w.label for w in view.prune) or "the gallery entry"
     return f"{labels}: gone from the tree but still in Studio; `--prune` deletes them"

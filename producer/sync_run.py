@@ -272,6 +272,12 @@ def _no_change_metrics(prepared: Prepared, report: Report) -> Metrics:
     return metrics
 
 
+def settings_names() -> list[str]:
+    """The environment variables the settings are read from."""
+    kept, secret = _settings_kept()
+    return sorted({*kept, *secret})
+
+
 def _settings_kept() -> tuple[list[str], set[str]]:
     """The settings' names: those kept by value, and the secret ones (STUDIO_TOKEN)."""
     aliases = {f.alias: str(f.annotation) for f in Settings.model_fields.values() if f.alias}

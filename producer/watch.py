@@ -7,12 +7,13 @@ on a timer, with a growing delay, until it gets through."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,12 +23,13 @@ from shared.core.run_model import UNSUCCESSFUL
 from shared.ports import Storage
 
 if TYPE_CHECKING:
-    from producer.pipeline import Services
+    from producer.handoff_server import HandoffServer, Request
+    from producer.pipeline import Services, SyncOutcome
 
 # what says "try again later" in a node's error: Studio or a model endpoint away, overloaded or failing
 RETRYABLE_MARKS = ("unreachable", "answered 5", "answered 429", "timed out", "Redis")
 RETRY_FIRST, RETRY_MAX = 1.0, 30.0
-TICK_MS = 250  # how often the watcher wakes with no change, to try a failed sync again
+TICK_MS = 50  # how often the watcher wakes with no change: a failed sync's retry, a command's hand-off
 
 
 @dataclass
@@ -147,14 +149,17 @@ class Watcher:
         )
         self.settings, self.store, self.warn = services.settings, services.store, services.say
         self.syncs = 0
+        self.handoff: HandoffServer | None = None  # `producer sync`s of this tree handed to the watch
+        self.remember = False  # a plain watch leaves the no-change record a plain sync would
 
-    def sync_once(self, changed: int = 0) -> SyncLine:
-        from producer import pipeline
-
+    def sync_once(self, changed: int = 0, asked: list[Request] | None = None) -> SyncLine:
+        """One sync. Each command in `asked` (producer/handoff.py), which asked before it started,
+        gets its report; so does each that asked while it ran, seeing the tree as it synced it."""
         started, t0 = time.time(), time.perf_counter()
-        line = SyncLine(started, 0.0, changed)
+        line, warnings = SyncLine(started, 0.0, changed), list[str]()
+        outcome, mended_by_an_edit = None, False
         try:
-            outcome = pipeline.sync(self.root, self.services, gallery=self.gallery)
+            outcome = self._sync(warnings)
             line.run_id = outcome.run_id
             assert outcome.report is not None
             _take_report(line, outcome.report)
@@ -163,13 +168,47 @@ class Watcher:
         except (ServiceUnavailable, TimeoutError) as exc:
             line.error = str(exc)
         except AgentqError as exc:  # bad input that no retry mends: said once, fixed by an edit
-            line.error = str(exc)
-            line.seconds = time.perf_counter() - t0
-            return line
+            line.error, mended_by_an_edit = str(exc), True
         line.seconds = time.perf_counter() - t0
+        self._answer(asked or [], outcome, warnings)
+        if mended_by_an_edit:
+            return line
         line.retry = retryable(line)
         self.syncs += 1
+        if outcome is not None:
+            self._remember(outcome)
         return line
+
+    def _sync(self, warnings: list[str]) -> SyncOutcome:
+        """The sync, its warnings also kept in `warnings` for the commands that asked for it."""
+        from producer import pipeline
+
+        def say(text: str) -> None:
+            warnings.append(text)
+            self.warn(text)
+
+        return pipeline.sync(self.root, replace(self.services, say=say), gallery=self.gallery)
+
+    def _answer(self, asked: list[Request], outcome: SyncOutcome | None, warnings: list[str]) -> None:
+        """The commands' answers; those that asked meanwhile for another state of the tree wait
+        for the next sync."""
+        if self.handoff is None:
+            return
+        from producer.handoff_server import answer, synced_tree
+
+        seen = synced_tree(outcome)
+        meanwhile = self.handoff.take()
+        self.handoff.waiting = [r for r in meanwhile if r.tree != seen]
+        for request in [*asked, *(r for r in meanwhile if r.tree == seen)]:
+            request.give(answer(outcome, warnings, request.environ))
+
+    def _remember(self, outcome: SyncOutcome) -> None:
+        """A plain watch leaves the no-change record of a clean sync, as a plain sync does."""
+        if self.remember and outcome.report is not None and outcome.run_id is not None:
+            from producer.sync_run import remember_if_clean
+
+            with contextlib.suppress(*self.store.errors):
+                remember_if_clean(outcome.prepared, self.settings, self.store, outcome.run_id, outcome.report)
 
     def _batches(self, stop: threading.Event) -> Iterator[set[tuple[Any, str]]]:
         """watchfiles' settled batches of changes. A file name its Rust core cannot decode (one that
@@ -213,15 +252,18 @@ class Watcher:
         later is tried again after 1, 2, 4 ... 30 s, or at once when a file changes."""
         first, delay, retry_at = True, RETRY_FIRST, None
         for changes in self._batches(stop):
-            if not (changes or first or _due(retry_at)):
+            asked = self.handoff.take() if self.handoff is not None else []
+            if not (changes or first or asked or _due(retry_at)):
                 continue
             first = False
             # config files only: an editor's or `sed -i`'s temporary file is no change of the tree
-            line = self.sync_once(len({path for _, path in changes if path.endswith(SUFFIXES)}))
+            line = self.sync_once(len({path for _, path in changes if path.endswith(SUFFIXES)}), asked)
             self.say(line)
             retry_at, delay = _next_try(line.retry, delay)
             if stop.is_set():
-                return
+                break
+        for request in self.handoff.take() if self.handoff is not None else []:
+            request.give({"ok": False, "why": "the watch stopped"})
 
 
 def _due(retry_at: float | None) -> bool:

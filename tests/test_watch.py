@@ -254,3 +254,52 @@ def test_redis_going_away_is_reported_and_the_watch_resumes_when_it_is_back(
     finally:
         embedded.stop(worker)
         embedded.stop(redis_proc)
+
+
+def test_a_sync_beside_a_watch_of_the_tree_is_handed_to_it_and_only_when_it_can_be_trusted(
+    cli: Cli, examples: Path
+) -> None:
+    """`producer sync DIR` next to `producer watch DIR` waits for a sync the watch starts after it
+    asked and prints that sync's report as its own (a command that asks while the watch syncs the
+    tree as the command sees it gets that sync's: benchmarks/bench_resync.py); another version of
+    agentq, other settings or another tree are refused, and without a watch the command syncs alone."""
+    import socket
+
+    from producer.handoff import code_digest, socket_path
+
+    view = cli.studio()
+    # a long debounce: the command asks before the watch's own sync of the edit would start
+    with watching(cli, examples, "--debounce", "3000") as watch:
+        _set_message(examples, "Handed over.")
+        rc, report, err = cli.sync(examples)
+        assert rc == 0, err
+        assert f"Synced by the watch of this tree (pid {watch.proc.pid})" in err, err
+        assert report["counts"]["updated"] == len(USERS_OF_WRITER) + 1, report["counts"]
+        assert set(_writer_messages(view).values()) == {"Handed over."}
+        watch.wait_line(lambda line: line["run_id"] == report["run_id"], 30, "the watch's line for that sync")
+
+        # the watch left the no-change record a plain sync leaves: the next sync is answered at once
+        rc, again, err = cli.sync(examples)
+        assert rc == 0 and again.get("no_change") and "Synced by the watch" not in err, (again, err)
+
+        # other settings: a sync of its own
+        _set_message(examples, "Not handed over.")
+        rc, alone, err = cli.sync(examples, SYNC_BATCH_SIZE="7")
+        assert rc == 0 and "Synced by the watch" not in err, err
+        assert alone["counts"]["updated"] == len(USERS_OF_WRITER) + 1
+
+        def ask(**changes: object) -> dict[str, Any]:
+            request = {"v": 1, "root": str(examples.resolve()), "code": code_digest(), "environ": cli.env(), **changes}
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                conn.connect(str(socket_path(examples.resolve(), cli.cache_dir, cli.env())))
+                conn.sendall(json.dumps(request).encode() + b"\n")
+                return json.loads(conn.makefile().readline())
+
+        assert ask(code="0" * 32) == {"ok": False, "why": "another version of agentq"}
+        assert ask(root="/elsewhere") == {"ok": False, "why": "another tree"}
+        assert ask(environ={**cli.env(), "STUDIO_URL": "http://127.0.0.1:1"})["why"] == "other settings: STUDIO_URL"
+    assert not socket_path(examples.resolve(), cli.cache_dir, cli.env()).exists()  # gone with the watch
+
+    _set_message(examples, "No watch.")
+    rc, report, err = cli.sync(examples)
+    assert rc == 0 and "Synced by the watch" not in err and report["counts"]["updated"] == len(USERS_OF_WRITER) + 1

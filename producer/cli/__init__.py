@@ -1,6 +1,7 @@
 """The `producer` entry point. A no-change `producer sync DIR` is answered here, from the last
-sync's record and one Redis round trip (producer/nochange.py); everything else goes to the typer
-commands in this package (producer/cli/app.py and a module per command), imported only then."""
+sync's record and one Redis round trip (producer/nochange.py), and one beside a `producer watch`
+of the tree is handed to it (producer/handoff.py); everything else goes to the typer commands in
+this package (producer/cli/app.py and a module per command), imported only then."""
 
 from __future__ import annotations
 
@@ -64,6 +65,10 @@ def main() -> None:
         from producer.nochange import try_fast_sync
 
         code = try_fast_sync(sys.argv[1:], dict(os.environ))
+        if code is None:
+            from producer.handoff import try_handoff
+
+            code = try_handoff(sys.argv[1:], dict(os.environ))
         if code is not None:
             raise SystemExit(code)
     from producer.cli.app import main as commands

@@ -251,7 +251,9 @@ def _before_submit(directory: Path, prepared: Prepared, dry_run: bool, as_json: 
     """--dry-run shows the plan and exits; a tree with nothing to sync is said, and no run made."""
     if dry_run:
         _show_plan(prepared, as_json)
-    if _nothing_to_sync(prepared):
+    from producer.pipeline import nothing_to_sync
+
+    if nothing_to_sync(prepared):
         _say_nothing_to_sync(directory, prepared, as_json)
         return False
     return True
@@ -266,14 +268,6 @@ def _shower(as_json: bool, embedded_default: bool) -> Show:
         wait_for_run(store, run_id, timeout, watch, embedded_default, follow)
 
     return show
-
-
-def _nothing_to_sync(prepared: Prepared) -> bool:
-    """No component file in the tree (none broken either), and no row of an earlier sync to prune."""
-    tree, scanned, view = prepared.tree, prepared.scan, prepared.studio
-    return not any(
-        (tree.nodes, tree.errors, tree.broken_files, scanned.unread, view.prune, view.prune_gallery is not None)
-    )
 
 
 def _say_nothing_to_sync(directory: Path, prepared: Prepared, as_json: bool) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -12,7 +14,7 @@ import typer
 from producer import embedded
 
 if TYPE_CHECKING:
-    from producer.watch import SyncLine
+    from producer.watch import SyncLine, Watcher
 
 from producer.cli import app as cli
 from producer.cli.common import AS_CONFIGURED, Flower, Target, check_flower, target_options, with_local_studio
@@ -54,12 +56,32 @@ def watch(
                 with_us = Services(settings, store, cache(lambda: cli.dispatcher_for(settings)), _warn, ScanMemo())
                 say = _say_json if as_json else _say_text
                 watcher = Watcher(directory, with_us, say, target.gallery, debounce)
-                cli.err().print(f"Watching {cli.escape(str(directory))} (Ctrl-C stops).")
-                watcher.run(stop)
+                plain = not (embedded_default or local_studio or flower or target.any_given())
+                with _handoff(watcher, settings.cache_dir, plain):
+                    cli.err().print(f"Watching {cli.escape(str(directory))} (Ctrl-C stops).")
+                    watcher.run(stop)
     except KeyboardInterrupt:
         stop.set()
     cli.err().print("Watch stopped.")
     raise typer.Exit(0)
+
+
+@contextmanager
+def _handoff(watcher: Watcher, cache_dir: Path, plain: bool) -> Iterator[None]:
+    """A plain watch (REDIS_URL and Studio as configured, no flag) takes the plain `producer sync`s
+    of its tree (producer/handoff.py), and leaves the no-change record a plain sync would."""
+    from producer.handoff_server import HandoffServer, settings_differ
+    from producer.sync_run import settings_names
+
+    if not plain:
+        yield
+        return
+    server = HandoffServer(watcher.root, cache_dir, settings_differ(settings_names()))
+    watcher.handoff, watcher.remember = (server if server.start() else None), True
+    try:
+        yield
+    finally:
+        server.close()
 
 
 def _say_json(line: SyncLine) -> None:

@@ -1,0 +1,144 @@
+"""A `producer sync DIR` beside a `producer watch DIR` hands its sync to the watch, which has the
+tree scanned, its modules imported and its connections open: the command waits for a sync the
+watch starts after it asked, or the one it is running should that one have read the tree as the
+command sees it (every file's path, mtime, size and inode), and prints its report as its own.
+
+Trust: the watch listens on a Unix socket in a folder only this user can enter
+($XDG_RUNTIME_DIR/agentq, else /tmp/agentq-<uid>, mode 0700), named for the tree and the cache
+folder. The command hands over only when that folder and socket are this user's, the process
+at the other end is this user's (SO_PEERCRED), and the watch runs the same code (a digest of the
+package's source files) with the same settings and ${VAR}s (it compares them with the command's
+environment, which it is sent). Anything else (no watch, a dead one's socket, another version,
+other settings, a flag, the embedded default, a broken answer) and the command syncs alone.
+
+Standard library only: it runs where producer/nochange.py does, before anything heavy is imported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import stat
+import struct
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+PACKAGES = ("producer", "shared", "workers")
+MAX_LINE = 64 * 1024 * 1024  # a report of 10,000 nodes is a few MB
+
+
+def runtime_dir(environ: dict[str, str]) -> Path:
+    base = environ.get("XDG_RUNTIME_DIR")
+    return Path(base) / "agentq" if base else Path(f"/tmp/agentq-{os.getuid()}")
+
+
+def socket_path(root: Path, cache_dir: Path, environ: dict[str, str]) -> Path:
+    """The watch's socket for this tree and cache folder (short: a socket's path has 107 bytes)."""
+    name = hashlib.blake2b(f"{root}\0{cache_dir}".encode(errors="surrogateescape"), digest_size=10).hexdigest()
+    return runtime_dir(environ) / f"{name}.sock"
+
+
+def code_digest() -> str:
+    """The package's source files (path, size, mtime): another version of the code is another digest."""
+    base = Path(__file__).resolve().parent.parent
+    h = hashlib.blake2b(digest_size=16)
+    for package in PACKAGES:
+        for folder, dirs, files in os.walk(base / package):
+            dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__")))
+            for name in sorted(f for f in files if f.endswith((".py", ".lua", ".txt"))):
+                st = os.stat(os.path.join(folder, name))
+                h.update(f"{folder}/{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode(errors="surrogateescape"))
+    return h.hexdigest()
+
+
+def private_dir(path: Path) -> bool:
+    """A folder that is this user's and no one else's to enter."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077
+
+
+def peer_uid(conn: socket.socket) -> int:
+    """The uid of the process at the other end of a Unix socket (Linux's SO_PEERCRED)."""
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return int(struct.unpack("3i", creds)[1])
+
+
+def read_line(conn: socket.socket) -> bytes:
+    """One newline-ended message ("": the other end closed without one)."""
+    chunks, size = [], 0
+    while True:
+        chunk = conn.recv(1 << 20)
+        if not chunk:
+            return b""
+        chunks.append(chunk)
+        size += len(chunk)
+        if chunk.endswith(b"\n"):
+            return b"".join(chunks)
+        if size > MAX_LINE:
+            return b""
+
+
+def _plain(argv: list[str]) -> bool:
+    """`sync DIR` or `sync DIR --json`: what a watch syncs (a flag is a sync of its own)."""
+    return len(argv) in (2, 3) and argv[0] == "sync" and (len(argv) == 2 or argv[2] == "--json")
+
+
+def try_handoff(argv: list[str], environ: dict[str, str]) -> int | None:
+    """The exit code of a sync the watch of this tree ran for this command; None: sync alone."""
+    if not _plain(argv) or not environ.get("REDIS_URL") or not Path(argv[1]).is_dir():
+        return None
+    started = time.monotonic()
+    root = Path(argv[1]).resolve()
+    cache_dir = Path(environ.get("AGENTQ_CACHE_DIR") or Path.home() / ".cache" / "agentq")
+    path = socket_path(root, cache_dir, environ)
+    if not path.exists() or not private_dir(path.parent):
+        return None  # no watch of this tree: nothing else is done
+    from producer.nochange import fingerprint
+
+    tree = fingerprint(root, [], [], {})  # the tree as this command sees it
+    answer = _ask(path, {"v": 1, "root": str(root), "code": code_digest(), "tree": tree, "environ": environ})
+    if answer is None or not answer.get("ok"):
+        return None
+    return _show(answer, argv[2:] == ["--json"], time.monotonic() - started)
+
+
+def _ask(path: Path, request: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.connect(str(path))
+            if peer_uid(conn) != os.getuid():
+                return None
+            conn.sendall(json.dumps(request).encode() + b"\n")  # ASCII: lone surrogates travel escaped
+            line = read_line(conn)
+        answer = json.loads(line) if line else None
+    except (OSError, ValueError):
+        return None
+    return answer if isinstance(answer, dict) else None
+
+
+def _show(answer: dict[str, Any], as_json: bool, seconds: float) -> int:
+    """The report as `producer sync` shows it, the watch's warnings on stderr; the sync's exit code."""
+    report = answer.get("report")
+    if not isinstance(report, dict):
+        return 1
+    for warning in answer.get("warnings") or []:
+        sys.stderr.write(f"warning: {warning}\n")
+    sys.stderr.write(f"Synced by the watch of this tree (pid {answer.get('pid')}) in {seconds:.2f} s.\n")
+    if as_json:
+        from shared.core.json_text import dumps
+
+        sys.stdout.write(dumps(report, indent=True) + "\n")
+    else:
+        from rich.console import Console
+
+        from producer.report import render_report
+
+        render_report(Console(), report)
+    return 0 if answer.get("succeeded") else 1
