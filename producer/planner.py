@@ -43,9 +43,16 @@ def gallery_members(tree: Tree) -> list[str]:
     return [lbl for lbl in tree.valid if gallery_section(tree.nodes[lbl].component_type) is not None]
 
 
-def tree_gallery_key(tree: Tree, name: str) -> str | None:
-    members = gallery_members(tree)
+def tree_gallery_key(tree: Tree, name: str, members: list[str] | None = None) -> str | None:
+    """The gallery entry's key: its name and its members' keys (None: no member)."""
+    members = gallery_members(tree) if members is None else members
     return gallery_key(name, [(m, tree.nodes[m].key) for m in members]) if members else None
+
+
+def _gallery(tree: Tree, name: str) -> tuple[list[str], str | None]:
+    """The gallery entry's members and key."""
+    members = gallery_members(tree)
+    return members, tree_gallery_key(tree, name, members)
 
 
 def split(labels: list[str], batch_size: int) -> list[list[str]]:
@@ -89,9 +96,11 @@ def make_plan(
     last_keys: dict[str, str],
     batch_size: int,
     drifted: dict[str, str] | None = None,
+    gallery: tuple[list[str], str | None] | None = None,
 ) -> Plan:
     """`cached`: label -> cached result for valid nodes whose key hit; `last_keys`: label -> key last
-    synced; `drifted`: label -> how its Studio row was changed since the sync wrote it (left alone)."""
+    synced; `drifted`: label -> how its Studio row was changed since the sync wrote it (left alone);
+    `gallery`: the gallery entry's members and key, when the caller has them."""
     drifted = drifted or {}
     states: dict[str, NodeState] = {}
     changes: dict[str, str] = {}
@@ -103,7 +112,7 @@ def make_plan(
         fields, changes[label] = _first_state(label, reasons, cached, last_keys)
         states[label] = NodeState.model_validate({"type": node.component_type, "path": node.path, **fields})
 
-    key = tree_gallery_key(tree, gallery_name)
+    members, key = gallery or _gallery(tree, gallery_name)
     return Plan(
         tree_name=tree_name,
         gallery_name=gallery_name,
@@ -111,7 +120,7 @@ def make_plan(
         changes=changes,
         waves=[split(wave, batch_size) for wave in waves(_pending_deps(tree, states))],
         gallery_key=key,
-        gallery_members=gallery_members(tree),
+        gallery_members=members,
         gallery_needed=key is not None and not gallery_cached,
     )
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from producer.launch import launch, new_run
-from producer.planner import Plan, make_plan, tree_gallery_key
+from producer.planner import Plan, gallery_members, make_plan, tree_gallery_key
 from producer.scanner import ScanMemo, ScanResult, default_cache_path, scan
 from producer.studio_state import StudioView, inspect, studio_version
 from shared.adapters.redis.keys import REQUESTS, STUDIO_VERSION
@@ -84,7 +85,8 @@ def prepare(
     gallery = gallery_name or root.name
     ns = namespace(settings.studio_url, settings.studio_user_id)
     valid = tree.valid
-    gkey = tree_gallery_key(tree, gallery)
+    members = gallery_members(tree)
+    gkey = tree_gallery_key(tree, gallery, members)
     hits, gallery_hit, last_keys = store.lookup(ns, [tree.nodes[lbl].key for lbl in valid], gkey, tree_name)
     unreadable = set(tree.broken_files) | set(result.unread)
     view = inspect(
@@ -100,6 +102,7 @@ def prepare(
         last_keys=last_keys,
         batch_size=settings.batch_size,
         drifted={} if force else _drifted(view),
+        gallery=(members, gkey),
     )
     return Prepared(root, result, tree, plan, ns, view)
 
@@ -128,7 +131,11 @@ def _keep_member_specs(prepared: Prepared, store: Storage, spec: Callable[[str],
     """Every gallery member's spec kept by node key for the workers' gallery write (only those not
     kept yet are written: an edit writes its few), so that the run carries only the nodes it syncs."""
     by_key = {prepared.tree.nodes[m].key: m for m in prepared.plan.gallery_members}
-    missing = store.missing_specs(prepared.namespace, by_key)
+    states = prepared.plan.states
+    # a cached member's was kept when it was synced (asked for all the same: it may have expired)
+    cached = [k for k, m in by_key.items() if states[m].status == Status.CACHED]
+    missing = {k for k in by_key if states[by_key[k]].status != Status.CACHED}
+    missing.update(store.missing_specs(prepared.namespace, cached))
     store.keep_specs(prepared.namespace, {k: spec(by_key[k]) for k in missing})
 
 
@@ -136,9 +143,12 @@ def _lookups(prepared: Prepared) -> Metrics:
     """The cache's hits and misses, and the outcomes the plan settled, as metrics."""
     plan, tree = prepared.plan, prepared.tree
     metrics = Metrics()
-    for label in tree.valid:
-        hit = "hit" if plan.states[label].status == Status.CACHED else "miss"
-        metrics.inc("agentq_cache_requests_total", [tree.nodes[label].component_type, hit])
+    lookups = Counter(
+        (tree.nodes[label].component_type, "hit" if plan.states[label].status == Status.CACHED else "miss")
+        for label in tree.valid
+    )
+    for labels, count in lookups.items():
+        metrics.inc("agentq_cache_requests_total", labels, count)
     count_settled(metrics, plan.states.values())
     return metrics
 

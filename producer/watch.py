@@ -252,7 +252,7 @@ class Watcher:
         later is tried again after 1, 2, 4 ... 30 s, or at once when a file changes."""
         first, delay, retry_at = True, RETRY_FIRST, None
         for changes in self._batches(stop):
-            asked = self.handoff.take() if self.handoff is not None else []
+            asked = self._asked()
             if not (changes or first or asked or _due(retry_at)):
                 continue
             first = False
@@ -262,8 +262,12 @@ class Watcher:
             retry_at, delay = _next_try(line.retry, delay)
             if stop.is_set():
                 break
-        for request in self.handoff.take() if self.handoff is not None else []:
+        for request in self._asked():
             request.give({"ok": False, "why": "the watch stopped"})
+
+    def _asked(self) -> list[Request]:
+        """The commands waiting for a sync (producer/handoff.py)."""
+        return self.handoff.take() if self.handoff is not None else []
 
 
 def _due(retry_at: float | None) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 
 from shared.core.run_model import NodeState, RunKind, RunMeta, Status
@@ -19,8 +20,8 @@ def sync_outcome(state: NodeState) -> str:
 
 
 def count_outcomes(metrics: Metrics, states: Iterable[NodeState]) -> None:
-    for st in states:
-        metrics.inc("agentq_sync_outcomes_total", [st.type or "file", sync_outcome(st)])
+    for labels, count in Counter((st.type or "file", sync_outcome(st)) for st in states).items():
+        metrics.inc("agentq_sync_outcomes_total", labels, count)
 
 
 def count_settled(metrics: Metrics, states: Iterable[NodeState]) -> None:
