@@ -114,15 +114,8 @@ def _spec_of(prepared: Prepared) -> Callable[[str], Spec]:
 
     def spec(lbl: str) -> Spec:
         node = tree.nodes[lbl]
-        resolved = tree.resolved(lbl, memo)
-        return {
-            "spec": resolved,
-            "type": node.component_type,
-            "key": node.key,
-            "path": node.path,
-            "deps": node.deps,
-            "gallery": lbl in members,
-        }
+        what = {"spec": tree.resolved(lbl, memo), "type": node.component_type, "key": node.key, "path": node.path}
+        return {**what, "deps": node.deps, "gallery": lbl in members}
 
     return spec
 
