@@ -271,3 +271,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The run is over: the interpreter's last collection over every object the tests left alive
+    (AutoGen, matplotlib, Hypothesis ...) would only delay the exit, so they are frozen out of it."""
+    import gc
+
+    gc.freeze()
