@@ -92,6 +92,13 @@ def _plain(argv: list[str]) -> bool:
 
 def try_handoff(argv: list[str], environ: dict[str, str]) -> int | None:
     """The exit code of a sync the watch of this tree ran for this command; None: sync alone."""
+    try:
+        return _handoff(argv, environ)
+    except OSError:  # a folder on the way that is not ours to look into, say: no hand-off
+        return None
+
+
+def _handoff(argv: list[str], environ: dict[str, str]) -> int | None:
     if not _plain(argv) or not environ.get("REDIS_URL") or not Path(argv[1]).is_dir():
         return None
     started = time.monotonic()
