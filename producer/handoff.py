@@ -29,6 +29,7 @@ from typing import Any
 
 PACKAGES = ("producer", "shared", "workers")
 MAX_LINE = 64 * 1024 * 1024  # a report of 10,000 nodes is a few MB
+INTERRUPTED = 130  # Ctrl-C, as producer/cli/app.py's Exit says it
 
 
 def runtime_dir(environ: dict[str, str]) -> Path:
@@ -96,6 +97,12 @@ def try_handoff(argv: list[str], environ: dict[str, str]) -> int | None:
         return _handoff(argv, environ)
     except OSError:  # a folder on the way that is not ours to look into, say: no hand-off
         return None
+    except KeyboardInterrupt:  # as producer/cli/app.py says a failure: one line, and JSON with --json
+        line = "interrupted: the watch of this tree goes on with the sync; its next line says how it ended"
+        sys.stderr.write(f"error: {line}\n")
+        if argv[2:] == ["--json"]:
+            sys.stdout.write(json.dumps({"error": line, "errors": [line], "exit_code": INTERRUPTED}) + "\n")
+        return INTERRUPTED
 
 
 def _handoff(argv: list[str], environ: dict[str, str]) -> int | None:
