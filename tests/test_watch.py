@@ -298,8 +298,13 @@ def test_a_sync_beside_a_watch_of_the_tree_is_handed_to_it_and_only_when_it_can_
         assert ask(code="0" * 32) == {"ok": False, "why": "another version of agentq"}
         assert ask(root="/elsewhere") == {"ok": False, "why": "another tree"}
         assert ask(environ={**cli.env(), "STUDIO_URL": "http://127.0.0.1:1"})["why"] == "other settings: STUDIO_URL"
-    assert not socket_path(examples.resolve(), cli.cache_dir, cli.env()).exists()  # gone with the watch
+    path = socket_path(examples.resolve(), cli.cache_dir, cli.env())
+    assert not path.exists()  # gone with the watch
 
+    # a killed watch's socket, nobody listening behind it: the command syncs alone
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as dead:
+        dead.bind(str(path))
     _set_message(examples, "No watch.")
     rc, report, err = cli.sync(examples)
     assert rc == 0 and "Synced by the watch" not in err and report["counts"]["updated"] == len(USERS_OF_WRITER) + 1
+    path.unlink()
