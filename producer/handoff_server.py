@@ -1,6 +1,7 @@
 """The watch's side of producer/handoff.py: a Unix socket that takes a `producer sync` of the
 watched tree from a command of this user running the same code with the same settings, and
-answers with the report of a sync the watch started after it asked."""
+answers with the report of a sync the watch started after it asked, or of the one it was running
+when that one read the tree as the command sees it."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class Request:
-    """A command's sync, waiting for the watch's next one."""
+    """A command's sync, waiting for the watch's answer."""
 
     environ: dict[str, str]
     tree: str  # the tree as the command saw it (producer/nochange.py's fingerprint of its files)

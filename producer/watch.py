@@ -140,13 +140,8 @@ class Watcher:
         self, root: Path, services: Services, say: Callable[[SyncLine], None], gallery: str | None, debounce_ms: int
     ) -> None:
         """`say` prints a sync's line; the services' own `say` takes the warnings."""
-        self.root, self.services, self.say, self.gallery, self.debounce_ms = (
-            root.resolve(),
-            services,
-            say,
-            gallery,
-            debounce_ms,
-        )
+        self.root, self.services, self.say = root.resolve(), services, say
+        self.gallery, self.debounce_ms = gallery, debounce_ms
         self.settings, self.store, self.warn = services.settings, services.store, services.say
         self.syncs = 0
         self.handoff: HandoffServer | None = None  # `producer sync`s of this tree handed to the watch
