@@ -20,6 +20,7 @@ from shared.core.refs import MissingVariable, substitute_variables
 from shared.core.run_model import TERMINAL, RunKind, RunMeta, Status
 from shared.core.secrets import content_hash
 from shared.core.tree import Tree, build_tree
+from shared.core.tree_update import tree_of
 from shared.metrics import Metrics
 from shared.run_metrics import count_settled
 from shared.settings import Settings, environment, scan_limits, tree_limits
@@ -80,7 +81,11 @@ def prepare(
     resident process's last scan (producer/scanner.py)."""
     root = root.resolve()
     result = scan(root, default_cache_path(root, settings.cache_dir), limits=scan_limits(settings), memo=memo)
-    tree = build_tree(result.documents, environment().keys(), result.facts, limits=tree_limits(settings))
+    env_names, limits = environment().keys(), tree_limits(settings)
+    if memo is None:
+        tree = build_tree(result.documents, env_names, result.facts, limits)
+    else:
+        tree, memo.tree = tree_of(result.documents, env_names, result.facts, limits, memo.tree)
     tree_name = str(root)
     gallery = gallery_name or root.name
     ns = namespace(settings.studio_url, settings.studio_user_id)

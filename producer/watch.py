@@ -147,9 +147,11 @@ class Watcher:
         self.handoff: HandoffServer | None = None  # `producer sync`s of this tree handed to the watch
         self.remember = False  # a plain watch leaves the no-change record a plain sync would
 
-    def sync_once(self, changed: int = 0, asked: list[Request] | None = None) -> SyncLine:
-        """One sync. Each command in `asked` (producer/handoff.py), which asked before it started,
-        gets its report; so does each that asked while it ran, seeing the tree as it synced it."""
+    def sync_once(self, changed: int = 0, asked: list[Request] | None = None) -> tuple[SyncLine, SyncOutcome | None]:
+        """One sync: its line, and its outcome when it is one to remember (`remember`, after the line
+        is said: the no-change record is for the next command, not this edit). Each command in
+        `asked` (producer/handoff.py), which asked before it started, gets its report; so does each
+        that asked while it ran, seeing the tree as it synced it."""
         started, t0 = time.time(), time.perf_counter()
         line, warnings = SyncLine(started, 0.0, changed), list[str]()
         outcome, mended_by_an_edit = None, False
@@ -167,12 +169,10 @@ class Watcher:
         line.seconds = time.perf_counter() - t0
         self._answer(asked or [], outcome, warnings)
         if mended_by_an_edit:
-            return line
+            return line, None
         line.retry = retryable(line)
         self.syncs += 1
-        if outcome is not None:
-            self._remember(outcome)
-        return line
+        return line, outcome
 
     def _sync(self, warnings: list[str]) -> SyncOutcome:
         """The sync, its warnings also kept in `warnings` for the commands that asked for it."""
@@ -197,9 +197,9 @@ class Watcher:
         for request in [*asked, *(r for r in meanwhile if r.tree == seen)]:
             request.give(answer(outcome, warnings, request.environ))
 
-    def _remember(self, outcome: SyncOutcome) -> None:
+    def remember_sync(self, outcome: SyncOutcome | None) -> None:
         """A plain watch leaves the no-change record of a clean sync, as a plain sync does."""
-        if self.remember and outcome.report is not None and outcome.run_id is not None:
+        if self.remember and outcome is not None and outcome.report is not None and outcome.run_id is not None:
             from producer.sync_run import remember_if_clean
 
             with contextlib.suppress(*self.store.errors):
@@ -252,8 +252,9 @@ class Watcher:
                 continue
             first = False
             # config files only: an editor's or `sed -i`'s temporary file is no change of the tree
-            line = self.sync_once(len({path for _, path in changes if path.endswith(SUFFIXES)}), asked)
+            line, outcome = self.sync_once(len({path for _, path in changes if path.endswith(SUFFIXES)}), asked)
             self.say(line)
+            self.remember_sync(outcome)
             retry_at, delay = _next_try(line.retry, delay)
             if stop.is_set():
                 break

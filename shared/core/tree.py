@@ -83,7 +83,7 @@ def build_tree(
             continue
         node = _node(path, ff, documents)
         by_label.setdefault(node.label, []).append(node)
-        errs = _own_problems(path, ff, env_names, limits)
+        errs = own_problems(path, ff, env_names, limits)
         if errs:
             problems[path] = errs
     _link(tree, by_label, problems)
@@ -140,7 +140,7 @@ def _facts_of(
     return ff
 
 
-def _own_problems(path: str, ff: FileFacts, env_names: Collection[str], limits: TreeLimits) -> list[ConfigError]:
+def own_problems(path: str, ff: FileFacts, env_names: Collection[str], limits: TreeLimits) -> list[ConfigError]:
     """What is wrong with a file on its own: its spec, its references' form, its limits, its variables."""
     errs = list(ff.errors)
     errs.extend(ConfigError(path=path, field=f, message=m) for f, m in ff.ref_problems)
