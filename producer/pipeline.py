@@ -112,7 +112,7 @@ def sync(
         return outcome
     watch = Watchdog.for_run(store, run_id, dispatch, settings, say, (STUDIO_QUEUE,))
     (show or _wait)(store, run_id, timeout, watch)
-    outcome.report = run_report(store, run_id, prepared.plan.states)
+    outcome.report = run_report(store, run_id, prepared.plan.states, prepared.plan.settled)
     return outcome
 
 

@@ -9,12 +9,14 @@ from dataclasses import dataclass, field
 from shared.core.components import gallery_section
 from shared.core.graph import waves
 from shared.core.hashing import gallery_key
-from shared.core.records import CacheEntry
+from shared.core.records import CacheEntry, Settled
 from shared.core.run_model import NodeState, Status
 from shared.core.tree import Tree
 
 # Enough batches per wave to keep several workers busy, however small the wave.
 MIN_BATCHES_PER_WAVE = 8
+# what decided a node's first state (its label and its fields) -> that state, made once
+FirstStates = dict[tuple[object, ...], Settled]
 
 
 @dataclass
@@ -27,6 +29,10 @@ class Plan:
     gallery_key: str | None = None
     gallery_members: list[str] = field(default_factory=list)
     gallery_needed: bool = False
+    # with a resident process's last first states (make_plan's `known`): label -> its state made
+    # once, and these for the next plan
+    settled: dict[str, Settled] = field(default_factory=dict)
+    first_states: FirstStates = field(default_factory=dict)
 
     @property
     def to_run(self) -> list[str]:
@@ -97,10 +103,12 @@ def make_plan(
     batch_size: int,
     drifted: dict[str, str] | None = None,
     gallery: tuple[list[str], str | None] | None = None,
+    known: FirstStates | None = None,
 ) -> Plan:
     """`cached`: label -> cached result for valid nodes whose key hit; `last_keys`: label -> key last
     synced; `drifted`: label -> how its Studio row was changed since the sync wrote it (left alone);
-    `gallery`: the gallery entry's members and key, when the caller has them."""
+    `gallery`: the gallery entry's members and key, when the caller has them; `known`: the last
+    plan's first states (Plan.first_states), for a resident process to take again."""
     drifted = drifted or {}
     states: dict[str, NodeState] = {}
     changes: dict[str, str] = {}
@@ -108,9 +116,10 @@ def make_plan(
         states[path] = NodeState(status=Status.FAILED, type=None, path=path, error=message)
         changes[path] = "invalid"
     reasons = {"invalid": tree.invalid, "skipped": tree.skipped, "drifted": drifted}
+    made = _Made(known)
     for label, node in tree.nodes.items():
         fields, changes[label] = _first_state(label, reasons, cached, last_keys)
-        states[label] = NodeState.model_validate({"type": node.component_type, "path": node.path, **fields})
+        states[label] = made.state(label, {"type": node.component_type, "path": node.path, **fields})
 
     members, key = gallery or _gallery(tree, gallery_name)
     return Plan(
@@ -122,7 +131,29 @@ def make_plan(
         gallery_key=key,
         gallery_members=members,
         gallery_needed=key is not None and not gallery_cached,
+        settled=made.settled,
+        first_states=made.first,
     )
+
+
+class _Made:
+    """First states, validated as they are made; or, with `known`, taken from there when the same."""
+
+    def __init__(self, known: FirstStates | None) -> None:
+        self.known = known
+        self.settled: dict[str, Settled] = {}
+        self.first: FirstStates = {}
+
+    def state(self, label: str, fields: dict[str, object]) -> NodeState:
+        if self.known is None:
+            return NodeState.model_validate(fields)
+        decided = (label, *fields.items())
+        try:
+            made = self.known.get(decided) or Settled.of(NodeState.model_validate(fields))
+        except TypeError:  # a cache entry holding a list: not a key, made afresh
+            return NodeState.model_validate(fields)
+        self.first[decided] = self.settled[label] = made
+        return made.state
 
 
 def _pending_deps(tree: Tree, states: Mapping[str, NodeState]) -> dict[str, list[str]]:

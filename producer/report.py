@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from shared.adapters.redis.keys import REQUESTS, RETRIES
-from shared.core.records import TranscriptMessage
+from shared.core.records import Settled, TranscriptMessage
 from shared.core.run_model import UNSUCCESSFUL, NodeState, RunKind, RunState, Status
 
 if TYPE_CHECKING:
@@ -30,9 +30,15 @@ def outcome_of(state: Mapping[str, object]) -> str:
     return NodeState.model_validate(state).outcome_said()
 
 
-def run_report(store: RunStore, run_id: str, planned: Mapping[str, NodeState] | None = None) -> Report | None:
+def run_report(
+    store: RunStore,
+    run_id: str,
+    planned: Mapping[str, NodeState] | None = None,
+    settled: Mapping[str, Settled] | None = None,
+) -> Report | None:
     """`planned`: the states the run was written with, when the caller holds them (the producer
-    that submitted it): then only the states that may have changed since are read."""
+    that submitted it): then only the states that may have changed since are read. `settled`:
+    states made before, with their data (producer/planner.py)."""
     meta = store.meta(run_id)
     if meta is None:
         return None
@@ -51,8 +57,13 @@ def run_report(store: RunStore, run_id: str, planned: Mapping[str, NodeState] | 
         "counts": counts,
         "error": meta.error,
         "studio_requests": requests,
-        "nodes": {label: state.to_dict() for label, state in sorted(nodes.items())},
+        "nodes": {label: _data(state, (settled or {}).get(label)) for label, state in sorted(nodes.items())},
     }
+
+
+def _data(state: NodeState, known: Settled | None) -> dict[str, Any]:
+    """The state's data, a copy of `known`'s when that is of this very state."""
+    return dict(known.data) if known is not None and known.state is state else state.to_dict()
 
 
 def stored_report(store: RunStore, run_id: str) -> Report | None:

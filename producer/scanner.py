@@ -15,6 +15,7 @@ from shared.core.errors import ConfigError
 from shared.core.facts import FileFacts, file_facts
 from shared.core.json_text import dumps
 from shared.core.loader import Limits, parse_document
+from shared.core.records import Settled
 from shared.core.tree_update import LastTree
 
 CACHE_VERSION = 4
@@ -36,13 +37,15 @@ class ScanMemo:
     """What a resident process (`producer watch`) keeps of its last scan, so that the next one reads
     neither the cache files nor the facts of unchanged files again. Good while the cache file is
     as that scan left it (another process's sync of the tree rewrites it). Also the tree built
-    from it, for the next to start from (shared/core/tree_update.py)."""
+    from it, for the next to start from (shared/core/tree_update.py), and the plan's first states
+    (producer/planner.py)."""
 
     stamp: tuple[int, int] | None = None  # the cache file's (mtime_ns, size) after the last scan
     entries: dict[str, list[Any]] = field(default_factory=dict)
     facts: dict[str, FileFacts] = field(default_factory=dict)
     docs: dict[str, Any] | None = None  # the docs file's documents, once read or written
     tree: LastTree | None = None
+    states: dict[tuple[object, ...], Settled] = field(default_factory=dict)  # the last plan's first states
 
     def valid(self, cache_path: Path | None) -> bool:
         return cache_path is not None and self.stamp is not None and self.stamp == _stamp(cache_path)

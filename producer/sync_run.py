@@ -108,7 +108,10 @@ def prepare(
         batch_size=settings.batch_size,
         drifted={} if force else _drifted(view),
         gallery=(members, gkey),
+        known=memo.states if memo is not None else None,
     )
+    if memo is not None:
+        memo.states = plan.first_states
     return Prepared(root, result, tree, plan, ns, view)
 
 
@@ -185,7 +188,7 @@ def submit(prepared: Prepared, settings: Settings, store: Storage, dispatcher: D
     meta = _meta(prepared, settings)  # made last: asking Studio is not counted in the run's time
 
     def write(meta: RunMeta) -> None:
-        store.create_run(NewRun(meta, plan.states, specs, plan.waves))
+        store.create_run(NewRun(meta, plan.states, specs, plan.waves, plan.settled))
         if version is not None and asked is not None:
             store.set_run_value(meta.run_id, STUDIO_VERSION, version)
             store.add_to_tally(meta.run_id, REQUESTS, asked)

@@ -212,3 +212,27 @@ def test_plan_runs_exactly_the_uncached_nodes_in_minimal_waves(data, batch_size)
         run_deps = [d for d in deps[lbl] if d in where]
         assert all(where[d] < k for d in run_deps)
         assert k == 0 or any(where[d] == k - 1 for d in run_deps)
+
+
+def test_a_resident_plan_takes_again_the_first_states_decided_alike_and_makes_the_rest():
+    """A watch's next plan: the same objects (and JSON) where label and fields are the same; a
+    state whose cache entry changed is made anew, equal to what a plan with no memory makes."""
+    tree = build_tree(docs(), [])
+    entries = {lbl: {"outcome": "created", "team_id": None} for lbl in ("m", "t", "x", "w")}
+    first = make_plan(
+        tree,
+        tree_name="t",
+        gallery_name="g",
+        cached=entries,
+        gallery_cached=False,
+        last_keys={},
+        batch_size=50,
+        known={},
+    )
+    entries["w"] = {"outcome": "created", "team_id": 7}
+    again = dict(tree_name="t", gallery_name="g", cached=entries, gallery_cached=False, last_keys={}, batch_size=50)
+    second = make_plan(tree, **again, known=first.first_states)
+    assert second.states == make_plan(tree, **again).states  # as if made afresh
+    assert {lbl for lbl in second.states if second.states[lbl] is first.states[lbl]} == {"m", "t", "x", "a", "team"}
+    assert second.settled["w"].json == second.states["w"].to_json() and second.settled["w"].state is second.states["w"]
+    assert len(second.first_states) == len(second.states)  # the last plan's only: it does not grow

@@ -25,7 +25,7 @@ from shared.adapters.redis.run_view import reconcile_view
 from shared.adapters.redis.studio_rows import StudioRows
 from shared.core.json_text import dumps
 from shared.core.reconcile import SyncView, WorkflowView
-from shared.core.records import NewRun, Release, Spec
+from shared.core.records import NewRun, Release, Spec, encoded
 from shared.core.run_model import RUN_LISTS, NodeState, RunKind, RunMeta, Status
 from shared.settings import Settings
 
@@ -38,7 +38,7 @@ def _run_hashes(run: NewRun) -> dict[str, dict[FieldT, EncodableT]]:
     invariant in its keys."""
     meta = run.meta
     return {
-        keys.NODES: {k: v.to_json() for k, v in run.nodes.items()},
+        keys.NODES: {k: encoded(v, run.settled.get(k)) for k, v in run.nodes.items()},
         keys.SPECS: {k: dumps(v) for k, v in run.specs.items()},
         keys.COUNTS: dict(Counter(str(state.status) for state in run.nodes.values())),
         keys.LISTS: {name: dumps(getattr(meta, name)) for name in RUN_LISTS if name in meta.model_fields_set},
