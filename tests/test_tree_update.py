@@ -17,56 +17,45 @@ Docs = dict[str, "dict[str, Any] | ConfigError"]
 ENV = frozenset({"KEY"})
 
 
+def _comp(provider: str, ctype: str, label: str, **config: object) -> dict[str, Any]:
+    return {"provider": provider, "component_type": ctype, "label": label, "config": config}
+
+
 def _docs() -> Docs:
+    """A model, tools, a termination, agents, teams, a workflow and a broken file."""
     docs: Docs = {
-        "models/m.json": {
-            "provider": "autogen_ext.models.openai.OpenAIChatCompletionClient",
-            "component_type": "model",
-            "label": "m",
-            "config": {"model": "gpt-4o-mini", "api_key": "${KEY}"},
-        },
-        "terminations/t.json": {
-            "provider": "autogen_agentchat.conditions.MaxMessageTermination",
-            "component_type": "termination",
-            "label": "t",
-            "config": {"max_messages": 5},
-        },
+        "models/m.json": _comp(
+            "autogen_ext.models.openai.OpenAIChatCompletionClient", "model", "m", model="gpt-4o-mini", api_key="${KEY}"
+        ),
+        "terminations/t.json": _comp(
+            "autogen_agentchat.conditions.MaxMessageTermination", "termination", "t", max_messages=5
+        ),
         "workflows/w.yaml": {"kind": "workflow", "name": "w", "tasks": []},
         "broken.json": ConfigError(path="broken.json", message="not JSON"),
     }
     for i in range(4):
-        docs[f"tools/f{i}.json"] = {
-            "provider": "autogen_core.tools.FunctionTool",
-            "component_type": "tool",
-            "label": f"f{i}",
-            "config": {
-                "name": f"f{i}",
-                "description": "adds",
-                "source_code": f"def f{i}(a: int) -> int:\n    return a\n",
-            },
-        }
-    for i in range(4):
-        docs[f"agents/a{i}.json"] = {
-            "provider": "autogen_agentchat.agents.AssistantAgent",
-            "component_type": "agent",
-            "label": f"a{i}",
-            "config": {
-                "name": f"a{i}",
-                "description": f"agent {i}",
-                "model_client": {"$ref": "m"},
-                "tools": [{"$ref": f"f{i}"}],
-            },
-        }
+        source = f"def f{i}(a: int) -> int:\n    return a\n"
+        docs[f"tools/f{i}.json"] = _comp(
+            "autogen_core.tools.FunctionTool", "tool", f"f{i}", name=f"f{i}", description="adds", source_code=source
+        )
+        docs[f"agents/a{i}.json"] = _comp(
+            "autogen_agentchat.agents.AssistantAgent",
+            "agent",
+            f"a{i}",
+            name=f"a{i}",
+            description=f"agent {i}",
+            model_client={"$ref": "m"},
+            tools=[{"$ref": f"f{i}"}],
+        )
     for i in range(3):
-        docs[f"teams/t{i}.json"] = {
-            "provider": "autogen_agentchat.teams.RoundRobinGroupChat",
-            "component_type": "team",
-            "label": f"team{i}",
-            "config": {
-                "participants": [{"$ref": f"a{i}"}, {"$ref": f"a{i + 1}"}],
-                "termination_condition": {"$ref": "t"},
-            },
-        }
+        members = [{"$ref": f"a{i}"}, {"$ref": f"a{i + 1}"}]
+        docs[f"teams/t{i}.json"] = _comp(
+            "autogen_agentchat.teams.RoundRobinGroupChat",
+            "team",
+            f"team{i}",
+            participants=members,
+            termination_condition={"$ref": "t"},
+        )
     return docs
 
 
