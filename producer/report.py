@@ -43,6 +43,7 @@ def run_report(
     if meta is None:
         return None
     nodes = {**planned, **store.open_states(run_id, meta)} if planned is not None else store.node_states(run_id)
+    made = settled or {}
     counts = {o: 0 for o in OUTCOMES}
     for state in nodes.values():
         counts[state.outcome_said()] += 1
@@ -57,7 +58,7 @@ def run_report(
         "counts": counts,
         "error": meta.error,
         "studio_requests": requests,
-        "nodes": {label: _data(state, (settled or {}).get(label)) for label, state in sorted(nodes.items())},
+        "nodes": {label: _data(state, made.get(label)) for label, state in sorted(nodes.items())},
     }
 
 
