@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from shared.adapters.redis.keys import REQUESTS, RETRIES
-from shared.core.records import Settled, TranscriptMessage
+from shared.core.records import Settled, TranscriptMessage, as_data
 from shared.core.run_model import UNSUCCESSFUL, NodeState, RunKind, RunState, Status
 
 if TYPE_CHECKING:
@@ -58,13 +58,8 @@ def run_report(
         "counts": counts,
         "error": meta.error,
         "studio_requests": requests,
-        "nodes": {label: _data(state, made.get(label)) for label, state in sorted(nodes.items())},
+        "nodes": {label: as_data(state, made.get(label)) for label, state in sorted(nodes.items())},
     }
-
-
-def _data(state: NodeState, known: Settled | None) -> dict[str, Any]:
-    """The state's data, a copy of `known`'s when that is of this very state."""
-    return dict(known.data) if known is not None and known.state is state else state.to_dict()
 
 
 def stored_report(store: RunStore, run_id: str) -> Report | None:

@@ -35,6 +35,11 @@ def encoded(state: NodeState, known: Settled | None) -> str:
     return known.json if known is not None and known.state is state else state.to_json()
 
 
+def as_data(state: NodeState, known: Settled | None) -> dict[str, Any]:
+    """The state's data (a copy: the caller may change it), from `known` when that is of this very state."""
+    return dict(known.data) if known is not None and known.state is state else state.to_dict()
+
+
 @dataclass(frozen=True)
 class NewRun:
     """A run as it starts: its meta, every node's first state, each node's spec, and a sync's waves
