@@ -585,7 +585,7 @@ PHASE_TARGETS = [
     ("shared.adapters.redis.store:Store", "create_run", "    Store.create_run (shared/adapters/redis/store.py)"),
     ("producer.commands", "_watchdog", "_watchdog (producer/commands.py)"),
     ("producer.cli.sync", "watchdog", "watchdog (producer/cli/app.py)"),
-    ("producer.sync_run", "wait", "sync_run.wait (producer/sync_run.py): the run, polled"),
+    ("producer.run_wait", "wait", "run_wait.wait (producer/run_wait.py): the run, polled"),
     ("shared.adapters.redis.store:Store", "await_finish", "  Store.await_finish (shared/adapters/redis/store.py)"),
     ("producer.recovery:Watchdog", "__call__", "  recovery.Watchdog.__call__ (producer/recovery.py)"),
     ("producer.report", "run_report", "report.run_report (producer/report.py)"),

@@ -110,7 +110,7 @@ def run_workflow(
 ) -> RunResult:
     """Run a workflow file's tasks on the workers and wait for every result."""
     from producer.report import workflow_report
-    from producer.sync_run import wait
+    from producer.run_wait import wait
     from producer.workflow_run import load, submit
 
     with services(settings) as (store, ready):

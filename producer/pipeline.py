@@ -118,6 +118,6 @@ def sync(
 
 def _wait(store: RunStore, run_id: str, timeout: float | None, watch: Watchdog) -> None:
     """The wait when the caller shows none: a plain one."""
-    from producer.sync_run import wait
+    from producer.run_wait import wait
 
     wait(store, run_id, timeout=timeout, watch=watch)

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from producer.sync_run import wait
+from producer.run_wait import wait
 from shared.core.run_model import TERMINAL, Status
 from shared.ports import RunStore
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from shared.adapters.redis.keys import REQUESTS, STUDIO_VERSION
 from shared.core.hashing import canonical_json, namespace, sha256_hex
 from shared.core.records import CacheEntry, NewRun, Spec
 from shared.core.refs import MissingVariable, substitute_variables
-from shared.core.run_model import TERMINAL, RunKind, RunMeta, Status
+from shared.core.run_model import RunKind, RunMeta, Status
 from shared.core.secrets import content_hash
 from shared.core.tree import Tree, build_tree
 from shared.core.tree_update import tree_of
@@ -27,7 +26,7 @@ from shared.settings import Settings, environment, scan_limits, tree_limits
 
 if TYPE_CHECKING:
     from producer.report import Report
-    from shared.ports import Dispatcher, RunStore, Storage
+    from shared.ports import Dispatcher, Storage
 
 
 @dataclass
@@ -195,45 +194,6 @@ def submit(prepared: Prepared, settings: Settings, store: Storage, dispatcher: D
 
     assert dispatcher is not None or not plan.has_work
     return launch(store, meta, write, metrics, dispatcher if plan.has_work else None).run_id
-
-
-def _tell_progress(
-    store: RunStore,
-    meta: RunMeta,
-    on_progress: Callable[[int, int], None] | None,
-    watch: Callable[[int], None] | None,
-) -> None:
-    """Give the count of ended nodes to whoever follows the run (the watchdog only while it runs)."""
-    if not on_progress and not watch:
-        return
-    counts = store.counts(meta.run_id)
-    done = sum(counts.get(s, 0) for s in TERMINAL)
-    if on_progress:
-        on_progress(done, meta.total)
-    if watch and not meta.is_finished:
-        watch(done)
-
-
-def wait(
-    store: RunStore,
-    run_id: str,
-    on_progress: Callable[[int, int], None] | None = None,
-    timeout: float | None = None,
-    watch: Callable[[int], None] | None = None,
-) -> RunMeta:
-    """Poll the run's counters until it finishes; returns its meta. `watch` sees the count of
-    ended nodes on every poll (producer/recovery.py's Watchdog)."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        meta = store.meta(run_id)
-        if meta is None:
-            raise LookupError(f"run {run_id} not found (expired?)")
-        _tell_progress(store, meta, on_progress, watch)
-        if meta.is_finished:
-            return meta
-        if deadline is not None and time.monotonic() > deadline:
-            raise TimeoutError(f"run {run_id} still running after {timeout:.0f} s")
-        store.await_finish(run_id, 0.1)
 
 
 def _clean(prepared: Prepared, report: Report) -> bool:

@@ -135,7 +135,7 @@ def wait_for_run(
     follow: Callable[[], None] | None,
 ) -> None:
     """Wait for the run quietly (`follow` None: --json) or as `follow` shows it; Ctrl-C says how."""
-    from producer.sync_run import wait
+    from producer.run_wait import wait
 
     with interruptible(run_id, embedded_default):
         if follow is None:

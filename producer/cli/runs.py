@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -152,13 +153,14 @@ def run(
             _start_standin_llm(settings, services)
         with redis_session(settings, services, quiet=False) as (store, settings):
             dispatcher = common.local_dispatcher(settings, services, embedded_default)
+            wait_for = _waiter(store, settings, prepared, timeout, embedded_default, as_json)
             run_id, _ = submit_workflow(
                 prepared, settings, store, dispatcher, sequential=mode == "sequential", no_cache=no_cache
             )
             if no_wait:
                 common.echo_run_id(run_id, as_json)
                 return
-            _wait_for_workflow(store, run_id, settings, prepared, timeout, embedded_default, as_json)
+            wait_for(run_id)
             report = workflow_report(store, run_id)
     assert report is not None
     _show_workflow(report, as_json)
@@ -172,23 +174,29 @@ def _start_standin_llm(settings: Settings, services: embedded.LocalServices) -> 
     )
 
 
-def _wait_for_workflow(
+def _waiter(
     store: Storage,
-    run_id: str,
     settings: Settings,
     prepared: PreparedWorkflow,
     timeout: float | None,
     embedded_default: bool,
     as_json: bool,
-) -> None:
-    """The wait, with a watchdog on both queues: quiet for --json, else each task's progress on stderr."""
+) -> Callable[[str], None]:
+    """The wait for a run, with a watchdog on both queues: quiet for --json, else each task's
+    progress on stderr. Made before the run starts: what it imports would otherwise take CPU from
+    the workers just as they take in the run's first tasks."""
     from producer.progress import follow_workflow
+    from producer.recovery import Watchdog  # noqa: F401  (loaded now, made by watchdog() below)
     from shared.adapters.redis.keys import MODELS_QUEUE, STUDIO_QUEUE
 
-    watch = watchdog(store, run_id, settings, lambda: dispatcher_for(settings), (STUDIO_QUEUE, MODELS_QUEUE))
     tasks = [t.id for t in prepared.workflow.tasks]
-    follow = None if as_json else lambda: follow_workflow(store, run_id, tasks, err(), timeout, watch)
-    common.wait_for_run(store, run_id, timeout, watch, embedded_default, follow)
+
+    def wait_for(run_id: str) -> None:
+        watch = watchdog(store, run_id, settings, lambda: dispatcher_for(settings), (STUDIO_QUEUE, MODELS_QUEUE))
+        follow = None if as_json else lambda: follow_workflow(store, run_id, tasks, err(), timeout, watch)
+        common.wait_for_run(store, run_id, timeout, watch, embedded_default, follow)
+
+    return wait_for
 
 
 @app.command()
