@@ -57,6 +57,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from producer.embedded import setpriv_with_pdeathsig
+
 ROOT = Path(__file__).resolve().parent.parent
 NAME_PREFIX = "aq"  # every namespace, veth and bridge made here: aq<pid>x<n>... (15 characters at most)
 OURS = re.compile(rf"^{NAME_PREFIX}(\d+)x[0-9a-z]+(?:br|v\d+|p\d+|-\w+)$")
@@ -105,19 +107,6 @@ def available() -> tuple[bool, str]:
     except (NetworkError, OSError, subprocess.SubprocessError) as exc:
         return False, f"cannot create a network namespace here: {exc}"
     return True, ""
-
-
-@functools.cache
-def _setpriv() -> str | None:
-    """util-linux's setpriv when it has --pdeathsig: a child then gets SIGTERM when we die, even by SIGKILL."""
-    path = shutil.which("setpriv")
-    if path is None:
-        return None
-    try:
-        usage = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=5).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return path if "--pdeathsig" in usage else None
 
 
 def _networks_in_use() -> list[ipaddress.IPv4Network]:
@@ -281,7 +270,7 @@ class TestNetwork:
         if h.lost or self._closed:
             raise NetworkError(f"host {host} is gone")
         cmd = ["ip", "netns", "exec", h.ns, *args]
-        setpriv = _setpriv()
+        setpriv = setpriv_with_pdeathsig()
         if setpriv and threading.current_thread() is threading.main_thread():
             cmd = [setpriv, "--pdeathsig", "TERM", *cmd]
         out: Any = subprocess.DEVNULL
@@ -431,7 +420,7 @@ LOSS_BEFORE_RELEASE = 0.2  # lost-idle: the host dies this long before the gate'
 def _popen(args: Sequence[str], env: dict[str, str], stdout: Path, stderr: Path) -> subprocess.Popen[bytes]:
     """A process in the root namespace (the producer's machine), in a session of its own, that gets
     SIGTERM should this process die."""
-    setpriv = _setpriv()
+    setpriv = setpriv_with_pdeathsig()
     main = threading.current_thread() is threading.main_thread()
     cmd = [setpriv, "--pdeathsig", "TERM", *args] if setpriv and main else list(args)
     with open(stdout, "wb") as out, open(stderr, "wb") as err:
