@@ -1,6 +1,6 @@
 """Waiting for a run, sync or workflow, to finish: its counters polled, each poll shown to whoever
-follows it. Kept light (Redis' port only): a workflow's wait starts while its run is already on
-the workers' two cores, so what it imports then is CPU taken from them."""
+follows it. Kept light (Redis' port only): a wait starts once its run is on the workers, and
+whatever it imports then takes CPU from workers on the same machine."""
 
 from __future__ import annotations
 
