@@ -695,9 +695,13 @@ def _quiet(call: Callable[[], Any], default: Any = None) -> Any:
         return default
 
 
-def _run_id(cluster: Cluster) -> str | None:
-    keys = list(cluster.redis().scan_iter("agentq:run:*:meta"))
-    return keys[0].split(":")[2] if keys else None
+def _run_ids(cluster: Cluster) -> set[str]:
+    return {key.split(":")[2] for key in cluster.redis().scan_iter("agentq:run:*:meta")}
+
+
+def _run_id(cluster: Cluster, before: set[str]) -> str | None:
+    """The run started since `before` (the runs the cluster had already run)."""
+    return next(iter(_run_ids(cluster) - before), None)
 
 
 def _done(cluster: Cluster, run_id: str) -> int:
@@ -798,6 +802,9 @@ def run_scenario(
     wf = write_run(root, cluster.standin_url, tasks, latency)
     ids = task_ids(tasks)
     env = {**cluster.producer_env(), **(producer_env or {})}
+    # the cluster may have run before (a baseline): this run's id, requests and peak are its own
+    before = _run_ids(cluster)
+    cluster.standin("POST", "/_reset")
     out, err = root / "producer.out", root / "producer.err"
     started = time.monotonic()
     producer = _popen([sys.executable, "-m", "producer.cli", "run", str(wf), "--json"], env, out, err)
@@ -808,7 +815,9 @@ def run_scenario(
     healed = True
     notes: list[str] = []
     try:
-        run_id = _poll(lambda: producer.poll() is not None or _quiet(lambda: _run_id(cluster)), 120, "the run to start")
+        run_id = _poll(
+            lambda: producer.poll() is not None or _quiet(lambda: _run_id(cluster, before)), 120, "the run to start"
+        )
         if scenario != "none" and isinstance(run_id, str):
             victim, in_flight = _inject(cluster, scenario, run_id, tasks)
             fault_at, fault_wall = time.monotonic() - started, time.time()
@@ -843,7 +852,7 @@ def run_scenario(
         if not settled:
             notes.append("the healed worker still held messages 60 s after the heal")
     stdout, stderr = out.read_text(), err.read_text()
-    run_id = _quiet(lambda: _run_id(cluster))
+    run_id = _quiet(lambda: _run_id(cluster, before))
     if scenario == "lost-idle" and fault_at is not None:
         raw = _quiet(lambda: cluster.redis().hget(f"agentq:run:{run_id}:nodes", "gate"))
         if raw and json.loads(raw).get("finished"):
