@@ -13,6 +13,13 @@ same machine load and the same Studio (its table grows as the rows are added):
   ours:    the whole command `producer sync DIR --json` on a tree with the same N teams (and their
            model, written once into the gallery entry), timed from the process start to its exit,
            each time as another Studio user with an empty cache, so every row is created.
+  first sync: a raw httpx client sending, in order, exactly the requests our sync sends for a new
+           user (checked against the requests its report counts): GET /version, the listing of
+           the user's teams (the rows a first sync must update rather than duplicate; Studio makes
+           a new user's default team on it), the N team POSTs at `--concurrency`, the listing of
+           the user's gallery entries (Studio makes the default gallery on it) and the entry's
+           POST: Studio's own time for the work a correct first sync asks of it, without our
+           process, files or workers. Reported beside the target, not instead of it.
 `--validate` also times a raw client that POSTs /api/validate/ before each row, which is what a
 client that lets Studio check each component pays. Ratio: median ceiling / median ours.
 """
@@ -61,6 +68,37 @@ async def raw(url: str, user: str, teams: list[dict[str, Any]], concurrency: int
         return time.perf_counter() - t0
 
 
+FIRST_SYNC_REQUESTS = {"GET /version", "GET /teams/", "POST /teams/", "GET /gallery/", "POST /gallery/"}
+
+
+async def first_sync(
+    url: str, user: str, teams: list[dict[str, Any]], model: dict[str, Any], concurrency: int
+) -> float:
+    """The requests our first sync of the tree sends, from a raw client (see the module's doc)."""
+    gate = asyncio.Semaphore(concurrency)
+    entry = {
+        "id": "agentq-tree",
+        "name": "tree",
+        "metadata": {"author": "agentq producer", "version": "0", "description": "first-sync baseline"},
+        "components": {"models": [model], "agents": [], "tools": [], "terminations": [], "teams": []},
+    }
+    async with httpx.AsyncClient(
+        base_url=url + "/api", timeout=120, limits=httpx.Limits(max_connections=concurrency)
+    ) as client:
+
+        async def one(team: dict[str, Any]) -> None:
+            async with gate:
+                (await client.post("/teams/", json={"user_id": user, "component": team})).raise_for_status()
+
+        t0 = time.perf_counter()
+        (await client.get("/version")).raise_for_status()
+        (await client.get("/teams/", params={"user_id": user})).raise_for_status()
+        await asyncio.gather(*(one(t) for t in teams))
+        (await client.get("/gallery/", params={"user_id": user})).raise_for_status()
+        (await client.post("/gallery/", json={"user_id": user, "config": entry})).raise_for_status()
+        return time.perf_counter() - t0
+
+
 def ours(tree: Path, env: dict[str, str], teams: int) -> tuple[float, dict[str, Any]]:
     """The whole command, process start to exit; and its report."""
     t0 = time.perf_counter()
@@ -88,12 +126,15 @@ def one_size(n: int, repeat: int, concurrency: int, validate: bool) -> dict[str,
         model["config"]["api_key"] = "not-a-key"
         resolved = [inline_refs(d, lambda _lbl: model) for d in docs]
         studio_url, studio = embedded.start_studio(Path(tmp) / "studio")
-        times: dict[str, list[float]] = {"ceiling": [], "ours": [], "ours_in_run": [], "validate": []}
+        times: dict[str, list[float]] = {"ceiling": [], "first_sync": [], "ours": [], "ours_in_run": [], "validate": []}
         requests: dict[str, int] = {}
         try:
             asyncio.run(raw(studio_url, "warm", resolved[:50], concurrency, validate=False))  # server warm-up
             for i in range(repeat):
                 times["ceiling"].append(asyncio.run(raw(studio_url, f"raw-{i}", resolved, concurrency, False)))
+                times["first_sync"].append(
+                    asyncio.run(first_sync(studio_url, f"first-{i}", resolved, model, concurrency))
+                )
                 env = {
                     **os.environ,
                     "REDIS_URL": url,
@@ -105,10 +146,14 @@ def one_size(n: int, repeat: int, concurrency: int, validate: bool) -> dict[str,
                 times["ours"].append(wall)
                 times["ours_in_run"].append(report["seconds"])
                 requests = report["studio_requests"]
+                # the first-sync baseline sends what ours sends: it must follow should that change
+                assert set(requests) == FIRST_SYNC_REQUESTS, requests
+                assert all(requests[k] == 1 for k in FIRST_SYNC_REQUESTS - {"POST /teams/"}), requests
                 if validate:
                     times["validate"].append(asyncio.run(raw(studio_url, f"val-{i}", resolved, concurrency, True)))
                 print(
-                    f"  {n} teams, round {i + 1}: ceiling {times['ceiling'][-1]:.2f} s, ours {wall:.2f} s",
+                    f"  {n} teams, round {i + 1}: ceiling {times['ceiling'][-1]:.2f} s, "
+                    f"first sync {times['first_sync'][-1]:.2f} s, ours {wall:.2f} s",
                     file=sys.stderr,
                 )
         finally:
@@ -119,6 +164,8 @@ def one_size(n: int, repeat: int, concurrency: int, validate: bool) -> dict[str,
         "medians_seconds": med,
         "runs_seconds": times,
         "ours_over_ceiling_throughput": med["ceiling"] / med["ours"],
+        "ours_over_first_sync_throughput": med["first_sync"] / med["ours"],
+        "first_sync_over_ceiling": med["first_sync"] / med["ceiling"],
         "studio_requests": requests,
     }
 
@@ -144,10 +191,15 @@ def main() -> None:
         )
         if "validate" in med:
             print(f"  raw validate + POST: {med['validate']:.2f} s ({n / med['validate']:.0f} teams/s)")
+        print(
+            f"  first sync, raw (the requests ours sends): {med['first_sync']:.2f} s "
+            f"({r['first_sync_over_ceiling']:.2f}x the ceiling's time: Studio's own cost of a new user's listings)"
+        )
         print(f"  producer sync, whole command: {med['ours']:.2f} s (its run: {med['ours_in_run']:.2f} s)")
         print(
             f"  ours / ceiling: {share:.0%} of the ceiling's throughput (target {TARGET:.0%}: {'met' if share >= TARGET else 'MISSED'})"
         )
+        print(f"  ours / first sync: {r['ours_over_first_sync_throughput']:.0%} of the raw first sync's throughput")
         print(f"  our Studio requests: {r['studio_requests']}")
 
 
