@@ -53,6 +53,7 @@ import http.server
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -255,6 +256,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.repeat < 5:
         ap.error("--repeat must be at least 5: the ratios are of medians over at least 5 runs")
+    if args.profile:
+        _py_spy()  # found before the measured rounds, not after them
     result = run(args)
     if args.json:
         print(json.dumps(result, indent=1))
@@ -675,7 +678,7 @@ def profile(
         walls.append(wall)
         timelines.append(worker_timeline(lines))
         reports.append(float(report["seconds"]))
-    spy = ["py-spy", "record", "--nonblocking", "--threads", "--rate", "250", "--format", "raw"]
+    spy = [_py_spy(), "record", "--nonblocking", "--threads", "--rate", "250", "--format", "raw"]
     attached = [
         subprocess.Popen(
             [*spy, "--pid", str(pid), "-o", str(out / f"{name}.raw")],
@@ -718,6 +721,15 @@ def profile(
     (out / "summary.txt").write_text(summary)
     _log(summary)
     return result
+
+
+def _py_spy() -> str:
+    """py-spy beside this interpreter (a virtual environment not activated), else on PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    found = str(beside) if beside.exists() else shutil.which("py-spy")
+    if found is None:
+        raise SystemExit("--profile needs py-spy: pip install py-spy")
+    return found
 
 
 def _phase_text(result: dict[str, Any]) -> str:
