@@ -121,3 +121,23 @@ def test_a_sync_with_no_studio_to_reach_says_so_in_one_line_and_enqueues_nothing
         assert not redis.Redis.from_url(url).llen("studio"), "nothing is enqueued"
     finally:
         embedded.stop(redis_proc)
+
+
+SLOW_EXIT = """
+import atexit, os, signal, sys, time
+from producer import cli
+atexit.register(time.sleep, 0.8)  # an exit handler outlasting the re-raising alarm (0.5 s)
+signal.signal(signal.SIGTERM, cli._terminated)
+try:
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30)
+finally:
+    time.sleep(0.1)  # cleanup on the way out, as the embedded services' is
+"""
+
+
+def test_a_terminated_command_whose_exit_is_slow_exits_with_its_code_and_no_traceback() -> None:
+    """SIGTERM re-raises its exit by an alarm; once exit handlers run that alarm must not cut them
+    short nor, during the interpreter's shutdown, kill the process outright."""
+    done = subprocess.run([sys.executable, "-c", SLOW_EXIT], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (128 + 15, "")

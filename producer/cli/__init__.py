@@ -29,6 +29,10 @@ def _terminated(signum: int, _frame: object) -> None:
     code = 128 + signum
     signal.signal(signal.SIGALRM, lambda *_: _exit_unless_exiting(code))
     signal.setitimer(signal.ITIMER_REAL, 0.5)
+    # Once exit handlers run, the exit can no longer be swallowed, and the interpreter's
+    # shutdown puts SIGALRM's default action back: an alarm then would kill the process
+    # (status -14) instead of letting it exit with its code.
+    atexit.register(signal.setitimer, signal.ITIMER_REAL, 0)
     raise SystemExit(code)
 
 
