@@ -54,7 +54,7 @@ class ResourceGuard(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery is
         # the result backend is Redis whichever broker carries the messages
         cluster = Store.from_settings(settings, app.conf.result_backend)
         queues = [q.name for q in app.amqp.queues.consume_from.values()] or [app.conf.task_default_queue]
-        host = Host(app, c.hostname, cluster, queues, settings)
+        host = Host(app, c, c.hostname, cluster, queues, settings)
         psutil.cpu_percent(interval=None)  # prime the CPU counter
         # the first reading at once: it is also this worker's heartbeat (producer/recovery.py)
         while True:
@@ -71,6 +71,7 @@ class Host:
     """One worker's host as its resource thread watches it."""
 
     app: Celery
+    consumer: Consumer
     nodename: str
     cluster: ClusterState
     queues: list[str]
@@ -105,10 +106,16 @@ class Host:
 
     def _switch(self, now: dict[str, float], mem_limit: float, cpu_limit: float) -> None:
         readings = f"memory {now['memory']:.0f}% (limit {mem_limit:g}%), cpu {now['cpu']:.0f}% (limit {cpu_limit:g}%)"
-        # Through the broadcast channel, so the worker's own event loop changes its consumers.
-        change = self.app.control.cancel_consumer if self.throttled else self.app.control.add_consumer
+        # Handed to the worker's own event loop (call_soon is thread-safe and wakes it), as Celery's
+        # control commands do, not broadcast to itself: the first reading comes as the worker
+        # starts, and a broadcast sent before its control consumer listens is lost (a worker over
+        # its threshold at start went on taking tasks from the first of its queues).
+        c = self.consumer
         for queue in self.queues:
-            change(queue, destination=[self.nodename])
+            if self.throttled:
+                c.call_soon(c.cancel_task_queue, queue)
+            else:
+                c.call_soon(c.add_task_queue, queue)
         if self.throttled:
             log.warning("throttling %s: %s; not taking new tasks until below", self.nodename, readings)
         else:
