@@ -40,30 +40,39 @@ class ResourceGuard(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery is
         super().__init__(parent, **kwargs)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._host: Host | None = None  # kept across restarts: whether its queues are paused
 
     def start(self, c: Consumer) -> None:
-        self._thread = threading.Thread(target=self._run, args=(c,), name="agentq-resources", daemon=True)
+        # Celery stops and starts a consumer's steps again after a lost broker connection: a
+        # stop event left set would end the new thread at once, and with it the heartbeats.
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(c, self._stop), name="agentq-resources", daemon=True)
         self._thread.start()
 
     def stop(self, c: Consumer) -> None:
         self._stop.set()
 
-    def _run(self, c: Consumer) -> None:
-        settings = Settings()
-        app = c.app
-        # the result backend is Redis whichever broker carries the messages
-        cluster = Store.from_settings(settings, app.conf.result_backend)
-        queues = [q.name for q in app.amqp.queues.consume_from.values()] or [app.conf.task_default_queue]
-        host = Host(app, c, c.hostname, cluster, queues, settings)
-        psutil.cpu_percent(interval=None)  # prime the CPU counter
+    def _run(self, c: Consumer, stop: threading.Event) -> None:
+        host = self._host = self._host or self._watch(c)
+        settings = host.settings
         # the first reading at once: it is also this worker's heartbeat (producer/recovery.py)
         while True:
             try:
                 host.check()
             except Exception:  # never let monitoring take the worker down
                 log.exception("resource check failed")
-            if self._stop.wait(settings.resource_interval_seconds):
+            if stop.wait(settings.resource_interval_seconds):
                 break
+
+    @staticmethod
+    def _watch(c: Consumer) -> Host:
+        settings = Settings()
+        app = c.app
+        # the result backend is Redis whichever broker carries the messages
+        cluster = Store.from_settings(settings, app.conf.result_backend)
+        queues = [q.name for q in app.amqp.queues.consume_from.values()] or [app.conf.task_default_queue]
+        psutil.cpu_percent(interval=None)  # prime the CPU counter
+        return Host(app, c, c.hostname, cluster, queues, settings)
 
 
 @dataclass
