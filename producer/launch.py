@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypedDict
 
+from shared.core.exceptions import BrokerUnavailable
 from shared.core.run_model import RunMeta, RunState
 from shared.metrics import Metrics
 from shared.run_metrics import record_run
@@ -44,6 +45,10 @@ def launch(
     store.flush(metrics)
     if dispatcher is None:
         record_run(store, meta)
-    else:
+        return meta
+    try:
         dispatcher.start_run(meta.run_id)
+    except BrokerUnavailable as exc:  # no worker will ever see the run: `producer status` says why it ended
+        store.finish_run(meta.run_id, error=str(exc))
+        raise
     return meta

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 
 from shared.core import reconcile
+from shared.core.exceptions import BrokerUnavailable
 from shared.core.run_model import SYNC_BATCH_TASK, Status
 from shared.metrics import Metrics
 from shared.ports import Dispatcher, Message, RunStore
@@ -72,6 +73,7 @@ class Watchdog:
         self._last_death: float | None = None  # when a silent worker was last found
         self._started = time.monotonic()
         self._told_no_worker = False
+        self._broker_away = False  # said once per outage
         self.queues = queues
         self.batch_size = batch_size
         self.suspects = reconcile.Suspects(grace, cooldown=max(30.0, 3 * grace))
@@ -134,11 +136,23 @@ class Watchdog:
         self._checked = now
         if not self._told_no_worker and now - self._started > self.dead_after:
             self._say_what_is_missing()
-        self._reconcile()
-        self._requeue_gone_workers(now)
+        self._recover(now)
         if now - self._progress[1] > self.stuck_after:
             self._progress = (done, now)
             self._say_where_it_is_stuck()
+
+    def _recover(self, now: float) -> None:
+        """Lost work sent again, gone workers' messages put back. A broker restart or partition is
+        ridden out: what could not be sent is sent at a later check (and a broker that keeps its
+        messages, as RabbitMQ's durable queues do, gives them back itself); STALL_SECONDS still
+        ends a run that no longer moves."""
+        try:
+            self._reconcile()
+            self._requeue_gone_workers(now)
+        except BrokerUnavailable as exc:
+            if not self._broker_away:
+                self.say(f"run {self.run_id}: {exc}; waiting for it (lost work is sent again once it is back)")
+            self._broker_away = True
 
     def _give_up_if_stalled(self, now: float) -> None:
         if self.give_up_after is not None and now - self._moved > self.give_up_after:
@@ -221,6 +235,9 @@ class Watchdog:
             self._send_step_again(lost.item, batch_task, workflow)
             metrics.inc("agentq_redispatches_total", ["workflow" if workflow else "sync", lost.cause])
         self.store.flush(metrics)
+        if self._broker_away:  # it took what was sent
+            self.say(f"run {self.run_id}: the broker is back")
+            self._broker_away = False
         self._say_dispatched(due)
 
     def _send_step_again(self, item: str, batch_task: str, workflow: bool) -> None:

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ import pytest
 import redis
 
 from producer import embedded
+from shared.adapters.redis import keys
 from shared.core.exceptions import InvalidInput
 from shared.settings import Settings, check_store, load_settings
 from tests.conftest import ROOT, WORKER_ENV, Cli, wait_for
@@ -337,3 +339,78 @@ def test_a_worker_killed_mid_workflow_rabbitmq_hands_its_messages_to_another(
         for proc in (doomed, survivor):
             if proc is not None:
                 embedded.stop(proc)
+
+
+@pytest.mark.integration
+def test_a_broker_out_of_reach_at_the_start_is_one_line_and_the_run_is_ended(own_redis: str, tmp_path: Path) -> None:
+    """exit code 3 naming the broker (its password masked), and a run no worker will ever see ends
+    with that error rather than looking as if it were running."""
+    from tests.test_workflow_run import write_tree, write_workflow
+
+    write_tree(tmp_path, "http://127.0.0.1:9/v1")
+    cli = Cli(own_redis, "http://127.0.0.1:9", "wf-no-broker", tmp_path / "cache", "http://127.0.0.1:9")
+    closed = f"amqp://guest:s3cret-pw@127.0.0.1:{embedded.free_port()}//"
+    wf = write_workflow(tmp_path, [{"id": "a", "description": "never"}])
+    rc, report, err = _run(cli, wf, closed)
+    assert rc == 3 and "Traceback" not in err and "s3cret-pw" not in err + json.dumps(report), err
+    assert "the broker at amqp://guest:***@127.0.0.1" in report["error"] and "unreachable" in report["error"]
+    r = redis.Redis.from_url(own_redis)
+    metas = [json.loads(v) for v in r.mget(list(r.scan_iter(f"agentq:run:*:{keys.META}")))]
+    assert len(metas) == 1 and metas[0]["state"] == "finished" and "unreachable" in metas[0]["error"], metas
+
+
+@pytest.mark.integration
+def test_rabbitmq_restarted_mid_run_the_run_finishes_and_its_workers_stay_alive(
+    own_redis: str, standin, tmp_path: Path
+) -> None:
+    """The node stopped at 30% of a run and started again on its port and data: workers reconnect
+    and keep reporting, the producer rides out the publishes that found no broker (one line, no
+    traceback), and every task ends, once."""
+    from tests.rabbitmq import start_rabbitmq, stop_rabbitmq
+    from tests.test_workflow_run import write_tree, write_workflow
+
+    url, state = standin
+    state.control["delay"] = 0.1
+    node = start_rabbitmq(tmp_path / "rabbit")
+    port = int(node.url.rsplit(":", 1)[1].strip("/"))
+    workers = [_rabbit_worker(own_redis, node.url, tmp_path, f"restart{i}") for i in range(2)]
+    try:
+        write_tree(tmp_path, url, max_concurrency=16)
+        # ten waves of twenty: each task waits for the one twenty before it
+        tasks = [
+            {"id": f"t{i}", "description": f"step {i}", **({"dependencies": [f"t{i - 20}"]} if i >= 20 else {})}
+            for i in range(200)
+        ]
+        cli = Cli(own_redis, "http://127.0.0.1:9", "wf-rabbit-restart", tmp_path / "cache", "http://127.0.0.1:9")
+        producer = subprocess.Popen(
+            [sys.executable, "-m", "producer.cli", "run", str(write_workflow(tmp_path, tasks)), "--json"],
+            env=cli.env(BROKER_URL=node.url),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        r = redis.Redis.from_url(own_redis)
+
+        def ended() -> int:
+            return sum(r.scard(key) for key in r.scan_iter("agentq:run:*:ended"))
+
+        wait_for(lambda: ended() >= 60, 120, "30% of the run")
+        stop_rabbitmq(node)
+        node = start_rabbitmq(tmp_path / "rabbit", port=port)
+        back = time.time()
+        out, err = producer.communicate(timeout=240)
+        assert producer.returncode == 0 and "Traceback" not in err, err[-3000:]
+        assert "no worker is running" not in err, err[-3000:]  # their heartbeats went on
+        report = json.loads(out)
+        assert len(report["tasks"]) == 200 and {t["status"] for t in report["tasks"].values()} == {"done"}
+        assert ended() == 200  # each task ended once
+
+        def reported_since_the_restart() -> list[str]:
+            readings = [json.loads(v) for v in r.hgetall(keys.HOSTS).values()]
+            return [str(x["ts"]) for x in readings if float(x["ts"]) > back + 1]
+
+        wait_for(lambda: len(reported_since_the_restart()) == 2, 30, "both workers to report after the restart")
+    finally:
+        for proc in workers:
+            embedded.stop(proc)
+        stop_rabbitmq(node)

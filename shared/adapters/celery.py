@@ -51,7 +51,9 @@ from kombu.utils.url import url_to_parts
 from shared.adapters.redis.broker_view import messages, queue_length
 from shared.adapters.redis.conn import KEEPALIVE, SOCKET_TIMEOUT, sync_client
 from shared.adapters.redis.keys import MODELS_QUEUE, STUDIO_QUEUE
+from shared.core.exceptions import BrokerUnavailable
 from shared.core.reconcile import carried_by
+from shared.core.secrets import shown_url
 from shared.settings import Settings
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -211,10 +213,23 @@ class CeleryDispatcher:
         return cls(app, settings.redis_outage_seconds if same else 0.0)
 
     # ---- publishing ---------------------------------------------------------------------------
+    @contextmanager
+    def _publishing(self) -> Iterator[None]:
+        """A publish that found no broker (after Celery's own publish retries) is BrokerUnavailable,
+        a failure the CLI names in one line and the watchdog rides out, not kombu's error."""
+        from kombu.exceptions import OperationalError
+
+        try:
+            yield
+        except OperationalError as exc:
+            url = shown_url(str(self.app.conf.broker_url))
+            raise BrokerUnavailable(f"the broker at {url} is unreachable: {exc}") from exc
+
     def start_run(self, run_id: str) -> None:
         """From the producer: one small message; a worker publishes the first chord (so the
         producer never holds chord results or a result subscription)."""
-        self.app.send_task("agentq.start_run", args=(run_id,), priority=broker_priority(self.app, None))
+        with self._publishing():
+            self.app.send_task("agentq.start_run", args=(run_id,), priority=broker_priority(self.app, None))
 
     def start_wave(
         self,
@@ -232,10 +247,12 @@ class CeleryDispatcher:
             )
             for i in range(batches)
         ]
-        chord(header)(app.signature("agentq.wave_done", args=(run_id, wave), priority=broker_priority(app, None)))
+        with self._publishing():
+            chord(header)(app.signature("agentq.wave_done", args=(run_id, wave), priority=broker_priority(app, None)))
 
     def start_finalize(self, run_id: str) -> None:
-        self.app.send_task("agentq.finalize", args=(run_id,), priority=broker_priority(self.app, None))
+        with self._publishing():
+            self.app.send_task("agentq.finalize", args=(run_id,), priority=broker_priority(self.app, None))
 
     def publish_tasks(self, run_id: str, groups: list[list[tuple[str, int, int]]], batch_size: int) -> None:
         """Publish released workflow tasks, (task id, rank, Redis priority) each, as one Celery group.
@@ -259,15 +276,17 @@ class CeleryDispatcher:
             for batch in batches
             if batch
         ]
-        if len(signatures) == 1:
-            signatures[0].apply_async()
-        elif signatures:
-            group(signatures).apply_async()
+        with self._publishing():
+            if len(signatures) == 1:
+                signatures[0].apply_async()
+            elif signatures:
+                group(signatures).apply_async()
 
     def send_again(self, task: str, args: Sequence[Any]) -> None:
         """Publish a message again, with no priority: the routes' default serves late work first on
         either broker."""
-        self.app.send_task(task, args=tuple(args))
+        with self._publishing():
+            self.app.send_task(task, args=tuple(args))
 
     # ---- what the broker holds ------------------------------------------------------------------
     @property

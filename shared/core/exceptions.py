@@ -15,6 +15,10 @@ class ServiceUnavailable(AgentqError):
     """Redis, AutoGen Studio, a worker or a model endpoint could not be reached or started (exit code 3)."""
 
 
+class BrokerUnavailable(ServiceUnavailable):
+    """A message could not be published: the broker (BROKER_URL, else REDIS_URL) is out of reach."""
+
+
 class TaskFailed(AgentqError):
     """One component or workflow task failed for good; the others go on (the run exits 1)."""
 
