@@ -176,6 +176,14 @@ def _rabbit_worker(
     )
 
 
+def _chains(count: int, width: int) -> list[dict[str, Any]]:
+    """`count` workflow tasks in `width` chains: each waits for the one `width` before it."""
+    return [
+        {"id": f"t{i}", "description": f"step {i}", **({"dependencies": [f"t{i - width}"]} if i >= width else {})}
+        for i in range(count)
+    ]
+
+
 def _run(cli: Cli, wf: Path, broker: str, **env: str) -> tuple[int, dict[str, Any], str]:
     proc = cli.run("run", str(wf), "--json", BROKER_URL=broker, **env)
     try:
@@ -220,11 +228,7 @@ def test_a_workflow_of_100_tasks_runs_on_workers_consuming_from_rabbitmq(
     workers = [_rabbit_worker(own_redis, rabbitmq_url, tmp_path, f"rabbit{i}") for i in range(2)]
     try:
         write_tree(tmp_path, url, max_concurrency=16)
-        # ten chains of ten: each task waits for the one ten before it
-        tasks = [
-            {"id": f"t{i}", "description": f"step {i}", **({"dependencies": [f"t{i - 10}"]} if i >= 10 else {})}
-            for i in range(100)
-        ]
+        tasks = _chains(100, 10)  # ten chains of ten
         cli = Cli(own_redis, "http://127.0.0.1:9", "wf-rabbit", tmp_path / "cache", "http://127.0.0.1:9")
         rc, report, err = _run(cli, write_workflow(tmp_path, tasks), rabbitmq_url)
         assert rc == 0, err[-2000:]
@@ -376,11 +380,7 @@ def test_rabbitmq_restarted_mid_run_the_run_finishes_and_its_workers_stay_alive(
     workers = [_rabbit_worker(own_redis, node.url, tmp_path, f"restart{i}") for i in range(2)]
     try:
         write_tree(tmp_path, url, max_concurrency=16)
-        # ten waves of twenty: each task waits for the one twenty before it
-        tasks = [
-            {"id": f"t{i}", "description": f"step {i}", **({"dependencies": [f"t{i - 20}"]} if i >= 20 else {})}
-            for i in range(200)
-        ]
+        tasks = _chains(200, 20)  # ten waves of twenty
         cli = Cli(own_redis, "http://127.0.0.1:9", "wf-rabbit-restart", tmp_path / "cache", "http://127.0.0.1:9")
         producer = subprocess.Popen(
             [sys.executable, "-m", "producer.cli", "run", str(write_workflow(tmp_path, tasks)), "--json"],
