@@ -151,7 +151,7 @@ def delete_rows(
                 base = NodeState(status=Status.PENDING, type="team", path=record.path, team_id=record.row_id)
                 try:
                     row = await studio.get_team(record.row_id)
-                    if row is None or (row.get("component") or {}).get("label") != record.label:
+                    if row is None or row_label(row) != record.label:
                         store.forget_written(ns, record.label)
                         out[record.label] = base.merged(NodeState(status=Status.SKIPPED, reason="no longer in Studio"))
                         continue

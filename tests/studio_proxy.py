@@ -16,6 +16,11 @@ from typing import Any
 import httpx
 
 HTML = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+JUNK = {
+    "json-list": b"[1, 2, 3]",
+    "json-data": b'{"status": true, "data": "weird"}',
+    "junk-rows": b'{"status": true, "data": [{"id": "x", "component": 5}]}',
+}
 
 
 class StudioProxy:
@@ -27,11 +32,13 @@ class StudioProxy:
         self.fault_rate = 0.0  # share of answers replaced by a fault
         # 500-after: Studio did the work, the answer is lost; html(-after): a 200 with an HTML page;
         # 401-echo, 200-echo: an answer that repeats the request's Authorization header and body;
-        # json-list: a 200 whose JSON is not shaped as Studio's answers are
+        # json-list: a 200 whose JSON is not shaped as Studio's answers are; json-data: Studio's
+        # {status, data} with data a string; junk-rows: with data rows that are not Studio's
         self.fault_kinds: tuple[str, ...] = ("500", "500-after", "429")
         self.retry_after = 1
         self.max_faults_per_request = 2  # the same request (method, path, body) fails at most this often
         self.fault_methods: tuple[str, ...] | None = None  # only requests with these methods fail (None: any)
+        self.fault_paths: tuple[str, ...] | None = None  # only requests for these paths fail (None: any)
         self.faults: list[tuple[str, str, str]] = []
         self._fault_counts: dict[str, int] = {}
         self._random = random.Random(7)
@@ -64,8 +71,8 @@ class StudioProxy:
                 if fault == "html":
                     self._answer(200, HTML, {"Content-Type": "text/html"})
                     return
-                if fault == "json-list":  # JSON, but not Studio's {status, message, data}
-                    self._answer(200, b"[1, 2, 3]", {})
+                if fault in JUNK:  # JSON, but not Studio's answer
+                    self._answer(200, JUNK[fault], {})
                     return
                 if fault in ("401-echo", "200-echo"):  # a server that says back what it was sent
                     said = f"<html>refused: {self.headers.get('Authorization')} {body!r}</html>".encode()
@@ -107,7 +114,11 @@ class StudioProxy:
         self._thread.start()
 
     def _fault(self, method: str, path: str, body: bytes | None) -> str | None:
-        if not self.fault_rate or (self.fault_methods is not None and method not in self.fault_methods):
+        if (
+            not self.fault_rate
+            or (self.fault_methods is not None and method not in self.fault_methods)
+            or (self.fault_paths is not None and path.split("?")[0] not in self.fault_paths)
+        ):
             return None
         key = hashlib.sha256(f"{method} {path} ".encode() + (body or b"")).hexdigest()
         with self._lock:

@@ -56,10 +56,11 @@ def test_sync_survives_200s_that_are_no_answer(cli: Cli, proxy: StudioProxy, tmp
     teams = cli.studio().teams_by_label()
     assert all(len(teams.get(f"team-{i:03}", [])) == 1 for i in range(TEAMS)), "every team exactly once"
 
-    # a Studio behind a proxy that only ever answers so, or answers JSON that is not Studio's: the
+    # a Studio behind a proxy that only ever answers so, or answers JSON that is not Studio's (or
+    # is shaped as Studio's but holds no version): the
     # first look (the version asked before anything is enqueued) ends the sync in one line naming
     # the URL, exit code 3, in seconds rather than after every component's retries
-    for kind, change in (("html", "d2"), ("json-list", "d3")):
+    for kind, change in (("html", "d2"), ("json-list", "d3"), ("json-data", "d4")):
         proxy.fault_rate, proxy.max_faults_per_request, proxy.fault_kinds = 1.0, 10**6, (kind,)
         text = (tree / "agent.yaml").read_text()
         (tree / "agent.yaml").write_text(text.replace("description: d,", f"description: {change},"))
@@ -70,6 +71,24 @@ def test_sync_survives_200s_that_are_no_answer(cli: Cli, proxy: StudioProxy, tmp
         assert time.monotonic() - started < 30, kind
         proxy.fault_rate = 0.0
         (tree / "agent.yaml").write_text(text)
+
+
+def test_a_listing_of_rows_that_are_not_studios_fails_the_teams_and_the_sync_ends(
+    cli: Cli, proxy: StudioProxy, tmp_path: Path
+) -> None:
+    """Studio's own answer shape, but rows without an integer id (a component that is not an
+    object): the teams fail naming that answer, the rest is written, and the sync ends."""
+    tree = tmp_path / "tree"
+    _write_tree(tree, teams=60)  # three batches: each looks for itself once the first gave up
+    proxy.fault_rate, proxy.max_faults_per_request, proxy.fault_kinds = 1.0, 10**6, ("junk-rows",)
+    proxy.fault_methods, proxy.fault_paths = ("GET",), ("/api/teams/",)
+    rc, report, err = cli.sync(tree, "--timeout", "120")
+    assert rc == 1 and "Traceback" not in err, err
+    teams = {lbl: n for lbl, n in report["nodes"].items() if lbl.startswith("team-")}
+    assert len(teams) == 60 and all(n["status"] == "failed" for n in teams.values()), teams
+    assert all("not a list of rows, each with its id" in n["error"] for n in teams.values()), teams
+    assert report["nodes"]["a"]["status"] == "done", report["nodes"]["a"]
+    assert not [lbl for lbl in cli.studio().teams_by_label() if lbl.startswith("team-")], "no team was created blind"
 
 
 def test_redis_going_away_mid_sync_is_one_clear_line_naming_it(

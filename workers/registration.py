@@ -78,7 +78,7 @@ def _by_label(rows: list[Row], user_id: str) -> dict[str, ListedTeam]:
     """The user's rows by label; rows come newest first: the most recent row for a label is kept."""
     by_label: dict[str, ListedTeam] = {}
     for row in rows:
-        label = (row.get("component") or {}).get("label")
+        label = row_label(row)
         if label and label not in by_label and row.get("user_id") == user_id:
             by_label[label] = ListedTeam(
                 id=row["id"], hash=content_hash(row.get("component")), updated_at=row.get("updated_at")
@@ -101,11 +101,10 @@ async def ensure_team_listing(ctx: RunContext) -> dict[str, ListedTeam]:
             return ctx.listing
         if ctx.store.claim(ctx.run_id, "team-listing"):
             try:
-                rows = await ctx.client.list_teams()
+                ctx.listing = _by_label(await ctx.client.list_teams(), ctx.client.user_id)
             except BaseException:
                 ctx.store.release(ctx.run_id, "team-listing")  # let another worker try
                 raise
-            ctx.listing = _by_label(rows, ctx.client.user_id)
             ctx.store.set_run_value(ctx.run_id, STUDIO_TEAMS, json.dumps(ctx.listing))
             return ctx.listing
         await asyncio.sleep(0.05)
@@ -223,7 +222,7 @@ async def create_team(ctx: RunContext, label: str, component: Component, key: st
 async def find_team(ctx: RunContext, label: str, key: str) -> Row | None:
     """The row this sync wrote for `label` with content `key`, if there is one."""
     for row in await ctx.client.list_teams():
-        if (row.get("component") or {}).get("label") == label and row.get("version") == key:
+        if row_label(row) == label and row.get("version") == key:
             return row
     return None
 

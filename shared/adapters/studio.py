@@ -23,14 +23,23 @@ if TYPE_CHECKING:  # read for its values only: the import costs pydantic where n
 # answers {status, message, data}, a proxy in front of it may answer anything with a 200
 Shape = tuple[Callable[[dict[str, Any]], bool], str]
 ANY: Shape = (lambda _: True, "a JSON object")
-ROWS: Shape = (lambda body: isinstance(body.get("data"), list), "a list of rows")
-ROW: Shape = (lambda body: isinstance(body.get("data"), dict | None), "a row")  # None: no such row
-SAVED: Shape = (lambda body: isinstance(body.get("data"), dict) and "id" in body["data"], "the row saved, with its id")
+ROWS: Shape = (lambda body: _all_rows(body.get("data")), "a list of rows, each with its id")
+ROW: Shape = (lambda body: body.get("data") is None or _all_rows([body["data"]]), "a row")  # None: no such row
+SAVED: Shape = (lambda body: _all_rows([body.get("data")]), "the row saved, with its id")
+VERSION: Shape = (
+    lambda body: isinstance(body.get("data"), dict) and isinstance(body["data"].get("version"), str),
+    "Studio's version",
+)
 VERDICT: Shape = (lambda body: isinstance(body.get("is_valid"), bool), "a validation verdict")
 
 
-def _rows(body: dict[str, Any]) -> list[dict[str, Any]]:
-    return [row for row in body["data"] if isinstance(row, dict) and "id" in row]
+def _all_rows(data: object) -> bool:
+    """Studio's rows: objects with an integer id (what they hold is the caller's to judge: Studio
+    stores a team's component unchecked)."""
+    return isinstance(data, list) and all(
+        isinstance(row, dict) and type(row.get("id")) is int  # not a bool either
+        for row in data
+    )
 
 
 def _tls_context(base_url: str) -> ssl.SSLContext | bool:
@@ -175,9 +184,8 @@ class StudioClient:
         return bool(data.get("status"))
 
     async def version(self) -> str | None:
-        data = (await self.request("GET", "/version")).get("data")
-        version = data.get("version") if isinstance(data, dict) else None
-        return version if isinstance(version, str) else None
+        data = await self.request("GET", "/version", expect=VERSION)
+        return cast("str", data["data"]["version"]) or None
 
     async def validate(self, component: dict[str, Any]) -> list[str]:
         """Studio's own validation errors for a component ([] when valid)."""
@@ -212,7 +220,10 @@ class StudioClient:
 
     async def _list(self, path: str) -> list[dict[str, Any]]:
         """The user's rows at `path`."""
-        return _rows(await self.request("GET", path, params={"user_id": self.user_id}, expect=ROWS))
+        return cast(
+            "list[dict[str, Any]]",
+            (await self.request("GET", path, params={"user_id": self.user_id}, expect=ROWS))["data"],
+        )
 
     async def _get(self, path: str, absent: tuple[int, ...]) -> dict[str, Any] | None:
         """The user's row at `path`; None when Studio answers with a status in `absent`."""
