@@ -9,6 +9,8 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from shared.core.exceptions import InvalidInput
+
 if TYPE_CHECKING:
     from pathspec import GitIgnoreSpec
 
@@ -16,15 +18,42 @@ IGNORE_FILE = ".producerignore"
 SUFFIXES = (".yaml", ".yml", ".json")
 
 
+def is_config_name(name: str) -> bool:
+    """Named as a config file: its suffix in any case (X.YML from a case-insensitive disk)."""
+    return name.lower().endswith(SUFFIXES)
+
+
 def _ignore_spec(root: Path) -> GitIgnoreSpec | None:
-    """The tree's .producerignore, with git's rules (pathspec); None when there is none."""
+    """The tree's .producerignore, with git's rules (pathspec); None when there is none. One that
+    cannot be read is an error, not an empty list: what it meant to keep out would be synced."""
+    path = root / IGNORE_FILE
     try:
-        lines = (root / IGNORE_FILE).read_text(encoding="utf-8").splitlines()
-    except OSError:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would block the read forever
+            raise InvalidInput(f"{path}: not a regular file; remove it or make it one")
+        lines = path.read_bytes().decode("utf-8").splitlines()
+    except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot be read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{path}: not UTF-8 text (byte {exc.start})") from exc
     import pathspec  # only for trees that have an ignore file
 
-    return pathspec.GitIgnoreSpec.from_lines(lines)
+    try:
+        return pathspec.GitIgnoreSpec.from_lines(lines)
+    except ValueError as exc:  # pathspec's pattern errors are ValueErrors
+        number = next((n for n, line in enumerate(lines, 1) if not _parses(line)), None)
+        raise InvalidInput(f"{path}: {f'line {number}: ' if number else ''}{exc}") from exc
+
+
+def _parses(line: str) -> bool:
+    import pathspec
+
+    try:
+        pathspec.GitIgnoreSpec.from_lines([line])
+    except ValueError:
+        return False
+    return True
 
 
 def _ignored(rel: str, is_dir: bool, spec: GitIgnoreSpec | None) -> bool:
@@ -81,7 +110,7 @@ class _Walk:
 
     def _wanted(self, entry: os.DirEntry[str], rel: str, is_dir: bool) -> bool:
         """Not ignored, a directory or named as a config file, and no symlink that is not followed."""
-        if _ignored(rel, is_dir, self.spec) or not (is_dir or entry.name.endswith(SUFFIXES)):
+        if _ignored(rel, is_dir, self.spec) or not (is_dir or is_config_name(entry.name)):
             return False
         return not entry.is_symlink() or self._follows(entry, rel, is_dir)
 

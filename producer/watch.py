@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from producer.walk import IGNORE_FILE, SUFFIXES
+from producer.walk import IGNORE_FILE, is_config_name
 from shared.core.exceptions import AgentqError, ServiceUnavailable
 from shared.core.run_model import UNSUCCESSFUL
 from shared.ports import Storage
@@ -88,7 +88,7 @@ def config_filter(root: Path, cache_dir: Path) -> Callable[[object, str], bool]:
             return True
         if any(part.startswith(".") for part in parts):
             return False
-        if name.endswith(SUFFIXES):
+        if is_config_name(name):
             return True
         return "." not in name and (getattr(change, "name", "") == "deleted" or os.path.isdir(path))
 
@@ -252,7 +252,7 @@ class Watcher:
                 continue
             first = False
             # config files only: an editor's or `sed -i`'s temporary file is no change of the tree
-            line, outcome = self.sync_once(len({path for _, path in changes if path.endswith(SUFFIXES)}), asked)
+            line, outcome = self.sync_once(len({path for _, path in changes if is_config_name(path)}), asked)
             self.say(line)
             self.remember_sync(outcome)
             retry_at, delay = _next_try(line.retry, delay)

@@ -10,6 +10,7 @@ import pytest
 
 from producer.scanner import ScanMemo, scan
 from shared.core.errors import ConfigError
+from shared.core.exceptions import InvalidInput
 from shared.core.loader import parse_document
 
 
@@ -214,6 +215,33 @@ def test_only_config_suffixes_are_read(tree):
     write(tree, "tools/t.yaml.bak", "x")
     write(tree, "tools/t2.yml", component("t2"))
     assert sorted(scan(tree).documents) == ["agents/a.json", "models/m.yaml", "tools/t.yaml", "tools/t2.yml"]
+
+
+def test_suffixes_are_read_in_any_case(tree):
+    write(tree, "tools/UPPER.YML", component("upper"))
+    write(tree, "agents/B.Json", json.dumps({"provider": "pkg.agent", "label": "b", "config": {}}))
+    result = scan(tree)
+    assert result.documents["tools/UPPER.YML"]["label"] == "upper"
+    assert result.documents["agents/B.Json"]["label"] == "b"
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (b"drafts/\n\\\n", "line 2: Invalid git pattern"),
+        (b"\xff\xfe\n", "not UTF-8 text"),
+        (None, "not a regular file"),  # a FIFO: reading it would block forever
+    ],
+)
+def test_an_ignore_file_that_cannot_be_used_is_an_error_naming_it(tree, content, said):
+    path = tree / ".producerignore"
+    if content is None:
+        os.mkfifo(path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(InvalidInput) as raised:
+        scan(tree)
+    assert str(raised.value).startswith(f"{path}: ") and said in str(raised.value)
 
 
 def test_producerignore(tree, cache):

@@ -285,7 +285,7 @@ def _parse(path: str, data: bytes, limits: Limits) -> dict[str, Any] | ConfigErr
         return text
     if not text.strip():
         return ConfigError(path=path, message="empty file: expected one component")
-    doc = _parse_json(path, text, limits) if path.endswith(".json") else _parse_yaml(path, text, limits)
+    doc = _parse_json(path, text, limits) if path.lower().endswith(".json") else _parse_yaml(path, text, limits)
     if isinstance(doc, ConfigError):
         return doc
     if not isinstance(doc, dict):

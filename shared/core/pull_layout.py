@@ -53,7 +53,7 @@ class FileWrite:
 
     @property
     def format(self) -> Format:
-        return "json" if self.path.endswith(".json") else "yaml"
+        return "json" if self.path.lower().endswith(".json") else "yaml"
 
 
 @dataclass
