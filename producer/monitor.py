@@ -75,16 +75,21 @@ class Monitor:
 
     def poll(self) -> Snapshot:
         now = time.time()
+        metrics: Metrics = {}
+        problem = None
         try:
-            metrics = parse_metrics(httpx.get(self.url, timeout=5).text)
-            reachable = True
+            response = httpx.get(self.url, timeout=5)
+            response.raise_for_status()
+            metrics = parse_metrics(response.text)
+        except httpx.HTTPStatusError as exc:
+            problem = f"{self.url} answered {exc.response.status_code}"
         except httpx.HTTPError:
-            metrics, reachable = {}, False
+            problem = f"no answer from {self.url}"
+        except ValueError:  # prometheus_client's parser says so of anything not in its format
+            problem = f"{self.url} does not answer in Prometheus' text format (does EXPORTER_URL name another server?)"
         snap = self._snapshot(now, metrics)
-        if not reachable:
-            snap.alerts.insert(
-                0, {"name": "ExporterUnreachable", "severity": "critical", "summary": f"no answer from {self.url}"}
-            )
+        if problem is not None:
+            snap.alerts.insert(0, {"name": "ExporterUnreachable", "severity": "critical", "summary": problem})
         self.snapshots.append(snap)
         return snap
 
@@ -191,7 +196,11 @@ def _latency_buckets(m: Metrics) -> dict[float, float]:
     """Studio's request durations, a cumulative count per bucket summed over every worker."""
     buckets: dict[float, float] = {}
     for labels, v in m.get("agentq_studio_request_duration_seconds_bucket", []):
-        buckets[float(labels["le"])] = buckets.get(float(labels["le"]), 0.0) + v
+        try:
+            bound = float(labels["le"])
+        except (KeyError, ValueError):  # not a bucket as prometheus_client writes one
+            continue
+        buckets[bound] = buckets.get(bound, 0.0) + v
     return buckets
 
 

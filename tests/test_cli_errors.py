@@ -141,3 +141,40 @@ def test_a_terminated_command_whose_exit_is_slow_exits_with_its_code_and_no_trac
     short nor, during the interpreter's shutdown, kill the process outright."""
     done = subprocess.run([sys.executable, "-c", SLOW_EXIT], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stderr) == (128 + 15, "")
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "says"),
+    [
+        (200, b'<html><div style="height:100%;width:100%">sign in</div></html>', "Prometheus' text format"),
+        (200, b'{"status": true, "data": []}', "Prometheus' text format"),
+        (404, b"not found", "answered 404"),
+    ],
+)
+def test_monitor_of_a_server_that_is_not_the_exporter_says_so_with_exit_code_3(
+    status: int, body: bytes, says: str
+) -> None:
+    import http.server
+    import threading
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        proc = _producer("monitor", "--json", "--refresh", "0.1", "--exporter-url", url)
+        assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr
+        alert = json.loads(proc.stdout)["alerts"][0]
+        assert alert["name"] == "ExporterUnreachable" and url in alert["summary"] and says in alert["summary"], alert
+    finally:
+        server.shutdown()
+        server.server_close()
