@@ -182,6 +182,7 @@ def workflow_report(store: RunStore, run_id: str) -> Report | None:
         "mode": meta.mode,
         "seconds": meta.seconds(),
         "counts": counts,
+        "error": meta.error,
         "retries": store.tally(run_id, RETRIES),
         "tasks": tasks,
     }

@@ -117,3 +117,34 @@ def test_ctrl_c_on_a_real_redis_says_the_run_goes_on_and_how_to_cancel_it(lab) -
     wait_for(
         lambda: json.loads(cli(env, "status", run_id, "--json").stdout)["state"] == "finished", 120, "the run to end"
     )
+
+
+def test_an_interrupted_embedded_run_is_not_taken_up_by_a_later_command(tmp_path: Path, standin) -> None:
+    """The embedded Redis keeps its data for the cache: the messages an interrupted run left in it
+    are not run again by the next command's worker, and the run reads as ended, saying why."""
+    from tests.test_workflow_run import task_of, write_tree
+
+    base, state = standin
+    write_tree(tmp_path, base, max_concurrency=4)
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "BROKER_URL")}
+    env.update(WORKER_ENV, AGENTQ_CACHE_DIR=str(tmp_path / "cache"), EXPORTER_PORT=str(embedded.free_port()))
+    state.control["delay"] = 0.3
+    producer = start(env, workflow(tmp_path, 200, "interrupted"))
+    wait_for(lambda: len(state.requests) >= 4, 60, "the run to get going")
+    producer.send_signal(signal.SIGINT)
+    _, err = producer.communicate(timeout=60)
+    assert producer.returncode == 130 and "stops with the embedded Redis" in err, err
+    old_run = err.split("interrupted: run ")[1].split()[0]
+    wait_for(lambda: state.in_flight == 0, 30, "the requests in flight to end")
+    asked_before = len(state.requests)
+
+    state.control["delay"] = 0.0
+    later = cli(env, "run", str(workflow(tmp_path, 2, "later")), "--json")
+    assert later.returncode == 0, later.stderr
+    assert "worker gone" not in later.stderr and "requeued" not in later.stderr, later.stderr
+    asked = [task_of(r) for r in state.requests[asked_before:]]
+    assert asked and all(task.startswith("later") for task in asked), asked
+    old = json.loads(cli(env, "status", old_run, "--json").stdout)
+    assert old["state"] == "finished" and "interrupted" in old["error"], old
+    left = [t for t in old["tasks"].values() if t["status"] not in ("done", "failed")]
+    assert left and all(t["status"] == "skipped" and "interrupted" in t["reason"] for t in left), left

@@ -173,6 +173,7 @@ def redis_session(
 
     check_store(settings)  # no embedded Redis for a cluster's broker
     url = settings.redis_url
+    embedded_redis = url is None
     if url is None:
         data_dir = settings.cache_dir / "redis"
         url, proc = embedded.start_redis(data_dir, persist=True)
@@ -185,6 +186,8 @@ def redis_session(
     store = store_for(settings, url)
     try:
         store.ping()
+        if embedded_redis:  # what the commands that used it before left behind has stopped with them
+            store.retire_leftovers("interrupted: the command that ran it ended before it did")
     except store.errors as exc:
         raise ServiceUnavailable(f"Redis at {shown_url(url)} is unreachable: {exc}") from exc
     yield store, settings

@@ -123,6 +123,7 @@ STUDIO_QUEUE = "studio"  # sync work and every run's start
 MODELS_QUEUE = "models"  # workflow tasks
 PRIORITY_SEP = "\x06\x16"  # a priority p > 0 of queue q lives in the list q + PRIORITY_SEP + p
 UNACKED = "unacked"  # kombu's Redis transport's hash of delivered, unacknowledged messages (unacked_key)
+UNACKED_INDEX = "unacked_index"  # its sorted set of when each was delivered (unacked_index_key)
 
 
 def queue_lists(queue: str) -> list[str]:

@@ -26,7 +26,7 @@ from shared.adapters.redis.studio_rows import StudioRows
 from shared.core.json_text import dumps
 from shared.core.reconcile import SyncView, WorkflowView
 from shared.core.records import NewRun, Release, Spec, encoded
-from shared.core.run_model import RUN_LISTS, NodeState, RunKind, RunMeta, Status
+from shared.core.run_model import RUN_LISTS, TERMINAL, NodeState, RunKind, RunMeta, Status
 from shared.settings import Settings
 
 __all__ = ["AsyncRunState", "Ended", "Store", "TaskEnd"]  # the workers take the asyncio part from here too
@@ -224,6 +224,24 @@ class Store(ResultCacheStore, ClusterState, StudioRows):
         }
         self.set_states(run_id, pending, {label: Status.PENDING for label in pending})
         return self.finish_run(run_id, error="cancelled", cancelled=True), True
+
+    def retire_leftovers(self, reason: str) -> list[str]:
+        """For a Redis that only this process's commands use, started again from its data (the
+        embedded default): no worker or producer from before is alive. End their unfinished runs
+        with `reason`, drop the messages they left (queued, and delivered but not acknowledged) and
+        forget their workers, so that nothing of those runs is done again unasked. The ended runs."""
+        ended = [str(run["run_id"]) for run in self.recent_runs(keys.RUNS_KEPT) if run.get("finished") is None]
+        for run_id in ended:
+            left = {lbl: st for lbl, st in self.open_states(run_id).items() if st.status not in TERMINAL}
+            skipped = {
+                lbl: st.model_copy(update={"status": Status.SKIPPED, "reason": reason}) for lbl, st in left.items()
+            }
+            self.set_states(run_id, skipped, {lbl: st.status for lbl, st in left.items()})
+            self.finish_run(run_id, error=reason)
+        dropped = [q for queue in (keys.STUDIO_QUEUE, keys.MODELS_QUEUE) for q in keys.queue_lists(queue)]
+        dropped += [keys.UNACKED, keys.UNACKED_INDEX, keys.HOSTS, *self.r.scan_iter(keys.IN_FLIGHT + "*")]
+        self.r.delete(*dropped)
+        return ended
 
     def await_finish(self, run_id: str, seconds: float) -> None:
         """Wait up to `seconds`, returning at once when the run is marked finished meanwhile (a
