@@ -15,11 +15,11 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Group
-from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
 from monitoring.thresholds import thresholds
+from producer.terminal_text import escape
 
 Metrics = dict[str, list[tuple[dict[str, str], float]]]  # metric name -> (labels, value) of each sample
 SPARK = "▁▂▃▄▅▆▇█"

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from producer.run_wait import wait
+from producer.terminal_text import escape
 from shared.core.run_model import TERMINAL, Status
 from shared.ports import RunStore
 

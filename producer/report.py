@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from producer.terminal_text import escape
 from shared.adapters.redis.keys import REQUESTS, RETRIES
 from shared.core.records import Settled, TranscriptMessage, as_data
 from shared.core.run_model import UNSUCCESSFUL, NodeState, RunKind, RunState, Status

@@ -208,6 +208,11 @@ def test_markup_in_names_and_labels_is_printed_as_written(cli: Cli, tmp_path: Pa
         "provider: autogen_agentchat.teams.RoundRobinGroupChat\ncomponent_type: team\n"
         "label: '[bold]team'\nconfig: {participants: [{$ref: '[/]missing'}]}\n"
     )
+    # control and bidi-override characters: a label could recolour the terminal or set its title
+    (tree / "ansi.yaml").write_text(
+        "provider: autogen_core.tools.FunctionTool\ncomponent_type: tool\nlabel: \"red\\e[31m-title\\e]0;pwned\\a-rtl\\u202e\"\n"
+        "config: {source_code: 'def f() -> int:\\n    return 1\\n', name: f, description: d, global_imports: []}\n"
+    )
     giant = "g" * 3000 + "-end"
     (tree / "giant.yaml").write_text(
         f"provider: autogen_core.tools.FunctionTool\ncomponent_type: tool\nlabel: '{giant}'\n"
@@ -221,3 +226,6 @@ def test_markup_in_names_and_labels_is_printed_as_written(cli: Cli, tmp_path: Pa
     shown = sync.stdout + sync.stderr
     assert "[/]tool" in shown and "[b]x.yaml" in shown, shown
     assert giant not in plan.stdout + shown and "g-end" in plan.stdout
+    for out in (plan.stdout, shown):
+        assert "\x1b[31m" not in out and "\x07" not in out and "\u202e" not in out, out
+        assert "red\\x1b[31m-title" in out, out  # written as the escape, in the plan and the sync

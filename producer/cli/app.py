@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from producer import embedded
+from producer.terminal_text import escape as escape  # the commands take it from here
 from shared.core.exceptions import AgentqError, InvalidInput, ServiceUnavailable
 from shared.core.secrets import shown_url
 
@@ -86,12 +87,6 @@ def err() -> Console:
     from rich.console import Console
 
     return Console(stderr=True, width=_width(sys.stderr))
-
-
-def escape(text: str) -> str:
-    from rich.markup import escape as rich_escape
-
-    return rich_escape(text)
 
 
 def _version(value: bool) -> None:

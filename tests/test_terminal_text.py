@@ -1,0 +1,14 @@
+"""What a terminal is shown of text from a tree or a server (producer/terminal_text.py)."""
+
+from __future__ import annotations
+
+from producer.terminal_text import escape
+
+
+def test_control_and_bidi_characters_are_written_as_escapes_and_markup_is_escaped() -> None:
+    said = escape("a\x1b[31mred\x1b]0;title\x07 \u202eevil [b]x[/b]\x9b\ttab\nline")
+    assert said == "a\\x1b[31mred\\x1b]0;title\\x07 \\u202eevil \\[b]x\\[/b]\\x9b\ttab\nline"
+
+
+def test_plain_text_and_other_scripts_are_left_as_they_are() -> None:
+    assert escape("équipe-研究 team_1 (v2)") == "équipe-研究 team_1 (v2)"
