@@ -70,10 +70,25 @@ def classify(exc: BaseException) -> Retry | None:
     if isinstance(exc, MalformedAnswer):
         return Retry("malformed_answer", None)
     name = type(exc).__name__
+    if refused(exc) is not None:
+        return Retry("connection", None)
     if isinstance(exc, (asyncio.TimeoutError, httpx.TimeoutException)) or "Timeout" in name:
         return Retry("timeout", None)
     if isinstance(exc, (httpx.TransportError, ConnectionError)) or name == "APIConnectionError":
         return Retry("connection", None)
+    return None
+
+
+def refused(exc: BaseException) -> ConnectionError | None:
+    """The refused or reset connection under `exc`, if there is one: the OpenAI SDK's aiohttp
+    client (httpx-aiohttp) raises a refused connect as a timeout, which it is not."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ConnectionError):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or getattr(cause, "os_error", None)  # aiohttp keeps its OSError there
     return None
 
 

@@ -194,3 +194,29 @@ def test_specs_are_swapped_for_gated_ones_and_slots_kept_in_order() -> None:
     assert (first["config"]["slot"], second["config"]["slot"]) == (1, 2)  # slot 0: `gated`'s own
     assert first["config"]["max_concurrency"] == 4 and first["label"] == "m"
     assert models.specs[1:] == [SPEC, SPEC]
+
+
+def test_a_refused_connection_is_said_as_one_and_retried_as_one() -> None:
+    """The OpenAI SDK's aiohttp client (the workers') raises a refused connect as APITimeoutError."""
+    from openai import AsyncOpenAI, DefaultAioHttpClient
+
+    from producer.embedded import free_port
+    from shared.retry import classify
+    from workers.task_models import failure_text
+
+    async def refused() -> BaseException:
+        async with DefaultAioHttpClient(timeout=10) as http:
+            sdk = AsyncOpenAI(
+                base_url=f"http://127.0.0.1:{free_port()}/v1", api_key="x", max_retries=0, http_client=http
+            )
+            try:
+                await sdk.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+            except Exception as exc:
+                return exc
+        raise AssertionError("nothing listens there, yet it answered")
+
+    exc = asyncio.run(refused())
+    assert type(exc).__name__ == "APITimeoutError"  # as the SDK names it
+    assert failure_text(exc) == "could not connect: Connection refused"
+    retry = classify(exc)
+    assert retry is not None and retry.cause == "connection"

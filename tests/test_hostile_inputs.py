@@ -210,7 +210,7 @@ def test_markup_in_names_and_labels_is_printed_as_written(cli: Cli, tmp_path: Pa
     )
     # control and bidi-override characters: a label could recolour the terminal or set its title
     (tree / "ansi.yaml").write_text(
-        "provider: autogen_core.tools.FunctionTool\ncomponent_type: tool\nlabel: \"red\\e[31m-title\\e]0;pwned\\a-rtl\\u202e\"\n"
+        'provider: autogen_core.tools.FunctionTool\ncomponent_type: tool\nlabel: "red\\e[31m-title\\e]0;pwned\\a-rtl\\u202e"\n'
         "config: {source_code: 'def f() -> int:\\n    return 1\\n', name: f, description: d, global_imports: []}\n"
     )
     giant = "g" * 3000 + "-end"

@@ -10,6 +10,7 @@ which the gated client finds through LOADING, set while the task's component loa
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -23,7 +24,7 @@ from shared.core.endpoints import is_model, limit_key, max_concurrency, provider
 from shared.core.exceptions import MalformedAnswer, RunCancelled, TaskFailed
 from shared.metrics import Metrics
 from shared.ports import ModelLimit
-from shared.retry import classify, pause, retrying
+from shared.retry import classify, pause, refused, retrying
 from workers.model_pool import ModelClients, config_of
 from workers.start_order import StartOrder
 
@@ -197,4 +198,6 @@ def failure_text(exc: BaseException) -> str:
     detail = (body.get("message") if isinstance(body, dict) else None) or str(exc)
     if status is not None:
         return f"answered {status}: {str(detail)[:300]}"
+    if (lost := refused(exc)) is not None:
+        return f"could not connect: {os.strerror(lost.errno) if lost.errno else type(lost).__name__}"
     return f"{type(exc).__name__}: {str(exc)[:300]}"
