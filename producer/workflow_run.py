@@ -183,9 +183,18 @@ def _task_specs(
 
 
 def _task_records(wf: Workflow, tree: Tree) -> dict[str, Spec]:
-    """Each task's record: the task, its agent's component resolved in the tree, the workflow's goal."""
+    """Each task's record: the task, its agent's component resolved in the tree and the file it is
+    in (the worker's errors name it), the workflow's goal."""
     memo: dict[str, Any] = {}
-    return {t.id: {"task": t.model_dump(), "agent": tree.resolved(t.agent, memo), "goal": wf.goal} for t in wf.tasks}
+    return {
+        t.id: {
+            "task": t.model_dump(),
+            "agent": tree.resolved(t.agent, memo),
+            "agent_path": tree.nodes[t.agent].path,
+            "goal": wf.goal,
+        }
+        for t in wf.tasks
+    }
 
 
 def _pending_state(tree: Tree, task: WorkflowTask) -> NodeState:

@@ -154,6 +154,7 @@ def test_numbers_python_refuses_to_convert_are_errors_not_crashes():
     ):
         assert "4,000 digits" in error(path, data).message
     assert error("b.yaml", b"n: [0x" + b"f" * 5000 + b"]\n").field == "n[0]"
+    assert "line 2, column 5" in error("a.yaml", b"a: 1\nn: [" + b"9" * 5000 + b"]\n").message  # where it is written
     assert "abc" in error("c.yaml", b"n: !!int abc\n").message
     assert "abc" in error("d.yaml", b"n: !!float abc\n").message
     assert parse_document("e.yaml", b"n: 123456789012345678901234567890\n") == {"n": 123456789012345678901234567890}

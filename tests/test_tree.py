@@ -452,3 +452,12 @@ def test_a_missing_variable_names_its_field(doc, field):
         substitute_variables(doc, {"OTHER": "x"})
     assert (raised.value.name, raised.value.field) == ("KEY", field)
     assert substitute_variables(doc, {"KEY": "v"}) != doc  # and with it set, it is replaced
+
+
+def test_a_broken_file_says_the_field_its_parse_found_at_fault() -> None:
+    from shared.core.loader import parse_document
+    from shared.core.tree import build_tree
+
+    doc = parse_document("n.yaml", b"provider: x.y\ncomponent_type: tool\nlabel: n\nconfig: {max_messages: .nan}\n")
+    tree = build_tree({"n.yaml": doc}, set())
+    assert tree.broken_files["n.yaml"] == "config.max_messages: NaN and infinity cannot be represented in JSON"

@@ -357,3 +357,24 @@ def test_a_teams_failing_participant_is_named_without_a_traceback(wf_cli: Cli, s
     error = report["tasks"]["t"]["error"]
     assert rc == 1 and "Traceback" not in error and ".py" not in error, error
     assert error.startswith("model 'standin-") and "answered 400" in error, error
+
+
+def test_an_agent_autogen_refuses_is_named_by_its_file_and_field(wf_cli: Cli, standin, tmp_path: Path) -> None:
+    """AutoGen 0.5 requires fields an older export lacks: the task fails naming the agent's file
+    and the fields, and a task whose agent loads still runs."""
+    url, _ = standin
+    old = agent_doc("old")
+    for required in ("description", "reflect_on_tool_use"):
+        del old["config"][required]
+    write_docs(
+        tmp_path, {"models/m.yaml": model_doc("m", url), "agents/old.yaml": old, "agents/ok.yaml": agent_doc("ok")}
+    )
+    tasks = [
+        {"id": "refused", "description": "d", "agent": {"$ref": "old"}},
+        {"id": "runs", "description": "d", "agent": {"$ref": "ok"}},
+    ]
+    rc, report = run(wf_cli, write_workflow(tmp_path, tasks))
+    assert rc == 1 and report["tasks"]["runs"]["status"] == "done", report
+    error = report["tasks"]["refused"]["error"]
+    assert error.startswith("agents/old.yaml: AutoGen refused the configuration: "), error
+    assert "config.description: Field required" in error and "config.reflect_on_tool_use: Field required" in error

@@ -133,8 +133,9 @@ def load_component(spec: Mapping[str, object], resolved: Mapping[str, object], m
 
 
 def _refusal(exc: ValidationError) -> str:
-    """pydantic's first few errors, each as `field.path: message`."""
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or '(config)'}: {e['msg']}" for e in exc.errors()[:5])
+    """pydantic's first few errors, each as `config.field.path: message` (AutoGen validates a
+    component's config against its provider's schema)."""
+    return "; ".join(f"{'.'.join(['config', *map(str, e['loc'])])}: {e['msg']}" for e in exc.errors()[:5])
 
 
 def _missing_package(spec: Mapping[str, object], exc: ImportError) -> str:

@@ -157,7 +157,10 @@ async def _run(
         cancelled=ctx.cancelled,
     )
     resolved = substitute_variables(record["agent"], ctx.env)
-    component = agent_runtime.load(record["agent"], resolved, models)
+    try:
+        component = agent_runtime.load(record["agent"], resolved, models)
+    except agent_runtime.AgentError as exc:  # the file is the user's to mend: named first
+        raise agent_runtime.AgentError(f"{record.get('agent_path') or 'its agent'}: {exc}") from exc
     prompt = task_prompt(record["goal"], task, [(dep, out) for dep, _, out in inputs])
     outcome = await agent_runtime.run(component, prompt, task.get("timeout") or ctx.settings.task_timeout_seconds)
     transcript = [{**m, "content": redact(m["content"], secrets)} for m in outcome.transcript]

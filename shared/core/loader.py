@@ -49,7 +49,17 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bo
     return loader.construct_mapping(node, deep=deep)
 
 
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    """An int as SafeLoader reads one; one Python will not convert (over 4,300 digits) is said
+    where it is written."""
+    try:
+        return yaml.SafeLoader.construct_yaml_int(loader, node)
+    except ValueError as exc:
+        raise yaml.constructor.ConstructorError(None, None, _unreadable_value(exc), node.start_mark) from exc
+
+
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 # Keep unquoted dates (2024-01-01) as the text written, as JSON would: a document must stay JSON.
 _UniqueKeyLoader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)  # type: ignore[type-var]  # types-PyYAML: SafeConstructor's own constructors do not fit its add_constructor
 

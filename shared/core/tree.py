@@ -127,7 +127,7 @@ def _facts_of(
         doc = documents[path]
         if isinstance(doc, ConfigError):
             tree.errors.append(doc)
-            tree.broken_files[path] = doc.message
+            tree.broken_files[path] = f"{doc.field}: {doc.message}" if doc.field else doc.message
             return None
         ff = file_facts(path, doc)
     if ff.component_type == WORKFLOW:
