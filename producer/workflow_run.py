@@ -123,7 +123,8 @@ def component_said(doc: object) -> str | None:
     if ctype == "workflow" or kind_of(ctype) is None:
         return None
     label = doc.get("label")
-    return f"a {ctype} component" + (f" (label {label!r})" if isinstance(label, str) and label else "")
+    article = "an" if str(ctype)[:1] in "aeiou" else "a"
+    return f"{article} {ctype} component" + (f" (label {label!r})" if isinstance(label, str) and label else "")
 
 
 def installed(module: str) -> bool:

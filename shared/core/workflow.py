@@ -132,7 +132,8 @@ def _agent_problems(label: str, tree: Tree, memo: dict[str, Any]) -> list[str]:
     if node is None:
         return [f"no {either(runnable)} labelled {label!r} in the tree"]
     if node.component_type not in runnable:
-        return [f"{label!r} ({node.path}) is a {node.component_type}, not an {either(runnable)}"]
+        article = "an" if node.component_type[:1] in "aeiou" else "a"
+        return [f"{label!r} ({node.path}) is {article} {node.component_type}, not an {either(runnable)}"]
     if label in tree.invalid or label in tree.skipped:
         reason = tree.invalid.get(label) or tree.skipped[label]
         return [f"agent {label!r} is not usable: {reason}"]
