@@ -138,7 +138,7 @@ def services(settings: Settings | None) -> Iterator[tuple[Storage, Settings]]:
             url, proc = embedded.start_redis(ready.cache_dir / "redis", persist=True)
             local.add_process(proc)
             ready = with_overrides(ready, redis_url=url)
-            local.add_process(embedded.start_worker(url, log_path=ready.cache_dir / "worker.log"))
+            local.add_worker(embedded.start_worker(url, log_path=ready.cache_dir / "worker.log"))
         assert ready.redis_url is not None
         store: Storage = Store.from_settings(ready)
         try:

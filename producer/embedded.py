@@ -108,6 +108,20 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
         proc.wait()
 
 
+def stop_worker(proc: subprocess.Popen[bytes], grace: float = 3.0) -> None:
+    """A celery worker: a warm shutdown (SIGTERM) lets the tasks it runs end; one still at a model
+    call after `grace` seconds is stopped cold (SIGQUIT: Celery's terminate-now), then killed. Its
+    messages stay unacknowledged: the watchdog, or the next embedded command, deals with them."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGQUIT)
+        stop(proc, timeout=5.0)
+
+
 def redis_server_binary() -> str:
     from shared.adapters.redis.server import bundled_binary
 
@@ -309,6 +323,9 @@ class LocalServices(ExitStack):
 
     def add_process(self, proc: subprocess.Popen[bytes]) -> None:
         self.callback(stop, proc)
+
+    def add_worker(self, proc: subprocess.Popen[bytes]) -> None:
+        self.callback(stop_worker, proc)
 
 
 def port_free(port: int) -> bool:

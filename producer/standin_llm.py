@@ -332,7 +332,8 @@ class ThreadedStandIn:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.state = StandIn()
         self._loop = asyncio.new_event_loop()
-        self._runner = web.AppRunner(make_app(self.state), access_log=None)
+        # stopped, it cancels an answer still being delayed after 2 s rather than wait for it
+        self._runner = web.AppRunner(make_app(self.state), access_log=None, shutdown_timeout=2.0)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, host, port, backlog=1024)
         self._loop.run_until_complete(site.start())

@@ -148,3 +148,23 @@ def test_an_interrupted_embedded_run_is_not_taken_up_by_a_later_command(tmp_path
     assert old["state"] == "finished" and "interrupted" in old["error"], old
     left = [t for t in old["tasks"].values() if t["status"] not in ("done", "failed")]
     assert left and all(t["status"] == "skipped" and "interrupted" in t["reason"] for t in left), left
+
+
+def test_ctrl_c_on_the_embedded_default_does_not_wait_for_a_model_call(tmp_path: Path, standin) -> None:
+    """A model answering in 25 s: Ctrl-C ends the command, and its worker, long before."""
+    import psutil
+
+    from tests.test_workflow_run import write_tree
+
+    base, state = standin
+    write_tree(tmp_path, base, max_concurrency=4)
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "BROKER_URL")}
+    env.update(WORKER_ENV, AGENTQ_CACHE_DIR=str(tmp_path / "cache"), EXPORTER_PORT=str(embedded.free_port()))
+    state.control["delay"] = 25.0
+    producer = start(env, workflow(tmp_path, 2, "slow"))
+    wait_for(lambda: state.in_flight >= 1, 60, "a model call to start")
+    started = [p for p in psutil.Process(producer.pid).children(recursive=True) if "celery" in " ".join(p.cmdline())]
+    producer.send_signal(signal.SIGINT)
+    _, err = producer.communicate(timeout=20)  # before the model's answer: 3 s here (it was 10 s)
+    assert producer.returncode == 130 and "Traceback" not in err, err
+    assert started and not [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], started

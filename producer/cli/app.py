@@ -220,7 +220,7 @@ def start_local_worker(settings: Settings, services: embedded.LocalServices) -> 
     """The embedded default's worker, and its exporter (so `producer monitor` shows the run) where
     EXPORTER_PORT is free."""
     assert settings.redis_url is not None
-    services.add_process(embedded.start_worker(settings.redis_url, log_path=settings.cache_dir / "worker.log"))
+    services.add_worker(embedded.start_worker(settings.redis_url, log_path=settings.cache_dir / "worker.log"))
     err().print(f"Started a local worker (log: {escape(str(settings.cache_dir / 'worker.log'))}).")
     port = settings.exporter_port
     if embedded.port_free(port):
