@@ -119,15 +119,23 @@ def test_ctrl_c_on_a_real_redis_says_the_run_goes_on_and_how_to_cancel_it(lab) -
     )
 
 
-def test_an_interrupted_embedded_run_is_not_taken_up_by_a_later_command(tmp_path: Path, standin) -> None:
-    """The embedded Redis keeps its data for the cache: the messages an interrupted run left in it
-    are not run again by the next command's worker, and the run reads as ended, saying why."""
-    from tests.test_workflow_run import task_of, write_tree
+def _embedded_lab(tmp_path: Path, standin: Any) -> tuple[dict[str, str], Any]:
+    """The tree on the stand-in, and the environment of a command on the embedded default."""
+    from tests.test_workflow_run import write_tree
 
     base, state = standin
     write_tree(tmp_path, base, max_concurrency=4)
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "BROKER_URL")}
     env.update(WORKER_ENV, AGENTQ_CACHE_DIR=str(tmp_path / "cache"), EXPORTER_PORT=str(embedded.free_port()))
+    return env, state
+
+
+def test_an_interrupted_embedded_run_is_not_taken_up_by_a_later_command(tmp_path: Path, standin) -> None:
+    """The embedded Redis keeps its data for the cache: the messages an interrupted run left in it
+    are not run again by the next command's worker, and the run reads as ended, saying why."""
+    from tests.test_workflow_run import task_of
+
+    env, state = _embedded_lab(tmp_path, standin)
     state.control["delay"] = 0.3
     producer = start(env, workflow(tmp_path, 200, "interrupted"))
     wait_for(lambda: len(state.requests) >= 4, 60, "the run to get going")
@@ -154,12 +162,7 @@ def test_ctrl_c_on_the_embedded_default_does_not_wait_for_a_model_call(tmp_path:
     """A model answering in 25 s: Ctrl-C ends the command, and its worker, long before."""
     import psutil
 
-    from tests.test_workflow_run import write_tree
-
-    base, state = standin
-    write_tree(tmp_path, base, max_concurrency=4)
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "BROKER_URL")}
-    env.update(WORKER_ENV, AGENTQ_CACHE_DIR=str(tmp_path / "cache"), EXPORTER_PORT=str(embedded.free_port()))
+    env, state = _embedded_lab(tmp_path, standin)
     state.control["delay"] = 25.0
     producer = start(env, workflow(tmp_path, 2, "slow"))
     wait_for(lambda: state.in_flight >= 1, 60, "a model call to start")
