@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from producer.launch import launch, new_run
 from producer.scanner import default_cache_path, scan
-from shared.core.components import kind_of
+from shared.core.components import a_kind, kind_of
 from shared.core.endpoints import missing_packages
 from shared.core.errors import ConfigError
 from shared.core.exceptions import InvalidInput
@@ -123,8 +123,7 @@ def component_said(doc: object) -> str | None:
     if ctype == "workflow" or kind_of(ctype) is None:
         return None
     label = doc.get("label")
-    article = "an" if str(ctype)[:1] in "aeiou" else "a"
-    return f"{article} {ctype} component" + (f" (label {label!r})" if isinstance(label, str) and label else "")
+    return f"{a_kind(str(ctype))} component" + (f" (label {label!r})" if isinstance(label, str) and label else "")
 
 
 def installed(module: str) -> bool:

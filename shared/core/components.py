@@ -171,6 +171,11 @@ def runnable_types() -> tuple[str, ...]:
     return tuple(k.name for k in COMPONENTS.values() if k.runs_tasks)
 
 
+def a_kind(name: str) -> str:
+    """ "agent" -> "an agent", "model" -> "a model"."""
+    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"
+
+
 def either(names: tuple[str, ...]) -> str:
     """("agent", "team") -> "agent or team"."""
     return " or ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " or " + names[-1]

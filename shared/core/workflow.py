@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import ErrorDetails
 
-from shared.core.components import display_name, either, is_group, kind_of, runnable_types, task_problems
+from shared.core.components import a_kind, display_name, either, is_group, kind_of, runnable_types, task_problems
 from shared.core.endpoints import agents_of, model_specs
 from shared.core.errors import ConfigError
 from shared.core.graph import find_cycles, waves
@@ -132,8 +132,7 @@ def _agent_problems(label: str, tree: Tree, memo: dict[str, Any]) -> list[str]:
     if node is None:
         return [f"no {either(runnable)} labelled {label!r} in the tree"]
     if node.component_type not in runnable:
-        article = "an" if node.component_type[:1] in "aeiou" else "a"
-        return [f"{label!r} ({node.path}) is {article} {node.component_type}, not an {either(runnable)}"]
+        return [f"{label!r} ({node.path}) is {a_kind(node.component_type)}, not an {either(runnable)}"]
     if label in tree.invalid or label in tree.skipped:
         reason = tree.invalid.get(label) or tree.skipped[label]
         return [f"agent {label!r} is not usable: {reason}"]
