@@ -79,13 +79,13 @@ def classify(exc: BaseException) -> Retry | None:
     return None
 
 
-def refused(exc: BaseException) -> ConnectionError | None:
-    """The refused or reset connection under `exc`, if there is one: the OpenAI SDK's aiohttp
-    client (httpx-aiohttp) raises a refused connect as a timeout, which it is not."""
+def refused(exc: BaseException) -> ConnectionRefusedError | None:
+    """The refused connection under `exc`, if there is one: the OpenAI SDK's aiohttp client
+    (httpx-aiohttp) raises a refused connect as a timeout, which it is not."""
     seen: set[int] = set()
     cause: BaseException | None = exc
     while cause is not None and id(cause) not in seen:
-        if isinstance(cause, ConnectionError):
+        if isinstance(cause, ConnectionRefusedError):
             return cause
         seen.add(id(cause))
         cause = cause.__cause__ or getattr(cause, "os_error", None)  # aiohttp keeps its OSError there
