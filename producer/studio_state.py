@@ -29,6 +29,7 @@ class StudioView:
     prune: list[WrittenRow] = field(default_factory=list)  # rows `sync --prune` deletes
     prune_gallery: int | None = None  # the tree's own gallery entry, when nothing is left to put in it
     error: str | None = None  # Studio could not be asked: drift is unknown
+    recorded: frozenset[str] = frozenset()  # labels whose team row this tree's sync last wrote
 
 
 def client(settings: Settings, metrics: Metrics | None = None) -> Studio:
@@ -128,13 +129,15 @@ def inspect(
         # only a prune of an emptied tree needs to know; the entry of a big tree is megabytes
         listed, prune_gallery = asyncio.run(_listing(settings, owned_here if gallery_empty else None))
     except StudioError as exc:
-        return StudioView(error=f"could not list Studio's teams to look for drift: {exc}")
+        error = f"could not list Studio's teams to look for drift: {exc}"
+        return StudioView(error=error, recorded=frozenset(written))
     drift = _settle(store, ns, written, listed, sends)
     return StudioView(
         drift=drift,
         gone=gone(written, listed),
         prune=prune_candidates(written, listed, tree_labels, unreadable, {} if force else drift),
         prune_gallery=prune_gallery,
+        recorded=frozenset(written),
     )
 
 

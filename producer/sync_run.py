@@ -12,9 +12,11 @@ from producer.launch import launch, new_run
 from producer.planner import Plan, gallery_members, make_plan, tree_gallery_key
 from producer.scanner import ScanMemo, ScanResult, default_cache_path, scan
 from producer.studio_state import StudioView, inspect, studio_version
+from producer.walk import check_dir
 from shared.adapters.redis.keys import REQUESTS, STUDIO_VERSION
+from shared.core.components import has_rows
 from shared.core.hashing import canonical_json, namespace, sha256_hex
-from shared.core.records import CacheEntry, NewRun, Spec
+from shared.core.records import CacheEntry, Lookup, NewRun, Spec
 from shared.core.refs import MissingVariable, substitute_variables
 from shared.core.run_model import RunKind, RunMeta, Status
 from shared.core.secrets import content_hash
@@ -55,9 +57,22 @@ def _sends(tree: Tree) -> Callable[[str], str | None]:
     return sends
 
 
-def _cached(valid: list[str], hits: list[CacheEntry | None], view: StudioView) -> dict[str, CacheEntry | None]:
-    """The valid nodes whose result is cached, but for those whose Studio row is gone."""
-    return {lbl: hit for lbl, hit in zip(valid, hits, strict=False) if hit is not None and lbl not in view.gone}
+def _cached(
+    tree: Tree, tree_name: str, found: Lookup, members: set[str], view: StudioView
+) -> dict[str, CacheEntry | None]:
+    """The valid nodes whose result is cached and still what Studio holds: this tree last synced the
+    label with this very key (content synced before, then other content, then this again, is not
+    in Studio), a team's row is this tree's and not gone, a gallery member's entry this tree's."""
+
+    def holds(label: str) -> bool:
+        node = tree.nodes[label]
+        if label in view.gone or found.last_keys.get(label) != node.key:
+            return False
+        if has_rows(node.component_type):
+            return label in view.recorded
+        return label not in members or found.gallery_tree == tree_name
+
+    return {lbl: hit for lbl, hit in zip(tree.valid, found.hits, strict=True) if hit is not None and holds(lbl)}
 
 
 def _drifted(view: StudioView) -> dict[str, str]:
@@ -78,6 +93,7 @@ def prepare(
 ) -> Prepared:
     """Scan the tree and plan the sync; one Redis round trip looks up every cache key. `memo`: a
     resident process's last scan (producer/scanner.py)."""
+    check_dir(root)
     root = root.resolve()
     result = scan(root, default_cache_path(root, settings.cache_dir), limits=scan_limits(settings), memo=memo)
     env_names, limits = environment().keys(), tree_limits(settings)
@@ -91,7 +107,7 @@ def prepare(
     valid = tree.valid
     members = gallery_members(tree)
     gkey = tree_gallery_key(tree, gallery, members)
-    hits, gallery_hit, last_keys = store.lookup(ns, [tree.nodes[lbl].key for lbl in valid], gkey, tree_name)
+    found = store.lookup(ns, [tree.nodes[lbl].key for lbl in valid], (gallery, gkey), tree_name)
     unreadable = set(tree.broken_files) | set(result.unread)
     view = inspect(
         settings, store, ns, tree_name, set(tree.nodes), unreadable, gallery, gkey is None, force, _sends(tree)
@@ -101,9 +117,9 @@ def prepare(
         tree,
         tree_name=tree_name,
         gallery_name=gallery,
-        cached={} if force else _cached(valid, hits, view),
-        gallery_cached=gallery_hit is not None and not force,
-        last_keys=last_keys,
+        cached={} if force else _cached(tree, tree_name, found, set(members), view),
+        gallery_cached=found.gallery is not None and not force,
+        last_keys=found.last_keys,
         batch_size=settings.batch_size,
         drifted={} if force else _drifted(view),
         gallery=(members, gkey),

@@ -15,7 +15,17 @@ from typing import Any, Protocol, Self
 from shared.core.drift import WrittenRow
 from shared.core.exceptions import AgentqError
 from shared.core.reconcile import SyncView, WorkflowView
-from shared.core.records import CacheEntry, Component, HostReading, NewRun, Release, Row, Spec, TranscriptMessage
+from shared.core.records import (
+    CacheEntry,
+    Component,
+    HostReading,
+    Lookup,
+    NewRun,
+    Release,
+    Row,
+    Spec,
+    TranscriptMessage,
+)
 from shared.core.run_model import NodeState, RunMeta
 from shared.metrics import Metrics
 
@@ -141,10 +151,9 @@ class ResultCache(Protocol):
     """Cached results, looked up before anything is enqueued, and the root a clean sync leaves
     for the no-change answer (producer/nochange.py)."""
 
-    def lookup(
-        self, ns: str, node_keys: list[str], gallery_key: str | None, tree: str
-    ) -> tuple[list[CacheEntry | None], CacheEntry | None, dict[str, str]]:
-        """One round trip: cached results for every node key, the gallery key, and last synced keys by label."""
+    def lookup(self, ns: str, node_keys: list[str], gallery: tuple[str, str | None], tree: str) -> Lookup:
+        """One round trip: cached results for every node key, the gallery entry's (name, key), the
+        last synced keys by label, and who last wrote that entry."""
         ...
 
     def task_results(self, cache_keys: list[str]) -> list[CacheEntry | None]:

@@ -164,3 +164,37 @@ def test_each_written_row_is_recorded_as_studio_holds_it_and_without_secrets(cli
         # the timestamp as Studio serves it, so a no-change sync can skip hashing unedited rows
         assert record.updated_at == row["updated_at"]
     assert all(TEST_SECRET not in raw for raw in r.hgetall(f"agentq:{namespace(cli.studio_url, cli.user_id)}:written"))
+
+
+def test_content_synced_before_then_changed_and_back_is_written_again(cli: Cli, examples: Path) -> None:
+    """The result cache is keyed by content: content A synced, then B, then A again was 'unchanged'
+    while Studio kept B (a team row, a gallery member); a row pruned and its file restored was
+    'unchanged' with no row in Studio."""
+    team, model = examples / "teams" / "research-team.yaml", examples / "models" / "gpt-4o-mini.json"
+    team_text, model_text = team.read_text(), model.read_text()
+    assert cli.sync(examples)[0] == 0
+    team.write_text(team_text.replace("description: Researcher and writer take turns", "description: B"))
+    model.write_text(model_text.replace('"description": "OpenAI gpt-4o-mini;', '"description": "B;'))
+    assert cli.sync(examples)[0] == 0
+    team.write_text(team_text)
+    model.write_text(model_text)
+
+    rc, report, err = cli.sync(examples)
+    assert rc == 0, err
+    assert report["nodes"]["research-team"]["outcome"] == "updated", report["nodes"]["research-team"]
+    rows = cli.studio().teams_by_label()["research-team"]
+    assert len(rows) == 1 and rows[0]["component"]["description"] == "Researcher and writer take turns"
+    (entry,) = [g for g in cli.studio().galleries() if g["config"]["name"] == "examples"]
+    (held,) = [m for m in entry["config"]["components"]["models"] if m["label"] == "gpt-4o-mini"]
+    assert held["description"].startswith("OpenAI gpt-4o-mini;"), held
+
+    # pruned, then the file put back: the team is written again
+    review = examples / "teams" / "review-team.yaml"
+    review_text = review.read_text()
+    review.unlink()
+    assert cli.sync(examples, "--prune")[1]["counts"]["deleted"] == 1
+    assert "review-team" not in cli.studio().teams_by_label()
+    review.write_text(review_text)
+    rc, report, err = cli.sync(examples)
+    assert rc == 0 and report["nodes"]["review-team"]["outcome"] == "created", (err, report["nodes"]["review-team"])
+    assert len(cli.studio().teams_by_label()["review-team"]) == 1

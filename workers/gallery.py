@@ -220,4 +220,7 @@ async def write_gallery(ctx: RunContext) -> None:
     ctx.store.set_states(ctx.run_id, members.updates, members.previous())
     ctx.store.cache_results(ctx.ns, ctx.meta.tree, cacheable)
     if len(included) == len(member_keys) and len(members.resolved) == len(included):
-        ctx.store.cache_gallery(ctx.ns, ctx.meta.gallery_key or "", {"gallery_id": int(row["id"])})
+        meta = ctx.meta
+        ctx.store.cache_gallery(
+            ctx.ns, meta.gallery_name, meta.tree, meta.gallery_key or "", {"gallery_id": int(row["id"])}
+        )

@@ -16,6 +16,16 @@ CacheEntry = dict[str, Any]
 
 
 @dataclass(frozen=True)
+class Lookup:
+    """What the cache holds for a tree's sync, read in one round trip."""
+
+    hits: list[CacheEntry | None]  # by node key, in the order asked
+    gallery: CacheEntry | None  # the gallery entry's, when Studio's entry was last written with its key
+    last_keys: dict[str, str]  # label -> the node key this tree last synced it with
+    gallery_tree: str | None  # the tree whose sync last wrote the gallery entry
+
+
+@dataclass(frozen=True)
 class Settled:
     """A node's first state made once, with its JSON (the run's record) and its data (the report's):
     a resident process plans the same states of 10,000 unchanged nodes again on every sync, which

@@ -10,7 +10,7 @@ from pathlib import Path
 from shared.adapters.redis import keys
 from shared.adapters.redis.part import RedisPart
 from shared.core.json_text import dumps
-from shared.core.records import CacheEntry, Spec
+from shared.core.records import CacheEntry, Lookup, Spec
 
 MARK_ROOT_LUA = (Path(__file__).parent / "lua" / "mark_root.lua").read_text()
 
@@ -29,16 +29,24 @@ class ResultCacheStore(RedisPart):
     def gallery_cache_key(ns: str, key: str) -> str:
         return keys.ns_key(ns, keys.GALLERY, key)
 
-    def lookup(
-        self, ns: str, node_keys: list[str], gallery_key: str | None, tree: str
-    ) -> tuple[list[CacheEntry | None], CacheEntry | None, dict[str, str]]:
-        """One round trip: cached results for every node key, the gallery key, and last synced keys by label."""
+    def lookup(self, ns: str, node_keys: list[str], gallery: tuple[str, str | None], tree: str) -> Lookup:
+        """One round trip: cached results for every node key, the gallery entry's (name, key), the
+        last synced keys by label, and who last wrote that entry."""
+        name, gallery_key = gallery
         pipe = self.r.pipeline(transaction=False)
         pipe.mget([keys.ns_key(ns, keys.NODE, k) for k in node_keys] or ["-"])
         pipe.get(keys.ns_key(ns, keys.GALLERY, gallery_key or "-"))
         pipe.hgetall(keys.ns_key(ns, keys.LABELS, tree))
-        nodes, gallery, labels = pipe.execute()
-        return entries(nodes[: len(node_keys)]), entries([gallery])[0], labels
+        pipe.hget(keys.ns_key(ns, keys.GALLERY_KEYS), name)
+        nodes, cached_gallery, labels, last = pipe.execute()
+        last_entry = json.loads(last) if last else {}
+        return Lookup(
+            entries(nodes[: len(node_keys)]),
+            # the entry holds this key only when the last write there was of it (not B after A, then A)
+            entries([cached_gallery])[0] if gallery_key and last_entry.get("key") == gallery_key else None,
+            labels,
+            last_entry.get("tree"),
+        )
 
     def cache_results(self, ns: str, tree: str, results: Mapping[str, tuple[str, CacheEntry]]) -> None:
         """results: label -> (node key, result). Also remembers each label's last synced key."""
@@ -77,8 +85,11 @@ class ResultCacheStore(RedisPart):
         values = self.r.mget([keys.ns_key(ns, keys.SPEC, k) for k in node_keys])
         return {k: json.loads(v) for k, v in zip(node_keys, values, strict=True) if v}
 
-    def cache_gallery(self, ns: str, key: str, result: CacheEntry) -> None:
-        self.r.set(keys.ns_key(ns, keys.GALLERY, key), dumps(result), ex=self.cache_ttl)
+    def cache_gallery(self, ns: str, name: str, tree: str, key: str, result: CacheEntry) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.set(keys.ns_key(ns, keys.GALLERY, key), dumps(result), ex=self.cache_ttl)
+        pipe.hset(keys.ns_key(ns, keys.GALLERY_KEYS), name, dumps({"key": key, "tree": tree}))
+        pipe.execute()
 
     def task_results(self, cache_keys: list[str]) -> list[CacheEntry | None]:
         """Cached workflow task results for these content keys, in order (one round trip)."""

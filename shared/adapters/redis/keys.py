@@ -66,6 +66,8 @@ WRITTEN = "written"  # label -> the record of the team row the sync wrote (share
 TEMPLATES = "templates"  # label -> its component as the file said it, ${VAR}s unresolved (producer pull)
 GALLERIES = "galleries"  # gallery name -> its row's id
 GALLERY_WRITTEN = "gallery-written"  # gallery name -> the content hash of the config last written there
+# gallery name -> {"key", "tree"}: the cache key of the entry the sync last wrote there, and whose tree
+GALLERY_KEYS = "gallery-keys"
 OWNED_GALLERIES = "owned-galleries"  # gallery name -> the row id and tree of an entry the sync created
 CREATING = "creating"  # + what: the lock held while the Studio row `what` is created (30 s)
 

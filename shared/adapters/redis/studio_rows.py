@@ -127,6 +127,7 @@ class StudioRows(RedisPart):
         pipe = self.r.pipeline(transaction=False)
         pipe.hdel(keys.ns_key(ns, keys.OWNED_GALLERIES), name)
         pipe.hdel(keys.ns_key(ns, keys.GALLERIES), name)
+        pipe.hdel(keys.ns_key(ns, keys.GALLERY_KEYS), name)
         pipe.execute()
 
     def gallery_id(self, ns: str, name: str) -> int | None:
