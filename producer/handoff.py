@@ -30,6 +30,9 @@ from typing import Any
 PACKAGES = ("producer", "shared", "workers")
 MAX_LINE = 64 * 1024 * 1024  # a report of 10,000 nodes is a few MB
 INTERRUPTED = 130  # Ctrl-C, as producer/cli/app.py's Exit says it
+# while it syncs for a command, the watch says so this often; a command that hears nothing for
+# SILENCE_SECONDS (a watch stopped with Ctrl-Z, something else on the socket) syncs alone
+WORKING, WORKING_EVERY, SILENCE_SECONDS = b'{"working": true}\n', 1.0, 5.0
 
 
 def runtime_dir(environ: dict[str, str]) -> Path:
@@ -126,12 +129,16 @@ def _handoff(argv: list[str], environ: dict[str, str]) -> int | None:
 def _ask(path: Path, request: dict[str, Any]) -> dict[str, Any] | None:
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(SILENCE_SECONDS)  # a timeout is an OSError: the command syncs alone
             conn.connect(str(path))
             if peer_uid(conn) != os.getuid():
                 return None
             conn.sendall(json.dumps(request).encode() + b"\n")  # ASCII: lone surrogates travel escaped
-            line = read_line(conn)
-        answer = json.loads(line) if line else None
+            reader = conn.makefile("rb")
+            line = WORKING
+            while line == WORKING:
+                line = reader.readline(MAX_LINE)
+        answer = json.loads(line) if line.endswith(b"\n") else None
     except (OSError, ValueError):
         return None
     return answer if isinstance(answer, dict) else None

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from producer.handoff import code_digest, peer_uid, private_dir, read_line, socket_path
+from producer.handoff import WORKING, WORKING_EVERY, code_digest, peer_uid, private_dir, read_line, socket_path
 
 if TYPE_CHECKING:
     from producer.pipeline import SyncOutcome
@@ -106,7 +106,8 @@ class HandoffServer:
                 assert isinstance(request, dict)
                 waiting = Request(dict(request["environ"]), str(request.get("tree")))
                 self.requests.put(waiting)
-                waiting.done.wait()
+                while not waiting.done.wait(WORKING_EVERY):  # a stopped watch is told from a slow sync
+                    conn.sendall(WORKING)
                 answer = waiting.answer
             else:
                 answer = {"ok": False, "why": why}

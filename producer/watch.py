@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from producer.walk import IGNORE_FILE, is_config_name
-from shared.core.exceptions import AgentqError, ServiceUnavailable
+from shared.core.exceptions import AgentqError, InvalidInput, ServiceUnavailable
 from shared.core.run_model import UNSUCCESSFUL
 from shared.ports import Storage
 
@@ -251,6 +251,10 @@ class Watcher:
             if not (changes or first or asked or _due(retry_at)):
                 continue
             first = False
+            if not self.root.is_dir():  # moved or deleted: a sync now would find an empty tree
+                for request in asked:
+                    request.give({"ok": False, "why": "the tree's folder is gone"})
+                raise InvalidInput(f"{self.root}: the tree's folder is gone (moved or deleted); the watch ends")
             # config files only: an editor's or `sed -i`'s temporary file is no change of the tree
             line, outcome = self.sync_once(len({path for _, path in changes if is_config_name(path)}), asked)
             self.say(line)

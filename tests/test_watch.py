@@ -298,6 +298,15 @@ def test_a_sync_beside_a_watch_of_the_tree_is_handed_to_it_and_only_when_it_can_
         assert ask(code="0" * 32) == {"ok": False, "why": "another version of agentq"}
         assert ask(root="/elsewhere") == {"ok": False, "why": "another tree"}
         assert ask(environ={**cli.env(), "STUDIO_URL": "http://127.0.0.1:1"})["why"] == "other settings: STUDIO_URL"
+        # a watch stopped (Ctrl-Z) answers nothing: the command gives up on it and syncs alone
+        os.kill(watch.proc.pid, signal.SIGSTOP)
+        try:
+            _set_message(examples, "Watch stopped.")
+            rc, alone, err = cli.sync(examples)
+            assert rc == 0 and "Synced by the watch" not in err, err
+            assert alone["counts"]["updated"] == len(USERS_OF_WRITER) + 1
+        finally:
+            os.kill(watch.proc.pid, signal.SIGCONT)
     path = socket_path(examples.resolve(), cli.cache_dir, cli.env())
     assert not path.exists()  # gone with the watch
 
@@ -308,3 +317,13 @@ def test_a_sync_beside_a_watch_of_the_tree_is_handed_to_it_and_only_when_it_can_
     rc, report, err = cli.sync(examples)
     assert rc == 0 and "Synced by the watch" not in err and report["counts"]["updated"] == len(USERS_OF_WRITER) + 1
     path.unlink()
+
+
+def test_a_watch_whose_tree_is_moved_away_ends_saying_so(cli: Cli, examples: Path) -> None:
+    """It said 'synced' for an empty tree and went on watching nothing."""
+    with watching(cli, examples) as watch:
+        examples.rename(examples.with_name("moved"))
+        assert watch.proc.wait(timeout=60) == 2
+        said = "".join(watch.stderr)
+        assert f"{examples}: the tree's folder is gone" in said and "Traceback" not in said, said
+        assert not [line for line in watch.lines[1:] if line.get("counts")], watch.lines  # no sync of nothing
