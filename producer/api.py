@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from producer import embedded
+from producer.walk import check_dir
 from shared.core.exceptions import ServiceUnavailable
 from shared.core.run_model import UNSUCCESSFUL, RunState
 from shared.core.secrets import shown_url
@@ -59,6 +60,7 @@ def plan(directory: str | Path, settings: Settings | None = None) -> PlanResult:
     """What a sync of `directory` would do, without doing it."""
     from producer.sync_run import prepare
 
+    check_dir(Path(directory))  # before an embedded Redis is started for nothing
     with services(settings) as (store, ready):
         prepared = prepare(Path(directory), ready, store)
     by_change: dict[str, list[str]] = {}
@@ -85,6 +87,7 @@ def sync(
     whose components are gone from it."""
     from producer import pipeline
 
+    check_dir(Path(directory))
     with services(settings) as (store, ready):
         with_us = pipeline.Services(ready, store, lambda: _dispatcher(ready), _warn)
         outcome = pipeline.sync(Path(directory), with_us, force=force, prune=prune, timeout=timeout)
@@ -129,9 +132,12 @@ def services(settings: Settings | None) -> Iterator[tuple[Storage, Settings]]:
     """The configured Redis, or an embedded Redis and worker for the block's duration; with the
     settings that name them."""
     from shared.adapters.redis.store import Store
-    from shared.settings import check_store, load_settings, with_overrides
+    from shared.settings import Settings, check_store, load_settings, with_overrides
 
+    if settings is not None and not isinstance(settings, Settings):
+        raise TypeError(f"settings: expected shared.settings.Settings(...), not {type(settings).__name__}")
     ready = settings or load_settings()
+    embedded_redis = ready.redis_url is None
     check_store(ready)  # no embedded Redis for a cluster's broker
     with embedded.LocalServices() as local:
         if ready.redis_url is None:
@@ -143,6 +149,8 @@ def services(settings: Settings | None) -> Iterator[tuple[Storage, Settings]]:
         store: Storage = Store.from_settings(ready)
         try:
             store.ping()
+            if embedded_redis:  # what the commands that used it before left behind has stopped with them
+                store.retire_leftovers("interrupted: the command that ran it ended before it did")
         except store.errors as exc:
             raise ServiceUnavailable(f"Redis at {shown_url(ready.redis_url)} is unreachable: {exc}") from exc
         yield store, ready

@@ -18,6 +18,12 @@ IGNORE_FILE = ".producerignore"
 SUFFIXES = (".yaml", ".yml", ".json")
 
 
+def check_dir(directory: Path) -> None:
+    """A tree is a folder: anything else is bad input naming it (before a walk that would find nothing)."""
+    if not directory.is_dir():
+        raise InvalidInput(f"{directory} is not a directory")
+
+
 def is_config_name(name: str) -> bool:
     """Named as a config file: its suffix in any case (X.YML from a case-insensitive disk)."""
     return name.lower().endswith(SUFFIXES)

@@ -42,8 +42,14 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 
 class Settings(BaseSettings):
     # each setting is read from its name in capitals (REDIS_URL), unless its alias says otherwise
+    # numbers are finite: `inf` seconds broke Celery's settings made from them (and NaN compares false)
     model_config = SettingsConfigDict(
-        env_prefix="", extra="ignore", populate_by_name=True, frozen=True, alias_generator=str.upper
+        env_prefix="",
+        extra="ignore",
+        populate_by_name=True,
+        frozen=True,
+        alias_generator=str.upper,
+        allow_inf_nan=False,
     )
 
     # No REDIS_URL means "embedded default": the producer starts a local Redis and worker.

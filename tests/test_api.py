@@ -54,3 +54,15 @@ def test_run_workflow_returns_every_task(wf_cli: Cli, standin, tmp_path: Path, m
     bad.write_text("kind: workflow\nname: w\ntasks: []\n")
     with pytest.raises(InvalidInput):
         run_workflow(bad, tree=tmp_path, settings=settings)
+
+
+def test_wrong_arguments_are_said_before_anything_starts(tmp_path: Path) -> None:
+    """A missing folder planned as an empty tree; settings given as a dict ended in an AttributeError."""
+    for directory in (tmp_path / "nope", tmp_path / "file.yaml"):
+        (tmp_path / "file.yaml").write_text("label: x\n")
+        with pytest.raises(InvalidInput, match=f"{directory} is not a directory"):
+            plan(directory)
+        with pytest.raises(InvalidInput, match="is not a directory"):
+            sync(directory)
+    with pytest.raises(TypeError, match=r"settings: expected shared.settings.Settings\(...\), not dict"):
+        sync(tmp_path, settings={"redis_url": "redis://127.0.0.1:1/0"})  # type: ignore[arg-type]

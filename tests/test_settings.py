@@ -39,6 +39,9 @@ def test_a_wrong_setting_is_named_with_what_was_given(monkeypatch: pytest.Monkey
         ("STUDIO_CONCURRENCY", "0"),
         ("LOCAL_STUDIO_PORT", "70000"),
         ("EXPORTER_PORT", "0"),
+        ("REDIS_OUTAGE_SECONDS", "inf"),  # Celery's retries were made of it: an OverflowError traceback
+        ("STALL_SECONDS", "1e400"),
+        ("STUDIO_TIMEOUT_SECONDS", "nan"),
     ],
 )
 def test_a_number_out_of_its_range_is_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:

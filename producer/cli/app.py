@@ -12,13 +12,13 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from producer import embedded
 from producer.terminal_text import escape as escape  # the commands take it from here
+from producer.walk import check_dir as check_dir  # the commands take it from here
 from shared.core.exceptions import AgentqError, InvalidInput, ServiceUnavailable
 from shared.core.secrets import shown_url
 
@@ -192,11 +192,6 @@ def check_seconds(option: str, value: float | None, finite: bool = True) -> None
     """A number of seconds above 0 (`inf` too, where `finite` is false), or InvalidInput naming the option."""
     if value is not None and (math.isnan(value) or value <= 0 or (finite and math.isinf(value))):
         raise InvalidInput(f"{option} {value:g}: expected a number of seconds above 0")
-
-
-def check_dir(directory: Path) -> None:
-    if not directory.is_dir():
-        raise InvalidInput(f"{directory} is not a directory")
 
 
 def watchdog(

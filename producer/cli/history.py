@@ -46,7 +46,10 @@ def _row(meta: dict[str, Any], now: float) -> dict[str, Any]:
 
 @app.command()
 def runs(
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many of the newest runs to list")] = 20,
+    limit: Annotated[
+        int,
+        typer.Option("--limit", "-n", min=1, max=1000, help="How many of the newest runs to list (Redis keeps 1,000)"),
+    ] = 20,
     redis_url: RedisUrl = None,
     as_json: AsJson = False,
 ) -> None:

@@ -161,9 +161,10 @@ def _print_notes(layout: Layout, others: list[str]) -> None:
     """The warnings, the rows left out, and the variables to set."""
     for warning in layout.warnings:
         cli.err().print(f"[yellow]warning:[/yellow] {cli.escape(warning)}", soft_wrap=True)
-    if others:
+    named = [label for label in others if label]  # a row without a label is among the warnings
+    if named:
         cli.err().print(
-            f"Not pulled (not in the tree; --team LABEL or --all pulls them): {cli.escape(', '.join(others))}"
+            f"Not pulled (not in the tree; --team LABEL or --all pulls them): {cli.escape(', '.join(named))}"
         )
     _print_variables(layout.variables)
 

@@ -127,7 +127,7 @@ def _print_prune(data: dict[str, Any]) -> None:
     for row in data["prune"]:
         console().print(
             f"  [magenta]prune[/magenta] {escape(row['label'])}: team row {row['row_id']} "
-            f"({escape(row['path'])} is gone); `sync --prune` deletes it",
+            f"(no file of the tree has that label now; it was in {escape(row['path'])}); `sync --prune` deletes it",
             soft_wrap=True,
         )
     if data["prune_gallery"] is not None:
