@@ -248,13 +248,15 @@ class Watcher:
         first, delay, retry_at = True, RETRY_FIRST, None
         for changes in self._batches(stop):
             asked = self._asked()
-            if not (changes or first or asked or _due(retry_at)):
-                continue
-            first = False
-            if not self.root.is_dir():  # moved or deleted: a sync now would find an empty tree
+            # moved or deleted: no event need come (a moved root's are under its new name), and a
+            # sync now would find an empty tree; looked at on every tick
+            if not self.root.is_dir():
                 for request in asked:
                     request.give({"ok": False, "why": "the tree's folder is gone"})
                 raise InvalidInput(f"{self.root}: the tree's folder is gone (moved or deleted); the watch ends")
+            if not (changes or first or asked or _due(retry_at)):
+                continue
+            first = False
             # config files only: an editor's or `sed -i`'s temporary file is no change of the tree
             line, outcome = self.sync_once(len({path for _, path in changes if is_config_name(path)}), asked)
             self.say(line)
