@@ -176,7 +176,7 @@ def test_flower_on_the_embedded_default_asks_for_the_password_kept_for_the_user(
     import httpx
 
     proxy = StudioProxy(studio_url)
-    proxy.delay = 0.3
+    proxy.delay = 2.0  # the sync lasts until Flower is seen (a loaded machine starts it in seconds)
     port = embedded.free_port()
     started: list[psutil.Process] = []
     base = f"http://127.0.0.1:{port}"
@@ -195,6 +195,7 @@ def test_flower_on_the_embedded_default_asks_for_the_password_kept_for_the_user(
         user, password = saved.read_text().strip().split(":", 1)
         assert answers() == 401 and answers((user, "wrong")) == 401
         assert answers((user, password)) == 200
+        proxy.delay = 0.0
         out, err = producer.communicate(timeout=120)
         assert producer.returncode == 0, err
         assert f"Flower at {base}" in err and password not in err + out
