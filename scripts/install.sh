@@ -22,6 +22,9 @@ fi
 # ($VIRTUAL_ENV), else .venv in the checkout (made here); `source .venv/bin/activate` to use it
 source scripts/python.sh
 "$PY" -m pip install -q --disable-pip-version-check -e '.[test]'
+# an editable install leaves the project's own modules uncompiled, and where PYTHONDONTWRITEBYTECODE
+# is set (as on some CI machines) every process would compile them again: 0.5 s of each command's start
+PYTHONDONTWRITEBYTECODE= "$PY" -m compileall -q producer shared workers monitoring benchmarks >/dev/null
 
 STUDIO_VENV="${AGENTQ_STUDIO_VENV:-$HOME/.cache/agentq-ags}"
 if [ ! -x "$STUDIO_VENV/bin/autogenstudio" ]; then
