@@ -5,6 +5,7 @@ conditions behave as AutoGen defines them, exactly as in AutoGen Studio."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,12 +20,14 @@ from autogen_agentchat.messages import (
     ToolCallExecutionEvent,
     ToolCallRequestEvent,
 )
-from autogen_core import CancellationToken, ComponentLoader
+from autogen_core import CancellationToken, ComponentLoader, SingleThreadedAgentRuntime
 from pydantic import ValidationError
 
 from shared.core.endpoints import PROVIDER_PACKAGES, components, provider_path
 from shared.core.exceptions import RunCancelled, TaskFailed
 from workers.task_models import LOADING, TaskModels
+
+STOP_GRACE_SECONDS = 5.0  # for a stopped run to unwind; it sends nothing more meanwhile
 
 
 class AgentError(TaskFailed):
@@ -164,11 +167,15 @@ def _top(module: str) -> str:
 
 async def run(component: ChatAgent | Team, prompt: str, timeout: float) -> Outcome:
     cancel = CancellationToken()
+    running = asyncio.ensure_future(component.run(task=prompt, cancellation_token=cancel))
     try:
-        result = await asyncio.wait_for(component.run(task=prompt, cancellation_token=cancel), timeout)
+        result = await asyncio.wait_for(asyncio.shield(running), timeout)
     except TimeoutError as exc:
-        cancel.cancel()
+        await _stop(component, running, cancel)
         raise AgentError(f"timed out after {timeout:g} s") from exc
+    except asyncio.CancelledError:  # the task was cancelled, or its worker is shutting down
+        await _stop(component, running, cancel)
+        raise
     except RuntimeError as exc:
         # a team's participant failed: AutoGen sends "Type: message\nTraceback:\n<its traceback>"
         head, cut, _ = str(exc).partition("\nTraceback:\n")
@@ -178,3 +185,17 @@ async def run(component: ChatAgent | Team, prompt: str, timeout: float) -> Outco
             raise RunCancelled() from exc
         raise AgentError(re.sub(r"^(ModelError|AgentError): ", "", head)) from exc
     return Outcome(output_of(result), transcript_of(result), result.stop_reason)
+
+
+async def _stop(component: ChatAgent | Team, running: asyncio.Future[TaskResult], cancel: CancellationToken) -> None:
+    """End a run that must not go on. Cancelling a team's run is not enough: AutoGen's run then
+    waits for its runtime to fall idle, which a chat that has not met its termination never does,
+    and the participants go on calling the model. So the team's own runtime is stopped (the message
+    in hand is finished, the rest dropped): no team API does that, hence the private attribute."""
+    cancel.cancel()
+    runtime = getattr(component, "_runtime", None)
+    if isinstance(runtime, SingleThreadedAgentRuntime) and getattr(component, "_embedded_runtime", False):
+        with contextlib.suppress(RuntimeError):  # not started, or already stopped
+            await runtime.stop()
+    running.cancel()
+    await asyncio.wait({running}, timeout=STOP_GRACE_SECONDS)
