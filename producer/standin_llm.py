@@ -99,7 +99,7 @@ class StandIn:
         finally:
             self.in_flight -= 1
         self._record(body, status, started, auth)
-        return _refusal(status, control) or (200, {}, self._completion(body, prompt, first_line, control))
+        return _refusal(status, control, auth) or (200, {}, self._completion(body, prompt, first_line, control))
 
     def _record(self, body: dict[str, Any], status: int | str, started: float, auth: str | None) -> None:
         params = {k: v for k, v in body.items() if k not in ("model", "messages")}
@@ -201,10 +201,16 @@ def _failure(control: dict[str, Any], number: int) -> int | str:
     return chosen if chosen in MALFORMED else int(chosen)
 
 
-def _refusal(status: int | str, control: dict[str, Any]) -> tuple[int | str, dict[str, str], dict[str, Any]] | None:
-    """The reply to a request that control fails; None for one it answers."""
+def _refusal(
+    status: int | str, control: dict[str, Any], auth: str | None = None
+) -> tuple[int | str, dict[str, str], dict[str, Any]] | None:
+    """The reply to a request that control fails; None for one it answers. A 401 says the key it
+    was sent, as OpenAI-compatible servers do (some in full)."""
     if isinstance(status, str):
         return status, {}, {}
+    if status == 401:
+        key = (auth or "").removeprefix("Bearer ")
+        return 401, {}, {"error": {"message": f"Incorrect API key provided: {key}", "code": "invalid_api_key"}}
     if status == 429:
         return 429, {"Retry-After": str(control["retry_after"])}, {"error": {"message": "rate limited (stand-in)"}}
     if status != 200:

@@ -48,11 +48,23 @@ WARM_MODULES = (
 )
 
 
-# Loggers that write a line per model request at INFO, the worker's level: AutoGen's events hold
-# every prompt and answer in full (resolved system messages included, so possibly a secret) and
-# httpx (httpx2 under openai 3) names every request. The metrics and the stored transcript say
-# the same without the cost.
-PER_REQUEST_LOGGERS = ("autogen_core.events", "autogen_agentchat.events", "httpx", "httpx2")
+# Loggers that write a line per model request or message at INFO, the worker's level: AutoGen's
+# hold every prompt and answer in full (resolved system messages included, so possibly a secret;
+# `autogen_core` itself logs each message a team's runtime sends) and httpx (httpx2 under
+# openai 3) names every request. The metrics and the stored transcript say the same without the cost.
+PER_REQUEST_LOGGERS = ("autogen_core", "autogen_agentchat", "httpx", "httpx2")
+
+
+class WithoutTraceback(logging.Filter):
+    """AutoGen logs a failing team participant's traceback at ERROR, and its message may carry what
+    a model server said back (some echo the key they were sent). The task's error, with secrets
+    masked, says the same; the log keeps the line and the exception's type."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[0] is not None:
+            record.msg = f"{record.getMessage()} ({record.exc_info[0].__name__}; the task's error says why)"
+            record.args, record.exc_info, record.exc_text = None, None, None
+        return True
 
 
 @worker_init.connect  # type: ignore[untyped-decorator]  # Celery is untyped
@@ -62,6 +74,7 @@ def _warm(**_: object) -> None:
         logger = logging.getLogger(name)
         if logger.level == logging.NOTSET:  # a level the user set (logging config) stays
             logger.setLevel(logging.WARNING)
+    logging.getLogger("autogen_core").addFilter(WithoutTraceback())
     for name in WARM_MODULES:
         with contextlib.suppress(ImportError):  # an optional provider: its tasks say what to install
             importlib.import_module(name)
