@@ -75,9 +75,11 @@ def _show_run(redis_url: str | None, run_id: str, as_json: bool, markdown: bool,
 
 
 def _markdown(report: dict[str, Any]) -> str:
+    """The transcripts as Markdown; what models answered may hold terminal escapes, shown as text."""
     from producer.report import workflow_markdown
+    from producer.terminal_text import printable
 
-    return workflow_markdown(report)
+    return printable(workflow_markdown(report))
 
 
 def _show_workflow(report: dict[str, Any], as_json: bool) -> None:
