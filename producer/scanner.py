@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from producer.walk import config_files
+from producer.walk import config_files, too_big
 from producer.walk import default_cache_path as default_cache_path  # re-exported
 from shared.core.errors import ConfigError
 from shared.core.facts import FileFacts, file_facts
@@ -173,8 +173,9 @@ class _Scan:
     def _read(self, rel: str, path: str, size: int) -> bytes | None:
         """The file's bytes; None when it is too big or cannot be read (its error recorded)."""
         max_file_bytes = self.limits.max_file_bytes
-        if size > max_file_bytes:
-            self.error(rel, f"file is {size:,} bytes, over the limit of {max_file_bytes:,} (MAX_FILE_BYTES)")
+        why = too_big(size, max_file_bytes)
+        if why:
+            self.error(rel, why)
             return None
         try:
             with open(path, "rb") as fh:

@@ -145,6 +145,27 @@ class _Walk:
             self.bad[rel] = f"not a regular file ({_kind(st.st_mode)}); not read"
 
 
+def too_big(size: int, max_bytes: int) -> str | None:
+    """Why a file of `size` bytes is not read (MAX_FILE_BYTES), or None."""
+    return f"file is {size:,} bytes, over the limit of {max_bytes:,} (MAX_FILE_BYTES)" if size > max_bytes else None
+
+
+def read_config_file(path: Path, max_bytes: int) -> bytes | str:
+    """One named config file's bytes, or why it is not read: only a regular file (a FIFO would block
+    the read forever, /dev/zero never end it) of at most `max_bytes`."""
+    try:
+        st = path.stat()
+        if stat.S_ISDIR(st.st_mode):
+            return "is a directory, not a file"
+        if not stat.S_ISREG(st.st_mode):
+            return f"not a regular file ({_kind(st.st_mode)}); not read"
+        with open(path, "rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except OSError as exc:
+        return f"cannot read file: {exc.strerror}"
+    return too_big(max(len(data), st.st_size), max_bytes) or data
+
+
 def _kind(mode: int) -> str:
     if stat.S_ISFIFO(mode):
         return "a FIFO"

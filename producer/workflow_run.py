@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from producer.launch import launch, new_run
 from producer.scanner import default_cache_path, scan
+from producer.walk import read_config_file
 from shared.core.components import a_kind, kind_of
 from shared.core.endpoints import missing_packages
 from shared.core.errors import ConfigError
@@ -68,7 +69,7 @@ def _root_of(file: Path, tree_root: Path | None) -> Path:
 def load(file: Path, tree_root: Path | None, settings: Settings) -> PreparedWorkflow:
     root = _root_of(file, tree_root)
     rel = str(file.resolve().relative_to(root)) if file.resolve().is_relative_to(root) else str(file)
-    workflow = _read_workflow(file, rel)
+    workflow = _read_workflow(file, rel, scan_limits(settings).max_file_bytes)
     result = scan(root, default_cache_path(root, settings.cache_dir), limits=scan_limits(settings))
     tree = build_tree(result.documents, environment().keys(), result.facts, limits=tree_limits(settings))
     errors = check_workflow(rel, workflow, tree)
@@ -94,12 +95,11 @@ def _missing_packages(rel: str, workflow: Workflow, tree: Tree) -> list[ConfigEr
     ]
 
 
-def _read_workflow(file: Path, rel: str) -> Workflow:
+def _read_workflow(file: Path, rel: str, max_bytes: int) -> Workflow:
     """The workflow in `file`; raises what is wrong with it as a file."""
-    try:
-        data = file.read_bytes()
-    except OSError as exc:
-        raise WorkflowInvalid([ConfigError(path=str(file), message=f"cannot read file: {exc.strerror}")]) from exc
+    data = read_config_file(file, max_bytes)
+    if isinstance(data, str):
+        raise WorkflowInvalid([ConfigError(path=str(file), message=data)])
     doc = parse_document(rel, data)
     if isinstance(doc, ConfigError):
         raise WorkflowInvalid([doc])

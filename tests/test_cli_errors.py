@@ -43,6 +43,14 @@ def _producer(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     [
         (["sync", "{tmp}/missing"], {}, 2, ["missing is not a directory"]),
         (["run", "{tmp}/missing.yaml"], {}, 2, ["missing.yaml: cannot read file"]),
+        (["run", "{tmp}/fifo.yaml"], {}, 2, ["fifo.yaml: not a regular file (a FIFO); not read"]),
+        (["run", "{tmp}/zero.yaml"], {}, 2, ["zero.yaml: not a regular file (a device); not read"]),
+        (
+            ["run", "{tmp}/wf.yaml"],
+            {"MAX_FILE_BYTES": "64"},
+            2,
+            ["wf.yaml: file is 155 bytes, over the limit of 64 (MAX_FILE_BYTES)"],
+        ),
         (["run", "{tmp}/wf.yaml"], {}, 2, ["tasks[0].agent", "tasks[1].dependencies[0]", "tasks[1].agent"]),
         (["plan", "examples"], {"STALL_SECONDS": "abc"}, 2, ["STALL_SECONDS"]),
         (["status", "r1"], {"REDIS_URL": "redis://:hunter2@127.0.0.1:1/0"}, 3, ["is unreachable"]),
@@ -55,6 +63,9 @@ def _producer(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     ids=[
         "no such directory",
         "no such workflow",
+        "a workflow that is a FIFO",
+        "a workflow that is /dev/zero",
+        "a workflow over MAX_FILE_BYTES",
         "a workflow with errors",
         "a bad setting",
         "no Redis",
@@ -69,6 +80,8 @@ def test_a_failure_is_said_on_stderr_and_as_json_on_stdout(
     tmp_path: Path, args: list[str], env: dict[str, str], code: int, says: list[str]
 ) -> None:
     (tmp_path / "wf.yaml").write_text(WORKFLOW)
+    os.mkfifo(tmp_path / "fifo.yaml")  # a read of it would wait for a writer forever
+    (tmp_path / "zero.yaml").symlink_to("/dev/zero")  # and of this one, never end
     args = [a.format(tmp=tmp_path) for a in args]
     plain = _producer(*args, **env)
     assert plain.returncode == code and plain.stdout == "", plain
