@@ -25,6 +25,8 @@ from shared.core.errors import ConfigError
 from shared.core.graph import find_cycles, waves
 from shared.core.tree import Tree
 
+MAX_PRIORITY = 1_000_000
+
 
 class WorkflowTask(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -33,7 +35,8 @@ class WorkflowTask(BaseModel):
     description: str = Field(min_length=1)
     expected_output: str = ""
     agent: str  # label of an agent or team in the tree
-    priority: int = 0
+    # exact as a rank (priority x 10^6 + path, a Redis score, a double) and written as a number
+    priority: int = Field(default=0, ge=-MAX_PRIORITY, le=MAX_PRIORITY, strict=True)
     dependencies: list[str] = Field(default_factory=list)
     timeout: float | None = Field(default=None, gt=0)
     retries: int | None = Field(default=None, ge=0, le=20)
