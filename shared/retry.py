@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from shared.core.exceptions import MalformedAnswer
@@ -33,29 +33,35 @@ class Retry:
 
 
 def retry_after_seconds(value: str | None, cap: float = MAX_RETRY_AFTER) -> float | None:
-    """Retry-After as seconds or an HTTP date, capped; None when absent or unreadable."""
+    """Retry-After as seconds or an HTTP date, capped; None when absent, unreadable, or not in the
+    future (`-5`, `0`, a past date ask for no wait: backing off keeps a server that says so
+    from having every retry at once)."""
     if not value:
         return None
     try:
-        return max(0.0, min(cap, float(value)))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, min(cap, when - time.time()))
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return min(cap, seconds) if seconds > 0 else None  # NaN is not > 0
 
 
 def _status_and_headers(exc: BaseException) -> tuple[int | None, Mapping[str, str]]:
-    # httpx raises HTTPStatusError; the openai, anthropic and ollama SDKs carry status_code (and
-    # most a response) on their own exception classes
+    # Studio's client (AnswerStatus), the openai, anthropic and ollama SDKs carry status_code (and
+    # most a response) on their exception classes; httpx's HTTPStatusError only a response
     response: Any = getattr(exc, "response", None)
     status = getattr(exc, "status_code", None)
-    if status is None and isinstance(response, httpx.Response):
-        status = response.status_code
-    headers = getattr(response, "headers", None) or {}
+    if status is None:
+        status = getattr(response, "status_code", None)
+    headers = getattr(exc, "headers", None) or getattr(response, "headers", None) or {}
     return (int(status) if isinstance(status, int) else None), headers
+
+
+def _is_a(exc: BaseException, name: str) -> bool:
+    """Whether one of `exc`'s classes is named `name` (httpx's and httpx2's alike, without importing them)."""
+    return any(cls.__name__ == name for cls in type(exc).__mro__)
 
 
 def classify(exc: BaseException) -> Retry | None:
@@ -72,9 +78,11 @@ def classify(exc: BaseException) -> Retry | None:
     name = type(exc).__name__
     if refused(exc) is not None:
         return Retry("connection", None)
-    if isinstance(exc, (asyncio.TimeoutError, httpx.TimeoutException)) or "Timeout" in name:
+    if isinstance(exc, asyncio.TimeoutError) or "Timeout" in name:
         return Retry("timeout", None)
-    if isinstance(exc, (httpx.TransportError, ConnectionError)) or name == "APIConnectionError":
+    # a lost connection, or an answer cut off before its end
+    lost = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, ConnectionError)
+    if isinstance(exc, lost) or _is_a(exc, "TransportError") or name == "APIConnectionError":
         return Retry("connection", None)
     return None
 

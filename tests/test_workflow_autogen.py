@@ -19,7 +19,7 @@ import yaml
 from producer.embedded import STUDIO_VENV_BIN
 from shared.adapters.celery import create_app
 from shared.settings import Settings
-from tests.conftest import Cli
+from tests.conftest import TEST_SECRET, Cli
 from tests.test_workflow_run import (
     MODEL_INFO,
     agent_doc,
@@ -357,6 +357,85 @@ def test_a_teams_failing_participant_is_named_without_a_traceback(wf_cli: Cli, s
     error = report["tasks"]["t"]["error"]
     assert rc == 1 and "Traceback" not in error and ".py" not in error, error
     assert error.startswith("model 'standin-") and "answered 400" in error, error
+
+
+def test_a_team_whose_chat_never_ends_stops_at_the_tasks_timeout(wf_cli: Cli, standin, tmp_path: Path) -> None:
+    """A cancelled AutoGen team run waits for its chat to fall idle, which a chat whose termination
+    never holds does not: the timeout stops the chat itself, and with it the model calls."""
+    url, state = standin
+    state.control["delay"] = 0.05
+    team = {
+        "provider": "autogen_agentchat.teams.RoundRobinGroupChat",
+        "component_type": "team",
+        "label": "endless",
+        "config": {
+            "participants": [{"$ref": "alice"}, {"$ref": "bob"}],
+            "termination_condition": termination("TextMentionTermination", text="ZZZ_NEVER_SAID"),
+        },
+    }
+    write_docs(
+        tmp_path,
+        {
+            "models/m.yaml": model_doc("m", url),
+            "a.yaml": agent_doc("alice"),
+            "b.yaml": agent_doc("bob"),
+            "t.yaml": team,
+        },
+    )
+    chat = [{"id": "chat", "description": "discuss", "agent": {"$ref": "endless"}, "cache": False, "timeout": 2}]
+    rc, report = run(wf_cli, write_workflow(tmp_path, chat))
+    task = report["tasks"]["chat"]
+    assert rc == 1 and task["error"] == "timed out after 2 s", task
+    assert task["seconds"] < 12, task  # it used to run until cancelled by hand
+    discussed = sum(task_of(r) == "discuss" for r in state.requests)
+    assert discussed >= 2  # the chat did go on until the timeout
+    # the worker takes other work; the stopped chat sends at most the request it had in hand
+    after = [{"id": "next", "description": "after", "agent": {"$ref": "alice"}, "cache": False}]
+    assert run(wf_cli, write_workflow(tmp_path, after, name="wf2"))[0] == 0
+    assert sum(task_of(r) == "discuss" for r in state.requests) <= discussed + 1
+
+
+def test_a_key_a_server_echoes_in_a_teams_failure_stays_out_of_the_worker_log(
+    wf_cli: Cli, standin, tmp_path: Path, services_dir: Path
+) -> None:
+    """AutoGen logs a failing participant's traceback, and a team's every message, on the worker."""
+    url, state = standin
+    team = {
+        "provider": "autogen_agentchat.teams.RoundRobinGroupChat",
+        "component_type": "team",
+        "label": "pair",
+        "config": {
+            "participants": [{"$ref": "alice"}, {"$ref": "bob"}],
+            "termination_condition": termination("MaxMessageTermination", max_messages=3),
+        },
+    }
+    docs = {"models/m.yaml": model_doc("m", url), "a.yaml": agent_doc("alice"), "b.yaml": agent_doc("bob")}
+    write_docs(tmp_path, {**docs, "t.yaml": team})
+    chat = [{"id": "ok", "description": "talk", "agent": {"$ref": "pair"}, "cache": False}]
+    assert run(wf_cli, write_workflow(tmp_path, chat))[0] == 0
+    state.control.update(fail_rate=1.0, fail_status=401)  # "Incorrect API key provided: <the key>"
+    rc, report = run(wf_cli, write_workflow(tmp_path, [{**chat[0], "id": "refused"}], name="wf2"))
+    error = report["tasks"]["refused"]["error"]
+    assert rc == 1 and "answered 401" in error and "Incorrect API key provided: ***" in error, error
+    log = (services_dir / "worker.log").read_text(errors="replace")
+    assert TEST_SECRET not in log
+    assert "Publishing message of type" not in log and "Sending message of type" not in log
+
+
+def test_terminal_escapes_in_a_models_answer_are_shown_as_text_in_the_markdown(
+    wf_cli: Cli, standin, tmp_path: Path
+) -> None:
+    """The stand-in's answer repeats the task line: one that clears the screen and sets the title."""
+    url, _ = standin
+    write_docs(tmp_path, {"models/m.yaml": model_doc("m", url), "a.yaml": agent_doc("alice")})
+    hostile = "A\x1b[2J\x1b]0;pwned\x07 \x9b31mB"
+    rc, report = run(
+        wf_cli, write_workflow(tmp_path, [{"id": "t", "description": hostile, "agent": {"$ref": "alice"}}])
+    )
+    assert rc == 0 and hostile in report["tasks"]["t"]["output"]  # the JSON keeps what the model said
+    proc = wf_cli.run("result", report["run_id"], "--markdown")
+    assert proc.returncode == 0 and not {"\x1b", "\x07", "\x9b"} & set(proc.stdout), proc.stdout
+    assert "A\\x1b[2J\\x1b]0;pwned\\x07 \\x9b31mB" in proc.stdout, proc.stdout
 
 
 def test_an_agent_autogen_refuses_is_named_by_its_file_and_field(wf_cli: Cli, standin, tmp_path: Path) -> None:

@@ -82,6 +82,24 @@ def test_both_spellings_parse_to_the_same_workflow() -> None:
             "tasks[0].priority",
             "integer",
         ),
+        *(
+            (
+                {
+                    "kind": "workflow",
+                    "name": "w",
+                    "tasks": [{"id": "t", "description": "d", "agent": "a", "priority": p}],
+                },
+                "tasks[0].priority",
+                text,
+            )
+            # a priority past 10^6 is no exact Redis score (one of 10^303 failed its tasks inside Redis)
+            for p, text in (
+                (10**303, "less than or equal to 1000000"),
+                (-(10**7), "greater than"),
+                ("7", "integer"),
+                (True, "integer"),
+            )
+        ),
         (
             {"kind": "workflow", "name": "w", "tasks": [{"id": "t", "description": "d", "agent": "a", "colour": 1}]},
             "tasks[0].colour",
@@ -205,6 +223,13 @@ def test_retry_after_seconds_and_dates() -> None:
     later = email.utils.formatdate(time.time() + 5, usegmt=True)
     assert 3.0 <= retry_after_seconds(later) <= 5.0
     assert retry_after_seconds("100000") == 60.0  # capped
+    # no wait asked for: the backoff applies, or a server saying "-5" had every retry at once
+    past = email.utils.formatdate(time.time() - 60, usegmt=True)
+    assert [retry_after_seconds(v) for v in ("0", "-5", "nan", past)] == [None] * 4
+    from shared.adapters.studio import AnswerStatus
+
+    assert classify(AnswerStatus(429, {"retry-after": "-5"}, "")) == Retry("rate_limited", None)
+    assert classify(AnswerStatus(429, {"retry-after": "2"}, "")) == Retry("rate_limited", 2.0)
 
 
 def test_release_plan_releases_each_task_after_its_own_inputs_only() -> None:
