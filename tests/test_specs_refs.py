@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -126,6 +128,25 @@ TEAM = {
         "nested": {"deeper": [[{"$ref": "model"}]]},
     },
 }
+
+
+def test_a_function_tool_whose_source_does_not_compile_is_named_by_its_field():
+    """AutoGen's load of the tool fails (and with it every agent using it): the tool's file says why."""
+
+    tool = yaml.safe_load((Path(__file__).resolve().parent.parent / "examples" / "tools" / "add.yaml").read_text())
+    assert isinstance(validate_spec("tools/add.yaml", tool), ComponentSpec)
+    broken = copy.deepcopy(tool)
+    broken["config"]["source_code"] = "def add(a: int) -> int\n    return a +\n"
+    errors = validate_spec("tools/add.yaml", broken)
+    assert isinstance(errors, list) and [(e.path, e.field) for e in errors] == [
+        ("tools/add.yaml", "config.source_code")
+    ]
+    assert errors[0].message.startswith("does not compile: ") and "(line 1)" in errors[0].message
+    nul = {**broken, "config": {**broken["config"], "source_code": "x = 1\x00"}}
+    assert [e.field for e in validate_spec("t.yaml", nul)] == ["config.source_code"]
+    # only a FunctionTool's source is code
+    other = {**broken, "provider": "my.tools.Shell"}
+    assert isinstance(validate_spec("t.yaml", other), ComponentSpec)
 
 
 def test_refs_are_found_with_field_paths():

@@ -21,6 +21,8 @@ from typing import Any
 
 # Why a component of some type could not answer a workflow task, known before AutoGen loads it
 Problems = Callable[[Mapping[str, Any]], list[str]]
+# What keeps AutoGen from loading a spec of some type at all: (field, why) pairs
+FieldProblems = Callable[[Mapping[str, Any]], list[tuple[str, str]]]
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class ComponentKind:
     runs_tasks: bool = False  # a workflow task's `agent` may name it
     is_model: bool = False  # a model client: called under a cluster-wide limit, names an endpoint
     task_problems: Problems | None = None  # type-specific checks before a task runs on it
+    spec_problems: FieldProblems | None = None  # type-specific checks of a spec, before anything loads it
 
 
 def display_name(component: Mapping[str, Any]) -> object:
@@ -68,6 +71,21 @@ def _model_problems(model: Mapping[str, Any]) -> list[str]:
     config = model.get("config") or {}
     if not isinstance(config.get("model"), str) or not config["model"]:
         return [f"model client {model.get('label') or '(inline)'!r} has no config.model"]
+    return []
+
+
+def _tool_problems(tool: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A FunctionTool's source that does not compile: AutoGen's load of it (and so every agent that
+    uses it) fails, so the tool's own file is named. Compiled only, never run."""
+    source = (tool.get("config") or {}).get("source_code")
+    if not str(tool.get("provider")).endswith(".FunctionTool") or not isinstance(source, str):
+        return []
+    try:
+        compile(source, "<source_code>", "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        return [("config.source_code", f"does not compile: {exc.msg} (line {exc.lineno})")]
+    except (ValueError, RecursionError, MemoryError) as exc:  # NUL bytes; nesting past the parser's limit
+        return [("config.source_code", f"does not compile: {exc}")]
     return []
 
 
@@ -111,7 +129,7 @@ COMPONENTS: Mapping[str, ComponentKind] = _table(
         runs_tasks=True,
         task_problems=_team_problems,
     ),
-    ComponentKind("tool", folder="tools", gallery_section="tools"),
+    ComponentKind("tool", folder="tools", gallery_section="tools", spec_problems=_tool_problems),
     ComponentKind(
         "termination",
         folder="terminations",
@@ -130,6 +148,12 @@ def kind_of(component_type: object) -> ComponentKind | None:
 
 def component_types() -> tuple[str, ...]:
     return tuple(COMPONENTS)
+
+
+def spec_problems(component: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What keeps AutoGen from loading this spec, known without loading it: (field, why) pairs."""
+    kind = kind_of(component.get("component_type"))
+    return kind.spec_problems(component) if kind is not None and kind.spec_problems else []
 
 
 def has_rows(component_type: object) -> bool:

@@ -44,7 +44,7 @@ class ComponentSpec(BaseModel):
 
 def validate_spec(path: str, doc: dict[str, Any]) -> ComponentSpec | list[ConfigError]:
     try:
-        return ComponentSpec.model_validate(doc)
+        spec = ComponentSpec.model_validate(doc)
     except ValidationError as exc:
         errors = []
         for err in exc.errors():
@@ -58,3 +58,5 @@ def validate_spec(path: str, doc: dict[str, Any]) -> ComponentSpec | list[Config
                 message = err["msg"]
             errors.append(ConfigError(path=path, field=field, message=message))
         return errors
+    found = components.spec_problems(doc)
+    return [ConfigError(path=path, field=f, message=why) for f, why in found] if found else spec
