@@ -154,6 +154,8 @@ def test_an_interrupted_embedded_run_is_not_taken_up_by_a_later_command(tmp_path
     assert asked and all(task.startswith("later") for task in asked), asked
     old = json.loads(cli(env, "status", old_run, "--json").stdout)
     assert old["state"] == "finished" and "interrupted" in old["error"], old
+    listed = next(r for r in json.loads(cli(env, "runs", "--json").stdout)["runs"] if r["run_id"] == old_run)
+    assert "interrupted" in listed["error"] and listed["counts"]["skipped"] > 0, listed  # not "finished, 0 failed"
     left = [t for t in old["tasks"].values() if t["status"] not in ("done", "failed")]
     assert left and all(t["status"] == "skipped" and "interrupted" in t["reason"] for t in left), left
 

@@ -39,6 +39,7 @@ def _row(meta: dict[str, Any], now: float) -> dict[str, Any]:
         "total": meta.get("total", 0),
         "ended": sum(counts.get(s, 0) for s in TERMINAL),
         "counts": counts,
+        "error": meta.get("error"),  # why it ended early (interrupted, no broker ...)
         "created": meta.get("created"),
         "age_seconds": round(now - float(meta.get("created", now)), 1),
     }
@@ -71,7 +72,7 @@ def _table(rows: list[dict[str, Any]], now: float) -> Table:
     from rich.table import Table
 
     table = Table(title=f"{len(rows)} newest run(s)", title_justify="left")
-    for column in ("run", "kind", "state", "ended", "failed", "what", "age"):
+    for column in ("run", "kind", "state", "ended", "failed", "skipped", "what", "age"):
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*_cells(row, now))
@@ -82,9 +83,10 @@ def _cells(row: dict[str, Any], now: float) -> tuple[str, ...]:
     return (
         escape(str(row["run_id"])),
         str(row["kind"]),
-        str(row["state"]),
+        escape(f"{row['state']}: {row['error']}" if row["error"] else str(row["state"])),
         f"{row['ended']}/{row['total']}",
         str(row["counts"].get("failed", 0)),
+        str(row["counts"].get("skipped", 0)),
         escape(str(row["what"] or "")),
         _age(now - float(row["created"] or now)),
     )
