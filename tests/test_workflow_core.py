@@ -122,6 +122,18 @@ def test_invalid_fields_are_named(doc: dict, field: str, text: str) -> None:
     assert any(e.field == field and text in e.message and e.path == "flows/w.yaml" for e in errors), errors
 
 
+def test_a_task_on_a_team_whose_model_misses_a_variable_names_the_variable() -> None:
+    """Through the chain of what was skipped for it: team t -> agent a -> model m."""
+    tree = tree_with(
+        m2={"component_type": "model", "config": {"model": "x", "api_key": "${AGENTQ_NOT_SET}"}},
+        a2={"component_type": "agent", "config": {"model_client": {"$ref": "m2"}}},
+        t2={"component_type": "team", "config": {"participants": [{"$ref": "a2"}]}},
+    )
+    (problem,) = check_workflow("w.yaml", wf({"id": "x", "agent": "t2"}), tree)
+    assert problem.field == "tasks[0].agent" and "depends on 'a2' (a2.yaml) which was skipped" in problem.message
+    assert "(m2.yaml: config.api_key: environment variable AGENTQ_NOT_SET is not set)" in problem.message, problem
+
+
 def test_check_reports_unknown_ids_cycles_and_bad_agents() -> None:
     tree = tree_with()
     ok = wf({"id": "x"}, {"id": "y", "agent": "t", "dependencies": ["x"]})

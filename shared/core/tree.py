@@ -48,6 +48,18 @@ class Tree:
     def valid(self) -> list[str]:
         return sorted(lbl for lbl in self.nodes if lbl not in self.invalid and lbl not in self.skipped)
 
+    def why_invalid(self, label: str) -> str | None:
+        """The error of the invalid node at the root of `label`'s skip (a missing variable, say),
+        followed through the dependencies that were skipped for it."""
+        seen: set[str] = set()
+        while label not in self.invalid and label not in seen:
+            seen.add(label)
+            bad = next((d for d in self.nodes[label].deps if d in self.invalid or d in self.skipped), None)
+            if bad is None:
+                return None
+            label = bad
+        return self.invalid.get(label)
+
     def resolved(self, label: str, _memo: dict[str, Any] | None = None) -> dict[str, Any]:
         """The node's spec with every reference inlined, recursively (valid nodes only)."""
         memo = {} if _memo is None else _memo

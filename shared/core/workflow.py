@@ -137,7 +137,7 @@ def _agent_problems(label: str, tree: Tree, memo: dict[str, Any]) -> list[str]:
     if node.component_type not in runnable:
         return [f"{label!r} ({node.path}) is {a_kind(node.component_type)}, not an {either(runnable)}"]
     if label in tree.invalid or label in tree.skipped:
-        reason = tree.invalid.get(label) or tree.skipped[label]
+        reason = tree.invalid.get(label) or f"{tree.skipped[label]} ({tree.why_invalid(label)})"
         return [f"agent {label!r} is not usable: {reason}"]
     return [f"{label!r} ({node.path}): {problem}" for problem in agent_problems(tree.resolved(label, memo))]
 
