@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import inspect
+import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -76,7 +77,7 @@ def classify(exc: BaseException) -> Retry | None:
     if isinstance(exc, MalformedAnswer):
         return Retry("malformed_answer", None)
     name = type(exc).__name__
-    if refused(exc) is not None:
+    if unreached(exc) is not None:
         return Retry("connection", None)
     if isinstance(exc, asyncio.TimeoutError) or "Timeout" in name:
         return Retry("timeout", None)
@@ -87,14 +88,16 @@ def classify(exc: BaseException) -> Retry | None:
     return None
 
 
-def refused(exc: BaseException) -> ConnectionRefusedError | None:
-    """The refused connection under `exc`, if there is one: the OpenAI SDK's aiohttp client
-    (httpx-aiohttp) raises a refused connect as a timeout, which it is not."""
+def unreached(exc: BaseException) -> str | None:
+    """A refused or lost connection under `exc`, in words; None when there is none. The OpenAI
+    SDK's aiohttp client (httpx-aiohttp) raises both as timeouts, which they are not."""
     seen: set[int] = set()
     cause: BaseException | None = exc
     while cause is not None and id(cause) not in seen:
         if isinstance(cause, ConnectionRefusedError):
-            return cause
+            return f"could not connect: {os.strerror(cause.errno) if cause.errno else 'Connection refused'}"
+        if isinstance(cause, aiohttp.ServerDisconnectedError | ConnectionResetError):
+            return "connection lost: the server closed it before answering"
         seen.add(id(cause))
         cause = cause.__cause__ or getattr(cause, "os_error", None)  # aiohttp keeps its OSError there
     return None

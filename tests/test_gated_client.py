@@ -220,3 +220,32 @@ def test_a_refused_connection_is_said_as_one_and_retried_as_one() -> None:
     assert failure_text(exc) == "could not connect: Connection refused"
     retry = classify(exc)
     assert retry is not None and retry.cause == "connection"
+
+
+def test_a_connection_the_server_closes_before_answering_is_said_as_lost_and_retried_as_one() -> None:
+    """The SDK's aiohttp client raises that as APITimeoutError too: a server that reads the request
+    and hangs up (a proxy dropping it, a crashed upstream)."""
+    from openai import AsyncOpenAI, DefaultAioHttpClient
+
+    from shared.retry import classify
+    from workers.task_models import failure_text
+
+    async def hangs_up() -> BaseException:
+        async def close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.close()
+
+        server = await asyncio.start_server(close, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server, DefaultAioHttpClient(timeout=10) as http:
+            sdk = AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0, http_client=http)
+            try:
+                await sdk.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+            except Exception as exc:
+                return exc
+        raise AssertionError("the server hung up, yet an answer came")
+
+    exc = asyncio.run(hangs_up())
+    assert failure_text(exc) == "connection lost: the server closed it before answering", repr(exc)
+    retry = classify(exc)
+    assert retry is not None and retry.cause == "connection"

@@ -10,7 +10,6 @@ which the gated client finds through LOADING, set while the task's component loa
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -24,7 +23,7 @@ from shared.core.endpoints import is_model, limit_key, max_concurrency, provider
 from shared.core.exceptions import MalformedAnswer, RunCancelled, TaskFailed
 from shared.metrics import Metrics
 from shared.ports import ModelLimit
-from shared.retry import classify, pause, refused, retrying
+from shared.retry import classify, pause, retrying, unreached
 from workers.model_pool import ModelClients, config_of
 from workers.start_order import StartOrder
 
@@ -198,6 +197,6 @@ def failure_text(exc: BaseException) -> str:
     detail = (body.get("message") if isinstance(body, dict) else None) or str(exc)
     if status is not None:
         return f"answered {status}: {str(detail)[:300]}"
-    if (lost := refused(exc)) is not None:
-        return f"could not connect: {os.strerror(lost.errno) if lost.errno else type(lost).__name__}"
+    if (lost := unreached(exc)) is not None:
+        return lost
     return f"{type(exc).__name__}: {str(exc)[:300]}"

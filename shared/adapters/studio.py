@@ -20,7 +20,7 @@ import aiohttp
 from shared.core.exceptions import MalformedAnswer
 from shared.metrics import Metrics, endpoint_template
 from shared.ports import StudioError
-from shared.retry import classify, is_retryable, refused, retrying
+from shared.retry import classify, is_retryable, retrying, unreached
 
 if TYPE_CHECKING:  # read for its values only: the import costs pydantic where no client is made
     from shared.settings import Settings
@@ -283,8 +283,8 @@ class StudioClient:
 
 def _unreached(exc: BaseException) -> str:
     """Why no answer came, in a few words (aiohttp's own text names the host and the OS call)."""
-    if refused(exc) is not None:
-        return "could not connect: Connection refused"
+    if (lost := unreached(exc)) is not None:
+        return lost
     if isinstance(exc, TimeoutError):
         return f"timed out ({type(exc).__name__})"
     return f"{type(exc).__name__}: {exc}".rstrip(": ")
