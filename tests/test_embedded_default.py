@@ -94,6 +94,7 @@ def test_a_terminated_command_stops_what_it_started(studio_url: str, tmp_path: P
         producer.send_signal(signal.SIGTERM)
         _, err = producer.communicate(timeout=60)
         assert producer.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err
+        assert "interrupted: run " in err and "stops with the embedded Redis" in err, err  # as Ctrl-C says it
         assert _gone(started, 30) == []
     finally:
         _stop(started)

@@ -5,9 +5,11 @@ only for typer (producer/cli/__init__.py is the entry point)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -258,6 +260,7 @@ def dispatcher_for(settings: Settings) -> Dispatcher:
 
 
 LAST = "last"  # the run id that stands for the newest run
+SIGNALLED = (128 + signal.SIGTERM, 128 + signal.SIGHUP)  # the exit codes of producer/cli/__init__.py's _terminated
 
 
 class Interrupted(AgentqError):
@@ -281,6 +284,11 @@ def interruptible(run_id: str, embedded_default: bool) -> Iterator[None]:
         yield
     except KeyboardInterrupt:
         raise Interrupted(run_id, goes_on=not embedded_default) from None
+    except SystemExit as exc:
+        if exc.code in SIGNALLED:  # `kill`, `timeout`: said as Ctrl-C is, with the signal's exit code
+            with contextlib.suppress(OSError):  # a closed terminal (SIGHUP) takes no line
+                _fail([str(Interrupted(run_id, goes_on=not embedded_default))], int(exc.code))
+        raise
 
 
 def stored_report_of(
