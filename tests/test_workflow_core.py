@@ -74,6 +74,16 @@ def test_both_spellings_parse_to_the_same_workflow() -> None:
         ({"kind": "workflow", "name": "w", "tasks": []}, "tasks", "at least 1"),
         ({"kind": "workflow", "name": "w", "tasks": [{"id": "t", "agent": "a"}]}, "tasks[0].description", "required"),
         (
+            {"kind": "workflow", "name": "w", "tasks": [{"id": "t", "description": " \n", "agent": "a"}]},
+            "tasks[0].description",
+            "is blank",
+        ),
+        (
+            {"kind": 7, "name": "w", "tasks": [{"id": "t", "description": "d", "agent": "a"}]},
+            "kind",
+            "expected 'workflow'",
+        ),
+        (
             {
                 "kind": "workflow",
                 "name": "w",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_core import ErrorDetails
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from shared.core.components import a_kind, display_name, either, is_group, kind_of, runnable_types, task_problems
 from shared.core.endpoints import agents_of, model_specs
@@ -41,6 +41,13 @@ class WorkflowTask(BaseModel):
     timeout: float | None = Field(default=None, gt=0)
     retries: int | None = Field(default=None, ge=0, le=20)
     cache: bool = True
+
+    @field_validator("description")
+    @classmethod
+    def _said(cls, value: str) -> str:
+        if not value.strip():
+            raise PydanticCustomError("blank", "is blank: say what the task is to do")
+        return value
 
     @field_validator("agent", mode="before")
     @classmethod
@@ -77,6 +84,8 @@ def _component_body(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_workflow(path: str, doc: dict[str, Any]) -> Workflow | list[ConfigError]:
+    if "kind" in doc and doc["kind"] != "workflow":  # else read as a component, and said as one
+        return [ConfigError(path=path, field="kind", message=f"expected 'workflow', found {doc['kind']!r}")]
     prefix = "" if doc.get("kind") == "workflow" else "config."
     try:
         return Workflow.model_validate(_body(doc))
