@@ -202,7 +202,7 @@ def test_markup_in_names_and_labels_is_printed_as_written(cli: Cli, tmp_path: Pa
     tree.mkdir()
     (tree / "[b]x.yaml").write_text(
         "provider: autogen_core.tools.FunctionTool\ncomponent_type: tool\nlabel: '[/]tool'\n"
-        "config: {source_code: 'def f() -> int:\\n    return 1\\n', name: f, description: d, global_imports: []}\n"
+        'config: {source_code: "def f() -> int:\\n    return 1\\n", name: f, description: d, global_imports: []}\n'
     )
     (tree / "team.yaml").write_text(
         "provider: autogen_agentchat.teams.RoundRobinGroupChat\ncomponent_type: team\n"
@@ -211,12 +211,12 @@ def test_markup_in_names_and_labels_is_printed_as_written(cli: Cli, tmp_path: Pa
     # control and bidi-override characters: a label could recolour the terminal or set its title
     (tree / "ansi.yaml").write_text(
         'provider: autogen_core.tools.FunctionTool\ncomponent_type: tool\nlabel: "red\\e[31m-title\\e]0;pwned\\a-rtl\\u202e"\n'
-        "config: {source_code: 'def f() -> int:\\n    return 1\\n', name: f, description: d, global_imports: []}\n"
+        'config: {source_code: "def f() -> int:\\n    return 1\\n", name: f, description: d, global_imports: []}\n'
     )
     giant = "g" * 3000 + "-end"
     (tree / "giant.yaml").write_text(
         f"provider: autogen_core.tools.FunctionTool\ncomponent_type: tool\nlabel: '{giant}'\n"
-        "config: {source_code: 'def f() -> int:\\n    return 1\\n', name: f, description: d, global_imports: []}\n"
+        'config: {source_code: "def f() -> int:\\n    return 1\\n", name: f, description: d, global_imports: []}\n'
     )
     plan = cli.run("plan", str(tree), timeout=60)
     assert "Traceback" not in plan.stderr, plan.stderr

@@ -68,7 +68,7 @@ def test_a_sync_no_worker_takes_says_so_and_ends(
         tree.mkdir()
         (tree / "tool.yaml").write_text(
             "provider: autogen_core.tools.FunctionTool\ncomponent_type: tool\nlabel: t\n"
-            "config: {source_code: 'def f() -> int:\\n    return 1\\n', name: f, description: d, global_imports: []}\n"
+            'config: {source_code: "def f() -> int:\\n    return 1\\n", name: f, description: d, global_imports: []}\n'
         )
         env = {
             **os.environ,
