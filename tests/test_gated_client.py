@@ -196,26 +196,26 @@ def test_specs_are_swapped_for_gated_ones_and_slots_kept_in_order() -> None:
     assert models.specs[1:] == [SPEC, SPEC]
 
 
-def test_a_refused_connection_is_said_as_one_and_retried_as_one() -> None:
-    """The OpenAI SDK's aiohttp client (the workers') raises a refused connect as APITimeoutError."""
+async def sdk_failure(port: int) -> BaseException:
+    """What the OpenAI SDK's aiohttp client (the workers') raises for one request to `port`."""
     from openai import AsyncOpenAI, DefaultAioHttpClient
 
+    async with DefaultAioHttpClient(timeout=10) as http:
+        sdk = AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0, http_client=http)
+        try:
+            await sdk.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+        except Exception as exc:
+            return exc
+    raise AssertionError("an answer came")
+
+
+def test_a_refused_connection_is_said_as_one_and_retried_as_one() -> None:
+    """The SDK raises a refused connect as APITimeoutError."""
     from producer.embedded import free_port
     from shared.retry import classify
     from workers.task_models import failure_text
 
-    async def refused() -> BaseException:
-        async with DefaultAioHttpClient(timeout=10) as http:
-            sdk = AsyncOpenAI(
-                base_url=f"http://127.0.0.1:{free_port()}/v1", api_key="x", max_retries=0, http_client=http
-            )
-            try:
-                await sdk.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
-            except Exception as exc:
-                return exc
-        raise AssertionError("nothing listens there, yet it answered")
-
-    exc = asyncio.run(refused())
+    exc = asyncio.run(sdk_failure(free_port()))
     assert type(exc).__name__ == "APITimeoutError"  # as the SDK names it
     assert failure_text(exc) == "could not connect: Connection refused"
     retry = classify(exc)
@@ -223,10 +223,8 @@ def test_a_refused_connection_is_said_as_one_and_retried_as_one() -> None:
 
 
 def test_a_connection_the_server_closes_before_answering_is_said_as_lost_and_retried_as_one() -> None:
-    """The SDK's aiohttp client raises that as APITimeoutError too: a server that reads the request
-    and hangs up (a proxy dropping it, a crashed upstream)."""
-    from openai import AsyncOpenAI, DefaultAioHttpClient
-
+    """The SDK raises that as APITimeoutError too: a server that reads the request and hangs up (a
+    proxy dropping it, a crashed upstream)."""
     from shared.retry import classify
     from workers.task_models import failure_text
 
@@ -235,15 +233,8 @@ def test_a_connection_the_server_closes_before_answering_is_said_as_lost_and_ret
             await reader.readuntil(b"\r\n\r\n")
             writer.close()
 
-        server = await asyncio.start_server(close, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        async with server, DefaultAioHttpClient(timeout=10) as http:
-            sdk = AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0, http_client=http)
-            try:
-                await sdk.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
-            except Exception as exc:
-                return exc
-        raise AssertionError("the server hung up, yet an answer came")
+        async with await asyncio.start_server(close, "127.0.0.1", 0) as server:
+            return await sdk_failure(server.sockets[0].getsockname()[1])
 
     exc = asyncio.run(hangs_up())
     assert failure_text(exc) == "connection lost: the server closed it before answering", repr(exc)

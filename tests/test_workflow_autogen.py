@@ -45,6 +45,16 @@ def termination(kind: str, **config: Any) -> dict[str, Any]:
     return {"provider": f"{TERMINATIONS}.{kind}", "component_type": "termination", "config": config}
 
 
+def round_robin(label: str, participants: list[str], stop: dict[str, Any]) -> dict[str, Any]:
+    """A RoundRobinGroupChat of the agents labelled `participants`, as Studio exports one."""
+    return {
+        "provider": "autogen_agentchat.teams.RoundRobinGroupChat",
+        "component_type": "team",
+        "label": label,
+        "config": {"participants": [{"$ref": p} for p in participants], "termination_condition": stop},
+    }
+
+
 def add_tool() -> dict[str, Any]:
     """The example tree's `add` FunctionTool, as Studio exports it."""
     return yaml.safe_load((Path(__file__).resolve().parent.parent / "examples" / "tools" / "add.yaml").read_text())
@@ -130,12 +140,7 @@ def test_and_termination_stops_only_when_both_conditions_hold(wf_cli: Cli, stand
             "models/m.yaml": model_doc("m", url),
             "agents/a.yaml": agent_doc("alice"),
             "agents/b.yaml": agent_doc("bob"),
-            "teams/t.yaml": {
-                "provider": "autogen_agentchat.teams.RoundRobinGroupChat",
-                "component_type": "team",
-                "label": "duo",
-                "config": {"participants": [{"$ref": "alice"}, {"$ref": "bob"}], "termination_condition": both},
-            },
+            "teams/t.yaml": round_robin("duo", ["alice", "bob"], both),
         },
     )
     rc, report = run(
@@ -341,15 +346,7 @@ def test_a_teams_failing_participant_is_named_without_a_traceback(wf_cli: Cli, s
     """AutoGen hands a participant's failure to the team's caller with the participant's whole
     traceback in the message; the task's error keeps what it says."""
     url, state = standin
-    team = {
-        "provider": "autogen_agentchat.teams.RoundRobinGroupChat",
-        "component_type": "team",
-        "label": "pair",
-        "config": {
-            "participants": [{"$ref": "alice"}],
-            "termination_condition": termination("MaxMessageTermination", max_messages=2),
-        },
-    }
+    team = round_robin("pair", ["alice"], termination("MaxMessageTermination", max_messages=2))
     write_docs(tmp_path, {"models/m.yaml": model_doc("m", url), "agents/a.yaml": agent_doc("alice"), "t.yaml": team})
     state.control.update(fail_rate=1.0, fail_status=400)  # a 400 is final: not retried
     tasks = [{"id": "t", "description": "fail in a team", "agent": {"$ref": "pair"}}]
@@ -364,15 +361,7 @@ def test_a_team_whose_chat_never_ends_stops_at_the_tasks_timeout(wf_cli: Cli, st
     never holds does not: the timeout stops the chat itself, and with it the model calls."""
     url, state = standin
     state.control["delay"] = 0.05
-    team = {
-        "provider": "autogen_agentchat.teams.RoundRobinGroupChat",
-        "component_type": "team",
-        "label": "endless",
-        "config": {
-            "participants": [{"$ref": "alice"}, {"$ref": "bob"}],
-            "termination_condition": termination("TextMentionTermination", text="ZZZ_NEVER_SAID"),
-        },
-    }
+    team = round_robin("endless", ["alice", "bob"], termination("TextMentionTermination", text="ZZZ_NEVER_SAID"))
     write_docs(
         tmp_path,
         {
@@ -400,15 +389,7 @@ def test_a_key_a_server_echoes_in_a_teams_failure_stays_out_of_the_worker_log(
 ) -> None:
     """AutoGen logs a failing participant's traceback, and a team's every message, on the worker."""
     url, state = standin
-    team = {
-        "provider": "autogen_agentchat.teams.RoundRobinGroupChat",
-        "component_type": "team",
-        "label": "pair",
-        "config": {
-            "participants": [{"$ref": "alice"}, {"$ref": "bob"}],
-            "termination_condition": termination("MaxMessageTermination", max_messages=3),
-        },
-    }
+    team = round_robin("pair", ["alice", "bob"], termination("MaxMessageTermination", max_messages=3))
     docs = {"models/m.yaml": model_doc("m", url), "a.yaml": agent_doc("alice"), "b.yaml": agent_doc("bob")}
     write_docs(tmp_path, {**docs, "t.yaml": team})
     chat = [{"id": "ok", "description": "talk", "agent": {"$ref": "pair"}, "cache": False}]
