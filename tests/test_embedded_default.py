@@ -90,7 +90,8 @@ def test_a_terminated_command_stops_what_it_started(studio_url: str, tmp_path: P
     started: list[psutil.Process] = []
     try:
         producer, started = _embedded_sync(tmp_path, proxy.url)
-        wait_for(lambda: bool(proxy.requests), 60, "the sync to reach Studio")
+        # the workers' requests, not the producer's version check: the command waits for its run
+        wait_for(lambda: any(r[1] != "/api/version" for r in proxy.requests), 60, "the run to reach Studio")
         producer.send_signal(signal.SIGTERM)
         _, err = producer.communicate(timeout=60)
         assert producer.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err
