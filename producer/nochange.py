@@ -27,8 +27,10 @@ from typing import Any, BinaryIO, NamedTuple
 from urllib.parse import urlsplit
 
 from producer.walk import config_files, default_cache_path
+from shared.adapters.answer_limits import MAX_ANSWER_BYTES
 from shared.adapters.redis.resp import root_still_there
 
+STUDIO_SECONDS = 5.0  # for Studio's listing, as a whole: past it the full path asks (and times out as set)
 SECONDS = '\n  "seconds": null,'  # the first key of the stored report, filled in when it is printed
 
 
@@ -124,7 +126,7 @@ def answer(root: Path, redis_url: str, cache_dir: Path, environ: dict[str, str])
     if fingerprint(root, last.settings_names, last.variables, environ) != last.fingerprint:
         return None
     if last.rows:
-        asking.join()
+        asking.join(STUDIO_SECONDS)  # a server that answers a byte at a time is left to the full path
         if studio != [True]:
             return None  # a row was edited or deleted in Studio: the full sync reports the drift
     return (last, text) if _root_still_there(redis_url, last) else None
@@ -168,10 +170,12 @@ def _team_rows(studio: list[str], environ: dict[str, str]) -> list[Any] | None:
         return None  # https and the rest take the full path
     path = f"{parts.path.rstrip('/')}/api/teams/?user_id={quote(user)}"
     token = environ.get("STUDIO_TOKEN")
+    if any(environ.get(name) for name in ("HTTP_PROXY", "http_proxy")):
+        return None  # the full path's client goes through the proxy (or not, as NO_PROXY says)
     try:
         body = http_get(parts.hostname, parts.port or 80, path, {"Authorization": f"Bearer {token}"} if token else {})
         answer = json.loads(body) if body is not None else None
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: JSON nested too deeply
         return None
     listed = answer.get("data") if isinstance(answer, dict) else None
     return listed if isinstance(listed, list) else None
@@ -210,16 +214,22 @@ def _header_fields(reader: BinaryIO) -> dict[bytes, bytes]:
 
 
 def _body(reader: BinaryIO, fields: dict[bytes, bytes]) -> bytes:
+    """The body, at most MAX_ANSWER_BYTES of it (ValueError past that: the full path says why)."""
     if fields.get(b"transfer-encoding", b"").lower() == b"chunked":
         return _chunks(reader)
-    if b"content-length" in fields:
-        return bytes(reader.read(int(fields[b"content-length"])))
-    return bytes(reader.read())
+    size = int(fields.get(b"content-length", MAX_ANSWER_BYTES))
+    body = bytes(reader.read(min(size, MAX_ANSWER_BYTES) + 1))
+    if len(body) > MAX_ANSWER_BYTES:
+        raise ValueError("answer too big")
+    return body
 
 
 def _chunks(reader: BinaryIO) -> bytes:
-    chunks = []
+    chunks, total = [], 0
     while (size := int(reader.readline().split(b";")[0], 16)) > 0:
+        total += size
+        if total > MAX_ANSWER_BYTES:
+            raise ValueError("answer too big")
         chunks.append(reader.read(size))
         reader.readline()
     return b"".join(chunks)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
 
+from shared.adapters.answer_limits import MAX_ANSWER_BYTES
 from shared.core.exceptions import MalformedAnswer
 from shared.metrics import Metrics, endpoint_template
 from shared.ports import StudioError
@@ -46,6 +47,15 @@ def _all_rows(data: object) -> bool:
         isinstance(row, dict) and type(row.get("id")) is int  # not a bool either
         for row in data
     )
+
+
+# a whole answer takes at most this many timeouts: a server that sends a byte at a time would
+# otherwise restart the read timeout with each one, forever
+WHOLE_ANSWER_TIMEOUTS = 4
+
+
+class AnswerTooBig(Exception):
+    """An answer past MAX_ANSWER_BYTES (as unpacked): not read on, not asked again."""
 
 
 class AnswerStatus(Exception):
@@ -93,7 +103,9 @@ class StudioClient:
         self.metrics = metrics or Metrics()
         self._base = base_url.rstrip("/") + "/api"
         # each step (a free connection, the connect, every read) waits at most `timeout`, as httpx's did
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=timeout, sock_connect=timeout, sock_read=timeout)
+        self._timeout = aiohttp.ClientTimeout(
+            total=timeout * WHOLE_ANSWER_TIMEOUTS, connect=timeout, sock_connect=timeout, sock_read=timeout
+        )
         self._max_connections = max_connections
         self._http: aiohttp.ClientSession | None = None  # made on the first call, inside the event loop
 
@@ -173,12 +185,15 @@ class StudioClient:
                     return await self._once(method, path, expect, **kwargs)
         except MalformedAnswer as exc:
             raise StudioError(method, path, 200, str(exc), retryable=True) from exc
+        except AnswerTooBig as exc:
+            raise StudioError(method, path, 200, str(exc)) from exc
         except AnswerStatus as exc:
             raise StudioError(method, path, exc.status_code, self._said(exc.text)[:500], is_retryable(exc)) from exc
         except (TimeoutError, aiohttp.ClientError) as exc:
             if max_timeouts is not None and timeouts >= max_timeouts:
                 raise StudioError(method, path, None, f"timed out {timeouts} times; not sent again") from exc
-            raise StudioError(method, path, None, _unreached(exc), is_retryable(exc)) from exc
+            # aiohttp's own words may quote what the server sent (an echoed token among them)
+            raise StudioError(method, path, None, self._said(_unreached(exc)), is_retryable(exc)) from exc
         raise AssertionError("unreachable")
 
     async def _once(self, method: str, path: str, expect: Shape, **kwargs: Any) -> Any:
@@ -188,11 +203,13 @@ class StudioClient:
             self.requests[f"{method} {path.split('?')[0]}"] += 1
             async with self._session().request(method, self._base + path, allow_redirects=False, **kwargs) as answer:
                 status = str(answer.status)
-                raw = await answer.read()
+                raw = await _read(answer)
                 if not 200 <= answer.status < 300:  # a redirect too: Studio's paths are written as it serves them
                     raise AnswerStatus(answer.status, answer.headers, raw.decode("utf-8", "replace"))
             try:
                 body = json.loads(raw)
+            except RecursionError as exc:
+                raise MalformedAnswer("the answer is JSON nested too deeply to read") from exc
             except ValueError as exc:
                 raise MalformedAnswer(
                     f"the answer is not JSON: {self._said(raw.decode('utf-8', 'replace'))[:120]!r}"
@@ -288,3 +305,14 @@ def _unreached(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return f"timed out ({type(exc).__name__})"
     return f"{type(exc).__name__}: {exc}".rstrip(": ")
+
+
+async def _read(answer: aiohttp.ClientResponse) -> bytes:
+    """The answer's body as unpacked, up to MAX_ANSWER_BYTES."""
+    chunks, size = [], 0
+    async for chunk in answer.content.iter_chunked(1 << 20):
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise AnswerTooBig(f"the answer is over {MAX_ANSWER_BYTES:,} bytes: not read")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,92 @@
+"""Studio's client (shared/adapters/studio.py) against servers that misbehave at the HTTP level:
+each ends in one StudioError that says why, in bounded time and memory, with the token masked."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import time
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from shared.adapters import studio
+from shared.adapters.studio import StudioClient
+from shared.ports import StudioError
+
+pytestmark = pytest.mark.integration  # a server of its own on loopback, in this process
+
+TOKEN = "tok-secret-42"
+Answer = Callable[[asyncio.StreamWriter], Awaitable[None]]
+
+
+async def _ask(answer: Answer, timeout: float = 0.5) -> tuple[StudioError, int, float]:
+    """GET /version of a server that answers with `answer`: the error, the requests it got, seconds."""
+    asked = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal asked
+        await reader.readuntil(b"\r\n\r\n")
+        asked += 1
+        try:
+            await answer(writer)
+        finally:
+            writer.close()
+
+    async with await asyncio.start_server(serve, "127.0.0.1", 0) as server:
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        started = time.monotonic()
+        async with StudioClient(url, "me", token=TOKEN, timeout=timeout, retries=1, backoff=0.01) as client:
+            with pytest.raises(StudioError) as caught:
+                await client.version()
+    return caught.value, asked, time.monotonic() - started
+
+
+def test_an_answer_sent_a_byte_at_a_time_ends_in_bounded_time() -> None:
+    """Each byte restarts the read timeout: the whole answer has a bound of its own."""
+
+    async def drip(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+        while True:
+            writer.write(b"1\r\n \r\n")
+            await writer.drain()
+            await asyncio.sleep(0.1)
+
+    error, asked, seconds = asyncio.run(_ask(drip))
+    assert "timed out" in str(error) and error.status is None, error
+    assert asked == 2 and seconds < 2 * 0.5 * studio.WHOLE_ANSWER_TIMEOUTS + 2, (asked, seconds)
+
+
+def test_a_token_the_server_echoes_in_a_line_aiohttp_rejects_is_masked() -> None:
+    """aiohttp's parser error quotes the line it could not read."""
+
+    async def echo(writer: asyncio.StreamWriter) -> None:
+        writer.write(f"HTTP/1.1 200 OK\r\nX-Echo Bearer {TOKEN}\r\nContent-Length: 0\r\n\r\n".encode())
+        await writer.drain()
+
+    error, _, _ = asyncio.run(_ask(echo))
+    assert TOKEN not in str(error) and "***" in str(error), error
+
+
+def test_an_answer_too_big_once_unpacked_is_not_read_on_nor_asked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(studio, "MAX_ANSWER_BYTES", 1024 * 1024)
+    bomb = gzip.compress(b"0" * (8 * 1024 * 1024))  # 8 MiB from 8 KiB
+
+    async def zipped(writer: asyncio.StreamWriter) -> None:
+        head = f"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {len(bomb)}\r\n\r\n"
+        writer.write(head.encode() + bomb)
+        await writer.drain()
+
+    error, asked, _ = asyncio.run(_ask(zipped))
+    assert "over 1,048,576 bytes: not read" in str(error) and not error.retryable and asked == 1, (error, asked)
+
+
+def test_json_nested_too_deeply_is_no_answer_not_a_crash() -> None:
+    body = b'{"status": true, "data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+
+    async def deep(writer: asyncio.StreamWriter) -> None:
+        writer.write(f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        await writer.drain()
+
+    error, asked, _ = asyncio.run(_ask(deep))
+    assert "nested too deeply" in str(error) and asked == 2, error  # retried as an answer that is no answer
