@@ -240,13 +240,16 @@ class StudioError(AgentqError):
     """A Studio call that failed for good: `status` is None when the server could not be reached;
     `retryable` says whether trying again later may succeed (429, 5xx, timeouts, connection errors)."""
 
-    def __init__(self, method: str, path: str, status: int | None, detail: str, retryable: bool = False) -> None:
+    def __init__(
+        self, method: str, path: str, status: int | None, detail: str, retryable: bool = False, timed_out: bool = False
+    ) -> None:
         where = f"{method} {path}"
         super().__init__(
             f"Studio answered {status} on {where}: {detail}" if status else f"Studio unreachable on {where}: {detail}"
         )
         self.status = status
         self.retryable = retryable
+        self.timed_out = timed_out  # no answer in time: Studio may yet do what was asked
 
 
 class Studio(Protocol):
@@ -257,6 +260,7 @@ class Studio(Protocol):
     user_id: str
     retries: int  # tries after the first, for a call that may be repeated
     backoff: float
+    timeout: float  # seconds each step of a call waits (STUDIO_TIMEOUT_SECONDS)
     requests: Counter[str]  # "METHOD /path" -> count, for run reports
 
     async def __aenter__(self) -> Self: ...

@@ -36,6 +36,7 @@ class StudioProxy:
         # {status, data} with data a string; junk-rows: with data rows that are not Studio's
         self.fault_kinds: tuple[str, ...] = ("500", "500-after", "429")
         self.retry_after = 1
+        self.late = 0.0  # late: the request is held this long (past the client's timeout), then sent on
         self.max_faults_per_request = 2  # the same request (method, path, body) fails at most this often
         self.fault_methods: tuple[str, ...] | None = None  # only requests with these methods fail (None: any)
         self.fault_paths: tuple[str, ...] | None = None  # only requests for these paths fail (None: any)
@@ -44,71 +45,7 @@ class StudioProxy:
         self._random = random.Random(7)
         self._lock = threading.Lock()
         self._client = httpx.Client(base_url=self.upstream, timeout=60)
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _forward(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                if proxy.down:
-                    self.close_connection = True
-                    return  # drop the connection without an answer, like a dead server
-                if proxy.delay:
-                    time.sleep(proxy.delay)
-                fault = proxy._fault(self.command, self.path, body)
-                if fault in ("500", "429"):
-                    self._answer(
-                        int(fault),
-                        b'{"status": false, "message": "injected fault"}',
-                        {"Retry-After": str(proxy.retry_after)} if fault == "429" else {},
-                    )
-                    return
-                if fault == "html":
-                    self._answer(200, HTML, {"Content-Type": "text/html"})
-                    return
-                if fault in JUNK:  # JSON, but not Studio's answer
-                    self._answer(200, JUNK[fault], {})
-                    return
-                if fault in ("401-echo", "200-echo"):  # a server that says back what it was sent
-                    said = f"<html>refused: {self.headers.get('Authorization')} {body!r}</html>".encode()
-                    self._answer(int(fault[:3]), said, {"Content-Type": "text/html"})
-                    return
-                headers = {
-                    k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection")
-                }
-                resp = proxy._client.request(self.command, self.path, content=body, headers=headers)
-                if fault == "500-after":
-                    self._answer(500, b'{"status": false, "message": "injected fault after the work"}', {})
-                    return
-                if fault == "html-after":
-                    self._answer(200, HTML, {"Content-Type": "text/html"})
-                    return
-                with proxy._lock:
-                    proxy.requests.append((self.command, self.path.split("?")[0], resp.status_code))
-                self.send_response(resp.status_code)
-                for k, v in resp.headers.items():
-                    if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(resp.content)))
-                self.end_headers()
-                self.wfile.write(resp.content)
-
-            def _answer(self, status: int, content: bytes, headers: dict[str, str]) -> None:
-                self.send_response(status)
-                for k, v in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(content)))
-                self.end_headers()
-                self.wfile.write(content)
-
-            do_GET = do_POST = do_PUT = do_DELETE = _forward
-
-        self._server = _Server(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), _handler_for(self))
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -148,3 +85,79 @@ class StudioProxy:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024  # the default backlog of 5 drops bursts of connections
+
+
+def _handler_for(proxy: StudioProxy) -> type[BaseHTTPRequestHandler]:
+    """The request handler of `proxy`'s server: forwards to Studio, or answers with a fault."""
+    return type("Handler", (_Handler,), {"proxy": proxy})
+
+
+class _Handler(BaseHTTPRequestHandler):
+    proxy: StudioProxy  # set by _handler_for
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _forward(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        if self.proxy.down:
+            self.close_connection = True
+            return  # drop the connection without an answer, like a dead server
+        if self.proxy.delay:
+            time.sleep(self.proxy.delay)
+        fault = self.proxy._fault(self.command, self.path, body)
+        if fault == "late":  # Studio does it all the same, after its client gave up
+            time.sleep(self.proxy.late)
+        if self._instead(fault, body):
+            return
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection")}
+        resp = self.proxy._client.request(self.command, self.path, content=body, headers=headers)
+        if fault == "500-after":
+            self._answer(500, b'{"status": false, "message": "injected fault after the work"}', {})
+            return
+        if fault == "html-after":
+            self._answer(200, HTML, {"Content-Type": "text/html"})
+            return
+        with self.proxy._lock:
+            self.proxy.requests.append((self.command, self.path.split("?")[0], resp.status_code))
+        self._relay(resp)
+
+    def _instead(self, fault: str | None, body: bytes | None) -> bool:
+        """Answer with a fault instead of asking Studio; False when Studio is to be asked."""
+        if fault in ("500", "429"):
+            retry = {"Retry-After": str(self.proxy.retry_after)} if fault == "429" else {}
+            self._answer(int(fault), b'{"status": false, "message": "injected fault"}', retry)
+        elif fault == "html":
+            self._answer(200, HTML, {"Content-Type": "text/html"})
+        elif fault in JUNK:  # JSON, but not Studio's answer
+            self._answer(200, JUNK[fault], {})
+        elif fault in ("401-echo", "200-echo"):  # a server that says back what it was sent
+            said = f"<html>refused: {self.headers.get('Authorization')} {body!r}</html>".encode()
+            self._answer(int(fault[:3]), said, {"Content-Type": "text/html"})
+        else:
+            return False
+        return True
+
+    def _relay(self, resp: httpx.Response) -> None:
+        try:
+            self.send_response(resp.status_code)
+            for k, v in resp.headers.items():
+                if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(resp.content)))
+            self.end_headers()
+            self.wfile.write(resp.content)
+        except OSError:  # the client gave up waiting (a late answer)
+            self.close_connection = True
+
+    def _answer(self, status: int, content: bytes, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        for k, v in {"Content-Type": "application/json", **headers}.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(content)))
+        self.end_headers()
+        self.wfile.write(content)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _forward

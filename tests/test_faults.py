@@ -91,6 +91,31 @@ def test_a_listing_of_rows_that_are_not_studios_fails_the_teams_and_the_sync_end
     assert not [lbl for lbl in cli.studio().teams_by_label() if lbl.startswith("team-")], "no team was created blind"
 
 
+def test_a_create_studio_does_after_it_timed_out_is_found_not_made_twice(
+    studio_url: str, proxy: StudioProxy, tmp_path: Path
+) -> None:
+    """Each team's POST is held past the worker's timeout, then done by Studio all the same: the
+    worker looks for it again rather than posting it twice (it used to look once, find nothing yet,
+    and post again)."""
+    url, redis_proc = embedded.start_redis(tmp_path / "redis")
+    env = {**WORKER_ENV, "STUDIO_TIMEOUT_SECONDS": "1", "STUDIO_BACKOFF_SECONDS": "0.05"}
+    worker = embedded.start_worker(url, concurrency=4, name="late", env=env, log_path=tmp_path / "worker.log")
+    try:
+        cli = Cli(url, proxy.url, f"late-{uuid.uuid4().hex[:6]}", tmp_path / "cache", studio_url)
+        tree = tmp_path / "tree"
+        _write_tree(tree, teams=3)
+        proxy.fault_rate, proxy.max_faults_per_request, proxy.fault_kinds, proxy.late = 1.0, 1, ("late",), 1.6
+        proxy.fault_methods, proxy.fault_paths = ("POST",), ("/api/teams/",)
+        rc, report, err = cli.sync(tree)
+        assert rc == 0, (report.get("error"), err)
+        assert Counter(kind for _, _, kind in proxy.faults)["late"] == 3, proxy.faults
+        teams = cli.studio().teams_by_label()
+        assert all(len(teams.get(f"team-{i:03}", [])) == 1 for i in range(3)), "every team exactly once"
+    finally:
+        embedded.stop(worker)
+        embedded.stop(redis_proc)
+
+
 def test_redis_going_away_mid_sync_is_one_clear_line_naming_it(
     studio_url: str, proxy: StudioProxy, tmp_path: Path
 ) -> None:

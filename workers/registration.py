@@ -234,17 +234,33 @@ async def create_once(
 ) -> Row:
     """A create that must not run twice: after a failure that may come back (a lost answer, a
     429, a 5xx), wait as the retry policy says, look for what the failed try may have created,
-    and only then send it again. A look that fails as it may come back is a try of its own."""
+    and only then send it again. A look that fails as it may come back is a try of its own.
+    A create that timed out may still be in Studio's queue: it is looked for until twice the
+    timeout has passed, not once, before it is sent again (one Studio writes later still is
+    more than a client can tell from a row that is not there)."""
+    late = False
     async for attempt in retrying(
         client.retries + 1, client.backoff, retry_on=lambda exc: isinstance(exc, StudioError) and exc.retryable
     ):
         with attempt:
             if attempt.retry_state.attempt_number > 1:
-                found = await look()
+                found = await (_look_until(look, 2 * client.timeout) if late else look())
                 if found is not None:
                     return found
-            return await create()
+            try:
+                return await create()
+            except StudioError as exc:
+                late = exc.timed_out
+                raise
     raise AssertionError("unreachable")
+
+
+async def _look_until(look: Callable[[], Awaitable[Row | None]], seconds: float) -> Row | None:
+    """`look()` a few times over `seconds` (each is a listing: not more often), until it finds."""
+    deadline = time.monotonic() + seconds
+    while (found := await look()) is None and (left := deadline - time.monotonic()) > 0:
+        await asyncio.sleep(min(left, seconds / 4))
+    return found
 
 
 async def sync_node(ctx: RunContext, label: str, record: Spec, redelivered: bool = False) -> NodeState:

@@ -99,6 +99,7 @@ class StudioClient:
         self.user_id = user_id
         self.retries = retries
         self.backoff = backoff
+        self.timeout = timeout
         self.requests: Counter[str] = Counter()  # "METHOD /path" -> count, for run reports
         self.metrics = metrics or Metrics()
         self._base = base_url.rstrip("/") + "/api"
@@ -193,7 +194,10 @@ class StudioClient:
             if max_timeouts is not None and timeouts >= max_timeouts:
                 raise StudioError(method, path, None, f"timed out {timeouts} times; not sent again") from exc
             # aiohttp's own words may quote what the server sent (an echoed token among them)
-            raise StudioError(method, path, None, self._said(_unreached(exc)), is_retryable(exc)) from exc
+            said = self._said(_unreached(exc))
+            raise StudioError(
+                method, path, None, said, is_retryable(exc), timed_out=isinstance(exc, TimeoutError)
+            ) from exc
         raise AssertionError("unreachable")
 
     async def _once(self, method: str, path: str, expect: Shape, **kwargs: Any) -> Any:
