@@ -45,6 +45,8 @@ def not_studio(exc: StudioError) -> bool:
 def unavailable(url: str, exc: StudioError) -> ServiceUnavailable:
     """The one line that ends a command Studio failed, naming its URL."""
     where = shown_url(url)
+    if exc.status in (401, 403):
+        return ServiceUnavailable(f"AutoGen Studio at {where} refused us: {exc} (is STUDIO_TOKEN what it expects?)")
     if not_studio(exc):
         return ServiceUnavailable(
             f"{where} does not answer as AutoGen Studio does (does STUDIO_URL name another server, "
@@ -64,7 +66,8 @@ def studio_version(settings: Settings, metrics: Metrics) -> tuple[str, Counter[s
             try:
                 return await studio.version() or "", studio.requests
             except StudioError as exc:
-                if exc.status is None or exc.status == 429 or exc.status >= 500 or not_studio(exc):
+                # refused (401, 403): every call of the run would be too
+                if exc.status is None or exc.status in (401, 403, 429) or exc.status >= 500 or not_studio(exc):
                     raise unavailable(settings.studio_url, exc) from exc
                 return "", studio.requests  # it answers, if not this: the workers find out the rest
 

@@ -90,3 +90,48 @@ def test_json_nested_too_deeply_is_no_answer_not_a_crash() -> None:
 
     error, asked, _ = asyncio.run(_ask(deep))
     assert "nested too deeply" in str(error) and asked == 2, error  # retried as an answer that is no answer
+
+
+def test_a_proxy_from_the_environment_is_named_when_it_cannot_be_reached(monkeypatch: pytest.MonkeyPatch) -> None:
+    from producer.embedded import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("HTTP_PROXY", dead)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+    async def answers(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+
+    error, asked, _ = asyncio.run(_ask(answers))
+    assert asked == 0 and f"through the proxy {dead}, from HTTP_PROXY" in str(error), error
+
+
+def test_no_proxy_may_name_a_host_with_its_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1:8081")
+    assert studio._proxy_for("http://127.0.0.1:8081/api") is None
+    assert studio._proxy_for("http://127.0.0.1:9000/api") == "http://proxy.example:3128"
+
+
+def test_studio_refusing_us_ends_the_command_before_anything_is_enqueued(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 401 on the version check: every call of the run would be refused too."""
+    from producer import studio_state
+    from shared.core.exceptions import ServiceUnavailable
+    from shared.metrics import Metrics
+    from shared.settings import Settings
+
+    async def main() -> None:
+        async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+            writer.close()
+
+        async with await asyncio.start_server(refuse, "127.0.0.1", 0) as server:
+            monkeypatch.setenv("STUDIO_URL", f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+            with pytest.raises(ServiceUnavailable, match="refused us: .*STUDIO_TOKEN"):
+                await asyncio.to_thread(studio_state.studio_version, Settings(), Metrics())
+
+    asyncio.run(main())

@@ -19,6 +19,7 @@ import aiohttp
 
 from shared.adapters.answer_limits import MAX_ANSWER_BYTES
 from shared.core.exceptions import MalformedAnswer
+from shared.core.secrets import shown_url
 from shared.metrics import Metrics, endpoint_template
 from shared.ports import StudioError
 from shared.retry import classify, is_retryable, retrying, unreached
@@ -72,7 +73,8 @@ def _proxy_for(url: str) -> str | None:
     """The proxy HTTP(S)_PROXY and NO_PROXY name for `url`, read once per client (aiohttp's
     trust_env would read them, and parse ~/.netrc, on every request)."""
     parts = urllib.parse.urlsplit(url)
-    if parts.hostname is None or urllib.request.proxy_bypass(parts.hostname):
+    # the host with its port: NO_PROXY may name either
+    if parts.hostname is None or urllib.request.proxy_bypass(parts.netloc):
         return None
     return urllib.request.getproxies().get(parts.scheme)
 
@@ -108,6 +110,7 @@ class StudioClient:
             total=timeout * WHOLE_ANSWER_TIMEOUTS, connect=timeout, sock_connect=timeout, sock_read=timeout
         )
         self._max_connections = max_connections
+        self._proxy = _proxy_for(self._base)
         self._http: aiohttp.ClientSession | None = None  # made on the first call, inside the event loop
 
     def _session(self) -> aiohttp.ClientSession:
@@ -117,7 +120,7 @@ class StudioClient:
                 timeout=self._timeout,
                 connector=aiohttp.TCPConnector(limit=self._max_connections),
                 json_serialize=_compact,
-                proxy=_proxy_for(self._base),
+                proxy=self._proxy,
             )
         return self._http
 
@@ -195,6 +198,8 @@ class StudioClient:
                 raise StudioError(method, path, None, f"timed out {timeouts} times; not sent again") from exc
             # aiohttp's own words may quote what the server sent (an echoed token among them)
             said = self._said(_unreached(exc))
+            if self._proxy:  # what could not be reached may be the proxy
+                said += f" (through the proxy {shown_url(self._proxy)}, from HTTP_PROXY)"
             raise StudioError(
                 method, path, None, said, is_retryable(exc), timed_out=isinstance(exc, TimeoutError)
             ) from exc
