@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import redis
 
 from producer import nochange
@@ -124,3 +125,49 @@ def test_the_resp_client_reads_a_key_with_auth_and_db(redis_url: str) -> None:
     assert redis_call(redis_url, ["GET", key + ":missing"]) is None
     assert redis_call(redis_url, ["EXISTS", key]) == 1
     r.delete(key)
+
+
+def test_studios_listing_for_the_fast_path_is_bounded_in_time_size_and_depth(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that drips its answer, sends one too big, or JSON nested too deeply: the fast path
+    leaves the sync to the full one (which says what is wrong) instead of hanging or crashing."""
+    import socket
+    import threading
+
+    answers = {
+        "drip": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "big": b"HTTP/1.1 200 OK\r\nContent-Length: 999999999999\r\n\r\n{",
+    }
+    deep = b'{"data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    answers["deep"] = f"HTTP/1.1 200 OK\r\nContent-Length: {len(deep)}\r\n\r\n".encode() + deep
+    server = socket.create_server(("127.0.0.1", 0))
+    kind = {"now": "drip"}
+
+    def serve() -> None:
+        while True:
+            conn, _ = server.accept()
+            conn.recv(65536)
+            conn.sendall(answers[kind["now"]])
+            while kind["now"] == "drip" and not stop.is_set():  # a byte at a time, never ending
+                conn.sendall(b"1\r\n \r\n")
+                time.sleep(0.05)
+            conn.close()
+
+    stop = threading.Event()
+    threading.Thread(target=serve, daemon=True).start()
+    monkeypatch.setattr(nochange, "STUDIO_SECONDS", 1.0)
+    root, cache = tmp_path / "tree", tmp_path / "cache"
+    root.mkdir()
+    studio = [f"http://127.0.0.1:{server.getsockname()[1]}", "me"]
+    last = nochange.LastSync(nochange.fingerprint(root, [], [], {}), "d", [], [], "t", 1, {}, studio, {"1": ["h", "s"]})
+    for now in ("big", "deep"):
+        kind["now"] = now
+        assert nochange.rows_as_written(last, {}) is False, now
+    kind["now"] = "drip"
+    nochange.save(nochange.record_path(root, cache), last, {"tree": "t", "nodes": {}})
+    started = time.monotonic()
+    assert nochange.answer(root, "redis://127.0.0.1:1/0", cache, {}) is None
+    assert time.monotonic() - started < 5
+    stop.set()
+    server.close()
