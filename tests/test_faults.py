@@ -323,9 +323,10 @@ def test_a_server_that_echoes_the_request_shows_no_secret_and_no_token(
             " model_client: {$ref: m}}}]\n"
         )
         proxy.fault_rate, proxy.max_faults_per_request = 1.0, 10**6
-        # every request, then only the writes: their bodies hold the resolved secret. A 200 that is
-        # no answer to every request ends the sync at its first look (the version), exit code 3
-        for kind, methods, code in (("401-echo", None, 1), ("200-echo", None, 3), ("401-echo", ("POST",), 1)):
+        # every request, then only the writes: their bodies hold the resolved secret. A 401, or a
+        # 200 that is no answer, to every request ends the sync at its first look (the version),
+        # exit code 3
+        for kind, methods, code in (("401-echo", None, 3), ("200-echo", None, 3), ("401-echo", ("POST",), 1)):
             proxy.fault_kinds, proxy.fault_methods = (kind,), methods
             rc, report, err = cli.sync(tree, "--force", STUDIO_TOKEN=token)
             assert rc == code, err
