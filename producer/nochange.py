@@ -45,6 +45,9 @@ class LastSync(NamedTuple):  # not a dataclass: importing dataclasses costs 5 to
     studio: list[str]  # [base URL, user id] the rows below live in
     # team row id -> [content hash, updated_at] as the sync last saw the row
     rows: dict[str, list[str | None]]
+    # the tree's gallery entry as the sync left it: [row id, its config's id, updated_at]; [] when
+    # the tree has none; None (a record from before this field): not known, the full path looks
+    gallery: list[str] | None = None
 
 
 def record_path(root: Path, cache_dir: Path) -> Path:
@@ -118,14 +121,16 @@ def answer(root: Path, redis_url: str, cache_dir: Path, environ: dict[str, str])
     if found is None:
         return None
     last, text = found
+    if last.gallery is None:
+        return None
     # Studio's answer is awaited while the tree is walked (the walk is CPU, the listing a wait)
     studio: list[bool] = []
-    asking = threading.Thread(target=lambda: studio.append(rows_as_written(last, environ)), daemon=True)
-    if last.rows:
+    asking = threading.Thread(target=lambda: studio.append(studio_as_written(last, environ)), daemon=True)
+    if last.rows or last.gallery:
         asking.start()
     if fingerprint(root, last.settings_names, last.variables, environ) != last.fingerprint:
         return None
-    if last.rows:
+    if last.rows or last.gallery:
         asking.join(STUDIO_SECONDS)  # a server that answers a byte at a time is left to the full path
         if studio != [True]:
             return None  # a row was edited or deleted in Studio: the full sync reports the drift
@@ -150,25 +155,40 @@ def _root_still_there(redis_url: str, last: LastSync) -> bool:
         return False  # the full path names Redis in its error, with its exit code
 
 
-def rows_as_written(last: LastSync, environ: dict[str, str], timeout: float = 5.0) -> bool:
-    """Every team row the last sync wrote is still in Studio as it left it: one listing."""
-    listed = _team_rows(last.studio, environ)
-    if listed is None:
+def studio_as_written(last: LastSync, environ: dict[str, str]) -> bool:
+    """Every team row, and the gallery entry, the last sync wrote are still in Studio as it left
+    them: one listing of the rows, one read of the entry."""
+    return (not last.rows or _rows_as_written(last, environ)) and (not last.gallery or _entry_as_written(last, environ))
+
+
+def _rows_as_written(last: LastSync, environ: dict[str, str]) -> bool:
+    listed = _studio_data(last.studio, "/api/teams/", environ)
+    if not isinstance(listed, list):
         return False
     now = {str(row.get("id")): row for row in listed if isinstance(row, dict)}
     return all(_as_written(now.get(row_id), digest, stamp) for row_id, (digest, stamp) in last.rows.items())
 
 
-def _team_rows(studio: list[str], environ: dict[str, str]) -> list[Any] | None:
-    """Studio's listing of the user's team rows, or None where it cannot be had here (https, no
-    answer, not a listing): the full path looks then."""
+def _entry_as_written(last: LastSync, environ: dict[str, str]) -> bool:
+    """The entry is there, is the tree's (by its config's id), and was not written since (its
+    timestamp): deleted, edited in Studio, or written by another tree's sync, the full path looks."""
+    assert last.gallery
+    row_id, config_id, updated_at = last.gallery
+    row = _studio_data(last.studio, f"/api/gallery/{row_id}", environ)
+    config = row.get("config") if isinstance(row, dict) else None
+    return isinstance(config, dict) and config.get("id") == config_id and row.get("updated_at") == updated_at
+
+
+def _studio_data(studio: list[str], endpoint: str, environ: dict[str, str]) -> Any:
+    """The `data` of Studio's answer to GET `endpoint` for the user, or None where it cannot be
+    had here (https, no answer, not Studio's JSON): the full path looks then."""
     from urllib.parse import quote
 
     base, user = studio
     parts = urlsplit(base)
     if parts.scheme != "http" or not parts.hostname:
         return None  # https and the rest take the full path
-    path = f"{parts.path.rstrip('/')}/api/teams/?user_id={quote(user)}"
+    path = f"{parts.path.rstrip('/')}{endpoint}?user_id={quote(user)}"
     token = environ.get("STUDIO_TOKEN")
     if any(environ.get(name) for name in ("HTTP_PROXY", "http_proxy")):
         return None  # the full path's client goes through the proxy (or not, as NO_PROXY says)
@@ -177,8 +197,7 @@ def _team_rows(studio: list[str], environ: dict[str, str]) -> list[Any] | None:
         answer = json.loads(body) if body is not None else None
     except (OSError, ValueError, RecursionError):  # RecursionError: JSON nested too deeply
         return None
-    listed = answer.get("data") if isinstance(answer, dict) else None
-    return listed if isinstance(listed, list) else None
+    return answer.get("data") if isinstance(answer, dict) else None
 
 
 def _as_written(row: dict[str, Any] | None, digest: str | None, stamp: str | None) -> bool:

@@ -18,10 +18,10 @@ import yaml
 from producer.scanner import scan
 from producer.studio_state import client
 from shared.core.components import has_rows, member_sections
+from shared.core.drift import gallery_slug
 from shared.core.exceptions import InvalidInput
 from shared.core.pull_layout import Existing, FileWrite, Layout, parts, plan_pull
 from shared.core.refs import MissingVariable, substitute_variables
-from shared.core.specs import gallery_slug
 from shared.core.tree import Tree, build_tree
 from shared.settings import Settings, scan_limits, tree_limits
 

@@ -2,7 +2,8 @@
 or for `--prune` to delete), and whether it answers at all before a run is enqueued.
 
 One listing of the user's team rows per plan or sync, and only when the tree has written rows
-(or owns a gallery entry) before; one `GET /version` per sync that has work to enqueue."""
+(or owns a gallery entry) before; the tree's gallery entry read when the cache says it holds what
+the tree would write; one `GET /version` per sync that has work to enqueue."""
 
 from __future__ import annotations
 
@@ -13,7 +14,17 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shared.adapters.studio import StudioClient
-from shared.core.drift import Drift, WrittenRow, drifted, gone, prune_candidates, row_label, touched
+from shared.core.drift import (
+    Drift,
+    EntryState,
+    WrittenRow,
+    drifted,
+    entry_state,
+    gone,
+    prune_candidates,
+    row_label,
+    touched,
+)
 from shared.core.exceptions import ServiceUnavailable
 from shared.core.run_model import NodeState, Status
 from shared.core.secrets import content_hash, shown_url
@@ -30,6 +41,7 @@ class StudioView:
     prune_gallery: int | None = None  # the tree's own gallery entry, when nothing is left to put in it
     error: str | None = None  # Studio could not be asked: drift is unknown
     recorded: frozenset[str] = frozenset()  # labels whose team row this tree's sync last wrote
+    gallery: EntryState = EntryState.HELD  # the gallery entry a cached result says is as written
 
 
 def client(settings: Settings, metrics: Metrics | None = None) -> Studio:
@@ -83,13 +95,31 @@ def _owned_gallery(store: RunStore, ns: str, gallery_name: str, tree_name: str) 
     return owned[0] if owned is not None and owned[1] == tree_name else None
 
 
-async def _listing(settings: Settings, gallery_id: int | None) -> tuple[Rows, int | None]:
-    """Studio's team rows by id, and `gallery_id` when that gallery entry is still there (None
-    when not asked about one)."""
+@dataclass(frozen=True)
+class _Asks:
+    """What to read of Studio: the team rows, the entry a prune may delete, the entry a cached
+    result says Studio holds as written (its id, and the stamp the sync recorded)."""
+
+    teams: bool
+    owned: int | None
+    cached: tuple[int | None, str | None] | None
+
+
+async def _listing(settings: Settings, asks: _Asks, gallery_name: str) -> tuple[Rows, int | None, EntryState]:
+    """Studio's team rows by id; the owned entry's id when it is still there; what became of the
+    entry a cached result vouches for."""
     async with client(settings) as studio:
-        listed = {int(row["id"]): row for row in await studio.list_teams()}
-        there = gallery_id is not None and await studio.get_gallery(gallery_id) is not None
-        return listed, gallery_id if there else None
+        listed = {int(row["id"]): row for row in await studio.list_teams()} if asks.teams else {}
+        rows: dict[int, dict[str, Any] | None] = {}
+        for gallery_id in {asks.owned, asks.cached[0] if asks.cached else None}:
+            if gallery_id is not None:
+                rows[gallery_id] = await studio.get_gallery(gallery_id)
+        state = EntryState.HELD
+        if asks.cached is not None:
+            cached_id, stamp = asks.cached
+            state = entry_state(rows.get(cached_id) if cached_id is not None else None, gallery_name, stamp)
+        there = asks.owned is not None and rows.get(asks.owned) is not None
+        return listed, asks.owned if there else None, state
 
 
 def _settle(
@@ -120,19 +150,28 @@ def inspect(
     gallery_empty: bool,
     force: bool = False,
     sends: Callable[[str], str | None] = lambda _: None,
+    gallery_cached: bool = False,
 ) -> StudioView:
     """What became of the tree's rows. `sends(label)` is the content hash of what the tree would
     now write for a label: a row edited in Studio to exactly that (a `producer pull` took the edit
-    into the files) has not drifted, and its record is brought up to date."""
+    into the files) has not drifted, and its record is brought up to date. `gallery_cached`: the
+    cache says the entry holds what the tree would write, which only Studio can confirm."""
     written = store.written_rows(ns, tree_name)
     owned_here = _owned_gallery(store, ns, gallery_name, tree_name)
-    if not written and owned_here is None:
+    if not written and owned_here is None and not gallery_cached:
         return StudioView()
-    try:
+    asks = _Asks(
+        teams=bool(written) or owned_here is not None,
         # only a prune of an emptied tree needs to know; the entry of a big tree is megabytes
-        listed, prune_gallery = asyncio.run(_listing(settings, owned_here if gallery_empty else None))
+        owned=owned_here if gallery_empty else None,
+        cached=(store.gallery_id(ns, gallery_name), store.gallery_written(ns, gallery_name))
+        if gallery_cached
+        else None,
+    )
+    try:
+        listed, prune_gallery, entry = asyncio.run(_listing(settings, asks, gallery_name))
     except StudioError as exc:
-        error = f"could not list Studio's teams to look for drift: {exc}"
+        error = f"could not read Studio's teams and gallery entry to look for drift: {exc}"
         return StudioView(error=error, recorded=frozenset(written))
     drift = _settle(store, ns, written, listed, sends)
     return StudioView(
@@ -141,6 +180,7 @@ def inspect(
         prune=prune_candidates(written, listed, tree_labels, unreadable, {} if force else drift),
         prune_gallery=prune_gallery,
         recorded=frozenset(written),
+        gallery=entry,
     )
 
 

@@ -15,6 +15,7 @@ from producer.studio_state import StudioView, inspect, studio_version
 from producer.walk import check_dir
 from shared.adapters.redis.keys import REQUESTS, STUDIO_VERSION
 from shared.core.components import has_rows
+from shared.core.drift import EntryState, gallery_slug
 from shared.core.hashing import canonical_json, namespace, sha256_hex
 from shared.core.records import CacheEntry, Lookup, NewRun, Spec
 from shared.core.refs import MissingVariable, substitute_variables
@@ -70,7 +71,8 @@ def _cached(
             return False
         if has_rows(node.component_type):
             return label in view.recorded
-        return label not in members or found.gallery_tree == tree_name
+        # an entry deleted in Studio holds none of its members: each is written again
+        return label not in members or (found.gallery_tree == tree_name and view.gallery is not EntryState.GONE)
 
     return {lbl: hit for lbl, hit in zip(tree.valid, found.hits, strict=True) if hit is not None and holds(lbl)}
 
@@ -109,8 +111,19 @@ def prepare(
     gkey = tree_gallery_key(tree, gallery, members)
     found = store.lookup(ns, [tree.nodes[lbl].key for lbl in valid], (gallery, gkey), tree_name)
     unreadable = set(tree.broken_files) | set(result.unread)
+    gallery_cached = found.gallery is not None and not force
     view = inspect(
-        settings, store, ns, tree_name, set(tree.nodes), unreadable, gallery, gkey is None, force, _sends(tree)
+        settings,
+        store,
+        ns,
+        tree_name,
+        set(tree.nodes),
+        unreadable,
+        gallery,
+        gkey is None,
+        force,
+        _sends(tree),
+        gallery_cached=gallery_cached,
     )
     # forced: what drifted is overwritten, and a prune may delete it
     plan = make_plan(
@@ -118,7 +131,7 @@ def prepare(
         tree_name=tree_name,
         gallery_name=gallery,
         cached={} if force else _cached(tree, tree_name, found, set(members), view),
-        gallery_cached=found.gallery is not None and not force,
+        gallery_cached=gallery_cached and view.gallery is EntryState.HELD,
         last_keys=found.last_keys,
         batch_size=settings.batch_size,
         drifted={} if force else _drifted(view),
@@ -272,6 +285,19 @@ def _settings_kept() -> tuple[list[str], set[str]]:
     return sorted(set(aliases) - secret), secret
 
 
+def _entry_written(prepared: Prepared, store: Storage) -> list[str] | None:
+    """The tree's gallery entry as the sync left it, for the no-change path to check against
+    Studio: [row id, its config's id, updated_at]; [] when the tree has no entry; None when what it
+    holds is not known (the full path then looks each time)."""
+    name = prepared.plan.gallery_name
+    if prepared.plan.gallery_key is None:
+        return []
+    row_id, stamp = store.gallery_id(prepared.namespace, name), store.gallery_written(prepared.namespace, name)
+    if row_id is None or stamp is None or not stamp.startswith(f"{row_id}:"):
+        return None
+    return [str(row_id), gallery_slug(name), stamp.removeprefix(f"{row_id}:")]
+
+
 def _fingerprinted(prepared: Prepared) -> tuple[list[str], list[str]]:
     """The settings the no-change record keeps by value, and the names it keeps only by whether
     they are set: secret settings and the tree's ${VAR}s (not even a hash of a secret goes into
@@ -292,6 +318,10 @@ def remember_if_clean(prepared: Prepared, settings: Settings, store: Storage, ru
     if not _clean(prepared, report) or not store.mark_root(digest, run_id, cache_keys):
         nochange.forget(path)
         return False
+    gallery = _entry_written(prepared, store)
+    if gallery is None:
+        nochange.forget(path)
+        return False
     names, variables = _fingerprinted(prepared)
     fingerprint = nochange.fingerprint_of(prepared.scan.files, prepared.scan.unread, names, variables, environment())
     written = store.written_rows(prepared.namespace, prepared.plan.tree_name)
@@ -305,6 +335,7 @@ def remember_if_clean(prepared: Prepared, settings: Settings, store: Storage, ru
         _no_change_metrics(prepared, report).counter_fields(),
         studio=[settings.studio_url, settings.studio_user_id],
         rows={str(w.row_id): [w.hash, w.updated_at] for w in written.values() if w.label in prepared.tree.nodes},
+        gallery=gallery,
     )
     nochange.save(path, last, _no_change_answer(report, run_id))
     return True

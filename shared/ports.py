@@ -144,6 +144,14 @@ class RunStore(Protocol):
 
     def owned_gallery(self, ns: str, name: str) -> tuple[int, str] | None: ...
 
+    def gallery_id(self, ns: str, name: str) -> int | None:
+        """The id of the gallery entry `name` the syncs write to, once one did."""
+        ...
+
+    def gallery_written(self, ns: str, name: str) -> str | None:
+        """The entry's stamp (shared/core/drift.py) when a sync last wrote it; None: not known."""
+        ...
+
     def disown_gallery(self, ns: str, name: str) -> None: ...
 
 

@@ -160,10 +160,12 @@ def test_studios_listing_for_the_fast_path_is_bounded_in_time_size_and_depth(
     root, cache = tmp_path / "tree", tmp_path / "cache"
     root.mkdir()
     studio = [f"http://127.0.0.1:{server.getsockname()[1]}", "me"]
-    last = nochange.LastSync(nochange.fingerprint(root, [], [], {}), "d", [], [], "t", 1, {}, studio, {"1": ["h", "s"]})
+    last = nochange.LastSync(
+        nochange.fingerprint(root, [], [], {}), "d", [], [], "t", 1, {}, studio, {"1": ["h", "s"]}, []
+    )
     for now in ("big", "deep"):
         kind["now"] = now
-        assert nochange.rows_as_written(last, {}) is False, now
+        assert nochange.studio_as_written(last, {}) is False, now
     kind["now"] = "drip"
     nochange.save(nochange.record_path(root, cache), last, {"tree": "t", "nodes": {}})
     started = time.monotonic()

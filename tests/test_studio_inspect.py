@@ -137,7 +137,7 @@ def test_the_trees_own_gallery_entry_is_pruned_only_when_the_tree_is_empty_and_i
 def test_a_studio_that_fails_leaves_drift_unknown(studio: FakeStudio) -> None:
     studio.fail = True
     view = _inspect(FakeStore([_written("kept", 1, "a")]))
-    assert view.error is not None and "could not list Studio's teams" in view.error and view.drift == {}
+    assert view.error is not None and "could not read Studio's teams" in view.error and view.drift == {}
 
 
 def test_a_prune_leaves_a_node_state_for_each_row_it_deleted_skipped_or_failed(studio: FakeStudio) -> None:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 
@@ -59,8 +60,10 @@ def test_second_sync_writes_nothing_and_enqueues_nothing(
     task_results_before = sum(1 for _ in r.scan_iter("celery-task-meta-*", count=1000))
     rc, report, err = cli.sync(examples)
     assert rc == 0, err
-    # one read, to see that no row was edited in Studio since (drift); no write, nothing enqueued
-    assert [(m, p) for m, p, _ in proxy.requests] == [("GET", "/api/teams/")]
+    # reads only, to see that no row was edited in Studio since (drift) and that the gallery entry
+    # is still as written; no write, nothing enqueued
+    gallery = _gallery_id(cli, examples.name)
+    assert sorted((m, p) for m, p, _ in proxy.requests) == [("GET", f"/api/gallery/{gallery}"), ("GET", "/api/teams/")]
     assert report["studio_requests"] == {}
     assert set(report["counts"]) >= {"unchanged"} and report["counts"]["unchanged"] == 15
     assert sum(1 for _ in r.scan_iter("celery-task-meta-*", count=1000)) == task_results_before
@@ -175,6 +178,45 @@ BROKEN = {
         b"config:\n  participants:\n    - $ref: phantom\n  termination_condition: {$ref: max-12-messages}\n"
     ),
 }
+
+
+def test_a_gallery_entry_deleted_in_studio_is_written_again(cli: Cli, examples: Path) -> None:
+    """A cached result counts only while Studio holds it: neither the no-change answer nor the
+    plan may trust an entry that was deleted."""
+    assert cli.sync(examples)[0] == 0
+    rc, report, err = cli.sync(examples)
+    assert rc == 0 and report.get("no_change") is True, err
+    entry = _gallery(cli, examples.name)
+    httpx.delete(f"{cli.view_url}/api/gallery/{entry['id']}", params={"user_id": cli.user_id}, timeout=30)
+
+    plan = json.loads(cli.run("plan", str(examples), "--json").stdout)
+    assert plan["gallery_write"] is True and plan["gallery_entry"] == "gone"
+    rc, report, err = cli.sync(examples)
+    assert rc == 0, err
+    assert not report.get("no_change")
+    assert {report["nodes"][m]["outcome"] for s in EXAMPLE_GALLERY.values() for m in s} == {"created"}
+    assert _gallery_labels(cli, examples.name) == EXAMPLE_GALLERY
+    assert _gallery(cli, examples.name)["config"]["components"] == entry["config"]["components"]
+    rc, report, err = cli.sync(examples)
+    assert rc == 0 and report.get("no_change") is True, err
+
+
+def test_an_entry_another_tree_wrote_into_is_written_back(cli: Cli, examples: Path, tmp_path: Path) -> None:
+    """`sync other --gallery NAME` replaces what tree NAME keeps there; the next sync of that tree,
+    unchanged on disk, puts its own members back."""
+    assert cli.sync(examples)[0] == 0
+    assert cli.sync(examples)[1].get("no_change") is True
+    other = tmp_path / "other"
+    (other / "tools").mkdir(parents=True)
+    (other / "tools" / "add.yaml").write_text((examples / "tools" / "add.yaml").read_text())
+    rc, _, err = cli.sync(other, "--gallery", examples.name)
+    assert rc == 0, err
+    assert _gallery(cli, examples.name)["config"]["components"]["agents"] == []
+
+    assert cli.run("plan", str(examples), "--json").stdout.count('"gallery_write": true') == 1
+    rc, report, err = cli.sync(examples)
+    assert rc == 0 and not report.get("no_change"), err
+    assert _gallery_labels(cli, examples.name) == EXAMPLE_GALLERY
 
 
 def test_broken_files_are_reported_and_the_rest_is_synced(cli: Cli, examples: Path) -> None:

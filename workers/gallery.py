@@ -8,26 +8,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from shared.core.components import gallery_section, gallery_sections
+from shared.core.drift import entry_stamp, gallery_slug, is_entry
 from shared.core.records import CacheEntry, Component, Row, Spec
 from shared.core.refs import redact, secret_values
 from shared.core.run_model import SUCCEEDED, NodeState, RunMeta, Status
-from shared.core.specs import gallery_slug
 from shared.ports import StudioError
 from workers.registration import NodeFailed, RunContext, create_once, creating
-
-
-def _is_entry(row: Row, name: str) -> bool:
-    """Whether `row` is the gallery entry `name` (its config's id is the name's slug)."""
-    return (row.get("config") or {}).get("id") == gallery_slug(name)
 
 
 async def find_gallery(ctx: RunContext, name: str) -> Row | None:
     gallery_id = ctx.store.gallery_id(ctx.ns, name)
     row = await ctx.client.get_gallery(gallery_id) if gallery_id is not None else None
-    if row is not None and _is_entry(row, name):
+    if row is not None and is_entry(row, name):
         return row
     mine = (row for row in await ctx.client.list_galleries() if row.get("user_id") == ctx.client.user_id)
-    return next((row for row in mine if _is_entry(row, name)), None)
+    return next((row for row in mine if is_entry(row, name)), None)
 
 
 @dataclass
@@ -62,16 +57,13 @@ class _Members:
 Held = dict[str, tuple[str, Component]]  # label -> (section, component) as the entry in Studio holds it
 
 
-def _stamp(row: Row) -> str:
-    """A gallery row's id and the time Studio last wrote it: any write through Studio moves it."""
-    return f"{row.get('id')}:{row.get('updated_at')}"
-
-
 def _as_written(ctx: RunContext, existing: Row, name: str) -> bool:
     """Whether the entry holds exactly what the sync last wrote there: Studio wrote it last for us
     (its stamp, recorded in Redis, for every worker), or it equals what this process wrote (a
     write since of the same content, which moves the stamp, changes nothing)."""
-    stamped = existing.get("updated_at") is not None and ctx.store.gallery_written(ctx.ns, name) == _stamp(existing)
+    stamped = existing.get("updated_at") is not None and ctx.store.gallery_written(ctx.ns, name) == entry_stamp(
+        existing
+    )
     return stamped or existing.get("config") == ctx.galleries.get((ctx.ns, name))
 
 
@@ -135,7 +127,7 @@ async def _save(ctx: RunContext, name: str, config: Component, existing: Row | N
         row = await create_once(ctx.client, lambda: ctx.client.save_gallery(config), lambda: find_gallery(ctx, name))
         ctx.store.own_gallery(ctx.ns, name, int(row["id"]), ctx.meta.tree)  # what `--prune` may delete
     ctx.store.set_gallery_id(ctx.ns, name, int(row["id"]))
-    ctx.store.set_gallery_written(ctx.ns, name, _stamp(row) if row.get("updated_at") is not None else None)
+    ctx.store.set_gallery_written(ctx.ns, name, entry_stamp(row) if row.get("updated_at") is not None else None)
     ctx.galleries[(ctx.ns, name)] = config
     return row
 

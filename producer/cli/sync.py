@@ -77,6 +77,7 @@ def _studio_json(view: StudioView) -> dict[str, Any]:
         "drifted": {label: d.reason for label, d in sorted(view.drift.items())},
         "prune": [{"label": w.label, "row_id": w.row_id, "path": w.path} for w in view.prune],
         "prune_gallery": view.prune_gallery,
+        "gallery_entry": view.gallery,
         "studio_error": view.error,
     }
 
@@ -101,7 +102,7 @@ def _print_plan(data: dict[str, Any]) -> None:
     )
     out.print("  " + ", ".join(f"{k}: {len(v)}" for k, v in data["changes"].items()))
     _print_waves(data["waves"])
-    out.print(f"  gallery entry {escape(repr(data['gallery']))}: {'write' if data['gallery_write'] else 'unchanged'}")
+    out.print(f"  gallery entry {escape(repr(data['gallery']))}: {_gallery_line(data)}")
     for e in data["errors"]:
         where = f"{e['path']}: {e['field'] + ': ' if e['field'] else ''}"
         out.print(f"  [red]error[/red] {escape(where + e['message'])}", soft_wrap=True)
@@ -111,6 +112,15 @@ def _print_plan(data: dict[str, Any]) -> None:
     _print_prune(data)
     if data["studio_error"]:
         out.print(f"  [yellow]warning[/yellow] {escape(data['studio_error'])}", soft_wrap=True)
+
+
+def _gallery_line(data: dict[str, Any]) -> str:
+    from shared.core.drift import EntryState
+
+    if not data["gallery_write"]:
+        return "unchanged"
+    why = {EntryState.GONE: "deleted in Studio", EntryState.CHANGED: "written since the sync wrote it"}
+    return "write" + (f" ({why[data['gallery_entry']]})" if data["gallery_entry"] in why else "")
 
 
 def _print_waves(waves: list[list[str]]) -> None:

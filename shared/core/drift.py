@@ -12,8 +12,10 @@ sync created the row. Later, Studio's rows are compared with those records:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, replace
+from enum import StrEnum
 from typing import Any, NamedTuple
 
 from shared.core.secrets import content_hash
@@ -139,3 +141,37 @@ def _may_prune(
 ) -> bool:
     """Created by the sync, its label gone from the tree, its file not unreadable, not drifted."""
     return record.created and not (label in tree_labels or record.path in unreadable_paths or label in drift)
+
+
+def gallery_slug(name: str) -> str:
+    """The id of a tree's gallery entry in Studio (the entry's `config.id`)."""
+    return "agentq-" + (re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "tree")
+
+
+class EntryState(StrEnum):
+    """What became of the tree's gallery entry since the sync last wrote it."""
+
+    HELD = "held"  # as the sync left it
+    CHANGED = "changed"  # written since (in Studio, or by another tree's sync into the same name)
+    GONE = "gone"  # deleted, or the id now holds another entry
+
+
+def entry_stamp(row: Mapping[str, Any]) -> str:
+    """A gallery row's id and the time Studio last wrote it: any write through Studio moves it."""
+    return f"{row.get('id')}:{row.get('updated_at')}"
+
+
+def is_entry(row: Mapping[str, Any], name: str) -> bool:
+    """Whether `row` is the gallery entry `name` (its config's id is the name's slug)."""
+    config = row.get("config")
+    return isinstance(config, dict) and config.get("id") == gallery_slug(name)
+
+
+def entry_state(row: Mapping[str, Any] | None, name: str, stamp: str | None) -> EntryState:
+    """The entry `name` as Studio answered for its id (None: not there), against the stamp the
+    sync recorded when it last wrote it (None: what it holds is not known)."""
+    if row is None or not is_entry(row, name):
+        return EntryState.GONE
+    if stamp is None or row.get("updated_at") is None or entry_stamp(row) != stamp:
+        return EntryState.CHANGED
+    return EntryState.HELD

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -15,11 +14,6 @@ from shared.core.errors import ConfigError
 # (shared/core/components.py) each time it validates.
 COMPONENT_TYPES: tuple[str, ...] = components.component_types()
 UNKNOWN_TYPE = "unknown_component_type"
-
-
-def gallery_slug(name: str) -> str:
-    """The id of a tree's gallery entry in Studio (the entry's `config.id`)."""
-    return "agentq-" + (re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "tree")
 
 
 class ComponentSpec(BaseModel):

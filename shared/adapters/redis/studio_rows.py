@@ -138,7 +138,7 @@ class StudioRows(RedisPart):
         self.r.hset(keys.ns_key(ns, keys.GALLERIES), name, str(gallery_id))
 
     def gallery_written(self, ns: str, name: str) -> str | None:
-        """The content hash (secrets masked) of the config the sync last wrote into gallery `name`."""
+        """The stamp (id and updated_at, shared/core/drift.py) of gallery `name` as a sync last wrote it."""
         value = self.r.hget(keys.ns_key(ns, keys.GALLERY_WRITTEN), name)
         return None if value is None else str(value)
 
