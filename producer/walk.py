@@ -36,7 +36,8 @@ def _ignore_spec(root: Path) -> GitIgnoreSpec | None:
     try:
         if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would block the read forever
             raise InvalidInput(f"{path}: not a regular file; remove it or make it one")
-        lines = path.read_bytes().decode("utf-8").splitlines()
+        # as git reads an ignore file: a leading BOM skipped, lines ended by LF (a CR before it dropped)
+        lines = [line.removesuffix("\r") for line in path.read_bytes().decode("utf-8-sig").split("\n")]
     except FileNotFoundError:
         return None
     except OSError as exc:

@@ -212,7 +212,8 @@ def own_studio(tmp_path: Path):
 
 
 def assert_not_in_redis(redis_url: str, text: str) -> None:
-    """`text` is in no key and no value of any kind (queued task messages included)."""
+    """`text` is in no key and no value of any kind, nor a hash's field name (queued task messages
+    included)."""
     import redis
 
     r = redis.Redis.from_url(redis_url)
@@ -223,13 +224,15 @@ def assert_not_in_redis(redis_url: str, text: str) -> None:
         if kind == b"string":
             values = [r.get(key)]
         elif kind == b"hash":
-            values = list(r.hgetall(key).values())
+            values = [part for item in r.hgetall(key).items() for part in item]
         elif kind == b"list":
             values = r.lrange(key, 0, -1)
         elif kind == b"zset":
             values = [m for m, _ in r.zrange(key, 0, -1, withscores=True)]
         elif kind == b"set":
             values = list(r.smembers(key))
+        elif kind == b"stream":
+            values = [part for _, fields in r.xrange(key) for item in fields.items() for part in item]
         else:
             values = []
         assert not any(v and needle in v for v in values), f"found in Redis key {key!r}"

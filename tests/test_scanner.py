@@ -340,6 +340,13 @@ def test_producerignore_follows_gitignore_rules(tree):
     assert sorted(scan(tree).documents) == ["agents/a.json", "models/m.yaml", "tools/keep.yaml"]
 
 
+def test_producerignore_is_read_as_git_reads_it_a_bom_and_crlf_included(tree):
+    """Editors on Windows write a BOM and CRLF: git still honours the first pattern, and so do we."""
+    write(tree, "tools/keep.yaml", component("keep"))
+    (tree / ".producerignore").write_bytes(b"\xef\xbb\xbftools/*\r\n!tools/keep.yaml\r\nmodels/\r\n")
+    assert sorted(scan(tree).documents) == ["agents/a.json", "tools/keep.yaml"]
+
+
 def test_a_resident_scan_sees_what_a_fresh_one_sees_through_edits_and_another_process_rewriting_the_cache(tree, cache):
     """producer watch keeps its last scan (ScanMemo): each scan with it gives the documents, facts
     and parse count a scan without it gives, also when another sync of the tree rewrote the cache."""

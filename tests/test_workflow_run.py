@@ -364,8 +364,15 @@ def test_secrets_stay_out_of_redis_logs_and_task_arguments(
 ) -> None:
     url, state = standin
     write_tree(tmp_path, url)
-    # a secret in a system message too: AutoGen's own event log would print the prompt in full
-    write_docs(tmp_path, {"agents/a.yaml": agent_doc("alice", system_message="Sign as ${AGENTQ_TEST_SECRET}.")})
+    # a secret in a system message too: AutoGen's own event log would print the prompt in full;
+    # and as the model's name, which the metrics label requests by
+    write_docs(
+        tmp_path,
+        {
+            "agents/a.yaml": agent_doc("alice", system_message="Sign as ${AGENTQ_TEST_SECRET}."),
+            "models/m.yaml": model_doc("m", url, model="${AGENTQ_TEST_SECRET}"),
+        },
+    )
     wf = write_workflow(
         tmp_path, [{"id": "a", "description": "uses the key"}, {"id": "b", "description": "b", "dependencies": ["a"]}]
     )
@@ -377,6 +384,9 @@ def test_secrets_stay_out_of_redis_logs_and_task_arguments(
     assert_not_in_redis(wf_cli.redis_url, TEST_SECRET)
     assert TEST_SECRET not in (services_dir / "worker.log").read_text(errors="replace")
     assert TEST_SECRET not in proc.stdout + proc.stderr
+    # the requests were counted, under the model's name as the file writes it
+    counters = redis.Redis.from_url(wf_cli.redis_url).hgetall("agentq:metrics:counters")
+    assert any(b"agentq_model_tokens_total" in k and b"${AGENTQ_TEST_SECRET}" in k for k in counters), counters
 
 
 def test_progress_shows_a_bar_per_task_with_its_status(wf_cli: Cli, standin, tmp_path: Path, redis_url: str) -> None:

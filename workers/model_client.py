@@ -29,7 +29,7 @@ from shared.core.exceptions import MalformedAnswer
 
 # ModelClients, StartOrder, LEAVE_AFTER and Usage only pass through: workers/workflow_exec.py,
 # workers/tasks.py and the benchmarks import them from here
-from workers.model_pool import ModelClients, config_of
+from workers.model_pool import ModelClients
 from workers.start_order import LEAVE_AFTER, StartOrder
 from workers.task_models import GATED_PROVIDER, LOADING, ModelError, TaskModels, Usage, failure_text
 
@@ -80,7 +80,7 @@ class GatedChatCompletionClient(ChatCompletionClient, Component[GatedClientConfi
         self._inner = inner
         self._task = task
         self._config = config
-        self._model = str(config_of(task.specs[config.slot]).get("model"))
+        self._model = task.names[config.slot]
         self._semaphore = task.limit(config.limit_key, config.max_concurrency)
 
     @classmethod

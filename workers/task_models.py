@@ -61,6 +61,9 @@ class TaskModels:
     order: StartOrder | None = None
     task_id: str = ""
     specs: list[Mapping[str, object]] = field(default_factory=list)
+    # each slot's model as its file writes it (`${VAR}` names, never values): what metrics and
+    # messages name it by
+    names: list[str] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     cancelled: Callable[[], Awaitable[bool]] | None = None  # `producer cancel` ended the task's run
 
@@ -93,6 +96,7 @@ class TaskModels:
 
     def _gated(self, spec: object, resolved: Mapping[str, object]) -> dict[str, object]:
         self.specs.append(resolved)
+        self.names.append(str(_field(_field(spec, "config"), "model") or resolved.get("label") or "?"))
         return {
             "provider": GATED_PROVIDER,
             "component_type": "model",
@@ -153,8 +157,7 @@ class TaskModels:
         self.metrics.observe(DURATION, [model, status], time.perf_counter() - started)
 
     def failure_prefix(self, slot: int) -> str:
-        spec = self.specs[slot]
-        return f"model {config_of(spec).get('model')!r} at {_where(spec)}"
+        return f"model {self.names[slot]!r} at {_where(self.specs[slot])}"
 
     def count(self, model: str, usage: RequestUsage) -> None:
         self.usage.prompt_tokens += usage.prompt_tokens

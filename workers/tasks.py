@@ -8,6 +8,7 @@ import importlib
 import logging
 import socket
 import time
+import warnings
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -75,6 +76,9 @@ def _warm(**_: object) -> None:
         if logger.level == logging.NOTSET:  # a level the user set (logging config) stays
             logger.setLevel(logging.WARNING)
     logging.getLogger("autogen_core").addFilter(WithoutTraceback())
+    # AutoGen warns, naming the configured model, when a server answers under another model name:
+    # that name may be a ${VAR}'s value, and the warning says nothing the metrics do not
+    warnings.filterwarnings("ignore", message="Resolved model mismatch")
     for name in WARM_MODULES:
         with contextlib.suppress(ImportError):  # an optional provider: its tasks say what to install
             importlib.import_module(name)
