@@ -6,16 +6,23 @@ from __future__ import annotations
 
 import re
 
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")  # all but tab and newline
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")  # all but tab and newline
+_UNSAFE_IN_LINE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")  # newlines too
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return match.group().encode("unicode_escape").decode("ascii")
 
 
 def printable(text: str) -> str:
-    """`text` with its control and bidi-override characters as escapes (tabs and newlines kept)."""
-    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    """`text` with its control and bidi-override characters as escapes (tabs and newlines kept):
+    for text that is many lines (a model's answer)."""
+    return _UNSAFE.sub(_escaped, text)
 
 
 def escape(text: str) -> str:
-    """printable(text), and rich's markup escaped: for text that rich shows."""
+    """`text` on one line (newlines too written as escapes: a label or a server's message cannot
+    start a line of its own that reads as ours), and rich's markup escaped: for text rich shows."""
     from rich.markup import escape as markup_escape  # imported when something is shown
 
-    return markup_escape(printable(text))
+    return markup_escape(_UNSAFE_IN_LINE.sub(_escaped, text))

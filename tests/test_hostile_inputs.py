@@ -213,6 +213,12 @@ def test_markup_in_names_and_labels_is_printed_as_written(cli: Cli, tmp_path: Pa
         'provider: autogen_core.tools.FunctionTool\ncomponent_type: tool\nlabel: "red\\e[31m-title\\e]0;pwned\\a-rtl\\u202e"\n'
         'config: {source_code: "def f() -> int:\\n    return 1\\n", name: f, description: d, global_imports: []}\n'
     )
+    # a newline in a label, or in a file's name, would start a line that reads as ours
+    (tree / "fake.yaml").write_text(
+        'provider: autogen_core.tools.FunctionTool\ncomponent_type: tool\nlabel: "ok\\n  error other.yaml: FAKE"\n'
+        'config: {source_code: "def f() -> int:\\n    return 1\\n", name: f, description: d, global_imports: []}\n'
+    )
+    (tree / "evil\n  error named.yaml: FAKE.yaml").write_text("provider: [")
     giant = "g" * 3000 + "-end"
     (tree / "giant.yaml").write_text(
         f"provider: autogen_core.tools.FunctionTool\ncomponent_type: tool\nlabel: '{giant}'\n"
@@ -229,3 +235,6 @@ def test_markup_in_names_and_labels_is_printed_as_written(cli: Cli, tmp_path: Pa
     for out in (plan.stdout, shown):
         assert "\x1b[31m" not in out and "\x07" not in out and "\u202e" not in out, out
         assert "red\\x1b[31m-title" in out, out  # written as the escape, in the plan and the sync
+        assert not any(line.lstrip().startswith("error other.yaml") for line in out.splitlines()), out
+        assert not any(line.lstrip().startswith("error named.yaml") for line in out.splitlines()), out
+    assert "ok\\n  error other.yaml" in plan.stdout and "evil\\n  error named.yaml" in plan.stdout
