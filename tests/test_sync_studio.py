@@ -235,7 +235,8 @@ def test_broken_files_are_reported_and_the_rest_is_synced(cli: Cli, examples: Pa
     assert "UTF-8" in errors["broken/latin1.yaml"]
     assert "broken/unknown-type.yaml: component_type: unknown component type 'robot'" in errors["robot"]
     assert "broken/no-config.json: config: required field is missing" in errors["no-config"]
-    assert "duplicate label 'writer'" in text and "broken/dup-writer.yaml" in text
+    assert "duplicate label 'writer'" in errors["writer"] and "broken/dup-writer.yaml" in errors["writer"]
+    assert "duplicate label 'writer'" in errors["broken/dup-writer.yaml"], errors  # both files, each its line
     assert "broken/bad-ref-team.yaml" in errors["ghost-team"] and "participants[1]" in errors["ghost-team"]
     assert "AGENTQ_TEST_UNSET_KEY" in errors["secret-model"] and "config.api_key" in errors["secret-model"]
     assert "Studio validation failed" in errors["phantom"]

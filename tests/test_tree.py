@@ -156,6 +156,9 @@ def test_duplicate_labels_name_both_files():
     assert "models/m.yaml" in by_path["models/other.yaml"]
     assert "m" in tree.invalid
     assert "duplicate label" in tree.invalid["m"]
+    # the file whose node the label is not is reported by its path: a report lists both
+    assert tree.nodes["m"].path == "models/m.yaml"
+    assert tree.broken_files == {"models/other.yaml": f"label: {by_path['models/other.yaml']}"}
     assert "a" in tree.skipped and "'m'" in tree.skipped["a"]
     assert "team" in tree.skipped
     assert tree.valid == ["t", "x"]

@@ -40,7 +40,8 @@ class Tree:
     # label -> why it cannot be synced: its own errors (invalid) or a dependency's (skipped)
     invalid: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
-    # files that could not become a node at all (no usable label)
+    # files that could not become a node at all: no usable label, or one an earlier file holds too
+    # (that file's node is invalid): path -> why
     broken_files: dict[str, str] = field(default_factory=dict)
     workflow_files: list[str] = field(default_factory=list)
 
@@ -202,6 +203,8 @@ def _link(tree: Tree, by_label: dict[str, list[Node]], problems: dict[str, list[
         tree.nodes[label] = nodes[0]
         if len(nodes) > 1:
             _duplicates(label, nodes, problems)
+            for other in nodes[1:]:  # reported by their path, as every file the tree cannot use
+                tree.broken_files[other.path] = "; ".join(f"{e.field}: {e.message}" for e in problems[other.path])
     for node in tree.nodes.values():
         _unknown_refs(node, tree.nodes, problems)
         node.deps = [d for d in node.deps if d in tree.nodes]
