@@ -227,7 +227,6 @@ def test_broken_files_are_reported_and_the_rest_is_synced(cli: Cli, examples: Pa
     assert rc != 0
     nodes = report["nodes"]
     errors = {k: v.get("error", "") for k, v in nodes.items() if v["status"] == "failed"}
-    text = "\n".join(errors.values())
     # files without a usable label are reported by path, the others by label with their path
     for rel in ("broken/malformed.yaml", "broken/latin1.yaml"):
         assert rel in errors and errors[rel], f"{rel} not reported: {errors}"
