@@ -8,12 +8,15 @@
 
 Without REDIS_URL, each call starts an embedded Redis and a worker for its duration, as the CLI
 does. Errors are the project's exceptions (shared/core/exceptions.py): InvalidInput for a bad workflow
-file, ServiceUnavailable for a service that cannot be reached or started, TimeoutError for a run
-that stopped moving.
+file or an argument of the wrong kind (checked before anything starts), ServiceUnavailable for a
+service that cannot be reached or started, RunTimedOut (a TimeoutError too) for a run that
+outlived `timeout` or stopped moving.
 """
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from producer import embedded
 from producer.walk import check_dir
-from shared.core.exceptions import ServiceUnavailable
+from shared.core.exceptions import InvalidInput, ServiceUnavailable
 from shared.core.run_model import UNSUCCESSFUL, RunState
 from shared.core.secrets import shown_url
 
@@ -56,13 +59,36 @@ class RunResult:
         return {k: str(v.get("error") or v.get("reason")) for k, v in items.items() if v.get("status") in UNSUCCESSFUL}
 
 
+# The arguments are checked by hand, not by pydantic's validate_call: that would also turn a
+# ValidationError raised inside the call into one about the arguments.
+def _path(name: str, value: object) -> Path:
+    if isinstance(value, str | os.PathLike) and isinstance(os.fspath(value), str) and os.fspath(value):
+        return Path(value)
+    raise InvalidInput(f"{name}: expected a path (a non-empty str or a pathlib.Path), not {value!r}")
+
+
+def _timeout(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+        return float(value)
+    raise InvalidInput(f"timeout: expected seconds (a number above 0) or None, not {value!r}")
+
+
+def _flags(**flags: object) -> None:
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise InvalidInput(f"{name}: expected True or False, not {value!r}")
+
+
 def plan(directory: str | Path, settings: Settings | None = None) -> PlanResult:
     """What a sync of `directory` would do, without doing it."""
     from producer.sync_run import prepare
 
-    check_dir(Path(directory))  # before an embedded Redis is started for nothing
+    root = _path("directory", directory)
+    check_dir(root)  # before an embedded Redis is started for nothing
     with services(settings) as (store, ready):
-        prepared = prepare(Path(directory), ready, store)
+        prepared = prepare(root, ready, store)
     by_change: dict[str, list[str]] = {}
     for label, change in sorted(prepared.plan.changes.items()):
         by_change.setdefault(change, []).append(label)
@@ -87,10 +113,12 @@ def sync(
     whose components are gone from it."""
     from producer import pipeline
 
-    check_dir(Path(directory))
+    root, seconds = _path("directory", directory), _timeout(timeout)
+    _flags(force=force, prune=prune)
+    check_dir(root)
     with services(settings) as (store, ready):
         with_us = pipeline.Services(ready, store, lambda: _dispatcher(ready), _warn)
-        outcome = pipeline.sync(Path(directory), with_us, force=force, prune=prune, timeout=timeout)
+        outcome = pipeline.sync(root, with_us, force=force, prune=prune, timeout=seconds)
     report, run_id = outcome.report, outcome.run_id
     assert report is not None and run_id is not None
     return RunResult(run_id, outcome.succeeded, report["counts"], report)
@@ -116,10 +144,12 @@ def run_workflow(
     from producer.run_wait import wait
     from producer.workflow_run import load, submit
 
+    path, folder, seconds = _path("file", file), None if tree is None else _path("tree", tree), _timeout(timeout)
+    _flags(sequential=sequential, no_cache=no_cache)
     with services(settings) as (store, ready):
-        prepared = load(Path(file), Path(tree) if tree else None, ready)
+        prepared = load(path, folder, ready)
         run_id, _ = submit(prepared, ready, store, lambda: _dispatcher(ready), sequential=sequential, no_cache=no_cache)
-        wait(store, run_id, timeout=timeout)
+        wait(store, run_id, timeout=seconds)
         report = workflow_report(store, run_id)
     assert report is not None
     counts = report["counts"]
@@ -135,7 +165,7 @@ def services(settings: Settings | None) -> Iterator[tuple[Storage, Settings]]:
     from shared.settings import Settings, check_store, load_settings, with_overrides
 
     if settings is not None and not isinstance(settings, Settings):
-        raise TypeError(f"settings: expected shared.settings.Settings(...), not {type(settings).__name__}")
+        raise InvalidInput(f"settings: expected shared.settings.Settings(...), not {type(settings).__name__}")
     ready = settings or load_settings()
     embedded_redis = ready.redis_url is None
     check_store(ready)  # no embedded Redis for a cluster's broker

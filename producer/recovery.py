@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 
 from shared.core import reconcile
-from shared.core.exceptions import BrokerUnavailable
+from shared.core.exceptions import BrokerUnavailable, RunTimedOut
 from shared.core.run_model import SYNC_BATCH_TASK, Status
 from shared.metrics import Metrics
 from shared.ports import Dispatcher, Message, RunStore
@@ -156,7 +156,7 @@ class Watchdog:
 
     def _give_up_if_stalled(self, now: float) -> None:
         if self.give_up_after is not None and now - self._moved > self.give_up_after:
-            raise TimeoutError(
+            raise RunTimedOut(
                 f"run {self.run_id}: no node ended for {self.give_up_after:g} s (STALL_SECONDS); "
                 "are workers running on its queues?"
             )

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from shared.core.exceptions import RunTimedOut
 from shared.core.run_model import TERMINAL
 
 if TYPE_CHECKING:
@@ -50,5 +51,5 @@ def wait(
         if meta.is_finished:
             return meta
         if deadline is not None and time.monotonic() > deadline:
-            raise TimeoutError(f"run {run_id} still running after {timeout:.0f} s")
+            raise RunTimedOut(f"run {run_id} still running after {timeout:.0f} s")
         store.await_finish(run_id, 0.1)

@@ -64,5 +64,30 @@ def test_wrong_arguments_are_said_before_anything_starts(tmp_path: Path) -> None
             plan(directory)
         with pytest.raises(InvalidInput, match="is not a directory"):
             sync(directory)
-    with pytest.raises(TypeError, match=r"settings: expected shared.settings.Settings\(...\), not dict"):
+    with pytest.raises(InvalidInput, match=r"settings: expected shared.settings.Settings\(...\), not dict"):
         sync(tmp_path, settings={"redis_url": "redis://127.0.0.1:1/0"})  # type: ignore[arg-type]
+
+
+def test_arguments_of_the_wrong_kind_are_refused_before_a_run_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """They ran the sync, or the whole workflow, and then failed in a TypeError from deep inside; a
+    path that is no path failed inside pathlib; force="no" forced. A Redis that cannot be reached
+    shows nothing was started: the argument is named first."""
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    workflow = tmp_path / "wf.yaml"
+    workflow.write_text("kind: workflow\nname: w\ntasks: []\n")
+    for directory in (None, 42, b"/tmp", ""):
+        with pytest.raises(InvalidInput, match="directory: expected a path"):
+            plan(directory)  # type: ignore[arg-type]
+    for timeout in ("abc", -1, 0, float("nan"), True):
+        with pytest.raises(InvalidInput, match="timeout: expected seconds"):
+            sync(tmp_path, timeout=timeout)  # type: ignore[arg-type]
+        with pytest.raises(InvalidInput, match="timeout: expected seconds"):
+            run_workflow(workflow, timeout=timeout)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="force: expected True or False, not 'no'"):
+        sync(tmp_path, force="no")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="no_cache: expected True or False, not 1"):
+        run_workflow(workflow, no_cache=1)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="tree: expected a path"):
+        run_workflow(workflow, tree=3)  # type: ignore[arg-type]

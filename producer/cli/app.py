@@ -366,8 +366,8 @@ FAILURES: tuple[tuple[type[Exception], int, bool], ...] = (
     (Interrupted, Exit.INTERRUPTED, False),
     (ServiceUnavailable, Exit.UNAVAILABLE, True),
     (InvalidInput, Exit.CONFIG, True),
+    (TimeoutError, Exit.TIMEOUT, False),  # RunTimedOut is an AgentqError too
     (AgentqError, Exit.PARTIAL, True),
-    (TimeoutError, Exit.TIMEOUT, False),
 )
 
 

@@ -19,6 +19,10 @@ class BrokerUnavailable(ServiceUnavailable):
     """A message could not be published: the broker (BROKER_URL, else REDIS_URL) is out of reach."""
 
 
+class RunTimedOut(AgentqError, TimeoutError):
+    """A run outlived its --timeout, or stopped moving (STALL_SECONDS); it may still finish (exit code 4)."""
+
+
 class TaskFailed(AgentqError):
     """One component or workflow task failed for good; the others go on (the run exits 1)."""
 
