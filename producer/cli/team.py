@@ -37,6 +37,9 @@ def team(
         Path | None, typer.Option("--write", help="Workflow file to write (default: TREE/workflows/NAME.yaml)")
     ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Workflow name and agents' label prefix")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite files there that differ from what this writes")
+    ] = False,
     run_it: Annotated[bool, typer.Option("--run", help="Run the workflow once written (as `producer run`)")] = False,
     standin_llm: Annotated[bool, typer.Option("--standin-llm", help="With --run: start the stand-in endpoint")] = False,
     as_json: AsJson = False,
@@ -44,7 +47,9 @@ def team(
     """Write a workflow for GOAL with a team of agents in roles chosen for its size (1: a generalist;
     3: researcher, analyst, writer; 5: and a critic and an editor; more: parallel researchers).
     Everything is checked before the first file is written: the model must be a model component
-    of the tree, and no file written may take the place of a folder or of another component."""
+    of the tree, and no file written may take the place of a folder or of another component, nor
+    replace a file that says something else (a hand-written workflow, an agent edited since)
+    unless --force."""
     import yaml
 
     from shared.core.team_plan import slug, team_workflow
@@ -59,6 +64,8 @@ def team(
     target = write or tree / "workflows" / f"{slug(workflow['name'])}.yaml"
     files[target] = (None, yaml.safe_dump(workflow, sort_keys=False, width=100))
     _check_team(tree, model, files, write)
+    if not force:
+        _check_unchanged(files, write)
     _write_files(files)
     written = {"workflow": str(target), "agents": _agents(files), "tree": str(tree), "tasks": _task_ids(workflow)}
     _tell(written, folder, as_json, run_it)
@@ -144,6 +151,22 @@ def _check_team(tree: Path, model: str, files: dict[Path, tuple[str | None, str]
         said = f"--write {write}" if label is None and write is not None else str(path)
         _check_place(path, label, said)
         _check_component(said, path, label, _relative(path, root), built)
+
+
+def _check_unchanged(files: dict[Path, tuple[str | None, str]], write: Path | None) -> None:
+    """Refuse to replace a file that holds something else than what this writes: the same team
+    written again is a no-op, a hand-written or edited file is the user's."""
+    for path, (label, text) in files.items():
+        try:
+            there = path.read_text(encoding="utf-8") if path.is_file() else None
+        except (OSError, UnicodeDecodeError):
+            there = ""  # unreadable: not what this writes either
+        if there is not None and there != text:
+            said = f"--write {write}" if label is None and write is not None else str(path)
+            raise InvalidInput(
+                f"{said}: {path} exists and says something else than this would write "
+                "(written by hand, or edited since); --force overwrites it"
+            )
 
 
 def _built(root: Path) -> Tree:
