@@ -699,6 +699,17 @@ FAMILIES: dict[str, list[Mistake]] = {
         M("run-timeout-not-a-number", "run", WF, "--timeout", "soon", says=("--timeout",)),
         M("run-mode-fast", "run", WF, "--mode", "fast", says=("--mode",)),
         M("monitor-refresh-zero", "monitor", "--refresh", "0", says=("--refresh",)),
+        M(
+            "monitor-json-saved-into-a-missing-folder",
+            "monitor",
+            "--json",
+            "--refresh",
+            "0.1",
+            "--save-session",
+            "no-such-dir/session.json",
+            json_in_args=True,
+            says=("--save-session", "no-such-dir"),
+        ),
         M("monitor-refresh-not-a-number", "monitor", "--refresh", "soon", says=("--refresh",)),
         M(
             "team-size-zero",

@@ -50,7 +50,7 @@ def monitor(
     watcher = Monitor(settings.exporter_url)
     store = store_for(settings, settings.redis_url) if settings.redis_url else None
     if as_json:
-        _one_reading(watcher, store, refresh)
+        _one_reading(watcher, store, refresh, save_session)
     try:
         _live(watcher, store, refresh)
     except KeyboardInterrupt:
@@ -60,11 +60,14 @@ def monitor(
             _save(watcher, save_session)
 
 
-def _one_reading(watcher: Monitor, store: RunStore | None, refresh: float) -> NoReturn:
-    """--json: two polls `refresh` apart (for rates), printed; exit code 3 when the exporter was not reached."""
+def _one_reading(watcher: Monitor, store: RunStore | None, refresh: float, save_session: Path | None) -> NoReturn:
+    """--json: two polls `refresh` apart (for rates), printed (and saved with --save-session);
+    exit code 3 when the exporter was not reached."""
     watcher.poll()
     time.sleep(refresh)
     snapshot = watcher.poll()
+    if save_session:
+        _save(watcher, save_session)
     echo_json({**snapshot.__dict__, "recent_runs": _recent_runs(store)})
     unreachable = any(alert["name"] == "ExporterUnreachable" for alert in snapshot.alerts)
     raise typer.Exit(Exit.UNAVAILABLE if unreachable else Exit.OK)
