@@ -102,6 +102,12 @@ def test_empty_label_or_provider_is_an_error(field):
     assert err.field == field
 
 
+@pytest.mark.parametrize("label", ["   ", "\t\n"])
+def test_a_blank_label_is_an_error_as_an_empty_one_is(label):
+    (err,) = errors_of(spec(label=label))
+    assert err.field == "label" and "blank" in err.message
+
+
 def test_config_must_be_a_mapping():
     (err,) = errors_of(spec(config=["a"]))
     assert err.field == "config"

@@ -28,6 +28,13 @@ class ComponentSpec(BaseModel):
     component_version: int | None = None
     config: dict[str, Any]
 
+    @field_validator("label")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():  # Studio would show it as no name, and nothing could reference it by eye
+            raise PydanticCustomError("blank", "is blank: give the component a label")
+        return value
+
     @field_validator("component_type", mode="before")
     @classmethod
     def _known_type(cls, value: Any) -> Any:
