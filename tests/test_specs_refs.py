@@ -108,6 +108,14 @@ def test_a_blank_label_is_an_error_as_an_empty_one_is(label):
     assert err.field == "label" and "blank" in err.message
 
 
+def test_a_studio_gallery_entry_or_team_row_is_said_to_be_one():
+    gallery = {"id": "g", "name": "g", "metadata": {}, "components": {"agents": [], "models": []}}
+    row = {"id": 3, "user_id": "u", "version": "1", "component": spec(component_type="team")}
+    for doc, what in ((gallery, "gallery entry"), (row, "team row")):
+        (err,) = errors_of(doc)
+        assert what in err.message and "producer pull" in err.message
+
+
 def test_config_must_be_a_mapping():
     (err,) = errors_of(spec(config=["a"]))
     assert err.field == "config"

@@ -43,7 +43,26 @@ class ComponentSpec(BaseModel):
         return value
 
 
+# Studio's other documents, dropped into a tree whole: said as what they are, not as four missing fields
+STUDIO_DOCUMENTS = (
+    (
+        "components",
+        "this is an AutoGen Studio gallery entry (its `components` hold many), not one component: "
+        "put each in a file of its own, or let `producer pull` write them",
+    ),
+    (
+        "component",
+        "this is an AutoGen Studio team row (the team is its `component`): keep only the "
+        "`component`, as a file of its own, or let `producer pull` write it",
+    ),
+)
+
+
 def validate_spec(path: str, doc: dict[str, Any]) -> ComponentSpec | list[ConfigError]:
+    if "provider" not in doc:
+        said = next((why for key, why in STUDIO_DOCUMENTS if isinstance(doc.get(key), dict)), None)
+        if said is not None:
+            return [ConfigError(path=path, field=None, message=said)]
     try:
         spec = ComponentSpec.model_validate(doc)
     except ValidationError as exc:
