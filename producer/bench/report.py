@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import html as html_text
 import io
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -88,9 +89,11 @@ def report(sets: list[ResultSet], out: Path) -> tuple[Path, Path]:
     md = markdown(sets, labels)
     page = ["<!doctype html><html><head><meta charset='utf-8'><title>Benchmark report</title></head><body>"]
     page.append("<pre>" + html_text.escape("\n".join(md)) + "</pre>")
-    for title, fig in charts(sets, labels):
-        shown = html_text.escape(title)
-        page.append(f"<h2>{shown}</h2><img alt='{shown}' src='data:image/png;base64,{png(fig)}'>")
+    with warnings.catch_warnings():  # numpy's and matplotlib's on extreme values: the chart says it
+        warnings.simplefilter("ignore")
+        for title, fig in charts(sets, labels):
+            shown = html_text.escape(title)
+            page.append(f"<h2>{shown}</h2><img alt='{shown}' src='data:image/png;base64,{png(fig)}'>")
     page.append("</body></html>")
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.html").write_text("\n".join(page))
