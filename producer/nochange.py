@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from array import array
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 from urllib.parse import urlsplit
@@ -123,17 +124,19 @@ def answer(root: Path, redis_url: str, cache_dir: Path, environ: dict[str, str])
     last, text = found
     if last.gallery is None:
         return None
-    # Studio's answer is awaited while the tree is walked (the walk is CPU, the listing a wait)
-    studio: list[bool] = []
-    asking = threading.Thread(target=lambda: studio.append(studio_as_written(last, environ)), daemon=True)
-    if last.rows or last.gallery:
-        asking.start()
+    # Studio's answers are awaited while the tree is walked (the walk is CPU, the reads a wait)
+    checks = [check for check, needed in ((_rows_as_written, last.rows), (_entry_as_written, last.gallery)) if needed]
+    said: list[bool] = []
+    asking = [threading.Thread(target=lambda c=c: said.append(c(last, environ)), daemon=True) for c in checks]
+    for thread in asking:
+        thread.start()
     if fingerprint(root, last.settings_names, last.variables, environ) != last.fingerprint:
         return None
-    if last.rows or last.gallery:
-        asking.join(STUDIO_SECONDS)  # a server that answers a byte at a time is left to the full path
-        if studio != [True]:
-            return None  # a row was edited or deleted in Studio: the full sync reports the drift
+    deadline = time.monotonic() + STUDIO_SECONDS  # a server that answers a byte at a time: the full path
+    for thread in asking:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if said != [True] * len(checks):
+        return None  # a row or the entry was edited or deleted in Studio: the full sync says so
     return (last, text) if _root_still_there(redis_url, last) else None
 
 
@@ -162,6 +165,7 @@ def studio_as_written(last: LastSync, environ: dict[str, str]) -> bool:
 
 
 def _rows_as_written(last: LastSync, environ: dict[str, str]) -> bool:
+    """Every team row the last sync wrote is still in Studio as it left it: one listing."""
     listed = _studio_data(last.studio, "/api/teams/", environ)
     if not isinstance(listed, list):
         return False
@@ -174,12 +178,28 @@ def _entry_as_written(last: LastSync, environ: dict[str, str]) -> bool:
     timestamp): deleted, edited in Studio, or written by another tree's sync, the full path looks."""
     assert last.gallery
     row_id, config_id, updated_at = last.gallery
-    row = _studio_data(last.studio, f"/api/gallery/{row_id}", environ)
+    row = _studio_data(last.studio, f"/api/gallery/{row_id}", environ, _entry_head)
     config = row.get("config") if isinstance(row, dict) else None
     return isinstance(config, dict) and config.get("id") == config_id and row.get("updated_at") == updated_at
 
 
-def _studio_data(studio: list[str], endpoint: str, environ: dict[str, str]) -> Any:
+def _entry_head(body: bytes) -> Any:
+    """A gallery entry's answer without its components (megabytes for a big tree; parsing them
+    would double this path's time): Studio writes them last, so the text before them, closed,
+    is the rest of the answer. Any other layout is parsed whole."""
+    cut = body.find(b',"components":')
+    try:
+        head = json.loads(body[:cut] + b"}}}") if cut > 0 else None
+    except ValueError:
+        head = None
+    data = head.get("data") if isinstance(head, dict) else None
+    config = data.get("config") if isinstance(data, dict) else None
+    return head if isinstance(config, dict) and "updated_at" in data and "id" in config else json.loads(body)  # type: ignore[operator]
+
+
+def _studio_data(
+    studio: list[str], endpoint: str, environ: dict[str, str], parse: Callable[[bytes], Any] = json.loads
+) -> Any:
     """The `data` of Studio's answer to GET `endpoint` for the user, or None where it cannot be
     had here (https, no answer, not Studio's JSON): the full path looks then."""
     from urllib.parse import quote
@@ -194,7 +214,7 @@ def _studio_data(studio: list[str], endpoint: str, environ: dict[str, str]) -> A
         return None  # the full path's client goes through the proxy (or not, as NO_PROXY says)
     try:
         body = http_get(parts.hostname, parts.port or 80, path, {"Authorization": f"Bearer {token}"} if token else {})
-        answer = json.loads(body) if body is not None else None
+        answer = parse(body) if body is not None else None
     except (OSError, ValueError, RecursionError):  # RecursionError: JSON nested too deeply
         return None
     return answer.get("data") if isinstance(answer, dict) else None

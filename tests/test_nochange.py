@@ -3,6 +3,7 @@ Redis round trip; any change that could alter the outcome goes through the full 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -173,3 +174,26 @@ def test_studios_listing_for_the_fast_path_is_bounded_in_time_size_and_depth(
     assert time.monotonic() - started < 5
     stop.set()
     server.close()
+
+
+def test_a_gallery_entrys_head_is_read_without_its_components_and_any_other_layout_whole() -> None:
+    """The no-change path reads the entry's id and timestamp without parsing megabytes of members;
+    what it reads is what parsing the whole answer gives."""
+    members = {"agents": [{"label": f"a{i}", "config": {"components": {"x": i}}} for i in range(50)]}
+
+    def answer(data: dict) -> bytes:
+        return json.dumps({"message": "ok", "status": True, "data": data}, separators=(",", ":")).encode()
+
+    row = {"version": "1", "updated_at": "2026-12-07T03:25:36", "id": 4, "user_id": "u"}
+    config = {"id": "agentq-t", "name": "t", "metadata": {"components": {"nested": True}}}
+    for body in (
+        answer({**row, "config": {**config, "metadata": {}, "components": members}}),  # Studio's layout
+        answer({**row, "config": {**config, "components": members}}),  # a key named so inside metadata
+        answer({"config": {"components": members, **config}, **row}),  # components first
+        answer({**row, "config": {**config, "components": members, "after": 1}}),  # not last
+    ):
+        whole = json.loads(body)
+        head = nochange._entry_head(body)
+        assert head["data"]["updated_at"] == whole["data"]["updated_at"]
+        assert head["data"]["config"]["id"] == whole["data"]["config"]["id"]
+        assert head["data"]["id"] == whole["data"]["id"]
