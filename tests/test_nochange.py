@@ -64,6 +64,14 @@ def test_an_unchanged_tree_is_answered_without_a_run_and_any_change_runs_again(c
     assert "no_change" not in cli.sync(tree, **env)[1]
     assert cli.sync(tree, **env)[1].get("no_change")
 
+    # an ignore file that does not parse: said as the full path says it (exit 2), not a traceback
+    (tree / ".producerignore").write_text("a\\\n")
+    proc = cli.run("sync", str(tree), "--json")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert ".producerignore" in json.loads(proc.stdout)["error"]
+    (tree / ".producerignore").unlink()
+    assert cli.sync(tree, **env)[1].get("no_change")  # the tree is as the last clean sync left it
+
     # the cache lost its root (flushed, expired): the full path runs, and finds every entry it still has
     r = redis.Redis.from_url(cli.redis_url)
     for key in r.scan_iter("agentq:root:*"):

@@ -66,13 +66,16 @@ def main() -> None:
     if answer(sys.argv[1:]):
         return
     if sys.argv[1:2] == ["sync"]:
+        from producer.handoff import try_handoff
         from producer.nochange import try_fast_sync
+        from shared.core.exceptions import AgentqError
 
-        code = try_fast_sync(sys.argv[1:], dict(os.environ))
-        if code is None:
-            from producer.handoff import try_handoff
-
-            code = try_handoff(sys.argv[1:], dict(os.environ))
+        try:
+            code = try_fast_sync(sys.argv[1:], dict(os.environ))
+            if code is None:
+                code = try_handoff(sys.argv[1:], dict(os.environ))
+        except AgentqError:  # a .producerignore that does not parse, say: the full path says so, as it says all
+            code = None
         if code is not None:
             raise SystemExit(code)
     from producer.cli.app import main as commands
