@@ -107,6 +107,11 @@ class _Walk:
         except OSError as exc:
             self.bad[rel] = f"cannot follow: {exc.strerror}"
             return
+        if not is_dir and entry.is_symlink() and not os.path.exists(entry.path) and not _ignored(rel, False, self.spec):
+            # whatever its name: a folder's link that leads nowhere (a submodule not checked out)
+            # hides the files that were there, whose rows a prune must then not delete
+            self.bad[rel] = "cannot follow: No such file or directory"
+            return
         if not self._wanted(entry, rel, is_dir):
             return
         if is_dir:

@@ -18,8 +18,10 @@ def _row(row_id: int, component: dict[str, Any]) -> dict[str, Any]:
     return {"id": row_id, "component": component, "updated_at": "2026-11-24T00:00:00"}
 
 
-def _written(label: str, row_id: int, component: dict[str, Any], created: bool = True) -> WrittenRow:
-    return WrittenRow(label, row_id, content_hash(component), "/tree", f"teams/{label}.yaml", created)
+def _written(
+    label: str, row_id: int, component: dict[str, Any], created: bool = True, path: str | None = None
+) -> WrittenRow:
+    return WrittenRow(label, row_id, content_hash(component), "/tree", path or f"teams/{label}.yaml", created)
 
 
 def test_secret_fields_are_named_fields_only() -> None:
@@ -67,6 +69,20 @@ def test_prune_takes_only_created_rows_whose_label_is_gone_and_whose_file_was_re
     assert [w.label for w in chosen] == ["removed"]
     forced = prune_candidates(written, rows, {"kept"}, unreadable, {})
     assert [w.label for w in forced] == ["edited", "removed"]
+
+
+def test_no_row_is_pruned_whose_file_was_in_a_folder_that_could_not_be_read() -> None:
+    """A folder's link that leads nowhere (a submodule not checked out), or one leaving the tree:
+    its files' labels are missing from the tree, but they are not gone."""
+    written = {
+        label: _written(label, i, _team(label), path=path)
+        for i, (label, path) in enumerate((("a", "teams/a.yaml"), ("b", "teams/deep/b.yaml"), ("c", "other/c.yaml")), 1)
+    }
+    rows = {w.row_id: _row(w.row_id, _team(w.label)) for w in written.values()}
+    assert [w.label for w in prune_candidates(written, rows, set(), {"teams"}, {})] == ["c"]
+    assert [w.label for w in prune_candidates(written, rows, set(), {"teams/"}, {})] == ["c"]
+    assert [w.label for w in prune_candidates(written, rows, set(), {"team"}, {})] == ["a", "b", "c"]
+    assert prune_candidates(written, rows, set(), {"."}, {}) == []  # the root could not be listed
 
 
 def test_written_rows_round_trip_as_json() -> None:

@@ -4,6 +4,7 @@ forced; `--prune` deletes exactly the rows this tree created whose files are gon
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,27 @@ def test_prune_deletes_exactly_the_rows_this_tree_created_and_nothing_else(
     proxy.reset()
     assert cli.sync(examples, "--prune")[0] == 0
     assert proxy.writes() == []
+
+
+def test_rows_whose_folder_became_a_link_that_leads_nowhere_are_not_pruned(cli: Cli, examples: Path) -> None:
+    """A submodule not checked out, an unmounted path: the folder's files cannot be read, which
+    is not their being gone. The link is reported; a prune deletes nothing."""
+    assert cli.sync(examples)[0] == 0
+    before = cli.studio().teams_by_label()
+    shutil.rmtree(examples / "teams")
+    (examples / "teams").symlink_to("nonexistent-dir", target_is_directory=True)
+
+    plan = json.loads(cli.run("plan", str(examples), "--json").stdout)
+    assert plan["prune"] == []
+    assert any(e["path"] == "teams" and "cannot follow" in e["message"] for e in plan["errors"]), plan["errors"]
+    rc, report, err = cli.sync(examples, "--prune")
+    assert rc != 0 and "Traceback" not in err
+    assert report["nodes"]["teams"]["status"] == "failed"
+    assert "cannot follow" in report["nodes"]["teams"]["error"]
+    assert report["counts"]["deleted"] == 0
+    assert {label: [r["id"] for r in rows] for label, rows in cli.studio().teams_by_label().items()} == {
+        label: [r["id"] for r in rows] for label, rows in before.items()
+    }
 
 
 def test_a_drifted_row_is_not_pruned_unless_forced(cli: Cli, examples: Path) -> None:

@@ -293,6 +293,14 @@ def test_relative_symlink_escaping_the_tree_is_not_followed(tree, tmp_path):
     assert "models/rel.yaml" in result.skipped
 
 
+def test_a_link_that_leads_nowhere_is_reported_whatever_its_name(tree):
+    """A folder's link (a submodule not checked out) hid the files that were in it, silently."""
+    (tree / "teams").symlink_to("nonexistent-dir", target_is_directory=True)
+    (tree / "models/gone.yaml").symlink_to("nowhere.yaml")
+    result = scan(tree)
+    assert result.unread["teams"] == result.unread["models/gone.yaml"] == "cannot follow: No such file or directory"
+
+
 def test_symlink_to_a_directory_outside_the_tree_is_not_followed(tree, tmp_path):
     write(tmp_path / "outside", "secret.yaml", component("secret"))
     (tree / "shared").symlink_to(tmp_path / "outside", target_is_directory=True)

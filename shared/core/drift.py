@@ -139,8 +139,16 @@ def _may_prune(
     unreadable_paths: Collection[str],
     drift: Mapping[str, Drift],
 ) -> bool:
-    """Created by the sync, its label gone from the tree, its file not unreadable, not drifted."""
-    return record.created and not (label in tree_labels or record.path in unreadable_paths or label in drift)
+    """Created by the sync, its label gone from the tree, its file not unreadable (nor in a folder
+    that could not be read: a broken link, one leaving the tree), not drifted."""
+    return record.created and not (label in tree_labels or _unread(record.path, unreadable_paths) or label in drift)
+
+
+def _unread(path: str, unreadable_paths: Collection[str]) -> bool:
+    """Whether `path` is, or is below, one of the paths the walk could not read ('.': the root)."""
+    return any(
+        path == u or u.rstrip("/") in (".", "") or path.startswith(u.rstrip("/") + "/") for u in unreadable_paths
+    )
 
 
 def gallery_slug(name: str) -> str:
