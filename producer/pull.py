@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import tempfile
+import stat
+import uuid
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,16 +63,22 @@ def _team_components(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r["component"] for r in ordered if isinstance(r.get("component"), dict)]
 
 
+def _label(team: dict[str, Any]) -> str | None:
+    """A team's label; None for one that is no string (Studio stores what any client sends)."""
+    label = team.get("label")
+    return label if isinstance(label, str) else None
+
+
 def _kept(teams: list[dict[str, Any]], keep: set[str] | None) -> tuple[list[dict[str, Any]], list[str]]:
     """The teams labelled in `keep` (all without it), and the labels of the rest."""
     if keep is None:
         return teams, []
-    others = sorted({str(t.get("label")) for t in teams if t.get("label") not in keep})
-    return [t for t in teams if t.get("label") in keep], others
+    others = sorted({str(t.get("label")) for t in teams if _label(t) not in keep})
+    return [t for t in teams if _label(t) in keep], others
 
 
 def _check_labels(labels: list[str], teams: list[dict[str, Any]], user_id: str) -> None:
-    missing = sorted(set(labels) - {t.get("label") for t in teams})
+    missing = sorted(set(labels) - {_label(t) for t in teams})
     if missing:
         raise InvalidInput(f"no team row labelled {', '.join(missing)} for user {user_id}")
 
@@ -134,14 +141,22 @@ def write_files(root: Path, layout: Layout) -> dict[str, str]:
     """Each changed file written whole, atomically (a crash leaves the old file or the new one);
     one that cannot be written does not stop the others. Returns path -> why not, for those."""
     failed: dict[str, str] = {}
+    real_root = os.path.realpath(root)
     for write in layout.changed():
         target = root / write.path
+        if os.path.commonpath([real_root, os.path.realpath(target.parent)]) != real_root:
+            failed[write.path] = "its folder is a symlink that leads outside the tree; not written there"
+            continue
         tmp = None
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".pull-", suffix=".tmp")
+            tmp = target.parent / f".pull-{uuid.uuid4().hex}.tmp"
+            # created as any new file is (the umask decides), not 0600 as mkstemp makes it
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(render(write))
+            if target.exists():  # a file pulled again keeps its mode
+                os.chmod(tmp, stat.S_IMODE(target.stat().st_mode))
             os.replace(tmp, target)
         except OSError as exc:
             failed[write.path] = exc.strerror or str(exc)

@@ -178,3 +178,51 @@ def test_a_file_that_cannot_be_written_is_named_and_the_others_are_written(tmp_p
     assert list(failed) == ["teams/blocked.yaml"] and failed["teams/blocked.yaml"]
     assert (tmp_path / "teams" / "ok.yaml").is_file()
     assert not list((tmp_path / "teams").glob(".pull-*")), "a temporary file was left behind"
+
+
+def test_files_are_written_with_the_modes_any_file_gets_and_never_through_a_link_leaving_the_tree(
+    tmp_path: Path,
+) -> None:
+    """mkstemp's 0600 made pulled files unreadable to the group; a folder linked outside the tree
+    was written through."""
+    import os
+
+    from producer.pull import write_files
+    from shared.core.pull_layout import FileWrite, Layout
+
+    tree, outside = tmp_path / "tree", tmp_path / "outside"
+    (tree / "teams").mkdir(parents=True)
+    outside.mkdir()
+    (tree / "agents").symlink_to(outside, target_is_directory=True)
+    (tree / "teams" / "old.yaml").write_text("label: old\n")
+    (tree / "teams" / "old.yaml").chmod(0o640)
+    doc = {"provider": "p", "component_type": "team", "label": "x", "config": {}}
+    layout = Layout(
+        files=[
+            FileWrite("teams/new.yaml", "n", doc, "create"),
+            FileWrite("teams/old.yaml", "old", doc, "update"),
+            FileWrite("agents/a.yaml", "a", doc, "create"),
+        ]
+    )
+    umask = os.umask(0o022)
+    try:
+        failed = write_files(tree, layout)
+    finally:
+        os.umask(umask)
+    assert list(failed) == ["agents/a.yaml"] and "outside the tree" in failed["agents/a.yaml"]
+    assert list(outside.iterdir()) == []
+    assert (tree / "teams" / "new.yaml").stat().st_mode & 0o777 == 0o644
+    assert (tree / "teams" / "old.yaml").stat().st_mode & 0o777 == 0o640
+
+
+def test_a_row_whose_label_is_no_string_is_left_out_of_a_pull_by_label(cli: Cli, examples: Path) -> None:
+    """Any client can store a label that is a list: `pull --team` and a tree's pull crashed on it."""
+    assert cli.sync(examples)[0] == 0
+    odd = {"provider": "autogen_agentchat.teams.RoundRobinGroupChat", "component_type": "team", "label": ["x"]}
+    _post_rows(cli, [{**odd, "config": {}}])
+    for args in ((), ("--team", "review-team")):
+        proc = cli.run("pull", str(examples), "--json", *args)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert json.loads(proc.stdout)["files"]
+    proc = cli.run("pull", str(examples), "--json", "--team", "nope")
+    assert proc.returncode == 2 and "nope" in json.loads(proc.stdout)["error"]
