@@ -121,9 +121,34 @@ def _handoff(argv: list[str], environ: dict[str, str]) -> int | None:
 
     tree = fingerprint(root, [], [], {})  # the tree as this command sees it
     answer = _ask(path, {"v": 1, "root": str(root), "code": code_digest(), "tree": tree, "environ": environ})
-    if answer is None or not answer.get("ok"):
-        return None
+    if answer is None or not _well_formed(answer):
+        return None  # a broken answer: the command syncs alone
     return _show(answer, argv[2:] == ["--json"], time.monotonic() - started)
+
+
+# what a sync's report has (a run id is None where nothing was enqueued)
+REPORT_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "run_id": (str, type(None)),
+    "state": str,
+    "tree": str,
+    "counts": dict,
+    "nodes": dict,
+}
+
+
+def _well_formed(answer: dict[str, Any]) -> bool:
+    """A watch's answer as producer/handoff_server.py writes it: ok, a sync's report, its warnings
+    as lines, whether it succeeded, the watch's pid."""
+    report, warnings = answer.get("report"), answer.get("warnings", [])
+    return (
+        answer.get("ok") is True
+        and isinstance(report, dict)
+        and all(isinstance(report.get(name), kind) for name, kind in REPORT_FIELDS.items())
+        and isinstance(warnings, list)
+        and all(isinstance(w, str) for w in warnings)
+        and isinstance(answer.get("succeeded"), bool)
+        and isinstance(answer.get("pid"), int)
+    )
 
 
 def _ask(path: Path, request: dict[str, Any]) -> dict[str, Any] | None:
@@ -146,10 +171,8 @@ def _ask(path: Path, request: dict[str, Any]) -> dict[str, Any] | None:
 
 def _show(answer: dict[str, Any], as_json: bool, seconds: float) -> int:
     """The report as `producer sync` shows it, the watch's warnings on stderr; the sync's exit code."""
-    report = answer.get("report")
-    if not isinstance(report, dict):
-        return 1
-    for warning in answer.get("warnings") or []:
+    report = answer["report"]
+    for warning in answer.get("warnings", []):
         sys.stderr.write(f"warning: {warning}\n")
     sys.stderr.write(f"Synced by the watch of this tree (pid {answer.get('pid')}) in {seconds:.2f} s.\n")
     if as_json:

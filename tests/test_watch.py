@@ -318,6 +318,33 @@ def test_a_sync_beside_a_watch_of_the_tree_is_handed_to_it_and_only_when_it_can_
     assert rc == 0 and "Synced by the watch" not in err and report["counts"]["updated"] == len(USERS_OF_WRITER) + 1
     path.unlink()
 
+    # something of ours listening there, answering what no watch answers: the command syncs alone
+    import threading
+
+    for i, answer in enumerate(
+        (
+            b'{"ok": true}\n',
+            b'{"ok": true, "report": {"run_id": "FAKE"}, "warnings": "abc", "succeeded": true, "pid": 1}\n',
+        )
+    ):
+        impostor = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        impostor.bind(str(path))
+        impostor.listen()
+
+        def serve(server: socket.socket = impostor, said: bytes = answer) -> None:
+            conn, _ = server.accept()
+            conn.makefile("rb").readline()
+            conn.sendall(said)
+            conn.close()
+
+        threading.Thread(target=serve, daemon=True).start()
+        _set_message(examples, f"Impostor {i}.")
+        rc, report, err = cli.sync(examples)
+        assert rc == 0 and "Synced by the watch" not in err and "warning: a" not in err, err
+        assert report["counts"]["updated"] == len(USERS_OF_WRITER) + 1
+        impostor.close()
+        path.unlink()
+
 
 def test_a_watch_whose_tree_is_moved_away_ends_saying_so(cli: Cli, examples: Path) -> None:
     """It said 'synced' for an empty tree and went on watching nothing."""
