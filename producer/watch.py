@@ -220,19 +220,23 @@ class Watcher:
 
         said: set[str] = set()
         missed = False
+        settle = _Settle(self.debounce_ms / 1000)
         while not stop.is_set():
             try:
+                # watchfiles wakes every tick whatever --debounce is (its step is also how often it
+                # looks at `stop`, and a hand-off waits for a wake): the settling is done above it
                 for changes in watchfiles.watch(
                     self.root,
                     watch_filter=config_filter(self.root, self.settings.cache_dir),
-                    step=self.debounce_ms,
-                    debounce=max(1600, 10 * self.debounce_ms),  # a save that never settles still syncs now and then
+                    step=min(self.debounce_ms, TICK_MS),
                     rust_timeout=TICK_MS,
                     yield_on_timeout=True,
                     stop_event=stop,
                     raise_interrupt=False,
                 ):
-                    yield {*changes, (watchfiles.Change.modified, str(self.root))} if missed else changes
+                    if missed:
+                        changes = {*changes, (watchfiles.Change.modified, str(self.root))}
+                    yield settle.add(changes, time.monotonic())
                     missed = False
                 return
             except WatchfilesRustInternalError as exc:
@@ -282,3 +286,25 @@ def _next_try(retry: bool, delay: float) -> tuple[float | None, float]:
     if not retry:
         return None, RETRY_FIRST
     return time.monotonic() + delay, min(RETRY_MAX, delay * 2)
+
+
+class _Settle:
+    """Changes held until the files settle: no further change for `quiet` seconds, or, for files
+    saved without pause, ten times that (at least 1.6 s) since the first. Fed on every tick; gives
+    the settled batch, or nothing yet."""
+
+    def __init__(self, quiet: float) -> None:
+        self.quiet, self.longest = quiet, max(1.6, 10 * quiet)
+        self.held: set[tuple[Any, str]] = set()
+        self.first = self.last = 0.0
+
+    def add(self, changes: set[tuple[Any, str]], now: float) -> set[tuple[Any, str]]:
+        if changes:
+            if not self.held:
+                self.first = now
+            self.held |= changes
+            self.last = now
+        if self.held and (now - self.last >= self.quiet or now - self.first >= self.longest):
+            settled, self.held = self.held, set()
+            return settled
+        return set()

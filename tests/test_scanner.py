@@ -386,3 +386,21 @@ def test_a_resident_scan_sees_what_a_fresh_one_sees_through_edits_and_another_pr
     after = scan(tree, cache, memo=memo)
     assert after.parsed == 0 and after.documents["models/m.yaml"]["config"]["model"] == "gpt-5"
     both()
+
+
+def test_a_watch_holds_changes_until_the_files_settle_or_are_saved_too_long_without_pause():
+    """`producer watch --debounce` settles above watchfiles, which wakes every tick whatever the
+    debounce (a debounce of 8 s made Ctrl-C and a hand-off wait 8 s)."""
+    from producer.watch import _Settle
+
+    settle = _Settle(quiet=1.0)
+    a, b = (1, "a.yaml"), (2, "b.yaml")
+    assert settle.add({a}, 0.0) == set()
+    assert settle.add(set(), 0.5) == set()
+    assert settle.add({b}, 0.9) == set()  # still changing: held
+    assert settle.add(set(), 1.8) == set()
+    assert settle.add(set(), 2.0) == {a, b}  # quiet for a second: both, once
+    assert settle.add(set(), 5.0) == set()
+    # saved every 0.9 s, never quiet for a second: out after ten debounces all the same
+    got = [settle.add({a}, t * 0.9) for t in range(10, 23)]
+    assert got == [set()] * 12 + [{a}]

@@ -346,6 +346,21 @@ def test_a_sync_beside_a_watch_of_the_tree_is_handed_to_it_and_only_when_it_can_
         path.unlink()
 
 
+def test_a_long_debounce_holds_back_the_watchs_own_syncs_only(cli: Cli, examples: Path) -> None:
+    """With --debounce 20000 a sync handed to the watch took 38 s and SIGTERM waited for the
+    debounce: the watch woke only once a debounce."""
+    with watching(cli, examples, "--debounce", "20000") as watch:
+        _set_message(examples, "Handed over at once.")
+        started = time.monotonic()
+        rc, report, err = cli.sync(examples)
+        assert rc == 0 and "Synced by the watch" in err, err
+        assert time.monotonic() - started < 15, "the hand-off waited for the debounce"
+        watch.proc.send_signal(signal.SIGTERM)
+        watch.proc.wait(timeout=10)
+    proc = cli.run("watch", str(examples), "--debounce", "600001")
+    assert proc.returncode == 2 and "--debounce" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_a_watch_whose_tree_is_moved_away_ends_saying_so(cli: Cli, examples: Path) -> None:
     """It said 'synced' for an empty tree and went on watching nothing."""
     with watching(cli, examples) as watch:

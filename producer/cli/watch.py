@@ -25,7 +25,8 @@ from producer.cli.common import AS_CONFIGURED, Flower, Target, check_flower, tar
 def watch(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="Config tree to watch")],
     debounce: Annotated[
-        int, typer.Option("--debounce", min=10, help="Milliseconds with no further change before a sync starts")
+        int,
+        typer.Option("--debounce", min=10, max=60_000, help="Milliseconds with no further change before a sync starts"),
     ] = 100,
     local_studio: cli.LocalStudio = False,
     flower: Flower = False,
