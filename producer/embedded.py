@@ -208,6 +208,8 @@ def start_worker(
 
 
 def studio_binary(explicit: str | None = None) -> str:
+    if explicit and not Path(explicit).is_file():  # named, it is what the user means: no other in its place
+        raise ServiceError(f"AUTOGENSTUDIO_BIN={explicit}: no such file")
     for candidate in (explicit, shutil.which("autogenstudio"), str(STUDIO_VENV_BIN)):
         if candidate and Path(candidate).exists():
             return candidate
@@ -232,14 +234,22 @@ def running_studio(app_dir: Path) -> tuple[str, int] | None:
     try:
         record = json.loads(path.read_text())
         pid, url = int(record["pid"]), str(record["url"])
-        cmdline = " ".join(psutil.Process(pid).cmdline())
+        process = psutil.Process(pid)
+        ours = _studio_on(process.cmdline(), app_dir) and record.get("created") == process.create_time()
     except (OSError, ValueError, KeyError, TypeError, psutil.Error):
-        path.unlink(missing_ok=True)
-        return None
-    if "autogenstudio" not in cmdline or str(app_dir) not in cmdline or not _answers(f"{url}/api/health"):
+        ours = False
+    if not ours or not _answers(f"{url}/api/health"):
         path.unlink(missing_ok=True)
         return None
     return url, pid
+
+
+def _studio_on(args: list[str], app_dir: Path) -> bool:
+    """Whether a command line is `autogenstudio ui ... --appdir APP_DIR` (as a script of its venv's
+    python, or run as it is), on exactly that app dir."""
+    at = args.index("--appdir") if "--appdir" in args else -1
+    named = any(Path(arg).name == "autogenstudio" for arg in args[:2])
+    return named and "ui" in args and 0 <= at < len(args) - 1 and args[at + 1] == str(app_dir)
 
 
 def start_studio_detached(app_dir: Path, port: int, binary: str | None = None) -> tuple[str, int]:
@@ -247,8 +257,12 @@ def start_studio_detached(app_dir: Path, port: int, binary: str | None = None) -
     signal), recorded in the app dir for `studio down` and for --local-studio to reuse."""
     import json
 
+    import psutil
+
     url, proc = start_studio(app_dir, port, binary, detached=True)
-    (app_dir / STUDIO_PIDFILE).write_text(json.dumps({"pid": proc.pid, "url": url, "port": port}))
+    # its start time too: a PID the kernel gives to another process later is never taken for it
+    created = psutil.Process(proc.pid).create_time()
+    (app_dir / STUDIO_PIDFILE).write_text(json.dumps({"pid": proc.pid, "url": url, "port": port, "created": created}))
     return url, proc.pid
 
 
@@ -276,6 +290,11 @@ def start_studio(
     """A real AutoGen Studio on loopback with its own app dir, database and HOME; `detached`: one
     that outlives this process."""
     port = port or free_port()
+    if not port_free(port):  # else the server already there would answer for the one starting
+        raise ServiceError(
+            f"port {port} is in use by another process (another Studio?): stop it, or set "
+            "LOCAL_STUDIO_PORT to a free port"
+        )
     app_dir.mkdir(parents=True, exist_ok=True)
     (app_dir / "home").mkdir(exist_ok=True)
     args = [
