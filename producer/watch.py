@@ -222,10 +222,11 @@ class Watcher:
         missed = False
         settle = _Settle(self.debounce_ms / 1000)
         while not stop.is_set():
+            watched = _identity(self.root)
             try:
                 # watchfiles wakes every tick whatever --debounce is (its step is also how often it
                 # looks at `stop`, and a hand-off waits for a wake): the settling is done above it
-                for changes in watchfiles.watch(
+                batches = watchfiles.watch(
                     self.root,
                     watch_filter=config_filter(self.root, self.settings.cache_dir),
                     step=min(self.debounce_ms, TICK_MS),
@@ -233,12 +234,20 @@ class Watcher:
                     yield_on_timeout=True,
                     stop_event=stop,
                     raise_interrupt=False,
-                ):
-                    if missed:
-                        changes = {*changes, (watchfiles.Change.modified, str(self.root))}
-                    yield settle.add(changes, time.monotonic())
-                    missed = False
-                return
+                )
+                with contextlib.closing(batches):
+                    for changes in batches:
+                        if missed:
+                            changes = {*changes, (watchfiles.Change.modified, str(self.root))}
+                        missed = False
+                        if watched is not None and _identity(self.root) not in (watched, None):
+                            # another folder at the tree's path (swapped in, re-created): its
+                            # inotify watch would hear the old one; watched anew, synced whole
+                            missed = True
+                            break
+                        yield settle.add(changes, time.monotonic())
+                    else:
+                        return
             except WatchfilesRustInternalError as exc:
                 if str(exc) not in said:
                     said.add(str(exc))
@@ -308,3 +317,12 @@ class _Settle:
             settled, self.held = self.held, set()
             return settled
         return set()
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The folder at `path` (device, inode), following a link; None when there is none."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino

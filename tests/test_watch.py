@@ -361,6 +361,22 @@ def test_a_long_debounce_holds_back_the_watchs_own_syncs_only(cli: Cli, examples
     assert proc.returncode == 2 and "--debounce" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_a_tree_swapped_for_another_folder_at_its_path_is_watched_there(cli: Cli, examples: Path) -> None:
+    """A deploy's atomic swap: the watch went on hearing the old folder, and never synced an edit
+    of the new one."""
+    new = examples.with_name("examples.new")
+    shutil.copytree(examples, new)
+    with watching(cli, examples) as watch:
+        examples.rename(examples.with_name("examples.old"))
+        new.rename(examples)
+        seen = len(watch.lines)
+        watch.wait_line(lambda line: True, 30, "a sync of the swapped-in folder", after=seen)
+        _set_message(examples, "After the swap.")
+        view = cli.studio()
+        wait_for(lambda: set(_writer_messages(view).values()) == {"After the swap."}, 30, "the edit synced")
+        assert watch.proc.poll() is None
+
+
 def test_a_watch_whose_tree_is_moved_away_ends_saying_so(cli: Cli, examples: Path) -> None:
     """It said 'synced' for an empty tree and went on watching nothing."""
     with watching(cli, examples) as watch:
