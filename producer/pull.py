@@ -147,6 +147,10 @@ def write_files(root: Path, layout: Layout) -> dict[str, str]:
         if os.path.commonpath([real_root, os.path.realpath(target.parent)]) != real_root:
             failed[write.path] = "its folder is a symlink that leads outside the tree; not written there"
             continue
+        blocking = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            failed[write.path] = f"{blocking.relative_to(root)} is a file, not a folder"
+            continue
         tmp = None
         try:
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -196,12 +196,14 @@ def test_files_are_written_with_the_modes_any_file_gets_and_never_through_a_link
     (tree / "agents").symlink_to(outside, target_is_directory=True)
     (tree / "teams" / "old.yaml").write_text("label: old\n")
     (tree / "teams" / "old.yaml").chmod(0o640)
+    (tree / "tools").write_text("a file where a folder should be\n")
     doc = {"provider": "p", "component_type": "team", "label": "x", "config": {}}
     layout = Layout(
         files=[
             FileWrite("teams/new.yaml", "n", doc, "create"),
             FileWrite("teams/old.yaml", "old", doc, "update"),
             FileWrite("agents/a.yaml", "a", doc, "create"),
+            FileWrite("tools/t.yaml", "t", doc, "create"),
         ]
     )
     umask = os.umask(0o022)
@@ -209,7 +211,8 @@ def test_files_are_written_with_the_modes_any_file_gets_and_never_through_a_link
         failed = write_files(tree, layout)
     finally:
         os.umask(umask)
-    assert list(failed) == ["agents/a.yaml"] and "outside the tree" in failed["agents/a.yaml"]
+    assert sorted(failed) == ["agents/a.yaml", "tools/t.yaml"] and "outside the tree" in failed["agents/a.yaml"]
+    assert failed["tools/t.yaml"] == "tools is a file, not a folder"
     assert list(outside.iterdir()) == []
     assert (tree / "teams" / "new.yaml").stat().st_mode & 0o777 == 0o644
     assert (tree / "teams" / "old.yaml").stat().st_mode & 0o777 == 0o640

@@ -83,7 +83,9 @@ def _cells(row: dict[str, Any], now: float) -> tuple[str, ...]:
     return (
         escape(str(row["run_id"])),
         str(row["kind"]),
-        escape(f"{row['state']}: {row['error']}" if row["error"] else str(row["state"])),
+        escape(
+            f"{row['state']}: {row['error']}" if row["error"] and row["error"] != row["state"] else str(row["state"])
+        ),
         f"{row['ended']}/{row['total']}",
         str(row["counts"].get("failed", 0)),
         str(row["counts"].get("skipped", 0)),

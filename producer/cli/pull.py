@@ -148,13 +148,15 @@ def _print_writes(layout: Layout, failed: dict[str, str], dry_run: bool) -> None
 
 
 def _print_write(f: FileWrite, failure: str | None, dry_run: bool) -> None:
+    from producer.report import clipped  # a label may be thousands of characters: cut as tables cut it
+
     if failure is not None:
         cli.err().print(
-            f"[red]error:[/red] could not write {cli.escape(f.path)} ({cli.escape(f.label)}): {cli.escape(failure)}"
+            f"[red]error:[/red] could not write {cli.escape(f.path)} ({clipped(f.label)}): {cli.escape(failure)}"
         )
         return
     verb = f"would {f.action}" if dry_run else f"{f.action}d"  # created, updated
-    cli.console().print(f"{verb} {cli.escape(f.path)} ({cli.escape(f.label)})", highlight=False)
+    cli.console().print(f"{verb} {cli.escape(f.path)} ({clipped(f.label)})", highlight=False)
 
 
 def _print_notes(layout: Layout, others: list[str]) -> None:
