@@ -80,3 +80,30 @@ def test_a_heartbeat_is_read_back_and_a_worker_long_silent_is_forgotten(redis_ur
     assert gone not in readings and live in readings
     assert gone not in store.running_messages()
     store.r.hdel(keys.HOSTS, live)
+
+
+def test_a_node_two_workers_took_is_ended_once_and_the_counts_stay_exact(redis_url: str) -> None:
+    """A redelivered batch beside a partitioned worker's late copy: both ended the same nodes, and
+    the counts went past the run's total (done 500 of 401, running -100), the report changing after
+    the command had ended. A state is written only over the status its writer read."""
+    from shared.core.run_model import NodeState, Status
+
+    store, run_id = _store(redis_url), f"test-{uuid.uuid4().hex[:8]}"
+    labels = ["a", "b"]
+    store.set_states(run_id, {lbl: NodeState(status=Status.PENDING) for lbl in labels}, {})
+    first = {lbl: NodeState(status=Status.RUNNING, worker="w1") for lbl in labels}
+    store.set_states(run_id, first, {lbl: Status.PENDING for lbl in labels})
+    second = {lbl: NodeState(status=Status.RUNNING, worker="w2") for lbl in labels}
+    store.set_states(run_id, second, {lbl: Status.RUNNING for lbl in labels})  # it read w1's RUNNING
+    ended = {lbl: NodeState(status=Status.DONE, worker="w2", outcome="updated") for lbl in labels}
+    store.set_states(run_id, ended, {lbl: Status.RUNNING for lbl in labels})
+    late = {lbl: NodeState(status=Status.DONE, worker="w1", outcome="unchanged") for lbl in labels}
+    store.set_states(run_id, late, {lbl: Status.RUNNING for lbl in labels})  # w1, back: what it read is gone
+    assert {k: v for k, v in store.counts(run_id).items() if v} == {"done": 2}
+    assert {lbl: (st.worker, st.outcome) for lbl, st in store.node_states(run_id, labels).items()} == {
+        "a": ("w2", "updated"),
+        "b": ("w2", "updated"),
+    }
+    # a write over the status it read (a gallery write that failed, over a done member) lands
+    store.set_states(run_id, {"a": NodeState(status=Status.FAILED, error="x")}, {"a": Status.DONE})
+    assert {k: v for k, v in store.counts(run_id).items() if v} == {"done": 1, "failed": 1}

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from shared.adapters.redis import keys
 from shared.adapters.redis.cache import entries
 from shared.adapters.redis.keys import run_key
-from shared.adapters.redis.nodes import queue_states, read_states
+from shared.adapters.redis.nodes import SET_STATES_LUA, read_states, set_states_call
 from shared.adapters.redis.part import RedisPart
 from shared.core.json_text import dumps
 from shared.core.records import CacheEntry, Spec, TranscriptMessage
@@ -67,6 +67,7 @@ class AsyncRunState:
         self.r = client
         self.store = store
         self._end_task = client.register_script(END_TASK_LUA)
+        self._set_states = client.register_script(SET_STATES_LUA)
 
     async def cancelled(self, run_id: str) -> bool:
         """Whether `producer cancel` ended the run."""
@@ -88,9 +89,9 @@ class AsyncRunState:
         return records, read_states([*task_ids, *deps], states_raw), outputs
 
     async def set_states(self, run_id: str, updates: Mapping[str, NodeState], previous: Mapping[str, str]) -> None:
-        pipe = self.r.pipeline(transaction=False)
-        queue_states(pipe, run_id, updates, previous)
-        await pipe.execute()
+        if updates:
+            script_keys, args = set_states_call(run_id, updates, previous)
+            await self._set_states(keys=script_keys, args=args)
 
     def _end_args(self, end: TaskEnd, metrics: Metrics) -> list[str | int]:
         """end_task.lua's ARGV (its header says each)."""

@@ -4,28 +4,24 @@ hash of NodeState JSON by label, and a hash of how many nodes have each status."
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-
-import redis
-import redis.asyncio as aioredis
+from pathlib import Path
 
 from shared.adapters.redis import keys
 from shared.adapters.redis.keys import run_key
 from shared.core.run_model import NodeState
 
-Pipeline = redis.client.Pipeline | aioredis.client.Pipeline
+SET_STATES_LUA = (Path(__file__).parent / "lua" / "set_states.lua").read_text()
 
 
-def queue_states(pipe: Pipeline, run_id: str, updates: Mapping[str, NodeState], previous: Mapping[str, str]) -> None:
-    """Queue the writes of new node states on `pipe`; `previous` gives each node's old status, so
-    the counters stay exact."""
-    pipe.hset(run_key(run_id, keys.NODES), mapping={k: v.to_json() for k, v in updates.items()})
-    counts_key = run_key(run_id, keys.COUNTS)
+def set_states_call(
+    run_id: str, updates: Mapping[str, NodeState], previous: Mapping[str, str]
+) -> tuple[list[str], list[str]]:
+    """set_states.lua's KEYS and ARGV: each node's new state, written only over the status its
+    writer read (`previous`; none given: over any), the counters moved from the status stored."""
+    args: list[str] = []
     for label, state in updates.items():
-        old = previous.get(label)
-        if old != state.status:
-            if old:
-                pipe.hincrby(counts_key, old, -1)
-            pipe.hincrby(counts_key, state.status, 1)
+        args += [label, str(previous.get(label) or ""), str(state.status), state.to_json()]
+    return [run_key(run_id, keys.NODES), run_key(run_id, keys.COUNTS)], args
 
 
 def read_states(labels: Iterable[str], values: Iterable[str | bytes | None]) -> dict[str, NodeState]:

@@ -20,7 +20,7 @@ from shared.adapters.redis.cache import ResultCacheStore
 from shared.adapters.redis.cluster import ClusterState
 from shared.adapters.redis.conn import sync_client
 from shared.adapters.redis.keys import run_key
-from shared.adapters.redis.nodes import queue_states, read_states
+from shared.adapters.redis.nodes import SET_STATES_LUA, read_states, set_states_call
 from shared.adapters.redis.run_view import reconcile_view
 from shared.adapters.redis.studio_rows import StudioRows
 from shared.core.json_text import dumps
@@ -50,6 +50,7 @@ class Store(ResultCacheStore, ClusterState, StudioRows):
 
     def __init__(self, client: redis.Redis, *, cache_ttl: int, run_ttl: int, url: str | None = None) -> None:
         self.r = client
+        self._set_states = client.register_script(SET_STATES_LUA)
         self.cache_ttl = cache_ttl
         self.run_ttl = run_ttl
         self.url = url
@@ -289,11 +290,9 @@ class Store(ResultCacheStore, ClusterState, StudioRows):
 
     def set_states(self, run_id: str, updates: Mapping[str, NodeState], previous: Mapping[str, str]) -> None:
         """Write new node states; `previous` gives each node's old status so the counters stay exact."""
-        if not updates:
-            return
-        pipe = self.r.pipeline(transaction=False)
-        queue_states(pipe, run_id, updates, previous)
-        pipe.execute()
+        if updates:
+            script_keys, args = set_states_call(run_id, updates, previous)
+            self._set_states(keys=script_keys, args=args)
 
     def counts(self, run_id: str) -> dict[str, int]:
         return {str(k): int(v) for k, v in self.r.hgetall(run_key(run_id, keys.COUNTS)).items()}
