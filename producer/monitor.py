@@ -180,7 +180,9 @@ def _workers(m: Metrics) -> dict[str, dict[str, Any]]:
             "throttled": False,
         }
     for labels, value in m.get("agentq_worker_throttled", []):
-        workers.setdefault(labels["worker"], {"up": True, "active": 0.0})["throttled"] = value == 1
+        # known only by its heartbeat in Redis (kept HOST_STALE): the exporter has not heard from it
+        # since it started, which a live worker's events would have made it by now
+        workers.setdefault(labels["worker"], {"up": False, "active": 0.0})["throttled"] = value == 1
     return workers
 
 

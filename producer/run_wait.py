@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from shared.core.exceptions import RunTimedOut
+from shared.core.exceptions import RunTimedOut, ServiceUnavailable
 from shared.core.run_model import TERMINAL
 
 if TYPE_CHECKING:
@@ -46,7 +46,10 @@ def wait(
     while True:
         meta = store.meta(run_id)
         if meta is None:
-            raise LookupError(f"run {run_id} not found (expired?)")
+            raise ServiceUnavailable(
+                f"run {run_id} is gone from Redis while it ran: Redis lost its data (restarted without "
+                "appendonly, or flushed); what the workers did is in Studio, the run's report is not"
+            )
         _tell_progress(store, meta, on_progress, watch)
         if meta.is_finished:
             return meta

@@ -107,3 +107,12 @@ def test_a_node_two_workers_took_is_ended_once_and_the_counts_stay_exact(redis_u
     # a write over the status it read (a gallery write that failed, over a done member) lands
     store.set_states(run_id, {"a": NodeState(status=Status.FAILED, error="x")}, {"a": Status.DONE})
     assert {k: v for k, v in store.counts(run_id).items() if v} == {"done": 1, "failed": 1}
+
+
+def test_a_run_gone_from_redis_while_waited_for_is_said_as_a_service_failure(redis_url: str) -> None:
+    """Redis restarted without its data mid-run: `run` and `sync` ended in a LookupError traceback."""
+    from producer.run_wait import wait
+    from shared.core.exceptions import ServiceUnavailable
+
+    with pytest.raises(ServiceUnavailable, match="gone from Redis while it ran"):
+        wait(_store(redis_url), f"test-{uuid.uuid4().hex[:8]}", timeout=5)

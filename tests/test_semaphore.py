@@ -125,3 +125,37 @@ def test_a_free_slot_goes_to_the_process_that_asks_unless_a_higher_rank_waits(re
     assert asyncio.run(go(0)) < 1.0  # at once, not after the busy process's waiter is dropped
     waited = asyncio.run(go(5))
     assert 1.5 < waited < 8  # the higher rank kept it until its silent process was seen gone
+
+
+def test_a_slot_granted_by_a_call_whose_answer_was_lost_comes_back_at_once(redis_url: str) -> None:
+    """A partition cut the answer to a call that granted slots: the waiters failed, and the slots
+    stayed held (their owner forgotten) for holder_ttl, ten minutes in which the model's whole
+    limit was gone and every task timed out without a request."""
+    import redis as redis_errors
+
+    async def go() -> None:
+        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        sem = PrioritySemaphore(client, _name(), 1)
+        real, lost = sem._acquire, []
+
+        async def answer_lost(keys: list[str], args: list[Any]) -> Any:
+            granted = await real(keys=keys, args=args)
+            if granted and not lost:
+                lost.append(granted)
+                raise redis_errors.ConnectionError("Connection closed by server.")
+            return granted
+
+        sem._acquire = answer_lost  # type: ignore[assignment]
+        with pytest.raises(redis_errors.ConnectionError):
+            async with sem.slot():
+                raise AssertionError("its grant never arrived")
+        assert lost
+        # this process goes on (it beats): the slot is back for the next waiter, not in ten minutes
+        async with asyncio.timeout(5):
+            async with sem.slot():
+                pass
+            while await client.zcard(sem.keys[0]):  # the hand-back goes with the poll loop's next call
+                await asyncio.sleep(0.01)
+        await client.aclose()
+
+    asyncio.run(go())

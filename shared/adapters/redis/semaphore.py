@@ -9,7 +9,9 @@ within a process; across processes, whichever asks first takes the slot (a stric
 left slots idle while the process owning the next waiter was busy, a quarter of the limit in
 benchmarks/bench_workflow.py). A process beats while it waits or holds slots; the waiters
 and the slots of a process silent for `waiter_ttl` (a killed worker) are dropped, so a lost slot
-comes back in seconds (`holder_ttl` bounds a slot held by a live process).
+comes back in seconds (`holder_ttl` bounds a slot held by a live process). A waiter that gives
+up is handed back as a slot is, in the next call: a call whose answer was lost (a partition) may
+have granted it one, which only the process that asked can know to give back.
 
 Within one process, waiters that arrive together are sent to Redis together, once: one script
 call adds them (a batch of 25 tasks costs one round trip, not 25), and one poll loop per
@@ -79,11 +81,12 @@ class PrioritySemaphore:
         try:
             await granted
         except BaseException:
-            # gave up while waiting: leave the queue (a slot granted meanwhile is handed back by the poll)
+            # gave up while waiting (or Redis failed the wait): leave the queue. Handed back, not
+            # just withdrawn: a call whose answer was lost may have granted it a slot in Redis
             self._waiting.pop(token, None)
             self._scores.pop(token, None)
             if self._new.pop(token, None) is None:
-                await asyncio.shield(self._forget(self.keys[1], token))
+                self._hand_back(token)
             raise
         self._held += 1
         if self._beater is None or self._beater.done():
@@ -115,15 +118,6 @@ class PrioritySemaphore:
         finally:
             timer.cancel()
             self._napping = None
-
-    async def _forget(self, queue: str, token: str) -> None:
-        """Take `token` out of `queue` (holders or waiters) and forget its owner."""
-        pipe = self.r.pipeline(transaction=False)
-        pipe.zrem(queue, token)
-        if queue == self.keys[1]:
-            pipe.zrem(self.keys[5], token)
-        pipe.hdel(self.keys[2], token)
-        await pipe.execute()
 
     async def _beat(self) -> None:
         """While this process holds slots, say it is alive (a killed process's slots come back

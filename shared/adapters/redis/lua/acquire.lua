@@ -5,7 +5,8 @@
 --       which starts with the arrival time), owners hash (waiting or holding token -> process),
 --       beats hash (process -> last seen; a process beats while it waits or holds), swept marker,
 --       this process's own waiters (a zset as the waiters one)
--- ARGV: limit, now, holder_ttl, process_ttl, process id, count of slots handed back, those
+-- ARGV: limit, now, holder_ttl, process_ttl, process id, count of tokens handed back (slots given
+--       back, and waiters that gave up: either may hold a slot this process never heard of), those
 --       tokens, then token, score pairs to add
 -- Returns the tokens of this process that take a slot now (a slot handed back goes straight on
 -- to the next waiter, in the same call).
@@ -24,7 +25,8 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))
 if redis.call('SET', KEYS[5], '1', 'NX', 'PX', 1000) then
   for _, token in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
     local owner = redis.call('HGET', KEYS[3], token)
-    if owner and tonumber(redis.call('HGET', KEYS[4], owner) or '0') < stale_before then
+    -- a slot with no owner recorded is nobody's (an owner is written with every grant)
+    if not owner or tonumber(redis.call('HGET', KEYS[4], owner) or '0') < stale_before then
       redis.call('ZREM', KEYS[1], token)
       redis.call('HDEL', KEYS[3], token)
     end
@@ -33,6 +35,8 @@ end
 local handed_back = tonumber(ARGV[6])
 for i = 7, 6 + handed_back do
   redis.call('ZREM', KEYS[1], ARGV[i])
+  redis.call('ZREM', KEYS[2], ARGV[i])
+  redis.call('ZREM', KEYS[6], ARGV[i])
   redis.call('HDEL', KEYS[3], ARGV[i])
 end
 for i = 7 + handed_back, #ARGV, 2 do

@@ -1,0 +1,20 @@
+"""What `producer monitor` makes of the exporter's metrics, without servers (producer/monitor.py)."""
+
+from __future__ import annotations
+
+from producer.monitor import _workers, parse_metrics
+
+
+def test_a_worker_the_exporter_has_not_heard_from_is_not_shown_up() -> None:
+    """After the exporter restarted, a worker lost meanwhile was known only by its heartbeat in
+    Redis (kept a minute), and was shown up, with no WorkerGone alert."""
+    text = (
+        "# TYPE celery_worker_up gauge\n"
+        'celery_worker_up{hostname="w1@a"} 1.0\n'
+        "# TYPE agentq_worker_throttled gauge\n"
+        'agentq_worker_throttled{worker="w1@a"} 0.0\n'
+        'agentq_worker_throttled{worker="w3@c"} 1.0\n'
+    )
+    workers = _workers(parse_metrics(text))
+    assert workers["w1@a"]["up"] is True and workers["w1@a"]["throttled"] is False
+    assert workers["w3@c"]["up"] is False and workers["w3@c"]["throttled"] is True
