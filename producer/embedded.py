@@ -348,7 +348,10 @@ class LocalServices(ExitStack):
 
 
 def port_free(port: int) -> bool:
+    """Whether a server could listen on `port`: as servers bind (SO_REUSEADDR), so a port whose
+    last server's connections linger in TIME_WAIT counts as free, one with a listener does not."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
