@@ -158,12 +158,6 @@ def _root_still_there(redis_url: str, last: LastSync) -> bool:
         return False  # the full path names Redis in its error, with its exit code
 
 
-def studio_as_written(last: LastSync, environ: dict[str, str]) -> bool:
-    """Every team row, and the gallery entry, the last sync wrote are still in Studio as it left
-    them: one listing of the rows, one read of the entry."""
-    return (not last.rows or _rows_as_written(last, environ)) and (not last.gallery or _entry_as_written(last, environ))
-
-
 def _rows_as_written(last: LastSync, environ: dict[str, str]) -> bool:
     """Every team row the last sync wrote is still in Studio as it left it: one listing."""
     listed = _studio_data(last.studio, "/api/teams/", environ)

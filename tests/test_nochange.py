@@ -174,7 +174,7 @@ def test_studios_listing_for_the_fast_path_is_bounded_in_time_size_and_depth(
     )
     for now in ("big", "deep"):
         kind["now"] = now
-        assert nochange.studio_as_written(last, {}) is False, now
+        assert nochange._rows_as_written(last, {}) is False, now
     kind["now"] = "drip"
     nochange.save(nochange.record_path(root, cache), last, {"tree": "t", "nodes": {}})
     started = time.monotonic()
