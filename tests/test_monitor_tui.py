@@ -46,7 +46,9 @@ def test_monitor_shows_workers_queues_and_an_induced_alert(redis_url: str, worke
 
         def showing() -> str | None:
             text = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
-            return text if "StudioDown" in text and "backlog" in text and "test-" in text else None
+            # the worker up: heard by the exporter (its heartbeats), not only seen in Redis
+            worker_up = any("test-" in line and " up " in f"{line} " for line in text.splitlines())
+            return text if "StudioDown" in text and "backlog" in text and worker_up else None
 
         screen = wait_for(showing, 30, "the monitor to show the worker, the backlog and StudioDown", interval=0.5)
         assert "agentq monitor" in screen

@@ -90,7 +90,8 @@ def test_a_node_two_workers_took_is_ended_once_and_the_counts_stay_exact(redis_u
 
     store, run_id = _store(redis_url), f"test-{uuid.uuid4().hex[:8]}"
     labels = ["a", "b"]
-    store.set_states(run_id, {lbl: NodeState(status=Status.PENDING) for lbl in labels}, {})
+    # a file name that is not UTF-8 puts a lone surrogate in the state's JSON, which cjson refuses
+    store.set_states(run_id, {lbl: NodeState(status=Status.PENDING, path="m\udcffodel.yaml") for lbl in labels}, {})
     first = {lbl: NodeState(status=Status.RUNNING, worker="w1") for lbl in labels}
     store.set_states(run_id, first, {lbl: Status.PENDING for lbl in labels})
     second = {lbl: NodeState(status=Status.RUNNING, worker="w2") for lbl in labels}

@@ -5,13 +5,19 @@
 -- KEYS[1]: the run's node states hash; KEYS[2]: its counts by status
 -- ARGV: label, the status its writer read ('' for any), the new status, the new state's JSON; repeated
 -- Returns how many were written.
+-- A state's status is read as text: its JSON may hold a lone surrogate escaped (a file name that is
+-- not UTF-8), which cjson refuses; a state's fields are flat, and a quote inside a string is escaped.
+local function status_of(raw)
+  return string.match(raw, '"status"%s*:%s*"(%a+)"') or 'pending'
+end
+
 local written = 0
 for i = 1, #ARGV, 4 do
   local label, expected, status, state = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local raw = redis.call('HGET', KEYS[1], label)
   local now = 'pending'
   if raw then
-    now = cjson.decode(raw)['status'] or 'pending'
+    now = status_of(raw)
   end
   if expected == '' or expected == now then
     redis.call('HSET', KEYS[1], label, state)
