@@ -389,6 +389,50 @@ def test_secrets_stay_out_of_redis_logs_and_task_arguments(
     assert any(b"agentq_model_tokens_total" in k and b"${AGENTQ_TEST_SECRET}" in k for k in counters), counters
 
 
+def test_secrets_stay_out_of_a_transcripts_tool_calls_and_results(
+    wf_cli: Cli, standin, tmp_path: Path, services_dir: Path
+) -> None:
+    """The model sends the key back as a tool call's argument, and the tool's error quotes it: the
+    transcript's `calls` and `results` are scrubbed as its text is."""
+    url, state = standin
+    write_tree(tmp_path, url)
+    leak = (
+        "def leak(note: str) -> str:\n"
+        "    import os\n"
+        "    raise ValueError('boom ' + os.environ['AGENTQ_TEST_SECRET'])\n"
+    )
+    tool = {"name": "leak", "description": "leaks", "source_code": leak, "global_imports": []}
+    write_docs(
+        tmp_path,
+        {
+            "tools/leak.yaml": {
+                "provider": "autogen_core.tools.FunctionTool",
+                "component_type": "tool",
+                "label": "leak",
+                "config": {**tool, "has_cancellation_support": False},
+            },
+            "workbenches/w.yaml": {
+                "provider": "autogen_core.tools.StaticWorkbench",
+                "component_type": "workbench",
+                "label": "w",
+                "config": {"tools": [{"$ref": "leak"}]},
+            },
+            "agents/a.yaml": agent_doc("alice", workbench={"$ref": "w"}),
+        },
+    )
+    state.control["tool_args"] = {"note": f"the key is {TEST_SECRET}"}
+    wf = write_workflow(tmp_path, [{"id": "a", "description": "call the tool"}])
+    proc = wf_cli.run("run", str(wf), "--json")
+    assert proc.returncode == 0, proc.stderr
+    transcript = json.loads(proc.stdout)["tasks"]["a"]["transcript"]
+    calls = [c for m in transcript for c in m.get("calls", [])]
+    results = [r for m in transcript for r in m.get("results", [])]
+    assert calls and results, transcript
+    assert "***" in calls[0]["arguments"] and results[0]["content"] == "boom ***", (calls, results)
+    assert TEST_SECRET not in proc.stdout + proc.stderr
+    assert_not_in_redis(wf_cli.redis_url, TEST_SECRET)
+
+
 def test_progress_shows_a_bar_per_task_with_its_status(wf_cli: Cli, standin, tmp_path: Path, redis_url: str) -> None:
     import io
 

@@ -12,7 +12,7 @@ from shared.adapters.redis.async_state import AsyncRunState, Ended, TaskEnd
 from shared.core.exceptions import RunCancelled
 from shared.core.prompts import task_key, task_prompt
 from shared.core.records import CacheEntry, Spec, TranscriptMessage
-from shared.core.refs import redact, secret_values, substitute_variables
+from shared.core.refs import redact, redact_all, secret_values, substitute_variables
 from shared.core.run_model import TERMINAL, NodeState, RunMeta, Status, TaskUsage
 from shared.metrics import Metrics
 from shared.ports import ModelLimit
@@ -163,7 +163,7 @@ async def _run(
         raise agent_runtime.AgentError(f"{record.get('agent_path') or 'its agent'}: {exc}") from exc
     prompt = task_prompt(record["goal"], task, [(dep, out) for dep, _, out in inputs])
     outcome = await agent_runtime.run(component, prompt, task.get("timeout") or ctx.settings.task_timeout_seconds)
-    transcript = [{**m, "content": redact(m["content"], secrets)} for m in outcome.transcript]
+    transcript = redact_all(outcome.transcript, secrets)  # tool calls' arguments and results too
     output = redact(outcome.output, secrets)
     summary = TaskUsage(**asdict(models.usage), stop_reason=outcome.stop_reason).model_dump()
     if task.get("cache", True):  # written with the task's end (one round trip)

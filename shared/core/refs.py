@@ -149,6 +149,18 @@ def redact(text: str, secrets: list[str]) -> str:
     return text
 
 
+def redact_all(value: Any, secrets: list[str]) -> Any:
+    """`value` (JSON data) with every string in it redacted: a transcript's tool calls and results
+    carry a model's and a tool's text in fields of their own."""
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {k: redact_all(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_all(v, secrets) for v in value]
+    return value
+
+
 def _scrub_fragments(text: str, value: str) -> str:
     """`text` with each run of FRAGMENT or more characters of `value` replaced by `***`."""
     grams = {value[i : i + FRAGMENT] for i in range(len(value) - FRAGMENT + 1)}
