@@ -155,8 +155,11 @@ def test_check_reports_unknown_ids_cycles_and_bad_agents() -> None:
         {"id": "p", "dependencies": ["q"]},
         {"id": "q", "dependencies": ["p"]},
         {"id": "x"},
+        {"id": "twice", "dependencies": ["y", "p", "y"]},
     )
     text = "\n".join(str(e) for e in check_workflow("w.yaml", bad, tree))
+    # a dependency named twice would put its output into the prompt twice
+    assert "tasks[6].dependencies[2]: 'y' is named twice" in text and "dependencies[0]: 'y'" not in text
     assert "tasks[0].dependencies[0]: unknown task id 'zz'" in text
     assert "tasks[1].agent: 'm' (m.yaml) is a model" in text
     assert "tasks[2].agent: no agent or team labelled 'nobody'" in text

@@ -124,13 +124,18 @@ def _task_problems(
     field: str, task: WorkflowTask, ids: list[str], seen: set[str], tree: Tree, memo: dict[str, Any]
 ) -> list[tuple[str, str]]:
     """(field, message) of what is wrong with one task: its id taken (`seen` the ids before it),
-    a dependency unknown, its agent."""
+    a dependency unknown or named twice (its output would go into the prompt twice), its agent."""
     problems = [(f"{field}.id", f"duplicate task id {task.id!r}")] if task.id in seen else []
     seen.add(task.id)
     problems += [
         (f"{field}.dependencies[{j}]", f"unknown task id {dep!r}")
         for j, dep in enumerate(task.dependencies)
         if dep not in ids
+    ]
+    problems += [
+        (f"{field}.dependencies[{j}]", f"{dep!r} is named twice")
+        for j, dep in enumerate(task.dependencies)
+        if dep in task.dependencies[:j]
     ]
     problems += [(f"{field}.agent", message) for message in _agent_problems(task.agent, tree, memo)]
     return problems
