@@ -378,6 +378,8 @@ def test_a_team_whose_chat_never_ends_stops_at_the_tasks_timeout(wf_cli: Cli, st
     assert task["seconds"] < 12, task  # it used to run until cancelled by hand
     discussed = sum(task_of(r) == "discuss" for r in state.requests)
     assert discussed >= 2  # the chat did go on until the timeout
+    # what the stopped chat cost is shown, as for a task that ended well
+    assert task["model_calls"] >= discussed - 1 and task["prompt_tokens"] > 0, task
     # the worker takes other work; the stopped chat sends at most the request it had in hand
     after = [{"id": "next", "description": "after", "agent": {"$ref": "alice"}, "cache": False}]
     assert run(wf_cli, write_workflow(tmp_path, after, name="wf2"))[0] == 0

@@ -19,6 +19,7 @@ from shared.ports import ModelLimit
 from shared.settings import Settings
 from workers import agent_runtime, batch
 from workers.model_client import ModelClients, StartOrder, TaskModels
+from workers.task_models import Usage
 
 
 @dataclass
@@ -84,6 +85,7 @@ class _Produced:
     output: str | None = None
     transcript: list[TranscriptMessage] | None = None
     cache: tuple[str, CacheEntry] | None = None
+    usage: Usage | None = None  # its model requests so far: a failed task's cost is shown too
 
 
 async def _end_one(tasks: _Tasks, tid: str) -> None:
@@ -103,6 +105,8 @@ async def _end_one(tasks: _Tasks, tid: str) -> None:
         return NodeState.model_validate({"status": Status.CACHED, "key": key, **hit})
 
     result = await tasks.ender.end(work, task.get("dependencies", []), lambda: secret_values(record["agent"], ctx.env))
+    if result.status == Status.FAILED and produced.usage is not None and produced.usage.attempts:
+        result = result.model_copy(update=asdict(produced.usage))
     state = tasks.running[tid].merged(result)
     end = TaskEnd(
         tid, state, Status.RUNNING, record["dependents"], produced.output, produced.transcript, produced.cache
@@ -156,6 +160,7 @@ async def _run(
         tid,
         cancelled=ctx.cancelled,
     )
+    produced.usage = models.usage
     resolved = substitute_variables(record["agent"], ctx.env)
     try:
         component = agent_runtime.load(record["agent"], resolved, models)
