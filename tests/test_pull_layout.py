@@ -135,3 +135,30 @@ def test_a_label_with_no_file_takes_its_placeholders_from_the_template_the_sync_
     bare = plan_pull([], [model], {}, {})
     assert bare.files[0].document["config"]["api_key"] == "${GPT_API_KEY}"
     assert bare.files[0].document["config"]["base_url"] == "http://127.0.0.1:11435/v1"
+
+
+def test_text_in_studio_that_reads_as_a_variable_is_pulled_as_that_text() -> None:
+    """Studio's `${HOME}` is text: written `$${HOME}`, so the next sync sends that text, not the
+    worker's $HOME; the old file's escaped `$${X}` stays escaped when the file changes otherwise."""
+    from shared.core.refs import substitute_variables
+
+    agent = _agent("writer", _model())
+    agent["config"]["description"] = "Studio text: ${HOME} literally, $${X} too"
+    layout = plan_pull([_team("t1", agent)], [], {}, {"HOME": "/root"})
+    (team,) = [f.document for f in layout.files if f.path == "teams/t1.yaml"]
+    doc = team["config"]["participants"][0]  # used once: inline
+    assert doc["config"]["description"] == "Studio text: $${HOME} literally, $$${X} too"
+    resolved = substitute_variables(doc, {"HOME": "/root", "GPT_API_KEY": "k"})
+    assert resolved["config"]["description"] == agent["config"]["description"]
+    assert "HOME" not in layout.variables
+
+    old = _agent("writer", _model())
+    old["config"]["system_message"] = "Say $${NOT_A_VAR}."
+    sent = _agent("writer", _model())
+    sent["config"]["system_message"] = "Say ${NOT_A_VAR}."
+    edited = copy.deepcopy(sent)
+    edited["config"]["description"] = "edited in Studio"
+    existing = {"writer": Existing("writer", "agents/writer.yaml", "agent", old, sent)}
+    layout = plan_pull([_team("t1", edited)], [], existing, {})
+    (doc,) = [f.document for f in layout.files if f.path == "agents/writer.yaml"]
+    assert doc["config"]["system_message"] == "Say $${NOT_A_VAR}."

@@ -361,3 +361,23 @@ def test_a_secret_written_out_in_the_file_is_scrubbed_as_a_resolved_one_is() -> 
     assert literal in secrets and "hunter2-hunter2" in secrets and "gpt-4o-mini" not in secrets
     assert "${PW}" not in secrets  # a placeholder is no secret
     assert redact(f"answered 401: bad key Bearer {literal}", secrets) == "answered 401: bad key Bearer ***"
+
+
+def test_a_json_schema_ref_inside_a_structured_output_is_not_a_component_reference() -> None:
+    """AutoGen exports an agent's structured output as JSON Schema, whose nested models are
+    `{"$ref": "#/$defs/Item"}`: kept as written, beside the keys JSON Schema allows there."""
+    from shared.core.refs import find_refs, inline_refs
+
+    schema = {
+        "$defs": {"Item": {"type": "object", "properties": {"name": {"type": "string"}}}},
+        "properties": {
+            "items": {"type": "array", "items": {"$ref": "#/$defs/Item"}},
+            "first": {"$ref": "#/$defs/Item", "description": "the first"},
+        },
+    }
+    doc = {"model_client": {"$ref": "m"}, "structured_message_factory": {"config": {"json_schema": schema}}}
+    refs, problems = find_refs(doc)
+    assert refs == [("model_client", "m")] and problems == []
+    inlined = inline_refs(doc, lambda label: {"label": label})
+    assert inlined["model_client"] == {"label": "m"}
+    assert inlined["structured_message_factory"]["config"]["json_schema"] == schema

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from shared.core.components import folder, is_part
-from shared.core.refs import MissingVariable, substitute_variables
+from shared.core.refs import MissingVariable, literal_text, substitute_variables
 from shared.core.secrets import content_hash, is_secret_field
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
@@ -313,12 +313,15 @@ class _Variables:
     def _text(self, value: Any, before: Any, at: str) -> Any:
         """The old file's text with its `${VAR}`s where, with them set (or their defaults), it says
         what Studio holds."""
-        if not (isinstance(value, str) and isinstance(before, str) and "${" in before):
+        if not isinstance(value, str):
             return value
+        literal = literal_text(value)  # Studio's text as it reads: no variable of the next sync
+        if not (isinstance(before, str) and "${" in before):
+            return literal
         try:
             if substitute_variables(before, self.env) != value:
-                return value
+                return literal
         except MissingVariable:
-            return value
+            return literal
         self._used(before, at)
         return before

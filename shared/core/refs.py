@@ -16,6 +16,15 @@ _VAR = re.compile(r"\$(\$?)\{([^}:]*)(?::-([^}]*))?\}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
+def is_ref(node: object) -> bool:
+    """A mapping that is one of our references. `{"$ref": "#/$defs/Item"}` is JSON Schema's own (a
+    structured output's schema, as AutoGen exports it): a reference within that schema, kept as written."""
+    if not (isinstance(node, dict) and REF_KEY in node):
+        return False
+    target = node[REF_KEY]
+    return not (isinstance(target, str) and target.startswith("#"))
+
+
 def _walk(node: object, path: str) -> Iterator[tuple[str, object]]:
     yield path, node
     for child_path, value in _children(node, path):
@@ -24,7 +33,7 @@ def _walk(node: object, path: str) -> Iterator[tuple[str, object]]:
 
 def _children(node: object, path: str) -> Iterator[tuple[str, object]]:
     """(field_path, value) of each member of a mapping or list; none below a `$ref`."""
-    if isinstance(node, dict) and REF_KEY not in node:
+    if isinstance(node, dict) and not is_ref(node):
         for key, value in node.items():
             yield (f"{path}.{key}" if path else str(key)), value
     elif isinstance(node, list):
@@ -37,8 +46,9 @@ def find_refs(doc: object) -> tuple[list[tuple[str, str]], list[tuple[str, str]]
     refs: list[tuple[str, str]] = []
     problems: list[tuple[str, str]] = []
     for path, node in _walk(doc, ""):
-        if not (isinstance(node, dict) and REF_KEY in node):
+        if not is_ref(node):
             continue
+        assert isinstance(node, dict)
         problem = _ref_problem(node)
         if problem is None:
             refs.append((path, node[REF_KEY]))
@@ -59,7 +69,7 @@ def _ref_problem(node: dict[str, Any]) -> str | None:
 def inline_refs(doc: Any, resolve: Callable[[str], Any]) -> Any:
     """Copy of `doc` with every `{"$ref": label}` replaced by `resolve(label)`."""
     if isinstance(doc, dict):
-        if REF_KEY in doc:
+        if is_ref(doc):
             return resolve(doc[REF_KEY])
         return {k: inline_refs(v, resolve) for k, v in doc.items()}
     if isinstance(doc, list):
@@ -80,6 +90,11 @@ def _placeholders(doc: object) -> Iterator[tuple[str, str, str | None]]:
                 escaped, name, default = match.groups()
                 if not escaped:
                     yield path, name, default
+
+
+def literal_text(text: str) -> str:
+    """`text` written so that substituting variables gives it back: each `${...}` in it escaped."""
+    return _VAR.sub(lambda m: "$" + m.group(0), text)
 
 
 def is_valid_variable_name(name: str) -> bool:
