@@ -14,7 +14,7 @@ from producer.scanner import ScanMemo, ScanResult, default_cache_path, scan
 from producer.studio_state import StudioView, inspect, studio_version
 from producer.walk import check_dir
 from shared.adapters.redis.keys import REQUESTS, STUDIO_VERSION
-from shared.core.components import has_rows
+from shared.core.components import gallery_section, has_rows
 from shared.core.drift import EntryState, gallery_slug
 from shared.core.hashing import canonical_json, namespace, sha256_hex
 from shared.core.records import CacheEntry, Lookup, NewRun, Spec
@@ -77,6 +77,14 @@ def _cached(
     return {lbl: hit for lbl, hit in zip(tree.valid, found.hits, strict=True) if hit is not None and holds(lbl)}
 
 
+def _nothing_for_the_entry(tree: Tree, unreadable: set[str]) -> bool:
+    """The tree has no component for its gallery entry, not even one that is invalid, skipped or
+    in a file that could not be read: only then may a prune delete the entry."""
+    if unreadable or tree.errors:
+        return False
+    return not any(gallery_section(node.component_type) is not None for node in tree.nodes.values())
+
+
 def _drifted(view: StudioView) -> dict[str, str]:
     """Each node whose Studio row was edited since the sync wrote it -> why it is left alone."""
     return {
@@ -120,7 +128,7 @@ def prepare(
         set(tree.nodes),
         unreadable,
         gallery,
-        gkey is None,
+        _nothing_for_the_entry(tree, unreadable),
         force,
         _sends(tree),
         gallery_cached=gallery_cached,

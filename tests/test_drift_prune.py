@@ -220,3 +220,30 @@ def test_content_synced_before_then_changed_and_back_is_written_again(cli: Cli, 
     rc, report, err = cli.sync(examples)
     assert rc == 0 and report["nodes"]["review-team"]["outcome"] == "created", (err, report["nodes"]["review-team"])
     assert len(cli.studio().teams_by_label()["review-team"]) == 1
+
+
+@pytest.mark.parametrize("damage", ["broken", "duplicate"])
+def test_the_gallery_entry_is_not_pruned_while_a_file_for_it_is_broken(
+    cli: Cli, examples: Path, tmp_path: Path, damage: str
+) -> None:
+    """A broken file, or a second file with the same label, is no component gone from the tree."""
+    tree = tmp_path / "solo-tools"
+    (tree / "tools").mkdir(parents=True)
+    shutil.copy(examples / "tools" / "add.yaml", tree / "tools" / "add.yaml")
+    assert cli.sync(tree)[0] == 0
+
+    def entries() -> list[int]:
+        return [g["id"] for g in cli.studio().galleries() if g["config"].get("name") == "solo-tools"]
+
+    (entry,) = entries()
+    if damage == "broken":
+        with (tree / "tools" / "add.yaml").open("a") as f:
+            f.write("  bad: [\n")
+    else:
+        shutil.copy(tree / "tools" / "add.yaml", tree / "tools" / "add-copy.yaml")
+    plan = cli.run("plan", str(tree), "--json")
+    assert plan.returncode == 1 and json.loads(plan.stdout)["prune_gallery"] is None, plan.stdout
+    rc, report, err = cli.sync(tree, "--prune")
+    assert rc != 0 and "Traceback" not in err
+    assert report["counts"]["deleted"] == 0
+    assert entries() == [entry]
