@@ -16,6 +16,7 @@ from producer.walk import check_dir
 from shared.adapters.redis.keys import REQUESTS, STUDIO_VERSION
 from shared.core.components import gallery_section, has_rows
 from shared.core.drift import EntryState, gallery_slug
+from shared.core.exceptions import InvalidInput
 from shared.core.hashing import canonical_json, namespace, sha256_hex
 from shared.core.records import CacheEntry, Lookup, NewRun, Spec
 from shared.core.refs import MissingVariable, substitute_variables
@@ -77,6 +78,17 @@ def _cached(
     return {lbl: hit for lbl, hit in zip(tree.valid, found.hits, strict=True) if hit is not None and holds(lbl)}
 
 
+def _check_entry_is_ours(store: Storage, ns: str, gallery: str, tree_name: str) -> None:
+    """Two trees whose folders have the same name would write one gallery entry, each sync taking
+    the other's components out: refused while the tree that made it is still there."""
+    owner = store.owned_gallery(ns, gallery)
+    if owner is not None and owner[1] != tree_name and Path(owner[1]).is_dir():
+        raise InvalidInput(
+            f"{tree_name}: the gallery entry {gallery!r} is the tree {owner[1]}'s (its sync made it); "
+            f"give this tree an entry of its own with --gallery NAME"
+        )
+
+
 def _nothing_for_the_entry(tree: Tree, unreadable: set[str]) -> bool:
     """The tree has no component for its gallery entry, not even one that is invalid, skipped or
     in a file that could not be read: only then may a prune delete the entry."""
@@ -116,6 +128,8 @@ def prepare(
     ns = namespace(settings.studio_url, settings.studio_user_id)
     valid = tree.valid
     members = gallery_members(tree)
+    if members:
+        _check_entry_is_ours(store, ns, gallery, tree_name)
     gkey = tree_gallery_key(tree, gallery, members)
     found = store.lookup(ns, [tree.nodes[lbl].key for lbl in valid], (gallery, gkey), tree_name)
     unreadable = set(tree.broken_files) | set(result.unread)

@@ -247,3 +247,27 @@ def test_the_gallery_entry_is_not_pruned_while_a_file_for_it_is_broken(
     assert rc != 0 and "Traceback" not in err
     assert report["counts"]["deleted"] == 0
     assert entries() == [entry]
+
+
+def test_a_tree_named_as_another_trees_gallery_entry_is_refused_until_given_its_own(
+    cli: Cli, examples: Path, tmp_path: Path
+) -> None:
+    """Two trees whose folders share a name would take each other's components out of one entry."""
+    first, second = tmp_path / "a" / "configs", tmp_path / "b" / "configs"
+    for tree, part in ((first, "tools/add.yaml"), (second, "terminations/max-12.yaml")):
+        (tree / part).parent.mkdir(parents=True)
+        shutil.copy(examples / part, tree / part)
+    assert cli.sync(first)[0] == 0
+    (entry,) = [g for g in cli.studio().galleries() if g["config"].get("name") == "configs"]
+
+    rc, _, err = cli.sync(second)
+    assert rc == 2 and "Traceback" not in err, err
+    assert f"the gallery entry 'configs' is the tree {first}'s" in err and "--gallery" in err
+    (still,) = [g for g in cli.studio().galleries() if g["config"].get("name") == "configs"]
+    assert still["config"] == entry["config"]
+
+    assert cli.sync(second, "--gallery", "configs-b")[0] == 0
+    names = {g["config"].get("name") for g in cli.studio().galleries()}
+    assert {"configs", "configs-b"} <= names
+    shutil.rmtree(first)  # the tree that made it is gone (moved, say): the entry is this one's to take
+    assert cli.sync(second)[0] == 0
