@@ -53,6 +53,8 @@ def wait(
         _tell_progress(store, meta, on_progress, watch)
         if meta.is_finished:
             return meta
-        if deadline is not None and time.monotonic() > deadline:
-            raise RunTimedOut(f"run {run_id} still running after {timeout:.0f} s")
-        store.await_finish(run_id, 0.1)
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise RunTimedOut(f"run {run_id} still running after {timeout:g} s")
+        # not past the deadline by a whole poll: a run that ends after it has timed out
+        store.await_finish(run_id, 0.1 if left is None else min(0.1, max(0.005, left)))

@@ -471,3 +471,15 @@ def test_progress_shows_a_bar_per_task_with_its_status(wf_cli: Cli, standin, tmp
         assert tid in text
     # each row went through the states a user watches: running, then how it ended
     assert "running" in text and "done" in text and "failed" in text and "skipped" in text
+
+
+def test_a_run_past_a_timeout_under_a_second_ends_with_exit_4_naming_it_as_given(
+    wf_cli: Cli, standin, tmp_path: Path
+) -> None:
+    url, state = standin
+    state.control["delay"] = 0.3
+    write_tree(tmp_path, url)
+    wf = write_workflow(tmp_path, [{"id": "a", "description": "slow enough", "cache": False}])
+    proc = wf_cli.run("run", str(wf), "--timeout", "0.02")
+    assert proc.returncode == 4, (proc.returncode, proc.stderr)
+    assert "still running after 0.02 s" in proc.stderr
