@@ -397,9 +397,7 @@ def test_secrets_stay_out_of_a_transcripts_tool_calls_and_results(
     url, state = standin
     write_tree(tmp_path, url)
     leak = (
-        "def leak(note: str) -> str:\n"
-        "    import os\n"
-        "    raise ValueError('boom ' + os.environ['AGENTQ_TEST_SECRET'])\n"
+        "def leak(note: str) -> str:\n    import os\n    raise ValueError('boom ' + os.environ['AGENTQ_TEST_SECRET'])\n"
     )
     tool = {"name": "leak", "description": "leaks", "source_code": leak, "global_imports": []}
     write_docs(
