@@ -200,9 +200,11 @@ def _labels(content: StudioContent) -> set[str]:
 
 
 def _own_teams(existing: dict[str, Existing]) -> set[str] | None:
-    """The labels of the tree's teams; None (take every row) for a tree with none."""
-    teams = {lbl for lbl, e in existing.items() if has_rows(e.component_type)}
-    return teams or None
+    """The labels of the tree's teams (none for a tree of agents and models only: Studio's default
+    team is not its); None (take every row) for an empty tree."""
+    if not existing:
+        return None
+    return {lbl for lbl, e in existing.items() if has_rows(e.component_type)}
 
 
 def _taken(root: Path) -> set[str]:

@@ -5,6 +5,7 @@ round trips, and no secret in any file."""
 from __future__ import annotations
 
 import json
+import shutil
 import re
 import subprocess
 import sys
@@ -116,6 +117,20 @@ def test_sync_then_pull_changes_no_file(cli: Cli, examples: Path) -> None:
     before = _files(examples)
     result = _pull(cli, examples)
     assert [f for f in result["files"] if f["action"] != "unchanged"] == []
+    assert _files(examples) == before
+
+
+def test_a_tree_without_teams_takes_no_row_it_did_not_ask_for(cli: Cli, examples: Path) -> None:
+    """Studio's default team (made on the user's first listing) is not the tree's: a tree of agents
+    and models only takes no team row unless `--all` or `--team` asks; an empty folder takes all."""
+    shutil.rmtree(examples / "teams")
+    shutil.rmtree(examples / "workflows")
+    assert cli.sync(examples)[0] == 0
+    assert "RoundRobin Team" in cli.studio().teams_by_label()  # the listing made it
+    before = _files(examples)
+    result = _pull(cli, examples)
+    assert [f for f in result["files"] if f["action"] != "unchanged"] == [], result["files"]
+    assert "RoundRobin Team" in result["not_pulled"]
     assert _files(examples) == before
 
 
