@@ -79,8 +79,9 @@ def _cached(
 
 
 def _check_entry_is_ours(store: Storage, ns: str, gallery: str, tree_name: str) -> None:
-    """Two trees whose folders have the same name would write one gallery entry, each sync taking
-    the other's components out: refused while the tree that made it is still there."""
+    """Two trees whose folders have the same name would write one gallery entry, named after the
+    folder, each sync taking the other's components out: refused while the tree that made it is
+    still there."""
     owner = store.owned_gallery(ns, gallery)
     if owner is not None and owner[1] != tree_name and Path(owner[1]).is_dir():
         raise InvalidInput(
@@ -128,7 +129,7 @@ def prepare(
     ns = namespace(settings.studio_url, settings.studio_user_id)
     valid = tree.valid
     members = gallery_members(tree)
-    if members:
+    if members and gallery_name is None:  # a name given with --gallery is the user's choice
         _check_entry_is_ours(store, ns, gallery, tree_name)
     gkey = tree_gallery_key(tree, gallery, members)
     found = store.lookup(ns, [tree.nodes[lbl].key for lbl in valid], (gallery, gkey), tree_name)
@@ -220,6 +221,7 @@ def _meta(prepared: Prepared, settings: Settings) -> RunMeta:
         gallery_keys=tuple(tree.nodes[m].key for m in plan.gallery_members),
         gallery_variables=tuple(sorted({name for ff in prepared.scan.facts.values() for _, name in ff.variables})),
         gallery_needed=plan.gallery_needed,
+        gallery_keeps_others=bool(tree.broken_files or prepared.scan.unread or tree.invalid or tree.skipped),
         waves=len(plan.waves),
         total=len(plan.states),
     )

@@ -271,3 +271,34 @@ def test_a_tree_named_as_another_trees_gallery_entry_is_refused_until_given_its_
     assert {"configs", "configs-b"} <= names
     shutil.rmtree(first)  # the tree that made it is gone (moved, say): the entry is this one's to take
     assert cli.sync(second)[0] == 0
+
+
+def test_a_broken_file_leaves_its_component_in_the_gallery_entry_until_the_tree_is_clean(
+    cli: Cli, examples: Path, tmp_path: Path
+) -> None:
+    tree = tmp_path / "two-parts"
+    for part in ("tools/add.yaml", "terminations/max-12.yaml"):
+        (tree / part).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(examples / part, tree / part)
+    assert cli.sync(tree)[0] == 0
+
+    def labels() -> dict[str, list[str]]:
+        (entry,) = [g for g in cli.studio().galleries() if g["config"].get("name") == "two-parts"]
+        sections = entry["config"]["components"].items()
+        return {section: sorted(c["label"] for c in comps) for section, comps in sections if comps}
+
+    synced = labels()
+    assert synced == {"tools": ["add"], "terminations": ["max-12-messages"]}
+    added = (tree / "tools" / "add.yaml").read_text()
+    (tree / "tools" / "add.yaml").write_text(added + "  bad: [\n")
+    (tree / "terminations" / "max-12.yaml").write_text(
+        (tree / "terminations" / "max-12.yaml").read_text().replace("max_messages: 12", "max_messages: 13")
+    )
+    rc, report, err = cli.sync(tree)
+    assert rc == 1 and report["nodes"]["max-12-messages"]["outcome"] == "updated", err
+    assert labels() == synced  # the broken file's tool is still there, beside the edited termination
+    assert cli.sync(tree)[0] == 1 and labels() == synced  # and stays, sync after sync
+
+    (tree / "tools" / "add.yaml").unlink()  # gone from a clean tree: gone from the entry
+    assert cli.sync(tree)[0] == 0
+    assert labels() == {"terminations": ["max-12-messages"]}

@@ -5,8 +5,8 @@ round trips, and no secret in any file."""
 from __future__ import annotations
 
 import json
-import shutil
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path

@@ -184,18 +184,28 @@ def _members(ctx: RunContext, member_keys: Mapping[str, str]) -> tuple[_Members,
     return _Members(states, ctx.store.specs(ctx.run_id, [m for m in included if m in states]), read), included
 
 
+def _keep_others(components: dict[str, list[Component]], held: Held, member_keys: Mapping[str, str]) -> int:
+    """The components the entry holds that are no member of the run, kept (RunMeta.gallery_keeps_others)."""
+    others = [(section, comp) for label, (section, comp) in held.items() if label not in member_keys]
+    for section, comp in others:
+        components.setdefault(section, []).append(comp)
+    return len(others)
+
+
 async def _write(
     ctx: RunContext, members: _Members, member_keys: Mapping[str, str], included: list[str]
-) -> tuple[Row, Row | None]:
+) -> tuple[Row, Row | None, int]:
     """Under the entry's lock: the entry in Studio, the cached members from it or their kept
-    specs, the entry written; the row, and the entry as it was."""
+    specs, the entry written; the row, the entry as it was, and how many others it kept."""
     name = ctx.meta.gallery_name
     async with creating(ctx, f"gallery:{name}"):  # two syncs of the tree at once: one entry
         existing = await find_gallery(ctx, name)
         held = _held(ctx, existing, name)
         cached = [m for m in included if m not in members.states and m not in held]
         _read_kept(ctx, members, {m: member_keys[m] for m in cached})
-        return await _save(ctx, name, _entry(ctx.meta, _sections(ctx, members, included, held)), existing), existing
+        components = _sections(ctx, members, included, held)
+        kept = _keep_others(components, held, member_keys) if ctx.meta.gallery_keeps_others else 0
+        return await _save(ctx, name, _entry(ctx.meta, components), existing), existing, kept
 
 
 async def write_gallery(ctx: RunContext) -> None:
@@ -205,13 +215,14 @@ async def write_gallery(ctx: RunContext) -> None:
     member_keys = ctx.store.gallery_members(ctx.run_id)
     members, included = _members(ctx, member_keys)
     try:
-        row, existing = await _write(ctx, members, member_keys, included)
+        row, existing, kept = await _write(ctx, members, member_keys, included)
     except Exception as exc:
         raise _entry_failed(ctx, members, exc) from exc
     cacheable = _ended(members, _studio_components(existing), int(row["id"]))
     ctx.store.set_states(ctx.run_id, members.updates, members.previous())
     ctx.store.cache_results(ctx.ns, ctx.meta.tree, cacheable)
-    if len(included) == len(member_keys) and len(members.resolved) == len(included):
+    # cached only when it holds exactly the members (a component kept for a broken file is not one)
+    if not kept and len(included) == len(member_keys) and len(members.resolved) == len(included):
         meta = ctx.meta
         ctx.store.cache_gallery(
             ctx.ns, meta.gallery_name, meta.tree, meta.gallery_key or "", {"gallery_id": int(row["id"])}

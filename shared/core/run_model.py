@@ -101,6 +101,9 @@ class RunMeta(Record):
     gallery_members: tuple[str, ...] = ()  # this and the lists below are stored apart (RUN_LISTS)
     gallery_keys: tuple[str, ...] = ()  # each member's node key, in the same order
     gallery_variables: tuple[str, ...] = ()  # the ${VAR}s the tree uses: their values are never shown
+    # a file of the tree is broken, unread or invalid: the entry keeps the components it cannot
+    # account for (one may be that file's), as a prune keeps the rows of files it could not read
+    gallery_keeps_others: bool = False
     waves: int = 0  # dependency groups, each one chord
     batch_task: str = SYNC_BATCH_TASK  # the task that runs a batch (benchmarks swap in agentq.noop_batch)
     batch_priorities: tuple[tuple[int, ...], ...] = ()  # a Redis message priority per wave and batch
