@@ -15,6 +15,7 @@ Dispatcher; Celery's events through shared/adapters/celery_events.py.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import threading
@@ -28,11 +29,12 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 import httpx
+import kombu.exceptions
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from shared.adapters.celery import CeleryDispatcher, create_app
+from shared.adapters.celery import ROUTES, CeleryDispatcher, create_app
 from shared.adapters.celery_events import receive_events
 from shared.adapters.redis.store import Store
 from shared.core.exceptions import InvalidInput
@@ -44,6 +46,7 @@ from shared.settings import Settings, load_settings
 log = logging.getLogger("agentq.exporter")
 WORKER_TIMEOUT = 10.0  # seconds without a heartbeat before a worker counts as gone
 HOST_STALE = 60.0
+SCRAPE_OUTAGE_SECONDS = 2.0  # how long a scrape waits for Redis before it says Redis is out of reach
 RUNTIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
@@ -63,7 +66,8 @@ class SeenTask:
 
     @property
     def queue_name(self) -> str:
-        return self.queue or self.routing_key or "unknown"
+        # a worker's "received" can come before the producer's "sent": the task's route says it then
+        return self.queue or self.routing_key or ROUTES.get(self.name, {}).get("queue") or "unknown"
 
 
 def cumulative(buckets: Sequence[float], slots: Sequence[float]) -> list[tuple[str, float]]:
@@ -129,7 +133,9 @@ class CeleryEvents:
         if kind not in self.TASK_EVENTS:
             return
         info = self._task(event)
-        host = event.get("hostname", "unknown") if kind != "sent" else "producer"
+        host = event.get("hostname", "unknown")
+        if kind == "sent" and host not in self.last_seen:  # a producer command: one series for them all
+            host = "producer"
         labels = [info.name, host, info.queue_name]
         if kind == "failed":
             exception = str(event.get("exception", "")).split("(", 1)[0][:60] or "unknown"
@@ -152,10 +158,11 @@ class CeleryEvents:
 
     def _on_worker(self, kind: str, event: Event) -> None:
         host = event.get("hostname", "unknown")
-        if kind == "offline":
+        if kind == "offline":  # stopped on purpose (scaled down, restarted): no worker lost, no alert
             self.last_seen.pop(host, None)
-            self.worker_up.labels(host).set(0)
-            self.active.labels(host).set(0)
+            for gauge in (self.worker_up, self.active):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(host)
         elif kind in ("online", "heartbeat"):
             self.last_seen[host] = time.time()
             self.worker_up.labels(host).set(1)
@@ -180,23 +187,44 @@ class CeleryEvents:
 class ClusterState(Collector):
     """Read at scrape time: queue lengths, the product's metrics and host resources."""
 
-    def __init__(self, store: RunStore, queues: list[str], lengths: Callable[[list[str]], dict[str, int]]) -> None:
-        """`lengths`: queue -> messages waiting, as the broker counts them."""
+    def __init__(
+        self,
+        store: RunStore,
+        queues: list[str],
+        lengths: Callable[[list[str]], dict[str, int]],
+        errors: tuple[type[Exception], ...] = (),
+    ) -> None:
+        """`lengths`: queue -> messages waiting, as the broker counts them; `errors`: what reading
+        Redis or the broker raises when they are out of reach (the store's own too)."""
         self.store = store
         self.queues = queues
         self.lengths = lengths
+        self.errors = (*store.errors, *errors)
 
     def collect(self) -> Iterator[Metric]:
+        """Everything read from Redis first: out of reach, none of it, and agentq_redis_up 0 (the
+        store rides out only SCRAPE_OUTAGE_SECONDS: a scrape answers within Prometheus' timeout)."""
+        up = GaugeMetricFamily("agentq_redis_up", "1 when the exporter reads Redis (run state, metrics, queues)")
+        try:
+            queues = self.lengths(self.queues)
+            counters, histograms = self.store.counters(), self.store.histograms()
+            readings = self.store.host_readings()
+        except self.errors as exc:
+            log.warning("Redis out of reach: %s", exc)
+            up.add_metric([], 0.0)
+            yield up
+            return
+        up.add_metric([], 1.0)
+        yield up
         lengths = GaugeMetricFamily("celery_queue_length", "Messages waiting, all priorities", labels=["queue_name"])
-        for queue, length in self.lengths(self.queues).items():
+        for queue, length in queues.items():
             lengths.add_metric([queue], length)
         yield lengths
-        yield from self._counters()
-        yield from self._histograms()
-        yield from self._hosts()
+        yield from self._counters(counters)
+        yield from self._histograms(histograms)
+        yield from self._hosts(readings)
 
-    def _counters(self) -> Iterator[Metric]:
-        counters = self.store.counters()
+    def _counters(self, counters: dict[tuple[str, tuple[str, ...]], float]) -> Iterator[Metric]:
         for name, (help_text, labels) in COUNTER_HELP.items():
             family = CounterMetricFamily(name.removesuffix("_total"), help_text, labels=list(labels))
             for (n, values), value in counters.items():
@@ -204,8 +232,7 @@ class ClusterState(Collector):
                     family.add_metric(list(values), value)
             yield family
 
-    def _histograms(self) -> Iterator[Metric]:
-        histograms = self.store.histograms()
+    def _histograms(self, histograms: dict[tuple[str, tuple[str, ...]], list[float]]) -> Iterator[Metric]:
         for name, (help_text, labels, buckets) in HISTOGRAM_HELP.items():
             histogram = HistogramMetricFamily(name, help_text, labels=list(labels))
             for (n, values), slots in histograms.items():
@@ -213,7 +240,7 @@ class ClusterState(Collector):
                     histogram.add_metric(list(values), cumulative(buckets, slots), slots[-1])
             yield histogram
 
-    def _hosts(self) -> Iterator[Metric]:
+    def _hosts(self, readings: dict[str, HostReading]) -> Iterator[Metric]:
         cpu = GaugeMetricFamily("agentq_host_cpu_percent", "Host CPU use reported by its workers", labels=["host"])
         mem = GaugeMetricFamily(
             "agentq_host_memory_percent", "Host memory use reported by its workers", labels=["host"]
@@ -226,7 +253,7 @@ class ClusterState(Collector):
         )
         hosts: dict[str, HostReading] = {}
         now = time.time()
-        for worker, data in self.store.host_readings().items():
+        for worker, data in readings.items():
             if now - data.get("ts", 0) > HOST_STALE:
                 continue
             hosts[data["host"]] = data
@@ -274,15 +301,20 @@ class Exporter:
         self.settings = settings
         self.registry = CollectorRegistry()
         app = create_app(settings)
+        # a scrape must answer within Prometheus' timeout (10 s): an outage is said, not ridden out
+        outage = min(settings.redis_outage_seconds, SCRAPE_OUTAGE_SECONDS)
         # the result backend is Redis whichever broker carries the messages
-        self.store: RunStore = Store.from_settings(settings, app.conf.result_backend)
+        self.store: RunStore = Store.from_settings(
+            settings.model_copy(update={"redis_outage_seconds": outage}), app.conf.result_backend
+        )
         # queue lengths from the broker: RabbitMQ's own counts, or the lists of the Redis that
         # carries the messages (REDIS_URL's, or BROKER_URL's when that is another Redis)
-        self.dispatcher: Dispatcher = CeleryDispatcher(app, settings.redis_outage_seconds)
+        self.dispatcher: Dispatcher = CeleryDispatcher(app, outage)
         self.events = CeleryEvents(self.registry)
         self.receive = receive_events(app, self.events.on_event, self.events.tick)
         queues = [q.strip() for q in settings.exporter_queues.split(",") if q.strip()]
-        self.registry.register(ClusterState(self.store, queues, self.dispatcher.queue_lengths))
+        broker_errors = (OSError, kombu.exceptions.OperationalError)
+        self.registry.register(ClusterState(self.store, queues, self.dispatcher.queue_lengths, broker_errors))
         self.probe = StudioProbe(settings.studio_url, self.registry, settings.studio_probe_interval_seconds)
         self.stop = threading.Event()
 
@@ -292,7 +324,7 @@ class Exporter:
         def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
             if environ.get("PATH_INFO") == "/health":
                 try:
-                    self.store.ping(ride_out=True)
+                    self.store.ping()  # at once: a health check is not an outage to ride out
                     body, status = {"status": "ok"}, "200 OK"
                 except self.store.errors as exc:
                     body, status = {"status": "redis unreachable", "error": str(exc)}, "503 Service Unavailable"

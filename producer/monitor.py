@@ -62,6 +62,8 @@ class Snapshot:
     tasks_per_second: float | None
     failure_ratio: float | None
     alerts: list[dict[str, str]] = field(default_factory=list)
+    redis_up: bool | None = None  # as the exporter reads it (None: not said)
+    worker_count: float | None = None  # workers sending heartbeats, as the exporter hears them
 
 
 class Monitor:
@@ -107,6 +109,10 @@ class Monitor:
         for q, length in queues.items():
             self.queue_history.setdefault(q, deque(maxlen=10)).append(length)
         snap = Snapshot(now, _workers(m), queues, _hosts(m), _studio(m, p95), rate, ratio)
+        if "agentq_redis_up" in m:
+            snap.redis_up = total(m, "agentq_redis_up") == 1
+        if "celery_active_worker_count" in m:
+            snap.worker_count = total(m, "celery_active_worker_count")
         snap.alerts = self.alerts(snap)
         return snap
 
@@ -135,6 +141,10 @@ class Monitor:
         ]
         if s.failure_ratio is not None and s.failure_ratio > t["failure_ratio"]:
             found.append(("TaskFailureRateHigh", "warning", f"{s.failure_ratio:.0%} of tasks fail"))
+        if s.redis_up is False:
+            found.insert(0, ("RedisDown", "critical", "the exporter cannot read Redis (runs, metrics, queues unseen)"))
+        if s.worker_count == 0:
+            found.append(("NoWorkers", "critical", "no worker sends heartbeats: nothing is synced or run"))
         return [{"name": name, "severity": severity, "summary": summary} for name, severity, summary in found]
 
     def render(self, s: Snapshot, runs: list[dict[str, Any]]) -> Group:

@@ -18,3 +18,18 @@ def test_a_worker_the_exporter_has_not_heard_from_is_not_shown_up() -> None:
     workers = _workers(parse_metrics(text))
     assert workers["w1@a"]["up"] is True and workers["w1@a"]["throttled"] is False
     assert workers["w3@c"]["up"] is False and workers["w3@c"]["throttled"] is True
+
+
+def test_redis_out_of_the_exporters_reach_and_no_worker_are_alerts_of_their_own() -> None:
+    """Redis down used to read as the exporter unreachable; no worker at all, as nothing wrong."""
+    from producer.monitor import Monitor
+
+    text = (
+        "# TYPE agentq_redis_up gauge\nagentq_redis_up 0.0\n"
+        "# TYPE celery_active_worker_count gauge\ncelery_active_worker_count 0.0\n"
+    )
+    snap = Monitor("http://127.0.0.1:9")._snapshot(0.0, parse_metrics(text))
+    assert [a["name"] for a in snap.alerts] == ["RedisDown", "NoWorkers"]
+    assert snap.redis_up is False and snap.worker_count == 0
+    healthy = "agentq_redis_up 1.0\ncelery_active_worker_count 2.0\n"
+    assert Monitor("http://127.0.0.1:9")._snapshot(0.0, parse_metrics(healthy)).alerts == []

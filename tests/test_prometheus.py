@@ -177,3 +177,41 @@ def _ready(url: str) -> bool:
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_the_exporter_says_redis_out_of_reach_at_once_and_forgets_a_worker_stopped_on_purpose(
+    tmp_path: Path,
+) -> None:
+    """A scrape waited out REDIS_OUTAGE_SECONDS (60 s) and then answered 500, so Prometheus saw the
+    exporter down and every series stale; a worker shut down cleanly stayed `celery_worker_up 0`."""
+    import time
+
+    with embedded.LocalServices() as services:
+        redis_url, redis_proc = embedded.start_redis(tmp_path / "redis")
+        services.add_process(redis_proc)
+        worker = embedded.start_worker(redis_url, name="leaving", env=WORKER_ENV, log_path=tmp_path / "worker.log")
+        services.add_process(worker)
+        port = embedded.free_port()
+        services.add_process(
+            embedded.start_exporter(
+                redis_url, port, env={"STUDIO_URL": "http://127.0.0.1:9"}, log_path=tmp_path / "e.log"
+            )
+        )
+        url = f"http://127.0.0.1:{port}"
+
+        def metrics() -> str:
+            return httpx.get(f"{url}/metrics", timeout=30).text
+
+        wait_for(lambda: 'celery_worker_up{hostname="leaving' in metrics(), 60, "the worker heard", interval=0.2)
+        embedded.stop_worker(worker)  # a warm shutdown: its offline event
+        wait_for(lambda: "celery_worker_up{" not in metrics(), 30, "the series gone", interval=0.2)
+        assert "agentq_redis_up 1.0" in metrics()
+
+        embedded.stop(redis_proc)
+        started = time.monotonic()
+        text = metrics()
+        assert time.monotonic() - started < 8, "a scrape waited out the outage"
+        assert "agentq_redis_up 0.0" in text and "agentq_studio_up" in text, text
+        started = time.monotonic()
+        health = httpx.get(f"{url}/health", timeout=30)
+        assert health.status_code == 503 and time.monotonic() - started < 5

@@ -48,7 +48,9 @@ def monitor(
     check_seconds("--refresh", refresh)
     settings = load_settings(redis_url=redis_url, exporter_url=exporter_url)
     watcher = Monitor(settings.exporter_url)
-    store = store_for(settings, settings.redis_url) if settings.redis_url else None
+    # a reading is not held up by Redis out of reach: said at once (the exporter says it too)
+    quick = settings.model_copy(update={"redis_outage_seconds": min(settings.redis_outage_seconds, 2.0)})
+    store = store_for(quick, settings.redis_url) if settings.redis_url else None
     if as_json:
         _one_reading(watcher, store, refresh, save_session)
     try:
@@ -62,14 +64,14 @@ def monitor(
 
 def _one_reading(watcher: Monitor, store: RunStore | None, refresh: float, save_session: Path | None) -> NoReturn:
     """--json: two polls `refresh` apart (for rates), printed (and saved with --save-session);
-    exit code 3 when the exporter was not reached."""
+    exit code 3 when the exporter was not reached, or could not read Redis."""
     watcher.poll()
     time.sleep(refresh)
     snapshot = watcher.poll()
     if save_session:
         _save(watcher, save_session)
     echo_json({**snapshot.__dict__, "recent_runs": _recent_runs(store)})
-    unreachable = any(alert["name"] == "ExporterUnreachable" for alert in snapshot.alerts)
+    unreachable = any(alert["name"] in ("ExporterUnreachable", "RedisDown") for alert in snapshot.alerts)
     raise typer.Exit(Exit.UNAVAILABLE if unreachable else Exit.OK)
 
 

@@ -14,6 +14,7 @@ log = logging.getLogger("agentq.exporter")
 
 Event = dict[str, Any]
 Receive = Callable[[threading.Event], None]  # runs until the event is set
+RECONNECT_FIRST, RECONNECT_MAX = 0.5, 5.0  # seconds between attempts to receive again
 
 
 def receive_events(app: Celery, on_event: Callable[[Event], None], on_idle: Callable[[], None]) -> Receive:
@@ -21,21 +22,27 @@ def receive_events(app: Celery, on_event: Callable[[Event], None], on_idle: Call
     once a second, until the event it is given is set; a lost stream is received again."""
 
     def run(stop: threading.Event) -> None:
+        said: set[str] = set()  # a broker out of reach is said once, not at every reconnect
+        delay = RECONNECT_FIRST
         while not stop.is_set():
             try:
                 with app.connection_for_read() as conn:
                     receiver = app.events.Receiver(conn, handlers={"*": on_event})
                     for _ in receiver.itercapture(limit=None, timeout=1.0, wakeup=True):
+                        said.clear()
+                        delay = RECONNECT_FIRST
                         on_idle()
                         if stop.is_set():
                             return
-            except (TimeoutError, OSError) as exc:  # socket timeout: no events for a while
+            except TimeoutError:  # socket timeout: no events for a while
                 on_idle()
-                if not isinstance(exc, TimeoutError):
-                    log.warning("event stream lost (%s); reconnecting", exc)
-                    stop.wait(1.0)
-            except Exception:
-                log.exception("event stream failed; reconnecting")
-                stop.wait(1.0)
+            except Exception as exc:  # the broker gone (OSError, kombu's and redis' own errors)
+                # no on_idle(): unheard, the workers are not known to be gone (agentq_redis_up says why)
+                text = f"{type(exc).__name__}: {exc}"
+                if text not in said:
+                    said.add(text)
+                    log.warning("event stream lost (%s); reconnecting every %g s at most", text, RECONNECT_MAX)
+                stop.wait(delay)
+                delay = min(RECONNECT_MAX, delay * 2)
 
     return run
