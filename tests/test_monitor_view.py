@@ -33,3 +33,19 @@ def test_redis_out_of_the_exporters_reach_and_no_worker_are_alerts_of_their_own(
     assert snap.redis_up is False and snap.worker_count == 0
     healthy = "agentq_redis_up 1.0\ncelery_active_worker_count 2.0\n"
     assert Monitor("http://127.0.0.1:9")._snapshot(0.0, parse_metrics(healthy)).alerts == []
+
+
+def test_a_task_received_before_its_sent_event_is_counted_on_its_queue() -> None:
+    """A worker's "received" can reach the exporter before the producer's "sent" (15% here)."""
+    from prometheus_client import CollectorRegistry
+
+    from monitoring.exporter import CeleryEvents
+
+    registry = CollectorRegistry()
+    events = CeleryEvents(registry)
+    events.on_event({"type": "task-received", "uuid": "u1", "name": "agentq.run_tasks", "hostname": "w1@a"})
+    events.on_event({"type": "task-sent", "uuid": "u1", "name": "agentq.run_tasks", "hostname": "gen1@p"})
+    labels = {"name": "agentq.run_tasks", "hostname": "w1@a", "queue_name": "models"}
+    assert registry.get_sample_value("celery_task_received_total", labels) == 1.0
+    sent = {**labels, "hostname": "producer"}
+    assert registry.get_sample_value("celery_task_sent_total", sent) == 1.0
