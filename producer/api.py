@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from producer import embedded
 from producer.walk import check_dir
-from shared.core.exceptions import InvalidInput, ServiceUnavailable
+from shared.core.exceptions import InvalidInput, RunInterrupted, ServiceUnavailable
 from shared.core.run_model import UNSUCCESSFUL, RunState
 from shared.core.secrets import shown_url
 
@@ -149,7 +149,10 @@ def run_workflow(
     with services(settings) as (store, ready):
         prepared = load(path, folder, ready)
         run_id, _ = submit(prepared, ready, store, lambda: _dispatcher(ready), sequential=sequential, no_cache=no_cache)
-        wait(store, run_id, timeout=seconds)
+        try:
+            wait(store, run_id, timeout=seconds)
+        except KeyboardInterrupt as exc:  # the caller may cancel it: it is told which run goes on
+            raise RunInterrupted(run_id) from exc
         report = workflow_report(store, run_id)
     assert report is not None
     counts = report["counts"]

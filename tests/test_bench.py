@@ -128,6 +128,14 @@ def test_bench_workflow_compare_and_report(wf_cli: Cli, tmp_path: Path) -> None:
     assert not any(c["significant"] for c in json.loads(itself.stdout))
     gate = wf_cli.run("bench", "compare", str(tmp_path / "fast"), str(tmp_path / "slow"), "--fail-on-regression", "20")
     assert gate.returncode == 1 and "regression" in gate.stderr
+    gated = wf_cli.run(
+        "bench", "compare", str(tmp_path / "fast"), str(tmp_path / "slow"), "--fail-on-regression", "20", "--json"
+    )
+    worse = {c["measure"] for c in json.loads(gated.stdout) if c["regression"]}
+    assert gated.returncode == 1 and "team3.parallel.wall_seconds" in worse, gated.stdout
+    # a result set is not written over
+    again = wf_cli.run("bench", "workflow", "--standin", "--out", str(tmp_path / "fast"), "--iterations", "1")
+    assert again.returncode == 2 and "holds a result set already" in again.stderr
     assert (
         wf_cli.run(
             "bench", "compare", str(tmp_path / "fast"), str(tmp_path / "fast"), "--fail-on-regression", "20"

@@ -173,3 +173,32 @@ def test_ctrl_c_on_the_embedded_default_does_not_wait_for_a_model_call(tmp_path:
     _, err = producer.communicate(timeout=20)  # before the model's answer: 3 s here (it was 10 s)
     assert producer.returncode == 130 and "Traceback" not in err, err
     assert started and not [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], started
+
+
+def test_ctrl_c_on_a_workflow_bench_cancels_the_run_it_started(lab) -> None:
+    """The bench's stand-in stops with it: its run would only fail, and count as failures."""
+    env, _, tmp = lab
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "producer.cli", "bench", "workflow", "--standin", "--latency", "fixed:2"]
+        + ["--team-sizes", "3", "--modes", "parallel", "--iterations", "2", "--warmup", "0", "--out", str(tmp / "b")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def running() -> str | None:
+        runs = json.loads(cli(env, "runs", "--json").stdout)["runs"]
+        return next((r["run_id"] for r in runs if r["state"] == "running"), None)
+
+    run_id = wait_for(running, 120, "the bench's run to start")
+    bench.send_signal(signal.SIGINT)
+    _, err = bench.communicate(timeout=60)
+    assert bench.returncode == 130 and "Traceback" not in err, err
+    assert f"benchmark run {run_id} cancelled" in err
+    ended = wait_for(
+        lambda: (s := json.loads(cli(env, "status", run_id, "--json").stdout))["state"] != "running" and s,
+        120,
+        "the run to end",
+    )
+    assert ended["state"] == "cancelled", ended

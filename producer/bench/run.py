@@ -5,10 +5,12 @@ results.py's.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import random
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from producer.bench.results import save
 from producer.bench.sampling import LimitProbe, Sampler, loopback_bytes, machine, versions
 from producer.bench.stats import combined, latency_summary, merge_latency, request_latency
-from shared.core.exceptions import InvalidInput, TaskFailed
+from shared.core.exceptions import InvalidInput, RunInterrupted, TaskFailed
 from shared.metrics import LATENCY_BUCKETS
 from shared.ports import Histograms, Storage
 from shared.settings import Settings
@@ -29,6 +31,7 @@ MODEL_LATENCY = "agentq_model_request_duration_seconds"
 
 MODES = ("parallel", "sequential")  # how `producer run` runs a workflow
 LATENCIES = "fixed:SECONDS, pertoken:SECONDS,SECONDS_PER_TOKEN or lognormal:MEDIAN,SIGMA"
+LATENCY_NUMBERS = {"fixed": 1, "pertoken": 2, "lognormal": 2}
 
 
 def run_workflow_bench(
@@ -140,9 +143,19 @@ class _Bench:
 
         before, since, mark = self.store.histograms(), time.monotonic(), self.sampler.now()
         started, cpu, net = time.perf_counter(), self.sampler.cpu_seconds(), loopback_bytes()
-        run = run_workflow(
-            tree / "workflows" / f"{name}.yaml", tree=tree, settings=self.settings, sequential=sequential, no_cache=True
-        )
+        try:
+            run = run_workflow(
+                tree / "workflows" / f"{name}.yaml",
+                tree=tree,
+                settings=self.settings,
+                sequential=sequential,
+                no_cache=True,
+            )
+        except RunInterrupted as exc:  # its stand-in stops with the bench: the run would only fail
+            with contextlib.suppress(*self.store.errors):
+                self.store.cancel_run(exc.run_id)  # nothing new of it starts
+                sys.stderr.write(f"interrupted: benchmark run {exc.run_id} cancelled\n")
+            raise
         if not run.succeeded:
             raise TaskFailed(f"benchmark workflow {name} failed: {run.failed}")
         if prefix is None:
@@ -201,15 +214,15 @@ def parse_latency(latency: str) -> tuple[str, list[float]]:
     from the --latency option; InvalidInput naming it otherwise."""
     kind, _, spec = latency.partition(":")
     numbers = _seconds(spec)
-    if kind not in ("fixed", "pertoken", "lognormal") or not numbers:
+    if LATENCY_NUMBERS.get(kind) != len(numbers):  # each kind's numbers, all of them: none is made up
         raise InvalidInput(f"--latency {latency!r}: expected {LATENCIES}, in seconds of 0 or more")
     return kind, numbers
 
 
 def _seconds(spec: str) -> list[float]:
-    """The comma-separated numbers of seconds in `spec`; none when one is no number of 0 or more."""
+    """The comma-separated numbers of seconds in `spec`; none when one is blank or no number of 0 or more."""
     try:
-        numbers = [float(x) for x in spec.split(",") if x.strip()]
+        numbers = [float(x) for x in spec.split(",")]
     except ValueError:
         return []
     return numbers if all(0 <= x < float("inf") for x in numbers) else []

@@ -71,11 +71,13 @@ def _out_folder(option: str, path: Path) -> Path:
 def _given_out(out: Path | None) -> None:
     if out is not None:
         _out_folder("--out", out)
+        if (out / "result.json").exists():  # a result set is not written over unasked
+            raise InvalidInput(f"--out {out}: it holds a result set already (result.json); name another folder")
 
 
 def _items(value: str) -> list[str]:
-    """The comma-separated items of an option's value, blanks left out."""
-    return [x.strip() for x in value.split(",") if x.strip()]
+    """The comma-separated items of an option's value (a blank one is refused by its caller)."""
+    return [x.strip() for x in value.split(",")]
 
 
 def _comma_list(option: str, value: str, allowed: tuple[str, ...]) -> list[str]:
@@ -237,7 +239,7 @@ def bench_compare(
     _check_percent(fail_on_regression)
     changes = compare_results(load(a), load(b))
     worse = regressions_over(changes, fail_on_regression) if fail_on_regression is not None else []
-    _show_changes(changes, as_json)
+    _show_changes(changes, as_json, {c.measure for c in worse})
     if worse:
         err().print(f"[red]regression[/red] over {fail_on_regression:g}%: " + ", ".join(c.measure for c in worse))
         raise typer.Exit(1)
@@ -250,9 +252,11 @@ def _check_percent(limit: float | None) -> None:
         )
 
 
-def _show_changes(changes: list[Change], as_json: bool) -> None:
+def _show_changes(changes: list[Change], as_json: bool, worse: set[str]) -> None:
+    """Each change; with --json, each also says whether it is a regression past --fail-on-regression."""
     if as_json:
-        typer.echo(json_text.dumps([{**c.__dict__, "significant": c.significant} for c in changes], indent=True))
+        rows = [{**c.__dict__, "significant": c.significant, "regression": c.measure in worse} for c in changes]
+        typer.echo(json_text.dumps(rows, indent=True))
         return
     for c in changes:
         typer.echo(_change_line(c))

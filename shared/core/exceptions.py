@@ -23,6 +23,14 @@ class RunTimedOut(AgentqError, TimeoutError):
     """A run outlived its --timeout, or stopped moving (STALL_SECONDS); it may still finish (exit code 4)."""
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C while `producer.api` waited for a run: the run goes on on the workers (`run_id`)."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(run_id)
+        self.run_id = run_id
+
+
 class TaskFailed(AgentqError):
     """One component or workflow task failed for good; the others go on (the run exits 1)."""
 
