@@ -39,6 +39,7 @@ from shared.adapters.celery_events import receive_events
 from shared.adapters.redis.store import Store
 from shared.core.exceptions import InvalidInput
 from shared.core.records import HostReading
+from shared.core.run_model import TERMINAL
 from shared.metrics import COUNTER_HELP, HISTOGRAM_HELP
 from shared.ports import Dispatcher, RunStore
 from shared.settings import Settings, load_settings
@@ -46,6 +47,8 @@ from shared.settings import Settings, load_settings
 log = logging.getLogger("agentq.exporter")
 WORKER_TIMEOUT = 10.0  # seconds without a heartbeat before a worker counts as gone
 HOST_STALE = 60.0
+# the counters' label values known beforehand, exported at 0 until they count
+ZEROS: dict[str, list[tuple[str, ...]]] = {"agentq_workflow_tasks_total": [(str(s),) for s in TERMINAL]}
 SCRAPE_OUTAGE_SECONDS = 2.0  # how long a scrape waits for Redis before it says Redis is out of reach
 RUNTIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
@@ -227,9 +230,13 @@ class ClusterState(Collector):
     def _counters(self, counters: dict[tuple[str, tuple[str, ...]], float]) -> Iterator[Metric]:
         for name, (help_text, labels) in COUNTER_HELP.items():
             family = CounterMetricFamily(name.removesuffix("_total"), help_text, labels=list(labels))
+            # a series first seen at 1 is no increase to rate(): the first failure would go unseen
+            seen = {values: 0.0 for values in ZEROS.get(name, ())}
             for (n, values), value in counters.items():
                 if n == name and len(values) == len(labels):
-                    family.add_metric(list(values), value)
+                    seen[values] = value
+            for values, value in seen.items():
+                family.add_metric(list(values), value)
             yield family
 
     def _histograms(self, histograms: dict[tuple[str, tuple[str, ...]], list[float]]) -> Iterator[Metric]:

@@ -100,7 +100,10 @@ class Monitor:
         buckets = _latency_buckets(m)
         # a workflow task that fails inside a message that succeeds counts as a failure too
         workflow_failed = total(m, "agentq_workflow_tasks_total", status="failed")
-        done = total(m, "celery_task_succeeded_total") + total(m, "agentq_workflow_tasks_total") - workflow_failed
+        # the run_tasks messages carry workflow tasks, which count one by one
+        succeeded = m.get("celery_task_succeeded_total", [])
+        messages = sum(v for labels, v in succeeded if labels.get("name") != "agentq.run_tasks")
+        done = messages + total(m, "agentq_workflow_tasks_total") - workflow_failed
         failed = total(m, "celery_task_failed_total") + workflow_failed
         rate, ratio, p95 = self._rates(now, done, failed, buckets)
         self.previous = (now, {"done": done, "failed": failed, "buckets": buckets})

@@ -203,7 +203,7 @@ def test_the_exporter_says_redis_out_of_reach_at_once_and_forgets_a_worker_stopp
             return httpx.get(f"{url}/metrics", timeout=30).text
 
         wait_for(lambda: 'celery_worker_up{hostname="leaving' in metrics(), 60, "the worker heard", interval=0.2)
-        embedded.stop_worker(worker)  # a warm shutdown: its offline event
+        embedded.stop_worker(worker, grace=30)  # a warm shutdown: its offline event
         wait_for(lambda: "celery_worker_up{" not in metrics(), 30, "the series gone", interval=0.2)
         assert "agentq_redis_up 1.0" in metrics()
 
