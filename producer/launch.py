@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypedDict
 
+from shared.adapters.redis.keys import start_queue
 from shared.core.exceptions import BrokerUnavailable
 from shared.core.run_model import RunMeta, RunState
 from shared.metrics import Metrics
@@ -47,7 +48,7 @@ def launch(
         record_run(store, meta)
         return meta
     try:
-        dispatcher.start_run(meta.run_id)
+        dispatcher.start_run(meta.run_id, start_queue(meta.kind))
     except BrokerUnavailable as exc:  # no worker will ever see the run: `producer status` says why it ended
         store.finish_run(meta.run_id, error=str(exc))
         raise

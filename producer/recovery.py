@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 
+from shared.adapters.redis.keys import start_queue
 from shared.core import reconcile
 from shared.core.exceptions import BrokerUnavailable, RunTimedOut
 from shared.core.run_model import SYNC_BATCH_TASK, Status
@@ -244,7 +245,7 @@ class Watchdog:
         """A lost sync batch or run step, sent again; a workflow's lost last step is taken here."""
         message = step_message(item, self.run_id, batch_task, workflow)
         if message is not None:
-            self.dispatcher().send_again(*message)
+            self.dispatcher().send_again(*message, queue=start_queue("workflow" if workflow else "sync"))
         elif item == reconcile.FINALIZE and self.store.claim(self.run_id, "finished"):
             record_run(self.store, self.store.finish_run(self.run_id))  # a workflow's last step is no message
 

@@ -201,8 +201,9 @@ class Dispatcher(Protocol):
     holds, for the watchdog that sends lost work again (producer/recovery.py) and the exporter.
     Priorities are Redis's (0 is served first); the adapter turns them into the broker's."""
 
-    def start_run(self, run_id: str) -> None:
-        """One small message; a worker publishes the run's first wave or tasks."""
+    def start_run(self, run_id: str, queue: str | None = None) -> None:
+        """One small message; a worker publishes the run's first wave or tasks. `queue`: where it
+        goes (None: its route's, the studio queue)."""
         ...
 
     def start_wave(
@@ -217,7 +218,7 @@ class Dispatcher(Protocol):
         """Released workflow tasks, those one completion released together in one message."""
         ...
 
-    def send_again(self, task: str, args: Sequence[Any]) -> None:
+    def send_again(self, task: str, args: Sequence[Any], queue: str | None = None) -> None:
         """Publish a message again (work the run state says may run and nothing carries)."""
         ...
 

@@ -202,3 +202,24 @@ def test_ctrl_c_on_a_workflow_bench_cancels_the_run_it_started(lab) -> None:
         "the run to end",
     )
     assert ended["state"] == "cancelled", ended
+
+
+def test_a_worker_on_the_models_queue_alone_runs_a_workflow_whole(tmp_path: Path, standin) -> None:
+    """`celery -A workers worker -Q models` is the README's model-only worker: a workflow's start
+    went to the studio queue, and waited for a worker there."""
+    from tests.test_workflow_run import write_tree
+
+    base, state = standin
+    write_tree(tmp_path, base)
+    with embedded.LocalServices() as services:
+        url, proc = embedded.start_redis(tmp_path / "redis")
+        services.add_process(proc)
+        services.add_process(
+            embedded.start_worker(url, name="models-only", env=WORKER_ENV, extra_args=["-Q", "models"])
+        )
+        env = {**os.environ, **WORKER_ENV, "REDIS_URL": url, "AGENTQ_CACHE_DIR": str(tmp_path / "cache")}
+        proc = start(env, workflow(tmp_path, 5, "models-only"))
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert json.loads(out)["counts"]["done"] == 5
+        assert "no running worker takes" not in err and "again" not in err, err

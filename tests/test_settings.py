@@ -85,3 +85,30 @@ def test_the_command_says_it_in_one_line_and_exits_2() -> None:
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "hunter2" not in proc.stderr
     assert "STALL_SECONDS" in proc.stderr and "REDIS_URL" in proc.stderr
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"REDIS_URL": "redis://:Sup3rS3cret@127.0.0.1:1/abc"}, "invalid setting: REDIS_URL"),
+        ({"REDIS_URL": "redis://127.0.0.1:1/0", "BROKER_URL": "amqp://u:Sup3rS3cret@h:56x72//"}, "BROKER_URL"),
+        ({"REDIS_URL": "redis://127.0.0.1:1/0", "CELERY_CONFIG_MODULE": "no_such_module"}, "CELERY_CONFIG_MODULE"),
+        ({}, "REDIS_URL is not set"),
+    ],
+)
+def test_celery_on_the_workers_app_says_a_bad_setting_in_one_line(env: dict[str, str], says: str) -> None:
+    """`celery -A workers ...` printed an 80-line traceback with the password in it twice, and with
+    no REDIS_URL went to whatever Redis answers on 127.0.0.1:6379."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "BROKER_URL", "CELERY_CONFIG_MODULE")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "workers", "status"],
+        env={**clean, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and says in out, out
+    assert "Traceback" not in out and "Sup3rS3cret" not in out and len(out.strip().splitlines()) <= 2, out

@@ -184,17 +184,17 @@ def _waiter(
     embedded_default: bool,
     as_json: bool,
 ) -> Callable[[str], None]:
-    """The wait for a run, with a watchdog on both queues: quiet for --json, else each task's
+    """The wait for a run, with a watchdog on the models queue (a workflow's every message goes there): quiet for --json, else each task's
     progress on stderr. Made before the run starts: what it imports would otherwise take CPU from
     the workers just as they take in the run's first tasks."""
     from producer.progress import follow_workflow
     from producer.recovery import Watchdog  # noqa: F401  (loaded now, made by watchdog() below)
-    from shared.adapters.redis.keys import MODELS_QUEUE, STUDIO_QUEUE
+    from shared.adapters.redis.keys import MODELS_QUEUE
 
     tasks = [t.id for t in prepared.workflow.tasks]
 
     def wait_for(run_id: str) -> None:
-        watch = watchdog(store, run_id, settings, lambda: dispatcher_for(settings), (STUDIO_QUEUE, MODELS_QUEUE))
+        watch = watchdog(store, run_id, settings, lambda: dispatcher_for(settings), (MODELS_QUEUE,))
         follow = None if as_json else lambda: follow_workflow(store, run_id, tasks, err(), timeout, watch)
         common.wait_for_run(store, run_id, timeout, watch, embedded_default, follow)
 

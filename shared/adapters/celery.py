@@ -51,12 +51,11 @@ from kombu.utils.url import url_to_parts
 from shared.adapters.redis.broker_view import messages, queue_length
 from shared.adapters.redis.conn import KEEPALIVE, SOCKET_TIMEOUT, sync_client
 from shared.adapters.redis.keys import MODELS_QUEUE, STUDIO_QUEUE
-from shared.core.exceptions import BrokerUnavailable
+from shared.core.exceptions import BrokerUnavailable, InvalidInput
 from shared.core.reconcile import carried_by
 from shared.core.secrets import shown_url
-from shared.settings import Settings
+from shared.settings import Settings, load_settings
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 MAX_PRIORITY = 9  # message priorities 0..9 on both brokers (Redis: 0 is served first; RabbitMQ: 9)
 BROKER_HEARTBEAT = 10.0  # seconds: RabbitMQ closes a silent consumer's connection (and requeues) within ~2 of these
 ROUTES = {
@@ -88,7 +87,10 @@ def user_config() -> dict[str, Any]:
     name = os.environ.get("CELERY_CONFIG_MODULE")
     if not name:
         return {}
-    module = importlib.import_module(name)
+    try:
+        module = importlib.import_module(name)
+    except Exception as exc:  # whatever importing it raises: said in one line, naming the variable
+        raise InvalidInput(f"CELERY_CONFIG_MODULE={name!r}: cannot import it: {type(exc).__name__}: {exc}") from None
     config = {k: v for k, v in vars(module).items() if k.islower() and not k.startswith("_")}
     for key in SECURE.keys() & config.keys():
         if config[key] != SECURE[key]:
@@ -151,8 +153,13 @@ def _broker_settings(settings: Settings, broker: str) -> dict[str, Any]:
 
 def create_app(settings: Settings | None = None, include: Sequence[str] = ()) -> Celery:
     """The app, for the workers (`include`: the modules defining its tasks) and for publishing."""
-    settings = settings or Settings()
-    url = settings.redis_url or DEFAULT_REDIS_URL
+    settings = settings or load_settings()  # checked: a bad value is one line, its secrets masked
+    url = settings.redis_url
+    if not url:
+        raise InvalidInput(
+            "REDIS_URL is not set: a worker, the exporter and `celery -A workers` need the Redis of the "
+            "producers they serve (there is no default)"
+        )
     user = user_config()
     broker = user.get("broker_url") or settings.broker_url or url
     app = Celery("agentq", broker=broker, backend=url, include=list(include))
@@ -225,11 +232,13 @@ class CeleryDispatcher:
             url = shown_url(str(self.app.conf.broker_url))
             raise BrokerUnavailable(f"the broker at {url} is unreachable: {exc}") from exc
 
-    def start_run(self, run_id: str) -> None:
+    def start_run(self, run_id: str, queue: str | None = None) -> None:
         """From the producer: one small message; a worker publishes the first chord (so the
         producer never holds chord results or a result subscription)."""
         with self._publishing():
-            self.app.send_task("agentq.start_run", args=(run_id,), priority=broker_priority(self.app, None))
+            self.app.send_task(
+                "agentq.start_run", args=(run_id,), priority=broker_priority(self.app, None), queue=queue
+            )
 
     def start_wave(
         self,
@@ -282,11 +291,11 @@ class CeleryDispatcher:
             elif signatures:
                 group(signatures).apply_async()
 
-    def send_again(self, task: str, args: Sequence[Any]) -> None:
+    def send_again(self, task: str, args: Sequence[Any], queue: str | None = None) -> None:
         """Publish a message again, with no priority: the routes' default serves late work first on
         either broker."""
         with self._publishing():
-            self.app.send_task(task, args=tuple(args))
+            self.app.send_task(task, args=tuple(args), queue=queue)
 
     # ---- what the broker holds ------------------------------------------------------------------
     @property
