@@ -29,12 +29,11 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 import httpx
-import kombu.exceptions
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from shared.adapters.celery import ROUTES, CeleryDispatcher, create_app
+from shared.adapters.celery import BROKER_ERRORS, ROUTES, CeleryDispatcher, create_app, require_redis
 from shared.adapters.celery_events import receive_events
 from shared.adapters.redis.store import Store
 from shared.core.exceptions import InvalidInput
@@ -320,8 +319,7 @@ class Exporter:
         self.events = CeleryEvents(self.registry)
         self.receive = receive_events(app, self.events.on_event, self.events.tick)
         queues = [q.strip() for q in settings.exporter_queues.split(",") if q.strip()]
-        broker_errors = (OSError, kombu.exceptions.OperationalError)
-        self.registry.register(ClusterState(self.store, queues, self.dispatcher.queue_lengths, broker_errors))
+        self.registry.register(ClusterState(self.store, queues, self.dispatcher.queue_lengths, BROKER_ERRORS))
         self.probe = StudioProbe(settings.studio_url, self.registry, settings.studio_probe_interval_seconds)
         self.stop = threading.Event()
 
@@ -355,6 +353,7 @@ class Exporter:
 def main() -> None:
     try:
         settings = load_settings()
+        require_redis(settings)
     except InvalidInput as exc:
         raise SystemExit(f"error: {exc}") from None
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -133,3 +133,16 @@ def test_monitor_reads_the_thresholds_prometheus_alerts_on(tmp_path) -> None:
     changed = tmp_path / "alerts.yml"
     changed.write_text((ROOT / "monitoring/alerts.yml").read_text().replace("expr: vector(80)", "expr: vector(70)"))
     assert thresholds(changed)["cpu"] == 70.0
+
+
+def test_the_workers_get_the_variables_of_the_example_tree_and_their_settings() -> None:
+    """The ${VAR}s of components are resolved on the workers: in compose they had none of them, nor
+    any setting but a few (WORKER_CONCURRENCY, MODEL_* ... never reached a worker container)."""
+    env = SERVICES["worker-models"]["environment"]
+    assert env == SERVICES["worker-studio"]["environment"]
+    used = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", "".join(p.read_text() for p in (ROOT / "examples").rglob("*.*"))))
+    assert used and used <= set(env), used - set(env)
+    settings = {f.alias or name.upper() for name, f in Settings.model_fields.items()}
+    passed = {k for k, v in env.items() if v is None}  # from the shell when set there, else unset
+    assert {"WORKER_CONCURRENCY", "MODEL_MAX_CONCURRENCY", "TASK_TIMEOUT_SECONDS"} <= passed
+    assert passed - used - {"CELERY_CONFIG_MODULE", "AZURE_OPENAI_API_KEY", "ANTHROPIC_API_KEY"} <= settings

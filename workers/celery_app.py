@@ -4,12 +4,26 @@ with the tasks of workers/tasks.py and the bootstep that reports host resources 
 
 from __future__ import annotations
 
-from shared.adapters.celery import create_app
+import sys
+from pathlib import Path
+
+from shared.adapters.celery import create_app, require_redis
 from shared.core.exceptions import InvalidInput
+from shared.settings import load_settings
 from workers.resources import ResourceGuard
 
+
+def _celery_command() -> bool:
+    """This process is `celery ...` (`celery -A workers worker`, `inspect`, `status`, `flower`)."""
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
+    return program.name == "celery" or program.parent.name == "celery"  # `python -m celery`: celery/__main__.py
+
+
 try:
-    app = create_app(include=["workers.tasks"])
+    settings = load_settings()
+    if _celery_command():
+        require_redis(settings)
+    app = create_app(settings, include=["workers.tasks"])
 except InvalidInput as exc:  # a bad setting: one line (no traceback, no password), for `celery` to exit on
     raise SystemExit(f"error: {exc}") from None
 app.steps["consumer"].add(ResourceGuard)

@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import kombu.exceptions
 import redis
 from celery import Celery, chord, group
 from kombu.entity import Exchange, Queue
@@ -58,6 +59,22 @@ from shared.settings import Settings, load_settings
 
 MAX_PRIORITY = 9  # message priorities 0..9 on both brokers (Redis: 0 is served first; RabbitMQ: 9)
 BROKER_HEARTBEAT = 10.0  # seconds: RabbitMQ closes a silent consumer's connection (and requeues) within ~2 of these
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# what reading the broker raises when it is out of reach (a socket's, kombu's)
+BROKER_ERRORS: tuple[type[Exception], ...] = (OSError, kombu.exceptions.OperationalError)
+NO_REDIS = (
+    "REDIS_URL is not set: a worker, the exporter and `celery -A workers` need the Redis of the producers "
+    "they serve (there is no default)"
+)
+
+
+def require_redis(settings: Settings) -> None:
+    """A process that serves producers (a worker, the exporter, a `celery` command) names their Redis:
+    it never falls back to whatever answers on 127.0.0.1:6379."""
+    if not settings.redis_url:
+        raise InvalidInput(NO_REDIS)
+
+
 ROUTES = {
     name: {"queue": STUDIO_QUEUE}
     for name in (
@@ -154,12 +171,7 @@ def _broker_settings(settings: Settings, broker: str) -> dict[str, Any]:
 def create_app(settings: Settings | None = None, include: Sequence[str] = ()) -> Celery:
     """The app, for the workers (`include`: the modules defining its tasks) and for publishing."""
     settings = settings or load_settings()  # checked: a bad value is one line, its secrets masked
-    url = settings.redis_url
-    if not url:
-        raise InvalidInput(
-            "REDIS_URL is not set: a worker, the exporter and `celery -A workers` need the Redis of the "
-            "producers they serve (there is no default)"
-        )
+    url = settings.redis_url or DEFAULT_REDIS_URL  # only where nothing connects (an import): see require_redis
     user = user_config()
     broker = user.get("broker_url") or settings.broker_url or url
     app = Celery("agentq", broker=broker, backend=url, include=list(include))
