@@ -90,7 +90,9 @@ class Monitor:
         except ValueError:  # prometheus_client's parser says so of anything not in its format
             problem = f"{self.url} does not answer in Prometheus' text format (does EXPORTER_URL name another server?)"
         snap = self._snapshot(now, metrics)
-        if problem is not None:
+        if problem is not None:  # nothing was read: no rate either (not 0), and none against this poll
+            snap.tasks_per_second = snap.failure_ratio = None
+            self.previous = None
             snap.alerts.insert(0, {"name": "ExporterUnreachable", "severity": "critical", "summary": problem})
         self.snapshots.append(snap)
         return snap

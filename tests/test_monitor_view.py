@@ -49,3 +49,13 @@ def test_a_task_received_before_its_sent_event_is_counted_on_its_queue() -> None
     assert registry.get_sample_value("celery_task_received_total", labels) == 1.0
     sent = {**labels, "hostname": "producer"}
     assert registry.get_sample_value("celery_task_sent_total", sent) == 1.0
+
+
+def test_no_answer_from_the_exporter_is_no_rate_not_a_rate_of_zero() -> None:
+    from producer.monitor import Monitor
+
+    watcher = Monitor("http://127.0.0.1:9")  # nothing listens there
+    watcher.poll()
+    snap = watcher.poll()
+    assert snap.tasks_per_second is None and snap.failure_ratio is None
+    assert snap.alerts[0]["name"] == "ExporterUnreachable"

@@ -394,8 +394,15 @@ def test_rabbitmq_restarted_mid_run_the_run_finishes_and_its_workers_stay_alive(
         def ended() -> int:
             return sum(r.scard(key) for key in r.scan_iter("agentq:run:*:ended"))
 
+        def reported_since(when: float) -> list[str]:
+            readings = [json.loads(v) for v in r.hgetall(keys.HOSTS).values()]
+            return [str(x["ts"]) for x in readings if float(x["ts"]) > when]
+
         wait_for(lambda: ended() >= 60, 120, "30% of the run")
         stop_rabbitmq(node)
+        down = time.time()
+        # the heartbeats go to Redis: a broker away is no worker gone (they stopped with the broker)
+        wait_for(lambda: len(reported_since(down + 0.5)) == 2, 30, "both workers to report while the broker is down")
         node = start_rabbitmq(tmp_path / "rabbit", port=port)
         back = time.time()
         out, err = producer.communicate(timeout=240)
@@ -405,11 +412,7 @@ def test_rabbitmq_restarted_mid_run_the_run_finishes_and_its_workers_stay_alive(
         assert len(report["tasks"]) == 200 and {t["status"] for t in report["tasks"].values()} == {"done"}
         assert ended() == 200  # each task ended once
 
-        def reported_since_the_restart() -> list[str]:
-            readings = [json.loads(v) for v in r.hgetall(keys.HOSTS).values()]
-            return [str(x["ts"]) for x in readings if float(x["ts"]) > back + 1]
-
-        wait_for(lambda: len(reported_since_the_restart()) == 2, 30, "both workers to report after the restart")
+        wait_for(lambda: len(reported_since(back + 1)) == 2, 30, "both workers to report after the restart")
     finally:
         for proc in workers:
             embedded.stop(proc)

@@ -43,13 +43,20 @@ class ResourceGuard(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery is
         self._host: Host | None = None  # kept across restarts: whether its queues are paused
 
     def start(self, c: Consumer) -> None:
-        # Celery stops and starts a consumer's steps again after a lost broker connection: a
-        # stop event left set would end the new thread at once, and with it the heartbeats.
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(c, self._stop), name="agentq-resources", daemon=True)
-        self._thread.start()
+        # Celery stops and starts a consumer's steps again after a lost broker connection: the
+        # thread goes on meanwhile (its heartbeats go to Redis, not to the broker)
+        if self._thread is None or not self._thread.is_alive():
+            self._stop = threading.Event()
+            self._thread = threading.Thread(
+                target=self._run, args=(c, self._stop), name="agentq-resources", daemon=True
+            )
+            self._thread.start()
 
     def stop(self, c: Consumer) -> None:
+        """A lost broker connection (or the first half of a shutdown): the worker is alive all the
+        same, and says so; a producer that heard nothing would take it for gone and say so."""
+
+    def shutdown(self, c: Consumer) -> None:
         self._stop.set()
 
     def _run(self, c: Consumer, stop: threading.Event) -> None:
