@@ -65,7 +65,8 @@ def apply_prune(
     if not (view.prune or view.prune_gallery is not None):
         return
     if prune:
-        prepared.plan.states.update(delete_rows(settings, store, prepared.namespace, view, prepared.plan.gallery_name))
+        deleted = delete_rows(settings, store, prepared.namespace, view, prepared.plan.gallery_name, prepared.asked)
+        prepared.plan.states.update(deleted)
         return
     say(_would_delete(view))
 

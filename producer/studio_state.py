@@ -185,35 +185,43 @@ def inspect(
 
 
 def delete_rows(
-    settings: Settings, store: RunStore, ns: str, view: StudioView, gallery_name: str
+    settings: Settings, store: RunStore, ns: str, view: StudioView, gallery_name: str, asked: Counter[str] | None = None
 ) -> dict[str, NodeState]:
     """Delete what `view` says a prune deletes; label -> its node state in the run. Each row is
-    read again first: one that changed hands or label since the listing is left alone."""
+    read again first: one that changed hands or label since the listing is left alone. The
+    requests it made are added to `asked` (the run's report counts them)."""
 
     async def go() -> dict[str, NodeState]:
         out: dict[str, NodeState] = {}
         async with client(settings) as studio:
-            for record in view.prune:
-                base = NodeState(status=Status.PENDING, type="team", path=record.path, team_id=record.row_id)
-                try:
-                    row = await studio.get_team(record.row_id)
-                    if row is None or row_label(row) != record.label:
-                        store.forget_written(ns, record.label)
-                        out[record.label] = base.merged(NodeState(status=Status.SKIPPED, reason="no longer in Studio"))
-                        continue
-                    await studio.request("DELETE", f"/teams/{record.row_id}", params={"user_id": studio.user_id})
-                    store.forget_written(ns, record.label)
-                    out[record.label] = base.merged(NodeState(status=Status.DONE, outcome="deleted"))
-                except StudioError as exc:
-                    out[record.label] = base.merged(NodeState(status=Status.FAILED, error=f"could not delete: {exc}"))
-            if view.prune_gallery is not None:
-                label = f"gallery:{gallery_name}"
-                try:
-                    await studio.request("DELETE", f"/gallery/{view.prune_gallery}", params={"user_id": studio.user_id})
-                    store.disown_gallery(ns, gallery_name)
-                    out[label] = NodeState(type="gallery", status=Status.DONE, outcome="deleted")
-                except StudioError as exc:
-                    out[label] = NodeState(type="gallery", status=Status.FAILED, error=f"could not delete: {exc}")
+            try:
+                await _delete(studio, out)
+            finally:
+                if asked is not None:
+                    asked.update(studio.requests)
         return out
+
+    async def _delete(studio: Studio, out: dict[str, NodeState]) -> None:
+        for record in view.prune:
+            base = NodeState(status=Status.PENDING, type="team", path=record.path, team_id=record.row_id)
+            try:
+                row = await studio.get_team(record.row_id)
+                if row is None or row_label(row) != record.label:
+                    store.forget_written(ns, record.label)
+                    out[record.label] = base.merged(NodeState(status=Status.SKIPPED, reason="no longer in Studio"))
+                    continue
+                await studio.request("DELETE", f"/teams/{record.row_id}", params={"user_id": studio.user_id})
+                store.forget_written(ns, record.label)
+                out[record.label] = base.merged(NodeState(status=Status.DONE, outcome="deleted"))
+            except StudioError as exc:
+                out[record.label] = base.merged(NodeState(status=Status.FAILED, error=f"could not delete: {exc}"))
+        if view.prune_gallery is not None:
+            label = f"gallery:{gallery_name}"
+            try:
+                await studio.request("DELETE", f"/gallery/{view.prune_gallery}", params={"user_id": studio.user_id})
+                store.disown_gallery(ns, gallery_name)
+                out[label] = NodeState(type="gallery", status=Status.DONE, outcome="deleted")
+            except StudioError as exc:
+                out[label] = NodeState(type="gallery", status=Status.FAILED, error=f"could not delete: {exc}")
 
     return asyncio.run(go())

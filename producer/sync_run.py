@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +41,7 @@ class Prepared:
     plan: Plan
     namespace: str
     studio: StudioView  # drift, and what a prune would delete
+    asked: Counter[str] = field(default_factory=Counter)  # Studio requests of the producer's own (a prune's)
 
 
 def _sends(tree: Tree) -> Callable[[str], str | None]:
@@ -241,9 +242,10 @@ def submit(prepared: Prepared, settings: Settings, store: Storage, dispatcher: D
 
     def write(meta: RunMeta) -> None:
         store.create_run(NewRun(meta, plan.states, specs, plan.waves, plan.settled))
-        if version is not None and asked is not None:
+        if version is not None:
             store.set_run_value(meta.run_id, STUDIO_VERSION, version)
-            store.add_to_tally(meta.run_id, REQUESTS, asked)
+        if asked or prepared.asked:
+            store.add_to_tally(meta.run_id, REQUESTS, (asked or Counter()) + prepared.asked)
 
     assert dispatcher is not None or not plan.has_work
     return launch(store, meta, write, metrics, dispatcher if plan.has_work else None).run_id

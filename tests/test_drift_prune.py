@@ -98,6 +98,8 @@ def test_prune_deletes_exactly_the_rows_this_tree_created_and_nothing_else(
     assert rc == 0, err
     assert report["nodes"]["review-team"]["outcome"] == "deleted"
     assert report["counts"]["deleted"] == 1
+    row_id = before["review-team"]["id"]  # the prune's own requests are in the report too
+    assert report["studio_requests"].get(f"DELETE /teams/{row_id}") == 1, report["studio_requests"]
     after = {label: rows[0] for label, rows in cli.studio().teams_by_label().items()}
     assert set(after) == set(before) - {"review-team"}
     for label in after:  # the rest untouched: the foreign row, the adopted row and the tree's own
