@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import pytest
 import redis
 
 from producer import embedded
-from shared.adapters.redis.keys import MODELS_QUEUE, STUDIO_QUEUE, queue_lists
+from shared.adapters.redis.keys import MODELS_QUEUE, queue_lists
 from shared.adapters.redis.metrics import read_counters
 from tests.conftest import WORKER_ENV, wait_for
 
@@ -35,6 +36,29 @@ def _thief(port: int, queue: str, messages: int) -> socket.socket:
     command = f"*{len(names) + 2}\r\n$5\r\nBRPOP\r\n" + "".join(f"${len(n.encode())}\r\n{n}\r\n" for n in names)
     sock.sendall(((command + "$1\r\n0\r\n") * messages).encode())
     return sock
+
+
+def _task_thief(url: str, messages: int) -> threading.Thread:
+    """A consumer that takes `messages` workflow-task messages of the models queue and dies with
+    them; any other message (a run's start) it puts back where the next BRPOP takes it."""
+    client = redis.Redis.from_url(url)
+    names = queue_lists(MODELS_QUEUE)
+
+    def steal() -> None:
+        stolen = 0
+        while stolen < messages:
+            got = client.brpop(names, timeout=60)
+            if got is None:
+                return
+            name, raw = got
+            if json.loads(raw)["headers"]["task"] == "agentq.run_tasks":
+                stolen += 1
+            else:
+                client.rpush(name, raw)
+
+    thread = threading.Thread(target=steal, daemon=True)
+    thread.start()
+    return thread
 
 
 @pytest.fixture
@@ -68,9 +92,9 @@ def test_a_message_lost_in_a_dead_consumers_brpop_is_dispatched_again(standin, l
     tasks = [{"id": f"t{i}", "description": f"lost {i}"} for i in range(30)]
     tasks += [{"id": f"u{i}", "description": f"after {i}", "dependencies": [f"t{i}"]} for i in range(30)]
     wf = write_workflow(tmp, tasks)
-    # blocked before any worker: Redis hands it the first two workflow messages (the first 25 tasks,
-    # then the next ones released)
-    thief = _thief(port, MODELS_QUEUE, 2)
+    # blocked before any worker: it takes the first two workflow messages (the first 25 tasks, then
+    # the next ones released) and loses them; the run's start, on the same queue, it puts back
+    thief = _task_thief(url, 2)
     wait_for(lambda: client.info("clients")["blocked_clients"] >= 1, 10, "the thief to block in BRPOP")
     env = {"DISPATCH_GRACE_SECONDS": "1", "RUN_TTL_SECONDS": TTL, "CACHE_TTL_SECONDS": TTL}
     worker = embedded.start_worker(url, concurrency=4, name="lost", env={**WORKER_ENV, **env}, log_path=tmp / "w.log")
@@ -94,7 +118,7 @@ def test_a_message_lost_in_a_dead_consumers_brpop_is_dispatched_again(standin, l
         wait_for(lambda: not run_keys(), 30, "the run's keys to expire")
         assert not [k for k in client.scan_iter("celery-task-meta-*") if client.ttl(k) < 0]
     finally:
-        thief.close()
+        thief.join(timeout=60)
         embedded.stop(worker)
 
 
@@ -105,7 +129,7 @@ def test_a_lost_start_message_is_sent_again(standin, lab) -> None:
     base, _ = standin
     write_tree(tmp, base)
     wf = write_workflow(tmp, [{"id": f"t{i}", "description": f"start {i}"} for i in range(5)])
-    thief = _thief(port, STUDIO_QUEUE, 1)  # the run's start message goes to the studio queue
+    thief = _thief(port, MODELS_QUEUE, 1)  # a workflow's start message goes to the models queue
     wait_for(lambda: client.info("clients")["blocked_clients"] >= 1, 10, "the thief to block in BRPOP")
     worker = embedded.start_worker(url, concurrency=4, name="start", env=WORKER_ENV, log_path=tmp / "w.log")
     try:

@@ -92,7 +92,10 @@ def test_a_cancelled_run_starts_nothing_new_and_is_marked_cancelled(lab) -> None
     # cancel is seen within half a second by each worker process
     assert len(state.requests) <= at_cancel + 8, (len(state.requests), at_cancel)
     statuses = [t["status"] for t in json.loads(cli(env, "result", run_id, "--json").stdout)["tasks"].values()]
-    assert statuses.count("skipped") >= 150 and "pending" not in statuses and "running" not in statuses
+    # every task not begun at the cancel is skipped (the same 8 of slack as above; the cancel's own
+    # moment moves with the machine's load, so no fixed share)
+    assert statuses.count("skipped") >= 200 - at_cancel - 8, (statuses.count("skipped"), at_cancel)
+    assert "pending" not in statuses and "running" not in statuses
     again = cli(env, "cancel", run_id, "--json")
     assert again.returncode == 0 and json.loads(again.stdout)["cancelled"] is False  # already over
 
