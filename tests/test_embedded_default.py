@@ -145,7 +145,9 @@ def test_the_embedded_default_is_observable_while_it_runs(studio_url: str, tmp_p
             except httpx.HTTPError:
                 return ""
 
-        metrics = wait_for(lambda: "celery_worker_up" in scraped() and scraped(), 60, "the embedded exporter")
+        metrics = wait_for(
+            lambda: "celery_worker_up{" in scraped() and scraped(), 60, "the embedded exporter to hear the worker"
+        )
         assert "agentq_" in metrics
         # `producer monitor` in another terminal, with the same settings, sees the worker: no ExporterUnreachable
         env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "EXPORTER_URL")}

@@ -40,8 +40,8 @@ def _thief(port: int, queue: str, messages: int) -> socket.socket:
 
 def _task_thief(url: str, messages: int) -> threading.Thread:
     """A consumer that takes `messages` workflow-task messages of the models queue and dies with
-    them; any other message (a run's start) it puts back where the next BRPOP takes it."""
-    client = redis.Redis.from_url(url)
+    them; any other message (a run's start) it puts back, and waits until a worker has taken it."""
+    client = redis.Redis.from_url(url, socket_timeout=90)  # above its BRPOP's own 60 s
     names = queue_lists(MODELS_QUEUE)
 
     def steal() -> None:
@@ -53,8 +53,10 @@ def _task_thief(url: str, messages: int) -> threading.Thread:
             name, raw = got
             if json.loads(raw)["headers"]["task"] == "agentq.run_tasks":
                 stolen += 1
-            else:
-                client.rpush(name, raw)
+                continue
+            client.rpush(name, raw)
+            taken = wait_for(lambda: raw not in client.lrange(name, 0, -1), 60, "a worker to take the start")  # noqa: B023
+            assert taken
 
     thread = threading.Thread(target=steal, daemon=True)
     thread.start()
@@ -92,12 +94,13 @@ def test_a_message_lost_in_a_dead_consumers_brpop_is_dispatched_again(standin, l
     tasks = [{"id": f"t{i}", "description": f"lost {i}"} for i in range(30)]
     tasks += [{"id": f"u{i}", "description": f"after {i}", "dependencies": [f"t{i}"]} for i in range(30)]
     wf = write_workflow(tmp, tasks)
-    # blocked before any worker: it takes the first two workflow messages (the first 25 tasks, then
-    # the next ones released) and loses them; the run's start, on the same queue, it puts back
-    thief = _task_thief(url, 2)
+    # blocked before any worker: it puts the run's start back for the worker, which, one message at
+    # a time, publishes the first workflow messages while it runs the start: the thief takes the
+    # first (25 tasks) and loses it
+    thief = _task_thief(url, 1)
     wait_for(lambda: client.info("clients")["blocked_clients"] >= 1, 10, "the thief to block in BRPOP")
     env = {"DISPATCH_GRACE_SECONDS": "1", "RUN_TTL_SECONDS": TTL, "CACHE_TTL_SECONDS": TTL}
-    worker = embedded.start_worker(url, concurrency=4, name="lost", env={**WORKER_ENV, **env}, log_path=tmp / "w.log")
+    worker = embedded.start_worker(url, concurrency=1, name="lost", env={**WORKER_ENV, **env}, log_path=tmp / "w.log")
     try:
         rc, report, err = _run(url, tmp, wf, **env)
         assert rc == 0, err[-2000:]

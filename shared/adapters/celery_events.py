@@ -14,7 +14,7 @@ log = logging.getLogger("agentq.exporter")
 
 Event = dict[str, Any]
 Receive = Callable[[threading.Event], None]  # runs until the event is set
-RECONNECT_FIRST, RECONNECT_MAX = 0.5, 5.0  # seconds between attempts to receive again
+RECONNECT_SECONDS = 1.0
 
 
 def receive_events(app: Celery, on_event: Callable[[Event], None], on_idle: Callable[[], None]) -> Receive:
@@ -23,14 +23,12 @@ def receive_events(app: Celery, on_event: Callable[[Event], None], on_idle: Call
 
     def run(stop: threading.Event) -> None:
         said: set[str] = set()  # a broker out of reach is said once, not at every reconnect
-        delay = RECONNECT_FIRST
         while not stop.is_set():
             try:
                 with app.connection_for_read() as conn:
                     receiver = app.events.Receiver(conn, handlers={"*": on_event})
                     for _ in receiver.itercapture(limit=None, timeout=1.0, wakeup=True):
                         said.clear()
-                        delay = RECONNECT_FIRST
                         on_idle()
                         if stop.is_set():
                             return
@@ -41,8 +39,7 @@ def receive_events(app: Celery, on_event: Callable[[Event], None], on_idle: Call
                 text = f"{type(exc).__name__}: {exc}"
                 if text not in said:
                     said.add(text)
-                    log.warning("event stream lost (%s); reconnecting every %g s at most", text, RECONNECT_MAX)
-                stop.wait(delay)
-                delay = min(RECONNECT_MAX, delay * 2)
+                    log.warning("event stream lost (%s); reconnecting every %g s", text, RECONNECT_SECONDS)
+                stop.wait(RECONNECT_SECONDS)  # events missed meanwhile are lost: back soon
 
     return run
