@@ -7,6 +7,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from celery import Celery
+
 from shared.adapters.celery import create_app, require_redis
 from shared.core.exceptions import InvalidInput
 from shared.settings import load_settings
@@ -19,11 +21,15 @@ def _celery_command() -> bool:
     return program.name == "celery" or program.parent.name == "celery"  # `python -m celery`: celery/__main__.py
 
 
-try:
+def _app() -> Celery:
     settings = load_settings()
     if _celery_command():
         require_redis(settings)
-    app = create_app(settings, include=["workers.tasks"])
+    return create_app(settings, include=["workers.tasks"])
+
+
+try:
+    app = _app()
 except InvalidInput as exc:  # a bad setting: one line (no traceback, no password), for `celery` to exit on
     raise SystemExit(f"error: {exc}") from None
 app.steps["consumer"].add(ResourceGuard)
