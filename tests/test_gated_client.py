@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import pytest
 from autogen_core.models import CreateResult, RequestUsage, UserMessage
 
+from shared.core.endpoints import model_specs
 from shared.metrics import Metrics
 from workers.agent_runtime import load_component
 from workers.model_client import GatedChatCompletionClient, ModelError, TaskModels
@@ -240,3 +241,51 @@ def test_a_connection_the_server_closes_before_answering_is_said_as_lost_and_ret
     assert failure_text(exc) == "connection lost: the server closed it before answering", repr(exc)
     retry = classify(exc)
     assert retry is not None and retry.cause == "connection"
+
+
+def test_a_model_client_without_component_type_is_gated_as_one_with_it() -> None:
+    """AutoGen loads a `model_client` spec that gives no `component_type`: it goes through the
+    cluster-wide limit, the retries and the usage count all the same."""
+    _, models, _, _ = gated(Inner())
+    bare = {k: v for k, v in SPEC.items() if k != "component_type"}
+    agent = {
+        "provider": "autogen_agentchat.agents.AssistantAgent",
+        "component_type": "agent",
+        "config": {"name": "a", "model_client": bare, "tools": [], "reflect_on_tool_use": False},
+    }
+    swapped = models.swap(agent, agent)
+    gated_spec = swapped["config"]["model_client"]  # type: ignore[index]
+    assert gated_spec["provider"] == "workers.model_client.GatedChatCompletionClient"
+    assert models.specs[-1] == bare
+    assert model_specs(agent) == [bare]  # the producer's checks of a task's models see it too
+    assert model_specs({"config": {"other": bare}}) == []  # elsewhere a spec says what it is
+
+
+def test_a_name_a_module_lacks_is_autogens_error_not_a_missing_package() -> None:
+    """`from json import dumpz` fails with AutoGen's own words; only a module that is not there
+    is said to be missing from the worker."""
+    from workers.agent_runtime import AgentError
+
+    def tool(imports: list[object]) -> dict[str, object]:
+        return {
+            "provider": "autogen_core.tools.FunctionTool",
+            "component_type": "tool",
+            "config": {
+                "source_code": "def f() -> int:\n    return 1\n",
+                "name": "f",
+                "description": "d",
+                "global_imports": imports,
+                "has_cancellation_support": False,
+            },
+        }
+
+    models = gated(Inner())[1]
+    spec = tool([{"module": "json", "imports": ["dumpz"]}])
+    with pytest.raises(AgentError) as wrong_name:
+        load_component(spec, spec, models)
+    assert "cannot import name 'dumpz' from 'json'" in str(wrong_name.value)
+    assert "not installed" not in str(wrong_name.value)
+    spec = tool([{"module": "agentq_no_such_module", "imports": ["x"]}])
+    with pytest.raises(AgentError) as missing:
+        load_component(spec, spec, models)
+    assert "not installed on this worker (agentq_no_such_module)" in str(missing.value)

@@ -142,6 +142,9 @@ def _refusal(exc: ValidationError) -> str:
 
 
 def _missing_package(spec: Mapping[str, object], exc: ImportError) -> str:
+    if not isinstance(exc, ModuleNotFoundError) and not isinstance(exc.__cause__, ModuleNotFoundError):
+        # the module is there, the name is not (`from json import dumpz`): AutoGen's own words
+        return f"AutoGen could not load it: {type(exc).__name__}: {exc}"
     missing = _missing_module(exc)
     for component in components(spec):
         provider = provider_path(str(component.get("provider")))
@@ -157,7 +160,8 @@ def _missing_package(spec: Mapping[str, object], exc: ImportError) -> str:
 
 def _missing_module(exc: ImportError) -> str:
     # a FunctionTool's global imports fail with only a message: "Failed to import import html2text: ..."
-    named = re.search(r"\bimport\s+(?!import\b)([A-Za-z_][\w.]*)", str(exc))
+    # or "Failed to import from html2text import HTML2Text: ..."
+    named = re.search(r"\bimport\s+(?:from\s+)?(?!import\b)([A-Za-z_][\w.]*)", str(exc))
     return exc.name or (named.group(1) if named else str(exc))
 
 

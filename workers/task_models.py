@@ -80,16 +80,16 @@ class TaskModels:
         await self.order.turn(self.task_id)
         return semaphore.slot(self.rank, on_queued=lambda: self.order.queued(self.task_id) if self.order else None)
 
-    def swap(self, spec: object, resolved: Mapping[str, object]) -> dict[str, object]:
+    def swap(self, spec: object, resolved: Mapping[str, object], at: str | None = None) -> dict[str, object]:
         """`spec` (with `${VAR}` names, for limit keys) walked beside `resolved` (values): every model
-        spec becomes a gated one naming its slot here."""
-        if is_model(resolved) and isinstance(resolved.get("provider"), str):
+        spec (`at`: the field holding it) becomes a gated one naming its slot here."""
+        if is_model(resolved, at) and isinstance(resolved.get("provider"), str):
             return self._gated(spec, resolved)
-        return {k: self._swapped(_field(spec, k), v) for k, v in resolved.items()}
+        return {k: self._swapped(_field(spec, k), v, k) for k, v in resolved.items()}
 
-    def _swapped(self, spec: object, value: object) -> object:
+    def _swapped(self, spec: object, value: object, at: str | None = None) -> object:
         if isinstance(value, Mapping):
-            return self.swap(spec, value)
+            return self.swap(spec, value, at)
         if isinstance(value, list):
             return [self._swapped(_item(spec, i), v) for i, v in enumerate(value)]
         return value

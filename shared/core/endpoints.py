@@ -49,23 +49,32 @@ def provider_path(provider: str) -> str:
 
 def components(spec: object) -> Iterator[Mapping[str, Any]]:
     """Every component inside `spec` (itself included): mappings that name a provider."""
+    return (component for _, component in placed_components(spec))
+
+
+def placed_components(spec: object, at: str | None = None) -> Iterator[tuple[str | None, Mapping[str, Any]]]:
+    """(the field it is the value of, component) for every component inside `spec`."""
     if isinstance(spec, Mapping):
         if isinstance(spec.get("provider"), str):
-            yield spec
-        for value in spec.values():
-            yield from components(value)
+            yield at, spec
+        for key, value in spec.items():
+            yield from placed_components(value, str(key))
     elif isinstance(spec, list):
         for value in spec:
-            yield from components(value)
+            yield from placed_components(value)
 
 
-def is_model(component: Mapping[str, Any]) -> bool:
+def is_model(component: Mapping[str, Any], at: str | None = None) -> bool:
+    """A model client: by its `component_type`, or, since AutoGen loads a spec without one, by the
+    field `at` that holds it (`model_client`)."""
+    if component.get("component_type") is None and at in MODEL_KEYS:
+        return isinstance(component.get("provider"), str)
     return kinds.is_model(component)
 
 
 def model_specs(spec: object) -> list[Mapping[str, Any]]:
     """The model clients an agent or team calls (its agents', a selector's, a context's)."""
-    return [c for c in components(spec) if is_model(c)]
+    return [c for at, c in placed_components(spec) if is_model(c, at)]
 
 
 def limit_key(model: Mapping[str, Any]) -> str:
