@@ -191,6 +191,7 @@ def _task_records(wf: Workflow, tree: Tree) -> dict[str, Spec]:
             "task": t.model_dump(),
             "agent": tree.resolved(t.agent, memo),
             "agent_path": tree.nodes[t.agent].path,
+            "agent_files": tree.files_within(t.agent),
             "goal": wf.goal,
         }
         for t in wf.tasks

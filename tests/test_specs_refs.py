@@ -381,3 +381,16 @@ def test_a_json_schema_ref_inside_a_structured_output_is_not_a_component_referen
     inlined = inline_refs(doc, lambda label: {"label": label})
     assert inlined["model_client"] == {"label": "m"}
     assert inlined["structured_message_factory"]["config"]["json_schema"] == schema
+
+
+def test_a_field_path_of_a_resolved_spec_is_found_in_the_file_that_wrote_it() -> None:
+    from shared.core.refs import file_at
+
+    files = {"": "teams/t.yaml", "config.participants[1]": "agents/a.yaml", "config.participants[10]": "agents/b.yaml"}
+    files["config.participants[1].config.model_client"] = "models/m.yaml"
+    assert file_at(files, "") == ("teams/t.yaml", "")
+    assert file_at(files, "config.participants[1]") == ("agents/a.yaml", "")
+    assert file_at(files, "config.participants[1].config.model_client") == ("models/m.yaml", "")
+    assert file_at(files, "config.participants[1].config.tools[0]") == ("agents/a.yaml", "config.tools[0]")
+    assert file_at(files, "config.participants[10].config.x") == ("agents/b.yaml", "config.x")
+    assert file_at(files, "config.participants[0]") == ("teams/t.yaml", "config.participants[0]")

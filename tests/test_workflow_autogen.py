@@ -440,3 +440,39 @@ def test_an_agent_autogen_refuses_is_named_by_its_file_and_field(wf_cli: Cli, st
     error = report["tasks"]["refused"]["error"]
     assert error.startswith("agents/old.yaml: AutoGen refused the configuration: "), error
     assert "config.description: Field required" in error and "config.reflect_on_tool_use: Field required" in error
+
+
+def test_a_component_autogen_refuses_inside_a_team_is_named_by_its_own_file(
+    wf_cli: Cli, standin, tmp_path: Path
+) -> None:
+    """AutoGen refuses a participant (or a termination) while it loads the team that uses it: the
+    error names the broken file and its field, not the team's; one written inline in the team's
+    file is named by where it stands there."""
+    url, _ = standin
+    old = agent_doc("old")
+    del old["config"]["reflect_on_tool_use"]
+    inline = agent_doc("inline")
+    del inline["config"]["reflect_on_tool_use"]
+    inline["config"]["model_client"] = {"$ref": "m"}
+    docs = {
+        "models/m.yaml": model_doc("m", url),
+        "agents/ok.yaml": agent_doc("ok"),
+        "agents/old.yaml": old,
+        "terminations/ten.yaml": termination("MaxMessageTermination", max_messages="ten") | {"label": "ten"},
+        "teams/uses-old.yaml": round_robin(
+            "uses-old", ["ok", "old"], termination("MaxMessageTermination", max_messages=2)
+        ),
+        "teams/uses-ten.yaml": round_robin("uses-ten", ["ok"], {"$ref": "ten"}),
+        "teams/inline.yaml": round_robin("inline", ["ok"], termination("MaxMessageTermination", max_messages=2)),
+    }
+    docs["teams/inline.yaml"]["config"]["participants"].append(inline)
+    write_docs(tmp_path, docs)
+    tasks = [{"id": t, "description": "d", "agent": {"$ref": t}} for t in ("uses-old", "uses-ten", "inline")]
+    rc, report = run(wf_cli, write_workflow(tmp_path, tasks))
+    assert rc == 1, report
+    errors = {tid: report["tasks"][tid]["error"] for tid in ("uses-old", "uses-ten", "inline")}
+    assert errors["uses-old"].startswith("agents/old.yaml: AutoGen refused the configuration: "), errors
+    assert "config.reflect_on_tool_use: Field required" in errors["uses-old"]
+    assert errors["uses-ten"].startswith("terminations/ten.yaml: AutoGen refused the configuration: "), errors
+    assert "config.max_messages: " in errors["uses-ten"]
+    assert errors["inline"].startswith("teams/inline.yaml (config.participants[1]): AutoGen refused"), errors

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NotRequired, TypedDict
@@ -21,9 +22,10 @@ from autogen_agentchat.messages import (
     ToolCallRequestEvent,
 )
 from autogen_core import CancellationToken, ComponentLoader, SingleThreadedAgentRuntime
-from pydantic import ValidationError
+from autogen_core._component_config import WELL_KNOWN_PROVIDERS  # not exported by the package
+from pydantic import BaseModel, ValidationError
 
-from shared.core.endpoints import PROVIDER_PACKAGES, components, provider_path
+from shared.core.endpoints import PROVIDER_PACKAGES, components, placed_components, provider_path
 from shared.core.exceptions import RunCancelled, TaskFailed
 from workers.task_models import LOADING, TaskModels
 
@@ -31,7 +33,12 @@ STOP_GRACE_SECONDS = 5.0  # for a stopped run to unwind; it sends nothing more m
 
 
 class AgentError(TaskFailed):
-    """The agent or team could not be loaded or run; the message says why (no traceback)."""
+    """The agent or team could not be loaded or run; the message says why (no traceback). `at`: the
+    field path, in the spec loaded, of the component AutoGen refused ("" for the spec itself)."""
+
+    def __init__(self, message: str, at: str = "") -> None:
+        super().__init__(message)
+        self.at = at
 
 
 class ToolCall(TypedDict):
@@ -127,12 +134,36 @@ def load_component(spec: Mapping[str, object], resolved: Mapping[str, object], m
     except ImportError as exc:
         raise AgentError(_missing_package(resolved, exc)) from exc
     except ValidationError as exc:
-        raise AgentError(f"AutoGen refused the configuration: {_refusal(exc)}") from exc
+        at = refused_at(gated, exc)
+        raise AgentError(f"AutoGen refused the configuration: {_refusal(exc)}", at) from exc
     except Exception as exc:  # whatever a provider's constructor raises: one line, no traceback
         raise AgentError(f"AutoGen could not load it: {type(exc).__name__}: {exc}") from exc
     finally:
         LOADING.reset(token)
     return component
+
+
+def refused_at(spec: Mapping[str, object], exc: ValidationError) -> str:
+    """Where in `spec` the component is whose config `exc` refuses: AutoGen loads a team's
+    participants and conditions inside the team's own load, and its error names only the config's
+    schema. The first component of that schema whose config fails the same check; "" when none."""
+    for at, component in placed_components(spec):
+        schema = _config_schema(str(component.get("provider")))
+        if schema is None or schema.__name__ != exc.title:
+            continue
+        try:
+            schema.model_validate(component.get("config"))
+        except ValidationError:
+            return at
+    return ""
+
+
+def _config_schema(provider: str) -> type[BaseModel] | None:
+    """The config schema of `provider`'s class, found as AutoGen's loader finds it (imported by now)."""
+    module, _, name = WELL_KNOWN_PROVIDERS.get(provider, provider).rpartition(".")
+    found = getattr(sys.modules.get(module), name, None)
+    schema = getattr(found, "component_config_schema", None)
+    return schema if isinstance(schema, type) and issubclass(schema, BaseModel) else None
 
 
 def _refusal(exc: ValidationError) -> str:

@@ -12,7 +12,7 @@ from shared.adapters.redis.async_state import AsyncRunState, Ended, TaskEnd
 from shared.core.exceptions import RunCancelled
 from shared.core.prompts import task_key, task_prompt
 from shared.core.records import CacheEntry, Spec, TranscriptMessage
-from shared.core.refs import redact, redact_all, secret_values, substitute_variables
+from shared.core.refs import file_at, redact, redact_all, secret_values, substitute_variables
 from shared.core.run_model import TERMINAL, NodeState, RunMeta, Status, TaskUsage
 from shared.metrics import Metrics
 from shared.ports import ModelLimit
@@ -165,7 +165,9 @@ async def _run(
     try:
         component = agent_runtime.load(record["agent"], resolved, models)
     except agent_runtime.AgentError as exc:  # the file is the user's to mend: named first
-        raise agent_runtime.AgentError(f"{record.get('agent_path') or 'its agent'}: {exc}") from exc
+        path, inside = file_at(record.get("agent_files") or {}, exc.at)
+        where = f"{path or record.get('agent_path') or 'its agent'}{f' ({inside})' if inside else ''}"
+        raise agent_runtime.AgentError(f"{where}: {exc}") from exc
     prompt = task_prompt(record["goal"], task, [(dep, out) for dep, _, out in inputs])
     outcome = await agent_runtime.run(component, prompt, task.get("timeout") or ctx.settings.task_timeout_seconds)
     transcript = redact_all(outcome.transcript, secrets)  # tool calls' arguments and results too

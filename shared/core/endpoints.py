@@ -52,16 +52,17 @@ def components(spec: object) -> Iterator[Mapping[str, Any]]:
     return (component for _, component in placed_components(spec))
 
 
-def placed_components(spec: object, at: str | None = None) -> Iterator[tuple[str | None, Mapping[str, Any]]]:
-    """(the field it is the value of, component) for every component inside `spec`."""
+def placed_components(spec: object, at: str = "") -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """(field path, written as a `$ref`'s is: `config.participants[1]`, component) for every
+    component inside `spec`."""
     if isinstance(spec, Mapping):
         if isinstance(spec.get("provider"), str):
             yield at, spec
         for key, value in spec.items():
-            yield from placed_components(value, str(key))
+            yield from placed_components(value, f"{at}.{key}" if at else str(key))
     elif isinstance(spec, list):
-        for value in spec:
-            yield from placed_components(value)
+        for i, value in enumerate(spec):
+            yield from placed_components(value, f"{at}[{i}]")
 
 
 def is_model(component: Mapping[str, Any], at: str | None = None) -> bool:
@@ -74,7 +75,7 @@ def is_model(component: Mapping[str, Any], at: str | None = None) -> bool:
 
 def model_specs(spec: object) -> list[Mapping[str, Any]]:
     """The model clients an agent or team calls (its agents', a selector's, a context's)."""
-    return [c for at, c in placed_components(spec) if is_model(c, at)]
+    return [c for at, c in placed_components(spec) if is_model(c, at.rpartition(".")[2])]
 
 
 def limit_key(model: Mapping[str, Any]) -> str:

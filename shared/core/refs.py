@@ -201,3 +201,10 @@ def secret_values(spec: object, env: Mapping[str, str]) -> list[str]:
         if env.get(name):
             values.add(env[name])
     return sorted((v for v in values if len(v) >= 3), key=len, reverse=True)
+
+
+def file_at(files: Mapping[str, str], at: str) -> tuple[str, str]:
+    """The file whose component holds field path `at` of a resolved spec (`files`: Tree.files_within),
+    and the path of `at` inside that file's component."""
+    best = max((k for k in files if k == at or not k or at.startswith((f"{k}.", f"{k}["))), key=len, default="")
+    return files.get(best, ""), at[len(best) :].lstrip(".")

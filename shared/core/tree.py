@@ -68,6 +68,15 @@ class Tree:
             memo[label] = inline_refs(self.nodes[label].spec, lambda dep: self.resolved(dep, memo))
         return memo[label]  # type: ignore[no-any-return]
 
+    def files_within(self, label: str, at: str = "") -> dict[str, str]:
+        """Where each file's component sits in the node's resolved spec: {field path: file}, the
+        node's own file at "" (a worker's error about a component inlined there names its file)."""
+        node = self.nodes[label]
+        files = {at: node.path}
+        for where, dep in node.refs:
+            files |= self.files_within(dep, f"{at}.{where}" if at else where)
+        return files
+
 
 @dataclass(frozen=True)
 class TreeLimits:
