@@ -29,12 +29,14 @@ ROOT = Path(__file__).resolve().parent.parent
 # Fast retries, so "Studio down" ends quickly in tests.
 # A secret that workflow tests resolve on the workers and then look for everywhere it must not be.
 TEST_SECRET = f"sk-agentq-test-{uuid.uuid4().hex}"
+TEST_MODEL = "stand-in-model-of-the-tests"  # a `${VAR}` that is no secret: the model may repeat it
 WORKER_ENV = {
     "STUDIO_RETRIES": "2",
     "STUDIO_BACKOFF_SECONDS": "0.05",
     "STUDIO_TIMEOUT_SECONDS": "10",
     "MODEL_BACKOFF_SECONDS": "0.05",
     "AGENTQ_TEST_SECRET": TEST_SECRET,
+    "AGENTQ_TEST_MODEL": TEST_MODEL,
 }
 
 
@@ -103,6 +105,7 @@ class Cli:
             "STUDIO_USER_ID": self.user_id,
             "AGENTQ_CACHE_DIR": str(self.cache_dir),
             "AGENTQ_TEST_SECRET": TEST_SECRET,
+            "AGENTQ_TEST_MODEL": TEST_MODEL,
             **extra,
         }
 

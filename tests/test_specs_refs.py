@@ -343,13 +343,50 @@ def test_redact_scrubs_secrets_and_the_fragments_servers_quote() -> None:
     from shared.core.refs import redact, secret_values
 
     key = "sk-live-0123456789abcdefghijklmnop"
-    spec = {"config": {"api_key": "${KEY}", "org": "${ORG:-default-org}", "plain": "not a secret"}}
-    secrets = secret_values(spec, {"KEY": key, "ORG": "acme-org"})
-    assert secrets == [key, "acme-org"]
-    text = f"bad header {key!r}; input_value=['{key[:14]}...{key[-10:]}'] for acme-org"
+    spec = {"config": {"api_key": "${KEY}", "org": "${ORG_TOKEN:-default-org}", "plain": "not a secret"}}
+    secrets = secret_values(spec, {"KEY": key, "ORG_TOKEN": "acme-org-token"})
+    assert secrets == [key, "acme-org-token"]
+    text = f"bad header {key!r}; input_value=['{key[:14]}...{key[-10:]}'] for acme-org-token"
     scrubbed = redact(text, secrets)
-    assert key[:8] not in scrubbed and key[-8:] not in scrubbed and "acme-org" not in scrubbed
+    assert key[:8] not in scrubbed and key[-8:] not in scrubbed and "acme-org-token" not in scrubbed
     assert scrubbed.startswith("bad header '***'") and redact("not a secret", secrets) == "not a secret"
+
+
+def test_only_secrets_are_scrubbed_not_what_the_model_may_see_and_repeat() -> None:
+    """A model's answer is kept as AutoGen gives it: a `${VAR}` that is no secret (a company in a
+    system message, a model's name, a base URL) and a placeholder key ("EMPTY", "ollama") stay in
+    it; a key, a credential header, a secret-named variable and a URL's password do not."""
+    from shared.core.refs import redact, secret_values
+
+    env = {
+        "COMPANY": "Contoso Limited",
+        "MODEL": "llama3.2:latest",
+        "BASE": "http://localhost:11434/v1",
+        "LOCAL_KEY": "EMPTY",
+        "HF_TOKEN": "hf_abcdefghijklmnop",
+        "BEARER": "bearer-value-123456",
+        "PW": "pass-word-98765",
+    }
+    spec = {
+        "config": {
+            "system_message": "You work for ${COMPANY}; say ${HF_TOKEN} never.",
+            "model_client": {
+                "config": {
+                    "model": "${MODEL}",
+                    "base_url": "${BASE}",
+                    "api_key": "${LOCAL_KEY}",
+                    "default_headers": {"Authorization": "Bearer ${BEARER}"},
+                },
+            },
+            "db": "postgres://me:${PW}@db.example/x",
+            "other": {"api_key": "ollama"},
+        }
+    }
+    secrets = secret_values(spec, env)
+    assert sorted(secrets) == sorted(["hf_abcdefghijklmnop", "bearer-value-123456", "pass-word-98765"])
+    answer = "Contoso Limited runs llama3.2:7b on http://localhost:8000; the queue is EMPTY; ask ollama."
+    assert redact(answer, secrets) == answer
+    assert redact("hf_abcdefghijklmnop bearer-value-123456 pass-word-98765", secrets) == "*** *** ***"
 
 
 def test_a_secret_written_out_in_the_file_is_scrubbed_as_a_resolved_one_is() -> None:

@@ -14,7 +14,7 @@ import redis
 import yaml
 
 from shared.adapters.redis.metrics import read_counters
-from tests.conftest import TEST_SECRET, Cli, assert_not_in_redis
+from tests.conftest import TEST_MODEL, TEST_SECRET, Cli, assert_not_in_redis
 
 pytestmark = pytest.mark.integration
 
@@ -387,6 +387,24 @@ def test_secrets_stay_out_of_redis_logs_and_task_arguments(
     # the requests were counted, under the model's name as the file writes it
     counters = redis.Redis.from_url(wf_cli.redis_url).hgetall("agentq:metrics:counters")
     assert any(b"agentq_model_tokens_total" in k and b"${AGENTQ_TEST_SECRET}" in k for k in counters), counters
+
+
+def test_a_variable_that_is_no_secret_stays_in_the_answer_and_reaches_the_dependent_task(
+    wf_cli: Cli, standin, tmp_path: Path
+) -> None:
+    """The stand-in repeats its model's name, here a `${VAR}` that is no secret: the answer is kept
+    as AutoGen gives it, and the dependent task is given it unchanged, as an AutoGen pipeline would."""
+    url, state = standin
+    write_tree(tmp_path, url)
+    write_docs(tmp_path, {"models/m.yaml": model_doc("m", url, model="${AGENTQ_TEST_MODEL}")})
+    wf = write_workflow(
+        tmp_path, [{"id": "a", "description": "names"}, {"id": "b", "description": "then", "dependencies": ["a"]}]
+    )
+    rc, report = run(wf_cli, wf, "--no-cache")
+    assert rc == 0, report
+    assert TEST_MODEL in report["tasks"]["a"]["output"] and "***" not in report["tasks"]["a"]["output"]
+    given = [q for q in state.requests if "then" in json.dumps(q["messages"])]
+    assert given and all(report["tasks"]["a"]["output"] in json.dumps(q["messages"]) for q in given)
 
 
 def test_secrets_stay_out_of_a_transcripts_tool_calls_and_results(

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from shared.core.exceptions import InvalidInput
-from shared.core.secrets import secret_fields
+from shared.core.secrets import holds_a_secret, names_a_secret
 
 REF_KEY = "$ref"
 # ${NAME} is replaced from the environment, ${NAME:-default} falls back to `default` when NAME
@@ -152,6 +152,7 @@ def _replacement(match: re.Match[str], env: Mapping[str, str]) -> str:
 
 
 FRAGMENT = 8  # a run of this many characters of a secret is scrubbed wherever it stands
+MIN_SECRET = 8  # see secret_values
 
 
 def redact(text: str, secrets: list[str]) -> str:
@@ -194,13 +195,31 @@ def _scrub_fragments(text: str, value: str) -> str:
 
 
 def secret_values(spec: object, env: Mapping[str, str]) -> list[str]:
-    """The values `${VAR}` placeholders resolve to, and secret fields written out in the file
-    (`api_key: sk-...`): what no error may show, longest first (so no part of one survives)."""
-    values = {value for _, value in secret_fields(spec) if "${" not in value}
-    for _, name, _default in _placeholders(spec):
-        if env.get(name):
-            values.add(env[name])
-    return sorted((v for v in values if len(v) >= 3), key=len, reverse=True)
+    """What no text may show, longest first (so no part of one survives): each secret field's value
+    (`api_key`, an `Authorization` header), written out or resolved from its `${VAR}`s; the value of
+    every `${VAR}` whose name says it is a secret (`*_KEY`, `*TOKEN*`, `*PASSWORD*` ...) or that is a
+    URL's password, wherever it is used. Other `${VAR}`s (a model's name, a base URL, a company in a
+    system message) are the model's to see and to repeat: scrubbing them would change its answers
+    and what dependent tasks are given. A value shorter than MIN_SECRET is no key or token ("none",
+    "EMPTY" and "ollama" are what local servers take) and is left as it is, for the same reason."""
+    values: set[str] = set()
+    for path, node in _walk(spec, ""):
+        if not isinstance(node, str):
+            continue
+        secret_field = holds_a_secret(path.rpartition(".")[2])
+        if secret_field and "${" not in node:
+            values.add(node)
+        for match in _VAR.finditer(node):
+            escaped, name, _default = match.groups()
+            secret = secret_field or names_a_secret(name) or _in_userinfo(node, match)
+            if not escaped and secret and env.get(name):
+                values.add(env[name])
+    return sorted((v for v in values if len(v) >= MIN_SECRET), key=len, reverse=True)
+
+
+def _in_userinfo(text: str, match: re.Match[str]) -> bool:
+    """The placeholder stands in a URL's `user:password@` part."""
+    return bool(re.search(r"://[^/@\s]*\Z", text[: match.start()])) and "@" in text[match.end() :].split("/")[0]
 
 
 def file_at(files: Mapping[str, str], at: str) -> tuple[str, str]:

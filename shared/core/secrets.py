@@ -9,6 +9,7 @@ secret value is neither hashed into Redis nor written into a file.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,6 +37,21 @@ def is_secret_field(name: str) -> bool:
     """`api_key`, `password`, `client_secret`...; not `max_tokens`."""
     low = name.lower()
     return low in _NAMES or low.endswith(_SUFFIXES)
+
+
+# What a `${VAR}`'s name says of its value (OPENAI_API_KEY, HF_TOKEN, DB_PASSWORD ...), and the
+# request headers a key or token goes in (a model's `default_headers`)
+_SECRET_VARIABLE = re.compile(r"KEY|TOKEN|SECRET|PASSW|PWD|CREDENTIAL|AUTH", re.IGNORECASE)
+_SECRET_HEADERS = {"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie"}
+
+
+def names_a_secret(variable: str) -> bool:
+    return bool(_SECRET_VARIABLE.search(variable))
+
+
+def holds_a_secret(name: str) -> bool:
+    """A field whose text is a secret: a secret field (`api_key`) or a credential header."""
+    return is_secret_field(name) or name.lower() in _SECRET_HEADERS
 
 
 def _is_secret(key: object, value: object) -> bool:
