@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from autogen_core.models import CreateResult, RequestUsage, UserMessage
@@ -90,7 +91,9 @@ class Limit:
         yield
 
 
-def gated(inner: Inner, retries: int = 2) -> tuple[GatedChatCompletionClient, TaskModels, Limit, list[str]]:
+def gated(
+    inner: Inner, retries: int = 2, spec: dict[str, Any] = SPEC, task_retries: bool = False
+) -> tuple[GatedChatCompletionClient, TaskModels, Limit, list[str]]:
     limit = Limit()
     causes: list[str] = []
 
@@ -98,8 +101,8 @@ def gated(inner: Inner, retries: int = 2) -> tuple[GatedChatCompletionClient, Ta
         causes.append(cause)
 
     clients = SimpleNamespace(get=lambda spec: inner)
-    models = TaskModels(clients, limit, 7, retries, 0.001, 4, Metrics(), on_retry)  # type: ignore[arg-type]
-    client = load_component(SPEC, SPEC, models)
+    models = TaskModels(clients, limit, 7, retries, 0.001, 4, Metrics(), on_retry, task_retries=task_retries)  # type: ignore[arg-type]
+    client = load_component(spec, spec, models)
     assert isinstance(client, GatedChatCompletionClient)
     return client, models, limit, causes
 
@@ -289,3 +292,14 @@ def test_a_name_a_module_lacks_is_autogens_error_not_a_missing_package() -> None
     with pytest.raises(AgentError) as missing:
         load_component(spec, spec, models)
     assert "not installed on this worker (agentq_no_such_module)" in str(missing.value)
+
+
+def test_a_models_own_max_retries_is_kept_unless_the_task_says_otherwise() -> None:
+    """`max_retries: 0` on the model: one request, as AutoGen makes it; a task's `retries` rules."""
+    own = {**SPEC, "config": {**SPEC["config"], "max_retries": 0}}  # type: ignore[dict-item]
+    client, models, _, _ = gated(Inner(Status(500), result()), retries=2, spec=own)
+    with pytest.raises(ModelError):
+        asyncio.run(client.create(MESSAGES))
+    assert models.usage.attempts == 1
+    client, models, _, _ = gated(Inner(Status(500), result()), retries=2, spec=own, task_retries=True)
+    assert asyncio.run(client.create(MESSAGES)).content == "ok" and models.usage.attempts == 2

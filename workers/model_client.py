@@ -98,7 +98,7 @@ class GatedChatCompletionClient(ChatCompletionClient, Component[GatedClientConfi
     async def create(self, messages: Sequence[LLMMessage], **args: Unpack[CreateArgs]) -> CreateResult:
         try:
             result = await self._task.call(
-                self._model, self._semaphore, lambda: self._inner.create(messages, **_in_full(args))
+                self._config.slot, self._semaphore, lambda: self._inner.create(messages, **_in_full(args))
             )
         except ModelError as exc:
             raise self._named(exc) from exc.__cause__
@@ -115,7 +115,7 @@ class GatedChatCompletionClient(ChatCompletionClient, Component[GatedClientConfi
             started = time.perf_counter()
             try:
                 stream, first = await self._task.retried(
-                    self._model,
+                    self._config.slot,
                     lambda: _started(self._inner.create_stream(messages, **_in_full(args))),
                     observe_success=False,
                 )

@@ -66,6 +66,9 @@ class TaskModels:
     names: list[str] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     cancelled: Callable[[], Awaitable[bool]] | None = None  # `producer cancel` ended the task's run
+    # `retries` was the task's own: it rules over a model's `max_retries`
+    task_retries: bool = False
+    slot_retries: list[int] = field(default_factory=list)  # each slot's retries
 
     async def holding_slot(self) -> None:
         """Called with a model slot in hand, before the request: a cancelled run sends no more."""
@@ -96,6 +99,9 @@ class TaskModels:
 
     def _gated(self, spec: object, resolved: Mapping[str, object]) -> dict[str, object]:
         self.specs.append(resolved)
+        own = _field(resolved.get("config"), "max_retries")
+        takes_own = isinstance(own, int) and not isinstance(own, bool) and own >= 0 and not self.task_retries
+        self.slot_retries.append(own if takes_own else self.retries)  # type: ignore[arg-type]  # an int, checked
         self.names.append(str(_field(_field(spec, "config"), "model") or resolved.get("label") or "?"))
         return {
             "provider": GATED_PROVIDER,
@@ -108,15 +114,18 @@ class TaskModels:
             },
         }
 
-    async def call(self, model: str, semaphore: ModelLimit, request: Callable[[], Awaitable[T]]) -> T:
+    async def call(self, slot: int, semaphore: ModelLimit, request: Callable[[], Awaitable[T]]) -> T:
         async with await self.in_line(semaphore):
             await self.holding_slot()
-            result = await self.retried(model, request)
+            result = await self.retried(slot, request)
         self.usage.calls += 1
         return result
 
-    async def retried(self, model: str, request: Callable[[], Awaitable[T]], observe_success: bool = True) -> T:
-        """`request` under the retry policy; the caller holds the model's slot."""
+    async def retried(self, slot: int, request: Callable[[], Awaitable[T]], observe_success: bool = True) -> T:
+        """`request` to the model of `slot` under the retry policy: the task's `retries`, else the
+        model's own `max_retries` (the SDK's, switched off there), else MODEL_RETRIES. The caller
+        holds the model's slot."""
+        model, retries = self.names[slot], self.slot_retries[slot]
 
         async def on_retry(cause: str) -> None:
             self.metrics.inc("agentq_retries_total", ["model", cause])
@@ -129,7 +138,7 @@ class TaskModels:
                 result = await request()
             except Exception as exc:
                 self.observe(model, _status(exc), started)
-                if classify(exc) is None or number > self.retries:
+                if classify(exc) is None or number > retries:
                     raise ModelError(failure_text(exc)) from exc
                 raise
             if observe_success:
@@ -147,7 +156,7 @@ class TaskModels:
             failed = exc
         if failed is not None:
             await pause(failed, self.backoff, on_retry)
-            async for again in retrying(self.retries + 1, self.backoff, on_retry, done=1):
+            async for again in retrying(retries + 1, self.backoff, on_retry, done=1):
                 with again:
                     result = await attempt(again.retry_state.attempt_number + 1)
         return result

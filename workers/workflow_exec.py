@@ -159,6 +159,7 @@ async def _run(
         order,
         tid,
         cancelled=ctx.cancelled,
+        task_retries=task.get("retries") is not None,
     )
     produced.usage = models.usage
     resolved = substitute_variables(record["agent"], ctx.env)
