@@ -427,3 +427,18 @@ def test_a_loop_after_a_first_try_made_outside_it_counts_that_try(monkeypatch: p
     assert tries == 4 and causes == ["server_error"] * 3
     random.seed(7)
     assert waits == [backoff_delay(n, 1.0) for n in range(3)]  # full jitter over 1, 2 and 4 seconds
+
+
+def test_a_user_proxy_agent_is_refused_before_anything_runs() -> None:
+    """A UserProxyAgent's answers are typed by a person: alone or in a team, its task could only
+    fail on a worker (AutoGen's input() meets no terminal), so `producer run` says so first."""
+    proxy = {"provider": "autogen_agentchat.agents.UserProxyAgent", "config": {"name": "you", "description": "d"}}
+    tree = tree_with(
+        you={"component_type": "agent", **proxy},
+        duo={"component_type": "team", "config": {"participants": [{"$ref": "a"}, {"$ref": "you"}]}},
+    )
+    text = "\n".join(
+        str(e) for e in check_workflow("w.yaml", wf({"id": "x", "agent": "you"}, {"id": "y", "agent": "duo"}), tree)
+    )
+    assert "tasks[0].agent: 'you' (you.yaml): agent 'you' is a UserProxyAgent" in text
+    assert "tasks[1].agent: 'duo' (duo.yaml): agent 'you' is a UserProxyAgent" in text

@@ -60,6 +60,11 @@ def _team_problems(team: Mapping[str, Any]) -> list[str]:
 
 def _agent_problems(agent: Mapping[str, Any]) -> list[str]:
     config = agent.get("config") or {}
+    if str(agent.get("provider")).endswith("UserProxyAgent"):
+        # its answers are typed by a person (at Studio's page, or a terminal's input()); a worker has none
+        return [
+            f"agent {display_name(agent)!r} is a UserProxyAgent: a person types its answers, and no one can on a worker"
+        ]
     if str(agent.get("provider") or "AssistantAgent").endswith("AssistantAgent") and not isinstance(
         config.get("model_client"), dict
     ):
