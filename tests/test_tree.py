@@ -209,7 +209,7 @@ def test_invalid_variable_name_names_file_and_field():
     tree = build_tree(docs, ["1BAD"])
     (err,) = tree.errors
     assert (err.path, err.field) == ("m.yaml", "config.url")
-    assert "invalid variable name ${1BAD}" in err.message
+    assert "invalid variable name ${1BAD} (for the text itself, write $${1BAD})" in err.message
 
 
 def test_a_variable_in_a_label_is_an_error_even_when_set():

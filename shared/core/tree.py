@@ -200,7 +200,7 @@ def _variable_problem(where: str, name: str, env_names: Collection[str]) -> str 
     if where == "label":  # the worker would resolve it: Studio's row would carry another name than the tree's
         return f"a label cannot hold a variable (${{{name}}})"
     if not is_valid_variable_name(name):
-        return f"invalid variable name ${{{name}}}"
+        return f"invalid variable name ${{{name}}} (for the text itself, write $${{{name}}})"
     if name not in env_names:
         return f"environment variable {name} is not set"
     return None
