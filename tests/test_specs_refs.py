@@ -360,6 +360,7 @@ def test_only_secrets_are_scrubbed_not_what_the_model_may_see_and_repeat() -> No
 
     env = {
         "COMPANY": "Contoso Limited",
+        "AUTHOR_NAME": "Jonathan Appleseed",
         "MODEL": "llama3.2:latest",
         "BASE": "http://localhost:11434/v1",
         "LOCAL_KEY": "EMPTY",
@@ -369,7 +370,7 @@ def test_only_secrets_are_scrubbed_not_what_the_model_may_see_and_repeat() -> No
     }
     spec = {
         "config": {
-            "system_message": "You work for ${COMPANY}; say ${HF_TOKEN} never.",
+            "system_message": "You work for ${COMPANY} with ${AUTHOR_NAME}; say ${HF_TOKEN} never.",
             "model_client": {
                 "config": {
                     "model": "${MODEL}",
@@ -385,6 +386,7 @@ def test_only_secrets_are_scrubbed_not_what_the_model_may_see_and_repeat() -> No
     secrets = secret_values(spec, env)
     assert sorted(secrets) == sorted(["hf_abcdefghijklmnop", "bearer-value-123456", "pass-word-98765"])
     answer = "Contoso Limited runs llama3.2:7b on http://localhost:8000; the queue is EMPTY; ask ollama."
+    answer += " Signed, Jonathan Appleseed."
     assert redact(answer, secrets) == answer
     assert redact("hf_abcdefghijklmnop bearer-value-123456 pass-word-98765", secrets) == "*** *** ***"
 

@@ -39,14 +39,16 @@ def is_secret_field(name: str) -> bool:
     return low in _NAMES or low.endswith(_SUFFIXES)
 
 
-# What a `${VAR}`'s name says of its value (OPENAI_API_KEY, HF_TOKEN, DB_PASSWORD ...), and the
-# request headers a key or token goes in (a model's `default_headers`)
-_SECRET_VARIABLE = re.compile(r"KEY|TOKEN|SECRET|PASSW|PWD|CREDENTIAL|AUTH", re.IGNORECASE)
+# What a `${VAR}`'s name says of its value: a word of it (OPENAI_API_KEY, HF_TOKEN, DB_PASSWORD,
+# githubPat) that ends so; AUTHOR_NAME is no secret. And the request headers a key or token goes in
+# (a model's `default_headers`).
+_SECRET_WORD = re.compile(r"(KEY|TOKEN|SECRETS?|PASSWORD|PASSWD|PASS|PWD|CREDENTIALS?|CREDS?|AUTH|BEARER|PAT)\Z")
 _SECRET_HEADERS = {"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie"}
 
 
 def names_a_secret(variable: str) -> bool:
-    return bool(_SECRET_VARIABLE.search(variable))
+    words = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", variable).upper().split("_")
+    return any(_SECRET_WORD.search(word) for word in words)
 
 
 def holds_a_secret(name: str) -> bool:
