@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import time
+from typing import Any
 
 import pytest
 
@@ -442,3 +443,25 @@ def test_a_user_proxy_agent_is_refused_before_anything_runs() -> None:
     )
     assert "tasks[0].agent: 'you' (you.yaml): agent 'you' is a UserProxyAgent" in text
     assert "tasks[1].agent: 'duo' (duo.yaml): agent 'you' is a UserProxyAgent" in text
+
+
+def test_a_model_client_that_takes_no_model_name_is_not_asked_for_one() -> None:
+    """AutoGen's ReplayChatCompletionClient has no `config.model`: Studio runs it, so does a task.
+    An OpenAI client without one is refused once, however many agents share it."""
+    replay = {
+        "component_type": "model",
+        "provider": "autogen_ext.models.replay.ReplayChatCompletionClient",
+        "config": {"chat_completions": ["first", "second"]},
+    }
+    nameless = {"component_type": "model", "provider": OPENAI, "config": {}}
+
+    def agent(name: str, model: dict[str, Any]) -> dict[str, Any]:
+        return {"component_type": "agent", "config": {"name": name, "model_client": model}}
+
+    tree = tree_with(
+        r=agent("r", replay),
+        duo={"component_type": "team", "config": {"participants": [agent("x", nameless), agent("y", nameless)]}},
+    )
+    assert check_workflow("w.yaml", wf({"id": "ok", "agent": "r"}), tree) == []
+    text = "\n".join(str(e) for e in check_workflow("w.yaml", wf({"id": "no", "agent": "duo"}), tree))
+    assert text.count("has no config.model") == 1, text

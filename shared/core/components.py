@@ -72,7 +72,18 @@ def _agent_problems(agent: Mapping[str, Any]) -> list[str]:
     return []
 
 
+# clients whose config requires `model` (a replay client, or another provider's, may have none)
+_NEEDS_MODEL = (
+    "OpenAIChatCompletionClient",
+    "AnthropicChatCompletionClient",
+    "OllamaChatCompletionClient",
+    "openai_chat_completion_client",
+)
+
+
 def _model_problems(model: Mapping[str, Any]) -> list[str]:
+    if not str(model.get("provider")).endswith(_NEEDS_MODEL):
+        return []
     config = model.get("config") or {}
     if not isinstance(config.get("model"), str) or not config["model"]:
         return [f"model client {model.get('label') or '(inline)'!r} has no config.model"]

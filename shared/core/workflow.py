@@ -170,7 +170,8 @@ def agent_problems(spec: dict[str, Any]) -> list[str]:
 def _members_problems(spec: dict[str, Any], member_type: str | None) -> list[str]:
     """What is wrong with the agents that answer for `spec` (checked as `member_type`) and its model clients."""
     problems = [p for agent in agents_of(spec) for p in _participant_problems(agent, member_type)]
-    return problems + [p for model in model_specs(spec) for p in task_problems(model)]
+    problems += [p for model in model_specs(spec) for p in task_problems(model)]
+    return list(dict.fromkeys(problems))  # a model two agents share is said once
 
 
 def _participant_problems(agent: Mapping[str, Any], member_type: str | None) -> list[str]:
