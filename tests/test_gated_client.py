@@ -100,7 +100,7 @@ def gated(
     async def on_retry(cause: str) -> None:
         causes.append(cause)
 
-    clients = SimpleNamespace(get=lambda spec: inner)
+    clients = SimpleNamespace(get=lambda spec, fresh: inner)
     models = TaskModels(clients, limit, 7, retries, 0.001, 4, Metrics(), on_retry, task_retries=task_retries)  # type: ignore[arg-type]
     client = load_component(spec, spec, models)
     assert isinstance(client, GatedChatCompletionClient)
@@ -303,3 +303,23 @@ def test_a_models_own_max_retries_is_kept_unless_the_task_says_otherwise() -> No
     assert models.usage.attempts == 1
     client, models, _, _ = gated(Inner(Status(500), result()), retries=2, spec=own, task_retries=True)
     assert asyncio.run(client.create(MESSAGES)).content == "ok" and models.usage.attempts == 2
+
+
+def test_a_client_that_keeps_state_is_made_for_each_agent_an_http_one_is_shared() -> None:
+    """AutoGen's ReplayChatCompletionClient answers from its script: each agent that names it gets
+    its own, as in Studio, and the task closes it. An OpenAI client serves the whole process."""
+    from workers.model_pool import ModelClients
+
+    pool = ModelClients(timeout=5)
+    replay = {
+        "provider": "autogen_ext.models.replay.ReplayChatCompletionClient",
+        "component_type": "model",
+        "config": {"chat_completions": ["first", "second"]},
+    }
+    fresh: list[object] = []
+    one, two = pool.get(replay, fresh), pool.get(replay, fresh)  # type: ignore[arg-type]
+    assert one is not two and fresh == [one, two]
+    assert asyncio.run(one.create(MESSAGES)).content == asyncio.run(two.create(MESSAGES)).content == "first"
+    openai = {**SPEC, "config": {**SPEC["config"], "model": "gpt-4o-mini"}}  # type: ignore[dict-item]
+    shared: list[object] = []
+    assert pool.get(openai, shared) is pool.get(openai, shared) and shared == []  # type: ignore[arg-type]

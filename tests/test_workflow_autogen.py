@@ -476,3 +476,26 @@ def test_a_component_autogen_refuses_inside_a_team_is_named_by_its_own_file(
     assert errors["uses-ten"].startswith("terminations/ten.yaml: AutoGen refused the configuration: "), errors
     assert "config.max_messages: " in errors["uses-ten"]
     assert errors["inline"].startswith("teams/inline.yaml (config.participants[1]): AutoGen refused"), errors
+
+
+def test_a_replay_client_two_agents_share_answers_each_from_its_own_script(wf_cli: Cli, tmp_path: Path) -> None:
+    """AutoGen's ReplayChatCompletionClient keeps its place in its script: each agent that names it
+    gets its own, as in Studio (ann, ben, ann, ben: first, first, second, second), and a second run
+    starts from the top again."""
+    replay = {
+        "provider": "autogen_ext.models.replay.ReplayChatCompletionClient",
+        "component_type": "model",
+        "label": "replay",
+        "config": {"chat_completions": ["first", "second", "third", "fourth"]},
+    }
+    docs = {"models/replay.yaml": replay, "agents/ann.yaml": agent_doc("ann", "replay")}
+    docs["agents/ben.yaml"] = agent_doc("ben", "replay")
+    docs["teams/duo.yaml"] = round_robin("duo", ["ann", "ben"], termination("MaxMessageTermination", max_messages=5))
+    write_docs(tmp_path, docs)
+    wf = write_workflow(tmp_path, [{"id": "talk", "description": "talk", "agent": {"$ref": "duo"}}])
+    for _ in range(2):
+        rc, report = run(wf_cli, wf, "--no-cache")
+        assert rc == 0, report
+        transcript = json.loads(wf_cli.run("result", report["run_id"], "--json").stdout)["tasks"]["talk"]["transcript"]
+        said = [(m["source"], m["content"]) for m in transcript if m["kind"] == "text" and m["source"] != "user"]
+        assert said == [("ann", "first"), ("ben", "first"), ("ann", "second"), ("ben", "second")], said

@@ -86,7 +86,7 @@ class GatedChatCompletionClient(ChatCompletionClient, Component[GatedClientConfi
     @classmethod
     def _from_config(cls, config: GatedClientConfig) -> GatedChatCompletionClient:
         task = LOADING.get()
-        return cls(task.clients.get(task.specs[config.slot]), task, config)
+        return cls(task.clients.get(task.specs[config.slot], task.fresh), task, config)
 
     def _to_config(self) -> GatedClientConfig:
         return self._config

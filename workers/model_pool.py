@@ -1,6 +1,8 @@
 """The real model clients of one worker process (OpenAI, Anthropic, Ollama ...), loaded by AutoGen
 once per resolved configuration and shared by every task of the process, with the SDK's own
-retries switched off so they do not multiply ours (workers/task_models.py retries)."""
+retries switched off so they do not multiply ours (workers/task_models.py retries). Only clients
+of HTTP APIs are shared: they keep nothing but connections between requests. Any other (a replay
+client's script, a local model) is made for each agent that names it, as AutoGen and Studio make it."""
 
 from __future__ import annotations
 
@@ -19,6 +21,12 @@ if TYPE_CHECKING:
     from openai import DefaultAioHttpClient
 
 OPENAI_CLIENT = "autogen_ext.models.openai.OpenAIChatCompletionClient"
+SHARED_PROVIDERS = (
+    "autogen_ext.models.openai.",
+    "autogen_ext.models.anthropic.",
+    "autogen_ext.models.ollama.",
+    "autogen_ext.models.azure.",
+)
 
 
 class ModelClients:
@@ -30,7 +38,12 @@ class ModelClients:
         self._clients: dict[str, ChatCompletionClient] = {}
         self._http: DefaultAioHttpClient | None = None
 
-    def get(self, spec: Mapping[str, object]) -> ChatCompletionClient:
+    def get(self, spec: Mapping[str, object], fresh: list[ChatCompletionClient]) -> ChatCompletionClient:
+        """The process's client for `spec`; or, for a provider whose clients keep state between
+        requests, one made for this caller alone (added to `fresh`: the caller closes it)."""
+        if not provider_path(str(spec.get("provider"))).startswith(SHARED_PROVIDERS):
+            fresh.append(self._load(spec))
+            return fresh[-1]
         key = sha256_hex(canonical_json(spec))
         client = self._clients.get(key)
         if client is None:

@@ -17,7 +17,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from autogen_core.models import RequestUsage
+from autogen_core.models import ChatCompletionClient, RequestUsage
 
 from shared.core.endpoints import is_model, limit_key, max_concurrency, provider_path
 from shared.core.exceptions import MalformedAnswer, RunCancelled, TaskFailed
@@ -69,6 +69,13 @@ class TaskModels:
     # `retries` was the task's own: it rules over a model's `max_retries`
     task_retries: bool = False
     slot_retries: list[int] = field(default_factory=list)  # each slot's retries
+    fresh: list[ChatCompletionClient] = field(default_factory=list)  # made for this task alone (model_pool)
+
+    async def close(self) -> None:
+        """Close the clients made for this task alone."""
+        for client in self.fresh:
+            await client.close()
+        self.fresh.clear()
 
     async def holding_slot(self) -> None:
         """Called with a model slot in hand, before the request: a cancelled run sends no more."""

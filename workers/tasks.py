@@ -275,6 +275,8 @@ def load_component(self: WorkerTask, spec: Component) -> Loaded:
             }
         except AgentError as exc:
             return {"ok": False, "error": redact(str(exc), secret_values(spec, environment()))}
+        finally:
+            await models.close()
         return {"ok": True}
 
     return self.run_async(go())

@@ -162,6 +162,23 @@ async def _run(
         task_retries=task.get("retries") is not None,
     )
     produced.usage = models.usage
+    try:
+        outcome = await _load_and_run(ctx, record, inputs, models)
+    finally:
+        await models.close()
+    transcript = redact_all(outcome.transcript, secrets)  # tool calls' arguments and results too
+    output = redact(outcome.output, secrets)
+    summary = TaskUsage(**asdict(models.usage), stop_reason=outcome.stop_reason).model_dump()
+    if task.get("cache", True):  # written with the task's end (one round trip)
+        produced.cache = (key, {"output": output, "transcript": transcript, **summary})
+    produced.output, produced.transcript = output, transcript
+    return NodeState.model_validate({"status": Status.DONE, "outcome": "ran", "key": key, **summary})
+
+
+async def _load_and_run(
+    ctx: WorkflowContext, record: Spec, inputs: list[tuple[str, str, str]], models: TaskModels
+) -> agent_runtime.Outcome:
+    task = record["task"]
     resolved = substitute_variables(record["agent"], ctx.env)
     try:
         component = agent_runtime.load(record["agent"], resolved, models)
@@ -170,14 +187,7 @@ async def _run(
         where = f"{path or record.get('agent_path') or 'its agent'}{f' ({inside})' if inside else ''}"
         raise agent_runtime.AgentError(f"{where}: {exc}") from exc
     prompt = task_prompt(record["goal"], task, [(dep, out) for dep, _, out in inputs])
-    outcome = await agent_runtime.run(component, prompt, task.get("timeout") or ctx.settings.task_timeout_seconds)
-    transcript = redact_all(outcome.transcript, secrets)  # tool calls' arguments and results too
-    output = redact(outcome.output, secrets)
-    summary = TaskUsage(**asdict(models.usage), stop_reason=outcome.stop_reason).model_dump()
-    if task.get("cache", True):  # written with the task's end (one round trip)
-        produced.cache = (key, {"output": output, "transcript": transcript, **summary})
-    produced.output, produced.transcript = output, transcript
-    return NodeState.model_validate({"status": Status.DONE, "outcome": "ran", "key": key, **summary})
+    return await agent_runtime.run(component, prompt, task.get("timeout") or ctx.settings.task_timeout_seconds)
 
 
 async def _release(ctx: WorkflowContext, record: Spec, released: list[str]) -> None:
