@@ -102,11 +102,13 @@ def make_plan(
     last_keys: dict[str, str],
     batch_size: int,
     drifted: dict[str, str] | None = None,
+    refused: dict[str, str] | None = None,
     gallery: tuple[list[str], str | None] | None = None,
     known: FirstStates | None = None,
 ) -> Plan:
     """`cached`: label -> cached result for valid nodes whose key hit; `last_keys`: label -> key last
     synced; `drifted`: label -> how its Studio row was changed since the sync wrote it (left alone);
+    `refused`: label -> why Studio's row is not this tree's to write (failed);
     `gallery`: the gallery entry's members and key, when the caller has them; `known`: the last
     plan's first states (Plan.first_states), for a resident process to take again."""
     drifted = drifted or {}
@@ -115,7 +117,7 @@ def make_plan(
     for path, message in tree.broken_files.items():
         states[path] = NodeState(status=Status.FAILED, type=None, path=path, error=message)
         changes[path] = "invalid"
-    reasons = {"invalid": tree.invalid, "skipped": tree.skipped, "drifted": drifted}
+    reasons = {"invalid": {**(refused or {}), **tree.invalid}, "skipped": tree.skipped, "drifted": drifted}
     made = _Made(known)
     for label, node in tree.nodes.items():
         fields, changes[label] = _first_state(label, reasons, cached, last_keys)

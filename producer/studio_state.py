@@ -42,6 +42,7 @@ class StudioView:
     error: str | None = None  # Studio could not be asked: drift is unknown
     recorded: frozenset[str] = frozenset()  # labels whose team row this tree's sync last wrote
     gallery: EntryState = EntryState.HELD  # the gallery entry a cached result says is as written
+    others: dict[str, str] = field(default_factory=dict)  # label of the tree -> another tree that wrote its row last
 
 
 def client(settings: Settings, metrics: Metrics | None = None) -> Studio:
@@ -156,10 +157,12 @@ def inspect(
     now write for a label: a row edited in Studio to exactly that (a `producer pull` took the edit
     into the files) has not drifted, and its record is brought up to date. `gallery_cached`: the
     cache says the entry holds what the tree would write, which only Studio can confirm."""
-    written = store.written_rows(ns, tree_name)
+    every = store.written_rows(ns)
+    written = {label: w for label, w in every.items() if w.tree == tree_name}
+    others = {label: w.tree for label, w in every.items() if w.tree != tree_name and label in tree_labels}
     owned_here = _owned_gallery(store, ns, gallery_name, tree_name)
     if not written and owned_here is None and not gallery_cached:
-        return StudioView()
+        return StudioView(others=others)
     asks = _Asks(
         teams=bool(written) or owned_here is not None,
         # only a prune of an emptied tree needs to know; the entry of a big tree is megabytes
@@ -172,9 +175,10 @@ def inspect(
         listed, prune_gallery, entry = asyncio.run(_listing(settings, asks, gallery_name))
     except StudioError as exc:
         error = f"could not read Studio's teams and gallery entry to look for drift: {exc}"
-        return StudioView(error=error, recorded=frozenset(written))
+        return StudioView(error=error, recorded=frozenset(written), others=others)
     drift = _settle(store, ns, written, listed, sends)
     return StudioView(
+        others=others,
         drift=drift,
         gone=gone(written, listed),
         prune=prune_candidates(written, listed, tree_labels, unreadable, {} if force else drift),

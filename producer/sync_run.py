@@ -99,6 +99,18 @@ def _nothing_for_the_entry(tree: Tree, unreadable: set[str]) -> bool:
     return not any(gallery_section(node.component_type) is not None for node in tree.nodes.values())
 
 
+def _taken(view: StudioView, tree: Tree) -> dict[str, str]:
+    """Each team whose row another tree's sync wrote last, while that tree is still there: a label
+    names one row of a Studio user, and two trees writing it would undo each other at every sync
+    (and one's prune would delete the other's team). Refused, naming that tree."""
+    return {
+        label: f"its Studio row is the tree {other}'s (its sync wrote it): a team label names one row "
+        f"per Studio user; rename the team, sync as another STUDIO_USER_ID, or `producer sync --force` to take it over"
+        for label, other in view.others.items()
+        if label in tree.nodes and has_rows(tree.nodes[label].component_type) and Path(other).is_dir()
+    }
+
+
 def _drifted(view: StudioView) -> dict[str, str]:
     """Each node whose Studio row was edited since the sync wrote it -> why it is left alone."""
     return {
@@ -159,6 +171,7 @@ def prepare(
         last_keys=found.last_keys,
         batch_size=settings.batch_size,
         drifted={} if force else _drifted(view),
+        refused={} if force else _taken(view, tree),
         gallery=(members, gkey),
         known=memo.states if memo is not None else None,
     )

@@ -275,6 +275,39 @@ def test_a_tree_named_as_another_trees_gallery_entry_is_refused_until_given_its_
     assert cli.sync(second)[0] == 0
 
 
+def test_a_team_another_tree_wrote_is_refused_not_overwritten_and_its_prune_keeps_it(
+    cli: Cli, examples: Path, tmp_path: Path
+) -> None:
+    """Two trees with the same team label in one Studio user would rewrite each other's row at
+    every sync: the second is refused for that team (naming the first), the rest of it syncs;
+    `--force` takes the row over, and then the first tree is refused in turn."""
+    second = tmp_path / "second"
+    shutil.copytree(examples, second)
+    solo = second / "teams" / "solo-team.json"
+    solo.write_text(solo.read_text().replace("The researcher alone", "The second tree's researcher"))
+    assert cli.sync(examples)[0] == 0
+    rows = {label: [r["id"] for r in found] for label, found in cli.studio().teams_by_label().items()}
+
+    rc, report, err = cli.sync(second, "--gallery", "second")
+    assert rc == 1 and "Traceback" not in err, err
+    refused = {label: st for label, st in report["nodes"].items() if st["status"] == "failed"}
+    assert set(refused) == {"research-team", "review-team", "solo-researcher"}, refused
+    assert all(f"its Studio row is the tree {examples}'s" in st["error"] for st in refused.values()), refused
+    assert report["counts"]["created"] > 0  # its gallery entry and members are synced all the same
+    after = {label: [r["id"] for r in found] for label, found in cli.studio().teams_by_label().items()}
+    assert after == rows  # no row written, none added
+    assert cli.sync(examples)[1]["counts"]["unchanged"] >= 3  # the first tree: nothing to undo
+
+    assert cli.sync(second, "--gallery", "second", "--force")[0] == 0
+    (row,) = cli.studio().teams_by_label()["solo-researcher"]
+    assert "The second tree's researcher" in json.dumps(row["component"])
+    rc, report, _ = cli.sync(examples)
+    assert rc == 1 and report["nodes"]["solo-researcher"]["status"] == "failed", report["nodes"]
+    (examples / "teams" / "solo-team.json").unlink()
+    assert cli.sync(examples, "--prune")[0] in (0, 1)
+    assert len(cli.studio().teams_by_label()["solo-researcher"]) == 1  # the second tree's, kept
+
+
 def test_a_broken_file_leaves_its_component_in_the_gallery_entry_until_the_tree_is_clean(
     cli: Cli, examples: Path, tmp_path: Path
 ) -> None:
