@@ -38,7 +38,9 @@ SECONDS = '\n  "seconds": null,'  # the first key of the stored report, filled i
 class LastSync(NamedTuple):  # not a dataclass: importing dataclasses costs 5 to 8 ms of this path
     fingerprint: str
     root_key: str
-    settings_names: list[str]  # environment variables the settings are read from
+    settings_names: list[
+        str
+    ]  # environment variables kept by value: the settings', and the tree's ${VAR}s that are no secret
     variables: list[str]  # ${VAR}s the tree uses
     tree: str
     unchanged: int  # components in the report

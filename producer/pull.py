@@ -102,7 +102,7 @@ def existing_files(root: Path, settings: Settings, env: Mapping[str, str]) -> di
     if not root.is_dir():
         return {}
     result = scan(root, None, limits=scan_limits(settings))
-    tree = build_tree(result.documents, env.keys(), result.facts, limits=tree_limits(settings))
+    tree = build_tree(result.documents, env, result.facts, limits=tree_limits(settings))
     valid = set(tree.valid)
     memo: dict[str, Any] = {}
     out: dict[str, Existing] = {}

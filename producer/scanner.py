@@ -18,7 +18,7 @@ from shared.core.loader import Limits, parse_document
 from shared.core.records import Settled
 from shared.core.tree_update import LastTree
 
-CACHE_VERSION = 4
+CACHE_VERSION = 5
 
 
 @dataclass

@@ -132,11 +132,11 @@ def prepare(
     check_dir(root)
     root = root.resolve()
     result = scan(root, default_cache_path(root, settings.cache_dir), limits=scan_limits(settings), memo=memo)
-    env_names, limits = environment().keys(), tree_limits(settings)
+    env, limits = environment(), tree_limits(settings)
     if memo is None:
-        tree = build_tree(result.documents, env_names, result.facts, limits)
+        tree = build_tree(result.documents, env, result.facts, limits)
     else:
-        tree, memo.tree = tree_of(result.documents, env_names, result.facts, limits, memo.tree)
+        tree, memo.tree = tree_of(result.documents, env, result.facts, limits, memo.tree)
     tree_name = str(root)
     gallery = gallery_name or root.name
     ns = namespace(settings.studio_url, settings.studio_user_id)
@@ -338,12 +338,14 @@ def _entry_written(prepared: Prepared, store: Storage) -> list[str] | None:
 
 
 def _fingerprinted(prepared: Prepared) -> tuple[list[str], list[str]]:
-    """The settings the no-change record keeps by value, and the names it keeps only by whether
-    they are set: secret settings and the tree's ${VAR}s (not even a hash of a secret goes into
-    the record)."""
+    """What the no-change record keeps by value: the settings and the tree's ${VAR}s that are no
+    secret (their values are in the nodes' keys); and the names it keeps only by whether they are
+    set: secret settings and the other ${VAR}s (not even a hash of a secret goes into the record)."""
     names, secret = _settings_kept()
-    variables = {name for ff in prepared.scan.facts.values() for _, name in ff.variables}
-    return names, sorted(variables | secret)
+    facts = prepared.scan.facts.values()
+    plain = {name for ff in facts for name, _ in ff.plain}
+    variables = {name for ff in facts for _, name in ff.variables} - plain
+    return sorted({*names, *plain}), sorted(variables | secret)
 
 
 def remember_if_clean(prepared: Prepared, settings: Settings, store: Storage, run_id: str, report: Report) -> bool:

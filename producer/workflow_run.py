@@ -71,7 +71,7 @@ def load(file: Path, tree_root: Path | None, settings: Settings) -> PreparedWork
     rel = str(file.resolve().relative_to(root)) if file.resolve().is_relative_to(root) else str(file)
     workflow = _read_workflow(file, rel, scan_limits(settings).max_file_bytes)
     result = scan(root, default_cache_path(root, settings.cache_dir), limits=scan_limits(settings))
-    tree = build_tree(result.documents, environment().keys(), result.facts, limits=tree_limits(settings))
+    tree = build_tree(result.documents, environment(), result.facts, limits=tree_limits(settings))
     errors = check_workflow(rel, workflow, tree)
     if not errors and settings.redis_url is None:
         # the embedded worker runs in this environment: what it cannot import is known now
@@ -192,6 +192,7 @@ def _task_records(wf: Workflow, tree: Tree) -> dict[str, Spec]:
             "agent": tree.resolved(t.agent, memo),
             "agent_path": tree.nodes[t.agent].path,
             "agent_files": tree.files_within(t.agent),
+            "agent_key": tree.nodes[t.agent].key,
             "goal": wf.goal,
         }
         for t in wf.tasks
@@ -278,7 +279,8 @@ def _task_keys(
         if not task.cache or any(d not in found.outputs for d in task.dependencies):
             continue
         inputs = [(d, found.states[d].key or "", found.outputs[d]) for d in task.dependencies]
-        keys[tid] = task_key(goal, records[tid]["task"], records[tid]["agent"], inputs)
+        record = records[tid]
+        keys[tid] = task_key(goal, record["task"], record["agent"], inputs, record["agent_key"])
     return keys
 
 

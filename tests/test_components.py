@@ -110,7 +110,7 @@ def test_gallery_entry_carries_studios_sections_and_members_go_to_their_types() 
 
 def test_plan_puts_in_the_gallery_exactly_the_types_with_a_section_and_no_rows() -> None:
     docs = {f"{t}/{t}.yaml": comp(f"x-{t}", t) for t in components.COMPONENTS}
-    tree = build_tree(docs, [])
+    tree = build_tree(docs, {})
     assert sorted(tree.valid) == sorted(f"x-{t}" for t in components.COMPONENTS)
     expected = sorted(f"x-{t}" for t in components.COMPONENTS if components.gallery_section(t))
     assert gallery_members(tree) == expected
@@ -135,7 +135,7 @@ def test_workflow_tasks_run_on_the_tables_runnable_types() -> None:
     assert components.runnable_types() == ("agent", "team")
     model = comp("m", "model", model="gpt")
     agent = comp("a", "agent", "autogen_agentchat.agents.AssistantAgent", model_client={"$ref": "m"})
-    tree = build_tree({"m.yaml": model, "a.yaml": agent}, [])
+    tree = build_tree({"m.yaml": model, "a.yaml": agent}, {})
     wf = Workflow.model_validate(
         {
             "name": "w",
@@ -149,7 +149,7 @@ def test_workflow_tasks_run_on_the_tables_runnable_types() -> None:
 def test_type_checks_before_a_task_come_from_the_table() -> None:
     inner = comp("inner", "team", participants=[comp("x", "agent")])
     team = comp("t", "team", "pkg.Team", participants=[comp("lonely", "agent", "x.AssistantAgent"), inner])
-    team["config"]["model_client"] = comp("sel", "model")
+    team["config"]["model_client"] = comp("sel", "model", "autogen_ext.models.openai.OpenAIChatCompletionClient")
     assert agent_problems(team) == [
         "agent 'lonely' has no model_client",
         "participant 'inner' is a team; teams inside teams are not supported",
@@ -182,7 +182,7 @@ def test_a_new_type_is_accepted_planned_and_laid_out_for_pull() -> None:
     assert isinstance(spec, ComponentSpec) and spec.component_type == "memory"
 
     agent = comp("a", "agent", "autogen_agentchat.agents.AssistantAgent", memory=[{"$ref": "notes"}])
-    tree = build_tree({"memories/notes.yaml": memory(), "agents/a.yaml": agent}, [])
+    tree = build_tree({"memories/notes.yaml": memory(), "agents/a.yaml": agent}, {})
     assert tree.errors == [] and tree.valid == ["a", "notes"]
     assert tree.nodes["a"].deps == ["notes"]
     plan = make_plan(

@@ -221,3 +221,57 @@ def test_flower_is_refused_beside_a_configured_redis(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert "--flower needs the embedded default" in proc.stderr and "Traceback" not in proc.stderr
     assert "--flower needs the embedded default" in json.loads(proc.stdout)["error"]
+
+
+def test_a_variable_that_is_no_secret_changes_what_is_synced_and_run(studio_url: str, standin, tmp_path: Path) -> None:
+    """`${MODEL}` set to another value is another component: the sync writes the rows again and a
+    cached task runs again; the same value again is no change. (The embedded default: its worker
+    has the command's environment.)"""
+    from tests.conftest import TEST_SECRET, StudioView
+    from tests.test_workflow_run import agent_doc, model_doc, write_docs, write_workflow
+
+    url, _ = standin
+    tree = tmp_path / "tree"
+    model = model_doc("m", url, model="${AGENTQ_PLAIN_MODEL:-first-model}")
+    team = {
+        "provider": "autogen_agentchat.teams.RoundRobinGroupChat",
+        "component_type": "team",
+        "label": "t",
+        "config": {"participants": [{"$ref": "alice"}], "max_turns": 1},
+    }
+    write_docs(tree, {"models/m.yaml": model, "agents/a.yaml": agent_doc("alice"), "teams/t.yaml": team})
+    wf = write_workflow(tree, [{"id": "ask", "description": "which model", "agent": {"$ref": "alice"}}])
+    user = f"plain-{tmp_path.name}"
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "STUDIO_URL", "AGENTQ_PLAIN_MODEL")}
+    env.update(AGENTQ_CACHE_DIR=str(tmp_path / "cache"), STUDIO_URL=studio_url, STUDIO_USER_ID=user)
+    env.update(AGENTQ_TEST_SECRET=TEST_SECRET)
+
+    def command(*args: str, **extra: str) -> dict:
+        done = subprocess.run(
+            [sys.executable, "-m", "producer.cli", *args, "--json"],
+            cwd=ROOT,
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    def the_model_in_studio() -> str:
+        (row,) = StudioView(studio_url, user).teams_by_label()["t"]
+        return row["component"]["config"]["participants"][0]["config"]["model_client"]["config"]["model"]
+
+    assert command("sync", str(tree))["counts"]["created"] >= 2
+    assert the_model_in_studio() == "first-model"
+    assert command("sync", str(tree), AGENTQ_PLAIN_MODEL="first-model")["counts"]["unchanged"] >= 3
+    changed = command("sync", str(tree), AGENTQ_PLAIN_MODEL="second-model")
+    assert changed["counts"]["updated"] >= 1 and the_model_in_studio() == "second-model", changed["counts"]
+    again = command("sync", str(tree), AGENTQ_PLAIN_MODEL="second-model")
+    assert again["counts"]["unchanged"] == 3 and again["studio_requests"] == {}, again["counts"]
+
+    first = command("run", str(wf))["tasks"]["ask"]
+    assert "first-model" in first["output"]  # the stand-in names the model it was asked as
+    assert command("run", str(wf))["tasks"]["ask"]["status"] == "cached"
+    other = command("run", str(wf), AGENTQ_PLAIN_MODEL="second-model")["tasks"]["ask"]
+    assert other["status"] == "done" and "second-model" in other["output"], other

@@ -51,7 +51,7 @@ def flat_waves(p):
 
 
 def test_nothing_cached_runs_everything_in_dependency_waves():
-    p = plan(build_tree(docs(), []))
+    p = plan(build_tree(docs(), {}))
     assert flat_waves(p) == [["m", "t", "x"], ["w"], ["a"], ["team"]]
     assert sorted(p.to_run) == ["a", "m", "t", "team", "w", "x"]
     assert all(st.status == "pending" for st in p.states.values())
@@ -60,7 +60,7 @@ def test_nothing_cached_runs_everything_in_dependency_waves():
 
 
 def test_cached_nodes_are_not_in_waves():
-    p = plan(build_tree(docs(), []), cached=["m", "t", "x"])
+    p = plan(build_tree(docs(), {}), cached=["m", "t", "x"])
     assert not {"m", "t", "x"} & set(p.to_run)
     for lbl in ("m", "t", "x"):
         assert p.states[lbl].status == "cached"
@@ -68,7 +68,7 @@ def test_cached_nodes_are_not_in_waves():
 
 
 def test_changed_node_wave_placement_ignores_cached_deps():
-    tree = build_tree(docs(), [])
+    tree = build_tree(docs(), {})
     p = plan(tree, cached=["m", "t", "x", "w"])
     # a depends on m and w, both cached: it can run at once; team follows.
     assert flat_waves(p) == [["a"], ["team"]]
@@ -80,7 +80,7 @@ def test_changed_node_wave_placement_ignores_cached_deps():
 
 
 def test_everything_cached_means_no_waves():
-    tree = build_tree(docs(), [])
+    tree = build_tree(docs(), {})
     p = plan(tree, cached=list(tree.valid), gallery_cached=True)
     assert p.waves == [] and p.to_run == []
     assert not p.gallery_needed
@@ -88,7 +88,7 @@ def test_everything_cached_means_no_waves():
 
 
 def test_cached_state_carries_the_cached_result():
-    tree = build_tree(docs(), [])
+    tree = build_tree(docs(), {})
     p = plan(tree, cached={"m": {"gallery_id": 42, "status": "bogus"}, "t": None})
     assert p.states["m"].to_dict() == {
         "type": "model",
@@ -101,7 +101,7 @@ def test_cached_state_carries_the_cached_result():
 
 
 def test_new_versus_changed_by_last_keys():
-    tree = build_tree(docs(), [])
+    tree = build_tree(docs(), {})
     p = plan(tree, last_keys={"a": "old-key", "team": "old"})
     assert p.changes["a"] == "changed"
     assert p.changes["team"] == "changed"
@@ -109,7 +109,7 @@ def test_new_versus_changed_by_last_keys():
 
 
 def test_gallery_needed_unless_cached():
-    tree = build_tree(docs(), [])
+    tree = build_tree(docs(), {})
     assert plan(tree).gallery_needed
     assert plan(tree, cached=list(tree.valid)).gallery_needed
     assert not plan(tree, gallery_cached=True).gallery_needed
@@ -117,7 +117,7 @@ def test_gallery_needed_unless_cached():
 
 
 def test_gallery_members_are_the_valid_standalone_kinds():
-    tree = build_tree(docs(), [])
+    tree = build_tree(docs(), {})
     p = plan(tree)
     assert p.gallery_members == gallery_members(tree) == ["a", "m", "t", "x"]
     assert p.gallery_key == tree_gallery_key(tree, "g")
@@ -125,17 +125,17 @@ def test_gallery_members_are_the_valid_standalone_kinds():
 
 
 def test_gallery_key_follows_member_keys():
-    base = plan(build_tree(docs(), [])).gallery_key
+    base = plan(build_tree(docs(), {})).gallery_key
     changed = docs()
     changed["models/m.yaml"]["config"]["model"] = "new"
-    assert plan(build_tree(changed, [])).gallery_key != base
+    assert plan(build_tree(changed, {})).gallery_key != base
     team_only = docs()
     team_only["teams/team.yaml"]["description"] = "teams are not gallery members"
-    assert plan(build_tree(team_only, [])).gallery_key == base
+    assert plan(build_tree(team_only, {})).gallery_key == base
 
 
 def test_no_gallery_without_members():
-    tree = build_tree({"w.yaml": comp("w", "workbench"), "c.yaml": comp("c", "chat_completion_context")}, [])
+    tree = build_tree({"w.yaml": comp("w", "workbench"), "c.yaml": comp("c", "chat_completion_context")}, {})
     p = plan(tree)
     assert p.gallery_members == [] and p.gallery_key is None
     assert not p.gallery_needed
@@ -145,7 +145,7 @@ def test_invalid_skipped_and_broken_files_get_states_and_no_work():
     d = docs()
     d["models/m.yaml"]["config"]["key"] = "${MISSING}"
     d["agents/bad.yaml"] = ConfigError(path="agents/bad.yaml", message="malformed YAML at line 1, column 1: x")
-    tree = build_tree(d, [])
+    tree = build_tree(d, {})
     p = plan(tree)
     assert p.states["m"].status == "failed"
     assert "MISSING" in p.states["m"].error
@@ -165,7 +165,7 @@ def test_invalid_skipped_and_broken_files_get_states_and_no_work():
 
 
 def test_batches_split_a_wave():
-    tree = build_tree({f"t{i:02d}.yaml": comp(f"t{i:02d}", "tool") for i in range(40)}, [])
+    tree = build_tree({f"t{i:02d}.yaml": comp(f"t{i:02d}", "tool") for i in range(40)}, {})
     p = plan(tree, batch_size=3)
     (wave,) = p.waves
     assert all(1 <= len(b) <= 3 for b in wave)
@@ -195,7 +195,7 @@ def trees_and_cache(draw):
         ctype = draw(st.sampled_from(["model", "tool", "agent", "team"]))
         d[f"c{i}.yaml"] = comp(f"c{i}", ctype, refs=[ref(f"c{j}") for j in lower])
     cached = draw(st.sets(st.sampled_from(sorted(deps))))
-    return build_tree(d, []), deps, cached
+    return build_tree(d, {}), deps, cached
 
 
 @HYPO
@@ -217,7 +217,7 @@ def test_plan_runs_exactly_the_uncached_nodes_in_minimal_waves(data, batch_size)
 def test_a_resident_plan_takes_again_the_first_states_decided_alike_and_makes_the_rest():
     """A watch's next plan: the same objects (and JSON) where label and fields are the same; a
     state whose cache entry changed is made anew, equal to what a plan with no memory makes."""
-    tree = build_tree(docs(), [])
+    tree = build_tree(docs(), {})
     entries = {lbl: {"outcome": "created", "team_id": None} for lbl in ("m", "t", "x", "w")}
     first = make_plan(
         tree,

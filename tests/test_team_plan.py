@@ -117,11 +117,11 @@ def test_a_name_that_climbs_out_of_the_tree_writes_inside_it(tmp_path: Path) -> 
 
 def test_the_model_must_be_a_model_component_of_the_tree() -> None:
     tree = build_tree(
-        {"models/m.yaml": model_doc("m", "http://127.0.0.1:9/v1"), "agents/a.yaml": agent_doc("alice")}, set()
+        {"models/m.yaml": model_doc("m", "http://127.0.0.1:9/v1"), "agents/a.yaml": agent_doc("alice")}, {}
     )
     assert model_problem(tree, "m") is None
     unknown = model_problem(tree, "nosuch", "the tree t")
     assert unknown is not None and "'nosuch'" in unknown and "the tree t" in unknown and "'m'" in unknown
     agent = model_problem(tree, "alice")
     assert agent is not None and "'alice'" in agent and "agent" in agent and "agents/a.yaml" in agent
-    assert "no model component" in (model_problem(build_tree({}, set()), "m") or "")
+    assert "no model component" in (model_problem(build_tree({}, {}), "m") or "")

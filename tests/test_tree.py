@@ -55,7 +55,7 @@ def errors_for(tree, path):
 
 
 def test_valid_tree():
-    tree = build_tree(basic_docs(), [])
+    tree = build_tree(basic_docs(), {})
     assert tree.errors == []
     assert tree.invalid == {} and tree.skipped == {} and tree.broken_files == {}
     assert tree.valid == ["a", "m", "t", "team", "x"]
@@ -72,7 +72,7 @@ def test_valid_tree():
 def test_resolved_inlines_recursively_and_keeps_specs_unresolved():
     docs = basic_docs()
     original = copy.deepcopy(docs)
-    tree = build_tree(docs, [])
+    tree = build_tree(docs, {})
     team = tree.resolved("team")
     assert team["config"]["participants"][0]["label"] == "a"
     agent = team["config"]["participants"][0]
@@ -89,7 +89,7 @@ def test_resolved_shares_one_dependency_used_twice():
         "m.yaml": comp("m", "model"),
         "a.yaml": comp("a", model_client=ref("m"), backup=ref("m")),
     }
-    resolved = build_tree(docs, []).resolved("a")
+    resolved = build_tree(docs, {}).resolved("a")
     assert resolved["config"]["model_client"] == resolved["config"]["backup"] == docs["m.yaml"]
 
 
@@ -99,7 +99,7 @@ def test_resolved_shares_one_dependency_used_twice():
 def test_parse_error_is_kept_and_file_marked_broken():
     err = ConfigError(path="agents/bad.yaml", message="malformed YAML at line 3, column 1: oops")
     docs = basic_docs() | {"agents/bad.yaml": err}
-    tree = build_tree(docs, [])
+    tree = build_tree(docs, {})
     assert tree.errors == [err]
     assert tree.broken_files == {"agents/bad.yaml": err.message}
     assert tree.valid == ["a", "m", "t", "team", "x"]
@@ -108,7 +108,7 @@ def test_parse_error_is_kept_and_file_marked_broken():
 def test_spec_error_names_file_and_field():
     doc = comp("m", "model")
     del doc["provider"]
-    tree = build_tree({"models/m.yaml": doc}, [])
+    tree = build_tree({"models/m.yaml": doc}, {})
     (err,) = tree.errors
     assert err.path == "models/m.yaml"
     assert err.field == "provider"
@@ -118,7 +118,7 @@ def test_spec_error_names_file_and_field():
 
 
 def test_unknown_component_type_names_file_and_field():
-    tree = build_tree({"x/y.yaml": comp("y", "agnet")}, [])
+    tree = build_tree({"x/y.yaml": comp("y", "agnet")}, {})
     (err,) = tree.errors
     assert (err.path, err.field) == ("x/y.yaml", "component_type")
     assert "agnet" in err.message
@@ -126,7 +126,7 @@ def test_unknown_component_type_names_file_and_field():
 
 def test_file_without_usable_label_is_broken():
     doc = comp("", "model")
-    tree = build_tree({"models/nolabel.yaml": doc}, [])
+    tree = build_tree({"models/nolabel.yaml": doc}, {})
     assert [(e.path, e.field) for e in tree.errors] == [("models/nolabel.yaml", "label")]
     assert "models/nolabel.yaml" in tree.broken_files
     assert "label" in tree.broken_files["models/nolabel.yaml"]
@@ -136,7 +136,7 @@ def test_file_without_usable_label_is_broken():
 def test_dependents_of_a_spec_invalid_file_are_skipped_naming_it():
     docs = basic_docs()
     del docs["models/m.yaml"]["provider"]
-    tree = build_tree(docs, [])
+    tree = build_tree(docs, {})
     assert [(e.path, e.field) for e in tree.errors] == [("models/m.yaml", "provider")]
     assert "m" in tree.invalid
     assert "m" not in tree.broken_files
@@ -147,7 +147,7 @@ def test_dependents_of_a_spec_invalid_file_are_skipped_naming_it():
 
 def test_duplicate_labels_name_both_files():
     docs = basic_docs() | {"models/other.yaml": comp("m", "model", model="other")}
-    tree = build_tree(docs, [])
+    tree = build_tree(docs, {})
     dup = [e for e in tree.errors if e.field == "label"]
     assert {e.path for e in dup} == {"models/m.yaml", "models/other.yaml"}
     by_path = {e.path: e.message for e in dup}
@@ -167,7 +167,7 @@ def test_duplicate_labels_name_both_files():
 def test_unknown_reference_names_file_field_and_label():
     docs = basic_docs()
     docs["teams/team.yaml"]["config"]["participants"].append(ref("ghost"))
-    tree = build_tree(docs, [])
+    tree = build_tree(docs, {})
     (err,) = tree.errors
     assert err.path == "teams/team.yaml"
     assert err.field == "config.participants[1]"
@@ -180,7 +180,7 @@ def test_unknown_reference_names_file_field_and_label():
 def test_bad_ref_mapping_names_file_and_field():
     docs = basic_docs()
     docs["agents/a.yaml"]["config"]["model_client"] = {"$ref": "m", "temperature": 0}
-    tree = build_tree(docs, [])
+    tree = build_tree(docs, {})
     (err,) = tree.errors
     assert (err.path, err.field) == ("agents/a.yaml", "config.model_client")
     assert "only key" in err.message
@@ -191,7 +191,7 @@ def test_bad_ref_mapping_names_file_and_field():
 def test_missing_env_var_names_file_field_and_variable():
     docs = basic_docs()
     docs["models/m.yaml"]["config"]["api_key"] = "${OPENAI_API_KEY}"
-    tree = build_tree(docs, [])
+    tree = build_tree(docs, {})
     (err,) = tree.errors
     assert (err.path, err.field) == ("models/m.yaml", "config.api_key")
     assert "OPENAI_API_KEY" in err.message
@@ -199,14 +199,14 @@ def test_missing_env_var_names_file_field_and_variable():
     assert set(tree.skipped) == {"a", "team"}
     assert tree.valid == ["t", "x"]
     # Set, it is fine; with a default it is never required.
-    assert build_tree(docs, ["OPENAI_API_KEY"]).errors == []
+    assert build_tree(docs, {"OPENAI_API_KEY": "set"}).errors == []
     docs["models/m.yaml"]["config"]["api_key"] = "${OPENAI_API_KEY:-none}"
-    assert build_tree(docs, []).errors == []
+    assert build_tree(docs, {}).errors == []
 
 
 def test_invalid_variable_name_names_file_and_field():
     docs = {"m.yaml": comp("m", "model", url="${1BAD}")}
-    tree = build_tree(docs, ["1BAD"])
+    tree = build_tree(docs, {"1BAD": "set"})
     (err,) = tree.errors
     assert (err.path, err.field) == ("m.yaml", "config.url")
     assert "invalid variable name ${1BAD} (for the text itself, write $${1BAD})" in err.message
@@ -214,7 +214,7 @@ def test_invalid_variable_name_names_file_and_field():
 
 def test_a_variable_in_a_label_is_an_error_even_when_set():
     docs = {"m.yaml": {**comp("m", "model"), "label": "${HOME}"}}
-    tree = build_tree(docs, ["HOME"])
+    tree = build_tree(docs, {"HOME": "set"})
     (err,) = tree.errors
     assert (err.path, err.field) == ("m.yaml", "label") and "cannot hold a variable" in err.message
 
@@ -225,7 +225,7 @@ def test_cycle_names_every_file_and_skips_dependents():
         "agents/q.yaml": comp("q", handoff=ref("p")),
         "teams/pq.yaml": comp("pq", "team", participants=[ref("p"), ref("a")]),
     }
-    tree = build_tree(docs, [])
+    tree = build_tree(docs, {})
     cyc = [e for e in tree.errors if "reference cycle" in e.message]
     assert {e.path for e in cyc} == {"agents/p.yaml", "agents/q.yaml"}
     for e in cyc:
@@ -246,15 +246,15 @@ def test_self_reference_is_a_cycle():
 def test_str_of_errors_names_file_and_field():
     docs = basic_docs()
     docs["agents/a.yaml"]["config"]["tools"] = [ref("nope")]
-    (err,) = build_tree(docs, []).errors
+    (err,) = build_tree(docs, {}).errors
     assert str(err).startswith("agents/a.yaml: config.tools[0]: unknown reference 'nope'")
 
 
 def test_independent_nodes_stay_valid_with_unchanged_keys():
-    good = build_tree(basic_docs(), [])
+    good = build_tree(basic_docs(), {})
     docs = basic_docs()
     docs["agents/a.yaml"]["config"]["tools"] = [ref("nope")]
-    bad = build_tree(docs, [])
+    bad = build_tree(docs, {})
     assert bad.valid == ["m", "t", "x"]
     for lbl in ("m", "t", "x"):
         assert bad.nodes[lbl].key == good.nodes[lbl].key
@@ -268,7 +268,7 @@ def test_skips_propagate_transitively_with_reasons():
         "3.yaml": comp("top", "team", participants=[ref("mid")]),
         "4.yaml": comp("side", "tool"),
     }
-    tree = build_tree(docs, [])
+    tree = build_tree(docs, {})
     assert tree.skipped == {
         "mid": "depends on 'base' (1.yaml) which is invalid",
         "top": "depends on 'mid' (2.yaml) which was skipped",
@@ -284,24 +284,24 @@ def keys(tree):
 
 
 def test_changing_a_leaf_changes_exactly_its_transitive_dependents():
-    before = keys(build_tree(basic_docs(), []))
+    before = keys(build_tree(basic_docs(), {}))
     docs = basic_docs()
     docs["tools/t.yaml"]["config"]["name"] = "renamed"
-    after = keys(build_tree(docs, []))
+    after = keys(build_tree(docs, {}))
     assert {lbl for lbl in before if before[lbl] != after[lbl]} == {"t", "a", "team"}
 
 
 def test_description_change_changes_key():
     docs = basic_docs()
     docs["terminations/x.yaml"]["description"] = "other"
-    after = keys(build_tree(docs, []))
-    before = keys(build_tree(basic_docs(), []))
+    after = keys(build_tree(docs, {}))
+    before = keys(build_tree(basic_docs(), {}))
     assert {lbl for lbl in before if before[lbl] != after[lbl]} == {"x", "team"}
 
 
 def test_file_path_does_not_change_keys():
     docs = {("moved/" + p): d for p, d in basic_docs().items()}
-    assert keys(build_tree(docs, [])) == keys(build_tree(basic_docs(), []))
+    assert keys(build_tree(docs, {})) == keys(build_tree(basic_docs(), {}))
 
 
 def reorder(value):
@@ -315,7 +315,7 @@ def reorder(value):
 def test_key_does_not_depend_on_dict_key_order():
     docs = {p: reorder(d) for p, d in reversed(list(basic_docs().items()))}
     assert list(docs["agents/a.yaml"]) != list(basic_docs()["agents/a.yaml"])
-    assert keys(build_tree(docs, [])) == keys(build_tree(basic_docs(), []))
+    assert keys(build_tree(docs, {})) == keys(build_tree(basic_docs(), {}))
 
 
 def test_list_order_does_change_the_key():
@@ -323,7 +323,7 @@ def test_list_order_does_change_the_key():
     docs["agents/a.yaml"]["config"]["tools"] = [ref("t"), {"inline": 1}]
     swapped = basic_docs()
     swapped["agents/a.yaml"]["config"]["tools"] = [{"inline": 1}, ref("t")]
-    assert build_tree(docs, []).nodes["a"].key != build_tree(swapped, []).nodes["a"].key
+    assert build_tree(docs, {}).nodes["a"].key != build_tree(swapped, {}).nodes["a"].key
 
 
 def test_env_var_values_do_not_change_keys():
@@ -376,11 +376,11 @@ def component_dags(draw):
 @given(graph=component_dags(), data=st.data())
 def test_a_change_changes_the_keys_of_exactly_the_node_and_its_dependents(graph, data):
     docs, deps = graph
-    before = keys(build_tree(docs, []))
+    before = keys(build_tree(docs, {}))
     changed = data.draw(st.sampled_from(sorted(deps)))
     edited = copy.deepcopy(docs)
     edited[f"dir/{changed}.yaml"]["config"]["n"] = -1
-    after = keys(build_tree(edited, []))
+    after = keys(build_tree(edited, {}))
     differing = {lbl for lbl in before if before[lbl] != after[lbl]}
     assert differing == {changed} | dependents_of(deps, [changed])
 
@@ -389,7 +389,7 @@ def test_a_change_changes_the_keys_of_exactly_the_node_and_its_dependents(graph,
 
 
 def test_examples_tree_is_valid_and_covers_every_component_type():
-    tree = build_tree(scan(EXAMPLES).documents, os.environ.keys())
+    tree = build_tree(scan(EXAMPLES).documents, os.environ)
     assert tree.errors == []
     assert tree.invalid == {} and tree.skipped == {} and tree.broken_files == {}
     assert sorted(tree.nodes) == tree.valid
@@ -402,14 +402,14 @@ def test_examples_tree_is_valid_and_covers_every_component_type():
 
 
 def test_examples_tree_needs_no_environment():
-    tree = build_tree(scan(EXAMPLES).documents, [])
+    tree = build_tree(scan(EXAMPLES).documents, {})
     assert tree.errors == []
-    assert keys(tree) == keys(build_tree(scan(EXAMPLES).documents, os.environ.keys()))
+    assert keys(tree) == keys(build_tree(scan(EXAMPLES).documents, os.environ))
 
 
 @pytest.mark.parametrize("team", ["research-team", "review-team", "solo-researcher"])
 def test_example_teams_depend_on_agents_and_terminations(team):
-    tree = build_tree(scan(EXAMPLES).documents, [])
+    tree = build_tree(scan(EXAMPLES).documents, {})
     types = {tree.nodes[d].component_type for d in tree.nodes[team].deps}
     assert types == {"agent", "termination"}
 
@@ -422,22 +422,22 @@ def test_a_component_too_big_once_inlined_is_an_error_and_its_users_are_skipped(
     docs["t.yaml"] = comp("t", "team", participants=[{"$ref": f"a{i}"} for i in range(3)])
     docs["u.yaml"] = comp("u", "team", participants=[{"$ref": "t"}])
     limits = TreeLimits(max_request_bytes=3000)
-    tree = build_tree(docs, [], limits=limits)
+    tree = build_tree(docs, {}, limits=limits)
     size_a = tree.nodes["a0"].resolved_size
     assert size_a > 4 * 300 and size_a < 3000 and "a0" in tree.valid
     assert "MAX_REQUEST_BYTES" in tree.invalid["t"] and "t.yaml" in tree.invalid["t"]
     assert "u" in tree.skipped
-    assert build_tree(docs, [], limits=TreeLimits(max_request_bytes=10**6)).valid == ["a0", "a1", "a2", "m", "t", "u"]
+    assert build_tree(docs, {}, limits=TreeLimits(max_request_bytes=10**6)).valid == ["a0", "a1", "a2", "m", "t", "u"]
 
 
 def test_a_team_with_too_many_participants_is_an_error_naming_the_field() -> None:
     from shared.core.tree import TreeLimits
 
     docs = {"t.yaml": comp("t", "team", participants=[{"name": f"p{i}"} for i in range(11)])}
-    tree = build_tree(docs, [], limits=TreeLimits(max_participants=10))
+    tree = build_tree(docs, {}, limits=TreeLimits(max_participants=10))
     [error] = tree.errors
     assert error.field == "config.participants" and "MAX_PARTICIPANTS" in error.message
-    assert build_tree(docs, [], limits=TreeLimits(max_participants=11)).valid == ["t"]
+    assert build_tree(docs, {}, limits=TreeLimits(max_participants=11)).valid == ["t"]
 
 
 @pytest.mark.parametrize(
@@ -462,5 +462,23 @@ def test_a_broken_file_says_the_field_its_parse_found_at_fault() -> None:
     from shared.core.tree import build_tree
 
     doc = parse_document("n.yaml", b"provider: x.y\ncomponent_type: tool\nlabel: n\nconfig: {max_messages: .nan}\n")
-    tree = build_tree({"n.yaml": doc}, set())
+    tree = build_tree({"n.yaml": doc}, {})
     assert tree.broken_files["n.yaml"] == "config.max_messages: NaN and infinity cannot be represented in JSON"
+
+
+def test_a_variable_that_is_no_secret_is_keyed_by_its_value_a_secret_by_its_name_only():
+    """`${MODEL}` under another value is another component (Studio must get it, a cached task must
+    not answer for it); a key rotated under the same name is not (no value of a secret is hashed)."""
+    model = comp("m", "model", model="${MODEL:-llama3.2}", api_key="${OPENAI_API_KEY}")
+    docs = {"m.yaml": model, "a.yaml": comp("a", "agent", model_client=ref("m"))}
+
+    def keys_with(**env: str) -> dict[str, str]:
+        tree = build_tree(docs, {"OPENAI_API_KEY": "sk-one-two-three", **env})
+        assert tree.errors == []
+        return {label: node.key for label, node in tree.nodes.items()}
+
+    base = keys_with()
+    assert keys_with(MODEL="llama3.2") == base  # the default, written out
+    assert keys_with(OPENAI_API_KEY="sk-rotated-key-value") == base
+    other = keys_with(MODEL="qwen2.5")
+    assert other["m"] != base["m"] and other["a"] != base["a"]  # and what embeds it

@@ -14,7 +14,7 @@ from shared.core.tree import Tree, TreeLimits, build_tree
 from shared.core.tree_update import LastTree, tree_of
 
 Docs = dict[str, "dict[str, Any] | ConfigError"]
-ENV = frozenset({"KEY"})
+ENV = {"KEY": "set"}
 
 
 def _comp(provider: str, ctype: str, label: str, **config: object) -> dict[str, Any]:
@@ -87,7 +87,7 @@ def _seen(tree: Tree) -> dict[str, Any]:
     }
 
 
-def _after(docs: Docs, edit: Any, limits: TreeLimits | None = None, env: frozenset[str] = ENV) -> tuple[Tree, bool]:
+def _after(docs: Docs, edit: Any, limits: TreeLimits | None = None, env: dict[str, str] = ENV) -> tuple[Tree, bool]:
     """The tree after `edit(docs)`, from the last tree of `docs`; and whether it took the short way.
     Checked against a full build of the edited files."""
     limits = limits or TreeLimits()
@@ -208,5 +208,5 @@ def test_facts_read_back_from_the_cache_compare_as_the_parsed_ones() -> None:
 
 
 def test_another_environment_builds_anew() -> None:
-    _, short = _after(_docs(), _set("agents/a1.json", "config", "description", value="x"), env=ENV | {"OTHER"})
+    _, short = _after(_docs(), _set("agents/a1.json", "config", "description", value="x"), env=ENV | {"OTHER": "set"})
     assert not short

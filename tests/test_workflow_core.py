@@ -50,7 +50,7 @@ def tree_with(**extra: dict):
         },
     }
     docs.update({f"{label}.yaml": {"provider": "p.X", "label": label, **doc} for label, doc in extra.items()})
-    return build_tree(docs, set())
+    return build_tree(docs, {})
 
 
 def test_both_spellings_parse_to_the_same_workflow() -> None:
@@ -242,6 +242,8 @@ def test_task_key_covers_spec_agent_and_inputs_but_not_secret_values() -> None:
     assert base != task_key(
         "g", task, {"config": {"model_client": {"config": {"api_key": "${OTHER}"}}}}, [("a", "k1", "out")]
     )
+    # the agent's node key holds its ${VAR}s that are no secret by value (shared/core/tree.py)
+    assert base != task_key("g", task, agent, [("a", "k1", "out")], agent_key="node-key-under-another-MODEL")
 
 
 def test_retry_after_seconds_and_dates() -> None:

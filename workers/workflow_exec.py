@@ -96,7 +96,7 @@ async def _end_one(tasks: _Tasks, tid: str) -> None:
     async def work() -> NodeState:
         states = tasks.ender.states
         inputs = [(dep, states[dep].key or "", tasks.outputs.get(dep, "")) for dep in task.get("dependencies", [])]
-        key = task_key(record["goal"], task, record["agent"], inputs)
+        key = task_key(record["goal"], task, record["agent"], inputs, record.get("agent_key", ""))
         hit = await _cached(ctx, record, key)
         if hit is None:
             return await _run(ctx, tid, record, inputs, key, tasks.order, produced)

@@ -274,7 +274,7 @@ def _tree_model(target: str, tree: Path) -> dict[str, Any]:
     from shared.core.tree import build_tree
 
     scanned = scan(tree.resolve())
-    built = build_tree(scanned.documents, os.environ.keys(), scanned.facts)
+    built = build_tree(scanned.documents, os.environ, scanned.facts)
     node = built.nodes.get(target)
     if node is None or node.component_type != "model" or target not in built.valid:
         raise InvalidInput(f"--model {target!r}: no valid model component with that label in {tree}")

@@ -177,7 +177,7 @@ def _built(root: Path) -> Tree:
 
     settings = load_settings()
     result = scan(root, default_cache_path(root, settings.cache_dir), limits=scan_limits(settings))
-    return build_tree(result.documents, environment().keys(), result.facts, limits=tree_limits(settings))
+    return build_tree(result.documents, environment(), result.facts, limits=tree_limits(settings))
 
 
 def _check_component(said: str, path: Path, label: str | None, rel: str | None, built: Tree) -> None:

@@ -6,13 +6,14 @@ validated nor hashed again.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from shared.core.components import members_field
 from shared.core.errors import ConfigError
 from shared.core.hashing import canonical_json, sha256_hex
-from shared.core.refs import find_refs, find_variables
+from shared.core.refs import find_refs, find_variables, plain_variables
 from shared.core.specs import validate_spec
 
 
@@ -27,6 +28,16 @@ class FileFacts:
     variables: list[tuple[str, str]] = field(default_factory=list)  # (field path, name)
     size: int = 0  # bytes of the canonical JSON, before references are inlined
     participants: int = 0  # a team's participants (its type's members), inline or referenced
+    plain: list[tuple[str, str | None]] = field(default_factory=list)  # (name, default): values in its key
+
+    def keyed_hash(self, env: Mapping[str, str]) -> str:
+        """The content hash with the values its variables that are no secret have in `env`: the
+        same file under another `${MODEL}` is another component. A secret's value stays out
+        (its name is in the content); a rotated key is a `--force`."""
+        if not self.plain:
+            return self.content_hash
+        values = [[name, env.get(name, default)] for name, default in self.plain]
+        return sha256_hex(canonical_json([self.content_hash, values]))
 
     def to_json(self) -> list[Any]:
         return [
@@ -39,12 +50,13 @@ class FileFacts:
             self.variables,
             self.size,
             self.participants,
+            self.plain,
         ]
 
     @classmethod
     def from_json(cls, data: list[Any]) -> FileFacts:
         # pairs stay JSON lists here: this runs for every unchanged file on every scan
-        label, ctype, digest, errors, refs, problems, variables, size, participants = data
+        label, ctype, digest, errors, refs, problems, variables, size, participants, plain = data
         return cls(
             label,
             ctype,
@@ -55,6 +67,7 @@ class FileFacts:
             variables,
             size,
             participants,
+            plain,
         )
 
 
@@ -91,6 +104,7 @@ def file_facts(path: str, doc: dict[str, Any]) -> FileFacts:
         find_variables(doc),
         len(canonical),
         _participants(doc, component_type),
+        plain_variables(doc),
     )
 
 

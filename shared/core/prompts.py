@@ -25,11 +25,17 @@ def task_prompt(goal: str, task: dict[str, Any], inputs: Iterable[tuple[str, str
 
 
 def task_key(
-    goal: str, task: dict[str, Any], agent_spec: dict[str, Any], inputs: Iterable[tuple[str, str, str]]
+    goal: str,
+    task: dict[str, Any],
+    agent_spec: dict[str, Any],
+    inputs: Iterable[tuple[str, str, str]],
+    agent_key: str = "",
 ) -> str:
     """Cache key of a task run. `agent_spec` is the agent/team with its model inlined and `${VAR}`
-    NOT resolved: secrets stay out of the key, their names and presence are in it. `inputs` are
-    (task id, dependency key, dependency output)."""
+    NOT resolved: secrets stay out of the key, their names and presence are in it. `agent_key`:
+    its node's key, which holds the values of its `${VAR}`s that are no secret (a task run under
+    another `${MODEL}` is another run). `inputs` are (task id, dependency key, dependency output)."""
     static = {k: task.get(k) for k in ("id", "description", "expected_output")}
     deps = [(tid, key, sha256_hex(output)) for tid, key, output in sorted(inputs)]
-    return sha256_hex(WORKFLOW_SCHEMA, goal, canonical_json(static), canonical_json(agent_spec), canonical_json(deps))
+    spec = canonical_json(agent_spec)
+    return sha256_hex(WORKFLOW_SCHEMA, goal, canonical_json(static), spec, canonical_json(deps), agent_key)

@@ -144,11 +144,10 @@ def _replacement(match: re.Match[str], env: Mapping[str, str]) -> str:
     escaped, name, default = match.groups()
     if escaped:
         return match.group(0)[1:]
-    if name in env:
-        return env[name]
-    if default is not None:
-        return default
-    raise MissingVariable(name, "")
+    value = env.get(name, default)
+    if value is None:
+        raise MissingVariable(name, "")
+    return value
 
 
 FRAGMENT = 8  # a run of this many characters of a secret is scrubbed wherever it stands
@@ -202,19 +201,32 @@ def secret_values(spec: object, env: Mapping[str, str]) -> list[str]:
     system message) are the model's to see and to repeat: scrubbing them would change its answers
     and what dependent tasks are given. A value shorter than MIN_SECRET is no key or token ("none",
     "EMPTY" and "ollama" are what local servers take) and is left as it is, for the same reason."""
-    values: set[str] = set()
+    values = {node for path, node in _walk(spec, "") if isinstance(node, str) and _literal_secret(path, node)}
+    values |= {env[name] for name, _default, secret in _placeholders_judged(spec) if secret and env.get(name)}
+    return sorted((v for v in values if len(v) >= MIN_SECRET), key=len, reverse=True)
+
+
+def plain_variables(spec: object) -> list[tuple[str, str | None]]:
+    """(name, default) of each `${VAR}` in `spec` that is no secret (see secret_values): its value
+    is part of what the component is, so a changed value is a changed component (cache keys)."""
+    found = {(n, d) for n, d, secret in _placeholders_judged(spec) if not secret and is_valid_variable_name(n)}
+    return sorted(found, key=lambda pair: (pair[0], pair[1] or ""))
+
+
+def _literal_secret(path: str, text: str) -> bool:
+    return "${" not in text and holds_a_secret(path.rpartition(".")[2])
+
+
+def _placeholders_judged(spec: object) -> Iterator[tuple[str, str | None, bool]]:
+    """(name, default, whether its value is a secret) of every `${...}` in a string of `spec`."""
     for path, node in _walk(spec, ""):
-        if not isinstance(node, str):
+        if not isinstance(node, str) or "${" not in node:
             continue
         secret_field = holds_a_secret(path.rpartition(".")[2])
-        if secret_field and "${" not in node:
-            values.add(node)
         for match in _VAR.finditer(node):
-            escaped, name, _default = match.groups()
-            secret = secret_field or names_a_secret(name) or _in_userinfo(node, match)
-            if not escaped and secret and env.get(name):
-                values.add(env[name])
-    return sorted((v for v in values if len(v) >= MIN_SECRET), key=len, reverse=True)
+            escaped, name, default = match.groups()
+            if not escaped:
+                yield name, default, secret_field or names_a_secret(name) or _in_userinfo(node, match)
 
 
 def _in_userinfo(text: str, match: re.Match[str]) -> bool:

@@ -89,11 +89,12 @@ class TreeLimits:
 
 def build_tree(
     documents: Mapping[str, dict[str, Any] | ConfigError],
-    env_names: Collection[str],
+    env: Mapping[str, str],
     facts: Mapping[str, FileFacts] | None = None,
     limits: TreeLimits | None = None,
 ) -> Tree:
-    """`facts` may carry precomputed FileFacts by path (from the scan cache)."""
+    """`env`: the environment the tree's `${VAR}`s are checked against (and the values of those
+    that are no secret keyed); `facts` may carry precomputed FileFacts by path (from the scan cache)."""
     limits = limits or TreeLimits()
     tree = Tree()
     problems: dict[str, list[ConfigError]] = {}
@@ -103,9 +104,9 @@ def build_tree(
         ff = _facts_of(tree, path, documents, known)
         if ff is None:
             continue
-        node = _node(path, ff, documents)
+        node = _node(path, ff, documents, env)
         by_label.setdefault(node.label, []).append(node)
-        errs = own_problems(path, ff, env_names, limits)
+        errs = own_problems(path, ff, env, limits)
         if errs:
             problems[path] = errs
     _link(tree, by_label, problems)
@@ -114,7 +115,9 @@ def build_tree(
     return tree
 
 
-def _node(path: str, ff: FileFacts, documents: Mapping[str, dict[str, Any] | ConfigError]) -> Node:
+def _node(
+    path: str, ff: FileFacts, documents: Mapping[str, dict[str, Any] | ConfigError], env: Mapping[str, str]
+) -> Node:
     return Node(
         size=ff.size,
         label=str(ff.label),
@@ -123,7 +126,7 @@ def _node(path: str, ff: FileFacts, documents: Mapping[str, dict[str, Any] | Con
         documents=documents,
         deps=sorted({target for _, target in ff.refs}),
         refs=ff.refs,
-        content_hash=ff.content_hash,
+        content_hash=ff.keyed_hash(env),
     )
 
 

@@ -9,7 +9,7 @@ build. Any other change builds the tree anew (shared/core/tree.py), which is alw
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -31,28 +31,28 @@ class LastTree:
     facts: dict[str, FileFacts]  # by path: the same objects the scan hands out for unchanged files
     paths: frozenset[str]  # every document's path
     broken: dict[str, Any]  # path -> the document of each file that has no facts (its error)
-    env_names: frozenset[str]
+    env: frozenset[tuple[str, str]]
     limits: TreeLimits
     dependents: dict[str, list[str]]  # label -> the labels that reference it
 
 
 def tree_of(
     documents: Documents,
-    env_names: Collection[str],
+    env: Mapping[str, str],
     facts: Mapping[str, FileFacts],
     limits: TreeLimits,
     last: LastTree | None = None,
 ) -> tuple[Tree, LastTree]:
     """The tree `build_tree` would build, from `last` when the change allows; and what to keep for
     the next call."""
-    env, paths = frozenset(env_names), frozenset(documents)
+    environ, paths = frozenset(env.items()), frozenset(documents)
     broken = {p: documents[p] for p in paths - facts.keys()}
-    if last is not None and (env, limits, paths, broken) == (last.env_names, last.limits, last.paths, last.broken):
-        tree = _updated(last, documents, facts)
+    if last is not None and (environ, limits, paths, broken) == (last.env, last.limits, last.paths, last.broken):
+        tree = _updated(last, documents, facts, env)
         if tree is not None:
             return tree, replace(last, tree=tree, facts=dict(facts))
     tree = build_tree(documents, env, facts, limits)
-    return tree, LastTree(tree, dict(facts), paths, broken, env, limits, _dependents(tree))
+    return tree, LastTree(tree, dict(facts), paths, broken, environ, limits, _dependents(tree))
 
 
 def _dependents(tree: Tree) -> dict[str, list[str]]:
@@ -75,10 +75,11 @@ def _same_shape(old: FileFacts, new: FileFacts) -> bool:
         and not (old.errors or new.errors or old.ref_problems or new.ref_problems)
         and _pairs(old.refs) == _pairs(new.refs)
         and _pairs(old.variables) == _pairs(new.variables)
+        and _pairs(old.plain) == _pairs(new.plain)
     )
 
 
-def _changed_labels(last: LastTree, facts: Mapping[str, FileFacts]) -> list[str] | None:
+def _changed_labels(last: LastTree, facts: Mapping[str, FileFacts], env: Mapping[str, str]) -> list[str] | None:
     """The labels of the valid nodes whose content alone changed; None for any other change."""
     if len(facts) != len(last.facts):
         return None
@@ -97,15 +98,17 @@ def _changed_labels(last: LastTree, facts: Mapping[str, FileFacts]) -> list[str]
         node = tree.nodes.get(label)
         if node is None or node.path != path or label in tree.invalid or label in tree.skipped:
             return None
-        if own_problems(path, new, last.env_names, last.limits):
+        if own_problems(path, new, env, last.limits):
             return None
         labels.append(label)
     return labels
 
 
-def _updated(last: LastTree, documents: Documents, facts: Mapping[str, FileFacts]) -> Tree | None:
+def _updated(
+    last: LastTree, documents: Documents, facts: Mapping[str, FileFacts], env: Mapping[str, str]
+) -> Tree | None:
     """The new tree, or None when the change is one to build anew."""
-    labels = _changed_labels(last, facts)
+    labels = _changed_labels(last, facts, env)
     if labels is None:
         return None
     old = last.tree
@@ -129,8 +132,9 @@ def _updated(last: LastTree, documents: Documents, facts: Mapping[str, FileFacts
             size = ff.size + sum(nodes[t].resolved_size for _, t in node.refs)
             if size > last.limits.max_request_bytes:
                 return None
-            key = node_key(ff.content_hash, [(d, nodes[d].key) for d in node.deps])
-            nodes[label] = replace(node, content_hash=ff.content_hash, size=ff.size, resolved_size=size, key=key)
+            digest = ff.keyed_hash(env)
+            key = node_key(digest, [(d, nodes[d].key) for d in node.deps])
+            nodes[label] = replace(node, content_hash=digest, size=ff.size, resolved_size=size, key=key)
     return Tree(
         nodes=nodes,
         errors=list(old.errors),
