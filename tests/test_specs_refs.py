@@ -433,3 +433,18 @@ def test_a_field_path_of_a_resolved_spec_is_found_in_the_file_that_wrote_it() ->
     assert file_at(files, "config.participants[1].config.tools[0]") == ("agents/a.yaml", "config.tools[0]")
     assert file_at(files, "config.participants[10].config.x") == ("agents/b.yaml", "config.x")
     assert file_at(files, "config.participants[0]") == ("teams/t.yaml", "config.participants[0]")
+
+
+def test_a_secret_a_server_quotes_escaped_is_scrubbed_too() -> None:
+    """A password with a quote, a backslash or an accent, as a server's error echoes the request
+    body (JSON, or JSON inside JSON) or its URL: no form of it survives."""
+    import json
+    import urllib.parse
+
+    from shared.core.refs import redact
+
+    secret = 'sk-Q"UOTE\\SECRET\u00e9-0123'
+    once = json.dumps({"api_key": secret})
+    for echoed in (once, json.dumps(once), json.dumps({"k": secret}, ensure_ascii=False), urllib.parse.quote(secret)):
+        scrubbed = redact(f"bad body near: {echoed}", [secret])
+        assert "SECRET" not in scrubbed and "UOTE" not in scrubbed, scrubbed

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -156,12 +158,25 @@ MIN_SECRET = 8  # see secret_values
 
 def redact(text: str, secrets: list[str]) -> str:
     """`text` with every secret scrubbed, and every fragment of one too: servers shorten what they
-    quote (pydantic writes "sk-abc...xyz"), and half a key is still a leak."""
+    quote (pydantic writes "sk-abc...xyz"), and half a key is still a leak. Each secret also as a
+    server may quote it: JSON-escaped (once or twice, `\u00e9` or not) and URL-encoded."""
     for value in secrets:
-        text = text.replace(value, "***")
-        if len(value) >= FRAGMENT:
-            text = _scrub_fragments(text, value)
+        forms = _forms(value)
+        for form in forms:  # whole first: a fragment of one form may be part of another
+            text = text.replace(form, "***")
+        for form in forms:
+            if len(form) >= FRAGMENT:
+                text = _scrub_fragments(text, form)
     return text
+
+
+def _forms(value: str) -> list[str]:
+    """`value` and the ways a server's message may write it, longest first."""
+    forms = {value, urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value)}
+    for ascii_only in (True, False):
+        once = json.dumps(value, ensure_ascii=ascii_only)[1:-1]
+        forms |= {once, json.dumps(once, ensure_ascii=ascii_only)[1:-1]}
+    return sorted(forms, key=len, reverse=True)
 
 
 def redact_all(value: Any, secrets: list[str]) -> Any:
