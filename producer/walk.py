@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,7 +49,7 @@ def _ignore_spec(root: Path) -> GitIgnoreSpec | None:
 
     try:
         return pathspec.GitIgnoreSpec.from_lines(lines)
-    except ValueError as exc:  # pathspec's pattern errors are ValueErrors
+    except (ValueError, re.error) as exc:  # pathspec's pattern errors; a range Python's re refuses (`[z-a]`)
         number = next((n for n, line in enumerate(lines, 1) if not _parses(line)), None)
         raise InvalidInput(f"{path}: {f'line {number}: ' if number else ''}{exc}") from exc
 
@@ -58,7 +59,7 @@ def _parses(line: str) -> bool:
 
     try:
         pathspec.GitIgnoreSpec.from_lines([line])
-    except ValueError:
+    except (ValueError, re.error):
         return False
     return True
 

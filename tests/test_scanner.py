@@ -229,6 +229,7 @@ def test_suffixes_are_read_in_any_case(tree):
     ("content", "said"),
     [
         (b"drafts/\n\\\n", "line 2: Invalid git pattern"),
+        (b"drafts/\nteams/[z-a]*\n", "line 2: bad character range z-a"),  # Python's re refuses it
         (b"\xff\xfe\n", "not UTF-8 text"),
         (None, "not a regular file"),  # a FIFO: reading it would block forever
     ],
