@@ -161,6 +161,18 @@ class Settings(BaseSettings):
         port = str(data.get("EXPORTER_PORT", data.get("exporter_port", 9808)))
         return {**data, "EXPORTER_URL": f"http://127.0.0.1:{port}"} if port.isdigit() else data
 
+    @field_validator("cache_dir")
+    @classmethod
+    def _a_folder(cls, value: Path) -> Path:
+        """A folder, or one that can be made: a file there (or above it) would fail every command
+        that writes its cache, far from the cause."""
+        for at in (value, *value.parents):
+            if at.exists():
+                if not at.is_dir():
+                    raise ValueError(f"{at} is not a folder" if at == value else f"{at}, above it, is not a folder")
+                return value
+        return value
+
     @field_validator("studio_url", "exporter_url")
     @classmethod
     def _http_url(cls, value: str) -> str:

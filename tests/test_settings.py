@@ -112,3 +112,19 @@ def test_celery_on_the_workers_app_says_a_bad_setting_in_one_line(env: dict[str,
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and says in out, out
     assert "Traceback" not in out and "Sup3rS3cret" not in out and len(out.strip().splitlines()) <= 2, out
+
+
+def test_a_cache_dir_that_is_a_file_is_refused_naming_it(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """Every command writes there: a file in its place (or above it) is one line, exit 2, not a
+    traceback from the first write."""
+    (tmp_path / "file").write_text("")
+    for where, said in (
+        (tmp_path / "file", "is not a folder"),
+        (tmp_path / "file" / "sub", "above it, is not a folder"),
+    ):
+        monkeypatch.setenv("AGENTQ_CACHE_DIR", str(where))
+        with pytest.raises(InvalidInput) as refused:
+            load_settings()
+        assert f"AGENTQ_CACHE_DIR: {tmp_path / 'file'}" in str(refused.value) and said in str(refused.value)
+    monkeypatch.setenv("AGENTQ_CACHE_DIR", str(tmp_path / "new" / "cache"))  # made when first written
+    assert load_settings().cache_dir == tmp_path / "new" / "cache"
