@@ -60,6 +60,11 @@ def unavailable(url: str, exc: StudioError) -> ServiceUnavailable:
     where = shown_url(url)
     if exc.status in (401, 403):
         return ServiceUnavailable(f"AutoGen Studio at {where} refused us: {exc} (is STUDIO_TOKEN what it expects?)")
+    if exc.status == 404:  # Studio answers its version at /api/version: this is no Studio's root
+        return ServiceUnavailable(
+            f"{where} has no AutoGen Studio API (GET /api/version answered 404): STUDIO_URL is the "
+            f"server's root, as `http://host:8081`, without `/api`: {exc}"
+        )
     if not_studio(exc):
         return ServiceUnavailable(
             f"{where} does not answer as AutoGen Studio does (does STUDIO_URL name another server, "
@@ -80,7 +85,7 @@ def studio_version(settings: Settings, metrics: Metrics) -> tuple[str, Counter[s
                 return await studio.version() or "", studio.requests
             except StudioError as exc:
                 # refused (401, 403): every call of the run would be too
-                if exc.status is None or exc.status in (401, 403, 429) or exc.status >= 500 or not_studio(exc):
+                if exc.status is None or exc.status in (401, 403, 404, 429) or exc.status >= 500 or not_studio(exc):
                     raise unavailable(settings.studio_url, exc) from exc
                 return "", studio.requests  # it answers, if not this: the workers find out the rest
 

@@ -115,8 +115,17 @@ def test_no_proxy_may_name_a_host_with_its_port(monkeypatch: pytest.MonkeyPatch)
     assert studio._proxy_for("http://127.0.0.1:9000/api") == "http://proxy.example:3128"
 
 
-def test_studio_refusing_us_ends_the_command_before_anything_is_enqueued(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A 401 on the version check: every call of the run would be refused too."""
+@pytest.mark.parametrize(
+    ("status", "said"),
+    [
+        (b"401 Unauthorized", "refused us: .*STUDIO_TOKEN"),  # every call of the run would be refused too
+        (b"404 Not Found", "no AutoGen Studio API .*without `/api`"),  # STUDIO_URL=http://host:port/api
+    ],
+)
+def test_studio_refusing_us_ends_the_command_before_anything_is_enqueued(
+    monkeypatch: pytest.MonkeyPatch, status: bytes, said: str
+) -> None:
+    """The version check's answer says every call of the run would fail: one line, nothing enqueued."""
     from producer import studio_state
     from shared.core.exceptions import ServiceUnavailable
     from shared.metrics import Metrics
@@ -125,13 +134,13 @@ def test_studio_refusing_us_ends_the_command_before_anything_is_enqueued(monkeyp
     async def main() -> None:
         async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await reader.readuntil(b"\r\n\r\n")
-            writer.write(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")
+            writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: 0\r\n\r\n")
             await writer.drain()
             writer.close()
 
         async with await asyncio.start_server(refuse, "127.0.0.1", 0) as server:
             monkeypatch.setenv("STUDIO_URL", f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
-            with pytest.raises(ServiceUnavailable, match="refused us: .*STUDIO_TOKEN"):
+            with pytest.raises(ServiceUnavailable, match=said):
                 await asyncio.to_thread(studio_state.studio_version, Settings(), Metrics())
 
     asyncio.run(main())
