@@ -34,7 +34,9 @@ USERS_OF_WRITER = {"research-team", "review-team"}
 class Watch:
     """A `producer watch DIR --json` process; its lines are read as they come."""
 
-    def __init__(self, cli: Cli, directory: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, cli: Cli, directory: Path, *args: str, env: dict[str, str] | None = None, nohup: bool = False
+    ) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "producer.cli", "watch", str(directory), "--json", *args],
             env=env or cli.env(),
@@ -42,6 +44,8 @@ class Watch:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            # as `nohup` starts it: SIGHUP ignored
+            preexec_fn=(lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if nohup else None,
         )
         self.lines: list[dict[str, Any]] = []
         self.stderr: list[str] = []
@@ -385,3 +389,17 @@ def test_a_watch_whose_tree_is_moved_away_ends_saying_so(cli: Cli, examples: Pat
         said = "".join(watch.stderr)
         assert f"{examples}: the tree's folder is gone" in said and "Traceback" not in said, said
         assert not [line for line in watch.lines[1:] if line.get("counts")], watch.lines  # no sync of nothing
+
+
+def test_a_watch_started_under_nohup_outlives_the_hangup(cli: Cli, examples: Path) -> None:
+    """`nohup producer watch DIR &` then logging out: the watch goes on (a plain one ends as on Ctrl-C)."""
+    watch = Watch(cli, examples, nohup=True)
+    try:
+        watch.wait_line(lambda line: True, 120, "the first sync")
+        seen = len(watch.lines)
+        watch.proc.send_signal(signal.SIGHUP)
+        _set_message(examples, "Edited after the hangup.")
+        line = watch.wait_line(lambda line: True, 60, "a sync after the hangup", after=seen)
+        assert line["counts"]["updated"] >= 1, line
+    finally:
+        assert watch.stop() in (0, 130)

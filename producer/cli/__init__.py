@@ -54,7 +54,9 @@ def main() -> None:
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(encoding="utf-8", errors="surrogateescape")
     for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _terminated)
+        # a signal the command was started to ignore (`nohup` ignores SIGHUP) stays ignored
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, _terminated)
     sys.unraisablehook = _unraisable
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
     # At exit the interpreter collects once more over every object still alive, to no purpose
