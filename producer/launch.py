@@ -52,4 +52,12 @@ def launch(
     except BrokerUnavailable as exc:  # no worker will ever see the run: `producer status` says why it ended
         store.finish_run(meta.run_id, error=str(exc))
         raise
+    except BaseException:  # Ctrl-C or SIGTERM before the start was sent: nothing would ever carry the run
+        store.finish_run(meta.run_id, error=INTERRUPTED)
+        raise
     return meta
+
+
+# why a run whose command ended before its start was sent is over (a worker that gets it anyway
+# finds it finished and does nothing)
+INTERRUPTED = "the command was interrupted before the run's start reached the broker: nothing of it ran"

@@ -117,3 +117,26 @@ def test_a_run_gone_from_redis_while_waited_for_is_said_as_a_service_failure(red
 
     with pytest.raises(ServiceUnavailable, match="gone from Redis while it ran"):
         wait(_store(redis_url), f"test-{uuid.uuid4().hex[:8]}", timeout=5)
+
+
+@pytest.mark.parametrize("interruption", [KeyboardInterrupt(), SystemExit(143)])
+def test_a_run_whose_command_is_interrupted_before_its_start_is_sent_is_ended(
+    redis_url: str, interruption: BaseException
+) -> None:
+    """Ctrl-C or SIGTERM between writing the run and publishing its start: no worker will ever get
+    it, so it is ended saying so, not left running for `producer runs` forever."""
+    from producer.launch import INTERRUPTED, launch, new_run
+    from shared.core.records import NewRun
+    from shared.core.run_model import RunMeta, RunState
+    from shared.metrics import Metrics
+
+    class Interrupted:
+        def start_run(self, run_id: str, queue: str) -> None:
+            raise interruption
+
+    store = _store(redis_url)
+    meta = RunMeta(**new_run(), total=0)
+    with pytest.raises(type(interruption)):
+        launch(store, meta, lambda m: store.create_run(NewRun(m, {}, {}, [], {})), Metrics(), Interrupted())  # type: ignore[arg-type]
+    ended = store.meta(meta.run_id)
+    assert ended is not None and ended.state != RunState.RUNNING and ended.error == INTERRUPTED
