@@ -167,16 +167,18 @@ def start_worker(
     log_path: Path | None = None,
     extra_args: list[str] | None = None,
     broker_url: str | None = None,
+    exact_name: bool = False,
 ) -> subprocess.Popen[bytes]:
     """`celery -A workers worker` against `redis_url`; returns once the worker answers a ping.
     `concurrency`: messages in flight (threads; default WORKER_CONCURRENCY). Its broker is
-    `broker_url`, else BROKER_URL (`env`, then this process's), else `redis_url`."""
+    `broker_url`, else BROKER_URL (`env`, then this process's), else `redis_url`. Its node name is
+    `name` made unique, or `name` itself with `exact_name` (as a supervisor restarts one)."""
     # AGENTQ_PARENT_PID: the worker stops when this process is gone, however it ended (workers/lifeline.py)
     child_env = {**os.environ, **(env or {}), "REDIS_URL": redis_url, "AGENTQ_PARENT_PID": str(os.getpid())}
     if broker_url:
         child_env["BROKER_URL"] = broker_url
     broker = child_env.get("BROKER_URL") or redis_url  # the probe asks where the worker listens
-    nodename = f"{name}-{os.getpid()}-{free_port()}"
+    nodename = name if exact_name else f"{name}-{os.getpid()}-{free_port()}"
     args = [
         sys.executable,
         "-m",

@@ -159,13 +159,14 @@ def test_redis_going_away_mid_sync_is_one_clear_line_naming_it(
         embedded.stop(redis_proc)
 
 
-def _own_worker(url: str, tmp_path: Path, name: str) -> subprocess.Popen[bytes]:
+def _own_worker(url: str, tmp_path: Path, name: str, exact_name: bool = False) -> subprocess.Popen[bytes]:
     return embedded.start_worker(
         url,
         concurrency=4,
         name=name,
         env={**WORKER_ENV, "RESOURCE_INTERVAL_SECONDS": "1", "WORKER_DEAD_SECONDS": "5"},  # as the producer's
         log_path=tmp_path / f"{name}.log",
+        exact_name=exact_name,
     )
 
 
@@ -208,6 +209,48 @@ def test_a_killed_worker_costs_seconds_and_every_team_arrives_once(
         assert all(len(teams.get(f"team-{i:03}", [])) == 1 for i in range(150)), "every team exactly once"
     finally:
         for proc in (doomed, survivor):
+            if proc is not None:
+                embedded.stop(proc)
+        embedded.stop(redis_proc)
+
+
+def test_a_worker_killed_and_restarted_at_once_under_its_name_has_its_messages_requeued(
+    studio_url: str, proxy: StudioProxy, tmp_path: Path
+) -> None:
+    """A supervisor (compose, systemd) restarts a killed worker under the same node name before it
+    could be missed: its heartbeat goes on, so silence says nothing. What the dead process held is
+    requeued all the same, long before WORKER_DEAD_SECONDS or the visibility timeout."""
+    url, redis_proc = embedded.start_redis(tmp_path / "redis")
+    doomed = _own_worker(url, tmp_path, "doomed", exact_name=True)
+    again: subprocess.Popen[bytes] | None = None
+    try:
+        cli = Cli(url, proxy.url, f"restarted-{uuid.uuid4().hex[:6]}", tmp_path / "cache", studio_url)
+        tree = tmp_path / "tree"
+        _write_tree(tree, teams=120)
+        proxy.delay = 0.03
+        producer = subprocess.Popen(
+            [sys.executable, "-m", "producer.cli", "sync", str(tree), "--json"],
+            env=cli.env(WORKER_DEAD_SECONDS="120"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        r = redis.Redis.from_url(url)
+        wait_for(
+            lambda: sum(v.count(b'"done"') for key in r.scan_iter("agentq:run:*:nodes") for v in r.hvals(key)) >= 10,
+            60,
+            "the sync to get going",
+        )
+        os.killpg(doomed.pid, signal.SIGKILL)
+        doomed.wait()
+        again = _own_worker(url, tmp_path, "doomed", exact_name=True)  # the same node name, at once
+        out, err = producer.communicate(timeout=60)
+        assert producer.returncode == 0, err[-2000:]
+        assert "worker gone: doomed@" in err and "restarted; requeued" in err, err
+        teams = cli.studio().teams_by_label()
+        assert all(len(teams.get(f"team-{i:03}", [])) == 1 for i in range(120)), "every team exactly once"
+    finally:
+        for proc in (doomed, again):
             if proc is not None:
                 embedded.stop(proc)
         embedded.stop(redis_proc)

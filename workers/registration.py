@@ -23,6 +23,7 @@ from shared.core.secrets import content_hash
 from shared.ports import StudioError
 from shared.retry import retrying
 from workers import batch
+from workers.incarnation import PROCESS_STARTED
 from workers.validation import Undecided, same_autogen
 from workers.validation import validate as local_validation
 
@@ -202,7 +203,7 @@ async def upsert_team(
 async def creating(ctx: RunContext, what: str) -> AsyncIterator[None]:
     """Held while deciding to create the Studio row `what` and creating it: two syncs of one tree
     at once (two CI jobs) would otherwise both find no row and both create one."""
-    lock = ctx.store.create_lock(ctx.ns, what, holder=ctx.hostname, dead_after=ctx.dead_after)
+    lock = ctx.store.create_lock(ctx.ns, what, holder=ctx.hostname, dead_after=ctx.dead_after, since=PROCESS_STARTED)
     while not lock.acquire():  # tried without blocking: the wait is on this event loop
         await asyncio.sleep(0.05)
     try:

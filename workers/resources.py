@@ -18,6 +18,7 @@ from shared.adapters.redis.cluster import ClusterState
 from shared.adapters.redis.store import Store
 from shared.metrics import Metrics
 from shared.settings import Settings
+from workers.incarnation import PROCESS_STARTED
 
 log = logging.getLogger("agentq.throttle")
 HOST_FORGET_SECONDS = 24 * 3600  # a worker silent this long is forgotten
@@ -93,6 +94,7 @@ class Host:
     queues: list[str]
     settings: Settings
     throttled: bool = False
+    started: float = PROCESS_STARTED  # in the heartbeat: what the name held from before, a dead process held
 
     def check(self) -> None:
         """One reading: throttle or resume on a threshold crossed, then the heartbeat."""
@@ -118,6 +120,7 @@ class Host:
             "queues": self.queues,  # a run waiting on a queue nobody takes says so (producer/recovery.py)
             "throttled": self.throttled,
             "ts": time.time(),
+            "started": self.started,
         }
 
     def _switch(self, now: dict[str, float], mem_limit: float, cpu_limit: float) -> None:

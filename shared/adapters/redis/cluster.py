@@ -47,6 +47,11 @@ class ClusterState(RedisPart):
         """Worker node name -> when it last reported (workers/resources.py)."""
         return {name: float(beat.get("ts", 0.0)) for name, beat in self.host_readings().items()}
 
+    def worker_starts(self) -> dict[str, float]:
+        """Worker node name -> when the process now reporting under it started (0: not said): what
+        a name's in-flight record holds from before was an earlier process's, one that died."""
+        return {name: float(beat.get("started", 0.0)) for name, beat in self.host_readings().items()}
+
     def live_workers(self, fresh_within: float) -> dict[str, list[str] | None]:
         """Workers that reported within `fresh_within` seconds -> the queues each takes (None: a
         worker of an earlier version, which does not say)."""

@@ -25,15 +25,17 @@ class CreateLock:
     requeued its messages, which brings its creates here again) is taken over at once, rather
     than waited out for the rest of its expiry."""
 
-    def __init__(self, lock: redis.lock.Lock, holder: str, gone: Callable[[str], bool]) -> None:
-        self._lock, self._holder, self._gone = lock, holder, gone
+    def __init__(self, lock: redis.lock.Lock, holder: str, since: float, gone: Callable[[str, float], bool]) -> None:
+        self._lock, self._holder, self._since, self._gone = lock, holder, since, gone
 
     def acquire(self) -> bool:
-        token = f"{self._holder}|{uuid.uuid4().hex}"
+        # the holder's process start too: a worker restarted under the same name at once (a
+        # supervisor's restart) reports as alive, but a lock of the process before it is a dead one's
+        token = f"{self._holder}|{self._since!r}|{uuid.uuid4().hex}"
         if self._lock.acquire(blocking=False, token=token):
             return True
         held = self._lock.redis.get(self._lock.name)
-        if not held or not self._gone(_text(held).partition("|")[0]):
+        if not held or not self._gone(*_holder_of(_text(held))):
             return False
         with contextlib.suppress(LockError):  # another took it over first, or it expired meanwhile
             self._lock.do_release(held)
@@ -42,6 +44,16 @@ class CreateLock:
     def release(self) -> None:
         with contextlib.suppress(LockError):
             self._lock.release()
+
+
+def _holder_of(token: str) -> tuple[str, float]:
+    """(node name, process start) of a lock's token; 0.0: a token that does not say."""
+    name, _, rest = token.partition("|")
+    started, _, _ = rest.partition("|")
+    try:
+        return name, float(started)
+    except ValueError:
+        return name, 0.0
 
 
 def _text(value: str | bytes) -> str:
@@ -98,19 +110,30 @@ class StudioRows(RedisPart):
         return {lbl: json.loads(raw) for lbl, raw in zip(wanted, values, strict=True) if raw}
 
     def create_lock(
-        self, ns: str, what: str, seconds: float = 30.0, holder: str = "", dead_after: float | None = None
+        self,
+        ns: str,
+        what: str,
+        seconds: float = 30.0,
+        holder: str = "",
+        dead_after: float | None = None,
+        since: float = 0.0,
     ) -> CreateLock:
         """The lock on creating the Studio row `what` in this namespace: one create per row at a
         time across runs and workers. It expires after `seconds`, should its holder die; with
-        `dead_after`, a holder (a worker's node name) whose heartbeat is older than that has died."""
+        `dead_after`, a holder (a worker's node name, its process started at `since`) whose
+        heartbeat is older than that, or comes from a process started later, has died."""
         # redis-py leaves lock() unannotated; without a lock_class it makes this one
         lock: redis.lock.Lock = self.r.lock(keys.ns_key(ns, keys.CREATING, what), timeout=seconds)
 
-        def gone(name: str) -> bool:
-            beat = self.r.hget(keys.HOSTS, name) if dead_after is not None and name else None
-            return beat is not None and time.time() - float(json.loads(beat).get("ts", 0.0)) > (dead_after or 0.0)
+        def gone(name: str, started: float) -> bool:
+            raw = self.r.hget(keys.HOSTS, name) if dead_after is not None and name else None
+            if raw is None:
+                return False
+            beat = json.loads(raw)
+            silent = time.time() - float(beat.get("ts", 0.0)) > (dead_after or 0.0)
+            return silent or float(beat.get("started", 0.0)) > started  # another process since
 
-        return CreateLock(lock, holder, gone)
+        return CreateLock(lock, holder, since, gone)
 
     def owned_gallery(self, ns: str, name: str) -> tuple[int, str] | None:
         """(row id, tree) of the gallery entry `name` when the sync created it."""
