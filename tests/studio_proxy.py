@@ -10,6 +10,7 @@ import hashlib
 import random
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -38,6 +39,8 @@ class StudioProxy:
         self.retry_after = 1
         self.late = 0.0  # late: the request is held this long (past the client's timeout), then sent on
         self.max_faults_per_request = 2  # the same request (method, path, body) fails at most this often
+        # called with (method, path, body) before a request is sent on: what another client does meanwhile
+        self.before: Callable[[str, str, bytes | None], None] | None = None
         self.fault_methods: tuple[str, ...] | None = None  # only requests with these methods fail (None: any)
         self.fault_paths: tuple[str, ...] | None = None  # only requests for these paths fail (None: any)
         self.faults: list[tuple[str, str, str]] = []
@@ -107,6 +110,8 @@ class _Handler(BaseHTTPRequestHandler):
             return  # drop the connection without an answer, like a dead server
         if self.proxy.delay:
             time.sleep(self.proxy.delay)
+        if self.proxy.before is not None:
+            self.proxy.before(self.command, self.path, body)
         fault = self.proxy._fault(self.command, self.path, body)
         if fault == "late":  # Studio does it all the same, after its client gave up
             time.sleep(self.proxy.late)

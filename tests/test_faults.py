@@ -256,6 +256,37 @@ def test_a_worker_killed_and_restarted_at_once_under_its_name_has_its_messages_r
         embedded.stop(redis_proc)
 
 
+def test_a_create_whose_lock_was_lost_meanwhile_takes_its_duplicate_back(
+    cli: Cli, proxy: StudioProxy, examples: Path, redis_url: str
+) -> None:
+    """A worker cut off mid-create (a partition past its lock's expiry): another worker makes the
+    row and records it meanwhile, then the first one's create goes through. The duplicate is
+    deleted at once and the recorded row updated: one row per team, the one the cache names."""
+    from shared.adapters.redis import keys
+    from shared.core.hashing import namespace
+
+    r = redis.Redis.from_url(redis_url)
+    made: list[int] = []
+
+    def another_worker_first(method: str, path: str, body: bytes | None) -> None:
+        sent = json.loads(body or b"{}")
+        label = (sent.get("component") or {}).get("label")
+        creates = method == "POST" and path.startswith("/api/teams/") and "id" not in sent
+        if creates and label == "solo-researcher" and not made:
+            row = httpx.post(f"{proxy.upstream}/api/teams/", json=sent, timeout=30).json()["data"]
+            made.append(int(row["id"]))
+            r.hset(keys.ns_key(namespace(cli.studio_url, cli.user_id), keys.TEAMS), label, row["id"])
+
+    proxy.before = another_worker_first
+    rc, report, err = cli.sync(examples)
+    assert rc == 0, err
+    assert made, "the other worker's create was not staged"
+    (row,) = cli.studio().teams_by_label()["solo-researcher"]
+    assert row["id"] == made[0]
+    deleted = [path for method, path, _ in proxy.requests if method == "DELETE"]
+    assert len(deleted) == 1 and deleted[0] != f"/api/teams/{made[0]}", deleted  # the duplicate, taken back
+
+
 FLOWER_AUTH = ("ops", uuid.uuid4().hex)
 
 

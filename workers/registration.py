@@ -169,8 +169,17 @@ async def _create_unless_made(
         if team_id is None:
             found = await find_team(ctx, label, key) if redelivered else None
             row = found or await create_team(ctx, label, component, key)
-            writes.record(int(row["id"]), row.get("updated_at"), created=True)
-            return "created", int(row["id"])
+            made = int(row["id"])
+            recorded = ctx.store.team_id(ctx.ns, label)
+            if found is None and recorded is not None and recorded != made:
+                # another worker made the row meanwhile: this one's lock was lost mid-create (a
+                # partition or a pause past its expiry, or past WORKER_DEAD_SECONDS): ours is a
+                # duplicate, taken back; the recorded row is updated as any other
+                await ctx.client.request("DELETE", f"/teams/{made}", params={"user_id": ctx.client.user_id})
+                writes.earlier = ctx.store.written_row(ctx.ns, label)
+                return None, recorded
+            writes.record(made, row.get("updated_at"), created=True)
+            return "created", made
         writes.earlier = ctx.store.written_row(ctx.ns, label)
         earlier = writes.earlier
         same = earlier is not None and earlier.row_id == team_id and earlier.hash == writes.digest
