@@ -84,9 +84,12 @@ def _check_entry_is_ours(store: Storage, ns: str, gallery: str, tree_name: str) 
     folder, each sync taking the other's components out: refused while the tree that made it is
     still there."""
     owner = store.owned_gallery(ns, gallery)
-    if owner is not None and owner[1] != tree_name and Path(owner[1]).is_dir():
+    other = owner[1] if owner is not None and owner[1] != tree_name and Path(owner[1]).is_dir() else None
+    # claimed atomically: two such trees synced at the same moment would both find no owner yet
+    other = other or store.claim_gallery(ns, gallery, tree_name, lambda holder: not Path(holder).is_dir())
+    if other != tree_name:
         raise InvalidInput(
-            f"{tree_name}: the gallery entry {gallery!r} is the tree {owner[1]}'s (its sync made it); "
+            f"{tree_name}: the gallery entry {gallery!r} is the tree {other}'s (its sync made it); "
             f"give this tree an entry of its own with --gallery NAME"
         )
 

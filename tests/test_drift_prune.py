@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import Cli
+from tests.conftest import ROOT, Cli
 from tests.studio_proxy import StudioProxy
 
 pytestmark = pytest.mark.integration
@@ -306,6 +308,33 @@ def test_a_team_another_tree_wrote_is_refused_not_overwritten_and_its_prune_keep
     (examples / "teams" / "solo-team.json").unlink()
     assert cli.sync(examples, "--prune")[0] in (0, 1)
     assert len(cli.studio().teams_by_label()["solo-researcher"]) == 1  # the second tree's, kept
+
+
+def test_two_trees_of_one_folder_name_synced_at_the_same_moment_one_is_refused(
+    cli: Cli, examples: Path, tmp_path: Path
+) -> None:
+    """Both would find no owner of the entry yet: the claim is atomic, so one syncs and the other
+    is refused as it is when they come one after the other."""
+    trees = [tmp_path / side / "configs" for side in ("a", "b")]
+    for tree, part in zip(trees, ("tools/add.yaml", "terminations/max-12.yaml"), strict=True):
+        (tree / part).parent.mkdir(parents=True)
+        shutil.copy(examples / part, tree / part)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "producer.cli", "sync", str(tree), "--json"],
+            env=cli.env(),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for tree in trees
+    ]
+    ends = [(proc.wait(timeout=120), proc.communicate()[1]) for proc in procs]
+    assert sorted(code for code, _ in ends) == [0, 2], ends
+    refused = next(err for code, err in ends if code == 2)
+    assert "the gallery entry 'configs' is the tree " in refused and "--gallery" in refused, refused
+    assert len([g for g in cli.studio().galleries() if g["config"].get("name") == "configs"]) == 1
 
 
 def test_a_broken_file_leaves_its_component_in_the_gallery_entry_until_the_tree_is_clean(

@@ -69,6 +69,7 @@ GALLERY_WRITTEN = "gallery-written"  # gallery name -> the content hash of the c
 # gallery name -> {"key", "tree"}: the cache key of the entry the sync last wrote there, and whose tree
 GALLERY_KEYS = "gallery-keys"
 OWNED_GALLERIES = "owned-galleries"  # gallery name -> the row id and tree of an entry the sync created
+GALLERY_TREES = "gallery-trees"  # gallery name -> the tree named so whose sync claimed it first
 CREATING = "creating"  # + what: the lock held while the Studio row `what` is created (30 s)
 
 

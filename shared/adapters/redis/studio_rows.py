@@ -143,6 +143,19 @@ class StudioRows(RedisPart):
         data = json.loads(raw)
         return int(data["id"]), str(data["tree"])
 
+    def claim_gallery(self, ns: str, name: str, tree: str, taken_over: Callable[[str], bool]) -> str:
+        """The tree the default-named gallery entry `name` is for: `tree` when no other claimed it
+        first (two trees of one folder name synced at once: one wins), or when the other's claim
+        may be `taken_over` (its folder is gone)."""
+        key = keys.ns_key(ns, keys.GALLERY_TREES)
+        if self.r.hsetnx(key, name, tree):
+            return tree
+        holder = _text(self.r.hget(key, name) or tree)
+        if holder != tree and taken_over(holder):
+            self.r.hset(key, name, tree)
+            return tree
+        return holder
+
     def own_gallery(self, ns: str, name: str, gallery_id: int, tree: str) -> None:
         self.r.hset(keys.ns_key(ns, keys.OWNED_GALLERIES), name, dumps({"id": gallery_id, "tree": tree}))
 
