@@ -20,7 +20,9 @@ IO = {
     "socket",
     "subprocess",
     "requests",
-    "urllib",
+    "urllib.request",  # urllib.parse is string functions only
+    "urllib.error",
+    "urllib.robotparser",
     "openai",
     "autogen_agentchat",
     "autogen_ext",
