@@ -109,7 +109,13 @@ class Watchdog:
         )
 
     def _say_what_is_missing(self) -> None:
-        """Once: no worker at all, or none that takes a queue this run needs (`-Q models` only)."""
+        """Once: no worker at all, or none that takes a queue this run needs (`-Q models` only);
+        first of all a full Redis, which stops every worker."""
+        full = self.store.full()
+        if full is not None:
+            self._told_no_worker = True
+            self.say(full)
+            return
         live = self.store.live_workers(self.dead_after)
         if not live:
             self._told_no_worker = True  # said once: the wait goes on, a worker may yet start
@@ -207,7 +213,8 @@ class Watchdog:
             if st.status == Status.RUNNING
         }
         where = "; ".join(f"{label} on {worker}" for label, worker in sorted(running.items())[:10]) or "none running"
-        self.say(f"no progress for {self.stuck_after:g} s: {where}")
+        full = self.store.full()
+        self.say(f"no progress for {self.stuck_after:g} s: {where}{f' ({full})' if full else ''}")
 
     # ---- the run state against what the broker carries ------------------------------------------
     def dispatcher(self) -> Dispatcher:

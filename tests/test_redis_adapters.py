@@ -140,3 +140,25 @@ def test_a_run_whose_command_is_interrupted_before_its_start_is_sent_is_ended(
         launch(store, meta, lambda m: store.create_run(NewRun(m, {}, {}, [], {})), Metrics(), Interrupted())  # type: ignore[arg-type]
     ended = store.meta(meta.run_id)
     assert ended is not None and ended.state != RunState.RUNNING and ended.error == INTERRUPTED
+
+
+def test_a_full_redis_is_said_so(tmp_path) -> None:
+    """maxmemory reached under noeviction: every worker dies on its next write, and the waiting
+    producer says why rather than only that no worker runs."""
+    import redis as redis_py
+
+    from producer import embedded
+
+    url, proc = embedded.start_redis(tmp_path / "redis")
+    try:
+        store, r = _store(url), redis_py.Redis.from_url(url)
+        assert store.full() is None
+        r.config_set("maxmemory-policy", "noeviction")
+        r.config_set("maxmemory", str(int(r.info("memory")["used_memory"]) + 2**20))
+        with pytest.raises(redis_py.exceptions.ResponseError, match="maxmemory"):
+            for i in range(10_000):
+                r.set(f"filler:{i}", "x" * 4096)
+        said = store.full()
+        assert said is not None and "Redis is full" in said and "noeviction" in said, said
+    finally:
+        embedded.stop(proc)

@@ -47,6 +47,18 @@ class ClusterState(RedisPart):
         """Worker node name -> when it last reported (workers/resources.py)."""
         return {name: float(beat.get("ts", 0.0)) for name, beat in self.host_readings().items()}
 
+    def full(self) -> str | None:
+        """Why Redis refuses writes when it is full (maxmemory reached under `noeviction`: workers
+        die on their next write), or None when it is not."""
+        memory = self.r.info("memory")
+        limit, used = int(memory.get("maxmemory", 0) or 0), int(memory.get("used_memory", 0) or 0)
+        if not limit or used < 0.95 * limit or memory.get("maxmemory_policy") != "noeviction":
+            return None
+        return (
+            f"Redis is full: {used / 2**20:.1f} MiB used of its maxmemory {limit / 2**20:.1f} MiB (policy "
+            "noeviction), so workers cannot write their results: free memory or raise maxmemory"
+        )
+
     def worker_starts(self) -> dict[str, float]:
         """Worker node name -> when the process now reporting under it started (0: not said): what
         a name's in-flight record holds from before was an earlier process's, one that died."""
