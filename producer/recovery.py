@@ -27,25 +27,9 @@ from shared.core.exceptions import BrokerUnavailable, RunTimedOut
 from shared.core.run_model import SYNC_BATCH_TASK, Status
 from shared.metrics import Metrics
 from shared.ports import Dispatcher, Message, RunStore
+from shared.requeue import lost_messages, requeue_worker
 from shared.run_metrics import record_run
 from shared.settings import Settings
-
-
-def lost_messages(store: RunStore, dead_after: float, now: float | None = None) -> dict[str, list[str]]:
-    """Worker node name -> the Celery task ids it was running when it fell silent; or, for a worker
-    that reports, those it was running before its process started (a supervisor restarted a killed
-    worker under the same name at once: its heartbeat goes on, the dead process's messages do not)."""
-    now = time.time() if now is None else now
-    beats, starts = store.heartbeats(), store.worker_starts()
-    lost: dict[str, list[str]] = {}
-    for worker, since in store.running_messages().items():
-        if now - beats.get(worker, 0.0) > dead_after:
-            ids = [task_id for task_id, ts in since.items() if now - ts > dead_after]
-        else:
-            ids = [task_id for task_id, ts in since.items() if ts < starts.get(worker, 0.0)]
-        if ids:
-            lost[worker] = ids
-    return lost
 
 
 class Watchdog:
@@ -185,18 +169,7 @@ class Watchdog:
             self._requeue_orphans()
 
     def _requeue_worker(self, worker: str, task_ids: list[str]) -> None:
-        """A silent (or restarted) worker's messages, back on their queues (not those another
-        worker, or the worker's new process, runs)."""
-        restarted = worker in self.store.live_workers(self.dead_after)
-        running = self.store.running_messages()
-        live = {t for other, ids in running.items() if other != worker or restarted for t in ids} - set(task_ids)
-        # a message delivered before the worker's new process started that nothing runs was the dead
-        # process's, taken but not started yet (a live worker starts what it takes at once)
-        orphans_before = self.store.worker_starts().get(worker, 0.0) if restarted else time.time() - self.dead_after
-        count = self.dispatcher().requeue(set(task_ids), orphans_before, live)
-        self.store.messages_ended(worker, *task_ids)
-        why = "restarted" if restarted else f"silent for over {self.dead_after:g} s"
-        self.say(f"worker gone: {worker} {why}; requeued {count} message(s) ({len(task_ids)} it was running)")
+        self.say(requeue_worker(self.store, self.dispatcher(), worker, task_ids, self.dead_after).said(self.dead_after))
 
     def _requeue_orphans(self) -> None:
         """A dead worker may also have taken messages it never started, delivered too recently to

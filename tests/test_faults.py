@@ -287,6 +287,52 @@ def test_a_create_whose_lock_was_lost_meanwhile_takes_its_duplicate_back(
     assert len(deleted) == 1 and deleted[0] != f"/api/teams/{made[0]}", deleted  # the duplicate, taken back
 
 
+def test_a_worker_killed_while_nobody_waits_for_the_run_has_its_messages_requeued_by_the_others(
+    studio_url: str, proxy: StudioProxy, tmp_path: Path
+) -> None:
+    """`sync --no-wait`: no producer watches the run. The remaining worker puts the dead one's
+    messages back at twice WORKER_DEAD_SECONDS (5 s here), not after the visibility timeout."""
+    url, redis_proc = embedded.start_redis(tmp_path / "redis")
+    doomed, survivor = _own_worker(url, tmp_path, "doomed"), _own_worker(url, tmp_path, "survivor")
+    try:
+        cli = Cli(url, proxy.url, f"nowait-{uuid.uuid4().hex[:6]}", tmp_path / "cache", studio_url)
+        tree = tmp_path / "tree"
+        _write_tree(tree, teams=120)
+        proxy.delay = 0.05
+        started = cli.run("sync", str(tree), "--no-wait")
+        assert started.returncode == 0, started.stderr
+        run_id = started.stdout.strip().split()[-1]
+        r = redis.Redis.from_url(url)
+        wait_for(
+            lambda: (
+                sum(v.count(b'"done"') for key in r.scan_iter("agentq:run:*:nodes") for v in r.hvals(key)) >= 10
+                and r.hlen(b"agentq:inflight:" + _nodename(r, "doomed")) > 0
+            ),
+            60,
+            "the doomed worker to hold a batch",
+        )
+        os.killpg(doomed.pid, signal.SIGKILL)
+        doomed.wait()
+
+        def ended() -> dict | None:
+            report = json.loads(cli.run("status", run_id, "--json").stdout)
+            return report if report.get("state") == "finished" else None
+
+        report = wait_for(ended, 90, "the run to finish with nobody waiting", interval=1)
+        assert report["counts"]["failed"] == 0, report["counts"]
+        assert "requeued" in (tmp_path / "survivor.log").read_text()
+        teams = cli.studio().teams_by_label()
+        assert all(len(teams.get(f"team-{i:03}", [])) == 1 for i in range(120)), "every team exactly once"
+    finally:
+        for proc in (doomed, survivor):
+            embedded.stop(proc)
+        embedded.stop(redis_proc)
+
+
+def _nodename(r: redis.Redis, name: str) -> bytes:
+    return next(n for n in r.hkeys("agentq:hosts") if n.startswith(name.encode() + b"-"))
+
+
 FLOWER_AUTH = ("ops", uuid.uuid4().hex)
 
 

@@ -14,9 +14,9 @@ import psutil
 from celery import Celery, bootsteps
 from celery.worker.consumer import Consumer
 
-from shared.adapters.redis.cluster import ClusterState
 from shared.adapters.redis.store import Store
 from shared.metrics import Metrics
+from shared.requeue import lost_messages, requeue_worker
 from shared.settings import Settings
 from workers.incarnation import PROCESS_STARTED
 
@@ -90,11 +90,12 @@ class Host:
     app: Celery
     consumer: Consumer
     nodename: str
-    cluster: ClusterState
+    cluster: Store
     queues: list[str]
     settings: Settings
     throttled: bool = False
     started: float = PROCESS_STARTED  # in the heartbeat: what the name held from before, a dead process held
+    last_death: float = 0.0  # when this worker last requeued a gone worker's messages
 
     def check(self) -> None:
         """One reading: throttle or resume on a threshold crossed, then the heartbeat."""
@@ -112,6 +113,29 @@ class Host:
             self.cluster.flush(metrics)
         self.cluster.forget_gone_hosts(time.time() - HOST_FORGET_SECONDS)
         self.cluster.report_reading(self.nodename, self._heartbeat(now))
+        self._requeue_gone_workers()
+
+    def _requeue_gone_workers(self) -> None:
+        """The messages of workers gone or restarted, put back on their queues by one worker of the
+        cluster at a time, so that a run nobody waits for (`--no-wait`) goes on too. At twice
+        WORKER_DEAD_SECONDS: a producer waiting for its run does it first, and says so."""
+        dead_after = 2 * self.settings.worker_dead_seconds
+        if not self.cluster.take_turn("requeue", dead_after / 4):
+            return
+        from shared.adapters.celery import CeleryDispatcher, is_redis_broker
+
+        if not is_redis_broker(self.app):  # RabbitMQ gives a lost consumer's messages back itself
+            return
+        dispatcher, now = CeleryDispatcher(self.app), time.time()
+        lost = lost_messages(self.cluster, dead_after, started_before=dead_after)
+        for worker, task_ids in lost.items():
+            log.warning("%s", requeue_worker(self.cluster, dispatcher, worker, task_ids, dead_after).said(dead_after))
+            self.last_death = now
+        if not lost and now - self.last_death < 10 * dead_after:
+            # what a dead worker had taken but not started yet is an orphan only dead_after later
+            live = {t for ids in self.cluster.running_messages().values() for t in ids}
+            if count := dispatcher.requeue(set(), now - dead_after, live):
+                log.warning("requeued %d message(s) a gone worker had taken but not started", count)
 
     def _heartbeat(self, now: dict[str, float]) -> dict[str, object]:
         return {

@@ -47,6 +47,10 @@ class ClusterState(RedisPart):
         """Worker node name -> when it last reported (workers/resources.py)."""
         return {name: float(beat.get("ts", 0.0)) for name, beat in self.host_readings().items()}
 
+    def take_turn(self, what: str, seconds: float) -> bool:
+        """True for one caller of the cluster per `seconds` (a chore one worker does for all)."""
+        return bool(self.r.set(keys.TURN + what, str(time.time()), nx=True, px=max(1, int(seconds * 1000))))
+
     def full(self) -> str | None:
         """Why Redis refuses writes when it is full (maxmemory reached under `noeviction`: workers
         die on their next write), or None when it is not."""

@@ -112,6 +112,9 @@ IN_FLIGHT = f"{PREFIX}:inflight:"  # + node name: hash of the Celery task ids it
 THROTTLE = f"{PREFIX}:throttle"  # hash: memory_percent / cpu_percent, for every worker (set by you)
 
 
+TURN = f"{PREFIX}:turn:"  # + a chore: set while one worker of the cluster does it (requeue: the gone workers' messages)
+
+
 def in_flight_key(nodename: str) -> str:
     return IN_FLIGHT + nodename
 
