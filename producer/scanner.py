@@ -180,6 +180,8 @@ class _Scan:
         try:
             with open(path, "rb") as fh:
                 return fh.read(max_file_bytes + 1)
+        except FileNotFoundError:  # deleted since the walk listed it (a checkout, an editor's save): not there
+            return None
         except OSError as exc:
             self.error(rel, f"cannot read file: {exc.strerror}")
             return None

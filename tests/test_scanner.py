@@ -405,3 +405,21 @@ def test_a_watch_holds_changes_until_the_files_settle_or_are_saved_too_long_with
     # saved every 0.9 s, never quiet for a second: out after ten debounces all the same
     got = [settle.add({a}, t * 0.9) for t in range(10, 23)]
     assert got == [set()] * 12 + [{a}]
+
+
+def test_a_file_deleted_between_the_walk_and_its_read_is_not_there(tree, cache, monkeypatch):
+    """A checkout or an editor's save removes a file while the tree is scanned: it is gone, not an
+    error (an error would fail the sync for a file nobody has)."""
+    import producer.scanner as scanner
+
+    listed = scanner.config_files
+
+    def then_deleted(root, skipped, bad):
+        files = listed(root, skipped, bad)
+        (tree / "tools" / "t.yaml").unlink()
+        return files
+
+    monkeypatch.setattr(scanner, "config_files", then_deleted)
+    result = scan(tree, cache)
+    assert "tools/t.yaml" not in result.documents and set(result.documents) == {"models/m.yaml", "agents/a.json"}
+    assert not any(isinstance(doc, ConfigError) for doc in result.documents.values())
