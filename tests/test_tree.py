@@ -482,3 +482,12 @@ def test_a_variable_that_is_no_secret_is_keyed_by_its_value_a_secret_by_its_name
     assert keys_with(OPENAI_API_KEY="sk-rotated-key-value") == base
     other = keys_with(MODEL="qwen2.5")
     assert other["m"] != base["m"] and other["a"] != base["a"]  # and what embeds it
+
+
+def test_an_unknown_reference_names_the_broken_file_named_after_it():
+    docs = {
+        "agents/writer.yaml": ConfigError(path="agents/writer.yaml", message="not a regular file"),
+        "teams/t.yaml": comp("t", "team", participants=[ref("writer")]),
+    }
+    (err,) = [e for e in build_tree(docs, {}).errors if e.path == "teams/t.yaml"]
+    assert "unknown reference 'writer'" in err.message and "its file may be agents/writer.yaml" in err.message

@@ -218,7 +218,7 @@ def _link(tree: Tree, by_label: dict[str, list[Node]], problems: dict[str, list[
             for other in nodes[1:]:  # reported by their path, as every file the tree cannot use
                 tree.broken_files[other.path] = "; ".join(f"{e.field}: {e.message}" for e in problems[other.path])
     for node in tree.nodes.values():
-        _unknown_refs(node, tree.nodes, problems)
+        _unknown_refs(node, tree.nodes, problems, tree.broken_files)
         node.deps = [d for d in node.deps if d in tree.nodes]
     deps = {label: node.deps for label, node in tree.nodes.items()}
     for cycle in find_cycles(deps):
@@ -239,10 +239,15 @@ def _duplicates(label: str, nodes: list[Node], problems: dict[str, list[ConfigEr
         )
 
 
-def _unknown_refs(node: Node, nodes: dict[str, Node], problems: dict[str, list[ConfigError]]) -> None:
+def _unknown_refs(
+    node: Node, nodes: dict[str, Node], problems: dict[str, list[ConfigError]], broken: Mapping[str, str]
+) -> None:
     for f, target in node.refs:
         if target not in nodes:
-            message = f"unknown reference {target!r}: no component has that label"
+            # a file that could not be read (a FIFO, bad YAML) named after the label is the likely one
+            named = sorted(p for p in broken if p.rsplit("/", 1)[-1].rsplit(".", 1)[0] == target)
+            where = f"; its file may be {', '.join(named)}, which could not be used" if named else ""
+            message = f"unknown reference {target!r}: no component has that label{where}"
             _add(problems, ConfigError(path=node.path, field=f, message=message))
 
 
