@@ -180,6 +180,9 @@ def prepare(
     )
     if memo is not None:
         memo.states = plan.first_states
+    if force:  # rows taken over from other trees: their next sync must look, and is refused for them
+        for other in {view.others[label] for label in _taken(view, tree)}:
+            store.void_tree_root(ns, other)
     return Prepared(root, result, tree, plan, ns, view)
 
 
@@ -362,6 +365,7 @@ def remember_if_clean(prepared: Prepared, settings: Settings, store: Storage, ru
     if not _clean(prepared, report) or not store.mark_root(digest, run_id, cache_keys):
         nochange.forget(path)
         return False
+    store.keep_tree_root(prepared.namespace, prepared.plan.tree_name, digest)
     gallery = _entry_written(prepared, store)
     if gallery is None:
         nochange.forget(path)

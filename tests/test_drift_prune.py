@@ -310,6 +310,27 @@ def test_a_team_another_tree_wrote_is_refused_not_overwritten_and_its_prune_keep
     assert len(cli.studio().teams_by_label()["solo-researcher"]) == 1  # the second tree's, kept
 
 
+def test_rows_taken_over_with_force_void_the_other_trees_no_change_and_are_not_its_to_prune(
+    cli: Cli, examples: Path, tmp_path: Path
+) -> None:
+    """The second tree is a copy (the same content): `--force` takes the rows over without a write.
+    The first tree's next sync is refused for them, not answered "no change" from its record; and the
+    second tree adopted them, so its prune leaves the rows the first one created."""
+    second = tmp_path / "second"
+    shutil.copytree(examples, second)
+    assert cli.sync(examples)[0] == 0
+    assert cli.sync(examples)[1].get("no_change") is True
+    assert cli.sync(second, "--gallery", "second", "--force")[0] == 0
+
+    rc, report, _ = cli.sync(examples)
+    assert rc == 1 and not report.get("no_change"), report.get("counts")
+    assert report["nodes"]["research-team"]["status"] == "failed", report["nodes"]["research-team"]
+
+    (second / "teams" / "research-team.yaml").unlink()
+    assert cli.sync(second, "--gallery", "second", "--prune")[0] == 0
+    assert len(cli.studio().teams_by_label().get("research-team", [])) == 1  # the first tree's row, kept
+
+
 def test_two_trees_of_one_folder_name_synced_at_the_same_moment_one_is_refused(
     cli: Cli, examples: Path, tmp_path: Path
 ) -> None:

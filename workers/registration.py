@@ -124,8 +124,12 @@ class _Writes:
     earlier: WrittenRow | None
 
     def owned(self, row_id: int) -> bool:
-        """A row this sync created stays owned when updated, and only while its id holds."""
-        return self.earlier is not None and self.earlier.created and self.earlier.row_id == row_id
+        """A row this tree's sync created stays owned when updated, and only while its id holds; one
+        another tree created and this one took over (`--force`) is adopted: its prune leaves it."""
+        earlier = self.earlier
+        return (
+            earlier is not None and earlier.created and earlier.row_id == row_id and earlier.tree == self.ctx.meta.tree
+        )
 
     def record(self, row_id: int, stamp: str | None, created: bool | None = None) -> None:
         owned = self.owned(row_id) if created is None else created

@@ -95,6 +95,16 @@ class ResultCacheStore(RedisPart):
         """Cached workflow task results for these content keys, in order (one round trip)."""
         return entries(self.r.mget([keys.task_cache_key(k) for k in cache_keys]) if cache_keys else [])
 
+    def keep_tree_root(self, ns: str, tree: str, digest: str) -> None:
+        """`tree`'s last clean sync had this root (its no-change record vouches for it)."""
+        self.r.hset(keys.ns_key(ns, keys.ROOTS), tree, digest)
+
+    def void_tree_root(self, ns: str, tree: str) -> None:
+        """`tree`'s no-change record no longer holds: another tree took a row of it over."""
+        digest = self.r.hget(keys.ns_key(ns, keys.ROOTS), tree)
+        if digest:
+            self.r.delete(keys.ROOT_PREFIX + (digest.decode() if isinstance(digest, bytes) else str(digest)))
+
     def mark_root(self, digest: str, run_id: str, cache_keys: list[str]) -> bool:
         """Record a clean sync's root; every cache entry under it is kept at least as long as the
         root, so a root that is present means every entry is. False (nothing recorded) when one is gone."""

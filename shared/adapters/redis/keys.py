@@ -70,6 +70,7 @@ GALLERY_WRITTEN = "gallery-written"  # gallery name -> the content hash of the c
 GALLERY_KEYS = "gallery-keys"
 OWNED_GALLERIES = "owned-galleries"  # gallery name -> the row id and tree of an entry the sync created
 GALLERY_TREES = "gallery-trees"  # gallery name -> the tree named so whose sync claimed it first
+ROOTS = "roots"  # tree -> the root of its last clean sync (voided when another tree takes a row of it over)
 CREATING = "creating"  # + what: the lock held while the Studio row `what` is created (30 s)
 
 
