@@ -119,6 +119,17 @@ class Cli:
             timeout=timeout,
         )
 
+    def start(self, *args: str, **extra_env: str) -> subprocess.Popen[str]:
+        """The command started, not waited for; its output piped."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "producer.cli", *args],
+            env=self.env(**extra_env),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
     def sync(self, directory: Path, *args: str, **extra_env: str) -> tuple[int, dict[str, Any], str]:
         proc = self.run("sync", str(directory), "--json", *args, **extra_env)
         try:

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import ROOT, Cli
+from tests.conftest import Cli
 from tests.studio_proxy import StudioProxy
 
 pytestmark = pytest.mark.integration
@@ -340,17 +338,7 @@ def test_two_trees_of_one_folder_name_synced_at_the_same_moment_one_is_refused(
     for tree, part in zip(trees, ("tools/add.yaml", "terminations/max-12.yaml"), strict=True):
         (tree / part).parent.mkdir(parents=True)
         shutil.copy(examples / part, tree / part)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "producer.cli", "sync", str(tree), "--json"],
-            env=cli.env(),
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for tree in trees
-    ]
+    procs = [cli.start("sync", str(tree), "--json") for tree in trees]
     ends = [(proc.wait(timeout=120), proc.communicate()[1]) for proc in procs]
     assert sorted(code for code, _ in ends) == [0, 2], ends
     refused = next(err for code, err in ends if code == 2)

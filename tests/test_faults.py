@@ -109,8 +109,7 @@ def test_a_create_studio_does_after_it_timed_out_is_found_not_made_twice(
         rc, report, err = cli.sync(tree)
         assert rc == 0, (report.get("error"), err)
         assert Counter(kind for _, _, kind in proxy.faults)["late"] == 3, proxy.faults
-        teams = cli.studio().teams_by_label()
-        assert all(len(teams.get(f"team-{i:03}", [])) == 1 for i in range(3)), "every team exactly once"
+        _each_team_once(cli, 3)
     finally:
         embedded.stop(worker)
         embedded.stop(redis_proc)
@@ -181,16 +180,10 @@ def test_a_killed_worker_costs_seconds_and_every_team_arrives_once(
         tree = tmp_path / "tree"
         _write_tree(tree, teams=150)  # killed after 20: most of them still to come
         proxy.delay = 0.03
-        producer = subprocess.Popen(
-            [sys.executable, "-m", "producer.cli", "sync", str(tree), "--json"],
-            env=cli.env(WORKER_DEAD_SECONDS="5"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        producer = cli.start("sync", str(tree), "--json", WORKER_DEAD_SECONDS="5")
         r = redis.Redis.from_url(url)
         wait_for(
-            lambda: sum(v.count(b'"done"') for key in r.scan_iter("agentq:run:*:nodes") for v in r.hvals(key)) >= 20,
+            lambda: _nodes_done(r) >= 20,
             60,
             "the sync to get going",
         )
@@ -205,8 +198,7 @@ def test_a_killed_worker_costs_seconds_and_every_team_arrives_once(
         # under the 30 s a dead worker's create locks would hold its teams back, were they not taken over
         assert recovery < 20, f"the run took {recovery:.0f} s to finish after the new worker started"
         assert "silent for over 5 s; requeued" in err, err
-        teams = cli.studio().teams_by_label()
-        assert all(len(teams.get(f"team-{i:03}", [])) == 1 for i in range(150)), "every team exactly once"
+        _each_team_once(cli, 150)
     finally:
         for proc in (doomed, survivor):
             if proc is not None:
@@ -228,16 +220,10 @@ def test_a_worker_killed_and_restarted_at_once_under_its_name_has_its_messages_r
         tree = tmp_path / "tree"
         _write_tree(tree, teams=120)
         proxy.delay = 0.03
-        producer = subprocess.Popen(
-            [sys.executable, "-m", "producer.cli", "sync", str(tree), "--json"],
-            env=cli.env(WORKER_DEAD_SECONDS="120"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        producer = cli.start("sync", str(tree), "--json", WORKER_DEAD_SECONDS="120")
         r = redis.Redis.from_url(url)
         wait_for(
-            lambda: sum(v.count(b'"done"') for key in r.scan_iter("agentq:run:*:nodes") for v in r.hvals(key)) >= 10,
+            lambda: _nodes_done(r) >= 10,
             60,
             "the sync to get going",
         )
@@ -247,8 +233,7 @@ def test_a_worker_killed_and_restarted_at_once_under_its_name_has_its_messages_r
         out, err = producer.communicate(timeout=60)
         assert producer.returncode == 0, err[-2000:]
         assert "worker gone: doomed@" in err and "restarted; requeued" in err, err
-        teams = cli.studio().teams_by_label()
-        assert all(len(teams.get(f"team-{i:03}", [])) == 1 for i in range(120)), "every team exactly once"
+        _each_team_once(cli, 120)
     finally:
         for proc in (doomed, again):
             if proc is not None:
@@ -304,10 +289,7 @@ def test_a_worker_killed_while_nobody_waits_for_the_run_has_its_messages_requeue
         run_id = started.stdout.strip().split()[-1]
         r = redis.Redis.from_url(url)
         wait_for(
-            lambda: (
-                sum(v.count(b'"done"') for key in r.scan_iter("agentq:run:*:nodes") for v in r.hvals(key)) >= 10
-                and r.hlen(b"agentq:inflight:" + _nodename(r, "doomed")) > 0
-            ),
+            lambda: _nodes_done(r) >= 10 and r.hlen(b"agentq:inflight:" + _nodename(r, "doomed")) > 0,
             60,
             "the doomed worker to hold a batch",
         )
@@ -321,12 +303,20 @@ def test_a_worker_killed_while_nobody_waits_for_the_run_has_its_messages_requeue
         report = wait_for(ended, 90, "the run to finish with nobody waiting", interval=1)
         assert report["counts"]["failed"] == 0, report["counts"]
         assert "requeued" in (tmp_path / "survivor.log").read_text()
-        teams = cli.studio().teams_by_label()
-        assert all(len(teams.get(f"team-{i:03}", [])) == 1 for i in range(120)), "every team exactly once"
+        _each_team_once(cli, 120)
     finally:
         for proc in (doomed, survivor):
             embedded.stop(proc)
         embedded.stop(redis_proc)
+
+
+def _each_team_once(cli: Cli, teams: int) -> None:
+    rows = cli.studio().teams_by_label()
+    assert all(len(rows.get(f"team-{i:03}", [])) == 1 for i in range(teams)), "every team exactly once"
+
+
+def _nodes_done(r: redis.Redis) -> int:
+    return sum(v.count(b'"done"') for key in r.scan_iter("agentq:run:*:nodes") for v in r.hvals(key))
 
 
 def _nodename(r: redis.Redis, name: str) -> bytes:
