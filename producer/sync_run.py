@@ -164,6 +164,7 @@ def prepare(
         _sends(tree),
         gallery_cached=gallery_cached,
     )
+    taken = _taken(view, tree)
     # forced: what drifted is overwritten, and a prune may delete it
     plan = make_plan(
         tree,
@@ -174,14 +175,14 @@ def prepare(
         last_keys=found.last_keys,
         batch_size=settings.batch_size,
         drifted={} if force else _drifted(view),
-        refused={} if force else _taken(view, tree),
+        refused={} if force else taken,
         gallery=(members, gkey),
         known=memo.states if memo is not None else None,
     )
     if memo is not None:
         memo.states = plan.first_states
     if force:  # rows taken over from other trees: their next sync must look, and is refused for them
-        for other in {view.others[label] for label in _taken(view, tree)}:
+        for other in {view.others[label] for label in taken}:
             store.void_tree_root(ns, other)
     return Prepared(root, result, tree, plan, ns, view)
 
