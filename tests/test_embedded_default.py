@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import psutil
@@ -134,6 +135,9 @@ def test_the_embedded_default_is_observable_while_it_runs(studio_url: str, tmp_p
 
     proxy = StudioProxy(studio_url)
     proxy.delay = 0.3
+    # the run's writes wait until `monitor` has looked: the command (and its exporter) is still there
+    looked = threading.Event()
+    proxy.before = lambda method, path, body: looked.wait(120) if method == "POST" else None
     port = embedded.free_port()
     started: list[psutil.Process] = []
     try:
@@ -163,10 +167,12 @@ def test_the_embedded_default_is_observable_while_it_runs(studio_url: str, tmp_p
         reading = json.loads(monitor.stdout)
         assert not [a for a in reading["alerts"] if a["name"] == "ExporterUnreachable"], reading["alerts"]
         assert any(w["up"] for w in reading["workers"].values()), reading["workers"]
+        looked.set()
         _, err = producer.communicate(timeout=120)
         assert f"http://127.0.0.1:{port}/metrics" in err and "Traceback" not in err, err
         wait_for(lambda: not scraped(), 30, "the exporter to stop with the command")
     finally:
+        looked.set()
         _stop(started)
         proxy.close()
 
