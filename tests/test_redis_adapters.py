@@ -1,6 +1,7 @@
 """What the workers ask of Redis through the adapters, on a real Redis: the lock held while a Studio
 row is created (workers/registration.py), and a worker's own host, its thresholds, heartbeat and
-the forgetting of workers long gone (workers/resources.py)."""
+the forgetting of workers long gone (workers/resources.py); the exporter's event stream
+(shared/adapters/celery_events.py)."""
 
 from __future__ import annotations
 
@@ -161,4 +162,45 @@ def test_a_full_redis_is_said_so(tmp_path) -> None:
         said = store.full()
         assert said is not None and "Redis is full" in said and "noeviction" in said, said
     finally:
+        embedded.stop(proc)
+
+
+def test_the_event_stream_is_kept_while_no_event_comes(tmp_path) -> None:
+    """The exporter's stream was left and taken again at each second without an event; a worker's
+    offline event or heartbeat published meanwhile was lost (a worker stopped on purpose stayed
+    `celery_worker_up 0`, a live one showed down under load)."""
+    import threading
+
+    import redis as redis_py
+    from celery import Celery
+
+    from producer import embedded
+    from shared.adapters.celery_events import Event, receive_events
+    from tests.conftest import wait_for
+
+    url, proc = embedded.start_redis(tmp_path / "redis")
+    stop = threading.Event()
+    try:
+        app, r = Celery(broker=url), redis_py.Redis.from_url(url)
+        heard: list[Event] = []
+        idle: list[float] = []
+        thread = threading.Thread(
+            target=receive_events(app, heard.append, lambda: idle.append(time.monotonic())), args=(stop,)
+        )
+        thread.start()
+
+        def subscribers() -> set[str]:
+            return {c["id"] for c in r.client_list() if int(c.get("sub", 0)) + int(c.get("psub", 0)) > 0}
+
+        first = wait_for(subscribers, 10, "the stream subscribed")
+        wait_for(lambda: len(idle) >= 4, 15, "four idle seconds said to the exporter")
+        assert subscribers() == first, "the stream was left and taken again while no event came"
+        with app.events.default_dispatcher(hostname="leaving@host") as dispatcher:
+            dispatcher.send("worker-offline")
+        wait_for(lambda: any(e["type"] == "worker-offline" for e in heard), 10, "the offline event heard")
+        stop.set()
+        thread.join(5)
+        assert not thread.is_alive(), "the stream did not end when told to"
+    finally:
+        stop.set()
         embedded.stop(proc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from celery import Celery
@@ -26,14 +26,8 @@ def receive_events(app: Celery, on_event: Callable[[Event], None], on_idle: Call
         while not stop.is_set():
             try:
                 with app.connection_for_read() as conn:
-                    receiver = app.events.Receiver(conn, handlers={"*": on_event})
-                    for _ in receiver.itercapture(limit=None, timeout=1.0, wakeup=True):
+                    for _ in _consume(app, conn, on_event, on_idle, stop):
                         said.clear()
-                        on_idle()
-                        if stop.is_set():
-                            return
-            except TimeoutError:  # socket timeout: no events for a while
-                on_idle()
             except Exception as exc:  # the broker gone (OSError, kombu's and redis' own errors)
                 # no on_idle(): unheard, the workers are not known to be gone (agentq_redis_up says why)
                 text = f"{type(exc).__name__}: {exc}"
@@ -43,3 +37,18 @@ def receive_events(app: Celery, on_event: Callable[[Event], None], on_idle: Call
                 stop.wait(RECONNECT_SECONDS)  # events missed meanwhile are lost: back soon
 
     return run
+
+
+def _consume(
+    app: Celery, conn: Any, on_event: Callable[[Event], None], on_idle: Callable[[], None], stop: threading.Event
+) -> Iterator[None]:
+    """One subscription, kept while no event comes (with a timeout, kombu left it at each idle
+    second, and what was published until it was back was lost); ends once `stop` is set."""
+    receiver = app.events.Receiver(conn, handlers={"*": on_event})
+
+    def each_second() -> None:  # kombu calls it before each wait for an event, a second at most
+        on_idle()
+        receiver.should_stop = stop.is_set()
+
+    receiver.on_iteration = each_second
+    return receiver.consume(limit=None, timeout=None, safety_interval=1.0, wakeup=True)  # type: ignore[no-any-return]
