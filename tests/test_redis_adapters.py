@@ -12,12 +12,24 @@ import pytest
 
 from shared.adapters.redis import keys
 from shared.adapters.redis.store import Store
+from shared.core.run_model import NodeState, Status
 
 pytestmark = pytest.mark.integration
 
 
 def _store(redis_url: str) -> Store:
     return Store.from_url(redis_url, cache_ttl=60, run_ttl=60)
+
+
+def _new_run(store: Store, nodes: dict[str, NodeState]) -> str:
+    """A run written as a command writes it: every node's first state."""
+    from producer.launch import new_run
+    from shared.core.records import NewRun
+    from shared.core.run_model import RunMeta
+
+    meta = RunMeta(**new_run(), total=len(nodes))
+    store.create_run(NewRun(meta, nodes, {}))
+    return meta.run_id
 
 
 def test_a_create_lock_is_tried_without_blocking_and_let_go_quietly_once_expired(redis_url: str) -> None:
@@ -87,12 +99,9 @@ def test_a_node_two_workers_took_is_ended_once_and_the_counts_stay_exact(redis_u
     """A redelivered batch beside a partitioned worker's late copy: both ended the same nodes, and
     the counts went past the run's total (done 500 of 401, running -100), the report changing after
     the command had ended. A state is written only over the status its writer read."""
-    from shared.core.run_model import NodeState, Status
-
-    store, run_id = _store(redis_url), f"test-{uuid.uuid4().hex[:8]}"
-    labels = ["a", "b"]
+    store, labels = _store(redis_url), ["a", "b"]
     # a file name that is not UTF-8 puts a lone surrogate in the state's JSON, which cjson refuses
-    store.set_states(run_id, {lbl: NodeState(status=Status.PENDING, path="m\udcffodel.yaml") for lbl in labels}, {})
+    run_id = _new_run(store, {lbl: NodeState(status=Status.PENDING, path="m\udcffodel.yaml") for lbl in labels})
     first = {lbl: NodeState(status=Status.RUNNING, worker="w1") for lbl in labels}
     store.set_states(run_id, first, {lbl: Status.PENDING for lbl in labels})
     second = {lbl: NodeState(status=Status.RUNNING, worker="w2") for lbl in labels}
@@ -204,3 +213,40 @@ def test_the_event_stream_is_kept_while_no_event_comes(tmp_path) -> None:
     finally:
         stop.set()
         embedded.stop(proc)
+
+
+def test_a_run_gone_from_redis_gets_no_key_that_would_never_expire(redis_url: str) -> None:
+    """Redis restarted without its data mid-run: the workers' next writes made the run's keys again,
+    with no expiry (they stayed in Redis for ever). Only the cluster's metrics are counted."""
+    import asyncio
+
+    import redis as redis_py
+    import redis.asyncio as aioredis
+
+    from shared.adapters.redis.async_state import AsyncRunState, TaskEnd
+    from shared.metrics import Metrics
+
+    store, r = _store(redis_url), redis_py.Redis.from_url(redis_url)
+    run_id = _new_run(store, {"t1": NodeState(status=Status.PENDING), "t2": NodeState(status=Status.PENDING)})
+    ours = f"*{run_id}*"
+    assert r.keys(ours) and all(r.ttl(k) > 0 for k in r.keys(ours))
+    r.delete(*r.keys(ours))  # what a restart without persistence leaves of it
+    store.set_states(run_id, {"t1": NodeState(status=Status.RUNNING, worker="w")}, {"t1": Status.PENDING})
+
+    async def end() -> tuple[int, bool]:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            metrics = Metrics()
+            metrics.inc("agentq_workflow_tasks_total", ["w", "done"])
+            done = NodeState(status=Status.DONE, worker="w")
+            ended = await AsyncRunState(client, store).end_task(
+                run_id, TaskEnd("t1", done, "running", ["t2"], output="out"), metrics
+            )
+            return ended.left, ended.first
+        finally:
+            await client.aclose()
+
+    before = store.counters()
+    assert asyncio.run(end()) == (-1, False)
+    assert r.keys(ours) == [], "the gone run's keys were written again"
+    assert sum(store.counters().values()) > sum(before.values())  # its metrics still count

@@ -14,9 +14,11 @@
 --       field -> amount), cache entry JSON, cache ttl seconds, the counter field a first end
 --       adds 1 to, the one an end after the first adds 1 to ("" for none), then the task's
 --       dependents
--- Returns {tasks left, {released tasks not yet published}, 1 for the first end of the task else 0}
+-- Returns {tasks left, {released tasks not yet published}, 1 for the first end of the task else 0};
+-- {-1, {}, 0} when the run is gone (expired, or Redis lost it): then only the metrics are counted.
 --
--- Every key a run writes expires with the run (ttl seconds), the set of ended tasks too.
+-- Every key a run writes expires with the run (ttl seconds), the set of ended tasks too; none is
+-- written again once the run is gone, where it would never expire.
 local tid = ARGV[1]
 local first_dependent = 14
 local ttl = tonumber(ARGV[8])
@@ -25,6 +27,9 @@ for i = 1, 2 do
   for field, amount in pairs(metrics[i]) do
     redis.call('HINCRBYFLOAT', KEYS[8 + i], field, amount)
   end
+end
+if redis.call('EXISTS', KEYS[6]) == 0 then
+  return {-1, {}, 0}
 end
 local first = redis.call('SADD', KEYS[4], tid)
 redis.call('EXPIRE', KEYS[4], ttl)

@@ -4,7 +4,8 @@
 --
 -- KEYS[1]: the run's node states hash; KEYS[2]: its counts by status
 -- ARGV: label, the status its writer read ('' for any), the new status, the new state's JSON; repeated
--- Returns how many were written.
+-- Returns how many were written: none once the run is gone (expired, or Redis lost it; a run's
+-- states are all written when it is made), where they would never expire.
 -- A state's status is read as text: its JSON may hold a lone surrogate escaped (a file name that is
 -- not UTF-8), which cjson refuses; a state's fields are flat, and a quote inside a string is escaped.
 local function status_of(raw)
@@ -12,6 +13,9 @@ local function status_of(raw)
 end
 
 local written = 0
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return written
+end
 for i = 1, #ARGV, 4 do
   local label, expected, status, state = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local raw = redis.call('HGET', KEYS[1], label)
