@@ -99,6 +99,7 @@ def sync(
     """Sync `directory`. `before_submit(prepared)` false stops before anything is written."""
     from producer.recovery import Watchdog
     from producer.report import run_report
+    from producer.studio_state import studio_silent
     from producer.sync_run import prepare, submit
 
     settings, store, dispatcher, say = services.settings, services.store, services.dispatcher, services.say
@@ -111,7 +112,7 @@ def sync(
     outcome.run_id = run_id = submit(prepared, settings, store, dispatch() if prepared.plan.has_work else None)
     if not wait_for_it:
         return outcome
-    watch = Watchdog.for_run(store, run_id, dispatch, settings, say, (STUDIO_QUEUE,))
+    watch = Watchdog.for_run(store, run_id, dispatch, settings, say, (STUDIO_QUEUE,), lambda: studio_silent(settings))
     (show or _wait)(store, run_id, timeout, watch)
     outcome.report = run_report(store, run_id, prepared.plan.states, prepared.plan.settled)
     return outcome

@@ -49,10 +49,12 @@ class Watchdog:
         queues: tuple[str, ...] = (),
         grace: float = 5.0,
         batch_size: int = 25,
+        suspect: Callable[[], str | None] | None = None,
     ) -> None:
         """`dispatcher`: makes the Dispatcher (once, when the broker is first needed); `queues`: the
         Celery queues the run's messages go to (a worker must take each); `grace`: how long work
-        must look lost before it is published again."""
+        must look lost before it is published again; `suspect`: asked when the run is stuck, what
+        may hold it up (a service its workers call), or None."""
         self.store, self.run_id, self.make_dispatcher, self.say = store, run_id, dispatcher, say
         self.dead_after, self.stuck_after, self.every = dead_after, stuck_after, every
         self.give_up_after = give_up_after
@@ -65,6 +67,7 @@ class Watchdog:
         self._broker_away = False  # said once per outage
         self.queues = queues
         self.batch_size = batch_size
+        self.suspect = suspect
         self.suspects = reconcile.Suspects(grace, cooldown=max(30.0, 3 * grace))
         self._dispatcher: Dispatcher | None = None
 
@@ -77,6 +80,7 @@ class Watchdog:
         settings: Settings,
         say: Callable[[str], None],
         queues: tuple[str, ...],
+        suspect: Callable[[], str | None] | None = None,
     ) -> Watchdog:
         """The watchdog of a run, as every command that waits for one sets it up."""
         return cls(
@@ -90,6 +94,7 @@ class Watchdog:
             queues=queues,
             grace=settings.dispatch_grace_seconds,
             batch_size=settings.batch_size,
+            suspect=suspect,
         )
 
     def _say_what_is_missing(self) -> None:
@@ -186,8 +191,8 @@ class Watchdog:
             if st.status == Status.RUNNING
         }
         where = "; ".join(f"{label} on {worker}" for label, worker in sorted(running.items())[:10]) or "none running"
-        full = self.store.full()
-        self.say(f"no progress for {self.stuck_after:g} s: {where}{f' ({full})' if full else ''}")
+        cause = self.store.full() or (self.suspect() if self.suspect else None)
+        self.say(f"no progress for {self.stuck_after:g} s: {where}{f' ({cause})' if cause else ''}")
 
     # ---- the run state against what the broker carries ------------------------------------------
     def dispatcher(self) -> Dispatcher:

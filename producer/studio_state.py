@@ -92,6 +92,23 @@ def studio_version(settings: Settings, metrics: Metrics) -> tuple[str, Counter[s
     return asyncio.run(ask())
 
 
+def studio_silent(settings: Settings, within: float = 5.0) -> str | None:
+    """Why the workers' Studio calls may be what holds a run up: Studio not answering its health
+    check within `within` seconds (from here), or answering it with an error; None when it answers."""
+
+    async def ask() -> str | None:
+        async with client(settings) as studio:
+            try:
+                await asyncio.wait_for(studio.health(), within)
+            except TimeoutError:
+                return f"AutoGen Studio at {shown_url(settings.studio_url)} did not answer its health check within {within:g} s"
+            except StudioError as exc:
+                return str(unavailable(settings.studio_url, exc))
+            return None
+
+    return asyncio.run(ask())
+
+
 Rows = dict[int, dict[str, Any]]  # Studio's team rows by id
 
 

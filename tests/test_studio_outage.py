@@ -73,3 +73,43 @@ def test_studio_stopped_mid_sync_then_back(cli: Cli, own_studio, tmp_path: Path,
     rows = cli.studio().teams_by_label()
     for i in range(teams):
         assert len(rows.get(f"team-{i:03}", [])) == 1, f"team-{i:03}: {len(rows.get(f'team-{i:03}', []))} rows"
+
+
+def test_a_studio_that_stops_answering_mid_sync_is_named_as_what_holds_it_up(cli: Cli, proxy, tmp_path: Path) -> None:
+    """Studio accepting connections but answering nothing: the run waited on its workers' retries
+    for minutes, and the producer's "no progress" line named only the nodes, not Studio."""
+    import threading
+
+    tree = tmp_path / "tree"
+    _write_tree(tree, teams=3)
+    silent, back = threading.Event(), threading.Event()
+
+    def hang(method: str, path: str, body: bytes | None) -> None:
+        if method == "POST" and path.startswith("/api/teams"):
+            silent.set()  # from the workers' first write on, nothing is answered until `back`
+        if silent.is_set():
+            back.wait(120)
+
+    proxy.before = hang
+    proc = cli.start("sync", str(tree), "--json", STUCK_SECONDS="2")
+    said: list[str] = []
+    assert proc.stderr is not None
+    reader = threading.Thread(target=lambda: said.extend(proc.stderr or ()), daemon=True)
+    reader.start()
+    try:
+        line = wait_for(
+            lambda: next((s for s in said if "no progress" in s and "health check" in s), None),
+            60,
+            "the stuck line naming Studio",
+            interval=0.2,
+        )
+        assert f"AutoGen Studio at {proxy.url}" in line and "did not answer its health check within" in line, line
+        back.set()
+        out, _ = proc.communicate(timeout=180)
+        assert proc.returncode == 0, "".join(said)
+        assert json.loads(out)["counts"]["failed"] == 0
+    finally:
+        back.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
