@@ -218,6 +218,43 @@ def test_queue_lengths_are_rabbitmqs_own_counts(rabbitmq_url: str) -> None:
 
 
 @pytest.mark.integration
+def test_the_exporter_hears_workers_over_rabbitmq_and_forgets_one_stopped_on_purpose(
+    rabbitmq_url: str, own_redis: str, tmp_path: Path
+) -> None:
+    """The exporter's event stream on RabbitMQ: a worker's heartbeats keep it up across the
+    seconds without an event, and its offline event removes its series."""
+    import httpx
+
+    name = f"ev-{uuid.uuid4().hex[:6]}"
+    worker = _rabbit_worker(own_redis, rabbitmq_url, tmp_path, name, concurrency=1)
+    port = embedded.free_port()
+    exporter = embedded.start_exporter(
+        own_redis,
+        port,
+        env={"BROKER_URL": rabbitmq_url, "STUDIO_URL": "http://127.0.0.1:9"},
+        log_path=tmp_path / "exporter.log",
+    )
+    try:
+
+        def up() -> str:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+            return next(
+                (line for line in text.splitlines() if line.startswith(f'celery_worker_up{{hostname="{name}')), ""
+            )
+
+        wait_for(lambda: up().endswith(" 1.0"), 60, "the worker heard", interval=0.2)
+        deadline = time.monotonic() + 12  # past WORKER_TIMEOUT: heard all along, never taken for gone
+        while time.monotonic() < deadline:
+            assert up().endswith(" 1.0"), up()
+            time.sleep(0.5)
+        embedded.stop_worker(worker, grace=30)
+        wait_for(lambda: up() == "", 30, "the stopped worker's series gone", interval=0.2)
+    finally:
+        embedded.stop(worker)
+        embedded.stop(exporter)
+
+
+@pytest.mark.integration
 def test_a_workflow_of_100_tasks_runs_on_workers_consuming_from_rabbitmq(
     rabbitmq_url: str, own_redis: str, standin, tmp_path: Path
 ) -> None:
