@@ -251,6 +251,19 @@ def test_broken_files_are_reported_and_the_rest_is_synced(cli: Cli, examples: Pa
     )
 
 
+def test_a_reference_to_a_component_of_the_wrong_type_names_the_file_field_and_types(cli: Cli, examples: Path) -> None:
+    """AutoGen's "Expected type does not match" named neither the field nor what it held: a user
+    had to guess which `$ref` of which file was wrong."""
+    writer = examples / "agents" / "writer.yaml"
+    writer.write_text(writer.read_text().replace("model_client: {$ref: local-llm}", "model_client: {$ref: add}"))
+    rc, report, _ = cli.sync(examples)
+    assert rc == 1
+    said = "agents/writer.yaml: config.model_client refers to 'add' (tools/add.yaml), a tool; it holds a model"
+    writer_error = report["nodes"]["writer"].get("error", "")
+    assert "Expected type does not match" in writer_error and said in writer_error, writer_error
+    assert report["counts"]["created"] > 0  # the rest is synced
+
+
 def test_two_syncs_of_one_tree_at_once_write_each_row_once(cli: Cli, examples: Path, proxy: StudioProxy) -> None:
     """Two CI jobs syncing one repository into one Studio user at the same time: neither finds a
     row, both would create it. One does; the other finds what it created."""

@@ -93,6 +93,23 @@ def test_resolved_shares_one_dependency_used_twice():
     assert resolved["config"]["model_client"] == resolved["config"]["backup"] == docs["m.yaml"]
 
 
+def test_a_reference_to_a_component_of_another_type_is_explained_by_file_field_and_types():
+    """AutoGen says only "Expected type does not match": the tree says which field of which file
+    names what, for the node and for each node it takes in (a team's participant)."""
+    docs = basic_docs()
+    docs["agents/a.yaml"] = comp("a", "agent", model_client=ref("t"), tools=[ref("t")])
+    docs["teams/team.yaml"] = comp("team", "team", participants=[ref("a"), ref("m")], termination_condition=ref("x"))
+    tree = build_tree(docs, {})
+    assert tree.errors == [], "AutoGen judges by class: nothing is refused for it here"
+    wrong_client = "agents/a.yaml: config.model_client refers to 't' (tools/t.yaml), a tool; it holds a model"
+    assert tree.mistyped("a") == [wrong_client]
+    assert tree.mistyped("team") == [
+        "teams/team.yaml: config.participants[1] refers to 'm' (models/m.yaml), a model; it holds an agent",
+        wrong_client,
+    ]
+    assert build_tree(basic_docs(), {}).mistyped("team") == []
+
+
 # --- each error kind names the file (and the field) --------------------------------------------------
 
 

@@ -19,7 +19,7 @@ import yaml
 from producer.embedded import STUDIO_VENV_BIN
 from shared.adapters.celery import create_app
 from shared.settings import Settings
-from tests.conftest import TEST_SECRET, Cli
+from tests.conftest import ROOT, TEST_SECRET, Cli
 from tests.test_workflow_run import (
     MODEL_INFO,
     agent_doc,
@@ -476,6 +476,25 @@ def test_a_component_autogen_refuses_inside_a_team_is_named_by_its_own_file(
     assert errors["uses-ten"].startswith("terminations/ten.yaml: AutoGen refused the configuration: "), errors
     assert "config.max_messages: " in errors["uses-ten"]
     assert errors["inline"].startswith("teams/inline.yaml (config.participants[1]): AutoGen refused"), errors
+
+
+def test_an_agent_whose_model_client_names_a_tool_is_explained_by_file_field_and_types(
+    wf_cli: Cli, standin, tmp_path: Path
+) -> None:
+    """AutoGen says only "Expected type does not match" when a `$ref` names a component of another
+    type: the task's error says which field of which file names what."""
+    url, _ = standin
+    tool = yaml.safe_load((ROOT / "examples/tools/add.yaml").read_text())
+    wrong = agent_doc("wrong")
+    wrong["config"]["model_client"] = {"$ref": tool["label"]}
+    write_docs(tmp_path, {"models/m.yaml": model_doc("m", url), "tools/add.yaml": tool, "agents/wrong.yaml": wrong})
+    rc, report = run(wf_cli, write_workflow(tmp_path, [{"id": "t", "description": "d", "agent": {"$ref": "wrong"}}]))
+    error = report["tasks"]["t"]["error"]
+    assert rc == 1 and "Expected type does not match" in error, error
+    said = (
+        f"agents/wrong.yaml: config.model_client refers to {tool['label']!r} (tools/add.yaml), a tool; it holds a model"
+    )
+    assert said in error, error
 
 
 def test_a_replay_client_two_agents_share_answers_each_from_its_own_script(wf_cli: Cli, tmp_path: Path) -> None:

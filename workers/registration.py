@@ -13,7 +13,7 @@ from typing import TypedDict
 from shared.adapters.redis.keys import STUDIO_TEAMS, STUDIO_VERSION
 from shared.adapters.redis.store import Store
 from shared.adapters.studio import StudioClient
-from shared.core.components import has_rows
+from shared.core.components import TYPE_MISMATCH, has_rows
 from shared.core.drift import KnownRow, WrittenRow, row_label
 from shared.core.exceptions import TaskFailed
 from shared.core.records import CacheEntry, Component, Row, Spec
@@ -282,6 +282,8 @@ async def sync_node(ctx: RunContext, label: str, record: Spec, redelivered: bool
     component = ctx.resolve_env(record["spec"])
     errors = await validate(ctx, component)
     if errors:
+        if any(TYPE_MISMATCH in e for e in errors):  # AutoGen names neither the field nor the types
+            errors += record.get("mistyped") or []
         raise NodeFailed("Studio validation failed: " + "; ".join(errors))
     if has_rows(record["type"]):  # a team: a row of its own
         outcome, team_id = await upsert_team(ctx, label, component, record["key"], record["path"], redelivered)

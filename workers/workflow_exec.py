@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field
 
 from shared.adapters.redis.async_state import AsyncRunState, Ended, TaskEnd
+from shared.core.components import TYPE_MISMATCH
 from shared.core.exceptions import RunCancelled
 from shared.core.prompts import task_key, task_prompt
 from shared.core.records import CacheEntry, Spec, TranscriptMessage
@@ -185,7 +186,8 @@ async def _load_and_run(
     except agent_runtime.AgentError as exc:  # the file is the user's to mend: named first
         path, inside = file_at(record.get("agent_files") or {}, exc.at)
         where = f"{path or record.get('agent_path') or 'its agent'}{f' ({inside})' if inside else ''}"
-        raise agent_runtime.AgentError(f"{where}: {exc}") from exc
+        mistyped = record.get("mistyped") if TYPE_MISMATCH in str(exc) else None  # AutoGen names no field
+        raise agent_runtime.AgentError(f"{where}: {exc}{''.join(f'; {m}' for m in mistyped or ())}") from exc
     prompt = task_prompt(record["goal"], task, [(dep, out) for dep, _, out in inputs])
     return await agent_runtime.run(component, prompt, task.get("timeout") or ctx.settings.task_timeout_seconds)
 

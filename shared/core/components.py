@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+# AutoGen's words for a component of another class than its field holds (Tree.mistyped explains them)
+TYPE_MISMATCH = "Expected type does not match"
 # Why a component of some type could not answer a workflow task, known before AutoGen loads it
 Problems = Callable[[Mapping[str, Any]], list[str]]
 # What keeps AutoGen from loading a spec of some type at all: (field, why) pairs
@@ -36,7 +38,8 @@ class ComponentKind:
     # gallery section live in the tree's gallery entry (the section is written, empty, either way)
     own_rows: bool = False
     # config fields that hold other components, inline or by `$ref` -> the types they hold (as
-    # AutoGen's configs have them; what a field holds is Studio's validation to judge)
+    # AutoGen's configs have them; what a field holds is Studio's validation to judge: AutoGen
+    # checks the class, not `component_type`, so these only explain its "Expected type does not match")
     refs: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     # the config field listing what it is made of (a team's participants): counted against
     # MAX_PARTICIPANTS, and they are the agents that answer its tasks
@@ -230,6 +233,13 @@ def is_group(component: Mapping[str, Any]) -> bool:
     """A component made of members (a team)."""
     kind = kind_of(component.get("component_type"))
     return kind is not None and kind.members is not None
+
+
+def held_types(component_type: object, config_field: str) -> tuple[str, ...] | None:
+    """The types a config field of a component of `component_type` holds (a team's participants:
+    agents); None for a field the table does not know."""
+    kind = kind_of(component_type)
+    return kind.refs.get(config_field) if kind is not None else None
 
 
 def members_field(component_type: object) -> str | None:

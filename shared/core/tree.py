@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.core.components import members_field
+from shared.core.components import a_kind, either, held_types, members_field
 from shared.core.errors import ConfigError
 from shared.core.facts import WORKFLOW, FileFacts, file_facts
 from shared.core.graph import find_cycles, waves
 from shared.core.hashing import node_key
 from shared.core.refs import inline_refs, is_valid_variable_name
+
+# a `$ref` right under a component's config: `config.model_client`, `config.participants[2]`
+_CONFIG_FIELD = re.compile(r"config\.(\w+)(?:\[\d+\])?\Z")
 
 
 @dataclass
@@ -67,6 +71,28 @@ class Tree:
         if label not in memo:
             memo[label] = inline_refs(self.nodes[label].spec, lambda dep: self.resolved(dep, memo))
         return memo[label]  # type: ignore[no-any-return]
+
+    def mistyped(self, label: str) -> list[str]:
+        """Each `$ref` of the node, or of a node it refers to, whose target's type is not what its
+        field holds (a model_client naming a tool): what explains AutoGen's "Expected type does
+        not match", which names neither the field nor the types."""
+        said: dict[str, None] = {}
+        todo, seen = [label], {label}
+        while todo:
+            node = self.nodes[todo.pop()]
+            for where, dep in node.refs:
+                target, field = self.nodes.get(dep), _CONFIG_FIELD.match(where)
+                held = held_types(node.component_type, field.group(1)) if field else None
+                if target is not None and held and target.component_type not in held:
+                    kinds = either(tuple(a_kind(h) for h in held))
+                    said[
+                        f"{node.path}: {where} refers to {dep!r} ({target.path}), "
+                        f"{a_kind(target.component_type)}; it holds {kinds}"
+                    ] = None
+                if target is not None and dep not in seen:
+                    seen.add(dep)
+                    todo.append(dep)
+        return list(said)
 
     def files_within(self, label: str, at: str = "") -> dict[str, str]:
         """Where each file's component sits in the node's resolved spec: {field path: file}, the
