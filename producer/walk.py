@@ -73,9 +73,10 @@ def config_files(root: Path, skipped: dict[str, str], bad: dict[str, str]) -> di
     the tree. `bad` gets the config-named entries that cannot be read as files: FIFOs, sockets,
     devices (reading one could block forever), symlink loops, broken symlinks."""
     walk = _Walk(root, skipped, bad)
-    stack = [(str(root), "")]
+    stack = [(str(root), "", False)]
     while stack:
         stack += walk.directory(*stack.pop())
+    walk.drop_aliases()
     return walk.found
 
 
@@ -88,21 +89,32 @@ class _Walk:
         self.skipped, self.bad = skipped, bad
         self.found: dict[str, tuple[str, os.stat_result]] = {}
         self.seen_dirs = {self.real_root}
+        self.linked: list[str] = []  # files found through a symlink: maybe found under their own name too
 
-    def directory(self, directory: str, prefix: str) -> list[tuple[str, str]]:
-        """Take in the files of one directory; its subdirectories to walk, as (path, prefix)."""
+    def directory(self, directory: str, prefix: str, linked: bool) -> list[tuple[str, str, bool]]:
+        """Take in the files of one directory (`linked`: reached through a symlink); its
+        subdirectories to walk, as (path, prefix, linked)."""
         try:
             entries = list(os.scandir(directory))
         except OSError as exc:
             self.skipped[prefix or "."] = f"cannot list directory: {exc.strerror}"
             return []
-        below: list[tuple[str, str]] = []
+        below: list[tuple[str, str, bool]] = []
         for entry in entries:
             if not entry.name.startswith("."):
-                self._entry(entry, prefix + entry.name, below)
+                self._entry(entry, prefix + entry.name, below, linked)
         return below
 
-    def _entry(self, entry: os.DirEntry[str], rel: str, below: list[tuple[str, str]]) -> None:
+    def drop_aliases(self) -> None:
+        """A file found through a symlink and under its own name too is read once, under its own
+        name: read twice, its label would be a duplicate of itself, and neither would sync."""
+        for rel in self.linked:
+            own = os.path.relpath(os.path.realpath(self.found[rel][0]), self.real_root)
+            if own != rel and own in self.found:
+                del self.found[rel]
+                self.skipped[rel] = f"is {own!r} through a symlink; read once, under that name"
+
+    def _entry(self, entry: os.DirEntry[str], rel: str, below: list[tuple[str, str, bool]], linked: bool) -> None:
         try:
             is_dir = entry.is_dir()
         except OSError as exc:
@@ -117,9 +129,9 @@ class _Walk:
             return
         if is_dir:
             self.seen_dirs.add(os.path.realpath(entry.path))
-            below.append((entry.path, rel + "/"))
+            below.append((entry.path, rel + "/", linked or entry.is_symlink()))
         else:
-            self._file(entry, rel)
+            self._file(entry, rel, linked or entry.is_symlink())
 
     def _wanted(self, entry: os.DirEntry[str], rel: str, is_dir: bool) -> bool:
         """Not ignored, a directory or named as a config file, and no symlink that is not followed."""
@@ -140,7 +152,7 @@ class _Walk:
             return False
         return True
 
-    def _file(self, entry: os.DirEntry[str], rel: str) -> None:
+    def _file(self, entry: os.DirEntry[str], rel: str, linked: bool) -> None:
         try:
             st = entry.stat()
         except OSError as exc:
@@ -148,6 +160,8 @@ class _Walk:
             return
         if stat.S_ISREG(st.st_mode):
             self.found[rel] = (entry.path, st)
+            if linked:
+                self.linked.append(rel)
         else:
             self.bad[rel] = f"not a regular file ({_kind(st.st_mode)}); not read"
 

@@ -12,6 +12,7 @@ from producer.scanner import ScanMemo, scan
 from shared.core.errors import ConfigError
 from shared.core.exceptions import InvalidInput
 from shared.core.loader import parse_document
+from shared.core.tree import build_tree
 
 
 def component(label: str, ctype: str = "tool", **config) -> str:
@@ -318,13 +319,22 @@ def test_sibling_directory_with_common_prefix_counts_as_outside(tree, tmp_path):
     assert "s.yaml" in result.skipped
 
 
-def test_symlink_inside_the_tree_is_followed(tree, cache):
+def test_a_symlink_inside_the_tree_is_followed_and_a_file_it_leads_to_is_read_once(tree, cache):
+    """A link to a file the walk reads under its own name too made two files of one label: both
+    were refused as duplicates, and the file itself stopped syncing."""
+    write(tree / ".shared", "x.yaml", component("x"))  # a hidden folder: reached only by its link
+    (tree / "models/x.yaml").symlink_to(Path("../.shared/x.yaml"))
     (tree / "alias.yaml").symlink_to(tree / "models/m.yaml")
     (tree / "more").symlink_to(Path("tools"), target_is_directory=True)
     result = scan(tree, cache)
-    assert result.skipped == {}
-    assert result.documents["alias.yaml"] == result.documents["models/m.yaml"]
-    assert result.documents["more/t.yaml"] == result.documents["tools/t.yaml"]
+    assert result.documents["models/x.yaml"]["label"] == "x"
+    assert {"models/m.yaml", "tools/t.yaml"} <= set(result.documents)
+    assert "alias.yaml" not in result.documents and "more/t.yaml" not in result.documents
+    assert result.skipped == {
+        "alias.yaml": "is 'models/m.yaml' through a symlink; read once, under that name",
+        "more/t.yaml": "is 'tools/t.yaml' through a symlink; read once, under that name",
+    }
+    assert build_tree(result.documents, {}).errors == []
 
 
 def test_symlink_loop_terminates(tree):
