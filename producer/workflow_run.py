@@ -72,7 +72,7 @@ def load(file: Path, tree_root: Path | None, settings: Settings) -> PreparedWork
     workflow = _read_workflow(file, rel, scan_limits(settings).max_file_bytes)
     result = scan(root, default_cache_path(root, settings.cache_dir), limits=scan_limits(settings))
     tree = build_tree(result.documents, environment(), result.facts, limits=tree_limits(settings))
-    errors = check_workflow(rel, workflow, tree)
+    errors = check_workflow(rel, workflow, tree, f"the tree {root} (--tree names another)")
     if not errors and settings.redis_url is None:
         # the embedded worker runs in this environment: what it cannot import is known now
         errors = _missing_packages(rel, workflow, tree)

@@ -353,7 +353,11 @@ def test_invalid_workflows_are_refused_before_anything_is_enqueued(wf_cli: Cli, 
     assert proc.returncode == 2
     err = proc.stderr
     assert "workflows/wf.yaml: tasks[0].dependencies[0]: unknown task id 'nope'" in err
-    assert "tasks[1].agent: no agent or team labelled 'ghost'" in err
+    # the tree it was looked for in (the folder above workflows/): another may be meant
+    assert (
+        f"tasks[1].agent: no agent or team labelled 'ghost' in the tree {tmp_path.resolve()} (--tree names another)"
+        in err
+    )
     assert "tasks[2].agent: 'm' (models/m.yaml) is a model, not an agent or team" in err
     assert "dependency cycle: d -> e -> d" in err
     assert len(list(r.scan_iter("agentq:run:*:meta"))) == runs_before

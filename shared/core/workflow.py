@@ -100,16 +100,16 @@ def _validation_error(path: str, prefix: str, err: ErrorDetails) -> ConfigError:
     return ConfigError(path=path, field=(prefix + loc) or None, message=message)
 
 
-def check_workflow(path: str, wf: Workflow, tree: Tree) -> list[ConfigError]:
+def check_workflow(path: str, wf: Workflow, tree: Tree, tree_name: str = "the tree") -> list[ConfigError]:
     """Errors that must stop a run before anything is enqueued: unknown or duplicate task ids,
-    cycles, agents that are missing, not agents or teams, not valid, or without a model client
-    that speaks the OpenAI-compatible API."""
+    cycles, agents that are missing (from the tree `tree_name` says), not agents or teams, not
+    valid, or without a model client that speaks the OpenAI-compatible API."""
     memo: dict[str, Any] = {}
     ids = [t.id for t in wf.tasks]
     seen: set[str] = set()
     problems: list[tuple[str, str]] = []  # (field, message)
     for i, task in enumerate(wf.tasks):
-        problems += _task_problems(f"tasks[{i}]", task, ids, seen, tree, memo)
+        problems += _task_problems(f"tasks[{i}]", task, ids, seen, (tree, tree_name), memo)
     problems += [("tasks", message) for message in _cycles(wf, ids)]
     return [ConfigError(path=path, field=field, message=message) for field, message in problems]
 
@@ -121,7 +121,7 @@ def _cycles(wf: Workflow, ids: list[str]) -> list[str]:
 
 
 def _task_problems(
-    field: str, task: WorkflowTask, ids: list[str], seen: set[str], tree: Tree, memo: dict[str, Any]
+    field: str, task: WorkflowTask, ids: list[str], seen: set[str], tree: tuple[Tree, str], memo: dict[str, Any]
 ) -> list[tuple[str, str]]:
     """(field, message) of what is wrong with one task: its id taken (`seen` the ids before it),
     a dependency unknown or named twice (its output would go into the prompt twice), its agent."""
@@ -137,17 +137,17 @@ def _task_problems(
         for j, dep in enumerate(task.dependencies)
         if dep in task.dependencies[:j]
     ]
-    problems += [(f"{field}.agent", message) for message in _agent_problems(task.agent, tree, memo)]
+    problems += [(f"{field}.agent", message) for message in _agent_problems(task.agent, *tree, memo)]
     return problems
 
 
-def _agent_problems(label: str, tree: Tree, memo: dict[str, Any]) -> list[str]:
+def _agent_problems(label: str, tree: Tree, tree_name: str, memo: dict[str, Any]) -> list[str]:
     """Why the component a task names cannot run it: missing, not an agent or team, not usable,
     or (as agent_problems finds) unable to answer."""
     node = tree.nodes.get(label)
     runnable = runnable_types()  # agents and teams
     if node is None:
-        return [f"no {either(runnable)} labelled {label!r} in the tree"]
+        return [f"no {either(runnable)} labelled {label!r} in {tree_name}"]
     if node.component_type not in runnable:
         return [f"{label!r} ({node.path}) is {a_kind(node.component_type)}, not an {either(runnable)}"]
     if label in tree.invalid or label in tree.skipped:
