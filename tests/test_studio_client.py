@@ -115,15 +115,28 @@ def test_no_proxy_may_name_a_host_with_its_port(monkeypatch: pytest.MonkeyPatch)
     assert studio._proxy_for("http://127.0.0.1:9000/api") == "http://proxy.example:3128"
 
 
+PAGE = b"""<!DOCTYPE HTML>
+<html lang="en">
+    <head><meta charset="utf-8">
+        <title>Error
+          response</title>
+    </head>
+    <body><h1>Error response</h1><p>Error code: 404</p><p>Message: File not found.</p></body>
+</html>
+"""
+
+
 @pytest.mark.parametrize(
-    ("status", "said"),
+    ("status", "body", "said"),
     [
-        (b"401 Unauthorized", "refused us: .*STUDIO_TOKEN"),  # every call of the run would be refused too
-        (b"404 Not Found", "no AutoGen Studio API .*without `/api`"),  # STUDIO_URL=http://host:port/api
+        (b"401 Unauthorized", b"", "refused us: .*STUDIO_TOKEN"),  # every call of the run would be refused too
+        (b"404 Not Found", b"", "no AutoGen Studio API .*without `/api`"),  # STUDIO_URL=http://host:port/api
+        # another server's page (`python -m http.server`'s): named by its title, not quoted whole
+        (b"404 Not Found", PAGE, "answered 404 on GET /version: an HTML page titled 'Error response'$"),
     ],
 )
 def test_studio_refusing_us_ends_the_command_before_anything_is_enqueued(
-    monkeypatch: pytest.MonkeyPatch, status: bytes, said: str
+    monkeypatch: pytest.MonkeyPatch, status: bytes, body: bytes, said: str
 ) -> None:
     """The version check's answer says every call of the run would fail: one line, nothing enqueued."""
     from producer import studio_state
@@ -134,7 +147,7 @@ def test_studio_refusing_us_ends_the_command_before_anything_is_enqueued(
     async def main() -> None:
         async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await reader.readuntil(b"\r\n\r\n")
-            writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: 0\r\n\r\n")
+            writer.write(b"HTTP/1.1 " + status + f"\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
             await writer.drain()
             writer.close()
 

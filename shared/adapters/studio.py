@@ -8,6 +8,7 @@ of 1,000 teams on 2 cores shares them with Studio."""
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.parse
 import urllib.request
@@ -192,7 +193,7 @@ class StudioClient:
         except AnswerTooBig as exc:
             raise StudioError(method, path, 200, str(exc)) from exc
         except AnswerStatus as exc:
-            raise StudioError(method, path, exc.status_code, self._said(exc.text)[:500], is_retryable(exc)) from exc
+            raise StudioError(method, path, exc.status_code, _gist(self._said(exc.text)), is_retryable(exc)) from exc
         except (TimeoutError, aiohttp.ClientError) as exc:
             if max_timeouts is not None and timeouts >= max_timeouts:
                 raise StudioError(method, path, None, f"timed out {timeouts} times; not sent again") from exc
@@ -305,6 +306,20 @@ class StudioClient:
                 "PUT", f"/gallery/{gallery_id}", params={"user_id": self.user_id}, json=body, expect=SAVED
             )
         return cast("dict[str, Any]", data["data"])  # SAVED: a dict
+
+
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]*>")
+
+
+def _gist(text: str) -> str:
+    """What an error answer says, in a line: an HTML page (another server's, a proxy's) by its
+    title, or else its text without the markup; any other text cut at 500 characters."""
+    if not text.lstrip().startswith("<"):
+        return text[:500]
+    if title := _TITLE.search(text):
+        return f"an HTML page titled {' '.join(title.group(1).split())[:120]!r}"
+    return f"an HTML page: {' '.join(_TAG.sub(' ', text).split())[:200]}".rstrip(": ")
 
 
 def _unreached(exc: BaseException) -> str:
