@@ -217,7 +217,8 @@ def test_the_event_stream_is_kept_while_no_event_comes(tmp_path) -> None:
 
 def test_a_run_gone_from_redis_gets_no_key_that_would_never_expire(redis_url: str) -> None:
     """Redis restarted without its data mid-run: the workers' next writes made the run's keys again,
-    with no expiry (they stayed in Redis for ever). Only the cluster's metrics are counted."""
+    with no expiry (they stayed in Redis for ever), and its tasks went on calling models. Only the
+    cluster's metrics are counted."""
     import asyncio
 
     import redis as redis_py
@@ -246,6 +247,14 @@ def test_a_run_gone_from_redis_gets_no_key_that_would_never_expire(redis_url: st
         finally:
             await client.aclose()
 
+    async def cancelled() -> bool:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            return await AsyncRunState(client, store).cancelled(run_id)
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(cancelled()), "a gone run's tasks would go on calling models"
     before = store.counters()
     assert asyncio.run(end()) == (-1, False)
     assert r.keys(ours) == [], "the gone run's keys were written again"

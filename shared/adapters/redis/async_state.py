@@ -70,9 +70,10 @@ class AsyncRunState:
         self._set_states = client.register_script(SET_STATES_LUA)
 
     async def cancelled(self, run_id: str) -> bool:
-        """Whether `producer cancel` ended the run."""
+        """Whether `producer cancel` ended the run, or it is gone (Redis lost its data): nobody
+        would see what its tasks did, so no more model calls are paid for it."""
         raw = await self.r.get(run_key(run_id, keys.META))
-        return bool(raw and RunMeta.from_json(raw).cancelled)
+        return raw is None or RunMeta.from_json(raw).cancelled
 
     async def load(
         self, run_id: str, task_ids: list[str]
