@@ -43,3 +43,34 @@ def test_queued_and_unacknowledged_messages_are_read_and_counted(redis_url: str)
     finally:
         client.delete(*queue_lists(queue))
         client.hdel(UNACKED, tag)
+
+
+def test_an_ack_after_the_connection_let_go_of_redis_still_reaches_it(tmp_path) -> None:
+    """After a Redis restart, kombu's channel had lost its connection's parameters: the ack of a task
+    that had ended failed, the message stayed unacknowledged, and it was restored and ran again."""
+    import contextlib
+    import time
+
+    from producer import embedded
+    from shared.adapters.celery import create_app
+    from shared.adapters.redis.keys import UNACKED_INDEX
+    from shared.settings import Settings
+
+    url, proc = embedded.start_redis(tmp_path / "redis")
+    try:
+        client, tag = redis.Redis.from_url(url), uuid.uuid4().hex
+        client.hset(UNACKED, tag, json.dumps([kombu_message("t.d", "4", []), "", "studio"]))
+        client.zadd(UNACKED_INDEX, {tag: time.time()})
+        app = create_app(Settings(redis_url=url))
+        conn = app.connection_for_write()
+        channel = conn.default_channel
+        transport_client, channel.connection.client = channel.connection.client, None  # as kombu leaves it
+        channel._pool = None
+        channel.__dict__.pop("client", None)
+        channel.qos.ack(tag)
+        assert not client.hexists(UNACKED, tag) and client.zscore(UNACKED_INDEX, tag) is None
+        channel.connection.client = transport_client
+        with contextlib.suppress(Exception):
+            conn.release()
+    finally:
+        embedded.stop(proc)

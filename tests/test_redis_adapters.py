@@ -53,19 +53,23 @@ def test_a_create_lock_held_by_a_worker_gone_silent_is_taken_over_at_once(redis_
     WORKER_DEAD_SECONDS (the producer requeues its messages then), the next create takes it over."""
     import json
 
+    from tests.conftest import wait_for
+
     store, ns = _store(redis_url), f"test-{uuid.uuid4().hex[:8]}"
     dead, alive, unknown = (f"{name}-{uuid.uuid4().hex[:6]}@host" for name in ("dead", "alive", "unknown"))
+    # silent for 5 s while Redis could hear it (a heartbeat from before Redis started says nothing)
+    wait_for(lambda: time.time() - store.heard_since() > 6, 10, "Redis up for 6 s")
     store.r.hset(
-        keys.HOSTS, mapping={dead: json.dumps({"ts": time.time() - 30}), alive: json.dumps({"ts": time.time()})}
+        keys.HOSTS, mapping={dead: json.dumps({"ts": time.time() - 5}), alive: json.dumps({"ts": time.time()})}
     )
     try:
         for holder, taken_over in ((dead, True), (alive, False), (unknown, False)):
             what = f"team:{holder}"
-            assert store.create_lock(ns, what, holder=holder, dead_after=20).acquire()
-            survivor = store.create_lock(ns, what, holder="survivor@host", dead_after=20)
+            assert store.create_lock(ns, what, holder=holder, dead_after=3).acquire()
+            survivor = store.create_lock(ns, what, holder="survivor@host", dead_after=3)
             assert survivor.acquire() is taken_over, holder
             survivor.release()
-        assert not store.create_lock(ns, f"team:{alive}", holder="survivor@host", dead_after=20).acquire()
+        assert not store.create_lock(ns, f"team:{alive}", holder="survivor@host", dead_after=3).acquire()
     finally:
         store.r.hdel(keys.HOSTS, dead, alive)
 
@@ -259,3 +263,47 @@ def test_a_run_gone_from_redis_gets_no_key_that_would_never_expire(redis_url: st
     assert asyncio.run(end()) == (-1, False)
     assert r.keys(ours) == [], "the gone run's keys were written again"
     assert sum(store.counters().values()) > sum(before.values())  # its metrics still count
+
+
+def test_a_redis_restart_is_no_silence_of_the_workers(tmp_path) -> None:
+    """Redis restarted (with its data) after an outage: every heartbeat was older than
+    WORKER_DEAD_SECONDS, so the first worker back took the others for dead and requeued what they
+    were running; it ran twice. A worker is silent only while Redis could hear it."""
+    import threading
+
+    from producer import embedded
+    from shared.requeue import lost_messages
+    from tests.conftest import wait_for
+
+    url, proc = embedded.start_redis(tmp_path / "redis", persist=True)
+    try:
+        store, long_ago = _store(url), time.time() - 100
+        store.report_reading("w1", {"ts": long_ago, "started": long_ago, "host": "h"})
+        store.r.hset(keys.in_flight_key("w1"), "task-1", long_ago)
+        embedded.stop(proc)
+        url, proc = embedded.start_redis(
+            tmp_path / "redis", port=int(url.rsplit(":", 1)[1].split("/")[0]), persist=True
+        )
+        assert store.heartbeats()["w1"] > long_ago + 90  # as heard since Redis came back
+        assert lost_messages(store, 5.0) == {}, "a worker taken for dead because Redis was away"
+        assert "w1" in store.live_workers(5.0)
+        # still silent once Redis has heard everyone for WORKER_DEAD_SECONDS: gone
+        wait_for(lambda: lost_messages(store, 1.0) == {"w1": ["task-1"]}, 15, "the silent worker found")
+    finally:
+        embedded.stop(proc)
+
+    # a client that got through again after an outage says since when (a partition of its own host)
+    from shared.adapters.redis.conn import heard_again, sync_client
+
+    port = embedded.free_port()
+    client = sync_client(f"redis://127.0.0.1:{port}/0", outage=30)
+    answered: list[bool] = []
+    asking = threading.Thread(target=lambda: answered.append(bool(client.ping())))
+    asking.start()
+    time.sleep(0.5)  # the ping fails meanwhile: Redis is not there yet (what is tested is that it was out)
+    _, proc = embedded.start_redis(tmp_path / "later", port=port)
+    try:
+        asking.join(30)
+        assert answered == [True] and time.time() - 30 < heard_again(client) <= time.time()
+    finally:
+        embedded.stop(proc)

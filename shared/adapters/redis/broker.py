@@ -7,7 +7,8 @@ acknowledge a task (late acks) that ended meanwhile. Celery calls that an unreco
 the worker stops consuming for good, though Redis comes back. Here the failed restore or ack
 leaves the message where it is, in Redis's unacked hash: the producer's watchdog
 (producer/recovery.py) or the visibility timeout puts it back (its task is idempotent), and the
-worker reconnects as it would otherwise.
+worker reconnects as it would otherwise. An ack is first sent again on a connection of its own:
+Redis may be back already, and a message restored after its task ended would run again.
 """
 
 from __future__ import annotations
@@ -39,12 +40,32 @@ class QoS(kombu_redis.QoS):
         try:
             super().ack(delivery_tag)  # type: ignore[no-untyped-call]  # kombu's QoS is unannotated
         except (AttributeError, RedisConnectionError, OSError) as exc:
-            self._quick_ack(delivery_tag)  # this channel is done with it; Redis still holds it as unacked
-            log.warning("broker gone before a message was acknowledged; it stays in Redis to be restored (%s)", exc)
+            self._quick_ack(delivery_tag)  # this channel is done with it
+            if not self._ack_anew(delivery_tag):
+                log.warning("broker gone before a message was acknowledged; it stays in Redis to be restored (%s)", exc)
+
+    def _ack_anew(self, delivery_tag: str) -> bool:
+        """The ack sent on a connection of its own: the channel's went with a lost connection,
+        though Redis may be back (left unacked, the message would be restored and run again)."""
+        params = getattr(self.channel, "kept_params", None)
+        if params is None:
+            return False
+        client = redis.Redis(connection_pool=redis.ConnectionPool(**params))
+        try:
+            self._remove_from_indices(delivery_tag, pipe=client.pipeline()).execute()  # type: ignore[no-untyped-call]
+            return True
+        except (RedisConnectionError, OSError):
+            return False
+        finally:
+            client.close()
 
 
 class Channel(kombu_redis.Channel):
     QoS = QoS
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]  # kombu is unannotated
+        self.kept_params = self._connparams()  # type: ignore[no-untyped-call]  # Redis, once the connection lets go
 
 
 class Transport(kombu_redis.Transport):

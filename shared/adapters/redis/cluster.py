@@ -44,8 +44,9 @@ class ClusterState(RedisPart):
         return {str(name): json.loads(raw) for name, raw in self.r.hgetall(keys.HOSTS).items()}
 
     def heartbeats(self) -> dict[str, float]:
-        """Worker node name -> when it last reported (workers/resources.py)."""
-        return {name: float(beat.get("ts", 0.0)) for name, beat in self.host_readings().items()}
+        """Worker node name -> when it last reported (workers/resources.py), or when Redis could hear
+        it again after an outage, if later (heard_at)."""
+        return self.heard_at({name: float(beat.get("ts", 0.0)) for name, beat in self.host_readings().items()})
 
     def take_turn(self, what: str, seconds: float) -> bool:
         """True for one caller of the cluster per `seconds` (a chore one worker does for all)."""
@@ -71,9 +72,10 @@ class ClusterState(RedisPart):
     def live_workers(self, fresh_within: float) -> dict[str, list[str] | None]:
         """Workers that reported within `fresh_within` seconds -> the queues each takes (None: a
         worker of an earlier version, which does not say)."""
-        now, live = time.time(), {}
-        for name, beat in self.host_readings().items():
-            if now - float(beat.get("ts", 0.0)) <= fresh_within:
+        now, live, readings = time.time(), {}, self.host_readings()
+        heard = self.heard_at({name: float(beat.get("ts", 0.0)) for name, beat in readings.items()})
+        for name, beat in readings.items():
+            if now - heard[name] <= fresh_within:
                 queues = beat.get("queues")
                 live[name] = [str(q) for q in queues] if isinstance(queues, list) else None
         return live

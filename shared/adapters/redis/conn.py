@@ -72,22 +72,41 @@ class _Outage:
         return min(self.backoff.compute(self.failures), max(0.0, self.deadline - time.monotonic()))
 
 
+class _Heard:
+    back_at = 0.0  # when (wall clock) a command last got through after Redis was out of reach
+
+
 class OutageRetry(Retry):
     """redis-py's Retry, bounded by time rather than by a count of tries (redis-py counts tries;
     an outage is measured in seconds)."""
 
-    def __init__(self, outage: float) -> None:
+    def __init__(self, outage: float, heard: _Heard | None = None) -> None:
         super().__init__(_backoff(), -1, OUTAGE_ERRORS)
         self.outage = outage
+        self.heard = heard or _Heard()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> OutageRetry:
+        """redis-py gives each connection a deep copy: the copies share what they heard."""
+        return OutageRetry(self.outage, self.heard)
 
     def call_with_retry(self, do: Callable[[], T], fail: Callable[..., Any], *how: Any, **how_named: Any) -> T:
         outage = _Outage(self, fail, *how, **how_named)  # how: redis-py's is_retryable, with_failure_count
         while True:
             try:
-                return do()
+                answer = do()
             except OUTAGE_ERRORS as error:
                 outage.failed(error)
                 time.sleep(outage.pause(error))
+            else:
+                if outage.failures:
+                    self.heard.back_at = time.time()
+                return answer
+
+
+def heard_again(client: redis.Redis) -> float:
+    """When `client` last reached Redis again after an outage (0: never out of reach)."""
+    retry = client.get_retry()
+    return retry.heard.back_at if isinstance(retry, OutageRetry) else 0.0
 
 
 class AsyncOutageRetry(async_retry.Retry):

@@ -130,7 +130,8 @@ class StudioRows(RedisPart):
             if raw is None:
                 return False
             beat = json.loads(raw)
-            silent = time.time() - float(beat.get("ts", 0.0)) > (dead_after or 0.0)
+            heard = self.heard_at({name: float(beat.get("ts", 0.0))})[name]
+            silent = time.time() - heard > (dead_after or 0.0)
             return silent or float(beat.get("started", 0.0)) > started  # another process since
 
         return CreateLock(lock, holder, since, gone)
