@@ -532,3 +532,41 @@ def test_a_worker_whose_tasks_end_while_redis_is_away_keeps_working(standin, tmp
     finally:
         embedded.stop(worker)
         embedded.stop(redis_proc)
+
+
+def test_a_workers_copy_of_tasks_another_worker_took_over_stops_within_seconds(
+    wf_cli: Cli, standin, tmp_path: Path, services_dir: Path
+) -> None:
+    """A worker cut off past WORKER_DEAD_SECONDS has its message requeued, and another worker claims
+    its tasks. Back, its own copy went on for up to the task's timeout (300 s): paying for model
+    calls, holding model slots the others waited for, and ending the tasks a second time."""
+    from shared.adapters.redis import keys
+    from tests.test_workflow_run import write_tree, write_workflow
+
+    url, state = standin
+    write_tree(tmp_path, url)
+    wf = write_workflow(tmp_path, [{"id": "slow", "description": "taken over", "retries": 0}], name="taken")
+    state.control["delay"] = 8  # the stale copy's request is under way when its task is taken
+    proc = wf_cli.run("run", str(wf), "--no-wait", "--no-cache")
+    assert proc.returncode == 0, proc.stderr
+    run_id = proc.stdout.strip()
+    r = redis.Redis.from_url(wf_cli.redis_url, decode_responses=True)
+    nodes = keys.run_key(run_id, keys.NODES)
+    wait_for(lambda: state.in_flight == 1, 60, "the task's model request under way")
+    mine = json.loads(r.hget(nodes, "slow") or "{}")
+    assert mine["status"] == "running" and mine["worker"].startswith("test"), mine
+    # what the requeued copy's claim writes on the worker that took the message over
+    elsewhere = {**mine, "worker": "elsewhere@host", "pid": 1, "task_id": "another-delivery"}
+    r.hset(nodes, "slow", json.dumps(elsewhere))
+    log = services_dir / "worker.log"
+    wait_for(
+        lambda: (
+            f"taken from this worker while it was out of reach: slow of run {run_id}" in log.read_text(errors="replace")
+        ),
+        15,
+        "the stale copy stopped",
+        interval=0.2,
+    )
+    wait_for(lambda: state.in_flight == 0, 30, "the stand-in done with the stale request")
+    assert json.loads(r.hget(nodes, "slow") or "{}")["worker"] == "elsewhere@host"  # nothing of the copy written
+    assert wf_cli.run("cancel", run_id).returncode == 0

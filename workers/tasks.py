@@ -30,9 +30,10 @@ from workers.lifeline import watch_parent
 from workers.registration import NodeFailed, RunContext
 from workers.registration import sync_batch as sync_batch_nodes
 from workers.task_base import WorkerTask
-from workers.workflow_exec import WorkflowContext, run_tasks
+from workers.workflow_exec import MessageTaken, WorkflowContext, run_tasks
 
 T = TypeVar("T")
+log = logging.getLogger("agentq.tasks")
 Loaded = dict[str, bool | str]  # load_component's answer: {"ok": true} or {"ok": false, "error": why}
 dispatcher = CeleryDispatcher(app)
 
@@ -246,6 +247,8 @@ def run_workflow_tasks(self: WorkerTask, run_id: str, task_ids: list[str]) -> in
         )
         try:
             await run_tasks(ctx, task_ids)
+        except MessageTaken as exc:  # its tasks run elsewhere: nothing of this copy is written
+            log.warning("stopped a message taken from this worker while it was out of reach: %s", exc)
         finally:
             store.flush(ctx.metrics)
 

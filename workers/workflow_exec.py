@@ -5,6 +5,8 @@ same message carried."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field
 
@@ -56,7 +58,35 @@ async def run_tasks(ctx: WorkflowContext, task_ids: list[str]) -> None:
     tasks = _Tasks(
         ctx, records, claimed.running, batch.Ender(states, ctx.hostname), outputs, StartOrder(ranked, ctx.admission)
     )
-    await asyncio.gather(*(_one(tasks, t) for t in ranked))
+    await _fenced(ctx, ranked, asyncio.gather(*(_one(tasks, t) for t in ranked)))
+
+
+class MessageTaken(Exception):
+    """This worker's tasks were taken from it: another copy of their message runs them."""
+
+
+FENCE_SECONDS = 2.0  # how often a message's tasks are looked at: still this process's?
+
+
+async def _fenced(ctx: WorkflowContext, task_ids: list[str], work: Awaitable[object]) -> None:
+    """`work`, stopped once a task of it is taken from this process: a worker cut off past
+    WORKER_DEAD_SECONDS had its message requeued, and another worker (or this one's next process)
+    claimed its tasks or ended them. Its copy would go on paying model calls for them, holding model
+    slots, for up to the task's timeout after the partition healed."""
+    running = asyncio.ensure_future(work)
+    mine = (ctx.hostname, os.getpid())
+    while not (await asyncio.wait({running}, timeout=FENCE_SECONDS))[0]:
+        try:
+            now = await ctx.state.states(ctx.run_id, task_ids)
+        except Exception:  # noqa: BLE001  # Redis out of reach: the tasks' own calls say so
+            continue
+        taken = sorted(t for t, st in now.items() if (st.worker, st.pid) != mine)
+        if taken:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+            raise MessageTaken(f"{', '.join(taken[:5])} of run {ctx.run_id} went to {now[taken[0]].worker}")
+    running.result()
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,10 @@ class AsyncRunState:
         self._end_task = client.register_script(END_TASK_LUA)
         self._set_states = client.register_script(SET_STATES_LUA)
 
+    async def states(self, run_id: str, task_ids: list[str]) -> dict[str, NodeState]:
+        """The tasks' states as Redis holds them now (one round trip)."""
+        return read_states(task_ids, await self.r.hmget(run_key(run_id, keys.NODES), task_ids))
+
     async def cancelled(self, run_id: str) -> bool:
         """Whether `producer cancel` ended the run, or it is gone (Redis lost its data): nobody
         would see what its tasks did, so no more model calls are paid for it."""
