@@ -448,3 +448,14 @@ def test_a_secret_a_server_quotes_escaped_is_scrubbed_too() -> None:
     for echoed in (once, json.dumps(once), json.dumps({"k": secret}, ensure_ascii=False), urllib.parse.quote(secret)):
         scrubbed = redact(f"bad body near: {echoed}", [secret])
         assert "SECRET" not in scrubbed and "UOTE" not in scrubbed, scrubbed
+
+
+def test_a_value_is_shown_as_resolved_unless_a_variable_in_it_is_a_secret() -> None:
+    """A model's name in metrics and errors: `${LOCAL_LLM_MODEL:-llama3.2}` said nothing useful, and
+    a name built from a secret must still never be shown."""
+    from shared.core.refs import shown
+
+    assert shown("${LOCAL_LLM_MODEL:-llama3.2}", "llama3.2") == "llama3.2"
+    assert shown("gpt-4o", "gpt-4o") == "gpt-4o"
+    assert shown("${MODEL_TOKEN}", "tok-123456789") == "${MODEL_TOKEN}"
+    assert shown("${FAMILY}-${OPENAI_API_KEY}", "x-sk-123456789") == "${FAMILY}-${OPENAI_API_KEY}"

@@ -409,6 +409,11 @@ def test_a_variable_that_is_no_secret_stays_in_the_answer_and_reaches_the_depend
     assert TEST_MODEL in report["tasks"]["a"]["output"] and "***" not in report["tasks"]["a"]["output"]
     given = [q for q in state.requests if "then" in json.dumps(q["messages"])]
     assert given and all(report["tasks"]["a"]["output"] in json.dumps(q["messages"]) for q in given)
+    # the metrics name the model as it resolved, not as the template `${AGENTQ_TEST_MODEL}`
+    from shared.adapters.redis.store import Store
+
+    models = {labels[0] for name, labels in Store.from_url(wf_cli.redis_url, cache_ttl=60, run_ttl=60).histograms()}
+    assert TEST_MODEL in models and "${AGENTQ_TEST_MODEL}" not in models, models
 
 
 def test_secrets_stay_out_of_a_transcripts_tool_calls_and_results(

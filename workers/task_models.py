@@ -21,6 +21,7 @@ from autogen_core.models import ChatCompletionClient, RequestUsage
 
 from shared.core.endpoints import is_model, limit_key, max_concurrency, provider_path
 from shared.core.exceptions import MalformedAnswer, RunCancelled, TaskFailed
+from shared.core.refs import shown
 from shared.metrics import Metrics
 from shared.ports import ModelLimit
 from shared.retry import classify, pause, retrying, unreached
@@ -61,8 +62,8 @@ class TaskModels:
     order: StartOrder | None = None
     task_id: str = ""
     specs: list[Mapping[str, object]] = field(default_factory=list)
-    # each slot's model as its file writes it (`${VAR}` names, never values): what metrics and
-    # messages name it by
+    # each slot's model as its file writes it, its `${VAR}`s resolved unless one is a secret (refs.shown):
+    # what metrics and messages name it by
     names: list[str] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     cancelled: Callable[[], Awaitable[bool]] | None = None  # `producer cancel` ended the task's run
@@ -109,7 +110,9 @@ class TaskModels:
         own = _field(resolved.get("config"), "max_retries")
         takes_own = isinstance(own, int) and not isinstance(own, bool) and own >= 0 and not self.task_retries
         self.slot_retries.append(own if takes_own else self.retries)  # type: ignore[arg-type]  # an int, checked
-        self.names.append(str(_field(_field(spec, "config"), "model") or resolved.get("label") or "?"))
+        written = _field(_field(spec, "config"), "model")
+        model = shown(written, _field(resolved.get("config"), "model")) if written else resolved.get("label")
+        self.names.append(str(model or "?"))
         return {
             "provider": GATED_PROVIDER,
             "component_type": "model",

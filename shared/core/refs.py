@@ -228,6 +228,15 @@ def plain_variables(spec: object) -> list[tuple[str, str | None]]:
     return sorted(found, key=lambda pair: (pair[0], pair[1] or ""))
 
 
+def shown(written: object, resolved: object) -> str:
+    """A value as errors and metrics may name it (a model's name): as resolved when none of its
+    `${VAR}`s is a secret, else as written (`${MODEL_TOKEN}`, never its value)."""
+    if not isinstance(written, str) or "${" not in written:
+        return str(written)
+    plain = not any(secret for _name, _default, secret in _placeholders_judged(written))
+    return str(resolved) if plain and isinstance(resolved, str) else written
+
+
 def _literal_secret(path: str, text: str) -> bool:
     return "${" not in text and holds_a_secret(path.rpartition(".")[2])
 
