@@ -199,6 +199,9 @@ def test_a_killed_worker_costs_seconds_and_every_team_arrives_once(
         assert recovery < 20, f"the run took {recovery:.0f} s to finish after the new worker started"
         assert "silent for over 5 s; requeued" in err, err
         _each_team_once(cli, 150)
+        # a new Studio user: every row was inserted by this run, those the killed worker made too
+        counts = json.loads(out)["counts"]
+        assert counts["unchanged"] == 0 and counts["created"] == 150 + 2, counts  # the gallery's model and agent too
     finally:
         for proc in (doomed, survivor):
             if proc is not None:

@@ -133,7 +133,9 @@ class _Writes:
 
     def record(self, row_id: int, stamp: str | None, created: bool | None = None) -> None:
         owned = self.owned(row_id) if created is None else created
-        written = WrittenRow(self.label, row_id, self.digest, self.ctx.meta.tree, self.path, owned, stamp)
+        written = WrittenRow(
+            self.label, row_id, self.digest, self.ctx.meta.tree, self.path, owned, stamp, self.ctx.run_id
+        )
         self.ctx.store.record_written(self.ctx.ns, written)
 
 
@@ -187,7 +189,9 @@ async def _create_unless_made(
         writes.earlier = ctx.store.written_row(ctx.ns, label)
         earlier = writes.earlier
         same = earlier is not None and earlier.row_id == team_id and earlier.hash == writes.digest
-        return ("unchanged" if same else None), team_id
+        if not same:
+            return None, team_id
+        return ("created" if redelivered and _made_in(ctx.run_id, earlier, team_id) else "unchanged"), team_id
 
 
 async def upsert_team(
@@ -202,7 +206,8 @@ async def upsert_team(
     team_id, stamp, same = await _find_row(ctx, label, writes.digest)
     if team_id is not None and same:
         writes.record(team_id, stamp)
-        return "unchanged", team_id
+        # a redelivered node: the worker that died may have inserted the row in this run
+        return ("created" if redelivered and _made_in(ctx.run_id, earlier, team_id) else "unchanged"), team_id
     if team_id is None:
         outcome, team_id = await _create_unless_made(ctx, writes, component, key, redelivered)
         if outcome is not None:
@@ -210,6 +215,14 @@ async def upsert_team(
     saved = await ctx.client.save_team(component, key, team_id)
     writes.record(team_id, saved.get("updated_at"))
     return "updated", team_id
+
+
+def _made_in(run_id: str, earlier: WrittenRow | None, team_id: int) -> bool:
+    """Whether row `team_id` was inserted by run `run_id`: nothing recorded it before (the worker
+    that inserted it died before recording it), or its record says this run inserted it."""
+    if earlier is None or earlier.row_id != team_id:
+        return True
+    return earlier.created and earlier.run_id == run_id
 
 
 @asynccontextmanager

@@ -30,6 +30,7 @@ class WrittenRow:
     path: str  # the file the component came from, relative to the tree
     created: bool  # the sync inserted this row (it did not adopt an existing one)
     updated_at: str | None = None  # the row's timestamp as the sync last saw it: unchanged means unedited
+    run_id: str | None = None  # the sync run that wrote it (None: written before runs said so)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -45,6 +46,7 @@ class WrittenRow:
             path=str(data["path"]),
             created=bool(data["created"]),
             updated_at=data.get("updated_at"),
+            run_id=data.get("run_id"),
         )
 
 
