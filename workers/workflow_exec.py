@@ -5,7 +5,6 @@ same message carried."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -75,17 +74,20 @@ async def _fenced(ctx: WorkflowContext, task_ids: list[str], work: Awaitable[obj
     slots, for up to the task's timeout after the partition healed."""
     running = asyncio.ensure_future(work)
     mine = (ctx.hostname, os.getpid())
-    while not (await asyncio.wait({running}, timeout=FENCE_SECONDS))[0]:
-        try:
-            now = await ctx.state.states(ctx.run_id, task_ids)
-        except Exception:  # noqa: BLE001  # Redis out of reach: the tasks' own calls say so
-            continue
-        taken = sorted(t for t, st in now.items() if (st.worker, st.pid) != mine)
-        if taken:
-            running.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await running
-            raise MessageTaken(f"{', '.join(taken[:5])} of run {ctx.run_id} went to {now[taken[0]].worker}")
+    try:
+        while not (await asyncio.wait({running}, timeout=FENCE_SECONDS))[0]:
+            try:
+                now = await ctx.state.states(ctx.run_id, task_ids)
+            except Exception:  # noqa: BLE001  # Redis out of reach: the tasks' own calls say so
+                continue
+            taken = sorted(t for t, st in now.items() if (st.worker, st.pid) != mine)
+            if taken:
+                running.cancel()
+                await asyncio.gather(running, return_exceptions=True)
+                raise MessageTaken(f"{', '.join(taken[:5])} of run {ctx.run_id} went to {now[taken[0]].worker}")
+    except asyncio.CancelledError:  # the message's own end (its timeout, a shutdown) ends its tasks too
+        running.cancel()
+        raise
     running.result()
 
 
