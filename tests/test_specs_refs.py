@@ -450,6 +450,21 @@ def test_a_secret_a_server_quotes_escaped_is_scrubbed_too() -> None:
         assert "SECRET" not in scrubbed and "UOTE" not in scrubbed, scrubbed
 
 
+def test_a_secret_an_html_error_page_echoes_escaped_is_scrubbed_too() -> None:
+    """An error page quoting the request body HTML-escapes it: `&amp;` and `&lt;` broke every run of
+    8 characters of a key like `Pa55&w0rd<Secr3t>"Zq9`, and it was shown whole."""
+    import html
+    import json
+
+    from shared.core.refs import redact
+
+    secret = 'Pa55&w0rd<Secr3t>"Zq9'
+    body = json.dumps({"api_key": secret})
+    for page in (html.escape(body), html.escape(body, quote=False), html.escape(body).replace("&quot;", "&#34;")):
+        scrubbed = redact(f"<title>{page}</title>", [secret])
+        assert "Secr3t" not in scrubbed and "w0rd" not in scrubbed, scrubbed
+
+
 def test_a_value_is_shown_as_resolved_unless_a_variable_in_it_is_a_secret() -> None:
     """A model's name in metrics and errors: `${LOCAL_LLM_MODEL:-llama3.2}` said nothing useful, and
     a name built from a secret must still never be shown."""

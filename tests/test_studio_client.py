@@ -133,6 +133,13 @@ PAGE = b"""<!DOCTYPE HTML>
         (b"404 Not Found", b"", "no AutoGen Studio API .*without `/api`"),  # STUDIO_URL=http://host:port/api
         # another server's page (`python -m http.server`'s): named by its title, not quoted whole
         (b"404 Not Found", PAGE, "answered 404 on GET /version: an HTML page titled 'Error response'$"),
+        # no title to go by: its text, without its styles and scripts, entities decoded
+        (
+            b"500 Internal Server Error",
+            b"<html><head><title></title><style>b{color:red}</style><script>var x='<b>';</script></head>"
+            b"<body><p>Error &amp; more: it&#x27;s down</p></body></html>",
+            "answered 500 on GET /version: an HTML page: Error & more: it's down$",
+        ),
     ],
 )
 def test_studio_refusing_us_ends_the_command_before_anything_is_enqueued(

@@ -7,6 +7,7 @@ of 1,000 teams on 2 cores shares them with Studio."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import time
@@ -20,6 +21,7 @@ import aiohttp
 
 from shared.adapters.answer_limits import MAX_ANSWER_BYTES
 from shared.core.exceptions import MalformedAnswer
+from shared.core.refs import redact
 from shared.core.secrets import shown_url
 from shared.metrics import Metrics, endpoint_template
 from shared.ports import StudioError
@@ -193,7 +195,7 @@ class StudioClient:
         except AnswerTooBig as exc:
             raise StudioError(method, path, 200, str(exc)) from exc
         except AnswerStatus as exc:
-            raise StudioError(method, path, exc.status_code, _gist(self._said(exc.text)), is_retryable(exc)) from exc
+            raise StudioError(method, path, exc.status_code, self._said(_gist(exc.text)), is_retryable(exc)) from exc
         except (TimeoutError, aiohttp.ClientError) as exc:
             if max_timeouts is not None and timeouts >= max_timeouts:
                 raise StudioError(method, path, None, f"timed out {timeouts} times; not sent again") from exc
@@ -239,7 +241,7 @@ class StudioClient:
     def _said(self, text: str) -> str:
         """What Studio (or a proxy before it) answered, as it may be shown: the token masked, should
         the answer echo the request's headers."""
-        return text.replace(self._token, "***") if self._token else text
+        return redact(text, [self._token]) if self._token else text  # in every form a page may echo it
 
     async def health(self) -> bool:
         data = await self.request("GET", "/health", retry=False)
@@ -309,17 +311,19 @@ class StudioClient:
 
 
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
-_TAG = re.compile(r"<[^>]*>")
+_NOT_TEXT = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.IGNORECASE | re.DOTALL)
 
 
 def _gist(text: str) -> str:
     """What an error answer says, in a line: an HTML page (another server's, a proxy's) by its
-    title, or else its text without the markup; any other text cut at 500 characters."""
+    title, or else its text (no markup, scripts or styles); entities decoded, so that a secret it
+    echoes is scrubbed as any other; any other text cut at 500 characters."""
     if not text.lstrip().startswith("<"):
         return text[:500]
-    if title := _TITLE.search(text):
-        return f"an HTML page titled {' '.join(title.group(1).split())[:120]!r}"
-    return f"an HTML page: {' '.join(_TAG.sub(' ', text).split())[:200]}".rstrip(": ")
+    title = _TITLE.search(text)
+    if title and (said := " ".join(html.unescape(_NOT_TEXT.sub(" ", title.group(1))).split())):
+        return f"an HTML page titled {said[:120]!r}"
+    return f"an HTML page: {' '.join(html.unescape(_NOT_TEXT.sub(' ', text)).split())[:200]}".rstrip(": ")
 
 
 def _unreached(exc: BaseException) -> str:

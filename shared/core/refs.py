@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import urllib.parse
@@ -159,7 +160,8 @@ MIN_SECRET = 8  # see secret_values
 def redact(text: str, secrets: list[str]) -> str:
     """`text` with every secret scrubbed, and every fragment of one too: servers shorten what they
     quote (pydantic writes "sk-abc...xyz"), and half a key is still a leak. Each secret also as a
-    server may quote it: JSON-escaped (once or twice, `\u00e9` or not) and URL-encoded."""
+    server may quote it: JSON-escaped (once or twice, `\u00e9` or not), URL-encoded, and each of
+    those HTML-escaped (an error page that echoes the request)."""
     for value in secrets:
         forms = _forms(value)
         for form in forms:  # whole first: a fragment of one form may be part of another
@@ -176,6 +178,13 @@ def _forms(value: str) -> list[str]:
     for ascii_only in (True, False):
         once = json.dumps(value, ensure_ascii=ascii_only)[1:-1]
         forms |= {once, json.dumps(once, ensure_ascii=ascii_only)[1:-1]}
+    for form in list(forms):  # the entities pages use for & < > " ': Python's, and the numeric ones
+        escaped = html.escape(form, quote=True)
+        forms |= {
+            escaped,
+            html.escape(form, quote=False),
+            escaped.replace("&#x27;", "&#39;").replace("&quot;", "&#34;"),
+        }
     return sorted(forms, key=len, reverse=True)
 
 
