@@ -156,10 +156,8 @@ class Watchdog:
 
     def _give_up_if_stalled(self, now: float) -> None:
         if self.give_up_after is not None and now - self._moved > self.give_up_after:
-            raise RunTimedOut(
-                f"run {self.run_id}: no node ended for {self.give_up_after:g} s (STALL_SECONDS); "
-                "are workers running on its queues?"
-            )
+            cause = (self.suspect() if self.suspect else None) or "are workers running on its queues?"
+            raise RunTimedOut(f"run {self.run_id}: no node ended for {self.give_up_after:g} s (STALL_SECONDS); {cause}")
 
     def _requeue_gone_workers(self, now: float) -> None:
         """The unacknowledged messages of workers silent for dead_after, put back on their queues
@@ -192,7 +190,8 @@ class Watchdog:
         }
         where = "; ".join(f"{label} on {worker}" for label, worker in sorted(running.items())[:10]) or "none running"
         cause = self.store.full() or (self.suspect() if self.suspect else None)
-        self.say(f"no progress for {self.stuck_after:g} s: {where}{f' ({cause})' if cause else ''}")
+        stuck = time.monotonic() - self._moved  # since the last node ended, not since this was last said
+        self.say(f"no progress for {stuck:.0f} s: {where}{f' ({cause})' if cause else ''}")
 
     # ---- the run state against what the broker carries ------------------------------------------
     def dispatcher(self) -> Dispatcher:

@@ -106,7 +106,7 @@ def _detail_table(rows: list[tuple[str, Row]]) -> Table:
         detail.add_column(col, overflow="fold")
     for label, st in rows:
         kind, path = _said(st, "type") or "-", _said(st, "path") or "-"
-        why = _said(st, "error", "reason").removeprefix(f"{path}: ")  # the file has its column
+        why = _said(st, "error", "reason").removeprefix(f"{path}: ").replace(f"; {path}: ", "; ")  # it has its column
         detail.add_row(clipped(label), escape(kind), clipped(path), outcome_of(st), escape(why))
     return detail
 

@@ -26,7 +26,12 @@ def test_a_sync_reports_detail_names_the_file_in_its_column_only() -> None:
     from producer.report import OUTCOMES, render_report
 
     nodes = {
-        "a": {"status": "failed", "type": "agent", "path": "agents/a.yaml", "error": "agents/a.yaml: config: bad"},
+        "a": {
+            "status": "failed",
+            "type": "agent",
+            "path": "agents/a.yaml",
+            "error": "agents/a.yaml: config: bad; agents/a.yaml: config.x: worse",
+        },
         "t": {"status": "failed", "type": "team", "path": "teams/t.yaml", "error": "Studio validation failed: x"},
     }
     report = {
@@ -41,5 +46,5 @@ def test_a_sync_reports_detail_names_the_file_in_its_column_only() -> None:
     console = Console(record=True, width=200)
     render_report(console, report)
     rows = {line.split("│")[1].strip(): line for line in console.export_text().splitlines() if line.count("│") > 4}
-    assert "│ config: bad" in rows["a"] and "agents/a.yaml:" not in rows["a"].split("│")[5], rows
+    assert "│ config: bad; config.x: worse" in rows["a"] and "agents/a.yaml:" not in rows["a"].split("│")[5], rows
     assert "│ Studio validation failed: x" in rows["t"], rows
