@@ -106,13 +106,16 @@ class _Walk:
         return below
 
     def drop_aliases(self) -> None:
-        """A file found through a symlink and under its own name too is read once, under its own
-        name: read twice, its label would be a duplicate of itself, and neither would sync."""
-        for rel in self.linked:
+        """A file found through symlinks is read once: under its own name when the walk finds that
+        too, else under the first of the names it was found by (its own may be hidden or ignored).
+        Read twice, its label would be a duplicate of itself, and neither would sync."""
+        kept: dict[str, str] = {}  # the file's own name -> the name it is read under
+        for rel in sorted(self.linked):
             own = os.path.relpath(os.path.realpath(self.found[rel][0]), self.real_root)
-            if own != rel and own in self.found:
+            read_as = own if own != rel and own in self.found else kept.setdefault(own, rel)
+            if read_as != rel:
                 del self.found[rel]
-                self.skipped[rel] = f"is {own!r} through a symlink; read once, under that name"
+                self.skipped[rel] = f"is {read_as!r} through a symlink; read once, under that name"
 
     def _entry(self, entry: os.DirEntry[str], rel: str, below: list[tuple[str, str, bool]], linked: bool) -> None:
         try:
@@ -148,7 +151,10 @@ class _Walk:
         if is_dir and target in self.seen_dirs:
             where = os.path.relpath(target, self.real_root)
             shown = repr("the tree root" if where == "." else where)  # quoted, as a path is
-            self.skipped[rel] = f"symlink loop: points back to {shown}; not followed"
+            if os.path.commonpath([target, os.path.realpath(entry.path + "/..")]) == target:
+                self.skipped[rel] = f"symlink loop: points back to {shown}; not followed"
+            else:
+                self.skipped[rel] = f"points to {shown}, which is read under its own name; not followed"
             return False
         return True
 

@@ -337,6 +337,23 @@ def test_a_symlink_inside_the_tree_is_followed_and_a_file_it_leads_to_is_read_on
     assert build_tree(result.documents, {}).errors == []
 
 
+def test_a_file_reached_only_through_symlinks_is_read_once(tree, cache):
+    """Its own name hidden (or ignored), a file two links lead to was read twice: both refused as
+    duplicates of one label, and the component lost."""
+    write(tree / ".hidden", "x.yaml", component("x"))
+    (tree / "x1.yaml").symlink_to(Path(".hidden/x.yaml"))
+    (tree / "x2.yaml").symlink_to(Path(".hidden/x.yaml"))
+    (tree / "hid").symlink_to(Path(".hidden"), target_is_directory=True)
+    (tree / "toolink").symlink_to(Path("tools"), target_is_directory=True)  # a sibling: no loop
+    result = scan(tree, cache)
+    assert result.documents["hid/x.yaml"]["label"] == "x"
+    assert "x1.yaml" not in result.documents and "x2.yaml" not in result.documents
+    assert result.skipped["x1.yaml"] == "is 'hid/x.yaml' through a symlink; read once, under that name"
+    assert build_tree(result.documents, {}).errors == []
+    said = result.skipped.get("toolink") or result.skipped.get("tools/t.yaml") or result.skipped.get("toolink/t.yaml")
+    assert said is not None and "loop" not in said, result.skipped
+
+
 def test_symlink_loop_terminates(tree):
     (tree / "models/loop").symlink_to(tree, target_is_directory=True)
     result = scan(tree)
