@@ -30,6 +30,7 @@ class ScanResult:
     # what the walk found: relpath -> (path, stat) of config files, and relpath -> why not read
     files: dict[str, tuple[str, os.stat_result]] = field(default_factory=dict)
     unread: dict[str, str] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)  # relpath read through a symlink -> its real path
 
 
 @dataclass
@@ -115,10 +116,11 @@ def scan(
     error, and is never read. `memo`: the last scan of this process, kept up to date."""
     skipped: dict[str, str] = {}
     bad: dict[str, str] = {}
-    files = config_files(root, skipped, bad)
+    links: dict[str, str] = {}
+    files = config_files(root, skipped, bad, links)
     docs_path, kept = _docs_and_memo(cache_path, memo)
     documents = Documents(docs_path, kept.docs if kept else None)
-    result = ScanResult(documents=documents, skipped=skipped, files=files, unread={**skipped, **bad})
+    result = ScanResult(documents=documents, skipped=skipped, files=files, unread={**skipped, **bad}, links=links)
     run = _Scan(result, documents, limits or Limits(), kept)
     for rel, reason in bad.items():
         run.error(rel, reason)

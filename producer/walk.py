@@ -68,15 +68,20 @@ def _ignored(rel: str, is_dir: bool, spec: GitIgnoreSpec | None) -> bool:
     return spec is not None and bool(spec.match_file(rel + "/" if is_dir else rel))
 
 
-def config_files(root: Path, skipped: dict[str, str], bad: dict[str, str]) -> dict[str, tuple[str, os.stat_result]]:
+def config_files(
+    root: Path, skipped: dict[str, str], bad: dict[str, str], links: dict[str, str] | None = None
+) -> dict[str, tuple[str, os.stat_result]]:
     """relpath -> (absolute path, stat) of every regular config file; symlinks must stay inside
     the tree. `bad` gets the config-named entries that cannot be read as files: FIFOs, sockets,
-    devices (reading one could block forever), symlink loops, broken symlinks."""
+    devices (reading one could block forever), symlink loops, broken symlinks; `links` the files
+    read through a symlink, with the real path an edit of theirs changes (`producer watch`)."""
     walk = _Walk(root, skipped, bad)
     stack = [(str(root), "", False)]
     while stack:
         stack += walk.directory(*stack.pop())
     walk.drop_aliases()
+    if links is not None:
+        links.update({rel: os.path.realpath(walk.found[rel][0]) for rel in walk.linked if rel in walk.found})
     return walk.found
 
 

@@ -12,7 +12,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,12 +73,15 @@ class SyncLine:
         }
 
 
-def config_filter(root: Path, cache_dir: Path) -> Callable[[object, str], bool]:
+def config_filter(root: Path, cache_dir: Path, targets: Collection[str] = ()) -> Callable[[object, str], bool]:
     """The changes that can alter a sync: config files and the ignore file outside hidden folders
-    and our own cache; deletions with no suffix too (a folder moved out of the tree)."""
+    and our own cache; deletions with no suffix too (a folder moved out of the tree); and the real
+    files `targets` that the tree reads through symlinks (in a hidden folder, say)."""
     root_s, cache_s = str(root), str(cache_dir.resolve())
 
     def keep(change: object, path: str) -> bool:
+        if path in targets:
+            return True
         if path.startswith(cache_s):
             return False
         rel = os.path.relpath(path, root_s)
@@ -146,6 +149,7 @@ class Watcher:
         self.syncs = 0
         self.handoff: HandoffServer | None = None  # `producer sync`s of this tree handed to the watch
         self.remember = False  # a plain watch leaves the no-change record a plain sync would
+        self.link_targets: set[str] = set()  # the real files the last sync read through symlinks
 
     def sync_once(self, changed: int = 0, asked: list[Request] | None = None) -> tuple[SyncLine, SyncOutcome | None]:
         """One sync: its line, and its outcome when it is one to remember (`remember`, after the line
@@ -157,6 +161,8 @@ class Watcher:
         outcome, mended_by_an_edit = None, False
         try:
             outcome = self._sync(warnings)
+            self.link_targets.clear()  # the same set, which the watch's filter holds
+            self.link_targets.update(outcome.prepared.scan.links.values())
             line.run_id = outcome.run_id
             assert outcome.report is not None
             _take_report(line, outcome.report)
@@ -228,7 +234,7 @@ class Watcher:
                 # looks at `stop`, and a hand-off waits for a wake): the settling is done above it
                 batches = watchfiles.watch(
                     self.root,
-                    watch_filter=config_filter(self.root, self.settings.cache_dir),
+                    watch_filter=config_filter(self.root, self.settings.cache_dir, self.link_targets),
                     step=min(self.debounce_ms, TICK_MS),
                     rust_timeout=TICK_MS,
                     yield_on_timeout=True,

@@ -441,8 +441,8 @@ def test_a_file_deleted_between_the_walk_and_its_read_is_not_there(tree, cache, 
 
     listed = scanner.config_files
 
-    def then_deleted(root, skipped, bad):
-        files = listed(root, skipped, bad)
+    def then_deleted(root, skipped, bad, links):
+        files = listed(root, skipped, bad, links)
         (tree / "tools" / "t.yaml").unlink()
         return files
 

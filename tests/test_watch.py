@@ -140,6 +140,24 @@ def test_an_edited_agent_reaches_the_teams_that_use_it_in_place_within_2_s(cli: 
     assert set(_writer_messages(view)) == USERS_OF_WRITER
 
 
+def test_an_edit_of_a_file_the_tree_reads_through_a_symlink_is_synced(cli: Cli, examples: Path) -> None:
+    """The writer kept in a hidden folder, linked into agents/: its edits were not synced (the
+    watch passes over hidden folders), until another change came."""
+    hidden = examples / ".shared"
+    hidden.mkdir()
+    os.replace(examples / WRITER, hidden / "writer.yaml")
+    (examples / WRITER).symlink_to(Path("../.shared/writer.yaml"))
+    view = cli.studio()
+    with watching(cli, examples) as watch:
+        assert _clean(watch.lines[0]), watch.lines[0]
+        seen = len(watch.lines)
+        path = hidden / "writer.yaml"
+        path.write_text(path.read_text().replace("system_message:", "system_message: Edited through the link."))
+        line = watch.wait_line(lambda line: line["counts"].get("updated"), 30, "the edit's sync", after=seen)
+        assert _clean(line), line
+    assert set(_writer_messages(view).values()) == {"Edited through the link. You write short, clear summaries."}
+
+
 def test_a_burst_of_20_saves_is_at_most_2_syncs(cli: Cli, examples: Path) -> None:
     view = cli.studio()
     with watching(cli, examples) as watch:
