@@ -195,7 +195,7 @@ def _spec_of(prepared: Prepared) -> Callable[[str], Spec]:
     def spec(lbl: str) -> Spec:
         node = tree.nodes[lbl]
         what = {"spec": tree.resolved(lbl, memo), "type": node.component_type, "key": node.key, "path": node.path}
-        mistyped = {"mistyped": said} if (said := tree.mistyped(lbl)) else {}
+        mistyped = {"mistyped": [m._asdict() for m in said]} if (said := tree.mistyped(lbl)) else {}
         return {**what, "deps": node.deps, "gallery": lbl in members, **mistyped}
 
     return spec

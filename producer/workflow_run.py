@@ -192,7 +192,7 @@ def _task_records(wf: Workflow, tree: Tree) -> dict[str, Spec]:
             "agent": tree.resolved(t.agent, memo),
             "agent_path": tree.nodes[t.agent].path,
             "agent_files": tree.files_within(t.agent),
-            "mistyped": tree.mistyped(t.agent),
+            "mistyped": [m._asdict() for m in tree.mistyped(t.agent)],
             "agent_key": tree.nodes[t.agent].key,
             "goal": wf.goal,
         }

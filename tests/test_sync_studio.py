@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import yaml
 
 from shared.core.hashing import namespace
 from tests.conftest import ROOT, Cli
@@ -262,6 +263,42 @@ def test_a_reference_to_a_component_of_the_wrong_type_names_the_file_field_and_t
     writer_error = report["nodes"]["writer"].get("error", "")
     assert "Expected type does not match" in writer_error and said in writer_error, writer_error
     assert report["counts"]["created"] > 0  # the rest is synced
+
+    # one written inline in a team, beside an agent whose model is filed as a tool: AutoGen loads
+    # a model client by its class, so only the inline one is named
+    writer.write_text(writer.read_text().replace("model_client: {$ref: add}", "model_client: {$ref: local-llm}"))
+    model = (examples / "models" / "local-llm.yaml").read_text()
+    (examples / "models" / "filed-as-tool.yaml").write_text(
+        model.replace("component_type: model", "component_type: tool").replace(
+            "label: local-llm", "label: filed-as-tool"
+        )
+    )
+    agent = yaml.safe_load(writer.read_text())
+    ok = {
+        **agent,
+        "label": "agent-ok",
+        "config": {**agent["config"], "name": "ok", "model_client": {"$ref": "filed-as-tool"}},
+    }
+    inline = {k: v for k, v in agent.items() if k != "label"}
+    inline["config"] = {**agent["config"], "name": "inline", "model_client": {"$ref": "add"}}
+    team = {
+        "provider": "autogen_agentchat.teams.RoundRobinGroupChat",
+        "component_type": "team",
+        "label": "mixed",
+        "config": {
+            "participants": [{"$ref": "agent-ok"}, inline],
+            "termination_condition": {"$ref": "max-12-messages"},
+        },
+    }
+    (examples / "agents" / "agent-ok.yaml").write_text(yaml.safe_dump(ok))
+    (examples / "teams" / "mixed.yaml").write_text(yaml.safe_dump(team))
+    rc, report, _ = cli.sync(examples)
+    error = report["nodes"]["mixed"].get("error", "")
+    inline_said = (
+        "teams/mixed.yaml: config.participants[1].config.model_client refers to 'add' (tools/add.yaml), a tool"
+    )
+    assert rc == 1 and inline_said in error and "filed-as-tool" not in error, error
+    assert report["nodes"]["agent-ok"]["status"] != "failed", report["nodes"]["agent-ok"]
 
 
 def test_two_syncs_of_one_tree_at_once_write_each_row_once(cli: Cli, examples: Path, proxy: StudioProxy) -> None:

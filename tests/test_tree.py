@@ -102,12 +102,25 @@ def test_a_reference_to_a_component_of_another_type_is_explained_by_file_field_a
     tree = build_tree(docs, {})
     assert tree.errors == [], "AutoGen judges by class: nothing is refused for it here"
     wrong_client = "agents/a.yaml: config.model_client refers to 't' (tools/t.yaml), a tool; it holds a model"
-    assert tree.mistyped("a") == [wrong_client]
-    assert tree.mistyped("team") == [
+    assert [m.said for m in tree.mistyped("a")] == [wrong_client]
+    assert {m.said for m in tree.mistyped("team")} == {
         "teams/team.yaml: config.participants[1] refers to 'm' (models/m.yaml), a model; it holds an agent",
         wrong_client,
-    ]
+    }
+    assert {m.at: m.holds for m in tree.mistyped("team")} == {
+        "config.participants[0].config.model_client": ("model",),  # where the worker finds it to load
+        "config.participants[1]": ("agent",),
+    }
     assert build_tree(basic_docs(), {}).mistyped("team") == []
+    # one written inline in a team's file, and a reference made from inside it
+    inline = comp("inline", "agent", model_client=ref("t"))
+    del inline["label"]
+    docs["teams/team.yaml"] = comp("team", "team", participants=[inline], termination_condition=ref("a"))
+    assert {m.said for m in build_tree(docs, {}).mistyped("team")} == {
+        "teams/team.yaml: config.participants[0].config.model_client refers to 't' (tools/t.yaml), a tool; it holds a model",
+        "teams/team.yaml: config.termination_condition refers to 'a' (agents/a.yaml), an agent; it holds a termination",
+        wrong_client,
+    }
 
 
 # --- each error kind names the file (and the field) --------------------------------------------------

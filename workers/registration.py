@@ -24,6 +24,7 @@ from shared.ports import StudioError
 from shared.retry import retrying
 from workers import batch
 from workers.incarnation import PROCESS_STARTED
+from workers.type_check import confirmed
 from workers.validation import Undecided, same_autogen
 from workers.validation import validate as local_validation
 
@@ -295,8 +296,8 @@ async def sync_node(ctx: RunContext, label: str, record: Spec, redelivered: bool
     component = ctx.resolve_env(record["spec"])
     errors = await validate(ctx, component)
     if errors:
-        if any(TYPE_MISMATCH in e for e in errors):  # AutoGen names neither the field nor the types
-            errors += record.get("mistyped") or []
+        if record.get("mistyped") and any(TYPE_MISMATCH in e for e in errors):  # AutoGen names no field
+            errors += confirmed(component, record["mistyped"])
         raise NodeFailed("Studio validation failed: " + "; ".join(errors))
     if has_rows(record["type"]):  # a team: a row of its own
         outcome, team_id = await upsert_team(ctx, label, component, record["key"], record["path"], redelivered)

@@ -22,6 +22,7 @@ from shared.settings import Settings
 from workers import agent_runtime, batch
 from workers.model_client import ModelClients, StartOrder, TaskModels
 from workers.task_models import Usage
+from workers.type_check import confirmed
 
 
 @dataclass
@@ -218,8 +219,10 @@ async def _load_and_run(
     except agent_runtime.AgentError as exc:  # the file is the user's to mend: named first
         path, inside = file_at(record.get("agent_files") or {}, exc.at)
         where = f"{path or record.get('agent_path') or 'its agent'}{f' ({inside})' if inside else ''}"
-        mistyped = record.get("mistyped") if TYPE_MISMATCH in str(exc) else None  # AutoGen names no field
-        raise agent_runtime.AgentError(f"{where}: {exc}{''.join(f'; {m}' for m in mistyped or ())}") from exc
+        mistyped = (
+            confirmed(resolved, record["mistyped"]) if record.get("mistyped") and TYPE_MISMATCH in str(exc) else []
+        )
+        raise agent_runtime.AgentError(f"{where}: {exc}{''.join(f'; {m}' for m in mistyped)}") from exc
     prompt = task_prompt(record["goal"], task, [(dep, out) for dep, _, out in inputs])
     return await agent_runtime.run(component, prompt, task.get("timeout") or ctx.settings.task_timeout_seconds)
 

@@ -3,19 +3,48 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from shared.core.components import a_kind, either, held_types, members_field
 from shared.core.errors import ConfigError
 from shared.core.facts import WORKFLOW, FileFacts, file_facts
 from shared.core.graph import find_cycles, waves
 from shared.core.hashing import node_key
-from shared.core.refs import inline_refs, is_valid_variable_name
+from shared.core.refs import file_at, inline_refs, is_valid_variable_name
 
-# a `$ref` right under a component's config: `config.model_client`, `config.participants[2]`
-_CONFIG_FIELD = re.compile(r"config\.(\w+)(?:\[\d+\])?\Z")
+# a component held by a config field: its owner's path, and the field (`config.participants[2]`)
+_OWNER = re.compile(r"(.*?)\.?(config\.\w+(?:\[\d+\])?)\Z")
+
+
+class Mistyped(NamedTuple):
+    at: str  # where the component sits in the resolved spec
+    holds: tuple[str, ...]  # the types the field holding it holds
+    said: str  # file, field and both types
+
+
+def _held_parts(node: object, path: str) -> Iterator[tuple[str, tuple[str, ...], dict[str, Any]]]:
+    """(path, the types its field holds, the component) of each component held by a config field
+    the table knows (components.py), at any depth."""
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            yield from _held_parts(item, f"{path}[{i}]")
+        return
+    if not isinstance(node, dict):
+        return
+    for key, value in node.items():
+        yield from _held_parts(value, f"{path}.{key}" if path else str(key))
+    config, owner = node.get("config"), node.get("component_type")
+    if not isinstance(config, dict):
+        return
+    for name, value in config.items():
+        held = held_types(owner, name)
+        items = value if isinstance(value, list) else [value]
+        for i, item in enumerate(items):
+            if held and isinstance(item, dict) and "provider" in item:
+                index = f"[{i}]" if isinstance(value, list) else ""
+                yield f"{path + '.' if path else ''}config.{name}{index}", held, item
 
 
 @dataclass
@@ -72,27 +101,23 @@ class Tree:
             memo[label] = inline_refs(self.nodes[label].spec, lambda dep: self.resolved(dep, memo))
         return memo[label]  # type: ignore[no-any-return]
 
-    def mistyped(self, label: str) -> list[str]:
-        """Each `$ref` of the node, or of a node it refers to, whose target's type is not what its
-        field holds (a model_client naming a tool): what explains AutoGen's "Expected type does
-        not match", which names neither the field nor the types."""
-        said: dict[str, None] = {}
-        todo, seen = [label], {label}
-        while todo:
-            node = self.nodes[todo.pop()]
-            for where, dep in node.refs:
-                target, field = self.nodes.get(dep), _CONFIG_FIELD.match(where)
-                held = held_types(node.component_type, field.group(1)) if field else None
-                if target is not None and held and target.component_type not in held:
-                    kinds = either(tuple(a_kind(h) for h in held))
-                    said[
-                        f"{node.path}: {where} refers to {dep!r} ({target.path}), "
-                        f"{a_kind(target.component_type)}; it holds {kinds}"
-                    ] = None
-                if target is not None and dep not in seen:
-                    seen.add(dep)
-                    todo.append(dep)
-        return list(said)
+    def mistyped(self, label: str) -> list[Mistyped]:
+        """Each component in the node's resolved spec whose `component_type` is not what the field
+        holding it holds (a model_client naming a tool), said with the file and field that hold it:
+        what may explain AutoGen's "Expected type does not match", which names neither. AutoGen
+        judges by class, not by `component_type`: the worker keeps those its loading confirms."""
+        files, said = self.files_within(label), []
+        for at, held, part in _held_parts(self.resolved(label), ""):
+            kind = part.get("component_type")
+            if not isinstance(kind, str) or kind in held:
+                continue
+            owner, held_by = _OWNER.match(at).groups()  # type: ignore[union-attr]  # `at` ends in a config field
+            path, inside = file_at(files, owner)
+            where = f"{inside}.{held_by}" if inside else held_by
+            what = f"refers to {part.get('label')!r} ({files[at]})" if at in files else "holds one written inline"
+            kinds = either(tuple(a_kind(h) for h in held))
+            said.append(Mistyped(at, held, f"{path}: {where} {what}, {a_kind(kind)}; it holds {kinds}"))
+        return said
 
     def files_within(self, label: str, at: str = "") -> dict[str, str]:
         """Where each file's component sits in the node's resolved spec: {field path: file}, the
