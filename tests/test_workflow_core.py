@@ -467,3 +467,14 @@ def test_a_model_client_that_takes_no_model_name_is_not_asked_for_one() -> None:
     assert check_workflow("w.yaml", wf({"id": "ok", "agent": "r"}), tree) == []
     text = "\n".join(str(e) for e in check_workflow("w.yaml", wf({"id": "no", "agent": "duo"}), tree))
     assert text.count("has no config.model") == 1, text
+
+
+def test_an_unknown_agent_named_after_a_file_that_could_not_be_read_names_that_file() -> None:
+    """`agents/writer.yaml` is malformed YAML: the task's `writer` was only "not in the tree"."""
+    from shared.core.errors import ConfigError
+    from shared.core.tree import build_tree
+
+    docs = {"agents/writer.yaml": ConfigError(path="agents/writer.yaml", message="malformed YAML at line 2")}
+    (problem,) = check_workflow("w.yaml", wf({"id": "x", "agent": "writer"}), build_tree(docs, {}))
+    assert "no agent or team labelled 'writer' in the tree" in problem.message, problem
+    assert "its file may be agents/writer.yaml, which could not be used" in problem.message, problem

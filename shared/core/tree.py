@@ -290,15 +290,19 @@ def _duplicates(label: str, nodes: list[Node], problems: dict[str, list[ConfigEr
         )
 
 
+def broken_file_named(label: str, broken: Mapping[str, str]) -> str:
+    """A file that could not be used (a FIFO, bad YAML) named after a label nothing has: the
+    likely one, said as the end of the message that the label is unknown; or ""."""
+    named = sorted(p for p in broken if p.rsplit("/", 1)[-1].rsplit(".", 1)[0] == label)
+    return f"; its file may be {', '.join(named)}, which could not be used" if named else ""
+
+
 def _unknown_refs(
     node: Node, nodes: dict[str, Node], problems: dict[str, list[ConfigError]], broken: Mapping[str, str]
 ) -> None:
     for f, target in node.refs:
         if target not in nodes:
-            # a file that could not be read (a FIFO, bad YAML) named after the label is the likely one
-            named = sorted(p for p in broken if p.rsplit("/", 1)[-1].rsplit(".", 1)[0] == target)
-            where = f"; its file may be {', '.join(named)}, which could not be used" if named else ""
-            message = f"unknown reference {target!r}: no component has that label{where}"
+            message = f"unknown reference {target!r}: no component has that label{broken_file_named(target, broken)}"
             _add(problems, ConfigError(path=node.path, field=f, message=message))
 
 

@@ -23,7 +23,7 @@ from shared.core.components import a_kind, display_name, either, is_group, kind_
 from shared.core.endpoints import agents_of, model_specs
 from shared.core.errors import ConfigError
 from shared.core.graph import find_cycles, waves
-from shared.core.tree import Tree
+from shared.core.tree import Tree, broken_file_named
 
 MAX_PRIORITY = 1_000_000
 
@@ -147,7 +147,7 @@ def _agent_problems(label: str, tree: Tree, tree_name: str, memo: dict[str, Any]
     node = tree.nodes.get(label)
     runnable = runnable_types()  # agents and teams
     if node is None:
-        return [f"no {either(runnable)} labelled {label!r} in {tree_name}"]
+        return [f"no {either(runnable)} labelled {label!r} in {tree_name}{broken_file_named(label, tree.broken_files)}"]
     if node.component_type not in runnable:
         return [f"{label!r} ({node.path}) is {a_kind(node.component_type)}, not an {either(runnable)}"]
     if label in tree.invalid or label in tree.skipped:
