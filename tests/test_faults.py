@@ -12,6 +12,7 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -573,3 +574,37 @@ def test_a_workers_copy_of_tasks_another_worker_took_over_stops_within_seconds(
     wait_for(lambda: state.in_flight == 0, 30, "the stand-in done with the stale request")
     assert json.loads(r.hget(nodes, "slow") or "{}")["worker"] == "elsewhere@host"  # nothing of the copy written
     assert wf_cli.run("cancel", run_id).returncode == 0
+
+
+def test_a_copy_of_a_message_whose_tasks_run_on_a_live_worker_waits_and_calls_no_model(
+    wf_cli: Cli, standin, tmp_path: Path
+) -> None:
+    """A RabbitMQ restart hands back the messages of the connections it lost, those of live workers
+    too: the copy claimed their tasks and ran them again (25 of 80 tasks twice, one four times)."""
+    from shared.adapters.celery import create_app
+    from shared.adapters.redis.keys import MODELS_QUEUE
+    from shared.settings import Settings
+    from tests.test_workflow_run import write_tree, write_workflow
+
+    url, state = standin
+    write_tree(tmp_path, url)
+    wf = write_workflow(tmp_path, [{"id": "once", "description": "handed back", "retries": 0}], name="twice")
+    state.control["delay"] = 5
+    proc = wf_cli.run("run", str(wf), "--no-wait", "--no-cache")
+    assert proc.returncode == 0, proc.stderr
+    run_id = proc.stdout.strip()
+    wait_for(lambda: state.in_flight == 1, 60, "the task's model request under way")
+    # the copy the broker hands back: to this worker's other process, or to the one running it
+    create_app(Settings(redis_url=wf_cli.redis_url)).send_task(
+        "agentq.run_tasks", args=[run_id, ["once"]], queue=MODELS_QUEUE
+    )
+
+    def status() -> dict[str, Any] | None:
+        shown = json.loads(wf_cli.run("status", run_id, "--json").stdout)
+        return shown if shown["state"] != "running" else None
+
+    report = wait_for(status, 60, "the run to end", interval=0.5)
+    assert report["state"] == "finished" and report["tasks"]["once"]["status"] == "done", report
+    wait_for(lambda: state.in_flight == 0, 30, "no request left")
+    asked = [q for q in state.requests if "handed back" in json.dumps(q["messages"])]
+    assert len(asked) == 1, f"the model was asked {len(asked)} times"

@@ -5,6 +5,7 @@ above a memory or CPU threshold. Tasks in flight finish; consumption resumes bel
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
@@ -145,6 +146,7 @@ class Host:
             "throttled": self.throttled,
             "ts": time.time(),
             "started": self.started,
+            "pid": os.getpid(),  # the process a running task's state names (a redelivered copy waits for it)
         }
 
     def _switch(self, now: dict[str, float], mem_limit: float, cpu_limit: float) -> None:

@@ -59,6 +59,8 @@ class _Resources:
     admission: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(ADMITTED))
     # run id -> (when asked, whether `producer cancel` ended it): asked at most every CANCEL_CHECK_EVERY
     cancelled: dict[str, tuple[float, bool]] = field(default_factory=dict)
+    # (run, task) of the workflow tasks this process runs now: another copy of their message waits
+    running: set[tuple[str, str]] = field(default_factory=set)
     # (namespace, gallery name) -> the config this process last wrote there (workers/gallery.py)
     galleries: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
@@ -152,6 +154,9 @@ class WorkerTask(Task):  # type: ignore[misc]  # Celery is untyped
 
     def admission(self) -> asyncio.Semaphore:
         return self._resources().admission
+
+    def running_here(self) -> set[tuple[str, str]]:
+        return self._resources().running
 
     def cancel_check(self, run_id: str) -> Callable[[], Awaitable[bool]]:
         """Whether the run was cancelled, asked of Redis at most every CANCEL_CHECK_EVERY seconds per

@@ -244,6 +244,7 @@ def run_workflow_tasks(self: WorkerTask, run_id: str, task_ids: list[str]) -> in
             finish,
             self.admission(),
             cancelled=self.cancel_check(run_id),
+            here=self.running_here(),
         )
         try:
             await run_tasks(ctx, task_ids)

@@ -41,10 +41,11 @@ class WorkflowContext:
     admission: asyncio.Semaphore | None = None  # the process's (workers/model_client.py StartOrder)
     metrics: Metrics = field(default_factory=Metrics)
     cancelled: Callable[[], Awaitable[bool]] | None = None  # `producer cancel` ended the run
+    here: set[tuple[str, str]] = field(default_factory=set)  # (run, task) this process runs now
 
 
 async def run_tasks(ctx: WorkflowContext, task_ids: list[str]) -> None:
-    records, states, outputs = await ctx.state.load(ctx.run_id, task_ids)
+    records, states, outputs = await _unless_held(ctx, task_ids)
     todo = [t for t in task_ids if t in records]
     for tid in [t for t in todo if batch.status_of(states, t) in TERMINAL]:
         # redelivered after it ended: publish only what it released and nobody published
@@ -58,7 +59,28 @@ async def run_tasks(ctx: WorkflowContext, task_ids: list[str]) -> None:
     tasks = _Tasks(
         ctx, records, claimed.running, batch.Ender(states, ctx.hostname), outputs, StartOrder(ranked, ctx.admission)
     )
-    await _fenced(ctx, ranked, asyncio.gather(*(_one(tasks, t) for t in ranked)))
+    ctx.here.update((ctx.run_id, t) for t in ranked)
+    try:
+        await _fenced(ctx, ranked, asyncio.gather(*(_one(tasks, t) for t in ranked)))
+    finally:
+        ctx.here.difference_update((ctx.run_id, t) for t in ranked)
+
+
+async def _unless_held(
+    ctx: WorkflowContext, task_ids: list[str]
+) -> tuple[dict[str, Spec], dict[str, NodeState], dict[str, str]]:
+    """The tasks' records, states and inputs' outputs, once none of them runs on another live
+    worker process: a broker that restarted (RabbitMQ) hands back the messages of connections it
+    lost, those of live workers too, whose tasks go on. Their copy waits, and takes over only the
+    tasks of a worker that dies meanwhile (it stays unacknowledged until then, the safety net)."""
+    mine = (ctx.hostname, os.getpid())
+    while True:
+        loaded = await ctx.state.load(ctx.run_id, task_ids)
+        held = {t for t in task_ids if (ctx.run_id, t) in ctx.here}  # this process's own copy runs them
+        held |= await ctx.state.held_alive(loaded[1], mine, ctx.settings.worker_dead_seconds)
+        if not held or (ctx.cancelled is not None and await ctx.cancelled()):
+            return loaded
+        await asyncio.sleep(FENCE_SECONDS)
 
 
 class MessageTaken(Exception):

@@ -4,6 +4,7 @@ one task's Redis calls never block the others on the worker's event loop)."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from shared.adapters.redis.nodes import SET_STATES_LUA, read_states, set_states_
 from shared.adapters.redis.part import RedisPart
 from shared.core.json_text import dumps
 from shared.core.records import CacheEntry, Spec, TranscriptMessage
-from shared.core.run_model import NodeState, RunMeta
+from shared.core.run_model import NodeState, RunMeta, Status
 from shared.metrics import Metrics, counter_field
 
 END_TASK_LUA = (Path(__file__).parent / "lua" / "end_task.lua").read_text()
@@ -68,6 +69,28 @@ class AsyncRunState:
         self.store = store
         self._end_task = client.register_script(END_TASK_LUA)
         self._set_states = client.register_script(SET_STATES_LUA)
+
+    async def held_alive(self, states: Mapping[str, NodeState], mine: tuple[str, int], dead_after: float) -> set[str]:
+        """The tasks running on another live worker process: its heartbeat, from the process that
+        claimed them (same pid), is newer than `dead_after` seconds (counted from Redis' own start
+        at the earliest: a restarted Redis heard nobody before)."""
+        running = {t: st for t, st in states.items() if st.status == Status.RUNNING and (st.worker, st.pid) != mine}
+        workers = sorted({str(st.worker) for st in running.values() if st.worker})
+        if not workers:
+            return set()
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hmget(keys.HOSTS, workers)
+        pipe.info("server")
+        beats, server = await pipe.execute()
+        now = time.time()
+        redis_started = now - float(server.get("uptime_in_seconds", 0))  # nobody could beat before
+        alive = set()
+        for worker, raw in zip(workers, beats, strict=True):
+            beat = json.loads(raw) if raw else None
+            if beat is not None and now - max(float(beat.get("ts", 0.0)), redis_started) <= dead_after:
+                alive.add((worker, beat.get("pid")))
+        # a heartbeat without a pid (a worker of an earlier version) vouches for any process of it
+        return {t for t, st in running.items() if (st.worker, st.pid) in alive or (st.worker, None) in alive}
 
     async def states(self, run_id: str, task_ids: list[str]) -> dict[str, NodeState]:
         """The tasks' states as Redis holds them now (one round trip)."""
