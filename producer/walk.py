@@ -156,7 +156,7 @@ class _Walk:
         if is_dir and target in self.seen_dirs:
             where = os.path.relpath(target, self.real_root)
             shown = repr("the tree root" if where == "." else where)  # quoted, as a path is
-            if os.path.commonpath([target, os.path.realpath(entry.path + "/..")]) == target:
+            if os.path.commonpath([target, os.path.realpath(os.path.dirname(entry.path))]) == target:
                 self.skipped[rel] = f"symlink loop: points back to {shown}; not followed"
             else:
                 self.skipped[rel] = f"points to {shown}, which is read under its own name; not followed"
