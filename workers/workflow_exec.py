@@ -47,23 +47,24 @@ class WorkflowContext:
 async def run_tasks(ctx: WorkflowContext, task_ids: list[str]) -> None:
     records, states, outputs = await _unless_held(ctx, task_ids)
     todo = [t for t in task_ids if t in records]
-    for tid in [t for t in todo if batch.status_of(states, t) in TERMINAL]:
-        # redelivered after it ended: publish only what it released and nobody published
-        end = TaskEnd(tid, states[tid], states[tid].status, records[tid]["dependents"], counted=False)
-        await _ended(ctx, records[tid], await ctx.state.end_task(ctx.run_id, end, ctx.metrics))
     claimed = batch.claim(todo, states, ctx.hostname, ctx.task_id)
-    if not claimed.todo:
-        return
-    await ctx.state.set_states(ctx.run_id, claimed.running, claimed.previous)
-    ranked = sorted(claimed.todo, key=lambda t: -records[t].get("rank", 0))
-    tasks = _Tasks(
-        ctx, records, claimed.running, batch.Ender(states, ctx.hostname), outputs, StartOrder(ranked, ctx.admission)
-    )
-    ctx.here.update((ctx.run_id, t) for t in ranked)
+    ours = {(ctx.run_id, t) for t in claimed.todo}
+    ctx.here.update(ours)  # at once: another copy in this process waits from now on
     try:
+        for tid in [t for t in todo if batch.status_of(states, t) in TERMINAL]:
+            # redelivered after it ended: publish only what it released and nobody published
+            end = TaskEnd(tid, states[tid], states[tid].status, records[tid]["dependents"], counted=False)
+            await _ended(ctx, records[tid], await ctx.state.end_task(ctx.run_id, end, ctx.metrics))
+        if not claimed.todo:
+            return
+        await ctx.state.set_states(ctx.run_id, claimed.running, claimed.previous)
+        ranked = sorted(claimed.todo, key=lambda t: -records[t].get("rank", 0))
+        tasks = _Tasks(
+            ctx, records, claimed.running, batch.Ender(states, ctx.hostname), outputs, StartOrder(ranked, ctx.admission)
+        )
         await _fenced(ctx, ranked, asyncio.gather(*(_one(tasks, t) for t in ranked)))
     finally:
-        ctx.here.difference_update((ctx.run_id, t) for t in ranked)
+        ctx.here.difference_update(ours)
 
 
 async def _unless_held(
