@@ -19,7 +19,7 @@ machine load, each a whole command (process start included):
   requests the sync itself reports (`studio_requests`: every write it sent, each team POST and the
   gallery PUT, must be one the replay sends). The bodies: read back from Studio after the sync
   (it stores components and the row's `version` byte for byte, so its rows hold exactly what the
-  sync sent), in the order and encoding our client sends (httpx's `json=`: compact, UTF-8).
+  sync sent), in the order and encoding our client sends (shared/core/json_text.py: compact, UTF-8).
   `--check-bodies` also runs one edited sync at the end through a recording proxy and compares the
   bytes it sent with the replay's (a proxy URL is another Studio to the cache, so that sync is a
   cold one; the timed syncs never go through it). The replay's teams and gallery go
@@ -74,6 +74,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.gen_tree import mixed_tree  # noqa: E402
 from producer import embedded  # noqa: E402
+from shared.core.json_text import dumps  # noqa: E402
 
 USER = "bench"
 TARGETS = {"no_change_over_git": 8.0, "edited_over_floor": 2.0, "watch_p95_over_replay": 1.2, "handed_over_floor": 2.0}
@@ -94,8 +95,8 @@ def _p95(values: list[float]) -> float:
 
 
 def _encode(body: dict[str, Any]) -> bytes:
-    """As httpx encodes `json=` (what shared/adapters/studio.py sends)."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    """As shared/adapters/studio.py encodes a body (shared/core/json_text.py)."""
+    return dumps(body).encode("utf-8")
 
 
 @contextmanager

@@ -249,7 +249,7 @@ def run_workflow_tasks(self: WorkerTask, run_id: str, task_ids: list[str]) -> in
         try:
             await run_tasks(ctx, task_ids)
         except MessageTaken as exc:  # its tasks run elsewhere: nothing of this copy is written
-            log.warning("stopped a message taken from this worker while it was out of reach: %s", exc)
+            log.warning("stopped this copy of a message: another worker process runs or ended its tasks: %s", exc)
         finally:
             store.flush(ctx.metrics)
 

@@ -108,7 +108,8 @@ async def _fenced(ctx: WorkflowContext, task_ids: list[str], work: Awaitable[obj
             if taken:
                 running.cancel()
                 await asyncio.gather(running, return_exceptions=True)
-                raise MessageTaken(f"{', '.join(taken[:5])} of run {ctx.run_id} went to {now[taken[0]].worker}")
+                more = f" and {len(taken) - 5} more" if len(taken) > 5 else ""
+                raise MessageTaken(f"{', '.join(taken[:5])}{more} of run {ctx.run_id} went to {now[taken[0]].worker}")
     except asyncio.CancelledError:  # the message's own end (its timeout, a shutdown) ends its tasks too
         running.cancel()
         raise

@@ -70,8 +70,9 @@ def _one_reading(watcher: Monitor, store: RunStore | None, refresh: float, save_
     snapshot = watcher.poll()
     if save_session:
         _save(watcher, save_session)
-    echo_json({**snapshot.__dict__, "recent_runs": _recent_runs(store)})
     unreachable = any(alert["name"] in ("ExporterUnreachable", "RedisDown") for alert in snapshot.alerts)
+    redis_down = any(alert["name"] == "RedisDown" for alert in snapshot.alerts)  # not waited for twice
+    echo_json({**snapshot.__dict__, "recent_runs": [] if redis_down else _recent_runs(store)})
     raise typer.Exit(Exit.UNAVAILABLE if unreachable else Exit.OK)
 
 
