@@ -24,6 +24,7 @@ import stat
 import struct
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -117,10 +118,14 @@ def _handoff(argv: list[str], environ: dict[str, str]) -> int | None:
     path = socket_path(root, cache_dir, environ)
     if not path.exists() or not private_dir(path.parent):
         return None  # no watch of this tree: nothing else is done
-    from producer.nochange import fingerprint
 
-    tree = fingerprint(root, [], [], {})  # the tree as this command sees it
-    answer = _ask(path, {"v": 1, "root": str(root), "code": code_digest(), "tree": tree, "environ": environ})
+    def request() -> dict[str, Any]:
+        from producer.nochange import fingerprint
+
+        tree = fingerprint(root, [], [], {})  # the tree as this command sees it
+        return {"v": 1, "root": str(root), "code": code_digest(), "tree": tree, "environ": environ}
+
+    answer = _ask(path, request)
     if answer is None or not _well_formed(answer):
         return None  # a broken answer: the command syncs alone
     return _show(answer, argv[2:] == ["--json"], time.monotonic() - started)
@@ -151,14 +156,16 @@ def _well_formed(answer: dict[str, Any]) -> bool:
     )
 
 
-def _ask(path: Path, request: dict[str, Any]) -> dict[str, Any] | None:
+def _ask(path: Path, request: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+    """The watch's answer; the request is made once a watch is there (the socket of one that died,
+    refused at once, costs no walk of the tree)."""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.settimeout(SILENCE_SECONDS)  # a timeout is an OSError: the command syncs alone
             conn.connect(str(path))
             if peer_uid(conn) != os.getuid():
                 return None
-            conn.sendall(json.dumps(request).encode() + b"\n")  # ASCII: lone surrogates travel escaped
+            conn.sendall(json.dumps(request()).encode() + b"\n")  # ASCII: lone surrogates travel escaped
             reader = conn.makefile("rb")
             line = WORKING
             while line == WORKING:
