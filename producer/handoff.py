@@ -26,7 +26,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from producer.nochange import Walks
 
 PACKAGES = ("producer", "shared", "workers")
 MAX_LINE = 64 * 1024 * 1024  # a report of 10,000 nodes is a few MB
@@ -95,10 +98,11 @@ def _plain(argv: list[str]) -> bool:
     return len(argv) in (2, 3) and argv[0] == "sync" and (len(argv) == 2 or argv[2] == "--json")
 
 
-def try_handoff(argv: list[str], environ: dict[str, str]) -> int | None:
-    """The exit code of a sync the watch of this tree ran for this command; None: sync alone."""
+def try_handoff(argv: list[str], environ: dict[str, str], walks: Walks | None = None) -> int | None:
+    """The exit code of a sync the watch of this tree ran for this command; None: sync alone.
+    `walks`: the tree walked already (by the no-change answer's look), or walked here."""
     try:
-        return _handoff(argv, environ)
+        return _handoff(argv, environ, walks)
     except OSError:  # a folder on the way that is not ours to look into, say: no hand-off
         return None
     except KeyboardInterrupt:  # as producer/cli/app.py says a failure: one line, and JSON with --json
@@ -109,7 +113,7 @@ def try_handoff(argv: list[str], environ: dict[str, str]) -> int | None:
         return INTERRUPTED
 
 
-def _handoff(argv: list[str], environ: dict[str, str]) -> int | None:
+def _handoff(argv: list[str], environ: dict[str, str], walks: Walks | None) -> int | None:
     if not _plain(argv) or not environ.get("REDIS_URL") or not Path(argv[1]).is_dir():
         return None
     started = time.monotonic()
@@ -122,7 +126,7 @@ def _handoff(argv: list[str], environ: dict[str, str]) -> int | None:
     def request() -> dict[str, Any]:
         from producer.nochange import fingerprint
 
-        tree = fingerprint(root, [], [], {})  # the tree as this command sees it
+        tree = fingerprint(root, [], [], {}, walks)  # the tree as this command sees it
         return {"v": 1, "root": str(root), "code": code_digest(), "tree": tree, "environ": environ}
 
     answer = _ask(path, request)

@@ -62,11 +62,27 @@ def report_path(record: Path) -> Path:
     return record.with_suffix(".report.json")
 
 
-def fingerprint(root: Path, settings_names: list[str], variables: list[str], environ: dict[str, str]) -> str:
-    skipped: dict[str, str] = {}
-    bad: dict[str, str] = {}
-    files = config_files(root, skipped, bad)
-    return fingerprint_of(files, {**skipped, **bad}, settings_names, variables, environ)
+class Walks:
+    """The walks of trees one command made, each made once: the no-change answer and the hand-off
+    (producer/handoff.py) look at the same tree, one after the other."""
+
+    def __init__(self) -> None:
+        self._done: dict[Path, tuple[dict[str, tuple[str, os.stat_result]], dict[str, str]]] = {}
+
+    def files(self, root: Path) -> tuple[dict[str, tuple[str, os.stat_result]], dict[str, str]]:
+        """The tree's config files and those not read (with why), as producer/walk.py finds them."""
+        if root not in self._done:
+            skipped: dict[str, str] = {}
+            bad: dict[str, str] = {}
+            files = config_files(root, skipped, bad)
+            self._done[root] = files, {**skipped, **bad}
+        return self._done[root]
+
+
+def fingerprint(
+    root: Path, settings_names: list[str], variables: list[str], environ: dict[str, str], walks: Walks | None = None
+) -> str:
+    return fingerprint_of(*(walks or Walks()).files(root), settings_names, variables, environ)
 
 
 def fingerprint_of(
@@ -118,7 +134,9 @@ def forget(path: Path) -> None:
     report_path(path).unlink(missing_ok=True)
 
 
-def answer(root: Path, redis_url: str, cache_dir: Path, environ: dict[str, str]) -> tuple[LastSync, str] | None:
+def answer(
+    root: Path, redis_url: str, cache_dir: Path, environ: dict[str, str], walks: Walks | None = None
+) -> tuple[LastSync, str] | None:
     """The last clean sync's record and its report's text, or None when the full sync must run."""
     found = _stored(record_path(root, cache_dir))
     if found is None:
@@ -132,7 +150,7 @@ def answer(root: Path, redis_url: str, cache_dir: Path, environ: dict[str, str])
     asking = [threading.Thread(target=lambda c=c: said.append(c(last, environ)), daemon=True) for c in checks]
     for thread in asking:
         thread.start()
-    if fingerprint(root, last.settings_names, last.variables, environ) != last.fingerprint:
+    if fingerprint(root, last.settings_names, last.variables, environ, walks) != last.fingerprint:
         return None
     deadline = time.monotonic() + STUDIO_SECONDS  # a server that answers a byte at a time: the full path
     for thread in asking:
@@ -270,7 +288,7 @@ def _chunks(reader: BinaryIO) -> bytes:
     return b"".join(chunks)
 
 
-def try_fast_sync(argv: list[str], environ: dict[str, str]) -> int | None:
+def try_fast_sync(argv: list[str], environ: dict[str, str], walks: Walks | None = None) -> int | None:
     """`producer sync DIR [--json]` answered without the full machinery; None: not this case."""
     if not _plain_sync(argv):
         return None
@@ -284,7 +302,7 @@ def try_fast_sync(argv: list[str], environ: dict[str, str]) -> int | None:
     root = root.resolve()
     # the default of Settings.cache_dir (shared/settings.py), read without importing pydantic
     cache_dir = Path(environ.get("AGENTQ_CACHE_DIR") or Path.home() / ".cache" / "agentq")
-    found = answer(root, redis_url, cache_dir, environ)
+    found = answer(root, redis_url, cache_dir, environ, walks)
     if found is None:
         return None
     _print_answer(*found, seconds=round(time.monotonic() - started, 3), as_json=len(argv) == 3)

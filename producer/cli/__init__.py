@@ -69,13 +69,14 @@ def main() -> None:
         return
     if sys.argv[1:2] == ["sync"]:
         from producer.handoff import try_handoff
-        from producer.nochange import try_fast_sync
+        from producer.nochange import Walks, try_fast_sync
         from shared.core.exceptions import AgentqError
 
+        walks = Walks()  # the tree walked once for both
         try:
-            code = try_fast_sync(sys.argv[1:], dict(os.environ))
+            code = try_fast_sync(sys.argv[1:], dict(os.environ), walks)
             if code is None:
-                code = try_handoff(sys.argv[1:], dict(os.environ))
+                code = try_handoff(sys.argv[1:], dict(os.environ), walks)
         except AgentqError:  # a .producerignore that does not parse, say: the full path says so, as it says all
             code = None
         if code is not None:
