@@ -104,6 +104,58 @@ def test_a_cancelled_run_starts_nothing_new_and_is_marked_cancelled(lab) -> None
     assert again.returncode == 0 and json.loads(again.stdout)["cancelled"] is False  # already over
 
 
+def test_tasks_waiting_for_a_model_slot_at_the_cancel_call_no_model(lab) -> None:
+    """All 12 tasks were running (claimed), 4 held the model's slots. When the 4 answers came, the
+    first task to get a slot asked Redis whether the run was cancelled, and the tasks given slots
+    meanwhile took the answer from before the cancel: 3 more model calls, seconds after it."""
+    env, state, tmp = lab
+    state.control["delay"] = 2.0
+    producer = start(env, workflow(tmp, 12, "waiting"))
+    wait_for(lambda: state.in_flight == 4, 60, "the model's 4 slots taken")
+    run_id = json.loads(cli(env, "runs", "--json").stdout)["runs"][0]["run_id"]
+    cancelled = cli(env, "cancel", run_id, "--json")
+    assert cancelled.returncode == 0 and json.loads(cancelled.stdout)["cancelled"] is True, cancelled.stderr
+    producer.communicate(timeout=60)
+    wait_for(
+        lambda: (
+            sum(
+                t["status"] == "running"
+                for t in json.loads(cli(env, "result", run_id, "--json").stdout)["tasks"].values()
+            )
+            == 0
+        ),
+        60,
+        "the tasks running at the cancel to end",
+    )
+    assert state.in_flight == 0 and len(state.requests) == 4, [r["messages"][-1]["content"] for r in state.requests]
+
+
+def test_tasks_retrying_a_model_at_the_cancel_send_no_more_retries(lab) -> None:
+    """A task waiting out a 429's Retry-After checked for a cancel only before its first request:
+    its retries went on after the cancel, each one a model call."""
+    from tests.test_workflow_run import write_workflow
+
+    env, state, tmp = lab
+    state.control.update(fail_rate=1.0, fail_status=429, retry_after=1)
+    tasks = [{"id": f"t{i}", "description": f"retrying {i}", "retries": 8} for i in range(4)]
+    producer = start(env, write_workflow(tmp, tasks, name="retrying"))
+    wait_for(lambda: len(state.requests) >= 8, 60, "every task retrying")
+    run_id = json.loads(cli(env, "runs", "--json").stdout)["runs"][0]["run_id"]
+    cancelled = cli(env, "cancel", run_id, "--json")
+    assert cancelled.returncode == 0 and json.loads(cancelled.stdout)["cancelled"] is True, cancelled.stderr
+    at_cancel = len(state.requests) + state.in_flight
+    producer.communicate(timeout=60)
+    wait_for(
+        lambda: all(
+            t["status"] != "running" for t in json.loads(cli(env, "result", run_id, "--json").stdout)["tasks"].values()
+        ),
+        60,
+        "the tasks running at the cancel to end",
+    )
+    # a retry due within the half second a worker takes to see the cancel may still go: one a task
+    assert len(state.requests) <= at_cancel + 4, (len(state.requests), at_cancel)
+
+
 def test_ctrl_c_on_a_real_redis_says_the_run_goes_on_and_how_to_cancel_it(lab) -> None:
     env, state, tmp = lab
     state.control["delay"] = 0.3

@@ -57,8 +57,10 @@ class _Resources:
     # workflow tasks of this process between their start and their place in a model's line
     # (workers/start_order.py StartOrder)
     admission: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(ADMITTED))
-    # run id -> (when asked, whether `producer cancel` ended it): asked at most every CANCEL_CHECK_EVERY
+    # run id -> (when asked, whether `producer cancel` ended it): asked at most every CANCEL_CHECK_EVERY,
+    # one question at a time (who waits for it takes its answer, not the one before)
     cancelled: dict[str, tuple[float, bool]] = field(default_factory=dict)
+    asking: asyncio.Lock = field(default_factory=asyncio.Lock)
     # (run, task) of the workflow tasks this process runs now: another copy of their message waits
     running: set[tuple[str, str]] = field(default_factory=set)
     # (namespace, gallery name) -> the config this process last wrote there (workers/gallery.py)
@@ -164,13 +166,13 @@ class WorkerTask(Task):  # type: ignore[misc]  # Celery is untyped
         res = self._resources()
 
         async def cancelled() -> bool:
-            asked, answer = res.cancelled.get(run_id, (0.0, False))
-            if not answer and time.monotonic() - asked > CANCEL_CHECK_EVERY:
-                res.cancelled[run_id] = (time.monotonic(), answer)  # the others meanwhile take this answer
-                answer = await self.run_state().cancelled(run_id)
-                res.cancelled[run_id] = (time.monotonic(), answer)
-                if len(res.cancelled) > 1000:  # old runs' answers go
-                    res.cancelled = dict(list(res.cancelled.items())[-100:])
+            async with res.asking:
+                asked, answer = res.cancelled.get(run_id, (0.0, False))
+                if not answer and time.monotonic() - asked > CANCEL_CHECK_EVERY:
+                    answer = await self.run_state().cancelled(run_id)
+                    res.cancelled[run_id] = (time.monotonic(), answer)
+                    if len(res.cancelled) > 1000:  # old runs' answers go
+                        res.cancelled = dict(list(res.cancelled.items())[-100:])
             return answer
 
         return cancelled

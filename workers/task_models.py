@@ -142,6 +142,8 @@ class TaskModels:
             await self.on_retry(cause)
 
         async def attempt(number: int) -> T:
+            if number > 1:
+                await self.holding_slot()  # a cancelled run sends no retry either
             self.usage.attempts += 1
             started = time.perf_counter()
             try:
