@@ -93,6 +93,8 @@ def test_the_app_takes_each_brokers_own_settings() -> None:
         "models": {"x-max-priority": 9},
     }
     assert on_rabbit.conf.broker_heartbeat and on_rabbit.conf.broker_heartbeat <= 30
+    # its reduction after a reconnect sends basic.qos from a pool thread on the consumer's connection
+    assert not on_rabbit.conf.worker_enable_prefetch_count_reduction
     # a message sent without a priority (the watchdog's start_run, finalize, wave_done) is served
     # first on RabbitMQ, as it is on Redis; one sent with a priority keeps it
     for name in ("agentq.start_run", "agentq.finalize", "agentq.wave_done", "agentq.run_tasks"):
@@ -453,4 +455,60 @@ def test_rabbitmq_restarted_mid_run_the_run_finishes_and_its_workers_stay_alive(
     finally:
         for proc in workers:
             embedded.stop(proc)
+        stop_rabbitmq(node)
+
+
+@pytest.mark.integration
+def test_after_a_broker_restart_a_worker_keeps_its_connection_while_its_prefetch_comes_back(
+    own_redis: str, standin, tmp_path: Path
+) -> None:
+    """A worker busy on every thread when RabbitMQ restarts reconnects, and its consumer connection
+    then stays up: no second loss. Celery's prefetch-count reduction after a reconnect sent
+    `basic.qos` on that connection from the pool thread that acknowledged a task, while the worker's
+    own thread read the same socket (py-amqp is not thread safe): a corrupt frame left that thread
+    blocked mid-read, so no heartbeats, and RabbitMQ closed the connection ~3 heartbeats later
+    ("missed heartbeats from client"), handing the worker's messages back a second time."""
+    from shared.adapters.celery import BROKER_HEARTBEAT
+    from tests.rabbitmq import start_rabbitmq, stop_rabbitmq
+    from tests.test_workflow_run import write_tree, write_workflow
+
+    url, state = standin
+    state.control["delay"] = 0.2
+    node = start_rabbitmq(tmp_path / "rabbit")
+    port = int(node.url.rsplit(":", 1)[1].strip("/"))
+    name = f"busy-{uuid.uuid4().hex[:6]}"
+    # a message per task, eight at a time: every thread busy when the broker goes
+    worker = _rabbit_worker(own_redis, node.url, tmp_path, name, concurrency=8, SYNC_BATCH_SIZE="1")
+    log = tmp_path / f"{name}.log"
+    try:
+        write_tree(tmp_path, url, max_concurrency=16)
+        cli = Cli(own_redis, "http://127.0.0.1:9", "wf-rabbit-qos", tmp_path / "cache", "http://127.0.0.1:9")
+        producer = subprocess.Popen(
+            [sys.executable, "-m", "producer.cli", "run", str(write_workflow(tmp_path, _chains(300, 30))), "--json"],
+            env=cli.env(BROKER_URL=node.url),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        wait_for(lambda: len(state.requests) >= 40 and state.in_flight >= 6, 120, "the worker busy on its threads")
+        stop_rabbitmq(node)
+        node = start_rabbitmq(tmp_path / "rabbit", port=port)
+        wait_for(lambda: log.read_text().count("Connected to amqp://") >= 2, 60, "the worker to reconnect")
+        back = time.monotonic()
+        out, err = producer.communicate(timeout=240)
+        assert producer.returncode == 0, err[-3000:]
+        assert {t["status"] for t in json.loads(out)["tasks"].values()} == {"done"}
+
+        def broken() -> str:
+            lost = log.read_text().count("Connection to broker lost")
+            missed = "missed heartbeats from client" in "".join(p.read_text() for p in node.log.parent.rglob("*.log"))
+            return f"lost {lost} times, RabbitMQ missed its heartbeats: {missed}" if lost > 1 or missed else ""
+
+        # the worker's thread blocked mid-frame sends no heartbeats: RabbitMQ drops it ~3 of them later
+        deadline = back + 3 * BROKER_HEARTBEAT + 5
+        while time.monotonic() < deadline and not broken():
+            time.sleep(0.5)
+        assert not broken(), broken()
+    finally:
+        embedded.stop(worker)
         stop_rabbitmq(node)

@@ -183,6 +183,14 @@ def create_app(settings: Settings | None = None, include: Sequence[str] = ()) ->
         worker_prefetch_multiplier=1,
         worker_pool="threads",
         worker_concurrency=settings.worker_concurrency,
+        # After a lost broker connection Celery lowers the prefetch count and raises it again from the
+        # callback of each acknowledgement: with the threads pool that is the pool thread, which then
+        # sends basic.qos and waits for its answer on the consumer's connection while the worker's own
+        # thread reads that socket (py-amqp is not thread safe). The frames interleave, that thread
+        # blocks mid-frame and sends no heartbeats, and RabbitMQ drops the connection again ~30 s after
+        # the reconnect, handing its messages back a second time. Without the reduction the worker
+        # takes its full prefetch at once; a message beyond its free threads waits for one.
+        worker_enable_prefetch_count_reduction=False,
         result_expires=settings.run_ttl_seconds,
         # the result backend (chord counters) rides out an outage as every other Redis client does
         result_backend_always_retry=True,
