@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from types import SimpleNamespace
 from typing import Any
@@ -323,3 +324,67 @@ def test_a_client_that_keeps_state_is_made_for_each_agent_an_http_one_is_shared(
     openai = {**SPEC, "config": {**SPEC["config"], "model": "gpt-4o-mini"}}  # type: ignore[dict-item]
     shared: list[object] = []
     assert pool.get(openai, shared) is pool.get(openai, shared) and shared == []  # type: ignore[arg-type]
+
+
+def test_a_stream_cut_off_before_its_finish_reason_is_no_answer() -> None:
+    """A server that sends a stream without chunked framing and closes the connection mid-answer:
+    the body simply ends, and AutoGen took the text so far as the whole answer (its finish reason
+    'unknown'), reported done and cached. As the workers load a model, the stream fails."""
+    from autogen_ext.models.openai import OpenAIChatCompletionClient
+
+    from shared.core.exceptions import MalformedAnswer
+    from workers.model_pool import ModelClients
+
+    def chunk(text: str) -> bytes:
+        delta = {"role": "assistant", "content": text}
+        body = {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": "m",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+        }
+        return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        size = int(
+            next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+        )
+        await reader.readexactly(size)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n" + chunk("Hello partial ") + chunk("answer ")
+        )
+        await writer.drain()
+        writer.close()
+
+    async def stream(client: Any) -> list[object]:
+        return [part async for part in client.create_stream(MESSAGES)]
+
+    async def both() -> tuple[list[object], BaseException]:
+        async with await asyncio.start_server(cut, "127.0.0.1", 0) as server:
+            config: dict[str, Any] = {
+                "model": "gpt-x",
+                "api_key": "k",
+                "base_url": f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1",
+                "model_info": {
+                    "vision": False,
+                    "function_calling": False,
+                    "json_output": False,
+                    "family": "unknown",
+                    "structured_output": False,
+                },
+            }
+            spec = {**SPEC, "config": config}
+            stock = OpenAIChatCompletionClient(**config, max_retries=0)
+            taken = await stream(stock)
+            ours = ModelClients(timeout=10)
+            with pytest.raises(MalformedAnswer) as failed:
+                await stream(ours.get(spec, []))
+            await ours.close()
+            return taken, failed.value
+
+    taken, failed = asyncio.run(both())
+    assert isinstance(taken[-1], CreateResult) and taken[-1].content == "Hello partial answer "  # AutoGen's own
+    assert taken[-1].finish_reason == "unknown"
+    assert "cut off" in str(failed)

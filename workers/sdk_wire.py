@@ -139,6 +139,8 @@ class AsBuiltCompletions(AsyncCompletions):
             raise MalformedAnswer(f"answered 200 with JSON that does not parse: {exc.msg} (char {exc.pos})") from exc
         if path == PATH and not call.get("stream"):
             check_answer(answer)
+        elif path == PATH:
+            return Finished(answer)
         return answer
 
     def _record(self, call: Mapping[str, object]) -> None:
@@ -195,6 +197,33 @@ def check_answer(answer: object) -> None:
         raise MalformedAnswer(f"answered 200 with something that is not a chat completion: {text[:120]!r}")
     if not answer.choices:
         raise MalformedAnswer("answered 200 with a chat completion without choices")
+
+
+class Finished:
+    """A streamed answer, which must end as OpenAI's streams do, with a chunk that gives its finish
+    reason. A server that closed the connection before it (a body read to its close: no chunked
+    framing says it was cut) would otherwise hand AutoGen the text so far as the whole answer, to
+    be reported done and cached."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._finished = False
+
+    def __aiter__(self) -> Finished:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            chunk = await self._stream.__anext__()
+        except StopAsyncIteration:
+            if not self._finished:
+                raise MalformedAnswer("the stream ended before a chunk gave its finish reason: cut off") from None
+            raise
+        self._finished = self._finished or any(c.finish_reason for c in getattr(chunk, "choices", None) or ())
+        return chunk
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 VALIDATED = (ChatCompletion, ChatCompletionChunk)
