@@ -74,7 +74,7 @@ def classify(exc: BaseException) -> Retry | None:
                 "rate_limited" if status == 429 else "server_error", retry_after_seconds(headers.get("retry-after"))
             )
         return Retry("server_error", None) if status >= 500 else None
-    if isinstance(exc, MalformedAnswer):
+    if isinstance(exc, MalformedAnswer) or not_http(exc) is not None:
         return Retry("malformed_answer", None)
     name = type(exc).__name__
     if unreached(exc) is not None:
@@ -100,6 +100,17 @@ def unreached(exc: BaseException) -> str | None:
             return "connection lost: the server closed it before answering"
         seen.add(id(cause))
         cause = cause.__cause__ or getattr(cause, "os_error", None)  # aiohttp keeps its OSError there
+    return None
+
+
+def not_http(exc: BaseException) -> str | None:
+    """An answer that is no HTTP (aiohttp could not read its status line or headers), in words;
+    None for anything else. aiohttp raises it as a response error of status 400, which the server
+    never sent."""
+    if type(exc) is aiohttp.ClientResponseError and isinstance(
+        exc.__cause__, aiohttp.http_exceptions.HttpProcessingError
+    ):
+        return f"answered with something that is not HTTP: {' '.join(str(exc.message).split())[:200]}"
     return None
 
 

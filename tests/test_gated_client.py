@@ -388,3 +388,25 @@ def test_a_stream_cut_off_before_its_finish_reason_is_no_answer() -> None:
     assert isinstance(taken[-1], CreateResult) and taken[-1].content == "Hello partial answer "  # AutoGen's own
     assert taken[-1].finish_reason == "unknown"
     assert "cut off" in str(failed)
+
+
+def test_an_answer_that_is_no_http_is_retried_and_said_as_such() -> None:
+    """aiohttp raises a reply it cannot read as HTTP as a response error of status 400, which was
+    taken for the server's 400: final, no retry, and aiohttp's own words."""
+    from shared.retry import classify
+    from workers.task_models import failure_text
+
+    async def garbage() -> BaseException:
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"\x00\xff\xfeNOT HTTP AT ALL\r\n\r\n")
+            await writer.drain()
+            writer.close()
+
+        async with await asyncio.start_server(answer, "127.0.0.1", 0) as server:
+            return await sdk_failure(server.sockets[0].getsockname()[1])
+
+    exc = asyncio.run(garbage())
+    retry = classify(exc)
+    assert retry is not None and retry.cause == "malformed_answer", repr(exc)
+    assert failure_text(exc).startswith("answered with something that is not HTTP: "), failure_text(exc)

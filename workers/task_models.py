@@ -24,7 +24,7 @@ from shared.core.exceptions import MalformedAnswer, RunCancelled, TaskFailed
 from shared.core.refs import shown
 from shared.metrics import Metrics
 from shared.ports import ModelLimit
-from shared.retry import classify, pause, retrying, unreached
+from shared.retry import classify, not_http, pause, retrying, unreached
 from workers.model_pool import ModelClients, config_of
 from workers.start_order import StartOrder
 
@@ -221,6 +221,6 @@ def failure_text(exc: BaseException) -> str:
     detail = (body.get("message") if isinstance(body, dict) else None) or str(exc)
     if status is not None:
         return f"answered {status}: {str(detail)[:300]}"
-    if (lost := unreached(exc)) is not None:
+    if (lost := unreached(exc) or not_http(exc)) is not None:
         return lost
     return f"{type(exc).__name__}: {str(exc)[:300]}"

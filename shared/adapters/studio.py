@@ -26,7 +26,7 @@ from shared.core.refs import redact
 from shared.core.secrets import shown_url
 from shared.metrics import Metrics, endpoint_template
 from shared.ports import StudioError
-from shared.retry import classify, is_retryable, retrying, unreached
+from shared.retry import classify, is_retryable, not_http, retrying, unreached
 
 if TYPE_CHECKING:  # read for its values only: the import costs pydantic where no client is made
     from shared.settings import Settings
@@ -325,7 +325,7 @@ def _gist(text: str) -> str:
 
 def _unreached(exc: BaseException) -> str:
     """Why no answer came, in a few words (aiohttp's own text names the host and the OS call)."""
-    if (lost := unreached(exc)) is not None:
+    if (lost := unreached(exc) or not_http(exc)) is not None:
         return lost
     if isinstance(exc, TimeoutError):
         return f"timed out ({type(exc).__name__})"
