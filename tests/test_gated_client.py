@@ -410,3 +410,53 @@ def test_an_answer_that_is_no_http_is_retried_and_said_as_such() -> None:
     retry = classify(exc)
     assert retry is not None and retry.cause == "malformed_answer", repr(exc)
     assert failure_text(exc).startswith("answered with something that is not HTTP: "), failure_text(exc)
+
+
+def test_a_base_url_with_a_user_and_password_is_sent_as_autogen_sends_it() -> None:
+    """`http://user:pw@host/v1` failed in the workers (aiohttp refuses credentials in the URL beside
+    an Authorization header) where AutoGen's own client sends them as Basic auth."""
+    from autogen_ext.models.openai import OpenAIChatCompletionClient
+
+    from workers.model_pool import ModelClients
+
+    heard: list[bytes] = []
+    body = json.dumps(
+        {
+            "id": "c",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }
+    ).encode()
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        size = next(
+            int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+        )
+        await reader.readexactly(size)
+        heard.append(next(line for line in head.split(b"\r\n") if line.lower().startswith(b"authorization")))
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        )
+        await writer.drain()
+        writer.close()
+
+    async def both() -> list[str]:
+        async with await asyncio.start_server(answer, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            config: dict[str, Any] = {
+                "model": "gpt-4o",
+                "api_key": "the-key",
+                "base_url": f"http://proxyuser:pass%40word@127.0.0.1:{port}/v1",
+            }
+            texts = [str((await OpenAIChatCompletionClient(**config).create(MESSAGES)).content)]
+            ours = ModelClients(timeout=10)
+            texts.append(str((await ours.get({**SPEC, "config": config}, []).create(MESSAGES)).content))
+            await ours.close()
+            return texts
+
+    assert asyncio.run(both()) == ["hi", "hi"]
+    assert len(heard) == 2 and heard[1] == heard[0], heard  # the same header as AutoGen's own client

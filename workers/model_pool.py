@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from autogen_core.models import ChatCompletionClient
 from pydantic import SecretStr
@@ -60,7 +61,9 @@ class ModelClients:
         module, _, name = provider.rpartition(".")
         cls = getattr(importlib.import_module(module), name, None)
         spec = self._without_sdk_retries(spec, getattr(cls, "component_config_schema", None))
-        if provider != OPENAI_CLIENT or cls is None:
+        # a base URL with a user and password: httpx (AutoGen's own client) sends them as Basic auth,
+        # where aiohttp refuses credentials in the URL beside the SDK's Authorization header
+        if provider != OPENAI_CLIENT or cls is None or _has_credentials(config_of(spec).get("base_url")):
             return ChatCompletionClient.load_component(spec)
         # OpenAI's own aiohttp transport, one per process for every OpenAI client: httpx's pool
         # scans all its connections for each request (~2 ms of CPU at 100 in flight). Otherwise
@@ -94,6 +97,14 @@ class ModelClients:
         self._clients.clear()
         if self._http is not None:
             await self._http.aclose()
+
+
+def _has_credentials(url: object) -> bool:
+    try:
+        parts = urlsplit(url) if isinstance(url, str) else None
+    except ValueError:
+        return False  # the client's own load says what is wrong with it
+    return parts is not None and bool(parts.username or parts.password)
 
 
 def config_of(spec: Mapping[str, object]) -> Mapping[str, object]:
