@@ -48,7 +48,8 @@ def wait(
         if meta is None:
             raise ServiceUnavailable(
                 f"run {run_id} is gone from Redis while it ran: Redis lost its data (restarted without "
-                "appendonly, or flushed); what the workers did is in Studio, the run's report is not"
+                "appendonly, or flushed), and the run's report with it (a sync's rows are in Studio; a "
+                "workflow's workers take the run for cancelled and call no more models for it)"
             )
         _tell_progress(store, meta, on_progress, watch)
         if meta.is_finished:

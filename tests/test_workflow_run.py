@@ -508,3 +508,5 @@ def test_a_run_past_a_timeout_under_a_second_ends_with_exit_4_naming_it_as_given
     proc = wf_cli.run("run", str(wf), "--timeout", "0.02")
     assert proc.returncode == 4, (proc.returncode, proc.stderr)
     assert "still running after 0.02 s" in proc.stderr
+    # and what becomes of the run: it goes on (a real Redis), and how to follow or stop it
+    assert "goes on on the workers" in proc.stderr and "`producer cancel " in proc.stderr, proc.stderr

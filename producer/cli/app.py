@@ -21,7 +21,7 @@ import typer
 from producer import embedded
 from producer.terminal_text import escape as escape  # the commands take it from here
 from producer.walk import check_dir as check_dir  # the commands take it from here
-from shared.core.exceptions import AgentqError, InvalidInput, ServiceUnavailable
+from shared.core.exceptions import AgentqError, InvalidInput, RunTimedOut, ServiceUnavailable
 from shared.core.secrets import shown_url
 
 if TYPE_CHECKING:
@@ -263,27 +263,33 @@ LAST = "last"  # the run id that stands for the newest run
 SIGNALLED = (128 + signal.SIGTERM, 128 + signal.SIGHUP)  # the exit codes of producer/cli/__init__.py's _terminated
 
 
+def what_becomes(run_id: str, goes_on: bool) -> str:
+    """What becomes of a run its command stops waiting for."""
+    if goes_on:
+        return (
+            f"run {run_id} goes on on the workers: follow it with `producer status {run_id}`, "
+            f"cancel it with `producer cancel {run_id}`"
+        )
+    return f"run {run_id} stops with the embedded Redis and worker; run the command again to pick up what is cached"
+
+
 class Interrupted(AgentqError):
     """Ctrl-C while a command waited for its run: says which run, and what became of it."""
 
     def __init__(self, run_id: str, goes_on: bool) -> None:
-        if goes_on:
-            what = (
-                f"run {run_id} goes on on the workers: follow it with `producer status {run_id}`, "
-                f"cancel it with `producer cancel {run_id}`"
-            )
-        else:
-            what = f"run {run_id} stops with the embedded Redis and worker; run the command again to pick up what is cached"
-        super().__init__(f"interrupted: {what}")
+        super().__init__(f"interrupted: {what_becomes(run_id, goes_on)}")
 
 
 @contextmanager
 def interruptible(run_id: str, embedded_default: bool) -> Iterator[None]:
-    """The wait for `run_id`: Ctrl-C ends it saying what became of the run (exit code 130)."""
+    """The wait for `run_id`: Ctrl-C ends it saying what became of the run (exit code 130), as
+    does a `--timeout` or a stall that ends the wait."""
     try:
         yield
     except KeyboardInterrupt:
         raise Interrupted(run_id, goes_on=not embedded_default) from None
+    except RunTimedOut as exc:
+        raise RunTimedOut(f"{exc}; {what_becomes(run_id, not embedded_default)}") from None
     except SystemExit as exc:
         if exc.code in SIGNALLED:  # `kill`, `timeout`: said as Ctrl-C is, with the signal's exit code
             with contextlib.suppress(OSError):  # a closed terminal (SIGHUP) takes no line
