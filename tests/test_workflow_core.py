@@ -84,6 +84,14 @@ def test_both_spellings_parse_to_the_same_workflow() -> None:
             "kind",
             "expected 'workflow'",
         ),
+        *(
+            (
+                {"kind": "workflow", "name": "w", "tasks": [{"id": bad, "description": "d", "agent": "a"}]},
+                "tasks[0].id",
+                "may hold only ASCII letters, digits, '_', '.' and '-'",
+            )
+            for bad in ("a b", "t[1]", "café", "a/b")
+        ),
         (
             {
                 "kind": "workflow",

@@ -12,6 +12,7 @@ or the component-spec spelling, `component_type: workflow` with the same fields 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,12 +27,13 @@ from shared.core.graph import find_cycles, waves
 from shared.core.tree import Tree, broken_file_named
 
 MAX_PRIORITY = 1_000_000
+ID = re.compile(r"[A-Za-z0-9_.-]+", re.ASCII)  # ASCII: a task id names Redis keys and result files
 
 
 class WorkflowTask(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    id: str = Field(min_length=1)
     description: str = Field(min_length=1)
     expected_output: str = ""
     agent: str  # label of an agent or team in the tree
@@ -41,6 +43,15 @@ class WorkflowTask(BaseModel):
     timeout: float | None = Field(default=None, gt=0)
     retries: int | None = Field(default=None, ge=0, le=20)
     cache: bool = True
+
+    @field_validator("id")
+    @classmethod
+    def _named(cls, value: str) -> str:
+        if not ID.fullmatch(value):
+            raise PydanticCustomError(
+                "task_id", "may hold only ASCII letters, digits, '_', '.' and '-' (it names keys and files)"
+            )
+        return value
 
     @field_validator("description")
     @classmethod
