@@ -460,3 +460,45 @@ def test_a_base_url_with_a_user_and_password_is_sent_as_autogen_sends_it() -> No
 
     assert asyncio.run(both()) == ["hi", "hi"]
     assert len(heard) == 2 and heard[1] == heard[0], heard  # the same header as AutoGen's own client
+
+
+def test_a_timeout_a_blocking_tool_held_up_says_so() -> None:
+    """A tool whose `async def` calls time.sleep holds the worker's event loop: the task's timeout
+    fires only when it returns, and said "timed out after 0.2 s" of a task that took seconds."""
+    import time
+
+    from autogen_agentchat.agents import AssistantAgent
+    from autogen_core import FunctionCall
+    from autogen_core.tools import FunctionTool
+    from autogen_ext.models.replay import ReplayChatCompletionClient
+
+    from workers.agent_runtime import AgentError, run
+
+    async def blocker() -> str:
+        time.sleep(1.5)  # the mistake: a blocking call in a coroutine
+        return "slept"
+
+    call = CreateResult(
+        finish_reason="function_calls",
+        content=[FunctionCall(id="1", name="blocker", arguments="{}")],
+        usage=RequestUsage(prompt_tokens=1, completion_tokens=1),
+        cached=False,
+    )
+    agent = AssistantAgent(
+        "a",
+        model_client=ReplayChatCompletionClient(
+            [call, "done"],
+            model_info={
+                "vision": False,
+                "function_calling": True,
+                "json_output": False,
+                "family": "unknown",
+                "structured_output": False,
+            },
+        ),
+        tools=[FunctionTool(blocker, "blocks")],
+    )
+    with pytest.raises(AgentError) as failed:
+        asyncio.run(run(agent, "go", timeout=0.2))
+    assert str(failed.value).startswith("timed out after 0.2 s, seen only after 2 s: "), str(failed.value)
+    assert "blocked the worker's event loop" in str(failed.value)

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import re
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NotRequired, TypedDict
@@ -202,12 +203,13 @@ def _top(module: str) -> str:
 
 async def run(component: ChatAgent | Team, prompt: str, timeout: float) -> Outcome:
     cancel = CancellationToken()
+    started = time.monotonic()
     running = asyncio.ensure_future(component.run(task=prompt, cancellation_token=cancel))
     try:
         result = await asyncio.wait_for(asyncio.shield(running), timeout)
     except TimeoutError as exc:
         await _stop(component, running, cancel)
-        raise AgentError(f"timed out after {timeout:g} s") from exc
+        raise AgentError(f"timed out after {timeout:g} s{_held(time.monotonic() - started, timeout)}") from exc
     except asyncio.CancelledError:  # the task was cancelled, or its worker is shutting down
         await _stop(component, running, cancel)
         raise
@@ -220,6 +222,17 @@ async def run(component: ChatAgent | Team, prompt: str, timeout: float) -> Outco
             raise RunCancelled() from exc
         raise AgentError(re.sub(r"^(ModelError|AgentError): ", "", head)) from exc
     return Outcome(output_of(result), transcript_of(result), result.stop_reason)
+
+
+def _held(took: float, timeout: float) -> str:
+    """Why a timeout came late: code that blocked the worker's event loop (a tool calling
+    time.sleep, say) let no timer fire, every other task of the worker process held up with it."""
+    if took < timeout + max(1.0, timeout / 2):
+        return ""
+    return (
+        f", seen only after {took:.0f} s: something in it (a tool?) blocked the worker's event loop, "
+        "holding up every task of that worker process"
+    )
 
 
 async def _stop(component: ChatAgent | Team, running: asyncio.Future[TaskResult], cancel: CancellationToken) -> None:
