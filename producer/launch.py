@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypedDict
 
 from shared.adapters.redis.keys import start_queue
-from shared.core.exceptions import BrokerUnavailable
+from shared.core.exceptions import BrokerUnavailable, StartInterrupted
 from shared.core.run_model import RunMeta, RunState
 from shared.metrics import Metrics
 from shared.run_metrics import record_run
@@ -52,7 +52,10 @@ def launch(
     except BrokerUnavailable as exc:  # no worker will ever see the run: `producer status` says why it ended
         store.finish_run(meta.run_id, error=str(exc))
         raise
-    except BaseException:  # Ctrl-C or SIGTERM before the start was sent: nothing would ever carry the run
+    except KeyboardInterrupt as exc:  # Ctrl-C before the start was sent: nothing would ever carry the run
+        store.finish_run(meta.run_id, error=INTERRUPTED)
+        raise StartInterrupted(meta.run_id) from exc
+    except BaseException:  # SIGTERM, as Ctrl-C
         store.finish_run(meta.run_id, error=INTERRUPTED)
         raise
     return meta

@@ -156,6 +156,39 @@ def test_tasks_retrying_a_model_at_the_cancel_send_no_more_retries(lab) -> None:
     assert len(state.requests) <= at_cancel + 4, (len(state.requests), at_cancel)
 
 
+def test_ctrl_c_before_the_runs_start_reached_the_broker_names_the_run_it_ended(lab) -> None:
+    """Ctrl-C while the run's start was being sent: the run was ended (nothing of it ran) and the
+    command exited 130 saying nothing, so nobody knew there was a run to look at."""
+    import socket
+
+    env, _, tmp = lab
+    before = {r["run_id"] for r in json.loads(cli(env, "runs", "--json").stdout)["runs"]}
+    with socket.socket() as silent:  # a broker that takes the connection and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        broker = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        producer = subprocess.Popen(
+            [sys.executable, "-m", "producer.cli", "run", str(workflow(tmp, 2, "unsent"))],
+            env={**env, "BROKER_URL": broker},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+        def written() -> str | None:
+            runs = json.loads(cli(env, "runs", "--json").stdout)["runs"]
+            return next((r["run_id"] for r in runs if r["run_id"] not in before), None)
+
+        run_id = wait_for(written, 60, "the run written, its start on its way")
+        producer.send_signal(signal.SIGINT)
+        _, err = producer.communicate(timeout=60)
+    assert producer.returncode == 130, err
+    assert f"run {run_id} ended before its start reached the broker; nothing of it ran" in err, err
+    assert "Traceback" not in err
+    shown = json.loads(cli(env, "status", run_id, "--json").stdout)
+    assert shown["state"] != "running", shown
+
+
 def test_ctrl_c_on_a_real_redis_says_the_run_goes_on_and_how_to_cancel_it(lab) -> None:
     env, state, tmp = lab
     state.control["delay"] = 0.3

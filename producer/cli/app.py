@@ -21,7 +21,7 @@ import typer
 from producer import embedded
 from producer.terminal_text import escape as escape  # the commands take it from here
 from producer.walk import check_dir as check_dir  # the commands take it from here
-from shared.core.exceptions import AgentqError, InvalidInput, RunTimedOut, ServiceUnavailable
+from shared.core.exceptions import AgentqError, InvalidInput, RunTimedOut, ServiceUnavailable, StartInterrupted
 from shared.core.secrets import shown_url
 
 if TYPE_CHECKING:
@@ -187,7 +187,10 @@ def redis_session(
             store.retire_leftovers("interrupted: the command that ran it ended before it did")
     except store.errors as exc:
         raise ServiceUnavailable(f"Redis at {shown_url(url)} is unreachable: {exc}") from exc
-    yield store, settings
+    try:
+        yield store, settings
+    except StartInterrupted as exc:  # typer would end a KeyboardInterrupt with exit 130 and no word
+        raise Interrupted(exc.run_id, goes_on=False, started=False) from None
 
 
 def check_seconds(option: str, value: float | None, finite: bool = True) -> None:
@@ -274,10 +277,13 @@ def what_becomes(run_id: str, goes_on: bool) -> str:
 
 
 class Interrupted(AgentqError):
-    """Ctrl-C while a command waited for its run: says which run, and what became of it."""
+    """Ctrl-C while a command waited for its run, or started it: says which run, and what became of it."""
 
-    def __init__(self, run_id: str, goes_on: bool) -> None:
-        super().__init__(f"interrupted: {what_becomes(run_id, goes_on)}")
+    def __init__(self, run_id: str, goes_on: bool, started: bool = True) -> None:
+        if started:
+            super().__init__(f"interrupted: {what_becomes(run_id, goes_on)}")
+        else:
+            super().__init__(f"interrupted: run {run_id} ended before its start reached the broker; nothing of it ran")
 
 
 @contextmanager

@@ -31,6 +31,14 @@ class RunInterrupted(KeyboardInterrupt):
         self.run_id = run_id
 
 
+class StartInterrupted(KeyboardInterrupt):
+    """Ctrl-C before a run's start reached the broker: the run is ended, nothing of it ran (`run_id`)."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(run_id)
+        self.run_id = run_id
+
+
 class TaskFailed(AgentqError):
     """One component or workflow task failed for good; the others go on (the run exits 1)."""
 
