@@ -143,6 +143,20 @@ def test_a_final_failure_names_the_model_and_where_it_is() -> None:
     assert causes == ["server_error"] * 2 and models.usage.attempts == 3 and models.usage.calls == 0
 
 
+def test_a_model_without_base_url_is_named_by_the_sdks_default_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It was named by its client class ("at autogen_ext.models.openai.OpenAIChatCompletionClient")."""
+    bare = {**SPEC, "config": {"model": "gpt-x", "api_key": "k"}}
+    client, *_ = gated(Inner(Status(400)), spec=bare)
+    with pytest.raises(
+        ModelError, match=r"^model 'gpt-x' at https://api\.openai\.com/v1 \(no base_url given\) answered 400"
+    ):
+        asyncio.run(client.create(MESSAGES))
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://gateway.example/v1")  # which the SDK reads then
+    client, *_ = gated(Inner(Status(400)), spec=bare)
+    with pytest.raises(ModelError, match=r"^model 'gpt-x' at http://gateway\.example/v1 \(no base_url given\)"):
+        asyncio.run(client.create(MESSAGES))
+
+
 def test_an_error_that_is_not_retried_fails_at_once() -> None:
     client, models, _, causes = gated(Inner(Status(400), result()))
     with pytest.raises(ModelError, match=r"^model 'gpt-x' at http://models.example/v1 answered 400: said 400$"):

@@ -10,6 +10,7 @@ which the gated client finds through LOADING, set while the task's component loa
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -25,7 +26,7 @@ from shared.core.refs import shown
 from shared.metrics import Metrics
 from shared.ports import ModelLimit
 from shared.retry import classify, not_http, pause, retrying, unreached
-from workers.model_pool import ModelClients, config_of
+from workers.model_pool import OPENAI_CLIENT, ModelClients, config_of
 from workers.start_order import StartOrder
 
 T = TypeVar("T")
@@ -198,12 +199,11 @@ def _item(spec: object, index: int) -> object:
 
 def _where(spec: Mapping[str, object]) -> str:
     config = config_of(spec)
-    return str(
-        config.get("base_url")
-        or config.get("azure_endpoint")
-        or config.get("host")
-        or provider_path(str(spec.get("provider")))
-    )
+    provider = provider_path(str(spec.get("provider")))
+    given = config.get("base_url") or config.get("azure_endpoint") or config.get("host")
+    if not given and provider == OPENAI_CLIENT:  # the SDK's own default, as it reads it
+        return f"{os.environ.get('OPENAI_BASE_URL') or 'https://api.openai.com/v1'} (no base_url given)"
+    return str(given or provider)
 
 
 def _status(exc: BaseException) -> str:
