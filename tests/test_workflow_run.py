@@ -498,6 +498,19 @@ def test_progress_shows_a_bar_per_task_with_its_status(wf_cli: Cli, standin, tmp
     assert "running" in text and "done" in text and "failed" in text and "skipped" in text
 
 
+def test_a_task_that_times_out_waiting_out_a_429_says_what_the_model_answered(
+    wf_cli: Cli, standin, tmp_path: Path
+) -> None:
+    """It said only "timed out after 1 s", of a task that never got an answer to wait for."""
+    url, state = standin
+    state.control.update(fail_rate=1.0, fail_status=429, retry_after=30)
+    write_tree(tmp_path, url)
+    wf = write_workflow(tmp_path, [{"id": "a", "description": "rate limited", "timeout": 1, "cache": False}])
+    rc, report = run(wf_cli, wf)
+    error = report["tasks"]["a"]["error"]
+    assert rc == 1 and error.startswith("timed out after 1 s, waiting to retry its model (last: answered 429"), error
+
+
 def test_a_run_past_a_timeout_under_a_second_ends_with_exit_4_naming_it_as_given(
     wf_cli: Cli, standin, tmp_path: Path
 ) -> None:

@@ -42,6 +42,10 @@ class AgentError(TaskFailed):
         self.at = at
 
 
+class TaskTimedOut(AgentError):
+    """The task's timeout ended its run."""
+
+
 class ToolCall(TypedDict):
     id: str
     name: str
@@ -209,7 +213,7 @@ async def run(component: ChatAgent | Team, prompt: str, timeout: float) -> Outco
         result = await asyncio.wait_for(asyncio.shield(running), timeout)
     except TimeoutError as exc:
         await _stop(component, running, cancel)
-        raise AgentError(f"timed out after {timeout:g} s{_held(time.monotonic() - started, timeout)}") from exc
+        raise TaskTimedOut(f"timed out after {timeout:g} s{_held(time.monotonic() - started, timeout)}") from exc
     except asyncio.CancelledError:  # the task was cancelled, or its worker is shutting down
         await _stop(component, running, cancel)
         raise

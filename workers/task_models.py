@@ -72,6 +72,7 @@ class TaskModels:
     task_retries: bool = False
     slot_retries: list[int] = field(default_factory=list)  # each slot's retries
     fresh: list[ChatCompletionClient] = field(default_factory=list)  # made for this task alone (model_pool)
+    retrying: str | None = None  # what the model last answered, while a request of this task waits to retry
 
     async def close(self) -> None:
         """Close the clients made for this task alone."""
@@ -153,7 +154,9 @@ class TaskModels:
                 self.observe(model, _status(exc), started)
                 if classify(exc) is None or number > retries:
                     raise ModelError(failure_text(exc)) from exc
+                self.retrying = failure_text(exc)
                 raise
+            self.retrying = None
             if observe_success:
                 self.observe(model, "200", started)
             return result

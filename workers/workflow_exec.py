@@ -248,7 +248,12 @@ async def _load_and_run(
         )
         raise agent_runtime.AgentError(f"{where}: {exc}{''.join(f'; {m}' for m in mistyped)}") from exc
     prompt = task_prompt(record["goal"], task, [(dep, out) for dep, _, out in inputs])
-    return await agent_runtime.run(component, prompt, task.get("timeout") or ctx.settings.task_timeout_seconds)
+    try:
+        return await agent_runtime.run(component, prompt, task.get("timeout") or ctx.settings.task_timeout_seconds)
+    except agent_runtime.TaskTimedOut as exc:
+        if models.retrying is None:
+            raise
+        raise agent_runtime.TaskTimedOut(f"{exc}, waiting to retry its model (last: {models.retrying})") from exc
 
 
 async def _release(ctx: WorkflowContext, record: Spec, released: list[str]) -> None:
