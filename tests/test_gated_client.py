@@ -151,10 +151,21 @@ def test_a_model_without_base_url_is_named_by_the_sdks_default_endpoint(monkeypa
         ModelError, match=r"^model 'gpt-x' at https://api\.openai\.com/v1 \(no base_url given\) answered 400"
     ):
         asyncio.run(client.create(MESSAGES))
-    monkeypatch.setenv("OPENAI_BASE_URL", "http://gateway.example/v1")  # which the SDK reads then
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://gw:gw-pass@gateway.example/v1")  # which the SDK reads then
     client, *_ = gated(Inner(Status(400)), spec=bare)
-    with pytest.raises(ModelError, match=r"^model 'gpt-x' at http://gateway\.example/v1 \(no base_url given\)"):
+    with pytest.raises(
+        ModelError, match=r"^model 'gpt-x' at http://gw:\*\*\*@gateway\.example/v1 \(no base_url given\)"
+    ):
         asyncio.run(client.create(MESSAGES))
+
+
+def test_a_password_written_in_a_models_base_url_is_never_in_its_errors() -> None:
+    """`http://alice:LitPassw0rd@host/v1`, written as is (not a ${VAR}), was shown whole."""
+    spec = {**SPEC, "config": {**SPEC["config"], "base_url": "http://alice:LitPassw0rd@models.example/v1"}}  # type: ignore[dict-item]
+    client, *_ = gated(Inner(Status(400)), spec=spec)
+    with pytest.raises(ModelError) as failed:
+        asyncio.run(client.create(MESSAGES))
+    assert "LitPassw0rd" not in str(failed.value) and "http://alice:***@models.example/v1" in str(failed.value)
 
 
 def test_an_error_that_is_not_retried_fails_at_once() -> None:
@@ -340,43 +351,35 @@ def test_a_client_that_keeps_state_is_made_for_each_agent_an_http_one_is_shared(
     assert pool.get(openai, shared) is pool.get(openai, shared) and shared == []  # type: ignore[arg-type]
 
 
-def test_a_stream_cut_off_before_its_finish_reason_is_no_answer() -> None:
-    """A server that sends a stream without chunked framing and closes the connection mid-answer:
-    the body simply ends, and AutoGen took the text so far as the whole answer (its finish reason
-    'unknown'), reported done and cached. As the workers load a model, the stream fails."""
-    from autogen_ext.models.openai import OpenAIChatCompletionClient
+def chunk_line(text: str, finish: str | None = None) -> bytes:
+    delta = {"role": "assistant", "content": text}
+    body = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "m",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
 
-    from shared.core.exceptions import MalformedAnswer
-    from workers.model_pool import ModelClients
 
-    def chunk(text: str) -> bytes:
-        delta = {"role": "assistant", "content": text}
-        body = {
-            "id": "c",
-            "object": "chat.completion.chunk",
-            "created": 0,
-            "model": "m",
-            "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
-        }
-        return b"data: " + json.dumps(body).encode() + b"\n\n"
+def streamed_by(tail: bytes) -> Callable[[Any], Any]:
+    """Run `client`'s stream against a server that sends two chunks, then `tail`, then closes the
+    connection (no chunked framing: the body simply ends there)."""
 
-    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
-        size = int(
-            next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+        size = next(
+            int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
         )
         await reader.readexactly(size)
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n" + chunk("Hello partial ") + chunk("answer ")
-        )
+        start = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n"
+        writer.write(start + chunk_line("Hello partial ") + chunk_line("answer ") + tail)
         await writer.drain()
         writer.close()
 
-    async def stream(client: Any) -> list[object]:
-        return [part async for part in client.create_stream(MESSAGES)]
-
-    async def both() -> tuple[list[object], BaseException]:
-        async with await asyncio.start_server(cut, "127.0.0.1", 0) as server:
+    async def run(make: Callable[[dict[str, Any]], Any]) -> list[object]:
+        async with await asyncio.start_server(serve, "127.0.0.1", 0) as server:
             config: dict[str, Any] = {
                 "model": "gpt-x",
                 "api_key": "k",
@@ -389,19 +392,53 @@ def test_a_stream_cut_off_before_its_finish_reason_is_no_answer() -> None:
                     "structured_output": False,
                 },
             }
-            spec = {**SPEC, "config": config}
-            stock = OpenAIChatCompletionClient(**config, max_retries=0)
-            taken = await stream(stock)
-            ours = ModelClients(timeout=10)
-            with pytest.raises(MalformedAnswer) as failed:
-                await stream(ours.get(spec, []))
-            await ours.close()
-            return taken, failed.value
+            client, closing = make(config)
+            try:
+                return [part async for part in client.create_stream(MESSAGES)]
+            finally:
+                await closing()
 
-    taken, failed = asyncio.run(both())
+    return run
+
+
+def stock(config: dict[str, Any]) -> Any:
+    from autogen_ext.models.openai import OpenAIChatCompletionClient
+
+    client = OpenAIChatCompletionClient(**config, max_retries=0)
+    return client, client.close
+
+
+def as_workers_load(config: dict[str, Any]) -> Any:
+    from workers.model_pool import ModelClients
+
+    pool = ModelClients(timeout=10)
+    return pool.get({**SPEC, "config": config}, []), pool.close
+
+
+def test_a_stream_cut_off_before_its_end_is_no_answer() -> None:
+    """A server that sends a stream without chunked framing and closes the connection mid-answer:
+    the body simply ends, and AutoGen took the text so far as the whole answer (its finish reason
+    'unknown'), reported done and cached. As the workers load a model, the stream fails."""
+    from shared.core.exceptions import MalformedAnswer
+
+    taken = asyncio.run(streamed_by(b"")(stock))
     assert isinstance(taken[-1], CreateResult) and taken[-1].content == "Hello partial answer "  # AutoGen's own
     assert taken[-1].finish_reason == "unknown"
-    assert "cut off" in str(failed)
+    with pytest.raises(MalformedAnswer, match="cut off"):
+        asyncio.run(streamed_by(b"")(as_workers_load))
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [chunk_line("", "stop"), chunk_line("", "eos_token"), chunk_line("", ""), b"data: [DONE]\n\n"],
+    ids=["finish reason", "one AutoGen does not know", "an empty one", "[DONE] alone"],
+)
+def test_a_stream_that_says_it_ended_is_the_answer(tail: bytes) -> None:
+    """Off the spec as some servers are (no finish reason, or one AutoGen does not know), a stream
+    that says it ended is taken as AutoGen takes it."""
+    taken = asyncio.run(streamed_by(tail)(as_workers_load))
+    assert asyncio.run(streamed_by(tail)(stock))[-1] == taken[-1]
+    assert isinstance(taken[-1], CreateResult) and taken[-1].content == "Hello partial answer "
 
 
 def test_an_answer_that_is_no_http_is_retried_and_said_as_such() -> None:

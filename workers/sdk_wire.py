@@ -200,14 +200,24 @@ def check_answer(answer: object) -> None:
 
 
 class Finished:
-    """A streamed answer, which must end as OpenAI's streams do, with a chunk that gives its finish
-    reason. A server that closed the connection before it (a body read to its close: no chunked
-    framing says it was cut) would otherwise hand AutoGen the text so far as the whole answer, to
-    be reported done and cached."""
+    """A streamed answer, which must end as OpenAI's streams do: with `data: [DONE]`, or at least a
+    chunk that gives its finish reason. A server that closed the connection before either (a body
+    read to its close: no chunked framing says it was cut) would otherwise hand AutoGen the text so
+    far as the whole answer, to be reported done and cached. A stream of no chunk at all is left to
+    the caller (workers/model_client.py: no answer, retried)."""
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
+        self._chunks = 0
         self._finished = False
+        events = getattr(stream, "_iter_events", None)  # the SDK's server-sent events, [DONE] among them
+        if callable(events):
+            stream._iter_events = lambda: self._seen(events())
+
+    async def _seen(self, events: Any) -> Any:
+        async for event in events:
+            self._finished = self._finished or str(getattr(event, "data", "")).startswith("[DONE]")
+            yield event
 
     def __aiter__(self) -> Finished:
         return self
@@ -216,10 +226,15 @@ class Finished:
         try:
             chunk = await self._stream.__anext__()
         except StopAsyncIteration:
-            if not self._finished:
-                raise MalformedAnswer("the stream ended before a chunk gave its finish reason: cut off") from None
+            if self._chunks and not self._finished:
+                raise MalformedAnswer(
+                    "answered a stream that ended before its end ([DONE], or a chunk's finish reason): cut off"
+                ) from None
             raise
-        self._finished = self._finished or any(c.finish_reason for c in getattr(chunk, "choices", None) or ())
+        self._chunks += 1
+        self._finished = self._finished or any(
+            c.finish_reason is not None for c in getattr(chunk, "choices", None) or ()
+        )
         return chunk
 
     def __getattr__(self, name: str) -> Any:

@@ -23,6 +23,7 @@ from autogen_core.models import ChatCompletionClient, RequestUsage
 from shared.core.endpoints import is_model, limit_key, max_concurrency, provider_path
 from shared.core.exceptions import MalformedAnswer, RunCancelled, TaskFailed
 from shared.core.refs import shown
+from shared.core.secrets import shown_url
 from shared.metrics import Metrics
 from shared.ports import ModelLimit
 from shared.retry import classify, not_http, pause, retrying, unreached
@@ -205,8 +206,9 @@ def _where(spec: Mapping[str, object]) -> str:
     provider = provider_path(str(spec.get("provider")))
     given = config.get("base_url") or config.get("azure_endpoint") or config.get("host")
     if not given and provider == OPENAI_CLIENT:  # the SDK's own default, as it reads it
-        return f"{os.environ.get('OPENAI_BASE_URL') or 'https://api.openai.com/v1'} (no base_url given)"
-    return str(given or provider)
+        default = os.environ.get("OPENAI_BASE_URL")
+        return f"{shown_url(default if default is not None else 'https://api.openai.com/v1')} (no base_url given)"
+    return shown_url(str(given)) if given else provider
 
 
 def _status(exc: BaseException) -> str:

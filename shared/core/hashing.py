@@ -16,7 +16,8 @@ def canonical_json(value: Any) -> str:
 
 
 def sha256_hex(*parts: str) -> str:
-    return hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()
+    # surrogatepass: a lone surrogate ("\ud800", valid in a JSON string) is hashed, not a crash
+    return hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def node_key(content_hash: str, dependency_keys: Iterable[tuple[str, str]]) -> str:
