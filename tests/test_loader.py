@@ -171,6 +171,18 @@ def test_nan_and_infinity_are_errors_naming_the_field():
         assert err.field == "config.temperature" and "NaN and infinity" in err.message
 
 
+def test_a_lone_surrogate_is_an_error_naming_the_field():
+    """ "\\ud800" is a valid JSON string but no text: Studio stored it, then answered 500 to every
+    listing of that user's gallery entries, and a sync crashed hashing it."""
+    for path, data, field in (
+        ("a.json", b'{"config": {"description": "lone \\ud800 here"}}', "config.description"),
+        ("c.json", b'{"config": {"d\\udfff": 1}}', "config"),
+    ):
+        err = error(path, data)
+        assert err.field == field and "lone surrogate" in err.message, (path, err)
+    assert parse_document("d.json", '{"a": "caf\u00e9 \U0001f600"}'.encode()) == {"a": "caf\u00e9 \U0001f600"}
+
+
 def test_a_utf8_byte_order_mark_is_read_past():
     assert parse_document("a.json", b'\xef\xbb\xbf{"a": 1}') == {"a": 1}
     assert parse_document("a.yaml", b"\xef\xbb\xbfa: 1\n") == {"a": 1}

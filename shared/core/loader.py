@@ -129,6 +129,8 @@ def _entries(value: dict[object, object], path: str) -> Iterator[tuple[str, obje
     for key, item in value.items():
         if not isinstance(key, str):
             yield path or "(top level)", None, f"key {key!r} is not a string; quote it"
+        elif (problem := _text_problem(key, path or "(top level)")) is not None:
+            yield problem[0], None, f"key {key!r} {problem[1]}"
         else:
             yield (f"{path}.{key}" if path else key), item, None
 
@@ -138,9 +140,23 @@ def _scalar_problem(value: object, path: str) -> tuple[str, str] | None:
         return (path, TOO_LONG) if value.bit_length() > MAX_INT_BITS else None
     if isinstance(value, float):
         return None if math.isfinite(value) else (path, "NaN and infinity cannot be represented in JSON")
-    if value is None or isinstance(value, str):
+    if isinstance(value, str):
+        return _text_problem(value, path)
+    if value is None:
         return None
     return path, f"a {type(value).__name__} value cannot be represented in JSON"
+
+
+def _text_problem(value: str, path: str) -> tuple[str, str] | None:
+    """A string holding a lone surrogate ("\\ud800" in JSON, valid there): no text. AutoGen Studio
+    stores it, and then fails (500) every listing of that user's rows."""
+    if value.isascii():
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return path, f"holds a lone surrogate ({value[exc.start]!r}), which is no text: Studio could not list it"
+    return None
 
 
 def parse_document(path: str, data: bytes, limits: Limits = Limits()) -> dict[str, Any] | ConfigError:
