@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 CANCEL_CHECK_EVERY = 0.5  # seconds
+CANCEL_ASK_SECONDS = 2.0  # past it, a cancel check takes the answer before
 ADMITTED = 8  # a few: enough to keep a model's line fed, few enough that answers are read between them
 
 
@@ -57,10 +58,10 @@ class _Resources:
     # workflow tasks of this process between their start and their place in a model's line
     # (workers/start_order.py StartOrder)
     admission: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(ADMITTED))
-    # run id -> (when asked, whether `producer cancel` ended it): asked at most every CANCEL_CHECK_EVERY,
-    # one question at a time (who waits for it takes its answer, not the one before)
+    # run id -> (when asked, whether `producer cancel` ended it): asked at most every CANCEL_CHECK_EVERY;
+    # one question in flight per run, which those that ask meanwhile wait for (not the answer before)
     cancelled: dict[str, tuple[float, bool]] = field(default_factory=dict)
-    asking: asyncio.Lock = field(default_factory=asyncio.Lock)
+    asking: dict[str, asyncio.Future[bool]] = field(default_factory=dict)
     # (run, task) of the workflow tasks this process runs now: another copy of their message waits
     running: set[tuple[str, str]] = field(default_factory=set)
     # (namespace, gallery name) -> the config this process last wrote there (workers/gallery.py)
@@ -165,15 +166,30 @@ class WorkerTask(Task):  # type: ignore[misc]  # Celery is untyped
         process (thousands of tasks starting cost no round trip each). Call on the loop."""
         res = self._resources()
 
-        async def cancelled() -> bool:
-            async with res.asking:
-                asked, answer = res.cancelled.get(run_id, (0.0, False))
-                if not answer and time.monotonic() - asked > CANCEL_CHECK_EVERY:
-                    answer = await self.run_state().cancelled(run_id)
-                    res.cancelled[run_id] = (time.monotonic(), answer)
-                    if len(res.cancelled) > 1000:  # old runs' answers go
-                        res.cancelled = dict(list(res.cancelled.items())[-100:])
+        async def ask() -> bool:
+            try:
+                answer = await self.run_state().cancelled(run_id)
+            finally:
+                res.asking.pop(run_id, None)
+            res.cancelled[run_id] = (time.monotonic(), answer)
+            if len(res.cancelled) > 1000:  # old runs' answers go
+                res.cancelled = dict(list(res.cancelled.items())[-100:])
             return answer
+
+        async def cancelled() -> bool:
+            asked, answer = res.cancelled.get(run_id, (0.0, False))
+            if answer or time.monotonic() - asked <= CANCEL_CHECK_EVERY:
+                return answer
+            question = res.asking.get(run_id)
+            if question is None:
+                question = res.asking[run_id] = asyncio.ensure_future(ask())
+                question.add_done_callback(lambda done: done.cancelled() or done.exception())  # seen, if no one waits
+            try:
+                # Redis slow or away (it is ridden out for REDIS_OUTAGE_SECONDS): the answer before
+                # stands, rather than every model call waiting out the outage
+                return await asyncio.wait_for(asyncio.shield(question), CANCEL_ASK_SECONDS)
+            except Exception:  # noqa: BLE001  # the run's own writes say what is wrong with Redis
+                return answer
 
         return cancelled
 

@@ -147,6 +147,7 @@ class TaskModels:
         async def attempt(number: int) -> T:
             if number > 1:
                 await self.holding_slot()  # a cancelled run sends no retry either
+            self.retrying = None  # a request in flight: not waiting to retry
             self.usage.attempts += 1
             started = time.perf_counter()
             try:
@@ -157,7 +158,6 @@ class TaskModels:
                     raise ModelError(failure_text(exc)) from exc
                 self.retrying = failure_text(exc)
                 raise
-            self.retrying = None
             if observe_success:
                 self.observe(model, "200", started)
             return result

@@ -5,6 +5,7 @@ same message carried."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -23,6 +24,8 @@ from workers import agent_runtime, batch
 from workers.model_client import ModelClients, StartOrder, TaskModels
 from workers.task_models import Usage
 from workers.type_check import confirmed
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -213,7 +216,7 @@ async def _run(
         ctx.settings.model_backoff_seconds,
         ctx.settings.model_max_concurrency,
         ctx.metrics,
-        lambda cause: ctx.state.count_retry(ctx.run_id, cause),
+        lambda cause: _count_retry(ctx, cause),
         order,
         tid,
         cancelled=ctx.cancelled,
@@ -231,6 +234,15 @@ async def _run(
         produced.cache = (key, {"output": output, "transcript": transcript, **summary})
     produced.output, produced.transcript = output, transcript
     return NodeState.model_validate({"status": Status.DONE, "outcome": "ran", "key": key, **summary})
+
+
+async def _count_retry(ctx: WorkflowContext, cause: str) -> None:
+    """A retry counted in the run; one that Redis cannot take is lost, not the task's end (its
+    message would end unacknowledged, the task left running in a run that finishes)."""
+    try:
+        await ctx.state.count_retry(ctx.run_id, cause)
+    except Exception as exc:  # noqa: BLE001  # Redis' own errors, whichever client raised them
+        log.warning("a retry of run %s was not counted: %s", ctx.run_id, exc)
 
 
 async def _load_and_run(

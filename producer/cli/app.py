@@ -266,14 +266,15 @@ LAST = "last"  # the run id that stands for the newest run
 SIGNALLED = (128 + signal.SIGTERM, 128 + signal.SIGHUP)  # the exit codes of producer/cli/__init__.py's _terminated
 
 
-def what_becomes(run_id: str, goes_on: bool) -> str:
-    """What becomes of a run its command stops waiting for."""
+def what_becomes(run_id: str, goes_on: bool, named: bool = True) -> str:
+    """What becomes of a run its command stops waiting for (`named`: said with its id, else "it")."""
+    run = f"run {run_id}" if named else "it"
     if goes_on:
         return (
-            f"run {run_id} goes on on the workers: follow it with `producer status {run_id}`, "
+            f"{run} goes on on the workers: follow it with `producer status {run_id}`, "
             f"cancel it with `producer cancel {run_id}`"
         )
-    return f"run {run_id} stops with the embedded Redis and worker; run the command again to pick up what is cached"
+    return f"{run} stops with the embedded Redis and worker; run the command again to pick up what is cached"
 
 
 class Interrupted(AgentqError):
@@ -295,7 +296,7 @@ def interruptible(run_id: str, embedded_default: bool) -> Iterator[None]:
     except KeyboardInterrupt:
         raise Interrupted(run_id, goes_on=not embedded_default) from None
     except RunTimedOut as exc:
-        raise RunTimedOut(f"{exc}; {what_becomes(run_id, not embedded_default)}") from None
+        raise RunTimedOut(f"{exc}; {what_becomes(run_id, not embedded_default, named=False)}") from None
     except SystemExit as exc:
         if exc.code in SIGNALLED:  # `kill`, `timeout`: said as Ctrl-C is, with the signal's exit code
             with contextlib.suppress(OSError):  # a closed terminal (SIGHUP) takes no line
