@@ -363,7 +363,9 @@ def chunk_line(text: str, finish: str | None = None) -> bytes:
     return b"data: " + json.dumps(body).encode() + b"\n\n"
 
 
-def streamed_by(tail: bytes) -> Callable[[Any], Any]:
+def streamed_by(
+    tail: bytes, parts: tuple[str, str] = ("Hello partial ", "answer "), **create: Any
+) -> Callable[[Any], Any]:
     """Run `client`'s stream against a server that sends two chunks, then `tail`, then closes the
     connection (no chunked framing: the body simply ends there)."""
 
@@ -374,7 +376,7 @@ def streamed_by(tail: bytes) -> Callable[[Any], Any]:
         )
         await reader.readexactly(size)
         start = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n"
-        writer.write(start + chunk_line("Hello partial ") + chunk_line("answer ") + tail)
+        writer.write(start + chunk_line(parts[0]) + chunk_line(parts[1]) + tail)
         await writer.drain()
         writer.close()
 
@@ -387,14 +389,14 @@ def streamed_by(tail: bytes) -> Callable[[Any], Any]:
                 "model_info": {
                     "vision": False,
                     "function_calling": False,
-                    "json_output": False,
+                    "json_output": True,
                     "family": "unknown",
-                    "structured_output": False,
+                    "structured_output": True,
                 },
             }
             client, closing = make(config)
             try:
-                return [part async for part in client.create_stream(MESSAGES)]
+                return [part async for part in client.create_stream(MESSAGES, **create)]
             finally:
                 await closing()
 
@@ -426,6 +428,19 @@ def test_a_stream_cut_off_before_its_end_is_no_answer() -> None:
     assert taken[-1].finish_reason == "unknown"
     with pytest.raises(MalformedAnswer, match="cut off"):
         asyncio.run(streamed_by(b"")(as_workers_load))
+
+
+def test_a_structured_output_stream_cut_off_is_no_answer_either() -> None:
+    """AutoGen streams structured output through the SDK's beta client, which the check did not see."""
+    from pydantic import BaseModel
+
+    from shared.core.exceptions import MalformedAnswer
+
+    class Answer(BaseModel):
+        answer: str
+
+    with pytest.raises(MalformedAnswer, match="cut off"):
+        asyncio.run(streamed_by(b"", ('{"answer": ', '"x"}'), json_output=Answer)(as_workers_load))
 
 
 @pytest.mark.parametrize(

@@ -292,5 +292,7 @@ def send_as_built(model_client: object) -> None:
     sdk = getattr(model_client, "_client", None)  # AutoGen's BaseOpenAIChatCompletionClient keeps it there
     if isinstance(sdk, AsyncOpenAI):
         sdk.chat.completions = AsBuiltCompletions(sdk)  # type: ignore[misc]  # a cached_property: this client's own
+        # AutoGen streams structured output through the beta client's own completions: checked alike
+        sdk.beta.chat.completions = AsBuiltCompletions(sdk)  # type: ignore[misc]
         _build_answers_by_validation(sdk)
         _keep_chat_url(sdk)
