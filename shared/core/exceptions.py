@@ -31,12 +31,8 @@ class RunInterrupted(KeyboardInterrupt):
         self.run_id = run_id
 
 
-class StartInterrupted(KeyboardInterrupt):
+class StartInterrupted(RunInterrupted):
     """Ctrl-C before a run's start reached the broker: the run is ended, nothing of it ran (`run_id`)."""
-
-    def __init__(self, run_id: str) -> None:
-        super().__init__(run_id)
-        self.run_id = run_id
 
 
 class TaskFailed(AgentqError):
