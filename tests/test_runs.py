@@ -280,8 +280,13 @@ def test_ctrl_c_on_a_workflow_bench_cancels_the_run_it_started(lab) -> None:
     )
 
     def running() -> str | None:
+        """The bench's run once a worker took its start (written, a run shows as running before)."""
         runs = json.loads(cli(env, "runs", "--json").stdout)["runs"]
-        return next((r["run_id"] for r in runs if r["state"] == "running"), None)
+        run_id = next((r["run_id"] for r in runs if r["state"] == "running"), None)
+        if run_id is None:
+            return None
+        tasks = json.loads(cli(env, "status", run_id, "--json").stdout)["tasks"].values()
+        return run_id if any(t["status"] != "pending" for t in tasks) else None
 
     run_id = wait_for(running, 120, "the bench's run to start")
     bench.send_signal(signal.SIGINT)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from producer.bench.results import save
 from producer.bench.sampling import LimitProbe, Sampler, loopback_bytes, machine, versions
 from producer.bench.stats import combined, latency_summary, merge_latency, request_latency
-from shared.core.exceptions import InvalidInput, RunInterrupted, TaskFailed
+from shared.core.exceptions import InvalidInput, RunInterrupted, StartInterrupted, TaskFailed
 from shared.metrics import LATENCY_BUCKETS
 from shared.ports import Histograms, Storage
 from shared.settings import Settings
@@ -151,6 +151,9 @@ class _Bench:
                 sequential=sequential,
                 no_cache=True,
             )
+        except StartInterrupted as exc:  # ended before a worker could see it
+            sys.stderr.write(f"interrupted: benchmark run {exc.run_id} ended before its start reached the broker\n")
+            raise
         except RunInterrupted as exc:  # its stand-in stops with the bench: the run would only fail
             with contextlib.suppress(*self.store.errors):
                 self.store.cancel_run(exc.run_id)  # nothing new of it starts
