@@ -263,9 +263,13 @@ class StudioError(AgentqError):
         self, method: str, path: str, status: int | None, detail: str, retryable: bool = False, timed_out: bool = False
     ) -> None:
         where = f"{method} {path}"
-        super().__init__(
-            f"Studio answered {status} on {where}: {detail}" if status else f"Studio unreachable on {where}: {detail}"
-        )
+        if status:
+            said = f"Studio answered {status} on {where}: {detail}"
+        elif detail.startswith("answered "):  # something that is no HTTP: reached, no answer to read
+            said = f"Studio answered {where} {detail.removeprefix('answered ')}"
+        else:
+            said = f"Studio unreachable on {where}: {detail}"
+        super().__init__(said)
         self.status = status
         self.retryable = retryable
         self.timed_out = timed_out  # no answer in time: Studio may yet do what was asked

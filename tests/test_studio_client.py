@@ -164,3 +164,15 @@ def test_studio_refusing_us_ends_the_command_before_anything_is_enqueued(
                 await asyncio.to_thread(studio_state.studio_version, Settings(), Metrics())
 
     asyncio.run(main())
+
+
+def test_an_answer_that_is_no_http_is_retried_and_said_as_such() -> None:
+    """aiohttp raised it as a 400 the server never sent: not retried, and said as "unreachable"."""
+
+    async def garbage(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"\x00\xff\xfeNOT HTTP AT ALL\r\n\r\n")
+        await writer.drain()
+
+    error, asked, _ = asyncio.run(_ask(garbage))
+    assert asked == 2 and error.retryable and error.status is None, (asked, error)
+    assert str(error).startswith("Studio answered GET /version with something that is not HTTP: "), error
