@@ -483,19 +483,11 @@ def test_a_base_url_with_a_user_and_password_is_sent_as_autogen_sends_it() -> No
     an Authorization header) where AutoGen's own client sends them as Basic auth."""
     from autogen_ext.models.openai import OpenAIChatCompletionClient
 
+    from tests.test_sdk_wire import answer as completion
     from workers.model_pool import ModelClients
 
     heard: list[bytes] = []
-    body = json.dumps(
-        {
-            "id": "c",
-            "object": "chat.completion",
-            "created": 0,
-            "model": "m",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-        }
-    ).encode()
+    body = completion(stream=False).content  # a short completion, "hi"
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
