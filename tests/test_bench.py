@@ -121,9 +121,11 @@ def test_bench_workflow_compare_and_report(wf_cli: Cli, tmp_path: Path) -> None:
     compared = wf_cli.run("bench", "compare", str(tmp_path / "fast"), str(tmp_path / "slow"), "--json")
     changes = {c["measure"]: c for c in json.loads(compared.stdout)}
     print(compared.stdout)
-    assert (
-        changes["team3.parallel.wall_seconds"]["significant"] and changes["team3.parallel.wall_seconds"]["percent"] > 50
-    )
+    # each request's latency is what the two sets differ in; wall time follows it, but with three iterations and
+    # no warm-up one slow first iteration can widen its interval past significance on a busy machine
+    request = changes["team3.parallel.model_request_mean_seconds"]
+    assert request["significant"] and request["percent"] > 500
+    assert changes["team3.parallel.wall_seconds"]["percent"] > 50
     itself = wf_cli.run("bench", "compare", str(tmp_path / "fast"), str(tmp_path / "fast"), "--json")
     assert not any(c["significant"] for c in json.loads(itself.stdout))
     gate = wf_cli.run("bench", "compare", str(tmp_path / "fast"), str(tmp_path / "slow"), "--fail-on-regression", "20")
@@ -132,7 +134,7 @@ def test_bench_workflow_compare_and_report(wf_cli: Cli, tmp_path: Path) -> None:
         "bench", "compare", str(tmp_path / "fast"), str(tmp_path / "slow"), "--fail-on-regression", "20", "--json"
     )
     worse = {c["measure"] for c in json.loads(gated.stdout) if c["regression"]}
-    assert gated.returncode == 1 and "team3.parallel.wall_seconds" in worse, gated.stdout
+    assert gated.returncode == 1 and "team3.parallel.model_request_mean_seconds" in worse, gated.stdout
     # a result set is not written over
     again = wf_cli.run("bench", "workflow", "--standin", "--out", str(tmp_path / "fast"), "--iterations", "1")
     assert again.returncode == 2 and "holds a result set already" in again.stderr
