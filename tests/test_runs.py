@@ -320,3 +320,35 @@ def test_a_worker_on_the_models_queue_alone_runs_a_workflow_whole(tmp_path: Path
         assert proc.returncode == 0, err
         assert json.loads(out)["counts"]["done"] == 5
         assert "no running worker takes" not in err and "again" not in err, err
+
+
+def test_status_of_a_run_still_going_exits_0_until_something_of_it_failed(lab) -> None:
+    """A script polling `status` tells a run that is still going from one that failed: exit 0 and
+    the state `running` while nothing failed, 1 once a task failed, though the run goes on."""
+    from tests.test_workflow_run import write_workflow
+
+    env, state, tmp = lab
+    wf = write_workflow(
+        tmp,
+        [
+            {"id": "first", "description": "[delay:6] first"},
+            {"id": "fails", "description": "fail here", "dependencies": ["first"]},
+            {"id": "slow", "description": "[delay:15] slow"},
+        ],
+        name="going",
+    )
+    state.control.update(fail_when_contains="fail here", fail_status=400)
+    run_id = cli(env, "run", str(wf), "--no-wait").stdout.strip()
+    wait_for(lambda: state.in_flight >= 2, 60, "the first and slow tasks' model calls")
+    going = cli(env, "status", run_id, "--json")
+    shown = json.loads(going.stdout)
+    assert shown["state"] == "running" and going.returncode == 0, (shown["counts"], shown.get("error"))
+
+    def failed() -> dict[str, Any] | None:
+        shown: dict[str, Any] = json.loads(cli(env, "status", run_id, "--json").stdout)
+        return shown if shown["tasks"]["fails"]["status"] == "failed" else None
+
+    wait_for(failed, 60, "the failing task to fail")
+    failing = cli(env, "status", run_id)
+    assert failing.returncode == 1 and "running" in failing.stdout, failing.stdout
+    cli(env, "cancel", run_id)

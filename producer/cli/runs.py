@@ -101,12 +101,18 @@ def _show_sync(report: dict[str, Any], as_json: bool, verbose: bool) -> None:
 
 
 def _exit_code(report: dict[str, Any], workflow: bool) -> int:
-    """0 when the run succeeded; else 1 for a workflow's failed tasks (Exit.PARTIAL) or a sync's."""
+    """0 when the run succeeded, or runs still with nothing failed so far (a script polling `status`
+    tells running from failed); else 1 for a workflow's failed tasks (Exit.PARTIAL) or a sync's."""
     from producer.report import succeeded
+    from shared.core.run_model import RunState
 
+    if report.get("state") == RunState.RUNNING:
+        counts = report["counts"]
+        failing = counts["failed"] or counts.get("drifted") or report.get("error")
+        return Exit.PARTIAL if failing else Exit.OK
     if workflow:
         return Exit.OK if _workflow_succeeded(report) else Exit.PARTIAL
-    return 0 if succeeded(report) else 1
+    return Exit.OK if succeeded(report) else Exit.PARTIAL
 
 
 @app.command()
