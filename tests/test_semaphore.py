@@ -159,3 +159,44 @@ def test_a_slot_granted_by_a_call_whose_answer_was_lost_comes_back_at_once(redis
         await client.aclose()
 
     asyncio.run(go())
+
+
+def test_a_call_sent_again_after_its_answer_was_lost_grants_the_slots_it_granted(redis_url: str) -> None:
+    """The workers' client (shared/adapters/redis/conn.py) sends a command again when its answer
+    does not come (a partition cut it): the script ran once already. Its second run queued the
+    waiters it had granted again and granted them nothing (no slot was free: they held them), so
+    they waited for slots they held, until holder_ttl (ten minutes): a worker cut off as it was
+    granted the whole limit hung its run, the other workers' copies of its tasks waiting for it."""
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from shared.adapters.redis.conn import async_client
+
+    async def go() -> None:
+        client = async_client(redis_url, outage=10)
+        sem = PrioritySemaphore(client, _name(), 2)
+        real, lost = client.parse_response, []
+
+        async def answer_lost(connection: Any, command_name: Any, **options: Any) -> Any:
+            answer = await real(connection, command_name, **options)
+            if command_name == "EVALSHA" and answer and not lost:  # it ran, and granted slots
+                lost.append(answer)
+                raise RedisTimeoutError("Timeout reading from socket")
+            return answer
+
+        client.parse_response = answer_lost  # type: ignore[method-assign]
+        entered = 0
+
+        async def work() -> None:
+            nonlocal entered
+            async with sem.slot():
+                entered += 1
+
+        async with asyncio.timeout(5):
+            await asyncio.gather(work(), work())
+            assert entered == 2 and lost
+            while await client.zcard(sem.keys[0]):  # both slots handed back
+                await asyncio.sleep(0.01)
+        assert await client.zcard(sem.keys[1]) == 0  # and nobody is left queued
+        await client.aclose()
+
+    asyncio.run(go())

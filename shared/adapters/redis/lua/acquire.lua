@@ -9,7 +9,7 @@
 --       back, and waiters that gave up: either may hold a slot this process never heard of), those
 --       tokens, then token, score pairs to add
 -- Returns the tokens of this process that take a slot now (a slot handed back goes straight on
--- to the next waiter, in the same call).
+-- to the next waiter, in the same call), and those of the waiters to add that hold one already.
 --
 -- A waiter of this process takes a free slot when fewer waiters of higher rank (of any process)
 -- are queued than slots are free. Waiters of equal rank are served in arrival order within a
@@ -39,10 +39,18 @@ for i = 7, 6 + handed_back do
   redis.call('ZREM', KEYS[6], ARGV[i])
   redis.call('HDEL', KEYS[3], ARGV[i])
 end
+-- a waiter that holds a slot already was granted it by this very call, sent before (a client
+-- sends a command again when its answer is lost: a partition cut it): granted again, not queued
+-- again. Queued again, it would wait for the slot it holds, until holder_ttl
+local granted = {}
 for i = 7 + handed_back, #ARGV, 2 do
-  redis.call('ZADD', KEYS[2], 'NX', ARGV[i + 1], ARGV[i])
-  redis.call('ZADD', KEYS[6], 'NX', ARGV[i + 1], ARGV[i])
-  redis.call('HSET', KEYS[3], ARGV[i], me)
+  if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+    granted[#granted + 1] = ARGV[i]
+  else
+    redis.call('ZADD', KEYS[2], 'NX', ARGV[i + 1], ARGV[i])
+    redis.call('ZADD', KEYS[6], 'NX', ARGV[i + 1], ARGV[i])
+    redis.call('HSET', KEYS[3], ARGV[i], me)
+  end
 end
 for i = 1, 4 do
   redis.call('EXPIRE', KEYS[i], 86400)
@@ -67,7 +75,6 @@ while swept do
     end
   end
 end
-local granted = {}
 local free = limit - redis.call('ZCARD', KEYS[1])
 if free > 0 then
   local mine = redis.call('ZRANGE', KEYS[6], 0, free - 1, 'WITHSCORES')
