@@ -307,3 +307,25 @@ def test_a_redis_restart_is_no_silence_of_the_workers(tmp_path) -> None:
         assert answered == [True] and time.time() - 30 < heard_again(client) <= time.time()
     finally:
         embedded.stop(proc)
+
+
+def test_a_claim_whose_answer_was_lost_is_still_the_claimers(redis_url: str) -> None:
+    """The store's client sends a command again when its answer does not come (a partition cut it):
+    the SET NX ran the first time. Taken as someone else's claim, the claim of a run's `finished`
+    left a run nobody would ever mark finished, its producer waiting until it stalled."""
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    store = Store.from_url(redis_url, cache_ttl=60, run_ttl=60, outage=10)
+    real, lost = store.r.parse_response, []
+
+    def answer_lost(connection: object, command_name: object, **options: object) -> object:
+        answer = real(connection, command_name, **options)  # type: ignore[arg-type]
+        if command_name == "SET" and not lost:  # it ran, and set the key
+            lost.append(answer)
+            raise RedisTimeoutError("Timeout reading from socket")
+        return answer
+
+    store.r.parse_response = answer_lost  # type: ignore[method-assign]
+    run_id = f"claim-{uuid.uuid4().hex[:8]}"
+    assert store.claim(run_id, "finished") and lost == [True]
+    assert not store.claim(run_id, "finished")  # once: the next claimer is refused

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -298,8 +299,11 @@ class Store(ResultCacheStore, ClusterState, StudioRows):
         return {str(k): int(v) for k, v in self.r.hgetall(run_key(run_id, keys.COUNTS)).items()}
 
     def claim(self, run_id: str, what: str) -> bool:
-        """True once per run for `what`: makes redelivered wave callbacks harmless."""
-        return bool(self.r.set(run_key(run_id, keys.claim(what)), "1", nx=True, ex=self.run_ttl))
+        """True once per run for `what`: makes redelivered wave callbacks harmless. The claim holds
+        a token of this call's own: a SET whose answer was lost is sent again by the client
+        (shared/adapters/redis/conn.py) and then finds the key set, by this very call."""
+        key, token = run_key(run_id, keys.claim(what)), uuid.uuid4().hex
+        return bool(self.r.set(key, token, nx=True, ex=self.run_ttl)) or self.r.get(key) == token
 
     def release(self, run_id: str, what: str) -> None:
         self.r.delete(run_key(run_id, keys.claim(what)))
