@@ -576,6 +576,52 @@ def test_a_workers_copy_of_tasks_another_worker_took_over_stops_within_seconds(
     assert wf_cli.run("cancel", run_id).returncode == 0
 
 
+def test_a_copy_whose_task_another_worker_took_still_ends_its_other_tasks(
+    wf_cli: Cli, standin, tmp_path: Path, services_dir: Path
+) -> None:
+    """A requeued or re-dispatched copy carries its tasks in other groups than the message this
+    worker runs (the producer sends a gone worker's tasks again 25 to a message, in no message's
+    order): a copy elsewhere may take one task of this worker's message and not the other, whose
+    copy waits for this worker, alive again after a partition. Stopping the whole message left
+    that task running here forever, its copies waiting on a live worker: the run hung."""
+    from shared.adapters.redis import keys
+    from tests.test_workflow_run import write_tree, write_workflow
+
+    url, state = standin
+    write_tree(tmp_path, url)
+    specs = [{"id": tid, "description": f"half taken {tid}", "retries": 0} for tid in ("taken", "kept")]
+    wf = write_workflow(tmp_path, specs, name="halftaken")
+    state.control["delay"] = 6  # both requests under way when one task is taken
+    proc = wf_cli.run("run", str(wf), "--no-wait", "--no-cache")
+    assert proc.returncode == 0, proc.stderr
+    run_id = proc.stdout.strip()
+    r = redis.Redis.from_url(wf_cli.redis_url, decode_responses=True)
+    nodes = keys.run_key(run_id, keys.NODES)
+
+    def both_running() -> dict[str, Any] | None:
+        got = {t: json.loads(r.hget(nodes, t) or "{}") for t in ("taken", "kept")}
+        ok = all(s.get("status") == "running" for s in got.values()) and state.in_flight == 2
+        return got if ok else None
+
+    mine = wait_for(both_running, 60, "both tasks' model requests under way")
+    assert mine["taken"]["task_id"] == mine["kept"]["task_id"], "the two tasks were to travel in one message"
+    # the claim of a copy elsewhere that carries "taken" and not "kept"
+    elsewhere = {**mine["taken"], "worker": "elsewhere@host", "pid": 1, "task_id": "another-delivery"}
+    r.hset(nodes, "taken", json.dumps(elsewhere))
+
+    def kept_ended() -> dict[str, Any] | None:
+        st = json.loads(r.hget(nodes, "kept") or "{}")
+        return st if st.get("status") != "running" else None
+
+    # the task still this worker's ends here: the model answers 6 s after its request
+    kept = wait_for(kept_ended, 30, "the task nobody took to end on its worker", interval=0.2)
+    assert kept["status"] == "done" and kept["worker"] == mine["kept"]["worker"], kept
+    assert json.loads(r.hget(nodes, "taken") or "{}")["worker"] == "elsewhere@host"  # nothing written for it
+    log = services_dir / "worker.log"
+    assert f"another worker process runs or ended its tasks: taken of run {run_id}" in log.read_text(errors="replace")
+    assert wf_cli.run("cancel", run_id).returncode == 0
+
+
 def test_a_copy_of_a_message_whose_tasks_run_on_a_live_worker_waits_and_calls_no_model(
     wf_cli: Cli, standin, tmp_path: Path
 ) -> None:

@@ -65,7 +65,7 @@ async def run_tasks(ctx: WorkflowContext, task_ids: list[str]) -> None:
         tasks = _Tasks(
             ctx, records, claimed.running, batch.Ender(states, ctx.hostname), outputs, StartOrder(ranked, ctx.admission)
         )
-        await _fenced(ctx, ranked, asyncio.gather(*(_one(tasks, t) for t in ranked)))
+        await _fenced(ctx, ranked, lambda tid: _one(tasks, tid))
     finally:
         ctx.here.difference_update(ours)
 
@@ -88,35 +88,53 @@ async def _unless_held(
 
 
 class MessageTaken(Exception):
-    """This worker's tasks were taken from it: another copy of their message runs them."""
+    """Tasks of this worker's message were taken from it: another copy of their message runs them
+    (or ended them). Raised once the message's other tasks, still this process's, have ended."""
 
 
 FENCE_SECONDS = 2.0  # how often a message's tasks are looked at: still this process's?
 
 
-async def _fenced(ctx: WorkflowContext, task_ids: list[str], work: Awaitable[object]) -> None:
-    """`work`, stopped once a task of it is taken from this process: a worker cut off past
-    WORKER_DEAD_SECONDS had its message requeued, and another worker (or this one's next process)
-    claimed its tasks or ended them. Its copy would go on paying model calls for them, holding model
-    slots, for up to the task's timeout after the partition healed."""
-    running = asyncio.ensure_future(work)
+async def _fenced(ctx: WorkflowContext, task_ids: list[str], run_one: Callable[[str], Awaitable[None]]) -> None:
+    """`run_one` for each task, each stopped once it is taken from this process: a worker cut off
+    past WORKER_DEAD_SECONDS had its message requeued, and another worker (or this one's next
+    process) claimed its tasks or ended them. Its copy would go on paying model calls for them,
+    holding model slots, for up to the task's timeout after the partition healed.
+
+    Only the tasks taken stop. A copy elsewhere need not carry this message's tasks as it does (the
+    producer sends a gone worker's tasks again batch_size to a message, RabbitMQ hands back each
+    message as it was): it may take one of them and not another, whose copies wait for this
+    process while it lives (_unless_held). Stopped with the rest, that task would be left running
+    here, ended by nobody, and its run would never finish."""
+    runs = {tid: asyncio.ensure_future(run_one(tid)) for tid in task_ids}
     mine = (ctx.hostname, os.getpid())
+    taken: dict[str, str | None] = {}  # task id -> the worker its state names now
     try:
-        while not (await asyncio.wait({running}, timeout=FENCE_SECONDS))[0]:
+        while open_ids := [t for t, f in runs.items() if not f.done()]:
+            await asyncio.wait([runs[t] for t in open_ids], timeout=FENCE_SECONDS)
+            open_ids = [t for t in open_ids if not runs[t].done()]
+            if not open_ids:
+                break
             try:
-                now = await ctx.state.states(ctx.run_id, task_ids)
+                now = await ctx.state.states(ctx.run_id, open_ids)
             except Exception:  # noqa: BLE001  # Redis out of reach: the tasks' own calls say so
                 continue
-            taken = sorted(t for t, st in now.items() if (st.worker, st.pid) != mine)
-            if taken:
-                running.cancel()
-                await asyncio.gather(running, return_exceptions=True)
-                more = f" and {len(taken) - 5} more" if len(taken) > 5 else ""
-                raise MessageTaken(f"{', '.join(taken[:5])}{more} of run {ctx.run_id} went to {now[taken[0]].worker}")
+            for tid, st in now.items():
+                if (st.worker, st.pid) != mine and tid not in taken:
+                    taken[tid] = st.worker
+                    runs[tid].cancel()
     except asyncio.CancelledError:  # the message's own end (its timeout, a shutdown) ends its tasks too
-        running.cancel()
+        for f in runs.values():
+            f.cancel()
         raise
-    running.result()
+    ended = await asyncio.gather(*runs.values(), return_exceptions=True)
+    for tid, outcome in zip(runs, ended, strict=True):
+        if isinstance(outcome, BaseException) and tid not in taken:
+            raise outcome
+    if taken:
+        names = sorted(taken)
+        more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+        raise MessageTaken(f"{', '.join(names[:5])}{more} of run {ctx.run_id} went to {taken[names[0]]}")
 
 
 @dataclass(frozen=True)
