@@ -288,6 +288,15 @@ def test_a_team_another_tree_wrote_is_refused_not_overwritten_and_its_prune_keep
     assert cli.sync(examples)[0] == 0
     rows = {label: [r["id"] for r in found] for label, found in cli.studio().teams_by_label().items()}
 
+    # the plan says so first, naming each, and exits as the sync will
+    planned = cli.run("plan", str(second), "--gallery", "second", "--json")
+    assert planned.returncode == 1, planned.stderr
+    said = json.loads(planned.stdout)["refused"]
+    assert set(said) == {"research-team", "review-team", "solo-researcher"}, said
+    assert all(f"its Studio row is the tree {examples}'s" in why for why in said.values()), said
+    plain = cli.run("sync", str(second), "--gallery", "second", "--dry-run")
+    assert plain.returncode == 1 and "refused solo-researcher: its Studio row is the tree" in plain.stdout, plain
+
     rc, report, err = cli.sync(second, "--gallery", "second")
     assert rc == 1 and "Traceback" not in err, err
     refused = {label: st for label, st in report["nodes"].items() if st["status"] == "failed"}

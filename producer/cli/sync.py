@@ -56,6 +56,12 @@ def _plan_json(prepared: Prepared) -> dict[str, Any]:
         "waves": [[lbl for batch in wave for lbl in batch] for wave in plan.waves],
         "gallery_write": plan.gallery_needed,
         "errors": [e.model_dump() for e in tree.errors],
+        # valid, but not this tree's to write (another tree's Studio row): the sync fails them
+        "refused": {
+            lbl: str(plan.states[lbl].error)
+            for lbl, change in sorted(plan.changes.items())
+            if change == "invalid" and lbl in tree.nodes and lbl not in tree.invalid
+        },
         "skipped": dict(tree.skipped),
         "ignored_files": prepared.scan.skipped,
         "files": len(prepared.scan.documents),
@@ -84,6 +90,7 @@ def _studio_json(view: StudioView) -> dict[str, Any]:
 
 # the plan's lists said one line an item: (key, the line for an item, with its key and value)
 _PLAN_LINES: tuple[tuple[str, Callable[[str, str], str]], ...] = (
+    ("refused", lambda label, reason: f"  [red]refused[/red] {escape(label)}: {escape(reason)}"),
     ("skipped", lambda label, reason: f"  [yellow]skipped[/yellow] {escape(label)}: {escape(reason)}"),
     ("ignored_files", lambda path, reason: f"  [dim]ignored {escape(path)}: {escape(reason)}[/dim]"),
     (
@@ -152,7 +159,7 @@ def _show_plan(prepared: Prepared, as_json: bool) -> NoReturn:
         echo_json(data)
     else:
         _print_plan(data)
-    raise typer.Exit(1 if data["errors"] else 0)
+    raise typer.Exit(1 if data["errors"] or data["refused"] else 0)
 
 
 @app.command()
