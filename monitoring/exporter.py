@@ -340,9 +340,9 @@ class Exporter:
         return app
 
     def serve(self, host: str, port: int) -> None:
+        server = make_server(host, port, self.wsgi(), _ThreadingWSGIServer, handler_class=_QuietHandler)
         for target in (self.receive, self.probe.run_forever):
             threading.Thread(target=target, args=(self.stop,), daemon=True).start()
-        server = make_server(host, port, self.wsgi(), _ThreadingWSGIServer, handler_class=_QuietHandler)
         log.warning("agentq exporter on http://%s:%d/metrics", host, port)
         try:
             server.serve_forever()
@@ -361,7 +361,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=settings.exporter_port)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    Exporter(settings).serve(args.host, args.port)
+    try:
+        Exporter(settings).serve(args.host, args.port)
+    except OSError as exc:  # the port taken (another command's exporter): said in one line
+        raise SystemExit(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
 
 
 if __name__ == "__main__":

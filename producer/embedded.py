@@ -82,6 +82,17 @@ def wait_ready(
     raise ServiceError(f"{what} did not come up within {timeout:g} s{see}")
 
 
+def _json(url: str) -> dict[str, object]:
+    """A JSON object a local server answers with; {} for none."""
+    import httpx
+
+    try:
+        answer = httpx.get(url, timeout=1).json()
+    except (httpx.HTTPError, ValueError):
+        return {}
+    return answer if isinstance(answer, dict) else {}
+
+
 def _answers(url: str) -> bool:
     import httpx
 
@@ -362,17 +373,22 @@ def port_free(port: int) -> bool:
 
 
 def start_standin_llm(port: int | None = None) -> subprocess.Popen[bytes]:
-    """The local stand-in model endpoint (producer/standin_llm.py) on loopback."""
+    """The local stand-in model endpoint (producer/standin_llm.py) on loopback. A port another
+    server holds (another command's stand-in, which stops with that command) is refused."""
     port = port or free_port()
+    if not port_free(port):
+        raise ServiceError(
+            f"the stand-in model endpoint's port {port} is in use (another command's stand-in, which "
+            f"stops with that command, or another server): set STANDIN_LLM_PORT to a free port"
+        )
     proc = spawn(
         [sys.executable, "-m", "producer.standin_llm", "--port", str(port)],
         None,
         cwd=Path(__file__).resolve().parent.parent,
     )
 
-    def listening() -> bool:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
+    def listening() -> bool:  # this process's: one started at the same moment may hold the port
+        return bool(_json(f"http://127.0.0.1:{port}/_stats").get("pid") == proc.pid)
 
     wait_ready(proc, listening, f"stand-in endpoint on port {port}", 15)
     return proc

@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import os
 import random
 import re
 import threading
@@ -315,7 +316,10 @@ def make_app(state: StandIn) -> web.Application:
         return web.json_response(state.requests)
 
     async def stats(_request: web.Request) -> web.Response:
-        return web.json_response({"requests": len(state.requests), "max_in_flight": state.max_in_flight})
+        # its pid: the command that started it knows its own stand-in from another on the port
+        return web.json_response(
+            {"requests": len(state.requests), "max_in_flight": state.max_in_flight, "pid": os.getpid()}
+        )
 
     async def models(_request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "standin", "object": "model"}]})

@@ -281,3 +281,34 @@ def test_a_variable_that_is_no_secret_changes_what_is_synced_and_run(studio_url:
     assert command("run", str(wf))["tasks"]["ask"]["status"] == "cached"
     other = command("run", str(wf), AGENTQ_PLAIN_MODEL="second-model")["tasks"]["ask"]
     assert other["status"] == "done" and "second-model" in other["output"], other
+
+
+def test_a_stand_in_port_another_server_holds_is_said_and_a_free_one_gets_a_stand_in_of_its_own(
+    tmp_path: Path,
+) -> None:
+    """A second `run --standin-llm` beside a first said it had started a stand-in while its own had
+    died on the taken port: its tasks were answered by the first command's, then refused once
+    that command ended and stopped it."""
+    from producer.standin_llm import ThreadedStandIn
+
+    held = ThreadedStandIn()  # another command's stand-in on the port
+    try:
+        env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "BROKER_URL")}
+        env.update(AGENTQ_CACHE_DIR=str(tmp_path / "cache"), STANDIN_LLM_PORT=str(held.port))
+        wf = ROOT / "examples" / "workflows" / "research.yaml"
+        cmd = [sys.executable, "-m", "producer.cli", "run", str(wf), "--standin-llm", "--json"]
+        refused = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 3, refused.stderr
+        assert f"port {held.port} is in use" in refused.stderr and "STANDIN_LLM_PORT" in refused.stderr
+        assert "Started the stand-in" not in refused.stderr and "Traceback" not in refused.stderr
+        assert json.loads(refused.stdout)["exit_code"] == 3
+    finally:
+        held.stop()
+    port = embedded.free_port()
+    own = embedded.start_standin_llm(port)
+    try:
+        import httpx
+
+        assert httpx.get(f"http://127.0.0.1:{port}/_stats", timeout=5).json()["pid"] == own.pid
+    finally:
+        embedded.stop(own)
