@@ -149,7 +149,8 @@ def write_files(root: Path, layout: Layout) -> dict[str, str]:
             continue
         blocking = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
         if blocking is not None:
-            failed[write.path] = f"{blocking.relative_to(root)} is a file, not a folder"
+            where = blocking.relative_to(root) if blocking.is_relative_to(root) else blocking
+            failed[write.path] = f"{where} is a file, not a folder"
             continue
         tmp = None
         try:

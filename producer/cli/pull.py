@@ -55,6 +55,10 @@ def pull(
 def _check_pull(directory: Path, team: list[str] | None, every_row: bool) -> None:
     if directory.exists() and not directory.is_dir():
         raise InvalidInput(f"{directory} is not a directory")
+    # a folder to create below a file: said before Studio is asked
+    blocking = next((p for p in directory.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise InvalidInput(f"{directory}: {blocking} is a file, not a folder")
     if every_row and team:
         raise InvalidInput("--all and --team: choose one (--all pulls every team row, --team only those named)")
     _check_labels(team or [])
