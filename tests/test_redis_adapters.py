@@ -329,3 +329,59 @@ def test_a_claim_whose_answer_was_lost_is_still_the_claimers(redis_url: str) -> 
     run_id = f"claim-{uuid.uuid4().hex[:8]}"
     assert store.claim(run_id, "finished") and lost == [True]
     assert not store.claim(run_id, "finished")  # once: the next claimer is refused
+
+
+def _first_answer_lost(monkeypatch: pytest.MonkeyPatch, owner: type, command: str) -> list[object]:
+    """`owner`'s first `command` runs on Redis, then its answer is lost (a partition cut it): the
+    client sends it again (shared/adapters/redis/conn.py). The answers lost, as they came."""
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    real, lost = owner.parse_response, list[object]()  # type: ignore[attr-defined]
+
+    def answer_lost(self: object, connection: object, command_name: object, **options: object) -> object:
+        answer = real(self, connection, command_name, **options)
+        if command_name == command and not lost:
+            lost.append(answer)
+            raise RedisTimeoutError("Timeout reading from socket")
+        return answer
+
+    monkeypatch.setattr(owner, "parse_response", answer_lost)
+    return lost
+
+
+def test_a_create_lock_whose_answer_was_lost_is_still_the_takers(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SET NX of a create lock ran the first time; sent again, it found the key set (by this
+    very call). Taken as another's lock (a live worker's: this one), the create waited for its
+    own lock to expire, 30 s for every create behind it."""
+    import redis
+
+    store, ns = Store.from_url(redis_url, cache_ttl=60, run_ttl=60, outage=10), f"test-{uuid.uuid4().hex[:8]}"
+    lost = _first_answer_lost(monkeypatch, redis.Redis, "SET")
+    mine = store.create_lock(ns, "team:a", holder="w1@host", dead_after=30.0, since=time.time())
+    assert mine.acquire() and lost == [True]
+    assert not store.create_lock(ns, "team:a").acquire()  # held: others wait
+    mine.release()  # released as its own
+    assert store.create_lock(ns, "team:a").acquire()
+
+
+def test_a_run_written_again_after_its_answer_was_lost_has_each_batch_once(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pipeline that writes a run ran the first time; sent again, its RPUSH appended each
+    wave's batches a second time: every batch was dispatched twice (its nodes run twice)."""
+    from redis.client import Pipeline
+
+    from producer.launch import new_run
+    from shared.core.records import NewRun
+    from shared.core.run_model import RunMeta
+
+    store = Store.from_url(redis_url, cache_ttl=60, run_ttl=60, outage=10)
+    lost = _first_answer_lost(monkeypatch, Pipeline, "RPUSH")
+    nodes = {lbl: NodeState(status=Status.PENDING) for lbl in ("a", "b", "c")}
+    meta = RunMeta(**new_run(), total=len(nodes), waves=2)
+    store.create_run(NewRun(meta, nodes, {}, waves=[[["a", "b"]], [["c"]]]))
+    assert lost == [1]
+    assert [store.wave_size(meta.run_id, w) for w in (0, 1)] == [1, 1]
+    assert store.batch(meta.run_id, 0, 0) == ["a", "b"] and store.batch(meta.run_id, 1, 0) == ["c"]

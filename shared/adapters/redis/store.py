@@ -141,6 +141,9 @@ class Store(ResultCacheStore, ClusterState, StudioRows):
                 pipe.hset(written[-1], mapping=mapping)
         for w, batches in enumerate(run.waves):
             written.append(run_key(run_id, keys.wave(w)))
+            # written anew, not added to: a pipeline whose answer was lost is sent again (conn.py),
+            # and its RPUSH alone would put every batch in twice, each dispatched twice
+            pipe.delete(written[-1])
             pipe.rpush(written[-1], *[dumps(b) for b in batches])
         for key in written:
             pipe.expire(key, self.run_ttl)

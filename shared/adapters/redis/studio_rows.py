@@ -35,11 +35,23 @@ class CreateLock:
         if self._lock.acquire(blocking=False, token=token):
             return True
         held = self._lock.redis.get(self._lock.name)
+        if held and _text(held) == token:
+            return self._mine(token)
         if not held or not self._gone(*_holder_of(_text(held))):
             return False
         with contextlib.suppress(LockError):  # another took it over first, or it expired meanwhile
             self._lock.do_release(held)
-        return bool(self._lock.acquire(blocking=False, token=token))
+        if self._lock.acquire(blocking=False, token=token):
+            return True
+        held = self._lock.redis.get(self._lock.name)
+        return bool(held) and _text(held) == token and self._mine(token)
+
+    def _mine(self, token: str) -> bool:
+        """The lock holds `token`, though its SET NX said no: the SET ran, its answer was lost, and
+        the client sent it again (shared/adapters/redis/conn.py). Taken as another's, this caller
+        would wait for its own lock to expire. Held as redis-py holds it, so release() lets go."""
+        self._lock.local.token = self._lock.redis.get_encoder().encode(token)
+        return True
 
     def release(self) -> None:
         with contextlib.suppress(LockError):
