@@ -278,10 +278,14 @@ def _before_submit(directory: Path, prepared: Prepared, dry_run: bool, as_json: 
 
 def _shower(as_json: bool, embedded_default: bool) -> Show:
     """How `sync` shows the wait: quietly for --json, else the progress on stderr."""
-    from producer.progress import follow_run
+
+    def follow_run(store: RunStore, run_id: str, timeout: float | None, watch: Watchdog) -> None:
+        from producer.progress import follow_run  # rich's progress: imported once the run is under way
+
+        follow_run(store, run_id, err(), timeout, watch)
 
     def show(store: RunStore, run_id: str, timeout: float | None, watch: Watchdog) -> None:
-        follow = None if as_json else lambda: follow_run(store, run_id, err(), timeout, watch)
+        follow = None if as_json else lambda: follow_run(store, run_id, timeout, watch)
         wait_for_run(store, run_id, timeout, watch, embedded_default, follow)
 
     return show
