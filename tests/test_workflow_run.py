@@ -523,3 +523,24 @@ def test_a_run_past_a_timeout_under_a_second_ends_with_exit_4_naming_it_as_given
     assert "still running after 0.02 s" in proc.stderr
     # and what becomes of the run: it goes on (a real Redis), and how to follow or stop it
     assert "goes on on the workers" in proc.stderr and "`producer cancel " in proc.stderr, proc.stderr
+
+
+def test_a_team_task_that_failed_midway_shows_what_was_said_before_it_failed(
+    wf_cli: Cli, standin, tmp_path: Path
+) -> None:
+    """A team's second speaker's model fails: the task fails, and its transcript shows the turns
+    before, as a reader needs them to see where it went wrong (it was empty)."""
+    url, state = standin
+    write_tree(tmp_path, url)
+    wf = write_workflow(
+        tmp_path, [{"id": "halfway", "description": "talk it over", "agent": {"$ref": "duo"}, "retries": 0}]
+    )
+    state.control["fail_when_contains"] = "You are bob."  # bob's requests only: his system message
+    rc, report = run(wf_cli, wf)
+    assert rc == 1, report
+    task = report["tasks"]["halfway"]
+    assert task["status"] == "failed" and "500" in task["error"], task
+    said = task["transcript"]
+    assert [(m["source"], m["kind"]) for m in said] == [("user", "text"), ("alice", "text")], said
+    shown = wf_cli.run("result", report["run_id"], "--markdown")
+    assert said[1]["content"] and said[1]["content"] in shown.stdout, shown.stdout

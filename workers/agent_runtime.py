@@ -9,15 +9,16 @@ import contextlib
 import re
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import NotRequired, TypedDict
 
-from autogen_agentchat.base import ChatAgent, TaskResult, Team
+from autogen_agentchat.base import ChatAgent, Response, TaskResult, Team
 from autogen_agentchat.messages import (
     BaseAgentEvent,
     BaseChatMessage,
     HandoffMessage,
+    ModelClientStreamingChunkEvent,
     StopMessage,
     ToolCallExecutionEvent,
     ToolCallRequestEvent,
@@ -205,10 +206,43 @@ def _top(module: str) -> str:
     return module.split(".")[0]
 
 
-async def run(component: ChatAgent | Team, prompt: str, timeout: float) -> Outcome:
+async def run(component: ChatAgent | Team, prompt: str, timeout: float, said: list[Entry] | None = None) -> Outcome:
+    """The run's outcome. `said`: where the messages of a run that fails go, as far as it got (a
+    team whose second speaker's model failed, a timeout): what a reader needs to see why."""
     cancel = CancellationToken()
     started = time.monotonic()
-    running = asyncio.ensure_future(component.run(task=prompt, cancellation_token=cancel))
+    seen: list[BaseAgentEvent | BaseChatMessage] = []
+    running = asyncio.ensure_future(_result(component.run_stream(task=prompt, cancellation_token=cancel), seen))
+    try:
+        return await _ran(component, running, cancel, started, timeout)
+    except BaseException:
+        if said is not None:
+            said.extend(_entry(m) for m in seen)
+        raise
+
+
+async def _result(
+    stream: AsyncGenerator[BaseAgentEvent | BaseChatMessage | TaskResult | Response, None],
+    seen: list[BaseAgentEvent | BaseChatMessage],
+) -> TaskResult:
+    """What `run` returns, read from the stream AutoGen's own `run` reads (a team's; an agent's
+    gives the same messages), each message kept as it comes. Streamed chunks are not messages of
+    the result, as in AutoGen's."""
+    async for item in stream:
+        if isinstance(item, TaskResult):
+            return item
+        if isinstance(item, BaseAgentEvent | BaseChatMessage) and not isinstance(item, ModelClientStreamingChunkEvent):
+            seen.append(item)
+    raise AgentError("AutoGen's run ended without its result")
+
+
+async def _ran(
+    component: ChatAgent | Team,
+    running: asyncio.Future[TaskResult],
+    cancel: CancellationToken,
+    started: float,
+    timeout: float,
+) -> Outcome:
     try:
         result = await asyncio.wait_for(asyncio.shield(running), timeout)
     except TimeoutError as exc:

@@ -241,8 +241,13 @@ async def _run(
         task_retries=task.get("retries") is not None,
     )
     produced.usage = models.usage
+    said: list[agent_runtime.Entry] = []
     try:
-        outcome = await _load_and_run(ctx, record, inputs, models)
+        outcome = await _load_and_run(ctx, record, inputs, models, said)
+    except Exception:
+        # a failed task shows what was said before it failed (a team's first turns, a tool's result)
+        produced.transcript = redact_all(said, secrets) or None
+        raise
     finally:
         await models.close()
     transcript = redact_all(outcome.transcript, secrets)  # tool calls' arguments and results too
@@ -264,7 +269,11 @@ async def _count_retry(ctx: WorkflowContext, cause: str) -> None:
 
 
 async def _load_and_run(
-    ctx: WorkflowContext, record: Spec, inputs: list[tuple[str, str, str]], models: TaskModels
+    ctx: WorkflowContext,
+    record: Spec,
+    inputs: list[tuple[str, str, str]],
+    models: TaskModels,
+    said: list[agent_runtime.Entry],
 ) -> agent_runtime.Outcome:
     task = record["task"]
     resolved = substitute_variables(record["agent"], ctx.env)
@@ -279,7 +288,9 @@ async def _load_and_run(
         raise agent_runtime.AgentError(f"{where}: {exc}{''.join(f'; {m}' for m in mistyped)}") from exc
     prompt = task_prompt(record["goal"], task, [(dep, out) for dep, _, out in inputs])
     try:
-        return await agent_runtime.run(component, prompt, task.get("timeout") or ctx.settings.task_timeout_seconds)
+        return await agent_runtime.run(
+            component, prompt, task.get("timeout") or ctx.settings.task_timeout_seconds, said
+        )
     except agent_runtime.TaskTimedOut as exc:
         if models.retrying is None:
             raise
