@@ -153,8 +153,12 @@ def test_a_synced_tree_pulled_into_an_empty_folder_gets_its_placeholders_back(
     env = {var: "" for var in used}  # none set: their defaults hold, in the original and the pulled tree
     for tree in (examples, root):
         plan = cli.run("plan", str(tree), "--json", **env)
-        assert plan.returncode == 0, plan.stderr
-        assert not json.loads(plan.stdout)["errors"], (tree, plan.stdout)
+        planned = json.loads(plan.stdout)
+        assert not planned["errors"], (tree, plan.stdout)
+        # the pulled tree's teams are rows the original's sync wrote, which is still there: refused
+        refused = set(planned["refused"])
+        assert refused == (set() if tree == examples else {"research-team", "review-team", "solo-researcher"})
+        assert plan.returncode == (1 if refused else 0), plan.stderr
 
 
 def test_a_team_edited_in_studio_is_pulled_into_its_file_in_place(cli: Cli, examples: Path) -> None:
