@@ -165,7 +165,7 @@ def start_redis(data_dir: Path, port: int | None = None, persist: bool = False) 
     url = f"redis://127.0.0.1:{port}/0"
     from shared.adapters.redis.server import answers
 
-    wait_ready(proc, answers(url), f"redis-server on port {port}", 15)
+    wait_ready(proc, answers(url, proc.pid), f"redis-server on port {port}", 15)
     return url, proc
 
 

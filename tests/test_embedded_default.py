@@ -312,3 +312,16 @@ def test_a_stand_in_port_another_server_holds_is_said_and_a_free_one_gets_a_stan
         assert httpx.get(f"http://127.0.0.1:{port}/_stats", timeout=5).json()["pid"] == own.pid
     finally:
         embedded.stop(own)
+
+
+def test_a_redis_port_another_server_took_first_is_not_taken_for_ours(tmp_path: Path) -> None:
+    """A free port is picked, then bound by the server: another server can take it in between
+    (parallel tests, two commands). Ours then exits, and its readiness check must not take the
+    other one's answer for it: the caller would use a Redis that goes when its owner stops it."""
+    url, other = embedded.start_redis(tmp_path / "other")
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    try:
+        with pytest.raises(embedded.ServiceError, match=f"redis-server on port {port}"):
+            embedded.start_redis(tmp_path / "ours", port=port)
+    finally:
+        embedded.stop(other)

