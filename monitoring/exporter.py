@@ -363,8 +363,9 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     try:
         Exporter(settings).serve(args.host, args.port)
-    except OSError as exc:  # the port taken (another command's exporter): said in one line
-        raise SystemExit(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    except (OSError, OverflowError) as exc:  # the port taken (another command's exporter), or none: one line
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise SystemExit(f"error: cannot listen on {args.host}:{args.port}: {why}") from None
 
 
 if __name__ == "__main__":

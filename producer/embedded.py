@@ -376,11 +376,13 @@ def start_standin_llm(port: int | None = None) -> subprocess.Popen[bytes]:
     """The local stand-in model endpoint (producer/standin_llm.py) on loopback. A port another
     server holds (another command's stand-in, which stops with that command) is refused."""
     port = port or free_port()
+    taken = ServiceError(
+        f"the stand-in model endpoint's port {port} is in use (another command's stand-in, which "
+        f"stops with that command, or another server): set STANDIN_LLM_PORT to a free port, and "
+        f"LOCAL_LLM_BASE_URL to http://127.0.0.1:PORT/v1 with it (the models the stand-in answers)"
+    )
     if not port_free(port):
-        raise ServiceError(
-            f"the stand-in model endpoint's port {port} is in use (another command's stand-in, which "
-            f"stops with that command, or another server): set STANDIN_LLM_PORT to a free port"
-        )
+        raise taken
     proc = spawn(
         [sys.executable, "-m", "producer.standin_llm", "--port", str(port)],
         None,
@@ -390,7 +392,12 @@ def start_standin_llm(port: int | None = None) -> subprocess.Popen[bytes]:
     def listening() -> bool:  # this process's: one started at the same moment may hold the port
         return bool(_json(f"http://127.0.0.1:{port}/_stats").get("pid") == proc.pid)
 
-    wait_ready(proc, listening, f"stand-in endpoint on port {port}", 15)
+    try:
+        wait_ready(proc, listening, f"stand-in endpoint on port {port}", 15)
+    except ServiceError:
+        if proc.poll() is not None and not port_free(port):  # taken meanwhile: said as such
+            raise taken from None
+        raise
     return proc
 
 

@@ -366,7 +366,10 @@ def main() -> None:
     args = parser.parse_args()
     print(f"stand-in model endpoint on http://{args.host}:{args.port}/v1", flush=True)
     # backlog: the default drops connection bursts, which then wait for a 1 s SYN retry
-    web.run_app(make_app(StandIn()), host=args.host, port=args.port, backlog=1024, print=None, access_log=None)
+    try:
+        web.run_app(make_app(StandIn()), host=args.host, port=args.port, backlog=1024, print=None, access_log=None)
+    except OSError as exc:  # the port taken: said in one line
+        raise SystemExit(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
 
 
 if __name__ == "__main__":
