@@ -207,12 +207,15 @@ def _top(module: str) -> str:
 
 
 async def run(component: ChatAgent | Team, prompt: str, timeout: float, said: list[Entry] | None = None) -> Outcome:
-    """The run's outcome. `said`: where the messages of a run that fails go, as far as it got (a
-    team whose second speaker's model failed, a timeout): what a reader needs to see why."""
+    """The run's outcome. `said`: where the messages of a team's run that fails go, as far as it
+    got (its second speaker's model failed, a timeout): what a reader needs to see why."""
     cancel = CancellationToken()
     started = time.monotonic()
     seen: list[BaseAgentEvent | BaseChatMessage] = []
-    running = asyncio.ensure_future(_result(component.run_stream(task=prompt, cancellation_token=cancel), seen))
+    if isinstance(component, Team):
+        running = asyncio.ensure_future(_result(component.run_stream(task=prompt, cancellation_token=cancel), seen))
+    else:  # an agent's run is not its stream read whole (a SocietyOfMindAgent's leaves its team's turns out)
+        running = asyncio.ensure_future(component.run(task=prompt, cancellation_token=cancel))
     try:
         return await _ran(component, running, cancel, started, timeout)
     except BaseException:
@@ -225,9 +228,8 @@ async def _result(
     stream: AsyncGenerator[BaseAgentEvent | BaseChatMessage | TaskResult | Response, None],
     seen: list[BaseAgentEvent | BaseChatMessage],
 ) -> TaskResult:
-    """What `run` returns, read from the stream AutoGen's own `run` reads (a team's; an agent's
-    gives the same messages), each message kept as it comes. Streamed chunks are not messages of
-    the result, as in AutoGen's."""
+    """What a team's `run` returns, read from the stream AutoGen's own `run` reads, each message
+    kept as it comes. Streamed chunks are not messages of the result, as in AutoGen's."""
     async for item in stream:
         if isinstance(item, TaskResult):
             return item
