@@ -329,8 +329,23 @@ def start_studio(
     else:
         proc = spawn(args, app_dir / "studio.log", env=env)
     url = f"http://127.0.0.1:{port}"
-    wait_ready(proc, lambda: _answers(f"{url}/api/health"), "autogenstudio", 90, app_dir / "studio.log")
+
+    def ready() -> bool:  # this process's: another server may have bound the port while ours started
+        return _answers(f"{url}/api/health") and _listens(proc.pid, port)
+
+    wait_ready(proc, ready, "autogenstudio", 90, app_dir / "studio.log")
     return url, proc
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether process `pid` listens on `port`."""
+    import psutil
+
+    try:
+        held = psutil.Process(pid).net_connections(kind="inet")
+    except psutil.Error:
+        return False
+    return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in held)
 
 
 def local_studio(

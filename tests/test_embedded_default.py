@@ -325,3 +325,29 @@ def test_a_redis_port_another_server_took_first_is_not_taken_for_ours(tmp_path: 
             embedded.start_redis(tmp_path / "ours", port=port)
     finally:
         embedded.stop(other)
+
+
+def test_a_studio_port_another_server_took_while_ours_started_is_not_taken_for_ours(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Studio takes seconds to bind its port: another server that binds it first (another test's
+    Studio, another command's) answered the readiness check for ours, which had exited."""
+    import http.server
+
+    class Healthy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"status": true}')
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Healthy)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    monkeypatch.setattr(embedded, "port_free", lambda _port: True)  # it was free when looked at
+    try:
+        with pytest.raises(embedded.ServiceError, match="autogenstudio exited"):
+            embedded.start_studio(tmp_path / "studio", port=other.server_address[1])
+    finally:
+        other.shutdown()
