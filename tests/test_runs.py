@@ -352,3 +352,24 @@ def test_status_of_a_run_still_going_exits_0_until_something_of_it_failed(lab) -
     failing = cli(env, "status", run_id)
     assert failing.returncode == 1 and "running" in failing.stdout, failing.stdout
     cli(env, "cancel", run_id)
+
+
+def test_a_team_task_a_cancel_stopped_midway_shows_its_model_calls_and_its_turns(lab) -> None:
+    """A cancel stops a team between turns: the task is skipped, and says what its model calls
+    cost and what was said until then (it showed no tokens and no transcript)."""
+    from tests.test_workflow_run import write_workflow
+
+    env, state, tmp = lab
+    wf = write_workflow(tmp, [{"id": "talk", "description": "[delay:2] talk it over", "agent": {"$ref": "duo"}}])
+    run_id = cli(env, "run", str(wf), "--no-wait").stdout.strip()
+    wait_for(lambda: len(state.requests) >= 1, 60, "the first speaker's answer")
+    assert cli(env, "cancel", run_id).returncode == 0
+
+    def ended() -> dict[str, Any] | None:
+        task: dict[str, Any] = json.loads(cli(env, "result", run_id, "--json").stdout)["tasks"]["talk"]
+        return task if task["status"] not in ("pending", "running") else None
+
+    task = wait_for(ended, 60, "the task to end")
+    assert task["status"] == "skipped" and task["reason"] == "the run was cancelled", task
+    assert task["model_calls"] >= 1 and task["prompt_tokens"] > 0, task
+    assert [m["source"] for m in task["transcript"]][:2] == ["user", "alice"], task["transcript"]

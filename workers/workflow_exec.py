@@ -184,7 +184,8 @@ async def _end_one(tasks: _Tasks, tid: str) -> None:
         return NodeState.model_validate({"status": Status.CACHED, "key": key, **hit})
 
     result = await tasks.ender.end(work, task.get("dependencies", []), lambda: secret_values(record["agent"], ctx.env))
-    if result.status == Status.FAILED and produced.usage is not None and produced.usage.attempts:
+    # a task that failed, or that a cancel stopped mid-run, shows what its model calls cost too
+    if result.status in (Status.FAILED, Status.SKIPPED) and produced.usage is not None and produced.usage.attempts:
         result = result.model_copy(update=asdict(produced.usage))
     state = tasks.running[tid].merged(result)
     end = TaskEnd(
