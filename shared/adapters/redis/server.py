@@ -28,7 +28,7 @@ def answers(url: str, pid: int | None = None) -> Callable[[], bool]:
             if pid is None:
                 return bool(client.ping())
             return bool(client.info("server").get("process_id") == pid)
-        except redis.ConnectionError:
+        except redis.RedisError:  # refused, or another kind of server there: not ours, not yet
             return False
 
     return pong
