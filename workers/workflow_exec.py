@@ -246,7 +246,7 @@ async def _run(
     try:
         outcome = await _load_and_run(ctx, record, inputs, models, said)
     except Exception:
-        # a failed task shows what was said before it failed (a team's first turns, a tool's result)
+        # a failed team task shows the turns before it failed
         produced.transcript = redact_all(said, secrets) or None
         raise
     finally:
