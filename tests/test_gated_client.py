@@ -243,11 +243,12 @@ def test_a_refused_connection_is_said_as_one_and_retried_as_one() -> None:
     """The SDK raises a refused connect as APITimeoutError."""
     from producer.embedded import free_port
     from shared.retry import classify
-    from workers.task_models import failure_text
+    from workers.task_models import _status, failure_text
 
     exc = asyncio.run(sdk_failure(free_port()))
     assert type(exc).__name__ == "APITimeoutError"  # as the SDK names it
     assert failure_text(exc) == "could not connect: Connection refused"
+    assert _status(exc) == "error"  # the latency metric's label: no timeout
     retry = classify(exc)
     assert retry is not None and retry.cause == "connection"
 

@@ -212,8 +212,11 @@ def _where(spec: Mapping[str, object]) -> str:
 
 
 def _status(exc: BaseException) -> str:
-    """A failed request's label in the latency metric: its HTTP status, else timeout or error."""
-    status = getattr(exc, "status_code", None) or ("timeout" if "Timeout" in type(exc).__name__ else "error")
+    """A failed request's label in the latency metric: its HTTP status, else timeout or error (a
+    refused or lost connection, which the SDK raises as a timeout, is an error)."""
+    status = getattr(exc, "status_code", None)
+    if status is None:
+        status = "timeout" if "Timeout" in type(exc).__name__ and unreached(exc) is None else "error"
     return str(status)
 
 
