@@ -257,8 +257,11 @@ def submit(prepared: Prepared, settings: Settings, store: Storage, dispatcher: D
     if plan.gallery_needed:
         _keep_member_specs(prepared, store, spec)
     metrics = _lookups(prepared)
-    # Studio is asked once whether it answers at all before any work goes to the workers
-    version, asked = studio_version(settings, metrics) if plan.has_work else (None, None)
+    # Studio is asked once whether it answers at all before any work goes to the workers; and when
+    # it could not be asked for its rows: a cached result counts only while Studio holds it, so a
+    # Studio that is down fails the command (exit 3) rather than reporting the tree unchanged
+    asking = plan.has_work or prepared.studio.error is not None
+    version, asked = studio_version(settings, metrics) if asking else (None, None)
     meta = _meta(prepared, settings)  # made last: asking Studio is not counted in the run's time
 
     def write(meta: RunMeta) -> None:

@@ -115,3 +115,25 @@ def test_a_studio_that_stops_answering_mid_sync_is_named_as_what_holds_it_up(cli
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_an_unchanged_tree_synced_while_studio_is_down_is_not_reported_unchanged(
+    cli: Cli, own_studio, tmp_path: Path
+) -> None:
+    """Nothing to enqueue, every result cached: but a cached result counts only while Studio holds
+    it, and Studio could not be asked. The sync said `unchanged` for every component and exited 0
+    (a warning aside); it fails in one line naming Studio, exit 3, as a sync with work does."""
+    url, state, restart = own_studio
+    cli.studio_url = cli.view_url = url
+    tree = tmp_path / "tree"
+    _write_tree(tree, teams=3)
+    rc, _, err = cli.sync(tree)
+    assert rc == 0, err
+    embedded.stop(state["proc"])
+    down = cli.run("sync", str(tree), "--json")
+    assert down.returncode == 3, (down.stdout, down.stderr)
+    assert url in down.stderr and "Traceback" not in down.stderr, down.stderr
+    assert json.loads(down.stdout)["exit_code"] == 3
+    restart()
+    rc, report, err = cli.sync(tree)
+    assert rc == 0 and report["counts"]["unchanged"] == 5, (report["counts"], err)  # 3 teams, the model, the agent
