@@ -385,3 +385,16 @@ def test_a_run_written_again_after_its_answer_was_lost_has_each_batch_once(
     assert lost == [1]
     assert [store.wave_size(meta.run_id, w) for w in (0, 1)] == [1, 1]
     assert store.batch(meta.run_id, 0, 0) == ["a", "b"] and store.batch(meta.run_id, 1, 0) == ["c"]
+
+
+def test_a_turn_whose_answer_was_lost_is_still_the_takers(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker's turn at a chore for the cluster (requeuing a dead worker's messages): its SET NX
+    ran, the answer was lost and the command sent again. Taken as another's turn, nobody did the
+    chore that round."""
+    import redis
+
+    store = Store.from_url(redis_url, cache_ttl=60, run_ttl=60, outage=10)
+    lost = _first_answer_lost(monkeypatch, redis.Redis, "SET")
+    what = f"chore-{uuid.uuid4().hex[:8]}"
+    assert store.take_turn(what, 30) and lost == [True]
+    assert not store.take_turn(what, 30)  # one caller per period: the next is refused

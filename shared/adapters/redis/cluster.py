@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Mapping
 
 from shared.adapters.redis import keys
@@ -49,8 +50,11 @@ class ClusterState(RedisPart):
         return self.heard_at({name: float(beat.get("ts", 0.0)) for name, beat in self.host_readings().items()})
 
     def take_turn(self, what: str, seconds: float) -> bool:
-        """True for one caller of the cluster per `seconds` (a chore one worker does for all)."""
-        return bool(self.r.set(keys.TURN + what, str(time.time()), nx=True, px=max(1, int(seconds * 1000))))
+        """True for one caller of the cluster per `seconds` (a chore one worker does for all). The
+        turn holds a token of this call's own, as a claim does (Store.claim): a SET sent again after
+        its answer was lost finds it set by this very call."""
+        key, token = keys.TURN + what, uuid.uuid4().hex
+        return bool(self.r.set(key, token, nx=True, px=max(1, int(seconds * 1000)))) or self.r.get(key) == token
 
     def full(self) -> str | None:
         """Why Redis refuses writes when it is full (maxmemory reached under `noeviction`: workers

@@ -8,10 +8,10 @@ names Redis and its URL. Idle connections are probed by TCP keepalive and redis-
 check, so a dead peer is noticed in seconds rather than after the kernel's 2 hours.
 
 Every command we send is safe to send twice: the scripts are idempotent (end_task.lua ends a task
-once; acquire.lua grants again the slots a call sent before granted), a claim or a create lock
-holds its caller's token (Store.claim, CreateLock), a run's waves are written anew rather than
-added to (Store.create_run), and a counter bumped twice by a lost reply only moves a progress
-figure or a metric.
+once; acquire.lua grants again the slots a call sent before granted), a claim, a turn or a create
+lock holds its caller's token (Store.claim, ClusterState.take_turn, CreateLock), a run's waves are
+written anew rather than added to (Store.create_run), and a counter bumped twice by a lost reply
+only moves a progress figure or a metric.
 """
 
 from __future__ import annotations
