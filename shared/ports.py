@@ -84,8 +84,8 @@ class RunStore(Protocol):
         """Wait up to `seconds`, returning at once when the run is marked finished meanwhile."""
         ...
 
-    def claim(self, run_id: str, what: str) -> bool:
-        """True once per run for `what`."""
+    def claim(self, run_id: str, what: str) -> str | None:
+        """The claim's token, once per run for `what` (None after)."""
         ...
 
     def published(self, run_id: str, task_ids: Iterable[str]) -> None:

@@ -331,6 +331,32 @@ def test_a_claim_whose_answer_was_lost_is_still_the_claimers(redis_url: str) -> 
     assert not store.claim(run_id, "finished")  # once: the next claimer is refused
 
 
+def test_a_release_sent_again_after_its_answer_was_lost_keeps_a_claim_made_since(redis_url: str) -> None:
+    """A worker whose Studio listing failed gives up its claim so another may try. The release ran,
+    its answer was lost, another worker claimed in between, then the client sent the release again:
+    that must not give up the other's claim (two workers would list Studio at once)."""
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    store = Store.from_url(redis_url, cache_ttl=60, run_ttl=60, outage=10)
+    other = Store.from_url(redis_url, cache_ttl=60, run_ttl=60, outage=10)
+    run_id = f"release-{uuid.uuid4().hex[:8]}"
+    mine = store.claim(run_id, "team-listing")
+    assert mine
+    real, taken = store.r.parse_response, list[str | None]()
+
+    def answer_lost(connection: object, command_name: object, **options: object) -> object:
+        answer = real(connection, command_name, **options)  # type: ignore[arg-type]
+        if command_name in ("EVALSHA", "DEL") and not taken:  # it ran; before its resend, another claims
+            taken.append(other.claim(run_id, "team-listing"))
+            raise RedisTimeoutError("Timeout reading from socket")
+        return answer
+
+    store.r.parse_response = answer_lost  # type: ignore[method-assign]
+    store.release(run_id, "team-listing", mine)
+    assert taken[0]  # the release had freed it
+    assert not store.claim(run_id, "team-listing")  # and the other worker's claim is still there
+
+
 def _first_answer_lost(monkeypatch: pytest.MonkeyPatch, owner: type, command: str) -> list[object]:
     """`owner`'s first `command` runs on Redis, then its answer is lost (a partition cut it): the
     client sends it again (shared/adapters/redis/conn.py). The answers lost, as they came."""

@@ -101,11 +101,11 @@ async def ensure_team_listing(ctx: RunContext) -> dict[str, ListedTeam]:
         if value is not None:
             ctx.listing = json.loads(value)
             return ctx.listing
-        if ctx.store.claim(ctx.run_id, "team-listing"):
+        if claim := ctx.store.claim(ctx.run_id, "team-listing"):
             try:
                 ctx.listing = _by_label(await ctx.client.list_teams(), ctx.client.user_id)
             except BaseException:
-                ctx.store.release(ctx.run_id, "team-listing")  # let another worker try
+                ctx.store.release(ctx.run_id, "team-listing", claim)  # let another worker try
                 raise
             ctx.store.set_run_value(ctx.run_id, STUDIO_TEAMS, json.dumps(ctx.listing))
             return ctx.listing

@@ -9,7 +9,8 @@ check, so a dead peer is noticed in seconds rather than after the kernel's 2 hou
 
 Every command we send is safe to send twice: the scripts are idempotent (end_task.lua ends a task
 once; acquire.lua grants again the slots a call sent before granted), a claim, a turn or a create
-lock holds its caller's token (Store.claim, ClusterState.take_turn, CreateLock), a run's waves are
+lock holds its caller's token (Store.claim, ClusterState.take_turn, CreateLock) and is released
+only while it holds it (release.lua; CreateLock by redis-py's own script), a run's waves are
 written anew rather than added to (Store.create_run), and a counter bumped twice by a lost reply
 only moves a progress figure or a metric.
 """

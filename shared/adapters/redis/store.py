@@ -10,6 +10,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -29,6 +30,8 @@ from shared.core.reconcile import SyncView, WorkflowView
 from shared.core.records import NewRun, Release, Spec, encoded
 from shared.core.run_model import RUN_LISTS, TERMINAL, NodeState, RunKind, RunMeta, Status
 from shared.settings import Settings
+
+RELEASE_LUA = (Path(__file__).parent / "lua" / "release.lua").read_text()
 
 __all__ = ["AsyncRunState", "Ended", "Store", "TaskEnd"]  # the workers take the asyncio part from here too
 
@@ -52,6 +55,7 @@ class Store(ResultCacheStore, ClusterState, StudioRows):
     def __init__(self, client: redis.Redis, *, cache_ttl: int, run_ttl: int, url: str | None = None) -> None:
         self.r = client
         self._set_states = client.register_script(SET_STATES_LUA)
+        self._release = client.register_script(RELEASE_LUA)
         self.cache_ttl = cache_ttl
         self.run_ttl = run_ttl
         self.url = url
@@ -301,15 +305,16 @@ class Store(ResultCacheStore, ClusterState, StudioRows):
     def counts(self, run_id: str) -> dict[str, int]:
         return {str(k): int(v) for k, v in self.r.hgetall(run_key(run_id, keys.COUNTS)).items()}
 
-    def claim(self, run_id: str, what: str) -> bool:
-        """True once per run for `what`: makes redelivered wave callbacks harmless. The claim holds
-        a token of this call's own: a SET whose answer was lost is sent again by the client
-        (shared/adapters/redis/conn.py) and then finds the key set, by this very call."""
+    def claim(self, run_id: str, what: str) -> str | None:
+        """The claim's token, once per run for `what` (None after): makes redelivered wave callbacks
+        harmless. The claim holds a token of this call's own: a SET whose answer was lost is sent
+        again by the client (shared/adapters/redis/conn.py) and then finds the key set, by this very call."""
         key, token = run_key(run_id, keys.claim(what)), uuid.uuid4().hex
-        return bool(self.r.set(key, token, nx=True, ex=self.run_ttl)) or self.r.get(key) == token
+        return token if self.r.set(key, token, nx=True, ex=self.run_ttl) or self.r.get(key) == token else None
 
-    def release(self, run_id: str, what: str) -> None:
-        self.r.delete(run_key(run_id, keys.claim(what)))
+    def release(self, run_id: str, what: str, token: str) -> None:
+        """Give up the claim `token` holds; one another caller made since is kept (release.lua)."""
+        self._release(keys=[run_key(run_id, keys.claim(what))], args=[token])
 
     # ---- workflow runs: each task released when its own inputs have ended ------------------------
     def outbox(self, run_id: str) -> set[str]:
