@@ -17,20 +17,20 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from producer import embedded
+from producer import embedded, session
 from producer.walk import check_dir
-from shared.core.exceptions import InvalidInput, RunInterrupted, ServiceUnavailable
-from shared.core.run_model import UNSUCCESSFUL, RunState
-from shared.core.secrets import shown_url
+from shared.core.exceptions import InvalidInput, RunInterrupted
+from shared.core.run_model import UNSUCCESSFUL
 
 if TYPE_CHECKING:
-    from shared.ports import Dispatcher, Storage
+    from producer.recovery import Watchdog
+    from shared.ports import Dispatcher, RunStore, Storage
     from shared.settings import Settings
 
 
@@ -87,7 +87,7 @@ def plan(directory: str | Path, settings: Settings | None = None) -> PlanResult:
 
     root = _path("directory", directory)
     check_dir(root)  # before an embedded Redis is started for nothing
-    with services(settings) as (store, ready):
+    with services(settings) as (store, ready, _):
         prepared = prepare(root, ready, store)
     by_change: dict[str, list[str]] = {}
     for label, change in sorted(prepared.plan.changes.items()):
@@ -116,8 +116,8 @@ def sync(
     root, seconds = _path("directory", directory), _timeout(timeout)
     _flags(force=force, prune=prune)
     check_dir(root)
-    with services(settings) as (store, ready):
-        with_us = pipeline.Services(ready, store, lambda: _dispatcher(ready), _warn)
+    with services(settings) as (store, ready, dispatcher):
+        with_us = pipeline.Services(ready, store, dispatcher, _warn)
         outcome = pipeline.sync(root, with_us, force=force, prune=prune, timeout=seconds)
     report, run_id = outcome.report, outcome.run_id
     assert report is not None and run_id is not None
@@ -140,56 +140,49 @@ def run_workflow(
     timeout: float | None = None,
 ) -> RunResult:
     """Run a workflow file's tasks on the workers and wait for every result."""
-    from producer.report import workflow_report
+    from producer import pipeline
+    from producer.report import workflow_succeeded
     from producer.run_wait import wait
-    from producer.workflow_run import load, submit
+    from producer.workflow_run import load
 
     path, folder, seconds = _path("file", file), None if tree is None else _path("tree", tree), _timeout(timeout)
     _flags(sequential=sequential, no_cache=no_cache)
-    with services(settings) as (store, ready):
+    with services(settings) as (store, ready, dispatcher):
         prepared = load(path, folder, ready)
-        run_id, _ = submit(prepared, ready, store, lambda: _dispatcher(ready), sequential=sequential, no_cache=no_cache)
-        try:
-            wait(store, run_id, timeout=seconds)
-        except KeyboardInterrupt as exc:  # the caller may cancel it: it is told which run goes on
-            raise RunInterrupted(run_id) from exc
-        report = workflow_report(store, run_id)
+        with_us = pipeline.Services(ready, store, dispatcher, _warn)
+
+        def show(store: RunStore, run_id: str, timeout: float | None, watch: Watchdog) -> None:
+            try:
+                wait(store, run_id, timeout=timeout, watch=watch)
+            except KeyboardInterrupt as exc:  # the caller may cancel it: it is told which run goes on
+                raise RunInterrupted(run_id) from exc
+
+        run_id, report = pipeline.run_workflow(
+            prepared, with_us, sequential=sequential, no_cache=no_cache, timeout=seconds, show=show
+        )
     assert report is not None
-    counts = report["counts"]
-    ok = report.get("state") == RunState.FINISHED and not counts["failed"] and not counts["skipped"]
-    return RunResult(run_id, ok, counts, report)
+    return RunResult(run_id, workflow_succeeded(report), report["counts"], report)
 
 
 @contextmanager
-def services(settings: Settings | None) -> Iterator[tuple[Storage, Settings]]:
-    """The configured Redis, or an embedded Redis and worker for the block's duration; with the
-    settings that name them."""
-    from shared.adapters.redis.store import Store
-    from shared.settings import Settings, check_store, load_settings, with_overrides
+def services(
+    settings: Settings | None, worker: bool = False
+) -> Iterator[tuple[Storage, Settings, Callable[[], Dispatcher]]]:
+    """The configured Redis, or an embedded Redis and a worker (started once there is work, or at
+    once with `worker`: for calls made inside the block with its settings) for the block's
+    duration; with the settings that name them and the dispatcher to enqueue with."""
+    from shared.settings import Settings, load_settings
 
     if settings is not None and not isinstance(settings, Settings):
         raise InvalidInput(f"settings: expected shared.settings.Settings(...), not {type(settings).__name__}")
     ready = settings or load_settings()
-    embedded_redis = ready.redis_url is None
-    check_store(ready)  # no embedded Redis for a cluster's broker
-    with embedded.LocalServices() as local:
-        if ready.redis_url is None:
-            url, proc = embedded.start_redis(ready.cache_dir / "redis", persist=True)
-            local.add_process(proc)
-            ready = with_overrides(ready, redis_url=url)
-            local.add_worker(embedded.start_worker(url, log_path=ready.cache_dir / "worker.log"))
-        assert ready.redis_url is not None
-        store: Storage = Store.from_settings(ready)
-        try:
-            store.ping()
-            if embedded_redis:  # what the commands that used it before left behind has stopped with them
-                store.retire_leftovers("interrupted: the command that ran it ended before it did")
-        except store.errors as exc:
-            raise ServiceUnavailable(f"Redis at {shown_url(ready.redis_url)} is unreachable: {exc}") from exc
-        yield store, ready
+    embedded_default = ready.redis_url is None
+    with embedded.LocalServices() as local, session.redis_session(ready, local) as (store, ready):
 
+        def start_worker() -> None:
+            assert ready.redis_url is not None
+            local.add_worker(embedded.start_worker(ready.redis_url, log_path=ready.cache_dir / "worker.log"))
 
-def _dispatcher(settings: Settings) -> Dispatcher:
-    from shared.adapters.celery import CeleryDispatcher
-
-    return CeleryDispatcher.from_settings(settings)
+        if worker and embedded_default:
+            start_worker()
+        yield store, ready, session.local_dispatcher(ready, embedded_default and not worker, start_worker)

@@ -2,7 +2,8 @@
 watch`, `producer bench studio`): prepare the tree, prune or say what a prune would delete,
 submit, wait with the watchdog (producer/recovery.py), report. Callers differ only in what they
 do between the plan and the submit (`--dry-run`, an empty tree), how they show the wait, and
-what they print."""
+what they print. A workflow run goes one way too (`producer run`, `producer.api.run_workflow`):
+submit, wait with the watchdog, report."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shared.adapters.redis.keys import STUDIO_QUEUE
+from shared.adapters.redis.keys import MODELS_QUEUE, STUDIO_QUEUE
 
 if TYPE_CHECKING:
     from producer.recovery import Watchdog
     from producer.scanner import ScanMemo
     from producer.studio_state import StudioView
     from producer.sync_run import Prepared
+    from producer.workflow_run import PreparedWorkflow
     from shared.ports import Dispatcher, RunStore, Storage
     from shared.settings import Settings
 
@@ -116,6 +118,32 @@ def sync(
     (show or _wait)(store, run_id, timeout, watch)
     outcome.report = run_report(store, run_id, prepared.plan.states, prepared.plan.settled)
     return outcome
+
+
+def run_workflow(
+    prepared: PreparedWorkflow,
+    services: Services,
+    *,
+    sequential: bool = False,
+    no_cache: bool = False,
+    timeout: float | None = None,
+    wait_for_it: bool = True,
+    show: Show | None = None,
+) -> tuple[str, dict[str, Any] | None]:
+    """Run a loaded workflow: (its run id, its report; None when not waited for). The watchdog
+    watches the models queue, where every message of a workflow goes."""
+    from producer.recovery import Watchdog
+    from producer.report import workflow_report
+    from producer.workflow_run import submit
+
+    settings, store, say = services.settings, services.store, services.say
+    dispatch = cache(services.dispatcher)  # the one the submit made, for the watchdog
+    run_id, _ = submit(prepared, settings, store, dispatch, sequential=sequential, no_cache=no_cache)
+    if not wait_for_it:
+        return run_id, None
+    watch = Watchdog.for_run(store, run_id, dispatch, settings, say, (MODELS_QUEUE,))
+    (show or _wait)(store, run_id, timeout, watch)
+    return run_id, workflow_report(store, run_id)
 
 
 def _wait(store: RunStore, run_id: str, timeout: float | None, watch: Watchdog) -> None:

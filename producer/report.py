@@ -81,6 +81,12 @@ def succeeded(report: Report) -> bool:
     )
 
 
+def workflow_succeeded(report: Report) -> bool:
+    """Every task of the workflow run ended done: none failed, none skipped for a failed input."""
+    counts = report["counts"]
+    return report.get("state") == RunState.FINISHED and not counts["failed"] and not counts["skipped"]
+
+
 def studio_writes(report: Report) -> int:
     """Requests that change Studio's data (validation is a POST but writes nothing)."""
     return sum(v for k, v in report["studio_requests"].items() if not k.startswith("GET") and "/validate/" not in k)

@@ -145,6 +145,44 @@ def test_a_lost_start_message_is_sent_again(standin, lab) -> None:
         embedded.stop(worker)
 
 
+API_RUN = """
+import json, sys, warnings
+from producer import run_workflow
+warnings.simplefilter("always")
+result = run_workflow(sys.argv[1], timeout=60)
+print(json.dumps({"succeeded": result.succeeded, "statuses": [t["status"] for t in result.report["tasks"].values()]}))
+"""
+
+
+def test_a_lost_start_message_is_sent_again_for_a_run_of_the_python_api(standin, lab) -> None:
+    """`producer.run_workflow` waits with the watchdog too: without it, a start message lost with a
+    dead consumer left the run waiting until its timeout."""
+    from tests.test_workflow_run import write_tree, write_workflow
+
+    url, port, client, tmp = lab
+    base, _ = standin
+    write_tree(tmp, base)
+    wf = write_workflow(tmp, [{"id": f"t{i}", "description": f"api start {i}"} for i in range(3)])
+    thief = _thief(port, MODELS_QUEUE, 1)
+    wait_for(lambda: client.info("clients")["blocked_clients"] >= 1, 10, "the thief to block in BRPOP")
+    worker = embedded.start_worker(url, concurrency=2, name="api", env=WORKER_ENV, log_path=tmp / "w.log")
+    env = {**os.environ, **WORKER_ENV, "REDIS_URL": url, "AGENTQ_CACHE_DIR": str(tmp / "cache")}
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", API_RUN, str(wf)],
+            env={**env, "DISPATCH_GRACE_SECONDS": "1"},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "start message is in no queue" in proc.stderr, proc.stderr  # said as a Python warning
+        assert json.loads(proc.stdout) == {"succeeded": True, "statuses": ["done"] * 3}
+    finally:
+        thief.close()
+        embedded.stop(worker)
+
+
 def test_status_and_result_show_either_kind_of_run(standin, lab) -> None:
     """`status` on a workflow run ended in KeyError: 'ran'; `result` on a sync said "no workflow run"."""
     from tests.test_workflow_run import write_tree, write_workflow

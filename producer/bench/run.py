@@ -60,7 +60,11 @@ def run_workflow_bench(
     with embedded.LocalServices() as local:
         if model is None:
             model = _standin(local, kind, numbers)
-        with sampler.running(), services(settings) as (store, ready), LimitProbe(store).running() as limits:
+        with (
+            sampler.running(),
+            services(settings, worker=True) as (store, ready, _),
+            LimitProbe(store).running() as limits,
+        ):
             bench = _Bench(store, ready, sampler, limits)
             tree = out / "tree"
             _write_docs(tree, {"bench-model": {**model, "label": "bench-model"}}, None)

@@ -268,7 +268,7 @@ def run_studio_bench(
         studio_answers(settings)
         probe = Probe(settings.studio_url)
         try:
-            with sampler.running(), probe.running(), services(settings) as (store, ready):
+            with sampler.running(), probe.running(), services(settings, worker=True) as (store, ready, _):
                 try:
                     for i in range(warmup + iterations):
                         rec.record = i >= warmup

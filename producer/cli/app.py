@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from producer import embedded
+from producer import embedded, session
+from producer.session import dispatcher_for as dispatcher_for  # the commands take it from here
+from producer.session import store_for as store_for  # the commands take it from here
 from producer.terminal_text import escape as escape  # the commands take it from here
 from producer.walk import check_dir as check_dir  # the commands take it from here
 from shared.core.exceptions import AgentqError, InvalidInput, RunTimedOut, ServiceUnavailable, StartInterrupted
@@ -27,8 +29,7 @@ from shared.core.secrets import shown_url
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from producer.recovery import Watchdog
-    from shared.ports import Dispatcher, RunStore, Storage
+    from shared.ports import Storage
     from shared.settings import Settings
 
 
@@ -154,43 +155,17 @@ LocalStudio = Annotated[
 ]
 
 
-def store_for(settings: Settings, url: str) -> Storage:
-    from shared.adapters.redis.store import Store
-
-    return Store.from_settings(settings, url)
-
-
 @contextmanager
 def redis_session(
     settings: Settings, services: embedded.LocalServices, quiet: bool
 ) -> Iterator[tuple[Storage, Settings]]:
-    """The configured Redis, or (no REDIS_URL) an embedded one whose data persists in the cache dir;
-    with the settings that name it."""
-    from shared.settings import check_store, with_overrides
-
-    check_store(settings)  # no embedded Redis for a cluster's broker
-    url = settings.redis_url
-    embedded_redis = url is None
-    if url is None:
-        data_dir = settings.cache_dir / "redis"
-        url, proc = embedded.start_redis(data_dir, persist=True)
-        services.add_process(proc)
-        settings = with_overrides(settings, redis_url=url)
-        if not quiet:
-            err().print(
-                f"No REDIS_URL set: started an embedded Redis at {url} (data in {data_dir}); it stops when this command ends."
-            )
-    store = store_for(settings, url)
-    try:
-        store.ping()
-        if embedded_redis:  # what the commands that used it before left behind has stopped with them
-            store.retire_leftovers("interrupted: the command that ran it ended before it did")
-    except store.errors as exc:
-        raise ServiceUnavailable(f"Redis at {shown_url(url)} is unreachable: {exc}") from exc
-    try:
-        yield store, settings
-    except StartInterrupted as exc:  # typer would end a KeyboardInterrupt with exit 130 and no word
-        raise Interrupted(exc.run_id, goes_on=False, started=False) from None
+    """producer/session.py's, said on stderr unless `quiet`."""
+    say = None if quiet else lambda line: err().print(escape(line), soft_wrap=True)
+    with session.redis_session(settings, services, say) as (store, settings):
+        try:
+            yield store, settings
+        except StartInterrupted as exc:  # typer would end a KeyboardInterrupt with exit 130 and no word
+            raise Interrupted(exc.run_id, goes_on=False, started=False) from None
 
 
 def check_seconds(option: str, value: float | None, finite: bool = True) -> None:
@@ -199,13 +174,9 @@ def check_seconds(option: str, value: float | None, finite: bool = True) -> None
         raise InvalidInput(f"{option} {value:g}: expected a number of seconds above 0")
 
 
-def watchdog(
-    store: RunStore, run_id: str, settings: Settings, dispatcher: Callable[[], Dispatcher], queues: tuple[str, ...]
-) -> Watchdog:
-    from producer.recovery import Watchdog
-
-    say = lambda line: err().print(f"[yellow]{escape(line)}[/yellow]", soft_wrap=True)  # noqa: E731
-    return Watchdog.for_run(store, run_id, dispatcher, settings, say, queues)
+def say_watchdog(line: str) -> None:
+    """What the watchdog has to say while a run is waited for (lost messages sent again, a stall)."""
+    err().print(f"[yellow]{escape(line)}[/yellow]", soft_wrap=True)
 
 
 def start_local_studio(settings: Settings, services: embedded.LocalServices) -> str:
@@ -254,12 +225,6 @@ def start_local_flower(settings: Settings, services: embedded.LocalServices) -> 
     log = settings.cache_dir / "flower.log"
     services.add_process(embedded.start_flower(settings.redis_url, port, auth, log_path=log))
     err().print(f"Flower at http://127.0.0.1:{port} ({escape(where)}) while this runs.")
-
-
-def dispatcher_for(settings: Settings) -> Dispatcher:
-    from shared.adapters.celery import CeleryDispatcher  # imported only when there is work to enqueue
-
-    return CeleryDispatcher.from_settings(settings)
 
 
 LAST = "last"  # the run id that stands for the newest run
@@ -361,9 +326,20 @@ def main() -> None:
     except Exception as exc:
         if not _is_redis_error(exc):
             raise
-        url = shown_url(os.environ.get("REDIS_URL") or "the embedded Redis")
-        _fail([f"Redis at {url} is unreachable: {exc}"], Exit.UNAVAILABLE)
+        _fail([f"Redis at {shown_url(_redis_named())} is unreachable: {exc}"], Exit.UNAVAILABLE)
     raise SystemExit(code or 0)
+
+
+def _redis_named() -> str:
+    """The Redis the command was told to use: --redis-url (read from argv, as --json is above: the
+    parsed options are gone once the command raised), else REDIS_URL, else the embedded one."""
+    args = sys.argv[1:]
+    for i, arg in enumerate(args):
+        if arg == "--redis-url" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--redis-url="):
+            return arg.removeprefix("--redis-url=")
+    return os.environ.get("REDIS_URL") or "the embedded Redis"
 
 
 def _usage_failed(exc: Exception) -> NoReturn:

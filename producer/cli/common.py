@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from producer import session
 from producer.cli.app import (
     Gallery,
     RedisUrl,
     StudioUrl,
     StudioUser,
-    dispatcher_for,
     interruptible,
     start_local_studio,
     start_local_worker,
@@ -115,15 +115,8 @@ def with_local_studio(settings: Settings, services: embedded.LocalServices, loca
 def local_dispatcher(
     settings: Settings, services: embedded.LocalServices, embedded_default: bool
 ) -> Callable[[], Dispatcher]:
-    """A dispatcher made when there is work; the embedded default's worker is started first (its
-    own Redis: nobody else's worker listens there)."""
-
-    def dispatcher() -> Dispatcher:
-        if embedded_default:
-            start_local_worker(settings, services)
-        return dispatcher_for(settings)
-
-    return dispatcher
+    """producer/session.py's, the embedded default's worker said as it starts (with its exporter)."""
+    return session.local_dispatcher(settings, embedded_default, lambda: start_local_worker(settings, services))
 
 
 def wait_for_run(

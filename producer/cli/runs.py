@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -12,8 +11,10 @@ from producer import embedded
 from shared.core.exceptions import InvalidInput
 
 if TYPE_CHECKING:
+    from producer.pipeline import Show
+    from producer.recovery import Watchdog
     from producer.workflow_run import PreparedWorkflow
-    from shared.ports import Storage
+    from shared.ports import RunStore, Storage
     from shared.settings import Settings
 
 from producer.cli import common
@@ -24,11 +25,10 @@ from producer.cli.app import (
     app,
     check_seconds,
     console,
-    dispatcher_for,
     err,
     redis_session,
+    say_watchdog,
     stored_report_of,
-    watchdog,
 )
 from producer.cli.common import NoWait, Timeout
 
@@ -103,7 +103,7 @@ def _show_sync(report: dict[str, Any], as_json: bool, verbose: bool) -> None:
 def _exit_code(report: dict[str, Any], workflow: bool) -> int:
     """0 when the run succeeded, or runs still with nothing failed so far (a script polling `status`
     tells running from failed); else 1 for a workflow's failed tasks (Exit.PARTIAL) or a sync's."""
-    from producer.report import succeeded
+    from producer.report import succeeded, workflow_succeeded
     from shared.core.run_model import RunState
 
     if report.get("state") == RunState.RUNNING:
@@ -111,7 +111,7 @@ def _exit_code(report: dict[str, Any], workflow: bool) -> int:
         failing = counts["failed"] or counts.get("drifted") or report.get("error")
         return Exit.PARTIAL if failing else Exit.OK
     if workflow:
-        return Exit.OK if _workflow_succeeded(report) else Exit.PARTIAL
+        return Exit.OK if workflow_succeeded(report) else Exit.PARTIAL
     return Exit.OK if succeeded(report) else Exit.PARTIAL
 
 
@@ -142,9 +142,8 @@ def run(
     as_json: AsJson = False,
 ) -> None:
     """Run a workflow across the workers: independent tasks in parallel, dependents after their inputs."""
-    from producer.report import workflow_report
+    from producer import pipeline
     from producer.workflow_run import load
-    from producer.workflow_run import submit as submit_workflow
     from shared.settings import load_settings
 
     if mode not in ("parallel", "sequential"):
@@ -160,17 +159,21 @@ def run(
         if standin_llm:
             _start_standin_llm(settings, services)
         with redis_session(settings, services, quiet=False) as (store, settings):
-            dispatcher = common.local_dispatcher(settings, services, embedded_default)
-            wait_for = _waiter(store, settings, prepared, timeout, embedded_default, as_json)
-            run_id, _ = submit_workflow(
-                prepared, settings, store, dispatcher, sequential=mode == "sequential", no_cache=no_cache
+            with_us = pipeline.Services(
+                settings, store, common.local_dispatcher(settings, services, embedded_default), say_watchdog
             )
-            if no_wait:
+            run_id, report = pipeline.run_workflow(
+                prepared,
+                with_us,
+                sequential=mode == "sequential",
+                no_cache=no_cache,
+                timeout=timeout,
+                wait_for_it=not no_wait,
+                show=_shower(store, prepared, embedded_default, as_json),
+            )
+            if report is None:
                 common.echo_run_id(run_id, as_json)
                 return
-            wait_for(run_id)
-            report = workflow_report(store, run_id)
-    assert report is not None
     _show_workflow(report, as_json)
     raise typer.Exit(_exit_code(report, workflow=True))
 
@@ -182,29 +185,20 @@ def _start_standin_llm(settings: Settings, services: embedded.LocalServices) -> 
     )
 
 
-def _waiter(
-    store: Storage,
-    settings: Settings,
-    prepared: PreparedWorkflow,
-    timeout: float | None,
-    embedded_default: bool,
-    as_json: bool,
-) -> Callable[[str], None]:
-    """The wait for a run, with a watchdog on the models queue (a workflow's every message goes there): quiet for --json, else each task's
-    progress on stderr. Made before the run starts: what it imports would otherwise take CPU from
-    the workers just as they take in the run's first tasks."""
+def _shower(store: Storage, prepared: PreparedWorkflow, embedded_default: bool, as_json: bool) -> Show:
+    """How the wait is shown: quiet for --json, else each task's progress on stderr. Made before the
+    run starts: what it imports would otherwise take CPU from the workers just as they take in the
+    run's first tasks."""
     from producer.progress import follow_workflow
-    from producer.recovery import Watchdog  # noqa: F401  (loaded now, made by watchdog() below)
-    from shared.adapters.redis.keys import MODELS_QUEUE
+    from producer.recovery import Watchdog  # noqa: F401  (loaded now, made by the pipeline)
 
     tasks = [t.id for t in prepared.workflow.tasks]
 
-    def wait_for(run_id: str) -> None:
-        watch = watchdog(store, run_id, settings, lambda: dispatcher_for(settings), (MODELS_QUEUE,))
+    def show(store: RunStore, run_id: str, timeout: float | None, watch: Watchdog) -> None:
         follow = None if as_json else lambda: follow_workflow(store, run_id, tasks, err(), timeout, watch)
         common.wait_for_run(store, run_id, timeout, watch, embedded_default, follow)
 
-    return wait_for
+    return show
 
 
 @app.command()
@@ -216,13 +210,3 @@ def result(
 ) -> None:
     """A workflow run's outputs, timings, cache hits and tokens (a sync run's report for a sync)."""
     _show_run(redis_url, run_id, as_json, markdown=markdown, verbose=False)
-
-
-def _workflow_succeeded(report: dict[str, Any]) -> bool:
-    from shared.core.run_model import RunState
-
-    return (
-        report.get("state") == RunState.FINISHED
-        and report["counts"]["failed"] == 0
-        and report["counts"]["skipped"] == 0
-    )
