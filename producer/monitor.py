@@ -20,6 +20,7 @@ from rich.table import Table
 
 from monitoring.thresholds import thresholds
 from producer.terminal_text import escape
+from shared.core.task_names import TaskName
 
 Metrics = dict[str, list[tuple[dict[str, str], float]]]  # metric name -> (labels, value) of each sample
 SPARK = "▁▂▃▄▅▆▇█"
@@ -104,7 +105,7 @@ class Monitor:
         workflow_failed = total(m, "agentq_workflow_tasks_total", status="failed")
         # the run_tasks messages carry workflow tasks, which count one by one
         succeeded = m.get("celery_task_succeeded_total", [])
-        messages = sum(v for labels, v in succeeded if labels.get("name") != "agentq.run_tasks")
+        messages = sum(v for labels, v in succeeded if labels.get("name") != TaskName.RUN_TASKS)
         done = messages + total(m, "agentq_workflow_tasks_total") - workflow_failed
         failed = total(m, "celery_task_failed_total") + workflow_failed
         rate, ratio, p95 = self._rates(now, done, failed, buckets)

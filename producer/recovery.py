@@ -25,6 +25,7 @@ from shared.adapters.redis.keys import start_queue
 from shared.core import reconcile
 from shared.core.exceptions import BrokerUnavailable, RunTimedOut
 from shared.core.run_model import SYNC_BATCH_TASK, Status
+from shared.core.task_names import TaskName
 from shared.metrics import Metrics
 from shared.ports import Dispatcher, Message, RunStore
 from shared.requeue import lost_messages, requeue_worker
@@ -221,7 +222,7 @@ class Watchdog:
 
     def _dispatch_again(self, due: list[reconcile.Lost], workflow: bool) -> None:
         metrics = Metrics()
-        self._send_tasks_again([lost.item.removeprefix("task:") for lost in due if lost.item.startswith("task:")])
+        self._send_tasks_again([task for lost in due if (task := reconcile.task_of(lost.item)) is not None])
         meta = self.store.meta(self.run_id)
         batch_task = meta.batch_task if meta else SYNC_BATCH_TASK
         for lost in due:
@@ -238,14 +239,14 @@ class Watchdog:
         message = step_message(item, self.run_id, batch_task, workflow)
         if message is not None:
             self.dispatcher().send_again(*message, queue=start_queue("workflow" if workflow else "sync"))
-        elif item == reconcile.FINALIZE and self.store.claim(self.run_id, "finished"):
+        elif item == reconcile.FINALIZE and self.store.claim(self.run_id, reconcile.FINISHED):
             record_run(self.store, self.store.finish_run(self.run_id))  # a workflow's last step is no message
 
     def _send_tasks_again(self, tasks: list[str]) -> None:
         """Lost workflow tasks, batch_size to a message."""
         for i in range(0, len(tasks), self.batch_size):
             # no priority: the routes' default serves late work first on either broker
-            self.dispatcher().send_again("agentq.run_tasks", (self.run_id, tasks[i : i + self.batch_size]))
+            self.dispatcher().send_again(TaskName.RUN_TASKS, (self.run_id, tasks[i : i + self.batch_size]))
         if tasks:
             self.store.published(self.run_id, tasks)
 
@@ -278,6 +279,6 @@ def step_message(item: str, run_id: str, batch_task: str, workflow: bool) -> tup
         wave, index = rest.split(":")
         return batch_task, (run_id, int(wave), int(index))
     if kind == "wave-done":
-        return "agentq.wave_done", (None, run_id, int(rest))
-    steps = {reconcile.START: "agentq.start_run", **({} if workflow else {reconcile.FINALIZE: "agentq.finalize"})}
+        return TaskName.WAVE_DONE, (None, run_id, int(rest))
+    steps = {reconcile.START: TaskName.START_RUN, **({} if workflow else {reconcile.FINALIZE: TaskName.FINALIZE})}
     return (steps[item], (run_id,)) if item in steps else None

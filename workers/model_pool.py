@@ -21,7 +21,7 @@ from workers.sdk_wire import send_as_built
 if TYPE_CHECKING:
     from openai import DefaultAioHttpClient
 
-OPENAI_CLIENT = "autogen_ext.models.openai.OpenAIChatCompletionClient"
+OPENAI_CLIENT = provider_path("OpenAIChatCompletionClient")
 SHARED_PROVIDERS = (
     "autogen_ext.models.openai.",
     "autogen_ext.models.anthropic.",

@@ -13,6 +13,7 @@ from typing import TypedDict
 from shared.adapters.redis.keys import STUDIO_TEAMS, STUDIO_VERSION
 from shared.adapters.redis.store import Store
 from shared.adapters.studio import StudioClient
+from shared.core import reconcile
 from shared.core.components import TYPE_MISMATCH, has_rows
 from shared.core.drift import KnownRow, WrittenRow, row_label
 from shared.core.exceptions import TaskFailed
@@ -101,11 +102,11 @@ async def ensure_team_listing(ctx: RunContext) -> dict[str, ListedTeam]:
         if value is not None:
             ctx.listing = json.loads(value)
             return ctx.listing
-        if claim := ctx.store.claim(ctx.run_id, "team-listing"):
+        if claim := ctx.store.claim(ctx.run_id, reconcile.TEAM_LISTING):
             try:
                 ctx.listing = _by_label(await ctx.client.list_teams(), ctx.client.user_id)
             except BaseException:
-                ctx.store.release(ctx.run_id, "team-listing", claim)  # let another worker try
+                ctx.store.release(ctx.run_id, reconcile.TEAM_LISTING, claim)  # let another worker try
                 raise
             ctx.store.set_run_value(ctx.run_id, STUDIO_TEAMS, json.dumps(ctx.listing))
             return ctx.listing

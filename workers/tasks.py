@@ -18,8 +18,10 @@ from shared.adapters.celery import CeleryDispatcher
 from shared.adapters.redis.keys import REQUESTS
 from shared.adapters.redis.store import Store
 from shared.adapters.studio import StudioClient
+from shared.core import reconcile
 from shared.core.records import Component
 from shared.core.run_model import NodeState, RunKind, RunMeta, Status
+from shared.core.task_names import TaskName
 from shared.metrics import Metrics
 from shared.ports import StudioError
 from shared.run_metrics import record_run
@@ -133,7 +135,7 @@ def _with_context(task: WorkerTask, run_id: str, work: Callable[[RunContext, Set
         store.flush(metrics)
 
 
-@app.task(name="agentq.sync_batch", base=WorkerTask, bind=True)  # type: ignore[untyped-decorator]  # Celery is untyped
+@app.task(name=TaskName.SYNC_BATCH, base=WorkerTask, bind=True)  # type: ignore[untyped-decorator]  # Celery is untyped
 def sync_batch(self: WorkerTask, run_id: str, wave: int, index: int) -> int:
     async def work(ctx: RunContext, settings: Settings) -> int:
         if ctx.meta.is_finished:  # redelivered after its run ended: newer work may have followed
@@ -154,11 +156,11 @@ def _start_wave(store: Store, meta: RunMeta, wave: int) -> None:
     dispatcher.start_wave(meta.run_id, wave, store.wave_size(meta.run_id, wave), meta.batch_task, priorities)
 
 
-@app.task(name="agentq.start_run", base=WorkerTask, bind=True, ignore_result=True)  # type: ignore[untyped-decorator]  # Celery is untyped
+@app.task(name=TaskName.START_RUN, base=WorkerTask, bind=True, ignore_result=True)  # type: ignore[untyped-decorator]  # Celery is untyped
 def start_run(self: WorkerTask, run_id: str) -> None:
     store = self.store
     meta = store.meta(run_id)
-    if meta is None or meta.cancelled or not store.claim(run_id, "start"):
+    if meta is None or meta.cancelled or not store.claim(run_id, reconcile.START):
         return
     if meta.kind == RunKind.WORKFLOW:
         # the tasks that wait for nothing, critical first (the producer ranked them)
@@ -170,16 +172,16 @@ def start_run(self: WorkerTask, run_id: str) -> None:
         _start_wave(store, meta, 0)
 
 
-@app.task(name="agentq.wave_done", base=WorkerTask, bind=True, ignore_result=True)  # type: ignore[untyped-decorator]  # Celery is untyped
+@app.task(name=TaskName.WAVE_DONE, base=WorkerTask, bind=True, ignore_result=True)  # type: ignore[untyped-decorator]  # Celery is untyped
 def wave_done(self: WorkerTask, _results: object, run_id: str, wave: int) -> None:
     store = self.store
     meta = store.meta(run_id)
-    if meta is None or meta.cancelled or not store.claim(run_id, f"wave-done:{wave}"):
+    if meta is None or meta.cancelled or not store.claim(run_id, reconcile.wave_done_item(wave)):
         return
     _start_wave(store, meta, wave + 1)
 
 
-@app.task(name="agentq.finalize", base=WorkerTask, bind=True, ignore_result=True)  # type: ignore[untyped-decorator]  # Celery is untyped
+@app.task(name=TaskName.FINALIZE, base=WorkerTask, bind=True, ignore_result=True)  # type: ignore[untyped-decorator]  # Celery is untyped
 def finalize(self: WorkerTask, run_id: str) -> None:
     async def work(ctx: RunContext, _settings: Settings) -> str | None:
         try:
@@ -199,7 +201,7 @@ def finalize(self: WorkerTask, run_id: str) -> None:
     record_run(store, store.finish_run(run_id, error=error or None))
 
 
-@app.task(name="agentq.noop_batch", base=WorkerTask, bind=True)  # type: ignore[untyped-decorator]  # Celery is untyped
+@app.task(name=TaskName.NOOP_BATCH, base=WorkerTask, bind=True)  # type: ignore[untyped-decorator]  # Celery is untyped
 def noop_batch(self: WorkerTask, run_id: str, wave: int, index: int) -> int:
     """A batch whose nodes do no work: measures what scheduling and run state cost (benchmarks)."""
     store = self.store
@@ -209,12 +211,12 @@ def noop_batch(self: WorkerTask, run_id: str, wave: int, index: int) -> int:
     return len(labels)
 
 
-@app.task(name="agentq.noop")  # type: ignore[untyped-decorator]  # Celery is untyped
+@app.task(name=TaskName.NOOP)  # type: ignore[untyped-decorator]  # Celery is untyped
 def noop(*_args: object) -> None:
     """One no-op task: the per-task baseline for benchmarks."""
 
 
-@app.task(name="agentq.run_tasks", base=WorkerTask, bind=True, ignore_result=True)  # type: ignore[untyped-decorator]  # Celery is untyped
+@app.task(name=TaskName.RUN_TASKS, base=WorkerTask, bind=True, ignore_result=True)  # type: ignore[untyped-decorator]  # Celery is untyped
 def run_workflow_tasks(self: WorkerTask, run_id: str, task_ids: list[str]) -> int:
     """Workflow tasks released together: each runs on AutoGen and releases its dependents when it ends."""
     store = self.store
@@ -223,7 +225,7 @@ def run_workflow_tasks(self: WorkerTask, run_id: str, task_ids: list[str]) -> in
         return 0
 
     def finish() -> None:
-        if store.claim(run_id, "finished"):
+        if store.claim(run_id, reconcile.FINISHED):
             record_run(store, store.finish_run(run_id))
 
     # the request is this thread's, not the loop's
@@ -257,7 +259,7 @@ def run_workflow_tasks(self: WorkerTask, run_id: str, task_ids: list[str]) -> in
     return len(task_ids)
 
 
-@app.task(name="agentq.load_component", base=WorkerTask, bind=True)  # type: ignore[untyped-decorator]  # Celery is untyped
+@app.task(name=TaskName.LOAD_COMPONENT, base=WorkerTask, bind=True)  # type: ignore[untyped-decorator]  # Celery is untyped
 def load_component(self: WorkerTask, spec: Component) -> Loaded:
     """Load one component with AutoGen on this worker, `${VAR}` resolved here: {"ok": true} or
     {"ok": false, "error": why}. Runs nothing; what Studio's validation checks, on the worker."""

@@ -10,15 +10,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-# what AutoGen loads a field's component as, by the type the field holds (components.py)
-EXPECTED = {
-    "model": ("autogen_core.models", "ChatCompletionClient"),
-    "agent": ("autogen_agentchat.agents", "BaseChatAgent"),
-    "tool": ("autogen_core.tools", "BaseTool"),
-    "termination": ("autogen_agentchat.base", "TerminationCondition"),
-    "workbench": ("autogen_core.tools", "Workbench"),
-    "chat_completion_context": ("autogen_core.model_context", "ChatCompletionContext"),
-}
+from shared.core.components import kind_of
+
 _STEP = re.compile(r"\.?([^.\[\]]+)|\[(\d+)\]")
 
 
@@ -30,14 +23,14 @@ def confirmed(component: Mapping[str, Any], candidates: Sequence[Mapping[str, An
     said = []
     for candidate in candidates:
         part = _at(component, str(candidate.get("at", "")))
-        held = [EXPECTED[h] for h in candidate.get("holds", ()) if h in EXPECTED]
+        held = [cls for h in candidate.get("holds", ()) if (cls := _autogen_class(h))]
         if not isinstance(part, Mapping) or not held:
             continue
         try:
             loaded = ComponentLoader.load_component(dict(part))
         except Exception:  # noqa: BLE001, S112  # a load error of its own: not this mismatch
             continue
-        if not isinstance(loaded, tuple(getattr(importlib.import_module(m), name) for m, name in held)):
+        if not isinstance(loaded, tuple(held)):
             said.append(str(candidate.get("said")))
     return said
 
@@ -50,3 +43,14 @@ def _at(spec: object, path: str) -> object:
         else:
             spec = spec.get(key) if isinstance(spec, Mapping) else None
     return spec
+
+
+def _autogen_class(component_type: object) -> type | None:
+    """The class AutoGen loads a field holding `component_type` as (shared/core/components.py)."""
+    kind = kind_of(component_type)
+    if kind is None or not kind.autogen_class:
+        return None
+    module, _, name = kind.autogen_class.partition(":")
+    found = getattr(importlib.import_module(module), name)
+    assert isinstance(found, type)
+    return found

@@ -22,6 +22,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from shared.core.components import is_model
+from shared.core.endpoints import provider_path
 from shared.core.exceptions import AgentqError
 
 if TYPE_CHECKING:
@@ -29,13 +30,6 @@ if TYPE_CHECKING:
 
 # Studio release -> the autogen-core it runs on (its own pinned dependencies)
 STUDIO_AUTOGEN = {"0.4.2.2": "0.5.7", "0.4.2.1": "0.5.7", "0.4.2": "0.5.6"}
-# Studio's shorthand providers (validate_provider)
-ALIASES = {
-    "azure_openai_chat_completion_client": "autogen_ext.models.openai.AzureOpenAIChatCompletionClient",
-    "AzureOpenAIChatCompletionClient": "autogen_ext.models.openai.AzureOpenAIChatCompletionClient",
-    "openai_chat_completion_client": "autogen_ext.models.openai.OpenAIChatCompletionClient",
-    "OpenAIChatCompletionClient": "autogen_ext.models.openai.OpenAIChatCompletionClient",
-}
 
 
 VALIDATING = contextvars.ContextVar("validating", default=False)
@@ -84,7 +78,7 @@ def validate(component: Mapping[str, object]) -> list[str]:
         model = ComponentModel.model_validate(component)
     except ValidationError as exc:  # Studio answers 422 before validating
         return [f"request: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"]
-    cls, errors = _provider_class(ALIASES.get(model.provider, model.provider))
+    cls, errors = _provider_class(provider_path(model.provider))
     if not model.component_type:
         errors.append("component_type: Component type is missing")
     errors += _schema_errors(model.provider, model.config)

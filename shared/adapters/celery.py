@@ -55,6 +55,7 @@ from shared.adapters.redis.keys import MODELS_QUEUE, STUDIO_QUEUE
 from shared.core.exceptions import BrokerUnavailable, InvalidInput
 from shared.core.reconcile import carried_by
 from shared.core.secrets import shown_url
+from shared.core.task_names import TaskName
 from shared.settings import Settings, load_settings
 
 MAX_PRIORITY = 9  # message priorities 0..9 on both brokers (Redis: 0 is served first; RabbitMQ: 9)
@@ -78,15 +79,15 @@ def require_redis(settings: Settings) -> None:
 ROUTES = {
     name: {"queue": STUDIO_QUEUE}
     for name in (
-        "agentq.sync_batch",
-        "agentq.start_run",
-        "agentq.wave_done",
-        "agentq.finalize",
-        "agentq.noop_batch",
-        "agentq.noop",
+        TaskName.SYNC_BATCH,
+        TaskName.START_RUN,
+        TaskName.WAVE_DONE,
+        TaskName.FINALIZE,
+        TaskName.NOOP_BATCH,
+        TaskName.NOOP,
     )
 }
-ROUTES |= {name: {"queue": MODELS_QUEUE} for name in ("agentq.run_tasks", "agentq.load_component")}
+ROUTES |= {name: {"queue": MODELS_QUEUE} for name in (TaskName.RUN_TASKS, TaskName.LOAD_COMPONENT)}
 # never overridden: a pickle message would run code on the worker
 SECURE = {
     "task_serializer": "json",
@@ -257,7 +258,7 @@ class CeleryDispatcher:
         producer never holds chord results or a result subscription)."""
         with self._publishing():
             self.app.send_task(
-                "agentq.start_run", args=(run_id,), priority=broker_priority(self.app, None), queue=queue
+                TaskName.START_RUN, args=(run_id,), priority=broker_priority(self.app, None), queue=queue
             )
 
     def start_wave(
@@ -265,7 +266,7 @@ class CeleryDispatcher:
         run_id: str,
         wave: int,
         batches: int,
-        task: str = "agentq.sync_batch",
+        task: str = TaskName.SYNC_BATCH,
         priorities: list[int] | None = None,
     ) -> None:
         """`priorities`: a Redis message priority per batch (0 is served first)."""
@@ -277,11 +278,11 @@ class CeleryDispatcher:
             for i in range(batches)
         ]
         with self._publishing():
-            chord(header)(app.signature("agentq.wave_done", args=(run_id, wave), priority=broker_priority(app, None)))
+            chord(header)(app.signature(TaskName.WAVE_DONE, args=(run_id, wave), priority=broker_priority(app, None)))
 
     def start_finalize(self, run_id: str) -> None:
         with self._publishing():
-            self.app.send_task("agentq.finalize", args=(run_id,), priority=broker_priority(self.app, None))
+            self.app.send_task(TaskName.FINALIZE, args=(run_id,), priority=broker_priority(self.app, None))
 
     def publish_tasks(self, run_id: str, groups: list[list[tuple[str, int, int]]], batch_size: int) -> None:
         """Publish released workflow tasks, (task id, rank, Redis priority) each, as one Celery group.
@@ -298,7 +299,7 @@ class CeleryDispatcher:
                 batches[-1].extend(part)
         signatures = [
             app.signature(
-                "agentq.run_tasks",
+                TaskName.RUN_TASKS,
                 args=(run_id, [tid for tid, _, _ in sorted(batch, key=lambda x: (-x[1], x[0]))]),
                 priority=broker_priority(app, min(p for _, _, p in batch)),
             )

@@ -47,6 +47,9 @@ class ComponentKind:
     member_type: str | None = None  # what its members are checked as (a team's: agents)
     runs_tasks: bool = False  # a workflow task's `agent` may name it
     is_model: bool = False  # a model client: called under a cluster-wide limit, names an endpoint
+    # the class AutoGen loads a field's component as when the field holds this type ("module:Class";
+    # workers/type_check.py confirms a mismatch by it)
+    autogen_class: str = ""
     task_problems: Problems | None = None  # type-specific checks before a task runs on it
     spec_problems: FieldProblems | None = None  # type-specific checks of a spec, before anything loads it
 
@@ -122,12 +125,14 @@ COMPONENTS: Mapping[str, ComponentKind] = _table(
         folder="models",
         gallery_section="models",
         is_model=True,
+        autogen_class="autogen_core.models:ChatCompletionClient",
         task_problems=_model_problems,
     ),
     ComponentKind(
         "agent",
         folder="agents",
         gallery_section="agents",
+        autogen_class="autogen_agentchat.agents:BaseChatAgent",
         refs=_refs(
             model_client=("model",),
             workbench=("workbench",),
@@ -141,6 +146,7 @@ COMPONENTS: Mapping[str, ComponentKind] = _table(
         "team",
         folder="teams",
         gallery_section="teams",
+        autogen_class="autogen_agentchat.base:Team",
         own_rows=True,
         refs=_refs(participants=("agent",), termination_condition=("termination",), model_client=("model",)),
         members="participants",
@@ -148,15 +154,26 @@ COMPONENTS: Mapping[str, ComponentKind] = _table(
         runs_tasks=True,
         task_problems=_team_problems,
     ),
-    ComponentKind("tool", folder="tools", gallery_section="tools", spec_problems=_tool_problems),
+    ComponentKind(
+        "tool",
+        folder="tools",
+        gallery_section="tools",
+        spec_problems=_tool_problems,
+        autogen_class="autogen_core.tools:BaseTool",
+    ),
     ComponentKind(
         "termination",
         folder="terminations",
         gallery_section="terminations",
+        autogen_class="autogen_agentchat.base:TerminationCondition",
         refs=_refs(conditions=("termination",)),
     ),
-    ComponentKind("workbench", folder="workbenches", refs=_refs(tools=("tool",))),
-    ComponentKind("chat_completion_context", folder="contexts"),
+    ComponentKind(
+        "workbench", folder="workbenches", refs=_refs(tools=("tool",)), autogen_class="autogen_core.tools:Workbench"
+    ),
+    ComponentKind(
+        "chat_completion_context", folder="contexts", autogen_class="autogen_core.model_context:ChatCompletionContext"
+    ),
 )
 
 

@@ -18,15 +18,25 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from shared.core.run_model import TERMINAL, Status
+from shared.core.task_names import TaskName
 
 # The work items a message can carry, as keys: one per workflow task or sync batch, and one per
 # run step that has no node of its own
 START = "start"
 FINALIZE = "finalize"
+# What a run claims once (Store.claim) besides its start and each wave's end (wave_done_item):
+FINISHED = "finished"  # marking it finished
+TEAM_LISTING = "team-listing"  # listing Studio's teams for the run's workers
 
 
 def task_item(task_id: str) -> str:
     return f"task:{task_id}"
+
+
+def task_of(item: str) -> str | None:
+    """The workflow task id a work item names (None: it names a batch or a step)."""
+    kind, _, task_id = item.partition(":")
+    return task_id if kind == "task" else None
 
 
 def batch_item(wave: int, index: int) -> str:
@@ -58,12 +68,12 @@ def _step_carried(step: str) -> Callable[[Sequence[object], str], set[str]]:
 # Celery task name -> the work items of a run its message's arguments carry (read-only)
 CARRIERS: Mapping[str, Callable[[Sequence[object], str], set[str]]] = MappingProxyType(
     {
-        "agentq.run_tasks": _tasks_carried,
-        "agentq.sync_batch": _batch_carried,
-        "agentq.noop_batch": _batch_carried,
-        "agentq.wave_done": _wave_done_carried,
-        "agentq.finalize": _step_carried(FINALIZE),
-        "agentq.start_run": _step_carried(START),
+        TaskName.RUN_TASKS: _tasks_carried,
+        TaskName.SYNC_BATCH: _batch_carried,
+        TaskName.NOOP_BATCH: _batch_carried,
+        TaskName.WAVE_DONE: _wave_done_carried,
+        TaskName.FINALIZE: _step_carried(FINALIZE),
+        TaskName.START_RUN: _step_carried(START),
     }
 )
 

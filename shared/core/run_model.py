@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import PydanticSerializationError
 
 from shared.core.json_text import dumps
+from shared.core.task_names import TaskName
 
 
 class Status(StrEnum):
@@ -43,7 +44,7 @@ class RunKind(StrEnum):
     WORKFLOW = "workflow"
 
 
-SYNC_BATCH_TASK = "agentq.sync_batch"  # the task that runs a sync batch, unless a run names another
+SYNC_BATCH_TASK = TaskName.SYNC_BATCH.value
 
 
 class Record(BaseModel):

@@ -41,7 +41,7 @@ def wave(index: int) -> str:
 
 
 def claim(step: str) -> str:
-    """The run part taken once per run for `step` (start, wave-done:<n>, finished ...)."""
+    """The run part taken once per run for `step` (shared/core/reconcile.py names them)."""
     return f"claim:{step}"
 
 

@@ -9,6 +9,7 @@ import redis
 
 from shared.adapters.redis import keys
 from shared.adapters.redis.keys import run_key
+from shared.core import reconcile
 from shared.core.reconcile import NodeView, SyncView, WorkflowView
 from shared.core.run_model import NodeState, RunKind, RunMeta
 
@@ -29,7 +30,7 @@ def reconcile_view(
 def workflow_view(r: redis.Redis, run_id: str, meta: RunMeta, states: Mapping[str, NodeState]) -> WorkflowView:
     pipe = r.pipeline(transaction=False)
     pipe.hgetall(run_key(run_id, keys.OPEN))
-    pipe.exists(run_key(run_id, keys.claim("start")))
+    pipe.exists(run_key(run_id, keys.claim(reconcile.START)))
     pipe.get(run_key(run_id, keys.LEFT))
     pipe.smembers(run_key(run_id, keys.OUTBOX))
     open_inputs, started, left, outbox = pipe.execute()
@@ -45,7 +46,7 @@ def workflow_view(r: redis.Redis, run_id: str, meta: RunMeta, states: Mapping[st
 
 def sync_view(r: redis.Redis, run_id: str, meta: RunMeta, states: Mapping[str, NodeState]) -> SyncView:
     waves = range(meta.waves)
-    steps = ["start", *(f"wave-done:{w}" for w in waves)]
+    steps = [reconcile.START, *(reconcile.wave_done_item(w) for w in waves)]
     pipe = r.pipeline(transaction=False)
     for w in waves:
         pipe.lrange(run_key(run_id, keys.wave(w)), 0, -1)
