@@ -194,6 +194,29 @@ def test_hostile_files_are_named_and_never_starve_the_valid_ones(cli: Cli, tmp_p
     assert all(len(teams.get(f"good-{i}", [])) == 1 for i in range(VALID_TEAMS)), sorted(teams)
 
 
+def test_a_tool_whose_code_exits_as_it_loads_fails_alone(cli: Cli, tmp_path: Path) -> None:
+    """A tool whose code raises SystemExit or KeyboardInterrupt as AutoGen loads it (validation runs
+    it, as Studio does) killed the worker's event loop: the sync, and every later one on that
+    worker, hung. It fails, named; the rest syncs."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    _valid_tree(tree)
+    for label, raised in (("exits", "SystemExit(0)"), ("interrupts", "KeyboardInterrupt")):
+        (tree / f"{label}.yaml").write_text(
+            "provider: autogen_core.tools.FunctionTool\ncomponent_type: tool\n"
+            f"label: {label}\nconfig: {{name: f, description: d, global_imports: [], has_cancellation_support: false, "
+            f'source_code: "raise {raised}\\ndef f() -> int:\\n    return 1\\n"}}\n'
+        )
+    proc = cli.run("sync", str(tree), "--json", "--timeout", "60")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    nodes = json.loads(proc.stdout)["nodes"]
+    assert "raised SystemExit" in nodes["exits"]["error"], nodes["exits"]
+    assert "raised KeyboardInterrupt" in nodes["interrupts"]["error"], nodes["interrupts"]
+    assert {nodes[f"good-{i}"]["status"] for i in range(VALID_TEAMS)} == {"done"}
+    teams = cli.studio().teams_by_label()
+    assert all(len(teams.get(f"good-{i}", [])) == 1 for i in range(VALID_TEAMS)), sorted(teams)
+
+
 def test_markup_in_names_and_labels_is_printed_as_written(cli: Cli, tmp_path: Path) -> None:
     """Square brackets are rich's markup: a label `[/]` or a file `[b]x.yaml` ended plan and sync
     in a MarkupError traceback. They are shown as written; a label of thousands of characters is

@@ -458,6 +458,53 @@ def test_secrets_stay_out_of_a_transcripts_tool_calls_and_results(
     assert_not_in_redis(wf_cli.redis_url, TEST_SECRET)
 
 
+def test_a_tool_that_calls_sys_exit_fails_its_task_and_the_worker_goes_on(
+    wf_cli: Cli, standin, tmp_path: Path
+) -> None:
+    """SystemExit raised in a tool's task came out of the worker's event loop, whose thread died:
+    every later task of that worker process hung while it still looked alive."""
+    url, state = standin
+    write_tree(tmp_path, url)
+    quits = "def quit(note: str) -> str:\n    raise SystemExit(3)\n"
+    write_docs(
+        tmp_path,
+        {
+            "tools/quit.yaml": {
+                "provider": "autogen_core.tools.FunctionTool",
+                "component_type": "tool",
+                "label": "quit",
+                "config": {
+                    "name": "quit",
+                    "description": "quits",
+                    "source_code": quits,
+                    "global_imports": [],
+                    "has_cancellation_support": False,
+                },
+            },
+            "workbenches/w.yaml": {
+                "provider": "autogen_core.tools.StaticWorkbench",
+                "component_type": "workbench",
+                "label": "w",
+                "config": {"tools": [{"$ref": "quit"}]},
+            },
+            "agents/a.yaml": agent_doc("alice", workbench={"$ref": "w"}),
+        },
+    )
+    tasks = [{"id": f"q{i}", "description": f"call the tool {i}", "retries": 0} for i in range(4)]
+    wf = write_workflow(tmp_path, tasks)
+    code, report = run(wf_cli, wf, "--timeout", "60")
+    assert code == 1, report
+    assert {t["status"] for t in report["tasks"].values()} == {"failed"}, report["tasks"]
+    assert all("raised SystemExit" in t["error"] for t in report["tasks"].values()), [t["error"] for t in report["tasks"].values()]
+    # the same workers run what comes next
+    later = write_workflow(
+        tmp_path, [{"id": f"b{i}", "description": f"after {i}", "agent": {"$ref": "bob"}} for i in range(8)], "later"
+    )
+    code, report = run(wf_cli, later, "--timeout", "60")
+    assert code == 0, report
+    assert {t["status"] for t in report["tasks"].values()} == {"done"}
+
+
 def test_progress_shows_a_bar_per_task_with_its_status(wf_cli: Cli, standin, tmp_path: Path, redis_url: str) -> None:
     import io
 

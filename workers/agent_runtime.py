@@ -144,6 +144,8 @@ def load_component(spec: Mapping[str, object], resolved: Mapping[str, object], m
         raise AgentError(f"AutoGen refused the configuration: {_refusal(exc)}", at) from exc
     except Exception as exc:  # whatever a provider's constructor raises: one line, no traceback
         raise AgentError(f"AutoGen could not load it: {type(exc).__name__}: {exc}") from exc
+    except (SystemExit, KeyboardInterrupt) as exc:  # a tool's code calling sys.exit: not the worker's
+        raise AgentError(f"AutoGen could not load it: its code raised {type(exc).__name__}") from None
     finally:
         LOADING.reset(token)
     return component
@@ -253,6 +255,9 @@ async def _ran(
     except asyncio.CancelledError:  # the task was cancelled, or its worker is shutting down
         await _stop(component, running, cancel)
         raise
+    except (SystemExit, KeyboardInterrupt) as exc:  # a tool's code calling sys.exit (task_base._serve)
+        await _stop(component, running, cancel)
+        raise AgentError(f"its code raised {type(exc).__name__}") from None
     except RuntimeError as exc:
         # a team's participant failed: AutoGen sends "Type: message\nTraceback:\n<its traceback>"
         head, cut, _ = str(exc).partition("\nTraceback:\n")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import logging
 import os
 import threading
 import time
@@ -25,6 +26,7 @@ from shared.adapters.redis.conn import AsyncRedis, async_client
 from shared.adapters.redis.keys import limit_name
 from shared.adapters.redis.semaphore import PrioritySemaphore
 from shared.adapters.redis.store import AsyncRunState, Store
+from shared.core.exceptions import TaskFailed
 from shared.settings import Settings
 from workers.releases import Released, Releases
 
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from workers.model_pool import ModelClients
 
 T = TypeVar("T")
+log = logging.getLogger("agentq.worker")
 CANCEL_CHECK_EVERY = 0.5  # seconds
 CANCEL_ASK_SECONDS = 2.0  # past it, a cancel check takes the answer before
 ADMITTED = 8  # a few: enough to keep a model's line fed, few enough that answers are read between them
@@ -39,9 +42,22 @@ ADMITTED = 8  # a few: enough to keep a model's line fed, few enough that answer
 
 def _loop_thread() -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
     loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="agentq-loop", daemon=True)
+    thread = threading.Thread(target=_serve, args=(loop,), name="agentq-loop", daemon=True)
     thread.start()
     return loop, thread
+
+
+def _serve(loop: asyncio.AbstractEventLoop) -> None:
+    """Run the process's loop until it is stopped. A task that raises SystemExit or
+    KeyboardInterrupt (a tool's code calling sys.exit) has asyncio raise it out of the loop too
+    (after setting it on the task): the loop, which every task of the process shares, goes on, and
+    what awaited that task gets it (workers/agent_runtime.py says it as the task's failure)."""
+    while True:
+        try:
+            loop.run_forever()
+            return
+        except (SystemExit, KeyboardInterrupt) as exc:
+            log.warning("a task's code raised %s; the event loop goes on", type(exc).__name__)
 
 
 @dataclass
@@ -68,7 +84,10 @@ class _Resources:
     galleries: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+        try:
+            return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+        except (SystemExit, KeyboardInterrupt) as exc:  # a tool's, not this process's: see _serve
+            raise TaskFailed(f"the task's code raised {type(exc).__name__}") from None
 
     def close(self) -> None:
         if self.pid != os.getpid():  # inherited through fork: the parent's to close

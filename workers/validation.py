@@ -123,6 +123,8 @@ def _instantiation_errors(cls: type[ComponentLoader], component: Mapping[str, ob
             cls.load_component(ComponentModel.model_validate(with_placeholder_keys(component)))
         finally:
             VALIDATING.reset(token)
+    except (SystemExit, KeyboardInterrupt) as exc:  # a tool's code calling sys.exit: not the worker's
+        return [f"instantiation: Failed to instantiate component: its code raised {type(exc).__name__}"]
     except Exception as exc:
         if _missing_package(exc):
             raise Undecided(f"building it needs a package this worker lacks: {exc}") from exc
