@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypedDict
 
 from shared.adapters.redis.keys import start_queue
-from shared.core.exceptions import BrokerUnavailable, StartInterrupted
+from shared.core.exceptions import BrokerUnavailable, ServiceUnavailable, StartInterrupted
 from shared.core.run_model import RunMeta, RunState
 from shared.metrics import Metrics
 from shared.run_metrics import record_run
@@ -43,22 +43,41 @@ def launch(
     if dispatcher is None:
         meta = meta.model_copy(update={"state": RunState.FINISHED, "finished": meta.created})
     write(meta)
-    store.flush(metrics)
-    if dispatcher is None:
-        record_run(store, meta)
-        return meta
     try:
+        store.flush(metrics)
+        if dispatcher is None:
+            record_run(store, meta)
+            return meta
         dispatcher.start_run(meta.run_id, start_queue(meta.kind))
     except BrokerUnavailable as exc:  # no worker will ever see the run: `producer status` says why it ended
-        store.finish_run(meta.run_id, error=str(exc))
+        _end(store, meta.run_id, str(exc))
         raise
     except KeyboardInterrupt as exc:  # Ctrl-C before the start was sent: nothing would ever carry the run
-        store.finish_run(meta.run_id, error=INTERRUPTED)
+        _end(store, meta.run_id, INTERRUPTED)
         raise StartInterrupted(meta.run_id) from exc
+    except store.errors as exc:
+        raise ServiceUnavailable(
+            f"Redis became unreachable as run {meta.run_id} started ({exc}): {_when_back(meta.run_id)}"
+        ) from None
     except BaseException:  # SIGTERM, as Ctrl-C
-        store.finish_run(meta.run_id, error=INTERRUPTED)
+        _end(store, meta.run_id, INTERRUPTED)
         raise
     return meta
+
+
+def _end(store: RunStore, run_id: str, why: str) -> None:
+    """End a run whose start was not sent; one Redis does not answer for is said, with its id."""
+    try:
+        store.finish_run(run_id, error=why)
+    except store.errors as exc:
+        raise ServiceUnavailable(f"{why}; and Redis is unreachable ({exc}): {_when_back(run_id)}") from None
+
+
+def _when_back(run_id: str) -> str:
+    return (
+        f"run {run_id} is written but not started; the workers start it once they reach Redis again "
+        f"(`producer status {run_id}` follows it, `producer cancel {run_id}` stops it)"
+    )
 
 
 # why a run whose command ended before its start was sent is over (a worker that gets it anyway

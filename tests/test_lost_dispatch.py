@@ -145,6 +145,45 @@ def test_a_lost_start_message_is_sent_again(standin, lab) -> None:
         embedded.stop(worker)
 
 
+def test_a_run_nobody_waits_for_whose_start_was_lost_is_started_by_the_workers(standin, lab) -> None:
+    """A run written whose start never reached a worker (its producer lost Redis or the broker
+    right after writing it, or `--no-wait` and the message was lost) stayed `running` for good:
+    nothing but a waiting producer sent a lost start again. The workers' chore starts it."""
+    from tests.test_workflow_run import write_tree, write_workflow
+
+    url, port, client, tmp = lab
+    base, _ = standin
+    write_tree(tmp, base)
+    wf = write_workflow(tmp, [{"id": f"t{i}", "description": f"unstarted {i}"} for i in range(3)])
+    thief = _thief(port, MODELS_QUEUE, 1)  # takes the run's start and never reads it
+    wait_for(lambda: client.info("clients")["blocked_clients"] >= 1, 10, "the thief to block in BRPOP")
+    env = {**WORKER_ENV, "WORKER_DEAD_SECONDS": "1", "RESOURCE_INTERVAL_SECONDS": "0.5"}
+    worker = embedded.start_worker(url, concurrency=2, name="chore", env=env, log_path=tmp / "w.log")
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "producer.cli", "run", str(wf), "--no-wait"],
+            env={**os.environ, **WORKER_ENV, "REDIS_URL": url, "AGENTQ_CACHE_DIR": str(tmp / "cache")},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        run_id = proc.stdout.strip()
+        status = [sys.executable, "-m", "producer.cli", "status", run_id, "--json", "--redis-url", url]
+
+        def finished() -> dict | None:
+            out = subprocess.run(status, capture_output=True, text=True, timeout=60, env={**os.environ, **WORKER_ENV})
+            report = json.loads(out.stdout)
+            return report if report["state"] == "finished" else None
+
+        report = wait_for(finished, 60, "the workers to start the run", interval=0.5)
+        assert {t["status"] for t in report["tasks"].values()} == {"done"}, report["tasks"]
+        assert "was written but never started" in (tmp / "w.log").read_text()
+    finally:
+        thief.close()
+        embedded.stop(worker)
+
+
 API_RUN = """
 import json, sys, warnings
 from producer import run_workflow

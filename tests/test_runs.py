@@ -189,6 +189,60 @@ def test_ctrl_c_before_the_runs_start_reached_the_broker_names_the_run_it_ended(
     assert shown["state"] != "running", shown
 
 
+def test_redis_lost_as_the_run_starts_names_the_run_and_the_workers_start_it_later(tmp_path: Path, standin) -> None:
+    """The producer lost Redis between writing the run and sending its start (a partition): it said
+    only "Redis is unreachable", and the run, never started nor ended, stayed `running` for good.
+    It names the run; once Redis is back, the workers start it."""
+    import socket
+
+    from tests.test_workflow_run import write_tree
+
+    base, _ = standin
+    write_tree(tmp_path, base)
+    port = embedded.free_port()
+    url, redis_proc = embedded.start_redis(tmp_path / "redis", port=port, persist=True)
+    env = {**os.environ, **WORKER_ENV, "REDIS_URL": url, "AGENTQ_CACHE_DIR": str(tmp_path / "cache")}
+    env["REDIS_OUTAGE_SECONDS"] = "2"
+    worker = None
+    try:
+        with socket.socket() as silent:  # a broker that takes the connection and never answers
+            silent.bind(("127.0.0.1", 0))
+            silent.listen(8)
+            producer = subprocess.Popen(
+                [sys.executable, "-m", "producer.cli", "run", str(workflow(tmp_path, 2, "partitioned"))],
+                env={**env, "BROKER_URL": f"redis://127.0.0.1:{silent.getsockname()[1]}/0"},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            run_id = wait_for(
+                lambda: (runs := json.loads(cli(env, "runs", "--json").stdout)["runs"]) and runs[0]["run_id"],
+                60,
+                "the run written, its start on its way",
+                interval=0.2,
+            )
+            embedded.stop(redis_proc)  # Redis goes (and the silent broker never answers)
+            _, err = producer.communicate(timeout=120)
+        assert producer.returncode == 3, err
+        assert f"run {run_id} is written but not started" in err and f"producer cancel {run_id}" in err, err
+        assert "Traceback" not in err
+
+        url, redis_proc = embedded.start_redis(tmp_path / "redis", port=port, persist=True)  # back, with its data
+        fast = {**WORKER_ENV, "WORKER_DEAD_SECONDS": "1", "RESOURCE_INTERVAL_SECONDS": "0.5"}
+        worker = embedded.start_worker(url, concurrency=2, name="back", env=fast, log_path=tmp_path / "w.log")
+
+        def ended() -> dict | None:
+            report = json.loads(cli(env, "status", run_id, "--json").stdout)
+            return report if report["state"] == "finished" else None
+
+        report = wait_for(ended, 90, "the workers to start the run", interval=0.5)
+        assert {t["status"] for t in report["tasks"].values()} == {"done"}, report
+    finally:
+        if worker is not None:
+            embedded.stop(worker)
+        embedded.stop(redis_proc)
+
+
 def test_ctrl_c_on_a_real_redis_says_the_run_goes_on_and_how_to_cancel_it(lab) -> None:
     env, state, tmp = lab
     state.control["delay"] = 0.3

@@ -458,9 +458,7 @@ def test_secrets_stay_out_of_a_transcripts_tool_calls_and_results(
     assert_not_in_redis(wf_cli.redis_url, TEST_SECRET)
 
 
-def test_a_tool_that_calls_sys_exit_fails_its_task_and_the_worker_goes_on(
-    wf_cli: Cli, standin, tmp_path: Path
-) -> None:
+def test_a_tool_that_calls_sys_exit_fails_its_task_and_the_worker_goes_on(wf_cli: Cli, standin, tmp_path: Path) -> None:
     """SystemExit raised in a tool's task came out of the worker's event loop, whose thread died:
     every later task of that worker process hung while it still looked alive."""
     url, state = standin
@@ -495,7 +493,9 @@ def test_a_tool_that_calls_sys_exit_fails_its_task_and_the_worker_goes_on(
     code, report = run(wf_cli, wf, "--timeout", "60")
     assert code == 1, report
     assert {t["status"] for t in report["tasks"].values()} == {"failed"}, report["tasks"]
-    assert all("raised SystemExit" in t["error"] for t in report["tasks"].values()), [t["error"] for t in report["tasks"].values()]
+    assert all("raised SystemExit" in t["error"] for t in report["tasks"].values()), [
+        t["error"] for t in report["tasks"].values()
+    ]
     # the same workers run what comes next
     later = write_workflow(
         tmp_path, [{"id": f"b{i}", "description": f"after {i}", "agent": {"$ref": "bob"}} for i in range(8)], "later"

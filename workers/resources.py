@@ -15,6 +15,7 @@ import psutil
 from celery import Celery, bootsteps
 from celery.worker.consumer import Consumer
 
+from shared.adapters.redis.keys import start_queue
 from shared.adapters.redis.store import Store
 from shared.metrics import Metrics
 from shared.requeue import lost_messages, requeue_worker
@@ -22,6 +23,7 @@ from shared.settings import Settings
 from workers.incarnation import PROCESS_STARTED
 
 log = logging.getLogger("agentq.throttle")
+UNSTARTED_LOOKED_FOR = 24 * 3600.0  # seconds: a run written but never started is started up to a day later
 HOST_FORGET_SECONDS = 24 * 3600  # a worker silent this long is forgotten
 
 
@@ -115,6 +117,7 @@ class Host:
         self.cluster.forget_gone_hosts(time.time() - HOST_FORGET_SECONDS)
         self.cluster.report_reading(self.nodename, self._heartbeat(now))
         self._requeue_gone_workers()
+        self._start_unstarted_runs()
 
     def _requeue_gone_workers(self) -> None:
         """The messages of workers gone or restarted, put back on their queues by one worker of the
@@ -137,6 +140,25 @@ class Host:
             live = {t for ids in self.cluster.running_messages().values() for t in ids}
             if count := dispatcher.requeue(set(), now - dead_after, live):
                 log.warning("requeued %d message(s) a gone worker had taken but not started", count)
+
+    def _start_unstarted_runs(self) -> None:
+        """The start of a run nobody started, published again by one worker of the cluster at a
+        time: its producer lost Redis or the broker between writing the run and publishing its
+        start (a partition, a lost host), or the start message was lost while nobody waits for the
+        run (`--no-wait`). Only past twice WORKER_DEAD_SECONDS (a waiting producer sends a lost start
+        again first, after DISPATCH_GRACE_SECONDS), and once per run in ten times that: a start that
+        waits in a long queue gains a copy at most that often (the start is claimed once)."""
+        dead_after = 2 * self.settings.worker_dead_seconds
+        if not self.cluster.take_turn("start-unstarted", dead_after / 4):
+            return
+        from shared.adapters.celery import CeleryDispatcher
+
+        now = time.time()
+        unstarted = self.cluster.unstarted_runs(now - UNSTARTED_LOOKED_FOR, now - dead_after)
+        for meta in unstarted:
+            if self.cluster.take_turn(f"start:{meta.run_id}", 10 * dead_after):
+                log.warning("run %s was written but never started: its start is published again", meta.run_id)
+                CeleryDispatcher(self.app).start_run(meta.run_id, start_queue(meta.kind))
 
     def _heartbeat(self, now: dict[str, float]) -> dict[str, object]:
         return {

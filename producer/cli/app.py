@@ -262,6 +262,11 @@ def interruptible(run_id: str, embedded_default: bool) -> Iterator[None]:
         raise Interrupted(run_id, goes_on=not embedded_default) from None
     except RunTimedOut as exc:
         raise RunTimedOut(f"{exc}; {what_becomes(run_id, not embedded_default, named=False)}") from None
+    except Exception as exc:
+        if not _is_redis_error(exc):
+            raise
+        said = f"Redis at {shown_url(_redis_named())} is unreachable: {exc}"
+        raise ServiceUnavailable(f"{said}; {what_becomes(run_id, not embedded_default)}") from None
     except SystemExit as exc:
         if exc.code in SIGNALLED:  # `kill`, `timeout`: said as Ctrl-C is, with the signal's exit code
             with contextlib.suppress(OSError):  # a closed terminal (SIGHUP) takes no line

@@ -44,7 +44,7 @@ class RunKind(StrEnum):
     WORKFLOW = "workflow"
 
 
-SYNC_BATCH_TASK = TaskName.SYNC_BATCH.value
+SYNC_BATCH_TASK = TaskName.SYNC_BATCH
 
 
 class Record(BaseModel):

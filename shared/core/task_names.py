@@ -3,17 +3,18 @@ loading pydantic."""
 
 from __future__ import annotations
 
-from enum import StrEnum
+from typing import Final
 
 
-class TaskName(StrEnum):
-    """The Celery tasks (workers/tasks.py), by the names their messages carry."""
+class TaskName:
+    """The Celery tasks (workers/tasks.py), by the names their messages carry. Plain strings, not
+    an enum: Celery takes a task name that is not exactly a str for a task object."""
 
-    START_RUN = "agentq.start_run"
-    SYNC_BATCH = "agentq.sync_batch"  # runs a sync batch, unless a run names another (batch_task)
-    NOOP_BATCH = "agentq.noop_batch"  # a batch that does no work (benchmarks)
-    WAVE_DONE = "agentq.wave_done"
-    FINALIZE = "agentq.finalize"
-    NOOP = "agentq.noop"
-    RUN_TASKS = "agentq.run_tasks"  # workflow tasks released together
-    LOAD_COMPONENT = "agentq.load_component"
+    START_RUN: Final = "agentq.start_run"
+    SYNC_BATCH: Final = "agentq.sync_batch"  # runs a sync batch, unless a run names another (batch_task)
+    NOOP_BATCH: Final = "agentq.noop_batch"  # a batch that does no work (benchmarks)
+    WAVE_DONE: Final = "agentq.wave_done"
+    FINALIZE: Final = "agentq.finalize"
+    NOOP: Final = "agentq.noop"
+    RUN_TASKS: Final = "agentq.run_tasks"  # workflow tasks released together
+    LOAD_COMPONENT: Final = "agentq.load_component"

@@ -26,7 +26,7 @@ from shared.adapters.redis.nodes import SET_STATES_LUA, read_states, set_states_
 from shared.adapters.redis.run_view import reconcile_view
 from shared.adapters.redis.studio_rows import StudioRows
 from shared.core.json_text import dumps
-from shared.core.reconcile import SyncView, WorkflowView
+from shared.core.reconcile import START, SyncView, WorkflowView
 from shared.core.records import NewRun, Release, Spec, encoded
 from shared.core.run_model import RUN_LISTS, TERMINAL, NodeState, RunKind, RunMeta, Status
 from shared.settings import Settings
@@ -127,6 +127,23 @@ class Store(ResultCacheStore, ClusterState, StudioRows):
             if meta
         ]
 
+    def unstarted_runs(self, since: float, before: float) -> list[RunMeta]:
+        """Runs made between `since` and `before` (epoch seconds), neither ended nor cancelled,
+        whose start no worker took: their producer lost Redis or the broker between writing the run
+        and publishing its start, or the start message was lost, and nobody waits for them."""
+        run_ids = [str(r) for r in self.r.zrangebyscore(keys.RUNS, since, before)]
+        pipe = self.r.pipeline(transaction=False)
+        for run_id in run_ids:
+            pipe.get(run_key(run_id, keys.META))
+            pipe.exists(run_key(run_id, keys.claim(START)))
+        replies = pipe.execute() if run_ids else []
+        metas = [
+            RunMeta.from_json(meta)
+            for meta, started in zip(replies[::2], replies[1::2], strict=True)
+            if meta and not started
+        ]
+        return [meta for meta in metas if not meta.is_finished and not meta.cancelled]
+
     def last_run_id(self) -> str | None:
         """The newest run still kept, or None."""
         for meta in self.recent_runs(5):
@@ -135,34 +152,43 @@ class Store(ResultCacheStore, ClusterState, StudioRows):
 
     # ---- run state ------------------------------------------------------------------------
     def create_run(self, run: NewRun) -> None:
+        self._create(run, None)
+
+    def create_workflow_run(self, run: NewRun, release: Release) -> None:
+        """Run state plus the release bookkeeping: open inputs per task, tasks left, and an outbox
+        holding the tasks released but not yet published (here: the ones ready at the start)."""
+        self._create(run, release)
+
+    def _create(self, run: NewRun, release: Release | None) -> None:
+        """One pipeline, the meta last: Redis runs a connection's commands in order, so a run whose
+        meta is there is whole, even when the connection was cut as it was written (the workers
+        start a run its producer wrote but could not start: workers/resources.py)."""
         run_id, meta = run.meta.run_id, run.meta
-        written = [run_key(run_id, keys.META)]
         pipe = self.r.pipeline(transaction=False)
-        pipe.set(written[0], meta.to_json(without=RUN_LISTS))
         for part, mapping in _run_hashes(run).items():
-            written.append(run_key(run_id, part))
             if mapping:
-                pipe.hset(written[-1], mapping=mapping)
+                pipe.hset(run_key(run_id, part), mapping=mapping)
+                pipe.expire(run_key(run_id, part), self.run_ttl)
         for w, batches in enumerate(run.waves):
-            written.append(run_key(run_id, keys.wave(w)))
+            key = run_key(run_id, keys.wave(w))
             # written anew, not added to: a pipeline whose answer was lost is sent again (conn.py),
             # and its RPUSH alone would put every batch in twice, each dispatched twice
-            pipe.delete(written[-1])
-            pipe.rpush(written[-1], *[dumps(b) for b in batches])
-        for key in written:
+            pipe.delete(key)
+            pipe.rpush(key, *[dumps(b) for b in batches])
             pipe.expire(key, self.run_ttl)
+        if release is not None:
+            self._write_release(pipe, run, release)
+        if meta.finished is not None:  # finished as written (nothing to enqueue): no start to take
+            pipe.set(run_key(run_id, keys.claim(START)), "finished as written", ex=self.run_ttl)
+        pipe.set(run_key(run_id, keys.META), meta.to_json(without=RUN_LISTS), ex=self.run_ttl)
         # the index of recent runs: the newest RUNS_KEPT, gone with the last run's TTL
         pipe.zadd(keys.RUNS, {run_id: meta.created})
         pipe.zremrangebyrank(keys.RUNS, 0, -keys.RUNS_KEPT - 1)
         pipe.expire(keys.RUNS, self.run_ttl)
         pipe.execute()
 
-    def create_workflow_run(self, run: NewRun, release: Release) -> None:
-        """Run state plus the release bookkeeping: open inputs per task, tasks left, and an outbox
-        holding the tasks released but not yet published (here: the ones ready at the start)."""
-        self.create_run(run)
+    def _write_release(self, pipe: redis.client.Pipeline, run: NewRun, release: Release) -> None:
         run_id = run.meta.run_id
-        pipe = self.r.pipeline(transaction=False)
         parts: dict[str, Mapping[str, str | int]] = {
             keys.OPEN: release.open_inputs,
             keys.OUTPUTS: release.outputs,
@@ -177,7 +203,6 @@ class Store(ResultCacheStore, ClusterState, StudioRows):
         pipe.set(run_key(run_id, keys.LEFT), len(run.specs))
         for part in (keys.OUTBOX, keys.LEFT):
             pipe.expire(run_key(run_id, part), self.run_ttl)
-        pipe.execute()
 
     def _run_list(self, run_id: str, name: str) -> list[Any]:
         value = self.r.hget(run_key(run_id, keys.LISTS), name)
