@@ -226,6 +226,8 @@ def _studio_data(
     token = environ.get("STUDIO_TOKEN")
     if any(environ.get(name) for name in ("HTTP_PROXY", "http_proxy")):
         return None  # the full path's client goes through the proxy (or not, as NO_PROXY says)
+    if token is not None and ("\r" in token or "\n" in token):
+        return None  # no header can hold it: the full path's settings refuse it, saying why
     try:
         body = http_get(parts.hostname, parts.port or 80, path, {"Authorization": f"Bearer {token}"} if token else {})
         answer = parse(body) if body is not None else None

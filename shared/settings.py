@@ -13,7 +13,6 @@ from pydantic import (
     NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
-    PositiveInt,
     SecretStr,
     ValidationError,
     field_validator,
@@ -37,6 +36,8 @@ BROKER_SCHEMES = ("amqp", "amqps", "redis", "rediss")
 # the bounds a setting may have, each named once (with pydantic's PositiveFloat, NonNegativeInt ...);
 # a count is at least 1 (ge=1, not PositiveInt's gt=0, whose message for a 0 reads 'greater than 0')
 AtLeastOne = Annotated[int, Field(ge=1)]
+# a key's time to live: at most ten years (Redis refuses an expiry past its clock's range)
+TimeToLive = Annotated[int, Field(ge=1, le=10 * 365 * 24 * 3600)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
@@ -123,13 +124,13 @@ class Settings(BaseSettings):
     batch_size: AtLeastOne = Field(default=25, alias="SYNC_BATCH_SIZE")
     # messages a worker process works on at once (threads pool; their work shares one event loop)
     worker_concurrency: AtLeastOne = 32
-    cache_ttl_seconds: PositiveInt = 30 * 24 * 3600
+    cache_ttl_seconds: TimeToLive = 30 * 24 * 3600
     # scan cache, and the embedded Redis and Studio data
     cache_dir: Path = Field(default=Path.home() / ".cache" / "agentq", alias="AGENTQ_CACHE_DIR")
     autogenstudio_bin: str | None = None
     # A fixed port keeps the cache namespace (Studio URL + user) the same from one run to the next.
     local_studio_port: Port = 8081
-    run_ttl_seconds: PositiveInt = 7 * 24 * 3600
+    run_ttl_seconds: TimeToLive = 7 * 24 * 3600
 
     @field_validator("redis_url", mode="before")
     @classmethod
@@ -173,6 +174,21 @@ class Settings(BaseSettings):
                 return value
         return value
 
+    @field_validator("studio_user_id")
+    @classmethod
+    def _user_id(cls, value: str) -> str:
+        if not value.strip():  # rows written for a blank user are seen by nobody
+            raise ValueError("blank: give the Studio user the rows are for")
+        return value
+
+    @field_validator("studio_token")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        # a header cannot hold a line break: read from a file, a token often ends in one
+        if value is not None and any(c in value.get_secret_value() for c in "\r\n"):
+            raise ValueError("contains a line break (a token read from a file keeps its newline: strip it)")
+        return value
+
     @field_validator("studio_url", "exporter_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
@@ -185,10 +201,10 @@ class Settings(BaseSettings):
 
 def _check_redis_url(value: str) -> None:
     parts = urlsplit(value)
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ValueError("expected redis://host:port/db (or rediss://, unix://)")
-    if parts.scheme == "unix":
-        return
+    if parts.scheme == "unix":  # Celery's result backend and kombu name a socket otherwise, and keepalive has none
+        raise ValueError("a Unix socket is not supported: give Redis's TCP address, redis://host:port/db")
+    if parts.scheme not in ("redis", "rediss"):
+        raise ValueError("expected redis://host:port/db (or rediss://)")
     _ = parts.port  # ValueError when it is no port
     db = parts.path.strip("/")
     if db and not db.isdigit():

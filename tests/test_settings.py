@@ -42,6 +42,10 @@ def test_a_wrong_setting_is_named_with_what_was_given(monkeypatch: pytest.Monkey
         ("REDIS_OUTAGE_SECONDS", "inf"),  # Celery's retries were made of it: an OverflowError traceback
         ("STALL_SECONDS", "1e400"),
         ("STUDIO_TIMEOUT_SECONDS", "nan"),
+        # Redis refused the expiry after the run was written: a run that never expired, said as
+        # "Redis is unreachable"
+        ("RUN_TTL_SECONDS", "99999999999999999999"),
+        ("CACHE_TTL_SECONDS", "9223372036854775807"),
     ],
 )
 def test_a_number_out_of_its_range_is_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
@@ -56,6 +60,8 @@ def test_a_number_out_of_its_range_is_refused(monkeypatch: pytest.MonkeyPatch, n
         ("http://127.0.0.1:6379/0", "redis://host:port/db"),
         ("redis://127.0.0.1:99999/0", "Port"),
         ("redis://127.0.0.1:6379/abc", "'abc' is not a number"),
+        # accepted, then every command ended in a TypeError traceback (keepalive on a socket file)
+        ("unix:///var/run/redis.sock", "a Unix socket is not supported"),
     ],
 )
 def test_a_redis_url_that_is_not_one_is_refused_before_anything_connects(
@@ -70,6 +76,14 @@ def test_a_password_in_a_url_is_never_shown(monkeypatch: pytest.MonkeyPatch) -> 
     assert "hunter2" not in _error(monkeypatch, STUDIO_TOKEN="hunter2", STUDIO_URL="not a url")
     assert shown_url("redis://user:pw@h:1/0") == "redis://user:***@h:1/0"
     assert shown_url("redis://h:1/0") == "redis://h:1/0"
+
+
+def test_a_token_with_a_line_break_and_a_blank_user_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A token read from a file keeps its newline: aiohttp raised a traceback over the header (and
+    a header would have been added by it). A blank user got rows nobody sees."""
+    said = _error(monkeypatch, STUDIO_TOKEN="hunter2\n")
+    assert "STUDIO_TOKEN: contains a line break" in said and "hunter2" not in said
+    assert "STUDIO_USER_ID: blank" in _error(monkeypatch, STUDIO_USER_ID="  ")
 
 
 def test_an_empty_redis_url_is_the_embedded_default(monkeypatch: pytest.MonkeyPatch) -> None:
