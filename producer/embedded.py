@@ -54,8 +54,11 @@ def setpriv_with_pdeathsig() -> str | None:
 
 def spawn(args: list[str], log_path: Path | None, **kwargs: Any) -> subprocess.Popen[bytes]:
     """Popen with stdout and stderr appended to `log_path` (or discarded); the child keeps its own
-    copy of the file, so ours is closed at once. The child ends when this process does."""
+    copy of the file, so ours is closed at once. The child ends when this process does. In a
+    session of its own: a Ctrl-C meant for the command (the terminal signals its whole process
+    group) does not stop its Redis or Studio under it; the command stops them, by PID."""
     args = _ends_with_us(args)
+    kwargs.setdefault("start_new_session", True)
     if log_path is None:
         return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, **kwargs)
     with open(log_path, "ab") as log:
@@ -204,15 +207,7 @@ def start_worker(
     ]
     if concurrency:
         args.append(f"--concurrency={concurrency}")
-    # its own process group: a Ctrl-C meant for the producer does not reach it, and it is
-    # stopped by PID like every service started here
-    proc = spawn(
-        args + (extra_args or []),
-        log_path,
-        env=child_env,
-        cwd=Path(__file__).resolve().parent.parent,
-        start_new_session=True,
-    )
+    proc = spawn(args + (extra_args or []), log_path, env=child_env, cwd=Path(__file__).resolve().parent.parent)
     from shared.adapters.celery import worker_probe
 
     with worker_probe(broker, redis_url) as answers:

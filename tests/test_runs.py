@@ -306,6 +306,30 @@ def test_an_interrupted_embedded_run_is_not_taken_up_by_a_later_command(tmp_path
     assert left and all(t["status"] == "skipped" and "interrupted" in t["reason"] for t in left), left
 
 
+def test_ctrl_c_to_the_terminals_group_as_the_embedded_default_starts_is_one_line(tmp_path: Path, standin) -> None:
+    """A terminal's Ctrl-C reaches the whole process group: it stopped the embedded redis-server
+    too, and the command ended in a kombu traceback or "Redis is unreachable"; or, a moment later,
+    in exit 130 with nothing said (and nothing on stdout for --json)."""
+    env, _ = _embedded_lab(tmp_path, standin)
+    producer = subprocess.Popen(
+        [sys.executable, "-m", "producer.cli", "run", str(workflow(tmp_path, 2, "startup")), "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own group, as a shell gives a foreground job
+    )
+    assert producer.stderr is not None
+    first = producer.stderr.readline()
+    assert "started an embedded Redis" in first, first
+    os.killpg(producer.pid, signal.SIGINT)
+    out, err = producer.communicate(timeout=60)
+    assert producer.returncode == 130, first + err
+    assert "Traceback" not in err and "unreachable" not in err, err
+    said = json.loads(out)
+    assert said["exit_code"] == 130 and "interrupted" in said["error"], said
+
+
 def test_ctrl_c_on_the_embedded_default_does_not_wait_for_a_model_call(tmp_path: Path, standin) -> None:
     """A model answering in 25 s: Ctrl-C ends the command, and its worker, long before."""
     import psutil

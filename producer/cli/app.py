@@ -164,7 +164,7 @@ def redis_session(
     with session.redis_session(settings, services, say) as (store, settings):
         try:
             yield store, settings
-        except StartInterrupted as exc:  # typer would end a KeyboardInterrupt with exit 130 and no word
+        except StartInterrupted as exc:  # said with the run it ended
             raise Interrupted(exc.run_id, goes_on=False, started=False) from None
 
 
@@ -265,7 +265,7 @@ def interruptible(run_id: str, embedded_default: bool) -> Iterator[None]:
     except Exception as exc:
         if not _is_redis_error(exc):
             raise
-        said = f"Redis at {shown_url(_redis_named())} is unreachable: {exc}"
+        said = _redis_failed(exc)
         raise ServiceUnavailable(f"{said}; {what_becomes(run_id, not embedded_default)}") from None
     except SystemExit as exc:
         if exc.code in SIGNALLED:  # `kill`, `timeout`: said as Ctrl-C is, with the signal's exit code
@@ -331,8 +331,17 @@ def main() -> None:
     except Exception as exc:
         if not _is_redis_error(exc):
             raise
-        _fail([f"Redis at {shown_url(_redis_named())} is unreachable: {exc}"], Exit.UNAVAILABLE)
+        _fail([_redis_failed(exc)], Exit.UNAVAILABLE)
+    if code == Exit.INTERRUPTED:  # typer's word for a Ctrl-C no command said (none started a run)
+        _fail(["interrupted (Ctrl-C): no run was started"], Exit.INTERRUPTED)
     raise SystemExit(code or 0)
+
+
+def _redis_failed(exc: Exception) -> str:
+    """A Redis error as said: one Redis answered (a full Redis, a refused command) is no lost Redis."""
+    redis = sys.modules["redis"]
+    how = "answered with an error" if isinstance(exc, redis.ResponseError) else "is unreachable"
+    return f"Redis at {shown_url(_redis_named())} {how}: {exc}"
 
 
 def _redis_named() -> str:

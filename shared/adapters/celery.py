@@ -402,7 +402,10 @@ def worker_probe(broker: str, backend: str) -> Iterator[Callable[[str], bool]]:
     probe.conf.update(accept_content=["json"], task_serializer="json", result_serializer="json")
 
     def answers(nodename: str) -> bool:
-        replies = probe.control.ping(timeout=0.5) or []
+        try:
+            replies = probe.control.ping(timeout=0.5) or []
+        except kombu.exceptions.OperationalError as exc:  # the broker not answering (yet): "not yet"
+            raise OSError(str(exc)) from exc
         return any(host.startswith(nodename + "@") for reply in replies for host in reply)
 
     try:
