@@ -242,6 +242,17 @@ def test_invalid_variable_name_names_file_and_field():
     assert "invalid variable name ${1BAD} (for the text itself, write $${1BAD})" in err.message
 
 
+def test_a_default_holding_another_variable_is_an_error_naming_the_field():
+    """`${A:-${B}}` sent the text `${B}` when A was unset (the first `}` ends the default), even
+    with B unset, while `pull` listed both as variables to set."""
+    docs = {"m.yaml": comp("m", "model", url="${A_UNSET:-${B_UNSET}}"), "n.yaml": comp("n", "model", url="${A:-x}")}
+    tree = build_tree(docs, {})
+    (err,) = tree.errors
+    assert (err.path, err.field) == ("m.yaml", "config.url")
+    assert "${A_UNSET:-${B_UNSET}}: a default cannot hold another variable" in err.message
+    assert "n" in tree.valid  # a plain default is fine
+
+
 def test_a_variable_in_a_label_is_an_error_even_when_set():
     docs = {"m.yaml": {**comp("m", "model"), "label": "${HOME}"}}
     tree = build_tree(docs, {"HOME": "set"})

@@ -81,8 +81,16 @@ def inline_refs(doc: Any, resolve: Callable[[str], Any]) -> Any:
 
 
 def find_variables(doc: object) -> list[tuple[str, str]]:
-    """[(field_path, variable_name)] for every `${VAR}` in a string value; bad names included as-is."""
-    return [(path, name) for path, name, default in _placeholders(doc) if default is None]
+    """[(field_path, variable_name)] for every `${VAR}` in a string value; bad names included as-is,
+    and a default that holds another `${` as `NAME:-DEFAULT` (nested defaults are not read as such)."""
+    return [
+        (path, name if default is None else f"{name}:-{default}")
+        for path, name, default in _placeholders(doc)
+        if default is None or NESTED in default
+    ]
+
+
+NESTED = "${"  # in a default: `${A:-${B}}` would send the text `${B}` when A is unset
 
 
 def _placeholders(doc: object) -> Iterator[tuple[str, str, str | None]]:

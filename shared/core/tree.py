@@ -12,7 +12,7 @@ from shared.core.errors import ConfigError
 from shared.core.facts import WORKFLOW, FileFacts, file_facts
 from shared.core.graph import find_cycles, waves
 from shared.core.hashing import node_key
-from shared.core.refs import file_at, inline_refs, is_valid_variable_name
+from shared.core.refs import NESTED, file_at, inline_refs, is_valid_variable_name
 
 # a component held by a config field: its owner's path, and the field (`config.participants[2]`)
 _OWNER = re.compile(r"(.*?)\.?(config\.\w+(?:\[\d+\])?)\Z")
@@ -253,6 +253,8 @@ def _limit_problems(path: str, ff: FileFacts, limits: TreeLimits) -> list[Config
 def _variable_problem(where: str, name: str, env_names: Collection[str]) -> str | None:
     if where == "label":  # the worker would resolve it: Studio's row would carry another name than the tree's
         return f"a label cannot hold a variable (${{{name}}})"
+    if NESTED in name:
+        return f"${{{name}}}}}: a default cannot hold another variable (nested defaults are not supported)"
     if not is_valid_variable_name(name):
         return f"invalid variable name ${{{name}}} (for the text itself, write $${{{name}}})"
     if name not in env_names:
