@@ -91,6 +91,14 @@ def test_missing_required_field_is_named(field):
     assert f"agents/writer.yaml: {field}: required field is missing" == str(err)
 
 
+@pytest.mark.parametrize(("text", "read_as"), [("no", "bool False"), ("1.10", "float 1.1"), ("2024-01-02", "date")])
+def test_a_label_yaml_read_as_another_type_says_what_it_was_read_as(text: str, read_as: str) -> None:
+    """`label: no` said only "Input should be a valid string": YAML 1.1 reads it as false."""
+    doc = yaml.safe_load(f"provider: p.C\ncomponent_type: agent\nlabel: {text}\nconfig: {{}}\n")
+    (err,) = errors_of(doc)
+    assert err.field == "label" and f"YAML read it as {read_as}" in err.message and "quote it" in err.message
+
+
 def test_several_missing_fields_are_all_named():
     errs = errors_of({"component_type": "model"})
     assert {e.field for e in errs} == {"label", "provider", "config"}

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from shared.core import components
-from shared.core.errors import ConfigError
+from shared.core.errors import ConfigError, error_message
 
 # The types the table knew when this module was imported; the spec itself asks the table
 # (shared/core/components.py) each time it validates.
@@ -72,10 +72,8 @@ def validate_spec(path: str, doc: dict[str, Any]) -> ComponentSpec | list[Config
             if err["type"] == UNKNOWN_TYPE:
                 known = ", ".join(components.component_types())
                 message = f"unknown component type {err['input']!r}; expected one of {known}"
-            elif err["type"] == "missing":
-                message = "required field is missing"
             else:
-                message = err["msg"]
+                message = error_message(err)
             errors.append(ConfigError(path=path, field=field, message=message))
         return errors
     found = components.spec_problems(doc)

@@ -22,7 +22,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from shared.core.components import a_kind, display_name, either, is_group, kind_of, runnable_types, task_problems
 from shared.core.endpoints import agents_of, model_specs
-from shared.core.errors import ConfigError
+from shared.core.errors import ConfigError, error_message
 from shared.core.graph import find_cycles, waves
 from shared.core.tree import Tree, broken_file_named
 
@@ -107,8 +107,7 @@ def parse_workflow(path: str, doc: dict[str, Any]) -> Workflow | list[ConfigErro
 def _validation_error(path: str, prefix: str, err: ErrorDetails) -> ConfigError:
     """One of pydantic's errors, its location written as a field path (`config.tasks[0].id`)."""
     loc = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in err["loc"]).replace(".[", "[")
-    message = "required field is missing" if err["type"] == "missing" else err["msg"]
-    return ConfigError(path=path, field=(prefix + loc) or None, message=message)
+    return ConfigError(path=path, field=(prefix + loc) or None, message=error_message(err))
 
 
 def check_workflow(path: str, wf: Workflow, tree: Tree, tree_name: str = "the tree") -> list[ConfigError]:
