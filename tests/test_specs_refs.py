@@ -10,6 +10,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shared.core import components
 from shared.core.errors import ConfigError
 from shared.core.refs import (
     MissingVariable,
@@ -19,7 +20,7 @@ from shared.core.refs import (
     is_valid_variable_name,
     substitute_variables,
 )
-from shared.core.specs import COMPONENT_TYPES, ComponentSpec, validate_spec
+from shared.core.specs import ComponentSpec, validate_spec
 
 HYPO = settings()
 
@@ -57,13 +58,13 @@ def test_valid_spec_is_accepted_and_keeps_extra_keys():
     assert result.model_dump()["extra_key"] == {"kept": True}
 
 
-@pytest.mark.parametrize("ctype", COMPONENT_TYPES)
+@pytest.mark.parametrize("ctype", components.component_types())
 def test_every_component_type_is_accepted(ctype):
     assert isinstance(validate_spec("a.yaml", spec(component_type=ctype)), ComponentSpec)
 
 
 def test_all_seven_autogen_component_types_are_known():
-    assert set(COMPONENT_TYPES) == {
+    assert set(components.component_types()) == {
         "model",
         "agent",
         "team",
@@ -78,7 +79,7 @@ def test_unknown_component_type_names_the_value_and_the_choices():
     (err,) = errors_of(spec(component_type="agnet"))
     assert err.field == "component_type"
     assert "unknown component type 'agnet'" in err.message
-    for ctype in COMPONENT_TYPES:
+    for ctype in components.component_types():
         assert ctype in err.message
     assert "agents/writer.yaml: component_type:" in str(err)
 

@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from producer.scanner import scan
+from shared.core import components
 from shared.core.errors import ConfigError
 from shared.core.hashing import canonical_json, node_key
 from shared.core.refs import substitute_variables
-from shared.core.specs import COMPONENT_TYPES
 from shared.core.tree import build_tree
 
 HYPO = settings()
@@ -434,7 +434,7 @@ def test_examples_tree_is_valid_and_covers_every_component_type():
     assert tree.errors == []
     assert tree.invalid == {} and tree.skipped == {} and tree.broken_files == {}
     assert sorted(tree.nodes) == tree.valid
-    assert {n.component_type for n in tree.nodes.values()} == set(COMPONENT_TYPES)
+    assert {n.component_type for n in tree.nodes.values()} == set(components.component_types())
     for label in tree.valid:
         assert tree.nodes[label].key
         resolved = tree.resolved(label)

@@ -242,7 +242,11 @@ def either(names: tuple[str, ...]) -> str:
 
 
 def is_model(component: Mapping[str, Any]) -> bool:
-    kind = kind_of(component.get("component_type"))
+    return is_model_type(component.get("component_type"))
+
+
+def is_model_type(component_type: object) -> bool:
+    kind = kind_of(component_type)
     return kind is not None and kind.is_model
 
 

@@ -10,9 +10,6 @@ from pydantic_core import PydanticCustomError
 from shared.core import components
 from shared.core.errors import ConfigError, error_message
 
-# The types the table knew when this module was imported; the spec itself asks the table
-# (shared/core/components.py) each time it validates.
-COMPONENT_TYPES: tuple[str, ...] = components.component_types()
 UNKNOWN_TYPE = "unknown_component_type"
 
 

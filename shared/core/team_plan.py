@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from shared.core.components import kind_of
+from shared.core.components import is_model_type
 
 if TYPE_CHECKING:
     from shared.core.tree import Tree
@@ -73,17 +73,12 @@ def model_problem(tree: Tree, label: str, where: str = "the tree") -> str | None
     component in the tree, not of an agent or anything else."""
     node = tree.nodes.get(label)
     if node is None:
-        models = sorted(lbl for lbl, n in tree.nodes.items() if _is_model_type(n.component_type))
+        models = sorted(lbl for lbl, n in tree.nodes.items() if is_model_type(n.component_type))
         known = f"its models: {', '.join(map(repr, models[:8]))}" if models else "it has no model component"
         return f"--model {label!r}: no model labelled so in {where} ({known})"
-    if not _is_model_type(node.component_type):
+    if not is_model_type(node.component_type):
         return f"--model {label!r}: that is the {node.component_type} in {node.path}, not a model component"
     return None
-
-
-def _is_model_type(component_type: str) -> bool:
-    kind = kind_of(component_type)
-    return kind is not None and kind.is_model
 
 
 def team_workflow(

@@ -10,7 +10,6 @@ PREFIX = "agentq"
 
 # ---- run state: agentq:run:<id>:<part>, expiring with the run (RUN_TTL_SECONDS) --------------------
 RUN_PREFIX = f"{PREFIX}:run:"
-RUN_METAS = f"{RUN_PREFIX}*:meta"  # every run's meta (`producer monitor` lists recent runs)
 RUNS = f"{PREFIX}:runs"  # the newest runs by when they were made (RUNS_KEPT, expiring as a run does)
 RUNS_KEPT = 1000
 META = "meta"  # the run's metadata (JSON), read with every message and every poll
