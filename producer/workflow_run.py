@@ -18,7 +18,7 @@ from shared.core.errors import ConfigError
 from shared.core.exceptions import InvalidInput
 from shared.core.loader import parse_document
 from shared.core.prompts import task_key
-from shared.core.records import CacheEntry, NewRun, Release, Spec
+from shared.core.records import AgentRecord, CacheEntry, NewRun, Release, TaskRecord
 from shared.core.run_model import NodeState, RunKind, RunMeta, Status
 from shared.core.tree import Tree, build_tree
 from shared.core.workflow import (
@@ -163,39 +163,39 @@ def _released_as(wf: Workflow, plan: ReleasePlan) -> dict[str, tuple[int, int]]:
 
 
 def _task_specs(
-    records: Mapping[str, Spec],
+    records: Mapping[str, AgentRecord],
     pending: list[WorkflowTask],
     plan: ReleasePlan,
     released: Mapping[str, tuple[int, int]],
     checked: set[str],
-) -> dict[str, Spec]:
+) -> dict[str, TaskRecord]:
     """What a worker needs of each task to run it and release its dependents."""
     return {
-        t.id: {
+        t.id: TaskRecord(
             **records[t.id],
-            "rank": plan.ranks[t.id],
-            "checked": t.id in checked,
-            "dependents": plan.dependents[t.id],
-            "dependent_ranks": {d: released[d] for d in plan.dependents[t.id]},
-        }
+            rank=plan.ranks[t.id],
+            checked=t.id in checked,
+            dependents=plan.dependents[t.id],
+            dependent_ranks={d: released[d] for d in plan.dependents[t.id]},
+        )
         for t in pending
     }
 
 
-def _task_records(wf: Workflow, tree: Tree) -> dict[str, Spec]:
+def _task_records(wf: Workflow, tree: Tree) -> dict[str, AgentRecord]:
     """Each task's record: the task, its agent's component resolved in the tree and the file it is
     in (the worker's errors name it), the workflow's goal."""
     memo: dict[str, Any] = {}
     return {
-        t.id: {
-            "task": t.model_dump(),
-            "agent": tree.resolved(t.agent, memo),
-            "agent_path": tree.nodes[t.agent].path,
-            "agent_files": tree.files_within(t.agent),
-            "mistyped": [m._asdict() for m in tree.mistyped(t.agent)],
-            "agent_key": tree.nodes[t.agent].key,
-            "goal": wf.goal,
-        }
+        t.id: AgentRecord(
+            task=t.model_dump(),
+            agent=tree.resolved(t.agent, memo),
+            agent_path=tree.nodes[t.agent].path,
+            agent_files=tree.files_within(t.agent),
+            mistyped=[m._asdict() for m in tree.mistyped(t.agent)],
+            agent_key=tree.nodes[t.agent].key,
+            goal=wf.goal,
+        )
         for t in wf.tasks
     }
 
@@ -210,13 +210,13 @@ class _ToRun:
     """The tasks to run: each one's spec, the run's release bookkeeping, and the tasks released at
     the start as (task id, rank, message priority)."""
 
-    specs: dict[str, Spec]
+    specs: dict[str, TaskRecord]
     release: Release
     ready: tuple[tuple[str, int, int], ...]
 
 
 def _to_run(
-    wf: Workflow, records: Mapping[str, Spec], pending: list[WorkflowTask], found: _Found, sequential: bool
+    wf: Workflow, records: Mapping[str, AgentRecord], pending: list[WorkflowTask], found: _Found, sequential: bool
 ) -> _ToRun:
     plan = _rest(wf, pending, found.outputs, sequential)
     if plan is None:
@@ -271,7 +271,7 @@ def submit(
 
 
 def _task_keys(
-    by_id: Mapping[str, WorkflowTask], group: list[str], records: Mapping[str, Spec], found: _Found, goal: str
+    by_id: Mapping[str, WorkflowTask], group: list[str], records: Mapping[str, AgentRecord], found: _Found, goal: str
 ) -> dict[str, str]:
     """The cache keys of a group's tasks that are cached and whose inputs are all known."""
     keys = {}
@@ -298,7 +298,7 @@ def _take_hit(found: _Found, task: WorkflowTask, key: str, hit: CacheEntry) -> N
     )
 
 
-def _cached_states(store: ResultCache, wf: Workflow, records: Mapping[str, Spec], metrics: Metrics) -> _Found:
+def _cached_states(store: ResultCache, wf: Workflow, records: Mapping[str, AgentRecord], metrics: Metrics) -> _Found:
     """Tasks whose result is cached, found group by group (a key needs its dependencies' outputs)."""
     found = _Found()
     by_id = {t.id: t for t in wf.tasks}

@@ -14,7 +14,7 @@ from shared.adapters.redis.async_state import AsyncRunState, Ended, TaskEnd
 from shared.core.components import TYPE_MISMATCH
 from shared.core.exceptions import RunCancelled
 from shared.core.prompts import task_key, task_prompt
-from shared.core.records import CacheEntry, Spec, TranscriptMessage
+from shared.core.records import CacheEntry, TaskRecord, TranscriptMessage
 from shared.core.refs import file_at, redact, redact_all, secret_values, substitute_variables
 from shared.core.run_model import TERMINAL, NodeState, RunMeta, Status, TaskUsage
 from shared.metrics import Metrics
@@ -61,7 +61,7 @@ async def run_tasks(ctx: WorkflowContext, task_ids: list[str]) -> None:
         if not claimed.todo:
             return
         await ctx.state.set_states(ctx.run_id, claimed.running, claimed.previous)
-        ranked = sorted(claimed.todo, key=lambda t: -records[t].get("rank", 0))
+        ranked = sorted(claimed.todo, key=lambda t: -records[t]["rank"])
         tasks = _Tasks(
             ctx, records, claimed.running, batch.Ender(states, ctx.hostname), outputs, StartOrder(ranked, ctx.admission)
         )
@@ -72,7 +72,7 @@ async def run_tasks(ctx: WorkflowContext, task_ids: list[str]) -> None:
 
 async def _unless_held(
     ctx: WorkflowContext, task_ids: list[str]
-) -> tuple[dict[str, Spec], dict[str, NodeState], dict[str, str]]:
+) -> tuple[dict[str, TaskRecord], dict[str, NodeState], dict[str, str]]:
     """The tasks' records, states and inputs' outputs, once none of them runs on another live
     worker process: a broker that restarted (RabbitMQ) hands back the messages of connections it
     lost, those of live workers too, whose tasks go on. Their copy waits, and takes over only the
@@ -143,7 +143,7 @@ class _Tasks:
     states of their inputs), the inputs' outputs, and the order they reach their models in."""
 
     ctx: WorkflowContext
-    records: Mapping[str, Spec]
+    records: Mapping[str, TaskRecord]
     running: Mapping[str, NodeState]
     ender: batch.Ender
     outputs: Mapping[str, str]
@@ -174,8 +174,8 @@ async def _end_one(tasks: _Tasks, tid: str) -> None:
 
     async def work() -> NodeState:
         states = tasks.ender.states
-        inputs = [(dep, states[dep].key or "", tasks.outputs.get(dep, "")) for dep in task.get("dependencies", [])]
-        key = task_key(record["goal"], task, record["agent"], inputs, record.get("agent_key", ""))
+        inputs = [(dep, states[dep].key or "", tasks.outputs.get(dep, "")) for dep in task["dependencies"]]
+        key = task_key(record["goal"], task, record["agent"], inputs, record["agent_key"])
         hit = await _cached(ctx, record, key)
         if hit is None:
             return await _run(ctx, tid, record, inputs, key, tasks.order, produced)
@@ -183,7 +183,7 @@ async def _end_one(tasks: _Tasks, tid: str) -> None:
         # a cache entry is the JSON of the summary fields `_run` wrote
         return NodeState.model_validate({"status": Status.CACHED, "key": key, **hit})
 
-    result = await tasks.ender.end(work, task.get("dependencies", []), lambda: secret_values(record["agent"], ctx.env))
+    result = await tasks.ender.end(work, task["dependencies"], lambda: secret_values(record["agent"], ctx.env))
     # a task that failed, or that a cancel stopped mid-run, shows what its model calls cost too
     if result.status in (Status.FAILED, Status.SKIPPED) and produced.usage is not None and produced.usage.attempts:
         result = result.model_copy(update=asdict(produced.usage))
@@ -195,16 +195,16 @@ async def _end_one(tasks: _Tasks, tid: str) -> None:
     await _ended(ctx, record, await ctx.state.end_task(ctx.run_id, end, ctx.metrics))
 
 
-async def _cached(ctx: WorkflowContext, record: Spec, key: str) -> CacheEntry | None:
+async def _cached(ctx: WorkflowContext, record: TaskRecord, key: str) -> CacheEntry | None:
     """The task's cache entry, unless it is not to be cached or the producer looked already."""
-    if not record["task"].get("cache", True) or ctx.meta.no_cache or record.get("checked"):
+    if not record["task"]["cache"] or ctx.meta.no_cache or record["checked"]:
         return None
     (hit,) = await ctx.state.cached([key])
     ctx.metrics.inc("agentq_cache_requests_total", ["workflow_task", "hit" if hit else "miss"])
     return hit
 
 
-async def _ended(ctx: WorkflowContext, record: Spec, ended: Ended) -> None:
+async def _ended(ctx: WorkflowContext, record: TaskRecord, ended: Ended) -> None:
     """Publish what a task's end released; the run's last end finishes it."""
     await _release(ctx, record, ended.released)
     if ended.left == 0:
@@ -214,7 +214,7 @@ async def _ended(ctx: WorkflowContext, record: Spec, ended: Ended) -> None:
 async def _run(
     ctx: WorkflowContext,
     tid: str,
-    record: Spec,
+    record: TaskRecord,
     inputs: list[tuple[str, str, str]],
     key: str,
     order: StartOrder,
@@ -230,8 +230,8 @@ async def _run(
     models = TaskModels(
         ctx.models,
         ctx.limit,
-        record.get("rank", 0),
-        ctx.settings.model_retries if task.get("retries") is None else task["retries"],
+        record["rank"],
+        ctx.settings.model_retries if task["retries"] is None else task["retries"],
         ctx.settings.model_backoff_seconds,
         ctx.settings.model_max_concurrency,
         ctx.metrics,
@@ -239,7 +239,7 @@ async def _run(
         order,
         tid,
         cancelled=ctx.cancelled,
-        task_retries=task.get("retries") is not None,
+        task_retries=task["retries"] is not None,
     )
     produced.usage = models.usage
     said: list[agent_runtime.Entry] = []
@@ -254,7 +254,7 @@ async def _run(
     transcript = redact_all(outcome.transcript, secrets)  # tool calls' arguments and results too
     output = redact(outcome.output, secrets)
     summary = TaskUsage(**asdict(models.usage), stop_reason=outcome.stop_reason).model_dump()
-    if task.get("cache", True):  # written with the task's end (one round trip)
+    if task["cache"]:  # written with the task's end (one round trip)
         produced.cache = (key, {"output": output, "transcript": transcript, **summary})
     produced.output, produced.transcript = output, transcript
     return NodeState.model_validate({"status": Status.DONE, "outcome": "ran", "key": key, **summary})
@@ -271,7 +271,7 @@ async def _count_retry(ctx: WorkflowContext, cause: str) -> None:
 
 async def _load_and_run(
     ctx: WorkflowContext,
-    record: Spec,
+    record: TaskRecord,
     inputs: list[tuple[str, str, str]],
     models: TaskModels,
     said: list[agent_runtime.Entry],
@@ -281,24 +281,20 @@ async def _load_and_run(
     try:
         component = agent_runtime.load(record["agent"], resolved, models)
     except agent_runtime.AgentError as exc:  # the file is the user's to mend: named first
-        path, inside = file_at(record.get("agent_files") or {}, exc.at)
-        where = f"{path or record.get('agent_path') or 'its agent'}{f' ({inside})' if inside else ''}"
-        mistyped = (
-            confirmed(resolved, record["mistyped"]) if record.get("mistyped") and TYPE_MISMATCH in str(exc) else []
-        )
+        path, inside = file_at(record["agent_files"], exc.at)
+        where = f"{path or record['agent_path']}{f' ({inside})' if inside else ''}"
+        mistyped = confirmed(resolved, record["mistyped"]) if record["mistyped"] and TYPE_MISMATCH in str(exc) else []
         raise agent_runtime.AgentError(f"{where}: {exc}{''.join(f'; {m}' for m in mistyped)}") from exc
     prompt = task_prompt(record["goal"], task, [(dep, out) for dep, _, out in inputs])
     try:
-        return await agent_runtime.run(
-            component, prompt, task.get("timeout") or ctx.settings.task_timeout_seconds, said
-        )
+        return await agent_runtime.run(component, prompt, task["timeout"] or ctx.settings.task_timeout_seconds, said)
     except agent_runtime.TaskTimedOut as exc:
         if models.retrying is None:
             raise
         raise agent_runtime.TaskTimedOut(f"{exc}, waiting to retry its model (last: {models.retrying})") from exc
 
 
-async def _release(ctx: WorkflowContext, record: Spec, released: list[str]) -> None:
+async def _release(ctx: WorkflowContext, record: TaskRecord, released: list[str]) -> None:
     if released:
-        ranks = record.get("dependent_ranks") or {}
+        ranks = record["dependent_ranks"]
         await ctx.publish([(tid, *ranks.get(tid, (0, 9))) for tid in released])

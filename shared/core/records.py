@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from shared.core.run_model import NodeState, RunMeta
 
@@ -13,6 +13,27 @@ from shared.core.run_model import NodeState, RunMeta
 Spec = dict[str, Any]
 # A cached result as the cache holds it: the JSON of the fields a node's state takes from it.
 CacheEntry = dict[str, Any]
+
+
+class AgentRecord(TypedDict):
+    """What runs a workflow task, as the producer resolves it in the tree."""
+
+    task: dict[str, Any]  # WorkflowTask.model_dump(): every field of it present, defaults written
+    agent: dict[str, Any]  # its agent's (or team's) component, references resolved, ${VAR}s as written
+    agent_path: str  # the file it is in (the worker's errors name it)
+    agent_files: dict[str, str]  # field path inside it -> the file a referenced component is in
+    mistyped: list[dict[str, Any]]  # the tree's type mismatches in it (Tree.mistyped)
+    agent_key: str  # its content key (part of the task's cache key)
+    goal: str  # the workflow's goal
+
+
+class TaskRecord(AgentRecord):
+    """A workflow task's record, as a worker reads it from the run (a Spec of a workflow run)."""
+
+    rank: int  # its place in the run's critical path: higher starts first
+    checked: bool  # the producer looked its cache entry up already (none)
+    dependents: list[str]  # the tasks waiting on it
+    dependent_ranks: dict[str, tuple[int, int]]  # each dependent's (rank, broker priority); a list read back
 
 
 @dataclass(frozen=True)
@@ -57,7 +78,7 @@ class NewRun:
 
     meta: RunMeta
     nodes: Mapping[str, NodeState]
-    specs: Mapping[str, Spec]
+    specs: Mapping[str, Spec] | Mapping[str, TaskRecord]
     waves: Sequence[Sequence[Sequence[str]]] = ()
     settled: Mapping[str, Settled] = field(default_factory=dict)
 

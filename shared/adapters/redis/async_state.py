@@ -17,7 +17,7 @@ from shared.adapters.redis.keys import run_key
 from shared.adapters.redis.nodes import SET_STATES_LUA, read_states, set_states_call
 from shared.adapters.redis.part import RedisPart
 from shared.core.json_text import dumps
-from shared.core.records import CacheEntry, Spec, TranscriptMessage
+from shared.core.records import CacheEntry, TaskRecord, TranscriptMessage
 from shared.core.run_model import NodeState, RunMeta, Status
 from shared.metrics import Metrics, counter_field
 
@@ -104,11 +104,12 @@ class AsyncRunState:
 
     async def load(
         self, run_id: str, task_ids: list[str]
-    ) -> tuple[dict[str, Spec], dict[str, NodeState], dict[str, str]]:
+    ) -> tuple[dict[str, TaskRecord], dict[str, NodeState], dict[str, str]]:
         """One round trip: the tasks' records, the states of them and their inputs, and the inputs' outputs."""
         specs = await self.r.hmget(run_key(run_id, keys.SPECS), task_ids)
-        records = {t: json.loads(v) for t, v in zip(task_ids, specs, strict=False) if v}
-        deps = sorted({d for r in records.values() for d in r["task"].get("dependencies", [])})
+        # written by the producer as TaskRecord (producer/workflow_run.py), read back as such
+        records: dict[str, TaskRecord] = {t: json.loads(v) for t, v in zip(task_ids, specs, strict=False) if v}
+        deps = sorted({d for r in records.values() for d in r["task"]["dependencies"]})
         pipe = self.r.pipeline(transaction=False)
         pipe.hmget(run_key(run_id, keys.NODES), [*task_ids, *deps])
         pipe.hmget(run_key(run_id, keys.OUTPUTS), deps or ["-"])
