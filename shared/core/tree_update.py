@@ -15,7 +15,7 @@ from typing import Any
 
 from shared.core.errors import ConfigError
 from shared.core.facts import WORKFLOW, FileFacts
-from shared.core.graph import waves
+from shared.core.graph import dependents_of, waves
 from shared.core.hashing import node_key
 from shared.core.tree import Tree, TreeLimits, build_tree, own_problems
 
@@ -56,11 +56,7 @@ def tree_of(
 
 
 def _dependents(tree: Tree) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {label: [] for label in tree.nodes}
-    for label, node in tree.nodes.items():
-        for dep in node.deps:
-            found[dep].append(label)
-    return found
+    return dependents_of({label: node.deps for label, node in tree.nodes.items()})
 
 
 def _pairs(items: list[Any]) -> list[tuple[str, str]]:

@@ -23,7 +23,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 from shared.core.components import a_kind, display_name, either, is_group, kind_of, runnable_types, task_problems
 from shared.core.endpoints import agents_of, model_specs
 from shared.core.errors import ConfigError, error_message
-from shared.core.graph import find_cycles, waves
+from shared.core.graph import dependents_of, find_cycles, waves
 from shared.core.tree import Tree, broken_file_named
 
 MAX_PRIORITY = 1_000_000
@@ -203,11 +203,7 @@ def remaining_path(wf: Workflow) -> dict[str, int]:
 
 def _dependents(wf: Workflow) -> dict[str, list[str]]:
     """Each task's dependents, in task order, each once (a dependency may be listed twice)."""
-    dependents: dict[str, list[str]] = {t.id: [] for t in wf.tasks}
-    for t in wf.tasks:
-        for d in dict.fromkeys(t.dependencies):
-            dependents[d].append(t.id)
-    return dependents
+    return dependents_of({t.id: t.dependencies for t in wf.tasks})
 
 
 MAX_PATH = 999_999
