@@ -28,6 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shared.defaults import cache_dir
+
 if TYPE_CHECKING:
     from producer.nochange import Walks
 
@@ -93,11 +95,6 @@ def read_line(conn: socket.socket) -> bytes:
             return b""
 
 
-def _plain(argv: list[str]) -> bool:
-    """`sync DIR` or `sync DIR --json`: what a watch syncs (a flag is a sync of its own)."""
-    return len(argv) in (2, 3) and argv[0] == "sync" and (len(argv) == 2 or argv[2] == "--json")
-
-
 def try_handoff(argv: list[str], environ: dict[str, str], walks: Walks | None = None) -> int | None:
     """The exit code of a sync the watch of this tree ran for this command; None: sync alone.
     `walks`: the tree walked already (by the no-change answer's look), or walked here."""
@@ -114,12 +111,13 @@ def try_handoff(argv: list[str], environ: dict[str, str], walks: Walks | None = 
 
 
 def _handoff(argv: list[str], environ: dict[str, str], walks: Walks | None) -> int | None:
-    if not _plain(argv) or not environ.get("REDIS_URL") or not Path(argv[1]).is_dir():
+    from producer.nochange import plain_sync
+
+    if not plain_sync(argv) or not environ.get("REDIS_URL") or not Path(argv[1]).is_dir():
         return None
     started = time.monotonic()
     root = Path(argv[1]).resolve()
-    cache_dir = Path(environ.get("AGENTQ_CACHE_DIR") or Path.home() / ".cache" / "agentq")
-    path = socket_path(root, cache_dir, environ)
+    path = socket_path(root, cache_dir(environ), environ)
     if not path.exists() or not private_dir(path.parent):
         return None  # no watch of this tree: nothing else is done
 

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from producer.walk import config_files, default_cache_path
 from shared.adapters.answer_limits import MAX_ANSWER_BYTES
 from shared.adapters.redis.resp import root_still_there
+from shared.defaults import cache_dir
 
 STUDIO_SECONDS = 5.0  # for Studio's listing, as a whole: past it the full path asks (and times out as set)
 SECONDS = '\n  "seconds": null,'  # the first key of the stored report, filled in when it is printed
@@ -292,7 +293,7 @@ def _chunks(reader: BinaryIO) -> bytes:
 
 def try_fast_sync(argv: list[str], environ: dict[str, str], walks: Walks | None = None) -> int | None:
     """`producer sync DIR [--json]` answered without the full machinery; None: not this case."""
-    if not _plain_sync(argv):
+    if not plain_sync(argv):
         return None
     redis_url = environ.get("REDIS_URL")
     if not redis_url:
@@ -302,17 +303,15 @@ def try_fast_sync(argv: list[str], environ: dict[str, str], walks: Walks | None 
     if not root.is_dir():
         return None
     root = root.resolve()
-    # the default of Settings.cache_dir (shared/settings.py), read without importing pydantic
-    cache_dir = Path(environ.get("AGENTQ_CACHE_DIR") or Path.home() / ".cache" / "agentq")
-    found = answer(root, redis_url, cache_dir, environ, walks)
+    found = answer(root, redis_url, cache_dir(environ), environ, walks)
     if found is None:
         return None
     _print_answer(*found, seconds=round(time.monotonic() - started, 3), as_json=len(argv) == 3)
     return 0
 
 
-def _plain_sync(argv: list[str]) -> bool:
-    """`sync DIR` or `sync DIR --json`, nothing else."""
+def plain_sync(argv: list[str]) -> bool:
+    """`sync DIR` or `sync DIR --json`, nothing else (a flag is a sync of its own)."""
     if len(argv) not in (2, 3) or argv[0] != "sync":
         return False
     return len(argv) == 2 or argv[2] == "--json"

@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.core.exceptions import InvalidInput
 from shared.core.secrets import shown_url
+from shared.defaults import CACHE_DIR
 
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
@@ -126,7 +127,7 @@ class Settings(BaseSettings):
     worker_concurrency: AtLeastOne = 32
     cache_ttl_seconds: TimeToLive = 30 * 24 * 3600
     # scan cache, and the embedded Redis and Studio data
-    cache_dir: Path = Field(default=Path.home() / ".cache" / "agentq", alias="AGENTQ_CACHE_DIR")
+    cache_dir: Path = Field(default=CACHE_DIR, alias="AGENTQ_CACHE_DIR")
     autogenstudio_bin: str | None = None
     # A fixed port keeps the cache namespace (Studio URL + user) the same from one run to the next.
     local_studio_port: Port = 8081
