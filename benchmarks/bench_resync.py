@@ -74,6 +74,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.gen_tree import mixed_tree  # noqa: E402
 from producer import embedded  # noqa: E402
+from shared.core.drift import GALLERY_AUTHOR  # noqa: E402
 from shared.core.json_text import dumps  # noqa: E402
 
 USER = "bench"
@@ -337,7 +338,7 @@ def measure(
         rows = client.get("/api/teams/", params={"user_id": USER}).json()["data"]
         team_ids = sorted(r["id"] for r in rows if r["component"].get("label") in users)
         galleries = client.get("/api/gallery/", params={"user_id": USER}).json()["data"]
-        ours = [g for g in galleries if (g.get("config") or {}).get("metadata", {}).get("author") == "agentq producer"]
+        ours = [g for g in galleries if (g.get("config") or {}).get("metadata", {}).get("author") == GALLERY_AUTHOR]
         assert len(team_ids) == len(users) and len(ours) == 1, (users, team_ids, len(ours))
         writes = Writes(team_ids, int(ours[0]["id"]))
 

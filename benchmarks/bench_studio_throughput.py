@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.common import redis_and_workers  # noqa: E402
 from benchmarks.gen_tree import teams_tree  # noqa: E402
 from producer import embedded  # noqa: E402
+from shared.core.drift import GALLERY_AUTHOR  # noqa: E402
 from shared.core.refs import inline_refs  # noqa: E402
 
 TARGET = 0.70  # ours reaches at least this share of the ceiling's throughput
@@ -83,7 +84,7 @@ async def first_sync(
     entry = {
         "id": "agentq-tree",
         "name": "tree",
-        "metadata": {"author": "agentq producer", "version": "0", "description": "first-sync baseline"},
+        "metadata": {"author": GALLERY_AUTHOR, "version": "0", "description": "first-sync baseline"},
         "components": {"models": [model], "agents": [], "tools": [], "terminations": [], "teams": []},
     }
     async with httpx.AsyncClient(

@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from producer import embedded  # noqa: E402
 from producer.standin_llm import ThreadedStandIn  # noqa: E402
+from shared.adapters.redis.keys import limit_name  # noqa: E402
 from shared.adapters.redis.semaphore import PrioritySemaphore  # noqa: E402
 from shared.metrics import Metrics  # noqa: E402
 from workers import agent_runtime  # noqa: E402
@@ -126,7 +127,7 @@ async def measure(url: str, base_url: str, n: int) -> dict[str, float]:
     # as the workers have it: a small pool that makes callers wait (workers/task_base.py)
     client = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(url, max_connections=16))
     clients = ModelClients(60)
-    semaphore = PrioritySemaphore(client, "agentq:limit:bench", 100)
+    semaphore = PrioritySemaphore(client, limit_name("bench"), 100)
 
     async def no_count(_cause: str) -> None:
         return None

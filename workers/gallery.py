@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from shared.core.components import gallery_section, gallery_sections
-from shared.core.drift import entry_stamp, gallery_slug, is_entry
+from shared.core.drift import GALLERY_AUTHOR, entry_stamp, gallery_slug, is_entry
 from shared.core.records import CacheEntry, Component, Row, Spec
 from shared.core.refs import redact, secret_values
 from shared.core.run_model import SUCCEEDED, NodeState, RunMeta, Status
@@ -163,7 +163,7 @@ def _entry(meta: RunMeta, components: dict[str, list[Component]]) -> Component:
         "id": gallery_slug(meta.gallery_name),
         "name": meta.gallery_name,
         "metadata": {
-            "author": "agentq producer",
+            "author": GALLERY_AUTHOR,
             "version": (meta.gallery_key or "")[:16],
             "description": f"Components synced from the config tree {meta.tree}",
         },

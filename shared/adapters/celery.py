@@ -50,7 +50,13 @@ from kombu.entity import Exchange, Queue
 from kombu.utils.url import url_to_parts
 
 from shared.adapters.redis.broker_view import messages, queue_length
-from shared.adapters.redis.conn import KEEPALIVE, SOCKET_TIMEOUT, sync_client
+from shared.adapters.redis.conn import (
+    CONNECT_TIMEOUT,
+    HEALTH_CHECK_SECONDS,
+    KEEPALIVE,
+    SOCKET_TIMEOUT,
+    sync_client,
+)
 from shared.adapters.redis.keys import MODELS_QUEUE, STUDIO_QUEUE
 from shared.core.exceptions import BrokerUnavailable, InvalidInput
 from shared.core.reconcile import carried_by
@@ -161,10 +167,10 @@ def _broker_settings(settings: Settings, broker: str) -> dict[str, Any]:
             # a dead peer (a lost host, a partition) is noticed in seconds, not after TCP's minutes
             # (kombu #1785: a socket timeout keeps a consumer from hanging on a dead connection)
             "socket_timeout": SOCKET_TIMEOUT,
-            "socket_connect_timeout": 5.0,
+            "socket_connect_timeout": CONNECT_TIMEOUT,
             "socket_keepalive": True,
             "socket_keepalive_options": KEEPALIVE,
-            "health_check_interval": 15,
+            "health_check_interval": HEALTH_CHECK_SECONDS,
         },
     )
 
@@ -198,10 +204,10 @@ def create_app(settings: Settings | None = None, include: Sequence[str] = ()) ->
         result_backend_max_sleep_between_retries_ms=2000,
         result_backend_max_retries=max(1, int(settings.redis_outage_seconds)),
         redis_socket_timeout=SOCKET_TIMEOUT,
-        redis_socket_connect_timeout=5.0,
+        redis_socket_connect_timeout=CONNECT_TIMEOUT,
         redis_socket_keepalive=True,
         redis_retry_on_timeout=True,
-        redis_backend_health_check_interval=15,
+        redis_backend_health_check_interval=HEALTH_CHECK_SECONDS,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # a worker waits for its broker for as long as it takes
         worker_send_task_events=True,

@@ -153,6 +153,9 @@ def _unread(path: str, unreadable_paths: Collection[str]) -> bool:
     )
 
 
+GALLERY_AUTHOR = "agentq producer"  # the author a tree's gallery entry names (its metadata)
+
+
 def gallery_slug(name: str) -> str:
     """The id of a tree's gallery entry in Studio (the entry's `config.id`)."""
     return "agentq-" + (re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "tree")

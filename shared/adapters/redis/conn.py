@@ -43,6 +43,8 @@ TEXT: dict[str, Any] = {"decode_responses": True, "encoding_errors": "surrogatee
 BACKOFF_CAP = 2.0  # seconds between tries at most: Redis back is seen within 2 s
 SOCKET_TIMEOUT = 10.0  # a reply not read within this is a lost connection (a blocking read asks for less)
 KEEPALIVE = {socket.TCP_KEEPIDLE: 5, socket.TCP_KEEPINTVL: 2, socket.TCP_KEEPCNT: 3}
+CONNECT_TIMEOUT = 5.0  # seconds for a connection to be made
+HEALTH_CHECK_SECONDS = 15  # a connection idle this long is pinged before it is used
 
 
 def _backoff() -> ExponentialWithJitterBackoff:
@@ -137,10 +139,10 @@ def _options() -> dict[str, Any]:
     return {
         **TEXT,
         "socket_timeout": SOCKET_TIMEOUT,
-        "socket_connect_timeout": 5.0,
+        "socket_connect_timeout": CONNECT_TIMEOUT,
         "socket_keepalive": True,
         "socket_keepalive_options": KEEPALIVE,
-        "health_check_interval": 15,
+        "health_check_interval": HEALTH_CHECK_SECONDS,
     }
 
 
