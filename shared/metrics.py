@@ -56,7 +56,11 @@ class Metrics:
         self.histograms: dict[tuple[str, tuple[str, ...]], list[float]] = {}
 
     def inc(self, name: str, labels: Iterable[str], value: float = 1.0) -> None:
-        self.counters[(name, tuple(str(v) for v in labels))] += value
+        shown = tuple(str(v) for v in labels)
+        # a name or label set the exporter does not know would be counted and never shown
+        if len(COUNTER_HELP[name][1]) != len(shown):
+            raise ValueError(f"{name} takes the labels {COUNTER_HELP[name][1]}, not {shown}")
+        self.counters[(name, shown)] += value
 
     def observe(self, name: str, labels: Iterable[str], value: float) -> None:
         buckets = HISTOGRAM_HELP[name][2]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 import yaml
 
 from monitoring.exporter import CeleryEvents
@@ -85,6 +86,19 @@ def test_dockerfile_installs_the_project_and_its_packages() -> None:
             f"COPY {package} {package}"
         )  # dependencies first
     assert "USER" in text and "HEALTHCHECK" in text
+
+
+def test_a_counter_the_exporter_does_not_serve_is_refused_where_it_is_counted() -> None:
+    """A misspelt name, or a label left out, was counted in Redis and never exported."""
+    from shared.metrics import Metrics
+
+    metrics = Metrics()
+    metrics.inc("agentq_cache_requests_total", ["team", "hit"])
+    with pytest.raises(KeyError):
+        metrics.inc("agentq_cache_request_total", ["team", "hit"])
+    with pytest.raises(ValueError, match="takes the labels"):
+        metrics.inc("agentq_cache_requests_total", ["team"])
+    assert metrics.counter_fields() == {'["agentq_cache_requests_total", ["team", "hit"]]': 1.0}
 
 
 def test_dashboard_queries_only_metrics_the_exporter_serves() -> None:
