@@ -77,7 +77,8 @@ class ResourceGuard(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery is
 
     @staticmethod
     def _watch(c: Consumer) -> Host:
-        settings = Settings()
+        from workers.celery_app import settings  # read and checked once, as the app was made (it imports this module)
+
         app = c.app
         # the result backend is Redis whichever broker carries the messages
         cluster = Store.from_settings(settings, app.conf.result_backend)

@@ -118,7 +118,8 @@ class WorkerTask(Task):  # type: ignore[misc]  # Celery is untyped
         with self.app.__dict__.setdefault("_agentq_resources_lock", threading.Lock()):
             res = self.app.__dict__.get("_agentq_resources")
             if res is None or res.pid != os.getpid():
-                settings = Settings()
+                from workers.celery_app import settings  # read and checked once, as the app was made
+
                 # the result backend is Redis whichever broker carries the messages
                 store = Store.from_settings(settings, self.app.conf.result_backend)
                 res = _Resources(os.getpid(), settings, store, *_loop_thread())
@@ -160,9 +161,7 @@ class WorkerTask(Task):  # type: ignore[misc]  # Celery is untyped
         """Where workflow tasks released on this process are published (call on the loop)."""
         res = self._resources()
         if res.releases is None:
-            from shared.adapters.celery import CeleryDispatcher
-
-            dispatcher = CeleryDispatcher(self.app)
+            from workers.celery_app import dispatcher  # the process's one
 
             def send(run_id: str, groups: list[list[Released]]) -> None:
                 dispatcher.publish_tasks(run_id, groups, res.settings.batch_size)

@@ -9,7 +9,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from shared.adapters.celery import CeleryDispatcher
 from shared.adapters.redis.keys import REQUESTS
 from shared.adapters.redis.store import Store
 from shared.adapters.studio import StudioClient
@@ -22,7 +21,7 @@ from shared.ports import StudioError
 from shared.run_metrics import record_run
 from shared.settings import Settings, environment
 from workers import process_setup  # noqa: F401  (its handlers connect to Celery's signals as it is imported)
-from workers.celery_app import app
+from workers.celery_app import app, dispatcher
 from workers.gallery import write_gallery
 from workers.registration import NodeFailed, RunContext
 from workers.registration import sync_batch as sync_batch_nodes
@@ -32,7 +31,6 @@ from workers.workflow_exec import MessageTaken, WorkflowContext, run_tasks
 T = TypeVar("T")
 log = logging.getLogger("agentq.tasks")
 Loaded = dict[str, bool | str]  # load_component's answer: {"ok": true} or {"ok": false, "error": why}
-dispatcher = CeleryDispatcher(app)
 
 
 def _with_context(task: WorkerTask, run_id: str, work: Callable[[RunContext, Settings], Awaitable[T]]) -> T | None:
