@@ -28,7 +28,7 @@ from shared.core.run_model import SYNC_BATCH_TASK, Status
 from shared.core.task_names import TaskName
 from shared.metrics import Metrics
 from shared.ports import Dispatcher, Message, RunStore
-from shared.requeue import lost_messages, requeue_worker
+from shared.requeue import requeue_gone_workers
 from shared.run_metrics import record_run
 from shared.settings import Settings
 
@@ -62,7 +62,7 @@ class Watchdog:
         self._moved = time.monotonic()  # last time a node ended (the stuck report resets its own clock)
         self._checked = time.monotonic()
         self._progress: tuple[int, float] = (-1, time.monotonic())
-        self._last_death: float | None = None  # when a silent worker was last found
+        self._last_death = 0.0  # when a silent worker was last found (time.time(); 0.0: never)
         self._started = time.monotonic()
         self._told_no_worker = False
         self._broker_away = False  # said once per outage
@@ -137,19 +137,19 @@ class Watchdog:
         self._checked = now
         if not self._told_no_worker and now - self._started > self.dead_after:
             self._say_what_is_missing()
-        self._recover(now)
+        self._recover()
         if now - self._progress[1] > self.stuck_after:
             self._progress = (done, now)
             self._say_where_it_is_stuck()
 
-    def _recover(self, now: float) -> None:
+    def _recover(self) -> None:
         """Lost work sent again, gone workers' messages put back. A broker restart or partition is
         ridden out: what could not be sent is sent at a later check (and a broker that keeps its
         messages, as RabbitMQ's durable queues do, gives them back itself); STALL_SECONDS still
         ends a run that no longer moves."""
         try:
             self._reconcile()
-            self._requeue_gone_workers(now)
+            self._requeue_gone_workers()
         except BrokerUnavailable as exc:
             if not self._broker_away:
                 self.say(f"run {self.run_id}: {exc}; waiting for it (lost work is sent again once it is back)")
@@ -160,28 +160,12 @@ class Watchdog:
             cause = (self.suspect() if self.suspect else None) or "are workers running on its queues?"
             raise RunTimedOut(f"run {self.run_id}: no node ended for {self.give_up_after:g} s (STALL_SECONDS); {cause}")
 
-    def _requeue_gone_workers(self, now: float) -> None:
+    def _requeue_gone_workers(self) -> None:
         """The unacknowledged messages of workers silent for dead_after, put back on their queues
-        (kombu's unacked hash is the Redis broker's; RabbitMQ gives a lost consumer's messages back itself)."""
-        if not self.dispatcher().restores_unacked:
-            return
-        lost = lost_messages(self.store, self.dead_after)
-        for worker, task_ids in lost.items():
-            self._requeue_worker(worker, task_ids)
-            self._last_death = now
-        if not lost and self._last_death and now - self._last_death < 10 * self.dead_after:
-            self._requeue_orphans()
-
-    def _requeue_worker(self, worker: str, task_ids: list[str]) -> None:
-        self.say(requeue_worker(self.store, self.dispatcher(), worker, task_ids, self.dead_after).said(self.dead_after))
-
-    def _requeue_orphans(self) -> None:
-        """A dead worker may also have taken messages it never started, delivered too recently to
-        count as orphans when it was found: they become orphans dead_after later."""
-        live = {t for ids in self.store.running_messages().values() for t in ids}
-        count = self.dispatcher().requeue(set(), time.time() - self.dead_after, live)
-        if count:
-            self.say(f"requeued {count} message(s) a gone worker had taken but not started")
+        (shared/requeue.py, as the workers' chore does it)."""
+        self._last_death = requeue_gone_workers(
+            self.store, self.dispatcher(), self.dead_after, self.say, self._last_death
+        )
 
     def _say_where_it_is_stuck(self) -> None:
         running = {

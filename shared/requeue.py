@@ -1,11 +1,13 @@
 """The messages of a worker that is gone (silent for WORKER_DEAD_SECONDS) or restarted (a new
 process reports under its node name), put back on their queues with kombu's own restore: by the
 producer that waits for a run (producer/recovery.py), and by the workers themselves, one at a time
-(workers/resources.py), so that a run nobody waits for (`--no-wait`) goes on as well."""
+(workers/resources.py), so that a run nobody waits for (`--no-wait`) goes on as well. Both call
+`requeue_gone_workers`."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from shared.ports import Dispatcher, RunStore
@@ -57,3 +59,32 @@ def requeue_worker(
     count = dispatcher.requeue(set(task_ids), orphans_before, live)
     store.messages_ended(worker, *task_ids)
     return Requeued(worker, restarted, count, len(task_ids))
+
+
+def requeue_gone_workers(
+    store: RunStore,
+    dispatcher: Dispatcher,
+    dead_after: float,
+    say: Callable[[str], None],
+    last_death: float,
+    started_before: float = 0.0,
+) -> float:
+    """The messages of the workers gone or restarted (`lost_messages`) put back on their queues,
+    each worker's said; while none is found, for ten times `dead_after` after one last was
+    (`last_death`, time.time(); 0.0: never), those a gone worker had taken but not started, which
+    are orphans only `dead_after` after their delivery. Nothing where the broker gives a lost
+    consumer's messages back itself (RabbitMQ: `restores_unacked`). Returns when a gone worker was
+    last found."""
+    if not dispatcher.restores_unacked:
+        return last_death
+    now = time.time()
+    lost = lost_messages(store, dead_after, now, started_before)
+    for worker, task_ids in lost.items():
+        say(requeue_worker(store, dispatcher, worker, task_ids, dead_after).said(dead_after))
+    if lost:
+        return now
+    if now - last_death < 10 * dead_after:
+        live = {t for ids in store.running_messages().values() for t in ids}
+        if count := dispatcher.requeue(set(), now - dead_after, live):
+            say(f"requeued {count} message(s) a gone worker had taken but not started")
+    return last_death

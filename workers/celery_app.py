@@ -35,5 +35,5 @@ try:
     settings, app = _app()
 except InvalidInput as exc:  # a bad setting: one line (no traceback, no password), for `celery` to exit on
     raise SystemExit(f"error: {exc}") from None
-dispatcher = CeleryDispatcher(app)  # the process's one (workers/tasks.py, workers/task_base.py)
+dispatcher = CeleryDispatcher(app)  # the process's one (workers/tasks.py, task_base.py, resources.py)
 app.steps["consumer"].add(ResourceGuard)

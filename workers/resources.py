@@ -18,7 +18,7 @@ from celery.worker.consumer import Consumer
 from shared.adapters.redis.keys import start_queue
 from shared.adapters.redis.store import Store
 from shared.metrics import Metrics
-from shared.requeue import lost_messages, requeue_worker
+from shared.requeue import requeue_gone_workers
 from shared.settings import Settings
 from workers.incarnation import PROCESS_STARTED
 
@@ -127,20 +127,16 @@ class Host:
         dead_after = 2 * self.settings.worker_dead_seconds
         if not self.cluster.take_turn("requeue", dead_after / 4):
             return
-        from shared.adapters.celery import CeleryDispatcher, is_redis_broker
+        from workers.celery_app import dispatcher  # the process's one (it imports this module)
 
-        if not is_redis_broker(self.app):  # RabbitMQ gives a lost consumer's messages back itself
-            return
-        dispatcher, now = CeleryDispatcher(self.app), time.time()
-        lost = lost_messages(self.cluster, dead_after, started_before=dead_after)
-        for worker, task_ids in lost.items():
-            log.warning("%s", requeue_worker(self.cluster, dispatcher, worker, task_ids, dead_after).said(dead_after))
-            self.last_death = now
-        if not lost and now - self.last_death < 10 * dead_after:
-            # what a dead worker had taken but not started yet is an orphan only dead_after later
-            live = {t for ids in self.cluster.running_messages().values() for t in ids}
-            if count := dispatcher.requeue(set(), now - dead_after, live):
-                log.warning("requeued %d message(s) a gone worker had taken but not started", count)
+        self.last_death = requeue_gone_workers(
+            self.cluster,
+            dispatcher,
+            dead_after,
+            lambda line: log.warning("%s", line),
+            self.last_death,
+            started_before=dead_after,
+        )
 
     def _start_unstarted_runs(self) -> None:
         """The start of a run nobody started, published again by one worker of the cluster at a
