@@ -19,15 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from producer.walk import IGNORE_FILE, is_config_name
 from shared.core.exceptions import AgentqError, InvalidInput, ServiceUnavailable
-from shared.core.run_model import UNSUCCESSFUL
+from shared.core.run_model import UNSUCCESSFUL, Status
 from shared.ports import Storage
 
 if TYPE_CHECKING:
     from producer.handoff_server import HandoffServer, Request
     from producer.pipeline import Services, SyncOutcome
 
-# what says "try again later" in a node's error: Studio or a model endpoint away, overloaded or failing
-RETRYABLE_MARKS = ("unreachable", "answered 5", "answered 429", "timed out", "Redis")
 RETRY_FIRST, RETRY_MAX = 1.0, 30.0
 TICK_MS = 50  # how often the watcher wakes with no change: a failed sync's retry, a command's hand-off
 
@@ -43,6 +41,7 @@ class SyncLine:
     run_id: str | None = None
     error: str | None = None  # the sync could not run or finish (Redis, Studio, a worker)
     problems: list[str] = field(default_factory=list)  # "file: label: error" per failed (or invalid) node
+    may_pass: bool = False  # a node failed as may pass later: a service away or overloaded (its `retryable`)
     retry: bool = False  # tried again on a timer: what failed may work later
 
     def text(self) -> str:
@@ -119,15 +118,18 @@ def _take_report(line: SyncLine, report: dict[str, Any]) -> None:
     """The counts, the problems and the run's own error, from the run's report."""
     line.counts = dict(report["counts"])
     line.problems = _problems(report)
+    line.may_pass = any(st.get("retryable") for st in report["nodes"].values() if st.get("status") == Status.FAILED)
     if report.get("error"):
         line.error = str(report["error"])
 
 
 def retryable(line: SyncLine) -> bool:
-    """A sync worth trying again with no file changed: a service was away or overloaded."""
+    """A sync worth trying again with no file changed: it could not run or finish, or a node failed
+    as may pass later, a service away or overloaded (its state's `retryable`, which the worker set
+    from the failure itself, workers/batch.py)."""
     if line.error:
         return True
-    return line.counts.get("failed", 0) > 0 and any(m in p for p in line.problems for m in RETRYABLE_MARKS)
+    return line.counts.get("failed", 0) > 0 and line.may_pass
 
 
 def _broker_errors(store: Storage) -> tuple[type[Exception], ...]:

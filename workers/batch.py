@@ -15,6 +15,8 @@ from shared.adapters.redis.conn import is_outage
 from shared.core.exceptions import AgentqError, RunCancelled
 from shared.core.refs import MissingVariable, redact
 from shared.core.run_model import SUCCEEDED, TERMINAL, UNSUCCESSFUL, NodeState, Status
+from shared.ports import StudioError
+from shared.retry import classify
 
 NEVER_WRITTEN = NodeState(status=Status.PENDING)  # a node of a message whose run state has none
 
@@ -88,11 +90,21 @@ class Ender:
 
 
 def _failed(exc: Exception, hostname: str, secrets: Callable[[], list[str]]) -> NodeState:
-    """The state of a node whose work raised `exc`: the error named, secrets scrubbed."""
+    """The state of a node whose work raised `exc`: the error named, secrets scrubbed, and whether
+    the same work may pass when tried again later (`retryable`, what `producer watch` retries on):
+    as Studio's client judged it (StudioError.retryable), or as the retry policy reads the error
+    or what caused it (a timeout, a lost connection, a 429 or 5xx: shared/retry.py), never by its text."""
     if isinstance(exc, MissingVariable):
         error = f"environment variable {exc.name} is not set on worker {hostname} (field {exc.field})"
     elif isinstance(exc, AgentqError):  # a failure we can name: Studio's, the model's, AutoGen's
         error = redact(str(exc), secrets())
     else:  # a tool's or a bug's: it must not lose the batch's other results
         error = redact(f"{type(exc).__name__}: {exc}", secrets())
+    chain: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and cause not in chain:  # a validation that timed out too often: its TimeoutError
+        chain.append(cause)
+        cause = cause.__cause__
+    if any((isinstance(e, StudioError) and e.retryable) or classify(e) is not None for e in chain):
+        return NodeState(status=Status.FAILED, error=error, retryable=True)  # only then written: reports as before
     return NodeState(status=Status.FAILED, error=error)

@@ -152,6 +152,7 @@ class NodeState(Record):
     path: str | None = None  # the file it came from
     outcome: str | None = None  # created, updated, unchanged, validated, ran
     error: str | None = None  # why it failed (secrets scrubbed)
+    retryable: bool = False  # its failure may pass when tried again later (a service away, slow or overloaded)
     reason: str | None = None  # why it was skipped
     worker: str | None = None  # the Celery node that ran it
     task_id: str | None = None  # the Celery message that carried it
