@@ -132,8 +132,11 @@ def retryable(line: SyncLine) -> bool:
     return line.counts.get("failed", 0) > 0 and line.may_pass
 
 
-def _broker_errors(store: Storage) -> tuple[type[Exception], ...]:
-    """The store's errors, and kombu's for a publish that found no broker when Celery is imported."""
+def _redis_errors(store: Storage) -> tuple[type[Exception], ...]:
+    """Redis out of reach: the store's errors, and once Celery is imported kombu's OperationalError,
+    which the watchdog's requeue of a gone worker's messages still raises when the Redis broker is
+    gone (only a Redis broker is asked to requeue: Dispatcher.restores_unacked). A publish that
+    finds no broker, Redis or RabbitMQ, raises BrokerUnavailable instead, said as it is below."""
     kombu = sys.modules.get("kombu.exceptions")
     return (*store.errors, kombu.OperationalError) if kombu is not None else store.errors
 
@@ -168,7 +171,7 @@ class Watcher:
             line.run_id = outcome.run_id
             assert outcome.report is not None
             _take_report(line, outcome.report)
-        except _broker_errors(self.store) as exc:
+        except _redis_errors(self.store) as exc:
             line.error = f"Redis unreachable: {exc}"
         except (ServiceUnavailable, TimeoutError) as exc:
             line.error = str(exc)

@@ -5,12 +5,15 @@ read from its text. No servers."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from kombu.exceptions import OperationalError
 
-from producer.watch import SyncLine, _take_report, retryable
-from shared.core.exceptions import TaskFailed
+from producer.watch import SyncLine, Watcher, _take_report, retryable
+from shared.core.exceptions import BrokerUnavailable, TaskFailed
 from shared.core.run_model import NodeState, Status
 from shared.ports import StudioError
 from workers.batch import Ender
@@ -72,3 +75,28 @@ def test_the_watch_retries_on_the_nodes_data_not_their_words(report: dict[str, A
     line = SyncLine(0.0, 0.0, 0)
     _take_report(line, report)
     assert retryable(line) is again
+
+
+@pytest.mark.parametrize(
+    ("exc", "said"),
+    [
+        (BrokerUnavailable("the broker at amqp://rabbit:5672// is unreachable: refused"), "the broker at amqp://"),
+        (OperationalError("Error 111 connecting to 127.0.0.1:6390"), "Redis unreachable: Error 111"),
+        (ConnectionError("store away"), "Redis unreachable: store away"),
+    ],
+    ids=["a publish that found no broker", "the Redis broker's requeue", "the store"],
+)
+def test_a_sync_that_could_not_reach_a_service_is_said_as_it_is_and_tried_again(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, exc: Exception, said: str
+) -> None:
+    """A publish raises BrokerUnavailable, which names its broker, RabbitMQ too; kombu's own error
+    comes only from the Redis broker (the watchdog's requeue)."""
+    services: Any = SimpleNamespace(settings=None, store=SimpleNamespace(errors=(ConnectionError,)), say=print)
+    watcher = Watcher(tmp_path, services, print, None, 100)
+
+    def sync(_: list[str]) -> None:
+        raise exc
+
+    monkeypatch.setattr(watcher, "_sync", sync)
+    line, _ = watcher.sync_once()
+    assert line.error is not None and line.error.startswith(said) and line.retry, line
