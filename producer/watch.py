@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -20,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from producer.walk import IGNORE_FILE, is_config_name
 from shared.core.exceptions import AgentqError, InvalidInput, ServiceUnavailable
 from shared.core.run_model import UNSUCCESSFUL, Status
-from shared.ports import Storage
 
 if TYPE_CHECKING:
     from producer.handoff_server import HandoffServer, Request
@@ -132,15 +130,6 @@ def retryable(line: SyncLine) -> bool:
     return line.counts.get("failed", 0) > 0 and line.may_pass
 
 
-def _redis_errors(store: Storage) -> tuple[type[Exception], ...]:
-    """Redis out of reach: the store's errors, and once Celery is imported kombu's OperationalError,
-    which the watchdog's requeue of a gone worker's messages still raises when the Redis broker is
-    gone (only a Redis broker is asked to requeue: Dispatcher.restores_unacked). A publish that
-    finds no broker, Redis or RabbitMQ, raises BrokerUnavailable instead, said as it is below."""
-    kombu = sys.modules.get("kombu.exceptions")
-    return (*store.errors, kombu.OperationalError) if kombu is not None else store.errors
-
-
 class Watcher:
     """Runs a sync, then one per settled batch of changes, until `stop` is set."""
 
@@ -171,7 +160,7 @@ class Watcher:
             line.run_id = outcome.run_id
             assert outcome.report is not None
             _take_report(line, outcome.report)
-        except _redis_errors(self.store) as exc:
+        except self.store.errors as exc:
             line.error = f"Redis unreachable: {exc}"
         except (ServiceUnavailable, TimeoutError) as exc:
             line.error = str(exc)

@@ -10,7 +10,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from kombu.exceptions import OperationalError
 
 from producer.watch import SyncLine, Watcher, _take_report, retryable
 from shared.core.exceptions import BrokerUnavailable, TaskFailed
@@ -81,16 +80,15 @@ def test_the_watch_retries_on_the_nodes_data_not_their_words(report: dict[str, A
     ("exc", "said"),
     [
         (BrokerUnavailable("the broker at amqp://rabbit:5672// is unreachable: refused"), "the broker at amqp://"),
-        (OperationalError("Error 111 connecting to 127.0.0.1:6390"), "Redis unreachable: Error 111"),
         (ConnectionError("store away"), "Redis unreachable: store away"),
     ],
-    ids=["a publish that found no broker", "the Redis broker's requeue", "the store"],
+    ids=["a publish or a requeue that found no broker", "the store"],
 )
 def test_a_sync_that_could_not_reach_a_service_is_said_as_it_is_and_tried_again(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, exc: Exception, said: str
 ) -> None:
-    """A publish raises BrokerUnavailable, which names its broker, RabbitMQ too; kombu's own error
-    comes only from the Redis broker (the watchdog's requeue)."""
+    """A publish, or the watchdog's requeue, raises BrokerUnavailable, which names its broker,
+    RabbitMQ too; the store's own errors say Redis."""
     services: Any = SimpleNamespace(settings=None, store=SimpleNamespace(errors=(ConnectionError,)), say=print)
     watcher = Watcher(tmp_path, services, print, None, 100)
 
@@ -100,3 +98,17 @@ def test_a_sync_that_could_not_reach_a_service_is_said_as_it_is_and_tried_again(
     monkeypatch.setattr(watcher, "_sync", sync)
     line, _ = watcher.sync_once()
     assert line.error is not None and line.error.startswith(said) and line.retry, line
+
+
+@pytest.mark.integration  # a connection refused by a port nothing listens on
+def test_a_requeue_on_a_gone_redis_broker_is_broker_unavailable() -> None:
+    """kombu's OperationalError reached the watch from the watchdog's requeue, said as "Redis
+    unreachable" whichever broker it was; it is BrokerUnavailable, naming the broker, as a publish is."""
+    from producer import embedded
+    from shared.adapters.celery import CeleryDispatcher
+    from shared.settings import Settings
+
+    url = f"redis://127.0.0.1:{embedded.free_port()}/0"
+    dispatcher = CeleryDispatcher.from_settings(Settings(redis_url=url, redis_outage_seconds=1))
+    with pytest.raises(BrokerUnavailable, match=f"the broker at {url} is unreachable"):
+        dispatcher.requeue(set(), 0.0, set())

@@ -249,8 +249,8 @@ class CeleryDispatcher:
     # ---- publishing ---------------------------------------------------------------------------
     @contextmanager
     def _publishing(self) -> Iterator[None]:
-        """A publish that found no broker (after Celery's own publish retries) is BrokerUnavailable,
-        a failure the CLI names in one line and the watchdog rides out, not kombu's error."""
+        """A publish (or a requeue) that found no broker (after Celery's own publish retries) is
+        BrokerUnavailable, a failure the CLI names in one line and the watchdog rides out, not kombu's error."""
         from kombu.exceptions import OperationalError
 
         try:
@@ -348,7 +348,7 @@ class CeleryDispatcher:
         delivered before `orphans_before` that no live worker is running (a dead worker had taken
         them but not started them yet), with kombu's own restore; returns how many."""
         restored = 0
-        with self.app.connection_for_write() as conn:
+        with self._publishing(), self.app.connection_for_write() as conn:  # a Redis broker gone: BrokerUnavailable
             qos = conn.default_channel.qos
             client = conn.default_channel.client
             delivered = dict(client.zrange(qos.unacked_index_key, 0, -1, withscores=True))
