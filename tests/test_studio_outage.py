@@ -63,6 +63,7 @@ def test_studio_stopped_mid_sync_then_back(cli: Cli, own_studio, tmp_path: Path,
     failed = [s for s in report["nodes"].values() if s["status"] == "failed"]
     assert failed, "stopping Studio mid-sync should fail the teams not yet written"
     assert all("Studio unreachable" in s["error"] or "Studio answered 5" in s["error"] for s in failed), failed[:3]
+    assert all(s.get("retryable") for s in failed), failed[:3]  # what `producer watch` tries again
     created_before = sum(1 for s in report["nodes"].values() if s.get("outcome") == "created")
     assert 1 <= created_before < teams + 2
 

@@ -37,10 +37,11 @@ class _Members:
     resolved: dict[str, Component] = field(default_factory=dict)
     updates: dict[str, NodeState] = field(default_factory=dict)
 
-    def fail(self, label: str, error: str) -> None:
+    def fail(self, label: str, error: str, retryable: bool = False) -> None:
         if label not in self.states:
             self.states[label] = self.read(label)
-        self.updates[label] = self.states[label].model_copy(update={"status": Status.FAILED, "error": error})
+        failed = {"status": Status.FAILED, "error": error} | ({"retryable": True} if retryable else {})
+        self.updates[label] = self.states[label].model_copy(update=failed)
 
     def previous(self) -> dict[str, str]:
         """Each updated member's status before, so the run's counters stay exact."""
@@ -83,7 +84,7 @@ def _read_kept(ctx: RunContext, members: _Members, wanted: Mapping[str, str]) ->
         if key in kept:
             members.records[label] = kept[key]
         else:
-            members.fail(label, "its spec expired from Redis before the gallery entry was written; sync again")
+            members.fail(label, "its spec expired from Redis before the gallery entry was written; sync again", True)
 
 
 def _sections(ctx: RunContext, members: _Members, included: list[str], held: Held) -> dict[str, list[Component]]:

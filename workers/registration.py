@@ -111,7 +111,7 @@ async def ensure_team_listing(ctx: RunContext) -> dict[str, ListedTeam]:
             ctx.store.set_run_value(ctx.run_id, STUDIO_TEAMS, json.dumps(ctx.listing))
             return ctx.listing
         await asyncio.sleep(0.05)
-    raise NodeFailed("timed out waiting for another worker to list Studio's teams")
+    raise NodeFailed("timed out waiting for another worker to list Studio's teams") from TimeoutError()
 
 
 @dataclass
@@ -337,14 +337,17 @@ async def studio_version(ctx: RunContext) -> str | None:
     return known or None
 
 
-async def _listing_error(ctx: RunContext) -> str | None:
-    """Why the run's listing of Studio's teams could not be had (None: it is there). It also primes
-    Studio's provider settings before /validate/."""
+async def _listing_error(ctx: RunContext) -> NodeFailed | None:
+    """Why the run's listing of Studio's teams could not be had (None: it is there), caused by what
+    failed (whether a later sync may pass reads it: workers/batch.py). It also primes Studio's
+    provider settings before /validate/."""
     try:
         await ensure_team_listing(ctx)
     except Exception as exc:  # Studio's failure or a bug's: teams only fail, the rest goes on
         detail = str(exc) if isinstance(exc, (NodeFailed, StudioError)) else f"{type(exc).__name__}: {exc}"
-        return f"could not list Studio's teams to match this one: {detail}"
+        failed = NodeFailed(f"could not list Studio's teams to match this one: {detail}")
+        failed.__cause__ = exc
+        return failed
     return None
 
 
@@ -373,8 +376,8 @@ async def sync_batch(ctx: RunContext, labels: list[str], concurrency: int) -> di
         record = records[label]
 
         async def work() -> NodeState:
-            if listing_error and has_rows(record["type"]):
-                raise NodeFailed(listing_error)
+            if listing_error and has_rows(record["type"]):  # one of its own per node, with its cause
+                raise NodeFailed(str(listing_error)) from listing_error.__cause__
             return await sync_node(ctx, label, record, claimed.previous[label] == Status.RUNNING)
 
         ended = await ender.end(work, record.get("deps", []), lambda: secret_values(record["spec"], ctx.env))

@@ -148,14 +148,14 @@ class Host:
         dead_after = 2 * self.settings.worker_dead_seconds
         if not self.cluster.take_turn("start-unstarted", dead_after / 4):
             return
-        from shared.adapters.celery import CeleryDispatcher
+        from workers.celery_app import dispatcher  # the process's one (it imports this module)
 
         now = time.time()
         unstarted = self.cluster.unstarted_runs(now - UNSTARTED_LOOKED_FOR, now - dead_after)
         for meta in unstarted:
             if self.cluster.take_turn(f"start:{meta.run_id}", 10 * dead_after):
                 log.warning("run %s was written but never started: its start is published again", meta.run_id)
-                CeleryDispatcher(self.app).start_run(meta.run_id, start_queue(meta.kind))
+                dispatcher.start_run(meta.run_id, start_queue(meta.kind))
 
     def _heartbeat(self, now: dict[str, float]) -> dict[str, object]:
         return {
