@@ -8,9 +8,9 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypedDict
 
-from shared.adapters.redis.keys import start_queue
 from shared.core.exceptions import BrokerUnavailable, ServiceUnavailable, StartInterrupted
 from shared.core.run_model import RunMeta, RunState
+from shared.core.task_names import start_queue
 from shared.metrics import Metrics
 from shared.run_metrics import record_run
 

@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shared.adapters.redis.keys import MODELS_QUEUE, STUDIO_QUEUE
+from shared.core.task_names import MODELS_QUEUE, STUDIO_QUEUE
 
 if TYPE_CHECKING:
     from producer.recovery import Watchdog

@@ -21,11 +21,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 
-from shared.adapters.redis.keys import start_queue
 from shared.core import reconcile
 from shared.core.exceptions import BrokerUnavailable, RunTimedOut
 from shared.core.run_model import SYNC_BATCH_TASK, Status
-from shared.core.task_names import TaskName
+from shared.core.task_names import TaskName, start_queue
 from shared.metrics import Metrics
 from shared.ports import Dispatcher, Message, RunStore
 from shared.requeue import requeue_gone_workers

@@ -10,7 +10,6 @@ from rich.console import Console
 from rich.table import Table
 
 from producer.terminal_text import escape
-from shared.adapters.redis.keys import REQUESTS, RETRIES
 from shared.core.records import Settled, TranscriptMessage, as_data
 from shared.core.run_model import UNSUCCESSFUL, NodeState, RunKind, RunState, Status
 
@@ -47,7 +46,7 @@ def run_report(
     counts = {o: 0 for o in OUTCOMES}
     for state in nodes.values():
         counts[state.outcome_said()] += 1
-    requests = store.tally(run_id, REQUESTS)
+    requests = store.studio_requests(run_id)
     return {
         "run_id": run_id,
         "state": meta.said_state,
@@ -188,7 +187,7 @@ def workflow_report(store: RunStore, run_id: str) -> Report | None:
         "seconds": meta.seconds(),
         "counts": counts,
         "error": meta.error,
-        "retries": store.tally(run_id, RETRIES),
+        "retries": store.retries(run_id),
         "tasks": tasks,
     }
 

@@ -13,7 +13,6 @@ from producer.planner import Plan, gallery_members, make_plan, tree_gallery_key
 from producer.scanner import ScanMemo, ScanResult, default_cache_path, scan
 from producer.studio_state import StudioView, inspect, studio_version
 from producer.walk import check_dir
-from shared.adapters.redis.keys import REQUESTS, STUDIO_VERSION
 from shared.core.components import gallery_section, has_rows
 from shared.core.drift import EntryState, gallery_slug
 from shared.core.exceptions import InvalidInput
@@ -267,9 +266,9 @@ def submit(prepared: Prepared, settings: Settings, store: Storage, dispatcher: D
     def write(meta: RunMeta) -> None:
         store.create_run(NewRun(meta, plan.states, specs, plan.waves, plan.settled))
         if version is not None:
-            store.set_run_value(meta.run_id, STUDIO_VERSION, version)
+            store.set_studio_version(meta.run_id, version)
         if asked or prepared.asked:
-            store.add_to_tally(meta.run_id, REQUESTS, (asked or Counter()) + prepared.asked)
+            store.add_studio_requests(meta.run_id, (asked or Counter()) + prepared.asked)
 
     assert dispatcher is not None or not plan.has_work
     return launch(store, meta, write, metrics, dispatcher if plan.has_work else None).run_id

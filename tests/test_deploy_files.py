@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from monitoring.exporter import CeleryEvents
-from shared.adapters.redis.keys import MODELS_QUEUE, STUDIO_QUEUE
+from shared.core.task_names import MODELS_QUEUE, STUDIO_QUEUE
 from shared.metrics import COUNTER_HELP, HISTOGRAM_HELP
 from shared.settings import Settings
 from tests.conftest import ROOT

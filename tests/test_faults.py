@@ -628,7 +628,7 @@ def test_a_copy_of_a_message_whose_tasks_run_on_a_live_worker_waits_and_calls_no
     """A RabbitMQ restart hands back the messages of the connections it lost, those of live workers
     too: the copy claimed their tasks and ran them again (25 of 80 tasks twice, one four times)."""
     from shared.adapters.celery import create_app
-    from shared.adapters.redis.keys import MODELS_QUEUE
+    from shared.core.task_names import MODELS_QUEUE
     from shared.settings import Settings
     from tests.test_workflow_run import write_tree, write_workflow
 

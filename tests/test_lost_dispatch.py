@@ -21,8 +21,9 @@ import pytest
 import redis
 
 from producer import embedded
-from shared.adapters.redis.keys import MODELS_QUEUE, queue_lists
+from shared.adapters.redis.keys import queue_lists
 from shared.adapters.redis.metrics import read_counters
+from shared.core.task_names import MODELS_QUEUE
 from tests.conftest import WORKER_ENV, wait_for
 
 pytestmark = pytest.mark.integration

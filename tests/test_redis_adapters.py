@@ -242,7 +242,7 @@ def test_a_run_gone_from_redis_gets_no_key_that_would_never_expire(redis_url: st
         client = aioredis.Redis.from_url(redis_url)
         try:
             metrics = Metrics()
-            metrics.inc("agentq_workflow_tasks_total", ["w", "done"])
+            metrics.inc("agentq_workflow_tasks_total", ["done"])
             done = NodeState(status=Status.DONE, worker="w")
             ended = await AsyncRunState(client, store).end_task(
                 run_id, TaskEnd("t1", done, "running", ["t2"], output="out"), metrics

@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TypedDict
 
-from shared.adapters.redis.keys import STUDIO_TEAMS, STUDIO_VERSION
 from shared.adapters.redis.store import Store
 from shared.adapters.studio import StudioClient
 from shared.core import reconcile
@@ -98,7 +97,7 @@ async def ensure_team_listing(ctx: RunContext) -> dict[str, ListedTeam]:
         return ctx.listing
     deadline = time.monotonic() + LISTING_WAIT_SECONDS
     while time.monotonic() < deadline:
-        value = ctx.store.run_value(ctx.run_id, STUDIO_TEAMS)
+        value = ctx.store.team_listing(ctx.run_id)
         if value is not None:
             ctx.listing = json.loads(value)
             return ctx.listing
@@ -108,7 +107,7 @@ async def ensure_team_listing(ctx: RunContext) -> dict[str, ListedTeam]:
             except BaseException:
                 ctx.store.release(ctx.run_id, reconcile.TEAM_LISTING, claim)  # let another worker try
                 raise
-            ctx.store.set_run_value(ctx.run_id, STUDIO_TEAMS, json.dumps(ctx.listing))
+            ctx.store.set_team_listing(ctx.run_id, json.dumps(ctx.listing))
             return ctx.listing
         await asyncio.sleep(0.05)
     raise NodeFailed("timed out waiting for another worker to list Studio's teams") from TimeoutError()
@@ -324,7 +323,7 @@ async def studio_version(ctx: RunContext) -> str | None:
     run and shared through Redis, for a run enqueued otherwise); "" when Studio would not say."""
     if ctx.version is not None:
         return ctx.version or None
-    stored = ctx.store.run_value(ctx.run_id, STUDIO_VERSION)
+    stored = ctx.store.studio_version(ctx.run_id)
     if stored is not None:
         ctx.version = stored
         return stored or None
@@ -332,7 +331,7 @@ async def studio_version(ctx: RunContext) -> str | None:
         known = await ctx.client.version() or ""
     except StudioError:
         known = ""
-    ctx.store.set_run_value(ctx.run_id, STUDIO_VERSION, known, only_if_new=True)
+    ctx.store.set_studio_version(ctx.run_id, known, only_if_new=True)
     ctx.version = known
     return known or None
 

@@ -15,8 +15,8 @@ import psutil
 from celery import Celery, bootsteps
 from celery.worker.consumer import Consumer
 
-from shared.adapters.redis.keys import start_queue
 from shared.adapters.redis.store import Store
+from shared.core.task_names import start_queue
 from shared.metrics import Metrics
 from shared.requeue import requeue_gone_workers
 from shared.settings import Settings

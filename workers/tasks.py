@@ -9,7 +9,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from shared.adapters.redis.keys import REQUESTS
 from shared.adapters.redis.store import Store
 from shared.adapters.studio import StudioClient
 from shared.core import reconcile
@@ -53,7 +52,7 @@ def _with_context(task: WorkerTask, run_id: str, work: Callable[[RunContext, Set
             try:
                 return await work(ctx, settings)
             finally:
-                store.add_to_tally(run_id, REQUESTS, client.requests)
+                store.add_studio_requests(run_id, client.requests)
 
     try:
         return task.run_async(go())

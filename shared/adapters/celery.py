@@ -57,11 +57,10 @@ from shared.adapters.redis.conn import (
     SOCKET_TIMEOUT,
     sync_client,
 )
-from shared.adapters.redis.keys import MODELS_QUEUE, STUDIO_QUEUE
 from shared.core.exceptions import BrokerUnavailable, InvalidInput
 from shared.core.reconcile import carried_by
 from shared.core.secrets import shown_url
-from shared.core.task_names import TaskName
+from shared.core.task_names import MODELS_QUEUE, STUDIO_QUEUE, TaskName
 from shared.settings import Settings, load_settings
 
 MAX_PRIORITY = 9  # message priorities 0..9 on both brokers (Redis: 0 is served first; RabbitMQ: 9)

@@ -1,5 +1,5 @@
-"""The Celery tasks' names, in a module of their own: `producer monitor` reads them without
-loading pydantic."""
+"""The Celery tasks' names and queues, whichever broker carries them, in a module of their own:
+`producer monitor` reads them without loading pydantic."""
 
 from __future__ import annotations
 
@@ -18,3 +18,12 @@ class TaskName:
     NOOP: Final = "agentq.noop"
     RUN_TASKS: Final = "agentq.run_tasks"  # workflow tasks released together
     LOAD_COMPONENT: Final = "agentq.load_component"
+
+
+STUDIO_QUEUE = "studio"  # sync work
+MODELS_QUEUE = "models"  # workflow runs, their start too: a worker with `-Q models` runs them whole
+
+
+def start_queue(kind: str) -> str | None:
+    """Where a run's first message goes: a workflow's to the models queue, a sync's by its route."""
+    return MODELS_QUEUE if kind == "workflow" else None

@@ -125,15 +125,6 @@ def throttle_key(nodename: str) -> str:
 
 
 # ---- Celery's queues, and kombu's names for them on the Redis broker ------------------------------------
-STUDIO_QUEUE = "studio"  # sync work
-MODELS_QUEUE = "models"  # workflow runs, their start too: a worker with `-Q models` runs them whole
-
-
-def start_queue(kind: str) -> str | None:
-    """Where a run's first message goes: a workflow's to the models queue, a sync's by its route."""
-    return MODELS_QUEUE if kind == "workflow" else None
-
-
 PRIORITY_SEP = "\x06\x16"  # a priority p > 0 of queue q lives in the list q + PRIORITY_SEP + p
 UNACKED = "unacked"  # kombu's Redis transport's hash of delivered, unacknowledged messages (unacked_key)
 UNACKED_INDEX = "unacked_index"  # its sorted set of when each was delivered (unacked_index_key)

@@ -29,6 +29,7 @@ from shared.core.json_text import dumps
 from shared.core.reconcile import START, SyncView, WorkflowView
 from shared.core.records import NewRun, Release, Spec, encoded
 from shared.core.run_model import RUN_LISTS, TERMINAL, NodeState, RunKind, RunMeta, Status
+from shared.core.task_names import MODELS_QUEUE, STUDIO_QUEUE
 from shared.settings import Settings
 
 RELEASE_LUA = (Path(__file__).parent / "lua" / "release.lua").read_text()
@@ -84,18 +85,40 @@ class Store(ResultCacheStore, ClusterState, StudioRows):
             quick.ping()
 
     # ---- small per-run values and tallies ------------------------------------------------------
-    def run_value(self, run_id: str, part: str) -> str | None:
+    # ---- what a run found and counted on the way ------------------------------------------------
+    def studio_version(self, run_id: str) -> str | None:
+        return self._value(run_id, keys.STUDIO_VERSION)
+
+    def set_studio_version(self, run_id: str, version: str, only_if_new: bool = False) -> None:
+        self._set_value(run_id, keys.STUDIO_VERSION, version, only_if_new)
+
+    def team_listing(self, run_id: str) -> str | None:
+        """Studio's teams for the run's user, as one worker listed them for all (JSON)."""
+        return self._value(run_id, keys.STUDIO_TEAMS)
+
+    def set_team_listing(self, run_id: str, listing: str) -> None:
+        self._set_value(run_id, keys.STUDIO_TEAMS, listing)
+
+    def studio_requests(self, run_id: str) -> dict[str, int]:
+        return self._tally(run_id, keys.REQUESTS)
+
+    def add_studio_requests(self, run_id: str, counts: Mapping[str, int]) -> None:
+        self._add_to_tally(run_id, keys.REQUESTS, counts)
+
+    def retries(self, run_id: str) -> dict[str, int]:
+        return self._tally(run_id, keys.RETRIES)  # counted with each task's end (async_state.py)
+
+    def _value(self, run_id: str, part: str) -> str | None:
         value = self.r.get(run_key(run_id, part))
         return None if value is None else str(value)
 
-    def set_run_value(self, run_id: str, part: str, value: str, only_if_new: bool = False) -> None:
+    def _set_value(self, run_id: str, part: str, value: str, only_if_new: bool = False) -> None:
         self.r.set(run_key(run_id, part), value, ex=self.run_ttl, nx=only_if_new)
 
-    def tally(self, run_id: str, part: str) -> dict[str, int]:
-        """A run's counters: `requests` (Studio requests by endpoint), `retries` (by cause)."""
+    def _tally(self, run_id: str, part: str) -> dict[str, int]:
         return {str(k): int(v) for k, v in self.r.hgetall(run_key(run_id, part)).items()}
 
-    def add_to_tally(self, run_id: str, part: str, counts: Mapping[str, int]) -> None:
+    def _add_to_tally(self, run_id: str, part: str, counts: Mapping[str, int]) -> None:
         if not counts:
             return
         pipe = self.r.pipeline(transaction=False)
@@ -272,7 +295,7 @@ class Store(ResultCacheStore, ClusterState, StudioRows):
             }
             self.set_states(run_id, skipped, {lbl: st.status for lbl, st in left.items()})
             self.finish_run(run_id, error=reason)
-        dropped = [q for queue in (keys.STUDIO_QUEUE, keys.MODELS_QUEUE) for q in keys.queue_lists(queue)]
+        dropped = [q for queue in (STUDIO_QUEUE, MODELS_QUEUE) for q in keys.queue_lists(queue)]
         dropped += [keys.UNACKED, keys.UNACKED_INDEX, keys.HOSTS, *self.r.scan_iter(keys.IN_FLIGHT + "*")]
         self.r.delete(*dropped)
         return ended
