@@ -59,6 +59,7 @@ def spawn(args: list[str], log_path: Path | None, **kwargs: Any) -> subprocess.P
     group) does not stop its Redis or Studio under it; the command stops them, by PID."""
     args = _ends_with_us(args)
     kwargs.setdefault("start_new_session", True)
+    kwargs.setdefault("stdin", subprocess.DEVNULL)  # nothing it runs reads the user's terminal
     if log_path is None:
         return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, **kwargs)
     with open(log_path, "ab") as log:

@@ -58,6 +58,22 @@ def _report(*nodes: dict[str, Any], error: str | None = None) -> dict[str, Any]:
     return {"counts": {"failed": failed}, "nodes": {f"n{i}": st for i, st in enumerate(nodes)}, "error": error}
 
 
+def test_an_error_that_says_nothing_is_said_by_the_line_that_raised_it() -> None:
+    """AutoGen's Swarm asserts its next speaker is a participant: a handoff to one that is not
+    failed the task with "AssertionError: " and nothing else."""
+
+    def next_speaker(speaker: str) -> None:
+        if speaker not in ("c1", "c2"):  # AutoGen's bare assert (pytest would give this module's a message)
+            raise AssertionError
+
+    try:
+        next_speaker("ghost")
+    except AssertionError as exc:
+        state = _ended(exc)
+    assert state.error is not None and state.error.startswith("AssertionError: raised at test_watch_retry.py:"), state
+    assert state.error.endswith(": raise AssertionError"), state.error
+
+
 @pytest.mark.parametrize(
     ("report", "again"),
     [

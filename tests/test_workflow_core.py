@@ -444,15 +444,22 @@ def test_a_user_proxy_agent_is_refused_before_anything_runs() -> None:
     """A UserProxyAgent's answers are typed by a person: alone or in a team, its task could only
     fail on a worker (AutoGen's input() meets no terminal), so `producer run` says so first."""
     proxy = {"provider": "autogen_agentchat.agents.UserProxyAgent", "config": {"name": "you", "description": "d"}}
+    # a SocietyOfMindAgent's inner team held one unseen: its task waited on the worker's input()
+    inner = {"participants": [{"$ref": "a"}, {"component_type": "agent", **proxy, "label": "UserProxyAgent"}]}
     tree = tree_with(
         you={"component_type": "agent", **proxy},
         duo={"component_type": "team", "config": {"participants": [{"$ref": "a"}, {"$ref": "you"}]}},
+        som={
+            "component_type": "agent",
+            "provider": "autogen_agentchat.agents.SocietyOfMindAgent",
+            "config": {"name": "som", "description": "d", "team": {"component_type": "team", "config": inner}},
+        },
     )
-    text = "\n".join(
-        str(e) for e in check_workflow("w.yaml", wf({"id": "x", "agent": "you"}, {"id": "y", "agent": "duo"}), tree)
-    )
+    tasks = wf({"id": "x", "agent": "you"}, {"id": "y", "agent": "duo"}, {"id": "z", "agent": "som"})
+    text = "\n".join(str(e) for e in check_workflow("w.yaml", tasks, tree))
     assert "tasks[0].agent: 'you' (you.yaml): agent 'you' is a UserProxyAgent" in text
     assert "tasks[1].agent: 'duo' (duo.yaml): agent 'you' is a UserProxyAgent" in text
+    assert "tasks[2].agent: 'som' (som.yaml): agent 'you' is a UserProxyAgent" in text  # its name, not Studio's label
 
 
 def test_a_model_client_that_takes_no_model_name_is_not_asked_for_one() -> None:

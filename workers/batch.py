@@ -8,8 +8,10 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from shared.adapters.redis.conn import is_outage
 from shared.core.exceptions import AgentqError, RunCancelled
@@ -89,6 +91,16 @@ class Ender:
             return _failed(exc, self.hostname, secrets)
 
 
+def _raised_at(exc: BaseException) -> str:
+    """Where an error that says nothing was raised (AutoGen's bare asserts: a Swarm's handoff to an
+    agent that is not in it), as its line of code: what a reader has to go on."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "(no message)"
+    last = frames[-1]
+    return f"raised at {Path(last.filename).name}:{last.lineno}: {last.line or '(no source)'}"
+
+
 def _failed(exc: Exception, hostname: str, secrets: Callable[[], list[str]]) -> NodeState:
     """The state of a node whose work raised `exc`: the error named, secrets scrubbed, and whether
     the same work may pass when tried again later (`retryable`, what `producer watch` retries on):
@@ -99,7 +111,7 @@ def _failed(exc: Exception, hostname: str, secrets: Callable[[], list[str]]) -> 
     elif isinstance(exc, AgentqError):  # a failure we can name: Studio's, the model's, AutoGen's
         error = redact(str(exc), secrets())
     else:  # a tool's or a bug's: it must not lose the batch's other results
-        error = redact(f"{type(exc).__name__}: {exc}", secrets())
+        error = redact(f"{type(exc).__name__}: {str(exc) or _raised_at(exc)}", secrets())
     chain: list[BaseException] = []
     cause: BaseException | None = exc
     while cause is not None and cause not in chain:  # a validation that timed out too often: its TimeoutError

@@ -8,6 +8,8 @@ import contextlib
 import gc
 import importlib
 import logging
+import os
+import sys
 import warnings
 
 from celery.signals import task_postrun, task_prerun, worker_init
@@ -49,6 +51,9 @@ class WithoutTraceback(logging.Filter):
 @worker_init.connect  # type: ignore[untyped-decorator]  # Celery is untyped
 def _warm(**_: object) -> None:
     watch_parent()
+    # code that asks for input() (a UserProxyAgent the workflow's checks did not see) meets the end
+    # of input at once, as a worker started by the producer does, not the terminal a worker runs in
+    sys.stdin = open(os.devnull)  # noqa: SIM115  (the process's stdin for as long as it runs)
     for name in PER_REQUEST_LOGGERS:
         logger = logging.getLogger(name)
         if logger.level == logging.NOTSET:  # a level the user set (logging config) stays

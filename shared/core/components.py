@@ -64,13 +64,16 @@ def _team_problems(team: Mapping[str, Any]) -> list[str]:
     return [] if members_of(team) else ["the team has no participants"]
 
 
+def is_user_proxy(component: Mapping[str, Any]) -> bool:
+    """An agent whose answers a person types (at Studio's page, or a terminal's input()): a worker has none."""
+    return str(component.get("provider")).endswith("UserProxyAgent")
+
+
 def _agent_problems(agent: Mapping[str, Any]) -> list[str]:
     config = agent.get("config") or {}
-    if str(agent.get("provider")).endswith("UserProxyAgent"):
-        # its answers are typed by a person (at Studio's page, or a terminal's input()); a worker has none
-        return [
-            f"agent {display_name(agent)!r} is a UserProxyAgent: a person types its answers, and no one can on a worker"
-        ]
+    if is_user_proxy(agent):
+        name = config.get("name") or display_name(agent)  # Studio labels every one "UserProxyAgent"
+        return [f"agent {name!r} is a UserProxyAgent: a person types its answers, and no one can on a worker"]
     if str(agent.get("provider") or "AssistantAgent").endswith("AssistantAgent") and not isinstance(
         config.get("model_client"), dict
     ):

@@ -20,8 +20,17 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from shared.core.components import a_kind, display_name, either, is_group, kind_of, runnable_types, task_problems
-from shared.core.endpoints import agents_of, model_specs
+from shared.core.components import (
+    a_kind,
+    display_name,
+    either,
+    is_group,
+    is_user_proxy,
+    kind_of,
+    runnable_types,
+    task_problems,
+)
+from shared.core.endpoints import agents_of, model_specs, placed_components
 from shared.core.errors import ConfigError, error_message
 from shared.core.graph import dependents_of, find_cycles, waves
 from shared.core.tree import Tree, broken_file_named
@@ -180,6 +189,8 @@ def agent_problems(spec: dict[str, Any]) -> list[str]:
 def _members_problems(spec: dict[str, Any], member_type: str | None) -> list[str]:
     """What is wrong with the agents that answer for `spec` (checked as `member_type`) and its model clients."""
     problems = [p for agent in agents_of(spec) for p in _participant_problems(agent, member_type)]
+    # one further in (a SocietyOfMindAgent's team) would wait on the worker's input() all the same
+    problems += [p for _, c in placed_components(spec) if is_user_proxy(c) for p in task_problems(c, "agent")]
     problems += [p for model in model_specs(spec) for p in task_problems(model)]
     return list(dict.fromkeys(problems))  # a model two agents share is said once
 
