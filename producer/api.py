@@ -118,10 +118,20 @@ def sync(
     check_dir(root)
     with services(settings) as (store, ready, dispatcher):
         with_us = pipeline.Services(ready, store, dispatcher, _warn)
-        outcome = pipeline.sync(root, with_us, force=force, prune=prune, timeout=seconds)
+        outcome = pipeline.sync(root, with_us, force=force, prune=prune, timeout=seconds, show=_wait_interruptibly)
     report, run_id = outcome.report, outcome.run_id
     assert report is not None and run_id is not None
     return RunResult(run_id, outcome.succeeded, report["counts"], report)
+
+
+def _wait_interruptibly(store: RunStore, run_id: str, timeout: float | None, watch: Watchdog) -> None:
+    """The wait for a run; Ctrl-C is RunInterrupted naming it: the caller may cancel it (it goes on)."""
+    from producer.run_wait import wait
+
+    try:
+        wait(store, run_id, timeout=timeout, watch=watch)
+    except KeyboardInterrupt as exc:
+        raise RunInterrupted(run_id) from exc
 
 
 def _warn(line: str) -> None:
@@ -142,7 +152,6 @@ def run_workflow(
     """Run a workflow file's tasks on the workers and wait for every result."""
     from producer import pipeline
     from producer.report import workflow_succeeded
-    from producer.run_wait import wait
     from producer.workflow_run import load
 
     path, folder, seconds = _path("file", file), None if tree is None else _path("tree", tree), _timeout(timeout)
@@ -150,15 +159,8 @@ def run_workflow(
     with services(settings) as (store, ready, dispatcher):
         prepared = load(path, folder, ready)
         with_us = pipeline.Services(ready, store, dispatcher, _warn)
-
-        def show(store: RunStore, run_id: str, timeout: float | None, watch: Watchdog) -> None:
-            try:
-                wait(store, run_id, timeout=timeout, watch=watch)
-            except KeyboardInterrupt as exc:  # the caller may cancel it: it is told which run goes on
-                raise RunInterrupted(run_id) from exc
-
         run_id, report = pipeline.run_workflow(
-            prepared, with_us, sequential=sequential, no_cache=no_cache, timeout=seconds, show=show
+            prepared, with_us, sequential=sequential, no_cache=no_cache, timeout=seconds, show=_wait_interruptibly
         )
     assert report is not None
     return RunResult(run_id, workflow_succeeded(report), report["counts"], report)

@@ -91,3 +91,48 @@ def test_arguments_of_the_wrong_kind_are_refused_before_a_run_starts(
         run_workflow(workflow, no_cache=1)  # type: ignore[arg-type]
     with pytest.raises(InvalidInput, match="tree: expected a path"):
         run_workflow(workflow, tree=3)  # type: ignore[arg-type]
+
+
+SYNC_INTERRUPTED = """
+import sys
+from producer import sync
+from shared.core.exceptions import RunInterrupted
+try:
+    sync(sys.argv[1])
+except RunInterrupted as exc:
+    print("interrupted", exc.run_id)
+"""
+
+
+def test_ctrl_c_while_sync_waits_is_run_interrupted_naming_the_run(studio_url: str, tmp_path: Path) -> None:
+    """`run_workflow` raised RunInterrupted naming the run that goes on; `sync` a bare KeyboardInterrupt."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from producer import embedded
+    from tests.conftest import wait_for
+
+    tree = tmp_path / "tree"
+    _write_tree(tree, teams=2)
+    url, redis_proc = embedded.start_redis(tmp_path / "redis")  # no worker: the run waits
+    env = {**os.environ, "REDIS_URL": url, "STUDIO_URL": studio_url, "AGENTQ_CACHE_DIR": str(tmp_path / "cache")}
+    env["STUDIO_USER_ID"] = f"api-{uuid.uuid4().hex[:6]}"
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SYNC_INTERRUPTED, str(tree)], env=env, stdout=subprocess.PIPE, text=True
+        )
+        runs = [sys.executable, "-m", "producer.cli", "runs", "--json"]
+        listed = wait_for(
+            lambda: json.loads(subprocess.run(runs, env=env, capture_output=True, text=True).stdout)["runs"],
+            60,
+            "the sync's run written",
+            interval=0.2,
+        )
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+        assert out.split() == ["interrupted", listed[0]["run_id"]], out
+    finally:
+        embedded.stop(redis_proc)

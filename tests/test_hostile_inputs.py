@@ -195,13 +195,13 @@ def test_hostile_files_are_named_and_never_starve_the_valid_ones(cli: Cli, tmp_p
 
 
 def test_a_tool_whose_code_exits_as_it_loads_fails_alone(cli: Cli, tmp_path: Path) -> None:
-    """A tool whose code raises SystemExit or KeyboardInterrupt as AutoGen loads it (validation runs
+    """A tool whose code raises SystemExit, KeyboardInterrupt or GeneratorExit as AutoGen loads it (validation runs
     it, as Studio does) killed the worker's event loop: the sync, and every later one on that
     worker, hung. It fails, named; the rest syncs."""
     tree = tmp_path / "tree"
     tree.mkdir()
     _valid_tree(tree)
-    for label, raised in (("exits", "SystemExit(0)"), ("interrupts", "KeyboardInterrupt")):
+    for label, raised in (("exits", "SystemExit(0)"), ("interrupts", "KeyboardInterrupt"), ("closes", "GeneratorExit")):
         (tree / f"{label}.yaml").write_text(
             "provider: autogen_core.tools.FunctionTool\ncomponent_type: tool\n"
             f"label: {label}\nconfig: {{name: f, description: d, global_imports: [], has_cancellation_support: false, "
@@ -212,6 +212,7 @@ def test_a_tool_whose_code_exits_as_it_loads_fails_alone(cli: Cli, tmp_path: Pat
     nodes = json.loads(proc.stdout)["nodes"]
     assert "raised SystemExit" in nodes["exits"]["error"], nodes["exits"]
     assert "raised KeyboardInterrupt" in nodes["interrupts"]["error"], nodes["interrupts"]
+    assert "raised GeneratorExit" in nodes["closes"]["error"], nodes["closes"]
     assert {nodes[f"good-{i}"]["status"] for i in range(VALID_TEAMS)} == {"done"}
     teams = cli.studio().teams_by_label()
     assert all(len(teams.get(f"good-{i}", [])) == 1 for i in range(VALID_TEAMS)), sorted(teams)

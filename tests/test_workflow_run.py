@@ -458,44 +458,80 @@ def test_secrets_stay_out_of_a_transcripts_tool_calls_and_results(
     assert_not_in_redis(wf_cli.redis_url, TEST_SECRET)
 
 
-def test_a_tool_that_calls_sys_exit_fails_its_task_and_the_worker_goes_on(wf_cli: Cli, standin, tmp_path: Path) -> None:
-    """SystemExit raised in a tool's task came out of the worker's event loop, whose thread died:
-    every later task of that worker process hung while it still looked alive."""
-    url, state = standin
-    write_tree(tmp_path, url)
-    quits = "def quit(note: str) -> str:\n    raise SystemExit(3)\n"
+def _raising_tool(tmp_path: Path, label: str, code: str) -> None:
+    """A FunctionTool `label` running `code`, in a workbench of its own, and an agent `label` using it."""
     write_docs(
         tmp_path,
         {
-            "tools/quit.yaml": {
+            f"tools/{label}.yaml": {
                 "provider": "autogen_core.tools.FunctionTool",
                 "component_type": "tool",
-                "label": "quit",
+                "label": f"{label}-tool",
                 "config": {
-                    "name": "quit",
-                    "description": "quits",
-                    "source_code": quits,
+                    "name": label.replace("-", "_"),
+                    "description": "raises",
+                    "source_code": code,
                     "global_imports": [],
                     "has_cancellation_support": False,
                 },
             },
-            "workbenches/w.yaml": {
+            f"workbenches/{label}.yaml": {
                 "provider": "autogen_core.tools.StaticWorkbench",
                 "component_type": "workbench",
-                "label": "w",
-                "config": {"tools": [{"$ref": "quit"}]},
+                "label": f"{label}-bench",
+                "config": {"tools": [{"$ref": f"{label}-tool"}]},
             },
-            "agents/a.yaml": agent_doc("alice", workbench={"$ref": "w"}),
+            f"agents/{label}.yaml": agent_doc(label, workbench={"$ref": f"{label}-bench"}),
         },
     )
-    tasks = [{"id": f"q{i}", "description": f"call the tool {i}", "retries": 0} for i in range(4)]
-    wf = write_workflow(tmp_path, tasks)
-    code, report = run(wf_cli, wf, "--timeout", "60")
+
+
+def test_a_tool_whose_code_raises_what_is_no_exception_fails_as_any_tool_and_the_worker_goes_on(
+    wf_cli: Cli, standin, tmp_path: Path
+) -> None:
+    """SystemExit raised by a tool came out of the worker's event loop, whose thread died (every
+    later task of that worker process hung while it still looked alive); GeneratorExit or a bare
+    BaseException never ended its task, holding a worker slot for good; in a team, SystemExit left
+    the team waiting for the task's timeout. Each is the tool's error, as any failing tool's is:
+    AutoGen gives it to the model, and the task goes on. Code that raises one as it loads fails
+    its task, named."""
+    url, state = standin
+    write_tree(tmp_path, url)
+    raised = {"exits": "SystemExit(3)", "closes": "GeneratorExit", "bare": "BaseException('boom')"}
+    for label, exc in raised.items():
+        _raising_tool(tmp_path, label, f"def {label}(note: str) -> str:\n    raise {exc}\n")
+    _raising_tool(
+        tmp_path, "at-load", "raise BaseException('at load')\ndef at_load(note: str) -> str:\n    return note\n"
+    )
+    write_docs(
+        tmp_path,
+        {
+            "teams/exit-team.yaml": {
+                "provider": "autogen_agentchat.teams.RoundRobinGroupChat",
+                "component_type": "team",
+                "label": "exit-team",
+                "config": {
+                    "participants": [{"$ref": "exits"}, {"$ref": "bob"}],
+                    "termination_condition": {
+                        "provider": "autogen_agentchat.conditions.MaxMessageTermination",
+                        "component_type": "termination",
+                        "config": {"max_messages": 4},
+                    },
+                },
+            }
+        },
+    )
+    tasks = [{"id": label, "description": f"call the tool {label}", "agent": {"$ref": label}} for label in raised]
+    tasks += [{"id": "team", "description": "the team calls it", "agent": {"$ref": "exit-team"}}]
+    tasks += [{"id": "load", "description": "never runs", "agent": {"$ref": "at-load"}, "retries": 0}]
+    code, report = run(wf_cli, write_workflow(tmp_path, tasks), "--timeout", "60")
     assert code == 1, report
-    assert {t["status"] for t in report["tasks"].values()} == {"failed"}, report["tasks"]
-    assert all("raised SystemExit" in t["error"] for t in report["tasks"].values()), [
-        t["error"] for t in report["tasks"].values()
-    ]
+    got = report["tasks"]
+    assert got["load"]["status"] == "failed" and "its code raised BaseException" in got["load"]["error"], got["load"]
+    for tid, exc in {**raised, "team": "SystemExit(3)"}.items():
+        assert got[tid]["status"] == "done", (tid, got[tid])
+        results = [r["content"] for m in got[tid]["transcript"] for r in m.get("results", [])]
+        assert any(f"the tool's code raised {exc.partition('(')[0]}" in r for r in results), (tid, results)
     # the same workers run what comes next
     later = write_workflow(
         tmp_path, [{"id": f"b{i}", "description": f"after {i}", "agent": {"$ref": "bob"}} for i in range(8)], "later"

@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
-from typing import NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from autogen_agentchat.base import ChatAgent, Response, TaskResult, Team
 from autogen_agentchat.messages import (
@@ -144,11 +144,39 @@ def load_component(spec: Mapping[str, object], resolved: Mapping[str, object], m
         raise AgentError(f"AutoGen refused the configuration: {_refusal(exc)}", at) from exc
     except Exception as exc:  # whatever a provider's constructor raises: one line, no traceback
         raise AgentError(f"AutoGen could not load it: {type(exc).__name__}: {exc}") from exc
-    except (SystemExit, KeyboardInterrupt) as exc:  # a tool's code calling sys.exit: not the worker's
+    except BaseException as exc:  # a tool's code raising SystemExit, GeneratorExit ...: not the worker's
+        if isinstance(exc, asyncio.CancelledError):
+            raise
         raise AgentError(f"AutoGen could not load it: its code raised {type(exc).__name__}") from None
     finally:
         LOADING.reset(token)
     return component
+
+
+def contain_tool_exits() -> None:
+    """A tool's code that raises what is no Exception (SystemExit, GeneratorExit, a bare
+    BaseException) fails its call as any failing tool's does: AutoGen's workbench answers the model
+    with the error. Left as it is, it passed the workbench by, ran out of the event loop and, in a
+    team, left the team waiting for the task's timeout. Called once a worker process (BaseTool.run_json
+    is where every tool call goes; wrapped here: AutoGen offers no hook for it)."""
+    from autogen_core.tools import BaseTool
+
+    run_json = BaseTool.run_json
+    if getattr(run_json, "contains_exits", False):
+        return
+
+    async def contained(
+        self: BaseTool[Any, Any], args: Mapping[str, Any], cancellation_token: CancellationToken
+    ) -> Any:
+        try:
+            return await run_json(self, args, cancellation_token)
+        except (Exception, asyncio.CancelledError):
+            raise
+        except BaseException as exc:
+            raise RuntimeError(f"the tool's code raised {type(exc).__name__}") from None
+
+    contained.contains_exits = True  # type: ignore[attr-defined]
+    BaseTool.run_json = contained  # type: ignore[method-assign]
 
 
 def refused_at(spec: Mapping[str, object], exc: ValidationError) -> str:
@@ -255,9 +283,6 @@ async def _ran(
     except asyncio.CancelledError:  # the task was cancelled, or its worker is shutting down
         await _stop(component, running, cancel)
         raise
-    except (SystemExit, KeyboardInterrupt) as exc:  # a tool's code calling sys.exit (task_base._serve)
-        await _stop(component, running, cancel)
-        raise AgentError(f"its code raised {type(exc).__name__}") from None
     except RuntimeError as exc:
         # a team's participant failed: AutoGen sends "Type: message\nTraceback:\n<its traceback>"
         head, cut, _ = str(exc).partition("\nTraceback:\n")
@@ -266,6 +291,11 @@ async def _ran(
         if head.startswith(RunCancelled.__name__):  # a participant found the run cancelled
             raise RunCancelled() from exc
         raise AgentError(re.sub(r"^(ModelError|AgentError): ", "", head)) from exc
+    except Exception:
+        raise
+    except BaseException as exc:  # code it ran raised SystemExit, GeneratorExit ... (task_base._serve)
+        await _stop(component, running, cancel)
+        raise AgentError(f"its code raised {type(exc).__name__}") from None
     return Outcome(output_of(result), transcript_of(result), result.stop_reason)
 
 

@@ -14,6 +14,7 @@ import warnings
 
 from celery.signals import task_postrun, task_prerun, worker_init
 
+from workers.agent_runtime import contain_tool_exits
 from workers.lifeline import watch_parent
 from workers.task_base import WorkerTask
 
@@ -65,6 +66,7 @@ def _warm(**_: object) -> None:
     for name in WARM_MODULES:
         with contextlib.suppress(ImportError):  # an optional provider: its tasks say what to install
             importlib.import_module(name)
+    contain_tool_exits()
     # what is loaded now lives as long as the process: out of the collector's sight, so that a full
     # collection under load scans only what tasks create (15% less worker CPU per workflow task)
     gc.freeze()

@@ -86,7 +86,9 @@ class _Resources:
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         try:
             return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
-        except (SystemExit, KeyboardInterrupt) as exc:  # a tool's, not this process's: see _serve
+        except Exception:
+            raise
+        except BaseException as exc:  # SystemExit, GeneratorExit ... of a tool's, not this process's: see _serve
             raise TaskFailed(f"the task's code raised {type(exc).__name__}") from None
 
     def close(self) -> None:

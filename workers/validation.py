@@ -12,6 +12,7 @@ import here (Studio may have the package), or a Studio release whose AutoGen is 
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import functools
 import importlib
@@ -123,12 +124,14 @@ def _instantiation_errors(cls: type[ComponentLoader], component: Mapping[str, ob
             cls.load_component(ComponentModel.model_validate(with_placeholder_keys(component)))
         finally:
             VALIDATING.reset(token)
-    except (SystemExit, KeyboardInterrupt) as exc:  # a tool's code calling sys.exit: not the worker's
-        return [f"instantiation: Failed to instantiate component: its code raised {type(exc).__name__}"]
     except Exception as exc:
         if _missing_package(exc):
             raise Undecided(f"building it needs a package this worker lacks: {exc}") from exc
         return [f"instantiation: Failed to instantiate component: {exc}"]
+    except BaseException as exc:  # a tool's code raising SystemExit, GeneratorExit ...: not the worker's
+        if isinstance(exc, asyncio.CancelledError):
+            raise
+        return [f"instantiation: Failed to instantiate component: its code raised {type(exc).__name__}"]
     return []
 
 

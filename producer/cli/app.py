@@ -332,8 +332,8 @@ def main() -> None:
         if not _is_redis_error(exc):
             raise
         _fail([_redis_failed(exc)], Exit.UNAVAILABLE)
-    if code == Exit.INTERRUPTED:  # typer's word for a Ctrl-C no command said (none started a run)
-        _fail(["interrupted (Ctrl-C): no run was started"], Exit.INTERRUPTED)
+    if code == Exit.INTERRUPTED:  # typer's word for a Ctrl-C no command said: before a run, or after it ended
+        _fail(["interrupted (Ctrl-C); `producer runs` lists any run the command started"], Exit.INTERRUPTED)
     raise SystemExit(code or 0)
 
 
