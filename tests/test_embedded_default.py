@@ -141,7 +141,10 @@ def test_the_embedded_default_is_observable_while_it_runs(studio_url: str, tmp_p
     port = embedded.free_port()
     started: list[psutil.Process] = []
     try:
-        producer, started = _embedded_sync(tmp_path, proxy.url, EXPORTER_PORT=str(port))
+        # the Studio given by flag, not the environment's: the exporter probed the environment's (down)
+        producer, started = _embedded_sync(
+            tmp_path, "http://127.0.0.1:9", "--studio-url", proxy.url, EXPORTER_PORT=str(port)
+        )
 
         def scraped() -> str:
             try:
@@ -153,6 +156,7 @@ def test_the_embedded_default_is_observable_while_it_runs(studio_url: str, tmp_p
             lambda: "celery_worker_up{" in scraped() and scraped(), 60, "the embedded exporter to hear the worker"
         )
         assert "agentq_" in metrics
+        wait_for(lambda: "agentq_studio_up 1.0" in scraped(), 60, "the exporter to find the command's Studio up")
         # `producer monitor` in another terminal, with the same settings, sees the worker: no ExporterUnreachable
         env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "EXPORTER_URL")}
         monitor = subprocess.run(

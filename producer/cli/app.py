@@ -196,7 +196,9 @@ def start_local_worker(settings: Settings, services: embedded.LocalServices) -> 
     port = settings.exporter_port
     if embedded.port_free(port):
         log = settings.cache_dir / "exporter.log"
-        services.add_process(embedded.start_exporter(settings.redis_url, port, log_path=log, wait=False))
+        # the Studio this command uses (--local-studio's, --studio-url's), not the default, is the one it probes
+        env = {"STUDIO_URL": settings.studio_url}
+        services.add_process(embedded.start_exporter(settings.redis_url, port, env=env, log_path=log, wait=False))
         err().print(f"Metrics at http://127.0.0.1:{port}/metrics (`producer monitor` shows them) while this runs.")
     if settings.flower:
         start_local_flower(settings, services)
