@@ -127,6 +127,14 @@ RedisUrl = Annotated[
         help="Redis URL for run state, and the broker unless BROKER_URL is set (env REDIS_URL); unset: embedded local Redis",
     ),
 ]
+# for the commands that act on a cluster's runs (cancel, monitor): the embedded Redis is only its command's
+ClusterRedisUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--redis-url",
+        help="Redis URL of the cluster's run state (env REDIS_URL); an embedded Redis lives only while its command runs",
+    ),
+]
 StudioUrl = Annotated[str | None, typer.Option("--studio-url", help="AutoGen Studio base URL (env STUDIO_URL)")]
 StudioUser = Annotated[
     str | None, typer.Option("--studio-user-id", help="Studio user id the rows belong to (env STUDIO_USER_ID)")

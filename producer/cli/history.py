@@ -15,7 +15,17 @@ if TYPE_CHECKING:
 
     from shared.ports import Dispatcher, RunStore
 
-from producer.cli.app import LAST, AsJson, RedisUrl, app, console, dispatcher_for, escape, redis_session
+from producer.cli.app import (
+    LAST,
+    AsJson,
+    ClusterRedisUrl,
+    RedisUrl,
+    app,
+    console,
+    dispatcher_for,
+    escape,
+    redis_session,
+)
 from producer.cli.common import echo_json
 
 
@@ -117,7 +127,7 @@ def cancel_and_revoke(store: RunStore, dispatcher: Dispatcher | None, run_id: st
 @app.command()
 def cancel(
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="Run id printed by sync or run, or `last`")],
-    redis_url: RedisUrl = None,
+    redis_url: ClusterRedisUrl = None,
     as_json: AsJson = False,
 ) -> None:
     """Cancel a run: its queued messages are revoked, nothing new of it starts, what runs ends on

@@ -15,8 +15,8 @@ if TYPE_CHECKING:
     from shared.ports import RunStore
 
 from producer.cli.app import (
+    ClusterRedisUrl,
     Exit,
-    RedisUrl,
     app,
     check_seconds,
     console,
@@ -36,7 +36,7 @@ def monitor(
     exporter_url: Annotated[
         str | None, typer.Option("--exporter-url", help="Exporter base URL (env EXPORTER_URL)")
     ] = None,
-    redis_url: RedisUrl = None,
+    redis_url: ClusterRedisUrl = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one reading (two polls --refresh apart, for rates) as JSON and exit")
     ] = False,
