@@ -318,6 +318,20 @@ def test_a_stand_in_port_another_server_holds_is_said_and_a_free_one_gets_a_stan
         embedded.stop(own)
 
 
+def test_a_stand_in_on_another_port_answers_the_examples_models_on_the_embedded_default(tmp_path: Path) -> None:
+    """With STANDIN_LLM_PORT set and LOCAL_LLM_BASE_URL not, the stand-in started on the new port
+    while every model asked the old one: each task failed "could not connect", or someone else's
+    server on that port answered."""
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "BROKER_URL", "LOCAL_LLM_BASE_URL")}
+    env.update(AGENTQ_CACHE_DIR=str(tmp_path / "cache"), STANDIN_LLM_PORT=str(embedded.free_port()))
+    env.update(EXPORTER_PORT=str(embedded.free_port()))
+    wf = ROOT / "examples" / "workflows" / "research.yaml"
+    cmd = [sys.executable, "-m", "producer.cli", "run", str(wf), "--standin-llm", "--no-cache", "--json"]
+    ran = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert {t["status"] for t in json.loads(ran.stdout)["tasks"].values()} == {"done"}
+
+
 def test_a_redis_port_another_server_took_first_is_not_taken_for_ours(tmp_path: Path) -> None:
     """A free port is picked, then bound by the server: another server can take it in between
     (parallel tests, two commands). Ours then exits, and its readiness check must not take the

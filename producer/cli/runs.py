@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -154,6 +155,8 @@ def run(
     if embedded_default and no_wait:
         raise InvalidInput(common.NO_WAIT_EMBEDDED)
     common.check_flower(flower, embedded_default)
+    if standin_llm:
+        _point_models_at_the_standin(settings, embedded_default)
     prepared = load(file, tree, settings)  # WorkflowInvalid: each error said by main()
     with embedded.LocalServices() as services:
         if standin_llm:
@@ -176,6 +179,26 @@ def run(
                 return
     _show_workflow(report, as_json)
     raise typer.Exit(_exit_code(report, workflow=True))
+
+
+def _point_models_at_the_standin(settings: Settings, embedded_default: bool) -> None:
+    """The models the stand-in answers read LOCAL_LLM_BASE_URL (the examples' default is its default
+    port): on another STANDIN_LLM_PORT, with the variable unset, this command and the worker it
+    starts (which inherits the environment) point it at the stand-in, as the tree is read. A
+    cluster's workers have environments of their own: said."""
+    url, default = (
+        f"http://127.0.0.1:{settings.standin_llm_port}/v1",
+        type(settings).model_fields["standin_llm_port"].default,
+    )
+    if os.environ.get("LOCAL_LLM_BASE_URL") or settings.standin_llm_port == default:
+        return
+    if embedded_default:
+        os.environ["LOCAL_LLM_BASE_URL"] = url  # for the worker this command starts, as the user would export it
+        return
+    err().print(
+        f"[yellow]warning:[/yellow] the stand-in listens on {url}: set LOCAL_LLM_BASE_URL to it where the workers run",
+        soft_wrap=True,
+    )
 
 
 def _start_standin_llm(settings: Settings, services: embedded.LocalServices) -> None:
