@@ -118,7 +118,8 @@ def test_gallery_components_get_files_of_their_own() -> None:
 
 def test_a_label_with_no_file_takes_its_placeholders_from_the_template_the_sync_recorded() -> None:
     """Into an empty tree: `${VAR:-default}`s come back as written, secrets keep their variable's
-    name, and every variable the files use is listed (none invented)."""
+    name, and the variables to set are listed: those without a default (none invented; a pull of
+    the examples listed LOCAL_LLM_MODEL and the rest, which their defaults cover)."""
     model = _model(key="not-needed")
     model["config"]["base_url"] = "http://127.0.0.1:11435/v1"
     template = copy.deepcopy(model)
@@ -130,11 +131,12 @@ def test_a_label_with_no_file_takes_its_placeholders_from_the_template_the_sync_
 
     (written,) = layout.files
     assert written.document["config"] == template["config"]
-    assert set(layout.variables) == {"LOCAL_LLM_API_KEY", "LOCAL_LLM_BASE_URL"}
+    assert not layout.variables  # each has its default
     # without the template: a secret gets a variable named for it, the rest is written as Studio holds it
     bare = plan_pull([], [model], {}, {})
     assert bare.files[0].document["config"]["api_key"] == "${GPT_API_KEY}"
     assert bare.files[0].document["config"]["base_url"] == "http://127.0.0.1:11435/v1"
+    assert set(bare.variables) == {"GPT_API_KEY"}
 
 
 def test_text_in_studio_that_reads_as_a_variable_is_pulled_as_that_text() -> None:

@@ -178,6 +178,6 @@ def _print_notes(layout: Layout, others: list[str]) -> None:
 def _print_variables(variables: dict[str, list[str]]) -> None:
     if not variables:
         return
-    cli.console().print("Set these variables before syncing (secrets are never written to files):")
+    cli.console().print("Set these variables before syncing (the files name them; secrets are never written to files):")
     for var, places in sorted(variables.items()):
         cli.console().print(f"  {cli.escape(var)}  ({cli.escape(', '.join(places))})", highlight=False)

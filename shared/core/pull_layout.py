@@ -28,7 +28,7 @@ from shared.core.refs import MissingVariable, literal_text, substitute_variables
 from shared.core.secrets import content_hash, is_secret_field
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
-_USED = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)")
+_USED = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(:-)?")
 Format = Literal["yaml", "json"]
 Action = Literal["create", "update", "unchanged"]
 
@@ -299,8 +299,8 @@ class _Variables:
         return out
 
     def _used(self, text: str, at: str) -> None:
-        for escaped, var in _USED.findall(text):
-            if not escaped:  # `$${X}` is the text `${X}`, no variable
+        for escaped, var, default in _USED.findall(text):
+            if not escaped and not default:  # `$${X}` is the text `${X}`; `${X:-d}` needs no X
                 self.variables.setdefault(var, []).append(f"{self.path}: {at}")
 
     def _secret(self, kept: Any, owner: str, key: str, at: str) -> str:
