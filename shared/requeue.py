@@ -71,10 +71,12 @@ def requeue_gone_workers(
 ) -> float:
     """The messages of the workers gone or restarted (`lost_messages`) put back on their queues,
     each worker's said; while none is found, for ten times `dead_after` after one last was
-    (`last_death`, time.time(); 0.0: never), those a gone worker had taken but not started, which
-    are orphans only `dead_after` after their delivery. Nothing where the broker gives a lost
-    consumer's messages back itself (RabbitMQ: `restores_unacked`). Returns when a gone worker was
-    last found."""
+    (`last_death`, time.time(); 0.0: never) or after a worker's consumer last connected again to
+    its broker (a Redis restart, a partition: Celery drops what the lost connection had delivered
+    and not started, and kombu cannot put it back on a dead connection), the unacknowledged
+    messages that nothing runs, which are orphans only `dead_after` after their delivery. Nothing
+    where the broker gives a lost consumer's messages back itself (RabbitMQ: `restores_unacked`).
+    Returns when a gone worker was last found."""
     if not dispatcher.restores_unacked:
         return last_death
     now = time.time()
@@ -83,8 +85,8 @@ def requeue_gone_workers(
         say(requeue_worker(store, dispatcher, worker, task_ids, dead_after).said(dead_after))
     if lost:
         return now
-    if now - last_death < 10 * dead_after:
+    if now - max([last_death, *store.broker_reconnects().values()]) < 10 * dead_after:
         live = {t for ids in store.running_messages().values() for t in ids}
         if count := dispatcher.requeue(set(), now - dead_after, live):
-            say(f"requeued {count} message(s) a gone worker had taken but not started")
+            say(f"requeued {count} message(s) taken but never started by a worker that is gone or lost its broker")
     return last_death

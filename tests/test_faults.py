@@ -538,6 +538,69 @@ def test_a_worker_whose_tasks_end_while_redis_is_away_keeps_working(standin, tmp
         embedded.stop(redis_proc)
 
 
+def _take_as_kombu_delivers(r: redis.Redis, queue: str) -> str | None:
+    """One message off `queue` into the broker's unacknowledged hash, as kombu's Redis transport
+    records a delivery (QoS.append): the delivery tag, or None while the queue is empty."""
+    for key in [queue] + [f"{queue}\x06\x16{p}" for p in range(1, 10)]:  # its priority lists
+        raw = r.rpop(key)
+        if raw is not None:
+            message = json.loads(raw)
+            tag = uuid.uuid4().hex
+            message["properties"]["delivery_tag"] = tag
+            info = message["properties"]["delivery_info"]
+            r.hset("unacked", tag, json.dumps([message, info["exchange"], info["routing_key"]]))
+            r.zadd("unacked_index", {tag: time.time()})
+            return tag
+    return None
+
+
+def test_a_message_a_worker_had_taken_as_redis_restarted_runs_once_it_is_back(standin, tmp_path: Path) -> None:
+    """Redis restarts (append-only file) while a worker's connection had taken a message and not
+    started it: Celery drops what a lost connection delivered, kombu cannot put it back on a dead
+    connection, and it stays unacknowledged in Redis with nobody on it. The run stalled for the
+    visibility timeout (15 min); the worker says it connected again, and the message is put back."""
+    from shared.core.task_names import MODELS_QUEUE
+    from tests.test_workflow_run import task_of, write_tree, write_workflow
+
+    url, state = standin
+    state.control["delay"] = 3.0
+    port = embedded.free_port()
+    redis_url, redis_proc = embedded.start_redis(tmp_path / "redis", port=port, persist=True)
+    env = {"RESOURCE_INTERVAL_SECONDS": "1", "WORKER_DEAD_SECONDS": "3", "SYNC_BATCH_SIZE": "1"}  # a message a task
+    worker = embedded.start_worker(
+        redis_url, concurrency=1, name="reconnects", env={**WORKER_ENV, **env}, log_path=tmp_path / "worker.log"
+    )
+    producer: subprocess.Popen[str] | None = None
+    try:
+        cli = Cli(redis_url, "http://127.0.0.1:9", "wf-reconnect", tmp_path / "cache", "http://127.0.0.1:9")
+        write_tree(tmp_path, url, max_concurrency=16)
+        wf = write_workflow(tmp_path, [{"id": f"t{i}", "description": f"restart {i}"} for i in range(2)])
+        producer = subprocess.Popen(
+            [sys.executable, "-m", "producer.cli", "run", str(wf), "--json"],
+            env=cli.env(**env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        # one thread: the worker runs one task's message, the other's waits in its queue
+        wait_for(lambda: state.in_flight == 1, 60, "the first task's model request under way")
+        wait_for(lambda: _take_as_kombu_delivers(redis.Redis.from_url(redis_url), MODELS_QUEUE), 10, "the other task")
+        embedded.stop(redis_proc)  # SIGTERM: Redis writes its append-only file and exits
+        _, redis_proc = embedded.start_redis(tmp_path / "redis", port=port, persist=True)
+        out, err = producer.communicate(timeout=90)
+        assert producer.returncode == 0, err[-2000:]
+        statuses = {tid: t["status"] for tid, t in json.loads(out)["tasks"].items()}
+        assert statuses == {"t0": "done", "t1": "done"}, statuses
+        assert "requeued 1 message(s) taken but never started by a worker that is gone or lost its broker" in err, err
+        assert Counter(task_of(q) for q in state.requests) == {"restart 0": 1, "restart 1": 1}
+    finally:
+        if producer is not None and producer.poll() is None:
+            producer.kill()
+            producer.communicate()
+        embedded.stop(worker)
+        embedded.stop(redis_proc)
+
+
 def test_a_workers_copy_of_tasks_another_worker_took_over_stops_within_seconds(
     wf_cli: Cli, standin, tmp_path: Path, services_dir: Path
 ) -> None:

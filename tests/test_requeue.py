@@ -17,6 +17,7 @@ from workers import celery_app
 from workers.resources import Host
 
 DEAD_AFTER = 10.0
+ORPHANS_SAID = "requeued {} message(s) taken but never started by a worker that is gone or lost its broker"
 
 
 class Cluster:
@@ -24,12 +25,16 @@ class Cluster:
 
     def __init__(self, beats: dict[str, float], running: dict[str, dict[str, float]]) -> None:
         self.beats, self.running, self.starts = beats, running, dict[str, float]()
+        self.reconnects = dict[str, float]()
 
     def heartbeats(self) -> dict[str, float]:
         return dict(self.beats)
 
     def worker_starts(self) -> dict[str, float]:
         return dict(self.starts)
+
+    def broker_reconnects(self) -> dict[str, float]:
+        return dict(self.reconnects)
 
     def running_messages(self) -> dict[str, dict[str, float]]:
         return {w: dict(ids) for w, ids in self.running.items()}
@@ -68,10 +73,28 @@ def test_a_silent_workers_messages_are_put_back_then_its_orphans_for_ten_times_d
     assert abs(found - time.time()) < 5 and broker.asked[0][0] == {"t1"}
     assert said == [f"worker gone: gone@h silent for over {DEAD_AFTER:g} s; requeued 1 message(s) (1 it was running)"]
     assert requeue_gone_workers(cluster, broker, DEAD_AFTER, said.append, found) == found  # type: ignore[arg-type]
-    assert broker.asked[1][0] == set() and said[1] == "requeued 2 message(s) a gone worker had taken but not started"
+    assert broker.asked[1][0] == set() and said[1] == ORPHANS_SAID.format(2)
     long_ago = time.time() - 10 * DEAD_AFTER - 1
     assert requeue_gone_workers(cluster, broker, DEAD_AFTER, said.append, long_ago) == long_ago  # type: ignore[arg-type]
     assert len(broker.asked) == 2, "orphans looked for past ten times dead_after"
+
+
+def test_after_a_worker_connected_again_to_its_broker_the_messages_nothing_runs_are_put_back() -> None:
+    """A Redis restart or a partition: Celery dropped what the lost connection had delivered and
+    not started, and kombu could not restore it (Redis was gone), so it sits unacknowledged with
+    nobody on it. No worker is gone; the worker's reconnect opens the same window a death does."""
+    now = time.time()
+    cluster, broker, said = Cluster({"w@h": now}, {"w@h": {"t9": now - 1}}), Broker(orphans=3), list[str]()
+    assert requeue_gone_workers(cluster, broker, DEAD_AFTER, said.append, 0.0) == 0.0  # type: ignore[arg-type]
+    assert broker.asked == [], "no death, no reconnect: a live worker's unacknowledged messages are its own"
+    cluster.reconnects["w@h"] = now - 2 * DEAD_AFTER
+    assert requeue_gone_workers(cluster, broker, DEAD_AFTER, said.append, 0.0) == 0.0  # type: ignore[arg-type]
+    task_ids, orphans_before, live = broker.asked[0]
+    assert task_ids == set() and live == {"t9"} and abs(orphans_before - (now - DEAD_AFTER)) < 5
+    assert said == [ORPHANS_SAID.format(3)]
+    cluster.reconnects["w@h"] = now - 10 * DEAD_AFTER - 1
+    requeue_gone_workers(cluster, broker, DEAD_AFTER, said.append, 0.0)  # type: ignore[arg-type]
+    assert len(broker.asked) == 1, "orphans looked for past ten times dead_after after the reconnect"
 
 
 def test_a_broker_that_gives_lost_messages_back_itself_is_left_alone() -> None:

@@ -49,10 +49,13 @@ class ResourceGuard(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery is
     def start(self, c: Consumer) -> None:
         # Celery stops and starts a consumer's steps again after a lost broker connection: the
         # thread goes on meanwhile (its heartbeats go to Redis, not to the broker)
+        host = self._host = self._host or self._watch(c)
+        if c.restart_count > 0:  # connected again: the heartbeat says so (shared/requeue.py)
+            host.reconnected = time.time()
         if self._thread is None or not self._thread.is_alive():
             self._stop = threading.Event()
             self._thread = threading.Thread(
-                target=self._run, args=(c, self._stop), name="agentq-resources", daemon=True
+                target=self._run, args=(host, self._stop), name="agentq-resources", daemon=True
             )
             self._thread.start()
 
@@ -63,8 +66,8 @@ class ResourceGuard(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery is
     def shutdown(self, c: Consumer) -> None:
         self._stop.set()
 
-    def _run(self, c: Consumer, stop: threading.Event) -> None:
-        host = self._host = self._host or self._watch(c)
+    @staticmethod
+    def _run(host: Host, stop: threading.Event) -> None:
         settings = host.settings
         # the first reading at once: it is also this worker's heartbeat (producer/recovery.py)
         while True:
@@ -100,6 +103,7 @@ class Host:
     throttled: bool = False
     started: float = PROCESS_STARTED  # in the heartbeat: what the name held from before, a dead process held
     last_death: float = 0.0  # when this worker last requeued a gone worker's messages
+    reconnected: float = 0.0  # when its consumer last connected again to a broker it had lost
 
     def check(self) -> None:
         """One reading: throttle or resume on a threshold crossed, then the heartbeat."""
@@ -165,6 +169,7 @@ class Host:
             "throttled": self.throttled,
             "ts": time.time(),
             "started": self.started,
+            "reconnected": self.reconnected,
             "pid": os.getpid(),  # the process a running task's state names (a redelivered copy waits for it)
         }
 

@@ -5,8 +5,8 @@ connection and then uses a connection that no longer exists (AttributeError on
 `conninfo.hostname` or `connection.client`, kombu 5.x): to put those messages back, and to
 acknowledge a task (late acks) that ended meanwhile. Celery calls that an unrecoverable error and
 the worker stops consuming for good, though Redis comes back. Here the failed restore or ack
-leaves the message where it is, in Redis's unacked hash: the producer's watchdog
-(producer/recovery.py) or the visibility timeout puts it back (its task is idempotent), and the
+leaves the message where it is, in Redis's unacked hash: once the worker says it connected again
+(its heartbeat), shared/requeue.py puts back what nothing runs (its task is idempotent), and the
 worker reconnects as it would otherwise. An ack is first sent again on a connection of its own:
 Redis may be back already, and a message restored after its task ended would run again.
 """

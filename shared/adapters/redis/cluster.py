@@ -73,6 +73,12 @@ class ClusterState(RedisPart):
         a name's in-flight record holds from before was an earlier process's, one that died."""
         return {name: float(beat.get("started", 0.0)) for name, beat in self.host_readings().items()}
 
+    def broker_reconnects(self) -> dict[str, float]:
+        """Worker node name -> when its consumer last connected again after losing its broker (0:
+        never since its process started): what that connection had delivered and not started was
+        dropped, and stays unacknowledged in Redis (shared/requeue.py)."""
+        return {name: float(beat.get("reconnected", 0.0)) for name, beat in self.host_readings().items()}
+
     def live_workers(self, fresh_within: float) -> dict[str, list[str] | None]:
         """Workers that reported within `fresh_within` seconds -> the queues each takes (None: a
         worker of an earlier version, which does not say)."""
