@@ -374,7 +374,8 @@ def test_a_team_whose_chat_never_ends_stops_at_the_tasks_timeout(wf_cli: Cli, st
     chat = [{"id": "chat", "description": "discuss", "agent": {"$ref": "endless"}, "cache": False, "timeout": 2}]
     rc, report = run(wf_cli, write_workflow(tmp_path, chat))
     task = report["tasks"]["chat"]
-    assert rc == 1 and task["error"] == "timed out after 2 s", task
+    # (a machine too loaded to fire the timer within a second says so after these words)
+    assert rc == 1 and task["error"].startswith("timed out after 2 s"), task
     assert task["seconds"] < 12, task  # it used to run until cancelled by hand
     discussed = sum(task_of(r) == "discuss" for r in state.requests)
     assert discussed >= 2  # the chat did go on until the timeout

@@ -278,8 +278,9 @@ async def _ran(
     try:
         result = await asyncio.wait_for(asyncio.shield(running), timeout)
     except TimeoutError as exc:
+        late = _held(time.monotonic() - started, timeout)  # before the stop, which may wait for the message in hand
         await _stop(component, running, cancel)
-        raise TaskTimedOut(f"timed out after {timeout:g} s{_held(time.monotonic() - started, timeout)}") from exc
+        raise TaskTimedOut(f"timed out after {timeout:g} s{late}") from exc
     except asyncio.CancelledError:  # the task was cancelled, or its worker is shutting down
         await _stop(component, running, cancel)
         raise
