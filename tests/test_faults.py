@@ -575,13 +575,7 @@ def test_a_message_a_worker_had_taken_as_redis_restarted_runs_once_it_is_back(st
         cli = Cli(redis_url, "http://127.0.0.1:9", "wf-reconnect", tmp_path / "cache", "http://127.0.0.1:9")
         write_tree(tmp_path, url, max_concurrency=16)
         wf = write_workflow(tmp_path, [{"id": f"t{i}", "description": f"restart {i}"} for i in range(2)])
-        producer = subprocess.Popen(
-            [sys.executable, "-m", "producer.cli", "run", str(wf), "--json"],
-            env=cli.env(**env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        producer = cli.start("run", str(wf), "--json", **env)
         # one thread: the worker runs one task's message, the other's waits in its queue
         wait_for(lambda: state.in_flight == 1, 60, "the first task's model request under way")
         wait_for(lambda: _take_as_kombu_delivers(redis.Redis.from_url(redis_url), MODELS_QUEUE), 10, "the other task")
