@@ -309,6 +309,38 @@ def test_a_redis_restart_is_no_silence_of_the_workers(tmp_path) -> None:
         embedded.stop(proc)
 
 
+def test_a_worker_back_from_a_cut_takes_nobodys_tasks_until_the_others_could_beat(redis_url: str) -> None:
+    """The host of Redis and RabbitMQ cut off for 40 s: every heartbeat is 40 s old, and RabbitMQ,
+    which closed every connection, hands their messages to the first worker back at once. That
+    worker took the tasks the others were still running and called their models again. Counted
+    from its own reconnect, the others' heartbeats are as young as the cut's end."""
+    import asyncio
+    import os
+
+    import redis.asyncio as aioredis
+
+    from shared.adapters.redis.async_state import AsyncRunState
+    from tests.conftest import wait_for
+
+    store = _store(redis_url)
+    # a dead_after of 1 s, the heartbeat 3 s old, Redis up for longer (it heard everyone meanwhile)
+    wait_for(lambda: int(store.r.info("server")["uptime_in_seconds"]) >= 4, 10, "Redis up for 4 s")
+    now = time.time()
+    store.report_reading("w1@h", {"ts": now - 3, "pid": 11, "host": "h"})
+    running = {"t1": NodeState(status=Status.RUNNING, worker="w1@h", pid=11)}
+
+    async def held(heard_since: float) -> set[str]:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            return await AsyncRunState(client, store).held_alive(running, ("w2@h", os.getpid()), 1.0, heard_since)
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(held(time.time() - 0.1)) == {"t1"}, "taken from a worker that could not beat"
+    assert asyncio.run(held(0.0)) == set(), "a worker silent while Redis could hear it is gone"
+    assert asyncio.run(held(time.time() - 2)) == set(), "still silent 1 s after the reconnect: gone"
+
+
 def test_a_claim_whose_answer_was_lost_is_still_the_claimers(redis_url: str) -> None:
     """The store's client sends a command again when its answer does not come (a partition cut it):
     the SET NX ran the first time. Taken as someone else's claim, the claim of a run's `finished`

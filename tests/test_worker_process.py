@@ -47,3 +47,21 @@ def test_released_workflow_tasks_and_the_tasks_own_messages_go_through_the_one_d
     monkeypatch.setattr(res, "store", SimpleNamespace(published=lambda run_id, ids: None))
     workers.tasks.run_workflow_tasks.releases()._send("run1", [[("t1", 0, 0)]])
     assert sent == [("run1", [[("t1", 0, 0)]], celery_app.settings.batch_size)]
+
+
+def test_a_consumer_that_connected_again_is_known_to_the_tasks_before_they_take_a_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Celery starts a consumer's steps again after a lost broker connection, before its loop takes
+    the first message of the new connection: the tasks of the process, and its heartbeat, know."""
+    guard = ResourceGuard(SimpleNamespace())
+    guard._thread = SimpleNamespace(is_alive=lambda: True)  # the resource thread runs already
+    consumer = SimpleNamespace(app=celery_app.app, hostname="w1@test", restart_count=0)
+    res = workers.tasks.run_workflow_tasks._resources()
+    monkeypatch.setattr(res, "reconnected", 0.0)
+    guard.start(consumer)  # the first start is no reconnect
+    assert workers.tasks.run_workflow_tasks.reconnected() == 0.0
+    consumer.restart_count = 1
+    guard.start(consumer)
+    assert workers.tasks.run_workflow_tasks.reconnected() > 0.0
+    assert guard._host is not None and guard._host.reconnected == res.reconnected

@@ -21,6 +21,7 @@ from shared.metrics import Metrics
 from shared.requeue import requeue_gone_workers
 from shared.settings import Settings
 from workers.incarnation import PROCESS_STARTED
+from workers.task_base import process_resources
 
 log = logging.getLogger("agentq.throttle")
 UNSTARTED_LOOKED_FOR = 24 * 3600.0  # seconds: a run written but never started is started up to a day later
@@ -50,8 +51,9 @@ class ResourceGuard(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery is
         # Celery stops and starts a consumer's steps again after a lost broker connection: the
         # thread goes on meanwhile (its heartbeats go to Redis, not to the broker)
         host = self._host = self._host or self._watch(c)
-        if c.restart_count > 0:  # connected again: the heartbeat says so (shared/requeue.py)
-            host.reconnected = time.time()
+        if c.restart_count > 0:  # connected again: the heartbeat says so (shared/requeue.py), and the
+            # process's tasks know it before they take a message (workers/workflow_exec.py _unless_held)
+            host.reconnected = process_resources(c.app).reconnected = time.time()
         if self._thread is None or not self._thread.is_alive():
             self._stop = threading.Event()
             self._thread = threading.Thread(

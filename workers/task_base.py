@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from celery import Task
+from celery import Celery, Task
 
 from shared.adapters.redis.conn import AsyncRedis, async_client
 from shared.adapters.redis.keys import limit_name
@@ -82,6 +82,8 @@ class _Resources:
     running: set[tuple[str, str]] = field(default_factory=set)
     # (namespace, gallery name) -> the config this process last wrote there (workers/gallery.py)
     galleries: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    # when this process's consumer last connected again to a broker it had lost (workers/resources.py)
+    reconnected: float = 0.0
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         try:
@@ -108,26 +110,31 @@ class _Resources:
             self.thread.join(5)
 
 
+def process_resources(app: Celery) -> _Resources:
+    """The worker process's resources: one set per process, kept on the app and shared by the
+    pool's threads (a prefork child builds its own: it must not reuse its parent's sockets, and the
+    parent's loop thread did not survive fork)."""
+    res: _Resources | None = app.__dict__.get("_agentq_resources")
+    if res is not None and res.pid == os.getpid():
+        return res
+    with app.__dict__.setdefault("_agentq_resources_lock", threading.Lock()):
+        res = app.__dict__.get("_agentq_resources")
+        if res is None or res.pid != os.getpid():
+            from workers.celery_app import settings  # read and checked once, as the app was made
+
+            # the result backend is Redis whichever broker carries the messages
+            store = Store.from_settings(settings, app.conf.result_backend)
+            res = _Resources(os.getpid(), settings, store, *_loop_thread())
+            app.__dict__["_agentq_resources"] = res
+            atexit.register(res.close)
+    return res
+
+
 class WorkerTask(Task):  # type: ignore[misc]  # Celery is untyped
     abstract = True
 
     def _resources(self) -> _Resources:
-        # one set per process, shared by the pool's threads (a prefork child builds its own: it
-        # must not reuse its parent's sockets, and the parent's loop thread did not survive fork)
-        res: _Resources | None = self.app.__dict__.get("_agentq_resources")
-        if res is not None and res.pid == os.getpid():
-            return res
-        with self.app.__dict__.setdefault("_agentq_resources_lock", threading.Lock()):
-            res = self.app.__dict__.get("_agentq_resources")
-            if res is None or res.pid != os.getpid():
-                from workers.celery_app import settings  # read and checked once, as the app was made
-
-                # the result backend is Redis whichever broker carries the messages
-                store = Store.from_settings(settings, self.app.conf.result_backend)
-                res = _Resources(os.getpid(), settings, store, *_loop_thread())
-                self.app.__dict__["_agentq_resources"] = res
-                atexit.register(res.close)
-        return res
+        return process_resources(self.app)
 
     @property
     def settings(self) -> Settings:
@@ -180,6 +187,10 @@ class WorkerTask(Task):  # type: ignore[misc]  # Celery is untyped
 
     def running_here(self) -> set[tuple[str, str]]:
         return self._resources().running
+
+    def reconnected(self) -> float:
+        """When this process's consumer last connected again to a broker it had lost (0: never)."""
+        return self._resources().reconnected
 
     def cancel_check(self, run_id: str) -> Callable[[], Awaitable[bool]]:
         """Whether the run was cancelled, asked of Redis at most every CANCEL_CHECK_EVERY seconds per

@@ -172,6 +172,7 @@ def run_workflow_tasks(self: WorkerTask, run_id: str, task_ids: list[str]) -> in
             self.admission(),
             cancelled=self.cancel_check(run_id),
             here=self.running_here(),
+            reconnected=self.reconnected(),
         )
         try:
             await run_tasks(ctx, task_ids)

@@ -45,6 +45,7 @@ class WorkflowContext:
     metrics: Metrics = field(default_factory=Metrics)
     cancelled: Callable[[], Awaitable[bool]] | None = None  # `producer cancel` ended the run
     here: set[tuple[str, str]] = field(default_factory=set)  # (run, task) this process runs now
+    reconnected: float = 0.0  # when this process's consumer last connected again to a broker it had lost
 
 
 async def run_tasks(ctx: WorkflowContext, task_ids: list[str]) -> None:
@@ -81,7 +82,7 @@ async def _unless_held(
     while True:
         loaded = await ctx.state.load(ctx.run_id, task_ids)
         held = {t for t in task_ids if (ctx.run_id, t) in ctx.here}  # this process's own copy runs them
-        held |= await ctx.state.held_alive(loaded[1], mine, ctx.settings.worker_dead_seconds)
+        held |= await ctx.state.held_alive(loaded[1], mine, ctx.settings.worker_dead_seconds, ctx.reconnected)
         if not held or (ctx.cancelled is not None and await ctx.cancelled()):
             return loaded
         await asyncio.sleep(FENCE_SECONDS)

@@ -70,10 +70,15 @@ class AsyncRunState:
         self._end_task = client.register_script(END_TASK_LUA)
         self._set_states = client.register_script(SET_STATES_LUA)
 
-    async def held_alive(self, states: Mapping[str, NodeState], mine: tuple[str, int], dead_after: float) -> set[str]:
+    async def held_alive(
+        self, states: Mapping[str, NodeState], mine: tuple[str, int], dead_after: float, heard_since: float = 0.0
+    ) -> set[str]:
         """The tasks running on another live worker process: its heartbeat, from the process that
-        claimed them (same pid), is newer than `dead_after` seconds (counted from Redis' own start
-        at the earliest: a restarted Redis heard nobody before)."""
+        claimed them (same pid), is newer than `dead_after` seconds, counted from Redis' own start
+        at the earliest (a restarted Redis heard nobody before) and from `heard_since` (this worker
+        was cut off until then: so may the others have been, and their heartbeats say nothing of
+        that time; a broker that dropped everyone's connections hands their messages to the first
+        worker back, before any other could beat)."""
         running = {t: st for t, st in states.items() if st.status == Status.RUNNING and (st.worker, st.pid) != mine}
         workers = sorted({str(st.worker) for st in running.values() if st.worker})
         if not workers:
@@ -83,11 +88,11 @@ class AsyncRunState:
         pipe.info("server")
         beats, server = await pipe.execute()
         now = time.time()
-        redis_started = now - float(server.get("uptime_in_seconds", 0))  # nobody could beat before
+        floor = max(now - float(server.get("uptime_in_seconds", 0)), heard_since)  # nobody could beat before
         alive = set()
         for worker, raw in zip(workers, beats, strict=True):
             beat = json.loads(raw) if raw else None
-            if beat is not None and now - max(float(beat.get("ts", 0.0)), redis_started) <= dead_after:
+            if beat is not None and now - max(float(beat.get("ts", 0.0)), floor) <= dead_after:
                 alive.add((worker, beat.get("pid")))
         # a heartbeat without a pid (a worker of an earlier version) vouches for any process of it
         return {t for t, st in running.items() if (st.worker, st.pid) in alive or (st.worker, None) in alive}
