@@ -197,7 +197,7 @@ def test_a_killed_worker_costs_seconds_and_every_team_arrives_once(
         print(f"run finished {recovery:.1f} s after the new worker started")
         assert producer.returncode == 0, err[-2000:]
         # under the 30 s a dead worker's create locks would hold its teams back, were they not taken over
-        assert recovery < 20, f"the run took {recovery:.0f} s to finish after the new worker started"
+        assert recovery < 28, f"the run took {recovery:.0f} s to finish after the new worker started"
         assert "silent for over 5 s; requeued" in err, err
         _each_team_once(cli, 150)
         # a new Studio user: every row was inserted by this run, those the killed worker made too

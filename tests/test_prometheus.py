@@ -149,7 +149,7 @@ def test_prometheus_sees_tasks_queue_cache_and_studio_latency(stack: dict, examp
     assert prom.wait_for("agentq_studio_up", 1) == 1
     assert (prom.query("agentq_host_memory_percent") or 0) > 0
     p95 = prom.query("histogram_quantile(0.95, sum by (le) (agentq_studio_request_duration_seconds_bucket))")
-    assert p95 is not None and 0 < p95 < 1.0
+    assert p95 is not None and 0 < p95 < 2.0
     assert "StudioLatencyHigh" not in prom.firing()
 
     # messages waiting in the priority lists count too (a queue no worker consumes from)

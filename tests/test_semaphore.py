@@ -122,7 +122,7 @@ def test_a_free_slot_goes_to_the_process_that_asks_unless_a_higher_rank_waits(re
         await client.aclose()
         return waited
 
-    assert asyncio.run(go(0)) < 1.0  # at once, not after the busy process's waiter is dropped
+    assert asyncio.run(go(0)) < 1.5  # at once, not after the busy process's waiter is dropped (2 s)
     waited = asyncio.run(go(5))
     assert 1.5 < waited < 8  # the higher rank kept it until its silent process was seen gone
 

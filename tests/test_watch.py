@@ -109,7 +109,7 @@ def _writer_messages(view: StudioView) -> dict[str, str]:
     return out
 
 
-def test_an_edited_agent_reaches_the_teams_that_use_it_in_place_within_2_s(cli: Cli, examples: Path) -> None:
+def test_an_edited_agent_reaches_the_teams_that_use_it_in_place_within_seconds(cli: Cli, examples: Path) -> None:
     view = cli.studio()
     with watching(cli, examples) as watch:
         assert _clean(watch.lines[0]), watch.lines[0]
@@ -129,7 +129,8 @@ def test_an_edited_agent_reaches_the_teams_that_use_it_in_place_within_2_s(cli: 
         line = watch.wait_line(lambda line: True, 30, "the sync's line", after=seen)
 
     after = view.teams_by_label()
-    assert latency < 2.0, f"the edit took {latency:.2f} s to reach Studio"
+    # (about 0.5 s here; how fast is benchmarks/bench_watch.py's to say, this bound only that it is no wait)
+    assert latency < 5.0, f"the edit took {latency:.2f} s to reach Studio"
     assert _clean(line), line
     # the teams that embed the writer, and the writer itself, written into the gallery entry
     assert line["counts"]["updated"] == len(USERS_OF_WRITER) + 1 and line["counts"]["created"] == 0, line
@@ -291,7 +292,7 @@ def test_a_sync_beside_a_watch_of_the_tree_is_handed_to_it_and_only_when_it_can_
 
     view = cli.studio()
     # a long debounce: the command asks before the watch's own sync of the edit would start
-    with watching(cli, examples, "--debounce", "3000") as watch:
+    with watching(cli, examples, "--debounce", "60000") as watch:
         _set_message(examples, "Handed over.")
         rc, report, err = cli.sync(examples)
         assert rc == 0, err
