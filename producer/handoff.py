@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from shared.defaults import cache_dir
 
 if TYPE_CHECKING:
-    from producer.nochange import Walks
+    from producer.walk import Walks
 
 PACKAGES = ("producer", "shared", "workers")
 MAX_LINE = 64 * 1024 * 1024  # a report of 10,000 nodes is a few MB

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 from urllib.parse import urlsplit
 
-from producer.walk import config_files, default_cache_path
+from producer.walk import Walks, default_cache_path
 from shared.adapters.answer_limits import MAX_ANSWER_BYTES
 from shared.adapters.redis.resp import root_still_there
 from shared.defaults import cache_dir
@@ -61,23 +61,6 @@ def record_path(root: Path, cache_dir: Path) -> Path:
 def report_path(record: Path) -> Path:
     """The report, stored as the text `--json` prints: a 10,000-node report takes 0.1 s to render."""
     return record.with_suffix(".report.json")
-
-
-class Walks:
-    """The walks of trees one command made, each made once: the no-change answer and the hand-off
-    (producer/handoff.py) look at the same tree, one after the other."""
-
-    def __init__(self) -> None:
-        self._done: dict[Path, tuple[dict[str, tuple[str, os.stat_result]], dict[str, str]]] = {}
-
-    def files(self, root: Path) -> tuple[dict[str, tuple[str, os.stat_result]], dict[str, str]]:
-        """The tree's config files and those not read (with why), as producer/walk.py finds them."""
-        if root not in self._done:
-            skipped: dict[str, str] = {}
-            bad: dict[str, str] = {}
-            files = config_files(root, skipped, bad)
-            self._done[root] = files, {**skipped, **bad}
-        return self._done[root]
 
 
 def fingerprint(

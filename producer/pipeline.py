@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from producer.scanner import ScanMemo
     from producer.studio_state import StudioView
     from producer.sync_run import Prepared
+    from producer.walk import Walks
     from producer.workflow_run import PreparedWorkflow
     from shared.ports import Dispatcher, RunStore, Storage
     from shared.settings import Settings
@@ -39,6 +40,7 @@ class Services:
     dispatcher: Callable[[], Dispatcher]
     say: Callable[[str], None]
     memo: ScanMemo | None = None  # a resident process's last scan of the tree (producer watch)
+    walks: Walks | None = None  # the trees this command walked already (its no-change look's)
 
 
 @dataclass
@@ -105,7 +107,7 @@ def sync(
     from producer.sync_run import prepare, submit
 
     settings, store, dispatcher, say = services.settings, services.store, services.dispatcher, services.say
-    prepared = prepare(directory, settings, store, gallery, force=force, memo=services.memo)
+    prepared = prepare(directory, settings, store, gallery, force=force, memo=services.memo, walks=services.walks)
     outcome = SyncOutcome(prepared)
     if before_submit is not None and not before_submit(prepared):
         return outcome

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from producer.walk import config_files, too_big
+from producer.walk import Walked, Walks, too_big
 from producer.walk import default_cache_path as default_cache_path  # re-exported
 from shared.core.errors import ConfigError
 from shared.core.facts import FileFacts, file_facts
@@ -108,16 +108,19 @@ class Documents(Mapping[str, "dict[str, Any] | ConfigError"]):
 
 
 def scan(
-    root: Path, cache_path: Path | None = None, limits: Limits | None = None, memo: ScanMemo | None = None
+    root: Path,
+    cache_path: Path | None = None,
+    limits: Limits | None = None,
+    memo: ScanMemo | None = None,
+    walked: Walked | None = None,
 ) -> ScanResult:
     """Documents of every config file under `root`. A file whose (mtime, size, inode) is unchanged
     since the last scan is not read again: its facts come from the cache at `cache_path`, and its
     document from the docs file beside it, only if needed. A file over `limits.max_file_bytes` is an
-    error, and is never read. `memo`: the last scan of this process, kept up to date."""
-    skipped: dict[str, str] = {}
-    bad: dict[str, str] = {}
-    links: dict[str, str] = {}
-    files = config_files(root, skipped, bad, links)
+    error, and is never read. `memo`: the last scan of this process, kept up to date. `walked`:
+    the tree as this command walked it already (producer/walk.py's Walks), else walked here."""
+    walked = walked or Walks().walked(root)
+    files, skipped, bad, links = dict(walked.files), dict(walked.skipped), dict(walked.bad), dict(walked.links)
     docs_path, kept = _docs_and_memo(cache_path, memo)
     documents = Documents(docs_path, kept.docs if kept else None)
     result = ScanResult(documents=documents, skipped=skipped, files=files, unread={**skipped, **bad}, links=links)

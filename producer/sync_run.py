@@ -12,7 +12,7 @@ from producer.launch import launch, new_run
 from producer.planner import Plan, gallery_members, make_plan, tree_gallery_key
 from producer.scanner import ScanMemo, ScanResult, default_cache_path, scan
 from producer.studio_state import StudioView, inspect, studio_version
-from producer.walk import check_dir
+from producer.walk import Walks, check_dir
 from shared.core.components import gallery_section, has_rows
 from shared.core.drift import EntryState, gallery_slug
 from shared.core.exceptions import InvalidInput
@@ -128,12 +128,15 @@ def prepare(
     gallery_name: str | None = None,
     force: bool = False,
     memo: ScanMemo | None = None,
+    walks: Walks | None = None,
 ) -> Prepared:
     """Scan the tree and plan the sync; one Redis round trip looks up every cache key. `memo`: a
-    resident process's last scan (producer/scanner.py)."""
+    resident process's last scan (producer/scanner.py); `walks`: the command's walks of trees so far."""
     check_dir(root)
     root = root.resolve()
-    result = scan(root, default_cache_path(root, settings.cache_dir), limits=scan_limits(settings), memo=memo)
+    walked = walks.walked(root) if walks is not None else None
+    cache_path = default_cache_path(root, settings.cache_dir)
+    result = scan(root, cache_path, limits=scan_limits(settings), memo=memo, walked=walked)
     env, limits = environment(), tree_limits(settings)
     if memo is None:
         tree = build_tree(result.documents, env, result.facts, limits)

@@ -8,7 +8,7 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from shared.core.exceptions import InvalidInput
 
@@ -105,9 +105,24 @@ class _Walk:
             self.skipped[prefix or "."] = f"cannot list directory: {exc.strerror}"
             return []
         below: list[tuple[str, str, bool]] = []
+        found, plain = self.found, self.spec is None and not linked
         for entry in entries:
-            if not entry.name.startswith("."):
-                self._entry(entry, prefix + entry.name, below, linked)
+            name = entry.name
+            if name.startswith("."):
+                continue
+            # the common case inline (a regular file, by the directory's own entry type, in a tree
+            # with no ignore file): 7% off the walk of 10,000 files, whose lstat calls are most of it
+            if plain and entry.is_file(follow_symlinks=False):
+                if not name.lower().endswith(SUFFIXES):
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    st = None  # gone since the listing: _entry says so
+                if st is not None and stat.S_ISREG(st.st_mode):
+                    found[prefix + name] = (entry.path, st)
+                    continue
+            self._entry(entry, prefix + name, below, linked)
         return below
 
     def drop_aliases(self) -> None:
@@ -175,6 +190,37 @@ class _Walk:
                 self.linked.append(rel)
         else:
             self.bad[rel] = f"not a regular file ({_kind(st.st_mode)}); not read"
+
+
+class Walked(NamedTuple):  # not a dataclass: importing dataclasses costs the no-change path 5 to 8 ms
+    """One walk of a tree, as config_files reports it."""
+
+    files: dict[str, tuple[str, os.stat_result]]
+    skipped: dict[str, str]
+    bad: dict[str, str]
+    links: dict[str, str]
+
+
+class Walks:
+    """The walks of trees one command made, each made once: the no-change answer's look, the
+    hand-off (producer/handoff.py) and, when neither answers, the sync's own scan look at the same
+    tree one after the other."""
+
+    def __init__(self) -> None:
+        self._done: dict[Path, Walked] = {}
+
+    def walked(self, root: Path) -> Walked:
+        if root not in self._done:
+            skipped: dict[str, str] = {}
+            bad: dict[str, str] = {}
+            links: dict[str, str] = {}
+            self._done[root] = Walked(config_files(root, skipped, bad, links), skipped, bad, links)
+        return self._done[root]
+
+    def files(self, root: Path) -> tuple[dict[str, tuple[str, os.stat_result]], dict[str, str]]:
+        """The tree's config files and those not read (with why)."""
+        walked = self.walked(root)
+        return walked.files, {**walked.skipped, **walked.bad}
 
 
 def too_big(size: int, max_bytes: int) -> str | None:

@@ -437,16 +437,10 @@ def test_a_watch_holds_changes_until_the_files_settle_or_are_saved_too_long_with
 def test_a_file_deleted_between_the_walk_and_its_read_is_not_there(tree, cache, monkeypatch):
     """A checkout or an editor's save removes a file while the tree is scanned: it is gone, not an
     error (an error would fail the sync for a file nobody has)."""
-    import producer.scanner as scanner
+    from producer.walk import Walks
 
-    listed = scanner.config_files
-
-    def then_deleted(root, skipped, bad, links):
-        files = listed(root, skipped, bad, links)
-        (tree / "tools" / "t.yaml").unlink()
-        return files
-
-    monkeypatch.setattr(scanner, "config_files", then_deleted)
-    result = scan(tree, cache)
+    walked = Walks().walked(tree)  # as the command's first look walked it
+    (tree / "tools" / "t.yaml").unlink()
+    result = scan(tree, cache, walked=walked)
     assert "tools/t.yaml" not in result.documents and set(result.documents) == {"models/m.yaml", "agents/a.json"}
     assert not any(isinstance(doc, ConfigError) for doc in result.documents.values())

@@ -67,12 +67,14 @@ def main() -> None:
 
     if answer(sys.argv[1:]):
         return
+    walks = None
     if sys.argv[1:2] == ["sync"]:
         from producer.handoff import try_handoff
-        from producer.nochange import Walks, try_fast_sync
+        from producer.nochange import try_fast_sync
+        from producer.walk import Walks
         from shared.core.exceptions import AgentqError
 
-        walks = Walks()  # the tree walked once for both
+        walks = Walks()  # the tree walked once: for both, and for the sync should neither answer
         try:
             code = try_fast_sync(sys.argv[1:], dict(os.environ), walks)
             if code is None:
@@ -83,7 +85,7 @@ def main() -> None:
             raise SystemExit(code)
     from producer.cli.app import main as commands
 
-    commands()
+    commands(walks)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from producer import embedded, session
 from producer.session import dispatcher_for as dispatcher_for  # the commands take it from here
 from producer.session import store_for as store_for  # the commands take it from here
 from producer.terminal_text import escape as escape  # the commands take it from here
+from producer.walk import Walks
 from producer.walk import check_dir as check_dir  # the commands take it from here
 from shared.core.exceptions import AgentqError, InvalidInput, RunTimedOut, ServiceUnavailable, StartInterrupted
 from shared.core.secrets import shown_url
@@ -326,11 +327,12 @@ def _usage_error() -> type[Exception]:
     return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
-def main() -> None:
-    """The `producer` command: failures we can name end in one line and their exit code, never a traceback."""
+def main(walks: Walks | None = None) -> None:
+    """The `producer` command: failures we can name end in one line and their exit code, never a
+    traceback. `walks`: the trees walked before the commands were imported (producer/cli/__init__.py)."""
     usage_error = _usage_error()
     try:
-        code = app(standalone_mode=False)  # so that a usage error also reaches --json's reader
+        code = app(standalone_mode=False, obj=walks)  # standalone off: a usage error also reaches --json's reader
     except usage_error as exc:  # a missing argument, an unknown option, a value of the wrong type
         _usage_failed(exc)
     except typer.Abort:

@@ -185,6 +185,7 @@ def plan(
 @app.command()
 @target_options()
 def sync(
+    ctx: typer.Context,
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="Config tree to sync")],
     no_wait: NoWait = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only; enqueue nothing")] = False,
@@ -208,6 +209,7 @@ def sync(
     """Validate the tree, register every component with AutoGen Studio through the workers, report."""
     from producer import pipeline
     from producer.sync_run import remember_if_clean
+    from producer.walk import Walks
     from shared.settings import check_store
 
     check_dir(directory)
@@ -225,7 +227,13 @@ def sync(
         with redis_session(settings, services, quiet=False) as (store, settings):
             outcome = pipeline.sync(
                 directory,
-                pipeline.Services(settings, store, local_dispatcher(settings, services, embedded_default), _warn),
+                pipeline.Services(
+                    settings,
+                    store,
+                    local_dispatcher(settings, services, embedded_default),
+                    _warn,
+                    walks=ctx.obj if isinstance(ctx.obj, Walks) else None,  # producer/cli/__init__.py's
+                ),
                 gallery=target.gallery,
                 force=force,
                 prune=prune,

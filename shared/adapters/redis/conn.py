@@ -31,6 +31,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from shared.adapters.redis.packing import HiredisPacker
+
 T = TypeVar("T")
 # the asyncio client's type, named here so that its holders (workers/task_base.py) import no redis
 AsyncRedis: TypeAlias = aioredis.Redis
@@ -148,7 +150,8 @@ def _options() -> dict[str, Any]:
 
 def sync_client(url: str, outage: float) -> redis.Redis:
     """A client whose commands ride out `outage` seconds without Redis."""
-    return redis.Redis.from_url(url, retry=OutageRetry(outage), **_options())
+    packer = HiredisPacker("utf-8", TEXT["encoding_errors"])
+    return redis.Redis.from_url(url, retry=OutageRetry(outage), command_packer=packer, **_options())
 
 
 def async_client(url: str, outage: float, max_connections: int = 16) -> AsyncRedis:
