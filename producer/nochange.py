@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from producer.walk import Walks, default_cache_path
 from shared.adapters.answer_limits import MAX_ANSWER_BYTES
 from shared.adapters.redis.resp import root_still_there
+from shared.core.gallery_answer import without_components
 from shared.defaults import cache_dir
 
 STUDIO_SECONDS = 5.0  # for Studio's listing, as a whole: past it the full path asks (and times out as set)
@@ -176,23 +177,9 @@ def _entry_as_written(last: LastSync, environ: dict[str, str]) -> bool:
     timestamp): deleted, edited in Studio, or written by another tree's sync, the full path looks."""
     assert last.gallery
     row_id, config_id, updated_at = last.gallery
-    row = _studio_data(last.studio, f"/api/gallery/{row_id}", environ, _entry_head)
+    row = _studio_data(last.studio, f"/api/gallery/{row_id}", environ, without_components)
     config = row.get("config") if isinstance(row, dict) else None
     return isinstance(config, dict) and config.get("id") == config_id and row.get("updated_at") == updated_at
-
-
-def _entry_head(body: bytes) -> Any:
-    """A gallery entry's answer without its components (megabytes for a big tree; parsing them
-    would double this path's time): Studio writes them last, so the text before them, closed,
-    is the rest of the answer. Any other layout is parsed whole."""
-    cut = body.find(b',"components":')
-    try:
-        head = json.loads(body[:cut] + b"}}}") if cut > 0 else None
-    except ValueError:
-        head = None
-    data = head.get("data") if isinstance(head, dict) else None
-    config = data.get("config") if isinstance(data, dict) else None
-    return head if isinstance(config, dict) and "updated_at" in data and "id" in config else json.loads(body)  # type: ignore[operator]
 
 
 def _studio_data(

@@ -15,6 +15,7 @@ import redis
 
 from producer import nochange
 from shared.adapters.redis.resp import redis_call
+from shared.core.gallery_answer import without_components
 from tests.conftest import Cli
 from tests.test_studio_outage import _write_tree
 
@@ -204,7 +205,7 @@ def test_a_gallery_entrys_head_is_read_without_its_components_and_any_other_layo
         answer({**row, "config": {**config, "components": members, "after": 1}}),  # not last
     ):
         whole = json.loads(body)
-        head = nochange._entry_head(body)
+        head = without_components(body)
         assert head["data"]["updated_at"] == whole["data"]["updated_at"]
         assert head["data"]["config"]["id"] == whole["data"]["config"]["id"]
         assert head["data"]["id"] == whole["data"]["id"]

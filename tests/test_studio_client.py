@@ -176,3 +176,27 @@ def test_an_answer_that_is_no_http_is_retried_and_said_as_such() -> None:
     error, asked, _ = asyncio.run(_ask(garbage))
     assert asked == 2 and error.retryable and error.status is None, (asked, error)
     assert str(error).startswith("Studio answered GET /version with something that is not HTTP: "), error
+
+
+def test_a_gallery_write_answers_the_row_as_studio_keeps_it_without_reading_its_components(studio_url: str) -> None:
+    """A real Studio: the saved row's id and timestamp are the ones a read of the entry gives (what
+    the next sync's drift check compares), its components left unread (they are what was sent)."""
+    from shared.adapters.studio import StudioClient
+
+    config = {
+        "id": "agentq-answer-test",
+        "name": "answer-test",
+        "metadata": {"author": "test", "version": "1"},
+        "components": {"agents": [{"provider": "x", "label": f"a{i}", "config": {}} for i in range(50)]},
+    }
+
+    async def go() -> tuple[dict[str, object], dict[str, object], dict[str, object] | None]:
+        async with StudioClient(studio_url, "answer-test-user") as client:
+            created = await client.save_gallery(config)
+            updated = await client.save_gallery({**config, "name": "answer-test-2"}, int(str(created["id"])))
+            return created, updated, await client.get_gallery(int(str(created["id"])))
+
+    created, updated, read = asyncio.run(go())
+    assert read is not None and updated["id"] == created["id"] == read["id"]
+    assert updated["updated_at"] == read["updated_at"] and read["config"]["components"] == config["components"]  # type: ignore[index]
+    assert "components" not in updated["config"] and updated["config"]["name"] == "answer-test-2"  # type: ignore[index,operator]

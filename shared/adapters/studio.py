@@ -21,6 +21,7 @@ import aiohttp
 
 from shared.adapters.answer_limits import MAX_ANSWER_BYTES
 from shared.core.exceptions import MalformedAnswer
+from shared.core.gallery_answer import without_components
 from shared.core.json_text import dumps
 from shared.core.refs import redact
 from shared.core.secrets import shown_url
@@ -164,12 +165,14 @@ class StudioClient:
         retry: bool = True,
         max_timeouts: int | None = None,
         expect: Shape = ANY,
+        read: Callable[[bytes], Any] = json.loads,
         **kwargs: Any,
     ) -> Any:
         """One call under the retry policy (shared/retry.py). `retry=False` for a write that is not
         idempotent (the caller looks before it tries again); `max_timeouts` for a call too
         expensive for the server to repeat blindly once it has timed out that often; `expect`:
-        what the answer must hold (one that does not is retried as a 5xx is)."""
+        what the answer must hold (one that does not is retried as a 5xx is); `read`: how its JSON
+        is read."""
         timeouts = 0
 
         def too_many_timeouts(exc: BaseException) -> bool:
@@ -186,7 +189,7 @@ class StudioClient:
                 self.retries + 1 if retry else 1, self.backoff, on_retry, give_up=too_many_timeouts
             ):
                 with attempt:
-                    return await self._once(method, path, expect, **kwargs)
+                    return await self._once(method, path, expect, read, **kwargs)
         except MalformedAnswer as exc:
             raise StudioError(method, path, 200, str(exc), retryable=True) from exc
         except AnswerTooBig as exc:
@@ -205,7 +208,7 @@ class StudioClient:
             ) from exc
         raise AssertionError("unreachable")
 
-    async def _once(self, method: str, path: str, expect: Shape, **kwargs: Any) -> Any:
+    async def _once(self, method: str, path: str, expect: Shape, read: Callable[[bytes], Any], **kwargs: Any) -> Any:
         started = time.perf_counter()
         status = "error"
         try:
@@ -216,7 +219,7 @@ class StudioClient:
                 if not 200 <= answer.status < 300:  # a redirect too: Studio's paths are written as it serves them
                     raise AnswerStatus(answer.status, answer.headers, raw.decode("utf-8", "replace"))
             try:
-                body = json.loads(raw)
+                body = read(raw)
             except RecursionError as exc:
                 raise MalformedAnswer("the answer is JSON nested too deeply to read") from exc
             except ValueError as exc:
@@ -297,12 +300,16 @@ class StudioClient:
         return cast("dict[str, Any] | None", data.get("data"))  # ROW: a dict or None
 
     async def save_gallery(self, config: dict[str, Any], gallery_id: int | None = None) -> dict[str, Any]:
+        """The row saved, without its config's components (which are `config`)."""
         body = {"user_id": self.user_id, "config": config}
         if gallery_id is None:
-            data = await self.request("POST", "/gallery/", json=body, retry=False, expect=SAVED)
-        else:
             data = await self.request(
-                "PUT", f"/gallery/{gallery_id}", params={"user_id": self.user_id}, json=body, expect=SAVED
+                "POST", "/gallery/", json=body, retry=False, expect=SAVED, read=without_components
+            )
+        else:
+            params = {"user_id": self.user_id}
+            data = await self.request(
+                "PUT", f"/gallery/{gallery_id}", params=params, json=body, expect=SAVED, read=without_components
             )
         return cast("dict[str, Any]", data["data"])  # SAVED: a dict
 
