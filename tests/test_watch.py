@@ -321,6 +321,14 @@ def test_a_sync_beside_a_watch_of_the_tree_is_handed_to_it_and_only_when_it_can_
         assert ask(code="0" * 32) == {"ok": False, "why": "another version of agentq"}
         assert ask(root="/elsewhere") == {"ok": False, "why": "another tree"}
         assert ask(environ={**cli.env(), "STUDIO_URL": "http://127.0.0.1:1"})["why"] == "other settings: STUDIO_URL"
+
+        # a file name that is not UTF-8 comes back in the handed report as the bytes it is
+        odd = Path(os.fsdecode(os.fsencode(examples / "agents") + b"/odd\xff.yaml"))
+        odd.write_text("label: [unclosed\n")
+        rc, broken, err = cli.sync(examples)
+        assert rc == 1 and "Synced by the watch" in err, err
+        assert any("odd\udcff.yaml" in label for label in broken["nodes"]), list(broken["nodes"])
+        odd.unlink()
         # a watch stopped (Ctrl-Z) answers nothing: the command gives up on it and syncs alone
         os.kill(watch.proc.pid, signal.SIGSTOP)
         try:
