@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,14 @@ class ScanMemo:
     docs: dict[str, Any] | None = None  # the docs file's documents, once read or written
     tree: LastTree | None = None
     states: dict[tuple[object, ...], Settled] = field(default_factory=dict)  # the last plan's first states
+    # the last scan's cache files, written once the sync is said (`save`): not while a watched edit waits
+    unsaved: Callable[[], None] | None = None
+
+    def save(self) -> None:
+        """Write the last scan's cache files, when it left them to write."""
+        write, self.unsaved = self.unsaved, None
+        if write is not None:
+            write()
 
     def valid(self, cache_path: Path | None) -> bool:
         return cache_path is not None and self.stamp is not None and self.stamp == _stamp(cache_path)
@@ -204,12 +212,21 @@ class _Scan:
         self.fresh[rel] = [*stamp, None, self.result.facts[rel].to_json()]
 
     def finish(self, cache_path: Path, docs_path: Path, changed: bool, memo: ScanMemo | None) -> None:
-        """The cache for the next scan written when anything changed; the memo brought up to date."""
-        if changed:
-            self.save(cache_path, docs_path)
-        if memo is not None:
+        """The cache for the next scan written when anything changed, and the memo brought up to
+        date; with a memo, once its `save` is called (the memo's entries are checked against each
+        file's stamp all the same, so a scan made before that reads what it must)."""
+        if memo is None:
+            if changed:
+                self.save(cache_path, docs_path)
+            return
+
+        def saved() -> None:
+            if changed:
+                self.save(cache_path, docs_path)
             docs = self.docs if self.docs is not None else self.documents.read_whole
             memo.keep(_stamp(cache_path), self.fresh, self.result.facts, docs)
+
+        memo.unsaved = saved
 
     def save(self, cache_path: Path, docs_path: Path) -> None:
         """The cache for the next scan: every good file's document, and every file's entry."""

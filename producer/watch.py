@@ -197,6 +197,13 @@ class Watcher:
         for request in [*asked, *(r for r in meanwhile if r.tree == seen)]:
             request.give(answer(outcome, warnings, request.environ))
 
+    def save_scan(self) -> None:
+        """The scan's cache files, written once the sync is said (the next command's scan reads
+        them; this watch's next scan starts from its memo)."""
+        if self.services.memo is not None:
+            with contextlib.suppress(OSError):  # a full disk: the next scan reads the files again
+                self.services.memo.save()
+
     def remember_sync(self, outcome: SyncOutcome | None) -> None:
         """A plain watch leaves the no-change record of a clean sync, as a plain sync does."""
         if self.remember and outcome is not None and outcome.report is not None and outcome.run_id is not None:
@@ -273,6 +280,7 @@ class Watcher:
             # config files only: an editor's or `sed -i`'s temporary file is no change of the tree
             line, outcome = self.sync_once(len({path for _, path in changes if is_config_name(path)}), asked)
             self.say(line)
+            self.save_scan()
             self.remember_sync(outcome)
             retry_at, delay = _next_try(line.retry, delay)
             if stop.is_set():

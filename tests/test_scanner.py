@@ -393,6 +393,7 @@ def test_a_resident_scan_sees_what_a_fresh_one_sees_through_edits_and_another_pr
 
     def both() -> None:
         kept = scan(tree, cache, memo=memo)
+        memo.save()  # the cache files, written once the watch said its sync
         assert memo.valid(cache)
         fresh = scan(tree, cache)  # reads the cache the resident scan wrote: nothing to parse
         assert fresh.parsed == 0
@@ -403,6 +404,8 @@ def test_a_resident_scan_sees_what_a_fresh_one_sees_through_edits_and_another_pr
     bump_mtime(tree / "tools/t.yaml")
     edited = scan(tree, cache, memo=memo)
     assert edited.parsed == 1 and edited.documents["tools/t.yaml"]["config"]["name"] == "t2"
+    again = scan(tree, cache, memo=memo)  # before the last one's cache files are written: read as they must be
+    assert again.parsed == 1 and dict(again.documents) == dict(edited.documents)
     both()
     write(tree, "tools/new.yml", component("new"))
     (tree / "models/m.yaml").unlink()
