@@ -17,18 +17,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import sys
 import threading
 import time
 from array import array
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
-from urllib.parse import urlsplit
+from typing import Any, NamedTuple
 
 from producer.walk import Walks, default_cache_path
-from shared.adapters.answer_limits import MAX_ANSWER_BYTES
+from shared.adapters.plain_http import studio_get
 from shared.adapters.redis.resp import root_still_there
 from shared.core.gallery_answer import without_components
 from shared.defaults import cache_dir
@@ -190,17 +188,8 @@ def _studio_data(
     from urllib.parse import quote
 
     base, user = studio
-    parts = urlsplit(base)
-    if parts.scheme != "http" or not parts.hostname:
-        return None  # https and the rest take the full path
-    path = f"{parts.path.rstrip('/')}{endpoint}?user_id={quote(user)}"
-    token = environ.get("STUDIO_TOKEN")
-    if any(environ.get(name) for name in ("HTTP_PROXY", "http_proxy")):
-        return None  # the full path's client goes through the proxy (or not, as NO_PROXY says)
-    if token is not None and ("\r" in token or "\n" in token):
-        return None  # no header can hold it: the full path's settings refuse it, saying why
     try:
-        body = http_get(parts.hostname, parts.port or 80, path, {"Authorization": f"Bearer {token}"} if token else {})
+        body = studio_get(base, f"{endpoint}?user_id={quote(user)}", environ.get("STUDIO_TOKEN"), environ)
         answer = parse(body) if body is not None else None
     except (OSError, ValueError, RecursionError):  # RecursionError: JSON nested too deeply
         return None
@@ -214,51 +203,6 @@ def _as_written(row: dict[str, Any] | None, digest: str | None, stamp: str | Non
         return False
     # an unchanged timestamp is an unedited row; hashing 1,000 rows would cost more than the rest
     return (stamp is not None and row.get("updated_at") == stamp) or content_hash(row.get("component")) == digest
-
-
-def http_get(host: str, port: int, path: str, headers: dict[str, str], timeout: float = 5.0) -> bytes | None:
-    """The body of a 200 answer to one HTTP/1.1 GET, else None. Written here because importing
-    http.client costs about 35 ms, more than the listing itself."""
-    lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Accept: application/json", "Connection: close"]
-    lines += [f"{k}: {v}" for k, v in headers.items()]
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        reader = sock.makefile("rb")
-        status = reader.readline().split()
-        if len(status) < 2 or status[1] != b"200":
-            return None
-        return _body(reader, _header_fields(reader))
-
-
-def _header_fields(reader: BinaryIO) -> dict[bytes, bytes]:
-    """The header fields up to the blank line, by their lowercased names."""
-    fields: dict[bytes, bytes] = {}
-    while (line := reader.readline()) not in (b"\r\n", b"\n", b""):
-        name, _, value = line.partition(b":")
-        fields[name.strip().lower()] = value.strip()
-    return fields
-
-
-def _body(reader: BinaryIO, fields: dict[bytes, bytes]) -> bytes:
-    """The body, at most MAX_ANSWER_BYTES of it (ValueError past that: the full path says why)."""
-    if fields.get(b"transfer-encoding", b"").lower() == b"chunked":
-        return _chunks(reader)
-    size = int(fields.get(b"content-length", MAX_ANSWER_BYTES))
-    body = bytes(reader.read(min(size, MAX_ANSWER_BYTES) + 1))
-    if len(body) > MAX_ANSWER_BYTES:
-        raise ValueError("answer too big")
-    return body
-
-
-def _chunks(reader: BinaryIO) -> bytes:
-    chunks, total = [], 0
-    while (size := int(reader.readline().split(b";")[0], 16)) > 0:
-        total += size
-        if total > MAX_ANSWER_BYTES:
-            raise ValueError("answer too big")
-        chunks.append(reader.read(size))
-        reader.readline()
-    return b"".join(chunks)
 
 
 def try_fast_sync(argv: list[str], environ: dict[str, str], walks: Walks | None = None) -> int | None:

@@ -8,12 +8,15 @@ the tree would write; one `GET /version` per sync that has work to enqueue."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from shared.adapters.studio import StudioClient
+from shared.adapters.studio_answers import ROW, ROWS, VERSION, Shape
 from shared.core.drift import (
     Drift,
     EntryState,
@@ -28,9 +31,11 @@ from shared.core.drift import (
 from shared.core.exceptions import ServiceUnavailable
 from shared.core.run_model import NodeState, Status
 from shared.core.secrets import content_hash, shown_url
-from shared.metrics import Metrics
+from shared.metrics import Metrics, endpoint_template
 from shared.ports import RunStore, Studio, StudioError
 from shared.settings import Settings
+
+AT_ONCE_SECONDS = 5.0  # a plain GET's whole answer: past it the client asks (Studio answers in milliseconds)
 
 
 @dataclass
@@ -46,6 +51,8 @@ class StudioView:
 
 
 def client(settings: Settings, metrics: Metrics | None = None) -> Studio:
+    from shared.adapters.studio import StudioClient  # aiohttp with it: imported once Studio is to be asked more
+
     return StudioClient.from_settings(settings, settings.studio_url, settings.studio_user_id, metrics=metrics)
 
 
@@ -78,6 +85,9 @@ def studio_version(settings: Settings, metrics: Metrics) -> tuple[str, Counter[s
     with work is enqueued: a Studio that cannot be reached, answers 429 or 5xx whatever the
     retries, or answers what Studio never does (an HTML page, a redirect), ends the command in
     one line naming its URL rather than failing every component of the run."""
+    answered = _version_at_once(settings, metrics)
+    if answered is not None:
+        return answered
 
     async def ask() -> tuple[str, Counter[str]]:
         async with client(settings, metrics=metrics) as studio:
@@ -90,6 +100,40 @@ def studio_version(settings: Settings, metrics: Metrics) -> tuple[str, Counter[s
                 return "", studio.requests  # it answers, if not this: the workers find out the rest
 
     return asyncio.run(ask())
+
+
+def _version_at_once(settings: Settings, metrics: Metrics) -> tuple[str, Counter[str]] | None:
+    """Studio's release from one plain GET, counted as Studio's client counts a request; None when
+    it does not answer so at once (the client then asks)."""
+    started = time.perf_counter()
+    answered = _at_once(settings, "/version", VERSION)
+    if answered is None:
+        return None
+    seconds = time.perf_counter() - started
+    metrics.observe("agentq_studio_request_duration_seconds", [endpoint_template("/version"), "GET", "200"], seconds)
+    return answered[0]["version"], Counter({"GET /version": 1})
+
+
+def _at_once(settings: Settings, endpoint: str, shape: Shape, user: bool = False) -> tuple[Any] | None:
+    """(the `data` of) Studio's answer to one plain GET of `endpoint` (shared/adapters/plain_http.py:
+    importing Studio's client, aiohttp with it, costs a command 0.14 s), as the client would take
+    it (`shape`); None when Studio does not answer so at once (TLS, a proxy, an error status, an
+    answer that is not Studio's): the caller asks through the client, with its retries and its
+    words for what failed. `user`: asked for the settings' Studio user."""
+    from urllib.parse import quote
+
+    from shared.adapters.plain_http import studio_get
+
+    token = settings.studio_token.get_secret_value() if settings.studio_token else None
+    path = f"/api{endpoint}" + (f"?user_id={quote(settings.studio_user_id)}" if user else "")
+    try:
+        body = studio_get(
+            settings.studio_url, path, token, os.environ, min(AT_ONCE_SECONDS, settings.studio_timeout_seconds)
+        )
+        answer = json.loads(body) if body is not None else None
+    except (OSError, ValueError, RecursionError):  # RecursionError: JSON nested too deeply
+        return None
+    return (answer.get("data"),) if isinstance(answer, dict) and shape[0](answer) else None
 
 
 def studio_silent(settings: Settings, within: float = 5.0) -> str | None:
@@ -128,21 +172,39 @@ class _Asks:
     cached: tuple[int | None, str | None] | None
 
 
-async def _listing(settings: Settings, asks: _Asks, gallery_name: str) -> tuple[Rows, int | None, EntryState]:
+def _listing(settings: Settings, asks: _Asks, gallery_name: str) -> tuple[Rows, int | None, EntryState]:
     """Studio's team rows by id; the owned entry's id when it is still there; what became of the
-    entry a cached result vouches for."""
+    entry a cached result vouches for. Asked with plain GETs, and through Studio's client when any
+    of them is not answered so."""
+    entries = [i for i in {asks.owned, asks.cached[0] if asks.cached else None} if i is not None]
+    teams = _at_once(settings, "/teams/", ROWS, user=True) if asks.teams else ([],)
+    got = [_at_once(settings, f"/gallery/{i}", ROW, user=True) for i in entries] if teams else []
+    if teams is not None and all(row is not None for row in got):
+        listed = {int(row["id"]): row for row in teams[0]}
+        return _looked(asks, gallery_name, listed, {i: row[0] for i, row in zip(entries, got, strict=True) if row})
+    return asyncio.run(_ask_listing(settings, asks, gallery_name))
+
+
+async def _ask_listing(settings: Settings, asks: _Asks, gallery_name: str) -> tuple[Rows, int | None, EntryState]:
+    """_listing, asked through Studio's client."""
     async with client(settings) as studio:
         listed = {int(row["id"]): row for row in await studio.list_teams()} if asks.teams else {}
         rows: dict[int, dict[str, Any] | None] = {}
         for gallery_id in {asks.owned, asks.cached[0] if asks.cached else None}:
             if gallery_id is not None:
                 rows[gallery_id] = await studio.get_gallery(gallery_id)
-        state = EntryState.HELD
-        if asks.cached is not None:
-            cached_id, stamp = asks.cached
-            state = entry_state(rows.get(cached_id) if cached_id is not None else None, gallery_name, stamp)
-        there = asks.owned is not None and rows.get(asks.owned) is not None
-        return listed, asks.owned if there else None, state
+        return _looked(asks, gallery_name, listed, rows)
+
+
+def _looked(
+    asks: _Asks, gallery_name: str, listed: Rows, rows: dict[int, dict[str, Any] | None]
+) -> tuple[Rows, int | None, EntryState]:
+    state = EntryState.HELD
+    if asks.cached is not None:
+        cached_id, stamp = asks.cached
+        state = entry_state(rows.get(cached_id) if cached_id is not None else None, gallery_name, stamp)
+    there = asks.owned is not None and rows.get(asks.owned) is not None
+    return listed, asks.owned if there else None, state
 
 
 def _settle(
@@ -194,7 +256,7 @@ def inspect(
         else None,
     )
     try:
-        listed, prune_gallery, entry = asyncio.run(_listing(settings, asks, gallery_name))
+        listed, prune_gallery, entry = _listing(settings, asks, gallery_name)
     except StudioError as exc:
         error = f"could not read Studio's teams and gallery entry to look for drift: {exc}"
         return StudioView(error=error, recorded=frozenset(written), others=others)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 import aiohttp
 
 from shared.adapters.answer_limits import MAX_ANSWER_BYTES
+from shared.adapters.studio_answers import ANY, ROW, ROWS, SAVED, VERDICT, VERSION, Shape
 from shared.core.exceptions import MalformedAnswer
 from shared.core.gallery_answer import without_components
 from shared.core.json_text import dumps
@@ -31,29 +32,6 @@ from shared.retry import classify, is_retryable, not_http, retrying, unreached
 
 if TYPE_CHECKING:  # read for its values only: the import costs pydantic where no client is made
     from shared.settings import Settings
-
-# What an answer must hold for the caller to use it, and what to call it when it does not: Studio
-# answers {status, message, data}, a proxy in front of it may answer anything with a 200
-Shape = tuple[Callable[[dict[str, Any]], bool], str]
-ANY: Shape = (lambda _: True, "a JSON object")
-ROWS: Shape = (lambda body: _all_rows(body.get("data")), "a list of rows, each with its id")
-ROW: Shape = (lambda body: body.get("data") is None or _all_rows([body["data"]]), "a row")  # None: no such row
-SAVED: Shape = (lambda body: _all_rows([body.get("data")]), "the row saved, with its id")
-VERSION: Shape = (
-    lambda body: isinstance(body.get("data"), dict) and isinstance(body["data"].get("version"), str),
-    "Studio's version",
-)
-VERDICT: Shape = (lambda body: isinstance(body.get("is_valid"), bool), "a validation verdict")
-
-
-def _all_rows(data: object) -> bool:
-    """Studio's rows: objects with an integer id (what they hold is the caller's to judge: Studio
-    stores a team's component unchecked)."""
-    return isinstance(data, list) and all(
-        isinstance(row, dict) and type(row.get("id")) is int  # not a bool either
-        for row in data
-    )
-
 
 # a whole answer takes at most this many timeouts: a server that sends a byte at a time would
 # otherwise restart the read timeout with each one, forever
