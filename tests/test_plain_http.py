@@ -66,6 +66,14 @@ def test_a_chunked_answer_is_read_and_an_error_status_is_none() -> None:
         assert http_get("127.0.0.1", port, "/", {}) is None
 
 
+def test_an_answer_whose_head_never_ends_is_no_answer() -> None:
+    with (
+        serving(sent(b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 20_000)) as port,
+        pytest.raises(ValueError, match="not an HTTP"),
+    ):
+        http_get("127.0.0.1", port, "/", {})
+
+
 def test_a_server_that_sends_a_byte_at_a_time_is_not_waited_for() -> None:
     def drip(conn: socket.socket) -> None:
         for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 1000:

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 from shared.adapters.answer_limits import MAX_ANSWER_BYTES
 
+MAX_HEAD_BYTES = 64 * 1024  # a status line and header fields: Studio's are a few hundred bytes
+
 
 def studio_get(
     base_url: str, endpoint: str, token: str | None, environ: Mapping[str, str], timeout: float = 5.0
@@ -61,6 +63,8 @@ def _answer(raw: bytearray) -> tuple[int, bytes] | None:
     """(status, body) once `raw` holds a whole answer, else None."""
     head_end = raw.find(b"\r\n\r\n")
     if head_end < 0:
+        if len(raw) > MAX_HEAD_BYTES:
+            raise ValueError("not an HTTP answer")  # no end of its head in sight
         return None
     status_line, *field_lines = bytes(raw[:head_end]).split(b"\r\n")
     status = status_line.split()
